@@ -1,0 +1,1 @@
+//! Criterion benchmarks live in `benches/`; workloads come from `uniaudio_runtime::bench`.

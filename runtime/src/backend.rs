@@ -1,0 +1,34 @@
+//! The backend contract: small enough to implement on CPU, wgpu and CUDA.
+//!
+//! `exec` only *enqueues* work on GPU backends: a whole decode step is recorded and
+//! submitted without host round-trips, and `download`/`sync` are the only points that wait.
+
+use crate::op::{Op, ValidOp};
+use crate::weights::WeightView;
+use crate::{DType, DeviceBuffer, Result, Tensor};
+
+pub trait Backend: Sized {
+    type Buffer: DeviceBuffer;
+    /// Short lower-case name used in errors, test output and bench ids ("cpu", "wgpu", "cuda").
+    const NAME: &'static str;
+
+    /// A zero-filled tensor.
+    fn alloc(&self, dtype: DType, shape: &[usize]) -> Result<Tensor<Self>>;
+    /// A new tensor holding `bytes` (little-endian elements of `dtype`).
+    fn upload(&self, dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor<Self>>;
+    /// Overwrites the contents of `dst` with `bytes` (ordered after previously enqueued work).
+    fn write(&self, dst: &Tensor<Self>, bytes: &[u8]) -> Result<()>;
+    /// Makes a model weight available to ops. Backends that can use the mapped file
+    /// in place (CPU) do so without copying.
+    fn upload_weight(&self, weight: &WeightView) -> Result<Tensor<Self>> {
+        self.upload(weight.dtype(), weight.shape(), weight.bytes())
+    }
+    /// Waits for enqueued work and returns the bytes of `src`.
+    fn download(&self, src: &Tensor<Self>) -> Result<Vec<u8>>;
+    /// Whether `exec` can run this op (dtype/shape combination) on this backend.
+    fn supports(&self, op: &Op<'_, Self>) -> bool;
+    /// Enqueues one validated op.
+    fn exec(&self, op: ValidOp<'_, '_, Self>) -> Result<()>;
+    /// Waits until all enqueued work has finished.
+    fn sync(&self) -> Result<()>;
+}

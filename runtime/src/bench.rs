@@ -1,0 +1,88 @@
+//! Shared benchmark workloads (used by `uniaudio bench` and the criterion benches), so
+//! both measure exactly the same thing.
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::{ops, Backend, DType, Result, Tensor, WeightLayout};
+
+/// A decode GEMV workload: `layers` weight matrices of [rows, cols], each multiplied by
+/// one activation vector per pass. Stacks larger than the caches measure DRAM streaming.
+#[derive(Clone, Debug)]
+pub struct GemvCase {
+    pub name: &'static str,
+    pub rows: usize,
+    pub cols: usize,
+    pub layers: usize,
+    pub dtype: DType,
+}
+
+impl GemvCase {
+    /// The UniAudio 2.0 text head (128256 x 3072) and a 16-matrix stack of FFN-sized
+    /// [8192 x 3072] weights: both far larger than any cache.
+    pub fn standard(dtype: DType) -> Vec<GemvCase> {
+        vec![
+            GemvCase { name: "lm_head", rows: 128_256, cols: 3072, layers: 1, dtype },
+            GemvCase { name: "ffn_stack", rows: 8192, cols: 3072, layers: 16, dtype },
+        ]
+    }
+
+    pub fn weight_bytes(&self) -> usize {
+        self.rows * self.cols * self.layers * self.dtype.size_bytes()
+    }
+}
+
+/// Weights, input and output of a GEMV case, resident on backend `B`.
+pub struct GemvWorkload<B: Backend> {
+    pub case: GemvCase,
+    weights: Vec<Tensor<B>>,
+    x: Tensor<B>,
+    out: Tensor<B>,
+}
+
+/// Deterministic pseudo-random values in [-1, 1), stored as `dtype`.
+fn random_bytes(n: usize, dtype: DType, seed: u32) -> Vec<u8> {
+    let values: Vec<f32> = (0..n)
+        .into_par_iter()
+        .map(|i| (crate::rng::hash32(seed ^ crate::rng::hash32(i as u32)) >> 8) as f32 / 8_388_608.0 - 1.0)
+        .collect();
+    crate::dtype::f32_to_bytes(&values, dtype)
+}
+
+impl<B: Backend> GemvWorkload<B> {
+    pub fn new(backend: &B, case: &GemvCase) -> Result<Self> {
+        let weights = (0..case.layers)
+            .map(|l| backend.upload(case.dtype, &[case.rows, case.cols], &random_bytes(case.rows * case.cols, case.dtype, l as u32)))
+            .collect::<Result<Vec<_>>>()?;
+        let x = backend.upload(DType::F32, &[1, case.cols], &random_bytes(case.cols, DType::F32, 0xfeed))?;
+        let out = backend.alloc(DType::F32, &[1, case.rows])?;
+        Ok(GemvWorkload { case: case.clone(), weights, x, out })
+    }
+
+    /// One pass: every matrix of the stack once, then wait for the device.
+    pub fn run_pass(&self, backend: &B) -> Result<()> {
+        for w in &self.weights {
+            ops::matmul(backend, &self.x, w, &self.out, WeightLayout::OutIn, false)?;
+        }
+        backend.sync()
+    }
+
+    /// Times `reps` passes after one warm-up pass; returns seconds per pass.
+    pub fn time_passes(&self, backend: &B, reps: usize) -> Result<Vec<f64>> {
+        self.run_pass(backend)?;
+        (0..reps)
+            .map(|_| {
+                let t = Instant::now();
+                self.run_pass(backend)?;
+                Ok(t.elapsed().as_secs_f64())
+            })
+            .collect()
+    }
+}
+
+/// Median of a list of timings (the list is sorted in place).
+pub fn median(times: &mut [f64]) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times.get(times.len() / 2).copied().unwrap_or(f64::NAN)
+}

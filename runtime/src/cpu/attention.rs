@@ -1,0 +1,75 @@
+//! KV-cache append and grouped-query attention (one or many queries, causal or not).
+
+use rayon::prelude::*;
+
+use super::simd::{axpy_f32, dot_f32};
+use crate::{Error, Result};
+
+/// k, v [T, G, D] -> caches [G, capacity, D] at rows positions[t].
+pub fn kv_append(k: &[f32], v: &[f32], positions: &[u32], kv_heads: usize, capacity: usize, k_cache: &mut [f32], v_cache: &mut [f32]) -> Result<()> {
+    let t = positions.len();
+    if t == 0 || kv_heads == 0 {
+        return Ok(());
+    }
+    let d = k.len() / (t * kv_heads);
+    for (i, &p) in positions.iter().enumerate() {
+        let p = p as usize;
+        if p >= capacity {
+            return Err(Error::invalid("kv_append", format!("position {p} of row {i} is outside the cache of {capacity} positions")));
+        }
+        for g in 0..kv_heads {
+            let src = (i * kv_heads + g) * d;
+            let dst = (g * capacity + p) * d;
+            k_cache[dst..dst + d].copy_from_slice(&k[src..src + d]);
+            v_cache[dst..dst + d].copy_from_slice(&v[src..src + d]);
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+pub struct AttnShape {
+    queries: usize,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    capacity: usize,
+    kv_len: usize,
+    causal: bool,
+}
+
+impl AttnShape {
+    /// From validated shapes: q [T, H, D], cache [G, capacity, D].
+    pub fn new(q: &[usize], cache: &[usize], kv_len: usize, causal: bool) -> Self {
+        AttnShape { queries: q[0], heads: q[1], kv_heads: cache[0], head_dim: q[2], capacity: cache[1], kv_len, causal }
+    }
+}
+
+/// out[t, h] = softmax(q[t, h] · K[g]ᵀ / √D) · V[g], g = h / (H / G).
+pub fn attention(q: &[f32], k_cache: &[f32], v_cache: &[f32], out: &mut [f32], s: AttnShape) {
+    let d = s.head_dim;
+    if d == 0 || s.queries == 0 || s.heads == 0 {
+        return;
+    }
+    let group = s.heads / s.kv_heads;
+    let scale = 1.0 / (d as f32).sqrt();
+    out.par_chunks_mut(d).enumerate().for_each_init(Vec::new, |scores: &mut Vec<f32>, (row, out)| {
+        let (t, h) = (row / s.heads, row % s.heads);
+        let g = h / group;
+        let visible = if s.causal { s.kv_len - s.queries + t + 1 } else { s.kv_len };
+        let qv = &q[row * d..(row + 1) * d];
+        let base = g * s.capacity * d;
+        scores.clear();
+        scores.extend((0..visible).map(|j| dot_f32(qv, &k_cache[base + j * d..base + (j + 1) * d]) * scale));
+        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0f32;
+        for sc in scores.iter_mut() {
+            *sc = (*sc - max).exp();
+            sum += *sc;
+        }
+        out.fill(0.0);
+        for (j, &p) in scores.iter().enumerate() {
+            axpy_f32(out, p / sum, &v_cache[base + j * d..base + (j + 1) * d]);
+        }
+    });
+}

@@ -1,0 +1,38 @@
+//! Measures this machine's memory read bandwidth: the roofline every CPU benchmark
+//! reports against. All threads stream a buffer much larger than the caches.
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use super::simd::sum_f32;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Bandwidth {
+    pub bytes: usize,
+    pub best_seconds: f64,
+}
+
+impl Bandwidth {
+    pub fn gb_per_s(&self) -> f64 {
+        self.bytes as f64 / self.best_seconds / 1e9
+    }
+}
+
+/// Streams `bytes` (rounded to whole f32s) `reps` times with every rayon thread and
+/// keeps the fastest pass.
+pub fn measure_read_bandwidth(bytes: usize, reps: usize) -> Bandwidth {
+    let n = bytes / 4;
+    let mut data = vec![0f32; n];
+    data.par_chunks_mut(1 << 16).for_each(|c| c.iter_mut().enumerate().for_each(|(i, v)| *v = (i % 7) as f32));
+    let chunk = n.div_ceil(rayon::current_num_threads() * 4).max(1 << 12);
+    let mut best = f64::INFINITY;
+    let mut sink = 0f32;
+    for _ in 0..reps.max(1) {
+        let t = Instant::now();
+        sink += data.par_chunks(chunk).map(sum_f32).sum::<f32>();
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    std::hint::black_box(sink);
+    Bandwidth { bytes: n * 4, best_seconds: best }
+}

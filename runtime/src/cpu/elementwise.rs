@@ -1,0 +1,91 @@
+//! Elementwise ops. Each may write in place over one of its inputs, so inputs are
+//! read through raw pointers rather than slices that would alias the output.
+
+use rayon::prelude::*;
+
+use super::view::f32s_mut;
+use super::Cpu;
+use crate::{Result, Tensor};
+
+const CHUNK: usize = 1 << 14;
+
+/// Pointer to a tensor's f32 data, readable from worker threads.
+#[derive(Clone, Copy)]
+struct Src(*const f32);
+// SAFETY: each task reads only the indices it also writes (or distinct tensors).
+unsafe impl Send for Src {}
+unsafe impl Sync for Src {}
+
+impl Src {
+    /// # Safety
+    /// `i` must be inside the tensor the pointer came from.
+    #[inline(always)]
+    unsafe fn at(self, i: usize) -> f32 {
+        *self.0.add(i)
+    }
+}
+
+fn src(t: &Tensor<Cpu>) -> Src {
+    // SAFETY: the view lies within the buffer (checked by Tensor::from_parts).
+    Src(unsafe { t.buffer().base_ptr().add(t.byte_offset()) as *const f32 })
+}
+
+fn zip2(a: &Tensor<Cpu>, b: &Tensor<Cpu>, out: &Tensor<Cpu>, f: impl Fn(f32, f32) -> f32 + Sync) -> Result<()> {
+    let (pa, pb) = (src(a), src(b));
+    let out = f32s_mut(out)?;
+    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
+        let base = c * CHUNK;
+        for (i, o) in out.iter_mut().enumerate() {
+            // SAFETY: base + i < numel of a and b (same shapes as out, validated); an
+            // aliased input is read at this index before it is written.
+            let (x, y) = unsafe { (pa.at(base + i), pb.at(base + i)) };
+            *o = f(x, y);
+        }
+    });
+    Ok(())
+}
+
+pub fn add(a: &Tensor<Cpu>, b: &Tensor<Cpu>, out: &Tensor<Cpu>) -> Result<()> {
+    zip2(a, b, out, |x, y| x + y)
+}
+
+/// silu(g) · u with silu(g) = g / (1 + e^-g), as torch computes it.
+pub fn swiglu(gate: &Tensor<Cpu>, up: &Tensor<Cpu>, out: &Tensor<Cpu>) -> Result<()> {
+    zip2(gate, up, out, |g, u| (g / (1.0 + (-g).exp())) * u)
+}
+
+pub fn select_rows(mask: &[u32], a: &Tensor<Cpu>, b: &Tensor<Cpu>, out: &Tensor<Cpu>) -> Result<()> {
+    let cols = a.dim_back(0);
+    let (pa, pb) = (src(a), src(b));
+    let out = f32s_mut(out)?;
+    out.par_chunks_mut(cols.max(1)).zip(mask.par_iter()).enumerate().for_each(|(r, (out, &m))| {
+        let p = if m != 0 { pa } else { pb };
+        for (j, o) in out.iter_mut().enumerate() {
+            // SAFETY: r·cols + j < numel (validated shapes); read before write.
+            *o = unsafe { p.at(r * cols + j) };
+        }
+    });
+    Ok(())
+}
+
+pub fn softmax(x: &Tensor<Cpu>, out: &Tensor<Cpu>) -> Result<()> {
+    let cols = x.dim_back(0);
+    let px = src(x);
+    let out = f32s_mut(out)?;
+    out.par_chunks_mut(cols).enumerate().for_each(|(r, out)| {
+        for (j, o) in out.iter_mut().enumerate() {
+            // SAFETY: as above.
+            *o = unsafe { px.at(r * cols + j) };
+        }
+        let max = out.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0f32;
+        for o in out.iter_mut() {
+            *o = (*o - max).exp();
+            sum += *o;
+        }
+        for o in out.iter_mut() {
+            *o /= sum;
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! Matrix products with weights in their stored dtype.
+//! Decode (M = 1) is a bandwidth-bound GEMV that streams each weight byte once;
+//! prefill (M > 1) is a packed, cache-blocked GEMM on f32 tiles.
+
+use rayon::prelude::*;
+
+use super::simd::{axpy4, dot4, gemm_tile_4x2};
+use super::view::WeightSlice;
+use crate::op::WeightLayout;
+
+/// GEMM blocking: weight rows per packed panel, and activation rows per pass.
+const PANEL_ROWS: usize = 16;
+const X_ROWS_PER_PASS: usize = 128;
+/// K-major GEMV: output columns per task (a 2 KiB accumulator stays in L1).
+const COLUMN_BLOCK: usize = 512;
+
+/// out[M, N] (+)= x[M, K] · W, W stored as `layout`.
+pub fn matmul(x: &[f32], k: usize, w: WeightSlice, layout: WeightLayout, out: &mut [f32], accumulate: bool) {
+    let m = if k == 0 { 0 } else { x.len() / k };
+    if k == 0 {
+        if !accumulate {
+            out.fill(0.0);
+        }
+        return;
+    }
+    if m == 0 || out.is_empty() {
+        return;
+    }
+    let n = out.len() / m;
+    match (m, layout) {
+        (1, WeightLayout::OutIn) => gemv_out_in(x, w, out, accumulate),
+        (1, WeightLayout::InOut) => gemv_in_out(x, w, n, out, accumulate),
+        _ => gemm(x, m, k, w, layout, n, out, accumulate),
+    }
+}
+
+#[inline(always)]
+fn store(dst: &mut f32, v: f32, accumulate: bool) {
+    if accumulate {
+        *dst += v
+    } else {
+        *dst = v
+    }
+}
+
+/// Rows per rayon task: a few tasks per thread for balance, whole groups of 4.
+fn rows_per_task(n: usize) -> usize {
+    let tasks = rayon::current_num_threads() * 4;
+    n.div_ceil(tasks).next_multiple_of(4).max(4)
+}
+
+/// out[n] = W[n, :] · x, four rows per inner loop so each x load feeds four FMAs.
+fn gemv_out_in(x: &[f32], w: WeightSlice, out: &mut [f32], accumulate: bool) {
+    let k = x.len();
+    let chunk = rows_per_task(out.len());
+    out.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
+        let row0 = c * chunk;
+        for (g, out) in out.chunks_mut(4).enumerate() {
+            let first = row0 + g * 4;
+            let last = first + out.len() - 1;
+            // A short final group repeats its last row rather than reading past the matrix.
+            let starts = [0, 1, 2, 3].map(|r| (first + r).min(last) * k);
+            let dots = dot4(w, starts, x);
+            for (o, d) in out.iter_mut().zip(dots) {
+                store(o, d, accumulate);
+            }
+        }
+    });
+}
+
+/// out[n] = Σ_k x[k] · W[k, n]: each task owns a column block and walks down K.
+fn gemv_in_out(x: &[f32], w: WeightSlice, n: usize, out: &mut [f32], accumulate: bool) {
+    let k = x.len();
+    out.par_chunks_mut(COLUMN_BLOCK).enumerate().for_each(|(c, out)| {
+        let col0 = c * COLUMN_BLOCK;
+        let mut acc = vec![0f32; out.len()];
+        for k0 in (0..k).step_by(4) {
+            // Missing rows of the last group get a zero coefficient on a valid row.
+            let a = [0, 1, 2, 3].map(|r| if k0 + r < k { x[k0 + r] } else { 0.0 });
+            let starts = [0, 1, 2, 3].map(|r| (k0 + r).min(k - 1) * n + col0);
+            axpy4(&mut acc, a, w, starts);
+        }
+        for (o, v) in out.iter_mut().zip(acc) {
+            store(o, v, accumulate);
+        }
+    });
+}
+
+/// A raw output pointer shared by tasks that write disjoint elements.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: tasks write disjoint column ranges of the output (see `gemm`).
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// # Safety
+    /// `idx` must be in bounds and written by no other task.
+    #[inline(always)]
+    unsafe fn at(self, idx: usize) -> &'static mut f32 {
+        &mut *self.0.add(idx)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm(x: &[f32], m: usize, k: usize, w: WeightSlice, layout: WeightLayout, n: usize, out: &mut [f32], accumulate: bool) {
+    let k8 = k.next_multiple_of(8);
+    let shared = SharedOut(out.as_mut_ptr());
+    let panels = n.div_ceil(PANEL_ROWS);
+    for m0 in (0..m).step_by(X_ROWS_PER_PASS) {
+        let mb = (m - m0).min(X_ROWS_PER_PASS);
+        let xp = pack_x(&x[m0 * k..(m0 + mb) * k], mb, k, k8);
+        (0..panels).into_par_iter().for_each_init(
+            || vec![0f32; PANEL_ROWS * k8],
+            |panel, p| {
+                let n0 = p * PANEL_ROWS;
+                let nb = (n - n0).min(PANEL_ROWS);
+                pack_panel(w, layout, k, n, n0, nb, k8, panel);
+                for i0 in (0..mb).step_by(4) {
+                    for j0 in (0..nb).step_by(2) {
+                        let tile = gemm_tile_4x2(&xp[i0 * k8..], &panel[j0 * k8..], k8);
+                        for (i, row) in tile.iter().enumerate().take(mb - i0) {
+                            for (j, &v) in row.iter().enumerate().take(nb - j0) {
+                                let idx = (m0 + i0 + i) * n + n0 + j0 + j;
+                                // SAFETY: idx < m·n, and only panel p writes columns n0..n0+nb.
+                                unsafe { store(shared.at(idx), v, accumulate) };
+                            }
+                        }
+                    }
+                }
+            },
+        );
+    }
+}
+
+/// Activation rows, zero-padded to a multiple of 4 rows and of 8 columns.
+fn pack_x(x: &[f32], mb: usize, k: usize, k8: usize) -> Vec<f32> {
+    let mut xp = vec![0f32; mb.next_multiple_of(4) * k8];
+    for (dst, src) in xp.chunks_mut(k8).zip(x.chunks(k)) {
+        dst[..k].copy_from_slice(src);
+    }
+    xp
+}
+
+/// Weight rows n0..n0+nb as f32 rows of length k8 (zero padded), whatever the layout.
+#[allow(clippy::too_many_arguments)]
+fn pack_panel(w: WeightSlice, layout: WeightLayout, k: usize, n: usize, n0: usize, nb: usize, k8: usize, panel: &mut [f32]) {
+    panel.fill(0.0);
+    for j in 0..nb {
+        let dst = &mut panel[j * k8..j * k8 + k];
+        match layout {
+            WeightLayout::OutIn => w.widen_into((n0 + j) * k, dst),
+            WeightLayout::InOut => {
+                for (kk, d) in dst.iter_mut().enumerate() {
+                    *d = w.get(kk * n + n0 + j);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The CPU backend: the reference every other backend is tested against, and the
+//! default where no GPU exists. Multi-threaded with rayon; weights are read in their
+//! stored dtype straight from the memory map and widened to f32 in registers.
+
+mod attention;
+pub mod bandwidth;
+mod elementwise;
+mod embed;
+mod matmul;
+mod norm;
+mod rope;
+mod sample;
+mod simd;
+mod storage;
+mod view;
+
+use std::sync::Mutex;
+
+pub use storage::CpuBuffer;
+
+/// The instruction set the CPU kernels use on this machine ("avx2+fma" or "scalar").
+pub fn simd_isa() -> &'static str {
+    simd::isa_name()
+}
+
+use crate::aligned::AlignedBytes;
+use crate::op::{Op, ValidOp};
+use crate::weights::WeightView;
+use crate::{Backend, DType, Error, Result, Tensor};
+use view::{f32s, f32s_mut, u32s, u32s_mut, weight_rows};
+
+/// The CPU backend. Ops run synchronously on the calling thread plus rayon's pool.
+pub struct Cpu {
+    /// Serialises `exec`/`write`/`download`, so tensors handed to one op are never
+    /// written by another thread meanwhile (the slices built from them stay valid).
+    lock: Mutex<()>,
+}
+
+impl Default for Cpu {
+    fn default() -> Self {
+        Cpu::new()
+    }
+}
+
+impl Cpu {
+    pub fn new() -> Self {
+        Cpu { lock: Mutex::new(()) }
+    }
+
+    /// Number of worker threads ops use.
+    pub fn threads(&self) -> usize {
+        rayon::current_num_threads()
+    }
+
+    fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn alloc_bytes(len: usize) -> Result<AlignedBytes> {
+    AlignedBytes::zeroed(len).ok_or_else(|| Error::Backend { backend: "cpu", msg: format!("cannot allocate {len} bytes") })
+}
+
+fn byte_len(dtype: DType, shape: &[usize]) -> Result<usize> {
+    shape
+        .iter()
+        .try_fold(dtype.size_bytes(), |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| Error::invalid("alloc", format!("shape {shape:?} overflows")))
+}
+
+impl Backend for Cpu {
+    type Buffer = CpuBuffer;
+    const NAME: &'static str = "cpu";
+
+    fn alloc(&self, dtype: DType, shape: &[usize]) -> Result<Tensor<Self>> {
+        let bytes = alloc_bytes(byte_len(dtype, shape)?)?;
+        Tensor::from_parts(CpuBuffer::owned(bytes), 0, shape.to_vec(), dtype)
+    }
+
+    fn upload(&self, dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor<Self>> {
+        let len = byte_len(dtype, shape)?;
+        if bytes.len() != len {
+            return Err(Error::shape("upload", format!("bytes for {shape:?} {dtype}"), len, bytes.len()));
+        }
+        let mut owned = alloc_bytes(len)?;
+        owned.as_mut_slice().copy_from_slice(bytes);
+        Tensor::from_parts(CpuBuffer::owned(owned), 0, shape.to_vec(), dtype)
+    }
+
+    fn write(&self, dst: &Tensor<Self>, bytes: &[u8]) -> Result<()> {
+        let _g = self.guard();
+        if bytes.len() != dst.size_bytes() {
+            return Err(Error::shape("write", "byte count", dst.size_bytes(), bytes.len()));
+        }
+        let base = dst.buffer().base_ptr_mut().ok_or(Error::ReadOnly { op: "write" })?;
+        // SAFETY: from_parts checked that the view lies inside the buffer; the lock
+        // keeps other ops from reading it meanwhile.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), base.add(dst.byte_offset()), bytes.len()) };
+        Ok(())
+    }
+
+    fn upload_weight(&self, weight: &WeightView) -> Result<Tensor<Self>> {
+        Tensor::from_parts(CpuBuffer::weight(weight.clone()), 0, weight.shape().to_vec(), weight.dtype())
+    }
+
+    fn download(&self, src: &Tensor<Self>) -> Result<Vec<u8>> {
+        let _g = self.guard();
+        // SAFETY: the view lies inside the buffer (checked by from_parts).
+        let bytes = unsafe { std::slice::from_raw_parts(src.buffer().base_ptr().add(src.byte_offset()), src.size_bytes()) };
+        Ok(bytes.to_vec())
+    }
+
+    fn supports(&self, _op: &Op<'_, Self>) -> bool {
+        true
+    }
+
+    fn exec(&self, op: ValidOp<'_, '_, Self>) -> Result<()> {
+        let _g = self.guard();
+        match *op {
+            Op::EmbedRows { table, ids, out } => embed::rows(weight_rows(table), u32s(ids), f32s_mut(out)?),
+            Op::EmbedCodebookSum { table, codes, mask, card, out } => {
+                embed::codebook_sum(weight_rows(table), u32s(codes), u32s(mask), card, codes.dim_back(0), f32s_mut(out)?)
+            }
+            Op::RmsNorm { x, weight, out, eps } => {
+                norm::rms_norm(f32s(x), weight_rows(weight), f32s_mut(out)?, eps);
+                Ok(())
+            }
+            Op::MatMul { x, w, out, layout, accumulate } => {
+                matmul::matmul(f32s(x), x.dim_back(0), weight_rows(w), layout, f32s_mut(out)?, accumulate);
+                Ok(())
+            }
+            Op::Rope { x, positions, inv_freq, out } => {
+                rope::rope(f32s(x), x.dim_back(1), u32s(positions), f32s(inv_freq), f32s_mut(out)?);
+                Ok(())
+            }
+            Op::KvAppend { k, v, positions, k_cache, v_cache } => {
+                let capacity = k_cache.shape()[1];
+                let kv_heads = k.shape()[1];
+                attention::kv_append(f32s(k), f32s(v), u32s(positions), kv_heads, capacity, f32s_mut(k_cache)?, f32s_mut(v_cache)?)
+            }
+            Op::Attention { q, k_cache, v_cache, out, kv_len, causal } => {
+                let shape = attention::AttnShape::new(q.shape(), k_cache.shape(), kv_len, causal);
+                attention::attention(f32s(q), f32s(k_cache), f32s(v_cache), f32s_mut(out)?, shape);
+                Ok(())
+            }
+            Op::SwiGlu { gate, up, out } => elementwise::swiglu(gate, up, out),
+            Op::Add { a, b, out } => elementwise::add(a, b, out),
+            Op::SelectRows { mask, a, b, out } => elementwise::select_rows(u32s(mask), a, b, out),
+            Op::Softmax { x, out } => elementwise::softmax(x, out),
+            Op::Argmax { x, out } => {
+                sample::argmax_rows(f32s(x), x.dim_back(0), u32s_mut(out)?);
+                Ok(())
+            }
+            Op::TopKSample { logits, out, params } => {
+                sample::top_k_rows(f32s(logits), logits.dim_back(0), &params, u32s_mut(out)?);
+                Ok(())
+            }
+        }
+    }
+
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+}

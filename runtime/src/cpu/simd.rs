@@ -1,0 +1,291 @@
+//! The CPU inner loops, with AVX2+FMA(+F16C) versions picked at run time and portable
+//! fallbacks. `UNIAUDIO_CPU_NO_SIMD=1` forces the fallbacks so tests cover both.
+
+use std::sync::OnceLock;
+
+use super::view::WeightSlice;
+use crate::dtype::bf16_bits_to_f32;
+
+pub fn use_avx2() -> bool {
+    static AVX2: OnceLock<bool> = OnceLock::new();
+    *AVX2.get_or_init(|| {
+        let disabled = std::env::var("UNIAUDIO_CPU_NO_SIMD").is_ok_and(|v| !v.is_empty() && v != "0");
+        #[cfg(target_arch = "x86_64")]
+        {
+            !disabled
+                && std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+                && std::arch::is_x86_feature_detected!("f16c")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = disabled;
+            false
+        }
+    })
+}
+
+/// Name of the instruction set the CPU kernels run with.
+pub fn isa_name() -> &'static str {
+    if use_avx2() {
+        "avx2+fma"
+    } else {
+        "scalar"
+    }
+}
+
+/// Dot products of four weight rows (each `x.len()` long, starting at element
+/// `starts[r]` of `w`) with `x`.
+pub fn dot4(w: WeightSlice, starts: [usize; 4], x: &[f32]) -> [f32; 4] {
+    let k = x.len();
+    for s in starts {
+        assert!(s + k <= w.len(), "dot4 row out of bounds");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if use_avx2() {
+        // SAFETY: the features were detected; rows are in bounds (asserted above).
+        unsafe {
+            return match w {
+                WeightSlice::F32(s) => avx2::dot4_f32(starts.map(|o| s.as_ptr().add(o)), x.as_ptr(), k),
+                WeightSlice::F16(s) => avx2::dot4_f16(starts.map(|o| s.as_ptr().add(o)), x.as_ptr(), k),
+                WeightSlice::BF16(s) => avx2::dot4_bf16(starts.map(|o| s.as_ptr().add(o)), x.as_ptr(), k),
+            };
+        }
+    }
+    starts.map(|s| dot_fallback(w, s, x))
+}
+
+/// The dot product of one weight row with `x`.
+pub fn dot1(w: WeightSlice, start: usize, x: &[f32]) -> f32 {
+    dot4(w, [start; 4], x)[0]
+}
+
+fn dot_fallback(w: WeightSlice, start: usize, x: &[f32]) -> f32 {
+    // Eight partial sums, as a vector unit would keep them.
+    let mut acc = [0f32; 8];
+    let chunks = x.len() / 8;
+    for c in 0..chunks {
+        for l in 0..8 {
+            let i = c * 8 + l;
+            acc[l] += w.get(start + i) * x[i];
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for i in chunks * 8..x.len() {
+        sum += w.get(start + i) * x[i];
+    }
+    sum
+}
+
+/// f32 dot product (attention scores).
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    dot1(WeightSlice::F32(a), 0, b)
+}
+
+/// out[j] += Σ_r a[r] · w[starts[r] + j] for four weight rows (the K-major matmul).
+pub fn axpy4(out: &mut [f32], a: [f32; 4], w: WeightSlice, starts: [usize; 4]) {
+    let n = out.len();
+    for s in starts {
+        assert!(s + n <= w.len(), "axpy4 row out of bounds");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if use_avx2() {
+        // SAFETY: the features were detected; rows are in bounds (asserted above).
+        unsafe {
+            return match w {
+                WeightSlice::F32(s) => avx2::axpy4_f32(out, a, starts.map(|o| s.as_ptr().add(o))),
+                WeightSlice::F16(s) => avx2::axpy4_f16(out, a, starts.map(|o| s.as_ptr().add(o))),
+                WeightSlice::BF16(s) => avx2::axpy4_bf16(out, a, starts.map(|o| s.as_ptr().add(o))),
+            };
+        }
+    }
+    for (j, o) in out.iter_mut().enumerate() {
+        *o += a[0] * w.get(starts[0] + j) + a[1] * w.get(starts[1] + j) + a[2] * w.get(starts[2] + j) + a[3] * w.get(starts[3] + j);
+    }
+}
+
+/// out[j] += a · v[j].
+pub fn axpy_f32(out: &mut [f32], a: f32, v: &[f32]) {
+    axpy4(out, [a, 0.0, 0.0, 0.0], WeightSlice::F32(v), [0; 4]);
+}
+
+pub fn widen_bf16(src: &[u16], dst: &mut [f32]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = bf16_bits_to_f32(s);
+    }
+}
+
+pub fn widen_f16(src: &[u16], dst: &mut [f32]) {
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = half::f16::from_bits(s).to_f32();
+    }
+}
+
+/// A 4x2 tile of the packed GEMM: c[i][j] = Σ_k a[i][k] · b[j][k] over `k` (a multiple
+/// of 8) for four rows of `a` and two rows of `b`, each with stride `k`.
+pub fn gemm_tile_4x2(a: &[f32], b: &[f32], k: usize) -> [[f32; 2]; 4] {
+    assert!(k % 8 == 0 && a.len() >= 4 * k && b.len() >= 2 * k, "gemm tile bounds");
+    #[cfg(target_arch = "x86_64")]
+    if use_avx2() {
+        // SAFETY: the features were detected; bounds asserted above.
+        return unsafe { avx2::gemm_tile_4x2(a.as_ptr(), b.as_ptr(), k) };
+    }
+    let mut c = [[0f32; 2]; 4];
+    for (i, row) in c.iter_mut().enumerate() {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = dot_fallback(WeightSlice::F32(&b[j * k..(j + 1) * k]), 0, &a[i * k..(i + 1) * k]);
+        }
+    }
+    c
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    macro_rules! load8 {
+        (f32, $p:expr) => {
+            _mm256_loadu_ps($p)
+        };
+        (f16, $p:expr) => {
+            _mm256_cvtph_ps(_mm_loadu_si128($p as *const __m128i))
+        };
+        // bf16 is the high half of an f32: zero-extend to 32 bits and shift.
+        (bf16, $p:expr) => {
+            _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128($p as *const __m128i)), 16))
+        };
+    }
+
+    macro_rules! scalar {
+        (f32, $v:expr) => {
+            $v
+        };
+        (f16, $v:expr) => {
+            half::f16::from_bits($v).to_f32()
+        };
+        (bf16, $v:expr) => {
+            crate::dtype::bf16_bits_to_f32($v)
+        };
+    }
+
+    #[inline(always)]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+
+    macro_rules! dot4 {
+        ($name:ident, $t:ty, $kind:tt) => {
+            #[target_feature(enable = "avx2,fma,f16c")]
+            pub unsafe fn $name(rows: [*const $t; 4], x: *const f32, k: usize) -> [f32; 4] {
+                let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+                let mut i = 0;
+                while i + 16 <= k {
+                    let x0 = _mm256_loadu_ps(x.add(i));
+                    let x1 = _mm256_loadu_ps(x.add(i + 8));
+                    for r in 0..4 {
+                        acc[r][0] = _mm256_fmadd_ps(load8!($kind, rows[r].add(i)), x0, acc[r][0]);
+                        acc[r][1] = _mm256_fmadd_ps(load8!($kind, rows[r].add(i + 8)), x1, acc[r][1]);
+                    }
+                    i += 16;
+                }
+                let mut out = [0f32; 4];
+                for r in 0..4 {
+                    let mut s = hsum(_mm256_add_ps(acc[r][0], acc[r][1]));
+                    for j in i..k {
+                        s += scalar!($kind, *rows[r].add(j)) * *x.add(j);
+                    }
+                    out[r] = s;
+                }
+                out
+            }
+        };
+    }
+    dot4!(dot4_f32, f32, f32);
+    dot4!(dot4_f16, u16, f16);
+    dot4!(dot4_bf16, u16, bf16);
+
+    macro_rules! axpy4 {
+        ($name:ident, $t:ty, $kind:tt) => {
+            #[target_feature(enable = "avx2,fma,f16c")]
+            pub unsafe fn $name(out: &mut [f32], a: [f32; 4], rows: [*const $t; 4]) {
+                let n = out.len();
+                let o = out.as_mut_ptr();
+                let av = a.map(|v| _mm256_set1_ps(v));
+                let mut j = 0;
+                while j + 8 <= n {
+                    let mut acc = _mm256_loadu_ps(o.add(j));
+                    for r in 0..4 {
+                        acc = _mm256_fmadd_ps(load8!($kind, rows[r].add(j)), av[r], acc);
+                    }
+                    _mm256_storeu_ps(o.add(j), acc);
+                    j += 8;
+                }
+                for j in j..n {
+                    let mut s = *o.add(j);
+                    for r in 0..4 {
+                        s += a[r] * scalar!($kind, *rows[r].add(j));
+                    }
+                    *o.add(j) = s;
+                }
+            }
+        };
+    }
+    axpy4!(axpy4_f32, f32, f32);
+    axpy4!(axpy4_f16, u16, f16);
+    axpy4!(axpy4_bf16, u16, bf16);
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn gemm_tile_4x2(a: *const f32, b: *const f32, k: usize) -> [[f32; 2]; 4] {
+        let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+        let mut p = 0;
+        while p < k {
+            let b0 = _mm256_loadu_ps(b.add(p));
+            let b1 = _mm256_loadu_ps(b.add(k + p));
+            for i in 0..4 {
+                let av = _mm256_loadu_ps(a.add(i * k + p));
+                acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
+                acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
+            }
+            p += 8;
+        }
+        acc.map(|row| row.map(|v| hsum(v)))
+    }
+}
+
+/// Sum of `x` (used by the read-bandwidth probe: one load per element, nothing else).
+pub fn sum_f32(x: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if use_avx2() {
+        // SAFETY: features detected; reads stay within x.
+        return unsafe { avx2_sum(x) };
+    }
+    let mut acc = [0f32; 8];
+    for c in x.chunks_exact(8) {
+        for l in 0..8 {
+            acc[l] += c[l];
+        }
+    }
+    acc.iter().sum::<f32>() + x.chunks_exact(8).remainder().iter().sum::<f32>()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn avx2_sum(x: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let p = x.as_ptr();
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= x.len() {
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a = _mm256_add_ps(*a, _mm256_loadu_ps(p.add(i + 8 * l)));
+        }
+        i += 32;
+    }
+    let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), v);
+    lanes.iter().sum::<f32>() + x[i..].iter().sum::<f32>()
+}

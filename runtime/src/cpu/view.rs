@@ -1,0 +1,90 @@
+//! Typed slices over CPU tensors.
+//!
+//! Soundness: `Op::validate` guarantees every view lies inside its buffer, is aligned
+//! for its dtype (buffers are 64-byte aligned, weights are copied when misaligned) and
+//! that outputs do not overlap inputs (elementwise ops handle exact in-place aliasing
+//! themselves). `Cpu` holds its lock for the whole op, so no other op writes meanwhile.
+
+use super::Cpu;
+use crate::{DType, Error, Result, Tensor};
+
+/// Rows of a weight in its stored dtype (f16/bf16 as raw bits).
+#[derive(Clone, Copy)]
+pub enum WeightSlice<'a> {
+    F32(&'a [f32]),
+    F16(&'a [u16]),
+    BF16(&'a [u16]),
+}
+
+impl WeightSlice<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            WeightSlice::F32(s) => s.len(),
+            WeightSlice::F16(s) | WeightSlice::BF16(s) => s.len(),
+        }
+    }
+
+    /// Element `i` widened to f32.
+    #[inline(always)]
+    pub fn get(&self, i: usize) -> f32 {
+        match self {
+            WeightSlice::F32(s) => s[i],
+            WeightSlice::F16(s) => half::f16::from_bits(s[i]).to_f32(),
+            WeightSlice::BF16(s) => crate::dtype::bf16_bits_to_f32(s[i]),
+        }
+    }
+
+    /// Elements `start..start + len`, widened into `dst`.
+    pub fn widen_into(&self, start: usize, dst: &mut [f32]) {
+        let len = dst.len();
+        match self {
+            WeightSlice::F32(s) => dst.copy_from_slice(&s[start..start + len]),
+            WeightSlice::F16(s) => super::simd::widen_f16(&s[start..start + len], dst),
+            WeightSlice::BF16(s) => super::simd::widen_bf16(&s[start..start + len], dst),
+        }
+    }
+}
+
+unsafe fn raw<T>(t: &Tensor<Cpu>) -> *const T {
+    t.buffer().base_ptr().add(t.byte_offset()) as *const T
+}
+
+pub fn f32s(t: &Tensor<Cpu>) -> &[f32] {
+    debug_assert_eq!(t.dtype(), DType::F32);
+    // SAFETY: see the module comment.
+    unsafe { std::slice::from_raw_parts(raw::<f32>(t), t.numel()) }
+}
+
+pub fn u32s(t: &Tensor<Cpu>) -> &[u32] {
+    debug_assert_eq!(t.dtype(), DType::U32);
+    // SAFETY: see the module comment.
+    unsafe { std::slice::from_raw_parts(raw::<u32>(t), t.numel()) }
+}
+
+#[allow(clippy::mut_from_ref)]
+pub fn f32s_mut(t: &Tensor<Cpu>) -> Result<&mut [f32]> {
+    debug_assert_eq!(t.dtype(), DType::F32);
+    let base = t.buffer().base_ptr_mut().ok_or(Error::ReadOnly { op: "cpu op" })?;
+    // SAFETY: see the module comment; owned buffers are writable.
+    Ok(unsafe { std::slice::from_raw_parts_mut(base.add(t.byte_offset()) as *mut f32, t.numel()) })
+}
+
+#[allow(clippy::mut_from_ref)]
+pub fn u32s_mut(t: &Tensor<Cpu>) -> Result<&mut [u32]> {
+    debug_assert_eq!(t.dtype(), DType::U32);
+    let base = t.buffer().base_ptr_mut().ok_or(Error::ReadOnly { op: "cpu op" })?;
+    // SAFETY: as for f32s_mut.
+    Ok(unsafe { std::slice::from_raw_parts_mut(base.add(t.byte_offset()) as *mut u32, t.numel()) })
+}
+
+pub fn weight_rows(t: &Tensor<Cpu>) -> WeightSlice<'_> {
+    // SAFETY: see the module comment.
+    unsafe {
+        match t.dtype() {
+            DType::F32 => WeightSlice::F32(std::slice::from_raw_parts(raw::<f32>(t), t.numel())),
+            DType::F16 => WeightSlice::F16(std::slice::from_raw_parts(raw::<u16>(t), t.numel())),
+            DType::BF16 => WeightSlice::BF16(std::slice::from_raw_parts(raw::<u16>(t), t.numel())),
+            DType::U32 => unreachable!("validated ops never pass u32 weights"),
+        }
+    }
+}

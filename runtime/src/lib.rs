@@ -1,0 +1,26 @@
+//! uniaudio-runtime: the tensor runtime under the UniAudio 2.0 LM and codec.
+//!
+//! - [`DType`], [`Tensor`]: typed, shaped views into backend buffers (PyTorch dim order).
+//! - [`Backend`]: the device contract (CPU now; wgpu and CUDA implement the same trait).
+//! - [`Op`]: the op set as data; [`op::run`] validates and dispatches one op.
+//! - [`weights`]: memory-mapped safetensors model directories with checked lookups.
+
+mod aligned;
+mod backend;
+pub mod bench;
+pub mod cpu;
+pub mod dtype;
+mod error;
+pub mod op;
+mod op_check;
+pub mod ops;
+pub mod rng;
+mod tensor;
+pub mod weights;
+
+pub use backend::Backend;
+pub use cpu::Cpu;
+pub use dtype::DType;
+pub use error::{Error, Result};
+pub use op::{Op, SampleParams, WeightLayout};
+pub use tensor::{numel, DeviceBuffer, Tensor};

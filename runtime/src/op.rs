@@ -1,0 +1,146 @@
+//! The op set. Each variant names its tensors and scalar parameters; `Op::validate`
+//! checks shapes, dtypes and aliasing once, so backends can rely on them.
+//!
+//! Activations are f32, ids and positions u32; weights (`table`, `weight`, `w`) may be
+//! f32, f16 or bf16 and are widened to f32 on load. All tensors are contiguous row-major.
+
+use crate::{Backend, Error, Result, Tensor};
+
+/// How a matmul weight is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightLayout {
+    /// `w` is [N, K] (`nn.Linear`): out = x · wᵀ.
+    OutIn,
+    /// `w` is [K, N] (the LM's `audio_head[i]`): out = x · w.
+    InOut,
+}
+
+/// Parameters of top-k / temperature sampling (see `cpu::sample` for the exact rule).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SampleParams {
+    /// Keep the k largest logits (ties at the threshold are kept); 0 keeps all.
+    pub top_k: usize,
+    /// Logits are divided by this before sampling; must be > 0.
+    pub temperature: f32,
+    /// Ids below this are never sampled (0 forbids nothing).
+    pub forbid_below: usize,
+    /// RNG stream: the draw for (row r, id i) depends only on (seed, counter + r, i).
+    pub seed: u64,
+    pub counter: u64,
+}
+
+pub enum Op<'a, B: Backend> {
+    /// out[n, :] = table[ids[n], :].  table [V, C] float, ids [N] u32, out [N, C] f32.
+    EmbedRows { table: &'a Tensor<B>, ids: &'a Tensor<B>, out: &'a Tensor<B> },
+    /// out[n, :] = Σ_k (mask[n, k] != 0) · table[k·card + codes[n, k], :], summed in k order.
+    /// table [K·card, C] float, codes [N, K] u32, mask [N, K] u32, out [N, C] f32.
+    EmbedCodebookSum { table: &'a Tensor<B>, codes: &'a Tensor<B>, mask: &'a Tensor<B>, card: usize, out: &'a Tensor<B> },
+    /// out = x · rsqrt(mean(x²) + eps) · weight per row.  x [R, C] f32, weight [C] float, out [R, C] f32.
+    RmsNorm { x: &'a Tensor<B>, weight: &'a Tensor<B>, out: &'a Tensor<B>, eps: f32 },
+    /// out (+)= x · W.  x [M, K] f32, w [N, K] or [K, N] float, out [M, N] f32.
+    MatMul { x: &'a Tensor<B>, w: &'a Tensor<B>, out: &'a Tensor<B>, layout: WeightLayout, accumulate: bool },
+    /// Rotate-half RoPE at per-row positions.  x [T, H, D] f32, positions [T] u32,
+    /// inv_freq [D/2] f32 (already frequency-scaled), out [T, H, D] f32.
+    Rope { x: &'a Tensor<B>, positions: &'a Tensor<B>, inv_freq: &'a Tensor<B>, out: &'a Tensor<B> },
+    /// cache[g, positions[t], :] = src[t, g, :] for K and V.
+    /// k, v [T, G, D] f32; k_cache, v_cache [G, capacity, D] f32; positions [T] u32 (< capacity).
+    KvAppend { k: &'a Tensor<B>, v: &'a Tensor<B>, positions: &'a Tensor<B>, k_cache: &'a Tensor<B>, v_cache: &'a Tensor<B> },
+    /// Grouped-query attention over the first `kv_len` cache rows, scale 1/√D.
+    /// q [T, H, D] f32; caches [G, capacity, D] f32 with H % G == 0; out [T, H, D] f32.
+    /// Causal: query t is at position kv_len − T + t and sees keys 0..=that position.
+    Attention { q: &'a Tensor<B>, k_cache: &'a Tensor<B>, v_cache: &'a Tensor<B>, out: &'a Tensor<B>, kv_len: usize, causal: bool },
+    /// out = silu(gate) · up.  All [R, F] f32.
+    SwiGlu { gate: &'a Tensor<B>, up: &'a Tensor<B>, out: &'a Tensor<B> },
+    /// out = a + b.  All the same shape, f32; `out` may be `a` or `b` itself.
+    Add { a: &'a Tensor<B>, b: &'a Tensor<B>, out: &'a Tensor<B> },
+    /// out[r] = if mask[r] != 0 { a[r] } else { b[r] }.  a, b, out [R, C] f32, mask [R] u32.
+    SelectRows { mask: &'a Tensor<B>, a: &'a Tensor<B>, b: &'a Tensor<B>, out: &'a Tensor<B> },
+    /// Row-wise softmax.  x, out [R, C] f32.
+    Softmax { x: &'a Tensor<B>, out: &'a Tensor<B> },
+    /// Index of the first maximum of each row.  x [R, C] f32, out [R] u32.
+    Argmax { x: &'a Tensor<B>, out: &'a Tensor<B> },
+    /// One sampled id per row.  logits [R, C] f32, out [R] u32.
+    TopKSample { logits: &'a Tensor<B>, out: &'a Tensor<B>, params: SampleParams },
+}
+
+/// An op that passed `Op::validate`. Only this module can make one.
+pub struct ValidOp<'o, 'a, B: Backend>(&'o Op<'a, B>);
+
+impl<'o, 'a, B: Backend> std::ops::Deref for ValidOp<'o, 'a, B> {
+    type Target = Op<'a, B>;
+    fn deref(&self) -> &Op<'a, B> {
+        self.0
+    }
+}
+
+/// Validates `op`, checks backend support and enqueues it.
+pub fn run<B: Backend>(backend: &B, op: &Op<'_, B>) -> Result<()> {
+    let valid = op.validate()?;
+    if !backend.supports(op) {
+        return Err(Error::Unsupported { op: op.name(), backend: B::NAME });
+    }
+    backend.exec(valid)
+}
+
+impl<'a, B: Backend> Op<'a, B> {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::EmbedRows { .. } => "embed_rows",
+            Op::EmbedCodebookSum { .. } => "embed_codebook_sum",
+            Op::RmsNorm { .. } => "rms_norm",
+            Op::MatMul { .. } => "matmul",
+            Op::Rope { .. } => "rope",
+            Op::KvAppend { .. } => "kv_append",
+            Op::Attention { .. } => "attention",
+            Op::SwiGlu { .. } => "swiglu",
+            Op::Add { .. } => "add",
+            Op::SelectRows { .. } => "select_rows",
+            Op::Softmax { .. } => "softmax",
+            Op::Argmax { .. } => "argmax",
+            Op::TopKSample { .. } => "top_k_sample",
+        }
+    }
+
+    /// The tensors this op writes.
+    pub fn outputs(&self) -> Vec<&'a Tensor<B>> {
+        match *self {
+            Op::KvAppend { k_cache, v_cache, .. } => vec![k_cache, v_cache],
+            Op::EmbedRows { out, .. }
+            | Op::EmbedCodebookSum { out, .. }
+            | Op::RmsNorm { out, .. }
+            | Op::MatMul { out, .. }
+            | Op::Rope { out, .. }
+            | Op::Attention { out, .. }
+            | Op::SwiGlu { out, .. }
+            | Op::Add { out, .. }
+            | Op::SelectRows { out, .. }
+            | Op::Softmax { out, .. }
+            | Op::Argmax { out, .. }
+            | Op::TopKSample { out, .. } => vec![out],
+        }
+    }
+
+    /// The tensors this op reads, with their argument names.
+    pub fn inputs(&self) -> Vec<(&'static str, &'a Tensor<B>)> {
+        match *self {
+            Op::EmbedRows { table, ids, .. } => vec![("table", table), ("ids", ids)],
+            Op::EmbedCodebookSum { table, codes, mask, .. } => vec![("table", table), ("codes", codes), ("mask", mask)],
+            Op::RmsNorm { x, weight, .. } => vec![("x", x), ("weight", weight)],
+            Op::MatMul { x, w, .. } => vec![("x", x), ("w", w)],
+            Op::Rope { x, positions, inv_freq, .. } => vec![("x", x), ("positions", positions), ("inv_freq", inv_freq)],
+            Op::KvAppend { k, v, positions, .. } => vec![("k", k), ("v", v), ("positions", positions)],
+            Op::Attention { q, k_cache, v_cache, .. } => vec![("q", q), ("k_cache", k_cache), ("v_cache", v_cache)],
+            Op::SwiGlu { gate, up, .. } => vec![("gate", gate), ("up", up)],
+            Op::Add { a, b, .. } => vec![("a", a), ("b", b)],
+            Op::SelectRows { mask, a, b, .. } => vec![("mask", mask), ("a", a), ("b", b)],
+            Op::Softmax { x, .. } | Op::Argmax { x, .. } => vec![("x", x)],
+            Op::TopKSample { logits, .. } => vec![("logits", logits)],
+        }
+    }
+
+    /// Checks every shape, dtype and aliasing rule of the op.
+    pub fn validate(&self) -> Result<ValidOp<'_, 'a, B>> {
+        crate::op_check::check(self)?;
+        Ok(ValidOp(self))
+    }
+}

@@ -1,0 +1,76 @@
+//! Named entry points for every op (validate + dispatch), and host transfer helpers.
+//! Shapes are documented on the `Op` variants.
+
+use crate::op::{run, Op, SampleParams, WeightLayout};
+use crate::{Backend, DType, Result, Tensor};
+
+pub fn embed_rows<B: Backend>(b: &B, table: &Tensor<B>, ids: &Tensor<B>, out: &Tensor<B>) -> Result<()> {
+    run(b, &Op::EmbedRows { table, ids, out })
+}
+
+pub fn embed_codebook_sum<B: Backend>(b: &B, table: &Tensor<B>, codes: &Tensor<B>, mask: &Tensor<B>, card: usize, out: &Tensor<B>) -> Result<()> {
+    run(b, &Op::EmbedCodebookSum { table, codes, mask, card, out })
+}
+
+pub fn rms_norm<B: Backend>(b: &B, x: &Tensor<B>, weight: &Tensor<B>, out: &Tensor<B>, eps: f32) -> Result<()> {
+    run(b, &Op::RmsNorm { x, weight, out, eps })
+}
+
+pub fn matmul<B: Backend>(b: &B, x: &Tensor<B>, w: &Tensor<B>, out: &Tensor<B>, layout: WeightLayout, accumulate: bool) -> Result<()> {
+    run(b, &Op::MatMul { x, w, out, layout, accumulate })
+}
+
+pub fn rope<B: Backend>(b: &B, x: &Tensor<B>, positions: &Tensor<B>, inv_freq: &Tensor<B>, out: &Tensor<B>) -> Result<()> {
+    run(b, &Op::Rope { x, positions, inv_freq, out })
+}
+
+pub fn kv_append<B: Backend>(b: &B, k: &Tensor<B>, v: &Tensor<B>, positions: &Tensor<B>, k_cache: &Tensor<B>, v_cache: &Tensor<B>) -> Result<()> {
+    run(b, &Op::KvAppend { k, v, positions, k_cache, v_cache })
+}
+
+pub fn attention<B: Backend>(b: &B, q: &Tensor<B>, k_cache: &Tensor<B>, v_cache: &Tensor<B>, out: &Tensor<B>, kv_len: usize, causal: bool) -> Result<()> {
+    run(b, &Op::Attention { q, k_cache, v_cache, out, kv_len, causal })
+}
+
+pub fn swiglu<B: Backend>(b: &B, gate: &Tensor<B>, up: &Tensor<B>, out: &Tensor<B>) -> Result<()> {
+    run(b, &Op::SwiGlu { gate, up, out })
+}
+
+pub fn add<B: Backend>(bk: &B, a: &Tensor<B>, b: &Tensor<B>, out: &Tensor<B>) -> Result<()> {
+    run(bk, &Op::Add { a, b, out })
+}
+
+pub fn select_rows<B: Backend>(bk: &B, mask: &Tensor<B>, a: &Tensor<B>, b: &Tensor<B>, out: &Tensor<B>) -> Result<()> {
+    run(bk, &Op::SelectRows { mask, a, b, out })
+}
+
+pub fn softmax<B: Backend>(b: &B, x: &Tensor<B>, out: &Tensor<B>) -> Result<()> {
+    run(b, &Op::Softmax { x, out })
+}
+
+pub fn argmax<B: Backend>(b: &B, x: &Tensor<B>, out: &Tensor<B>) -> Result<()> {
+    run(b, &Op::Argmax { x, out })
+}
+
+pub fn top_k_sample<B: Backend>(b: &B, logits: &Tensor<B>, out: &Tensor<B>, params: SampleParams) -> Result<()> {
+    run(b, &Op::TopKSample { logits, out, params })
+}
+
+/// Uploads f32 values, stored as `dtype` (rounded to nearest even for f16/bf16).
+pub fn upload_f32<B: Backend>(b: &B, shape: &[usize], values: &[f32], dtype: DType) -> Result<Tensor<B>> {
+    b.upload(dtype, shape, &crate::dtype::f32_to_bytes(values, dtype))
+}
+
+pub fn upload_u32<B: Backend>(b: &B, shape: &[usize], values: &[u32]) -> Result<Tensor<B>> {
+    b.upload(DType::U32, shape, bytemuck::cast_slice(values))
+}
+
+/// Downloads a float tensor widened to f32.
+pub fn download_f32<B: Backend>(b: &B, t: &Tensor<B>) -> Result<Vec<f32>> {
+    Ok(crate::dtype::bytes_to_f32(&b.download(t)?, t.dtype()))
+}
+
+pub fn download_u32<B: Backend>(b: &B, t: &Tensor<B>) -> Result<Vec<u32>> {
+    let bytes = b.download(t)?;
+    Ok(bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}

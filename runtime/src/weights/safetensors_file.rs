@@ -1,0 +1,97 @@
+//! One memory-mapped `.safetensors` file. The header is parsed and validated by the
+//! `safetensors` crate (bounds, contiguity, sizes); nothing past the header is read
+//! until a tensor is asked for.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use memmap2::Mmap;
+
+use super::view::{WeightBytes, WeightView};
+use crate::aligned::AlignedBytes;
+use crate::{DType, Error, Result};
+
+struct Entry {
+    dtype: safetensors::Dtype,
+    shape: Vec<usize>,
+    /// Absolute byte range in the file.
+    start: usize,
+    len: usize,
+}
+
+pub struct SafetensorsFile {
+    path: PathBuf,
+    map: Arc<Mmap>,
+    entries: HashMap<String, Entry>,
+    metadata: HashMap<String, String>,
+}
+
+impl SafetensorsFile {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+        // SAFETY: the map is read-only. Like every mmap-based loader we rely on the
+        // file not being truncated by another process while it is mapped.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
+        let (header_len, meta) = safetensors::SafeTensors::read_metadata(&map)
+            .map_err(|e| Error::weights(&path, format!("not a valid safetensors file: {e}")))?;
+        let data_start = 8 + header_len;
+        let mut entries = HashMap::new();
+        for (name, info) in meta.tensors() {
+            let (s, e) = info.data_offsets;
+            // read_metadata checked that offsets tile the data section exactly.
+            entries.insert(
+                name,
+                Entry { dtype: info.dtype, shape: info.shape.clone(), start: data_start + s, len: e - s },
+            );
+        }
+        let metadata = meta.metadata().clone().unwrap_or_default();
+        Ok(SafetensorsFile { path, map: Arc::new(map), entries, metadata })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
+
+    /// The `__metadata__` string map of the header.
+    pub fn metadata(&self) -> &HashMap<String, String> {
+        &self.metadata
+    }
+
+    /// Stored dtype name and shape, without touching the data.
+    pub fn info(&self, name: &str) -> Option<(String, &[usize])> {
+        self.entries.get(name).map(|e| (format!("{:?}", e.dtype), e.shape.as_slice()))
+    }
+
+    /// A view of tensor `name`; zero-copy unless its offset is misaligned for its dtype.
+    pub fn view(&self, name: &str) -> Result<WeightView> {
+        let entry = self
+            .entries
+            .get(name)
+            .ok_or_else(|| Error::MissingTensor { name: name.into(), path: self.path.clone() })?;
+        let dtype = DType::from_safetensors(entry.dtype).ok_or_else(|| Error::WeightDType {
+            name: name.into(),
+            path: self.path.clone(),
+            expected: "f32, f16, bf16 or u32".into(),
+            found: format!("{:?}", entry.dtype),
+        })?;
+        let bytes = if (self.map.as_ptr() as usize + entry.start) % dtype.size_bytes() == 0 {
+            WeightBytes::Mapped { map: self.map.clone(), start: entry.start, len: entry.len }
+        } else {
+            let copy = AlignedBytes::from_slice(&self.map[entry.start..entry.start + entry.len])
+                .ok_or_else(|| Error::weights(&self.path, format!("cannot allocate {} bytes for `{name}`", entry.len)))?;
+            WeightBytes::Owned(Arc::new(copy))
+        };
+        Ok(WeightView { name: name.into(), path: self.path.clone(), dtype, shape: entry.shape.clone(), bytes })
+    }
+}

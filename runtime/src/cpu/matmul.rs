@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::simd::{axpy4, dot4, gemm_tile_4x2};
+use super::simd::{axpy4, dot4, gemm_tile_4x2, GemvX};
 use super::view::WeightSlice;
 use crate::op::WeightLayout;
 
@@ -45,13 +45,14 @@ fn store(dst: &mut f32, v: f32, accumulate: bool) {
 
 /// Rows per rayon task: a few tasks per thread for balance, whole groups of 4.
 fn rows_per_task(n: usize) -> usize {
-    let tasks = rayon::current_num_threads() * 4;
+    let tasks = rayon::current_num_threads() * 16;
     n.div_ceil(tasks).next_multiple_of(4).max(4)
 }
 
 /// out[n] = W[n, :] · x, four rows per inner loop so each x load feeds four FMAs.
 fn gemv_out_in(x: &[f32], w: WeightSlice, out: &mut [f32], accumulate: bool) {
     let k = x.len();
+    let x = GemvX::new(x);
     let chunk = rows_per_task(out.len());
     out.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
         let row0 = c * chunk;
@@ -60,7 +61,7 @@ fn gemv_out_in(x: &[f32], w: WeightSlice, out: &mut [f32], accumulate: bool) {
             let last = first + out.len() - 1;
             // A short final group repeats its last row rather than reading past the matrix.
             let starts = [0, 1, 2, 3].map(|r| (first + r).min(last) * k);
-            let dots = dot4(w, starts, x);
+            let dots = dot4(w, starts, &x);
             for (o, d) in out.iter_mut().zip(dots) {
                 store(o, d, accumulate);
             }

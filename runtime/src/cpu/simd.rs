@@ -34,9 +34,32 @@ pub fn isa_name() -> &'static str {
     }
 }
 
+/// A GEMV input vector, with the lane order the bf16 kernel wants precomputed once.
+pub struct GemvX<'a> {
+    x: &'a [f32],
+    /// Per 16-element chunk: the 8 even-indexed then the 8 odd-indexed elements.
+    /// A 32-byte load of 16 bf16 splits into evens (shift left) and odds (mask) for free.
+    even_odd: Vec<f32>,
+}
+
+impl<'a> GemvX<'a> {
+    pub fn new(x: &'a [f32]) -> Self {
+        let mut even_odd = Vec::with_capacity(x.len() / 16 * 16);
+        for c in x.chunks_exact(16) {
+            even_odd.extend((0..8).map(|i| c[2 * i]));
+            even_odd.extend((0..8).map(|i| c[2 * i + 1]));
+        }
+        GemvX { x, even_odd }
+    }
+
+    pub fn len(&self) -> usize {
+        self.x.len()
+    }
+}
+
 /// Dot products of four weight rows (each `x.len()` long, starting at element
 /// `starts[r]` of `w`) with `x`.
-pub fn dot4(w: WeightSlice, starts: [usize; 4], x: &[f32]) -> [f32; 4] {
+pub fn dot4(w: WeightSlice, starts: [usize; 4], x: &GemvX) -> [f32; 4] {
     let k = x.len();
     for s in starts {
         assert!(s + k <= w.len(), "dot4 row out of bounds");
@@ -46,18 +69,27 @@ pub fn dot4(w: WeightSlice, starts: [usize; 4], x: &[f32]) -> [f32; 4] {
         // SAFETY: the features were detected; rows are in bounds (asserted above).
         unsafe {
             return match w {
-                WeightSlice::F32(s) => avx2::dot4_f32(starts.map(|o| s.as_ptr().add(o)), x.as_ptr(), k),
-                WeightSlice::F16(s) => avx2::dot4_f16(starts.map(|o| s.as_ptr().add(o)), x.as_ptr(), k),
-                WeightSlice::BF16(s) => avx2::dot4_bf16(starts.map(|o| s.as_ptr().add(o)), x.as_ptr(), k),
+                WeightSlice::F32(s) => avx2::dot4_f32(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k),
+                WeightSlice::F16(s) => avx2::dot4_f16(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k),
+                WeightSlice::BF16(s) => avx2::dot4_bf16(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), x.even_odd.as_ptr(), k),
             };
         }
     }
-    starts.map(|s| dot_fallback(w, s, x))
+    starts.map(|s| dot_fallback(w, s, x.x))
 }
 
 /// The dot product of one weight row with `x`.
 pub fn dot1(w: WeightSlice, start: usize, x: &[f32]) -> f32 {
-    dot4(w, [start; 4], x)[0]
+    let k = x.len();
+    assert!(start + k <= w.len(), "dot1 row out of bounds");
+    #[cfg(target_arch = "x86_64")]
+    if use_avx2() {
+        if let WeightSlice::F32(s) = w {
+            // SAFETY: the features were detected; the row is in bounds (asserted above).
+            return unsafe { avx2::dot4_f32([s.as_ptr().add(start); 4], x.as_ptr(), k)[0] };
+        }
+    }
+    dot4(w, [start; 4], &GemvX::new(x))[0]
 }
 
 fn dot_fallback(w: WeightSlice, start: usize, x: &[f32]) -> f32 {
@@ -205,7 +237,37 @@ mod avx2 {
     }
     dot4!(dot4_f32, f32, f32);
     dot4!(dot4_f16, u16, f16);
-    dot4!(dot4_bf16, u16, bf16);
+
+    /// bf16 rows against x in even/odd order: a 32-byte load holds 16 bf16; shifting
+    /// each 32-bit lane left by 16 yields the even elements as f32, masking off the low
+    /// half yields the odd ones. Two integer ops per 16 weights instead of four.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot4_bf16(rows: [*const u16; 4], x: *const f32, even_odd: *const f32, k: usize) -> [f32; 4] {
+        let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+        let high = _mm256_set1_epi32(0xffff_0000u32 as i32);
+        let mut i = 0;
+        while i + 16 <= k {
+            let xe = _mm256_loadu_ps(even_odd.add(i));
+            let xo = _mm256_loadu_ps(even_odd.add(i + 8));
+            for r in 0..4 {
+                let raw = _mm256_loadu_si256(rows[r].add(i) as *const __m256i);
+                let even = _mm256_castsi256_ps(_mm256_slli_epi32(raw, 16));
+                let odd = _mm256_castsi256_ps(_mm256_and_si256(raw, high));
+                acc[r][0] = _mm256_fmadd_ps(even, xe, acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(odd, xo, acc[r][1]);
+            }
+            i += 16;
+        }
+        let mut out = [0f32; 4];
+        for r in 0..4 {
+            let mut s = hsum(_mm256_add_ps(acc[r][0], acc[r][1]));
+            for j in i..k {
+                s += crate::dtype::bf16_bits_to_f32(*rows[r].add(j)) * *x.add(j);
+            }
+            out[r] = s;
+        }
+        out
+    }
 
     macro_rules! axpy4 {
         ($name:ident, $t:ty, $kind:tt) => {

@@ -1,0 +1,259 @@
+//! The case table. Every case seeds its inputs, runs the op on the backend under test
+//! and compares with `reference`. Weights are rounded to their storage dtype before the
+//! reference sees them (widening bf16/f16 to f32 is exact), so only the kernels'
+//! arithmetic is compared and f32-accumulating paths are held to NMSE <= 1e-7 whatever
+//! the weight dtype. Id-producing ops must match exactly.
+
+use std::fmt;
+
+use uniaudio_runtime::{ops, Backend, DType, Error, Result, SampleParams, Tensor, WeightLayout};
+
+use crate::harness::{compare_f32, compare_u32, Rng, Verdict};
+use crate::reference as r;
+
+/// f32 compute: accumulation order is the only difference from the f64 reference.
+pub const F32_NMSE: f64 = 1e-7;
+
+#[derive(Clone, Debug)]
+pub enum Case {
+    EmbedRows { vocab: usize, cols: usize, n: usize, dtype: DType },
+    EmbedCodebookSum { codebooks: usize, card: usize, cols: usize, frames: usize, dtype: DType },
+    RmsNorm { rows: usize, cols: usize, dtype: DType },
+    MatMul { m: usize, k: usize, n: usize, layout: WeightLayout, dtype: DType, accumulate: bool },
+    Rope { t: usize, heads: usize, head_dim: usize },
+    KvAppend { t: usize, kv_heads: usize, head_dim: usize, capacity: usize },
+    Attention { t: usize, heads: usize, kv_heads: usize, head_dim: usize, kv_len: usize, causal: bool },
+    SwiGlu { rows: usize, cols: usize },
+    Add { rows: usize, cols: usize, in_place: bool },
+    SelectRows { rows: usize, cols: usize },
+    Softmax { rows: usize, cols: usize },
+    Argmax { rows: usize, cols: usize },
+    TopKSample { rows: usize, cols: usize, top_k: usize, forbid_below: usize },
+}
+
+impl fmt::Display for Case {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+pub fn all_cases() -> Vec<Case> {
+    use Case::*;
+    let dtypes = [DType::F32, DType::F16, DType::BF16];
+    let mut cases = Vec::new();
+    for dtype in dtypes {
+        cases.push(EmbedRows { vocab: 37, cols: 33, n: 5, dtype });
+        cases.push(EmbedRows { vocab: 1000, cols: 128, n: 1, dtype });
+        cases.push(EmbedCodebookSum { codebooks: 8, card: 13, cols: 65, frames: 3, dtype });
+        for (rows, cols) in [(1, 3), (7, 33), (2, 3072)] {
+            cases.push(RmsNorm { rows, cols, dtype });
+        }
+        for (m, k, n) in [(1, 7, 5), (1, 33, 17), (1, 64, 1000), (1, 3072, 257), (1, 130, 4), (3, 33, 17), (7, 130, 65), (17, 256, 129), (64, 128, 64), (5, 1, 3)] {
+            for layout in [WeightLayout::OutIn, WeightLayout::InOut] {
+                cases.push(MatMul { m, k, n, layout, dtype, accumulate: false });
+            }
+        }
+        cases.push(MatMul { m: 1, k: 96, n: 33, layout: WeightLayout::OutIn, dtype, accumulate: true });
+        cases.push(MatMul { m: 9, k: 96, n: 33, layout: WeightLayout::InOut, dtype, accumulate: true });
+    }
+    for (t, heads, head_dim) in [(1, 1, 2), (5, 3, 64), (1, 24, 128), (3, 8, 32)] {
+        cases.push(Rope { t, heads, head_dim });
+    }
+    cases.push(KvAppend { t: 1, kv_heads: 8, head_dim: 64, capacity: 16 });
+    cases.push(KvAppend { t: 4, kv_heads: 3, head_dim: 128, capacity: 9 });
+    for head_dim in [64, 128] {
+        for (heads, kv_heads) in [(2, 2), (6, 2), (8, 2), (24, 8)] {
+            for kv_len in [1, 17, 100] {
+                cases.push(Attention { t: 1, heads, kv_heads, head_dim, kv_len, causal: true });
+            }
+            cases.push(Attention { t: 9, heads, kv_heads, head_dim, kv_len: 9, causal: true });
+            cases.push(Attention { t: 5, heads, kv_heads, head_dim, kv_len: 12, causal: true });
+            cases.push(Attention { t: 7, heads, kv_heads, head_dim, kv_len: 7, causal: false });
+        }
+    }
+    cases.push(Attention { t: 3, heads: 3, kv_heads: 1, head_dim: 32, kv_len: 33, causal: true });
+    for (rows, cols) in [(1, 1), (3, 7), (2, 8193)] {
+        cases.push(SwiGlu { rows, cols });
+        cases.push(Add { rows, cols, in_place: false });
+        cases.push(Add { rows, cols, in_place: true });
+        cases.push(SelectRows { rows, cols });
+        cases.push(Softmax { rows, cols });
+        cases.push(Argmax { rows, cols });
+    }
+    cases.push(Argmax { rows: 1, cols: 128_256 });
+    cases.push(Softmax { rows: 1, cols: 14_103 });
+    for (rows, cols, top_k, forbid_below) in [(1, 17, 1, 0), (3, 100, 5, 0), (2, 14_103, 50, 4100), (1, 128_256, 50, 0), (4, 9, 0, 2), (1, 33, 40, 0)] {
+        cases.push(TopKSample { rows, cols, top_k, forbid_below });
+    }
+    cases
+}
+
+/// Runs one case; `Ok(None)` when the backend does not support it.
+pub fn run<B: Backend>(case: &Case, b: &B, seed: u64) -> Result<Option<Verdict>> {
+    match run_inner(case, b, &mut Rng::new(seed)) {
+        Err(Error::Unsupported { .. }) => Ok(None),
+        other => other.map(Some),
+    }
+}
+
+fn f32_in<B: Backend>(b: &B, shape: &[usize], v: &[f32]) -> Result<Tensor<B>> {
+    ops::upload_f32(b, shape, v, DType::F32)
+}
+
+fn run_inner<B: Backend>(case: &Case, b: &B, rng: &mut Rng) -> Result<Verdict> {
+    Ok(match *case {
+        Case::EmbedRows { vocab, cols, n, dtype } => {
+            let table = r::round_to(&rng.vec(vocab * cols, 1.0), dtype);
+            let ids: Vec<u32> = (0..n).map(|i| if i == 0 { vocab as u32 - 1 } else { rng.below(vocab) as u32 }).collect();
+            let want: Vec<f64> = ids.iter().flat_map(|&id| table[id as usize * cols..][..cols].iter().map(|&v| v as f64)).collect();
+            let out = b.alloc(DType::F32, &[n, cols])?;
+            let t = ops::upload_f32(b, &[vocab, cols], &table, dtype)?;
+            ops::embed_rows(b, &t, &ops::upload_u32(b, &[n], &ids)?, &out)?;
+            compare_f32(&ops::download_f32(b, &out)?, &want, F32_NMSE)
+        }
+        Case::EmbedCodebookSum { codebooks, card, cols, frames, dtype } => {
+            let table = r::round_to(&rng.vec(codebooks * card * cols, 1.0), dtype);
+            let codes: Vec<u32> = (0..frames * codebooks).map(|_| rng.below(card) as u32).collect();
+            // Frame 0 fully on, the last frame fully off, random in between.
+            let mask: Vec<u32> = (0..frames * codebooks)
+                .map(|i| match i / codebooks {
+                    0 => 1,
+                    f if f == frames - 1 => 0,
+                    _ => rng.below(2) as u32,
+                })
+                .collect();
+            let mut want = vec![0f64; frames * cols];
+            for f in 0..frames {
+                for k in 0..codebooks {
+                    let i = f * codebooks + k;
+                    if mask[i] != 0 {
+                        let row = (k * card + codes[i] as usize) * cols;
+                        for c in 0..cols {
+                            want[f * cols + c] += table[row + c] as f64;
+                        }
+                    }
+                }
+            }
+            let out = b.alloc(DType::F32, &[frames, cols])?;
+            let t = ops::upload_f32(b, &[codebooks * card, cols], &table, dtype)?;
+            let codes_t = ops::upload_u32(b, &[frames, codebooks], &codes)?;
+            ops::embed_codebook_sum(b, &t, &codes_t, &ops::upload_u32(b, &[frames, codebooks], &mask)?, card, &out)?;
+            compare_f32(&ops::download_f32(b, &out)?, &want, F32_NMSE)
+        }
+        Case::RmsNorm { rows, cols, dtype } => {
+            let x = rng.vec(rows * cols, 2.0);
+            let w = r::round_to(&rng.vec(cols, 1.0), dtype);
+            let out = b.alloc(DType::F32, &[rows, cols])?;
+            ops::rms_norm(b, &f32_in(b, &[rows, cols], &x)?, &ops::upload_f32(b, &[cols], &w, dtype)?, &out, 1e-5)?;
+            compare_f32(&ops::download_f32(b, &out)?, &r::rms_norm(&x, &w, 1e-5), F32_NMSE)
+        }
+        Case::MatMul { m, k, n, layout, dtype, accumulate } => {
+            let x = rng.vec(m * k, 1.0);
+            let w = r::round_to(&rng.vec(n * k, 1.0), dtype);
+            let init = rng.vec(m * n, 1.0);
+            let in_out = layout == WeightLayout::InOut;
+            let wshape = if in_out { [k, n] } else { [n, k] };
+            let out = f32_in(b, &[m, n], &init)?;
+            ops::matmul(b, &f32_in(b, &[m, k], &x)?, &ops::upload_f32(b, &wshape, &w, dtype)?, &out, layout, accumulate)?;
+            let want = r::matmul(&x, &w, m, k, n, in_out, accumulate.then_some(&init[..]));
+            compare_f32(&ops::download_f32(b, &out)?, &want, F32_NMSE)
+        }
+        Case::Rope { t, heads, head_dim } => {
+            let x = rng.vec(t * heads * head_dim, 1.0);
+            let pos: Vec<u32> = (0..t).map(|_| rng.below(2048) as u32).collect();
+            let inv_freq: Vec<f32> = (0..head_dim / 2).map(|j| 500000f32.powf(-2.0 * j as f32 / head_dim as f32)).collect();
+            let out = b.alloc(DType::F32, &[t, heads, head_dim])?;
+            let xt = f32_in(b, &[t, heads, head_dim], &x)?;
+            ops::rope(b, &xt, &ops::upload_u32(b, &[t], &pos)?, &f32_in(b, &[head_dim / 2], &inv_freq)?, &out)?;
+            compare_f32(&ops::download_f32(b, &out)?, &r::rope(&x, t, heads, head_dim, &pos, &inv_freq), F32_NMSE)
+        }
+        Case::KvAppend { t, kv_heads, head_dim, capacity } => {
+            let (k, v) = (rng.vec(t * kv_heads * head_dim, 1.0), rng.vec(t * kv_heads * head_dim, 1.0));
+            let init_k = rng.vec(kv_heads * capacity * head_dim, 1.0);
+            let init_v = rng.vec(kv_heads * capacity * head_dim, 1.0);
+            // Distinct positions, including the last slot.
+            let pos: Vec<u32> = (0..t).map(|i| (capacity - 1 - 2 * i) as u32).collect();
+            let (mut wk, mut wv) = (init_k.clone(), init_v.clone());
+            for (i, &p) in pos.iter().enumerate() {
+                for g in 0..kv_heads {
+                    let (src, dst) = ((i * kv_heads + g) * head_dim, (g * capacity + p as usize) * head_dim);
+                    wk[dst..dst + head_dim].copy_from_slice(&k[src..src + head_dim]);
+                    wv[dst..dst + head_dim].copy_from_slice(&v[src..src + head_dim]);
+                }
+            }
+            let cache_shape = [kv_heads, capacity, head_dim];
+            let (kc, vc) = (f32_in(b, &cache_shape, &init_k)?, f32_in(b, &cache_shape, &init_v)?);
+            let src_shape = [t, kv_heads, head_dim];
+            ops::kv_append(b, &f32_in(b, &src_shape, &k)?, &f32_in(b, &src_shape, &v)?, &ops::upload_u32(b, &[t], &pos)?, &kc, &vc)?;
+            let to64 = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<_>>();
+            match compare_f32(&ops::download_f32(b, &kc)?, &to64(wk), 0.0) {
+                Verdict::Pass => compare_f32(&ops::download_f32(b, &vc)?, &to64(wv), 0.0),
+                fail => fail,
+            }
+        }
+        Case::Attention { t, heads, kv_heads, head_dim, kv_len, causal } => {
+            let capacity = kv_len + 3;
+            let q = rng.vec(t * heads * head_dim, 1.0);
+            let kc = rng.vec(kv_heads * capacity * head_dim, 1.0);
+            let vc = rng.vec(kv_heads * capacity * head_dim, 1.0);
+            let out = b.alloc(DType::F32, &[t, heads, head_dim])?;
+            let cache_shape = [kv_heads, capacity, head_dim];
+            ops::attention(b, &f32_in(b, &[t, heads, head_dim], &q)?, &f32_in(b, &cache_shape, &kc)?, &f32_in(b, &cache_shape, &vc)?, &out, kv_len, causal)?;
+            let want = r::attention(&q, &kc, &vc, t, heads, kv_heads, head_dim, capacity, kv_len, causal);
+            compare_f32(&ops::download_f32(b, &out)?, &want, F32_NMSE)
+        }
+        Case::SwiGlu { rows, cols } => {
+            let (g, u) = (rng.vec(rows * cols, 6.0), rng.vec(rows * cols, 2.0));
+            let out = b.alloc(DType::F32, &[rows, cols])?;
+            ops::swiglu(b, &f32_in(b, &[rows, cols], &g)?, &f32_in(b, &[rows, cols], &u)?, &out)?;
+            let want: Vec<f64> = g.iter().zip(&u).map(|(&g, &u)| r::silu_mul(g, u)).collect();
+            compare_f32(&ops::download_f32(b, &out)?, &want, F32_NMSE)
+        }
+        Case::Add { rows, cols, in_place } => {
+            let (x, y) = (rng.vec(rows * cols, 1.0), rng.vec(rows * cols, 1.0));
+            let (xt, yt) = (f32_in(b, &[rows, cols], &x)?, f32_in(b, &[rows, cols], &y)?);
+            let out = if in_place { xt.clone() } else { b.alloc(DType::F32, &[rows, cols])? };
+            ops::add(b, &xt, &yt, &out)?;
+            let want: Vec<f64> = x.iter().zip(&y).map(|(&a, &c)| a as f64 + c as f64).collect();
+            compare_f32(&ops::download_f32(b, &out)?, &want, F32_NMSE)
+        }
+        Case::SelectRows { rows, cols } => {
+            let (x, y) = (rng.vec(rows * cols, 1.0), rng.vec(rows * cols, 1.0));
+            let mask: Vec<u32> = (0..rows).map(|i| if i == 0 { 1 } else { rng.below(2) as u32 }).collect();
+            let out = b.alloc(DType::F32, &[rows, cols])?;
+            ops::select_rows(b, &ops::upload_u32(b, &[rows], &mask)?, &f32_in(b, &[rows, cols], &x)?, &f32_in(b, &[rows, cols], &y)?, &out)?;
+            let want: Vec<f64> = (0..rows * cols).map(|i| if mask[i / cols] != 0 { x[i] } else { y[i] } as f64).collect();
+            compare_f32(&ops::download_f32(b, &out)?, &want, 0.0)
+        }
+        Case::Softmax { rows, cols } => {
+            let x = rng.vec(rows * cols, 8.0);
+            let out = b.alloc(DType::F32, &[rows, cols])?;
+            ops::softmax(b, &f32_in(b, &[rows, cols], &x)?, &out)?;
+            compare_f32(&ops::download_f32(b, &out)?, &r::softmax(&x, cols), F32_NMSE)
+        }
+        Case::Argmax { rows, cols } => {
+            let mut x = rng.vec(rows * cols, 1.0);
+            let mut want = Vec::new();
+            for row in 0..rows {
+                // Plant a tie for the maximum: the first index must win.
+                let (a, c) = (rng.below(cols), rng.below(cols));
+                x[row * cols + a] = 2.0;
+                x[row * cols + c] = 2.0;
+                want.push(a.min(c) as u32);
+            }
+            let out = b.alloc(DType::U32, &[rows])?;
+            ops::argmax(b, &f32_in(b, &[rows, cols], &x)?, &out)?;
+            compare_u32(&ops::download_u32(b, &out)?, &want)
+        }
+        Case::TopKSample { rows, cols, top_k, forbid_below } => {
+            let x = rng.vec(rows * cols, 4.0);
+            let params = SampleParams { top_k, temperature: 0.9, forbid_below, seed: rng.next_u64(), counter: 7 };
+            let want: Vec<u32> = (0..rows)
+                .map(|row| r::top_k_sample(&x[row * cols..(row + 1) * cols], top_k, 0.9, forbid_below, params.seed, 7 + row as u64))
+                .collect();
+            let out = b.alloc(DType::U32, &[rows])?;
+            ops::top_k_sample(b, &f32_in(b, &[rows, cols], &x)?, &out, params)?;
+            compare_u32(&ops::download_u32(b, &out)?, &want)
+        }
+    })
+}

@@ -1,0 +1,61 @@
+//! test-backend-ops: every op, on many shapes, on every backend, against a scalar
+//! reference. A backend joins by adding one line to `backend_ops_all_backends`.
+
+mod cases;
+mod harness;
+mod reference;
+
+use uniaudio_runtime::{Backend, Cpu};
+
+use harness::Report;
+
+fn run_all<B: Backend>(backend: &B, report: &mut Report) {
+    for (i, case) in cases::all_cases().iter().enumerate() {
+        match cases::run(case, backend, 0x5eed_0000 + i as u64) {
+            Ok(Some(verdict)) => report.record(B::NAME, case, verdict),
+            Ok(None) => report.unsupported(B::NAME, case),
+            Err(e) => report.record(B::NAME, case, harness::Verdict::Fail(format!("error: {e}"))),
+        }
+    }
+}
+
+#[test]
+fn backend_ops_all_backends() {
+    let mut report = Report::default();
+    run_all(&Cpu::new(), &mut report);
+    println!("backend ops: {} passed, {} failed, {} unsupported", report.passed, report.failed.len(), report.unsupported);
+    assert!(report.passed > 0, "no case ran");
+    assert!(report.failed.is_empty(), "{} cases failed:\n{}", report.failed.len(), report.failed.join("\n"));
+}
+
+/// Draws from many RNG streams must follow softmax(l / T) over the top-k set.
+fn sampling_distribution<B: Backend>(backend: &B) {
+    use uniaudio_runtime::{ops, DType, SampleParams};
+    let logits = [0.3f32, 2.0, -1.0, 1.5, 1.9, -3.0, 0.0, 1.0, 0.5, 1.2];
+    let (top_k, temperature, draws) = (4usize, 0.9f32, 20_000usize);
+    // Top 4 by value: ids 1, 4, 3, 9.
+    let kept = [1usize, 4, 3, 9];
+    let z: f64 = kept.iter().map(|&i| (logits[i] as f64 / temperature as f64).exp()).sum();
+    let rows: Vec<f32> = (0..draws).flat_map(|_| logits).collect();
+    let x = ops::upload_f32(backend, &[draws, logits.len()], &rows, DType::F32).unwrap();
+    let out = backend.alloc(DType::U32, &[draws]).unwrap();
+    let params = SampleParams { top_k, temperature, forbid_below: 0, seed: 42, counter: 0 };
+    ops::top_k_sample(backend, &x, &out, params).unwrap();
+    let ids = ops::download_u32(backend, &out).unwrap();
+    let mut counts = [0usize; 10];
+    for id in ids {
+        counts[id as usize] += 1;
+    }
+    for (i, &c) in counts.iter().enumerate() {
+        let freq = c as f64 / draws as f64;
+        let p = if kept.contains(&i) { (logits[i] as f64 / temperature as f64).exp() / z } else { 0.0 };
+        // 4.5 standard deviations of a binomial proportion.
+        let tol = 4.5 * (p * (1.0 - p) / draws as f64).sqrt() + 1e-12;
+        assert!((freq - p).abs() <= tol, "[{}] id {i}: frequency {freq:.4}, expected {p:.4} ± {tol:.4}", B::NAME);
+    }
+}
+
+#[test]
+fn sampling_follows_softmax_of_top_k() {
+    sampling_distribution(&Cpu::new());
+}

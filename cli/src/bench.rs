@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use uniaudio_runtime::bench::{median, GemvCase, GemvWorkload};
 use uniaudio_runtime::cpu::bandwidth::measure_read_bandwidth;
-use uniaudio_runtime::{cpu, Cpu, DType};
+use uniaudio_runtime::{Cpu, DType};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -28,7 +28,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         bail!("--reps must be at least 1");
     }
     let backend = Cpu::new();
-    println!("backend cpu ({} threads, {})", backend.threads(), cpu::simd_isa());
+    println!("backend cpu ({} threads, {})", backend.threads(), backend.isa().name());
     let bw = measure_read_bandwidth(1 << 30, 5);
     println!("measured read bandwidth: {:.2} GB/s (best of 5 passes over 1 GiB)\n", bw.gb_per_s());
     println!("{:<10} {:>5} {:>16} {:>9} {:>10} {:>10} {:>9} {:>10}", "case", "dtype", "shape", "MB/pass", "median ms", "best ms", "GB/s", "% of bw");
@@ -53,7 +53,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     if let Some(path) = args.json {
         let report = serde_json::json!({
-            "backend": "cpu", "threads": backend.threads(), "isa": cpu::simd_isa(),
+            "backend": "cpu", "threads": backend.threads(), "isa": backend.isa().name(),
             "read_bandwidth_gb_per_s": bw.gb_per_s(), "gemv": rows,
         });
         let tmp = path.with_extension("json.tmp");

@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::simd::{axpy_f32, dot_f32};
+use super::simd::{axpy_f32, dot_f32, Isa};
 use crate::{Error, Result};
 
 /// k, v [T, G, D] -> caches [G, capacity, D] at rows positions[t].
@@ -46,7 +46,7 @@ impl AttnShape {
 }
 
 /// out[t, h] = softmax(q[t, h] · K[g]ᵀ / √D) · V[g], g = h / (H / G).
-pub fn attention(q: &[f32], k_cache: &[f32], v_cache: &[f32], out: &mut [f32], s: AttnShape) {
+pub fn attention(isa: Isa, q: &[f32], k_cache: &[f32], v_cache: &[f32], out: &mut [f32], s: AttnShape) {
     let d = s.head_dim;
     if d == 0 || s.queries == 0 || s.heads == 0 {
         return;
@@ -60,7 +60,7 @@ pub fn attention(q: &[f32], k_cache: &[f32], v_cache: &[f32], out: &mut [f32], s
         let qv = &q[row * d..(row + 1) * d];
         let base = g * s.capacity * d;
         scores.clear();
-        scores.extend((0..visible).map(|j| dot_f32(qv, &k_cache[base + j * d..base + (j + 1) * d]) * scale));
+        scores.extend((0..visible).map(|j| dot_f32(isa, qv, &k_cache[base + j * d..base + (j + 1) * d]) * scale));
         let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0f32;
         for sc in scores.iter_mut() {
@@ -69,7 +69,7 @@ pub fn attention(q: &[f32], k_cache: &[f32], v_cache: &[f32], out: &mut [f32], s
         }
         out.fill(0.0);
         for (j, &p) in scores.iter().enumerate() {
-            axpy_f32(out, p / sum, &v_cache[base + j * d..base + (j + 1) * d]);
+            axpy_f32(isa, out, p / sum, &v_cache[base + j * d..base + (j + 1) * d]);
         }
     });
 }

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::simd::sum_f32;
+use super::simd::{sum_f32, Isa};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Bandwidth {
@@ -22,6 +22,7 @@ impl Bandwidth {
 /// Streams `bytes` (rounded to whole f32s) `reps` times with every rayon thread and
 /// keeps the fastest pass.
 pub fn measure_read_bandwidth(bytes: usize, reps: usize) -> Bandwidth {
+    let isa = Isa::detect();
     let n = bytes / 4;
     let mut data = vec![0f32; n];
     data.par_chunks_mut(1 << 16).for_each(|c| c.iter_mut().enumerate().for_each(|(i, v)| *v = (i % 7) as f32));
@@ -30,7 +31,7 @@ pub fn measure_read_bandwidth(bytes: usize, reps: usize) -> Bandwidth {
     let mut sink = 0f32;
     for _ in 0..reps.max(1) {
         let t = Instant::now();
-        sink += data.par_chunks(chunk).map(sum_f32).sum::<f32>();
+        sink += data.par_chunks(chunk).map(|c| sum_f32(isa, c)).sum::<f32>();
         best = best.min(t.elapsed().as_secs_f64());
     }
     std::hint::black_box(sink);

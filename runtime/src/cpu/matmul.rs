@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::simd::{axpy4, dot4, gemm_tile_4x2, GemvX};
+use super::simd::{axpy4, dot4, gemm_tile_4x2, GemvX, Isa};
 use super::view::WeightSlice;
 use crate::op::WeightLayout;
 
@@ -15,7 +15,7 @@ const X_ROWS_PER_PASS: usize = 128;
 const COLUMN_BLOCK: usize = 512;
 
 /// out[M, N] (+)= x[M, K] · W, W stored as `layout`.
-pub fn matmul(x: &[f32], k: usize, w: WeightSlice, layout: WeightLayout, out: &mut [f32], accumulate: bool) {
+pub fn matmul(isa: Isa, x: &[f32], k: usize, w: WeightSlice, layout: WeightLayout, out: &mut [f32], accumulate: bool) {
     let m = if k == 0 { 0 } else { x.len() / k };
     if k == 0 {
         if !accumulate {
@@ -28,9 +28,9 @@ pub fn matmul(x: &[f32], k: usize, w: WeightSlice, layout: WeightLayout, out: &m
     }
     let n = out.len() / m;
     match (m, layout) {
-        (1, WeightLayout::OutIn) => gemv_out_in(x, w, out, accumulate),
-        (1, WeightLayout::InOut) => gemv_in_out(x, w, n, out, accumulate),
-        _ => gemm(x, m, k, w, layout, n, out, accumulate),
+        (1, WeightLayout::OutIn) => gemv_out_in(isa, x, w, out, accumulate),
+        (1, WeightLayout::InOut) => gemv_in_out(isa, x, w, n, out, accumulate),
+        _ => gemm(isa, x, m, k, w, layout, n, out, accumulate),
     }
 }
 
@@ -50,7 +50,7 @@ fn rows_per_task(n: usize) -> usize {
 }
 
 /// out[n] = W[n, :] · x, four rows per inner loop so each x load feeds four FMAs.
-fn gemv_out_in(x: &[f32], w: WeightSlice, out: &mut [f32], accumulate: bool) {
+fn gemv_out_in(isa: Isa, x: &[f32], w: WeightSlice, out: &mut [f32], accumulate: bool) {
     let k = x.len();
     let x = GemvX::new(x);
     let chunk = rows_per_task(out.len());
@@ -61,7 +61,7 @@ fn gemv_out_in(x: &[f32], w: WeightSlice, out: &mut [f32], accumulate: bool) {
             let last = first + out.len() - 1;
             // A short final group repeats its last row rather than reading past the matrix.
             let starts = [0, 1, 2, 3].map(|r| (first + r).min(last) * k);
-            let dots = dot4(w, starts, &x);
+            let dots = dot4(isa, w, starts, &x);
             for (o, d) in out.iter_mut().zip(dots) {
                 store(o, d, accumulate);
             }
@@ -70,7 +70,7 @@ fn gemv_out_in(x: &[f32], w: WeightSlice, out: &mut [f32], accumulate: bool) {
 }
 
 /// out[n] = Σ_k x[k] · W[k, n]: each task owns a column block and walks down K.
-fn gemv_in_out(x: &[f32], w: WeightSlice, n: usize, out: &mut [f32], accumulate: bool) {
+fn gemv_in_out(isa: Isa, x: &[f32], w: WeightSlice, n: usize, out: &mut [f32], accumulate: bool) {
     let k = x.len();
     out.par_chunks_mut(COLUMN_BLOCK).enumerate().for_each(|(c, out)| {
         let col0 = c * COLUMN_BLOCK;
@@ -79,7 +79,7 @@ fn gemv_in_out(x: &[f32], w: WeightSlice, n: usize, out: &mut [f32], accumulate:
             // Missing rows of the last group get a zero coefficient on a valid row.
             let a = [0, 1, 2, 3].map(|r| if k0 + r < k { x[k0 + r] } else { 0.0 });
             let starts = [0, 1, 2, 3].map(|r| (k0 + r).min(k - 1) * n + col0);
-            axpy4(&mut acc, a, w, starts);
+            axpy4(isa, &mut acc, a, w, starts);
         }
         for (o, v) in out.iter_mut().zip(acc) {
             store(o, v, accumulate);
@@ -104,7 +104,7 @@ impl SharedOut {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn gemm(x: &[f32], m: usize, k: usize, w: WeightSlice, layout: WeightLayout, n: usize, out: &mut [f32], accumulate: bool) {
+fn gemm(isa: Isa, x: &[f32], m: usize, k: usize, w: WeightSlice, layout: WeightLayout, n: usize, out: &mut [f32], accumulate: bool) {
     let k8 = k.next_multiple_of(8);
     let shared = SharedOut(out.as_mut_ptr());
     let panels = n.div_ceil(PANEL_ROWS);
@@ -119,7 +119,7 @@ fn gemm(x: &[f32], m: usize, k: usize, w: WeightSlice, layout: WeightLayout, n: 
                 pack_panel(w, layout, k, n, n0, nb, k8, panel);
                 for i0 in (0..mb).step_by(4) {
                     for j0 in (0..nb).step_by(2) {
-                        let tile = gemm_tile_4x2(&xp[i0 * k8..], &panel[j0 * k8..], k8);
+                        let tile = gemm_tile_4x2(isa, &xp[i0 * k8..], &panel[j0 * k8..], k8);
                         for (i, row) in tile.iter().enumerate().take(mb - i0) {
                             for (j, &v) in row.iter().enumerate().take(nb - j0) {
                                 let idx = (m0 + i0 + i) * n + n0 + j0 + j;

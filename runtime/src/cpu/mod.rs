@@ -18,10 +18,7 @@ use std::sync::Mutex;
 
 pub use storage::CpuBuffer;
 
-/// The instruction set the CPU kernels use on this machine ("avx2+fma" or "scalar").
-pub fn simd_isa() -> &'static str {
-    simd::isa_name()
-}
+pub use simd::Isa;
 
 use crate::aligned::AlignedBytes;
 use crate::op::{Op, ValidOp};
@@ -31,6 +28,7 @@ use view::{f32s, f32s_mut, u32s, u32s_mut, weight_rows};
 
 /// The CPU backend. Ops run synchronously on the calling thread plus rayon's pool.
 pub struct Cpu {
+    isa: Isa,
     /// Serialises `exec`/`write`/`download`, so tensors handed to one op are never
     /// written by another thread meanwhile (the slices built from them stay valid).
     lock: Mutex<()>,
@@ -43,8 +41,20 @@ impl Default for Cpu {
 }
 
 impl Cpu {
+    /// A backend using the best instruction set of this machine.
     pub fn new() -> Self {
-        Cpu { lock: Mutex::new(()) }
+        Cpu::with_isa(Isa::detect())
+    }
+
+    /// A backend restricted to `isa` (`Isa::Scalar` runs the portable fallbacks).
+    /// Asking for an instruction set the machine lacks falls back to `Scalar`.
+    pub fn with_isa(isa: Isa) -> Self {
+        let isa = if isa == Isa::Avx2 && Isa::detect() != Isa::Avx2 { Isa::Scalar } else { isa };
+        Cpu { isa, lock: Mutex::new(()) }
+    }
+
+    pub fn isa(&self) -> Isa {
+        self.isa
     }
 
     /// Number of worker threads ops use.
@@ -122,11 +132,11 @@ impl Backend for Cpu {
                 embed::codebook_sum(weight_rows(table), u32s(codes), u32s(mask), card, codes.dim_back(0), f32s_mut(out)?)
             }
             Op::RmsNorm { x, weight, out, eps } => {
-                norm::rms_norm(f32s(x), weight_rows(weight), f32s_mut(out)?, eps);
+                norm::rms_norm(self.isa, f32s(x), weight_rows(weight), f32s_mut(out)?, eps);
                 Ok(())
             }
             Op::MatMul { x, w, out, layout, accumulate } => {
-                matmul::matmul(f32s(x), x.dim_back(0), weight_rows(w), layout, f32s_mut(out)?, accumulate);
+                matmul::matmul(self.isa, f32s(x), x.dim_back(0), weight_rows(w), layout, f32s_mut(out)?, accumulate);
                 Ok(())
             }
             Op::Rope { x, positions, inv_freq, out } => {
@@ -140,7 +150,7 @@ impl Backend for Cpu {
             }
             Op::Attention { q, k_cache, v_cache, out, kv_len, causal } => {
                 let shape = attention::AttnShape::new(q.shape(), k_cache.shape(), kv_len, causal);
-                attention::attention(f32s(q), f32s(k_cache), f32s(v_cache), f32s_mut(out)?, shape);
+                attention::attention(self.isa, f32s(q), f32s(k_cache), f32s(v_cache), f32s_mut(out)?, shape);
                 Ok(())
             }
             Op::SwiGlu { gate, up, out } => elementwise::swiglu(gate, up, out),

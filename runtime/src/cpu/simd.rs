@@ -1,36 +1,50 @@
 //! The CPU inner loops, with AVX2+FMA(+F16C) versions picked at run time and portable
-//! fallbacks. `UNIAUDIO_CPU_NO_SIMD=1` forces the fallbacks so tests cover both.
+//! fallbacks; `Isa` says which, per backend instance, so tests can run both.
 
 use std::sync::OnceLock;
 
 use super::view::WeightSlice;
 use crate::dtype::bf16_bits_to_f32;
 
-pub fn use_avx2() -> bool {
-    static AVX2: OnceLock<bool> = OnceLock::new();
-    *AVX2.get_or_init(|| {
-        let disabled = std::env::var("UNIAUDIO_CPU_NO_SIMD").is_ok_and(|v| !v.is_empty() && v != "0");
-        #[cfg(target_arch = "x86_64")]
-        {
-            !disabled
+/// The instruction set a `Cpu` backend runs its kernels with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// AVX2 + FMA + F16C (x86-64).
+    Avx2,
+    /// Portable Rust; the compiler vectorises what it can.
+    Scalar,
+}
+
+impl Isa {
+    /// The best instruction set this machine has; `UNIAUDIO_CPU_NO_SIMD=1` forces `Scalar`.
+    pub fn detect() -> Isa {
+        static DETECTED: OnceLock<Isa> = OnceLock::new();
+        *DETECTED.get_or_init(|| {
+            let disabled = std::env::var("UNIAUDIO_CPU_NO_SIMD").is_ok_and(|v| !v.is_empty() && v != "0");
+            #[cfg(target_arch = "x86_64")]
+            if !disabled
                 && std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
                 && std::arch::is_x86_feature_detected!("f16c")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
+            {
+                return Isa::Avx2;
+            }
             let _ = disabled;
-            false
-        }
-    })
-}
+            Isa::Scalar
+        })
+    }
 
-/// Name of the instruction set the CPU kernels run with.
-pub fn isa_name() -> &'static str {
-    if use_avx2() {
-        "avx2+fma"
-    } else {
-        "scalar"
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx2 => "avx2+fma",
+            Isa::Scalar => "scalar",
+        }
+    }
+
+    #[inline(always)]
+    fn avx2(self) -> bool {
+        // `Avx2` is only ever constructed by `detect` after checking the CPU.
+        cfg!(target_arch = "x86_64") && self == Isa::Avx2
     }
 }
 
@@ -59,13 +73,13 @@ impl<'a> GemvX<'a> {
 
 /// Dot products of four weight rows (each `x.len()` long, starting at element
 /// `starts[r]` of `w`) with `x`.
-pub fn dot4(w: WeightSlice, starts: [usize; 4], x: &GemvX) -> [f32; 4] {
+pub fn dot4(isa: Isa, w: WeightSlice, starts: [usize; 4], x: &GemvX) -> [f32; 4] {
     let k = x.len();
     for s in starts {
         assert!(s + k <= w.len(), "dot4 row out of bounds");
     }
     #[cfg(target_arch = "x86_64")]
-    if use_avx2() {
+    if isa.avx2() {
         // SAFETY: the features were detected; rows are in bounds (asserted above).
         unsafe {
             return match w {
@@ -79,17 +93,17 @@ pub fn dot4(w: WeightSlice, starts: [usize; 4], x: &GemvX) -> [f32; 4] {
 }
 
 /// The dot product of one weight row with `x`.
-pub fn dot1(w: WeightSlice, start: usize, x: &[f32]) -> f32 {
+pub fn dot1(isa: Isa, w: WeightSlice, start: usize, x: &[f32]) -> f32 {
     let k = x.len();
     assert!(start + k <= w.len(), "dot1 row out of bounds");
     #[cfg(target_arch = "x86_64")]
-    if use_avx2() {
+    if isa.avx2() {
         if let WeightSlice::F32(s) = w {
             // SAFETY: the features were detected; the row is in bounds (asserted above).
             return unsafe { avx2::dot4_f32([s.as_ptr().add(start); 4], x.as_ptr(), k)[0] };
         }
     }
-    dot4(w, [start; 4], &GemvX::new(x))[0]
+    dot4(isa, w, [start; 4], &GemvX::new(x))[0]
 }
 
 fn dot_fallback(w: WeightSlice, start: usize, x: &[f32]) -> f32 {
@@ -110,18 +124,18 @@ fn dot_fallback(w: WeightSlice, start: usize, x: &[f32]) -> f32 {
 }
 
 /// f32 dot product (attention scores).
-pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    dot1(WeightSlice::F32(a), 0, b)
+pub fn dot_f32(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
+    dot1(isa, WeightSlice::F32(a), 0, b)
 }
 
 /// out[j] += Σ_r a[r] · w[starts[r] + j] for four weight rows (the K-major matmul).
-pub fn axpy4(out: &mut [f32], a: [f32; 4], w: WeightSlice, starts: [usize; 4]) {
+pub fn axpy4(isa: Isa, out: &mut [f32], a: [f32; 4], w: WeightSlice, starts: [usize; 4]) {
     let n = out.len();
     for s in starts {
         assert!(s + n <= w.len(), "axpy4 row out of bounds");
     }
     #[cfg(target_arch = "x86_64")]
-    if use_avx2() {
+    if isa.avx2() {
         // SAFETY: the features were detected; rows are in bounds (asserted above).
         unsafe {
             return match w {
@@ -137,8 +151,8 @@ pub fn axpy4(out: &mut [f32], a: [f32; 4], w: WeightSlice, starts: [usize; 4]) {
 }
 
 /// out[j] += a · v[j].
-pub fn axpy_f32(out: &mut [f32], a: f32, v: &[f32]) {
-    axpy4(out, [a, 0.0, 0.0, 0.0], WeightSlice::F32(v), [0; 4]);
+pub fn axpy_f32(isa: Isa, out: &mut [f32], a: f32, v: &[f32]) {
+    axpy4(isa, out, [a, 0.0, 0.0, 0.0], WeightSlice::F32(v), [0; 4]);
 }
 
 pub fn widen_bf16(src: &[u16], dst: &mut [f32]) {
@@ -155,10 +169,10 @@ pub fn widen_f16(src: &[u16], dst: &mut [f32]) {
 
 /// A 4x2 tile of the packed GEMM: c[i][j] = Σ_k a[i][k] · b[j][k] over `k` (a multiple
 /// of 8) for four rows of `a` and two rows of `b`, each with stride `k`.
-pub fn gemm_tile_4x2(a: &[f32], b: &[f32], k: usize) -> [[f32; 2]; 4] {
+pub fn gemm_tile_4x2(isa: Isa, a: &[f32], b: &[f32], k: usize) -> [[f32; 2]; 4] {
     assert!(k % 8 == 0 && a.len() >= 4 * k && b.len() >= 2 * k, "gemm tile bounds");
     #[cfg(target_arch = "x86_64")]
-    if use_avx2() {
+    if isa.avx2() {
         // SAFETY: the features were detected; bounds asserted above.
         return unsafe { avx2::gemm_tile_4x2(a.as_ptr(), b.as_ptr(), k) };
     }
@@ -318,9 +332,9 @@ mod avx2 {
 }
 
 /// Sum of `x` (used by the read-bandwidth probe: one load per element, nothing else).
-pub fn sum_f32(x: &[f32]) -> f32 {
+pub fn sum_f32(isa: Isa, x: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if use_avx2() {
+    if isa.avx2() {
         // SAFETY: features detected; reads stay within x.
         return unsafe { avx2_sum(x) };
     }

@@ -4,7 +4,10 @@
 mod model_dir;
 mod safetensors_file;
 mod view;
+mod writer;
 
 pub use model_dir::ModelWeights;
 pub use safetensors_file::SafetensorsFile;
 pub use view::WeightView;
+pub use writer::{SafetensorsWriter, TensorSpec};
+pub use model_dir::{INDEX_FILE, SINGLE_FILE};

@@ -22,6 +22,12 @@ struct Index {
     weight_map: BTreeMap<String, String>,
 }
 
+impl std::fmt::Debug for ModelWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ModelWeights({}, {} tensors in {} files)", self.dir.display(), self.location.len(), self.files.len())
+    }
+}
+
 impl ModelWeights {
     /// Opens a model directory (single file or sharded with an index).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {

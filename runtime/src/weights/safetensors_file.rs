@@ -28,6 +28,12 @@ pub struct SafetensorsFile {
     metadata: HashMap<String, String>,
 }
 
+impl std::fmt::Debug for SafetensorsFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SafetensorsFile({}, {} tensors)", self.path.display(), self.entries.len())
+    }
+}
+
 impl SafetensorsFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();

@@ -24,6 +24,12 @@ pub struct WeightView {
     pub(crate) bytes: WeightBytes,
 }
 
+impl std::fmt::Debug for WeightView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WeightView(`{}` {:?} {} in {})", self.name, self.shape, self.dtype, self.path.display())
+    }
+}
+
 impl WeightView {
     pub fn name(&self) -> &str {
         &self.name

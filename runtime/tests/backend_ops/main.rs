@@ -5,16 +5,17 @@ mod cases;
 mod harness;
 mod reference;
 
+use uniaudio_runtime::cpu::Isa;
 use uniaudio_runtime::{Backend, Cpu};
 
 use harness::Report;
 
-fn run_all<B: Backend>(backend: &B, report: &mut Report) {
+fn run_all<B: Backend>(label: &str, backend: &B, report: &mut Report) {
     for (i, case) in cases::all_cases().iter().enumerate() {
         match cases::run(case, backend, 0x5eed_0000 + i as u64) {
-            Ok(Some(verdict)) => report.record(B::NAME, case, verdict),
-            Ok(None) => report.unsupported(B::NAME, case),
-            Err(e) => report.record(B::NAME, case, harness::Verdict::Fail(format!("error: {e}"))),
+            Ok(Some(verdict)) => report.record(label, case, verdict),
+            Ok(None) => report.unsupported(label, case),
+            Err(e) => report.record(label, case, harness::Verdict::Fail(format!("error: {e}"))),
         }
     }
 }
@@ -22,7 +23,13 @@ fn run_all<B: Backend>(backend: &B, report: &mut Report) {
 #[test]
 fn backend_ops_all_backends() {
     let mut report = Report::default();
-    run_all(&Cpu::new(), &mut report);
+    let cpu = Cpu::new();
+    run_all(&format!("cpu/{}", cpu.isa().name()), &cpu, &mut report);
+    if cpu.isa() != Isa::Scalar {
+        run_all("cpu/scalar", &Cpu::with_isa(Isa::Scalar), &mut report);
+    } else {
+        println!("cpu/scalar is the only CPU variant on this machine");
+    }
     println!("backend ops: {} passed, {} failed, {} unsupported", report.passed, report.failed.len(), report.unsupported);
     assert!(report.passed > 0, "no case ran");
     assert!(report.failed.is_empty(), "{} cases failed:\n{}", report.failed.len(), report.failed.join("\n"));
@@ -58,4 +65,5 @@ fn sampling_distribution<B: Backend>(backend: &B) {
 #[test]
 fn sampling_follows_softmax_of_top_k() {
     sampling_distribution(&Cpu::new());
+    sampling_distribution(&Cpu::with_isa(Isa::Scalar));
 }

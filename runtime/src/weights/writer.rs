@@ -1,0 +1,111 @@
+//! Streaming safetensors writer: the header is laid out from the tensor list up front,
+//! then tensors are written one at a time, so a model larger than memory can be written.
+//! Output goes to `<path>.tmp` and is renamed into place by `finish`.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::{DType, Error, Result};
+
+#[derive(Clone, Debug)]
+pub struct TensorSpec {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+}
+
+impl TensorSpec {
+    pub fn new(name: impl Into<String>, dtype: DType, shape: &[usize]) -> Self {
+        TensorSpec { name: name.into(), dtype, shape: shape.to_vec() }
+    }
+    pub fn size_bytes(&self) -> usize {
+        self.shape.iter().product::<usize>() * self.dtype.size_bytes()
+    }
+}
+
+pub struct SafetensorsWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    out: BufWriter<File>,
+    specs: Vec<TensorSpec>,
+    next: usize,
+}
+
+impl SafetensorsWriter {
+    /// Starts a file holding `specs` in this order, with `metadata` in `__metadata__`.
+    pub fn create(path: impl AsRef<Path>, specs: Vec<TensorSpec>, metadata: &BTreeMap<String, String>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let mut header = serde_json::Map::new();
+        if !metadata.is_empty() {
+            header.insert("__metadata__".into(), serde_json::to_value(metadata).expect("string map"));
+        }
+        let mut offset = 0usize;
+        for s in &specs {
+            if header.contains_key(&s.name) {
+                return Err(Error::weights(&path, format!("tensor `{}` listed twice", s.name)));
+            }
+            let end = offset + s.size_bytes();
+            header.insert(
+                s.name.clone(),
+                serde_json::json!({"dtype": s.dtype.to_safetensors(), "shape": s.shape, "data_offsets": [offset, end]}),
+            );
+            offset = end;
+        }
+        let mut json = serde_json::to_string(&header).expect("serialisable header");
+        // Pad with spaces so the data section starts 8-byte aligned.
+        while (8 + json.len()) % 8 != 0 {
+            json.push(' ');
+        }
+        let tmp = tmp_path(&path);
+        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let mut out = BufWriter::with_capacity(1 << 22, file);
+        out.write_all(&(json.len() as u64).to_le_bytes()).map_err(|e| Error::io(&tmp, e))?;
+        out.write_all(json.as_bytes()).map_err(|e| Error::io(&tmp, e))?;
+        Ok(SafetensorsWriter { path, tmp, out, specs, next: 0 })
+    }
+
+    /// Writes the next tensor's bytes (tensors must come in the order given to `create`).
+    pub fn write_tensor(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        let spec = self
+            .specs
+            .get(self.next)
+            .ok_or_else(|| Error::weights(&self.path, format!("`{name}` written after the last listed tensor")))?;
+        if spec.name != name || spec.size_bytes() != bytes.len() {
+            return Err(Error::weights(
+                &self.path,
+                format!("expected `{}` ({} bytes) next, got `{name}` ({} bytes)", spec.name, spec.size_bytes(), bytes.len()),
+            ));
+        }
+        self.out.write_all(bytes).map_err(|e| Error::io(&self.tmp, e))?;
+        self.next += 1;
+        Ok(())
+    }
+
+    /// Flushes, syncs and renames the file into place.
+    pub fn finish(mut self) -> Result<PathBuf> {
+        if self.next != self.specs.len() {
+            return Err(Error::weights(&self.path, format!("only {} of {} tensors were written", self.next, self.specs.len())));
+        }
+        self.out.flush().map_err(|e| Error::io(&self.tmp, e))?;
+        self.out.get_ref().sync_all().map_err(|e| Error::io(&self.tmp, e))?;
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))?;
+        Ok(self.path.clone())
+    }
+}
+
+impl Drop for SafetensorsWriter {
+    fn drop(&mut self) {
+        // An unfinished file never appears under its final name.
+        if self.next != self.specs.len() || self.tmp.exists() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".tmp");
+    path.with_file_name(name)
+}

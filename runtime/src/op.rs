@@ -53,6 +53,9 @@ pub enum Op<'a, B: Backend> {
     SwiGlu { gate: &'a Tensor<B>, up: &'a Tensor<B>, out: &'a Tensor<B> },
     /// out = a + b.  All the same shape, f32; `out` may be `a` or `b` itself.
     Add { a: &'a Tensor<B>, b: &'a Tensor<B>, out: &'a Tensor<B> },
+    /// Classifier-free guidance: out = uncond + scale · (cond − uncond).  All [R, C] f32;
+    /// `out` may be either input itself.
+    Guidance { cond: &'a Tensor<B>, uncond: &'a Tensor<B>, scale: f32, out: &'a Tensor<B> },
     /// out[r] = if mask[r] != 0 { a[r] } else { b[r] }.  a, b, out [R, C] f32, mask [R] u32.
     SelectRows { mask: &'a Tensor<B>, a: &'a Tensor<B>, b: &'a Tensor<B>, out: &'a Tensor<B> },
     /// Row-wise softmax.  x, out [R, C] f32.
@@ -95,6 +98,7 @@ impl<'a, B: Backend> Op<'a, B> {
             Op::SwiGlu { .. } => "swiglu",
             Op::Add { .. } => "add",
             Op::SelectRows { .. } => "select_rows",
+            Op::Guidance { .. } => "guidance",
             Op::Softmax { .. } => "softmax",
             Op::Argmax { .. } => "argmax",
             Op::TopKSample { .. } => "top_k_sample",
@@ -114,6 +118,7 @@ impl<'a, B: Backend> Op<'a, B> {
             | Op::SwiGlu { out, .. }
             | Op::Add { out, .. }
             | Op::SelectRows { out, .. }
+            | Op::Guidance { out, .. }
             | Op::Softmax { out, .. }
             | Op::Argmax { out, .. }
             | Op::TopKSample { out, .. } => vec![out],
@@ -133,6 +138,7 @@ impl<'a, B: Backend> Op<'a, B> {
             Op::SwiGlu { gate, up, .. } => vec![("gate", gate), ("up", up)],
             Op::Add { a, b, .. } => vec![("a", a), ("b", b)],
             Op::SelectRows { mask, a, b, .. } => vec![("mask", mask), ("a", a), ("b", b)],
+            Op::Guidance { cond, uncond, .. } => vec![("cond", cond), ("uncond", uncond)],
             Op::Softmax { x, .. } | Op::Argmax { x, .. } => vec![("x", x)],
             Op::TopKSample { logits, .. } => vec![("logits", logits)],
         }

@@ -99,12 +99,17 @@ pub(crate) fn check<B: Backend>(op: &Op<'_, B>) -> Result<()> {
                 return Err(Error::invalid(name, format!("kv_len {kv_len} must be in 1..={cap} and >= {t} queries when causal")));
             }
         }
-        Op::SwiGlu { gate: a, up: b, out } | Op::Add { a, b, out } => {
+        Op::SwiGlu { gate: a, up: b, out } | Op::Add { a, b, out } | Op::Guidance { cond: a, uncond: b, out, .. } => {
             for (n, t) in [("a", a), ("b", b), ("out", out)] {
                 c.dtype(n, t, &[DType::F32])?;
             }
             c.shape("b", b, a.shape())?;
             c.shape("out", out, a.shape())?;
+            if let Op::Guidance { scale, .. } = op {
+                if !scale.is_finite() {
+                    return Err(Error::invalid(name, format!("scale must be finite, got {scale}")));
+                }
+            }
         }
         Op::SelectRows { mask, a, b, out } => {
             for (n, t) in [("a", a), ("b", b), ("out", out)] {
@@ -141,7 +146,7 @@ pub(crate) fn check<B: Backend>(op: &Op<'_, B>) -> Result<()> {
 
 /// Outputs may not overlap inputs, except that elementwise ops may write in place.
 fn check_aliasing<B: Backend>(op: &Op<'_, B>) -> Result<()> {
-    let elementwise = matches!(op, Op::Add { .. } | Op::SwiGlu { .. } | Op::SelectRows { .. } | Op::Softmax { .. });
+    let elementwise = matches!(op, Op::Add { .. } | Op::Guidance { .. } | Op::SwiGlu { .. } | Op::SelectRows { .. } | Op::Softmax { .. });
     for out in op.outputs() {
         for (what, input) in op.inputs() {
             if out.overlaps(input) && !(elementwise && out.same_view(input)) {

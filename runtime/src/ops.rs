@@ -40,6 +40,10 @@ pub fn add<B: Backend>(bk: &B, a: &Tensor<B>, b: &Tensor<B>, out: &Tensor<B>) ->
     run(bk, &Op::Add { a, b, out })
 }
 
+pub fn guidance<B: Backend>(b: &B, cond: &Tensor<B>, uncond: &Tensor<B>, scale: f32, out: &Tensor<B>) -> Result<()> {
+    run(b, &Op::Guidance { cond, uncond, scale, out })
+}
+
 pub fn select_rows<B: Backend>(bk: &B, mask: &Tensor<B>, a: &Tensor<B>, b: &Tensor<B>, out: &Tensor<B>) -> Result<()> {
     run(bk, &Op::SelectRows { mask, a, b, out })
 }

@@ -54,6 +54,10 @@ pub fn swiglu(gate: &Tensor<Cpu>, up: &Tensor<Cpu>, out: &Tensor<Cpu>) -> Result
     zip2(gate, up, out, |g, u| (g / (1.0 + (-g).exp())) * u)
 }
 
+pub fn guidance(cond: &Tensor<Cpu>, uncond: &Tensor<Cpu>, scale: f32, out: &Tensor<Cpu>) -> Result<()> {
+    zip2(cond, uncond, out, |c, u| u + scale * (c - u))
+}
+
 pub fn select_rows(mask: &[u32], a: &Tensor<Cpu>, b: &Tensor<Cpu>, out: &Tensor<Cpu>) -> Result<()> {
     let cols = a.dim_back(0);
     let (pa, pb) = (src(a), src(b));

@@ -155,6 +155,7 @@ impl Backend for Cpu {
             }
             Op::SwiGlu { gate, up, out } => elementwise::swiglu(gate, up, out),
             Op::Add { a, b, out } => elementwise::add(a, b, out),
+            Op::Guidance { cond, uncond, scale, out } => elementwise::guidance(cond, uncond, scale, out),
             Op::SelectRows { mask, a, b, out } => elementwise::select_rows(u32s(mask), a, b, out),
             Op::Softmax { x, out } => elementwise::softmax(x, out),
             Op::Argmax { x, out } => {

@@ -26,6 +26,7 @@ pub enum Case {
     SwiGlu { rows: usize, cols: usize },
     Add { rows: usize, cols: usize, in_place: bool },
     SelectRows { rows: usize, cols: usize },
+    Guidance { rows: usize, cols: usize, scale: f32 },
     Softmax { rows: usize, cols: usize },
     Argmax { rows: usize, cols: usize },
     TopKSample { rows: usize, cols: usize, top_k: usize, forbid_below: usize },
@@ -77,6 +78,7 @@ pub fn all_cases() -> Vec<Case> {
         cases.push(Add { rows, cols, in_place: false });
         cases.push(Add { rows, cols, in_place: true });
         cases.push(SelectRows { rows, cols });
+        cases.push(Guidance { rows, cols, scale: 1.5 });
         cases.push(Softmax { rows, cols });
         cases.push(Argmax { rows, cols });
     }
@@ -224,6 +226,13 @@ fn run_inner<B: Backend>(case: &Case, b: &B, rng: &mut Rng) -> Result<Verdict> {
             ops::select_rows(b, &ops::upload_u32(b, &[rows], &mask)?, &f32_in(b, &[rows, cols], &x)?, &f32_in(b, &[rows, cols], &y)?, &out)?;
             let want: Vec<f64> = (0..rows * cols).map(|i| if mask[i / cols] != 0 { x[i] } else { y[i] } as f64).collect();
             compare_f32(&ops::download_f32(b, &out)?, &want, 0.0)
+        }
+        Case::Guidance { rows, cols, scale } => {
+            let (c, u) = (rng.vec(rows * cols, 4.0), rng.vec(rows * cols, 4.0));
+            let out = b.alloc(DType::F32, &[rows, cols])?;
+            ops::guidance(b, &f32_in(b, &[rows, cols], &c)?, &f32_in(b, &[rows, cols], &u)?, scale, &out)?;
+            let want: Vec<f64> = c.iter().zip(&u).map(|(&c, &u)| u as f64 + scale as f64 * (c as f64 - u as f64)).collect();
+            compare_f32(&ops::download_f32(b, &out)?, &want, F32_NMSE)
         }
         Case::Softmax { rows, cols } => {
             let x = rng.vec(rows * cols, 8.0);

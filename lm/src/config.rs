@@ -1,0 +1,178 @@
+//! The model directory's `config.json`: special ids and the four stacks' sizes.
+//! Unknown fields (such as a fixture's `init` block) are ignored.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{LmError, Result};
+
+/// Audio codebooks per frame.
+pub const CODEBOOKS: usize = 8;
+/// Text id that ends every segment and stops text generation.
+pub const END_OF_TEXT: u32 = 128_001;
+/// Depth-decoder positions per frame (one per codebook).
+pub const DECODER_POSITIONS: usize = CODEBOOKS;
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RopeScaling {
+    pub factor: f64,
+    pub low_freq_factor: f64,
+    pub high_freq_factor: f64,
+    pub original_max_seq_len: f64,
+}
+
+impl RopeScaling {
+    /// Llama 3's values.
+    pub const LLAMA3: RopeScaling = RopeScaling { factor: 32.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_seq_len: 8192.0 };
+}
+
+/// One Llama stack.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StackConfig {
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub n_head: usize,
+    pub n_query_groups: usize,
+    pub head_size: usize,
+    pub intermediate_size: usize,
+    /// Text vocabulary (backbone only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocab_size: Option<usize>,
+    pub rope_base: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_scaling: Option<RopeScaling>,
+    pub norm_eps: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stacks {
+    pub backbone: StackConfig,
+    pub understanding: StackConfig,
+    pub generation: StackConfig,
+    pub decoder: StackConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LmConfig {
+    pub audio_reason_card: usize,
+    pub audio_semantic_card: usize,
+    pub reason_bos: u32,
+    pub reason_eos: u32,
+    pub reason_pad_token: u32,
+    pub semantic_bos: u32,
+    pub semantic_eos: u32,
+    pub semantic_pad_token: u32,
+    pub text_pad_token: u32,
+    pub max_seq_len: usize,
+    pub stacks: Stacks,
+}
+
+impl StackConfig {
+    pub fn q_dim(&self) -> usize {
+        self.n_head * self.head_size
+    }
+    pub fn kv_dim(&self) -> usize {
+        self.n_query_groups * self.head_size
+    }
+    pub fn qkv_rows(&self) -> usize {
+        (self.n_head + 2 * self.n_query_groups) * self.head_size
+    }
+
+    fn validate(&self, name: &str) -> std::result::Result<(), String> {
+        let fields = [
+            ("n_layer", self.n_layer),
+            ("n_embd", self.n_embd),
+            ("n_head", self.n_head),
+            ("n_query_groups", self.n_query_groups),
+            ("head_size", self.head_size),
+            ("intermediate_size", self.intermediate_size),
+        ];
+        if let Some((f, _)) = fields.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("stacks.{name}.{f} must be positive"));
+        }
+        if self.n_head % self.n_query_groups != 0 {
+            return Err(format!("stacks.{name}: n_head {} is not a multiple of n_query_groups {}", self.n_head, self.n_query_groups));
+        }
+        if self.head_size % 2 != 0 {
+            return Err(format!("stacks.{name}.head_size {} must be even (rotate-half RoPE)", self.head_size));
+        }
+        if !(self.rope_base.is_finite() && self.rope_base > 1.0) {
+            return Err(format!("stacks.{name}.rope_base must be > 1, got {}", self.rope_base));
+        }
+        if !(self.norm_eps.is_finite() && self.norm_eps >= 0.0) {
+            return Err(format!("stacks.{name}.norm_eps must be >= 0, got {}", self.norm_eps));
+        }
+        if let Some(s) = self.rope_scaling {
+            let ok = s.factor > 0.0 && s.high_freq_factor > s.low_freq_factor && s.original_max_seq_len > 0.0;
+            if !ok || ![s.factor, s.low_freq_factor, s.high_freq_factor, s.original_max_seq_len].iter().all(|v| v.is_finite()) {
+                return Err(format!("stacks.{name}.rope_scaling is inconsistent: {s:?}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl LmConfig {
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| LmError::Io { path: path.to_path_buf(), source: e })?;
+        Self::from_json(&text).map_err(|msg| LmError::config(path, msg))
+    }
+
+    pub fn from_json(text: &str) -> std::result::Result<Self, String> {
+        let config: LmConfig = serde_json::from_str(text).map_err(|e| format!("invalid config: {e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// V_a: ids per codebook stream (reasoning space then reconstruction space).
+    pub fn audio_vocab(&self) -> usize {
+        self.audio_reason_card + self.audio_semantic_card
+    }
+
+    pub fn text_vocab(&self) -> usize {
+        self.stacks.backbone.vocab_size.unwrap_or(0)
+    }
+
+    /// Raw id (as placed in the sequence) of the all-`semantic_eos` stop frame.
+    pub fn stop_code(&self) -> u32 {
+        self.semantic_eos + self.audio_reason_card as u32
+    }
+
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let s = &self.stacks;
+        for (name, stack) in [("backbone", &s.backbone), ("understanding", &s.understanding), ("generation", &s.generation), ("decoder", &s.decoder)] {
+            stack.validate(name)?;
+        }
+        let d = s.backbone.n_embd;
+        for (name, stack) in [("understanding", &s.understanding), ("generation", &s.generation)] {
+            if stack.n_embd != d {
+                return Err(format!("stacks.{name}.n_embd {} must equal the backbone's {d}", stack.n_embd));
+            }
+        }
+        match s.backbone.vocab_size {
+            Some(v) if v > END_OF_TEXT as usize => {}
+            Some(v) => return Err(format!("stacks.backbone.vocab_size {v} must exceed the end-of-text id {END_OF_TEXT}")),
+            None => return Err("stacks.backbone.vocab_size is missing".into()),
+        }
+        if self.max_seq_len == 0 {
+            return Err("max_seq_len must be positive".into());
+        }
+        let rc = self.audio_reason_card as u64;
+        for (name, id) in [("reason_bos", self.reason_bos), ("reason_eos", self.reason_eos), ("reason_pad_token", self.reason_pad_token)] {
+            if id as u64 >= rc {
+                return Err(format!("{name} {id} must be below audio_reason_card {rc}"));
+            }
+        }
+        let sc = self.audio_semantic_card as u64;
+        for (name, id) in [("semantic_bos", self.semantic_bos), ("semantic_eos", self.semantic_eos), ("semantic_pad_token", self.semantic_pad_token)] {
+            if id as u64 >= sc {
+                return Err(format!("{name} {id} must be below audio_semantic_card {sc}"));
+            }
+        }
+        if self.text_pad_token as usize >= self.text_vocab() {
+            return Err(format!("text_pad_token {} is outside the text vocabulary", self.text_pad_token));
+        }
+        Ok(())
+    }
+}

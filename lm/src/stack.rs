@@ -1,0 +1,107 @@
+//! One Llama stack (litgpt `GPT.forward` without embedding or head): pre-RMSNorm blocks
+//! with GQA attention over a KV cache and a SwiGLU MLP, then the final RMSNorm.
+
+use uniaudio_runtime::{ops, Backend, DType, Tensor, WeightLayout};
+
+use crate::config::StackConfig;
+use crate::error::Result;
+use crate::weights::StackWeights;
+
+/// Per-layer K and V caches, [n_kv, capacity, hs] each.
+pub struct KvCache<B: Backend> {
+    k: Vec<Tensor<B>>,
+    v: Vec<Tensor<B>>,
+    capacity: usize,
+}
+
+impl<B: Backend> KvCache<B> {
+    pub fn new(b: &B, s: &StackConfig, capacity: usize) -> Result<Self> {
+        let shape = [s.n_query_groups, capacity, s.head_size];
+        let alloc = || (0..s.n_layer).map(|_| b.alloc(DType::F32, &shape)).collect::<uniaudio_runtime::Result<Vec<_>>>();
+        Ok(KvCache { k: alloc()?, v: alloc()?, capacity })
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+/// Activations for T rows, reused across calls with the same T.
+struct Scratch<B: Backend> {
+    rows: usize,
+    normed: Tensor<B>, // [T, e]
+    q: Tensor<B>,      // [T, nh·hs]
+    k: Tensor<B>,      // [T, nkv·hs]
+    v: Tensor<B>,      // [T, nkv·hs]
+    q_rot: Tensor<B>,  // [T, nh, hs]
+    k_rot: Tensor<B>,  // [T, nkv, hs]
+    att: Tensor<B>,    // [T, nh, hs]
+    gate: Tensor<B>,   // [T, f]
+    up: Tensor<B>,     // [T, f]
+}
+
+impl<B: Backend> Scratch<B> {
+    fn new(b: &B, s: &StackConfig, t: usize) -> Result<Self> {
+        let f32 = |shape: &[usize]| b.alloc(DType::F32, shape);
+        Ok(Scratch {
+            rows: t,
+            normed: f32(&[t, s.n_embd])?,
+            q: f32(&[t, s.q_dim()])?,
+            k: f32(&[t, s.kv_dim()])?,
+            v: f32(&[t, s.kv_dim()])?,
+            q_rot: f32(&[t, s.n_head, s.head_size])?,
+            k_rot: f32(&[t, s.n_query_groups, s.head_size])?,
+            att: f32(&[t, s.n_head, s.head_size])?,
+            gate: f32(&[t, s.intermediate_size])?,
+            up: f32(&[t, s.intermediate_size])?,
+        })
+    }
+}
+
+/// A stack's config, weights and RoPE frequencies, plus scratch space.
+pub struct Stack<B: Backend> {
+    pub config: StackConfig,
+    pub weights: StackWeights<B>,
+    inv_freq: Tensor<B>, // [hs/2]
+    scratch: Option<Scratch<B>>,
+}
+
+impl<B: Backend> Stack<B> {
+    pub fn new(b: &B, config: StackConfig, weights: StackWeights<B>) -> Result<Self> {
+        let freqs = crate::rope::inv_freq(&config);
+        let inv_freq = ops::upload_f32(b, &[freqs.len()], &freqs, DType::F32)?;
+        Ok(Stack { config, weights, inv_freq, scratch: None })
+    }
+
+    /// Runs the blocks over `h` [T, e] (the residual stream, updated in place) for rows at
+    /// `positions` [T] (consecutive, ending at kv_len − 1), writing ln_f(h) to `out`.
+    pub fn forward(&mut self, b: &B, cache: &KvCache<B>, h: &Tensor<B>, positions: &Tensor<B>, kv_len: usize, out: &Tensor<B>) -> Result<()> {
+        let t = h.shape()[0];
+        if self.scratch.as_ref().is_none_or(|s| s.rows != t) {
+            self.scratch = Some(Scratch::new(b, &self.config, t)?);
+        }
+        let (s, c) = (self.scratch.as_ref().expect("allocated above"), &self.config);
+        let eps = c.norm_eps as f32;
+        let heads = |x: &Tensor<B>, n: usize| x.reshape(&[t, n, c.head_size]);
+        for (l, w) in self.weights.layers.iter().enumerate() {
+            // x = x + proj(attention(rope(q), rope(k), v))
+            ops::rms_norm(b, h, &w.norm_1, &s.normed, eps)?;
+            ops::matmul(b, &s.normed, &w.wq, &s.q, WeightLayout::OutIn, false)?;
+            ops::matmul(b, &s.normed, &w.wk, &s.k, WeightLayout::OutIn, false)?;
+            ops::matmul(b, &s.normed, &w.wv, &s.v, WeightLayout::OutIn, false)?;
+            ops::rope(b, &heads(&s.q, c.n_head)?, positions, &self.inv_freq, &s.q_rot)?;
+            ops::rope(b, &heads(&s.k, c.n_query_groups)?, positions, &self.inv_freq, &s.k_rot)?;
+            ops::kv_append(b, &s.k_rot, &heads(&s.v, c.n_query_groups)?, positions, &cache.k[l], &cache.v[l])?;
+            ops::attention(b, &s.q_rot, &cache.k[l], &cache.v[l], &s.att, kv_len, true)?;
+            ops::matmul(b, &s.att.reshape(&[t, c.q_dim()])?, &w.proj, h, WeightLayout::OutIn, true)?;
+            // x = x + proj(silu(fc_1(m)) · fc_2(m))
+            ops::rms_norm(b, h, &w.norm_2, &s.normed, eps)?;
+            ops::matmul(b, &s.normed, &w.fc_1, &s.gate, WeightLayout::OutIn, false)?;
+            ops::matmul(b, &s.normed, &w.fc_2, &s.up, WeightLayout::OutIn, false)?;
+            ops::swiglu(b, &s.gate, &s.up, &s.gate)?;
+            ops::matmul(b, &s.gate, &w.mlp_proj, h, WeightLayout::OutIn, true)?;
+        }
+        ops::rms_norm(b, h, &self.weights.ln_f, out, eps)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,133 @@
+//! The LM's weights, checked against the config and handed to a backend (zero-copy on
+//! CPU). Keys are the upstream state-dict names; loading is strict, as upstream's.
+
+use uniaudio_runtime::weights::ModelWeights;
+use uniaudio_runtime::{Backend, Tensor};
+
+use crate::config::{LmConfig, StackConfig, CODEBOOKS};
+use crate::error::{LmError, Result};
+use crate::synth::model_tensors;
+
+/// One Llama block. Shapes with e = n_embd, f = intermediate_size.
+pub struct LayerWeights<B: Backend> {
+    pub norm_1: Tensor<B>,   // [e]
+    pub wq: Tensor<B>,       // [n_head·hs, e]   rows of attn.qkv.weight
+    pub wk: Tensor<B>,       // [n_kv·hs, e]
+    pub wv: Tensor<B>,       // [n_kv·hs, e]
+    pub proj: Tensor<B>,     // [e, n_head·hs]
+    pub norm_2: Tensor<B>,   // [e]
+    pub fc_1: Tensor<B>,     // [f, e]  gate
+    pub fc_2: Tensor<B>,     // [f, e]  up
+    pub mlp_proj: Tensor<B>, // [e, f]  down
+}
+
+pub struct StackWeights<B: Backend> {
+    pub layers: Vec<LayerWeights<B>>,
+    pub ln_f: Tensor<B>, // [e]
+}
+
+pub struct LmWeights<B: Backend> {
+    pub backbone: StackWeights<B>,
+    pub understanding: StackWeights<B>,
+    pub generation: StackWeights<B>,
+    pub decoder: StackWeights<B>,
+    pub wte: Tensor<B>,              // [V, d]
+    pub lm_head: Tensor<B>,          // [V, d]
+    pub audio_embeddings: Tensor<B>, // [8·V_a, d]
+    pub projection: Tensor<B>,       // [d_dec, d]
+    pub audio_head: Vec<Tensor<B>>,  // 8 × [d_dec, V_a]  (in-dim first)
+}
+
+struct Loader<'a, B: Backend> {
+    backend: &'a B,
+    weights: &'a ModelWeights,
+    config: &'a LmConfig,
+}
+
+impl<B: Backend> Loader<'_, B> {
+    fn get(&self, name: &str) -> Result<Tensor<B>> {
+        let shape = model_tensors(self.config)
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s)
+            .ok_or_else(|| LmError::Invalid(format!("`{name}` is not a tensor of this model")))?;
+        let view = self.weights.get_checked(name, &shape)?;
+        Ok(self.backend.upload_weight(&view)?)
+    }
+
+    fn stack(&self, prefix: &str, s: &StackConfig) -> Result<StackWeights<B>> {
+        let layers = (0..s.n_layer)
+            .map(|l| {
+                let p = format!("{prefix}.transformer.h.{l}");
+                let qkv = self.get(&format!("{p}.attn.qkv.weight"))?;
+                Ok(LayerWeights {
+                    norm_1: self.get(&format!("{p}.norm_1.weight"))?,
+                    wq: qkv.narrow(0, s.q_dim())?,
+                    wk: qkv.narrow(s.q_dim(), s.kv_dim())?,
+                    wv: qkv.narrow(s.q_dim() + s.kv_dim(), s.kv_dim())?,
+                    proj: self.get(&format!("{p}.attn.proj.weight"))?,
+                    norm_2: self.get(&format!("{p}.norm_2.weight"))?,
+                    fc_1: self.get(&format!("{p}.mlp.fc_1.weight"))?,
+                    fc_2: self.get(&format!("{p}.mlp.fc_2.weight"))?,
+                    mlp_proj: self.get(&format!("{p}.mlp.proj.weight"))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(StackWeights { layers, ln_f: self.get(&format!("{prefix}.transformer.ln_f.weight"))? })
+    }
+}
+
+impl<B: Backend> LmWeights<B> {
+    /// Loads and checks every tensor; extra tensors in the files are an error too.
+    pub fn load(backend: &B, weights: &ModelWeights, config: &LmConfig) -> Result<Self> {
+        let expected = model_tensors(config);
+        let mut unexpected: Vec<&str> = weights.names().filter(|n| !expected.iter().any(|(e, _)| e == n)).collect();
+        if !unexpected.is_empty() {
+            unexpected.sort();
+            let more = if unexpected.len() > 5 { format!(" and {} more", unexpected.len() - 5) } else { String::new() };
+            return Err(LmError::Invalid(format!(
+                "{}: tensors not in this model's config: {}{more} (does config.json match the weights?)",
+                weights.dir().display(),
+                unexpected[..unexpected.len().min(5)].join(", ")
+            )));
+        }
+        let l = Loader { backend, weights, config };
+        let s = &config.stacks;
+        let head = l.get("audio_head")?;
+        let audio_head = (0..CODEBOOKS)
+            .map(|i| head.narrow(i, 1)?.reshape(&[s.decoder.n_embd, config.audio_vocab()]))
+            .collect::<uniaudio_runtime::Result<Vec<_>>>()?;
+        Ok(LmWeights {
+            backbone: l.stack("backbone", &s.backbone)?,
+            understanding: l.stack("audio_understanding_expert", &s.understanding)?,
+            generation: l.stack("audio_generation_expert", &s.generation)?,
+            decoder: l.stack("decoder", &s.decoder)?,
+            wte: l.get("backbone.transformer.wte.weight")?,
+            lm_head: l.get("backbone.lm_head.weight")?,
+            audio_embeddings: l.get("audio_embeddings.weight")?,
+            projection: l.get("projection.weight")?,
+            audio_head,
+        })
+    }
+
+    /// Bytes of all weights (for bandwidth reporting).
+    pub fn total_bytes(&self) -> usize {
+        let stacks = [&self.backbone, &self.understanding, &self.generation, &self.decoder];
+        let layer_bytes: usize = stacks.iter().map(|s| s.bytes()).sum();
+        layer_bytes
+            + [&self.wte, &self.lm_head, &self.audio_embeddings, &self.projection].iter().map(|t| t.size_bytes()).sum::<usize>()
+            + self.audio_head.iter().map(|t| t.size_bytes()).sum::<usize>()
+    }
+}
+
+impl<B: Backend> StackWeights<B> {
+    /// Bytes one forward pass of one position reads.
+    pub fn bytes(&self) -> usize {
+        let per_layer: usize = self
+            .layers
+            .iter()
+            .map(|l| [&l.norm_1, &l.wq, &l.wk, &l.wv, &l.proj, &l.norm_2, &l.fc_1, &l.fc_2, &l.mlp_proj].iter().map(|t| t.size_bytes()).sum::<usize>())
+            .sum();
+        per_layer + self.ln_f.size_bytes()
+    }
+}

@@ -1,3 +1,20 @@
 //! The UniAudio 2.0 language model on the uniaudio runtime: config, the four Llama
 //! stacks (understanding expert, backbone, generation expert, depth decoder), KV caches,
 //! sampler and generation loop.
+
+pub mod config;
+pub mod error;
+pub mod frame;
+pub mod generate;
+pub mod model;
+pub mod rope;
+mod stack;
+pub mod synth;
+pub mod synth_dir;
+pub mod weights;
+
+pub use config::LmConfig;
+pub use error::{LmError, Result};
+pub use frame::Frame;
+pub use generate::{generate, GenerateOptions, GenerateOutput, OutputKind, StopReason};
+pub use model::{Session, UniAudioLm};

@@ -11,18 +11,13 @@ use crate::weights::StackWeights;
 pub struct KvCache<B: Backend> {
     k: Vec<Tensor<B>>,
     v: Vec<Tensor<B>>,
-    capacity: usize,
 }
 
 impl<B: Backend> KvCache<B> {
     pub fn new(b: &B, s: &StackConfig, capacity: usize) -> Result<Self> {
         let shape = [s.n_query_groups, capacity, s.head_size];
         let alloc = || (0..s.n_layer).map(|_| b.alloc(DType::F32, &shape)).collect::<uniaudio_runtime::Result<Vec<_>>>();
-        Ok(KvCache { k: alloc()?, v: alloc()?, capacity })
-    }
-
-    pub fn capacity(&self) -> usize {
-        self.capacity
+        Ok(KvCache { k: alloc()?, v: alloc()? })
     }
 }
 
@@ -58,24 +53,24 @@ impl<B: Backend> Scratch<B> {
     }
 }
 
-/// A stack's config, weights and RoPE frequencies, plus scratch space.
+/// A stack's config and RoPE frequencies, plus scratch space for one session.
 pub struct Stack<B: Backend> {
-    pub config: StackConfig,
-    pub weights: StackWeights<B>,
+    config: StackConfig,
     inv_freq: Tensor<B>, // [hs/2]
     scratch: Option<Scratch<B>>,
 }
 
 impl<B: Backend> Stack<B> {
-    pub fn new(b: &B, config: StackConfig, weights: StackWeights<B>) -> Result<Self> {
-        let freqs = crate::rope::inv_freq(&config);
+    pub fn new(b: &B, config: &StackConfig) -> Result<Self> {
+        let freqs = crate::rope::inv_freq(config);
         let inv_freq = ops::upload_f32(b, &[freqs.len()], &freqs, DType::F32)?;
-        Ok(Stack { config, weights, inv_freq, scratch: None })
+        Ok(Stack { config: config.clone(), inv_freq, scratch: None })
     }
 
     /// Runs the blocks over `h` [T, e] (the residual stream, updated in place) for rows at
     /// `positions` [T] (consecutive, ending at kv_len − 1), writing ln_f(h) to `out`.
-    pub fn forward(&mut self, b: &B, cache: &KvCache<B>, h: &Tensor<B>, positions: &Tensor<B>, kv_len: usize, out: &Tensor<B>) -> Result<()> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(&mut self, b: &B, weights: &StackWeights<B>, cache: &KvCache<B>, h: &Tensor<B>, positions: &Tensor<B>, kv_len: usize, out: &Tensor<B>) -> Result<()> {
         let t = h.shape()[0];
         if self.scratch.as_ref().is_none_or(|s| s.rows != t) {
             self.scratch = Some(Scratch::new(b, &self.config, t)?);
@@ -83,7 +78,7 @@ impl<B: Backend> Stack<B> {
         let (s, c) = (self.scratch.as_ref().expect("allocated above"), &self.config);
         let eps = c.norm_eps as f32;
         let heads = |x: &Tensor<B>, n: usize| x.reshape(&[t, n, c.head_size]);
-        for (l, w) in self.weights.layers.iter().enumerate() {
+        for (l, w) in weights.layers.iter().enumerate() {
             // x = x + proj(attention(rope(q), rope(k), v))
             ops::rms_norm(b, h, &w.norm_1, &s.normed, eps)?;
             ops::matmul(b, &s.normed, &w.wq, &s.q, WeightLayout::OutIn, false)?;
@@ -101,7 +96,7 @@ impl<B: Backend> Stack<B> {
             ops::swiglu(b, &s.gate, &s.up, &s.gate)?;
             ops::matmul(b, &s.gate, &w.mlp_proj, h, WeightLayout::OutIn, true)?;
         }
-        ops::rms_norm(b, h, &self.weights.ln_f, out, eps)?;
+        ops::rms_norm(b, h, &weights.ln_f, out, eps)?;
         Ok(())
     }
 }

@@ -1,0 +1,241 @@
+//! The generation loop (spec §5): prefill, then one frame per step, with the
+//! reference's stop, phase-switch and list rules, optional classifier-free guidance.
+
+use uniaudio_runtime::{ops, Backend, SampleParams, Tensor};
+
+use crate::config::{LmConfig, CODEBOOKS, END_OF_TEXT};
+use crate::error::{LmError, Result};
+use crate::frame::Frame;
+use crate::model::{Session, UniAudioLm};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputKind {
+    Audio,
+    Text,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    Eos,
+    MaxSteps,
+}
+
+#[derive(Clone, Debug)]
+pub struct GenerateOptions {
+    pub kind: OutputKind,
+    /// 1 is greedy; 0 keeps every id.
+    pub top_k: usize,
+    pub temperature: f32,
+    pub seed: u64,
+    pub max_steps: usize,
+    /// Classifier-free guidance scale; `None` reproduces the reference (never applied).
+    pub cfg_scale: Option<f32>,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions { kind: OutputKind::Audio, top_k: 50, temperature: 0.9, seed: 888, max_steps: 500, cfg_scale: None }
+    }
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct GenerateOutput {
+    /// Every sampled audio frame, including the phase-switch and stop frames.
+    pub frames: Vec<[u32; CODEBOOKS]>,
+    /// Stored reasoning frames without their first entry.
+    pub reasoning: Vec<[u32; CODEBOOKS]>,
+    /// Stored reconstruction frames (− audio_reason_card) without their first entry.
+    pub reconstruction: Vec<[u32; CODEBOOKS]>,
+    pub text_ids: Vec<u32>,
+    pub stopped_by: Option<StopReason>,
+    /// Model evaluations run after the prompt.
+    pub steps: usize,
+}
+
+/// Called after each step with (steps done, max steps).
+pub type Progress<'a> = &'a mut dyn FnMut(usize, usize);
+
+/// Checks the prompt and options before any work.
+pub fn check_request(config: &LmConfig, prompt: &[Frame], opts: &GenerateOptions) -> Result<()> {
+    if prompt.is_empty() {
+        return Err(LmError::Prompt("the prompt has no frames".into()));
+    }
+    for (i, f) in prompt.iter().enumerate() {
+        f.validate(config, i)?;
+    }
+    if opts.max_steps == 0 {
+        return Err(LmError::Invalid("max_steps must be at least 1".into()));
+    }
+    if !(opts.temperature.is_finite() && opts.temperature > 0.0) {
+        return Err(LmError::Invalid(format!("temperature must be > 0, got {}", opts.temperature)));
+    }
+    if let Some(s) = opts.cfg_scale {
+        if !s.is_finite() {
+            return Err(LmError::Invalid(format!("cfg scale must be finite, got {s}")));
+        }
+    }
+    // The last step runs at position len + max_steps − 2 and needs one cache row more.
+    let needed = prompt.len() + opts.max_steps - 1;
+    if needed > config.max_seq_len {
+        return Err(LmError::Prompt(format!(
+            "prompt of {} frames plus {} steps needs {needed} positions, more than max_seq_len {}",
+            prompt.len(),
+            opts.max_steps,
+            config.max_seq_len
+        )));
+    }
+    Ok(())
+}
+
+/// The negative prompt of classifier-free guidance: same length, every text id replaced by
+/// text_pad_token and every audio id by its block's pad (reason_pad, or semantic_pad + rc).
+pub fn negative_prompt(config: &LmConfig, prompt: &[Frame]) -> Vec<Frame> {
+    let rc = config.audio_reason_card as u32;
+    prompt
+        .iter()
+        .map(|f| match *f {
+            Frame::Text(_) => Frame::Text(config.text_pad_token),
+            Frame::Audio(c) => Frame::Audio(c.map(|x| if x < rc { config.reason_pad_token } else { config.semantic_pad_token + rc })),
+        })
+        .collect()
+}
+
+/// Stream ids of the RNG counter: one stream per codebook, one for text.
+const TEXT_STREAM: u64 = CODEBOOKS as u64;
+const STREAMS: u64 = 16;
+
+struct Sampler {
+    opts: GenerateOptions,
+}
+
+impl Sampler {
+    fn params(&self, position: usize, stream: u64, forbid_below: usize) -> SampleParams {
+        SampleParams {
+            top_k: self.opts.top_k,
+            temperature: self.opts.temperature,
+            forbid_below,
+            seed: self.opts.seed,
+            counter: position as u64 * STREAMS + stream,
+        }
+    }
+}
+
+/// Samples the next frame's 8 codes through the depth decoder(s).
+fn sample_audio<B: Backend>(sessions: &mut [Session<'_, B>], hfs: &[Tensor<B>], sampler: &Sampler, forbid: usize, position: usize) -> Result<[u32; CODEBOOKS]> {
+    for (s, hf) in sessions.iter().zip(hfs) {
+        s.decoder_begin(hf)?;
+    }
+    let codes = sessions[0].codes_buffer().clone();
+    for i in 0..CODEBOOKS {
+        let code = codes.narrow(i, 1)?;
+        let params = sampler.params(position, i as u64, forbid);
+        match (sampler.opts.cfg_scale, &mut *sessions) {
+            (Some(scale), [cond, uncond]) => {
+                uncond.decoder_logits(i)?;
+                let lu = uncond_logits_audio(uncond)?;
+                let lc = cond.decoder_logits(i)?.clone();
+                let guided = cond.guide(&lc, &lu, scale)?;
+                cond.sample(&guided, &code, params)?;
+            }
+            (_, sessions) => {
+                let logits = sessions[0].decoder_logits(i)?.clone();
+                sessions[0].sample(&logits, &code, params)?;
+            }
+        }
+        if i + 1 < CODEBOOKS {
+            for s in sessions.iter() {
+                s.decoder_feed(i, &code)?;
+            }
+        }
+    }
+    let ids = ops::download_u32(sessions[0].backend(), &codes)?;
+    Ok(std::array::from_fn(|k| ids[k]))
+}
+
+fn uncond_logits_audio<B: Backend>(s: &Session<'_, B>) -> Result<Tensor<B>> {
+    // The unconditional session's logits buffer stays valid until its next decoder pass.
+    s.audio_logits_view()
+}
+
+fn sample_text<B: Backend>(sessions: &mut [Session<'_, B>], hfs: &[Tensor<B>], sampler: &Sampler, position: usize) -> Result<u32> {
+    let dst = sessions[0].text_id_buffer().clone();
+    let params = sampler.params(position, TEXT_STREAM, 0);
+    match (sampler.opts.cfg_scale, &mut *sessions) {
+        (Some(scale), [cond, uncond]) => {
+            let lu = uncond.text_logits(&hfs[1])?.clone();
+            let lc = cond.text_logits(&hfs[0])?.clone();
+            let guided = cond.guide(&lc, &lu, scale)?;
+            cond.sample(&guided, &dst, params)?;
+        }
+        (_, sessions) => {
+            let logits = sessions[0].text_logits(&hfs[0])?.clone();
+            sessions[0].sample(&logits, &dst, params)?;
+        }
+    }
+    Ok(ops::download_u32(sessions[0].backend(), &dst)?[0])
+}
+
+/// Generates from `prompt` with the reference's rules (spec §5.6 / §5.7).
+pub fn generate<B: Backend>(lm: &UniAudioLm<B>, backend: &B, prompt: &[Frame], opts: &GenerateOptions, progress: Progress) -> Result<GenerateOutput> {
+    let config = &lm.config;
+    check_request(config, prompt, opts)?;
+    let mut sessions = vec![lm.session(backend)?];
+    let mut prompts = vec![prompt.to_vec()];
+    if opts.cfg_scale.is_some() {
+        sessions.push(lm.session(backend)?);
+        prompts.push(negative_prompt(config, prompt));
+    }
+    let sampler = Sampler { opts: opts.clone() };
+    let rc = config.audio_reason_card;
+    let (reason_eos, stop) = (config.reason_eos, config.stop_code());
+    let mut out = GenerateOutput::default();
+    let (mut stored_reason, mut stored_recon) = (Vec::new(), Vec::new());
+    let mut reconstruction_phase = false;
+    let mut feedback: Option<Frame> = None;
+    for step in 0..opts.max_steps {
+        let hfs = sessions
+            .iter_mut()
+            .zip(&prompts)
+            .map(|(s, p)| match feedback {
+                None => s.forward(p),
+                Some(f) => s.forward(&[f]),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let position = sessions[0].len() - 1;
+        out.steps = step + 1;
+        match opts.kind {
+            OutputKind::Audio => {
+                let forbid = if reconstruction_phase { rc } else { 0 };
+                let codes = sample_audio(&mut sessions, &hfs, &sampler, forbid, position)?;
+                out.frames.push(codes);
+                if codes.iter().all(|&c| c == stop) {
+                    out.stopped_by = Some(StopReason::Eos);
+                    break;
+                }
+                if codes.iter().all(|&c| c == reason_eos) {
+                    reconstruction_phase = true;
+                } else if reconstruction_phase {
+                    stored_recon.push(codes.map(|c| c.wrapping_sub(rc as u32)));
+                } else {
+                    stored_reason.push(codes);
+                }
+                feedback = Some(Frame::Audio(codes));
+            }
+            OutputKind::Text => {
+                let id = sample_text(&mut sessions, &hfs, &sampler, position)?;
+                if id == END_OF_TEXT {
+                    out.stopped_by = Some(StopReason::Eos);
+                    break;
+                }
+                out.text_ids.push(id);
+                feedback = Some(Frame::Text(id));
+            }
+        }
+        progress(step + 1, opts.max_steps);
+    }
+    out.stopped_by.get_or_insert(StopReason::MaxSteps);
+    out.reasoning = stored_reason.into_iter().skip(1).collect();
+    out.reconstruction = stored_recon.into_iter().skip(1).collect();
+    Ok(out)
+}

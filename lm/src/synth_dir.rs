@@ -1,0 +1,66 @@
+//! Writes a model directory of synthetic weights (`uniaudio synth`): config.json plus
+//! model.safetensors, generated tensor by tensor so memory stays at one tensor.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use uniaudio_runtime::dtype::f32_to_bytes;
+use uniaudio_runtime::weights::{SafetensorsWriter, TensorSpec};
+use uniaudio_runtime::DType;
+
+use crate::config::LmConfig;
+use crate::error::{LmError, Result};
+use crate::synth::{model_tensors, InitSpec};
+
+/// Writes `config` with weights from `init` to the new directory `out` (which must not
+/// exist or be empty). Files appear under `out` only once complete.
+/// `progress(done_bytes, total_bytes)` is called after each tensor.
+pub fn write_synthetic_model(config: &LmConfig, init: &InitSpec, dtype: DType, out: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<PathBuf> {
+    if out.exists() && std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        return Err(LmError::Invalid(format!("{}: output directory exists and is not empty", out.display())));
+    }
+    let tensors = model_tensors(config);
+    let names: Vec<String> = tensors.iter().map(|(n, _)| n.clone()).collect();
+    let unknown = init.unknown_patch_targets(&names);
+    if !unknown.is_empty() {
+        return Err(LmError::Invalid(format!("init.patches name tensors this config does not have: {}", unknown.join(", "))));
+    }
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| LmError::Io { path: parent.to_path_buf(), source: e })?;
+    let tmp = parent.join(format!(".{}.partial-{}", out.file_name().and_then(|n| n.to_str()).unwrap_or("model"), std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| LmError::Io { path: tmp.clone(), source: e })?;
+    let result = write_into(config, init, dtype, &tmp, &tensors, progress).and_then(|_| {
+        if out.exists() {
+            std::fs::remove_dir(out).map_err(|e| LmError::Io { path: out.to_path_buf(), source: e })?;
+        }
+        std::fs::rename(&tmp, out).map_err(|e| LmError::Io { path: out.to_path_buf(), source: e })
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result.map(|_| out.to_path_buf())
+}
+
+fn write_into(config: &LmConfig, init: &InitSpec, dtype: DType, dir: &Path, tensors: &[(String, Vec<usize>)], progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
+    let mut json = serde_json::to_value(config).expect("serialisable config");
+    json["init"] = serde_json::json!({"version": 1, "seed": init.seed, "scale": init.scale, "unit": init.unit,
+        "patches": init.patches.iter().map(|p| serde_json::json!({"tensor": p.tensor, "offset": p.offset, "values": p.values})).collect::<Vec<_>>()});
+    let config_path = dir.join("config.json");
+    std::fs::write(&config_path, serde_json::to_string_pretty(&json).expect("json")).map_err(|e| LmError::Io { path: config_path, source: e })?;
+    let specs: Vec<TensorSpec> = tensors.iter().map(|(n, s)| TensorSpec::new(n.clone(), dtype, s)).collect();
+    let total: u64 = specs.iter().map(|s| s.size_bytes() as u64).sum();
+    let metadata = BTreeMap::from([("format".to_string(), "pt".to_string())]);
+    let mut writer = SafetensorsWriter::create(dir.join("model.safetensors"), specs, &metadata)?;
+    let mut done = 0u64;
+    for (name, shape) in tensors {
+        let n: usize = shape.iter().product();
+        let values = init.tensor(name, n).map_err(LmError::Invalid)?;
+        let bytes = f32_to_bytes(&values, dtype);
+        writer.write_tensor(name, &bytes)?;
+        done += bytes.len() as u64;
+        progress(done, total);
+    }
+    writer.finish()?;
+    Ok(())
+}

@@ -1,64 +1,176 @@
-//! `uniaudio bench`: the CPU decode GEMV on matrices larger than the caches, reported
-//! as GB/s and as a fraction of the read bandwidth measured in the same run.
+//! `uniaudio bench`: synthesizes (once, cached) a model of the UniAudio 2.0 architecture,
+//! then times prefill, audio frames and text tokens and relates them to the measured
+//! memory bandwidth: batch-1 decode is bandwidth-bound, so that is its roofline.
+
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use uniaudio_runtime::bench::{median, GemvCase, GemvWorkload};
+use uniaudio_lm::bench::{run as run_bench, BenchOptions, BenchReport, FRAMES_PER_AUDIO_SECOND};
+use uniaudio_lm::presets::Preset;
+use uniaudio_lm::synth::InitSpec;
+use uniaudio_lm::synth_dir::write_synthetic_model;
+use uniaudio_lm::{LmConfig, UniAudioLm};
 use uniaudio_runtime::cpu::bandwidth::measure_read_bandwidth;
 use uniaudio_runtime::{Cpu, DType};
 
+use crate::backend::BackendChoice;
+use crate::{progress, system};
+
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Weight dtype: bf16, f16 or f32.
+    /// full (the released architecture), medium, small, or auto (the largest that fits).
+    #[arg(long, default_value = "auto")]
+    preset: String,
+    /// Weight dtype of the synthesized model: bf16, f16 or f32.
     #[arg(long, default_value = "bf16")]
     dtype: String,
-    /// Timed passes per case (the median is reported).
-    #[arg(long, default_value_t = 10)]
-    reps: usize,
+    /// Benchmark an existing model directory instead of a synthesized preset.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Prompt length in text frames.
+    #[arg(long, default_value_t = 64)]
+    prompt_len: usize,
+    #[arg(long, default_value_t = 16)]
+    audio_frames: usize,
+    #[arg(long, default_value_t = 16)]
+    text_tokens: usize,
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: BackendChoice,
     /// Also write the results as JSON to this file.
     #[arg(long)]
-    json: Option<std::path::PathBuf>,
+    json: Option<PathBuf>,
+}
+
+fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("UNIAUDIO_CACHE_DIR") {
+        return PathBuf::from(d);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("uniaudio")
+}
+
+/// The largest preset whose weights fit in memory (with room for caches) and on disk.
+fn auto_preset(dtype: DType, dir: &Path) -> Preset {
+    let mem = system::available_memory().unwrap_or(0);
+    let disk = system::free_disk(dir).unwrap_or(0);
+    for p in Preset::ALL {
+        let bytes = (p.parameters() * dtype.size_bytes()) as u64;
+        if bytes + bytes / 4 + (2 << 30) <= mem && bytes + (1 << 30) <= disk {
+            return p;
+        }
+    }
+    Preset::Small
+}
+
+/// The preset's model directory, synthesized on first use and reused afterwards.
+fn preset_model(preset: Preset, dtype: DType) -> Result<PathBuf> {
+    let config = preset.config();
+    let dir = cache_dir().join(format!("bench-{}-{}-v1", preset.name(), dtype));
+    if let Ok(existing) = LmConfig::from_file(&dir.join("config.json")) {
+        if existing == config && dir.join("model.safetensors").is_file() {
+            return Ok(dir);
+        }
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing stale {}", dir.display()))?;
+    }
+    let bar = progress::bytes(0, &format!("synthesizing {} model", preset.name()));
+    write_synthetic_model(&config, &InitSpec::with_seed(0x5eed), dtype, &dir, &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })?;
+    bar.finish_and_clear();
+    Ok(dir)
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
     let Some(dtype) = DType::parse(&args.dtype).filter(|d| d.is_float()) else {
         bail!("--dtype: expected bf16, f16 or f32, got `{}`", args.dtype);
     };
-    if args.reps == 0 {
-        bail!("--reps must be at least 1");
+    if args.prompt_len < 2 || args.audio_frames == 0 || args.text_tokens == 0 {
+        bail!("--prompt-len must be >= 2 and --audio-frames, --text-tokens >= 1");
     }
-    let backend = Cpu::new();
-    println!("backend cpu ({} threads, {})", backend.threads(), backend.isa().name());
-    let bw = measure_read_bandwidth(1 << 30, 5);
-    println!("measured read bandwidth: {:.2} GB/s (best of 5 passes over 1 GiB)\n", bw.gb_per_s());
-    println!("{:<10} {:>5} {:>16} {:>9} {:>10} {:>10} {:>9} {:>10}", "case", "dtype", "shape", "MB/pass", "median ms", "best ms", "GB/s", "% of bw");
-    let mut rows = Vec::new();
-    for case in GemvCase::standard(dtype) {
-        let work = GemvWorkload::new(&backend, &case).with_context(|| format!("allocating {}", case.name))?;
-        let mut times = work.time_passes(&backend, args.reps)?;
-        let best = times.iter().copied().fold(f64::INFINITY, f64::min);
-        let med = median(&mut times);
-        let gbs = case.weight_bytes() as f64 / med / 1e9;
-        let pct = 100.0 * gbs / bw.gb_per_s();
-        let shape = format!("{}x{}x{}", case.layers, case.rows, case.cols);
-        println!(
-            "{:<10} {:>5} {:>16} {:>9.1} {:>10.2} {:>10.2} {:>9.2} {:>9.1}%",
-            case.name, dtype, shape, case.weight_bytes() as f64 / 1e6, med * 1e3, best * 1e3, gbs, pct
-        );
-        rows.push(serde_json::json!({
-            "case": case.name, "dtype": dtype.name(), "layers": case.layers, "rows": case.rows, "cols": case.cols,
-            "bytes_per_pass": case.weight_bytes(), "median_ms": med * 1e3, "best_ms": best * 1e3,
-            "gb_per_s": gbs, "percent_of_read_bandwidth": pct,
-        }));
-    }
-    if let Some(path) = args.json {
-        let report = serde_json::json!({
+    let (label, dir) = match (&args.model, args.preset.as_str()) {
+        (Some(dir), _) => (dir.display().to_string(), dir.clone()),
+        (None, "auto") => {
+            let p = auto_preset(dtype, &cache_dir());
+            (p.name().to_string(), preset_model(p, dtype)?)
+        }
+        (None, name) => {
+            let Some(p) = Preset::parse(name) else { bail!("--preset: expected full, medium, small or auto, got `{name}`") };
+            (p.name().to_string(), preset_model(p, dtype)?)
+        }
+    };
+    let backend = match args.backend.resolve() {
+        BackendChoice::Cpu | BackendChoice::Auto => Cpu::new(),
+    };
+    let lm = UniAudioLm::load(&backend, &dir).with_context(|| format!("loading {}", dir.display()))?;
+    let params: usize = uniaudio_lm::synth::model_tensors(&lm.config).iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+    println!(
+        "model {label}: {:.2} G parameters, {:.2} GB of weights ({})",
+        params as f64 / 1e9,
+        lm.weights.total_bytes() as f64 / 1e9,
+        dir.display()
+    );
+    println!("backend cpu: {} threads, {}", backend.threads(), backend.isa().name());
+    let bw = measure_read_bandwidth(1 << 30, 5).gb_per_s();
+    println!("measured read bandwidth: {bw:.2} GB/s (best of 5 passes over 1 GiB)");
+
+    let opts = BenchOptions { prompt_len: args.prompt_len, audio_frames: args.audio_frames, text_tokens: args.text_tokens, top_k: 50, temperature: 0.9, seed: 888 };
+    let bar = progress::steps((args.audio_frames + args.text_tokens) as u64, "decoding");
+    let report = run_bench(&lm, &backend, &opts, &mut || bar.inc(1))?;
+    bar.finish_and_clear();
+    let peak = system::peak_rss().unwrap_or(0);
+    print_table(&report, bw, peak);
+    if let Some(path) = &args.json {
+        let json = serde_json::json!({
+            "model": label, "parameters": params, "weight_bytes": lm.weights.total_bytes(), "dtype": dtype.name(),
             "backend": "cpu", "threads": backend.threads(), "isa": backend.isa().name(),
-            "read_bandwidth_gb_per_s": bw.gb_per_s(), "gemv": rows,
+            "read_bandwidth_gb_per_s": bw, "peak_rss_bytes": peak, "results": report,
+            "audio_percent_of_bandwidth": 100.0 * report.audio_gb_per_s / bw,
+            "text_percent_of_bandwidth": 100.0 * report.text_gb_per_s / bw,
         });
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("renaming to {}", path.display()))?;
+        std::fs::write(&tmp, serde_json::to_string_pretty(&json)?).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
     }
     Ok(())
+}
+
+fn print_table(r: &BenchReport, bw: f64, peak: u64) {
+    println!();
+    println!("{:<34} {:>12} {:>10} {:>9}", "metric", "value", "GB/s", "% of bw");
+    println!("{:<34} {:>8.1} tok/s", format!("prefill ({} tokens, {:.2} s)", r.prompt_len, r.prefill_seconds), r.prefill_tokens_per_second);
+    println!(
+        "{:<34} {:>9.2} ms {:>10.2} {:>8.1}%",
+        format!("audio frame (median of {})", r.audio_frames),
+        r.ms_per_audio_frame,
+        r.audio_gb_per_s,
+        100.0 * r.audio_gb_per_s / bw
+    );
+    println!(
+        "{:<34} {:>9.2} ms {:>10.2} {:>8.1}%",
+        format!("text token (median of {})", r.text_tokens),
+        r.ms_per_text_token,
+        r.text_gb_per_s,
+        100.0 * r.text_gb_per_s / bw
+    );
+    println!(
+        "{:<34} {:>12.3}   ({} frames per second of audio; < 1 is faster than real time)",
+        "real-time factor",
+        r.real_time_factor,
+        FRAMES_PER_AUDIO_SECOND
+    );
+    println!("{:<34} {:>9.2} GB   (includes the memory-mapped weight pages it touched)", "peak RSS", peak as f64 / 1e9);
+    println!(
+        "bytes per step: audio frame {:.2} GB, text token {:.2} GB (weights plus KV cache); floor at {bw:.1} GB/s: {:.1} ms / {:.1} ms",
+        r.bytes_per_audio_frame / 1e9,
+        r.bytes_per_text_token / 1e9,
+        r.bytes_per_audio_frame / bw / 1e6,
+        r.bytes_per_text_token / bw / 1e6
+    );
 }

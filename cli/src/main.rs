@@ -1,6 +1,12 @@
 //! `uniaudio`: the command line of the UniAudio 2.0 runtime.
 
+mod backend;
 mod bench;
+mod bench_gemv;
+mod generate;
+mod progress;
+mod synth;
+mod system;
 
 use clap::{Parser, Subcommand};
 
@@ -13,12 +19,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Decode-GEMV benchmark: achieved GB/s against this machine's measured read bandwidth.
+    /// Generate audio frames or text from a prompt of 9-stream frames; prints JSON.
+    Generate(generate::GenerateArgs),
+    /// Write a model directory of synthetic weights from a config.json.
+    Synth(synth::SynthArgs),
+    /// End-to-end benchmark: prefill, audio frames and text tokens on a synthesized model.
     Bench(bench::BenchArgs),
+    /// Decode-GEMV benchmark: achieved GB/s against this machine's measured read bandwidth.
+    BenchGemv(bench_gemv::BenchGemvArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Generate(args) => generate::run(args),
+        Command::Synth(args) => synth::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::BenchGemv(args) => bench_gemv::run(args),
     }
 }

@@ -176,66 +176,118 @@ fn sample_text<B: Backend>(sessions: &mut [Session<'_, B>], hfs: &[Tensor<B>], s
     Ok(ops::download_u32(sessions[0].backend(), &dst)?[0])
 }
 
-/// Generates from `prompt` with the reference's rules (spec §5.6 / §5.7).
-pub fn generate<B: Backend>(lm: &UniAudioLm<B>, backend: &B, prompt: &[Frame], opts: &GenerateOptions, progress: Progress) -> Result<GenerateOutput> {
-    let config = &lm.config;
-    check_request(config, prompt, opts)?;
-    let mut sessions = vec![lm.session(backend)?];
-    let mut prompts = vec![prompt.to_vec()];
-    if opts.cfg_scale.is_some() {
-        sessions.push(lm.session(backend)?);
-        prompts.push(negative_prompt(config, prompt));
+/// Step-by-step generation: `prefill` once, then `step` until it returns `false`.
+/// Lets callers stream frames and time the phases separately.
+pub struct Generator<'m, B: Backend> {
+    sessions: Vec<Session<'m, B>>,
+    prompts: Vec<Vec<Frame>>,
+    sampler: Sampler,
+    hfs: Vec<Tensor<B>>,
+    feedback: Option<Frame>,
+    reconstruction_phase: bool,
+    stored_reason: Vec<[u32; CODEBOOKS]>,
+    stored_recon: Vec<[u32; CODEBOOKS]>,
+    out: GenerateOutput,
+}
+
+impl<'m, B: Backend> Generator<'m, B> {
+    /// Checks the request (before any work) and allocates the session(s).
+    pub fn new(lm: &'m UniAudioLm<B>, backend: &'m B, prompt: &[Frame], opts: &GenerateOptions) -> Result<Self> {
+        check_request(&lm.config, prompt, opts)?;
+        let mut sessions = vec![lm.session(backend)?];
+        let mut prompts = vec![prompt.to_vec()];
+        if opts.cfg_scale.is_some() {
+            sessions.push(lm.session(backend)?);
+            prompts.push(negative_prompt(&lm.config, prompt));
+        }
+        Ok(Generator {
+            sessions,
+            prompts,
+            sampler: Sampler { opts: opts.clone() },
+            hfs: Vec::new(),
+            feedback: None,
+            reconstruction_phase: false,
+            stored_reason: Vec::new(),
+            stored_recon: Vec::new(),
+            out: GenerateOutput::default(),
+        })
     }
-    let sampler = Sampler { opts: opts.clone() };
-    let rc = config.audio_reason_card;
-    let (reason_eos, stop) = (config.reason_eos, config.stop_code());
-    let mut out = GenerateOutput::default();
-    let (mut stored_reason, mut stored_recon) = (Vec::new(), Vec::new());
-    let mut reconstruction_phase = false;
-    let mut feedback: Option<Frame> = None;
-    for step in 0..opts.max_steps {
-        let hfs = sessions
-            .iter_mut()
-            .zip(&prompts)
-            .map(|(s, p)| match feedback {
-                None => s.forward(p),
-                Some(f) => s.forward(&[f]),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let position = sessions[0].len() - 1;
-        out.steps = step + 1;
-        match opts.kind {
+
+    /// Processes the whole prompt in one batched pass.
+    pub fn prefill(&mut self) -> Result<()> {
+        self.hfs = self.sessions.iter_mut().zip(&self.prompts).map(|(s, p)| s.forward(p)).collect::<Result<Vec<_>>>()?;
+        Ok(())
+    }
+
+    /// Runs one model evaluation and sampling step; `false` once generation has stopped.
+    pub fn step(&mut self) -> Result<bool> {
+        if self.out.stopped_by.is_some() {
+            return Ok(false);
+        }
+        if self.hfs.is_empty() {
+            self.prefill()?;
+        }
+        if let Some(f) = self.feedback.take() {
+            self.hfs = self.sessions.iter_mut().map(|s| s.forward(&[f])).collect::<Result<Vec<_>>>()?;
+        }
+        let config = self.sessions[0].config();
+        let position = self.sessions[0].len() - 1;
+        self.out.steps += 1;
+        match self.sampler.opts.kind {
             OutputKind::Audio => {
-                let forbid = if reconstruction_phase { rc } else { 0 };
-                let codes = sample_audio(&mut sessions, &hfs, &sampler, forbid, position)?;
-                out.frames.push(codes);
-                if codes.iter().all(|&c| c == stop) {
-                    out.stopped_by = Some(StopReason::Eos);
-                    break;
-                }
-                if codes.iter().all(|&c| c == reason_eos) {
-                    reconstruction_phase = true;
-                } else if reconstruction_phase {
-                    stored_recon.push(codes.map(|c| c.wrapping_sub(rc as u32)));
+                let forbid = if self.reconstruction_phase { config.audio_reason_card } else { 0 };
+                let codes = sample_audio(&mut self.sessions, &self.hfs, &self.sampler, forbid, position)?;
+                self.out.frames.push(codes);
+                if codes.iter().all(|&c| c == config.stop_code()) {
+                    self.out.stopped_by = Some(StopReason::Eos);
                 } else {
-                    stored_reason.push(codes);
+                    if codes.iter().all(|&c| c == config.reason_eos) {
+                        self.reconstruction_phase = true;
+                    } else if self.reconstruction_phase {
+                        self.stored_recon.push(codes.map(|c| c.wrapping_sub(config.audio_reason_card as u32)));
+                    } else {
+                        self.stored_reason.push(codes);
+                    }
+                    self.feedback = Some(Frame::Audio(codes));
                 }
-                feedback = Some(Frame::Audio(codes));
             }
             OutputKind::Text => {
-                let id = sample_text(&mut sessions, &hfs, &sampler, position)?;
+                let id = sample_text(&mut self.sessions, &self.hfs, &self.sampler, position)?;
                 if id == END_OF_TEXT {
-                    out.stopped_by = Some(StopReason::Eos);
-                    break;
+                    self.out.stopped_by = Some(StopReason::Eos);
+                } else {
+                    self.out.text_ids.push(id);
+                    self.feedback = Some(Frame::Text(id));
                 }
-                out.text_ids.push(id);
-                feedback = Some(Frame::Text(id));
             }
         }
-        progress(step + 1, opts.max_steps);
+        if self.out.stopped_by.is_none() && self.out.steps == self.sampler.opts.max_steps {
+            self.out.stopped_by = Some(StopReason::MaxSteps);
+        }
+        Ok(self.out.stopped_by.is_none())
     }
-    out.stopped_by.get_or_insert(StopReason::MaxSteps);
-    out.reasoning = stored_reason.into_iter().skip(1).collect();
-    out.reconstruction = stored_recon.into_iter().skip(1).collect();
-    Ok(out)
+
+    /// Steps run so far.
+    pub fn steps(&self) -> usize {
+        self.out.steps
+    }
+
+    /// The output with the reference's list handling (first stored frame of each phase dropped).
+    pub fn finish(mut self) -> GenerateOutput {
+        self.out.stopped_by.get_or_insert(StopReason::MaxSteps);
+        self.out.reasoning = self.stored_reason.into_iter().skip(1).collect();
+        self.out.reconstruction = self.stored_recon.into_iter().skip(1).collect();
+        self.out
+    }
+}
+
+/// Generates from `prompt` with the reference's rules (spec §5.6 / §5.7).
+pub fn generate<B: Backend>(lm: &UniAudioLm<B>, backend: &B, prompt: &[Frame], opts: &GenerateOptions, progress: Progress) -> Result<GenerateOutput> {
+    let mut g = Generator::new(lm, backend, prompt, opts)?;
+    g.prefill()?;
+    while g.step()? {
+        progress(g.steps(), opts.max_steps);
+    }
+    progress(g.steps(), opts.max_steps);
+    Ok(g.finish())
 }

@@ -2,11 +2,13 @@
 //! stacks (understanding expert, backbone, generation expert, depth decoder), KV caches,
 //! sampler and generation loop.
 
+pub mod bench;
 pub mod config;
 pub mod error;
 pub mod frame;
 pub mod generate;
 pub mod model;
+pub mod presets;
 pub mod rope;
 mod stack;
 pub mod synth;
@@ -16,5 +18,5 @@ pub mod weights;
 pub use config::LmConfig;
 pub use error::{LmError, Result};
 pub use frame::Frame;
-pub use generate::{generate, GenerateOptions, GenerateOutput, OutputKind, StopReason};
+pub use generate::{generate, GenerateOptions, GenerateOutput, Generator, OutputKind, StopReason};
 pub use model::{Session, UniAudioLm};

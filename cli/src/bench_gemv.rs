@@ -1,0 +1,64 @@
+//! `uniaudio bench-gemv`: the CPU decode GEMV on matrices larger than the caches, reported
+//! as GB/s and as a fraction of the read bandwidth measured in the same run.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use uniaudio_runtime::bench::{median, GemvCase, GemvWorkload};
+use uniaudio_runtime::cpu::bandwidth::measure_read_bandwidth;
+use uniaudio_runtime::{Cpu, DType};
+
+#[derive(Args)]
+pub struct BenchGemvArgs {
+    /// Weight dtype: bf16, f16 or f32.
+    #[arg(long, default_value = "bf16")]
+    dtype: String,
+    /// Timed passes per case (the median is reported).
+    #[arg(long, default_value_t = 10)]
+    reps: usize,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
+pub fn run(args: BenchGemvArgs) -> Result<()> {
+    let Some(dtype) = DType::parse(&args.dtype).filter(|d| d.is_float()) else {
+        bail!("--dtype: expected bf16, f16 or f32, got `{}`", args.dtype);
+    };
+    if args.reps == 0 {
+        bail!("--reps must be at least 1");
+    }
+    let backend = Cpu::new();
+    println!("backend cpu ({} threads, {})", backend.threads(), backend.isa().name());
+    let bw = measure_read_bandwidth(1 << 30, 5);
+    println!("measured read bandwidth: {:.2} GB/s (best of 5 passes over 1 GiB)\n", bw.gb_per_s());
+    println!("{:<10} {:>5} {:>16} {:>9} {:>10} {:>10} {:>9} {:>10}", "case", "dtype", "shape", "MB/pass", "median ms", "best ms", "GB/s", "% of bw");
+    let mut rows = Vec::new();
+    for case in GemvCase::standard(dtype) {
+        let work = GemvWorkload::new(&backend, &case).with_context(|| format!("allocating {}", case.name))?;
+        let mut times = work.time_passes(&backend, args.reps)?;
+        let best = times.iter().copied().fold(f64::INFINITY, f64::min);
+        let med = median(&mut times);
+        let gbs = case.weight_bytes() as f64 / med / 1e9;
+        let pct = 100.0 * gbs / bw.gb_per_s();
+        let shape = format!("{}x{}x{}", case.layers, case.rows, case.cols);
+        println!(
+            "{:<10} {:>5} {:>16} {:>9.1} {:>10.2} {:>10.2} {:>9.2} {:>9.1}%",
+            case.name, dtype, shape, case.weight_bytes() as f64 / 1e6, med * 1e3, best * 1e3, gbs, pct
+        );
+        rows.push(serde_json::json!({
+            "case": case.name, "dtype": dtype.name(), "layers": case.layers, "rows": case.rows, "cols": case.cols,
+            "bytes_per_pass": case.weight_bytes(), "median_ms": med * 1e3, "best_ms": best * 1e3,
+            "gb_per_s": gbs, "percent_of_read_bandwidth": pct,
+        }));
+    }
+    if let Some(path) = args.json {
+        let report = serde_json::json!({
+            "backend": "cpu", "threads": backend.threads(), "isa": backend.isa().name(),
+            "read_bandwidth_gb_per_s": bw.gb_per_s(), "gemv": rows,
+        });
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("renaming to {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! End-to-end decode benchmark: prefill a text prompt, generate audio frames, then text
+//! tokens, and relate the time per step to the bytes each step must read.
+
+use std::time::Instant;
+
+use uniaudio_runtime::Backend;
+
+use crate::config::CODEBOOKS;
+use crate::error::Result;
+use crate::frame::Frame;
+use crate::generate::{GenerateOptions, Generator, OutputKind};
+use crate::model::UniAudioLm;
+
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub prompt_len: usize,
+    pub audio_frames: usize,
+    pub text_tokens: usize,
+    pub top_k: usize,
+    pub temperature: f32,
+    pub seed: u64,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchReport {
+    pub prompt_len: usize,
+    pub prefill_seconds: f64,
+    pub prefill_tokens_per_second: f64,
+    pub audio_frames: usize,
+    /// Median over decode steps (each: one frame forward + 8 depth-decoder passes).
+    pub ms_per_audio_frame: f64,
+    pub text_tokens: usize,
+    pub ms_per_text_token: f64,
+    /// Bytes one audio frame / text token must read (weights, plus the KV cache at the
+    /// median context length).
+    pub bytes_per_audio_frame: f64,
+    pub bytes_per_text_token: f64,
+    pub audio_gb_per_s: f64,
+    pub text_gb_per_s: f64,
+    /// Wall time per second of generated audio (17.5 frames); below 1 is faster than real time.
+    pub real_time_factor: f64,
+}
+
+/// Audio frames per second of audio (5 reasoning + 12.5 reconstruction positions).
+pub const FRAMES_PER_AUDIO_SECOND: f64 = 17.5;
+
+/// A TTS-shaped prompt: begin-of-text, pseudo-random text ids, end-of-text.
+pub fn text_prompt(len: usize, seed: u64) -> Vec<Frame> {
+    (0..len)
+        .map(|i| match i {
+            0 => Frame::Text(128_000),
+            _ if i + 1 == len => Frame::Text(128_001),
+            _ => Frame::Text(uniaudio_runtime::rng::hash32(seed as u32 ^ i as u32) % 128_000),
+        })
+        .collect()
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+/// Times `steps` decode steps after prefill; returns (prefill seconds, per-step seconds).
+fn timed_run<B: Backend>(lm: &UniAudioLm<B>, backend: &B, prompt: &[Frame], opts: &GenerateOptions, on_step: &mut dyn FnMut()) -> Result<(f64, Vec<f64>)> {
+    let mut g = Generator::new(lm, backend, prompt, opts)?;
+    let t = Instant::now();
+    g.prefill()?;
+    backend.sync()?;
+    let prefill = t.elapsed().as_secs_f64();
+    let mut steps = Vec::new();
+    loop {
+        let t = Instant::now();
+        let more = g.step()?;
+        steps.push(t.elapsed().as_secs_f64());
+        on_step();
+        if !more {
+            break;
+        }
+    }
+    Ok((prefill, steps))
+}
+
+/// KV-cache bytes read per position of context by the three big stacks.
+fn kv_bytes_per_position<B: Backend>(lm: &UniAudioLm<B>) -> f64 {
+    let s = &lm.config.stacks;
+    [&s.backbone, &s.understanding, &s.generation].iter().map(|c| (c.n_layer * 2 * c.kv_dim() * 4) as f64).sum()
+}
+
+pub fn run<B: Backend>(lm: &UniAudioLm<B>, backend: &B, opts: &BenchOptions, on_step: &mut dyn FnMut()) -> Result<BenchReport> {
+    let w = &lm.weights;
+    let prompt = text_prompt(opts.prompt_len, opts.seed);
+    let gen = |kind, max_steps| GenerateOptions { kind, top_k: opts.top_k, temperature: opts.temperature, seed: opts.seed, max_steps, cfg_scale: None };
+
+    let (prefill, mut audio) = timed_run(lm, backend, &prompt, &gen(OutputKind::Audio, opts.audio_frames), on_step)?;
+    let (_, mut text) = timed_run(lm, backend, &prompt, &gen(OutputKind::Text, opts.text_tokens), on_step)?;
+
+    let stacks = (w.backbone.bytes() + w.understanding.bytes() + w.generation.bytes()) as f64;
+    let row = |t: &uniaudio_runtime::Tensor<B>| t.size_bytes() as f64 / t.shape()[0] as f64;
+    // Per frame: 8 embedding rows in, the stacks, then 8 × (projection + decoder + head).
+    let decoder = CODEBOOKS as f64 * (w.decoder.bytes() + w.projection.size_bytes() + w.audio_head[0].size_bytes()) as f64;
+    let emb_rows = CODEBOOKS as f64 * row(&w.audio_embeddings);
+    let context = (opts.prompt_len as f64 + opts.audio_frames.max(opts.text_tokens) as f64 / 2.0) * kv_bytes_per_position(lm);
+    let bytes_audio = stacks + decoder + 2.0 * emb_rows + context;
+    let bytes_text = stacks + w.lm_head.size_bytes() as f64 + row(&w.wte) + context;
+
+    let ms_audio = median(&mut audio) * 1e3;
+    let ms_text = median(&mut text) * 1e3;
+    Ok(BenchReport {
+        prompt_len: opts.prompt_len,
+        prefill_seconds: prefill,
+        prefill_tokens_per_second: opts.prompt_len as f64 / prefill,
+        audio_frames: audio.len(),
+        ms_per_audio_frame: ms_audio,
+        text_tokens: text.len(),
+        ms_per_text_token: ms_text,
+        bytes_per_audio_frame: bytes_audio,
+        bytes_per_text_token: bytes_text,
+        audio_gb_per_s: bytes_audio / ms_audio / 1e6,
+        text_gb_per_s: bytes_text / ms_text / 1e6,
+        real_time_factor: ms_audio * FRAMES_PER_AUDIO_SECOND / 1e3,
+    })
+}

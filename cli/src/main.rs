@@ -8,6 +8,8 @@ mod progress;
 mod synth;
 mod system;
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -29,11 +31,19 @@ enum Command {
     BenchGemv(bench_gemv::BenchGemvArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
         Command::Generate(args) => generate::run(args),
         Command::Synth(args) => synth::run(args),
         Command::Bench(args) => bench::run(args),
         Command::BenchGemv(args) => bench_gemv::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with the whole cause chain; no backtrace for user errors.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }

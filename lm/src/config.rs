@@ -115,7 +115,7 @@ impl StackConfig {
 
 impl LmConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| LmError::Io { path: path.to_path_buf(), source: e })?;
+        let text = std::fs::read_to_string(path).map_err(|e| LmError::Io { path: path.to_path_buf(), cause: e })?;
         Self::from_json(&text).map_err(|msg| LmError::config(path, msg))
     }
 

@@ -18,8 +18,8 @@ pub enum LmError {
     #[error("{0}")]
     Invalid(String),
 
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
 }
 
 impl LmError {

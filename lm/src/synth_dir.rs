@@ -26,15 +26,15 @@ pub fn write_synthetic_model(config: &LmConfig, init: &InitSpec, dtype: DType, o
         return Err(LmError::Invalid(format!("init.patches name tensors this config does not have: {}", unknown.join(", "))));
     }
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| LmError::Io { path: parent.to_path_buf(), source: e })?;
+    std::fs::create_dir_all(parent).map_err(|e| LmError::Io { path: parent.to_path_buf(), cause: e })?;
     let tmp = parent.join(format!(".{}.partial-{}", out.file_name().and_then(|n| n.to_str()).unwrap_or("model"), std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| LmError::Io { path: tmp.clone(), source: e })?;
+    std::fs::create_dir_all(&tmp).map_err(|e| LmError::Io { path: tmp.clone(), cause: e })?;
     let result = write_into(config, init, dtype, &tmp, &tensors, progress).and_then(|_| {
         if out.exists() {
-            std::fs::remove_dir(out).map_err(|e| LmError::Io { path: out.to_path_buf(), source: e })?;
+            std::fs::remove_dir(out).map_err(|e| LmError::Io { path: out.to_path_buf(), cause: e })?;
         }
-        std::fs::rename(&tmp, out).map_err(|e| LmError::Io { path: out.to_path_buf(), source: e })
+        std::fs::rename(&tmp, out).map_err(|e| LmError::Io { path: out.to_path_buf(), cause: e })
     });
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -47,7 +47,7 @@ fn write_into(config: &LmConfig, init: &InitSpec, dtype: DType, dir: &Path, tens
     json["init"] = serde_json::json!({"version": 1, "seed": init.seed, "scale": init.scale, "unit": init.unit,
         "patches": init.patches.iter().map(|p| serde_json::json!({"tensor": p.tensor, "offset": p.offset, "values": p.values})).collect::<Vec<_>>()});
     let config_path = dir.join("config.json");
-    std::fs::write(&config_path, serde_json::to_string_pretty(&json).expect("json")).map_err(|e| LmError::Io { path: config_path, source: e })?;
+    std::fs::write(&config_path, serde_json::to_string_pretty(&json).expect("json")).map_err(|e| LmError::Io { path: config_path, cause: e })?;
     let specs: Vec<TensorSpec> = tensors.iter().map(|(n, s)| TensorSpec::new(n.clone(), dtype, s)).collect();
     let total: u64 = specs.iter().map(|s| s.size_bytes() as u64).sum();
     let metadata = BTreeMap::from([("format".to_string(), "pt".to_string())]);

@@ -26,8 +26,8 @@ pub enum Error {
     #[error("tensor is read-only (memory-mapped weights) and cannot be written by {op}")]
     ReadOnly { op: &'static str },
 
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
 
     #[error("{path}: {msg}")]
     Weights { path: PathBuf, msg: String },
@@ -47,7 +47,7 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io { path: path.into(), cause: source }
     }
 
     pub(crate) fn weights(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {

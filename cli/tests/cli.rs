@@ -1,0 +1,192 @@
+//! The `uniaudio` command line contract: JSON output of `generate` on the reference
+//! fixture, and clear errors for bad models, prompts and options.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_uniaudio"))
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../lm/tests/fixtures/public").join(name)
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run uniaudio")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The fixture model, synthesized once through `uniaudio synth` (bf16: exact for these weights).
+fn model_dir() -> &'static Path {
+    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, dir) = DIR.get_or_init(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("model");
+        let o = run(bin().args(["synth", "--dtype", "bf16", "--config"]).arg(fixture("config.json")).arg("--out").arg(&dir));
+        assert!(o.status.success(), "synth failed: {}", stderr(&o));
+        (tmp, dir)
+    });
+    dir
+}
+
+fn write_prompt(dir: &Path, frames: &Value) -> PathBuf {
+    let path = dir.join(format!("prompt-{}.json", rand_suffix()));
+    std::fs::write(&path, serde_json::json!({ "frames": frames }).to_string()).unwrap();
+    path
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+fn cases() -> Vec<Value> {
+    serde_json::from_str::<Value>(&std::fs::read_to_string(fixture("cases.json")).unwrap()).unwrap().as_array().unwrap().clone()
+}
+
+#[test]
+fn generate_prints_the_reference_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    for case in cases() {
+        let name = case["name"].as_str().unwrap();
+        if name.starts_with("long") {
+            continue; // covered by the library parity test; keep this one quick
+        }
+        let kind = if case["task_kind"] == "audio_out" { "audio" } else { "text" };
+        let prompt = write_prompt(tmp.path(), &case["prompt"]);
+        let o = run(bin()
+            .args(["generate", "--model"])
+            .arg(model_dir())
+            .arg("--prompt")
+            .arg(&prompt)
+            .args(["--output-kind", kind, "--top-k", "1", "--backend", "cpu", "--max-steps"])
+            .arg(case["max_steps"].to_string()));
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let got: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{name}: stdout is not one JSON object: {e}"));
+        let exp = &case["expected"];
+        let keys: &[&str] = if kind == "audio" { &["frames", "reasoning", "reconstruction", "stopped_by"] } else { &["text_ids", "stopped_by"] };
+        for k in keys {
+            assert_eq!(got[k], exp[k], "{name}: {k}");
+        }
+    }
+}
+
+#[test]
+fn sampling_is_seeded_and_cfg_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let case = &cases()[0];
+    let prompt = write_prompt(tmp.path(), &case["prompt"]);
+    let gen = |seed: &str, extra: &[&str]| {
+        let o = run(bin()
+            .args(["generate", "--model"])
+            .arg(model_dir())
+            .arg("--prompt")
+            .arg(&prompt)
+            .args(["--output-kind", "audio", "--top-k", "50", "--temperature", "0.9", "--max-steps", "6", "--seed", seed])
+            .args(extra));
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()["frames"].clone()
+    };
+    let a = gen("1", &[]);
+    assert_eq!(a, gen("1", &[]), "same seed, same frames");
+    assert_ne!(a, gen("2", &[]), "another seed, other frames");
+    let guided = gen("1", &["--cfg-scale", "3.0"]);
+    assert_eq!(guided.as_array().unwrap().len(), 6);
+    assert_ne!(a, guided, "guidance changes the distribution");
+}
+
+fn generate_err(model: &Path, frames: &Value, extra: &[&str]) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let prompt = write_prompt(tmp.path(), frames);
+    let o = run(bin().args(["generate", "--model"]).arg(model).arg("--prompt").arg(&prompt).args(["--output-kind", "text"]).args(extra));
+    assert!(!o.status.success(), "expected failure, got {}", String::from_utf8_lossy(&o.stdout));
+    assert!(o.stdout.is_empty(), "nothing on stdout on failure");
+    stderr(&o)
+}
+
+#[test]
+fn malformed_frames_name_the_position() {
+    let m = model_dir();
+    let err = generate_err(m, &serde_json::json!([{"text": 128000}, {"audio": [1, 2, 3]}]), &[]);
+    assert!(err.contains("frame 1") && err.contains("3 codes"), "{err}");
+    let err = generate_err(m, &serde_json::json!([{"text": 128000}, {"text": 5}, {"audio": [1, 2, 3, 4, 5, 6, 7, 99999]}]), &[]);
+    assert!(err.contains("frame 2") && err.contains("codebook 7") && err.contains("99999"), "{err}");
+    let err = generate_err(m, &serde_json::json!([{"text": 128256}]), &[]);
+    assert!(err.contains("frame 0") && err.contains("128256"), "{err}");
+    let err = generate_err(m, &serde_json::json!([]), &[]);
+    assert!(err.contains("no frames"), "{err}");
+}
+
+#[test]
+fn over_long_requests_fail_before_any_work() {
+    let frames: Vec<Value> = (0..2000).map(|_| serde_json::json!({"text": 100})).collect();
+    let err = generate_err(model_dir(), &Value::Array(frames), &["--max-steps", "100"]);
+    assert!(err.contains("max_seq_len 2048") && err.contains("2099"), "{err}");
+}
+
+#[test]
+fn bad_configs_and_mismatched_weights_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let frames = serde_json::json!([{"text": 128000}]);
+    // Missing model directory.
+    let err = generate_err(&tmp.path().join("absent"), &frames, &[]);
+    assert!(err.contains("absent"), "{err}");
+
+    // A config with a missing field.
+    let bad = tmp.path().join("bad-config");
+    std::fs::create_dir(&bad).unwrap();
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(fixture("config.json")).unwrap()).unwrap();
+    config.as_object_mut().unwrap().remove("reason_eos");
+    std::fs::write(bad.join("config.json"), config.to_string()).unwrap();
+    std::fs::copy(model_dir().join("model.safetensors"), bad.join("model.safetensors")).unwrap();
+    let err = generate_err(&bad, &frames, &[]);
+    assert!(err.contains("config.json") && err.contains("reason_eos"), "{err}");
+
+    // Weights that disagree with the config's sizes.
+    let mismatched = tmp.path().join("mismatched");
+    std::fs::create_dir(&mismatched).unwrap();
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(fixture("config.json")).unwrap()).unwrap();
+    config["stacks"]["backbone"]["intermediate_size"] = serde_json::json!(400);
+    std::fs::write(mismatched.join("config.json"), config.to_string()).unwrap();
+    std::fs::copy(model_dir().join("model.safetensors"), mismatched.join("model.safetensors")).unwrap();
+    let err = generate_err(&mismatched, &frames, &[]);
+    assert!(err.contains("backbone.transformer.h.0.mlp.fc_1.weight") && err.contains("[400, 128]") && err.contains("[344, 128]"), "{err}");
+
+    // Inconsistent values.
+    config["stacks"]["backbone"]["intermediate_size"] = serde_json::json!(344);
+    config["stacks"]["backbone"]["n_query_groups"] = serde_json::json!(3);
+    std::fs::write(mismatched.join("config.json"), config.to_string()).unwrap();
+    let err = generate_err(&mismatched, &frames, &[]);
+    assert!(err.contains("n_query_groups"), "{err}");
+}
+
+#[test]
+fn synth_never_overwrites_existing_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("occupied");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("keep.txt"), "mine").unwrap();
+    let o = run(bin().args(["synth", "--config"]).arg(fixture("config.json")).arg("--out").arg(&out));
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not empty"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(out.join("keep.txt")).unwrap(), "mine");
+}
+
+#[test]
+fn bad_options_are_rejected() {
+    let frames = serde_json::json!([{"text": 128000}]);
+    let err = generate_err(model_dir(), &frames, &["--temperature", "0"]);
+    assert!(err.contains("temperature"), "{err}");
+    let err = generate_err(model_dir(), &frames, &["--max-steps", "0"]);
+    assert!(err.contains("max_steps"), "{err}");
+    let err = generate_err(model_dir(), &frames, &["--backend", "metal"]);
+    assert!(err.contains("metal"), "{err}");
+}

@@ -25,6 +25,7 @@ impl<B: Backend> KvCache<B> {
 struct Scratch<B: Backend> {
     rows: usize,
     normed: Tensor<B>, // [T, e]
+    qkv: Tensor<B>,    // [T, (nh + 2·nkv)·hs]; for T = 1, q, k and v are views into it
     q: Tensor<B>,      // [T, nh·hs]
     k: Tensor<B>,      // [T, nkv·hs]
     v: Tensor<B>,      // [T, nkv·hs]
@@ -38,12 +39,22 @@ struct Scratch<B: Backend> {
 impl<B: Backend> Scratch<B> {
     fn new(b: &B, s: &StackConfig, t: usize) -> Result<Self> {
         let f32 = |shape: &[usize]| b.alloc(DType::F32, shape);
+        let qkv = f32(&[t, s.qkv_rows()])?;
+        // One fused projection serves decode; prefill rows would interleave Q, K and V.
+        let (q, k, v) = if t == 1 {
+            let flat = qkv.reshape(&[s.qkv_rows()])?;
+            let view = |start, len| flat.narrow(start, len)?.reshape(&[1, len]);
+            (view(0, s.q_dim())?, view(s.q_dim(), s.kv_dim())?, view(s.q_dim() + s.kv_dim(), s.kv_dim())?)
+        } else {
+            (f32(&[t, s.q_dim()])?, f32(&[t, s.kv_dim()])?, f32(&[t, s.kv_dim()])?)
+        };
         Ok(Scratch {
             rows: t,
             normed: f32(&[t, s.n_embd])?,
-            q: f32(&[t, s.q_dim()])?,
-            k: f32(&[t, s.kv_dim()])?,
-            v: f32(&[t, s.kv_dim()])?,
+            qkv,
+            q,
+            k,
+            v,
             q_rot: f32(&[t, s.n_head, s.head_size])?,
             k_rot: f32(&[t, s.n_query_groups, s.head_size])?,
             att: f32(&[t, s.n_head, s.head_size])?,
@@ -81,9 +92,13 @@ impl<B: Backend> Stack<B> {
         for (l, w) in weights.layers.iter().enumerate() {
             // x = x + proj(attention(rope(q), rope(k), v))
             ops::rms_norm(b, h, &w.norm_1, &s.normed, eps)?;
-            ops::matmul(b, &s.normed, &w.wq, &s.q, WeightLayout::OutIn, false)?;
-            ops::matmul(b, &s.normed, &w.wk, &s.k, WeightLayout::OutIn, false)?;
-            ops::matmul(b, &s.normed, &w.wv, &s.v, WeightLayout::OutIn, false)?;
+            if t == 1 {
+                ops::matmul(b, &s.normed, &w.qkv, &s.qkv, WeightLayout::OutIn, false)?;
+            } else {
+                ops::matmul(b, &s.normed, &w.wq, &s.q, WeightLayout::OutIn, false)?;
+                ops::matmul(b, &s.normed, &w.wk, &s.k, WeightLayout::OutIn, false)?;
+                ops::matmul(b, &s.normed, &w.wv, &s.v, WeightLayout::OutIn, false)?;
+            }
             ops::rope(b, &heads(&s.q, c.n_head)?, positions, &self.inv_freq, &s.q_rot)?;
             ops::rope(b, &heads(&s.k, c.n_query_groups)?, positions, &self.inv_freq, &s.k_rot)?;
             ops::kv_append(b, &s.k_rot, &heads(&s.v, c.n_query_groups)?, positions, &cache.k[l], &cache.v[l])?;

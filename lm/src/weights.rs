@@ -11,6 +11,7 @@ use crate::synth::model_tensors;
 /// One Llama block. Shapes with e = n_embd, f = intermediate_size.
 pub struct LayerWeights<B: Backend> {
     pub norm_1: Tensor<B>,   // [e]
+    pub qkv: Tensor<B>,      // [(n_head + 2·n_kv)·hs, e]  rows = [Q | K | V]
     pub wq: Tensor<B>,       // [n_head·hs, e]   rows of attn.qkv.weight
     pub wk: Tensor<B>,       // [n_kv·hs, e]
     pub wv: Tensor<B>,       // [n_kv·hs, e]
@@ -70,6 +71,7 @@ impl<B: Backend> Loader<'_, B> {
                     fc_1: self.get(&format!("{p}.mlp.fc_1.weight"))?,
                     fc_2: self.get(&format!("{p}.mlp.fc_2.weight"))?,
                     mlp_proj: self.get(&format!("{p}.mlp.proj.weight"))?,
+                    qkv,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -126,7 +128,7 @@ impl<B: Backend> StackWeights<B> {
         let per_layer: usize = self
             .layers
             .iter()
-            .map(|l| [&l.norm_1, &l.wq, &l.wk, &l.wv, &l.proj, &l.norm_2, &l.fc_1, &l.fc_2, &l.mlp_proj].iter().map(|t| t.size_bytes()).sum::<usize>())
+            .map(|l| [&l.norm_1, &l.qkv, &l.proj, &l.norm_2, &l.fc_1, &l.fc_2, &l.mlp_proj].iter().map(|t| t.size_bytes()).sum::<usize>())
             .sum();
         per_layer + self.ln_f.size_bytes()
     }

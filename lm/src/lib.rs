@@ -4,9 +4,11 @@
 
 pub mod bench;
 pub mod config;
+pub mod convert;
 pub mod error;
 pub mod frame;
 pub mod generate;
+pub mod llm_yaml;
 pub mod model;
 pub mod presets;
 pub mod rope;

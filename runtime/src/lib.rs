@@ -16,6 +16,7 @@ mod op_check;
 pub mod ops;
 pub mod rng;
 mod tensor;
+pub mod torch;
 pub mod weights;
 
 pub use backend::Backend;

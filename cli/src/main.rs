@@ -3,8 +3,10 @@
 mod backend;
 mod bench;
 mod bench_gemv;
+mod convert;
 mod generate;
 mod progress;
+mod prompt;
 mod synth;
 mod system;
 
@@ -23,6 +25,10 @@ struct Cli {
 enum Command {
     /// Generate audio frames or text from a prompt of 9-stream frames; prints JSON.
     Generate(generate::GenerateArgs),
+    /// Build the prompt frames of a task (TTS, ASR, ...) as FRAMES.json.
+    Prompt(prompt::PromptArgs),
+    /// Convert a released torch checkpoint into a model directory.
+    Convert(convert::ConvertArgs),
     /// Write a model directory of synthetic weights from a config.json.
     Synth(synth::SynthArgs),
     /// End-to-end benchmark: prefill, audio frames and text tokens on a synthesized model.
@@ -34,6 +40,8 @@ enum Command {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Generate(args) => generate::run(args),
+        Command::Prompt(args) => prompt::run(args),
+        Command::Convert(args) => convert::run(args),
         Command::Synth(args) => synth::run(args),
         Command::Bench(args) => bench::run(args),
         Command::BenchGemv(args) => bench_gemv::run(args),

@@ -190,3 +190,78 @@ fn bad_options_are_rejected() {
     let err = generate_err(model_dir(), &frames, &["--backend", "metal"]);
     assert!(err.contains("metal"), "{err}");
 }
+
+fn checkpoint_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../lm/tests/fixtures/checkpoint").join(name)
+}
+
+fn tokenizer_json() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-data/llama3.2-tokenizer.json");
+    assert!(p.is_file(), "{} is missing: run scripts/fetch-test-data (scripts/test does)", p.display());
+    p
+}
+
+#[test]
+fn convert_then_prompt_then_generate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    let o = run(bin()
+        .args(["convert", "--checkpoint"])
+        .arg(checkpoint_fixture("with_optimizer.checkpoint"))
+        .arg("--config")
+        .arg(checkpoint_fixture("config.json"))
+        .arg("--llm-config")
+        .arg(checkpoint_fixture("llm_config.yaml"))
+        .arg("--tokenizer")
+        .arg(tokenizer_json())
+        .args(["--dtype", "bf16", "--out"])
+        .arg(&model));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(model.join("tokenizer.json").is_file() && model.join("config.json").is_file());
+
+    // The fixture's text vocabulary is cut to 512 rows: a text id above that must be refused,
+    // so build an audio-input prompt whose text comes from the tokenizer (ASR).
+    let tokens = tmp.path().join("tokens.json");
+    std::fs::write(&tokens, r#"{"reasoning": [[1,2,3,4,5,6,7,8]], "reconstruction": [[0,1,2,3,4,5,6,7]]}"#).unwrap();
+    let frames = tmp.path().join("frames.json");
+    let o = run(bin().args(["prompt", "--task", "asr", "--model"]).arg(&model).arg("--audio-tokens").arg(&tokens).arg("--out").arg(&frames));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let built: Value = serde_json::from_str(&std::fs::read_to_string(&frames).unwrap()).unwrap();
+    assert_eq!(built["output_kind"], "text");
+    let n = built["frames"].as_array().unwrap().len();
+    assert_eq!(built["frames"][n - 1]["audio"], serde_json::json!([56u32; 8].to_vec()), "semantic_eos + rc closes the prompt");
+    // The instruction's text ids exceed this tiny model's vocabulary: generate names the frame.
+    let o = run(bin().args(["generate", "--model"]).arg(&model).arg("--prompt").arg(&frames).args(["--output-kind", "text", "--max-steps", "2"]));
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("frame 0") && stderr(&o).contains("text vocabulary of 512"), "{}", stderr(&o));
+
+    // With a full text vocabulary (the public fixture model) the same path generates.
+    let tts = tmp.path().join("tts.json");
+    let o = run(bin()
+        .args(["prompt", "--task", "TTS", "--text", "Hello world", "--config"])
+        .arg(fixture("config.json"))
+        .arg("--tokenizer")
+        .arg(tokenizer_json())
+        .arg("--out")
+        .arg(&tts));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(bin().args(["generate", "--model"]).arg(model_dir()).arg("--prompt").arg(&tts).args(["--output-kind", "audio", "--max-steps", "3", "--top-k", "1"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(out["frames"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn convert_refuses_hostile_files_and_bad_arguments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = run(bin().args(["convert", "--checkpoint"]).arg(checkpoint_fixture("hostile.checkpoint")).arg("--config").arg(checkpoint_fixture("config.json")).arg("--out").arg(&out));
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("posix.system"), "{}", stderr(&o));
+    assert!(!out.exists());
+    let o = run(bin().args(["convert", "--checkpoint"]).arg(checkpoint_fixture("f32.checkpoint")).arg("--llm-config").arg(checkpoint_fixture("llm_config.yaml")).arg("--out").arg(&out));
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("custom") && stderr(&o).contains("--config"), "{}", stderr(&o));
+    let o = run(bin().args(["prompt", "--task", "karaoke", "--config"]).arg(checkpoint_fixture("config.json")));
+    assert!(!o.status.success() && stderr(&o).contains("karaoke"), "{}", stderr(&o));
+}

@@ -15,6 +15,8 @@ pub mod rope;
 mod stack;
 pub mod synth;
 pub mod synth_dir;
+pub mod tasks;
+pub mod tokenizer;
 pub mod weights;
 
 pub use config::LmConfig;

@@ -1,0 +1,91 @@
+//! `uniaudio convert`: a released torch checkpoint to a model directory.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use uniaudio_lm::convert::{convert, ConvertOptions};
+use uniaudio_lm::llm_yaml::LlmYaml;
+use uniaudio_lm::LmConfig;
+use uniaudio_runtime::DType;
+
+use crate::progress;
+
+#[derive(Args)]
+pub struct ConvertArgs {
+    /// The `torch.save` checkpoint (e.g. llm_ep3.checkpoint); only its `model` entry is read.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The released llm_config.yaml: special ids, and stack presets by llm_name / local_model.
+    #[arg(long)]
+    llm_config: Option<PathBuf>,
+    /// A config.json in the LM schema, for custom or test models (overrides the presets).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// New model directory (must not exist or be empty).
+    #[arg(long)]
+    out: PathBuf,
+    /// Stored dtype of the output: bf16, f16 or f32 (default: keep the checkpoint's).
+    #[arg(long)]
+    dtype: Option<String>,
+    /// Copy this tokenizer.json into the model directory.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Maximum shard size in MiB.
+    #[arg(long, default_value_t = 2048)]
+    shard_size_mib: usize,
+}
+
+pub fn run(args: ConvertArgs) -> Result<()> {
+    let dtype = match &args.dtype {
+        None => None,
+        Some(s) => match DType::parse(s).filter(|d| d.is_float()) {
+            Some(d) => Some(d),
+            None => bail!("--dtype: expected bf16, f16 or f32, got `{s}`"),
+        },
+    };
+    if args.shard_size_mib == 0 {
+        bail!("--shard-size-mib must be at least 1");
+    }
+    let config = match (&args.config, &args.llm_config) {
+        (Some(path), yaml) => {
+            let config = LmConfig::from_file(path)?;
+            if let Some(y) = yaml {
+                check_ids_agree(&config, &LlmYaml::from_file(y)?, y)?;
+            }
+            config
+        }
+        (None, Some(y)) => LlmYaml::from_file(y)?.to_config(y)?,
+        (None, None) => bail!("pass --llm-config llm_config.yaml (or --config config.json for a custom model)"),
+    };
+    if let Some(t) = &args.tokenizer {
+        // Fail before the long conversion if the tokenizer is unusable.
+        uniaudio_lm::tokenizer::TextTokenizer::from_file(t)?;
+    }
+    let opts = ConvertOptions { dtype, shard_bytes: args.shard_size_mib << 20, tokenizer: args.tokenizer.clone() };
+    let bar = progress::bytes(0, "converting");
+    convert(&args.checkpoint, &config, &args.out, &opts, &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })?;
+    bar.finish_and_clear();
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn check_ids_agree(c: &LmConfig, y: &LlmYaml, path: &std::path::Path) -> Result<()> {
+    let pairs = [
+        ("audio_reason_card", c.audio_reason_card as u64, y.audio_reason_card as u64),
+        ("audio_semantic_card", c.audio_semantic_card as u64, y.audio_semantic_card as u64),
+        ("reason_bos", c.reason_bos as u64, y.reason_bos as u64),
+        ("reason_eos", c.reason_eos as u64, y.reason_eos as u64),
+        ("semantic_bos", c.semantic_bos as u64, y.semantic_bos as u64),
+        ("semantic_eos", c.semantic_eos as u64, y.semantic_eos as u64),
+    ];
+    for (name, a, b) in pairs {
+        if a != b {
+            bail!("{name} is {a} in --config but {b} in {}", path.display());
+        }
+    }
+    Ok(())
+}

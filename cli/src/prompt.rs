@@ -1,0 +1,97 @@
+//! `uniaudio prompt`: builds the FRAMES.json of a task for `uniaudio generate`.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use uniaudio_lm::tasks::{build_prompt, AudioTokens, Task, TaskInputs};
+use uniaudio_lm::tokenizer::TextTokenizer;
+use uniaudio_lm::{Frame, LmConfig, OutputKind};
+
+#[derive(Args)]
+pub struct PromptArgs {
+    /// TTS, Yue_TTS, TTA, TTM, LTS (song), InstructTTS, speech_s2s, ASR, Yue_ASR,
+    /// audio_caption, music_caption, lyric_recognition, speech_s2t, audio_understanding.
+    #[arg(long)]
+    task: String,
+    /// Model directory: its config.json gives the special ids, its tokenizer.json the text tokenizer.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// config.json to use instead of the model directory's.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// tokenizer.json to use instead of the model directory's.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Transcript (TTS, InstructTTS).
+    #[arg(long)]
+    text: Option<String>,
+    /// Caption (TTA, TTM, InstructTTS).
+    #[arg(long)]
+    caption: Option<String>,
+    /// Lyrics (LTS).
+    #[arg(long)]
+    lyrics: Option<String>,
+    /// Question (audio_understanding).
+    #[arg(long)]
+    question: Option<String>,
+    /// Input audio as codec tokens: {"reasoning": [[8 codes], ...], "reconstruction": [[...], ...]}.
+    #[arg(long)]
+    audio_tokens: Option<PathBuf>,
+    /// Task instruction; by default one of the task's instructions, chosen by --seed.
+    #[arg(long)]
+    instruction: Option<String>,
+    #[arg(long, default_value_t = 888)]
+    seed: u64,
+    /// Output file (default: stdout).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn frame_json(f: &Frame) -> serde_json::Value {
+    match f {
+        Frame::Text(t) => serde_json::json!({ "text": t }),
+        Frame::Audio(c) => serde_json::json!({ "audio": c }),
+    }
+}
+
+pub fn run(args: PromptArgs) -> Result<()> {
+    let Some(task) = Task::parse(&args.task) else {
+        let names: Vec<_> = Task::ALL.iter().map(|t| t.name()).collect();
+        bail!("--task: unknown task `{}` (one of {})", args.task, names.join(", "));
+    };
+    let config_path = match (&args.config, &args.model) {
+        (Some(c), _) => c.clone(),
+        (None, Some(m)) => m.join("config.json"),
+        (None, None) => bail!("pass --model DIR (or --config config.json) for the model's special ids"),
+    };
+    let config = LmConfig::from_file(&config_path)?;
+    let tok = TextTokenizer::locate(args.tokenizer.as_deref(), args.model.as_deref())?;
+    let audio = match &args.audio_tokens {
+        None => None,
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Some(serde_json::from_str::<AudioTokens>(&text).with_context(|| format!("{}: expected {{\"reasoning\": [[8 codes]...], \"reconstruction\": [[8 codes]...]}}", p.display()))?)
+        }
+    };
+    let inputs = TaskInputs { text: args.text, caption: args.caption, lyrics: args.lyrics, question: args.question, audio, instruction: args.instruction };
+    let built = build_prompt(&config, &tok, task, &inputs, args.seed)?;
+    let json = serde_json::json!({
+        "task": task.name(),
+        "instruction": built.instruction,
+        "output_kind": match built.output_kind { OutputKind::Audio => "audio", OutputKind::Text => "text" },
+        "top_k": built.top_k,
+        "temperature": built.temperature,
+        "frames": built.frames.iter().map(frame_json).collect::<Vec<_>>(),
+    });
+    let text = serde_json::to_string(&json)?;
+    match &args.out {
+        None => println!("{text}"),
+        Some(path) => {
+            let tmp = path.with_extension("json.tmp");
+            std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+        }
+    }
+    Ok(())
+}

@@ -67,15 +67,16 @@ impl<B: Backend> Scratch<B> {
 /// A stack's config and RoPE frequencies, plus scratch space for one session.
 pub struct Stack<B: Backend> {
     config: StackConfig,
-    inv_freq: Tensor<B>, // [hs/2]
+    rope_table: Tensor<B>, // [positions, hs]: cos | sin
     scratch: Option<Scratch<B>>,
 }
 
 impl<B: Backend> Stack<B> {
-    pub fn new(b: &B, config: &StackConfig) -> Result<Self> {
-        let freqs = crate::rope::inv_freq(config);
-        let inv_freq = ops::upload_f32(b, &[freqs.len()], &freqs, DType::F32)?;
-        Ok(Stack { config: config.clone(), inv_freq, scratch: None })
+    /// `positions`: how many positions the stack's cache holds.
+    pub fn new(b: &B, config: &StackConfig, positions: usize) -> Result<Self> {
+        let table = ops::rope_table(&crate::rope::inv_freq(config), positions);
+        let rope_table = ops::upload_f32(b, &[positions, config.head_size], &table, DType::F32)?;
+        Ok(Stack { config: config.clone(), rope_table, scratch: None })
     }
 
     /// Runs the blocks over `h` [T, e] (the residual stream, updated in place) for rows at
@@ -99,8 +100,8 @@ impl<B: Backend> Stack<B> {
                 ops::matmul(b, &s.normed, &w.wk, &s.k, WeightLayout::OutIn, false)?;
                 ops::matmul(b, &s.normed, &w.wv, &s.v, WeightLayout::OutIn, false)?;
             }
-            ops::rope(b, &heads(&s.q, c.n_head)?, positions, &self.inv_freq, &s.q_rot)?;
-            ops::rope(b, &heads(&s.k, c.n_query_groups)?, positions, &self.inv_freq, &s.k_rot)?;
+            ops::rope(b, &heads(&s.q, c.n_head)?, positions, &self.rope_table, &s.q_rot)?;
+            ops::rope(b, &heads(&s.k, c.n_query_groups)?, positions, &self.rope_table, &s.k_rot)?;
             ops::kv_append(b, &s.k_rot, &heads(&s.v, c.n_query_groups)?, positions, &cache.k[l], &cache.v[l])?;
             ops::attention(b, &s.q_rot, &cache.k[l], &cache.v[l], &s.att, kv_len, true)?;
             ops::matmul(b, &s.att.reshape(&[t, c.q_dim()])?, &w.proj, h, WeightLayout::OutIn, true)?;

@@ -39,9 +39,10 @@ pub enum Op<'a, B: Backend> {
     RmsNorm { x: &'a Tensor<B>, weight: &'a Tensor<B>, out: &'a Tensor<B>, eps: f32 },
     /// out (+)= x · W.  x [M, K] f32, w [N, K] or [K, N] float, out [M, N] f32.
     MatMul { x: &'a Tensor<B>, w: &'a Tensor<B>, out: &'a Tensor<B>, layout: WeightLayout, accumulate: bool },
-    /// Rotate-half RoPE at per-row positions.  x [T, H, D] f32, positions [T] u32,
-    /// inv_freq [D/2] f32 (already frequency-scaled), out [T, H, D] f32.
-    Rope { x: &'a Tensor<B>, positions: &'a Tensor<B>, inv_freq: &'a Tensor<B>, out: &'a Tensor<B> },
+    /// Rotate-half RoPE at per-row positions.  x [T, H, D] f32, positions [T] u32 (< P),
+    /// table [P, D] f32 holding cos(p·θ_j) in columns 0..D/2 and sin(p·θ_j) in D/2..D
+    /// (tables, as torch builds them, make every backend rotate identically), out [T, H, D].
+    Rope { x: &'a Tensor<B>, positions: &'a Tensor<B>, table: &'a Tensor<B>, out: &'a Tensor<B> },
     /// cache[g, positions[t], :] = src[t, g, :] for K and V.
     /// k, v [T, G, D] f32; k_cache, v_cache [G, capacity, D] f32; positions [T] u32 (< capacity).
     KvAppend { k: &'a Tensor<B>, v: &'a Tensor<B>, positions: &'a Tensor<B>, k_cache: &'a Tensor<B>, v_cache: &'a Tensor<B> },
@@ -132,7 +133,7 @@ impl<'a, B: Backend> Op<'a, B> {
             Op::EmbedCodebookSum { table, codes, mask, .. } => vec![("table", table), ("codes", codes), ("mask", mask)],
             Op::RmsNorm { x, weight, .. } => vec![("x", x), ("weight", weight)],
             Op::MatMul { x, w, .. } => vec![("x", x), ("w", w)],
-            Op::Rope { x, positions, inv_freq, .. } => vec![("x", x), ("positions", positions), ("inv_freq", inv_freq)],
+            Op::Rope { x, positions, table, .. } => vec![("x", x), ("positions", positions), ("table", table)],
             Op::KvAppend { k, v, positions, .. } => vec![("k", k), ("v", v), ("positions", positions)],
             Op::Attention { q, k_cache, v_cache, .. } => vec![("q", q), ("k_cache", k_cache), ("v_cache", v_cache)],
             Op::SwiGlu { gate, up, .. } => vec![("gate", gate), ("up", up)],

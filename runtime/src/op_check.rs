@@ -55,17 +55,20 @@ pub(crate) fn check<B: Backend>(op: &Op<'_, B>) -> Result<()> {
             }
             c.shape("out", out, &[m, n])?;
         }
-        Op::Rope { x, positions, inv_freq, out } => {
+        Op::Rope { x, positions, table, out } => {
             c.dtype("x", x, &[DType::F32])?;
             c.dtype("positions", positions, &[DType::U32])?;
-            c.dtype("inv_freq", inv_freq, &[DType::F32])?;
+            c.dtype("table", table, &[DType::F32])?;
             c.dtype("out", out, &[DType::F32])?;
             let [t, _, d] = c.rank3("x", x)?;
             if d % 2 != 0 {
                 return Err(Error::invalid(name, format!("head size must be even, got {d}")));
             }
             c.shape("positions", positions, &[t])?;
-            c.shape("inv_freq", inv_freq, &[d / 2])?;
+            let [_, table_d] = c.rank2("table", table)?;
+            if table_d != d {
+                return Err(Error::shape(name, "table columns", d, table_d));
+            }
             c.shape("out", out, x.shape())?;
         }
         Op::KvAppend { k, v, positions, k_cache, v_cache } => {

@@ -20,8 +20,23 @@ pub fn matmul<B: Backend>(b: &B, x: &Tensor<B>, w: &Tensor<B>, out: &Tensor<B>, 
     run(b, &Op::MatMul { x, w, out, layout, accumulate })
 }
 
-pub fn rope<B: Backend>(b: &B, x: &Tensor<B>, positions: &Tensor<B>, inv_freq: &Tensor<B>, out: &Tensor<B>) -> Result<()> {
-    run(b, &Op::Rope { x, positions, inv_freq, out })
+pub fn rope<B: Backend>(b: &B, x: &Tensor<B>, positions: &Tensor<B>, table: &Tensor<B>, out: &Tensor<B>) -> Result<()> {
+    run(b, &Op::Rope { x, positions, table, out })
+}
+
+/// The RoPE table [positions, D] for frequencies θ (D = 2·θ.len()): cos(p·θ_j) then
+/// sin(p·θ_j), the angle formed in f32 as torch forms it.
+pub fn rope_table(inv_freq: &[f32], positions: usize) -> Vec<f32> {
+    let half = inv_freq.len();
+    let mut table = vec![0f32; positions * 2 * half];
+    for (p, row) in table.chunks_mut(2 * half).enumerate() {
+        for (j, &f) in inv_freq.iter().enumerate() {
+            let angle = p as f32 * f;
+            row[j] = angle.cos();
+            row[half + j] = angle.sin();
+        }
+    }
+    table
 }
 
 pub fn kv_append<B: Backend>(b: &B, k: &Tensor<B>, v: &Tensor<B>, positions: &Tensor<B>, k_cache: &Tensor<B>, v_cache: &Tensor<B>) -> Result<()> {

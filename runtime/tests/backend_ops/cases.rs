@@ -166,7 +166,8 @@ fn run_inner<B: Backend>(case: &Case, b: &B, rng: &mut Rng) -> Result<Verdict> {
             let inv_freq: Vec<f32> = (0..head_dim / 2).map(|j| 500000f32.powf(-2.0 * j as f32 / head_dim as f32)).collect();
             let out = b.alloc(DType::F32, &[t, heads, head_dim])?;
             let xt = f32_in(b, &[t, heads, head_dim], &x)?;
-            ops::rope(b, &xt, &ops::upload_u32(b, &[t], &pos)?, &f32_in(b, &[head_dim / 2], &inv_freq)?, &out)?;
+            let table = f32_in(b, &[2048, head_dim], &ops::rope_table(&inv_freq, 2048))?;
+            ops::rope(b, &xt, &ops::upload_u32(b, &[t], &pos)?, &table, &out)?;
             compare_f32(&ops::download_f32(b, &out)?, &r::rope(&x, t, heads, head_dim, &pos, &inv_freq), F32_NMSE)
         }
         Case::KvAppend { t, kv_heads, head_dim, capacity } => {

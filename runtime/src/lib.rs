@@ -18,6 +18,7 @@ pub mod rng;
 mod tensor;
 pub mod torch;
 pub mod weights;
+pub mod wgpu;
 
 pub use backend::Backend;
 pub use cpu::Cpu;
@@ -25,3 +26,4 @@ pub use dtype::DType;
 pub use error::{Error, Result};
 pub use op::{Op, SampleParams, WeightLayout};
 pub use tensor::{numel, DeviceBuffer, Tensor};
+pub use crate::wgpu::Wgpu;

@@ -6,7 +6,7 @@ mod harness;
 mod reference;
 
 use uniaudio_runtime::cpu::Isa;
-use uniaudio_runtime::{Backend, Cpu};
+use uniaudio_runtime::{Backend, Cpu, Wgpu};
 
 use harness::Report;
 
@@ -20,6 +20,14 @@ fn run_all<B: Backend>(label: &str, backend: &B, report: &mut Report) {
     }
 }
 
+/// No adapter: a loud skip, or a failure where CI promised one (UNIAUDIO_REQUIRE_WGPU=1).
+fn skip_wgpu(reason: &str) {
+    if std::env::var("UNIAUDIO_REQUIRE_WGPU").is_ok_and(|v| v == "1") {
+        panic!("wgpu backend required but unavailable: {reason}");
+    }
+    println!("SKIPPED wgpu backend: {reason}");
+}
+
 #[test]
 fn backend_ops_all_backends() {
     let mut report = Report::default();
@@ -29,6 +37,10 @@ fn backend_ops_all_backends() {
         run_all("cpu/scalar", &Cpu::with_isa(Isa::Scalar), &mut report);
     } else {
         println!("cpu/scalar is the only CPU variant on this machine");
+    }
+    match Wgpu::new() {
+        Ok(gpu) => run_all(&format!("wgpu/{}", gpu.describe()), &gpu, &mut report),
+        Err(e) => skip_wgpu(&e.to_string()),
     }
     println!("backend ops: {} passed, {} failed, {} unsupported", report.passed, report.failed.len(), report.unsupported);
     assert!(report.passed > 0, "no case ran");
@@ -66,4 +78,8 @@ fn sampling_distribution<B: Backend>(backend: &B) {
 fn sampling_follows_softmax_of_top_k() {
     sampling_distribution(&Cpu::new());
     sampling_distribution(&Cpu::with_isa(Isa::Scalar));
+    match Wgpu::new() {
+        Ok(gpu) => sampling_distribution(&gpu),
+        Err(e) => skip_wgpu(&e.to_string()),
+    }
 }

@@ -1,0 +1,101 @@
+// Grouped-query attention over a KV cache, one workgroup per (query t, head h):
+// keys are processed in chunks of 128 with an online softmax; thread e owns output
+// dimensions e, e + 128, ...
+// q, out [T, H, D] f32; k_cache, v_cache [G, capacity, D] f32; g = h / (H / G).
+// Causal: query t sits at position kv_len - T + t and sees keys 0..=that position.
+struct Params {
+    t: u32,
+    heads: u32,
+    groups: u32,
+    d: u32,
+    capacity: u32,
+    kv_len: u32,
+    causal: u32,
+    scale: f32,
+    q_off: u32,
+    kc_off: u32,
+    vc_off: u32,
+    out_off: u32,
+}
+
+@group(0) @binding(0) var<storage, read> q: array<f32>;
+@group(0) @binding(1) var<storage, read> k_cache: array<f32>;
+@group(0) @binding(2) var<storage, read> v_cache: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+
+const CHUNK: u32 = 128u;
+const MAX_D: u32 = 256u;
+
+var<workgroup> q_sh: array<f32, MAX_D>;
+var<workgroup> scores: array<f32, CHUNK>;
+var<workgroup> red: array<f32, CHUNK>;
+
+@compute @workgroup_size(128)
+fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, @builtin(local_invocation_index) e: u32) {
+    let row = wg.x + wg.y * nw.x;
+    if row >= p.t * p.heads {
+        return;
+    }
+    let t = row / p.heads;
+    let h = row % p.heads;
+    let g = h / (p.heads / p.groups);
+    var visible = p.kv_len;
+    if p.causal != 0u {
+        visible = p.kv_len - p.t + t + 1u;
+    }
+    for (var i = e; i < p.d; i += CHUNK) {
+        q_sh[i] = q[p.q_off + row * p.d + i];
+    }
+    workgroupBarrier();
+    let base = g * p.capacity * p.d;
+    var m = -3.4028235e38;
+    var sum = 0.0;
+    var acc0 = 0.0;
+    var acc1 = 0.0;
+    for (var c0 = 0u; c0 < visible; c0 += CHUNK) {
+        let n = min(CHUNK, visible - c0);
+        var s = -3.4028235e38;
+        if e < n {
+            var dot = 0.0;
+            let kb = p.kc_off + base + (c0 + e) * p.d;
+            for (var i = 0u; i < p.d; i++) {
+                dot += q_sh[i] * k_cache[kb + i];
+            }
+            s = dot * p.scale;
+        }
+        scores[e] = s;
+        red[e] = s;
+        workgroupBarrier();
+        for (var st = CHUNK / 2u; st > 0u; st >>= 1u) {
+            if e < st {
+                red[e] = max(red[e], red[e + st]);
+            }
+            workgroupBarrier();
+        }
+        let m_new = max(m, red[0]);
+        let alpha = exp(m - m_new);
+        sum *= alpha;
+        acc0 *= alpha;
+        acc1 *= alpha;
+        for (var j = 0u; j < n; j++) {
+            let pj = exp(scores[j] - m_new);
+            sum += pj;
+            let vb = p.vc_off + base + (c0 + j) * p.d;
+            if e < p.d {
+                acc0 += pj * v_cache[vb + e];
+            }
+            if e + CHUNK < p.d {
+                acc1 += pj * v_cache[vb + e + CHUNK];
+            }
+        }
+        m = m_new;
+        workgroupBarrier();
+    }
+    if e < p.d {
+        out[p.out_off + row * p.d + e] = acc0 / sum;
+    }
+    if e + CHUNK < p.d {
+        out[p.out_off + row * p.d + e + CHUNK] = acc1 / sum;
+    }
+}

@@ -1,0 +1,69 @@
+// out[M, N] (+)= x[M, K] . W
+//   matmul_out_in: W = w [N, K] (nn.Linear); one 64-thread workgroup per output element
+//                  reduces a row of W against a row of x (decode GEMV streams W once).
+//   matmul_in_out: W = w [K, N]; one thread per output element, threads adjacent in N
+//                  read adjacent weights.
+// x, out f32; w in its stored dtype.
+#define W_BINDING 0
+#include "weights"
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    accumulate: u32,
+    w_off: u32,
+    x_off: u32,
+    out_off: u32,
+    _pad0: u32,
+}
+
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+var<workgroup> partial: array<f32, 64>;
+
+@compute @workgroup_size(64)
+fn matmul_out_in(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    let id = wg.x + wg.y * nw.x;
+    if id >= p.m * p.n {
+        return;
+    }
+    let row = id % p.n;
+    let m = id / p.n;
+    let wrow = p.w_off + row * p.k;
+    let xrow = p.x_off + m * p.k;
+    var acc = 0.0;
+    for (var i = t; i < p.k; i += 64u) {
+        acc += load_w(wrow + i) * x[xrow + i];
+    }
+    partial[t] = acc;
+    workgroupBarrier();
+    for (var s = 32u; s > 0u; s >>= 1u) {
+        if t < s {
+            partial[t] += partial[t + s];
+        }
+        workgroupBarrier();
+    }
+    if t == 0u {
+        let o = p.out_off + m * p.n + row;
+        out[o] = select(0.0, out[o], p.accumulate != 0u) + partial[0];
+    }
+}
+
+@compute @workgroup_size(64)
+fn matmul_in_out(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+    let id = g.x + g.y * nw.x * 64u;
+    if id >= p.m * p.n {
+        return;
+    }
+    let col = id % p.n;
+    let m = id / p.n;
+    var acc = 0.0;
+    for (var i = 0u; i < p.k; i++) {
+        acc += x[p.x_off + m * p.k + i] * load_w(p.w_off + i * p.n + col);
+    }
+    let o = p.out_off + m * p.n + col;
+    out[o] = select(0.0, out[o], p.accumulate != 0u) + acc;
+}

@@ -1,0 +1,281 @@
+//! The wgpu backend: hand-written WGSL kernels (`kernels/wgsl/`) on Vulkan, Metal or DX12.
+//!
+//! `exec` records into one command encoder; `write`, `download` and `sync` submit it. Op
+//! parameters go to a uniform arena written with `queue.write_buffer`; pipelines are cached
+//! by (kernel, entry point, defines). Tensors are bound as whole buffers with element
+//! offsets in the parameters, so views need no alignment.
+
+mod buffer;
+mod launch;
+mod preprocess;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+pub use buffer::WgpuBuffer;
+use wgpu::util::DeviceExt;
+
+use crate::op::{Op, ValidOp};
+use crate::{Backend, DType, Error, Result, Tensor};
+
+const ARENA_BYTES: u64 = 1 << 20;
+
+fn err(msg: impl Into<String>) -> Error {
+    Error::Backend { backend: "wgpu", msg: msg.into() }
+}
+
+struct Recording {
+    encoder: Option<wgpu::CommandEncoder>,
+    arena_used: u64,
+}
+
+pub struct Wgpu {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    subgroups: bool,
+    shader_f16: bool,
+    arena: wgpu::Buffer,
+    arena_align: u64,
+    pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
+    recording: Mutex<Recording>,
+}
+
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+impl Wgpu {
+    /// Opens the highest-performance adapter. `UNIAUDIO_WGPU_NO_SUBGROUPS` and
+    /// `UNIAUDIO_WGPU_NO_F16` keep those features off even where the adapter has them.
+    pub fn new() -> Result<Self> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            ..Default::default()
+        }))
+        .map_err(|e| err(format!("no GPU adapter found ({e}); on Linux install a Vulkan driver (e.g. Mesa's mesa-vulkan-drivers)")))?;
+        let available = adapter.features();
+        let mut features = wgpu::Features::empty();
+        let subgroups = available.contains(wgpu::Features::SUBGROUP) && !env_flag("UNIAUDIO_WGPU_NO_SUBGROUPS");
+        let shader_f16 = available.contains(wgpu::Features::SHADER_F16) && !env_flag("UNIAUDIO_WGPU_NO_F16");
+        if subgroups {
+            features |= wgpu::Features::SUBGROUP;
+        }
+        if shader_f16 {
+            features |= wgpu::Features::SHADER_F16;
+        }
+        // Ask for the adapter's real limits: the defaults cap bindings at 128 MiB.
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("uniaudio"),
+            required_features: features,
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| err(format!("cannot open device: {e}")))?;
+        let arena = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("op parameters"),
+            size: ARENA_BYTES,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let arena_align = limits.min_uniform_buffer_offset_alignment.max(16) as u64;
+        Ok(Wgpu {
+            device,
+            queue,
+            info: adapter.get_info(),
+            limits,
+            subgroups,
+            shader_f16,
+            arena,
+            arena_align,
+            pipelines: Mutex::new(HashMap::new()),
+            recording: Mutex::new(Recording { encoder: None, arena_used: 0 }),
+        })
+    }
+
+    /// "name (backend, driver)".
+    pub fn describe(&self) -> String {
+        format!("{} ({:?}, {} {})", self.info.name, self.info.backend, self.info.driver, self.info.driver_info)
+    }
+
+    pub fn has_subgroups(&self) -> bool {
+        self.subgroups
+    }
+
+    pub fn has_shader_f16(&self) -> bool {
+        self.shader_f16
+    }
+
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.limits.max_storage_buffer_binding_size as u64
+    }
+
+    fn new_buffer(&self, len: usize, contents: Option<&[u8]>) -> Result<WgpuBuffer> {
+        let size = buffer::padded(len);
+        if size > self.limits.max_buffer_size {
+            return Err(err(format!("a buffer of {size} bytes exceeds this adapter's limit of {} bytes", self.limits.max_buffer_size)));
+        }
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+        let buffer = match contents {
+            None => self.device.create_buffer(&wgpu::BufferDescriptor { label: None, size, usage, mapped_at_creation: false }),
+            Some(bytes) => {
+                let mut padded = bytes.to_vec();
+                padded.resize(size as usize, 0);
+                self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: None, contents: &padded, usage })
+            }
+        };
+        Ok(WgpuBuffer(Arc::new(buffer::Inner { buffer, len })))
+    }
+
+    /// Submits everything recorded so far.
+    fn flush(&self) {
+        let mut rec = self.recording.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(encoder) = rec.encoder.take() {
+            self.queue.submit([encoder.finish()]);
+        }
+        rec.arena_used = 0;
+    }
+
+    fn wait(&self) -> Result<()> {
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| err(format!("device lost or timed out: {e}")))?;
+        Ok(())
+    }
+
+    fn pipeline(&self, file: &str, entry: &str, defines: &[(&str, &str)]) -> Result<Arc<wgpu::ComputePipeline>> {
+        let key = format!("{file}:{entry}:{defines:?}");
+        if let Some(p) = self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(p.clone());
+        }
+        let lookup = |name: &str| uniaudio_kernels::wgsl(name).map(|s| s.text);
+        let source = preprocess::preprocess(file, defines, &lookup).map_err(|e| err(format!("shader {file}: {e}")))?;
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(file), source: wgpu::ShaderSource::Wgsl(source.into()) });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: None,
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(err(format!("shader {file}::{entry} {defines:?} failed to compile: {e}")));
+        }
+        let pipeline = Arc::new(pipeline);
+        self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Records one dispatch: `groups` workgroups (linearised over x and y), the tensors at
+    /// their bindings, and the parameter words at `params_binding`.
+    fn dispatch(&self, k: &launch::Kernel, groups: u32) -> Result<()> {
+        let pipeline = self.pipeline(k.file, k.entry, &k.defines)?;
+        let params: Vec<u8> = k.params.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let mut rec = self.recording.lock().unwrap_or_else(|p| p.into_inner());
+        let size = (params.len() as u64).next_multiple_of(16);
+        if rec.arena_used + size > ARENA_BYTES {
+            drop(rec);
+            self.flush();
+            rec = self.recording.lock().unwrap_or_else(|p| p.into_inner());
+        }
+        let offset = rec.arena_used;
+        rec.arena_used = (offset + size).next_multiple_of(self.arena_align);
+        let mut padded = params;
+        padded.resize(size as usize, 0);
+        self.queue.write_buffer(&self.arena, offset, &padded);
+        let mut entries: Vec<wgpu::BindGroupEntry> = k
+            .bindings
+            .iter()
+            .map(|(binding, buf)| wgpu::BindGroupEntry { binding: *binding, resource: buf.raw().as_entire_binding() })
+            .collect();
+        entries.push(wgpu::BindGroupEntry {
+            binding: k.params_binding,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &self.arena, offset, size: wgpu::BufferSize::new(size) }),
+        });
+        let layout = pipeline.get_bind_group_layout(0);
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries });
+        let encoder = rec.encoder.get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("uniaudio step") }));
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(k.entry), timestamp_writes: None });
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        let max = self.limits.max_compute_workgroups_per_dimension.max(1);
+        let (x, y) = if groups <= max { (groups.max(1), 1) } else { (max, groups.div_ceil(max)) };
+        pass.dispatch_workgroups(x, y, 1);
+        Ok(())
+    }
+}
+
+impl Backend for Wgpu {
+    type Buffer = WgpuBuffer;
+    const NAME: &'static str = "wgpu";
+
+    fn alloc(&self, dtype: DType, shape: &[usize]) -> Result<Tensor<Self>> {
+        let len = crate::numel(shape).checked_mul(dtype.size_bytes()).ok_or_else(|| Error::invalid("alloc", format!("shape {shape:?} overflows")))?;
+        Tensor::from_parts(self.new_buffer(len, None)?, 0, shape.to_vec(), dtype)
+    }
+
+    fn upload(&self, dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor<Self>> {
+        let len = crate::numel(shape) * dtype.size_bytes();
+        if bytes.len() != len {
+            return Err(Error::shape("upload", format!("bytes for {shape:?} {dtype}"), len, bytes.len()));
+        }
+        Tensor::from_parts(self.new_buffer(len, Some(bytes))?, 0, shape.to_vec(), dtype)
+    }
+
+    fn write(&self, dst: &Tensor<Self>, bytes: &[u8]) -> Result<()> {
+        if bytes.len() != dst.size_bytes() {
+            return Err(Error::shape("write", "byte count", dst.size_bytes(), bytes.len()));
+        }
+        if dst.byte_offset() % 4 != 0 || bytes.len() % 4 != 0 {
+            return Err(err("write: offset and size must be multiples of 4 bytes"));
+        }
+        // Work recorded before this write must run before it lands.
+        self.flush();
+        self.queue.write_buffer(dst.buffer().raw(), dst.byte_offset() as u64, bytes);
+        Ok(())
+    }
+
+    fn download(&self, src: &Tensor<Self>) -> Result<Vec<u8>> {
+        self.flush();
+        let start = (src.byte_offset() / 4 * 4) as u64;
+        let end = buffer::padded(src.byte_offset() + src.size_bytes()).min(src.buffer().raw().size());
+        let size = end - start;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("download"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("download") });
+        encoder.copy_buffer_to_buffer(src.buffer().raw(), start, &staging, 0, size);
+        self.queue.submit([encoder.finish()]);
+        let slice = staging.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.recv().map_err(|_| err("download: mapping was dropped"))?.map_err(|e| err(format!("download: {e}")))?;
+        let skip = src.byte_offset() - start as usize;
+        let bytes = slice.get_mapped_range().map_err(|e| err(format!("download: {e}")))?[skip..skip + src.size_bytes()].to_vec();
+        staging.unmap();
+        Ok(bytes)
+    }
+
+    fn supports(&self, op: &Op<'_, Self>) -> bool {
+        launch::supports(self, op)
+    }
+
+    fn exec(&self, op: ValidOp<'_, '_, Self>) -> Result<()> {
+        let (kernel, groups) = launch::kernel(&op)?;
+        self.dispatch(&kernel, groups)
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.flush();
+        self.wait()
+    }
+}

@@ -35,5 +35,5 @@ fn rope(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw
     let a = x[p.x_off + base + j];
     let b = x[p.x_off + base + half + j];
     out[p.out_off + base + j] = a * c - b * s;
-    out[p.out_off + base + half + j] = b * c - a * s;
+    out[p.out_off + base + half + j] = b * c + a * s;
 }

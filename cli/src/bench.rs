@@ -12,9 +12,9 @@ use uniaudio_lm::synth::InitSpec;
 use uniaudio_lm::synth_dir::write_synthetic_model;
 use uniaudio_lm::{LmConfig, UniAudioLm};
 use uniaudio_runtime::cpu::bandwidth::measure_read_bandwidth;
-use uniaudio_runtime::{Cpu, DType};
+use uniaudio_runtime::{Backend, DType};
 
-use crate::backend::BackendChoice;
+use crate::backend::{BackendChoice, Opened};
 use crate::{progress, system};
 
 #[derive(Args)]
@@ -105,10 +105,23 @@ pub fn run(args: BenchArgs) -> Result<()> {
             (p.name().to_string(), preset_model(p, dtype)?)
         }
     };
-    let backend = match args.backend.resolve() {
-        BackendChoice::Cpu | BackendChoice::Auto => Cpu::new(),
-    };
-    let lm = UniAudioLm::load(&backend, &dir).with_context(|| format!("loading {}", dir.display()))?;
+    let opened = args.backend.open()?;
+    let description = opened.describe();
+    match opened {
+        Opened::Cpu(b) => {
+            let bw = measure_read_bandwidth(1 << 30, 5).gb_per_s();
+            bench_on(&b, &args, &label, &dir, dtype, &description, bw, "read bandwidth, best of 5 passes over 1 GiB")
+        }
+        Opened::Wgpu(g) => {
+            let bw = g.measure_copy_bandwidth(256 << 20, 5)?;
+            bench_on(&g, &args, &label, &dir, dtype, &description, bw, "device copy bandwidth, best of 5 copies of 256 MiB")
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn bench_on<B: Backend>(backend: &B, args: &BenchArgs, label: &str, dir: &Path, dtype: DType, description: &str, bw: f64, bw_how: &str) -> Result<()> {
+    let lm = UniAudioLm::load(backend, dir).with_context(|| format!("loading {}", dir.display()))?;
     let params: usize = uniaudio_lm::synth::model_tensors(&lm.config).iter().map(|(_, s)| s.iter().product::<usize>()).sum();
     println!(
         "model {label}: {:.2} G parameters, {:.2} GB of weights ({})",
@@ -116,21 +129,19 @@ pub fn run(args: BenchArgs) -> Result<()> {
         lm.weights.total_bytes() as f64 / 1e9,
         dir.display()
     );
-    println!("backend cpu: {} threads, {}", backend.threads(), backend.isa().name());
-    let bw = measure_read_bandwidth(1 << 30, 5).gb_per_s();
-    println!("measured read bandwidth: {bw:.2} GB/s (best of 5 passes over 1 GiB)");
+    println!("backend {description}");
+    println!("memory bandwidth: {bw:.2} GB/s ({bw_how})");
 
     let opts = BenchOptions { prompt_len: args.prompt_len, audio_frames: args.audio_frames, text_tokens: args.text_tokens, top_k: 50, temperature: 0.9, seed: 888 };
     let bar = progress::steps((args.audio_frames + args.text_tokens) as u64, "decoding");
-    let report = run_bench(&lm, &backend, &opts, &mut || bar.inc(1))?;
+    let report = run_bench(&lm, backend, &opts, &mut || bar.inc(1))?;
     bar.finish_and_clear();
     let peak = system::peak_rss().unwrap_or(0);
     print_table(&report, bw, peak);
     if let Some(path) = &args.json {
         let json = serde_json::json!({
             "model": label, "parameters": params, "weight_bytes": lm.weights.total_bytes(), "dtype": dtype.name(),
-            "backend": "cpu", "threads": backend.threads(), "isa": backend.isa().name(),
-            "read_bandwidth_gb_per_s": bw, "peak_rss_bytes": peak, "results": report,
+            "backend": description, "bandwidth_gb_per_s": bw, "bandwidth_measurement": bw_how, "peak_rss_bytes": peak, "results": report,
             "audio_percent_of_bandwidth": 100.0 * report.audio_gb_per_s / bw,
             "text_percent_of_bandwidth": 100.0 * report.text_gb_per_s / bw,
         });

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use uniaudio_lm::{frame::parse_frames, generate, GenerateOptions, OutputKind, StopReason, UniAudioLm};
-use uniaudio_runtime::Cpu;
+use uniaudio_runtime::Backend;
 
-use crate::backend::BackendChoice;
+use crate::backend::{BackendChoice, Opened};
 use crate::progress;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -60,26 +60,28 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         max_steps: args.max_steps,
         cfg_scale: args.cfg_scale,
     };
-    match args.backend.resolve() {
-        BackendChoice::Cpu | BackendChoice::Auto => {
-            let backend = Cpu::new();
-            let lm = UniAudioLm::load(&backend, &args.model).with_context(|| format!("loading model {}", args.model.display()))?;
-            uniaudio_lm::generate::check_request(&lm.config, &prompt, &opts).with_context(|| format!("prompt {}", args.prompt.display()))?;
-            let bar = progress::steps(opts.max_steps as u64, "generating");
-            let out = generate(&lm, &backend, &prompt, &opts, &mut |done, _| bar.set_position(done as u64))?;
-            bar.finish_and_clear();
-            let stopped_by = match out.stopped_by {
-                Some(StopReason::Eos) => "eos",
-                _ => "max_steps",
-            };
-            let json = match kind {
-                OutputKind::Audio => serde_json::json!({
-                    "frames": out.frames, "reasoning": out.reasoning, "reconstruction": out.reconstruction, "stopped_by": stopped_by,
-                }),
-                OutputKind::Text => serde_json::json!({"text_ids": out.text_ids, "stopped_by": stopped_by}),
-            };
-            println!("{json}");
-        }
+    match args.backend.open()? {
+        Opened::Cpu(b) => run_on(&b, &args, &prompt, &opts),
+        Opened::Wgpu(b) => run_on(&b, &args, &prompt, &opts),
     }
+}
+
+fn run_on<B: Backend>(backend: &B, args: &GenerateArgs, prompt: &[uniaudio_lm::Frame], opts: &GenerateOptions) -> Result<()> {
+    let lm = UniAudioLm::load(backend, &args.model).with_context(|| format!("loading model {}", args.model.display()))?;
+    uniaudio_lm::generate::check_request(&lm.config, prompt, opts).with_context(|| format!("prompt {}", args.prompt.display()))?;
+    let bar = progress::steps(opts.max_steps as u64, "generating");
+    let out = generate(&lm, backend, prompt, opts, &mut |done, _| bar.set_position(done as u64))?;
+    bar.finish_and_clear();
+    let stopped_by = match out.stopped_by {
+        Some(StopReason::Eos) => "eos",
+        _ => "max_steps",
+    };
+    let json = match opts.kind {
+        OutputKind::Audio => serde_json::json!({
+            "frames": out.frames, "reasoning": out.reasoning, "reconstruction": out.reconstruction, "stopped_by": stopped_by,
+        }),
+        OutputKind::Text => serde_json::json!({"text_ids": out.text_ids, "stopped_by": stopped_by}),
+    };
+    println!("{json}");
     Ok(())
 }

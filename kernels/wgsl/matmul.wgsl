@@ -3,7 +3,8 @@
 //                  reduces a row of W against a row of x (decode GEMV streams W once).
 //   matmul_in_out: W = w [K, N]; one thread per output element, threads adjacent in N
 //                  read adjacent weights.
-// x, out f32; w in its stored dtype.
+// x, out f32; w in its stored dtype. Weights larger than one storage binding run as
+// several dispatches over bound ranges: out_stride and x_stride keep the full row pitch.
 #define W_BINDING 0
 #include "weights"
 
@@ -15,7 +16,11 @@ struct Params {
     w_off: u32,
     x_off: u32,
     out_off: u32,
+    out_stride: u32,
+    x_stride: u32,
     _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -33,7 +38,7 @@ fn matmul_out_in(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     let row = id % p.n;
     let m = id / p.n;
     let wrow = p.w_off + row * p.k;
-    let xrow = p.x_off + m * p.k;
+    let xrow = p.x_off + m * p.x_stride;
     var acc = 0.0;
     for (var i = t; i < p.k; i += 64u) {
         acc += load_w(wrow + i) * x[xrow + i];
@@ -47,7 +52,7 @@ fn matmul_out_in(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
         workgroupBarrier();
     }
     if t == 0u {
-        let o = p.out_off + m * p.n + row;
+        let o = p.out_off + m * p.out_stride + row;
         out[o] = select(0.0, out[o], p.accumulate != 0u) + partial[0];
     }
 }
@@ -62,8 +67,8 @@ fn matmul_in_out(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workg
     let m = id / p.n;
     var acc = 0.0;
     for (var i = 0u; i < p.k; i++) {
-        acc += x[p.x_off + m * p.k + i] * load_w(p.w_off + i * p.n + col);
+        acc += x[p.x_off + m * p.x_stride + i] * load_w(p.w_off + i * p.n + col);
     }
-    let o = p.out_off + m * p.n + col;
+    let o = p.out_off + m * p.out_stride + col;
     out[o] = select(0.0, out[o], p.accumulate != 0u) + acc;
 }

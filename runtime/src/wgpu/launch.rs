@@ -9,9 +9,50 @@ pub(crate) struct Kernel<'a> {
     pub file: &'static str,
     pub entry: &'static str,
     pub defines: Vec<(&'static str, &'static str)>,
-    pub bindings: Vec<(u32, &'a WgpuBuffer)>,
+    /// (binding, buffer, byte range); no range binds the whole buffer.
+    pub bindings: Vec<(u32, &'a WgpuBuffer, Option<(u64, u64)>)>,
     pub params_binding: u32,
     pub params: Vec<u32>,
+}
+
+/// A slice of a weight's rows bound as its own storage range.
+pub(crate) struct RowRange {
+    pub begin: usize,
+    pub end: usize,
+    /// Byte range to bind; `None` binds the whole buffer.
+    pub bytes: Option<(u64, u64)>,
+    /// Element offset of row `begin` within the bound range.
+    pub elem_off: u32,
+}
+
+/// Splits a weight [rows, row_elems] into row ranges that each fit one storage binding
+/// (offsets aligned as the device requires). One range when the buffer fits whole.
+pub(crate) fn row_ranges(w: &Wgpu, t: &Tensor<Wgpu>, rows: usize, row_elems: usize) -> Vec<RowRange> {
+    let max = w.max_binding_bytes();
+    if t.buffer().raw().size() <= max {
+        return vec![RowRange { begin: 0, end: rows, bytes: None, elem_off: off(t) }];
+    }
+    let es = t.dtype().size_bytes() as u64;
+    let align = w.storage_align();
+    let row_bytes = row_elems as u64 * es;
+    let per = ((max - align) / row_bytes.max(1)).max(1) as usize;
+    let buf = t.buffer().raw().size();
+    (0..rows)
+        .step_by(per)
+        .map(|begin| {
+            let end = (begin + per).min(rows);
+            let start = (t.offset() as u64 + (begin * row_elems) as u64) * es;
+            let aligned = start / align * align;
+            let stop = (t.offset() as u64 + (end * row_elems) as u64) * es;
+            let size = ((stop - aligned).div_ceil(4) * 4).min(buf - aligned);
+            RowRange { begin, end, bytes: Some((aligned, size)), elem_off: ((start - aligned) / es) as u32 }
+        })
+        .collect()
+}
+
+/// Whether every row range of a weight fits a binding (a single row must).
+fn weight_fits(w: &Wgpu, t: &Tensor<Wgpu>, row_elems: usize) -> bool {
+    (row_elems * t.dtype().size_bytes()) as u64 + w.storage_align() <= w.max_binding_bytes()
 }
 
 fn weight_define(t: &Tensor<Wgpu>) -> (&'static str, &'static str) {
@@ -41,8 +82,19 @@ fn in_place(out: &Tensor<Wgpu>, a: &Tensor<Wgpu>) -> bool {
 
 pub(crate) fn supports(w: &Wgpu, op: &Op<'_, Wgpu>) -> bool {
     let max_binding = w.max_binding_bytes();
+    // Weights larger than a binding are split by rows; everything else binds whole.
+    let (split, split_row) = match *op {
+        Op::MatMul { w: wt, layout: WeightLayout::OutIn, .. } => (Some(wt), wt.shape()[1]),
+        Op::MatMul { w: wt, layout: WeightLayout::InOut, .. } => (Some(wt), wt.shape()[1]),
+        Op::EmbedRows { table, .. } | Op::EmbedCodebookSum { table, .. } => (Some(table), table.shape()[1]),
+        _ => (None, 0),
+    };
+    if split.is_some_and(|t| !weight_fits(w, t, split_row)) {
+        return false;
+    }
     let tensors: Vec<&Tensor<Wgpu>> = op.inputs().into_iter().map(|(_, t)| t).chain(op.outputs()).collect();
-    if tensors.iter().any(|t| t.buffer().raw().size() > max_binding || t.offset() + t.numel() > u32::MAX as usize) {
+    let too_big = |t: &&Tensor<Wgpu>| t.buffer().raw().size() > max_binding && !split.is_some_and(|s| std::ptr::eq(s, *t));
+    if tensors.iter().any(too_big) || tensors.iter().any(|t| t.offset() + t.numel() > u32::MAX as usize) {
         return false;
     }
     // A writable binding may not share its buffer with any other binding of the dispatch,
@@ -73,49 +125,86 @@ pub(crate) fn supports(w: &Wgpu, op: &Op<'_, Wgpu>) -> bool {
     }
 }
 
-pub(crate) fn kernel<'a>(op: &'a Op<'_, Wgpu>) -> Result<(Kernel<'a>, u32)> {
-    let k = |file, entry, defines, bindings, params_binding, params| Kernel { file, entry, defines, bindings, params_binding, params };
+/// The dispatches of one op (several when a weight is split into binding-sized ranges).
+pub(crate) fn kernels<'a>(w: &Wgpu, op: &'a Op<'_, Wgpu>) -> Result<Vec<(Kernel<'a>, u32)>> {
+    let k = |file, entry, defines, bindings: Vec<(u32, &'a WgpuBuffer)>, params_binding, params| Kernel {
+        file,
+        entry,
+        defines,
+        bindings: bindings.into_iter().map(|(i, b)| (i, b, None)).collect(),
+        params_binding,
+        params,
+    };
     Ok(match *op {
         Op::EmbedRows { table, ids, out } => {
             let (rows, cols) = (table.shape()[0], table.shape()[1]);
-            let params = vec![n(ids.numel()), n(cols), 0, 0, off(table), off(ids), 0, off(out), n(rows), 0, 0, 0];
-            let bindings = vec![(0, table.buffer()), (1, ids.buffer()), (3, out.buffer())];
-            (k("embed", "embed_rows", vec![weight_define(table)], bindings, 4, params), groups(out.numel(), 64))
+            row_ranges(w, table, rows, cols)
+                .into_iter()
+                .map(|r| {
+                    let params = vec![n(ids.numel()), n(cols), 0, 0, r.elem_off, off(ids), 0, off(out), n(r.begin), n(r.end), n(rows), 0];
+                    let bindings = vec![(0, table.buffer(), r.bytes), (1, ids.buffer(), None), (3, out.buffer(), None)];
+                    let kernel = Kernel { file: "embed", entry: "embed_rows", defines: vec![weight_define(table)], bindings, params_binding: 4, params };
+                    (kernel, groups(out.numel(), 64))
+                })
+                .collect()
         }
         Op::EmbedCodebookSum { table, codes, mask, card, out } => {
             let (rows, cols) = (table.shape()[0], table.shape()[1]);
             let (frames, books) = (codes.shape()[0], codes.shape()[1]);
-            let params = vec![n(frames), n(cols), n(books), n(card), off(table), off(codes), off(mask), off(out), n(rows), 0, 0, 0];
-            let bindings = vec![(0, table.buffer()), (1, codes.buffer()), (2, mask.buffer()), (3, out.buffer())];
-            (k("embed", "embed_codebook_sum", vec![weight_define(table)], bindings, 4, params), groups(out.numel(), 64))
+            row_ranges(w, table, rows, cols)
+                .into_iter()
+                .map(|r| {
+                    let params = vec![n(frames), n(cols), n(books), n(card), r.elem_off, off(codes), off(mask), off(out), n(r.begin), n(r.end), n(rows), 0];
+                    let bindings = vec![(0, table.buffer(), r.bytes), (1, codes.buffer(), None), (2, mask.buffer(), None), (3, out.buffer(), None)];
+                    let kernel = Kernel { file: "embed", entry: "embed_codebook_sum", defines: vec![weight_define(table)], bindings, params_binding: 4, params };
+                    (kernel, groups(out.numel(), 64))
+                })
+                .collect()
         }
         Op::RmsNorm { x, weight, out, eps } => {
             let (rows, cols) = (x.rows(), x.dim_back(0));
             let params = vec![n(rows), n(cols), eps.to_bits(), off(weight), off(x), off(out), 0, 0];
             let bindings = vec![(0, weight.buffer()), (1, x.buffer()), (2, out.buffer())];
-            (k("rms_norm", "rms_norm", vec![weight_define(weight)], bindings, 3, params), n(rows))
+            vec![(k("rms_norm", "rms_norm", vec![weight_define(weight)], bindings, 3, params), n(rows))]
         }
-        Op::MatMul { x, w, out, layout, accumulate } => {
+        Op::MatMul { x, w: wt, out, layout, accumulate } => {
             let (m, kk) = (x.shape()[0], x.shape()[1]);
             let nn = out.shape()[1];
-            let params = vec![n(m), n(nn), n(kk), accumulate as u32, off(w), off(x), off(out), 0];
-            let bindings = vec![(0, w.buffer()), (1, x.buffer()), (2, out.buffer())];
+            let bind = |r: &RowRange| vec![(0, wt.buffer(), r.bytes), (1, x.buffer(), None), (2, out.buffer(), None)];
             match layout {
-                WeightLayout::OutIn => (k("matmul", "matmul_out_in", vec![weight_define(w)], bindings, 3, params), n(m * nn)),
-                WeightLayout::InOut => (k("matmul", "matmul_in_out", vec![weight_define(w)], bindings, 3, params), groups(m * nn, 64)),
+                // Ranges of output rows.
+                WeightLayout::OutIn => row_ranges(w, wt, nn, kk)
+                    .into_iter()
+                    .map(|r| {
+                        let rows = r.end - r.begin;
+                        let params = vec![n(m), n(rows), n(kk), accumulate as u32, r.elem_off, off(x), off(out) + n(r.begin), n(nn), n(kk), 0, 0, 0];
+                        let kernel = Kernel { file: "matmul", entry: "matmul_out_in", defines: vec![weight_define(wt)], bindings: bind(&r), params_binding: 3, params };
+                        (kernel, n(m * rows))
+                    })
+                    .collect(),
+                // Ranges of the inner dimension, accumulated after the first.
+                WeightLayout::InOut => row_ranges(w, wt, kk, nn)
+                    .into_iter()
+                    .map(|r| {
+                        let acc = accumulate || r.begin > 0;
+                        let params = vec![n(m), n(nn), n(r.end - r.begin), acc as u32, r.elem_off, off(x) + n(r.begin), off(out), n(nn), n(kk), 0, 0, 0];
+                        let kernel = Kernel { file: "matmul", entry: "matmul_in_out", defines: vec![weight_define(wt)], bindings: bind(&r), params_binding: 3, params };
+                        (kernel, groups(m * nn, 64))
+                    })
+                    .collect(),
             }
         }
         Op::Rope { x, positions, table, out } => {
             let (t, heads, d) = (x.shape()[0], x.shape()[1], x.shape()[2]);
             let params = vec![n(t), n(heads), n(d), n(table.shape()[0]), off(x), off(positions), off(table), off(out)];
             let bindings = vec![(0, x.buffer()), (1, positions.buffer()), (2, table.buffer()), (3, out.buffer())];
-            (k("rope", "rope", vec![], bindings, 4, params), groups(t * heads * d / 2, 64))
+            vec![(k("rope", "rope", vec![], bindings, 4, params), groups(t * heads * d / 2, 64))]
         }
         Op::KvAppend { k: kt, v, positions, k_cache, v_cache } => {
             let (t, g, d) = (kt.shape()[0], kt.shape()[1], kt.shape()[2]);
             let params = vec![n(t), n(g), n(d), n(k_cache.shape()[1]), off(kt), off(v), off(positions), off(k_cache), off(v_cache), 0, 0, 0];
             let bindings = vec![(0, kt.buffer()), (1, v.buffer()), (2, positions.buffer()), (3, k_cache.buffer()), (4, v_cache.buffer())];
-            (k("kv_append", "kv_append", vec![], bindings, 5, params), groups(t * g * d, 64))
+            vec![(k("kv_append", "kv_append", vec![], bindings, 5, params), groups(t * g * d, 64))]
         }
         Op::Attention { q, k_cache, v_cache, out, kv_len, causal } => {
             let (t, heads, d) = (q.shape()[0], q.shape()[1], q.shape()[2]);
@@ -123,29 +212,29 @@ pub(crate) fn kernel<'a>(op: &'a Op<'_, Wgpu>) -> Result<(Kernel<'a>, u32)> {
             let scale = 1.0 / (d as f32).sqrt();
             let params = vec![n(t), n(heads), n(g), n(d), n(cap), n(kv_len), causal as u32, scale.to_bits(), off(q), off(k_cache), off(v_cache), off(out)];
             let bindings = vec![(0, q.buffer()), (1, k_cache.buffer()), (2, v_cache.buffer()), (3, out.buffer())];
-            (k("attention", "attention", vec![], bindings, 4, params), n(t * heads))
+            vec![(k("attention", "attention", vec![], bindings, 4, params), n(t * heads))]
         }
         Op::Add { a, b, out } => {
             // Addition commutes: an in-place add over `b` runs as `b + a`.
             let (a, b) = if out.same_view(b) && !out.same_view(a) { (b, a) } else { (a, b) };
-            elementwise("add", a, b, None, out, 0.0)
+            vec![elementwise("add", a, b, None, out, 0.0)]
         }
-        Op::SwiGlu { gate, up, out } => elementwise("swiglu", gate, up, None, out, 0.0),
-        Op::Guidance { cond, uncond, scale, out } => elementwise("guidance", cond, uncond, None, out, scale),
-        Op::SelectRows { mask, a, b, out } => elementwise("select_rows", a, b, Some(mask), out, 0.0),
+        Op::SwiGlu { gate, up, out } => vec![elementwise("swiglu", gate, up, None, out, 0.0)],
+        Op::Guidance { cond, uncond, scale, out } => vec![elementwise("guidance", cond, uncond, None, out, scale)],
+        Op::SelectRows { mask, a, b, out } => vec![elementwise("select_rows", a, b, Some(mask), out, 0.0)],
         Op::Softmax { x, out } => {
             let (rows, cols) = (x.rows(), x.dim_back(0));
             let params = vec![n(rows), n(cols), off(x), off(out)];
             if in_place(out, x) {
-                (k("softmax", "softmax", vec![("INPLACE", "")], vec![(1, out.buffer())], 2, params), n(rows))
+                vec![(k("softmax", "softmax", vec![("INPLACE", "")], vec![(1, out.buffer())], 2, params), n(rows))]
             } else {
-                (k("softmax", "softmax", vec![], vec![(0, x.buffer()), (1, out.buffer())], 2, params), n(rows))
+                vec![(k("softmax", "softmax", vec![], vec![(0, x.buffer()), (1, out.buffer())], 2, params), n(rows))]
             }
         }
         Op::Argmax { x, out } => {
             let (rows, cols) = (x.rows(), x.dim_back(0));
             let params = vec![n(rows), n(cols), 0, 0, 0, 0, 0, 0, 0, off(x), off(out), 0];
-            (k("sample", "argmax", vec![], vec![(0, x.buffer()), (1, out.buffer())], 2, params), n(rows))
+            vec![(k("sample", "argmax", vec![], vec![(0, x.buffer()), (1, out.buffer())], 2, params), n(rows))]
         }
         Op::TopKSample { logits, out, params: s } => {
             let (rows, cols) = (logits.rows(), logits.dim_back(0));
@@ -164,7 +253,7 @@ pub(crate) fn kernel<'a>(op: &'a Op<'_, Wgpu>) -> Result<(Kernel<'a>, u32)> {
                 off(out),
                 0,
             ];
-            (k("sample", "top_k_sample", vec![], vec![(0, logits.buffer()), (1, out.buffer())], 2, params), n(rows))
+            vec![(k("sample", "top_k_sample", vec![], vec![(0, logits.buffer()), (1, out.buffer())], 2, params), n(rows))]
         }
     })
 }
@@ -176,14 +265,14 @@ fn elementwise<'a>(entry: &'static str, a: &'a Tensor<Wgpu>, b: &'a Tensor<Wgpu>
     let mut defines = Vec::new();
     if in_place(out, a) {
         defines.push(("INPLACE", ""));
-        bindings.push((0, out.buffer()));
+        bindings.push((0, out.buffer(), None));
     } else {
-        bindings.push((0, a.buffer()));
-        bindings.push((3, out.buffer()));
+        bindings.push((0, a.buffer(), None));
+        bindings.push((3, out.buffer(), None));
     }
-    bindings.push((1, b.buffer()));
+    bindings.push((1, b.buffer(), None));
     if let Some(m) = mask {
-        bindings.push((2, m.buffer()));
+        bindings.push((2, m.buffer(), None));
     }
     (Kernel { file: "elementwise", entry, defines, bindings, params_binding: 4, params }, groups(a.numel(), 64))
 }

@@ -38,6 +38,8 @@ pub struct Wgpu {
     shader_f16: bool,
     arena: wgpu::Buffer,
     arena_align: u64,
+    /// Largest storage binding (the device's, or a lower cap).
+    binding_limit: u64,
     pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
     recording: Mutex<Recording>,
 }
@@ -50,6 +52,12 @@ impl Wgpu {
     /// Opens the highest-performance adapter. `UNIAUDIO_WGPU_NO_SUBGROUPS` and
     /// `UNIAUDIO_WGPU_NO_F16` keep those features off even where the adapter has them.
     pub fn new() -> Result<Self> {
+        Self::with_binding_limit(None)
+    }
+
+    /// Like `new`, with storage bindings capped at `max_binding` bytes (tests use a small
+    /// cap to exercise the splitting of large weights).
+    pub fn with_binding_limit(max_binding: Option<u64>) -> Result<Self> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
@@ -82,6 +90,8 @@ impl Wgpu {
             mapped_at_creation: false,
         });
         let arena_align = limits.min_uniform_buffer_offset_alignment.max(16) as u64;
+        let device_limit = limits.max_storage_buffer_binding_size as u64;
+        let binding_limit = max_binding.map_or(device_limit, |v| v.min(device_limit));
         Ok(Wgpu {
             device,
             queue,
@@ -91,6 +101,7 @@ impl Wgpu {
             shader_f16,
             arena,
             arena_align,
+            binding_limit,
             pipelines: Mutex::new(HashMap::new()),
             recording: Mutex::new(Recording { encoder: None, arena_used: 0 }),
         })
@@ -99,6 +110,34 @@ impl Wgpu {
     /// "name (backend, driver)".
     pub fn describe(&self) -> String {
         format!("{} ({:?}, {} {})", self.info.name, self.info.backend, self.info.driver, self.info.driver_info)
+    }
+
+    /// True for CPU-emulated adapters (lavapipe, WARP, SwiftShader).
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Device-memory bandwidth in GB/s, from timed buffer-to-buffer copies of `bytes`
+    /// (each copy reads and writes them); the best of `reps`.
+    pub fn measure_copy_bandwidth(&self, bytes: usize, reps: usize) -> Result<f64> {
+        let src = self.new_buffer(bytes, None)?;
+        let dst = self.new_buffer(bytes, None)?;
+        let mut best = f64::INFINITY;
+        for _ in 0..reps.max(1) + 1 {
+            self.sync_all()?;
+            let t = std::time::Instant::now();
+            let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("bandwidth") });
+            encoder.copy_buffer_to_buffer(src.raw(), 0, dst.raw(), 0, buffer::padded(bytes));
+            self.queue.submit([encoder.finish()]);
+            self.wait()?;
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        Ok(2.0 * bytes as f64 / best / 1e9)
+    }
+
+    fn sync_all(&self) -> Result<()> {
+        self.flush();
+        self.wait()
     }
 
     pub fn has_subgroups(&self) -> bool {
@@ -110,7 +149,12 @@ impl Wgpu {
     }
 
     pub fn max_binding_bytes(&self) -> u64 {
-        self.limits.max_storage_buffer_binding_size as u64
+        self.binding_limit
+    }
+
+    /// Alignment of storage binding offsets.
+    pub(crate) fn storage_align(&self) -> u64 {
+        self.limits.min_storage_buffer_offset_alignment.max(4) as u64
     }
 
     fn new_buffer(&self, len: usize, contents: Option<&[u8]>) -> Result<WgpuBuffer> {
@@ -189,7 +233,13 @@ impl Wgpu {
         let mut entries: Vec<wgpu::BindGroupEntry> = k
             .bindings
             .iter()
-            .map(|(binding, buf)| wgpu::BindGroupEntry { binding: *binding, resource: buf.raw().as_entire_binding() })
+            .map(|(binding, buf, range)| wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: match range {
+                    None => buf.raw().as_entire_binding(),
+                    Some((offset, size)) => wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: buf.raw(), offset: *offset, size: wgpu::BufferSize::new(*size) }),
+                },
+            })
             .collect();
         entries.push(wgpu::BindGroupEntry {
             binding: k.params_binding,
@@ -270,8 +320,10 @@ impl Backend for Wgpu {
     }
 
     fn exec(&self, op: ValidOp<'_, '_, Self>) -> Result<()> {
-        let (kernel, groups) = launch::kernel(&op)?;
-        self.dispatch(&kernel, groups)
+        for (kernel, groups) in launch::kernels(self, &op)? {
+            self.dispatch(&kernel, groups)?;
+        }
+        Ok(())
     }
 
     fn sync(&self) -> Result<()> {

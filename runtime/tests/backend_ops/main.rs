@@ -83,3 +83,35 @@ fn sampling_follows_softmax_of_top_k() {
         Err(e) => skip_wgpu(&e.to_string()),
     }
 }
+
+/// Weights larger than one storage binding are split by rows, transparently: with a 64 KiB
+/// cap, the matmul and embedding cases below need several bound ranges.
+#[test]
+fn wgpu_splits_weights_larger_than_a_binding() {
+    let gpu = match Wgpu::with_binding_limit(Some(64 << 10)) {
+        Ok(g) => g,
+        Err(e) => return skip_wgpu(&e.to_string()),
+    };
+    use cases::Case;
+    use uniaudio_runtime::{DType, WeightLayout};
+    let mut report = Report::default();
+    for dtype in [DType::F32, DType::BF16] {
+        let split_cases = [
+            Case::MatMul { m: 1, k: 96, n: 700, layout: WeightLayout::OutIn, dtype, accumulate: false },
+            Case::MatMul { m: 3, k: 130, n: 300, layout: WeightLayout::OutIn, dtype, accumulate: true },
+            Case::MatMul { m: 1, k: 300, n: 130, layout: WeightLayout::InOut, dtype, accumulate: false },
+            Case::MatMul { m: 2, k: 300, n: 130, layout: WeightLayout::InOut, dtype, accumulate: true },
+            Case::EmbedRows { vocab: 1000, cols: 33, n: 7, dtype },
+            Case::EmbedCodebookSum { codebooks: 8, card: 130, cols: 40, frames: 3, dtype },
+        ];
+        for (i, case) in split_cases.iter().enumerate() {
+            match cases::run(case, &gpu, 0xb1d_0000 + i as u64) {
+                Ok(Some(v)) => report.record("wgpu/64KiB-bindings", case, v),
+                Ok(None) => report.record("wgpu/64KiB-bindings", case, harness::Verdict::Fail("unsupported".into())),
+                Err(e) => report.record("wgpu/64KiB-bindings", case, harness::Verdict::Fail(format!("error: {e}"))),
+            }
+        }
+    }
+    println!("split bindings: {} passed, {} failed", report.passed, report.failed.len());
+    assert!(report.failed.is_empty(), "{}", report.failed.join("\n"));
+}

@@ -1,6 +1,7 @@
 // out[M, N] (+)= x[M, K] . W
-//   matmul_out_in: W = w [N, K] (nn.Linear); one 64-thread workgroup per output element
-//                  reduces a row of W against a row of x (decode GEMV streams W once).
+//   matmul_out_in: W = w [N, K] (nn.Linear); a 256-thread workgroup computes 8 output
+//                  elements, 32 threads reducing each row of W against a row of x
+//                  (decode GEMV streams W once).
 //   matmul_in_out: W = w [K, N]; one thread per output element, threads adjacent in N
 //                  read adjacent weights.
 // x, out f32; w in its stored dtype. Weights larger than one storage binding run as
@@ -27,33 +28,39 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
-var<workgroup> partial: array<f32, 64>;
+const ROWS: u32 = 8u;
+const LANES: u32 = 32u;
 
-@compute @workgroup_size(64)
+var<workgroup> partial: array<f32, 256>;
+
+@compute @workgroup_size(256)
 fn matmul_out_in(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-    let id = wg.x + wg.y * nw.x;
-    if id >= p.m * p.n {
-        return;
-    }
-    let row = id % p.n;
-    let m = id / p.n;
-    let wrow = p.w_off + row * p.k;
-    let xrow = p.x_off + m * p.x_stride;
+    let group = wg.x + wg.y * nw.x;
+    let id = group * ROWS + t / LANES;
+    let lane = t % LANES;
     var acc = 0.0;
-    for (var i = t; i < p.k; i += 64u) {
-        acc += load_w(wrow + i) * x[xrow + i];
+    if id < p.m * p.n {
+        let row = id % p.n;
+        let m = id / p.n;
+        let wrow = p.w_off + row * p.k;
+        let xrow = p.x_off + m * p.x_stride;
+        for (var i = lane; i < p.k; i += LANES) {
+            acc += load_w(wrow + i) * x[xrow + i];
+        }
     }
     partial[t] = acc;
     workgroupBarrier();
-    for (var s = 32u; s > 0u; s >>= 1u) {
-        if t < s {
+    for (var s = LANES / 2u; s > 0u; s >>= 1u) {
+        if lane < s {
             partial[t] += partial[t + s];
         }
         workgroupBarrier();
     }
-    if t == 0u {
+    if lane == 0u && id < p.m * p.n {
+        let row = id % p.n;
+        let m = id / p.n;
         let o = p.out_off + m * p.out_stride + row;
-        out[o] = select(0.0, out[o], p.accumulate != 0u) + partial[0];
+        out[o] = select(0.0, out[o], p.accumulate != 0u) + partial[t];
     }
 }
 

@@ -179,7 +179,7 @@ pub(crate) fn kernels<'a>(w: &Wgpu, op: &'a Op<'_, Wgpu>) -> Result<Vec<(Kernel<
                         let rows = r.end - r.begin;
                         let params = vec![n(m), n(rows), n(kk), accumulate as u32, r.elem_off, off(x), off(out) + n(r.begin), n(nn), n(kk), 0, 0, 0];
                         let kernel = Kernel { file: "matmul", entry: "matmul_out_in", defines: vec![weight_define(wt)], bindings: bind(&r), params_binding: 3, params };
-                        (kernel, n(m * rows))
+                        (kernel, groups(m * rows, 8))
                     })
                     .collect(),
                 // Ranges of the inner dimension, accumulated after the first.

@@ -265,3 +265,26 @@ fn convert_refuses_hostile_files_and_bad_arguments() {
     let o = run(bin().args(["prompt", "--task", "karaoke", "--config"]).arg(checkpoint_fixture("config.json")));
     assert!(!o.status.success() && stderr(&o).contains("karaoke"), "{}", stderr(&o));
 }
+
+#[test]
+fn wgpu_backend_generates_what_the_cpu_does() {
+    if let Err(e) = uniaudio_runtime::Wgpu::new() {
+        assert!(std::env::var("UNIAUDIO_REQUIRE_WGPU").map_or(true, |v| v != "1"), "wgpu required: {e}");
+        println!("SKIPPED wgpu CLI test: {e}");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let case = &cases()[2]; // asr_short: text output
+    let prompt = write_prompt(tmp.path(), &case["prompt"]);
+    let gen = |backend: &str| {
+        let o = run(bin()
+            .args(["generate", "--model"])
+            .arg(model_dir())
+            .arg("--prompt")
+            .arg(&prompt)
+            .args(["--output-kind", "text", "--max-steps", "6", "--top-k", "20", "--seed", "5", "--backend", backend]));
+        assert!(o.status.success(), "{backend}: {}", stderr(&o));
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()
+    };
+    assert_eq!(gen("wgpu"), gen("cpu"), "same seed, same samples on both backends");
+}

@@ -78,12 +78,8 @@ fn preset_model(preset: Preset, dtype: DType) -> Result<PathBuf> {
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing stale {}", dir.display()))?;
     }
-    let bar = progress::bytes(0, &format!("synthesizing {} model", preset.name()));
-    write_synthetic_model(&config, &InitSpec::with_seed(0x5eed), dtype, &dir, &mut |done, total| {
-        bar.set_length(total);
-        bar.set_position(done);
-    })?;
-    bar.finish_and_clear();
+    let what = format!("synthesizing {} model", preset.name());
+    progress::with_bytes(&what, |report| write_synthetic_model(&config, &InitSpec::with_seed(0x5eed), dtype, &dir, report))?;
     Ok(dir)
 }
 

@@ -63,12 +63,7 @@ pub fn run(args: ConvertArgs) -> Result<()> {
         uniaudio_lm::tokenizer::TextTokenizer::from_file(t)?;
     }
     let opts = ConvertOptions { dtype, shard_bytes: args.shard_size_mib << 20, tokenizer: args.tokenizer.clone() };
-    let bar = progress::bytes(0, "converting");
-    convert(&args.checkpoint, &config, &args.out, &opts, &mut |done, total| {
-        bar.set_length(total);
-        bar.set_position(done);
-    })?;
-    bar.finish_and_clear();
+    progress::with_bytes("converting", |report| convert(&args.checkpoint, &config, &args.out, &opts, report))?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-pub fn bytes(total: u64, what: &str) -> ProgressBar {
+fn bytes(total: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
@@ -11,6 +11,17 @@ pub fn bytes(total: u64, what: &str) -> ProgressBar {
     );
     bar.set_message(what.to_string());
     bar
+}
+
+/// Runs `work` with a byte progress bar it reports to as `(done, total)`.
+pub fn with_bytes<T>(what: &str, work: impl FnOnce(&mut dyn FnMut(u64, u64)) -> T) -> T {
+    let bar = bytes(0, what);
+    let result = work(&mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    result
 }
 
 pub fn steps(total: u64, what: &str) -> ProgressBar {

@@ -33,12 +33,7 @@ pub fn run(args: SynthArgs) -> Result<()> {
     let init = InitSpec::from_config_json(&text)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.config.display()))?
         .unwrap_or_else(|| InitSpec::with_seed(0));
-    let bar = progress::bytes(0, "synthesizing");
-    write_synthetic_model(&config, &init, dtype, &args.out, &mut |done, total| {
-        bar.set_length(total);
-        bar.set_position(done);
-    })?;
-    bar.finish_and_clear();
+    progress::with_bytes("synthesizing", |report| write_synthetic_model(&config, &init, dtype, &args.out, report))?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
 }

@@ -26,4 +26,4 @@ pub use dtype::DType;
 pub use error::{Error, Result};
 pub use op::{Op, SampleParams, WeightLayout};
 pub use tensor::{numel, DeviceBuffer, Tensor};
-pub use crate::wgpu::Wgpu;
+pub use crate::wgpu::{Wgpu, WgpuOptions};

@@ -29,6 +29,24 @@ struct Recording {
     arena_used: u64,
 }
 
+/// What a `Wgpu` backend may use. Features the adapter lacks stay off regardless.
+#[derive(Clone, Copy, Debug)]
+pub struct WgpuOptions {
+    /// Cap on one storage binding (None: the adapter's limit).
+    pub max_binding: Option<u64>,
+    /// Subgroup reductions (`subgroupAdd`).
+    pub subgroups: bool,
+    /// The SHADER_F16 feature.
+    pub shader_f16: bool,
+}
+
+impl WgpuOptions {
+    /// Everything on, except what `UNIAUDIO_WGPU_NO_SUBGROUPS` / `UNIAUDIO_WGPU_NO_F16` turn off.
+    pub fn from_env() -> Self {
+        WgpuOptions { max_binding: None, subgroups: !env_flag("UNIAUDIO_WGPU_NO_SUBGROUPS"), shader_f16: !env_flag("UNIAUDIO_WGPU_NO_F16") }
+    }
+}
+
 pub struct Wgpu {
     device: wgpu::Device,
     queue: wgpu::Queue,
@@ -52,12 +70,17 @@ impl Wgpu {
     /// Opens the highest-performance adapter. `UNIAUDIO_WGPU_NO_SUBGROUPS` and
     /// `UNIAUDIO_WGPU_NO_F16` keep those features off even where the adapter has them.
     pub fn new() -> Result<Self> {
-        Self::with_binding_limit(None)
+        Self::with_options(WgpuOptions::from_env())
     }
 
     /// Like `new`, with storage bindings capped at `max_binding` bytes (tests use a small
     /// cap to exercise the splitting of large weights).
     pub fn with_binding_limit(max_binding: Option<u64>) -> Result<Self> {
+        Self::with_options(WgpuOptions { max_binding, ..WgpuOptions::from_env() })
+    }
+
+    pub fn with_options(options: WgpuOptions) -> Result<Self> {
+        let max_binding = options.max_binding;
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
@@ -66,8 +89,8 @@ impl Wgpu {
         .map_err(|e| err(format!("no GPU adapter found ({e}); on Linux install a Vulkan driver (e.g. Mesa's mesa-vulkan-drivers)")))?;
         let available = adapter.features();
         let mut features = wgpu::Features::empty();
-        let subgroups = available.contains(wgpu::Features::SUBGROUP) && !env_flag("UNIAUDIO_WGPU_NO_SUBGROUPS");
-        let shader_f16 = available.contains(wgpu::Features::SHADER_F16) && !env_flag("UNIAUDIO_WGPU_NO_F16");
+        let subgroups = available.contains(wgpu::Features::SUBGROUP) && options.subgroups;
+        let shader_f16 = available.contains(wgpu::Features::SHADER_F16) && options.shader_f16;
         if subgroups {
             features |= wgpu::Features::SUBGROUP;
         }
@@ -107,9 +130,16 @@ impl Wgpu {
         })
     }
 
-    /// "name (backend, driver)".
+    /// "name (backend, driver) [enabled features]".
     pub fn describe(&self) -> String {
-        format!("{} ({:?}, {} {})", self.info.name, self.info.backend, self.info.driver, self.info.driver_info)
+        let mut variants = Vec::new();
+        if self.subgroups {
+            variants.push("subgroup");
+        }
+        if self.shader_f16 {
+            variants.push("shader-f16");
+        }
+        format!("{} ({:?}, {} {}) [features: {}]", self.info.name, self.info.backend, self.info.driver, self.info.driver_info, variants.join(", "))
     }
 
     /// True for CPU-emulated adapters (lavapipe, WARP, SwiftShader).

@@ -6,7 +6,7 @@ mod harness;
 mod reference;
 
 use uniaudio_runtime::cpu::Isa;
-use uniaudio_runtime::{Backend, Cpu, Wgpu};
+use uniaudio_runtime::{Backend, Cpu, Wgpu, WgpuOptions};
 
 use harness::Report;
 
@@ -38,9 +38,16 @@ fn backend_ops_all_backends() {
     } else {
         println!("cpu/scalar is the only CPU variant on this machine");
     }
-    match Wgpu::new() {
-        Ok(gpu) => run_all(&format!("wgpu/{}", gpu.describe()), &gpu, &mut report),
-        Err(e) => skip_wgpu(&e.to_string()),
+    // The adapter's features on, then forced off (the UNIAUDIO_WGPU_NO_* switches).
+    let variants = [
+        WgpuOptions { max_binding: None, subgroups: true, shader_f16: true },
+        WgpuOptions { max_binding: None, subgroups: false, shader_f16: false },
+    ];
+    for options in variants {
+        match Wgpu::with_options(options) {
+            Ok(gpu) => run_all(&format!("wgpu/{}", gpu.describe()), &gpu, &mut report),
+            Err(e) => skip_wgpu(&e.to_string()),
+        }
     }
     println!("backend ops: {} passed, {} failed, {} unsupported", report.passed, report.failed.len(), report.unsupported);
     assert!(report.passed > 0, "no case ran");
@@ -88,7 +95,7 @@ fn sampling_follows_softmax_of_top_k() {
 /// cap, the matmul and embedding cases below need several bound ranges.
 #[test]
 fn wgpu_splits_weights_larger_than_a_binding() {
-    let gpu = match Wgpu::with_binding_limit(Some(64 << 10)) {
+    let gpu = match Wgpu::with_options(WgpuOptions { max_binding: Some(64 << 10), ..WgpuOptions::from_env() }) {
         Ok(g) => g,
         Err(e) => return skip_wgpu(&e.to_string()),
     };

@@ -1,7 +1,7 @@
 //! One Llama stack (litgpt `GPT.forward` without embedding or head): pre-RMSNorm blocks
 //! with GQA attention over a KV cache and a SwiGLU MLP, then the final RMSNorm.
 
-use uniaudio_runtime::{ops, Backend, DType, Tensor, WeightLayout};
+use uniaudio_runtime::{op, ops, Backend, DType, Op, Tensor, WeightLayout};
 
 use crate::config::StackConfig;
 use crate::error::Result;
@@ -107,9 +107,14 @@ impl<B: Backend> Stack<B> {
             ops::matmul(b, &s.att.reshape(&[t, c.q_dim()])?, &w.proj, h, WeightLayout::OutIn, true)?;
             // x = x + proj(silu(fc_1(m)) · fc_2(m))
             ops::rms_norm(b, h, &w.norm_2, &s.normed, eps)?;
-            ops::matmul(b, &s.normed, &w.fc_1, &s.gate, WeightLayout::OutIn, false)?;
-            ops::matmul(b, &s.normed, &w.fc_2, &s.up, WeightLayout::OutIn, false)?;
-            ops::swiglu(b, &s.gate, &s.up, &s.gate)?;
+            let fused = Op::GateUp { x: &s.normed, w_gate: &w.fc_1, w_up: &w.fc_2, out: &s.gate };
+            if w.fc_1.dtype() == w.fc_2.dtype() && b.supports(&fused) {
+                op::run(b, &fused)?;
+            } else {
+                ops::matmul(b, &s.normed, &w.fc_1, &s.gate, WeightLayout::OutIn, false)?;
+                ops::matmul(b, &s.normed, &w.fc_2, &s.up, WeightLayout::OutIn, false)?;
+                ops::swiglu(b, &s.gate, &s.up, &s.gate)?;
+            }
             ops::matmul(b, &s.gate, &w.mlp_proj, h, WeightLayout::OutIn, true)?;
         }
         ops::rms_norm(b, h, &weights.ln_f, out, eps)?;

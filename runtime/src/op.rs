@@ -39,6 +39,9 @@ pub enum Op<'a, B: Backend> {
     RmsNorm { x: &'a Tensor<B>, weight: &'a Tensor<B>, out: &'a Tensor<B>, eps: f32 },
     /// out (+)= x · W.  x [M, K] f32, w [N, K] or [K, N] float, out [M, N] f32.
     MatMul { x: &'a Tensor<B>, w: &'a Tensor<B>, out: &'a Tensor<B>, layout: WeightLayout, accumulate: bool },
+    /// The gated MLP input in one pass: out = silu(x · w_gateᵀ) · (x · w_upᵀ).
+    /// x [M, K] f32; w_gate, w_up [F, K] float (same dtype); out [M, F] f32.
+    GateUp { x: &'a Tensor<B>, w_gate: &'a Tensor<B>, w_up: &'a Tensor<B>, out: &'a Tensor<B> },
     /// Rotate-half RoPE at per-row positions.  x [T, H, D] f32, positions [T] u32 (< P),
     /// table [P, D] f32 holding cos(p·θ_j) in columns 0..D/2 and sin(p·θ_j) in D/2..D
     /// (tables, as torch builds them, make every backend rotate identically), out [T, H, D].
@@ -93,6 +96,7 @@ impl<'a, B: Backend> Op<'a, B> {
             Op::EmbedCodebookSum { .. } => "embed_codebook_sum",
             Op::RmsNorm { .. } => "rms_norm",
             Op::MatMul { .. } => "matmul",
+            Op::GateUp { .. } => "gate_up",
             Op::Rope { .. } => "rope",
             Op::KvAppend { .. } => "kv_append",
             Op::Attention { .. } => "attention",
@@ -114,6 +118,7 @@ impl<'a, B: Backend> Op<'a, B> {
             | Op::EmbedCodebookSum { out, .. }
             | Op::RmsNorm { out, .. }
             | Op::MatMul { out, .. }
+            | Op::GateUp { out, .. }
             | Op::Rope { out, .. }
             | Op::Attention { out, .. }
             | Op::SwiGlu { out, .. }
@@ -133,6 +138,7 @@ impl<'a, B: Backend> Op<'a, B> {
             Op::EmbedCodebookSum { table, codes, mask, .. } => vec![("table", table), ("codes", codes), ("mask", mask)],
             Op::RmsNorm { x, weight, .. } => vec![("x", x), ("weight", weight)],
             Op::MatMul { x, w, .. } => vec![("x", x), ("w", w)],
+            Op::GateUp { x, w_gate, w_up, .. } => vec![("x", x), ("w_gate", w_gate), ("w_up", w_up)],
             Op::Rope { x, positions, table, .. } => vec![("x", x), ("positions", positions), ("table", table)],
             Op::KvAppend { k, v, positions, .. } => vec![("k", k), ("v", v), ("positions", positions)],
             Op::Attention { q, k_cache, v_cache, .. } => vec![("q", q), ("k_cache", k_cache), ("v_cache", v_cache)],

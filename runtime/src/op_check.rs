@@ -55,6 +55,19 @@ pub(crate) fn check<B: Backend>(op: &Op<'_, B>) -> Result<()> {
             }
             c.shape("out", out, &[m, n])?;
         }
+        Op::GateUp { x, w_gate, w_up, out } => {
+            c.dtype("x", x, &[DType::F32])?;
+            c.dtype("w_gate", w_gate, FLOATS)?;
+            c.dtype("w_up", w_up, &[w_gate.dtype()])?;
+            c.dtype("out", out, &[DType::F32])?;
+            let [m, k] = c.rank2("x", x)?;
+            let [f, wk] = c.rank2("w_gate", w_gate)?;
+            if wk != k {
+                return Err(Error::shape(name, "w_gate input dim", k, wk));
+            }
+            c.shape("w_up", w_up, &[f, k])?;
+            c.shape("out", out, &[m, f])?;
+        }
         Op::Rope { x, positions, table, out } => {
             c.dtype("x", x, &[DType::F32])?;
             c.dtype("positions", positions, &[DType::U32])?;

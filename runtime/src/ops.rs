@@ -20,6 +20,10 @@ pub fn matmul<B: Backend>(b: &B, x: &Tensor<B>, w: &Tensor<B>, out: &Tensor<B>, 
     run(b, &Op::MatMul { x, w, out, layout, accumulate })
 }
 
+pub fn gate_up<B: Backend>(b: &B, x: &Tensor<B>, w_gate: &Tensor<B>, w_up: &Tensor<B>, out: &Tensor<B>) -> Result<()> {
+    run(b, &Op::GateUp { x, w_gate, w_up, out })
+}
+
 pub fn rope<B: Backend>(b: &B, x: &Tensor<B>, positions: &Tensor<B>, table: &Tensor<B>, out: &Tensor<B>) -> Result<()> {
     run(b, &Op::Rope { x, positions, table, out })
 }

@@ -34,6 +34,40 @@ pub fn matmul(isa: Isa, x: &[f32], k: usize, w: WeightSlice, layout: WeightLayou
     }
 }
 
+/// out[M, F] = silu(x · w_gateᵀ) · (x · w_upᵀ). Decode streams both matrices in one pass
+/// over shared x; prefill runs the two GEMMs.
+pub fn gate_up(isa: Isa, x: &[f32], k: usize, w_gate: WeightSlice, w_up: WeightSlice, out: &mut [f32]) {
+    let m = if k == 0 { 0 } else { x.len() / k };
+    if m == 0 || out.is_empty() {
+        out.fill(0.0);
+        return;
+    }
+    let f = out.len() / m;
+    let silu_mul = |g: f32, u: f32| (g / (1.0 + (-g).exp())) * u;
+    if m == 1 {
+        let xv = GemvX::new(x);
+        let chunk = rows_per_task(f);
+        out.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
+            let row0 = c * chunk;
+            for (g, out) in out.chunks_mut(4).enumerate() {
+                let first = row0 + g * 4;
+                let last = first + out.len() - 1;
+                let starts = [0, 1, 2, 3].map(|r| (first + r).min(last) * k);
+                let gate = dot4(isa, w_gate, starts, &xv);
+                let up = dot4(isa, w_up, starts, &xv);
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = silu_mul(gate[i], up[i]);
+                }
+            }
+        });
+    } else {
+        let mut up = vec![0f32; out.len()];
+        matmul(isa, x, k, w_gate, WeightLayout::OutIn, out, false);
+        matmul(isa, x, k, w_up, WeightLayout::OutIn, &mut up, false);
+        out.par_iter_mut().zip(up.par_iter()).for_each(|(g, &u)| *g = silu_mul(*g, u));
+    }
+}
+
 #[inline(always)]
 fn store(dst: &mut f32, v: f32, accumulate: bool) {
     if accumulate {

@@ -139,6 +139,10 @@ impl Backend for Cpu {
                 matmul::matmul(self.isa, f32s(x), x.dim_back(0), weight_rows(w), layout, f32s_mut(out)?, accumulate);
                 Ok(())
             }
+            Op::GateUp { x, w_gate, w_up, out } => {
+                matmul::gate_up(self.isa, f32s(x), x.dim_back(0), weight_rows(w_gate), weight_rows(w_up), f32s_mut(out)?);
+                Ok(())
+            }
             Op::Rope { x, positions, table, out } => rope::rope(f32s(x), x.dim_back(1), u32s(positions), f32s(table), f32s_mut(out)?),
             Op::KvAppend { k, v, positions, k_cache, v_cache } => {
                 let capacity = k_cache.shape()[1];

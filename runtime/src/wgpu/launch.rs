@@ -194,6 +194,13 @@ pub(crate) fn kernels<'a>(w: &Wgpu, op: &'a Op<'_, Wgpu>) -> Result<Vec<(Kernel<
                     .collect(),
             }
         }
+        Op::GateUp { x, w_gate, w_up, out } => {
+            let (m, kk) = (x.shape()[0], x.shape()[1]);
+            let f = out.shape()[1];
+            let params = vec![n(m), n(f), n(kk), off(w_up), off(w_gate), off(x), off(out), 0];
+            let bindings = vec![(0, w_gate.buffer()), (4, w_up.buffer()), (1, x.buffer()), (2, out.buffer())];
+            vec![(k("gate_up", "gate_up", vec![weight_define(w_gate)], bindings, 3, params), groups(m * f, 8))]
+        }
         Op::Rope { x, positions, table, out } => {
             let (t, heads, d) = (x.shape()[0], x.shape()[1], x.shape()[2]);
             let params = vec![n(t), n(heads), n(d), n(table.shape()[0]), off(x), off(positions), off(table), off(out)];

@@ -20,6 +20,7 @@ pub enum Case {
     EmbedCodebookSum { codebooks: usize, card: usize, cols: usize, frames: usize, dtype: DType },
     RmsNorm { rows: usize, cols: usize, dtype: DType },
     MatMul { m: usize, k: usize, n: usize, layout: WeightLayout, dtype: DType, accumulate: bool },
+    GateUp { m: usize, k: usize, f: usize, dtype: DType },
     Rope { t: usize, heads: usize, head_dim: usize },
     KvAppend { t: usize, kv_heads: usize, head_dim: usize, capacity: usize },
     Attention { t: usize, heads: usize, kv_heads: usize, head_dim: usize, kv_len: usize, causal: bool },
@@ -55,6 +56,9 @@ pub fn all_cases() -> Vec<Case> {
             }
         }
         cases.push(MatMul { m: 1, k: 96, n: 33, layout: WeightLayout::OutIn, dtype, accumulate: true });
+        for (m, k, f) in [(1, 64, 344), (1, 33, 7), (1, 3072, 130), (3, 130, 65), (9, 64, 176)] {
+            cases.push(GateUp { m, k, f, dtype });
+        }
         cases.push(MatMul { m: 9, k: 96, n: 33, layout: WeightLayout::InOut, dtype, accumulate: true });
     }
     for (t, heads, head_dim) in [(1, 1, 2), (5, 3, 64), (1, 24, 128), (3, 8, 32)] {
@@ -158,6 +162,16 @@ fn run_inner<B: Backend>(case: &Case, b: &B, rng: &mut Rng) -> Result<Verdict> {
             let out = f32_in(b, &[m, n], &init)?;
             ops::matmul(b, &f32_in(b, &[m, k], &x)?, &ops::upload_f32(b, &wshape, &w, dtype)?, &out, layout, accumulate)?;
             let want = r::matmul(&x, &w, m, k, n, in_out, accumulate.then_some(&init[..]));
+            compare_f32(&ops::download_f32(b, &out)?, &want, F32_NMSE)
+        }
+        Case::GateUp { m, k, f, dtype } => {
+            let x = rng.vec(m * k, 1.0);
+            let (wg, wu) = (r::round_to(&rng.vec(f * k, 1.0), dtype), r::round_to(&rng.vec(f * k, 1.0), dtype));
+            let out = b.alloc(DType::F32, &[m, f])?;
+            let (tg, tu) = (ops::upload_f32(b, &[f, k], &wg, dtype)?, ops::upload_f32(b, &[f, k], &wu, dtype)?);
+            ops::gate_up(b, &f32_in(b, &[m, k], &x)?, &tg, &tu, &out)?;
+            let (g, u) = (r::matmul(&x, &wg, m, k, f, false, None), r::matmul(&x, &wu, m, k, f, false, None));
+            let want: Vec<f64> = g.iter().zip(&u).map(|(&g, &u)| g / (1.0 + (-g).exp()) * u).collect();
             compare_f32(&ops::download_f32(b, &out)?, &want, F32_NMSE)
         }
         Case::Rope { t, heads, head_dim } => {

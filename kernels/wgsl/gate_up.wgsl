@@ -1,0 +1,58 @@
+// The gated MLP input: out[M, F] = silu(x . w_gate^T) * (x . w_up^T).
+// x [M, K] f32; w_gate (w) and w_up (w2) [F, K] in the stored dtype; out f32.
+// A 256-thread workgroup computes 8 outputs, 32 threads per row, both dots per thread.
+#define W_BINDING 0
+#define W2_BINDING 4
+#include "weights"
+
+struct Params {
+    m: u32,
+    f: u32,
+    k: u32,
+    w2_off: u32,
+    w_off: u32,
+    x_off: u32,
+    out_off: u32,
+    _pad0: u32,
+}
+
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+const ROWS: u32 = 8u;
+const LANES: u32 = 32u;
+
+var<workgroup> gate: array<f32, 256>;
+var<workgroup> up: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn gate_up(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    let id = (wg.x + wg.y * nw.x) * ROWS + t / LANES;
+    let lane = t % LANES;
+    var g = 0.0;
+    var u = 0.0;
+    if id < p.m * p.f {
+        let row = id % p.f;
+        let xrow = p.x_off + (id / p.f) * p.k;
+        for (var i = lane; i < p.k; i += LANES) {
+            let xv = x[xrow + i];
+            g += load_w(p.w_off + row * p.k + i) * xv;
+            u += load_w2(p.w2_off + row * p.k + i) * xv;
+        }
+    }
+    gate[t] = g;
+    up[t] = u;
+    workgroupBarrier();
+    for (var s = LANES / 2u; s > 0u; s >>= 1u) {
+        if lane < s {
+            gate[t] += gate[t + s];
+            up[t] += up[t + s];
+        }
+        workgroupBarrier();
+    }
+    if lane == 0u && id < p.m * p.f {
+        let gv = gate[t];
+        out[p.out_off + id] = (gv / (1.0 + exp(-gv))) * up[t];
+    }
+}

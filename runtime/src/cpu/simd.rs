@@ -92,20 +92,6 @@ pub fn dot4(isa: Isa, w: WeightSlice, starts: [usize; 4], x: &GemvX) -> [f32; 4]
     starts.map(|s| dot_fallback(w, s, x.x))
 }
 
-/// The dot product of one weight row with `x`.
-pub fn dot1(isa: Isa, w: WeightSlice, start: usize, x: &[f32]) -> f32 {
-    let k = x.len();
-    assert!(start + k <= w.len(), "dot1 row out of bounds");
-    #[cfg(target_arch = "x86_64")]
-    if isa.avx2() {
-        if let WeightSlice::F32(s) = w {
-            // SAFETY: the features were detected; the row is in bounds (asserted above).
-            return unsafe { avx2::dot4_f32([s.as_ptr().add(start); 4], x.as_ptr(), k)[0] };
-        }
-    }
-    dot4(isa, w, [start; 4], &GemvX::new(x))[0]
-}
-
 fn dot_fallback(w: WeightSlice, start: usize, x: &[f32]) -> f32 {
     // Eight partial sums, as a vector unit would keep them.
     let mut acc = [0f32; 8];
@@ -123,9 +109,15 @@ fn dot_fallback(w: WeightSlice, start: usize, x: &[f32]) -> f32 {
     sum
 }
 
-/// f32 dot product (attention scores).
+/// f32 dot product (attention scores, norms).
 pub fn dot_f32(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
-    dot1(isa, WeightSlice::F32(a), 0, b)
+    assert_eq!(a.len(), b.len(), "dot_f32 lengths");
+    #[cfg(target_arch = "x86_64")]
+    if isa.avx2() {
+        // SAFETY: the features were detected; both slices have the same length.
+        return unsafe { avx2::dot_f32(a.as_ptr(), b.as_ptr(), a.len()) };
+    }
+    dot_fallback(WeightSlice::F32(a), 0, b)
 }
 
 /// out[j] += Σ_r a[r] · w[starts[r] + j] for four weight rows (the K-major matmul).
@@ -152,7 +144,15 @@ pub fn axpy4(isa: Isa, out: &mut [f32], a: [f32; 4], w: WeightSlice, starts: [us
 
 /// out[j] += a · v[j].
 pub fn axpy_f32(isa: Isa, out: &mut [f32], a: f32, v: &[f32]) {
-    axpy4(isa, out, [a, 0.0, 0.0, 0.0], WeightSlice::F32(v), [0; 4]);
+    assert_eq!(out.len(), v.len(), "axpy_f32 lengths");
+    #[cfg(target_arch = "x86_64")]
+    if isa.avx2() {
+        // SAFETY: the features were detected; both slices have the same length.
+        return unsafe { avx2::axpy_f32(out, a, v.as_ptr()) };
+    }
+    for (o, &x) in out.iter_mut().zip(v) {
+        *o += a * x;
+    }
 }
 
 pub fn widen_bf16(src: &[u16], dst: &mut [f32]) {
@@ -312,6 +312,42 @@ mod avx2 {
     axpy4!(axpy4_f32, f32, f32);
     axpy4!(axpy4_f16, u16, f16);
     axpy4!(axpy4_bf16, u16, bf16);
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_f32(a: *const f32, b: *const f32, k: usize) -> f32 {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 32 <= k {
+            for (l, v) in acc.iter_mut().enumerate() {
+                *v = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(i + 8 * l)), _mm256_loadu_ps(b.add(i + 8 * l)), *v);
+            }
+            i += 32;
+        }
+        while i + 8 <= k {
+            acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(i)), _mm256_loadu_ps(b.add(i)), acc[0]);
+            i += 8;
+        }
+        let mut s = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+        for j in i..k {
+            s += *a.add(j) * *b.add(j);
+        }
+        s
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn axpy_f32(out: &mut [f32], a: f32, v: *const f32) {
+        let n = out.len();
+        let o = out.as_mut_ptr();
+        let av = _mm256_set1_ps(a);
+        let mut j = 0;
+        while j + 8 <= n {
+            _mm256_storeu_ps(o.add(j), _mm256_fmadd_ps(_mm256_loadu_ps(v.add(j)), av, _mm256_loadu_ps(o.add(j))));
+            j += 8;
+        }
+        for j in j..n {
+            *o.add(j) += a * *v.add(j);
+        }
+    }
 
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn gemm_tile_4x2(a: *const f32, b: *const f32, k: usize) -> [[f32; 2]; 4] {

@@ -1,0 +1,77 @@
+//! Per-kernel benchmarks on every available backend (cpu; wgpu when an adapter exists):
+//! decode GEMV, the fused gate/up projection, and decode attention over 512 and 2048
+//! cached positions. Each prints achieved GB/s (bytes each call must read) next to
+//! criterion's timing.
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use uniaudio_runtime::{ops, Backend, Cpu, DType, Tensor, WeightLayout, Wgpu};
+
+fn random<B: Backend>(b: &B, shape: &[usize], dtype: DType, seed: u32) -> Tensor<B> {
+    let n: usize = shape.iter().product();
+    let values: Vec<f32> = (0..n).map(|i| (uniaudio_runtime::rng::hash32(seed ^ i as u32) >> 8) as f32 / 8_388_608.0 - 1.0).collect();
+    ops::upload_f32(b, shape, &values, dtype).expect("upload")
+}
+
+/// Times `f` (synchronised) and reports bytes/second through criterion.
+fn bench<B: Backend>(c: &mut Criterion, backend: &B, label: &str, name: &str, bytes: usize, mut f: impl FnMut()) {
+    let mut group = c.benchmark_group(format!("{name}/{label}"));
+    group.sample_size(10).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_millis(500));
+    group.throughput(Throughput::Bytes(bytes as u64));
+    let mut best = f64::INFINITY;
+    group.bench_function("call", |bch| {
+        bch.iter_custom(|iters| {
+            let t = Instant::now();
+            for _ in 0..iters {
+                f();
+            }
+            backend.sync().expect("sync");
+            let e = t.elapsed();
+            best = best.min(e.as_secs_f64() / iters as f64);
+            e
+        })
+    });
+    group.finish();
+    // Criterion filters may skip the function; then there is nothing to report.
+    if best.is_finite() {
+        println!("{name}/{label}: best {:.3} ms, {:.2} GB/s", best * 1e3, bytes as f64 / best / 1e9);
+    }
+}
+
+fn kernels_on<B: Backend>(c: &mut Criterion, b: &B, label: &str) {
+    // GEMV: one FFN-sized bf16 matrix.
+    let (n, k) = (8192, 3072);
+    let w = random(b, &[n, k], DType::BF16, 1);
+    let x = random(b, &[1, k], DType::F32, 2);
+    let out = b.alloc(DType::F32, &[1, n]).unwrap();
+    bench(c, b, label, "gemv_bf16_8192x3072", n * k * 2, || ops::matmul(b, &x, &w, &out, WeightLayout::OutIn, false).unwrap());
+
+    // The fused MLP input: gate and up [8192 x 3072] bf16.
+    let w2 = random(b, &[n, k], DType::BF16, 3);
+    bench(c, b, label, "gate_up_bf16_8192x3072", 2 * n * k * 2, || ops::gate_up(b, &x, &w, &w2, &out).unwrap());
+
+    // Decode attention: 24 query heads over 8 KV heads of 128, f32 cache.
+    for len in [512, 2048] {
+        let (h, g, d) = (24, 8, 128);
+        let q = random(b, &[1, h, d], DType::F32, 4);
+        let kc = random(b, &[g, len, d], DType::F32, 5);
+        let vc = random(b, &[g, len, d], DType::F32, 6);
+        let att = b.alloc(DType::F32, &[1, h, d]).unwrap();
+        bench(c, b, label, &format!("attention_decode_{len}"), 2 * g * len * d * 4, || ops::attention(b, &q, &kc, &vc, &att, len, true).unwrap());
+    }
+}
+
+fn kernels(c: &mut Criterion) {
+    kernels_on(c, &Cpu::new(), "cpu");
+    match Wgpu::new() {
+        Ok(gpu) => {
+            println!("wgpu adapter: {}", gpu.describe());
+            kernels_on(c, &gpu, "wgpu");
+        }
+        Err(e) => println!("wgpu benchmarks skipped: {e}"),
+    }
+}
+
+criterion_group!(benches, kernels);
+criterion_main!(benches);

@@ -132,8 +132,7 @@ fn sample_audio<B: Backend>(sessions: &mut [Session<'_, B>], hfs: &[Tensor<B>], 
         let params = sampler.params(position, i as u64, forbid);
         match (sampler.opts.cfg_scale, &mut *sessions) {
             (Some(scale), [cond, uncond]) => {
-                uncond.decoder_logits(i)?;
-                let lu = uncond_logits_audio(uncond)?;
+                let lu = uncond.decoder_logits(i)?.clone();
                 let lc = cond.decoder_logits(i)?.clone();
                 let guided = cond.guide(&lc, &lu, scale)?;
                 cond.sample(&guided, &code, params)?;
@@ -151,11 +150,6 @@ fn sample_audio<B: Backend>(sessions: &mut [Session<'_, B>], hfs: &[Tensor<B>], 
     }
     let ids = ops::download_u32(sessions[0].backend(), &codes)?;
     Ok(std::array::from_fn(|k| ids[k]))
-}
-
-fn uncond_logits_audio<B: Backend>(s: &Session<'_, B>) -> Result<Tensor<B>> {
-    // The unconditional session's logits buffer stays valid until its next decoder pass.
-    s.audio_logits_view()
 }
 
 fn sample_text<B: Backend>(sessions: &mut [Session<'_, B>], hfs: &[Tensor<B>], sampler: &Sampler, position: usize) -> Result<u32> {

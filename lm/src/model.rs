@@ -237,11 +237,6 @@ impl<'m, B: Backend> Session<'m, B> {
         Ok(())
     }
 
-    /// The last decoder pass's logits, [1, V_a].
-    pub fn audio_logits_view(&self) -> Result<Tensor<B>> {
-        Ok(self.heads.audio_logits.clone())
-    }
-
     /// Device buffer the sampled frame's 8 codes are written to.
     pub fn codes_buffer(&self) -> &Tensor<B> {
         &self.heads.codes

@@ -47,6 +47,18 @@ fn kernels_on<B: Backend>(c: &mut Criterion, b: &B, label: &str) {
     let out = b.alloc(DType::F32, &[1, n]).unwrap();
     bench(c, b, label, "gemv_bf16_8192x3072", n * k * 2, || ops::matmul(b, &x, &w, &out, WeightLayout::OutIn, false).unwrap());
 
+    // Prefill GEMM: 64 rows against the same matrix (compute-bound: report GFLOP/s).
+    let xs = random(b, &[64, k], DType::F32, 7);
+    let outs = b.alloc(DType::F32, &[64, n]).unwrap();
+    let flops = 2 * 64 * n * k;
+    let t = Instant::now();
+    let reps = 3;
+    for _ in 0..reps {
+        ops::matmul(b, &xs, &w, &outs, WeightLayout::OutIn, false).unwrap();
+    }
+    b.sync().unwrap();
+    println!("gemm_bf16_64x3072x8192/{label}: {:.1} GFLOP/s (mean of {reps})", flops as f64 * reps as f64 / t.elapsed().as_secs_f64() / 1e9);
+
     // The fused MLP input: gate and up [8192 x 3072] bf16.
     let w2 = random(b, &[n, k], DType::BF16, 3);
     bench(c, b, label, "gate_up_bf16_8192x3072", 2 * n * k * 2, || ops::gate_up(b, &x, &w, &w2, &out).unwrap());

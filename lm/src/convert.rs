@@ -108,26 +108,11 @@ fn convert_bytes(p: &Planned, bytes: Vec<u8>) -> Vec<u8> {
 /// Converts `checkpoint` (model entry only) into the new directory `out`. Files appear
 /// under `out` only when everything is written. `progress(done, total)` counts bytes.
 pub fn convert(checkpoint: &Path, config: &LmConfig, out: &Path, opts: &ConvertOptions, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
-    if out.exists() && std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(true) {
-        return Err(LmError::Invalid(format!("{}: output directory exists and is not empty", out.display())));
-    }
+    // Fail before reading the checkpoint if the destination is taken.
+    crate::out_dir::check_empty(out)?;
     let ckpt = TorchCheckpoint::open(checkpoint)?;
     let planned = plan(&ckpt, config, opts.dtype)?;
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| LmError::Io { path: parent.to_path_buf(), cause: e })?;
-    let tmp = parent.join(format!(".{}.partial-{}", out.file_name().and_then(|n| n.to_str()).unwrap_or("model"), std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| LmError::Io { path: tmp.clone(), cause: e })?;
-    let result = write_dir(&ckpt, config, &planned, &tmp, opts, progress).and_then(|_| {
-        if out.exists() {
-            std::fs::remove_dir(out).map_err(|e| LmError::Io { path: out.to_path_buf(), cause: e })?;
-        }
-        std::fs::rename(&tmp, out).map_err(|e| LmError::Io { path: out.to_path_buf(), cause: e })
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    result
+    crate::out_dir::write_atomically(out, |tmp| write_dir(&ckpt, config, &planned, tmp, opts, progress))
 }
 
 fn write_dir(ckpt: &TorchCheckpoint, config: &LmConfig, planned: &[Planned], dir: &Path, opts: &ConvertOptions, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {

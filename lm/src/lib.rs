@@ -10,6 +10,7 @@ pub mod frame;
 pub mod generate;
 pub mod llm_yaml;
 pub mod model;
+mod out_dir;
 pub mod presets;
 pub mod rope;
 mod stack;

@@ -16,30 +16,16 @@ use crate::synth::{model_tensors, InitSpec};
 /// exist or be empty). Files appear under `out` only once complete.
 /// `progress(done_bytes, total_bytes)` is called after each tensor.
 pub fn write_synthetic_model(config: &LmConfig, init: &InitSpec, dtype: DType, out: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<PathBuf> {
-    if out.exists() && std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(true) {
-        return Err(LmError::Invalid(format!("{}: output directory exists and is not empty", out.display())));
-    }
+    // Fail before generating anything if the destination is taken.
+    crate::out_dir::check_empty(out)?;
     let tensors = model_tensors(config);
     let names: Vec<String> = tensors.iter().map(|(n, _)| n.clone()).collect();
     let unknown = init.unknown_patch_targets(&names);
     if !unknown.is_empty() {
         return Err(LmError::Invalid(format!("init.patches name tensors this config does not have: {}", unknown.join(", "))));
     }
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| LmError::Io { path: parent.to_path_buf(), cause: e })?;
-    let tmp = parent.join(format!(".{}.partial-{}", out.file_name().and_then(|n| n.to_str()).unwrap_or("model"), std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| LmError::Io { path: tmp.clone(), cause: e })?;
-    let result = write_into(config, init, dtype, &tmp, &tensors, progress).and_then(|_| {
-        if out.exists() {
-            std::fs::remove_dir(out).map_err(|e| LmError::Io { path: out.to_path_buf(), cause: e })?;
-        }
-        std::fs::rename(&tmp, out).map_err(|e| LmError::Io { path: out.to_path_buf(), cause: e })
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    result.map(|_| out.to_path_buf())
+    crate::out_dir::write_atomically(out, |tmp| write_into(config, init, dtype, tmp, &tensors, progress))?;
+    Ok(out.to_path_buf())
 }
 
 fn write_into(config: &LmConfig, init: &InitSpec, dtype: DType, dir: &Path, tensors: &[(String, Vec<usize>)], progress: &mut dyn FnMut(u64, u64)) -> Result<()> {

@@ -141,9 +141,7 @@ fn bench_on<B: Backend>(backend: &B, args: &BenchArgs, label: &str, dir: &Path, 
             "audio_percent_of_bandwidth": 100.0 * report.audio_gb_per_s / bw,
             "text_percent_of_bandwidth": 100.0 * report.text_gb_per_s / bw,
         });
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_string_pretty(&json)?).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+        crate::output::write_atomically(path, &serde_json::to_string_pretty(&json)?)?;
     }
     Ok(())
 }

@@ -56,9 +56,7 @@ pub fn run(args: BenchGemvArgs) -> Result<()> {
             "backend": "cpu", "threads": backend.threads(), "isa": backend.isa().name(),
             "read_bandwidth_gb_per_s": bw.gb_per_s(), "gemv": rows,
         });
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("renaming to {}", path.display()))?;
+        crate::output::write_atomically(&path, &serde_json::to_string_pretty(&report)?)?;
     }
     Ok(())
 }

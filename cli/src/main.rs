@@ -5,6 +5,7 @@ mod bench;
 mod bench_gemv;
 mod convert;
 mod generate;
+mod output;
 mod progress;
 mod prompt;
 mod synth;

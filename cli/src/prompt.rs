@@ -87,11 +87,7 @@ pub fn run(args: PromptArgs) -> Result<()> {
     let text = serde_json::to_string(&json)?;
     match &args.out {
         None => println!("{text}"),
-        Some(path) => {
-            let tmp = path.with_extension("json.tmp");
-            std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-            std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-        }
+        Some(path) => crate::output::write_atomically(path, &text)?,
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use uniaudio_runtime::bench::median;
 use uniaudio_runtime::Backend;
 
 use crate::config::CODEBOOKS;
@@ -53,15 +54,6 @@ pub fn text_prompt(len: usize, seed: u64) -> Vec<Frame> {
             _ => Frame::Text(uniaudio_runtime::rng::hash32(seed as u32 ^ i as u32) % 128_000),
         })
         .collect()
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        f64::NAN
-    } else {
-        v[v.len() / 2]
-    }
 }
 
 /// Times `steps` decode steps after prefill; returns (prefill seconds, per-step seconds).

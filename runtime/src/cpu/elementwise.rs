@@ -50,8 +50,13 @@ pub fn add(a: &Tensor<Cpu>, b: &Tensor<Cpu>, out: &Tensor<Cpu>) -> Result<()> {
 }
 
 /// silu(g) · u with silu(g) = g / (1 + e^-g), as torch computes it.
+#[inline(always)]
+pub fn silu_mul(g: f32, u: f32) -> f32 {
+    (g / (1.0 + (-g).exp())) * u
+}
+
 pub fn swiglu(gate: &Tensor<Cpu>, up: &Tensor<Cpu>, out: &Tensor<Cpu>) -> Result<()> {
-    zip2(gate, up, out, |g, u| (g / (1.0 + (-g).exp())) * u)
+    zip2(gate, up, out, silu_mul)
 }
 
 pub fn guidance(cond: &Tensor<Cpu>, uncond: &Tensor<Cpu>, scale: f32, out: &Tensor<Cpu>) -> Result<()> {

@@ -4,6 +4,7 @@
 
 use rayon::prelude::*;
 
+use super::elementwise::silu_mul;
 use super::simd::{axpy4, dot4, gemm_tile_4x2, GemvX, Isa};
 use super::view::WeightSlice;
 use crate::op::WeightLayout;
@@ -42,22 +43,13 @@ pub fn gate_up(isa: Isa, x: &[f32], k: usize, w_gate: WeightSlice, w_up: WeightS
         out.fill(0.0);
         return;
     }
-    let f = out.len() / m;
-    let silu_mul = |g: f32, u: f32| (g / (1.0 + (-g).exp())) * u;
     if m == 1 {
         let xv = GemvX::new(x);
-        let chunk = rows_per_task(f);
-        out.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
-            let row0 = c * chunk;
-            for (g, out) in out.chunks_mut(4).enumerate() {
-                let first = row0 + g * 4;
-                let last = first + out.len() - 1;
-                let starts = [0, 1, 2, 3].map(|r| (first + r).min(last) * k);
-                let gate = dot4(isa, w_gate, starts, &xv);
-                let up = dot4(isa, w_up, starts, &xv);
-                for (i, o) in out.iter_mut().enumerate() {
-                    *o = silu_mul(gate[i], up[i]);
-                }
+        for_each_row_group(out, k, |starts, out| {
+            let gate = dot4(isa, w_gate, starts, &xv);
+            let up = dot4(isa, w_up, starts, &xv);
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = silu_mul(gate[i], up[i]);
             }
         });
     } else {
@@ -83,10 +75,9 @@ fn rows_per_task(n: usize) -> usize {
     n.div_ceil(tasks).next_multiple_of(4).max(4)
 }
 
-/// out[n] = W[n, :] · x, four rows per inner loop so each x load feeds four FMAs.
-fn gemv_out_in(isa: Isa, x: &[f32], w: WeightSlice, out: &mut [f32], accumulate: bool) {
-    let k = x.len();
-    let x = GemvX::new(x);
+/// Splits the outputs of a row-major [N, k] weight into parallel tasks and calls `f` with
+/// the element offsets of four consecutive rows and their (up to four) outputs.
+fn for_each_row_group(out: &mut [f32], k: usize, f: impl Fn([usize; 4], &mut [f32]) + Sync) {
     let chunk = rows_per_task(out.len());
     out.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
         let row0 = c * chunk;
@@ -94,11 +85,19 @@ fn gemv_out_in(isa: Isa, x: &[f32], w: WeightSlice, out: &mut [f32], accumulate:
             let first = row0 + g * 4;
             let last = first + out.len() - 1;
             // A short final group repeats its last row rather than reading past the matrix.
-            let starts = [0, 1, 2, 3].map(|r| (first + r).min(last) * k);
-            let dots = dot4(isa, w, starts, &x);
-            for (o, d) in out.iter_mut().zip(dots) {
-                store(o, d, accumulate);
-            }
+            f([0, 1, 2, 3].map(|r| (first + r).min(last) * k), out);
+        }
+    });
+}
+
+/// out[n] = W[n, :] · x, four rows per inner loop so each x load feeds four FMAs.
+fn gemv_out_in(isa: Isa, x: &[f32], w: WeightSlice, out: &mut [f32], accumulate: bool) {
+    let k = x.len();
+    let x = GemvX::new(x);
+    for_each_row_group(out, k, |starts, out| {
+        let dots = dot4(isa, w, starts, &x);
+        for (o, d) in out.iter_mut().zip(dots) {
+            store(o, d, accumulate);
         }
     });
 }

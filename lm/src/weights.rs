@@ -1,6 +1,8 @@
 //! The LM's weights, checked against the config and handed to a backend (zero-copy on
 //! CPU). Keys are the upstream state-dict names; loading is strict, as upstream's.
 
+use std::collections::HashMap;
+
 use uniaudio_runtime::weights::ModelWeights;
 use uniaudio_runtime::{Backend, Tensor};
 
@@ -42,17 +44,14 @@ pub struct LmWeights<B: Backend> {
 struct Loader<'a, B: Backend> {
     backend: &'a B,
     weights: &'a ModelWeights,
-    config: &'a LmConfig,
+    /// Every tensor of the configured model, with its shape.
+    expected: HashMap<String, Vec<usize>>,
 }
 
 impl<B: Backend> Loader<'_, B> {
     fn get(&self, name: &str) -> Result<Tensor<B>> {
-        let shape = model_tensors(self.config)
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, s)| s)
-            .ok_or_else(|| LmError::Invalid(format!("`{name}` is not a tensor of this model")))?;
-        let view = self.weights.get_checked(name, &shape)?;
+        let shape = self.expected.get(name).ok_or_else(|| LmError::Invalid(format!("`{name}` is not a tensor of this model")))?;
+        let view = self.weights.get_checked(name, shape)?;
         Ok(self.backend.upload_weight(&view)?)
     }
 
@@ -82,8 +81,8 @@ impl<B: Backend> Loader<'_, B> {
 impl<B: Backend> LmWeights<B> {
     /// Loads and checks every tensor; extra tensors in the files are an error too.
     pub fn load(backend: &B, weights: &ModelWeights, config: &LmConfig) -> Result<Self> {
-        let expected = model_tensors(config);
-        let mut unexpected: Vec<&str> = weights.names().filter(|n| !expected.iter().any(|(e, _)| e == n)).collect();
+        let expected: HashMap<String, Vec<usize>> = model_tensors(config).into_iter().collect();
+        let mut unexpected: Vec<&str> = weights.names().filter(|n| !expected.contains_key(*n)).collect();
         if !unexpected.is_empty() {
             unexpected.sort();
             let more = if unexpected.len() > 5 { format!(" and {} more", unexpected.len() - 5) } else { String::new() };
@@ -93,7 +92,7 @@ impl<B: Backend> LmWeights<B> {
                 unexpected[..unexpected.len().min(5)].join(", ")
             )));
         }
-        let l = Loader { backend, weights, config };
+        let l = Loader { backend, weights, expected };
         let s = &config.stacks;
         let head = l.get("audio_head")?;
         let audio_head = (0..CODEBOOKS)

@@ -29,6 +29,33 @@ pub struct SampleParams {
     pub counter: u64,
 }
 
+/// What a `Linear` does with x · wᵀ + bias before storing it.
+pub enum Epilogue<'a, B: Backend> {
+    Store,
+    /// out = act(y).
+    Act(UnaryFn),
+    /// out += gate ⊙ y, gate [N] f32 broadcast over rows (the DiT's gated residual).
+    GatedAdd { gate: &'a Tensor<B> },
+}
+
+impl<B: Backend> Clone for Epilogue<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B: Backend> Copy for Epilogue<'_, B> {}
+
+/// Elementwise functions, computed in f32 as torch computes them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnaryFn {
+    /// x · sigmoid(x).
+    Silu,
+    /// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+    GeluTanh,
+    /// round_half_even(levels · x) / levels (SQ-Codec's input quantiser).
+    RoundToLevels(f32),
+}
+
 pub enum Op<'a, B: Backend> {
     /// out[n, :] = table[ids[n], :].  table [V, C] float, ids [N] u32, out [N, C] f32.
     EmbedRows { table: &'a Tensor<B>, ids: &'a Tensor<B>, out: &'a Tensor<B> },
@@ -68,6 +95,60 @@ pub enum Op<'a, B: Backend> {
     Argmax { x: &'a Tensor<B>, out: &'a Tensor<B> },
     /// One sampled id per row.  logits [R, C] f32, out [R] u32.
     TopKSample { logits: &'a Tensor<B>, out: &'a Tensor<B>, params: SampleParams },
+    /// y = x · wᵀ (+ bias), then `epilogue`.  x [M, K] f32, w [N, K] float, bias [N] float,
+    /// out [M, N] f32.
+    Linear { x: &'a Tensor<B>, w: &'a Tensor<B>, bias: Option<&'a Tensor<B>>, out: &'a Tensor<B>, epilogue: Epilogue<'a, B> },
+    /// out = f(x).  x, out same shape f32; `out` may be `x` itself.
+    Unary { x: &'a Tensor<B>, out: &'a Tensor<B>, f: UnaryFn },
+    /// LayerNorm without affine (biased variance), then out = n · (1 + scale) + shift.
+    /// x, out [R, C] f32; shift, scale [C] f32.
+    LayerNormModulate { x: &'a Tensor<B>, shift: &'a Tensor<B>, scale: &'a Tensor<B>, out: &'a Tensor<B>, eps: f32 },
+    /// Time-major 1-D convolution as an implicit GEMM:
+    /// y[b, t, o] = bias[o] + Σ_k Σ_i w[o, k, i] · u[b, t + k·dilation − pad_left, i], where u is x
+    /// with every frame repeated `upsample` times and zero outside.  Then y = prelu(y, slope)
+    /// if `prelu` is set, and out = y or out += y (`accumulate`).
+    /// x [B, L_in, C_in] f32, w [C_out, K, C_in] float, bias [C_out] float, out [B, L_out, C_out] f32.
+    Conv1d { x: &'a Tensor<B>, w: &'a Tensor<B>, bias: Option<&'a Tensor<B>>, out: &'a Tensor<B>, conv: ConvParams },
+    /// Time-major transposed convolution (PyTorch ConvTranspose1d semantics, output cropped to
+    /// out's length): y[b, j, o] = bias[o] + Σ_{t,k: t·stride + k − padding = j} Σ_i w[o, k, i] · x[b, t, i].
+    /// x [B, L_in, C_in] f32, w [C_out, K, C_in] float, bias [C_out] float, out [B, L_out, C_out] f32
+    /// with L_out <= (L_in − 1)·stride − 2·padding + K.
+    ConvTranspose1d { x: &'a Tensor<B>, w: &'a Tensor<B>, bias: Option<&'a Tensor<B>>, out: &'a Tensor<B>, stride: usize, padding: usize },
+    /// One Euler step with classifier-free guidance, in place:
+    /// x += dt · (uncond + scale · (cond − uncond)).  All [R, C] f32.
+    EulerCfg { x: &'a Tensor<B>, cond: &'a Tensor<B>, uncond: &'a Tensor<B>, scale: f32, dt: f32 },
+    /// out = wa · a + wb · b.  All the same shape f32; `out` may be either input itself.
+    Blend { a: &'a Tensor<B>, b: &'a Tensor<B>, wa: f32, wb: f32, out: &'a Tensor<B> },
+}
+
+/// Geometry of a `Conv1d`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvParams {
+    pub dilation: usize,
+    pub pad_left: usize,
+    pub upsample: usize,
+    pub prelu: Option<PreluSlope>,
+    pub accumulate: bool,
+}
+
+/// A PReLU slope (bit pattern of an f32, so `ConvParams` stays `Eq`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PreluSlope(pub u32);
+
+impl PreluSlope {
+    pub fn new(slope: f32) -> Self {
+        PreluSlope(slope.to_bits())
+    }
+    pub fn get(self) -> f32 {
+        f32::from_bits(self.0)
+    }
+}
+
+impl ConvParams {
+    /// A plain convolution: no dilation, padding, upsampling or epilogue.
+    pub fn plain() -> Self {
+        ConvParams { dilation: 1, pad_left: 0, upsample: 1, prelu: None, accumulate: false }
+    }
 }
 
 /// An op that passed `Op::validate`. Only this module can make one.
@@ -107,6 +188,13 @@ impl<'a, B: Backend> Op<'a, B> {
             Op::Softmax { .. } => "softmax",
             Op::Argmax { .. } => "argmax",
             Op::TopKSample { .. } => "top_k_sample",
+            Op::Linear { .. } => "linear",
+            Op::Unary { .. } => "unary",
+            Op::LayerNormModulate { .. } => "layer_norm_modulate",
+            Op::Conv1d { .. } => "conv1d",
+            Op::ConvTranspose1d { .. } => "conv_transpose1d",
+            Op::EulerCfg { .. } => "euler_cfg",
+            Op::Blend { .. } => "blend",
         }
     }
 
@@ -127,7 +215,14 @@ impl<'a, B: Backend> Op<'a, B> {
             | Op::Guidance { out, .. }
             | Op::Softmax { out, .. }
             | Op::Argmax { out, .. }
-            | Op::TopKSample { out, .. } => vec![out],
+            | Op::TopKSample { out, .. }
+            | Op::Linear { out, .. }
+            | Op::Unary { out, .. }
+            | Op::LayerNormModulate { out, .. }
+            | Op::Conv1d { out, .. }
+            | Op::ConvTranspose1d { out, .. }
+            | Op::Blend { out, .. } => vec![out],
+            Op::EulerCfg { x, .. } => vec![x],
         }
     }
 
@@ -148,6 +243,23 @@ impl<'a, B: Backend> Op<'a, B> {
             Op::Guidance { cond, uncond, .. } => vec![("cond", cond), ("uncond", uncond)],
             Op::Softmax { x, .. } | Op::Argmax { x, .. } => vec![("x", x)],
             Op::TopKSample { logits, .. } => vec![("logits", logits)],
+            Op::Linear { x, w, bias, epilogue, .. } => {
+                let mut v = vec![("x", x), ("w", w)];
+                v.extend(bias.map(|b| ("bias", b)));
+                if let Epilogue::GatedAdd { gate } = epilogue {
+                    v.push(("gate", gate));
+                }
+                v
+            }
+            Op::Unary { x, .. } => vec![("x", x)],
+            Op::LayerNormModulate { x, shift, scale, .. } => vec![("x", x), ("shift", shift), ("scale", scale)],
+            Op::Conv1d { x, w, bias, .. } | Op::ConvTranspose1d { x, w, bias, .. } => {
+                let mut v = vec![("x", x), ("w", w)];
+                v.extend(bias.map(|b| ("bias", b)));
+                v
+            }
+            Op::EulerCfg { cond, uncond, .. } => vec![("cond", cond), ("uncond", uncond)],
+            Op::Blend { a, b, .. } => vec![("a", a), ("b", b)],
         }
     }
 

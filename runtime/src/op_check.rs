@@ -1,5 +1,8 @@
 //! Shape, dtype and aliasing checks for every op (the single source of truth).
 
+#[path = "op_check_audio.rs"]
+mod audio;
+
 use crate::op::{Op, WeightLayout};
 use crate::{Backend, DType, Error, Result, Tensor};
 
@@ -156,13 +159,20 @@ pub(crate) fn check<B: Backend>(op: &Op<'_, B>) -> Result<()> {
                 }
             }
         }
+        Op::Linear { .. }
+        | Op::Unary { .. }
+        | Op::LayerNormModulate { .. }
+        | Op::Conv1d { .. }
+        | Op::ConvTranspose1d { .. }
+        | Op::EulerCfg { .. }
+        | Op::Blend { .. } => audio::check(&c, op)?,
     }
     check_aliasing(op)
 }
 
 /// Outputs may not overlap inputs, except that elementwise ops may write in place.
 fn check_aliasing<B: Backend>(op: &Op<'_, B>) -> Result<()> {
-    let elementwise = matches!(op, Op::Add { .. } | Op::Guidance { .. } | Op::SwiGlu { .. } | Op::SelectRows { .. } | Op::Softmax { .. });
+    let elementwise = matches!(op, Op::Add { .. } | Op::Guidance { .. } | Op::SwiGlu { .. } | Op::SelectRows { .. } | Op::Softmax { .. } | Op::Unary { .. } | Op::Blend { .. });
     for out in op.outputs() {
         for (what, input) in op.inputs() {
             if out.overlaps(input) && !(elementwise && out.same_view(input)) {

@@ -1,7 +1,7 @@
 //! Named entry points for every op (validate + dispatch), and host transfer helpers.
 //! Shapes are documented on the `Op` variants.
 
-use crate::op::{run, Op, SampleParams, WeightLayout};
+use crate::op::{run, ConvParams, Epilogue, Op, SampleParams, UnaryFn, WeightLayout};
 use crate::{Backend, DType, Result, Tensor};
 
 pub fn embed_rows<B: Backend>(b: &B, table: &Tensor<B>, ids: &Tensor<B>, out: &Tensor<B>) -> Result<()> {
@@ -96,4 +96,32 @@ pub fn download_f32<B: Backend>(b: &B, t: &Tensor<B>) -> Result<Vec<f32>> {
 pub fn download_u32<B: Backend>(b: &B, t: &Tensor<B>) -> Result<Vec<u32>> {
     let bytes = b.download(t)?;
     Ok(bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+pub fn linear<'a, B: Backend>(b: &B, x: &Tensor<B>, w: &Tensor<B>, bias: Option<&Tensor<B>>, out: &Tensor<B>, epilogue: Epilogue<'a, B>) -> Result<()> {
+    run(b, &Op::Linear { x, w, bias, out, epilogue })
+}
+
+pub fn unary<B: Backend>(b: &B, x: &Tensor<B>, out: &Tensor<B>, f: UnaryFn) -> Result<()> {
+    run(b, &Op::Unary { x, out, f })
+}
+
+pub fn layer_norm_modulate<B: Backend>(b: &B, x: &Tensor<B>, shift: &Tensor<B>, scale: &Tensor<B>, out: &Tensor<B>, eps: f32) -> Result<()> {
+    run(b, &Op::LayerNormModulate { x, shift, scale, out, eps })
+}
+
+pub fn conv1d<B: Backend>(b: &B, x: &Tensor<B>, w: &Tensor<B>, bias: Option<&Tensor<B>>, out: &Tensor<B>, conv: ConvParams) -> Result<()> {
+    run(b, &Op::Conv1d { x, w, bias, out, conv })
+}
+
+pub fn conv_transpose1d<B: Backend>(b: &B, x: &Tensor<B>, w: &Tensor<B>, bias: Option<&Tensor<B>>, out: &Tensor<B>, stride: usize, padding: usize) -> Result<()> {
+    run(b, &Op::ConvTranspose1d { x, w, bias, out, stride, padding })
+}
+
+pub fn euler_cfg<B: Backend>(b: &B, x: &Tensor<B>, cond: &Tensor<B>, uncond: &Tensor<B>, scale: f32, dt: f32) -> Result<()> {
+    run(b, &Op::EulerCfg { x, cond, uncond, scale, dt })
+}
+
+pub fn blend<B: Backend>(bk: &B, a: &Tensor<B>, b: &Tensor<B>, wa: f32, wb: f32, out: &Tensor<B>) -> Result<()> {
+    run(bk, &Op::Blend { a, b, wa, wb, out })
 }

@@ -5,6 +5,7 @@ use rayon::prelude::*;
 
 use super::view::f32s_mut;
 use super::Cpu;
+use crate::op::UnaryFn;
 use crate::{Result, Tensor};
 
 const CHUNK: usize = 1 << 14;
@@ -94,6 +95,45 @@ pub fn softmax(x: &Tensor<Cpu>, out: &Tensor<Cpu>) -> Result<()> {
         }
         for o in out.iter_mut() {
             *o /= sum;
+        }
+    });
+    Ok(())
+}
+
+/// f(x) for the codec's elementwise functions, in f32 as torch computes them.
+#[inline(always)]
+pub fn unary_fn(f: UnaryFn, x: f32) -> f32 {
+    match f {
+        UnaryFn::Silu => x / (1.0 + (-x).exp()),
+        UnaryFn::GeluTanh => {
+            // torch: 0.5·x·(1 + tanh(√2·(2/√π)·0.5 · (x + 0.044715·x³)))
+            const BETA: f32 = std::f32::consts::SQRT_2 * std::f32::consts::FRAC_2_SQRT_PI * 0.5;
+            let inner = BETA * (x + 0.044715 * x * x * x);
+            0.5 * x * (1.0 + inner.tanh())
+        }
+        UnaryFn::RoundToLevels(levels) => (levels * x).round_ties_even() / levels,
+    }
+}
+
+pub fn unary(x: &Tensor<Cpu>, out: &Tensor<Cpu>, f: UnaryFn) -> Result<()> {
+    zip2(x, x, out, |v, _| unary_fn(f, v))
+}
+
+pub fn blend(a: &Tensor<Cpu>, b: &Tensor<Cpu>, wa: f32, wb: f32, out: &Tensor<Cpu>) -> Result<()> {
+    zip2(a, b, out, |x, y| wa * x + wb * y)
+}
+
+/// x += dt · (u + scale · (c − u)), the guided velocity formed first as the reference does.
+pub fn euler_cfg(x: &Tensor<Cpu>, cond: &Tensor<Cpu>, uncond: &Tensor<Cpu>, scale: f32, dt: f32) -> Result<()> {
+    let (pc, pu) = (src(cond), src(uncond));
+    let out = f32s_mut(x)?;
+    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
+        let base = c * CHUNK;
+        for (i, o) in out.iter_mut().enumerate() {
+            // SAFETY: cond/uncond have x's shape and do not overlap it (validated).
+            let (cv, uv) = unsafe { (pc.at(base + i), pu.at(base + i)) };
+            let v = uv + scale * (cv - uv);
+            *o += dt * v;
         }
     });
     Ok(())

@@ -4,8 +4,10 @@
 
 mod attention;
 pub mod bandwidth;
+mod conv;
 mod elementwise;
 mod embed;
+mod linear;
 mod matmul;
 mod norm;
 mod rope;
@@ -21,7 +23,7 @@ pub use storage::CpuBuffer;
 pub use simd::Isa;
 
 use crate::aligned::AlignedBytes;
-use crate::op::{Op, ValidOp};
+use crate::op::{Epilogue, Op, ValidOp};
 use crate::weights::WeightView;
 use crate::{Backend, DType, Error, Result, Tensor};
 use view::{f32s, f32s_mut, u32s, u32s_mut, weight_rows};
@@ -76,6 +78,11 @@ fn byte_len(dtype: DType, shape: &[usize]) -> Result<usize> {
         .iter()
         .try_fold(dtype.size_bytes(), |acc, &d| acc.checked_mul(d))
         .ok_or_else(|| Error::invalid("alloc", format!("shape {shape:?} overflows")))
+}
+
+fn conv_dims(x: &Tensor<Cpu>, w: &Tensor<Cpu>, out: &Tensor<Cpu>) -> conv::ConvDims {
+    let (xs, ws, os) = (x.shape(), w.shape(), out.shape());
+    conv::ConvDims { batch: xs[0], l_in: xs[1], c_in: xs[2], l_out: os[1], c_out: os[2], k: ws[1] }
 }
 
 impl Backend for Cpu {
@@ -167,6 +174,31 @@ impl Backend for Cpu {
                 sample::top_k_rows(f32s(logits), logits.dim_back(0), &params, u32s_mut(out)?);
                 Ok(())
             }
+            Op::Linear { x, w, bias, out, epilogue } => {
+                let epilogue = match epilogue {
+                    Epilogue::Store => linear::LinearEpilogue::Store,
+                    Epilogue::Act(f) => linear::LinearEpilogue::Act(f),
+                    Epilogue::GatedAdd { gate } => linear::LinearEpilogue::GatedAdd(f32s(gate)),
+                };
+                linear::linear(self.isa, f32s(x), x.dim_back(0), weight_rows(w), bias.map(weight_rows), f32s_mut(out)?, epilogue);
+                Ok(())
+            }
+            Op::Unary { x, out, f } => elementwise::unary(x, out, f),
+            Op::LayerNormModulate { x, shift, scale, out, eps } => {
+                norm::layer_norm_modulate(f32s(x), f32s(shift), f32s(scale), f32s_mut(out)?, eps);
+                Ok(())
+            }
+            Op::Conv1d { x, w, bias, out, conv } => {
+                conv::conv1d(self.isa, f32s(x), weight_rows(w), bias.map(weight_rows), f32s_mut(out)?, conv_dims(x, w, out), conv);
+                Ok(())
+            }
+            Op::ConvTranspose1d { x, w, bias, out, stride, padding } => {
+                let dims = conv_dims(x, w, out);
+                conv::conv_transpose1d(self.isa, f32s(x), weight_rows(w), bias.map(weight_rows), f32s_mut(out)?, dims, stride, padding);
+                Ok(())
+            }
+            Op::EulerCfg { x, cond, uncond, scale, dt } => elementwise::euler_cfg(x, cond, uncond, scale, dt),
+            Op::Blend { a, b, wa, wb, out } => elementwise::blend(a, b, wa, wb, out),
         }
     }
 

@@ -19,3 +19,20 @@ pub fn rms_norm(isa: super::simd::Isa, x: &[f32], weight: WeightSlice, out: &mut
         }
     });
 }
+
+/// LayerNorm without affine (biased variance, f64 statistics), then n·(1 + scale) + shift.
+pub fn layer_norm_modulate(x: &[f32], shift: &[f32], scale: &[f32], out: &mut [f32], eps: f32) {
+    let cols = shift.len();
+    if cols == 0 {
+        return;
+    }
+    out.par_chunks_mut(cols).zip(x.par_chunks(cols)).for_each(|(out, x)| {
+        let mean = x.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
+        let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / cols as f64;
+        let rstd = (1.0 / (var + eps as f64).sqrt()) as f32;
+        let mean = mean as f32;
+        for (j, (o, &v)) in out.iter_mut().zip(x).enumerate() {
+            *o = ((v - mean) * rstd) * (1.0 + scale[j]) + shift[j];
+        }
+    });
+}

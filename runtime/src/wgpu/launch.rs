@@ -121,6 +121,7 @@ pub(crate) fn supports(w: &Wgpu, op: &Op<'_, Wgpu>) -> bool {
     }
     match op {
         Op::Attention { q, .. } => q.shape()[2] <= 256,
+        Op::Linear { .. } | Op::Unary { .. } | Op::LayerNormModulate { .. } | Op::Conv1d { .. } | Op::ConvTranspose1d { .. } | Op::EulerCfg { .. } | Op::Blend { .. } => false,
         _ => true,
     }
 }
@@ -136,6 +137,9 @@ pub(crate) fn kernels<'a>(w: &Wgpu, op: &'a Op<'_, Wgpu>) -> Result<Vec<(Kernel<
         params,
     };
     Ok(match *op {
+        Op::Linear { .. } | Op::Unary { .. } | Op::LayerNormModulate { .. } | Op::Conv1d { .. } | Op::ConvTranspose1d { .. } | Op::EulerCfg { .. } | Op::Blend { .. } => {
+            return Err(crate::Error::Unsupported { op: op.name(), backend: "wgpu" })
+        }
         Op::EmbedRows { table, ids, out } => {
             let (rows, cols) = (table.shape()[0], table.shape()[1]);
             row_ranges(w, table, rows, cols)

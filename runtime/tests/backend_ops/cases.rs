@@ -6,7 +6,9 @@
 
 use std::fmt;
 
-use uniaudio_runtime::{ops, Backend, DType, Error, Result, SampleParams, Tensor, WeightLayout};
+use uniaudio_runtime::{ops, Backend, DType, Error, Result, SampleParams, Tensor, UnaryFn, WeightLayout};
+
+use crate::codec_cases::{self, Epi};
 
 use crate::harness::{compare_f32, compare_u32, Rng, Verdict};
 use crate::reference as r;
@@ -31,6 +33,14 @@ pub enum Case {
     Softmax { rows: usize, cols: usize },
     Argmax { rows: usize, cols: usize },
     TopKSample { rows: usize, cols: usize, top_k: usize, forbid_below: usize },
+    Linear { m: usize, k: usize, n: usize, bias: bool, epi: Epi, dtype: DType },
+    Unary { rows: usize, cols: usize, f: UnaryFn, in_place: bool },
+    LayerNormModulate { rows: usize, cols: usize },
+    #[rustfmt::skip]
+    Conv1d { batch: usize, l_in: usize, c_in: usize, c_out: usize, k: usize, dilation: usize, pad_left: usize, upsample: usize, l_out: usize, prelu: bool, accumulate: bool, dtype: DType },
+    ConvTranspose1d { l_in: usize, c_in: usize, c_out: usize, k: usize, stride: usize, padding: usize, l_out: usize, dtype: DType },
+    EulerCfg { rows: usize, cols: usize },
+    Blend { rows: usize, cols: usize, in_place: bool },
 }
 
 impl fmt::Display for Case {
@@ -91,6 +101,7 @@ pub fn all_cases() -> Vec<Case> {
     for (rows, cols, top_k, forbid_below) in [(1, 17, 1, 0), (3, 100, 5, 0), (2, 14_103, 50, 4100), (1, 128_256, 50, 0), (4, 9, 0, 2), (1, 33, 40, 0)] {
         cases.push(TopKSample { rows, cols, top_k, forbid_below });
     }
+    cases.extend(codec_cases::cases());
     cases
 }
 
@@ -279,5 +290,6 @@ fn run_inner<B: Backend>(case: &Case, b: &B, rng: &mut Rng) -> Result<Verdict> {
             ops::top_k_sample(b, &f32_in(b, &[rows, cols], &x)?, &out, params)?;
             compare_u32(&ops::download_u32(b, &out)?, &want)
         }
+        _ => return codec_cases::run(case, b, rng),
     })
 }

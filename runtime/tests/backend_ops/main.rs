@@ -2,6 +2,7 @@
 //! reference. A backend joins by adding one line to `backend_ops_all_backends`.
 
 mod cases;
+mod codec_cases;
 mod harness;
 mod reference;
 

@@ -1,0 +1,180 @@
+//! 1-D convolutions as implicit GEMMs on time-major activations.
+//!
+//! Each block of output frames gathers its input taps into an im2col matrix
+//! [frames, taps · C_in] and runs the packed GEMM of `matmul` against weights laid out
+//! [C_out, taps · C_in]. Transposed convolutions are split into `stride` phases
+//! (polyphase): output frame j only meets the taps k ≡ j + padding (mod stride), so each
+//! phase is an ordinary GEMM with ⌈K / stride⌉ taps and no scatter.
+
+use rayon::prelude::*;
+
+use super::matmul::matmul;
+use super::simd::Isa;
+use super::view::WeightSlice;
+use crate::op::{ConvParams, WeightLayout};
+
+/// im2col bytes per task, and the floor on frames per task.
+const COLS_BUDGET: usize = 1 << 20;
+const MIN_FRAMES: usize = 16;
+
+/// Channel counts and lengths shared by both convolutions.
+#[derive(Clone, Copy)]
+pub struct ConvDims {
+    pub batch: usize,
+    pub l_in: usize,
+    pub c_in: usize,
+    pub l_out: usize,
+    pub c_out: usize,
+    pub k: usize,
+}
+
+/// Output frames, possibly strided, that one task computes: j = first + i·step for i < count.
+#[derive(Clone, Copy)]
+struct Frames {
+    batch: usize,
+    first: usize,
+    step: usize,
+    count: usize,
+}
+
+/// A raw output pointer shared by tasks that write disjoint frames.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: every task writes only the frames of its own `Frames` set (disjoint by construction).
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl Out {
+    /// # Safety
+    /// `i` must be in bounds and written by no other task.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn at(&self, i: usize) -> &mut f32 {
+        &mut *self.0.add(i)
+    }
+}
+
+/// Frames per task: enough tasks to balance the threads, im2col within its budget.
+fn frames_per_task(total: usize, row_floats: usize) -> usize {
+    let by_budget = (COLS_BUDGET / 4 / row_floats.max(1)).max(MIN_FRAMES);
+    let by_balance = total.div_ceil(rayon::current_num_threads() * 4).max(MIN_FRAMES);
+    by_budget.min(by_balance)
+}
+
+fn prelu(y: f32, slope: Option<f32>) -> f32 {
+    match slope {
+        Some(a) if y < 0.0 => a * y,
+        _ => y,
+    }
+}
+
+/// Runs `gather` (fills one im2col row per frame) and the GEMM for every task, then
+/// applies bias/PReLU and stores or accumulates.
+#[allow(clippy::too_many_arguments)]
+fn run_tasks(
+    isa: Isa,
+    tasks: &[(Frames, usize)],
+    weights: &[WeightSlice],
+    taps: &[usize],
+    d: ConvDims,
+    bias: &[f32],
+    slope: Option<f32>,
+    accumulate: bool,
+    out: &mut [f32],
+    gather: impl Fn(usize, usize, usize, &mut [f32]) + Sync,
+) {
+    let out_ptr = Out(out.as_mut_ptr());
+    tasks.par_iter().for_each(|&(f, phase)| {
+        let kc = taps[phase] * d.c_in;
+        let mut cols = vec![0f32; f.count * kc];
+        for (i, row) in cols.chunks_mut(kc.max(1)).enumerate().take(f.count) {
+            gather(f.batch, f.first + i * f.step, phase, row);
+        }
+        let mut y = vec![0f32; f.count * d.c_out];
+        matmul(isa, &cols, kc, weights[phase], WeightLayout::OutIn, &mut y, false);
+        for (i, yrow) in y.chunks(d.c_out).enumerate() {
+            let j = f.first + i * f.step;
+            let base = (f.batch * d.l_out + j) * d.c_out;
+            for (o, &v) in yrow.iter().enumerate() {
+                let v = prelu(v + bias[o], slope);
+                // SAFETY: frame j of batch f.batch belongs to this task only; base + o < out.len().
+                let dst = unsafe { out_ptr.at(base + o) };
+                *dst = if accumulate { *dst + v } else { v };
+            }
+        }
+    });
+}
+
+fn bias_vec(bias: Option<WeightSlice>, n: usize) -> Vec<f32> {
+    bias.map_or_else(|| vec![0.0; n], |b| (0..n).map(|i| b.get(i)).collect())
+}
+
+/// Conv1d: x [B, L_in, C_in], w [C_out, K, C_in], out [B, L_out, C_out].
+pub fn conv1d(isa: Isa, x: &[f32], w: WeightSlice, bias: Option<WeightSlice>, out: &mut [f32], d: ConvDims, p: ConvParams) {
+    if out.is_empty() {
+        return;
+    }
+    let per = frames_per_task(d.l_out, d.k * d.c_in);
+    let tasks: Vec<(Frames, usize)> = (0..d.batch)
+        .flat_map(|b| (0..d.l_out).step_by(per).map(move |j0| (Frames { batch: b, first: j0, step: 1, count: per.min(d.l_out - j0) }, 0)))
+        .collect();
+    let virtual_len = d.l_in * p.upsample;
+    let gather = |b: usize, j: usize, _phase: usize, row: &mut [f32]| {
+        for (k, dst) in row.chunks_mut(d.c_in).enumerate() {
+            let u = (j + k * p.dilation).checked_sub(p.pad_left).filter(|&u| u < virtual_len);
+            match u {
+                Some(u) => dst.copy_from_slice(&x[(b * d.l_in + u / p.upsample) * d.c_in..][..d.c_in]),
+                None => dst.fill(0.0),
+            }
+        }
+    };
+    let bias = bias_vec(bias, d.c_out);
+    run_tasks(isa, &tasks, &[w], &[d.k], d, &bias, p.prelu.map(|s| s.get()), p.accumulate, out, gather);
+}
+
+/// ConvTranspose1d: x [B, L_in, C_in], w [C_out, K, C_in], out [B, L_out, C_out].
+pub fn conv_transpose1d(isa: Isa, x: &[f32], w: WeightSlice, bias: Option<WeightSlice>, out: &mut [f32], d: ConvDims, stride: usize, padding: usize) {
+    if out.is_empty() {
+        return;
+    }
+    let s = stride;
+    // Phase φ (= (j + padding) mod s) uses taps φ, φ + s, …; pack them as one matrix.
+    let taps: Vec<usize> = (0..s).map(|phi| if phi < d.k { (d.k - phi).div_ceil(s) } else { 0 }).collect();
+    let packed: Vec<Vec<f32>> = (0..s)
+        .map(|phi| {
+            let kc = taps[phi] * d.c_in;
+            let mut m = vec![0f32; d.c_out * kc];
+            for o in 0..d.c_out {
+                for t in 0..taps[phi] {
+                    let k = phi + t * s;
+                    w.widen_into((o * d.k + k) * d.c_in, &mut m[o * kc + t * d.c_in..][..d.c_in]);
+                }
+            }
+            m
+        })
+        .collect();
+    let weights: Vec<WeightSlice> = packed.iter().map(|m| WeightSlice::F32(m)).collect();
+    // Output frames of one residue r = j mod s share a phase; split each residue into tasks.
+    let per = frames_per_task(d.l_out.div_ceil(s), d.k.div_ceil(s) * d.c_in);
+    let mut tasks = Vec::new();
+    for b in 0..d.batch {
+        for r in 0..s.min(d.l_out) {
+            let phase = (r + padding) % s;
+            let count = (d.l_out - r).div_ceil(s);
+            for i0 in (0..count).step_by(per) {
+                tasks.push((Frames { batch: b, first: r + i0 * s, step: s, count: per.min(count - i0) }, phase));
+            }
+        }
+    }
+    let gather = |b: usize, j: usize, phase: usize, row: &mut [f32]| {
+        // Tap t is k = phase + t·s, reading input frame (j + padding − k) / s.
+        let base = (j + padding - phase) / s;
+        for (t, dst) in row.chunks_mut(d.c_in).enumerate() {
+            match base.checked_sub(t).filter(|&i| i < d.l_in) {
+                Some(i) => dst.copy_from_slice(&x[(b * d.l_in + i) * d.c_in..][..d.c_in]),
+                None => dst.fill(0.0),
+            }
+        }
+    };
+    let bias = bias_vec(bias, d.c_out);
+    run_tasks(isa, &tasks, &weights, &taps, d, &bias, None, false, out, gather);
+}

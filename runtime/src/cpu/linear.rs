@@ -1,0 +1,53 @@
+//! `Linear`: the GEMM of `matmul` with a bias and a fused epilogue.
+
+use rayon::prelude::*;
+
+use super::elementwise::unary_fn;
+use super::matmul::matmul;
+use super::simd::Isa;
+use super::view::WeightSlice;
+use crate::op::{UnaryFn, WeightLayout};
+
+/// The epilogue with its gate resolved to a slice.
+pub enum LinearEpilogue<'a> {
+    Store,
+    Act(UnaryFn),
+    GatedAdd(&'a [f32]),
+}
+
+/// out = epilogue(x · wᵀ + bias).  x [M, K], w [N, K], out [M, N].
+pub fn linear(isa: Isa, x: &[f32], k: usize, w: WeightSlice, bias: Option<WeightSlice>, out: &mut [f32], epilogue: LinearEpilogue) {
+    let n = if k == 0 { out.len() } else { w.len() / k };
+    if n == 0 || out.is_empty() {
+        return;
+    }
+    let bias: Option<Vec<f32>> = bias.map(|b| (0..n).map(|i| b.get(i)).collect());
+    let bias_at = |j: usize| bias.as_ref().map_or(0.0, |b| b[j]);
+    match epilogue {
+        LinearEpilogue::Store | LinearEpilogue::Act(_) => {
+            matmul(isa, x, k, w, WeightLayout::OutIn, out, false);
+            let act = match epilogue {
+                LinearEpilogue::Act(f) => Some(f),
+                _ => None,
+            };
+            if bias.is_none() && act.is_none() {
+                return;
+            }
+            out.par_chunks_mut(n).for_each(|row| {
+                for (j, o) in row.iter_mut().enumerate() {
+                    let y = *o + bias_at(j);
+                    *o = act.map_or(y, |f| unary_fn(f, y));
+                }
+            });
+        }
+        LinearEpilogue::GatedAdd(gate) => {
+            let mut y = vec![0f32; out.len()];
+            matmul(isa, x, k, w, WeightLayout::OutIn, &mut y, false);
+            out.par_chunks_mut(n).zip(y.par_chunks(n)).for_each(|(row, y)| {
+                for (j, (o, &v)) in row.iter_mut().zip(y).enumerate() {
+                    *o += gate[j] * (v + bias_at(j));
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! Cases for the codec's ops: linear with bias and epilogues, modulated LayerNorm,
+//! convolutions (dilated, padded, upsampled, transposed), and the sampler's updates.
+
+use uniaudio_runtime::{ops, Backend, ConvParams, DType, Epilogue, PreluSlope, Result, Tensor, UnaryFn};
+
+use crate::cases::{Case, F32_NMSE};
+use crate::harness::{compare_f32, Rng, Verdict};
+use crate::reference as r;
+
+/// Which epilogue a `Linear` case exercises.
+#[derive(Clone, Copy, Debug)]
+pub enum Epi {
+    Store,
+    Gelu,
+    Silu,
+    GatedAdd,
+}
+
+pub fn cases() -> Vec<Case> {
+    use Case::*;
+    let mut cases = Vec::new();
+    for dtype in [DType::F32, DType::F16, DType::BF16] {
+        for (m, k, n, bias, epi) in [
+            (1, 7, 5, true, Epi::Store),
+            (3, 33, 17, true, Epi::Gelu),
+            (5, 64, 130, false, Epi::Silu),
+            (9, 128, 64, true, Epi::GatedAdd),
+            (1, 130, 33, true, Epi::GatedAdd),
+            (17, 96, 257, true, Epi::Store),
+        ] {
+            cases.push(Linear { m, k, n, bias, epi, dtype });
+        }
+        cases.push(Conv1d { batch: 2, l_in: 9, c_in: 5, c_out: 7, k: 3, dilation: 1, pad_left: 1, upsample: 1, l_out: 9, prelu: false, accumulate: false, dtype });
+        cases.push(ConvTranspose1d { l_in: 5, c_in: 6, c_out: 4, k: 12, stride: 6, padding: 0, l_out: 30, dtype });
+    }
+    for (rows, cols) in [(1, 1), (3, 7), (2, 1000)] {
+        for f in [UnaryFn::Silu, UnaryFn::GeluTanh, UnaryFn::RoundToLevels(9.0)] {
+            cases.push(Unary { rows, cols, f, in_place: false });
+        }
+        cases.push(Blend { rows, cols, in_place: true });
+        cases.push(EulerCfg { rows, cols });
+    }
+    cases.push(Unary { rows: 3, cols: 65, f: UnaryFn::GeluTanh, in_place: true });
+    for (rows, cols) in [(1, 4), (5, 128), (2, 1536), (7, 33)] {
+        cases.push(LayerNormModulate { rows, cols });
+    }
+    let f32 = DType::F32;
+    // Causal dilated residual conv, "same" conv, upsampled PostProcessor conv, 1x1 with
+    // PReLU and accumulate, odd channel counts, long outputs split across tasks.
+    for (batch, l_in, c_in, c_out, k, dilation, pad_left, upsample, l_out, prelu, accumulate) in [
+        (1, 40, 8, 8, 7, 3, 18, 1, 40, true, false),
+        (1, 23, 3, 5, 5, 1, 2, 1, 23, false, false),
+        (1, 11, 4, 4, 7, 1, 6, 2, 22, true, false),
+        (1, 50, 16, 16, 1, 1, 0, 1, 50, true, true),
+        (2, 300, 33, 17, 3, 9, 9, 1, 300, false, true),
+        (1, 7, 5, 3, 4, 2, 1, 1, 12, false, false),
+    ] {
+        cases.push(Conv1d { batch, l_in, c_in, c_out, k, dilation, pad_left, upsample, l_out, prelu, accumulate, dtype: f32 });
+    }
+    // Causal (K = 2s, last s dropped), non-causal with padding ⌊(K − s)/2⌋ at full length
+    // (odd stride: one extra frame), and K not a multiple of s.
+    for (l_in, c_in, c_out, k, stride, padding, l_out) in [
+        (7, 8, 4, 10, 5, 0, 35),
+        (6, 5, 3, 6, 3, 1, 19),
+        (9, 4, 6, 8, 4, 2, 36),
+        (4, 3, 2, 7, 3, 0, 16),
+        (33, 16, 8, 2, 1, 0, 34),
+    ] {
+        cases.push(ConvTranspose1d { l_in, c_in, c_out, k, stride, padding, l_out, dtype: f32 });
+    }
+    cases
+}
+
+fn f32_in<B: Backend>(b: &B, shape: &[usize], v: &[f32]) -> Result<Tensor<B>> {
+    ops::upload_f32(b, shape, v, DType::F32)
+}
+
+pub fn run<B: Backend>(case: &Case, b: &B, rng: &mut Rng) -> Result<Verdict> {
+    Ok(match *case {
+        Case::Linear { m, k, n, bias, epi, dtype } => {
+            let x = rng.vec(m * k, 1.0);
+            let w = r::round_to(&rng.vec(n * k, 1.0), dtype);
+            let bv = r::round_to(&rng.vec(n, 1.0), dtype);
+            let init = rng.vec(m * n, 1.0);
+            let gate = rng.vec(n, 1.0);
+            let out = f32_in(b, &[m, n], &init)?;
+            let wt = ops::upload_f32(b, &[n, k], &w, dtype)?;
+            let bt = ops::upload_f32(b, &[n], &bv, dtype)?;
+            let gt = f32_in(b, &[n], &gate)?;
+            let epilogue = match epi {
+                Epi::Store => Epilogue::Store,
+                Epi::Gelu => Epilogue::Act(UnaryFn::GeluTanh),
+                Epi::Silu => Epilogue::Act(UnaryFn::Silu),
+                Epi::GatedAdd => Epilogue::GatedAdd { gate: &gt },
+            };
+            ops::linear(b, &f32_in(b, &[m, k], &x)?, &wt, bias.then_some(&bt), &out, epilogue)?;
+            let y = r::matmul(&x, &w, m, k, n, false, None);
+            let want: Vec<f64> = y
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| {
+                    let v = v + if bias { bv[i % n] as f64 } else { 0.0 };
+                    match epi {
+                        Epi::Store => v,
+                        Epi::Gelu => r::gelu_tanh(v),
+                        Epi::Silu => v / (1.0 + (-v).exp()),
+                        Epi::GatedAdd => init[i] as f64 + gate[i % n] as f64 * v,
+                    }
+                })
+                .collect();
+            compare_f32(&ops::download_f32(b, &out)?, &want, F32_NMSE)
+        }
+        Case::Unary { rows, cols, f, in_place } => {
+            let mut x = rng.vec(rows * cols, 4.0);
+            if let UnaryFn::RoundToLevels(l) = f {
+                // Plant exact ties (k + 0.5) / levels: half-to-even decides them.
+                for (i, v) in x.iter_mut().enumerate().step_by(3) {
+                    *v = ((i % 7) as f32 - 3.0 + 0.5) / l;
+                }
+            }
+            let xt = f32_in(b, &[rows, cols], &x)?;
+            let out = if in_place { xt.clone() } else { b.alloc(DType::F32, &[rows, cols])? };
+            ops::unary(b, &xt, &out, f)?;
+            let (want, tol): (Vec<f64>, f64) = match f {
+                UnaryFn::Silu => (x.iter().map(|&v| v as f64 / (1.0 + (-v as f64).exp())).collect(), F32_NMSE),
+                UnaryFn::GeluTanh => (x.iter().map(|&v| r::gelu_tanh(v as f64)).collect(), F32_NMSE),
+                // Exact: the product is rounded to f32 first, as torch.round(9 * x) does.
+                UnaryFn::RoundToLevels(l) => (x.iter().map(|&v| ((l * v).round_ties_even() / l) as f64).collect(), 0.0),
+            };
+            compare_f32(&ops::download_f32(b, &out)?, &want, tol)
+        }
+        Case::LayerNormModulate { rows, cols } => {
+            let x: Vec<f32> = rng.vec(rows * cols, 3.0).iter().map(|v| v + 0.7).collect();
+            let (shift, scale) = (rng.vec(cols, 1.0), rng.vec(cols, 1.0));
+            let out = b.alloc(DType::F32, &[rows, cols])?;
+            ops::layer_norm_modulate(b, &f32_in(b, &[rows, cols], &x)?, &f32_in(b, &[cols], &shift)?, &f32_in(b, &[cols], &scale)?, &out, 1e-6)?;
+            let mut want = Vec::new();
+            for row in x.chunks(cols) {
+                let mean = row.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
+                let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / cols as f64;
+                let rstd = 1.0 / (var + 1e-6).sqrt();
+                want.extend(row.iter().enumerate().map(|(j, &v)| (v as f64 - mean) * rstd * (1.0 + scale[j] as f64) + shift[j] as f64));
+            }
+            compare_f32(&ops::download_f32(b, &out)?, &want, F32_NMSE)
+        }
+        Case::Conv1d { batch, l_in, c_in, c_out, k, dilation, pad_left, upsample, l_out, prelu, accumulate, dtype } => {
+            let x = rng.vec(batch * l_in * c_in, 1.0);
+            let w = r::round_to(&rng.vec(c_out * k * c_in, 1.0), dtype);
+            let bias = r::round_to(&rng.vec(c_out, 1.0), dtype);
+            let init = rng.vec(batch * l_out * c_out, 1.0);
+            let slope = prelu.then(|| rng.uniform() * 0.25);
+            let out = f32_in(b, &[batch, l_out, c_out], &init)?;
+            let conv = ConvParams { dilation, pad_left, upsample, prelu: slope.map(PreluSlope::new), accumulate };
+            let (wt, bt) = (ops::upload_f32(b, &[c_out, k, c_in], &w, dtype)?, ops::upload_f32(b, &[c_out], &bias, dtype)?);
+            ops::conv1d(b, &f32_in(b, &[batch, l_in, c_in], &x)?, &wt, Some(&bt), &out, conv)?;
+            let mut want = vec![0f64; batch * l_out * c_out];
+            for bi in 0..batch {
+                for j in 0..l_out {
+                    for o in 0..c_out {
+                        let mut s = bias[o] as f64;
+                        for kk in 0..k {
+                            let u = (j + kk * dilation) as isize - pad_left as isize;
+                            if u < 0 || u >= (l_in * upsample) as isize {
+                                continue;
+                            }
+                            let t = u as usize / upsample;
+                            for i in 0..c_in {
+                                s += w[(o * k + kk) * c_in + i] as f64 * x[(bi * l_in + t) * c_in + i] as f64;
+                            }
+                        }
+                        if let Some(a) = slope {
+                            if s < 0.0 {
+                                s *= a as f64;
+                            }
+                        }
+                        let idx = (bi * l_out + j) * c_out + o;
+                        want[idx] = if accumulate { init[idx] as f64 + s } else { s };
+                    }
+                }
+            }
+            compare_f32(&ops::download_f32(b, &out)?, &want, F32_NMSE)
+        }
+        Case::ConvTranspose1d { l_in, c_in, c_out, k, stride, padding, l_out, dtype } => {
+            let x = rng.vec(l_in * c_in, 1.0);
+            let w = r::round_to(&rng.vec(c_out * k * c_in, 1.0), dtype);
+            let bias = r::round_to(&rng.vec(c_out, 1.0), dtype);
+            let out = b.alloc(DType::F32, &[1, l_out, c_out])?;
+            let (wt, bt) = (ops::upload_f32(b, &[c_out, k, c_in], &w, dtype)?, ops::upload_f32(b, &[c_out], &bias, dtype)?);
+            ops::conv_transpose1d(b, &f32_in(b, &[1, l_in, c_in], &x)?, &wt, Some(&bt), &out, stride, padding)?;
+            let mut want: Vec<f64> = (0..l_out * c_out).map(|i| bias[i % c_out] as f64).collect();
+            for t in 0..l_in {
+                for kk in 0..k {
+                    let j = (t * stride + kk) as isize - padding as isize;
+                    if j < 0 || j >= l_out as isize {
+                        continue;
+                    }
+                    for o in 0..c_out {
+                        for i in 0..c_in {
+                            want[j as usize * c_out + o] += w[(o * k + kk) * c_in + i] as f64 * x[t * c_in + i] as f64;
+                        }
+                    }
+                }
+            }
+            compare_f32(&ops::download_f32(b, &out)?, &want, F32_NMSE)
+        }
+        Case::EulerCfg { rows, cols } => {
+            let (x, c, u) = (rng.vec(rows * cols, 2.0), rng.vec(rows * cols, 2.0), rng.vec(rows * cols, 2.0));
+            let (scale, dt) = (1.5f32, 0.3333f32);
+            let xt = f32_in(b, &[rows, cols], &x)?;
+            ops::euler_cfg(b, &xt, &f32_in(b, &[rows, cols], &c)?, &f32_in(b, &[rows, cols], &u)?, scale, dt)?;
+            let want: Vec<f64> = (0..x.len()).map(|i| x[i] as f64 + dt as f64 * (u[i] as f64 + scale as f64 * (c[i] as f64 - u[i] as f64))).collect();
+            compare_f32(&ops::download_f32(b, &xt)?, &want, F32_NMSE)
+        }
+        Case::Blend { rows, cols, in_place } => {
+            let (x, y) = (rng.vec(rows * cols, 2.0), rng.vec(rows * cols, 2.0));
+            let (wa, wb) = (0.75f32, -0.3f32);
+            let (xt, yt) = (f32_in(b, &[rows, cols], &x)?, f32_in(b, &[rows, cols], &y)?);
+            let out = if in_place { xt.clone() } else { b.alloc(DType::F32, &[rows, cols])? };
+            ops::blend(b, &xt, &yt, wa, wb, &out)?;
+            let want: Vec<f64> = x.iter().zip(&y).map(|(&a, &c)| wa as f64 * a as f64 + wb as f64 * c as f64).collect();
+            compare_f32(&ops::download_f32(b, &out)?, &want, F32_NMSE)
+        }
+        _ => unreachable!("not a codec case"),
+    })
+}

@@ -3,6 +3,7 @@
 mod backend;
 mod bench;
 mod bench_gemv;
+mod codec;
 mod convert;
 mod generate;
 mod output;
@@ -10,6 +11,7 @@ mod progress;
 mod prompt;
 mod synth;
 mod system;
+mod wav;
 
 use std::process::ExitCode;
 
@@ -34,6 +36,9 @@ enum Command {
     Synth(synth::SynthArgs),
     /// End-to-end benchmark: prefill, audio frames and text tokens on a synthesized model.
     Bench(bench::BenchArgs),
+    /// ReasoningCodec: decode reconstruction tokens to audio.
+    #[command(subcommand)]
+    Codec(codec::CodecCommand),
     /// Decode-GEMV benchmark: achieved GB/s against this machine's measured read bandwidth.
     BenchGemv(bench_gemv::BenchGemvArgs),
 }
@@ -46,6 +51,7 @@ fn main() -> ExitCode {
         Command::Synth(args) => synth::run(args),
         Command::Bench(args) => bench::run(args),
         Command::BenchGemv(args) => bench_gemv::run(args),
+        Command::Codec(cmd) => codec::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

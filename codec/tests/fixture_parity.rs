@@ -50,7 +50,7 @@ fn run_cases<B: Backend>(backend: &B, label: &str) {
         for (k, w) in out.windows.iter().enumerate() {
             let want = expected.get(&format!("latent.{k}")).unwrap().to_f32();
             let e = rel_l2(&w.latent, &want);
-            println!("[{label}] {name} latent.{k}: rel L2 {e:.3e}");
+            println!("[{label}] {name} latent.{k}: rel L2 {e:.3e} (flow {:.2} s, SQ decoder {:.2} s)", w.flow_seconds, w.sq_seconds);
             assert!(e <= 1e-4, "[{label}] {name}: latent.{k} rel L2 {e:.3e} > 1e-4");
         }
         let want = expected.get("audio").unwrap().to_f32();
@@ -64,4 +64,17 @@ fn run_cases<B: Backend>(backend: &B, label: &str) {
 #[test]
 fn public_fixture_cpu() {
     run_cases(&Cpu::new(), "cpu");
+}
+
+#[test]
+fn public_fixture_wgpu() {
+    match uniaudio_runtime::Wgpu::new() {
+        Ok(gpu) => run_cases(&gpu, &format!("wgpu/{}", gpu.describe())),
+        Err(e) => {
+            if std::env::var("UNIAUDIO_REQUIRE_WGPU").is_ok_and(|v| v == "1") {
+                panic!("wgpu backend required but unavailable: {e}");
+            }
+            println!("SKIPPED wgpu backend: {e}");
+        }
+    }
 }

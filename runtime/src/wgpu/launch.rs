@@ -55,7 +55,7 @@ fn weight_fits(w: &Wgpu, t: &Tensor<Wgpu>, row_elems: usize) -> bool {
     (row_elems * t.dtype().size_bytes()) as u64 + w.storage_align() <= w.max_binding_bytes()
 }
 
-fn weight_define(t: &Tensor<Wgpu>) -> (&'static str, &'static str) {
+pub(crate) fn weight_define(t: &Tensor<Wgpu>) -> (&'static str, &'static str) {
     match t.dtype() {
         DType::F16 => ("W_F16", ""),
         DType::BF16 => ("W_BF16", ""),
@@ -63,20 +63,20 @@ fn weight_define(t: &Tensor<Wgpu>) -> (&'static str, &'static str) {
     }
 }
 
-fn off(t: &Tensor<Wgpu>) -> u32 {
+pub(crate) fn off(t: &Tensor<Wgpu>) -> u32 {
     t.offset() as u32
 }
 
-fn n(x: usize) -> u32 {
+pub(crate) fn n(x: usize) -> u32 {
     x as u32
 }
 
-fn groups(threads: usize, per_group: usize) -> u32 {
+pub(crate) fn groups(threads: usize, per_group: usize) -> u32 {
     n(threads.div_ceil(per_group))
 }
 
 /// Whether an elementwise op writes exactly over its first operand.
-fn in_place(out: &Tensor<Wgpu>, a: &Tensor<Wgpu>) -> bool {
+pub(crate) fn in_place(out: &Tensor<Wgpu>, a: &Tensor<Wgpu>) -> bool {
     out.same_view(a)
 }
 
@@ -105,6 +105,8 @@ pub(crate) fn supports(w: &Wgpu, op: &Op<'_, Wgpu>) -> bool {
         Op::Guidance { cond, .. } => Some(cond),
         Op::SelectRows { a, .. } => Some(a),
         Op::Softmax { x, .. } => Some(x),
+        Op::Unary { x, .. } => Some(x),
+        Op::Blend { a, b, out, .. } => Some(if out.same_view(b) && !out.same_view(a) { b } else { a }),
         _ => None,
     };
     for out in op.outputs() {
@@ -121,7 +123,10 @@ pub(crate) fn supports(w: &Wgpu, op: &Op<'_, Wgpu>) -> bool {
     }
     match op {
         Op::Attention { q, .. } => q.shape()[2] <= 256,
-        Op::Linear { .. } | Op::Unary { .. } | Op::LayerNormModulate { .. } | Op::Conv1d { .. } | Op::ConvTranspose1d { .. } | Op::EulerCfg { .. } | Op::Blend { .. } => false,
+        // Bias is bound as a second weight, so it must share the weight's dtype.
+        Op::Linear { w: wt, bias: Some(bias), .. } | Op::Conv1d { w: wt, bias: Some(bias), .. } | Op::ConvTranspose1d { w: wt, bias: Some(bias), .. } => {
+            bias.dtype() == wt.dtype()
+        }
         _ => true,
     }
 }
@@ -138,7 +143,7 @@ pub(crate) fn kernels<'a>(w: &Wgpu, op: &'a Op<'_, Wgpu>) -> Result<Vec<(Kernel<
     };
     Ok(match *op {
         Op::Linear { .. } | Op::Unary { .. } | Op::LayerNormModulate { .. } | Op::Conv1d { .. } | Op::ConvTranspose1d { .. } | Op::EulerCfg { .. } | Op::Blend { .. } => {
-            return Err(crate::Error::Unsupported { op: op.name(), backend: "wgpu" })
+            vec![super::launch_codec::kernel(op)]
         }
         Op::EmbedRows { table, ids, out } => {
             let (rows, cols) = (table.shape()[0], table.shape()[1]);

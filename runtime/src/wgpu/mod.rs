@@ -7,6 +7,7 @@
 
 mod buffer;
 mod launch;
+mod launch_codec;
 mod preprocess;
 
 use std::collections::HashMap;

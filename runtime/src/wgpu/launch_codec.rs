@@ -1,0 +1,109 @@
+//! Kernels of the codec's ops (linear with epilogues, modulated LayerNorm, convolutions,
+//! pointwise updates). Their weights are small enough to bind whole (`supports` checks).
+
+use super::launch::{groups, in_place, n, off, weight_define, Kernel};
+use super::Wgpu;
+use crate::op::{Epilogue, Op, UnaryFn};
+
+/// (act code, levels) of an activation in `activations.wgsl`.
+fn act_code(f: Option<UnaryFn>) -> (u32, f32) {
+    match f {
+        None => (0, 0.0),
+        Some(UnaryFn::GeluTanh) => (1, 0.0),
+        Some(UnaryFn::Silu) => (2, 0.0),
+        Some(UnaryFn::RoundToLevels(l)) => (3, l),
+    }
+}
+
+pub(crate) fn kernel<'a>(op: &'a Op<'_, Wgpu>) -> (Kernel<'a>, u32) {
+    match *op {
+        Op::Linear { x, w, bias, out, epilogue } => {
+            let (m, k) = (x.shape()[0], x.shape()[1]);
+            let nn = out.shape()[1];
+            let act = match epilogue {
+                Epilogue::Act(f) => Some(f),
+                _ => None,
+            };
+            let (code, levels) = act_code(act);
+            let mut defines = vec![weight_define(w)];
+            let mut bindings = vec![(0, w.buffer(), None), (1, x.buffer(), None), (2, out.buffer(), None)];
+            if let Some(b) = bias {
+                defines.push(("BIAS", ""));
+                bindings.push((4, b.buffer(), None));
+            }
+            let gate_off = match epilogue {
+                Epilogue::GatedAdd { gate } => {
+                    defines.push(("GATED", ""));
+                    bindings.push((5, gate.buffer(), None));
+                    off(gate)
+                }
+                _ => 0,
+            };
+            let params = vec![n(m), n(nn), n(k), code, off(w), off(x), off(out), bias.map_or(0, off), gate_off, levels.to_bits(), 0, 0];
+            (Kernel { file: "linear", entry: "linear", defines, bindings, params_binding: 3, params }, groups(m * nn, 8))
+        }
+        Op::Unary { x, out, f } => {
+            let (code, levels) = act_code(Some(f));
+            let params = vec![n(x.numel()), code, levels.to_bits(), 0, 0, off(x), 0, off(out)];
+            let (defines, bindings) = if in_place(out, x) {
+                (vec![("INPLACE", "")], vec![(1, out.buffer(), None)])
+            } else {
+                (vec![], vec![(0, x.buffer(), None), (1, out.buffer(), None)])
+            };
+            (Kernel { file: "pointwise", entry: "unary", defines, bindings, params_binding: 3, params }, groups(x.numel(), 64))
+        }
+        Op::Blend { a, b, wa, wb, out } => {
+            // Blending commutes: an in-place blend over `b` runs with the roles swapped.
+            let (a, b, wa, wb) = if out.same_view(b) && !out.same_view(a) { (b, a, wb, wa) } else { (a, b, wa, wb) };
+            pointwise("blend", a, b, out, wa, wb)
+        }
+        Op::EulerCfg { x, cond, uncond, scale, dt } => pointwise("euler_cfg", cond, uncond, x, scale, dt),
+        Op::LayerNormModulate { x, shift, scale, out, eps } => {
+            let (rows, cols) = (x.rows(), x.dim_back(0));
+            let params = vec![n(rows), n(cols), eps.to_bits(), off(x), off(shift), off(scale), off(out), 0];
+            let bindings = vec![(0, x.buffer(), None), (1, shift.buffer(), None), (2, scale.buffer(), None), (3, out.buffer(), None)];
+            (Kernel { file: "layer_norm", entry: "layer_norm_modulate", defines: vec![], bindings, params_binding: 4, params }, n(rows))
+        }
+        Op::Conv1d { x, w, bias, out, conv } => {
+            let slope = conv.prelu.map_or(0.0, |s| s.get());
+            let geometry = [n(conv.dilation), n(conv.pad_left), n(conv.upsample), conv.prelu.is_some() as u32, slope.to_bits(), conv.accumulate as u32];
+            convolution("conv1d", x, w, bias, out, geometry)
+        }
+        Op::ConvTranspose1d { x, w, bias, out, stride, padding } => convolution("conv_transpose1d", x, w, bias, out, [n(stride), n(padding), 1, 0, 0, 0]),
+        _ => unreachable!("launch_codec handles only codec ops"),
+    }
+}
+
+fn pointwise<'a>(entry: &'static str, a: &'a crate::Tensor<Wgpu>, b: &'a crate::Tensor<Wgpu>, out: &'a crate::Tensor<Wgpu>, wa: f32, wb: f32) -> (Kernel<'a>, u32) {
+    let params = vec![n(a.numel()), 0, 0, wa.to_bits(), wb.to_bits(), off(a), off(b), off(out)];
+    let (mut defines, mut bindings) = if in_place(out, a) {
+        (vec![("INPLACE", "")], vec![(1, out.buffer(), None)])
+    } else {
+        (vec![], vec![(0, a.buffer(), None), (1, out.buffer(), None)])
+    };
+    defines.push(("SECOND", ""));
+    bindings.push((2, b.buffer(), None));
+    (Kernel { file: "pointwise", entry, defines, bindings, params_binding: 3, params }, groups(a.numel(), 64))
+}
+
+fn convolution<'a>(
+    entry: &'static str,
+    x: &'a crate::Tensor<Wgpu>,
+    w: &'a crate::Tensor<Wgpu>,
+    bias: Option<&'a crate::Tensor<Wgpu>>,
+    out: &'a crate::Tensor<Wgpu>,
+    geometry: [u32; 6],
+) -> (Kernel<'a>, u32) {
+    let (batch, l_in, c_in) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+    let (l_out, c_out, k) = (out.shape()[1], out.shape()[2], w.shape()[1]);
+    let mut params = vec![n(batch), n(l_in), n(c_in), n(l_out), n(c_out), n(k)];
+    params.extend(geometry);
+    params.extend([off(x), off(w), bias.map_or(0, off), off(out)]);
+    let mut defines = vec![weight_define(w)];
+    let mut bindings = vec![(0, w.buffer(), None), (1, x.buffer(), None), (2, out.buffer(), None)];
+    if let Some(b) = bias {
+        defines.push(("BIAS", ""));
+        bindings.push((4, b.buffer(), None));
+    }
+    (Kernel { file: "conv", entry, defines, bindings, params_binding: 3, params }, groups(out.numel(), 64))
+}

@@ -5,6 +5,12 @@ use super::launch::{groups, in_place, n, off, weight_define, Kernel};
 use super::Wgpu;
 use crate::op::{Epilogue, Op, UnaryFn};
 
+/// Rows from which `linear` and `conv1d` use the register-tiled GEMM (64x64 tiles).
+const TILED_MIN_ROWS: usize = 16;
+const TILE: usize = 64;
+/// Narrower convolutions (the SQ decoder's late stages) waste most of a 64-wide tile.
+const TILED_MIN_COLS: usize = 48;
+
 /// (act code, levels) of an activation in `activations.wgsl`.
 fn act_code(f: Option<UnaryFn>) -> (u32, f32) {
     match f {
@@ -39,6 +45,12 @@ pub(crate) fn kernel<'a>(op: &'a Op<'_, Wgpu>) -> (Kernel<'a>, u32) {
                 }
                 _ => 0,
             };
+            if m >= TILED_MIN_ROWS {
+                let tiles_n = nn.div_ceil(TILE);
+                let mut params = vec![n(m), n(nn), n(k), code, off(w), off(x), off(out), bias.map_or(0, off), gate_off, levels.to_bits(), n(tiles_n), 0];
+                params.extend([0u32; 8]);
+                return (Kernel { file: "gemm", entry: "gemm", defines, bindings, params_binding: 3, params }, n(tiles_n * m.div_ceil(TILE)));
+            }
             let params = vec![n(m), n(nn), n(k), code, off(w), off(x), off(out), bias.map_or(0, off), gate_off, levels.to_bits(), 0, 0];
             (Kernel { file: "linear", entry: "linear", defines, bindings, params_binding: 3, params }, groups(m * nn, 8))
         }
@@ -63,6 +75,23 @@ pub(crate) fn kernel<'a>(op: &'a Op<'_, Wgpu>) -> (Kernel<'a>, u32) {
             let params = vec![n(rows), n(cols), eps.to_bits(), off(x), off(shift), off(scale), off(out), 0];
             let bindings = vec![(0, x.buffer(), None), (1, shift.buffer(), None), (2, scale.buffer(), None), (3, out.buffer(), None)];
             (Kernel { file: "layer_norm", entry: "layer_norm_modulate", defines: vec![], bindings, params_binding: 4, params }, n(rows))
+        }
+        Op::Conv1d { x, w, bias, out, conv } if out.shape()[0] * out.shape()[1] >= TILED_MIN_ROWS && out.shape()[2] >= TILED_MIN_COLS => {
+            // An implicit GEMM: rows (b, j), columns C_out, inner (tap, c_in).
+            let (l_in, c_in) = (x.shape()[1], x.shape()[2]);
+            let (rows, l_out, c_out, k) = (out.shape()[0] * out.shape()[1], out.shape()[1], out.shape()[2], w.shape()[1]);
+            let tiles_n = c_out.div_ceil(TILE);
+            let slope = conv.prelu.map_or(0.0, |s| s.get());
+            let mut params = vec![n(rows), n(c_out), n(k * c_in), conv.prelu.is_some() as u32, off(w), off(x), off(out), bias.map_or(0, off)];
+            params.extend([conv.accumulate as u32, slope.to_bits(), n(tiles_n), 0]);
+            params.extend([n(l_in), n(c_in), n(l_out), n(conv.dilation), n(conv.pad_left), n(conv.upsample), 0, 0]);
+            let mut defines = vec![weight_define(w), ("CONV", "")];
+            let mut bindings = vec![(0, w.buffer(), None), (1, x.buffer(), None), (2, out.buffer(), None)];
+            if let Some(b) = bias {
+                defines.push(("BIAS", ""));
+                bindings.push((4, b.buffer(), None));
+            }
+            (Kernel { file: "gemm", entry: "gemm", defines, bindings, params_binding: 3, params }, n(tiles_n * rows.div_ceil(TILE)))
         }
         Op::Conv1d { x, w, bias, out, conv } => {
             let slope = conv.prelu.map_or(0.0, |s| s.get());

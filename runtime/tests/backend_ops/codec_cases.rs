@@ -27,6 +27,9 @@ pub fn cases() -> Vec<Case> {
             (9, 128, 64, true, Epi::GatedAdd),
             (1, 130, 33, true, Epi::GatedAdd),
             (17, 96, 257, true, Epi::Store),
+            (70, 33, 65, true, Epi::Gelu),
+            (130, 64, 17, true, Epi::GatedAdd),
+            (64, 128, 64, false, Epi::Silu),
         ] {
             cases.push(Linear { m, k, n, bias, epi, dtype });
         }
@@ -54,6 +57,8 @@ pub fn cases() -> Vec<Case> {
         (1, 50, 16, 16, 1, 1, 0, 1, 50, true, true),
         (2, 300, 33, 17, 3, 9, 9, 1, 300, false, true),
         (1, 7, 5, 3, 4, 2, 1, 1, 12, false, false),
+        (2, 90, 20, 70, 3, 1, 1, 1, 90, true, true),
+        (1, 33, 4, 1, 7, 1, 6, 2, 66, false, false),
     ] {
         cases.push(Conv1d { batch, l_in, c_in, c_out, k, dilation, pad_left, upsample, l_out, prelu, accumulate, dtype: f32 });
     }

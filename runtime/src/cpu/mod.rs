@@ -4,6 +4,7 @@
 
 mod attention;
 pub mod bandwidth;
+pub mod peak;
 mod conv;
 mod elementwise;
 mod embed;

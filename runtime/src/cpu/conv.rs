@@ -14,7 +14,7 @@ use super::view::WeightSlice;
 use crate::op::{ConvParams, WeightLayout};
 
 /// im2col bytes per task, and the floor on frames per task.
-const COLS_BUDGET: usize = 1 << 20;
+const COLS_BUDGET: usize = 1 << 22;
 const MIN_FRAMES: usize = 16;
 
 /// Channel counts and lengths shared by both convolutions.

@@ -1,17 +1,14 @@
 //! Matrix products with weights in their stored dtype.
 //! Decode (M = 1) is a bandwidth-bound GEMV that streams each weight byte once;
-//! prefill (M > 1) is a packed, cache-blocked GEMM on f32 tiles.
+//! prefill (M > 1) is the packed, cache-blocked GEMM of `gemm`.
 
 use rayon::prelude::*;
 
 use super::elementwise::silu_mul;
-use super::simd::{axpy4, dot4, gemm_tile_4x2, GemvX, Isa};
+use super::simd::{axpy4, dot4, GemvX, Isa};
 use super::view::WeightSlice;
 use crate::op::WeightLayout;
 
-/// GEMM blocking: weight rows per packed panel, and activation rows per pass.
-const PANEL_ROWS: usize = 16;
-const X_ROWS_PER_PASS: usize = 128;
 /// K-major GEMV: output columns per task (a 2 KiB accumulator stays in L1).
 const COLUMN_BLOCK: usize = 512;
 
@@ -31,7 +28,7 @@ pub fn matmul(isa: Isa, x: &[f32], k: usize, w: WeightSlice, layout: WeightLayou
     match (m, layout) {
         (1, WeightLayout::OutIn) => gemv_out_in(isa, x, w, out, accumulate),
         (1, WeightLayout::InOut) => gemv_in_out(isa, x, w, n, out, accumulate),
-        _ => gemm(isa, x, m, k, w, layout, n, out, accumulate),
+        _ => super::gemm::gemm(isa, x, m, k, w, layout, n, out, accumulate),
     }
 }
 
@@ -118,77 +115,4 @@ fn gemv_in_out(isa: Isa, x: &[f32], w: WeightSlice, n: usize, out: &mut [f32], a
             store(o, v, accumulate);
         }
     });
-}
-
-/// A raw output pointer shared by tasks that write disjoint elements.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: tasks write disjoint column ranges of the output (see `gemm`).
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    /// # Safety
-    /// `idx` must be in bounds and written by no other task.
-    #[inline(always)]
-    unsafe fn at(self, idx: usize) -> &'static mut f32 {
-        &mut *self.0.add(idx)
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn gemm(isa: Isa, x: &[f32], m: usize, k: usize, w: WeightSlice, layout: WeightLayout, n: usize, out: &mut [f32], accumulate: bool) {
-    let k8 = k.next_multiple_of(8);
-    let shared = SharedOut(out.as_mut_ptr());
-    let panels = n.div_ceil(PANEL_ROWS);
-    for m0 in (0..m).step_by(X_ROWS_PER_PASS) {
-        let mb = (m - m0).min(X_ROWS_PER_PASS);
-        let xp = pack_x(&x[m0 * k..(m0 + mb) * k], mb, k, k8);
-        (0..panels).into_par_iter().for_each_init(
-            || vec![0f32; PANEL_ROWS * k8],
-            |panel, p| {
-                let n0 = p * PANEL_ROWS;
-                let nb = (n - n0).min(PANEL_ROWS);
-                pack_panel(w, layout, k, n, n0, nb, k8, panel);
-                for i0 in (0..mb).step_by(4) {
-                    for j0 in (0..nb).step_by(2) {
-                        let tile = gemm_tile_4x2(isa, &xp[i0 * k8..], &panel[j0 * k8..], k8);
-                        for (i, row) in tile.iter().enumerate().take(mb - i0) {
-                            for (j, &v) in row.iter().enumerate().take(nb - j0) {
-                                let idx = (m0 + i0 + i) * n + n0 + j0 + j;
-                                // SAFETY: idx < m·n, and only panel p writes columns n0..n0+nb.
-                                unsafe { store(shared.at(idx), v, accumulate) };
-                            }
-                        }
-                    }
-                }
-            },
-        );
-    }
-}
-
-/// Activation rows, zero-padded to a multiple of 4 rows and of 8 columns.
-fn pack_x(x: &[f32], mb: usize, k: usize, k8: usize) -> Vec<f32> {
-    let mut xp = vec![0f32; mb.next_multiple_of(4) * k8];
-    for (dst, src) in xp.chunks_mut(k8).zip(x.chunks(k)) {
-        dst[..k].copy_from_slice(src);
-    }
-    xp
-}
-
-/// Weight rows n0..n0+nb as f32 rows of length k8 (zero padded), whatever the layout.
-#[allow(clippy::too_many_arguments)]
-fn pack_panel(w: WeightSlice, layout: WeightLayout, k: usize, n: usize, n0: usize, nb: usize, k8: usize, panel: &mut [f32]) {
-    panel.fill(0.0);
-    for j in 0..nb {
-        let dst = &mut panel[j * k8..j * k8 + k];
-        match layout {
-            WeightLayout::OutIn => w.widen_into((n0 + j) * k, dst),
-            WeightLayout::InOut => {
-                for (kk, d) in dst.iter_mut().enumerate() {
-                    *d = w.get(kk * n + n0 + j);
-                }
-            }
-        }
-    }
 }

@@ -8,6 +8,7 @@ pub mod peak;
 mod conv;
 mod elementwise;
 mod embed;
+mod gemm;
 mod linear;
 mod matmul;
 mod norm;

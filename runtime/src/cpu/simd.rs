@@ -42,7 +42,7 @@ impl Isa {
     }
 
     #[inline(always)]
-    fn avx2(self) -> bool {
+    pub(crate) fn avx2(self) -> bool {
         // `Avx2` is only ever constructed by `detect` after checking the CPU.
         cfg!(target_arch = "x86_64") && self == Isa::Avx2
     }
@@ -165,24 +165,6 @@ pub fn widen_f16(src: &[u16], dst: &mut [f32]) {
     for (d, &s) in dst.iter_mut().zip(src) {
         *d = half::f16::from_bits(s).to_f32();
     }
-}
-
-/// A 4x2 tile of the packed GEMM: c[i][j] = Σ_k a[i][k] · b[j][k] over `k` (a multiple
-/// of 8) for four rows of `a` and two rows of `b`, each with stride `k`.
-pub fn gemm_tile_4x2(isa: Isa, a: &[f32], b: &[f32], k: usize) -> [[f32; 2]; 4] {
-    assert!(k % 8 == 0 && a.len() >= 4 * k && b.len() >= 2 * k, "gemm tile bounds");
-    #[cfg(target_arch = "x86_64")]
-    if isa.avx2() {
-        // SAFETY: the features were detected; bounds asserted above.
-        return unsafe { avx2::gemm_tile_4x2(a.as_ptr(), b.as_ptr(), k) };
-    }
-    let mut c = [[0f32; 2]; 4];
-    for (i, row) in c.iter_mut().enumerate() {
-        for (j, v) in row.iter_mut().enumerate() {
-            *v = dot_fallback(WeightSlice::F32(&b[j * k..(j + 1) * k]), 0, &a[i * k..(i + 1) * k]);
-        }
-    }
-    c
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -347,23 +329,6 @@ mod avx2 {
         for j in j..n {
             *o.add(j) += a * *v.add(j);
         }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn gemm_tile_4x2(a: *const f32, b: *const f32, k: usize) -> [[f32; 2]; 4] {
-        let mut acc = [[_mm256_setzero_ps(); 2]; 4];
-        let mut p = 0;
-        while p < k {
-            let b0 = _mm256_loadu_ps(b.add(p));
-            let b1 = _mm256_loadu_ps(b.add(k + p));
-            for i in 0..4 {
-                let av = _mm256_loadu_ps(a.add(i * k + p));
-                acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
-                acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
-            }
-            p += 8;
-        }
-        acc.map(|row| row.map(|v| hsum(v)))
     }
 }
 

@@ -1,10 +1,11 @@
 //! Cache-blocked GEMM for many rows: out[M, N] (+)= x[M, K] · W.
 //!
-//! BLIS-style: for each block of KC inner indices, the x rows are packed into micro-panels
-//! of MR rows ([KC][MR], zero padded); each parallel task packs NR weight columns into a
-//! [KC][NR] micro-panel (16 KiB, L1-resident) and sweeps all row panels with an MR x NR
-//! register tile: per inner index, two NR/2-lane loads of W, MR broadcasts of x and
-//! 2·MR FMAs into 12 accumulators.
+//! BLIS-style: the x rows are packed once into micro-panels of MR rows per block of KC
+//! inner indices ([KC][MR], zero padded). Each parallel task owns NR output columns: per
+//! K block it packs its weights into a [KC][NR] micro-panel (16 KiB, L1-resident) and
+//! sweeps all row panels with an MR x NR register tile (per inner index two 8-lane loads
+//! of W, MR broadcasts of x, 2·MR FMAs into 12 accumulators), keeping its accumulators
+//! until K is done so the output is written once.
 
 use rayon::prelude::*;
 
@@ -32,30 +33,48 @@ impl SharedOut {
     }
 }
 
+/// Packed x per pass: small enough to stay in the last-level cache while every column
+/// task sweeps it.
+const PACKED_X_BYTES: usize = 4 << 20;
+
+/// Rows per pass: the packed x within its budget, at least a few row panels.
+fn rows_per_pass(k: usize) -> usize {
+    (PACKED_X_BYTES / 4 / k.max(1)).clamp(16 * MR, 256 * MR) / MR * MR
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(isa: Isa, x: &[f32], m: usize, k: usize, w: WeightSlice, layout: WeightLayout, n: usize, out: &mut [f32], accumulate: bool) {
     let shared = SharedOut(out.as_mut_ptr());
-    let row_panels = m.div_ceil(MR);
     let col_panels = n.div_ceil(NR);
-    let mut apack = vec![0f32; row_panels * MR * KC];
-    for k0 in (0..k).step_by(KC) {
-        let kc = (k - k0).min(KC);
-        pack_rows(x, m, k, k0, kc, &mut apack);
-        let add = accumulate || k0 > 0;
+    let k_blocks = k.div_ceil(KC);
+    let per_pass = rows_per_pass(k);
+    for m0 in (0..m).step_by(per_pass) {
+        let mb = (m - m0).min(per_pass);
+        let row_panels = mb.div_ceil(MR);
+        // x rows m0..m0+mb packed once for all K: [k block][row panel][KC][MR].
+        let apack = pack_rows(&x[m0 * k..(m0 + mb) * k], mb, k, row_panels);
         (0..col_panels).into_par_iter().for_each_init(
-            || vec![0f32; KC * NR],
-            |bpack, p| {
+            || (vec![0f32; KC * NR], vec![[[0f32; NR]; MR]; row_panels]),
+            |(bpack, acc), p| {
                 let n0 = p * NR;
                 let nb = (n - n0).min(NR);
-                pack_cols(w, layout, k, n, k0, kc, n0, nb, bpack);
-                for rp in 0..row_panels {
-                    let tile = micro_tile(isa, kc, &apack[rp * MR * KC..], bpack);
-                    let m0 = rp * MR;
-                    for (i, row) in tile.iter().enumerate().take((m - m0).min(MR)) {
+                acc.iter_mut().for_each(|t| *t = [[0f32; NR]; MR]);
+                for kb in 0..k_blocks {
+                    let k0 = kb * KC;
+                    let kc = (k - k0).min(KC);
+                    pack_cols(w, layout, k, n, k0, kc, n0, nb, bpack);
+                    let block = &apack[kb * row_panels * MR * KC..];
+                    for (rp, tile) in acc.iter_mut().enumerate() {
+                        micro_tile(isa, kc, &block[rp * MR * KC..], bpack, tile);
+                    }
+                }
+                for (rp, tile) in acc.iter().enumerate() {
+                    for (i, row) in tile.iter().enumerate().take(mb.saturating_sub(rp * MR).min(MR)) {
+                        let base = (m0 + rp * MR + i) * n + n0;
                         for (j, &v) in row.iter().enumerate().take(nb) {
-                            // SAFETY: (m0 + i, n0 + j) is in bounds; only panel p writes columns n0..n0+nb.
-                            let dst = unsafe { shared.at((m0 + i) * n + n0 + j) };
-                            *dst = if add { *dst + v } else { v };
+                            // SAFETY: in bounds; only panel p writes columns n0..n0+nb.
+                            let dst = unsafe { shared.at(base + j) };
+                            *dst = if accumulate { *dst + v } else { v };
                         }
                     }
                 }
@@ -64,23 +83,24 @@ pub fn gemm(isa: Isa, x: &[f32], m: usize, k: usize, w: WeightSlice, layout: Wei
     }
 }
 
-/// x[:, k0..k0+kc] as row panels [panel][kc][MR], rows past m zero.
-fn pack_rows(x: &[f32], m: usize, k: usize, k0: usize, kc: usize, apack: &mut [f32]) {
-    apack.par_chunks_mut(MR * KC).enumerate().for_each(|(rp, panel)| {
+/// `mb` rows of x [mb, k] as [k block][row panel][KC][MR], zero padded.
+fn pack_rows(x: &[f32], mb: usize, k: usize, row_panels: usize) -> Vec<f32> {
+    let k_blocks = k.div_ceil(KC);
+    let mut apack = vec![0f32; k_blocks * row_panels * MR * KC];
+    apack.par_chunks_mut(MR * KC).enumerate().for_each(|(idx, panel)| {
+        let (kb, rp) = (idx / row_panels, idx % row_panels);
+        let k0 = kb * KC;
+        let kc = (k - k0).min(KC);
         for i in 0..MR {
             let row = rp * MR + i;
-            if row < m {
-                let src = &x[row * k + k0..row * k + k0 + kc];
-                for (kk, &v) in src.iter().enumerate() {
+            if row < mb {
+                for (kk, &v) in x[row * k + k0..row * k + k0 + kc].iter().enumerate() {
                     panel[kk * MR + i] = v;
-                }
-            } else {
-                for kk in 0..kc {
-                    panel[kk * MR + i] = 0.0;
                 }
             }
         }
     });
+    apack
 }
 
 /// W's output columns n0..n0+nb over inner indices k0..k0+kc as [kc][NR], widened to f32.
@@ -107,15 +127,15 @@ fn pack_cols(w: WeightSlice, layout: WeightLayout, k: usize, n: usize, k0: usize
     }
 }
 
-fn micro_tile(isa: Isa, kc: usize, a: &[f32], b: &[f32]) -> [[f32; NR]; MR] {
+/// c += a · b over `kc` inner indices of one row panel and one column panel.
+fn micro_tile(isa: Isa, kc: usize, a: &[f32], b: &[f32], c: &mut [[f32; NR]; MR]) {
     assert!(a.len() >= kc * MR && b.len() >= kc * NR, "micro-panel bounds");
     #[cfg(target_arch = "x86_64")]
     if isa.avx2() {
         // SAFETY: AVX2/FMA detected; panel bounds asserted above.
-        return unsafe { avx2_tile(kc, a.as_ptr(), b.as_ptr()) };
+        return unsafe { avx2_tile(kc, a.as_ptr(), b.as_ptr(), c) };
     }
     let _ = isa;
-    let mut c = [[0f32; NR]; MR];
     for kk in 0..kc {
         let bv = &b[kk * NR..kk * NR + NR];
         for (i, row) in c.iter_mut().enumerate() {
@@ -125,14 +145,17 @@ fn micro_tile(isa: Isa, kc: usize, a: &[f32], b: &[f32]) -> [[f32; NR]; MR] {
             }
         }
     }
-    c
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn avx2_tile(kc: usize, a: *const f32, b: *const f32) -> [[f32; NR]; MR] {
+unsafe fn avx2_tile(kc: usize, a: *const f32, b: *const f32, out: &mut [[f32; NR]; MR]) {
     use std::arch::x86_64::*;
     let mut c = [[_mm256_setzero_ps(); 2]; MR];
+    for (ci, o) in c.iter_mut().zip(out.iter()) {
+        ci[0] = _mm256_loadu_ps(o.as_ptr());
+        ci[1] = _mm256_loadu_ps(o.as_ptr().add(8));
+    }
     for kk in 0..kc {
         let b0 = _mm256_loadu_ps(b.add(kk * NR));
         let b1 = _mm256_loadu_ps(b.add(kk * NR + 8));
@@ -143,10 +166,8 @@ unsafe fn avx2_tile(kc: usize, a: *const f32, b: *const f32) -> [[f32; NR]; MR] 
             ci[1] = _mm256_fmadd_ps(av, b1, ci[1]);
         }
     }
-    let mut out = [[0f32; NR]; MR];
     for (o, ci) in out.iter_mut().zip(c) {
         _mm256_storeu_ps(o.as_mut_ptr(), ci[0]);
         _mm256_storeu_ps(o.as_mut_ptr().add(8), ci[1]);
     }
-    out
 }

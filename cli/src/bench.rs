@@ -40,6 +40,8 @@ pub struct BenchArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    #[command(flatten)]
+    codec: crate::bench_codec::CodecBenchArgs,
 }
 
 fn cache_dir() -> PathBuf {
@@ -90,6 +92,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.prompt_len < 2 || args.audio_frames == 0 || args.text_tokens == 0 {
         bail!("--prompt-len must be >= 2 and --audio-frames, --text-tokens >= 1");
     }
+    let opened = args.backend.open()?;
+    if args.preset == "none" && args.model.is_none() {
+        println!("backend {}", opened.describe());
+        return crate::bench_codec::run(&args.codec, &opened, &cache_dir());
+    }
     let (label, dir) = match (&args.model, args.preset.as_str()) {
         (Some(dir), _) => (dir.display().to_string(), dir.clone()),
         (None, "auto") => {
@@ -97,22 +104,22 @@ pub fn run(args: BenchArgs) -> Result<()> {
             (p.name().to_string(), preset_model(p, dtype)?)
         }
         (None, name) => {
-            let Some(p) = Preset::parse(name) else { bail!("--preset: expected full, medium, small or auto, got `{name}`") };
+            let Some(p) = Preset::parse(name) else { bail!("--preset: expected full, medium, small, auto or none, got `{name}`") };
             (p.name().to_string(), preset_model(p, dtype)?)
         }
     };
-    let opened = args.backend.open()?;
     let description = opened.describe();
-    match opened {
+    match &opened {
         Opened::Cpu(b) => {
             let bw = measure_read_bandwidth(1 << 30, 5).gb_per_s();
-            bench_on(&b, &args, &label, &dir, dtype, &description, bw, "read bandwidth, best of 5 passes over 1 GiB")
+            bench_on(b, &args, &label, &dir, dtype, &description, bw, "read bandwidth, best of 5 passes over 1 GiB")?
         }
         Opened::Wgpu(g) => {
             let bw = g.measure_copy_bandwidth(256 << 20, 5)?;
-            bench_on(&g, &args, &label, &dir, dtype, &description, bw, "device copy bandwidth, best of 5 copies of 256 MiB")
+            bench_on(g, &args, &label, &dir, dtype, &description, bw, "device copy bandwidth, best of 5 copies of 256 MiB")?
         }
     }
+    crate::bench_codec::run(&args.codec, &opened, &cache_dir())
 }
 
 #[allow(clippy::too_many_arguments)]

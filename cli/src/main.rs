@@ -2,6 +2,7 @@
 
 mod backend;
 mod bench;
+mod bench_codec;
 mod bench_gemv;
 mod codec;
 mod convert;
@@ -34,7 +35,8 @@ enum Command {
     Convert(convert::ConvertArgs),
     /// Write a model directory of synthetic weights from a config.json.
     Synth(synth::SynthArgs),
-    /// End-to-end benchmark: prefill, audio frames and text tokens on a synthesized model.
+    /// End-to-end benchmark on synthesized models: LM prefill, audio frames and text tokens,
+    /// then the codec decoder (flow + SQ decoder).
     Bench(bench::BenchArgs),
     /// ReasoningCodec: decode reconstruction tokens to audio.
     #[command(subcommand)]

@@ -2,12 +2,14 @@
 //! 12.5 Hz) -> RVQ conditioning -> flow-matching DiT (Euler, CFG) -> SQ-Codec decoder ->
 //! 24 kHz waveform, windowed as the reference does.
 
+pub mod bench;
 pub mod config;
 mod decoder;
 pub mod error;
 mod flow;
 pub mod load;
 pub mod noise;
+pub mod presets;
 mod rvq;
 mod sq;
 pub mod synth;

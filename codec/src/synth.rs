@@ -27,14 +27,22 @@ pub fn init_spec(config: &CodecConfig) -> Result<InitSpec> {
     Ok(spec)
 }
 
-/// Writes the three files into the existing directory `dir` (each via a temp file + rename).
+/// Writes the three files into the existing directory `dir` (each via a temp file + rename),
+/// all tensors in f32.
 pub fn write_synthetic_codec(config: &CodecConfig, dir: &Path) -> Result<()> {
+    write_synthetic_codec_as(config, dir, DType::F32)
+}
+
+/// As `write_synthetic_codec`, with codec.safetensors (RVQ and flow) stored as `dtype`
+/// (synthetic values are exact in bf16 and f16); the position table and the SQ decoder stay f32.
+pub fn write_synthetic_codec_as(config: &CodecConfig, dir: &Path, dtype: DType) -> Result<()> {
     let init = init_spec(config)?;
-    let flow_prefix = config.flow.prefix.clone();
-    write_file(&dir.join(CODEC_FILE), &codec_tensors(config), &init, |name| {
-        (name == format!("{flow_prefix}{POS_EMBED}")).then(|| pos_embed_table(config.flow.max_positions, config.flow.inner_dim))
+    let pe_name = format!("{}{POS_EMBED}", config.flow.prefix);
+    let codec_dtype = |name: &str| if name == pe_name { DType::F32 } else { dtype };
+    write_file(&dir.join(CODEC_FILE), &codec_tensors(config), &init, codec_dtype, |name| {
+        (name == pe_name).then(|| pos_embed_table(config.flow.max_positions, config.flow.inner_dim))
     })?;
-    write_file(&dir.join(SQ_FILE), &sq_tensors(config), &init, |_| None)?;
+    write_file(&dir.join(SQ_FILE), &sq_tensors(config), &init, |_| DType::F32, |_| None)?;
     let path = dir.join(CONFIG_FILE);
     let text = serde_json::to_string_pretty(config).expect("serialisable config");
     let tmp = dir.join(".config.json.tmp");
@@ -42,8 +50,8 @@ pub fn write_synthetic_codec(config: &CodecConfig, dir: &Path) -> Result<()> {
     std::fs::rename(&tmp, &path).map_err(|e| CodecError::Io { path, cause: e })
 }
 
-fn write_file(path: &Path, tensors: &TensorList, init: &InitSpec, computed: impl Fn(&str) -> Option<Vec<f32>>) -> Result<()> {
-    let specs = tensors.iter().map(|(n, s)| TensorSpec::new(n.clone(), DType::F32, s)).collect();
+fn write_file(path: &Path, tensors: &TensorList, init: &InitSpec, dtype: impl Fn(&str) -> DType, computed: impl Fn(&str) -> Option<Vec<f32>>) -> Result<()> {
+    let specs = tensors.iter().map(|(n, s)| TensorSpec::new(n.clone(), dtype(n), s)).collect();
     let metadata = BTreeMap::from([("format".to_string(), "pt".to_string())]);
     let mut writer = SafetensorsWriter::create(path, specs, &metadata)?;
     for (name, shape) in tensors {
@@ -52,7 +60,7 @@ fn write_file(path: &Path, tensors: &TensorList, init: &InitSpec, computed: impl
             Some(v) => v,
             None => init.tensor(name, n).map_err(CodecError::Invalid)?,
         };
-        writer.write_tensor(name, &f32_to_bytes(&values, DType::F32))?;
+        writer.write_tensor(name, &f32_to_bytes(&values, dtype(name)))?;
     }
     writer.finish()?;
     Ok(())

@@ -1,0 +1,102 @@
+//! The codec part of `uniaudio bench`: a synthesized ReasoningCodec (cached) decodes seeded
+//! tokens; reports flow and SQ-decoder time, GFLOP/s against the measured FMA peak (CPU)
+//! and seconds of audio per second of compute.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use uniaudio_codec::bench::{run as run_codec_bench, CodecBenchReport};
+use uniaudio_codec::presets::CodecPreset;
+use uniaudio_codec::{Codec, CodecConfig};
+use uniaudio_runtime::cpu::peak::measure_fma_peak;
+use uniaudio_runtime::{Backend, DType};
+
+use crate::backend::Opened;
+use crate::progress;
+
+#[derive(Args)]
+pub struct CodecBenchArgs {
+    /// Codec to benchmark: full (the released flow model), small, or none.
+    #[arg(long, default_value = "full")]
+    codec: String,
+    /// Euler steps (the reference scripts use 10).
+    #[arg(long, default_value_t = 10)]
+    codec_steps: usize,
+    /// Seconds of audio to decode (20 s is one window).
+    #[arg(long, default_value_t = 20.0)]
+    codec_seconds: f64,
+}
+
+/// The preset's directory under the bench cache, synthesized on first use (flow weights bf16).
+fn preset_dir(cache: &std::path::Path, preset: CodecPreset) -> Result<PathBuf> {
+    let config = preset.config();
+    let dir = cache.join(format!("bench-codec-{}-bf16-v1", preset.name()));
+    let want = serde_json::to_value(&config)?;
+    let have = std::fs::read_to_string(dir.join("config.json")).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    if have.as_ref() == Some(&want) && dir.join("codec.safetensors").is_file() && dir.join("sqcodec.safetensors").is_file() {
+        return Ok(dir);
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing stale {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let bar = progress::steps(1, &format!("synthesizing {} codec", preset.name()));
+    uniaudio_codec::synth::write_synthetic_codec_as(&config, &dir, DType::BF16)?;
+    bar.finish_and_clear();
+    Ok(dir)
+}
+
+pub fn run(args: &CodecBenchArgs, opened: &Opened, cache: &std::path::Path) -> Result<()> {
+    if args.codec == "none" {
+        return Ok(());
+    }
+    let Some(preset) = CodecPreset::parse(&args.codec) else { bail!("--codec: expected full, small or none, got `{}`", args.codec) };
+    if args.codec_steps == 0 || !(args.codec_seconds > 0.0) {
+        bail!("--codec-steps must be >= 1 and --codec-seconds > 0");
+    }
+    let dir = preset_dir(cache, preset)?;
+    match opened {
+        Opened::Cpu(b) => bench_on(b, args, preset, &dir, Some(measure_fma_peak(b.isa(), 3))),
+        Opened::Wgpu(g) => bench_on(g, args, preset, &dir, None),
+    }
+}
+
+fn bench_on<B: Backend>(b: &B, args: &CodecBenchArgs, preset: CodecPreset, dir: &std::path::Path, peak: Option<f64>) -> Result<()> {
+    let codec = Codec::load(b, dir).with_context(|| format!("loading {}", dir.display()))?;
+    let config: &CodecConfig = &codec.config;
+    let tokens = ((args.codec_seconds * config.token_rate).round() as usize).max(1);
+    println!();
+    println!(
+        "codec {} ({:.2} G parameters, flow weights bf16; the SQ decoder's configuration is assumed, see codec/src/presets.rs): {tokens} tokens, {} Euler steps, CFG batch of 2",
+        preset.name(),
+        preset.parameters() as f64 / 1e9,
+        args.codec_steps
+    );
+    // Untimed pass: page in the weights and warm the kernels.
+    run_codec_bench(&codec, b, tokens.min(config.sampler.window_tokens), 1, &mut |_, _| {})?;
+    let bar = progress::steps(0, "decoding");
+    let r = run_codec_bench(&codec, b, tokens, args.codec_steps, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    print_report(&r, peak);
+    Ok(())
+}
+
+fn print_report(r: &CodecBenchReport, peak: Option<f64>) {
+    let of_peak = |g: f64| peak.map_or("(no peak measured for this backend)".to_string(), |p| format!("{:.1}% of the {p:.1} GFLOP/s FMA peak", 100.0 * g / p));
+    println!("{:<24} {:>10} {:>12} {:>12}", "part", "seconds", "GFLOP", "GFLOP/s");
+    println!("{:<24} {:>10.2} {:>12.1} {:>12.1}  {}", format!("flow ({} window(s))", r.windows), r.flow_seconds, r.flow_gflop, r.flow_gflops(), of_peak(r.flow_gflops()));
+    println!("{:<24} {:>10.2} {:>12.1} {:>12.1}  {}", "SQ decoder", r.sq_seconds, r.sq_gflop, r.sq_gflops(), of_peak(r.sq_gflops()));
+    println!(
+        "{:<24} {:>10.2} s for {:.2} s of audio: {:.3}x real time (seconds of audio per second of compute); flow {:.0}%, SQ decoder {:.0}%",
+        "total",
+        r.compute_seconds(),
+        r.audio_seconds,
+        r.speed(),
+        100.0 * r.flow_seconds / r.compute_seconds(),
+        100.0 * r.sq_seconds / r.compute_seconds()
+    );
+}

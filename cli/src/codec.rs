@@ -136,27 +136,33 @@ fn decode_on<B: Backend>(b: &B, dir: &Path, tokens: &[Vec<u32>], opts: &DecodeOp
 
 fn synth(args: CodecSynthArgs) -> Result<()> {
     let config = CodecConfig::load(&args.config)?;
-    if args.out.exists() && std::fs::read_dir(&args.out).map(|mut d| d.next().is_some()).unwrap_or(true) {
-        bail!("{}: exists and is not an empty directory", args.out.display());
-    }
-    let parent = args.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = tempfile_dir(parent)?;
-    if let Err(e) = uniaudio_codec::synth::write_synthetic_codec(&config, &tmp) {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e.into());
-    }
-    if args.out.exists() {
-        std::fs::remove_dir(&args.out).with_context(|| format!("replacing empty {}", args.out.display()))?;
-    }
-    std::fs::rename(&tmp, &args.out).with_context(|| format!("renaming to {}", args.out.display()))?;
+    write_new_dir(&args.out, |dir| Ok(uniaudio_codec::synth::write_synthetic_codec(&config, dir)?))?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
+}
+
+/// Fills a temporary directory next to `out` with `fill` and renames it to `out`, which must
+/// not exist or be empty; on failure nothing appears under `out`.
+pub fn write_new_dir(out: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    if out.exists() && std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        bail!("{}: exists and is not an empty directory", out.display());
+    }
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = tempfile_dir(parent)?;
+    if let Err(e) = fill(&tmp) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    if out.exists() {
+        std::fs::remove_dir(out).with_context(|| format!("replacing empty {}", out.display()))?;
+    }
+    std::fs::rename(&tmp, out).with_context(|| format!("renaming to {}", out.display()))
 }
 
 /// A fresh hidden directory next to the destination (same filesystem, so rename works).
 fn tempfile_dir(parent: &Path) -> Result<PathBuf> {
     for i in 0..1000u32 {
-        let p = parent.join(format!(".uniaudio-codec-{}-{i}.tmp", std::process::id()));
+        let p = parent.join(format!(".uniaudio-{}-{i}.tmp", std::process::id()));
         if std::fs::create_dir(&p).is_ok() {
             return Ok(p);
         }

@@ -34,9 +34,19 @@ pub struct ConvertArgs {
     /// Maximum shard size in MiB.
     #[arg(long, default_value_t = 2048)]
     shard_size_mib: usize,
+    /// Convert the codec instead: --checkpoint is ReasoningCodec.checkpoint, --sqcodec the
+    /// SQ-Codec weights, --config the codec config.json; only the decode subset is kept.
+    #[arg(long)]
+    codec: bool,
+    /// sqcodec.pth (with --codec).
+    #[arg(long)]
+    sqcodec: Option<PathBuf>,
 }
 
 pub fn run(args: ConvertArgs) -> Result<()> {
+    if args.codec {
+        return run_codec(&args);
+    }
     let dtype = match &args.dtype {
         None => None,
         Some(s) => match DType::parse(s).filter(|d| d.is_float()) {
@@ -82,5 +92,23 @@ fn check_ids_agree(c: &LmConfig, y: &LlmYaml, path: &std::path::Path) -> Result<
             bail!("{name} is {a} in --config but {b} in {}", path.display());
         }
     }
+    Ok(())
+}
+
+fn run_codec(args: &ConvertArgs) -> Result<()> {
+    let Some(sqcodec) = &args.sqcodec else { bail!("--codec needs --sqcodec sqcodec.pth") };
+    let Some(config_path) = &args.config else { bail!("--codec needs --config with the codec's config.json") };
+    let config = uniaudio_codec::CodecConfig::load(config_path)?;
+    crate::codec::write_new_dir(&args.out, |dir| {
+        let bar = progress::steps(0, "converting codec tensors");
+        let result = uniaudio_codec::convert::convert_codec(&args.checkpoint, sqcodec, &config, dir, &mut |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        });
+        bar.finish_and_clear();
+        result?;
+        Ok(())
+    })?;
+    eprintln!("wrote {}", args.out.display());
     Ok(())
 }

@@ -8,6 +8,7 @@ mod codec;
 mod convert;
 mod generate;
 mod output;
+mod pipeline;
 mod progress;
 mod prompt;
 mod synth;
@@ -17,6 +18,7 @@ mod wav;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use uniaudio_lm::tasks::Task;
 
 #[derive(Parser)]
 #[command(name = "uniaudio", version, about = "UniAudio 2.0 inference runtime")]
@@ -38,6 +40,14 @@ enum Command {
     /// End-to-end benchmark on synthesized models: LM prefill, audio frames and text tokens,
     /// then the codec decoder (flow + SQ decoder).
     Bench(bench::BenchArgs),
+    /// Text to speech: prompt, LM and codec in one run, to a WAV file.
+    Tts(pipeline::PipelineArgs),
+    /// Text to audio (a caption) to a WAV file.
+    Tta(pipeline::PipelineArgs),
+    /// Text to music (a caption) to a WAV file.
+    Ttm(pipeline::PipelineArgs),
+    /// Lyrics to song to a WAV file.
+    Song(pipeline::PipelineArgs),
     /// ReasoningCodec: decode reconstruction tokens to audio.
     #[command(subcommand)]
     Codec(codec::CodecCommand),
@@ -54,6 +64,10 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::BenchGemv(args) => bench_gemv::run(args),
         Command::Codec(cmd) => codec::run(cmd),
+        Command::Tts(args) => pipeline::run(Task::Tts, args),
+        Command::Tta(args) => pipeline::run(Task::Tta, args),
+        Command::Ttm(args) => pipeline::run(Task::Ttm, args),
+        Command::Song(args) => pipeline::run(Task::Lts, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -151,3 +151,84 @@ fn bad_configs_and_weights_are_named() {
     assert!(!o.status.success() && stderr(&o).contains("sqcodec.safetensors"), "{}", stderr(&o));
     assert!(!out.exists());
 }
+
+fn tokenizer_json() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-data/llama3.2-tokenizer.json");
+    assert!(p.is_file(), "{} is missing: run scripts/fetch-test-data (scripts/test does)", p.display());
+    p
+}
+
+/// tts: prompt -> LM (the LM fixture's tiny model) -> codec -> WAV, in one process.
+#[test]
+fn tts_runs_prompt_lm_and_codec_in_one_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lm_dir = tmp.path().join("lm");
+    let lm_config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../lm/tests/fixtures/public/config.json");
+    let o = bin().args(["synth", "--dtype", "bf16", "--config"]).arg(&lm_config).arg("--out").arg(&lm_dir).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A codec whose codebooks cover every id this LM can emit in the reconstruction phase
+    // (its audio vocabulary 14103 minus the offset 4100; unmasked specials included).
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(fixture("config.json")).unwrap()).unwrap();
+    config["rvq"]["codebook_size"] = json!(10003);
+    let config_path = tmp.path().join("codec-config.json");
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let codec = synth(tmp.path(), &config_path);
+    // The fixture's `tts_switch` prompt: its weights are patched so greedy decoding switches
+    // to reconstruction frames at step 6 and stops at step 14.
+    let cases: Value = serde_json::from_str(&std::fs::read_to_string(lm_config.with_file_name("cases.json")).unwrap()).unwrap();
+    let case = cases.as_array().unwrap().iter().find(|c| c["name"] == "tts_switch").unwrap();
+    let prompt = tmp.path().join("prompt.json");
+    std::fs::write(&prompt, json!({ "frames": case["prompt"] }).to_string()).unwrap();
+    let out = tmp.path().join("speech.wav");
+    let run = |codec: &Path, out: &Path| {
+        bin()
+            .args(["tts", "--backend", "cpu", "--text", "Hello there.", "--max-steps", "48", "--steps", "1", "--top-k", "1", "--temperature", "1.0"])
+            .arg("--prompt")
+            .arg(&prompt)
+            .arg("--model")
+            .arg(&lm_dir)
+            .arg("--codec")
+            .arg(codec)
+            .arg("--tokenizer")
+            .arg(tokenizer_json())
+            .arg("-o")
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let o = run(&codec, &out);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (spec, samples) = read_wav(&out);
+    assert_eq!((spec.channels, spec.sample_rate), (1, 24000));
+    // Six reconstruction frames (the fixture's expected output): int(6 / 12.5 · 24000) samples.
+    assert_eq!(samples.len(), 11520);
+    assert!(samples.iter().all(|s| s.is_finite()));
+
+    // The fixture's 128-entry codebooks cannot hold the LM's ids: a clear error, no file.
+    let small = tmp.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let small_codec = synth(&small, &fixture("config.json"));
+    let bad_out = tmp.path().join("bad.wav");
+    let o = run(&small_codec, &bad_out);
+    assert!(!o.status.success() && stderr(&o).contains("outside the codebook"), "{}", stderr(&o));
+    assert!(!bad_out.exists());
+}
+
+/// `uniaudio convert --codec` needs its SQ-Codec file and a codec config, and says so.
+#[test]
+fn convert_codec_names_missing_arguments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = bin().args(["convert", "--codec", "--checkpoint", "x.checkpoint", "--out"]).arg(tmp.path().join("o")).output().unwrap();
+    assert!(!o.status.success() && stderr(&o).contains("--sqcodec"), "{}", stderr(&o));
+    let o = bin().args(["convert", "--codec", "--checkpoint", "x", "--sqcodec", "y", "--out"]).arg(tmp.path().join("o")).output().unwrap();
+    assert!(!o.status.success() && stderr(&o).contains("--config"), "{}", stderr(&o));
+    let o = bin()
+        .args(["convert", "--codec", "--checkpoint", "missing.checkpoint", "--sqcodec", "y", "--config"])
+        .arg(fixture("config.json"))
+        .arg("--out")
+        .arg(tmp.path().join("o"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success() && stderr(&o).contains("missing.checkpoint"), "{}", stderr(&o));
+    assert!(!tmp.path().join("o").exists());
+}

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod convert;
 mod decoder;
 pub mod error;
 mod flow;

@@ -132,6 +132,7 @@ pub fn conv1d(isa: Isa, x: &[f32], w: WeightSlice, bias: Option<WeightSlice>, ou
 }
 
 /// ConvTranspose1d: x [B, L_in, C_in], w [C_out, K, C_in], out [B, L_out, C_out].
+#[allow(clippy::too_many_arguments)]
 pub fn conv_transpose1d(isa: Isa, x: &[f32], w: WeightSlice, bias: Option<WeightSlice>, out: &mut [f32], d: ConvDims, stride: usize, padding: usize) {
     if out.is_empty() {
         return;

@@ -16,8 +16,8 @@ pub enum LinearEpilogue<'a> {
 }
 
 /// out = epilogue(x · wᵀ + bias).  x [M, K], w [N, K], out [M, N].
-pub fn linear(isa: Isa, x: &[f32], k: usize, w: WeightSlice, bias: Option<WeightSlice>, out: &mut [f32], epilogue: LinearEpilogue) {
-    let n = if k == 0 { out.len() } else { w.len() / k };
+#[allow(clippy::too_many_arguments)]
+pub fn linear(isa: Isa, x: &[f32], k: usize, n: usize, w: WeightSlice, bias: Option<WeightSlice>, out: &mut [f32], epilogue: LinearEpilogue) {
     if n == 0 || out.is_empty() {
         return;
     }

@@ -182,7 +182,7 @@ impl Backend for Cpu {
                     Epilogue::Act(f) => linear::LinearEpilogue::Act(f),
                     Epilogue::GatedAdd { gate } => linear::LinearEpilogue::GatedAdd(f32s(gate)),
                 };
-                linear::linear(self.isa, f32s(x), x.dim_back(0), weight_rows(w), bias.map(weight_rows), f32s_mut(out)?, epilogue);
+                linear::linear(self.isa, f32s(x), x.dim_back(0), w.shape()[0], weight_rows(w), bias.map(weight_rows), f32s_mut(out)?, epilogue);
                 Ok(())
             }
             Op::Unary { x, out, f } => elementwise::unary(x, out, f),

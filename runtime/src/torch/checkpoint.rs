@@ -111,6 +111,12 @@ impl TorchCheckpoint {
     /// Anything in it that is not a float tensor (a refused global, a non-tensor value) is
     /// an error naming it.
     pub fn state_dict(&self, key: &str) -> Result<Vec<TorchTensor>> {
+        self.state_dict_where(key, &|_| true)
+    }
+
+    /// As `state_dict`, for the entries whose names `keep` accepts; the others (of any
+    /// type: integer buffers, refused globals) are skipped without being inspected.
+    pub fn state_dict_where(&self, key: &str, keep: &dyn Fn(&str) -> bool) -> Result<Vec<TorchTensor>> {
         let bad = |msg: String| Error::weights(&self.path, msg);
         let Value::Dict(top) = &self.root else {
             return Err(bad(refusal_or("the checkpoint is not a dict", &self.root)));
@@ -124,6 +130,7 @@ impl TorchCheckpoint {
         };
         items
             .iter()
+            .filter(|(k, _)| !matches!(k, Value::Str(name) if !keep(name)))
             .map(|(k, v)| {
                 let Value::Str(name) = k else { return Err(bad(format!("`{key}` has a non-string key"))) };
                 match v {

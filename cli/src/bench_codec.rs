@@ -52,7 +52,7 @@ pub fn run(args: &CodecBenchArgs, opened: &Opened, cache: &std::path::Path) -> R
         return Ok(());
     }
     let Some(preset) = CodecPreset::parse(&args.codec) else { bail!("--codec: expected full, small or none, got `{}`", args.codec) };
-    if args.codec_steps == 0 || !(args.codec_seconds > 0.0) {
+    if args.codec_steps == 0 || !args.codec_seconds.is_finite() || args.codec_seconds <= 0.0 {
         bail!("--codec-steps must be >= 1 and --codec-seconds > 0");
     }
     let dir = preset_dir(cache, preset)?;

@@ -14,7 +14,7 @@ pub struct Step {
 /// from 0, the second half down from 1).
 pub fn linspace01(n: usize) -> Vec<f32> {
     let step = 1.0f32 / n as f32;
-    let half = (n + 1) / 2;
+    let half = n.div_ceil(2);
     (0..=n).map(|i| if i < half { i as f32 * step } else { 1.0 - (n - i) as f32 * step }).collect()
 }
 

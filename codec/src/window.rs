@@ -58,7 +58,7 @@ pub fn plan(c: &CodecConfig, tokens: &[Vec<u32>], mode: StitchMode) -> Plan {
         rows = rows.iter().map(|r| extend(r, w)).collect();
     }
     let l1 = rows[0].len();
-    let l2 = if (l1 - ovl) % hop != 0 { (l1 - ovl).div_ceil(hop) * hop + ovl } else { l1 };
+    let l2 = if !(l1 - ovl).is_multiple_of(hop) { (l1 - ovl).div_ceil(hop) * hop + ovl } else { l1 };
     if l2 != l1 {
         rows = rows.iter().map(|r| extend(r, l2)).collect();
     }

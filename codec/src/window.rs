@@ -110,3 +110,60 @@ pub fn stitch(out: &mut Vec<f32>, y: &[f32], first: bool, p: &Plan) {
     }
     out.extend_from_slice(&y[o..]);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::presets::CodecPreset;
+
+    fn rows(t: usize) -> Vec<Vec<u32>> {
+        (0..8).map(|r| (0..t).map(|i| (r * 1000 + i) as u32).collect()).collect()
+    }
+
+    #[test]
+    fn reference_plan_tiles_extends_and_crops_in_f64() {
+        let c = CodecPreset::Small.config();
+        // Short input: periodic tiling to one window.
+        let p = plan(&c, &rows(13), StitchMode::Reference);
+        assert_eq!(p.starts, vec![0]);
+        assert_eq!(p.tokens[0].len(), 250);
+        assert_eq!(p.tokens[2][13], p.tokens[2][0]);
+        assert_eq!(p.target_len, 24960);
+        // T = 29: int(29 / 12.5 * 24000) = 55679 in f64.
+        assert_eq!(plan(&c, &rows(29), StitchMode::Reference).target_len, 55679);
+        // 400 tokens: extended to 436 = 2·186 + 64, windows at 0 and 186.
+        let p = plan(&c, &rows(400), StitchMode::Reference);
+        assert_eq!((p.tokens[0].len(), p.starts.clone()), (436, vec![0, 186]));
+        assert_eq!((p.prefix_from, p.prefix_frames, p.hop_samples, p.overlap_samples), (468, 32, 360000, 120000));
+    }
+
+    #[test]
+    fn fixed_plan_aligns_prefix_and_hop_with_the_token_hop() {
+        let c = CodecPreset::Small.config();
+        let p = plan(&c, &rows(400), StitchMode::Fixed);
+        // Window k starts 186 tokens = 372 latent frames = 357120 samples after window k-1;
+        // its first 128 frames are window k-1's frames 372..500.
+        assert_eq!((p.prefix_from, p.prefix_frames), (372, 128));
+        assert_eq!((p.hop_samples, p.overlap_samples), (357120, 122880));
+        let mut out = Vec::new();
+        let y0: Vec<f32> = (0..480000).map(|i| i as f32).collect();
+        stitch(&mut out, &y0, true, &p);
+        // A second window holding the same timeline shifted by the hop stitches seamlessly.
+        let y1: Vec<f32> = (0..480000).map(|i| (i + 357120) as f32).collect();
+        stitch(&mut out, &y1, false, &p);
+        assert_eq!(out.len(), 357120 + 480000);
+        assert!(out.iter().enumerate().all(|(i, &v)| (v - i as f32).abs() <= 0.5), "misaligned cross-fade");
+    }
+
+    #[test]
+    fn cross_fade_uses_numpy_linspace() {
+        let c = CodecPreset::Small.config();
+        let p = plan(&c, &rows(400), StitchMode::Reference);
+        let mut out = vec![1.0f32; 480000];
+        stitch(&mut out, &vec![0.0f32; 480000], false, &p);
+        assert_eq!(out.len(), 480000 + 360000);
+        let o = 480000 - 120000;
+        assert_eq!((out[o], out[o + 119999]), (1.0, 0.0));
+        assert_eq!(out[o + 60000], (1.0 - 60000.0 * (1.0 / 119999.0f64)) as f32);
+    }
+}

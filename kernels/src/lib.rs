@@ -16,11 +16,21 @@ macro_rules! wgsl {
     };
 }
 
+macro_rules! cuda {
+    ($($name:literal),* $(,)?) => {
+        &[$(Source { name: $name, text: include_str!(concat!("../cuda/", $name, ".cu")) }),*]
+    };
+}
+
 /// WGSL sources (`kernels/wgsl/`), one per op family.
 pub const WGSL: &[Source] = wgsl!["weights", "embed", "rms_norm", "matmul", "gate_up", "rope", "kv_append", "attention", "elementwise", "softmax", "sample", "activations", "linear", "pointwise", "layer_norm", "conv", "gemm"];
 
-/// CUDA C++ sources (`kernels/cuda/`), compiled to PTX at first use.
-pub const CUDA: &[Source] = &[];
+/// CUDA C++ sources (`kernels/cuda/`), compiled to PTX at first use, each with
+/// `CUDA_COMMON` prepended.
+pub const CUDA: &[Source] = cuda!["embed", "rms_norm", "matmul", "attention", "elementwise", "sample", "conv"];
+
+/// Helpers every CUDA source uses (`kernels/cuda/common.cuh`).
+pub const CUDA_COMMON: &str = include_str!("../cuda/common.cuh");
 
 pub fn wgsl(name: &str) -> Option<&'static Source> {
     WGSL.iter().find(|s| s.name == name)
@@ -28,4 +38,23 @@ pub fn wgsl(name: &str) -> Option<&'static Source> {
 
 pub fn cuda(name: &str) -> Option<&'static Source> {
     CUDA.iter().find(|s| s.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every source file on disk is registered (CI compile-checks the directory; the
+    /// runtime loads the registry).
+    #[test]
+    fn every_cuda_source_is_registered() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cuda");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|n| n.strip_suffix(".cu").map(String::from))
+            .collect();
+        on_disk.sort();
+        let mut registered: Vec<String> = super::CUDA.iter().map(|s| s.name.to_string()).collect();
+        registered.sort();
+        assert_eq!(on_disk, registered);
+    }
 }

@@ -1,0 +1,80 @@
+// rope: rotate-half at per-row positions from a host-built [P, D] cos|sin table.
+// kv_append: cache[g, positions[t], :] = src[t, g, :].
+// attention: GQA over the first kv_len cache rows, one block per (query, head); keys are
+// processed in chunks whose scores sit in shared memory (online softmax across chunks);
+// thread d accumulates output dims d and d + blockDim.x.
+extern "C" __global__ void rope(const float* x, const u32* positions, const float* table, float* out, u32 t, u32 heads, u32 d) {
+    u32 i = grid_index();
+    u32 half = d / 2;
+    if (i >= t * heads * half) return;
+    u32 j = i % half, th = i / half, ti = th / heads;
+    const float* row = table + (u64)positions[ti] * d;
+    float c = row[j], s = row[half + j];
+    u64 base = (u64)th * d;
+    float a = x[base + j], b = x[base + half + j];
+    out[base + j] = a * c - b * s;
+    out[base + half + j] = b * c + a * s;
+}
+
+extern "C" __global__ void kv_append(const float* k, const float* v, const u32* positions, float* kc, float* vc, u32 t, u32 g, u32 d, u32 cap) {
+    u32 i = grid_index();
+    if (i >= t * g * d) return;
+    u32 di = i % d, gi = (i / d) % g, ti = i / (d * g);
+    u64 dst = ((u64)gi * cap + positions[ti]) * d + di;
+    kc[dst] = k[i];
+    vc[dst] = v[i];
+}
+
+#define CHUNK 1024
+extern "C" __global__ void __launch_bounds__(128) attention(const float* q, const float* kc, const float* vc, float* out, u32 t, u32 heads, u32 g, u32 d,
+                                                           u32 cap, u32 kv_len, u32 causal, float scale) {
+    __shared__ float qs[256];
+    __shared__ float scores[CHUNK];
+    __shared__ float scratch[32];
+    u32 bi = block_index();
+    if (bi >= t * heads) return;
+    u32 ti = bi / heads, h = bi % heads, gi = h / (heads / g);
+    u32 visible = causal ? kv_len - t + ti + 1 : kv_len;
+    const float* qr = q + (u64)bi * d;
+    for (u32 i = threadIdx.x; i < d; i += blockDim.x) qs[i] = qr[i];
+    __syncthreads();
+    const float* kb = kc + (u64)gi * cap * d;
+    const float* vb = vc + (u64)gi * cap * d;
+    float m = -3.402823466e38f, l = 0.0f, acc0 = 0.0f, acc1 = 0.0f;
+    u32 d0 = threadIdx.x, d1 = threadIdx.x + blockDim.x;
+    for (u32 c0 = 0; c0 < visible; c0 += CHUNK) {
+        u32 len = min(CHUNK, visible - c0);
+        float local_max = -3.402823466e38f;
+        for (u32 j = threadIdx.x; j < len; j += blockDim.x) {
+            const float* kr = kb + (u64)(c0 + j) * d;
+            float s = 0.0f;
+            for (u32 i = 0; i < d; i++) s += qs[i] * kr[i];
+            s *= scale;
+            scores[j] = s;
+            local_max = fmaxf(local_max, s);
+        }
+        float m_new = fmaxf(m, block_max(local_max, scratch));
+        float correction = expf(m - m_new);
+        float local_sum = 0.0f;
+        for (u32 j = threadIdx.x; j < len; j += blockDim.x) {
+            float p = expf(scores[j] - m_new);
+            scores[j] = p;
+            local_sum += p;
+        }
+        l = l * correction + block_sum(local_sum, scratch);
+        acc0 *= correction;
+        acc1 *= correction;
+        __syncthreads();
+        for (u32 j = 0; j < len; j++) {
+            const float* vr = vb + (u64)(c0 + j) * d;
+            float p = scores[j];
+            if (d0 < d) acc0 += p * vr[d0];
+            if (d1 < d) acc1 += p * vr[d1];
+        }
+        m = m_new;
+        __syncthreads();
+    }
+    float* o = out + (u64)bi * d;
+    if (d0 < d) o[d0] = acc0 / l;
+    if (d1 < d) o[d1] = acc1 / l;
+}

@@ -1,0 +1,134 @@
+// Matrix products with weights in their stored dtype, f32 accumulation.
+//   gemv_*:        out[m, n] (+)= x[m, :] . w[n, :]  (w [N, K]); one warp per output, 8 per
+//                  block; 128-bit weight loads when rows are 16-byte aligned (`vec`).
+//   gemm_*:        the same for many rows: 64x64 output tiles, 4x4 per thread, 16-deep
+//                  shared-memory slices; epilogue bias, activation, gate (out += g*y) or
+//                  accumulate. Also serves `linear`.
+//   matmul_in_out_*: w [K, N]; one thread per output, adjacent threads adjacent columns.
+//   gate_up_*:     out[m, f] = silu(x . w_gate[f]) * (x . w_up[f]); one warp per output.
+
+__device__ __forceinline__ float dot8(uint4 p, float4 a, float4 b, bf16_t) {
+    return __uint_as_float(p.x << 16) * a.x + __uint_as_float(p.x & 0xffff0000u) * a.y
+         + __uint_as_float(p.y << 16) * a.z + __uint_as_float(p.y & 0xffff0000u) * a.w
+         + __uint_as_float(p.z << 16) * b.x + __uint_as_float(p.z & 0xffff0000u) * b.y
+         + __uint_as_float(p.w << 16) * b.z + __uint_as_float(p.w & 0xffff0000u) * b.w;
+}
+
+__device__ __forceinline__ float half_lo(u32 v) { f16_t h; h.bits = (u16)(v & 0xffffu); return widen(h); }
+__device__ __forceinline__ float half_hi(u32 v) { f16_t h; h.bits = (u16)(v >> 16); return widen(h); }
+
+__device__ __forceinline__ float dot8(uint4 p, float4 a, float4 b, f16_t) {
+    return half_lo(p.x) * a.x + half_hi(p.x) * a.y + half_lo(p.y) * a.z + half_hi(p.y) * a.w
+         + half_lo(p.z) * b.x + half_hi(p.z) * b.y + half_lo(p.w) * b.z + half_hi(p.w) * b.w;
+}
+
+// Never reached (f32 rows use 4-wide loads); present so the template instantiates.
+__device__ __forceinline__ float dot8(uint4, float4, float4, float) { return 0.0f; }
+
+// One warp's share of w_row . x over k (lane-strided), summed over the warp.
+template <typename W>
+__device__ float warp_dot(const W* w, const float* x, u32 k, bool vec) {
+    int lane = threadIdx.x & 31;
+    float acc = 0.0f;
+    if (vec) {
+        // 8 elements per 16 bytes for 16-bit weights, 4 for f32.
+        const u32 per = 16 / sizeof(W);
+        const uint4* w4 = (const uint4*)w;
+        u32 chunks = k / per;
+        for (u32 i = lane; i < chunks; i += 32) {
+            uint4 p = w4[i];
+            if (per == 4) {
+                float4 a = ((const float4*)x)[i];
+                acc += __uint_as_float(p.x) * a.x + __uint_as_float(p.y) * a.y + __uint_as_float(p.z) * a.z + __uint_as_float(p.w) * a.w;
+            } else {
+                acc += dot8(p, ((const float4*)x)[2 * i], ((const float4*)x)[2 * i + 1], W());
+            }
+        }
+        for (u32 i = chunks * per + lane; i < k; i += 32) acc += widen(w[i]) * x[i];
+    } else {
+        for (u32 i = lane; i < k; i += 32) acc += widen(w[i]) * x[i];
+    }
+    return warp_sum(acc);
+}
+
+template <typename W>
+__device__ void gemv(const W* w, const float* x, float* out, u32 m, u32 n, u32 k, u32 accumulate, u32 vec) {
+    u32 id = block_index() * 8 + (threadIdx.x >> 5);
+    if (id >= m * n) return;
+    u32 row = id % n, mi = id / n;
+    float d = warp_dot(w + (u64)row * k, x + (u64)mi * k, k, vec != 0);
+    if ((threadIdx.x & 31) == 0) out[(u64)mi * n + row] = (accumulate ? out[(u64)mi * n + row] : 0.0f) + d;
+}
+
+#define TILE 64
+#define TK 16
+template <typename W>
+__device__ void gemm(const float* x, const W* w, const W* bias, const float* gate, float* out, u32 m, u32 n, u32 k, u32 act, float levels, u32 accumulate) {
+    __shared__ float a_tile[TILE * TK];
+    __shared__ float w_tile[TILE * TK];
+    u32 tiles_n = (n + TILE - 1) / TILE;
+    u32 group = block_index();
+    u32 m0 = (group / tiles_n) * TILE, n0 = (group % tiles_n) * TILE;
+    if (m0 >= m) return;
+    u32 tx = threadIdx.x, ty = threadIdx.y, t = ty * 16 + tx;
+    float acc[4][4] = {};
+    for (u32 k0 = 0; k0 < k; k0 += TK) {
+        for (u32 e = 0; e < 4; e++) {
+            u32 idx = t + e * 256, r = idx / TK, c = idx % TK, kk = k0 + c;
+            a_tile[idx] = (m0 + r < m && kk < k) ? x[(u64)(m0 + r) * k + kk] : 0.0f;
+            w_tile[idx] = (n0 + r < n && kk < k) ? widen(w[(u64)(n0 + r) * k + kk]) : 0.0f;
+        }
+        __syncthreads();
+        #pragma unroll
+        for (u32 kk = 0; kk < TK; kk++) {
+            float a[4], b[4];
+            #pragma unroll
+            for (u32 i = 0; i < 4; i++) { a[i] = a_tile[(ty + 16 * i) * TK + kk]; b[i] = w_tile[(tx + 16 * i) * TK + kk]; }
+            #pragma unroll
+            for (u32 i = 0; i < 4; i++)
+                #pragma unroll
+                for (u32 j = 0; j < 4; j++) acc[i][j] += a[i] * b[j];
+        }
+        __syncthreads();
+    }
+    for (u32 i = 0; i < 4; i++) {
+        u32 row = m0 + ty + 16 * i;
+        for (u32 j = 0; j < 4; j++) {
+            u32 col = n0 + tx + 16 * j;
+            if (row >= m || col >= n) continue;
+            float y = acc[i][j] + (bias ? widen(bias[col]) : 0.0f);
+            y = activate(y, act, levels);
+            u64 o = (u64)row * n + col;
+            if (gate) out[o] += gate[col] * y;
+            else out[o] = accumulate ? out[o] + y : y;
+        }
+    }
+}
+
+template <typename W>
+__device__ void matmul_in_out(const W* w, const float* x, float* out, u32 m, u32 n, u32 k, u32 accumulate) {
+    u32 id = grid_index();
+    if (id >= m * n) return;
+    u32 col = id % n, mi = id / n;
+    float acc = 0.0f;
+    for (u32 i = 0; i < k; i++) acc += x[(u64)mi * k + i] * widen(w[(u64)i * n + col]);
+    out[id] = (accumulate ? out[id] : 0.0f) + acc;
+}
+
+template <typename W>
+__device__ void gate_up(const W* wg, const W* wu, const float* x, float* out, u32 m, u32 f, u32 k, u32 vec) {
+    u32 id = block_index() * 8 + (threadIdx.x >> 5);
+    if (id >= m * f) return;
+    u32 row = id % f, mi = id / f;
+    float g = warp_dot(wg + (u64)row * k, x + (u64)mi * k, k, vec != 0);
+    float u = warp_dot(wu + (u64)row * k, x + (u64)mi * k, k, vec != 0);
+    if ((threadIdx.x & 31) == 0) out[id] = (g / (1.0f + expf(-g))) * u;
+}
+
+#define MATMUL(S, W) \
+    extern "C" __global__ void __launch_bounds__(256) gemv_##S(const W* w, const float* x, float* out, u32 m, u32 n, u32 k, u32 acc, u32 vec) { gemv(w, x, out, m, n, k, acc, vec); } \
+    extern "C" __global__ void __launch_bounds__(256) gemm_##S(const float* x, const W* w, const W* bias, const float* gate, float* out, u32 m, u32 n, u32 k, u32 act, float levels, u32 acc) { \
+        gemm(x, w, bias, gate, out, m, n, k, act, levels, acc); } \
+    extern "C" __global__ void matmul_in_out_##S(const W* w, const float* x, float* out, u32 m, u32 n, u32 k, u32 acc) { matmul_in_out(w, x, out, m, n, k, acc); } \
+    extern "C" __global__ void __launch_bounds__(256) gate_up_##S(const W* wg, const W* wu, const float* x, float* out, u32 m, u32 f, u32 k, u32 vec) { gate_up(wg, wu, x, out, m, f, k, vec); }
+FOR_WEIGHT_TYPES(MATMUL)

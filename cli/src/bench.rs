@@ -118,6 +118,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
             let bw = g.measure_copy_bandwidth(256 << 20, 5)?;
             bench_on(g, &args, &label, &dir, dtype, &description, bw, "device copy bandwidth, best of 5 copies of 256 MiB")?
         }
+        Opened::Cuda(g) => {
+            let bw = g.measure_copy_bandwidth(1 << 30, 5)?;
+            bench_on(g, &args, &label, &dir, dtype, &description, bw, "device copy bandwidth, best of 5 copies of 1 GiB")?
+        }
     }
     crate::bench_codec::run(&args.codec, &opened, &cache_dir())
 }

@@ -59,6 +59,7 @@ pub fn run(args: &CodecBenchArgs, opened: &Opened, cache: &std::path::Path) -> R
     match opened {
         Opened::Cpu(b) => bench_on(b, args, preset, &dir, Some(measure_fma_peak(b.isa(), 3))),
         Opened::Wgpu(g) => bench_on(g, args, preset, &dir, None),
+        Opened::Cuda(g) => bench_on(g, args, preset, &dir, None),
     }
 }
 

@@ -117,6 +117,7 @@ fn decode(args: DecodeArgs) -> Result<()> {
     let (audio, rate) = match &opened {
         Opened::Cpu(b) => decode_on(b, &args.codec, &tokens, &opts)?,
         Opened::Wgpu(b) => decode_on(b, &args.codec, &tokens, &opts)?,
+        Opened::Cuda(b) => decode_on(b, &args.codec, &tokens, &opts)?,
     };
     target.write(&audio, rate, args.pcm16)?;
     eprintln!("wrote {} ({} samples, {:.2} s)", args.out.display(), audio.len(), audio.len() as f64 / rate as f64);

@@ -63,6 +63,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     match args.backend.open()? {
         Opened::Cpu(b) => run_on(&b, &args, &prompt, &opts),
         Opened::Wgpu(b) => run_on(&b, &args, &prompt, &opts),
+        Opened::Cuda(b) => run_on(&b, &args, &prompt, &opts),
     }
 }
 

@@ -106,6 +106,7 @@ pub fn run(task: Task, args: PipelineArgs) -> Result<()> {
     let (audio, rate) = match &opened {
         Opened::Cpu(b) => run_on(b, &args, &prompt.frames, &opts, &decode)?,
         Opened::Wgpu(b) => run_on(b, &args, &prompt.frames, &opts, &decode)?,
+        Opened::Cuda(b) => run_on(b, &args, &prompt.frames, &opts, &decode)?,
     };
     target.write(&audio, rate, args.pcm16)?;
     eprintln!("wrote {} ({:.2} s)", args.out.display(), audio.len() as f64 / rate as f64);

@@ -83,3 +83,11 @@ fn public_fixture_wgpu() {
         }
     }
 }
+
+#[test]
+fn public_fixture_cuda() {
+    match uniaudio_runtime::Cuda::new() {
+        Ok(gpu) => run_cases(&gpu, &format!("cuda/{}", gpu.describe()), None),
+        Err(e) => println!("SKIPPED (no CUDA device): {e}"),
+    }
+}

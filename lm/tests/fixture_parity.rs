@@ -9,7 +9,7 @@ use serde_json::Value;
 use uniaudio_lm::synth::InitSpec;
 use uniaudio_lm::synth_dir::write_synthetic_model;
 use uniaudio_lm::{generate, Frame, GenerateOptions, LmConfig, OutputKind, StopReason, UniAudioLm};
-use uniaudio_runtime::{ops, Backend, Cpu, DType, Wgpu};
+use uniaudio_runtime::{ops, Backend, Cpu, Cuda, DType, Wgpu};
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/public")
@@ -60,6 +60,31 @@ fn wgpu_or_skip() -> Option<Wgpu> {
             println!("SKIPPED wgpu parity: {e}");
             None
         }
+    }
+}
+
+/// The CUDA device, or a printed reason why these tests did not run on it.
+fn cuda_or_skip() -> Option<Cuda> {
+    match Cuda::new() {
+        Ok(gpu) => Some(gpu),
+        Err(e) => {
+            println!("SKIPPED (no CUDA device): {e}");
+            None
+        }
+    }
+}
+
+#[test]
+fn greedy_outputs_match_the_reference_on_cuda() {
+    if let Some(gpu) = cuda_or_skip() {
+        greedy_outputs_on(&gpu, &synthesize());
+    }
+}
+
+#[test]
+fn hidden_state_and_logit_probes_match_on_cuda() {
+    if let Some(gpu) = cuda_or_skip() {
+        probes_on(&gpu, &synthesize());
     }
 }
 

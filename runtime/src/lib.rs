@@ -9,6 +9,7 @@ mod aligned;
 mod backend;
 pub mod bench;
 pub mod cpu;
+pub mod cuda;
 pub mod dtype;
 mod error;
 pub mod op;
@@ -23,6 +24,7 @@ pub mod wgpu;
 
 pub use backend::Backend;
 pub use cpu::Cpu;
+pub use crate::cuda::Cuda;
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use op::{ConvParams, Epilogue, Op, PreluSlope, SampleParams, UnaryFn, WeightLayout};

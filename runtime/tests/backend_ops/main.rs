@@ -7,7 +7,7 @@ mod harness;
 mod reference;
 
 use uniaudio_runtime::cpu::Isa;
-use uniaudio_runtime::{Backend, Cpu, Wgpu, WgpuOptions};
+use uniaudio_runtime::{Backend, Cpu, Cuda, Wgpu, WgpuOptions};
 
 use harness::Report;
 
@@ -50,6 +50,10 @@ fn backend_ops_all_backends() {
             Err(e) => skip_wgpu(&e.to_string()),
         }
     }
+    match Cuda::new() {
+        Ok(gpu) => run_all(&format!("cuda/{}", gpu.describe()), &gpu, &mut report),
+        Err(e) => println!("SKIPPED (no CUDA device): {e}"),
+    }
     println!("backend ops: {} passed, {} failed, {} unsupported", report.passed, report.failed.len(), report.unsupported);
     assert!(report.passed > 0, "no case ran");
     assert!(report.failed.is_empty(), "{} cases failed:\n{}", report.failed.len(), report.failed.join("\n"));
@@ -89,6 +93,10 @@ fn sampling_follows_softmax_of_top_k() {
     match Wgpu::new() {
         Ok(gpu) => sampling_distribution(&gpu),
         Err(e) => skip_wgpu(&e.to_string()),
+    }
+    match Cuda::new() {
+        Ok(gpu) => sampling_distribution(&gpu),
+        Err(e) => println!("SKIPPED (no CUDA device): {e}"),
     }
 }
 

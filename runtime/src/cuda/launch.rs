@@ -1,0 +1,233 @@
+//! Maps each op to its CUDA kernel: function, arguments (device addresses and scalars,
+//! in the kernel's parameter order) and launch geometry.
+
+use cudarc::driver::{LaunchConfig, PushKernelArg};
+
+use super::{addr, err, Cuda};
+use crate::op::{Epilogue, Op, UnaryFn, WeightLayout};
+use crate::{DType, Result, Tensor};
+
+/// One kernel argument by value.
+enum Arg {
+    U32(u32),
+    F32(f32),
+    Ptr(u64),
+}
+
+fn p(t: &Tensor<Cuda>) -> Arg {
+    Arg::Ptr(addr(t))
+}
+
+fn opt(t: Option<&Tensor<Cuda>>) -> Arg {
+    Arg::Ptr(t.map_or(0, addr))
+}
+
+fn u(x: usize) -> Arg {
+    Arg::U32(x as u32)
+}
+
+fn suffix(t: &Tensor<Cuda>) -> &'static str {
+    match t.dtype() {
+        DType::F16 => "f16",
+        DType::BF16 => "bf16",
+        _ => "f32",
+    }
+}
+
+fn act_code(f: Option<UnaryFn>) -> (u32, f32) {
+    match f {
+        None => (0, 0.0),
+        Some(UnaryFn::GeluTanh) => (1, 0.0),
+        Some(UnaryFn::Silu) => (2, 0.0),
+        Some(UnaryFn::RoundToLevels(l)) => (3, l),
+    }
+}
+
+fn linear_blocks(n: usize, per_block: usize) -> LaunchConfig {
+    LaunchConfig { grid_dim: (n.div_ceil(per_block).max(1) as u32, 1, 1), block_dim: (per_block as u32, 1, 1), shared_mem_bytes: 0 }
+}
+
+fn per_row(rows: usize, threads: u32) -> LaunchConfig {
+    LaunchConfig { grid_dim: (rows.max(1) as u32, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 }
+}
+
+/// Eight warps, one output each.
+fn warps(outputs: usize) -> LaunchConfig {
+    LaunchConfig { grid_dim: (outputs.div_ceil(8).max(1) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
+}
+
+/// 64x64 output tiles of 16x16 threads.
+fn tiles(m: usize, n: usize) -> LaunchConfig {
+    LaunchConfig { grid_dim: ((m.div_ceil(64) * n.div_ceil(64)).max(1) as u32, 1, 1), block_dim: (16, 16, 1), shared_mem_bytes: 0 }
+}
+
+/// 128-bit loads need 16-byte aligned rows of both operands.
+fn vectorisable(w: &Tensor<Cuda>, x: &Tensor<Cuda>, k: usize) -> u32 {
+    let row_bytes = k * w.dtype().size_bytes();
+    (addr(w) % 16 == 0 && row_bytes % 16 == 0 && addr(x) % 16 == 0 && (k * 4) % 16 == 0) as u32
+}
+
+pub(crate) fn supports(op: &Op<'_, Cuda>) -> bool {
+    let tensors: Vec<&Tensor<Cuda>> = op.inputs().into_iter().map(|(_, t)| t).chain(op.outputs()).collect();
+    if tensors.iter().any(|t| t.numel() > u32::MAX as usize) {
+        return false;
+    }
+    match *op {
+        Op::Attention { q, .. } => q.shape()[2] <= 256,
+        Op::Linear { w, bias: Some(b), .. } | Op::Conv1d { w, bias: Some(b), .. } | Op::ConvTranspose1d { w, bias: Some(b), .. } => b.dtype() == w.dtype(),
+        _ => true,
+    }
+}
+
+pub(crate) fn exec(c: &Cuda, op: &Op<'_, Cuda>) -> Result<()> {
+    let (file, name, args, cfg): (&'static str, String, Vec<Arg>, LaunchConfig) = match *op {
+        Op::EmbedRows { table, ids, out } => {
+            let (n, cols) = (ids.numel(), table.shape()[1]);
+            ("embed", format!("embed_rows_{}", suffix(table)), vec![p(table), p(ids), p(out), u(n), u(cols)], linear_blocks(n * cols, 256))
+        }
+        Op::EmbedCodebookSum { table, codes, mask, card, out } => {
+            let (frames, books, cols) = (codes.shape()[0], codes.shape()[1], table.shape()[1]);
+            let args = vec![p(table), p(codes), p(mask), p(out), u(frames), u(cols), u(books), u(card)];
+            ("embed", format!("embed_codebook_sum_{}", suffix(table)), args, linear_blocks(frames * cols, 256))
+        }
+        Op::RmsNorm { x, weight, out, eps } => {
+            let (rows, cols) = (x.rows(), x.dim_back(0));
+            ("rms_norm", format!("rms_norm_{}", suffix(weight)), vec![p(x), p(weight), p(out), u(rows), u(cols), Arg::F32(eps)], per_row(rows, 256))
+        }
+        Op::MatMul { x, w, out, layout: WeightLayout::OutIn, accumulate } => {
+            let (m, k, n) = (x.shape()[0], x.shape()[1], out.shape()[1]);
+            if m <= 8 {
+                let args = vec![p(w), p(x), p(out), u(m), u(n), u(k), Arg::U32(accumulate as u32), Arg::U32(vectorisable(w, x, k))];
+                ("matmul", format!("gemv_{}", suffix(w)), args, warps(m * n))
+            } else {
+                let args = vec![p(x), p(w), Arg::Ptr(0), Arg::Ptr(0), p(out), u(m), u(n), u(k), Arg::U32(0), Arg::F32(0.0), Arg::U32(accumulate as u32)];
+                ("matmul", format!("gemm_{}", suffix(w)), args, tiles(m, n))
+            }
+        }
+        Op::MatMul { x, w, out, layout: WeightLayout::InOut, accumulate } => {
+            let (m, k, n) = (x.shape()[0], x.shape()[1], out.shape()[1]);
+            let args = vec![p(w), p(x), p(out), u(m), u(n), u(k), Arg::U32(accumulate as u32)];
+            ("matmul", format!("matmul_in_out_{}", suffix(w)), args, linear_blocks(m * n, 256))
+        }
+        Op::GateUp { x, w_gate, w_up, out } => {
+            let (m, k, f) = (x.shape()[0], x.shape()[1], out.shape()[1]);
+            let vec = vectorisable(w_gate, x, k) & vectorisable(w_up, x, k);
+            let args = vec![p(w_gate), p(w_up), p(x), p(out), u(m), u(f), u(k), Arg::U32(vec)];
+            ("matmul", format!("gate_up_{}", suffix(w_gate)), args, warps(m * f))
+        }
+        Op::Rope { x, positions, table, out } => {
+            let (t, heads, d) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+            ("attention", "rope".into(), vec![p(x), p(positions), p(table), p(out), u(t), u(heads), u(d)], linear_blocks(t * heads * d / 2, 256))
+        }
+        Op::KvAppend { k, v, positions, k_cache, v_cache } => {
+            let (t, g, d) = (k.shape()[0], k.shape()[1], k.shape()[2]);
+            let args = vec![p(k), p(v), p(positions), p(k_cache), p(v_cache), u(t), u(g), u(d), u(k_cache.shape()[1])];
+            ("attention", "kv_append".into(), args, linear_blocks(t * g * d, 256))
+        }
+        Op::Attention { q, k_cache, v_cache, out, kv_len, causal } => {
+            let (t, heads, d) = (q.shape()[0], q.shape()[1], q.shape()[2]);
+            let (g, cap) = (k_cache.shape()[0], k_cache.shape()[1]);
+            let scale = 1.0 / (d as f32).sqrt();
+            let args = vec![p(q), p(k_cache), p(v_cache), p(out), u(t), u(heads), u(g), u(d), u(cap), u(kv_len), Arg::U32(causal as u32), Arg::F32(scale)];
+            ("attention", "attention".into(), args, per_row(t * heads, 128))
+        }
+        Op::Add { a, b, out } => ("elementwise", "add".into(), vec![p(a), p(b), p(out), u(a.numel())], linear_blocks(a.numel(), 256)),
+        Op::SwiGlu { gate, up, out } => ("elementwise", "swiglu".into(), vec![p(gate), p(up), p(out), u(gate.numel())], linear_blocks(gate.numel(), 256)),
+        Op::Guidance { cond, uncond, scale, out } => {
+            ("elementwise", "guidance".into(), vec![p(cond), p(uncond), p(out), u(cond.numel()), Arg::F32(scale)], linear_blocks(cond.numel(), 256))
+        }
+        Op::SelectRows { mask, a, b, out } => {
+            let args = vec![p(mask), p(a), p(b), p(out), u(a.numel()), u(a.dim_back(0).max(1))];
+            ("elementwise", "select_rows".into(), args, linear_blocks(a.numel(), 256))
+        }
+        Op::Softmax { x, out } => ("elementwise", "softmax".into(), vec![p(x), p(out), u(x.rows()), u(x.dim_back(0))], per_row(x.rows(), 256)),
+        Op::Argmax { x, out } => ("sample", "argmax".into(), vec![p(x), p(out), u(x.rows()), u(x.dim_back(0))], per_row(x.rows(), 256)),
+        Op::TopKSample { logits, out, params: s } => {
+            let args = vec![
+                p(logits),
+                p(out),
+                u(logits.rows()),
+                u(logits.dim_back(0)),
+                u(s.top_k.min(u32::MAX as usize)),
+                u(s.forbid_below),
+                Arg::F32(s.temperature),
+                Arg::U32(s.seed as u32),
+                Arg::U32((s.seed >> 32) as u32),
+                Arg::U32(s.counter as u32),
+                Arg::U32((s.counter >> 32) as u32),
+            ];
+            ("sample", "top_k_sample".into(), args, per_row(logits.rows(), 256))
+        }
+        Op::Linear { x, w, bias, out, epilogue } => {
+            let (m, k, n) = (x.shape()[0], x.shape()[1], out.shape()[1]);
+            let (act, gate) = match epilogue {
+                Epilogue::Store => (None, None),
+                Epilogue::Act(f) => (Some(f), None),
+                Epilogue::GatedAdd { gate } => (None, Some(gate)),
+            };
+            let (code, levels) = act_code(act);
+            let args = vec![p(x), p(w), opt(bias), opt(gate), p(out), u(m), u(n), u(k), Arg::U32(code), Arg::F32(levels), Arg::U32(0)];
+            ("matmul", format!("gemm_{}", suffix(w)), args, tiles(m, n))
+        }
+        Op::Unary { x, out, f } => {
+            let (code, levels) = act_code(Some(f));
+            ("elementwise", "unary".into(), vec![p(x), p(out), u(x.numel()), Arg::U32(code), Arg::F32(levels)], linear_blocks(x.numel(), 256))
+        }
+        Op::Blend { a, b, wa, wb, out } => {
+            ("elementwise", "blend".into(), vec![p(a), p(b), p(out), u(a.numel()), Arg::F32(wa), Arg::F32(wb)], linear_blocks(a.numel(), 256))
+        }
+        Op::EulerCfg { x, cond, uncond, scale, dt } => {
+            ("elementwise", "euler_cfg".into(), vec![p(x), p(cond), p(uncond), u(x.numel()), Arg::F32(scale), Arg::F32(dt)], linear_blocks(x.numel(), 256))
+        }
+        Op::LayerNormModulate { x, shift, scale, out, eps } => {
+            let (rows, cols) = (x.rows(), x.dim_back(0));
+            let args = vec![p(x), p(shift), p(scale), p(out), u(rows), u(cols), Arg::F32(eps)];
+            ("elementwise", "layer_norm_modulate".into(), args, per_row(rows, 256))
+        }
+        Op::Conv1d { x, w, bias, out, conv } => {
+            let (batch, l_in, c_in) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+            let (l_out, c_out, k) = (out.shape()[1], out.shape()[2], w.shape()[1]);
+            let slope = conv.prelu.map_or(0.0, |s| s.get());
+            let args = vec![
+                p(x),
+                p(w),
+                opt(bias),
+                p(out),
+                u(batch),
+                u(l_in),
+                u(c_in),
+                u(l_out),
+                u(c_out),
+                u(k),
+                u(conv.dilation),
+                u(conv.pad_left),
+                u(conv.upsample),
+                Arg::U32(conv.prelu.is_some() as u32),
+                Arg::F32(slope),
+                Arg::U32(conv.accumulate as u32),
+            ];
+            ("conv", format!("conv1d_{}", suffix(w)), args, linear_blocks(out.numel(), 128))
+        }
+        Op::ConvTranspose1d { x, w, bias, out, stride, padding } => {
+            let (batch, l_in, c_in) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+            let (l_out, c_out, k) = (out.shape()[1], out.shape()[2], w.shape()[1]);
+            let args = vec![p(x), p(w), opt(bias), p(out), u(batch), u(l_in), u(c_in), u(l_out), u(c_out), u(k), u(stride), u(padding)];
+            ("conv", format!("conv_transpose1d_{}", suffix(w)), args, linear_blocks(out.numel(), 128))
+        }
+    };
+    if op.outputs().iter().all(|t| t.numel() == 0) {
+        return Ok(());
+    }
+    let f = c.function(file, &name)?;
+    let mut builder = c.stream().launch_builder(&f);
+    for a in &args {
+        match a {
+            Arg::U32(v) => builder.arg(v),
+            Arg::F32(v) => builder.arg(v),
+            Arg::Ptr(v) => builder.arg(v),
+        };
+    }
+    // SAFETY: the arguments follow the kernel's parameter list in `kernels/cuda/<file>.cu`;
+    // every address lies inside its tensor's allocation (validated op, checked views).
+    unsafe { builder.launch(cfg) }.map(|_| ()).map_err(|e| err(format!("launching {name}: {e}")))
+}

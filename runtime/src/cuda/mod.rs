@@ -1,0 +1,202 @@
+//! The CUDA backend: hand-written kernels (`kernels/cuda/`) through cudarc, loaded
+//! dynamically so the project builds and runs without CUDA; only the NVIDIA driver and
+//! NVRTC are needed at run time.
+//!
+//! Kernels are compiled with NVRTC on first use for the device's architecture and cached
+//! on disk as PTX keyed by a hash of the source and the architecture
+//! (`$UNIAUDIO_CACHE_DIR/ptx`, or `~/.cache/uniaudio/ptx`). All work goes to one stream;
+//! `download` and `sync` are the only points that wait.
+
+mod buffer;
+mod launch;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, DevicePtr};
+
+pub use buffer::CudaBuffer;
+
+use crate::op::{Op, ValidOp};
+use crate::{Backend, DType, Error, Result, Tensor};
+
+fn err(msg: impl Into<String>) -> Error {
+    Error::Backend { backend: "cuda", msg: msg.into() }
+}
+
+pub struct Cuda {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    arch: u32,
+    name: String,
+    modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
+    functions: Mutex<HashMap<String, CudaFunction>>,
+}
+
+impl Cuda {
+    /// Device 0, or an error saying why there is none (no driver, no device).
+    pub fn new() -> Result<Self> {
+        // SAFETY: only probes whether the driver library can be loaded.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return Err(err("no NVIDIA driver found (libcuda.so could not be loaded)"));
+        }
+        let ctx = CudaContext::new(0).map_err(|e| err(format!("cannot open device 0: {e}")))?;
+        let (major, minor) = ctx.compute_capability().map_err(|e| err(e.to_string()))?;
+        let name = ctx.name().unwrap_or_else(|_| "unknown NVIDIA GPU".into());
+        let stream = ctx.default_stream();
+        Ok(Cuda { ctx, stream, arch: (major * 10 + minor) as u32, name, modules: Mutex::new(HashMap::new()), functions: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn describe(&self) -> String {
+        format!("{} (sm_{})", self.name, self.arch)
+    }
+
+    fn cache_dir() -> PathBuf {
+        if let Some(d) = std::env::var_os("UNIAUDIO_CACHE_DIR") {
+            return PathBuf::from(d).join("ptx");
+        }
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .unwrap_or_else(std::env::temp_dir);
+        base.join("uniaudio").join("ptx")
+    }
+
+    /// The PTX of one source file for this device, from the cache or NVRTC.
+    fn ptx(&self, file: &'static str) -> Result<String> {
+        let source = uniaudio_kernels::cuda(file).ok_or_else(|| err(format!("no CUDA source `{file}`")))?;
+        let text = format!("{}\n{}", uniaudio_kernels::CUDA_COMMON, source.text);
+        let key = crate::synth::fnv1a64(format!("{}|{}", self.arch, text).as_bytes());
+        let path = Self::cache_dir().join(format!("{file}-{key:016x}-sm{}.ptx", self.arch));
+        if let Ok(ptx) = std::fs::read_to_string(&path) {
+            return Ok(ptx);
+        }
+        // SAFETY: only probes whether the NVRTC library can be loaded.
+        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+            return Err(err(format!("NVRTC (libnvrtc.so) is needed once to compile `{file}.cu`; install the CUDA runtime or pip nvidia-cuda-nvrtc-cu12")));
+        }
+        let arch = self.arch.min(90);
+        let opts = cudarc::nvrtc::CompileOptions { options: vec![format!("--gpu-architecture=compute_{arch}"), "--std=c++17".into()], ..Default::default() };
+        let ptx = cudarc::nvrtc::compile_ptx_with_opts(&text, opts).map_err(|e| err(format!("compiling {file}.cu: {e}")))?.to_src();
+        // A failed cache write only costs a recompile next time.
+        if std::fs::create_dir_all(path.parent().expect("cache path has a parent")).is_ok() {
+            let tmp = path.with_extension("ptx.tmp");
+            if std::fs::write(&tmp, &ptx).is_ok() {
+                let _ = std::fs::rename(&tmp, &path);
+            }
+        }
+        Ok(ptx)
+    }
+
+    pub(crate) fn function(&self, file: &'static str, name: &str) -> Result<CudaFunction> {
+        let key = format!("{file}/{name}");
+        if let Some(f) = self.functions.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(f.clone());
+        }
+        let module = {
+            let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
+            match modules.get(file) {
+                Some(m) => m.clone(),
+                None => {
+                    let m = self.ctx.load_module(cudarc::nvrtc::Ptx::from_src(self.ptx(file)?)).map_err(|e| err(format!("loading {file}: {e}")))?;
+                    modules.insert(file, m.clone());
+                    m
+                }
+            }
+        };
+        let f = module.load_function(name).map_err(|e| err(format!("{file}.cu has no kernel `{name}`: {e}")))?;
+        self.functions.lock().unwrap_or_else(|p| p.into_inner()).insert(key, f.clone());
+        Ok(f)
+    }
+
+    /// Device-to-device copy bandwidth (bytes read + written per second), best of `reps`.
+    pub fn measure_copy_bandwidth(&self, bytes: usize, reps: usize) -> Result<f64> {
+        let (src, dst) = (self.buffer(bytes)?, self.buffer(bytes)?);
+        let mut best = f64::INFINITY;
+        for _ in 0..reps.max(1) + 1 {
+            self.sync()?;
+            let t = std::time::Instant::now();
+            // SAFETY: both allocations hold `bytes` bytes.
+            unsafe { cudarc::driver::result::memcpy_dtod_async(dst.0.ptr, src.0.ptr, bytes, self.stream.cu_stream()) }.map_err(|e| err(e.to_string()))?;
+            self.sync()?;
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        Ok(2.0 * bytes as f64 / best / 1e9)
+    }
+
+    pub(crate) fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    fn buffer(&self, len: usize) -> Result<CudaBuffer> {
+        let slice = self.stream.alloc_zeros::<u8>(len.max(4)).map_err(|e| err(format!("cannot allocate {len} bytes: {e}")))?;
+        let ptr = {
+            let (ptr, _sync) = slice.device_ptr(&self.stream);
+            ptr
+        };
+        Ok(CudaBuffer(Arc::new(buffer::Inner { ptr, slice })))
+    }
+}
+
+fn byte_len(dtype: DType, shape: &[usize]) -> Result<usize> {
+    shape
+        .iter()
+        .try_fold(dtype.size_bytes(), |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| Error::invalid("alloc", format!("shape {shape:?} overflows")))
+}
+
+/// Device address of a tensor's element 0.
+pub(crate) fn addr(t: &Tensor<Cuda>) -> u64 {
+    t.buffer().0.ptr + t.byte_offset() as u64
+}
+
+impl Backend for Cuda {
+    type Buffer = CudaBuffer;
+    const NAME: &'static str = "cuda";
+
+    fn alloc(&self, dtype: DType, shape: &[usize]) -> Result<Tensor<Self>> {
+        let buf = self.buffer(byte_len(dtype, shape)?)?;
+        Tensor::from_parts(buf, 0, shape.to_vec(), dtype)
+    }
+
+    fn upload(&self, dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor<Self>> {
+        let len = byte_len(dtype, shape)?;
+        if bytes.len() != len {
+            return Err(Error::shape("upload", format!("bytes for {shape:?} {dtype}"), len, bytes.len()));
+        }
+        let t = self.alloc(dtype, shape)?;
+        self.write(&t, bytes)?;
+        Ok(t)
+    }
+
+    fn write(&self, dst: &Tensor<Self>, bytes: &[u8]) -> Result<()> {
+        if bytes.len() != dst.size_bytes() {
+            return Err(Error::shape("write", "byte count", dst.size_bytes(), bytes.len()));
+        }
+        // Synchronous with respect to the host buffer: it may be freed right after.
+        self.stream.synchronize().map_err(|e| err(e.to_string()))?;
+        // SAFETY: the destination range lies inside the allocation (checked by from_parts).
+        unsafe { cudarc::driver::result::memcpy_htod_sync(addr(dst), bytes) }.map_err(|e| err(format!("upload: {e}")))
+    }
+
+    fn download(&self, src: &Tensor<Self>) -> Result<Vec<u8>> {
+        self.sync()?;
+        let mut out = vec![0u8; src.size_bytes()];
+        // SAFETY: the source range lies inside the allocation; the stream is idle.
+        unsafe { cudarc::driver::result::memcpy_dtoh_sync(&mut out, addr(src)) }.map_err(|e| err(format!("download: {e}")))?;
+        Ok(out)
+    }
+
+    fn supports(&self, op: &Op<'_, Self>) -> bool {
+        launch::supports(op)
+    }
+
+    fn exec(&self, op: ValidOp<'_, '_, Self>) -> Result<()> {
+        launch::exec(self, &op)
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.stream.synchronize().map_err(|e| err(e.to_string()))
+    }
+}

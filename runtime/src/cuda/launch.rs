@@ -64,7 +64,7 @@ fn tiles(m: usize, n: usize) -> LaunchConfig {
 /// 128-bit loads need 16-byte aligned rows of both operands.
 fn vectorisable(w: &Tensor<Cuda>, x: &Tensor<Cuda>, k: usize) -> u32 {
     let row_bytes = k * w.dtype().size_bytes();
-    (addr(w) % 16 == 0 && row_bytes % 16 == 0 && addr(x) % 16 == 0 && (k * 4) % 16 == 0) as u32
+    (addr(w).is_multiple_of(16) && row_bytes.is_multiple_of(16) && addr(x).is_multiple_of(16) && (k * 4).is_multiple_of(16)) as u32
 }
 
 pub(crate) fn supports(op: &Op<'_, Cuda>) -> bool {

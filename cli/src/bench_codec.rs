@@ -69,9 +69,9 @@ fn bench_on<B: Backend>(b: &B, args: &CodecBenchArgs, preset: CodecPreset, dir: 
     let tokens = ((args.codec_seconds * config.token_rate).round() as usize).max(1);
     println!();
     println!(
-        "codec {} ({:.2} G parameters, flow weights bf16; the SQ decoder's configuration is assumed, see codec/src/presets.rs): {tokens} tokens, {} Euler steps, CFG batch of 2",
+        "codec {} ({:.1} M parameters, flow weights bf16; the SQ decoder's configuration is assumed, see codec/src/presets.rs): {tokens} tokens, {} Euler steps, CFG batch of 2",
         preset.name(),
-        preset.parameters() as f64 / 1e9,
+        preset.parameters() as f64 / 1e6,
         args.codec_steps
     );
     // Untimed pass: page in the weights and warm the kernels.

@@ -2,7 +2,7 @@
 // A 16x16-thread workgroup computes a 64x64 output tile, 4x4 outputs per thread (rows and
 // columns strided by 16 so neighbouring threads touch neighbouring addresses), staging
 // 64x16 slices of A and w in workgroup memory.
-//   linear: A = x [M, K]; act/GATED as in linear.wgsl.
+//   linear: A = x [M, K]; act/GATED as in linear.wgsl; also matmul's prefill (accumulate).
 //   CONV:   A is the implicit im2col of a time-major conv1d: row = (b, j), column =
 //           (tap, c_in), A = x[b, (j + tap*dilation - pad_left) / upsample, c_in] or 0;
 //           epilogue bias, PReLU, accumulate. w is [C_out, K * C_in].
@@ -25,7 +25,7 @@ struct Params {
     gate_off: u32,     // CONV: accumulate flag
     levels: f32,       // CONV: PReLU slope
     tiles_n: u32,
-    _pad0: u32,
+    accumulate: u32,   // linear: out += y (matmul's residual epilogue)
     // CONV geometry (unused by linear).
     l_in: u32,
     c_in: u32,
@@ -85,7 +85,7 @@ fn epilogue(row: u32, col: u32, acc: f32) {
 #ifdef GATED
     out[o] += gate[p.gate_off + col] * y;
 #else
-    out[o] = y;
+    out[o] = select(y, out[o] + y, p.accumulate != 0u);
 #endif
 #endif
 }

@@ -180,6 +180,10 @@ pub(crate) fn kernels<'a>(w: &Wgpu, op: &'a Op<'_, Wgpu>) -> Result<Vec<(Kernel<
             let (m, kk) = (x.shape()[0], x.shape()[1]);
             let nn = out.shape()[1];
             let bind = |r: &RowRange| vec![(0, wt.buffer(), r.bytes), (1, x.buffer(), None), (2, out.buffer(), None)];
+            // Many rows against a weight bound whole: the register-tiled GEMM.
+            if layout == WeightLayout::OutIn && m >= super::launch_codec::TILED_MIN_ROWS && wt.buffer().raw().size() <= w.max_binding_bytes() {
+                return Ok(vec![super::launch_codec::tiled_matmul(x, wt, out, accumulate)]);
+            }
             match layout {
                 // Ranges of output rows.
                 WeightLayout::OutIn => row_ranges(w, wt, nn, kk)

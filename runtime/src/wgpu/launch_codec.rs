@@ -4,9 +4,10 @@
 use super::launch::{groups, in_place, n, off, weight_define, Kernel};
 use super::Wgpu;
 use crate::op::{Epilogue, Op, UnaryFn};
+use crate::Tensor;
 
 /// Rows from which `linear` and `conv1d` use the register-tiled GEMM (64x64 tiles).
-const TILED_MIN_ROWS: usize = 16;
+pub(crate) const TILED_MIN_ROWS: usize = 16;
 const TILE: usize = 64;
 /// Narrower convolutions (the SQ decoder's late stages) waste most of a 64-wide tile.
 const TILED_MIN_COLS: usize = 48;
@@ -103,7 +104,7 @@ pub(crate) fn kernel<'a>(op: &'a Op<'_, Wgpu>) -> (Kernel<'a>, u32) {
     }
 }
 
-fn pointwise<'a>(entry: &'static str, a: &'a crate::Tensor<Wgpu>, b: &'a crate::Tensor<Wgpu>, out: &'a crate::Tensor<Wgpu>, wa: f32, wb: f32) -> (Kernel<'a>, u32) {
+fn pointwise<'a>(entry: &'static str, a: &'a Tensor<Wgpu>, b: &'a Tensor<Wgpu>, out: &'a Tensor<Wgpu>, wa: f32, wb: f32) -> (Kernel<'a>, u32) {
     let params = vec![n(a.numel()), 0, 0, wa.to_bits(), wb.to_bits(), off(a), off(b), off(out)];
     let (mut defines, mut bindings) = if in_place(out, a) {
         (vec![("INPLACE", "")], vec![(1, out.buffer(), None)])
@@ -117,10 +118,10 @@ fn pointwise<'a>(entry: &'static str, a: &'a crate::Tensor<Wgpu>, b: &'a crate::
 
 fn convolution<'a>(
     entry: &'static str,
-    x: &'a crate::Tensor<Wgpu>,
-    w: &'a crate::Tensor<Wgpu>,
-    bias: Option<&'a crate::Tensor<Wgpu>>,
-    out: &'a crate::Tensor<Wgpu>,
+    x: &'a Tensor<Wgpu>,
+    w: &'a Tensor<Wgpu>,
+    bias: Option<&'a Tensor<Wgpu>>,
+    out: &'a Tensor<Wgpu>,
     geometry: [u32; 6],
 ) -> (Kernel<'a>, u32) {
     let (batch, l_in, c_in) = (x.shape()[0], x.shape()[1], x.shape()[2]);
@@ -135,4 +136,14 @@ fn convolution<'a>(
         bindings.push((4, b.buffer(), None));
     }
     (Kernel { file: "conv", entry, defines, bindings, params_binding: 3, params }, groups(out.numel(), 64))
+}
+
+/// `matmul` (weights [N, K]) for many rows on the tiled GEMM: no bias, no activation.
+pub(crate) fn tiled_matmul<'a>(x: &'a Tensor<Wgpu>, w: &'a Tensor<Wgpu>, out: &'a Tensor<Wgpu>, accumulate: bool) -> (Kernel<'a>, u32) {
+    let (m, k, nn) = (x.shape()[0], x.shape()[1], out.shape()[1]);
+    let tiles_n = nn.div_ceil(TILE);
+    let mut params = vec![n(m), n(nn), n(k), 0, off(w), off(x), off(out), 0, 0, 0f32.to_bits(), n(tiles_n), accumulate as u32];
+    params.extend([0u32; 8]);
+    let bindings = vec![(0, w.buffer(), None), (1, x.buffer(), None), (2, out.buffer(), None)];
+    (Kernel { file: "gemm", entry: "gemm", defines: vec![weight_define(w)], bindings, params_binding: 3, params }, n(tiles_n * m.div_ceil(TILE)))
 }

@@ -70,6 +70,7 @@ pub fn all_cases() -> Vec<Case> {
             cases.push(GateUp { m, k, f, dtype });
         }
         cases.push(MatMul { m: 9, k: 96, n: 33, layout: WeightLayout::InOut, dtype, accumulate: true });
+        cases.push(MatMul { m: 33, k: 70, n: 130, layout: WeightLayout::OutIn, dtype, accumulate: true });
     }
     for (t, heads, head_dim) in [(1, 1, 2), (5, 3, 64), (1, 24, 128), (3, 8, 32)] {
         cases.push(Rope { t, heads, head_dim });

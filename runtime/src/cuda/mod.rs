@@ -14,19 +14,30 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, DevicePtr};
+use cudarc::driver::{CudaContext, CudaEvent, CudaFunction, CudaModule, CudaStream, DevicePtr, PinnedHostSlice};
 
 pub use buffer::CudaBuffer;
 
 use crate::op::{Op, ValidOp};
+use crate::weights::WeightView;
 use crate::{Backend, DType, Error, Result, Tensor};
 
 fn err(msg: impl Into<String>) -> Error {
     Error::Backend { backend: "cuda", msg: msg.into() }
 }
 
+/// Bytes per pinned staging buffer for weight uploads (two alternate).
+const STAGE_BYTES: usize = 32 << 20;
+
+/// A pinned host buffer and the event of the last copy that read it.
+struct Stage {
+    host: PinnedHostSlice<u8>,
+    done: Option<CudaEvent>,
+}
+
 pub struct Cuda {
     ctx: Arc<CudaContext>,
+    staging: Mutex<Vec<Stage>>,
     stream: Arc<CudaStream>,
     arch: u32,
     name: String,
@@ -45,7 +56,7 @@ impl Cuda {
         let (major, minor) = ctx.compute_capability().map_err(|e| err(e.to_string()))?;
         let name = ctx.name().unwrap_or_else(|_| "unknown NVIDIA GPU".into());
         let stream = ctx.default_stream();
-        Ok(Cuda { ctx, stream, arch: (major * 10 + minor) as u32, name, modules: Mutex::new(HashMap::new()), functions: Mutex::new(HashMap::new()) })
+        Ok(Cuda { ctx, staging: Mutex::new(Vec::new()), stream, arch: (major * 10 + minor) as u32, name, modules: Mutex::new(HashMap::new()), functions: Mutex::new(HashMap::new()) })
     }
 
     pub fn describe(&self) -> String {
@@ -178,6 +189,33 @@ impl Backend for Cuda {
         self.stream.synchronize().map_err(|e| err(e.to_string()))?;
         // SAFETY: the destination range lies inside the allocation (checked by from_parts).
         unsafe { cudarc::driver::result::memcpy_htod_sync(addr(dst), bytes) }.map_err(|e| err(format!("upload: {e}")))
+    }
+
+    /// Streams the memory-mapped bytes through two pinned buffers: the host fills one while
+    /// the DMA engine copies the other.
+    fn upload_weight(&self, weight: &WeightView) -> Result<Tensor<Self>> {
+        let t = self.alloc(weight.dtype(), weight.shape())?;
+        let mut stages = self.staging.lock().unwrap_or_else(|p| p.into_inner());
+        while stages.len() < 2 {
+            // SAFETY: the buffer is only read by copies this backend enqueues after filling it.
+            let host = unsafe { self.ctx.alloc_pinned::<u8>(STAGE_BYTES) }.map_err(|e| err(format!("pinned staging buffer: {e}")))?;
+            stages.push(Stage { host, done: None });
+        }
+        for (i, chunk) in weight.bytes().chunks(STAGE_BYTES).enumerate() {
+            let stage = &mut stages[i % 2];
+            if let Some(done) = stage.done.take() {
+                done.synchronize().map_err(|e| err(e.to_string()))?;
+            }
+            let host = stage.host.as_mut_slice().map_err(|e| err(e.to_string()))?;
+            host[..chunk.len()].copy_from_slice(chunk);
+            let dst = addr(&t) + (i * STAGE_BYTES) as u64;
+            // SAFETY: dst..dst+len lies inside the new tensor; the pinned source is not touched
+            // again until the event recorded after this copy has completed.
+            unsafe { cudarc::driver::result::memcpy_htod_async(dst, &host[..chunk.len()], self.stream.cu_stream()) }
+                .map_err(|e| err(format!("uploading {}: {e}", weight.name())))?;
+            stage.done = Some(self.stream.record_event(None).map_err(|e| err(e.to_string()))?);
+        }
+        Ok(t)
     }
 
     fn download(&self, src: &Tensor<Self>) -> Result<Vec<u8>> {

@@ -78,3 +78,87 @@ extern "C" __global__ void __launch_bounds__(128) attention(const float* q, cons
     if (d0 < d) o[d0] = acc0 / l;
     if (d1 < d) o[d1] = acc1 / l;
 }
+
+// Split-KV decode attention (flash-decoding), for few queries over long caches.
+// attention_split: one block per (query, head, split); each split covers `span` keys and
+// writes its running max, sum and unnormalised output to partial[(bi * splits + s) * (d + 2)].
+// attention_combine: one block per (query, head) rescales and sums the splits.
+extern "C" __global__ void __launch_bounds__(128) attention_split(const float* q, const float* kc, const float* vc, float* partial, u32 t, u32 heads, u32 g,
+                                                                 u32 d, u32 cap, u32 kv_len, u32 causal, float scale, u32 splits, u32 span) {
+    __shared__ float qs[256];
+    __shared__ float scores[CHUNK];
+    __shared__ float scratch[32];
+    u32 blk = block_index();
+    if (blk >= t * heads * splits) return;
+    u32 s = blk % splits, bi = blk / splits;
+    u32 ti = bi / heads, h = bi % heads, gi = h / (heads / g);
+    u32 visible = causal ? kv_len - t + ti + 1 : kv_len;
+    u32 begin = s * span, end = min(visible, begin + span);
+    const float* qr = q + (u64)bi * d;
+    for (u32 i = threadIdx.x; i < d; i += blockDim.x) qs[i] = qr[i];
+    __syncthreads();
+    const float* kb = kc + (u64)gi * cap * d;
+    const float* vb = vc + (u64)gi * cap * d;
+    float m = -3.402823466e38f, l = 0.0f, acc0 = 0.0f, acc1 = 0.0f;
+    u32 d0 = threadIdx.x, d1 = threadIdx.x + blockDim.x;
+    for (u32 c0 = begin; c0 < end; c0 += CHUNK) {
+        u32 len = min(CHUNK, end - c0);
+        float local_max = -3.402823466e38f;
+        for (u32 j = threadIdx.x; j < len; j += blockDim.x) {
+            const float* kr = kb + (u64)(c0 + j) * d;
+            float sc = 0.0f;
+            for (u32 i = 0; i < d; i++) sc += qs[i] * kr[i];
+            sc *= scale;
+            scores[j] = sc;
+            local_max = fmaxf(local_max, sc);
+        }
+        float m_new = fmaxf(m, block_max(local_max, scratch));
+        float correction = expf(m - m_new);
+        float local_sum = 0.0f;
+        for (u32 j = threadIdx.x; j < len; j += blockDim.x) {
+            float pj = expf(scores[j] - m_new);
+            scores[j] = pj;
+            local_sum += pj;
+        }
+        l = l * correction + block_sum(local_sum, scratch);
+        acc0 *= correction;
+        acc1 *= correction;
+        __syncthreads();
+        for (u32 j = 0; j < len; j++) {
+            const float* vr = vb + (u64)(c0 + j) * d;
+            float pj = scores[j];
+            if (d0 < d) acc0 += pj * vr[d0];
+            if (d1 < d) acc1 += pj * vr[d1];
+        }
+        m = m_new;
+        __syncthreads();
+    }
+    float* o = partial + (u64)blk * (d + 2);
+    if (d0 < d) o[d0] = acc0;
+    if (d1 < d) o[d1] = acc1;
+    if (threadIdx.x == 0) { o[d] = m; o[d + 1] = l; }
+}
+
+extern "C" __global__ void __launch_bounds__(128) attention_combine(const float* partial, float* out, u32 rows, u32 d, u32 splits) {
+    u32 bi = block_index();
+    if (bi >= rows) return;
+    const float* base = partial + (u64)bi * splits * (d + 2);
+    float m = -3.402823466e38f;
+    for (u32 s = 0; s < splits; s++) {
+        float l = base[s * (d + 2) + d + 1];
+        if (l > 0.0f) m = fmaxf(m, base[s * (d + 2) + d]);
+    }
+    float total = 0.0f;
+    for (u32 s = 0; s < splits; s++) {
+        float l = base[s * (d + 2) + d + 1];
+        if (l > 0.0f) total += l * expf(base[s * (d + 2) + d] - m);
+    }
+    for (u32 i = threadIdx.x; i < d; i += blockDim.x) {
+        float acc = 0.0f;
+        for (u32 s = 0; s < splits; s++) {
+            const float* ps = base + s * (d + 2);
+            if (ps[d + 1] > 0.0f) acc += ps[i] * expf(ps[d] - m);
+        }
+        out[(u64)bi * d + i] = acc / total;
+    }
+}

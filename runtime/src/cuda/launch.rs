@@ -79,7 +79,33 @@ pub(crate) fn supports(op: &Op<'_, Cuda>) -> bool {
     }
 }
 
+/// Keys per split of split-KV decode attention, and the most splits per (query, head).
+const SPLIT_SPAN: usize = 256;
+const MAX_SPLITS: usize = 64;
+
+/// Decode attention over a long cache as split-KV (flash-decoding): partial softmax per
+/// key block, then a combine kernel. Returns false when the plain kernel suits better.
+fn split_attention(c: &Cuda, op: &Op<'_, Cuda>) -> Result<bool> {
+    let Op::Attention { q, k_cache, v_cache, out, kv_len, causal } = *op else { return Ok(false) };
+    let (t, heads, d) = (q.shape()[0], q.shape()[1], q.shape()[2]);
+    if t > 4 || kv_len < 2 * SPLIT_SPAN {
+        return Ok(false);
+    }
+    let splits = kv_len.div_ceil(SPLIT_SPAN).min(MAX_SPLITS);
+    let span = kv_len.div_ceil(splits);
+    let (g, cap) = (k_cache.shape()[0], k_cache.shape()[1]);
+    let partial = c.scratch(t * heads * splits * (d + 2) * 4)?;
+    let scale = 1.0 / (d as f32).sqrt();
+    let args = vec![p(q), p(k_cache), p(v_cache), Arg::Ptr(partial), u(t), u(heads), u(g), u(d), u(cap), u(kv_len), Arg::U32(causal as u32), Arg::F32(scale), u(splits), u(span)];
+    launch(c, "attention", "attention_split", &args, per_row(t * heads * splits, 128))?;
+    launch(c, "attention", "attention_combine", &[Arg::Ptr(partial), p(out), u(t * heads), u(d), u(splits)], per_row(t * heads, 128))?;
+    Ok(true)
+}
+
 pub(crate) fn exec(c: &Cuda, op: &Op<'_, Cuda>) -> Result<()> {
+    if split_attention(c, op)? {
+        return Ok(());
+    }
     let (file, name, args, cfg): (&'static str, String, Vec<Arg>, LaunchConfig) = match *op {
         Op::EmbedRows { table, ids, out } => {
             let (n, cols) = (ids.numel(), table.shape()[1]);
@@ -218,9 +244,13 @@ pub(crate) fn exec(c: &Cuda, op: &Op<'_, Cuda>) -> Result<()> {
     if op.outputs().iter().all(|t| t.numel() == 0) {
         return Ok(());
     }
-    let f = c.function(file, &name)?;
+    launch(c, file, &name, &args, cfg)
+}
+
+fn launch(c: &Cuda, file: &'static str, name: &str, args: &[Arg], cfg: LaunchConfig) -> Result<()> {
+    let f = c.function(file, name)?;
     let mut builder = c.stream().launch_builder(&f);
-    for a in &args {
+    for a in args {
         match a {
             Arg::U32(v) => builder.arg(v),
             Arg::F32(v) => builder.arg(v),

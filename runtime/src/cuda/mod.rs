@@ -38,6 +38,8 @@ struct Stage {
 pub struct Cuda {
     ctx: Arc<CudaContext>,
     staging: Mutex<Vec<Stage>>,
+    /// Device scratch for multi-kernel ops (split-KV partials), grown on demand.
+    scratch: Mutex<Option<CudaBuffer>>,
     stream: Arc<CudaStream>,
     arch: u32,
     name: String,
@@ -56,7 +58,7 @@ impl Cuda {
         let (major, minor) = ctx.compute_capability().map_err(|e| err(e.to_string()))?;
         let name = ctx.name().unwrap_or_else(|_| "unknown NVIDIA GPU".into());
         let stream = ctx.default_stream();
-        Ok(Cuda { ctx, staging: Mutex::new(Vec::new()), stream, arch: (major * 10 + minor) as u32, name, modules: Mutex::new(HashMap::new()), functions: Mutex::new(HashMap::new()) })
+        Ok(Cuda { ctx, staging: Mutex::new(Vec::new()), scratch: Mutex::new(None), stream, arch: (major * 10 + minor) as u32, name, modules: Mutex::new(HashMap::new()), functions: Mutex::new(HashMap::new()) })
     }
 
     pub fn describe(&self) -> String {
@@ -134,6 +136,18 @@ impl Cuda {
             best = best.min(t.elapsed().as_secs_f64());
         }
         Ok(2.0 * bytes as f64 / best / 1e9)
+    }
+
+    /// Address of at least `bytes` of device scratch, valid until the next call (ops on the
+    /// one stream run in order, so consecutive users do not overlap).
+    pub(crate) fn scratch(&self, bytes: usize) -> Result<u64> {
+        let mut s = self.scratch.lock().unwrap_or_else(|p| p.into_inner());
+        if s.as_ref().is_none_or(|b| b.0.slice.len() < bytes) {
+            // Kernels already enqueued may still read the old buffer.
+            self.sync()?;
+            *s = Some(self.buffer(bytes.next_power_of_two())?);
+        }
+        Ok(s.as_ref().expect("scratch allocated above").0.ptr)
     }
 
     pub(crate) fn stream(&self) -> &Arc<CudaStream> {

@@ -88,6 +88,9 @@ pub fn all_cases() -> Vec<Case> {
         }
     }
     cases.push(Attention { t: 3, heads: 3, kv_heads: 1, head_dim: 32, kv_len: 33, causal: true });
+    // Long caches (split-KV decode where a backend has it).
+    cases.push(Attention { t: 1, heads: 6, kv_heads: 2, head_dim: 64, kv_len: 700, causal: true });
+    cases.push(Attention { t: 2, heads: 8, kv_heads: 2, head_dim: 128, kv_len: 1300, causal: true });
     for (rows, cols) in [(1, 1), (3, 7), (2, 8193)] {
         cases.push(SwiGlu { rows, cols });
         cases.push(Add { rows, cols, in_place: false });

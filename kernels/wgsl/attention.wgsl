@@ -3,6 +3,7 @@
 // dimensions e, e + 128, ...
 // q, out [T, H, D] f32; k_cache, v_cache [G, capacity, D] f32; g = h / (H / G).
 // Causal: query t sits at position kv_len - T + t and sees keys 0..=that position.
+// (`splits` and `span` are used by the split-KV entry points below.)
 struct Params {
     t: u32,
     heads: u32,
@@ -16,6 +17,10 @@ struct Params {
     kc_off: u32,
     vc_off: u32,
     out_off: u32,
+    splits: u32,
+    span: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;
@@ -99,3 +104,122 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: 
         out[p.out_off + row * p.d + e + CHUNK] = acc1 / sum;
     }
 }
+
+// Split-KV decode attention (flash-decoding) for few queries over long caches.
+// attention_split: one workgroup per (query, head, split) over `span` keys; writes its
+// running max, sum and unnormalised output to part[(row * splits + s) * (d + 2)].
+// attention_combine: one workgroup per (query, head) rescales and sums the splits.
+#ifdef SPLIT
+@group(0) @binding(5) var<storage, read_write> part: array<f32>;
+
+@compute @workgroup_size(128)
+fn attention_split(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, @builtin(local_invocation_index) e: u32) {
+    let blk = wg.x + wg.y * nw.x;
+    if blk >= p.t * p.heads * p.splits {
+        return;
+    }
+    let split = blk % p.splits;
+    let row = blk / p.splits;
+    let t = row / p.heads;
+    let h = row % p.heads;
+    let g = h / (p.heads / p.groups);
+    var visible = p.kv_len;
+    if p.causal != 0u {
+        visible = p.kv_len - p.t + t + 1u;
+    }
+    let begin = split * p.span;
+    let end = min(visible, begin + p.span);
+    for (var i = e; i < p.d; i += CHUNK) {
+        q_sh[i] = q[p.q_off + row * p.d + i];
+    }
+    workgroupBarrier();
+    let base = g * p.capacity * p.d;
+    var m = -3.4028235e38;
+    var sum = 0.0;
+    var acc0 = 0.0;
+    var acc1 = 0.0;
+    for (var c0 = begin; c0 < end; c0 += CHUNK) {
+        let n = min(CHUNK, end - c0);
+        var s = -3.4028235e38;
+        if e < n {
+            var dot = 0.0;
+            let kb = p.kc_off + base + (c0 + e) * p.d;
+            for (var i = 0u; i < p.d; i++) {
+                dot += q_sh[i] * k_cache[kb + i];
+            }
+            s = dot * p.scale;
+        }
+        scores[e] = s;
+        red[e] = s;
+        workgroupBarrier();
+        for (var st = CHUNK / 2u; st > 0u; st >>= 1u) {
+            if e < st {
+                red[e] = max(red[e], red[e + st]);
+            }
+            workgroupBarrier();
+        }
+        let m_new = max(m, red[0]);
+        let alpha = exp(m - m_new);
+        sum *= alpha;
+        acc0 *= alpha;
+        acc1 *= alpha;
+        for (var j = 0u; j < n; j++) {
+            let pj = exp(scores[j] - m_new);
+            sum += pj;
+            let vb = p.vc_off + base + (c0 + j) * p.d;
+            if e < p.d {
+                acc0 += pj * v_cache[vb + e];
+            }
+            if e + CHUNK < p.d {
+                acc1 += pj * v_cache[vb + e + CHUNK];
+            }
+        }
+        m = m_new;
+        workgroupBarrier();
+    }
+    let o = blk * (p.d + 2u);
+    if e < p.d {
+        part[o + e] = acc0;
+    }
+    if e + CHUNK < p.d {
+        part[o + e + CHUNK] = acc1;
+    }
+    if e == 0u {
+        part[o + p.d] = m;
+        part[o + p.d + 1u] = sum;
+    }
+}
+
+@compute @workgroup_size(128)
+fn attention_combine(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, @builtin(local_invocation_index) e: u32) {
+    let row = wg.x + wg.y * nw.x;
+    if row >= p.t * p.heads {
+        return;
+    }
+    let stride = p.d + 2u;
+    let base = row * p.splits * stride;
+    var m = -3.4028235e38;
+    for (var s = 0u; s < p.splits; s++) {
+        if part[base + s * stride + p.d + 1u] > 0.0 {
+            m = max(m, part[base + s * stride + p.d]);
+        }
+    }
+    var total = 0.0;
+    for (var s = 0u; s < p.splits; s++) {
+        let l = part[base + s * stride + p.d + 1u];
+        if l > 0.0 {
+            total += l * exp(part[base + s * stride + p.d] - m);
+        }
+    }
+    for (var i = e; i < p.d; i += CHUNK) {
+        var acc = 0.0;
+        for (var s = 0u; s < p.splits; s++) {
+            let ps = base + s * stride;
+            if part[ps + p.d + 1u] > 0.0 {
+                acc += part[ps + i] * exp(part[ps + p.d] - m);
+            }
+        }
+        out[p.out_off + row * p.d + i] = acc / total;
+    }
+}
+#endif

@@ -61,7 +61,12 @@ pub struct Wgpu {
     binding_limit: u64,
     pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
     recording: Mutex<Recording>,
+    /// Partial results of split-KV attention (created on first use).
+    split_scratch: std::sync::OnceLock<WgpuBuffer>,
 }
+
+/// Bytes of the split-KV scratch; larger requests use the single-pass kernel.
+pub(crate) const SPLIT_SCRATCH_BYTES: usize = 8 << 20;
 
 fn env_flag(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
@@ -128,6 +133,7 @@ impl Wgpu {
             binding_limit,
             pipelines: Mutex::new(HashMap::new()),
             recording: Mutex::new(Recording { encoder: None, arena_used: 0 }),
+            split_scratch: std::sync::OnceLock::new(),
         })
     }
 
@@ -186,6 +192,14 @@ impl Wgpu {
     /// Alignment of storage binding offsets.
     pub(crate) fn storage_align(&self) -> u64 {
         self.limits.min_storage_buffer_offset_alignment.max(4) as u64
+    }
+
+    pub(crate) fn split_scratch(&self) -> Result<&WgpuBuffer> {
+        if let Some(b) = self.split_scratch.get() {
+            return Ok(b);
+        }
+        let b = self.new_buffer(SPLIT_SCRATCH_BYTES, None)?;
+        Ok(self.split_scratch.get_or_init(|| b))
     }
 
     fn new_buffer(&self, len: usize, contents: Option<&[u8]>) -> Result<WgpuBuffer> {

@@ -6,6 +6,7 @@
 //                  read adjacent weights.
 // x, out f32; w in its stored dtype. Weights larger than one storage binding run as
 // several dispatches over bound ranges: out_stride and x_stride keep the full row pitch.
+// SUBGROUPS (set when the device has the SUBGROUP feature; naga needs no `enable`).
 #define W_BINDING 0
 #include "weights"
 
@@ -33,11 +34,8 @@ const LANES: u32 = 32u;
 
 var<workgroup> partial: array<f32, 256>;
 
-@compute @workgroup_size(256)
-fn matmul_out_in(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-    let group = wg.x + wg.y * nw.x;
-    let id = group * ROWS + t / LANES;
-    let lane = t % LANES;
+// Row `id` of this thread's 32-lane group: the dot product's lane-strided share.
+fn lane_dot(id: u32, lane: u32) -> f32 {
     var acc = 0.0;
     if id < p.m * p.n {
         let row = id % p.n;
@@ -48,6 +46,58 @@ fn matmul_out_in(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
             acc += load_w(wrow + i) * x[xrow + i];
         }
     }
+    return acc;
+}
+
+fn store_row(id: u32, total: f32) {
+    let row = id % p.n;
+    let m = id / p.n;
+    let o = p.out_off + m * p.out_stride + row;
+    out[o] = select(0.0, out[o], p.accumulate != 0u) + total;
+}
+
+#ifdef SUBGROUPS
+// subgroupAdd reduces each subgroup in registers; the (32 / subgroup size) partial sums
+// of a row meet in workgroup memory. Subgroups wider than a row's 32 lanes take the
+// workgroup-memory tree instead.
+@compute @workgroup_size(256)
+fn matmul_out_in(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, @builtin(local_invocation_index) t: u32,
+                 @builtin(subgroup_size) sg_size: u32, @builtin(subgroup_invocation_id) sg_lane: u32) {
+    let group = wg.x + wg.y * nw.x;
+    let id = group * ROWS + t / LANES;
+    let lane = t % LANES;
+    let acc = lane_dot(id, lane);
+    if sg_size <= LANES {
+        let s = subgroupAdd(acc);
+        if sg_lane == 0u {
+            partial[t / sg_size] = s;
+        }
+        workgroupBarrier();
+        if lane == 0u && id < p.m * p.n {
+            let per_row = LANES / sg_size;
+            let first = (t / LANES) * per_row;
+            var total = 0.0;
+            for (var i = 0u; i < per_row; i++) {
+                total += partial[first + i];
+            }
+            store_row(id, total);
+        }
+        return;
+    }
+    tree_reduce(t, lane, id, acc);
+}
+#else
+@compute @workgroup_size(256)
+fn matmul_out_in(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    let group = wg.x + wg.y * nw.x;
+    let id = group * ROWS + t / LANES;
+    let lane = t % LANES;
+    tree_reduce(t, lane, id, lane_dot(id, lane));
+}
+#endif
+
+// Workgroup-memory reduction of each row's 32 lanes.
+fn tree_reduce(t: u32, lane: u32, id: u32, acc: f32) {
     partial[t] = acc;
     workgroupBarrier();
     for (var s = LANES / 2u; s > 0u; s >>= 1u) {
@@ -57,10 +107,7 @@ fn matmul_out_in(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
         workgroupBarrier();
     }
     if lane == 0u && id < p.m * p.n {
-        let row = id % p.n;
-        let m = id / p.n;
-        let o = p.out_off + m * p.out_stride + row;
-        out[o] = select(0.0, out[o], p.accumulate != 0u) + partial[t];
+        store_row(id, partial[t]);
     }
 }
 

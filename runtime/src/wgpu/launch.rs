@@ -195,7 +195,11 @@ pub(crate) fn kernels<'a>(w: &'a Wgpu, op: &'a Op<'_, Wgpu>) -> Result<Vec<(Kern
                     .map(|r| {
                         let rows = r.end - r.begin;
                         let params = vec![n(m), n(rows), n(kk), accumulate as u32, r.elem_off, off(x), off(out) + n(r.begin), n(nn), n(kk), 0, 0, 0];
-                        let kernel = Kernel { file: "matmul", entry: "matmul_out_in", defines: vec![weight_define(wt)], bindings: bind(&r), params_binding: 3, params };
+                        let mut defines = vec![weight_define(wt)];
+                        if w.has_subgroups() {
+                            defines.push(("SUBGROUPS", ""));
+                        }
+                        let kernel = Kernel { file: "matmul", entry: "matmul_out_in", defines, bindings: bind(&r), params_binding: 3, params };
                         (kernel, groups(m * rows, 8))
                     })
                     .collect(),

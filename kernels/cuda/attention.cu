@@ -1,5 +1,6 @@
 // rope: rotate-half at per-row positions from a host-built [P, D] cos|sin table.
-// kv_append: cache[g, positions[t], :] = src[t, g, :].
+// kv_append: cache[g, positions[t], :] = src[t, g, :]; with a RoPE table (non-null), K is
+// rotated (rotate-half, cos | sin rows) on its way into the cache.
 // attention: GQA over the first kv_len cache rows, one block per (query, head); keys are
 // processed in chunks whose scores sit in shared memory (online softmax across chunks);
 // thread d accumulates output dims d and d + blockDim.x.
@@ -16,12 +17,22 @@ extern "C" __global__ void rope(const float* x, const u32* positions, const floa
     out[base + half + j] = b * c + a * s;
 }
 
-extern "C" __global__ void kv_append(const float* k, const float* v, const u32* positions, float* kc, float* vc, u32 t, u32 g, u32 d, u32 cap) {
+extern "C" __global__ void kv_append(const float* k, const float* v, const u32* positions, const float* table, float* kc, float* vc, u32 t, u32 g, u32 d,
+                                     u32 cap) {
     u32 i = grid_index();
     if (i >= t * g * d) return;
     u32 di = i % d, gi = (i / d) % g, ti = i / (d * g);
-    u64 dst = ((u64)gi * cap + positions[ti]) * d + di;
-    kc[dst] = k[i];
+    u32 pos = positions[ti];
+    u64 dst = ((u64)gi * cap + pos) * d + di;
+    if (table) {
+        u32 half = d / 2, j = di % half;
+        u64 row = i - di;
+        float a = k[row + j], b = k[row + j + half];
+        float c = table[(u64)pos * d + j], s = table[(u64)pos * d + half + j];
+        kc[dst] = di < half ? a * c - b * s : b * c + a * s;
+    } else {
+        kc[dst] = k[i];
+    }
     vc[dst] = v[i];
 }
 

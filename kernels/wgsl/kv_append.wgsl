@@ -1,4 +1,5 @@
-// cache[g, positions[t], :] = src[t, g, :] for K and V.
+// cache[g, positions[t], :] = src[t, g, :] for K and V. With ROPE, K is rotated
+// (rotate-half, table [P, D] = cos | sin) on its way into the cache.
 // k, v [T, G, D] f32; k_cache, v_cache [G, capacity, D] f32; positions [T] u32.
 struct Params {
     t: u32,
@@ -10,9 +11,9 @@ struct Params {
     pos_off: u32,
     kc_off: u32,
     vc_off: u32,
+    table_off: u32,
+    table_rows: u32,
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> k: array<f32>;
@@ -21,6 +22,9 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> k_cache: array<f32>;
 @group(0) @binding(4) var<storage, read_write> v_cache: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
+#ifdef ROPE
+@group(0) @binding(6) var<storage, read> table: array<f32>;
+#endif
 
 @compute @workgroup_size(64)
 fn kv_append(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
@@ -37,6 +41,20 @@ fn kv_append(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         return;
     }
     let dst = (g * p.capacity + pos) * p.d + e;
+#ifdef ROPE
+    if pos >= p.table_rows {
+        return;
+    }
+    let half = p.d / 2u;
+    let j = e % half;
+    let row = i - e;
+    let a = k[p.k_off + row + j];
+    let b = k[p.k_off + row + j + half];
+    let c = table[p.table_off + pos * p.d + j];
+    let s = table[p.table_off + pos * p.d + half + j];
+    k_cache[p.kc_off + dst] = select(b * c + a * s, a * c - b * s, e < half);
+#else
     k_cache[p.kc_off + dst] = k[p.k_off + i];
+#endif
     v_cache[p.vc_off + dst] = v[p.v_off + i];
 }

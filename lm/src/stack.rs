@@ -30,7 +30,6 @@ struct Scratch<B: Backend> {
     k: Tensor<B>,      // [T, nkv·hs]
     v: Tensor<B>,      // [T, nkv·hs]
     q_rot: Tensor<B>,  // [T, nh, hs]
-    k_rot: Tensor<B>,  // [T, nkv, hs]
     att: Tensor<B>,    // [T, nh, hs]
     gate: Tensor<B>,   // [T, f]
     up: Tensor<B>,     // [T, f]
@@ -56,7 +55,6 @@ impl<B: Backend> Scratch<B> {
             k,
             v,
             q_rot: f32(&[t, s.n_head, s.head_size])?,
-            k_rot: f32(&[t, s.n_query_groups, s.head_size])?,
             att: f32(&[t, s.n_head, s.head_size])?,
             gate: f32(&[t, s.intermediate_size])?,
             up: f32(&[t, s.intermediate_size])?,
@@ -101,8 +99,7 @@ impl<B: Backend> Stack<B> {
                 ops::matmul(b, &s.normed, &w.wv, &s.v, WeightLayout::OutIn, false)?;
             }
             ops::rope(b, &heads(&s.q, c.n_head)?, positions, &self.rope_table, &s.q_rot)?;
-            ops::rope(b, &heads(&s.k, c.n_query_groups)?, positions, &self.rope_table, &s.k_rot)?;
-            ops::kv_append(b, &s.k_rot, &heads(&s.v, c.n_query_groups)?, positions, &cache.k[l], &cache.v[l])?;
+            ops::rope_kv_append(b, &heads(&s.k, c.n_query_groups)?, &heads(&s.v, c.n_query_groups)?, positions, &self.rope_table, &cache.k[l], &cache.v[l])?;
             ops::attention(b, &s.q_rot, &cache.k[l], &cache.v[l], &s.att, kv_len, true)?;
             ops::matmul(b, &s.att.reshape(&[t, c.q_dim()])?, &w.proj, h, WeightLayout::OutIn, true)?;
             // x = x + proj(silu(fc_1(m)) · fc_2(m))

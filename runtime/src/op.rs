@@ -73,9 +73,10 @@ pub enum Op<'a, B: Backend> {
     /// table [P, D] f32 holding cos(p·θ_j) in columns 0..D/2 and sin(p·θ_j) in D/2..D
     /// (tables, as torch builds them, make every backend rotate identically), out [T, H, D].
     Rope { x: &'a Tensor<B>, positions: &'a Tensor<B>, table: &'a Tensor<B>, out: &'a Tensor<B> },
-    /// cache[g, positions[t], :] = src[t, g, :] for K and V.
+    /// cache[g, positions[t], :] = src[t, g, :] for K and V; with `rope` (a `Rope` table
+    /// [P, D]) K is rotated at its position on the way (RoPE fused with the cache write).
     /// k, v [T, G, D] f32; k_cache, v_cache [G, capacity, D] f32; positions [T] u32 (< capacity).
-    KvAppend { k: &'a Tensor<B>, v: &'a Tensor<B>, positions: &'a Tensor<B>, k_cache: &'a Tensor<B>, v_cache: &'a Tensor<B> },
+    KvAppend { k: &'a Tensor<B>, v: &'a Tensor<B>, positions: &'a Tensor<B>, k_cache: &'a Tensor<B>, v_cache: &'a Tensor<B>, rope: Option<&'a Tensor<B>> },
     /// Grouped-query attention over the first `kv_len` cache rows, scale 1/√D.
     /// q [T, H, D] f32; caches [G, capacity, D] f32 with H % G == 0; out [T, H, D] f32.
     /// Causal: query t is at position kv_len − T + t and sees keys 0..=that position.
@@ -235,7 +236,11 @@ impl<'a, B: Backend> Op<'a, B> {
             Op::MatMul { x, w, .. } => vec![("x", x), ("w", w)],
             Op::GateUp { x, w_gate, w_up, .. } => vec![("x", x), ("w_gate", w_gate), ("w_up", w_up)],
             Op::Rope { x, positions, table, .. } => vec![("x", x), ("positions", positions), ("table", table)],
-            Op::KvAppend { k, v, positions, .. } => vec![("k", k), ("v", v), ("positions", positions)],
+            Op::KvAppend { k, v, positions, rope, .. } => {
+                let mut inputs = vec![("k", k), ("v", v), ("positions", positions)];
+                inputs.extend(rope.map(|t| ("rope", t)));
+                inputs
+            }
             Op::Attention { q, k_cache, v_cache, .. } => vec![("q", q), ("k_cache", k_cache), ("v_cache", v_cache)],
             Op::SwiGlu { gate, up, .. } => vec![("gate", gate), ("up", up)],
             Op::Add { a, b, .. } => vec![("a", a), ("b", b)],

@@ -87,7 +87,7 @@ pub(crate) fn check<B: Backend>(op: &Op<'_, B>) -> Result<()> {
             }
             c.shape("out", out, x.shape())?;
         }
-        Op::KvAppend { k, v, positions, k_cache, v_cache } => {
+        Op::KvAppend { k, v, positions, k_cache, v_cache, rope } => {
             for (n, t) in [("k", k), ("v", v), ("k_cache", k_cache), ("v_cache", v_cache)] {
                 c.dtype(n, t, &[DType::F32])?;
             }
@@ -98,6 +98,13 @@ pub(crate) fn check<B: Backend>(op: &Op<'_, B>) -> Result<()> {
             c.shape("k_cache", k_cache, &[g, cap, d])?;
             c.shape("v_cache", v_cache, &[g, cap, d])?;
             c.shape("positions", positions, &[t])?;
+            if let Some(table) = rope {
+                c.dtype("rope", table, &[DType::F32])?;
+                let [_, table_d] = c.rank2("rope", table)?;
+                if table_d != d || d % 2 != 0 {
+                    return Err(Error::invalid(name, format!("rope table has {table_d} columns; head size {d} must match and be even")));
+                }
+            }
             if k_cache.overlaps(v_cache) {
                 return Err(Error::Aliasing { op: name, what: "k_cache/v_cache".into() });
             }

@@ -44,7 +44,12 @@ pub fn rope_table(inv_freq: &[f32], positions: usize) -> Vec<f32> {
 }
 
 pub fn kv_append<B: Backend>(b: &B, k: &Tensor<B>, v: &Tensor<B>, positions: &Tensor<B>, k_cache: &Tensor<B>, v_cache: &Tensor<B>) -> Result<()> {
-    run(b, &Op::KvAppend { k, v, positions, k_cache, v_cache })
+    run(b, &Op::KvAppend { k, v, positions, k_cache, v_cache, rope: None })
+}
+
+/// `kv_append` with K rotated by RoPE (`table` as for `rope`) on its way into the cache.
+pub fn rope_kv_append<B: Backend>(b: &B, k: &Tensor<B>, v: &Tensor<B>, positions: &Tensor<B>, table: &Tensor<B>, k_cache: &Tensor<B>, v_cache: &Tensor<B>) -> Result<()> {
+    run(b, &Op::KvAppend { k, v, positions, k_cache, v_cache, rope: Some(table) })
 }
 
 pub fn attention<B: Backend>(b: &B, q: &Tensor<B>, k_cache: &Tensor<B>, v_cache: &Tensor<B>, out: &Tensor<B>, kv_len: usize, causal: bool) -> Result<()> {

@@ -5,8 +5,10 @@ use rayon::prelude::*;
 use super::simd::{axpy_f32, dot_f32, Isa};
 use crate::{Error, Result};
 
-/// k, v [T, G, D] -> caches [G, capacity, D] at rows positions[t].
-pub fn kv_append(k: &[f32], v: &[f32], positions: &[u32], kv_heads: usize, capacity: usize, k_cache: &mut [f32], v_cache: &mut [f32]) -> Result<()> {
+/// k, v [T, G, D] -> caches [G, capacity, D] at rows positions[t]; K rotated with the
+/// RoPE table [P, D] (cos | sin) when one is given.
+#[allow(clippy::too_many_arguments)]
+pub fn kv_append(k: &[f32], v: &[f32], positions: &[u32], kv_heads: usize, capacity: usize, k_cache: &mut [f32], v_cache: &mut [f32], rope: Option<&[f32]>) -> Result<()> {
     let t = positions.len();
     if t == 0 || kv_heads == 0 {
         return Ok(());
@@ -17,10 +19,30 @@ pub fn kv_append(k: &[f32], v: &[f32], positions: &[u32], kv_heads: usize, capac
         if p >= capacity {
             return Err(Error::invalid("kv_append", format!("position {p} of row {i} is outside the cache of {capacity} positions")));
         }
+        let angles = match rope {
+            Some(table) => {
+                let rows = table.len() / d.max(1);
+                if p >= rows {
+                    return Err(Error::invalid("kv_append", format!("position {p} of row {i} is outside the RoPE table of {rows} positions")));
+                }
+                Some(table[p * d..(p + 1) * d].split_at(d / 2))
+            }
+            None => None,
+        };
         for g in 0..kv_heads {
             let src = (i * kv_heads + g) * d;
             let dst = (g * capacity + p) * d;
-            k_cache[dst..dst + d].copy_from_slice(&k[src..src + d]);
+            match angles {
+                Some((cos, sin)) => {
+                    let half = d / 2;
+                    for j in 0..half {
+                        let (a, b) = (k[src + j], k[src + j + half]);
+                        k_cache[dst + j] = a * cos[j] - b * sin[j];
+                        k_cache[dst + j + half] = b * cos[j] + a * sin[j];
+                    }
+                }
+                None => k_cache[dst..dst + d].copy_from_slice(&k[src..src + d]),
+            }
             v_cache[dst..dst + d].copy_from_slice(&v[src..src + d]);
         }
     }

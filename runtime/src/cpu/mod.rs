@@ -153,10 +153,10 @@ impl Backend for Cpu {
                 Ok(())
             }
             Op::Rope { x, positions, table, out } => rope::rope(f32s(x), x.dim_back(1), u32s(positions), f32s(table), f32s_mut(out)?),
-            Op::KvAppend { k, v, positions, k_cache, v_cache } => {
+            Op::KvAppend { k, v, positions, k_cache, v_cache, rope } => {
                 let capacity = k_cache.shape()[1];
                 let kv_heads = k.shape()[1];
-                attention::kv_append(f32s(k), f32s(v), u32s(positions), kv_heads, capacity, f32s_mut(k_cache)?, f32s_mut(v_cache)?)
+                attention::kv_append(f32s(k), f32s(v), u32s(positions), kv_heads, capacity, f32s_mut(k_cache)?, f32s_mut(v_cache)?, rope.map(f32s))
             }
             Op::Attention { q, k_cache, v_cache, out, kv_len, causal } => {
                 let shape = attention::AttnShape::new(q.shape(), k_cache.shape(), kv_len, causal);

@@ -145,9 +145,9 @@ pub(crate) fn exec(c: &Cuda, op: &Op<'_, Cuda>) -> Result<()> {
             let (t, heads, d) = (x.shape()[0], x.shape()[1], x.shape()[2]);
             ("attention", "rope".into(), vec![p(x), p(positions), p(table), p(out), u(t), u(heads), u(d)], linear_blocks(t * heads * d / 2, 256))
         }
-        Op::KvAppend { k, v, positions, k_cache, v_cache } => {
+        Op::KvAppend { k, v, positions, k_cache, v_cache, rope } => {
             let (t, g, d) = (k.shape()[0], k.shape()[1], k.shape()[2]);
-            let args = vec![p(k), p(v), p(positions), p(k_cache), p(v_cache), u(t), u(g), u(d), u(k_cache.shape()[1])];
+            let args = vec![p(k), p(v), p(positions), opt(rope), p(k_cache), p(v_cache), u(t), u(g), u(d), u(k_cache.shape()[1])];
             ("attention", "kv_append".into(), args, linear_blocks(t * g * d, 256))
         }
         Op::Attention { q, k_cache, v_cache, out, kv_len, causal } => {

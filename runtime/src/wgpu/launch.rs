@@ -228,11 +228,17 @@ pub(crate) fn kernels<'a>(w: &'a Wgpu, op: &'a Op<'_, Wgpu>) -> Result<Vec<(Kern
             let bindings = vec![(0, x.buffer()), (1, positions.buffer()), (2, table.buffer()), (3, out.buffer())];
             vec![(k("rope", "rope", vec![], bindings, 4, params), groups(t * heads * d / 2, 64))]
         }
-        Op::KvAppend { k: kt, v, positions, k_cache, v_cache } => {
+        Op::KvAppend { k: kt, v, positions, k_cache, v_cache, rope } => {
             let (t, g, d) = (kt.shape()[0], kt.shape()[1], kt.shape()[2]);
-            let params = vec![n(t), n(g), n(d), n(k_cache.shape()[1]), off(kt), off(v), off(positions), off(k_cache), off(v_cache), 0, 0, 0];
-            let bindings = vec![(0, kt.buffer()), (1, v.buffer()), (2, positions.buffer()), (3, k_cache.buffer()), (4, v_cache.buffer())];
-            vec![(k("kv_append", "kv_append", vec![], bindings, 5, params), groups(t * g * d, 64))]
+            let table_rows = rope.map_or(0, |r| r.shape()[0]);
+            let params = vec![n(t), n(g), n(d), n(k_cache.shape()[1]), off(kt), off(v), off(positions), off(k_cache), off(v_cache), rope.map_or(0, off), n(table_rows), 0];
+            let mut bindings = vec![(0, kt.buffer()), (1, v.buffer()), (2, positions.buffer()), (3, k_cache.buffer()), (4, v_cache.buffer())];
+            let mut defines = vec![];
+            if let Some(r) = rope {
+                bindings.push((6, r.buffer()));
+                defines.push(("ROPE", ""));
+            }
+            vec![(k("kv_append", "kv_append", defines, bindings, 5, params), groups(t * g * d, 64))]
         }
         Op::Attention { q, k_cache, v_cache, out, kv_len, causal } => {
             let (t, heads, d) = (q.shape()[0], q.shape()[1], q.shape()[2]);

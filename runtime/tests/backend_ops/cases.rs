@@ -24,7 +24,7 @@ pub enum Case {
     MatMul { m: usize, k: usize, n: usize, layout: WeightLayout, dtype: DType, accumulate: bool },
     GateUp { m: usize, k: usize, f: usize, dtype: DType },
     Rope { t: usize, heads: usize, head_dim: usize },
-    KvAppend { t: usize, kv_heads: usize, head_dim: usize, capacity: usize },
+    KvAppend { t: usize, kv_heads: usize, head_dim: usize, capacity: usize, rope: bool },
     Attention { t: usize, heads: usize, kv_heads: usize, head_dim: usize, kv_len: usize, causal: bool },
     SwiGlu { rows: usize, cols: usize },
     Add { rows: usize, cols: usize, in_place: bool },
@@ -75,8 +75,10 @@ pub fn all_cases() -> Vec<Case> {
     for (t, heads, head_dim) in [(1, 1, 2), (5, 3, 64), (1, 24, 128), (3, 8, 32)] {
         cases.push(Rope { t, heads, head_dim });
     }
-    cases.push(KvAppend { t: 1, kv_heads: 8, head_dim: 64, capacity: 16 });
-    cases.push(KvAppend { t: 4, kv_heads: 3, head_dim: 128, capacity: 9 });
+    for rope in [false, true] {
+        cases.push(KvAppend { t: 1, kv_heads: 8, head_dim: 64, capacity: 16, rope });
+        cases.push(KvAppend { t: 4, kv_heads: 3, head_dim: 128, capacity: 9, rope });
+    }
     for head_dim in [64, 128] {
         for (heads, kv_heads) in [(2, 2), (6, 2), (8, 2), (24, 8)] {
             for kv_len in [1, 17, 100] {
@@ -199,27 +201,38 @@ fn run_inner<B: Backend>(case: &Case, b: &B, rng: &mut Rng) -> Result<Verdict> {
             ops::rope(b, &xt, &ops::upload_u32(b, &[t], &pos)?, &table, &out)?;
             compare_f32(&ops::download_f32(b, &out)?, &r::rope(&x, t, heads, head_dim, &pos, &inv_freq), F32_NMSE)
         }
-        Case::KvAppend { t, kv_heads, head_dim, capacity } => {
+        Case::KvAppend { t, kv_heads, head_dim, capacity, rope } => {
             let (k, v) = (rng.vec(t * kv_heads * head_dim, 1.0), rng.vec(t * kv_heads * head_dim, 1.0));
             let init_k = rng.vec(kv_heads * capacity * head_dim, 1.0);
             let init_v = rng.vec(kv_heads * capacity * head_dim, 1.0);
             // Distinct positions, including the last slot.
             let pos: Vec<u32> = (0..t).map(|i| (capacity - 1 - 2 * i) as u32).collect();
-            let (mut wk, mut wv) = (init_k.clone(), init_v.clone());
+            let inv_freq: Vec<f32> = (0..head_dim / 2).map(|j| 500000f32.powf(-2.0 * j as f32 / head_dim as f32)).collect();
+            // With RoPE the cached K is the reference rotation of K at its position.
+            let k_in: Vec<f64> = if rope { r::rope(&k, t, kv_heads, head_dim, &pos, &inv_freq) } else { k.iter().map(|&x| x as f64).collect() };
+            let (mut wk, mut wv): (Vec<f64>, Vec<f64>) = (init_k.iter().map(|&x| x as f64).collect(), init_v.iter().map(|&x| x as f64).collect());
             for (i, &p) in pos.iter().enumerate() {
                 for g in 0..kv_heads {
                     let (src, dst) = ((i * kv_heads + g) * head_dim, (g * capacity + p as usize) * head_dim);
-                    wk[dst..dst + head_dim].copy_from_slice(&k[src..src + head_dim]);
-                    wv[dst..dst + head_dim].copy_from_slice(&v[src..src + head_dim]);
+                    wk[dst..dst + head_dim].copy_from_slice(&k_in[src..src + head_dim]);
+                    for e in 0..head_dim {
+                        wv[dst + e] = v[src + e] as f64;
+                    }
                 }
             }
             let cache_shape = [kv_heads, capacity, head_dim];
             let (kc, vc) = (f32_in(b, &cache_shape, &init_k)?, f32_in(b, &cache_shape, &init_v)?);
             let src_shape = [t, kv_heads, head_dim];
-            ops::kv_append(b, &f32_in(b, &src_shape, &k)?, &f32_in(b, &src_shape, &v)?, &ops::upload_u32(b, &[t], &pos)?, &kc, &vc)?;
-            let to64 = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<_>>();
-            match compare_f32(&ops::download_f32(b, &kc)?, &to64(wk), 0.0) {
-                Verdict::Pass => compare_f32(&ops::download_f32(b, &vc)?, &to64(wv), 0.0),
+            let (kt, vt, pt) = (f32_in(b, &src_shape, &k)?, f32_in(b, &src_shape, &v)?, ops::upload_u32(b, &[t], &pos)?);
+            if rope {
+                let table = f32_in(b, &[capacity, head_dim], &ops::rope_table(&inv_freq, capacity))?;
+                ops::rope_kv_append(b, &kt, &vt, &pt, &table, &kc, &vc)?;
+            } else {
+                ops::kv_append(b, &kt, &vt, &pt, &kc, &vc)?;
+            }
+            let (k_tol, v_tol) = (if rope { F32_NMSE } else { 0.0 }, 0.0);
+            match compare_f32(&ops::download_f32(b, &kc)?, &wk, k_tol) {
+                Verdict::Pass => compare_f32(&ops::download_f32(b, &vc)?, &wv, v_tol),
                 fail => fail,
             }
         }

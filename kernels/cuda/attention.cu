@@ -37,24 +37,19 @@ extern "C" __global__ void kv_append(const float* k, const float* v, const u32* 
 }
 
 #define CHUNK 1024
-extern "C" __global__ void __launch_bounds__(128) attention(const float* q, const float* kc, const float* vc, float* out, u32 t, u32 heads, u32 g, u32 d,
-                                                           u32 cap, u32 kv_len, u32 causal, float scale) {
-    __shared__ float qs[256];
-    __shared__ float scores[CHUNK];
-    __shared__ float scratch[32];
-    u32 bi = block_index();
-    if (bi >= t * heads) return;
-    u32 ti = bi / heads, h = bi % heads, gi = h / (heads / g);
-    u32 visible = causal ? kv_len - t + ti + 1 : kv_len;
-    const float* qr = q + (u64)bi * d;
-    for (u32 i = threadIdx.x; i < d; i += blockDim.x) qs[i] = qr[i];
-    __syncthreads();
+
+// Online softmax of one (query, head) over keys begin..end of kv group `gi`: running max,
+// sum and the unnormalised output dimensions d0 = thread and d1 = thread + blockDim.x.
+struct Partial { float m, l, acc0, acc1; };
+
+__device__ Partial attend(const float* qs, float* scores, float* scratch, const float* kc, const float* vc, u32 gi, u32 d, u32 cap, float scale, u32 begin,
+                          u32 end) {
     const float* kb = kc + (u64)gi * cap * d;
     const float* vb = vc + (u64)gi * cap * d;
-    float m = -3.402823466e38f, l = 0.0f, acc0 = 0.0f, acc1 = 0.0f;
+    Partial r = {-3.402823466e38f, 0.0f, 0.0f, 0.0f};
     u32 d0 = threadIdx.x, d1 = threadIdx.x + blockDim.x;
-    for (u32 c0 = 0; c0 < visible; c0 += CHUNK) {
-        u32 len = min(CHUNK, visible - c0);
+    for (u32 c0 = begin; c0 < end; c0 += CHUNK) {
+        u32 len = min(CHUNK, end - c0);
         float local_max = -3.402823466e38f;
         for (u32 j = threadIdx.x; j < len; j += blockDim.x) {
             const float* kr = kb + (u64)(c0 + j) * d;
@@ -64,30 +59,51 @@ extern "C" __global__ void __launch_bounds__(128) attention(const float* q, cons
             scores[j] = s;
             local_max = fmaxf(local_max, s);
         }
-        float m_new = fmaxf(m, block_max(local_max, scratch));
-        float correction = expf(m - m_new);
+        float m_new = fmaxf(r.m, block_max(local_max, scratch));
+        float correction = expf(r.m - m_new);
         float local_sum = 0.0f;
         for (u32 j = threadIdx.x; j < len; j += blockDim.x) {
-            float p = expf(scores[j] - m_new);
-            scores[j] = p;
-            local_sum += p;
+            float pj = expf(scores[j] - m_new);
+            scores[j] = pj;
+            local_sum += pj;
         }
-        l = l * correction + block_sum(local_sum, scratch);
-        acc0 *= correction;
-        acc1 *= correction;
+        r.l = r.l * correction + block_sum(local_sum, scratch);
+        r.acc0 *= correction;
+        r.acc1 *= correction;
         __syncthreads();
         for (u32 j = 0; j < len; j++) {
             const float* vr = vb + (u64)(c0 + j) * d;
-            float p = scores[j];
-            if (d0 < d) acc0 += p * vr[d0];
-            if (d1 < d) acc1 += p * vr[d1];
+            float pj = scores[j];
+            if (d0 < d) r.acc0 += pj * vr[d0];
+            if (d1 < d) r.acc1 += pj * vr[d1];
         }
-        m = m_new;
+        r.m = m_new;
         __syncthreads();
     }
+    return r;
+}
+
+// Loads query row `bi` into shared memory; returns the keys it may see.
+__device__ u32 load_query(const float* q, float* qs, u32 bi, u32 ti, u32 t, u32 d, u32 kv_len, u32 causal) {
+    for (u32 i = threadIdx.x; i < d; i += blockDim.x) qs[i] = q[(u64)bi * d + i];
+    __syncthreads();
+    return causal ? kv_len - t + ti + 1 : kv_len;
+}
+
+extern "C" __global__ void __launch_bounds__(128) attention(const float* q, const float* kc, const float* vc, float* out, u32 t, u32 heads, u32 g, u32 d,
+                                                           u32 cap, u32 kv_len, u32 causal, float scale) {
+    __shared__ float qs[256];
+    __shared__ float scores[CHUNK];
+    __shared__ float scratch[32];
+    u32 bi = block_index();
+    if (bi >= t * heads) return;
+    u32 ti = bi / heads, h = bi % heads;
+    u32 visible = load_query(q, qs, bi, ti, t, d, kv_len, causal);
+    Partial r = attend(qs, scores, scratch, kc, vc, h / (heads / g), d, cap, scale, 0, visible);
     float* o = out + (u64)bi * d;
-    if (d0 < d) o[d0] = acc0 / l;
-    if (d1 < d) o[d1] = acc1 / l;
+    u32 d0 = threadIdx.x, d1 = threadIdx.x + blockDim.x;
+    if (d0 < d) o[d0] = r.acc0 / r.l;
+    if (d1 < d) o[d1] = r.acc1 / r.l;
 }
 
 // Split-KV decode attention (flash-decoding), for few queries over long caches.
@@ -102,52 +118,15 @@ extern "C" __global__ void __launch_bounds__(128) attention_split(const float* q
     u32 blk = block_index();
     if (blk >= t * heads * splits) return;
     u32 s = blk % splits, bi = blk / splits;
-    u32 ti = bi / heads, h = bi % heads, gi = h / (heads / g);
-    u32 visible = causal ? kv_len - t + ti + 1 : kv_len;
-    u32 begin = s * span, end = min(visible, begin + span);
-    const float* qr = q + (u64)bi * d;
-    for (u32 i = threadIdx.x; i < d; i += blockDim.x) qs[i] = qr[i];
-    __syncthreads();
-    const float* kb = kc + (u64)gi * cap * d;
-    const float* vb = vc + (u64)gi * cap * d;
-    float m = -3.402823466e38f, l = 0.0f, acc0 = 0.0f, acc1 = 0.0f;
-    u32 d0 = threadIdx.x, d1 = threadIdx.x + blockDim.x;
-    for (u32 c0 = begin; c0 < end; c0 += CHUNK) {
-        u32 len = min(CHUNK, end - c0);
-        float local_max = -3.402823466e38f;
-        for (u32 j = threadIdx.x; j < len; j += blockDim.x) {
-            const float* kr = kb + (u64)(c0 + j) * d;
-            float sc = 0.0f;
-            for (u32 i = 0; i < d; i++) sc += qs[i] * kr[i];
-            sc *= scale;
-            scores[j] = sc;
-            local_max = fmaxf(local_max, sc);
-        }
-        float m_new = fmaxf(m, block_max(local_max, scratch));
-        float correction = expf(m - m_new);
-        float local_sum = 0.0f;
-        for (u32 j = threadIdx.x; j < len; j += blockDim.x) {
-            float pj = expf(scores[j] - m_new);
-            scores[j] = pj;
-            local_sum += pj;
-        }
-        l = l * correction + block_sum(local_sum, scratch);
-        acc0 *= correction;
-        acc1 *= correction;
-        __syncthreads();
-        for (u32 j = 0; j < len; j++) {
-            const float* vr = vb + (u64)(c0 + j) * d;
-            float pj = scores[j];
-            if (d0 < d) acc0 += pj * vr[d0];
-            if (d1 < d) acc1 += pj * vr[d1];
-        }
-        m = m_new;
-        __syncthreads();
-    }
+    u32 ti = bi / heads, h = bi % heads;
+    u32 visible = load_query(q, qs, bi, ti, t, d, kv_len, causal);
+    u32 begin = s * span;
+    Partial r = attend(qs, scores, scratch, kc, vc, h / (heads / g), d, cap, scale, begin, min(visible, begin + span));
     float* o = partial + (u64)blk * (d + 2);
-    if (d0 < d) o[d0] = acc0;
-    if (d1 < d) o[d1] = acc1;
-    if (threadIdx.x == 0) { o[d] = m; o[d + 1] = l; }
+    u32 d0 = threadIdx.x, d1 = threadIdx.x + blockDim.x;
+    if (d0 < d) o[d0] = r.acc0;
+    if (d1 < d) o[d1] = r.acc1;
+    if (threadIdx.x == 0) { o[d] = r.m; o[d + 1] = r.l; }
 }
 
 extern "C" __global__ void __launch_bounds__(128) attention_combine(const float* partial, float* out, u32 rows, u32 d, u32 splits) {

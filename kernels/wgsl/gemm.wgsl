@@ -2,7 +2,8 @@
 // A 16x16-thread workgroup computes a 64x64 output tile, 4x4 outputs per thread (rows and
 // columns strided by 16 so neighbouring threads touch neighbouring addresses), staging
 // 64x16 slices of A and w in workgroup memory.
-//   linear: A = x [M, K]; act/GATED as in linear.wgsl; also matmul's prefill (accumulate).
+//   linear: A = x [M, K]; `act` (0 none, 1 tanh-GELU, 2 SiLU, 3 round to levels) or, with
+//           GATED, out += gate[n] * y; also matmul's prefill (accumulate).
 //   CONV:   A is the implicit im2col of a time-major conv1d: row = (b, j), column =
 //           (tap, c_in), A = x[b, (j + tap*dilation - pad_left) / upsample, c_in] or 0;
 //           epilogue bias, PReLU, accumulate. w is [C_out, K * C_in].

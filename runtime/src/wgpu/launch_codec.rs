@@ -6,7 +6,8 @@ use super::Wgpu;
 use crate::op::{Epilogue, Op, UnaryFn};
 use crate::Tensor;
 
-/// Rows from which `linear` and `conv1d` use the register-tiled GEMM (64x64 tiles).
+/// Rows from which `matmul` and `conv1d` use the register-tiled GEMM (64x64 tiles);
+/// `linear` always does (the codec's linears have many rows).
 pub(crate) const TILED_MIN_ROWS: usize = 16;
 const TILE: usize = 64;
 /// Narrower convolutions (the SQ decoder's late stages) waste most of a 64-wide tile.
@@ -46,14 +47,10 @@ pub(crate) fn kernel<'a>(op: &'a Op<'_, Wgpu>) -> (Kernel<'a>, u32) {
                 }
                 _ => 0,
             };
-            if m >= TILED_MIN_ROWS {
-                let tiles_n = nn.div_ceil(TILE);
-                let mut params = vec![n(m), n(nn), n(k), code, off(w), off(x), off(out), bias.map_or(0, off), gate_off, levels.to_bits(), n(tiles_n), 0];
-                params.extend([0u32; 8]);
-                return (Kernel { file: "gemm", entry: "gemm", defines, bindings, params_binding: 3, params }, n(tiles_n * m.div_ceil(TILE)));
-            }
-            let params = vec![n(m), n(nn), n(k), code, off(w), off(x), off(out), bias.map_or(0, off), gate_off, levels.to_bits(), 0, 0];
-            (Kernel { file: "linear", entry: "linear", defines, bindings, params_binding: 3, params }, groups(m * nn, 8))
+            let tiles_n = nn.div_ceil(TILE);
+            let mut params = vec![n(m), n(nn), n(k), code, off(w), off(x), off(out), bias.map_or(0, off), gate_off, levels.to_bits(), n(tiles_n), 0];
+            params.extend([0u32; 8]);
+            (Kernel { file: "gemm", entry: "gemm", defines, bindings, params_binding: 3, params }, n(tiles_n * m.div_ceil(TILE)))
         }
         Op::Unary { x, out, f } => {
             let (code, levels) = act_code(Some(f));

@@ -1,7 +1,7 @@
 //! Compute-bound CPU GEMMs at the codec's shapes (f32 weights, both CFG rows of a 20 s
 //! window = 1000 frames): GFLOP/s against this machine's measured FMA peak.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use uniaudio_runtime::cpu::peak::measure_fma_peak;
@@ -13,24 +13,8 @@ fn random(b: &Cpu, shape: &[usize], seed: u32) -> Tensor<Cpu> {
     ops::upload_f32(b, shape, &values, DType::F32).expect("upload")
 }
 
-fn report(c: &mut Criterion, name: &str, flops: f64, peak: f64, mut f: impl FnMut()) {
-    let mut group = c.benchmark_group(name);
-    group.sample_size(10).measurement_time(Duration::from_secs(5)).warm_up_time(Duration::from_millis(500));
-    group.throughput(Throughput::Elements(flops as u64));
-    let mut best = f64::INFINITY;
-    group.bench_function("call", |bch| {
-        bch.iter_custom(|iters| {
-            let t = Instant::now();
-            for _ in 0..iters {
-                f();
-            }
-            let e = t.elapsed();
-            best = best.min(e.as_secs_f64() / iters as f64);
-            e
-        })
-    });
-    group.finish();
-    if best.is_finite() {
+fn report(c: &mut Criterion, name: &str, flops: f64, peak: f64, f: impl FnMut()) {
+    if let Some(best) = uniaudio_benches::timed(c, name, Throughput::Elements(flops as u64), Duration::from_secs(5), f, || {}) {
         let gflops = flops / best / 1e9;
         println!("{name}: best {:.2} ms, {gflops:.1} GFLOP/s = {:.1}% of the {peak:.1} GFLOP/s FMA peak", best * 1e3, 100.0 * gflops / peak);
     }

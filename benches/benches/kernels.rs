@@ -15,27 +15,11 @@ fn random<B: Backend>(b: &B, shape: &[usize], dtype: DType, seed: u32) -> Tensor
 }
 
 /// Times `f` (synchronised) and reports bytes/second through criterion.
-fn bench<B: Backend>(c: &mut Criterion, backend: &B, label: &str, name: &str, bytes: usize, mut f: impl FnMut()) {
-    let mut group = c.benchmark_group(format!("{name}/{label}"));
-    group.sample_size(10).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_millis(500));
-    group.throughput(Throughput::Bytes(bytes as u64));
-    let mut best = f64::INFINITY;
-    group.bench_function("call", |bch| {
-        bch.iter_custom(|iters| {
-            let t = Instant::now();
-            for _ in 0..iters {
-                f();
-            }
-            backend.sync().expect("sync");
-            let e = t.elapsed();
-            best = best.min(e.as_secs_f64() / iters as f64);
-            e
-        })
-    });
-    group.finish();
-    // Criterion filters may skip the function; then there is nothing to report.
-    if best.is_finite() {
-        println!("{name}/{label}: best {:.3} ms, {:.2} GB/s", best * 1e3, bytes as f64 / best / 1e9);
+fn bench<B: Backend>(c: &mut Criterion, backend: &B, label: &str, name: &str, bytes: usize, f: impl FnMut()) {
+    let name = format!("{name}/{label}");
+    let best = uniaudio_benches::timed(c, &name, Throughput::Bytes(bytes as u64), Duration::from_secs(3), f, || backend.sync().expect("sync"));
+    if let Some(best) = best {
+        println!("{name}: best {:.3} ms, {:.2} GB/s", best * 1e3, bytes as f64 / best / 1e9);
     }
 }
 

@@ -178,16 +178,15 @@ impl<B: Backend> Flow<B> {
         let x = ops::upload_f32(b, &[t, lat], input.x0, DType::F32)?;
         let x0 = ops::upload_f32(b, &[t, lat], input.x0, DType::F32)?;
         let ctx = ops::upload_f32(b, &[t, lat], input.context, DType::F32)?;
-        // base[0] = conv_c(ctx) + bias (μ = 0), base[1] = base[0] + conv_μ(μ).
-        let base = f32(&[2, t, d])?;
-        let (base_u, base_c) = (base.narrow(0, 1)?, base.narrow(1, 1)?);
+        // base[0] = conv_c(ctx) + bias (μ = 0), base[1] = conv_μ(μ) + base[0].
+        // Separate buffers: GPU backends bind each whole, and the add below reads one, writes the other.
+        let (base_u, base_c) = (f32(&[1, t, d])?, f32(&[1, t, d])?);
         ops::conv1d(b, &ctx.reshape(&[1, t, lat])?, &self.in_c, Some(&self.in_bias), &base_u, same)?;
-        ops::conv1d(b, &ctx.reshape(&[1, t, lat])?, &self.in_c, Some(&self.in_bias), &base_c, same)?;
         let cond = input.cond;
         let t_tok = cond.shape()[0];
-        let up = t / t_tok.max(1);
-        let mu_conv = ConvParams { upsample: up, accumulate: true, ..same };
+        let mu_conv = ConvParams { upsample: t / t_tok.max(1), ..same };
         ops::conv1d(b, &cond.reshape(&[1, t_tok, cond.shape()[1]])?, &self.in_mu, None, &base_c, mu_conv)?;
+        ops::add(b, &base_c, &base_u, &base_c)?;
 
         let grid = time_grid(input.steps);
         let times: Vec<f32> = grid.iter().map(|s| s.t).collect();

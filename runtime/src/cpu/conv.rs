@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use super::matmul::matmul;
 use super::simd::Isa;
-use super::view::WeightSlice;
+use super::view::{SharedOut, WeightSlice};
 use crate::op::{ConvParams, WeightLayout};
 
 /// im2col bytes per task, and the floor on frames per task.
@@ -35,22 +35,6 @@ struct Frames {
     first: usize,
     step: usize,
     count: usize,
-}
-
-/// A raw output pointer shared by tasks that write disjoint frames.
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-// SAFETY: every task writes only the frames of its own `Frames` set (disjoint by construction).
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
-impl Out {
-    /// # Safety
-    /// `i` must be in bounds and written by no other task.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn at(&self, i: usize) -> &mut f32 {
-        &mut *self.0.add(i)
-    }
 }
 
 /// Frames per task: enough tasks to balance the threads, im2col within its budget.
@@ -82,7 +66,7 @@ fn run_tasks(
     out: &mut [f32],
     gather: impl Fn(usize, usize, usize, &mut [f32]) + Sync,
 ) {
-    let out_ptr = Out(out.as_mut_ptr());
+    let out_ptr = SharedOut::new(out);
     tasks.par_iter().for_each(|&(f, phase)| {
         let kc = taps[phase] * d.c_in;
         let mut cols = vec![0f32; f.count * kc];

@@ -10,28 +10,12 @@
 use rayon::prelude::*;
 
 use super::simd::Isa;
-use super::view::WeightSlice;
+use super::view::{SharedOut, WeightSlice};
 use crate::op::WeightLayout;
 
 const MR: usize = 6;
 const NR: usize = 16;
 const KC: usize = 256;
-
-/// A raw output pointer shared by tasks that write disjoint column ranges.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: each task writes only the columns of its own NR-wide panel.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    /// # Safety
-    /// `i` must be in bounds and written by no other task.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn at(&self, i: usize) -> &mut f32 {
-        &mut *self.0.add(i)
-    }
-}
 
 /// Packed x per pass: small enough to stay in the last-level cache while every column
 /// task sweeps it.
@@ -44,7 +28,7 @@ fn rows_per_pass(k: usize) -> usize {
 
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(isa: Isa, x: &[f32], m: usize, k: usize, w: WeightSlice, layout: WeightLayout, n: usize, out: &mut [f32], accumulate: bool) {
-    let shared = SharedOut(out.as_mut_ptr());
+    let shared = SharedOut::new(out);
     let col_panels = n.div_ceil(NR);
     let k_blocks = k.div_ceil(KC);
     let per_pass = rows_per_pass(k);

@@ -88,3 +88,23 @@ pub fn weight_rows(t: &Tensor<Cpu>) -> WeightSlice<'_> {
         }
     }
 }
+
+/// A raw f32 output pointer shared by parallel tasks that write disjoint elements.
+#[derive(Clone, Copy)]
+pub struct SharedOut(*mut f32);
+// SAFETY: users give every task a disjoint set of elements to write (see each call site).
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    pub fn new(out: &mut [f32]) -> Self {
+        SharedOut(out.as_mut_ptr())
+    }
+
+    /// # Safety
+    /// `i` must be in bounds of the slice this came from and written by no other task.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn at(&self, i: usize) -> &mut f32 {
+        &mut *self.0.add(i)
+    }
+}

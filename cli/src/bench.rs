@@ -12,7 +12,7 @@ use uniaudio_lm::synth::InitSpec;
 use uniaudio_lm::synth_dir::write_synthetic_model;
 use uniaudio_lm::{LmConfig, UniAudioLm};
 use uniaudio_runtime::cpu::bandwidth::measure_read_bandwidth;
-use uniaudio_runtime::{Backend, DType};
+use uniaudio_runtime::{cache_dir, Backend, DType};
 
 use crate::backend::{BackendChoice, Opened};
 use crate::{progress, system};
@@ -42,17 +42,6 @@ pub struct BenchArgs {
     json: Option<PathBuf>,
     #[command(flatten)]
     codec: crate::bench_codec::CodecBenchArgs,
-}
-
-fn cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("UNIAUDIO_CACHE_DIR") {
-        return PathBuf::from(d);
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("uniaudio")
 }
 
 /// The largest preset whose weights fit in memory (with room for caches) and on disk.

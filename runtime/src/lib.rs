@@ -8,6 +8,7 @@
 mod aligned;
 mod backend;
 pub mod bench;
+mod cache_dir;
 pub mod cpu;
 pub mod cuda;
 pub mod dtype;
@@ -15,6 +16,7 @@ mod error;
 pub mod op;
 mod op_check;
 pub mod ops;
+pub mod out_dir;
 pub mod rng;
 pub mod synth;
 mod tensor;
@@ -23,6 +25,7 @@ pub mod weights;
 pub mod wgpu;
 
 pub use backend::Backend;
+pub use cache_dir::cache_dir;
 pub use cpu::Cpu;
 pub use crate::cuda::Cuda;
 pub use dtype::DType;

@@ -11,7 +11,6 @@ mod buffer;
 mod launch;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{CudaContext, CudaEvent, CudaFunction, CudaModule, CudaStream, DevicePtr, PinnedHostSlice};
@@ -65,23 +64,12 @@ impl Cuda {
         format!("{} (sm_{})", self.name, self.arch)
     }
 
-    fn cache_dir() -> PathBuf {
-        if let Some(d) = std::env::var_os("UNIAUDIO_CACHE_DIR") {
-            return PathBuf::from(d).join("ptx");
-        }
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .unwrap_or_else(std::env::temp_dir);
-        base.join("uniaudio").join("ptx")
-    }
-
     /// The PTX of one source file for this device, from the cache or NVRTC.
     fn ptx(&self, file: &'static str) -> Result<String> {
         let source = uniaudio_kernels::cuda(file).ok_or_else(|| err(format!("no CUDA source `{file}`")))?;
         let text = format!("{}\n{}", uniaudio_kernels::CUDA_COMMON, source.text);
         let key = crate::synth::fnv1a64(format!("{}|{}", self.arch, text).as_bytes());
-        let path = Self::cache_dir().join(format!("{file}-{key:016x}-sm{}.ptx", self.arch));
+        let path = crate::cache_dir().join("ptx").join(format!("{file}-{key:016x}-sm{}.ptx", self.arch));
         if let Ok(ptx) = std::fs::read_to_string(&path) {
             return Ok(ptx);
         }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::Value;
-use uniaudio_codec::{Codec, CodecConfig, DecodeOptions, Noise, StitchMode};
+use uniaudio_codec::{Codec, CodecConfig, DecodeOptions, Decoded, Noise, StitchMode};
 use uniaudio_runtime::Backend;
 
 use crate::backend::{BackendChoice, Opened};
@@ -126,47 +126,23 @@ fn decode(args: DecodeArgs) -> Result<()> {
 
 fn decode_on<B: Backend>(b: &B, dir: &Path, tokens: &[Vec<u32>], opts: &DecodeOptions) -> Result<(Vec<f32>, u32)> {
     let codec = Codec::load(b, dir).with_context(|| format!("loading codec {}", dir.display()))?;
-    let bar = progress::steps(0, "decoding");
+    Ok((decode_with_progress(&codec, b, tokens, opts)?.audio, codec.config.sample_rate))
+}
+
+/// `codec.decode` with a progress bar over windows x Euler steps.
+pub fn decode_with_progress<B: Backend>(codec: &Codec<B>, b: &B, tokens: &[Vec<u32>], opts: &DecodeOptions) -> uniaudio_codec::Result<Decoded> {
+    let bar = progress::steps(0, "decoding audio");
     let out = codec.decode(b, tokens, opts, &mut |w, n, s, steps| {
         bar.set_length((n * steps) as u64);
         bar.set_position((w * steps + s) as u64);
     });
     bar.finish_and_clear();
-    Ok((out?.audio, codec.config.sample_rate))
+    out
 }
 
 fn synth(args: CodecSynthArgs) -> Result<()> {
     let config = CodecConfig::load(&args.config)?;
-    write_new_dir(&args.out, |dir| Ok(uniaudio_codec::synth::write_synthetic_codec(&config, dir)?))?;
+    uniaudio_runtime::out_dir::write_atomically(&args.out, |dir| uniaudio_codec::synth::write_synthetic_codec(&config, dir))?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
-}
-
-/// Fills a temporary directory next to `out` with `fill` and renames it to `out`, which must
-/// not exist or be empty; on failure nothing appears under `out`.
-pub fn write_new_dir(out: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    if out.exists() && std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(true) {
-        bail!("{}: exists and is not an empty directory", out.display());
-    }
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = tempfile_dir(parent)?;
-    if let Err(e) = fill(&tmp) {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    if out.exists() {
-        std::fs::remove_dir(out).with_context(|| format!("replacing empty {}", out.display()))?;
-    }
-    std::fs::rename(&tmp, out).with_context(|| format!("renaming to {}", out.display()))
-}
-
-/// A fresh hidden directory next to the destination (same filesystem, so rename works).
-fn tempfile_dir(parent: &Path) -> Result<PathBuf> {
-    for i in 0..1000u32 {
-        let p = parent.join(format!(".uniaudio-{}-{i}.tmp", std::process::id()));
-        if std::fs::create_dir(&p).is_ok() {
-            return Ok(p);
-        }
-    }
-    bail!("{}: cannot create a temporary directory", parent.display())
 }

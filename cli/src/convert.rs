@@ -99,16 +99,15 @@ fn run_codec(args: &ConvertArgs) -> Result<()> {
     let Some(sqcodec) = &args.sqcodec else { bail!("--codec needs --sqcodec sqcodec.pth") };
     let Some(config_path) = &args.config else { bail!("--codec needs --config with the codec's config.json") };
     let config = uniaudio_codec::CodecConfig::load(config_path)?;
-    crate::codec::write_new_dir(&args.out, |dir| {
-        let bar = progress::steps(0, "converting codec tensors");
-        let result = uniaudio_codec::convert::convert_codec(&args.checkpoint, sqcodec, &config, dir, &mut |done, total| {
+    let bar = progress::steps(0, "converting codec tensors");
+    let result = uniaudio_runtime::out_dir::write_atomically(&args.out, |dir| {
+        uniaudio_codec::convert::convert_codec(&args.checkpoint, sqcodec, &config, dir, &mut |done, total| {
             bar.set_length(total);
             bar.set_position(done);
-        });
-        bar.finish_and_clear();
-        result?;
-        Ok(())
-    })?;
+        })
+    });
+    bar.finish_and_clear();
+    result?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
 }

@@ -109,10 +109,10 @@ fn convert_bytes(p: &Planned, bytes: Vec<u8>) -> Vec<u8> {
 /// under `out` only when everything is written. `progress(done, total)` counts bytes.
 pub fn convert(checkpoint: &Path, config: &LmConfig, out: &Path, opts: &ConvertOptions, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
     // Fail before reading the checkpoint if the destination is taken.
-    crate::out_dir::check_empty(out)?;
+    uniaudio_runtime::out_dir::check_empty(out)?;
     let ckpt = TorchCheckpoint::open(checkpoint)?;
     let planned = plan(&ckpt, config, opts.dtype)?;
-    crate::out_dir::write_atomically(out, |tmp| write_dir(&ckpt, config, &planned, tmp, opts, progress))
+    uniaudio_runtime::out_dir::write_atomically(out, |tmp| write_dir(&ckpt, config, &planned, tmp, opts, progress))
 }
 
 fn write_dir(ckpt: &TorchCheckpoint, config: &LmConfig, planned: &[Planned], dir: &Path, opts: &ConvertOptions, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {

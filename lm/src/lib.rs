@@ -10,7 +10,6 @@ pub mod frame;
 pub mod generate;
 pub mod llm_yaml;
 pub mod model;
-mod out_dir;
 pub mod presets;
 pub mod rope;
 mod stack;

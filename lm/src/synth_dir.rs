@@ -17,14 +17,14 @@ use crate::synth::{model_tensors, InitSpec};
 /// `progress(done_bytes, total_bytes)` is called after each tensor.
 pub fn write_synthetic_model(config: &LmConfig, init: &InitSpec, dtype: DType, out: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<PathBuf> {
     // Fail before generating anything if the destination is taken.
-    crate::out_dir::check_empty(out)?;
+    uniaudio_runtime::out_dir::check_empty(out)?;
     let tensors = model_tensors(config);
     let names: Vec<String> = tensors.iter().map(|(n, _)| n.clone()).collect();
     let unknown = init.unknown_patch_targets(&names);
     if !unknown.is_empty() {
         return Err(LmError::Invalid(format!("init.patches name tensors this config does not have: {}", unknown.join(", "))));
     }
-    crate::out_dir::write_atomically(out, |tmp| write_into(config, init, dtype, tmp, &tensors, progress))?;
+    uniaudio_runtime::out_dir::write_atomically(out, |tmp| write_into(config, init, dtype, tmp, &tensors, progress))?;
     Ok(out.to_path_buf())
 }
 

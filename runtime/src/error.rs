@@ -32,6 +32,10 @@ pub enum Error {
     #[error("{path}: {msg}")]
     Weights { path: PathBuf, msg: String },
 
+    /// An output path that cannot be written as asked (e.g. a non-empty directory).
+    #[error("{path}: {msg}")]
+    Output { path: PathBuf, msg: String },
+
     #[error("tensor `{name}` not found in {path}")]
     MissingTensor { name: String, path: PathBuf },
 

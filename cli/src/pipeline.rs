@@ -128,11 +128,6 @@ fn run_on<B: Backend>(b: &B, args: &PipelineArgs, prompt: &[uniaudio_lm::Frame],
         bail!("the LM produced no reconstruction frames within --max-steps {}", opts.max_steps);
     }
     let rows: Vec<Vec<u32>> = (0..frames[0].len()).map(|r| frames.iter().map(|f| f[r]).collect()).collect();
-    let bar = progress::steps(0, "decoding audio");
-    let out = codec.decode(b, &rows, decode, &mut |w, n, s, steps| {
-        bar.set_length((n * steps) as u64);
-        bar.set_position((w * steps + s) as u64);
-    });
-    bar.finish_and_clear();
-    Ok((out.context("decoding the generated tokens")?.audio, codec.config.sample_rate))
+    let out = crate::codec::decode_with_progress(&codec, b, &rows, decode).context("decoding the generated tokens")?;
+    Ok((out.audio, codec.config.sample_rate))
 }

@@ -38,6 +38,11 @@ fn index(g: vec3<u32>, nw: vec3<u32>) -> u32 {
     return g.x + g.y * nw.x * 64u;
 }
 
+// (output channel, frame, batch) of output element `id`.
+fn coords(id: u32) -> vec3<u32> {
+    return vec3<u32>(id % p.c_out, (id / p.c_out) % p.l_out, id / (p.c_out * p.l_out));
+}
+
 fn bias_of(o: u32) -> f32 {
 #ifdef BIAS
     return load_w2(p.bias_off + o);
@@ -60,9 +65,10 @@ fn conv1d(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) 
     if id >= p.batch * p.l_out * p.c_out {
         return;
     }
-    let o = id % p.c_out;
-    let j = (id / p.c_out) % p.l_out;
-    let b = id / (p.c_out * p.l_out);
+    let c = coords(id);
+    let o = c.x;
+    let j = c.y;
+    let b = c.z;
     let virtual_len = p.l_in * p.upsample;
     var y = 0.0;
     for (var kk = 0u; kk < p.k; kk++) {
@@ -87,9 +93,10 @@ fn conv_transpose1d(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_wo
     if id >= p.batch * p.l_out * p.c_out {
         return;
     }
-    let o = id % p.c_out;
-    let j = (id / p.c_out) % p.l_out;
-    let b = id / (p.c_out * p.l_out);
+    let c = coords(id);
+    let o = c.x;
+    let j = c.y;
+    let b = c.z;
     let s = p.dilation;
     let shifted = j + p.pad_left;
     var y = 0.0;

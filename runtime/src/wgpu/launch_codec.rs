@@ -25,33 +25,11 @@ fn act_code(f: Option<UnaryFn>) -> (u32, f32) {
 
 pub(crate) fn kernel<'a>(op: &'a Op<'_, Wgpu>) -> (Kernel<'a>, u32) {
     match *op {
-        Op::Linear { x, w, bias, out, epilogue } => {
-            let (m, k) = (x.shape()[0], x.shape()[1]);
-            let nn = out.shape()[1];
-            let act = match epilogue {
-                Epilogue::Act(f) => Some(f),
-                _ => None,
-            };
-            let (code, levels) = act_code(act);
-            let mut defines = vec![weight_define(w)];
-            let mut bindings = vec![(0, w.buffer(), None), (1, x.buffer(), None), (2, out.buffer(), None)];
-            if let Some(b) = bias {
-                defines.push(("BIAS", ""));
-                bindings.push((4, b.buffer(), None));
-            }
-            let gate_off = match epilogue {
-                Epilogue::GatedAdd { gate } => {
-                    defines.push(("GATED", ""));
-                    bindings.push((5, gate.buffer(), None));
-                    off(gate)
-                }
-                _ => 0,
-            };
-            let tiles_n = nn.div_ceil(TILE);
-            let mut params = vec![n(m), n(nn), n(k), code, off(w), off(x), off(out), bias.map_or(0, off), gate_off, levels.to_bits(), n(tiles_n), 0];
-            params.extend([0u32; 8]);
-            (Kernel { file: "gemm", entry: "gemm", defines, bindings, params_binding: 3, params }, n(tiles_n * m.div_ceil(TILE)))
-        }
+        Op::Linear { x, w, bias, out, epilogue } => match epilogue {
+            Epilogue::Store => gemm(x, w, bias, None, out, None, false),
+            Epilogue::Act(f) => gemm(x, w, bias, None, out, Some(f), false),
+            Epilogue::GatedAdd { gate } => gemm(x, w, bias, Some(gate), out, None, false),
+        },
         Op::Unary { x, out, f } => {
             let (code, levels) = act_code(Some(f));
             let params = vec![n(x.numel()), code, levels.to_bits(), 0, 0, off(x), 0, off(out)];
@@ -137,10 +115,34 @@ fn convolution<'a>(
 
 /// `matmul` (weights [N, K]) for many rows on the tiled GEMM: no bias, no activation.
 pub(crate) fn tiled_matmul<'a>(x: &'a Tensor<Wgpu>, w: &'a Tensor<Wgpu>, out: &'a Tensor<Wgpu>, accumulate: bool) -> (Kernel<'a>, u32) {
+    gemm(x, w, None, None, out, None, accumulate)
+}
+
+/// The tiled GEMM out = epilogue(x [M, K] . w[N, K]^T + bias): activation `act`, or
+/// out += gate ⊙ y, or out += y (`accumulate`).
+fn gemm<'a>(
+    x: &'a Tensor<Wgpu>,
+    w: &'a Tensor<Wgpu>,
+    bias: Option<&'a Tensor<Wgpu>>,
+    gate: Option<&'a Tensor<Wgpu>>,
+    out: &'a Tensor<Wgpu>,
+    act: Option<UnaryFn>,
+    accumulate: bool,
+) -> (Kernel<'a>, u32) {
     let (m, k, nn) = (x.shape()[0], x.shape()[1], out.shape()[1]);
+    let (code, levels) = act_code(act);
+    let mut defines = vec![weight_define(w)];
+    let mut bindings = vec![(0, w.buffer(), None), (1, x.buffer(), None), (2, out.buffer(), None)];
+    if let Some(b) = bias {
+        defines.push(("BIAS", ""));
+        bindings.push((4, b.buffer(), None));
+    }
+    if let Some(g) = gate {
+        defines.push(("GATED", ""));
+        bindings.push((5, g.buffer(), None));
+    }
     let tiles_n = nn.div_ceil(TILE);
-    let mut params = vec![n(m), n(nn), n(k), 0, off(w), off(x), off(out), 0, 0, 0f32.to_bits(), n(tiles_n), accumulate as u32];
+    let mut params = vec![n(m), n(nn), n(k), code, off(w), off(x), off(out), bias.map_or(0, off), gate.map_or(0, off), levels.to_bits(), n(tiles_n), accumulate as u32];
     params.extend([0u32; 8]);
-    let bindings = vec![(0, w.buffer(), None), (1, x.buffer(), None), (2, out.buffer(), None)];
-    (Kernel { file: "gemm", entry: "gemm", defines: vec![weight_define(w)], bindings, params_binding: 3, params }, n(tiles_n * m.div_ceil(TILE)))
+    (Kernel { file: "gemm", entry: "gemm", defines, bindings, params_binding: 3, params }, n(tiles_n * m.div_ceil(TILE)))
 }

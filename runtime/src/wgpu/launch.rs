@@ -134,6 +134,22 @@ pub(crate) fn supports(w: &Wgpu, op: &Op<'_, Wgpu>) -> bool {
 /// Keys per split of split-KV decode attention, and the most splits per (query, head).
 const SPLIT_SPAN: usize = 256;
 const MAX_SPLITS: usize = 64;
+/// Attention with fewer workgroups than this splits its keys.
+const SPLIT_BELOW_BLOCKS: usize = 64;
+
+/// The workgroup tile of `attention.wgsl`: query rows of one KV group per workgroup and
+/// keys per shared-memory pass (sized to its Q_TILE, KV_TILE and S_TILE arrays).
+struct AttentionTile {
+    rows: usize,
+    keys: usize,
+}
+
+impl AttentionTile {
+    fn new(group_rows: usize, d: usize) -> Self {
+        let rows = group_rows.clamp(1, (2048 / d).min(16));
+        AttentionTile { rows, keys: (1536 / d).min(256 / rows).max(1) }
+    }
+}
 
 /// The dispatches of one op (several when a weight is split into binding-sized ranges).
 pub(crate) fn kernels<'a>(w: &'a Wgpu, op: &'a Op<'_, Wgpu>) -> Result<Vec<(Kernel<'a>, u32)>> {
@@ -244,22 +260,24 @@ pub(crate) fn kernels<'a>(w: &'a Wgpu, op: &'a Op<'_, Wgpu>) -> Result<Vec<(Kern
             let (t, heads, d) = (q.shape()[0], q.shape()[1], q.shape()[2]);
             let (g, cap) = (k_cache.shape()[0], k_cache.shape()[1]);
             let scale = 1.0 / (d as f32).sqrt();
+            let tile = AttentionTile::new(t * (heads / g), d);
+            let blocks = g * (t * (heads / g)).div_ceil(tile.rows);
             let mut params = vec![n(t), n(heads), n(g), n(d), n(cap), n(kv_len), causal as u32, scale.to_bits(), off(q), off(k_cache), off(v_cache), off(out)];
-            // Few queries over a long cache: split-KV (flash-decoding), then combine.
+            // Few workgroups over a long cache: split the keys (flash-decoding), then combine.
             let splits = kv_len.div_ceil(SPLIT_SPAN).min(MAX_SPLITS);
-            if t <= 4 && kv_len >= 2 * SPLIT_SPAN && t * heads * splits * (d + 2) * 4 <= super::SPLIT_SCRATCH_BYTES {
+            if blocks < SPLIT_BELOW_BLOCKS && kv_len >= 2 * SPLIT_SPAN && t * heads * splits * (d + 2) * 4 <= super::SPLIT_SCRATCH_BYTES {
                 let part = w.split_scratch()?;
-                params.extend([n(splits), n(kv_len.div_ceil(splits)), 0, 0]);
+                params.extend([n(splits), n(kv_len.div_ceil(splits)), n(tile.rows), n(tile.keys)]);
                 let split = vec![(0, q.buffer()), (1, k_cache.buffer()), (2, v_cache.buffer()), (5, part)];
                 let combine = vec![(5, part), (3, out.buffer())];
                 return Ok(vec![
-                    (k("attention", "attention_split", vec![("SPLIT", "")], split, 4, params.clone()), n(t * heads * splits)),
+                    (k("attention", "attention_split", vec![("SPLIT", "")], split, 4, params.clone()), n(blocks * splits)),
                     (k("attention", "attention_combine", vec![("SPLIT", "")], combine, 4, params), n(t * heads)),
                 ]);
             }
-            params.extend([1, n(kv_len), 0, 0]);
+            params.extend([1, n(kv_len), n(tile.rows), n(tile.keys)]);
             let bindings = vec![(0, q.buffer()), (1, k_cache.buffer()), (2, v_cache.buffer()), (3, out.buffer())];
-            vec![(k("attention", "attention", vec![], bindings, 4, params), n(t * heads))]
+            vec![(k("attention", "attention", vec![], bindings, 4, params), n(blocks))]
         }
         Op::Add { a, b, out } => {
             // Addition commutes: an in-place add over `b` runs as `b + a`.

@@ -90,6 +90,11 @@ pub fn all_cases() -> Vec<Case> {
         }
     }
     cases.push(Attention { t: 3, heads: 3, kv_heads: 1, head_dim: 32, kv_len: 33, causal: true });
+    // Prefill blocks: several query tiles per KV group, continuation, awkward and wide heads.
+    cases.push(Attention { t: 33, heads: 24, kv_heads: 8, head_dim: 128, kv_len: 40, causal: true });
+    cases.push(Attention { t: 20, heads: 4, kv_heads: 4, head_dim: 256, kv_len: 20, causal: true });
+    cases.push(Attention { t: 6, heads: 10, kv_heads: 5, head_dim: 80, kv_len: 31, causal: false });
+    cases.push(Attention { t: 4, heads: 32, kv_heads: 2, head_dim: 64, kv_len: 600, causal: true });
     // Long caches (split-KV decode where a backend has it).
     cases.push(Attention { t: 1, heads: 6, kv_heads: 2, head_dim: 64, kv_len: 700, causal: true });
     cases.push(Attention { t: 2, heads: 8, kv_heads: 2, head_dim: 128, kv_len: 1300, causal: true });

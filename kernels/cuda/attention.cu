@@ -1,9 +1,6 @@
 // rope: rotate-half at per-row positions from a host-built [P, D] cos|sin table.
 // kv_append: cache[g, positions[t], :] = src[t, g, :]; with a RoPE table (non-null), K is
 // rotated (rotate-half, cos | sin rows) on its way into the cache.
-// attention: GQA over the first kv_len cache rows, one block per (query, head); keys are
-// processed in chunks whose scores sit in shared memory (online softmax across chunks);
-// thread d accumulates output dims d and d + blockDim.x.
 extern "C" __global__ void rope(const float* x, const u32* positions, const float* table, float* out, u32 t, u32 heads, u32 d) {
     u32 i = grid_index();
     u32 half = d / 2;
@@ -36,97 +33,163 @@ extern "C" __global__ void kv_append(const float* k, const float* v, const u32* 
     vc[dst] = v[i];
 }
 
-#define CHUNK 1024
+// Attention is GQA-aware and tiled: a block takes `qb` query rows of one KV group g (row r
+// of the group is query t = r / rep, head g * rep + r % rep, rep = H / G), so each K and V
+// row is read from memory once for all the heads that share it, in decode (the group's
+// heads) and prefill (several queries). Keys pass through shared memory `tk` at a time
+// (rows padded to d + 1 floats, so the per-key dot products hit distinct banks) with an
+// online softmax per row; thread e accumulates output dims e and e + 128 of every row.
+#define ATT_THREADS 128
+#define ATT_MAX_QB 16
+#define ATT_Q_TILE 2048
+#define ATT_KV_TILE 4224
+#define ATT_S_TILE 512
+#define ATT_NEG (-3.402823466e38f)
 
-// Online softmax of one (query, head) over keys begin..end of kv group `gi`: running max,
-// sum and the unnormalised output dimensions d0 = thread and d1 = thread + blockDim.x.
-struct Partial { float m, l, acc0, acc1; };
+struct AttShape {
+    u32 t, heads, g, d, cap, kv_len, causal;
+    float scale;
+    u32 qb, tk;
+};
 
-__device__ Partial attend(const float* qs, float* scores, float* scratch, const float* kc, const float* vc, u32 gi, u32 d, u32 cap, float scale, u32 begin,
-                          u32 end) {
-    const float* kb = kc + (u64)gi * cap * d;
-    const float* vb = vc + (u64)gi * cap * d;
-    Partial r = {-3.402823466e38f, 0.0f, 0.0f, 0.0f};
-    u32 d0 = threadIdx.x, d1 = threadIdx.x + blockDim.x;
-    for (u32 c0 = begin; c0 < end; c0 += CHUNK) {
-        u32 len = min(CHUNK, end - c0);
-        float local_max = -3.402823466e38f;
-        for (u32 j = threadIdx.x; j < len; j += blockDim.x) {
-            const float* kr = kb + (u64)(c0 + j) * d;
-            float s = 0.0f;
-            for (u32 i = 0; i < d; i++) s += qs[i] * kr[i];
-            s *= scale;
-            scores[j] = s;
-            local_max = fmaxf(local_max, s);
-        }
-        float m_new = fmaxf(r.m, block_max(local_max, scratch));
-        float correction = expf(r.m - m_new);
-        float local_sum = 0.0f;
-        for (u32 j = threadIdx.x; j < len; j += blockDim.x) {
-            float pj = expf(scores[j] - m_new);
-            scores[j] = pj;
-            local_sum += pj;
-        }
-        r.l = r.l * correction + block_sum(local_sum, scratch);
-        r.acc0 *= correction;
-        r.acc1 *= correction;
-        __syncthreads();
-        for (u32 j = 0; j < len; j++) {
-            const float* vr = vb + (u64)(c0 + j) * d;
-            float pj = scores[j];
-            if (d0 < d) r.acc0 += pj * vr[d0];
-            if (d1 < d) r.acc1 += pj * vr[d1];
-        }
-        r.m = m_new;
-        __syncthreads();
+// Kernels take the shape as scalars (in this order) and rebuild the struct.
+#define ATT_SHAPE_PARAMS u32 t, u32 heads, u32 g, u32 d, u32 cap, u32 kv_len, u32 causal, float scale, u32 qb, u32 tk
+#define ATT_SHAPE {t, heads, g, d, cap, kv_len, causal, scale, qb, tk}
+
+struct AttShared {
+    float q[ATT_Q_TILE];
+    float kv[ATT_KV_TILE];
+    float s[ATT_S_TILE];
+    float m[ATT_MAX_QB], l[ATT_MAX_QB], alpha[ATT_MAX_QB];
+};
+
+__device__ __forceinline__ u32 att_blocks_per_group(const AttShape& a) { return (a.t * (a.heads / a.g) + a.qb - 1) / a.qb; }
+
+// Row r of the block starting at group row `first` of group gi: (query, head).
+__device__ __forceinline__ void att_query(const AttShape& a, u32 gi, u32 first, u32 r, u32* ti, u32* h) {
+    u32 rep = a.heads / a.g, flat = first + r;
+    *ti = flat / rep;
+    *h = gi * rep + flat % rep;
+}
+
+__device__ __forceinline__ u32 att_visible(const AttShape& a, u32 ti) { return a.causal ? a.kv_len - a.t + ti + 1 : a.kv_len; }
+
+// Online softmax of the block's rows over keys begin..end; leaves each row's max and sum
+// in sh.m / sh.l and the unnormalised outputs in acc0 / acc1.
+__device__ void att_block(const AttShape& a, AttShared& sh, const float* q, const float* kc, const float* vc, u32 gi, u32 first, u32 rows, u32 begin,
+                          u32 end, float* acc0, float* acc1) {
+    u32 e = threadIdx.x, d = a.d, pitch = d + 1;
+#pragma unroll
+    for (u32 r = 0; r < ATT_MAX_QB; r++) acc0[r] = acc1[r] = 0.0f;
+    for (u32 i = e; i < rows * d; i += ATT_THREADS) {
+        u32 ti, h;
+        att_query(a, gi, first, i / d, &ti, &h);
+        sh.q[i] = q[((u64)ti * a.heads + h) * d + i % d];
     }
-    return r;
-}
-
-// Loads query row `bi` into shared memory; returns the keys it may see.
-__device__ u32 load_query(const float* q, float* qs, u32 bi, u32 ti, u32 t, u32 d, u32 kv_len, u32 causal) {
-    for (u32 i = threadIdx.x; i < d; i += blockDim.x) qs[i] = q[(u64)bi * d + i];
+    if (e < rows) { sh.m[e] = ATT_NEG; sh.l[e] = 0.0f; }
+    const float* kb = kc + (u64)gi * a.cap * d;
+    const float* vb = vc + (u64)gi * a.cap * d;
+    for (u32 c0 = begin; c0 < end; c0 += a.tk) {
+        u32 n = min(a.tk, end - c0);
+        __syncthreads();
+        for (u32 i = e; i < n * d; i += ATT_THREADS) sh.kv[(i / d) * pitch + i % d] = kb[(u64)c0 * d + i];
+        __syncthreads();
+        for (u32 i = e; i < rows * a.tk; i += ATT_THREADS) {
+            u32 r = i / a.tk, j = i % a.tk, ti, h;
+            att_query(a, gi, first, r, &ti, &h);
+            float s = ATT_NEG;
+            if (j < n && c0 + j < att_visible(a, ti)) {
+                const float* qr = sh.q + r * d;
+                const float* kr = sh.kv + j * pitch;
+                float dot = 0.0f;
+                for (u32 k = 0; k < d; k++) dot += qr[k] * kr[k];
+                s = dot * a.scale;
+            }
+            sh.s[i] = s;
+        }
+        __syncthreads();
+        if (e < rows) {
+            float mx = sh.m[e];
+            for (u32 j = 0; j < n; j++) mx = fmaxf(mx, sh.s[e * a.tk + j]);
+            float alpha = expf(sh.m[e] - mx), sum = sh.l[e] * alpha;
+            for (u32 j = 0; j < n; j++) {
+                float s = sh.s[e * a.tk + j];
+                float pj = s > ATT_NEG ? expf(s - mx) : 0.0f;
+                sh.s[e * a.tk + j] = pj;
+                sum += pj;
+            }
+            sh.m[e] = mx;
+            sh.l[e] = sum;
+            sh.alpha[e] = alpha;
+        }
+        for (u32 i = e; i < n * d; i += ATT_THREADS) sh.kv[(i / d) * pitch + i % d] = vb[(u64)c0 * d + i];
+        __syncthreads();
+        // Unrolled over the largest tile so the accumulators stay in registers.
+#pragma unroll
+        for (u32 r = 0; r < ATT_MAX_QB; r++) {
+            if (r >= rows) break;
+            float a0 = acc0[r] * sh.alpha[r], a1 = acc1[r] * sh.alpha[r];
+            for (u32 j = 0; j < n; j++) {
+                float pj = sh.s[r * a.tk + j];
+                if (e < d) a0 += pj * sh.kv[j * pitch + e];
+                if (e + ATT_THREADS < d) a1 += pj * sh.kv[j * pitch + e + ATT_THREADS];
+            }
+            acc0[r] = a0;
+            acc1[r] = a1;
+        }
+    }
     __syncthreads();
-    return causal ? kv_len - t + ti + 1 : kv_len;
 }
 
-extern "C" __global__ void __launch_bounds__(128) attention(const float* q, const float* kc, const float* vc, float* out, u32 t, u32 heads, u32 g, u32 d,
-                                                           u32 cap, u32 kv_len, u32 causal, float scale) {
-    __shared__ float qs[256];
-    __shared__ float scores[CHUNK];
-    __shared__ float scratch[32];
-    u32 bi = block_index();
-    if (bi >= t * heads) return;
-    u32 ti = bi / heads, h = bi % heads;
-    u32 visible = load_query(q, qs, bi, ti, t, d, kv_len, causal);
-    Partial r = attend(qs, scores, scratch, kc, vc, h / (heads / g), d, cap, scale, 0, visible);
-    float* o = out + (u64)bi * d;
-    u32 d0 = threadIdx.x, d1 = threadIdx.x + blockDim.x;
-    if (d0 < d) o[d0] = r.acc0 / r.l;
-    if (d1 < d) o[d1] = r.acc1 / r.l;
+extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention(const float* q, const float* kc, const float* vc, float* out, ATT_SHAPE_PARAMS) {
+    __shared__ AttShared sh;
+    AttShape a = ATT_SHAPE;
+    u32 bi = block_index(), per_group = att_blocks_per_group(a);
+    if (bi >= a.g * per_group) return;
+    u32 gi = bi / per_group, first = (bi % per_group) * a.qb;
+    u32 rows = min(a.qb, a.t * (a.heads / a.g) - first), ti, h;
+    att_query(a, gi, first, rows - 1, &ti, &h);
+    float acc0[ATT_MAX_QB], acc1[ATT_MAX_QB];
+    att_block(a, sh, q, kc, vc, gi, first, rows, 0, att_visible(a, ti), acc0, acc1);
+    u32 e = threadIdx.x;
+#pragma unroll
+    for (u32 r = 0; r < ATT_MAX_QB; r++) {
+        if (r >= rows) break;
+        att_query(a, gi, first, r, &ti, &h);
+        float* o = out + ((u64)ti * a.heads + h) * a.d;
+        float inv = 1.0f / sh.l[r];
+        if (e < a.d) o[e] = acc0[r] * inv;
+        if (e + ATT_THREADS < a.d) o[e + ATT_THREADS] = acc1[r] * inv;
+    }
 }
 
-// Split-KV decode attention (flash-decoding), for few queries over long caches.
-// attention_split: one block per (query, head, split); each split covers `span` keys and
-// writes its running max, sum and unnormalised output to partial[(bi * splits + s) * (d + 2)].
-// attention_combine: one block per (query, head) rescales and sums the splits.
-extern "C" __global__ void __launch_bounds__(128) attention_split(const float* q, const float* kc, const float* vc, float* partial, u32 t, u32 heads, u32 g,
-                                                                 u32 d, u32 cap, u32 kv_len, u32 causal, float scale, u32 splits, u32 span) {
-    __shared__ float qs[256];
-    __shared__ float scores[CHUNK];
-    __shared__ float scratch[32];
-    u32 blk = block_index();
-    if (blk >= t * heads * splits) return;
-    u32 s = blk % splits, bi = blk / splits;
-    u32 ti = bi / heads, h = bi % heads;
-    u32 visible = load_query(q, qs, bi, ti, t, d, kv_len, causal);
+// Split-KV decode attention (flash-decoding), for few blocks over long caches.
+// attention_split: block (query block, split) covers keys split * span .. + span and writes
+// each row's running max, sum and unnormalised output to partial[(row * splits + s) * (d + 2)]
+// (row = t * H + h). attention_combine: one block per row rescales and sums the splits.
+extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_split(const float* q, const float* kc, const float* vc, float* partial,
+                                                                         ATT_SHAPE_PARAMS, u32 splits, u32 span) {
+    __shared__ AttShared sh;
+    AttShape a = ATT_SHAPE;
+    u32 bi = block_index(), per_group = att_blocks_per_group(a);
+    if (bi >= a.g * per_group * splits) return;
+    u32 s = bi % splits, qbi = bi / splits;
+    u32 gi = qbi / per_group, first = (qbi % per_group) * a.qb;
+    u32 rows = min(a.qb, a.t * (a.heads / a.g) - first), ti, h;
+    att_query(a, gi, first, rows - 1, &ti, &h);
     u32 begin = s * span;
-    Partial r = attend(qs, scores, scratch, kc, vc, h / (heads / g), d, cap, scale, begin, min(visible, begin + span));
-    float* o = partial + (u64)blk * (d + 2);
-    u32 d0 = threadIdx.x, d1 = threadIdx.x + blockDim.x;
-    if (d0 < d) o[d0] = r.acc0;
-    if (d1 < d) o[d1] = r.acc1;
-    if (threadIdx.x == 0) { o[d] = r.m; o[d + 1] = r.l; }
+    float acc0[ATT_MAX_QB], acc1[ATT_MAX_QB];
+    att_block(a, sh, q, kc, vc, gi, first, rows, begin, min(att_visible(a, ti), begin + span), acc0, acc1);
+    u32 e = threadIdx.x;
+#pragma unroll
+    for (u32 r = 0; r < ATT_MAX_QB; r++) {
+        if (r >= rows) break;
+        att_query(a, gi, first, r, &ti, &h);
+        float* o = partial + (((u64)ti * a.heads + h) * splits + s) * (a.d + 2);
+        if (e < a.d) o[e] = acc0[r];
+        if (e + ATT_THREADS < a.d) o[e + ATT_THREADS] = acc1[r];
+        if (e == 0) { o[a.d] = sh.m[r]; o[a.d + 1] = sh.l[r]; }
+    }
 }
 
 extern "C" __global__ void __launch_bounds__(128) attention_combine(const float* partial, float* out, u32 rows, u32 d, u32 splits) {

@@ -2,7 +2,8 @@
 // block of `qb` query rows of one KV group g (row r of the group is query t = r / rep,
 // head g * rep + r % rep, rep = H / G), so each K and V row is read once for all the
 // heads that share it, for decode (the group's heads) and prefill (several queries).
-// Keys go through workgroup memory `tk` at a time with an online softmax per row;
+// Keys go through workgroup memory `tk` at a time (rows padded to d + 1 floats, so the
+// per-key dot products of neighbouring threads hit distinct banks) with an online softmax per row;
 // thread e accumulates output dimensions e and e + 128 of every row of the block.
 // q, out [T, H, D] f32; k_cache, v_cache [G, capacity, D] f32; D <= 256.
 // Causal: query t sits at position kv_len - T + t and sees keys 0..=that position.
@@ -25,7 +26,7 @@ struct Params {
     out_off: u32,
     splits: u32,
     span: u32,
-    // Query rows per workgroup (qb * d <= Q_TILE) and keys per tile (tk * d <= KV_TILE,
+    // Query rows per workgroup (qb * d <= Q_TILE) and keys per tile (tk * (d + 1) <= KV_TILE,
     // qb * tk <= S_TILE).
     qb: u32,
     tk: u32,
@@ -93,6 +94,7 @@ fn attend(b: Block, begin: u32, end: u32, e: u32) -> Acc {
         acc.a1[r] = 0.0;
     }
     let d = p.d;
+    let pitch = d + 1u;
     for (var i = e; i < b.rows * d; i += THREADS) {
         let qt = query_of(b, i / d);
         q_sh[i] = q[p.q_off + (qt.x * p.heads + qt.y) * d + i % d];
@@ -106,7 +108,7 @@ fn attend(b: Block, begin: u32, end: u32, e: u32) -> Acc {
         let n = min(p.tk, end - c0);
         workgroupBarrier();
         for (var i = e; i < n * d; i += THREADS) {
-            kv_sh[i] = k_cache[p.kc_off + base + c0 * d + i];
+            kv_sh[(i / d) * pitch + i % d] = k_cache[p.kc_off + base + c0 * d + i];
         }
         workgroupBarrier();
         for (var i = e; i < b.rows * p.tk; i += THREADS) {
@@ -116,7 +118,7 @@ fn attend(b: Block, begin: u32, end: u32, e: u32) -> Acc {
             if j < n && c0 + j < visible(query_of(b, r).x) {
                 var dot = 0.0;
                 for (var k = 0u; k < d; k++) {
-                    dot += q_sh[r * d + k] * kv_sh[j * d + k];
+                    dot += q_sh[r * d + k] * kv_sh[j * pitch + k];
                 }
                 s = dot * p.scale;
             }
@@ -141,7 +143,7 @@ fn attend(b: Block, begin: u32, end: u32, e: u32) -> Acc {
             alpha_sh[e] = alpha;
         }
         for (var i = e; i < n * d; i += THREADS) {
-            kv_sh[i] = v_cache[p.vc_off + base + c0 * d + i];
+            kv_sh[(i / d) * pitch + i % d] = v_cache[p.vc_off + base + c0 * d + i];
         }
         workgroupBarrier();
         for (var r = 0u; r < b.rows; r++) {
@@ -150,10 +152,10 @@ fn attend(b: Block, begin: u32, end: u32, e: u32) -> Acc {
             for (var j = 0u; j < n; j++) {
                 let pj = s_sh[r * p.tk + j];
                 if e < d {
-                    a0 += pj * kv_sh[j * d + e];
+                    a0 += pj * kv_sh[j * pitch + e];
                 }
                 if e + THREADS < d {
-                    a1 += pj * kv_sh[j * d + e + THREADS];
+                    a1 += pj * kv_sh[j * pitch + e + THREADS];
                 }
             }
             acc.a0[r] = a0;

@@ -82,29 +82,41 @@ pub(crate) fn supports(op: &Op<'_, Cuda>) -> bool {
 /// Keys per split of split-KV decode attention, and the most splits per (query, head).
 const SPLIT_SPAN: usize = 256;
 const MAX_SPLITS: usize = 64;
+/// Attention with fewer blocks than this splits its keys.
+const SPLIT_BELOW_BLOCKS: usize = 132;
 
-/// Decode attention over a long cache as split-KV (flash-decoding): partial softmax per
-/// key block, then a combine kernel. Returns false when the plain kernel suits better.
-fn split_attention(c: &Cuda, op: &Op<'_, Cuda>) -> Result<bool> {
-    let Op::Attention { q, k_cache, v_cache, out, kv_len, causal } = *op else { return Ok(false) };
+/// The block tile of `attention.cu`: query rows of one KV group per block and keys per
+/// shared-memory pass (sized to its ATT_Q_TILE, ATT_KV_TILE (rows padded to d + 1) and
+/// ATT_S_TILE arrays).
+fn attention_tile(group_rows: usize, d: usize) -> (usize, usize) {
+    let rows = group_rows.clamp(1, (2048 / d).min(16));
+    (rows, (4224 / (d + 1)).min(512 / rows).max(1))
+}
+
+/// GQA-blocked attention; over a long cache with few blocks, split-KV (flash-decoding):
+/// partial softmax per key span, then a combine kernel.
+fn attention(c: &Cuda, op: &Op<'_, Cuda>) -> Result<()> {
+    let Op::Attention { q, k_cache, v_cache, out, kv_len, causal } = *op else { unreachable!("attention() takes an attention op") };
     let (t, heads, d) = (q.shape()[0], q.shape()[1], q.shape()[2]);
-    if t > 4 || kv_len < 2 * SPLIT_SPAN {
-        return Ok(false);
-    }
-    let splits = kv_len.div_ceil(SPLIT_SPAN).min(MAX_SPLITS);
-    let span = kv_len.div_ceil(splits);
     let (g, cap) = (k_cache.shape()[0], k_cache.shape()[1]);
-    let partial = c.scratch(t * heads * splits * (d + 2) * 4)?;
+    let (rows, keys) = attention_tile(t * (heads / g), d);
+    let blocks = g * (t * (heads / g)).div_ceil(rows);
     let scale = 1.0 / (d as f32).sqrt();
-    let args = vec![p(q), p(k_cache), p(v_cache), Arg::Ptr(partial), u(t), u(heads), u(g), u(d), u(cap), u(kv_len), Arg::U32(causal as u32), Arg::F32(scale), u(splits), u(span)];
-    launch(c, "attention", "attention_split", &args, per_row(t * heads * splits, 128))?;
-    launch(c, "attention", "attention_combine", &[Arg::Ptr(partial), p(out), u(t * heads), u(d), u(splits)], per_row(t * heads, 128))?;
-    Ok(true)
+    let shape = [u(t), u(heads), u(g), u(d), u(cap), u(kv_len), Arg::U32(causal as u32), Arg::F32(scale), u(rows), u(keys)];
+    let splits = kv_len.div_ceil(SPLIT_SPAN).min(MAX_SPLITS);
+    if blocks >= SPLIT_BELOW_BLOCKS || kv_len < 2 * SPLIT_SPAN {
+        let args: Vec<Arg> = [p(q), p(k_cache), p(v_cache), p(out)].into_iter().chain(shape).collect();
+        return launch(c, "attention", "attention", &args, per_row(blocks, 128));
+    }
+    let partial = c.scratch(t * heads * splits * (d + 2) * 4)?;
+    let args: Vec<Arg> = [p(q), p(k_cache), p(v_cache), Arg::Ptr(partial)].into_iter().chain(shape).chain([u(splits), u(kv_len.div_ceil(splits))]).collect();
+    launch(c, "attention", "attention_split", &args, per_row(blocks * splits, 128))?;
+    launch(c, "attention", "attention_combine", &[Arg::Ptr(partial), p(out), u(t * heads), u(d), u(splits)], per_row(t * heads, 128))
 }
 
 pub(crate) fn exec(c: &Cuda, op: &Op<'_, Cuda>) -> Result<()> {
-    if split_attention(c, op)? {
-        return Ok(());
+    if let Op::Attention { .. } = op {
+        return attention(c, op);
     }
     let (file, name, args, cfg): (&'static str, String, Vec<Arg>, LaunchConfig) = match *op {
         Op::EmbedRows { table, ids, out } => {
@@ -150,13 +162,7 @@ pub(crate) fn exec(c: &Cuda, op: &Op<'_, Cuda>) -> Result<()> {
             let args = vec![p(k), p(v), p(positions), opt(rope), p(k_cache), p(v_cache), u(t), u(g), u(d), u(k_cache.shape()[1])];
             ("attention", "kv_append".into(), args, linear_blocks(t * g * d, 256))
         }
-        Op::Attention { q, k_cache, v_cache, out, kv_len, causal } => {
-            let (t, heads, d) = (q.shape()[0], q.shape()[1], q.shape()[2]);
-            let (g, cap) = (k_cache.shape()[0], k_cache.shape()[1]);
-            let scale = 1.0 / (d as f32).sqrt();
-            let args = vec![p(q), p(k_cache), p(v_cache), p(out), u(t), u(heads), u(g), u(d), u(cap), u(kv_len), Arg::U32(causal as u32), Arg::F32(scale)];
-            ("attention", "attention".into(), args, per_row(t * heads, 128))
-        }
+        Op::Attention { .. } => unreachable!("attention launches above"),
         Op::Add { a, b, out } => ("elementwise", "add".into(), vec![p(a), p(b), p(out), u(a.numel())], linear_blocks(a.numel(), 256)),
         Op::SwiGlu { gate, up, out } => ("elementwise", "swiglu".into(), vec![p(gate), p(up), p(out), u(gate.numel())], linear_blocks(gate.numel(), 256)),
         Op::Guidance { cond, uncond, scale, out } => {

@@ -138,7 +138,8 @@ const MAX_SPLITS: usize = 64;
 const SPLIT_BELOW_BLOCKS: usize = 64;
 
 /// The workgroup tile of `attention.wgsl`: query rows of one KV group per workgroup and
-/// keys per shared-memory pass (sized to its Q_TILE, KV_TILE and S_TILE arrays).
+/// keys per shared-memory pass (sized to its Q_TILE, KV_TILE (rows padded to d + 1) and
+/// S_TILE arrays).
 struct AttentionTile {
     rows: usize,
     keys: usize,
@@ -147,7 +148,7 @@ struct AttentionTile {
 impl AttentionTile {
     fn new(group_rows: usize, d: usize) -> Self {
         let rows = group_rows.clamp(1, (2048 / d).min(16));
-        AttentionTile { rows, keys: (1536 / d).min(256 / rows).max(1) }
+        AttentionTile { rows, keys: (1536 / (d + 1)).min(256 / rows).max(1) }
     }
 }
 

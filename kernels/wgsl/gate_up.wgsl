@@ -1,6 +1,7 @@
 // The gated MLP input: out[M, F] = silu(x . w_gate^T) * (x . w_up^T).
 // x [M, K] f32; w_gate (w) and w_up (w2) [F, K] in the stored dtype; out f32.
 // A 256-thread workgroup computes 8 outputs, 32 threads per row, both dots per thread.
+// W_VEC (K and offsets multiples of 8): 16-byte loads of 8 weights and activations.
 #define W_BINDING 0
 #define W2_BINDING 4
 #include "weights"
@@ -16,7 +17,11 @@ struct Params {
     _pad0: u32,
 }
 
+#ifdef W_VEC
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+#else
 @group(0) @binding(1) var<storage, read> x: array<f32>;
+#endif
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
@@ -35,11 +40,22 @@ fn gate_up(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: ve
     if id < p.m * p.f {
         let row = id % p.f;
         let xrow = p.x_off + (id / p.f) * p.k;
+#ifdef W_VEC
+        for (var c = lane; c < p.k / 8u; c += LANES) {
+            let x0 = x[xrow / 4u + 2u * c];
+            let x1 = x[xrow / 4u + 2u * c + 1u];
+            let gw = load_w8((p.w_off + row * p.k) / 8u + c);
+            let uw = load_w2_8((p.w2_off + row * p.k) / 8u + c);
+            g += dot(gw.lo, x0) + dot(gw.hi, x1);
+            u += dot(uw.lo, x0) + dot(uw.hi, x1);
+        }
+#else
         for (var i = lane; i < p.k; i += LANES) {
             let xv = x[xrow + i];
             g += load_w(p.w_off + row * p.k + i) * xv;
             u += load_w2(p.w2_off + row * p.k + i) * xv;
         }
+#endif
     }
     gate[t] = g;
     up[t] = u;

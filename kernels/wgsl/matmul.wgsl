@@ -7,6 +7,8 @@
 // x, out f32; w in its stored dtype. Weights larger than one storage binding run as
 // several dispatches over bound ranges: out_stride and x_stride keep the full row pitch.
 // SUBGROUPS (set when the device has the SUBGROUP feature; naga needs no `enable`).
+// W_VEC (matmul_out_in, K and offsets multiples of 8): each lane reads 8 weights and 8
+// activations per step with 16-byte loads.
 #define W_BINDING 0
 #include "weights"
 
@@ -25,7 +27,11 @@ struct Params {
     _pad2: u32,
 }
 
+#ifdef W_VEC
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+#else
 @group(0) @binding(1) var<storage, read> x: array<f32>;
+#endif
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
@@ -42,9 +48,17 @@ fn lane_dot(id: u32, lane: u32) -> f32 {
         let m = id / p.n;
         let wrow = p.w_off + row * p.k;
         let xrow = p.x_off + m * p.x_stride;
+#ifdef W_VEC
+        for (var c = lane; c < p.k / 8u; c += LANES) {
+            let wv = load_w8(wrow / 8u + c);
+            let xi = xrow / 4u + 2u * c;
+            acc += dot(wv.lo, x[xi]) + dot(wv.hi, x[xi + 1u]);
+        }
+#else
         for (var i = lane; i < p.k; i += LANES) {
             acc += load_w(wrow + i) * x[xrow + i];
         }
+#endif
     }
     return acc;
 }
@@ -111,6 +125,7 @@ fn tree_reduce(t: u32, lane: u32, id: u32, acc: f32) {
     }
 }
 
+#ifndef W_VEC
 @compute @workgroup_size(64)
 fn matmul_in_out(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
     let id = g.x + g.y * nw.x * 64u;
@@ -126,3 +141,4 @@ fn matmul_in_out(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workg
     let o = p.out_off + m * p.out_stride + col;
     out[o] = select(0.0, out[o], p.accumulate != 0u) + acc;
 }
+#endif

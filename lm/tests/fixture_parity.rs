@@ -9,7 +9,7 @@ use serde_json::Value;
 use uniaudio_lm::synth::InitSpec;
 use uniaudio_lm::synth_dir::write_synthetic_model;
 use uniaudio_lm::{generate, Frame, GenerateOptions, LmConfig, OutputKind, StopReason, UniAudioLm};
-use uniaudio_runtime::{ops, Backend, Cpu, Cuda, DType, Wgpu};
+use uniaudio_runtime::{ops, Backend, Cpu, Cuda, DType, Wgpu, WgpuOptions};
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/public")
@@ -51,14 +51,16 @@ fn synthesize() -> Fixture {
     Fixture { _dir: dir, model_dir, config }
 }
 
-/// The wgpu backend, or a loud skip (a failure where CI promised an adapter).
-fn wgpu_or_skip() -> Option<Wgpu> {
-    match Wgpu::new() {
-        Ok(gpu) => Some(gpu),
+/// The wgpu backend with the adapter's features on and with them forced off (the
+/// UNIAUDIO_WGPU_NO_* switches), or a loud skip (a failure where CI promised an adapter).
+fn wgpu_variants_or_skip() -> Vec<Wgpu> {
+    let variants = [WgpuOptions { max_binding: None, subgroups: true, shader_f16: true }, WgpuOptions { max_binding: None, subgroups: false, shader_f16: false }];
+    match variants.into_iter().map(Wgpu::with_options).collect::<Result<Vec<_>, _>>() {
+        Ok(gpus) => gpus,
         Err(e) if std::env::var("UNIAUDIO_REQUIRE_WGPU").is_ok_and(|v| v == "1") => panic!("wgpu required but unavailable: {e}"),
         Err(e) => {
             println!("SKIPPED wgpu parity: {e}");
-            None
+            Vec::new()
         }
     }
 }
@@ -96,8 +98,10 @@ fn greedy_outputs_match_the_reference() {
 
 #[test]
 fn greedy_outputs_match_the_reference_on_wgpu() {
-    if let Some(gpu) = wgpu_or_skip() {
-        greedy_outputs_on(&gpu, &synthesize());
+    let fx = synthesize();
+    for gpu in wgpu_variants_or_skip() {
+        println!("wgpu: {}", gpu.describe());
+        greedy_outputs_on(&gpu, &fx);
     }
 }
 
@@ -180,8 +184,10 @@ fn hidden_state_and_logit_probes_match() {
 
 #[test]
 fn hidden_state_and_logit_probes_match_on_wgpu() {
-    if let Some(gpu) = wgpu_or_skip() {
-        probes_on(&gpu, &synthesize());
+    let fx = synthesize();
+    for gpu in wgpu_variants_or_skip() {
+        println!("wgpu: {}", gpu.describe());
+        probes_on(&gpu, &fx);
     }
 }
 

@@ -63,6 +63,20 @@ pub(crate) fn weight_define(t: &Tensor<Wgpu>) -> (&'static str, &'static str) {
     }
 }
 
+/// Defines of a GEMV reading `wt` from the element offsets `w_offsets` with rows of `k`:
+/// 16-byte vector loads (W_VEC) when rows and offsets allow, native f16 loads where the
+/// device has SHADER_F16.
+fn gemv_defines(w: &Wgpu, wt: &Tensor<Wgpu>, w_offsets: &[usize], k: usize, x: &Tensor<Wgpu>) -> Vec<(&'static str, &'static str)> {
+    let mut defines = vec![weight_define(wt)];
+    if k.is_multiple_of(8) && w_offsets.iter().all(|o| o.is_multiple_of(8)) && x.offset().is_multiple_of(4) {
+        defines.push(("W_VEC", ""));
+        if wt.dtype() == DType::F16 && w.has_shader_f16() {
+            defines.push(("F16_NATIVE", ""));
+        }
+    }
+    defines
+}
+
 pub(crate) fn off(t: &Tensor<Wgpu>) -> u32 {
     t.offset() as u32
 }
@@ -212,7 +226,7 @@ pub(crate) fn kernels<'a>(w: &'a Wgpu, op: &'a Op<'_, Wgpu>) -> Result<Vec<(Kern
                     .map(|r| {
                         let rows = r.end - r.begin;
                         let params = vec![n(m), n(rows), n(kk), accumulate as u32, r.elem_off, off(x), off(out) + n(r.begin), n(nn), n(kk), 0, 0, 0];
-                        let mut defines = vec![weight_define(wt)];
+                        let mut defines = gemv_defines(w, wt, &[r.elem_off as usize], kk, x);
                         if w.has_subgroups() {
                             defines.push(("SUBGROUPS", ""));
                         }
@@ -237,7 +251,8 @@ pub(crate) fn kernels<'a>(w: &'a Wgpu, op: &'a Op<'_, Wgpu>) -> Result<Vec<(Kern
             let f = out.shape()[1];
             let params = vec![n(m), n(f), n(kk), off(w_up), off(w_gate), off(x), off(out), 0];
             let bindings = vec![(0, w_gate.buffer()), (4, w_up.buffer()), (1, x.buffer()), (2, out.buffer())];
-            vec![(k("gate_up", "gate_up", vec![weight_define(w_gate)], bindings, 3, params), groups(m * f, 8))]
+            let defines = gemv_defines(w, w_gate, &[w_gate.offset(), w_up.offset()], kk, x);
+            vec![(k("gate_up", "gate_up", defines, bindings, 3, params), groups(m * f, 8))]
         }
         Op::Rope { x, positions, table, out } => {
             let (t, heads, d) = (x.shape()[0], x.shape()[1], x.shape()[2]);

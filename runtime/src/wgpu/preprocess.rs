@@ -1,13 +1,20 @@
 //! A tiny WGSL preprocessor: `#include "name"`, `#define NAME [value]`, `#ifdef`,
 //! `#ifndef`, `#else`, `#endif`. Defined values replace whole-word occurrences.
+//! `enable` directives (which WGSL wants before any declaration) move to the top.
 
 use std::collections::HashMap;
 
 pub fn preprocess(name: &str, defines: &[(&str, &str)], lookup: &dyn Fn(&str) -> Option<&'static str>) -> Result<String, String> {
     let source = lookup(name).ok_or_else(|| format!("no kernel source `{name}`"))?;
     let mut defs: HashMap<String, String> = defines.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let mut out = String::new();
-    expand(name, source, &mut defs, lookup, &mut out, 0)?;
+    let mut body = String::new();
+    expand(name, source, &mut defs, lookup, &mut body, 0)?;
+    let (enables, rest): (Vec<&str>, Vec<&str>) = body.lines().partition(|l| l.trim_start().starts_with("enable "));
+    let mut out = String::with_capacity(body.len());
+    for line in enables.into_iter().chain(rest) {
+        out.push_str(line);
+        out.push('\n');
+    }
     Ok(out)
 }
 
@@ -100,5 +107,16 @@ mod tests {
         assert_eq!(preprocess("main", &[("A", "")], &lookup).unwrap(), "x = 3;\nAB B_ 3\n");
         let bad = |n: &str| if n == "main" { Some("#ifdef A\n") } else { None };
         assert!(preprocess("main", &[], &bad).is_err());
+    }
+
+    #[test]
+    fn enable_directives_move_to_the_top() {
+        let lookup = |n: &str| match n {
+            "main" => Some("struct S { a: u32 }\n#include \"inc\"\nfn f() {}"),
+            "inc" => Some("#ifdef H\nenable f16;\n#endif\nvar<private> v: u32;"),
+            _ => None,
+        };
+        assert_eq!(preprocess("main", &[("H", "")], &lookup).unwrap(), "enable f16;\nstruct S { a: u32 }\nvar<private> v: u32;\nfn f() {}\n");
+        assert_eq!(preprocess("main", &[], &lookup).unwrap(), "struct S { a: u32 }\nvar<private> v: u32;\nfn f() {}\n");
     }
 }

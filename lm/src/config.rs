@@ -91,10 +91,10 @@ impl StackConfig {
         if let Some((f, _)) = fields.iter().find(|(_, v)| *v == 0) {
             return Err(format!("stacks.{name}.{f} must be positive"));
         }
-        if self.n_head % self.n_query_groups != 0 {
+        if !self.n_head.is_multiple_of(self.n_query_groups) {
             return Err(format!("stacks.{name}: n_head {} is not a multiple of n_query_groups {}", self.n_head, self.n_query_groups));
         }
-        if self.head_size % 2 != 0 {
+        if !self.head_size.is_multiple_of(2) {
             return Err(format!("stacks.{name}.head_size {} must be even (rotate-half RoPE)", self.head_size));
         }
         if !(self.rope_base.is_finite() && self.rope_base > 1.0) {

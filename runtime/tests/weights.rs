@@ -77,7 +77,7 @@ fn unaligned_data_offsets_are_copied_not_misread() {
     let mut data = f32_to_bytes(&[7.0], DType::F32)[..2].to_vec(); // 2 bytes of a bf16
     data.extend(f32_to_bytes(&values, DType::F32));
     let header = r#"{"pad":{"dtype":"BF16","shape":[1],"data_offsets":[0,2]},"w":{"dtype":"F32","shape":[2,3],"data_offsets":[2,26]}}"#;
-    let header = if (8 + header.len()) % 2 == 0 { format!("{header} ") } else { header.to_string() };
+    let header = if (8 + header.len()).is_multiple_of(2) { format!("{header} ") } else { header.to_string() };
     raw_file(&path, &header, &data);
     let file = SafetensorsFile::open(&path).unwrap();
     let w = file.view("w").unwrap();

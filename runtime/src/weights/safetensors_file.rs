@@ -91,7 +91,7 @@ impl SafetensorsFile {
             expected: "f32, f16, bf16 or u32".into(),
             found: format!("{:?}", entry.dtype),
         })?;
-        let bytes = if (self.map.as_ptr() as usize + entry.start) % dtype.size_bytes() == 0 {
+        let bytes = if (self.map.as_ptr() as usize + entry.start).is_multiple_of(dtype.size_bytes()) {
             WeightBytes::Mapped { map: self.map.clone(), start: entry.start, len: entry.len }
         } else {
             let copy = AlignedBytes::from_slice(&self.map[entry.start..entry.start + entry.len])

@@ -55,7 +55,7 @@ impl SafetensorsWriter {
         }
         let mut json = serde_json::to_string(&header).expect("serialisable header");
         // Pad with spaces so the data section starts 8-byte aligned.
-        while (8 + json.len()) % 8 != 0 {
+        while !(8 + json.len()).is_multiple_of(8) {
             json.push(' ');
         }
         let tmp = tmp_path(&path);

@@ -324,7 +324,7 @@ impl Backend for Wgpu {
         if bytes.len() != dst.size_bytes() {
             return Err(Error::shape("write", "byte count", dst.size_bytes(), bytes.len()));
         }
-        if dst.byte_offset() % 4 != 0 || bytes.len() % 4 != 0 {
+        if !dst.byte_offset().is_multiple_of(4) || !bytes.len().is_multiple_of(4) {
             return Err(err("write: offset and size must be multiples of 4 bytes"));
         }
         // Work recorded before this write must run before it lands.

@@ -5,6 +5,7 @@
 //! by (kernel, entry point, defines). Tensors are bound as whole buffers with element
 //! offsets in the parameters, so views need no alignment.
 
+mod bind_cache;
 mod buffer;
 mod launch;
 mod launch_codec;
@@ -60,6 +61,7 @@ pub struct Wgpu {
     /// Largest storage binding (the device's, or a lower cap).
     binding_limit: u64,
     pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
+    bind_groups: bind_cache::BindCache,
     recording: Mutex<Recording>,
     /// Partial results of split-KV attention (created on first use).
     split_scratch: std::sync::OnceLock<WgpuBuffer>,
@@ -132,6 +134,7 @@ impl Wgpu {
             arena_align,
             binding_limit,
             pipelines: Mutex::new(HashMap::new()),
+            bind_groups: bind_cache::BindCache::default(),
             recording: Mutex::new(Recording { encoder: None, arena_used: 0 }),
             split_scratch: std::sync::OnceLock::new(),
         })
@@ -175,6 +178,11 @@ impl Wgpu {
     fn sync_all(&self) -> Result<()> {
         self.flush();
         self.wait()
+    }
+
+    /// Bind groups currently cached (made once, reused by later identical dispatches).
+    pub fn cached_bind_groups(&self) -> usize {
+        self.bind_groups.len()
     }
 
     pub fn has_subgroups(&self) -> bool {
@@ -275,23 +283,25 @@ impl Wgpu {
         let mut padded = params;
         padded.resize(size as usize, 0);
         self.queue.write_buffer(&self.arena, offset, &padded);
-        let mut entries: Vec<wgpu::BindGroupEntry> = k
-            .bindings
-            .iter()
-            .map(|(binding, buf, range)| wgpu::BindGroupEntry {
-                binding: *binding,
-                resource: match range {
-                    None => buf.raw().as_entire_binding(),
-                    Some((offset, size)) => wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: buf.raw(), offset: *offset, size: wgpu::BufferSize::new(*size) }),
-                },
-            })
-            .collect();
-        entries.push(wgpu::BindGroupEntry {
-            binding: k.params_binding,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &self.arena, offset, size: wgpu::BufferSize::new(size) }),
+        let bind_group = self.bind_groups.get(&pipeline, &k.bindings, (offset, size), || {
+            let mut entries: Vec<wgpu::BindGroupEntry> = k
+                .bindings
+                .iter()
+                .map(|(binding, buf, range)| wgpu::BindGroupEntry {
+                    binding: *binding,
+                    resource: match range {
+                        None => buf.raw().as_entire_binding(),
+                        Some((offset, size)) => wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: buf.raw(), offset: *offset, size: wgpu::BufferSize::new(*size) }),
+                    },
+                })
+                .collect();
+            entries.push(wgpu::BindGroupEntry {
+                binding: k.params_binding,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &self.arena, offset, size: wgpu::BufferSize::new(size) }),
+            });
+            let layout = pipeline.get_bind_group_layout(0);
+            self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries })
         });
-        let layout = pipeline.get_bind_group_layout(0);
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries });
         let encoder = rec.encoder.get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("uniaudio step") }));
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(k.entry), timestamp_writes: None });
         pass.set_pipeline(&pipeline);

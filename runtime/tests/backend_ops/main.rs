@@ -131,3 +131,35 @@ fn wgpu_splits_weights_larger_than_a_binding() {
     println!("split bindings: {} passed, {} failed", report.passed, report.failed.len());
     assert!(report.failed.is_empty(), "{}", report.failed.join("\n"));
 }
+
+/// A repeated step makes no new bind groups; a freed buffer's group leaves at the next miss.
+#[test]
+fn wgpu_reuses_bind_groups_until_their_buffers_are_freed() {
+    use uniaudio_runtime::{ops, DType};
+    let gpu = match Wgpu::new() {
+        Ok(g) => g,
+        Err(e) => return skip_wgpu(&e.to_string()),
+    };
+    let x = ops::upload_f32(&gpu, &[4, 8], &[1.5; 32], DType::F32).unwrap();
+    let y = gpu.alloc(DType::F32, &[4, 8]).unwrap();
+    let step = |out: &uniaudio_runtime::Tensor<Wgpu>| {
+        ops::add(&gpu, &x, &x, out).unwrap();
+        ops::softmax(&gpu, out, out).unwrap();
+        ops::download_f32(&gpu, out).unwrap()
+    };
+    assert_eq!(step(&y), vec![0.125; 32]);
+    let after_first = gpu.cached_bind_groups();
+    assert!(after_first >= 2, "{after_first} bind groups cached after two dispatches");
+    for _ in 0..3 {
+        assert_eq!(step(&y), vec![0.125; 32]);
+    }
+    assert_eq!(gpu.cached_bind_groups(), after_first, "a repeated step made new bind groups");
+    let temp = gpu.alloc(DType::F32, &[4, 8]).unwrap();
+    step(&temp);
+    let with_temp = gpu.cached_bind_groups();
+    assert_eq!(with_temp, after_first + 2);
+    drop(temp);
+    let other = gpu.alloc(DType::F32, &[4, 8]).unwrap();
+    step(&other);
+    assert_eq!(gpu.cached_bind_groups(), with_temp, "the freed buffer's bind groups stayed");
+}

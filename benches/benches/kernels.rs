@@ -1,12 +1,12 @@
-//! Per-kernel benchmarks on every available backend (cpu; wgpu when an adapter exists):
-//! decode GEMV, the fused gate/up projection, and decode attention over 512 and 2048
-//! cached positions. Each prints achieved GB/s (bytes each call must read) next to
+//! Per-kernel benchmarks on every available backend (cpu; wgpu when an adapter exists;
+//! cuda when a device exists): decode GEMV (an FFN matrix and the 128256-row head), the
+//! fused gate/up projection, and decode attention over 512 and 2048 cached positions. Each prints achieved GB/s (bytes each call must read) next to
 //! criterion's timing.
 
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use uniaudio_runtime::{ops, Backend, Cpu, DType, Tensor, WeightLayout, Wgpu};
+use uniaudio_runtime::{ops, Backend, Cpu, Cuda, DType, Tensor, WeightLayout, Wgpu};
 
 fn random<B: Backend>(b: &B, shape: &[usize], dtype: DType, seed: u32) -> Tensor<B> {
     let n: usize = shape.iter().product();
@@ -30,6 +30,13 @@ fn kernels_on<B: Backend>(c: &mut Criterion, b: &B, label: &str) {
     let x = random(b, &[1, k], DType::F32, 2);
     let out = b.alloc(DType::F32, &[1, n]).unwrap();
     bench(c, b, label, "gemv_bf16_8192x3072", n * k * 2, || ops::matmul(b, &x, &w, &out, WeightLayout::OutIn, false).unwrap());
+    {
+        // The text head: 128256 rows (788 MB in bf16; split across bindings on wgpu).
+        let vocab = 128_256;
+        let head = random(b, &[vocab, k], DType::BF16, 8);
+        let logits = b.alloc(DType::F32, &[1, vocab]).unwrap();
+        bench(c, b, label, "gemv_bf16_128256x3072", vocab * k * 2, || ops::matmul(b, &x, &head, &logits, WeightLayout::OutIn, false).unwrap());
+    }
 
     // Prefill GEMM: 64 rows against the same matrix (compute-bound: report GFLOP/s).
     let xs = random(b, &[64, k], DType::F32, 7);
@@ -66,6 +73,13 @@ fn kernels(c: &mut Criterion) {
             kernels_on(c, &gpu, "wgpu");
         }
         Err(e) => println!("wgpu benchmarks skipped: {e}"),
+    }
+    match Cuda::new() {
+        Ok(gpu) => {
+            println!("cuda device: {}", gpu.describe());
+            kernels_on(c, &gpu, "cuda");
+        }
+        Err(e) => println!("cuda benchmarks skipped (no CUDA device): {e}"),
     }
 }
 

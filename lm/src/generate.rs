@@ -179,6 +179,8 @@ pub struct Generator<'m, B: Backend> {
     hfs: Vec<Tensor<B>>,
     feedback: Option<Frame>,
     reconstruction_phase: bool,
+    /// Decode steps (one fed-back frame) run so far.
+    decode_steps: usize,
     stored_reason: Vec<[u32; CODEBOOKS]>,
     stored_recon: Vec<[u32; CODEBOOKS]>,
     out: GenerateOutput,
@@ -201,6 +203,7 @@ impl<'m, B: Backend> Generator<'m, B> {
             hfs: Vec::new(),
             feedback: None,
             reconstruction_phase: false,
+            decode_steps: 0,
             stored_reason: Vec::new(),
             stored_recon: Vec::new(),
             out: GenerateOutput::default(),
@@ -222,6 +225,12 @@ impl<'m, B: Backend> Generator<'m, B> {
             self.prefill()?;
         }
         if let Some(f) = self.feedback.take() {
+            // Decode steps after the first (which sizes the per-row buffers) enqueue the same
+            // ops up to the sampled ids' download: a backend may replay them as one unit.
+            if self.decode_steps > 0 {
+                self.sessions[0].backend().begin_step()?;
+            }
+            self.decode_steps += 1;
             self.hfs = self.sessions.iter_mut().map(|s| s.forward(&[f])).collect::<Result<Vec<_>>>()?;
         }
         let config = self.sessions[0].config();

@@ -9,7 +9,7 @@ use serde_json::Value;
 use uniaudio_lm::synth::InitSpec;
 use uniaudio_lm::synth_dir::write_synthetic_model;
 use uniaudio_lm::{generate, Frame, GenerateOptions, LmConfig, OutputKind, StopReason, UniAudioLm};
-use uniaudio_runtime::{ops, Backend, Cpu, Cuda, DType, Wgpu, WgpuOptions};
+use uniaudio_runtime::{ops, Backend, Cpu, Cuda, CudaOptions, DType, Wgpu, WgpuOptions};
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/public")
@@ -65,28 +65,39 @@ fn wgpu_variants_or_skip() -> Vec<Wgpu> {
     }
 }
 
-/// The CUDA device, or a printed reason why these tests did not run on it.
-fn cuda_or_skip() -> Option<Cuda> {
-    match Cuda::new() {
-        Ok(gpu) => Some(gpu),
+/// The CUDA device with tensor cores and step graphs on, then with both off, or a
+/// printed reason why these tests did not run on it.
+fn cuda_variants_or_skip() -> Vec<Cuda> {
+    let variants = [CudaOptions { tensor_cores: true, graphs: true }, CudaOptions { tensor_cores: false, graphs: false }];
+    match variants.into_iter().map(Cuda::with_options).collect::<Result<Vec<_>, _>>() {
+        Ok(gpus) => gpus,
         Err(e) => {
             println!("SKIPPED (no CUDA device): {e}");
-            None
+            Vec::new()
         }
     }
 }
 
 #[test]
 fn greedy_outputs_match_the_reference_on_cuda() {
-    if let Some(gpu) = cuda_or_skip() {
-        greedy_outputs_on(&gpu, &synthesize());
+    let fx = synthesize();
+    for gpu in cuda_variants_or_skip() {
+        println!("cuda: {}", gpu.describe());
+        greedy_outputs_on(&gpu, &fx);
+        let (updated, instantiated) = gpu.graph_launches();
+        println!("decode-step graphs: {updated} updated, {instantiated} instantiated");
+        if gpu.describe().contains("graphs: on") {
+            assert!(updated + instantiated > 0, "no decode step ran as a CUDA graph");
+        }
     }
 }
 
 #[test]
 fn hidden_state_and_logit_probes_match_on_cuda() {
-    if let Some(gpu) = cuda_or_skip() {
-        probes_on(&gpu, &synthesize());
+    let fx = synthesize();
+    for gpu in cuda_variants_or_skip() {
+        println!("cuda: {}", gpu.describe());
+        probes_on(&gpu, &fx);
     }
 }
 

@@ -31,4 +31,11 @@ pub trait Backend: Sized {
     fn exec(&self, op: ValidOp<'_, '_, Self>) -> Result<()>;
     /// Waits until all enqueued work has finished.
     fn sync(&self) -> Result<()>;
+    /// Marks the start of one decode step, which ends at the next `download` or `sync`.
+    /// A backend may record the step and replay it as one unit (CUDA graphs); so a step
+    /// must not allocate, and consecutive steps should enqueue the same ops, differing
+    /// only in scalars and written data.
+    fn begin_step(&self) -> Result<()> {
+        Ok(())
+    }
 }

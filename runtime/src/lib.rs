@@ -27,7 +27,7 @@ pub mod wgpu;
 pub use backend::Backend;
 pub use cache_dir::cache_dir;
 pub use cpu::Cpu;
-pub use crate::cuda::Cuda;
+pub use crate::cuda::{Cuda, CudaOptions};
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use op::{ConvParams, Epilogue, Op, PreluSlope, SampleParams, UnaryFn, WeightLayout};

@@ -61,6 +61,16 @@ fn tiles(m: usize, n: usize) -> LaunchConfig {
     LaunchConfig { grid_dim: ((m.div_ceil(64) * n.div_ceil(64)).max(1) as u32, 1, 1), block_dim: (16, 16, 1), shared_mem_bytes: 0 }
 }
 
+/// A GEMM launch (`gemm_*` arguments): tensor cores for 16-bit weights where the device
+/// has them, else the CUDA-core kernel.
+fn gemm(c: &Cuda, w: &Tensor<Cuda>, args: Vec<Arg>, m: usize, n: usize) -> (&'static str, String, Vec<Arg>, LaunchConfig) {
+    if c.has_tensor_cores() && matches!(w.dtype(), DType::F16 | DType::BF16) {
+        let cfg = LaunchConfig { grid_dim: ((m.div_ceil(64) * n.div_ceil(64)).max(1) as u32, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+        return ("gemm_tc", format!("gemm_tc_{}", suffix(w)), args, cfg);
+    }
+    ("matmul", format!("gemm_{}", suffix(w)), args, tiles(m, n))
+}
+
 /// 128-bit loads need 16-byte aligned rows of both operands.
 fn vectorisable(w: &Tensor<Cuda>, x: &Tensor<Cuda>, k: usize) -> u32 {
     let row_bytes = k * w.dtype().size_bytes();
@@ -139,7 +149,7 @@ pub(crate) fn exec(c: &Cuda, op: &Op<'_, Cuda>) -> Result<()> {
                 ("matmul", format!("gemv_{}", suffix(w)), args, warps(m * n))
             } else {
                 let args = vec![p(x), p(w), Arg::Ptr(0), Arg::Ptr(0), p(out), u(m), u(n), u(k), Arg::U32(0), Arg::F32(0.0), Arg::U32(accumulate as u32)];
-                ("matmul", format!("gemm_{}", suffix(w)), args, tiles(m, n))
+                gemm(c, w, args, m, n)
             }
         }
         Op::MatMul { x, w, out, layout: WeightLayout::InOut, accumulate } => {
@@ -199,7 +209,7 @@ pub(crate) fn exec(c: &Cuda, op: &Op<'_, Cuda>) -> Result<()> {
             };
             let (code, levels) = act_code(act);
             let args = vec![p(x), p(w), opt(bias), opt(gate), p(out), u(m), u(n), u(k), Arg::U32(code), Arg::F32(levels), Arg::U32(0)];
-            ("matmul", format!("gemm_{}", suffix(w)), args, tiles(m, n))
+            gemm(c, w, args, m, n)
         }
         Op::Unary { x, out, f } => {
             let (code, levels) = act_code(Some(f));

@@ -8,6 +8,7 @@
 //! `download` and `sync` are the only points that wait.
 
 mod buffer;
+mod graph;
 mod launch;
 
 use std::collections::HashMap;
@@ -25,6 +26,10 @@ fn err(msg: impl Into<String>) -> Error {
     Error::Backend { backend: "cuda", msg: msg.into() }
 }
 
+/// Smallest scratch allocation: split-KV decode partials for every cache length fit, so
+/// captured steps never need to grow it.
+pub(crate) const MIN_SCRATCH_BYTES: usize = 16 << 20;
+
 /// Bytes per pinned staging buffer for weight uploads (two alternate).
 const STAGE_BYTES: usize = 32 << 20;
 
@@ -34,8 +39,30 @@ struct Stage {
     done: Option<CudaEvent>,
 }
 
+/// What a `Cuda` backend may use.
+#[derive(Clone, Copy, Debug)]
+pub struct CudaOptions {
+    /// Tensor-core (mma) kernels where the device has them (sm_80+); off runs the
+    /// CUDA-core kernels everywhere.
+    pub tensor_cores: bool,
+    /// Decode steps (`Backend::begin_step`) captured and replayed as CUDA graphs.
+    pub graphs: bool,
+}
+
+impl CudaOptions {
+    /// Everything on, except what `UNIAUDIO_CUDA_NO_TENSOR_CORES` / `UNIAUDIO_CUDA_NO_GRAPHS`
+    /// turn off.
+    pub fn from_env() -> Self {
+        let off = |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0");
+        CudaOptions { tensor_cores: !off("UNIAUDIO_CUDA_NO_TENSOR_CORES"), graphs: !off("UNIAUDIO_CUDA_NO_GRAPHS") }
+    }
+}
+
 pub struct Cuda {
     ctx: Arc<CudaContext>,
+    tensor_cores: bool,
+    /// Decode steps captured and replayed as CUDA graphs (None: steps run eagerly).
+    step_graph: Option<graph::StepGraph>,
     staging: Mutex<Vec<Stage>>,
     /// Device scratch for multi-kernel ops (split-KV partials), grown on demand.
     scratch: Mutex<Option<CudaBuffer>>,
@@ -48,7 +75,12 @@ pub struct Cuda {
 
 impl Cuda {
     /// Device 0, or an error saying why there is none (no driver, no device).
+    /// `UNIAUDIO_CUDA_NO_TENSOR_CORES` and `UNIAUDIO_CUDA_NO_GRAPHS` keep those off.
     pub fn new() -> Result<Self> {
+        Self::with_options(CudaOptions::from_env())
+    }
+
+    pub fn with_options(options: CudaOptions) -> Result<Self> {
         // SAFETY: only probes whether the driver library can be loaded.
         if !unsafe { cudarc::driver::sys::is_culib_present() } {
             return Err(err("no NVIDIA driver found (libcuda.so could not be loaded)"));
@@ -57,11 +89,35 @@ impl Cuda {
         let (major, minor) = ctx.compute_capability().map_err(|e| err(e.to_string()))?;
         let name = ctx.name().unwrap_or_else(|_| "unknown NVIDIA GPU".into());
         let stream = ctx.default_stream();
-        Ok(Cuda { ctx, staging: Mutex::new(Vec::new()), scratch: Mutex::new(None), stream, arch: (major * 10 + minor) as u32, name, modules: Mutex::new(HashMap::new()), functions: Mutex::new(HashMap::new()) })
+        let arch = (major * 10 + minor) as u32;
+        let step_graph = options.graphs.then(graph::StepGraph::default);
+        Ok(Cuda { ctx, tensor_cores: options.tensor_cores && arch >= 80, step_graph, staging: Mutex::new(Vec::new()), scratch: Mutex::new(None), stream, arch, name, modules: Mutex::new(HashMap::new()), functions: Mutex::new(HashMap::new()) })
     }
 
     pub fn describe(&self) -> String {
-        format!("{} (sm_{})", self.name, self.arch)
+        let on = |b: bool| if b { "on" } else { "off" };
+        format!("{} (sm_{}) [tensor cores: {}, graphs: {}]", self.name, self.arch, on(self.tensor_cores), on(self.step_graph.is_some()))
+    }
+
+    /// (updated, newly instantiated) decode-step graph launches so far.
+    pub fn graph_launches(&self) -> (u64, u64) {
+        self.step_graph.as_ref().map_or((0, 0), |g| g.launches())
+    }
+
+    fn capturing(&self) -> bool {
+        self.step_graph.as_ref().is_some_and(|g| g.capturing())
+    }
+
+    /// Ends a step being captured (launching its graph).
+    fn end_step(&self) -> Result<()> {
+        match &self.step_graph {
+            Some(g) => g.end(self),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn has_tensor_cores(&self) -> bool {
+        self.tensor_cores
     }
 
     /// The PTX of one source file for this device, from the cache or NVRTC.
@@ -131,9 +187,12 @@ impl Cuda {
     pub(crate) fn scratch(&self, bytes: usize) -> Result<u64> {
         let mut s = self.scratch.lock().unwrap_or_else(|p| p.into_inner());
         if s.as_ref().is_none_or(|b| b.0.slice.len() < bytes) {
+            if self.capturing() {
+                return Err(err(format!("{bytes} bytes of scratch needed inside a captured step (set UNIAUDIO_CUDA_NO_GRAPHS=1)")));
+            }
             // Kernels already enqueued may still read the old buffer.
             self.sync()?;
-            *s = Some(self.buffer(bytes.next_power_of_two())?);
+            *s = Some(self.buffer(bytes.max(MIN_SCRATCH_BYTES).next_power_of_two())?);
         }
         Ok(s.as_ref().expect("scratch allocated above").0.ptr)
     }
@@ -143,6 +202,9 @@ impl Cuda {
     }
 
     fn buffer(&self, len: usize) -> Result<CudaBuffer> {
+        if self.capturing() {
+            return Err(err(format!("allocating {len} bytes inside a captured decode step (steps must reuse their buffers)")));
+        }
         let slice = self.stream.alloc_zeros::<u8>(len.max(4)).map_err(|e| err(format!("cannot allocate {len} bytes: {e}")))?;
         let ptr = {
             let (ptr, _sync) = slice.device_ptr(&self.stream);
@@ -186,6 +248,9 @@ impl Backend for Cuda {
     fn write(&self, dst: &Tensor<Self>, bytes: &[u8]) -> Result<()> {
         if bytes.len() != dst.size_bytes() {
             return Err(Error::shape("write", "byte count", dst.size_bytes(), bytes.len()));
+        }
+        if let Some(g) = self.step_graph.as_ref().filter(|g| g.capturing()) {
+            return g.write(self, addr(dst), bytes);
         }
         // Synchronous with respect to the host buffer: it may be freed right after.
         self.stream.synchronize().map_err(|e| err(e.to_string()))?;
@@ -237,6 +302,14 @@ impl Backend for Cuda {
     }
 
     fn sync(&self) -> Result<()> {
+        self.end_step()?;
         self.stream.synchronize().map_err(|e| err(e.to_string()))
+    }
+
+    fn begin_step(&self) -> Result<()> {
+        match &self.step_graph {
+            Some(g) => g.begin(self),
+            None => Ok(()),
+        }
     }
 }

@@ -216,6 +216,7 @@ impl Wgpu {
             return Err(err(format!("a buffer of {size} bytes exceeds this adapter's limit of {} bytes", self.limits.max_buffer_size)));
         }
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let buffer = match contents {
             None => self.device.create_buffer(&wgpu::BufferDescriptor { label: None, size, usage, mapped_at_creation: false }),
             Some(bytes) => {
@@ -224,6 +225,9 @@ impl Wgpu {
                 self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: None, contents: &padded, usage })
             }
         };
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(err(format!("cannot allocate a buffer of {size} bytes on {}: {e}", self.info.name)));
+        }
         Ok(WgpuBuffer(Arc::new(buffer::Inner { buffer, len })))
     }
 

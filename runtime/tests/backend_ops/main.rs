@@ -7,7 +7,7 @@ mod harness;
 mod reference;
 
 use uniaudio_runtime::cpu::Isa;
-use uniaudio_runtime::{Backend, Cpu, Cuda, Wgpu, WgpuOptions};
+use uniaudio_runtime::{Backend, Cpu, Cuda, CudaOptions, Wgpu, WgpuOptions};
 
 use harness::Report;
 
@@ -50,9 +50,15 @@ fn backend_ops_all_backends() {
             Err(e) => skip_wgpu(&e.to_string()),
         }
     }
-    match Cuda::new() {
-        Ok(gpu) => run_all(&format!("cuda/{}", gpu.describe()), &gpu, &mut report),
-        Err(e) => println!("SKIPPED (no CUDA device): {e}"),
+    // Tensor-core kernels on (where the device has them), then forced off.
+    for tensor_cores in [true, false] {
+        match Cuda::with_options(CudaOptions { tensor_cores, graphs: false }) {
+            Ok(gpu) => run_all(&format!("cuda/{}", gpu.describe()), &gpu, &mut report),
+            Err(e) => {
+                println!("SKIPPED (no CUDA device): {e}");
+                break;
+            }
+        }
     }
     println!("backend ops: {} passed, {} failed, {} unsupported", report.passed, report.failed.len(), report.unsupported);
     assert!(report.passed > 0, "no case ran");

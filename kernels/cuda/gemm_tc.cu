@@ -1,0 +1,96 @@
+// Tensor-core GEMM for 16-bit weights (sm_80+): out[m, n] = epilogue(x[m, :] . w[n, :]),
+// the same contract and epilogues as matmul.cu's gemm_* (bias, activation, gate, accumulate).
+// mma.sync m16n8k8 TF32 with f32 accumulation. bf16 and f16 weights are exact in TF32;
+// the f32 activations are split as x = hi + lo (both TF32) and multiplied twice, so the
+// products keep about 22 mantissa bits: f32-level results from the tensor cores.
+// A 128-thread block computes a 64x64 tile in 32-deep K slices through shared memory
+// (rows padded to 36 floats: the fragment reads hit 32 distinct banks); warp w owns the
+// 32x32 quarter (w / 2, w % 2) as 2x4 m16n8 tiles.
+#define TC_TILE 64
+#define TC_K 32
+#define TC_PITCH 36
+
+__device__ __forceinline__ u32 to_tf32(float v) {
+    u32 r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(v));
+    return r;
+}
+
+__device__ __forceinline__ void mma_tf32(float* c, const u32* a, u32 b0, u32 b1) {
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+template <typename W>
+__device__ void gemm_tc(const float* x, const W* w, const W* bias, const float* gate, float* out, u32 m, u32 n, u32 k, u32 act, float levels,
+                        u32 accumulate) {
+    __shared__ float a_sh[TC_TILE * TC_PITCH];
+    __shared__ float w_sh[TC_TILE * TC_PITCH];
+    u32 tiles_n = (n + TC_TILE - 1) / TC_TILE;
+    u32 block = block_index();
+    u32 m0 = (block / tiles_n) * TC_TILE, n0 = (block % tiles_n) * TC_TILE;
+    if (m0 >= m) return;
+    u32 t = threadIdx.x, lane = t & 31, warp = t >> 5;
+    u32 wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
+    u32 g = lane >> 2, q = lane & 3;  // PTX fragment coordinates: groupID, threadID_in_group
+    float acc[2][4][4] = {};
+    for (u32 k0 = 0; k0 < k; k0 += TC_K) {
+        // 64x32 of x and of w, consecutive threads along K (coalesced).
+        #pragma unroll
+        for (u32 e = 0; e < TC_TILE * TC_K / 128; e++) {
+            u32 idx = t + e * 128, r = idx / TC_K, c = idx % TC_K, kk = k0 + c;
+            a_sh[r * TC_PITCH + c] = (m0 + r < m && kk < k) ? x[(u64)(m0 + r) * k + kk] : 0.0f;
+            w_sh[r * TC_PITCH + c] = (n0 + r < n && kk < k) ? widen(w[(u64)(n0 + r) * k + kk]) : 0.0f;
+        }
+        __syncthreads();
+        #pragma unroll
+        for (u32 ks = 0; ks < TC_K; ks += 8) {
+            u32 hi[2][4], lo[2][4];
+            #pragma unroll
+            for (u32 i = 0; i < 2; i++) {
+                const float* a = a_sh + (wm + 16 * i + g) * TC_PITCH + ks + q;
+                float v[4] = {a[0], a[8 * TC_PITCH], a[4], a[8 * TC_PITCH + 4]};
+                #pragma unroll
+                for (u32 r = 0; r < 4; r++) {
+                    hi[i][r] = to_tf32(v[r]);
+                    lo[i][r] = to_tf32(v[r] - __uint_as_float(hi[i][r]));
+                }
+            }
+            #pragma unroll
+            for (u32 j = 0; j < 4; j++) {
+                const float* b = w_sh + (wn + 8 * j + g) * TC_PITCH + ks + q;
+                u32 b0 = __float_as_uint(b[0]), b1 = __float_as_uint(b[4]);
+                #pragma unroll
+                for (u32 i = 0; i < 2; i++) {
+                    mma_tf32(acc[i][j], lo[i], b0, b1);
+                    mma_tf32(acc[i][j], hi[i], b0, b1);
+                }
+            }
+        }
+        __syncthreads();
+    }
+    #pragma unroll
+    for (u32 i = 0; i < 2; i++) {
+        #pragma unroll
+        for (u32 j = 0; j < 4; j++) {
+            #pragma unroll
+            for (u32 r = 0; r < 4; r++) {
+                u32 row = m0 + wm + 16 * i + g + (r >> 1) * 8, col = n0 + wn + 8 * j + 2 * q + (r & 1);
+                if (row >= m || col >= n) continue;
+                float y = acc[i][j][r] + (bias ? widen(bias[col]) : 0.0f);
+                y = activate(y, act, levels);
+                u64 o = (u64)row * n + col;
+                if (gate) out[o] += gate[col] * y;
+                else out[o] = accumulate ? out[o] + y : y;
+            }
+        }
+    }
+}
+
+#define GEMM_TC(S, W) \
+    extern "C" __global__ void __launch_bounds__(128) gemm_tc_##S(const float* x, const W* w, const W* bias, const float* gate, float* out, u32 m, u32 n, \
+                                                                  u32 k, u32 act, float levels, u32 acc) { \
+        gemm_tc(x, w, bias, gate, out, m, n, k, act, levels, acc); }
+GEMM_TC(f16, f16_t)
+GEMM_TC(bf16, bf16_t)

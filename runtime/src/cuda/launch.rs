@@ -92,8 +92,9 @@ pub(crate) fn supports(op: &Op<'_, Cuda>) -> bool {
 /// Keys per split of split-KV decode attention, and the most splits per (query, head).
 const SPLIT_SPAN: usize = 256;
 const MAX_SPLITS: usize = 64;
-/// Attention with fewer blocks than this splits its keys.
-const SPLIT_BELOW_BLOCKS: usize = 132;
+/// Query rows per block of the tensor-core attention (`attention_tc.cu`); groups with
+/// fewer rows use the CUDA-core kernel.
+const TC_ATTENTION_ROWS: usize = 64;
 
 /// The block tile of `attention.cu`: query rows of one KV group per block and keys per
 /// shared-memory pass (sized to its ATT_Q_TILE, ATT_KV_TILE (rows padded to d + 1) and
@@ -113,8 +114,15 @@ fn attention(c: &Cuda, op: &Op<'_, Cuda>) -> Result<()> {
     let blocks = g * (t * (heads / g)).div_ceil(rows);
     let scale = 1.0 / (d as f32).sqrt();
     let shape = [u(t), u(heads), u(g), u(d), u(cap), u(kv_len), Arg::U32(causal as u32), Arg::F32(scale), u(rows), u(keys)];
+    let group_rows = t * (heads / g);
+    if c.has_tensor_cores() && (d == 64 || d == 128) && group_rows >= TC_ATTENTION_ROWS {
+        // Prefill: tensor-core attention, 64 query rows of one KV group per block.
+        let args = vec![p(q), p(k_cache), p(v_cache), p(out), u(t), u(heads), u(g), u(cap), u(kv_len), Arg::U32(causal as u32), Arg::F32(scale)];
+        return launch(c, "attention_tc", &format!("attention_tc_d{d}"), &args, per_row(g * group_rows.div_ceil(TC_ATTENTION_ROWS), 128));
+    }
     let splits = kv_len.div_ceil(SPLIT_SPAN).min(MAX_SPLITS);
-    if blocks >= SPLIT_BELOW_BLOCKS || kv_len < 2 * SPLIT_SPAN {
+    // Fewer blocks than multiprocessors: split the keys so every SM has work.
+    if blocks >= c.sm_count() || kv_len < 2 * SPLIT_SPAN {
         let args: Vec<Arg> = [p(q), p(k_cache), p(v_cache), p(out)].into_iter().chain(shape).collect();
         return launch(c, "attention", "attention", &args, per_row(blocks, 128));
     }

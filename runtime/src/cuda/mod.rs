@@ -68,6 +68,8 @@ pub struct Cuda {
     scratch: Mutex<Option<CudaBuffer>>,
     stream: Arc<CudaStream>,
     arch: u32,
+    /// Streaming multiprocessors: launches with fewer blocks leave the device idle.
+    sm_count: usize,
     name: String,
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
     functions: Mutex<HashMap<String, CudaFunction>>,
@@ -90,8 +92,9 @@ impl Cuda {
         let name = ctx.name().unwrap_or_else(|_| "unknown NVIDIA GPU".into());
         let stream = ctx.default_stream();
         let arch = (major * 10 + minor) as u32;
+        let sm_count = ctx.attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).map_err(|e| err(e.to_string()))?.max(1) as usize;
         let step_graph = options.graphs.then(graph::StepGraph::default);
-        Ok(Cuda { ctx, tensor_cores: options.tensor_cores && arch >= 80, step_graph, staging: Mutex::new(Vec::new()), scratch: Mutex::new(None), stream, arch, name, modules: Mutex::new(HashMap::new()), functions: Mutex::new(HashMap::new()) })
+        Ok(Cuda { ctx, tensor_cores: options.tensor_cores && arch >= 80, step_graph, staging: Mutex::new(Vec::new()), scratch: Mutex::new(None), stream, arch, sm_count, name, modules: Mutex::new(HashMap::new()), functions: Mutex::new(HashMap::new()) })
     }
 
     pub fn describe(&self) -> String {
@@ -114,6 +117,10 @@ impl Cuda {
             Some(g) => g.end(self),
             None => Ok(()),
         }
+    }
+
+    pub(crate) fn sm_count(&self) -> usize {
+        self.sm_count
     }
 
     pub(crate) fn has_tensor_cores(&self) -> bool {

@@ -95,6 +95,9 @@ pub fn all_cases() -> Vec<Case> {
     cases.push(Attention { t: 20, heads: 4, kv_heads: 4, head_dim: 256, kv_len: 20, causal: true });
     cases.push(Attention { t: 6, heads: 10, kv_heads: 5, head_dim: 80, kv_len: 31, causal: false });
     cases.push(Attention { t: 4, heads: 32, kv_heads: 2, head_dim: 64, kv_len: 600, causal: true });
+    // Query blocks of 64 rows and more (tensor-core attention where a backend has it).
+    cases.push(Attention { t: 40, heads: 8, kv_heads: 2, head_dim: 64, kv_len: 50, causal: true });
+    cases.push(Attention { t: 24, heads: 6, kv_heads: 2, head_dim: 128, kv_len: 24, causal: false });
     // Long caches (split-KV decode where a backend has it).
     cases.push(Attention { t: 1, heads: 6, kv_heads: 2, head_dim: 64, kv_len: 700, causal: true });
     cases.push(Attention { t: 2, heads: 8, kv_heads: 2, head_dim: 128, kv_len: 1300, causal: true });

@@ -13,6 +13,7 @@ mod progress;
 mod prompt;
 mod synth;
 mod system;
+mod text_inputs;
 mod wav;
 
 use std::process::ExitCode;

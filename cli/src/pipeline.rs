@@ -6,13 +6,14 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use uniaudio_codec::{Codec, DecodeOptions, Noise, StitchMode};
-use uniaudio_lm::tasks::{build_prompt, Task, TaskInputs};
+use uniaudio_lm::tasks::{build_prompt, Task};
 use uniaudio_lm::tokenizer::TextTokenizer;
 use uniaudio_lm::{frame::parse_frames, generate, GenerateOptions, LmConfig, OutputKind, UniAudioLm};
 use uniaudio_runtime::Backend;
 
 use crate::backend::{BackendChoice, Opened};
 use crate::progress;
+use crate::text_inputs::TextInputArgs;
 use crate::wav::WavTarget;
 
 #[derive(Args)]
@@ -26,21 +27,8 @@ pub struct PipelineArgs {
     /// Output WAV file.
     #[arg(short, long)]
     out: PathBuf,
-    /// Transcript (tts).
-    #[arg(long)]
-    text: Option<String>,
-    /// Caption (tta, ttm).
-    #[arg(long)]
-    caption: Option<String>,
-    /// Lyrics (song).
-    #[arg(long)]
-    lyrics: Option<String>,
-    /// tokenizer.json to use instead of the model directory's.
-    #[arg(long)]
-    tokenizer: Option<PathBuf>,
-    /// Task instruction; by default one of the task's instructions, chosen by --seed.
-    #[arg(long)]
-    instruction: Option<String>,
+    #[command(flatten)]
+    inputs: TextInputArgs,
     /// Use these prompt frames (FRAMES.json, as `uniaudio prompt` writes) instead of
     /// building them from the text.
     #[arg(long)]
@@ -78,15 +66,8 @@ pub fn run(task: Task, args: PipelineArgs) -> Result<()> {
     }
     let target = WavTarget::prepare(&args.out, args.force)?;
     let config = LmConfig::from_file(&args.model.join("config.json"))?;
-    let tok = TextTokenizer::locate(args.tokenizer.as_deref(), Some(&args.model))?;
-    let inputs = TaskInputs {
-        text: args.text.clone(),
-        caption: args.caption.clone(),
-        lyrics: args.lyrics.clone(),
-        question: None,
-        audio: None,
-        instruction: args.instruction.clone(),
-    };
+    let tok = TextTokenizer::locate(args.inputs.tokenizer.as_deref(), Some(&args.model))?;
+    let inputs = args.inputs.task_inputs(None, None);
     let mut prompt = build_prompt(&config, &tok, task, &inputs, args.seed)?;
     if let Some(path) = &args.prompt {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading prompt {}", path.display()))?;

@@ -4,9 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use uniaudio_lm::tasks::{build_prompt, AudioTokens, Task, TaskInputs};
+use uniaudio_lm::tasks::{build_prompt, AudioTokens, Task};
 use uniaudio_lm::tokenizer::TextTokenizer;
 use uniaudio_lm::{Frame, LmConfig, OutputKind};
+
+use crate::text_inputs::TextInputArgs;
 
 #[derive(Args)]
 pub struct PromptArgs {
@@ -20,27 +22,14 @@ pub struct PromptArgs {
     /// config.json to use instead of the model directory's.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// tokenizer.json to use instead of the model directory's.
-    #[arg(long)]
-    tokenizer: Option<PathBuf>,
-    /// Transcript (TTS, InstructTTS).
-    #[arg(long)]
-    text: Option<String>,
-    /// Caption (TTA, TTM, InstructTTS).
-    #[arg(long)]
-    caption: Option<String>,
-    /// Lyrics (LTS).
-    #[arg(long)]
-    lyrics: Option<String>,
+    #[command(flatten)]
+    inputs: TextInputArgs,
     /// Question (audio_understanding).
     #[arg(long)]
     question: Option<String>,
     /// Input audio as codec tokens: {"reasoning": [[8 codes], ...], "reconstruction": [[...], ...]}.
     #[arg(long)]
     audio_tokens: Option<PathBuf>,
-    /// Task instruction; by default one of the task's instructions, chosen by --seed.
-    #[arg(long)]
-    instruction: Option<String>,
     #[arg(long, default_value_t = 888)]
     seed: u64,
     /// Output file (default: stdout).
@@ -66,7 +55,7 @@ pub fn run(args: PromptArgs) -> Result<()> {
         (None, None) => bail!("pass --model DIR (or --config config.json) for the model's special ids"),
     };
     let config = LmConfig::from_file(&config_path)?;
-    let tok = TextTokenizer::locate(args.tokenizer.as_deref(), args.model.as_deref())?;
+    let tok = TextTokenizer::locate(args.inputs.tokenizer.as_deref(), args.model.as_deref())?;
     let audio = match &args.audio_tokens {
         None => None,
         Some(p) => {
@@ -74,7 +63,7 @@ pub fn run(args: PromptArgs) -> Result<()> {
             Some(serde_json::from_str::<AudioTokens>(&text).with_context(|| format!("{}: expected {{\"reasoning\": [[8 codes]...], \"reconstruction\": [[8 codes]...]}}", p.display()))?)
         }
     };
-    let inputs = TaskInputs { text: args.text, caption: args.caption, lyrics: args.lyrics, question: args.question, audio, instruction: args.instruction };
+    let inputs = args.inputs.task_inputs(args.question, audio);
     let built = build_prompt(&config, &tok, task, &inputs, args.seed)?;
     let json = serde_json::json!({
         "task": task.name(),

@@ -80,12 +80,12 @@ pub fn run(args: ConvertArgs) -> Result<()> {
 
 fn check_ids_agree(c: &LmConfig, y: &LlmYaml, path: &std::path::Path) -> Result<()> {
     let pairs = [
-        ("audio_reason_card", c.audio_reason_card as u64, y.audio_reason_card as u64),
-        ("audio_semantic_card", c.audio_semantic_card as u64, y.audio_semantic_card as u64),
-        ("reason_bos", c.reason_bos as u64, y.reason_bos as u64),
-        ("reason_eos", c.reason_eos as u64, y.reason_eos as u64),
-        ("semantic_bos", c.semantic_bos as u64, y.semantic_bos as u64),
-        ("semantic_eos", c.semantic_eos as u64, y.semantic_eos as u64),
+        ("audio_reason_card", c.ids.audio_reason_card as u64, y.ids.audio_reason_card as u64),
+        ("audio_semantic_card", c.ids.audio_semantic_card as u64, y.ids.audio_semantic_card as u64),
+        ("reason_bos", c.ids.reason_bos as u64, y.ids.reason_bos as u64),
+        ("reason_eos", c.ids.reason_eos as u64, y.ids.reason_eos as u64),
+        ("semantic_bos", c.ids.semantic_bos as u64, y.ids.semantic_bos as u64),
+        ("semantic_eos", c.ids.semantic_eos as u64, y.ids.semantic_eos as u64),
     ];
     for (name, a, b) in pairs {
         if a != b {

@@ -53,8 +53,10 @@ pub struct Stacks {
     pub decoder: StackConfig,
 }
 
+/// Codebook sizes and special ids, as both `config.json` and the released
+/// `llm_config.yaml` spell them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LmConfig {
+pub struct SpecialIds {
     pub audio_reason_card: usize,
     pub audio_semantic_card: usize,
     pub reason_bos: u32,
@@ -64,6 +66,12 @@ pub struct LmConfig {
     pub semantic_eos: u32,
     pub semantic_pad_token: u32,
     pub text_pad_token: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LmConfig {
+    #[serde(flatten)]
+    pub ids: SpecialIds,
     pub max_seq_len: usize,
     pub stacks: Stacks,
 }
@@ -127,7 +135,7 @@ impl LmConfig {
 
     /// V_a: ids per codebook stream (reasoning space then reconstruction space).
     pub fn audio_vocab(&self) -> usize {
-        self.audio_reason_card + self.audio_semantic_card
+        self.ids.audio_reason_card + self.ids.audio_semantic_card
     }
 
     pub fn text_vocab(&self) -> usize {
@@ -136,7 +144,7 @@ impl LmConfig {
 
     /// Raw id (as placed in the sequence) of the all-`semantic_eos` stop frame.
     pub fn stop_code(&self) -> u32 {
-        self.semantic_eos + self.audio_reason_card as u32
+        self.ids.semantic_eos + self.ids.audio_reason_card as u32
     }
 
     pub fn validate(&self) -> std::result::Result<(), String> {
@@ -160,20 +168,20 @@ impl LmConfig {
         if self.max_seq_len == 0 {
             return Err("max_seq_len must be positive".into());
         }
-        let rc = self.audio_reason_card as u64;
-        for (name, id) in [("reason_bos", self.reason_bos), ("reason_eos", self.reason_eos), ("reason_pad_token", self.reason_pad_token)] {
+        let rc = self.ids.audio_reason_card as u64;
+        for (name, id) in [("reason_bos", self.ids.reason_bos), ("reason_eos", self.ids.reason_eos), ("reason_pad_token", self.ids.reason_pad_token)] {
             if id as u64 >= rc {
                 return Err(format!("{name} {id} must be below audio_reason_card {rc}"));
             }
         }
-        let sc = self.audio_semantic_card as u64;
-        for (name, id) in [("semantic_bos", self.semantic_bos), ("semantic_eos", self.semantic_eos), ("semantic_pad_token", self.semantic_pad_token)] {
+        let sc = self.ids.audio_semantic_card as u64;
+        for (name, id) in [("semantic_bos", self.ids.semantic_bos), ("semantic_eos", self.ids.semantic_eos), ("semantic_pad_token", self.ids.semantic_pad_token)] {
             if id as u64 >= sc {
                 return Err(format!("{name} {id} must be below audio_semantic_card {sc}"));
             }
         }
-        if self.text_pad_token as usize >= self.text_vocab() {
-            return Err(format!("text_pad_token {} is outside the text vocabulary", self.text_pad_token));
+        if self.ids.text_pad_token as usize >= self.text_vocab() {
+            return Err(format!("text_pad_token {} is outside the text vocabulary", self.ids.text_pad_token));
         }
         Ok(())
     }

@@ -91,12 +91,12 @@ pub fn check_request(config: &LmConfig, prompt: &[Frame], opts: &GenerateOptions
 /// The negative prompt of classifier-free guidance: same length, every text id replaced by
 /// text_pad_token and every audio id by its block's pad (reason_pad, or semantic_pad + rc).
 pub fn negative_prompt(config: &LmConfig, prompt: &[Frame]) -> Vec<Frame> {
-    let rc = config.audio_reason_card as u32;
+    let rc = config.ids.audio_reason_card as u32;
     prompt
         .iter()
         .map(|f| match *f {
-            Frame::Text(_) => Frame::Text(config.text_pad_token),
-            Frame::Audio(c) => Frame::Audio(c.map(|x| if x < rc { config.reason_pad_token } else { config.semantic_pad_token + rc })),
+            Frame::Text(_) => Frame::Text(config.ids.text_pad_token),
+            Frame::Audio(c) => Frame::Audio(c.map(|x| if x < rc { config.ids.reason_pad_token } else { config.ids.semantic_pad_token + rc })),
         })
         .collect()
 }
@@ -238,16 +238,16 @@ impl<'m, B: Backend> Generator<'m, B> {
         self.out.steps += 1;
         match self.sampler.opts.kind {
             OutputKind::Audio => {
-                let forbid = if self.reconstruction_phase { config.audio_reason_card } else { 0 };
+                let forbid = if self.reconstruction_phase { config.ids.audio_reason_card } else { 0 };
                 let codes = sample_audio(&mut self.sessions, &self.hfs, &self.sampler, forbid, position)?;
                 self.out.frames.push(codes);
                 if codes.iter().all(|&c| c == config.stop_code()) {
                     self.out.stopped_by = Some(StopReason::Eos);
                 } else {
-                    if codes.iter().all(|&c| c == config.reason_eos) {
+                    if codes.iter().all(|&c| c == config.ids.reason_eos) {
                         self.reconstruction_phase = true;
                     } else if self.reconstruction_phase {
-                        self.stored_recon.push(codes.map(|c| c.wrapping_sub(config.audio_reason_card as u32)));
+                        self.stored_recon.push(codes.map(|c| c.wrapping_sub(config.ids.audio_reason_card as u32)));
                     } else {
                         self.stored_reason.push(codes);
                     }

@@ -5,20 +5,13 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::config::{LmConfig, RopeScaling, StackConfig, Stacks};
+use crate::config::{LmConfig, RopeScaling, SpecialIds, StackConfig, Stacks};
 use crate::error::{LmError, Result};
 
 #[derive(Clone, Debug, Deserialize)]
 pub struct LlmYaml {
-    pub audio_reason_card: usize,
-    pub audio_semantic_card: usize,
-    pub reason_bos: u32,
-    pub reason_eos: u32,
-    pub reason_pad_token: u32,
-    pub semantic_bos: u32,
-    pub semantic_eos: u32,
-    pub semantic_pad_token: u32,
-    pub text_pad_token: u32,
+    #[serde(flatten)]
+    pub ids: SpecialIds,
     #[serde(default)]
     pub parallel_number: Option<usize>,
     #[serde(default)]
@@ -50,15 +43,7 @@ impl LlmYaml {
         let decoder = stack_preset(&local).ok_or_else(|| unknown(path, "local_model", &local))?;
         let expert = |n_layer| StackConfig { n_layer, vocab_size: None, ..stack_preset("Llama-3.2-3B").expect("built-in preset") };
         let config = LmConfig {
-            audio_reason_card: self.audio_reason_card,
-            audio_semantic_card: self.audio_semantic_card,
-            reason_bos: self.reason_bos,
-            reason_eos: self.reason_eos,
-            reason_pad_token: self.reason_pad_token,
-            semantic_bos: self.semantic_bos,
-            semantic_eos: self.semantic_eos,
-            semantic_pad_token: self.semantic_pad_token,
-            text_pad_token: self.text_pad_token,
+            ids: self.ids.clone(),
             max_seq_len: 2048,
             stacks: Stacks {
                 backbone: StackConfig { vocab_size: Some(128_256), ..backbone },

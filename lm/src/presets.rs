@@ -1,7 +1,7 @@
 //! Model configurations for benchmarks: the released architecture and scaled-down ones
 //! with the same structure (four stacks, GQA, 128256-entry text vocabulary).
 
-use crate::config::{LmConfig, RopeScaling, StackConfig, Stacks};
+use crate::config::{LmConfig, RopeScaling, SpecialIds, StackConfig, Stacks};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Preset {
@@ -47,15 +47,17 @@ impl Preset {
             Preset::Small => (stack(4, 1024, 16, 8, 64, 4096), stack(0, 1024, 16, 8, 64, 4096), stack(2, 512, 8, 4, 64, 2048)),
         };
         LmConfig {
-            audio_reason_card: 4100,
-            audio_semantic_card: 10003,
-            reason_bos: 4096,
-            reason_eos: 4097,
-            reason_pad_token: 4099,
-            semantic_bos: 10001,
-            semantic_eos: 10000,
-            semantic_pad_token: 10002,
-            text_pad_token: 128_003,
+            ids: SpecialIds {
+                audio_reason_card: 4100,
+                audio_semantic_card: 10003,
+                reason_bos: 4096,
+                reason_eos: 4097,
+                reason_pad_token: 4099,
+                semantic_bos: 10001,
+                semantic_eos: 10000,
+                semantic_pad_token: 10002,
+                text_pad_token: 128_003,
+            },
             max_seq_len: 2048,
             stacks: Stacks {
                 backbone: StackConfig { vocab_size: Some(128_256), ..backbone },

@@ -154,26 +154,26 @@ fn wrapped(tok: &TextTokenizer, text: &str, (open, close): (u32, u32)) -> Result
 
 /// R then S: the reasoning block, then the reconstruction block (+ audio_reason_card).
 fn audio_blocks(config: &LmConfig, audio: &AudioTokens) -> Result<Vec<Frame>> {
-    let rc = config.audio_reason_card as u32;
-    let mut frames = vec![Frame::Audio([config.reason_bos; CODEBOOKS])];
+    let rc = config.ids.audio_reason_card as u32;
+    let mut frames = vec![Frame::Audio([config.ids.reason_bos; CODEBOOKS])];
     for (i, f) in audio.reasoning.iter().enumerate() {
         if let Some(k) = f.iter().position(|&c| c >= rc) {
             return Err(LmError::Prompt(format!("reasoning frame {i}: code {} of codebook {k} is not below audio_reason_card {rc}", f[k])));
         }
         frames.push(Frame::Audio(*f));
     }
-    frames.push(Frame::Audio([config.reason_eos; CODEBOOKS]));
-    frames.push(Frame::Audio([config.semantic_bos + rc; CODEBOOKS]));
+    frames.push(Frame::Audio([config.ids.reason_eos; CODEBOOKS]));
+    frames.push(Frame::Audio([config.ids.semantic_bos + rc; CODEBOOKS]));
     for (i, f) in audio.reconstruction.iter().enumerate() {
-        if let Some(k) = f.iter().position(|&c| c as usize >= config.audio_semantic_card) {
+        if let Some(k) = f.iter().position(|&c| c as usize >= config.ids.audio_semantic_card) {
             return Err(LmError::Prompt(format!(
                 "reconstruction frame {i}: code {} of codebook {k} is not below audio_semantic_card {}",
-                f[k], config.audio_semantic_card
+                f[k], config.ids.audio_semantic_card
             )));
         }
         frames.push(Frame::Audio(f.map(|c| c + rc)));
     }
-    frames.push(Frame::Audio([config.semantic_eos + rc; CODEBOOKS]));
+    frames.push(Frame::Audio([config.ids.semantic_eos + rc; CODEBOOKS]));
     Ok(frames)
 }
 

@@ -120,7 +120,7 @@ fn yaml_presets_and_custom_names() {
     assert_eq!((c.stacks.backbone.n_layer, c.stacks.backbone.n_embd, c.stacks.backbone.vocab_size), (28, 3072, Some(128_256)));
     assert_eq!((c.stacks.understanding.n_layer, c.stacks.generation.n_layer), (3, 2));
     assert_eq!((c.stacks.decoder.n_layer, c.stacks.decoder.n_embd, c.stacks.decoder.head_size), (4, 2048, 64));
-    assert_eq!(c.audio_reason_card, 40);
+    assert_eq!(c.ids.audio_reason_card, 40);
 }
 
 #[test]

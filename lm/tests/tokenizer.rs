@@ -67,7 +67,7 @@ fn texts(frames: &[Frame]) -> Vec<u32> {
 #[test]
 fn prompts_follow_the_sequence_formats() {
     let (tok, c) = (tokenizer(), config());
-    let rc = c.audio_reason_card as u32;
+    let rc = c.ids.audio_reason_card as u32;
     let inputs = TaskInputs { text: Some("Hello world".into()), instruction: Some("text to speech".into()), ..Default::default() };
     let p = build_prompt(&c, &tok, Task::Tts, &inputs, 1).unwrap();
     let mut want = tok.tokenize("text to speech\n\n").unwrap();
@@ -81,7 +81,7 @@ fn prompts_follow_the_sequence_formats() {
     assert!(Task::Asr.instructions().contains(&p.instruction), "instruction drawn from the table");
     let tail: Vec<Frame> = p.frames[p.frames.len() - 7..].to_vec();
     let a = |v: u32| Frame::Audio([v; 8]);
-    assert_eq!(tail, vec![a(c.reason_bos), a(1), a(2), a(c.reason_eos), a(c.semantic_bos + rc), a(3 + rc), a(c.semantic_eos + rc)]);
+    assert_eq!(tail, vec![a(c.ids.reason_bos), a(1), a(2), a(c.ids.reason_eos), a(c.ids.semantic_bos + rc), a(3 + rc), a(c.ids.semantic_eos + rc)]);
     assert_eq!((p.output_kind, p.top_k), (OutputKind::Text, 1));
 
     // The question comes unwrapped before the audio.

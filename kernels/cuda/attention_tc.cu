@@ -13,22 +13,10 @@
 #define TCA_S_PITCH 36
 #define TCA_NEG (-3.402823466e38f)
 
-__device__ __forceinline__ u32 tca_tf32(float v) {
-    u32 r;
-    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(v));
-    return r;
-}
-
 // v = hi + lo, both TF32.
 __device__ __forceinline__ void tca_split(float v, u32* hi, u32* lo) {
-    *hi = tca_tf32(v);
-    *lo = tca_tf32(v - __uint_as_float(*hi));
-}
-
-__device__ __forceinline__ void tca_mma(float* c, const u32* a, const u32* b) {
-    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    *hi = to_tf32(v);
+    *lo = to_tf32(v - __uint_as_float(*hi));
 }
 
 // c += a . b for f32 fragments a (16x8: (g, q), (g + 8, q), (g, q + 4), (g + 8, q + 4)) and
@@ -37,9 +25,9 @@ __device__ __forceinline__ void tca_mma3(float* c, const float* a, const float* 
     u32 ah[4], al[4], bh[2], bl[2];
     for (int i = 0; i < 4; i++) tca_split(a[i], &ah[i], &al[i]);
     for (int i = 0; i < 2; i++) tca_split(b[i], &bh[i], &bl[i]);
-    tca_mma(c, al, bh);
-    tca_mma(c, ah, bl);
-    tca_mma(c, ah, bh);
+    mma_tf32(c, al, bh[0], bh[1]);
+    mma_tf32(c, ah, bl[0], bl[1]);
+    mma_tf32(c, ah, bh[0], bh[1]);
 }
 
 template <int D>

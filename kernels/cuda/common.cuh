@@ -1,5 +1,6 @@
 // Shared helpers, prepended to every kernel source before NVRTC compiles it (NVRTC has
-// no standard headers: 16-bit floats are widened with PTX and bit shifts).
+// no standard headers: 16-bit floats are widened with PTX and bit shifts). The PTX
+// wrappers have CPU definitions in emulate/emu.h (UNIAUDIO_EMULATE).
 typedef unsigned int u32;
 typedef unsigned short u16;
 typedef unsigned long long u64;
@@ -8,11 +9,29 @@ struct f16_t { u16 bits; };
 struct bf16_t { u16 bits; };
 
 __device__ __forceinline__ float widen(float v) { return v; }
+#ifndef UNIAUDIO_EMULATE
 __device__ __forceinline__ float widen(f16_t v) {
     float f;
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v.bits));
     return f;
 }
+
+// TF32 (round to nearest, ties away) of an f32, as the bits mma.sync takes.
+__device__ __forceinline__ u32 to_tf32(float v) {
+    u32 r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(v));
+    return r;
+}
+
+// c (16x8, f32) += a (16x8, TF32) . b (8x8, TF32) for one warp. PTX fragment layout, with
+// g = lane / 4 and q = lane % 4: a = (g, q), (g + 8, q), (g, q + 4), (g + 8, q + 4);
+// b = (k = q, n = g), (k = q + 4, n = g); c = (g, 2q), (g, 2q + 1), (g + 8, 2q), (g + 8, 2q + 1).
+__device__ __forceinline__ void mma_tf32(float* c, const u32* a, u32 b0, u32 b1) {
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+#endif
 // bf16 is the high half of an f32.
 __device__ __forceinline__ float widen(bf16_t v) { return __uint_as_float(((u32)v.bits) << 16); }
 

@@ -10,18 +10,6 @@
 #define TC_K 32
 #define TC_PITCH 36
 
-__device__ __forceinline__ u32 to_tf32(float v) {
-    u32 r;
-    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(v));
-    return r;
-}
-
-__device__ __forceinline__ void mma_tf32(float* c, const u32* a, u32 b0, u32 b1) {
-    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
 template <typename W>
 __device__ void gemm_tc(const float* x, const W* w, const W* bias, const float* gate, float* out, u32 m, u32 n, u32 k, u32 act, float levels,
                         u32 accumulate) {

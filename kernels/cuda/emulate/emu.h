@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <latch>
+#include <semaphore>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -49,26 +51,60 @@ inline Warp& my_warp() {
 }
 inline unsigned my_lane() { return (thread_idx.y * block_dim.x + thread_idx.x) % 32; }
 
-// Runs `kernel` over grid x block threads (1-D grid, 1- or 2-D blocks).
+// Persistent host threads, one per thread of a block (the largest block this project
+// launches has 256); a launch runs the grid's blocks one after another on them.
+constexpr unsigned MAX_THREADS = 256;
+
+struct Pool {
+    std::vector<std::thread> threads;
+    std::vector<std::unique_ptr<std::binary_semaphore>> go;
+    std::function<void(unsigned)> task;
+    std::latch* done = nullptr;
+
+    Pool() {
+        for (unsigned i = 0; i < MAX_THREADS; i++) {
+            go.push_back(std::make_unique<std::binary_semaphore>(0));
+            threads.emplace_back([this, i] {
+                for (;;) {
+                    go[i]->acquire();
+                    task(i);
+                    done->count_down();
+                }
+            });
+            threads.back().detach();
+        }
+    }
+};
+
+inline Pool& pool() {
+    static Pool* p = new Pool();  // never destroyed: its threads live as long as the process
+    return *p;
+}
+
+// Runs `kernel` over grid x block threads (1-D grid, 1- or 2-D blocks). Returns false when
+// the block is larger than the emulator's thread pool.
 template <typename F>
-void launch(unsigned grid, dim3 block, F kernel) {
+bool launch(unsigned grid, dim3 block, F kernel) {
+    unsigned threads = block.x * block.y;
+    if (threads == 0 || threads > MAX_THREADS) return false;
     grid_dim = dim3{grid, 1, 1};
     block_dim = block;
-    unsigned threads = block.x * block.y;
+    Pool& p = pool();
     for (unsigned b = 0; b < grid; b++) {
         block_sync = std::make_unique<std::barrier<>>(threads);
         warps.clear();
         for (unsigned w = 0; w < (threads + 31) / 32; w++) warps.push_back(std::make_unique<Warp>());
-        std::vector<std::thread> pool;
-        for (unsigned t = 0; t < threads; t++) {
-            pool.emplace_back([=] {
-                thread_idx = dim3{t % block.x, t / block.x, 0};
-                block_idx = dim3{b, 0, 0};
-                kernel();
-            });
-        }
-        for (auto& th : pool) th.join();
+        std::latch done(threads);
+        p.done = &done;
+        p.task = [&](unsigned t) {
+            thread_idx = dim3{t % block.x, t / block.x, 0};
+            block_idx = dim3{b, 0, 0};
+            kernel();
+        };
+        for (unsigned t = 0; t < threads; t++) p.go[t]->release();
+        done.wait();
     }
+    return true;
 }
 }  // namespace emu
 

@@ -1,32 +1,46 @@
 //! Maps each op to its CUDA kernel: function, arguments (device addresses and scalars,
-//! in the kernel's parameter order) and launch geometry.
+//! in the kernel's parameter order) and launch geometry. Generic over `KernelDevice`, so
+//! the same mapping drives a GPU (`Cuda`) and the CPU emulation of the kernels.
 
-use cudarc::driver::{LaunchConfig, PushKernelArg};
+pub use cudarc::driver::LaunchConfig;
 
-use super::{addr, err, Cuda};
 use crate::op::{Epilogue, Op, UnaryFn, WeightLayout};
-use crate::{DType, Result, Tensor};
+use crate::{Backend, DType, Result, Tensor};
 
 /// One kernel argument by value.
-enum Arg {
+#[derive(Clone, Copy, Debug)]
+pub enum Arg {
     U32(u32),
     F32(f32),
     Ptr(u64),
 }
 
-fn p(t: &Tensor<Cuda>) -> Arg {
-    Arg::Ptr(addr(t))
+/// What the op-to-kernel mapping needs from a device that runs `kernels/cuda/`.
+pub trait KernelDevice: Backend {
+    /// Device address of a tensor's element 0.
+    fn address(t: &Tensor<Self>) -> u64;
+    /// Launches kernel `name` of `kernels/cuda/<file>.cu` with `args` in its parameter order.
+    fn launch(&self, file: &'static str, name: &str, args: &[Arg], cfg: LaunchConfig) -> Result<()>;
+    /// Address of at least `bytes` of scratch, valid until the next call.
+    fn scratch(&self, bytes: usize) -> Result<u64>;
+    fn has_tensor_cores(&self) -> bool;
+    /// Streaming multiprocessors: launches with fewer blocks leave the device idle.
+    fn sm_count(&self) -> usize;
 }
 
-fn opt(t: Option<&Tensor<Cuda>>) -> Arg {
-    Arg::Ptr(t.map_or(0, addr))
+fn p<C: KernelDevice>(t: &Tensor<C>) -> Arg {
+    Arg::Ptr(C::address(t))
+}
+
+fn opt<C: KernelDevice>(t: Option<&Tensor<C>>) -> Arg {
+    Arg::Ptr(t.map_or(0, C::address))
 }
 
 fn u(x: usize) -> Arg {
     Arg::U32(x as u32)
 }
 
-fn suffix(t: &Tensor<Cuda>) -> &'static str {
+fn suffix<C: KernelDevice>(t: &Tensor<C>) -> &'static str {
     match t.dtype() {
         DType::F16 => "f16",
         DType::BF16 => "bf16",
@@ -63,7 +77,7 @@ fn tiles(m: usize, n: usize) -> LaunchConfig {
 
 /// A GEMM launch (`gemm_*` arguments): tensor cores for 16-bit weights where the device
 /// has them, else the CUDA-core kernel.
-fn gemm(c: &Cuda, w: &Tensor<Cuda>, args: Vec<Arg>, m: usize, n: usize) -> (&'static str, String, Vec<Arg>, LaunchConfig) {
+fn gemm<C: KernelDevice>(c: &C, w: &Tensor<C>, args: Vec<Arg>, m: usize, n: usize) -> (&'static str, String, Vec<Arg>, LaunchConfig) {
     if c.has_tensor_cores() && matches!(w.dtype(), DType::F16 | DType::BF16) {
         let cfg = LaunchConfig { grid_dim: ((m.div_ceil(64) * n.div_ceil(64)).max(1) as u32, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
         return ("gemm_tc", format!("gemm_tc_{}", suffix(w)), args, cfg);
@@ -72,13 +86,14 @@ fn gemm(c: &Cuda, w: &Tensor<Cuda>, args: Vec<Arg>, m: usize, n: usize) -> (&'st
 }
 
 /// 128-bit loads need 16-byte aligned rows of both operands.
-fn vectorisable(w: &Tensor<Cuda>, x: &Tensor<Cuda>, k: usize) -> u32 {
+fn vectorisable<C: KernelDevice>(w: &Tensor<C>, x: &Tensor<C>, k: usize) -> u32 {
     let row_bytes = k * w.dtype().size_bytes();
-    (addr(w).is_multiple_of(16) && row_bytes.is_multiple_of(16) && addr(x).is_multiple_of(16) && (k * 4).is_multiple_of(16)) as u32
+    (C::address(w).is_multiple_of(16) && row_bytes.is_multiple_of(16) && C::address(x).is_multiple_of(16) && (k * 4).is_multiple_of(16)) as u32
 }
 
-pub(crate) fn supports(op: &Op<'_, Cuda>) -> bool {
-    let tensors: Vec<&Tensor<Cuda>> = op.inputs().into_iter().map(|(_, t)| t).chain(op.outputs()).collect();
+/// Whether `exec` can run this op.
+pub fn supports<C: KernelDevice>(op: &Op<'_, C>) -> bool {
+    let tensors: Vec<&Tensor<C>> = op.inputs().into_iter().map(|(_, t)| t).chain(op.outputs()).collect();
     if tensors.iter().any(|t| t.numel() > u32::MAX as usize) {
         return false;
     }
@@ -106,7 +121,7 @@ fn attention_tile(group_rows: usize, d: usize) -> (usize, usize) {
 
 /// GQA-blocked attention; over a long cache with few blocks, split-KV (flash-decoding):
 /// partial softmax per key span, then a combine kernel.
-fn attention(c: &Cuda, op: &Op<'_, Cuda>) -> Result<()> {
+fn attention<C: KernelDevice>(c: &C, op: &Op<'_, C>) -> Result<()> {
     let Op::Attention { q, k_cache, v_cache, out, kv_len, causal } = *op else { unreachable!("attention() takes an attention op") };
     let (t, heads, d) = (q.shape()[0], q.shape()[1], q.shape()[2]);
     let (g, cap) = (k_cache.shape()[0], k_cache.shape()[1]);
@@ -132,7 +147,8 @@ fn attention(c: &Cuda, op: &Op<'_, Cuda>) -> Result<()> {
     launch(c, "attention", "attention_combine", &[Arg::Ptr(partial), p(out), u(t * heads), u(d), u(splits)], per_row(t * heads, 128))
 }
 
-pub(crate) fn exec(c: &Cuda, op: &Op<'_, Cuda>) -> Result<()> {
+/// Launches the kernels of one validated, supported op.
+pub fn exec<C: KernelDevice>(c: &C, op: &Op<'_, C>) -> Result<()> {
     if let Op::Attention { .. } = op {
         return attention(c, op);
     }
@@ -271,17 +287,6 @@ pub(crate) fn exec(c: &Cuda, op: &Op<'_, Cuda>) -> Result<()> {
     launch(c, file, &name, &args, cfg)
 }
 
-fn launch(c: &Cuda, file: &'static str, name: &str, args: &[Arg], cfg: LaunchConfig) -> Result<()> {
-    let f = c.function(file, name)?;
-    let mut builder = c.stream().launch_builder(&f);
-    for a in args {
-        match a {
-            Arg::U32(v) => builder.arg(v),
-            Arg::F32(v) => builder.arg(v),
-            Arg::Ptr(v) => builder.arg(v),
-        };
-    }
-    // SAFETY: the arguments follow the kernel's parameter list in `kernels/cuda/<file>.cu`;
-    // every address lies inside its tensor's allocation (validated op, checked views).
-    unsafe { builder.launch(cfg) }.map(|_| ()).map_err(|e| err(format!("launching {name}: {e}")))
+fn launch<C: KernelDevice>(c: &C, file: &'static str, name: &str, args: &[Arg], cfg: LaunchConfig) -> Result<()> {
+    c.launch(file, name, args, cfg)
 }

@@ -9,7 +9,7 @@
 
 mod buffer;
 mod graph;
-mod launch;
+pub mod launch;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -119,14 +119,6 @@ impl Cuda {
         }
     }
 
-    pub(crate) fn sm_count(&self) -> usize {
-        self.sm_count
-    }
-
-    pub(crate) fn has_tensor_cores(&self) -> bool {
-        self.tensor_cores
-    }
-
     /// The PTX of one source file for this device, from the cache or NVRTC.
     fn ptx(&self, file: &'static str) -> Result<String> {
         let source = uniaudio_kernels::cuda(file).ok_or_else(|| err(format!("no CUDA source `{file}`")))?;
@@ -204,10 +196,6 @@ impl Cuda {
         Ok(s.as_ref().expect("scratch allocated above").0.ptr)
     }
 
-    pub(crate) fn stream(&self) -> &Arc<CudaStream> {
-        &self.stream
-    }
-
     fn buffer(&self, len: usize) -> Result<CudaBuffer> {
         if self.capturing() {
             return Err(err(format!("allocating {len} bytes inside a captured decode step (steps must reuse their buffers)")));
@@ -231,6 +219,40 @@ fn byte_len(dtype: DType, shape: &[usize]) -> Result<usize> {
 /// Device address of a tensor's element 0.
 pub(crate) fn addr(t: &Tensor<Cuda>) -> u64 {
     t.buffer().0.ptr + t.byte_offset() as u64
+}
+
+impl launch::KernelDevice for Cuda {
+    fn address(t: &Tensor<Self>) -> u64 {
+        addr(t)
+    }
+
+    fn launch(&self, file: &'static str, name: &str, args: &[launch::Arg], cfg: cudarc::driver::LaunchConfig) -> Result<()> {
+        use cudarc::driver::PushKernelArg;
+        let f = self.function(file, name)?;
+        let mut builder = self.stream.launch_builder(&f);
+        for a in args {
+            match a {
+                launch::Arg::U32(v) => builder.arg(v),
+                launch::Arg::F32(v) => builder.arg(v),
+                launch::Arg::Ptr(v) => builder.arg(v),
+            };
+        }
+        // SAFETY: the arguments follow the kernel's parameter list in `kernels/cuda/<file>.cu`;
+        // every address lies inside its tensor's allocation (validated op, checked views).
+        unsafe { builder.launch(cfg) }.map(|_| ()).map_err(|e| err(format!("launching {name}: {e}")))
+    }
+
+    fn scratch(&self, bytes: usize) -> Result<u64> {
+        Cuda::scratch(self, bytes)
+    }
+
+    fn has_tensor_cores(&self) -> bool {
+        self.tensor_cores
+    }
+
+    fn sm_count(&self) -> usize {
+        self.sm_count
+    }
 }
 
 impl Backend for Cuda {

@@ -1,0 +1,38 @@
+//! test-backend-ops for the CUDA backend without a GPU: every case of the runtime's op
+//! harness through the CUDA op mapping and kernels on the CPU emulator, with the
+//! tensor-core kernels on and off.
+
+#[path = "../../runtime/tests/backend_ops/cases.rs"]
+mod cases;
+#[path = "../../runtime/tests/backend_ops/codec_cases.rs"]
+mod codec_cases;
+#[path = "../../runtime/tests/backend_ops/harness.rs"]
+mod harness;
+#[path = "../../runtime/tests/backend_ops/reference.rs"]
+mod reference;
+
+use uniaudio_cuda_emu::{CudaEmu, EmuOptions};
+
+#[test]
+fn cuda_kernels_pass_the_op_harness_on_the_emulator() {
+    let mut report = harness::Report::default();
+    for tensor_cores in [true, false] {
+        let emu = CudaEmu::new(EmuOptions { tensor_cores, sm_count: 4 });
+        let label = emu.describe();
+        for (i, case) in cases::all_cases().iter().enumerate() {
+            let t = std::time::Instant::now();
+            match cases::run(case, &emu, 0x5eed_0000 + i as u64) {
+                Ok(Some(verdict)) => report.record(&label, case, verdict),
+                Ok(None) => report.unsupported(&label, case),
+                Err(e) => report.record(&label, case, harness::Verdict::Fail(format!("error: {e}"))),
+            }
+            let s = t.elapsed().as_secs_f64();
+            if s > 1.0 {
+                println!("slow: {case:?} {s:.1} s");
+            }
+        }
+    }
+    println!("cuda on the emulator: {} passed, {} failed, {} unsupported", report.passed, report.failed.len(), report.unsupported);
+    assert!(report.failed.is_empty(), "{} cases failed:\n{}", report.failed.len(), report.failed.join("\n"));
+    assert_eq!(report.unsupported, 0, "cases the CUDA mapping does not support");
+}

@@ -12,11 +12,15 @@ use super::WgpuBuffer;
 /// Entries kept at most; past this the cache starts over.
 const CAPACITY: usize = 4096;
 
+/// A byte range of a buffer (offset, size); `None` for the whole buffer.
+pub(crate) type ByteRange = Option<(u64, u64)>;
+
 #[derive(Hash, PartialEq, Eq)]
 struct Key {
     pipeline: usize,
     arena: (u64, u64),
-    bindings: Vec<(u32, usize, Option<(u64, u64)>)>,
+    /// (binding, buffer identity, range).
+    bindings: Vec<(u32, usize, ByteRange)>,
 }
 
 struct Entry {
@@ -30,7 +34,7 @@ pub(crate) struct BindCache {
 }
 
 /// One storage binding of a dispatch: (binding, buffer, byte range or whole).
-pub(crate) type Binding<'a> = (u32, &'a WgpuBuffer, Option<(u64, u64)>);
+pub(crate) type Binding<'a> = (u32, &'a WgpuBuffer, ByteRange);
 
 impl BindCache {
     /// The bind group of `pipeline` over `bindings` and the arena range, made by `make` on

@@ -10,7 +10,7 @@ pub(crate) struct Kernel<'a> {
     pub entry: &'static str,
     pub defines: Vec<(&'static str, &'static str)>,
     /// (binding, buffer, byte range); no range binds the whole buffer.
-    pub bindings: Vec<(u32, &'a WgpuBuffer, Option<(u64, u64)>)>,
+    pub bindings: Vec<super::bind_cache::Binding<'a>>,
     pub params_binding: u32,
     pub params: Vec<u32>,
 }

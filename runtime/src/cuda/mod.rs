@@ -337,7 +337,11 @@ impl Backend for Cuda {
 
     fn begin_step(&self) -> Result<()> {
         match &self.step_graph {
-            Some(g) => g.begin(self),
+            Some(g) => {
+                // Captured steps cannot allocate: size the scratch (split-KV partials) now.
+                self.scratch(MIN_SCRATCH_BYTES)?;
+                g.begin(self)
+            }
             None => Ok(()),
         }
     }

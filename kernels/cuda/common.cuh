@@ -79,5 +79,16 @@ __device__ __forceinline__ float activate(float y, u32 act, float levels) {
     }
 }
 
+// The GEMM epilogue for output (row, col) of an [m, n] result: y = act(acc + bias[col]),
+// then out = y, out += y (accumulate), or out += gate[col] * y (gated residual).
+template <typename W>
+__device__ __forceinline__ void gemm_store(float* out, u32 row, u32 col, u32 n, float acc, const W* bias, const float* gate, u32 act, float levels,
+                                           u32 accumulate) {
+    float y = activate(acc + (bias ? widen(bias[col]) : 0.0f), act, levels);
+    u64 o = (u64)row * n + col;
+    if (gate) out[o] += gate[col] * y;
+    else out[o] = accumulate ? out[o] + y : y;
+}
+
 // Instantiates `name##_f32`, `name##_f16`, `name##_bf16` from a template kernel body macro.
 #define FOR_WEIGHT_TYPES(M) M(f32, float) M(f16, f16_t) M(bf16, bf16_t)

@@ -65,12 +65,7 @@ __device__ void gemm_tc(const float* x, const W* w, const W* bias, const float* 
             #pragma unroll
             for (u32 r = 0; r < 4; r++) {
                 u32 row = m0 + wm + 16 * i + g + (r >> 1) * 8, col = n0 + wn + 8 * j + 2 * q + (r & 1);
-                if (row >= m || col >= n) continue;
-                float y = acc[i][j][r] + (bias ? widen(bias[col]) : 0.0f);
-                y = activate(y, act, levels);
-                u64 o = (u64)row * n + col;
-                if (gate) out[o] += gate[col] * y;
-                else out[o] = accumulate ? out[o] + y : y;
+                if (row < m && col < n) gemm_store(out, row, col, n, acc[i][j][r], bias, gate, act, levels, accumulate);
             }
         }
     }

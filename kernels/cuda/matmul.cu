@@ -95,12 +95,7 @@ __device__ void gemm(const float* x, const W* w, const W* bias, const float* gat
         u32 row = m0 + ty + 16 * i;
         for (u32 j = 0; j < 4; j++) {
             u32 col = n0 + tx + 16 * j;
-            if (row >= m || col >= n) continue;
-            float y = acc[i][j] + (bias ? widen(bias[col]) : 0.0f);
-            y = activate(y, act, levels);
-            u64 o = (u64)row * n + col;
-            if (gate) out[o] += gate[col] * y;
-            else out[o] = accumulate ? out[o] + y : y;
+            if (row < m && col < n) gemm_store(out, row, col, n, acc[i][j], bias, gate, act, levels, accumulate);
         }
     }
 }

@@ -8,7 +8,8 @@ use rayon::prelude::*;
 use crate::{ops, Backend, DType, Result, Tensor, WeightLayout};
 
 /// A decode GEMV workload: `layers` weight matrices of [rows, cols], each multiplied by
-/// one activation vector per pass. Stacks larger than the caches measure DRAM streaming.
+/// one activation vector per pass (of `cols` for `OutIn` weights, of `rows` for `InOut`).
+/// Stacks larger than the caches measure DRAM streaming.
 #[derive(Clone, Debug)]
 pub struct GemvCase {
     pub name: &'static str,
@@ -16,15 +17,19 @@ pub struct GemvCase {
     pub cols: usize,
     pub layers: usize,
     pub dtype: DType,
+    pub layout: WeightLayout,
 }
 
 impl GemvCase {
-    /// The UniAudio 2.0 text head (128256 x 3072) and a 16-matrix stack of FFN-sized
-    /// [8192 x 3072] weights: both far larger than any cache.
+    /// The UniAudio 2.0 text head (128256 x 3072), a 16-matrix stack of FFN-sized
+    /// [8192 x 3072] weights, and the 8 audio heads ([2048 x 14103], stored [in, out]): all
+    /// far larger than any cache.
     pub fn standard(dtype: DType) -> Vec<GemvCase> {
+        let out_in = WeightLayout::OutIn;
         vec![
-            GemvCase { name: "lm_head", rows: 128_256, cols: 3072, layers: 1, dtype },
-            GemvCase { name: "ffn_stack", rows: 8192, cols: 3072, layers: 16, dtype },
+            GemvCase { name: "lm_head", rows: 128_256, cols: 3072, layers: 1, dtype, layout: out_in },
+            GemvCase { name: "ffn_stack", rows: 8192, cols: 3072, layers: 16, dtype, layout: out_in },
+            GemvCase { name: "audio_heads", rows: 2048, cols: 14_103, layers: 8, dtype, layout: WeightLayout::InOut },
         ]
     }
 
@@ -55,15 +60,19 @@ impl<B: Backend> GemvWorkload<B> {
         let weights = (0..case.layers)
             .map(|l| backend.upload(case.dtype, &[case.rows, case.cols], &random_bytes(case.rows * case.cols, case.dtype, l as u32)))
             .collect::<Result<Vec<_>>>()?;
-        let x = backend.upload(DType::F32, &[1, case.cols], &random_bytes(case.cols, DType::F32, 0xfeed))?;
-        let out = backend.alloc(DType::F32, &[1, case.rows])?;
+        let (k, n) = match case.layout {
+            WeightLayout::OutIn => (case.cols, case.rows),
+            WeightLayout::InOut => (case.rows, case.cols),
+        };
+        let x = backend.upload(DType::F32, &[1, k], &random_bytes(k, DType::F32, 0xfeed))?;
+        let out = backend.alloc(DType::F32, &[1, n])?;
         Ok(GemvWorkload { case: case.clone(), weights, x, out })
     }
 
     /// One pass: every matrix of the stack once, then wait for the device.
     pub fn run_pass(&self, backend: &B) -> Result<()> {
         for w in &self.weights {
-            ops::matmul(backend, &self.x, w, &self.out, WeightLayout::OutIn, false)?;
+            ops::matmul(backend, &self.x, w, &self.out, self.case.layout, false)?;
         }
         backend.sync()
     }

@@ -99,20 +99,33 @@ fn gemv_out_in(isa: Isa, x: &[f32], w: WeightSlice, out: &mut [f32], accumulate:
     });
 }
 
-/// out[n] = Σ_k x[k] · W[k, n]: each task owns a column block and walks down K.
+/// K-major GEMV over [K, N] weights in storage order: each task streams a contiguous band
+/// of rows (the access the hardware prefetchers serve best; column blocks of strided rows
+/// reached ~60% of the read bandwidth) into its own accumulator, then the bands' partial
+/// sums are added per column block.
 fn gemv_in_out(isa: Isa, x: &[f32], w: WeightSlice, n: usize, out: &mut [f32], accumulate: bool) {
     let k = x.len();
+    let bands = (rayon::current_num_threads() * 2).min(k.div_ceil(4)).max(1);
+    let band_rows = k.div_ceil(bands).next_multiple_of(4);
+    let starts: Vec<usize> = (0..k).step_by(band_rows).collect();
+    let partials: Vec<Vec<f32>> = starts
+        .into_par_iter()
+        .map(|k0| {
+            let k1 = (k0 + band_rows).min(k);
+            let mut acc = vec![0f32; n];
+            for r0 in (k0..k1).step_by(4) {
+                // Missing rows of the last group get a zero coefficient on a valid row.
+                let a = [0, 1, 2, 3].map(|r| if r0 + r < k1 { x[r0 + r] } else { 0.0 });
+                let rows = [0, 1, 2, 3].map(|r| (r0 + r).min(k1 - 1) * n);
+                axpy4(isa, &mut acc, a, w, rows);
+            }
+            acc
+        })
+        .collect();
     out.par_chunks_mut(COLUMN_BLOCK).enumerate().for_each(|(c, out)| {
         let col0 = c * COLUMN_BLOCK;
-        let mut acc = vec![0f32; out.len()];
-        for k0 in (0..k).step_by(4) {
-            // Missing rows of the last group get a zero coefficient on a valid row.
-            let a = [0, 1, 2, 3].map(|r| if k0 + r < k { x[k0 + r] } else { 0.0 });
-            let starts = [0, 1, 2, 3].map(|r| (k0 + r).min(k - 1) * n + col0);
-            axpy4(isa, &mut acc, a, w, starts);
-        }
-        for (o, v) in out.iter_mut().zip(acc) {
-            store(o, v, accumulate);
+        for (j, o) in out.iter_mut().enumerate() {
+            store(o, partials.iter().map(|p| p[col0 + j]).sum(), accumulate);
         }
     });
 }

@@ -1,14 +1,14 @@
 //! 1-D convolutions as implicit GEMMs on time-major activations.
 //!
 //! Each block of output frames gathers its input taps into an im2col matrix
-//! [frames, taps · C_in] and runs the packed GEMM of `matmul` against weights laid out
-//! [C_out, taps · C_in]. Transposed convolutions are split into `stride` phases
+//! [frames, taps · C_in], written directly in the GEMM's packed row layout, and runs the
+//! packed GEMM against weights laid out [C_out, taps · C_in]. Transposed convolutions are split into `stride` phases
 //! (polyphase): output frame j only meets the taps k ≡ j + padding (mod stride), so each
 //! phase is an ordinary GEMM with ⌈K / stride⌉ taps and no scatter.
 
 use rayon::prelude::*;
 
-use super::matmul::matmul;
+use super::gemm::{gemm_packed, PackedRows};
 use super::simd::Isa;
 use super::view::{SharedOut, WeightSlice};
 use crate::op::{ConvParams, WeightLayout};
@@ -69,12 +69,17 @@ fn run_tasks(
     let out_ptr = SharedOut::new(out);
     tasks.par_iter().for_each(|&(f, phase)| {
         let kc = taps[phase] * d.c_in;
-        let mut cols = vec![0f32; f.count * kc];
-        for (i, row) in cols.chunks_mut(kc.max(1)).enumerate().take(f.count) {
-            gather(f.batch, f.first + i * f.step, phase, row);
-        }
         let mut y = vec![0f32; f.count * d.c_out];
-        matmul(isa, &cols, kc, weights[phase], WeightLayout::OutIn, &mut y, false);
+        if kc > 0 {
+            // im2col rows go straight into the GEMM's packed layout (one copy, not two).
+            let mut cols = PackedRows::zeros(f.count, kc);
+            let mut row = vec![0f32; kc];
+            for i in 0..f.count {
+                gather(f.batch, f.first + i * f.step, phase, &mut row);
+                cols.set_row(i, &row);
+            }
+            gemm_packed(isa, &cols, weights[phase], WeightLayout::OutIn, d.c_out, &mut y, false);
+        }
         for (i, yrow) in y.chunks(d.c_out).enumerate() {
             let j = f.first + i * f.step;
             let base = (f.batch * d.l_out + j) * d.c_out;

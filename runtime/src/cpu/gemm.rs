@@ -28,43 +28,77 @@ fn rows_per_pass(k: usize) -> usize {
 
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(isa: Isa, x: &[f32], m: usize, k: usize, w: WeightSlice, layout: WeightLayout, n: usize, out: &mut [f32], accumulate: bool) {
-    let shared = SharedOut::new(out);
-    let col_panels = n.div_ceil(NR);
-    let k_blocks = k.div_ceil(KC);
     let per_pass = rows_per_pass(k);
     for m0 in (0..m).step_by(per_pass) {
         let mb = (m - m0).min(per_pass);
-        let row_panels = mb.div_ceil(MR);
-        // x rows m0..m0+mb packed once for all K: [k block][row panel][KC][MR].
-        let apack = pack_rows(&x[m0 * k..(m0 + mb) * k], mb, k, row_panels);
-        (0..col_panels).into_par_iter().for_each_init(
-            || (vec![0f32; KC * NR], vec![[[0f32; NR]; MR]; row_panels]),
-            |(bpack, acc), p| {
-                let n0 = p * NR;
-                let nb = (n - n0).min(NR);
-                acc.iter_mut().for_each(|t| *t = [[0f32; NR]; MR]);
-                for kb in 0..k_blocks {
-                    let k0 = kb * KC;
-                    let kc = (k - k0).min(KC);
-                    pack_cols(w, layout, k, n, k0, kc, n0, nb, bpack);
-                    let block = &apack[kb * row_panels * MR * KC..];
-                    for (rp, tile) in acc.iter_mut().enumerate() {
-                        micro_tile(isa, kc, &block[rp * MR * KC..], bpack, tile);
-                    }
-                }
-                for (rp, tile) in acc.iter().enumerate() {
-                    for (i, row) in tile.iter().enumerate().take(mb.saturating_sub(rp * MR).min(MR)) {
-                        let base = (m0 + rp * MR + i) * n + n0;
-                        for (j, &v) in row.iter().enumerate().take(nb) {
-                            // SAFETY: in bounds; only panel p writes columns n0..n0+nb.
-                            let dst = unsafe { shared.at(base + j) };
-                            *dst = if accumulate { *dst + v } else { v };
-                        }
-                    }
-                }
-            },
-        );
+        let packed = PackedRows { data: pack_rows(&x[m0 * k..(m0 + mb) * k], mb, k, mb.div_ceil(MR)), rows: mb, k };
+        gemm_packed(isa, &packed, w, layout, n, &mut out[m0 * n..(m0 + mb) * n], accumulate);
     }
+}
+
+/// Rows of x already in the packed layout ([k block][row panel][KC][MR], zero padded),
+/// for callers that build them directly (a convolution's im2col rows).
+pub struct PackedRows {
+    data: Vec<f32>,
+    rows: usize,
+    k: usize,
+}
+
+impl PackedRows {
+    /// `rows` zero rows of `k` inner indices.
+    pub fn zeros(rows: usize, k: usize) -> Self {
+        PackedRows { data: vec![0f32; k.div_ceil(KC) * rows.div_ceil(MR) * MR * KC], rows, k }
+    }
+
+    /// Writes row `row`, inner indices 0..values.len().
+    pub fn set_row(&mut self, row: usize, values: &[f32]) {
+        assert!(row < self.rows && values.len() <= self.k, "packed row out of range");
+        let (rp, i) = (row / MR, row % MR);
+        let row_panels = self.rows.div_ceil(MR);
+        for (kb, chunk) in values.chunks(KC).enumerate() {
+            let panel = &mut self.data[(kb * row_panels + rp) * MR * KC..][..MR * KC];
+            for (kk, &v) in chunk.iter().enumerate() {
+                panel[kk * MR + i] = v;
+            }
+        }
+    }
+}
+
+/// out[rows, n] (+)= x · W for packed x.
+pub fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: WeightLayout, n: usize, out: &mut [f32], accumulate: bool) {
+    let (mb, k) = (x.rows, x.k);
+    let shared = SharedOut::new(out);
+    let col_panels = n.div_ceil(NR);
+    let k_blocks = k.div_ceil(KC);
+    let row_panels = mb.div_ceil(MR);
+    let apack = &x.data;
+    (0..col_panels).into_par_iter().for_each_init(
+        || (vec![0f32; KC * NR], vec![[[0f32; NR]; MR]; row_panels]),
+        |(bpack, acc), p| {
+            let n0 = p * NR;
+            let nb = (n - n0).min(NR);
+            acc.iter_mut().for_each(|t| *t = [[0f32; NR]; MR]);
+            for kb in 0..k_blocks {
+                let k0 = kb * KC;
+                let kc = (k - k0).min(KC);
+                pack_cols(w, layout, k, n, k0, kc, n0, nb, bpack);
+                let block = &apack[kb * row_panels * MR * KC..];
+                for (rp, tile) in acc.iter_mut().enumerate() {
+                    micro_tile(isa, kc, &block[rp * MR * KC..], bpack, tile);
+                }
+            }
+            for (rp, tile) in acc.iter().enumerate() {
+                for (i, row) in tile.iter().enumerate().take(mb.saturating_sub(rp * MR).min(MR)) {
+                    let base = (rp * MR + i) * n + n0;
+                    for (j, &v) in row.iter().enumerate().take(nb) {
+                        // SAFETY: in bounds; only panel p writes columns n0..n0+nb.
+                        let dst = unsafe { shared.at(base + j) };
+                        *dst = if accumulate { *dst + v } else { v };
+                    }
+                }
+            }
+        },
+    );
 }
 
 /// `mb` rows of x [mb, k] as [k block][row panel][KC][MR], zero padded.

@@ -56,6 +56,20 @@ pub enum UnaryFn {
     RoundToLevels(f32),
 }
 
+impl UnaryFn {
+    /// (code, levels) of an optional activation as the GPU kernels take it
+    /// (`activations.wgsl`, `activate` in `common.cuh`): 0 identity, 1 tanh-GELU, 2 SiLU,
+    /// 3 round-to-levels.
+    pub(crate) fn kernel_code(f: Option<UnaryFn>) -> (u32, f32) {
+        match f {
+            None => (0, 0.0),
+            Some(UnaryFn::GeluTanh) => (1, 0.0),
+            Some(UnaryFn::Silu) => (2, 0.0),
+            Some(UnaryFn::RoundToLevels(l)) => (3, l),
+        }
+    }
+}
+
 pub enum Op<'a, B: Backend> {
     /// out[n, :] = table[ids[n], :].  table [V, C] float, ids [N] u32, out [N, C] f32.
     EmbedRows { table: &'a Tensor<B>, ids: &'a Tensor<B>, out: &'a Tensor<B> },

@@ -48,15 +48,6 @@ fn suffix<C: KernelDevice>(t: &Tensor<C>) -> &'static str {
     }
 }
 
-fn act_code(f: Option<UnaryFn>) -> (u32, f32) {
-    match f {
-        None => (0, 0.0),
-        Some(UnaryFn::GeluTanh) => (1, 0.0),
-        Some(UnaryFn::Silu) => (2, 0.0),
-        Some(UnaryFn::RoundToLevels(l)) => (3, l),
-    }
-}
-
 fn linear_blocks(n: usize, per_block: usize) -> LaunchConfig {
     LaunchConfig { grid_dim: (n.div_ceil(per_block).max(1) as u32, 1, 1), block_dim: (per_block as u32, 1, 1), shared_mem_bytes: 0 }
 }
@@ -133,18 +124,18 @@ fn attention<C: KernelDevice>(c: &C, op: &Op<'_, C>) -> Result<()> {
     if c.has_tensor_cores() && (d == 64 || d == 128) && group_rows >= TC_ATTENTION_ROWS {
         // Prefill: tensor-core attention, 64 query rows of one KV group per block.
         let args = vec![p(q), p(k_cache), p(v_cache), p(out), u(t), u(heads), u(g), u(cap), u(kv_len), Arg::U32(causal as u32), Arg::F32(scale)];
-        return launch(c, "attention_tc", &format!("attention_tc_d{d}"), &args, per_row(g * group_rows.div_ceil(TC_ATTENTION_ROWS), 128));
+        return c.launch("attention_tc", &format!("attention_tc_d{d}"), &args, per_row(g * group_rows.div_ceil(TC_ATTENTION_ROWS), 128));
     }
     let splits = kv_len.div_ceil(SPLIT_SPAN).min(MAX_SPLITS);
     // Fewer blocks than multiprocessors: split the keys so every SM has work.
     if blocks >= c.sm_count() || kv_len < 2 * SPLIT_SPAN {
         let args: Vec<Arg> = [p(q), p(k_cache), p(v_cache), p(out)].into_iter().chain(shape).collect();
-        return launch(c, "attention", "attention", &args, per_row(blocks, 128));
+        return c.launch("attention", "attention", &args, per_row(blocks, 128));
     }
     let partial = c.scratch(t * heads * splits * (d + 2) * 4)?;
     let args: Vec<Arg> = [p(q), p(k_cache), p(v_cache), Arg::Ptr(partial)].into_iter().chain(shape).chain([u(splits), u(kv_len.div_ceil(splits))]).collect();
-    launch(c, "attention", "attention_split", &args, per_row(blocks * splits, 128))?;
-    launch(c, "attention", "attention_combine", &[Arg::Ptr(partial), p(out), u(t * heads), u(d), u(splits)], per_row(t * heads, 128))
+    c.launch("attention", "attention_split", &args, per_row(blocks * splits, 128))?;
+    c.launch("attention", "attention_combine", &[Arg::Ptr(partial), p(out), u(t * heads), u(d), u(splits)], per_row(t * heads, 128))
 }
 
 /// Launches the kernels of one validated, supported op.
@@ -231,12 +222,12 @@ pub fn exec<C: KernelDevice>(c: &C, op: &Op<'_, C>) -> Result<()> {
                 Epilogue::Act(f) => (Some(f), None),
                 Epilogue::GatedAdd { gate } => (None, Some(gate)),
             };
-            let (code, levels) = act_code(act);
+            let (code, levels) = UnaryFn::kernel_code(act);
             let args = vec![p(x), p(w), opt(bias), opt(gate), p(out), u(m), u(n), u(k), Arg::U32(code), Arg::F32(levels), Arg::U32(0)];
             gemm(c, w, args, m, n)
         }
         Op::Unary { x, out, f } => {
-            let (code, levels) = act_code(Some(f));
+            let (code, levels) = UnaryFn::kernel_code(Some(f));
             ("elementwise", "unary".into(), vec![p(x), p(out), u(x.numel()), Arg::U32(code), Arg::F32(levels)], linear_blocks(x.numel(), 256))
         }
         Op::Blend { a, b, wa, wb, out } => {
@@ -284,9 +275,5 @@ pub fn exec<C: KernelDevice>(c: &C, op: &Op<'_, C>) -> Result<()> {
     if op.outputs().iter().all(|t| t.numel() == 0) {
         return Ok(());
     }
-    launch(c, file, &name, &args, cfg)
-}
-
-fn launch<C: KernelDevice>(c: &C, file: &'static str, name: &str, args: &[Arg], cfg: LaunchConfig) -> Result<()> {
-    c.launch(file, name, args, cfg)
+    c.launch(file, &name, &args, cfg)
 }

@@ -13,15 +13,6 @@ const TILE: usize = 64;
 /// Narrower convolutions (the SQ decoder's late stages) waste most of a 64-wide tile.
 const TILED_MIN_COLS: usize = 48;
 
-/// (act code, levels) of an activation in `activations.wgsl`.
-fn act_code(f: Option<UnaryFn>) -> (u32, f32) {
-    match f {
-        None => (0, 0.0),
-        Some(UnaryFn::GeluTanh) => (1, 0.0),
-        Some(UnaryFn::Silu) => (2, 0.0),
-        Some(UnaryFn::RoundToLevels(l)) => (3, l),
-    }
-}
 
 pub(crate) fn kernel<'a>(op: &'a Op<'_, Wgpu>) -> (Kernel<'a>, u32) {
     match *op {
@@ -31,7 +22,7 @@ pub(crate) fn kernel<'a>(op: &'a Op<'_, Wgpu>) -> (Kernel<'a>, u32) {
             Epilogue::GatedAdd { gate } => gemm(x, w, bias, Some(gate), out, None, false),
         },
         Op::Unary { x, out, f } => {
-            let (code, levels) = act_code(Some(f));
+            let (code, levels) = UnaryFn::kernel_code(Some(f));
             let params = vec![n(x.numel()), code, levels.to_bits(), 0, 0, off(x), 0, off(out)];
             let (defines, bindings) = if in_place(out, x) {
                 (vec![("INPLACE", "")], vec![(1, out.buffer(), None)])
@@ -130,7 +121,7 @@ fn gemm<'a>(
     accumulate: bool,
 ) -> (Kernel<'a>, u32) {
     let (m, k, nn) = (x.shape()[0], x.shape()[1], out.shape()[1]);
-    let (code, levels) = act_code(act);
+    let (code, levels) = UnaryFn::kernel_code(act);
     let mut defines = vec![weight_define(w)];
     let mut bindings = vec![(0, w.buffer(), None), (1, x.buffer(), None), (2, out.buffer(), None)];
     if let Some(b) = bias {

@@ -54,18 +54,24 @@ pub enum UnaryFn {
     GeluTanh,
     /// round_half_even(levels · x) / levels (SQ-Codec's input quantiser).
     RoundToLevels(f32),
+    /// 0.5·x·(1 + erf(x/√2)) (exact GELU: Whisper, WavLM).
+    GeluErf,
+    /// max(x, 0).
+    Relu,
 }
 
 impl UnaryFn {
     /// (code, levels) of an optional activation as the GPU kernels take it
     /// (`activations.wgsl`, `activate` in `common.cuh`): 0 identity, 1 tanh-GELU, 2 SiLU,
-    /// 3 round-to-levels.
+    /// 3 round-to-levels, 4 erf-GELU, 5 ReLU.
     pub(crate) fn kernel_code(f: Option<UnaryFn>) -> (u32, f32) {
         match f {
             None => (0, 0.0),
             Some(UnaryFn::GeluTanh) => (1, 0.0),
             Some(UnaryFn::Silu) => (2, 0.0),
             Some(UnaryFn::RoundToLevels(l)) => (3, l),
+            Some(UnaryFn::GeluErf) => (4, 0.0),
+            Some(UnaryFn::Relu) => (5, 0.0),
         }
     }
 }
@@ -119,7 +125,8 @@ pub enum Op<'a, B: Backend> {
     /// x, out [R, C] f32; shift, scale [C] f32.
     LayerNormModulate { x: &'a Tensor<B>, shift: &'a Tensor<B>, scale: &'a Tensor<B>, out: &'a Tensor<B>, eps: f32 },
     /// Time-major 1-D convolution as an implicit GEMM:
-    /// y[b, t, o] = bias[o] + Σ_k Σ_i w[o, k, i] · u[b, t + k·dilation − pad_left, i], where u is x
+    /// y[b, t, o] = bias[o] + Σ_k Σ_i w[o, k, i] · u[b, t·stride + k·dilation − pad_left, g·C_in/groups + i]
+    /// (g the group of o), where u is x
     /// with every frame repeated `upsample` times and zero outside.  Then y = prelu(y, slope)
     /// if `prelu` is set, and out = y or out += y (`accumulate`).
     /// x [B, L_in, C_in] f32, w [C_out, K, C_in] float, bias [C_out] float, out [B, L_out, C_out] f32.
@@ -134,11 +141,56 @@ pub enum Op<'a, B: Backend> {
     EulerCfg { x: &'a Tensor<B>, cond: &'a Tensor<B>, uncond: &'a Tensor<B>, scale: f32, dt: f32 },
     /// out = wa · a + wb · b.  All the same shape f32; `out` may be either input itself.
     Blend { a: &'a Tensor<B>, b: &'a Tensor<B>, wa: f32, wb: f32, out: &'a Tensor<B> },
+    /// Channels-last 2-D convolution (zeros outside the input):
+    /// y[b, i, j, o] = bias[o] + Σ_{p,q,c} w[o, p, q, c] · x[b, i·sh + p − ph, j·sw + q − pw, c];
+    /// then y += out (`accumulate`), then y = max(y, 0) (`relu`).
+    /// x [B, H, W, C_in] f32, w [C_out, KH, KW, C_in] float, bias [C_out] float, out [B, H_out, W_out, C_out] f32.
+    Conv2d { x: &'a Tensor<B>, w: &'a Tensor<B>, bias: Option<&'a Tensor<B>>, out: &'a Tensor<B>, conv: Conv2dParams },
+    /// GroupNorm over time-major activations: for each (b, group) the mean and biased
+    /// variance over all T frames and the group's C/groups channels, then affine per channel.
+    /// x, out [B, T, C] f32; weight, bias [C] float.
+    GroupNorm { x: &'a Tensor<B>, weight: &'a Tensor<B>, bias: &'a Tensor<B>, out: &'a Tensor<B>, groups: usize, eps: f32 },
+    /// Gated linear unit: out = x[:, :F] · sigmoid(x[:, F:]).  x [R, 2F] f32, out [R, F] f32.
+    Glu { x: &'a Tensor<B>, out: &'a Tensor<B> },
+    /// FiLM: out = (1 + gamma_scale · tanh(p[:, :C])) · x + p[:, C:].  x, out [R, C] f32, p [R, 2C] f32.
+    Film { x: &'a Tensor<B>, p: &'a Tensor<B>, out: &'a Tensor<B>, gamma_scale: f32 },
+    /// Residual VQ nearest-code search, all levels per row: r = x; for level l,
+    /// codes[n, l] = argmin_i ‖r − E_l[i]‖² (expanded as ‖r‖² + ‖E_l[i]‖² − 2 r·E_l[i] in f32,
+    /// first index on ties), r −= E_l[codes[n, l]]; quantized = Σ_l E_l[codes[n, l]].
+    /// x [N, D] f32, codebooks [L, K, D] float, codes [N, L] u32, quantized [N, D] f32.
+    RvqEncode { x: &'a Tensor<B>, codebooks: &'a Tensor<B>, codes: &'a Tensor<B>, quantized: &'a Tensor<B> },
+    /// Bidirectional self-attention with WavLM's gated relative position bias:
+    /// logits[h, i, j] = q_i·k_j / √D + g[i, h] · rel[h, j − i + T − 1], where
+    /// g = σ(Σ z[i, h, 0..4]) · (σ(Σ z[i, h, 4..8]) · gate_const[h] − 1) + 2.
+    /// q, k, v, out [T, H, D] f32; gate z [T, H, 8] f32; gate_const [H] f32; rel [H, 2T − 1] f32.
+    RelPosAttention {
+        q: &'a Tensor<B>,
+        k: &'a Tensor<B>,
+        v: &'a Tensor<B>,
+        gate: &'a Tensor<B>,
+        gate_const: &'a Tensor<B>,
+        rel: &'a Tensor<B>,
+        out: &'a Tensor<B>,
+    },
+}
+
+/// Geometry and epilogue of a `Conv2d`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dParams {
+    pub stride: [usize; 2],
+    pub pad: [usize; 2],
+    pub accumulate: bool,
+    pub relu: bool,
 }
 
 /// Geometry of a `Conv1d`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvParams {
+    /// Output frame t starts at input position t·stride.
+    pub stride: usize,
+    /// Channel groups: output channel o reads input channels of group o / (C_out / groups);
+    /// w is then [C_out, K, C_in / groups].
+    pub groups: usize,
     pub dilation: usize,
     pub pad_left: usize,
     pub upsample: usize,
@@ -162,7 +214,7 @@ impl PreluSlope {
 impl ConvParams {
     /// A plain convolution: no dilation, padding, upsampling or epilogue.
     pub fn plain() -> Self {
-        ConvParams { dilation: 1, pad_left: 0, upsample: 1, prelu: None, accumulate: false }
+        ConvParams { stride: 1, groups: 1, dilation: 1, pad_left: 0, upsample: 1, prelu: None, accumulate: false }
     }
 }
 
@@ -210,6 +262,12 @@ impl<'a, B: Backend> Op<'a, B> {
             Op::ConvTranspose1d { .. } => "conv_transpose1d",
             Op::EulerCfg { .. } => "euler_cfg",
             Op::Blend { .. } => "blend",
+            Op::Conv2d { .. } => "conv2d",
+            Op::GroupNorm { .. } => "group_norm",
+            Op::Glu { .. } => "glu",
+            Op::Film { .. } => "film",
+            Op::RvqEncode { .. } => "rvq_encode",
+            Op::RelPosAttention { .. } => "rel_pos_attention",
         }
     }
 
@@ -236,8 +294,14 @@ impl<'a, B: Backend> Op<'a, B> {
             | Op::LayerNormModulate { out, .. }
             | Op::Conv1d { out, .. }
             | Op::ConvTranspose1d { out, .. }
-            | Op::Blend { out, .. } => vec![out],
+            | Op::Blend { out, .. }
+            | Op::Conv2d { out, .. }
+            | Op::GroupNorm { out, .. }
+            | Op::Glu { out, .. }
+            | Op::Film { out, .. }
+            | Op::RelPosAttention { out, .. } => vec![out],
             Op::EulerCfg { x, .. } => vec![x],
+            Op::RvqEncode { codes, quantized, .. } => vec![codes, quantized],
         }
     }
 
@@ -279,6 +343,29 @@ impl<'a, B: Backend> Op<'a, B> {
             }
             Op::EulerCfg { cond, uncond, .. } => vec![("cond", cond), ("uncond", uncond)],
             Op::Blend { a, b, .. } => vec![("a", a), ("b", b)],
+            Op::Conv2d { x, w, bias, .. } => {
+                let mut v = vec![("x", x), ("w", w)];
+                v.extend(bias.map(|b| ("bias", b)));
+                v
+            }
+            Op::GroupNorm { x, weight, bias, .. } => vec![("x", x), ("weight", weight), ("bias", bias)],
+            Op::Glu { x, .. } => vec![("x", x)],
+            Op::Film { x, p, .. } => vec![("x", x), ("p", p)],
+            Op::RvqEncode { x, codebooks, .. } => vec![("x", x), ("codebooks", codebooks)],
+            Op::RelPosAttention { q, k, v, gate, gate_const, rel, .. } => {
+                vec![("q", q), ("k", k), ("v", v), ("gate", gate), ("gate_const", gate_const), ("rel", rel)]
+            }
+        }
+    }
+
+    /// True for the encoder's ops and op features that only the CPU backend runs so far.
+    pub(crate) fn cpu_only(&self) -> bool {
+        let new_fn = |f: UnaryFn| matches!(f, UnaryFn::GeluErf | UnaryFn::Relu);
+        match *self {
+            Op::Conv2d { .. } | Op::GroupNorm { .. } | Op::Glu { .. } | Op::Film { .. } | Op::RvqEncode { .. } | Op::RelPosAttention { .. } => true,
+            Op::Conv1d { conv, .. } => conv.stride != 1 || conv.groups != 1,
+            Op::Unary { f, .. } | Op::Linear { epilogue: Epilogue::Act(f), .. } => new_fn(f),
+            _ => false,
         }
     }
 

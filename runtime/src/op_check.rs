@@ -2,6 +2,8 @@
 
 #[path = "op_check_audio.rs"]
 mod audio;
+#[path = "op_check_encode.rs"]
+mod encode;
 
 use crate::op::{Op, WeightLayout};
 use crate::{Backend, DType, Error, Result, Tensor};
@@ -173,13 +175,16 @@ pub(crate) fn check<B: Backend>(op: &Op<'_, B>) -> Result<()> {
         | Op::ConvTranspose1d { .. }
         | Op::EulerCfg { .. }
         | Op::Blend { .. } => audio::check(&c, op)?,
+        Op::Conv2d { .. } | Op::GroupNorm { .. } | Op::Glu { .. } | Op::Film { .. } | Op::RvqEncode { .. } | Op::RelPosAttention { .. } => {
+            encode::check(&c, op)?
+        }
     }
     check_aliasing(op)
 }
 
 /// Outputs may not overlap inputs, except that elementwise ops may write in place.
 fn check_aliasing<B: Backend>(op: &Op<'_, B>) -> Result<()> {
-    let elementwise = matches!(op, Op::Add { .. } | Op::Guidance { .. } | Op::SwiGlu { .. } | Op::SelectRows { .. } | Op::Softmax { .. } | Op::Unary { .. } | Op::Blend { .. });
+    let elementwise = matches!(op, Op::Add { .. } | Op::Guidance { .. } | Op::SwiGlu { .. } | Op::SelectRows { .. } | Op::Softmax { .. } | Op::Unary { .. } | Op::Blend { .. } | Op::Film { .. });
     for out in op.outputs() {
         for (what, input) in op.inputs() {
             if out.overlaps(input) && !(elementwise && out.same_view(input)) {

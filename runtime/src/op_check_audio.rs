@@ -47,10 +47,13 @@ pub(super) fn check<B: Backend>(c: &Checker, op: &Op<'_, B>) -> Result<()> {
             }
         }
         Op::Conv1d { x, w, bias, out, conv } => {
-            let [b, l_in, _, c_out, k] = conv_shapes(c, x, w, bias, out)?;
-            if conv.dilation == 0 || conv.upsample == 0 {
-                return Err(Error::invalid(name, format!("dilation {} and upsample {} must be >= 1", conv.dilation, conv.upsample)));
+            if conv.groups == 0 || conv.stride == 0 || conv.dilation == 0 || conv.upsample == 0 {
+                return Err(Error::invalid(
+                    name,
+                    format!("groups {}, stride {}, dilation {} and upsample {} must be >= 1", conv.groups, conv.stride, conv.dilation, conv.upsample),
+                ));
             }
+            let [b, l_in, _, c_out, k] = conv_shapes(c, x, w, bias, out, conv.groups)?;
             // Taps outside the (upsampled) input read zeros, so any output length is defined.
             let _ = (l_in, k);
             let l_out = out.shape()[1];
@@ -62,7 +65,7 @@ pub(super) fn check<B: Backend>(c: &Checker, op: &Op<'_, B>) -> Result<()> {
             }
         }
         Op::ConvTranspose1d { x, w, bias, out, stride, padding } => {
-            let [_, l_in, _, _, k] = conv_shapes(c, x, w, bias, out)?;
+            let [_, l_in, _, _, k] = conv_shapes(c, x, w, bias, out, 1)?;
             if stride == 0 {
                 return Err(Error::invalid(name, "stride must be >= 1"));
             }
@@ -97,14 +100,14 @@ pub(super) fn check<B: Backend>(c: &Checker, op: &Op<'_, B>) -> Result<()> {
     Ok(())
 }
 
-fn check_unary(name: &'static str, f: UnaryFn) -> Result<()> {
+pub(super) fn check_unary(name: &'static str, f: UnaryFn) -> Result<()> {
     match f {
         UnaryFn::RoundToLevels(l) if !(l.is_finite() && l > 0.0) => Err(Error::invalid(name, format!("levels must be > 0, got {l}"))),
         _ => Ok(()),
     }
 }
 
-fn check_bias<B: Backend>(c: &Checker, bias: Option<&Tensor<B>>, n: usize) -> Result<()> {
+pub(super) fn check_bias<B: Backend>(c: &Checker, bias: Option<&Tensor<B>>, n: usize) -> Result<()> {
     if let Some(b) = bias {
         c.dtype("bias", b, FLOATS)?;
         c.shape("bias", b, &[n])?;
@@ -113,14 +116,17 @@ fn check_bias<B: Backend>(c: &Checker, bias: Option<&Tensor<B>>, n: usize) -> Re
 }
 
 /// Shared rank/dtype checks of the two convolutions: [B, L_in, C_in, C_out, K].
-fn conv_shapes<B: Backend>(c: &Checker, x: &Tensor<B>, w: &Tensor<B>, bias: Option<&Tensor<B>>, out: &Tensor<B>) -> Result<[usize; 5]> {
+fn conv_shapes<B: Backend>(c: &Checker, x: &Tensor<B>, w: &Tensor<B>, bias: Option<&Tensor<B>>, out: &Tensor<B>, groups: usize) -> Result<[usize; 5]> {
     c.dtype("x", x, &[DType::F32])?;
     c.dtype("w", w, FLOATS)?;
     c.dtype("out", out, &[DType::F32])?;
     let [b, l_in, c_in] = c.rank3("x", x)?;
     let [c_out, k, wc_in] = c.rank3("w", w)?;
-    if wc_in != c_in {
-        return Err(Error::shape(c.op, "w input channels", c_in, wc_in));
+    if c_in % groups != 0 || c_out % groups != 0 {
+        return Err(Error::invalid(c.op, format!("{groups} groups must divide C_in {c_in} and C_out {c_out}")));
+    }
+    if wc_in != c_in / groups {
+        return Err(Error::shape(c.op, "w input channels per group", c_in / groups, wc_in));
     }
     if k == 0 {
         return Err(Error::invalid(c.op, "kernel size must be >= 1"));

@@ -1,7 +1,7 @@
 //! Named entry points for every op (validate + dispatch), and host transfer helpers.
 //! Shapes are documented on the `Op` variants.
 
-use crate::op::{run, ConvParams, Epilogue, Op, SampleParams, UnaryFn, WeightLayout};
+use crate::op::{run, Conv2dParams, ConvParams, Epilogue, Op, SampleParams, UnaryFn, WeightLayout};
 use crate::{Backend, DType, Result, Tensor};
 
 pub fn embed_rows<B: Backend>(b: &B, table: &Tensor<B>, ids: &Tensor<B>, out: &Tensor<B>) -> Result<()> {
@@ -129,4 +129,39 @@ pub fn euler_cfg<B: Backend>(b: &B, x: &Tensor<B>, cond: &Tensor<B>, uncond: &Te
 
 pub fn blend<B: Backend>(bk: &B, a: &Tensor<B>, b: &Tensor<B>, wa: f32, wb: f32, out: &Tensor<B>) -> Result<()> {
     run(bk, &Op::Blend { a, b, wa, wb, out })
+}
+
+pub fn conv2d<B: Backend>(b: &B, x: &Tensor<B>, w: &Tensor<B>, bias: Option<&Tensor<B>>, out: &Tensor<B>, conv: Conv2dParams) -> Result<()> {
+    run(b, &Op::Conv2d { x, w, bias, out, conv })
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn group_norm<B: Backend>(b: &B, x: &Tensor<B>, weight: &Tensor<B>, bias: &Tensor<B>, out: &Tensor<B>, groups: usize, eps: f32) -> Result<()> {
+    run(b, &Op::GroupNorm { x, weight, bias, out, groups, eps })
+}
+
+pub fn glu<B: Backend>(b: &B, x: &Tensor<B>, out: &Tensor<B>) -> Result<()> {
+    run(b, &Op::Glu { x, out })
+}
+
+pub fn film<B: Backend>(b: &B, x: &Tensor<B>, p: &Tensor<B>, out: &Tensor<B>, gamma_scale: f32) -> Result<()> {
+    run(b, &Op::Film { x, p, out, gamma_scale })
+}
+
+pub fn rvq_encode<B: Backend>(b: &B, x: &Tensor<B>, codebooks: &Tensor<B>, codes: &Tensor<B>, quantized: &Tensor<B>) -> Result<()> {
+    run(b, &Op::RvqEncode { x, codebooks, codes, quantized })
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn rel_pos_attention<B: Backend>(
+    b: &B,
+    q: &Tensor<B>,
+    k: &Tensor<B>,
+    v: &Tensor<B>,
+    gate: &Tensor<B>,
+    gate_const: &Tensor<B>,
+    rel: &Tensor<B>,
+    out: &Tensor<B>,
+) -> Result<()> {
+    run(b, &Op::RelPosAttention { q, k, v, gate, gate_const, rel, out })
 }

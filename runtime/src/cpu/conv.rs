@@ -97,10 +97,13 @@ fn bias_vec(bias: Option<WeightSlice>, n: usize) -> Vec<f32> {
     bias.map_or_else(|| vec![0.0; n], |b| (0..n).map(|i| b.get(i)).collect())
 }
 
-/// Conv1d: x [B, L_in, C_in], w [C_out, K, C_in], out [B, L_out, C_out].
+/// Conv1d: x [B, L_in, C_in], w [C_out, K, C_in / groups], out [B, L_out, C_out].
 pub fn conv1d(isa: Isa, x: &[f32], w: WeightSlice, bias: Option<WeightSlice>, out: &mut [f32], d: ConvDims, p: ConvParams) {
     if out.is_empty() {
         return;
+    }
+    if p.groups > 1 {
+        return grouped_conv1d(x, w, &bias_vec(bias, d.c_out), out, d, p);
     }
     let per = frames_per_task(d.l_out, d.k * d.c_in);
     let tasks: Vec<(Frames, usize)> = (0..d.batch)
@@ -109,7 +112,7 @@ pub fn conv1d(isa: Isa, x: &[f32], w: WeightSlice, bias: Option<WeightSlice>, ou
     let virtual_len = d.l_in * p.upsample;
     let gather = |b: usize, j: usize, _phase: usize, row: &mut [f32]| {
         for (k, dst) in row.chunks_mut(d.c_in).enumerate() {
-            let u = (j + k * p.dilation).checked_sub(p.pad_left).filter(|&u| u < virtual_len);
+            let u = (j * p.stride + k * p.dilation).checked_sub(p.pad_left).filter(|&u| u < virtual_len);
             match u {
                 Some(u) => dst.copy_from_slice(&x[(b * d.l_in + u / p.upsample) * d.c_in..][..d.c_in]),
                 None => dst.fill(0.0),
@@ -167,4 +170,31 @@ pub fn conv_transpose1d(isa: Isa, x: &[f32], w: WeightSlice, bias: Option<Weight
     };
     let bias = bias_vec(bias, d.c_out);
     run_tasks(isa, &tasks, &weights, &taps, d, &bias, None, false, out, gather);
+}
+
+/// Grouped convolution (WavLM's positional conv, depthwise convs): a direct kernel, one
+/// task per output frame; each output channel reads the C_in / groups channels of its group.
+fn grouped_conv1d(x: &[f32], w: WeightSlice, bias: &[f32], out: &mut [f32], d: ConvDims, p: ConvParams) {
+    let cg = d.c_in / p.groups;
+    let og = d.c_out / p.groups;
+    let mut wf = vec![0f32; w.len()];
+    w.widen_into(0, &mut wf);
+    let virtual_len = d.l_in * p.upsample;
+    out.par_chunks_mut(d.c_out).enumerate().for_each(|(row, y)| {
+        let (b, j) = (row / d.l_out, row % d.l_out);
+        let mut acc = bias.to_vec();
+        for k in 0..d.k {
+            let Some(u) = (j * p.stride + k * p.dilation).checked_sub(p.pad_left).filter(|&u| u < virtual_len) else { continue };
+            let xr = &x[(b * d.l_in + u / p.upsample) * d.c_in..][..d.c_in];
+            for (o, a) in acc.iter_mut().enumerate() {
+                let xs = &xr[(o / og) * cg..][..cg];
+                let ws = &wf[(o * d.k + k) * cg..][..cg];
+                *a += xs.iter().zip(ws).map(|(&xv, &wv)| xv * wv).sum::<f32>();
+            }
+        }
+        for (dst, &v) in y.iter_mut().zip(&acc) {
+            let v = prelu(v, p.prelu.map(|s| s.get()));
+            *dst = if p.accumulate { *dst + v } else { v };
+        }
+    });
 }

@@ -112,6 +112,8 @@ pub fn unary_fn(f: UnaryFn, x: f32) -> f32 {
             0.5 * x * (1.0 + tanh_fast(inner))
         }
         UnaryFn::RoundToLevels(levels) => (levels * x).round_ties_even() / levels,
+        UnaryFn::GeluErf => x * 0.5 * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2)),
+        UnaryFn::Relu => x.max(0.0),
     }
 }
 

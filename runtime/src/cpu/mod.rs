@@ -6,6 +6,8 @@ mod attention;
 pub mod bandwidth;
 pub mod peak;
 mod conv;
+mod conv2d;
+mod encode;
 mod elementwise;
 mod embed;
 mod gemm;
@@ -201,6 +203,39 @@ impl Backend for Cpu {
             }
             Op::EulerCfg { x, cond, uncond, scale, dt } => elementwise::euler_cfg(x, cond, uncond, scale, dt),
             Op::Blend { a, b, wa, wb, out } => elementwise::blend(a, b, wa, wb, out),
+            Op::Conv2d { x, w, bias, out, conv } => {
+                let (xs, ws, os) = (x.shape(), w.shape(), out.shape());
+                let d = conv2d::Conv2dDims { batch: xs[0], h: xs[1], w: xs[2], c_in: xs[3], oh: os[1], ow: os[2], c_out: os[3], kh: ws[1], kw: ws[2] };
+                conv2d::conv2d(self.isa, f32s(x), weight_rows(w), bias.map(weight_rows), f32s_mut(out)?, d, conv);
+                Ok(())
+            }
+            Op::GroupNorm { x, weight, bias, out, groups, eps } => {
+                encode::group_norm(f32s(x), weight_rows(weight), weight_rows(bias), f32s_mut(out)?, x.shape()[1], x.shape()[2], groups, eps);
+                Ok(())
+            }
+            Op::Glu { x, out } => {
+                encode::glu(f32s(x), f32s_mut(out)?, out.dim_back(0));
+                Ok(())
+            }
+            Op::Film { x, p, out, gamma_scale } => {
+                let c = x.dim_back(0);
+                if out.same_view(x) {
+                    encode::film(None, f32s(p), f32s_mut(out)?, c, gamma_scale);
+                } else {
+                    encode::film(Some(f32s(x)), f32s(p), f32s_mut(out)?, c, gamma_scale);
+                }
+                Ok(())
+            }
+            Op::RvqEncode { x, codebooks, codes, quantized } => {
+                let [levels, k, d] = [codebooks.shape()[0], codebooks.shape()[1], codebooks.shape()[2]];
+                encode::rvq_encode(self.isa, f32s(x), d, weight_rows(codebooks), levels, k, u32s_mut(codes)?, f32s_mut(quantized)?);
+                Ok(())
+            }
+            Op::RelPosAttention { q, k, v, gate, gate_const, rel, out } => {
+                let s = encode::RelPosShape { t: q.shape()[0], heads: q.shape()[1], d: q.shape()[2] };
+                encode::rel_pos_attention(self.isa, f32s(q), f32s(k), f32s(v), f32s(gate), f32s(gate_const), f32s(rel), f32s_mut(out)?, s);
+                Ok(())
+            }
         }
     }
 

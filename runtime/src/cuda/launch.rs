@@ -85,7 +85,7 @@ fn vectorisable<C: KernelDevice>(w: &Tensor<C>, x: &Tensor<C>, k: usize) -> u32 
 /// Whether `exec` can run this op.
 pub fn supports<C: KernelDevice>(op: &Op<'_, C>) -> bool {
     let tensors: Vec<&Tensor<C>> = op.inputs().into_iter().map(|(_, t)| t).chain(op.outputs()).collect();
-    if tensors.iter().any(|t| t.numel() > u32::MAX as usize) {
+    if tensors.iter().any(|t| t.numel() > u32::MAX as usize) || op.cpu_only() {
         return false;
     }
     match *op {
@@ -270,6 +270,9 @@ pub fn exec<C: KernelDevice>(c: &C, op: &Op<'_, C>) -> Result<()> {
             let (l_out, c_out, k) = (out.shape()[1], out.shape()[2], w.shape()[1]);
             let args = vec![p(x), p(w), opt(bias), p(out), u(batch), u(l_in), u(c_in), u(l_out), u(c_out), u(k), u(stride), u(padding)];
             ("conv", format!("conv_transpose1d_{}", suffix(w)), args, linear_blocks(out.numel(), 128))
+        }
+        Op::Conv2d { .. } | Op::GroupNorm { .. } | Op::Glu { .. } | Op::Film { .. } | Op::RvqEncode { .. } | Op::RelPosAttention { .. } => {
+            return Err(crate::Error::Unsupported { op: op.name(), backend: "cuda" })
         }
     };
     if op.outputs().iter().all(|t| t.numel() == 0) {

@@ -103,7 +103,7 @@ pub(crate) fn supports(w: &Wgpu, op: &Op<'_, Wgpu>) -> bool {
         Op::EmbedRows { table, .. } | Op::EmbedCodebookSum { table, .. } => (Some(table), table.shape()[1]),
         _ => (None, 0),
     };
-    if split.is_some_and(|t| !weight_fits(w, t, split_row)) {
+    if split.is_some_and(|t| !weight_fits(w, t, split_row)) || op.cpu_only() {
         return false;
     }
     let tensors: Vec<&Tensor<Wgpu>> = op.inputs().into_iter().map(|(_, t)| t).chain(op.outputs()).collect();
@@ -177,6 +177,9 @@ pub(crate) fn kernels<'a>(w: &'a Wgpu, op: &'a Op<'_, Wgpu>) -> Result<Vec<(Kern
         params,
     };
     Ok(match *op {
+        Op::Conv2d { .. } | Op::GroupNorm { .. } | Op::Glu { .. } | Op::Film { .. } | Op::RvqEncode { .. } | Op::RelPosAttention { .. } => {
+            return Err(crate::Error::Unsupported { op: op.name(), backend: "wgpu" })
+        }
         Op::Linear { .. } | Op::Unary { .. } | Op::LayerNormModulate { .. } | Op::Conv1d { .. } | Op::ConvTranspose1d { .. } | Op::EulerCfg { .. } | Op::Blend { .. } => {
             vec![super::launch_codec::kernel(op)]
         }

@@ -9,6 +9,7 @@ use std::fmt;
 use uniaudio_runtime::{ops, Backend, DType, Error, Result, SampleParams, Tensor, UnaryFn, WeightLayout};
 
 use crate::codec_cases::{self, Epi};
+use crate::encode_cases;
 
 use crate::harness::{compare_f32, compare_u32, Rng, Verdict};
 use crate::reference as r;
@@ -37,10 +38,17 @@ pub enum Case {
     Unary { rows: usize, cols: usize, f: UnaryFn, in_place: bool },
     LayerNormModulate { rows: usize, cols: usize },
     #[rustfmt::skip]
-    Conv1d { batch: usize, l_in: usize, c_in: usize, c_out: usize, k: usize, dilation: usize, pad_left: usize, upsample: usize, l_out: usize, prelu: bool, accumulate: bool, dtype: DType },
+    Conv1d { batch: usize, l_in: usize, c_in: usize, c_out: usize, k: usize, stride: usize, groups: usize, dilation: usize, pad_left: usize, upsample: usize, l_out: usize, prelu: bool, accumulate: bool, dtype: DType },
     ConvTranspose1d { l_in: usize, c_in: usize, c_out: usize, k: usize, stride: usize, padding: usize, l_out: usize, dtype: DType },
     EulerCfg { rows: usize, cols: usize },
     Blend { rows: usize, cols: usize, in_place: bool },
+    #[rustfmt::skip]
+    Conv2d { batch: usize, h: usize, w: usize, c_in: usize, c_out: usize, kh: usize, kw: usize, stride: [usize; 2], pad: [usize; 2], oh: usize, ow: usize, relu: bool, accumulate: bool },
+    GroupNorm { batch: usize, t: usize, c: usize, groups: usize },
+    Glu { rows: usize, f: usize },
+    Film { rows: usize, c: usize, in_place: bool },
+    RvqEncode { n: usize, d: usize, levels: usize, k: usize, dtype: DType },
+    RelPosAttention { t: usize, heads: usize, d: usize },
 }
 
 impl fmt::Display for Case {
@@ -116,6 +124,7 @@ pub fn all_cases() -> Vec<Case> {
         cases.push(TopKSample { rows, cols, top_k, forbid_below });
     }
     cases.extend(codec_cases::cases());
+    cases.extend(encode_cases::cases());
     cases
 }
 
@@ -314,6 +323,9 @@ fn run_inner<B: Backend>(case: &Case, b: &B, rng: &mut Rng) -> Result<Verdict> {
             let out = b.alloc(DType::U32, &[rows])?;
             ops::top_k_sample(b, &f32_in(b, &[rows, cols], &x)?, &out, params)?;
             compare_u32(&ops::download_u32(b, &out)?, &want)
+        }
+        Case::Conv2d { .. } | Case::GroupNorm { .. } | Case::Glu { .. } | Case::Film { .. } | Case::RvqEncode { .. } | Case::RelPosAttention { .. } => {
+            return encode_cases::run(case, b, rng)
         }
         _ => return codec_cases::run(case, b, rng),
     })

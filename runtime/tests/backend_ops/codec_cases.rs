@@ -14,6 +14,7 @@ pub enum Epi {
     Gelu,
     Silu,
     GatedAdd,
+    GeluErf,
 }
 
 pub fn cases() -> Vec<Case> {
@@ -30,14 +31,16 @@ pub fn cases() -> Vec<Case> {
             (70, 33, 65, true, Epi::Gelu),
             (130, 64, 17, true, Epi::GatedAdd),
             (64, 128, 64, false, Epi::Silu),
+            (33, 48, 70, true, Epi::GeluErf),
         ] {
             cases.push(Linear { m, k, n, bias, epi, dtype });
         }
-        cases.push(Conv1d { batch: 2, l_in: 9, c_in: 5, c_out: 7, k: 3, dilation: 1, pad_left: 1, upsample: 1, l_out: 9, prelu: false, accumulate: false, dtype });
+        cases.push(Conv1d { batch: 2, l_in: 9, c_in: 5, c_out: 7, k: 3, stride: 1, groups: 1, dilation: 1, pad_left: 1, upsample: 1, l_out: 9, prelu: false, accumulate: false, dtype });
+        cases.push(Conv1d { batch: 1, l_in: 19, c_in: 6, c_out: 9, k: 4, stride: 3, groups: 3, dilation: 1, pad_left: 2, upsample: 1, l_out: 7, prelu: false, accumulate: false, dtype });
         cases.push(ConvTranspose1d { l_in: 5, c_in: 6, c_out: 4, k: 12, stride: 6, padding: 0, l_out: 30, dtype });
     }
     for (rows, cols) in [(1, 1), (3, 7), (2, 1000)] {
-        for f in [UnaryFn::Silu, UnaryFn::GeluTanh, UnaryFn::RoundToLevels(9.0)] {
+        for f in [UnaryFn::Silu, UnaryFn::GeluTanh, UnaryFn::RoundToLevels(9.0), UnaryFn::GeluErf, UnaryFn::Relu] {
             cases.push(Unary { rows, cols, f, in_place: false });
         }
         cases.push(Blend { rows, cols, in_place: true });
@@ -60,7 +63,19 @@ pub fn cases() -> Vec<Case> {
         (2, 90, 20, 70, 3, 1, 1, 1, 90, true, true),
         (1, 33, 4, 1, 7, 1, 6, 2, 66, false, false),
     ] {
-        cases.push(Conv1d { batch, l_in, c_in, c_out, k, dilation, pad_left, upsample, l_out, prelu, accumulate, dtype: f32 });
+        cases.push(Conv1d { batch, l_in, c_in, c_out, k, stride: 1, groups: 1, dilation, pad_left, upsample, l_out, prelu, accumulate, dtype: f32 });
+    }
+    // Strided (Whisper's conv2, WavLM's feature encoder incl. C_in = 1), grouped (WavLM's
+    // positional conv with an even kernel: one extra frame dropped), depthwise "same".
+    for (batch, l_in, c_in, c_out, k, stride, groups, pad_left, l_out, accumulate) in [
+        (1, 30, 8, 12, 3, 2, 1, 1, 15, false),
+        (2, 101, 1, 16, 10, 5, 1, 0, 19, false),
+        (1, 64, 20, 20, 2, 2, 1, 0, 32, true),
+        (2, 37, 24, 24, 16, 1, 4, 8, 37, false),
+        (1, 50, 32, 32, 31, 1, 32, 15, 50, true),
+        (1, 45, 130, 130, 7, 1, 130, 3, 45, false),
+    ] {
+        cases.push(Conv1d { batch, l_in, c_in, c_out, k, stride, groups, dilation: 1, pad_left, upsample: 1, l_out, prelu: false, accumulate, dtype: f32 });
     }
     // Causal (K = 2s, last s dropped), non-causal with padding ⌊(K − s)/2⌋ at full length
     // (odd stride: one extra frame), and K not a multiple of s.
@@ -97,6 +112,7 @@ pub fn run<B: Backend>(case: &Case, b: &B, rng: &mut Rng) -> Result<Verdict> {
                 Epi::Gelu => Epilogue::Act(UnaryFn::GeluTanh),
                 Epi::Silu => Epilogue::Act(UnaryFn::Silu),
                 Epi::GatedAdd => Epilogue::GatedAdd { gate: &gt },
+                Epi::GeluErf => Epilogue::Act(UnaryFn::GeluErf),
             };
             ops::linear(b, &f32_in(b, &[m, k], &x)?, &wt, bias.then_some(&bt), &out, epilogue)?;
             let y = r::matmul(&x, &w, m, k, n, false, None);
@@ -110,6 +126,7 @@ pub fn run<B: Backend>(case: &Case, b: &B, rng: &mut Rng) -> Result<Verdict> {
                         Epi::Gelu => r::gelu_tanh(v),
                         Epi::Silu => v / (1.0 + (-v).exp()),
                         Epi::GatedAdd => init[i] as f64 + gate[i % n] as f64 * v,
+                        Epi::GeluErf => r::gelu_erf(v),
                     }
                 })
                 .collect();
@@ -131,6 +148,8 @@ pub fn run<B: Backend>(case: &Case, b: &B, rng: &mut Rng) -> Result<Verdict> {
                 UnaryFn::GeluTanh => (x.iter().map(|&v| r::gelu_tanh(v as f64)).collect(), F32_NMSE),
                 // Exact: the product is rounded to f32 first, as torch.round(9 * x) does.
                 UnaryFn::RoundToLevels(l) => (x.iter().map(|&v| ((l * v).round_ties_even() / l) as f64).collect(), 0.0),
+                UnaryFn::GeluErf => (x.iter().map(|&v| r::gelu_erf(v as f64)).collect(), F32_NMSE),
+                UnaryFn::Relu => (x.iter().map(|&v| v.max(0.0) as f64).collect(), 0.0),
             };
             compare_f32(&ops::download_f32(b, &out)?, &want, tol)
         }
@@ -148,15 +167,16 @@ pub fn run<B: Backend>(case: &Case, b: &B, rng: &mut Rng) -> Result<Verdict> {
             }
             compare_f32(&ops::download_f32(b, &out)?, &want, F32_NMSE)
         }
-        Case::Conv1d { batch, l_in, c_in, c_out, k, dilation, pad_left, upsample, l_out, prelu, accumulate, dtype } => {
+        Case::Conv1d { batch, l_in, c_in, c_out, k, stride, groups, dilation, pad_left, upsample, l_out, prelu, accumulate, dtype } => {
             let x = rng.vec(batch * l_in * c_in, 1.0);
-            let w = r::round_to(&rng.vec(c_out * k * c_in, 1.0), dtype);
+            let cg = c_in / groups;
+            let w = r::round_to(&rng.vec(c_out * k * cg, 1.0), dtype);
             let bias = r::round_to(&rng.vec(c_out, 1.0), dtype);
             let init = rng.vec(batch * l_out * c_out, 1.0);
             let slope = prelu.then(|| rng.uniform() * 0.25);
             let out = f32_in(b, &[batch, l_out, c_out], &init)?;
-            let conv = ConvParams { dilation, pad_left, upsample, prelu: slope.map(PreluSlope::new), accumulate };
-            let (wt, bt) = (ops::upload_f32(b, &[c_out, k, c_in], &w, dtype)?, ops::upload_f32(b, &[c_out], &bias, dtype)?);
+            let conv = ConvParams { stride, groups, dilation, pad_left, upsample, prelu: slope.map(PreluSlope::new), accumulate };
+            let (wt, bt) = (ops::upload_f32(b, &[c_out, k, cg], &w, dtype)?, ops::upload_f32(b, &[c_out], &bias, dtype)?);
             ops::conv1d(b, &f32_in(b, &[batch, l_in, c_in], &x)?, &wt, Some(&bt), &out, conv)?;
             let mut want = vec![0f64; batch * l_out * c_out];
             for bi in 0..batch {
@@ -164,13 +184,14 @@ pub fn run<B: Backend>(case: &Case, b: &B, rng: &mut Rng) -> Result<Verdict> {
                     for o in 0..c_out {
                         let mut s = bias[o] as f64;
                         for kk in 0..k {
-                            let u = (j + kk * dilation) as isize - pad_left as isize;
+                            let u = (j * stride + kk * dilation) as isize - pad_left as isize;
                             if u < 0 || u >= (l_in * upsample) as isize {
                                 continue;
                             }
                             let t = u as usize / upsample;
-                            for i in 0..c_in {
-                                s += w[(o * k + kk) * c_in + i] as f64 * x[(bi * l_in + t) * c_in + i] as f64;
+                            let g = o / (c_out / groups);
+                            for i in 0..cg {
+                                s += w[(o * k + kk) * cg + i] as f64 * x[(bi * l_in + t) * c_in + g * cg + i] as f64;
                             }
                         }
                         if let Some(a) = slope {

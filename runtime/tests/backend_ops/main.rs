@@ -3,6 +3,7 @@
 
 mod cases;
 mod codec_cases;
+mod encode_cases;
 mod harness;
 mod reference;
 

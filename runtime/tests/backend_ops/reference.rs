@@ -129,3 +129,8 @@ pub fn top_k_sample(logits: &[f32], top_k: usize, temperature: f32, forbid_below
 pub fn gelu_tanh(x: f64) -> f64 {
     0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())
 }
+
+/// Exact (erf) GELU.
+pub fn gelu_erf(x: f64) -> f64 {
+    0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
+}

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod config;
 pub mod convert;
 mod decoder;
+pub mod encode;
 pub mod error;
 mod flow;
 pub mod load;

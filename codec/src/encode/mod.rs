@@ -1,0 +1,176 @@
+//! The ReasoningCodec encoder: 24 kHz audio -> reasoning tokens (5 Hz) and reconstruction
+//! tokens (12.5 Hz), chunk by chunk exactly as the reference (`ReasoningTokenizer.tokenize`).
+//!
+//! Per 30.01 s chunk: Whisper log-mel + encoder, MusicFM (BEST-RQ) conformer, WavLM
+//! (mean of hidden states), then AudioThinking + the reasoning RVQ, and the phone /
+//! structure / acoustic branches with FiLM and their RVQs. Only the chunks whose tokens
+//! survive the crop are computed. The reference switches each FiLM off for 20 % of
+//! chunks at random even at inference; this port always applies it (deterministic).
+
+pub mod chunk;
+pub mod config;
+mod film;
+mod layers;
+mod musicfm;
+mod rvq_search;
+pub mod tensors;
+mod thinking;
+mod wavlm;
+mod whisper;
+
+use std::path::Path;
+
+use uniaudio_audio as audio;
+use uniaudio_runtime::{ops, Backend, DType, Tensor};
+
+pub use chunk::ChunkPlan;
+pub use config::EncoderConfig;
+use layers::EncoderWeights;
+pub use tensors::encoder_tensors;
+
+use crate::error::{CodecError, Result};
+use crate::synth::{CODEC_FILE, CONFIG_FILE};
+
+pub struct Encoder<B: Backend> {
+    pub config: EncoderConfig,
+    whisper: whisper::Whisper<B>,
+    musicfm: musicfm::MusicFm<B>,
+    wavlm: wavlm::Wavlm<B>,
+    thinking: thinking::Thinking<B>,
+    reconstruction: film::Reconstruction<B>,
+}
+
+/// Token frames: `reasoning[i]` holds the reasoning RVQ's levels of frame i (5 Hz),
+/// `reconstruction[i]` the 8 rows (phone, structure, acoustic 1..6) of frame i (12.5 Hz).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Tokens {
+    pub reasoning: Vec<Vec<u32>>,
+    pub reconstruction: Vec<Vec<u32>>,
+}
+
+/// One chunk's codes and the stage outputs the fixtures compare (device tensors).
+pub struct ChunkOutput<B: Backend> {
+    pub tokens: Tokens,
+    pub whisper_out: Tensor<B>,
+    pub musicfm_acoustic: Tensor<B>,
+    pub musicfm_semantic: Tensor<B>,
+    pub wavlm_fe: Tensor<B>,
+    pub wavlm_mean: Tensor<B>,
+    pub reasoning_prevq: Tensor<B>,
+    pub reasoning_quantized: Tensor<B>,
+    /// phone, structure, acoustic FiLM outputs (the RVQ inputs).
+    pub branch_prevq: Vec<Tensor<B>>,
+}
+
+/// Called after each computed chunk with (done, total).
+pub type Progress<'a> = &'a mut dyn FnMut(usize, usize);
+
+impl<B: Backend> Encoder<B> {
+    /// Loads a codec directory's encoder (config.json's encoder sections and the encoder
+    /// tensors of codec.safetensors, every one checked before any is read).
+    pub fn load(backend: &B, dir: &Path) -> Result<Self> {
+        let config = EncoderConfig::load(&dir.join(CONFIG_FILE))?;
+        Self::load_with(backend, config, &dir.join(CODEC_FILE))
+    }
+
+    pub fn load_with(backend: &B, config: EncoderConfig, weights: &Path) -> Result<Self> {
+        if !weights.is_file() {
+            return Err(CodecError::Invalid(format!("{}: no such weight file (the encoder's tensors live in {CODEC_FILE})", weights.display())));
+        }
+        let p = &config.wavlm.prefix;
+        let alt_pairs = [
+            (format!("{p}{}", tensors::POS_CONV_G[0]), format!("{p}{}", tensors::POS_CONV_G[1])),
+            (format!("{p}{}", tensors::POS_CONV_V[0]), format!("{p}{}", tensors::POS_CONV_V[1])),
+        ];
+        let alts: Vec<(&str, &str)> = alt_pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let l = EncoderWeights::open(backend, weights, &encoder_tensors(&config), &alts)?;
+        Ok(Encoder {
+            whisper: whisper::Whisper::load(&l, &config)?,
+            musicfm: musicfm::MusicFm::load(&l, &config)?,
+            wavlm: wavlm::Wavlm::load(&l, &config)?,
+            thinking: thinking::Thinking::load(&l, &config)?,
+            reconstruction: film::Reconstruction::load(&l, &config)?,
+            config,
+        })
+    }
+
+    /// Encodes 24 kHz mono samples: the chunks the crop keeps, then the crop.
+    pub fn encode(&self, bk: &B, samples: &[f32], progress: Progress) -> Result<Tokens> {
+        if samples.is_empty() {
+            return Err(CodecError::Invalid("cannot encode zero samples".into()));
+        }
+        let plan = ChunkPlan::new(samples.len(), &self.config.chunking);
+        let mut tokens = Tokens::default();
+        for k in 0..plan.chunks {
+            let chunk = audio::chunk_24k(samples, k, self.config.chunking.chunk_samples);
+            let out = self.encode_chunk(bk, &chunk)?;
+            tokens.reasoning.extend(out.tokens.reasoning);
+            tokens.reconstruction.extend(out.tokens.reconstruction);
+            progress(k + 1, plan.chunks);
+        }
+        tokens.reasoning.truncate(plan.reasoning_frames);
+        tokens.reconstruction.truncate(plan.reconstruction_frames);
+        Ok(tokens)
+    }
+
+    /// One chunk of `chunk_samples` 24 kHz samples -> its codes and stage outputs.
+    pub fn encode_chunk(&self, bk: &B, chunk: &[f32]) -> Result<ChunkOutput<B>> {
+        let c = &self.config;
+        if chunk.len() != c.chunking.chunk_samples {
+            return Err(CodecError::Invalid(format!("a chunk holds {} samples, got {}", c.chunking.chunk_samples, chunk.len())));
+        }
+        let x16 = audio::resample_24k_to_16k(chunk);
+        let n_mels = c.whisper.feature_extractor.n_mels;
+        let mel_w = time_major(bk, &audio::whisper_log_mel(&x16, n_mels), n_mels)?;
+        let mel_m = time_major(bk, &audio::musicfm_mel(chunk), audio::MUSICFM_MELS)?;
+        // WavLM reads the 16 kHz chunk followed by 160 zeros.
+        let mut wav16 = x16;
+        wav16.extend(std::iter::repeat_n(0.0, 160));
+        let wav16 = ops::upload_f32(bk, &[wav16.len()], &wav16, DType::F32)?;
+
+        let whisper_out = self.whisper.forward(bk, &mel_w)?;
+        let hs = &c.musicfm.hidden_states;
+        let streams = self.musicfm.forward(bk, &mel_m, (hs.acoustic, hs.semantic))?;
+        let (wavlm_fe, wavlm_mean) = self.wavlm.forward(bk, &wav16)?;
+        let (reasoning_prevq, rvq) = self.thinking.forward(bk, &whisper_out, &streams.semantic)?;
+        let reasoning_quantized = rvq.quantized.ok_or_else(|| CodecError::Invalid("the reasoning RVQ has no project_out".into()))?;
+        let frames = c.chunking.reconstruction_frames_per_chunk;
+        let s = film::Streams { whisper: &whisper_out, wavlm_mean: &wavlm_mean, semantic: &streams.semantic, acoustic: &streams.acoustic, reasoning: &reasoning_quantized };
+        let branches = self.reconstruction.forward(bk, &s, frames)?;
+
+        let levels = c.reasoning_vq.levels;
+        let reasoning: Vec<Vec<u32>> = ops::download_u32(bk, &rvq.codes)?.chunks(levels).map(<[u32]>::to_vec).collect();
+        let mut reconstruction = vec![vec![0u32; c.reconstruction_rows()]; frames];
+        for ((_, codes), group) in branches.iter().zip(&c.reconstruction.groups) {
+            let codes = ops::download_u32(bk, codes)?;
+            for (f, row) in reconstruction.iter_mut().enumerate() {
+                for (l, &r) in group.rows.iter().enumerate() {
+                    row[r] = codes[f * group.levels + l];
+                }
+            }
+        }
+        Ok(ChunkOutput {
+            tokens: Tokens { reasoning, reconstruction },
+            whisper_out,
+            musicfm_acoustic: streams.acoustic,
+            musicfm_semantic: streams.semantic,
+            wavlm_fe,
+            wavlm_mean,
+            reasoning_prevq,
+            reasoning_quantized,
+            branch_prevq: branches.into_iter().map(|(f, _)| f).collect(),
+        })
+    }
+}
+
+/// [bins, frames] row-major (the spectrograms' layout) -> a [frames, bins] device tensor.
+fn time_major<B: Backend>(bk: &B, m: &[f32], bins: usize) -> Result<Tensor<B>> {
+    let frames = m.len() / bins.max(1);
+    let mut t = vec![0f32; m.len()];
+    for b in 0..bins {
+        for f in 0..frames {
+            t[f * bins + b] = m[b * frames + f];
+        }
+    }
+    Ok(ops::upload_f32(bk, &[frames, bins], &t, DType::F32)?)
+}

@@ -1,0 +1,133 @@
+//! The public encoder fixture: every case's reasoning and reconstruction codes exactly
+//! as the reference computed them, and chunk 0's stage outputs close to its intermediates.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use uniaudio_codec::encode::{Encoder, Tokens};
+use uniaudio_runtime::weights::ModelWeights;
+use uniaudio_runtime::{ops, Backend, Cpu, Tensor, Wgpu};
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/encode")
+}
+
+fn cases() -> Vec<Value> {
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(fixture_dir().join("cases.json")).unwrap()).unwrap();
+    v["cases"].as_array().unwrap().clone()
+}
+
+fn frames(v: &Value) -> Vec<Vec<u32>> {
+    v.as_array().unwrap().iter().map(|f| f.as_array().unwrap().iter().map(|c| c.as_u64().unwrap() as u32).collect()).collect()
+}
+
+fn samples_24k(case: &Value) -> Vec<f32> {
+    let a = uniaudio_audio::read_audio(&fixture_dir().join(case["input"]["file"].as_str().unwrap())).unwrap();
+    uniaudio_audio::resample(&a.samples, a.sample_rate, 24_000)
+}
+
+fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let err: f64 = got.iter().zip(want).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
+    let norm: f64 = want.iter().map(|&b| (b as f64).powi(2)).sum();
+    (err / norm).sqrt()
+}
+
+/// Frames where two token lists differ, for the failure message.
+fn diff(label: &str, got: &[Vec<u32>], want: &[Vec<u32>]) -> Option<String> {
+    if got.len() != want.len() {
+        return Some(format!("{label}: {} frames, expected {}", got.len(), want.len()));
+    }
+    let bad: Vec<usize> = (0..got.len()).filter(|&i| got[i] != want[i]).collect();
+    (!bad.is_empty()).then(|| format!("{label}: {} of {} frames differ, first {} ({:?} vs {:?})", bad.len(), got.len(), bad[0], got[bad[0]], want[bad[0]]))
+}
+
+fn check_all_cases<B: Backend>(backend: &B, label: &str, only: Option<&[&str]>) {
+    let encoder = Encoder::load(backend, &fixture_dir()).unwrap();
+    let mut failures = Vec::new();
+    for case in cases() {
+        let name = case["name"].as_str().unwrap();
+        if only.is_some_and(|o| !o.contains(&name)) {
+            continue;
+        }
+        let tokens: Tokens = encoder.encode(backend, &samples_24k(&case), &mut |_, _| {}).unwrap();
+        let r = diff("reasoning", &tokens.reasoning, &frames(&case["reasoning"]));
+        let s = diff("reconstruction", &tokens.reconstruction, &frames(&case["reconstruction"]));
+        println!("[{label}] {name}: reasoning {} frames {}, reconstruction {} frames {}", tokens.reasoning.len(), r.as_deref().unwrap_or("exact"), tokens.reconstruction.len(), s.as_deref().unwrap_or("exact"));
+        failures.extend(r.into_iter().chain(s).map(|m| format!("[{label}] {name}: {m}")));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn download<B: Backend>(b: &B, t: &Tensor<B>) -> Vec<f32> {
+    ops::download_f32(b, t).unwrap()
+}
+
+fn transpose(x: &[f32], rows: usize) -> Vec<f32> {
+    let cols = x.len() / rows;
+    (0..x.len()).map(|i| x[(i % rows) * cols + i / rows]).collect()
+}
+
+/// Chunk 0 of case a against every stored intermediate: the stage where a port first
+/// departs from the reference is the one to look at.
+fn check_intermediates<B: Backend>(backend: &B, label: &str) {
+    let encoder = Encoder::load(backend, &fixture_dir()).unwrap();
+    let case = &cases()[0];
+    let x = samples_24k(case);
+    let chunk = uniaudio_audio::chunk_24k(&x, 0, encoder.config.chunking.chunk_samples);
+    let out = encoder.encode_chunk(backend, &chunk).unwrap();
+    let inter = ModelWeights::from_file(&fixture_dir().join("inter_a_24k_f32_3s2.safetensors")).unwrap();
+    let want = |n: &str| inter.get(n).unwrap().to_f32();
+    let fe = download(backend, &out.wavlm_fe);
+    let stages: Vec<(&str, Vec<f32>, f64)> = vec![
+        ("whisper_out", download(backend, &out.whisper_out), 2e-5),
+        ("musicfm_hidden_4", download(backend, &out.musicfm_acoustic), 2e-5),
+        ("musicfm_hidden_11", download(backend, &out.musicfm_semantic), 2e-5),
+        ("wavlm_fe", transpose(&fe, out.wavlm_fe.rows()), 2e-5),
+        ("wavlm_mean", download(backend, &out.wavlm_mean), 2e-5),
+        ("reasoning_prevq", download(backend, &out.reasoning_prevq), 5e-5),
+        ("reasoning_quantized", download(backend, &out.reasoning_quantized), 1e-6),
+        ("phone_prevq", download(backend, &out.branch_prevq[0]), 5e-5),
+        ("structure_prevq", download(backend, &out.branch_prevq[1]), 5e-5),
+        ("acoustic_prevq", download(backend, &out.branch_prevq[2]), 5e-5),
+    ];
+    let mut failures = Vec::new();
+    for (name, got, tol) in stages {
+        let e = rel_l2(&got, &want(name));
+        println!("[{label}] {name}: rel L2 {e:.2e}");
+        if !(e <= tol) {
+            failures.push(format!("{name}: rel L2 {e:.2e} > {tol:.0e}"));
+        }
+    }
+    assert!(failures.is_empty(), "[{label}] {}", failures.join("; "));
+}
+
+#[test]
+fn cpu_chunk_stages_match_the_reference_intermediates() {
+    check_intermediates(&Cpu::new(), "cpu");
+}
+
+#[test]
+fn cpu_encodes_every_fixture_case_exactly() {
+    check_all_cases(&Cpu::new(), "cpu", None);
+}
+
+/// No adapter: a loud skip, or a failure where CI promised one (UNIAUDIO_REQUIRE_WGPU=1).
+fn wgpu_or_skip() -> Option<Wgpu> {
+    match Wgpu::new() {
+        Ok(w) => Some(w),
+        Err(e) if std::env::var("UNIAUDIO_REQUIRE_WGPU").is_ok_and(|v| v == "1") => panic!("wgpu backend required but unavailable: {e}"),
+        Err(e) => {
+            println!("SKIPPED wgpu: {e}");
+            None
+        }
+    }
+}
+
+#[test]
+fn wgpu_encodes_the_fixture_exactly() {
+    if let Some(gpu) = wgpu_or_skip() {
+        check_intermediates(&gpu, "wgpu");
+        check_all_cases(&gpu, "wgpu", Some(&["b_16k_pcm16_7s05", "e_24k_pcm16_31s5"]));
+    }
+}

@@ -18,6 +18,8 @@ pub enum CodecCommand {
     Decode(DecodeArgs),
     /// Write a codec directory of synthetic weights from a config.json with an `init` block.
     Synth(CodecSynthArgs),
+    /// An audio file to reasoning (5 Hz) and reconstruction (12.5 Hz) tokens as TOKENS.json.
+    Encode(crate::codec_encode::EncodeArgs),
 }
 
 #[derive(Args)]
@@ -67,6 +69,7 @@ pub fn run(cmd: CodecCommand) -> Result<()> {
     match cmd {
         CodecCommand::Decode(args) => decode(args),
         CodecCommand::Synth(args) => synth(args),
+        CodecCommand::Encode(args) => crate::codec_encode::run(args),
     }
 }
 

@@ -5,6 +5,7 @@ mod bench;
 mod bench_codec;
 mod bench_gemv;
 mod codec;
+mod codec_encode;
 mod convert;
 mod generate;
 mod output;
@@ -49,7 +50,7 @@ enum Command {
     Ttm(pipeline::PipelineArgs),
     /// Lyrics to song to a WAV file.
     Song(pipeline::PipelineArgs),
-    /// ReasoningCodec: decode reconstruction tokens to audio.
+    /// ReasoningCodec: encode audio to tokens, decode reconstruction tokens to audio.
     #[command(subcommand)]
     Codec(codec::CodecCommand),
     /// Decode-GEMV benchmark: achieved GB/s against this machine's measured read bandwidth.

@@ -144,6 +144,12 @@ fn bad_configs_and_weights_are_named() {
     let e = stderr(&o);
     assert!(!o.status.success() && e.contains("ff.net.0.proj.weight") && e.contains("256"), "{e}");
 
+    // An encoder-only config: the decoder's missing sections are named.
+    let encoder_only = Path::new(env!("CARGO_MANIFEST_DIR")).join("../codec/tests/fixtures/encode/config.json");
+    std::fs::copy(encoder_only, codec.join("config.json")).unwrap();
+    let o = decode(&codec, &tokens, &out, &["--steps", "1"]);
+    assert!(!o.status.success() && stderr(&o).contains("missing section(s) rvq, flow, sampler, sq_decoder"), "{}", stderr(&o));
+
     // A missing weight file.
     std::fs::write(codec.join("config.json"), base.to_string()).unwrap();
     std::fs::remove_file(codec.join("sqcodec.safetensors")).unwrap();

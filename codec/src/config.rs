@@ -127,10 +127,18 @@ impl SamplerConfig {
     }
 }
 
+/// The sections `codec decode` needs (a config.json may also hold the encoder's).
+pub const DECODER_SECTIONS: [&str; 4] = ["rvq", "flow", "sampler", "sq_decoder"];
+
 impl CodecConfig {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| CodecError::Io { path: path.into(), cause: e })?;
-        let config: CodecConfig = serde_json::from_str(&text).map_err(|e| CodecError::config(path, format!("invalid codec config: {e}")))?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| CodecError::config(path, format!("invalid JSON: {e}")))?;
+        let missing: Vec<&str> = DECODER_SECTIONS.iter().copied().filter(|s| value.get(s).is_none()).collect();
+        if !missing.is_empty() {
+            return Err(CodecError::config(path, format!("no decoder in this codec config: missing section(s) {}", missing.join(", "))));
+        }
+        let config: CodecConfig = serde_json::from_value(value).map_err(|e| CodecError::config(path, format!("invalid codec config: {e}")))?;
         config.validate().map_err(|msg| CodecError::config(path, msg))?;
         Ok(config)
     }

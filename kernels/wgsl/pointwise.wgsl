@@ -2,6 +2,9 @@
 //   unary:     out = activate(x)                  (INPLACE: out is x)
 //   blend:     out = wa * a + wb * b              (INPLACE: out is a)
 //   euler_cfg: x += dt * (u + scale * (c - u))    (c = cond, u = uncond)
+//   glu:       out[r, j] = a[r, j] * sigmoid(a[r, F + j])          a [R, 2F], out [R, F], F = cols
+//   film:      out[r, j] = (1 + wa * tanh(b[r, j])) * a[r, j] + b[r, C + j]
+//                                                 a, out [R, C], b [R, 2C], C = cols (INPLACE: out is a)
 #include "activations"
 
 struct Params {
@@ -13,6 +16,10 @@ struct Params {
     a_off: u32,
     b_off: u32,
     out_off: u32,
+    cols: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
@@ -43,7 +50,28 @@ fn unary(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) n
     }
 }
 
+@compute @workgroup_size(64)
+fn glu(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+    let i = index(g, nw);
+    if i < p.n {
+        let src = (i / p.cols) * 2u * p.cols + i % p.cols;
+        out[p.out_off + i] = load_a(src) / (1.0 + exp(-load_a(src + p.cols)));
+    }
+}
+
 #ifdef SECOND
+@compute @workgroup_size(64)
+fn film(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+    let i = index(g, nw);
+    if i < p.n {
+        let src = p.b_off + (i / p.cols) * 2u * p.cols + i % p.cols;
+        // tanh saturates to +-1 in f32 long before 15; the clamp keeps exp-based
+        // implementations away from inf / inf.
+        let gamma = 1.0 + p.wa * tanh(clamp(b[src], -15.0, 15.0));
+        out[p.out_off + i] = gamma * load_a(i) + b[src + p.cols];
+    }
+}
+
 @compute @workgroup_size(64)
 fn blend(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
     let i = index(g, nw);

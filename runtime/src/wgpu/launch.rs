@@ -103,7 +103,7 @@ pub(crate) fn supports(w: &Wgpu, op: &Op<'_, Wgpu>) -> bool {
         Op::EmbedRows { table, .. } | Op::EmbedCodebookSum { table, .. } => (Some(table), table.shape()[1]),
         _ => (None, 0),
     };
-    if split.is_some_and(|t| !weight_fits(w, t, split_row)) || op.cpu_only() {
+    if split.is_some_and(|t| !weight_fits(w, t, split_row)) {
         return false;
     }
     let tensors: Vec<&Tensor<Wgpu>> = op.inputs().into_iter().map(|(_, t)| t).chain(op.outputs()).collect();
@@ -121,6 +121,7 @@ pub(crate) fn supports(w: &Wgpu, op: &Op<'_, Wgpu>) -> bool {
         Op::Softmax { x, .. } => Some(x),
         Op::Unary { x, .. } => Some(x),
         Op::Blend { a, b, out, .. } => Some(if out.same_view(b) && !out.same_view(a) { b } else { a }),
+        Op::Film { x, .. } => Some(x),
         _ => None,
     };
     for out in op.outputs() {
@@ -137,10 +138,14 @@ pub(crate) fn supports(w: &Wgpu, op: &Op<'_, Wgpu>) -> bool {
     }
     match op {
         Op::Attention { q, .. } => q.shape()[2] <= 256,
+        Op::RelPosAttention { q, .. } => q.shape()[2] <= super::launch_encode::MAX_REL_POS_HEAD,
+        Op::RvqEncode { x, .. } => x.shape()[1] <= super::launch_encode::MAX_RVQ_DIM,
         // Bias is bound as a second weight, so it must share the weight's dtype.
-        Op::Linear { w: wt, bias: Some(bias), .. } | Op::Conv1d { w: wt, bias: Some(bias), .. } | Op::ConvTranspose1d { w: wt, bias: Some(bias), .. } => {
-            bias.dtype() == wt.dtype()
-        }
+        Op::Linear { w: wt, bias: Some(bias), .. }
+        | Op::Conv1d { w: wt, bias: Some(bias), .. }
+        | Op::ConvTranspose1d { w: wt, bias: Some(bias), .. }
+        | Op::Conv2d { w: wt, bias: Some(bias), .. }
+        | Op::GroupNorm { weight: wt, bias, .. } => bias.dtype() == wt.dtype(),
         _ => true,
     }
 }
@@ -177,12 +182,17 @@ pub(crate) fn kernels<'a>(w: &'a Wgpu, op: &'a Op<'_, Wgpu>) -> Result<Vec<(Kern
         params,
     };
     Ok(match *op {
-        Op::Conv2d { .. } | Op::GroupNorm { .. } | Op::Glu { .. } | Op::Film { .. } | Op::RvqEncode { .. } | Op::RelPosAttention { .. } => {
-            return Err(crate::Error::Unsupported { op: op.name(), backend: "wgpu" })
-        }
-        Op::Linear { .. } | Op::Unary { .. } | Op::LayerNormModulate { .. } | Op::Conv1d { .. } | Op::ConvTranspose1d { .. } | Op::EulerCfg { .. } | Op::Blend { .. } => {
-            vec![super::launch_codec::kernel(op)]
-        }
+        Op::Linear { .. }
+        | Op::Unary { .. }
+        | Op::LayerNormModulate { .. }
+        | Op::Conv1d { .. }
+        | Op::ConvTranspose1d { .. }
+        | Op::EulerCfg { .. }
+        | Op::Blend { .. }
+        | Op::Conv2d { .. }
+        | Op::Glu { .. }
+        | Op::Film { .. } => vec![super::launch_codec::kernel(op)],
+        Op::GroupNorm { .. } | Op::RvqEncode { .. } | Op::RelPosAttention { .. } => vec![super::launch_encode::kernel(op)],
         Op::EmbedRows { table, ids, out } => {
             let (rows, cols) = (table.shape()[0], table.shape()[1]);
             row_ranges(w, table, rows, cols)

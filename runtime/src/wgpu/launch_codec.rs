@@ -1,17 +1,28 @@
-//! Kernels of the codec's ops (linear with epilogues, modulated LayerNorm, convolutions,
-//! pointwise updates). Their weights are small enough to bind whole (`supports` checks).
+//! Kernels of the codec's ops (linear with epilogues, modulated LayerNorm, convolutions
+//! incl. the encoder's strided, grouped and 2-D ones, pointwise updates, GLU, FiLM).
+//! Their weights are small enough to bind whole (`supports` checks).
 
 use super::launch::{groups, in_place, n, off, weight_define, Kernel};
 use super::Wgpu;
-use crate::op::{Epilogue, Op, UnaryFn};
+use crate::op::{ConvParams, Epilogue, Op, UnaryFn};
 use crate::Tensor;
 
 /// Rows from which `matmul` and `conv1d` use the register-tiled GEMM (64x64 tiles);
-/// `linear` always does (the codec's linears have many rows).
+/// `linear` and `conv2d` always do.
 pub(crate) const TILED_MIN_ROWS: usize = 16;
 const TILE: usize = 64;
 /// Narrower convolutions (the SQ decoder's late stages) waste most of a 64-wide tile.
 const TILED_MIN_COLS: usize = 48;
+/// Grouped convolutions run one GEMM per group (output channels of the group as
+/// columns) from this many channels per group; depthwise-like ones run the direct kernel.
+const GROUPED_MIN_COLS: usize = 4;
+
+/// Whether a conv1d runs as an implicit GEMM (per group) rather than the direct kernel.
+fn conv_on_gemm(out: &Tensor<Wgpu>, conv: ConvParams) -> bool {
+    let rows = out.shape()[0] * out.shape()[1];
+    let per_group = out.shape()[2] / conv.groups;
+    rows >= TILED_MIN_ROWS && per_group >= if conv.groups == 1 { TILED_MIN_COLS } else { GROUPED_MIN_COLS }
+}
 
 
 pub(crate) fn kernel<'a>(op: &'a Op<'_, Wgpu>) -> (Kernel<'a>, u32) {
@@ -23,7 +34,7 @@ pub(crate) fn kernel<'a>(op: &'a Op<'_, Wgpu>) -> (Kernel<'a>, u32) {
         },
         Op::Unary { x, out, f } => {
             let (code, levels) = UnaryFn::kernel_code(Some(f));
-            let params = vec![n(x.numel()), code, levels.to_bits(), 0, 0, off(x), 0, off(out)];
+            let params = vec![n(x.numel()), code, levels.to_bits(), 0, 0, off(x), 0, off(out), 0, 0, 0, 0];
             let (defines, bindings) = if in_place(out, x) {
                 (vec![("INPLACE", "")], vec![(1, out.buffer(), None)])
             } else {
@@ -37,41 +48,62 @@ pub(crate) fn kernel<'a>(op: &'a Op<'_, Wgpu>) -> (Kernel<'a>, u32) {
             pointwise("blend", a, b, out, wa, wb)
         }
         Op::EulerCfg { x, cond, uncond, scale, dt } => pointwise("euler_cfg", cond, uncond, x, scale, dt),
+        Op::Glu { x, out } => {
+            let f = out.dim_back(0);
+            let params = vec![n(out.numel()), 0, 0, 0, 0, off(x), 0, off(out), n(f), 0, 0, 0];
+            let bindings = vec![(0, x.buffer(), None), (1, out.buffer(), None)];
+            (Kernel { file: "pointwise", entry: "glu", defines: vec![], bindings, params_binding: 3, params }, groups(out.numel(), 64))
+        }
+        Op::Film { x, p, out, gamma_scale } => {
+            let (mut kernel, count) = pointwise("film", x, p, out, gamma_scale, 0.0);
+            kernel.params[8] = n(x.dim_back(0));
+            (kernel, count)
+        }
         Op::LayerNormModulate { x, shift, scale, out, eps } => {
             let (rows, cols) = (x.rows(), x.dim_back(0));
             let params = vec![n(rows), n(cols), eps.to_bits(), off(x), off(shift), off(scale), off(out), 0];
             let bindings = vec![(0, x.buffer(), None), (1, shift.buffer(), None), (2, scale.buffer(), None), (3, out.buffer(), None)];
             (Kernel { file: "layer_norm", entry: "layer_norm_modulate", defines: vec![], bindings, params_binding: 4, params }, n(rows))
         }
-        Op::Conv1d { x, w, bias, out, conv } if out.shape()[0] * out.shape()[1] >= TILED_MIN_ROWS && out.shape()[2] >= TILED_MIN_COLS => {
-            // An implicit GEMM: rows (b, j), columns C_out, inner (tap, c_in).
+        Op::Conv1d { x, w, bias, out, conv } if conv_on_gemm(out, conv) => {
+            // An implicit GEMM per channel group: rows (b, j), columns the group's output
+            // channels, inner (tap, input channel of the group).
             let (l_in, c_in) = (x.shape()[1], x.shape()[2]);
             let (rows, l_out, c_out, k) = (out.shape()[0] * out.shape()[1], out.shape()[1], out.shape()[2], w.shape()[1]);
-            let tiles_n = c_out.div_ceil(TILE);
+            let (cg, og) = (c_in / conv.groups, c_out / conv.groups);
+            let tiles_n = og.div_ceil(TILE);
             let slope = conv.prelu.map_or(0.0, |s| s.get());
-            let mut params = vec![n(rows), n(c_out), n(k * c_in), conv.prelu.is_some() as u32, off(w), off(x), off(out), bias.map_or(0, off)];
-            params.extend([conv.accumulate as u32, slope.to_bits(), n(tiles_n), 0]);
-            params.extend([n(l_in), n(c_in), n(l_out), n(conv.dilation), n(conv.pad_left), n(conv.upsample), 0, 0]);
-            let mut defines = vec![weight_define(w), ("CONV", "")];
-            let mut bindings = vec![(0, w.buffer(), None), (1, x.buffer(), None), (2, out.buffer(), None)];
-            if let Some(b) = bias {
-                defines.push(("BIAS", ""));
-                bindings.push((4, b.buffer(), None));
-            }
-            (Kernel { file: "gemm", entry: "gemm", defines, bindings, params_binding: 3, params }, n(tiles_n * rows.div_ceil(TILE)))
+            let mut params = vec![n(rows), n(og), n(k * cg), conv.prelu.is_some() as u32, off(w), off(x), off(out), bias.map_or(0, off)];
+            params.extend([0, slope.to_bits(), n(tiles_n), conv.accumulate as u32]);
+            params.extend([n(l_in), n(c_in), n(l_out), n(conv.dilation), n(conv.pad_left), n(conv.upsample), n(conv.stride), n(cg), n(c_out), n(conv.groups), 0, 0]);
+            let workgroups = conv.groups * tiles_n * rows.div_ceil(TILE);
+            tiled_conv("CONV", w, x, bias, out, params, workgroups)
         }
         Op::Conv1d { x, w, bias, out, conv } => {
             let slope = conv.prelu.map_or(0.0, |s| s.get());
             let geometry = [n(conv.dilation), n(conv.pad_left), n(conv.upsample), conv.prelu.is_some() as u32, slope.to_bits(), conv.accumulate as u32];
-            convolution("conv1d", x, w, bias, out, geometry)
+            convolution("conv1d", x, w, bias, out, geometry, [n(conv.stride), n(conv.groups)])
         }
-        Op::ConvTranspose1d { x, w, bias, out, stride, padding } => convolution("conv_transpose1d", x, w, bias, out, [n(stride), n(padding), 1, 0, 0, 0]),
+        Op::ConvTranspose1d { x, w, bias, out, stride, padding } => convolution("conv_transpose1d", x, w, bias, out, [n(stride), n(padding), 1, 0, 0, 0], [1, 1]),
+        Op::Conv2d { x, w, bias, out, conv } => {
+            // An implicit GEMM: rows (b, i, j), columns C_out, inner (p, q, c_in).
+            let [_, in_h, in_w, c_in] = [x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]];
+            let [c_out, kh, kw, _] = [w.shape()[0], w.shape()[1], w.shape()[2], w.shape()[3]];
+            let (out_h, out_w) = (out.shape()[1], out.shape()[2]);
+            let rows = out.shape()[0] * out_h * out_w;
+            let tiles_n = c_out.div_ceil(TILE);
+            let (act, _) = UnaryFn::kernel_code(conv.relu.then_some(UnaryFn::Relu));
+            let mut params = vec![n(rows), n(c_out), n(kh * kw * c_in), act, off(w), off(x), off(out), bias.map_or(0, off)];
+            params.extend([0, 0, n(tiles_n), conv.accumulate as u32]);
+            params.extend([n(in_h), n(in_w), n(c_in), n(out_h), n(out_w), n(kw), n(conv.stride[0]), n(conv.stride[1]), n(conv.pad[0]), n(conv.pad[1]), 0, 0]);
+            tiled_conv("CONV2D", w, x, bias, out, params, tiles_n * rows.div_ceil(TILE))
+        }
         _ => unreachable!("launch_codec handles only codec ops"),
     }
 }
 
 fn pointwise<'a>(entry: &'static str, a: &'a Tensor<Wgpu>, b: &'a Tensor<Wgpu>, out: &'a Tensor<Wgpu>, wa: f32, wb: f32) -> (Kernel<'a>, u32) {
-    let params = vec![n(a.numel()), 0, 0, wa.to_bits(), wb.to_bits(), off(a), off(b), off(out)];
+    let params = vec![n(a.numel()), 0, 0, wa.to_bits(), wb.to_bits(), off(a), off(b), off(out), 0, 0, 0, 0];
     let (mut defines, mut bindings) = if in_place(out, a) {
         (vec![("INPLACE", "")], vec![(1, out.buffer(), None)])
     } else {
@@ -89,12 +121,15 @@ fn convolution<'a>(
     bias: Option<&'a Tensor<Wgpu>>,
     out: &'a Tensor<Wgpu>,
     geometry: [u32; 6],
+    stride_groups: [u32; 2],
 ) -> (Kernel<'a>, u32) {
     let (batch, l_in, c_in) = (x.shape()[0], x.shape()[1], x.shape()[2]);
     let (l_out, c_out, k) = (out.shape()[1], out.shape()[2], w.shape()[1]);
     let mut params = vec![n(batch), n(l_in), n(c_in), n(l_out), n(c_out), n(k)];
     params.extend(geometry);
     params.extend([off(x), off(w), bias.map_or(0, off), off(out)]);
+    params.extend(stride_groups);
+    params.extend([0, 0]);
     let mut defines = vec![weight_define(w)];
     let mut bindings = vec![(0, w.buffer(), None), (1, x.buffer(), None), (2, out.buffer(), None)];
     if let Some(b) = bias {
@@ -102,6 +137,25 @@ fn convolution<'a>(
         bindings.push((4, b.buffer(), None));
     }
     (Kernel { file: "conv", entry, defines, bindings, params_binding: 3, params }, groups(out.numel(), 64))
+}
+
+/// A convolution on the tiled GEMM (`variant` CONV or CONV2D) with its parameter words.
+fn tiled_conv<'a>(
+    variant: &'static str,
+    w: &'a Tensor<Wgpu>,
+    x: &'a Tensor<Wgpu>,
+    bias: Option<&'a Tensor<Wgpu>>,
+    out: &'a Tensor<Wgpu>,
+    params: Vec<u32>,
+    workgroups: usize,
+) -> (Kernel<'a>, u32) {
+    let mut defines = vec![weight_define(w), (variant, "")];
+    let mut bindings = vec![(0, w.buffer(), None), (1, x.buffer(), None), (2, out.buffer(), None)];
+    if let Some(b) = bias {
+        defines.push(("BIAS", ""));
+        bindings.push((4, b.buffer(), None));
+    }
+    (Kernel { file: "gemm", entry: "gemm", defines, bindings, params_binding: 3, params }, n(workgroups))
 }
 
 /// `matmul` (weights [N, K]) for many rows on the tiled GEMM: no bias, no activation.
@@ -134,6 +188,6 @@ fn gemm<'a>(
     }
     let tiles_n = nn.div_ceil(TILE);
     let mut params = vec![n(m), n(nn), n(k), code, off(w), off(x), off(out), bias.map_or(0, off), gate.map_or(0, off), levels.to_bits(), n(tiles_n), accumulate as u32];
-    params.extend([0u32; 8]);
+    params.extend([0u32; 12]);
     (Kernel { file: "gemm", entry: "gemm", defines, bindings, params_binding: 3, params }, n(tiles_n * m.div_ceil(TILE)))
 }

@@ -9,6 +9,7 @@ mod bind_cache;
 mod buffer;
 mod launch;
 mod launch_codec;
+mod launch_encode;
 mod preprocess;
 
 use std::collections::HashMap;

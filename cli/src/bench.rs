@@ -42,6 +42,8 @@ pub struct BenchArgs {
     json: Option<PathBuf>,
     #[command(flatten)]
     codec: crate::bench_codec::CodecBenchArgs,
+    #[command(flatten)]
+    encoder: crate::bench_encoder::EncoderBenchArgs,
 }
 
 /// The largest preset whose weights fit in memory (with room for caches) and on disk.
@@ -84,7 +86,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let opened = args.backend.open()?;
     if args.preset == "none" && args.model.is_none() {
         println!("backend {}", opened.describe());
-        return crate::bench_codec::run(&args.codec, &opened, &cache_dir());
+        crate::bench_codec::run(&args.codec, &opened, &cache_dir())?;
+        return crate::bench_encoder::run(&args.encoder, &opened, &cache_dir());
     }
     let (label, dir) = match (&args.model, args.preset.as_str()) {
         (Some(dir), _) => (dir.display().to_string(), dir.clone()),
@@ -112,7 +115,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
             bench_on(g, &args, &label, &dir, dtype, &description, bw, "device copy bandwidth, best of 5 copies of 1 GiB")?
         }
     }
-    crate::bench_codec::run(&args.codec, &opened, &cache_dir())
+    crate::bench_codec::run(&args.codec, &opened, &cache_dir())?;
+    crate::bench_encoder::run(&args.encoder, &opened, &cache_dir())
 }
 
 #[allow(clippy::too_many_arguments)]

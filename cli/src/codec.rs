@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::Value;
-use uniaudio_codec::{Codec, CodecConfig, DecodeOptions, Decoded, Noise, StitchMode};
+use uniaudio_codec::{Codec, DecodeOptions, Decoded, Noise, StitchMode};
 use uniaudio_runtime::Backend;
 
 use crate::backend::{BackendChoice, Opened};
@@ -16,7 +16,7 @@ use crate::wav::WavTarget;
 pub enum CodecCommand {
     /// Reconstruction tokens (the `reconstruction` field of `uniaudio generate`) to a 24 kHz WAV.
     Decode(DecodeArgs),
-    /// Write a codec directory of synthetic weights from a config.json with an `init` block.
+    /// Write a codec directory of synthetic weights (decoder, encoder or both) from a config.json with an `init` block.
     Synth(CodecSynthArgs),
     /// An audio file to reasoning (5 Hz) and reconstruction (12.5 Hz) tokens as TOKENS.json.
     Encode(crate::codec_encode::EncodeArgs),
@@ -144,8 +144,10 @@ pub fn decode_with_progress<B: Backend>(codec: &Codec<B>, b: &B, tokens: &[Vec<u
 }
 
 fn synth(args: CodecSynthArgs) -> Result<()> {
-    let config = CodecConfig::load(&args.config)?;
-    uniaudio_runtime::out_dir::write_atomically(&args.out, |dir| uniaudio_codec::synth::write_synthetic_codec(&config, dir))?;
+    let text = std::fs::read_to_string(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
+    let config: Value = serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", args.config.display()))?;
+    let write = |dir: &Path| uniaudio_codec::synth::write_synthetic(&config, dir, uniaudio_runtime::DType::F32);
+    uniaudio_runtime::out_dir::write_atomically(&args.out, write).with_context(|| format!("{}", args.config.display()))?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
 }

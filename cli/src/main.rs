@@ -3,6 +3,7 @@
 mod backend;
 mod bench;
 mod bench_codec;
+mod bench_encoder;
 mod bench_gemv;
 mod codec;
 mod codec_encode;
@@ -40,7 +41,7 @@ enum Command {
     /// Write a model directory of synthetic weights from a config.json.
     Synth(synth::SynthArgs),
     /// End-to-end benchmark on synthesized models: LM prefill, audio frames and text tokens,
-    /// then the codec decoder (flow + SQ decoder).
+    /// the codec decoder (flow + SQ decoder), then the codec encoder.
     Bench(bench::BenchArgs),
     /// Text to speech: prompt, LM and codec in one run, to a WAV file.
     Tts(pipeline::PipelineArgs),

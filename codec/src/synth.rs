@@ -10,6 +10,7 @@ use uniaudio_runtime::weights::{SafetensorsWriter, TensorSpec};
 use uniaudio_runtime::DType;
 
 use crate::config::CodecConfig;
+use crate::encode::{encoder_tensors, EncoderConfig};
 use crate::error::{CodecError, Result};
 use crate::tensors::{codec_tensors, pos_embed_table, sq_tensors, TensorList, POS_EMBED};
 
@@ -36,13 +37,52 @@ pub fn write_synthetic_codec(config: &CodecConfig, dir: &Path) -> Result<()> {
 /// As `write_synthetic_codec`, with codec.safetensors (RVQ and flow) stored as `dtype`
 /// (synthetic values are exact in bf16 and f16); the position table and the SQ decoder stay f32.
 pub fn write_synthetic_codec_as(config: &CodecConfig, dir: &Path, dtype: DType) -> Result<()> {
-    let init = init_spec(config)?;
-    let pe_name = format!("{}{POS_EMBED}", config.flow.prefix);
-    let codec_dtype = |name: &str| if name == pe_name { DType::F32 } else { dtype };
-    write_file(&dir.join(CODEC_FILE), &codec_tensors(config), &init, codec_dtype, |name| {
-        (name == pe_name).then(|| pos_embed_table(config.flow.max_positions, config.flow.inner_dim))
+    let value = serde_json::to_value(config).expect("serialisable config");
+    write_synthetic(&value, dir, dtype)
+}
+
+/// Writes a codec directory from a config.json value holding the decoder's sections, the
+/// encoder's, or both, and an `init` block: codec.safetensors gets every tensor of the parts
+/// present (shared codebooks once), sqcodec.safetensors the SQ decoder when there is one, and
+/// config.json the value as given.
+pub fn write_synthetic(config: &serde_json::Value, dir: &Path, dtype: DType) -> Result<()> {
+    let init: InitSpec = match config.get("init") {
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| CodecError::Invalid(format!("invalid init block: {e}")))?,
+        None => return Err(CodecError::Invalid("config has no `init` block to generate weights from".into())),
+    };
+    if init.version != 1 {
+        return Err(CodecError::Invalid(format!("init.version {} is not supported (only 1)", init.version)));
+    }
+    let has = |sections: &[&str]| sections.iter().any(|s| config.get(s).is_some());
+    let decoder = if has(&crate::config::DECODER_SECTIONS) {
+        let c: CodecConfig = serde_json::from_value(config.clone()).map_err(|e| CodecError::Invalid(format!("invalid codec config: {e}")))?;
+        c.validate().map_err(CodecError::Invalid)?;
+        Some(c)
+    } else {
+        None
+    };
+    let encoder = if has(&EncoderConfig::SECTIONS) { Some(EncoderConfig::from_value(config).map_err(CodecError::Invalid)?) } else { None };
+    if decoder.is_none() && encoder.is_none() {
+        return Err(CodecError::Invalid("config holds neither the decoder's nor the encoder's sections".into()));
+    }
+    let mut tensors = decoder.as_ref().map(codec_tensors).unwrap_or_default();
+    for (name, shape) in encoder.as_ref().map(encoder_tensors).unwrap_or_default() {
+        match tensors.iter().find(|(n, _)| *n == name) {
+            Some((_, s)) if *s != shape => return Err(CodecError::Invalid(format!("{name}: the decoder wants {s:?}, the encoder {shape:?}"))),
+            Some(_) => {}
+            None => tensors.push((name, shape)),
+        }
+    }
+    let pe_name = decoder.as_ref().map(|c| format!("{}{POS_EMBED}", c.flow.prefix));
+    let is_pe = |name: &str| pe_name.as_deref() == Some(name);
+    let codec_dtype = |name: &str| if is_pe(name) { DType::F32 } else { dtype };
+    write_file(&dir.join(CODEC_FILE), &tensors, &init, codec_dtype, |name| {
+        let c = decoder.as_ref()?;
+        is_pe(name).then(|| pos_embed_table(c.flow.max_positions, c.flow.inner_dim))
     })?;
-    write_file(&dir.join(SQ_FILE), &sq_tensors(config), &init, |_| DType::F32, |_| None)?;
+    if let Some(c) = &decoder {
+        write_file(&dir.join(SQ_FILE), &sq_tensors(c), &init, |_| DType::F32, |_| None)?;
+    }
     let path = dir.join(CONFIG_FILE);
     let text = serde_json::to_string_pretty(config).expect("serialisable config");
     let tmp = dir.join(".config.json.tmp");

@@ -8,8 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CodecError, Result};
 
-/// The sections `codec encode` needs; a config.json without them cannot encode.
-pub const ENCODER_SECTIONS: [&str; 7] = ["chunking", "whisper", "wavlm", "musicfm", "audio_thinking", "reasoning_vq", "reconstruction"];
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EncoderConfig {
@@ -172,6 +170,9 @@ fn default_film() -> FilmConfig {
 pub const BRANCHES: [&str; 3] = ["phone", "structure", "acoustic"];
 
 impl EncoderConfig {
+    /// The sections `codec encode` needs; a config.json without them cannot encode.
+    pub const SECTIONS: [&'static str; 7] = ["chunking", "whisper", "wavlm", "musicfm", "audio_thinking", "reasoning_vq", "reconstruction"];
+
     /// Reads the encoder sections of `path`; a missing section is an error naming it.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| CodecError::Io { path: path.into(), cause: e })?;
@@ -180,7 +181,7 @@ impl EncoderConfig {
     }
 
     pub fn from_value(value: &serde_json::Value) -> std::result::Result<Self, String> {
-        let missing: Vec<&str> = ENCODER_SECTIONS.iter().copied().filter(|s| value.get(s).is_none()).collect();
+        let missing: Vec<&str> = Self::SECTIONS.iter().copied().filter(|s| value.get(s).is_none()).collect();
         if !missing.is_empty() {
             return Err(format!("no encoder in this codec config: missing section(s) {}", missing.join(", ")));
         }

@@ -7,11 +7,13 @@
 //! survive the crop are computed. The reference switches each FiLM off for 20 % of
 //! chunks at random even at inference; this port always applies it (deterministic).
 
+pub mod bench;
 pub mod chunk;
 pub mod config;
 mod film;
 mod layers;
 mod musicfm;
+pub mod presets;
 mod rvq_search;
 pub mod tensors;
 mod thinking;
@@ -60,6 +62,35 @@ pub struct ChunkOutput<B: Backend> {
     pub reasoning_quantized: Tensor<B>,
     /// phone, structure, acoustic FiLM outputs (the RVQ inputs).
     pub branch_prevq: Vec<Tensor<B>>,
+    pub times: StageTimes,
+}
+
+/// Seconds per stage of one chunk (device work waited for at each stage's end).
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct StageTimes {
+    /// Resampling to 16 kHz and both spectrograms (host).
+    pub mel: f64,
+    pub whisper: f64,
+    pub musicfm: f64,
+    pub wavlm: f64,
+    /// AudioThinking up to the query outputs.
+    pub thinking: f64,
+    /// The reasoning RVQ, the reconstruction branches (down-convs, fusion, FiLM) and their RVQs.
+    pub rvq: f64,
+}
+
+impl StageTimes {
+    pub fn add(&mut self, o: &StageTimes) {
+        self.mel += o.mel;
+        self.whisper += o.whisper;
+        self.musicfm += o.musicfm;
+        self.wavlm += o.wavlm;
+        self.thinking += o.thinking;
+        self.rvq += o.rvq;
+    }
+    pub fn total(&self) -> f64 {
+        self.mel + self.whisper + self.musicfm + self.wavlm + self.thinking + self.rvq
+    }
 }
 
 /// Called after each computed chunk with (done, total).
@@ -119,6 +150,13 @@ impl<B: Backend> Encoder<B> {
         if chunk.len() != c.chunking.chunk_samples {
             return Err(CodecError::Invalid(format!("a chunk holds {} samples, got {}", c.chunking.chunk_samples, chunk.len())));
         }
+        let mut clock = std::time::Instant::now();
+        let mut lap = |bk: &B| -> Result<f64> {
+            bk.sync()?;
+            let now = std::time::Instant::now();
+            Ok(now.duration_since(std::mem::replace(&mut clock, now)).as_secs_f64())
+        };
+        let mut times = StageTimes::default();
         let x16 = audio::resample_24k_to_16k(chunk);
         let n_mels = c.whisper.feature_extractor.n_mels;
         let mel_w = time_major(bk, &audio::whisper_log_mel(&x16, n_mels), n_mels)?;
@@ -127,16 +165,23 @@ impl<B: Backend> Encoder<B> {
         let mut wav16 = x16;
         wav16.extend(std::iter::repeat_n(0.0, 160));
         let wav16 = ops::upload_f32(bk, &[wav16.len()], &wav16, DType::F32)?;
+        times.mel = lap(bk)?;
 
         let whisper_out = self.whisper.forward(bk, &mel_w)?;
+        times.whisper = lap(bk)?;
         let hs = &c.musicfm.hidden_states;
         let streams = self.musicfm.forward(bk, &mel_m, (hs.acoustic, hs.semantic))?;
+        times.musicfm = lap(bk)?;
         let (wavlm_fe, wavlm_mean) = self.wavlm.forward(bk, &wav16)?;
-        let (reasoning_prevq, rvq) = self.thinking.forward(bk, &whisper_out, &streams.semantic)?;
+        times.wavlm = lap(bk)?;
+        let reasoning_prevq = self.thinking.forward(bk, &whisper_out, &streams.semantic)?;
+        times.thinking = lap(bk)?;
+        let rvq = self.thinking.vq.encode(bk, &reasoning_prevq)?;
         let reasoning_quantized = rvq.quantized.ok_or_else(|| CodecError::Invalid("the reasoning RVQ has no project_out".into()))?;
         let frames = c.chunking.reconstruction_frames_per_chunk;
         let s = film::Streams { whisper: &whisper_out, wavlm_mean: &wavlm_mean, semantic: &streams.semantic, acoustic: &streams.acoustic, reasoning: &reasoning_quantized };
         let branches = self.reconstruction.forward(bk, &s, frames)?;
+        times.rvq = lap(bk)?;
 
         let levels = c.reasoning_vq.levels;
         let reasoning: Vec<Vec<u32>> = ops::download_u32(bk, &rvq.codes)?.chunks(levels).map(<[u32]>::to_vec).collect();
@@ -159,6 +204,7 @@ impl<B: Backend> Encoder<B> {
             reasoning_prevq,
             reasoning_quantized,
             branch_prevq: branches.into_iter().map(|(f, _)| f).collect(),
+            times,
         })
     }
 }

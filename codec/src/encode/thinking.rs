@@ -13,7 +13,7 @@ use uniaudio_runtime::{ops, Backend, DType, Epilogue, Tensor};
 
 use super::config::EncoderConfig;
 use super::layers::{positions, self_attention, EncoderWeights, Lin, Ln};
-use super::rvq_search::{RvqOutput, RvqSearch};
+use super::rvq_search::RvqSearch;
 use crate::error::Result;
 use crate::load::{conv_to_runtime, fold_weight_norm};
 
@@ -130,8 +130,8 @@ impl<B: Backend> Thinking<B> {
     }
 
     /// Whisper output [2F, dw] and MusicFM's semantic stream [F, dm] -> the query outputs
-    /// [F / interval, dim] (the reasoning RVQ's input) and their codes.
-    pub fn forward(&self, bk: &B, whisper: &Tensor<B>, semantic: &Tensor<B>) -> Result<(Tensor<B>, RvqOutput<B>)> {
+    /// [F / interval, dim] (the reasoning RVQ's input).
+    pub fn forward(&self, bk: &B, whisper: &Tensor<B>, semantic: &Tensor<B>) -> Result<Tensor<B>> {
         let dw = whisper.dim_back(0);
         let frames = semantic.rows().min(whisper.rows() / 2);
         let groups = frames / self.interval;
@@ -157,8 +157,7 @@ impl<B: Backend> Thinking<B> {
         let query_ids: Vec<u32> = (0..groups).map(|g| (g * per + self.interval) as u32).collect();
         let queries = bk.alloc(DType::F32, &[groups, d])?;
         ops::embed_rows(bk, &x, &ops::upload_u32(bk, &[groups], &query_ids)?, &queries)?;
-        let codes = self.vq.encode(bk, &queries)?;
-        Ok((queries, codes))
+        Ok(queries)
     }
 
     /// cos/sin for the permuted head: rotated pairs first, then cos 1 / sin 0.

@@ -107,7 +107,7 @@ fn load_a(row: u32, col: u32, grp: u32) -> f32 {
     let c = col % p.c_in;
     let q = (col / p.c_in) % p.kw;
     let kp = col / (p.c_in * p.kw);
-    let hi = i * p.stride_w + kp;
+    let hi = i * p.stride_h + kp;
     let wi = j * p.stride_w + q;
     if hi < p.pad_h || hi - p.pad_h >= p.in_h || wi < p.pad_w || wi - p.pad_w >= p.in_w {
         return 0.0;

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use uniaudio_lm::convert::{convert, ConvertOptions};
 use uniaudio_lm::llm_yaml::LlmYaml;
@@ -34,13 +34,23 @@ pub struct ConvertArgs {
     /// Maximum shard size in MiB.
     #[arg(long, default_value_t = 2048)]
     shard_size_mib: usize,
-    /// Convert the codec instead: --checkpoint is ReasoningCodec.checkpoint, --sqcodec the
-    /// SQ-Codec weights, --config the codec config.json; only the decode subset is kept.
+    /// Convert the codec instead: --checkpoint is ReasoningCodec.checkpoint, --config the codec
+    /// config.json; its decoder sections take the decode subset (and need --sqcodec), its
+    /// encoder sections the encoder (from the checkpoint, else --whisper, --wavlm, --music-ssl).
     #[arg(long)]
     codec: bool,
-    /// sqcodec.pth (with --codec).
+    /// sqcodec.pth (with --codec, for the decoder).
     #[arg(long)]
     sqcodec: Option<PathBuf>,
+    /// whisper-medium/ Hugging Face folder (with --codec, where the checkpoint lacks Whisper).
+    #[arg(long)]
+    whisper: Option<PathBuf>,
+    /// wavlm/ Hugging Face folder (with --codec, where the checkpoint lacks WavLM).
+    #[arg(long)]
+    wavlm: Option<PathBuf>,
+    /// music_ssl.pt fairseq checkpoint (with --codec, where the checkpoint lacks MusicFM).
+    #[arg(long)]
+    music_ssl: Option<PathBuf>,
 }
 
 pub fn run(args: ConvertArgs) -> Result<()> {
@@ -96,12 +106,17 @@ fn check_ids_agree(c: &LmConfig, y: &LlmYaml, path: &std::path::Path) -> Result<
 }
 
 fn run_codec(args: &ConvertArgs) -> Result<()> {
-    let Some(sqcodec) = &args.sqcodec else { bail!("--codec needs --sqcodec sqcodec.pth") };
     let Some(config_path) = &args.config else { bail!("--codec needs --config with the codec's config.json") };
-    let config = uniaudio_codec::CodecConfig::load(config_path)?;
+    let text = std::fs::read_to_string(config_path).with_context(|| format!("reading {}", config_path.display()))?;
+    let config: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", config_path.display()))?;
+    let has_decoder = uniaudio_codec::config::DECODER_SECTIONS.iter().any(|s| config.get(s).is_some());
+    if has_decoder && args.sqcodec.is_none() {
+        bail!("--codec with a decoder config needs --sqcodec sqcodec.pth");
+    }
+    let sources = uniaudio_codec::encode::convert::EncoderSources { whisper: args.whisper.clone(), wavlm: args.wavlm.clone(), music_ssl: args.music_ssl.clone() };
     let bar = progress::steps(0, "converting codec tensors");
     let result = uniaudio_runtime::out_dir::write_atomically(&args.out, |dir| {
-        uniaudio_codec::convert::convert_codec(&args.checkpoint, sqcodec, &config, dir, &mut |done, total| {
+        uniaudio_codec::convert::convert(&args.checkpoint, args.sqcodec.as_deref(), &config, &sources, dir, &mut |done, total| {
             bar.set_length(total);
             bar.set_position(done);
         })

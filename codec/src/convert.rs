@@ -1,7 +1,8 @@
-//! Released codec checkpoints (`ReasoningCodec.checkpoint`, `sqcodec.pth`) to a codec
-//! directory, keeping only the decode subset. Read with the runtime's restricted torch
-//! reader: nothing in the files is executed, and entries outside the subset (encoders,
-//! EMA buffers, integer counters) are never inspected.
+//! Released codec checkpoints (`ReasoningCodec.checkpoint`, `sqcodec.pth`, and for the
+//! encoder the sub-model files of `encode::convert`) to a codec directory, keeping the
+//! decode subset, the encode subset or both (as the config's sections say). Read with the
+//! runtime's restricted torch reader: nothing in the files is executed, and entries outside
+//! the subsets (EMA buffers, integer counters, unused heads) are never inspected.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,7 +12,11 @@ use uniaudio_runtime::torch::{TorchCheckpoint, TorchTensor};
 use uniaudio_runtime::weights::{SafetensorsWriter, TensorSpec};
 use uniaudio_runtime::DType;
 
-use crate::config::CodecConfig;
+use serde_json::Value;
+
+use crate::config::{CodecConfig, DECODER_SECTIONS};
+use crate::encode::convert::{open_sources, plan as encoder_plan, EncoderSources};
+use crate::encode::EncoderConfig;
 use crate::error::{CodecError, Result};
 use crate::synth::{CODEC_FILE, CONFIG_FILE, SQ_FILE};
 use crate::tensors::{codec_tensors, pos_embed_table, sq_tensors, TensorList, POS_EMBED};
@@ -19,28 +24,98 @@ use crate::tensors::{codec_tensors, pos_embed_table, sq_tensors, TensorList, POS
 /// Writes codec.safetensors, sqcodec.safetensors and config.json into `dir` (existing, empty).
 /// `progress(done, total)` counts tensors.
 pub fn convert_codec(checkpoint: &Path, sqcodec: &Path, config: &CodecConfig, dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
-    let codec_ckpt = TorchCheckpoint::open(checkpoint)?;
-    let sq_ckpt = TorchCheckpoint::open(sqcodec)?;
-    let codec_list = codec_tensors(config);
-    let sq_list = sq_tensors(config);
-    let total = (codec_list.len() + sq_list.len()) as u64;
-    let pe_name = format!("{}{POS_EMBED}", config.flow.prefix);
-    let codec_plan = plan(&codec_ckpt, "model", &codec_list, &[pe_name.as_str()])?;
-    let sq_plan = plan(&sq_ckpt, "codec_model", &sq_list, &[])?;
-    let mut done = 0u64;
-    let pe = || pos_embed_table(config.flow.max_positions, config.flow.inner_dim);
-    write(&codec_ckpt, &codec_list, &codec_plan, &dir.join(CODEC_FILE), &pe_name, &pe, &mut || {
-        done += 1;
-        progress(done, total)
-    })?;
-    write(&sq_ckpt, &sq_list, &sq_plan, &dir.join(SQ_FILE), "", &pe, &mut || {
-        done += 1;
-        progress(done, total)
-    })?;
     let mut config = config.clone();
     config.init = None;
+    let value = serde_json::to_value(&config).expect("serialisable config");
+    convert(checkpoint, Some(sqcodec), &value, &EncoderSources::default(), dir, progress)
+}
+
+/// The general conversion: the decoder's tensors when `config` has the decoder's sections
+/// (then `sqcodec` is needed), the encoder's when it has the encoder's (from the codec
+/// checkpoint and `sources`), both into one codec.safetensors; config.json is `config`.
+pub fn convert(checkpoint: &Path, sqcodec: Option<&Path>, config: &Value, sources: &EncoderSources, dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
+    let has = |sections: &[&str]| sections.iter().any(|s| config.get(s).is_some());
+    let decoder = if has(&DECODER_SECTIONS) {
+        let c: CodecConfig = serde_json::from_value(config.clone()).map_err(|e| CodecError::Invalid(format!("invalid codec config: {e}")))?;
+        c.validate().map_err(CodecError::Invalid)?;
+        Some(c)
+    } else {
+        None
+    };
+    let encoder = if has(&EncoderConfig::SECTIONS) { Some(EncoderConfig::from_value(config).map_err(CodecError::Invalid)?) } else { None };
+    if decoder.is_none() && encoder.is_none() {
+        return Err(CodecError::Invalid("the config holds neither the decoder's nor the encoder's sections".into()));
+    }
+    let codec_ckpt = TorchCheckpoint::open(checkpoint)?;
+    let sq_ckpt = match (&decoder, sqcodec) {
+        (Some(_), Some(p)) => Some(TorchCheckpoint::open(p)?),
+        (Some(_), None) => return Err(CodecError::Invalid("the decoder needs the SQ-Codec weights (sqcodec.pth)".into())),
+        (None, _) => None,
+    };
+    let encoder_sources = match &encoder {
+        Some(e) => open_sources(e, checkpoint, sources)?,
+        None => Vec::new(),
+    };
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut sq_entries: Vec<Entry> = Vec::new();
+    if let (Some(c), Some(sq_ckpt)) = (&decoder, &sq_ckpt) {
+        let pe_name = format!("{}{POS_EMBED}", c.flow.prefix);
+        let mut decoder_plan = plan(&codec_ckpt, "model", &codec_tensors(c), &[pe_name.as_str()])?;
+        for (name, shape) in codec_tensors(c) {
+            let entry = match decoder_plan.remove(&name) {
+                Some(t) => Entry::torch(&codec_ckpt, t, name, shape),
+                None => Entry::computed(name, shape, pos_embed_table(c.flow.max_positions, c.flow.inner_dim)),
+            };
+            entries.push(entry);
+        }
+        let sq_list = sq_tensors(c);
+        let mut sq_plan = plan(sq_ckpt, "codec_model", &sq_list, &[])?;
+        for (name, shape) in sq_list {
+            let t = sq_plan.remove(&name).expect("plan checked that every SQ tensor exists");
+            sq_entries.push(Entry::torch(sq_ckpt, t, name, shape));
+        }
+    }
+    if let Some(e) = &encoder {
+        for (name, shape, origin) in encoder_plan(e, &encoder_sources)? {
+            // The reconstruction codebooks are the decoder's too: written once.
+            if !entries.iter().any(|x| x.name == name) {
+                entries.push(Entry { dtype: origin.dtype, name, shape, read: Box::new(move || origin.read()) });
+            }
+        }
+    }
+    let total = (entries.len() + sq_entries.len()) as u64;
+    let mut done = 0u64;
+    let mut tick = || {
+        done += 1;
+        progress(done, total)
+    };
+    write(&dir.join(CODEC_FILE), entries, &mut tick)?;
+    if decoder.is_some() {
+        write(&dir.join(SQ_FILE), sq_entries, &mut tick)?;
+    }
+    let mut config = config.clone();
+    if let Some(o) = config.as_object_mut() {
+        o.remove("init");
+    }
     let path = dir.join(CONFIG_FILE);
     std::fs::write(&path, serde_json::to_string_pretty(&config).expect("serialisable config")).map_err(|e| CodecError::Io { path, cause: e })
+}
+
+/// One tensor to write: its name, shape, dtype and how to get its bytes.
+struct Entry<'a> {
+    name: String,
+    shape: Vec<usize>,
+    dtype: DType,
+    read: Box<dyn Fn() -> Result<Vec<u8>> + 'a>,
+}
+
+impl<'a> Entry<'a> {
+    fn torch(ckpt: &'a TorchCheckpoint, t: TorchTensor, name: String, shape: Vec<usize>) -> Self {
+        Entry { name, shape, dtype: t.dtype, read: Box::new(move || Ok(ckpt.read(&t)?)) }
+    }
+    fn computed(name: String, shape: Vec<usize>, values: Vec<f32>) -> Self {
+        Entry { name, shape, dtype: DType::F32, read: Box::new(move || Ok(f32_to_bytes(&values, DType::F32))) }
+    }
 }
 
 /// The checkpoint tensor (if any) for each expected name; `optional` names may be absent.
@@ -74,27 +149,12 @@ fn plan(ckpt: &TorchCheckpoint, key: &str, expected: &TensorList, optional: &[&s
     Ok(by_name)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn write(
-    ckpt: &TorchCheckpoint,
-    list: &TensorList,
-    plan: &BTreeMap<String, TorchTensor>,
-    path: &Path,
-    computed_name: &str,
-    computed: &dyn Fn() -> Vec<f32>,
-    tick: &mut dyn FnMut(),
-) -> Result<()> {
-    let dtype_of = |name: &str| plan.get(name).map_or(DType::F32, |t| t.dtype);
-    let specs = list.iter().map(|(n, s)| TensorSpec::new(n.clone(), dtype_of(n), s)).collect();
+fn write(path: &Path, entries: Vec<Entry>, tick: &mut dyn FnMut()) -> Result<()> {
+    let specs = entries.iter().map(|e| TensorSpec::new(e.name.clone(), e.dtype, &e.shape)).collect();
     let metadata = BTreeMap::from([("format".to_string(), "pt".to_string())]);
     let mut writer = SafetensorsWriter::create(path, specs, &metadata)?;
-    for (name, _) in list {
-        let bytes = match plan.get(name) {
-            Some(t) => ckpt.read(t)?,
-            None if name == computed_name => f32_to_bytes(&computed(), DType::F32),
-            None => unreachable!("plan checked that `{name}` exists"),
-        };
-        writer.write_tensor(name, &bytes)?;
+    for e in &entries {
+        writer.write_tensor(&e.name, &(e.read)()?)?;
         tick();
     }
     writer.finish()?;

@@ -10,6 +10,7 @@
 pub mod bench;
 pub mod chunk;
 pub mod config;
+pub mod convert;
 mod film;
 mod layers;
 mod musicfm;

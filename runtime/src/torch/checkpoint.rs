@@ -125,14 +125,25 @@ impl TorchCheckpoint {
             .iter()
             .find(|(k, _)| *k == Value::Str(key.into()))
             .ok_or_else(|| bad(format!("no `{key}` entry (top-level keys: {})", self.top_level_keys().join(", "))))?;
-        let Value::Dict(items) = model else {
-            return Err(bad(refusal_or(&format!("`{key}` is not a state dict"), model)));
+        self.tensors_of(model, key, keep)
+    }
+
+    /// As `state_dict_where` for a file whose top level is the state dict itself
+    /// (`torch.save(model.state_dict())`, e.g. Hugging Face's `pytorch_model.bin`).
+    pub fn root_state_dict_where(&self, keep: &dyn Fn(&str) -> bool) -> Result<Vec<TorchTensor>> {
+        self.tensors_of(&self.root, "the top level", keep)
+    }
+
+    fn tensors_of(&self, dict: &Value, what: &str, keep: &dyn Fn(&str) -> bool) -> Result<Vec<TorchTensor>> {
+        let bad = |msg: String| Error::weights(&self.path, msg);
+        let Value::Dict(items) = dict else {
+            return Err(bad(refusal_or(&format!("`{what}` is not a state dict"), dict)));
         };
         items
             .iter()
             .filter(|(k, _)| !matches!(k, Value::Str(name) if !keep(name)))
             .map(|(k, v)| {
-                let Value::Str(name) = k else { return Err(bad(format!("`{key}` has a non-string key"))) };
+                let Value::Str(name) = k else { return Err(bad(format!("`{what}` has a non-string key"))) };
                 match v {
                     Value::Tensor(t) => self.describe(name, t),
                     other => Err(bad(refusal_or(&format!("`{name}` is not a tensor"), other))),

@@ -95,3 +95,18 @@ pub fn attention(isa: Isa, q: &[f32], k_cache: &[f32], v_cache: &[f32], out: &mu
         }
     });
 }
+
+/// Queries from which `attention_blocked` (GEMM-based) takes over from the streaming kernel.
+pub const BLOCKED_FROM: usize = 16;
+
+/// `attention` for many queries, through `attention_blocked`.
+pub fn attention_blocked(isa: Isa, q: &[f32], k_cache: &[f32], v_cache: &[f32], out: &mut [f32], s: AttnShape) {
+    let d = s.head_dim;
+    let group = s.heads / s.kv_heads.max(1);
+    let rows = |h: usize| (h / group) * s.capacity * d..((h / group) * s.capacity + s.kv_len) * d;
+    let k = |h: usize| &k_cache[rows(h)];
+    let v = |h: usize| &v_cache[rows(h)];
+    let visible = |t: usize| if s.causal { s.kv_len - s.queries + t + 1 } else { s.kv_len };
+    let p = super::attention_blocked::Problem { queries: s.queries, heads: s.heads, d, q, k: &k, v: &v, visible: &visible, bias: None };
+    super::attention_blocked::attention(isa, &p, out);
+}

@@ -103,7 +103,7 @@ pub fn conv1d(isa: Isa, x: &[f32], w: WeightSlice, bias: Option<WeightSlice>, ou
         return;
     }
     if p.groups > 1 {
-        return grouped_conv1d(x, w, &bias_vec(bias, d.c_out), out, d, p);
+        return grouped_conv1d(isa, x, w, &bias_vec(bias, d.c_out), out, d, p);
     }
     let per = frames_per_task(d.l_out, d.k * d.c_in);
     let tasks: Vec<(Frames, usize)> = (0..d.batch)
@@ -172,13 +172,32 @@ pub fn conv_transpose1d(isa: Isa, x: &[f32], w: WeightSlice, bias: Option<Weight
     run_tasks(isa, &tasks, &weights, &taps, d, &bias, None, false, out, gather);
 }
 
-/// Grouped convolution (WavLM's positional conv, depthwise convs): a direct kernel, one
-/// task per output frame; each output channel reads the C_in / groups channels of its group.
-fn grouped_conv1d(x: &[f32], w: WeightSlice, bias: &[f32], out: &mut [f32], d: ConvDims, p: ConvParams) {
+/// Channels per group from which a grouped convolution runs as one GEMM per group.
+const GEMM_GROUP_CHANNELS: usize = 8;
+
+/// Grouped convolution: each output channel reads the C_in / groups channels of its group.
+/// Wide groups run as GEMMs; narrow ones (depthwise) as a direct kernel, one task per frame.
+fn grouped_conv1d(isa: Isa, x: &[f32], w: WeightSlice, bias: &[f32], out: &mut [f32], d: ConvDims, p: ConvParams) {
     let cg = d.c_in / p.groups;
     let og = d.c_out / p.groups;
     let mut wf = vec![0f32; w.len()];
     w.widen_into(0, &mut wf);
+    if cg >= GEMM_GROUP_CHANNELS && og >= GEMM_GROUP_CHANNELS {
+        // Wide groups (WavLM's positional conv): one implicit GEMM per group.
+        for g in 0..p.groups {
+            let xg: Vec<f32> = x.chunks(d.c_in).flat_map(|row| row[g * cg..(g + 1) * cg].to_vec()).collect();
+            let mut yg: Vec<f32> = if p.accumulate { out.chunks(d.c_out).flat_map(|row| row[g * og..(g + 1) * og].to_vec()).collect() } else { vec![0f32; d.batch * d.l_out * og] };
+            let wg = &wf[g * og * d.k * cg..(g + 1) * og * d.k * cg];
+            let dg = ConvDims { c_in: cg, c_out: og, ..d };
+            let pg = ConvParams { groups: 1, ..p };
+            let bg = &bias[g * og..(g + 1) * og];
+            conv1d(isa, &xg, WeightSlice::F32(wg), Some(WeightSlice::F32(bg)), &mut yg, dg, pg);
+            for (row, src) in out.chunks_mut(d.c_out).zip(yg.chunks(og)) {
+                row[g * og..(g + 1) * og].copy_from_slice(src);
+            }
+        }
+        return;
+    }
     let virtual_len = d.l_in * p.upsample;
     out.par_chunks_mut(d.c_out).enumerate().for_each(|(row, y)| {
         let (b, j) = (row / d.l_out, row % d.l_out);

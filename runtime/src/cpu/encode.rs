@@ -3,6 +3,7 @@
 
 use rayon::prelude::*;
 
+use super::attention_blocked::{attention as blocked, head_major, Problem};
 use super::simd::{axpy_f32, dot_f32, Isa};
 use super::view::WeightSlice;
 
@@ -113,13 +114,30 @@ pub fn rel_pos_attention(isa: Isa, q: &[f32], k: &[f32], v: &[f32], gate: &[f32]
     if t * h * d == 0 {
         return;
     }
-    let scale = 1.0 / (d as f32).sqrt();
-    out.par_chunks_mut(d).enumerate().for_each_init(Vec::new, |scores: &mut Vec<f32>, (row, o)| {
-        let (i, hd) = (row / h, row % h);
+    let gate_of = |row: usize, hd: usize| -> f32 {
         let z = &gate[row * 8..][..8];
         let ga = sigmoid(z[0] + z[1] + z[2] + z[3]);
         let gb = sigmoid(z[4] + z[5] + z[6] + z[7]);
-        let g = ga * (gb * gate_const[hd] - 1.0) + 2.0;
+        ga * (gb * gate_const[hd] - 1.0) + 2.0
+    };
+    if t >= super::attention::BLOCKED_FROM {
+        let (kh, vh) = (head_major(k, t, h, d), head_major(v, t, h, d));
+        let keys = |hd: usize| &kh[hd * t * d..(hd + 1) * t * d];
+        let values = |hd: usize| &vh[hd * t * d..(hd + 1) * t * d];
+        let bias = |hd: usize, i: usize, row: &mut [f32]| {
+            let g = gate_of(i * h + hd, hd);
+            let rel_row = &rel[hd * (2 * t - 1) + t - 1 - i..][..t];
+            for (x, &b) in row.iter_mut().zip(rel_row) {
+                *x += g * b;
+            }
+        };
+        let p = Problem { queries: t, heads: h, d, q, k: &keys, v: &values, visible: &|_| t, bias: Some(&bias) };
+        return blocked(isa, &p, out);
+    }
+    let scale = 1.0 / (d as f32).sqrt();
+    out.par_chunks_mut(d).enumerate().for_each_init(Vec::new, |scores: &mut Vec<f32>, (row, o)| {
+        let (i, hd) = (row / h, row % h);
+        let g = gate_of(row, hd);
         let qv = &q[row * d..][..d];
         let rel_row = &rel[hd * (2 * t - 1)..][..2 * t - 1];
         scores.clear();

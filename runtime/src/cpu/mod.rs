@@ -3,6 +3,7 @@
 //! stored dtype straight from the memory map and widened to f32 in registers.
 
 mod attention;
+mod attention_blocked;
 pub mod bandwidth;
 pub mod peak;
 mod conv;
@@ -159,6 +160,10 @@ impl Backend for Cpu {
                 let capacity = k_cache.shape()[1];
                 let kv_heads = k.shape()[1];
                 attention::kv_append(f32s(k), f32s(v), u32s(positions), kv_heads, capacity, f32s_mut(k_cache)?, f32s_mut(v_cache)?, rope.map(f32s))
+            }
+            Op::Attention { q, k_cache, v_cache, out, kv_len, causal } if q.shape()[0] >= attention::BLOCKED_FROM => {
+                attention::attention_blocked(self.isa, f32s(q), f32s(k_cache), f32s(v_cache), f32s_mut(out)?, attention::AttnShape::new(q.shape(), k_cache.shape(), kv_len, causal));
+                Ok(())
             }
             Op::Attention { q, k_cache, v_cache, out, kv_len, causal } => {
                 let shape = attention::AttnShape::new(q.shape(), k_cache.shape(), kv_len, causal);

@@ -128,6 +128,27 @@ fn wgpu_or_skip() -> Option<Wgpu> {
 fn wgpu_encodes_the_fixture_exactly() {
     if let Some(gpu) = wgpu_or_skip() {
         check_intermediates(&gpu, "wgpu");
+        // e: two chunks batched (the GPU batch size); b: 16 kHz input.
         check_all_cases(&gpu, "wgpu", Some(&["b_16k_pcm16_7s05", "e_24k_pcm16_31s5"]));
     }
+}
+
+/// Two chunks in one batch (as GPUs run them) give the same codes as one at a time.
+fn check_batch_of_two<B: Backend>(backend: &B, label: &str) {
+    let encoder = Encoder::load(backend, &fixture_dir()).unwrap();
+    let case = cases().into_iter().find(|c| c["name"] == "e_24k_pcm16_31s5").unwrap();
+    let x = samples_24k(&case);
+    let n = encoder.config.chunking.chunk_samples;
+    let chunks = vec![uniaudio_audio::chunk_24k(&x, 0, n), uniaudio_audio::chunk_24k(&x, 1, n)];
+    let mut tokens = encoder.encode_chunks(backend, &chunks).unwrap().tokens;
+    let (want_r, want_s) = (frames(&case["reasoning"]), frames(&case["reconstruction"]));
+    tokens.reasoning.truncate(want_r.len());
+    tokens.reconstruction.truncate(want_s.len());
+    let problems: Vec<String> = [diff("reasoning", &tokens.reasoning, &want_r), diff("reconstruction", &tokens.reconstruction, &want_s)].into_iter().flatten().collect();
+    assert!(problems.is_empty(), "[{label}] batch of 2: {}", problems.join("; "));
+}
+
+#[test]
+fn cpu_batch_of_two_chunks_matches() {
+    check_batch_of_two(&Cpu::new(), "cpu");
 }

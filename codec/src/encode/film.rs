@@ -22,10 +22,15 @@ impl<B: Backend> DownConv<B> {
         Ok(DownConv { lin: Lin::from_host(l, &strided_conv_as_linear(&w, ch, ch, k), Some(&b), ch, k * ch)?, k })
     }
 
-    /// x [T, C] -> [frames, C] from the first frames·K rows.
-    fn apply(&self, bk: &B, x: &Tensor<B>, frames: usize) -> Result<Tensor<B>> {
-        let c = x.dim_back(0);
-        self.lin.apply(bk, &x.narrow(0, frames * self.k)?.reshape(&[frames, self.k * c])?, Epilogue::Store)
+    /// x [B·T, C] -> [B·frames, C], each chunk's frames from its first frames·K rows.
+    fn apply(&self, bk: &B, x: &Tensor<B>, batch: usize, frames: usize) -> Result<Tensor<B>> {
+        let (rows, c) = (x.rows() / batch, x.dim_back(0));
+        let out = bk.alloc(DType::F32, &[batch * frames, self.lin.out_dim()])?;
+        for b in 0..batch {
+            let x = x.narrow(b * rows, frames * self.k)?.reshape(&[frames, self.k * c])?;
+            self.lin.run(bk, &x, &out.narrow(b * frames, frames)?, Epilogue::Store)?;
+        }
+        Ok(out)
     }
 }
 
@@ -88,18 +93,19 @@ impl<B: Backend> Reconstruction<B> {
         })
     }
 
-    /// `frames` reconstruction frames -> the branches' FiLM outputs (phone, structure,
-    /// acoustic; each [frames, codec_dim]) and their codes [frames, levels].
-    pub fn forward(&self, bk: &B, s: &Streams<B>, frames: usize) -> Result<Vec<(Tensor<B>, Tensor<B>)>> {
+    /// `frames` reconstruction frames per chunk (B chunks) -> the branches' FiLM outputs
+    /// (phone, structure, acoustic; each [B·frames, codec_dim]) and codes [B·frames, levels].
+    pub fn forward(&self, bk: &B, s: &Streams<B>, batch: usize, frames: usize) -> Result<Vec<(Tensor<B>, Tensor<B>)>> {
         // Reasoning feature at 12.5 Hz: frame i takes reasoning frame ⌊2i/5⌋ (nearest ×2.5).
         let r = self.reason_adaptor.apply(bk, s.reasoning, Epilogue::Store)?;
-        let ids: Vec<u32> = (0..frames).map(|i| (2 * i / 5) as u32).collect();
-        let cond = bk.alloc(DType::F32, &[frames, r.dim_back(0)])?;
-        ops::embed_rows(bk, &r, &ops::upload_u32(bk, &[frames], &ids)?, &cond)?;
-        let phone = self.phone.apply(bk, &self.wavlm4.apply(bk, s.wavlm_mean, frames)?, Epilogue::Store)?;
-        let structure = self.structure.apply(bk, &self.semantic2.apply(bk, s.semantic, frames)?, Epilogue::Store)?;
-        let acoustic = self.acoustic_musicfm.apply(bk, &self.acoustic2.apply(bk, s.acoustic, frames)?, Epilogue::Store)?;
-        let whisper = self.whisper4.apply(bk, s.whisper, frames)?;
+        let per = r.rows() / batch;
+        let ids: Vec<u32> = (0..batch * frames).map(|i| ((i / frames) * per + 2 * (i % frames) / 5) as u32).collect();
+        let cond = bk.alloc(DType::F32, &[batch * frames, r.dim_back(0)])?;
+        ops::embed_rows(bk, &r, &ops::upload_u32(bk, &[batch * frames], &ids)?, &cond)?;
+        let phone = self.phone.apply(bk, &self.wavlm4.apply(bk, s.wavlm_mean, batch, frames)?, Epilogue::Store)?;
+        let structure = self.structure.apply(bk, &self.semantic2.apply(bk, s.semantic, batch, frames)?, Epilogue::Store)?;
+        let acoustic = self.acoustic_musicfm.apply(bk, &self.acoustic2.apply(bk, s.acoustic, batch, frames)?, Epilogue::Store)?;
+        let whisper = self.whisper4.apply(bk, s.whisper, batch, frames)?;
         ops::matmul(bk, &whisper, &self.acoustic_whisper.w, &acoustic, WeightLayout::OutIn, true)?;
         let mut out = Vec::new();
         for (feature, branch) in [phone, structure, acoustic].into_iter().zip(&self.branches) {

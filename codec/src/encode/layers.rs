@@ -137,24 +137,29 @@ impl<B: Backend> Ln<B> {
     }
 }
 
-/// Bidirectional multi-head attention over T tokens: q, k, v [T, H·D] -> [T, H·D]
-/// (K and V go through the runtime's cache layout [H, T, D]).
-pub fn self_attention<B: Backend>(bk: &B, q: &Tensor<B>, k: &Tensor<B>, v: &Tensor<B>, heads: usize, positions: &Tensor<B>) -> Result<Tensor<B>> {
-    let t = q.rows();
+/// Bidirectional multi-head attention within each of `batch` sequences of T tokens:
+/// q, k, v [batch·T, H·D] -> [batch·T, H·D] (K and V go through the runtime's cache
+/// layout [H, T, D]; `positions` is 0..T).
+pub fn self_attention<B: Backend>(bk: &B, q: &Tensor<B>, k: &Tensor<B>, v: &Tensor<B>, heads: usize, batch: usize, positions: &Tensor<B>) -> Result<Tensor<B>> {
+    let t = positions.numel();
     let d = q.dim_back(0) / heads;
     let shape = [t, heads, d];
     let k_cache = bk.alloc(DType::F32, &[heads, t, d])?;
     let v_cache = bk.alloc(DType::F32, &[heads, t, d])?;
-    ops::kv_append(bk, &k.reshape(&shape)?, &v.reshape(&shape)?, positions, &k_cache, &v_cache)?;
-    let out = bk.alloc(DType::F32, &shape)?;
-    ops::attention(bk, &q.reshape(&shape)?, &k_cache, &v_cache, &out, t, false)?;
-    Ok(out.reshape(&[t, heads * d])?)
+    let out = bk.alloc(DType::F32, &[batch * t, heads, d])?;
+    for b in 0..batch {
+        let rows = |x: &Tensor<B>| -> Result<Tensor<B>> { Ok(x.narrow(b * t, t)?.reshape(&shape)?) };
+        ops::kv_append(bk, &rows(k)?, &rows(v)?, positions, &k_cache, &v_cache)?;
+        ops::attention(bk, &rows(q)?, &k_cache, &v_cache, &out.narrow(b * t, t)?, t, false)?;
+    }
+    Ok(out.reshape(&[batch * t, heads * d])?)
 }
 
-/// Positions 0..t as a u32 tensor (K/V rows of `self_attention`, RoPE rows).
-pub fn positions<B: Backend>(bk: &B, t: usize) -> Result<Tensor<B>> {
-    let ids: Vec<u32> = (0..t as u32).collect();
-    Ok(ops::upload_u32(bk, &[t], &ids)?)
+/// Positions 0..t, `batch` times, as a u32 tensor (K/V rows of `self_attention` take one
+/// repeat, RoPE rows all of them).
+pub fn positions<B: Backend>(bk: &B, batch: usize, t: usize) -> Result<Tensor<B>> {
+    let ids: Vec<u32> = (0..batch * t).map(|i| (i % t.max(1)) as u32).collect();
+    Ok(ops::upload_u32(bk, &[batch * t], &ids)?)
 }
 
 /// torch Conv1d weight [C_out, C_in, K] as the `Linear` weight of a stride = kernel

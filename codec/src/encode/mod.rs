@@ -133,24 +133,42 @@ impl<B: Backend> Encoder<B> {
         }
         let plan = ChunkPlan::new(samples.len(), &self.config.chunking);
         let mut tokens = Tokens::default();
-        for k in 0..plan.chunks {
-            let chunk = audio::chunk_24k(samples, k, self.config.chunking.chunk_samples);
-            let out = self.encode_chunk(bk, &chunk)?;
+        let batch = self.batch_size::<B>();
+        for first in (0..plan.chunks).step_by(batch) {
+            let chunks: Vec<Vec<f32>> = (first..plan.chunks.min(first + batch)).map(|k| audio::chunk_24k(samples, k, self.config.chunking.chunk_samples)).collect();
+            let out = self.encode_chunks(bk, &chunks)?;
             tokens.reasoning.extend(out.tokens.reasoning);
             tokens.reconstruction.extend(out.tokens.reconstruction);
-            progress(k + 1, plan.chunks);
+            progress(first + chunks.len(), plan.chunks);
         }
         tokens.reasoning.truncate(plan.reasoning_frames);
         tokens.reconstruction.truncate(plan.reconstruction_frames);
         Ok(tokens)
     }
 
+    /// Chunks per batch: the config's on GPUs; one on the CPU, whose GEMMs are already
+    /// large at one chunk (a batch would only cost memory).
+    pub fn batch_size<C: Backend>(&self) -> usize {
+        if C::NAME == "cpu" {
+            1
+        } else {
+            self.config.chunking.batch_size.max(1)
+        }
+    }
+
     /// One chunk of `chunk_samples` 24 kHz samples -> its codes and stage outputs.
     pub fn encode_chunk(&self, bk: &B, chunk: &[f32]) -> Result<ChunkOutput<B>> {
+        self.encode_chunks(bk, std::slice::from_ref(&chunk.to_vec()))
+    }
+
+    /// A batch of chunks -> their codes (chunk after chunk) and stage outputs (rows of
+    /// chunk b after those of chunk b − 1).
+    pub fn encode_chunks(&self, bk: &B, chunks: &[Vec<f32>]) -> Result<ChunkOutput<B>> {
         let c = &self.config;
-        if chunk.len() != c.chunking.chunk_samples {
-            return Err(CodecError::Invalid(format!("a chunk holds {} samples, got {}", c.chunking.chunk_samples, chunk.len())));
+        if chunks.is_empty() || chunks.iter().any(|ch| ch.len() != c.chunking.chunk_samples) {
+            return Err(CodecError::Invalid(format!("a batch holds chunks of {} samples each", c.chunking.chunk_samples)));
         }
+        let batch = chunks.len();
         let mut clock = std::time::Instant::now();
         let mut lap = |bk: &B| -> Result<f64> {
             bk.sync()?;
@@ -158,35 +176,41 @@ impl<B: Backend> Encoder<B> {
             Ok(now.duration_since(std::mem::replace(&mut clock, now)).as_secs_f64())
         };
         let mut times = StageTimes::default();
-        let x16 = audio::resample_24k_to_16k(chunk);
         let n_mels = c.whisper.feature_extractor.n_mels;
-        let mel_w = time_major(bk, &audio::whisper_log_mel(&x16, n_mels), n_mels)?;
-        let mel_m = time_major(bk, &audio::musicfm_mel(chunk), audio::MUSICFM_MELS)?;
-        // WavLM reads the 16 kHz chunk followed by 160 zeros.
-        let mut wav16 = x16;
-        wav16.extend(std::iter::repeat_n(0.0, 160));
-        let wav16 = ops::upload_f32(bk, &[wav16.len()], &wav16, DType::F32)?;
+        let (mut mel_w, mut mel_m, mut wav16) = (Vec::new(), Vec::new(), Vec::new());
+        for chunk in chunks {
+            let x16 = audio::resample_24k_to_16k(chunk);
+            mel_w.extend(time_major(&audio::whisper_log_mel(&x16, n_mels), n_mels));
+            mel_m.extend(time_major(&audio::musicfm_mel(chunk), audio::MUSICFM_MELS));
+            // WavLM reads the 16 kHz chunk followed by 160 zeros.
+            wav16.extend(x16);
+            wav16.extend(std::iter::repeat_n(0.0, 160));
+        }
+        let mel_w = ops::upload_f32(bk, &[mel_w.len() / n_mels, n_mels], &mel_w, DType::F32)?;
+        let mel_frames = mel_m.len() / audio::MUSICFM_MELS / batch;
+        let mel_m = ops::upload_f32(bk, &[batch * mel_frames, audio::MUSICFM_MELS], &mel_m, DType::F32)?;
+        let wav16 = ops::upload_f32(bk, &[batch, wav16.len() / batch], &wav16, DType::F32)?;
         times.mel = lap(bk)?;
 
         let whisper_out = self.whisper.forward(bk, &mel_w)?;
         times.whisper = lap(bk)?;
         let hs = &c.musicfm.hidden_states;
-        let streams = self.musicfm.forward(bk, &mel_m, (hs.acoustic, hs.semantic))?;
+        let streams = self.musicfm.forward(bk, &mel_m, mel_frames, (hs.acoustic, hs.semantic))?;
         times.musicfm = lap(bk)?;
         let (wavlm_fe, wavlm_mean) = self.wavlm.forward(bk, &wav16)?;
         times.wavlm = lap(bk)?;
-        let reasoning_prevq = self.thinking.forward(bk, &whisper_out, &streams.semantic)?;
+        let reasoning_prevq = self.thinking.forward(bk, &whisper_out, &streams.semantic, batch)?;
         times.thinking = lap(bk)?;
         let rvq = self.thinking.vq.encode(bk, &reasoning_prevq)?;
         let reasoning_quantized = rvq.quantized.ok_or_else(|| CodecError::Invalid("the reasoning RVQ has no project_out".into()))?;
         let frames = c.chunking.reconstruction_frames_per_chunk;
         let s = film::Streams { whisper: &whisper_out, wavlm_mean: &wavlm_mean, semantic: &streams.semantic, acoustic: &streams.acoustic, reasoning: &reasoning_quantized };
-        let branches = self.reconstruction.forward(bk, &s, frames)?;
+        let branches = self.reconstruction.forward(bk, &s, batch, frames)?;
         times.rvq = lap(bk)?;
 
         let levels = c.reasoning_vq.levels;
         let reasoning: Vec<Vec<u32>> = ops::download_u32(bk, &rvq.codes)?.chunks(levels).map(<[u32]>::to_vec).collect();
-        let mut reconstruction = vec![vec![0u32; c.reconstruction_rows()]; frames];
+        let mut reconstruction = vec![vec![0u32; c.reconstruction_rows()]; batch * frames];
         for ((_, codes), group) in branches.iter().zip(&c.reconstruction.groups) {
             let codes = ops::download_u32(bk, codes)?;
             for (f, row) in reconstruction.iter_mut().enumerate() {
@@ -210,8 +234,8 @@ impl<B: Backend> Encoder<B> {
     }
 }
 
-/// [bins, frames] row-major (the spectrograms' layout) -> a [frames, bins] device tensor.
-fn time_major<B: Backend>(bk: &B, m: &[f32], bins: usize) -> Result<Tensor<B>> {
+/// [bins, frames] row-major (the spectrograms' layout) -> [frames, bins].
+fn time_major(m: &[f32], bins: usize) -> Vec<f32> {
     let frames = m.len() / bins.max(1);
     let mut t = vec![0f32; m.len()];
     for b in 0..bins {
@@ -219,5 +243,5 @@ fn time_major<B: Backend>(bk: &B, m: &[f32], bins: usize) -> Result<Tensor<B>> {
             t[f * bins + b] = m[b * frames + f];
         }
     }
-    Ok(ops::upload_f32(bk, &[frames, bins], &t, DType::F32)?)
+    t
 }

@@ -140,17 +140,19 @@ impl<B: Backend> MusicFm<B> {
         Ok(MusicFm { front, proj, layers, inv_freq, heads: m.heads, kernel: k, half: l.fill(e, 0.5)?, ones: l.fill(e, 1.0)? })
     }
 
-    /// Normalised mel [T, 128] (time-major) -> the acoustic and semantic hidden states.
-    pub fn forward(&self, bk: &B, mel: &Tensor<B>, streams: (usize, usize)) -> Result<MusicFmStreams<B>> {
-        let t = mel.rows();
-        let mut x = mel.reshape(&[1, t, MUSICFM_MELS, 1])?;
+    /// Normalised mels [B·T, 128] (time-major, B chunks of `t` frames) -> the acoustic and
+    /// semantic hidden states [B·T/4, encoder_dim].
+    pub fn forward(&self, bk: &B, mel: &Tensor<B>, t: usize, streams: (usize, usize)) -> Result<MusicFmStreams<B>> {
+        let batch = mel.rows() / t;
+        let mut x = mel.reshape(&[batch, t, MUSICFM_MELS, 1])?;
         for module in &self.front {
             x = res2d(bk, module, &x)?;
         }
         let [_, t4, f4, ch] = [x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]];
-        let mut h = self.proj.apply(bk, &x.reshape(&[t4, f4 * ch])?, Epilogue::Store)?;
+        let mut h = self.proj.apply(bk, &x.reshape(&[batch * t4, f4 * ch])?, Epilogue::Store)?;
         let e = h.dim_back(0);
-        let pos = positions(bk, t4)?;
+        let pos = positions(bk, 1, t4)?;
+        let rope_pos = positions(bk, batch, t4)?;
         let table = ops::upload_f32(bk, &[t4, 2 * self.inv_freq.len()], &ops::rope_table(&self.inv_freq, t4), DType::F32)?;
         let (mut acoustic, mut semantic) = (None, None);
         for (i, layer) in self.layers.iter().enumerate() {
@@ -160,7 +162,7 @@ impl<B: Backend> MusicFm<B> {
             if i == streams.1 {
                 semantic = Some(h.clone());
             }
-            h = self.layer(bk, layer, h, &pos, &table, e)?;
+            h = self.layer(bk, layer, h, (&pos, &rope_pos), &table, e, batch)?;
         }
         let last = self.layers.len();
         let pick = |slot: Option<Tensor<B>>, k: usize| if k == last { h.clone() } else { slot.expect("stream index below the layers run") };
@@ -168,7 +170,9 @@ impl<B: Backend> MusicFm<B> {
     }
 
     /// One conformer layer; returns a new tensor (the input is kept as a hidden state).
-    fn layer(&self, bk: &B, l: &Layer<B>, x: Tensor<B>, pos: &Tensor<B>, table: &Tensor<B>, e: usize) -> Result<Tensor<B>> {
+    #[allow(clippy::too_many_arguments)]
+    fn layer(&self, bk: &B, l: &Layer<B>, x: Tensor<B>, pos: (&Tensor<B>, &Tensor<B>), table: &Tensor<B>, e: usize, batch: usize) -> Result<Tensor<B>> {
+        let (pos, rope_pos) = pos;
         let t = x.rows();
         let h = bk.alloc(DType::F32, &[t, e])?;
         ops::blend(bk, &x, &x, 1.0, 0.0, &h)?;
@@ -180,18 +184,18 @@ impl<B: Backend> MusicFm<B> {
         let a = l.att_ln.apply(bk, &h)?;
         let hd = e / self.heads;
         let rot = bk.alloc(DType::F32, &[t, self.heads, hd])?;
-        ops::rope(bk, &a.reshape(&[t, self.heads, hd])?, pos, table, &rot)?;
+        ops::rope(bk, &a.reshape(&[t, self.heads, hd])?, rope_pos, table, &rot)?;
         let rot = rot.reshape(&[t, e])?;
         let q = l.q.apply(bk, &rot, Epilogue::Store)?;
         let k = l.k.apply(bk, &rot, Epilogue::Store)?;
         let v = l.v.apply(bk, &a, Epilogue::Store)?;
-        let att = self_attention(bk, &q, &k, &v, self.heads, pos)?;
+        let att = self_attention(bk, &q, &k, &v, self.heads, batch, pos)?;
         l.out.run(bk, &att, &h, residual)?;
         // Convolution module: LN, pointwise to 2E, GLU, depthwise (BatchNorm folded), SiLU, pointwise.
         let u = l.pw1.apply(bk, &l.conv_ln.apply(bk, &h)?, Epilogue::Store)?;
-        let g = bk.alloc(DType::F32, &[1, t, e])?;
+        let g = bk.alloc(DType::F32, &[batch, t / batch, e])?;
         ops::glu(bk, &u, &g.reshape(&[t, e])?)?;
-        let dw = bk.alloc(DType::F32, &[1, t, e])?;
+        let dw = bk.alloc(DType::F32, &[batch, t / batch, e])?;
         let same = ConvParams { groups: e, pad_left: (self.kernel - 1) / 2, ..ConvParams::plain() };
         ops::conv1d(bk, &g, &l.dw_w, Some(&l.dw_b), &dw, same)?;
         ops::unary(bk, &dw, &dw, UnaryFn::Silu)?;
@@ -204,10 +208,10 @@ impl<B: Backend> MusicFm<B> {
 
 /// y = ReLU(BN3(conv3(x)) + BN2(conv2(ReLU(BN1(conv1(x)))))), strides (2, 2).
 fn res2d<B: Backend>(bk: &B, m: &Res2d<B>, x: &Tensor<B>) -> Result<Tensor<B>> {
-    let (t, f) = (x.shape()[1], x.shape()[2]);
+    let (batch, t, f) = (x.shape()[0], x.shape()[1], x.shape()[2]);
     let ch = m.conv1.b.numel();
     let down = |n: usize| (n + 2 - 3) / 2 + 1;
-    let shape = [1, down(t), down(f), ch];
+    let shape = [batch, down(t), down(f), ch];
     let strided = Conv2dParams { stride: [2, 2], pad: [1, 1], accumulate: false, relu: true };
     let a = bk.alloc(DType::F32, &shape)?;
     ops::conv2d(bk, x, &m.conv1.w, Some(&m.conv1.b), &a, strided)?;

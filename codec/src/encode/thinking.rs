@@ -129,34 +129,43 @@ impl<B: Backend> Thinking<B> {
         })
     }
 
-    /// Whisper output [2F, dw] and MusicFM's semantic stream [F, dm] -> the query outputs
-    /// [F / interval, dim] (the reasoning RVQ's input).
-    pub fn forward(&self, bk: &B, whisper: &Tensor<B>, semantic: &Tensor<B>) -> Result<Tensor<B>> {
+    /// Whisper output [B·2F, dw] and MusicFM's semantic stream [B·F, dm] (B chunks) -> the
+    /// query outputs [B·F / interval, dim] (the reasoning RVQ's input).
+    pub fn forward(&self, bk: &B, whisper: &Tensor<B>, semantic: &Tensor<B>, batch: usize) -> Result<Tensor<B>> {
         let dw = whisper.dim_back(0);
-        let frames = semantic.rows().min(whisper.rows() / 2);
-        let groups = frames / self.interval;
+        let (w_rows, s_rows) = (whisper.rows() / batch, semantic.rows() / batch);
+        let groups = s_rows.min(w_rows / 2) / self.interval;
         let frames = groups * self.interval;
         let d = self.cls.len();
-        let down = self.down.apply(bk, &whisper.narrow(0, 2 * frames)?.reshape(&[frames, 2 * dw])?, Epilogue::Store)?;
-        // Rows 0..frames: the merged frames; row `frames`: the query token.
-        let table = bk.alloc(DType::F32, &[frames + 1, d])?;
-        let merged = table.narrow(0, frames)?;
-        self.merge_whisper.run(bk, &down, &merged, Epilogue::Store)?;
-        ops::matmul(bk, &semantic.narrow(0, frames)?, &self.merge_musicfm.w, &merged, uniaudio_runtime::WeightLayout::OutIn, true)?;
-        bk.write(&table.narrow(frames, 1)?, bytemuck::cast_slice(&self.cls))?;
+        // Rows b·frames..: chunk b's merged frames; the last row: the query token.
+        let table = bk.alloc(DType::F32, &[batch * frames + 1, d])?;
+        for b in 0..batch {
+            let w = whisper.narrow(b * w_rows, 2 * frames)?.reshape(&[frames, 2 * dw])?;
+            let down = self.down.apply(bk, &w, Epilogue::Store)?;
+            let merged = table.narrow(b * frames, frames)?;
+            self.merge_whisper.run(bk, &down, &merged, Epilogue::Store)?;
+            ops::matmul(bk, &semantic.narrow(b * s_rows, frames)?, &self.merge_musicfm.w, &merged, uniaudio_runtime::WeightLayout::OutIn, true)?;
+        }
+        bk.write(&table.narrow(batch * frames, 1)?, bytemuck::cast_slice(&self.cls))?;
         let per = self.interval + 1;
         let tokens = groups * per;
-        let ids: Vec<u32> = (0..tokens).map(|i| if i % per == self.interval { frames } else { (i / per) * self.interval + i % per } as u32).collect();
-        let x = bk.alloc(DType::F32, &[tokens, d])?;
-        ops::embed_rows(bk, &table, &ops::upload_u32(bk, &[tokens], &ids)?, &x)?;
-        let pos = positions(bk, tokens)?;
+        let ids: Vec<u32> = (0..batch * tokens)
+            .map(|i| {
+                let (b, i) = (i / tokens, i % tokens);
+                if i % per == self.interval { batch * frames } else { b * frames + (i / per) * self.interval + i % per }
+            } as u32)
+            .collect();
+        let x = bk.alloc(DType::F32, &[batch * tokens, d])?;
+        ops::embed_rows(bk, &table, &ops::upload_u32(bk, &[batch * tokens], &ids)?, &x)?;
+        let pos = positions(bk, 1, tokens)?;
+        let rope_pos = positions(bk, batch, tokens)?;
         for (block, freqs) in self.blocks.iter().zip(&self.inv_freq) {
             let table = self.rope_table(bk, freqs, tokens)?;
-            self.block(bk, block, &x, &pos, &table)?;
+            self.block(bk, block, &x, (&pos, &rope_pos), &table, batch)?;
         }
-        let query_ids: Vec<u32> = (0..groups).map(|g| (g * per + self.interval) as u32).collect();
-        let queries = bk.alloc(DType::F32, &[groups, d])?;
-        ops::embed_rows(bk, &x, &ops::upload_u32(bk, &[groups], &query_ids)?, &queries)?;
+        let query_ids: Vec<u32> = (0..batch * groups).map(|g| (g * per + self.interval) as u32).collect();
+        let queries = bk.alloc(DType::F32, &[batch * groups, d])?;
+        ops::embed_rows(bk, &x, &ops::upload_u32(bk, &[batch * groups], &query_ids)?, &queries)?;
         Ok(queries)
     }
 
@@ -179,7 +188,8 @@ impl<B: Backend> Thinking<B> {
         Ok(ops::upload_f32(bk, &[tokens, self.head_dim], &table, DType::F32)?)
     }
 
-    fn block(&self, bk: &B, b: &Block<B>, x: &Tensor<B>, pos: &Tensor<B>, table: &Tensor<B>) -> Result<()> {
+    fn block(&self, bk: &B, b: &Block<B>, x: &Tensor<B>, pos: (&Tensor<B>, &Tensor<B>), table: &Tensor<B>, batch: usize) -> Result<()> {
+        let (pos, rope_pos) = pos;
         let (t, d) = (x.rows(), x.dim_back(0));
         let heads_rows = [t * self.heads, self.head_dim];
         let head_shape = [t, self.heads, self.head_dim];
@@ -187,13 +197,13 @@ impl<B: Backend> Thinking<B> {
             let y = lin.apply(bk, x, Epilogue::Store)?;
             let n = norm.apply(bk, &y.reshape(&heads_rows)?)?;
             let r = bk.alloc(DType::F32, &head_shape)?;
-            ops::rope(bk, &n.reshape(&head_shape)?, pos, table, &r)?;
+            ops::rope(bk, &n.reshape(&head_shape)?, rope_pos, table, &r)?;
             Ok(r.reshape(&[t, d])?)
         };
         let q = qk(&b.q, &b.q_norm)?;
         let k = qk(&b.k, &b.k_norm)?;
         let v = b.v.apply(bk, x, Epilogue::Store)?;
-        let att = self_attention(bk, &q, &k, &v, self.heads, pos)?;
+        let att = self_attention(bk, &q, &k, &v, self.heads, batch, pos)?;
         b.out.run(bk, &att, x, Epilogue::GatedAdd { gate: &b.attn_scale })?;
         let u = b.up.apply(bk, x, Epilogue::Store)?;
         let g = bk.alloc(DType::F32, &[t, u.dim_back(0) / 2])?;

@@ -100,14 +100,15 @@ impl<B: Backend> Wavlm<B> {
         })
     }
 
-    /// 16 kHz samples (the chunk plus 160 zeros) -> the feature encoder's output
-    /// [frames, conv_dim] and the mean hidden state [frames, hidden].
+    /// 16 kHz samples [B, L] (each chunk plus 160 zeros) -> the feature encoder's output
+    /// [B·frames, conv_dim] and the mean hidden state [B·frames, hidden].
     pub fn forward(&self, bk: &B, wav16: &Tensor<B>) -> Result<(Tensor<B>, Tensor<B>)> {
-        let mut x = wav16.reshape(&[1, wav16.numel(), 1])?;
+        let batch = wav16.shape()[0];
+        let mut x = wav16.reshape(&[batch, wav16.shape()[1], 1])?;
         for (i, (w, stride)) in self.convs.iter().enumerate() {
             let (c_out, k) = (w.shape()[0], w.shape()[1]);
             let l_out = (x.shape()[1] - k) / stride + 1;
-            let y = bk.alloc(DType::F32, &[1, l_out, c_out])?;
+            let y = bk.alloc(DType::F32, &[batch, l_out, c_out])?;
             ops::conv1d(bk, &x, w, None, &y, ConvParams { stride: *stride, ..ConvParams::plain() })?;
             let y = if i == 0 {
                 let z = bk.alloc(DType::F32, y.shape())?;
@@ -120,17 +121,17 @@ impl<B: Backend> Wavlm<B> {
             x = y;
         }
         let (t, conv_dim) = (x.shape()[1], x.shape()[2]);
-        let fe = x.reshape(&[t, conv_dim])?;
+        let fe = x.reshape(&[batch * t, conv_dim])?;
         let mut h = self.proj.apply(bk, &self.proj_ln.apply(bk, &fe)?, Epilogue::Store)?;
         let hid = h.dim_back(0);
-        let pos = bk.alloc(DType::F32, &[1, t, hid])?;
+        let pos = bk.alloc(DType::F32, &[batch, t, hid])?;
         let conv = ConvParams { groups: self.pos_groups, pad_left: self.pos_kernel / 2, ..ConvParams::plain() };
-        ops::conv1d(bk, &h.reshape(&[1, t, hid])?, &self.pos_w, Some(&self.pos_b), &pos, conv)?;
+        ops::conv1d(bk, &h.reshape(&[batch, t, hid])?, &self.pos_w, Some(&self.pos_b), &pos, conv)?;
         ops::unary(bk, &pos, &pos, UnaryFn::GeluErf)?;
-        ops::add(bk, &h, &pos.reshape(&[t, hid])?, &h)?;
+        ops::add(bk, &h, &pos.reshape(&[batch * t, hid])?, &h)?;
         h = self.enc_ln.apply(bk, &h)?;
         let rel = ops::upload_f32(bk, &[self.heads, 2 * t - 1], &self.rel_bias(t), DType::F32)?;
-        let mean = bk.alloc(DType::F32, &[t, hid])?;
+        let mean = bk.alloc(DType::F32, &[batch * t, hid])?;
         let add_to_mean = |state: &Tensor<B>, index: usize| -> Result<()> {
             for _ in self.mean_of.iter().filter(|&&k| k == index) {
                 ops::add(bk, &mean, state, &mean)?;
@@ -139,7 +140,7 @@ impl<B: Backend> Wavlm<B> {
         };
         add_to_mean(&h, 0)?;
         for (i, layer) in self.layers.iter().enumerate() {
-            h = self.layer(bk, layer, &h, &rel)?;
+            h = self.layer(bk, layer, &h, &rel, batch)?;
             add_to_mean(&h, i + 1)?;
         }
         let scale = 1.0 / self.mean_of.len() as f32;
@@ -147,20 +148,24 @@ impl<B: Backend> Wavlm<B> {
         Ok((fe, mean))
     }
 
-    fn layer(&self, bk: &B, l: &Layer<B>, x: &Tensor<B>, rel: &Tensor<B>) -> Result<Tensor<B>> {
-        let (t, hid) = (x.rows(), x.dim_back(0));
-        let hd = hid / self.heads;
+    fn layer(&self, bk: &B, l: &Layer<B>, x: &Tensor<B>, rel: &Tensor<B>, batch: usize) -> Result<Tensor<B>> {
+        let (rows, hid) = (x.rows(), x.dim_back(0));
+        let (t, hd) = (rows / batch, hid / self.heads);
         let shape = [t, self.heads, hd];
         let q = l.q.apply(bk, x, Epilogue::Store)?;
         let k = l.k.apply(bk, x, Epilogue::Store)?;
         let v = l.v.apply(bk, x, Epilogue::Store)?;
         // The gate logits read each head's slice of the layer input.
-        let z = l.gate.apply(bk, &x.reshape(&[t * self.heads, hd])?, Epilogue::Store)?;
-        let att = bk.alloc(DType::F32, &shape)?;
-        ops::rel_pos_attention(bk, &q.reshape(&shape)?, &k.reshape(&shape)?, &v.reshape(&shape)?, &z.reshape(&[t, self.heads, 8])?, &l.gate_const, rel, &att)?;
-        let h = bk.alloc(DType::F32, &[t, hid])?;
+        let z = l.gate.apply(bk, &x.reshape(&[rows * self.heads, hd])?, Epilogue::Store)?.reshape(&[rows, self.heads * 8])?;
+        let att = bk.alloc(DType::F32, &[rows, hid])?;
+        for b in 0..batch {
+            let part = |y: &Tensor<B>, shape: &[usize]| -> Result<Tensor<B>> { Ok(y.narrow(b * t, t)?.reshape(shape)?) };
+            let (q, k, v, z) = (part(&q, &shape)?, part(&k, &shape)?, part(&v, &shape)?, part(&z, &[t, self.heads, 8])?);
+            ops::rel_pos_attention(bk, &q, &k, &v, &z, &l.gate_const, rel, &part(&att, &shape)?)?;
+        }
+        let h = bk.alloc(DType::F32, &[rows, hid])?;
         ops::blend(bk, x, x, 1.0, 0.0, &h)?;
-        l.out.run(bk, &att.reshape(&[t, hid])?, &h, Epilogue::GatedAdd { gate: &self.ones })?;
+        l.out.run(bk, &att, &h, Epilogue::GatedAdd { gate: &self.ones })?;
         let h = l.ln.apply(bk, &h)?;
         let f = l.ff_up.apply(bk, &h, Epilogue::Act(UnaryFn::GeluErf))?;
         l.ff_down.run(bk, &f, &h, Epilogue::GatedAdd { gate: &self.ones })?;

@@ -69,27 +69,31 @@ impl<B: Backend> Whisper<B> {
         })
     }
 
-    /// mel [3000, n_mels] (time-major) -> last_hidden_state [1500, d_model].
+    /// mel [B·3000, n_mels] (time-major, B chunks) -> last_hidden_state [B·1500, d_model].
     pub fn forward(&self, bk: &B, mel: &Tensor<B>) -> Result<Tensor<B>> {
         let d = self.conv1_b.numel();
-        let x = mel.reshape(&[1, WHISPER_FRAMES, mel.dim_back(0)])?;
+        let batch = mel.rows() / WHISPER_FRAMES;
+        let x = mel.reshape(&[batch, WHISPER_FRAMES, mel.dim_back(0)])?;
         let same = ConvParams { pad_left: 1, ..ConvParams::plain() };
-        let h1 = bk.alloc(DType::F32, &[1, WHISPER_FRAMES, d])?;
+        let h1 = bk.alloc(DType::F32, &[batch, WHISPER_FRAMES, d])?;
         ops::conv1d(bk, &x, &self.conv1_w, Some(&self.conv1_b), &h1, same)?;
         ops::unary(bk, &h1, &h1, UnaryFn::GeluErf)?;
-        let h2 = bk.alloc(DType::F32, &[1, WHISPER_POSITIONS, d])?;
+        let h2 = bk.alloc(DType::F32, &[batch, WHISPER_POSITIONS, d])?;
         ops::conv1d(bk, &h1, &self.conv2_w, Some(&self.conv2_b), &h2, ConvParams { stride: 2, ..same })?;
         ops::unary(bk, &h2, &h2, UnaryFn::GeluErf)?;
-        let h = h2.reshape(&[WHISPER_POSITIONS, d])?;
-        ops::add(bk, &h, &self.pos, &h)?;
-        let pos = positions(bk, WHISPER_POSITIONS)?;
+        let h = h2.reshape(&[batch * WHISPER_POSITIONS, d])?;
+        for b in 0..batch {
+            let rows = h.narrow(b * WHISPER_POSITIONS, WHISPER_POSITIONS)?;
+            ops::add(bk, &rows, &self.pos, &rows)?;
+        }
+        let pos = positions(bk, 1, WHISPER_POSITIONS)?;
         let residual = Epilogue::GatedAdd { gate: &self.ones };
         for layer in &self.layers {
             let a = layer.ln1.apply(bk, &h)?;
             let q = layer.q.apply(bk, &a, Epilogue::Store)?;
             let k = layer.k.apply(bk, &a, Epilogue::Store)?;
             let v = layer.v.apply(bk, &a, Epilogue::Store)?;
-            let att = self_attention(bk, &q, &k, &v, self.heads, &pos)?;
+            let att = self_attention(bk, &q, &k, &v, self.heads, batch, &pos)?;
             layer.out.run(bk, &att, &h, residual)?;
             let a = layer.ln2.apply(bk, &h)?;
             let f = layer.fc1.apply(bk, &a, Epilogue::Act(UnaryFn::GeluErf))?;

@@ -6,6 +6,8 @@
 mod cases;
 #[path = "../../runtime/tests/backend_ops/codec_cases.rs"]
 mod codec_cases;
+#[path = "../../runtime/tests/backend_ops/encode_cases.rs"]
+mod encode_cases;
 #[path = "../../runtime/tests/backend_ops/harness.rs"]
 mod harness;
 #[path = "../../runtime/tests/backend_ops/reference.rs"]

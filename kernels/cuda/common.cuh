@@ -69,12 +69,15 @@ __device__ float block_max(float v, float* scratch) {
 __device__ __forceinline__ u32 grid_index() { return blockIdx.x * blockDim.x + threadIdx.x + blockIdx.y * gridDim.x * blockDim.x; }
 __device__ __forceinline__ u32 block_index() { return blockIdx.x + blockIdx.y * gridDim.x; }
 
-// Activations of epilogues (f32, as torch): 0 identity, 1 tanh-GELU, 2 SiLU, 3 round-to-levels.
+// Activations of epilogues (f32, as torch): 0 identity, 1 tanh-GELU, 2 SiLU, 3 round-to-levels,
+// 4 erf-GELU, 5 ReLU.
 __device__ __forceinline__ float activate(float y, u32 act, float levels) {
     switch (act) {
     case 1: return 0.5f * y * (1.0f + tanhf(0.7978845608028654f * (y + 0.044715f * y * y * y)));
     case 2: return y / (1.0f + expf(-y));
     case 3: return rintf(levels * y) / levels;  // rint: round half to even, as torch.round
+    case 4: return y * 0.5f * (1.0f + erff(y * 0.70710678118654752f));  // torch: x * 0.5 * (1 + erf(x * M_SQRT1_2))
+    case 5: return fmaxf(y, 0.0f);
     default: return y;
     }
 }
@@ -88,6 +91,116 @@ __device__ __forceinline__ void gemm_store(float* out, u32 row, u32 col, u32 n, 
     u64 o = (u64)row * n + col;
     if (gate) out[o] += gate[col] * y;
     else out[o] = accumulate ? out[o] + y : y;
+}
+
+// ---- Operands and epilogues of the tiled GEMMs (matmul.cu's CUDA-core tiles, gemm_tc.cu's
+// tensor-core tiles): a tile function takes the A operand as a loader a(row, col) and
+// writes each output through store(row, col, acc), so linears and implicit-GEMM
+// convolutions share the tile loops.
+
+// A = x [m, k], row-major.
+struct RowsA {
+    const float* x;
+    u32 k;
+    __device__ __forceinline__ float operator()(u32 r, u32 c) const { return x[(u64)r * k + c]; }
+};
+
+// The implicit im2col of a time-major conv1d within one channel group: row (b, j), column
+// (tap, i) with i < cg; x points at the group's first input channel of frame 0.
+struct Conv1dA {
+    const float* x;
+    u32 l_in, c_in, l_out, cg, stride, dilation, pad_left, upsample;
+    __device__ __forceinline__ float operator()(u32 r, u32 c) const {
+        u32 j = r % l_out, b = r / l_out, shifted = j * stride + (c / cg) * dilation;
+        if (shifted < pad_left || shifted - pad_left >= l_in * upsample) return 0.0f;
+        return x[((u64)b * l_in + (shifted - pad_left) / upsample) * c_in + c % cg];
+    }
+};
+
+// The implicit im2col of a channels-last conv2d: row (b, i, j), column (p, q, c).
+struct Conv2dA {
+    const float* x;
+    u32 h, w, c_in, oh, ow, kw, sh, sw, ph, pw;
+    __device__ __forceinline__ float operator()(u32 r, u32 col) const {
+        u32 j = r % ow, i = (r / ow) % oh, b = r / (ow * oh);
+        u32 c = col % c_in, q = (col / c_in) % kw, p = col / (c_in * kw);
+        u32 hi = i * sh + p, wi = j * sw + q;
+        if (hi < ph || hi - ph >= h || wi < pw || wi - pw >= w) return 0.0f;
+        return x[(((u64)b * h + hi - ph) * w + wi - pw) * c_in + c];
+    }
+};
+
+template <typename W>
+struct GemmStore {
+    float* out;
+    const W* bias;
+    const float* gate;
+    u32 n, act;
+    float levels;
+    u32 accumulate;
+    __device__ __forceinline__ void operator()(u32 row, u32 col, float acc) const { gemm_store(out, row, col, n, acc, bias, gate, act, levels, accumulate); }
+};
+
+// conv1d, per group (out and bias point at the group's first channel; rows of `pitch`):
+// y = acc + bias, PReLU, then out = y or out += y.
+template <typename W>
+struct Conv1dStore {
+    float* out;
+    const W* bias;
+    u32 pitch, has_prelu;
+    float slope;
+    u32 accumulate;
+    __device__ __forceinline__ void operator()(u32 row, u32 col, float acc) const {
+        float y = acc + (bias ? widen(bias[col]) : 0.0f);
+        if (has_prelu && y < 0.0f) y *= slope;
+        float* o = out + (u64)row * pitch + col;
+        *o = accumulate ? *o + y : y;
+    }
+};
+
+// conv2d: y = acc + bias, y += out (accumulate), then ReLU.
+template <typename W>
+struct Conv2dStore {
+    float* out;
+    const W* bias;
+    u32 n, accumulate, relu;
+    __device__ __forceinline__ void operator()(u32 row, u32 col, float acc) const {
+        float y = acc + (bias ? widen(bias[col]) : 0.0f);
+        float* o = out + (u64)row * n + col;
+        if (accumulate) y += *o;
+        *o = relu ? fmaxf(y, 0.0f) : y;
+    }
+};
+
+#define GEMM_TILE 64
+
+// A grouped conv1d as one implicit GEMM per channel group (og = C_out / groups columns,
+// K * cg deep); blocks cover groups x 64x64 tiles. `tile` is the file's tile function.
+#define CONV1D_GEMM_PARAMS(W) const float *x, const W *w, const W *bias, float *out, u32 batch, u32 l_in, u32 c_in, u32 l_out, u32 c_out, u32 k, \
+    u32 stride, u32 groups, u32 dilation, u32 pad_left, u32 upsample, u32 has_prelu, float slope, u32 accumulate
+#define CONV1D_GEMM_ARGS x, w, bias, out, batch, l_in, c_in, l_out, c_out, k, stride, groups, dilation, pad_left, upsample, has_prelu, slope, accumulate
+template <typename Tile, typename W>
+__device__ __forceinline__ void conv1d_gemm(Tile tile, CONV1D_GEMM_PARAMS(W)) {
+    u32 m = batch * l_out, cg = c_in / groups, og = c_out / groups, inner = k * cg;
+    u32 tiles_n = (og + GEMM_TILE - 1) / GEMM_TILE, tiles = ((m + GEMM_TILE - 1) / GEMM_TILE) * tiles_n;
+    u32 bi = block_index(), g = bi / tiles, t = bi % tiles;
+    if (g >= groups) return;
+    Conv1dA a{x + g * cg, l_in, c_in, l_out, cg, stride, dilation, pad_left, upsample};
+    Conv1dStore<W> s{out + g * og, bias ? bias + g * og : nullptr, c_out, has_prelu, slope, accumulate};
+    tile(a, w + (u64)g * og * inner, m, og, inner, (t / tiles_n) * GEMM_TILE, (t % tiles_n) * GEMM_TILE, s);
+}
+
+// A channels-last conv2d as an implicit GEMM: [B*OH*OW, KH*KW*C_in] . w[C_out, KH*KW*C_in]^T.
+#define CONV2D_PARAMS(W) const float *x, const W *w, const W *bias, float *out, u32 batch, u32 h, u32 wd, u32 c_in, u32 oh, u32 ow, u32 c_out, u32 kh, \
+    u32 kw, u32 sh, u32 sw, u32 ph, u32 pw, u32 accumulate, u32 relu
+#define CONV2D_ARGS x, w, bias, out, batch, h, wd, c_in, oh, ow, c_out, kh, kw, sh, sw, ph, pw, accumulate, relu
+template <typename Tile, typename W>
+__device__ __forceinline__ void conv2d_gemm(Tile tile, CONV2D_PARAMS(W)) {
+    u32 m = batch * oh * ow, tiles_n = (c_out + GEMM_TILE - 1) / GEMM_TILE, bi = block_index();
+    u32 m0 = (bi / tiles_n) * GEMM_TILE, n0 = (bi % tiles_n) * GEMM_TILE;
+    if (m0 >= m) return;
+    Conv2dA a{x, h, wd, c_in, oh, ow, kw, sh, sw, ph, pw};
+    tile(a, w, m, c_out, kh * kw * c_in, m0, n0, Conv2dStore<W>{out, bias, c_out, accumulate, relu});
 }
 
 // Instantiates `name##_f32`, `name##_f16`, `name##_bf16` from a template kernel body macro.

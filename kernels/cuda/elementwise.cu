@@ -26,6 +26,25 @@ extern "C" __global__ void unary(const float* x, float* out, u32 n, u32 act, flo
     if (i < n) out[i] = activate(x[i], act, levels);
 }
 
+// GLU: out[r, j] = x[r, j] * sigmoid(x[r, f + j]); x [R, 2f], out [R, f].
+extern "C" __global__ void glu(const float* x, float* out, u32 n, u32 f) {
+    u32 i = grid_index();
+    if (i < n) {
+        const float* xr = x + (u64)(i / f) * 2 * f + i % f;
+        out[i] = xr[0] * (1.0f / (1.0f + expf(-xr[f])));
+    }
+}
+
+// FiLM: out[r, j] = (1 + s * tanh(p[r, j])) * x[r, j] + p[r, c + j]; x, out [R, c] (out may be
+// x), p [R, 2c].
+extern "C" __global__ void film(const float* x, const float* p, float* out, u32 n, u32 c, float s) {
+    u32 i = grid_index();
+    if (i < n) {
+        const float* pr = p + (u64)(i / c) * 2 * c + i % c;
+        out[i] = (1.0f + s * tanhf(pr[0])) * x[i] + pr[c];
+    }
+}
+
 extern "C" __global__ void blend(const float* a, const float* b, float* out, u32 n, float wa, float wb) {
     u32 i = grid_index();
     if (i < n) out[i] = wa * a[i] + wb * b[i];

@@ -1,5 +1,6 @@
 // Tensor-core GEMM for 16-bit weights (sm_80+): out[m, n] = epilogue(x[m, :] . w[n, :]),
-// the same contract and epilogues as matmul.cu's gemm_* (bias, activation, gate, accumulate).
+// the same contract and epilogues as matmul.cu's gemm_* (bias, activation, gate, accumulate);
+// conv1d_gemm_tc_* and conv2d_tc_* are the implicit-GEMM convolutions of matmul.cu on these tiles.
 // mma.sync m16n8k8 TF32 with f32 accumulation. bf16 and f16 weights are exact in TF32;
 // the f32 activations are split as x = hi + lo (both TF32) and multiplied twice, so the
 // products keep about 22 mantissa bits: f32-level results from the tensor cores.
@@ -10,15 +11,12 @@
 #define TC_K 32
 #define TC_PITCH 36
 
-template <typename W>
-__device__ void gemm_tc(const float* x, const W* w, const W* bias, const float* gate, float* out, u32 m, u32 n, u32 k, u32 act, float levels,
-                        u32 accumulate) {
+// The 64x64 tile (m0, n0) of A[m, k] . w[n, k]^T for 128 threads; A through the loader
+// a(row, col), each output through store(row, col, acc) (common.cuh).
+template <typename W, typename A, typename S>
+__device__ __forceinline__ void gemm_tc_tile(const A& ald, const W* w, u32 m, u32 n, u32 k, u32 m0, u32 n0, const S& store) {
     __shared__ float a_sh[TC_TILE * TC_PITCH];
     __shared__ float w_sh[TC_TILE * TC_PITCH];
-    u32 tiles_n = (n + TC_TILE - 1) / TC_TILE;
-    u32 block = block_index();
-    u32 m0 = (block / tiles_n) * TC_TILE, n0 = (block % tiles_n) * TC_TILE;
-    if (m0 >= m) return;
     u32 t = threadIdx.x, lane = t & 31, warp = t >> 5;
     u32 wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
     u32 g = lane >> 2, q = lane & 3;  // PTX fragment coordinates: groupID, threadID_in_group
@@ -28,7 +26,7 @@ __device__ void gemm_tc(const float* x, const W* w, const W* bias, const float* 
         #pragma unroll
         for (u32 e = 0; e < TC_TILE * TC_K / 128; e++) {
             u32 idx = t + e * 128, r = idx / TC_K, c = idx % TC_K, kk = k0 + c;
-            a_sh[r * TC_PITCH + c] = (m0 + r < m && kk < k) ? x[(u64)(m0 + r) * k + kk] : 0.0f;
+            a_sh[r * TC_PITCH + c] = (m0 + r < m && kk < k) ? ald(m0 + r, kk) : 0.0f;
             w_sh[r * TC_PITCH + c] = (n0 + r < n && kk < k) ? widen(w[(u64)(n0 + r) * k + kk]) : 0.0f;
         }
         __syncthreads();
@@ -65,15 +63,34 @@ __device__ void gemm_tc(const float* x, const W* w, const W* bias, const float* 
             #pragma unroll
             for (u32 r = 0; r < 4; r++) {
                 u32 row = m0 + wm + 16 * i + g + (r >> 1) * 8, col = n0 + wn + 8 * j + 2 * q + (r & 1);
-                if (row < m && col < n) gemm_store(out, row, col, n, acc[i][j][r], bias, gate, act, levels, accumulate);
+                if (row < m && col < n) store(row, col, acc[i][j][r]);
             }
         }
     }
 }
 
+struct TcTile {
+    template <typename W, typename A, typename S>
+    __device__ __forceinline__ void operator()(const A& a, const W* w, u32 m, u32 n, u32 k, u32 m0, u32 n0, const S& store) const {
+        gemm_tc_tile(a, w, m, n, k, m0, n0, store);
+    }
+};
+
+template <typename W>
+__device__ void gemm_tc(const float* x, const W* w, const W* bias, const float* gate, float* out, u32 m, u32 n, u32 k, u32 act, float levels,
+                        u32 accumulate) {
+    u32 tiles_n = (n + TC_TILE - 1) / TC_TILE;
+    u32 block = block_index();
+    u32 m0 = (block / tiles_n) * TC_TILE, n0 = (block % tiles_n) * TC_TILE;
+    if (m0 >= m) return;
+    gemm_tc_tile(RowsA{x, k}, w, m, n, k, m0, n0, GemmStore<W>{out, bias, gate, n, act, levels, accumulate});
+}
+
 #define GEMM_TC(S, W) \
     extern "C" __global__ void __launch_bounds__(128) gemm_tc_##S(const float* x, const W* w, const W* bias, const float* gate, float* out, u32 m, u32 n, \
                                                                   u32 k, u32 act, float levels, u32 acc) { \
-        gemm_tc(x, w, bias, gate, out, m, n, k, act, levels, acc); }
+        gemm_tc(x, w, bias, gate, out, m, n, k, act, levels, acc); } \
+    extern "C" __global__ void __launch_bounds__(128) conv1d_gemm_tc_##S(CONV1D_GEMM_PARAMS(W)) { conv1d_gemm(TcTile(), CONV1D_GEMM_ARGS); } \
+    extern "C" __global__ void __launch_bounds__(128) conv2d_tc_##S(CONV2D_PARAMS(W)) { conv2d_gemm(TcTile(), CONV2D_ARGS); }
 GEMM_TC(f16, f16_t)
 GEMM_TC(bf16, bf16_t)

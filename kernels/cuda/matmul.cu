@@ -4,6 +4,8 @@
 //   gemm_*:        the same for many rows: 64x64 output tiles, 4x4 per thread, 16-deep
 //                  shared-memory slices; epilogue bias, activation, gate (out += g*y) or
 //                  accumulate. Also serves `linear`.
+//   conv1d_gemm_*, conv2d_*: implicit-GEMM convolutions on the same tiles (im2col
+//                  addressing and epilogues in common.cuh; conv1d one GEMM per group).
 //   matmul_in_out_*: w [K, N]; one thread per output, adjacent threads adjacent columns.
 //   gate_up_*:     out[m, f] = silu(x . w_gate[f]) * (x . w_up[f]); one warp per output.
 
@@ -60,34 +62,32 @@ __device__ void gemv(const W* w, const float* x, float* out, u32 m, u32 n, u32 k
     if ((threadIdx.x & 31) == 0) out[(u64)mi * n + row] = (accumulate ? out[(u64)mi * n + row] : 0.0f) + d;
 }
 
-#define TILE 64
+#define TILE GEMM_TILE
 #define TK 16
-template <typename W>
-__device__ void gemm(const float* x, const W* w, const W* bias, const float* gate, float* out, u32 m, u32 n, u32 k, u32 act, float levels, u32 accumulate) {
+// The 64x64 tile (m0, n0) of A[m, k] . w[n, k]^T for 16x16 threads, 4x4 outputs each;
+// A through the loader a(row, col), each output through store(row, col, acc).
+template <typename W, typename A, typename S>
+__device__ __forceinline__ void gemm_tile(const A& a, const W* w, u32 m, u32 n, u32 k, u32 m0, u32 n0, const S& store) {
     __shared__ float a_tile[TILE * TK];
     __shared__ float w_tile[TILE * TK];
-    u32 tiles_n = (n + TILE - 1) / TILE;
-    u32 group = block_index();
-    u32 m0 = (group / tiles_n) * TILE, n0 = (group % tiles_n) * TILE;
-    if (m0 >= m) return;
     u32 tx = threadIdx.x, ty = threadIdx.y, t = ty * 16 + tx;
     float acc[4][4] = {};
     for (u32 k0 = 0; k0 < k; k0 += TK) {
         for (u32 e = 0; e < 4; e++) {
             u32 idx = t + e * 256, r = idx / TK, c = idx % TK, kk = k0 + c;
-            a_tile[idx] = (m0 + r < m && kk < k) ? x[(u64)(m0 + r) * k + kk] : 0.0f;
+            a_tile[idx] = (m0 + r < m && kk < k) ? a(m0 + r, kk) : 0.0f;
             w_tile[idx] = (n0 + r < n && kk < k) ? widen(w[(u64)(n0 + r) * k + kk]) : 0.0f;
         }
         __syncthreads();
         #pragma unroll
         for (u32 kk = 0; kk < TK; kk++) {
-            float a[4], b[4];
+            float av[4], bv[4];
             #pragma unroll
-            for (u32 i = 0; i < 4; i++) { a[i] = a_tile[(ty + 16 * i) * TK + kk]; b[i] = w_tile[(tx + 16 * i) * TK + kk]; }
+            for (u32 i = 0; i < 4; i++) { av[i] = a_tile[(ty + 16 * i) * TK + kk]; bv[i] = w_tile[(tx + 16 * i) * TK + kk]; }
             #pragma unroll
             for (u32 i = 0; i < 4; i++)
                 #pragma unroll
-                for (u32 j = 0; j < 4; j++) acc[i][j] += a[i] * b[j];
+                for (u32 j = 0; j < 4; j++) acc[i][j] += av[i] * bv[j];
         }
         __syncthreads();
     }
@@ -95,9 +95,25 @@ __device__ void gemm(const float* x, const W* w, const W* bias, const float* gat
         u32 row = m0 + ty + 16 * i;
         for (u32 j = 0; j < 4; j++) {
             u32 col = n0 + tx + 16 * j;
-            if (row < m && col < n) gemm_store(out, row, col, n, acc[i][j], bias, gate, act, levels, accumulate);
+            if (row < m && col < n) store(row, col, acc[i][j]);
         }
     }
+}
+
+struct CoreTile {
+    template <typename W, typename A, typename S>
+    __device__ __forceinline__ void operator()(const A& a, const W* w, u32 m, u32 n, u32 k, u32 m0, u32 n0, const S& store) const {
+        gemm_tile(a, w, m, n, k, m0, n0, store);
+    }
+};
+
+template <typename W>
+__device__ void gemm(const float* x, const W* w, const W* bias, const float* gate, float* out, u32 m, u32 n, u32 k, u32 act, float levels, u32 accumulate) {
+    u32 tiles_n = (n + TILE - 1) / TILE;
+    u32 group = block_index();
+    u32 m0 = (group / tiles_n) * TILE, n0 = (group % tiles_n) * TILE;
+    if (m0 >= m) return;
+    gemm_tile(RowsA{x, k}, w, m, n, k, m0, n0, GemmStore<W>{out, bias, gate, n, act, levels, accumulate});
 }
 
 template <typename W>
@@ -125,5 +141,7 @@ __device__ void gate_up(const W* wg, const W* wu, const float* x, float* out, u3
     extern "C" __global__ void __launch_bounds__(256) gemm_##S(const float* x, const W* w, const W* bias, const float* gate, float* out, u32 m, u32 n, u32 k, u32 act, float levels, u32 acc) { \
         gemm(x, w, bias, gate, out, m, n, k, act, levels, acc); } \
     extern "C" __global__ void matmul_in_out_##S(const W* w, const float* x, float* out, u32 m, u32 n, u32 k, u32 acc) { matmul_in_out(w, x, out, m, n, k, acc); } \
-    extern "C" __global__ void __launch_bounds__(256) gate_up_##S(const W* wg, const W* wu, const float* x, float* out, u32 m, u32 f, u32 k, u32 vec) { gate_up(wg, wu, x, out, m, f, k, vec); }
+    extern "C" __global__ void __launch_bounds__(256) gate_up_##S(const W* wg, const W* wu, const float* x, float* out, u32 m, u32 f, u32 k, u32 vec) { gate_up(wg, wu, x, out, m, f, k, vec); } \
+    extern "C" __global__ void __launch_bounds__(256) conv1d_gemm_##S(CONV1D_GEMM_PARAMS(W)) { conv1d_gemm(CoreTile(), CONV1D_GEMM_ARGS); } \
+    extern "C" __global__ void __launch_bounds__(256) conv2d_##S(CONV2D_PARAMS(W)) { conv2d_gemm(CoreTile(), CONV2D_ARGS); }
 FOR_WEIGHT_TYPES(MATMUL)

@@ -27,7 +27,7 @@ pub const WGSL: &[Source] = wgsl!["weights", "embed", "rms_norm", "matmul", "gat
 
 /// CUDA C++ sources (`kernels/cuda/`), compiled to PTX at first use, each with
 /// `CUDA_COMMON` prepended.
-pub const CUDA: &[Source] = cuda!["embed", "rms_norm", "matmul", "gemm_tc", "attention", "attention_tc", "elementwise", "sample", "conv"];
+pub const CUDA: &[Source] = cuda!["embed", "rms_norm", "matmul", "gemm_tc", "attention", "attention_tc", "elementwise", "sample", "conv", "group_norm", "rvq_encode", "rel_pos_attention"];
 
 /// Helpers every CUDA source uses (`kernels/cuda/common.cuh`).
 pub const CUDA_COMMON: &str = include_str!("../cuda/common.cuh");

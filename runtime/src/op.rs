@@ -358,17 +358,6 @@ impl<'a, B: Backend> Op<'a, B> {
         }
     }
 
-    /// True for the encoder's ops and op features that only the CPU backend runs so far.
-    pub(crate) fn cpu_only(&self) -> bool {
-        let new_fn = |f: UnaryFn| matches!(f, UnaryFn::GeluErf | UnaryFn::Relu);
-        match *self {
-            Op::Conv2d { .. } | Op::GroupNorm { .. } | Op::Glu { .. } | Op::Film { .. } | Op::RvqEncode { .. } | Op::RelPosAttention { .. } => true,
-            Op::Conv1d { conv, .. } => conv.stride != 1 || conv.groups != 1,
-            Op::Unary { f, .. } | Op::Linear { epilogue: Epilogue::Act(f), .. } => new_fn(f),
-            _ => false,
-        }
-    }
-
     /// Checks every shape, dtype and aliasing rule of the op.
     pub fn validate(&self) -> Result<ValidOp<'_, 'a, B>> {
         crate::op_check::check(self)?;

@@ -1,7 +1,8 @@
 // The precision of the tensor-core kernels on the CPU emulator (emu.h): the split-TF32
-// GEMM and attention against float64 references, bounded far tighter than the op
-// harness's 1e-7 (which the `uniaudio-cuda-emu` crate runs over every kernel). Built and
-// run by scripts/emulate-cuda-kernels.
+// GEMM, implicit-GEMM convolutions (and their CUDA-core twins) and attention against
+// float64 references, bounded far tighter than the op harness's 1e-7 (which the
+// `uniaudio-cuda-emu` crate runs over every kernel). Built and run by
+// scripts/emulate-cuda-kernels.
 #include "all.cpp"
 
 #include <cstdio>
@@ -101,11 +102,89 @@ static void attention_case(u32 t, u32 h, u32 g, u32 d, u32 kv_len, bool causal) 
     check(shape, out, attention_ref(q, kc, vc, t, h, g, d, cap, kv_len, causal));
 }
 
+// Implicit-GEMM conv1d (strided, grouped, PReLU, accumulate) over bf16 weights, one GEMM
+// per group; the harness's 16-bit convolutions are too small for these kernels.
+static void conv1d_case(bool tensor_cores, u32 batch, u32 l_in, u32 c_in, u32 c_out, u32 k, u32 stride, u32 groups, u32 pad, bool prelu, bool acc) {
+    u32 cg = c_in / groups, og = c_out / groups, l_out = (l_in + 2 * pad - k) / stride + 1;
+    auto x = random_vec((size_t)batch * l_in * c_in), wf = random_vec((size_t)c_out * k * cg), bf = random_vec(c_out);
+    auto base = random_vec((size_t)batch * l_out * c_out);
+    std::vector<bf16_t> w(wf.size()), bias(c_out);
+    for (size_t i = 0; i < wf.size(); i++) w[i] = to_bf16(wf[i]);
+    for (u32 i = 0; i < c_out; i++) bias[i] = to_bf16(bf[i]);
+    float slope = prelu ? 0.2f : 0.0f;
+    std::vector<float> out = base;
+    std::vector<double> want(out.size());
+    for (u32 b = 0; b < batch; b++)
+        for (u32 j = 0; j < l_out; j++)
+            for (u32 o = 0; o < c_out; o++) {
+                double y = widen(bias[o]);
+                for (u32 kk = 0; kk < k; kk++) {
+                    int u = (int)(j * stride + kk) - (int)pad;
+                    if (u < 0 || u >= (int)l_in) continue;
+                    for (u32 i = 0; i < cg; i++)
+                        y += (double)widen(w[((size_t)o * k + kk) * cg + i]) * x[((size_t)b * l_in + u) * c_in + (o / og) * cg + i];
+                }
+                if (prelu && y < 0) y *= slope;
+                size_t at = ((size_t)b * l_out + j) * c_out + o;
+                want[at] = acc ? base[at] + y : y;
+            }
+    u32 blocks = groups * ((batch * l_out + 63) / 64) * ((og + 63) / 64);
+    auto run = [&] {
+        if (tensor_cores) conv1d_gemm_tc_bf16(x.data(), w.data(), bias.data(), out.data(), batch, l_in, c_in, l_out, c_out, k, stride, groups, 1, pad, 1, prelu, slope, acc);
+        else conv1d_gemm_bf16(x.data(), w.data(), bias.data(), out.data(), batch, l_in, c_in, l_out, c_out, k, stride, groups, 1, pad, 1, prelu, slope, acc);
+    };
+    emu::launch(blocks, tensor_cores ? dim3{128, 1, 1} : dim3{16, 16, 1}, run);
+    char name[96];
+    std::snprintf(name, sizeof name, "%s b%u l%u %u->%u k%u s%u g%u", tensor_cores ? "conv1d_gemm_tc_bf16" : "conv1d_gemm_bf16", batch, l_in, c_in, c_out, k, stride,
+                  groups);
+    check(name, out, want);
+}
+
+// Implicit-GEMM channels-last conv2d (bias, accumulate, ReLU) over bf16 weights.
+static void conv2d_case(bool tensor_cores, u32 batch, u32 h, u32 wd, u32 c_in, u32 c_out, u32 kh, u32 kw, u32 sh, u32 sw, u32 ph, u32 pw) {
+    u32 oh = (h + 2 * ph - kh) / sh + 1, ow = (wd + 2 * pw - kw) / sw + 1;
+    auto x = random_vec((size_t)batch * h * wd * c_in), wf = random_vec((size_t)c_out * kh * kw * c_in), bf = random_vec(c_out);
+    auto base = random_vec((size_t)batch * oh * ow * c_out);
+    std::vector<bf16_t> w(wf.size()), bias(c_out);
+    for (size_t i = 0; i < wf.size(); i++) w[i] = to_bf16(wf[i]);
+    for (u32 i = 0; i < c_out; i++) bias[i] = to_bf16(bf[i]);
+    std::vector<float> out = base;
+    std::vector<double> want(out.size());
+    for (u32 b = 0; b < batch; b++)
+        for (u32 i = 0; i < oh; i++)
+            for (u32 j = 0; j < ow; j++)
+                for (u32 o = 0; o < c_out; o++) {
+                    double y = widen(bias[o]);
+                    for (u32 p = 0; p < kh; p++)
+                        for (u32 q = 0; q < kw; q++) {
+                            int hi = (int)(i * sh + p) - (int)ph, wi = (int)(j * sw + q) - (int)pw;
+                            if (hi < 0 || wi < 0 || hi >= (int)h || wi >= (int)wd) continue;
+                            for (u32 c = 0; c < c_in; c++)
+                                y += (double)widen(w[(((size_t)o * kh + p) * kw + q) * c_in + c]) * x[(((size_t)b * h + hi) * wd + wi) * c_in + c];
+                        }
+                    size_t at = (((size_t)b * oh + i) * ow + j) * c_out + o;
+                    want[at] = std::max(0.0, base[at] + y);
+                }
+    u32 blocks = ((batch * oh * ow + 63) / 64) * ((c_out + 63) / 64);
+    auto run = [&] {
+        if (tensor_cores) conv2d_tc_bf16(x.data(), w.data(), bias.data(), out.data(), batch, h, wd, c_in, oh, ow, c_out, kh, kw, sh, sw, ph, pw, 1, 1);
+        else conv2d_bf16(x.data(), w.data(), bias.data(), out.data(), batch, h, wd, c_in, oh, ow, c_out, kh, kw, sh, sw, ph, pw, 1, 1);
+    };
+    emu::launch(blocks, tensor_cores ? dim3{128, 1, 1} : dim3{16, 16, 1}, run);
+    char name[96];
+    std::snprintf(name, sizeof name, "%s b%u %ux%ux%u->%u k%ux%u s%ux%u", tensor_cores ? "conv2d_tc_bf16" : "conv2d_bf16", batch, h, wd, c_in, c_out, kh, kw, sh, sw);
+    check(name, out, want);
+}
+
 int main() {
     for (bool tc : {true, false}) {
         gemm_case(tc, 70, 90, 50, 0, false);
         gemm_case(tc, 17, 130, 96, 1, false);
         gemm_case(tc, 64, 64, 64, 0, true);
+        conv1d_case(tc, 2, 61, 24, 64, 3, 2, 1, 1, false, false);
+        conv1d_case(tc, 1, 50, 32, 96, 5, 2, 2, 2, true, true);
+        conv2d_case(tc, 2, 11, 9, 8, 70, 3, 3, 2, 2, 1, 1);
+        conv2d_case(tc, 1, 7, 12, 5, 33, 2, 3, 1, 2, 0, 1);
     }
     attention_case(40, 8, 2, 64, 50, true);
     attention_case(24, 6, 2, 128, 24, false);

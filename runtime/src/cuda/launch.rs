@@ -85,14 +85,37 @@ fn vectorisable<C: KernelDevice>(w: &Tensor<C>, x: &Tensor<C>, k: usize) -> u32 
 /// Whether `exec` can run this op.
 pub fn supports<C: KernelDevice>(op: &Op<'_, C>) -> bool {
     let tensors: Vec<&Tensor<C>> = op.inputs().into_iter().map(|(_, t)| t).chain(op.outputs()).collect();
-    if tensors.iter().any(|t| t.numel() > u32::MAX as usize) || op.cpu_only() {
+    if tensors.iter().any(|t| t.numel() > u32::MAX as usize) {
         return false;
     }
     match *op {
-        Op::Attention { q, .. } => q.shape()[2] <= 256,
-        Op::Linear { w, bias: Some(b), .. } | Op::Conv1d { w, bias: Some(b), .. } | Op::ConvTranspose1d { w, bias: Some(b), .. } => b.dtype() == w.dtype(),
+        Op::Attention { q, .. } | Op::RelPosAttention { q, .. } => q.shape()[2] <= 256,
+        // rvq_encode.cu keeps residuals of up to 256 dimensions in shared memory.
+        Op::RvqEncode { x, .. } => x.shape()[1] <= 256,
+        Op::Linear { w, bias: Some(b), .. }
+        | Op::Conv1d { w, bias: Some(b), .. }
+        | Op::ConvTranspose1d { w, bias: Some(b), .. }
+        | Op::Conv2d { w, bias: Some(b), .. }
+        | Op::GroupNorm { weight: w, bias: b, .. } => b.dtype() == w.dtype(),
         _ => true,
     }
+}
+
+/// Rows from which a conv1d runs as an implicit GEMM (64x64 tiles), and the output
+/// channels (per group) it needs: narrower convolutions waste most of a tile, and
+/// depthwise-like grouped ones run the direct kernel.
+const CONV_GEMM_MIN_ROWS: usize = 16;
+const CONV_GEMM_MIN_COLS: usize = 48;
+const GROUPED_GEMM_MIN_COLS: usize = 4;
+
+/// An implicit-GEMM convolution (`conv1d_gemm_*` / `conv2d_*` arguments) over `blocks` 64x64
+/// tiles: tensor cores for 16-bit weights where the device has them.
+fn conv_gemm<C: KernelDevice>(c: &C, w: &Tensor<C>, stem: &str, args: Vec<Arg>, blocks: usize) -> (&'static str, String, Vec<Arg>, LaunchConfig) {
+    let grid = (blocks.max(1) as u32, 1, 1);
+    if c.has_tensor_cores() && matches!(w.dtype(), DType::F16 | DType::BF16) {
+        return ("gemm_tc", format!("{stem}_tc_{}", suffix(w)), args, LaunchConfig { grid_dim: grid, block_dim: (128, 1, 1), shared_mem_bytes: 0 });
+    }
+    ("matmul", format!("{stem}_{}", suffix(w)), args, LaunchConfig { grid_dim: grid, block_dim: (16, 16, 1), shared_mem_bytes: 0 })
 }
 
 /// Keys per split of split-KV decode attention, and the most splits per (query, head).
@@ -104,7 +127,7 @@ const TC_ATTENTION_ROWS: usize = 64;
 
 /// The block tile of `attention.cu`: query rows of one KV group per block and keys per
 /// shared-memory pass (sized to its ATT_Q_TILE, ATT_KV_TILE (rows padded to d + 1) and
-/// ATT_S_TILE arrays).
+/// ATT_S_TILE arrays). `rel_pos_attention.cu` has the same arrays (RPA_*) and tiles.
 fn attention_tile(group_rows: usize, d: usize) -> (usize, usize) {
     let rows = group_rows.clamp(1, (2048 / d).min(16));
     (rows, (4224 / (d + 1)).min(512 / rows).max(1))
@@ -256,6 +279,8 @@ pub fn exec<C: KernelDevice>(c: &C, op: &Op<'_, C>) -> Result<()> {
                 u(l_out),
                 u(c_out),
                 u(k),
+                u(conv.stride),
+                u(conv.groups),
                 u(conv.dilation),
                 u(conv.pad_left),
                 u(conv.upsample),
@@ -263,7 +288,14 @@ pub fn exec<C: KernelDevice>(c: &C, op: &Op<'_, C>) -> Result<()> {
                 Arg::F32(slope),
                 Arg::U32(conv.accumulate as u32),
             ];
-            ("conv", format!("conv1d_{}", suffix(w)), args, linear_blocks(out.numel(), 128))
+            let (rows, per_group) = (batch * l_out, c_out / conv.groups);
+            let min_cols = if conv.groups == 1 { CONV_GEMM_MIN_COLS } else { GROUPED_GEMM_MIN_COLS };
+            if rows >= CONV_GEMM_MIN_ROWS && per_group >= min_cols {
+                // One implicit GEMM per channel group: rows (b, j), the group's output channels.
+                conv_gemm(c, w, "conv1d_gemm", args, conv.groups * rows.div_ceil(64) * per_group.div_ceil(64))
+            } else {
+                ("conv", format!("conv1d_{}", suffix(w)), args, linear_blocks(out.numel(), 128))
+            }
         }
         Op::ConvTranspose1d { x, w, bias, out, stride, padding } => {
             let (batch, l_in, c_in) = (x.shape()[0], x.shape()[1], x.shape()[2]);
@@ -271,8 +303,56 @@ pub fn exec<C: KernelDevice>(c: &C, op: &Op<'_, C>) -> Result<()> {
             let args = vec![p(x), p(w), opt(bias), p(out), u(batch), u(l_in), u(c_in), u(l_out), u(c_out), u(k), u(stride), u(padding)];
             ("conv", format!("conv_transpose1d_{}", suffix(w)), args, linear_blocks(out.numel(), 128))
         }
-        Op::Conv2d { .. } | Op::GroupNorm { .. } | Op::Glu { .. } | Op::Film { .. } | Op::RvqEncode { .. } | Op::RelPosAttention { .. } => {
-            return Err(crate::Error::Unsupported { op: op.name(), backend: "cuda" })
+        Op::Conv2d { x, w, bias, out, conv } => {
+            let (batch, h, wd, c_in) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
+            let (c_out, kh, kw) = (w.shape()[0], w.shape()[1], w.shape()[2]);
+            let (oh, ow) = (out.shape()[1], out.shape()[2]);
+            let args = vec![
+                p(x),
+                p(w),
+                opt(bias),
+                p(out),
+                u(batch),
+                u(h),
+                u(wd),
+                u(c_in),
+                u(oh),
+                u(ow),
+                u(c_out),
+                u(kh),
+                u(kw),
+                u(conv.stride[0]),
+                u(conv.stride[1]),
+                u(conv.pad[0]),
+                u(conv.pad[1]),
+                Arg::U32(conv.accumulate as u32),
+                Arg::U32(conv.relu as u32),
+            ];
+            conv_gemm(c, w, "conv2d", args, (batch * oh * ow).div_ceil(64) * c_out.div_ceil(64))
+        }
+        Op::GroupNorm { x, weight, bias, out, groups, eps } => {
+            let (batch, t, ch) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+            let args = vec![p(x), p(weight), p(bias), p(out), u(batch), u(t), u(ch), u(groups), Arg::F32(eps)];
+            ("group_norm", format!("group_norm_{}", suffix(weight)), args, per_row(batch * groups, 256))
+        }
+        Op::Glu { x, out } => ("elementwise", "glu".into(), vec![p(x), p(out), u(out.numel()), u(out.dim_back(0))], linear_blocks(out.numel(), 256)),
+        Op::Film { x, p: pt, out, gamma_scale } => {
+            let args = vec![p(x), p(pt), p(out), u(x.numel()), u(x.dim_back(0)), Arg::F32(gamma_scale)];
+            ("elementwise", "film".into(), args, linear_blocks(x.numel(), 256))
+        }
+        Op::RvqEncode { x, codebooks, codes, quantized } => {
+            let (n, d) = (x.shape()[0], x.shape()[1]);
+            let (levels, k) = (codebooks.shape()[0], codebooks.shape()[1]);
+            let args = vec![p(x), p(codebooks), p(codes), p(quantized), u(n), u(d), u(levels), u(k)];
+            // RVQ_ROWS rows per block.
+            ("rvq_encode", format!("rvq_encode_{}", suffix(codebooks)), args, per_row(n.div_ceil(4), 256))
+        }
+        Op::RelPosAttention { q, k, v, gate, gate_const, rel, out } => {
+            let (t, heads, d) = (q.shape()[0], q.shape()[1], q.shape()[2]);
+            let (rows, keys) = attention_tile(t, d);
+            let scale = 1.0 / (d as f32).sqrt();
+            let args = vec![p(q), p(k), p(v), p(gate), p(gate_const), p(rel), p(out), u(t), u(heads), u(d), u(rows), u(keys), Arg::F32(scale)];
+            ("rel_pos_attention", "rel_pos_attention".into(), args, per_row(heads * t.div_ceil(rows), 128))
         }
     };
     if op.outputs().iter().all(|t| t.numel() == 0) {

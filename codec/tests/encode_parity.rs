@@ -76,6 +76,9 @@ fn check_intermediates<B: Backend>(backend: &B, label: &str) {
     let x = samples_24k(case);
     let chunk = uniaudio_audio::chunk_24k(&x, 0, encoder.config.chunking.chunk_samples);
     let out = encoder.encode_chunk(backend, &chunk).unwrap();
+    // The chunk's codes, cropped to the case's lengths, are the case's codes.
+    let (want_r, want_s) = (frames(&case["reasoning"]), frames(&case["reconstruction"]));
+    let codes = [diff("reasoning", &out.tokens.reasoning[..want_r.len()], &want_r), diff("reconstruction", &out.tokens.reconstruction[..want_s.len()], &want_s)];
     let inter = ModelWeights::from_file(&fixture_dir().join("inter_a_24k_f32_3s2.safetensors")).unwrap();
     let want = |n: &str| inter.get(n).unwrap().to_f32();
     let fe = download(backend, &out.wavlm_fe);
@@ -91,7 +94,7 @@ fn check_intermediates<B: Backend>(backend: &B, label: &str) {
         ("structure_prevq", download(backend, &out.branch_prevq[1]), 5e-5),
         ("acoustic_prevq", download(backend, &out.branch_prevq[2]), 5e-5),
     ];
-    let mut failures = Vec::new();
+    let mut failures: Vec<String> = codes.into_iter().flatten().collect();
     for (name, got, tol) in stages {
         let e = rel_l2(&got, &want(name));
         println!("[{label}] {name}: rel L2 {e:.2e}");
@@ -127,9 +130,11 @@ fn wgpu_or_skip() -> Option<Wgpu> {
 #[test]
 fn wgpu_encodes_the_fixture_exactly() {
     if let Some(gpu) = wgpu_or_skip() {
+        // Case a's chunk (stages and codes), then case e: two chunks in one batch and the
+        // wrap at the end of the input. (Loading and resampling are host code, shared with
+        // the CPU runs of the other cases.)
         check_intermediates(&gpu, "wgpu");
-        // e: two chunks batched (the GPU batch size); b: 16 kHz input.
-        check_all_cases(&gpu, "wgpu", Some(&["b_16k_pcm16_7s05", "e_24k_pcm16_31s5"]));
+        check_all_cases(&gpu, "wgpu", Some(&["e_24k_pcm16_31s5"]));
     }
 }
 

@@ -131,10 +131,10 @@ impl<B: Backend> Wavlm<B> {
         ops::add(bk, &h, &pos.reshape(&[batch * t, hid])?, &h)?;
         h = self.enc_ln.apply(bk, &h)?;
         let rel = ops::upload_f32(bk, &[self.heads, 2 * t - 1], &self.rel_bias(t), DType::F32)?;
-        let mean = bk.alloc(DType::F32, &[batch * t, hid])?;
+        let sum = bk.alloc(DType::F32, &[batch * t, hid])?;
         let add_to_mean = |state: &Tensor<B>, index: usize| -> Result<()> {
             for _ in self.mean_of.iter().filter(|&&k| k == index) {
-                ops::add(bk, &mean, state, &mean)?;
+                ops::add(bk, &sum, state, &sum)?;
             }
             Ok(())
         };
@@ -144,7 +144,8 @@ impl<B: Backend> Wavlm<B> {
             add_to_mean(&h, i + 1)?;
         }
         let scale = 1.0 / self.mean_of.len() as f32;
-        ops::blend(bk, &mean, &mean, scale, 0.0, &mean)?;
+        let mean = bk.alloc(DType::F32, sum.shape())?;
+        ops::blend(bk, &sum, &sum, scale, 0.0, &mean)?;
         Ok((fe, mean))
     }
 

@@ -234,7 +234,7 @@ impl EncoderConfig {
         let heads = |name: &str, width: usize, heads: usize, head_dim: usize| {
             if heads * head_dim != width {
                 Err(format!("{name}: heads {heads} x head_dim {head_dim} != width {width}"))
-            } else if head_dim % 2 != 0 || head_dim > 256 {
+            } else if !head_dim.is_multiple_of(2) || head_dim > 256 {
                 Err(format!("{name}.head_dim must be even and <= 256, got {head_dim}"))
             } else {
                 Ok(())
@@ -245,7 +245,7 @@ impl EncoderConfig {
         heads("musicfm", self.musicfm.encoder_dim, self.musicfm.heads, self.musicfm.head_dim)?;
         let t = &self.audio_thinking;
         heads("audio_thinking", t.dim, t.heads, t.head_dim)?;
-        if t.rotary_dim % 2 != 0 || t.rotary_dim > t.head_dim {
+        if !t.rotary_dim.is_multiple_of(2) || t.rotary_dim > t.head_dim {
             return Err(format!("audio_thinking.rotary_dim {} must be even and <= head_dim {}", t.rotary_dim, t.head_dim));
         }
         let w = &self.wavlm;
@@ -255,10 +255,10 @@ impl EncoderConfig {
         if w.conv_kernel.iter().chain(&w.conv_stride).any(|&v| v == 0) {
             return Err("wavlm.conv_kernel and conv_stride entries must be > 0".into());
         }
-        if w.hidden_size % w.num_conv_pos_embedding_groups != 0 {
+        if !w.hidden_size.is_multiple_of(w.num_conv_pos_embedding_groups) {
             return Err(format!("wavlm.num_conv_pos_embedding_groups {} must divide hidden_size {}", w.num_conv_pos_embedding_groups, w.hidden_size));
         }
-        if w.num_buckets % 2 != 0 || w.num_buckets < 4 || w.max_bucket_distance <= w.num_buckets / 4 {
+        if !w.num_buckets.is_multiple_of(2) || w.num_buckets < 4 || w.max_bucket_distance <= w.num_buckets / 4 {
             return Err(format!("wavlm.num_buckets {} must be even (>= 4) and max_bucket_distance {} > num_buckets / 4", w.num_buckets, w.max_bucket_distance));
         }
         if w.hidden_states_mean.is_empty() || w.hidden_states_mean.iter().any(|&k| k > w.layers) {
@@ -269,7 +269,7 @@ impl EncoderConfig {
         if deepest > m.encoder_depth {
             return Err(format!("musicfm.hidden_states index {deepest} exceeds encoder_depth {}", m.encoder_depth));
         }
-        if m.conv_depthwise_kernel_size % 2 == 0 {
+        if m.conv_depthwise_kernel_size.is_multiple_of(2) {
             return Err(format!("musicfm.conv_depthwise_kernel_size must be odd (\"same\" padding), got {}", m.conv_depthwise_kernel_size));
         }
         let c = &self.chunking;

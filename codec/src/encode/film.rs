@@ -5,7 +5,8 @@
 use uniaudio_runtime::{ops, Backend, DType, Epilogue, Tensor, WeightLayout};
 
 use super::config::EncoderConfig;
-use super::layers::{strided_conv_as_linear, EncoderWeights, Lin};
+use super::layers::{EncoderWeights, Lin};
+use crate::load::conv_to_runtime;
 use super::rvq_search::RvqSearch;
 use crate::error::Result;
 
@@ -19,7 +20,8 @@ impl<B: Backend> DownConv<B> {
     fn load(l: &EncoderWeights<B>, name: &str, ch: usize, k: usize) -> Result<Self> {
         let w = l.host(&format!("{name}.weight"), &[ch, ch, k])?;
         let b = l.host(&format!("{name}.bias"), &[ch])?;
-        Ok(DownConv { lin: Lin::from_host(l, &strided_conv_as_linear(&w, ch, ch, k), Some(&b), ch, k * ch)?, k })
+        // [C_out, C_in, K] -> [C_out, K·C_in]: the linear over frames reshaped to [T/K, K·C_in].
+        Ok(DownConv { lin: Lin::from_host(l, &conv_to_runtime(&w, ch, ch, k), Some(&b), ch, k * ch)?, k })
     }
 
     /// x [B·T, C] -> [B·frames, C], each chunk's frames from its first frames·K rows.

@@ -162,12 +162,6 @@ pub fn positions<B: Backend>(bk: &B, batch: usize, t: usize) -> Result<Tensor<B>
     Ok(ops::upload_u32(bk, &[batch * t], &ids)?)
 }
 
-/// torch Conv1d weight [C_out, C_in, K] as the `Linear` weight of a stride = kernel
-/// convolution over frames reshaped to [T/K, K·C_in]: [C_out, K·C_in] (tap-major).
-pub fn strided_conv_as_linear(w: &[f32], c_out: usize, c_in: usize, k: usize) -> Vec<f32> {
-    crate::load::conv_to_runtime(w, c_out, c_in, k)
-}
-
 /// Folds eval-mode BatchNorm into the preceding convolution's weight rows and bias:
 /// w' = w·γ/√(var + eps), b' = (b − mean)·γ/√(var + eps) + β (computed in f64).
 pub fn fold_batch_norm(w: &mut [f32], bias: &mut [f32], gamma: &[f32], beta: &[f32], mean: &[f32], var: &[f32], eps: f32) {

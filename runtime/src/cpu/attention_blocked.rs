@@ -13,6 +13,9 @@ use crate::op::WeightLayout;
 /// Query rows per task.
 const BLOCK: usize = 64;
 
+/// Adds a bias to the scores of (head, query) over keys 0..row.len().
+pub type ScoreBias<'a> = &'a (dyn Fn(usize, usize, &mut [f32]) + Sync);
+
 /// One attention problem: per head h, keys/values [keys, D] contiguous.
 pub struct Problem<'a> {
     pub queries: usize,
@@ -25,8 +28,7 @@ pub struct Problem<'a> {
     pub v: &'a (dyn Fn(usize) -> &'a [f32] + Sync),
     /// Keys query t sees: 0..visible(t).
     pub visible: &'a (dyn Fn(usize) -> usize + Sync),
-    /// Adds a bias to the scores of (head, query) over keys 0..row.len().
-    pub bias: Option<&'a (dyn Fn(usize, usize, &mut [f32]) + Sync)>,
+    pub bias: Option<ScoreBias<'a>>,
 }
 
 pub fn attention(isa: Isa, p: &Problem, out: &mut [f32]) {

@@ -41,8 +41,9 @@ pub fn film(x: Option<&[f32]>, p: &[f32], out: &mut [f32], c: usize, s: f32) {
 
 /// GroupNorm over x [B, T, C]: statistics per (batch, group) over T frames × C/groups
 /// channels (f64 sums, biased variance), then per-channel affine.
+#[allow(clippy::too_many_arguments)]
 pub fn group_norm(x: &[f32], weight: WeightSlice, bias: WeightSlice, out: &mut [f32], t: usize, c: usize, groups: usize, eps: f32) {
-    let batch = if t * c == 0 { 0 } else { x.len() / (t * c) };
+    let batch = x.len().checked_div(t * c).unwrap_or(0);
     let cg = c / groups;
     let stats: Vec<(f32, f32)> = (0..batch * groups)
         .into_par_iter()

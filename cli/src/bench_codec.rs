@@ -31,20 +31,28 @@ pub struct CodecBenchArgs {
 /// The preset's directory under the bench cache, synthesized on first use (flow weights bf16).
 fn preset_dir(cache: &std::path::Path, preset: CodecPreset) -> Result<PathBuf> {
     let config = preset.config();
-    let dir = cache.join(format!("bench-codec-{}-bf16-v1", preset.name()));
     let want = serde_json::to_value(&config)?;
+    let dir = cache.join(format!("bench-codec-{}-bf16-v1", preset.name()));
+    cached_synthesis(&dir, &want, &["codec.safetensors", "sqcodec.safetensors"], &format!("synthesizing {} codec", preset.name()), |dir| {
+        uniaudio_codec::synth::write_synthetic_codec_as(&config, dir, DType::BF16)
+    })
+}
+
+/// `dir` when its config.json equals `want` and `files` exist; otherwise (stale or absent)
+/// it is cleared and `synthesize` writes it anew, under a progress line.
+pub fn cached_synthesis(dir: &std::path::Path, want: &serde_json::Value, files: &[&str], what: &str, synthesize: impl FnOnce(&std::path::Path) -> uniaudio_codec::Result<()>) -> Result<PathBuf> {
     let have = std::fs::read_to_string(dir.join("config.json")).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
-    if have.as_ref() == Some(&want) && dir.join("codec.safetensors").is_file() && dir.join("sqcodec.safetensors").is_file() {
-        return Ok(dir);
+    if have.as_ref() == Some(want) && files.iter().all(|f| dir.join(f).is_file()) {
+        return Ok(dir.to_path_buf());
     }
     if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("removing stale {}", dir.display()))?;
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing stale {}", dir.display()))?;
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let bar = progress::steps(1, &format!("synthesizing {} codec", preset.name()));
-    uniaudio_codec::synth::write_synthetic_codec_as(&config, &dir, DType::BF16)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let bar = progress::steps(1, what);
+    synthesize(dir)?;
     bar.finish_and_clear();
-    Ok(dir)
+    Ok(dir.to_path_buf())
 }
 
 pub fn run(args: &CodecBenchArgs, opened: &Opened, cache: &std::path::Path) -> Result<()> {

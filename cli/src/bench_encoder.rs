@@ -30,18 +30,9 @@ pub struct EncoderBenchArgs {
 fn preset_dir(cache: &Path, preset: EncoderPreset) -> Result<PathBuf> {
     let want = preset.config_json();
     let dir = cache.join(format!("bench-encoder-{}-f32-v1", preset.name()));
-    let have = std::fs::read_to_string(dir.join("config.json")).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
-    if have.as_ref() == Some(&want) && dir.join("codec.safetensors").is_file() {
-        return Ok(dir);
-    }
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("removing stale {}", dir.display()))?;
-    }
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let bar = progress::steps(1, &format!("synthesizing {} encoder", preset.name()));
-    uniaudio_codec::synth::write_synthetic(&want, &dir, DType::F32)?;
-    bar.finish_and_clear();
-    Ok(dir)
+    crate::bench_codec::cached_synthesis(&dir, &want, &["codec.safetensors"], &format!("synthesizing {} encoder", preset.name()), |dir| {
+        uniaudio_codec::synth::write_synthetic(&want, dir, DType::F32)
+    })
 }
 
 pub fn run(args: &EncoderBenchArgs, opened: &Opened, cache: &Path) -> Result<()> {

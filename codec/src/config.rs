@@ -4,6 +4,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::encode::EncoderConfig;
 use crate::error::{CodecError, Result};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -129,6 +130,24 @@ impl SamplerConfig {
 
 /// The sections `codec decode` needs (a config.json may also hold the encoder's).
 pub const DECODER_SECTIONS: [&str; 4] = ["rvq", "flow", "sampler", "sq_decoder"];
+
+/// The decoder and the encoder a codec config.json describes (either may be absent, not
+/// both), each validated.
+pub fn codec_parts(config: &serde_json::Value) -> Result<(Option<CodecConfig>, Option<EncoderConfig>)> {
+    let has = |sections: &[&str]| sections.iter().any(|s| config.get(s).is_some());
+    let decoder = if has(&DECODER_SECTIONS) {
+        let c: CodecConfig = serde_json::from_value(config.clone()).map_err(|e| CodecError::Invalid(format!("invalid codec config: {e}")))?;
+        c.validate().map_err(CodecError::Invalid)?;
+        Some(c)
+    } else {
+        None
+    };
+    let encoder = if has(&EncoderConfig::SECTIONS) { Some(EncoderConfig::from_value(config).map_err(CodecError::Invalid)?) } else { None };
+    if decoder.is_none() && encoder.is_none() {
+        return Err(CodecError::Invalid("the config holds neither the decoder's nor the encoder's sections".into()));
+    }
+    Ok((decoder, encoder))
+}
 
 impl CodecConfig {
     pub fn load(path: &Path) -> Result<Self> {

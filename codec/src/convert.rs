@@ -14,9 +14,8 @@ use uniaudio_runtime::DType;
 
 use serde_json::Value;
 
-use crate::config::{CodecConfig, DECODER_SECTIONS};
+use crate::config::CodecConfig;
 use crate::encode::convert::{open_sources, plan as encoder_plan, EncoderSources};
-use crate::encode::EncoderConfig;
 use crate::error::{CodecError, Result};
 use crate::synth::{CODEC_FILE, CONFIG_FILE, SQ_FILE};
 use crate::tensors::{codec_tensors, pos_embed_table, sq_tensors, TensorList, POS_EMBED};
@@ -34,18 +33,7 @@ pub fn convert_codec(checkpoint: &Path, sqcodec: &Path, config: &CodecConfig, di
 /// (then `sqcodec` is needed), the encoder's when it has the encoder's (from the codec
 /// checkpoint and `sources`), both into one codec.safetensors; config.json is `config`.
 pub fn convert(checkpoint: &Path, sqcodec: Option<&Path>, config: &Value, sources: &EncoderSources, dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
-    let has = |sections: &[&str]| sections.iter().any(|s| config.get(s).is_some());
-    let decoder = if has(&DECODER_SECTIONS) {
-        let c: CodecConfig = serde_json::from_value(config.clone()).map_err(|e| CodecError::Invalid(format!("invalid codec config: {e}")))?;
-        c.validate().map_err(CodecError::Invalid)?;
-        Some(c)
-    } else {
-        None
-    };
-    let encoder = if has(&EncoderConfig::SECTIONS) { Some(EncoderConfig::from_value(config).map_err(CodecError::Invalid)?) } else { None };
-    if decoder.is_none() && encoder.is_none() {
-        return Err(CodecError::Invalid("the config holds neither the decoder's nor the encoder's sections".into()));
-    }
+    let (decoder, encoder) = crate::config::codec_parts(config)?;
     let codec_ckpt = TorchCheckpoint::open(checkpoint)?;
     let sq_ckpt = match (&decoder, sqcodec) {
         (Some(_), Some(p)) => Some(TorchCheckpoint::open(p)?),

@@ -10,7 +10,7 @@ use uniaudio_runtime::weights::{SafetensorsWriter, TensorSpec};
 use uniaudio_runtime::DType;
 
 use crate::config::CodecConfig;
-use crate::encode::{encoder_tensors, EncoderConfig};
+use crate::encode::encoder_tensors;
 use crate::error::{CodecError, Result};
 use crate::tensors::{codec_tensors, pos_embed_table, sq_tensors, TensorList, POS_EMBED};
 
@@ -53,18 +53,7 @@ pub fn write_synthetic(config: &serde_json::Value, dir: &Path, dtype: DType) -> 
     if init.version != 1 {
         return Err(CodecError::Invalid(format!("init.version {} is not supported (only 1)", init.version)));
     }
-    let has = |sections: &[&str]| sections.iter().any(|s| config.get(s).is_some());
-    let decoder = if has(&crate::config::DECODER_SECTIONS) {
-        let c: CodecConfig = serde_json::from_value(config.clone()).map_err(|e| CodecError::Invalid(format!("invalid codec config: {e}")))?;
-        c.validate().map_err(CodecError::Invalid)?;
-        Some(c)
-    } else {
-        None
-    };
-    let encoder = if has(&EncoderConfig::SECTIONS) { Some(EncoderConfig::from_value(config).map_err(CodecError::Invalid)?) } else { None };
-    if decoder.is_none() && encoder.is_none() {
-        return Err(CodecError::Invalid("config holds neither the decoder's nor the encoder's sections".into()));
-    }
+    let (decoder, encoder) = crate::config::codec_parts(config)?;
     let mut tensors = decoder.as_ref().map(codec_tensors).unwrap_or_default();
     for (name, shape) in encoder.as_ref().map(encoder_tensors).unwrap_or_default() {
         match tensors.iter().find(|(n, _)| *n == name) {

@@ -220,14 +220,15 @@ fn tts_runs_prompt_lm_and_codec_in_one_process() {
     assert!(!bad_out.exists());
 }
 
-/// `uniaudio convert --codec` needs its SQ-Codec file and a codec config, and says so.
+/// `uniaudio convert --codec` needs a codec config and, for a decoder, its SQ-Codec file,
+/// and says so.
 #[test]
 fn convert_codec_names_missing_arguments() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = bin().args(["convert", "--codec", "--checkpoint", "x.checkpoint", "--out"]).arg(tmp.path().join("o")).output().unwrap();
-    assert!(!o.status.success() && stderr(&o).contains("--sqcodec"), "{}", stderr(&o));
     let o = bin().args(["convert", "--codec", "--checkpoint", "x", "--sqcodec", "y", "--out"]).arg(tmp.path().join("o")).output().unwrap();
     assert!(!o.status.success() && stderr(&o).contains("--config"), "{}", stderr(&o));
+    let o = bin().args(["convert", "--codec", "--checkpoint", "x.checkpoint", "--config"]).arg(fixture("config.json")).arg("--out").arg(tmp.path().join("o")).output().unwrap();
+    assert!(!o.status.success() && stderr(&o).contains("--sqcodec"), "{}", stderr(&o));
     let o = bin()
         .args(["convert", "--codec", "--checkpoint", "missing.checkpoint", "--sqcodec", "y", "--config"])
         .arg(fixture("config.json"))

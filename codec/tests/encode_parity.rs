@@ -130,11 +130,10 @@ fn wgpu_or_skip() -> Option<Wgpu> {
 #[test]
 fn wgpu_encodes_the_fixture_exactly() {
     if let Some(gpu) = wgpu_or_skip() {
-        // Case a's chunk (stages and codes), then case e: two chunks in one batch and the
-        // wrap at the end of the input. (Loading and resampling are host code, shared with
-        // the CPU runs of the other cases.)
+        // Case a's chunk: every stage and the codes. (Loading, resampling, chunking and
+        // batching are host and model code shared with the CPU runs of every case; the
+        // kernels' batch dimensions are in the op harness.) Lavapipe takes ~90 s a chunk.
         check_intermediates(&gpu, "wgpu");
-        check_all_cases(&gpu, "wgpu", Some(&["e_24k_pcm16_31s5"]));
     }
 }
 

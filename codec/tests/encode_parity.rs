@@ -156,3 +156,16 @@ fn check_batch_of_two<B: Backend>(backend: &B, label: &str) {
 fn cpu_batch_of_two_chunks_matches() {
     check_batch_of_two(&Cpu::new(), "cpu");
 }
+
+#[test]
+fn gpu_batches_fit_the_binding_limit() {
+    use uniaudio_codec::encode::{batch_that_fits, EncoderConfig};
+    let c = EncoderConfig::load(&fixture_dir().join("config.json")).unwrap();
+    // The fixture's largest activation is WavLM's first conv: 96063 frames x 32 channels x 4 bytes.
+    let one = 96_063 * 32 * 4;
+    assert_eq!(batch_that_fits(&c, None), c.chunking.batch_size);
+    assert_eq!(batch_that_fits(&c, Some(one - 1)), 1, "at least one chunk");
+    assert_eq!(batch_that_fits(&c, Some(one)), 1);
+    assert_eq!(batch_that_fits(&c, Some(2 * one + 7)), 2);
+    assert_eq!(batch_that_fits(&c, Some(u64::MAX)), c.chunking.batch_size);
+}

@@ -38,4 +38,9 @@ pub trait Backend: Sized {
     fn begin_step(&self) -> Result<()> {
         Ok(())
     }
+    /// The largest activation tensor, in bytes, an op can bind (None: no limit beyond memory).
+    /// Callers that batch size their batches to it.
+    fn max_tensor_bytes(&self) -> Option<u64> {
+        None
+    }
 }

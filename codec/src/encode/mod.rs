@@ -133,7 +133,7 @@ impl<B: Backend> Encoder<B> {
         }
         let plan = ChunkPlan::new(samples.len(), &self.config.chunking);
         let mut tokens = Tokens::default();
-        let batch = self.batch_size::<B>();
+        let batch = self.batch_size(bk);
         for first in (0..plan.chunks).step_by(batch) {
             let chunks: Vec<Vec<f32>> = (first..plan.chunks.min(first + batch)).map(|k| audio::chunk_24k(samples, k, self.config.chunking.chunk_samples)).collect();
             let out = self.encode_chunks(bk, &chunks)?;
@@ -146,14 +146,14 @@ impl<B: Backend> Encoder<B> {
         Ok(tokens)
     }
 
-    /// Chunks per batch: the config's on GPUs; one on the CPU, whose GEMMs are already
-    /// large at one chunk (a batch would only cost memory).
-    pub fn batch_size<C: Backend>(&self) -> usize {
+    /// Chunks per batch: one on the CPU, whose GEMMs are already large at one chunk (a
+    /// batch would only cost memory); on GPUs the config's, fewer when the backend's
+    /// largest bindable tensor cannot hold a batch's biggest activation.
+    pub fn batch_size<C: Backend>(&self, bk: &C) -> usize {
         if C::NAME == "cpu" {
-            1
-        } else {
-            self.config.chunking.batch_size.max(1)
+            return 1;
         }
+        batch_that_fits(&self.config, bk.max_tensor_bytes())
     }
 
     /// One chunk of `chunk_samples` 24 kHz samples -> its codes and stage outputs.
@@ -232,6 +232,15 @@ impl<B: Backend> Encoder<B> {
             times,
         })
     }
+}
+
+/// The config's batch size, reduced until the largest per-chunk activation times the batch
+/// fits in `limit` bytes (at least one chunk).
+pub fn batch_that_fits(c: &EncoderConfig, limit: Option<u64>) -> usize {
+    let batch = c.chunking.batch_size.max(1);
+    let Some(limit) = limit else { return batch };
+    let per_chunk = tensors::largest_activation_bytes(c).max(1);
+    batch.min((limit / per_chunk) as usize).max(1)
 }
 
 /// [bins, frames] row-major (the spectrograms' layout) -> [frames, bins].

@@ -17,6 +17,20 @@ pub fn musicfm_freq_rows() -> usize {
     half(half(MUSICFM_MELS))
 }
 
+/// The largest activation one chunk makes, in bytes (f32): WavLM's first convolution,
+/// MusicFM's first Res2d output, Whisper's conv stem or an FFN's hidden layer.
+pub fn largest_activation_bytes(c: &EncoderConfig) -> u64 {
+    let wavlm_first = (c.chunking.chunk_samples * 2 / 3 + 160 - c.wavlm.conv_kernel[0]) / c.wavlm.conv_stride[0] + 1;
+    let candidates = [
+        wavlm_first * c.wavlm.conv_dim[0],
+        (WHISPER_FRAMES / 2) * (MUSICFM_MELS / 2) * c.musicfm.conv_dim,
+        WHISPER_FRAMES * c.whisper.d_model,
+        WHISPER_POSITIONS * c.whisper.ffn_dim.max(3 * c.whisper.d_model),
+        wavlm_first / 2 * c.wavlm.conv_dim[0],
+    ];
+    4 * candidates.into_iter().max().unwrap_or(0) as u64
+}
+
 /// WavLM layers whose outputs feed `hidden_states_mean` (hidden_states[k] = output of layer k − 1).
 pub fn wavlm_layers_needed(c: &EncoderConfig) -> usize {
     c.wavlm.hidden_states_mean.iter().copied().max().unwrap_or(0)

@@ -390,4 +390,8 @@ impl Backend for Wgpu {
         self.flush();
         self.wait()
     }
+
+    fn max_tensor_bytes(&self) -> Option<u64> {
+        Some(self.binding_limit)
+    }
 }

@@ -84,18 +84,18 @@ fn bench_on<B: Backend>(b: &B, args: &CodecBenchArgs, preset: CodecPreset, dir: 
     );
     // Untimed pass: page in the weights and warm the kernels.
     run_codec_bench(&codec, b, tokens.min(config.sampler.window_tokens), 1, &mut |_, _| {})?;
-    let bar = progress::steps(0, "decoding");
-    let r = run_codec_bench(&codec, b, tokens, args.codec_steps, &mut |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })?;
-    bar.finish_and_clear();
+    let r = progress::with_steps("decoding", |report| run_codec_bench(&codec, b, tokens, args.codec_steps, report))?;
     print_report(&r, peak);
     Ok(())
 }
 
+/// `gflops` as a share of the FMA peak measured in the same run (CPU only).
+pub fn of_peak(gflops: f64, peak: Option<f64>) -> String {
+    peak.map_or("(no peak measured for this backend)".to_string(), |p| format!("{:.1}% of the {p:.1} GFLOP/s FMA peak", 100.0 * gflops / p))
+}
+
 fn print_report(r: &CodecBenchReport, peak: Option<f64>) {
-    let of_peak = |g: f64| peak.map_or("(no peak measured for this backend)".to_string(), |p| format!("{:.1}% of the {p:.1} GFLOP/s FMA peak", 100.0 * g / p));
+    let of_peak = |g: f64| of_peak(g, peak);
     println!("{:<24} {:>10} {:>12} {:>12}", "part", "seconds", "GFLOP", "GFLOP/s");
     println!("{:<24} {:>10.2} {:>12.1} {:>12.1}  {}", format!("flow ({} window(s))", r.windows), r.flow_seconds, r.flow_gflop, r.flow_gflops(), of_peak(r.flow_gflops()));
     println!("{:<24} {:>10.2} {:>12.1} {:>12.1}  {}", "SQ decoder", r.sq_seconds, r.sq_gflop, r.sq_gflops(), of_peak(r.sq_gflops()));

@@ -62,18 +62,13 @@ fn bench_on<B: Backend>(b: &B, args: &EncoderBenchArgs, preset: EncoderPreset, d
     );
     // Untimed pass over one chunk: page in the weights and warm the kernels.
     run_encoder_bench(&encoder, b, 1.0, &mut |_, _| {})?;
-    let bar = progress::steps(0, "encoding");
-    let r = run_encoder_bench(&encoder, b, args.encoder_seconds, &mut |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })?;
-    bar.finish_and_clear();
+    let r = progress::with_steps("encoding", |report| run_encoder_bench(&encoder, b, args.encoder_seconds, report))?;
     print_report(&r, peak);
     Ok(())
 }
 
 fn print_report(r: &EncoderBenchReport, peak: Option<f64>) {
-    let of_peak = |g: f64| peak.map_or("(no peak measured for this backend)".to_string(), |p| format!("{:.1}% of the {p:.1} GFLOP/s FMA peak", 100.0 * g / p));
+    let of_peak = |g: f64| crate::bench_codec::of_peak(g, peak);
     let t = &r.times;
     let total = t.total();
     println!("{:<26} {:>9} {:>6} {:>10} {:>10}", "stage", "seconds", "share", "GFLOP", "GFLOP/s");

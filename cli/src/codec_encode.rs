@@ -61,11 +61,5 @@ pub fn read_24k(path: &Path) -> Result<Vec<f32>> {
 
 fn encode_on<B: Backend>(b: &B, dir: &Path, config: EncoderConfig, samples: &[f32]) -> Result<Tokens> {
     let encoder = Encoder::load_with(b, config, &dir.join(uniaudio_codec::synth::CODEC_FILE)).with_context(|| format!("loading encoder {}", dir.display()))?;
-    let bar = progress::steps(0, "encoding chunks");
-    let tokens = encoder.encode(b, samples, &mut |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    });
-    bar.finish_and_clear();
-    Ok(tokens?)
+    Ok(progress::with_steps("encoding chunks", |report| encoder.encode(b, samples, report))?)
 }

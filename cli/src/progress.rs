@@ -30,3 +30,14 @@ pub fn steps(total: u64, what: &str) -> ProgressBar {
     bar.set_message(what.to_string());
     bar
 }
+
+/// Runs `work` with a step progress bar it reports to as `(done, total)`.
+pub fn with_steps<T>(what: &str, work: impl FnOnce(&mut dyn FnMut(usize, usize)) -> T) -> T {
+    let bar = steps(0, what);
+    let result = work(&mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    });
+    bar.finish_and_clear();
+    result
+}

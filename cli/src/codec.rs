@@ -26,7 +26,10 @@ pub enum CodecCommand {
 pub struct DecodeArgs {
     /// Codec directory: config.json, codec.safetensors, sqcodec.safetensors.
     #[arg(long)]
-    pub codec: PathBuf,
+    pub codec: Option<PathBuf>,
+    /// A bundle whose codec to use (default: $UNIAUDIO_MODEL).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
     /// JSON with `reconstruction` ([T][8] frames, as `uniaudio generate` prints) or `tokens` ([8][T] rows).
     #[arg(long)]
     pub tokens: PathBuf,
@@ -109,6 +112,8 @@ fn decode(args: DecodeArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.tokens).with_context(|| format!("reading {}", args.tokens.display()))?;
     let value: Value = serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", args.tokens.display()))?;
     let tokens = parse_tokens(&value, &args.tokens)?;
+    let paths = uniaudio::ModelPaths::resolve(args.model.as_deref(), args.codec.as_deref(), None)?;
+    let codec = paths.require(uniaudio::Part::Decoder, "codec decode")?;
     let target = WavTarget::prepare(&args.out, args.force)?;
     let noise = match &args.noise {
         Some(p) => Noise::from_file(p).with_context(|| format!("--noise {}", p.display()))?,
@@ -118,9 +123,9 @@ fn decode(args: DecodeArgs) -> Result<()> {
     let opened = args.backend.open()?;
     eprintln!("backend: {}", opened.describe());
     let (audio, rate) = match &opened {
-        Opened::Cpu(b) => decode_on(b, &args.codec, &tokens, &opts)?,
-        Opened::Wgpu(b) => decode_on(b, &args.codec, &tokens, &opts)?,
-        Opened::Cuda(b) => decode_on(b, &args.codec, &tokens, &opts)?,
+        Opened::Cpu(b) => decode_on(b, codec, &tokens, &opts)?,
+        Opened::Wgpu(b) => decode_on(b, codec, &tokens, &opts)?,
+        Opened::Cuda(b) => decode_on(b, codec, &tokens, &opts)?,
     };
     target.write(&audio, rate, args.pcm16)?;
     eprintln!("wrote {} ({} samples, {:.2} s)", args.out.display(), audio.len(), audio.len() as f64 / rate as f64);

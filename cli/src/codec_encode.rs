@@ -16,7 +16,10 @@ use crate::progress;
 pub struct EncodeArgs {
     /// Codec directory: config.json with the encoder sections, codec.safetensors with the encoder tensors.
     #[arg(long)]
-    pub codec: PathBuf,
+    pub codec: Option<PathBuf>,
+    /// A bundle whose codec to use (default: $UNIAUDIO_MODEL).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
     /// Audio file: WAV (PCM 8/16/24/32-bit or float), FLAC, MP3 or Ogg/Vorbis, any rate and channel count.
     #[arg(long)]
     pub input: PathBuf,
@@ -32,19 +35,31 @@ pub struct EncodeArgs {
 
 pub fn run(args: EncodeArgs) -> Result<()> {
     let target = Target::prepare(&args.out, args.force)?;
-    // The config first: a codec directory without an encoder fails before any audio work.
-    let config = EncoderConfig::load(&args.codec.join(uniaudio_codec::synth::CONFIG_FILE)).with_context(|| format!("codec {}", args.codec.display()))?;
-    let samples = read_24k(&args.input)?;
-    let opened = args.backend.open()?;
-    eprintln!("backend: {}", opened.describe());
-    let tokens = match &opened {
-        Opened::Cpu(b) => encode_on(b, &args.codec, config, &samples)?,
-        Opened::Wgpu(b) => encode_on(b, &args.codec, config, &samples)?,
-        Opened::Cuda(b) => encode_on(b, &args.codec, config, &samples)?,
-    };
+    let paths = uniaudio::ModelPaths::resolve(args.model.as_deref(), args.codec.as_deref(), None)?;
+    let dir = paths.require(uniaudio::Part::Encoder, "codec encode")?;
+    let tokens = encode(dir, &args.input, args.backend)?;
     target.write(serde_json::to_string(&tokens)?.as_bytes())?;
     eprintln!("wrote {} ({} reasoning frames, {} reconstruction frames)", args.out.display(), tokens.reasoning.len(), tokens.reconstruction.len());
     Ok(())
+}
+
+/// Encodes an audio file with the codec in `dir`.
+pub fn encode(dir: &Path, input: &Path, backend: BackendChoice) -> Result<Tokens> {
+    // The config first: a codec directory without an encoder fails before any audio work.
+    let config = EncoderConfig::load(&dir.join(uniaudio_codec::synth::CONFIG_FILE)).with_context(|| format!("codec {}", dir.display()))?;
+    let samples = read_24k(input)?;
+    let opened = backend.open()?;
+    eprintln!("backend: {}", opened.describe());
+    match &opened {
+        Opened::Cpu(b) => encode_on(b, dir, config, &samples),
+        Opened::Wgpu(b) => encode_on(b, dir, config, &samples),
+        Opened::Cuda(b) => encode_on(b, dir, config, &samples),
+    }
+}
+
+/// As `encode`, as the LM's frames.
+pub fn encode_file(dir: &Path, input: &Path, backend: BackendChoice) -> Result<uniaudio_lm::tasks::AudioTokens> {
+    uniaudio::run::audio_tokens(encode(dir, input, backend)?)
 }
 
 /// Reads any supported audio file as 24 kHz mono, saying what was done to it.

@@ -1,9 +1,11 @@
 //! `uniaudio convert`: a released torch checkpoint to a model directory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use uniaudio::convert_bundle::{convert_bundle, CodecSource, LmSource};
+use uniaudio_codec::encode::convert::EncoderSources;
 use uniaudio_lm::convert::{convert, ConvertOptions};
 use uniaudio_lm::llm_yaml::LlmYaml;
 use uniaudio_lm::LmConfig;
@@ -23,8 +25,19 @@ pub struct ConvertArgs {
     #[arg(long)]
     config: Option<PathBuf>,
     /// New model directory (must not exist or be empty).
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required_unless_present = "bundle")]
+    out: Option<PathBuf>,
+    /// Write one bundle instead (lm/, codec/, tokenizer.json, uniaudio.json): --checkpoint and
+    /// --llm-config for the LM, --codec-checkpoint and --codec-config (with --sqcodec,
+    /// --whisper, --wavlm, --music-ssl as the codec needs) for the codec, and --tokenizer.
+    #[arg(long, conflicts_with_all = ["out", "codec"], requires = "tokenizer")]
+    bundle: Option<PathBuf>,
+    /// ReasoningCodec.checkpoint (with --bundle).
+    #[arg(long, requires = "bundle")]
+    codec_checkpoint: Option<PathBuf>,
+    /// The codec's config.json (with --bundle).
+    #[arg(long, requires = "codec_checkpoint")]
+    codec_config: Option<PathBuf>,
     /// Stored dtype of the output: bf16, f16 or f32 (default: keep the checkpoint's).
     #[arg(long)]
     dtype: Option<String>,
@@ -57,6 +70,19 @@ pub fn run(args: ConvertArgs) -> Result<()> {
     if args.codec {
         return run_codec(&args);
     }
+    let out = match (&args.bundle, &args.out) {
+        (Some(bundle), _) => return run_bundle(&args, bundle),
+        (None, Some(out)) => out,
+        (None, None) => bail!("pass --out DIR (or --bundle DIR)"),
+    };
+    let (config, opts) = lm_source(&args)?;
+    progress::with_bytes("converting", |report| convert(&args.checkpoint, &config, out, &opts, report))?;
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
+/// The LM's config (from --config, or the presets llm_config.yaml names) and conversion options.
+fn lm_source(args: &ConvertArgs) -> Result<(LmConfig, ConvertOptions)> {
     let dtype = match &args.dtype {
         None => None,
         Some(s) => match DType::parse(s).filter(|d| d.is_float()) {
@@ -83,8 +109,48 @@ pub fn run(args: ConvertArgs) -> Result<()> {
         uniaudio_lm::tokenizer::TextTokenizer::from_file(t)?;
     }
     let opts = ConvertOptions { dtype, shard_bytes: args.shard_size_mib << 20, tokenizer: args.tokenizer.clone() };
-    progress::with_bytes("converting", |report| convert(&args.checkpoint, &config, &args.out, &opts, report))?;
-    eprintln!("wrote {}", args.out.display());
+    Ok((config, opts))
+}
+
+fn read_codec_config(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))
+}
+
+fn encoder_sources(args: &ConvertArgs) -> EncoderSources {
+    EncoderSources { whisper: args.whisper.clone(), wavlm: args.wavlm.clone(), music_ssl: args.music_ssl.clone() }
+}
+
+fn run_bundle(args: &ConvertArgs, bundle: &Path) -> Result<()> {
+    let (config, options) = lm_source(args)?;
+    let tokenizer = args.tokenizer.as_deref().context("--bundle needs --tokenizer tokenizer.json")?;
+    let codec_config = match (&args.codec_checkpoint, &args.codec_config) {
+        (Some(_), None) => bail!("--codec-checkpoint needs --codec-config with the codec's config.json"),
+        (_, Some(path)) => Some(read_codec_config(path)?),
+        (None, None) => None,
+    };
+    if let Some(c) = &codec_config {
+        let has_decoder = uniaudio_codec::config::DECODER_SECTIONS.iter().any(|s| c.get(s).is_some());
+        if has_decoder && args.sqcodec.is_none() {
+            bail!("the codec config has a decoder: pass --sqcodec sqcodec.pth");
+        }
+    } else {
+        eprintln!("note: no --codec-checkpoint: the bundle holds the LM and tokenizer only; every task also needs the codec (pass --codec DIR when running)");
+    }
+    let codec = match (&args.codec_checkpoint, &codec_config) {
+        (Some(checkpoint), Some(config)) => Some(CodecSource { checkpoint, sqcodec: args.sqcodec.as_deref(), config, encoder: encoder_sources(args) }),
+        _ => None,
+    };
+    let lm = LmSource { checkpoint: &args.checkpoint, config: &config, options };
+    let bar = progress::steps(0, "converting");
+    let result = convert_bundle(bundle, lm, codec, tokenizer, &mut |stage, done, total| {
+        bar.set_message(stage.to_string());
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    result?;
+    eprintln!("wrote bundle {}", bundle.display());
     Ok(())
 }
 
@@ -107,15 +173,15 @@ fn check_ids_agree(c: &LmConfig, y: &LlmYaml, path: &std::path::Path) -> Result<
 
 fn run_codec(args: &ConvertArgs) -> Result<()> {
     let Some(config_path) = &args.config else { bail!("--codec needs --config with the codec's config.json") };
-    let text = std::fs::read_to_string(config_path).with_context(|| format!("reading {}", config_path.display()))?;
-    let config: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", config_path.display()))?;
+    let Some(out) = &args.out else { bail!("--codec needs --out DIR") };
+    let config = read_codec_config(config_path)?;
     let has_decoder = uniaudio_codec::config::DECODER_SECTIONS.iter().any(|s| config.get(s).is_some());
     if has_decoder && args.sqcodec.is_none() {
         bail!("--codec with a decoder config needs --sqcodec sqcodec.pth");
     }
-    let sources = uniaudio_codec::encode::convert::EncoderSources { whisper: args.whisper.clone(), wavlm: args.wavlm.clone(), music_ssl: args.music_ssl.clone() };
+    let sources = encoder_sources(args);
     let bar = progress::steps(0, "converting codec tensors");
-    let result = uniaudio_runtime::out_dir::write_atomically(&args.out, |dir| {
+    let result = uniaudio_runtime::out_dir::write_atomically(out, |dir| {
         uniaudio_codec::convert::convert(&args.checkpoint, args.sqcodec.as_deref(), &config, &sources, dir, &mut |done, total| {
             bar.set_length(total);
             bar.set_position(done);
@@ -123,6 +189,6 @@ fn run_codec(args: &ConvertArgs) -> Result<()> {
     });
     bar.finish_and_clear();
     result?;
-    eprintln!("wrote {}", args.out.display());
+    eprintln!("wrote {}", out.display());
     Ok(())
 }

@@ -18,9 +18,10 @@ pub enum Kind {
 
 #[derive(Args)]
 pub struct GenerateArgs {
-    /// Model directory: config.json plus model.safetensors (or shards with an index).
+    /// Bundle, or LM directory (config.json plus model.safetensors or shards with an index);
+    /// default: $UNIAUDIO_MODEL.
     #[arg(long)]
-    model: PathBuf,
+    model: Option<PathBuf>,
     /// Prompt file: {"frames": [{"text": ID} | {"audio": [c0, ..., c7]}, ...]}.
     #[arg(long)]
     prompt: PathBuf,
@@ -68,7 +69,9 @@ pub fn run(args: GenerateArgs) -> Result<()> {
 }
 
 fn run_on<B: Backend>(backend: &B, args: &GenerateArgs, prompt: &[uniaudio_lm::Frame], opts: &GenerateOptions) -> Result<()> {
-    let lm = UniAudioLm::load(backend, &args.model).with_context(|| format!("loading model {}", args.model.display()))?;
+    let paths = uniaudio::ModelPaths::resolve(args.model.as_deref(), None, None)?;
+    let dir = paths.require(uniaudio::Part::Lm, "generate")?;
+    let lm = UniAudioLm::load(backend, dir).with_context(|| format!("loading model {}", dir.display()))?;
     uniaudio_lm::generate::check_request(&lm.config, prompt, opts).with_context(|| format!("prompt {}", args.prompt.display()))?;
     let bar = progress::steps(opts.max_steps as u64, "generating");
     let out = generate(&lm, backend, prompt, opts, &mut |done, _| bar.set_position(done as u64))?;

@@ -1,5 +1,6 @@
 //! `uniaudio`: the command line of the UniAudio 2.0 runtime.
 
+mod audio_in;
 mod backend;
 mod bench;
 mod bench_codec;
@@ -9,13 +10,17 @@ mod codec;
 mod codec_encode;
 mod convert;
 mod generate;
+mod model_args;
 mod output;
 mod pipeline;
 mod progress;
 mod prompt;
 mod synth;
 mod system;
+mod task_run;
 mod text_inputs;
+mod understand;
+mod verify;
 mod wav;
 
 use std::process::ExitCode;
@@ -36,9 +41,9 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Build the prompt frames of a task (TTS, ASR, ...) as FRAMES.json.
     Prompt(prompt::PromptArgs),
-    /// Convert a released torch checkpoint into a model directory.
+    /// Convert released checkpoints into a model directory, a codec directory or one bundle.
     Convert(convert::ConvertArgs),
-    /// Write a model directory of synthetic weights from a config.json.
+    /// Write a model directory (or, with --bundle, a whole bundle) of synthetic weights.
     Synth(synth::SynthArgs),
     /// End-to-end benchmark on synthesized models: LM prefill, audio frames and text tokens,
     /// the codec decoder (flow + SQ decoder), then the codec encoder.
@@ -51,6 +56,24 @@ enum Command {
     Ttm(pipeline::PipelineArgs),
     /// Lyrics to song to a WAV file.
     Song(pipeline::PipelineArgs),
+    /// Instruction TTS: a style caption and a transcript to a WAV file.
+    InstructTts(pipeline::PipelineArgs),
+    /// Speech to speech: an audio file to a spoken answer as a WAV file.
+    S2s(pipeline::PipelineArgs),
+    /// Speech recognition: an audio file to its transcript.
+    Asr(understand::UnderstandArgs),
+    /// Audio captioning: an audio file to a description of its sounds.
+    Caption(understand::UnderstandArgs),
+    /// Music captioning: a music file to a description.
+    MusicCaption(understand::UnderstandArgs),
+    /// Lyric recognition: a song to its lyrics.
+    Lyrics(understand::UnderstandArgs),
+    /// Audio question answering: an audio file and --question to an answer.
+    Ask(understand::UnderstandArgs),
+    /// Speech to text: a spoken request to a text answer.
+    S2t(understand::UnderstandArgs),
+    /// Check every file of a bundle against its manifest (sizes and sha256).
+    Verify(verify::VerifyArgs),
     /// ReasoningCodec: encode audio to tokens, decode reconstruction tokens to audio.
     #[command(subcommand)]
     Codec(codec::CodecCommand),
@@ -71,6 +94,15 @@ fn main() -> ExitCode {
         Command::Tta(args) => pipeline::run(Task::Tta, args),
         Command::Ttm(args) => pipeline::run(Task::Ttm, args),
         Command::Song(args) => pipeline::run(Task::Lts, args),
+        Command::InstructTts(args) => pipeline::run(Task::InstructTts, args),
+        Command::S2s(args) => pipeline::run(Task::SpeechS2s, args),
+        Command::Asr(args) => understand::run(Task::Asr, args),
+        Command::Caption(args) => understand::run(Task::AudioCaption, args),
+        Command::MusicCaption(args) => understand::run(Task::MusicCaption, args),
+        Command::Lyrics(args) => understand::run(Task::LyricRecognition, args),
+        Command::Ask(args) => understand::run(Task::AudioUnderstanding, args),
+        Command::S2t(args) => understand::run(Task::SpeechS2t, args),
+        Command::Verify(args) => verify::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -16,9 +16,13 @@ pub struct PromptArgs {
     /// audio_caption, music_caption, lyric_recognition, speech_s2t, audio_understanding.
     #[arg(long)]
     task: String,
-    /// Model directory: its config.json gives the special ids, its tokenizer.json the text tokenizer.
+    /// Bundle or LM directory: its config.json gives the special ids, its tokenizer.json the
+    /// text tokenizer (default: $UNIAUDIO_MODEL).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Codec directory to encode --audio with, instead of the bundle's.
+    #[arg(long)]
+    codec: Option<PathBuf>,
     /// config.json to use instead of the model directory's.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -28,8 +32,14 @@ pub struct PromptArgs {
     #[arg(long)]
     question: Option<String>,
     /// Input audio as codec tokens: {"reasoning": [[8 codes], ...], "reconstruction": [[...], ...]}.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "audio")]
     audio_tokens: Option<PathBuf>,
+    /// Input audio file (WAV, FLAC, MP3, Ogg/Vorbis), encoded with the codec.
+    #[arg(long)]
+    audio: Option<PathBuf>,
+    /// Backend for encoding --audio.
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: crate::backend::BackendChoice,
     #[arg(long, default_value_t = 888)]
     seed: u64,
     /// Output file (default: stdout).
@@ -49,19 +59,25 @@ pub fn run(args: PromptArgs) -> Result<()> {
         let names: Vec<_> = Task::ALL.iter().map(|t| t.name()).collect();
         bail!("--task: unknown task `{}` (one of {})", args.task, names.join(", "));
     };
-    let config_path = match (&args.config, &args.model) {
+    let paths = uniaudio::ModelPaths::resolve(args.model.as_deref(), args.codec.as_deref(), args.inputs.tokenizer.as_deref())?;
+    let config_path = match (&args.config, &paths.lm) {
         (Some(c), _) => c.clone(),
         (None, Some(m)) => m.join("config.json"),
-        (None, None) => bail!("pass --model DIR (or --config config.json) for the model's special ids"),
+        (None, None) => bail!("pass --model BUNDLE (or --config config.json) for the model's special ids"),
     };
     let config = LmConfig::from_file(&config_path)?;
-    let tok = TextTokenizer::locate(args.inputs.tokenizer.as_deref(), args.model.as_deref())?;
-    let audio = match &args.audio_tokens {
-        None => None,
-        Some(p) => {
+    let tok_path = paths.require(uniaudio::Part::Tokenizer, task.name())?;
+    let tok = TextTokenizer::from_file(tok_path)?;
+    let audio = match (&args.audio_tokens, &args.audio) {
+        (Some(p), _) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             Some(serde_json::from_str::<AudioTokens>(&text).with_context(|| format!("{}: expected {{\"reasoning\": [[8 codes]...], \"reconstruction\": [[8 codes]...]}}", p.display()))?)
         }
+        (None, Some(p)) => {
+            let dir = paths.require(uniaudio::Part::Encoder, task.name())?;
+            Some(crate::codec_encode::encode_file(dir, p, args.backend)?)
+        }
+        (None, None) => None,
     };
     let inputs = args.inputs.task_inputs(args.question, audio);
     let built = build_prompt(&config, &tok, task, &inputs, args.seed)?;

@@ -275,6 +275,11 @@ impl<'m, B: Backend> Generator<'m, B> {
         self.out.steps
     }
 
+    /// Text ids sampled so far (text tasks), for streaming.
+    pub fn text_ids(&self) -> &[u32] {
+        &self.out.text_ids
+    }
+
     /// The output with the reference's list handling (first stored frame of each phase dropped).
     pub fn finish(mut self) -> GenerateOutput {
         self.out.stopped_by.get_or_insert(StopReason::MaxSteps);

@@ -15,6 +15,7 @@ pub mod rope;
 mod stack;
 pub mod synth;
 pub mod synth_dir;
+pub mod synthetic_tokenizer;
 pub mod tasks;
 pub mod tokenizer;
 pub mod weights;

@@ -1,0 +1,19 @@
+//! UniAudio 2.0 in one library: find a model's parts (a bundle with its manifest, or
+//! separate directories), and run any task from audio samples or text to text or audio.
+//! The command line, the server and the bindings are thin layers over this crate.
+
+pub mod bundle_layout;
+pub mod bundle_presets;
+pub mod convert_bundle;
+pub mod manifest;
+pub mod paths;
+pub mod request;
+pub mod run;
+pub mod synth_bundle;
+pub mod text_stream;
+
+pub use manifest::{Manifest, Problem, MANIFEST_FILE};
+pub use paths::{ModelPaths, Part, MODEL_ENV};
+pub use request::{AudioInput, CodecSettings, Event, Sampling, Stage, TaskOutput, TaskRequest, TaskText, Timings};
+pub use run::Models;
+pub use uniaudio_lm::tasks::{AudioTokens, Task};

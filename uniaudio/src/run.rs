@@ -1,0 +1,263 @@
+//! Every task in one call: encode the input audio, build the prompt, generate (streaming
+//! text as it comes), then detokenise or decode to a waveform. Only the parts a task needs
+//! are loaded, and an input too long for the context is refused before any encoding.
+
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use uniaudio_codec::encode::{ChunkPlan, Encoder, EncoderConfig};
+use uniaudio_codec::{Codec, DecodeOptions, Noise};
+use uniaudio_lm::config::CODEBOOKS;
+use uniaudio_lm::tasks::{build_prompt, AudioTokens, BuiltPrompt, Task, TaskInputs};
+use uniaudio_lm::tokenizer::TextTokenizer;
+use uniaudio_lm::{GenerateOptions, Generator, LmConfig, OutputKind, StopReason, UniAudioLm};
+use uniaudio_runtime::Backend;
+
+use crate::paths::{ModelPaths, Part};
+use crate::request::{check_text_inputs, takes_audio, AudioInput, Event, Stage, TaskOutput, TaskRequest, Timings};
+use crate::text_stream::TextStream;
+
+/// The reference's caps: 500 text tokens; audio tasks may run longer (about 85 s of audio).
+const TEXT_STEPS: usize = 500;
+const AUDIO_STEPS: usize = 1500;
+const SAMPLE_RATE: usize = 24_000;
+
+/// The loaded parts of a model, for one task (or several with the same needs).
+pub struct Models<B: Backend> {
+    pub lm: UniAudioLm<B>,
+    pub tokenizer: TextTokenizer,
+    pub encoder: Option<Encoder<B>>,
+    pub codec: Option<Codec<B>>,
+}
+
+/// The parts `task` reads.
+pub fn parts_for(task: Task) -> Vec<Part> {
+    let mut parts = vec![Part::Lm, Part::Tokenizer];
+    if takes_audio(task) {
+        parts.push(Part::Encoder);
+    }
+    if task.output_kind() == OutputKind::Audio {
+        parts.push(Part::Decoder);
+    }
+    parts
+}
+
+impl<B: Backend> Models<B> {
+    /// Loads what `task` needs: the codec parts first (their errors come before the LM's
+    /// larger load), then the LM and tokenizer.
+    pub fn load(bk: &B, paths: &ModelPaths, task: Task) -> Result<Self> {
+        let name = task.name();
+        for part in parts_for(task) {
+            paths.require(part, name)?;
+        }
+        let codec = match parts_for(task).contains(&Part::Decoder) {
+            true => {
+                let dir = paths.require(Part::Decoder, name)?;
+                Some(Codec::load(bk, dir).with_context(|| format!("loading codec decoder {}", dir.display()))?)
+            }
+            false => None,
+        };
+        let encoder = match takes_audio(task) {
+            true => {
+                let dir = paths.require(Part::Encoder, name)?;
+                Some(Encoder::load(bk, dir).with_context(|| format!("loading codec encoder {}", dir.display()))?)
+            }
+            false => None,
+        };
+        let tokenizer = TextTokenizer::from_file(paths.require(Part::Tokenizer, name)?)?;
+        let dir = paths.require(Part::Lm, name)?;
+        let lm = UniAudioLm::load(bk, dir).with_context(|| format!("loading model {}", dir.display()))?;
+        Ok(Models { lm, tokenizer, encoder, codec })
+    }
+
+    /// Runs `req`, reporting progress and streamed text through `events`.
+    pub fn run(&self, bk: &B, req: &TaskRequest, events: &mut dyn FnMut(Event)) -> Result<TaskOutput> {
+        let start = Instant::now();
+        let task = req.task;
+        check_text_inputs(task, &req.text)?;
+        let mut timings = Timings::default();
+        let config = &self.lm.config;
+
+        // Positions first, from the audio's length alone: a long input is refused before encoding.
+        let (input_tokens, input_seconds) = match (&req.audio, takes_audio(task)) {
+            (None, true) => bail!("task {} needs input audio", task.name()),
+            (Some(_), false) => bail!("task {} takes no input audio", task.name()),
+            (None, false) => (None, None),
+            (Some(AudioInput::Tokens(t)), true) => (Some(t.clone()), None),
+            (Some(AudioInput::Samples24k(samples)), true) => {
+                let encoder = self.encoder.as_ref().context("no codec encoder loaded")?;
+                let seconds = samples.len() as f64 / SAMPLE_RATE as f64;
+                if samples.is_empty() {
+                    bail!("the input audio has no samples");
+                }
+                let placeholder = placeholder_tokens(&encoder.config, samples.len());
+                let prompt = self.prompt(req, Some(placeholder))?;
+                self.step_budget(task, prompt.frames.len(), req.sampling.max_steps, Some(seconds), events)?;
+                let t = Instant::now();
+                events(Event::Note(format!("encoding {seconds:.2} s of audio")));
+                let tokens = encoder.encode(bk, samples, &mut |done, total| events(Event::Progress { stage: Stage::Encode, done, total }))?;
+                timings.encode_s = t.elapsed().as_secs_f64();
+                (Some(audio_tokens(tokens)?), Some(seconds))
+            }
+        };
+
+        let mut prompt = self.prompt(req, input_tokens.clone())?;
+        if let Some(frames) = &req.prompt_frames {
+            prompt.frames = frames.clone();
+        }
+        let max_steps = self.step_budget(task, prompt.frames.len(), req.sampling.max_steps, input_seconds, events)?;
+        let opts = GenerateOptions {
+            kind: task.output_kind(),
+            top_k: req.sampling.top_k.unwrap_or(prompt.top_k),
+            temperature: req.sampling.temperature.unwrap_or(prompt.temperature),
+            seed: req.sampling.seed,
+            max_steps,
+            cfg_scale: req.sampling.cfg_scale,
+        };
+        let mut g = Generator::new(&self.lm, bk, &prompt.frames, &opts)?;
+        let t = Instant::now();
+        g.prefill()?;
+        timings.prefill_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let mut stream = TextStream::new(&self.tokenizer);
+        let mut streamed = 0;
+        loop {
+            let more = g.step()?;
+            for &id in &g.text_ids()[streamed..] {
+                let piece = stream.push(id);
+                if !piece.is_empty() {
+                    events(Event::Text(&piece));
+                }
+            }
+            streamed = g.text_ids().len();
+            events(Event::Progress { stage: Stage::Generate, done: g.steps(), total: max_steps });
+            if !more {
+                break;
+            }
+        }
+        let rest = stream.finish();
+        if !rest.is_empty() {
+            events(Event::Text(&rest));
+        }
+        let generated = g.finish();
+        timings.generate_s = t.elapsed().as_secs_f64();
+
+        let (text, audio) = match task.output_kind() {
+            OutputKind::Text => (Some(self.tokenizer.decode(&generated.text_ids)?), None),
+            OutputKind::Audio => {
+                let codec = self.codec.as_ref().context("no codec decoder loaded")?;
+                if generated.reconstruction.is_empty() {
+                    bail!(
+                        "the LM produced no reconstruction frames within {} steps (stopped by {}); raise --max-steps or change --seed",
+                        max_steps,
+                        stop_name(generated.stopped_by)
+                    );
+                }
+                let rows: Vec<Vec<u32>> = (0..CODEBOOKS).map(|r| generated.reconstruction.iter().map(|f| f[r]).collect()).collect();
+                let decode = DecodeOptions { steps: req.codec.steps, mode: req.codec.mode, noise: Noise::Seeded(req.sampling.seed) };
+                let t = Instant::now();
+                let out = codec
+                    .decode(bk, &rows, &decode, &mut |w, n, s, steps| events(Event::Progress { stage: Stage::Decode, done: w * steps + s, total: n * steps }))
+                    .context("decoding the generated tokens")?;
+                timings.decode_s = t.elapsed().as_secs_f64();
+                (None, Some(out.audio))
+            }
+        };
+        timings.total_s = start.elapsed().as_secs_f64();
+        Ok(TaskOutput {
+            task,
+            text,
+            audio,
+            sample_rate: SAMPLE_RATE as u32,
+            stopped_by: generated.stopped_by.unwrap_or(StopReason::MaxSteps),
+            generated,
+            top_k: opts.top_k,
+            temperature: opts.temperature,
+            seed: opts.seed,
+            max_steps,
+            instruction: prompt.instruction,
+            prompt_positions: prompt.frames.len(),
+            max_seq_len: config.max_seq_len,
+            input_tokens,
+            input_seconds,
+            timings,
+        })
+    }
+
+    fn prompt(&self, req: &TaskRequest, audio: Option<AudioTokens>) -> Result<BuiltPrompt> {
+        let t = &req.text;
+        let inputs = TaskInputs {
+            text: t.text.clone(),
+            caption: t.caption.clone(),
+            lyrics: t.lyrics.clone(),
+            question: t.question.clone(),
+            audio,
+            instruction: t.instruction.clone(),
+        };
+        Ok(build_prompt(&self.lm.config, &self.tokenizer, req.task, &inputs, req.sampling.seed)?)
+    }
+
+    /// The step cap: the one asked for if it fits the context, else an error with the
+    /// numbers; by default the task's cap, reduced to what fits (with a note).
+    fn step_budget(&self, task: Task, prompt: usize, asked: Option<usize>, seconds: Option<f64>, events: &mut dyn FnMut(Event)) -> Result<usize> {
+        step_budget(&self.lm.config, task, prompt, asked, seconds, events)
+    }
+}
+
+/// See [`Models::step_budget`].
+pub fn step_budget(config: &LmConfig, task: Task, prompt: usize, asked: Option<usize>, seconds: Option<f64>, events: &mut dyn FnMut(Event)) -> Result<usize> {
+    let max = config.max_seq_len;
+    // The last of n steps runs at position prompt + n − 2: n ≤ max + 1 − prompt.
+    let room = (max + 1).saturating_sub(prompt);
+    let audio = match seconds {
+        Some(s) => format!("{s:.1} s of input audio make a prompt of {prompt} positions"),
+        None => format!("the prompt has {prompt} positions"),
+    };
+    if room < 2 {
+        let per_second = 17.5;
+        let hint = match seconds {
+            Some(s) => {
+                let fixed = prompt as f64 - s * per_second;
+                format!("; inputs up to about {:.0} s fit", ((max as f64 - 2.0 - fixed) / per_second).max(0.0))
+            }
+            None => String::new(),
+        };
+        bail!("{audio}, which leaves no room to generate within max_seq_len {max}{hint}");
+    }
+    let cap = if task.output_kind() == OutputKind::Text { TEXT_STEPS } else { AUDIO_STEPS };
+    match asked {
+        Some(0) => bail!("--max-steps must be at least 1"),
+        Some(n) if n > room => bail!("{audio}; with --max-steps {n} it needs {} positions, more than max_seq_len {max} (at most {room} steps fit)", prompt + n - 1),
+        Some(n) => Ok(n),
+        None if cap > room => {
+            events(Event::Note(format!("{audio}: at most {room} steps fit in max_seq_len {max} (the task's cap is {cap})")));
+            Ok(room)
+        }
+        None => Ok(cap),
+    }
+}
+
+/// Zero tokens of the counts the encoder will produce for `samples`, to size the prompt.
+fn placeholder_tokens(c: &EncoderConfig, samples: usize) -> AudioTokens {
+    let plan = ChunkPlan::new(samples, &c.chunking);
+    AudioTokens { reasoning: vec![[0; CODEBOOKS]; plan.reasoning_frames], reconstruction: vec![[0; CODEBOOKS]; plan.reconstruction_frames] }
+}
+
+/// The encoder's tokens as the LM's input frames.
+pub fn audio_tokens(t: uniaudio_codec::encode::Tokens) -> Result<AudioTokens> {
+    Ok(AudioTokens { reasoning: frames(t.reasoning)?, reconstruction: frames(t.reconstruction)? })
+}
+
+/// Encoder frames (eight codes each) as the LM's frame arrays.
+fn frames(rows: Vec<Vec<u32>>) -> Result<Vec<[u32; CODEBOOKS]>> {
+    rows.into_iter()
+        .map(|f| <[u32; CODEBOOKS]>::try_from(f.as_slice()).map_err(|_| anyhow::anyhow!("the encoder produced a frame of {} codes, the LM reads {CODEBOOKS}", f.len())))
+        .collect()
+}
+
+pub fn stop_name(s: Option<StopReason>) -> &'static str {
+    match s {
+        Some(StopReason::Eos) => "eos",
+        _ => "max_steps",
+    }
+}

@@ -30,10 +30,11 @@ pub enum BundlePreset {
 
 /// SwiGLU units planted in the depth decoder's last layer, and their weight.
 const PLANTED_UNITS: usize = 8;
-const PLANTED_GAIN: f64 = 1.0;
-/// Logit offsets per unit of the constant channel.
-const REASON_EOS_OFFSET: f64 = 1.5;
-const SEMANTIC_EOS_OFFSET: f64 = 1.0;
+const PLANTED_GAIN: f64 = 16.0;
+/// Logit offsets of `reason_eos` and `semantic_eos`. The channel saturates near
+/// sqrt(d_decoder) after the RMSNorm, so the weights are these divided by that.
+const REASON_EOS_LOGIT: f64 = 7.0;
+const SEMANTIC_EOS_LOGIT: f64 = 4.6;
 
 impl BundlePreset {
     pub const ALL: [BundlePreset; 3] = [BundlePreset::Tiny, BundlePreset::Small, BundlePreset::Full];
@@ -150,15 +151,17 @@ fn lm_init(c: &LmConfig) -> Value {
         p(&format!("{mlp}.proj.weight"), 0, vec![PLANTED_GAIN; units]),
     ];
     let stop = c.stop_code() as usize;
+    // Multiples of 1/64: exact in bf16.
+    let weight = |logit: f64| (logit / (e as f64).sqrt() * 64.0).round() / 64.0;
     for i in 0..CODEBOOKS {
         let row = i * e * va;
-        patches.push(p("audio_head", row + c.ids.reason_eos as usize, vec![REASON_EOS_OFFSET]));
-        patches.push(p("audio_head", row + stop, vec![SEMANTIC_EOS_OFFSET]));
+        patches.push(p("audio_head", row + c.ids.reason_eos as usize, vec![weight(REASON_EOS_LOGIT)]));
+        patches.push(p("audio_head", row + stop, vec![weight(SEMANTIC_EOS_LOGIT)]));
     }
     json!({
         "version": 1, "seed": 20_261_202,
         "scale": {"default": -4, "wte.weight": -5, "audio_embeddings.weight": -5, "projection.weight": -3, "attn.qkv.weight": -2,
-                  "mlp.fc_1.weight": -3, "mlp.fc_2.weight": -3, "lm_head.weight": -2, "audio_head": -3},
+                  "mlp.fc_1.weight": -3, "mlp.fc_2.weight": -3, "lm_head.weight": -2, "audio_head": -7},
         "unit": ["norm_1.weight", "norm_2.weight", "ln_f.weight"],
         "patches": patches,
     })

@@ -185,7 +185,7 @@ fn need<'a>(v: &'a Option<String>, task: Task, flag: &str) -> Result<&'a str> {
 pub fn build_prompt(config: &LmConfig, tok: &TextTokenizer, task: Task, inputs: &TaskInputs, seed: u64) -> Result<BuiltPrompt> {
     let instruction = inputs.instruction.clone().unwrap_or_else(|| pick_instruction(task, seed));
     let mut frames: Vec<Frame> = text_frames(tok.tokenize(&format!("{}\n\n", instruction.trim()))?).collect();
-    let audio = || inputs.audio.as_ref().ok_or_else(|| LmError::Invalid(format!("task {} needs --audio-tokens", task.name())));
+    let audio = || inputs.audio.as_ref().ok_or_else(|| LmError::Invalid(format!("task {} needs input audio (--audio FILE or --audio-tokens FILE)", task.name())));
     match task {
         Task::Tts | Task::YueTts => frames.extend(wrapped(tok, need(&inputs.text, task, "--text")?, TRANSCRIPTION)?),
         Task::Tta | Task::Ttm => frames.extend(wrapped(tok, need(&inputs.caption, task, "--caption")?, CAPTION)?),

@@ -71,6 +71,9 @@ fn report(o: &TaskOutput) {
     let t = &o.timings;
     let steps = o.generated.steps;
     let mut parts = vec![format!("{}: {} prompt positions + {steps} steps ({} of max_seq_len {})", o.task.name(), o.prompt_positions, o.positions_used(), o.max_seq_len)];
+    if o.windows.len() > 1 {
+        parts.push(format!("{} windows", o.windows.len()));
+    }
     if let Some(s) = o.input_seconds {
         parts.push(format!("encoded {s:.2} s of audio in {:.2} s ({:.2}x real time)", t.encode_s, s / t.encode_s.max(1e-9)));
     }
@@ -100,5 +103,6 @@ pub fn json(o: &TaskOutput) -> serde_json::Value {
         "prompt_positions": o.prompt_positions,
         "steps": o.generated.steps,
         "timings": o.timings,
+        "windows": o.windows,
     })
 }

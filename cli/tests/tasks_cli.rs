@@ -235,16 +235,54 @@ fn bad_inputs_get_clear_errors() {
     fails(bin().arg("asr").arg(tmp.path().join("missing.wav")).arg("--model").arg(b), "missing.wav");
     fails(bin().arg("asr").arg(speech()).args(["--max-steps", "5000", "--backend", "cpu", "--model"]).arg(b), "max_seq_len 2048");
 
-    // Two minutes of audio need more than 2048 positions: refused before encoding.
+    // Two minutes of audio need more than 2048 positions: refused before encoding (a caption
+    // depends on the whole input).
     let long = tmp.path().join("long.wav");
-    let spec = hound::WavSpec { channels: 1, sample_rate: 16000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
-    let mut w = hound::WavWriter::create(&long, spec).unwrap();
-    for i in 0..16000 * 120 {
-        w.write_sample(((i as f32 * 0.05).sin() * 8000.0) as i16).unwrap();
-    }
-    w.finalize().unwrap();
-    let o = run(bin().arg("asr").arg(&long).args(["--backend", "cpu", "--model"]).arg(b));
+    write_wav(&long, 16000, &(0..16000 * 120).map(|i| (i as f32 * 0.05).sin() * 0.25).collect::<Vec<_>>());
+    let o = run(bin().arg("caption").arg(&long).args(["--backend", "cpu", "--model"]).arg(b));
     let err = stderr(&o);
     assert!(!o.status.success() && err.contains("120.0 s of input audio") && err.contains("max_seq_len 2048"), "{err}");
     assert!(!err.contains("encoding"), "encoding started: {err}");
+}
+
+fn write_wav(path: &Path, rate: u32, samples: &[f32]) {
+    let spec = hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for &s in samples {
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+/// A recording too long for one prompt is transcribed in windows cut at its quiet moments:
+/// the ids are those of transcribing each window on its own, in order.
+#[test]
+fn long_recordings_are_transcribed_in_windows() {
+    let tmp = scratch();
+    let rate = 24_000;
+    let mut x: Vec<f32> = (0..rate * 125).map(|i| (i as f32 * 0.013).sin() * 0.3 * (1.0 + (i as f32 * 1e-5).sin())).collect();
+    for gap in [27, 55, 80, 108] {
+        x[gap * rate..gap * rate + rate / 5].fill(0.0);
+    }
+    let long = tmp.path().join("long.wav");
+    write_wav(&long, rate as u32, &x);
+    let args = ["--backend", "cpu", "--json", "--max-steps", "4", "--seed", "5"];
+    let o = ok(bin().arg("asr").arg(&long).args(args).arg("--model").arg(bundle()));
+    let got = json_of(&o);
+    let windows = got["windows"].as_array().unwrap();
+    assert_eq!(windows.len(), 5, "{got}");
+    let mut ids = Vec::new();
+    for (i, w) in windows.iter().enumerate() {
+        let (a, b) = (w[0].as_f64().unwrap(), w[1].as_f64().unwrap());
+        let (a, b) = ((a * rate as f64).round() as usize, (b * rate as f64).round() as usize);
+        if i > 0 {
+            // Cut inside a planted gap.
+            assert!(x[a..a + 480].iter().all(|&s| s == 0.0), "window {i} starts at {a}");
+        }
+        let part = tmp.path().join(format!("part{i}.wav"));
+        write_wav(&part, rate as u32, &x[a..b]);
+        let o = ok(bin().arg("asr").arg(&part).args(args).arg("--model").arg(bundle()));
+        ids.extend(json_of(&o)["text_ids"].as_array().unwrap().clone());
+    }
+    assert_eq!(got["text_ids"].as_array().unwrap(), &ids);
 }

@@ -5,6 +5,7 @@
 pub mod bundle_layout;
 pub mod bundle_presets;
 pub mod convert_bundle;
+pub mod long_form;
 pub mod manifest;
 pub mod paths;
 pub mod request;

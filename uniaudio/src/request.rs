@@ -123,6 +123,8 @@ pub struct TaskOutput {
     pub input_tokens: Option<AudioTokens>,
     /// Seconds of input audio encoded.
     pub input_seconds: Option<f64>,
+    /// For a long recording transcribed in windows: each window's (start, end) in seconds.
+    pub windows: Vec<(f64, f64)>,
     pub timings: Timings,
 }
 

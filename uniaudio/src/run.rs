@@ -13,6 +13,7 @@ use uniaudio_lm::tokenizer::TextTokenizer;
 use uniaudio_lm::{GenerateOptions, Generator, LmConfig, OutputKind, StopReason, UniAudioLm};
 use uniaudio_runtime::Backend;
 
+use crate::long_form;
 use crate::paths::{ModelPaths, Part};
 use crate::request::{check_text_inputs, takes_audio, AudioInput, Event, Stage, TaskOutput, TaskRequest, Timings};
 use crate::text_stream::TextStream;
@@ -21,6 +22,8 @@ use crate::text_stream::TextStream;
 const TEXT_STEPS: usize = 500;
 const AUDIO_STEPS: usize = 1500;
 const SAMPLE_RATE: usize = 24_000;
+/// A transcription prompt leaving fewer steps than this is split into windows instead.
+const MIN_ROOM: usize = 200;
 
 /// The loaded parts of a model, for one task (or several with the same needs).
 pub struct Models<B: Backend> {
@@ -92,6 +95,10 @@ impl<B: Backend> Models<B> {
                 }
                 let placeholder = placeholder_tokens(&encoder.config, samples.len());
                 let prompt = self.prompt(req, Some(placeholder))?;
+                let room = (config.max_seq_len + 1).saturating_sub(prompt.frames.len());
+                if room < MIN_ROOM && long_form::windowable(task) && req.prompt_frames.is_none() && samples.len() > long_form::WINDOW_SECONDS * SAMPLE_RATE {
+                    return self.run_windows(bk, req, samples, start, events);
+                }
                 self.step_budget(task, prompt.frames.len(), req.sampling.max_steps, Some(seconds), events)?;
                 let t = Instant::now();
                 events(Event::Note(format!("encoding {seconds:.2} s of audio")));
@@ -180,8 +187,54 @@ impl<B: Backend> Models<B> {
             max_seq_len: config.max_seq_len,
             input_tokens,
             input_seconds,
+            windows: Vec::new(),
             timings,
         })
+    }
+
+    /// A recording too long for one prompt, transcribed window by window (see `long_form`).
+    fn run_windows(&self, bk: &B, req: &TaskRequest, samples: &[f32], start: Instant, events: &mut dyn FnMut(Event)) -> Result<TaskOutput> {
+        let plan = long_form::windows(samples);
+        let seconds = |i: usize| i as f64 / SAMPLE_RATE as f64;
+        events(Event::Note(format!(
+            "{:.1} s of audio is too long for one prompt: transcribing {} windows of at most {} s, cut at the quietest moments",
+            seconds(samples.len()),
+            plan.len(),
+            long_form::WINDOW_SECONDS
+        )));
+        let mut merged: Option<TaskOutput> = None;
+        for range in &plan {
+            let window = TaskRequest { audio: Some(AudioInput::Samples24k(samples[range.clone()].to_vec())), ..req.clone() };
+            if merged.as_ref().is_some_and(|m| m.text.as_deref().is_some_and(|t| !t.is_empty())) {
+                events(Event::Text(" "));
+            }
+            let out = self.run(bk, &window, events)?;
+            merged = Some(match merged {
+                None => out,
+                Some(mut m) => {
+                    let (a, b) = (m.text.take().unwrap_or_default(), out.text.clone().unwrap_or_default());
+                    m.text = Some(if a.is_empty() || b.is_empty() { a + &b } else { format!("{a} {b}") });
+                    m.generated.text_ids.extend(&out.generated.text_ids);
+                    m.generated.steps += out.generated.steps;
+                    m.stopped_by = out.stopped_by;
+                    m.prompt_positions = m.prompt_positions.max(out.prompt_positions);
+                    if let (Some(t), Some(u)) = (&mut m.input_tokens, out.input_tokens) {
+                        t.reasoning.extend(u.reasoning);
+                        t.reconstruction.extend(u.reconstruction);
+                    }
+                    let (t, u) = (&mut m.timings, &out.timings);
+                    t.encode_s += u.encode_s;
+                    t.prefill_s += u.prefill_s;
+                    t.generate_s += u.generate_s;
+                    m
+                }
+            });
+        }
+        let mut out = merged.context("no windows")?;
+        out.input_seconds = Some(seconds(samples.len()));
+        out.windows = plan.iter().map(|r| (seconds(r.start), seconds(r.end))).collect();
+        out.timings.total_s = start.elapsed().as_secs_f64();
+        Ok(out)
     }
 
     fn prompt(&self, req: &TaskRequest, audio: Option<AudioTokens>) -> Result<BuiltPrompt> {

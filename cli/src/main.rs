@@ -31,6 +31,10 @@ use uniaudio_lm::tasks::Task;
 #[derive(Parser)]
 #[command(name = "uniaudio", version, about = "UniAudio 2.0 inference runtime")]
 struct Cli {
+    /// Arithmetic: `exact` (f32 everywhere, what the reference fixtures test) or `fast`
+    /// (bf16 operands into the CPU's GEMMs and convolutions where it has AVX512-BF16).
+    #[arg(long, global = true, default_value = "exact", value_parser = ["exact", "fast"])]
+    precision: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -82,7 +86,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let result = match Cli::parse().command {
+    let cli = Cli::parse();
+    backend::set_precision(uniaudio_runtime::Precision::parse(&cli.precision).unwrap_or_default());
+    let result = match cli.command {
         Command::Generate(args) => generate::run(args),
         Command::Prompt(args) => prompt::run(args),
         Command::Convert(args) => convert::run(args),

@@ -13,9 +13,11 @@ use super::simd::Isa;
 use super::view::{SharedOut, WeightSlice};
 use crate::op::WeightLayout;
 
-const MR: usize = 6;
-const NR: usize = 16;
-const KC: usize = 256;
+pub(crate) const MR: usize = 6;
+pub(crate) const NR: usize = 16;
+pub(crate) const KC: usize = 256;
+/// The fast (bf16) product is used from this many output columns on.
+const FAST_MIN_COLUMNS: usize = 256;
 
 /// Packed x per pass: small enough to stay in the last-level cache while every column
 /// task sweeps it.
@@ -72,9 +74,13 @@ pub fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: WeightLayou
     let k_blocks = k.div_ceil(KC);
     let row_panels = mb.div_ceil(MR);
     let apack = &x.data;
+    // The fast level's operands: x as bf16 pairs once per call, W per micro-panel. Converting
+    // x costs about as much as a 128-column product, so narrow products stay in f32.
+    let fast = isa.bf16_dot() && n >= FAST_MIN_COLUMNS;
+    let apairs = if fast { super::gemm_avx512::x_pairs(apack) } else { Vec::new() };
     (0..col_panels).into_par_iter().for_each_init(
-        || (vec![0f32; KC * NR], vec![[[0f32; NR]; MR]; row_panels]),
-        |(bpack, acc), p| {
+        || (vec![0f32; KC * NR], vec![[[0f32; NR]; MR]; row_panels], vec![0u32; KC / 2 * NR]),
+        |(bpack, acc, bpairs), p| {
             let n0 = p * NR;
             let nb = (n - n0).min(NR);
             acc.iter_mut().for_each(|t| *t = [[0f32; NR]; MR]);
@@ -83,8 +89,20 @@ pub fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: WeightLayou
                 let kc = (k - k0).min(KC);
                 pack_cols(w, layout, k, n, k0, kc, n0, nb, bpack);
                 let block = &apack[kb * row_panels * MR * KC..];
-                for (rp, tile) in acc.iter_mut().enumerate() {
-                    micro_tile(isa, kc, &block[rp * MR * KC..], bpack, tile);
+                if fast {
+                    // SAFETY: the level was detected; the buffers hold a whole micro-panel.
+                    #[cfg(target_arch = "x86_64")]
+                    unsafe {
+                        super::gemm_avx512::w_pairs_avx512(kc, bpack, bpairs)
+                    };
+                    let pairs = &apairs[kb * row_panels * MR * KC / 2..];
+                    tiles_bf16(kc.div_ceil(2), pairs, bpairs, acc);
+                } else if isa.avx512() {
+                    tiles_avx512(kc, block, bpack, acc);
+                } else {
+                    for (rp, tile) in acc.iter_mut().enumerate() {
+                        micro_tile(isa, kc, &block[rp * MR * KC..], bpack, tile);
+                    }
                 }
             }
             for (rp, tile) in acc.iter().enumerate() {
@@ -142,6 +160,51 @@ fn pack_cols(w: WeightSlice, layout: WeightLayout, k: usize, n: usize, k0: usize
                 w.widen_into((k0 + kk) * n + n0, &mut bpack[kk * NR..kk * NR + nb]);
             }
         }
+    }
+}
+
+/// Every row panel of one K block against one column panel, two panels per AVX-512 tile.
+#[cfg(target_arch = "x86_64")]
+fn tiles_avx512(kc: usize, block: &[f32], bpack: &[f32], acc: &mut [[[f32; NR]; MR]]) {
+    assert!(block.len() >= acc.len() * MR * KC && bpack.len() >= kc * NR, "micro-panel bounds");
+    let rp = acc.len() - 1;
+    let mut pairs = acc.chunks_exact_mut(2);
+    for (t, two) in (&mut pairs).enumerate() {
+        let (c0, c1) = two.split_at_mut(1);
+        let a = block[2 * t * MR * KC..].as_ptr();
+        // SAFETY: the level was detected; panel bounds asserted above.
+        unsafe { super::gemm_avx512::tile2_f32(kc, a, a.add(MR * KC), bpack.as_ptr(), &mut c0[0], &mut c1[0]) };
+    }
+    if let [last] = pairs.into_remainder() {
+        micro_tile(Isa::Avx2, kc, &block[rp * MR * KC..], bpack, last);
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn tiles_avx512(_: usize, _: &[f32], _: &[f32], _: &mut [[[f32; NR]; MR]]) {
+    unreachable!("AVX-512 levels exist only on x86-64")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn tiles_bf16(_: usize, _: &[u32], _: &[u32], _: &mut [[[f32; NR]; MR]]) {
+    unreachable!("AVX-512 levels exist only on x86-64")
+}
+
+/// As `tiles_avx512` on bf16 pairs (`kc2` pairs of inner indices per panel).
+#[cfg(target_arch = "x86_64")]
+fn tiles_bf16(kc2: usize, block: &[u32], bpairs: &[u32], acc: &mut [[[f32; NR]; MR]]) {
+    let panels = acc.len();
+    assert!(block.len() >= panels * MR * KC / 2 && bpairs.len() >= kc2 * NR, "micro-panel bounds");
+    let zero = [0u32; KC / 2 * MR];
+    for t in 0..panels.div_ceil(2) {
+        let (c0, rest) = acc[2 * t..].split_first_mut().expect("panel");
+        let mut spare = [[0f32; NR]; MR];
+        let c1 = rest.first_mut().unwrap_or(&mut spare);
+        let a0 = block[2 * t * MR * KC / 2..].as_ptr();
+        // An odd last panel pairs with zeros into a spare tile.
+        let a1 = if 2 * t + 1 < panels { block[(2 * t + 1) * MR * KC / 2..].as_ptr() } else { zero.as_ptr() };
+        // SAFETY: the level was detected; panel bounds asserted above.
+        unsafe { super::gemm_avx512::tile2_bf16(kc2, a0, a1, bpairs.as_ptr(), c0, c1) };
     }
 }
 

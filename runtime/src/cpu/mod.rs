@@ -12,6 +12,7 @@ mod encode;
 mod elementwise;
 mod embed;
 mod gemm;
+mod gemm_avx512;
 mod linear;
 mod matmul;
 mod norm;
@@ -26,6 +27,7 @@ use std::sync::Mutex;
 pub use storage::CpuBuffer;
 
 pub use simd::Isa;
+use crate::precision::Precision;
 
 use crate::aligned::AlignedBytes;
 use crate::op::{Epilogue, Op, ValidOp};
@@ -48,16 +50,25 @@ impl Default for Cpu {
 }
 
 impl Cpu {
-    /// A backend using the best instruction set of this machine.
+    /// A backend using the best exact instruction set of this machine.
     pub fn new() -> Self {
         Cpu::with_isa(Isa::detect())
     }
 
-    /// A backend restricted to `isa` (`Isa::Scalar` runs the portable fallbacks).
-    /// Asking for an instruction set the machine lacks falls back to `Scalar`.
+    /// A backend for `precision`: `Fast` uses the BF16 dot products where the CPU has them.
+    pub fn with_precision(precision: Precision) -> Self {
+        Cpu::with_isa(Isa::for_precision(precision))
+    }
+
+    /// A backend restricted to `isa` (`Isa::Scalar` runs the portable fallbacks). Asking
+    /// for a level the machine lacks gives the best one it has below it.
     pub fn with_isa(isa: Isa) -> Self {
-        let isa = if isa == Isa::Avx2 && Isa::detect() != Isa::Avx2 { Isa::Scalar } else { isa };
-        Cpu { isa, lock: Mutex::new(()) }
+        Cpu { isa: Isa::best_at_most(isa), lock: Mutex::new(()) }
+    }
+
+    /// The arithmetic the kernels do.
+    pub fn precision(&self) -> Precision {
+        self.isa.precision()
     }
 
     pub fn isa(&self) -> Isa {

@@ -1,5 +1,7 @@
-//! The machine's measured f32 FMA throughput: the compute roofline that GEMM results are
-//! reported against (a register-only loop on every worker thread, no memory traffic).
+//! The machine's measured arithmetic throughput at a kernel level: the compute roofline
+//! that GEMM results are reported against (register-only loops on every worker thread,
+//! no memory traffic; best of several passes). For `Avx512Bf16` it is the `vdpbf16ps`
+//! rate, the instruction the fast GEMM runs on.
 
 use std::time::Instant;
 
@@ -7,12 +9,17 @@ use rayon::prelude::*;
 
 use super::simd::Isa;
 
-/// Best GFLOP/s of `reps` passes (each FMA counts 2 flops).
+/// Independent accumulator chains: enough to cover FMA latency times issue width, few
+/// enough to stay in registers (16 ymm for AVX2, 32 zmm for AVX-512).
+const CHAINS: usize = 12;
+const AVX2_CHAINS: usize = 10;
+
+/// Best GFLOP/s of `reps` passes (a multiply-add counts 2 flops).
 pub fn measure_fma_peak(isa: Isa, reps: usize) -> f64 {
     let threads = rayon::current_num_threads();
-    let iters = 20_000_000usize;
+    let iters = 10_000_000usize;
     let mut best = 0f64;
-    for _ in 0..reps.max(1) {
+    for _ in 0..reps.max(3) {
         let t = Instant::now();
         let sink: f32 = (0..threads).into_par_iter().map(|i| fma_loop(isa, iters, i as f32)).sum();
         let secs = t.elapsed().as_secs_f64();
@@ -24,18 +31,25 @@ pub fn measure_fma_peak(isa: Isa, reps: usize) -> f64 {
 }
 
 fn flops_per_iter(isa: Isa) -> f64 {
+    let chains = CHAINS as f64;
     match isa {
-        // 10 independent 8-lane FMAs.
-        Isa::Avx2 => 10.0 * 8.0 * 2.0,
+        // Each lane of vdpbf16ps does two multiply-adds.
+        Isa::Avx512Bf16 => chains * 16.0 * 4.0,
+        Isa::Avx512 => chains * 16.0 * 2.0,
+        Isa::Avx2 => AVX2_CHAINS as f64 * 8.0 * 2.0,
         Isa::Scalar => 8.0 * 2.0,
     }
 }
 
 fn fma_loop(isa: Isa, iters: usize, seed: f32) -> f32 {
     match isa {
+        // SAFETY: each level is only selected when the CPU reports its features.
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: Isa::Avx2 is only selected when the CPU reports AVX2 and FMA.
-        Isa::Avx2 => unsafe { avx2_fma_loop(iters, seed) },
+        Isa::Avx512Bf16 => unsafe { x86::bf16_loop(iters, seed) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { x86::avx512_loop(iters, seed) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { x86::avx2_loop(iters, seed) },
         _ => {
             let mut acc = [seed; 8];
             for _ in 0..iters {
@@ -49,22 +63,48 @@ fn fma_loop(isa: Isa, iters: usize, seed: f32) -> f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn avx2_fma_loop(iters: usize, seed: f32) -> f32 {
+mod x86 {
     use std::arch::x86_64::*;
-    let m = _mm256_set1_ps(0.999_999);
-    let c = _mm256_set1_ps(1e-7);
-    let mut acc = [_mm256_set1_ps(seed); 10];
-    for _ in 0..iters {
-        for a in acc.iter_mut() {
-            *a = _mm256_fmadd_ps(*a, m, c);
+
+    use super::{AVX2_CHAINS, CHAINS};
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn avx2_loop(iters: usize, seed: f32) -> f32 {
+        let (m, c) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+        let mut acc = [_mm256_set1_ps(seed); AVX2_CHAINS];
+        for _ in 0..iters {
+            for a in acc.iter_mut() {
+                *a = _mm256_fmadd_ps(*a, m, c);
+            }
         }
+        let mut out = [0f32; 8];
+        _mm256_storeu_ps(out.as_mut_ptr(), acc.iter().fold(_mm256_setzero_ps(), |s, &a| _mm256_add_ps(s, a)));
+        out.iter().sum()
     }
-    let mut sum = _mm256_setzero_ps();
-    for a in acc {
-        sum = _mm256_add_ps(sum, a);
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn avx512_loop(iters: usize, seed: f32) -> f32 {
+        let (m, c) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+        let mut acc = [_mm512_set1_ps(seed); CHAINS];
+        for _ in 0..iters {
+            for a in acc.iter_mut() {
+                *a = _mm512_fmadd_ps(*a, m, c);
+            }
+        }
+        _mm512_reduce_add_ps(acc.iter().fold(_mm512_setzero_ps(), |s, &a| _mm512_add_ps(s, a)))
     }
-    let mut out = [0f32; 8];
-    _mm256_storeu_ps(out.as_mut_ptr(), sum);
-    out.iter().sum()
+
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub unsafe fn bf16_loop(iters: usize, seed: f32) -> f32 {
+        // Pairs of small bf16 values: the sums stay finite for any iteration count.
+        let x: __m512bh = std::mem::transmute(_mm512_set1_epi32(0x3380_3380));
+        let y: __m512bh = std::mem::transmute(_mm512_set1_epi32(0x3380_3380));
+        let mut acc = [_mm512_set1_ps(seed); CHAINS];
+        for _ in 0..iters {
+            for a in acc.iter_mut() {
+                *a = _mm512_dpbf16_ps(*a, x, y);
+            }
+        }
+        _mm512_reduce_add_ps(acc.iter().fold(_mm512_setzero_ps(), |s, &a| _mm512_add_ps(s, a)))
+    }
 }

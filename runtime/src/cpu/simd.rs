@@ -1,50 +1,127 @@
-//! The CPU inner loops, with AVX2+FMA(+F16C) versions picked at run time and portable
-//! fallbacks; `Isa` says which, per backend instance, so tests can run both.
+//! The CPU inner loops, with AVX2+FMA(+F16C) and AVX-512 versions picked at run time and
+//! portable fallbacks; `Isa` says which, per backend instance, so tests can run every level.
 
 use std::sync::OnceLock;
 
 use super::view::WeightSlice;
+use crate::precision::Precision;
 use crate::dtype::bf16_bits_to_f32;
 
-/// The instruction set a `Cpu` backend runs its kernels with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The instruction set a `Cpu` backend runs its kernels with, lowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Isa {
-    /// AVX2 + FMA + F16C (x86-64).
-    Avx2,
     /// Portable Rust; the compiler vectorises what it can.
     Scalar,
+    /// AVX2 + FMA + F16C (x86-64).
+    Avx2,
+    /// AVX-512 F/BW/VL (with AVX2): 16-lane kernels, f32 arithmetic as `Avx2`.
+    Avx512,
+    /// AVX-512 with BF16 dot products: GEMM operands rounded to bf16, products summed in
+    /// f32 by `vdpbf16ps` (the `fast` precision; never chosen for `exact`).
+    Avx512Bf16,
 }
 
 impl Isa {
-    /// The best instruction set this machine has; `UNIAUDIO_CPU_NO_SIMD=1` forces `Scalar`.
+    /// Every level, best first.
+    pub const ALL: [Isa; 4] = [Isa::Avx512Bf16, Isa::Avx512, Isa::Avx2, Isa::Scalar];
+
+    /// Whether this machine can run the level.
+    pub fn available(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            let avx2 = has!("avx2") && has!("fma") && has!("f16c");
+            let avx512 = avx2 && has!("avx512f") && has!("avx512bw") && has!("avx512vl");
+            match self {
+                Isa::Scalar => true,
+                Isa::Avx2 => avx2,
+                Isa::Avx512 => avx512,
+                Isa::Avx512Bf16 => avx512 && has!("avx512bf16"),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            self == Isa::Scalar
+        }
+    }
+
+    /// The best exact level of this machine. `UNIAUDIO_CPU_ISA=scalar|avx2|avx512|avx512bf16`
+    /// forces a level (the best available one at or below it); `UNIAUDIO_CPU_NO_SIMD=1`
+    /// forces `Scalar`.
     pub fn detect() -> Isa {
         static DETECTED: OnceLock<Isa> = OnceLock::new();
         *DETECTED.get_or_init(|| {
             let disabled = std::env::var("UNIAUDIO_CPU_NO_SIMD").is_ok_and(|v| !v.is_empty() && v != "0");
-            #[cfg(target_arch = "x86_64")]
-            if !disabled
-                && std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-                && std::arch::is_x86_feature_detected!("f16c")
-            {
-                return Isa::Avx2;
+            if disabled {
+                return Isa::Scalar;
             }
-            let _ = disabled;
-            Isa::Scalar
+            let forced = std::env::var("UNIAUDIO_CPU_ISA").ok().and_then(|v| Isa::parse(&v));
+            Isa::best_at_most(forced.unwrap_or(Isa::Avx512))
         })
+    }
+
+    /// The level for `precision`: `detect()`, raised to `Avx512Bf16` for `Fast` where the
+    /// machine has it (unless a lower level was forced).
+    pub fn for_precision(precision: Precision) -> Isa {
+        let isa = Isa::detect();
+        let forced = std::env::var("UNIAUDIO_CPU_ISA").is_ok_and(|v| !v.is_empty());
+        if precision == Precision::Fast && isa == Isa::Avx512 && !forced && Isa::Avx512Bf16.available() {
+            return Isa::Avx512Bf16;
+        }
+        isa
+    }
+
+    /// The best available level not above `cap`.
+    pub fn best_at_most(cap: Isa) -> Isa {
+        Isa::ALL.into_iter().filter(|l| *l <= cap).find(|l| l.available()).unwrap_or(Isa::Scalar)
+    }
+
+    pub fn parse(s: &str) -> Option<Isa> {
+        Isa::ALL.into_iter().find(|l| l.key() == s)
+    }
+
+    /// The name `UNIAUDIO_CPU_ISA` takes.
+    pub fn key(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+            Isa::Avx512Bf16 => "avx512bf16",
+        }
     }
 
     pub fn name(self) -> &'static str {
         match self {
+            Isa::Avx512Bf16 => "avx512+bf16",
+            Isa::Avx512 => "avx512",
             Isa::Avx2 => "avx2+fma",
             Isa::Scalar => "scalar",
         }
     }
 
+    /// The arithmetic this level does.
+    pub fn precision(self) -> Precision {
+        if self == Isa::Avx512Bf16 {
+            Precision::Fast
+        } else {
+            Precision::Exact
+        }
+    }
+
     #[inline(always)]
     pub(crate) fn avx2(self) -> bool {
-        // `Avx2` is only ever constructed by `detect` after checking the CPU.
-        cfg!(target_arch = "x86_64") && self == Isa::Avx2
+        // Levels above `Scalar` are only constructed after checking the CPU.
+        cfg!(target_arch = "x86_64") && self >= Isa::Avx2
+    }
+
+    #[inline(always)]
+    pub(crate) fn avx512(self) -> bool {
+        cfg!(target_arch = "x86_64") && self >= Isa::Avx512
+    }
+
+    #[inline(always)]
+    pub(crate) fn bf16_dot(self) -> bool {
+        cfg!(target_arch = "x86_64") && self == Isa::Avx512Bf16
     }
 }
 
@@ -54,6 +131,8 @@ pub struct GemvX<'a> {
     /// Per 16-element chunk: the 8 even-indexed then the 8 odd-indexed elements.
     /// A 32-byte load of 16 bf16 splits into evens (shift left) and odds (mask) for free.
     even_odd: Vec<f32>,
+    /// The same per 32-element chunk (16 evens, 16 odds), for 64-byte AVX-512 loads.
+    even_odd32: Vec<f32>,
 }
 
 impl<'a> GemvX<'a> {
@@ -63,7 +142,12 @@ impl<'a> GemvX<'a> {
             even_odd.extend((0..8).map(|i| c[2 * i]));
             even_odd.extend((0..8).map(|i| c[2 * i + 1]));
         }
-        GemvX { x, even_odd }
+        let mut even_odd32 = Vec::with_capacity(x.len() / 32 * 32);
+        for c in x.chunks_exact(32) {
+            even_odd32.extend((0..16).map(|i| c[2 * i]));
+            even_odd32.extend((0..16).map(|i| c[2 * i + 1]));
+        }
+        GemvX { x, even_odd, even_odd32 }
     }
 
     pub fn len(&self) -> usize {
@@ -77,6 +161,17 @@ pub fn dot4(isa: Isa, w: WeightSlice, starts: [usize; 4], x: &GemvX) -> [f32; 4]
     let k = x.len();
     for s in starts {
         assert!(s + k <= w.len(), "dot4 row out of bounds");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if isa.avx512() {
+        // SAFETY: the features were detected; rows are in bounds (asserted above).
+        unsafe {
+            return match w {
+                WeightSlice::F32(s) => avx512::dot4_f32(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k),
+                WeightSlice::F16(s) => avx512::dot4_f16(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k),
+                WeightSlice::BF16(s) => avx512::dot4_bf16(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), x.even_odd32.as_ptr(), k),
+            };
+        }
     }
     #[cfg(target_arch = "x86_64")]
     if isa.avx2() {
@@ -329,6 +424,90 @@ mod avx2 {
         for j in j..n {
             *o.add(j) += a * *v.add(j);
         }
+    }
+}
+
+/// The GEMV dot products with 16-lane registers (the layout and tails of `avx2`).
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    macro_rules! load16 {
+        (f32, $p:expr) => {
+            _mm512_loadu_ps($p)
+        };
+        (f16, $p:expr) => {
+            _mm512_cvtph_ps(_mm256_loadu_si256($p as *const __m256i))
+        };
+    }
+
+    macro_rules! scalar {
+        (f32, $v:expr) => {
+            $v
+        };
+        (f16, $v:expr) => {
+            half::f16::from_bits($v).to_f32()
+        };
+    }
+
+    macro_rules! dot4 {
+        ($name:ident, $t:ty, $kind:tt) => {
+            #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+            pub unsafe fn $name(rows: [*const $t; 4], x: *const f32, k: usize) -> [f32; 4] {
+                let mut acc = [[_mm512_setzero_ps(); 2]; 4];
+                let mut i = 0;
+                while i + 32 <= k {
+                    let x0 = _mm512_loadu_ps(x.add(i));
+                    let x1 = _mm512_loadu_ps(x.add(i + 16));
+                    for r in 0..4 {
+                        acc[r][0] = _mm512_fmadd_ps(load16!($kind, rows[r].add(i)), x0, acc[r][0]);
+                        acc[r][1] = _mm512_fmadd_ps(load16!($kind, rows[r].add(i + 16)), x1, acc[r][1]);
+                    }
+                    i += 32;
+                }
+                let mut out = [0f32; 4];
+                for r in 0..4 {
+                    let mut s = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
+                    for j in i..k {
+                        s += scalar!($kind, *rows[r].add(j)) * *x.add(j);
+                    }
+                    out[r] = s;
+                }
+                out
+            }
+        };
+    }
+    dot4!(dot4_f32, f32, f32);
+    dot4!(dot4_f16, u16, f16);
+
+    /// bf16 rows against x in 32-chunk even/odd order: a 64-byte load holds 32 bf16; a
+    /// shift gives the even elements as f32, a mask the odd ones.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn dot4_bf16(rows: [*const u16; 4], x: *const f32, even_odd: *const f32, k: usize) -> [f32; 4] {
+        let mut acc = [[_mm512_setzero_ps(); 2]; 4];
+        let high = _mm512_set1_epi32(0xffff_0000u32 as i32);
+        let mut i = 0;
+        while i + 32 <= k {
+            let xe = _mm512_loadu_ps(even_odd.add(i));
+            let xo = _mm512_loadu_ps(even_odd.add(i + 16));
+            for r in 0..4 {
+                let raw = _mm512_loadu_si512(rows[r].add(i) as *const _);
+                let even = _mm512_castsi512_ps(_mm512_slli_epi32(raw, 16));
+                let odd = _mm512_castsi512_ps(_mm512_and_si512(raw, high));
+                acc[r][0] = _mm512_fmadd_ps(even, xe, acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(odd, xo, acc[r][1]);
+            }
+            i += 32;
+        }
+        let mut out = [0f32; 4];
+        for r in 0..4 {
+            let mut s = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
+            for j in i..k {
+                s += crate::dtype::bf16_bits_to_f32(*rows[r].add(j)) * *x.add(j);
+            }
+            out[r] = s;
+        }
+        out
     }
 }
 

@@ -79,6 +79,12 @@ pub fn all_cases() -> Vec<Case> {
         }
         cases.push(MatMul { m: 9, k: 96, n: 33, layout: WeightLayout::InOut, dtype, accumulate: true });
         cases.push(MatMul { m: 33, k: 70, n: 130, layout: WeightLayout::OutIn, dtype, accumulate: true });
+        // Wide enough for the fast level's bf16 product, with an odd last K block and an
+        // odd number of row panels.
+        for layout in [WeightLayout::OutIn, WeightLayout::InOut] {
+            cases.push(MatMul { m: 13, k: 517, n: 300, layout, dtype, accumulate: false });
+        }
+        cases.push(MatMul { m: 40, k: 33, n: 257, layout: WeightLayout::OutIn, dtype, accumulate: true });
     }
     for (t, heads, head_dim) in [(1, 1, 2), (5, 3, 64), (1, 24, 128), (3, 8, 32)] {
         cases.push(Rope { t, heads, head_dim });

@@ -62,6 +62,8 @@ pub fn cases() -> Vec<Case> {
         (1, 7, 5, 3, 4, 2, 1, 1, 12, false, false),
         (2, 90, 20, 70, 3, 1, 1, 1, 90, true, true),
         (1, 33, 4, 1, 7, 1, 6, 2, 66, false, false),
+        // 260 output channels: the fast level's bf16 product.
+        (1, 30, 7, 260, 3, 1, 1, 1, 30, false, true),
     ] {
         cases.push(Conv1d { batch, l_in, c_in, c_out, k, stride: 1, groups: 1, dilation, pad_left, upsample, l_out, prelu, accumulate, dtype: f32 });
     }

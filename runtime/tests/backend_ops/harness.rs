@@ -1,6 +1,7 @@
 //! Comparison machinery: seeded inputs, NMSE against a scalar reference, reporting.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Deterministic test inputs (splitmix64).
 pub struct Rng(u64);
@@ -45,8 +46,21 @@ pub enum Verdict {
     Fail(String),
 }
 
+/// The `fast` precision's bound: GEMM and convolution operands rounded to bf16 (relative
+/// error up to 2^-9 each) give an expected NMSE of about 2.5e-6 on random data; 3e-5 leaves
+/// a 12x margin while a wrong pairing or a lost term (NMSE ~1e-2 and up) still fails.
+pub const FAST_NMSE: f64 = 3e-5;
+
+static REDUCED_PRECISION: AtomicBool = AtomicBool::new(false);
+
+/// Raises every float tolerance to `FAST_NMSE` while a reduced-precision backend runs.
+pub fn set_reduced_precision(on: bool) {
+    REDUCED_PRECISION.store(on, Ordering::Relaxed);
+}
+
 /// Compares float outputs; the failure names the worst element.
 pub fn compare_f32(got: &[f32], want: &[f64], max_nmse: f64) -> Verdict {
+    let max_nmse = if REDUCED_PRECISION.load(Ordering::Relaxed) { max_nmse.max(FAST_NMSE) } else { max_nmse };
     if got.len() != want.len() {
         return Verdict::Fail(format!("length {} vs reference {}", got.len(), want.len()));
     }

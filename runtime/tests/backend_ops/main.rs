@@ -8,7 +8,7 @@ mod harness;
 mod reference;
 
 use uniaudio_runtime::cpu::Isa;
-use uniaudio_runtime::{Backend, Cpu, Cuda, CudaOptions, Wgpu, WgpuOptions};
+use uniaudio_runtime::{Backend, Cpu, Cuda, CudaOptions, Precision, Wgpu, WgpuOptions};
 
 use harness::Report;
 
@@ -33,12 +33,15 @@ fn skip_wgpu(reason: &str) {
 #[test]
 fn backend_ops_all_backends() {
     let mut report = Report::default();
-    let cpu = Cpu::new();
-    run_all(&format!("cpu/{}", cpu.isa().name()), &cpu, &mut report);
-    if cpu.isa() != Isa::Scalar {
-        run_all("cpu/scalar", &Cpu::with_isa(Isa::Scalar), &mut report);
-    } else {
-        println!("cpu/scalar is the only CPU variant on this machine");
+    // Every instruction-set level the machine has; the fast one at its stated tolerance.
+    for isa in Isa::ALL {
+        if !isa.available() {
+            println!("SKIPPED cpu/{}: this CPU lacks it", isa.key());
+            continue;
+        }
+        harness::set_reduced_precision(isa.precision() == Precision::Fast);
+        run_all(&format!("cpu/{}", isa.name()), &Cpu::with_isa(isa), &mut report);
+        harness::set_reduced_precision(false);
     }
     // The adapter's features on, then forced off (the UNIAUDIO_WGPU_NO_* switches).
     let variants = [

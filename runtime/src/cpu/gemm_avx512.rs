@@ -1,0 +1,156 @@
+//! AVX-512 micro-kernels of the cache-blocked GEMM (`gemm.rs`), over the same packed
+//! panels: two row panels at once (12 rows x 16 columns, 12 zmm accumulators), so enough
+//! independent FMA chains hide the latency. `Avx512Bf16` packs both operands as bf16
+//! pairs along K and sums each pair's two products into f32 with `vdpbf16ps`.
+
+use super::gemm::{KC, MR, NR};
+
+/// f32 -> bf16 bits, rounding to nearest even (NaN stays NaN).
+#[inline]
+fn bf16(x: f32) -> u32 {
+    let b = x.to_bits();
+    if x.is_nan() {
+        return (b >> 16) | 0x40;
+    }
+    (b + 0x7fff + ((b >> 16) & 1)) >> 16
+}
+
+/// A pair of consecutive K entries as bf16 (the lower index in the low half), the operand
+/// layout of `vdpbf16ps`.
+#[inline]
+fn pair(lo: f32, hi: f32) -> u32 {
+    bf16(lo) | (bf16(hi) << 16)
+}
+
+/// x micro-panels [..][KC][MR] f32 -> [..][KC/2][MR] bf16 pairs.
+pub fn x_pairs(apack: &[f32]) -> Vec<u32> {
+    use rayon::prelude::*;
+    let panels = apack.len() / (KC * MR);
+    let mut out = vec![0u32; panels * KC / 2 * MR];
+    apack.par_chunks_exact(KC * MR).zip(out.par_chunks_exact_mut(KC / 2 * MR)).for_each(|(src, dst)| {
+        for kk in 0..KC / 2 {
+            for i in 0..MR {
+                dst[kk * MR + i] = pair(src[2 * kk * MR + i], src[(2 * kk + 1) * MR + i]);
+            }
+        }
+    });
+    out
+}
+
+/// One weight micro-panel [kc][NR] f32 -> [kc/2][NR] bf16 pairs (an odd tail pairs with 0):
+/// per pair of rows one two-vector conversion and one interleaving permute.
+///
+/// # Safety
+/// AVX-512 F, BW and BF16 must be available; `bpack` holds `kc·NR`, `out` `kc.div_ceil(2)·NR`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+pub unsafe fn w_pairs_avx512(kc: usize, bpack: &[f32], out: &mut [u32]) {
+    use std::arch::x86_64::*;
+    const _: () = assert!(NR == 16);
+    assert!(bpack.len() >= kc * NR && out.len() >= kc.div_ceil(2) * NR, "micro-panel bounds");
+    let idx = _mm512_set_epi16(
+        31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0,
+    );
+    for kk in 0..kc.div_ceil(2) {
+        let lo = _mm512_loadu_ps(bpack.as_ptr().add(2 * kk * NR));
+        let hi = if 2 * kk + 1 < kc { _mm512_loadu_ps(bpack.as_ptr().add((2 * kk + 1) * NR)) } else { _mm512_setzero_ps() };
+        let halves: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+        _mm512_storeu_si512(out.as_mut_ptr().add(kk * NR) as *mut _, _mm512_permutexvar_epi16(idx, halves));
+    }
+}
+
+/// The portable twin of `w_pairs_avx512` (tests).
+#[cfg_attr(not(test), allow(dead_code))]
+pub fn w_pairs(kc: usize, bpack: &[f32], out: &mut [u32]) {
+    for kk in 0..kc.div_ceil(2) {
+        for j in 0..NR {
+            let hi = if 2 * kk + 1 < kc { bpack[(2 * kk + 1) * NR + j] } else { 0.0 };
+            out[kk * NR + j] = pair(bpack[2 * kk * NR + j], hi);
+        }
+    }
+}
+
+/// c0 += a0 · b and c1 += a1 · b over `kc` inner indices (two 6-row panels, one 16-column panel).
+///
+/// # Safety
+/// AVX-512 F must be available; `a0`, `a1` hold `kc·MR` and `b` `kc·NR` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub unsafe fn tile2_f32(kc: usize, a0: *const f32, a1: *const f32, b: *const f32, c0: &mut [[f32; NR]; MR], c1: &mut [[f32; NR]; MR]) {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_setzero_ps(); 2 * MR];
+    for i in 0..MR {
+        acc[i] = _mm512_loadu_ps(c0[i].as_ptr());
+        acc[MR + i] = _mm512_loadu_ps(c1[i].as_ptr());
+    }
+    for kk in 0..kc {
+        let bv = _mm512_loadu_ps(b.add(kk * NR));
+        let (p0, p1) = (a0.add(kk * MR), a1.add(kk * MR));
+        for i in 0..MR {
+            acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(*p0.add(i)), bv, acc[i]);
+            acc[MR + i] = _mm512_fmadd_ps(_mm512_set1_ps(*p1.add(i)), bv, acc[MR + i]);
+        }
+    }
+    for i in 0..MR {
+        _mm512_storeu_ps(c0[i].as_mut_ptr(), acc[i]);
+        _mm512_storeu_ps(c1[i].as_mut_ptr(), acc[MR + i]);
+    }
+}
+
+/// As `tile2_f32` on bf16 pairs: `kc2` pairs of inner indices.
+///
+/// # Safety
+/// AVX-512 F and BF16 must be available; `a0`, `a1` hold `kc2·MR` and `b` `kc2·NR` pairs.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+pub unsafe fn tile2_bf16(kc2: usize, a0: *const u32, a1: *const u32, b: *const u32, c0: &mut [[f32; NR]; MR], c1: &mut [[f32; NR]; MR]) {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_setzero_ps(); 2 * MR];
+    for i in 0..MR {
+        acc[i] = _mm512_loadu_ps(c0[i].as_ptr());
+        acc[MR + i] = _mm512_loadu_ps(c1[i].as_ptr());
+    }
+    for kk in 0..kc2 {
+        let bv: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(kk * NR) as *const _));
+        let (p0, p1) = (a0.add(kk * MR), a1.add(kk * MR));
+        for i in 0..MR {
+            let x0: __m512bh = std::mem::transmute(_mm512_set1_epi32(*p0.add(i) as i32));
+            let x1: __m512bh = std::mem::transmute(_mm512_set1_epi32(*p1.add(i) as i32));
+            acc[i] = _mm512_dpbf16_ps(acc[i], x0, bv);
+            acc[MR + i] = _mm512_dpbf16_ps(acc[MR + i], x1, bv);
+        }
+    }
+    for i in 0..MR {
+        _mm512_storeu_ps(c0[i].as_mut_ptr(), acc[i]);
+        _mm512_storeu_ps(c1[i].as_mut_ptr(), acc[MR + i]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vector_and_scalar_pairs_agree() {
+        if !crate::cpu::Isa::Avx512Bf16.available() {
+            println!("SKIPPED: no AVX512-BF16 on this CPU");
+            return;
+        }
+        let b: Vec<f32> = (0..5 * NR).map(|i| (i as f32 * 0.377).sin() * 3.1 + if i == 7 { 1.0 + 1.0 / 256.0 } else { 0.0 }).collect();
+        let (mut want, mut got) = (vec![0u32; 3 * NR], vec![0u32; 3 * NR]);
+        w_pairs(5, &b, &mut want);
+        // SAFETY: the features were checked above; sizes match.
+        unsafe { w_pairs_avx512(5, &b, &mut got) };
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn pairs_put_the_lower_index_in_the_low_half() {
+        assert_eq!(pair(1.0, 2.0), 0x3f80 | (0x4000 << 16));
+        let mut b = vec![0f32; 3 * NR];
+        b[2 * NR] = 1.0;
+        let mut out = vec![7u32; 2 * NR];
+        w_pairs(3, &b, &mut out);
+        assert_eq!(out[NR], 0x3f80);
+    }
+}

@@ -85,7 +85,31 @@ enum Command {
     BenchGemv(bench_gemv::BenchGemvArgs),
 }
 
+/// Vulkan's window-system layers print `error: XDG_RUNTIME_DIR is invalid` while wgpu
+/// probes adapters on a headless machine; a private runtime directory keeps them quiet.
+/// Runs first, while the process has one thread.
+fn quiet_headless_probing() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir()) {
+        return;
+    }
+    // SAFETY: getuid has no preconditions.
+    #[cfg(unix)]
+    let user = unsafe { libc::getuid() };
+    #[cfg(not(unix))]
+    let user = 0;
+    let dir = std::env::temp_dir().join(format!("uniaudio-runtime-{user}"));
+    if std::fs::create_dir_all(&dir).is_ok() {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+        }
+        std::env::set_var("XDG_RUNTIME_DIR", &dir);
+    }
+}
+
 fn main() -> ExitCode {
+    quiet_headless_probing();
     let cli = Cli::parse();
     backend::set_precision(uniaudio_runtime::Precision::parse(&cli.precision).unwrap_or_default());
     let result = match cli.command {

@@ -87,19 +87,27 @@ pub fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: WeightLayou
             for kb in 0..k_blocks {
                 let k0 = kb * KC;
                 let kc = (k - k0).min(KC);
-                pack_cols(w, layout, k, n, k0, kc, n0, nb, bpack);
                 let block = &apack[kb * row_panels * MR * KC..];
                 if fast {
-                    // SAFETY: the level was detected; the buffers hold a whole micro-panel.
-                    #[cfg(target_arch = "x86_64")]
-                    unsafe {
-                        super::gemm_avx512::w_pairs_avx512(kc, bpack, bpairs)
-                    };
+                    match (w, layout) {
+                        // bf16 weights along K already are the pairs: no conversion.
+                        (WeightSlice::BF16(s), WeightLayout::OutIn) => bf16_pairs_out_in(s, k, k0, kc, n0, nb, bpairs),
+                        _ => {
+                            pack_cols(w, layout, k, n, k0, kc, n0, nb, bpack);
+                            // SAFETY: the level was detected; the buffers hold a whole micro-panel.
+                            #[cfg(target_arch = "x86_64")]
+                            unsafe {
+                                super::gemm_avx512::w_pairs_avx512(kc, bpack, bpairs)
+                            };
+                        }
+                    }
                     let pairs = &apairs[kb * row_panels * MR * KC / 2..];
                     tiles_bf16(kc.div_ceil(2), pairs, bpairs, acc);
                 } else if isa.avx512() {
+                    pack_cols(w, layout, k, n, k0, kc, n0, nb, bpack);
                     tiles_avx512(kc, block, bpack, acc);
                 } else {
+                    pack_cols(w, layout, k, n, k0, kc, n0, nb, bpack);
                     for (rp, tile) in acc.iter_mut().enumerate() {
                         micro_tile(isa, kc, &block[rp * MR * KC..], bpack, tile);
                     }
@@ -137,6 +145,25 @@ fn pack_rows(x: &[f32], mb: usize, k: usize, row_panels: usize) -> Vec<f32> {
         }
     });
     apack
+}
+
+/// bf16 W [N, K]'s columns n0..n0+nb over k0..k0+kc as [kc/2][NR] pairs along K (an odd
+/// tail pairs with 0; missing columns are 0), read straight from the weights.
+#[allow(clippy::too_many_arguments)]
+fn bf16_pairs_out_in(w: &[u16], k: usize, k0: usize, kc: usize, n0: usize, nb: usize, out: &mut [u32]) {
+    let pairs = kc.div_ceil(2);
+    for j in 0..NR {
+        if j >= nb {
+            for kk in 0..pairs {
+                out[kk * NR + j] = 0;
+            }
+            continue;
+        }
+        let row = &w[(n0 + j) * k + k0..][..kc];
+        for (kk, p) in row.chunks(2).enumerate() {
+            out[kk * NR + j] = p[0] as u32 | (p.get(1).copied().unwrap_or(0) as u32) << 16;
+        }
+    }
 }
 
 /// W's output columns n0..n0+nb over inner indices k0..k0+kc as [kc][NR], widened to f32.

@@ -23,11 +23,19 @@ pub struct GenerateArgs {
     #[arg(long)]
     model: Option<PathBuf>,
     /// Prompt file: {"frames": [{"text": ID} | {"audio": [c0, ..., c7]}, ...]}.
+    #[arg(long, required_unless_present = "requests", conflicts_with = "requests")]
+    prompt: Option<PathBuf>,
+    /// Many requests, one JSON object per line: {"frames", "output_kind", "top_k",
+    /// "temperature", "seed", "max_steps", "cfg_scale"} (a missing field takes the flag's
+    /// value); prints one output object per line, in input order.
     #[arg(long)]
-    prompt: PathBuf,
-    /// What the model generates.
-    #[arg(long, value_enum)]
-    output_kind: Kind,
+    pub requests: Option<PathBuf>,
+    /// Most requests in flight at once (requests currently run one after another).
+    #[arg(long, default_value_t = 16)]
+    pub max_batch: usize,
+    /// What the model generates (per request in --requests, where a line does not say).
+    #[arg(long, value_enum, required_unless_present = "requests")]
+    output_kind: Option<Kind>,
     /// Keep the K most likely ids (1 = greedy, 0 = all).
     #[arg(long, default_value_t = 50)]
     top_k: usize,
@@ -47,14 +55,14 @@ pub struct GenerateArgs {
 }
 
 pub fn run(args: GenerateArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&args.prompt).with_context(|| format!("reading prompt {}", args.prompt.display()))?;
-    let prompt = parse_frames(&text).with_context(|| format!("prompt {}", args.prompt.display()))?;
-    let kind = match args.output_kind {
-        Kind::Audio => OutputKind::Audio,
-        Kind::Text => OutputKind::Text,
-    };
+    if args.requests.is_some() {
+        return crate::requests::run(&args);
+    }
+    let path = args.prompt.as_ref().context("--prompt FILE is needed")?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading prompt {}", path.display()))?;
+    let prompt = parse_frames(&text).with_context(|| format!("prompt {}", path.display()))?;
     let opts = GenerateOptions {
-        kind,
+        kind: args.kind().context("--output-kind is needed")?,
         top_k: args.top_k,
         temperature: args.temperature,
         seed: args.seed,
@@ -68,24 +76,51 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     }
 }
 
-fn run_on<B: Backend>(backend: &B, args: &GenerateArgs, prompt: &[uniaudio_lm::Frame], opts: &GenerateOptions) -> Result<()> {
-    let paths = uniaudio::ModelPaths::resolve(args.model.as_deref(), None, None)?;
-    let dir = paths.require(uniaudio::Part::Lm, "generate")?;
-    let lm = UniAudioLm::load(backend, dir).with_context(|| format!("loading model {}", dir.display()))?;
-    uniaudio_lm::generate::check_request(&lm.config, prompt, opts).with_context(|| format!("prompt {}", args.prompt.display()))?;
-    let bar = progress::steps(opts.max_steps as u64, "generating");
-    let out = generate(&lm, backend, prompt, opts, &mut |done, _| bar.set_position(done as u64))?;
-    bar.finish_and_clear();
+impl GenerateArgs {
+    pub fn kind(&self) -> Option<OutputKind> {
+        self.output_kind.map(|k| match k {
+            Kind::Audio => OutputKind::Audio,
+            Kind::Text => OutputKind::Text,
+        })
+    }
+
+    /// The flags' sampler settings (the defaults of a --requests line).
+    pub fn defaults(&self) -> (usize, f32, u64, usize, Option<f32>) {
+        (self.top_k, self.temperature, self.seed, self.max_steps, self.cfg_scale)
+    }
+
+    pub fn backend(&self) -> BackendChoice {
+        self.backend
+    }
+
+    pub fn load<B: Backend>(&self, backend: &B) -> Result<UniAudioLm<B>> {
+        let paths = uniaudio::ModelPaths::resolve(self.model.as_deref(), None, None)?;
+        let dir = paths.require(uniaudio::Part::Lm, "generate")?;
+        UniAudioLm::load(backend, dir).with_context(|| format!("loading model {}", dir.display()))
+    }
+}
+
+/// The object `generate` prints for one output.
+pub fn output_json(kind: OutputKind, out: &uniaudio_lm::GenerateOutput) -> serde_json::Value {
     let stopped_by = match out.stopped_by {
         Some(StopReason::Eos) => "eos",
         _ => "max_steps",
     };
-    let json = match opts.kind {
+    match kind {
         OutputKind::Audio => serde_json::json!({
             "frames": out.frames, "reasoning": out.reasoning, "reconstruction": out.reconstruction, "stopped_by": stopped_by,
         }),
         OutputKind::Text => serde_json::json!({"text_ids": out.text_ids, "stopped_by": stopped_by}),
-    };
-    println!("{json}");
+    }
+}
+
+fn run_on<B: Backend>(backend: &B, args: &GenerateArgs, prompt: &[uniaudio_lm::Frame], opts: &GenerateOptions) -> Result<()> {
+    let lm = args.load(backend)?;
+    let path = args.prompt.as_deref().unwrap_or(std::path::Path::new("-"));
+    uniaudio_lm::generate::check_request(&lm.config, prompt, opts).with_context(|| format!("prompt {}", path.display()))?;
+    let bar = progress::steps(opts.max_steps as u64, "generating");
+    let out = generate(&lm, backend, prompt, opts, &mut |done, _| bar.set_position(done as u64))?;
+    bar.finish_and_clear();
+    println!("{}", output_json(opts.kind, &out));
     Ok(())
 }

@@ -15,6 +15,7 @@ mod output;
 mod pipeline;
 mod progress;
 mod prompt;
+mod requests;
 mod synth;
 mod system;
 mod task_run;

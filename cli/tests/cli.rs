@@ -79,6 +79,49 @@ fn generate_prints_the_reference_outputs() {
     }
 }
 
+/// `generate --requests`: one output line per request, in order, each the single-prompt
+/// object; bad lines get an error line and the rest still run.
+#[test]
+fn requests_file_gives_one_line_per_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let picked: Vec<Value> = cases().into_iter().filter(|c| !c["name"].as_str().unwrap().starts_with("long")).collect();
+    let mut lines: Vec<String> = Vec::new();
+    for case in &picked {
+        let kind = if case["task_kind"] == "audio_out" { "audio" } else { "text" };
+        lines.push(serde_json::json!({"frames": case["prompt"], "output_kind": kind, "top_k": 1, "max_steps": case["max_steps"]}).to_string());
+    }
+    lines.insert(1, "{not json".into());
+    lines.insert(2, serde_json::json!({"frames": [{"text": 999_999_999u64}], "output_kind": "text"}).to_string());
+    lines.push(serde_json::json!({"frames": picked[0]["prompt"], "output_kind": "speech"}).to_string());
+    // Sampled with a seed: equal to the single-prompt command with the same settings.
+    lines.push(serde_json::json!({"frames": picked[0]["prompt"], "output_kind": "audio", "top_k": 50, "temperature": 0.9, "seed": 7, "max_steps": 5}).to_string());
+    let reqs = tmp.path().join("reqs.jsonl");
+    std::fs::write(&reqs, lines.join("\n")).unwrap();
+    let o = run(bin().args(["generate", "--backend", "cpu", "--model"]).arg(model_dir()).arg("--requests").arg(&reqs));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out: Vec<Value> = String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(out.len(), lines.len());
+    assert!(out[1]["error"].as_str().unwrap().starts_with("line 2: not a JSON object"), "{}", out[1]);
+    assert!(out[2]["error"].as_str().unwrap().contains("line 3"), "{}", out[2]);
+    assert!(out[lines.len() - 2]["error"].as_str().unwrap().contains("output_kind"), "{}", out[lines.len() - 2]);
+    let answers: Vec<&Value> = out.iter().enumerate().filter(|(i, _)| ![1, 2].contains(i) && *i < lines.len() - 2).map(|(_, v)| v).collect();
+    for (case, got) in picked.iter().zip(answers) {
+        let exp = &case["expected"];
+        let keys: &[&str] = if case["task_kind"] == "audio_out" { &["frames", "reasoning", "reconstruction", "stopped_by"] } else { &["text_ids", "stopped_by"] };
+        for k in keys {
+            assert_eq!(got[k], exp[k], "{}: {k}", case["name"]);
+        }
+    }
+    let prompt = write_prompt(tmp.path(), &picked[0]["prompt"]);
+    let solo = run(bin()
+        .args(["generate", "--backend", "cpu", "--model"])
+        .arg(model_dir())
+        .arg("--prompt")
+        .arg(&prompt)
+        .args(["--output-kind", "audio", "--top-k", "50", "--temperature", "0.9", "--seed", "7", "--max-steps", "5"]));
+    assert_eq!(out[lines.len() - 1], serde_json::from_slice::<Value>(&solo.stdout).unwrap());
+}
+
 #[test]
 fn sampling_is_seeded_and_cfg_runs() {
     let tmp = tempfile::tempdir().unwrap();

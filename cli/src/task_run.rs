@@ -5,11 +5,10 @@ use std::io::Write;
 
 use anyhow::Result;
 use indicatif::ProgressBar;
-use uniaudio::{Event, Models, ModelPaths, Stage, TaskOutput, TaskRequest};
+use uniaudio::{Event, Model, ModelPaths, Stage, TaskOutput, TaskRequest};
 use uniaudio_lm::OutputKind;
-use uniaudio_runtime::Backend;
 
-use crate::backend::{BackendChoice, Opened};
+use crate::backend::BackendChoice;
 use crate::progress;
 
 /// Loads the parts `req.task` needs and runs it; `stream_text` prints text as it comes.
@@ -18,21 +17,12 @@ pub fn run(paths: &ModelPaths, backend: BackendChoice, req: &TaskRequest, stream
     for part in uniaudio::run::parts_for(req.task) {
         paths.require(part, req.task.name())?;
     }
-    let opened = backend.open()?;
-    eprintln!("backend: {}", opened.describe());
-    match &opened {
-        Opened::Cpu(b) => run_on(b, paths, req, stream_text),
-        Opened::Wgpu(b) => run_on(b, paths, req, stream_text),
-        Opened::Cuda(b) => run_on(b, paths, req, stream_text),
-    }
-}
-
-fn run_on<B: Backend>(b: &B, paths: &ModelPaths, req: &TaskRequest, stream_text: bool) -> Result<TaskOutput> {
-    let models = Models::load(b, paths, req.task)?;
+    let mut model = Model::with_backend(paths.clone(), backend.open()?);
+    eprintln!("backend: {}", model.backend());
     let text_task = req.task.output_kind() == OutputKind::Text;
     let mut bar: Option<(Stage, ProgressBar)> = None;
     let mut stdout = std::io::stdout();
-    let out = models.run(b, req, &mut |event| match event {
+    let out = model.run(req, &mut |event| match event {
         Event::Note(n) => eprintln!("{n}"),
         Event::Text(piece) => {
             if stream_text {

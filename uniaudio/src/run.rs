@@ -25,10 +25,11 @@ const SAMPLE_RATE: usize = 24_000;
 /// A transcription prompt leaving fewer steps than this is split into windows instead.
 const MIN_ROOM: usize = 200;
 
-/// The loaded parts of a model, for one task (or several with the same needs).
+/// The loaded parts of a model. Parts load on first need and stay loaded, so one value
+/// serves any number of tasks.
 pub struct Models<B: Backend> {
-    pub lm: UniAudioLm<B>,
-    pub tokenizer: TextTokenizer,
+    pub lm: Option<UniAudioLm<B>>,
+    pub tokenizer: Option<TextTokenizer>,
     pub encoder: Option<Encoder<B>>,
     pub codec: Option<Codec<B>>,
 }
@@ -45,32 +46,51 @@ pub fn parts_for(task: Task) -> Vec<Part> {
     parts
 }
 
+impl<B: Backend> Default for Models<B> {
+    fn default() -> Self {
+        Models { lm: None, tokenizer: None, encoder: None, codec: None }
+    }
+}
+
 impl<B: Backend> Models<B> {
-    /// Loads what `task` needs: the codec parts first (their errors come before the LM's
-    /// larger load), then the LM and tokenizer.
+    /// Loads what `task` needs.
     pub fn load(bk: &B, paths: &ModelPaths, task: Task) -> Result<Self> {
-        let name = task.name();
-        for part in parts_for(task) {
-            paths.require(part, name)?;
+        let mut m = Models::default();
+        m.ensure(bk, paths, &parts_for(task), task.name())?;
+        Ok(m)
+    }
+
+    /// Loads the `parts` not loaded yet: every path is checked first, then the codec parts
+    /// (their errors come before the LM's larger load), then the LM and tokenizer. `what`
+    /// names the work in errors.
+    pub fn ensure(&mut self, bk: &B, paths: &ModelPaths, parts: &[Part], what: &str) -> Result<()> {
+        for &part in parts {
+            paths.require(part, what)?;
         }
-        let codec = match parts_for(task).contains(&Part::Decoder) {
-            true => {
-                let dir = paths.require(Part::Decoder, name)?;
-                Some(Codec::load(bk, dir).with_context(|| format!("loading codec decoder {}", dir.display()))?)
-            }
-            false => None,
-        };
-        let encoder = match takes_audio(task) {
-            true => {
-                let dir = paths.require(Part::Encoder, name)?;
-                Some(Encoder::load(bk, dir).with_context(|| format!("loading codec encoder {}", dir.display()))?)
-            }
-            false => None,
-        };
-        let tokenizer = TextTokenizer::from_file(paths.require(Part::Tokenizer, name)?)?;
-        let dir = paths.require(Part::Lm, name)?;
-        let lm = UniAudioLm::load(bk, dir).with_context(|| format!("loading model {}", dir.display()))?;
-        Ok(Models { lm, tokenizer, encoder, codec })
+        if parts.contains(&Part::Decoder) && self.codec.is_none() {
+            let dir = paths.require(Part::Decoder, what)?;
+            self.codec = Some(Codec::load(bk, dir).with_context(|| format!("loading codec decoder {}", dir.display()))?);
+        }
+        if parts.contains(&Part::Encoder) && self.encoder.is_none() {
+            let dir = paths.require(Part::Encoder, what)?;
+            self.encoder = Some(Encoder::load(bk, dir).with_context(|| format!("loading codec encoder {}", dir.display()))?);
+        }
+        if parts.contains(&Part::Tokenizer) && self.tokenizer.is_none() {
+            self.tokenizer = Some(TextTokenizer::from_file(paths.require(Part::Tokenizer, what)?)?);
+        }
+        if parts.contains(&Part::Lm) && self.lm.is_none() {
+            let dir = paths.require(Part::Lm, what)?;
+            self.lm = Some(UniAudioLm::load(bk, dir).with_context(|| format!("loading model {}", dir.display()))?);
+        }
+        Ok(())
+    }
+
+    fn lm(&self) -> Result<&UniAudioLm<B>> {
+        self.lm.as_ref().context("the LM is not loaded")
+    }
+
+    fn tokenizer(&self) -> Result<&TextTokenizer> {
+        self.tokenizer.as_ref().context("the tokenizer is not loaded")
     }
 
     /// Runs `req`, reporting progress and streamed text through `events`.
@@ -79,7 +99,7 @@ impl<B: Backend> Models<B> {
         let task = req.task;
         check_text_inputs(task, &req.text)?;
         let mut timings = Timings::default();
-        let config = &self.lm.config;
+        let config = &self.lm()?.config;
 
         // Positions first, from the audio's length alone: a long input is refused before encoding.
         let (input_tokens, input_seconds) = match (&req.audio, takes_audio(task)) {
@@ -121,12 +141,12 @@ impl<B: Backend> Models<B> {
             max_steps,
             cfg_scale: req.sampling.cfg_scale,
         };
-        let mut g = Generator::new(&self.lm, bk, &prompt.frames, &opts)?;
+        let mut g = Generator::new(self.lm()?, bk, &prompt.frames, &opts)?;
         let t = Instant::now();
         g.prefill()?;
         timings.prefill_s = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let mut stream = TextStream::new(&self.tokenizer);
+        let mut stream = TextStream::new(self.tokenizer()?);
         let mut streamed = 0;
         loop {
             let more = g.step()?;
@@ -150,7 +170,7 @@ impl<B: Backend> Models<B> {
         timings.generate_s = t.elapsed().as_secs_f64();
 
         let (text, audio) = match task.output_kind() {
-            OutputKind::Text => (Some(self.tokenizer.decode(&generated.text_ids)?), None),
+            OutputKind::Text => (Some(self.tokenizer()?.decode(&generated.text_ids)?), None),
             OutputKind::Audio => {
                 let codec = self.codec.as_ref().context("no codec decoder loaded")?;
                 if generated.reconstruction.is_empty() {
@@ -247,13 +267,13 @@ impl<B: Backend> Models<B> {
             audio,
             instruction: t.instruction.clone(),
         };
-        Ok(build_prompt(&self.lm.config, &self.tokenizer, req.task, &inputs, req.sampling.seed)?)
+        Ok(build_prompt(&self.lm()?.config, self.tokenizer()?, req.task, &inputs, req.sampling.seed)?)
     }
 
     /// The step cap: the one asked for if it fits the context, else an error with the
     /// numbers; by default the task's cap, reduced to what fits (with a note).
     fn step_budget(&self, task: Task, prompt: usize, asked: Option<usize>, seconds: Option<f64>, events: &mut dyn FnMut(Event)) -> Result<usize> {
-        step_budget(&self.lm.config, task, prompt, asked, seconds, events)
+        step_budget(&self.lm()?.config, task, prompt, asked, seconds, events)
     }
 }
 

@@ -1,0 +1,185 @@
+//! One model on one backend, for programs that embed the runtime: load a bundle once,
+//! then run any task. Parts load on first use (a TTS-only program never reads the encoder).
+//!
+//! ```no_run
+//! use uniaudio::{Model, LoadOptions, Sampling};
+//! let mut model = Model::load("models/uniaudio2", LoadOptions::default())?;
+//! let speech = model.tts("Hello there.", &Sampling::default())?;
+//! let text = model.transcribe(&speech)?;
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use uniaudio_codec::{DecodeOptions, Noise};
+use uniaudio_lm::config::CODEBOOKS;
+use uniaudio_lm::tasks::{AudioTokens, Task};
+use uniaudio_runtime::{Backend, Precision};
+
+use crate::backend::{AnyBackend, BackendKind};
+use crate::paths::{ModelPaths, Part};
+use crate::request::{AudioInput, CodecSettings, Event, Sampling, TaskOutput, TaskRequest, TaskText};
+use crate::run::{parts_for, Models};
+
+/// How to load a model.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// The backend to run on (default: the best available).
+    pub backend: BackendKind,
+    /// `Exact` (default) or `Fast` (bf16 GEMM operands where the backend supports it).
+    pub precision: Precision,
+    /// A codec directory instead of the bundle's.
+    pub codec: Option<PathBuf>,
+    /// A tokenizer.json instead of the bundle's.
+    pub tokenizer: Option<PathBuf>,
+}
+
+/// Mono audio samples and their rate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Audio {
+    /// Samples in [-1, 1].
+    pub samples: Vec<f32>,
+    /// Samples per second.
+    pub sample_rate: u32,
+}
+
+impl Audio {
+    /// Reads an audio file (WAV, FLAC, MP3, Ogg/Vorbis; channels averaged to mono).
+    pub fn read(path: impl AsRef<Path>) -> Result<Audio> {
+        let a = uniaudio_audio::read_audio(path.as_ref())?;
+        Ok(Audio { samples: a.samples, sample_rate: a.sample_rate })
+    }
+
+    /// The samples at the codec's 24 kHz.
+    pub fn at_24k(&self) -> Result<Vec<f32>> {
+        anyhow::ensure!(self.sample_rate > 0, "audio with a sample rate of 0");
+        Ok(uniaudio_audio::resample(&self.samples, self.sample_rate, 24_000))
+    }
+}
+
+enum On {
+    Cpu(uniaudio_runtime::Cpu, Models<uniaudio_runtime::Cpu>),
+    Wgpu(uniaudio_runtime::Wgpu, Models<uniaudio_runtime::Wgpu>),
+    Cuda(uniaudio_runtime::Cuda, Models<uniaudio_runtime::Cuda>),
+}
+
+/// A model on a backend. Not shared between threads at once (`&mut self` per call).
+pub struct Model {
+    paths: ModelPaths,
+    backend: String,
+    on: On,
+}
+
+macro_rules! on {
+    ($self:expr, |$b:ident, $m:ident| $body:expr) => {
+        match &mut $self.on {
+            On::Cpu($b, $m) => $body,
+            On::Wgpu($b, $m) => $body,
+            On::Cuda($b, $m) => $body,
+        }
+    };
+}
+
+impl Model {
+    /// Opens a bundle (or an LM directory with `codec`/`tokenizer` given) on a backend and
+    /// loads the LM and tokenizer; the codec's parts load when a task first needs them.
+    pub fn load(path: impl AsRef<Path>, options: LoadOptions) -> Result<Model> {
+        let paths = ModelPaths::resolve(Some(path.as_ref()), options.codec.as_deref(), options.tokenizer.as_deref())?;
+        let backend = AnyBackend::open(options.backend, options.precision)?;
+        let mut model = Model::with_backend(paths, backend);
+        model.ensure(&[Part::Lm, Part::Tokenizer], "loading")?;
+        Ok(model)
+    }
+
+    /// A model over resolved paths on an opened backend; nothing is loaded yet.
+    pub fn with_backend(paths: ModelPaths, backend: AnyBackend) -> Model {
+        let name = backend.describe();
+        let on = match backend {
+            AnyBackend::Cpu(b) => On::Cpu(b, Models::default()),
+            AnyBackend::Wgpu(b) => On::Wgpu(b, Models::default()),
+            AnyBackend::Cuda(b) => On::Cuda(b, Models::default()),
+        };
+        Model { paths, backend: name, on }
+    }
+
+    /// The backend in words.
+    pub fn backend(&self) -> &str {
+        &self.backend
+    }
+
+    /// Where the parts are.
+    pub fn paths(&self) -> &ModelPaths {
+        &self.paths
+    }
+
+    fn ensure(&mut self, parts: &[Part], what: &str) -> Result<()> {
+        let paths = &self.paths;
+        on!(self, |b, m| m.ensure(b, paths, parts, what))
+    }
+
+    /// Runs any task, reporting progress and streamed text through `events`.
+    pub fn run(&mut self, req: &TaskRequest, events: &mut dyn FnMut(Event)) -> Result<TaskOutput> {
+        self.ensure(&parts_for(req.task), req.task.name())?;
+        on!(self, |b, m| m.run(b, req, events))
+    }
+
+    fn text_task(&mut self, task: Task, audio: &Audio, question: Option<&str>, sampling: &Sampling) -> Result<String> {
+        let text = TaskText { question: question.map(str::to_string), ..Default::default() };
+        let req = TaskRequest { task, text, audio: Some(AudioInput::Samples24k(audio.at_24k()?)), sampling: sampling.clone(), codec: CodecSettings::default(), prompt_frames: None };
+        Ok(self.run(&req, &mut |_| {})?.text.unwrap_or_default())
+    }
+
+    /// Speech recognition (the reference's greedy settings by default).
+    pub fn transcribe(&mut self, audio: &Audio) -> Result<String> {
+        self.text_task(Task::Asr, audio, None, &Sampling::default())
+    }
+
+    /// A description of the sounds in `audio`.
+    pub fn caption(&mut self, audio: &Audio) -> Result<String> {
+        self.text_task(Task::AudioCaption, audio, None, &Sampling::default())
+    }
+
+    /// The answer to `question` about `audio`.
+    pub fn ask(&mut self, audio: &Audio, question: &str) -> Result<String> {
+        self.text_task(Task::AudioUnderstanding, audio, Some(question), &Sampling::default())
+    }
+
+    /// Text to speech with 50 codec steps.
+    pub fn tts(&mut self, text: &str, sampling: &Sampling) -> Result<Audio> {
+        let req = TaskRequest {
+            task: Task::Tts,
+            text: TaskText { text: Some(text.to_string()), ..Default::default() },
+            audio: None,
+            sampling: sampling.clone(),
+            codec: CodecSettings::default(),
+            prompt_frames: None,
+        };
+        let out = self.run(&req, &mut |_| {})?;
+        Ok(Audio { samples: out.audio.context("no audio was produced")?, sample_rate: out.sample_rate })
+    }
+
+    /// Audio to reasoning and reconstruction tokens.
+    pub fn encode(&mut self, audio: &Audio) -> Result<AudioTokens> {
+        self.ensure(&[Part::Encoder], "encode")?;
+        let samples = audio.at_24k()?;
+        on!(self, |b, m| encode_on(b, m, &samples))
+    }
+
+    /// Reconstruction tokens to 24 kHz audio (`steps` Euler steps, noise seeded by `seed`).
+    pub fn decode(&mut self, tokens: &AudioTokens, steps: usize, seed: u64) -> Result<Audio> {
+        self.ensure(&[Part::Decoder], "decode")?;
+        let rows: Vec<Vec<u32>> = (0..CODEBOOKS).map(|r| tokens.reconstruction.iter().map(|f| f[r]).collect()).collect();
+        let opts = DecodeOptions { steps, mode: uniaudio_codec::StitchMode::Reference, noise: Noise::Seeded(seed) };
+        on!(self, |b, m| {
+            let codec = m.codec.as_ref().context("no codec decoder")?;
+            let out = codec.decode(b, &rows, &opts, &mut |_, _, _, _| {})?;
+            Ok(Audio { samples: out.audio, sample_rate: codec.config.sample_rate })
+        })
+    }
+}
+
+fn encode_on<B: Backend>(b: &B, m: &Models<B>, samples: &[f32]) -> Result<AudioTokens> {
+    let encoder = m.encoder.as_ref().context("no codec encoder")?;
+    crate::run::audio_tokens(encoder.encode(b, samples, &mut |_, _| {})?)
+}

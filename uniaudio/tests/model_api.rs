@@ -1,0 +1,53 @@
+//! The embedding API on a tiny synthetic bundle: load once, run several tasks, and get
+//! what the task runner gives for the same request.
+
+use std::path::{Path, PathBuf};
+
+use uniaudio::bundle_presets::BundlePreset;
+use uniaudio::{Audio, BackendKind, LoadOptions, Model, Sampling, Task, TaskRequest, TaskText};
+
+fn speech() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../codec/tests/fixtures/encode/a_24k_f32_3s2.wav")
+}
+
+#[test]
+fn one_model_runs_every_kind_of_task() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("bundle");
+    uniaudio::synth_bundle::write_synthetic_bundle(&dir, BundlePreset::Tiny, None, &mut |_, _, _| {}).unwrap();
+    let mut model = Model::load(&dir, LoadOptions { backend: BackendKind::Cpu, ..Default::default() }).unwrap();
+    assert!(model.backend().starts_with("cpu"));
+
+    let audio = Audio::read(speech()).unwrap();
+    let text = model.transcribe(&audio).unwrap();
+    // The same request through `run` gives the same text.
+    let req = TaskRequest {
+        task: Task::Asr,
+        text: TaskText::default(),
+        audio: Some(uniaudio::AudioInput::Samples24k(audio.at_24k().unwrap())),
+        sampling: Sampling::default(),
+        codec: Default::default(),
+        prompt_frames: None,
+    };
+    let mut streamed = String::new();
+    let out = model.run(&req, &mut |e| if let uniaudio::Event::Text(t) = e { streamed.push_str(t) }).unwrap();
+    assert_eq!(out.text.as_deref(), Some(text.as_str()));
+    assert_eq!(streamed, text, "the streamed pieces make up the text");
+    assert!(!text.is_empty());
+
+    // Encode: the chunk plan's counts; decode: int(T / 12.5 · 24000) samples.
+    let tokens = model.encode(&audio).unwrap();
+    assert_eq!(tokens.reasoning.len(), (3.2f64 * 5.0) as usize + 1);
+    assert_eq!(tokens.reconstruction.len(), (3.2f64 * 12.5) as usize + 1);
+    let back = model.decode(&tokens, 2, 1).unwrap();
+    assert_eq!(back.sample_rate, 24_000);
+    assert_eq!(back.samples.len(), (tokens.reconstruction.len() as f64 / 12.5 * 24000.0) as usize);
+
+    let speech = model.tts("Hello there.", &Sampling { seed: 3, max_steps: Some(80), ..Default::default() }).unwrap();
+    assert!(!speech.samples.is_empty() && speech.samples.iter().all(|s| s.is_finite()));
+
+    // A bad input is an error, not a panic, and the model stays usable.
+    let silent = Audio { samples: vec![], sample_rate: 16_000 };
+    assert!(model.transcribe(&silent).is_err());
+    assert_eq!(model.transcribe(&audio).unwrap(), text);
+}

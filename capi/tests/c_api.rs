@@ -1,0 +1,117 @@
+//! The C API: the checked-in header matches the code, the C example builds against the
+//! header and the shared library and runs on a synthetic bundle, and bad calls return
+//! errors instead of crashing.
+
+use std::ffi::{CStr, CString};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use uniaudio::bundle_presets::BundlePreset;
+use uniaudio_c::*;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `UNIAUDIO_BLESS=1` rewrites include/uniaudio.h instead of comparing.
+#[test]
+fn header_is_current() {
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).unwrap();
+    let mut generated = Vec::new();
+    cbindgen::Builder::new().with_crate(crate_dir).with_config(config).generate().expect("cbindgen").write(&mut generated);
+    let path = root().join("include/uniaudio.h");
+    if std::env::var("UNIAUDIO_BLESS").is_ok_and(|v| v == "1") {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let current = std::fs::read(&path).unwrap_or_default();
+    assert!(current == generated, "include/uniaudio.h is stale: run UNIAUDIO_BLESS=1 cargo test -p uniaudio-capi --test c_api header_is_current");
+}
+
+fn bundle(tmp: &Path) -> PathBuf {
+    let dir = tmp.join("bundle");
+    uniaudio::synth_bundle::write_synthetic_bundle(&dir, BundlePreset::Tiny, None, &mut |_, _, _| {}).unwrap();
+    dir
+}
+
+/// The shared library next to the test binary's profile directory.
+fn library_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    assert!(profile.join("libuniaudio_c.so").is_file() || profile.join("libuniaudio_c.dylib").is_file(), "no libuniaudio_c in {}", profile.display());
+    profile
+}
+
+#[test]
+fn c_example_builds_and_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = bundle(tmp.path());
+    let lib = library_dir();
+    let exe = tmp.path().join("tts");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let o = Command::new(&cc)
+        .args(["-std=c99", "-Wall", "-Werror"])
+        .arg(root().join("examples/c/tts.c"))
+        .arg("-I")
+        .arg(root().join("include"))
+        .arg("-L")
+        .arg(&lib)
+        .arg("-luniaudio_c")
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the C compiler `{cc}`: {e}"));
+    assert!(o.status.success(), "compiling examples/c/tts.c: {}", String::from_utf8_lossy(&o.stderr));
+    let wav = tmp.path().join("out.wav");
+    let o = Command::new(&exe).arg(&dir).arg(&wav).env("LD_LIBRARY_PATH", &lib).output().unwrap();
+    assert!(o.status.success(), "tts example: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let reader = hound::WavReader::open(&wav).unwrap();
+    assert_eq!(reader.spec().sample_rate, 24_000);
+    assert!(reader.len() > 0);
+    // A missing bundle: a message, exit 1.
+    let o = Command::new(&exe).arg(tmp.path().join("nowhere")).arg(&wav).env("LD_LIBRARY_PATH", &lib).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nowhere"), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn last_error() -> String {
+    unsafe { CStr::from_ptr(uniaudio_last_error()) }.to_string_lossy().into_owned()
+}
+
+#[test]
+fn bad_calls_return_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = bundle(tmp.path());
+    unsafe {
+        let mut model = std::ptr::null_mut();
+        assert_eq!(uniaudio_model_load(std::ptr::null(), std::ptr::null(), &mut model), UniaudioStatus::NullArgument);
+        let path = CString::new(dir.to_str().unwrap()).unwrap();
+        let bad = CString::new("tpu").unwrap();
+        assert_eq!(uniaudio_model_load(path.as_ptr(), bad.as_ptr(), &mut model), UniaudioStatus::Error);
+        assert!(last_error().contains("tpu"), "{}", last_error());
+        let cpu = CString::new("cpu").unwrap();
+        assert_eq!(uniaudio_model_load(path.as_ptr(), cpu.as_ptr(), &mut model), UniaudioStatus::Ok);
+        // Transcription from samples; an empty input is an error and the model lives on.
+        let wav = root().join("codec/tests/fixtures/encode/a_24k_f32_3s2.wav");
+        let mut audio = UniaudioAudio { samples: std::ptr::null_mut(), len: 0, sample_rate: 0 };
+        let wav_c = CString::new(wav.to_str().unwrap()).unwrap();
+        assert_eq!(uniaudio_audio_read(wav_c.as_ptr(), &mut audio), UniaudioStatus::Ok);
+        let mut text = std::ptr::null_mut();
+        assert_eq!(uniaudio_transcribe(model, audio.samples, audio.len, audio.sample_rate, &mut text), UniaudioStatus::Ok);
+        let first = CStr::from_ptr(text).to_string_lossy().into_owned();
+        assert!(!first.is_empty());
+        uniaudio_string_free(text);
+        let empty = [0f32; 0];
+        assert_eq!(uniaudio_transcribe(model, empty.as_ptr(), 0, 16_000, &mut text), UniaudioStatus::Error);
+        assert!(!last_error().is_empty());
+        assert_eq!(uniaudio_transcribe(model, audio.samples, audio.len, audio.sample_rate, &mut text), UniaudioStatus::Ok);
+        assert_eq!(CStr::from_ptr(text).to_string_lossy(), first);
+        uniaudio_string_free(text);
+        uniaudio_audio_free(&mut audio);
+        assert!(audio.samples.is_null() && audio.len == 0);
+        uniaudio_audio_free(&mut audio); // twice is harmless
+        assert_eq!(uniaudio_tts(model, std::ptr::null(), std::ptr::null(), &mut audio), UniaudioStatus::NullArgument);
+        uniaudio_model_free(model);
+        uniaudio_model_free(std::ptr::null_mut());
+    }
+}

@@ -1,0 +1,129 @@
+/* The uniaudio C API. Generated from capi/src/lib.rs by cbindgen; do not edit.
+ *
+ * Ownership: a UniaudioModel* from uniaudio_model_load is released with
+ * uniaudio_model_free; a UniaudioAudio filled by the library with uniaudio_audio_free;
+ * a char* returned by the library with uniaudio_string_free. Strings passed in are
+ * borrowed for the call only. Every pointer argument is checked for null
+ * (UNIAUDIO_STATUS_NULL_ARGUMENT). On any status but UNIAUDIO_STATUS_OK,
+ * uniaudio_last_error() says why (per thread). A model is used by one thread at a time.
+ * Link with -luniaudio_c (target/release/libuniaudio_c.so or .a). */
+
+#ifndef UNIAUDIO_H
+#define UNIAUDIO_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+// The result of every fallible call.
+typedef enum UniaudioStatus {
+  // Success; outputs are filled.
+  UNIAUDIO_STATUS_OK = 0,
+  // The call failed; `uniaudio_last_error` says why. Outputs are untouched.
+  UNIAUDIO_STATUS_ERROR = 1,
+  // A required pointer argument was null.
+  UNIAUDIO_STATUS_NULL_ARGUMENT = 2,
+  // An internal error was caught at the boundary; the model may be used again.
+  UNIAUDIO_STATUS_PANIC = 3,
+} UniaudioStatus;
+
+// A loaded model (opaque).
+typedef struct UniaudioModel UniaudioModel;
+
+// Sampling options; a zero field takes the task's default.
+typedef struct UniaudioOptions {
+  // Seed of the sampler and of the codec's noise (0: 888, the reference's).
+  uint64_t seed;
+  // Most LM steps (0: the task's cap, reduced to what the context holds).
+  uint32_t max_steps;
+  // Codec Euler steps for audio output (0: 50).
+  uint32_t codec_steps;
+  // Keep the K most likely ids (0: the task's).
+  uint32_t top_k;
+  // Sampling temperature (0: the task's).
+  float temperature;
+} UniaudioOptions;
+
+// Mono audio owned by the library: release with `uniaudio_audio_free`.
+typedef struct UniaudioAudio {
+  // `len` samples in [-1, 1].
+  float *samples;
+  size_t len;
+  // Samples per second.
+  uint32_t sample_rate;
+} UniaudioAudio;
+
+#ifdef __cplusplus
+extern "C" {
+#endif // __cplusplus
+
+// The message of the last failed call on this thread ("" if none). Valid until the next
+// call on this thread; do not free it.
+const char *uniaudio_last_error(void);
+
+// Loads a bundle (a directory with uniaudio.json) on `backend` ("auto", "cpu", "wgpu",
+// "cuda"; null means "auto") into `*out`.
+//
+// # Safety
+// `path` and `backend` (if not null) are NUL-terminated strings; `out` is writable.
+enum UniaudioStatus uniaudio_model_load(const char *path,
+                                        const char *backend,
+                                        struct UniaudioModel **out);
+
+// Releases a model (null is ignored).
+//
+// # Safety
+// `model` came from `uniaudio_model_load` and is not used afterwards.
+void uniaudio_model_free(struct UniaudioModel *model);
+
+// Text to speech into `*out` (24 kHz). `options` may be null.
+//
+// # Safety
+// `model` is a live model; `text` a NUL-terminated string; `out` writable.
+enum UniaudioStatus uniaudio_tts(struct UniaudioModel *model,
+                                 const char *text,
+                                 const struct UniaudioOptions *options,
+                                 struct UniaudioAudio *out);
+
+// Transcribes `len` mono samples at `sample_rate` into `*out_text` (free it with
+// `uniaudio_string_free`).
+//
+// # Safety
+// `model` is a live model; `samples` points to `len` floats; `out_text` is writable.
+enum UniaudioStatus uniaudio_transcribe(struct UniaudioModel *model,
+                                        const float *samples,
+                                        size_t len,
+                                        uint32_t sample_rate,
+                                        char **out_text);
+
+// Reads an audio file (WAV, FLAC, MP3, Ogg/Vorbis) as mono into `*out`.
+//
+// # Safety
+// `path` is a NUL-terminated string; `out` is writable.
+enum UniaudioStatus uniaudio_audio_read(const char *path, struct UniaudioAudio *out);
+
+// Writes audio as a 32-bit float WAV file (through a temporary file, renamed when done).
+//
+// # Safety
+// `audio` points to a filled `UniaudioAudio`; `path` is a NUL-terminated string.
+enum UniaudioStatus uniaudio_audio_write_wav(const struct UniaudioAudio *audio, const char *path);
+
+// Releases audio filled by the library and zeroes the struct (null is ignored).
+//
+// # Safety
+// `audio` was filled by this library and its samples are not used afterwards.
+void uniaudio_audio_free(struct UniaudioAudio *audio);
+
+// Releases a string returned by the library (null is ignored).
+//
+// # Safety
+// `s` came from this library and is not used afterwards.
+void uniaudio_string_free(char *s);
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif  // __cplusplus
+
+#endif  /* UNIAUDIO_H */

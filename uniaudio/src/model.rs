@@ -183,3 +183,9 @@ fn encode_on<B: Backend>(b: &B, m: &Models<B>, samples: &[f32]) -> Result<AudioT
     let encoder = m.encoder.as_ref().context("no codec encoder")?;
     crate::run::audio_tokens(encoder.encode(b, samples, &mut |_, _| {})?)
 }
+
+// A model moves between threads (a binding releases its interpreter lock around calls).
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<Model>();
+};

@@ -1,0 +1,156 @@
+//! Python bindings: `uniaudio.Model` over the library's `Model`. Compute runs with the
+//! interpreter lock released; errors are `uniaudio.UniaudioError` with the library's message.
+
+use std::sync::Mutex;
+
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use uniaudio::{Audio, AudioInput, BackendKind, CodecSettings, LoadOptions, Precision, Sampling, Task, TaskRequest, TaskText};
+
+create_exception!(_uniaudio, UniaudioError, PyException);
+
+fn err(e: anyhow::Error) -> PyErr {
+    UniaudioError::new_err(format!("{e:#}"))
+}
+
+/// A model bundle loaded on a backend.
+#[pyclass(name = "Model", module = "uniaudio")]
+struct PyModel {
+    inner: Mutex<uniaudio::Model>,
+}
+
+/// Audio from a path or a float32 array (with its sample rate).
+fn audio_arg(audio: &Bound<'_, PyAny>, sample_rate: Option<u32>) -> PyResult<Audio> {
+    if let Ok(path) = audio.extract::<String>() {
+        if sample_rate.is_some() {
+            return Err(UniaudioError::new_err("sample_rate is only for arrays; a file says its own rate"));
+        }
+        return Audio::read(&path).map_err(err);
+    }
+    let array: PyReadonlyArray1<'_, f32> = audio.extract().map_err(|_| UniaudioError::new_err("audio must be a path or a 1-D float32 numpy array"))?;
+    let rate = sample_rate.ok_or_else(|| UniaudioError::new_err("an audio array needs sample_rate"))?;
+    Ok(Audio { samples: array.as_slice()?.to_vec(), sample_rate: rate })
+}
+
+impl PyModel {
+    fn run(&self, py: Python<'_>, req: TaskRequest) -> PyResult<uniaudio::TaskOutput> {
+        py.detach(|| {
+            let mut model = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            model.run(&req, &mut |_| {})
+        })
+        .map_err(err)
+    }
+
+    fn text_task(&self, py: Python<'_>, task: Task, audio: Audio, question: Option<String>, seed: u64, max_steps: Option<usize>) -> PyResult<String> {
+        let samples = audio.at_24k().map_err(err)?;
+        let req = TaskRequest {
+            task,
+            text: TaskText { question, ..Default::default() },
+            audio: Some(AudioInput::Samples24k(samples)),
+            sampling: Sampling { seed, max_steps, ..Default::default() },
+            codec: CodecSettings::default(),
+            prompt_frames: None,
+        };
+        Ok(self.run(py, req)?.text.unwrap_or_default())
+    }
+}
+
+#[pymethods]
+impl PyModel {
+    /// Loads a bundle on `backend` ("auto", "cpu", "wgpu", "cuda") at `precision` ("exact", "fast").
+    #[staticmethod]
+    #[pyo3(signature = (path, backend = "auto", precision = "exact"))]
+    fn load(py: Python<'_>, path: String, backend: &str, precision: &str) -> PyResult<PyModel> {
+        let backend = BackendKind::parse(backend).ok_or_else(|| UniaudioError::new_err(format!("backend `{backend}`: expected auto, cpu, wgpu or cuda")))?;
+        let precision = Precision::parse(precision).ok_or_else(|| UniaudioError::new_err(format!("precision `{precision}`: expected exact or fast")))?;
+        let model = py.detach(|| uniaudio::Model::load(&path, LoadOptions { backend, precision, ..Default::default() })).map_err(err)?;
+        Ok(PyModel { inner: Mutex::new(model) })
+    }
+
+    /// The backend in words.
+    #[getter]
+    fn backend(&self) -> String {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).backend().to_string()
+    }
+
+    /// Text to speech: (float32 samples, sample rate). `steps` is the codec's Euler steps.
+    #[pyo3(signature = (text, *, seed = 888, max_steps = None, steps = 50, top_k = None, temperature = None))]
+    fn tts<'py>(
+        &self,
+        py: Python<'py>,
+        text: String,
+        seed: u64,
+        max_steps: Option<usize>,
+        steps: usize,
+        top_k: Option<usize>,
+        temperature: Option<f32>,
+    ) -> PyResult<(Bound<'py, PyArray1<f32>>, u32)> {
+        let req = TaskRequest {
+            task: Task::Tts,
+            text: TaskText { text: Some(text), ..Default::default() },
+            audio: None,
+            sampling: Sampling { seed, max_steps, top_k, temperature, cfg_scale: None },
+            codec: CodecSettings { steps, ..Default::default() },
+            prompt_frames: None,
+        };
+        let out = self.run(py, req)?;
+        let samples = out.audio.ok_or_else(|| UniaudioError::new_err("no audio was produced"))?;
+        Ok((samples.into_pyarray(py), out.sample_rate))
+    }
+
+    /// Speech recognition of a file path or a float32 array (with `sample_rate`).
+    #[pyo3(signature = (audio, sample_rate = None, *, seed = 888, max_steps = None))]
+    fn transcribe(&self, py: Python<'_>, audio: &Bound<'_, PyAny>, sample_rate: Option<u32>, seed: u64, max_steps: Option<usize>) -> PyResult<String> {
+        let audio = audio_arg(audio, sample_rate)?;
+        self.text_task(py, Task::Asr, audio, None, seed, max_steps)
+    }
+
+    /// A description of the sounds.
+    #[pyo3(signature = (audio, sample_rate = None, *, seed = 888, max_steps = None))]
+    fn caption(&self, py: Python<'_>, audio: &Bound<'_, PyAny>, sample_rate: Option<u32>, seed: u64, max_steps: Option<usize>) -> PyResult<String> {
+        let audio = audio_arg(audio, sample_rate)?;
+        self.text_task(py, Task::AudioCaption, audio, None, seed, max_steps)
+    }
+
+    /// The answer to `question` about the audio.
+    #[pyo3(signature = (audio, question, sample_rate = None, *, seed = 888, max_steps = None))]
+    fn ask(&self, py: Python<'_>, audio: &Bound<'_, PyAny>, question: String, sample_rate: Option<u32>, seed: u64, max_steps: Option<usize>) -> PyResult<String> {
+        let audio = audio_arg(audio, sample_rate)?;
+        self.text_task(py, Task::AudioUnderstanding, audio, Some(question), seed, max_steps)
+    }
+
+    /// Audio to {"reasoning": [[8 codes], ...], "reconstruction": [[8 codes], ...]}.
+    #[pyo3(signature = (audio, sample_rate = None))]
+    fn encode(&self, py: Python<'_>, audio: &Bound<'_, PyAny>, sample_rate: Option<u32>) -> PyResult<(Vec<[u32; 8]>, Vec<[u32; 8]>)> {
+        let audio = audio_arg(audio, sample_rate)?;
+        let tokens = py
+            .detach(|| {
+                let mut model = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+                model.encode(&audio)
+            })
+            .map_err(err)?;
+        Ok((tokens.reasoning, tokens.reconstruction))
+    }
+
+    /// Reconstruction frames ([[8 codes], ...]) to (float32 samples, 24000).
+    #[pyo3(signature = (reconstruction, steps = 10, seed = 0))]
+    fn decode<'py>(&self, py: Python<'py>, reconstruction: Vec<[u32; 8]>, steps: usize, seed: u64) -> PyResult<(Bound<'py, PyArray1<f32>>, u32)> {
+        let tokens = uniaudio::AudioTokens { reasoning: Vec::new(), reconstruction };
+        let audio = py
+            .detach(|| {
+                let mut model = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+                model.decode(&tokens, steps, seed)
+            })
+            .map_err(err)?;
+        Ok((audio.samples.into_pyarray(py), audio.sample_rate))
+    }
+}
+
+#[pymodule]
+fn _uniaudio(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyModel>()?;
+    m.add("UniaudioError", m.py().get_type::<UniaudioError>())?;
+    Ok(())
+}

@@ -9,8 +9,11 @@ use uniaudio_runtime::weights::ModelWeights;
 
 use crate::manifest::{describe, Manifest, PartEntry};
 
+/// The LM's directory in a bundle.
 pub const LM_DIR: &str = "lm";
+/// The codec's directory in a bundle.
 pub const CODEC_DIR: &str = "codec";
+/// The tokenizer's file in a bundle.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 
 /// Hashes every file of the parts present under `root` and returns their manifest.

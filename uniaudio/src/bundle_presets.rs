@@ -18,6 +18,7 @@ use uniaudio_lm::config::{SpecialIds, StackConfig, CODEBOOKS};
 use uniaudio_lm::presets::Preset;
 use uniaudio_lm::LmConfig;
 
+/// The size of a synthetic bundle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BundlePreset {
     /// A few megabytes of weights (plus the 128256-entry text tables): for tests and trials.
@@ -37,12 +38,15 @@ const REASON_EOS_LOGIT: f64 = 7.0;
 const SEMANTIC_EOS_LOGIT: f64 = 4.6;
 
 impl BundlePreset {
+    /// Every preset.
     pub const ALL: [BundlePreset; 3] = [BundlePreset::Tiny, BundlePreset::Small, BundlePreset::Full];
 
+    /// `tiny`, `small` or `full`.
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|p| p.name() == s)
     }
 
+    /// The preset's name.
     pub fn name(self) -> &'static str {
         match self {
             BundlePreset::Tiny => "tiny",

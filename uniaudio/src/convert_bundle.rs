@@ -10,17 +10,25 @@ use uniaudio_lm::LmConfig;
 
 use crate::bundle_layout::{manifest_of, CODEC_DIR, LM_DIR, TOKENIZER_FILE};
 
+/// The LM's released files.
 pub struct LmSource<'a> {
+    /// The `torch.save` checkpoint.
     pub checkpoint: &'a Path,
+    /// Its configuration (from llm_config.yaml or a config.json).
     pub config: &'a LmConfig,
+    /// Output dtype and shard size.
     pub options: ConvertOptions,
 }
 
+/// The codec's released files.
 pub struct CodecSource<'a> {
+    /// ReasoningCodec.checkpoint.
     pub checkpoint: &'a Path,
+    /// sqcodec.pth (needed when the config has a decoder).
     pub sqcodec: Option<&'a Path>,
     /// The codec config.json value (decoder and/or encoder sections).
     pub config: &'a serde_json::Value,
+    /// The encoder's sub-models the checkpoint lacks.
     pub encoder: EncoderSources,
 }
 

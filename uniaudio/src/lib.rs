@@ -1,3 +1,4 @@
+#![deny(missing_docs)]
 //! UniAudio 2.0 in one library: find a model's parts (a bundle with its manifest, or
 //! separate directories), and run any task from audio samples or text to text or audio.
 //! The command line, the server and the bindings are thin layers over this crate.

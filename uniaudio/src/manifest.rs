@@ -10,20 +10,27 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+/// The manifest's file name in a bundle.
 pub const MANIFEST_FILE: &str = "uniaudio.json";
+/// The manifest's `format`.
 pub const FORMAT: &str = "uniaudio-bundle";
+/// The manifest version this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 /// A manifest is a few kilobytes; anything far larger is not one.
 const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 
+/// A bundle's manifest.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// Always `uniaudio-bundle`.
     pub format: String,
+    /// The format version.
     pub version: u32,
     /// Part name (`lm`, `codec`, `tokenizer`) -> its entry.
     pub parts: BTreeMap<String, PartEntry>,
 }
 
+/// One part of a bundle.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PartEntry {
     /// Path relative to the bundle root: a directory (`lm`, `codec`) or a file.
@@ -36,23 +43,40 @@ pub struct PartEntry {
     /// What the part can do (for the codec: `decoder`, `encoder`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub features: Vec<String>,
+    /// Every file of the part.
     pub files: Vec<FileEntry>,
 }
 
+/// One file of a part.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FileEntry {
     /// Path relative to the bundle root.
     pub path: String,
+    /// Its size.
     pub bytes: u64,
+    /// Its sha256, lowercase hex.
     pub sha256: String,
 }
 
 /// One problem `verify` found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Problem {
+    /// The file is not there (or is not a file).
     Missing(String),
-    Size { path: String, expected: u64, found: u64 },
-    Hash { path: String },
+    /// The file's size differs from the manifest's.
+    Size {
+        /// The file.
+        path: String,
+        /// The manifest's size.
+        expected: u64,
+        /// The file's size.
+        found: u64,
+    },
+    /// The file's sha256 differs from the manifest's.
+    Hash {
+        /// The file.
+        path: String,
+    },
 }
 
 impl std::fmt::Display for Problem {
@@ -66,6 +90,7 @@ impl std::fmt::Display for Problem {
 }
 
 impl Manifest {
+    /// An empty manifest of the current format.
     pub fn new() -> Self {
         Manifest { format: FORMAT.into(), version: FORMAT_VERSION, parts: BTreeMap::new() }
     }

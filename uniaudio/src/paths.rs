@@ -14,7 +14,9 @@ pub const MODEL_ENV: &str = "UNIAUDIO_MODEL";
 /// A part of a bundle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Part {
+    /// The LM directory.
     Lm,
+    /// tokenizer.json.
     Tokenizer,
     /// The codec's encoder sections and tensors (audio in).
     Encoder,
@@ -23,6 +25,7 @@ pub enum Part {
 }
 
 impl Part {
+    /// The part in words, with where it lives in a bundle.
     pub fn describe(self) -> &'static str {
         match self {
             Part::Lm => "the LM (lm/)",
@@ -46,9 +49,13 @@ impl Part {
 pub struct ModelPaths {
     /// The bundle root, when the model is a bundle.
     pub bundle: Option<PathBuf>,
+    /// The bundle's manifest.
     pub manifest: Option<Manifest>,
+    /// The LM directory.
     pub lm: Option<PathBuf>,
+    /// The codec directory.
     pub codec: Option<PathBuf>,
+    /// tokenizer.json.
     pub tokenizer: Option<PathBuf>,
 }
 

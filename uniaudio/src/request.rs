@@ -8,9 +8,13 @@ use uniaudio_lm::{GenerateOutput, StopReason};
 /// The text inputs of a task; each task uses some of them (see [`check_text_inputs`]).
 #[derive(Clone, Debug, Default)]
 pub struct TaskText {
+    /// Transcript (TTS, instruction TTS).
     pub text: Option<String>,
+    /// Caption (text to audio or music, instruction TTS's style).
     pub caption: Option<String>,
+    /// Lyrics (song).
     pub lyrics: Option<String>,
+    /// Question (audio question answering).
     pub question: Option<String>,
     /// The task instruction; by default one of the task's, chosen by the seed.
     pub instruction: Option<String>,
@@ -19,18 +23,24 @@ pub struct TaskText {
 /// Input audio: 24 kHz mono samples (encoded by the codec) or already-encoded tokens.
 #[derive(Clone, Debug)]
 pub enum AudioInput {
+    /// Mono samples at 24 kHz.
     Samples24k(Vec<f32>),
+    /// Codec tokens (as `uniaudio codec encode` writes them).
     Tokens(AudioTokens),
 }
 
+/// The LM's sampler settings.
 #[derive(Clone, Debug)]
 pub struct Sampling {
     /// Default: the task's (greedy for ASR and captions).
     pub top_k: Option<usize>,
+    /// Default: the task's.
     pub temperature: Option<f32>,
+    /// Seed of the sampler (and of the codec's noise for audio output).
     pub seed: u64,
     /// Default: the task's cap, reduced to what the context holds.
     pub max_steps: Option<usize>,
+    /// Classifier-free guidance scale (off by default, as in the reference).
     pub cfg_scale: Option<f32>,
 }
 
@@ -45,6 +55,7 @@ impl Default for Sampling {
 pub struct CodecSettings {
     /// Euler steps of the flow model.
     pub steps: usize,
+    /// Window stitching of long outputs.
     pub mode: StitchMode,
 }
 
@@ -54,12 +65,18 @@ impl Default for CodecSettings {
     }
 }
 
+/// One task to run.
 #[derive(Clone, Debug)]
 pub struct TaskRequest {
+    /// Which task.
     pub task: Task,
+    /// Its text inputs.
     pub text: TaskText,
+    /// Its input audio (the understanding tasks and speech-to-speech).
     pub audio: Option<AudioInput>,
+    /// Sampler settings.
     pub sampling: Sampling,
+    /// Codec settings for audio output.
     pub codec: CodecSettings,
     /// Prompt frames to use instead of building them (as `uniaudio prompt` writes them).
     pub prompt_frames: Option<Vec<uniaudio_lm::Frame>>,
@@ -69,19 +86,32 @@ pub struct TaskRequest {
 pub enum Event<'a> {
     /// Something the user should know (a reduced step cap, a stage starting).
     Note(String),
-    Progress { stage: Stage, done: usize, total: usize },
+    /// Progress of a stage.
+    Progress {
+        /// Which stage.
+        stage: Stage,
+        /// Units done (chunks, steps, Euler steps over windows).
+        done: usize,
+        /// Units in all.
+        total: usize,
+    },
     /// Newly final generated text.
     Text(&'a str),
 }
 
+/// The stages of a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
+    /// The codec encoder on the input audio.
     Encode,
+    /// The LM.
     Generate,
+    /// The codec decoder on the generated tokens.
     Decode,
 }
 
 impl Stage {
+    /// The stage in words.
     pub fn name(self) -> &'static str {
         match self {
             Stage::Encode => "encoding audio",
@@ -94,30 +124,46 @@ impl Stage {
 /// Wall-clock seconds of each stage.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Timings {
+    /// Encoding the input audio.
     pub encode_s: f64,
+    /// The prompt's forward pass.
     pub prefill_s: f64,
+    /// The generation steps.
     pub generate_s: f64,
+    /// Decoding the generated tokens to audio.
     pub decode_s: f64,
+    /// The whole run.
     pub total_s: f64,
 }
 
+/// What a run produced and how.
 #[derive(Clone, Debug)]
 pub struct TaskOutput {
+    /// The task run.
     pub task: Task,
     /// Detokenised text (text tasks).
     pub text: Option<String>,
     /// 24 kHz waveform (audio tasks) and its rate.
     pub audio: Option<Vec<f32>>,
+    /// The rate of `audio`.
     pub sample_rate: u32,
+    /// The LM's output (frames, text ids, steps).
     pub generated: GenerateOutput,
+    /// Why generation stopped.
     pub stopped_by: StopReason,
     /// The sampler settings used.
     pub top_k: usize,
+    /// Temperature used.
     pub temperature: f32,
+    /// Seed used.
     pub seed: u64,
+    /// Step cap used.
     pub max_steps: usize,
+    /// The task instruction the prompt starts with.
     pub instruction: String,
+    /// Positions of the prompt.
     pub prompt_positions: usize,
+    /// The model's context length.
     pub max_seq_len: usize,
     /// The encoded input audio, where there was any.
     pub input_tokens: Option<AudioTokens>,
@@ -125,6 +171,7 @@ pub struct TaskOutput {
     pub input_seconds: Option<f64>,
     /// For a long recording transcribed in windows: each window's (start, end) in seconds.
     pub windows: Vec<(f64, f64)>,
+    /// Seconds per stage.
     pub timings: Timings,
 }
 

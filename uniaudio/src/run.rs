@@ -28,9 +28,13 @@ const MIN_ROOM: usize = 200;
 /// The loaded parts of a model. Parts load on first need and stay loaded, so one value
 /// serves any number of tasks.
 pub struct Models<B: Backend> {
+    /// The LM.
     pub lm: Option<UniAudioLm<B>>,
+    /// The text tokenizer.
     pub tokenizer: Option<TextTokenizer>,
+    /// The codec encoder.
     pub encoder: Option<Encoder<B>>,
+    /// The codec decoder.
     pub codec: Option<Codec<B>>,
 }
 
@@ -277,7 +281,8 @@ impl<B: Backend> Models<B> {
     }
 }
 
-/// See [`Models::step_budget`].
+/// The step cap for a prompt of `prompt` positions: `asked` if it fits the context, else
+/// an error with the numbers; by default the task's cap, reduced to what fits (with a note).
 pub fn step_budget(config: &LmConfig, task: Task, prompt: usize, asked: Option<usize>, seconds: Option<f64>, events: &mut dyn FnMut(Event)) -> Result<usize> {
     let max = config.max_seq_len;
     // The last of n steps runs at position prompt + n − 2: n ≤ max + 1 − prompt.
@@ -328,6 +333,7 @@ fn frames(rows: Vec<Vec<u32>>) -> Result<Vec<[u32; CODEBOOKS]>> {
         .collect()
 }
 
+/// `eos` or `max_steps`.
 pub fn stop_name(s: Option<StopReason>) -> &'static str {
     match s {
         Some(StopReason::Eos) => "eos",

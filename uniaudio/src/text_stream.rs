@@ -3,6 +3,7 @@
 
 use uniaudio_lm::tokenizer::TextTokenizer;
 
+/// Incremental detokenisation of generated ids.
 pub struct TextStream<'t> {
     tokenizer: &'t TextTokenizer,
     ids: Vec<u32>,
@@ -10,6 +11,7 @@ pub struct TextStream<'t> {
 }
 
 impl<'t> TextStream<'t> {
+    /// An empty stream over `tokenizer`.
     pub fn new(tokenizer: &'t TextTokenizer) -> Self {
         TextStream { tokenizer, ids: Vec::new(), emitted: 0 }
     }

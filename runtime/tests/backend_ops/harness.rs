@@ -53,7 +53,9 @@ pub const FAST_NMSE: f64 = 3e-5;
 
 static REDUCED_PRECISION: AtomicBool = AtomicBool::new(false);
 
-/// Raises every float tolerance to `FAST_NMSE` while a reduced-precision backend runs.
+/// Raises every float tolerance to `FAST_NMSE` while a reduced-precision backend runs
+/// (the emulator harness shares this file and has none).
+#[allow(dead_code)]
 pub fn set_reduced_precision(on: bool) {
     REDUCED_PRECISION.store(on, Ordering::Relaxed);
 }

@@ -25,7 +25,7 @@ pub struct BenchArgs {
     /// Weight dtype of the synthesized model: bf16, f16 or f32.
     #[arg(long, default_value = "bf16")]
     dtype: String,
-    /// Benchmark an existing model directory instead of a synthesized preset.
+    /// Benchmark an existing bundle or LM directory instead of a synthesized preset.
     #[arg(long)]
     model: Option<PathBuf>,
     /// Prompt length in text frames.
@@ -90,7 +90,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         return crate::bench_encoder::run(&args.encoder, &opened, &cache_dir());
     }
     let (label, dir) = match (&args.model, args.preset.as_str()) {
-        (Some(dir), _) => (dir.display().to_string(), dir.clone()),
+        (Some(dir), _) => {
+            // A bundle or an LM directory.
+            let paths = uniaudio::ModelPaths::resolve(Some(dir), None, None)?;
+            (dir.display().to_string(), paths.require(uniaudio::Part::Lm, "bench")?.to_path_buf())
+        }
         (None, "auto") => {
             let p = auto_preset(dtype, &cache_dir());
             (p.name().to_string(), preset_model(p, dtype)?)

@@ -34,12 +34,16 @@ fn bundle(tmp: &Path) -> PathBuf {
     dir
 }
 
-/// The shared library next to the test binary's profile directory.
+/// The shared library: beside the test binary (`target/<profile>/deps`, where a test build
+/// leaves it) or in the profile directory (where `cargo build` puts it).
 fn library_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let profile = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    assert!(profile.join("libuniaudio_c.so").is_file() || profile.join("libuniaudio_c.dylib").is_file(), "no libuniaudio_c in {}", profile.display());
-    profile
+    let deps = exe.parent().unwrap().to_path_buf();
+    let has = |d: &Path| d.join("libuniaudio_c.so").is_file() || d.join("libuniaudio_c.dylib").is_file();
+    [deps.clone(), deps.parent().unwrap().to_path_buf()]
+        .into_iter()
+        .find(|d| has(d))
+        .unwrap_or_else(|| panic!("no libuniaudio_c beside {}", deps.display()))
 }
 
 #[test]

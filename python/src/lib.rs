@@ -1,13 +1,14 @@
 //! Python bindings: `uniaudio.Model` over the library's `Model`. Compute runs with the
 //! interpreter lock released; errors are `uniaudio.UniaudioError` with the library's message.
 
-use std::sync::Mutex;
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex};
 
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use uniaudio::{Audio, AudioInput, BackendKind, CodecSettings, LoadOptions, Precision, Sampling, Task, TaskRequest, TaskText};
+use uniaudio::{Audio, AudioInput, BackendKind, CodecSettings, Event, LoadOptions, Precision, Sampling, Task, TaskRequest, TaskText};
 
 create_exception!(_uniaudio, UniaudioError, PyException);
 
@@ -18,7 +19,30 @@ fn err(e: anyhow::Error) -> PyErr {
 /// A model bundle loaded on a backend.
 #[pyclass(name = "Model", module = "uniaudio")]
 struct PyModel {
-    inner: Mutex<uniaudio::Model>,
+    inner: Arc<Mutex<uniaudio::Model>>,
+}
+
+/// Text pieces of a transcription as they are generated (an iterator of str).
+#[pyclass(module = "uniaudio")]
+struct TextPieces {
+    rx: Mutex<Receiver<Result<String, String>>>,
+}
+
+#[pymethods]
+impl TextPieces {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        let msg = py.detach(|| self.rx.lock().unwrap_or_else(|p| p.into_inner()).recv());
+        match msg {
+            Ok(Ok(piece)) => Ok(Some(piece)),
+            Ok(Err(e)) => Err(UniaudioError::new_err(e)),
+            // The worker finished and hung up: the end of the text.
+            Err(_) => Ok(None),
+        }
+    }
 }
 
 /// Audio from a path or a float32 array (with its sample rate).
@@ -66,7 +90,7 @@ impl PyModel {
         let backend = BackendKind::parse(backend).ok_or_else(|| UniaudioError::new_err(format!("backend `{backend}`: expected auto, cpu, wgpu or cuda")))?;
         let precision = Precision::parse(precision).ok_or_else(|| UniaudioError::new_err(format!("precision `{precision}`: expected exact or fast")))?;
         let model = py.detach(|| uniaudio::Model::load(&path, LoadOptions { backend, precision, ..Default::default() })).map_err(err)?;
-        Ok(PyModel { inner: Mutex::new(model) })
+        Ok(PyModel { inner: Arc::new(Mutex::new(model)) })
     }
 
     /// The backend in words.
@@ -105,6 +129,34 @@ impl PyModel {
     fn transcribe(&self, py: Python<'_>, audio: &Bound<'_, PyAny>, sample_rate: Option<u32>, seed: u64, max_steps: Option<usize>) -> PyResult<String> {
         let audio = audio_arg(audio, sample_rate)?;
         self.text_task(py, Task::Asr, audio, None, seed, max_steps)
+    }
+
+    /// Speech recognition whose text arrives piece by piece, as it is generated.
+    #[pyo3(signature = (audio, sample_rate = None, *, seed = 888, max_steps = None))]
+    fn transcribe_stream(&self, audio: &Bound<'_, PyAny>, sample_rate: Option<u32>, seed: u64, max_steps: Option<usize>) -> PyResult<TextPieces> {
+        let samples = audio_arg(audio, sample_rate)?.at_24k().map_err(err)?;
+        let req = TaskRequest {
+            task: Task::Asr,
+            text: TaskText::default(),
+            audio: Some(AudioInput::Samples24k(samples)),
+            sampling: Sampling { seed, max_steps, ..Default::default() },
+            codec: CodecSettings::default(),
+            prompt_frames: None,
+        };
+        let (tx, rx) = channel();
+        let inner = Arc::clone(&self.inner);
+        std::thread::spawn(move || {
+            let mut model = inner.lock().unwrap_or_else(|p| p.into_inner());
+            let result = model.run(&req, &mut |e| {
+                if let Event::Text(t) = e {
+                    let _ = tx.send(Ok(t.to_string()));
+                }
+            });
+            if let Err(e) = result {
+                let _ = tx.send(Err(format!("{e:#}")));
+            }
+        });
+        Ok(TextPieces { rx: Mutex::new(rx) })
     }
 
     /// A description of the sounds.
@@ -151,6 +203,7 @@ impl PyModel {
 #[pymodule]
 fn _uniaudio(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyModel>()?;
+    m.add_class::<TextPieces>()?;
     m.add("UniaudioError", m.py().get_type::<UniaudioError>())?;
     Ok(())
 }

@@ -56,6 +56,14 @@ def test_transcribe_equals_the_cli(model, bundle):
     assert model.transcribe(samples, 24000, seed=5, max_steps=9) == want["text"]
 
 
+def test_transcription_streams_in_pieces(model):
+    pieces = list(model.transcribe_stream(str(SPEECH), seed=5, max_steps=9))
+    assert len(pieces) > 1
+    assert "".join(pieces) == model.transcribe(str(SPEECH), seed=5, max_steps=9)
+    with pytest.raises(uniaudio.UniaudioError):
+        list(model.transcribe_stream(np.zeros(0, dtype=np.float32), 16000))
+
+
 def test_tts_equals_the_cli(model, bundle, tmp_path):
     out = tmp_path / "tts.wav"
     cli("tts", "--text", "Hello there.", "-o", out, "--model", bundle, "--backend", "cpu", "--seed", 3, "--max-steps", 80, "--steps", 2)

@@ -1,4 +1,4 @@
-from typing import Optional, Tuple, Union
+from typing import Iterator, Optional, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -16,6 +16,8 @@ class Model:
             top_k: Optional[int] = None, temperature: Optional[float] = None) -> Tuple[npt.NDArray[np.float32], int]: ...
     def transcribe(self, audio: AudioLike, sample_rate: Optional[int] = None, *, seed: int = 888,
                    max_steps: Optional[int] = None) -> str: ...
+    def transcribe_stream(self, audio: AudioLike, sample_rate: Optional[int] = None, *, seed: int = 888,
+                          max_steps: Optional[int] = None) -> Iterator[str]: ...
     def caption(self, audio: AudioLike, sample_rate: Optional[int] = None, *, seed: int = 888,
                 max_steps: Optional[int] = None) -> str: ...
     def ask(self, audio: AudioLike, question: str, sample_rate: Optional[int] = None, *, seed: int = 888,

@@ -69,9 +69,7 @@ pub fn run(task: Task, args: PipelineArgs) -> Result<()> {
         _ => {}
     }
     let paths = args.model.resolve()?;
-    for part in uniaudio::run::parts_for(task) {
-        paths.require(part, task.name())?;
-    }
+    paths.require_all(&uniaudio::run::parts_for(task), task.name())?;
     let target = WavTarget::prepare(&args.out, args.force)?;
     let prompt_frames = match &args.prompt {
         None => None,

@@ -11,12 +11,9 @@ use uniaudio_lm::OutputKind;
 use crate::backend::BackendChoice;
 use crate::progress;
 
-/// Loads the parts `req.task` needs and runs it; `stream_text` prints text as it comes.
+/// Loads the parts `req.task` needs and runs it (callers check the parts are there before
+/// any slow input work); `stream_text` prints text as it comes.
 pub fn run(paths: &ModelPaths, backend: BackendChoice, req: &TaskRequest, stream_text: bool) -> Result<TaskOutput> {
-    // Missing parts are named before the backend starts.
-    for part in uniaudio::run::parts_for(req.task) {
-        paths.require(part, req.task.name())?;
-    }
     let mut model = Model::with_backend(paths.clone(), backend.open()?);
     eprintln!("backend: {}", model.backend());
     let text_task = req.task.output_kind() == OutputKind::Text;

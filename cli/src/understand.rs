@@ -35,9 +35,7 @@ pub fn run(task: Task, args: UnderstandArgs) -> Result<()> {
     // Flag mistakes and missing parts fail before the audio is read.
     uniaudio::request::check_text_inputs(task, &text)?;
     let paths = args.model.resolve()?;
-    for part in uniaudio::run::parts_for(task) {
-        paths.require(part, task.name())?;
-    }
+    paths.require_all(&uniaudio::run::parts_for(task), task.name())?;
     let audio = crate::audio_in::read(&args.input)?;
     let req = TaskRequest { task, text, audio: Some(audio), sampling: args.sampling.sampling(), codec: CodecSettings::default(), prompt_frames: None };
     let out = crate::task_run::run(&paths, args.sampling.backend, &req, !args.json)?;

@@ -99,6 +99,14 @@ impl ModelPaths {
         Ok(paths)
     }
 
+    /// Checks that every one of `parts` is there, naming the first that is not.
+    pub fn require_all(&self, parts: &[Part], what: &str) -> Result<()> {
+        for &part in parts {
+            self.require(part, what)?;
+        }
+        Ok(())
+    }
+
     /// The path of `part`, or an error naming what is missing and how to provide it.
     pub fn require(&self, part: Part, task: &str) -> Result<&Path> {
         let path = match part {

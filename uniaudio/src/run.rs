@@ -57,20 +57,11 @@ impl<B: Backend> Default for Models<B> {
 }
 
 impl<B: Backend> Models<B> {
-    /// Loads what `task` needs.
-    pub fn load(bk: &B, paths: &ModelPaths, task: Task) -> Result<Self> {
-        let mut m = Models::default();
-        m.ensure(bk, paths, &parts_for(task), task.name())?;
-        Ok(m)
-    }
-
     /// Loads the `parts` not loaded yet: every path is checked first, then the codec parts
     /// (their errors come before the LM's larger load), then the LM and tokenizer. `what`
     /// names the work in errors.
     pub fn ensure(&mut self, bk: &B, paths: &ModelPaths, parts: &[Part], what: &str) -> Result<()> {
-        for &part in parts {
-            paths.require(part, what)?;
-        }
+        paths.require_all(parts, what)?;
         if parts.contains(&Part::Decoder) && self.codec.is_none() {
             let dir = paths.require(Part::Decoder, what)?;
             self.codec = Some(Codec::load(bk, dir).with_context(|| format!("loading codec decoder {}", dir.display()))?);
@@ -123,7 +114,8 @@ impl<B: Backend> Models<B> {
                 if room < MIN_ROOM && long_form::windowable(task) && req.prompt_frames.is_none() && samples.len() > long_form::WINDOW_SECONDS * SAMPLE_RATE {
                     return self.run_windows(bk, req, samples, start, events);
                 }
-                self.step_budget(task, prompt.frames.len(), req.sampling.max_steps, Some(seconds), events)?;
+                // Only the refusal matters here; the budget is reported once, below.
+                step_budget(config, task, prompt.frames.len(), req.sampling.max_steps, Some(seconds), &mut |_| {})?;
                 let t = Instant::now();
                 events(Event::Note(format!("encoding {seconds:.2} s of audio")));
                 let tokens = encoder.encode(bk, samples, &mut |done, total| events(Event::Progress { stage: Stage::Encode, done, total }))?;
@@ -136,7 +128,7 @@ impl<B: Backend> Models<B> {
         if let Some(frames) = &req.prompt_frames {
             prompt.frames = frames.clone();
         }
-        let max_steps = self.step_budget(task, prompt.frames.len(), req.sampling.max_steps, input_seconds, events)?;
+        let max_steps = step_budget(config, task, prompt.frames.len(), req.sampling.max_steps, input_seconds, events)?;
         let opts = GenerateOptions {
             kind: task.output_kind(),
             top_k: req.sampling.top_k.unwrap_or(prompt.top_k),
@@ -272,12 +264,6 @@ impl<B: Backend> Models<B> {
             instruction: t.instruction.clone(),
         };
         Ok(build_prompt(&self.lm()?.config, self.tokenizer()?, req.task, &inputs, req.sampling.seed)?)
-    }
-
-    /// The step cap: the one asked for if it fits the context, else an error with the
-    /// numbers; by default the task's cap, reduced to what fits (with a note).
-    fn step_budget(&self, task: Task, prompt: usize, asked: Option<usize>, seconds: Option<f64>, events: &mut dyn FnMut(Event)) -> Result<usize> {
-        step_budget(&self.lm()?.config, task, prompt, asked, seconds, events)
     }
 }
 

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use uniaudio_runtime::{ops, Backend, Cpu, Cuda, DType, Tensor, WeightLayout, Wgpu};
+use uniaudio_runtime::{ops, Backend, Cpu, Cuda, DType, RowOrder, Tensor, WeightLayout, Wgpu};
 
 fn random<B: Backend>(b: &B, shape: &[usize], dtype: DType, seed: u32) -> Tensor<B> {
     let n: usize = shape.iter().product();
@@ -52,7 +52,7 @@ fn kernels_on<B: Backend>(c: &mut Criterion, b: &B, label: &str) {
 
     // The fused MLP input: gate and up [8192 x 3072] bf16.
     let w2 = random(b, &[n, k], DType::BF16, 3);
-    bench(c, b, label, "gate_up_bf16_8192x3072", 2 * n * k * 2, || ops::gate_up(b, &x, &w, &w2, &out).unwrap());
+    bench(c, b, label, "gate_up_bf16_8192x3072", 2 * n * k * 2, || ops::gate_up(b, &x, &w, &w2, &out, RowOrder::Free).unwrap());
 
     // Decode attention: 24 query heads over 8 KV heads of 128, f32 cache.
     for len in [512, 2048] {

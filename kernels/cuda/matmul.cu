@@ -57,7 +57,8 @@ template <typename W>
 __device__ void gemv(const W* w, const float* x, float* out, u32 m, u32 n, u32 k, u32 accumulate, u32 vec) {
     u32 id = block_index() * 8 + (threadIdx.x >> 5);
     if (id >= m * n) return;
-    u32 row = id % n, mi = id / n;
+    // The rows of x sharing a weight row are adjacent warps: its weights are read once.
+    u32 row = id / m, mi = id % m;
     float d = warp_dot(w + (u64)row * k, x + (u64)mi * k, k, vec != 0);
     if ((threadIdx.x & 31) == 0) out[(u64)mi * n + row] = (accumulate ? out[(u64)mi * n + row] : 0.0f) + d;
 }
@@ -130,10 +131,10 @@ template <typename W>
 __device__ void gate_up(const W* wg, const W* wu, const float* x, float* out, u32 m, u32 f, u32 k, u32 vec) {
     u32 id = block_index() * 8 + (threadIdx.x >> 5);
     if (id >= m * f) return;
-    u32 row = id % f, mi = id / f;
+    u32 row = id / m, mi = id % m;
     float g = warp_dot(wg + (u64)row * k, x + (u64)mi * k, k, vec != 0);
     float u = warp_dot(wu + (u64)row * k, x + (u64)mi * k, k, vec != 0);
-    if ((threadIdx.x & 31) == 0) out[id] = (g / (1.0f + expf(-g))) * u;
+    if ((threadIdx.x & 31) == 0) out[(u64)mi * f + row] = (g / (1.0f + expf(-g))) * u;
 }
 
 #define MATMUL(S, W) \

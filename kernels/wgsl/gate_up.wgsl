@@ -38,8 +38,9 @@ fn gate_up(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: ve
     var g = 0.0;
     var u = 0.0;
     if id < p.m * p.f {
-        let row = id % p.f;
-        let xrow = p.x_off + (id / p.f) * p.k;
+        // The rows of x sharing a weight row are adjacent ids: its weights are read once.
+        let row = id / p.m;
+        let xrow = p.x_off + (id % p.m) * p.k;
 #ifdef W_VEC
         for (var c = lane; c < p.k / 8u; c += LANES) {
             let x0 = x[xrow / 4u + 2u * c];
@@ -69,6 +70,6 @@ fn gate_up(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: ve
     }
     if lane == 0u && id < p.m * p.f {
         let gv = gate[t];
-        out[p.out_off + id] = (gv / (1.0 + exp(-gv))) * up[t];
+        out[p.out_off + (id % p.m) * p.f + id / p.m] = (gv / (1.0 + exp(-gv))) * up[t];
     }
 }

@@ -44,8 +44,9 @@ var<workgroup> partial: array<f32, 256>;
 fn lane_dot(id: u32, lane: u32) -> f32 {
     var acc = 0.0;
     if id < p.m * p.n {
-        let row = id % p.n;
-        let m = id / p.n;
+        // The rows of x sharing a weight row are adjacent ids: its weights are read once.
+        let row = id / p.m;
+        let m = id % p.m;
         let wrow = p.w_off + row * p.k;
         let xrow = p.x_off + m * p.x_stride;
 #ifdef W_VEC
@@ -64,8 +65,8 @@ fn lane_dot(id: u32, lane: u32) -> f32 {
 }
 
 fn store_row(id: u32, total: f32) {
-    let row = id % p.n;
-    let m = id / p.n;
+    let row = id / p.m;
+    let m = id % p.m;
     let o = p.out_off + m * p.out_stride + row;
     out[o] = select(0.0, out[o], p.accumulate != 0u) + total;
 }

@@ -32,6 +32,6 @@ pub use precision::Precision;
 pub use crate::cuda::{Cuda, CudaOptions};
 pub use dtype::DType;
 pub use error::{Error, Result};
-pub use op::{Conv2dParams, ConvParams, Epilogue, Op, PreluSlope, SampleParams, UnaryFn, WeightLayout};
+pub use op::{Conv2dParams, ConvParams, Epilogue, Op, PreluSlope, RowOrder, SampleParams, UnaryFn, WeightLayout};
 pub use tensor::{numel, DeviceBuffer, Tensor};
 pub use crate::wgpu::{Wgpu, WgpuOptions};

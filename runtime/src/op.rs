@@ -15,6 +15,18 @@ pub enum WeightLayout {
     InOut,
 }
 
+/// How a matmul may schedule the rows of x.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RowOrder {
+    /// Any blocking over rows (prefill): the fastest kernel for the row count.
+    #[default]
+    Free,
+    /// Every row bit-identical to computing it alone (M = 1), whatever the row count:
+    /// batched decode, where a sequence's output may not depend on who shares its step.
+    /// Weights are still read once for all rows.
+    Invariant,
+}
+
 /// Parameters of top-k / temperature sampling (see `cpu::sample` for the exact rule).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SampleParams {
@@ -85,10 +97,10 @@ pub enum Op<'a, B: Backend> {
     /// out = x · rsqrt(mean(x²) + eps) · weight per row.  x [R, C] f32, weight [C] float, out [R, C] f32.
     RmsNorm { x: &'a Tensor<B>, weight: &'a Tensor<B>, out: &'a Tensor<B>, eps: f32 },
     /// out (+)= x · W.  x [M, K] f32, w [N, K] or [K, N] float, out [M, N] f32.
-    MatMul { x: &'a Tensor<B>, w: &'a Tensor<B>, out: &'a Tensor<B>, layout: WeightLayout, accumulate: bool },
+    MatMul { x: &'a Tensor<B>, w: &'a Tensor<B>, out: &'a Tensor<B>, layout: WeightLayout, accumulate: bool, rows: RowOrder },
     /// The gated MLP input in one pass: out = silu(x · w_gateᵀ) · (x · w_upᵀ).
     /// x [M, K] f32; w_gate, w_up [F, K] float (same dtype); out [M, F] f32.
-    GateUp { x: &'a Tensor<B>, w_gate: &'a Tensor<B>, w_up: &'a Tensor<B>, out: &'a Tensor<B> },
+    GateUp { x: &'a Tensor<B>, w_gate: &'a Tensor<B>, w_up: &'a Tensor<B>, out: &'a Tensor<B>, rows: RowOrder },
     /// Rotate-half RoPE at per-row positions.  x [T, H, D] f32, positions [T] u32 (< P),
     /// table [P, D] f32 holding cos(p·θ_j) in columns 0..D/2 and sin(p·θ_j) in D/2..D
     /// (tables, as torch builds them, make every backend rotate identically), out [T, H, D].

@@ -60,7 +60,7 @@ pub(crate) fn check<B: Backend>(op: &Op<'_, B>) -> Result<()> {
             }
             c.shape("out", out, &[m, n])?;
         }
-        Op::GateUp { x, w_gate, w_up, out } => {
+        Op::GateUp { x, w_gate, w_up, out, .. } => {
             c.dtype("x", x, &[DType::F32])?;
             c.dtype("w_gate", w_gate, FLOATS)?;
             c.dtype("w_up", w_up, &[w_gate.dtype()])?;

@@ -1,7 +1,7 @@
 //! Named entry points for every op (validate + dispatch), and host transfer helpers.
 //! Shapes are documented on the `Op` variants.
 
-use crate::op::{run, Conv2dParams, ConvParams, Epilogue, Op, SampleParams, UnaryFn, WeightLayout};
+use crate::op::{run, Conv2dParams, ConvParams, Epilogue, Op, RowOrder, SampleParams, UnaryFn, WeightLayout};
 use crate::{Backend, DType, Result, Tensor};
 
 pub fn embed_rows<B: Backend>(b: &B, table: &Tensor<B>, ids: &Tensor<B>, out: &Tensor<B>) -> Result<()> {
@@ -17,11 +17,16 @@ pub fn rms_norm<B: Backend>(b: &B, x: &Tensor<B>, weight: &Tensor<B>, out: &Tens
 }
 
 pub fn matmul<B: Backend>(b: &B, x: &Tensor<B>, w: &Tensor<B>, out: &Tensor<B>, layout: WeightLayout, accumulate: bool) -> Result<()> {
-    run(b, &Op::MatMul { x, w, out, layout, accumulate })
+    run(b, &Op::MatMul { x, w, out, layout, accumulate, rows: RowOrder::Free })
 }
 
-pub fn gate_up<B: Backend>(b: &B, x: &Tensor<B>, w_gate: &Tensor<B>, w_up: &Tensor<B>, out: &Tensor<B>) -> Result<()> {
-    run(b, &Op::GateUp { x, w_gate, w_up, out })
+/// `matmul` with an explicit row order (`RowOrder::Invariant` for batched decode).
+pub fn matmul_rows<B: Backend>(b: &B, x: &Tensor<B>, w: &Tensor<B>, out: &Tensor<B>, layout: WeightLayout, accumulate: bool, rows: RowOrder) -> Result<()> {
+    run(b, &Op::MatMul { x, w, out, layout, accumulate, rows })
+}
+
+pub fn gate_up<B: Backend>(b: &B, x: &Tensor<B>, w_gate: &Tensor<B>, w_up: &Tensor<B>, out: &Tensor<B>, rows: RowOrder) -> Result<()> {
+    run(b, &Op::GateUp { x, w_gate, w_up, out, rows })
 }
 
 pub fn rope<B: Backend>(b: &B, x: &Tensor<B>, positions: &Tensor<B>, table: &Tensor<B>, out: &Tensor<B>) -> Result<()> {

@@ -6,7 +6,7 @@ use super::elementwise::unary_fn;
 use super::matmul::matmul;
 use super::simd::Isa;
 use super::view::WeightSlice;
-use crate::op::{UnaryFn, WeightLayout};
+use crate::op::{RowOrder, UnaryFn, WeightLayout};
 
 /// The epilogue with its gate resolved to a slice.
 pub enum LinearEpilogue<'a> {
@@ -25,7 +25,7 @@ pub fn linear(isa: Isa, x: &[f32], k: usize, n: usize, w: WeightSlice, bias: Opt
     let bias_at = |j: usize| bias.as_ref().map_or(0.0, |b| b[j]);
     match epilogue {
         LinearEpilogue::Store | LinearEpilogue::Act(_) => {
-            matmul(isa, x, k, w, WeightLayout::OutIn, out, false);
+            matmul(isa, x, k, w, WeightLayout::OutIn, out, false, RowOrder::Free);
             let act = match epilogue {
                 LinearEpilogue::Act(f) => Some(f),
                 _ => None,
@@ -42,7 +42,7 @@ pub fn linear(isa: Isa, x: &[f32], k: usize, n: usize, w: WeightSlice, bias: Opt
         }
         LinearEpilogue::GatedAdd(gate) => {
             let mut y = vec![0f32; out.len()];
-            matmul(isa, x, k, w, WeightLayout::OutIn, &mut y, false);
+            matmul(isa, x, k, w, WeightLayout::OutIn, &mut y, false, RowOrder::Free);
             out.par_chunks_mut(n).zip(y.par_chunks(n)).for_each(|(row, y)| {
                 for (j, (o, &v)) in row.iter_mut().zip(y).enumerate() {
                     *o += gate[j] * (v + bias_at(j));

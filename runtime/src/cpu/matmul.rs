@@ -1,5 +1,6 @@
 //! Matrix products with weights in their stored dtype.
-//! Decode (M = 1) is a bandwidth-bound GEMV that streams each weight byte once;
+//! Decode (M = 1, or any M with `RowOrder::Invariant`) is a bandwidth-bound GEMV that
+//! streams each weight byte once and computes every row exactly as it would alone;
 //! prefill (M > 1) is the packed, cache-blocked GEMM of `gemm`.
 
 use rayon::prelude::*;
@@ -7,13 +8,14 @@ use rayon::prelude::*;
 use super::elementwise::silu_mul;
 use super::simd::{axpy4, dot4, GemvX, Isa};
 use super::view::WeightSlice;
-use crate::op::WeightLayout;
+use crate::op::{RowOrder, WeightLayout};
 
 /// K-major GEMV: output columns per task (a 2 KiB accumulator stays in L1).
 const COLUMN_BLOCK: usize = 512;
 
 /// out[M, N] (+)= x[M, K] · W, W stored as `layout`.
-pub fn matmul(isa: Isa, x: &[f32], k: usize, w: WeightSlice, layout: WeightLayout, out: &mut [f32], accumulate: bool) {
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(isa: Isa, x: &[f32], k: usize, w: WeightSlice, layout: WeightLayout, out: &mut [f32], accumulate: bool, rows: RowOrder) {
     let m = if k == 0 { 0 } else { x.len() / k };
     if k == 0 {
         if !accumulate {
@@ -25,37 +27,50 @@ pub fn matmul(isa: Isa, x: &[f32], k: usize, w: WeightSlice, layout: WeightLayou
         return;
     }
     let n = out.len() / m;
-    match (m, layout) {
-        (1, WeightLayout::OutIn) => gemv_out_in(isa, x, w, out, accumulate),
-        (1, WeightLayout::InOut) => gemv_in_out(isa, x, w, n, out, accumulate),
+    let gemv = m == 1 || rows == RowOrder::Invariant;
+    match layout {
+        WeightLayout::OutIn if gemv => gemv_out_in(isa, x, k, w, out, accumulate),
+        WeightLayout::InOut if gemv => gemv_in_out(isa, x, k, w, n, out, accumulate),
         _ => super::gemm::gemm(isa, x, m, k, w, layout, n, out, accumulate),
     }
 }
 
 /// out[M, F] = silu(x · w_gateᵀ) · (x · w_upᵀ). Decode streams both matrices in one pass
 /// over shared x; prefill runs the two GEMMs.
-pub fn gate_up(isa: Isa, x: &[f32], k: usize, w_gate: WeightSlice, w_up: WeightSlice, out: &mut [f32]) {
+pub fn gate_up(isa: Isa, x: &[f32], k: usize, w_gate: WeightSlice, w_up: WeightSlice, out: &mut [f32], rows: RowOrder) {
     let m = if k == 0 { 0 } else { x.len() / k };
     if m == 0 || out.is_empty() {
         out.fill(0.0);
         return;
     }
-    if m == 1 {
-        let xv = GemvX::new(x);
-        for_each_row_group(out, k, |starts, out| {
-            let gate = dot4(isa, w_gate, starts, &xv);
-            let up = dot4(isa, w_up, starts, &xv);
+    if m == 1 || rows == RowOrder::Invariant {
+        let xs = gemv_inputs(x, k);
+        for_each_row_group(out, m, k, |starts, row, out| {
+            let gate = dot4(isa, w_gate, starts, &xs[row]);
+            let up = dot4(isa, w_up, starts, &xs[row]);
             for (i, o) in out.iter_mut().enumerate() {
                 *o = silu_mul(gate[i], up[i]);
             }
         });
     } else {
         let mut up = vec![0f32; out.len()];
-        matmul(isa, x, k, w_gate, WeightLayout::OutIn, out, false);
-        matmul(isa, x, k, w_up, WeightLayout::OutIn, &mut up, false);
+        matmul(isa, x, k, w_gate, WeightLayout::OutIn, out, false, rows);
+        matmul(isa, x, k, w_up, WeightLayout::OutIn, &mut up, false, rows);
         out.par_iter_mut().zip(up.par_iter()).for_each(|(g, &u)| *g = silu_mul(*g, u));
     }
 }
+
+/// Each row of x as a GEMV input.
+fn gemv_inputs(x: &[f32], k: usize) -> Vec<GemvX<'_>> {
+    x.chunks_exact(k).map(GemvX::new).collect()
+}
+
+/// `out` shared by tasks that write disjoint elements.
+struct SharedOut(*mut f32);
+
+// SAFETY: tasks write disjoint index sets (asserted by construction in the callers).
+unsafe impl Sync for SharedOut {}
+unsafe impl Send for SharedOut {}
 
 #[inline(always)]
 fn store(dst: &mut f32, v: f32, accumulate: bool) {
@@ -72,27 +87,38 @@ fn rows_per_task(n: usize) -> usize {
     n.div_ceil(tasks).next_multiple_of(4).max(4)
 }
 
-/// Splits the outputs of a row-major [N, k] weight into parallel tasks and calls `f` with
-/// the element offsets of four consecutive rows and their (up to four) outputs.
-fn for_each_row_group(out: &mut [f32], k: usize, f: impl Fn([usize; 4], &mut [f32]) + Sync) {
-    let chunk = rows_per_task(out.len());
-    out.par_chunks_mut(chunk).enumerate().for_each(|(c, out)| {
-        let row0 = c * chunk;
-        for (g, out) in out.chunks_mut(4).enumerate() {
-            let first = row0 + g * 4;
-            let last = first + out.len() - 1;
+/// Splits the N outputs per row of a row-major [N, k] weight into parallel tasks and
+/// calls `f` with the element offsets of four consecutive weight rows, an input row, and
+/// that row's (up to four) outputs. All input rows of a group run back to back, so the
+/// group's weights come from memory once and from cache for the other rows.
+fn for_each_row_group(out: &mut [f32], m: usize, k: usize, f: impl Fn([usize; 4], usize, &mut [f32]) + Sync) {
+    let n = out.len() / m;
+    let chunk = rows_per_task(n);
+    let shared = SharedOut(out.as_mut_ptr());
+    (0..n.div_ceil(chunk)).into_par_iter().for_each(|c| {
+        let shared = &shared;
+        let end = ((c + 1) * chunk).min(n);
+        for first in (c * chunk..end).step_by(4) {
+            let last = (first + 4).min(end) - 1;
             // A short final group repeats its last row rather than reading past the matrix.
-            f([0, 1, 2, 3].map(|r| (first + r).min(last) * k), out);
+            let starts = [0, 1, 2, 3].map(|r| (first + r).min(last) * k);
+            for row in 0..m {
+                // SAFETY: task c alone writes columns c·chunk..end of every row, and
+                // `row · n + last < m · n = out.len()`.
+                let out = unsafe { std::slice::from_raw_parts_mut(shared.0.add(row * n + first), last - first + 1) };
+                f(starts, row, out);
+            }
         }
     });
 }
 
-/// out[n] = W[n, :] · x, four rows per inner loop so each x load feeds four FMAs.
-fn gemv_out_in(isa: Isa, x: &[f32], w: WeightSlice, out: &mut [f32], accumulate: bool) {
-    let k = x.len();
-    let x = GemvX::new(x);
-    for_each_row_group(out, k, |starts, out| {
-        let dots = dot4(isa, w, starts, &x);
+/// out[m, n] = W[n, :] · x[m, :], four weight rows per inner loop so each x load feeds
+/// four FMAs. A row's result does not depend on how many rows there are.
+fn gemv_out_in(isa: Isa, x: &[f32], k: usize, w: WeightSlice, out: &mut [f32], accumulate: bool) {
+    let m = x.len() / k;
+    let xs = gemv_inputs(x, k);
+    for_each_row_group(out, m, k, |starts, row, out| {
+        let dots = dot4(isa, w, starts, &xs[row]);
         for (o, d) in out.iter_mut().zip(dots) {
             store(o, d, accumulate);
         }
@@ -103,29 +129,35 @@ fn gemv_out_in(isa: Isa, x: &[f32], w: WeightSlice, out: &mut [f32], accumulate:
 /// of rows (the access the hardware prefetchers serve best; column blocks of strided rows
 /// reached ~60% of the read bandwidth) into its own accumulator, then the bands' partial
 /// sums are added per column block.
-fn gemv_in_out(isa: Isa, x: &[f32], w: WeightSlice, n: usize, out: &mut [f32], accumulate: bool) {
-    let k = x.len();
+/// The band split depends on K and the thread count only, never on M, so each row is
+/// summed exactly as it would be alone.
+fn gemv_in_out(isa: Isa, x: &[f32], k: usize, w: WeightSlice, n: usize, out: &mut [f32], accumulate: bool) {
+    let m = x.len() / k;
     let bands = (rayon::current_num_threads() * 2).min(k.div_ceil(4)).max(1);
     let band_rows = k.div_ceil(bands).next_multiple_of(4);
     let starts: Vec<usize> = (0..k).step_by(band_rows).collect();
+    // partials[band][row · n + j]
     let partials: Vec<Vec<f32>> = starts
         .into_par_iter()
         .map(|k0| {
             let k1 = (k0 + band_rows).min(k);
-            let mut acc = vec![0f32; n];
+            let mut acc = vec![0f32; m * n];
             for r0 in (k0..k1).step_by(4) {
-                // Missing rows of the last group get a zero coefficient on a valid row.
-                let a = [0, 1, 2, 3].map(|r| if r0 + r < k1 { x[r0 + r] } else { 0.0 });
                 let rows = [0, 1, 2, 3].map(|r| (r0 + r).min(k1 - 1) * n);
-                axpy4(isa, &mut acc, a, w, rows);
+                for (row, acc) in acc.chunks_exact_mut(n).enumerate() {
+                    let x = &x[row * k..(row + 1) * k];
+                    // Missing rows of the last group get a zero coefficient on a valid row.
+                    let a = [0, 1, 2, 3].map(|r| if r0 + r < k1 { x[r0 + r] } else { 0.0 });
+                    axpy4(isa, acc, a, w, rows);
+                }
             }
             acc
         })
         .collect();
     out.par_chunks_mut(COLUMN_BLOCK).enumerate().for_each(|(c, out)| {
-        let col0 = c * COLUMN_BLOCK;
+        let start = c * COLUMN_BLOCK;
         for (j, o) in out.iter_mut().enumerate() {
-            store(o, partials.iter().map(|p| p[col0 + j]).sum(), accumulate);
+            store(o, partials.iter().map(|p| p[start + j]).sum(), accumulate);
         }
     });
 }

@@ -158,12 +158,12 @@ impl Backend for Cpu {
                 norm::rms_norm(self.isa, f32s(x), weight_rows(weight), f32s_mut(out)?, eps);
                 Ok(())
             }
-            Op::MatMul { x, w, out, layout, accumulate } => {
-                matmul::matmul(self.isa, f32s(x), x.dim_back(0), weight_rows(w), layout, f32s_mut(out)?, accumulate);
+            Op::MatMul { x, w, out, layout, accumulate, rows } => {
+                matmul::matmul(self.isa, f32s(x), x.dim_back(0), weight_rows(w), layout, f32s_mut(out)?, accumulate, rows);
                 Ok(())
             }
-            Op::GateUp { x, w_gate, w_up, out } => {
-                matmul::gate_up(self.isa, f32s(x), x.dim_back(0), weight_rows(w_gate), weight_rows(w_up), f32s_mut(out)?);
+            Op::GateUp { x, w_gate, w_up, out, rows } => {
+                matmul::gate_up(self.isa, f32s(x), x.dim_back(0), weight_rows(w_gate), weight_rows(w_up), f32s_mut(out)?, rows);
                 Ok(())
             }
             Op::Rope { x, positions, table, out } => rope::rope(f32s(x), x.dim_back(1), u32s(positions), f32s(table), f32s_mut(out)?),

@@ -4,7 +4,7 @@
 
 pub use cudarc::driver::LaunchConfig;
 
-use crate::op::{Epilogue, Op, UnaryFn, WeightLayout};
+use crate::op::{Epilogue, Op, RowOrder, UnaryFn, WeightLayout};
 use crate::{Backend, DType, Result, Tensor};
 
 /// One kernel argument by value.
@@ -180,9 +180,10 @@ pub fn exec<C: KernelDevice>(c: &C, op: &Op<'_, C>) -> Result<()> {
             let (rows, cols) = (x.rows(), x.dim_back(0));
             ("rms_norm", format!("rms_norm_{}", suffix(weight)), vec![p(x), p(weight), p(out), u(rows), u(cols), Arg::F32(eps)], per_row(rows, 256))
         }
-        Op::MatMul { x, w, out, layout: WeightLayout::OutIn, accumulate } => {
+        Op::MatMul { x, w, out, layout: WeightLayout::OutIn, accumulate, rows } => {
             let (m, k, n) = (x.shape()[0], x.shape()[1], out.shape()[1]);
-            if m <= 8 {
+            // The GEMV computes each row alone: row-invariant products stay on it.
+            if m <= 8 || rows == RowOrder::Invariant {
                 let args = vec![p(w), p(x), p(out), u(m), u(n), u(k), Arg::U32(accumulate as u32), Arg::U32(vectorisable(w, x, k))];
                 ("matmul", format!("gemv_{}", suffix(w)), args, warps(m * n))
             } else {
@@ -190,12 +191,12 @@ pub fn exec<C: KernelDevice>(c: &C, op: &Op<'_, C>) -> Result<()> {
                 gemm(c, w, args, m, n)
             }
         }
-        Op::MatMul { x, w, out, layout: WeightLayout::InOut, accumulate } => {
+        Op::MatMul { x, w, out, layout: WeightLayout::InOut, accumulate, .. } => {
             let (m, k, n) = (x.shape()[0], x.shape()[1], out.shape()[1]);
             let args = vec![p(w), p(x), p(out), u(m), u(n), u(k), Arg::U32(accumulate as u32)];
             ("matmul", format!("matmul_in_out_{}", suffix(w)), args, linear_blocks(m * n, 256))
         }
-        Op::GateUp { x, w_gate, w_up, out } => {
+        Op::GateUp { x, w_gate, w_up, out, .. } => {
             let (m, k, f) = (x.shape()[0], x.shape()[1], out.shape()[1]);
             let vec = vectorisable(w_gate, x, k) & vectorisable(w_up, x, k);
             let args = vec![p(w_gate), p(w_up), p(x), p(out), u(m), u(f), u(k), Arg::U32(vec)];

@@ -2,7 +2,7 @@
 //! words (the kernel's `struct Params`, in order) and workgroup count.
 
 use super::{Wgpu, WgpuBuffer};
-use crate::op::{Op, WeightLayout};
+use crate::op::{Op, RowOrder, WeightLayout};
 use crate::{DType, DeviceBuffer, Result, Tensor};
 
 pub(crate) struct Kernel<'a> {
@@ -224,12 +224,13 @@ pub(crate) fn kernels<'a>(w: &'a Wgpu, op: &'a Op<'_, Wgpu>) -> Result<Vec<(Kern
             let bindings = vec![(0, weight.buffer()), (1, x.buffer()), (2, out.buffer())];
             vec![(k("rms_norm", "rms_norm", vec![weight_define(weight)], bindings, 3, params), n(rows))]
         }
-        Op::MatMul { x, w: wt, out, layout, accumulate } => {
+        Op::MatMul { x, w: wt, out, layout, accumulate, rows: order } => {
             let (m, kk) = (x.shape()[0], x.shape()[1]);
             let nn = out.shape()[1];
             let bind = |r: &RowRange| vec![(0, wt.buffer(), r.bytes), (1, x.buffer(), None), (2, out.buffer(), None)];
             // Many rows against a weight bound whole: the register-tiled GEMM.
-            if layout == WeightLayout::OutIn && m >= super::launch_codec::TILED_MIN_ROWS && wt.buffer().raw().size() <= w.max_binding_bytes() {
+            // (Row-invariant products stay on the GEMV, which computes each row alone.)
+            if order == RowOrder::Free && layout == WeightLayout::OutIn && m >= super::launch_codec::TILED_MIN_ROWS && wt.buffer().raw().size() <= w.max_binding_bytes() {
                 return Ok(vec![super::launch_codec::tiled_matmul(x, wt, out, accumulate)]);
             }
             match layout {
@@ -259,7 +260,7 @@ pub(crate) fn kernels<'a>(w: &'a Wgpu, op: &'a Op<'_, Wgpu>) -> Result<Vec<(Kern
                     .collect(),
             }
         }
-        Op::GateUp { x, w_gate, w_up, out } => {
+        Op::GateUp { x, w_gate, w_up, out, .. } => {
             let (m, kk) = (x.shape()[0], x.shape()[1]);
             let f = out.shape()[1];
             let params = vec![n(m), n(f), n(kk), off(w_up), off(w_gate), off(x), off(out), 0];

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use uniaudio_runtime::{ops, Backend, DType, Error, Result, SampleParams, Tensor, UnaryFn, WeightLayout};
+use uniaudio_runtime::{ops, Backend, DType, Error, Result, RowOrder, SampleParams, Tensor, UnaryFn, WeightLayout};
 
 use crate::codec_cases::{self, Epi};
 use crate::encode_cases;
@@ -24,6 +24,9 @@ pub enum Case {
     RmsNorm { rows: usize, cols: usize, dtype: DType },
     MatMul { m: usize, k: usize, n: usize, layout: WeightLayout, dtype: DType, accumulate: bool },
     GateUp { m: usize, k: usize, f: usize, dtype: DType },
+    /// `RowOrder::Invariant` products (batched decode): each of the M rows must equal the
+    /// same product run on that row alone, bit for bit, besides matching the reference.
+    InvariantRows { m: usize, k: usize, n: usize, layout: WeightLayout, dtype: DType, gate_up: bool },
     Rope { t: usize, heads: usize, head_dim: usize },
     KvAppend { t: usize, kv_heads: usize, head_dim: usize, capacity: usize, rope: bool },
     Attention { t: usize, heads: usize, kv_heads: usize, head_dim: usize, kv_len: usize, causal: bool },
@@ -85,6 +88,12 @@ pub fn all_cases() -> Vec<Case> {
             cases.push(MatMul { m: 13, k: 517, n: 300, layout, dtype, accumulate: false });
         }
         cases.push(MatMul { m: 40, k: 33, n: 257, layout: WeightLayout::OutIn, dtype, accumulate: true });
+        for (m, k, n) in [(2, 64, 33), (5, 130, 257), (17, 96, 300), (64, 40, 70)] {
+            for layout in [WeightLayout::OutIn, WeightLayout::InOut] {
+                cases.push(InvariantRows { m, k, n, layout, dtype, gate_up: false });
+            }
+            cases.push(InvariantRows { m, k, n, layout: WeightLayout::OutIn, dtype, gate_up: true });
+        }
     }
     for (t, heads, head_dim) in [(1, 1, 2), (5, 3, 64), (1, 24, 128), (3, 8, 32)] {
         cases.push(Rope { t, heads, head_dim });
@@ -209,11 +218,12 @@ fn run_inner<B: Backend>(case: &Case, b: &B, rng: &mut Rng) -> Result<Verdict> {
             let (wg, wu) = (r::round_to(&rng.vec(f * k, 1.0), dtype), r::round_to(&rng.vec(f * k, 1.0), dtype));
             let out = b.alloc(DType::F32, &[m, f])?;
             let (tg, tu) = (ops::upload_f32(b, &[f, k], &wg, dtype)?, ops::upload_f32(b, &[f, k], &wu, dtype)?);
-            ops::gate_up(b, &f32_in(b, &[m, k], &x)?, &tg, &tu, &out)?;
+            ops::gate_up(b, &f32_in(b, &[m, k], &x)?, &tg, &tu, &out, RowOrder::Free)?;
             let (g, u) = (r::matmul(&x, &wg, m, k, f, false, None), r::matmul(&x, &wu, m, k, f, false, None));
             let want: Vec<f64> = g.iter().zip(&u).map(|(&g, &u)| g / (1.0 + (-g).exp()) * u).collect();
             compare_f32(&ops::download_f32(b, &out)?, &want, F32_NMSE)
         }
+        Case::InvariantRows { m, k, n, layout, dtype, gate_up } => invariant_rows(b, rng, m, k, n, layout, dtype, gate_up)?,
         Case::Rope { t, heads, head_dim } => {
             let x = rng.vec(t * heads * head_dim, 1.0);
             let pos: Vec<u32> = (0..t).map(|_| rng.below(2048) as u32).collect();
@@ -335,4 +345,39 @@ fn run_inner<B: Backend>(case: &Case, b: &B, rng: &mut Rng) -> Result<Verdict> {
         }
         _ => return codec_cases::run(case, b, rng),
     })
+}
+
+/// All M rows at once with `RowOrder::Invariant`, then each row alone: equal bit for bit,
+/// and close to the f64 reference.
+#[allow(clippy::too_many_arguments)]
+fn invariant_rows<B: Backend>(b: &B, rng: &mut Rng, m: usize, k: usize, n: usize, layout: WeightLayout, dtype: DType, gate_up: bool) -> Result<Verdict> {
+    let x = rng.vec(m * k, 1.0);
+    let in_out = layout == WeightLayout::InOut;
+    let wshape = if in_out { [k, n] } else { [n, k] };
+    let (w, w2) = (r::round_to(&rng.vec(n * k, 1.0), dtype), r::round_to(&rng.vec(n * k, 1.0), dtype));
+    let (tw, tw2) = (ops::upload_f32(b, &wshape, &w, dtype)?, ops::upload_f32(b, &wshape, &w2, dtype)?);
+    let product = |rows: &[f32], count: usize| -> Result<Vec<f32>> {
+        let out = b.alloc(DType::F32, &[count, n])?;
+        let xt = f32_in(b, &[count, k], rows)?;
+        if gate_up {
+            ops::gate_up(b, &xt, &tw, &tw2, &out, RowOrder::Invariant)?;
+        } else {
+            ops::matmul_rows(b, &xt, &tw, &out, layout, false, RowOrder::Invariant)?;
+        }
+        ops::download_f32(b, &out)
+    };
+    let all = product(&x, m)?;
+    for row in 0..m {
+        let alone = product(&x[row * k..(row + 1) * k], 1)?;
+        if let Some(j) = (0..n).find(|&j| all[row * n + j].to_bits() != alone[j].to_bits()) {
+            return Ok(Verdict::Fail(format!("row {row} col {j}: {} in a batch of {m}, {} alone", all[row * n + j], alone[j])));
+        }
+    }
+    let want = if gate_up {
+        let (g, u) = (r::matmul(&x, &w, m, k, n, false, None), r::matmul(&x, &w2, m, k, n, false, None));
+        g.iter().zip(&u).map(|(&g, &u)| g / (1.0 + (-g).exp()) * u).collect()
+    } else {
+        r::matmul(&x, &w, m, k, n, in_out, None)
+    };
+    Ok(compare_f32(&all, &want, F32_NMSE))
 }

@@ -1,12 +1,13 @@
 //! The generation loop (spec §5): prefill, then one frame per step, with the
 //! reference's stop, phase-switch and list rules, optional classifier-free guidance.
 
-use uniaudio_runtime::{ops, Backend, SampleParams, Tensor};
+use uniaudio_runtime::Backend;
 
-use crate::config::{LmConfig, CODEBOOKS, END_OF_TEXT};
+use crate::config::{LmConfig, CODEBOOKS};
+use crate::engine::{Engine, EngineOptions, KvPool, RequestId};
 use crate::error::{LmError, Result};
 use crate::frame::Frame;
-use crate::model::{Session, UniAudioLm};
+use crate::model::UniAudioLm;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputKind {
@@ -101,191 +102,73 @@ pub fn negative_prompt(config: &LmConfig, prompt: &[Frame]) -> Vec<Frame> {
         .collect()
 }
 
-/// Stream ids of the RNG counter: one stream per codebook, one for text.
-const TEXT_STREAM: u64 = CODEBOOKS as u64;
-const STREAMS: u64 = 16;
-
-struct Sampler {
-    opts: GenerateOptions,
-}
-
-impl Sampler {
-    fn params(&self, position: usize, stream: u64, forbid_below: usize) -> SampleParams {
-        SampleParams {
-            top_k: self.opts.top_k,
-            temperature: self.opts.temperature,
-            forbid_below,
-            seed: self.opts.seed,
-            counter: position as u64 * STREAMS + stream,
-        }
-    }
-}
-
-/// Samples the next frame's 8 codes through the depth decoder(s).
-fn sample_audio<B: Backend>(sessions: &mut [Session<'_, B>], hfs: &[Tensor<B>], sampler: &Sampler, forbid: usize, position: usize) -> Result<[u32; CODEBOOKS]> {
-    for (s, hf) in sessions.iter().zip(hfs) {
-        s.decoder_begin(hf)?;
-    }
-    let codes = sessions[0].codes_buffer().clone();
-    for i in 0..CODEBOOKS {
-        let code = codes.narrow(i, 1)?;
-        let params = sampler.params(position, i as u64, forbid);
-        match (sampler.opts.cfg_scale, &mut *sessions) {
-            (Some(scale), [cond, uncond]) => {
-                let lu = uncond.decoder_logits(i)?.clone();
-                let lc = cond.decoder_logits(i)?.clone();
-                let guided = cond.guide(&lc, &lu, scale)?;
-                cond.sample(&guided, &code, params)?;
-            }
-            (_, sessions) => {
-                let logits = sessions[0].decoder_logits(i)?.clone();
-                sessions[0].sample(&logits, &code, params)?;
-            }
-        }
-        if i + 1 < CODEBOOKS {
-            for s in sessions.iter() {
-                s.decoder_feed(i, &code)?;
-            }
-        }
-    }
-    let ids = ops::download_u32(sessions[0].backend(), &codes)?;
-    Ok(std::array::from_fn(|k| ids[k]))
-}
-
-fn sample_text<B: Backend>(sessions: &mut [Session<'_, B>], hfs: &[Tensor<B>], sampler: &Sampler, position: usize) -> Result<u32> {
-    let dst = sessions[0].text_id_buffer().clone();
-    let params = sampler.params(position, TEXT_STREAM, 0);
-    match (sampler.opts.cfg_scale, &mut *sessions) {
-        (Some(scale), [cond, uncond]) => {
-            let lu = uncond.text_logits(&hfs[1])?.clone();
-            let lc = cond.text_logits(&hfs[0])?.clone();
-            let guided = cond.guide(&lc, &lu, scale)?;
-            cond.sample(&guided, &dst, params)?;
-        }
-        (_, sessions) => {
-            let logits = sessions[0].text_logits(&hfs[0])?.clone();
-            sessions[0].sample(&logits, &dst, params)?;
-        }
-    }
-    Ok(ops::download_u32(sessions[0].backend(), &dst)?[0])
-}
-
-/// Step-by-step generation: `prefill` once, then `step` until it returns `false`.
-/// Lets callers stream frames and time the phases separately.
+/// Step-by-step generation of one request: `prefill` once, then `step` until it returns
+/// `false`. Lets callers stream frames and time the phases separately. It is the batching
+/// engine with a single request, so a request's output is the same alone or batched.
 pub struct Generator<'m, B: Backend> {
-    sessions: Vec<Session<'m, B>>,
-    prompts: Vec<Vec<Frame>>,
-    sampler: Sampler,
-    hfs: Vec<Tensor<B>>,
-    feedback: Option<Frame>,
-    reconstruction_phase: bool,
-    /// Decode steps (one fed-back frame) run so far.
-    decode_steps: usize,
-    stored_reason: Vec<[u32; CODEBOOKS]>,
-    stored_recon: Vec<[u32; CODEBOOKS]>,
-    out: GenerateOutput,
+    engine: Engine<'m, B>,
+    id: RequestId,
+    output: Option<GenerateOutput>,
 }
 
 impl<'m, B: Backend> Generator<'m, B> {
-    /// Checks the request (before any work) and allocates the session(s).
+    /// Checks the request (before any work) and sizes the engine to it.
     pub fn new(lm: &'m UniAudioLm<B>, backend: &'m B, prompt: &[Frame], opts: &GenerateOptions) -> Result<Self> {
         check_request(&lm.config, prompt, opts)?;
-        let mut sessions = vec![lm.session(backend)?];
-        let mut prompts = vec![prompt.to_vec()];
-        if opts.cfg_scale.is_some() {
-            sessions.push(lm.session(backend)?);
-            prompts.push(negative_prompt(&lm.config, prompt));
-        }
-        Ok(Generator {
-            sessions,
-            prompts,
-            sampler: Sampler { opts: opts.clone() },
-            hfs: Vec::new(),
-            feedback: None,
-            reconstruction_phase: false,
-            decode_steps: 0,
-            stored_reason: Vec::new(),
-            stored_recon: Vec::new(),
-            out: GenerateOutput::default(),
-        })
+        let rows = 1 + opts.cfg_scale.is_some() as usize;
+        let capacity = KvPool::capacity_for(&lm.config, prompt.len() + opts.max_steps - 1);
+        let budget = KvPool::bytes_for(&lm.config, capacity, rows);
+        let mut engine = Engine::new(lm, backend, &EngineOptions { max_batch: rows, kv_budget: Some(budget) })?;
+        let id = engine.submit(prompt, opts)?;
+        Ok(Generator { engine, id, output: None })
     }
 
     /// Processes the whole prompt in one batched pass.
     pub fn prefill(&mut self) -> Result<()> {
-        self.hfs = self.sessions.iter_mut().zip(&self.prompts).map(|(s, p)| s.forward(p)).collect::<Result<Vec<_>>>()?;
-        Ok(())
+        self.engine.admit()?;
+        self.collect()
     }
 
     /// Runs one model evaluation and sampling step; `false` once generation has stopped.
     pub fn step(&mut self) -> Result<bool> {
-        if self.out.stopped_by.is_some() {
+        if self.output.is_some() {
             return Ok(false);
         }
-        if self.hfs.is_empty() {
-            self.prefill()?;
-        }
-        if let Some(f) = self.feedback.take() {
-            // Decode steps after the first (which sizes the per-row buffers) enqueue the same
-            // ops up to the sampled ids' download: a backend may replay them as one unit.
-            if self.decode_steps > 0 {
-                self.sessions[0].backend().begin_step()?;
-            }
-            self.decode_steps += 1;
-            self.hfs = self.sessions.iter_mut().map(|s| s.forward(&[f])).collect::<Result<Vec<_>>>()?;
-        }
-        let config = self.sessions[0].config();
-        let position = self.sessions[0].len() - 1;
-        self.out.steps += 1;
-        match self.sampler.opts.kind {
-            OutputKind::Audio => {
-                let forbid = if self.reconstruction_phase { config.ids.audio_reason_card } else { 0 };
-                let codes = sample_audio(&mut self.sessions, &self.hfs, &self.sampler, forbid, position)?;
-                self.out.frames.push(codes);
-                if codes.iter().all(|&c| c == config.stop_code()) {
-                    self.out.stopped_by = Some(StopReason::Eos);
-                } else {
-                    if codes.iter().all(|&c| c == config.ids.reason_eos) {
-                        self.reconstruction_phase = true;
-                    } else if self.reconstruction_phase {
-                        self.stored_recon.push(codes.map(|c| c.wrapping_sub(config.ids.audio_reason_card as u32)));
-                    } else {
-                        self.stored_reason.push(codes);
-                    }
-                    self.feedback = Some(Frame::Audio(codes));
-                }
-            }
-            OutputKind::Text => {
-                let id = sample_text(&mut self.sessions, &self.hfs, &self.sampler, position)?;
-                if id == END_OF_TEXT {
-                    self.out.stopped_by = Some(StopReason::Eos);
-                } else {
-                    self.out.text_ids.push(id);
-                    self.feedback = Some(Frame::Text(id));
-                }
+        let stepped = self.engine.step();
+        self.collect()?;
+        stepped?;
+        Ok(self.output.is_none())
+    }
+
+    /// Takes the request's result once it has left the engine.
+    fn collect(&mut self) -> Result<()> {
+        for f in self.engine.take_finished() {
+            if f.id == self.id {
+                self.output = Some(f.result.map_err(LmError::Invalid)?);
             }
         }
-        if self.out.stopped_by.is_none() && self.out.steps == self.sampler.opts.max_steps {
-            self.out.stopped_by = Some(StopReason::MaxSteps);
-        }
-        Ok(self.out.stopped_by.is_none())
+        Ok(())
+    }
+
+    fn out(&self) -> Option<&GenerateOutput> {
+        self.output.as_ref().or_else(|| self.engine.partial(self.id))
     }
 
     /// Steps run so far.
     pub fn steps(&self) -> usize {
-        self.out.steps
+        self.out().map_or(0, |o| o.steps)
     }
 
     /// Text ids sampled so far (text tasks), for streaming.
     pub fn text_ids(&self) -> &[u32] {
-        &self.out.text_ids
+        self.out().map_or(&[], |o| &o.text_ids)
     }
 
     /// The output with the reference's list handling (first stored frame of each phase dropped).
-    pub fn finish(mut self) -> GenerateOutput {
-        self.out.stopped_by.get_or_insert(StopReason::MaxSteps);
-        self.out.reasoning = self.stored_reason.into_iter().skip(1).collect();
-        self.out.reconstruction = self.stored_recon.into_iter().skip(1).collect();
-        self.out
+    pub fn finish(self) -> GenerateOutput {
+        let mut out = self.output.unwrap_or_default();
+        out.stopped_by.get_or_insert(StopReason::MaxSteps);
+        out
     }
 }
 

@@ -230,7 +230,7 @@ fn probes_on<B: Backend>(cpu: &B, fx: &Fixture) {
             if ((norm - want_norm) / want_norm).abs() > tol {
                 failures.push(format!("{name} step {step}: h_final_norm {norm} vs {want_norm}"));
             }
-            let text_logits = ops::download_f32(cpu, session.text_logits(&hf).unwrap()).unwrap();
+            let text_logits = ops::download_f32(cpu, &session.text_logits(&hf).unwrap()).unwrap();
             if let Some(want) = probe.get("text_top5") {
                 check_top5(&format!("{name} step {step} text"), &top5(&text_logits), want, tol, &mut failures);
             }
@@ -238,7 +238,7 @@ fn probes_on<B: Backend>(cpu: &B, fx: &Fixture) {
                 session.decoder_begin(&hf).unwrap();
                 let mut codes = [0u32; 8];
                 for (i, code) in codes.iter_mut().enumerate() {
-                    let logits = ops::download_f32(cpu, session.decoder_logits(i).unwrap()).unwrap();
+                    let logits = ops::download_f32(cpu, &session.decoder_logits(i).unwrap()).unwrap();
                     if let Some(want) = probe["audio_top5"].get(i.to_string()) {
                         check_top5(&format!("{name} step {step} codebook {i}"), &top5(&logits), want, tol, &mut failures);
                     }
@@ -277,7 +277,7 @@ fn fast_precision_error_is_bounded() {
         let logits = |lm: &UniAudioLm<Cpu>, b: &Cpu| {
             let mut s = lm.session(b).unwrap();
             let hf = s.forward(&prompt).unwrap();
-            ops::download_f32(b, s.text_logits(&hf).unwrap()).unwrap().into_iter().map(f64::from).collect::<Vec<_>>()
+            ops::download_f32(b, &s.text_logits(&hf).unwrap()).unwrap().into_iter().map(f64::from).collect::<Vec<_>>()
         };
         let e = rel_l2(&logits(&lm_f, &fast), &logits(&lm_e, &exact));
         worst = worst.max(e);

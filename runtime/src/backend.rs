@@ -43,4 +43,9 @@ pub trait Backend: Sized {
     fn max_tensor_bytes(&self) -> Option<u64> {
         None
     }
+    /// Bytes of device memory free for new allocations now, where the backend can tell
+    /// (sizes default budgets such as the KV pool's).
+    fn memory_available(&self) -> Option<usize> {
+        None
+    }
 }

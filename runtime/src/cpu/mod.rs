@@ -102,6 +102,14 @@ fn conv_dims(x: &Tensor<Cpu>, w: &Tensor<Cpu>, out: &Tensor<Cpu>) -> conv::ConvD
 }
 
 impl Backend for Cpu {
+    fn memory_available(&self) -> Option<usize> {
+        // MemAvailable of /proc/meminfo, in kB.
+        let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+        let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024)
+    }
+
     type Buffer = CpuBuffer;
     const NAME: &'static str = "cpu";
 

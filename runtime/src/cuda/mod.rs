@@ -330,6 +330,11 @@ impl Backend for Cuda {
         launch::exec(self, &op)
     }
 
+    fn memory_available(&self) -> Option<usize> {
+        // The context is current on this thread once the backend exists.
+        cudarc::driver::result::mem_get_info().ok().map(|(free, _total)| free)
+    }
+
     fn sync(&self) -> Result<()> {
         self.end_step()?;
         self.stream.synchronize().map_err(|e| err(e.to_string()))

@@ -1,0 +1,344 @@
+//! Continuous batching: many independent sequences decode in one step, each weight read
+//! once for all of them.
+//!
+//! Requests are submitted at any time and wait in a FIFO queue; between steps, waiting
+//! requests join while the batch has rows (`max_batch`; a CFG request takes two) and the
+//! KV budget has room for their caches. A joiner's prompt is prefilled on its own; then
+//! every running sequence steps together: one forward pass over one row per sequence
+//! (each attending over its own cache), then the heads over all rows at once. A
+//! sequence leaves as soon as it stops, freeing its caches.
+//!
+//! A sequence's output does not depend on what else is in the batch: every product runs
+//! with `RowOrder::Invariant` (each row computed as it would be alone), attention and the
+//! cache writes run per sequence, and each sequence samples from its own counter-based
+//! RNG streams. `Generator` is this engine with one request.
+
+mod kv_pool;
+mod sequence;
+mod step;
+
+use std::collections::VecDeque;
+
+use uniaudio_runtime::{ops, Backend, DType, RowOrder, Tensor};
+
+use crate::config::DECODER_POSITIONS;
+use crate::error::{LmError, Result};
+use crate::forward::{cache_bytes, Runner, SeqCache, Segment};
+use crate::frame::Frame;
+use crate::generate::{check_request, negative_prompt, GenerateOptions, GenerateOutput, StopReason};
+use crate::heads::Heads;
+use crate::UniAudioLm;
+
+pub use kv_pool::{KvPool, BLOCK_POSITIONS};
+use sequence::Track;
+
+/// Identifies a submitted request.
+pub type RequestId = u64;
+
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Most rows decoded per step (a CFG request takes two).
+    pub max_batch: usize,
+    /// Bytes the running sequences' KV caches may hold together; `None`: half the memory
+    /// the backend reports free, or room for `max_batch` rows at `max_seq_len` where it
+    /// reports nothing.
+    pub kv_budget: Option<usize>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { max_batch: 16, kv_budget: None }
+    }
+}
+
+/// What one step produced, in batch order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EngineEvent {
+    /// A sampled audio frame (including phase-switch and stop frames).
+    Frame { id: RequestId, codes: [u32; 8] },
+    /// A sampled text id (end-of-text is not reported as a token).
+    Text { id: RequestId, token: u32 },
+    /// The request's output is ready in `take_finished`.
+    Finished { id: RequestId, stopped_by: StopReason },
+    /// The request failed; its error is in `take_finished`.
+    Failed { id: RequestId, error: String },
+}
+
+/// A request that left the engine.
+#[derive(Debug)]
+pub struct Finished {
+    pub id: RequestId,
+    pub result: std::result::Result<GenerateOutput, String>,
+}
+
+struct Waiting {
+    id: RequestId,
+    prompt: Vec<Frame>,
+    opts: GenerateOptions,
+    capacity: usize,
+    bytes: usize,
+}
+
+struct Sequence<B: Backend> {
+    id: RequestId,
+    cond: SeqCache<B>,
+    uncond: Option<SeqCache<B>>,
+    /// h_final of the prompt's last position (cond, uncond rows) until the first sample.
+    first_hf: Option<Tensor<B>>,
+    track: Track,
+    bytes: usize,
+}
+
+impl<B: Backend> Sequence<B> {
+    fn rows(&self) -> usize {
+        1 + self.uncond.is_some() as usize
+    }
+}
+
+/// Device buffers of a step, for up to `capacity` rows.
+struct StepBuffers<B: Backend> {
+    capacity: usize,
+    hf: Tensor<B>,     // [cap, d]: every row's h_final, in plan order
+    picked: Tensor<B>, // [cap, d]: the rows of one kind, gathered
+    iota: Tensor<B>,   // [cap] u32: 0, 1, 2, ...
+    gather: Tensor<B>, // [2 · cap] u32: text rows, then audio rows
+    text: Tensor<B>,   // [cap] u32 sampled ids
+    codes: Tensor<B>,  // [8 · cap] u32: codebook i's codes at i · cap + row
+}
+
+impl<B: Backend> StepBuffers<B> {
+    fn new(b: &B, d: usize, capacity: usize) -> Result<Self> {
+        let iota: Vec<u32> = (0..capacity as u32).collect();
+        Ok(StepBuffers {
+            capacity,
+            hf: b.alloc(DType::F32, &[capacity, d])?,
+            picked: b.alloc(DType::F32, &[capacity, d])?,
+            iota: ops::upload_u32(b, &[capacity], &iota)?,
+            gather: b.alloc(DType::U32, &[2 * capacity])?,
+            text: b.alloc(DType::U32, &[capacity])?,
+            codes: b.alloc(DType::U32, &[DECODER_POSITIONS * capacity])?,
+        })
+    }
+}
+
+pub struct Engine<'m, B: Backend> {
+    lm: &'m UniAudioLm<B>,
+    b: &'m B,
+    max_batch: usize,
+    pool: KvPool,
+    runner: Runner<B>,
+    heads: Heads<B>,
+    buffers: StepBuffers<B>,
+    waiting: VecDeque<Waiting>,
+    active: Vec<Sequence<B>>,
+    finished: Vec<Finished>,
+    next_id: RequestId,
+    /// The previous step's batch shape, when it had no joiners: a step of the same shape
+    /// enqueues the same ops and may be recorded and replayed (`Backend::begin_step`).
+    last_shape: Option<Vec<(crate::OutputKind, bool)>>,
+    steps: u64,
+}
+
+impl<'m, B: Backend> Engine<'m, B> {
+    pub fn new(lm: &'m UniAudioLm<B>, b: &'m B, opts: &EngineOptions) -> Result<Self> {
+        let c = &lm.config;
+        if opts.max_batch == 0 {
+            return Err(LmError::Invalid("max_batch must be at least 1".into()));
+        }
+        let full = cache_bytes(c, c.max_seq_len) * opts.max_batch;
+        let budget = opts.kv_budget.unwrap_or_else(|| b.memory_available().map_or(full, |free| (free / 2).min(full)));
+        let mut runner = Runner::new(b, c)?;
+        runner.reserve(b, c, opts.max_batch)?;
+        Ok(Engine {
+            lm,
+            b,
+            max_batch: opts.max_batch,
+            pool: KvPool::new(budget),
+            runner,
+            heads: Heads::new(b, c, opts.max_batch)?,
+            buffers: StepBuffers::new(b, c.stacks.backbone.n_embd, opts.max_batch)?,
+            waiting: VecDeque::new(),
+            active: Vec::new(),
+            finished: Vec::new(),
+            next_id: 0,
+            last_shape: None,
+            steps: 0,
+        })
+    }
+
+    /// Queues a request after checking it (prompt ids, options, positions) and that its
+    /// caches can ever fit the KV budget.
+    pub fn submit(&mut self, prompt: &[Frame], opts: &GenerateOptions) -> Result<RequestId> {
+        let c = &self.lm.config;
+        check_request(c, prompt, opts)?;
+        let rows = 1 + opts.cfg_scale.is_some() as usize;
+        if rows > self.max_batch {
+            return Err(LmError::Invalid(format!("a guided request takes 2 rows, but the batch holds at most {}", self.max_batch)));
+        }
+        let capacity = KvPool::capacity_for(c, prompt.len() + opts.max_steps - 1);
+        let bytes = KvPool::bytes_for(c, capacity, rows);
+        if bytes > self.pool.budget() {
+            return Err(LmError::Invalid(format!(
+                "the request needs {:.1} MiB of KV cache ({capacity} positions{}), more than the whole KV budget of {:.1} MiB",
+                mib(bytes),
+                if rows == 2 { " × 2 for guidance" } else { "" },
+                mib(self.pool.budget())
+            )));
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.waiting.push_back(Waiting { id, prompt: prompt.to_vec(), opts: opts.clone(), capacity, bytes });
+        Ok(id)
+    }
+
+    /// Removes a waiting or running request (its caches are freed at once); false if unknown.
+    pub fn cancel(&mut self, id: RequestId) -> bool {
+        if let Some(i) = self.waiting.iter().position(|w| w.id == id) {
+            self.waiting.remove(i);
+            return true;
+        }
+        match self.active.iter().position(|s| s.id == id) {
+            Some(i) => {
+                let seq = self.active.remove(i);
+                self.pool.release(seq.bytes);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Admits waiting requests in order while rows and KV budget allow, prefilling each.
+    /// Returns how many joined.
+    pub fn admit(&mut self) -> Result<usize> {
+        let mut joined = 0;
+        while let Some(w) = self.waiting.front() {
+            let rows = 1 + w.opts.cfg_scale.is_some() as usize;
+            if self.rows() + rows > self.max_batch || !self.pool.try_reserve(w.bytes) {
+                break;
+            }
+            let w = self.waiting.pop_front().expect("front exists");
+            match self.prefill(&w) {
+                Ok(seq) => {
+                    self.active.push(seq);
+                    joined += 1;
+                }
+                Err(e) => {
+                    self.pool.release(w.bytes);
+                    self.finished.push(Finished { id: w.id, result: Err(e.to_string()) });
+                }
+            }
+        }
+        Ok(joined)
+    }
+
+    fn prefill(&mut self, w: &Waiting) -> Result<Sequence<B>> {
+        let (lm, b, c) = (self.lm, self.b, &self.lm.config);
+        let mut cond = SeqCache::new(b, c, w.capacity)?;
+        let mut uncond = match w.opts.cfg_scale {
+            Some(_) => Some(SeqCache::new(b, c, w.capacity)?),
+            None => None,
+        };
+        let first_hf = b.alloc(DType::F32, &[1 + uncond.is_some() as usize, c.stacks.backbone.n_embd])?;
+        let negative = uncond.as_ref().map(|_| negative_prompt(c, &w.prompt));
+        let last = self.buffers.iota.narrow(w.prompt.len() - 1, 1).ok();
+        for (row, cache, frames) in [(0, Some(&mut cond), &w.prompt), (1, uncond.as_mut(), negative.as_ref().unwrap_or(&w.prompt))] {
+            let Some(cache) = cache else { continue };
+            let hf = self.runner.forward(lm, b, &mut [Segment { cache, frames }], RowOrder::Free)?;
+            // The last row's index, from the iota buffer when it is long enough.
+            let index = match &last {
+                Some(t) => t.clone(),
+                None => ops::upload_u32(b, &[1], &[frames.len() as u32 - 1])?,
+            };
+            ops::embed_rows(b, &hf, &index, &first_hf.narrow(row, 1)?)?;
+        }
+        Ok(Sequence { id: w.id, cond, uncond, first_hf: Some(first_hf), track: Track::new(w.opts.clone()), bytes: w.bytes })
+    }
+
+    /// Admits what fits, then runs one step for every running sequence: the fed-back
+    /// frames' forward pass and one sample each. If the step fails, every running
+    /// sequence fails with the error (reported in `take_finished`) and the error is
+    /// returned; the engine stays usable.
+    pub fn step(&mut self) -> Result<Vec<EngineEvent>> {
+        if let Err(e) = self.admit() {
+            return Err(self.fail_active(e));
+        }
+        if self.active.is_empty() {
+            return Ok(Vec::new());
+        }
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.step_active()));
+        match result {
+            Ok(Ok(events)) => Ok(events),
+            Ok(Err(e)) => Err(self.fail_active(e)),
+            Err(panic) => {
+                let msg = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "unknown panic".into());
+                Err(self.fail_active(LmError::Invalid(format!("internal error during a batched step: {msg}"))))
+            }
+        }
+    }
+
+    fn fail_active(&mut self, e: LmError) -> LmError {
+        let msg = e.to_string();
+        for seq in std::mem::take(&mut self.active) {
+            self.pool.release(seq.bytes);
+            self.finished.push(Finished { id: seq.id, result: Err(msg.clone()) });
+        }
+        self.last_shape = None;
+        e
+    }
+
+    /// Runs steps until every submitted request has finished.
+    pub fn run_all(&mut self, on_events: &mut dyn FnMut(&[EngineEvent])) -> Result<()> {
+        while !self.is_idle() {
+            let events = self.step()?;
+            on_events(&events);
+        }
+        Ok(())
+    }
+
+    /// Requests that left since the last call (finished or failed), in the order they left.
+    pub fn take_finished(&mut self) -> Vec<Finished> {
+        std::mem::take(&mut self.finished)
+    }
+
+    /// The output so far of a running request.
+    pub fn partial(&self, id: RequestId) -> Option<&GenerateOutput> {
+        self.active.iter().find(|s| s.id == id).map(|s| &s.track.out)
+    }
+
+    /// No request waiting or running.
+    pub fn is_idle(&self) -> bool {
+        self.waiting.is_empty() && self.active.is_empty()
+    }
+
+    /// Running sequences.
+    pub fn active(&self) -> usize {
+        self.active.len()
+    }
+
+    /// Rows the running sequences decode per step.
+    pub fn rows(&self) -> usize {
+        self.active.iter().map(Sequence::rows).sum()
+    }
+
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// The KV pool: budget, bytes held now and at most.
+    pub fn kv(&self) -> &KvPool {
+        &self.pool
+    }
+
+    /// Steps run so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+}
+
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / (1 << 20) as f64
+}

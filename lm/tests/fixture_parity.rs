@@ -3,66 +3,16 @@
 //! normal path, and every case must decode exactly as the reference did (greedy), with
 //! hidden-state and logit probes within relative L2 1e-4.
 
-use std::path::{Path, PathBuf};
+mod common;
 
 use serde_json::Value;
-use uniaudio_lm::synth::InitSpec;
-use uniaudio_lm::synth_dir::write_synthetic_model;
-use uniaudio_lm::{generate, Frame, GenerateOptions, LmConfig, OutputKind, StopReason, UniAudioLm};
-use uniaudio_runtime::{ops, Backend, Cpu, Cuda, CudaOptions, DType, Wgpu, WgpuOptions};
+use uniaudio_lm::{generate, Frame, GenerateOptions, OutputKind, StopReason, UniAudioLm};
+use uniaudio_runtime::{ops, Backend, Cpu, Cuda, CudaOptions};
 
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/public")
-}
-
-fn read_json(name: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture_dir().join(name)).unwrap()).unwrap()
-}
-
-fn frames(v: &Value) -> Vec<Frame> {
-    uniaudio_lm::frame::parse_frames(&v.to_string()).unwrap()
-}
+use common::{frames, read_json, synthesize, wgpu_variants_or_skip, Fixture};
 
 fn code_lists(v: &Value) -> Vec<[u32; 8]> {
     v.as_array().unwrap().iter().map(|f| std::array::from_fn(|k| f[k].as_u64().unwrap() as u32)).collect()
-}
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    model_dir: PathBuf,
-    config: LmConfig,
-}
-
-fn synthesize() -> Fixture {
-    let text = std::fs::read_to_string(fixture_dir().join("config.json")).unwrap();
-    let config = LmConfig::from_json(&text).unwrap();
-    let init = InitSpec::from_config_json(&text).unwrap().expect("fixture has an init block");
-    // The initialiser's own test vectors.
-    let raw: Value = serde_json::from_str(&text).unwrap();
-    for check in raw["init_check"].as_array().unwrap() {
-        let name = check["tensor"].as_str().unwrap();
-        let got = init.generate(name, 8);
-        let want: Vec<f32> = check["first8"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
-        assert_eq!(got, want, "init_check {name}");
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let model_dir = dir.path().join("model");
-    write_synthetic_model(&config, &init, DType::F32, &model_dir, &mut |_, _| {}).unwrap();
-    Fixture { _dir: dir, model_dir, config }
-}
-
-/// The wgpu backend with the adapter's features on and with them forced off (the
-/// UNIAUDIO_WGPU_NO_* switches), or a loud skip (a failure where CI promised an adapter).
-fn wgpu_variants_or_skip() -> Vec<Wgpu> {
-    let variants = [WgpuOptions { max_binding: None, subgroups: true, shader_f16: true }, WgpuOptions { max_binding: None, subgroups: false, shader_f16: false }];
-    match variants.into_iter().map(Wgpu::with_options).collect::<Result<Vec<_>, _>>() {
-        Ok(gpus) => gpus,
-        Err(e) if std::env::var("UNIAUDIO_REQUIRE_WGPU").is_ok_and(|v| v == "1") => panic!("wgpu required but unavailable: {e}"),
-        Err(e) => {
-            println!("SKIPPED wgpu parity: {e}");
-            Vec::new()
-        }
-    }
 }
 
 /// The CUDA device with tensor cores and step graphs on, then with both off, or a

@@ -56,16 +56,18 @@ impl Track {
         self.check_limit();
     }
 
-    /// Takes one sampled text id.
-    pub fn accept_text(&mut self, id: u32) {
+    /// Takes one sampled text id; true when it is a token of the output (not the end).
+    pub fn accept_text(&mut self, id: u32) -> bool {
         self.out.steps += 1;
-        if id == END_OF_TEXT {
-            self.out.stopped_by = Some(StopReason::Eos);
-        } else {
+        let token = id != END_OF_TEXT;
+        if token {
             self.out.text_ids.push(id);
             self.feedback = Some(Frame::Text(id));
+        } else {
+            self.out.stopped_by = Some(StopReason::Eos);
         }
         self.check_limit();
+        token
     }
 
     fn check_limit(&mut self) {

@@ -61,8 +61,7 @@ impl<B: Backend> Engine<'_, B> {
             let ids = self.sample_text(&text)?;
             for (p, id) in text.iter().zip(ids) {
                 let seq = &mut self.active[p.seq];
-                seq.track.accept_text(id);
-                if !seq.track.stopped() {
+                if seq.track.accept_text(id) {
                     events.push(EngineEvent::Text { id: seq.id, token: id });
                 }
             }

@@ -30,9 +30,13 @@ pub struct GenerateArgs {
     /// value); prints one output object per line, in input order.
     #[arg(long)]
     pub requests: Option<PathBuf>,
-    /// Most requests in flight at once (requests currently run one after another).
+    /// Most rows decoded per step with --requests (a guided request takes two).
     #[arg(long, default_value_t = 16)]
     pub max_batch: usize,
+    /// Bytes the running requests' KV caches may hold together with --requests (K/M/G
+    /// suffixes allowed; default: half the memory the backend reports free).
+    #[arg(long, value_parser = crate::requests::parse_bytes)]
+    pub kv_budget: Option<usize>,
     /// What the model generates (per request in --requests, where a line does not say).
     #[arg(long, value_enum, required_unless_present = "requests")]
     output_kind: Option<Kind>,

@@ -101,6 +101,12 @@ fn requests_file_gives_one_line_per_request() {
     assert!(o.status.success(), "{}", stderr(&o));
     let out: Vec<Value> = String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(out.len(), lines.len());
+    // Narrower batches and a tight KV budget change the schedule, never an output.
+    let narrow = run(bin().args(["generate", "--backend", "cpu", "--max-batch", "2", "--kv-budget", "8M", "--model"]).arg(model_dir()).arg("--requests").arg(&reqs));
+    assert!(narrow.status.success(), "{}", stderr(&narrow));
+    assert_eq!(String::from_utf8_lossy(&narrow.stdout), String::from_utf8_lossy(&o.stdout));
+    let bad = run(bin().args(["generate", "--backend", "cpu", "--kv-budget", "lots", "--model"]).arg(model_dir()).arg("--requests").arg(&reqs));
+    assert!(!bad.status.success() && stderr(&bad).contains("kv-budget"), "{}", stderr(&bad));
     assert!(out[1]["error"].as_str().unwrap().starts_with("line 2: not a JSON object"), "{}", out[1]);
     assert!(out[2]["error"].as_str().unwrap().contains("line 3"), "{}", out[2]);
     assert!(out[lines.len() - 2]["error"].as_str().unwrap().contains("output_kind"), "{}", out[lines.len() - 2]);

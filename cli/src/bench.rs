@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use uniaudio_lm::bench::{run as run_bench, BenchOptions, BenchReport, FRAMES_PER_AUDIO_SECOND};
+use uniaudio_lm::bench_batch::run_batched;
 use uniaudio_lm::presets::Preset;
 use uniaudio_lm::synth::InitSpec;
 use uniaudio_lm::synth_dir::write_synthetic_model;
@@ -37,6 +38,9 @@ pub struct BenchArgs {
     text_tokens: usize,
     #[arg(long, value_enum, default_value = "auto")]
     backend: BackendChoice,
+    /// Also run the batched-decode scaling table at these batch sizes (e.g. 1,2,4,8,16,32).
+    #[arg(long, value_delimiter = ',')]
+    batch: Vec<usize>,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -82,6 +86,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     if args.prompt_len < 2 || args.audio_frames == 0 || args.text_tokens == 0 {
         bail!("--prompt-len must be >= 2 and --audio-frames, --text-tokens >= 1");
+    }
+    if args.batch.iter().any(|&b| b == 0 || b > 1024) {
+        bail!("--batch: sizes must be between 1 and 1024, got {:?}", args.batch);
     }
     let opened = args.backend.open()?;
     if args.preset == "none" && args.model.is_none() {
@@ -142,12 +149,22 @@ fn bench_on<B: Backend>(backend: &B, args: &BenchArgs, label: &str, dir: &Path, 
     bar.finish_and_clear();
     let peak = system::peak_rss().unwrap_or(0);
     print_table(&report, bw, peak);
+    let batched = if args.batch.is_empty() {
+        Vec::new()
+    } else {
+        let bar = progress::steps((args.batch.len() * (args.audio_frames + args.text_tokens)) as u64, "batched decoding");
+        let rows = run_batched(&lm, backend, &args.batch, &opts, &mut || bar.inc(1))?;
+        bar.finish_and_clear();
+        crate::bench_batch::print_table(&rows, bw);
+        rows
+    };
     if let Some(path) = &args.json {
         let json = serde_json::json!({
             "model": label, "parameters": params, "weight_bytes": lm.weights.total_bytes(), "dtype": dtype.name(),
             "backend": description, "bandwidth_gb_per_s": bw, "bandwidth_measurement": bw_how, "peak_rss_bytes": peak, "results": report,
             "audio_percent_of_bandwidth": 100.0 * report.audio_gb_per_s / bw,
             "text_percent_of_bandwidth": 100.0 * report.text_gb_per_s / bw,
+            "batch": batched,
         });
         crate::output::write_atomically(path, &serde_json::to_string_pretty(&json)?)?;
     }

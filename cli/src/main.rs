@@ -3,6 +3,7 @@
 mod audio_in;
 mod backend;
 mod bench;
+mod bench_batch;
 mod bench_codec;
 mod bench_encoder;
 mod bench_gemv;

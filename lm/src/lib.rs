@@ -3,6 +3,7 @@
 //! sampler and generation loop.
 
 pub mod bench;
+pub mod bench_batch;
 pub mod config;
 pub mod convert;
 pub mod engine;

@@ -50,6 +50,8 @@ fn kernels_on<B: Backend>(c: &mut Criterion, b: &B, label: &str) {
     b.sync().unwrap();
     println!("gemm_bf16_64x3072x8192/{label}: {:.1} GFLOP/s (mean of {reps})", flops as f64 * reps as f64 / t.elapsed().as_secs_f64() / 1e9);
 
+    small_m(b, label, &w, n, k);
+
     // The fused MLP input: gate and up [8192 x 3072] bf16.
     let w2 = random(b, &[n, k], DType::BF16, 3);
     bench(c, b, label, "gate_up_bf16_8192x3072", 2 * n * k * 2, || ops::gate_up(b, &x, &w, &w2, &out, RowOrder::Free).unwrap());
@@ -62,6 +64,45 @@ fn kernels_on<B: Backend>(c: &mut Criterion, b: &B, label: &str) {
         let vc = random(b, &[g, len, d], DType::F32, 6);
         let att = b.alloc(DType::F32, &[1, h, d]).unwrap();
         bench(c, b, label, &format!("attention_decode_{len}"), 2 * g * len * d * 4, || ops::attention(b, &q, &kc, &vc, &att, len, true).unwrap());
+    }
+}
+
+/// Batched decode's small-M products against the same matrix: row-invariant (each row as
+/// it would be alone; what the engine runs) and free-order (the prefill kernel), with the
+/// weight bandwidth and arithmetic rate each reaches. On the CPU, against the read
+/// bandwidth and FMA peak measured here.
+fn small_m<B: Backend>(b: &B, label: &str, w: &Tensor<B>, n: usize, k: usize) {
+    let peaks = (label == "cpu").then(|| {
+        let isa = uniaudio_runtime::cpu::Isa::detect();
+        (uniaudio_runtime::cpu::bandwidth::measure_read_bandwidth(1 << 30, 3).gb_per_s(), uniaudio_runtime::cpu::peak::measure_fma_peak(isa, 3))
+    });
+    if let Some((bw, fma)) = peaks {
+        println!("small-M/{label}: read bandwidth {bw:.1} GB/s, FMA peak {fma:.0} GFLOP/s");
+    }
+    for m in [1, 2, 4, 8, 16, 32, 64] {
+        let x = random(b, &[m, k], DType::F32, 9);
+        let out = b.alloc(DType::F32, &[m, n]).unwrap();
+        let time = |order: RowOrder| {
+            ops::matmul_rows(b, &x, w, &out, WeightLayout::OutIn, false, order).unwrap();
+            b.sync().unwrap();
+            let mut best = f64::MAX;
+            for _ in 0..5 {
+                let t = Instant::now();
+                ops::matmul_rows(b, &x, w, &out, WeightLayout::OutIn, false, order).unwrap();
+                b.sync().unwrap();
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            best
+        };
+        let (inv, free) = (time(RowOrder::Invariant), time(RowOrder::Free));
+        let (gb, gflop) = ((n * k * 2) as f64 / inv / 1e9, (2 * m * n * k) as f64 / inv / 1e9);
+        let of_peak = peaks.map_or(String::new(), |(bw, fma)| format!(" ({:.0}% of bw, {:.0}% of FMA peak)", 100.0 * gb / bw, 100.0 * gflop / fma));
+        println!(
+            "small-M/{label} M={m:>2} bf16 {n}x{k}: invariant {:.2} ms, {gb:.1} GB/s, {gflop:.0} GFLOP/s{of_peak}; free-order {:.2} ms; invariant/free time {:.2}",
+            inv * 1e3,
+            free * 1e3,
+            inv / free
+        );
     }
 }
 

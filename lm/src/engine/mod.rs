@@ -201,6 +201,7 @@ impl<'m, B: Backend> Engine<'m, B> {
             Some(i) => {
                 let seq = self.active.remove(i);
                 self.pool.release(seq.bytes);
+                self.last_shape = None;
                 true
             }
             None => false,

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use uniaudio_lm::{frame::parse_frames, generate, GenerateOptions, OutputKind, StopReason, UniAudioLm};
+use uniaudio_lm::{frame::parse_frames, generate, GenerateOptions, OutputKind, UniAudioLm};
 use uniaudio_runtime::Backend;
 
 use crate::backend::{BackendChoice, Opened};
@@ -105,19 +105,6 @@ impl GenerateArgs {
 }
 
 /// The object `generate` prints for one output.
-pub fn output_json(kind: OutputKind, out: &uniaudio_lm::GenerateOutput) -> serde_json::Value {
-    let stopped_by = match out.stopped_by {
-        Some(StopReason::Eos) => "eos",
-        _ => "max_steps",
-    };
-    match kind {
-        OutputKind::Audio => serde_json::json!({
-            "frames": out.frames, "reasoning": out.reasoning, "reconstruction": out.reconstruction, "stopped_by": stopped_by,
-        }),
-        OutputKind::Text => serde_json::json!({"text_ids": out.text_ids, "stopped_by": stopped_by}),
-    }
-}
-
 fn run_on<B: Backend>(backend: &B, args: &GenerateArgs, prompt: &[uniaudio_lm::Frame], opts: &GenerateOptions) -> Result<()> {
     let lm = args.load(backend)?;
     let path = args.prompt.as_deref().unwrap_or(std::path::Path::new("-"));
@@ -125,6 +112,6 @@ fn run_on<B: Backend>(backend: &B, args: &GenerateArgs, prompt: &[uniaudio_lm::F
     let bar = progress::steps(opts.max_steps as u64, "generating");
     let out = generate(&lm, backend, prompt, opts, &mut |done, _| bar.set_position(done as u64))?;
     bar.finish_and_clear();
-    println!("{}", output_json(opts.kind, &out));
+    println!("{}", uniaudio::generate_json::output_json(opts.kind, &out));
     Ok(())
 }

@@ -22,6 +22,7 @@ mod system;
 mod task_run;
 mod text_inputs;
 mod understand;
+mod serve;
 mod verify;
 mod wav;
 
@@ -78,6 +79,8 @@ enum Command {
     Ask(understand::UnderstandArgs),
     /// Speech to text: a spoken request to a text answer.
     S2t(understand::UnderstandArgs),
+    /// Serve the model over HTTP (JSON; continuous batching; /health, /metrics).
+    Serve(serve::ServeArgs),
     /// Check every file of a bundle against its manifest (sizes and sha256).
     Verify(verify::VerifyArgs),
     /// ReasoningCodec: encode audio to tokens, decode reconstruction tokens to audio.
@@ -134,6 +137,7 @@ fn main() -> ExitCode {
         Command::Lyrics(args) => understand::run(Task::LyricRecognition, args),
         Command::Ask(args) => understand::run(Task::AudioUnderstanding, args),
         Command::S2t(args) => understand::run(Task::SpeechS2t, args),
+        Command::Serve(args) => serve::run(args),
         Command::Verify(args) => verify::run(args),
     };
     match result {

@@ -9,14 +9,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
-use uniaudio_lm::{frame::parse_frames, Engine, EngineOptions, Frame, GenerateOptions, OutputKind};
+use uniaudio::generate_json::{self, output_json, RequestDefaults};
+use uniaudio_lm::{Engine, EngineOptions, Frame, GenerateOptions, OutputKind};
 use uniaudio_runtime::Backend;
 
 use crate::backend::Opened;
-use crate::generate::{output_json, GenerateArgs};
-
-/// A line longer than this is refused without parsing (a prompt is at most 2048 frames).
-const MAX_LINE_BYTES: usize = 4 << 20;
+use crate::generate::GenerateArgs;
 
 pub fn run(args: &GenerateArgs) -> Result<()> {
     let path = args.requests.as_ref().expect("--requests given");
@@ -110,38 +108,7 @@ pub fn parse_bytes(s: &str) -> std::result::Result<usize, String> {
 }
 
 fn parse_request(line: &str, args: &GenerateArgs) -> Result<(Vec<Frame>, GenerateOptions)> {
-    if line.len() > MAX_LINE_BYTES {
-        anyhow::bail!("{} bytes is longer than the {MAX_LINE_BYTES}-byte limit", line.len());
-    }
-    let v: Value = serde_json::from_str(line).context("not a JSON object")?;
-    let obj = v.as_object().context("expected a JSON object")?;
-    let frames = parse_frames(&json!({"frames": obj.get("frames").context("missing `frames`")?}).to_string())?;
     let (top_k, temperature, seed, max_steps, cfg_scale) = args.defaults();
-    let kind = match obj.get("output_kind").map(|k| k.as_str()) {
-        None => args.kind().context("missing `output_kind` (and no --output-kind)")?,
-        Some(Some("audio")) => OutputKind::Audio,
-        Some(Some("text")) => OutputKind::Text,
-        Some(_) => anyhow::bail!("`output_kind` must be \"audio\" or \"text\""),
-    };
-    let uint = |name: &str, default: u64| -> Result<u64> {
-        match obj.get(name) {
-            None => Ok(default),
-            Some(x) => x.as_u64().with_context(|| format!("`{name}` must be a non-negative integer")),
-        }
-    };
-    let float = |name: &str| -> Result<Option<f64>> {
-        match obj.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(x) => x.as_f64().map(Some).with_context(|| format!("`{name}` must be a number")),
-        }
-    };
-    let opts = GenerateOptions {
-        kind,
-        top_k: uint("top_k", top_k as u64)? as usize,
-        temperature: float("temperature")?.map_or(temperature, |t| t as f32),
-        seed: uint("seed", seed)?,
-        max_steps: uint("max_steps", max_steps as u64)? as usize,
-        cfg_scale: if obj.contains_key("cfg_scale") { float("cfg_scale")?.map(|c| c as f32) } else { cfg_scale },
-    };
-    Ok((frames, opts))
+    let defaults = RequestDefaults { kind: args.kind(), options: GenerateOptions { kind: OutputKind::Audio, top_k, temperature, seed, max_steps, cfg_scale } };
+    generate_json::parse_request(line, &defaults)
 }

@@ -7,6 +7,7 @@ pub mod backend;
 pub mod bundle_layout;
 pub mod bundle_presets;
 pub mod convert_bundle;
+pub mod generate_json;
 pub mod long_form;
 pub mod manifest;
 pub mod model;

@@ -1,0 +1,77 @@
+//! `uniaudio serve`: the HTTP service (see the `uniaudio-server` crate).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use uniaudio_lm::EngineOptions;
+use uniaudio_server::ServeOptions;
+
+use crate::backend::BackendChoice;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// A bundle or LM directory (or UNIAUDIO_MODEL).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: BackendChoice,
+    /// Address to listen on; 127.0.0.1 keeps the server local.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Most rows decoded per step (a guided request takes two).
+    #[arg(long, default_value_t = 16)]
+    max_batch: usize,
+    /// KV-cache bytes for all running requests (K/M/G suffixes; default: half the free memory).
+    #[arg(long, value_parser = crate::requests::parse_bytes)]
+    kv_budget: Option<usize>,
+    /// Requests accepted at once, waiting or running; beyond it, 429 with Retry-After.
+    #[arg(long, default_value_t = 256)]
+    queue_limit: usize,
+    /// Seconds a request may take before it is cancelled with 504 (0: no deadline).
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    /// Require `Authorization: Bearer KEY` on every route but /health (or UNIAUDIO_API_KEY).
+    #[arg(long, env = "UNIAUDIO_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Largest request body in MiB; larger bodies get 413 before they are read.
+    #[arg(long, default_value_t = 32)]
+    max_body_mib: usize,
+    /// Largest `max_steps` a request may ask for.
+    #[arg(long, default_value_t = 1500)]
+    max_steps_limit: usize,
+    /// Seconds in-flight requests may take to finish after SIGTERM/SIGINT.
+    #[arg(long, default_value_t = 30)]
+    drain_timeout: u64,
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    let paths = uniaudio::ModelPaths::resolve(args.model.as_deref(), None, None)?;
+    let lm_dir = paths.require(uniaudio::Part::Lm, "serve")?.to_path_buf();
+    if args.api_key.as_deref().is_some_and(str::is_empty) {
+        anyhow::bail!("--api-key: the key is empty");
+    }
+    let backend = args.backend.open()?;
+    let described = backend.describe();
+    let opts = ServeOptions {
+        host: args.host.clone(),
+        port: args.port,
+        engine: EngineOptions { max_batch: args.max_batch, kv_budget: args.kv_budget },
+        queue_limit: args.queue_limit,
+        timeout: (args.timeout > 0).then(|| Duration::from_secs(args.timeout)),
+        api_key: args.api_key.clone(),
+        max_body_bytes: args.max_body_mib.max(1) << 20,
+        max_steps_limit: args.max_steps_limit,
+        drain_timeout: Duration::from_secs(args.drain_timeout),
+        model_name: lm_dir.file_name().map_or("uniaudio-2.0".into(), |n| n.to_string_lossy().into_owned()),
+        fault_injection: false,
+    };
+    let server = uniaudio_server::start_with_signals(lm_dir.clone(), backend, opts).context("starting the server")?;
+    eprintln!("serving {} on http://{} ({described}); /health turns ok once the model is loaded", lm_dir.display(), server.addr());
+    server.join()?;
+    eprintln!("stopped");
+    Ok(())
+}

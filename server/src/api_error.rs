@@ -1,0 +1,56 @@
+//! An error answer: a status and a message, as `{"error": {"message", "type"}}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, message: impl Into<String>) -> Self {
+        ApiError { status, message: message.into() }
+    }
+
+    pub fn bad_request(m: impl Into<String>) -> Self {
+        ApiError::new(400, m)
+    }
+
+    pub fn internal(m: impl Into<String>) -> Self {
+        ApiError::new(500, m)
+    }
+
+    pub fn unavailable(m: impl Into<String>) -> Self {
+        ApiError::new(503, m)
+    }
+
+    pub fn timeout() -> Self {
+        ApiError::new(504, "the request passed its deadline (--timeout) and was cancelled")
+    }
+
+    fn kind(&self) -> &'static str {
+        match self.status {
+            400 | 413 | 422 => "invalid_request_error",
+            401 => "authentication_error",
+            429 => "rate_limit_error",
+            501 => "not_implemented",
+            503 => "unavailable",
+            504 => "timeout",
+            _ => "server_error",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::json!({"error": {"message": self.message, "type": self.kind()}});
+        let mut r = (status, axum::Json(body)).into_response();
+        if self.status == 429 {
+            r.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        }
+        r
+    }
+}

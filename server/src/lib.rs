@@ -1,0 +1,194 @@
+//! `uniaudio serve`: JSON over HTTP on one continuously batched engine.
+//!
+//! One process serves one device: a dedicated engine thread owns the backend, the model
+//! and the engine; HTTP handlers (axum on tokio) validate requests, hand them to the
+//! engine thread and wait for its replies. Admission is bounded (`queue_limit`: beyond
+//! it, 429 with Retry-After), bodies are size-limited before they are read, a client that
+//! goes away cancels its sequence, and requests past `timeout` get 504.
+
+mod api_error;
+mod auth;
+pub mod metrics;
+mod routes;
+mod worker;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use uniaudio::AnyBackend;
+use uniaudio_lm::EngineOptions;
+
+pub use api_error::ApiError;
+pub use metrics::Shared;
+pub use worker::Fault;
+
+/// How the server runs.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Address to listen on (127.0.0.1 unless told otherwise).
+    pub host: String,
+    /// Port (0: any free port).
+    pub port: u16,
+    /// The batch and KV budget of the engine.
+    pub engine: EngineOptions,
+    /// Requests accepted at once (waiting and running); beyond it, 429.
+    pub queue_limit: usize,
+    /// Per-request deadline; past it, 504 and the sequence is cancelled.
+    pub timeout: Option<Duration>,
+    /// Required as `Authorization: Bearer KEY` on every route but /health.
+    pub api_key: Option<String>,
+    /// Largest request body, bytes (larger: 413 before the body is read).
+    pub max_body_bytes: usize,
+    /// Largest `max_steps` a request may ask for.
+    pub max_steps_limit: usize,
+    /// How long in-flight requests may take to finish after a shutdown signal.
+    pub drain_timeout: Duration,
+    /// The name `/v1/models` reports.
+    pub model_name: String,
+    /// Lets a request carry `"test_fault": "error"|"panic"` (tests only; never from the CLI).
+    pub fault_injection: bool,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            engine: EngineOptions::default(),
+            queue_limit: 256,
+            timeout: Some(Duration::from_secs(600)),
+            api_key: None,
+            max_body_bytes: 32 << 20,
+            max_steps_limit: 1500,
+            drain_timeout: Duration::from_secs(30),
+            model_name: "uniaudio-2.0".into(),
+            fault_injection: false,
+        }
+    }
+}
+
+/// A running server (see `start`).
+pub struct ServerHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+impl ServerHandle {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its live state (readiness, queue, KV use).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to the drain timeout), and
+    /// waits for the engine thread to exit.
+    pub fn stop(mut self) -> Result<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.join()
+    }
+
+    /// Waits until the server exits (after a signal, with `start_with_signals`).
+    pub fn join(mut self) -> Result<()> {
+        match self.thread.take() {
+            Some(t) => t.join().map_err(|_| anyhow::anyhow!("the server thread panicked"))?,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Binds, starts loading the model on the engine thread, and serves in the background.
+/// `/health` answers 503 until the model is loaded.
+pub fn start(lm_dir: PathBuf, backend: AnyBackend, opts: ServeOptions) -> Result<ServerHandle> {
+    start_inner(lm_dir, backend, opts, false)
+}
+
+/// `start`, also stopping gracefully on SIGTERM or SIGINT (the command line's server).
+pub fn start_with_signals(lm_dir: PathBuf, backend: AnyBackend, opts: ServeOptions) -> Result<ServerHandle> {
+    start_inner(lm_dir, backend, opts, true)
+}
+
+fn start_inner(lm_dir: PathBuf, backend: AnyBackend, opts: ServeOptions, signals: bool) -> Result<ServerHandle> {
+    if opts.queue_limit == 0 || opts.engine.max_batch == 0 {
+        anyhow::bail!("the queue limit and the batch must both be at least 1");
+    }
+    let listener = std::net::TcpListener::bind((opts.host.as_str(), opts.port)).with_context(|| format!("listening on {}:{}", opts.host, opts.port))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let shared = Arc::new(Shared::default());
+    let (jobs, receiver) = std::sync::mpsc::channel();
+    let engine_thread = {
+        let (shared, engine) = (shared.clone(), opts.engine.clone());
+        std::thread::Builder::new().name("uniaudio-engine".into()).spawn(move || match backend {
+            AnyBackend::Cpu(b) => worker::run(b, lm_dir, engine, receiver, shared),
+            AnyBackend::Wgpu(b) => worker::run(b, lm_dir, engine, receiver, shared),
+            AnyBackend::Cuda(b) => worker::run(b, lm_dir, engine, receiver, shared),
+        })?
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let state = Arc::new(routes::AppState { jobs: std::sync::Mutex::new(jobs), shared: shared.clone(), opts: opts.clone() });
+    let thread = std::thread::Builder::new().name("uniaudio-http".into()).spawn(move || -> Result<()> {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            let drain = opts.drain_timeout;
+            let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
+            let shutdown = async move {
+                if signals {
+                    tokio::select! {
+                        _ = stop_rx => {}
+                        _ = termination() => eprintln!("shutting down: finishing in-flight requests (up to {} s)", drain.as_secs()),
+                    }
+                } else {
+                    let _ = stop_rx.await;
+                }
+                let _ = draining_tx.send(());
+            };
+            let app = routes::router(state);
+            let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown);
+            let deadline = async move {
+                let _ = draining_rx.await;
+                tokio::time::sleep(drain).await;
+            };
+            tokio::select! {
+                r = server => r.context("serving")?,
+                _ = deadline => eprintln!("drain timeout: stopping with requests still in flight"),
+            }
+            anyhow::Ok(())
+        })?;
+        // Every job sender is gone with the router: the engine thread drains and exits.
+        drop(rt);
+        engine_thread.join().map_err(|_| anyhow::anyhow!("the engine thread panicked"))?;
+        Ok(())
+    })?;
+    Ok(ServerHandle { addr, shared, stop: Some(stop_tx), thread: Some(thread) })
+}
+
+/// SIGTERM or SIGINT.
+async fn termination() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

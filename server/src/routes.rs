@@ -1,0 +1,151 @@
+//! The HTTP surface: routes, limits and the raw-engine endpoint.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_stream::StreamExt;
+use uniaudio::generate_json::{request_from_value, RequestDefaults};
+use uniaudio_lm::GenerateOptions;
+
+use crate::worker::{Fault, Job, Reply};
+use crate::{ApiError, ServeOptions, Shared};
+
+pub struct AppState {
+    pub jobs: Mutex<std::sync::mpsc::Sender<Job>>,
+    pub shared: Arc<Shared>,
+    pub opts: ServeOptions,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/v1/models", get(models))
+        .route("/v1/generate", post(generate))
+        .route("/v1/audio/speech", post(not_served))
+        .route("/v1/audio/transcriptions", post(not_served))
+        .route("/v1/audio/answer", post(not_served))
+        .layer(DefaultBodyLimit::max(state.opts.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::auth::require_key))
+        .layer(middleware::from_fn_with_state(state.clone(), record))
+        .with_state(state)
+}
+
+/// Counts every answer by route and status, with its latency (to the response head).
+async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let endpoint = request.extensions().get::<MatchedPath>().map_or_else(|| "other".to_string(), |p| p.as_str().to_string());
+    let t = Instant::now();
+    let response = next.run(request).await;
+    state.shared.observe_request(&endpoint, response.status().as_u16(), t.elapsed().as_secs_f64());
+    response
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let s = &state.shared;
+    if let Some(msg) = s.failure() {
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "failed", "error": msg}))).into_response();
+    }
+    if !s.is_ready() {
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "loading"}))).into_response();
+    }
+    Json(json!({"status": "ok"})).into_response()
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    ([("content-type", "text/plain; version=0.0.4")], state.shared.render()).into_response()
+}
+
+async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({"object": "list", "data": [{"id": state.opts.model_name, "object": "model", "owned_by": "uniaudio"}]}))
+}
+
+async fn not_served() -> ApiError {
+    ApiError::new(501, "this server runs the raw engine only: POST /v1/generate with prompt frames (task endpoints are not served yet)")
+}
+
+/// An accepted request: counted in flight until dropped.
+struct InFlight(Arc<Shared>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Admits one more request or refuses with 429 (queue full) or 503 (not loaded).
+fn admit(state: &AppState) -> Result<InFlight, ApiError> {
+    let s = &state.shared;
+    if !s.is_ready() {
+        return Err(ApiError::unavailable(s.failure().map_or("the model is still loading; retry when /health says ok".into(), |m| format!("the model failed to load: {m}"))));
+    }
+    let limit = state.opts.queue_limit;
+    if s.in_flight.fetch_add(1, Ordering::AcqRel) >= limit {
+        s.in_flight.fetch_sub(1, Ordering::AcqRel);
+        return Err(ApiError::new(429, format!("the server has {limit} requests in flight (--queue-limit); retry later")));
+    }
+    Ok(InFlight(s.clone()))
+}
+
+/// `POST /v1/generate`: one request object of `generate --requests`; the answer is the
+/// object `uniaudio generate` prints, or with `"stream": true` Server-Sent Events (`frame`
+/// or `text` per step, then `done` with the whole object, or `error`).
+async fn generate(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
+    let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
+    let obj = value.as_object().ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
+    let stream = match obj.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::bad_request("`stream` must be true or false")),
+    };
+    let fault = match (state.opts.fault_injection, obj.get("test_fault").and_then(Value::as_str)) {
+        (true, Some("error")) => Some(Fault::Error),
+        (true, Some("panic")) => Some(Fault::Panic),
+        _ => None,
+    };
+    let defaults = RequestDefaults { kind: None, options: GenerateOptions::default() };
+    let (frames, opts) = request_from_value(&value, &defaults).map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+    if opts.max_steps > state.opts.max_steps_limit {
+        return Err(ApiError::bad_request(format!("`max_steps` {} is above this server's limit of {}", opts.max_steps, state.opts.max_steps_limit)));
+    }
+    let max_len = state.shared.max_seq_len();
+    if max_len > 0 && frames.len() > max_len {
+        return Err(ApiError::new(413, format!("`frames` holds {} frames; the model's context is {max_len} positions", frames.len())));
+    }
+    let guard = admit(&state)?;
+    let (sink, mut replies) = tokio::sync::mpsc::unbounded_channel();
+    let deadline = state.opts.timeout.map(|t| Instant::now() + t);
+    let job = Job::Generate { frames, opts, sink, deadline, fault };
+    state.jobs.lock().unwrap_or_else(|p| p.into_inner()).send(job).map_err(|_| ApiError::unavailable("the server is shutting down"))?;
+    if stream {
+        let events = UnboundedReceiverStream::new(replies).map(move |reply| {
+            let _held = &guard;
+            Ok::<_, Infallible>(match reply {
+                Reply::Frame(codes) => Event::default().event("frame").data(json!({"frame": codes}).to_string()),
+                Reply::Text(token) => Event::default().event("text").data(json!({"token": token}).to_string()),
+                Reply::Done(Ok(v)) => Event::default().event("done").data(v.to_string()),
+                Reply::Done(Err(e)) => Event::default().event("error").data(json!({"status": e.status, "message": e.message}).to_string()),
+            })
+        });
+        return Ok(Sse::new(events).into_response());
+    }
+    // Streamed pieces are not needed here; the final object carries them.
+    while let Some(reply) = replies.recv().await {
+        if let Reply::Done(result) = reply {
+            drop(guard);
+            return result.map(|v| Json(v).into_response());
+        }
+    }
+    drop(guard);
+    Err(ApiError::internal("the engine stopped before answering"))
+}

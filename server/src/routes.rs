@@ -37,6 +37,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/audio/transcriptions", post(not_served))
         .route("/v1/audio/answer", post(not_served))
         .layer(DefaultBodyLimit::max(state.opts.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), refuse_large_bodies))
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::require_key))
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .with_state(state)
@@ -49,6 +50,20 @@ async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next
     let response = next.run(request).await;
     state.shared.observe_request(&endpoint, response.status().as_u16(), t.elapsed().as_secs_f64());
     response
+}
+
+/// A declared body above the limit is refused from its Content-Length, before any of it
+/// is read (bodies without one are cut off at the limit as they stream in).
+async fn refuse_large_bodies(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let limit = state.opts.max_body_bytes;
+    let declared = request.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        let mut r = ApiError::new(413, format!("the body is {} bytes; this server takes at most {limit} (--max-body-mib)", declared.unwrap_or(0))).into_response();
+        // The unread body would otherwise be parsed as the next request.
+        r.headers_mut().insert("connection", axum::http::HeaderValue::from_static("close"));
+        return r;
+    }
+    next.run(request).await
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {

@@ -69,7 +69,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         model_name: lm_dir.file_name().map_or("uniaudio-2.0".into(), |n| n.to_string_lossy().into_owned()),
         fault_injection: false,
     };
-    let server = uniaudio_server::start_with_signals(lm_dir.clone(), backend, opts).context("starting the server")?;
+    let server = uniaudio_server::start_with_signals(paths, backend, opts).context("starting the server")?;
     eprintln!("serving {} on http://{} ({described}); /health turns ok once the model is loaded", lm_dir.display(), server.addr());
     server.join()?;
     eprintln!("stopped");

@@ -10,15 +10,15 @@ mod api_error;
 mod auth;
 pub mod metrics;
 mod routes;
+mod tasks;
 mod worker;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use uniaudio::AnyBackend;
+use uniaudio::{AnyBackend, ModelPaths};
 use uniaudio_lm::EngineOptions;
 
 pub use api_error::ApiError;
@@ -109,16 +109,17 @@ impl ServerHandle {
 
 /// Binds, starts loading the model on the engine thread, and serves in the background.
 /// `/health` answers 503 until the model is loaded.
-pub fn start(lm_dir: PathBuf, backend: AnyBackend, opts: ServeOptions) -> Result<ServerHandle> {
-    start_inner(lm_dir, backend, opts, false)
+pub fn start(model: ModelPaths, backend: AnyBackend, opts: ServeOptions) -> Result<ServerHandle> {
+    start_inner(model, backend, opts, false)
 }
 
 /// `start`, also stopping gracefully on SIGTERM or SIGINT (the command line's server).
-pub fn start_with_signals(lm_dir: PathBuf, backend: AnyBackend, opts: ServeOptions) -> Result<ServerHandle> {
-    start_inner(lm_dir, backend, opts, true)
+pub fn start_with_signals(model: ModelPaths, backend: AnyBackend, opts: ServeOptions) -> Result<ServerHandle> {
+    start_inner(model, backend, opts, true)
 }
 
-fn start_inner(lm_dir: PathBuf, backend: AnyBackend, opts: ServeOptions, signals: bool) -> Result<ServerHandle> {
+fn start_inner(model: ModelPaths, backend: AnyBackend, opts: ServeOptions, signals: bool) -> Result<ServerHandle> {
+    model.require(uniaudio::Part::Lm, "serve")?;
     if opts.queue_limit == 0 || opts.engine.max_batch == 0 {
         anyhow::bail!("the queue limit and the batch must both be at least 1");
     }
@@ -130,9 +131,9 @@ fn start_inner(lm_dir: PathBuf, backend: AnyBackend, opts: ServeOptions, signals
     let engine_thread = {
         let (shared, engine) = (shared.clone(), opts.engine.clone());
         std::thread::Builder::new().name("uniaudio-engine".into()).spawn(move || match backend {
-            AnyBackend::Cpu(b) => worker::run(b, lm_dir, engine, receiver, shared),
-            AnyBackend::Wgpu(b) => worker::run(b, lm_dir, engine, receiver, shared),
-            AnyBackend::Cuda(b) => worker::run(b, lm_dir, engine, receiver, shared),
+            AnyBackend::Cpu(b) => worker::run(b, model, engine, receiver, shared),
+            AnyBackend::Wgpu(b) => worker::run(b, model, engine, receiver, shared),
+            AnyBackend::Cuda(b) => worker::run(b, model, engine, receiver, shared),
         })?
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

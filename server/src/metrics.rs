@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use uniaudio_lm::{Engine, LmConfig};
+
 use uniaudio_runtime::Backend;
 
 /// Upper bounds of the latency histogram, seconds.

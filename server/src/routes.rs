@@ -33,9 +33,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/models", get(models))
         .route("/v1/generate", post(generate))
-        .route("/v1/audio/speech", post(not_served))
-        .route("/v1/audio/transcriptions", post(not_served))
-        .route("/v1/audio/answer", post(not_served))
+        .route("/v1/audio/speech", post(crate::tasks::speech))
+        .route("/v1/audio/transcriptions", post(crate::tasks::transcriptions))
+        .route("/v1/audio/answer", post(crate::tasks::answer))
         .layer(DefaultBodyLimit::max(state.opts.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), refuse_large_bodies))
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::require_key))
@@ -85,12 +85,8 @@ async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
     Json(json!({"object": "list", "data": [{"id": state.opts.model_name, "object": "model", "owned_by": "uniaudio"}]}))
 }
 
-async fn not_served() -> ApiError {
-    ApiError::new(501, "this server runs the raw engine only: POST /v1/generate with prompt frames (task endpoints are not served yet)")
-}
-
 /// An accepted request: counted in flight until dropped.
-struct InFlight(Arc<Shared>);
+pub(crate) struct InFlight(Arc<Shared>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -99,7 +95,7 @@ impl Drop for InFlight {
 }
 
 /// Admits one more request or refuses with 429 (queue full) or 503 (not loaded).
-fn admit(state: &AppState) -> Result<InFlight, ApiError> {
+pub(crate) fn admit(state: &AppState) -> Result<InFlight, ApiError> {
     let s = &state.shared;
     if !s.is_ready() {
         return Err(ApiError::unavailable(s.failure().map_or("the model is still loading; retry when /health says ok".into(), |m| format!("the model failed to load: {m}"))));
@@ -149,7 +145,8 @@ async fn generate(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Res
                 Reply::Frame(codes) => Event::default().event("frame").data(json!({"frame": codes}).to_string()),
                 Reply::Text(token) => Event::default().event("text").data(json!({"token": token}).to_string()),
                 Reply::Done(Ok(v)) => Event::default().event("done").data(v.to_string()),
-                Reply::Done(Err(e)) => Event::default().event("error").data(json!({"status": e.status, "message": e.message}).to_string()),
+                Reply::Done(Err(e)) | Reply::Task(Err(e)) => Event::default().event("error").data(json!({"status": e.status, "message": e.message}).to_string()),
+                Reply::Task(Ok(_)) => Event::default().event("error").data(json!({"status": 500, "message": "unexpected task reply"}).to_string()),
             })
         });
         return Ok(Sse::new(events).into_response());

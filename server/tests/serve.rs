@@ -43,7 +43,8 @@ fn model_dir() -> &'static Path {
 
 fn start(opts: ServeOptions) -> ServerHandle {
     let opts = ServeOptions { port: 0, fault_injection: true, ..opts };
-    let server = uniaudio_server::start(model_dir().to_path_buf(), AnyBackend::Cpu(Cpu::new()), opts).unwrap();
+    let paths = uniaudio::ModelPaths::resolve(Some(model_dir()), None, None).unwrap();
+    let server = uniaudio_server::start(paths, AnyBackend::Cpu(Cpu::new()), opts).unwrap();
     let t = Instant::now();
     while request(server.addr(), "GET", "/health", &[], b"").status != 200 {
         assert!(t.elapsed() < Duration::from_secs(60), "the server never became ready");
@@ -130,7 +131,8 @@ fn bad_requests_get_clear_errors_and_the_server_goes_on() {
         expect(post(&server, &faulty), 500, if fault == "error" { "injected" } else { "internal error" });
         assert_eq!(post(&server, &good).status, 200);
     }
-    expect(request(addr, "POST", "/v1/audio/speech", &[], b"{}"), 501, "/v1/generate");
+    // This model directory has no tokenizer or codec: the task endpoints say so.
+    expect(request(addr, "POST", "/v1/audio/speech", &[], br#"{"input": "hi"}"#), 501, "tokenizer");
     assert_eq!(request(addr, "GET", "/nowhere", &[], b"").status, 404);
     let metrics = request(addr, "GET", "/metrics", &[], b"").text();
     assert!(metrics.contains("uniaudio_requests_total{endpoint=\"/v1/generate\",status=\"400\"} 6"), "{metrics}");

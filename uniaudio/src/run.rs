@@ -10,7 +10,7 @@ use uniaudio_codec::{Codec, DecodeOptions, Noise};
 use uniaudio_lm::config::CODEBOOKS;
 use uniaudio_lm::tasks::{build_prompt, AudioTokens, BuiltPrompt, Task, TaskInputs};
 use uniaudio_lm::tokenizer::TextTokenizer;
-use uniaudio_lm::{GenerateOptions, Generator, LmConfig, OutputKind, StopReason, UniAudioLm};
+use uniaudio_lm::{GenerateOptions, GenerateOutput, Generator, LmConfig, OutputKind, StopReason, UniAudioLm};
 use uniaudio_runtime::Backend;
 
 use crate::long_form;
@@ -36,6 +36,29 @@ pub struct Models<B: Backend> {
     pub encoder: Option<Encoder<B>>,
     /// The codec decoder.
     pub codec: Option<Codec<B>>,
+}
+
+/// A task ready for the LM: its prompt and generation settings.
+pub struct Prepared {
+    /// The prompt frames and the task's instruction and sampler defaults.
+    pub prompt: BuiltPrompt,
+    /// The generation settings.
+    pub opts: GenerateOptions,
+    /// The encoded input audio, if any.
+    pub input_tokens: Option<AudioTokens>,
+    /// Seconds of input audio, if any.
+    pub input_seconds: Option<f64>,
+    /// Time spent so far.
+    pub timings: Timings,
+    start: Instant,
+}
+
+/// What `Models::prepare` found.
+pub enum Preparation {
+    /// Ready to generate.
+    Ready(Prepared),
+    /// The input is too long for one prompt: the task runs window by window (`run`).
+    Windows,
 }
 
 /// The parts `task` reads.
@@ -90,6 +113,47 @@ impl<B: Backend> Models<B> {
 
     /// Runs `req`, reporting progress and streamed text through `events`.
     pub fn run(&self, bk: &B, req: &TaskRequest, events: &mut dyn FnMut(Event)) -> Result<TaskOutput> {
+        let prepared = match self.prepare(bk, req, events)? {
+            Preparation::Ready(p) => p,
+            Preparation::Windows => {
+                let Some(AudioInput::Samples24k(samples)) = &req.audio else { bail!("long-form windows need input samples") };
+                return self.run_windows(bk, req, samples, Instant::now(), events);
+            }
+        };
+        let mut g = Generator::new(self.lm()?, bk, &prepared.prompt.frames, &prepared.opts)?;
+        let mut timings = prepared.timings.clone();
+        let t = Instant::now();
+        g.prefill()?;
+        timings.prefill_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let mut stream = TextStream::new(self.tokenizer()?);
+        let mut streamed = 0;
+        loop {
+            let more = g.step()?;
+            for &id in &g.text_ids()[streamed..] {
+                let piece = stream.push(id);
+                if !piece.is_empty() {
+                    events(Event::Text(&piece));
+                }
+            }
+            streamed = g.text_ids().len();
+            events(Event::Progress { stage: Stage::Generate, done: g.steps(), total: prepared.opts.max_steps });
+            if !more {
+                break;
+            }
+        }
+        let rest = stream.finish();
+        if !rest.is_empty() {
+            events(Event::Text(&rest));
+        }
+        let generated = g.finish();
+        timings.generate_s = t.elapsed().as_secs_f64();
+        self.finish(bk, req, Prepared { timings, ..prepared }, generated, events)
+    }
+
+    /// Everything before generation: checks, input encoding and the prompt. An input too
+    /// long for one prompt of a task that can be windowed gives `Preparation::Windows`.
+    pub fn prepare(&self, bk: &B, req: &TaskRequest, events: &mut dyn FnMut(Event)) -> Result<Preparation> {
         let start = Instant::now();
         let task = req.task;
         check_text_inputs(task, &req.text)?;
@@ -112,7 +176,7 @@ impl<B: Backend> Models<B> {
                 let prompt = self.prompt(req, Some(placeholder))?;
                 let room = (config.max_seq_len + 1).saturating_sub(prompt.frames.len());
                 if room < MIN_ROOM && long_form::windowable(task) && req.prompt_frames.is_none() && samples.len() > long_form::WINDOW_SECONDS * SAMPLE_RATE {
-                    return self.run_windows(bk, req, samples, start, events);
+                    return Ok(Preparation::Windows);
                 }
                 // Only the refusal matters here; the budget is reported once, below.
                 step_budget(config, task, prompt.frames.len(), req.sampling.max_steps, Some(seconds), &mut |_| {})?;
@@ -137,34 +201,15 @@ impl<B: Backend> Models<B> {
             max_steps,
             cfg_scale: req.sampling.cfg_scale,
         };
-        let mut g = Generator::new(self.lm()?, bk, &prompt.frames, &opts)?;
-        let t = Instant::now();
-        g.prefill()?;
-        timings.prefill_s = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let mut stream = TextStream::new(self.tokenizer()?);
-        let mut streamed = 0;
-        loop {
-            let more = g.step()?;
-            for &id in &g.text_ids()[streamed..] {
-                let piece = stream.push(id);
-                if !piece.is_empty() {
-                    events(Event::Text(&piece));
-                }
-            }
-            streamed = g.text_ids().len();
-            events(Event::Progress { stage: Stage::Generate, done: g.steps(), total: max_steps });
-            if !more {
-                break;
-            }
-        }
-        let rest = stream.finish();
-        if !rest.is_empty() {
-            events(Event::Text(&rest));
-        }
-        let generated = g.finish();
-        timings.generate_s = t.elapsed().as_secs_f64();
+        Ok(Preparation::Ready(Prepared { prompt, opts, input_tokens, input_seconds, timings, start }))
+    }
 
+    /// Everything after generation: the text detokenised, or the reconstruction frames
+    /// decoded to a waveform.
+    pub fn finish(&self, bk: &B, req: &TaskRequest, prepared: Prepared, generated: GenerateOutput, events: &mut dyn FnMut(Event)) -> Result<TaskOutput> {
+        let Prepared { prompt, opts, input_tokens, input_seconds, mut timings, start } = prepared;
+        let task = req.task;
+        let config = &self.lm()?.config;
         let (text, audio) = match task.output_kind() {
             OutputKind::Text => (Some(self.tokenizer()?.decode(&generated.text_ids)?), None),
             OutputKind::Audio => {
@@ -172,7 +217,7 @@ impl<B: Backend> Models<B> {
                 if generated.reconstruction.is_empty() {
                     bail!(
                         "the LM produced no reconstruction frames within {} steps (stopped by {}); raise --max-steps or change --seed",
-                        max_steps,
+                        opts.max_steps,
                         stop_name(generated.stopped_by)
                     );
                 }
@@ -197,7 +242,7 @@ impl<B: Backend> Models<B> {
             top_k: opts.top_k,
             temperature: opts.temperature,
             seed: opts.seed,
-            max_steps,
+            max_steps: opts.max_steps,
             instruction: prompt.instruction,
             prompt_positions: prompt.frames.len(),
             max_seq_len: config.max_seq_len,

@@ -1,0 +1,202 @@
+//! The task endpoints, in the shape audio APIs already use: text to audio
+//! (`/v1/audio/speech`), audio to text (`/v1/audio/transcriptions`) and audio question
+//! answering (`/v1/audio/answer`). Each runs on the shared engine like any other request.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Multipart, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use uniaudio::{AudioInput, CodecSettings, Sampling, Task, TaskRequest, TaskText};
+
+use crate::routes::{admit, AppState};
+use crate::worker::{Job, Reply, TaskReply};
+use crate::ApiError;
+
+/// Characters of `input` a speech request may carry.
+const MAX_INPUT_CHARS: usize = 4096;
+/// Seconds of audio a transcription or answer request may carry (one prompt window).
+const MAX_AUDIO_SECONDS: f64 = 30.0;
+/// Euler steps of the codec's flow model a request may ask for.
+const MAX_CODEC_STEPS: u64 = 100;
+
+/// Sends a task to the engine thread and waits for its answer.
+async fn run_task(state: &Arc<AppState>, request: TaskRequest) -> Result<TaskReply, ApiError> {
+    let guard = admit(state)?;
+    let (sink, mut replies) = tokio::sync::mpsc::unbounded_channel();
+    let deadline = state.opts.timeout.map(|t| Instant::now() + t);
+    let job = Job::Task { request: Box::new(request), sink, deadline };
+    state.jobs.lock().unwrap_or_else(|p| p.into_inner()).send(job).map_err(|_| ApiError::unavailable("the server is shutting down"))?;
+    let answer = loop {
+        match replies.recv().await {
+            Some(Reply::Task(r)) => break r,
+            Some(Reply::Done(Err(e))) => break Err(e),
+            Some(_) => continue,
+            None => break Err(ApiError::internal("the engine stopped before answering")),
+        }
+    };
+    drop(guard);
+    answer
+}
+
+fn field<'a>(obj: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a Value> {
+    obj.get(name).filter(|v| !v.is_null())
+}
+
+fn uint(obj: &serde_json::Map<String, Value>, name: &str) -> Result<Option<u64>, ApiError> {
+    field(obj, name).map(|v| v.as_u64().ok_or_else(|| ApiError::bad_request(format!("`{name}` must be a non-negative integer")))).transpose()
+}
+
+fn text(obj: &serde_json::Map<String, Value>, name: &str) -> Result<Option<String>, ApiError> {
+    field(obj, name).map(|v| v.as_str().map(str::to_string).ok_or_else(|| ApiError::bad_request(format!("`{name}` must be a string")))).transpose()
+}
+
+/// `POST /v1/audio/speech`: `{"input", "task"?: tts|tta|ttm|song|instruct-tts, "caption"?,
+/// "response_format"?: wav|pcm, "speed"?: 1, "seed"?, "top_k"?, "temperature"?,
+/// "steps"?, "max_steps"?}` (other fields, such as `model` and `voice`, are ignored) ->
+/// 24 kHz mono audio: a 16-bit WAV file, or raw 16-bit little-endian PCM.
+pub async fn speech(State(state): State<Arc<AppState>>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+    let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
+    let obj = value.as_object().ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
+    let input = text(obj, "input")?.ok_or_else(|| ApiError::bad_request("missing `input`"))?;
+    if input.chars().count() > MAX_INPUT_CHARS {
+        return Err(ApiError::new(413, format!("`input` is longer than {MAX_INPUT_CHARS} characters")));
+    }
+    let caption = text(obj, "caption")?;
+    let task_name = text(obj, "task")?.unwrap_or_else(|| "tts".into());
+    let (task, text_in) = match task_name.as_str() {
+        "tts" => (Task::Tts, TaskText { text: Some(input), ..Default::default() }),
+        "tta" => (Task::Tta, TaskText { caption: Some(input), ..Default::default() }),
+        "ttm" => (Task::Ttm, TaskText { caption: Some(input), ..Default::default() }),
+        "song" => (Task::Lts, TaskText { lyrics: Some(input), ..Default::default() }),
+        "instruct-tts" => {
+            let caption = caption.clone().ok_or_else(|| ApiError::bad_request("task instruct-tts needs `caption` (the speaking style)"))?;
+            (Task::InstructTts, TaskText { text: Some(input), caption: Some(caption), ..Default::default() })
+        }
+        other => return Err(ApiError::bad_request(format!("`task` must be tts, tta, ttm, song or instruct-tts, got `{other}`"))),
+    };
+    if caption.is_some() && task != Task::InstructTts {
+        return Err(ApiError::bad_request(format!("`caption` is only for task instruct-tts (task {task_name} takes its text in `input`)")));
+    }
+    let format = text(obj, "response_format")?.unwrap_or_else(|| "wav".into());
+    if format != "wav" && format != "pcm" {
+        return Err(ApiError::bad_request(format!("`response_format` must be wav or pcm, got `{format}`")));
+    }
+    if let Some(speed) = field(obj, "speed") {
+        if speed.as_f64() != Some(1.0) {
+            return Err(ApiError::bad_request("`speed` other than 1 is not supported"));
+        }
+    }
+    let steps = uint(obj, "steps")?.unwrap_or(CodecSettings::default().steps as u64);
+    if steps == 0 || steps > MAX_CODEC_STEPS {
+        return Err(ApiError::bad_request(format!("`steps` must be 1..={MAX_CODEC_STEPS}")));
+    }
+    let max_steps = uint(obj, "max_steps")?.map(|n| n as usize);
+    if max_steps.is_some_and(|n| n > state.opts.max_steps_limit) {
+        return Err(ApiError::bad_request(format!("`max_steps` is above this server's limit of {}", state.opts.max_steps_limit)));
+    }
+    let temperature = match field(obj, "temperature") {
+        None => None,
+        Some(v) => Some(v.as_f64().ok_or_else(|| ApiError::bad_request("`temperature` must be a number"))? as f32),
+    };
+    let sampling = Sampling { top_k: uint(obj, "top_k")?.map(|k| k as usize), temperature, seed: uint(obj, "seed")?.unwrap_or(888), max_steps, cfg_scale: None };
+    let request = TaskRequest { task, text: text_in, audio: None, sampling, codec: CodecSettings { steps: steps as usize, ..Default::default() }, prompt_frames: None };
+    match run_task(&state, request).await? {
+        TaskReply::Audio { samples, sample_rate } => {
+            let pcm = pcm16(&samples);
+            Ok(if format == "pcm" { ([("content-type", "audio/pcm")], pcm).into_response() } else { ([("content-type", "audio/wav")], wav(&pcm, sample_rate)).into_response() })
+        }
+        TaskReply::Text(_) => Err(ApiError::internal("the task produced text, not audio")),
+    }
+}
+
+/// Samples in [-1, 1] as 16-bit little-endian PCM (clipped).
+pub fn pcm16(samples: &[f32]) -> Vec<u8> {
+    samples.iter().flat_map(|&s| ((s.clamp(-1.0, 1.0) * 32767.0).round() as i16).to_le_bytes()).collect()
+}
+
+/// A mono 16-bit WAV file around `pcm`.
+fn wav(pcm: &[u8], rate: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(44 + pcm.len());
+    let data = pcm.len() as u32;
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    out.extend_from_slice(&1u16.to_le_bytes()); // mono
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * 2).to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data.to_le_bytes());
+    out.extend_from_slice(pcm);
+    out
+}
+
+/// The multipart fields of an audio request: the decoded `file` at 24 kHz and the text fields.
+async fn read_form(mut form: Multipart) -> Result<(Vec<f32>, std::collections::HashMap<String, String>), ApiError> {
+    let bad = |e: axum::extract::multipart::MultipartError| ApiError::bad_request(format!("malformed multipart body: {}", e.body_text()));
+    let mut file = None;
+    let mut fields = std::collections::HashMap::new();
+    while let Some(part) = form.next_field().await.map_err(bad)? {
+        let name = part.name().unwrap_or_default().to_string();
+        if name == "file" {
+            let filename = part.file_name().unwrap_or("file").to_string();
+            file = Some((filename, part.bytes().await.map_err(bad)?));
+        } else if !name.is_empty() {
+            fields.insert(name, part.text().await.map_err(bad)?);
+        }
+    }
+    let (filename, bytes) = file.ok_or_else(|| ApiError::bad_request("missing the `file` field (the audio)"))?;
+    // Decoding and resampling are CPU work: off the async threads.
+    let samples = tokio::task::spawn_blocking(move || -> Result<Vec<f32>, ApiError> {
+        let audio = uniaudio_audio::decode_audio(&bytes, &filename).map_err(|e| ApiError::bad_request(format!("`file` is not audio this server can read: {e}")))?;
+        if audio.sample_rate == 0 || audio.samples.is_empty() {
+            return Err(ApiError::bad_request("`file` holds no samples"));
+        }
+        let seconds = audio.samples.len() as f64 / audio.sample_rate as f64;
+        if seconds > MAX_AUDIO_SECONDS {
+            return Err(ApiError::new(413, format!("`file` is {seconds:.1} s long; this server takes at most {MAX_AUDIO_SECONDS} s per request")));
+        }
+        Ok(uniaudio_audio::resample(&audio.samples, audio.sample_rate, 24_000))
+    })
+    .await
+    .map_err(|_| ApiError::internal("decoding the audio failed"))??;
+    Ok((samples, fields))
+}
+
+/// `POST /v1/audio/transcriptions` (multipart: `file`, optional `task` = asr | caption |
+/// music-caption | lyrics; `model` and `prompt` are ignored) -> `{"text": ...}`.
+pub async fn transcriptions(State(state): State<Arc<AppState>>, form: Multipart) -> Result<Json<Value>, ApiError> {
+    let (samples, fields) = read_form(form).await?;
+    let task = match fields.get("task").map(String::as_str).unwrap_or("asr") {
+        "asr" => Task::Asr,
+        "caption" => Task::AudioCaption,
+        "music-caption" => Task::MusicCaption,
+        "lyrics" => Task::LyricRecognition,
+        other => return Err(ApiError::bad_request(format!("`task` must be asr, caption, music-caption or lyrics, got `{other}`"))),
+    };
+    understand(&state, task, samples, TaskText::default()).await
+}
+
+/// `POST /v1/audio/answer` (multipart: `file`, `question`) -> `{"text": ...}`.
+pub async fn answer(State(state): State<Arc<AppState>>, form: Multipart) -> Result<Json<Value>, ApiError> {
+    let (samples, fields) = read_form(form).await?;
+    let question = fields.get("question").filter(|q| !q.trim().is_empty()).ok_or_else(|| ApiError::bad_request("missing `question`"))?;
+    if question.chars().count() > MAX_INPUT_CHARS {
+        return Err(ApiError::new(413, format!("`question` is longer than {MAX_INPUT_CHARS} characters")));
+    }
+    understand(&state, Task::AudioUnderstanding, samples, TaskText { question: Some(question.clone()), ..Default::default() }).await
+}
+
+async fn understand(state: &Arc<AppState>, task: Task, samples: Vec<f32>, text: TaskText) -> Result<Json<Value>, ApiError> {
+    let request = TaskRequest { task, text, audio: Some(AudioInput::Samples24k(samples)), sampling: Sampling::default(), codec: CodecSettings::default(), prompt_frames: None };
+    match run_task(state, request).await? {
+        TaskReply::Text(text) => Ok(Json(json!({"text": text}))),
+        TaskReply::Audio { .. } => Err(ApiError::internal("the task produced audio, not text")),
+    }
+}

@@ -64,7 +64,7 @@ fn auto_preset(dtype: DType, dir: &Path) -> Preset {
 }
 
 /// The preset's model directory, synthesized on first use and reused afterwards.
-fn preset_model(preset: Preset, dtype: DType) -> Result<PathBuf> {
+pub(crate) fn preset_model(preset: Preset, dtype: DType) -> Result<PathBuf> {
     let config = preset.config();
     let dir = cache_dir().join(format!("bench-{}-{}-v1", preset.name(), dtype));
     if let Ok(existing) = LmConfig::from_file(&dir.join("config.json")) {

@@ -4,6 +4,7 @@ mod audio_in;
 mod backend;
 mod bench;
 mod bench_batch;
+mod bench_serve;
 mod bench_codec;
 mod bench_encoder;
 mod bench_gemv;
@@ -88,6 +89,8 @@ enum Command {
     Codec(codec::CodecCommand),
     /// Decode-GEMV benchmark: achieved GB/s against this machine's measured read bandwidth.
     BenchGemv(bench_gemv::BenchGemvArgs),
+    /// Serving benchmark: a local server under concurrent streaming clients.
+    BenchServe(bench_serve::BenchServeArgs),
 }
 
 /// Vulkan's window-system layers print `error: XDG_RUNTIME_DIR is invalid` while wgpu
@@ -124,6 +127,7 @@ fn main() -> ExitCode {
         Command::Synth(args) => synth::run(args),
         Command::Bench(args) => bench::run(args),
         Command::BenchGemv(args) => bench_gemv::run(args),
+        Command::BenchServe(args) => bench_serve::run(args),
         Command::Codec(cmd) => codec::run(cmd),
         Command::Tts(args) => pipeline::run(Task::Tts, args),
         Command::Tta(args) => pipeline::run(Task::Tta, args),

@@ -8,6 +8,7 @@
 
 mod api_error;
 mod auth;
+pub mod load;
 pub mod metrics;
 mod routes;
 mod tasks;

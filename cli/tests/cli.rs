@@ -337,3 +337,50 @@ fn wgpu_backend_generates_what_the_cpu_does() {
     };
     assert_eq!(gen("wgpu"), gen("cpu"), "same seed, same samples on both backends");
 }
+
+/// `uniaudio serve`: answers /v1/generate with exactly what `generate` prints, and on
+/// SIGTERM finishes and exits 0.
+#[cfg(unix)]
+#[test]
+fn serve_answers_like_generate_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut child = bin()
+        .args(["serve", "--backend", "cpu", "--port", "0", "--model"])
+        .arg(model_dir())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("serve printed its address").unwrap();
+        if let Some(rest) = line.split("http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let call = |method: &str, path: &str, body: &str| -> (u16, String) {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(s, "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}", body.len()).unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        let status = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (status, raw.split("\r\n\r\n").nth(1).unwrap_or_default().to_string())
+    };
+    let t = std::time::Instant::now();
+    while call("GET", "/health", "").0 != 200 {
+        assert!(t.elapsed().as_secs() < 60, "never ready");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let case = &cases()[3];
+    let line = serde_json::json!({"frames": case["prompt"], "output_kind": "text", "top_k": 1, "max_steps": case["max_steps"]});
+    let (status, body) = call("POST", "/v1/generate", &line.to_string());
+    assert_eq!(status, 200, "{body}");
+    let tmp = tempfile::tempdir().unwrap();
+    let prompt = write_prompt(tmp.path(), &case["prompt"]);
+    let solo = run(bin().args(["generate", "--backend", "cpu", "--model"]).arg(model_dir()).arg("--prompt").arg(&prompt).args(["--output-kind", "text", "--top-k", "1", "--max-steps"]).arg(case["max_steps"].to_string()));
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), serde_json::from_slice::<Value>(&solo.stdout).unwrap());
+    // SAFETY: kill with a valid pid and signal number.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status {status}");
+    assert!(lines.any(|l| l.is_ok_and(|l| l.contains("stopped"))));
+}

@@ -150,18 +150,19 @@ impl<'m, B: Backend> Generator<'m, B> {
         Ok(())
     }
 
-    fn out(&self) -> Option<&GenerateOutput> {
+    /// The output so far (before `finish`, without the reference's list handling).
+    pub fn output(&self) -> Option<&GenerateOutput> {
         self.output.as_ref().or_else(|| self.engine.partial(self.id))
     }
 
     /// Steps run so far.
     pub fn steps(&self) -> usize {
-        self.out().map_or(0, |o| o.steps)
+        self.output().map_or(0, |o| o.steps)
     }
 
     /// Text ids sampled so far (text tasks), for streaming.
     pub fn text_ids(&self) -> &[u32] {
-        self.out().map_or(&[], |o| &o.text_ids)
+        self.output().map_or(&[], |o| &o.text_ids)
     }
 
     /// The output with the reference's list handling (first stored frame of each phase dropped).

@@ -15,11 +15,13 @@ use anyhow::{Context, Result};
 use uniaudio_codec::{DecodeOptions, Noise};
 use uniaudio_lm::config::CODEBOOKS;
 use uniaudio_lm::tasks::{AudioTokens, Task};
+use uniaudio_lm::{Frame, GenerateOptions, GenerateOutput};
 use uniaudio_runtime::{Backend, Precision};
 
 use crate::backend::{AnyBackend, BackendKind};
 use crate::paths::{ModelPaths, Part};
 use crate::request::{AudioInput, CodecSettings, Event, Sampling, TaskOutput, TaskRequest, TaskText};
+use crate::generation::{Generation, Inner};
 use crate::run::{parts_for, Models};
 
 /// How to load a model.
@@ -157,6 +159,26 @@ impl Model {
         };
         let out = self.run(&req, &mut |_| {})?;
         Ok(Audio { samples: out.audio.context("no audio was produced")?, sample_rate: out.sample_rate })
+    }
+
+    /// Streams a generation from prompt frames (as `uniaudio generate` takes them): one
+    /// event per sampled frame or text id, then `Done` with the whole output. The prompt
+    /// is checked and prefilled before this returns.
+    pub fn generate(&mut self, frames: &[Frame], options: &GenerateOptions) -> Result<Generation<'_>> {
+        self.ensure(&[Part::Lm], "generate")?;
+        match &self.on {
+            On::Cpu(b, m) => Generation::new(m, b, frames, options, Inner::Cpu),
+            On::Wgpu(b, m) => Generation::new(m, b, frames, options, Inner::Wgpu),
+            On::Cuda(b, m) => Generation::new(m, b, frames, options, Inner::Cuda),
+        }
+    }
+
+    /// Runs many generation requests together through the continuously batched engine
+    /// (up to `max_batch` rows per step); results in input order, each exactly what the
+    /// request gives alone.
+    pub fn generate_batch(&mut self, requests: &[(Vec<Frame>, GenerateOptions)], max_batch: usize) -> Result<Vec<Result<GenerateOutput>>> {
+        self.ensure(&[Part::Lm], "generate")?;
+        on!(self, |b, m| crate::generation::generate_batch(m, b, requests, max_batch))
     }
 
     /// Audio to reasoning and reconstruction tokens.

@@ -51,3 +51,43 @@ fn one_model_runs_every_kind_of_task() {
     assert!(model.transcribe(&silent).is_err());
     assert_eq!(model.transcribe(&audio).unwrap(), text);
 }
+
+/// `generate` streams one event per frame or token and ends with the output a plain run
+/// gives; `generate_batch` runs requests together with each output equal to its solo run.
+#[test]
+fn generation_streams_events_and_batches_requests() {
+    use uniaudio::{Frame, GenerateEvent, GenerateOptions, OutputKind};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("bundle");
+    uniaudio::synth_bundle::write_synthetic_bundle(&dir, BundlePreset::Tiny, None, &mut |_, _, _| {}).unwrap();
+    let mut model = Model::load(&dir, LoadOptions { backend: BackendKind::Cpu, ..Default::default() }).unwrap();
+    let prompt: Vec<Frame> = [128_000u32, 40, 41, 42, 43, 128_001].into_iter().map(Frame::Text).collect();
+    let opts = |kind, seed| GenerateOptions { kind, top_k: 20, temperature: 0.9, seed, max_steps: 12, cfg_scale: None };
+    let requests = vec![(prompt.clone(), opts(OutputKind::Audio, 1)), (prompt.clone(), opts(OutputKind::Text, 2)), (prompt[..3].to_vec(), opts(OutputKind::Audio, 3))];
+
+    let mut solo = Vec::new();
+    for (frames, o) in &requests {
+        let (mut streamed_frames, mut streamed_text, mut done) = (Vec::new(), Vec::new(), None);
+        for event in model.generate(frames, o).unwrap() {
+            match event.unwrap() {
+                GenerateEvent::Frame(f) => streamed_frames.push(f),
+                GenerateEvent::Text(t) => streamed_text.push(t),
+                GenerateEvent::Done(out) => done = Some(out),
+            }
+        }
+        let out = done.expect("the stream ends with Done");
+        assert_eq!((&out.frames, &out.text_ids), (&streamed_frames, &streamed_text));
+        assert!(out.steps > 0 && out.stopped_by.is_some());
+        solo.push(out);
+    }
+    let batched = model.generate_batch(&requests, 4).unwrap();
+    for (i, (a, b)) in solo.iter().zip(&batched).enumerate() {
+        let b = b.as_ref().unwrap();
+        assert_eq!((&a.frames, &a.reconstruction, &a.text_ids, a.stopped_by, a.steps), (&b.frames, &b.reconstruction, &b.text_ids, b.stopped_by, b.steps), "request {i}");
+    }
+    // Errors are per request (an empty prompt) or before any work (streaming).
+    let mixed = model.generate_batch(&[(Vec::new(), opts(OutputKind::Text, 1)), requests[1].clone()], 2).unwrap();
+    assert!(mixed[0].as_ref().unwrap_err().to_string().contains("no frames"));
+    assert_eq!(mixed[1].as_ref().unwrap().text_ids, solo[1].text_ids);
+    assert!(model.generate(&[Frame::Text(u32::MAX)], &opts(OutputKind::Text, 1)).is_err());
+}

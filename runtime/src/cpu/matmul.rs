@@ -6,7 +6,7 @@
 use rayon::prelude::*;
 
 use super::elementwise::silu_mul;
-use super::simd::{axpy4, dot4, GemvX, Isa};
+use super::simd::{axpy4, dot4, dot4x2, GemvX, Isa};
 use super::view::WeightSlice;
 use crate::op::{RowOrder, WeightLayout};
 
@@ -45,11 +45,13 @@ pub fn gate_up(isa: Isa, x: &[f32], k: usize, w_gate: WeightSlice, w_up: WeightS
     }
     if m == 1 || rows == RowOrder::Invariant {
         let xs = gemv_inputs(x, k);
-        for_each_row_group(out, m, k, |starts, row, out| {
-            let gate = dot4(isa, w_gate, starts, &xs[row]);
-            let up = dot4(isa, w_up, starts, &xs[row]);
-            for (i, o) in out.iter_mut().enumerate() {
-                *o = silu_mul(gate[i], up[i]);
+        for_each_row_group(out, m, k, |starts, row, outs| {
+            let gate = dots(isa, w_gate, starts, &xs, row, outs.len());
+            let up = dots(isa, w_up, starts, &xs, row, outs.len());
+            for (m, out) in outs.iter_mut().enumerate() {
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = silu_mul(gate[m][i], up[m][i]);
+                }
             }
         });
     } else {
@@ -87,11 +89,22 @@ fn rows_per_task(n: usize) -> usize {
     n.div_ceil(tasks).next_multiple_of(4).max(4)
 }
 
+/// The four-row group's dot products with input rows `row..row + count` (count 1 or 2;
+/// a pair shares its weight loads).
+fn dots(isa: Isa, w: WeightSlice, starts: [usize; 4], xs: &[GemvX], row: usize, count: usize) -> [[f32; 4]; 2] {
+    if count == 2 {
+        dot4x2(isa, w, starts, &xs[row], &xs[row + 1])
+    } else {
+        [dot4(isa, w, starts, &xs[row]), [0.0; 4]]
+    }
+}
+
 /// Splits the N outputs per row of a row-major [N, k] weight into parallel tasks and
-/// calls `f` with the element offsets of four consecutive weight rows, an input row, and
-/// that row's (up to four) outputs. All input rows of a group run back to back, so the
-/// group's weights come from memory once and from cache for the other rows.
-fn for_each_row_group(out: &mut [f32], m: usize, k: usize, f: impl Fn([usize; 4], usize, &mut [f32]) + Sync) {
+/// calls `f` with the element offsets of four consecutive weight rows, the first of one
+/// or two input rows, and those rows' (up to four) outputs each. All input rows of a
+/// group run back to back, so the group's weights come from memory once and from cache
+/// for the other rows.
+fn for_each_row_group(out: &mut [f32], m: usize, k: usize, f: impl Fn([usize; 4], usize, &mut [&mut [f32]]) + Sync) {
     let n = out.len() / m;
     let chunk = rows_per_task(n);
     let shared = SharedOut(out.as_mut_ptr());
@@ -102,11 +115,18 @@ fn for_each_row_group(out: &mut [f32], m: usize, k: usize, f: impl Fn([usize; 4]
             let last = (first + 4).min(end) - 1;
             // A short final group repeats its last row rather than reading past the matrix.
             let starts = [0, 1, 2, 3].map(|r| (first + r).min(last) * k);
-            for row in 0..m {
-                // SAFETY: task c alone writes columns c·chunk..end of every row, and
-                // `row · n + last < m · n = out.len()`.
-                let out = unsafe { std::slice::from_raw_parts_mut(shared.0.add(row * n + first), last - first + 1) };
-                f(starts, row, out);
+            let mut row = 0;
+            while row < m {
+                let count = (m - row).min(2);
+                // SAFETY: task c alone writes columns c·chunk..end of every row; the rows
+                // differ, and `(row + 1) · n + last < m · n = out.len()` for a pair.
+                let slice = |r: usize| unsafe { std::slice::from_raw_parts_mut(shared.0.add(r * n + first), last - first + 1) };
+                if count == 2 {
+                    f(starts, row, &mut [slice(row), slice(row + 1)]);
+                } else {
+                    f(starts, row, &mut [slice(row)]);
+                }
+                row += count;
             }
         }
     });
@@ -117,10 +137,12 @@ fn for_each_row_group(out: &mut [f32], m: usize, k: usize, f: impl Fn([usize; 4]
 fn gemv_out_in(isa: Isa, x: &[f32], k: usize, w: WeightSlice, out: &mut [f32], accumulate: bool) {
     let m = x.len() / k;
     let xs = gemv_inputs(x, k);
-    for_each_row_group(out, m, k, |starts, row, out| {
-        let dots = dot4(isa, w, starts, &xs[row]);
-        for (o, d) in out.iter_mut().zip(dots) {
-            store(o, d, accumulate);
+    for_each_row_group(out, m, k, |starts, row, outs| {
+        let d = dots(isa, w, starts, &xs, row, outs.len());
+        for (out, d) in outs.iter_mut().zip(d) {
+            for (o, v) in out.iter_mut().zip(d) {
+                store(o, v, accumulate);
+            }
         }
     });
 }

@@ -187,6 +187,30 @@ pub fn dot4(isa: Isa, w: WeightSlice, starts: [usize; 4], x: &GemvX) -> [f32; 4]
     starts.map(|s| dot_fallback(w, s, x.x))
 }
 
+/// `dot4` of the same four weight rows against two inputs, each weight load shared by
+/// both. Each input's result is bit-identical to `dot4` on it alone (same accumulators,
+/// same order), so a row does not depend on whether it was paired.
+pub fn dot4x2(isa: Isa, w: WeightSlice, starts: [usize; 4], a: &GemvX, b: &GemvX) -> [[f32; 4]; 2] {
+    let k = a.len();
+    assert_eq!(k, b.len(), "dot4x2 input lengths");
+    for s in starts {
+        assert!(s + k <= w.len(), "dot4x2 row out of bounds");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if isa.avx512() {
+        // SAFETY: the features were detected; rows are in bounds (asserted above).
+        unsafe {
+            let x = [a.x.as_ptr(), b.x.as_ptr()];
+            return match w {
+                WeightSlice::F32(s) => avx512::dot4x2_f32(starts.map(|o| s.as_ptr().add(o)), x, k),
+                WeightSlice::F16(s) => avx512::dot4x2_f16(starts.map(|o| s.as_ptr().add(o)), x, k),
+                WeightSlice::BF16(s) => avx512::dot4x2_bf16(starts.map(|o| s.as_ptr().add(o)), x, [a.even_odd32.as_ptr(), b.even_odd32.as_ptr()], k),
+            };
+        }
+    }
+    [dot4(isa, w, starts, a), dot4(isa, w, starts, b)]
+}
+
 fn dot_fallback(w: WeightSlice, start: usize, x: &[f32]) -> f32 {
     // Eight partial sums, as a vector unit would keep them.
     let mut acc = [0f32; 8];
@@ -479,6 +503,77 @@ mod avx512 {
     }
     dot4!(dot4_f32, f32, f32);
     dot4!(dot4_f16, u16, f16);
+
+    /// `dot4_*` for two inputs at once: per input the same accumulators, FMA order,
+    /// reduction and tail as `dot4_*`, with each weight vector loaded once for both.
+    macro_rules! dot4x2 {
+        ($name:ident, $t:ty, $kind:tt) => {
+            #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+            pub unsafe fn $name(rows: [*const $t; 4], x: [*const f32; 2], k: usize) -> [[f32; 4]; 2] {
+                let mut acc = [[[_mm512_setzero_ps(); 2]; 4]; 2];
+                let mut i = 0;
+                while i + 32 <= k {
+                    let x0 = [_mm512_loadu_ps(x[0].add(i)), _mm512_loadu_ps(x[1].add(i))];
+                    let x1 = [_mm512_loadu_ps(x[0].add(i + 16)), _mm512_loadu_ps(x[1].add(i + 16))];
+                    for r in 0..4 {
+                        let w0 = load16!($kind, rows[r].add(i));
+                        let w1 = load16!($kind, rows[r].add(i + 16));
+                        for m in 0..2 {
+                            acc[m][r][0] = _mm512_fmadd_ps(w0, x0[m], acc[m][r][0]);
+                            acc[m][r][1] = _mm512_fmadd_ps(w1, x1[m], acc[m][r][1]);
+                        }
+                    }
+                    i += 32;
+                }
+                let mut out = [[0f32; 4]; 2];
+                for m in 0..2 {
+                    for r in 0..4 {
+                        let mut s = _mm512_reduce_add_ps(_mm512_add_ps(acc[m][r][0], acc[m][r][1]));
+                        for j in i..k {
+                            s += scalar!($kind, *rows[r].add(j)) * *x[m].add(j);
+                        }
+                        out[m][r] = s;
+                    }
+                }
+                out
+            }
+        };
+    }
+    dot4x2!(dot4x2_f32, f32, f32);
+    dot4x2!(dot4x2_f16, u16, f16);
+
+    /// `dot4_bf16` for two inputs at once (see `dot4x2!`).
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn dot4x2_bf16(rows: [*const u16; 4], x: [*const f32; 2], even_odd: [*const f32; 2], k: usize) -> [[f32; 4]; 2] {
+        let mut acc = [[[_mm512_setzero_ps(); 2]; 4]; 2];
+        let high = _mm512_set1_epi32(0xffff_0000u32 as i32);
+        let mut i = 0;
+        while i + 32 <= k {
+            let xe = [_mm512_loadu_ps(even_odd[0].add(i)), _mm512_loadu_ps(even_odd[1].add(i))];
+            let xo = [_mm512_loadu_ps(even_odd[0].add(i + 16)), _mm512_loadu_ps(even_odd[1].add(i + 16))];
+            for r in 0..4 {
+                let raw = _mm512_loadu_si512(rows[r].add(i) as *const _);
+                let even = _mm512_castsi512_ps(_mm512_slli_epi32(raw, 16));
+                let odd = _mm512_castsi512_ps(_mm512_and_si512(raw, high));
+                for m in 0..2 {
+                    acc[m][r][0] = _mm512_fmadd_ps(even, xe[m], acc[m][r][0]);
+                    acc[m][r][1] = _mm512_fmadd_ps(odd, xo[m], acc[m][r][1]);
+                }
+            }
+            i += 32;
+        }
+        let mut out = [[0f32; 4]; 2];
+        for m in 0..2 {
+            for r in 0..4 {
+                let mut s = _mm512_reduce_add_ps(_mm512_add_ps(acc[m][r][0], acc[m][r][1]));
+                for j in i..k {
+                    s += crate::dtype::bf16_bits_to_f32(*rows[r].add(j)) * *x[m].add(j);
+                }
+                out[m][r] = s;
+            }
+        }
+        out
+    }
 
     /// bf16 rows against x in 32-chunk even/odd order: a 64-byte load holds 32 bf16; a
     /// shift gives the even elements as f32, a mask the odd ones.

@@ -147,7 +147,11 @@ pub fn run<B: Backend>(b: B, paths: ModelPaths, engine_opts: EngineOptions, jobs
             }
             Err(e) => eprintln!("a batched step failed: {e}; its requests get 500"),
         }
-        for f in engine.take_finished() {
+        let finished = engine.take_finished();
+        // The freed caches show in the metrics before anyone hears of the finish.
+        shared.observe_step(rows, produced, t.elapsed());
+        shared.observe_engine(&engine);
+        for f in finished {
             if let Some(l) = live.remove(&f.id) {
                 let reply = match (l.work, f.result) {
                     (Work::Raw(kind), result) => Reply::Done(result.map(|out| output_json(kind, &out)).map_err(ApiError::internal)),
@@ -157,8 +161,6 @@ pub fn run<B: Backend>(b: B, paths: ModelPaths, engine_opts: EngineOptions, jobs
                 let _ = l.sink.send(reply);
             }
         }
-        shared.observe_step(rows, produced, t.elapsed());
-        shared.observe_engine(&engine);
     }
 }
 
@@ -243,16 +245,22 @@ fn finish_task<B: Backend>(b: &B, models: &Models<B>, request: &TaskRequest, pre
 fn drop_abandoned<B: Backend>(engine: &mut Engine<'_, B>, live: &mut HashMap<RequestId, Live>, shared: &Shared) {
     let now = Instant::now();
     let gone: Vec<RequestId> = live.iter().filter(|(_, l)| l.sink.is_closed() || l.deadline.is_some_and(|d| now >= d)).map(|(&id, _)| id).collect();
+    let mut timed_out = Vec::new();
     for id in gone {
         let l = live.remove(&id).expect("listed above");
         engine.cancel(id);
         if l.sink.is_closed() {
             shared.count_cancelled();
         } else {
-            let _ = l.sink.send(match l.work {
-                Work::Raw(_) => Reply::Done(Err(ApiError::timeout())),
-                Work::Task(..) => Reply::Task(Err(ApiError::timeout())),
-            });
+            timed_out.push(l);
         }
+    }
+    // The freed caches show in the metrics before anyone hears of the cancellation.
+    shared.observe_engine(engine);
+    for l in timed_out {
+        let _ = l.sink.send(match l.work {
+            Work::Raw(_) => Reply::Done(Err(ApiError::timeout())),
+            Work::Task(..) => Reply::Task(Err(ApiError::timeout())),
+        });
     }
 }

@@ -163,7 +163,14 @@ fn a_client_that_leaves_cancels_its_sequence_and_deadlines_hold() {
     for streamed in [false, true] {
         let mut body = long.clone();
         body["stream"] = json!(streamed);
-        http::send_then_close(server.addr(), "/v1/generate", body.to_string().as_bytes(), Duration::from_millis(300));
+        let connection = http::send_and_leave_open(server.addr(), "/v1/generate", body.to_string().as_bytes());
+        let t = Instant::now();
+        while server.shared().active() == 0 {
+            assert!(t.elapsed() < Duration::from_secs(20), "the request never started");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        drop(connection);
         let t = Instant::now();
         while server.shared().active() > 0 || server.shared().kv_used() > 0 {
             assert!(t.elapsed() < Duration::from_secs(20), "the sequence kept running after its client left");

@@ -68,15 +68,15 @@ pub fn head_only(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &
     read_response(s)
 }
 
-/// Sends a request, waits, then closes the connection without reading the answer.
-pub fn send_then_close(addr: SocketAddr, path: &str, body: &[u8], wait: Duration) {
+/// Sends a request and returns the open connection without reading the answer
+/// (dropping it leaves mid-request).
+pub fn send_and_leave_open(addr: SocketAddr, path: &str, body: &[u8]) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     let mut h = head("POST", path, &[("content-type", "application/json")]);
     h.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
     s.write_all(h.as_bytes()).unwrap();
     s.write_all(body).unwrap();
-    std::thread::sleep(wait);
-    let _ = s.shutdown(std::net::Shutdown::Both);
+    s
 }
 
 fn read_response(mut s: TcpStream) -> Response {

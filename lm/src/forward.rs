@@ -135,11 +135,16 @@ impl<B: Backend> Runner<B> {
     /// Sizes every buffer for passes of up to `rows` rows, so that later passes of that
     /// size allocate nothing (a recorded decode step may not).
     pub fn reserve(&mut self, b: &B, config: &LmConfig, rows: usize) -> Result<()> {
-        if self.rows.as_ref().is_none_or(|r| r.capacity < rows) {
-            self.rows = Some(RowBuffers::new(b, rows, config.stacks.backbone.n_embd)?);
-        }
+        self.reserve_rows(b, config, rows)?;
         for stack in [&mut self.understanding, &mut self.backbone, &mut self.generation, &mut self.decoder] {
             stack.reserve(b, rows)?;
+        }
+        Ok(())
+    }
+
+    fn reserve_rows(&mut self, b: &B, config: &LmConfig, rows: usize) -> Result<()> {
+        if self.rows.as_ref().is_none_or(|r| r.capacity < rows) {
+            self.rows = Some(RowBuffers::new(b, rows, config.stacks.backbone.n_embd)?);
         }
         Ok(())
     }
@@ -166,7 +171,8 @@ impl<B: Backend> Runner<B> {
                 f.validate(c, start + i)?;
             }
         }
-        self.reserve(b, c, t)?;
+        // Each stack sizes its own scratch; the depth decoder's stays at the decode batch.
+        self.reserve_rows(b, c, t)?;
         let r = self.rows.as_ref().expect("reserved above");
         let first = |x: &Tensor<B>| x.narrow(0, t);
         let (codes, mask, text, audio, positions) = (first(&r.codes)?, first(&r.mask)?, first(&r.text)?, first(&r.audio)?, first(&r.positions)?);

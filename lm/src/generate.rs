@@ -4,7 +4,7 @@
 use uniaudio_runtime::Backend;
 
 use crate::config::{LmConfig, CODEBOOKS};
-use crate::engine::{Engine, EngineOptions, KvPool, RequestId};
+use crate::engine::{rows_for, Engine, EngineOptions, KvPool, RequestId};
 use crate::error::{LmError, Result};
 use crate::frame::Frame;
 use crate::model::UniAudioLm;
@@ -115,10 +115,8 @@ impl<'m, B: Backend> Generator<'m, B> {
     /// Checks the request (before any work) and sizes the engine to it.
     pub fn new(lm: &'m UniAudioLm<B>, backend: &'m B, prompt: &[Frame], opts: &GenerateOptions) -> Result<Self> {
         check_request(&lm.config, prompt, opts)?;
-        let rows = 1 + opts.cfg_scale.is_some() as usize;
-        let capacity = KvPool::capacity_for(&lm.config, prompt.len() + opts.max_steps - 1);
-        let budget = KvPool::bytes_for(&lm.config, capacity, rows);
-        let mut engine = Engine::new(lm, backend, &EngineOptions { max_batch: rows, kv_budget: Some(budget) })?;
+        let (_, budget) = KvPool::reservation(&lm.config, prompt.len(), opts);
+        let mut engine = Engine::new(lm, backend, &EngineOptions { max_batch: rows_for(opts), kv_budget: Some(budget) })?;
         let id = engine.submit(prompt, opts)?;
         Ok(Generator { engine, id, output: None })
     }

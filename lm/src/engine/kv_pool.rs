@@ -5,6 +5,12 @@
 
 use crate::config::LmConfig;
 use crate::forward::cache_bytes;
+use crate::generate::GenerateOptions;
+
+/// Batch rows a request decodes per step: two with classifier-free guidance.
+pub fn rows_for(opts: &GenerateOptions) -> usize {
+    1 + opts.cfg_scale.is_some() as usize
+}
 
 /// Positions are reserved in blocks of this many.
 pub const BLOCK_POSITIONS: usize = 64;
@@ -24,6 +30,13 @@ impl KvPool {
     /// The cache positions a request of `needed` positions reserves.
     pub fn capacity_for(config: &LmConfig, needed: usize) -> usize {
         needed.next_multiple_of(BLOCK_POSITIONS).min(config.max_seq_len).max(needed)
+    }
+
+    /// What a request reserves: its cache positions and the bytes of all its rows' caches
+    /// (a guided request keeps a second, unconditional sequence).
+    pub fn reservation(config: &LmConfig, prompt_len: usize, opts: &GenerateOptions) -> (usize, usize) {
+        let capacity = KvPool::capacity_for(config, prompt_len + opts.max_steps - 1);
+        (capacity, KvPool::bytes_for(config, capacity, rows_for(opts)))
     }
 
     /// Bytes of `sequences` caches of `capacity` positions each.

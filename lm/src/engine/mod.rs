@@ -29,7 +29,7 @@ use crate::generate::{check_request, negative_prompt, GenerateOptions, GenerateO
 use crate::heads::Heads;
 use crate::UniAudioLm;
 
-pub use kv_pool::{KvPool, BLOCK_POSITIONS};
+pub use kv_pool::{rows_for, KvPool, BLOCK_POSITIONS};
 use sequence::Track;
 
 /// Identifies a submitted request.
@@ -91,7 +91,7 @@ struct Sequence<B: Backend> {
 
 impl<B: Backend> Sequence<B> {
     fn rows(&self) -> usize {
-        1 + self.uncond.is_some() as usize
+        rows_for(&self.track.opts)
     }
 }
 
@@ -171,12 +171,11 @@ impl<'m, B: Backend> Engine<'m, B> {
     pub fn submit(&mut self, prompt: &[Frame], opts: &GenerateOptions) -> Result<RequestId> {
         let c = &self.lm.config;
         check_request(c, prompt, opts)?;
-        let rows = 1 + opts.cfg_scale.is_some() as usize;
+        let rows = rows_for(opts);
         if rows > self.max_batch {
             return Err(LmError::Invalid(format!("a guided request takes 2 rows, but the batch holds at most {}", self.max_batch)));
         }
-        let capacity = KvPool::capacity_for(c, prompt.len() + opts.max_steps - 1);
-        let bytes = KvPool::bytes_for(c, capacity, rows);
+        let (capacity, bytes) = KvPool::reservation(c, prompt.len(), opts);
         if bytes > self.pool.budget() {
             return Err(LmError::Invalid(format!(
                 "the request needs {:.1} MiB of KV cache ({capacity} positions{}), more than the whole KV budget of {:.1} MiB",
@@ -213,8 +212,7 @@ impl<'m, B: Backend> Engine<'m, B> {
     pub fn admit(&mut self) -> Result<usize> {
         let mut joined = 0;
         while let Some(w) = self.waiting.front() {
-            let rows = 1 + w.opts.cfg_scale.is_some() as usize;
-            if self.rows() + rows > self.max_batch || !self.pool.try_reserve(w.bytes) {
+            if self.rows() + rows_for(&w.opts) > self.max_batch || !self.pool.try_reserve(w.bytes) {
                 break;
             }
             let w = self.waiting.pop_front().expect("front exists");
@@ -239,18 +237,14 @@ impl<'m, B: Backend> Engine<'m, B> {
             Some(_) => Some(SeqCache::new(b, c, w.capacity)?),
             None => None,
         };
-        let first_hf = b.alloc(DType::F32, &[1 + uncond.is_some() as usize, c.stacks.backbone.n_embd])?;
+        let first_hf = b.alloc(DType::F32, &[rows_for(&w.opts), c.stacks.backbone.n_embd])?;
         let negative = uncond.as_ref().map(|_| negative_prompt(c, &w.prompt));
-        let last = self.buffers.iota.narrow(w.prompt.len() - 1, 1).ok();
+        let first_row = self.buffers.iota.narrow(0, 1)?;
         for (row, cache, frames) in [(0, Some(&mut cond), &w.prompt), (1, uncond.as_mut(), negative.as_ref().unwrap_or(&w.prompt))] {
             let Some(cache) = cache else { continue };
             let hf = self.runner.forward(lm, b, &mut [Segment { cache, frames }], RowOrder::Free)?;
-            // The last row's index, from the iota buffer when it is long enough.
-            let index = match &last {
-                Some(t) => t.clone(),
-                None => ops::upload_u32(b, &[1], &[frames.len() as u32 - 1])?,
-            };
-            ops::embed_rows(b, &hf, &index, &first_hf.narrow(row, 1)?)?;
+            // Copy the last position's row (row 0 of a one-row view).
+            ops::embed_rows(b, &hf.narrow(frames.len() - 1, 1)?, &first_row, &first_hf.narrow(row, 1)?)?;
         }
         Ok(Sequence { id: w.id, cond, uncond, first_hf: Some(first_hf), track: Track::new(w.opts.clone()), bytes: w.bytes })
     }

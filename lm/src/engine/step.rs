@@ -32,9 +32,9 @@ impl<B: Backend> Engine<'_, B> {
         }
         // Plan: sequences with a fed-back frame first (their forward pass writes rows
         // 0..), then those sampling from their prompt for the first time.
-        let mut order: Vec<usize> = (0..self.active.len()).filter(|&i| self.active[i].first_hf.is_none()).collect();
+        let (mut order, joining): (Vec<usize>, Vec<usize>) = (0..self.active.len()).partition(|&i| self.active[i].first_hf.is_none());
         let decoding = order.len();
-        order.extend((0..self.active.len()).filter(|&i| self.active[i].first_hf.is_some()));
+        order.extend(joining);
         let mut placed = Vec::with_capacity(order.len());
         let mut row = 0;
         for &i in &order {

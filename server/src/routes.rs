@@ -13,12 +13,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::StreamExt;
 use uniaudio::generate_json::{request_from_value, RequestDefaults};
 use uniaudio_lm::GenerateOptions;
 
-use crate::worker::{Fault, Job, Reply};
+use crate::worker::{Fault, Job, Reply, Sink};
 use crate::{ApiError, ServeOptions, Shared};
 
 pub struct AppState {
@@ -95,7 +96,7 @@ impl Drop for InFlight {
 }
 
 /// Admits one more request or refuses with 429 (queue full) or 503 (not loaded).
-pub(crate) fn admit(state: &AppState) -> Result<InFlight, ApiError> {
+fn admit(state: &AppState) -> Result<InFlight, ApiError> {
     let s = &state.shared;
     if !s.is_ready() {
         return Err(ApiError::unavailable(s.failure().map_or("the model is still loading; retry when /health says ok".into(), |m| format!("the model failed to load: {m}"))));
@@ -106,6 +107,16 @@ pub(crate) fn admit(state: &AppState) -> Result<InFlight, ApiError> {
         return Err(ApiError::new(429, format!("the server has {limit} requests in flight (--queue-limit); retry later")));
     }
     Ok(InFlight(s.clone()))
+}
+
+/// Admits a request and hands its job to the engine thread; the replies come on the
+/// returned channel, and the guard counts the request in flight until dropped.
+pub(crate) fn enqueue(state: &AppState, job: impl FnOnce(Sink, Option<Instant>) -> Job) -> Result<(InFlight, UnboundedReceiver<Reply>), ApiError> {
+    let guard = admit(state)?;
+    let (sink, replies) = tokio::sync::mpsc::unbounded_channel();
+    let deadline = state.opts.timeout.map(|t| Instant::now() + t);
+    state.jobs.lock().unwrap_or_else(|p| p.into_inner()).send(job(sink, deadline)).map_err(|_| ApiError::unavailable("the server is shutting down"))?;
+    Ok((guard, replies))
 }
 
 /// `POST /v1/generate`: one request object of `generate --requests`; the answer is the
@@ -133,11 +144,7 @@ async fn generate(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Res
     if max_len > 0 && frames.len() > max_len {
         return Err(ApiError::new(413, format!("`frames` holds {} frames; the model's context is {max_len} positions", frames.len())));
     }
-    let guard = admit(&state)?;
-    let (sink, mut replies) = tokio::sync::mpsc::unbounded_channel();
-    let deadline = state.opts.timeout.map(|t| Instant::now() + t);
-    let job = Job::Generate { frames, opts, sink, deadline, fault };
-    state.jobs.lock().unwrap_or_else(|p| p.into_inner()).send(job).map_err(|_| ApiError::unavailable("the server is shutting down"))?;
+    let (guard, mut replies) = enqueue(&state, |sink, deadline| Job::Generate { frames, opts, sink, deadline, fault })?;
     if stream {
         let events = UnboundedReceiverStream::new(replies).map(move |reply| {
             let _held = &guard;

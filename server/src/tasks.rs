@@ -3,7 +3,6 @@
 //! answering (`/v1/audio/answer`). Each runs on the shared engine like any other request.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::{Multipart, State};
 use axum::response::{IntoResponse, Response};
@@ -11,7 +10,7 @@ use axum::Json;
 use serde_json::{json, Value};
 use uniaudio::{AudioInput, CodecSettings, Sampling, Task, TaskRequest, TaskText};
 
-use crate::routes::{admit, AppState};
+use crate::routes::{enqueue, AppState};
 use crate::worker::{Job, Reply, TaskReply};
 use crate::ApiError;
 
@@ -24,11 +23,7 @@ const MAX_CODEC_STEPS: u64 = 100;
 
 /// Sends a task to the engine thread and waits for its answer.
 async fn run_task(state: &Arc<AppState>, request: TaskRequest) -> Result<TaskReply, ApiError> {
-    let guard = admit(state)?;
-    let (sink, mut replies) = tokio::sync::mpsc::unbounded_channel();
-    let deadline = state.opts.timeout.map(|t| Instant::now() + t);
-    let job = Job::Task { request: Box::new(request), sink, deadline };
-    state.jobs.lock().unwrap_or_else(|p| p.into_inner()).send(job).map_err(|_| ApiError::unavailable("the server is shutting down"))?;
+    let (guard, mut replies) = enqueue(state, |sink, deadline| Job::Task { request: Box::new(request), sink, deadline })?;
     let answer = loop {
         match replies.recv().await {
             Some(Reply::Task(r)) => break r,
@@ -104,37 +99,38 @@ pub async fn speech(State(state): State<Arc<AppState>>, body: axum::body::Bytes)
     let sampling = Sampling { top_k: uint(obj, "top_k")?.map(|k| k as usize), temperature, seed: uint(obj, "seed")?.unwrap_or(888), max_steps, cfg_scale: None };
     let request = TaskRequest { task, text: text_in, audio: None, sampling, codec: CodecSettings { steps: steps as usize, ..Default::default() }, prompt_frames: None };
     match run_task(&state, request).await? {
-        TaskReply::Audio { samples, sample_rate } => {
-            let pcm = pcm16(&samples);
-            Ok(if format == "pcm" { ([("content-type", "audio/pcm")], pcm).into_response() } else { ([("content-type", "audio/wav")], wav(&pcm, sample_rate)).into_response() })
-        }
+        TaskReply::Audio { samples, sample_rate } => Ok(if format == "pcm" {
+            ([("content-type", "audio/pcm")], pcm16(&samples)).into_response()
+        } else {
+            ([("content-type", "audio/wav")], wav(&samples, sample_rate)?).into_response()
+        }),
         TaskReply::Text(_) => Err(ApiError::internal("the task produced text, not audio")),
     }
 }
 
 /// Samples in [-1, 1] as 16-bit little-endian PCM (clipped).
 pub fn pcm16(samples: &[f32]) -> Vec<u8> {
-    samples.iter().flat_map(|&s| ((s.clamp(-1.0, 1.0) * 32767.0).round() as i16).to_le_bytes()).collect()
+    samples.iter().flat_map(|&s| quantize(s).to_le_bytes()).collect()
 }
 
-/// A mono 16-bit WAV file around `pcm`.
-fn wav(pcm: &[u8], rate: u32) -> Vec<u8> {
-    let mut out = Vec::with_capacity(44 + pcm.len());
-    let data = pcm.len() as u32;
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + data).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    out.extend_from_slice(&1u16.to_le_bytes()); // mono
-    out.extend_from_slice(&rate.to_le_bytes());
-    out.extend_from_slice(&(rate * 2).to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&data.to_le_bytes());
-    out.extend_from_slice(pcm);
-    out
+/// One sample in [-1, 1] as a 16-bit value (clipped, rounded), as `uniaudio tts --pcm16` writes it.
+fn quantize(s: f32) -> i16 {
+    (s.clamp(-1.0, 1.0) * 32767.0).round() as i16
+}
+
+/// Mono 16-bit samples as a WAV file in memory.
+fn wav(samples: &[f32], rate: u32) -> Result<Vec<u8>, ApiError> {
+    let spec = hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut bytes = std::io::Cursor::new(Vec::with_capacity(44 + 2 * samples.len()));
+    let written = (|| {
+        let mut w = hound::WavWriter::new(&mut bytes, spec)?;
+        for &s in samples {
+            w.write_sample(quantize(s))?;
+        }
+        w.finalize()
+    })();
+    written.map_err(|e| ApiError::internal(format!("writing the WAV: {e}")))?;
+    Ok(bytes.into_inner())
 }
 
 /// The multipart fields of an audio request: the decoded `file` at 24 kHz and the text fields.

@@ -525,17 +525,7 @@ mod avx512 {
                     }
                     i += 32;
                 }
-                let mut out = [[0f32; 4]; 2];
-                for m in 0..2 {
-                    for r in 0..4 {
-                        let mut s = _mm512_reduce_add_ps(_mm512_add_ps(acc[m][r][0], acc[m][r][1]));
-                        for j in i..k {
-                            s += scalar!($kind, *rows[r].add(j)) * *x[m].add(j);
-                        }
-                        out[m][r] = s;
-                    }
-                }
-                out
+                finish_pair(&acc, i, k, |m, r, j| scalar!($kind, *rows[r].add(j)) * *x[m].add(j))
             }
         };
     }
@@ -562,12 +552,20 @@ mod avx512 {
             }
             i += 32;
         }
+        finish_pair(&acc, i, k, |m, r, j| crate::dtype::bf16_bits_to_f32(*rows[r].add(j)) * *x[m].add(j))
+    }
+
+    /// The sums of `dot4x2_*`: per input and weight row, the accumulator pair reduced as
+    /// `dot4_*` reduces it, then the products of elements `i..k` (`product(input, row,
+    /// element)`) added one by one in order.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn finish_pair(acc: &[[[__m512; 2]; 4]; 2], i: usize, k: usize, product: impl Fn(usize, usize, usize) -> f32) -> [[f32; 4]; 2] {
         let mut out = [[0f32; 4]; 2];
         for m in 0..2 {
             for r in 0..4 {
                 let mut s = _mm512_reduce_add_ps(_mm512_add_ps(acc[m][r][0], acc[m][r][1]));
                 for j in i..k {
-                    s += crate::dtype::bf16_bits_to_f32(*rows[r].add(j)) * *x[m].add(j);
+                    s += product(m, r, j);
                 }
                 out[m][r] = s;
             }

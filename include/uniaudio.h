@@ -17,17 +17,40 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-// The result of every fallible call.
+// The result of every fallible call. On any status but `UNIAUDIO_STATUS_OK`,
+// `uniaudio_last_error` says why and the outputs are untouched.
 typedef enum UniaudioStatus {
   // Success; outputs are filled.
   UNIAUDIO_STATUS_OK = 0,
-  // The call failed; `uniaudio_last_error` says why. Outputs are untouched.
+  // A fault inside the library (worth a bug report).
   UNIAUDIO_STATUS_ERROR = 1,
   // A required pointer argument was null.
   UNIAUDIO_STATUS_NULL_ARGUMENT = 2,
-  // An internal error was caught at the boundary; the model may be used again.
+  // A panic was caught at the boundary; the model may be used again.
   UNIAUDIO_STATUS_PANIC = 3,
+  // An argument or request was refused (a bad value, a missing input, too long).
+  UNIAUDIO_STATUS_INVALID_INPUT = 4,
+  // The model lacks a part the call needs (the message names it).
+  UNIAUDIO_STATUS_MISSING_PART = 5,
+  // A model file is missing, unreadable or malformed.
+  UNIAUDIO_STATUS_MODEL = 6,
+  // An audio file could not be read or decoded.
+  UNIAUDIO_STATUS_AUDIO = 7,
+  // The backend could not be opened or failed.
+  UNIAUDIO_STATUS_BACKEND = 8,
+  // A file could not be read or written.
+  UNIAUDIO_STATUS_IO = 9,
+  // The caller's event callback asked to stop.
+  UNIAUDIO_STATUS_CANCELLED = 10,
 } UniaudioStatus;
+
+// What a generation event carries.
+typedef enum UniaudioEventKind {
+  // A sampled audio frame: `codes` holds its 8 codes.
+  UNIAUDIO_EVENT_KIND_FRAME = 0,
+  // A sampled text id: `text_id`.
+  UNIAUDIO_EVENT_KIND_TEXT = 1,
+} UniaudioEventKind;
 
 // A loaded model (opaque).
 typedef struct UniaudioModel UniaudioModel;
@@ -55,6 +78,19 @@ typedef struct UniaudioAudio {
   uint32_t sample_rate;
 } UniaudioAudio;
 
+// One event of a streamed generation (borrowed for the callback's duration).
+typedef struct UniaudioEvent {
+  enum UniaudioEventKind kind;
+  // The frame's codes (`kind == UNIAUDIO_EVENT_KIND_FRAME`), else zeros.
+  uint32_t codes[8];
+  // The text id (`kind == UNIAUDIO_EVENT_KIND_TEXT`), else 0.
+  uint32_t text_id;
+} UniaudioEvent;
+
+// Called for every event; return 0 to go on, anything else to stop the generation
+// (the call then returns `UNIAUDIO_STATUS_CANCELLED`).
+typedef int32_t (*UniaudioEventFn)(void *user, const struct UniaudioEvent *event);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -77,6 +113,12 @@ enum UniaudioStatus uniaudio_model_load(const char *path,
 // # Safety
 // `model` came from `uniaudio_model_load` and is not used afterwards.
 void uniaudio_model_free(struct UniaudioModel *model);
+
+// Releases a string returned by the library (null is ignored).
+//
+// # Safety
+// `s` came from this library and is not used afterwards.
+void uniaudio_string_free(char *s);
 
 // Text to speech into `*out` (24 kHz). `options` may be null.
 //
@@ -116,11 +158,33 @@ enum UniaudioStatus uniaudio_audio_write_wav(const struct UniaudioAudio *audio, 
 // `audio` was filled by this library and its samples are not used afterwards.
 void uniaudio_audio_free(struct UniaudioAudio *audio);
 
-// Releases a string returned by the library (null is ignored).
+// Runs one request (a JSON object: `{"frames": [...], "output_kind": "audio"|"text",
+// "top_k", "temperature", "seed", "max_steps", "cfg_scale"}`; missing sampler fields take
+// `uniaudio generate`'s defaults), calling `on_event` (may be null) with `user` for every
+// sampled frame or text id as it is generated, and stores the output object (the JSON
+// `uniaudio generate` prints) in `*out_json` (free it with `uniaudio_string_free`).
 //
 // # Safety
-// `s` came from this library and is not used afterwards.
-void uniaudio_string_free(char *s);
+// `model` is a live model; `request_json` a NUL-terminated string; `out_json` writable;
+// `on_event`, if not null, is callable with `user` for the call's duration.
+enum UniaudioStatus uniaudio_generate(struct UniaudioModel *model,
+                                      const char *request_json,
+                                      UniaudioEventFn on_event,
+                                      void *user,
+                                      char **out_json);
+
+// Runs many requests together through the continuously batched engine (up to
+// `max_batch` rows per step; 0 means 8). `requests_jsonl` holds one request object per
+// line (blank lines are skipped); `*out_jsonl` receives one output object per request, in
+// order, each what the request gives alone, or `{"error": "..."}` for one that was
+// refused or failed (free it with `uniaudio_string_free`).
+//
+// # Safety
+// `model` is a live model; `requests_jsonl` a NUL-terminated string; `out_jsonl` writable.
+enum UniaudioStatus uniaudio_generate_batch(struct UniaudioModel *model,
+                                            const char *requests_jsonl,
+                                            size_t max_batch,
+                                            char **out_jsonl);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -91,7 +91,7 @@ fn bad_calls_return_errors() {
         assert_eq!(uniaudio_model_load(std::ptr::null(), std::ptr::null(), &mut model), UniaudioStatus::NullArgument);
         let path = CString::new(dir.to_str().unwrap()).unwrap();
         let bad = CString::new("tpu").unwrap();
-        assert_eq!(uniaudio_model_load(path.as_ptr(), bad.as_ptr(), &mut model), UniaudioStatus::Error);
+        assert_eq!(uniaudio_model_load(path.as_ptr(), bad.as_ptr(), &mut model), UniaudioStatus::InvalidInput);
         assert!(last_error().contains("tpu"), "{}", last_error());
         let cpu = CString::new("cpu").unwrap();
         assert_eq!(uniaudio_model_load(path.as_ptr(), cpu.as_ptr(), &mut model), UniaudioStatus::Ok);
@@ -106,7 +106,7 @@ fn bad_calls_return_errors() {
         assert!(!first.is_empty());
         uniaudio_string_free(text);
         let empty = [0f32; 0];
-        assert_eq!(uniaudio_transcribe(model, empty.as_ptr(), 0, 16_000, &mut text), UniaudioStatus::Error);
+        assert_eq!(uniaudio_transcribe(model, empty.as_ptr(), 0, 16_000, &mut text), UniaudioStatus::InvalidInput);
         assert!(!last_error().is_empty());
         assert_eq!(uniaudio_transcribe(model, audio.samples, audio.len, audio.sample_rate, &mut text), UniaudioStatus::Ok);
         assert_eq!(CStr::from_ptr(text).to_string_lossy(), first);
@@ -117,5 +117,87 @@ fn bad_calls_return_errors() {
         assert_eq!(uniaudio_tts(model, std::ptr::null(), std::ptr::null(), &mut audio), UniaudioStatus::NullArgument);
         uniaudio_model_free(model);
         uniaudio_model_free(std::ptr::null_mut());
+    }
+}
+
+unsafe extern "C" fn collect(user: *mut std::ffi::c_void, event: *const UniaudioEvent) -> i32 {
+    let seen = &mut *(user as *mut Vec<UniaudioEvent>);
+    seen.push(*event);
+    0
+}
+
+unsafe extern "C" fn stop_at_third(user: *mut std::ffi::c_void, _event: *const UniaudioEvent) -> i32 {
+    let n = &mut *(user as *mut usize);
+    *n += 1;
+    i32::from(*n == 3)
+}
+
+fn json(p: *mut std::ffi::c_char) -> serde_json::Value {
+    let v = serde_json::from_str(&unsafe { CStr::from_ptr(p) }.to_string_lossy()).unwrap();
+    unsafe { uniaudio_string_free(p) };
+    v
+}
+
+/// One request streamed through a callback: the events are the output's frames and ids;
+/// a batch of requests gives each request's solo output (and an error object for a bad
+/// one); a callback can stop a generation and the model lives on.
+#[test]
+fn generation_streams_through_a_callback_and_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = bundle(tmp.path());
+    let requests = [
+        r#"{"frames": [{"text": 128000}, {"text": 40}, {"text": 41}, {"text": 128001}], "output_kind": "audio", "top_k": 20, "seed": 1, "max_steps": 12}"#,
+        r#"{"frames": [{"text": 128000}, {"text": 40}, {"text": 41}, {"text": 128001}], "output_kind": "text", "top_k": 20, "seed": 2, "max_steps": 12}"#,
+    ];
+    unsafe {
+        let mut model = std::ptr::null_mut();
+        let path = CString::new(dir.to_str().unwrap()).unwrap();
+        let cpu = CString::new("cpu").unwrap();
+        assert_eq!(uniaudio_model_load(path.as_ptr(), cpu.as_ptr(), &mut model), UniaudioStatus::Ok);
+        let mut solo = Vec::new();
+        for r in requests {
+            let req = CString::new(r).unwrap();
+            let mut events: Vec<UniaudioEvent> = Vec::new();
+            let mut out = std::ptr::null_mut();
+            let status = uniaudio_generate(model, req.as_ptr(), Some(collect), &mut events as *mut _ as *mut _, &mut out);
+            assert_eq!(status, UniaudioStatus::Ok, "{}", last_error());
+            let v = json(out);
+            let frames: Vec<[u32; 8]> = events.iter().filter(|e| e.kind == UniaudioEventKind::Frame).map(|e| e.codes).collect();
+            let ids: Vec<u32> = events.iter().filter(|e| e.kind == UniaudioEventKind::Text).map(|e| e.text_id).collect();
+            if v.get("frames").is_some() {
+                assert_eq!(serde_json::to_value(&frames).unwrap(), v["frames"]);
+                assert!(!frames.is_empty() && ids.is_empty());
+            } else {
+                assert_eq!(serde_json::to_value(&ids).unwrap(), v["text_ids"]);
+                assert!(!ids.is_empty() && frames.is_empty());
+            }
+            solo.push(v);
+        }
+        // Batched, with a malformed request between them; blank lines are skipped.
+        let jsonl = CString::new(format!("{}\n\n{{\"frames\": 7}}\n{}\n", requests[0], requests[1])).unwrap();
+        let mut out = std::ptr::null_mut();
+        assert_eq!(uniaudio_generate_batch(model, jsonl.as_ptr(), 2, &mut out), UniaudioStatus::Ok, "{}", last_error());
+        let text = CStr::from_ptr(out).to_string_lossy().into_owned();
+        uniaudio_string_free(out);
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0], solo[0]);
+        assert!(lines[1]["error"].as_str().unwrap().contains("frames"), "{}", lines[1]);
+        assert_eq!(lines[2], solo[1]);
+        // The callback stops the run; the next call works.
+        let req = CString::new(requests[0]).unwrap();
+        let mut calls = 0usize;
+        let mut out = std::ptr::null_mut();
+        assert_eq!(uniaudio_generate(model, req.as_ptr(), Some(stop_at_third), &mut calls as *mut _ as *mut _, &mut out), UniaudioStatus::Cancelled);
+        assert!(out.is_null() && calls == 3);
+        assert_eq!(uniaudio_generate(model, req.as_ptr(), None, std::ptr::null_mut(), &mut out), UniaudioStatus::Ok);
+        assert_eq!(json(out), solo[0]);
+        // Bad requests and null pointers.
+        let bad = CString::new(r#"{"frames": [{"text": 1}]}"#).unwrap();
+        assert_eq!(uniaudio_generate(model, bad.as_ptr(), None, std::ptr::null_mut(), &mut out), UniaudioStatus::InvalidInput);
+        assert!(last_error().contains("output_kind"), "{}", last_error());
+        assert_eq!(uniaudio_generate(model, std::ptr::null(), None, std::ptr::null_mut(), &mut out), UniaudioStatus::NullArgument);
+        assert_eq!(uniaudio_generate_batch(std::ptr::null_mut(), jsonl.as_ptr(), 2, &mut out), UniaudioStatus::NullArgument);
+        uniaudio_model_free(model);
     }
 }

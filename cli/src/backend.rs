@@ -44,6 +44,6 @@ impl BackendChoice {
     }
 
     pub fn open(self) -> Result<Opened> {
-        AnyBackend::open(self.kind(), precision())
+        Ok(AnyBackend::open(self.kind(), precision())?)
     }
 }

@@ -8,12 +8,28 @@ use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use uniaudio::{Audio, AudioInput, BackendKind, CodecSettings, Event, LoadOptions, Precision, Sampling, Task, TaskRequest, TaskText};
+use uniaudio::{Audio, AudioInput, BackendKind, CodecSettings, Error, Event, LoadOptions, Precision, Sampling, Task, TaskRequest, TaskText};
 
-create_exception!(_uniaudio, UniaudioError, PyException);
+mod generate;
 
-fn err(e: anyhow::Error) -> PyErr {
-    UniaudioError::new_err(format!("{e:#}"))
+create_exception!(_uniaudio, UniaudioError, PyException, "Every error of the library; the subclasses say whose problem it is.");
+create_exception!(_uniaudio, InvalidInputError, UniaudioError, "An argument or request was refused (names the argument or field).");
+create_exception!(_uniaudio, MissingPartError, UniaudioError, "The model lacks a part the call needs (names it).");
+create_exception!(_uniaudio, ModelError, UniaudioError, "A model file is missing, unreadable or malformed.");
+create_exception!(_uniaudio, AudioError, UniaudioError, "An audio file could not be read or decoded.");
+create_exception!(_uniaudio, BackendError, UniaudioError, "The backend could not be opened or failed.");
+
+/// The library's error as the matching Python exception.
+fn err(e: Error) -> PyErr {
+    let msg = e.message().to_string();
+    match e {
+        Error::InvalidInput(_) => InvalidInputError::new_err(msg),
+        Error::MissingPart(_) => MissingPartError::new_err(msg),
+        Error::Model(_) => ModelError::new_err(msg),
+        Error::Audio(_) => AudioError::new_err(msg),
+        Error::Backend(_) => BackendError::new_err(msg),
+        _ => UniaudioError::new_err(msg),
+    }
 }
 
 /// A model bundle loaded on a backend.
@@ -25,7 +41,7 @@ struct PyModel {
 /// Text pieces of a transcription as they are generated (an iterator of str).
 #[pyclass(module = "uniaudio")]
 struct TextPieces {
-    rx: Mutex<Receiver<Result<String, String>>>,
+    rx: Mutex<Receiver<Result<String, Error>>>,
 }
 
 #[pymethods]
@@ -38,7 +54,7 @@ impl TextPieces {
         let msg = py.detach(|| self.rx.lock().unwrap_or_else(|p| p.into_inner()).recv());
         match msg {
             Ok(Ok(piece)) => Ok(Some(piece)),
-            Ok(Err(e)) => Err(UniaudioError::new_err(e)),
+            Ok(Err(e)) => Err(err(e)),
             // The worker finished and hung up: the end of the text.
             Err(_) => Ok(None),
         }
@@ -49,12 +65,12 @@ impl TextPieces {
 fn audio_arg(audio: &Bound<'_, PyAny>, sample_rate: Option<u32>) -> PyResult<Audio> {
     if let Ok(path) = audio.extract::<String>() {
         if sample_rate.is_some() {
-            return Err(UniaudioError::new_err("sample_rate is only for arrays; a file says its own rate"));
+            return Err(InvalidInputError::new_err("sample_rate is only for arrays; a file says its own rate"));
         }
         return Audio::read(&path).map_err(err);
     }
-    let array: PyReadonlyArray1<'_, f32> = audio.extract().map_err(|_| UniaudioError::new_err("audio must be a path or a 1-D float32 numpy array"))?;
-    let rate = sample_rate.ok_or_else(|| UniaudioError::new_err("an audio array needs sample_rate"))?;
+    let array: PyReadonlyArray1<'_, f32> = audio.extract().map_err(|_| InvalidInputError::new_err("audio must be a path or a 1-D float32 numpy array"))?;
+    let rate = sample_rate.ok_or_else(|| InvalidInputError::new_err("an audio array needs sample_rate"))?;
     Ok(Audio { samples: array.as_slice()?.to_vec(), sample_rate: rate })
 }
 
@@ -87,8 +103,8 @@ impl PyModel {
     #[staticmethod]
     #[pyo3(signature = (path, backend = "auto", precision = "exact"))]
     fn load(py: Python<'_>, path: String, backend: &str, precision: &str) -> PyResult<PyModel> {
-        let backend = BackendKind::parse(backend).ok_or_else(|| UniaudioError::new_err(format!("backend `{backend}`: expected auto, cpu, wgpu or cuda")))?;
-        let precision = Precision::parse(precision).ok_or_else(|| UniaudioError::new_err(format!("precision `{precision}`: expected exact or fast")))?;
+        let backend = BackendKind::parse(backend).ok_or_else(|| InvalidInputError::new_err(format!("backend `{backend}`: expected auto, cpu, wgpu or cuda")))?;
+        let precision = Precision::parse(precision).ok_or_else(|| InvalidInputError::new_err(format!("precision `{precision}`: expected exact or fast")))?;
         let model = py.detach(|| uniaudio::Model::load(&path, LoadOptions { backend, precision, ..Default::default() })).map_err(err)?;
         Ok(PyModel { inner: Arc::new(Mutex::new(model)) })
     }
@@ -153,7 +169,7 @@ impl PyModel {
                 }
             });
             if let Err(e) = result {
-                let _ = tx.send(Err(format!("{e:#}")));
+                let _ = tx.send(Err(e));
             }
         });
         Ok(TextPieces { rx: Mutex::new(rx) })
@@ -171,6 +187,21 @@ impl PyModel {
     fn ask(&self, py: Python<'_>, audio: &Bound<'_, PyAny>, question: String, sample_rate: Option<u32>, seed: u64, max_steps: Option<usize>) -> PyResult<String> {
         let audio = audio_arg(audio, sample_rate)?;
         self.text_task(py, Task::AudioUnderstanding, audio, Some(question), seed, max_steps)
+    }
+
+    /// Streams one raw generation request (a dict or JSON text: `frames`, `output_kind`,
+    /// and optionally `top_k`, `temperature`, `seed`, `max_steps`, `cfg_scale`): yields
+    /// `("frame", codes)` and `("text", id)` as they are sampled, then `("done", output)`.
+    fn generate(&self, py: Python<'_>, request: &Bound<'_, PyAny>) -> PyResult<generate::Events> {
+        generate::start(py, &self.inner, request)
+    }
+
+    /// Runs many raw generation requests together (up to `max_batch` rows per step):
+    /// one output dict per request, in order, each what the request gives alone, or
+    /// `{"error": message}` for one that was refused or failed.
+    #[pyo3(signature = (requests, max_batch = 8))]
+    fn generate_batch(&self, py: Python<'_>, requests: &Bound<'_, PyAny>, max_batch: usize) -> PyResult<Vec<Py<PyAny>>> {
+        generate::batch(py, &self.inner, requests, max_batch)
     }
 
     /// Audio to {"reasoning": [[8 codes], ...], "reconstruction": [[8 codes], ...]}.
@@ -204,6 +235,12 @@ impl PyModel {
 fn _uniaudio(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyModel>()?;
     m.add_class::<TextPieces>()?;
+    m.add_class::<generate::Events>()?;
     m.add("UniaudioError", m.py().get_type::<UniaudioError>())?;
+    m.add("InvalidInputError", m.py().get_type::<InvalidInputError>())?;
+    m.add("MissingPartError", m.py().get_type::<MissingPartError>())?;
+    m.add("ModelError", m.py().get_type::<ModelError>())?;
+    m.add("AudioError", m.py().get_type::<AudioError>())?;
+    m.add("BackendError", m.py().get_type::<BackendError>())?;
     Ok(())
 }

@@ -82,13 +82,59 @@ def test_encode_and_decode(model):
 
 
 def test_errors_are_exceptions(model):
-    with pytest.raises(uniaudio.UniaudioError, match="nowhere"):
+    with pytest.raises(uniaudio.ModelError, match="nowhere"):
         uniaudio.Model.load("/nowhere/bundle", backend="cpu")
-    with pytest.raises(uniaudio.UniaudioError, match="backend"):
+    with pytest.raises(uniaudio.InvalidInputError, match="backend"):
         uniaudio.Model.load("/nowhere/bundle", backend="tpu")
-    with pytest.raises(uniaudio.UniaudioError):
+    with pytest.raises(uniaudio.InvalidInputError, match="no samples"):
         model.transcribe(np.zeros(0, dtype=np.float32), 16000)
-    with pytest.raises(uniaudio.UniaudioError, match="sample_rate"):
+    with pytest.raises(uniaudio.AudioError):
+        model.transcribe(__file__)
+    with pytest.raises(uniaudio.InvalidInputError, match="sample_rate"):
         model.transcribe(np.zeros(100, dtype=np.float32))
     assert model.backend.startswith("cpu")
     assert model.transcribe(str(SPEECH), max_steps=2) != ""
+
+
+def test_missing_part_is_named(bundle):
+    with pytest.raises(uniaudio.MissingPartError, match="tokenizer"):
+        uniaudio.Model.load(str(bundle / "lm"), backend="cpu")
+    assert issubclass(uniaudio.MissingPartError, uniaudio.UniaudioError)
+
+
+REQUESTS = [
+    {"frames": [{"text": 128000}, {"text": 40}, {"text": 41}, {"text": 128001}], "output_kind": "audio", "top_k": 20, "seed": 1, "max_steps": 12},
+    {"frames": [{"text": 128000}, {"text": 40}, {"text": 41}, {"text": 128001}], "output_kind": "text", "top_k": 20, "seed": 2, "max_steps": 12},
+    {"frames": [{"text": 128000}, {"audio": [1, 2, 3, 4, 5, 6, 7, 8]}], "output_kind": "audio", "seed": 3, "max_steps": 6, "cfg_scale": 1.5},
+]
+
+
+def test_generate_streams_and_batches_like_the_cli(model, bundle, tmp_path):
+    reqs = tmp_path / "reqs.jsonl"
+    reqs.write_text("\n".join(json.dumps(r) for r in REQUESTS) + "\n")
+    want = [json.loads(line) for line in cli("generate", "--requests", reqs, "--model", bundle, "--backend", "cpu").splitlines()]
+    assert len(want) == len(REQUESTS)
+    assert model.generate_batch(REQUESTS, max_batch=2) == want
+    for request, expected in zip(REQUESTS, want):
+        events = list(model.generate(request))
+        kind, done = events[-1]
+        assert kind == "done" and done == expected
+        frames = [v for k, v in events if k == "frame"]
+        ids = [v for k, v in events if k == "text"]
+        assert (frames, ids) == ((expected["frames"], []) if "frames" in expected else ([], expected["text_ids"]))
+    # JSON text works as well as a dict; a dropped stream frees the model.
+    stream = model.generate(json.dumps(REQUESTS[0]))
+    next(stream)
+    del stream
+    assert list(model.generate(REQUESTS[1]))[-1][1] == want[1]
+
+
+def test_bad_generation_requests(model):
+    with pytest.raises(uniaudio.InvalidInputError, match="output_kind"):
+        model.generate({"frames": [{"text": 1}]})
+    with pytest.raises(uniaudio.InvalidInputError, match="max_batch"):
+        model.generate_batch(REQUESTS, max_batch=0)
+    out = model.generate_batch([{"frames": 5}, REQUESTS[1]])
+    assert "frames" in out[0]["error"] and "text_ids" in out[1]
+    with pytest.raises(uniaudio.InvalidInputError):
+        list(model.generate({"frames": [{"text": 4294967295}], "output_kind": "text"}))

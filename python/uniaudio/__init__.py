@@ -6,6 +6,24 @@
 >>> model.transcribe("talk.wav")                                     # doctest: +SKIP
 """
 
-from ._uniaudio import Model, UniaudioError
+from ._uniaudio import (
+    AudioError,
+    BackendError,
+    Events,
+    InvalidInputError,
+    MissingPartError,
+    Model,
+    ModelError,
+    UniaudioError,
+)
 
-__all__ = ["Model", "UniaudioError"]
+__all__ = [
+    "AudioError",
+    "BackendError",
+    "Events",
+    "InvalidInputError",
+    "MissingPartError",
+    "Model",
+    "ModelError",
+    "UniaudioError",
+]

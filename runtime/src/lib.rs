@@ -11,6 +11,7 @@ pub mod bench;
 mod cache_dir;
 pub mod cpu;
 pub mod precision;
+#[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod dtype;
 mod error;
@@ -23,15 +24,18 @@ pub mod synth;
 mod tensor;
 pub mod torch;
 pub mod weights;
+#[cfg(feature = "wgpu")]
 pub mod wgpu;
 
 pub use backend::Backend;
 pub use cache_dir::cache_dir;
 pub use cpu::Cpu;
 pub use precision::Precision;
+#[cfg(feature = "cuda")]
 pub use crate::cuda::{Cuda, CudaOptions};
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use op::{Conv2dParams, ConvParams, Epilogue, Op, PreluSlope, RowOrder, SampleParams, UnaryFn, WeightLayout};
 pub use tensor::{numel, DeviceBuffer, Tensor};
+#[cfg(feature = "wgpu")]
 pub use crate::wgpu::{Wgpu, WgpuOptions};

@@ -76,6 +76,7 @@ impl UnaryFn {
     /// (code, levels) of an optional activation as the GPU kernels take it
     /// (`activations.wgsl`, `activate` in `common.cuh`): 0 identity, 1 tanh-GELU, 2 SiLU,
     /// 3 round-to-levels, 4 erf-GELU, 5 ReLU.
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
     pub(crate) fn kernel_code(f: Option<UnaryFn>) -> (u32, f32) {
         match f {
             None => (0, 0.0),

@@ -1,7 +1,12 @@
 //! Choosing and opening a backend: the CPU always, wgpu and CUDA where the machine has them.
 
-use anyhow::{Context, Result};
-use uniaudio_runtime::{Cpu, Cuda, Precision, Wgpu};
+use uniaudio_runtime::{Cpu, Precision};
+#[cfg(feature = "cuda")]
+use uniaudio_runtime::Cuda;
+#[cfg(feature = "wgpu")]
+use uniaudio_runtime::Wgpu;
+
+use crate::error::{Error, Result};
 
 /// Which backend to run on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -18,6 +23,15 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
+    /// Whether this build has the backend (`wgpu` and `cuda` are cargo features).
+    pub fn is_built(self) -> bool {
+        match self {
+            BackendKind::Auto | BackendKind::Cpu => true,
+            BackendKind::Wgpu => cfg!(feature = "wgpu"),
+            BackendKind::Cuda => cfg!(feature = "cuda"),
+        }
+    }
+
     /// Parses `auto`, `cpu`, `wgpu` or `cuda`.
     pub fn parse(s: &str) -> Option<BackendKind> {
         match s {
@@ -35,43 +49,61 @@ pub enum AnyBackend {
     /// The CPU backend.
     Cpu(Cpu),
     /// The wgpu backend.
+    #[cfg(feature = "wgpu")]
     Wgpu(Wgpu),
     /// The CUDA backend.
+    #[cfg(feature = "cuda")]
     Cuda(Cuda),
+}
+
+#[cfg(not(all(feature = "wgpu", feature = "cuda")))]
+fn not_built(name: &str) -> Error {
+    Error::Backend(format!("--backend {name}: this build has no {name} backend (built without the `{name}` cargo feature of the uniaudio crate)"))
 }
 
 impl AnyBackend {
     /// Opens `kind`. `precision` applies where the backend has reduced-precision kernels
     /// (the CPU with AVX512-BF16); elsewhere `Fast` runs as `Exact` with a note on stderr.
+    /// `Auto` picks CUDA, else a hardware GPU through wgpu, else the CPU, among the
+    /// backends this build has.
     pub fn open(kind: BackendKind, precision: Precision) -> Result<AnyBackend> {
         let note = |name: &str| {
             if precision == Precision::Fast {
                 eprintln!("note: --precision fast is not implemented on {name} yet; running exact");
             }
         };
+        let _ = &note;
         match kind {
             BackendKind::Cpu => Ok(AnyBackend::Cpu(Cpu::with_precision(precision))),
+            #[cfg(feature = "wgpu")]
             BackendKind::Wgpu => {
                 note("wgpu");
-                Ok(AnyBackend::Wgpu(Wgpu::new().context("--backend wgpu")?))
+                Ok(AnyBackend::Wgpu(Wgpu::new().map_err(|e| Error::Backend(format!("--backend wgpu: {e}")))?))
             }
+            #[cfg(feature = "cuda")]
             BackendKind::Cuda => {
                 note("cuda");
-                Ok(AnyBackend::Cuda(Cuda::new().context("--backend cuda")?))
+                Ok(AnyBackend::Cuda(Cuda::new().map_err(|e| Error::Backend(format!("--backend cuda: {e}")))?))
             }
+            #[cfg(not(feature = "wgpu"))]
+            BackendKind::Wgpu => Err(not_built("wgpu")),
+            #[cfg(not(feature = "cuda"))]
+            BackendKind::Cuda => Err(not_built("cuda")),
             // CUDA first; a software rasteriser (lavapipe, WARP) is slower than the CPU backend.
             BackendKind::Auto => {
+                #[cfg(feature = "cuda")]
                 if let Ok(gpu) = Cuda::new() {
                     note("cuda");
                     return Ok(AnyBackend::Cuda(gpu));
                 }
-                match Wgpu::new() {
-                    Ok(gpu) if !gpu.is_software() => {
+                #[cfg(feature = "wgpu")]
+                if let Ok(gpu) = Wgpu::new() {
+                    if !gpu.is_software() {
                         note("wgpu");
-                        Ok(AnyBackend::Wgpu(gpu))
+                        return Ok(AnyBackend::Wgpu(gpu));
                     }
-                    _ => Ok(AnyBackend::Cpu(Cpu::with_precision(precision))),
                 }
+                Ok(AnyBackend::Cpu(Cpu::with_precision(precision)))
             }
         }
     }
@@ -80,7 +112,9 @@ impl AnyBackend {
     pub fn describe(&self) -> String {
         match self {
             AnyBackend::Cpu(c) => format!("cpu: {} threads, {}, {} precision", c.threads(), c.isa().name(), c.precision().name()),
+            #[cfg(feature = "wgpu")]
             AnyBackend::Wgpu(g) => format!("wgpu: {}", g.describe()),
+            #[cfg(feature = "cuda")]
             AnyBackend::Cuda(g) => format!("cuda: {}", g.describe()),
         }
     }

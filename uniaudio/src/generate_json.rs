@@ -22,6 +22,14 @@ pub struct RequestDefaults {
     pub options: GenerateOptions,
 }
 
+impl Default for RequestDefaults {
+    /// `output_kind` required; the sampler's defaults (top_k 50, temperature 0.9, seed 888,
+    /// max_steps 500), as `uniaudio generate` has them.
+    fn default() -> Self {
+        RequestDefaults { kind: None, options: GenerateOptions::default() }
+    }
+}
+
 /// Parses one request object (a JSON text).
 pub fn parse_request(text: &str, defaults: &RequestDefaults) -> Result<(Vec<Frame>, GenerateOptions)> {
     if text.len() > MAX_REQUEST_BYTES {
@@ -78,4 +86,32 @@ pub fn output_json(kind: OutputKind, out: &GenerateOutput) -> Value {
         }),
         OutputKind::Text => json!({"text_ids": out.text_ids, "stopped_by": stopped_by}),
     }
+}
+
+/// Runs request objects (JSON texts, one `--requests` line each) through the batched
+/// engine, up to `max_batch` rows per step. One output object per request, in order: what
+/// `uniaudio generate` prints for it, or `{"error": message}` for a request that was
+/// refused or failed (the others still run). Fails as a whole only when the model cannot
+/// generate at all (no LM).
+pub fn run_batch(model: &mut crate::Model, requests: &[&str], max_batch: usize, defaults: &RequestDefaults) -> crate::Result<Vec<Value>> {
+    let mut outputs: Vec<Option<Value>> = vec![None; requests.len()];
+    let mut runnable = Vec::new();
+    let mut slots = Vec::new();
+    for (i, text) in requests.iter().enumerate() {
+        match parse_request(text, defaults) {
+            Ok(request) => {
+                runnable.push(request);
+                slots.push(i);
+            }
+            Err(e) => outputs[i] = Some(json!({"error": format!("{e:#}")})),
+        }
+    }
+    let results = model.generate_batch(&runnable, max_batch)?;
+    for ((slot, (_, options)), result) in slots.into_iter().zip(&runnable).zip(results) {
+        outputs[slot] = Some(match result {
+            Ok(out) => output_json(options.kind, &out),
+            Err(e) => json!({"error": e.to_string()}),
+        });
+    }
+    Ok(outputs.into_iter().map(|o| o.unwrap_or_else(|| json!({"error": "not run"}))).collect())
 }

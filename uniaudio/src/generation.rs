@@ -5,7 +5,11 @@ use std::collections::VecDeque;
 
 use anyhow::{Context, Result};
 use uniaudio_lm::{Engine, EngineOptions, Frame, GenerateOptions, GenerateOutput, Generator};
-use uniaudio_runtime::{Backend, Cpu, Cuda, Wgpu};
+use uniaudio_runtime::{Backend, Cpu};
+#[cfg(feature = "cuda")]
+use uniaudio_runtime::Cuda;
+#[cfg(feature = "wgpu")]
+use uniaudio_runtime::Wgpu;
 
 use crate::run::Models;
 
@@ -22,7 +26,9 @@ pub enum GenerateEvent {
 
 pub(crate) enum Inner<'a> {
     Cpu(Generator<'a, Cpu>),
+    #[cfg(feature = "wgpu")]
     Wgpu(Generator<'a, Wgpu>),
+    #[cfg(feature = "cuda")]
     Cuda(Generator<'a, Cuda>),
 }
 
@@ -56,26 +62,30 @@ fn step<B: Backend>(g: &mut Generator<'_, B>, seen: &mut (usize, usize), pending
 }
 
 impl Iterator for Generation<'_> {
-    type Item = Result<GenerateEvent>;
+    type Item = crate::Result<GenerateEvent>;
 
     fn next(&mut self) -> Option<Self::Item> {
         while self.pending.is_empty() {
             let inner = self.inner.as_mut()?;
             let stepped = match inner {
                 Inner::Cpu(g) => step(g, &mut self.seen, &mut self.pending),
+                #[cfg(feature = "wgpu")]
                 Inner::Wgpu(g) => step(g, &mut self.seen, &mut self.pending),
+                #[cfg(feature = "cuda")]
                 Inner::Cuda(g) => step(g, &mut self.seen, &mut self.pending),
             };
             match stepped {
                 Err(e) => {
                     self.inner = None;
-                    return Some(Err(e));
+                    return Some(Err(e.into()));
                 }
                 Ok(true) => {}
                 Ok(false) => {
                     let out = match self.inner.take()? {
                         Inner::Cpu(g) => g.finish(),
+                        #[cfg(feature = "wgpu")]
                         Inner::Wgpu(g) => g.finish(),
+                        #[cfg(feature = "cuda")]
                         Inner::Cuda(g) => g.finish(),
                     };
                     self.pending.push_back(GenerateEvent::Done(out));

@@ -6,12 +6,12 @@
 //! let mut model = Model::load("models/uniaudio2", LoadOptions::default())?;
 //! let speech = model.tts("Hello there.", &Sampling::default())?;
 //! let text = model.transcribe(&speech)?;
-//! # Ok::<(), anyhow::Error>(())
+//! # Ok::<(), uniaudio::Error>(())
 //! ```
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Context;
 use uniaudio_codec::{DecodeOptions, Noise};
 use uniaudio_lm::config::CODEBOOKS;
 use uniaudio_lm::tasks::{AudioTokens, Task};
@@ -19,6 +19,7 @@ use uniaudio_lm::{Frame, GenerateOptions, GenerateOutput};
 use uniaudio_runtime::{Backend, Precision};
 
 use crate::backend::{AnyBackend, BackendKind};
+use crate::error::{Error, Result};
 use crate::paths::{ModelPaths, Part};
 use crate::request::{AudioInput, CodecSettings, Event, Sampling, TaskOutput, TaskRequest, TaskText};
 use crate::generation::{Generation, Inner};
@@ -49,20 +50,24 @@ pub struct Audio {
 impl Audio {
     /// Reads an audio file (WAV, FLAC, MP3, Ogg/Vorbis; channels averaged to mono).
     pub fn read(path: impl AsRef<Path>) -> Result<Audio> {
-        let a = uniaudio_audio::read_audio(path.as_ref())?;
+        let a = uniaudio_audio::read_audio(path.as_ref()).map_err(|e| Error::Audio(e.to_string()))?;
         Ok(Audio { samples: a.samples, sample_rate: a.sample_rate })
     }
 
     /// The samples at the codec's 24 kHz.
     pub fn at_24k(&self) -> Result<Vec<f32>> {
-        anyhow::ensure!(self.sample_rate > 0, "audio with a sample rate of 0");
+        if self.sample_rate == 0 {
+            return Err(Error::invalid_input("audio with a sample rate of 0"));
+        }
         Ok(uniaudio_audio::resample(&self.samples, self.sample_rate, 24_000))
     }
 }
 
 enum On {
     Cpu(uniaudio_runtime::Cpu, Models<uniaudio_runtime::Cpu>),
+    #[cfg(feature = "wgpu")]
     Wgpu(uniaudio_runtime::Wgpu, Models<uniaudio_runtime::Wgpu>),
+    #[cfg(feature = "cuda")]
     Cuda(uniaudio_runtime::Cuda, Models<uniaudio_runtime::Cuda>),
 }
 
@@ -77,7 +82,9 @@ macro_rules! on {
     ($self:expr, |$b:ident, $m:ident| $body:expr) => {
         match &mut $self.on {
             On::Cpu($b, $m) => $body,
+            #[cfg(feature = "wgpu")]
             On::Wgpu($b, $m) => $body,
+            #[cfg(feature = "cuda")]
             On::Cuda($b, $m) => $body,
         }
     };
@@ -99,7 +106,9 @@ impl Model {
         let name = backend.describe();
         let on = match backend {
             AnyBackend::Cpu(b) => On::Cpu(b, Models::default()),
+            #[cfg(feature = "wgpu")]
             AnyBackend::Wgpu(b) => On::Wgpu(b, Models::default()),
+            #[cfg(feature = "cuda")]
             AnyBackend::Cuda(b) => On::Cuda(b, Models::default()),
         };
         Model { paths, backend: name, on }
@@ -117,13 +126,13 @@ impl Model {
 
     fn ensure(&mut self, parts: &[Part], what: &str) -> Result<()> {
         let paths = &self.paths;
-        on!(self, |b, m| m.ensure(b, paths, parts, what))
+        Ok(on!(self, |b, m| m.ensure(b, paths, parts, what))?)
     }
 
     /// Runs any task, reporting progress and streamed text through `events`.
     pub fn run(&mut self, req: &TaskRequest, events: &mut dyn FnMut(Event)) -> Result<TaskOutput> {
         self.ensure(&parts_for(req.task), req.task.name())?;
-        on!(self, |b, m| m.run(b, req, events))
+        Ok(on!(self, |b, m| m.run(b, req, events))?)
     }
 
     fn text_task(&mut self, task: Task, audio: &Audio, question: Option<&str>, sampling: &Sampling) -> Result<String> {
@@ -158,7 +167,8 @@ impl Model {
             prompt_frames: None,
         };
         let out = self.run(&req, &mut |_| {})?;
-        Ok(Audio { samples: out.audio.context("no audio was produced")?, sample_rate: out.sample_rate })
+        let samples = out.audio.ok_or_else(|| Error::Internal("no audio was produced".into()))?;
+        Ok(Audio { samples, sample_rate: out.sample_rate })
     }
 
     /// Streams a generation from prompt frames (as `uniaudio generate` takes them): one
@@ -166,11 +176,13 @@ impl Model {
     /// is checked and prefilled before this returns.
     pub fn generate(&mut self, frames: &[Frame], options: &GenerateOptions) -> Result<Generation<'_>> {
         self.ensure(&[Part::Lm], "generate")?;
-        match &self.on {
+        Ok(match &self.on {
             On::Cpu(b, m) => Generation::new(m, b, frames, options, Inner::Cpu),
+            #[cfg(feature = "wgpu")]
             On::Wgpu(b, m) => Generation::new(m, b, frames, options, Inner::Wgpu),
+            #[cfg(feature = "cuda")]
             On::Cuda(b, m) => Generation::new(m, b, frames, options, Inner::Cuda),
-        }
+        }?)
     }
 
     /// Runs many generation requests together through the continuously batched engine
@@ -178,14 +190,15 @@ impl Model {
     /// request gives alone.
     pub fn generate_batch(&mut self, requests: &[(Vec<Frame>, GenerateOptions)], max_batch: usize) -> Result<Vec<Result<GenerateOutput>>> {
         self.ensure(&[Part::Lm], "generate")?;
-        on!(self, |b, m| crate::generation::generate_batch(m, b, requests, max_batch))
+        let results = on!(self, |b, m| crate::generation::generate_batch(m, b, requests, max_batch))?;
+        Ok(results.into_iter().map(|r| r.map_err(Error::from)).collect())
     }
 
     /// Audio to reasoning and reconstruction tokens.
     pub fn encode(&mut self, audio: &Audio) -> Result<AudioTokens> {
         self.ensure(&[Part::Encoder], "encode")?;
         let samples = audio.at_24k()?;
-        on!(self, |b, m| encode_on(b, m, &samples))
+        Ok(on!(self, |b, m| encode_on(b, m, &samples))?)
     }
 
     /// Reconstruction tokens to 24 kHz audio (`steps` Euler steps, noise seeded by `seed`).
@@ -195,13 +208,13 @@ impl Model {
         let opts = DecodeOptions { steps, mode: uniaudio_codec::StitchMode::Reference, noise: Noise::Seeded(seed) };
         on!(self, |b, m| {
             let codec = m.codec.as_ref().context("no codec decoder")?;
-            let out = codec.decode(b, &rows, &opts, &mut |_, _, _, _| {})?;
+            let out = codec.decode(b, &rows, &opts, &mut |_, _, _, _| {}).map_err(anyhow::Error::from)?;
             Ok(Audio { samples: out.audio, sample_rate: codec.config.sample_rate })
         })
     }
 }
 
-fn encode_on<B: Backend>(b: &B, m: &Models<B>, samples: &[f32]) -> Result<AudioTokens> {
+fn encode_on<B: Backend>(b: &B, m: &Models<B>, samples: &[f32]) -> anyhow::Result<AudioTokens> {
     let encoder = m.encoder.as_ref().context("no codec encoder")?;
     crate::run::audio_tokens(encoder.encode(b, samples, &mut |_, _| {})?)
 }

@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::Result;
+
+use crate::error::missing;
 
 use crate::manifest::{Manifest, MANIFEST_FILE};
 
@@ -72,7 +74,7 @@ impl ModelPaths {
         if let Some(m) = &model {
             let origin = if from_env { format!("{MODEL_ENV}={}", m.display()) } else { format!("--model {}", m.display()) };
             if !m.is_dir() {
-                bail!("{origin}: no such directory");
+                return Err(crate::Error::Model(format!("{origin}: no such directory")).into());
             }
             if m.join(MANIFEST_FILE).is_file() {
                 let manifest = Manifest::read(m)?;
@@ -87,7 +89,7 @@ impl ModelPaths {
                 let t = m.join("tokenizer.json");
                 paths.tokenizer = t.is_file().then_some(t);
             } else {
-                bail!("{origin}: neither a bundle ({MANIFEST_FILE}) nor an LM directory (config.json)");
+                return Err(crate::Error::Model(format!("{origin}: neither a bundle ({MANIFEST_FILE}) nor an LM directory (config.json)")).into());
             }
         }
         if let Some(c) = codec {
@@ -124,7 +126,7 @@ impl ModelPaths {
             let from_bundle = self.codec.as_deref().is_some_and(|c| manifest.parts.get("codec").is_some_and(|p| root.join(&p.path) == c));
             if let (Some(f), true) = (feature, from_bundle) {
                 if !manifest.parts["codec"].features.iter().any(|x| x == f) {
-                    bail!("{task} needs {}, which the bundle {} lacks (its codec has: {}); convert the codec with its {f} or pass {}",
+                    missing!("{task} needs {}, which the bundle {} lacks (its codec has: {}); convert the codec with its {f} or pass {}",
                         part.describe(), root.display(), manifest.parts["codec"].features.join(", "), part.flag());
                 }
             }
@@ -132,11 +134,11 @@ impl ModelPaths {
         }
         match (path, &self.bundle) {
             (Some(p), _) => Ok(p),
-            (None, Some(root)) => bail!("{task} needs {}, which the bundle {} lacks; add it (uniaudio convert --bundle) or pass {}", part.describe(), root.display(), part.flag()),
+            (None, Some(root)) => missing!("{task} needs {}, which the bundle {} lacks; add it (uniaudio convert --bundle) or pass {}", part.describe(), root.display(), part.flag()),
             (None, None) if part == Part::Lm || self.lm.is_none() => {
-                bail!("{task} needs a model: pass --model BUNDLE (or set {MODEL_ENV})")
+                missing!("{task} needs a model: pass --model BUNDLE (or set {MODEL_ENV})")
             }
-            (None, None) => bail!("{task} needs {}: pass {} (or use a bundle with --model BUNDLE)", part.describe(), part.flag()),
+            (None, None) => missing!("{task} needs {}: pass {} (or use a bundle with --model BUNDLE)", part.describe(), part.flag()),
         }
     }
 }

@@ -195,12 +195,12 @@ pub fn check_text_inputs(task: Task, t: &TaskText) -> anyhow::Result<()> {
     let given = [("text", &t.text), ("caption", &t.caption), ("lyrics", &t.lyrics), ("question", &t.question)];
     for (name, value) in given {
         if value.is_some() && !uses.contains(&name) {
-            anyhow::bail!("task {} does not use --{name}", task.name());
+            crate::error::refuse!("task {} does not use --{name}", task.name());
         }
     }
     for name in uses {
         if given.iter().any(|(n, v)| n == name && v.is_none()) {
-            anyhow::bail!("task {} needs --{name}", task.name());
+            crate::error::refuse!("task {} needs --{name}", task.name());
         }
     }
     Ok(())

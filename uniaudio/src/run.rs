@@ -13,6 +13,7 @@ use uniaudio_lm::tokenizer::TextTokenizer;
 use uniaudio_lm::{GenerateOptions, GenerateOutput, Generator, LmConfig, OutputKind, StopReason, UniAudioLm};
 use uniaudio_runtime::Backend;
 
+use crate::error::refuse;
 use crate::long_form;
 use crate::paths::{ModelPaths, Part};
 use crate::request::{check_text_inputs, takes_audio, AudioInput, Event, Stage, TaskOutput, TaskRequest, Timings};
@@ -162,15 +163,15 @@ impl<B: Backend> Models<B> {
 
         // Positions first, from the audio's length alone: a long input is refused before encoding.
         let (input_tokens, input_seconds) = match (&req.audio, takes_audio(task)) {
-            (None, true) => bail!("task {} needs input audio", task.name()),
-            (Some(_), false) => bail!("task {} takes no input audio", task.name()),
+            (None, true) => refuse!("task {} needs input audio", task.name()),
+            (Some(_), false) => refuse!("task {} takes no input audio", task.name()),
             (None, false) => (None, None),
             (Some(AudioInput::Tokens(t)), true) => (Some(t.clone()), None),
             (Some(AudioInput::Samples24k(samples)), true) => {
                 let encoder = self.encoder.as_ref().context("no codec encoder loaded")?;
                 let seconds = samples.len() as f64 / SAMPLE_RATE as f64;
                 if samples.is_empty() {
-                    bail!("the input audio has no samples");
+                    refuse!("the input audio has no samples");
                 }
                 let placeholder = placeholder_tokens(&encoder.config, samples.len());
                 let prompt = self.prompt(req, Some(placeholder))?;
@@ -215,7 +216,7 @@ impl<B: Backend> Models<B> {
             OutputKind::Audio => {
                 let codec = self.codec.as_ref().context("no codec decoder loaded")?;
                 if generated.reconstruction.is_empty() {
-                    bail!(
+                    refuse!(
                         "the LM produced no reconstruction frames within {} steps (stopped by {}); raise --max-steps or change --seed",
                         opts.max_steps,
                         stop_name(generated.stopped_by)
@@ -331,12 +332,12 @@ pub fn step_budget(config: &LmConfig, task: Task, prompt: usize, asked: Option<u
             }
             None => String::new(),
         };
-        bail!("{audio}, which leaves no room to generate within max_seq_len {max}{hint}");
+        refuse!("{audio}, which leaves no room to generate within max_seq_len {max}{hint}");
     }
     let cap = if task.output_kind() == OutputKind::Text { TEXT_STEPS } else { AUDIO_STEPS };
     match asked {
-        Some(0) => bail!("--max-steps must be at least 1"),
-        Some(n) if n > room => bail!("{audio}; with --max-steps {n} it needs {} positions, more than max_seq_len {max} (at most {room} steps fit)", prompt + n - 1),
+        Some(0) => refuse!("--max-steps must be at least 1"),
+        Some(n) if n > room => refuse!("{audio}; with --max-steps {n} it needs {} positions, more than max_seq_len {max} (at most {room} steps fit)", prompt + n - 1),
         Some(n) => Ok(n),
         None if cap > room => {
             events(Event::Note(format!("{audio}: at most {room} steps fit in max_seq_len {max} (the task's cap is {cap})")));

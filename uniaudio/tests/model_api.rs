@@ -48,8 +48,43 @@ fn one_model_runs_every_kind_of_task() {
 
     // A bad input is an error, not a panic, and the model stays usable.
     let silent = Audio { samples: vec![], sample_rate: 16_000 };
-    assert!(model.transcribe(&silent).is_err());
+    assert!(matches!(model.transcribe(&silent), Err(uniaudio::Error::InvalidInput(_))));
     assert_eq!(model.transcribe(&audio).unwrap(), text);
+    assert!(matches!(Audio::read(dir.join("uniaudio.json")), Err(uniaudio::Error::Audio(_))));
+}
+
+/// Each error names whose problem it is: a missing path, a missing part, a refused argument.
+#[test]
+fn errors_say_what_kind_they_are() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cpu = || LoadOptions { backend: BackendKind::Cpu, ..Default::default() };
+    let e = Model::load(tmp.path().join("nowhere"), cpu()).err().unwrap();
+    assert!(matches!(e, uniaudio::Error::Model(_)) && e.to_string().contains("nowhere"), "{e:?}");
+    let dir = tmp.path().join("bundle");
+    uniaudio::synth_bundle::write_synthetic_bundle(&dir, BundlePreset::Tiny, None, &mut |_, _, _| {}).unwrap();
+    let e = Model::load(dir.join("lm"), cpu()).err().unwrap();
+    assert!(matches!(e, uniaudio::Error::MissingPart(_)) && e.to_string().contains("--tokenizer"), "{e:?}");
+    let mut lm_only = Model::load(dir.join("lm"), LoadOptions { tokenizer: Some(dir.join("tokenizer.json")), ..cpu() }).unwrap();
+    let e = lm_only.tts("Hi.", &Sampling { max_steps: Some(4), ..Default::default() }).err().unwrap();
+    assert!(matches!(e, uniaudio::Error::MissingPart(_)) && e.to_string().contains("--codec"), "{e:?}");
+    let mut model = Model::load(&dir, cpu()).unwrap();
+    let e = model.tts("Hi.", &Sampling { max_steps: Some(0), ..Default::default() }).err().unwrap();
+    assert!(matches!(e, uniaudio::Error::InvalidInput(_)) && e.to_string().contains("--max-steps"), "{e:?}");
+}
+
+/// A backend left out of the build (cargo features `wgpu`, `cuda`) is refused by name;
+/// `Auto` picks among the built ones and always has the CPU.
+#[test]
+fn backends_outside_the_build_are_refused() {
+    use uniaudio::{AnyBackend, Precision};
+    for (kind, name) in [(BackendKind::Wgpu, "wgpu"), (BackendKind::Cuda, "cuda")] {
+        if !kind.is_built() {
+            let e = AnyBackend::open(kind, Precision::Exact).err().unwrap();
+            assert!(matches!(e, uniaudio::Error::Backend(_)) && e.to_string().contains(name) && e.to_string().contains("feature"), "{e:?}");
+        }
+    }
+    assert_eq!(cfg!(feature = "wgpu"), BackendKind::Wgpu.is_built());
+    assert!(AnyBackend::open(BackendKind::Cpu, Precision::Exact).is_ok());
 }
 
 /// `generate` streams one event per frame or token and ends with the output a plain run

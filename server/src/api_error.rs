@@ -22,6 +22,18 @@ impl ApiError {
         ApiError::new(500, m)
     }
 
+    /// A library error with the status its kind deserves: the client's input (400), a part
+    /// this model lacks (501), or the server's own failure (500).
+    pub fn from_library(e: anyhow::Error) -> Self {
+        let e = uniaudio::Error::from(e);
+        let status = match e {
+            uniaudio::Error::InvalidInput(_) | uniaudio::Error::Audio(_) => 400,
+            uniaudio::Error::MissingPart(_) => 501,
+            _ => 500,
+        };
+        ApiError::new(status, e.message())
+    }
+
     pub fn unavailable(m: impl Into<String>) -> Self {
         ApiError::new(503, m)
     }

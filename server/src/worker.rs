@@ -194,7 +194,7 @@ fn accept<B: Backend>(b: &B, models: &Models<B>, engine: &mut Engine<'_, B>, liv
                 let prepared = match models.prepare(b, &request, &mut |_| {}) {
                     Ok(Preparation::Ready(p)) => p,
                     Ok(Preparation::Windows) => return Err(refuse(ApiError::new(413, "`file` is too long for one prompt; send at most 30 s per request"))),
-                    Err(e) => return Err(refuse(ApiError::bad_request(format!("{e:#}")))),
+                    Err(e) => return Err(refuse(ApiError::from_library(e))),
                 };
                 let id = engine.submit(&prepared.prompt.frames, &prepared.opts).map_err(|e| refuse(ApiError::bad_request(e.to_string())))?;
                 Ok((id, Work::Task(request, Box::new(prepared)), deadline))
@@ -233,7 +233,7 @@ fn finish_task<B: Backend>(b: &B, models: &Models<B>, request: &TaskRequest, pre
             Some(samples) => TaskReply::Audio { samples, sample_rate: out.sample_rate },
             None => TaskReply::Text(out.text.unwrap_or_default()),
         }),
-        Ok(Err(e)) => Err(ApiError::internal(format!("{e:#}"))),
+        Ok(Err(e)) => Err(ApiError::from_library(e)),
         Err(_) => {
             shared.count_panic();
             Err(ApiError::internal("internal error while finishing the request"))

@@ -91,6 +91,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         bail!("--batch: sizes must be between 1 and 1024, got {:?}", args.batch);
     }
     let opened = args.backend.open()?;
+    println!("tuning {}", crate::tune::status(&opened));
     if args.preset == "none" && args.model.is_none() {
         println!("backend {}", opened.describe());
         crate::bench_codec::run(&args.codec, &opened, &cache_dir())?;

@@ -24,6 +24,7 @@ mod task_run;
 mod text_inputs;
 mod understand;
 mod serve;
+mod tune;
 mod verify;
 mod wav;
 
@@ -91,6 +92,8 @@ enum Command {
     BenchGemv(bench_gemv::BenchGemvArgs),
     /// Serving benchmark: a local server under concurrent streaming clients.
     BenchServe(bench_serve::BenchServeArgs),
+    /// Time the tunable kernels' candidates on this machine and cache the fastest per device.
+    Tune(tune::TuneArgs),
 }
 
 /// Vulkan's window-system layers print `error: XDG_RUNTIME_DIR is invalid` while wgpu
@@ -128,6 +131,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::BenchGemv(args) => bench_gemv::run(args),
         Command::BenchServe(args) => bench_serve::run(args),
+        Command::Tune(args) => tune::run(args),
         Command::Codec(cmd) => codec::run(cmd),
         Command::Tts(args) => pipeline::run(Task::Tts, args),
         Command::Tta(args) => pipeline::run(Task::Tta, args),

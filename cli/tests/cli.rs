@@ -384,3 +384,20 @@ fn serve_answers_like_generate_and_stops_on_sigterm() {
     assert!(status.success(), "exit status {status}");
     assert!(lines.any(|l| l.is_ok_and(|l| l.contains("stopped"))));
 }
+
+/// `uniaudio tune` times the CPU's candidates, prints the table and writes the per-device
+/// cache; `UNIAUDIO_TUNE=off` refuses, a bad value is named.
+#[test]
+fn tune_writes_the_device_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = run(bin().args(["tune", "--backend", "cpu", "--reps", "1"]).env("UNIAUDIO_CACHE_DIR", tmp.path()).env_remove("UNIAUDIO_TUNE"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("cpu.gemm.pass_bytes") && out.contains("k>2048") && out.contains("saved"), "{out}");
+    let files: Vec<_> = std::fs::read_dir(tmp.path().join("tune")).unwrap().collect();
+    assert_eq!(files.len(), 1);
+    let o = run(bin().args(["tune", "--reps", "1"]).env("UNIAUDIO_CACHE_DIR", tmp.path()).env("UNIAUDIO_TUNE", "off"));
+    assert!(!o.status.success() && stderr(&o).contains("UNIAUDIO_TUNE=off"), "{}", stderr(&o));
+    let o = run(bin().args(["tune", "--reps", "1"]).env("UNIAUDIO_CACHE_DIR", tmp.path()).env("UNIAUDIO_TUNE", "sometimes"));
+    assert!(!o.status.success() && stderr(&o).contains("sometimes"), "{}", stderr(&o));
+}

@@ -23,6 +23,7 @@ pub mod rng;
 pub mod synth;
 mod tensor;
 pub mod torch;
+pub mod tune;
 pub mod weights;
 #[cfg(feature = "wgpu")]
 pub mod wgpu;

@@ -19,13 +19,11 @@ pub(crate) const KC: usize = 256;
 /// The fast (bf16) product is used from this many output columns on.
 const FAST_MIN_COLUMNS: usize = 256;
 
-/// Packed x per pass: small enough to stay in the last-level cache while every column
-/// task sweeps it.
-const PACKED_X_BYTES: usize = 4 << 20;
-
-/// Rows per pass: the packed x within its budget, at least a few row panels.
+/// Rows per pass: the packed x within its budget (`tune::gemm_pass_bytes`: small enough
+/// to stay in the last-level cache while every column task sweeps it), at least a few row
+/// panels. The pass size never changes a result: each output's K order is the same.
 fn rows_per_pass(k: usize) -> usize {
-    (PACKED_X_BYTES / 4 / k.max(1)).clamp(16 * MR, 256 * MR) / MR * MR
+    (super::tune::gemm_pass_bytes(k) / 4 / k.max(1)).clamp(16 * MR, 256 * MR) / MR * MR
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -44,6 +44,10 @@ pub struct BenchArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Run everything twice: with this device's tuned table, then with the built-in
+    /// defaults (`uniaudio tune` makes the table), so the gain shows in one sitting.
+    #[arg(long)]
+    compare_defaults: bool,
     #[command(flatten)]
     codec: crate::bench_codec::CodecBenchArgs,
     #[command(flatten)]
@@ -92,10 +96,28 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let opened = args.backend.open()?;
     println!("tuning {}", crate::tune::status(&opened));
+    if !args.compare_defaults {
+        return run_opened(&args, &opened, dtype);
+    }
+    if args.json.is_some() {
+        bail!("--compare-defaults prints two runs; it does not combine with --json");
+    }
+    let Opened::Cpu(_) = &opened else {
+        bail!("--compare-defaults: {} has no tunable kernel families yet", opened.describe());
+    };
+    println!("\n== run 1 of 2: {}", crate::tune::status(&opened));
+    run_opened(&args, &opened, dtype)?;
+    uniaudio_runtime::cpu::tune::use_defaults();
+    println!("\n== run 2 of 2: built-in defaults");
+    run_opened(&args, &opened, dtype)
+}
+
+/// Every part of the benchmark on an opened backend.
+fn run_opened(args: &BenchArgs, opened: &Opened, dtype: DType) -> Result<()> {
     if args.preset == "none" && args.model.is_none() {
         println!("backend {}", opened.describe());
-        crate::bench_codec::run(&args.codec, &opened, &cache_dir())?;
-        return crate::bench_encoder::run(&args.encoder, &opened, &cache_dir());
+        crate::bench_codec::run(&args.codec, opened, &cache_dir())?;
+        return crate::bench_encoder::run(&args.encoder, opened, &cache_dir());
     }
     let (label, dir) = match (&args.model, args.preset.as_str()) {
         (Some(dir), _) => {
@@ -113,22 +135,22 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
     };
     let description = opened.describe();
-    match &opened {
+    match opened {
         Opened::Cpu(b) => {
             let bw = measure_read_bandwidth(1 << 30, 5).gb_per_s();
-            bench_on(b, &args, &label, &dir, dtype, &description, bw, "read bandwidth, best of 5 passes over 1 GiB")?
+            bench_on(b, args, &label, &dir, dtype, &description, bw, "read bandwidth, best of 5 passes over 1 GiB")?
         }
         Opened::Wgpu(g) => {
             let bw = g.measure_copy_bandwidth(256 << 20, 5)?;
-            bench_on(g, &args, &label, &dir, dtype, &description, bw, "device copy bandwidth, best of 5 copies of 256 MiB")?
+            bench_on(g, args, &label, &dir, dtype, &description, bw, "device copy bandwidth, best of 5 copies of 256 MiB")?
         }
         Opened::Cuda(g) => {
             let bw = g.measure_copy_bandwidth(1 << 30, 5)?;
-            bench_on(g, &args, &label, &dir, dtype, &description, bw, "device copy bandwidth, best of 5 copies of 1 GiB")?
+            bench_on(g, args, &label, &dir, dtype, &description, bw, "device copy bandwidth, best of 5 copies of 1 GiB")?
         }
     }
-    crate::bench_codec::run(&args.codec, &opened, &cache_dir())?;
-    crate::bench_encoder::run(&args.encoder, &opened, &cache_dir())
+    crate::bench_codec::run(&args.codec, opened, &cache_dir())?;
+    crate::bench_encoder::run(&args.encoder, opened, &cache_dir())
 }
 
 #[allow(clippy::too_many_arguments)]

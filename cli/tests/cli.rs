@@ -396,6 +396,12 @@ fn tune_writes_the_device_cache() {
     assert!(out.contains("cpu.gemm.pass_bytes") && out.contains("k>2048") && out.contains("saved"), "{out}");
     let files: Vec<_> = std::fs::read_dir(tmp.path().join("tune")).unwrap().collect();
     assert_eq!(files.len(), 1);
+    // The bench says what is in use: the table by default, the defaults with off or force.
+    for (mode, says) in [("on", "tuned table"), ("force", "UNIAUDIO_TUNE=force"), ("off", "UNIAUDIO_TUNE=off")] {
+        let o = run(bin().args(["bench", "--backend", "cpu", "--preset", "none", "--codec", "none", "--encoder", "none"]).env("UNIAUDIO_CACHE_DIR", tmp.path()).env("UNIAUDIO_TUNE", mode));
+        let first = String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or_default().to_string();
+        assert!(o.status.success() && first.starts_with("tuning ") && first.contains(says), "{mode}: {first} {}", stderr(&o));
+    }
     let o = run(bin().args(["tune", "--reps", "1"]).env("UNIAUDIO_CACHE_DIR", tmp.path()).env("UNIAUDIO_TUNE", "off"));
     assert!(!o.status.success() && stderr(&o).contains("UNIAUDIO_TUNE=off"), "{}", stderr(&o));
     let o = run(bin().args(["tune", "--reps", "1"]).env("UNIAUDIO_CACHE_DIR", tmp.path()).env("UNIAUDIO_TUNE", "sometimes"));

@@ -64,6 +64,7 @@ impl Cpu {
     /// A backend restricted to `isa` (`Isa::Scalar` runs the portable fallbacks). Asking
     /// for a level the machine lacks gives the best one it has below it.
     pub fn with_isa(isa: Isa) -> Self {
+        // The tuned table (or the defaults) is in place before the first kernel runs.
         tune::load_once();
         Cpu { isa: Isa::best_at_most(isa), lock: Mutex::new(()) }
     }

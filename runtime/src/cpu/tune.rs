@@ -59,7 +59,7 @@ pub fn set_gemm_pass_bytes(class: usize, bytes: usize) {
 
 /// Restores the built-in defaults.
 pub fn use_defaults() {
-    for (c, _) in GEMM_CLASSES.iter().enumerate() {
+    for c in 0..GEMM_CLASSES.len() {
         set_gemm_pass_bytes(c, GEMM_PASS_DEFAULT);
     }
 }
@@ -91,28 +91,31 @@ pub fn apply(cache: &TuneCache) -> usize {
     applied
 }
 
-/// Loads this device's cache once per process (unless `UNIAUDIO_TUNE=off`) and applies it.
-pub(crate) fn load_once() {
+/// Loads this device's cache once per process and applies it; says what is in use.
+/// `UNIAUDIO_TUNE=off` and `force` leave the built-in defaults (with `force` no stored
+/// choice is trusted until `uniaudio tune` re-times and rewrites the table).
+pub(crate) fn load_once() -> &'static str {
     LOADED.get_or_init(|| match TuneMode::from_env() {
         Ok(TuneMode::Off) => "off (UNIAUDIO_TUNE=off): built-in defaults".into(),
+        Ok(TuneMode::Force) => "built-in defaults (UNIAUDIO_TUNE=force: stored choices are re-timed by `uniaudio tune`, not loaded)".into(),
         Err(e) => {
             eprintln!("warning: {e}; using built-in defaults");
             "built-in defaults".into()
         }
-        Ok(_) => {
+        Ok(TuneMode::On) => {
             let cache = TuneCache::open(&cache_dir(), device_key(), &mut |w| eprintln!("warning: {w}"));
             match apply(&cache) {
                 0 => "built-in defaults (no tuned table for this CPU; `uniaudio tune` makes one)".into(),
                 n => format!("tuned table {} ({n} entries)", cache.path().display()),
             }
         }
-    });
+    })
+    .as_str()
 }
 
 /// What the CPU backend runs with: a tuned table (and where) or the defaults.
 pub fn status() -> String {
-    load_once();
-    LOADED.get().cloned().unwrap_or_default()
+    load_once().to_string()
 }
 
 /// Times every pass-size candidate on `class`'s probe shape (or `probe`, smaller, for

@@ -5,7 +5,8 @@
 //! the choice and never re-time. A cache written for another device, driver or runtime
 //! version is ignored, never trusted.
 //!
-//! `UNIAUDIO_TUNE=off` uses the built-in defaults; `UNIAUDIO_TUNE=force` re-times.
+//! `UNIAUDIO_TUNE=off` uses the built-in defaults; `UNIAUDIO_TUNE=force` trusts no stored
+//! choice (defaults) until `uniaudio tune` re-times and rewrites the table.
 
 pub mod cache;
 pub mod select;
@@ -22,7 +23,7 @@ pub enum TuneMode {
     On,
     /// Built-in defaults only; the cache is neither read nor written.
     Off,
-    /// Re-time every family that is tuned, replacing cached choices.
+    /// Trust no stored choice (built-in defaults) until `uniaudio tune` re-times them.
     Force,
 }
 

@@ -102,12 +102,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.json.is_some() {
         bail!("--compare-defaults prints two runs; it does not combine with --json");
     }
-    let Opened::Cpu(_) = &opened else {
+    if !matches!(&opened, Opened::Cpu(_) | Opened::Wgpu(_)) {
         bail!("--compare-defaults: {} has no tunable kernel families yet", opened.describe());
-    };
+    }
     println!("\n== run 1 of 2: {}", crate::tune::status(&opened));
     run_opened(&args, &opened, dtype)?;
-    uniaudio_runtime::cpu::tune::use_defaults();
+    match &opened {
+        Opened::Wgpu(gpu) => gpu.use_tuning_defaults(),
+        _ => uniaudio_runtime::cpu::tune::use_defaults(),
+    }
     println!("\n== run 2 of 2: built-in defaults");
     run_opened(&args, &opened, dtype)
 }

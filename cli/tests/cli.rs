@@ -385,8 +385,8 @@ fn serve_answers_like_generate_and_stops_on_sigterm() {
     assert!(lines.any(|l| l.is_ok_and(|l| l.contains("stopped"))));
 }
 
-/// `uniaudio tune` times the CPU's candidates, prints the table and writes the per-device
-/// cache; `UNIAUDIO_TUNE=off` refuses, a bad value is named.
+/// `uniaudio tune` times the CPU's (and wgpu's) candidates, prints the table and writes
+/// the per-device cache; `UNIAUDIO_TUNE=off` refuses, a bad value is named.
 #[test]
 fn tune_writes_the_device_cache() {
     let tmp = tempfile::tempdir().unwrap();
@@ -396,6 +396,16 @@ fn tune_writes_the_device_cache() {
     assert!(out.contains("cpu.gemm.pass_bytes") && out.contains("k>2048") && out.contains("saved"), "{out}");
     let files: Vec<_> = std::fs::read_dir(tmp.path().join("tune")).unwrap().collect();
     assert_eq!(files.len(), 1);
+    // The wgpu GEMV family on the adapter (lavapipe in CI), in its own cache file.
+    let o = run(bin().args(["tune", "--backend", "wgpu", "--reps", "1"]).env("UNIAUDIO_CACHE_DIR", tmp.path()).env_remove("UNIAUDIO_TUNE"));
+    if o.status.success() {
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.contains("wgpu.gemv.rows") && out.contains("gate_up") && out.contains("of limit"), "{out}");
+        assert_eq!(std::fs::read_dir(tmp.path().join("tune")).unwrap().count(), 2);
+    } else {
+        assert!(std::env::var_os("UNIAUDIO_REQUIRE_WGPU").is_none(), "wgpu tuning failed: {}", stderr(&o));
+        println!("SKIPPED wgpu tuning: {}", stderr(&o));
+    }
     // The bench says what is in use: the table by default, the defaults with off or force.
     for (mode, says) in [("on", "tuned table"), ("force", "UNIAUDIO_TUNE=force"), ("off", "UNIAUDIO_TUNE=off")] {
         let o = run(bin().args(["bench", "--backend", "cpu", "--preset", "none", "--codec", "none", "--encoder", "none"]).env("UNIAUDIO_CACHE_DIR", tmp.path()).env("UNIAUDIO_TUNE", mode));

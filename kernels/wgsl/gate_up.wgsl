@@ -1,6 +1,6 @@
 // The gated MLP input: out[M, F] = silu(x . w_gate^T) * (x . w_up^T).
 // x [M, K] f32; w_gate (w) and w_up (w2) [F, K] in the stored dtype; out f32.
-// A 256-thread workgroup computes 8 outputs, 32 threads per row, both dots per thread.
+// A workgroup computes GEMV_ROWS outputs (8 by default), 32 threads per row, both dots per thread.
 // W_VEC (K and offsets multiples of 8): 16-byte loads of 8 weights and activations.
 #define W_BINDING 0
 #define W2_BINDING 4
@@ -25,13 +25,19 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
-const ROWS: u32 = 8u;
+// Output rows per workgroup (32 lanes each): a tuned parameter (`wgpu.gemv.rows`); every
+// value reduces each row the same way, so results do not depend on it.
+#ifndef GEMV_ROWS
+#define GEMV_ROWS 8
+#define GEMV_THREADS 256
+#endif
+const ROWS: u32 = GEMV_ROWS;
 const LANES: u32 = 32u;
 
-var<workgroup> gate: array<f32, 256>;
-var<workgroup> up: array<f32, 256>;
+var<workgroup> gate: array<f32, GEMV_THREADS>;
+var<workgroup> up: array<f32, GEMV_THREADS>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(GEMV_THREADS)
 fn gate_up(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let id = (wg.x + wg.y * nw.x) * ROWS + t / LANES;
     let lane = t % LANES;

@@ -1,5 +1,5 @@
 // out[M, N] (+)= x[M, K] . W
-//   matmul_out_in: W = w [N, K] (nn.Linear); a 256-thread workgroup computes 8 output
+//   matmul_out_in: W = w [N, K] (nn.Linear); a workgroup of GEMV_ROWS x 32 threads (8 x 32 by default) computes GEMV_ROWS output
 //                  elements, 32 threads reducing each row of W against a row of x
 //                  (decode GEMV streams W once).
 //   matmul_in_out: W = w [K, N]; one thread per output element, threads adjacent in N
@@ -35,10 +35,16 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
-const ROWS: u32 = 8u;
+// Output rows per workgroup (32 lanes each): a tuned parameter (`wgpu.gemv.rows`); every
+// value reduces each row the same way, so results do not depend on it.
+#ifndef GEMV_ROWS
+#define GEMV_ROWS 8
+#define GEMV_THREADS 256
+#endif
+const ROWS: u32 = GEMV_ROWS;
 const LANES: u32 = 32u;
 
-var<workgroup> partial: array<f32, 256>;
+var<workgroup> partial: array<f32, GEMV_THREADS>;
 
 // Row `id` of this thread's 32-lane group: the dot product's lane-strided share.
 fn lane_dot(id: u32, lane: u32) -> f32 {
@@ -75,7 +81,7 @@ fn store_row(id: u32, total: f32) {
 // subgroupAdd reduces each subgroup in registers; the (32 / subgroup size) partial sums
 // of a row meet in workgroup memory. Subgroups wider than a row's 32 lanes take the
 // workgroup-memory tree instead.
-@compute @workgroup_size(256)
+@compute @workgroup_size(GEMV_THREADS)
 fn matmul_out_in(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, @builtin(local_invocation_index) t: u32,
                  @builtin(subgroup_size) sg_size: u32, @builtin(subgroup_invocation_id) sg_lane: u32) {
     let group = wg.x + wg.y * nw.x;
@@ -102,7 +108,7 @@ fn matmul_out_in(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     tree_reduce(t, lane, id, acc);
 }
 #else
-@compute @workgroup_size(256)
+@compute @workgroup_size(GEMV_THREADS)
 fn matmul_out_in(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let group = wg.x + wg.y * nw.x;
     let id = group * ROWS + t / LANES;

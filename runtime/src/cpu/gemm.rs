@@ -19,17 +19,18 @@ pub(crate) const KC: usize = 256;
 /// The fast (bf16) product is used from this many output columns on.
 const FAST_MIN_COLUMNS: usize = 256;
 
-/// Rows per pass: the packed x within its budget (`tune::gemm_pass_bytes`: small enough
-/// to stay in the last-level cache while every column task sweeps it), at least a few row
-/// panels. The pass size never changes a result: each output's K order is the same.
-fn rows_per_pass(k: usize) -> usize {
-    (super::tune::gemm_pass_bytes(k) / 4 / k.max(1)).clamp(16 * MR, 256 * MR) / MR * MR
-}
-
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(isa: Isa, x: &[f32], m: usize, k: usize, w: WeightSlice, layout: WeightLayout, n: usize, out: &mut [f32], accumulate: bool) {
-    let per_pass = rows_per_pass(k);
-    for m0 in (0..m).step_by(per_pass) {
+    super::tune::tune_on_first_use(isa, x, m, k, w, layout, n);
+    let per_pass = super::tune::rows_per_pass(super::tune::gemm_pass_bytes(k), k);
+    gemm_in_passes(isa, x, m, k, w, layout, n, out, accumulate, per_pass);
+}
+
+/// The GEMM over passes of `per_pass` rows of x, packed once per pass. The pass size
+/// (`tune::gemm_pass_bytes`) never changes a result: each output's K order is the same.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_in_passes(isa: Isa, x: &[f32], m: usize, k: usize, w: WeightSlice, layout: WeightLayout, n: usize, out: &mut [f32], accumulate: bool, per_pass: usize) {
+    for m0 in (0..m).step_by(per_pass.max(1)) {
         let mb = (m - m0).min(per_pass);
         let packed = PackedRows { data: pack_rows(&x[m0 * k..(m0 + mb) * k], mb, k, mb.div_ceil(MR)), rows: mb, k };
         gemm_packed(isa, &packed, w, layout, n, &mut out[m0 * n..(m0 + mb) * n], accumulate);

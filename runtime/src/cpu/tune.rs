@@ -6,12 +6,12 @@
 //! output is unchanged), so tuning never changes what a model computes; the decode GEMV
 //! (the batch-invariant path) has no tunables.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
 use std::time::Instant;
 
 use crate::op::WeightLayout;
-use crate::tune::{pick, Choice, DeviceKey, Timing, TuneCache, TuneMode};
+use crate::tune::table::{self, Family, Tuned};
+use crate::tune::{pick, Choice, DeviceKey, Timing, TuneMode};
 
 use super::simd::Isa;
 use super::view::WeightSlice;
@@ -30,7 +30,7 @@ pub struct ShapeClass {
     pub name: &'static str,
     /// The largest K in the class.
     pub max_k: usize,
-    /// The shape timed for the class: (rows, K, output columns).
+    /// The shape `uniaudio tune` times for the class: (rows, K, output columns).
     pub probe: (usize, usize, usize),
 }
 
@@ -40,7 +40,8 @@ pub const GEMM_CLASSES: [ShapeClass; 2] = [
     ShapeClass { name: "k>2048", max_k: usize::MAX, probe: (1000, 6144, 1536) },
 ];
 
-static PASS_BYTES: [AtomicUsize; 2] = [AtomicUsize::new(GEMM_PASS_DEFAULT), AtomicUsize::new(GEMM_PASS_DEFAULT)];
+static GEMM_FAMILY: Family = Family { name: GEMM_PASS, classes: &["k<=2048", "k>2048"], candidates: &GEMM_PASS_CANDIDATES, default: GEMM_PASS_DEFAULT };
+static GEMM: LazyLock<Tuned> = LazyLock::new(|| Tuned::new(&GEMM_FAMILY));
 static LOADED: OnceLock<String> = OnceLock::new();
 
 fn class_of(k: usize) -> usize {
@@ -49,19 +50,32 @@ fn class_of(k: usize) -> usize {
 
 /// The pass size in use for inner size `k`.
 pub fn gemm_pass_bytes(k: usize) -> usize {
-    PASS_BYTES[class_of(k)].load(Ordering::Relaxed)
+    GEMM.get(class_of(k))
 }
 
-/// Sets the pass size of a class (tuning and benchmarks; results do not change).
+/// Sets (and decides) the pass size of a class (tuning and benchmarks; results do not change).
 pub fn set_gemm_pass_bytes(class: usize, bytes: usize) {
-    PASS_BYTES[class].store(bytes, Ordering::Relaxed);
+    GEMM.set(class, bytes);
 }
 
-/// Restores the built-in defaults.
+/// Restores the built-in defaults (decided: nothing is timed on first use).
 pub fn use_defaults() {
-    for c in 0..GEMM_CLASSES.len() {
-        set_gemm_pass_bytes(c, GEMM_PASS_DEFAULT);
-    }
+    GEMM.reset(true);
+}
+
+/// Applies the cached choices of `cache`; returns how many classes were set.
+pub fn apply(cache: &crate::tune::TuneCache) -> usize {
+    GEMM.apply(cache)
+}
+
+/// Whether the class of inner size `k` has its value (loaded, tuned or fixed).
+pub fn is_decided(k: usize) -> bool {
+    GEMM.is_decided(class_of(k))
+}
+
+/// Every class undecided again, at its default: the next GEMM of each class tunes it.
+pub fn forget() {
+    GEMM.reset(false);
 }
 
 /// This CPU as a cache key: model name, instruction set and thread count.
@@ -78,44 +92,64 @@ pub fn cache_dir() -> std::path::PathBuf {
     crate::cache_dir().join("tune")
 }
 
-/// Applies the cached choices of `cache`; returns how many classes were set.
-pub fn apply(cache: &TuneCache) -> usize {
-    let mut applied = 0;
-    for (c, class) in GEMM_CLASSES.iter().enumerate() {
-        let chosen = cache.get(&format!("{GEMM_PASS}/{}", class.name)).and_then(|ch| ch.candidate.parse::<usize>().ok());
-        if let Some(bytes) = chosen.filter(|b| GEMM_PASS_CANDIDATES.contains(b)) {
-            set_gemm_pass_bytes(c, bytes);
-            applied += 1;
-        }
-    }
-    applied
-}
-
-/// Loads this device's cache once per process and applies it; says what is in use.
-/// `UNIAUDIO_TUNE=off` and `force` leave the built-in defaults (with `force` no stored
-/// choice is trusted until `uniaudio tune` re-times and rewrites the table).
+/// Loads this device's cache once per process (see `Tuned::load` for what each
+/// `UNIAUDIO_TUNE` mode does); says what is in use.
 pub(crate) fn load_once() -> &'static str {
-    LOADED.get_or_init(|| match TuneMode::from_env() {
-        Ok(TuneMode::Off) => "off (UNIAUDIO_TUNE=off): built-in defaults".into(),
-        Ok(TuneMode::Force) => "built-in defaults (UNIAUDIO_TUNE=force: stored choices are re-timed by `uniaudio tune`, not loaded)".into(),
-        Err(e) => {
-            eprintln!("warning: {e}; using built-in defaults");
-            "built-in defaults".into()
-        }
-        Ok(TuneMode::On) => {
-            let cache = TuneCache::open(&cache_dir(), device_key(), &mut |w| eprintln!("warning: {w}"));
-            match apply(&cache) {
-                0 => "built-in defaults (no tuned table for this CPU; `uniaudio tune` makes one)".into(),
-                n => format!("tuned table {} ({n} entries)", cache.path().display()),
-            }
-        }
-    })
-    .as_str()
+    LOADED
+        .get_or_init(|| {
+            let mode = TuneMode::from_env().unwrap_or_else(|e| {
+                eprintln!("warning: {e}; using built-in defaults");
+                TuneMode::Off
+            });
+            GEMM.load(mode, &cache_dir(), device_key())
+        })
+        .as_str()
 }
 
 /// What the CPU backend runs with: a tuned table (and where) or the defaults.
 pub fn status() -> String {
     load_once().to_string()
+}
+
+/// Rows of x per GEMM pass for a pass budget of `bytes`: small enough to stay in the
+/// last-level cache while every column task sweeps it, at least a few row panels.
+pub(crate) fn rows_per_pass(bytes: usize, k: usize) -> usize {
+    let mr = super::gemm::MR;
+    (bytes / 4 / k.max(1)).clamp(16 * mr, 256 * mr) / mr * mr
+}
+
+/// Tuning on first use: an undecided class meeting a GEMM whose candidates split it into
+/// different passes times them on this very product (into a scratch output) and stores
+/// the winner. Candidates giving the same passes are timed once.
+pub(crate) fn tune_on_first_use(isa: Isa, x: &[f32], m: usize, k: usize, w: WeightSlice, layout: WeightLayout, n: usize) {
+    load_once();
+    let class = class_of(k);
+    if GEMM.is_decided(class) {
+        return;
+    }
+    let mut plans: Vec<usize> = Vec::new();
+    let mut candidates = Vec::new();
+    for &bytes in &GEMM_PASS_CANDIDATES {
+        let plan = rows_per_pass(bytes, k).min(m);
+        if !plans.contains(&plan) {
+            plans.push(plan);
+            candidates.push(bytes);
+        }
+    }
+    if candidates.len() < 2 {
+        return;
+    }
+    let mut out = vec![0f32; m * n];
+    let tuned = GEMM.tune_once(class, &candidates, 1, 2, |&bytes| {
+        let t = Instant::now();
+        super::gemm::gemm_in_passes(isa, x, m, k, w, layout, n, &mut out, false, rows_per_pass(bytes, k));
+        t.elapsed()
+    });
+    if let Some((best, timings)) = tuned {
+        let entry = GEMM_FAMILY.entry(class);
+        eprintln!("tuned {entry} on {m}x{k}x{n}: {} MiB passes (stored for later runs; UNIAUDIO_TUNE=off skips tuning)", candidates[best] >> 20);
+        table::persist(&cache_dir(), device_key(), &entry, table::choice(best, &timings));
+    }
 }
 
 /// Times every pass-size candidate on `class`'s probe shape (or `probe`, smaller, for
@@ -127,9 +161,8 @@ pub fn tune_gemm_pass(isa: Isa, class: usize, probe: Option<(usize, usize, usize
     let w: Vec<f32> = (0..k * n).map(|i| ((i * 104_729) % 997) as f32 / 997.0 - 0.5).collect();
     let mut out = vec![0f32; m * n];
     let (best, timings) = pick(&GEMM_PASS_CANDIDATES, |b| b.to_string(), warmup, reps, |&bytes| {
-        set_gemm_pass_bytes(class, bytes);
         let t = Instant::now();
-        super::gemm::gemm(isa, &x, m, k, WeightSlice::F32(&w), WeightLayout::OutIn, n, &mut out, false);
+        super::gemm::gemm_in_passes(isa, &x, m, k, WeightSlice::F32(&w), WeightLayout::OutIn, n, &mut out, false, rows_per_pass(bytes, k));
         t.elapsed()
     });
     set_gemm_pass_bytes(class, GEMM_PASS_CANDIDATES[best]);
@@ -138,10 +171,7 @@ pub fn tune_gemm_pass(isa: Isa, class: usize, probe: Option<(usize, usize, usize
 
 /// A choice for the cache from a tuning run.
 pub fn choice(best: usize, timings: &[Timing]) -> Choice {
-    Choice {
-        candidate: timings[best].candidate.clone(),
-        medians_us: timings.iter().map(|t| (t.candidate.clone(), t.median.as_secs_f64() * 1e6)).collect(),
-    }
+    table::choice(best, timings)
 }
 
 /// Floating-point operations of a class's probe (for GFLOP/s).
@@ -160,13 +190,11 @@ mod tests {
         let (m, k, n) = (700, 3000, 40);
         let x: Vec<f32> = (0..m * k).map(|i| ((i * 31) % 97) as f32 / 97.0 - 0.5).collect();
         let w: Vec<f32> = (0..k * n).map(|i| ((i * 17) % 89) as f32 / 89.0 - 0.5).collect();
-        let class = class_of(k);
         let mut reference = None;
         for isa in [Isa::Scalar, Isa::detect()] {
             for &bytes in &GEMM_PASS_CANDIDATES {
-                set_gemm_pass_bytes(class, bytes);
                 let mut out = vec![0f32; m * n];
-                super::super::gemm::gemm(isa, &x, m, k, WeightSlice::F32(&w), WeightLayout::OutIn, n, &mut out, false);
+                super::super::gemm::gemm_in_passes(isa, &x, m, k, WeightSlice::F32(&w), WeightLayout::OutIn, n, &mut out, false, rows_per_pass(bytes, k));
                 match &reference {
                     None => reference = Some(out),
                     Some(r) => assert!(r == &out, "{}: pass {bytes} changed the result", isa.name()),
@@ -174,6 +202,5 @@ mod tests {
             }
             reference = None;
         }
-        use_defaults();
     }
 }

@@ -1,15 +1,17 @@
 //! Kernel variants picked by measurement on the machine they run on, and remembered per
 //! device. A tunable kernel family offers a few candidate parameter sets, all correct
-//! (each runs through the op harness); the tuner times them on real shapes (warm-up,
-//! repetitions, median) and stores the fastest in a per-device cache file. Later runs load
-//! the choice and never re-time. A cache written for another device, driver or runtime
-//! version is ignored, never trusted.
+//! (each runs through the op harness); on the first op of a shape class with no stored
+//! choice the tuner times them on that op's shape (warm-up, repetitions, median) and
+//! stores the fastest in a per-device cache file (`uniaudio tune` does the same ahead of
+//! time, on probe shapes). Later runs load the choice and never re-time. A cache written
+//! for another device, driver or runtime version is ignored, never trusted.
 //!
-//! `UNIAUDIO_TUNE=off` uses the built-in defaults; `UNIAUDIO_TUNE=force` trusts no stored
-//! choice (defaults) until `uniaudio tune` re-times and rewrites the table.
+//! `UNIAUDIO_TUNE=off` uses the built-in defaults and never times; `UNIAUDIO_TUNE=force`
+//! ignores stored choices and re-times every class on first use.
 
 pub mod cache;
 pub mod select;
+pub mod table;
 
 pub use cache::{Choice, TuneCache};
 pub use select::{pick, Timing};
@@ -19,11 +21,11 @@ use serde::{Deserialize, Serialize};
 /// What `UNIAUDIO_TUNE` asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TuneMode {
-    /// Use cached choices; families without one use their defaults.
+    /// Use cached choices; classes without one are timed on first use.
     On,
-    /// Built-in defaults only; the cache is neither read nor written.
+    /// Built-in defaults only; nothing is timed, the cache is neither read nor written.
     Off,
-    /// Trust no stored choice (built-in defaults) until `uniaudio tune` re-times them.
+    /// Ignore stored choices: every class is re-timed on first use (and stored).
     Force,
 }
 

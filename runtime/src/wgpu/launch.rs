@@ -77,6 +77,38 @@ fn gemv_defines(w: &Wgpu, wt: &Tensor<Wgpu>, w_offsets: &[usize], k: usize, x: &
     defines
 }
 
+/// The GEMV `out (+)= x . wt^T` over binding-sized ranges of output rows, `rows` output
+/// rows per workgroup.
+pub(crate) fn gemv_matmul_kernels<'a>(w: &Wgpu, x: &'a Tensor<Wgpu>, wt: &'a Tensor<Wgpu>, out: &'a Tensor<Wgpu>, accumulate: bool, rows: usize) -> Vec<(Kernel<'a>, u32)> {
+    let (m, kk, nn) = (x.shape()[0], x.shape()[1], out.shape()[1]);
+    row_ranges(w, wt, nn, kk)
+        .into_iter()
+        .map(|r| {
+            let outputs = r.end - r.begin;
+            let params = vec![n(m), n(outputs), n(kk), accumulate as u32, r.elem_off, off(x), off(out) + n(r.begin), n(nn), n(kk), 0, 0, 0];
+            let mut defines = gemv_defines(w, wt, &[r.elem_off as usize], kk, x);
+            if w.has_subgroups() {
+                defines.push(("SUBGROUPS", ""));
+            }
+            defines.extend(super::tune::rows_defines(rows));
+            let bindings = vec![(0, wt.buffer(), r.bytes), (1, x.buffer(), None), (2, out.buffer(), None)];
+            let kernel = Kernel { file: "matmul", entry: "matmul_out_in", defines, bindings, params_binding: 3, params };
+            (kernel, groups(m * outputs, rows))
+        })
+        .collect()
+}
+
+/// The gated MLP input `silu(x . w_gate^T) * (x . w_up^T)`, `rows` outputs per workgroup.
+pub(crate) fn gate_up_kernel<'a>(w: &Wgpu, x: &'a Tensor<Wgpu>, w_gate: &'a Tensor<Wgpu>, w_up: &'a Tensor<Wgpu>, out: &'a Tensor<Wgpu>, rows: usize) -> (Kernel<'a>, u32) {
+    let (m, kk) = (x.shape()[0], x.shape()[1]);
+    let f = out.shape()[1];
+    let params = vec![n(m), n(f), n(kk), off(w_up), off(w_gate), off(x), off(out), 0];
+    let bindings = vec![(0, w_gate.buffer(), None), (4, w_up.buffer(), None), (1, x.buffer(), None), (2, out.buffer(), None)];
+    let mut defines = gemv_defines(w, w_gate, &[w_gate.offset(), w_up.offset()], kk, x);
+    defines.extend(super::tune::rows_defines(rows));
+    (Kernel { file: "gate_up", entry: "gate_up", defines, bindings, params_binding: 3, params }, groups(m * f, rows))
+}
+
 pub(crate) fn off(t: &Tensor<Wgpu>) -> u32 {
     t.offset() as u32
 }
@@ -234,20 +266,15 @@ pub(crate) fn kernels<'a>(w: &'a Wgpu, op: &'a Op<'_, Wgpu>) -> Result<Vec<(Kern
                 return Ok(vec![super::launch_codec::tiled_matmul(x, wt, out, accumulate)]);
             }
             match layout {
-                // Ranges of output rows.
-                WeightLayout::OutIn => row_ranges(w, wt, nn, kk)
-                    .into_iter()
-                    .map(|r| {
-                        let rows = r.end - r.begin;
-                        let params = vec![n(m), n(rows), n(kk), accumulate as u32, r.elem_off, off(x), off(out) + n(r.begin), n(nn), n(kk), 0, 0, 0];
-                        let mut defines = gemv_defines(w, wt, &[r.elem_off as usize], kk, x);
-                        if w.has_subgroups() {
-                            defines.push(("SUBGROUPS", ""));
-                        }
-                        let kernel = Kernel { file: "matmul", entry: "matmul_out_in", defines, bindings: bind(&r), params_binding: 3, params };
-                        (kernel, groups(m * rows, 8))
-                    })
-                    .collect(),
+                // Ranges of output rows (rows per workgroup tuned per device).
+                WeightLayout::OutIn => {
+                    let class = super::tune::matmul_class(kk);
+                    let build = |rows: usize| gemv_matmul_kernels(w, x, wt, out, accumulate, rows);
+                    if !accumulate {
+                        w.tune_gemv_on_first_use(class, &build, wt.numel() * wt.dtype().size_bytes())?;
+                    }
+                    build(w.gemv_rows(class))
+                }
                 // Ranges of the inner dimension, accumulated after the first.
                 WeightLayout::InOut => row_ranges(w, wt, kk, nn)
                     .into_iter()
@@ -261,12 +288,10 @@ pub(crate) fn kernels<'a>(w: &'a Wgpu, op: &'a Op<'_, Wgpu>) -> Result<Vec<(Kern
             }
         }
         Op::GateUp { x, w_gate, w_up, out, .. } => {
-            let (m, kk) = (x.shape()[0], x.shape()[1]);
-            let f = out.shape()[1];
-            let params = vec![n(m), n(f), n(kk), off(w_up), off(w_gate), off(x), off(out), 0];
-            let bindings = vec![(0, w_gate.buffer()), (4, w_up.buffer()), (1, x.buffer()), (2, out.buffer())];
-            let defines = gemv_defines(w, w_gate, &[w_gate.offset(), w_up.offset()], kk, x);
-            vec![(k("gate_up", "gate_up", defines, bindings, 3, params), groups(m * f, 8))]
+            let build = |rows: usize| vec![gate_up_kernel(w, x, w_gate, w_up, out, rows)];
+            let class = super::tune::GATE_UP_CLASS;
+            w.tune_gemv_on_first_use(class, &build, 2 * w_gate.numel() * w_gate.dtype().size_bytes())?;
+            build(w.gemv_rows(class))
         }
         Op::Rope { x, positions, table, out } => {
             let (t, heads, d) = (x.shape()[0], x.shape()[1], x.shape()[2]);

@@ -11,6 +11,7 @@ mod launch;
 mod launch_codec;
 mod launch_encode;
 mod preprocess;
+pub mod tune;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -66,6 +67,9 @@ pub struct Wgpu {
     recording: Mutex<Recording>,
     /// Partial results of split-KV attention (created on first use).
     split_scratch: std::sync::OnceLock<WgpuBuffer>,
+    /// Tuned rows per workgroup of the GEMV kernels (`tune.rs`).
+    gemv: crate::tune::table::Tuned,
+    tune_status: String,
 }
 
 /// Bytes of the split-KV scratch; larger requests use the single-pass kernel.
@@ -138,7 +142,20 @@ impl Wgpu {
             bind_groups: bind_cache::BindCache::default(),
             recording: Mutex::new(Recording { encoder: None, arena_used: 0 }),
             split_scratch: std::sync::OnceLock::new(),
-        })
+            gemv: crate::tune::table::Tuned::new(&tune::GEMV_FAMILY),
+            tune_status: String::new(),
+        }
+        .with_tuning())
+    }
+
+    /// Loads this adapter's tuned choices as `UNIAUDIO_TUNE` says.
+    fn with_tuning(mut self) -> Self {
+        let mode = crate::tune::TuneMode::from_env().unwrap_or_else(|e| {
+            eprintln!("warning: {e}; using built-in defaults");
+            crate::tune::TuneMode::Off
+        });
+        self.tune_status = self.gemv.load(mode, &crate::cpu::tune::cache_dir(), tune::device_key(&self));
+        self
     }
 
     /// "name (backend, driver) [enabled features]".

@@ -173,3 +173,37 @@ fn wgpu_reuses_bind_groups_until_their_buffers_are_freed() {
     step(&other);
     assert_eq!(gpu.cached_bind_groups(), with_temp, "the freed buffer's bind groups stayed");
 }
+
+/// Every rows-per-workgroup candidate of the wgpu GEMV kernels (`wgpu.gemv.rows`; the
+/// default, 8, runs in the main harness) passes the GEMV cases.
+#[test]
+fn wgpu_gemv_candidates_pass_the_op_harness() {
+    use cases::Case;
+    use uniaudio_runtime::wgpu::tune::{GEMV_CLASSES, GEMV_ROWS_CANDIDATES};
+    use uniaudio_runtime::WeightLayout;
+    let gpu = match Wgpu::new() {
+        Ok(g) => g,
+        Err(e) => return skip_wgpu(&e.to_string()),
+    };
+    let gemv_cases: Vec<Case> = cases::all_cases()
+        .into_iter()
+        .filter(|c| matches!(c, Case::MatMul { layout: WeightLayout::OutIn, .. } | Case::GateUp { .. } | Case::InvariantRows { layout: WeightLayout::OutIn, .. }))
+        .collect();
+    let mut report = Report::default();
+    for &rows in GEMV_ROWS_CANDIDATES.iter().filter(|&&r| r != 8) {
+        for class in 0..GEMV_CLASSES.len() {
+            gpu.set_gemv_rows(class, rows).unwrap();
+        }
+        let label = format!("wgpu/gemv rows {rows}");
+        for (i, case) in gemv_cases.iter().enumerate() {
+            match cases::run(case, &gpu, 0x6e3_0000 + i as u64) {
+                Ok(Some(v)) => report.record(&label, case, v),
+                Ok(None) => report.record(&label, case, harness::Verdict::Fail("unsupported".into())),
+                Err(e) => report.record(&label, case, harness::Verdict::Fail(format!("error: {e}"))),
+            }
+        }
+    }
+    println!("gemv candidates: {} passed, {} failed", report.passed, report.failed.len());
+    assert!(report.failed.is_empty(), "{}", report.failed.join("\n"));
+    assert!(report.passed >= 3 * 20, "only {} GEMV cases ran", report.passed);
+}

@@ -1,0 +1,133 @@
+//! Tuning on first use (its own process: it sets the cache directory and the tuning mode
+//! before any backend loads them): the first product of an undecided class times the
+//! candidates, keeps one, stores it, and never re-times; results are the same bits.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use uniaudio_runtime::cpu::tune as cpu_tune;
+use uniaudio_runtime::tune::TuneCache;
+use uniaudio_runtime::wgpu::tune::{GEMV_CLASSES, GEMV_ROWS, GEMV_ROWS_CANDIDATES};
+use uniaudio_runtime::{ops, Backend, Cpu, DType, RowOrder, Tensor, WeightLayout, Wgpu};
+
+/// One cache directory and `UNIAUDIO_TUNE=on` for the whole process, set before any
+/// backend reads them.
+fn cache_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        std::env::set_var("UNIAUDIO_CACHE_DIR", &dir);
+        std::env::set_var("UNIAUDIO_TUNE", "on");
+        dir
+    })
+}
+
+fn inputs<B: Backend>(b: &B, m: usize, k: usize, n: usize) -> (Tensor<B>, Tensor<B>, Tensor<B>) {
+    let x: Vec<f32> = (0..m * k).map(|i| ((i * 37) % 101) as f32 / 101.0 - 0.5).collect();
+    let w: Vec<f32> = (0..n * k).map(|i| ((i * 53) % 97) as f32 / 97.0 - 0.5).collect();
+    let w2: Vec<f32> = (0..n * k).map(|i| ((i * 29) % 89) as f32 / 89.0 - 0.5).collect();
+    let up = |shape: &[usize], v: &[f32], dtype| ops::upload_f32(b, shape, v, dtype).unwrap();
+    (up(&[m, k], &x, DType::F32), up(&[n, k], &w, DType::BF16), up(&[n, k], &w2, DType::BF16))
+}
+
+fn product_in<B: Backend>(b: &B, m: usize, k: usize, n: usize, rows: RowOrder) -> Vec<f32> {
+    let (x, w, _) = inputs(b, m, k, n);
+    let out = b.alloc(DType::F32, &[m, n]).unwrap();
+    ops::matmul_rows(b, &x, &w, &out, WeightLayout::OutIn, false, rows).unwrap();
+    ops::download_f32(b, &out).unwrap()
+}
+
+fn gate_up<B: Backend>(b: &B, m: usize, k: usize, n: usize) -> Vec<f32> {
+    let (x, w, w2) = inputs(b, m, k, n);
+    let out = b.alloc(DType::F32, &[m, n]).unwrap();
+    ops::gate_up(b, &x, &w, &w2, &out, RowOrder::Invariant).unwrap();
+    ops::download_f32(b, &out).unwrap()
+}
+
+fn product<B: Backend>(b: &B, m: usize, k: usize, n: usize) -> Vec<f32> {
+    product_in(b, m, k, n, RowOrder::Free)
+}
+
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+#[test]
+fn the_first_product_of_a_class_tunes_it_once_and_stores_the_choice() {
+    let dir = cache_dir();
+    let cpu = Cpu::new();
+    assert!(cpu_tune::status().contains("timed on first use"), "{}", cpu_tune::status());
+    // K 1024: packed x of 400 rows is 1.6 MiB, so 1 MiB passes split it and larger do not.
+    let (m, k, n) = (400, 1024, 24);
+    assert!(!cpu_tune::is_decided(k));
+    let before = {
+        cpu_tune::use_defaults();
+        let out = product(&cpu, m, k, n);
+        cpu_tune::forget();
+        out
+    };
+    let tuned = product(&cpu, m, k, n);
+    assert!(cpu_tune::is_decided(k), "the product did not tune its class");
+    assert!(same_bits(&before, &tuned), "tuning changed the result");
+    let cache = TuneCache::open(&dir.join("tune"), cpu_tune::device_key(), &mut |w| panic!("{w}"));
+    let entry = format!("{}/k<=2048", cpu_tune::GEMM_PASS);
+    let choice = cache.get(&entry).unwrap_or_else(|| panic!("{entry} not stored in {}", cache.path().display()));
+    assert_eq!(choice.medians_us.len(), 2, "two distinct pass plans timed: {choice:?}");
+    assert_eq!(cpu_tune::gemm_pass_bytes(k).to_string(), choice.candidate);
+    // Decided: a later product neither re-times nor rewrites.
+    std::fs::remove_file(cache.path()).unwrap();
+    product(&cpu, m, k, n);
+    assert!(!cache.path().exists(), "a decided class was re-timed");
+    // A small product (one pass whatever the candidate) leaves an undecided class alone.
+    cpu_tune::forget();
+    product(&cpu, 20, k, n);
+    assert!(!cpu_tune::is_decided(k));
+    cpu_tune::use_defaults();
+}
+
+#[test]
+fn wgpu_tunes_gemv_rows_on_first_use_and_ahead_of_time() {
+    let dir = cache_dir();
+    let gpu = match Wgpu::new() {
+        Ok(g) => g,
+        Err(e) if std::env::var_os("UNIAUDIO_REQUIRE_WGPU").is_none() => return println!("SKIPPED wgpu: {e}"),
+        Err(e) => panic!("wgpu backend required but unavailable: {e}"),
+    };
+    let key = gpu.tune_key();
+    let entry = format!("{GEMV_ROWS}/{}", GEMV_CLASSES[0].0);
+    let stored = || TuneCache::open(&dir.join("tune"), key.clone(), &mut |w| panic!("{w}")).get(&entry).cloned();
+    if stored().is_none() {
+        assert!(gpu.tune_status().contains("timed on first use"), "{}", gpu.tune_status());
+    }
+    // A decode-shaped product (a GEMV) tunes its class on first use and stores the choice.
+    let (m, k, n) = (2, 520, 70);
+    let first = product_in(&gpu, m, k, n, RowOrder::Invariant);
+    let choice = stored().expect("the first GEMV stored its class's choice");
+    assert_eq!(choice.medians_us.len(), GEMV_ROWS_CANDIDATES.len());
+    assert_eq!(gpu.gemv_rows_in_use()[0].to_string(), choice.candidate);
+    // A second adapter handle loads it instead of re-timing.
+    let again = Wgpu::new().unwrap();
+    assert!(again.tune_status().contains("tuned table"), "{}", again.tune_status());
+    assert_eq!(again.gemv_rows_in_use()[0], gpu.gemv_rows_in_use()[0]);
+    // Every candidate gives the same bits, for the projections and the gated MLP input.
+    let mut reference: Option<(Vec<f32>, Vec<f32>)> = None;
+    for &rows in &GEMV_ROWS_CANDIDATES {
+        for class in 0..GEMV_CLASSES.len() {
+            gpu.set_gemv_rows(class, rows).unwrap();
+        }
+        let got = (product_in(&gpu, m, k, n, RowOrder::Invariant), gate_up(&gpu, 3, 264, 40));
+        match &reference {
+            None => reference = Some(got),
+            Some((p, g)) => assert!(same_bits(p, &got.0) && same_bits(g, &got.1), "{rows} rows per workgroup changed a result"),
+        }
+    }
+    assert!(same_bits(&first, &reference.unwrap().0));
+    assert!(gpu.set_gemv_rows(0, 3).is_err() && gpu.set_gemv_rows(9, 8).is_err());
+    // Ahead of time, on small probes: every class times every candidate and keeps the fastest.
+    for class in 0..GEMV_CLASSES.len() {
+        let run = gpu.tune_gemv_probe(class, Some((1, 256, 96)), DType::BF16, 0, 1).unwrap();
+        assert_eq!(run.timings.len(), GEMV_ROWS_CANDIDATES.len());
+        assert_eq!(gpu.gemv_rows_in_use()[class], GEMV_ROWS_CANDIDATES[run.best]);
+        assert!(run.bytes_per_timing > 0.0);
+    }
+}

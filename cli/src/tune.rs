@@ -1,8 +1,12 @@
 //! `uniaudio tune`: time every tunable kernel family's candidates on this machine, print
 //! the table and store the choices in the per-device cache that later runs load.
 
+use std::path::PathBuf;
+
 use anyhow::{bail, Result};
 use clap::Args;
+use uniaudio_lm::config::LmConfig;
+use uniaudio_lm::presets::Preset;
 use uniaudio_runtime::cpu::peak::measure_fma_peak;
 use uniaudio_runtime::cpu::tune as cpu_tune;
 use uniaudio_runtime::cpu::Isa;
@@ -20,6 +24,65 @@ pub struct TuneArgs {
     /// Timed runs per candidate (after one warm-up); the median counts.
     #[arg(long, default_value_t = 5)]
     reps: usize,
+    /// Time on the projections of this LM preset's backbone (full, medium, small) instead
+    /// of the built-in probes (the 3B backbone's and a 20 s codec window's shapes).
+    #[arg(long, conflicts_with = "model")]
+    preset: Option<String>,
+    /// Time on the projections of this model's backbone (a bundle or an LM directory).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Tune only this family (e.g. `wgpu.gemv.rows`); all of the backend's by default.
+    #[arg(long)]
+    family: Option<String>,
+}
+
+/// Whether `family` is selected by `--family`, which must name one of `known`.
+fn selected(wanted: &Option<String>, known: &[&str], family: &str) -> Result<bool> {
+    match wanted {
+        Some(w) if !known.contains(&w.as_str()) => bail!("--family: this backend's families are {}, got `{w}`", known.join(", ")),
+        Some(w) => Ok(w == family),
+        None => Ok(true),
+    }
+}
+
+/// The backbone projections (inner size, outputs) of the model being tuned for.
+struct Projections {
+    label: String,
+    shapes: Vec<(usize, usize)>,
+}
+
+impl Projections {
+    fn of(args: &TuneArgs) -> Result<Option<Projections>> {
+        let (label, config) = match (&args.preset, &args.model) {
+            (Some(name), _) => {
+                let Some(p) = Preset::parse(name) else { bail!("--preset: expected full, medium or small, got `{name}`") };
+                (format!("preset {name}"), p.config())
+            }
+            (None, Some(dir)) => {
+                let paths = uniaudio::ModelPaths::resolve(Some(dir), None, None)?;
+                let lm = paths.require(uniaudio::Part::Lm, "tune")?;
+                (format!("model {}", dir.display()), LmConfig::from_file(&lm.join("config.json"))?)
+            }
+            (None, None) => return Ok(None),
+        };
+        let b = &config.stacks.backbone;
+        let shapes = vec![(b.n_embd, b.qkv_rows()), (b.q_dim(), b.n_embd), (b.n_embd, b.intermediate_size), (b.intermediate_size, b.n_embd)];
+        Ok(Some(Projections { label, shapes }))
+    }
+
+    /// The largest projection whose inner size `fits`, as an (m, k, n) probe.
+    fn probe(&self, m: usize, fits: impl Fn(usize) -> bool) -> Option<(usize, usize, usize)> {
+        self.shapes.iter().filter(|(k, _)| fits(*k)).max_by_key(|(k, n)| k * n).map(|&(k, n)| (m, k, n))
+    }
+}
+
+/// Where a class's probe comes from, for the table.
+fn probe_source(model: &Option<Projections>, from_model: bool) -> &str {
+    match model {
+        Some(p) if from_model => &p.label,
+        Some(_) => "built-in probe (the model has no such shape)",
+        None => "built-in probe",
+    }
 }
 
 pub fn run(args: TuneArgs) -> Result<()> {
@@ -29,15 +92,23 @@ pub fn run(args: TuneArgs) -> Result<()> {
     if args.reps == 0 || args.reps > 100 {
         bail!("--reps: expected 1..=100, got {}", args.reps);
     }
+    let model = Projections::of(&args)?;
     let opened = args.backend.open()?;
     match &opened {
-        Opened::Cpu(cpu) => tune_cpu(cpu.isa(), args.reps),
-        Opened::Wgpu(gpu) => tune_wgpu(gpu, args.reps),
+        Opened::Cpu(cpu) => {
+            selected(&args.family, &[cpu_tune::GEMM_PASS], cpu_tune::GEMM_PASS)?;
+            tune_cpu(cpu.isa(), args.reps, &model)
+        }
+        Opened::Wgpu(gpu) => {
+            let known = [wgpu_tune::GEMV_ROWS, wgpu_tune::GEMM_TILE];
+            let families = [selected(&args.family, &known, known[0])?, selected(&args.family, &known, known[1])?];
+            tune_wgpu(gpu, args.reps, &model, families)
+        }
         other => bail!("{}: no tunable kernel families on this backend yet; its kernels run with built-in parameters", other.describe()),
     }
 }
 
-fn tune_cpu(isa: Isa, reps: usize) -> Result<()> {
+fn tune_cpu(isa: Isa, reps: usize, model: &Option<Projections>) -> Result<()> {
     let key = cpu_tune::device_key();
     println!("device   {} ({}), runtime {}", key.device, key.driver, key.runtime);
     let peak = measure_fma_peak(isa, 3);
@@ -46,8 +117,12 @@ fn tune_cpu(isa: Isa, reps: usize) -> Result<()> {
     println!();
     println!("{:<22} {:<9} {:>9} {:>10} {:>9} {:>8}  chosen", "family", "class", "candidate", "median ms", "GFLOP/s", "of peak");
     for (c, class) in cpu_tune::GEMM_CLASSES.iter().enumerate() {
-        let (best, timings) = cpu_tune::tune_gemm_pass(isa, c, None, 1, reps);
-        let flops = cpu_tune::probe_flops(c);
+        // A prefill of 256 rows through the model's projections of this class.
+        let min_k = cpu_tune::GEMM_CLASSES[..c].last().map_or(0, |p| p.max_k);
+        let probe = model.as_ref().and_then(|p| p.probe(256, |k| k > min_k && k <= class.max_k));
+        let (m, k, n) = probe.unwrap_or(class.probe);
+        let (best, timings) = cpu_tune::tune_gemm_pass(isa, c, Some((m, k, n)), 1, reps);
+        let flops = 2.0 * (m * k * n) as f64;
         for (i, t) in timings.iter().enumerate() {
             let s = t.median.as_secs_f64();
             let gflops = flops / s / 1e9;
@@ -58,7 +133,8 @@ fn tune_cpu(isa: Isa, reps: usize) -> Result<()> {
         }
         let default = timings.iter().find(|t| t.candidate == cpu_tune::GEMM_PASS_DEFAULT.to_string()).map(|t| t.median.as_secs_f64());
         if let Some(d) = default {
-            println!("{:<22} {:<9} tuned {:.2} ms vs default {:.2} ms: {:.3}x", "", class.name, timings[best].median.as_secs_f64() * 1e3, d * 1e3, d / timings[best].median.as_secs_f64());
+            let best = timings[best].median.as_secs_f64();
+            println!("{:<22} {:<9} probe {m}x{k}x{n} f32 ({}): tuned {:.2} ms vs default {:.2} ms: {:.3}x", "", class.name, probe_source(model, probe.is_some()), best * 1e3, d * 1e3, d / best);
         }
         cache.insert(&format!("{}/{}", cpu_tune::GEMM_PASS, class.name), cpu_tune::choice(best, &timings));
     }
@@ -67,32 +143,63 @@ fn tune_cpu(isa: Isa, reps: usize) -> Result<()> {
     Ok(())
 }
 
-fn tune_wgpu(gpu: &Wgpu, reps: usize) -> Result<()> {
+/// `families`: whether to tune the GEMV rows and the GEMM tile.
+fn tune_wgpu(gpu: &Wgpu, reps: usize, model: &Option<Projections>, families: [bool; 2]) -> Result<()> {
     let key = gpu.tune_key();
     println!("device   {} ({}), runtime {}", key.device, key.driver, key.runtime);
     let bandwidth = gpu.measure_copy_bandwidth(64 << 20, 3)?;
     println!("limit    {bandwidth:.1} GB/s (buffer copy, best of 3)");
+    let peak = if families[1] { gpu.measure_fma_peak(3)? } else { f64::NAN };
+    if families[1] {
+        println!("peak     {peak:.1} GFLOP/s (f32 FMA, best of 3 passes)");
+    }
     let mut cache = TuneCache::open(&cpu_tune::cache_dir(), key, &mut |w| eprintln!("warning: {w}"));
     println!();
-    println!("{:<16} {:<15} {:>9} {:>10} {:>9} {:>8}  chosen", "family", "class", "candidate", "median ms", "GB/s", "of limit");
-    for (c, (class, (m, k, n))) in wgpu_tune::GEMV_CLASSES.iter().enumerate() {
-        let run = gpu.tune_gemv_probe(c, None, DType::BF16, 1, reps)?;
-        for (i, t) in run.timings.iter().enumerate() {
-            let s = t.median.as_secs_f64();
+    println!("{:<16} {:<15} {:>9} {:>10} {:>9} {:>8}  chosen", "family", "class", "candidate", "median ms", "rate", "of limit");
+    for (c, (class, builtin)) in wgpu_tune::GEMV_CLASSES.iter().enumerate().filter(|_| families[0]) {
+        let probe = model.as_ref().and_then(|p| if c == wgpu_tune::GATE_UP_CLASS { p.probe(1, |k| k == p.shapes[2].0) } else { p.probe(1, |k| wgpu_tune::matmul_class(k) == c) });
+        let run = gpu.tune_gemv_probe(c, probe, DType::BF16, 1, reps)?;
+        let rate = |s: f64| {
             let gbs = run.bytes_per_timing / s / 1e9;
-            let default = if t.candidate == "8" { " (default)" } else { "" };
-            let mark = if i == run.best { "*" } else { "" };
-            println!("{:<16} {:<15} {:>4} rows {:>10.3} {:>9.1} {:>7.1}%  {mark}{default}", wgpu_tune::GEMV_ROWS, class, t.candidate, s * 1e3, gbs, 100.0 * (gbs / bandwidth).min(1.0));
-        }
-        if let Some(d) = run.timings.iter().find(|t| t.candidate == "8").map(|t| t.median.as_secs_f64()) {
-            let best = run.timings[run.best].median.as_secs_f64();
-            println!("{:<16} {:<15} probe {m}x{k}x{n} bf16: tuned {:.3} ms vs default {:.3} ms: {:.3}x", "", class, best * 1e3, d * 1e3, d / best);
-        }
+            (format!("{gbs:.1} GB/s"), 100.0 * (gbs / bandwidth).min(1.0))
+        };
+        print_rows(wgpu_tune::GEMV_ROWS, class, "rows", &run, 8, rate);
+        print_gain(class, probe.unwrap_or(*builtin), probe_source(model, probe.is_some()), &run, 8);
         cache.insert(&format!("{}/{class}", wgpu_tune::GEMV_ROWS), cpu_tune::choice(run.best, &run.timings));
+    }
+    for (c, (class, builtin)) in wgpu_tune::GEMM_CLASSES.iter().enumerate().filter(|_| families[1]) {
+        let probe = model.as_ref().and_then(|p| if c == 0 { p.probe(64, |_| true) } else { None });
+        let run = gpu.tune_gemm_probe(c, probe, DType::BF16, 1, reps)?;
+        let rate = |s: f64| {
+            let gflops = run.flops_per_timing / s / 1e9;
+            (format!("{gflops:.1} GFLOP/s"), 100.0 * (gflops / peak).min(1.0))
+        };
+        print_rows(wgpu_tune::GEMM_TILE, class, "tile", &run, 64, rate);
+        print_gain(class, probe.unwrap_or(*builtin), probe_source(model, probe.is_some()), &run, 64);
+        cache.insert(&format!("{}/{class}", wgpu_tune::GEMM_TILE), cpu_tune::choice(run.best, &run.timings));
     }
     cache.save().map_err(|e| anyhow::anyhow!("{}: cannot write the tuning cache: {e}", cache.path().display()))?;
     println!("\nsaved    {}", cache.path().display());
     Ok(())
+}
+
+/// One line per candidate: median, rate and its share of the limit, the winner starred.
+fn print_rows(family: &str, class: &str, unit: &str, run: &wgpu_tune::ProbeTuning, default: usize, rate: impl Fn(f64) -> (String, f64)) {
+    for (i, t) in run.timings.iter().enumerate() {
+        let s = t.median.as_secs_f64();
+        let (r, share) = rate(s);
+        let default = if t.candidate == default.to_string() { " (default)" } else { "" };
+        let mark = if i == run.best { "*" } else { "" };
+        println!("{family:<16} {class:<15} {:>4} {unit:<4} {:>10.3} {r:>15} {share:>6.1}%  {mark}{default}", t.candidate, s * 1e3);
+    }
+}
+
+/// The tuned-vs-default line of one class.
+fn print_gain(class: &str, (m, k, n): (usize, usize, usize), source: &str, run: &wgpu_tune::ProbeTuning, default: usize) {
+    if let Some(d) = run.timings.iter().find(|t| t.candidate == default.to_string()).map(|t| t.median.as_secs_f64()) {
+        let best = run.timings[run.best].median.as_secs_f64();
+        println!("{:<16} {class:<15} probe {m}x{k}x{n} bf16 ({source}): tuned {:.3} ms vs default {:.3} ms: {:.3}x", "", best * 1e3, d * 1e3, d / best);
+    }
 }
 
 /// One line on what a backend runs with: a tuned table or the built-in defaults.

@@ -396,11 +396,14 @@ fn tune_writes_the_device_cache() {
     assert!(out.contains("cpu.gemm.pass_bytes") && out.contains("k>2048") && out.contains("saved"), "{out}");
     let files: Vec<_> = std::fs::read_dir(tmp.path().join("tune")).unwrap().collect();
     assert_eq!(files.len(), 1);
-    // The wgpu GEMV family on the adapter (lavapipe in CI), in its own cache file.
-    let o = run(bin().args(["tune", "--backend", "wgpu", "--reps", "1"]).env("UNIAUDIO_CACHE_DIR", tmp.path()).env_remove("UNIAUDIO_TUNE"));
+    // The wgpu GEMV family on the adapter (lavapipe in CI) for the small preset's shapes,
+    // in its own cache file (the GEMM family's probes take minutes on lavapipe; the
+    // runtime's tests time it on small shapes).
+    let o = run(bin().args(["tune", "--backend", "wgpu", "--reps", "1", "--family", "wgpu.gemv.rows", "--preset", "small"]).env("UNIAUDIO_CACHE_DIR", tmp.path()).env_remove("UNIAUDIO_TUNE"));
     if o.status.success() {
         let out = String::from_utf8_lossy(&o.stdout);
-        assert!(out.contains("wgpu.gemv.rows") && out.contains("gate_up") && out.contains("of limit"), "{out}");
+        assert!(out.contains("wgpu.gemv.rows") && out.contains("gate_up") && out.contains("of limit") && !out.contains("wgpu.gemm.tile"), "{out}");
+        assert!(out.contains("probe 1x1024x4096 bf16 (preset small)"), "{out}");
         assert_eq!(std::fs::read_dir(tmp.path().join("tune")).unwrap().count(), 2);
     } else {
         assert!(std::env::var_os("UNIAUDIO_REQUIRE_WGPU").is_none(), "wgpu tuning failed: {}", stderr(&o));
@@ -416,4 +419,8 @@ fn tune_writes_the_device_cache() {
     assert!(!o.status.success() && stderr(&o).contains("UNIAUDIO_TUNE=off"), "{}", stderr(&o));
     let o = run(bin().args(["tune", "--reps", "1"]).env("UNIAUDIO_CACHE_DIR", tmp.path()).env("UNIAUDIO_TUNE", "sometimes"));
     assert!(!o.status.success() && stderr(&o).contains("sometimes"), "{}", stderr(&o));
+    let o = run(bin().args(["tune", "--reps", "1", "--family", "cpu.gemm.tiles"]).env("UNIAUDIO_CACHE_DIR", tmp.path()).env_remove("UNIAUDIO_TUNE"));
+    assert!(!o.status.success() && stderr(&o).contains("--family") && stderr(&o).contains("cpu.gemm.pass_bytes"), "{}", stderr(&o));
+    let o = run(bin().args(["tune", "--reps", "1", "--preset", "huge"]).env("UNIAUDIO_CACHE_DIR", tmp.path()).env_remove("UNIAUDIO_TUNE"));
+    assert!(!o.status.success() && stderr(&o).contains("--preset"), "{}", stderr(&o));
 }

@@ -23,7 +23,7 @@ macro_rules! cuda {
 }
 
 /// WGSL sources (`kernels/wgsl/`), one per op family.
-pub const WGSL: &[Source] = wgsl!["weights", "embed", "rms_norm", "matmul", "gate_up", "rope", "kv_append", "attention", "elementwise", "softmax", "sample", "activations", "pointwise", "layer_norm", "conv", "gemm", "group_norm", "rvq_encode", "rel_pos_attention"];
+pub const WGSL: &[Source] = wgsl!["weights", "embed", "rms_norm", "matmul", "gate_up", "rope", "kv_append", "attention", "elementwise", "softmax", "sample", "activations", "pointwise", "layer_norm", "conv", "gemm", "group_norm", "rvq_encode", "rel_pos_attention", "peak"];
 
 /// CUDA C++ sources (`kernels/cuda/`), compiled to PTX at first use, each with
 /// `CUDA_COMMON` prepended.

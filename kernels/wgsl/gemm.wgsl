@@ -1,7 +1,9 @@
 // Register-tiled GEMM for many rows: out[M, N] = epilogue(A[M, K] . w[N, K]^T + bias).
-// A 16x16-thread workgroup computes a 64x64 output tile, 4x4 outputs per thread (rows and
-// columns strided by 16 so neighbouring threads touch neighbouring addresses), staging
-// 64x16 slices of A and w in workgroup memory.
+// A 16x16-thread workgroup computes a TILE x TILE output tile, PER x PER outputs per thread
+// (rows and columns strided by 16 so neighbouring threads touch neighbouring addresses),
+// staging TILE x TK slices of A and w in workgroup memory. The tile is tuned per device
+// (`wgpu.gemm.tile`: 32, 64 = default, 128, with TK = 1024 / TILE); every output sums its
+// products in ascending k whatever the tile, so the candidates agree bit for bit.
 //   linear: A = x [M, K]; `act` (activations.wgsl codes) or, with GATED,
 //           out += gate[n] * y; also matmul's prefill (accumulate).
 //   CONV:   A is the implicit im2col of a time-major conv1d, per channel group: row = (b, j),
@@ -70,8 +72,14 @@ struct Params {
 @group(0) @binding(5) var<storage, read> gate: array<f32>;
 #endif
 
-const TILE: u32 = 64u;
-const TK: u32 = 16u;
+#ifndef GEMM_TILE
+#define GEMM_TILE 64
+#define GEMM_PER 4
+#define GEMM_TK 16
+#endif
+const TILE: u32 = GEMM_TILE;
+const PER: u32 = GEMM_PER;
+const TK: u32 = GEMM_TK;
 
 var<workgroup> a_tile: array<f32, 1024>; // [TILE][TK]
 var<workgroup> w_tile: array<f32, 1024>; // [TILE][TK]
@@ -170,7 +178,7 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<
     let n0 = (index % p.tiles_n) * TILE;
     // The group's first output channel: its weight rows and output columns.
     let c0 = grp * p.n;
-    var acc: array<array<f32, 4>, 4>;
+    var acc: array<array<f32, PER>, PER>;
     for (var k0 = 0u; k0 < p.k; k0 += TK) {
         for (var e = 0u; e < 4u; e++) {
             let idx = t + e * 256u;
@@ -190,23 +198,23 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
-            var a: array<f32, 4>;
-            var b: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
+            var a: array<f32, PER>;
+            var b: array<f32, PER>;
+            for (var i = 0u; i < PER; i++) {
                 a[i] = a_tile[(lid.y + 16u * i) * TK + kk];
                 b[i] = w_tile[(lid.x + 16u * i) * TK + kk];
             }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
+            for (var i = 0u; i < PER; i++) {
+                for (var j = 0u; j < PER; j++) {
                     acc[i][j] += a[i] * b[j];
                 }
             }
         }
         workgroupBarrier();
     }
-    for (var i = 0u; i < 4u; i++) {
+    for (var i = 0u; i < PER; i++) {
         let row = m0 + lid.y + 16u * i;
-        for (var j = 0u; j < 4u; j++) {
+        for (var j = 0u; j < PER; j++) {
             let col = n0 + lid.x + 16u * j;
             if row < p.m && col < p.n {
                 epilogue(row, c0 + col, acc[i][j]);

@@ -131,3 +131,65 @@ fn wgpu_tunes_gemv_rows_on_first_use_and_ahead_of_time() {
         assert!(run.bytes_per_timing > 0.0);
     }
 }
+
+/// A linear over `m` rows (with bias and GELU), a 1-D and a 2-D convolution: the ops the
+/// tiled GEMM runs, each of its own class.
+fn tiled_ops(gpu: &Wgpu, m: usize) -> [Vec<f32>; 3] {
+    use uniaudio_runtime::{Conv2dParams, ConvParams, Epilogue, UnaryFn};
+    let up = |shape: &[usize], seed: usize, dtype| {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|i| ((i * seed) % 103) as f32 / 103.0 - 0.5).collect();
+        ops::upload_f32(gpu, shape, &v, dtype).unwrap()
+    };
+    let (x, w, bias) = (up(&[m, 72], 37, DType::F32), up(&[90, 72], 53, DType::BF16), up(&[90], 31, DType::BF16));
+    let out = gpu.alloc(DType::F32, &[m, 90]).unwrap();
+    uniaudio_runtime::op::run(gpu, &uniaudio_runtime::Op::Linear { x: &x, w: &w, bias: Some(&bias), out: &out, epilogue: Epilogue::Act(UnaryFn::GeluErf) }).unwrap();
+    let (cx, cw) = (up(&[2, 40, 24], 41, DType::F32), up(&[70, 3, 24], 43, DType::F32));
+    let cout = gpu.alloc(DType::F32, &[2, 40, 70]).unwrap();
+    let conv = ConvParams { pad_left: 2, dilation: 2, ..ConvParams::plain() };
+    uniaudio_runtime::op::run(gpu, &uniaudio_runtime::Op::Conv1d { x: &cx, w: &cw, bias: None, out: &cout, conv }).unwrap();
+    let (ix, iw) = (up(&[1, 9, 11, 5], 47, DType::F32), up(&[66, 3, 3, 5], 59, DType::F16));
+    let iout = gpu.alloc(DType::F32, &[1, 9, 11, 66]).unwrap();
+    let conv2 = Conv2dParams { stride: [1, 1], pad: [1, 1], accumulate: false, relu: true };
+    uniaudio_runtime::op::run(gpu, &uniaudio_runtime::Op::Conv2d { x: &ix, w: &iw, bias: None, out: &iout, conv: conv2 }).unwrap();
+    [ops::download_f32(gpu, &out).unwrap(), ops::download_f32(gpu, &cout).unwrap(), ops::download_f32(gpu, &iout).unwrap()]
+}
+
+#[test]
+fn wgpu_tunes_the_gemm_tile_on_first_use_and_ahead_of_time() {
+    use uniaudio_runtime::wgpu::tune::{GEMM_CLASSES, GEMM_TILE, GEMM_TILE_CANDIDATES};
+    let dir = cache_dir();
+    let gpu = match Wgpu::new() {
+        Ok(g) => g,
+        Err(e) if std::env::var_os("UNIAUDIO_REQUIRE_WGPU").is_none() => return println!("SKIPPED wgpu: {e}"),
+        Err(e) => panic!("wgpu backend required but unavailable: {e}"),
+    };
+    let key = gpu.tune_key();
+    let stored = |class: usize| TuneCache::open(&dir.join("tune"), key.clone(), &mut |w| panic!("{w}")).get(&format!("{GEMM_TILE}/{}", GEMM_CLASSES[class].0)).cloned();
+    // The first linear (class gemm/m<256) and convolutions of each kind tune their classes.
+    let first = tiled_ops(&gpu, 50);
+    for class in [0, 2, 3] {
+        let choice = stored(class).unwrap_or_else(|| panic!("class {} stored no choice", GEMM_CLASSES[class].0));
+        assert_eq!(choice.medians_us.len(), GEMM_TILE_CANDIDATES.len());
+        assert_eq!(gpu.gemm_tiles_in_use()[class].to_string(), choice.candidate);
+    }
+    assert!(stored(1).is_none(), "no product of 256 rows or more ran");
+    // Every tile gives the same bits.
+    for &tile in &GEMM_TILE_CANDIDATES {
+        for class in 0..GEMM_CLASSES.len() {
+            gpu.set_gemm_tile(class, tile).unwrap();
+        }
+        let got = tiled_ops(&gpu, 50);
+        for (i, (a, b)) in first.iter().zip(&got).enumerate() {
+            assert!(same_bits(a, b), "tile {tile} changed the result of tiled op {i}");
+        }
+    }
+    assert!(gpu.set_gemm_tile(0, 48).is_err() && gpu.set_gemm_tile(4, 64).is_err());
+    // Ahead of time, on small probes (rows, inner, columns).
+    for class in 0..GEMM_CLASSES.len() {
+        let run = gpu.tune_gemm_probe(class, Some((20, 36, 40)), DType::BF16, 0, 1).unwrap();
+        assert_eq!(run.timings.len(), GEMM_TILE_CANDIDATES.len());
+        assert_eq!(gpu.gemm_tiles_in_use()[class], GEMM_TILE_CANDIDATES[run.best]);
+        assert!(run.flops_per_timing > 0.0);
+    }
+}

@@ -90,28 +90,9 @@ impl Tuned {
         applied
     }
 
-    /// Configures the table for `mode` from the cache in `dir`: `On` applies stored
-    /// choices (other classes tune on first use), `Force` ignores them (every class
-    /// re-times on first use), `Off` fixes the defaults. Says what is in use.
+    /// Configures the table for `mode` from the cache in `dir` (see `load`).
     pub fn load(&self, mode: TuneMode, dir: &Path, key: DeviceKey) -> String {
-        match mode {
-            TuneMode::Off => {
-                self.reset(true);
-                "off (UNIAUDIO_TUNE=off): built-in defaults".into()
-            }
-            TuneMode::Force => {
-                self.reset(false);
-                "re-timed on first use (UNIAUDIO_TUNE=force: stored choices ignored)".into()
-            }
-            TuneMode::On => {
-                self.reset(false);
-                let cache = TuneCache::open(dir, key, &mut |w| eprintln!("warning: {w}"));
-                match self.apply(&cache) {
-                    0 => "no tuned table yet: each kernel family is timed on first use (or ahead of time by `uniaudio tune`)".into(),
-                    n => format!("tuned table {} ({n} entries)", cache.path().display()),
-                }
-            }
-        }
+        load(&[self], mode, dir, key)
     }
 
     /// Tuning on first use: when `class` is undecided and no other thread is tuning it,
@@ -129,6 +110,30 @@ impl Tuned {
         let (best, timings) = pick(candidates, |c| c.to_string(), warmup, reps, time);
         self.set(class, candidates[best]);
         Some((best, timings))
+    }
+}
+
+/// Configures one device's tables for `mode` from the cache in `dir`: `On` applies stored
+/// choices (other classes tune on first use), `Force` ignores them (every class re-times
+/// on first use), `Off` fixes the defaults. Says what is in use.
+pub fn load(tables: &[&Tuned], mode: TuneMode, dir: &Path, key: DeviceKey) -> String {
+    match mode {
+        TuneMode::Off => {
+            tables.iter().for_each(|t| t.reset(true));
+            "off (UNIAUDIO_TUNE=off): built-in defaults".into()
+        }
+        TuneMode::Force => {
+            tables.iter().for_each(|t| t.reset(false));
+            "re-timed on first use (UNIAUDIO_TUNE=force: stored choices ignored)".into()
+        }
+        TuneMode::On => {
+            tables.iter().for_each(|t| t.reset(false));
+            let cache = TuneCache::open(dir, key, &mut |w| eprintln!("warning: {w}"));
+            match tables.iter().map(|t| t.apply(&cache)).sum::<usize>() {
+                0 => "no tuned table yet: each kernel family is timed on first use (or ahead of time by `uniaudio tune`)".into(),
+                n => format!("tuned table {} ({n} entries)", cache.path().display()),
+            }
+        }
     }
 }
 

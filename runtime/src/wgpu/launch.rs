@@ -223,7 +223,7 @@ pub(crate) fn kernels<'a>(w: &'a Wgpu, op: &'a Op<'_, Wgpu>) -> Result<Vec<(Kern
         | Op::Blend { .. }
         | Op::Conv2d { .. }
         | Op::Glu { .. }
-        | Op::Film { .. } => vec![super::launch_codec::kernel(op)],
+        | Op::Film { .. } => super::launch_codec::kernels(w, op)?,
         Op::GroupNorm { .. } | Op::RvqEncode { .. } | Op::RelPosAttention { .. } => vec![super::launch_encode::kernel(op)],
         Op::EmbedRows { table, ids, out } => {
             let (rows, cols) = (table.shape()[0], table.shape()[1]);
@@ -263,7 +263,7 @@ pub(crate) fn kernels<'a>(w: &'a Wgpu, op: &'a Op<'_, Wgpu>) -> Result<Vec<(Kern
             // Many rows against a weight bound whole: the register-tiled GEMM.
             // (Row-invariant products stay on the GEMV, which computes each row alone.)
             if order == RowOrder::Free && layout == WeightLayout::OutIn && m >= super::launch_codec::TILED_MIN_ROWS && wt.buffer().raw().size() <= w.max_binding_bytes() {
-                return Ok(vec![super::launch_codec::tiled_matmul(x, wt, out, accumulate)]);
+                return Ok(vec![super::launch_codec::tiled_matmul(w, x, wt, out, accumulate)?]);
             }
             match layout {
                 // Ranges of output rows (rows per workgroup tuned per device).

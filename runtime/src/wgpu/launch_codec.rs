@@ -7,10 +7,9 @@ use super::Wgpu;
 use crate::op::{ConvParams, Epilogue, Op, UnaryFn};
 use crate::Tensor;
 
-/// Rows from which `matmul` and `conv1d` use the register-tiled GEMM (64x64 tiles);
-/// `linear` and `conv2d` always do.
+/// Rows from which `matmul` and `conv1d` use the register-tiled GEMM (tile tuned per
+/// device, `wgpu.gemm.tile`); `linear` and `conv2d` always do.
 pub(crate) const TILED_MIN_ROWS: usize = 16;
-const TILE: usize = 64;
 /// Narrower convolutions (the SQ decoder's late stages) waste most of a 64-wide tile.
 const TILED_MIN_COLS: usize = 48;
 /// Grouped convolutions run one GEMM per group (output channels of the group as
@@ -24,13 +23,38 @@ fn conv_on_gemm(out: &Tensor<Wgpu>, conv: ConvParams) -> bool {
     rows >= TILED_MIN_ROWS && per_group >= if conv.groups == 1 { TILED_MIN_COLS } else { GROUPED_MIN_COLS }
 }
 
+/// The tiled GEMM class of an op that runs on it, and whether the op overwrites its output
+/// (only those may be re-run to time the candidates on first use), with its FLOP count.
+fn on_tiled_gemm(op: &Op<'_, Wgpu>) -> Option<(usize, bool, f64)> {
+    let flops = |out: &Tensor<Wgpu>, w: &Tensor<Wgpu>| 2.0 * out.rows() as f64 * w.numel() as f64;
+    match *op {
+        Op::Linear { x, w, out, epilogue, .. } => Some((super::tune::gemm_class(x.rows()), !matches!(epilogue, Epilogue::GatedAdd { .. }), flops(out, w))),
+        Op::Conv1d { w, out, conv, .. } if conv_on_gemm(out, conv) => Some((super::tune::CONV1D_CLASS, !conv.accumulate, flops(out, w))),
+        Op::Conv2d { w, out, conv, .. } => Some((super::tune::CONV2D_CLASS, !conv.accumulate, flops(out, w))),
+        _ => None,
+    }
+}
 
-pub(crate) fn kernel<'a>(op: &'a Op<'_, Wgpu>) -> (Kernel<'a>, u32) {
+/// The dispatch of a codec op; an op on the tiled GEMM uses its class's tuned tile (and
+/// times the candidates when the class is still undecided and the op may be re-run).
+pub(crate) fn kernels<'a>(w: &Wgpu, op: &'a Op<'_, Wgpu>) -> crate::Result<Vec<(Kernel<'a>, u32)>> {
+    let Some((class, overwrites, flops)) = on_tiled_gemm(op) else {
+        return Ok(vec![kernel(op, super::tune::GEMM_FAMILY.default)]);
+    };
+    let build = |tile: usize| vec![kernel(op, tile)];
+    if overwrites {
+        w.tune_gemm_on_first_use(class, &build, flops)?;
+    }
+    Ok(build(w.gemm_tile(class)))
+}
+
+/// The dispatch of a codec op; `tile` is the output tile edge of the ops on the tiled GEMM.
+pub(crate) fn kernel<'a>(op: &'a Op<'_, Wgpu>, tile: usize) -> (Kernel<'a>, u32) {
     match *op {
         Op::Linear { x, w, bias, out, epilogue } => match epilogue {
-            Epilogue::Store => gemm(x, w, bias, None, out, None, false),
-            Epilogue::Act(f) => gemm(x, w, bias, None, out, Some(f), false),
-            Epilogue::GatedAdd { gate } => gemm(x, w, bias, Some(gate), out, None, false),
+            Epilogue::Store => gemm(x, w, bias, None, out, None, false, tile),
+            Epilogue::Act(f) => gemm(x, w, bias, None, out, Some(f), false, tile),
+            Epilogue::GatedAdd { gate } => gemm(x, w, bias, Some(gate), out, None, false, tile),
         },
         Op::Unary { x, out, f } => {
             let (code, levels) = UnaryFn::kernel_code(Some(f));
@@ -71,13 +95,13 @@ pub(crate) fn kernel<'a>(op: &'a Op<'_, Wgpu>) -> (Kernel<'a>, u32) {
             let (l_in, c_in) = (x.shape()[1], x.shape()[2]);
             let (rows, l_out, c_out, k) = (out.shape()[0] * out.shape()[1], out.shape()[1], out.shape()[2], w.shape()[1]);
             let (cg, og) = (c_in / conv.groups, c_out / conv.groups);
-            let tiles_n = og.div_ceil(TILE);
+            let tiles_n = og.div_ceil(tile);
             let slope = conv.prelu.map_or(0.0, |s| s.get());
             let mut params = vec![n(rows), n(og), n(k * cg), conv.prelu.is_some() as u32, off(w), off(x), off(out), bias.map_or(0, off)];
             params.extend([0, slope.to_bits(), n(tiles_n), conv.accumulate as u32]);
             params.extend([n(l_in), n(c_in), n(l_out), n(conv.dilation), n(conv.pad_left), n(conv.upsample), n(conv.stride), n(cg), n(c_out), n(conv.groups), 0, 0]);
-            let workgroups = conv.groups * tiles_n * rows.div_ceil(TILE);
-            tiled_conv("CONV", w, x, bias, out, params, workgroups)
+            let workgroups = conv.groups * tiles_n * rows.div_ceil(tile);
+            tiled_conv("CONV", w, x, bias, out, params, workgroups, tile)
         }
         Op::Conv1d { x, w, bias, out, conv } => {
             let slope = conv.prelu.map_or(0.0, |s| s.get());
@@ -91,12 +115,12 @@ pub(crate) fn kernel<'a>(op: &'a Op<'_, Wgpu>) -> (Kernel<'a>, u32) {
             let [c_out, kh, kw, _] = [w.shape()[0], w.shape()[1], w.shape()[2], w.shape()[3]];
             let (out_h, out_w) = (out.shape()[1], out.shape()[2]);
             let rows = out.shape()[0] * out_h * out_w;
-            let tiles_n = c_out.div_ceil(TILE);
+            let tiles_n = c_out.div_ceil(tile);
             let (act, _) = UnaryFn::kernel_code(conv.relu.then_some(UnaryFn::Relu));
             let mut params = vec![n(rows), n(c_out), n(kh * kw * c_in), act, off(w), off(x), off(out), bias.map_or(0, off)];
             params.extend([0, 0, n(tiles_n), conv.accumulate as u32]);
             params.extend([n(in_h), n(in_w), n(c_in), n(out_h), n(out_w), n(kw), n(conv.stride[0]), n(conv.stride[1]), n(conv.pad[0]), n(conv.pad[1]), 0, 0]);
-            tiled_conv("CONV2D", w, x, bias, out, params, tiles_n * rows.div_ceil(TILE))
+            tiled_conv("CONV2D", w, x, bias, out, params, tiles_n * rows.div_ceil(tile), tile)
         }
         _ => unreachable!("launch_codec handles only codec ops"),
     }
@@ -148,8 +172,10 @@ fn tiled_conv<'a>(
     out: &'a Tensor<Wgpu>,
     params: Vec<u32>,
     workgroups: usize,
+    tile: usize,
 ) -> (Kernel<'a>, u32) {
     let mut defines = vec![weight_define(w), (variant, "")];
+    defines.extend(super::tune::tile_defines(tile));
     let mut bindings = vec![(0, w.buffer(), None), (1, x.buffer(), None), (2, out.buffer(), None)];
     if let Some(b) = bias {
         defines.push(("BIAS", ""));
@@ -159,12 +185,18 @@ fn tiled_conv<'a>(
 }
 
 /// `matmul` (weights [N, K]) for many rows on the tiled GEMM: no bias, no activation.
-pub(crate) fn tiled_matmul<'a>(x: &'a Tensor<Wgpu>, w: &'a Tensor<Wgpu>, out: &'a Tensor<Wgpu>, accumulate: bool) -> (Kernel<'a>, u32) {
-    gemm(x, w, None, None, out, None, accumulate)
+pub(crate) fn tiled_matmul<'a>(gpu: &Wgpu, x: &'a Tensor<Wgpu>, w: &'a Tensor<Wgpu>, out: &'a Tensor<Wgpu>, accumulate: bool) -> crate::Result<(Kernel<'a>, u32)> {
+    let class = super::tune::gemm_class(x.rows());
+    let build = |tile: usize| vec![gemm(x, w, None, None, out, None, accumulate, tile)];
+    if !accumulate {
+        gpu.tune_gemm_on_first_use(class, &build, 2.0 * out.numel() as f64 * x.dim_back(0) as f64)?;
+    }
+    Ok(gemm(x, w, None, None, out, None, accumulate, gpu.gemm_tile(class)))
 }
 
 /// The tiled GEMM out = epilogue(x [M, K] . w[N, K]^T + bias): activation `act`, or
-/// out += gate ⊙ y, or out += y (`accumulate`).
+/// out += gate ⊙ y, or out += y (`accumulate`), on `tile` x `tile` output tiles.
+#[allow(clippy::too_many_arguments)]
 fn gemm<'a>(
     x: &'a Tensor<Wgpu>,
     w: &'a Tensor<Wgpu>,
@@ -173,10 +205,12 @@ fn gemm<'a>(
     out: &'a Tensor<Wgpu>,
     act: Option<UnaryFn>,
     accumulate: bool,
+    tile: usize,
 ) -> (Kernel<'a>, u32) {
     let (m, k, nn) = (x.shape()[0], x.shape()[1], out.shape()[1]);
     let (code, levels) = UnaryFn::kernel_code(act);
     let mut defines = vec![weight_define(w)];
+    defines.extend(super::tune::tile_defines(tile));
     let mut bindings = vec![(0, w.buffer(), None), (1, x.buffer(), None), (2, out.buffer(), None)];
     if let Some(b) = bias {
         defines.push(("BIAS", ""));
@@ -186,8 +220,8 @@ fn gemm<'a>(
         defines.push(("GATED", ""));
         bindings.push((5, g.buffer(), None));
     }
-    let tiles_n = nn.div_ceil(TILE);
+    let tiles_n = nn.div_ceil(tile);
     let mut params = vec![n(m), n(nn), n(k), code, off(w), off(x), off(out), bias.map_or(0, off), gate.map_or(0, off), levels.to_bits(), n(tiles_n), accumulate as u32];
     params.extend([0u32; 12]);
-    (Kernel { file: "gemm", entry: "gemm", defines, bindings, params_binding: 3, params }, n(tiles_n * m.div_ceil(TILE)))
+    (Kernel { file: "gemm", entry: "gemm", defines, bindings, params_binding: 3, params }, n(tiles_n * m.div_ceil(tile)))
 }

@@ -10,6 +10,7 @@ mod buffer;
 mod launch;
 mod launch_codec;
 mod launch_encode;
+mod peak;
 mod preprocess;
 pub mod tune;
 
@@ -67,8 +68,9 @@ pub struct Wgpu {
     recording: Mutex<Recording>,
     /// Partial results of split-KV attention (created on first use).
     split_scratch: std::sync::OnceLock<WgpuBuffer>,
-    /// Tuned rows per workgroup of the GEMV kernels (`tune.rs`).
+    /// Tuned rows per workgroup of the GEMV kernels and tile of the tiled GEMM (`tune.rs`).
     gemv: crate::tune::table::Tuned,
+    gemm: crate::tune::table::Tuned,
     tune_status: String,
 }
 
@@ -143,6 +145,7 @@ impl Wgpu {
             recording: Mutex::new(Recording { encoder: None, arena_used: 0 }),
             split_scratch: std::sync::OnceLock::new(),
             gemv: crate::tune::table::Tuned::new(&tune::GEMV_FAMILY),
+            gemm: crate::tune::table::Tuned::new(&tune::GEMM_FAMILY),
             tune_status: String::new(),
         }
         .with_tuning())
@@ -154,7 +157,7 @@ impl Wgpu {
             eprintln!("warning: {e}; using built-in defaults");
             crate::tune::TuneMode::Off
         });
-        self.tune_status = self.gemv.load(mode, &crate::cpu::tune::cache_dir(), tune::device_key(&self));
+        self.tune_status = crate::tune::table::load(&[&self.gemv, &self.gemm], mode, &crate::cpu::tune::cache_dir(), tune::device_key(&self));
         self
     }
 

@@ -5,24 +5,32 @@
 //! candidate reduces each row with the same lanes in the same order, so results are
 //! bit-identical whatever is chosen; the batch-invariant decode path stays exact.
 //! Classes: narrow and wide inner sizes, and the gated MLP input.
+//!
+//! `wgpu.gemm.tile`: the output tile edge of the register-tiled GEMM (`gemm.wgsl`: the
+//! prefill projections and the codec's linears and convolutions), 32, 64 (default) or 128,
+//! with 2x2, 4x4 or 8x8 outputs per thread. Each output sums its products in ascending k
+//! whatever the tile, so the candidates agree. Classes: products of fewer or more rows
+//! than 256 (prefill-sized, codec-sized), 1-D and 2-D convolutions.
 
 use std::time::{Duration, Instant};
 
 use super::launch::Kernel;
 use super::Wgpu;
-use crate::tune::table::{self, Family};
+use crate::tune::table::{self, Family, Tuned};
 use crate::tune::{DeviceKey, Timing};
 use crate::{Backend, DType, Result};
 
-/// An ahead-of-time tuning run of one GEMV class.
+/// An ahead-of-time tuning run of one class.
 #[derive(Clone, Debug)]
-pub struct GemvTuning {
+pub struct ProbeTuning {
     /// Index of the chosen candidate.
     pub best: usize,
     /// Every candidate's median.
     pub timings: Vec<Timing>,
     /// Weight bytes read per timing (for GB/s).
     pub bytes_per_timing: f64,
+    /// Floating-point operations per timing (for GFLOP/s).
+    pub flops_per_timing: f64,
 }
 
 /// The family's name in the cache.
@@ -38,6 +46,37 @@ pub const GATE_UP_CLASS: usize = 2;
 
 pub(crate) static GEMV_FAMILY: Family =
     Family { name: GEMV_ROWS, classes: &["matmul/k<=4096", "matmul/k>4096", "gate_up"], candidates: &GEMV_ROWS_CANDIDATES, default: 8 };
+
+/// The tiled GEMM family's name in the cache.
+pub const GEMM_TILE: &str = "wgpu.gemm.tile";
+/// Candidate output tile edges.
+pub const GEMM_TILE_CANDIDATES: [usize; 3] = [32, 64, 128];
+/// Shape classes: (name, the (M, K, N) probe `uniaudio tune` times: a 64-token prefill
+/// projection of the 3B backbone, a 20 s codec window's linear; convolutions as (rows,
+/// inner size, output channels) of the SQ decoder's first stage and the Whisper-sized
+/// 2-D front end).
+pub const GEMM_CLASSES: [(&str, (usize, usize, usize)); 4] =
+    [("gemm/m<256", (64, 3072, 8192)), ("gemm/m>=256", (1000, 1536, 1536)), ("conv1d", (1000, 3 * 512, 512)), ("conv2d", (3000, 9 * 32, 64))];
+/// Indices of the convolution classes.
+pub const CONV1D_CLASS: usize = 2;
+pub const CONV2D_CLASS: usize = 3;
+
+pub(crate) static GEMM_FAMILY: Family =
+    Family { name: GEMM_TILE, classes: &["gemm/m<256", "gemm/m>=256", "conv1d", "conv2d"], candidates: &GEMM_TILE_CANDIDATES, default: 64 };
+
+/// The class of a (non-convolution) tiled product of `m` rows.
+pub fn gemm_class(m: usize) -> usize {
+    usize::from(m >= 256)
+}
+
+/// The kernel defines selecting a `tile` x `tile` output tile.
+pub(crate) fn tile_defines(tile: usize) -> [(&'static str, &'static str); 3] {
+    match tile {
+        32 => [("GEMM_TILE", "32"), ("GEMM_PER", "2"), ("GEMM_TK", "32")],
+        128 => [("GEMM_TILE", "128"), ("GEMM_PER", "8"), ("GEMM_TK", "8")],
+        _ => [("GEMM_TILE", "64"), ("GEMM_PER", "4"), ("GEMM_TK", "16")],
+    }
+}
 
 /// The class of a GEMV with inner size `k`.
 pub fn matmul_class(k: usize) -> usize {
@@ -78,36 +117,50 @@ impl Wgpu {
     /// output it rewrites with identical bits, so only ops that overwrite their output
     /// may come here) and stores the winner in the device's cache.
     pub(crate) fn tune_gemv_on_first_use(&self, class: usize, build: &GemvBuild, weight_bytes: usize) -> Result<()> {
-        if self.gemv.is_decided(class) {
+        self.tune_on_first_use(&self.gemv, class, build, repeats_for(weight_bytes), "rows per workgroup")
+    }
+
+    /// The output tile edge in use for tiled GEMM `class`.
+    pub(crate) fn gemm_tile(&self, class: usize) -> usize {
+        self.gemm.get(class)
+    }
+
+    /// Tuning on first use of tiled GEMM `class` (ops that overwrite their output only).
+    pub(crate) fn tune_gemm_on_first_use(&self, class: usize, build: &GemvBuild, flops: f64) -> Result<()> {
+        self.tune_on_first_use(&self.gemm, class, build, repeats_for_flops(flops), "output tile edge")
+    }
+
+    fn tune_on_first_use(&self, tuned: &Tuned, class: usize, build: &GemvBuild, repeat: usize, what: &str) -> Result<()> {
+        if tuned.is_decided(class) {
             return Ok(());
         }
+        let family = tuned.family();
         let mut failure = None;
-        let repeat = repeats_for(weight_bytes);
         self.sync_all()?;
-        let tuned = self.gemv.tune_once(class, &GEMV_ROWS_CANDIDATES, 1, 3, |&rows| self.time_kernels(&build(rows), repeat, &mut failure));
+        let timed = tuned.tune_once(class, family.candidates, 1, 3, |&v| self.time_kernels(&build(v), repeat, &mut failure));
         if let Some(e) = failure {
             return Err(e);
         }
-        if let Some((best, timings)) = tuned {
-            let entry = GEMV_FAMILY.entry(class);
-            eprintln!("tuned {entry} on {}: {} rows per workgroup (stored for later runs; UNIAUDIO_TUNE=off skips tuning)", self.info.name, GEMV_ROWS_CANDIDATES[best]);
+        if let Some((best, timings)) = timed {
+            let entry = family.entry(class);
+            eprintln!("tuned {entry} on {}: {what} {} (stored for later runs; UNIAUDIO_TUNE=off skips tuning)", self.info.name, family.candidates[best]);
             table::persist(&crate::cpu::tune::cache_dir(), device_key(self), &entry, table::choice(best, &timings));
         }
         Ok(())
     }
 
-    /// Times every candidate of GEMV `class` on `build`'s op (ahead-of-time tuning) and
-    /// leaves the class at the winner: (winner, timings, dispatches per timing).
-    pub(crate) fn tune_gemv(&self, class: usize, build: &GemvBuild, weight_bytes: usize, warmup: usize, reps: usize) -> Result<(usize, Vec<Timing>, usize)> {
+    /// Times every candidate of `tuned`'s family for `class` on `build`'s op
+    /// (ahead-of-time tuning) and leaves the class at the winner: (winner, timings).
+    fn tune_ahead(&self, tuned: &Tuned, class: usize, build: &GemvBuild, repeat: usize, warmup: usize, reps: usize) -> Result<(usize, Vec<Timing>)> {
+        let candidates = tuned.family().candidates;
         let mut failure = None;
-        let repeat = repeats_for(weight_bytes);
         self.sync_all()?;
-        let (best, timings) = crate::tune::pick(&GEMV_ROWS_CANDIDATES, |c| c.to_string(), warmup, reps, |&rows| self.time_kernels(&build(rows), repeat, &mut failure));
+        let (best, timings) = crate::tune::pick(candidates, |c| c.to_string(), warmup, reps, |&v| self.time_kernels(&build(v), repeat, &mut failure));
         if let Some(e) = failure {
             return Err(e);
         }
-        self.gemv.set(class, GEMV_ROWS_CANDIDATES[best]);
-        Ok((best, timings, repeat))
+        tuned.set(class, candidates[best]);
+        Ok((best, timings))
     }
 
     /// Wall time of `repeat` rounds of `kernels` in one submission, waited for.
@@ -129,25 +182,49 @@ impl Wgpu {
 
     /// Times every candidate of GEMV `class` on its probe shape (or `probe`, smaller, for
     /// tests) with `dtype` weights, and leaves the class at the winner.
-    pub fn tune_gemv_probe(&self, class: usize, probe: Option<(usize, usize, usize)>, dtype: DType, warmup: usize, reps: usize) -> Result<GemvTuning> {
+    pub fn tune_gemv_probe(&self, class: usize, probe: Option<(usize, usize, usize)>, dtype: DType, warmup: usize, reps: usize) -> Result<ProbeTuning> {
         let (_, default_probe) = *GEMV_CLASSES.get(class).ok_or_else(|| crate::Error::invalid("tune_gemv_probe", format!("no GEMV class {class}")))?;
         let (m, k, n) = probe.unwrap_or(default_probe);
         let x = self.alloc(DType::F32, &[m, k])?;
         let out = self.alloc(DType::F32, &[m, n])?;
         let w1 = self.alloc(dtype, &[n, k])?;
-        let (best, timings, repeat, bytes) = if class == GATE_UP_CLASS {
-            let w2 = self.alloc(dtype, &[n, k])?;
-            let bytes = 2 * n * k * dtype.size_bytes();
-            let build = |rows: usize| vec![super::launch::gate_up_kernel(self, &x, &w1, &w2, &out, rows)];
-            let (b, t, r) = self.tune_gemv(class, &build, bytes, warmup, reps)?;
-            (b, t, r, bytes)
-        } else {
-            let bytes = n * k * dtype.size_bytes();
-            let build = |rows: usize| super::launch::gemv_matmul_kernels(self, &x, &w1, &out, false, rows);
-            let (b, t, r) = self.tune_gemv(class, &build, bytes, warmup, reps)?;
-            (b, t, r, bytes)
+        let w2 = self.alloc(dtype, &[n, k])?;
+        let matrices = if class == GATE_UP_CLASS { 2 } else { 1 };
+        let bytes = matrices * n * k * dtype.size_bytes();
+        let gate_up = |rows: usize| vec![super::launch::gate_up_kernel(self, &x, &w1, &w2, &out, rows)];
+        let matmul = |rows: usize| super::launch::gemv_matmul_kernels(self, &x, &w1, &out, false, rows);
+        let build: &GemvBuild = if class == GATE_UP_CLASS { &gate_up } else { &matmul };
+        let repeat = repeats_for(bytes);
+        let (best, timings) = self.tune_ahead(&self.gemv, class, build, repeat, warmup, reps)?;
+        Ok(ProbeTuning { best, timings, bytes_per_timing: (bytes * repeat) as f64, flops_per_timing: (2 * matrices * m * n * k * repeat) as f64 })
+    }
+
+    /// Times every tile of tiled GEMM `class` on its probe (or `probe` (rows, inner,
+    /// columns), smaller, for tests) with `dtype` weights, and leaves the class at the winner.
+    pub fn tune_gemm_probe(&self, class: usize, probe: Option<(usize, usize, usize)>, dtype: DType, warmup: usize, reps: usize) -> Result<ProbeTuning> {
+        use crate::op::{Conv2dParams, ConvParams, Epilogue, Op};
+        let (_, default_probe) = *GEMM_CLASSES.get(class).ok_or_else(|| crate::Error::invalid("tune_gemm_probe", format!("no tiled GEMM class {class}")))?;
+        let (m, k, n) = probe.unwrap_or(default_probe);
+        // Convolution probes: 3 taps (3x3 in 2-D) over k / taps input channels, `m` frames
+        // (a strip of m / 2 x 2 pixels in 2-D), same padding.
+        let (x, w, out) = match class {
+            CONV1D_CLASS => (self.alloc(DType::F32, &[1, m, k / 3])?, self.alloc(dtype, &[n, 3, k / 3])?, self.alloc(DType::F32, &[1, m, n])?),
+            CONV2D_CLASS => (self.alloc(DType::F32, &[1, m / 2, 2, k / 9])?, self.alloc(dtype, &[n, 3, 3, k / 9])?, self.alloc(DType::F32, &[1, m / 2, 2, n])?),
+            _ => (self.alloc(DType::F32, &[m, k])?, self.alloc(dtype, &[n, k])?, self.alloc(DType::F32, &[m, n])?),
         };
-        Ok(GemvTuning { best, timings, bytes_per_timing: (bytes * repeat) as f64 })
+        let conv = ConvParams { stride: 1, groups: 1, dilation: 1, pad_left: 1, upsample: 1, prelu: None, accumulate: false };
+        let op = match class {
+            CONV1D_CLASS => Op::Conv1d { x: &x, w: &w, bias: None, out: &out, conv },
+            CONV2D_CLASS => Op::Conv2d { x: &x, w: &w, bias: None, out: &out, conv: Conv2dParams { stride: [1, 1], pad: [1, 1], accumulate: false, relu: false } },
+            _ => Op::Linear { x: &x, w: &w, bias: None, out: &out, epilogue: Epilogue::Store },
+        };
+        op.validate()?;
+        let rows = out.rows();
+        let flops = 2.0 * rows as f64 * (w.numel() / n) as f64 * n as f64;
+        let build = |tile: usize| vec![super::launch_codec::kernel(&op, tile)];
+        let repeat = repeats_for_flops(flops);
+        let (best, timings) = self.tune_ahead(&self.gemm, class, &build, repeat, warmup, reps)?;
+        Ok(ProbeTuning { best, timings, bytes_per_timing: (w.size_bytes() * repeat) as f64, flops_per_timing: flops * repeat as f64 })
     }
 
     /// This adapter's key in the tuning cache.
@@ -170,9 +247,24 @@ impl Wgpu {
         Ok(())
     }
 
+    /// The tiled GEMM's tile edges in use, by class.
+    pub fn gemm_tiles_in_use(&self) -> Vec<usize> {
+        (0..GEMM_CLASSES.len()).map(|c| self.gemm.get(c)).collect()
+    }
+
+    /// Forces (and decides) a tiled GEMM class's tile edge; results do not change.
+    pub fn set_gemm_tile(&self, class: usize, tile: usize) -> Result<()> {
+        if class >= GEMM_CLASSES.len() || !GEMM_TILE_CANDIDATES.contains(&tile) {
+            return Err(crate::Error::invalid("set_gemm_tile", format!("class {class} tile {tile}: expected a class below {} and a tile in {GEMM_TILE_CANDIDATES:?}", GEMM_CLASSES.len())));
+        }
+        self.gemm.set(class, tile);
+        Ok(())
+    }
+
     /// Built-in defaults for every class from now on (nothing timed on first use).
     pub fn use_tuning_defaults(&self) {
         self.gemv.reset(true);
+        self.gemm.reset(true);
     }
 
     /// What this backend runs with: a tuned table, tuning on first use, or the defaults.
@@ -185,4 +277,9 @@ impl Wgpu {
 /// does not decide, at most 16.
 fn repeats_for(weight_bytes: usize) -> usize {
     ((64 << 20) / weight_bytes.max(1)).clamp(1, 16)
+}
+
+/// Rounds of a tiled GEMM per timing: about 1 GFLOP of work, at most 16.
+fn repeats_for_flops(flops: f64) -> usize {
+    (1e9 / flops.max(1.0)).clamp(1.0, 16.0) as usize
 }

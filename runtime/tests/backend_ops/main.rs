@@ -174,6 +174,40 @@ fn wgpu_reuses_bind_groups_until_their_buffers_are_freed() {
     assert_eq!(gpu.cached_bind_groups(), with_temp, "the freed buffer's bind groups stayed");
 }
 
+/// Every tile candidate of the wgpu tiled GEMM (`wgpu.gemm.tile`; the default, 64, runs in
+/// the main harness) passes the cases it runs: linears, many-row products, convolutions.
+#[test]
+fn wgpu_gemm_tile_candidates_pass_the_op_harness() {
+    use cases::Case;
+    use uniaudio_runtime::wgpu::tune::{GEMM_CLASSES, GEMM_TILE_CANDIDATES};
+    use uniaudio_runtime::WeightLayout;
+    let gpu = match Wgpu::new() {
+        Ok(g) => g,
+        Err(e) => return skip_wgpu(&e.to_string()),
+    };
+    let tiled_cases: Vec<Case> = cases::all_cases()
+        .into_iter()
+        .filter(|c| matches!(c, Case::MatMul { layout: WeightLayout::OutIn, m: 16.., .. } | Case::Linear { .. } | Case::Conv1d { .. } | Case::Conv2d { .. }))
+        .collect();
+    let mut report = Report::default();
+    for &tile in GEMM_TILE_CANDIDATES.iter().filter(|&&t| t != 64) {
+        for class in 0..GEMM_CLASSES.len() {
+            gpu.set_gemm_tile(class, tile).unwrap();
+        }
+        let label = format!("wgpu/gemm tile {tile}");
+        for (i, case) in tiled_cases.iter().enumerate() {
+            match cases::run(case, &gpu, 0x7e3_0000 + i as u64) {
+                Ok(Some(v)) => report.record(&label, case, v),
+                Ok(None) => report.record(&label, case, harness::Verdict::Fail("unsupported".into())),
+                Err(e) => report.record(&label, case, harness::Verdict::Fail(format!("error: {e}"))),
+            }
+        }
+    }
+    println!("gemm tile candidates: {} passed, {} failed", report.passed, report.failed.len());
+    assert!(report.failed.is_empty(), "{}", report.failed.join("\n"));
+    assert!(report.passed >= 2 * 20, "only {} tiled cases ran", report.passed);
+}
+
 /// Every rows-per-workgroup candidate of the wgpu GEMV kernels (`wgpu.gemv.rows`; the
 /// default, 8, runs in the main harness) passes the GEMV cases.
 #[test]

@@ -1,5 +1,5 @@
 //! The codec part of `uniaudio bench`: a synthesized ReasoningCodec (cached) decodes seeded
-//! tokens; reports flow and SQ-decoder time, GFLOP/s against the measured FMA peak (CPU)
+//! tokens; reports flow and SQ-decoder time, GFLOP/s against the measured FMA peak (CPU, wgpu)
 //! and seconds of audio per second of compute.
 
 use std::path::PathBuf;
@@ -66,7 +66,7 @@ pub fn run(args: &CodecBenchArgs, opened: &Opened, cache: &std::path::Path) -> R
     let dir = preset_dir(cache, preset)?;
     match opened {
         Opened::Cpu(b) => bench_on(b, args, preset, &dir, Some(measure_fma_peak(b.isa(), 3))),
-        Opened::Wgpu(g) => bench_on(g, args, preset, &dir, None),
+        Opened::Wgpu(g) => bench_on(g, args, preset, &dir, Some(g.measure_fma_peak(3)?)),
         Opened::Cuda(g) => bench_on(g, args, preset, &dir, None),
     }
 }
@@ -89,7 +89,7 @@ fn bench_on<B: Backend>(b: &B, args: &CodecBenchArgs, preset: CodecPreset, dir: 
     Ok(())
 }
 
-/// `gflops` as a share of the FMA peak measured in the same run (CPU only).
+/// `gflops` as a share of the FMA peak measured in the same run (CPU and wgpu).
 pub fn of_peak(gflops: f64, peak: Option<f64>) -> String {
     peak.map_or("(no peak measured for this backend)".to_string(), |p| format!("{:.1}% of the {p:.1} GFLOP/s FMA peak", 100.0 * gflops / p))
 }

@@ -1,6 +1,6 @@
 //! The encoder part of `uniaudio bench`: a synthesized ReasoningCodec encoder (cached)
 //! encodes a seeded signal; reports each stage's time, GFLOP/s against the measured FMA
-//! peak (CPU) and seconds of audio encoded per second of compute.
+//! peak (CPU, wgpu) and seconds of audio encoded per second of compute.
 
 use std::path::{Path, PathBuf};
 
@@ -46,7 +46,7 @@ pub fn run(args: &EncoderBenchArgs, opened: &Opened, cache: &Path) -> Result<()>
     let dir = preset_dir(cache, preset)?;
     match opened {
         Opened::Cpu(b) => bench_on(b, args, preset, &dir, Some(measure_fma_peak(b.isa(), 3))),
-        Opened::Wgpu(g) => bench_on(g, args, preset, &dir, None),
+        Opened::Wgpu(g) => bench_on(g, args, preset, &dir, Some(g.measure_fma_peak(3)?)),
         Opened::Cuda(g) => bench_on(g, args, preset, &dir, None),
     }
 }

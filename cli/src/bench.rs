@@ -59,7 +59,7 @@ fn auto_preset(dtype: DType, dir: &Path) -> Preset {
     let mem = system::available_memory().unwrap_or(0);
     let disk = system::free_disk(dir).unwrap_or(0);
     for p in Preset::ALL {
-        let bytes = (p.parameters() * dtype.size_bytes()) as u64;
+        let bytes = dtype.bytes(p.parameters()) as u64;
         if bytes + bytes / 4 + (2 << 30) <= mem && bytes + (1 << 30) <= disk {
             return p;
         }

@@ -116,7 +116,7 @@ pub fn convert(checkpoint: &Path, config: &LmConfig, out: &Path, opts: &ConvertO
 }
 
 fn write_dir(ckpt: &TorchCheckpoint, config: &LmConfig, planned: &[Planned], dir: &Path, opts: &ConvertOptions, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
-    let size = |p: &Planned| p.source.numel() * p.dtype.size_bytes();
+    let size = |p: &Planned| p.dtype.bytes(p.source.numel());
     let mut shards: Vec<Vec<&Planned>> = vec![Vec::new()];
     let mut current = 0usize;
     for p in planned {

@@ -34,7 +34,7 @@ impl GemvCase {
     }
 
     pub fn weight_bytes(&self) -> usize {
-        self.rows * self.cols * self.layers * self.dtype.size_bytes()
+        self.dtype.bytes(self.rows * self.cols) * self.layers
     }
 }
 

@@ -2,21 +2,55 @@
 
 use std::fmt;
 
-/// An element type a tensor can hold. Quantized block types would join here as
-/// variants whose `size_bytes` is per block rather than per element.
+/// An element type a tensor can hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
     F32,
     F16,
     BF16,
     U32,
+    /// 8-bit weights in blocks of 32 along a row: an f16 scale `d` then 32 int8 `q`
+    /// (34 bytes; weight = d · q), the layout llama.cpp calls Q8_0.
+    Q8_0,
 }
 
+/// Elements per Q8_0 block, and its bytes.
+pub const Q8_BLOCK: usize = 32;
+pub const Q8_BLOCK_BYTES: usize = 34;
+
 impl DType {
+    /// Bytes per element; for Q8_0, bytes per block (see `block`).
     pub const fn size_bytes(self) -> usize {
         match self {
             DType::F32 | DType::U32 => 4,
             DType::F16 | DType::BF16 => 2,
+            DType::Q8_0 => Q8_BLOCK_BYTES,
+        }
+    }
+
+    /// Elements per storage unit: 32 for Q8_0 blocks, else 1. Views start and end on them.
+    pub const fn block(self) -> usize {
+        match self {
+            DType::Q8_0 => Q8_BLOCK,
+            _ => 1,
+        }
+    }
+
+    /// Bytes holding `n` elements (`n` rounded up to whole blocks).
+    pub const fn bytes(self, n: usize) -> usize {
+        n.div_ceil(self.block()) * self.size_bytes()
+    }
+
+    /// `bytes`, or `None` on overflow.
+    pub fn checked_bytes(self, n: usize) -> Option<usize> {
+        n.div_ceil(self.block()).checked_mul(self.size_bytes())
+    }
+
+    /// Alignment the kernels need for a view's start, in bytes.
+    pub const fn align(self) -> usize {
+        match self {
+            DType::Q8_0 => 2,
+            _ => self.size_bytes(),
         }
     }
 
@@ -26,6 +60,7 @@ impl DType {
             DType::F16 => "f16",
             DType::BF16 => "bf16",
             DType::U32 => "u32",
+            DType::Q8_0 => "q8_0",
         }
     }
 
@@ -40,6 +75,7 @@ impl DType {
             "f16" | "float16" => Some(DType::F16),
             "bf16" | "bfloat16" => Some(DType::BF16),
             "u32" => Some(DType::U32),
+            "q8" | "q8_0" => Some(DType::Q8_0),
             _ => None,
         }
     }
@@ -55,12 +91,15 @@ impl DType {
         }
     }
 
+    /// The safetensors dtype of the stored bytes (Q8_0 blocks are stored as U8, marked
+    /// in the header's metadata: `weights::Q8_METADATA_KEY`).
     pub fn to_safetensors(self) -> safetensors::Dtype {
         match self {
             DType::F32 => safetensors::Dtype::F32,
             DType::F16 => safetensors::Dtype::F16,
             DType::BF16 => safetensors::Dtype::BF16,
             DType::U32 => safetensors::Dtype::U32,
+            DType::Q8_0 => safetensors::Dtype::U8,
         }
     }
 }
@@ -84,7 +123,34 @@ pub fn f32_to_bytes(values: &[f32], dtype: DType) -> Vec<u8> {
             .flat_map(|&v| half::bf16::from_f32(v).to_bits().to_le_bytes())
             .collect(),
         DType::U32 => values.iter().flat_map(|&v| (v as u32).to_le_bytes()).collect(),
+        DType::Q8_0 => quantize_q8_0(values),
     }
+}
+
+/// Q8_0 blocks of `values` (a last partial block padded with zeros), as llama.cpp makes
+/// them: d = max|x| / 127, q = round(x / d) (halves away from zero), d stored as f16.
+pub fn quantize_q8_0(values: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(DType::Q8_0.bytes(values.len()));
+    for block in values.chunks(Q8_BLOCK) {
+        let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let inv = if d != 0.0 { 1.0 / d } else { 0.0 };
+        out.extend(half::f16::from_f32(d).to_bits().to_le_bytes());
+        out.extend(block.iter().map(|&v| (v * inv).round() as i8 as u8));
+        out.resize(out.len() + Q8_BLOCK - block.len(), 0);
+    }
+    out
+}
+
+/// The weights of Q8_0 blocks (exact: an f16 scale times an int8 needs 19 bits).
+pub fn dequantize_q8_0(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(Q8_BLOCK_BYTES)
+        .flat_map(|b| {
+            let d = half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32();
+            b[2..].iter().map(move |&q| d * (q as i8) as f32)
+        })
+        .collect()
 }
 
 /// Widens the bytes of a float `dtype` to f32 (exact for f16 and bf16).
@@ -106,6 +172,7 @@ pub fn bytes_to_f32(bytes: &[u8], dtype: DType) -> Vec<f32> {
             .chunks_exact(4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32)
             .collect(),
+        DType::Q8_0 => dequantize_q8_0(bytes),
     }
 }
 

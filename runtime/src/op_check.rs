@@ -9,6 +9,8 @@ use crate::op::{Op, WeightLayout};
 use crate::{Backend, DType, Error, Result, Tensor};
 
 const FLOATS: &[DType] = &[DType::F32, DType::F16, DType::BF16];
+/// Weights of the row-major (out-in) products may also be 8-bit blocks.
+const PRODUCT_WEIGHTS: &[DType] = &[DType::F32, DType::F16, DType::BF16, DType::Q8_0];
 
 pub(crate) fn check<B: Backend>(op: &Op<'_, B>) -> Result<()> {
     let name = op.name();
@@ -47,7 +49,7 @@ pub(crate) fn check<B: Backend>(op: &Op<'_, B>) -> Result<()> {
         }
         Op::MatMul { x, w, out, layout, .. } => {
             c.dtype("x", x, &[DType::F32])?;
-            c.dtype("w", w, FLOATS)?;
+            c.dtype("w", w, if layout == WeightLayout::OutIn { PRODUCT_WEIGHTS } else { FLOATS })?;
             c.dtype("out", out, &[DType::F32])?;
             let [m, k] = c.rank2("x", x)?;
             let [a, b] = c.rank2("w", w)?;
@@ -62,7 +64,7 @@ pub(crate) fn check<B: Backend>(op: &Op<'_, B>) -> Result<()> {
         }
         Op::GateUp { x, w_gate, w_up, out, .. } => {
             c.dtype("x", x, &[DType::F32])?;
-            c.dtype("w_gate", w_gate, FLOATS)?;
+            c.dtype("w_gate", w_gate, PRODUCT_WEIGHTS)?;
             c.dtype("w_up", w_up, &[w_gate.dtype()])?;
             c.dtype("out", out, &[DType::F32])?;
             let [m, k] = c.rank2("x", x)?;

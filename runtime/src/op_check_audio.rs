@@ -1,6 +1,6 @@
 //! Checks for the codec's ops (linear with epilogues, norms, convolutions, sampler updates).
 
-use super::{Checker, FLOATS};
+use super::{Checker, FLOATS, PRODUCT_WEIGHTS};
 use crate::op::{Epilogue, Op, UnaryFn};
 use crate::{Backend, DType, Error, Result, Tensor};
 
@@ -9,7 +9,7 @@ pub(super) fn check<B: Backend>(c: &Checker, op: &Op<'_, B>) -> Result<()> {
     match *op {
         Op::Linear { x, w, bias, out, epilogue } => {
             c.dtype("x", x, &[DType::F32])?;
-            c.dtype("w", w, FLOATS)?;
+            c.dtype("w", w, PRODUCT_WEIGHTS)?;
             c.dtype("out", out, &[DType::F32])?;
             let [m, k] = c.rank2("x", x)?;
             let [n, wk] = c.rank2("w", w)?;

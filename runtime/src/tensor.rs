@@ -36,11 +36,16 @@ pub fn numel(shape: &[usize]) -> usize {
 }
 
 impl<B: Backend> Tensor<B> {
-    /// Wraps a buffer; fails if the view does not fit inside it.
+    /// Wraps a buffer; fails if the view does not fit inside it (or, for block dtypes,
+    /// does not start and end on whole blocks).
     pub fn from_parts(buffer: B::Buffer, offset: usize, shape: Vec<usize>, dtype: DType) -> Result<Self> {
+        let block = dtype.block();
+        if !offset.is_multiple_of(block) || !shape.last().copied().unwrap_or(1).is_multiple_of(block) {
+            return Err(Error::invalid("tensor view", format!("{shape:?} {dtype} at element offset {offset}: {dtype} rows and views must hold whole blocks of {block}")));
+        }
         let end = numel_checked(&shape)
             .and_then(|n| n.checked_add(offset))
-            .and_then(|n| n.checked_mul(dtype.size_bytes()));
+            .and_then(|n| dtype.checked_bytes(n));
         match end {
             Some(end) if end <= buffer.len_bytes() => Ok(Tensor { buffer, offset, shape, dtype }),
             _ => Err(Error::invalid(
@@ -66,10 +71,10 @@ impl<B: Backend> Tensor<B> {
         numel(&self.shape)
     }
     pub fn size_bytes(&self) -> usize {
-        self.numel() * self.dtype.size_bytes()
+        self.dtype.bytes(self.numel())
     }
     pub fn byte_offset(&self) -> usize {
-        self.offset * self.dtype.size_bytes()
+        self.dtype.bytes(self.offset)
     }
     pub fn rank(&self) -> usize {
         self.shape.len()
@@ -92,6 +97,9 @@ impl<B: Backend> Tensor<B> {
         if numel(shape) != self.numel() {
             return Err(Error::shape("reshape", "element count", self.numel(), numel(shape)));
         }
+        if !shape.last().copied().unwrap_or(1).is_multiple_of(self.dtype.block()) {
+            return Err(Error::invalid("reshape", format!("{shape:?}: {} rows must hold whole blocks of {}", self.dtype, self.dtype.block())));
+        }
         Ok(Tensor { buffer: self.buffer.clone(), offset: self.offset, shape: shape.to_vec(), dtype: self.dtype })
     }
 
@@ -104,6 +112,10 @@ impl<B: Backend> Tensor<B> {
         let row = numel(&self.shape[1..]);
         let mut shape = self.shape.clone();
         shape[0] = len;
+        let block = self.dtype.block();
+        if !(start * row).is_multiple_of(block) || !shape.last().copied().unwrap_or(1).is_multiple_of(block) {
+            return Err(Error::invalid("narrow", format!("rows {start}..{} of a {} tensor split a block of {block}", start + len, self.dtype)));
+        }
         Ok(Tensor { buffer: self.buffer.clone(), offset: self.offset + start * row, shape, dtype: self.dtype })
     }
 

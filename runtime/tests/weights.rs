@@ -64,7 +64,7 @@ fn sharded_directory_with_index() {
     assert_eq!(names, ["x", "y", "z"]);
     assert_eq!(m.get("x").unwrap().to_f32(), ramp(4));
     assert_eq!(m.get("y").unwrap().to_f32(), ramp(3));
-    assert_eq!(m.shape("z"), Some(&[1usize][..]));
+    assert_eq!(m.shape("z"), Some(vec![1usize]));
 }
 
 #[test]

@@ -25,8 +25,8 @@ impl<'a, B: Backend> EncoderWeights<'a, B> {
             let present = file.contains(name) || alternatives.iter().any(|(n, alt)| n == name && file.contains(alt));
             if !present {
                 missing.push(name.as_str());
-            } else if file.contains(name) && file.shape(name) != Some(shape.as_slice()) {
-                let got = file.shape(name).unwrap_or(&[]);
+            } else if file.contains(name) && file.shape(name).as_deref() != Some(shape.as_slice()) {
+                let got = file.shape(name).unwrap_or_default();
                 return Err(CodecError::Invalid(format!("{}: tensor {name} has shape {got:?}, expected {shape:?}", path.display())));
             }
         }

@@ -16,6 +16,7 @@ mod gemm_avx512;
 mod linear;
 mod matmul;
 mod norm;
+mod q8;
 mod rope;
 mod sample;
 mod simd;
@@ -95,7 +96,8 @@ fn alloc_bytes(len: usize) -> Result<AlignedBytes> {
 fn byte_len(dtype: DType, shape: &[usize]) -> Result<usize> {
     shape
         .iter()
-        .try_fold(dtype.size_bytes(), |acc, &d| acc.checked_mul(d))
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .and_then(|n| dtype.checked_bytes(n))
         .ok_or_else(|| Error::invalid("alloc", format!("shape {shape:?} overflows")))
 }
 

@@ -170,6 +170,7 @@ pub fn dot4(isa: Isa, w: WeightSlice, starts: [usize; 4], x: &GemvX) -> [f32; 4]
                 WeightSlice::F32(s) => avx512::dot4_f32(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k),
                 WeightSlice::F16(s) => avx512::dot4_f16(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k),
                 WeightSlice::BF16(s) => avx512::dot4_bf16(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), x.even_odd32.as_ptr(), k),
+                WeightSlice::Q8_0(b) => super::q8::avx512::dot4(q8_rows(b, starts, k), x.x.as_ptr(), k),
             };
         }
     }
@@ -181,6 +182,7 @@ pub fn dot4(isa: Isa, w: WeightSlice, starts: [usize; 4], x: &GemvX) -> [f32; 4]
                 WeightSlice::F32(s) => avx2::dot4_f32(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k),
                 WeightSlice::F16(s) => avx2::dot4_f16(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k),
                 WeightSlice::BF16(s) => avx2::dot4_bf16(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), x.even_odd.as_ptr(), k),
+                WeightSlice::Q8_0(b) => super::q8::avx2::dot4(q8_rows(b, starts, k), x.x.as_ptr(), k),
             };
         }
     }
@@ -205,10 +207,20 @@ pub fn dot4x2(isa: Isa, w: WeightSlice, starts: [usize; 4], a: &GemvX, b: &GemvX
                 WeightSlice::F32(s) => avx512::dot4x2_f32(starts.map(|o| s.as_ptr().add(o)), x, k),
                 WeightSlice::F16(s) => avx512::dot4x2_f16(starts.map(|o| s.as_ptr().add(o)), x, k),
                 WeightSlice::BF16(s) => avx512::dot4x2_bf16(starts.map(|o| s.as_ptr().add(o)), x, [a.even_odd32.as_ptr(), b.even_odd32.as_ptr()], k),
+                WeightSlice::Q8_0(q) => super::q8::avx512::dot4x2(q8_rows(q, starts, k), x, k),
             };
         }
     }
     [dot4(isa, w, starts, a), dot4(isa, w, starts, b)]
+}
+
+/// Pointers to the first block of four Q8_0 rows (rows start on blocks and hold whole
+/// blocks: `Tensor` views guarantee it; checked here because the kernels rely on it).
+#[cfg(target_arch = "x86_64")]
+fn q8_rows(blocks: &[u8], starts: [usize; 4], k: usize) -> [*const u8; 4] {
+    use crate::dtype::{Q8_BLOCK, Q8_BLOCK_BYTES};
+    assert!(k.is_multiple_of(Q8_BLOCK) && starts.iter().all(|s| s.is_multiple_of(Q8_BLOCK)), "q8_0 rows must hold whole blocks");
+    starts.map(|s| blocks[s / Q8_BLOCK * Q8_BLOCK_BYTES..].as_ptr())
 }
 
 fn dot_fallback(w: WeightSlice, start: usize, x: &[f32]) -> f32 {
@@ -249,11 +261,14 @@ pub fn axpy4(isa: Isa, out: &mut [f32], a: [f32; 4], w: WeightSlice, starts: [us
     if isa.avx2() {
         // SAFETY: the features were detected; rows are in bounds (asserted above).
         unsafe {
-            return match w {
-                WeightSlice::F32(s) => avx2::axpy4_f32(out, a, starts.map(|o| s.as_ptr().add(o))),
-                WeightSlice::F16(s) => avx2::axpy4_f16(out, a, starts.map(|o| s.as_ptr().add(o))),
-                WeightSlice::BF16(s) => avx2::axpy4_bf16(out, a, starts.map(|o| s.as_ptr().add(o))),
-            };
+            match w {
+                WeightSlice::F32(s) => return avx2::axpy4_f32(out, a, starts.map(|o| s.as_ptr().add(o))),
+                WeightSlice::F16(s) => return avx2::axpy4_f16(out, a, starts.map(|o| s.as_ptr().add(o))),
+                WeightSlice::BF16(s) => return avx2::axpy4_bf16(out, a, starts.map(|o| s.as_ptr().add(o))),
+                // K-major products never hold 8-bit weights (validated); the loop below
+                // would serve them.
+                WeightSlice::Q8_0(_) => {}
+            }
         }
     }
     for (j, o) in out.iter_mut().enumerate() {

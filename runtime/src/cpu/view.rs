@@ -6,31 +6,39 @@
 //! themselves). `Cpu` holds its lock for the whole op, so no other op writes meanwhile.
 
 use super::Cpu;
+use crate::dtype::{Q8_BLOCK, Q8_BLOCK_BYTES};
 use crate::{DType, Error, Result, Tensor};
 
-/// Rows of a weight in its stored dtype (f16/bf16 as raw bits).
+/// Rows of a weight in its stored dtype (f16/bf16 as raw bits, Q8_0 as its blocks).
 #[derive(Clone, Copy)]
 pub enum WeightSlice<'a> {
     F32(&'a [f32]),
     F16(&'a [u16]),
     BF16(&'a [u16]),
+    Q8_0(&'a [u8]),
 }
 
 impl WeightSlice<'_> {
+    /// Number of weights.
     pub fn len(&self) -> usize {
         match self {
             WeightSlice::F32(s) => s.len(),
             WeightSlice::F16(s) | WeightSlice::BF16(s) => s.len(),
+            WeightSlice::Q8_0(b) => b.len() / Q8_BLOCK_BYTES * Q8_BLOCK,
         }
     }
 
-    /// Element `i` widened to f32.
+    /// Element `i` widened to f32 (for Q8_0 its scale times its int8, exact in f32).
     #[inline(always)]
     pub fn get(&self, i: usize) -> f32 {
         match self {
             WeightSlice::F32(s) => s[i],
             WeightSlice::F16(s) => half::f16::from_bits(s[i]).to_f32(),
             WeightSlice::BF16(s) => crate::dtype::bf16_bits_to_f32(s[i]),
+            WeightSlice::Q8_0(b) => {
+                let block = &b[i / Q8_BLOCK * Q8_BLOCK_BYTES..][..Q8_BLOCK_BYTES];
+                q8_scale(block) * block[2 + i % Q8_BLOCK] as i8 as f32
+            }
         }
     }
 
@@ -41,8 +49,28 @@ impl WeightSlice<'_> {
             WeightSlice::F32(s) => dst.copy_from_slice(&s[start..start + len]),
             WeightSlice::F16(s) => super::simd::widen_f16(&s[start..start + len], dst),
             WeightSlice::BF16(s) => super::simd::widen_bf16(&s[start..start + len], dst),
+            WeightSlice::Q8_0(b) => {
+                assert!(start + len <= self.len(), "widen_into out of bounds");
+                let mut i = 0;
+                while i < len {
+                    let e = start + i;
+                    let block = &b[e / Q8_BLOCK * Q8_BLOCK_BYTES..][..Q8_BLOCK_BYTES];
+                    let d = q8_scale(block);
+                    let take = (Q8_BLOCK - e % Q8_BLOCK).min(len - i);
+                    for (o, &q) in dst[i..i + take].iter_mut().zip(&block[2 + e % Q8_BLOCK..]) {
+                        *o = d * q as i8 as f32;
+                    }
+                    i += take;
+                }
+            }
         }
     }
+}
+
+/// The f16 scale of a Q8_0 block, widened.
+#[inline(always)]
+pub fn q8_scale(block: &[u8]) -> f32 {
+    half::f16::from_bits(u16::from_le_bytes([block[0], block[1]])).to_f32()
 }
 
 unsafe fn raw<T>(t: &Tensor<Cpu>) -> *const T {
@@ -84,6 +112,7 @@ pub fn weight_rows(t: &Tensor<Cpu>) -> WeightSlice<'_> {
             DType::F32 => WeightSlice::F32(std::slice::from_raw_parts(raw::<f32>(t), t.numel())),
             DType::F16 => WeightSlice::F16(std::slice::from_raw_parts(raw::<u16>(t), t.numel())),
             DType::BF16 => WeightSlice::BF16(std::slice::from_raw_parts(raw::<u16>(t), t.numel())),
+            DType::Q8_0 => WeightSlice::Q8_0(std::slice::from_raw_parts(raw::<u8>(t), t.size_bytes())),
             DType::U32 => unreachable!("validated ops never pass u32 weights"),
         }
     }

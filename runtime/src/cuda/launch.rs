@@ -78,7 +78,7 @@ fn gemm<C: KernelDevice>(c: &C, w: &Tensor<C>, args: Vec<Arg>, m: usize, n: usiz
 
 /// 128-bit loads need 16-byte aligned rows of both operands.
 fn vectorisable<C: KernelDevice>(w: &Tensor<C>, x: &Tensor<C>, k: usize) -> u32 {
-    let row_bytes = k * w.dtype().size_bytes();
+    let row_bytes = w.dtype().bytes(k);
     (C::address(w).is_multiple_of(16) && row_bytes.is_multiple_of(16) && C::address(x).is_multiple_of(16) && (k * 4).is_multiple_of(16)) as u32
 }
 
@@ -86,6 +86,10 @@ fn vectorisable<C: KernelDevice>(w: &Tensor<C>, x: &Tensor<C>, k: usize) -> u32 
 pub fn supports<C: KernelDevice>(op: &Op<'_, C>) -> bool {
     let tensors: Vec<&Tensor<C>> = op.inputs().into_iter().map(|(_, t)| t).chain(op.outputs()).collect();
     if tensors.iter().any(|t| t.numel() > u32::MAX as usize) {
+        return false;
+    }
+    // 8-bit weights run on the CPU so far.
+    if tensors.iter().any(|t| t.dtype() == DType::Q8_0) {
         return false;
     }
     match *op {

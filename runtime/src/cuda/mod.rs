@@ -212,7 +212,8 @@ impl Cuda {
 fn byte_len(dtype: DType, shape: &[usize]) -> Result<usize> {
     shape
         .iter()
-        .try_fold(dtype.size_bytes(), |acc, &d| acc.checked_mul(d))
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .and_then(|n| dtype.checked_bytes(n))
         .ok_or_else(|| Error::invalid("alloc", format!("shape {shape:?} overflows")))
 }
 

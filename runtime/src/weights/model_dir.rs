@@ -92,10 +92,10 @@ impl ModelWeights {
         self.location.contains_key(name)
     }
 
-    /// Stored shape of `name`, if present.
-    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+    /// Shape of `name` (in elements, also for q8_0), if present and readable.
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
         let &i = self.location.get(name)?;
-        self.files[i].info(name).map(|(_, s)| s)
+        self.files[i].shape(name)
     }
 
     /// A view of `name`, whatever its shape and float dtype.
@@ -118,11 +118,11 @@ impl ModelWeights {
                 found: view.shape().to_vec(),
             });
         }
-        if !view.dtype().is_float() {
+        if !view.dtype().is_float() && view.dtype() != crate::DType::Q8_0 {
             return Err(Error::WeightDType {
                 name: name.into(),
                 path: view.path().to_path_buf(),
-                expected: "f32, f16 or bf16".into(),
+                expected: "f32, f16, bf16 or q8_0".into(),
                 found: view.dtype().to_string(),
             });
         }

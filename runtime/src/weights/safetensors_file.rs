@@ -26,6 +26,8 @@ pub struct SafetensorsFile {
     map: Arc<Mmap>,
     entries: HashMap<String, Entry>,
     metadata: HashMap<String, String>,
+    /// Tensors whose U8 bytes are Q8_0 blocks (listed in the metadata).
+    quantized: std::collections::HashSet<String>,
 }
 
 impl std::fmt::Debug for SafetensorsFile {
@@ -54,7 +56,8 @@ impl SafetensorsFile {
             );
         }
         let metadata = meta.metadata().clone().unwrap_or_default();
-        Ok(SafetensorsFile { path, map: Arc::new(map), entries, metadata })
+        let quantized = metadata.get(super::Q8_METADATA_KEY).map(|l| l.split(',').filter(|n| !n.is_empty()).map(str::to_string).collect()).unwrap_or_default();
+        Ok(SafetensorsFile { path, map: Arc::new(map), entries, metadata, quantized })
     }
 
     pub fn path(&self) -> &Path {
@@ -79,25 +82,49 @@ impl SafetensorsFile {
         self.entries.get(name).map(|e| (format!("{:?}", e.dtype), e.shape.as_slice()))
     }
 
+    /// Shape of `name` in elements (q8_0 rows counted in weights, not bytes).
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        let entry = self.entries.get(name)?;
+        self.dtype_and_shape(name, entry).ok().map(|(_, s)| s)
+    }
+
     /// A view of tensor `name`; zero-copy unless its offset is misaligned for its dtype.
     pub fn view(&self, name: &str) -> Result<WeightView> {
         let entry = self
             .entries
             .get(name)
             .ok_or_else(|| Error::MissingTensor { name: name.into(), path: self.path.clone() })?;
-        let dtype = DType::from_safetensors(entry.dtype).ok_or_else(|| Error::WeightDType {
-            name: name.into(),
-            path: self.path.clone(),
-            expected: "f32, f16, bf16 or u32".into(),
-            found: format!("{:?}", entry.dtype),
-        })?;
-        let bytes = if (self.map.as_ptr() as usize + entry.start).is_multiple_of(dtype.size_bytes()) {
+        let (dtype, shape) = self.dtype_and_shape(name, entry)?;
+        let bytes = if (self.map.as_ptr() as usize + entry.start).is_multiple_of(dtype.align()) {
             WeightBytes::Mapped { map: self.map.clone(), start: entry.start, len: entry.len }
         } else {
             let copy = AlignedBytes::from_slice(&self.map[entry.start..entry.start + entry.len])
                 .ok_or_else(|| Error::weights(&self.path, format!("cannot allocate {} bytes for `{name}`", entry.len)))?;
             WeightBytes::Owned(Arc::new(copy))
         };
-        Ok(WeightView { name: name.into(), path: self.path.clone(), dtype, shape: entry.shape.clone(), bytes })
+        Ok(WeightView { name: name.into(), path: self.path.clone(), dtype, shape, bytes })
+    }
+
+    /// The runtime dtype and logical shape of an entry: a U8 tensor listed as Q8_0 holds
+    /// rows of 34-byte blocks of 32 weights.
+    fn dtype_and_shape(&self, name: &str, entry: &Entry) -> Result<(DType, Vec<usize>)> {
+        if self.quantized.contains(name) {
+            let rows_of_blocks = entry.shape.last().is_some_and(|b| *b > 0 && b.is_multiple_of(crate::dtype::Q8_BLOCK_BYTES));
+            if entry.dtype != safetensors::Dtype::U8 || !rows_of_blocks {
+                return Err(Error::weights(&self.path, format!("`{name}` is listed as q8_0 but is {:?} {:?} (expected u8 rows of 34-byte blocks)", entry.dtype, entry.shape)));
+            }
+            let mut shape = entry.shape.clone();
+            if let Some(last) = shape.last_mut() {
+                *last = *last / crate::dtype::Q8_BLOCK_BYTES * crate::dtype::Q8_BLOCK;
+            }
+            return Ok((DType::Q8_0, shape));
+        }
+        let dtype = DType::from_safetensors(entry.dtype).ok_or_else(|| Error::WeightDType {
+            name: name.into(),
+            path: self.path.clone(),
+            expected: "f32, f16, bf16, u32 (or u8 listed as q8_0)".into(),
+            found: format!("{:?}", entry.dtype),
+        })?;
+        Ok((dtype, entry.shape.clone()))
     }
 }

@@ -7,7 +7,11 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use crate::dtype::Q8_BLOCK;
 use crate::{DType, Error, Result};
+
+/// The `__metadata__` key listing (comma-separated) the U8 tensors that hold Q8_0 blocks.
+pub const Q8_METADATA_KEY: &str = "uniaudio.q8_0";
 
 #[derive(Clone, Debug)]
 pub struct TensorSpec {
@@ -21,7 +25,15 @@ impl TensorSpec {
         TensorSpec { name: name.into(), dtype, shape: shape.to_vec() }
     }
     pub fn size_bytes(&self) -> usize {
-        self.shape.iter().product::<usize>() * self.dtype.size_bytes()
+        self.dtype.bytes(self.shape.iter().product::<usize>())
+    }
+    /// The shape in the file: for Q8_0, the last dimension counts bytes of blocks.
+    pub fn stored_shape(&self) -> Vec<usize> {
+        let mut shape = self.shape.clone();
+        if let (DType::Q8_0, Some(last)) = (self.dtype, shape.last_mut()) {
+            *last = self.dtype.bytes(*last);
+        }
+        shape
     }
 }
 
@@ -35,11 +47,23 @@ pub struct SafetensorsWriter {
 
 impl SafetensorsWriter {
     /// Starts a file holding `specs` in this order, with `metadata` in `__metadata__`.
+    /// Q8_0 tensors are stored as U8 rows of blocks and listed under `Q8_METADATA_KEY`.
     pub fn create(path: impl AsRef<Path>, specs: Vec<TensorSpec>, metadata: &BTreeMap<String, String>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let mut header = serde_json::Map::new();
+        let mut metadata = metadata.clone();
+        let quantized: Vec<&str> = specs.iter().filter(|s| s.dtype == DType::Q8_0).map(|s| s.name.as_str()).collect();
+        if !quantized.is_empty() {
+            if let Some(bad) = quantized.iter().find(|n| n.contains(',')) {
+                return Err(Error::weights(&path, format!("q8_0 tensor name `{bad}` contains a comma")));
+            }
+            if let Some(bad) = specs.iter().find(|s| s.dtype == DType::Q8_0 && !s.shape.last().is_some_and(|k| k.is_multiple_of(Q8_BLOCK))) {
+                return Err(Error::weights(&path, format!("q8_0 tensor `{}` {:?}: rows must hold whole blocks of {Q8_BLOCK}", bad.name, bad.shape)));
+            }
+            metadata.insert(Q8_METADATA_KEY.into(), quantized.join(","));
+        }
         if !metadata.is_empty() {
-            header.insert("__metadata__".into(), serde_json::to_value(metadata).expect("string map"));
+            header.insert("__metadata__".into(), serde_json::to_value(&metadata).expect("string map"));
         }
         let mut offset = 0usize;
         for s in &specs {
@@ -49,7 +73,7 @@ impl SafetensorsWriter {
             let end = offset + s.size_bytes();
             header.insert(
                 s.name.clone(),
-                serde_json::json!({"dtype": s.dtype.to_safetensors(), "shape": s.shape, "data_offsets": [offset, end]}),
+                serde_json::json!({"dtype": s.dtype.to_safetensors(), "shape": s.stored_shape(), "data_offsets": [offset, end]}),
             );
             offset = end;
         }

@@ -127,6 +127,10 @@ pub(crate) fn in_place(out: &Tensor<Wgpu>, a: &Tensor<Wgpu>) -> bool {
 }
 
 pub(crate) fn supports(w: &Wgpu, op: &Op<'_, Wgpu>) -> bool {
+    // 8-bit weights run on the CPU so far.
+    if op.inputs().into_iter().any(|(_, t)| t.dtype() == DType::Q8_0) {
+        return false;
+    }
     let max_binding = w.max_binding_bytes();
     // Weights larger than a binding are split by rows; everything else binds whole.
     let (split, split_row) = match *op {
@@ -271,7 +275,7 @@ pub(crate) fn kernels<'a>(w: &'a Wgpu, op: &'a Op<'_, Wgpu>) -> Result<Vec<(Kern
                     let class = super::tune::matmul_class(kk);
                     let build = |rows: usize| gemv_matmul_kernels(w, x, wt, out, accumulate, rows);
                     if !accumulate {
-                        w.tune_gemv_on_first_use(class, &build, wt.numel() * wt.dtype().size_bytes())?;
+                        w.tune_gemv_on_first_use(class, &build, wt.size_bytes())?;
                     }
                     build(w.gemv_rows(class))
                 }
@@ -290,7 +294,7 @@ pub(crate) fn kernels<'a>(w: &'a Wgpu, op: &'a Op<'_, Wgpu>) -> Result<Vec<(Kern
         Op::GateUp { x, w_gate, w_up, out, .. } => {
             let build = |rows: usize| vec![gate_up_kernel(w, x, w_gate, w_up, out, rows)];
             let class = super::tune::GATE_UP_CLASS;
-            w.tune_gemv_on_first_use(class, &build, 2 * w_gate.numel() * w_gate.dtype().size_bytes())?;
+            w.tune_gemv_on_first_use(class, &build, 2 * w_gate.size_bytes())?;
             build(w.gemv_rows(class))
         }
         Op::Rope { x, positions, table, out } => {

@@ -343,12 +343,12 @@ impl Backend for Wgpu {
     const NAME: &'static str = "wgpu";
 
     fn alloc(&self, dtype: DType, shape: &[usize]) -> Result<Tensor<Self>> {
-        let len = crate::numel(shape).checked_mul(dtype.size_bytes()).ok_or_else(|| Error::invalid("alloc", format!("shape {shape:?} overflows")))?;
+        let len = dtype.checked_bytes(crate::numel(shape)).ok_or_else(|| Error::invalid("alloc", format!("shape {shape:?} overflows")))?;
         Tensor::from_parts(self.new_buffer(len, None)?, 0, shape.to_vec(), dtype)
     }
 
     fn upload(&self, dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor<Self>> {
-        let len = crate::numel(shape) * dtype.size_bytes();
+        let len = dtype.bytes(crate::numel(shape));
         if bytes.len() != len {
             return Err(Error::shape("upload", format!("bytes for {shape:?} {dtype}"), len, bytes.len()));
         }

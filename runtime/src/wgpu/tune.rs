@@ -190,7 +190,7 @@ impl Wgpu {
         let w1 = self.alloc(dtype, &[n, k])?;
         let w2 = self.alloc(dtype, &[n, k])?;
         let matrices = if class == GATE_UP_CLASS { 2 } else { 1 };
-        let bytes = matrices * n * k * dtype.size_bytes();
+        let bytes = matrices * dtype.bytes(n * k);
         let gate_up = |rows: usize| vec![super::launch::gate_up_kernel(self, &x, &w1, &w2, &out, rows)];
         let matmul = |rows: usize| super::launch::gemv_matmul_kernels(self, &x, &w1, &out, false, rows);
         let build: &GemvBuild = if class == GATE_UP_CLASS { &gate_up } else { &matmul };

@@ -60,6 +60,14 @@ impl fmt::Display for Case {
     }
 }
 
+/// Cases with 8-bit weights (run on the CPU; GPU backends report them unsupported).
+pub fn quantized(case: &Case) -> bool {
+    matches!(
+        case,
+        Case::MatMul { dtype: DType::Q8_0, .. } | Case::GateUp { dtype: DType::Q8_0, .. } | Case::InvariantRows { dtype: DType::Q8_0, .. } | Case::Linear { dtype: DType::Q8_0, .. }
+    )
+}
+
 pub fn all_cases() -> Vec<Case> {
     use Case::*;
     let dtypes = [DType::F32, DType::F16, DType::BF16];
@@ -93,6 +101,21 @@ pub fn all_cases() -> Vec<Case> {
                 cases.push(InvariantRows { m, k, n, layout, dtype, gate_up: false });
             }
             cases.push(InvariantRows { m, k, n, layout: WeightLayout::OutIn, dtype, gate_up: true });
+        }
+    }
+    // 8-bit weights (rows of whole 32-weight blocks) in the out-in products: decode GEMVs,
+    // prefill GEMMs (an odd last K block of the packed path), the gated MLP input and the
+    // row-invariant batch.
+    let dtype = DType::Q8_0;
+    for (m, k, n, accumulate) in [(1, 32, 5, false), (1, 64, 1000, false), (1, 3072, 257, false), (3, 96, 17, false), (7, 128, 65, false), (17, 256, 129, false), (64, 128, 64, false), (13, 544, 300, false), (1, 96, 33, true), (33, 64, 130, true)] {
+        cases.push(MatMul { m, k, n, layout: WeightLayout::OutIn, dtype, accumulate });
+    }
+    for (m, k, f) in [(1, 64, 344), (1, 3072, 130), (3, 128, 65), (9, 64, 176)] {
+        cases.push(GateUp { m, k, f, dtype });
+    }
+    for (m, k, n) in [(2, 64, 33), (5, 128, 257), (17, 96, 300), (64, 32, 70)] {
+        for gate_up in [false, true] {
+            cases.push(InvariantRows { m, k, n, layout: WeightLayout::OutIn, dtype, gate_up });
         }
     }
     for (t, heads, head_dim) in [(1, 1, 2), (5, 3, 64), (1, 24, 128), (3, 8, 32)] {

@@ -188,6 +188,7 @@ fn wgpu_gemm_tile_candidates_pass_the_op_harness() {
     let tiled_cases: Vec<Case> = cases::all_cases()
         .into_iter()
         .filter(|c| matches!(c, Case::MatMul { layout: WeightLayout::OutIn, m: 16.., .. } | Case::Linear { .. } | Case::Conv1d { .. } | Case::Conv2d { .. }))
+        .filter(|c| !cases::quantized(c))
         .collect();
     let mut report = Report::default();
     for &tile in GEMM_TILE_CANDIDATES.iter().filter(|&&t| t != 64) {
@@ -222,6 +223,7 @@ fn wgpu_gemv_candidates_pass_the_op_harness() {
     let gemv_cases: Vec<Case> = cases::all_cases()
         .into_iter()
         .filter(|c| matches!(c, Case::MatMul { layout: WeightLayout::OutIn, .. } | Case::GateUp { .. } | Case::InvariantRows { layout: WeightLayout::OutIn, .. }))
+        .filter(|c| !cases::quantized(c))
         .collect();
     let mut report = Report::default();
     for &rows in GEMV_ROWS_CANDIDATES.iter().filter(|&&r| r != 8) {

@@ -9,7 +9,7 @@ use uniaudio_runtime::{Cpu, DType};
 
 #[derive(Args)]
 pub struct BenchGemvArgs {
-    /// Weight dtype: bf16, f16 or f32.
+    /// Weight dtype: bf16, f16, f32 or q8 (the audio heads stay bf16 with q8).
     #[arg(long, default_value = "bf16")]
     dtype: String,
     /// Timed passes per case (the median is reported).
@@ -21,8 +21,8 @@ pub struct BenchGemvArgs {
 }
 
 pub fn run(args: BenchGemvArgs) -> Result<()> {
-    let Some(dtype) = DType::parse(&args.dtype).filter(|d| d.is_float()) else {
-        bail!("--dtype: expected bf16, f16 or f32, got `{}`", args.dtype);
+    let Some(dtype) = DType::parse(&args.dtype).filter(|d| d.is_float() || *d == DType::Q8_0) else {
+        bail!("--dtype: expected bf16, f16, f32 or q8, got `{}`", args.dtype);
     };
     if args.reps == 0 {
         bail!("--reps must be at least 1");
@@ -43,10 +43,10 @@ pub fn run(args: BenchGemvArgs) -> Result<()> {
         let shape = format!("{}x{}x{}", case.layers, case.rows, case.cols);
         println!(
             "{:<10} {:>5} {:>16} {:>9.1} {:>10.2} {:>10.2} {:>9.2} {:>9.1}%",
-            case.name, dtype, shape, case.weight_bytes() as f64 / 1e6, med * 1e3, best * 1e3, gbs, pct
+            case.name, case.dtype, shape, case.weight_bytes() as f64 / 1e6, med * 1e3, best * 1e3, gbs, pct
         );
         rows.push(serde_json::json!({
-            "case": case.name, "dtype": dtype.name(), "layers": case.layers, "rows": case.rows, "cols": case.cols,
+            "case": case.name, "dtype": case.dtype.name(), "layers": case.layers, "rows": case.rows, "cols": case.cols,
             "bytes_per_pass": case.weight_bytes(), "median_ms": med * 1e3, "best_ms": best * 1e3,
             "gb_per_s": gbs, "percent_of_read_bandwidth": pct,
         }));

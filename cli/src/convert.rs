@@ -38,7 +38,8 @@ pub struct ConvertArgs {
     /// The codec's config.json (with --bundle).
     #[arg(long, requires = "codec_checkpoint")]
     codec_config: Option<PathBuf>,
-    /// Stored dtype of the output: bf16, f16 or f32 (default: keep the checkpoint's).
+    /// Stored dtype of the output: bf16, f16, f32, or q8 (8-bit blocks for the LM's
+    /// projections, bf16 for embeddings, norms and audio heads); default: the checkpoint's.
     #[arg(long)]
     dtype: Option<String>,
     /// Copy this tokenizer.json into the model directory.
@@ -85,9 +86,9 @@ pub fn run(args: ConvertArgs) -> Result<()> {
 fn lm_source(args: &ConvertArgs) -> Result<(LmConfig, ConvertOptions)> {
     let dtype = match &args.dtype {
         None => None,
-        Some(s) => match DType::parse(s).filter(|d| d.is_float()) {
+        Some(s) => match DType::parse(s).filter(|d| d.is_float() || *d == DType::Q8_0) {
             Some(d) => Some(d),
-            None => bail!("--dtype: expected bf16, f16 or f32, got `{s}`"),
+            None => bail!("--dtype: expected bf16, f16, f32 or q8, got `{s}`"),
         },
     };
     if args.shard_size_mib == 0 {

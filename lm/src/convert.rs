@@ -54,7 +54,10 @@ fn plan(ckpt: &TorchCheckpoint, config: &LmConfig, dtype: Option<DType>) -> Resu
         match expected.get(&name) {
             None => problems.push(format!("`{}` is not a tensor of the configured model", t.name)),
             Some(shape) if *shape != t.shape => problems.push(format!("`{name}`: checkpoint has {:?}, the config expects {shape:?}", t.shape)),
-            Some(_) => planned.push(Planned { name, dtype: dtype.unwrap_or(t.dtype), source: t, legacy_qkv }),
+            Some(shape) => {
+                let dtype = dtype.map_or(t.dtype, |d| crate::stored_dtype::stored_dtype(&name, shape, d));
+                planned.push(Planned { name, dtype, source: t, legacy_qkv })
+            }
         }
     }
     for name in expected.keys() {

@@ -16,6 +16,7 @@ pub mod llm_yaml;
 pub mod model;
 pub mod presets;
 pub mod rope;
+pub mod stored_dtype;
 mod stack;
 pub mod synth;
 pub mod synth_dir;

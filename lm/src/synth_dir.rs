@@ -34,12 +34,13 @@ fn write_into(config: &LmConfig, init: &InitSpec, dtype: DType, dir: &Path, tens
         "patches": init.patches.iter().map(|p| serde_json::json!({"tensor": p.tensor, "offset": p.offset, "values": p.values})).collect::<Vec<_>>()});
     let config_path = dir.join("config.json");
     std::fs::write(&config_path, serde_json::to_string_pretty(&json).expect("json")).map_err(|e| LmError::Io { path: config_path, cause: e })?;
-    let specs: Vec<TensorSpec> = tensors.iter().map(|(n, s)| TensorSpec::new(n.clone(), dtype, s)).collect();
+    let specs: Vec<TensorSpec> = tensors.iter().map(|(n, s)| TensorSpec::new(n.clone(), crate::stored_dtype::stored_dtype(n, s, dtype), s)).collect();
     let total: u64 = specs.iter().map(|s| s.size_bytes() as u64).sum();
     let metadata = BTreeMap::from([("format".to_string(), "pt".to_string())]);
+    let dtypes: Vec<DType> = specs.iter().map(|s| s.dtype).collect();
     let mut writer = SafetensorsWriter::create(dir.join("model.safetensors"), specs, &metadata)?;
     let mut done = 0u64;
-    for (name, shape) in tensors {
+    for ((name, shape), &dtype) in tensors.iter().zip(&dtypes) {
         let n: usize = shape.iter().product();
         let values = init.tensor(name, n).map_err(LmError::Invalid)?;
         let bytes = f32_to_bytes(&values, dtype);

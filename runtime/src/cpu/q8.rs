@@ -6,13 +6,11 @@
 //! f32 product over the dequantized weights: only the weight traffic shrinks (34 bytes
 //! per 32 weights instead of 64 for bf16).
 
-/// The f16 scale at the start of the block at `p`, widened with F16C.
+/// The f16 scale at the start of the block at `p`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn scale(p: *const u8) -> f32 {
-    use std::arch::x86_64::*;
-    let bits = u16::from_le_bytes([*p, *p.add(1)]);
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+unsafe fn scale_bits(p: *const u8) -> i16 {
+    i16::from_le_bytes([*p, *p.add(1)])
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -24,7 +22,9 @@ pub mod avx512 {
     /// The 32 weights of the block at `p` as two 16-lane f32 vectors.
     #[inline(always)]
     unsafe fn block(p: *const u8) -> (__m512, __m512) {
-        let d = _mm512_set1_ps(super::scale(p));
+        // Broadcast, then widen: no scalar round trip (whose register merge would chain
+        // every block on an accumulator).
+        let d = _mm512_cvtph_ps(_mm256_set1_epi16(super::scale_bits(p)));
         let lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(2) as *const __m128i)));
         let hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(18) as *const __m128i)));
         (_mm512_mul_ps(lo, d), _mm512_mul_ps(hi, d))
@@ -98,7 +98,7 @@ pub mod avx2 {
                 let x1 = _mm256_loadu_ps(x.add(i + 8));
                 for r in 0..4 {
                     let p = rows[r].add(b * Q8_BLOCK_BYTES);
-                    let d = _mm256_set1_ps(super::scale(p));
+                    let d = _mm256_cvtph_ps(_mm_set1_epi16(super::scale_bits(p)));
                     let q = p.add(2 + 16 * half);
                     acc[r][0] = _mm256_fmadd_ps(eight(q, d), x0, acc[r][0]);
                     acc[r][1] = _mm256_fmadd_ps(eight(q.add(8), d), x1, acc[r][1]);

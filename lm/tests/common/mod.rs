@@ -30,6 +30,11 @@ pub struct Fixture {
 
 /// The fixture model, with `max_seq_len` replaced where given (weights do not depend on it).
 pub fn synthesize_with(max_seq_len: Option<usize>) -> Fixture {
+    synthesize_as(max_seq_len, DType::F32)
+}
+
+/// The fixture model stored as `dtype` (q8_0: 8-bit projections, see `stored_dtype`).
+pub fn synthesize_as(max_seq_len: Option<usize>, dtype: DType) -> Fixture {
     let text = std::fs::read_to_string(fixture_dir().join("config.json")).unwrap();
     let mut config = LmConfig::from_json(&text).unwrap();
     if let Some(n) = max_seq_len {
@@ -46,7 +51,7 @@ pub fn synthesize_with(max_seq_len: Option<usize>) -> Fixture {
     }
     let dir = tempfile::tempdir().unwrap();
     let model_dir = dir.path().join("model");
-    write_synthetic_model(&config, &init, DType::F32, &model_dir, &mut |_, _| {}).unwrap();
+    write_synthetic_model(&config, &init, dtype, &model_dir, &mut |_, _| {}).unwrap();
     Fixture { _dir: dir, model_dir, config }
 }
 

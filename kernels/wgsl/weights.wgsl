@@ -1,6 +1,9 @@
 // Weight loads in the stored dtype, widened to f32. Included by kernels that read
 // weights; the including file sets W_BINDING (and W2_BINDING for a second weight of the
 // same dtype). WGSL has no bf16: bf16 and f16 pairs are read as packed u32 words.
+// W_Q8: Q8_0 blocks (34 bytes: an f16 scale, 32 int8), read as words since blocks
+// straddle them; a weight is scale x int8 (exact in f32). The second weight (W2) of a
+// Q8_0 op is Q8_0 too (gate_up), so biases of Q8_0 linears are not supported here.
 // W_VEC: weights are read 16 bytes (8 elements; f32: 32 bytes) at a time by
 // load_w8(c) = elements 8c .. 8c + 7; with F16_NATIVE (the SHADER_F16 feature) f16
 // weights load as vec4<f16> instead of unpacked words.
@@ -28,6 +31,65 @@ fn widen4(words: vec2<u32>) -> vec4<f32> {
 #endif
 }
 
+#ifdef W_Q8
+// The f16 scale at even byte `o` of the block stream, given the word holding it.
+fn q8_scale(word: u32, o: u32) -> f32 {
+    return unpack2x16float(word)[(o >> 1u) & 1u];
+}
+
+// Signed byte `o % 4` of `word`, as f32.
+fn q8_byte(word: u32, o: u32) -> f32 {
+    return f32(extractBits(bitcast<i32>(word), (o & 3u) * 8u, 8u));
+}
+
+// Four signed bytes of a word, in order.
+fn q8_four(word: u32) -> vec4<f32> {
+    let v = bitcast<i32>(word);
+    return vec4<f32>(f32(extractBits(v, 0u, 8u)), f32(extractBits(v, 8u, 8u)), f32(extractBits(v, 16u, 8u)), f32(extractBits(v, 24u, 8u)));
+}
+
+// The 8 bytes from even byte `o` (4-aligned or 2 past it) given the three words from o / 4.
+fn q8_eight(a: u32, b: u32, c: u32, o: u32) -> vec2<u32> {
+    if (o & 2u) == 0u {
+        return vec2<u32>(a, b);
+    }
+    return vec2<u32>((a >> 16u) | (b << 16u), (b >> 16u) | (c << 16u));
+}
+
+@group(0) @binding(W_BINDING) var<storage, read> w: array<u32>;
+
+fn load_w(i: u32) -> f32 {
+    let base = (i >> 5u) * 34u;
+    let o = base + 2u + (i & 31u);
+    return q8_scale(w[base >> 2u], base) * q8_byte(w[o >> 2u], o);
+}
+
+// Elements 8c .. 8c + 7 (one quarter of a block).
+fn load_w8(c: u32) -> W8 {
+    let base = (c >> 2u) * 34u;
+    let o = base + 2u + (c & 3u) * 8u;
+    let d = q8_scale(w[base >> 2u], base);
+    let q = q8_eight(w[o >> 2u], w[(o >> 2u) + 1u], w[min((o >> 2u) + 2u, arrayLength(&w) - 1u)], o);
+    return W8(d * q8_four(q.x), d * q8_four(q.y));
+}
+#ifdef W2_BINDING
+@group(0) @binding(W2_BINDING) var<storage, read> w2: array<u32>;
+
+fn load_w2(i: u32) -> f32 {
+    let base = (i >> 5u) * 34u;
+    let o = base + 2u + (i & 31u);
+    return q8_scale(w2[base >> 2u], base) * q8_byte(w2[o >> 2u], o);
+}
+
+fn load_w2_8(c: u32) -> W8 {
+    let base = (c >> 2u) * 34u;
+    let o = base + 2u + (c & 3u) * 8u;
+    let d = q8_scale(w2[base >> 2u], base);
+    let q = q8_eight(w2[o >> 2u], w2[(o >> 2u) + 1u], w2[min((o >> 2u) + 2u, arrayLength(&w2) - 1u)], o);
+    return W8(d * q8_four(q.x), d * q8_four(q.y));
+}
+#endif
+#else
 #ifdef W_VEC
 #ifdef W_F32
 @group(0) @binding(W_BINDING) var<storage, read> w: array<vec4<f32>>;
@@ -100,6 +162,7 @@ fn load_w(i: u32) -> f32 {
 fn load_w2(i: u32) -> f32 {
     return widen(w2[i >> 1u], (i & 1u) == 1u);
 }
+#endif
 #endif
 #endif
 #endif

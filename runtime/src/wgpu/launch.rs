@@ -32,33 +32,42 @@ pub(crate) fn row_ranges(w: &Wgpu, t: &Tensor<Wgpu>, rows: usize, row_elems: usi
     if t.buffer().raw().size() <= max {
         return vec![RowRange { begin: 0, end: rows, bytes: None, elem_off: off(t) }];
     }
-    let es = t.dtype().size_bytes() as u64;
+    let dtype = t.dtype();
+    // A unit is an element (a 34-byte block of 32 for Q8_0): ranges start on whole units.
+    let (unit, unit_elems) = (dtype.size_bytes() as u64, dtype.block() as u64);
     let align = w.storage_align();
-    let row_bytes = row_elems as u64 * es;
-    let per = ((max - align) / row_bytes.max(1)).max(1) as usize;
+    let row_bytes = dtype.bytes(row_elems) as u64;
+    // Up to `unit` aligned steps back from a range's start find one a whole number of units
+    // before it.
+    let slack = if unit_elems > 1 { align * unit } else { align };
+    let per = ((max - slack.min(max / 2)) / row_bytes.max(1)).max(1) as usize;
     let buf = t.buffer().raw().size();
     (0..rows)
         .step_by(per)
         .map(|begin| {
             let end = (begin + per).min(rows);
-            let start = (t.offset() as u64 + (begin * row_elems) as u64) * es;
-            let aligned = start / align * align;
-            let stop = (t.offset() as u64 + (end * row_elems) as u64) * es;
+            let start = t.byte_offset() as u64 + begin as u64 * row_bytes;
+            let mut aligned = start / align * align;
+            while !(start - aligned).is_multiple_of(unit) && aligned >= align {
+                aligned -= align;
+            }
+            let stop = t.byte_offset() as u64 + end as u64 * row_bytes;
             let size = ((stop - aligned).div_ceil(4) * 4).min(buf - aligned);
-            RowRange { begin, end, bytes: Some((aligned, size)), elem_off: ((start - aligned) / es) as u32 }
+            RowRange { begin, end, bytes: Some((aligned, size)), elem_off: ((start - aligned) / unit * unit_elems) as u32 }
         })
         .collect()
 }
 
 /// Whether every row range of a weight fits a binding (a single row must).
 fn weight_fits(w: &Wgpu, t: &Tensor<Wgpu>, row_elems: usize) -> bool {
-    (row_elems * t.dtype().size_bytes()) as u64 + w.storage_align() <= w.max_binding_bytes()
+    t.dtype().bytes(row_elems) as u64 + w.storage_align() * t.dtype().size_bytes() as u64 <= w.max_binding_bytes()
 }
 
 pub(crate) fn weight_define(t: &Tensor<Wgpu>) -> (&'static str, &'static str) {
     match t.dtype() {
         DType::F16 => ("W_F16", ""),
         DType::BF16 => ("W_BF16", ""),
+        DType::Q8_0 => ("W_Q8", ""),
         _ => ("W_F32", ""),
     }
 }
@@ -127,8 +136,10 @@ pub(crate) fn in_place(out: &Tensor<Wgpu>, a: &Tensor<Wgpu>) -> bool {
 }
 
 pub(crate) fn supports(w: &Wgpu, op: &Op<'_, Wgpu>) -> bool {
-    // 8-bit weights run on the CPU so far.
-    if op.inputs().into_iter().any(|(_, t)| t.dtype() == DType::Q8_0) {
+    // 8-bit weights: the out-in products and unbiased linears (`weights.wgsl` reads a second
+    // weight in the first one's dtype, so a bias could not be bf16).
+    let q8 = op.inputs().into_iter().any(|(_, t)| t.dtype() == DType::Q8_0);
+    if q8 && !matches!(*op, Op::MatMul { layout: WeightLayout::OutIn, .. } | Op::GateUp { .. } | Op::Linear { bias: None, .. }) {
         return false;
     }
     let max_binding = w.max_binding_bytes();

@@ -60,14 +60,6 @@ impl fmt::Display for Case {
     }
 }
 
-/// Cases with 8-bit weights (run on the CPU; GPU backends report them unsupported).
-pub fn quantized(case: &Case) -> bool {
-    matches!(
-        case,
-        Case::MatMul { dtype: DType::Q8_0, .. } | Case::GateUp { dtype: DType::Q8_0, .. } | Case::InvariantRows { dtype: DType::Q8_0, .. } | Case::Linear { dtype: DType::Q8_0, .. }
-    )
-}
-
 pub fn all_cases() -> Vec<Case> {
     use Case::*;
     let dtypes = [DType::F32, DType::F16, DType::BF16];

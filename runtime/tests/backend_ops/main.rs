@@ -8,7 +8,7 @@ mod harness;
 mod reference;
 
 use uniaudio_runtime::cpu::Isa;
-use uniaudio_runtime::{Backend, Cpu, Cuda, CudaOptions, Precision, Wgpu, WgpuOptions};
+use uniaudio_runtime::{Backend, Cpu, Cuda, CudaOptions, DType, Precision, Wgpu, WgpuOptions};
 
 use harness::Report;
 
@@ -71,7 +71,7 @@ fn backend_ops_all_backends() {
 
 /// Draws from many RNG streams must follow softmax(l / T) over the top-k set.
 fn sampling_distribution<B: Backend>(backend: &B) {
-    use uniaudio_runtime::{ops, DType, SampleParams};
+    use uniaudio_runtime::{ops, SampleParams};
     let logits = [0.3f32, 2.0, -1.0, 1.5, 1.9, -3.0, 0.0, 1.0, 0.5, 1.2];
     let (top_k, temperature, draws) = (4usize, 0.9f32, 20_000usize);
     // Top 4 by value: ids 1, 4, 3, 9.
@@ -119,7 +119,7 @@ fn wgpu_splits_weights_larger_than_a_binding() {
         Err(e) => return skip_wgpu(&e.to_string()),
     };
     use cases::Case;
-    use uniaudio_runtime::{DType, WeightLayout};
+    use uniaudio_runtime::WeightLayout;
     let mut report = Report::default();
     for dtype in [DType::F32, DType::BF16] {
         let split_cases = [
@@ -130,7 +130,15 @@ fn wgpu_splits_weights_larger_than_a_binding() {
             Case::EmbedRows { vocab: 1000, cols: 33, n: 7, dtype },
             Case::EmbedCodebookSum { codebooks: 8, card: 130, cols: 40, frames: 3, dtype },
         ];
-        for (i, case) in split_cases.iter().enumerate() {
+        // 8-bit rows: ranges start on whole blocks (a row of 96 weights is 102 bytes, so
+        // range starts fall between 256-byte boundaries).
+        let q8 = DType::Q8_0;
+        let q8_cases = [
+            Case::MatMul { m: 1, k: 96, n: 1500, layout: WeightLayout::OutIn, dtype: q8, accumulate: false },
+            Case::MatMul { m: 3, k: 160, n: 700, layout: WeightLayout::OutIn, dtype: q8, accumulate: true },
+        ];
+        let q8_cases = if dtype == DType::F32 { &q8_cases[..] } else { &[] };
+        for (i, case) in split_cases.iter().chain(q8_cases).enumerate() {
             match cases::run(case, &gpu, 0xb1d_0000 + i as u64) {
                 Ok(Some(v)) => report.record("wgpu/64KiB-bindings", case, v),
                 Ok(None) => report.record("wgpu/64KiB-bindings", case, harness::Verdict::Fail("unsupported".into())),
@@ -188,7 +196,7 @@ fn wgpu_gemm_tile_candidates_pass_the_op_harness() {
     let tiled_cases: Vec<Case> = cases::all_cases()
         .into_iter()
         .filter(|c| matches!(c, Case::MatMul { layout: WeightLayout::OutIn, m: 16.., .. } | Case::Linear { .. } | Case::Conv1d { .. } | Case::Conv2d { .. }))
-        .filter(|c| !cases::quantized(c))
+        .filter(|c| !matches!(c, Case::Linear { dtype: DType::Q8_0, bias: true, .. }))
         .collect();
     let mut report = Report::default();
     for &tile in GEMM_TILE_CANDIDATES.iter().filter(|&&t| t != 64) {
@@ -223,7 +231,6 @@ fn wgpu_gemv_candidates_pass_the_op_harness() {
     let gemv_cases: Vec<Case> = cases::all_cases()
         .into_iter()
         .filter(|c| matches!(c, Case::MatMul { layout: WeightLayout::OutIn, .. } | Case::GateUp { .. } | Case::InvariantRows { layout: WeightLayout::OutIn, .. }))
-        .filter(|c| !cases::quantized(c))
         .collect();
     let mut report = Report::default();
     for &rows in GEMV_ROWS_CANDIDATES.iter().filter(|&&r| r != 8) {

@@ -16,11 +16,20 @@ mod reference;
 use uniaudio_cuda_emu::{CudaEmu, EmuOptions};
 
 /// Whether the CUDA mapping may pick a tensor-core kernel for `case` (`cuda::launch`:
-/// out-in products of free rows, linears, convolutions, attention).
+/// out-in products of free rows and linears with 16-bit weights, convolutions, attention).
 fn reaches_tensor_cores(case: &cases::Case) -> bool {
     use cases::Case::*;
-    use uniaudio_runtime::WeightLayout;
-    matches!(case, MatMul { layout: WeightLayout::OutIn, .. } | Linear { .. } | Conv1d { .. } | ConvTranspose1d { .. } | Conv2d { .. } | Attention { .. } | RelPosAttention { .. })
+    use uniaudio_runtime::{DType, WeightLayout};
+    match case {
+        MatMul { layout: WeightLayout::OutIn, dtype, .. } | Linear { dtype, .. } => *dtype != DType::Q8_0,
+        _ => matches!(case, Conv1d { .. } | ConvTranspose1d { .. } | Conv2d { .. } | Attention { .. } | RelPosAttention { .. }),
+    }
+}
+
+/// Cases the CUDA mapping leaves to other backends: 8-bit linears with a bias (the Q8_0
+/// GEMM's epilogue reads the bias in the weight's type).
+fn left_unsupported(case: &cases::Case) -> bool {
+    matches!(case, cases::Case::Linear { dtype: uniaudio_runtime::DType::Q8_0, bias: true, .. })
 }
 
 #[test]
@@ -38,7 +47,8 @@ fn cuda_kernels_pass_the_op_harness_on_the_emulator() {
             let t = std::time::Instant::now();
             match cases::run(case, &emu, 0x5eed_0000 + i as u64) {
                 Ok(Some(verdict)) => report.record(&label, case, verdict),
-                Ok(None) => report.unsupported(&label, case),
+                Ok(None) if left_unsupported(case) => report.unsupported(&label, case),
+                Ok(None) => report.record(&label, case, harness::Verdict::Fail("unsupported by the CUDA mapping".into())),
                 Err(e) => report.record(&label, case, harness::Verdict::Fail(format!("error: {e}"))),
             }
             let s = t.elapsed().as_secs_f64();
@@ -49,5 +59,7 @@ fn cuda_kernels_pass_the_op_harness_on_the_emulator() {
     }
     println!("cuda on the emulator: {} passed, {} failed, {} unsupported", report.passed, report.failed.len(), report.unsupported);
     assert!(report.failed.is_empty(), "{} cases failed:\n{}", report.failed.len(), report.failed.join("\n"));
-    assert_eq!(report.unsupported, 0, "cases the CUDA mapping does not support");
+    // Each runs once (8-bit weights never reach tensor cores).
+    let expected = cases::all_cases().iter().filter(|c| left_unsupported(c)).count();
+    assert_eq!(report.unsupported, expected, "cases the CUDA mapping does not support");
 }

@@ -35,6 +35,30 @@ __device__ __forceinline__ void mma_tf32(float* c, const u32* a, u32 b0, u32 b1)
 // bf16 is the high half of an f32.
 __device__ __forceinline__ float widen(bf16_t v) { return __uint_as_float(((u32)v.bits) << 16); }
 
+// Q8_0 weights: 34-byte blocks (an f16 scale, then 32 int8) addressed by element index; a
+// weight is scale x int8, exact in f32. `q8_t` is one byte of the block stream.
+struct q8_t { unsigned char b; };
+
+// The scale of the block at `block` (a template so the emulator's f16 widening, declared
+// after this header, is found where it is instantiated).
+template <typename F = f16_t>
+__device__ __forceinline__ float q8_scale(const unsigned char* block) {
+    F d;
+    d.bits = (u16)(block[0] | (block[1] << 8));
+    return widen(d);
+}
+
+template <typename W>
+__device__ __forceinline__ float load_weight(const W* w, u64 i) { return widen(w[i]); }
+
+__device__ __forceinline__ float load_weight(const q8_t* w, u64 i) {
+    const unsigned char* block = (const unsigned char*)w + (i >> 5) * 34;
+    return q8_scale(block) * (float)(signed char)block[2 + (i & 31)];
+}
+
+// Never reached (Q8_0 linears have no bias); present so the epilogue templates instantiate.
+__device__ __forceinline__ float widen(q8_t) { return 0.0f; }
+
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;

@@ -27,7 +27,7 @@ __device__ __forceinline__ void gemm_tc_tile(const A& ald, const W* w, u32 m, u3
         for (u32 e = 0; e < TC_TILE * TC_K / 128; e++) {
             u32 idx = t + e * 128, r = idx / TC_K, c = idx % TC_K, kk = k0 + c;
             a_sh[r * TC_PITCH + c] = (m0 + r < m && kk < k) ? ald(m0 + r, kk) : 0.0f;
-            w_sh[r * TC_PITCH + c] = (n0 + r < n && kk < k) ? widen(w[(u64)(n0 + r) * k + kk]) : 0.0f;
+            w_sh[r * TC_PITCH + c] = (n0 + r < n && kk < k) ? load_weight(w, (u64)(n0 + r) * k + kk) : 0.0f;
         }
         __syncthreads();
         #pragma unroll

@@ -53,13 +53,34 @@ __device__ float warp_dot(const W* w, const float* x, u32 k, bool vec) {
     return warp_sum(acc);
 }
 
+// One warp's share of Q8_0 weight row `row` . x (k a multiple of 32): lane-strided blocks,
+// each weight widened as scale x int8 (exact) before its product.
+__device__ float warp_dot_q8(const q8_t* w, u32 row, const float* x, u32 k) {
+    int lane = threadIdx.x & 31;
+    const unsigned char* blocks = (const unsigned char*)w + (u64)row * (k / 32) * 34;
+    float acc = 0.0f;
+    for (u32 b = lane; b < k / 32; b += 32) {
+        const unsigned char* block = blocks + (u64)b * 34;
+        float d = q8_scale(block);
+        const float* xb = x + b * 32;
+        #pragma unroll 8
+        for (u32 j = 0; j < 32; j++) acc += (d * (float)(signed char)block[2 + j]) * xb[j];
+    }
+    return warp_sum(acc);
+}
+
+// Weight row `row` . x, summed over the warp.
+template <typename W>
+__device__ __forceinline__ float row_dot(const W* w, u32 row, const float* x, u32 k, bool vec) { return warp_dot(w + (u64)row * k, x, k, vec); }
+__device__ __forceinline__ float row_dot(const q8_t* w, u32 row, const float* x, u32 k, bool) { return warp_dot_q8(w, row, x, k); }
+
 template <typename W>
 __device__ void gemv(const W* w, const float* x, float* out, u32 m, u32 n, u32 k, u32 accumulate, u32 vec) {
     u32 id = block_index() * 8 + (threadIdx.x >> 5);
     if (id >= m * n) return;
     // The rows of x sharing a weight row are adjacent warps: its weights are read once.
     u32 row = id / m, mi = id % m;
-    float d = warp_dot(w + (u64)row * k, x + (u64)mi * k, k, vec != 0);
+    float d = row_dot(w, row, x + (u64)mi * k, k, vec != 0);
     if ((threadIdx.x & 31) == 0) out[(u64)mi * n + row] = (accumulate ? out[(u64)mi * n + row] : 0.0f) + d;
 }
 
@@ -77,7 +98,7 @@ __device__ __forceinline__ void gemm_tile(const A& a, const W* w, u32 m, u32 n, 
         for (u32 e = 0; e < 4; e++) {
             u32 idx = t + e * 256, r = idx / TK, c = idx % TK, kk = k0 + c;
             a_tile[idx] = (m0 + r < m && kk < k) ? a(m0 + r, kk) : 0.0f;
-            w_tile[idx] = (n0 + r < n && kk < k) ? widen(w[(u64)(n0 + r) * k + kk]) : 0.0f;
+            w_tile[idx] = (n0 + r < n && kk < k) ? load_weight(w, (u64)(n0 + r) * k + kk) : 0.0f;
         }
         __syncthreads();
         #pragma unroll
@@ -132,8 +153,8 @@ __device__ void gate_up(const W* wg, const W* wu, const float* x, float* out, u3
     u32 id = block_index() * 8 + (threadIdx.x >> 5);
     if (id >= m * f) return;
     u32 row = id / m, mi = id % m;
-    float g = warp_dot(wg + (u64)row * k, x + (u64)mi * k, k, vec != 0);
-    float u = warp_dot(wu + (u64)row * k, x + (u64)mi * k, k, vec != 0);
+    float g = row_dot(wg, row, x + (u64)mi * k, k, vec != 0);
+    float u = row_dot(wu, row, x + (u64)mi * k, k, vec != 0);
     if ((threadIdx.x & 31) == 0) out[(u64)mi * f + row] = (g / (1.0f + expf(-g))) * u;
 }
 
@@ -146,3 +167,11 @@ __device__ void gate_up(const W* wg, const W* wu, const float* x, float* out, u3
     extern "C" __global__ void __launch_bounds__(256) conv1d_gemm_##S(CONV1D_GEMM_PARAMS(W)) { conv1d_gemm(CoreTile(), CONV1D_GEMM_ARGS); } \
     extern "C" __global__ void __launch_bounds__(256) conv2d_##S(CONV2D_PARAMS(W)) { conv2d_gemm(CoreTile(), CONV2D_ARGS); }
 FOR_WEIGHT_TYPES(MATMUL)
+
+// Q8_0 weights: the GEMV, the gated MLP input and the CUDA-core GEMM (tensor cores take
+// TF32, which cannot hold scale x int8 exactly).
+extern "C" __global__ void __launch_bounds__(256) gemv_q8(const q8_t* w, const float* x, float* out, u32 m, u32 n, u32 k, u32 acc, u32 vec) { gemv(w, x, out, m, n, k, acc, vec); }
+extern "C" __global__ void __launch_bounds__(256) gate_up_q8(const q8_t* wg, const q8_t* wu, const float* x, float* out, u32 m, u32 f, u32 k, u32 vec) { gate_up(wg, wu, x, out, m, f, k, vec); }
+extern "C" __global__ void __launch_bounds__(256) gemm_q8(const float* x, const q8_t* w, const q8_t* bias, const float* gate, float* out, u32 m, u32 n, u32 k, u32 act, float levels, u32 acc) {
+    gemm(x, w, bias, gate, out, m, n, k, act, levels, acc);
+}

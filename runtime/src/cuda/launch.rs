@@ -44,6 +44,7 @@ fn suffix<C: KernelDevice>(t: &Tensor<C>) -> &'static str {
     match t.dtype() {
         DType::F16 => "f16",
         DType::BF16 => "bf16",
+        DType::Q8_0 => "q8",
         _ => "f32",
     }
 }
@@ -88,8 +89,9 @@ pub fn supports<C: KernelDevice>(op: &Op<'_, C>) -> bool {
     if tensors.iter().any(|t| t.numel() > u32::MAX as usize) {
         return false;
     }
-    // 8-bit weights run on the CPU so far.
-    if tensors.iter().any(|t| t.dtype() == DType::Q8_0) {
+    // 8-bit weights: the out-in products and unbiased linears (`matmul.cu`'s Q8_0 kernels).
+    let q8 = tensors.iter().any(|t| t.dtype() == DType::Q8_0);
+    if q8 && !matches!(*op, Op::MatMul { layout: WeightLayout::OutIn, .. } | Op::GateUp { .. } | Op::Linear { bias: None, .. }) {
         return false;
     }
     match *op {

@@ -105,7 +105,7 @@ pub fn all_cases() -> Vec<Case> {
     for (m, k, f) in [(1, 64, 344), (1, 3072, 130), (3, 128, 65), (9, 64, 176)] {
         cases.push(GateUp { m, k, f, dtype });
     }
-    for (m, k, n) in [(2, 64, 33), (5, 128, 257), (17, 96, 300), (64, 32, 70)] {
+    for (m, k, n) in [(2, 64, 33), (9, 128, 130), (64, 32, 20)] {
         for gate_up in [false, true] {
             cases.push(InvariantRows { m, k, n, layout: WeightLayout::OutIn, dtype, gate_up });
         }

@@ -1,10 +1,38 @@
 //! Dot products of Q8_0 weight rows (blocks of an f16 scale and 32 int8) with f32 inputs.
 //!
-//! Each weight is widened to f32 as scale × int8, which is exact (11 + 8 significant
-//! bits), and the products are accumulated exactly as the f32 kernels of `simd` do for
-//! the same ISA (same lanes, same order), so a Q8_0 product gives the same bits as the
-//! f32 product over the dequantized weights: only the weight traffic shrinks (34 bytes
-//! per 32 weights instead of 64 for bf16).
+//! `exact`: each weight is widened to f32 as scale × int8, which is exact (11 + 8
+//! significant bits), and the products are accumulated exactly as the f32 kernels of
+//! `simd` do for the same ISA (same lanes, same order), so a Q8_0 product gives the same
+//! bits as the f32 product over the dequantized weights: only the weight traffic shrinks
+//! (34 bytes per 32 weights instead of 64 for bf16).
+//!
+//! `fast` (with AVX512-VNNI): the input is rounded to 8-bit blocks of 32 too (scale
+//! max|x| / 127, as llama.cpp does for its Q8_0 products) and each block pair is summed
+//! exactly in int32 by `vpdpbusd`, then scaled and accumulated in f32.
+
+/// An input vector in 8-bit blocks of 32 with f32 scales (a partial last block is
+/// padded with zeros; Q8_0 rows hold whole blocks, so it is never read).
+pub struct QuantizedX {
+    pub q: Vec<i8>,
+    pub scales: Vec<f32>,
+}
+
+impl QuantizedX {
+    pub fn new(x: &[f32]) -> QuantizedX {
+        let blocks = x.len().div_ceil(32);
+        let (mut q, mut scales) = (vec![0i8; blocks * 32], Vec::with_capacity(blocks));
+        for (b, chunk) in x.chunks(32).enumerate() {
+            let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let d = amax / 127.0;
+            let inv = if d != 0.0 { 1.0 / d } else { 0.0 };
+            for (o, v) in q[b * 32..].iter_mut().zip(chunk) {
+                *o = (v * inv).round() as i8;
+            }
+            scales.push(d);
+        }
+        QuantizedX { q, scales }
+    }
+}
 
 /// The f16 scale at the start of the block at `p`.
 #[cfg(target_arch = "x86_64")]
@@ -106,5 +134,72 @@ pub mod avx2 {
             }
         }
         acc.map(|a| hsum(_mm256_add_ps(a[0], a[1])))
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub mod vnni {
+    use std::arch::x86_64::*;
+
+    use super::QuantizedX;
+    use crate::dtype::Q8_BLOCK_BYTES;
+
+    /// Σ w·x over one block pair in int32 lanes: vpdpbusd multiplies unsigned by signed
+    /// bytes, so |w| meets x with w's sign moved onto it.
+    #[inline(always)]
+    unsafe fn block_dot(w: *const u8, xq: __m256i) -> __m256i {
+        let wq = _mm256_loadu_si256(w as *const __m256i);
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(wq), _mm256_sign_epi8(xq, wq))
+    }
+
+    /// The block's scale in every lane (broadcast before widening: a scalar round trip
+    /// merges into a register an accumulator may hold, chaining every block on it).
+    #[inline(always)]
+    unsafe fn scale(p: *const u8) -> __m256 {
+        _mm256_cvtph_ps(_mm_set1_epi16(super::scale_bits(p)))
+    }
+
+    #[inline(always)]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+
+    /// Four rows of `k` (a multiple of 32) weights against the quantized input.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub unsafe fn dot4(rows: [*const u8; 4], x: &QuantizedX, k: usize) -> [f32; 4] {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for b in 0..k / 32 {
+            let xq = _mm256_loadu_si256(x.q.as_ptr().add(32 * b) as *const __m256i);
+            let dx = *x.scales.get_unchecked(b);
+            for r in 0..4 {
+                let p = rows[r].add(b * Q8_BLOCK_BYTES);
+                let sum = _mm256_cvtepi32_ps(block_dot(p.add(2), xq));
+                acc[r] = _mm256_fmadd_ps(sum, _mm256_mul_ps(scale(p), _mm256_set1_ps(dx)), acc[r]);
+            }
+        }
+        acc.map(|a| hsum(a))
+    }
+
+    /// `dot4` for two inputs, each weight block loaded once; per input the same order.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub unsafe fn dot4x2(rows: [*const u8; 4], x: [&QuantizedX; 2], k: usize) -> [[f32; 4]; 2] {
+        let mut acc = [[_mm256_setzero_ps(); 4]; 2];
+        for b in 0..k / 32 {
+            let xq = [0, 1].map(|m| _mm256_loadu_si256(x[m].q.as_ptr().add(32 * b) as *const __m256i));
+            let dx = [0, 1].map(|m| *x[m].scales.get_unchecked(b));
+            for r in 0..4 {
+                let p = rows[r].add(b * Q8_BLOCK_BYTES);
+                let wq = _mm256_loadu_si256(p.add(2) as *const __m256i);
+                let (abs, dw) = (_mm256_abs_epi8(wq), scale(p));
+                for m in 0..2 {
+                    let sum = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), abs, _mm256_sign_epi8(xq[m], wq)));
+                    acc[m][r] = _mm256_fmadd_ps(sum, _mm256_mul_ps(dw, _mm256_set1_ps(dx[m])), acc[m][r]);
+                }
+            }
+        }
+        acc.map(|input| input.map(|a| hsum(a)))
     }
 }

@@ -123,6 +123,22 @@ impl Isa {
     pub(crate) fn bf16_dot(self) -> bool {
         cfg!(target_arch = "x86_64") && self == Isa::Avx512Bf16
     }
+
+    /// Whether Q8_0 products take int8 activations and VNNI dot products (the fast level,
+    /// where the CPU has AVX512-VNNI).
+    pub(crate) fn int8_dot(self) -> bool {
+        static VNNI: OnceLock<bool> = OnceLock::new();
+        self.bf16_dot() && *VNNI.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                std::arch::is_x86_feature_detected!("avx512vnni")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                false
+            }
+        })
+    }
 }
 
 /// A GEMV input vector, with the lane order the bf16 kernel wants precomputed once.
@@ -133,6 +149,8 @@ pub struct GemvX<'a> {
     even_odd: Vec<f32>,
     /// The same per 32-element chunk (16 evens, 16 odds), for 64-byte AVX-512 loads.
     even_odd32: Vec<f32>,
+    /// x in 8-bit blocks of 32 (made on first use by the fast level's Q8_0 products).
+    q8: OnceLock<super::q8::QuantizedX>,
 }
 
 impl<'a> GemvX<'a> {
@@ -147,7 +165,12 @@ impl<'a> GemvX<'a> {
             even_odd32.extend((0..16).map(|i| c[2 * i]));
             even_odd32.extend((0..16).map(|i| c[2 * i + 1]));
         }
-        GemvX { x, even_odd, even_odd32 }
+        GemvX { x, even_odd, even_odd32, q8: OnceLock::new() }
+    }
+
+    /// x in 8-bit blocks (the fast level's Q8_0 products), made once.
+    pub(crate) fn quantized(&self) -> &super::q8::QuantizedX {
+        self.q8.get_or_init(|| super::q8::QuantizedX::new(self.x))
     }
 
     pub fn len(&self) -> usize {
@@ -170,6 +193,7 @@ pub fn dot4(isa: Isa, w: WeightSlice, starts: [usize; 4], x: &GemvX) -> [f32; 4]
                 WeightSlice::F32(s) => avx512::dot4_f32(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k),
                 WeightSlice::F16(s) => avx512::dot4_f16(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k),
                 WeightSlice::BF16(s) => avx512::dot4_bf16(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), x.even_odd32.as_ptr(), k),
+                WeightSlice::Q8_0(b) if isa.int8_dot() => super::q8::vnni::dot4(q8_rows(b, starts, k), x.quantized(), k),
                 WeightSlice::Q8_0(b) => super::q8::avx512::dot4(q8_rows(b, starts, k), x.x.as_ptr(), k),
             };
         }
@@ -207,6 +231,7 @@ pub fn dot4x2(isa: Isa, w: WeightSlice, starts: [usize; 4], a: &GemvX, b: &GemvX
                 WeightSlice::F32(s) => avx512::dot4x2_f32(starts.map(|o| s.as_ptr().add(o)), x, k),
                 WeightSlice::F16(s) => avx512::dot4x2_f16(starts.map(|o| s.as_ptr().add(o)), x, k),
                 WeightSlice::BF16(s) => avx512::dot4x2_bf16(starts.map(|o| s.as_ptr().add(o)), x, [a.even_odd32.as_ptr(), b.even_odd32.as_ptr()], k),
+                WeightSlice::Q8_0(q) if isa.int8_dot() => super::q8::vnni::dot4x2(q8_rows(q, starts, k), [a.quantized(), b.quantized()], k),
                 WeightSlice::Q8_0(q) => super::q8::avx512::dot4x2(q8_rows(q, starts, k), x, k),
             };
         }

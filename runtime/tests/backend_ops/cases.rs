@@ -60,6 +60,15 @@ impl fmt::Display for Case {
     }
 }
 
+/// Cases with 8-bit weights (the fast level rounds their inputs to 8 bits too).
+#[allow(dead_code)]
+pub fn q8_weights(case: &Case) -> bool {
+    matches!(
+        case,
+        Case::MatMul { dtype: DType::Q8_0, .. } | Case::GateUp { dtype: DType::Q8_0, .. } | Case::InvariantRows { dtype: DType::Q8_0, .. } | Case::Linear { dtype: DType::Q8_0, .. }
+    )
+}
+
 pub fn all_cases() -> Vec<Case> {
     use Case::*;
     let dtypes = [DType::F32, DType::F16, DType::BF16];

@@ -14,12 +14,14 @@ use harness::Report;
 
 fn run_all<B: Backend>(label: &str, backend: &B, report: &mut Report) {
     for (i, case) in cases::all_cases().iter().enumerate() {
+        harness::set_int8_inputs(cases::q8_weights(case));
         match cases::run(case, backend, 0x5eed_0000 + i as u64) {
             Ok(Some(verdict)) => report.record(label, case, verdict),
             Ok(None) => report.unsupported(label, case),
             Err(e) => report.record(label, case, harness::Verdict::Fail(format!("error: {e}"))),
         }
     }
+    harness::set_int8_inputs(false);
 }
 
 /// No adapter: a loud skip, or a failure where CI promised one (UNIAUDIO_REQUIRE_WGPU=1).

@@ -137,7 +137,11 @@ impl Wgpu {
         let family = tuned.family();
         let mut failure = None;
         self.sync_all()?;
-        let timed = tuned.tune_once(class, family.candidates, 1, 3, |&v| self.time_kernels(&build(v), repeat, &mut failure));
+        // A heavy op (a software adapter's convolution can take seconds) is timed once per
+        // candidate, without a warm-up: the first use should cost a few runs, not a dozen.
+        let probe = self.time_kernels(&build(tuned.get(class)), repeat, &mut failure);
+        let (warmup, reps) = if probe > HEAVY_OP { (0, 1) } else { (1, 3) };
+        let timed = tuned.tune_once(class, family.candidates, warmup, reps, |&v| self.time_kernels(&build(v), repeat, &mut failure));
         if let Some(e) = failure {
             return Err(e);
         }
@@ -272,6 +276,9 @@ impl Wgpu {
         &self.tune_status
     }
 }
+
+/// A first-use timing above this takes each candidate once instead of a median of three.
+const HEAVY_OP: Duration = Duration::from_millis(100);
 
 /// Rounds of a GEMV per timing: enough weight traffic (~64 MiB) that submission overhead
 /// does not decide, at most 16.

@@ -106,13 +106,7 @@ pub mod avx2 {
         _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i))), d)
     }
 
-    #[inline(always)]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
-    }
+    use crate::cpu::simd::avx2::hsum;
 
     /// Four rows of `k` (a multiple of 32) weights against `x`: the accumulators and order
     /// of `simd::avx2::dot4_f32` (16 elements per step, two 8-lane accumulators).
@@ -159,13 +153,7 @@ pub mod vnni {
         _mm256_cvtph_ps(_mm_set1_epi16(super::scale_bits(p)))
     }
 
-    #[inline(always)]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
-    }
+    use crate::cpu::simd::avx2::hsum;
 
     /// Four rows of `k` (a multiple of 32) weights against the quantized input.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]

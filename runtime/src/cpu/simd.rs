@@ -327,7 +327,7 @@ pub fn widen_f16(src: &[u16], dst: &mut [f32]) {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(super) mod avx2 {
     use std::arch::x86_64::*;
 
     macro_rules! load8 {
@@ -355,8 +355,9 @@ mod avx2 {
         };
     }
 
+    /// The sum of the eight lanes (pairwise, as every 8-lane kernel reduces).
     #[inline(always)]
-    unsafe fn hsum(v: __m256) -> f32 {
+    pub(crate) unsafe fn hsum(v: __m256) -> f32 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));

@@ -23,7 +23,8 @@ pub struct BenchArgs {
     /// full (the released architecture), medium, small, or auto (the largest that fits).
     #[arg(long, default_value = "auto")]
     preset: String,
-    /// Weight dtype of the synthesized model: bf16, f16, f32, or q8 (8-bit projections).
+    /// Weight dtype of the synthesized LM and codec: bf16, f16, f32, or q8 (8-bit projections
+    /// and codec flow linears).
     #[arg(long, default_value = "bf16")]
     dtype: String,
     /// Benchmark an existing bundle or LM directory instead of a synthesized preset.
@@ -119,7 +120,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 fn run_opened(args: &BenchArgs, opened: &Opened, dtype: DType) -> Result<()> {
     if args.preset == "none" && args.model.is_none() {
         println!("backend {}", opened.describe());
-        crate::bench_codec::run(&args.codec, opened, &cache_dir())?;
+        crate::bench_codec::run(&args.codec, opened, &cache_dir(), dtype)?;
         return crate::bench_encoder::run(&args.encoder, opened, &cache_dir());
     }
     let (label, dir) = match (&args.model, args.preset.as_str()) {
@@ -152,7 +153,7 @@ fn run_opened(args: &BenchArgs, opened: &Opened, dtype: DType) -> Result<()> {
             bench_on(g, args, &label, &dir, dtype, &description, bw, "device copy bandwidth, best of 5 copies of 1 GiB")?
         }
     }
-    crate::bench_codec::run(&args.codec, opened, &cache_dir())?;
+    crate::bench_codec::run(&args.codec, opened, &cache_dir(), dtype)?;
     crate::bench_encoder::run(&args.encoder, opened, &cache_dir())
 }
 

@@ -28,13 +28,14 @@ pub struct CodecBenchArgs {
     codec_seconds: f64,
 }
 
-/// The preset's directory under the bench cache, synthesized on first use (flow weights bf16).
-fn preset_dir(cache: &std::path::Path, preset: CodecPreset) -> Result<PathBuf> {
+/// The preset's directory under the bench cache, synthesized on first use (flow weights in
+/// `dtype`; q8_0: the flow's linears 8-bit, the rest bf16).
+fn preset_dir(cache: &std::path::Path, preset: CodecPreset, dtype: DType) -> Result<PathBuf> {
     let config = preset.config();
     let want = serde_json::to_value(&config)?;
-    let dir = cache.join(format!("bench-codec-{}-bf16-v1", preset.name()));
+    let dir = cache.join(format!("bench-codec-{}-{dtype}-v1", preset.name()));
     cached_synthesis(&dir, &want, &["codec.safetensors", "sqcodec.safetensors"], &format!("synthesizing {} codec", preset.name()), |dir| {
-        uniaudio_codec::synth::write_synthetic_codec_as(&config, dir, DType::BF16)
+        uniaudio_codec::synth::write_synthetic_codec_as(&config, dir, dtype)
     })
 }
 
@@ -55,7 +56,7 @@ pub fn cached_synthesis(dir: &std::path::Path, want: &serde_json::Value, files: 
     Ok(dir.to_path_buf())
 }
 
-pub fn run(args: &CodecBenchArgs, opened: &Opened, cache: &std::path::Path) -> Result<()> {
+pub fn run(args: &CodecBenchArgs, opened: &Opened, cache: &std::path::Path, dtype: DType) -> Result<()> {
     if args.codec == "none" {
         return Ok(());
     }
@@ -63,23 +64,24 @@ pub fn run(args: &CodecBenchArgs, opened: &Opened, cache: &std::path::Path) -> R
     if args.codec_steps == 0 || !args.codec_seconds.is_finite() || args.codec_seconds <= 0.0 {
         bail!("--codec-steps must be >= 1 and --codec-seconds > 0");
     }
-    let dir = preset_dir(cache, preset)?;
+    let dir = preset_dir(cache, preset, dtype)?;
     match opened {
-        Opened::Cpu(b) => bench_on(b, args, preset, &dir, Some(measure_fma_peak(b.isa(), 3))),
-        Opened::Wgpu(g) => bench_on(g, args, preset, &dir, Some(g.measure_fma_peak(3)?)),
-        Opened::Cuda(g) => bench_on(g, args, preset, &dir, None),
+        Opened::Cpu(b) => bench_on(b, args, preset, dtype, &dir, Some(measure_fma_peak(b.isa(), 3))),
+        Opened::Wgpu(g) => bench_on(g, args, preset, dtype, &dir, Some(g.measure_fma_peak(3)?)),
+        Opened::Cuda(g) => bench_on(g, args, preset, dtype, &dir, None),
     }
 }
 
-fn bench_on<B: Backend>(b: &B, args: &CodecBenchArgs, preset: CodecPreset, dir: &std::path::Path, peak: Option<f64>) -> Result<()> {
+fn bench_on<B: Backend>(b: &B, args: &CodecBenchArgs, preset: CodecPreset, dtype: DType, dir: &std::path::Path, peak: Option<f64>) -> Result<()> {
     let codec = Codec::load(b, dir).with_context(|| format!("loading {}", dir.display()))?;
     let config: &CodecConfig = &codec.config;
     let tokens = ((args.codec_seconds * config.token_rate).round() as usize).max(1);
     println!();
     println!(
-        "codec {} ({:.1} M parameters, flow weights bf16; the SQ decoder's configuration is assumed, see codec/src/presets.rs): {tokens} tokens, {} Euler steps, CFG batch of 2",
+        "codec {} ({:.1} M parameters, flow weights {}; the SQ decoder's configuration is assumed, see codec/src/presets.rs): {tokens} tokens, {} Euler steps, CFG batch of 2",
         preset.name(),
         preset.parameters() as f64 / 1e6,
+        if dtype == DType::Q8_0 { "q8_0 linears, bf16 rest".to_string() } else { dtype.to_string() },
         args.codec_steps
     );
     // Untimed pass: page in the weights and warm the kernels.

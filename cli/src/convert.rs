@@ -39,7 +39,8 @@ pub struct ConvertArgs {
     #[arg(long, requires = "codec_checkpoint")]
     codec_config: Option<PathBuf>,
     /// Stored dtype of the output: bf16, f16, f32, or q8 (8-bit blocks for the LM's
-    /// projections, bf16 for embeddings, norms and audio heads); default: the checkpoint's.
+    /// projections and the codec flow's linears, bf16 for embeddings, norms, audio heads and
+    /// the codec's other decoder tensors); default: the checkpoint's.
     #[arg(long)]
     dtype: Option<String>,
     /// Copy this tokenizer.json into the model directory.
@@ -84,13 +85,7 @@ pub fn run(args: ConvertArgs) -> Result<()> {
 
 /// The LM's config (from --config, or the presets llm_config.yaml names) and conversion options.
 fn lm_source(args: &ConvertArgs) -> Result<(LmConfig, ConvertOptions)> {
-    let dtype = match &args.dtype {
-        None => None,
-        Some(s) => match DType::parse(s).filter(|d| d.is_float() || *d == DType::Q8_0) {
-            Some(d) => Some(d),
-            None => bail!("--dtype: expected bf16, f16, f32 or q8, got `{s}`"),
-        },
-    };
+    let dtype = output_dtype(args)?;
     if args.shard_size_mib == 0 {
         bail!("--shard-size-mib must be at least 1");
     }
@@ -172,7 +167,19 @@ fn check_ids_agree(c: &LmConfig, y: &LlmYaml, path: &std::path::Path) -> Result<
     Ok(())
 }
 
+/// `--dtype`, parsed (None: keep the checkpoint's).
+fn output_dtype(args: &ConvertArgs) -> Result<Option<DType>> {
+    match &args.dtype {
+        None => Ok(None),
+        Some(s) => match DType::parse(s).filter(|d| d.is_float() || *d == DType::Q8_0) {
+            Some(d) => Ok(Some(d)),
+            None => bail!("--dtype: expected bf16, f16, f32 or q8, got `{s}`"),
+        },
+    }
+}
+
 fn run_codec(args: &ConvertArgs) -> Result<()> {
+    let dtype = output_dtype(args)?;
     let Some(config_path) = &args.config else { bail!("--codec needs --config with the codec's config.json") };
     let Some(out) = &args.out else { bail!("--codec needs --out DIR") };
     let config = read_codec_config(config_path)?;
@@ -183,7 +190,7 @@ fn run_codec(args: &ConvertArgs) -> Result<()> {
     let sources = encoder_sources(args);
     let bar = progress::steps(0, "converting codec tensors");
     let result = uniaudio_runtime::out_dir::write_atomically(out, |dir| {
-        uniaudio_codec::convert::convert(&args.checkpoint, args.sqcodec.as_deref(), &config, &sources, dir, &mut |done, total| {
+        uniaudio_codec::convert::convert_as(&args.checkpoint, args.sqcodec.as_deref(), &config, &sources, dtype, dir, &mut |done, total| {
             bar.set_length(total);
             bar.set_position(done);
         })

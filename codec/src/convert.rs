@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use uniaudio_runtime::dtype::f32_to_bytes;
+use uniaudio_runtime::dtype::{bytes_to_f32, f32_to_bytes};
 use uniaudio_runtime::torch::{TorchCheckpoint, TorchTensor};
 use uniaudio_runtime::weights::{SafetensorsWriter, TensorSpec};
 use uniaudio_runtime::DType;
@@ -17,6 +17,7 @@ use serde_json::Value;
 use crate::config::CodecConfig;
 use crate::encode::convert::{open_sources, plan as encoder_plan, EncoderSources};
 use crate::error::{CodecError, Result};
+use crate::stored_dtype::stored_dtype;
 use crate::synth::{CODEC_FILE, CONFIG_FILE, SQ_FILE};
 use crate::tensors::{codec_tensors, pos_embed_table, sq_tensors, TensorList, POS_EMBED};
 
@@ -32,7 +33,26 @@ pub fn convert_codec(checkpoint: &Path, sqcodec: &Path, config: &CodecConfig, di
 /// The general conversion: the decoder's tensors when `config` has the decoder's sections
 /// (then `sqcodec` is needed), the encoder's when it has the encoder's (from the codec
 /// checkpoint and `sources`), both into one codec.safetensors; config.json is `config`.
+/// Every tensor keeps the checkpoint's dtype.
 pub fn convert(checkpoint: &Path, sqcodec: Option<&Path>, config: &Value, sources: &EncoderSources, dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
+    convert_as(checkpoint, sqcodec, config, sources, None, dir, progress)
+}
+
+/// `convert`, with the flow and RVQ tensors stored as `dtype` where given (q8_0: the flow's
+/// linear weights in 8-bit blocks, the rest of them bf16; see `stored_dtype`); the position
+/// table, the SQ decoder and the encoder keep their dtypes.
+pub fn convert_as(
+    checkpoint: &Path,
+    sqcodec: Option<&Path>,
+    config: &Value,
+    sources: &EncoderSources,
+    dtype: Option<DType>,
+    dir: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<()> {
+    if let Some(d) = dtype.filter(|d| !d.is_float() && *d != DType::Q8_0) {
+        return Err(CodecError::Invalid(format!("codec dtype {} is not a weight dtype (expected f32, f16, bf16 or q8_0)", d.name())));
+    }
     let (decoder, encoder) = crate::config::codec_parts(config)?;
     let codec_ckpt = TorchCheckpoint::open(checkpoint)?;
     let sq_ckpt = match (&decoder, sqcodec) {
@@ -51,7 +71,13 @@ pub fn convert(checkpoint: &Path, sqcodec: Option<&Path>, config: &Value, source
         let mut decoder_plan = plan(&codec_ckpt, "model", &codec_tensors(c), &[pe_name.as_str()])?;
         for (name, shape) in codec_tensors(c) {
             let entry = match decoder_plan.remove(&name) {
-                Some(t) => Entry::torch(&codec_ckpt, t, name, shape),
+                Some(t) => match dtype {
+                    Some(d) => {
+                        let stored = stored_dtype(&name, &shape, d, Some(&c.flow.prefix));
+                        Entry::torch_as(&codec_ckpt, t, name, shape, stored)
+                    }
+                    None => Entry::torch(&codec_ckpt, t, name, shape),
+                },
                 None => Entry::computed(name, shape, pos_embed_table(c.flow.max_positions, c.flow.inner_dim)),
             };
             entries.push(entry);
@@ -100,6 +126,13 @@ struct Entry<'a> {
 impl<'a> Entry<'a> {
     fn torch(ckpt: &'a TorchCheckpoint, t: TorchTensor, name: String, shape: Vec<usize>) -> Self {
         Entry { name, shape, dtype: t.dtype, read: Box::new(move || Ok(ckpt.read(&t)?)) }
+    }
+    /// Stored as `dtype` (through f32, exact for widening).
+    fn torch_as(ckpt: &'a TorchCheckpoint, t: TorchTensor, name: String, shape: Vec<usize>, dtype: DType) -> Self {
+        if dtype == t.dtype {
+            return Entry::torch(ckpt, t, name, shape);
+        }
+        Entry { name, shape, dtype, read: Box::new(move || Ok(f32_to_bytes(&bytes_to_f32(&ckpt.read(&t)?, t.dtype), dtype))) }
     }
     fn computed(name: String, shape: Vec<usize>, values: Vec<f32>) -> Self {
         Entry { name, shape, dtype: DType::F32, read: Box::new(move || Ok(f32_to_bytes(&values, DType::F32))) }

@@ -14,6 +14,7 @@ pub mod noise;
 pub mod presets;
 mod rvq;
 mod sq;
+pub mod stored_dtype;
 pub mod synth;
 pub mod tensors;
 pub mod timesteps;

@@ -12,6 +12,7 @@ use uniaudio_runtime::DType;
 use crate::config::CodecConfig;
 use crate::encode::encoder_tensors;
 use crate::error::{CodecError, Result};
+use crate::stored_dtype::stored_dtype;
 use crate::tensors::{codec_tensors, pos_embed_table, sq_tensors, TensorList, POS_EMBED};
 
 pub const CODEC_FILE: &str = "codec.safetensors";
@@ -35,7 +36,8 @@ pub fn write_synthetic_codec(config: &CodecConfig, dir: &Path) -> Result<()> {
 }
 
 /// As `write_synthetic_codec`, with codec.safetensors (RVQ and flow) stored as `dtype`
-/// (synthetic values are exact in bf16 and f16); the position table and the SQ decoder stay f32.
+/// (synthetic values are exact in bf16 and f16; q8_0 quantizes the flow's linear weights,
+/// see `stored_dtype`); the position table and the SQ decoder stay f32.
 pub fn write_synthetic_codec_as(config: &CodecConfig, dir: &Path, dtype: DType) -> Result<()> {
     let value = serde_json::to_value(config).expect("serialisable config");
     write_synthetic(&value, dir, dtype)
@@ -64,7 +66,9 @@ pub fn write_synthetic(config: &serde_json::Value, dir: &Path, dtype: DType) -> 
     }
     let pe_name = decoder.as_ref().map(|c| format!("{}{POS_EMBED}", c.flow.prefix));
     let is_pe = |name: &str| pe_name.as_deref() == Some(name);
-    let codec_dtype = |name: &str| if is_pe(name) { DType::F32 } else { dtype };
+    let flow_prefix = decoder.as_ref().map(|c| c.flow.prefix.as_str());
+    let shapes: BTreeMap<&str, &[usize]> = tensors.iter().map(|(n, s)| (n.as_str(), s.as_slice())).collect();
+    let codec_dtype = |name: &str| if is_pe(name) { DType::F32 } else { stored_dtype(name, shapes[name], dtype, flow_prefix) };
     write_file(&dir.join(CODEC_FILE), &tensors, &init, codec_dtype, |name| {
         let c = decoder.as_ref()?;
         is_pe(name).then(|| pos_embed_table(c.flow.max_positions, c.flow.inner_dim))

@@ -129,13 +129,14 @@ struct CoreTile {
     }
 };
 
-template <typename W>
-__device__ void gemm(const float* x, const W* w, const W* bias, const float* gate, float* out, u32 m, u32 n, u32 k, u32 act, float levels, u32 accumulate) {
+// B: the bias's dtype (the weight's, or a float type for Q8_0 weights).
+template <typename W, typename B>
+__device__ void gemm(const float* x, const W* w, const B* bias, const float* gate, float* out, u32 m, u32 n, u32 k, u32 act, float levels, u32 accumulate) {
     u32 tiles_n = (n + TILE - 1) / TILE;
     u32 group = block_index();
     u32 m0 = (group / tiles_n) * TILE, n0 = (group % tiles_n) * TILE;
     if (m0 >= m) return;
-    gemm_tile(RowsA{x, k}, w, m, n, k, m0, n0, GemmStore<W>{out, bias, gate, n, act, levels, accumulate});
+    gemm_tile(RowsA{x, k}, w, m, n, k, m0, n0, GemmStore<B>{out, bias, gate, n, act, levels, accumulate});
 }
 
 template <typename W>
@@ -169,9 +170,11 @@ __device__ void gate_up(const W* wg, const W* wu, const float* x, float* out, u3
 FOR_WEIGHT_TYPES(MATMUL)
 
 // Q8_0 weights: the GEMV, the gated MLP input and the CUDA-core GEMM (tensor cores take
-// TF32, which cannot hold scale x int8 exactly).
+// TF32, which cannot hold scale x int8 exactly). A Q8_0 linear's bias keeps a float dtype:
+// gemm_q8_<bias dtype> (gemm_q8_f32 also serves unbiased linears, with a null bias).
 extern "C" __global__ void __launch_bounds__(256) gemv_q8(const q8_t* w, const float* x, float* out, u32 m, u32 n, u32 k, u32 acc, u32 vec) { gemv(w, x, out, m, n, k, acc, vec); }
 extern "C" __global__ void __launch_bounds__(256) gate_up_q8(const q8_t* wg, const q8_t* wu, const float* x, float* out, u32 m, u32 f, u32 k, u32 vec) { gate_up(wg, wu, x, out, m, f, k, vec); }
-extern "C" __global__ void __launch_bounds__(256) gemm_q8(const float* x, const q8_t* w, const q8_t* bias, const float* gate, float* out, u32 m, u32 n, u32 k, u32 act, float levels, u32 acc) {
-    gemm(x, w, bias, gate, out, m, n, k, act, levels, acc);
-}
+#define GEMM_Q8(S, B) \
+    extern "C" __global__ void __launch_bounds__(256) gemm_q8_##S(const float* x, const q8_t* w, const B* bias, const float* gate, float* out, u32 m, u32 n, u32 k, u32 act, float levels, u32 acc) { \
+        gemm(x, w, bias, gate, out, m, n, k, act, levels, acc); }
+FOR_WEIGHT_TYPES(GEMM_Q8)

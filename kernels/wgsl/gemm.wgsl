@@ -17,7 +17,7 @@
 //           epilogue bias, accumulate, then `act` (ReLU: 5). w is [C_out, KH * KW * C_in].
 #define W_BINDING 0
 #ifdef BIAS
-#define W2_BINDING 4
+#define B_BINDING 4
 #endif
 #include "weights"
 #include "activations"
@@ -140,7 +140,7 @@ fn out_pitch() -> u32 {
 fn epilogue(row: u32, col: u32, acc: f32) {
     var y = acc;
 #ifdef BIAS
-    y += load_w2(p.bias_off + col);
+    y += load_bias(p.bias_off + col);
 #endif
     let o = p.out_off + row * out_pitch() + col;
 #ifdef CONV

@@ -3,7 +3,7 @@
 // same dtype). WGSL has no bf16: bf16 and f16 pairs are read as packed u32 words.
 // W_Q8: Q8_0 blocks (34 bytes: an f16 scale, 32 int8), read as words since blocks
 // straddle them; a weight is scale x int8 (exact in f32). The second weight (W2) of a
-// Q8_0 op is Q8_0 too (gate_up), so biases of Q8_0 linears are not supported here.
+// Q8_0 op is Q8_0 too (gate_up); a bias in its own float dtype is B_BINDING's.
 // W_VEC: weights are read 16 bytes (8 elements; f32: 32 bytes) at a time by
 // load_w8(c) = elements 8c .. 8c + 7; with F16_NATIVE (the SHADER_F16 feature) f16
 // weights load as vec4<f16> instead of unpacked words.
@@ -165,4 +165,22 @@ fn load_w2(i: u32) -> f32 {
 #endif
 #endif
 #endif
+#endif
+
+#ifdef B_BINDING
+// A bias in its own dtype (B_F32, B_BF16 or B_F16), so a Q8_0 weight keeps a float bias.
+@group(0) @binding(B_BINDING) var<storage, read> bias_words: array<u32>;
+
+fn load_bias(i: u32) -> f32 {
+#ifdef B_F32
+    return bitcast<f32>(bias_words[i]);
+#else
+    let word = bias_words[i >> 1u];
+#ifdef B_BF16
+    return bitcast<f32>(select(word << 16u, word & 0xffff0000u, (i & 1u) == 1u));
+#else
+    return unpack2x16float(word)[i & 1u];
+#endif
+#endif
+}
 #endif

@@ -16,7 +16,7 @@ pub struct LmSource<'a> {
     pub checkpoint: &'a Path,
     /// Its configuration (from llm_config.yaml or a config.json).
     pub config: &'a LmConfig,
-    /// Output dtype and shard size.
+    /// Output dtype (the codec's decoder tensors take it too) and shard size.
     pub options: ConvertOptions,
 }
 
@@ -39,13 +39,14 @@ pub fn convert_bundle(out: &Path, lm: LmSource, codec: Option<CodecSource>, toke
     let tokenizer_text = std::fs::read_to_string(tokenizer).with_context(|| format!("{}: cannot read", tokenizer.display()))?;
     uniaudio_lm::tokenizer::TextTokenizer::from_json(&tokenizer_text).map_err(|e| anyhow::anyhow!("{}: {e}", tokenizer.display()))?;
     uniaudio_runtime::out_dir::write_atomically(out, |root| -> Result<()> {
+        let dtype = lm.options.dtype;
         let options = ConvertOptions { tokenizer: None::<PathBuf>, ..lm.options };
         uniaudio_lm::convert::convert(lm.checkpoint, lm.config, &root.join(LM_DIR), &options, &mut |d, t| progress("LM", d, t))
             .with_context(|| format!("converting {}", lm.checkpoint.display()))?;
         if let Some(c) = codec {
             let dir = root.join(CODEC_DIR);
             std::fs::create_dir(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-            uniaudio_codec::convert::convert(c.checkpoint, c.sqcodec, c.config, &c.encoder, &dir, &mut |d, t| progress("codec tensors", d, t))
+            uniaudio_codec::convert::convert_as(c.checkpoint, c.sqcodec, c.config, &c.encoder, dtype, &dir, &mut |d, t| progress("codec tensors", d, t))
                 .with_context(|| format!("converting {}", c.checkpoint.display()))?;
         }
         std::fs::write(root.join(TOKENIZER_FILE), &tokenizer_text).context("writing tokenizer.json")?;

@@ -8,7 +8,8 @@
 //!
 //! `fast` (with AVX512-VNNI): the input is rounded to 8-bit blocks of 32 too (scale
 //! max|x| / 127, as llama.cpp does for its Q8_0 products) and each block pair is summed
-//! exactly in int32 by `vpdpbusd`, then scaled and accumulated in f32.
+//! exactly in int32 by `vpdpbusd`; the four rows' int32 sums of a block are folded into
+//! one vector, so the conversion, scaling and accumulation run once per four rows.
 
 /// An input vector in 8-bit blocks of 32 with f32 scales (a partial last block is
 /// padded with zeros; Q8_0 rows hold whole blocks, so it is never read).
@@ -138,7 +139,7 @@ pub mod vnni {
     use super::QuantizedX;
     use crate::dtype::Q8_BLOCK_BYTES;
 
-    /// Σ w·x over one block pair in int32 lanes: vpdpbusd multiplies unsigned by signed
+    /// Σ w·x over one block pair in 8 int32 lanes: vpdpbusd multiplies unsigned by signed
     /// bytes, so |w| meets x with w's sign moved onto it.
     #[inline(always)]
     unsafe fn block_dot(w: *const u8, xq: __m256i) -> __m256i {
@@ -146,48 +147,50 @@ pub mod vnni {
         _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(wq), _mm256_sign_epi8(xq, wq))
     }
 
-    /// The block's scale in every lane (broadcast before widening: a scalar round trip
-    /// merges into a register an accumulator may hold, chaining every block on it).
+    /// One block of four rows: the four int32 sums folded into one vector (lanes r and
+    /// 4 + r hold row r's halves) so the conversion, scaling and accumulation run once
+    /// for the four rows instead of once per row.
     #[inline(always)]
-    unsafe fn scale(p: *const u8) -> __m256 {
-        _mm256_cvtph_ps(_mm_set1_epi16(super::scale_bits(p)))
+    unsafe fn four_rows(p: [*const u8; 4], xq: __m256i, dx: __m256, acc: __m256) -> __m256 {
+        let s = p.map(|p| block_dot(p.add(2), xq));
+        let folded = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
+        let bits = p.map(|p| super::scale_bits(p));
+        let d = _mm256_cvtph_ps(_mm_setr_epi16(bits[0], bits[1], bits[2], bits[3], bits[0], bits[1], bits[2], bits[3]));
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(folded), _mm256_mul_ps(d, dx), acc)
     }
 
-    use crate::cpu::simd::avx2::hsum;
+    /// Rows 0..3 from the folded accumulator (lanes r and 4 + r).
+    #[inline(always)]
+    unsafe fn unfold(acc: __m256) -> [f32; 4] {
+        let mut out = [0f32; 4];
+        _mm_storeu_ps(out.as_mut_ptr(), _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)));
+        out
+    }
 
     /// Four rows of `k` (a multiple of 32) weights against the quantized input.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     pub unsafe fn dot4(rows: [*const u8; 4], x: &QuantizedX, k: usize) -> [f32; 4] {
-        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut acc = _mm256_setzero_ps();
         for b in 0..k / 32 {
             let xq = _mm256_loadu_si256(x.q.as_ptr().add(32 * b) as *const __m256i);
-            let dx = *x.scales.get_unchecked(b);
-            for r in 0..4 {
-                let p = rows[r].add(b * Q8_BLOCK_BYTES);
-                let sum = _mm256_cvtepi32_ps(block_dot(p.add(2), xq));
-                acc[r] = _mm256_fmadd_ps(sum, _mm256_mul_ps(scale(p), _mm256_set1_ps(dx)), acc[r]);
-            }
+            let dx = _mm256_set1_ps(*x.scales.get_unchecked(b));
+            acc = four_rows(rows.map(|r| r.add(b * Q8_BLOCK_BYTES)), xq, dx, acc);
         }
-        acc.map(|a| hsum(a))
+        unfold(acc)
     }
 
     /// `dot4` for two inputs, each weight block loaded once; per input the same order.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     pub unsafe fn dot4x2(rows: [*const u8; 4], x: [&QuantizedX; 2], k: usize) -> [[f32; 4]; 2] {
-        let mut acc = [[_mm256_setzero_ps(); 4]; 2];
+        let mut acc = [_mm256_setzero_ps(); 2];
         for b in 0..k / 32 {
-            let xq = [0, 1].map(|m| _mm256_loadu_si256(x[m].q.as_ptr().add(32 * b) as *const __m256i));
-            let dx = [0, 1].map(|m| *x[m].scales.get_unchecked(b));
-            for r in 0..4 {
-                let p = rows[r].add(b * Q8_BLOCK_BYTES);
-                let wq = _mm256_loadu_si256(p.add(2) as *const __m256i);
-                let (abs, dw) = (_mm256_abs_epi8(wq), scale(p));
-                for m in 0..2 {
-                    let sum = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), abs, _mm256_sign_epi8(xq[m], wq)));
-                    acc[m][r] = _mm256_fmadd_ps(sum, _mm256_mul_ps(dw, _mm256_set1_ps(dx[m])), acc[m][r]);
-                }
+            let p = rows.map(|r| r.add(b * Q8_BLOCK_BYTES));
+            for m in 0..2 {
+                let xq = _mm256_loadu_si256(x[m].q.as_ptr().add(32 * b) as *const __m256i);
+                let dx = _mm256_set1_ps(*x[m].scales.get_unchecked(b));
+                acc[m] = four_rows(p, xq, dx, acc[m]);
             }
         }
-        acc.map(|input| input.map(|a| hsum(a)))
+        acc.map(|a| unfold(a))
     }
 }

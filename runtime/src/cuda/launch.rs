@@ -69,7 +69,11 @@ fn tiles(m: usize, n: usize) -> LaunchConfig {
 
 /// A GEMM launch (`gemm_*` arguments): tensor cores for 16-bit weights where the device
 /// has them, else the CUDA-core kernel.
-fn gemm<C: KernelDevice>(c: &C, w: &Tensor<C>, args: Vec<Arg>, m: usize, n: usize) -> (&'static str, String, Vec<Arg>, LaunchConfig) {
+fn gemm<C: KernelDevice>(c: &C, w: &Tensor<C>, bias: Option<&Tensor<C>>, args: Vec<Arg>, m: usize, n: usize) -> (&'static str, String, Vec<Arg>, LaunchConfig) {
+    if w.dtype() == DType::Q8_0 {
+        // The bias keeps its float dtype (f32 for the null bias of an unbiased linear).
+        return ("matmul", format!("gemm_q8_{}", bias.map_or("f32", |b| suffix(b))), args, tiles(m, n));
+    }
     if c.has_tensor_cores() && matches!(w.dtype(), DType::F16 | DType::BF16) {
         let cfg = LaunchConfig { grid_dim: ((m.div_ceil(64) * n.div_ceil(64)).max(1) as u32, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
         return ("gemm_tc", format!("gemm_tc_{}", suffix(w)), args, cfg);
@@ -89,15 +93,17 @@ pub fn supports<C: KernelDevice>(op: &Op<'_, C>) -> bool {
     if tensors.iter().any(|t| t.numel() > u32::MAX as usize) {
         return false;
     }
-    // 8-bit weights: the out-in products and unbiased linears (`matmul.cu`'s Q8_0 kernels).
+    // 8-bit weights: the out-in products and linears (`matmul.cu`'s Q8_0 kernels), whose
+    // bias keeps a float dtype.
     let q8 = tensors.iter().any(|t| t.dtype() == DType::Q8_0);
-    if q8 && !matches!(*op, Op::MatMul { layout: WeightLayout::OutIn, .. } | Op::GateUp { .. } | Op::Linear { bias: None, .. }) {
+    if q8 && !matches!(*op, Op::MatMul { layout: WeightLayout::OutIn, .. } | Op::GateUp { .. } | Op::Linear { .. }) {
         return false;
     }
     match *op {
         Op::Attention { q, .. } | Op::RelPosAttention { q, .. } => q.shape()[2] <= 256,
         // rvq_encode.cu keeps residuals of up to 256 dimensions in shared memory.
         Op::RvqEncode { x, .. } => x.shape()[1] <= 256,
+        Op::Linear { w, bias: Some(b), .. } if w.dtype() == DType::Q8_0 => b.dtype().is_float(),
         Op::Linear { w, bias: Some(b), .. }
         | Op::Conv1d { w, bias: Some(b), .. }
         | Op::ConvTranspose1d { w, bias: Some(b), .. }
@@ -194,7 +200,7 @@ pub fn exec<C: KernelDevice>(c: &C, op: &Op<'_, C>) -> Result<()> {
                 ("matmul", format!("gemv_{}", suffix(w)), args, warps(m * n))
             } else {
                 let args = vec![p(x), p(w), Arg::Ptr(0), Arg::Ptr(0), p(out), u(m), u(n), u(k), Arg::U32(0), Arg::F32(0.0), Arg::U32(accumulate as u32)];
-                gemm(c, w, args, m, n)
+                gemm(c, w, None, args, m, n)
             }
         }
         Op::MatMul { x, w, out, layout: WeightLayout::InOut, accumulate, .. } => {
@@ -254,7 +260,7 @@ pub fn exec<C: KernelDevice>(c: &C, op: &Op<'_, C>) -> Result<()> {
             };
             let (code, levels) = UnaryFn::kernel_code(act);
             let args = vec![p(x), p(w), opt(bias), opt(gate), p(out), u(m), u(n), u(k), Arg::U32(code), Arg::F32(levels), Arg::U32(0)];
-            gemm(c, w, args, m, n)
+            gemm(c, w, bias, args, m, n)
         }
         Op::Unary { x, out, f } => {
             let (code, levels) = UnaryFn::kernel_code(Some(f));

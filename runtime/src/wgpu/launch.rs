@@ -136,10 +136,10 @@ pub(crate) fn in_place(out: &Tensor<Wgpu>, a: &Tensor<Wgpu>) -> bool {
 }
 
 pub(crate) fn supports(w: &Wgpu, op: &Op<'_, Wgpu>) -> bool {
-    // 8-bit weights: the out-in products and unbiased linears (`weights.wgsl` reads a second
-    // weight in the first one's dtype, so a bias could not be bf16).
+    // 8-bit weights: the out-in products and linears (the tiled GEMM reads a bias in its own
+    // float dtype).
     let q8 = op.inputs().into_iter().any(|(_, t)| t.dtype() == DType::Q8_0);
-    if q8 && !matches!(*op, Op::MatMul { layout: WeightLayout::OutIn, .. } | Op::GateUp { .. } | Op::Linear { bias: None, .. }) {
+    if q8 && !matches!(*op, Op::MatMul { layout: WeightLayout::OutIn, .. } | Op::GateUp { .. } | Op::Linear { .. }) {
         return false;
     }
     let max_binding = w.max_binding_bytes();
@@ -187,9 +187,10 @@ pub(crate) fn supports(w: &Wgpu, op: &Op<'_, Wgpu>) -> bool {
         Op::Attention { q, .. } => q.shape()[2] <= 256,
         Op::RelPosAttention { q, .. } => q.shape()[2] <= super::launch_encode::MAX_REL_POS_HEAD,
         Op::RvqEncode { x, .. } => x.shape()[1] <= super::launch_encode::MAX_RVQ_DIM,
-        // Bias is bound as a second weight, so it must share the weight's dtype.
-        Op::Linear { w: wt, bias: Some(bias), .. }
-        | Op::Conv1d { w: wt, bias: Some(bias), .. }
+        // The tiled GEMM (linears) reads the bias in its own dtype; elsewhere it is bound as
+        // a second weight, so it must share the weight's dtype.
+        Op::Linear { bias: Some(bias), .. } => bias.dtype().is_float(),
+        Op::Conv1d { w: wt, bias: Some(bias), .. }
         | Op::ConvTranspose1d { w: wt, bias: Some(bias), .. }
         | Op::Conv2d { w: wt, bias: Some(bias), .. }
         | Op::GroupNorm { weight: wt, bias, .. } => bias.dtype() == wt.dtype(),

@@ -5,6 +5,7 @@
 use super::launch::{groups, in_place, n, off, weight_define, Kernel};
 use super::Wgpu;
 use crate::op::{ConvParams, Epilogue, Op, UnaryFn};
+use crate::DType;
 use crate::Tensor;
 
 /// Rows from which `matmul` and `conv1d` use the register-tiled GEMM (tile tuned per
@@ -163,6 +164,16 @@ fn convolution<'a>(
     (Kernel { file: "conv", entry, defines, bindings, params_binding: 3, params }, groups(out.numel(), 64))
 }
 
+/// The tiled GEMM's bias dtype (`weights.wgsl` B_BINDING): its own, so a Q8_0 weight
+/// keeps a float bias.
+fn bias_define(b: &Tensor<Wgpu>) -> (&'static str, &'static str) {
+    match b.dtype() {
+        DType::F16 => ("B_F16", ""),
+        DType::BF16 => ("B_BF16", ""),
+        _ => ("B_F32", ""),
+    }
+}
+
 /// A convolution on the tiled GEMM (`variant` CONV or CONV2D) with its parameter words.
 fn tiled_conv<'a>(
     variant: &'static str,
@@ -178,7 +189,7 @@ fn tiled_conv<'a>(
     defines.extend(super::tune::tile_defines(tile));
     let mut bindings = vec![(0, w.buffer(), None), (1, x.buffer(), None), (2, out.buffer(), None)];
     if let Some(b) = bias {
-        defines.push(("BIAS", ""));
+        defines.extend([("BIAS", ""), bias_define(b)]);
         bindings.push((4, b.buffer(), None));
     }
     (Kernel { file: "gemm", entry: "gemm", defines, bindings, params_binding: 3, params }, n(workgroups))
@@ -213,7 +224,7 @@ fn gemm<'a>(
     defines.extend(super::tune::tile_defines(tile));
     let mut bindings = vec![(0, w.buffer(), None), (1, x.buffer(), None), (2, out.buffer(), None)];
     if let Some(b) = bias {
-        defines.push(("BIAS", ""));
+        defines.extend([("BIAS", ""), bias_define(b)]);
         bindings.push((4, b.buffer(), None));
     }
     if let Some(g) = gate {

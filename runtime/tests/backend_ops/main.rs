@@ -198,7 +198,6 @@ fn wgpu_gemm_tile_candidates_pass_the_op_harness() {
     let tiled_cases: Vec<Case> = cases::all_cases()
         .into_iter()
         .filter(|c| matches!(c, Case::MatMul { layout: WeightLayout::OutIn, m: 16.., .. } | Case::Linear { .. } | Case::Conv1d { .. } | Case::Conv2d { .. }))
-        .filter(|c| !matches!(c, Case::Linear { dtype: DType::Q8_0, bias: true, .. }))
         .collect();
     let mut report = Report::default();
     for &tile in GEMM_TILE_CANDIDATES.iter().filter(|&&t| t != 64) {

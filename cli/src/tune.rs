@@ -96,8 +96,9 @@ pub fn run(args: TuneArgs) -> Result<()> {
     let opened = args.backend.open()?;
     match &opened {
         Opened::Cpu(cpu) => {
-            selected(&args.family, &[cpu_tune::GEMM_PASS], cpu_tune::GEMM_PASS)?;
-            tune_cpu(cpu.isa(), args.reps, &model)
+            let known = [cpu_tune::GEMM_PASS, cpu_tune::GEMV_TASKS];
+            let families = [selected(&args.family, &known, known[0])?, selected(&args.family, &known, known[1])?];
+            tune_cpu(cpu.isa(), args.reps, &model, families)
         }
         Opened::Wgpu(gpu) => {
             let known = [wgpu_tune::GEMV_ROWS, wgpu_tune::GEMM_TILE];
@@ -108,12 +109,25 @@ pub fn run(args: TuneArgs) -> Result<()> {
     }
 }
 
-fn tune_cpu(isa: Isa, reps: usize, model: &Option<Projections>) -> Result<()> {
+/// `families`: whether to tune the GEMM pass size and the GEMV tasks per thread.
+fn tune_cpu(isa: Isa, reps: usize, model: &Option<Projections>, families: [bool; 2]) -> Result<()> {
     let key = cpu_tune::device_key();
     println!("device   {} ({}), runtime {}", key.device, key.driver, key.runtime);
+    let mut cache = TuneCache::open(&cpu_tune::cache_dir(), key, &mut |w| eprintln!("warning: {w}"));
+    if families[0] {
+        tune_cpu_gemm(isa, reps, model, &mut cache);
+    }
+    if families[1] {
+        tune_cpu_gemv(isa, reps, model, &mut cache);
+    }
+    cache.save().map_err(|e| anyhow::anyhow!("{}: cannot write the tuning cache: {e}", cache.path().display()))?;
+    println!("\nsaved    {}", cache.path().display());
+    Ok(())
+}
+
+fn tune_cpu_gemm(isa: Isa, reps: usize, model: &Option<Projections>, cache: &mut TuneCache) {
     let peak = measure_fma_peak(isa, 3);
     println!("peak     {peak:.1} GFLOP/s ({} FMA, best of 3 passes)", isa.name());
-    let mut cache = TuneCache::open(&cpu_tune::cache_dir(), key, &mut |w| eprintln!("warning: {w}"));
     println!();
     println!("{:<22} {:<9} {:>9} {:>10} {:>9} {:>8}  chosen", "family", "class", "candidate", "median ms", "GFLOP/s", "of peak");
     for (c, class) in cpu_tune::GEMM_CLASSES.iter().enumerate() {
@@ -138,9 +152,35 @@ fn tune_cpu(isa: Isa, reps: usize, model: &Option<Projections>) -> Result<()> {
         }
         cache.insert(&format!("{}/{}", cpu_tune::GEMM_PASS, class.name), cpu_tune::choice(best, &timings));
     }
-    cache.save().map_err(|e| anyhow::anyhow!("{}: cannot write the tuning cache: {e}", cache.path().display()))?;
-    println!("\nsaved    {}", cache.path().display());
-    Ok(())
+}
+
+/// The decode GEMV's tasks per thread, per output-count class, on one row of bf16 weights.
+fn tune_cpu_gemv(isa: Isa, reps: usize, model: &Option<Projections>, cache: &mut TuneCache) {
+    let bandwidth = uniaudio_runtime::cpu::bandwidth::measure_read_bandwidth(1 << 30, 3).gb_per_s();
+    println!("\nread bandwidth {bandwidth:.2} GB/s (best of 3 passes over 1 GiB)");
+    println!("{:<22} {:<9} {:>9} {:>10} {:>9} {:>8}  chosen", "family", "class", "candidate", "median ms", "GB/s", "of bw");
+    for (c, &(name, max_n, builtin)) in cpu_tune::GEMV_CLASSES.iter().enumerate() {
+        let min_n = cpu_tune::GEMV_CLASSES[..c].last().map_or(0, |p| p.1);
+        // The model's largest projection with this many outputs, as (K, N).
+        let probe = model.as_ref().and_then(|p| p.shapes.iter().filter(|(_, n)| *n >= min_n && *n < max_n).max_by_key(|(k, n)| k * n).copied());
+        let (k, n) = probe.unwrap_or(builtin);
+        let (best, timings) = cpu_tune::tune_gemv_tasks(isa, c, Some((k, n)), 1, reps);
+        let bytes = 2.0 * (k * n) as f64;
+        for (i, t) in timings.iter().enumerate() {
+            let s = t.median.as_secs_f64();
+            let gbs = bytes / s / 1e9;
+            let tasks: usize = t.candidate.parse().unwrap_or(0);
+            let default = if tasks == cpu_tune::GEMV_TASKS_DEFAULT { " (default)" } else { "" };
+            let mark = if i == best { "*" } else { "" };
+            println!("{:<22} {:<9} {:>9} {:>10.2} {:>9.2} {:>7.1}%  {mark}{default}", cpu_tune::GEMV_TASKS, name, tasks, s * 1e3, gbs, 100.0 * gbs / bandwidth);
+        }
+        let default = timings.iter().find(|t| t.candidate == cpu_tune::GEMV_TASKS_DEFAULT.to_string()).map(|t| t.median.as_secs_f64());
+        if let Some(d) = default {
+            let best = timings[best].median.as_secs_f64();
+            println!("{:<22} {:<9} probe 1x{k}x{n} bf16 ({}): tuned {:.2} ms vs default {:.2} ms: {:.3}x", "", name, probe_source(model, probe.is_some()), best * 1e3, d * 1e3, d / best);
+        }
+        cache.insert(&format!("{}/{name}", cpu_tune::GEMV_TASKS), cpu_tune::choice(best, &timings));
+    }
 }
 
 /// `families`: whether to tune the GEMV rows and the GEMM tile.

@@ -82,5 +82,9 @@ fn a_real_cpu_tuning_run_picks_a_candidate_and_uses_it() {
     cpu_tune::use_defaults();
     assert_eq!(cpu_tune::apply(&cache), 1);
     assert_eq!(cpu_tune::gemm_pass_bytes(512), cpu_tune::GEMM_PASS_CANDIDATES[best]);
+    // The GEMV family: every candidate timed, the winner in use.
+    let (best, timings) = cpu_tune::tune_gemv_tasks(isa, 1, Some((256, 5000)), 0, 1);
+    assert_eq!(timings.len(), cpu_tune::GEMV_TASKS_CANDIDATES.len());
+    assert_eq!(cpu_tune::gemv_tasks_per_thread(5000), cpu_tune::GEMV_TASKS_CANDIDATES[best]);
     cpu_tune::use_defaults();
 }

@@ -82,6 +82,20 @@ fn the_first_product_of_a_class_tunes_it_once_and_stores_the_choice() {
     cpu_tune::forget();
     product(&cpu, 20, k, n);
     assert!(!cpu_tune::is_decided(k));
+    // The decode GEMV (one row) tunes its tasks per thread the same way, same bits.
+    let wide = 5000;
+    cpu_tune::use_defaults();
+    let before = product(&cpu, 1, k, wide);
+    cpu_tune::forget();
+    assert!(!cpu_tune::gemv_is_decided(wide));
+    let tuned = product(&cpu, 1, k, wide);
+    assert!(cpu_tune::gemv_is_decided(wide), "the GEMV did not tune its class");
+    assert!(same_bits(&before, &tuned), "tuning the GEMV changed the result");
+    let cache = TuneCache::open(&dir.join("tune"), cpu_tune::device_key(), &mut |w| panic!("{w}"));
+    let entry = format!("{}/n>=4096", cpu_tune::GEMV_TASKS);
+    let choice = cache.get(&entry).unwrap_or_else(|| panic!("{entry} not stored in {}", cache.path().display()));
+    assert_eq!(choice.medians_us.len(), cpu_tune::GEMV_TASKS_CANDIDATES.len(), "{choice:?}");
+    assert_eq!(cpu_tune::gemv_tasks_per_thread(wide).to_string(), choice.candidate);
     cpu_tune::use_defaults();
 }
 

@@ -45,7 +45,8 @@ pub fn gate_up(isa: Isa, x: &[f32], k: usize, w_gate: WeightSlice, w_up: WeightS
     }
     if m == 1 || rows == RowOrder::Invariant {
         let xs = gemv_inputs(x, k);
-        for_each_row_group(out, m, k, |starts, row, outs| {
+        let tasks = super::tune::gemv_tasks_per_thread(out.len() / m);
+        for_each_row_group(out, m, k, tasks, |starts, row, outs| {
             let gate = dots(isa, w_gate, starts, &xs, row, outs.len());
             let up = dots(isa, w_up, starts, &xs, row, outs.len());
             for (m, out) in outs.iter_mut().enumerate() {
@@ -83,9 +84,10 @@ fn store(dst: &mut f32, v: f32, accumulate: bool) {
     }
 }
 
-/// Rows per rayon task: a few tasks per thread for balance, whole groups of 4.
-fn rows_per_task(n: usize) -> usize {
-    let tasks = rayon::current_num_threads() * 16;
+/// Rows per rayon task: `tasks_per_thread` tasks per thread (tuned: `cpu.gemv.tasks`),
+/// whole groups of 4.
+fn rows_per_task(n: usize, tasks_per_thread: usize) -> usize {
+    let tasks = rayon::current_num_threads() * tasks_per_thread.max(1);
     n.div_ceil(tasks).next_multiple_of(4).max(4)
 }
 
@@ -104,9 +106,9 @@ fn dots(isa: Isa, w: WeightSlice, starts: [usize; 4], xs: &[GemvX], row: usize, 
 /// or two input rows, and those rows' (up to four) outputs each. All input rows of a
 /// group run back to back, so the group's weights come from memory once and from cache
 /// for the other rows.
-fn for_each_row_group(out: &mut [f32], m: usize, k: usize, f: impl Fn([usize; 4], usize, &mut [&mut [f32]]) + Sync) {
+fn for_each_row_group(out: &mut [f32], m: usize, k: usize, tasks_per_thread: usize, f: impl Fn([usize; 4], usize, &mut [&mut [f32]]) + Sync) {
     let n = out.len() / m;
-    let chunk = rows_per_task(n);
+    let chunk = rows_per_task(n, tasks_per_thread);
     let shared = SharedOut(out.as_mut_ptr());
     (0..n.div_ceil(chunk)).into_par_iter().for_each(|c| {
         let shared = &shared;
@@ -135,9 +137,20 @@ fn for_each_row_group(out: &mut [f32], m: usize, k: usize, f: impl Fn([usize; 4]
 /// out[m, n] = W[n, :] · x[m, :], four weight rows per inner loop so each x load feeds
 /// four FMAs. A row's result does not depend on how many rows there are.
 fn gemv_out_in(isa: Isa, x: &[f32], k: usize, w: WeightSlice, out: &mut [f32], accumulate: bool) {
+    let (len, n) = (out.len(), out.len() / (x.len() / k));
+    let mut scratch = Vec::new();
+    super::tune::tune_gemv_on_first_use(n, k, |tasks| {
+        scratch.resize(len, 0.0);
+        gemv_out_in_with_tasks(isa, x, k, w, &mut scratch, false, tasks);
+    });
+    gemv_out_in_with_tasks(isa, x, k, w, out, accumulate, super::tune::gemv_tasks_per_thread(n));
+}
+
+/// `gemv_out_in` with `tasks_per_thread` tasks per thread (results do not depend on it).
+pub(crate) fn gemv_out_in_with_tasks(isa: Isa, x: &[f32], k: usize, w: WeightSlice, out: &mut [f32], accumulate: bool, tasks_per_thread: usize) {
     let m = x.len() / k;
     let xs = gemv_inputs(x, k);
-    for_each_row_group(out, m, k, |starts, row, outs| {
+    for_each_row_group(out, m, k, tasks_per_thread, |starts, row, outs| {
         let d = dots(isa, w, starts, &xs, row, outs.len());
         for (out, d) in outs.iter_mut().zip(d) {
             for (o, v) in out.iter_mut().zip(d) {

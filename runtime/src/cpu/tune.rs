@@ -3,8 +3,13 @@
 //! `cpu.gemm.pass_bytes`: how many bytes of packed x rows one GEMM pass holds, per class
 //! of inner size K. Larger passes reuse each packed weight panel for more rows; smaller
 //! ones keep x in cache. Every candidate gives bit-identical results (the K order of each
-//! output is unchanged), so tuning never changes what a model computes; the decode GEMV
-//! (the batch-invariant path) has no tunables.
+//! output is unchanged), so tuning never changes what a model computes.
+//!
+//! `cpu.gemv.tasks`: how many tasks per thread the decode GEMV (and the gated MLP input)
+//! splits its output rows into, per class of output count: more tasks balance threads
+//! that run at different speeds, fewer keep each thread on longer sequential streams. A
+//! row's products never depend on its task (rows are computed one by one, in groups of
+//! four aligned the same way), so the batch-invariant decode path keeps its bits.
 
 use std::sync::{LazyLock, OnceLock};
 use std::time::Instant;
@@ -42,6 +47,74 @@ pub const GEMM_CLASSES: [ShapeClass; 2] = [
 
 static GEMM_FAMILY: Family = Family { name: GEMM_PASS, classes: &["k<=2048", "k>2048"], candidates: &GEMM_PASS_CANDIDATES, default: GEMM_PASS_DEFAULT };
 static GEMM: LazyLock<Tuned> = LazyLock::new(|| Tuned::new(&GEMM_FAMILY));
+
+/// The GEMV family's name in the cache.
+pub const GEMV_TASKS: &str = "cpu.gemv.tasks";
+/// Candidate tasks per thread.
+pub const GEMV_TASKS_CANDIDATES: [usize; 5] = [2, 4, 8, 16, 32];
+/// The built-in default.
+pub const GEMV_TASKS_DEFAULT: usize = 16;
+/// Output-count classes (attention and small models vs MLP inputs and heads) and the
+/// shape `uniaudio tune` times for each: (K, N) of bf16 weights.
+pub const GEMV_CLASSES: [(&str, usize, (usize, usize)); 2] = [("n<4096", 4096, (3072, 3072)), ("n>=4096", usize::MAX, (3072, 16384))];
+static GEMV_FAMILY: Family = Family { name: GEMV_TASKS, classes: &["n<4096", "n>=4096"], candidates: &GEMV_TASKS_CANDIDATES, default: GEMV_TASKS_DEFAULT };
+static GEMV: LazyLock<Tuned> = LazyLock::new(|| Tuned::new(&GEMV_FAMILY));
+
+fn gemv_class_of(n: usize) -> usize {
+    GEMV_CLASSES.iter().position(|c| n < c.1).unwrap_or(GEMV_CLASSES.len() - 1)
+}
+
+/// Tasks per thread of a GEMV with `n` outputs per row.
+pub fn gemv_tasks_per_thread(n: usize) -> usize {
+    GEMV.get(gemv_class_of(n))
+}
+
+/// Whether the GEMV class of `n` outputs has its value (loaded, tuned or fixed).
+pub fn gemv_is_decided(n: usize) -> bool {
+    GEMV.is_decided(gemv_class_of(n))
+}
+
+/// Sets (and decides) a GEMV class's tasks per thread (tuning and benchmarks).
+pub fn set_gemv_tasks(class: usize, tasks: usize) {
+    GEMV.set(class, tasks);
+}
+
+/// Tuning on first use of an undecided GEMV class: `run(tasks)` runs the product into
+/// scratch with that many tasks per thread; the fastest is stored.
+pub(crate) fn tune_gemv_on_first_use(n: usize, k: usize, mut run: impl FnMut(usize)) {
+    load_once();
+    let class = gemv_class_of(n);
+    if GEMV.is_decided(class) {
+        return;
+    }
+    let tuned = GEMV.tune_once(class, &GEMV_TASKS_CANDIDATES, 1, 3, |&tasks| {
+        let t = Instant::now();
+        run(tasks);
+        t.elapsed()
+    });
+    if let Some((best, timings)) = tuned {
+        let entry = GEMV_FAMILY.entry(class);
+        eprintln!("tuned {entry} on {n}x{k}: {} tasks per thread (stored for later runs; UNIAUDIO_TUNE=off skips tuning)", GEMV_TASKS_CANDIDATES[best]);
+        table::persist(&cache_dir(), device_key(), &entry, table::choice(best, &timings));
+    }
+}
+
+/// Times every tasks-per-thread candidate on `class`'s probe (or `probe` = (K, N)) with
+/// bf16 weights, a GEMV of one row; returns the chosen index with every timing and leaves
+/// the class at the winner.
+pub fn tune_gemv_tasks(isa: Isa, class: usize, probe: Option<(usize, usize)>, warmup: usize, reps: usize) -> (usize, Vec<Timing>) {
+    let (k, n) = probe.unwrap_or(GEMV_CLASSES[class].2);
+    let x: Vec<f32> = (0..k).map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5).collect();
+    let w: Vec<u16> = (0..k * n).map(|i| half::bf16::from_f32(((i * 104_729) % 997) as f32 / 997.0 - 0.5).to_bits()).collect();
+    let mut out = vec![0f32; n];
+    let (best, timings) = pick(&GEMV_TASKS_CANDIDATES, |t| t.to_string(), warmup, reps, |&tasks| {
+        let t = Instant::now();
+        super::matmul::gemv_out_in_with_tasks(isa, &x, k, WeightSlice::BF16(&w), &mut out, false, tasks);
+        t.elapsed()
+    });
+    set_gemv_tasks(class, GEMV_TASKS_CANDIDATES[best]);
+    (best, timings)
+}
 static LOADED: OnceLock<String> = OnceLock::new();
 
 fn class_of(k: usize) -> usize {
@@ -61,11 +134,12 @@ pub fn set_gemm_pass_bytes(class: usize, bytes: usize) {
 /// Restores the built-in defaults (decided: nothing is timed on first use).
 pub fn use_defaults() {
     GEMM.reset(true);
+    GEMV.reset(true);
 }
 
 /// Applies the cached choices of `cache`; returns how many classes were set.
 pub fn apply(cache: &crate::tune::TuneCache) -> usize {
-    GEMM.apply(cache)
+    GEMM.apply(cache) + GEMV.apply(cache)
 }
 
 /// Whether the class of inner size `k` has its value (loaded, tuned or fixed).
@@ -73,9 +147,10 @@ pub fn is_decided(k: usize) -> bool {
     GEMM.is_decided(class_of(k))
 }
 
-/// Every class undecided again, at its default: the next GEMM of each class tunes it.
+/// Every class undecided again, at its default: the next GEMM or GEMV of each class tunes it.
 pub fn forget() {
     GEMM.reset(false);
+    GEMV.reset(false);
 }
 
 /// This CPU as a cache key: model name, instruction set and thread count.
@@ -101,7 +176,7 @@ pub(crate) fn load_once() -> &'static str {
                 eprintln!("warning: {e}; using built-in defaults");
                 TuneMode::Off
             });
-            GEMM.load(mode, &cache_dir(), device_key())
+            table::load(&[&*GEMM, &*GEMV], mode, &cache_dir(), device_key())
         })
         .as_str()
 }
@@ -201,6 +276,26 @@ mod tests {
                 }
             }
             reference = None;
+        }
+    }
+
+    /// Every tasks-per-thread candidate computes the same bits, for one row and for
+    /// several (row-invariant) rows, with groups of four cut short at the end.
+    #[test]
+    fn every_gemv_task_candidate_gives_identical_results() {
+        let (k, n) = (300, 1001);
+        let w: Vec<u16> = (0..k * n).map(|i| half::bf16::from_f32(((i * 17) % 89) as f32 / 89.0 - 0.5).to_bits()).collect();
+        for m in [1, 3] {
+            let x: Vec<f32> = (0..m * k).map(|i| ((i * 31) % 97) as f32 / 97.0 - 0.5).collect();
+            let mut reference: Option<Vec<f32>> = None;
+            for &tasks in &GEMV_TASKS_CANDIDATES {
+                let mut out = vec![0f32; m * n];
+                super::super::matmul::gemv_out_in_with_tasks(Isa::detect(), &x, k, WeightSlice::BF16(&w), &mut out, false, tasks);
+                match &reference {
+                    None => reference = Some(out),
+                    Some(r) => assert!(r.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()), "m {m}: {tasks} tasks per thread changed the result"),
+                }
+            }
         }
     }
 }

@@ -218,6 +218,37 @@ fn wgpu_gemm_tile_candidates_pass_the_op_harness() {
     assert!(report.passed >= 2 * 20, "only {} tiled cases ran", report.passed);
 }
 
+/// Every tasks-per-thread candidate of the CPU GEMV (`cpu.gemv.tasks`; the default, 16,
+/// runs in the main harness) passes the GEMV cases.
+#[test]
+fn cpu_gemv_task_candidates_pass_the_op_harness() {
+    use cases::Case;
+    use uniaudio_runtime::cpu::tune::{set_gemv_tasks, GEMV_CLASSES, GEMV_TASKS_CANDIDATES, GEMV_TASKS_DEFAULT};
+    use uniaudio_runtime::WeightLayout;
+    // The backend first: loading the tuning table would reset the values set below.
+    let cpu = Cpu::with_precision(Precision::Exact);
+    let gemv_cases: Vec<Case> = cases::all_cases()
+        .into_iter()
+        .filter(|c| matches!(c, Case::MatMul { layout: WeightLayout::OutIn, .. } | Case::GateUp { .. } | Case::InvariantRows { layout: WeightLayout::OutIn, .. }))
+        .collect();
+    let mut report = Report::default();
+    for &tasks in GEMV_TASKS_CANDIDATES.iter().filter(|&&t| t != GEMV_TASKS_DEFAULT) {
+        (0..GEMV_CLASSES.len()).for_each(|class| set_gemv_tasks(class, tasks));
+        let label = format!("cpu/gemv {tasks} tasks per thread");
+        for (i, case) in gemv_cases.iter().enumerate() {
+            match cases::run(case, &cpu, 0x7a5_0000 + i as u64) {
+                Ok(Some(v)) => report.record(&label, case, v),
+                Ok(None) => report.record(&label, case, harness::Verdict::Fail("unsupported".into())),
+                Err(e) => report.record(&label, case, harness::Verdict::Fail(format!("error: {e}"))),
+            }
+        }
+    }
+    (0..GEMV_CLASSES.len()).for_each(|class| set_gemv_tasks(class, GEMV_TASKS_DEFAULT));
+    println!("cpu gemv task candidates: {} passed, {} failed", report.passed, report.failed.len());
+    assert!(report.failed.is_empty(), "{}", report.failed.join("\n"));
+    assert!(report.passed >= 4 * 20, "only {} GEMV cases ran", report.passed);
+}
+
 /// Every rows-per-workgroup candidate of the wgpu GEMV kernels (`wgpu.gemv.rows`; the
 /// default, 8, runs in the main harness) passes the GEMV cases.
 #[test]

@@ -27,8 +27,8 @@ pub fn run(args: BenchGemvArgs) -> Result<()> {
     if args.reps == 0 {
         bail!("--reps must be at least 1");
     }
-    let backend = Cpu::new();
-    println!("backend cpu ({} threads, {})", backend.threads(), backend.isa().name());
+    let backend = Cpu::with_precision(crate::backend::precision());
+    println!("backend cpu ({} threads, {}, {} precision)", backend.threads(), backend.isa().name(), crate::backend::precision().name());
     let bw = measure_read_bandwidth(1 << 30, 5);
     println!("measured read bandwidth: {:.2} GB/s (best of 5 passes over 1 GiB)\n", bw.gb_per_s());
     println!("{:<10} {:>5} {:>16} {:>9} {:>10} {:>10} {:>9} {:>10}", "case", "dtype", "shape", "MB/pass", "median ms", "best ms", "GB/s", "% of bw");

@@ -165,7 +165,8 @@ fn tune_cpu_gemv(isa: Isa, reps: usize, model: &Option<Projections>, cache: &mut
         let probe = model.as_ref().and_then(|p| p.shapes.iter().filter(|(_, n)| *n >= min_n && *n < max_n).max_by_key(|(k, n)| k * n).copied());
         let (k, n) = probe.unwrap_or(builtin);
         let (best, timings) = cpu_tune::tune_gemv_tasks(isa, c, Some((k, n)), 1, reps);
-        let bytes = 2.0 * (k * n) as f64;
+        let copies = cpu_tune::gemv_probe_copies(k, n);
+        let bytes = 2.0 * (copies * k * n) as f64;
         for (i, t) in timings.iter().enumerate() {
             let s = t.median.as_secs_f64();
             let gbs = bytes / s / 1e9;
@@ -177,7 +178,7 @@ fn tune_cpu_gemv(isa: Isa, reps: usize, model: &Option<Projections>, cache: &mut
         let default = timings.iter().find(|t| t.candidate == cpu_tune::GEMV_TASKS_DEFAULT.to_string()).map(|t| t.median.as_secs_f64());
         if let Some(d) = default {
             let best = timings[best].median.as_secs_f64();
-            println!("{:<22} {:<9} probe 1x{k}x{n} bf16 ({}): tuned {:.2} ms vs default {:.2} ms: {:.3}x", "", name, probe_source(model, probe.is_some()), best * 1e3, d * 1e3, d / best);
+            println!("{:<22} {:<9} probe {copies} x 1x{k}x{n} bf16 ({}): tuned {:.2} ms vs default {:.2} ms: {:.3}x", "", name, probe_source(model, probe.is_some()), best * 1e3, d * 1e3, d / best);
         }
         cache.insert(&format!("{}/{name}", cpu_tune::GEMV_TASKS), cpu_tune::choice(best, &timings));
     }

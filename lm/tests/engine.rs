@@ -133,12 +133,13 @@ fn mixed_batch_equals_solo_on_cpu() {
 
 #[test]
 fn mixed_batch_equals_solo_on_wgpu() {
-    // The adapter's features on (subgroup reductions, f16), then off; shorter runs, one
-    // long prompt, and fewer requests without the features (every kind of request stays:
-    // greedy and sampled audio and text, guided, stopping by EOS, the long prompt).
-    let subsets: [&[usize]; 2] = [&[0, 1, 2, 3, 4, 5, 6, 8, 9, 10], &[0, 3, 4, 6, 8, 9]];
-    for ((gpu, subset), batches) in wgpu_variants_or_skip().iter().zip(subsets).zip([&[(6, 4)][..], &[(16, 3)][..]]) {
-        mixed_batch_equals_solo(gpu, Some(subset), batches);
+    // The adapter's features on (subgroup reductions, f16), shorter runs and one long
+    // prompt (every kind of request stays: greedy and sampled audio and text, guided,
+    // stopping by EOS, the long prompt). The kernels without the features are the op
+    // harness's and the LM fixtures'; batching is the same host code either way.
+    let subset: &[usize] = &[0, 1, 2, 3, 4, 5, 6, 8, 9, 10];
+    if let Some(gpu) = wgpu_variants_or_skip().first() {
+        mixed_batch_equals_solo(gpu, Some(subset), &[(6, 4)]);
     }
 }
 

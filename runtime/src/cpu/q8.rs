@@ -150,13 +150,23 @@ pub mod vnni {
     /// One block of four rows: the four int32 sums folded into one vector (lanes r and
     /// 4 + r hold row r's halves) so the conversion, scaling and accumulation run once
     /// for the four rows instead of once per row.
+    /// (No closures here: code outside the `target_feature` functions, such as
+    /// `array::map`'s, would call the intrinsics out of line.)
     #[inline(always)]
     unsafe fn four_rows(p: [*const u8; 4], xq: __m256i, dx: __m256, acc: __m256) -> __m256 {
-        let s = p.map(|p| block_dot(p.add(2), xq));
-        let folded = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
-        let bits = p.map(|p| super::scale_bits(p));
-        let d = _mm256_cvtph_ps(_mm_setr_epi16(bits[0], bits[1], bits[2], bits[3], bits[0], bits[1], bits[2], bits[3]));
+        let (s0, s1) = (block_dot(p[0].add(2), xq), block_dot(p[1].add(2), xq));
+        let (s2, s3) = (block_dot(p[2].add(2), xq), block_dot(p[3].add(2), xq));
+        let folded = _mm256_hadd_epi32(_mm256_hadd_epi32(s0, s1), _mm256_hadd_epi32(s2, s3));
+        let (b0, b1, b2, b3) = (super::scale_bits(p[0]), super::scale_bits(p[1]), super::scale_bits(p[2]), super::scale_bits(p[3]));
+        let d = _mm256_cvtph_ps(_mm_setr_epi16(b0, b1, b2, b3, b0, b1, b2, b3));
         _mm256_fmadd_ps(_mm256_cvtepi32_ps(folded), _mm256_mul_ps(d, dx), acc)
+    }
+
+    /// The four rows' pointers advanced to block `b`.
+    #[inline(always)]
+    unsafe fn at_block(rows: &[*const u8; 4], b: usize) -> [*const u8; 4] {
+        let o = b * Q8_BLOCK_BYTES;
+        [rows[0].add(o), rows[1].add(o), rows[2].add(o), rows[3].add(o)]
     }
 
     /// Rows 0..3 from the folded accumulator (lanes r and 4 + r).
@@ -174,7 +184,7 @@ pub mod vnni {
         for b in 0..k / 32 {
             let xq = _mm256_loadu_si256(x.q.as_ptr().add(32 * b) as *const __m256i);
             let dx = _mm256_set1_ps(*x.scales.get_unchecked(b));
-            acc = four_rows(rows.map(|r| r.add(b * Q8_BLOCK_BYTES)), xq, dx, acc);
+            acc = four_rows(at_block(&rows, b), xq, dx, acc);
         }
         unfold(acc)
     }
@@ -184,13 +194,13 @@ pub mod vnni {
     pub unsafe fn dot4x2(rows: [*const u8; 4], x: [&QuantizedX; 2], k: usize) -> [[f32; 4]; 2] {
         let mut acc = [_mm256_setzero_ps(); 2];
         for b in 0..k / 32 {
-            let p = rows.map(|r| r.add(b * Q8_BLOCK_BYTES));
+            let p = at_block(&rows, b);
             for m in 0..2 {
                 let xq = _mm256_loadu_si256(x[m].q.as_ptr().add(32 * b) as *const __m256i);
                 let dx = _mm256_set1_ps(*x[m].scales.get_unchecked(b));
                 acc[m] = four_rows(p, xq, dx, acc[m]);
             }
         }
-        acc.map(|a| unfold(a))
+        [unfold(acc[0]), unfold(acc[1])]
     }
 }

@@ -99,17 +99,26 @@ pub(crate) fn tune_gemv_on_first_use(n: usize, k: usize, mut run: impl FnMut(usi
     }
 }
 
+/// How many copies of a bf16 [N, K] weight the GEMV probe streams per timed run: enough
+/// to pass 256 MiB, so the weights come from memory (as in decode), not the last-level cache.
+pub fn gemv_probe_copies(k: usize, n: usize) -> usize {
+    (256usize << 20).div_ceil(2 * k * n).max(1)
+}
+
 /// Times every tasks-per-thread candidate on `class`'s probe (or `probe` = (K, N)) with
-/// bf16 weights, a GEMV of one row; returns the chosen index with every timing and leaves
-/// the class at the winner.
+/// bf16 weights: one row through `gemv_probe_copies` weights in turn, as through a stack
+/// of layers. Returns the chosen index with every timing and leaves the class at the winner.
 pub fn tune_gemv_tasks(isa: Isa, class: usize, probe: Option<(usize, usize)>, warmup: usize, reps: usize) -> (usize, Vec<Timing>) {
     let (k, n) = probe.unwrap_or(GEMV_CLASSES[class].2);
+    let copies = gemv_probe_copies(k, n);
     let x: Vec<f32> = (0..k).map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5).collect();
-    let w: Vec<u16> = (0..k * n).map(|i| half::bf16::from_f32(((i * 104_729) % 997) as f32 / 997.0 - 0.5).to_bits()).collect();
+    let w: Vec<u16> = (0..copies * k * n).map(|i| half::bf16::from_f32(((i * 104_729) % 997) as f32 / 997.0 - 0.5).to_bits()).collect();
     let mut out = vec![0f32; n];
     let (best, timings) = pick(&GEMV_TASKS_CANDIDATES, |t| t.to_string(), warmup, reps, |&tasks| {
         let t = Instant::now();
-        super::matmul::gemv_out_in_with_tasks(isa, &x, k, WeightSlice::BF16(&w), &mut out, false, tasks);
+        for layer in w.chunks_exact(k * n) {
+            super::matmul::gemv_out_in_with_tasks(isa, &x, k, WeightSlice::BF16(layer), &mut out, false, tasks);
+        }
         t.elapsed()
     });
     set_gemv_tasks(class, GEMV_TASKS_CANDIDATES[best]);

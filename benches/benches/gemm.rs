@@ -9,24 +9,45 @@ use uniaudio_runtime::{ops, Backend, ConvParams, Cpu, DType, Epilogue, Tensor};
 
 fn random(b: &Cpu, shape: &[usize], seed: u32) -> Tensor<Cpu> {
     let n: usize = shape.iter().product();
-    let values: Vec<f32> = (0..n).map(|i| (uniaudio_runtime::rng::hash32(seed ^ i as u32) >> 8) as f32 / 8_388_608.0 - 1.0).collect();
+    let values: Vec<f32> = (0..n)
+        .map(|i| (uniaudio_runtime::rng::hash32(seed ^ i as u32) >> 8) as f32 / 8_388_608.0 - 1.0)
+        .collect();
     ops::upload_f32(b, shape, &values, DType::F32).expect("upload")
 }
 
 fn report(c: &mut Criterion, name: &str, flops: f64, peak: f64, f: impl FnMut()) {
-    if let Some(best) = uniaudio_benches::timed(c, name, Throughput::Elements(flops as u64), Duration::from_secs(5), f, || {}) {
+    if let Some(best) = uniaudio_benches::timed(
+        c,
+        name,
+        Throughput::Elements(flops as u64),
+        Duration::from_secs(5),
+        f,
+        || {},
+    ) {
         let gflops = flops / best / 1e9;
-        println!("{name}: best {:.2} ms, {gflops:.1} GFLOP/s = {:.1}% of the {peak:.1} GFLOP/s FMA peak", best * 1e3, 100.0 * gflops / peak);
+        println!(
+            "{name}: best {:.2} ms, {gflops:.1} GFLOP/s = {:.1}% of the {peak:.1} GFLOP/s FMA peak",
+            best * 1e3,
+            100.0 * gflops / peak
+        );
     }
 }
 
 fn gemm(c: &mut Criterion) {
     let b = Cpu::new();
     let peak = measure_fma_peak(b.isa(), 5);
-    println!("measured FMA peak: {peak:.1} GFLOP/s ({} threads, {})", b.threads(), b.isa().name());
+    println!(
+        "measured FMA peak: {peak:.1} GFLOP/s ({} threads, {})",
+        b.threads(),
+        b.isa().name()
+    );
     let m = 1000;
     // The DiT's projections: attention (D x D), FFN up (4D x D) with GELU, FFN down with the gated residual.
-    for (name, n, k) in [("linear_1000x1536x1536", 1536, 1536), ("linear_gelu_1000x1536x6144", 6144, 1536), ("linear_gated_1000x6144x1536", 1536, 6144)] {
+    for (name, n, k) in [
+        ("linear_1000x1536x1536", 1536, 1536),
+        ("linear_gelu_1000x1536x6144", 6144, 1536),
+        ("linear_gated_1000x6144x1536", 1536, 6144),
+    ] {
         let x = random(&b, &[m, k], 1);
         let w = random(&b, &[n, k], 2);
         let bias = random(&b, &[n], 3);
@@ -47,8 +68,18 @@ fn gemm(c: &mut Criterion) {
     let x = random(&b, &[1, len, ch], 5);
     let w = random(&b, &[ch, k, ch], 6);
     let out = b.alloc(DType::F32, &[1, len, ch]).unwrap();
-    let conv = ConvParams { dilation: 3, pad_left: 18, ..ConvParams::plain() };
-    report(c, "conv1d_k7_128ch_24000", 2.0 * (len * ch * ch * k) as f64, peak, || ops::conv1d(&b, &x, &w, None, &out, conv).unwrap());
+    let conv = ConvParams {
+        dilation: 3,
+        pad_left: 18,
+        ..ConvParams::plain()
+    };
+    report(
+        c,
+        "conv1d_k7_128ch_24000",
+        2.0 * (len * ch * ch * k) as f64,
+        peak,
+        || ops::conv1d(&b, &x, &w, None, &out, conv).unwrap(),
+    );
 }
 
 criterion_group!(benches, gemm);

@@ -10,7 +10,7 @@ use uniaudio_lm::presets::Preset;
 use uniaudio_runtime::cpu::peak::measure_fma_peak;
 use uniaudio_runtime::cpu::tune as cpu_tune;
 use uniaudio_runtime::cpu::Isa;
-use uniaudio_runtime::tune::{TuneCache, TuneMode};
+use uniaudio_runtime::tune::{Timing, TuneCache, TuneMode};
 use uniaudio_runtime::wgpu::tune as wgpu_tune;
 use uniaudio_runtime::{DType, Wgpu};
 
@@ -39,7 +39,10 @@ pub struct TuneArgs {
 /// Whether `family` is selected by `--family`, which must name one of `known`.
 fn selected(wanted: &Option<String>, known: &[&str], family: &str) -> Result<bool> {
     match wanted {
-        Some(w) if !known.contains(&w.as_str()) => bail!("--family: this backend's families are {}, got `{w}`", known.join(", ")),
+        Some(w) if !known.contains(&w.as_str()) => bail!(
+            "--family: this backend's families are {}, got `{w}`",
+            known.join(", ")
+        ),
         Some(w) => Ok(w == family),
         None => Ok(true),
     }
@@ -55,24 +58,38 @@ impl Projections {
     fn of(args: &TuneArgs) -> Result<Option<Projections>> {
         let (label, config) = match (&args.preset, &args.model) {
             (Some(name), _) => {
-                let Some(p) = Preset::parse(name) else { bail!("--preset: expected full, medium or small, got `{name}`") };
+                let Some(p) = Preset::parse(name) else {
+                    bail!("--preset: expected full, medium or small, got `{name}`")
+                };
                 (format!("preset {name}"), p.config())
             }
             (None, Some(dir)) => {
                 let paths = uniaudio::ModelPaths::resolve(Some(dir), None, None)?;
                 let lm = paths.require(uniaudio::Part::Lm, "tune")?;
-                (format!("model {}", dir.display()), LmConfig::from_file(&lm.join("config.json"))?)
+                (
+                    format!("model {}", dir.display()),
+                    LmConfig::from_file(&lm.join("config.json"))?,
+                )
             }
             (None, None) => return Ok(None),
         };
         let b = &config.stacks.backbone;
-        let shapes = vec![(b.n_embd, b.qkv_rows()), (b.q_dim(), b.n_embd), (b.n_embd, b.intermediate_size), (b.intermediate_size, b.n_embd)];
+        let shapes = vec![
+            (b.n_embd, b.qkv_rows()),
+            (b.q_dim(), b.n_embd),
+            (b.n_embd, b.intermediate_size),
+            (b.intermediate_size, b.n_embd),
+        ];
         Ok(Some(Projections { label, shapes }))
     }
 
     /// The largest projection whose inner size `fits`, as an (m, k, n) probe.
     fn probe(&self, m: usize, fits: impl Fn(usize) -> bool) -> Option<(usize, usize, usize)> {
-        self.shapes.iter().filter(|(k, _)| fits(*k)).max_by_key(|(k, n)| k * n).map(|&(k, n)| (m, k, n))
+        self.shapes
+            .iter()
+            .filter(|(k, _)| fits(*k))
+            .max_by_key(|(k, n)| k * n)
+            .map(|&(k, n)| (m, k, n))
     }
 }
 
@@ -112,45 +129,70 @@ pub fn run(args: TuneArgs) -> Result<()> {
 /// `families`: whether to tune the GEMM pass size and the GEMV tasks per thread.
 fn tune_cpu(isa: Isa, reps: usize, model: &Option<Projections>, families: [bool; 2]) -> Result<()> {
     let key = cpu_tune::device_key();
-    println!("device   {} ({}), runtime {}", key.device, key.driver, key.runtime);
-    let mut cache = TuneCache::open(&cpu_tune::cache_dir(), key, &mut |w| eprintln!("warning: {w}"));
+    println!(
+        "device   {} ({}), runtime {}",
+        key.device, key.driver, key.runtime
+    );
+    let mut cache = TuneCache::open(&cpu_tune::cache_dir(), key, &mut |w| {
+        eprintln!("warning: {w}")
+    });
     if families[0] {
         tune_cpu_gemm(isa, reps, model, &mut cache);
     }
     if families[1] {
         tune_cpu_gemv(isa, reps, model, &mut cache);
     }
-    cache.save().map_err(|e| anyhow::anyhow!("{}: cannot write the tuning cache: {e}", cache.path().display()))?;
+    cache.save().map_err(|e| {
+        anyhow::anyhow!(
+            "{}: cannot write the tuning cache: {e}",
+            cache.path().display()
+        )
+    })?;
     println!("\nsaved    {}", cache.path().display());
     Ok(())
 }
 
 fn tune_cpu_gemm(isa: Isa, reps: usize, model: &Option<Projections>, cache: &mut TuneCache) {
     let peak = measure_fma_peak(isa, 3);
-    println!("peak     {peak:.1} GFLOP/s ({} FMA, best of 3 passes)", isa.name());
+    println!(
+        "peak     {peak:.1} GFLOP/s ({} FMA, best of 3 passes)",
+        isa.name()
+    );
     println!();
-    println!("{:<22} {:<9} {:>9} {:>10} {:>9} {:>8}  chosen", "family", "class", "candidate", "median ms", "GFLOP/s", "of peak");
+    print_header("of peak");
     for (c, class) in cpu_tune::GEMM_CLASSES.iter().enumerate() {
         // A prefill of 256 rows through the model's projections of this class.
         let min_k = cpu_tune::GEMM_CLASSES[..c].last().map_or(0, |p| p.max_k);
-        let probe = model.as_ref().and_then(|p| p.probe(256, |k| k > min_k && k <= class.max_k));
+        let probe = model
+            .as_ref()
+            .and_then(|p| p.probe(256, |k| k > min_k && k <= class.max_k));
         let (m, k, n) = probe.unwrap_or(class.probe);
         let (best, timings) = cpu_tune::tune_gemm_pass(isa, c, Some((m, k, n)), 1, reps);
         let flops = 2.0 * (m * k * n) as f64;
-        for (i, t) in timings.iter().enumerate() {
-            let s = t.median.as_secs_f64();
+        let rate = |s: f64| {
             let gflops = flops / s / 1e9;
-            let bytes: usize = t.candidate.parse().unwrap_or(0);
-            let default = if bytes == cpu_tune::GEMM_PASS_DEFAULT { " (default)" } else { "" };
-            let mark = if i == best { "*" } else { "" };
-            println!("{:<22} {:<9} {:>6} MiB {:>10.2} {:>9.1} {:>7.1}%  {mark}{default}", cpu_tune::GEMM_PASS, class.name, bytes >> 20, s * 1e3, gflops, 100.0 * (gflops / peak).min(1.0));
-        }
-        let default = timings.iter().find(|t| t.candidate == cpu_tune::GEMM_PASS_DEFAULT.to_string()).map(|t| t.median.as_secs_f64());
-        if let Some(d) = default {
-            let best = timings[best].median.as_secs_f64();
-            println!("{:<22} {:<9} probe {m}x{k}x{n} f32 ({}): tuned {:.2} ms vs default {:.2} ms: {:.3}x", "", class.name, probe_source(model, probe.is_some()), best * 1e3, d * 1e3, d / best);
-        }
-        cache.insert(&format!("{}/{}", cpu_tune::GEMM_PASS, class.name), cpu_tune::choice(best, &timings));
+            (
+                format!("{gflops:.1} GFLOP/s"),
+                100.0 * (gflops / peak).min(1.0),
+            )
+        };
+        let mib = |c: &str| format!("{} MiB", c.parse::<usize>().unwrap_or(0) >> 20);
+        let table = Table {
+            family: cpu_tune::GEMM_PASS,
+            class: class.name,
+            timings: &timings,
+            best,
+            default: cpu_tune::GEMM_PASS_DEFAULT,
+        };
+        table.print_rows(mib, rate);
+        table.print_gain(&format!(
+            "probe {m}x{k}x{n} f32 ({})",
+            probe_source(model, probe.is_some())
+        ));
+        cache.insert(
+            &format!("{}/{}", cpu_tune::GEMM_PASS, class.name),
+            cpu_tune::choice(best, &timings),
+        );
     }
 }
 
@@ -158,88 +200,208 @@ fn tune_cpu_gemm(isa: Isa, reps: usize, model: &Option<Projections>, cache: &mut
 fn tune_cpu_gemv(isa: Isa, reps: usize, model: &Option<Projections>, cache: &mut TuneCache) {
     let bandwidth = uniaudio_runtime::cpu::bandwidth::measure_read_bandwidth(1 << 30, 3).gb_per_s();
     println!("\nread bandwidth {bandwidth:.2} GB/s (best of 3 passes over 1 GiB)");
-    println!("{:<22} {:<9} {:>9} {:>10} {:>9} {:>8}  chosen", "family", "class", "candidate", "median ms", "GB/s", "of bw");
+    print_header("of bw");
     for (c, &(name, max_n, builtin)) in cpu_tune::GEMV_CLASSES.iter().enumerate() {
         let min_n = cpu_tune::GEMV_CLASSES[..c].last().map_or(0, |p| p.1);
         // The model's largest projection with this many outputs, as (K, N).
-        let probe = model.as_ref().and_then(|p| p.shapes.iter().filter(|(_, n)| *n >= min_n && *n < max_n).max_by_key(|(k, n)| k * n).copied());
+        let probe = model.as_ref().and_then(|p| {
+            p.shapes
+                .iter()
+                .filter(|(_, n)| *n >= min_n && *n < max_n)
+                .max_by_key(|(k, n)| k * n)
+                .copied()
+        });
         let (k, n) = probe.unwrap_or(builtin);
         let (best, timings) = cpu_tune::tune_gemv_tasks(isa, c, Some((k, n)), 1, reps);
         let copies = cpu_tune::gemv_probe_copies(k, n);
         let bytes = 2.0 * (copies * k * n) as f64;
-        for (i, t) in timings.iter().enumerate() {
-            let s = t.median.as_secs_f64();
+        let rate = |s: f64| {
             let gbs = bytes / s / 1e9;
-            let tasks: usize = t.candidate.parse().unwrap_or(0);
-            let default = if tasks == cpu_tune::GEMV_TASKS_DEFAULT { " (default)" } else { "" };
-            let mark = if i == best { "*" } else { "" };
-            println!("{:<22} {:<9} {:>9} {:>10.2} {:>9.2} {:>7.1}%  {mark}{default}", cpu_tune::GEMV_TASKS, name, tasks, s * 1e3, gbs, 100.0 * gbs / bandwidth);
-        }
-        let default = timings.iter().find(|t| t.candidate == cpu_tune::GEMV_TASKS_DEFAULT.to_string()).map(|t| t.median.as_secs_f64());
-        if let Some(d) = default {
-            let best = timings[best].median.as_secs_f64();
-            println!("{:<22} {:<9} probe {copies} x 1x{k}x{n} bf16 ({}): tuned {:.2} ms vs default {:.2} ms: {:.3}x", "", name, probe_source(model, probe.is_some()), best * 1e3, d * 1e3, d / best);
-        }
-        cache.insert(&format!("{}/{name}", cpu_tune::GEMV_TASKS), cpu_tune::choice(best, &timings));
+            (format!("{gbs:.2} GB/s"), 100.0 * (gbs / bandwidth).min(1.0))
+        };
+        let table = Table {
+            family: cpu_tune::GEMV_TASKS,
+            class: name,
+            timings: &timings,
+            best,
+            default: cpu_tune::GEMV_TASKS_DEFAULT,
+        };
+        table.print_rows(|c| format!("{c} tasks"), rate);
+        table.print_gain(&format!(
+            "probe {copies} x 1x{k}x{n} bf16 ({})",
+            probe_source(model, probe.is_some())
+        ));
+        cache.insert(
+            &format!("{}/{name}", cpu_tune::GEMV_TASKS),
+            cpu_tune::choice(best, &timings),
+        );
     }
 }
 
 /// `families`: whether to tune the GEMV rows and the GEMM tile.
-fn tune_wgpu(gpu: &Wgpu, reps: usize, model: &Option<Projections>, families: [bool; 2]) -> Result<()> {
+fn tune_wgpu(
+    gpu: &Wgpu,
+    reps: usize,
+    model: &Option<Projections>,
+    families: [bool; 2],
+) -> Result<()> {
     let key = gpu.tune_key();
-    println!("device   {} ({}), runtime {}", key.device, key.driver, key.runtime);
+    println!(
+        "device   {} ({}), runtime {}",
+        key.device, key.driver, key.runtime
+    );
     let bandwidth = gpu.measure_copy_bandwidth(64 << 20, 3)?;
     println!("limit    {bandwidth:.1} GB/s (buffer copy, best of 3)");
-    let peak = if families[1] { gpu.measure_fma_peak(3)? } else { f64::NAN };
+    let peak = if families[1] {
+        gpu.measure_fma_peak(3)?
+    } else {
+        f64::NAN
+    };
     if families[1] {
         println!("peak     {peak:.1} GFLOP/s (f32 FMA, best of 3 passes)");
     }
-    let mut cache = TuneCache::open(&cpu_tune::cache_dir(), key, &mut |w| eprintln!("warning: {w}"));
+    let mut cache = TuneCache::open(&cpu_tune::cache_dir(), key, &mut |w| {
+        eprintln!("warning: {w}")
+    });
     println!();
-    println!("{:<16} {:<15} {:>9} {:>10} {:>9} {:>8}  chosen", "family", "class", "candidate", "median ms", "rate", "of limit");
-    for (c, (class, builtin)) in wgpu_tune::GEMV_CLASSES.iter().enumerate().filter(|_| families[0]) {
-        let probe = model.as_ref().and_then(|p| if c == wgpu_tune::GATE_UP_CLASS { p.probe(1, |k| k == p.shapes[2].0) } else { p.probe(1, |k| wgpu_tune::matmul_class(k) == c) });
+    print_header("of limit");
+    for (c, (class, builtin)) in wgpu_tune::GEMV_CLASSES
+        .iter()
+        .enumerate()
+        .filter(|_| families[0])
+    {
+        let probe = model.as_ref().and_then(|p| {
+            if c == wgpu_tune::GATE_UP_CLASS {
+                p.probe(1, |k| k == p.shapes[2].0)
+            } else {
+                p.probe(1, |k| wgpu_tune::matmul_class(k) == c)
+            }
+        });
         let run = gpu.tune_gemv_probe(c, probe, DType::BF16, 1, reps)?;
         let rate = |s: f64| {
             let gbs = run.bytes_per_timing / s / 1e9;
             (format!("{gbs:.1} GB/s"), 100.0 * (gbs / bandwidth).min(1.0))
         };
-        print_rows(wgpu_tune::GEMV_ROWS, class, "rows", &run, 8, rate);
-        print_gain(class, probe.unwrap_or(*builtin), probe_source(model, probe.is_some()), &run, 8);
-        cache.insert(&format!("{}/{class}", wgpu_tune::GEMV_ROWS), cpu_tune::choice(run.best, &run.timings));
+        let table = Table {
+            family: wgpu_tune::GEMV_ROWS,
+            class,
+            timings: &run.timings,
+            best: run.best,
+            default: 8,
+        };
+        table.print_rows(|c| format!("{c} rows"), rate);
+        table.print_gain(&probe_label(
+            probe.unwrap_or(*builtin),
+            probe_source(model, probe.is_some()),
+        ));
+        cache.insert(
+            &format!("{}/{class}", wgpu_tune::GEMV_ROWS),
+            cpu_tune::choice(run.best, &run.timings),
+        );
     }
-    for (c, (class, builtin)) in wgpu_tune::GEMM_CLASSES.iter().enumerate().filter(|_| families[1]) {
-        let probe = model.as_ref().and_then(|p| if c == 0 { p.probe(64, |_| true) } else { None });
+    for (c, (class, builtin)) in wgpu_tune::GEMM_CLASSES
+        .iter()
+        .enumerate()
+        .filter(|_| families[1])
+    {
+        let probe = model
+            .as_ref()
+            .and_then(|p| if c == 0 { p.probe(64, |_| true) } else { None });
         let run = gpu.tune_gemm_probe(c, probe, DType::BF16, 1, reps)?;
         let rate = |s: f64| {
             let gflops = run.flops_per_timing / s / 1e9;
-            (format!("{gflops:.1} GFLOP/s"), 100.0 * (gflops / peak).min(1.0))
+            (
+                format!("{gflops:.1} GFLOP/s"),
+                100.0 * (gflops / peak).min(1.0),
+            )
         };
-        print_rows(wgpu_tune::GEMM_TILE, class, "tile", &run, 64, rate);
-        print_gain(class, probe.unwrap_or(*builtin), probe_source(model, probe.is_some()), &run, 64);
-        cache.insert(&format!("{}/{class}", wgpu_tune::GEMM_TILE), cpu_tune::choice(run.best, &run.timings));
+        let table = Table {
+            family: wgpu_tune::GEMM_TILE,
+            class,
+            timings: &run.timings,
+            best: run.best,
+            default: 64,
+        };
+        table.print_rows(|c| format!("{c} tile"), rate);
+        table.print_gain(&probe_label(
+            probe.unwrap_or(*builtin),
+            probe_source(model, probe.is_some()),
+        ));
+        cache.insert(
+            &format!("{}/{class}", wgpu_tune::GEMM_TILE),
+            cpu_tune::choice(run.best, &run.timings),
+        );
     }
-    cache.save().map_err(|e| anyhow::anyhow!("{}: cannot write the tuning cache: {e}", cache.path().display()))?;
+    cache.save().map_err(|e| {
+        anyhow::anyhow!(
+            "{}: cannot write the tuning cache: {e}",
+            cache.path().display()
+        )
+    })?;
     println!("\nsaved    {}", cache.path().display());
     Ok(())
 }
 
-/// One line per candidate: median, rate and its share of the limit, the winner starred.
-fn print_rows(family: &str, class: &str, unit: &str, run: &wgpu_tune::ProbeTuning, default: usize, rate: impl Fn(f64) -> (String, f64)) {
-    for (i, t) in run.timings.iter().enumerate() {
-        let s = t.median.as_secs_f64();
-        let (r, share) = rate(s);
-        let default = if t.candidate == default.to_string() { " (default)" } else { "" };
-        let mark = if i == run.best { "*" } else { "" };
-        println!("{family:<16} {class:<15} {:>4} {unit:<4} {:>10.3} {r:>15} {share:>6.1}%  {mark}{default}", t.candidate, s * 1e3);
-    }
+fn print_header(share: &str) {
+    println!(
+        "{:<22} {:<15} {:>12} {:>10} {:>15} {:>7}  chosen",
+        "family", "class", "candidate", "median ms", "rate", share
+    );
 }
 
-/// The tuned-vs-default line of one class.
-fn print_gain(class: &str, (m, k, n): (usize, usize, usize), source: &str, run: &wgpu_tune::ProbeTuning, default: usize) {
-    if let Some(d) = run.timings.iter().find(|t| t.candidate == default.to_string()).map(|t| t.median.as_secs_f64()) {
-        let best = run.timings[run.best].median.as_secs_f64();
-        println!("{:<16} {class:<15} probe {m}x{k}x{n} bf16 ({source}): tuned {:.3} ms vs default {:.3} ms: {:.3}x", "", best * 1e3, d * 1e3, d / best);
+fn probe_label((m, k, n): (usize, usize, usize), source: &str) -> String {
+    format!("probe {m}x{k}x{n} bf16 ({source})")
+}
+
+/// One class's timings, for the table.
+struct Table<'a> {
+    family: &'a str,
+    class: &'a str,
+    timings: &'a [Timing],
+    best: usize,
+    default: usize,
+}
+
+impl Table<'_> {
+    /// One line per candidate: median, rate and its share of the limit, the winner starred.
+    fn print_rows(&self, label: impl Fn(&str) -> String, rate: impl Fn(f64) -> (String, f64)) {
+        for (i, t) in self.timings.iter().enumerate() {
+            let s = t.median.as_secs_f64();
+            let (r, share) = rate(s);
+            let default = if t.candidate == self.default.to_string() {
+                " (default)"
+            } else {
+                ""
+            };
+            let mark = if i == self.best { "*" } else { "" };
+            println!(
+                "{:<22} {:<15} {:>12} {:>10.3} {r:>15} {share:>6.1}%  {mark}{default}",
+                self.family,
+                self.class,
+                label(&t.candidate),
+                s * 1e3
+            );
+        }
+    }
+
+    /// The tuned-vs-default line.
+    fn print_gain(&self, probe: &str) {
+        if let Some(d) = self
+            .timings
+            .iter()
+            .find(|t| t.candidate == self.default.to_string())
+            .map(|t| t.median.as_secs_f64())
+        {
+            let best = self.timings[self.best].median.as_secs_f64();
+            println!(
+                "{:<22} {:<15} {probe}: tuned {:.3} ms vs default {:.3} ms: {:.3}x",
+                "",
+                self.class,
+                best * 1e3,
+                d * 1e3,
+                d / best
+            );
+        }
     }
 }
 

@@ -1,6 +1,5 @@
 //! The dtype each LM tensor is stored in when a model is converted or synthesized.
 
-use uniaudio_runtime::dtype::Q8_BLOCK;
 use uniaudio_runtime::DType;
 
 /// The dtype tensor `name` (of `shape`) is stored in when `requested` is asked for. With
@@ -9,16 +8,17 @@ use uniaudio_runtime::DType;
 /// whole 32-weight blocks). Embedding tables (read a row at a time), norms and the audio
 /// heads (read K-major) stay bf16.
 pub fn stored_dtype(name: &str, shape: &[usize], requested: DType) -> DType {
-    if requested != DType::Q8_0 {
-        return requested;
-    }
-    const PROJECTIONS: [&str; 5] = [".attn.qkv.weight", ".attn.proj.weight", ".mlp.fc_1.weight", ".mlp.fc_2.weight", ".mlp.proj.weight"];
-    let projection = PROJECTIONS.iter().any(|s| name.ends_with(s)) || name == "backbone.lm_head.weight" || name == "projection.weight";
-    if projection && shape.len() == 2 && shape[1].is_multiple_of(Q8_BLOCK) {
-        DType::Q8_0
-    } else {
-        DType::BF16
-    }
+    const PROJECTIONS: [&str; 5] = [
+        ".attn.qkv.weight",
+        ".attn.proj.weight",
+        ".mlp.fc_1.weight",
+        ".mlp.fc_2.weight",
+        ".mlp.proj.weight",
+    ];
+    let projection = PROJECTIONS.iter().any(|s| name.ends_with(s))
+        || name == "backbone.lm_head.weight"
+        || name == "projection.weight";
+    DType::stored_for(requested, projection, shape)
 }
 
 #[cfg(test)]
@@ -28,13 +28,42 @@ mod tests {
     #[test]
     fn only_out_in_projections_of_whole_blocks_become_q8() {
         let q8 = DType::Q8_0;
-        assert_eq!(stored_dtype("backbone.transformer.h.3.mlp.fc_1.weight", &[8192, 3072], q8), q8);
-        assert_eq!(stored_dtype("backbone.lm_head.weight", &[128_256, 3072], q8), q8);
+        assert_eq!(
+            stored_dtype(
+                "backbone.transformer.h.3.mlp.fc_1.weight",
+                &[8192, 3072],
+                q8
+            ),
+            q8
+        );
+        assert_eq!(
+            stored_dtype("backbone.lm_head.weight", &[128_256, 3072], q8),
+            q8
+        );
         assert_eq!(stored_dtype("projection.weight", &[2048, 3072], q8), q8);
-        assert_eq!(stored_dtype("backbone.transformer.wte.weight", &[128_256, 3072], q8), DType::BF16);
-        assert_eq!(stored_dtype("audio_head", &[8, 2048, 4100], q8), DType::BF16);
-        assert_eq!(stored_dtype("decoder.transformer.h.0.norm_1.weight", &[2048], q8), DType::BF16);
-        assert_eq!(stored_dtype("decoder.transformer.h.0.attn.proj.weight", &[48, 40], q8), DType::BF16);
-        assert_eq!(stored_dtype("decoder.transformer.h.0.attn.proj.weight", &[48, 40], DType::F16), DType::F16);
+        assert_eq!(
+            stored_dtype("backbone.transformer.wte.weight", &[128_256, 3072], q8),
+            DType::BF16
+        );
+        assert_eq!(
+            stored_dtype("audio_head", &[8, 2048, 4100], q8),
+            DType::BF16
+        );
+        assert_eq!(
+            stored_dtype("decoder.transformer.h.0.norm_1.weight", &[2048], q8),
+            DType::BF16
+        );
+        assert_eq!(
+            stored_dtype("decoder.transformer.h.0.attn.proj.weight", &[48, 40], q8),
+            DType::BF16
+        );
+        assert_eq!(
+            stored_dtype(
+                "decoder.transformer.h.0.attn.proj.weight",
+                &[48, 40],
+                DType::F16
+            ),
+            DType::F16
+        );
     }
 }

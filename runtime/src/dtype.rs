@@ -36,6 +36,20 @@ impl DType {
         }
     }
 
+    /// The dtype a weight asked to be stored as `requested` gets, given whether the model
+    /// chose it for 8-bit storage (`quantizable`): with Q8_0, a chosen 2-D weight whose rows
+    /// are whole 32-weight blocks becomes Q8_0 and everything else bf16; other requests are
+    /// kept as they are.
+    pub fn stored_for(requested: DType, quantizable: bool, shape: &[usize]) -> DType {
+        if requested != DType::Q8_0 {
+            requested
+        } else if quantizable && shape.len() == 2 && shape[1].is_multiple_of(Q8_BLOCK) {
+            DType::Q8_0
+        } else {
+            DType::BF16
+        }
+    }
+
     /// Bytes holding `n` elements (`n` rounded up to whole blocks).
     pub const fn bytes(self, n: usize) -> usize {
         n.div_ceil(self.block()) * self.size_bytes()
@@ -122,7 +136,10 @@ pub fn f32_to_bytes(values: &[f32], dtype: DType) -> Vec<u8> {
             .iter()
             .flat_map(|&v| half::bf16::from_f32(v).to_bits().to_le_bytes())
             .collect(),
-        DType::U32 => values.iter().flat_map(|&v| (v as u32).to_le_bytes()).collect(),
+        DType::U32 => values
+            .iter()
+            .flat_map(|&v| (v as u32).to_le_bytes())
+            .collect(),
         DType::Q8_0 => quantize_q8_0(values),
     }
 }

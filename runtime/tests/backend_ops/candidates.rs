@@ -1,0 +1,145 @@
+//! Every candidate of every tunable kernel family passes the op harness cases its kernel
+//! runs (the defaults run in the main harness).
+
+use uniaudio_runtime::{Backend, Cpu, Precision, WeightLayout, Wgpu};
+
+use crate::cases::{self, Case};
+use crate::harness::{self, Report};
+use crate::skip_wgpu;
+
+/// Runs `cases` on `backend` under `label`; an unsupported case is a failure here, since
+/// a candidate must cover everything its default does.
+fn run_cases<B: Backend>(label: &str, backend: &B, cases: &[Case], seed: u64, report: &mut Report) {
+    for (i, case) in cases.iter().enumerate() {
+        match cases::run(case, backend, seed + i as u64) {
+            Ok(Some(v)) => report.record(label, case, v),
+            Ok(None) => report.record(label, case, harness::Verdict::Fail("unsupported".into())),
+            Err(e) => report.record(label, case, harness::Verdict::Fail(format!("error: {e}"))),
+        }
+    }
+}
+
+/// The cases a decode GEMV runs: out-in products, the gated MLP input, row invariance.
+fn gemv_cases() -> Vec<Case> {
+    cases::all_cases()
+        .into_iter()
+        .filter(|c| {
+            matches!(
+                c,
+                Case::MatMul {
+                    layout: WeightLayout::OutIn,
+                    ..
+                } | Case::GateUp { .. }
+                    | Case::InvariantRows {
+                        layout: WeightLayout::OutIn,
+                        ..
+                    }
+            )
+        })
+        .collect()
+}
+
+fn check(family: &str, report: &Report, min_cases: usize) {
+    println!(
+        "{family} candidates: {} passed, {} failed",
+        report.passed,
+        report.failed.len()
+    );
+    assert!(report.failed.is_empty(), "{}", report.failed.join("\n"));
+    assert!(
+        report.passed >= min_cases,
+        "only {} {family} cases ran",
+        report.passed
+    );
+}
+
+/// `wgpu.gemm.tile` (default 64): linears, many-row products, convolutions.
+#[test]
+fn wgpu_gemm_tile_candidates_pass_the_op_harness() {
+    use uniaudio_runtime::wgpu::tune::{GEMM_CLASSES, GEMM_TILE_CANDIDATES};
+    let gpu = match Wgpu::new() {
+        Ok(g) => g,
+        Err(e) => return skip_wgpu(&e.to_string()),
+    };
+    let tiled_cases: Vec<Case> = cases::all_cases()
+        .into_iter()
+        .filter(|c| {
+            matches!(
+                c,
+                Case::MatMul {
+                    layout: WeightLayout::OutIn,
+                    m: 16..,
+                    ..
+                } | Case::Linear { .. }
+                    | Case::Conv1d { .. }
+                    | Case::Conv2d { .. }
+            )
+        })
+        .collect();
+    let mut report = Report::default();
+    for &tile in GEMM_TILE_CANDIDATES.iter().filter(|&&t| t != 64) {
+        for class in 0..GEMM_CLASSES.len() {
+            gpu.set_gemm_tile(class, tile).unwrap();
+        }
+        run_cases(
+            &format!("wgpu/gemm tile {tile}"),
+            &gpu,
+            &tiled_cases,
+            0x7e3_0000,
+            &mut report,
+        );
+    }
+    check("wgpu.gemm.tile", &report, 2 * 20);
+}
+
+/// `cpu.gemv.tasks` (default 16).
+#[test]
+fn cpu_gemv_task_candidates_pass_the_op_harness() {
+    use uniaudio_runtime::cpu::tune::{
+        set_gemv_tasks, GEMV_CLASSES, GEMV_TASKS_CANDIDATES, GEMV_TASKS_DEFAULT,
+    };
+    // The backend first: loading the tuning table would reset the values set below.
+    let cpu = Cpu::with_precision(Precision::Exact);
+    let cases = gemv_cases();
+    let mut report = Report::default();
+    for &tasks in GEMV_TASKS_CANDIDATES
+        .iter()
+        .filter(|&&t| t != GEMV_TASKS_DEFAULT)
+    {
+        (0..GEMV_CLASSES.len()).for_each(|class| set_gemv_tasks(class, tasks));
+        run_cases(
+            &format!("cpu/gemv {tasks} tasks per thread"),
+            &cpu,
+            &cases,
+            0x7a5_0000,
+            &mut report,
+        );
+    }
+    (0..GEMV_CLASSES.len()).for_each(|class| set_gemv_tasks(class, GEMV_TASKS_DEFAULT));
+    check("cpu.gemv.tasks", &report, 4 * 20);
+}
+
+/// `wgpu.gemv.rows` (default 8).
+#[test]
+fn wgpu_gemv_candidates_pass_the_op_harness() {
+    use uniaudio_runtime::wgpu::tune::{GEMV_CLASSES, GEMV_ROWS_CANDIDATES};
+    let gpu = match Wgpu::new() {
+        Ok(g) => g,
+        Err(e) => return skip_wgpu(&e.to_string()),
+    };
+    let cases = gemv_cases();
+    let mut report = Report::default();
+    for &rows in GEMV_ROWS_CANDIDATES.iter().filter(|&&r| r != 8) {
+        for class in 0..GEMV_CLASSES.len() {
+            gpu.set_gemv_rows(class, rows).unwrap();
+        }
+        run_cases(
+            &format!("wgpu/gemv rows {rows}"),
+            &gpu,
+            &cases,
+            0x6e3_0000,
+            &mut report,
+        );
+    }
+    check("wgpu.gemv.rows", &report, 3 * 20);
+}

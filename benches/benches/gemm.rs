@@ -1,10 +1,12 @@
 //! Compute-bound CPU GEMMs at the codec's shapes (f32 weights, both CFG rows of a 20 s
-//! window = 1000 frames): GFLOP/s against this machine's measured FMA peak.
+//! window = 1000 frames) at every level the CPU has: GFLOP/s against the measured peak of
+//! the instruction each level's GEMM runs on.
 
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use uniaudio_runtime::cpu::peak::measure_fma_peak;
+use uniaudio_runtime::cpu::Isa;
 use uniaudio_runtime::{ops, Backend, ConvParams, Cpu, DType, Epilogue, Tensor};
 
 fn random(b: &Cpu, shape: &[usize], seed: u32) -> Tensor<Cpu> {
@@ -33,14 +35,28 @@ fn report(c: &mut Criterion, name: &str, flops: f64, peak: f64, f: impl FnMut())
     }
 }
 
+/// Every level this CPU has, at the precision each runs: exact f32, then the fast levels
+/// (bf16 operands: `vdpbf16ps`, then AMX tiles).
 fn gemm(c: &mut Criterion) {
-    let b = Cpu::new();
-    let peak = measure_fma_peak(b.isa(), 5);
-    println!(
-        "measured FMA peak: {peak:.1} GFLOP/s ({} threads, {})",
-        b.threads(),
-        b.isa().name()
-    );
+    for isa in [Isa::detect(), Isa::Avx512Bf16, Isa::Amx] {
+        if !isa.available() || (isa != Isa::detect() && isa <= Isa::detect()) {
+            println!("SKIPPED {}: this CPU lacks it", isa.key());
+            continue;
+        }
+        let b = Cpu::with_isa(isa);
+        let peak = measure_fma_peak(isa, 5);
+        println!(
+            "measured peak: {peak:.1} GFLOP/s ({} threads, {}, {} precision)",
+            b.threads(),
+            isa.name(),
+            isa.precision().name()
+        );
+        gemm_shapes(c, &b, peak);
+    }
+}
+
+fn gemm_shapes(c: &mut Criterion, b: &Cpu, peak: f64) {
+    let level = b.isa().key();
     let m = 1000;
     // The DiT's projections: attention (D x D), FFN up (4D x D) with GELU, FFN down with the gated residual.
     for (name, n, k) in [
@@ -48,25 +64,25 @@ fn gemm(c: &mut Criterion) {
         ("linear_gelu_1000x1536x6144", 6144, 1536),
         ("linear_gated_1000x6144x1536", 1536, 6144),
     ] {
-        let x = random(&b, &[m, k], 1);
-        let w = random(&b, &[n, k], 2);
-        let bias = random(&b, &[n], 3);
-        let gate = random(&b, &[n], 4);
+        let x = random(b, &[m, k], 1);
+        let w = random(b, &[n, k], 2);
+        let bias = random(b, &[n], 3);
+        let gate = random(b, &[n], 4);
         let out = b.alloc(DType::F32, &[m, n]).unwrap();
         let flops = 2.0 * (m * n * k) as f64;
-        report(c, name, flops, peak, || {
+        report(c, &format!("{level}/{name}"), flops, peak, || {
             let epilogue = match name {
                 n if n.contains("gelu") => Epilogue::Act(uniaudio_runtime::UnaryFn::GeluTanh),
                 n if n.contains("gated") => Epilogue::GatedAdd { gate: &gate },
                 _ => Epilogue::Store,
             };
-            ops::linear(&b, &x, &w, Some(&bias), &out, epilogue).unwrap()
+            ops::linear(b, &x, &w, Some(&bias), &out, epilogue).unwrap()
         });
     }
     // An SQ-decoder residual conv (k = 7, dilation 3, causal) on 128 channels x 24000 frames.
     let (len, ch, k) = (24000, 128, 7);
-    let x = random(&b, &[1, len, ch], 5);
-    let w = random(&b, &[ch, k, ch], 6);
+    let x = random(b, &[1, len, ch], 5);
+    let w = random(b, &[ch, k, ch], 6);
     let out = b.alloc(DType::F32, &[1, len, ch]).unwrap();
     let conv = ConvParams {
         dilation: 3,
@@ -75,10 +91,10 @@ fn gemm(c: &mut Criterion) {
     };
     report(
         c,
-        "conv1d_k7_128ch_24000",
+        &format!("{level}/conv1d_k7_128ch_24000"),
         2.0 * (len * ch * ch * k) as f64,
         peak,
-        || ops::conv1d(&b, &x, &w, None, &out, conv).unwrap(),
+        || ops::conv1d(b, &x, &w, None, &out, conv).unwrap(),
     );
 }
 

@@ -160,8 +160,10 @@ fn run_opened(args: &BenchArgs, opened: &Opened, dtype: DType) -> Result<()> {
     match opened {
         Opened::Cpu(b) => {
             let bw = measure_read_bandwidth(1 << 30, 5).gb_per_s();
+            let peak = uniaudio_runtime::cpu::peak::measure_fma_peak(b.isa(), 3);
             bench_on(
                 b,
+                Some(peak),
                 args,
                 &label,
                 &dir,
@@ -173,8 +175,10 @@ fn run_opened(args: &BenchArgs, opened: &Opened, dtype: DType) -> Result<()> {
         }
         Opened::Wgpu(g) => {
             let bw = g.measure_copy_bandwidth(256 << 20, 5)?;
+            let peak = g.measure_fma_peak(3)?;
             bench_on(
                 g,
+                Some(peak),
                 args,
                 &label,
                 &dir,
@@ -188,6 +192,7 @@ fn run_opened(args: &BenchArgs, opened: &Opened, dtype: DType) -> Result<()> {
             let bw = g.measure_copy_bandwidth(1 << 30, 5)?;
             bench_on(
                 g,
+                None,
                 args,
                 &label,
                 &dir,
@@ -205,6 +210,7 @@ fn run_opened(args: &BenchArgs, opened: &Opened, dtype: DType) -> Result<()> {
 #[allow(clippy::too_many_arguments)]
 fn bench_on<B: Backend>(
     backend: &B,
+    peak: Option<f64>,
     args: &BenchArgs,
     label: &str,
     dir: &Path,
@@ -239,8 +245,13 @@ fn bench_on<B: Backend>(
     let bar = progress::steps((args.audio_frames + args.text_tokens) as u64, "decoding");
     let report = run_bench(&lm, backend, &opts, &mut || bar.inc(1))?;
     bar.finish_and_clear();
-    let peak = system::peak_rss().unwrap_or(0);
-    print_table(&report, bw, peak);
+    let rss = system::peak_rss().unwrap_or(0);
+    print_table(&report, bw, rss);
+    println!(
+        "prefill projections: {:.1} GFLOP/s, {}",
+        report.prefill_gflops,
+        crate::bench_codec::of_peak(report.prefill_gflops, peak)
+    );
     let batched = if args.batch.is_empty() {
         Vec::new()
     } else {
@@ -256,7 +267,7 @@ fn bench_on<B: Backend>(
     if let Some(path) = &args.json {
         let json = serde_json::json!({
             "model": label, "parameters": params, "weight_bytes": lm.weights.total_bytes(), "dtype": dtype.name(),
-            "backend": description, "bandwidth_gb_per_s": bw, "bandwidth_measurement": bw_how, "peak_rss_bytes": peak, "results": report,
+            "backend": description, "bandwidth_gb_per_s": bw, "bandwidth_measurement": bw_how, "peak_rss_bytes": rss, "compute_peak_gflops": peak, "results": report,
             "audio_percent_of_bandwidth": 100.0 * report.audio_gb_per_s / bw,
             "text_percent_of_bandwidth": 100.0 * report.text_gb_per_s / bw,
             "batch": batched,

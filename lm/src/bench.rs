@@ -27,6 +27,9 @@ pub struct BenchReport {
     pub prompt_len: usize,
     pub prefill_seconds: f64,
     pub prefill_tokens_per_second: f64,
+    /// The prefill's projection flops (2 × the three stacks' projection weights per
+    /// token) per second, in G: attention and the embedding are left out.
+    pub prefill_gflops: f64,
     pub audio_frames: usize,
     /// Median over decode steps (each: one frame forward + 8 depth-decoder passes).
     pub ms_per_audio_frame: f64,
@@ -97,6 +100,14 @@ pub(crate) fn weight_bytes_per_step<B: Backend>(lm: &UniAudioLm<B>) -> (f64, f64
     )
 }
 
+/// Projection weights of the three big stacks (one prefill token multiplies each once).
+fn projection_params<B: Backend>(lm: &UniAudioLm<B>) -> usize {
+    let w = &lm.weights;
+    w.backbone.projection_params()
+        + w.understanding.projection_params()
+        + w.generation.projection_params()
+}
+
 /// KV-cache bytes read per position of context by the three big stacks.
 pub(crate) fn kv_bytes_per_position<B: Backend>(lm: &UniAudioLm<B>) -> f64 {
     let s = &lm.config.stacks;
@@ -162,6 +173,7 @@ pub fn run<B: Backend>(
         prompt_len: opts.prompt_len,
         prefill_seconds: prefill,
         prefill_tokens_per_second: opts.prompt_len as f64 / prefill,
+        prefill_gflops: 2.0 * projection_params(lm) as f64 * opts.prompt_len as f64 / prefill / 1e9,
         audio_frames: audio.len(),
         ms_per_audio_frame: ms_audio,
         text_tokens: text.len(),

@@ -181,4 +181,18 @@ impl<B: Backend> StackWeights<B> {
             .sum();
         per_layer + self.ln_f.size_bytes()
     }
+
+    /// Weights of the projections one position multiplies (qkv, output, MLP): half the
+    /// multiply-add flops of a forward pass, attention aside.
+    pub fn projection_params(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|l| {
+                [&l.qkv, &l.proj, &l.fc_1, &l.fc_2, &l.mlp_proj]
+                    .iter()
+                    .map(|t| t.numel())
+                    .sum::<usize>()
+            })
+            .sum()
+    }
 }

@@ -372,25 +372,29 @@ fn error_against_exact(
 #[test]
 fn fast_precision_error_is_bounded() {
     use uniaudio_runtime::cpu::Isa;
-    if !Isa::Avx512Bf16.available() {
-        println!("SKIPPED: this CPU has no AVX512-BF16 (the fast level)");
-        return;
-    }
     let fx = synthesize();
-    let (exact, fast) = (Cpu::with_isa(Isa::Avx512), Cpu::with_isa(Isa::Avx512Bf16));
-    let (lm_e, lm_f) = (
-        UniAudioLm::load(&exact, &fx.model_dir).unwrap(),
-        UniAudioLm::load(&fast, &fx.model_dir).unwrap(),
-    );
-    let (worst, agreeing, total) = error_against_exact("fast", &lm_e, &exact, &lm_f, &fast);
-    // Measured: worst 1.2e-2 (long prompts), agreement 120/143. bf16 operands give ~3e-3
-    // relative error per product sum; 3e-2 leaves margin while a broken product (errors of
-    // order 1) fails. Near-ties flip greedy choices now and then: at least 70 % must agree.
-    assert!(worst <= 3e-2, "fast logits rel L2 {worst:.2e}");
-    assert!(
-        agreeing * 10 >= total * 7,
-        "greedy agreement {agreeing}/{total}"
-    );
+    let exact = Cpu::with_isa(Isa::Avx512);
+    let lm_e = UniAudioLm::load(&exact, &fx.model_dir).unwrap();
+    // Both fast levels: vdpbf16ps products, and AMX tiles for the many-row ones.
+    for level in [Isa::Avx512Bf16, Isa::Amx] {
+        if !level.available() {
+            println!("SKIPPED fast {}: this CPU lacks it", level.key());
+            continue;
+        }
+        let fast = Cpu::with_isa(level);
+        let lm_f = UniAudioLm::load(&fast, &fx.model_dir).unwrap();
+        let label = format!("fast {}", level.key());
+        let (worst, agreeing, total) = error_against_exact(&label, &lm_e, &exact, &lm_f, &fast);
+        // Measured (avx512bf16): worst 1.2e-2 (long prompts), agreement 120/143; amx: the
+        // same operands, other sum orders. bf16 operands give ~3e-3 relative error per
+        // product sum; 3e-2 leaves margin while a broken product (errors of order 1)
+        // fails. Near-ties flip greedy choices now and then: at least 70 % must agree.
+        assert!(worst <= 3e-2, "{label} logits rel L2 {worst:.2e}");
+        assert!(
+            agreeing * 10 >= total * 7,
+            "{label} greedy agreement {agreeing}/{total}"
+        );
+    }
 }
 
 /// q8_0 weights (the projections in 8-bit blocks) against the f32 model, both `exact`.
@@ -417,19 +421,24 @@ fn q8_weights_error_is_bounded() {
     // The fast level on the q8_0 model: inputs of the 8-bit products rounded to 8-bit
     // blocks as well (VNNI), the other products' operands to bf16.
     use uniaudio_runtime::cpu::Isa;
-    if !Isa::Avx512Bf16.available() {
-        return println!("SKIPPED fast q8_0: this CPU has no AVX512-BF16 (the fast level)");
+    for level in [Isa::Avx512Bf16, Isa::Amx] {
+        if !level.available() {
+            println!("SKIPPED fast q8_0 {}: this CPU lacks it", level.key());
+            continue;
+        }
+        let fast = Cpu::with_isa(level);
+        let lm_f = UniAudioLm::load(&fast, &q8.model_dir).unwrap();
+        let label = format!("fast {} q8_0", level.key());
+        let (worst, agreeing, total) = error_against_exact(&label, &lm_e, &cpu, &lm_f, &fast);
+        // Measured (avx512bf16): worst 5.5e-2, agreement 14/143 (the random model's
+        // near-ties part greedy paths at the first rounding change); a broken product has
+        // errors of order 1.
+        assert!(worst <= 0.1, "{label} logits rel L2 {worst:.2e}");
+        assert!(
+            agreeing * 100 >= total * 5,
+            "{label} greedy agreement {agreeing}/{total}"
+        );
     }
-    let fast = Cpu::with_isa(Isa::Avx512Bf16);
-    let lm_f = UniAudioLm::load(&fast, &q8.model_dir).unwrap();
-    let (worst, agreeing, total) = error_against_exact("fast q8_0", &lm_e, &cpu, &lm_f, &fast);
-    // Measured: worst 5.5e-2, agreement 14/143 (the random model's near-ties part greedy
-    // paths at the first rounding change); a broken product has errors of order 1.
-    assert!(worst <= 0.1, "fast q8_0 logits rel L2 {worst:.2e}");
-    assert!(
-        agreeing * 100 >= total * 5,
-        "greedy agreement {agreeing}/{total}"
-    );
 }
 
 /// The q8_0 model on wgpu (the block-reading GEMV, gated MLP input and tiled GEMM, a text

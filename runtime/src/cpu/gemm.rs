@@ -31,6 +31,10 @@ pub fn gemm(
     out: &mut [f32],
     accumulate: bool,
 ) {
+    // The fast levels' policy: bf16 operands from FAST_MIN_COLUMNS columns on.
+    if isa.amx() && n >= FAST_MIN_COLUMNS {
+        return super::gemm_amx::gemm(x, m, k, w, layout, n, out, accumulate);
+    }
     super::tune::tune_on_first_use(isa, x, m, k, w, layout, n);
     let per_pass = super::tune::rows_per_pass(super::tune::gemm_pass_bytes(k), k);
     gemm_in_passes(isa, x, m, k, w, layout, n, out, accumulate, per_pass);

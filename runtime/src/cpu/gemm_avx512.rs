@@ -7,7 +7,7 @@ use super::gemm::{KC, MR, NR};
 
 /// f32 -> bf16 bits, rounding to nearest even (NaN stays NaN).
 #[inline]
-fn bf16(x: f32) -> u32 {
+pub(crate) fn bf16(x: f32) -> u32 {
     let b = x.to_bits();
     if x.is_nan() {
         return (b >> 16) | 0x40;

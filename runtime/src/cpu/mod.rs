@@ -11,6 +11,7 @@ mod elementwise;
 mod embed;
 mod encode;
 mod gemm;
+pub mod gemm_amx;
 mod gemm_avx512;
 mod linear;
 mod matmul;

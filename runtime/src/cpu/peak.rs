@@ -1,7 +1,7 @@
 //! The machine's measured arithmetic throughput at a kernel level: the compute roofline
 //! that GEMM results are reported against (register-only loops on every worker thread,
 //! no memory traffic; best of several passes). For `Avx512Bf16` it is the `vdpbf16ps`
-//! rate, the instruction the fast GEMM runs on.
+//! rate, the instruction the fast GEMM runs on; for `Amx` the `tdpbf16ps` tile rate.
 
 use std::time::Instant;
 
@@ -17,7 +17,12 @@ const AVX2_CHAINS: usize = 10;
 /// Best GFLOP/s of `reps` passes (a multiply-add counts 2 flops).
 pub fn measure_fma_peak(isa: Isa, reps: usize) -> f64 {
     let threads = rayon::current_num_threads();
-    let iters = 10_000_000usize;
+    // A tile product is 16 cycles of 16·16·32 multiply-adds: far fewer rounds suffice.
+    let iters = if isa == Isa::Amx {
+        200_000
+    } else {
+        10_000_000usize
+    };
     let mut best = 0f64;
     for _ in 0..reps.max(3) {
         let t = Instant::now();
@@ -36,6 +41,7 @@ pub fn measure_fma_peak(isa: Isa, reps: usize) -> f64 {
 fn flops_per_iter(isa: Isa) -> f64 {
     let chains = CHAINS as f64;
     match isa {
+        Isa::Amx => super::gemm_amx::PEAK_FLOPS_PER_ITER,
         // Each lane of vdpbf16ps does two multiply-adds.
         Isa::Avx512Bf16 => chains * 16.0 * 4.0,
         Isa::Avx512 => chains * 16.0 * 2.0,
@@ -46,6 +52,7 @@ fn flops_per_iter(isa: Isa) -> f64 {
 
 fn fma_loop(isa: Isa, iters: usize, seed: f32) -> f32 {
     match isa {
+        Isa::Amx => super::gemm_amx::peak_loop(iters),
         // SAFETY: each level is only selected when the CPU reports its features.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512Bf16 => unsafe { x86::bf16_loop(iters, seed) },

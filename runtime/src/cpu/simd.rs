@@ -19,11 +19,20 @@ pub enum Isa {
     /// AVX-512 with BF16 dot products: GEMM operands rounded to bf16, products summed in
     /// f32 by `vdpbf16ps` (the `fast` precision; never chosen for `exact`).
     Avx512Bf16,
+    /// `Avx512Bf16` whose many-row GEMMs run on AMX tiles (`tdpbf16ps`: the same bf16
+    /// operands and f32 sums, 16x16 outputs per instruction).
+    Amx,
 }
 
 impl Isa {
     /// Every level, best first.
-    pub const ALL: [Isa; 4] = [Isa::Avx512Bf16, Isa::Avx512, Isa::Avx2, Isa::Scalar];
+    pub const ALL: [Isa; 5] = [
+        Isa::Amx,
+        Isa::Avx512Bf16,
+        Isa::Avx512,
+        Isa::Avx2,
+        Isa::Scalar,
+    ];
 
     /// Whether this machine can run the level.
     pub fn available(self) -> bool {
@@ -37,6 +46,7 @@ impl Isa {
                 Isa::Avx2 => avx2,
                 Isa::Avx512 => avx512,
                 Isa::Avx512Bf16 => avx512 && has!("avx512bf16"),
+                Isa::Amx => avx512 && has!("avx512bf16") && super::gemm_amx::available(),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -45,7 +55,7 @@ impl Isa {
         }
     }
 
-    /// The best exact level of this machine. `UNIAUDIO_CPU_ISA=scalar|avx2|avx512|avx512bf16`
+    /// The best exact level of this machine. `UNIAUDIO_CPU_ISA=scalar|avx2|avx512|avx512bf16|amx`
     /// forces a level (the best available one at or below it); `UNIAUDIO_CPU_NO_SIMD=1`
     /// forces `Scalar`.
     pub fn detect() -> Isa {
@@ -63,17 +73,13 @@ impl Isa {
         })
     }
 
-    /// The level for `precision`: `detect()`, raised to `Avx512Bf16` for `Fast` where the
-    /// machine has it (unless a lower level was forced).
+    /// The level for `precision`: `detect()`, raised to the best fast level (`Amx`, else
+    /// `Avx512Bf16`) for `Fast` where the machine has one (unless a lower level was forced).
     pub fn for_precision(precision: Precision) -> Isa {
         let isa = Isa::detect();
         let forced = std::env::var("UNIAUDIO_CPU_ISA").is_ok_and(|v| !v.is_empty());
-        if precision == Precision::Fast
-            && isa == Isa::Avx512
-            && !forced
-            && Isa::Avx512Bf16.available()
-        {
-            return Isa::Avx512Bf16;
+        if precision == Precision::Fast && isa == Isa::Avx512 && !forced {
+            return Isa::best_at_most(Isa::Amx);
         }
         isa
     }
@@ -98,11 +104,13 @@ impl Isa {
             Isa::Avx2 => "avx2",
             Isa::Avx512 => "avx512",
             Isa::Avx512Bf16 => "avx512bf16",
+            Isa::Amx => "amx",
         }
     }
 
     pub fn name(self) -> &'static str {
         match self {
+            Isa::Amx => "avx512+bf16+amx",
             Isa::Avx512Bf16 => "avx512+bf16",
             Isa::Avx512 => "avx512",
             Isa::Avx2 => "avx2+fma",
@@ -112,7 +120,7 @@ impl Isa {
 
     /// The arithmetic this level does.
     pub fn precision(self) -> Precision {
-        if self == Isa::Avx512Bf16 {
+        if self >= Isa::Avx512Bf16 {
             Precision::Fast
         } else {
             Precision::Exact
@@ -132,7 +140,13 @@ impl Isa {
 
     #[inline(always)]
     pub(crate) fn bf16_dot(self) -> bool {
-        cfg!(target_arch = "x86_64") && self == Isa::Avx512Bf16
+        cfg!(target_arch = "x86_64") && self >= Isa::Avx512Bf16
+    }
+
+    /// Whether many-row bf16 GEMMs run on AMX tiles.
+    #[inline(always)]
+    pub(crate) fn amx(self) -> bool {
+        cfg!(target_arch = "x86_64") && self == Isa::Amx
     }
 
     /// Whether Q8_0 products take int8 activations and VNNI dot products (the fast level,

@@ -307,6 +307,16 @@ pub fn all_cases() -> Vec<Case> {
                 accumulate: false,
             });
         }
+        // Whole 32-column blocks of whole 32-element rows (AMX reads bf16 rows in place),
+        // an odd number of 16-row tiles.
+        cases.push(MatMul {
+            m: 35,
+            k: 96,
+            n: 288,
+            layout: WeightLayout::OutIn,
+            dtype,
+            accumulate: true,
+        });
         cases.push(MatMul {
             m: 40,
             k: 33,

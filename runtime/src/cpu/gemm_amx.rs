@@ -1,0 +1,520 @@
+//! Many-row GEMM on AMX tiles (the `Amx` level): out[M, N] (+)= x[M, K] · W with bf16
+//! operands and f32 sums (`tdpbf16ps`), the fast precision's arithmetic.
+//!
+//! Computed transposed, outᵀ = W · xᵀ, so a first-operand tile is 16 weight rows of 32
+//! inner indices: for bf16 out-in weights that is the weights themselves, loaded with
+//! the row stride and never packed. x is packed once per call into second-operand tiles
+//! (16 pair rows of 16 x rows, each a bf16 pair of consecutive inner indices). Each task
+//! owns 32 output columns (two weight tiles) and sweeps every row two x tiles at a time
+//! into four accumulator tiles, so one weight panel meets all of x from cache.
+
+use rayon::prelude::*;
+
+use super::view::{SharedOut, WeightSlice};
+use crate::op::WeightLayout;
+
+/// Rows of a tile, and bf16 inner indices per tile row (64 bytes).
+const ROWS: usize = 16;
+const TK: usize = 32;
+/// Output columns per task: two weight tiles.
+const COLS: usize = 2 * ROWS;
+/// u16 elements of one packed x tile.
+const X_TILE: usize = ROWS * TK;
+/// Packed x per row chunk: about half a core's L2.
+const X_CHUNK_BYTES: usize = 1 << 20;
+
+/// Whether this CPU has AMX-TILE and AMX-BF16 and the kernel grants this process the
+/// tile state (Linux hands it out on request; without the grant the instructions fault).
+pub fn available() -> bool {
+    static GRANTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *GRANTED.get_or_init(|| {
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        {
+            #[allow(unused_unsafe)]
+            // SAFETY: CPUID leaf 7 exists on every x86-64 CPU this code runs on.
+            let leaf = unsafe { std::arch::x86_64::__cpuid_count(7, 0) };
+            let (amx_bf16, amx_tile) = ((leaf.edx >> 22) & 1 == 1, (leaf.edx >> 24) & 1 == 1);
+            if !(amx_bf16 && amx_tile) {
+                return false;
+            }
+            const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+            const XFEATURE_XTILEDATA: libc::c_long = 18;
+            // SAFETY: a plain system call with integer arguments.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_arch_prctl,
+                    ARCH_REQ_XCOMP_PERM,
+                    XFEATURE_XTILEDATA,
+                ) == 0
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+        {
+            false
+        }
+    })
+}
+
+/// out[M, N] (+)= x[M, K] · W (any weight dtype and layout; bf16 out-in weights with K a
+/// multiple of 32 are read in place, others are converted one 32-column panel at a time).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: WeightSlice,
+    layout: WeightLayout,
+    n: usize,
+    out: &mut [f32],
+    accumulate: bool,
+) {
+    assert!(
+        available(),
+        "the AMX level is only constructed where the CPU has it"
+    );
+    assert!(
+        x.len() >= m * k && out.len() >= m * n && w.len() >= n * k,
+        "gemm bounds"
+    );
+    let steps = k.div_ceil(TK);
+    let pairs = m.div_ceil(2 * ROWS);
+    let xpack = pack_x(x, m, k, 2 * pairs, steps);
+    let direct = match (w, layout) {
+        (WeightSlice::BF16(s), WeightLayout::OutIn) if k % TK == 0 => Some(s),
+        _ => None,
+    };
+    // Rows in chunks whose packed x stays in a core's L2 while the weight panels pass by.
+    let chunk_pairs = (chunk_bytes / (2 * ROWS * steps * TK * 2)).clamp(1, pairs.max(1));
+    let chunks = pairs.div_ceil(chunk_pairs);
+    let blocks = n.div_ceil(COLS);
+    let shared = SharedOut::new(out);
+    // Chunk-major tasks: a thread's contiguous run of tasks keeps its x chunk.
+    (0..chunks * blocks).into_par_iter().for_each_init(
+        || {
+            (
+                Vec::<u16>::new(),
+                vec![0f32; 4 * ROWS * ROWS],
+                Vec::<f32>::new(),
+            )
+        },
+        |(panel, tiles, row), task| {
+            let (chunk, b) = (task / blocks, task % blocks);
+            let n0 = b * COLS;
+            let nb = (n - n0).min(COLS);
+            // The weight panel: 32 rows of `steps·32` bf16 inner indices.
+            let (wp, stride) = match direct {
+                Some(s) if nb == COLS => (s[n0 * k..].as_ptr(), k),
+                _ => {
+                    fill_panel(w, layout, k, n, n0, nb, steps * TK, panel, row);
+                    (panel.as_ptr(), steps * TK)
+                }
+            };
+            // SAFETY: AMX was granted (asserted above); the panel holds 32 rows of
+            // `stride` ≥ steps·32 elements and xpack 2·pairs tiles per step.
+            unsafe {
+                load_config();
+                for p in chunk * chunk_pairs..((chunk + 1) * chunk_pairs).min(pairs) {
+                    let x0 = xpack.as_ptr().add(2 * p * steps * X_TILE);
+                    tile_block(wp, stride, x0, x0.add(steps * X_TILE), steps, tiles);
+                    store_tiles(tiles, &shared, m, n, 2 * p * ROWS, n0, nb, accumulate);
+                }
+                release();
+            }
+        },
+    );
+}
+
+/// x [m, k] as tiles [m tile][step][16 pairs][16 rows] of bf16 pairs, zero padded to
+/// `tiles` row tiles and `steps·32` inner indices.
+fn pack_x(x: &[f32], m: usize, k: usize, tiles: usize, steps: usize) -> Vec<u16> {
+    let mut packed = vec![0u16; tiles * steps * X_TILE];
+    packed
+        .par_chunks_mut(steps * X_TILE)
+        .enumerate()
+        .for_each(|(t, dst)| {
+            let mut row = [0u16; TK];
+            for r in 0..ROWS.min(m.saturating_sub(t * ROWS)) {
+                let src = &x[(t * ROWS + r) * k..][..k];
+                for s in 0..steps {
+                    let chunk = &src[(s * TK).min(k)..((s + 1) * TK).min(k)];
+                    to_bf16(chunk, &mut row[..chunk.len()]);
+                    row[chunk.len()..].fill(0);
+                    let tile = &mut dst[s * X_TILE..][..X_TILE];
+                    for kk in 0..TK / 2 {
+                        tile[(kk * ROWS + r) * 2] = row[2 * kk];
+                        tile[(kk * ROWS + r) * 2 + 1] = row[2 * kk + 1];
+                    }
+                }
+            }
+        });
+    packed
+}
+
+/// Weight rows n0..n0+nb as a [32][kp] bf16 panel (missing rows and inner indices 0).
+#[allow(clippy::too_many_arguments)]
+fn fill_panel(
+    w: WeightSlice,
+    layout: WeightLayout,
+    k: usize,
+    n: usize,
+    n0: usize,
+    nb: usize,
+    kp: usize,
+    panel: &mut Vec<u16>,
+    row: &mut Vec<f32>,
+) {
+    panel.clear();
+    panel.resize(COLS * kp, 0);
+    match layout {
+        WeightLayout::OutIn => {
+            row.resize(k, 0.0);
+            for j in 0..nb {
+                let dst = &mut panel[j * kp..][..k];
+                match w {
+                    WeightSlice::BF16(s) => dst.copy_from_slice(&s[(n0 + j) * k..][..k]),
+                    _ => {
+                        w.widen_into((n0 + j) * k, row);
+                        to_bf16(row, dst);
+                    }
+                }
+            }
+        }
+        WeightLayout::InOut => {
+            row.resize(nb, 0.0);
+            let mut bits = [0u16; COLS];
+            for kk in 0..k {
+                w.widen_into(kk * n + n0, row);
+                to_bf16(row, &mut bits[..nb]);
+                for (j, &b) in bits[..nb].iter().enumerate() {
+                    panel[j * kp + kk] = b;
+                }
+            }
+        }
+    }
+}
+
+/// f32 -> bf16 bits, rounding to nearest even.
+fn to_bf16(src: &[f32], dst: &mut [u16]) {
+    assert!(dst.len() <= src.len());
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the AMX level implies AVX512-BF16; bounds asserted above.
+    unsafe {
+        to_bf16_avx512(src, dst)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    for (d, &v) in dst.iter_mut().zip(src) {
+        *d = super::gemm_avx512::bf16(v) as u16;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn to_bf16_avx512(src: &[f32], dst: &mut [u16]) {
+    use std::arch::x86_64::*;
+    let whole = dst.len() / 32 * 32;
+    for i in (0..whole).step_by(32) {
+        let lo = _mm512_loadu_ps(src.as_ptr().add(i));
+        let hi = _mm512_loadu_ps(src.as_ptr().add(i + 16));
+        let bits: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+        _mm512_storeu_si512(dst.as_mut_ptr().add(i) as *mut _, bits);
+    }
+    for i in whole..dst.len() {
+        dst[i] = super::gemm_avx512::bf16(src[i]) as u16;
+    }
+}
+
+/// Stores (or adds) the four accumulator tiles into `out`: tile t = 2·(weight tile) +
+/// (x tile) holds outᵀ, element [j][i] being out[m0 + 16·xt + i][n0 + 16·wt + j].
+#[allow(clippy::too_many_arguments)]
+fn store_tiles(
+    tiles: &[f32],
+    out: &SharedOut,
+    m: usize,
+    n: usize,
+    m0: usize,
+    n0: usize,
+    nb: usize,
+    accumulate: bool,
+) {
+    for t in 0..4 {
+        let (wt, xt) = (t / 2, t % 2);
+        let tile = &tiles[t * ROWS * ROWS..][..ROWS * ROWS];
+        let (r0, c0) = (m0 + xt * ROWS, n0 + wt * ROWS);
+        let rows = ROWS.min(m.saturating_sub(r0));
+        let cols = ROWS.min(nb.saturating_sub(wt * ROWS));
+        if rows == 0 || cols == 0 {
+            continue;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if rows == ROWS && cols == ROWS {
+            // SAFETY: a whole tile: rows r0..r0+16 and columns c0..c0+16 lie in `out`
+            // (r0 + 16 ≤ m, c0 + 16 ≤ n0 + nb ≤ n) and belong to this task alone.
+            unsafe { store_transposed(tile, out.at(r0 * n + c0), n, accumulate) };
+            continue;
+        }
+        for i in 0..rows {
+            for j in 0..cols {
+                let v = tile[j * ROWS + i];
+                // SAFETY: r0 + i < m and the column is inside this task's columns.
+                let dst = unsafe { out.at((r0 + i) * n + c0 + j) };
+                *dst = if accumulate { *dst + v } else { v };
+            }
+        }
+    }
+}
+
+/// out rows i = column i of the 16x16 `tile` (row stride `ld`), stored or added: four
+/// rounds of two-source permutes swap ever smaller blocks across the diagonal.
+/// # Safety
+/// AVX-512 F; `dst` starts 16 rows of 16 writable f32 at stride `ld`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn store_transposed(tile: &[f32], dst: *mut f32, ld: usize, accumulate: bool) {
+    use std::arch::x86_64::*;
+    assert!(tile.len() >= ROWS * ROWS);
+    let mut r = [_mm512_setzero_ps(); ROWS];
+    for (i, v) in r.iter_mut().enumerate() {
+        *v = _mm512_loadu_ps(tile.as_ptr().add(i * ROWS));
+    }
+    for (round, (lo, hi)) in TRANSPOSE.iter().enumerate() {
+        let g = 8 >> round;
+        let (lo, hi) = (
+            _mm512_loadu_si512(lo.as_ptr() as *const _),
+            _mm512_loadu_si512(hi.as_ptr() as *const _),
+        );
+        for i in 0..ROWS {
+            if i & g != 0 {
+                continue;
+            }
+            let (a, b) = (r[i], r[i + g]);
+            r[i] = _mm512_permutex2var_ps(a, lo, b);
+            r[i + g] = _mm512_permutex2var_ps(a, hi, b);
+        }
+    }
+    for (i, v) in r.iter().enumerate() {
+        let p = dst.add(i * ld);
+        let v = if accumulate {
+            _mm512_add_ps(_mm512_loadu_ps(p), *v)
+        } else {
+            *v
+        };
+        _mm512_storeu_ps(p, v);
+    }
+}
+
+/// Per round (block sizes 8, 4, 2, 1) the lanes of the new rows i and i + g: within each
+/// 2g-lane block, row i takes the first g lanes of a then of b, row i + g the second g.
+const TRANSPOSE: [([u32; 16], [u32; 16]); 4] = {
+    let mut out = [([0u32; 16], [0u32; 16]); 4];
+    let mut round = 0;
+    while round < 4 {
+        let g = 8 >> round;
+        let mut l = 0;
+        while l < 16 {
+            let (base, off) = (l / (2 * g) * (2 * g), l % (2 * g));
+            let (src, o) = if off < g { (0, off) } else { (16, off - g) };
+            out[round].0[l] = (src + base + o) as u32;
+            out[round].1[l] = (src + base + g + o) as u32;
+            l += 1;
+        }
+        round += 1;
+    }
+    out
+};
+
+/// Palette 1 with all eight tiles 16 rows of 64 bytes.
+#[repr(C, align(64))]
+struct TileConfig([u8; 64]);
+
+const CONFIG: TileConfig = {
+    let mut c = [0u8; 64];
+    c[0] = 1;
+    let mut t = 0;
+    while t < 8 {
+        c[16 + 2 * t] = 64;
+        c[48 + t] = ROWS as u8;
+        t += 1;
+    }
+    TileConfig(c)
+};
+
+/// # Safety
+/// AMX must be granted (`available`).
+#[inline]
+unsafe fn load_config() {
+    std::arch::asm!("ldtilecfg [{}]", in(reg) CONFIG.0.as_ptr(), options(nostack, readonly, preserves_flags));
+}
+
+/// Returns the tile registers to their initial state (cheaper context switches).
+/// # Safety
+/// AMX must be granted.
+#[inline]
+unsafe fn release() {
+    std::arch::asm!("tilerelease", options(nostack, nomem, preserves_flags));
+}
+
+/// tiles[0..4] = W rows 0..32 (two tiles) · the x tiles at x0, x1, over `steps` steps.
+/// # Safety
+/// The tile config is loaded; `w` holds 32 rows of `stride` ≥ 32·steps bf16, `x0`, `x1`
+/// `steps` packed tiles each; `tiles` 4·256 f32.
+unsafe fn tile_block(
+    w: *const u16,
+    stride: usize,
+    x0: *const u16,
+    x1: *const u16,
+    steps: usize,
+    tiles: &mut [f32],
+) {
+    use std::arch::asm;
+    assert!(tiles.len() >= 4 * ROWS * ROWS);
+    asm!(
+        "tilezero tmm0",
+        "tilezero tmm1",
+        "tilezero tmm2",
+        "tilezero tmm3",
+        options(nostack, nomem, preserves_flags)
+    );
+    let w1 = w.add(ROWS * stride);
+    for s in 0..steps {
+        asm!(
+            "tileloadd tmm4, [{w0} + {ws}]",
+            "tileloadd tmm5, [{w1} + {ws}]",
+            "tileloadd tmm6, [{x0} + {xs}]",
+            "tileloadd tmm7, [{x1} + {xs}]",
+            "tdpbf16ps tmm0, tmm4, tmm6",
+            "tdpbf16ps tmm1, tmm4, tmm7",
+            "tdpbf16ps tmm2, tmm5, tmm6",
+            "tdpbf16ps tmm3, tmm5, tmm7",
+            w0 = in(reg) w.add(s * TK),
+            w1 = in(reg) w1.add(s * TK),
+            ws = in(reg) stride * 2,
+            x0 = in(reg) x0.add(s * X_TILE),
+            x1 = in(reg) x1.add(s * X_TILE),
+            xs = in(reg) 4 * ROWS,
+            options(nostack, readonly, preserves_flags),
+        );
+    }
+    let t = tiles.as_mut_ptr();
+    asm!(
+        "tilestored [{t0} + {s}], tmm0",
+        "tilestored [{t1} + {s}], tmm1",
+        "tilestored [{t2} + {s}], tmm2",
+        "tilestored [{t3} + {s}], tmm3",
+        t0 = in(reg) t,
+        t1 = in(reg) t.add(ROWS * ROWS),
+        t2 = in(reg) t.add(2 * ROWS * ROWS),
+        t3 = in(reg) t.add(3 * ROWS * ROWS),
+        s = in(reg) 4 * ROWS,
+        options(nostack, preserves_flags),
+    );
+}
+
+/// The peak probe's loop: `iters` rounds of four independent `tdpbf16ps` on register
+/// tiles (16·16·32 multiply-adds each). Returns one accumulator element.
+pub fn peak_loop(iters: usize) -> f32 {
+    assert!(
+        available(),
+        "the AMX level is only constructed where the CPU has it"
+    );
+    // Small values keep the sums finite for any iteration count.
+    let ones = vec![0x3380u16; X_TILE];
+    let mut out = vec![0f32; ROWS * ROWS];
+    // SAFETY: AMX was granted; the sources hold one tile each, `out` one f32 tile.
+    unsafe {
+        use std::arch::asm;
+        load_config();
+        asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            options(nostack, nomem, preserves_flags)
+        );
+        asm!("tileloadd tmm4, [{p} + {s}]", "tileloadd tmm5, [{p} + {s}]", p = in(reg) ones.as_ptr(), s = in(reg) 64usize, options(nostack, readonly, preserves_flags));
+        for _ in 0..iters {
+            asm!(
+                "tdpbf16ps tmm0, tmm4, tmm5",
+                "tdpbf16ps tmm1, tmm4, tmm5",
+                "tdpbf16ps tmm2, tmm4, tmm5",
+                "tdpbf16ps tmm3, tmm4, tmm5",
+                options(nostack, nomem, preserves_flags),
+            );
+        }
+        asm!("tilestored [{p} + {s}], tmm3", p = in(reg) out.as_mut_ptr(), s = in(reg) 64usize, options(nostack, preserves_flags));
+        release();
+    }
+    out[0]
+}
+
+/// Multiply-adds per `peak_loop` round.
+pub const PEAK_FLOPS_PER_ITER: f64 = 4.0 * (ROWS * ROWS * TK) as f64 * 2.0;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against an f64 product of the bf16-rounded operands, with row chunks of one and
+    /// of two tile pairs, weights read in place and through panels.
+    #[test]
+    fn chunked_products_match_the_rounded_reference() {
+        if !available() {
+            println!("SKIPPED: no AMX on this CPU");
+            return;
+        }
+        let round = |v: f32| f32::from_bits(super::super::gemm_avx512::bf16(v) << 16) as f64;
+        let (m, k, n) = (70, 128, 96);
+        let x: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5)
+            .collect();
+        let wf: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 104_729) % 997) as f32 / 997.0 - 0.5)
+            .collect();
+        let wb: Vec<u16> = wf
+            .iter()
+            .map(|&v| super::super::gemm_avx512::bf16(v) as u16)
+            .collect();
+        let mut want = vec![0f64; m * n];
+        for r in 0..m {
+            for c in 0..n {
+                want[r * n + c] = (0..k)
+                    .map(|i| round(x[r * k + i]) * round(wf[c * k + i]))
+                    .sum();
+            }
+        }
+        let pair_bytes = 2 * ROWS * k * 2;
+        for w in [WeightSlice::BF16(&wb), WeightSlice::F32(&wf)] {
+            for chunk in [pair_bytes, 2 * pair_bytes, X_CHUNK_BYTES] {
+                let mut out = vec![0f32; m * n];
+                gemm_in_chunks(&x, m, k, w, WeightLayout::OutIn, n, &mut out, false, chunk);
+                for (i, (&g, &e)) in out.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                        "chunk {chunk} at {i}: {g} vs {e}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tiles_store_transposed() {
+        if !crate::cpu::Isa::Avx512.available() {
+            println!("SKIPPED: no AVX-512 on this CPU");
+            return;
+        }
+        let tile: Vec<f32> = (0..256).map(|v| v as f32).collect();
+        for accumulate in [false, true] {
+            let ld = 19;
+            let mut out = vec![1f32; 16 * ld];
+            // SAFETY: AVX-512 checked; `out` holds 16 rows at stride 19.
+            unsafe { store_transposed(&tile, out.as_mut_ptr(), ld, accumulate) };
+            for i in 0..16 {
+                for j in 0..16 {
+                    let want = (j * 16 + i) as f32 + if accumulate { 1.0 } else { 0.0 };
+                    assert_eq!(out[i * ld + j], want, "row {i} column {j}");
+                }
+                assert_eq!(out[i * ld + 16], 1.0, "row {i} past the tile");
+            }
+        }
+    }
+}

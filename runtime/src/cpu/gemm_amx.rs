@@ -68,6 +68,22 @@ pub fn gemm(
     out: &mut [f32],
     accumulate: bool,
 ) {
+    gemm_in_chunks(x, m, k, w, layout, n, out, accumulate, X_CHUNK_BYTES)
+}
+
+/// `gemm` with x in row chunks of about `chunk_bytes` packed (results do not depend on it).
+#[allow(clippy::too_many_arguments)]
+fn gemm_in_chunks(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: WeightSlice,
+    layout: WeightLayout,
+    n: usize,
+    out: &mut [f32],
+    accumulate: bool,
+    chunk_bytes: usize,
+) {
     assert!(
         available(),
         "the AMX level is only constructed where the CPU has it"

@@ -1,5 +1,5 @@
 //! The codec part of `uniaudio bench`: a synthesized ReasoningCodec (cached) decodes seeded
-//! tokens; reports flow and SQ-decoder time, GFLOP/s against the measured FMA peak (CPU, wgpu)
+//! tokens; reports flow and SQ-decoder time, GFLOP/s against the measured compute peak (CPU, wgpu)
 //! and seconds of audio per second of compute.
 
 use std::path::PathBuf;
@@ -136,10 +136,14 @@ fn bench_on<B: Backend>(
     Ok(())
 }
 
-/// `gflops` as a share of the FMA peak measured in the same run (CPU and wgpu).
+/// `gflops` as a share of the compute peak measured in the same run (CPU and wgpu): the
+/// FMA rate, or on the fast CPU levels that of the instruction their GEMM runs on.
 pub fn of_peak(gflops: f64, peak: Option<f64>) -> String {
     peak.map_or("(no peak measured for this backend)".to_string(), |p| {
-        format!("{:.1}% of the {p:.1} GFLOP/s FMA peak", 100.0 * gflops / p)
+        format!(
+            "{:.1}% of the {p:.1} GFLOP/s compute peak",
+            100.0 * gflops / p
+        )
     })
 }
 

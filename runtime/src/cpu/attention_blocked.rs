@@ -70,20 +70,7 @@ pub fn attention(isa: Isa, p: &Problem, out: &mut [f32]) {
             if let Some(bias) = p.bias {
                 bias(hd, t0 + r, &mut row[..seen]);
             }
-            let max = row[..seen]
-                .iter()
-                .copied()
-                .fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for x in &mut row[..seen] {
-                *x = (*x - max).exp();
-                sum += *x;
-            }
-            let inv = 1.0 / sum;
-            for x in &mut row[..seen] {
-                *x *= inv;
-            }
-            row[seen..].fill(0.0);
+            super::vexp::softmax_prefix(isa, row, seen);
         }
         let mut o = vec![0f32; rows * d];
         gemm(

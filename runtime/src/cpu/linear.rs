@@ -2,7 +2,6 @@
 
 use rayon::prelude::*;
 
-use super::elementwise::unary_fn;
 use super::matmul::matmul;
 use super::simd::Isa;
 use super::view::WeightSlice;
@@ -51,12 +50,8 @@ pub fn linear(
             if bias.is_none() && act.is_none() {
                 return;
             }
-            out.par_chunks_mut(n).for_each(|row| {
-                for (j, o) in row.iter_mut().enumerate() {
-                    let y = *o + bias_at(j);
-                    *o = act.map_or(y, |f| unary_fn(f, y));
-                }
-            });
+            out.par_chunks_mut(n)
+                .for_each(|row| super::vexp::act_row(isa, act, bias.as_deref(), row));
         }
         LinearEpilogue::GatedAdd(gate) => {
             let mut y = vec![0f32; out.len()];

@@ -23,6 +23,7 @@ mod sample;
 mod simd;
 mod storage;
 pub mod tune;
+mod vexp;
 mod view;
 
 use std::sync::Mutex;

@@ -1,0 +1,232 @@
+//! The fast levels' exponentials: exp as a 16-lane polynomial (degree 7 after reduction
+//! by ln 2, scaled by `vscalefps`; within 2 ulp of the correctly rounded value) for the
+//! softmax rows of attention and the GELU-tanh and SiLU epilogues, whose scalar `expf`
+//! calls otherwise cost as much as the products around them. `exact` keeps libm's exp.
+
+use super::elementwise::unary_fn;
+use super::simd::Isa;
+use crate::op::UnaryFn;
+
+/// Whether `isa` takes the vector exponentials (the fast levels; they imply AVX-512).
+#[inline]
+pub fn vector(isa: Isa) -> bool {
+    isa.bf16_dot()
+}
+
+/// row[..seen] = softmax(row[..seen]), row[seen..] = 0.
+pub fn softmax_prefix(isa: Isa, row: &mut [f32], seen: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if vector(isa) {
+        // SAFETY: the fast levels are only constructed on CPUs with AVX-512 F.
+        unsafe { x86::softmax_prefix(row, seen) };
+        row[seen..].fill(0.0);
+        return;
+    }
+    let _ = isa;
+    let max = row[..seen]
+        .iter()
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f32;
+    for x in &mut row[..seen] {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    let inv = 1.0 / sum;
+    for x in &mut row[..seen] {
+        *x *= inv;
+    }
+    row[seen..].fill(0.0);
+}
+
+/// row[j] = f(row[j] + bias[j]) (no bias: f(row[j])).
+pub fn act_row(isa: Isa, f: Option<UnaryFn>, bias: Option<&[f32]>, row: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if vector(isa) && matches!(f, Some(UnaryFn::GeluTanh | UnaryFn::Silu)) {
+        // SAFETY: the fast levels are only constructed on CPUs with AVX-512 F; the bias,
+        // when given, covers the row (asserted).
+        assert!(
+            bias.is_none_or(|b| b.len() >= row.len()),
+            "bias shorter than the row"
+        );
+        unsafe { x86::act_row(f == Some(UnaryFn::Silu), bias, row) };
+        return;
+    }
+    let _ = isa;
+    for (j, o) in row.iter_mut().enumerate() {
+        let y = *o + bias.map_or(0.0, |b| b[j]);
+        *o = f.map_or(y, |f| unary_fn(f, y));
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    /// ln 2 split so that n·LN2_HI is exact for |n| < 2^11.
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+
+    /// e^x per lane. Below -104 the result is 0, above 88.7 it is +inf as expf gives.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn exp16(x: __m512) -> __m512 {
+        let x = _mm512_max_ps(x, _mm512_set1_ps(-104.0));
+        let x = _mm512_min_ps(x, _mm512_set1_ps(89.0));
+        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm512_mul_ps(x, _mm512_set1_ps(LOG2E)),
+        );
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
+        // 1 + r + r²/2! + … + r⁷/7! on |r| ≤ ln2/2 (truncation error below 5e-9).
+        let mut p = _mm512_set1_ps(1.0 / 5040.0);
+        for c in [
+            1.0 / 720.0,
+            1.0 / 120.0,
+            1.0 / 24.0,
+            1.0 / 6.0,
+            0.5,
+            1.0,
+            1.0,
+        ] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        _mm512_scalef_ps(p, n)
+    }
+
+    /// The lanes of a row's last partial chunk.
+    #[inline]
+    fn tail_mask(len: usize) -> __mmask16 {
+        ((1u32 << len) - 1) as __mmask16
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn softmax_prefix(row: &mut [f32], seen: usize) {
+        let p = row.as_mut_ptr();
+        assert!(seen <= row.len());
+        let whole = seen / 16 * 16;
+        let mask = tail_mask(seen - whole);
+        let mut max = _mm512_set1_ps(f32::NEG_INFINITY);
+        for i in (0..whole).step_by(16) {
+            max = _mm512_max_ps(max, _mm512_loadu_ps(p.add(i)));
+        }
+        max = _mm512_mask_max_ps(max, mask, max, _mm512_maskz_loadu_ps(mask, p.add(whole)));
+        let max = _mm512_set1_ps(_mm512_reduce_max_ps(max));
+        let mut sum = _mm512_setzero_ps();
+        for i in (0..whole).step_by(16) {
+            let e = exp16(_mm512_sub_ps(_mm512_loadu_ps(p.add(i)), max));
+            _mm512_storeu_ps(p.add(i), e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        let e = exp16(_mm512_sub_ps(
+            _mm512_maskz_loadu_ps(mask, p.add(whole)),
+            max,
+        ));
+        _mm512_mask_storeu_ps(p.add(whole), mask, e);
+        sum = _mm512_mask_add_ps(sum, mask, sum, e);
+        let inv = _mm512_set1_ps(1.0 / _mm512_reduce_add_ps(sum));
+        for i in (0..whole).step_by(16) {
+            _mm512_storeu_ps(p.add(i), _mm512_mul_ps(_mm512_loadu_ps(p.add(i)), inv));
+        }
+        let t = _mm512_maskz_loadu_ps(mask, p.add(whole));
+        _mm512_mask_storeu_ps(p.add(whole), mask, _mm512_mul_ps(t, inv));
+    }
+
+    /// GELU-tanh (as `unary_fn`: 0.5·x·(1 + tanh(β(x + 0.044715x³))), tanh through one
+    /// exp) or SiLU (x / (1 + e^-x)) of row + bias.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn act_row(silu: bool, bias: Option<&[f32]>, row: &mut [f32]) {
+        const BETA: f32 = std::f32::consts::SQRT_2 * std::f32::consts::FRAC_2_SQRT_PI * 0.5;
+        let p = row.as_mut_ptr();
+        let one = _mm512_set1_ps(1.0);
+        let mut i = 0;
+        while i < row.len() {
+            let mask = tail_mask((row.len() - i).min(16));
+            let mut x = _mm512_maskz_loadu_ps(mask, p.add(i));
+            if let Some(b) = bias {
+                x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, b.as_ptr().add(i)));
+            }
+            let y = if silu {
+                _mm512_div_ps(
+                    x,
+                    _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))),
+                )
+            } else {
+                let x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
+                let inner = _mm512_mul_ps(
+                    _mm512_set1_ps(BETA),
+                    _mm512_fmadd_ps(_mm512_set1_ps(0.044715), x3, x),
+                );
+                // tanh(u) = (e^2u − 1) / (e^2u + 1); beyond |u| = 15 it is ±1.
+                let e = exp16(_mm512_add_ps(inner, inner));
+                let t = _mm512_div_ps(_mm512_sub_ps(e, one), _mm512_add_ps(e, one));
+                let big =
+                    _mm512_cmp_ps_mask::<_CMP_GT_OQ>(_mm512_abs_ps(inner), _mm512_set1_ps(15.0));
+                let sign = _mm512_mask_blend_ps(
+                    _mm512_cmp_ps_mask::<_CMP_LT_OQ>(inner, _mm512_setzero_ps()),
+                    one,
+                    _mm512_set1_ps(-1.0),
+                );
+                let t = _mm512_mask_blend_ps(big, t, sign);
+                _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5), x), _mm512_add_ps(one, t))
+            };
+            _mm512_mask_storeu_ps(p.add(i), mask, y);
+            i += 16;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fast() -> Option<Isa> {
+        [Isa::Amx, Isa::Avx512Bf16]
+            .into_iter()
+            .find(|l| l.available())
+    }
+
+    #[test]
+    fn vector_softmax_matches_the_scalar_one() {
+        let Some(isa) = fast() else {
+            return println!("SKIPPED: no fast level on this CPU");
+        };
+        for (len, seen) in [(37, 37), (37, 20), (64, 64), (5, 1), (300, 299)] {
+            let row: Vec<f32> = (0..len)
+                .map(|i| ((i * 7919) % 211) as f32 * 0.37 - 30.0)
+                .collect();
+            let (mut got, mut want) = (row.clone(), row.clone());
+            softmax_prefix(isa, &mut got, seen);
+            softmax_prefix(Isa::Avx512, &mut want, seen);
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - w).abs() <= 4e-7 * w.abs() + 1e-30,
+                    "len {len} seen {seen} at {i}: {g} vs {w}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn vector_activations_match_the_scalar_ones() {
+        let Some(isa) = fast() else {
+            return println!("SKIPPED: no fast level on this CPU");
+        };
+        let row: Vec<f32> = (0..203).map(|i| (i as f32 - 101.0) * 0.173).collect();
+        let bias: Vec<f32> = (0..203).map(|i| (i % 7) as f32 * 0.01).collect();
+        for f in [UnaryFn::GeluTanh, UnaryFn::Silu] {
+            for b in [None, Some(&bias[..])] {
+                let (mut got, mut want) = (row.clone(), row.clone());
+                act_row(isa, Some(f), b, &mut got);
+                act_row(Isa::Avx512, Some(f), b, &mut want);
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - w).abs() <= 1e-6 * (1.0 + w.abs()),
+                        "{f:?} at {i}: {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+}

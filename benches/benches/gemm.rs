@@ -11,27 +11,14 @@ use uniaudio_runtime::{ops, Backend, ConvParams, Cpu, DType, Epilogue, Tensor};
 
 fn random(b: &Cpu, shape: &[usize], seed: u32) -> Tensor<Cpu> {
     let n: usize = shape.iter().product();
-    let values: Vec<f32> = (0..n)
-        .map(|i| (uniaudio_runtime::rng::hash32(seed ^ i as u32) >> 8) as f32 / 8_388_608.0 - 1.0)
-        .collect();
+    let values: Vec<f32> = (0..n).map(|i| (uniaudio_runtime::rng::hash32(seed ^ i as u32) >> 8) as f32 / 8_388_608.0 - 1.0).collect();
     ops::upload_f32(b, shape, &values, DType::F32).expect("upload")
 }
 
 fn report(c: &mut Criterion, name: &str, flops: f64, peak: f64, f: impl FnMut()) {
-    if let Some(best) = uniaudio_benches::timed(
-        c,
-        name,
-        Throughput::Elements(flops as u64),
-        Duration::from_secs(5),
-        f,
-        || {},
-    ) {
+    if let Some(best) = uniaudio_benches::timed(c, name, Throughput::Elements(flops as u64), Duration::from_secs(5), f, || {}) {
         let gflops = flops / best / 1e9;
-        println!(
-            "{name}: best {:.2} ms, {gflops:.1} GFLOP/s = {:.1}% of the {peak:.1} GFLOP/s FMA peak",
-            best * 1e3,
-            100.0 * gflops / peak
-        );
+        println!("{name}: best {:.2} ms, {gflops:.1} GFLOP/s = {:.1}% of the {peak:.1} GFLOP/s FMA peak", best * 1e3, 100.0 * gflops / peak);
     }
 }
 

@@ -17,19 +17,13 @@ fn gemv(c: &mut Criterion) {
     println!("read bandwidth baseline: {bw:.2} GB/s");
     let mut summary = Vec::new();
     let mut group = c.benchmark_group("gemv/cpu");
-    group
-        .sample_size(10)
-        .measurement_time(Duration::from_secs(8))
-        .warm_up_time(Duration::from_secs(1));
+    group.sample_size(10).measurement_time(Duration::from_secs(8)).warm_up_time(Duration::from_secs(1));
     for dtype in [DType::BF16, DType::F32] {
         for case in GemvCase::standard(dtype) {
             let work = GemvWorkload::new(&backend, &case).expect("allocate workload");
             let per_pass = RefCell::new(Vec::new());
             group.throughput(Throughput::Bytes(case.weight_bytes() as u64));
-            let id = format!(
-                "{}/{}/{}x{}x{}",
-                case.name, dtype, case.layers, case.rows, case.cols
-            );
+            let id = format!("{}/{}/{}x{}x{}", case.name, dtype, case.layers, case.rows, case.cols);
             group.bench_function(&id, |b| {
                 b.iter_custom(|iters| {
                     let t = Instant::now();
@@ -37,19 +31,14 @@ fn gemv(c: &mut Criterion) {
                         work.run_pass(&backend).expect("gemv pass");
                     }
                     let elapsed = t.elapsed();
-                    per_pass
-                        .borrow_mut()
-                        .push(elapsed.as_secs_f64() / iters as f64);
+                    per_pass.borrow_mut().push(elapsed.as_secs_f64() / iters as f64);
                     elapsed
                 })
             });
             let mut times = per_pass.into_inner();
             let med = uniaudio_runtime::bench::median(&mut times);
             let gbs = case.weight_bytes() as f64 / med / 1e9;
-            summary.push(format!(
-                "{id:<32} {gbs:7.2} GB/s  {:5.1}% of {bw:.2} GB/s read bandwidth",
-                100.0 * gbs / bw
-            ));
+            summary.push(format!("{id:<32} {gbs:7.2} GB/s  {:5.1}% of {bw:.2} GB/s read bandwidth", 100.0 * gbs / bw));
         }
     }
     group.finish();

@@ -7,19 +7,9 @@ use criterion::{Criterion, Throughput};
 
 /// Runs `f` under criterion (10 samples) with `sync` after each batch, and returns the
 /// best seconds per call it saw (None when a filter skipped the benchmark).
-pub fn timed(
-    c: &mut Criterion,
-    name: &str,
-    throughput: Throughput,
-    measure: Duration,
-    mut f: impl FnMut(),
-    sync: impl Fn(),
-) -> Option<f64> {
+pub fn timed(c: &mut Criterion, name: &str, throughput: Throughput, measure: Duration, mut f: impl FnMut(), sync: impl Fn()) -> Option<f64> {
     let mut group = c.benchmark_group(name);
-    group
-        .sample_size(10)
-        .measurement_time(measure)
-        .warm_up_time(Duration::from_millis(500));
+    group.sample_size(10).measurement_time(measure).warm_up_time(Duration::from_millis(500));
     group.throughput(throughput);
     let mut best = f64::INFINITY;
     group.bench_function("call", |bch| {

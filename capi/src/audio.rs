@@ -59,17 +59,8 @@ fn audio_out(a: Audio, out: &mut UniaudioAudio) {
 /// # Safety
 /// `model` is a live model; `text` a NUL-terminated string; `out` writable.
 #[no_mangle]
-pub unsafe extern "C" fn uniaudio_tts(
-    model: *mut UniaudioModel,
-    text: *const c_char,
-    options: *const UniaudioOptions,
-    out: *mut UniaudioAudio,
-) -> UniaudioStatus {
-    if let Err(s) = non_null(
-        "uniaudio_tts",
-        "model, text and out",
-        &[model.is_null(), text.is_null(), out.is_null()],
-    ) {
+pub unsafe extern "C" fn uniaudio_tts(model: *mut UniaudioModel, text: *const c_char, options: *const UniaudioOptions, out: *mut UniaudioAudio) -> UniaudioStatus {
+    if let Err(s) = non_null("uniaudio_tts", "model, text and out", &[model.is_null(), text.is_null(), out.is_null()]) {
         return s;
     }
     guard(|| {
@@ -78,29 +69,15 @@ pub unsafe extern "C" fn uniaudio_tts(
         let m = &mut (*model).model;
         let req = uniaudio::TaskRequest {
             task: uniaudio::Task::Tts,
-            text: uniaudio::TaskText {
-                text: Some(text.to_string()),
-                ..Default::default()
-            },
+            text: uniaudio::TaskText { text: Some(text.to_string()), ..Default::default() },
             audio: None,
             sampling: s,
-            codec: uniaudio::CodecSettings {
-                steps: codec_steps,
-                ..Default::default()
-            },
+            codec: uniaudio::CodecSettings { steps: codec_steps, ..Default::default() },
             prompt_frames: None,
         };
         let o = m.run(&req, &mut |_| {})?;
-        let samples = o
-            .audio
-            .ok_or_else(|| Error::Internal("no audio was produced".into()))?;
-        audio_out(
-            Audio {
-                samples,
-                sample_rate: o.sample_rate,
-            },
-            &mut *out,
-        );
+        let samples = o.audio.ok_or_else(|| Error::Internal("no audio was produced".into()))?;
+        audio_out(Audio { samples, sample_rate: o.sample_rate }, &mut *out);
         Ok(())
     })
 }
@@ -111,25 +88,12 @@ pub unsafe extern "C" fn uniaudio_tts(
 /// # Safety
 /// `model` is a live model; `samples` points to `len` floats; `out_text` is writable.
 #[no_mangle]
-pub unsafe extern "C" fn uniaudio_transcribe(
-    model: *mut UniaudioModel,
-    samples: *const f32,
-    len: usize,
-    sample_rate: u32,
-    out_text: *mut *mut c_char,
-) -> UniaudioStatus {
-    if let Err(s) = non_null(
-        "uniaudio_transcribe",
-        "model, samples and out_text",
-        &[model.is_null(), samples.is_null(), out_text.is_null()],
-    ) {
+pub unsafe extern "C" fn uniaudio_transcribe(model: *mut UniaudioModel, samples: *const f32, len: usize, sample_rate: u32, out_text: *mut *mut c_char) -> UniaudioStatus {
+    if let Err(s) = non_null("uniaudio_transcribe", "model, samples and out_text", &[model.is_null(), samples.is_null(), out_text.is_null()]) {
         return s;
     }
     guard(|| {
-        let audio = Audio {
-            samples: std::slice::from_raw_parts(samples, len).to_vec(),
-            sample_rate,
-        };
+        let audio = Audio { samples: std::slice::from_raw_parts(samples, len).to_vec(), sample_rate };
         let text = (*model).model.transcribe(&audio)?;
         *out_text = c_string(&text);
         Ok(())
@@ -141,15 +105,8 @@ pub unsafe extern "C" fn uniaudio_transcribe(
 /// # Safety
 /// `path` is a NUL-terminated string; `out` is writable.
 #[no_mangle]
-pub unsafe extern "C" fn uniaudio_audio_read(
-    path: *const c_char,
-    out: *mut UniaudioAudio,
-) -> UniaudioStatus {
-    if let Err(s) = non_null(
-        "uniaudio_audio_read",
-        "path and out",
-        &[path.is_null(), out.is_null()],
-    ) {
+pub unsafe extern "C" fn uniaudio_audio_read(path: *const c_char, out: *mut UniaudioAudio) -> UniaudioStatus {
+    if let Err(s) = non_null("uniaudio_audio_read", "path and out", &[path.is_null(), out.is_null()]) {
         return s;
     }
     guard(|| {
@@ -163,31 +120,15 @@ pub unsafe extern "C" fn uniaudio_audio_read(
 /// # Safety
 /// `audio` points to a filled `UniaudioAudio`; `path` is a NUL-terminated string.
 #[no_mangle]
-pub unsafe extern "C" fn uniaudio_audio_write_wav(
-    audio: *const UniaudioAudio,
-    path: *const c_char,
-) -> UniaudioStatus {
-    if let Err(s) = non_null(
-        "uniaudio_audio_write_wav",
-        "audio, path and audio->samples (when len > 0)",
-        &[
-            audio.is_null(),
-            path.is_null(),
-            !audio.is_null() && (*audio).samples.is_null() && (*audio).len > 0,
-        ],
-    ) {
+pub unsafe extern "C" fn uniaudio_audio_write_wav(audio: *const UniaudioAudio, path: *const c_char) -> UniaudioStatus {
+    if let Err(s) = non_null("uniaudio_audio_write_wav", "audio, path and audio->samples (when len > 0)", &[audio.is_null(), path.is_null(), !audio.is_null() && (*audio).samples.is_null() && (*audio).len > 0]) {
         return s;
     }
     guard(|| {
         let path = std::path::Path::new(str_arg(path, "path")?);
         let a = &*audio;
-        let samples = if a.len == 0 {
-            &[][..]
-        } else {
-            std::slice::from_raw_parts(a.samples, a.len)
-        };
-        write_wav(path, samples, a.sample_rate)
-            .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+        let samples = if a.len == 0 { &[][..] } else { std::slice::from_raw_parts(a.samples, a.len) };
+        write_wav(path, samples, a.sample_rate).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
         Ok(())
     })
 }
@@ -200,21 +141,16 @@ pub unsafe extern "C" fn uniaudio_audio_write_wav(
 pub unsafe extern "C" fn uniaudio_audio_free(audio: *mut UniaudioAudio) {
     if let Some(a) = audio.as_mut() {
         if !a.samples.is_null() {
-            drop(Box::from_raw(ptr::slice_from_raw_parts_mut(
-                a.samples, a.len,
-            )));
+            drop(Box::from_raw(ptr::slice_from_raw_parts_mut(a.samples, a.len)));
         }
         a.samples = ptr::null_mut();
         a.len = 0;
     }
 }
 
+
 /// A 32-bit float mono WAV through a temporary file, renamed when complete.
-fn write_wav(
-    path: &std::path::Path,
-    samples: &[f32],
-    rate: u32,
-) -> Result<(), Box<dyn std::error::Error>> {
+fn write_wav(path: &std::path::Path, samples: &[f32], rate: u32) -> Result<(), Box<dyn std::error::Error>> {
     let tmp = path.with_extension("wav.tmp");
     let written = write_wav_at(&tmp, samples, rate).and_then(|()| Ok(std::fs::rename(&tmp, path)?));
     if written.is_err() {
@@ -223,17 +159,8 @@ fn write_wav(
     written
 }
 
-fn write_wav_at(
-    tmp: &std::path::Path,
-    samples: &[f32],
-    rate: u32,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: rate,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
+fn write_wav_at(tmp: &std::path::Path, samples: &[f32], rate: u32) -> Result<(), Box<dyn std::error::Error>> {
+    let spec = hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
     let mut w = hound::WavWriter::create(tmp, spec)?;
     for &s in samples {
         w.write_sample(s)?;

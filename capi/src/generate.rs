@@ -32,8 +32,7 @@ pub struct UniaudioEvent {
 
 /// Called for every event; return 0 to go on, anything else to stop the generation
 /// (the call then returns `UNIAUDIO_STATUS_CANCELLED`).
-pub type UniaudioEventFn =
-    Option<unsafe extern "C" fn(user: *mut c_void, event: *const UniaudioEvent) -> i32>;
+pub type UniaudioEventFn = Option<unsafe extern "C" fn(user: *mut c_void, event: *const UniaudioEvent) -> i32>;
 
 /// Runs one request (a JSON object: `{"frames": [...], "output_kind": "audio"|"text",
 /// "top_k", "temperature", "seed", "max_steps", "cfg_scale"}`; missing sampler fields take
@@ -45,40 +44,20 @@ pub type UniaudioEventFn =
 /// `model` is a live model; `request_json` a NUL-terminated string; `out_json` writable;
 /// `on_event`, if not null, is callable with `user` for the call's duration.
 #[no_mangle]
-pub unsafe extern "C" fn uniaudio_generate(
-    model: *mut UniaudioModel,
-    request_json: *const c_char,
-    on_event: UniaudioEventFn,
-    user: *mut c_void,
-    out_json: *mut *mut c_char,
-) -> UniaudioStatus {
-    if let Err(s) = non_null(
-        "uniaudio_generate",
-        "model, request_json and out_json",
-        &[model.is_null(), request_json.is_null(), out_json.is_null()],
-    ) {
+pub unsafe extern "C" fn uniaudio_generate(model: *mut UniaudioModel, request_json: *const c_char, on_event: UniaudioEventFn, user: *mut c_void, out_json: *mut *mut c_char) -> UniaudioStatus {
+    if let Err(s) = non_null("uniaudio_generate", "model, request_json and out_json", &[model.is_null(), request_json.is_null(), out_json.is_null()]) {
         return s;
     }
     guard(|| {
         let text = str_arg(request_json, "request_json")?;
-        let (frames, options) = generate_json::parse_request(text, &RequestDefaults::default())
-            .map_err(|e| Error::invalid_input(format!("request_json: {e:#}")))?;
+        let (frames, options) = generate_json::parse_request(text, &RequestDefaults::default()).map_err(|e| Error::invalid_input(format!("request_json: {e:#}")))?;
         let generation = (*model).model.generate(&frames, &options)?;
         for event in generation {
             let report = match event? {
-                GenerateEvent::Frame(codes) => UniaudioEvent {
-                    kind: UniaudioEventKind::Frame,
-                    codes,
-                    text_id: 0,
-                },
-                GenerateEvent::Text(id) => UniaudioEvent {
-                    kind: UniaudioEventKind::Text,
-                    codes: [0; 8],
-                    text_id: id,
-                },
+                GenerateEvent::Frame(codes) => UniaudioEvent { kind: UniaudioEventKind::Frame, codes, text_id: 0 },
+                GenerateEvent::Text(id) => UniaudioEvent { kind: UniaudioEventKind::Text, codes: [0; 8], text_id: id },
                 GenerateEvent::Done(out) => {
-                    *out_json =
-                        c_string(&generate_json::output_json(options.kind, &out).to_string());
+                    *out_json = c_string(&generate_json::output_json(options.kind, &out).to_string());
                     return Ok(());
                 }
             };
@@ -101,33 +80,15 @@ pub unsafe extern "C" fn uniaudio_generate(
 /// # Safety
 /// `model` is a live model; `requests_jsonl` a NUL-terminated string; `out_jsonl` writable.
 #[no_mangle]
-pub unsafe extern "C" fn uniaudio_generate_batch(
-    model: *mut UniaudioModel,
-    requests_jsonl: *const c_char,
-    max_batch: usize,
-    out_jsonl: *mut *mut c_char,
-) -> UniaudioStatus {
-    if let Err(s) = non_null(
-        "uniaudio_generate_batch",
-        "model, requests_jsonl and out_jsonl",
-        &[
-            model.is_null(),
-            requests_jsonl.is_null(),
-            out_jsonl.is_null(),
-        ],
-    ) {
+pub unsafe extern "C" fn uniaudio_generate_batch(model: *mut UniaudioModel, requests_jsonl: *const c_char, max_batch: usize, out_jsonl: *mut *mut c_char) -> UniaudioStatus {
+    if let Err(s) = non_null("uniaudio_generate_batch", "model, requests_jsonl and out_jsonl", &[model.is_null(), requests_jsonl.is_null(), out_jsonl.is_null()]) {
         return s;
     }
     guard(|| {
         let text = str_arg(requests_jsonl, "requests_jsonl")?;
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         let max_batch = if max_batch == 0 { 8 } else { max_batch };
-        let outputs = generate_json::run_batch(
-            &mut (*model).model,
-            &lines,
-            max_batch,
-            &RequestDefaults::default(),
-        )?;
+        let outputs = generate_json::run_batch(&mut (*model).model, &lines, max_batch, &RequestDefaults::default())?;
         let mut jsonl = String::new();
         for o in outputs {
             jsonl.push_str(&o.to_string());

@@ -108,16 +108,12 @@ fn guard(f: impl FnOnce() -> Result<(), Failure>) -> UniaudioStatus {
 
 /// A borrowed C string as UTF-8, naming the argument when it is not.
 unsafe fn str_arg<'a>(p: *const c_char, name: &str) -> Result<&'a str, Error> {
-    CStr::from_ptr(p)
-        .to_str()
-        .map_err(|_| Error::invalid_input(format!("{name} is not valid UTF-8")))
+    CStr::from_ptr(p).to_str().map_err(|_| Error::invalid_input(format!("{name} is not valid UTF-8")))
 }
 
 /// A library-owned copy of `s` for the caller (free with `uniaudio_string_free`).
 fn c_string(s: &str) -> *mut c_char {
-    CString::new(s.replace('\0', " "))
-        .unwrap_or_default()
-        .into_raw()
+    CString::new(s.replace('\0', " ")).unwrap_or_default().into_raw()
 }
 
 /// Checks that no pointer in `args` is null, naming them all in the message.
@@ -142,35 +138,17 @@ pub extern "C" fn uniaudio_last_error() -> *const c_char {
 /// # Safety
 /// `path` and `backend` (if not null) are NUL-terminated strings; `out` is writable.
 #[no_mangle]
-pub unsafe extern "C" fn uniaudio_model_load(
-    path: *const c_char,
-    backend: *const c_char,
-    out: *mut *mut UniaudioModel,
-) -> UniaudioStatus {
-    if let Err(s) = non_null(
-        "uniaudio_model_load",
-        "path and out",
-        &[path.is_null(), out.is_null()],
-    ) {
+pub unsafe extern "C" fn uniaudio_model_load(path: *const c_char, backend: *const c_char, out: *mut *mut UniaudioModel) -> UniaudioStatus {
+    if let Err(s) = non_null("uniaudio_model_load", "path and out", &[path.is_null(), out.is_null()]) {
         return s;
     }
     guard(|| {
         let path = str_arg(path, "path")?;
-        let kind = if backend.is_null() {
-            BackendKind::Auto
-        } else {
+        let kind = if backend.is_null() { BackendKind::Auto } else {
             let b = str_arg(backend, "backend")?;
-            BackendKind::parse(b).ok_or_else(|| {
-                Error::invalid_input(format!("backend `{b}`: expected auto, cpu, wgpu or cuda"))
-            })?
+            BackendKind::parse(b).ok_or_else(|| Error::invalid_input(format!("backend `{b}`: expected auto, cpu, wgpu or cuda")))?
         };
-        let model = Model::load(
-            path,
-            LoadOptions {
-                backend: kind,
-                ..Default::default()
-            },
-        )?;
+        let model = Model::load(path, LoadOptions { backend: kind, ..Default::default() })?;
         *out = Box::into_raw(Box::new(UniaudioModel { model }));
         Ok(())
     })

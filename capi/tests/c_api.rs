@@ -19,12 +19,7 @@ fn header_is_current() {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).unwrap();
     let mut generated = Vec::new();
-    cbindgen::Builder::new()
-        .with_crate(crate_dir)
-        .with_config(config)
-        .generate()
-        .expect("cbindgen")
-        .write(&mut generated);
+    cbindgen::Builder::new().with_crate(crate_dir).with_config(config).generate().expect("cbindgen").write(&mut generated);
     let path = root().join("include/uniaudio.h");
     if std::env::var("UNIAUDIO_BLESS").is_ok_and(|v| v == "1") {
         std::fs::write(&path, &generated).unwrap();
@@ -35,13 +30,7 @@ fn header_is_current() {
 
 fn bundle(tmp: &Path) -> PathBuf {
     let dir = tmp.join("bundle");
-    uniaudio::synth_bundle::write_synthetic_bundle(
-        &dir,
-        BundlePreset::Tiny,
-        None,
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    uniaudio::synth_bundle::write_synthetic_bundle(&dir, BundlePreset::Tiny, None, &mut |_, _, _| {}).unwrap();
     dir
 }
 
@@ -50,8 +39,7 @@ fn bundle(tmp: &Path) -> PathBuf {
 fn library_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let deps = exe.parent().unwrap().to_path_buf();
-    let has =
-        |d: &Path| d.join("libuniaudio_c.so").is_file() || d.join("libuniaudio_c.dylib").is_file();
+    let has = |d: &Path| d.join("libuniaudio_c.so").is_file() || d.join("libuniaudio_c.dylib").is_file();
     [deps.clone(), deps.parent().unwrap().to_path_buf()]
         .into_iter()
         .find(|d| has(d))
@@ -77,46 +65,21 @@ fn c_example_builds_and_runs() {
         .arg(&exe)
         .output()
         .unwrap_or_else(|e| panic!("cannot run the C compiler `{cc}`: {e}"));
-    assert!(
-        o.status.success(),
-        "compiling examples/c/tts.c: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "compiling examples/c/tts.c: {}", String::from_utf8_lossy(&o.stderr));
     let wav = tmp.path().join("out.wav");
-    let o = Command::new(&exe)
-        .arg(&dir)
-        .arg(&wav)
-        .env("LD_LIBRARY_PATH", &lib)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "tts example: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let o = Command::new(&exe).arg(&dir).arg(&wav).env("LD_LIBRARY_PATH", &lib).output().unwrap();
+    assert!(o.status.success(), "tts example: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     let reader = hound::WavReader::open(&wav).unwrap();
     assert_eq!(reader.spec().sample_rate, 24_000);
     assert!(reader.len() > 0);
     // A missing bundle: a message, exit 1.
-    let o = Command::new(&exe)
-        .arg(tmp.path().join("nowhere"))
-        .arg(&wav)
-        .env("LD_LIBRARY_PATH", &lib)
-        .output()
-        .unwrap();
+    let o = Command::new(&exe).arg(tmp.path().join("nowhere")).arg(&wav).env("LD_LIBRARY_PATH", &lib).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("nowhere"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nowhere"), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 fn last_error() -> String {
-    unsafe { CStr::from_ptr(uniaudio_last_error()) }
-        .to_string_lossy()
-        .into_owned()
+    unsafe { CStr::from_ptr(uniaudio_last_error()) }.to_string_lossy().into_owned()
 }
 
 #[test]
@@ -125,73 +88,33 @@ fn bad_calls_return_errors() {
     let dir = bundle(tmp.path());
     unsafe {
         let mut model = std::ptr::null_mut();
-        assert_eq!(
-            uniaudio_model_load(std::ptr::null(), std::ptr::null(), &mut model),
-            UniaudioStatus::NullArgument
-        );
+        assert_eq!(uniaudio_model_load(std::ptr::null(), std::ptr::null(), &mut model), UniaudioStatus::NullArgument);
         let path = CString::new(dir.to_str().unwrap()).unwrap();
         let bad = CString::new("tpu").unwrap();
-        assert_eq!(
-            uniaudio_model_load(path.as_ptr(), bad.as_ptr(), &mut model),
-            UniaudioStatus::InvalidInput
-        );
+        assert_eq!(uniaudio_model_load(path.as_ptr(), bad.as_ptr(), &mut model), UniaudioStatus::InvalidInput);
         assert!(last_error().contains("tpu"), "{}", last_error());
         let cpu = CString::new("cpu").unwrap();
-        assert_eq!(
-            uniaudio_model_load(path.as_ptr(), cpu.as_ptr(), &mut model),
-            UniaudioStatus::Ok
-        );
+        assert_eq!(uniaudio_model_load(path.as_ptr(), cpu.as_ptr(), &mut model), UniaudioStatus::Ok);
         // Transcription from samples; an empty input is an error and the model lives on.
         let wav = root().join("codec/tests/fixtures/encode/a_24k_f32_3s2.wav");
-        let mut audio = UniaudioAudio {
-            samples: std::ptr::null_mut(),
-            len: 0,
-            sample_rate: 0,
-        };
+        let mut audio = UniaudioAudio { samples: std::ptr::null_mut(), len: 0, sample_rate: 0 };
         let wav_c = CString::new(wav.to_str().unwrap()).unwrap();
-        assert_eq!(
-            uniaudio_audio_read(wav_c.as_ptr(), &mut audio),
-            UniaudioStatus::Ok
-        );
+        assert_eq!(uniaudio_audio_read(wav_c.as_ptr(), &mut audio), UniaudioStatus::Ok);
         let mut text = std::ptr::null_mut();
-        assert_eq!(
-            uniaudio_transcribe(
-                model,
-                audio.samples,
-                audio.len,
-                audio.sample_rate,
-                &mut text
-            ),
-            UniaudioStatus::Ok
-        );
+        assert_eq!(uniaudio_transcribe(model, audio.samples, audio.len, audio.sample_rate, &mut text), UniaudioStatus::Ok);
         let first = CStr::from_ptr(text).to_string_lossy().into_owned();
         assert!(!first.is_empty());
         uniaudio_string_free(text);
         let empty = [0f32; 0];
-        assert_eq!(
-            uniaudio_transcribe(model, empty.as_ptr(), 0, 16_000, &mut text),
-            UniaudioStatus::InvalidInput
-        );
+        assert_eq!(uniaudio_transcribe(model, empty.as_ptr(), 0, 16_000, &mut text), UniaudioStatus::InvalidInput);
         assert!(!last_error().is_empty());
-        assert_eq!(
-            uniaudio_transcribe(
-                model,
-                audio.samples,
-                audio.len,
-                audio.sample_rate,
-                &mut text
-            ),
-            UniaudioStatus::Ok
-        );
+        assert_eq!(uniaudio_transcribe(model, audio.samples, audio.len, audio.sample_rate, &mut text), UniaudioStatus::Ok);
         assert_eq!(CStr::from_ptr(text).to_string_lossy(), first);
         uniaudio_string_free(text);
         uniaudio_audio_free(&mut audio);
         assert!(audio.samples.is_null() && audio.len == 0);
         uniaudio_audio_free(&mut audio); // twice is harmless
-        assert_eq!(
-            uniaudio_tts(model, std::ptr::null(), std::ptr::null(), &mut audio),
-            UniaudioStatus::NullArgument
-        );
+        assert_eq!(uniaudio_tts(model, std::ptr::null(), std::ptr::null(), &mut audio), UniaudioStatus::NullArgument);
         uniaudio_model_free(model);
         uniaudio_model_free(std::ptr::null_mut());
     }
@@ -203,10 +126,7 @@ unsafe extern "C" fn collect(user: *mut std::ffi::c_void, event: *const Uniaudio
     0
 }
 
-unsafe extern "C" fn stop_at_third(
-    user: *mut std::ffi::c_void,
-    _event: *const UniaudioEvent,
-) -> i32 {
+unsafe extern "C" fn stop_at_third(user: *mut std::ffi::c_void, _event: *const UniaudioEvent) -> i32 {
     let n = &mut *(user as *mut usize);
     *n += 1;
     i32::from(*n == 3)
@@ -233,34 +153,17 @@ fn generation_streams_through_a_callback_and_batches() {
         let mut model = std::ptr::null_mut();
         let path = CString::new(dir.to_str().unwrap()).unwrap();
         let cpu = CString::new("cpu").unwrap();
-        assert_eq!(
-            uniaudio_model_load(path.as_ptr(), cpu.as_ptr(), &mut model),
-            UniaudioStatus::Ok
-        );
+        assert_eq!(uniaudio_model_load(path.as_ptr(), cpu.as_ptr(), &mut model), UniaudioStatus::Ok);
         let mut solo = Vec::new();
         for r in requests {
             let req = CString::new(r).unwrap();
             let mut events: Vec<UniaudioEvent> = Vec::new();
             let mut out = std::ptr::null_mut();
-            let status = uniaudio_generate(
-                model,
-                req.as_ptr(),
-                Some(collect),
-                &mut events as *mut _ as *mut _,
-                &mut out,
-            );
+            let status = uniaudio_generate(model, req.as_ptr(), Some(collect), &mut events as *mut _ as *mut _, &mut out);
             assert_eq!(status, UniaudioStatus::Ok, "{}", last_error());
             let v = json(out);
-            let frames: Vec<[u32; 8]> = events
-                .iter()
-                .filter(|e| e.kind == UniaudioEventKind::Frame)
-                .map(|e| e.codes)
-                .collect();
-            let ids: Vec<u32> = events
-                .iter()
-                .filter(|e| e.kind == UniaudioEventKind::Text)
-                .map(|e| e.text_id)
-                .collect();
+            let frames: Vec<[u32; 8]> = events.iter().filter(|e| e.kind == UniaudioEventKind::Frame).map(|e| e.codes).collect();
+            let ids: Vec<u32> = events.iter().filter(|e| e.kind == UniaudioEventKind::Text).map(|e| e.text_id).collect();
             if v.get("frames").is_some() {
                 assert_eq!(serde_json::to_value(&frames).unwrap(), v["frames"]);
                 assert!(!frames.is_empty() && ids.is_empty());
@@ -271,73 +174,30 @@ fn generation_streams_through_a_callback_and_batches() {
             solo.push(v);
         }
         // Batched, with a malformed request between them; blank lines are skipped.
-        let jsonl = CString::new(format!(
-            "{}\n\n{{\"frames\": 7}}\n{}\n",
-            requests[0], requests[1]
-        ))
-        .unwrap();
+        let jsonl = CString::new(format!("{}\n\n{{\"frames\": 7}}\n{}\n", requests[0], requests[1])).unwrap();
         let mut out = std::ptr::null_mut();
-        assert_eq!(
-            uniaudio_generate_batch(model, jsonl.as_ptr(), 2, &mut out),
-            UniaudioStatus::Ok,
-            "{}",
-            last_error()
-        );
+        assert_eq!(uniaudio_generate_batch(model, jsonl.as_ptr(), 2, &mut out), UniaudioStatus::Ok, "{}", last_error());
         let text = CStr::from_ptr(out).to_string_lossy().into_owned();
         uniaudio_string_free(out);
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[0], solo[0]);
-        assert!(
-            lines[1]["error"].as_str().unwrap().contains("frames"),
-            "{}",
-            lines[1]
-        );
+        assert!(lines[1]["error"].as_str().unwrap().contains("frames"), "{}", lines[1]);
         assert_eq!(lines[2], solo[1]);
         // The callback stops the run; the next call works.
         let req = CString::new(requests[0]).unwrap();
         let mut calls = 0usize;
         let mut out = std::ptr::null_mut();
-        assert_eq!(
-            uniaudio_generate(
-                model,
-                req.as_ptr(),
-                Some(stop_at_third),
-                &mut calls as *mut _ as *mut _,
-                &mut out
-            ),
-            UniaudioStatus::Cancelled
-        );
+        assert_eq!(uniaudio_generate(model, req.as_ptr(), Some(stop_at_third), &mut calls as *mut _ as *mut _, &mut out), UniaudioStatus::Cancelled);
         assert!(out.is_null() && calls == 3);
-        assert_eq!(
-            uniaudio_generate(model, req.as_ptr(), None, std::ptr::null_mut(), &mut out),
-            UniaudioStatus::Ok
-        );
+        assert_eq!(uniaudio_generate(model, req.as_ptr(), None, std::ptr::null_mut(), &mut out), UniaudioStatus::Ok);
         assert_eq!(json(out), solo[0]);
         // Bad requests and null pointers.
         let bad = CString::new(r#"{"frames": [{"text": 1}]}"#).unwrap();
-        assert_eq!(
-            uniaudio_generate(model, bad.as_ptr(), None, std::ptr::null_mut(), &mut out),
-            UniaudioStatus::InvalidInput
-        );
+        assert_eq!(uniaudio_generate(model, bad.as_ptr(), None, std::ptr::null_mut(), &mut out), UniaudioStatus::InvalidInput);
         assert!(last_error().contains("output_kind"), "{}", last_error());
-        assert_eq!(
-            uniaudio_generate(
-                model,
-                std::ptr::null(),
-                None,
-                std::ptr::null_mut(),
-                &mut out
-            ),
-            UniaudioStatus::NullArgument
-        );
-        assert_eq!(
-            uniaudio_generate_batch(std::ptr::null_mut(), jsonl.as_ptr(), 2, &mut out),
-            UniaudioStatus::NullArgument
-        );
+        assert_eq!(uniaudio_generate(model, std::ptr::null(), None, std::ptr::null_mut(), &mut out), UniaudioStatus::NullArgument);
+        assert_eq!(uniaudio_generate_batch(std::ptr::null_mut(), jsonl.as_ptr(), 2, &mut out), UniaudioStatus::NullArgument);
         uniaudio_model_free(model);
     }
 }

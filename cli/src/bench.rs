@@ -78,32 +78,22 @@ pub(crate) fn preset_model(preset: Preset, dtype: DType) -> Result<PathBuf> {
         }
     }
     if dir.exists() {
-        std::fs::remove_dir_all(&dir)
-            .with_context(|| format!("removing stale {}", dir.display()))?;
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing stale {}", dir.display()))?;
     }
     let what = format!("synthesizing {} model", preset.name());
-    progress::with_bytes(&what, |report| {
-        write_synthetic_model(&config, &InitSpec::with_seed(0x5eed), dtype, &dir, report)
-    })?;
+    progress::with_bytes(&what, |report| write_synthetic_model(&config, &InitSpec::with_seed(0x5eed), dtype, &dir, report))?;
     Ok(dir)
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    let Some(dtype) = DType::parse(&args.dtype).filter(|d| d.is_float() || *d == DType::Q8_0)
-    else {
-        bail!(
-            "--dtype: expected bf16, f16, f32 or q8, got `{}`",
-            args.dtype
-        );
+    let Some(dtype) = DType::parse(&args.dtype).filter(|d| d.is_float() || *d == DType::Q8_0) else {
+        bail!("--dtype: expected bf16, f16, f32 or q8, got `{}`", args.dtype);
     };
     if args.prompt_len < 2 || args.audio_frames == 0 || args.text_tokens == 0 {
         bail!("--prompt-len must be >= 2 and --audio-frames, --text-tokens >= 1");
     }
     if args.batch.iter().any(|&b| b == 0 || b > 1024) {
-        bail!(
-            "--batch: sizes must be between 1 and 1024, got {:?}",
-            args.batch
-        );
+        bail!("--batch: sizes must be between 1 and 1024, got {:?}", args.batch);
     }
     let opened = args.backend.open()?;
     println!("tuning {}", crate::tune::status(&opened));
@@ -114,10 +104,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         bail!("--compare-defaults prints two runs; it does not combine with --json");
     }
     if !matches!(&opened, Opened::Cpu(_) | Opened::Wgpu(_)) {
-        bail!(
-            "--compare-defaults: {} has no tunable kernel families yet",
-            opened.describe()
-        );
+        bail!("--compare-defaults: {} has no tunable kernel families yet", opened.describe());
     }
     println!("\n== run 1 of 2: {}", crate::tune::status(&opened));
     run_opened(&args, &opened, dtype)?;
@@ -140,19 +127,14 @@ fn run_opened(args: &BenchArgs, opened: &Opened, dtype: DType) -> Result<()> {
         (Some(dir), _) => {
             // A bundle or an LM directory.
             let paths = uniaudio::ModelPaths::resolve(Some(dir), None, None)?;
-            (
-                dir.display().to_string(),
-                paths.require(uniaudio::Part::Lm, "bench")?.to_path_buf(),
-            )
+            (dir.display().to_string(), paths.require(uniaudio::Part::Lm, "bench")?.to_path_buf())
         }
         (None, "auto") => {
             let p = auto_preset(dtype, &cache_dir());
             (p.name().to_string(), preset_model(p, dtype)?)
         }
         (None, name) => {
-            let Some(p) = Preset::parse(name) else {
-                bail!("--preset: expected full, medium, small, auto or none, got `{name}`")
-            };
+            let Some(p) = Preset::parse(name) else { bail!("--preset: expected full, medium, small, auto or none, got `{name}`") };
             (p.name().to_string(), preset_model(p, dtype)?)
         }
     };
@@ -161,46 +143,16 @@ fn run_opened(args: &BenchArgs, opened: &Opened, dtype: DType) -> Result<()> {
         Opened::Cpu(b) => {
             let bw = measure_read_bandwidth(1 << 30, 5).gb_per_s();
             let peak = uniaudio_runtime::cpu::peak::measure_fma_peak(b.isa(), 3);
-            bench_on(
-                b,
-                Some(peak),
-                args,
-                &label,
-                &dir,
-                dtype,
-                &description,
-                bw,
-                "read bandwidth, best of 5 passes over 1 GiB",
-            )?
+            bench_on(b, Some(peak), args, &label, &dir, dtype, &description, bw, "read bandwidth, best of 5 passes over 1 GiB")?
         }
         Opened::Wgpu(g) => {
             let bw = g.measure_copy_bandwidth(256 << 20, 5)?;
             let peak = g.measure_fma_peak(3)?;
-            bench_on(
-                g,
-                Some(peak),
-                args,
-                &label,
-                &dir,
-                dtype,
-                &description,
-                bw,
-                "device copy bandwidth, best of 5 copies of 256 MiB",
-            )?
+            bench_on(g, Some(peak), args, &label, &dir, dtype, &description, bw, "device copy bandwidth, best of 5 copies of 256 MiB")?
         }
         Opened::Cuda(g) => {
             let bw = g.measure_copy_bandwidth(1 << 30, 5)?;
-            bench_on(
-                g,
-                None,
-                args,
-                &label,
-                &dir,
-                dtype,
-                &description,
-                bw,
-                "device copy bandwidth, best of 5 copies of 1 GiB",
-            )?
+            bench_on(g, None, args, &label, &dir, dtype, &description, bw, "device copy bandwidth, best of 5 copies of 1 GiB")?
         }
     }
     crate::bench_codec::run(&args.codec, opened, &cache_dir(), dtype)?;
@@ -208,23 +160,9 @@ fn run_opened(args: &BenchArgs, opened: &Opened, dtype: DType) -> Result<()> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn bench_on<B: Backend>(
-    backend: &B,
-    peak: Option<f64>,
-    args: &BenchArgs,
-    label: &str,
-    dir: &Path,
-    dtype: DType,
-    description: &str,
-    bw: f64,
-    bw_how: &str,
-) -> Result<()> {
-    let lm =
-        UniAudioLm::load(backend, dir).with_context(|| format!("loading {}", dir.display()))?;
-    let params: usize = uniaudio_lm::synth::model_tensors(&lm.config)
-        .iter()
-        .map(|(_, s)| s.iter().product::<usize>())
-        .sum();
+fn bench_on<B: Backend>(backend: &B, peak: Option<f64>, args: &BenchArgs, label: &str, dir: &Path, dtype: DType, description: &str, bw: f64, bw_how: &str) -> Result<()> {
+    let lm = UniAudioLm::load(backend, dir).with_context(|| format!("loading {}", dir.display()))?;
+    let params: usize = uniaudio_lm::synth::model_tensors(&lm.config).iter().map(|(_, s)| s.iter().product::<usize>()).sum();
     println!(
         "model {label}: {:.2} G parameters, {:.2} GB of weights ({})",
         params as f64 / 1e9,
@@ -234,14 +172,7 @@ fn bench_on<B: Backend>(
     println!("backend {description}");
     println!("memory bandwidth: {bw:.2} GB/s ({bw_how})");
 
-    let opts = BenchOptions {
-        prompt_len: args.prompt_len,
-        audio_frames: args.audio_frames,
-        text_tokens: args.text_tokens,
-        top_k: 50,
-        temperature: 0.9,
-        seed: 888,
-    };
+    let opts = BenchOptions { prompt_len: args.prompt_len, audio_frames: args.audio_frames, text_tokens: args.text_tokens, top_k: 50, temperature: 0.9, seed: 888 };
     let bar = progress::steps((args.audio_frames + args.text_tokens) as u64, "decoding");
     let report = run_bench(&lm, backend, &opts, &mut || bar.inc(1))?;
     bar.finish_and_clear();
@@ -255,10 +186,7 @@ fn bench_on<B: Backend>(
     let batched = if args.batch.is_empty() {
         Vec::new()
     } else {
-        let bar = progress::steps(
-            (args.batch.len() * (args.audio_frames + args.text_tokens)) as u64,
-            "batched decoding",
-        );
+        let bar = progress::steps((args.batch.len() * (args.audio_frames + args.text_tokens)) as u64, "batched decoding");
         let rows = run_batched(&lm, backend, &args.batch, &opts, &mut || bar.inc(1))?;
         bar.finish_and_clear();
         crate::bench_batch::print_table(&rows, bw);
@@ -279,18 +207,8 @@ fn bench_on<B: Backend>(
 
 fn print_table(r: &BenchReport, bw: f64, peak: u64) {
     println!();
-    println!(
-        "{:<34} {:>12} {:>10} {:>9}",
-        "metric", "value", "GB/s", "% of bw"
-    );
-    println!(
-        "{:<34} {:>8.1} tok/s",
-        format!(
-            "prefill ({} tokens, {:.2} s)",
-            r.prompt_len, r.prefill_seconds
-        ),
-        r.prefill_tokens_per_second
-    );
+    println!("{:<34} {:>12} {:>10} {:>9}", "metric", "value", "GB/s", "% of bw");
+    println!("{:<34} {:>8.1} tok/s", format!("prefill ({} tokens, {:.2} s)", r.prompt_len, r.prefill_seconds), r.prefill_tokens_per_second);
     println!(
         "{:<34} {:>9.2} ms {:>10.2} {:>8.1}%",
         format!("audio frame (median of {})", r.audio_frames),
@@ -307,13 +225,11 @@ fn print_table(r: &BenchReport, bw: f64, peak: u64) {
     );
     println!(
         "{:<34} {:>12.3}   ({} frames per second of audio; < 1 is faster than real time)",
-        "real-time factor", r.real_time_factor, FRAMES_PER_AUDIO_SECOND
+        "real-time factor",
+        r.real_time_factor,
+        FRAMES_PER_AUDIO_SECOND
     );
-    println!(
-        "{:<34} {:>9.2} GB   (includes the memory-mapped weight pages it touched)",
-        "peak RSS",
-        peak as f64 / 1e9
-    );
+    println!("{:<34} {:>9.2} GB   (includes the memory-mapped weight pages it touched)", "peak RSS", peak as f64 / 1e9);
     println!(
         "bytes per step: audio frame {:.2} GB, text token {:.2} GB (weights plus KV cache); floor at {bw:.1} GB/s: {:.1} ms / {:.1} ms",
         r.bytes_per_audio_frame / 1e9,

@@ -13,18 +13,7 @@ pub fn print_table(rows: &[BatchRow], bw: f64) {
     println!("batched decode (weights read once per step for all streams; GB/s counts weights + every stream's KV cache)");
     println!(
         "{:>5} | {:>10} {:>10} {:>9} {:>8} {:>6} {:>7} | {:>10} {:>9} {:>8} {:>6} {:>7}",
-        "batch",
-        "audio ms",
-        "frames/s",
-        "RTF/strm",
-        "GB/s",
-        "% bw",
-        "scale",
-        "text ms",
-        "tokens/s",
-        "GB/s",
-        "% bw",
-        "scale"
+        "batch", "audio ms", "frames/s", "RTF/strm", "GB/s", "% bw", "scale", "text ms", "tokens/s", "GB/s", "% bw", "scale"
     );
     for r in rows {
         println!(

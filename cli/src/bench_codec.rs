@@ -34,33 +34,20 @@ fn preset_dir(cache: &std::path::Path, preset: CodecPreset, dtype: DType) -> Res
     let config = preset.config();
     let want = serde_json::to_value(&config)?;
     let dir = cache.join(format!("bench-codec-{}-{dtype}-v1", preset.name()));
-    cached_synthesis(
-        &dir,
-        &want,
-        &["codec.safetensors", "sqcodec.safetensors"],
-        &format!("synthesizing {} codec", preset.name()),
-        |dir| uniaudio_codec::synth::write_synthetic_codec_as(&config, dir, dtype),
-    )
+    cached_synthesis(&dir, &want, &["codec.safetensors", "sqcodec.safetensors"], &format!("synthesizing {} codec", preset.name()), |dir| {
+        uniaudio_codec::synth::write_synthetic_codec_as(&config, dir, dtype)
+    })
 }
 
 /// `dir` when its config.json equals `want` and `files` exist; otherwise (stale or absent)
 /// it is cleared and `synthesize` writes it anew, under a progress line.
-pub fn cached_synthesis(
-    dir: &std::path::Path,
-    want: &serde_json::Value,
-    files: &[&str],
-    what: &str,
-    synthesize: impl FnOnce(&std::path::Path) -> uniaudio_codec::Result<()>,
-) -> Result<PathBuf> {
-    let have = std::fs::read_to_string(dir.join("config.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+pub fn cached_synthesis(dir: &std::path::Path, want: &serde_json::Value, files: &[&str], what: &str, synthesize: impl FnOnce(&std::path::Path) -> uniaudio_codec::Result<()>) -> Result<PathBuf> {
+    let have = std::fs::read_to_string(dir.join("config.json")).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
     if have.as_ref() == Some(want) && files.iter().all(|f| dir.join(f).is_file()) {
         return Ok(dir.to_path_buf());
     }
     if dir.exists() {
-        std::fs::remove_dir_all(dir)
-            .with_context(|| format!("removing stale {}", dir.display()))?;
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing stale {}", dir.display()))?;
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let bar = progress::steps(1, what);
@@ -69,47 +56,23 @@ pub fn cached_synthesis(
     Ok(dir.to_path_buf())
 }
 
-pub fn run(
-    args: &CodecBenchArgs,
-    opened: &Opened,
-    cache: &std::path::Path,
-    dtype: DType,
-) -> Result<()> {
+pub fn run(args: &CodecBenchArgs, opened: &Opened, cache: &std::path::Path, dtype: DType) -> Result<()> {
     if args.codec == "none" {
         return Ok(());
     }
-    let Some(preset) = CodecPreset::parse(&args.codec) else {
-        bail!(
-            "--codec: expected full, small or none, got `{}`",
-            args.codec
-        )
-    };
+    let Some(preset) = CodecPreset::parse(&args.codec) else { bail!("--codec: expected full, small or none, got `{}`", args.codec) };
     if args.codec_steps == 0 || !args.codec_seconds.is_finite() || args.codec_seconds <= 0.0 {
         bail!("--codec-steps must be >= 1 and --codec-seconds > 0");
     }
     let dir = preset_dir(cache, preset, dtype)?;
     match opened {
-        Opened::Cpu(b) => bench_on(
-            b,
-            args,
-            preset,
-            dtype,
-            &dir,
-            Some(measure_fma_peak(b.isa(), 3)),
-        ),
+        Opened::Cpu(b) => bench_on(b, args, preset, dtype, &dir, Some(measure_fma_peak(b.isa(), 3))),
         Opened::Wgpu(g) => bench_on(g, args, preset, dtype, &dir, Some(g.measure_fma_peak(3)?)),
         Opened::Cuda(g) => bench_on(g, args, preset, dtype, &dir, None),
     }
 }
 
-fn bench_on<B: Backend>(
-    b: &B,
-    args: &CodecBenchArgs,
-    preset: CodecPreset,
-    dtype: DType,
-    dir: &std::path::Path,
-    peak: Option<f64>,
-) -> Result<()> {
+fn bench_on<B: Backend>(b: &B, args: &CodecBenchArgs, preset: CodecPreset, dtype: DType, dir: &std::path::Path, peak: Option<f64>) -> Result<()> {
     let codec = Codec::load(b, dir).with_context(|| format!("loading {}", dir.display()))?;
     let config: &CodecConfig = &codec.config;
     let tokens = ((args.codec_seconds * config.token_rate).round() as usize).max(1);
@@ -122,16 +85,8 @@ fn bench_on<B: Backend>(
         args.codec_steps
     );
     // Untimed pass: page in the weights and warm the kernels.
-    run_codec_bench(
-        &codec,
-        b,
-        tokens.min(config.sampler.window_tokens),
-        1,
-        &mut |_, _| {},
-    )?;
-    let r = progress::with_steps("decoding", |report| {
-        run_codec_bench(&codec, b, tokens, args.codec_steps, report)
-    })?;
+    run_codec_bench(&codec, b, tokens.min(config.sampler.window_tokens), 1, &mut |_, _| {})?;
+    let r = progress::with_steps("decoding", |report| run_codec_bench(&codec, b, tokens, args.codec_steps, report))?;
     print_report(&r, peak);
     Ok(())
 }
@@ -149,26 +104,9 @@ pub fn of_peak(gflops: f64, peak: Option<f64>) -> String {
 
 fn print_report(r: &CodecBenchReport, peak: Option<f64>) {
     let of_peak = |g: f64| of_peak(g, peak);
-    println!(
-        "{:<24} {:>10} {:>12} {:>12}",
-        "part", "seconds", "GFLOP", "GFLOP/s"
-    );
-    println!(
-        "{:<24} {:>10.2} {:>12.1} {:>12.1}  {}",
-        format!("flow ({} window(s))", r.windows),
-        r.flow_seconds,
-        r.flow_gflop,
-        r.flow_gflops(),
-        of_peak(r.flow_gflops())
-    );
-    println!(
-        "{:<24} {:>10.2} {:>12.1} {:>12.1}  {}",
-        "SQ decoder",
-        r.sq_seconds,
-        r.sq_gflop,
-        r.sq_gflops(),
-        of_peak(r.sq_gflops())
-    );
+    println!("{:<24} {:>10} {:>12} {:>12}", "part", "seconds", "GFLOP", "GFLOP/s");
+    println!("{:<24} {:>10.2} {:>12.1} {:>12.1}  {}", format!("flow ({} window(s))", r.windows), r.flow_seconds, r.flow_gflop, r.flow_gflops(), of_peak(r.flow_gflops()));
+    println!("{:<24} {:>10.2} {:>12.1} {:>12.1}  {}", "SQ decoder", r.sq_seconds, r.sq_gflop, r.sq_gflops(), of_peak(r.sq_gflops()));
     println!(
         "{:<24} {:>10.2} s for {:.2} s of audio: {:.3}x real time (seconds of audio per second of compute); flow {:.0}%, SQ decoder {:.0}%",
         "total",

@@ -30,25 +30,16 @@ pub struct EncoderBenchArgs {
 fn preset_dir(cache: &Path, preset: EncoderPreset) -> Result<PathBuf> {
     let want = preset.config_json();
     let dir = cache.join(format!("bench-encoder-{}-f32-v1", preset.name()));
-    crate::bench_codec::cached_synthesis(
-        &dir,
-        &want,
-        &["codec.safetensors"],
-        &format!("synthesizing {} encoder", preset.name()),
-        |dir| uniaudio_codec::synth::write_synthetic(&want, dir, DType::F32),
-    )
+    crate::bench_codec::cached_synthesis(&dir, &want, &["codec.safetensors"], &format!("synthesizing {} encoder", preset.name()), |dir| {
+        uniaudio_codec::synth::write_synthetic(&want, dir, DType::F32)
+    })
 }
 
 pub fn run(args: &EncoderBenchArgs, opened: &Opened, cache: &Path) -> Result<()> {
     if args.encoder == "none" {
         return Ok(());
     }
-    let Some(preset) = EncoderPreset::parse(&args.encoder) else {
-        bail!(
-            "--encoder: expected full, small or none, got `{}`",
-            args.encoder
-        )
-    };
+    let Some(preset) = EncoderPreset::parse(&args.encoder) else { bail!("--encoder: expected full, small or none, got `{}`", args.encoder) };
     if !args.encoder_seconds.is_finite() || args.encoder_seconds <= 0.0 {
         bail!("--encoder-seconds must be > 0");
     }
@@ -60,13 +51,7 @@ pub fn run(args: &EncoderBenchArgs, opened: &Opened, cache: &Path) -> Result<()>
     }
 }
 
-fn bench_on<B: Backend>(
-    b: &B,
-    args: &EncoderBenchArgs,
-    preset: EncoderPreset,
-    dir: &Path,
-    peak: Option<f64>,
-) -> Result<()> {
+fn bench_on<B: Backend>(b: &B, args: &EncoderBenchArgs, preset: EncoderPreset, dir: &Path, peak: Option<f64>) -> Result<()> {
     let encoder = Encoder::load(b, dir).with_context(|| format!("loading {}", dir.display()))?;
     println!();
     println!(
@@ -77,9 +62,7 @@ fn bench_on<B: Backend>(
     );
     // Untimed pass over one chunk: page in the weights and warm the kernels.
     run_encoder_bench(&encoder, b, 1.0, &mut |_, _| {})?;
-    let r = progress::with_steps("encoding", |report| {
-        run_encoder_bench(&encoder, b, args.encoder_seconds, report)
-    })?;
+    let r = progress::with_steps("encoding", |report| run_encoder_bench(&encoder, b, args.encoder_seconds, report))?;
     print_report(&r, peak);
     Ok(())
 }
@@ -88,18 +71,8 @@ fn print_report(r: &EncoderBenchReport, peak: Option<f64>) {
     let of_peak = |g: f64| crate::bench_codec::of_peak(g, peak);
     let t = &r.times;
     let total = t.total();
-    println!(
-        "{:<26} {:>9} {:>6} {:>10} {:>10}",
-        "stage", "seconds", "share", "GFLOP", "GFLOP/s"
-    );
-    println!(
-        "{:<26} {:>9.2} {:>5.1}% {:>10} {:>10}  (host FFTs and resampling; not counted)",
-        "mel + resampling",
-        t.mel,
-        100.0 * t.mel / total,
-        "-",
-        "-"
-    );
+    println!("{:<26} {:>9} {:>6} {:>10} {:>10}", "stage", "seconds", "share", "GFLOP", "GFLOP/s");
+    println!("{:<26} {:>9.2} {:>5.1}% {:>10} {:>10}  (host FFTs and resampling; not counted)", "mel + resampling", t.mel, 100.0 * t.mel / total, "-", "-");
     let g = &r.gflop;
     for (name, secs, gflop) in [
         ("Whisper", t.whisper, g.whisper),
@@ -108,12 +81,7 @@ fn print_report(r: &EncoderBenchReport, peak: Option<f64>) {
         ("AudioThinking", t.thinking, g.thinking),
         ("RVQ + FiLM branches", t.rvq, g.rvq),
     ] {
-        println!(
-            "{name:<26} {secs:>9.2} {:>5.1}% {gflop:>10.1} {:>10.1}  {}",
-            100.0 * secs / total,
-            gflop / secs,
-            of_peak(gflop / secs)
-        );
+        println!("{name:<26} {secs:>9.2} {:>5.1}% {gflop:>10.1} {:>10.1}  {}", 100.0 * secs / total, gflop / secs, of_peak(gflop / secs));
     }
     let all = g.whisper + g.musicfm + g.wavlm + g.thinking + g.rvq;
     println!(

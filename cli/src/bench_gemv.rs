@@ -21,36 +21,20 @@ pub struct BenchGemvArgs {
 }
 
 pub fn run(args: BenchGemvArgs) -> Result<()> {
-    let Some(dtype) = DType::parse(&args.dtype).filter(|d| d.is_float() || *d == DType::Q8_0)
-    else {
-        bail!(
-            "--dtype: expected bf16, f16, f32 or q8, got `{}`",
-            args.dtype
-        );
+    let Some(dtype) = DType::parse(&args.dtype).filter(|d| d.is_float() || *d == DType::Q8_0) else {
+        bail!("--dtype: expected bf16, f16, f32 or q8, got `{}`", args.dtype);
     };
     if args.reps == 0 {
         bail!("--reps must be at least 1");
     }
     let backend = Cpu::with_precision(crate::backend::precision());
-    println!(
-        "backend cpu ({} threads, {}, {} precision)",
-        backend.threads(),
-        backend.isa().name(),
-        crate::backend::precision().name()
-    );
+    println!("backend cpu ({} threads, {}, {} precision)", backend.threads(), backend.isa().name(), crate::backend::precision().name());
     let bw = measure_read_bandwidth(1 << 30, 5);
-    println!(
-        "measured read bandwidth: {:.2} GB/s (best of 5 passes over 1 GiB)\n",
-        bw.gb_per_s()
-    );
-    println!(
-        "{:<10} {:>5} {:>16} {:>9} {:>10} {:>10} {:>9} {:>10}",
-        "case", "dtype", "shape", "MB/pass", "median ms", "best ms", "GB/s", "% of bw"
-    );
+    println!("measured read bandwidth: {:.2} GB/s (best of 5 passes over 1 GiB)\n", bw.gb_per_s());
+    println!("{:<10} {:>5} {:>16} {:>9} {:>10} {:>10} {:>9} {:>10}", "case", "dtype", "shape", "MB/pass", "median ms", "best ms", "GB/s", "% of bw");
     let mut rows = Vec::new();
     for case in GemvCase::standard(dtype) {
-        let work = GemvWorkload::new(&backend, &case)
-            .with_context(|| format!("allocating {}", case.name))?;
+        let work = GemvWorkload::new(&backend, &case).with_context(|| format!("allocating {}", case.name))?;
         let mut times = work.time_passes(&backend, args.reps)?;
         let best = times.iter().copied().fold(f64::INFINITY, f64::min);
         let med = median(&mut times);
@@ -59,14 +43,7 @@ pub fn run(args: BenchGemvArgs) -> Result<()> {
         let shape = format!("{}x{}x{}", case.layers, case.rows, case.cols);
         println!(
             "{:<10} {:>5} {:>16} {:>9.1} {:>10.2} {:>10.2} {:>9.2} {:>9.1}%",
-            case.name,
-            case.dtype,
-            shape,
-            case.weight_bytes() as f64 / 1e6,
-            med * 1e3,
-            best * 1e3,
-            gbs,
-            pct
+            case.name, case.dtype, shape, case.weight_bytes() as f64 / 1e6, med * 1e3, best * 1e3, gbs, pct
         );
         rows.push(serde_json::json!({
             "case": case.name, "dtype": case.dtype.name(), "layers": case.layers, "rows": case.rows, "cols": case.cols,

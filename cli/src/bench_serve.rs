@@ -54,15 +54,7 @@ pub fn run(args: BenchServeArgs) -> Result<()> {
     let paths = uniaudio::ModelPaths::resolve(Some(&dir), None, None)?;
     let backend = args.backend.open()?;
     let described = backend.describe();
-    let opts = ServeOptions {
-        port: 0,
-        queue_limit: 4096,
-        engine: EngineOptions {
-            max_batch: args.max_batch,
-            kv_budget: None,
-        },
-        ..Default::default()
-    };
+    let opts = ServeOptions { port: 0, queue_limit: 4096, engine: EngineOptions { max_batch: args.max_batch, kv_budget: None }, ..Default::default() };
     let server = uniaudio_server::start(paths, backend, opts).context("starting the server")?;
     let t = Instant::now();
     while !server.shared().is_ready() {
@@ -74,12 +66,7 @@ pub fn run(args: BenchServeArgs) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    println!(
-        "model {} on {described}, engine batch {} rows, {} frames per request",
-        dir.display(),
-        args.max_batch,
-        args.frames
-    );
+    println!("model {} on {described}, engine batch {} rows, {} frames per request", dir.display(), args.max_batch, args.frames);
     let frames: Vec<serde_json::Value> = text_prompt(args.prompt_len, 7)
         .into_iter()
         .map(|f| match f {
@@ -90,34 +77,13 @@ pub fn run(args: BenchServeArgs) -> Result<()> {
     let request = serde_json::json!({"frames": frames, "output_kind": "audio", "top_k": 50, "temperature": 0.9, "seed": 1, "max_steps": args.frames});
     // Warm-up: pages weights in, compiles kernels.
     run_load(server.addr(), 1, 1, &request, None)?;
-    println!(
-        "{:>7} {:>8} {:>8} {:>10} {:>10} {:>12} {:>10} {:>10} {:>12} {:>12}",
-        "clients",
-        "requests",
-        "failed",
-        "req/s",
-        "frames/s",
-        "audio s/s",
-        "p50 ms",
-        "p99 ms",
-        "first p50",
-        "first p99"
-    );
+    println!("{:>7} {:>8} {:>8} {:>10} {:>10} {:>12} {:>10} {:>10} {:>12} {:>12}", "clients", "requests", "failed", "req/s", "frames/s", "audio s/s", "p50 ms", "p99 ms", "first p50", "first p99");
     let mut reports = Vec::new();
     for &c in &args.clients {
         let r = run_load(server.addr(), c, args.requests.max(c), &request, None)?;
         println!(
             "{:>7} {:>8} {:>8} {:>10.2} {:>10.2} {:>12.3} {:>10.0} {:>10.0} {:>12.0} {:>12.0}",
-            r.clients,
-            r.requests,
-            r.failed,
-            r.requests_per_second,
-            r.frames_per_second,
-            r.audio_seconds_per_second,
-            r.latency_p50_ms,
-            r.latency_p99_ms,
-            r.first_event_p50_ms,
-            r.first_event_p99_ms
+            r.clients, r.requests, r.failed, r.requests_per_second, r.frames_per_second, r.audio_seconds_per_second, r.latency_p50_ms, r.latency_p99_ms, r.first_event_p50_ms, r.first_event_p99_ms
         );
         reports.push(r);
     }

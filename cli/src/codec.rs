@@ -84,67 +84,33 @@ pub fn parse_tokens(v: &Value, path: &Path) -> Result<Vec<Vec<u32>>> {
             .iter()
             .enumerate()
             .map(|(i, x)| {
-                x.as_u64()
-                    .filter(|&n| n <= u32::MAX as u64)
-                    .map(|n| n as u32)
-                    .with_context(|| {
-                        format!("{}: {what}[{i}] is not a token id: {x}", path.display())
-                    })
+                x.as_u64().filter(|&n| n <= u32::MAX as u64).map(|n| n as u32).with_context(|| format!("{}: {what}[{i}] is not a token id: {x}", path.display()))
             })
             .collect()
     };
     if let Some(frames) = v.get("reconstruction") {
-        let frames = frames.as_array().with_context(|| {
-            format!(
-                "{}: `reconstruction` is not an array of frames",
-                path.display()
-            )
-        })?;
-        let frames: Vec<Vec<u32>> = frames
-            .iter()
-            .enumerate()
-            .map(|(t, f)| ids(f, format!("reconstruction[{t}]")))
-            .collect::<Result<_>>()?;
+        let frames = frames.as_array().with_context(|| format!("{}: `reconstruction` is not an array of frames", path.display()))?;
+        let frames: Vec<Vec<u32>> = frames.iter().enumerate().map(|(t, f)| ids(f, format!("reconstruction[{t}]"))).collect::<Result<_>>()?;
         let width = frames.first().map_or(0, |f| f.len());
         if let Some(t) = frames.iter().position(|f| f.len() != width) {
-            bail!(
-                "{}: reconstruction[{t}] has {} ids, frame 0 has {width}",
-                path.display(),
-                frames[t].len()
-            );
+            bail!("{}: reconstruction[{t}] has {} ids, frame 0 has {width}", path.display(), frames[t].len());
         }
-        return Ok((0..width)
-            .map(|r| frames.iter().map(|f| f[r]).collect())
-            .collect());
+        return Ok((0..width).map(|r| frames.iter().map(|f| f[r]).collect()).collect());
     }
     if let Some(rows) = v.get("tokens") {
-        let rows = rows
-            .as_array()
-            .with_context(|| format!("{}: `tokens` is not an array of rows", path.display()))?;
-        return rows
-            .iter()
-            .enumerate()
-            .map(|(r, row)| ids(row, format!("tokens[{r}]")))
-            .collect();
+        let rows = rows.as_array().with_context(|| format!("{}: `tokens` is not an array of rows", path.display()))?;
+        return rows.iter().enumerate().map(|(r, row)| ids(row, format!("tokens[{r}]"))).collect();
     }
-    bail!(
-        "{}: expected an object with `reconstruction` ([T][8] frames) or `tokens` ([8][T] rows)",
-        path.display()
-    )
+    bail!("{}: expected an object with `reconstruction` ([T][8] frames) or `tokens` ([8][T] rows)", path.display())
 }
 
 fn decode(args: DecodeArgs) -> Result<()> {
-    let mode: StitchMode = args
-        .mode
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!("--mode: {e}"))?;
+    let mode: StitchMode = args.mode.parse().map_err(|e: String| anyhow::anyhow!("--mode: {e}"))?;
     if args.steps == 0 {
         bail!("--steps must be >= 1");
     }
-    let text = std::fs::read_to_string(&args.tokens)
-        .with_context(|| format!("reading {}", args.tokens.display()))?;
-    let value: Value = serde_json::from_str(&text)
-        .with_context(|| format!("{}: invalid JSON", args.tokens.display()))?;
+    let text = std::fs::read_to_string(&args.tokens).with_context(|| format!("reading {}", args.tokens.display()))?;
+    let value: Value = serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", args.tokens.display()))?;
     let tokens = parse_tokens(&value, &args.tokens)?;
     let paths = uniaudio::ModelPaths::resolve(args.model.as_deref(), args.codec.as_deref(), None)?;
     let codec = paths.require(uniaudio::Part::Decoder, "codec decode")?;
@@ -153,11 +119,7 @@ fn decode(args: DecodeArgs) -> Result<()> {
         Some(p) => Noise::from_file(p).with_context(|| format!("--noise {}", p.display()))?,
         None => Noise::Seeded(args.seed),
     };
-    let opts = DecodeOptions {
-        steps: args.steps,
-        mode,
-        noise,
-    };
+    let opts = DecodeOptions { steps: args.steps, mode, noise };
     let opened = args.backend.open()?;
     eprintln!("backend: {}", opened.describe());
     let (audio, rate) = match &opened {
@@ -166,35 +128,17 @@ fn decode(args: DecodeArgs) -> Result<()> {
         Opened::Cuda(b) => decode_on(b, codec, &tokens, &opts)?,
     };
     target.write(&audio, rate, args.pcm16)?;
-    eprintln!(
-        "wrote {} ({} samples, {:.2} s)",
-        args.out.display(),
-        audio.len(),
-        audio.len() as f64 / rate as f64
-    );
+    eprintln!("wrote {} ({} samples, {:.2} s)", args.out.display(), audio.len(), audio.len() as f64 / rate as f64);
     Ok(())
 }
 
-fn decode_on<B: Backend>(
-    b: &B,
-    dir: &Path,
-    tokens: &[Vec<u32>],
-    opts: &DecodeOptions,
-) -> Result<(Vec<f32>, u32)> {
+fn decode_on<B: Backend>(b: &B, dir: &Path, tokens: &[Vec<u32>], opts: &DecodeOptions) -> Result<(Vec<f32>, u32)> {
     let codec = Codec::load(b, dir).with_context(|| format!("loading codec {}", dir.display()))?;
-    Ok((
-        decode_with_progress(&codec, b, tokens, opts)?.audio,
-        codec.config.sample_rate,
-    ))
+    Ok((decode_with_progress(&codec, b, tokens, opts)?.audio, codec.config.sample_rate))
 }
 
 /// `codec.decode` with a progress bar over windows x Euler steps.
-pub fn decode_with_progress<B: Backend>(
-    codec: &Codec<B>,
-    b: &B,
-    tokens: &[Vec<u32>],
-    opts: &DecodeOptions,
-) -> uniaudio_codec::Result<Decoded> {
+pub fn decode_with_progress<B: Backend>(codec: &Codec<B>, b: &B, tokens: &[Vec<u32>], opts: &DecodeOptions) -> uniaudio_codec::Result<Decoded> {
     let bar = progress::steps(0, "decoding audio");
     let out = codec.decode(b, tokens, opts, &mut |w, n, s, steps| {
         bar.set_length((n * steps) as u64);
@@ -205,15 +149,10 @@ pub fn decode_with_progress<B: Backend>(
 }
 
 fn synth(args: CodecSynthArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&args.config)
-        .with_context(|| format!("reading {}", args.config.display()))?;
-    let config: Value = serde_json::from_str(&text)
-        .with_context(|| format!("{}: invalid JSON", args.config.display()))?;
-    let write = |dir: &Path| {
-        uniaudio_codec::synth::write_synthetic(&config, dir, uniaudio_runtime::DType::F32)
-    };
-    uniaudio_runtime::out_dir::write_atomically(&args.out, write)
-        .with_context(|| format!("{}", args.config.display()))?;
+    let text = std::fs::read_to_string(&args.config).with_context(|| format!("reading {}", args.config.display()))?;
+    let config: Value = serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", args.config.display()))?;
+    let write = |dir: &Path| uniaudio_codec::synth::write_synthetic(&config, dir, uniaudio_runtime::DType::F32);
+    uniaudio_runtime::out_dir::write_atomically(&args.out, write).with_context(|| format!("{}", args.config.display()))?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
 }

@@ -39,20 +39,14 @@ pub fn run(args: EncodeArgs) -> Result<()> {
     let dir = paths.require(uniaudio::Part::Encoder, "codec encode")?;
     let tokens = encode(dir, &args.input, args.backend)?;
     target.write(serde_json::to_string(&tokens)?.as_bytes())?;
-    eprintln!(
-        "wrote {} ({} reasoning frames, {} reconstruction frames)",
-        args.out.display(),
-        tokens.reasoning.len(),
-        tokens.reconstruction.len()
-    );
+    eprintln!("wrote {} ({} reasoning frames, {} reconstruction frames)", args.out.display(), tokens.reasoning.len(), tokens.reconstruction.len());
     Ok(())
 }
 
 /// Encodes an audio file with the codec in `dir`.
 pub fn encode(dir: &Path, input: &Path, backend: BackendChoice) -> Result<Tokens> {
     // The config first: a codec directory without an encoder fails before any audio work.
-    let config = EncoderConfig::load(&dir.join(uniaudio_codec::synth::CONFIG_FILE))
-        .with_context(|| format!("codec {}", dir.display()))?;
+    let config = EncoderConfig::load(&dir.join(uniaudio_codec::synth::CONFIG_FILE)).with_context(|| format!("codec {}", dir.display()))?;
     let samples = read_24k(input)?;
     let opened = backend.open()?;
     eprintln!("backend: {}", opened.describe());
@@ -64,11 +58,7 @@ pub fn encode(dir: &Path, input: &Path, backend: BackendChoice) -> Result<Tokens
 }
 
 /// As `encode`, as the LM's frames.
-pub fn encode_file(
-    dir: &Path,
-    input: &Path,
-    backend: BackendChoice,
-) -> Result<uniaudio_lm::tasks::AudioTokens> {
+pub fn encode_file(dir: &Path, input: &Path, backend: BackendChoice) -> Result<uniaudio_lm::tasks::AudioTokens> {
     uniaudio::run::audio_tokens(encode(dir, input, backend)?)
 }
 
@@ -76,30 +66,15 @@ pub fn encode_file(
 pub fn read_24k(path: &Path) -> Result<Vec<f32>> {
     let audio = uniaudio_audio::read_audio(path)?;
     if let Downmix::Mean(n) = audio.downmix {
-        eprintln!(
-            "note: {}: {n} channels averaged to mono (the reference only downmixes stereo)",
-            path.display()
-        );
+        eprintln!("note: {}: {n} channels averaged to mono (the reference only downmixes stereo)", path.display());
     }
     if audio.sample_rate != 24_000 {
         eprintln!("resampling {} Hz -> 24000 Hz", audio.sample_rate);
     }
-    Ok(uniaudio_audio::resample(
-        &audio.samples,
-        audio.sample_rate,
-        24_000,
-    ))
+    Ok(uniaudio_audio::resample(&audio.samples, audio.sample_rate, 24_000))
 }
 
-fn encode_on<B: Backend>(
-    b: &B,
-    dir: &Path,
-    config: EncoderConfig,
-    samples: &[f32],
-) -> Result<Tokens> {
-    let encoder = Encoder::load_with(b, config, &dir.join(uniaudio_codec::synth::CODEC_FILE))
-        .with_context(|| format!("loading encoder {}", dir.display()))?;
-    Ok(progress::with_steps("encoding chunks", |report| {
-        encoder.encode(b, samples, report)
-    })?)
+fn encode_on<B: Backend>(b: &B, dir: &Path, config: EncoderConfig, samples: &[f32]) -> Result<Tokens> {
+    let encoder = Encoder::load_with(b, config, &dir.join(uniaudio_codec::synth::CODEC_FILE)).with_context(|| format!("loading encoder {}", dir.display()))?;
+    Ok(progress::with_steps("encoding chunks", |report| encoder.encode(b, samples, report))?)
 }

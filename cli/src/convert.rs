@@ -78,9 +78,7 @@ pub fn run(args: ConvertArgs) -> Result<()> {
         (None, None) => bail!("pass --out DIR (or --bundle DIR)"),
     };
     let (config, opts) = lm_source(&args)?;
-    progress::with_bytes("converting", |report| {
-        convert(&args.checkpoint, &config, out, &opts, report)
-    })?;
+    progress::with_bytes("converting", |report| convert(&args.checkpoint, &config, out, &opts, report))?;
     eprintln!("wrote {}", out.display());
     Ok(())
 }
@@ -100,53 +98,35 @@ fn lm_source(args: &ConvertArgs) -> Result<(LmConfig, ConvertOptions)> {
             config
         }
         (None, Some(y)) => LlmYaml::from_file(y)?.to_config(y)?,
-        (None, None) => {
-            bail!("pass --llm-config llm_config.yaml (or --config config.json for a custom model)")
-        }
+        (None, None) => bail!("pass --llm-config llm_config.yaml (or --config config.json for a custom model)"),
     };
     if let Some(t) = &args.tokenizer {
         // Fail before the long conversion if the tokenizer is unusable.
         uniaudio_lm::tokenizer::TextTokenizer::from_file(t)?;
     }
-    let opts = ConvertOptions {
-        dtype,
-        shard_bytes: args.shard_size_mib << 20,
-        tokenizer: args.tokenizer.clone(),
-    };
+    let opts = ConvertOptions { dtype, shard_bytes: args.shard_size_mib << 20, tokenizer: args.tokenizer.clone() };
     Ok((config, opts))
 }
 
 fn read_codec_config(path: &Path) -> Result<serde_json::Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))
 }
 
 fn encoder_sources(args: &ConvertArgs) -> EncoderSources {
-    EncoderSources {
-        whisper: args.whisper.clone(),
-        wavlm: args.wavlm.clone(),
-        music_ssl: args.music_ssl.clone(),
-    }
+    EncoderSources { whisper: args.whisper.clone(), wavlm: args.wavlm.clone(), music_ssl: args.music_ssl.clone() }
 }
 
 fn run_bundle(args: &ConvertArgs, bundle: &Path) -> Result<()> {
     let (config, options) = lm_source(args)?;
-    let tokenizer = args
-        .tokenizer
-        .as_deref()
-        .context("--bundle needs --tokenizer tokenizer.json")?;
+    let tokenizer = args.tokenizer.as_deref().context("--bundle needs --tokenizer tokenizer.json")?;
     let codec_config = match (&args.codec_checkpoint, &args.codec_config) {
-        (Some(_), None) => {
-            bail!("--codec-checkpoint needs --codec-config with the codec's config.json")
-        }
+        (Some(_), None) => bail!("--codec-checkpoint needs --codec-config with the codec's config.json"),
         (_, Some(path)) => Some(read_codec_config(path)?),
         (None, None) => None,
     };
     if let Some(c) = &codec_config {
-        let has_decoder = uniaudio_codec::config::DECODER_SECTIONS
-            .iter()
-            .any(|s| c.get(s).is_some());
+        let has_decoder = uniaudio_codec::config::DECODER_SECTIONS.iter().any(|s| c.get(s).is_some());
         if has_decoder && args.sqcodec.is_none() {
             bail!("the codec config has a decoder: pass --sqcodec sqcodec.pth");
         }
@@ -154,19 +134,10 @@ fn run_bundle(args: &ConvertArgs, bundle: &Path) -> Result<()> {
         eprintln!("note: no --codec-checkpoint: the bundle holds the LM and tokenizer only; every task also needs the codec (pass --codec DIR when running)");
     }
     let codec = match (&args.codec_checkpoint, &codec_config) {
-        (Some(checkpoint), Some(config)) => Some(CodecSource {
-            checkpoint,
-            sqcodec: args.sqcodec.as_deref(),
-            config,
-            encoder: encoder_sources(args),
-        }),
+        (Some(checkpoint), Some(config)) => Some(CodecSource { checkpoint, sqcodec: args.sqcodec.as_deref(), config, encoder: encoder_sources(args) }),
         _ => None,
     };
-    let lm = LmSource {
-        checkpoint: &args.checkpoint,
-        config: &config,
-        options,
-    };
+    let lm = LmSource { checkpoint: &args.checkpoint, config: &config, options };
     let bar = progress::steps(0, "converting");
     let result = convert_bundle(bundle, lm, codec, tokenizer, &mut |stage, done, total| {
         bar.set_message(stage.to_string());
@@ -181,36 +152,12 @@ fn run_bundle(args: &ConvertArgs, bundle: &Path) -> Result<()> {
 
 fn check_ids_agree(c: &LmConfig, y: &LlmYaml, path: &std::path::Path) -> Result<()> {
     let pairs = [
-        (
-            "audio_reason_card",
-            c.ids.audio_reason_card as u64,
-            y.ids.audio_reason_card as u64,
-        ),
-        (
-            "audio_semantic_card",
-            c.ids.audio_semantic_card as u64,
-            y.ids.audio_semantic_card as u64,
-        ),
-        (
-            "reason_bos",
-            c.ids.reason_bos as u64,
-            y.ids.reason_bos as u64,
-        ),
-        (
-            "reason_eos",
-            c.ids.reason_eos as u64,
-            y.ids.reason_eos as u64,
-        ),
-        (
-            "semantic_bos",
-            c.ids.semantic_bos as u64,
-            y.ids.semantic_bos as u64,
-        ),
-        (
-            "semantic_eos",
-            c.ids.semantic_eos as u64,
-            y.ids.semantic_eos as u64,
-        ),
+        ("audio_reason_card", c.ids.audio_reason_card as u64, y.ids.audio_reason_card as u64),
+        ("audio_semantic_card", c.ids.audio_semantic_card as u64, y.ids.audio_semantic_card as u64),
+        ("reason_bos", c.ids.reason_bos as u64, y.ids.reason_bos as u64),
+        ("reason_eos", c.ids.reason_eos as u64, y.ids.reason_eos as u64),
+        ("semantic_bos", c.ids.semantic_bos as u64, y.ids.semantic_bos as u64),
+        ("semantic_eos", c.ids.semantic_eos as u64, y.ids.semantic_eos as u64),
     ];
     for (name, a, b) in pairs {
         if a != b {
@@ -233,34 +180,20 @@ fn output_dtype(args: &ConvertArgs) -> Result<Option<DType>> {
 
 fn run_codec(args: &ConvertArgs) -> Result<()> {
     let dtype = output_dtype(args)?;
-    let Some(config_path) = &args.config else {
-        bail!("--codec needs --config with the codec's config.json")
-    };
-    let Some(out) = &args.out else {
-        bail!("--codec needs --out DIR")
-    };
+    let Some(config_path) = &args.config else { bail!("--codec needs --config with the codec's config.json") };
+    let Some(out) = &args.out else { bail!("--codec needs --out DIR") };
     let config = read_codec_config(config_path)?;
-    let has_decoder = uniaudio_codec::config::DECODER_SECTIONS
-        .iter()
-        .any(|s| config.get(s).is_some());
+    let has_decoder = uniaudio_codec::config::DECODER_SECTIONS.iter().any(|s| config.get(s).is_some());
     if has_decoder && args.sqcodec.is_none() {
         bail!("--codec with a decoder config needs --sqcodec sqcodec.pth");
     }
     let sources = encoder_sources(args);
     let bar = progress::steps(0, "converting codec tensors");
     let result = uniaudio_runtime::out_dir::write_atomically(out, |dir| {
-        uniaudio_codec::convert::convert_as(
-            &args.checkpoint,
-            args.sqcodec.as_deref(),
-            &config,
-            &sources,
-            dtype,
-            dir,
-            &mut |done, total| {
-                bar.set_length(total);
-                bar.set_position(done);
-            },
-        )
+        uniaudio_codec::convert::convert_as(&args.checkpoint, args.sqcodec.as_deref(), &config, &sources, dtype, dir, &mut |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        })
     });
     bar.finish_and_clear();
     result?;

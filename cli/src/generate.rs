@@ -23,11 +23,7 @@ pub struct GenerateArgs {
     #[arg(long)]
     model: Option<PathBuf>,
     /// Prompt file: {"frames": [{"text": ID} | {"audio": [c0, ..., c7]}, ...]}.
-    #[arg(
-        long,
-        required_unless_present = "requests",
-        conflicts_with = "requests"
-    )]
+    #[arg(long, required_unless_present = "requests", conflicts_with = "requests")]
     prompt: Option<PathBuf>,
     /// Many requests, one JSON object per line: {"frames", "output_kind", "top_k",
     /// "temperature", "seed", "max_steps", "cfg_scale"} (a missing field takes the flag's
@@ -67,8 +63,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         return crate::requests::run(&args);
     }
     let path = args.prompt.as_ref().context("--prompt FILE is needed")?;
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading prompt {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading prompt {}", path.display()))?;
     let prompt = parse_frames(&text).with_context(|| format!("prompt {}", path.display()))?;
     let opts = GenerateOptions {
         kind: args.kind().context("--output-kind is needed")?,
@@ -95,13 +90,7 @@ impl GenerateArgs {
 
     /// The flags' sampler settings (the defaults of a --requests line).
     pub fn defaults(&self) -> (usize, f32, u64, usize, Option<f32>) {
-        (
-            self.top_k,
-            self.temperature,
-            self.seed,
-            self.max_steps,
-            self.cfg_scale,
-        )
+        (self.top_k, self.temperature, self.seed, self.max_steps, self.cfg_scale)
     }
 
     pub fn backend(&self) -> BackendChoice {
@@ -116,20 +105,12 @@ impl GenerateArgs {
 }
 
 /// The object `generate` prints for one output.
-fn run_on<B: Backend>(
-    backend: &B,
-    args: &GenerateArgs,
-    prompt: &[uniaudio_lm::Frame],
-    opts: &GenerateOptions,
-) -> Result<()> {
+fn run_on<B: Backend>(backend: &B, args: &GenerateArgs, prompt: &[uniaudio_lm::Frame], opts: &GenerateOptions) -> Result<()> {
     let lm = args.load(backend)?;
     let path = args.prompt.as_deref().unwrap_or(std::path::Path::new("-"));
-    uniaudio_lm::generate::check_request(&lm.config, prompt, opts)
-        .with_context(|| format!("prompt {}", path.display()))?;
+    uniaudio_lm::generate::check_request(&lm.config, prompt, opts).with_context(|| format!("prompt {}", path.display()))?;
     let bar = progress::steps(opts.max_steps as u64, "generating");
-    let out = generate(&lm, backend, prompt, opts, &mut |done, _| {
-        bar.set_position(done as u64)
-    })?;
+    let out = generate(&lm, backend, prompt, opts, &mut |done, _| bar.set_position(done as u64))?;
     bar.finish_and_clear();
     println!("{}", uniaudio::generate_json::output_json(opts.kind, &out));
     Ok(())

@@ -24,11 +24,7 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     pub fn resolve(&self) -> Result<ModelPaths> {
-        ModelPaths::resolve(
-            self.model.as_deref(),
-            self.codec.as_deref(),
-            self.tokenizer.as_deref(),
-        )
+        ModelPaths::resolve(self.model.as_deref(), self.codec.as_deref(), self.tokenizer.as_deref())
     }
 }
 
@@ -55,12 +51,6 @@ pub struct SamplingArgs {
 
 impl SamplingArgs {
     pub fn sampling(&self) -> Sampling {
-        Sampling {
-            top_k: self.top_k,
-            temperature: self.temperature,
-            seed: self.seed,
-            max_steps: self.max_steps,
-            cfg_scale: self.cfg_scale,
-        }
+        Sampling { top_k: self.top_k, temperature: self.temperature, seed: self.seed, max_steps: self.max_steps, cfg_scale: self.cfg_scale }
     }
 }

@@ -24,19 +24,13 @@ impl Target {
         if path.exists() && !force {
             bail!("{}: exists (pass --force to replace it)", path.display());
         }
-        let name = path
-            .file_name()
-            .with_context(|| format!("{}: not a file path", path.display()))?;
+        let name = path.file_name().with_context(|| format!("{}: not a file path", path.display()))?;
         let mut tmp_name = std::ffi::OsString::from(".");
         tmp_name.push(name);
         tmp_name.push(".tmp");
         let tmp = path.with_file_name(tmp_name);
-        std::fs::File::create(&tmp)
-            .with_context(|| format!("{}: cannot write here", path.display()))?;
-        Ok(Target {
-            path: path.to_path_buf(),
-            tmp,
-        })
+        std::fs::File::create(&tmp).with_context(|| format!("{}: cannot write here", path.display()))?;
+        Ok(Target { path: path.to_path_buf(), tmp })
     }
 
     pub fn tmp(&self) -> &Path {
@@ -45,14 +39,12 @@ impl Target {
 
     /// Writes `bytes` and renames into place.
     pub fn write(self, bytes: &[u8]) -> Result<()> {
-        std::fs::write(&self.tmp, bytes)
-            .with_context(|| format!("writing {}", self.tmp.display()))?;
+        std::fs::write(&self.tmp, bytes).with_context(|| format!("writing {}", self.tmp.display()))?;
         self.commit()
     }
 
     pub fn commit(self) -> Result<()> {
-        std::fs::rename(&self.tmp, &self.path)
-            .with_context(|| format!("renaming to {}", self.path.display()))
+        std::fs::rename(&self.tmp, &self.path).with_context(|| format!("renaming to {}", self.path.display()))
     }
 }
 

@@ -57,20 +57,11 @@ pub struct PipelineArgs {
 }
 
 pub fn run(task: Task, args: PipelineArgs) -> Result<()> {
-    let mode: StitchMode = args
-        .mode
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!("--mode: {e}"))?;
+    let mode: StitchMode = args.mode.parse().map_err(|e: String| anyhow::anyhow!("--mode: {e}"))?;
     if args.steps == 0 {
         bail!("--steps must be >= 1");
     }
-    let text = TaskText {
-        text: args.text.clone(),
-        caption: args.caption.clone(),
-        lyrics: args.lyrics.clone(),
-        question: None,
-        instruction: args.instruction.clone(),
-    };
+    let text = TaskText { text: args.text.clone(), caption: args.caption.clone(), lyrics: args.lyrics.clone(), question: None, instruction: args.instruction.clone() };
     uniaudio::request::check_text_inputs(task, &text)?;
     match (uniaudio::request::takes_audio(task), &args.input) {
         (true, None) => bail!("{} needs an input audio file", task.name()),
@@ -83,35 +74,16 @@ pub fn run(task: Task, args: PipelineArgs) -> Result<()> {
     let prompt_frames = match &args.prompt {
         None => None,
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading prompt {}", path.display()))?;
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading prompt {}", path.display()))?;
             Some(parse_frames(&text).with_context(|| format!("prompt {}", path.display()))?)
         }
     };
-    let audio = args
-        .input
-        .as_deref()
-        .map(crate::audio_in::read)
-        .transpose()?;
-    let req = TaskRequest {
-        task,
-        text,
-        audio,
-        sampling: args.sampling.sampling(),
-        codec: CodecSettings {
-            steps: args.steps,
-            mode,
-        },
-        prompt_frames,
-    };
+    let audio = args.input.as_deref().map(crate::audio_in::read).transpose()?;
+    let req = TaskRequest { task, text, audio, sampling: args.sampling.sampling(), codec: CodecSettings { steps: args.steps, mode }, prompt_frames };
     let out = crate::task_run::run(&paths, args.sampling.backend, &req, false)?;
     let audio = out.audio.as_deref().context("no audio was produced")?;
     target.write(audio, out.sample_rate, args.pcm16)?;
-    eprintln!(
-        "wrote {} ({:.2} s)",
-        args.out.display(),
-        audio.len() as f64 / out.sample_rate as f64
-    );
+    eprintln!("wrote {} ({:.2} s)", args.out.display(), audio.len() as f64 / out.sample_rate as f64);
     if args.json {
         let mut json = crate::task_run::json(&out);
         json["out"] = serde_json::json!(args.out);

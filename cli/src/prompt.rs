@@ -57,31 +57,20 @@ fn frame_json(f: &Frame) -> serde_json::Value {
 pub fn run(args: PromptArgs) -> Result<()> {
     let Some(task) = Task::parse(&args.task) else {
         let names: Vec<_> = Task::ALL.iter().map(|t| t.name()).collect();
-        bail!(
-            "--task: unknown task `{}` (one of {})",
-            args.task,
-            names.join(", ")
-        );
+        bail!("--task: unknown task `{}` (one of {})", args.task, names.join(", "));
     };
-    let paths = uniaudio::ModelPaths::resolve(
-        args.model.as_deref(),
-        args.codec.as_deref(),
-        args.inputs.tokenizer.as_deref(),
-    )?;
+    let paths = uniaudio::ModelPaths::resolve(args.model.as_deref(), args.codec.as_deref(), args.inputs.tokenizer.as_deref())?;
     let config_path = match (&args.config, &paths.lm) {
         (Some(c), _) => c.clone(),
         (None, Some(m)) => m.join("config.json"),
-        (None, None) => {
-            bail!("pass --model BUNDLE (or --config config.json) for the model's special ids")
-        }
+        (None, None) => bail!("pass --model BUNDLE (or --config config.json) for the model's special ids"),
     };
     let config = LmConfig::from_file(&config_path)?;
     let tok_path = paths.require(uniaudio::Part::Tokenizer, task.name())?;
     let tok = TextTokenizer::from_file(tok_path)?;
     let audio = match (&args.audio_tokens, &args.audio) {
         (Some(p), _) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             Some(serde_json::from_str::<AudioTokens>(&text).with_context(|| format!("{}: expected {{\"reasoning\": [[8 codes]...], \"reconstruction\": [[8 codes]...]}}", p.display()))?)
         }
         (None, Some(p)) => {

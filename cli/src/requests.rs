@@ -40,26 +40,13 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
 
 fn run_on<B: Backend>(b: &B, args: &GenerateArgs, lines: &[(usize, String)]) -> Result<()> {
     let lm = args.load(b)?;
-    let mut engine = Engine::new(
-        &lm,
-        b,
-        &EngineOptions {
-            max_batch: args.max_batch,
-            kv_budget: args.kv_budget,
-        },
-    )?;
-    eprintln!(
-        "batching up to {} rows, KV budget {:.1} MiB",
-        engine.max_batch(),
-        engine.kv().budget() as f64 / (1 << 20) as f64
-    );
+    let mut engine = Engine::new(&lm, b, &EngineOptions { max_batch: args.max_batch, kv_budget: args.kv_budget })?;
+    eprintln!("batching up to {} rows, KV budget {:.1} MiB", engine.max_batch(), engine.kv().budget() as f64 / (1 << 20) as f64);
     let mut results: Vec<Option<Value>> = vec![None; lines.len()];
     let mut line_of = HashMap::new();
     let mut kinds = HashMap::new();
     for (i, (n, line)) in lines.iter().enumerate() {
-        match parse_request(line, args)
-            .and_then(|(frames, opts)| Ok((engine.submit(&frames, &opts)?, opts.kind)))
-        {
+        match parse_request(line, args).and_then(|(frames, opts)| Ok((engine.submit(&frames, &opts)?, opts.kind))) {
             Ok((id, kind)) => {
                 line_of.insert(id, i);
                 kinds.insert(id, kind);
@@ -73,9 +60,7 @@ fn run_on<B: Backend>(b: &B, args: &GenerateArgs, lines: &[(usize, String)]) -> 
     loop {
         // Print every finished line whose predecessors are printed.
         while printed < results.len() {
-            let Some(out) = results[printed].take() else {
-                break;
-            };
+            let Some(out) = results[printed].take() else { break };
             failed += out.get("error").is_some() as usize;
             writeln!(stdout, "{out}")?;
             stdout.flush()?;
@@ -96,12 +81,7 @@ fn run_on<B: Backend>(b: &B, args: &GenerateArgs, lines: &[(usize, String)]) -> 
         }
     }
     let peak = engine.kv().peak() as f64 / (1 << 20) as f64;
-    eprintln!(
-        "{} requests done, {failed} failed, in {:.1} s ({} steps, KV peak {peak:.1} MiB)",
-        printed - failed,
-        start.elapsed().as_secs_f64(),
-        engine.steps()
-    );
+    eprintln!("{} requests done, {failed} failed, in {:.1} s ({} steps, KV peak {peak:.1} MiB)", printed - failed, start.elapsed().as_secs_f64(), engine.steps());
     Ok(())
 }
 
@@ -120,10 +100,7 @@ pub fn parse_bytes(s: &str) -> std::result::Result<usize, String> {
         }
         _ => (t, 1),
     };
-    let n: f64 = digits
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a byte count (e.g. 512M, 8G)"))?;
+    let n: f64 = digits.trim().parse().map_err(|_| format!("`{s}` is not a byte count (e.g. 512M, 8G)"))?;
     if !(n.is_finite() && n > 0.0) {
         return Err(format!("`{s}`: the budget must be positive"));
     }
@@ -132,16 +109,6 @@ pub fn parse_bytes(s: &str) -> std::result::Result<usize, String> {
 
 fn parse_request(line: &str, args: &GenerateArgs) -> Result<(Vec<Frame>, GenerateOptions)> {
     let (top_k, temperature, seed, max_steps, cfg_scale) = args.defaults();
-    let defaults = RequestDefaults {
-        kind: args.kind(),
-        options: GenerateOptions {
-            kind: OutputKind::Audio,
-            top_k,
-            temperature,
-            seed,
-            max_steps,
-            cfg_scale,
-        },
-    };
+    let defaults = RequestDefaults { kind: args.kind(), options: GenerateOptions { kind: OutputKind::Audio, top_k, temperature, seed, max_steps, cfg_scale } };
     generate_json::parse_request(line, &defaults)
 }

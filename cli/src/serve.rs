@@ -59,28 +59,18 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let opts = ServeOptions {
         host: args.host.clone(),
         port: args.port,
-        engine: EngineOptions {
-            max_batch: args.max_batch,
-            kv_budget: args.kv_budget,
-        },
+        engine: EngineOptions { max_batch: args.max_batch, kv_budget: args.kv_budget },
         queue_limit: args.queue_limit,
         timeout: (args.timeout > 0).then(|| Duration::from_secs(args.timeout)),
         api_key: args.api_key.clone(),
         max_body_bytes: args.max_body_mib.max(1) << 20,
         max_steps_limit: args.max_steps_limit,
         drain_timeout: Duration::from_secs(args.drain_timeout),
-        model_name: lm_dir
-            .file_name()
-            .map_or("uniaudio-2.0".into(), |n| n.to_string_lossy().into_owned()),
+        model_name: lm_dir.file_name().map_or("uniaudio-2.0".into(), |n| n.to_string_lossy().into_owned()),
         fault_injection: false,
     };
-    let server =
-        uniaudio_server::start_with_signals(paths, backend, opts).context("starting the server")?;
-    eprintln!(
-        "serving {} on http://{} ({described}); /health turns ok once the model is loaded",
-        lm_dir.display(),
-        server.addr()
-    );
+    let server = uniaudio_server::start_with_signals(paths, backend, opts).context("starting the server")?;
+    eprintln!("serving {} on http://{} ({described}); /health turns ok once the model is loaded", lm_dir.display(), server.addr());
     server.join()?;
     eprintln!("stopped");
     Ok(())

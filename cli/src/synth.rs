@@ -38,48 +38,28 @@ pub struct SynthArgs {
 
 pub fn run(args: SynthArgs) -> Result<()> {
     if let Some(dir) = &args.bundle {
-        let Some(preset) = BundlePreset::parse(&args.preset) else {
-            bail!(
-                "--preset: expected tiny, small or full, got `{}`",
-                args.preset
-            )
-        };
+        let Some(preset) = BundlePreset::parse(&args.preset) else { bail!("--preset: expected tiny, small or full, got `{}`", args.preset) };
         let bar = progress::steps(0, "synthesizing");
-        let result = uniaudio::synth_bundle::write_synthetic_bundle(
-            dir,
-            preset,
-            args.tokenizer.as_deref(),
-            &mut |stage, done, total| {
-                bar.set_message(stage.to_string());
-                bar.set_length(total);
-                bar.set_position(done);
-            },
-        );
+        let result = uniaudio::synth_bundle::write_synthetic_bundle(dir, preset, args.tokenizer.as_deref(), &mut |stage, done, total| {
+            bar.set_message(stage.to_string());
+            bar.set_length(total);
+            bar.set_position(done);
+        });
         bar.finish_and_clear();
         result?;
         eprintln!("wrote bundle {} ({} preset)", dir.display(), preset.name());
         return Ok(());
     }
-    let (Some(config_path), Some(out)) = (&args.config, &args.out) else {
-        bail!("pass --config config.json --out DIR (or --bundle DIR [--preset tiny|small|full])")
+    let (Some(config_path), Some(out)) = (&args.config, &args.out) else { bail!("pass --config config.json --out DIR (or --bundle DIR [--preset tiny|small|full])") };
+    let Some(dtype) = DType::parse(&args.dtype).filter(|d| d.is_float() || *d == DType::Q8_0) else {
+        bail!("--dtype: expected f32, f16, bf16 or q8, got `{}`", args.dtype);
     };
-    let Some(dtype) = DType::parse(&args.dtype).filter(|d| d.is_float() || *d == DType::Q8_0)
-    else {
-        bail!(
-            "--dtype: expected f32, f16, bf16 or q8, got `{}`",
-            args.dtype
-        );
-    };
-    let text = std::fs::read_to_string(config_path)
-        .with_context(|| format!("reading {}", config_path.display()))?;
-    let config = LmConfig::from_json(&text)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
+    let text = std::fs::read_to_string(config_path).with_context(|| format!("reading {}", config_path.display()))?;
+    let config = LmConfig::from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
     let init = InitSpec::from_config_json(&text)
         .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?
         .unwrap_or_else(|| InitSpec::with_seed(0));
-    progress::with_bytes("synthesizing", |report| {
-        write_synthetic_model(&config, &init, dtype, out, report)
-    })?;
+    progress::with_bytes("synthesizing", |report| write_synthetic_model(&config, &init, dtype, out, report))?;
     eprintln!("wrote {}", out.display());
     Ok(())
 }

@@ -13,12 +13,7 @@ use crate::progress;
 
 /// Loads the parts `req.task` needs and runs it (callers check the parts are there before
 /// any slow input work); `stream_text` prints text as it comes.
-pub fn run(
-    paths: &ModelPaths,
-    backend: BackendChoice,
-    req: &TaskRequest,
-    stream_text: bool,
-) -> Result<TaskOutput> {
+pub fn run(paths: &ModelPaths, backend: BackendChoice, req: &TaskRequest, stream_text: bool) -> Result<TaskOutput> {
     let mut model = Model::with_backend(paths.clone(), backend.open()?);
     eprintln!("backend: {}", model.backend());
     let text_task = req.task.output_kind() == OutputKind::Text;
@@ -33,10 +28,7 @@ pub fn run(
             }
         }
         // Streamed text is its own progress; a bar would interleave with it on a terminal.
-        Event::Progress {
-            stage: Stage::Generate,
-            ..
-        } if text_task && stream_text => {}
+        Event::Progress { stage: Stage::Generate, .. } if text_task && stream_text => {}
         Event::Progress { stage, done, total } => {
             if bar.as_ref().map(|(s, _)| *s) != Some(stage) {
                 if let Some((_, old)) = bar.take() {
@@ -65,49 +57,21 @@ pub fn run(
 fn report(o: &TaskOutput) {
     let t = &o.timings;
     let steps = o.generated.steps;
-    let mut parts = vec![format!(
-        "{}: {} prompt positions + {steps} steps ({} of max_seq_len {})",
-        o.task.name(),
-        o.prompt_positions,
-        o.positions_used(),
-        o.max_seq_len
-    )];
+    let mut parts = vec![format!("{}: {} prompt positions + {steps} steps ({} of max_seq_len {})", o.task.name(), o.prompt_positions, o.positions_used(), o.max_seq_len)];
     if o.windows.len() > 1 {
         parts.push(format!("{} windows", o.windows.len()));
     }
     if let Some(s) = o.input_seconds {
-        parts.push(format!(
-            "encoded {s:.2} s of audio in {:.2} s ({:.2}x real time)",
-            t.encode_s,
-            s / t.encode_s.max(1e-9)
-        ));
+        parts.push(format!("encoded {s:.2} s of audio in {:.2} s ({:.2}x real time)", t.encode_s, s / t.encode_s.max(1e-9)));
     }
-    parts.push(format!(
-        "prefill {:.2} s ({:.0} positions/s)",
-        t.prefill_s,
-        o.prompt_positions as f64 / t.prefill_s.max(1e-9)
-    ));
-    let unit = if o.task.output_kind() == OutputKind::Text {
-        "tokens"
-    } else {
-        "frames"
-    };
-    parts.push(format!(
-        "{steps} {unit} in {:.2} s ({:.1} {unit}/s)",
-        t.generate_s,
-        steps as f64 / t.generate_s.max(1e-9)
-    ));
+    parts.push(format!("prefill {:.2} s ({:.0} positions/s)", t.prefill_s, o.prompt_positions as f64 / t.prefill_s.max(1e-9)));
+    let unit = if o.task.output_kind() == OutputKind::Text { "tokens" } else { "frames" };
+    parts.push(format!("{steps} {unit} in {:.2} s ({:.1} {unit}/s)", t.generate_s, steps as f64 / t.generate_s.max(1e-9)));
     if let Some(audio) = &o.audio {
         let secs = audio.len() as f64 / o.sample_rate as f64;
-        parts.push(format!(
-            "decoded {secs:.2} s of audio in {:.2} s",
-            t.decode_s
-        ));
+        parts.push(format!("decoded {secs:.2} s of audio in {:.2} s", t.decode_s));
     }
-    parts.push(format!(
-        "stopped by {}",
-        uniaudio::run::stop_name(Some(o.stopped_by))
-    ));
+    parts.push(format!("stopped by {}", uniaudio::run::stop_name(Some(o.stopped_by))));
     eprintln!("{}", parts.join("; "));
 }
 

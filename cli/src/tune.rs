@@ -39,10 +39,7 @@ pub struct TuneArgs {
 /// Whether `family` is selected by `--family`, which must name one of `known`.
 fn selected(wanted: &Option<String>, known: &[&str], family: &str) -> Result<bool> {
     match wanted {
-        Some(w) if !known.contains(&w.as_str()) => bail!(
-            "--family: this backend's families are {}, got `{w}`",
-            known.join(", ")
-        ),
+        Some(w) if !known.contains(&w.as_str()) => bail!("--family: this backend's families are {}, got `{w}`", known.join(", ")),
         Some(w) => Ok(w == family),
         None => Ok(true),
     }
@@ -58,38 +55,24 @@ impl Projections {
     fn of(args: &TuneArgs) -> Result<Option<Projections>> {
         let (label, config) = match (&args.preset, &args.model) {
             (Some(name), _) => {
-                let Some(p) = Preset::parse(name) else {
-                    bail!("--preset: expected full, medium or small, got `{name}`")
-                };
+                let Some(p) = Preset::parse(name) else { bail!("--preset: expected full, medium or small, got `{name}`") };
                 (format!("preset {name}"), p.config())
             }
             (None, Some(dir)) => {
                 let paths = uniaudio::ModelPaths::resolve(Some(dir), None, None)?;
                 let lm = paths.require(uniaudio::Part::Lm, "tune")?;
-                (
-                    format!("model {}", dir.display()),
-                    LmConfig::from_file(&lm.join("config.json"))?,
-                )
+                (format!("model {}", dir.display()), LmConfig::from_file(&lm.join("config.json"))?)
             }
             (None, None) => return Ok(None),
         };
         let b = &config.stacks.backbone;
-        let shapes = vec![
-            (b.n_embd, b.qkv_rows()),
-            (b.q_dim(), b.n_embd),
-            (b.n_embd, b.intermediate_size),
-            (b.intermediate_size, b.n_embd),
-        ];
+        let shapes = vec![(b.n_embd, b.qkv_rows()), (b.q_dim(), b.n_embd), (b.n_embd, b.intermediate_size), (b.intermediate_size, b.n_embd)];
         Ok(Some(Projections { label, shapes }))
     }
 
     /// The largest projection whose inner size `fits`, as an (m, k, n) probe.
     fn probe(&self, m: usize, fits: impl Fn(usize) -> bool) -> Option<(usize, usize, usize)> {
-        self.shapes
-            .iter()
-            .filter(|(k, _)| fits(*k))
-            .max_by_key(|(k, n)| k * n)
-            .map(|&(k, n)| (m, k, n))
+        self.shapes.iter().filter(|(k, _)| fits(*k)).max_by_key(|(k, n)| k * n).map(|&(k, n)| (m, k, n))
     }
 }
 
@@ -129,43 +112,28 @@ pub fn run(args: TuneArgs) -> Result<()> {
 /// `families`: whether to tune the GEMM pass size and the GEMV tasks per thread.
 fn tune_cpu(isa: Isa, reps: usize, model: &Option<Projections>, families: [bool; 2]) -> Result<()> {
     let key = cpu_tune::device_key();
-    println!(
-        "device   {} ({}), runtime {}",
-        key.device, key.driver, key.runtime
-    );
-    let mut cache = TuneCache::open(&cpu_tune::cache_dir(), key, &mut |w| {
-        eprintln!("warning: {w}")
-    });
+    println!("device   {} ({}), runtime {}", key.device, key.driver, key.runtime);
+    let mut cache = TuneCache::open(&cpu_tune::cache_dir(), key, &mut |w| eprintln!("warning: {w}"));
     if families[0] {
         tune_cpu_gemm(isa, reps, model, &mut cache);
     }
     if families[1] {
         tune_cpu_gemv(isa, reps, model, &mut cache);
     }
-    cache.save().map_err(|e| {
-        anyhow::anyhow!(
-            "{}: cannot write the tuning cache: {e}",
-            cache.path().display()
-        )
-    })?;
+    cache.save().map_err(|e| anyhow::anyhow!("{}: cannot write the tuning cache: {e}", cache.path().display()))?;
     println!("\nsaved    {}", cache.path().display());
     Ok(())
 }
 
 fn tune_cpu_gemm(isa: Isa, reps: usize, model: &Option<Projections>, cache: &mut TuneCache) {
     let peak = measure_fma_peak(isa, 3);
-    println!(
-        "peak     {peak:.1} GFLOP/s ({} FMA, best of 3 passes)",
-        isa.name()
-    );
+    println!("peak     {peak:.1} GFLOP/s ({} FMA, best of 3 passes)", isa.name());
     println!();
     print_header("of peak");
     for (c, class) in cpu_tune::GEMM_CLASSES.iter().enumerate() {
         // A prefill of 256 rows through the model's projections of this class.
         let min_k = cpu_tune::GEMM_CLASSES[..c].last().map_or(0, |p| p.max_k);
-        let probe = model
-            .as_ref()
-            .and_then(|p| p.probe(256, |k| k > min_k && k <= class.max_k));
+        let probe = model.as_ref().and_then(|p| p.probe(256, |k| k > min_k && k <= class.max_k));
         let (m, k, n) = probe.unwrap_or(class.probe);
         let (best, timings) = cpu_tune::tune_gemm_pass(isa, c, Some((m, k, n)), 1, reps);
         let flops = 2.0 * (m * k * n) as f64;
@@ -204,13 +172,7 @@ fn tune_cpu_gemv(isa: Isa, reps: usize, model: &Option<Projections>, cache: &mut
     for (c, &(name, max_n, builtin)) in cpu_tune::GEMV_CLASSES.iter().enumerate() {
         let min_n = cpu_tune::GEMV_CLASSES[..c].last().map_or(0, |p| p.1);
         // The model's largest projection with this many outputs, as (K, N).
-        let probe = model.as_ref().and_then(|p| {
-            p.shapes
-                .iter()
-                .filter(|(_, n)| *n >= min_n && *n < max_n)
-                .max_by_key(|(k, n)| k * n)
-                .copied()
-        });
+        let probe = model.as_ref().and_then(|p| p.shapes.iter().filter(|(_, n)| *n >= min_n && *n < max_n).max_by_key(|(k, n)| k * n).copied());
         let (k, n) = probe.unwrap_or(builtin);
         let (best, timings) = cpu_tune::tune_gemv_tasks(isa, c, Some((k, n)), 1, reps);
         let copies = cpu_tune::gemv_probe_copies(k, n);
@@ -239,30 +201,16 @@ fn tune_cpu_gemv(isa: Isa, reps: usize, model: &Option<Projections>, cache: &mut
 }
 
 /// `families`: whether to tune the GEMV rows and the GEMM tile.
-fn tune_wgpu(
-    gpu: &Wgpu,
-    reps: usize,
-    model: &Option<Projections>,
-    families: [bool; 2],
-) -> Result<()> {
+fn tune_wgpu(gpu: &Wgpu, reps: usize, model: &Option<Projections>, families: [bool; 2]) -> Result<()> {
     let key = gpu.tune_key();
-    println!(
-        "device   {} ({}), runtime {}",
-        key.device, key.driver, key.runtime
-    );
+    println!("device   {} ({}), runtime {}", key.device, key.driver, key.runtime);
     let bandwidth = gpu.measure_copy_bandwidth(64 << 20, 3)?;
     println!("limit    {bandwidth:.1} GB/s (buffer copy, best of 3)");
-    let peak = if families[1] {
-        gpu.measure_fma_peak(3)?
-    } else {
-        f64::NAN
-    };
+    let peak = if families[1] { gpu.measure_fma_peak(3)? } else { f64::NAN };
     if families[1] {
         println!("peak     {peak:.1} GFLOP/s (f32 FMA, best of 3 passes)");
     }
-    let mut cache = TuneCache::open(&cpu_tune::cache_dir(), key, &mut |w| {
-        eprintln!("warning: {w}")
-    });
+    let mut cache = TuneCache::open(&cpu_tune::cache_dir(), key, &mut |w| eprintln!("warning: {w}"));
     println!();
     print_header("of limit");
     for (c, (class, builtin)) in wgpu_tune::GEMV_CLASSES
@@ -299,21 +247,12 @@ fn tune_wgpu(
             cpu_tune::choice(run.best, &run.timings),
         );
     }
-    for (c, (class, builtin)) in wgpu_tune::GEMM_CLASSES
-        .iter()
-        .enumerate()
-        .filter(|_| families[1])
-    {
-        let probe = model
-            .as_ref()
-            .and_then(|p| if c == 0 { p.probe(64, |_| true) } else { None });
+    for (c, (class, builtin)) in wgpu_tune::GEMM_CLASSES.iter().enumerate().filter(|_| families[1]) {
+        let probe = model.as_ref().and_then(|p| if c == 0 { p.probe(64, |_| true) } else { None });
         let run = gpu.tune_gemm_probe(c, probe, DType::BF16, 1, reps)?;
         let rate = |s: f64| {
             let gflops = run.flops_per_timing / s / 1e9;
-            (
-                format!("{gflops:.1} GFLOP/s"),
-                100.0 * (gflops / peak).min(1.0),
-            )
+            (format!("{gflops:.1} GFLOP/s"), 100.0 * (gflops / peak).min(1.0))
         };
         let table = Table {
             family: wgpu_tune::GEMM_TILE,
@@ -332,12 +271,7 @@ fn tune_wgpu(
             cpu_tune::choice(run.best, &run.timings),
         );
     }
-    cache.save().map_err(|e| {
-        anyhow::anyhow!(
-            "{}: cannot write the tuning cache: {e}",
-            cache.path().display()
-        )
-    })?;
+    cache.save().map_err(|e| anyhow::anyhow!("{}: cannot write the tuning cache: {e}", cache.path().display()))?;
     println!("\nsaved    {}", cache.path().display());
     Ok(())
 }

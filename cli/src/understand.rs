@@ -31,24 +31,13 @@ pub struct UnderstandArgs {
 }
 
 pub fn run(task: Task, args: UnderstandArgs) -> Result<()> {
-    let text = TaskText {
-        question: args.question.clone(),
-        instruction: args.instruction.clone(),
-        ..Default::default()
-    };
+    let text = TaskText { question: args.question.clone(), instruction: args.instruction.clone(), ..Default::default() };
     // Flag mistakes and missing parts fail before the audio is read.
     uniaudio::request::check_text_inputs(task, &text)?;
     let paths = args.model.resolve()?;
     paths.require_all(&uniaudio::run::parts_for(task), task.name())?;
     let audio = crate::audio_in::read(&args.input)?;
-    let req = TaskRequest {
-        task,
-        text,
-        audio: Some(audio),
-        sampling: args.sampling.sampling(),
-        codec: CodecSettings::default(),
-        prompt_frames: None,
-    };
+    let req = TaskRequest { task, text, audio: Some(audio), sampling: args.sampling.sampling(), codec: CodecSettings::default(), prompt_frames: None };
     let out = crate::task_run::run(&paths, args.sampling.backend, &req, !args.json)?;
     if args.json {
         println!("{}", crate::task_run::json(&out));

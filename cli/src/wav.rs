@@ -20,15 +20,10 @@ impl WavTarget {
             channels: 1,
             sample_rate,
             bits_per_sample: if pcm16 { 16 } else { 32 },
-            sample_format: if pcm16 {
-                hound::SampleFormat::Int
-            } else {
-                hound::SampleFormat::Float
-            },
+            sample_format: if pcm16 { hound::SampleFormat::Int } else { hound::SampleFormat::Float },
         };
         let tmp = self.0.tmp();
-        let mut w = hound::WavWriter::create(tmp, spec)
-            .with_context(|| format!("writing {}", tmp.display()))?;
+        let mut w = hound::WavWriter::create(tmp, spec).with_context(|| format!("writing {}", tmp.display()))?;
         for &s in samples {
             if pcm16 {
                 // Clip to the PCM range; the float output is left as decoded.
@@ -37,8 +32,7 @@ impl WavTarget {
                 w.write_sample(s)?;
             }
         }
-        w.finalize()
-            .with_context(|| format!("writing {}", tmp.display()))?;
+        w.finalize().with_context(|| format!("writing {}", tmp.display()))?;
         self.0.commit()
     }
 }

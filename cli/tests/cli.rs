@@ -12,9 +12,7 @@ fn bin() -> Command {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../lm/tests/fixtures/public")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../lm/tests/fixtures/public").join(name)
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -31,11 +29,7 @@ fn model_dir() -> &'static Path {
     let (_, dir) = DIR.get_or_init(|| {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("model");
-        let o = run(bin()
-            .args(["synth", "--dtype", "bf16", "--config"])
-            .arg(fixture("config.json"))
-            .arg("--out")
-            .arg(&dir));
+        let o = run(bin().args(["synth", "--dtype", "bf16", "--config"]).arg(fixture("config.json")).arg("--out").arg(&dir));
         assert!(o.status.success(), "synth failed: {}", stderr(&o));
         (tmp, dir)
     });
@@ -55,11 +49,7 @@ fn rand_suffix() -> u64 {
 }
 
 fn cases() -> Vec<Value> {
-    serde_json::from_str::<Value>(&std::fs::read_to_string(fixture("cases.json")).unwrap())
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
+    serde_json::from_str::<Value>(&std::fs::read_to_string(fixture("cases.json")).unwrap()).unwrap().as_array().unwrap().clone()
 }
 
 #[test]
@@ -70,36 +60,19 @@ fn generate_prints_the_reference_outputs() {
         if name.starts_with("long") {
             continue; // covered by the library parity test; keep this one quick
         }
-        let kind = if case["task_kind"] == "audio_out" {
-            "audio"
-        } else {
-            "text"
-        };
+        let kind = if case["task_kind"] == "audio_out" { "audio" } else { "text" };
         let prompt = write_prompt(tmp.path(), &case["prompt"]);
         let o = run(bin()
             .args(["generate", "--model"])
             .arg(model_dir())
             .arg("--prompt")
             .arg(&prompt)
-            .args([
-                "--output-kind",
-                kind,
-                "--top-k",
-                "1",
-                "--backend",
-                "cpu",
-                "--max-steps",
-            ])
+            .args(["--output-kind", kind, "--top-k", "1", "--backend", "cpu", "--max-steps"])
             .arg(case["max_steps"].to_string()));
         assert!(o.status.success(), "{name}: {}", stderr(&o));
-        let got: Value = serde_json::from_slice(&o.stdout)
-            .unwrap_or_else(|e| panic!("{name}: stdout is not one JSON object: {e}"));
+        let got: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{name}: stdout is not one JSON object: {e}"));
         let exp = &case["expected"];
-        let keys: &[&str] = if kind == "audio" {
-            &["frames", "reasoning", "reconstruction", "stopped_by"]
-        } else {
-            &["text_ids", "stopped_by"]
-        };
+        let keys: &[&str] = if kind == "audio" { &["frames", "reasoning", "reconstruction", "stopped_by"] } else { &["text_ids", "stopped_by"] };
         for k in keys {
             assert_eq!(got[k], exp[k], "{name}: {k}");
         }
@@ -111,114 +84,36 @@ fn generate_prints_the_reference_outputs() {
 #[test]
 fn requests_file_gives_one_line_per_request() {
     let tmp = tempfile::tempdir().unwrap();
-    let picked: Vec<Value> = cases()
-        .into_iter()
-        .filter(|c| !c["name"].as_str().unwrap().starts_with("long"))
-        .collect();
+    let picked: Vec<Value> = cases().into_iter().filter(|c| !c["name"].as_str().unwrap().starts_with("long")).collect();
     let mut lines: Vec<String> = Vec::new();
     for case in &picked {
-        let kind = if case["task_kind"] == "audio_out" {
-            "audio"
-        } else {
-            "text"
-        };
+        let kind = if case["task_kind"] == "audio_out" { "audio" } else { "text" };
         lines.push(serde_json::json!({"frames": case["prompt"], "output_kind": kind, "top_k": 1, "max_steps": case["max_steps"]}).to_string());
     }
     lines.insert(1, "{not json".into());
-    lines.insert(
-        2,
-        serde_json::json!({"frames": [{"text": 999_999_999u64}], "output_kind": "text"})
-            .to_string(),
-    );
-    lines.push(
-        serde_json::json!({"frames": picked[0]["prompt"], "output_kind": "speech"}).to_string(),
-    );
+    lines.insert(2, serde_json::json!({"frames": [{"text": 999_999_999u64}], "output_kind": "text"}).to_string());
+    lines.push(serde_json::json!({"frames": picked[0]["prompt"], "output_kind": "speech"}).to_string());
     // Sampled with a seed: equal to the single-prompt command with the same settings.
     lines.push(serde_json::json!({"frames": picked[0]["prompt"], "output_kind": "audio", "top_k": 50, "temperature": 0.9, "seed": 7, "max_steps": 5}).to_string());
     let reqs = tmp.path().join("reqs.jsonl");
     std::fs::write(&reqs, lines.join("\n")).unwrap();
-    let o = run(bin()
-        .args(["generate", "--backend", "cpu", "--model"])
-        .arg(model_dir())
-        .arg("--requests")
-        .arg(&reqs));
+    let o = run(bin().args(["generate", "--backend", "cpu", "--model"]).arg(model_dir()).arg("--requests").arg(&reqs));
     assert!(o.status.success(), "{}", stderr(&o));
-    let out: Vec<Value> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let out: Vec<Value> = String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(out.len(), lines.len());
     // Narrower batches and a tight KV budget change the schedule, never an output.
-    let narrow = run(bin()
-        .args([
-            "generate",
-            "--backend",
-            "cpu",
-            "--max-batch",
-            "2",
-            "--kv-budget",
-            "8M",
-            "--model",
-        ])
-        .arg(model_dir())
-        .arg("--requests")
-        .arg(&reqs));
+    let narrow = run(bin().args(["generate", "--backend", "cpu", "--max-batch", "2", "--kv-budget", "8M", "--model"]).arg(model_dir()).arg("--requests").arg(&reqs));
     assert!(narrow.status.success(), "{}", stderr(&narrow));
-    assert_eq!(
-        String::from_utf8_lossy(&narrow.stdout),
-        String::from_utf8_lossy(&o.stdout)
-    );
-    let bad = run(bin()
-        .args([
-            "generate",
-            "--backend",
-            "cpu",
-            "--kv-budget",
-            "lots",
-            "--model",
-        ])
-        .arg(model_dir())
-        .arg("--requests")
-        .arg(&reqs));
-    assert!(
-        !bad.status.success() && stderr(&bad).contains("kv-budget"),
-        "{}",
-        stderr(&bad)
-    );
-    assert!(
-        out[1]["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("line 2: not a JSON object"),
-        "{}",
-        out[1]
-    );
-    assert!(
-        out[2]["error"].as_str().unwrap().contains("line 3"),
-        "{}",
-        out[2]
-    );
-    assert!(
-        out[lines.len() - 2]["error"]
-            .as_str()
-            .unwrap()
-            .contains("output_kind"),
-        "{}",
-        out[lines.len() - 2]
-    );
-    let answers: Vec<&Value> = out
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| ![1, 2].contains(i) && *i < lines.len() - 2)
-        .map(|(_, v)| v)
-        .collect();
+    assert_eq!(String::from_utf8_lossy(&narrow.stdout), String::from_utf8_lossy(&o.stdout));
+    let bad = run(bin().args(["generate", "--backend", "cpu", "--kv-budget", "lots", "--model"]).arg(model_dir()).arg("--requests").arg(&reqs));
+    assert!(!bad.status.success() && stderr(&bad).contains("kv-budget"), "{}", stderr(&bad));
+    assert!(out[1]["error"].as_str().unwrap().starts_with("line 2: not a JSON object"), "{}", out[1]);
+    assert!(out[2]["error"].as_str().unwrap().contains("line 3"), "{}", out[2]);
+    assert!(out[lines.len() - 2]["error"].as_str().unwrap().contains("output_kind"), "{}", out[lines.len() - 2]);
+    let answers: Vec<&Value> = out.iter().enumerate().filter(|(i, _)| ![1, 2].contains(i) && *i < lines.len() - 2).map(|(_, v)| v).collect();
     for (case, got) in picked.iter().zip(answers) {
         let exp = &case["expected"];
-        let keys: &[&str] = if case["task_kind"] == "audio_out" {
-            &["frames", "reasoning", "reconstruction", "stopped_by"]
-        } else {
-            &["text_ids", "stopped_by"]
-        };
+        let keys: &[&str] = if case["task_kind"] == "audio_out" { &["frames", "reasoning", "reconstruction", "stopped_by"] } else { &["text_ids", "stopped_by"] };
         for k in keys {
             assert_eq!(got[k], exp[k], "{}: {k}", case["name"]);
         }
@@ -229,22 +124,8 @@ fn requests_file_gives_one_line_per_request() {
         .arg(model_dir())
         .arg("--prompt")
         .arg(&prompt)
-        .args([
-            "--output-kind",
-            "audio",
-            "--top-k",
-            "50",
-            "--temperature",
-            "0.9",
-            "--seed",
-            "7",
-            "--max-steps",
-            "5",
-        ]));
-    assert_eq!(
-        out[lines.len() - 1],
-        serde_json::from_slice::<Value>(&solo.stdout).unwrap()
-    );
+        .args(["--output-kind", "audio", "--top-k", "50", "--temperature", "0.9", "--seed", "7", "--max-steps", "5"]));
+    assert_eq!(out[lines.len() - 1], serde_json::from_slice::<Value>(&solo.stdout).unwrap());
 }
 
 #[test]
@@ -258,18 +139,7 @@ fn sampling_is_seeded_and_cfg_runs() {
             .arg(model_dir())
             .arg("--prompt")
             .arg(&prompt)
-            .args([
-                "--output-kind",
-                "audio",
-                "--top-k",
-                "50",
-                "--temperature",
-                "0.9",
-                "--max-steps",
-                "6",
-                "--seed",
-                seed,
-            ])
+            .args(["--output-kind", "audio", "--top-k", "50", "--temperature", "0.9", "--max-steps", "6", "--seed", seed])
             .args(extra));
         assert!(o.status.success(), "{}", stderr(&o));
         serde_json::from_slice::<Value>(&o.stdout).unwrap()["frames"].clone()
@@ -285,18 +155,8 @@ fn sampling_is_seeded_and_cfg_runs() {
 fn generate_err(model: &Path, frames: &Value, extra: &[&str]) -> String {
     let tmp = tempfile::tempdir().unwrap();
     let prompt = write_prompt(tmp.path(), frames);
-    let o = run(bin()
-        .args(["generate", "--model"])
-        .arg(model)
-        .arg("--prompt")
-        .arg(&prompt)
-        .args(["--output-kind", "text"])
-        .args(extra));
-    assert!(
-        !o.status.success(),
-        "expected failure, got {}",
-        String::from_utf8_lossy(&o.stdout)
-    );
+    let o = run(bin().args(["generate", "--model"]).arg(model).arg("--prompt").arg(&prompt).args(["--output-kind", "text"]).args(extra));
+    assert!(!o.status.success(), "expected failure, got {}", String::from_utf8_lossy(&o.stdout));
     assert!(o.stdout.is_empty(), "nothing on stdout on failure");
     stderr(&o)
 }
@@ -304,21 +164,10 @@ fn generate_err(model: &Path, frames: &Value, extra: &[&str]) -> String {
 #[test]
 fn malformed_frames_name_the_position() {
     let m = model_dir();
-    let err = generate_err(
-        m,
-        &serde_json::json!([{"text": 128000}, {"audio": [1, 2, 3]}]),
-        &[],
-    );
+    let err = generate_err(m, &serde_json::json!([{"text": 128000}, {"audio": [1, 2, 3]}]), &[]);
     assert!(err.contains("frame 1") && err.contains("3 codes"), "{err}");
-    let err = generate_err(
-        m,
-        &serde_json::json!([{"text": 128000}, {"text": 5}, {"audio": [1, 2, 3, 4, 5, 6, 7, 99999]}]),
-        &[],
-    );
-    assert!(
-        err.contains("frame 2") && err.contains("codebook 7") && err.contains("99999"),
-        "{err}"
-    );
+    let err = generate_err(m, &serde_json::json!([{"text": 128000}, {"text": 5}, {"audio": [1, 2, 3, 4, 5, 6, 7, 99999]}]), &[]);
+    assert!(err.contains("frame 2") && err.contains("codebook 7") && err.contains("99999"), "{err}");
     let err = generate_err(m, &serde_json::json!([{"text": 128256}]), &[]);
     assert!(err.contains("frame 0") && err.contains("128256"), "{err}");
     let err = generate_err(m, &serde_json::json!([]), &[]);
@@ -327,14 +176,9 @@ fn malformed_frames_name_the_position() {
 
 #[test]
 fn over_long_requests_fail_before_any_work() {
-    let frames: Vec<Value> = (0..2000)
-        .map(|_| serde_json::json!({"text": 100}))
-        .collect();
+    let frames: Vec<Value> = (0..2000).map(|_| serde_json::json!({"text": 100})).collect();
     let err = generate_err(model_dir(), &Value::Array(frames), &["--max-steps", "100"]);
-    assert!(
-        err.contains("max_seq_len 2048") && err.contains("2099"),
-        "{err}"
-    );
+    assert!(err.contains("max_seq_len 2048") && err.contains("2099"), "{err}");
 }
 
 #[test]
@@ -348,40 +192,22 @@ fn bad_configs_and_mismatched_weights_are_named() {
     // A config with a missing field.
     let bad = tmp.path().join("bad-config");
     std::fs::create_dir(&bad).unwrap();
-    let mut config: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("config.json")).unwrap()).unwrap();
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(fixture("config.json")).unwrap()).unwrap();
     config.as_object_mut().unwrap().remove("reason_eos");
     std::fs::write(bad.join("config.json"), config.to_string()).unwrap();
-    std::fs::copy(
-        model_dir().join("model.safetensors"),
-        bad.join("model.safetensors"),
-    )
-    .unwrap();
+    std::fs::copy(model_dir().join("model.safetensors"), bad.join("model.safetensors")).unwrap();
     let err = generate_err(&bad, &frames, &[]);
-    assert!(
-        err.contains("config.json") && err.contains("reason_eos"),
-        "{err}"
-    );
+    assert!(err.contains("config.json") && err.contains("reason_eos"), "{err}");
 
     // Weights that disagree with the config's sizes.
     let mismatched = tmp.path().join("mismatched");
     std::fs::create_dir(&mismatched).unwrap();
-    let mut config: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("config.json")).unwrap()).unwrap();
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(fixture("config.json")).unwrap()).unwrap();
     config["stacks"]["backbone"]["intermediate_size"] = serde_json::json!(400);
     std::fs::write(mismatched.join("config.json"), config.to_string()).unwrap();
-    std::fs::copy(
-        model_dir().join("model.safetensors"),
-        mismatched.join("model.safetensors"),
-    )
-    .unwrap();
+    std::fs::copy(model_dir().join("model.safetensors"), mismatched.join("model.safetensors")).unwrap();
     let err = generate_err(&mismatched, &frames, &[]);
-    assert!(
-        err.contains("backbone.transformer.h.0.mlp.fc_1.weight")
-            && err.contains("[400, 128]")
-            && err.contains("[344, 128]"),
-        "{err}"
-    );
+    assert!(err.contains("backbone.transformer.h.0.mlp.fc_1.weight") && err.contains("[400, 128]") && err.contains("[344, 128]"), "{err}");
 
     // Inconsistent values.
     config["stacks"]["backbone"]["intermediate_size"] = serde_json::json!(344);
@@ -397,17 +223,10 @@ fn synth_never_overwrites_existing_files() {
     let out = tmp.path().join("occupied");
     std::fs::create_dir(&out).unwrap();
     std::fs::write(out.join("keep.txt"), "mine").unwrap();
-    let o = run(bin()
-        .args(["synth", "--config"])
-        .arg(fixture("config.json"))
-        .arg("--out")
-        .arg(&out));
+    let o = run(bin().args(["synth", "--config"]).arg(fixture("config.json")).arg("--out").arg(&out));
     assert!(!o.status.success());
     assert!(stderr(&o).contains("not empty"), "{}", stderr(&o));
-    assert_eq!(
-        std::fs::read_to_string(out.join("keep.txt")).unwrap(),
-        "mine"
-    );
+    assert_eq!(std::fs::read_to_string(out.join("keep.txt")).unwrap(), "mine");
 }
 
 #[test]
@@ -422,19 +241,12 @@ fn bad_options_are_rejected() {
 }
 
 fn checkpoint_fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../lm/tests/fixtures/checkpoint")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../lm/tests/fixtures/checkpoint").join(name)
 }
 
 fn tokenizer_json() -> PathBuf {
-    let p =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-data/llama3.2-tokenizer.json");
-    assert!(
-        p.is_file(),
-        "{} is missing: run scripts/fetch-test-data (scripts/test does)",
-        p.display()
-    );
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-data/llama3.2-tokenizer.json");
+    assert!(p.is_file(), "{} is missing: run scripts/fetch-test-data (scripts/test does)", p.display());
     p
 }
 
@@ -459,65 +271,30 @@ fn convert_then_prompt_then_generate() {
     // The fixture's text vocabulary is cut to 512 rows: a text id above that must be refused,
     // so build an audio-input prompt whose text comes from the tokenizer (ASR).
     let tokens = tmp.path().join("tokens.json");
-    std::fs::write(
-        &tokens,
-        r#"{"reasoning": [[1,2,3,4,5,6,7,8]], "reconstruction": [[0,1,2,3,4,5,6,7]]}"#,
-    )
-    .unwrap();
+    std::fs::write(&tokens, r#"{"reasoning": [[1,2,3,4,5,6,7,8]], "reconstruction": [[0,1,2,3,4,5,6,7]]}"#).unwrap();
     let frames = tmp.path().join("frames.json");
-    let o = run(bin()
-        .args(["prompt", "--task", "asr", "--model"])
-        .arg(&model)
-        .arg("--audio-tokens")
-        .arg(&tokens)
-        .arg("--out")
-        .arg(&frames));
+    let o = run(bin().args(["prompt", "--task", "asr", "--model"]).arg(&model).arg("--audio-tokens").arg(&tokens).arg("--out").arg(&frames));
     assert!(o.status.success(), "{}", stderr(&o));
     let built: Value = serde_json::from_str(&std::fs::read_to_string(&frames).unwrap()).unwrap();
     assert_eq!(built["output_kind"], "text");
     let n = built["frames"].as_array().unwrap().len();
-    assert_eq!(
-        built["frames"][n - 1]["audio"],
-        serde_json::json!([56u32; 8].to_vec()),
-        "semantic_eos + rc closes the prompt"
-    );
+    assert_eq!(built["frames"][n - 1]["audio"], serde_json::json!([56u32; 8].to_vec()), "semantic_eos + rc closes the prompt");
     // The instruction's text ids exceed this tiny model's vocabulary: generate names the frame.
-    let o = run(bin()
-        .args(["generate", "--model"])
-        .arg(&model)
-        .arg("--prompt")
-        .arg(&frames)
-        .args(["--output-kind", "text", "--max-steps", "2"]));
+    let o = run(bin().args(["generate", "--model"]).arg(&model).arg("--prompt").arg(&frames).args(["--output-kind", "text", "--max-steps", "2"]));
     assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("frame 0") && stderr(&o).contains("text vocabulary of 512"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("frame 0") && stderr(&o).contains("text vocabulary of 512"), "{}", stderr(&o));
 
     // With a full text vocabulary (the public fixture model) the same path generates.
     let tts = tmp.path().join("tts.json");
     let o = run(bin()
-        .args([
-            "prompt",
-            "--task",
-            "TTS",
-            "--text",
-            "Hello world",
-            "--config",
-        ])
+        .args(["prompt", "--task", "TTS", "--text", "Hello world", "--config"])
         .arg(fixture("config.json"))
         .arg("--tokenizer")
         .arg(tokenizer_json())
         .arg("--out")
         .arg(&tts));
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = run(bin()
-        .args(["generate", "--model"])
-        .arg(model_dir())
-        .arg("--prompt")
-        .arg(&tts)
-        .args(["--output-kind", "audio", "--max-steps", "3", "--top-k", "1"]));
+    let o = run(bin().args(["generate", "--model"]).arg(model_dir()).arg("--prompt").arg(&tts).args(["--output-kind", "audio", "--max-steps", "3", "--top-k", "1"]));
     assert!(o.status.success(), "{}", stderr(&o));
     let out: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(out["frames"].as_array().unwrap().len(), 3);
@@ -527,46 +304,21 @@ fn convert_then_prompt_then_generate() {
 fn convert_refuses_hostile_files_and_bad_arguments() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let o = run(bin()
-        .args(["convert", "--checkpoint"])
-        .arg(checkpoint_fixture("hostile.checkpoint"))
-        .arg("--config")
-        .arg(checkpoint_fixture("config.json"))
-        .arg("--out")
-        .arg(&out));
+    let o = run(bin().args(["convert", "--checkpoint"]).arg(checkpoint_fixture("hostile.checkpoint")).arg("--config").arg(checkpoint_fixture("config.json")).arg("--out").arg(&out));
     assert!(!o.status.success());
     assert!(stderr(&o).contains("posix.system"), "{}", stderr(&o));
     assert!(!out.exists());
-    let o = run(bin()
-        .args(["convert", "--checkpoint"])
-        .arg(checkpoint_fixture("f32.checkpoint"))
-        .arg("--llm-config")
-        .arg(checkpoint_fixture("llm_config.yaml"))
-        .arg("--out")
-        .arg(&out));
+    let o = run(bin().args(["convert", "--checkpoint"]).arg(checkpoint_fixture("f32.checkpoint")).arg("--llm-config").arg(checkpoint_fixture("llm_config.yaml")).arg("--out").arg(&out));
     assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("custom") && stderr(&o).contains("--config"),
-        "{}",
-        stderr(&o)
-    );
-    let o = run(bin()
-        .args(["prompt", "--task", "karaoke", "--config"])
-        .arg(checkpoint_fixture("config.json")));
-    assert!(
-        !o.status.success() && stderr(&o).contains("karaoke"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("custom") && stderr(&o).contains("--config"), "{}", stderr(&o));
+    let o = run(bin().args(["prompt", "--task", "karaoke", "--config"]).arg(checkpoint_fixture("config.json")));
+    assert!(!o.status.success() && stderr(&o).contains("karaoke"), "{}", stderr(&o));
 }
 
 #[test]
 fn wgpu_backend_generates_what_the_cpu_does() {
     if let Err(e) = uniaudio_runtime::Wgpu::new() {
-        assert!(
-            std::env::var("UNIAUDIO_REQUIRE_WGPU").map_or(true, |v| v != "1"),
-            "wgpu required: {e}"
-        );
+        assert!(std::env::var("UNIAUDIO_REQUIRE_WGPU").map_or(true, |v| v != "1"), "wgpu required: {e}");
         println!("SKIPPED wgpu CLI test: {e}");
         return;
     }
@@ -579,26 +331,11 @@ fn wgpu_backend_generates_what_the_cpu_does() {
             .arg(model_dir())
             .arg("--prompt")
             .arg(&prompt)
-            .args([
-                "--output-kind",
-                "text",
-                "--max-steps",
-                "6",
-                "--top-k",
-                "20",
-                "--seed",
-                "5",
-                "--backend",
-                backend,
-            ]));
+            .args(["--output-kind", "text", "--max-steps", "6", "--top-k", "20", "--seed", "5", "--backend", backend]));
         assert!(o.status.success(), "{backend}: {}", stderr(&o));
         serde_json::from_slice::<Value>(&o.stdout).unwrap()
     };
-    assert_eq!(
-        gen("wgpu"),
-        gen("cpu"),
-        "same seed, same samples on both backends"
-    );
+    assert_eq!(gen("wgpu"), gen("cpu"), "same seed, same samples on both backends");
 }
 
 /// `uniaudio serve`: answers /v1/generate with exactly what `generate` prints, and on
@@ -626,10 +363,7 @@ fn serve_answers_like_generate_and_stops_on_sigterm() {
         let mut raw = String::new();
         s.read_to_string(&mut raw).unwrap();
         let status = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
-        (
-            status,
-            raw.split("\r\n\r\n").nth(1).unwrap_or_default().to_string(),
-        )
+        (status, raw.split("\r\n\r\n").nth(1).unwrap_or_default().to_string())
     };
     let t = std::time::Instant::now();
     while call("GET", "/health", "").0 != 200 {
@@ -642,17 +376,8 @@ fn serve_answers_like_generate_and_stops_on_sigterm() {
     assert_eq!(status, 200, "{body}");
     let tmp = tempfile::tempdir().unwrap();
     let prompt = write_prompt(tmp.path(), &case["prompt"]);
-    let solo = run(bin()
-        .args(["generate", "--backend", "cpu", "--model"])
-        .arg(model_dir())
-        .arg("--prompt")
-        .arg(&prompt)
-        .args(["--output-kind", "text", "--top-k", "1", "--max-steps"])
-        .arg(case["max_steps"].to_string()));
-    assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap(),
-        serde_json::from_slice::<Value>(&solo.stdout).unwrap()
-    );
+    let solo = run(bin().args(["generate", "--backend", "cpu", "--model"]).arg(model_dir()).arg("--prompt").arg(&prompt).args(["--output-kind", "text", "--top-k", "1", "--max-steps"]).arg(case["max_steps"].to_string()));
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), serde_json::from_slice::<Value>(&solo.stdout).unwrap());
     // SAFETY: kill with a valid pid and signal number.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     let status = child.wait().unwrap();
@@ -665,129 +390,37 @@ fn serve_answers_like_generate_and_stops_on_sigterm() {
 #[test]
 fn tune_writes_the_device_cache() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = run(bin()
-        .args(["tune", "--backend", "cpu", "--reps", "1"])
-        .env("UNIAUDIO_CACHE_DIR", tmp.path())
-        .env_remove("UNIAUDIO_TUNE"));
+    let o = run(bin().args(["tune", "--backend", "cpu", "--reps", "1"]).env("UNIAUDIO_CACHE_DIR", tmp.path()).env_remove("UNIAUDIO_TUNE"));
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        out.contains("cpu.gemm.pass_bytes") && out.contains("k>2048") && out.contains("saved"),
-        "{out}"
-    );
-    let files: Vec<_> = std::fs::read_dir(tmp.path().join("tune"))
-        .unwrap()
-        .collect();
+    assert!(out.contains("cpu.gemm.pass_bytes") && out.contains("k>2048") && out.contains("saved"), "{out}");
+    let files: Vec<_> = std::fs::read_dir(tmp.path().join("tune")).unwrap().collect();
     assert_eq!(files.len(), 1);
     // The wgpu GEMV family on the adapter (lavapipe in CI) for the small preset's shapes,
     // in its own cache file (the GEMM family's probes take minutes on lavapipe; the
     // runtime's tests time it on small shapes).
-    let o = run(bin()
-        .args([
-            "tune",
-            "--backend",
-            "wgpu",
-            "--reps",
-            "1",
-            "--family",
-            "wgpu.gemv.rows",
-            "--preset",
-            "small",
-        ])
-        .env("UNIAUDIO_CACHE_DIR", tmp.path())
-        .env_remove("UNIAUDIO_TUNE"));
+    let o = run(bin().args(["tune", "--backend", "wgpu", "--reps", "1", "--family", "wgpu.gemv.rows", "--preset", "small"]).env("UNIAUDIO_CACHE_DIR", tmp.path()).env_remove("UNIAUDIO_TUNE"));
     if o.status.success() {
         let out = String::from_utf8_lossy(&o.stdout);
-        assert!(
-            out.contains("wgpu.gemv.rows")
-                && out.contains("gate_up")
-                && out.contains("of limit")
-                && !out.contains("wgpu.gemm.tile"),
-            "{out}"
-        );
-        assert!(
-            out.contains("probe 1x1024x4096 bf16 (preset small)"),
-            "{out}"
-        );
-        assert_eq!(
-            std::fs::read_dir(tmp.path().join("tune")).unwrap().count(),
-            2
-        );
+        assert!(out.contains("wgpu.gemv.rows") && out.contains("gate_up") && out.contains("of limit") && !out.contains("wgpu.gemm.tile"), "{out}");
+        assert!(out.contains("probe 1x1024x4096 bf16 (preset small)"), "{out}");
+        assert_eq!(std::fs::read_dir(tmp.path().join("tune")).unwrap().count(), 2);
     } else {
-        assert!(
-            std::env::var_os("UNIAUDIO_REQUIRE_WGPU").is_none(),
-            "wgpu tuning failed: {}",
-            stderr(&o)
-        );
+        assert!(std::env::var_os("UNIAUDIO_REQUIRE_WGPU").is_none(), "wgpu tuning failed: {}", stderr(&o));
         println!("SKIPPED wgpu tuning: {}", stderr(&o));
     }
     // The bench says what is in use: the table by default, the defaults with off or force.
-    for (mode, says) in [
-        ("on", "tuned table"),
-        ("force", "UNIAUDIO_TUNE=force"),
-        ("off", "UNIAUDIO_TUNE=off"),
-    ] {
-        let o = run(bin()
-            .args([
-                "bench",
-                "--backend",
-                "cpu",
-                "--preset",
-                "none",
-                "--codec",
-                "none",
-                "--encoder",
-                "none",
-            ])
-            .env("UNIAUDIO_CACHE_DIR", tmp.path())
-            .env("UNIAUDIO_TUNE", mode));
-        let first = String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        assert!(
-            o.status.success() && first.starts_with("tuning ") && first.contains(says),
-            "{mode}: {first} {}",
-            stderr(&o)
-        );
+    for (mode, says) in [("on", "tuned table"), ("force", "UNIAUDIO_TUNE=force"), ("off", "UNIAUDIO_TUNE=off")] {
+        let o = run(bin().args(["bench", "--backend", "cpu", "--preset", "none", "--codec", "none", "--encoder", "none"]).env("UNIAUDIO_CACHE_DIR", tmp.path()).env("UNIAUDIO_TUNE", mode));
+        let first = String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or_default().to_string();
+        assert!(o.status.success() && first.starts_with("tuning ") && first.contains(says), "{mode}: {first} {}", stderr(&o));
     }
-    let o = run(bin()
-        .args(["tune", "--reps", "1"])
-        .env("UNIAUDIO_CACHE_DIR", tmp.path())
-        .env("UNIAUDIO_TUNE", "off"));
-    assert!(
-        !o.status.success() && stderr(&o).contains("UNIAUDIO_TUNE=off"),
-        "{}",
-        stderr(&o)
-    );
-    let o = run(bin()
-        .args(["tune", "--reps", "1"])
-        .env("UNIAUDIO_CACHE_DIR", tmp.path())
-        .env("UNIAUDIO_TUNE", "sometimes"));
-    assert!(
-        !o.status.success() && stderr(&o).contains("sometimes"),
-        "{}",
-        stderr(&o)
-    );
-    let o = run(bin()
-        .args(["tune", "--reps", "1", "--family", "cpu.gemm.tiles"])
-        .env("UNIAUDIO_CACHE_DIR", tmp.path())
-        .env_remove("UNIAUDIO_TUNE"));
-    assert!(
-        !o.status.success()
-            && stderr(&o).contains("--family")
-            && stderr(&o).contains("cpu.gemm.pass_bytes"),
-        "{}",
-        stderr(&o)
-    );
-    let o = run(bin()
-        .args(["tune", "--reps", "1", "--preset", "huge"])
-        .env("UNIAUDIO_CACHE_DIR", tmp.path())
-        .env_remove("UNIAUDIO_TUNE"));
-    assert!(
-        !o.status.success() && stderr(&o).contains("--preset"),
-        "{}",
-        stderr(&o)
-    );
+    let o = run(bin().args(["tune", "--reps", "1"]).env("UNIAUDIO_CACHE_DIR", tmp.path()).env("UNIAUDIO_TUNE", "off"));
+    assert!(!o.status.success() && stderr(&o).contains("UNIAUDIO_TUNE=off"), "{}", stderr(&o));
+    let o = run(bin().args(["tune", "--reps", "1"]).env("UNIAUDIO_CACHE_DIR", tmp.path()).env("UNIAUDIO_TUNE", "sometimes"));
+    assert!(!o.status.success() && stderr(&o).contains("sometimes"), "{}", stderr(&o));
+    let o = run(bin().args(["tune", "--reps", "1", "--family", "cpu.gemm.tiles"]).env("UNIAUDIO_CACHE_DIR", tmp.path()).env_remove("UNIAUDIO_TUNE"));
+    assert!(!o.status.success() && stderr(&o).contains("--family") && stderr(&o).contains("cpu.gemm.pass_bytes"), "{}", stderr(&o));
+    let o = run(bin().args(["tune", "--reps", "1", "--preset", "huge"]).env("UNIAUDIO_CACHE_DIR", tmp.path()).env_remove("UNIAUDIO_TUNE"));
+    assert!(!o.status.success() && stderr(&o).contains("--preset"), "{}", stderr(&o));
 }

@@ -8,9 +8,7 @@ use std::process::Output;
 use serde_json::Value;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../codec/tests/fixtures/encode")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../codec/tests/fixtures/encode").join(name)
 }
 
 fn encode(codec: &Path, input: &Path, out: &Path, extra: &[&str]) -> Output {
@@ -44,34 +42,18 @@ fn codec_dir(tmp: &Path) -> PathBuf {
 fn encode_writes_the_reference_tokens() {
     let tmp = tempfile::tempdir().unwrap();
     let codec = codec_dir(tmp.path());
-    let cases: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("cases.json")).unwrap()).unwrap();
+    let cases: Value = serde_json::from_str(&std::fs::read_to_string(fixture("cases.json")).unwrap()).unwrap();
     for name in ["c_44k1_stereo_pcm16_4s", "d_24k_pcm16_9s28"] {
-        let case = cases["cases"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == name)
-            .unwrap();
+        let case = cases["cases"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap();
         let out = tmp.path().join(format!("{name}.json"));
         let o = encode(&codec, &fixture(&format!("{name}.wav")), &out, &[]);
         assert!(o.status.success(), "{name}: {}", stderr(&o));
         let got: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-        assert_eq!(
-            got["reasoning"], case["reasoning"],
-            "{name}: reasoning codes"
-        );
-        assert_eq!(
-            got["reconstruction"], case["reconstruction"],
-            "{name}: reconstruction codes"
-        );
+        assert_eq!(got["reasoning"], case["reasoning"], "{name}: reasoning codes");
+        assert_eq!(got["reconstruction"], case["reconstruction"], "{name}: reconstruction codes");
         // An existing output is kept unless --force.
         let again = encode(&codec, &fixture(&format!("{name}.wav")), &out, &[]);
-        assert!(
-            !again.status.success() && stderr(&again).contains("--force"),
-            "{}",
-            stderr(&again)
-        );
+        assert!(!again.status.success() && stderr(&again).contains("--force"), "{}", stderr(&again));
     }
 }
 
@@ -81,30 +63,15 @@ fn expect_error(codec: &Path, input: &Path, needle: &str) {
     let o = encode(codec, input, &out, &[]);
     let err = stderr(&o);
     assert!(!o.status.success(), "{} succeeded", input.display());
-    assert!(
-        err.contains(needle),
-        "{}: expected {needle:?} in: {err}",
-        input.display()
-    );
+    assert!(err.contains(needle), "{}: expected {needle:?} in: {err}", input.display());
     assert!(!err.contains("panicked"), "{err}");
     assert!(!out.exists(), "{} was written", out.display());
-    let leftovers: Vec<_> = std::fs::read_dir(out.parent().unwrap())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
-        .collect();
+    let leftovers: Vec<_> = std::fs::read_dir(out.parent().unwrap()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
 
 /// A mono 16-bit WAV with the given header fields and sample bytes.
-fn wav(
-    rate: u32,
-    channels: u16,
-    bits: u16,
-    format: u16,
-    data: &[u8],
-    declared: Option<u32>,
-) -> Vec<u8> {
+fn wav(rate: u32, channels: u16, bits: u16, format: u16, data: &[u8], declared: Option<u32>) -> Vec<u8> {
     let block = channels as u32 * bits as u32 / 8;
     let mut v = b"RIFF".to_vec();
     v.extend((36 + data.len() as u32).to_le_bytes());
@@ -138,36 +105,12 @@ fn bad_audio_is_a_clear_error_and_writes_nothing() {
     for (name, bytes, needle) in [
         ("text.wav", b"this is not audio at all".to_vec(), "text.wav"),
         ("empty.wav", Vec::new(), "empty.wav"),
-        (
-            "truncated.wav",
-            real[..real.len() / 3].to_vec(),
-            "truncated.wav",
-        ),
-        (
-            "lying.wav",
-            wav(16000, 1, 16, 1, &pcm, Some(1 << 30)),
-            "lying.wav",
-        ),
-        (
-            "zero_rate.wav",
-            wav(0, 1, 16, 1, &pcm, None),
-            "zero_rate.wav",
-        ),
-        (
-            "absurd_rate.wav",
-            wav(4_000_000, 1, 16, 1, &pcm, None),
-            "absurd_rate.wav",
-        ),
-        (
-            "no_channels.wav",
-            wav(16000, 0, 16, 1, &pcm, None),
-            "no_channels.wav",
-        ),
-        (
-            "no_samples.wav",
-            wav(16000, 1, 16, 1, &[], None),
-            "no_samples.wav",
-        ),
+        ("truncated.wav", real[..real.len() / 3].to_vec(), "truncated.wav"),
+        ("lying.wav", wav(16000, 1, 16, 1, &pcm, Some(1 << 30)), "lying.wav"),
+        ("zero_rate.wav", wav(0, 1, 16, 1, &pcm, None), "zero_rate.wav"),
+        ("absurd_rate.wav", wav(4_000_000, 1, 16, 1, &pcm, None), "absurd_rate.wav"),
+        ("no_channels.wav", wav(16000, 0, 16, 1, &pcm, None), "no_channels.wav"),
+        ("no_samples.wav", wav(16000, 1, 16, 1, &[], None), "no_samples.wav"),
         ("nan.wav", wav(16000, 1, 32, 3, &nan, None), "nan.wav"),
     ] {
         expect_error(&codec, &put(name, &bytes), needle);
@@ -182,41 +125,23 @@ fn a_codec_directory_without_an_encoder_is_named() {
     // The decoder fixture's config has no encoder sections.
     let decoder_only = tmp.path().join("decoder");
     std::fs::create_dir(&decoder_only).unwrap();
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../codec/tests/fixtures/public/config.json"),
-        decoder_only.join("config.json"),
-    )
-    .unwrap();
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("../codec/tests/fixtures/public/config.json"), decoder_only.join("config.json")).unwrap();
     let out = tmp.path().join("out.json");
     let o = encode(&decoder_only, &input, &out, &[]);
-    assert!(
-        !o.status.success() && stderr(&o).contains("missing section(s) chunking, whisper"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(!o.status.success() && stderr(&o).contains("missing section(s) chunking, whisper"), "{}", stderr(&o));
     assert!(!out.exists());
     // The encoder's config with weights that lack the encoder: the missing tensors are named.
     let no_weights = codec_dir(tmp.path());
     let mut w = uniaudio_runtime::weights::SafetensorsWriter::create(
         no_weights.join("codec.safetensors"),
-        vec![uniaudio_runtime::weights::TensorSpec::new(
-            "cond_feature_emb.bias",
-            uniaudio_runtime::DType::F32,
-            &[96],
-        )],
+        vec![uniaudio_runtime::weights::TensorSpec::new("cond_feature_emb.bias", uniaudio_runtime::DType::F32, &[96])],
         &Default::default(),
     )
     .unwrap();
-    w.write_tensor("cond_feature_emb.bias", &[0u8; 384])
-        .unwrap();
+    w.write_tensor("cond_feature_emb.bias", &[0u8; 384]).unwrap();
     w.finish().unwrap();
     let o = encode(&no_weights, &input, &out, &[]);
     let err = stderr(&o);
-    assert!(
-        !o.status.success()
-            && err.contains("encoder tensors are missing")
-            && err.contains("whisper_encoder.conv1.weight"),
-        "{err}"
-    );
+    assert!(!o.status.success() && err.contains("encoder tensors are missing") && err.contains("whisper_encoder.conv1.weight"), "{err}");
     assert!(!out.exists());
 }

@@ -30,12 +30,7 @@ fn ok(cmd: &mut Command) -> Output {
 }
 
 fn json_of(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}): {}",
-            String::from_utf8_lossy(&o.stdout)
-        )
-    })
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
 }
 
 /// A 3.2 s clip of the encoder fixture (24 kHz float WAV).
@@ -49,10 +44,7 @@ fn bundle() -> &'static Path {
     let (_, dir) = DIR.get_or_init(|| {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("bundle");
-        ok(bin()
-            .args(["synth", "--bundle"])
-            .arg(&dir)
-            .args(["--preset", "tiny"]));
+        ok(bin().args(["synth", "--bundle"]).arg(&dir).args(["--preset", "tiny"]));
         (tmp, dir)
     });
     dir
@@ -65,38 +57,16 @@ fn scratch() -> tempfile::TempDir {
 /// `codec encode` of the clip with the bundle's codec.
 fn encoded(tmp: &Path) -> PathBuf {
     let tokens = tmp.join("tokens.json");
-    ok(bin()
-        .args(["codec", "encode", "--backend", "cpu", "--model"])
-        .arg(bundle())
-        .arg("--input")
-        .arg(speech())
-        .arg("--out")
-        .arg(&tokens));
+    ok(bin().args(["codec", "encode", "--backend", "cpu", "--model"]).arg(bundle()).arg("--input").arg(speech()).arg("--out").arg(&tokens));
     tokens
 }
 
 /// `prompt` then `generate` with the sampler settings the one-shot command reported.
-fn composed(
-    tmp: &Path,
-    task: &str,
-    inputs: &[&str],
-    tokens: Option<&Path>,
-    kind: &str,
-    reported: &Value,
-    seed: &str,
-    max_steps: &str,
-) -> Value {
+fn composed(tmp: &Path, task: &str, inputs: &[&str], tokens: Option<&Path>, kind: &str, reported: &Value, seed: &str, max_steps: &str) -> Value {
     let prompt = tmp.join(format!("{task}-prompt.json"));
     let b = bundle();
     let mut cmd = bin();
-    cmd.args(["prompt", "--task", task, "--model"])
-        .arg(b.join("lm"))
-        .arg("--tokenizer")
-        .arg(b.join("tokenizer.json"))
-        .args(["--seed", seed])
-        .args(inputs)
-        .arg("--out")
-        .arg(&prompt);
+    cmd.args(["prompt", "--task", task, "--model"]).arg(b.join("lm")).arg("--tokenizer").arg(b.join("tokenizer.json")).args(["--seed", seed]).args(inputs).arg("--out").arg(&prompt);
     if let Some(t) = tokens {
         cmd.arg("--audio-tokens").arg(t);
     }
@@ -106,20 +76,8 @@ fn composed(
         .arg(b.join("lm"))
         .arg("--prompt")
         .arg(&prompt)
-        .args([
-            "--output-kind",
-            kind,
-            "--seed",
-            seed,
-            "--max-steps",
-            max_steps,
-        ])
-        .args([
-            "--top-k",
-            &reported["top_k"].to_string(),
-            "--temperature",
-            &reported["temperature"].to_string(),
-        ]));
+        .args(["--output-kind", kind, "--seed", seed, "--max-steps", max_steps])
+        .args(["--top-k", &reported["top_k"].to_string(), "--temperature", &reported["temperature"].to_string()]));
     json_of(&o)
 }
 
@@ -129,82 +87,34 @@ fn composed(
 fn text_tasks_equal_the_composed_commands() {
     let tmp = scratch();
     let tokens = encoded(tmp.path());
-    let tok =
-        uniaudio_lm::tokenizer::TextTokenizer::from_file(&bundle().join("tokenizer.json")).unwrap();
+    let tok = uniaudio_lm::tokenizer::TextTokenizer::from_file(&bundle().join("tokenizer.json")).unwrap();
     let cases: [(&str, &str, &[&str], usize); 6] = [
         ("asr", "ASR", &[], 1),
         ("caption", "audio_caption", &[], 1),
         ("music-caption", "music_caption", &[], 1),
         ("lyrics", "lyric_recognition", &[], 1),
-        (
-            "ask",
-            "audio_understanding",
-            &["--question", "What is making the sound?"],
-            1,
-        ),
+        ("ask", "audio_understanding", &["--question", "What is making the sound?"], 1),
         ("s2t", "speech_s2t", &[], 50),
     ];
     for (command, task, inputs, top_k) in cases {
         let seed = "7";
-        let o = ok(bin()
-            .arg(command)
-            .arg(speech())
-            .args([
-                "--backend",
-                "cpu",
-                "--json",
-                "--seed",
-                seed,
-                "--max-steps",
-                "12",
-                "--model",
-            ])
-            .arg(bundle())
-            .args(inputs));
+        let o = ok(bin().arg(command).arg(speech()).args(["--backend", "cpu", "--json", "--seed", seed, "--max-steps", "12", "--model"]).arg(bundle()).args(inputs));
         let got = json_of(&o);
         assert_eq!(got["top_k"], json!(top_k), "{command}: {got}");
         assert_eq!(got["seed"], json!(7), "{command}");
         for key in ["text", "text_ids", "stopped_by", "temperature", "timings"] {
             assert!(got.get(key).is_some(), "{command}: no `{key}` in {got}");
         }
-        let want = composed(
-            tmp.path(),
-            task,
-            inputs,
-            Some(&tokens),
-            "text",
-            &got,
-            seed,
-            "12",
-        );
+        let want = composed(tmp.path(), task, inputs, Some(&tokens), "text", &got, seed, "12");
         assert_eq!(got["text_ids"], want["text_ids"], "{command}: ids");
         assert_eq!(got["stopped_by"], want["stopped_by"], "{command}: stop");
         let ids: Vec<u32> = serde_json::from_value(want["text_ids"].clone()).unwrap();
         assert!(!ids.is_empty(), "{command}: nothing generated");
-        assert_eq!(
-            got["text"],
-            json!(tok.decode(&ids).unwrap()),
-            "{command}: text"
-        );
+        assert_eq!(got["text"], json!(tok.decode(&ids).unwrap()), "{command}: text");
         // Without --json the text streams to stdout: the same text, then a newline.
         if command == "asr" {
-            let o = ok(bin()
-                .arg(command)
-                .arg(speech())
-                .args([
-                    "--backend",
-                    "cpu",
-                    "--seed",
-                    seed,
-                    "--max-steps",
-                    "12",
-                    "--model",
-                ])
-                .arg(bundle()));
-            assert_eq!(
-                String::from_utf8_lossy(&o.stdout),
-                format!("{}\n", got["text"].as_str().unwrap())
-            );
+            let o = ok(bin().arg(command).arg(speech()).args(["--backend", "cpu", "--seed", seed, "--max-steps", "12", "--model"]).arg(bundle()));
+            assert_eq!(String::from_utf8_lossy(&o.stdout), format!("{}\n", got["text"].as_str().unwrap()));
             assert!(stderr(&o).contains("prompt positions"), "{}", stderr(&o));
         }
     }
@@ -216,11 +126,7 @@ fn prompt_takes_audio_files() {
     let tmp = scratch();
     let tokens = encoded(tmp.path());
     let frames = |flag: &str, path: &Path| {
-        let o = ok(bin()
-            .args(["prompt", "--task", "ASR", "--backend", "cpu", "--model"])
-            .arg(bundle())
-            .arg(flag)
-            .arg(path));
+        let o = ok(bin().args(["prompt", "--task", "ASR", "--backend", "cpu", "--model"]).arg(bundle()).arg(flag).arg(path));
         json_of(&o)["frames"].clone()
     };
     let from_file = frames("--audio", &speech());
@@ -245,11 +151,7 @@ fn audio_tasks_equal_the_composed_commands() {
         ("tta", "TTA", &["--caption", "rain on a tin roof"]),
         ("ttm", "TTM", &["--caption", "calm piano"]),
         ("song", "LTS", &["--lyrics", "la la la"]),
-        (
-            "instruct-tts",
-            "InstructTTS",
-            &["--caption", "a calm low voice", "--text", "Good morning."],
-        ),
+        ("instruct-tts", "InstructTTS", &["--caption", "a calm low voice", "--text", "Good morning."]),
     ];
     for (command, task, inputs) in cases {
         let seed = "3";
@@ -259,71 +161,19 @@ fn audio_tasks_equal_the_composed_commands() {
         if command == "s2s" {
             cmd.arg(speech());
         }
-        let o = ok(cmd
-            .args([
-                "--backend",
-                "cpu",
-                "--json",
-                "--seed",
-                seed,
-                "--max-steps",
-                "80",
-                "--steps",
-                "2",
-                "--model",
-            ])
-            .arg(bundle())
-            .args(inputs)
-            .arg("-o")
-            .arg(&out));
+        let o = ok(cmd.args(["--backend", "cpu", "--json", "--seed", seed, "--max-steps", "80", "--steps", "2", "--model"]).arg(bundle()).args(inputs).arg("-o").arg(&out));
         let got = json_of(&o);
         let audio_in = (command == "s2s").then_some(tokens.as_path());
-        let want = composed(
-            tmp.path(),
-            task,
-            inputs,
-            audio_in,
-            "audio",
-            &got,
-            seed,
-            "80",
-        );
-        assert_eq!(
-            got["reconstruction"], want["reconstruction"],
-            "{command}: frames"
-        );
+        let want = composed(tmp.path(), task, inputs, audio_in, "audio", &got, seed, "80");
+        assert_eq!(got["reconstruction"], want["reconstruction"], "{command}: frames");
         assert_eq!(got["stopped_by"], want["stopped_by"], "{command}: stop");
         let frames = tmp.path().join(format!("{command}-frames.json"));
         std::fs::write(&frames, want.to_string()).unwrap();
         let reference = tmp.path().join(format!("{command}-composed.wav"));
-        ok(bin()
-            .args([
-                "codec",
-                "decode",
-                "--backend",
-                "cpu",
-                "--steps",
-                "2",
-                "--seed",
-                seed,
-                "--model",
-            ])
-            .arg(bundle())
-            .arg("--tokens")
-            .arg(&frames)
-            .arg("--out")
-            .arg(&reference));
+        ok(bin().args(["codec", "decode", "--backend", "cpu", "--steps", "2", "--seed", seed, "--model"]).arg(bundle()).arg("--tokens").arg(&frames).arg("--out").arg(&reference));
         let (a, b) = (wav_samples(&out), wav_samples(&reference));
-        assert!(
-            !a.is_empty() && a.iter().all(|s| s.is_finite()),
-            "{command}"
-        );
-        assert!(
-            a == b,
-            "{command}: the one-shot WAV differs from the composed one ({} vs {} samples)",
-            a.len(),
-            b.len()
-        );
+        assert!(!a.is_empty() && a.iter().all(|s| s.is_finite()), "{command}");
+        assert!(a == b, "{command}: the one-shot WAV differs from the composed one ({} vs {} samples)", a.len(), b.len());
     }
 }
 
@@ -331,10 +181,7 @@ fn fails(cmd: &mut Command, needle: &str) {
     let o = run(cmd);
     let err = stderr(&o);
     assert!(!o.status.success(), "{cmd:?} succeeded");
-    assert!(
-        err.contains(needle),
-        "{cmd:?}: expected {needle:?} in: {err}"
-    );
+    assert!(err.contains(needle), "{cmd:?}: expected {needle:?} in: {err}");
     assert!(!err.contains("panicked"), "{err}");
 }
 
@@ -356,51 +203,20 @@ fn missing_parts_are_named() {
             std::fs::copy(&from, partial.join(f)).unwrap();
         }
     }
-    let mut manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(bundle().join("uniaudio.json")).unwrap())
-            .unwrap();
+    let mut manifest: Value = serde_json::from_str(&std::fs::read_to_string(bundle().join("uniaudio.json")).unwrap()).unwrap();
     manifest["parts"].as_object_mut().unwrap().remove("codec");
     std::fs::write(partial.join("uniaudio.json"), manifest.to_string()).unwrap();
-    fails(
-        bin().arg("asr").arg(speech()).arg("--model").arg(&partial),
-        "codec encoder",
-    );
-    fails(
-        bin()
-            .args(["tts", "--text", "hi", "-o"])
-            .arg(tmp.path().join("x.wav"))
-            .arg("--model")
-            .arg(&partial),
-        "codec decoder",
-    );
+    fails(bin().arg("asr").arg(speech()).arg("--model").arg(&partial), "codec encoder");
+    fails(bin().args(["tts", "--text", "hi", "-o"]).arg(tmp.path().join("x.wav")).arg("--model").arg(&partial), "codec decoder");
     assert!(!tmp.path().join("x.wav").exists());
     // An LM directory with no codec: the flag that provides it is named.
-    fails(
-        bin()
-            .arg("asr")
-            .arg(speech())
-            .arg("--model")
-            .arg(bundle().join("lm"))
-            .arg("--tokenizer")
-            .arg(bundle().join("tokenizer.json")),
-        "--codec",
-    );
+    fails(bin().arg("asr").arg(speech()).arg("--model").arg(bundle().join("lm")).arg("--tokenizer").arg(bundle().join("tokenizer.json")), "--codec");
     // No model at all.
     fails(bin().arg("asr").arg(speech()), "--model BUNDLE");
     // UNIAUDIO_MODEL names the default bundle.
-    let o = ok(bin()
-        .env("UNIAUDIO_MODEL", bundle())
-        .arg("asr")
-        .arg(speech())
-        .args(["--backend", "cpu", "--max-steps", "2", "--json"]));
+    let o = ok(bin().env("UNIAUDIO_MODEL", bundle()).arg("asr").arg(speech()).args(["--backend", "cpu", "--max-steps", "2", "--json"]));
     assert_eq!(json_of(&o)["text_ids"].as_array().unwrap().len(), 2);
-    fails(
-        bin()
-            .env("UNIAUDIO_MODEL", tmp.path().join("nowhere"))
-            .arg("asr")
-            .arg(speech()),
-        "UNIAUDIO_MODEL",
-    );
+    fails(bin().env("UNIAUDIO_MODEL", tmp.path().join("nowhere")).arg("asr").arg(speech()), "UNIAUDIO_MODEL");
 }
 
 /// Wrong flags for a task, unreadable audio and over-long inputs fail clearly and early.
@@ -408,98 +224,29 @@ fn missing_parts_are_named() {
 fn bad_inputs_get_clear_errors() {
     let tmp = scratch();
     let b = bundle();
-    fails(
-        bin().arg("ask").arg(speech()).arg("--model").arg(b),
-        "needs --question",
-    );
-    fails(
-        bin()
-            .arg("asr")
-            .arg(speech())
-            .args(["--question", "why?", "--model"])
-            .arg(b),
-        "does not use --question",
-    );
-    fails(
-        bin()
-            .args(["tts", "--caption", "x", "--text", "y", "-o"])
-            .arg(tmp.path().join("a.wav"))
-            .arg("--model")
-            .arg(b),
-        "does not use --caption",
-    );
-    fails(
-        bin()
-            .args(["s2s", "-o"])
-            .arg(tmp.path().join("a.wav"))
-            .arg("--model")
-            .arg(b),
-        "needs an input audio file",
-    );
-    fails(
-        bin()
-            .args(["tts", "--text", "x", "-o"])
-            .arg(tmp.path().join("a.wav"))
-            .arg(speech())
-            .arg("--model")
-            .arg(b),
-        "takes no input audio",
-    );
+    fails(bin().arg("ask").arg(speech()).arg("--model").arg(b), "needs --question");
+    fails(bin().arg("asr").arg(speech()).args(["--question", "why?", "--model"]).arg(b), "does not use --question");
+    fails(bin().args(["tts", "--caption", "x", "--text", "y", "-o"]).arg(tmp.path().join("a.wav")).arg("--model").arg(b), "does not use --caption");
+    fails(bin().args(["s2s", "-o"]).arg(tmp.path().join("a.wav")).arg("--model").arg(b), "needs an input audio file");
+    fails(bin().args(["tts", "--text", "x", "-o"]).arg(tmp.path().join("a.wav")).arg(speech()).arg("--model").arg(b), "takes no input audio");
     let junk = tmp.path().join("junk.wav");
     std::fs::write(&junk, b"RIFF not really").unwrap();
-    fails(
-        bin().arg("asr").arg(&junk).arg("--model").arg(b),
-        "junk.wav",
-    );
-    fails(
-        bin()
-            .arg("asr")
-            .arg(tmp.path().join("missing.wav"))
-            .arg("--model")
-            .arg(b),
-        "missing.wav",
-    );
-    fails(
-        bin()
-            .arg("asr")
-            .arg(speech())
-            .args(["--max-steps", "5000", "--backend", "cpu", "--model"])
-            .arg(b),
-        "max_seq_len 2048",
-    );
+    fails(bin().arg("asr").arg(&junk).arg("--model").arg(b), "junk.wav");
+    fails(bin().arg("asr").arg(tmp.path().join("missing.wav")).arg("--model").arg(b), "missing.wav");
+    fails(bin().arg("asr").arg(speech()).args(["--max-steps", "5000", "--backend", "cpu", "--model"]).arg(b), "max_seq_len 2048");
 
     // Two minutes of audio need more than 2048 positions: refused before encoding (a caption
     // depends on the whole input).
     let long = tmp.path().join("long.wav");
-    write_wav(
-        &long,
-        16000,
-        &(0..16000 * 120)
-            .map(|i| (i as f32 * 0.05).sin() * 0.25)
-            .collect::<Vec<_>>(),
-    );
-    let o = run(bin()
-        .arg("caption")
-        .arg(&long)
-        .args(["--backend", "cpu", "--model"])
-        .arg(b));
+    write_wav(&long, 16000, &(0..16000 * 120).map(|i| (i as f32 * 0.05).sin() * 0.25).collect::<Vec<_>>());
+    let o = run(bin().arg("caption").arg(&long).args(["--backend", "cpu", "--model"]).arg(b));
     let err = stderr(&o);
-    assert!(
-        !o.status.success()
-            && err.contains("120.0 s of input audio")
-            && err.contains("max_seq_len 2048"),
-        "{err}"
-    );
+    assert!(!o.status.success() && err.contains("120.0 s of input audio") && err.contains("max_seq_len 2048"), "{err}");
     assert!(!err.contains("encoding"), "encoding started: {err}");
 }
 
 fn write_wav(path: &Path, rate: u32, samples: &[f32]) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: rate,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
+    let spec = hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
     let mut w = hound::WavWriter::create(path, spec).unwrap();
     for &s in samples {
         w.write_sample(s).unwrap();
@@ -513,54 +260,28 @@ fn write_wav(path: &Path, rate: u32, samples: &[f32]) {
 fn long_recordings_are_transcribed_in_windows() {
     let tmp = scratch();
     let rate = 24_000;
-    let mut x: Vec<f32> = (0..rate * 125)
-        .map(|i| (i as f32 * 0.013).sin() * 0.3 * (1.0 + (i as f32 * 1e-5).sin()))
-        .collect();
+    let mut x: Vec<f32> = (0..rate * 125).map(|i| (i as f32 * 0.013).sin() * 0.3 * (1.0 + (i as f32 * 1e-5).sin())).collect();
     for gap in [27, 55, 80, 108] {
         x[gap * rate..gap * rate + rate / 5].fill(0.0);
     }
     let long = tmp.path().join("long.wav");
     write_wav(&long, rate as u32, &x);
-    let args = [
-        "--backend",
-        "cpu",
-        "--json",
-        "--max-steps",
-        "4",
-        "--seed",
-        "5",
-    ];
-    let o = ok(bin()
-        .arg("asr")
-        .arg(&long)
-        .args(args)
-        .arg("--model")
-        .arg(bundle()));
+    let args = ["--backend", "cpu", "--json", "--max-steps", "4", "--seed", "5"];
+    let o = ok(bin().arg("asr").arg(&long).args(args).arg("--model").arg(bundle()));
     let got = json_of(&o);
     let windows = got["windows"].as_array().unwrap();
     assert_eq!(windows.len(), 5, "{got}");
     let mut ids = Vec::new();
     for (i, w) in windows.iter().enumerate() {
         let (a, b) = (w[0].as_f64().unwrap(), w[1].as_f64().unwrap());
-        let (a, b) = (
-            (a * rate as f64).round() as usize,
-            (b * rate as f64).round() as usize,
-        );
+        let (a, b) = ((a * rate as f64).round() as usize, (b * rate as f64).round() as usize);
         if i > 0 {
             // Cut inside a planted gap.
-            assert!(
-                x[a..a + 480].iter().all(|&s| s == 0.0),
-                "window {i} starts at {a}"
-            );
+            assert!(x[a..a + 480].iter().all(|&s| s == 0.0), "window {i} starts at {a}");
         }
         let part = tmp.path().join(format!("part{i}.wav"));
         write_wav(&part, rate as u32, &x[a..b]);
-        let o = ok(bin()
-            .arg("asr")
-            .arg(&part)
-            .args(args)
-            .arg("--model")
-            .arg(bundle()));
+        let o = ok(bin().arg("asr").arg(&part).args(args).arg("--model").arg(bundle()));
         ids.extend(json_of(&o)["text_ids"].as_array().unwrap().clone());
     }
     assert_eq!(got["text_ids"].as_array().unwrap(), &ids);

@@ -37,32 +37,13 @@ impl CodecBenchReport {
 }
 
 /// Decodes `tokens` token frames (seeded random ids) with `steps` Euler steps.
-pub fn run<B: Backend>(
-    codec: &Codec<B>,
-    b: &B,
-    tokens: usize,
-    steps: usize,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<CodecBenchReport> {
+pub fn run<B: Backend>(codec: &Codec<B>, b: &B, tokens: usize, steps: usize, progress: &mut dyn FnMut(usize, usize)) -> Result<CodecBenchReport> {
     let c = &codec.config;
     let ids: Vec<Vec<u32>> = (0..c.num_codebooks)
-        .map(|r| {
-            (0..tokens)
-                .map(|t| {
-                    uniaudio_runtime::rng::hash32((r * 1_000_003 + t) as u32)
-                        % c.rvq.codebook_size as u32
-                })
-                .collect()
-        })
+        .map(|r| (0..tokens).map(|t| uniaudio_runtime::rng::hash32((r * 1_000_003 + t) as u32) % c.rvq.codebook_size as u32).collect())
         .collect();
-    let opts = DecodeOptions {
-        steps,
-        mode: StitchMode::Reference,
-        noise: Noise::Seeded(7),
-    };
-    let out = codec.decode(b, &ids, &opts, &mut |w, n, s, steps| {
-        progress(w * steps + s, n * steps)
-    })?;
+    let opts = DecodeOptions { steps, mode: StitchMode::Reference, noise: Noise::Seeded(7) };
+    let out = codec.decode(b, &ids, &opts, &mut |w, n, s, steps| progress(w * steps + s, n * steps))?;
     let windows = out.windows.len();
     Ok(CodecBenchReport {
         steps,

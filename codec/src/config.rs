@@ -133,58 +133,32 @@ pub const DECODER_SECTIONS: [&str; 4] = ["rvq", "flow", "sampler", "sq_decoder"]
 
 /// The decoder and the encoder a codec config.json describes (either may be absent, not
 /// both), each validated.
-pub fn codec_parts(
-    config: &serde_json::Value,
-) -> Result<(Option<CodecConfig>, Option<EncoderConfig>)> {
+pub fn codec_parts(config: &serde_json::Value) -> Result<(Option<CodecConfig>, Option<EncoderConfig>)> {
     let has = |sections: &[&str]| sections.iter().any(|s| config.get(s).is_some());
     let decoder = if has(&DECODER_SECTIONS) {
-        let c: CodecConfig = serde_json::from_value(config.clone())
-            .map_err(|e| CodecError::Invalid(format!("invalid codec config: {e}")))?;
+        let c: CodecConfig = serde_json::from_value(config.clone()).map_err(|e| CodecError::Invalid(format!("invalid codec config: {e}")))?;
         c.validate().map_err(CodecError::Invalid)?;
         Some(c)
     } else {
         None
     };
-    let encoder = if has(&EncoderConfig::SECTIONS) {
-        Some(EncoderConfig::from_value(config).map_err(CodecError::Invalid)?)
-    } else {
-        None
-    };
+    let encoder = if has(&EncoderConfig::SECTIONS) { Some(EncoderConfig::from_value(config).map_err(CodecError::Invalid)?) } else { None };
     if decoder.is_none() && encoder.is_none() {
-        return Err(CodecError::Invalid(
-            "the config holds neither the decoder's nor the encoder's sections".into(),
-        ));
+        return Err(CodecError::Invalid("the config holds neither the decoder's nor the encoder's sections".into()));
     }
     Ok((decoder, encoder))
 }
 
 impl CodecConfig {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| CodecError::Io {
-            path: path.into(),
-            cause: e,
-        })?;
-        let value: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| CodecError::config(path, format!("invalid JSON: {e}")))?;
-        let missing: Vec<&str> = DECODER_SECTIONS
-            .iter()
-            .copied()
-            .filter(|s| value.get(s).is_none())
-            .collect();
+        let text = std::fs::read_to_string(path).map_err(|e| CodecError::Io { path: path.into(), cause: e })?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| CodecError::config(path, format!("invalid JSON: {e}")))?;
+        let missing: Vec<&str> = DECODER_SECTIONS.iter().copied().filter(|s| value.get(s).is_none()).collect();
         if !missing.is_empty() {
-            return Err(CodecError::config(
-                path,
-                format!(
-                    "no decoder in this codec config: missing section(s) {}",
-                    missing.join(", ")
-                ),
-            ));
+            return Err(CodecError::config(path, format!("no decoder in this codec config: missing section(s) {}", missing.join(", "))));
         }
-        let config: CodecConfig = serde_json::from_value(value)
-            .map_err(|e| CodecError::config(path, format!("invalid codec config: {e}")))?;
-        config
-            .validate()
-            .map_err(|msg| CodecError::config(path, msg))?;
+        let config: CodecConfig = serde_json::from_value(value).map_err(|e| CodecError::config(path, format!("invalid codec config: {e}")))?;
+        config.validate().map_err(|msg| CodecError::config(path, msg))?;
         Ok(config)
     }
 
@@ -223,19 +197,13 @@ impl CodecConfig {
             return Err(format!("token_rate must be > 0, got {}", self.token_rate));
         }
         if f.inner_dim != f.n_head * f.head_dim {
-            return Err(format!(
-                "flow.inner_dim {} != n_head {} x head_dim {}",
-                f.inner_dim, f.n_head, f.head_dim
-            ));
+            return Err(format!("flow.inner_dim {} != n_head {} x head_dim {}", f.inner_dim, f.n_head, f.head_dim));
         }
         if f.head_dim > 256 {
             return Err(format!("flow.head_dim {} exceeds 256", f.head_dim));
         }
         if f.in_channels != 2 * f.latent_dim + r.cond_dim {
-            return Err(format!(
-                "flow.in_channels {} != 2 x latent_dim {} + rvq.cond_dim {}",
-                f.in_channels, f.latent_dim, r.cond_dim
-            ));
+            return Err(format!("flow.in_channels {} != 2 x latent_dim {} + rvq.cond_dim {}", f.in_channels, f.latent_dim, r.cond_dim));
         }
         if f.out_channels != f.latent_dim || q.latent_hidden_dim != f.latent_dim {
             return Err(format!(
@@ -244,76 +212,36 @@ impl CodecConfig {
             ));
         }
         if f.proj_kernel.is_multiple_of(2) {
-            return Err(format!(
-                "flow.proj_kernel must be odd (\"same\" padding), got {}",
-                f.proj_kernel
-            ));
+            return Err(format!("flow.proj_kernel must be odd (\"same\" padding), got {}", f.proj_kernel));
         }
         if f.timestep_embed_dim == 0 || !f.timestep_embed_dim.is_multiple_of(2) {
-            return Err(format!(
-                "flow.timestep_embed_dim must be even and > 0, got {}",
-                f.timestep_embed_dim
-            ));
+            return Err(format!("flow.timestep_embed_dim must be even and > 0, got {}", f.timestep_embed_dim));
         }
         if let Some(freqs) = &f.timestep_freqs {
             if freqs.len() != f.timestep_embed_dim / 2 {
-                return Err(format!(
-                    "flow.timestep_freqs has {} values, expected {}",
-                    freqs.len(),
-                    f.timestep_embed_dim / 2
-                ));
+                return Err(format!("flow.timestep_freqs has {} values, expected {}", freqs.len(), f.timestep_embed_dim / 2));
             }
         }
         let window_latents = s.window_latents(self.latents_per_token);
         if f.max_positions < window_latents {
-            return Err(format!(
-                "flow.max_positions {} < {} latent frames per window",
-                f.max_positions, window_latents
-            ));
+            return Err(format!("flow.max_positions {} < {} latent frames per window", f.max_positions, window_latents));
         }
         if s.hop_tokens > s.window_tokens || s.overlap_tokens >= s.window_tokens {
-            return Err(format!(
-                "sampler: hop_tokens {} and overlap_tokens {} must fit in window_tokens {}",
-                s.hop_tokens, s.overlap_tokens, s.window_tokens
-            ));
+            return Err(format!("sampler: hop_tokens {} and overlap_tokens {} must fit in window_tokens {}", s.hop_tokens, s.overlap_tokens, s.window_tokens));
         }
-        if s.incontext_frames > window_latents
-            || s.overlap_samples > s.window_samples
-            || s.hop_samples > s.window_samples
-        {
-            return Err(
-                "sampler: incontext_frames / overlap_samples / hop_samples exceed the window"
-                    .into(),
-            );
+        if s.incontext_frames > window_latents || s.overlap_samples > s.window_samples || s.hop_samples > s.window_samples {
+            return Err("sampler: incontext_frames / overlap_samples / hop_samples exceed the window".into());
         }
-        let rows: Vec<usize> = r
-            .groups
-            .iter()
-            .flat_map(|g| g.token_rows.iter().copied())
-            .collect();
+        let rows: Vec<usize> = r.groups.iter().flat_map(|g| g.token_rows.iter().copied()).collect();
         let mut sorted = rows.clone();
         sorted.sort_unstable();
         if sorted != (0..self.num_codebooks).collect::<Vec<_>>() {
-            return Err(format!(
-                "rvq.groups token_rows {rows:?} must cover rows 0..{} once each",
-                self.num_codebooks
-            ));
+            return Err(format!("rvq.groups token_rows {rows:?} must cover rows 0..{} once each", self.num_codebooks));
         }
-        if let Some(g) = r
-            .groups
-            .iter()
-            .find(|g| g.levels != g.token_rows.len() || g.levels == 0)
-        {
-            return Err(format!(
-                "rvq group `{}`: levels {} must equal its {} token rows",
-                g.name,
-                g.levels,
-                g.token_rows.len()
-            ));
+        if let Some(g) = r.groups.iter().find(|g| g.levels != g.token_rows.len() || g.levels == 0) {
+            return Err(format!("rvq group `{}`: levels {} must equal its {} token rows", g.name, g.levels, g.token_rows.len()));
         }
-        if q.upsample_factors.is_empty()
-            || q.upsample_factors.len() != q.upsample_kernel_sizes.len()
-        {
+        if q.upsample_factors.is_empty() || q.upsample_factors.len() != q.upsample_kernel_sizes.len() {
             return Err("sq_decoder.upsample_factors and upsample_kernel_sizes must be non-empty and of equal length".into());
         }
         for (&st, &k) in q.upsample_factors.iter().zip(&q.upsample_kernel_sizes) {

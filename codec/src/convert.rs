@@ -23,38 +23,18 @@ use crate::tensors::{codec_tensors, pos_embed_table, sq_tensors, TensorList, POS
 
 /// Writes codec.safetensors, sqcodec.safetensors and config.json into `dir` (existing, empty).
 /// `progress(done, total)` counts tensors.
-pub fn convert_codec(
-    checkpoint: &Path,
-    sqcodec: &Path,
-    config: &CodecConfig,
-    dir: &Path,
-    progress: &mut dyn FnMut(u64, u64),
-) -> Result<()> {
+pub fn convert_codec(checkpoint: &Path, sqcodec: &Path, config: &CodecConfig, dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
     let mut config = config.clone();
     config.init = None;
     let value = serde_json::to_value(&config).expect("serialisable config");
-    convert(
-        checkpoint,
-        Some(sqcodec),
-        &value,
-        &EncoderSources::default(),
-        dir,
-        progress,
-    )
+    convert(checkpoint, Some(sqcodec), &value, &EncoderSources::default(), dir, progress)
 }
 
 /// The general conversion: the decoder's tensors when `config` has the decoder's sections
 /// (then `sqcodec` is needed), the encoder's when it has the encoder's (from the codec
 /// checkpoint and `sources`), both into one codec.safetensors; config.json is `config`.
 /// Every tensor keeps the checkpoint's dtype.
-pub fn convert(
-    checkpoint: &Path,
-    sqcodec: Option<&Path>,
-    config: &Value,
-    sources: &EncoderSources,
-    dir: &Path,
-    progress: &mut dyn FnMut(u64, u64),
-) -> Result<()> {
+pub fn convert(checkpoint: &Path, sqcodec: Option<&Path>, config: &Value, sources: &EncoderSources, dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
     convert_as(checkpoint, sqcodec, config, sources, None, dir, progress)
 }
 
@@ -71,20 +51,13 @@ pub fn convert_as(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<()> {
     if let Some(d) = dtype.filter(|d| !d.is_float() && *d != DType::Q8_0) {
-        return Err(CodecError::Invalid(format!(
-            "codec dtype {} is not a weight dtype (expected f32, f16, bf16 or q8_0)",
-            d.name()
-        )));
+        return Err(CodecError::Invalid(format!("codec dtype {} is not a weight dtype (expected f32, f16, bf16 or q8_0)", d.name())));
     }
     let (decoder, encoder) = crate::config::codec_parts(config)?;
     let codec_ckpt = TorchCheckpoint::open(checkpoint)?;
     let sq_ckpt = match (&decoder, sqcodec) {
         (Some(_), Some(p)) => Some(TorchCheckpoint::open(p)?),
-        (Some(_), None) => {
-            return Err(CodecError::Invalid(
-                "the decoder needs the SQ-Codec weights (sqcodec.pth)".into(),
-            ))
-        }
+        (Some(_), None) => return Err(CodecError::Invalid("the decoder needs the SQ-Codec weights (sqcodec.pth)".into())),
         (None, _) => None,
     };
     let encoder_sources = match &encoder {
@@ -105,20 +78,14 @@ pub fn convert_as(
                     }
                     None => Entry::torch(&codec_ckpt, t, name, shape),
                 },
-                None => Entry::computed(
-                    name,
-                    shape,
-                    pos_embed_table(c.flow.max_positions, c.flow.inner_dim),
-                ),
+                None => Entry::computed(name, shape, pos_embed_table(c.flow.max_positions, c.flow.inner_dim)),
             };
             entries.push(entry);
         }
         let sq_list = sq_tensors(c);
         let mut sq_plan = plan(sq_ckpt, "codec_model", &sq_list, &[])?;
         for (name, shape) in sq_list {
-            let t = sq_plan
-                .remove(&name)
-                .expect("plan checked that every SQ tensor exists");
+            let t = sq_plan.remove(&name).expect("plan checked that every SQ tensor exists");
             sq_entries.push(Entry::torch(sq_ckpt, t, name, shape));
         }
     }
@@ -126,12 +93,7 @@ pub fn convert_as(
         for (name, shape, origin) in encoder_plan(e, &encoder_sources)? {
             // The reconstruction codebooks are the decoder's too: written once.
             if !entries.iter().any(|x| x.name == name) {
-                entries.push(Entry {
-                    dtype: origin.dtype,
-                    name,
-                    shape,
-                    read: Box::new(move || origin.read()),
-                });
+                entries.push(Entry { dtype: origin.dtype, name, shape, read: Box::new(move || origin.read()) });
             }
         }
     }
@@ -150,11 +112,7 @@ pub fn convert_as(
         o.remove("init");
     }
     let path = dir.join(CONFIG_FILE);
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&config).expect("serialisable config"),
-    )
-    .map_err(|e| CodecError::Io { path, cause: e })
+    std::fs::write(&path, serde_json::to_string_pretty(&config).expect("serialisable config")).map_err(|e| CodecError::Io { path, cause: e })
 }
 
 /// One tensor to write: its name, shape, dtype and how to get its bytes.
@@ -167,54 +125,23 @@ struct Entry<'a> {
 
 impl<'a> Entry<'a> {
     fn torch(ckpt: &'a TorchCheckpoint, t: TorchTensor, name: String, shape: Vec<usize>) -> Self {
-        Entry {
-            name,
-            shape,
-            dtype: t.dtype,
-            read: Box::new(move || Ok(ckpt.read(&t)?)),
-        }
+        Entry { name, shape, dtype: t.dtype, read: Box::new(move || Ok(ckpt.read(&t)?)) }
     }
     /// Stored as `dtype` (through f32, exact for widening).
-    fn torch_as(
-        ckpt: &'a TorchCheckpoint,
-        t: TorchTensor,
-        name: String,
-        shape: Vec<usize>,
-        dtype: DType,
-    ) -> Self {
+    fn torch_as(ckpt: &'a TorchCheckpoint, t: TorchTensor, name: String, shape: Vec<usize>, dtype: DType) -> Self {
         if dtype == t.dtype {
             return Entry::torch(ckpt, t, name, shape);
         }
-        Entry {
-            name,
-            shape,
-            dtype,
-            read: Box::new(move || {
-                Ok(f32_to_bytes(&bytes_to_f32(&ckpt.read(&t)?, t.dtype), dtype))
-            }),
-        }
+        Entry { name, shape, dtype, read: Box::new(move || Ok(f32_to_bytes(&bytes_to_f32(&ckpt.read(&t)?, t.dtype), dtype))) }
     }
     fn computed(name: String, shape: Vec<usize>, values: Vec<f32>) -> Self {
-        Entry {
-            name,
-            shape,
-            dtype: DType::F32,
-            read: Box::new(move || Ok(f32_to_bytes(&values, DType::F32))),
-        }
+        Entry { name, shape, dtype: DType::F32, read: Box::new(move || Ok(f32_to_bytes(&values, DType::F32))) }
     }
 }
 
 /// The checkpoint tensor (if any) for each expected name; `optional` names may be absent.
-fn plan(
-    ckpt: &TorchCheckpoint,
-    key: &str,
-    expected: &TensorList,
-    optional: &[&str],
-) -> Result<BTreeMap<String, TorchTensor>> {
-    let want: BTreeMap<&str, &[usize]> = expected
-        .iter()
-        .map(|(n, s)| (n.as_str(), s.as_slice()))
-        .collect();
+fn plan(ckpt: &TorchCheckpoint, key: &str, expected: &TensorList, optional: &[&str]) -> Result<BTreeMap<String, TorchTensor>> {
+    let want: BTreeMap<&str, &[usize]> = expected.iter().map(|(n, s)| (n.as_str(), s.as_slice())).collect();
     let strip = |n: &str| n.strip_prefix("module.").unwrap_or(n).to_string();
     let found = ckpt.state_dict_where(key, &|n| want.contains_key(strip(n).as_str()))?;
     let mut by_name = BTreeMap::new();
@@ -223,10 +150,7 @@ fn plan(
         let name = strip(&t.name);
         let shape = want[name.as_str()];
         if t.shape != shape {
-            problems.push(format!(
-                "`{name}`: checkpoint has {:?}, the config expects {shape:?}",
-                t.shape
-            ));
+            problems.push(format!("`{name}`: checkpoint has {:?}, the config expects {shape:?}", t.shape));
         }
         by_name.insert(name, t);
     }
@@ -236,11 +160,7 @@ fn plan(
         }
     }
     if !problems.is_empty() {
-        let more = if problems.len() > 8 {
-            format!("\n  ... and {} more", problems.len() - 8)
-        } else {
-            String::new()
-        };
+        let more = if problems.len() > 8 { format!("\n  ... and {} more", problems.len() - 8) } else { String::new() };
         return Err(CodecError::Invalid(format!(
             "{}: the checkpoint does not match the codec config:\n  {}{more}",
             ckpt.path().display(),
@@ -251,10 +171,7 @@ fn plan(
 }
 
 fn write(path: &Path, entries: Vec<Entry>, tick: &mut dyn FnMut()) -> Result<()> {
-    let specs = entries
-        .iter()
-        .map(|e| TensorSpec::new(e.name.clone(), e.dtype, &e.shape))
-        .collect();
+    let specs = entries.iter().map(|e| TensorSpec::new(e.name.clone(), e.dtype, &e.shape)).collect();
     let metadata = BTreeMap::from([("format".to_string(), "pt".to_string())]);
     let mut writer = SafetensorsWriter::create(path, specs, &metadata)?;
     for e in &entries {

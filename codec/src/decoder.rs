@@ -63,61 +63,35 @@ impl<B: Backend> Codec<B> {
                 format!("the SQ decoder makes {produced} samples from a {window_latents}-frame window, fewer than sampler.window_samples {}", config.sampler.window_samples),
             ));
         }
-        Ok(Codec {
-            config,
-            rvq,
-            flow,
-            sq,
-        })
+        Ok(Codec { config, rvq, flow, sq })
     }
 
     /// Checks the token matrix: `num_codebooks` rows of equal, non-zero length, ids in range.
     pub fn check_tokens(&self, tokens: &[Vec<u32>]) -> Result<()> {
         let rows = self.config.num_codebooks;
         if tokens.len() != rows {
-            return Err(CodecError::Tokens(format!(
-                "expected {rows} rows (one per codebook), got {}",
-                tokens.len()
-            )));
+            return Err(CodecError::Tokens(format!("expected {rows} rows (one per codebook), got {}", tokens.len())));
         }
         let t = tokens[0].len();
         if t == 0 {
             return Err(CodecError::Tokens("no frames".into()));
         }
         if let Some((i, r)) = tokens.iter().enumerate().find(|(_, r)| r.len() != t) {
-            return Err(CodecError::Tokens(format!(
-                "row {i} has {} frames, row 0 has {t}",
-                r.len()
-            )));
+            return Err(CodecError::Tokens(format!("row {i} has {} frames, row 0 has {t}", r.len())));
         }
         self.rvq.check_tokens(tokens)
     }
 
     pub fn flow_flops_per_step(&self) -> f64 {
-        self.flow.flops_per_step(
-            2 * self
-                .config
-                .sampler
-                .window_latents(self.config.latents_per_token),
-        )
+        self.flow.flops_per_step(2 * self.config.sampler.window_latents(self.config.latents_per_token))
     }
 
     pub fn sq_flops_per_window(&self) -> f64 {
-        self.sq.flops(
-            self.config
-                .sampler
-                .window_latents(self.config.latents_per_token),
-        )
+        self.sq.flops(self.config.sampler.window_latents(self.config.latents_per_token))
     }
 
     /// Decodes `tokens[row][t]` (ids without the LM's offset) to samples at `sample_rate`.
-    pub fn decode(
-        &self,
-        b: &B,
-        tokens: &[Vec<u32>],
-        opts: &DecodeOptions,
-        progress: Progress,
-    ) -> Result<Decoded> {
+    pub fn decode(&self, b: &B, tokens: &[Vec<u32>], opts: &DecodeOptions, progress: Progress) -> Result<Decoded> {
         self.check_tokens(tokens)?;
         if opts.steps == 0 {
             return Err(CodecError::Invalid("steps must be >= 1".into()));
@@ -131,11 +105,7 @@ impl<B: Backend> Codec<B> {
         let n = p.starts.len();
         for (k, &start) in p.starts.iter().enumerate() {
             let t0 = std::time::Instant::now();
-            let cols: Vec<Vec<u32>> = p
-                .tokens
-                .iter()
-                .map(|r| r[start..start + w].to_vec())
-                .collect();
+            let cols: Vec<Vec<u32>> = p.tokens.iter().map(|r| r[start..start + w].to_vec()).collect();
             let cond = self.rvq.cond(b, &cols)?;
             let mut context = vec![0f32; frames * lat];
             let incontext = if k == 0 { 0 } else { p.prefix_frames };
@@ -144,13 +114,7 @@ impl<B: Backend> Codec<B> {
                 context[..incontext * lat].copy_from_slice(src);
             }
             let x0 = opts.noise.x0(k, frames, lat)?;
-            let input = WindowInput {
-                cond: &cond,
-                x0: &x0,
-                context: &context,
-                incontext,
-                steps: opts.steps,
-            };
+            let input = WindowInput { cond: &cond, x0: &x0, context: &context, incontext, steps: opts.steps };
             let mut step = 0;
             let latent: Tensor<B> = self.flow.sample(b, &input, &mut || {
                 step += 1;
@@ -162,11 +126,7 @@ impl<B: Backend> Codec<B> {
             y.truncate(c.sampler.window_samples);
             let t2 = std::time::Instant::now();
             stitch(&mut audio, &y, k == 0, &p);
-            windows.push(WindowTrace {
-                latent: latent_host,
-                flow_seconds: (t1 - t0).as_secs_f64(),
-                sq_seconds: (t2 - t1).as_secs_f64(),
-            });
+            windows.push(WindowTrace { latent: latent_host, flow_seconds: (t1 - t0).as_secs_f64(), sq_seconds: (t2 - t1).as_secs_f64() });
         }
         audio.truncate(p.target_len);
         Ok(Decoded { audio, windows })

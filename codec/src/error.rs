@@ -19,17 +19,11 @@ pub enum CodecError {
     Invalid(String),
 
     #[error("{path}: {cause}")]
-    Io {
-        path: PathBuf,
-        cause: std::io::Error,
-    },
+    Io { path: PathBuf, cause: std::io::Error },
 }
 
 impl CodecError {
     pub(crate) fn config(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
-        CodecError::Config {
-            path: path.into(),
-            msg: msg.into(),
-        }
+        CodecError::Config { path: path.into(), msg: msg.into() }
     }
 }

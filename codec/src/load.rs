@@ -15,10 +15,7 @@ pub struct Loader<'a, B: Backend> {
 
 impl<'a, B: Backend> Loader<'a, B> {
     pub fn open(backend: &'a B, path: &Path) -> Result<Self> {
-        Ok(Loader {
-            backend,
-            file: ModelWeights::from_file(path)?,
-        })
+        Ok(Loader { backend, file: ModelWeights::from_file(path)? })
     }
 
     /// Host f32 copy of `name`, which must have `shape`.
@@ -75,11 +72,7 @@ pub fn fold_weight_norm(g: &[f32], v: &[f32]) -> Vec<f32> {
     let per = v.len() / rows.max(1);
     let mut w = Vec::with_capacity(v.len());
     for (r, chunk) in v.chunks(per.max(1)).enumerate().take(rows) {
-        let norm = chunk
-            .iter()
-            .map(|&x| (x as f64) * (x as f64))
-            .sum::<f64>()
-            .sqrt() as f32;
+        let norm = chunk.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt() as f32;
         let factor = g[r] / norm;
         w.extend(chunk.iter().map(|&x| x * factor));
     }

@@ -34,21 +34,10 @@ impl Noise {
         match self {
             Noise::Seeded(seed) => Ok(normal(*seed, k as u64, n)),
             Noise::Injected(draws) => {
-                let name = if k == 0 {
-                    "1".to_string()
-                } else {
-                    (2 * k + 1).to_string()
-                };
-                let v = draws.get(&name).ok_or_else(|| {
-                    CodecError::Invalid(format!(
-                        "noise file has no draw `{name}` (x0 of window {k})"
-                    ))
-                })?;
+                let name = if k == 0 { "1".to_string() } else { (2 * k + 1).to_string() };
+                let v = draws.get(&name).ok_or_else(|| CodecError::Invalid(format!("noise file has no draw `{name}` (x0 of window {k})")))?;
                 if v.len() != n {
-                    return Err(CodecError::Invalid(format!(
-                        "noise draw `{name}` has {} values, expected {n} ([{frames}, {channels}])",
-                        v.len()
-                    )));
+                    return Err(CodecError::Invalid(format!("noise draw `{name}` has {} values, expected {n} ([{frames}, {channels}])", v.len())));
                 }
                 Ok(v.clone())
             }

@@ -32,12 +32,7 @@ impl CodecPreset {
             CodecPreset::Small => (128, 16, 64, 2, 2, 4),
         };
         let d = heads * 64;
-        let group = |name: &str, module: &str, rows: Vec<usize>| RvqGroup {
-            name: name.into(),
-            module: module.into(),
-            levels: rows.len(),
-            token_rows: rows,
-        };
+        let group = |name: &str, module: &str, rows: Vec<usize>| RvqGroup { name: name.into(), module: module.into(), levels: rows.len(), token_rows: rows };
         CodecConfig {
             sample_rate: 24000,
             token_rate: 12.5,
@@ -109,11 +104,7 @@ impl CodecPreset {
     /// Parameters of the decode subset.
     pub fn parameters(self) -> usize {
         let c = self.config();
-        crate::tensors::codec_tensors(&c)
-            .iter()
-            .chain(crate::tensors::sq_tensors(&c).iter())
-            .map(|(_, s)| s.iter().product::<usize>())
-            .sum()
+        crate::tensors::codec_tensors(&c).iter().chain(crate::tensors::sq_tensors(&c).iter()).map(|(_, s)| s.iter().product::<usize>()).sum()
     }
 }
 

@@ -34,10 +34,7 @@ impl<B: Backend> Rvq<B> {
         for g in &r.groups {
             let mut table = Vec::with_capacity(g.levels * k * d);
             for q in 0..g.levels {
-                table.extend(l.host(
-                    &format!("{}.layers.{q}._codebook.embed", g.module),
-                    &[1, k, d],
-                )?);
+                table.extend(l.host(&format!("{}.layers.{q}._codebook.embed", g.module), &[1, k, d])?);
             }
             groups.push(Group {
                 rows: g.token_rows.clone(),
@@ -78,29 +75,16 @@ impl<B: Backend> Rvq<B> {
         for (gi, g) in self.groups.iter().enumerate() {
             let levels = g.rows.len();
             // codes[t, q] = tokens[row_q][t]
-            let codes: Vec<u32> = (0..t)
-                .flat_map(|ti| g.rows.iter().map(move |&r| tokens[r][ti]))
-                .collect();
+            let codes: Vec<u32> = (0..t).flat_map(|ti| g.rows.iter().map(move |&r| tokens[r][ti])).collect();
             let codes = ops::upload_u32(b, &[t, levels], &codes)?;
             let mask = ops::upload_u32(b, &[t, levels], &vec![1; t * levels])?;
             ops::embed_codebook_sum(b, &g.table, &codes, &mask, self.codebook_size, &gathered)?;
             // h = P, then h += 1 · S, h += 1 · A: the reference's left-to-right sum.
-            let epilogue = if gi == 0 {
-                Epilogue::Store
-            } else {
-                Epilogue::GatedAdd { gate: &self.ones }
-            };
+            let epilogue = if gi == 0 { Epilogue::Store } else { Epilogue::GatedAdd { gate: &self.ones } };
             ops::linear(b, &gathered, &g.project_w, Some(&g.project_b), &h, epilogue)?;
         }
         let out = b.alloc(DType::F32, &[t, self.cond_dim])?;
-        ops::linear(
-            b,
-            &h,
-            &self.cond_w,
-            Some(&self.cond_b),
-            &out,
-            Epilogue::Store,
-        )?;
+        ops::linear(b, &h, &self.cond_w, Some(&self.cond_b), &out, Epilogue::Store)?;
         Ok(out)
     }
 }

@@ -38,54 +38,27 @@ pub struct SqDecoder<B: Backend> {
     last: Conv<B>,
 }
 
-fn wn_conv<B: Backend>(
-    l: &Loader<B>,
-    name: &str,
-    c_out: usize,
-    c_in: usize,
-    k: usize,
-) -> Result<Conv<B>> {
+fn wn_conv<B: Backend>(l: &Loader<B>, name: &str, c_out: usize, c_in: usize, k: usize) -> Result<Conv<B>> {
     let g = l.host(&format!("{name}.weight_g"), &[c_out, 1, 1])?;
     let v = l.host(&format!("{name}.weight_v"), &[c_out, c_in, k])?;
     let w = conv_to_runtime(&fold_weight_norm(&g, &v), c_out, c_in, k);
-    Ok(Conv {
-        w: l.upload(&[c_out, k, c_in], &w)?,
-        b: l.upload(&[c_out], &l.host(&format!("{name}.bias"), &[c_out])?)?,
-        k,
-        c_out,
-    })
+    Ok(Conv { w: l.upload(&[c_out, k, c_in], &w)?, b: l.upload(&[c_out], &l.host(&format!("{name}.bias"), &[c_out])?)?, k, c_out })
 }
 
 impl<B: Backend> SqDecoder<B> {
     pub fn load(l: &Loader<B>, c: &CodecConfig) -> Result<Self> {
         let q = c.sq_decoder.clone();
         let ch = q.channels();
-        let first = wn_conv(
-            l,
-            "decoder.0",
-            ch[0],
-            q.latent_hidden_dim,
-            q.delay_kernel_size,
-        )?;
+        let first = wn_conv(l, "decoder.0", ch[0], q.latent_hidden_dim, q.delay_kernel_size)?;
         let mut blocks = Vec::new();
-        for (i, (&s, &k)) in q
-            .upsample_factors
-            .iter()
-            .zip(&q.upsample_kernel_sizes)
-            .enumerate()
-        {
+        for (i, (&s, &k)) in q.upsample_factors.iter().zip(&q.upsample_kernel_sizes).enumerate() {
             let (cin, cout) = (ch[i], ch[i + 1]);
             let name = format!("decoder.{}.up_conv.layer", i + 1);
             // Transposed conv: weight norm per *input* channel (v is [C_in, C_out, K]).
             let g = l.host(&format!("{name}.weight_g"), &[cin, 1, 1])?;
             let v = l.host(&format!("{name}.weight_v"), &[cin, cout, k])?;
             let w = conv_transpose_to_runtime(&fold_weight_norm(&g, &v), cin, cout, k);
-            let up = Conv {
-                w: l.upload(&[cout, k, cin], &w)?,
-                b: l.upload(&[cout], &l.host(&format!("{name}.bias"), &[cout])?)?,
-                k,
-                c_out: cout,
-            };
+            let up = Conv { w: l.upload(&[cout, k, cin], &w)?, b: l.upload(&[cout], &l.host(&format!("{name}.bias"), &[cout])?)?, k, c_out: cout };
             let mut units = Vec::new();
             for (j, &dilation) in q.residual_dilations.iter().enumerate() {
                 let u = format!("decoder.{}.convs.{j}", i + 1);
@@ -97,11 +70,7 @@ impl<B: Backend> SqDecoder<B> {
                     dilation,
                 });
             }
-            blocks.push(UpBlock {
-                up,
-                stride: s,
-                units,
-            });
+            blocks.push(UpBlock { up, stride: s, units });
         }
         let (post_idx, last_idx) = sq_tail_indices(c);
         let init = q.init_channel;
@@ -111,10 +80,7 @@ impl<B: Backend> SqDecoder<B> {
                 let w = l.host(&format!("decoder.{p}.conv.weight"), &[init, init, k])?;
                 let conv = Conv {
                     w: l.upload(&[init, k, init], &conv_to_runtime(&w, init, init, k))?,
-                    b: l.upload(
-                        &[init],
-                        &l.host(&format!("decoder.{p}.conv.bias"), &[init])?,
-                    )?,
+                    b: l.upload(&[init], &l.host(&format!("decoder.{p}.conv.bias"), &[init])?)?,
                     k,
                     c_out: init,
                 };
@@ -122,20 +88,8 @@ impl<B: Backend> SqDecoder<B> {
             }
             None => None,
         };
-        let last = wn_conv(
-            l,
-            &format!("decoder.{last_idx}"),
-            1,
-            init,
-            q.default_kernel_size,
-        )?;
-        Ok(SqDecoder {
-            cfg: q,
-            first,
-            blocks,
-            post,
-            last,
-        })
+        let last = wn_conv(l, &format!("decoder.{last_idx}"), 1, init, q.default_kernel_size)?;
+        Ok(SqDecoder { cfg: q, first, blocks, post, last })
     }
 
     /// Left padding and output length of a stride-1 conv over `len` frames: causal pads
@@ -178,8 +132,7 @@ impl<B: Backend> SqDecoder<B> {
         for (i, blk) in self.blocks.iter().enumerate() {
             let out = self.up_len(len, blk.up.k, blk.stride);
             total += (len * ch[i] * ch[i + 1] * blk.up.k) as f64;
-            total +=
-                (out * ch[i + 1] * ch[i + 1] * (q.res_kernel_size + 1) * blk.units.len()) as f64;
+            total += (out * ch[i + 1] * ch[i + 1] * (q.res_kernel_size + 1) * blk.units.len()) as f64;
             len = out;
         }
         let samples = len * q.num_samples.max(1);
@@ -192,59 +145,28 @@ impl<B: Backend> SqDecoder<B> {
         let q = &self.cfg;
         let frames = latent.shape()[0];
         let rounded = b.alloc(DType::F32, latent.shape())?;
-        ops::unary(
-            b,
-            latent,
-            &rounded,
-            UnaryFn::RoundToLevels(q.quantize_levels as f32),
-        )?;
+        ops::unary(b, latent, &rounded, UnaryFn::RoundToLevels(q.quantize_levels as f32))?;
         // The look-ahead conv is always "same" (non-causal).
         let (pad, len) = self.padding(false, frames, self.first.k, 1);
         let mut x = b.alloc(DType::F32, &[1, len, self.first.c_out])?;
-        let same = ConvParams {
-            pad_left: pad,
-            ..ConvParams::plain()
-        };
-        ops::conv1d(
-            b,
-            &rounded.reshape(&[1, frames, q.latent_hidden_dim])?,
-            &self.first.w,
-            Some(&self.first.b),
-            &x,
-            same,
-        )?;
+        let same = ConvParams { pad_left: pad, ..ConvParams::plain() };
+        ops::conv1d(b, &rounded.reshape(&[1, frames, q.latent_hidden_dim])?, &self.first.w, Some(&self.first.b), &x, same)?;
         for blk in &self.blocks {
             let len = x.shape()[1];
             let out_len = self.up_len(len, blk.up.k, blk.stride);
             let y = b.alloc(DType::F32, &[1, out_len, blk.up.c_out])?;
-            let padding = if q.causal {
-                0
-            } else {
-                (blk.up.k - blk.stride) / 2
-            };
+            let padding = if q.causal { 0 } else { (blk.up.k - blk.stride) / 2 };
             ops::conv_transpose1d(b, &x, &blk.up.w, Some(&blk.up.b), &y, blk.stride, padding)?;
             x = y;
             let tmp = b.alloc(DType::F32, x.shape())?;
             for u in &blk.units {
                 let (pad, len1) = self.padding(q.causal, out_len, u.conv1.k, u.dilation);
                 if len1 != out_len {
-                    return Err(CodecError::Invalid(format!(
-                        "residual unit with kernel {} and dilation {} changes the length",
-                        u.conv1.k, u.dilation
-                    )));
+                    return Err(CodecError::Invalid(format!("residual unit with kernel {} and dilation {} changes the length", u.conv1.k, u.dilation)));
                 }
-                let p1 = ConvParams {
-                    dilation: u.dilation,
-                    pad_left: pad,
-                    prelu: Some(PreluSlope::new(u.slope1)),
-                    ..ConvParams::plain()
-                };
+                let p1 = ConvParams { dilation: u.dilation, pad_left: pad, prelu: Some(PreluSlope::new(u.slope1)), ..ConvParams::plain() };
                 ops::conv1d(b, &x, &u.conv1.w, Some(&u.conv1.b), &tmp, p1)?;
-                let p2 = ConvParams {
-                    prelu: Some(PreluSlope::new(u.slope2)),
-                    accumulate: true,
-                    ..ConvParams::plain()
-                };
+                let p2 = ConvParams { prelu: Some(PreluSlope::new(u.slope2)), accumulate: true, ..ConvParams::plain() };
                 ops::conv1d(b, &tmp, &u.conv2.w, Some(&u.conv2.b), &x, p2)?;
             }
         }
@@ -253,29 +175,14 @@ impl<B: Backend> SqDecoder<B> {
             let len = x.shape()[1] * ns;
             let (pad, out_len) = self.padding(q.causal, len, conv.k, 1);
             let y = b.alloc(DType::F32, &[1, out_len, conv.c_out])?;
-            let p = ConvParams {
-                pad_left: pad,
-                upsample: ns,
-                prelu: Some(PreluSlope::new(*slope)),
-                ..ConvParams::plain()
-            };
+            let p = ConvParams { pad_left: pad, upsample: ns, prelu: Some(PreluSlope::new(*slope)), ..ConvParams::plain() };
             ops::conv1d(b, &x, &conv.w, Some(&conv.b), &y, p)?;
             x = y;
         }
         let len = x.shape()[1];
         let (pad, out_len) = self.padding(q.causal, len, self.last.k, 1);
         let y = b.alloc(DType::F32, &[1, out_len, 1])?;
-        ops::conv1d(
-            b,
-            &x,
-            &self.last.w,
-            Some(&self.last.b),
-            &y,
-            ConvParams {
-                pad_left: pad,
-                ..ConvParams::plain()
-            },
-        )?;
+        ops::conv1d(b, &x, &self.last.w, Some(&self.last.b), &y, ConvParams { pad_left: pad, ..ConvParams::plain() })?;
         Ok(ops::download_f32(b, &y)?)
     }
 }

@@ -42,92 +42,17 @@ mod tests {
     #[test]
     fn only_flow_linears_of_whole_blocks_become_q8() {
         let (q8, p) = (DType::Q8_0, Some("cfm_wrapper.estimator."));
-        assert_eq!(
-            stored_dtype(
-                "cfm_wrapper.estimator.transformer_blocks.3.attn1.to_q.weight",
-                &[1536, 1536],
-                q8,
-                p
-            ),
-            q8
-        );
-        assert_eq!(
-            stored_dtype(
-                "cfm_wrapper.estimator.transformer_blocks.0.ff.net.2.weight",
-                &[1536, 6144],
-                q8,
-                p
-            ),
-            q8
-        );
-        assert_eq!(
-            stored_dtype(
-                "cfm_wrapper.estimator.adaln_single.linear.weight",
-                &[9216, 1536],
-                q8,
-                p
-            ),
-            q8
-        );
+        assert_eq!(stored_dtype("cfm_wrapper.estimator.transformer_blocks.3.attn1.to_q.weight", &[1536, 1536], q8, p), q8);
+        assert_eq!(stored_dtype("cfm_wrapper.estimator.transformer_blocks.0.ff.net.2.weight", &[1536, 6144], q8, p), q8);
+        assert_eq!(stored_dtype("cfm_wrapper.estimator.adaln_single.linear.weight", &[9216, 1536], q8, p), q8);
         // Rows of 136 weights are not whole blocks; biases and convolutions stay bf16.
-        assert_eq!(
-            stored_dtype(
-                "cfm_wrapper.estimator.proj_out.ffn_2.weight",
-                &[136, 136],
-                q8,
-                p
-            ),
-            DType::BF16
-        );
-        assert_eq!(
-            stored_dtype(
-                "cfm_wrapper.estimator.transformer_blocks.3.attn1.to_q.bias",
-                &[1536],
-                q8,
-                p
-            ),
-            DType::BF16
-        );
-        assert_eq!(
-            stored_dtype(
-                "cfm_wrapper.estimator.proj_in.ffn_1.weight",
-                &[1536, 336, 3],
-                q8,
-                p
-            ),
-            DType::BF16
-        );
+        assert_eq!(stored_dtype("cfm_wrapper.estimator.proj_out.ffn_2.weight", &[136, 136], q8, p), DType::BF16);
+        assert_eq!(stored_dtype("cfm_wrapper.estimator.transformer_blocks.3.attn1.to_q.bias", &[1536], q8, p), DType::BF16);
+        assert_eq!(stored_dtype("cfm_wrapper.estimator.proj_in.ffn_1.weight", &[1536, 336, 3], q8, p), DType::BF16);
         // Outside the flow estimator nothing is quantized.
-        assert_eq!(
-            stored_dtype("cond_feature_emb.weight", &[1024, 1024], q8, p),
-            DType::BF16
-        );
-        assert_eq!(
-            stored_dtype(
-                "other.transformer_blocks.0.attn1.to_q.weight",
-                &[64, 64],
-                q8,
-                p
-            ),
-            DType::BF16
-        );
-        assert_eq!(
-            stored_dtype(
-                "cfm_wrapper.estimator.transformer_blocks.0.attn1.to_q.weight",
-                &[64, 64],
-                q8,
-                None
-            ),
-            DType::BF16
-        );
-        assert_eq!(
-            stored_dtype(
-                "cfm_wrapper.estimator.transformer_blocks.0.attn1.to_q.weight",
-                &[64, 64],
-                DType::F16,
-                p
-            ),
-            DType::F16
-        );
+        assert_eq!(stored_dtype("cond_feature_emb.weight", &[1024, 1024], q8, p), DType::BF16);
+        assert_eq!(stored_dtype("other.transformer_blocks.0.attn1.to_q.weight", &[64, 64], q8, p), DType::BF16);
+        assert_eq!(stored_dtype("cfm_wrapper.estimator.transformer_blocks.0.attn1.to_q.weight", &[64, 64], q8, None), DType::BF16);
+        assert_eq!(stored_dtype("cfm_wrapper.estimator.transformer_blocks.0.attn1.to_q.weight", &[64, 64], DType::F16, p), DType::F16);
     }
 }

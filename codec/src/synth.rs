@@ -21,16 +21,10 @@ pub const CONFIG_FILE: &str = "config.json";
 
 /// The `init` block of `config`, parsed.
 pub fn init_spec(config: &CodecConfig) -> Result<InitSpec> {
-    let init = config.init.clone().ok_or_else(|| {
-        CodecError::Invalid("config has no `init` block to generate weights from".into())
-    })?;
-    let spec: InitSpec = serde_json::from_value(init)
-        .map_err(|e| CodecError::Invalid(format!("invalid init block: {e}")))?;
+    let init = config.init.clone().ok_or_else(|| CodecError::Invalid("config has no `init` block to generate weights from".into()))?;
+    let spec: InitSpec = serde_json::from_value(init).map_err(|e| CodecError::Invalid(format!("invalid init block: {e}")))?;
     if spec.version != 1 {
-        return Err(CodecError::Invalid(format!(
-            "init.version {} is not supported (only 1)",
-            spec.version
-        )));
+        return Err(CodecError::Invalid(format!("init.version {} is not supported (only 1)", spec.version)));
     }
     Ok(spec)
 }
@@ -55,89 +49,42 @@ pub fn write_synthetic_codec_as(config: &CodecConfig, dir: &Path, dtype: DType) 
 /// config.json the value as given.
 pub fn write_synthetic(config: &serde_json::Value, dir: &Path, dtype: DType) -> Result<()> {
     let init: InitSpec = match config.get("init") {
-        Some(v) => serde_json::from_value(v.clone())
-            .map_err(|e| CodecError::Invalid(format!("invalid init block: {e}")))?,
-        None => {
-            return Err(CodecError::Invalid(
-                "config has no `init` block to generate weights from".into(),
-            ))
-        }
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| CodecError::Invalid(format!("invalid init block: {e}")))?,
+        None => return Err(CodecError::Invalid("config has no `init` block to generate weights from".into())),
     };
     if init.version != 1 {
-        return Err(CodecError::Invalid(format!(
-            "init.version {} is not supported (only 1)",
-            init.version
-        )));
+        return Err(CodecError::Invalid(format!("init.version {} is not supported (only 1)", init.version)));
     }
     let (decoder, encoder) = crate::config::codec_parts(config)?;
     let mut tensors = decoder.as_ref().map(codec_tensors).unwrap_or_default();
     for (name, shape) in encoder.as_ref().map(encoder_tensors).unwrap_or_default() {
         match tensors.iter().find(|(n, _)| *n == name) {
-            Some((_, s)) if *s != shape => {
-                return Err(CodecError::Invalid(format!(
-                    "{name}: the decoder wants {s:?}, the encoder {shape:?}"
-                )))
-            }
+            Some((_, s)) if *s != shape => return Err(CodecError::Invalid(format!("{name}: the decoder wants {s:?}, the encoder {shape:?}"))),
             Some(_) => {}
             None => tensors.push((name, shape)),
         }
     }
-    let pe_name = decoder
-        .as_ref()
-        .map(|c| format!("{}{POS_EMBED}", c.flow.prefix));
+    let pe_name = decoder.as_ref().map(|c| format!("{}{POS_EMBED}", c.flow.prefix));
     let is_pe = |name: &str| pe_name.as_deref() == Some(name);
     let flow_prefix = decoder.as_ref().map(|c| c.flow.prefix.as_str());
-    let shapes: BTreeMap<&str, &[usize]> = tensors
-        .iter()
-        .map(|(n, s)| (n.as_str(), s.as_slice()))
-        .collect();
-    let codec_dtype = |name: &str| {
-        if is_pe(name) {
-            DType::F32
-        } else {
-            stored_dtype(name, shapes[name], dtype, flow_prefix)
-        }
-    };
-    write_file(
-        &dir.join(CODEC_FILE),
-        &tensors,
-        &init,
-        codec_dtype,
-        |name| {
-            let c = decoder.as_ref()?;
-            is_pe(name).then(|| pos_embed_table(c.flow.max_positions, c.flow.inner_dim))
-        },
-    )?;
+    let shapes: BTreeMap<&str, &[usize]> = tensors.iter().map(|(n, s)| (n.as_str(), s.as_slice())).collect();
+    let codec_dtype = |name: &str| if is_pe(name) { DType::F32 } else { stored_dtype(name, shapes[name], dtype, flow_prefix) };
+    write_file(&dir.join(CODEC_FILE), &tensors, &init, codec_dtype, |name| {
+        let c = decoder.as_ref()?;
+        is_pe(name).then(|| pos_embed_table(c.flow.max_positions, c.flow.inner_dim))
+    })?;
     if let Some(c) = &decoder {
-        write_file(
-            &dir.join(SQ_FILE),
-            &sq_tensors(c),
-            &init,
-            |_| DType::F32,
-            |_| None,
-        )?;
+        write_file(&dir.join(SQ_FILE), &sq_tensors(c), &init, |_| DType::F32, |_| None)?;
     }
     let path = dir.join(CONFIG_FILE);
     let text = serde_json::to_string_pretty(config).expect("serialisable config");
     let tmp = dir.join(".config.json.tmp");
-    std::fs::write(&tmp, text).map_err(|e| CodecError::Io {
-        path: tmp.clone(),
-        cause: e,
-    })?;
+    std::fs::write(&tmp, text).map_err(|e| CodecError::Io { path: tmp.clone(), cause: e })?;
     std::fs::rename(&tmp, &path).map_err(|e| CodecError::Io { path, cause: e })
 }
 
-fn write_file(
-    path: &Path,
-    tensors: &TensorList,
-    init: &InitSpec,
-    dtype: impl Fn(&str) -> DType,
-    computed: impl Fn(&str) -> Option<Vec<f32>>,
-) -> Result<()> {
-    let specs = tensors
-        .iter()
-        .map(|(n, s)| TensorSpec::new(n.clone(), dtype(n), s))
-        .collect();
+fn write_file(path: &Path, tensors: &TensorList, init: &InitSpec, dtype: impl Fn(&str) -> DType, computed: impl Fn(&str) -> Option<Vec<f32>>) -> Result<()> {
+    let specs = tensors.iter().map(|(n, s)| TensorSpec::new(n.clone(), dtype(n), s)).collect();
     let metadata = BTreeMap::from([("format".to_string(), "pt".to_string())]);
     let mut writer = SafetensorsWriter::create(path, specs, &metadata)?;
     for (name, shape) in tensors {

@@ -14,15 +14,9 @@ pub fn codec_tensors(c: &CodecConfig) -> TensorList {
     let mut out = TensorList::new();
     for g in &r.groups {
         for q in 0..g.levels {
-            out.push((
-                format!("{}.layers.{q}._codebook.embed", g.module),
-                vec![1, r.codebook_size, r.codebook_dim],
-            ));
+            out.push((format!("{}.layers.{q}._codebook.embed", g.module), vec![1, r.codebook_size, r.codebook_dim]));
         }
-        out.push((
-            format!("{}.project_out.weight", g.module),
-            vec![cond, r.codebook_dim],
-        ));
+        out.push((format!("{}.project_out.weight", g.module), vec![cond, r.codebook_dim]));
         out.push((format!("{}.project_out.bias", g.module), vec![cond]));
     }
     out.push(("cond_feature_emb.weight".into(), vec![cond, cond]));
@@ -36,10 +30,7 @@ pub fn codec_tensors(c: &CodecConfig) -> TensorList {
     push("proj_in.ffn_2.bias".into(), vec![d]);
     push(POS_EMBED.into(), vec![1, f.max_positions, d]);
     let te = "adaln_single.emb.timestep_embedder";
-    push(
-        format!("{te}.linear_1.weight"),
-        vec![d, f.timestep_embed_dim],
-    );
+    push(format!("{te}.linear_1.weight"), vec![d, f.timestep_embed_dim]);
     push(format!("{te}.linear_1.bias"), vec![d]);
     push(format!("{te}.linear_2.weight"), vec![d, d]);
     push(format!("{te}.linear_2.bias"), vec![d]);
@@ -60,10 +51,7 @@ pub fn codec_tensors(c: &CodecConfig) -> TensorList {
     push("scale_shift_table".into(), vec![2, d]);
     push("proj_out.ffn_1.weight".into(), vec![f.out_channels, d, k]);
     push("proj_out.ffn_1.bias".into(), vec![f.out_channels]);
-    push(
-        "proj_out.ffn_2.weight".into(),
-        vec![f.out_channels, f.out_channels],
-    );
+    push("proj_out.ffn_2.weight".into(), vec![f.out_channels, f.out_channels]);
     push("proj_out.ffn_2.bias".into(), vec![f.out_channels]);
     out
 }
@@ -88,34 +76,14 @@ pub fn sq_tensors(c: &CodecConfig) -> TensorList {
         out.push((format!("{name}.weight_v"), v));
         out.push((format!("{name}.bias"), vec![bias]));
     };
-    wn(
-        "decoder.0".into(),
-        ch[0],
-        vec![ch[0], q.latent_hidden_dim, q.delay_kernel_size],
-        ch[0],
-    );
-    for (i, (&s, &k)) in q
-        .upsample_factors
-        .iter()
-        .zip(&q.upsample_kernel_sizes)
-        .enumerate()
-    {
+    wn("decoder.0".into(), ch[0], vec![ch[0], q.latent_hidden_dim, q.delay_kernel_size], ch[0]);
+    for (i, (&s, &k)) in q.upsample_factors.iter().zip(&q.upsample_kernel_sizes).enumerate() {
         let _ = s;
         let (cin, cout) = (ch[i], ch[i + 1]);
-        wn(
-            format!("decoder.{}.up_conv.layer", i + 1),
-            cin,
-            vec![cin, cout, k],
-            cout,
-        );
+        wn(format!("decoder.{}.up_conv.layer", i + 1), cin, vec![cin, cout, k], cout);
         for j in 0..q.residual_dilations.len() {
             let u = format!("decoder.{}.convs.{j}", i + 1);
-            wn(
-                format!("{u}.conv1"),
-                cout,
-                vec![cout, cout, q.res_kernel_size],
-                cout,
-            );
+            wn(format!("{u}.conv1"), cout, vec![cout, cout, q.res_kernel_size], cout);
             wn(format!("{u}.conv2"), cout, vec![cout, cout, 1], cout);
         }
     }
@@ -130,19 +98,13 @@ pub fn sq_tensors(c: &CodecConfig) -> TensorList {
     let (post, last) = sq_tail_indices(c);
     let init = q.init_channel;
     if let Some(p) = post {
-        tail.push((
-            format!("decoder.{p}.conv.weight"),
-            vec![init, init, q.default_kernel_size],
-        ));
+        tail.push((format!("decoder.{p}.conv.weight"), vec![init, init, q.default_kernel_size]));
         tail.push((format!("decoder.{p}.conv.bias"), vec![init]));
         tail.push((format!("decoder.{p}.activation.weight"), vec![1]));
     }
     out.extend(tail);
     out.push((format!("decoder.{last}.weight_g"), vec![1, 1, 1]));
-    out.push((
-        format!("decoder.{last}.weight_v"),
-        vec![1, init, q.default_kernel_size],
-    ));
+    out.push((format!("decoder.{last}.weight_v"), vec![1, init, q.default_kernel_size]));
     out.push((format!("decoder.{last}.bias"), vec![1]));
     out
 }
@@ -151,9 +113,7 @@ pub fn sq_tensors(c: &CodecConfig) -> TensorList {
 /// ω_i = exp(2i · (−ln 10000 / D)).
 pub fn pos_embed_table(positions: usize, dim: usize) -> Vec<f32> {
     let factor = (-(10000f64.ln()) / dim as f64) as f32;
-    let omega: Vec<f32> = (0..dim / 2)
-        .map(|i| (((2 * i) as f32 * factor) as f64).exp() as f32)
-        .collect();
+    let omega: Vec<f32> = (0..dim / 2).map(|i| (((2 * i) as f32 * factor) as f64).exp() as f32).collect();
     let mut pe = vec![0f32; positions * dim];
     for (p, row) in pe.chunks_mut(dim).enumerate() {
         for (i, &w) in omega.iter().enumerate() {

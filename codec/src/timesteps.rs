@@ -15,15 +15,7 @@ pub struct Step {
 pub fn linspace01(n: usize) -> Vec<f32> {
     let step = 1.0f32 / n as f32;
     let half = n.div_ceil(2);
-    (0..=n)
-        .map(|i| {
-            if i < half {
-                i as f32 * step
-            } else {
-                1.0 - (n - i) as f32 * step
-            }
-        })
-        .collect()
+    (0..=n).map(|i| if i < half { i as f32 * step } else { 1.0 - (n - i) as f32 * step }).collect()
 }
 
 /// BASECFM.solve_euler's loop: t = t_span[0], dt = t_span[1] − t_span[0]; after each step
@@ -50,9 +42,7 @@ pub fn frequencies(f: &FlowConfig) -> Vec<f32> {
     }
     let half = f.timestep_embed_dim / 2;
     let neg_log = -(f.timestep_max_period as f64).ln() as f32;
-    (0..half)
-        .map(|j| (((neg_log * j as f32) / half as f32) as f64).exp() as f32)
-        .collect()
+    (0..half).map(|j| (((neg_log * j as f32) / half as f32) as f64).exp() as f32).collect()
 }
 
 /// [cos(args), sin(args)] with args = (t · freqs) · scale in f32, one row per time.

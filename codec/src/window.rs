@@ -18,9 +18,7 @@ impl std::str::FromStr for StitchMode {
         match s {
             "reference" => Ok(StitchMode::Reference),
             "fixed" => Ok(StitchMode::Fixed),
-            other => Err(format!(
-                "unknown mode `{other}` (expected reference or fixed)"
-            )),
+            other => Err(format!("unknown mode `{other}` (expected reference or fixed)")),
         }
     }
 }
@@ -60,11 +58,7 @@ pub fn plan(c: &CodecConfig, tokens: &[Vec<u32>], mode: StitchMode) -> Plan {
         rows = rows.iter().map(|r| extend(r, w)).collect();
     }
     let l1 = rows[0].len();
-    let l2 = if !(l1 - ovl).is_multiple_of(hop) {
-        (l1 - ovl).div_ceil(hop) * hop + ovl
-    } else {
-        l1
-    };
+    let l2 = if !(l1 - ovl).is_multiple_of(hop) { (l1 - ovl).div_ceil(hop) * hop + ovl } else { l1 };
     if l2 != l1 {
         rows = rows.iter().map(|r| extend(r, l2)).collect();
     }
@@ -111,11 +105,7 @@ pub fn stitch(out: &mut Vec<f32>, y: &[f32], first: bool, p: &Plan) {
     // numpy.linspace: r_i = i · (1 / (O − 1)), the last value exactly 1.
     let step = if o > 1 { 1.0 / (o - 1) as f64 } else { 0.0 };
     for i in 0..o {
-        let r = if i + 1 == o && o > 1 {
-            1.0
-        } else {
-            i as f64 * step
-        };
+        let r = if i + 1 == o && o > 1 { 1.0 } else { i as f64 * step };
         out[base + i] = (out[base + i] as f64 * (1.0 - r) + y[i] as f64 * r) as f32;
     }
     out.extend_from_slice(&y[o..]);
@@ -127,9 +117,7 @@ mod tests {
     use crate::presets::CodecPreset;
 
     fn rows(t: usize) -> Vec<Vec<u32>> {
-        (0..8)
-            .map(|r| (0..t).map(|i| (r * 1000 + i) as u32).collect())
-            .collect()
+        (0..8).map(|r| (0..t).map(|i| (r * 1000 + i) as u32).collect()).collect()
     }
 
     #[test]
@@ -146,15 +134,7 @@ mod tests {
         // 400 tokens: extended to 436 = 2·186 + 64, windows at 0 and 186.
         let p = plan(&c, &rows(400), StitchMode::Reference);
         assert_eq!((p.tokens[0].len(), p.starts.clone()), (436, vec![0, 186]));
-        assert_eq!(
-            (
-                p.prefix_from,
-                p.prefix_frames,
-                p.hop_samples,
-                p.overlap_samples
-            ),
-            (468, 32, 360000, 120000)
-        );
+        assert_eq!((p.prefix_from, p.prefix_frames, p.hop_samples, p.overlap_samples), (468, 32, 360000, 120000));
     }
 
     #[test]
@@ -172,12 +152,7 @@ mod tests {
         let y1: Vec<f32> = (0..480000).map(|i| (i + 357120) as f32).collect();
         stitch(&mut out, &y1, false, &p);
         assert_eq!(out.len(), 357120 + 480000);
-        assert!(
-            out.iter()
-                .enumerate()
-                .all(|(i, &v)| (v - i as f32).abs() <= 0.5),
-            "misaligned cross-fade"
-        );
+        assert!(out.iter().enumerate().all(|(i, &v)| (v - i as f32).abs() <= 0.5), "misaligned cross-fade");
     }
 
     #[test]

@@ -13,40 +13,22 @@ fn fixture_dir() -> PathBuf {
 }
 
 fn cases() -> Vec<Value> {
-    let v: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture_dir().join("cases.json")).unwrap())
-            .unwrap();
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(fixture_dir().join("cases.json")).unwrap()).unwrap();
     v["cases"].as_array().unwrap().clone()
 }
 
 fn frames(v: &Value) -> Vec<Vec<u32>> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            f.as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c.as_u64().unwrap() as u32)
-                .collect()
-        })
-        .collect()
+    v.as_array().unwrap().iter().map(|f| f.as_array().unwrap().iter().map(|c| c.as_u64().unwrap() as u32).collect()).collect()
 }
 
 fn samples_24k(case: &Value) -> Vec<f32> {
-    let a =
-        uniaudio_audio::read_audio(&fixture_dir().join(case["input"]["file"].as_str().unwrap()))
-            .unwrap();
+    let a = uniaudio_audio::read_audio(&fixture_dir().join(case["input"]["file"].as_str().unwrap())).unwrap();
     uniaudio_audio::resample(&a.samples, a.sample_rate, 24_000)
 }
 
 fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
     assert_eq!(got.len(), want.len());
-    let err: f64 = got
-        .iter()
-        .zip(want)
-        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
-        .sum();
+    let err: f64 = got.iter().zip(want).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
     let norm: f64 = want.iter().map(|&b| (b as f64).powi(2)).sum();
     (err / norm).sqrt()
 }
@@ -54,23 +36,10 @@ fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
 /// Frames where two token lists differ, for the failure message.
 fn diff(label: &str, got: &[Vec<u32>], want: &[Vec<u32>]) -> Option<String> {
     if got.len() != want.len() {
-        return Some(format!(
-            "{label}: {} frames, expected {}",
-            got.len(),
-            want.len()
-        ));
+        return Some(format!("{label}: {} frames, expected {}", got.len(), want.len()));
     }
     let bad: Vec<usize> = (0..got.len()).filter(|&i| got[i] != want[i]).collect();
-    (!bad.is_empty()).then(|| {
-        format!(
-            "{label}: {} of {} frames differ, first {} ({:?} vs {:?})",
-            bad.len(),
-            got.len(),
-            bad[0],
-            got[bad[0]],
-            want[bad[0]]
-        )
-    })
+    (!bad.is_empty()).then(|| format!("{label}: {} of {} frames differ, first {} ({:?} vs {:?})", bad.len(), got.len(), bad[0], got[bad[0]], want[bad[0]]))
 }
 
 fn check_all_cases<B: Backend>(backend: &B, label: &str, only: Option<&[&str]>) {
@@ -81,27 +50,11 @@ fn check_all_cases<B: Backend>(backend: &B, label: &str, only: Option<&[&str]>) 
         if only.is_some_and(|o| !o.contains(&name)) {
             continue;
         }
-        let tokens: Tokens = encoder
-            .encode(backend, &samples_24k(&case), &mut |_, _| {})
-            .unwrap();
+        let tokens: Tokens = encoder.encode(backend, &samples_24k(&case), &mut |_, _| {}).unwrap();
         let r = diff("reasoning", &tokens.reasoning, &frames(&case["reasoning"]));
-        let s = diff(
-            "reconstruction",
-            &tokens.reconstruction,
-            &frames(&case["reconstruction"]),
-        );
-        println!(
-            "[{label}] {name}: reasoning {} frames {}, reconstruction {} frames {}",
-            tokens.reasoning.len(),
-            r.as_deref().unwrap_or("exact"),
-            tokens.reconstruction.len(),
-            s.as_deref().unwrap_or("exact")
-        );
-        failures.extend(
-            r.into_iter()
-                .chain(s)
-                .map(|m| format!("[{label}] {name}: {m}")),
-        );
+        let s = diff("reconstruction", &tokens.reconstruction, &frames(&case["reconstruction"]));
+        println!("[{label}] {name}: reasoning {} frames {}, reconstruction {} frames {}", tokens.reasoning.len(), r.as_deref().unwrap_or("exact"), tokens.reconstruction.len(), s.as_deref().unwrap_or("exact"));
+        failures.extend(r.into_iter().chain(s).map(|m| format!("[{label}] {name}: {m}")));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
@@ -112,9 +65,7 @@ fn download<B: Backend>(b: &B, t: &Tensor<B>) -> Vec<f32> {
 
 fn transpose(x: &[f32], rows: usize) -> Vec<f32> {
     let cols = x.len() / rows;
-    (0..x.len())
-        .map(|i| x[(i % rows) * cols + i / rows])
-        .collect()
+    (0..x.len()).map(|i| x[(i % rows) * cols + i / rows]).collect()
 }
 
 /// Chunk 0 of case a against every stored intermediate: the stage where a port first
@@ -127,53 +78,21 @@ fn check_intermediates<B: Backend>(backend: &B, label: &str) {
     let out = encoder.encode_chunk(backend, &chunk).unwrap();
     // The chunk's codes, cropped to the case's lengths, are the case's codes.
     let (want_r, want_s) = (frames(&case["reasoning"]), frames(&case["reconstruction"]));
-    let codes = [
-        diff("reasoning", &out.tokens.reasoning[..want_r.len()], &want_r),
-        diff(
-            "reconstruction",
-            &out.tokens.reconstruction[..want_s.len()],
-            &want_s,
-        ),
-    ];
-    let inter =
-        ModelWeights::from_file(&fixture_dir().join("inter_a_24k_f32_3s2.safetensors")).unwrap();
+    let codes = [diff("reasoning", &out.tokens.reasoning[..want_r.len()], &want_r), diff("reconstruction", &out.tokens.reconstruction[..want_s.len()], &want_s)];
+    let inter = ModelWeights::from_file(&fixture_dir().join("inter_a_24k_f32_3s2.safetensors")).unwrap();
     let want = |n: &str| inter.get(n).unwrap().to_f32();
     let fe = download(backend, &out.wavlm_fe);
     let stages: Vec<(&str, Vec<f32>, f64)> = vec![
         ("whisper_out", download(backend, &out.whisper_out), 2e-5),
-        (
-            "musicfm_hidden_4",
-            download(backend, &out.musicfm_acoustic),
-            2e-5,
-        ),
-        (
-            "musicfm_hidden_11",
-            download(backend, &out.musicfm_semantic),
-            2e-5,
-        ),
+        ("musicfm_hidden_4", download(backend, &out.musicfm_acoustic), 2e-5),
+        ("musicfm_hidden_11", download(backend, &out.musicfm_semantic), 2e-5),
         ("wavlm_fe", transpose(&fe, out.wavlm_fe.rows()), 2e-5),
         ("wavlm_mean", download(backend, &out.wavlm_mean), 2e-5),
-        (
-            "reasoning_prevq",
-            download(backend, &out.reasoning_prevq),
-            5e-5,
-        ),
-        (
-            "reasoning_quantized",
-            download(backend, &out.reasoning_quantized),
-            1e-6,
-        ),
+        ("reasoning_prevq", download(backend, &out.reasoning_prevq), 5e-5),
+        ("reasoning_quantized", download(backend, &out.reasoning_quantized), 1e-6),
         ("phone_prevq", download(backend, &out.branch_prevq[0]), 5e-5),
-        (
-            "structure_prevq",
-            download(backend, &out.branch_prevq[1]),
-            5e-5,
-        ),
-        (
-            "acoustic_prevq",
-            download(backend, &out.branch_prevq[2]),
-            5e-5,
-        ),
+        ("structure_prevq", download(backend, &out.branch_prevq[1]), 5e-5),
+        ("acoustic_prevq", download(backend, &out.branch_prevq[2]), 5e-5),
     ];
     let mut failures: Vec<String> = codes.into_iter().flatten().collect();
     for (name, got, tol) in stages {
@@ -200,9 +119,7 @@ fn cpu_encodes_every_fixture_case_exactly() {
 fn wgpu_or_skip() -> Option<Wgpu> {
     match Wgpu::new() {
         Ok(w) => Some(w),
-        Err(e) if std::env::var("UNIAUDIO_REQUIRE_WGPU").is_ok_and(|v| v == "1") => {
-            panic!("wgpu backend required but unavailable: {e}")
-        }
+        Err(e) if std::env::var("UNIAUDIO_REQUIRE_WGPU").is_ok_and(|v| v == "1") => panic!("wgpu backend required but unavailable: {e}"),
         Err(e) => {
             println!("SKIPPED wgpu: {e}");
             None
@@ -223,32 +140,16 @@ fn wgpu_encodes_the_fixture_exactly() {
 /// Two chunks in one batch (as GPUs run them) give the same codes as one at a time.
 fn check_batch_of_two<B: Backend>(backend: &B, label: &str) {
     let encoder = Encoder::load(backend, &fixture_dir()).unwrap();
-    let case = cases()
-        .into_iter()
-        .find(|c| c["name"] == "e_24k_pcm16_31s5")
-        .unwrap();
+    let case = cases().into_iter().find(|c| c["name"] == "e_24k_pcm16_31s5").unwrap();
     let x = samples_24k(&case);
     let n = encoder.config.chunking.chunk_samples;
-    let chunks = vec![
-        uniaudio_audio::chunk_24k(&x, 0, n),
-        uniaudio_audio::chunk_24k(&x, 1, n),
-    ];
+    let chunks = vec![uniaudio_audio::chunk_24k(&x, 0, n), uniaudio_audio::chunk_24k(&x, 1, n)];
     let mut tokens = encoder.encode_chunks(backend, &chunks).unwrap().tokens;
     let (want_r, want_s) = (frames(&case["reasoning"]), frames(&case["reconstruction"]));
     tokens.reasoning.truncate(want_r.len());
     tokens.reconstruction.truncate(want_s.len());
-    let problems: Vec<String> = [
-        diff("reasoning", &tokens.reasoning, &want_r),
-        diff("reconstruction", &tokens.reconstruction, &want_s),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    assert!(
-        problems.is_empty(),
-        "[{label}] batch of 2: {}",
-        problems.join("; ")
-    );
+    let problems: Vec<String> = [diff("reasoning", &tokens.reasoning, &want_r), diff("reconstruction", &tokens.reconstruction, &want_s)].into_iter().flatten().collect();
+    assert!(problems.is_empty(), "[{label}] batch of 2: {}", problems.join("; "));
 }
 
 #[test]

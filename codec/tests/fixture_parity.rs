@@ -14,11 +14,7 @@ fn fixture_dir() -> PathBuf {
 }
 
 fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
-    let err: f64 = got
-        .iter()
-        .zip(want)
-        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
-        .sum();
+    let err: f64 = got.iter().zip(want).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
     let norm: f64 = want.iter().map(|&b| (b as f64).powi(2)).sum();
     (err / norm).sqrt()
 }
@@ -27,18 +23,11 @@ fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
 fn synth_codec(dir: &Path) -> CodecConfig {
     let config = CodecConfig::load(&fixture_dir().join("config.json")).unwrap();
     uniaudio_codec::synth::write_synthetic_codec(&config, dir).unwrap();
-    let raw: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture_dir().join("config.json")).unwrap())
-            .unwrap();
+    let raw: Value = serde_json::from_str(&std::fs::read_to_string(fixture_dir().join("config.json")).unwrap()).unwrap();
     for check in raw["init_check"].as_array().unwrap() {
         let w = ModelWeights::from_file(&dir.join(check["file"].as_str().unwrap())).unwrap();
         let got = w.get(check["tensor"].as_str().unwrap()).unwrap().to_f32();
-        let want: Vec<f32> = check["first8"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect();
+        let want: Vec<f32> = check["first8"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
         assert_eq!(&got[..8], &want[..], "init_check {}", check["tensor"]);
     }
     config
@@ -48,62 +37,27 @@ fn run_cases<B: Backend>(backend: &B, label: &str, only: Option<&[&str]>) {
     let dir = tempfile::tempdir().unwrap();
     synth_codec(dir.path());
     let codec = Codec::load(backend, dir.path()).unwrap();
-    let cases: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture_dir().join("cases.json")).unwrap())
-            .unwrap();
+    let cases: Value = serde_json::from_str(&std::fs::read_to_string(fixture_dir().join("cases.json")).unwrap()).unwrap();
     for case in cases["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         if only.is_some_and(|names| !names.contains(&name)) {
             continue;
         }
-        let tokens: Vec<Vec<u32>> = case["tokens"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                r.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_u64().unwrap() as u32)
-                    .collect()
-            })
-            .collect();
-        let noise =
-            Noise::from_file(&fixture_dir().join(format!("noise_{name}.safetensors"))).unwrap();
-        let opts = DecodeOptions {
-            steps: case["steps"].as_u64().unwrap() as usize,
-            mode: StitchMode::Reference,
-            noise,
-        };
-        let out = codec
-            .decode(backend, &tokens, &opts, &mut |_, _, _, _| {})
-            .unwrap();
-        let expected =
-            ModelWeights::from_file(&fixture_dir().join(format!("expected_{name}.safetensors")))
-                .unwrap();
-        assert_eq!(
-            out.windows.len(),
-            case["num_windows"].as_u64().unwrap() as usize,
-            "[{label}] {name}: windows"
-        );
+        let tokens: Vec<Vec<u32>> =
+            case["tokens"].as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect()).collect();
+        let noise = Noise::from_file(&fixture_dir().join(format!("noise_{name}.safetensors"))).unwrap();
+        let opts = DecodeOptions { steps: case["steps"].as_u64().unwrap() as usize, mode: StitchMode::Reference, noise };
+        let out = codec.decode(backend, &tokens, &opts, &mut |_, _, _, _| {}).unwrap();
+        let expected = ModelWeights::from_file(&fixture_dir().join(format!("expected_{name}.safetensors"))).unwrap();
+        assert_eq!(out.windows.len(), case["num_windows"].as_u64().unwrap() as usize, "[{label}] {name}: windows");
         for (k, w) in out.windows.iter().enumerate() {
             let want = expected.get(&format!("latent.{k}")).unwrap().to_f32();
             let e = rel_l2(&w.latent, &want);
-            println!(
-                "[{label}] {name} latent.{k}: rel L2 {e:.3e} (flow {:.2} s, SQ decoder {:.2} s)",
-                w.flow_seconds, w.sq_seconds
-            );
-            assert!(
-                e <= 1e-4,
-                "[{label}] {name}: latent.{k} rel L2 {e:.3e} > 1e-4"
-            );
+            println!("[{label}] {name} latent.{k}: rel L2 {e:.3e} (flow {:.2} s, SQ decoder {:.2} s)", w.flow_seconds, w.sq_seconds);
+            assert!(e <= 1e-4, "[{label}] {name}: latent.{k} rel L2 {e:.3e} > 1e-4");
         }
         let want = expected.get("audio").unwrap().to_f32();
-        assert_eq!(
-            out.audio.len(),
-            want.len(),
-            "[{label}] {name}: sample count"
-        );
+        assert_eq!(out.audio.len(), want.len(), "[{label}] {name}: sample count");
         let e = rel_l2(&out.audio, &want);
         println!("[{label}] {name} audio: rel L2 {e:.3e}");
         assert!(e <= 1e-3, "[{label}] {name}: audio rel L2 {e:.3e} > 1e-3");
@@ -120,11 +74,7 @@ fn public_fixture_wgpu() {
     match uniaudio_runtime::Wgpu::new() {
         // A software adapter takes minutes per case: the multi-window and the
         // f64-length cases cover what the others add on the CPU.
-        Ok(gpu) => run_cases(
-            &gpu,
-            &format!("wgpu/{}", gpu.describe()),
-            gpu.is_software().then_some(&["t400", "t29"][..]),
-        ),
+        Ok(gpu) => run_cases(&gpu, &format!("wgpu/{}", gpu.describe()), gpu.is_software().then_some(&["t400", "t29"][..])),
         Err(e) => {
             if std::env::var("UNIAUDIO_REQUIRE_WGPU").is_ok_and(|v| v == "1") {
                 panic!("wgpu backend required but unavailable: {e}");
@@ -146,50 +96,23 @@ fn public_fixture_cuda() {
 /// for the codec in `dir` on `backend`.
 fn worst_snr<B: Backend>(backend: &B, dir: &Path, label: &str) -> (f64, f64) {
     let codec = Codec::load(backend, dir).unwrap();
-    let cases: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture_dir().join("cases.json")).unwrap())
-            .unwrap();
+    let cases: Value = serde_json::from_str(&std::fs::read_to_string(fixture_dir().join("cases.json")).unwrap()).unwrap();
     let snr = |e: f64| -20.0 * e.log10();
     let mut worst = (f64::INFINITY, f64::INFINITY);
     for case in cases["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
-        let tokens: Vec<Vec<u32>> = case["tokens"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                r.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_u64().unwrap() as u32)
-                    .collect()
-            })
-            .collect();
-        let noise =
-            Noise::from_file(&fixture_dir().join(format!("noise_{name}.safetensors"))).unwrap();
-        let opts = DecodeOptions {
-            steps: case["steps"].as_u64().unwrap() as usize,
-            mode: StitchMode::Reference,
-            noise,
-        };
-        let out = codec
-            .decode(backend, &tokens, &opts, &mut |_, _, _, _| {})
-            .unwrap();
-        let expected =
-            ModelWeights::from_file(&fixture_dir().join(format!("expected_{name}.safetensors")))
-                .unwrap();
-        let latent = snr(rel_l2(
-            &out.windows[0].latent,
-            &expected.get("latent.0").unwrap().to_f32(),
-        ));
+        let tokens: Vec<Vec<u32>> =
+            case["tokens"].as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect()).collect();
+        let noise = Noise::from_file(&fixture_dir().join(format!("noise_{name}.safetensors"))).unwrap();
+        let opts = DecodeOptions { steps: case["steps"].as_u64().unwrap() as usize, mode: StitchMode::Reference, noise };
+        let out = codec.decode(backend, &tokens, &opts, &mut |_, _, _, _| {}).unwrap();
+        let expected = ModelWeights::from_file(&fixture_dir().join(format!("expected_{name}.safetensors"))).unwrap();
+        let latent = snr(rel_l2(&out.windows[0].latent, &expected.get("latent.0").unwrap().to_f32()));
         let audio = snr(rel_l2(&out.audio, &expected.get("audio").unwrap().to_f32()));
         println!("[{label}] {name}: latent SNR {latent:.1} dB, waveform SNR {audio:.1} dB");
         worst = (worst.0.min(latent), worst.1.min(audio));
     }
-    println!(
-        "[{label}] worst: latent SNR {:.1} dB, waveform SNR {:.1} dB",
-        worst.0, worst.1
-    );
+    println!("[{label}] worst: latent SNR {:.1} dB, waveform SNR {:.1} dB", worst.0, worst.1);
     worst
 }
 
@@ -227,49 +150,24 @@ fn q8_weights_snr_is_bounded() {
     let config = CodecConfig::load(&fixture_dir().join("config.json")).unwrap();
     uniaudio_codec::synth::write_synthetic_codec_as(&config, dir.path(), DType::Q8_0).unwrap();
     let w = ModelWeights::from_file(&dir.path().join("codec.safetensors")).unwrap();
-    let q8 = w
-        .names()
-        .filter(|n| w.get(n).unwrap().dtype() == DType::Q8_0)
-        .count();
-    assert_eq!(
-        q8,
-        6 * config.flow.n_layer + 4,
-        "every flow linear of whole blocks is 8-bit (proj_out.ffn_2's rows of 136 are not)"
-    );
+    let q8 = w.names().filter(|n| w.get(n).unwrap().dtype() == DType::Q8_0).count();
+    assert_eq!(q8, 6 * config.flow.n_layer + 4, "every flow linear of whole blocks is 8-bit (proj_out.ffn_2's rows of 136 are not)");
     let worst = worst_snr(&Cpu::new(), dir.path(), "q8");
     // bf16 weights of the same values give the f32 result (the synthetic values are
     // bf16-exact), so all of the error is the 8-bit blocks'.
-    assert!(
-        worst.0 >= Q8_LATENT_DB && worst.1 >= Q8_AUDIO_DB,
-        "q8 SNR too low: latent {:.1} dB, waveform {:.1} dB",
-        worst.0,
-        worst.1
-    );
+    assert!(worst.0 >= Q8_LATENT_DB && worst.1 >= Q8_AUDIO_DB, "q8 SNR too low: latent {:.1} dB, waveform {:.1} dB", worst.0, worst.1);
     if let Ok(gpu) = uniaudio_runtime::Wgpu::new() {
         // One case: wgpu's 8-bit GEMM against the CPU's on the same weights.
         let codec_cpu = Codec::load(&Cpu::new(), dir.path()).unwrap();
         let codec_gpu = Codec::load(&gpu, dir.path()).unwrap();
-        let tokens: Vec<Vec<u32>> = (0..config.num_codebooks)
-            .map(|q| (0..6).map(|t| ((t * 37 + q * 11) % 128) as u32).collect())
-            .collect();
-        let opts = || DecodeOptions {
-            steps: 2,
-            mode: StitchMode::Reference,
-            noise: Noise::Seeded(7),
-        };
-        let a = codec_cpu
-            .decode(&Cpu::new(), &tokens, &opts(), &mut |_, _, _, _| {})
-            .unwrap();
-        let b = codec_gpu
-            .decode(&gpu, &tokens, &opts(), &mut |_, _, _, _| {})
-            .unwrap();
+        let tokens: Vec<Vec<u32>> = (0..config.num_codebooks).map(|q| (0..6).map(|t| ((t * 37 + q * 11) % 128) as u32).collect()).collect();
+        let opts = || DecodeOptions { steps: 2, mode: StitchMode::Reference, noise: Noise::Seeded(7) };
+        let a = codec_cpu.decode(&Cpu::new(), &tokens, &opts(), &mut |_, _, _, _| {}).unwrap();
+        let b = codec_gpu.decode(&gpu, &tokens, &opts(), &mut |_, _, _, _| {}).unwrap();
         let e = rel_l2(&b.windows[0].latent, &a.windows[0].latent);
         println!("[q8] wgpu/{} vs cpu latent rel L2 {e:.3e}", gpu.describe());
         // Measured 4.3e-7 on lavapipe (summation order only).
-        assert!(
-            e <= 1e-5,
-            "q8 latent on wgpu differs from the CPU: rel L2 {e:.3e}"
-        );
+        assert!(e <= 1e-5, "q8 latent on wgpu differs from the CPU: rel L2 {e:.3e}");
     }
 }
 

@@ -14,20 +14,11 @@ use uniaudio_runtime::op::ValidOp;
 use uniaudio_runtime::{Backend, DType, DeviceBuffer, Error, Op, Result, Tensor};
 
 extern "C" {
-    fn emu_launch(
-        name: *const std::ffi::c_char,
-        grid: u32,
-        block_x: u32,
-        block_y: u32,
-        args: *mut *mut std::ffi::c_void,
-    ) -> i32;
+    fn emu_launch(name: *const std::ffi::c_char, grid: u32, block_x: u32, block_y: u32, args: *mut *mut std::ffi::c_void) -> i32;
 }
 
 fn err(msg: impl Into<String>) -> Error {
-    Error::Backend {
-        backend: "cuda-emu",
-        msg: msg.into(),
-    }
+    Error::Backend { backend: "cuda-emu", msg: msg.into() }
 }
 
 /// Host memory standing in for a device allocation (16-byte aligned for vector loads).
@@ -43,10 +34,7 @@ unsafe impl Send for Memory {}
 
 impl Memory {
     fn new(len: usize) -> Self {
-        Memory {
-            words: UnsafeCell::new(vec![0u128; len.div_ceil(16).max(1)].into_boxed_slice()),
-            len,
-        }
+        Memory { words: UnsafeCell::new(vec![0u128; len.div_ceil(16).max(1)].into_boxed_slice()), len }
     }
 
     fn address(&self) -> u64 {
@@ -83,22 +71,11 @@ pub struct CudaEmu {
 
 impl CudaEmu {
     pub fn new(options: EmuOptions) -> Self {
-        CudaEmu {
-            options,
-            scratch: Mutex::new(None),
-        }
+        CudaEmu { options, scratch: Mutex::new(None) }
     }
 
     pub fn describe(&self) -> String {
-        format!(
-            "CPU emulation of kernels/cuda [tensor cores: {}, {} SMs]",
-            if self.options.tensor_cores {
-                "on"
-            } else {
-                "off"
-            },
-            self.options.sm_count
-        )
+        format!("CPU emulation of kernels/cuda [tensor cores: {}, {} SMs]", if self.options.tensor_cores { "on" } else { "off" }, self.options.sm_count)
     }
 
     fn buffer(&self, len: usize) -> EmuBuffer {
@@ -107,10 +84,7 @@ impl CudaEmu {
 }
 
 fn bytes_of(dtype: DType, shape: &[usize]) -> Result<usize> {
-    shape
-        .iter()
-        .try_fold(dtype.size_bytes(), |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| err(format!("alloc: shape {shape:?} overflows")))
+    shape.iter().try_fold(dtype.size_bytes(), |acc, &d| acc.checked_mul(d)).ok_or_else(|| err(format!("alloc: shape {shape:?} overflows")))
 }
 
 impl Backend for CudaEmu {
@@ -118,12 +92,7 @@ impl Backend for CudaEmu {
     const NAME: &'static str = "cuda-emu";
 
     fn alloc(&self, dtype: DType, shape: &[usize]) -> Result<Tensor<Self>> {
-        Tensor::from_parts(
-            self.buffer(bytes_of(dtype, shape)?),
-            0,
-            shape.to_vec(),
-            dtype,
-        )
+        Tensor::from_parts(self.buffer(bytes_of(dtype, shape)?), 0, shape.to_vec(), dtype)
     }
 
     fn upload(&self, dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor<Self>> {
@@ -134,33 +103,17 @@ impl Backend for CudaEmu {
 
     fn write(&self, dst: &Tensor<Self>, bytes: &[u8]) -> Result<()> {
         if bytes.len() != dst.size_bytes() {
-            return Err(err(format!(
-                "write: {} bytes for a tensor of {}",
-                bytes.len(),
-                dst.size_bytes()
-            )));
+            return Err(err(format!("write: {} bytes for a tensor of {}", bytes.len(), dst.size_bytes())));
         }
         // SAFETY: the range lies inside the allocation (checked views); no kernel is running.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                bytes.as_ptr(),
-                Self::address(dst) as *mut u8,
-                bytes.len(),
-            )
-        };
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), Self::address(dst) as *mut u8, bytes.len()) };
         Ok(())
     }
 
     fn download(&self, src: &Tensor<Self>) -> Result<Vec<u8>> {
         let mut out = vec![0u8; src.size_bytes()];
         // SAFETY: as in `write`.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                Self::address(src) as *const u8,
-                out.as_mut_ptr(),
-                out.len(),
-            )
-        };
+        unsafe { std::ptr::copy_nonoverlapping(Self::address(src) as *const u8, out.as_mut_ptr(), out.len()) };
         Ok(out)
     }
 
@@ -182,13 +135,7 @@ impl KernelDevice for CudaEmu {
         t.buffer().0.address() + t.byte_offset() as u64
     }
 
-    fn launch(
-        &self,
-        _file: &'static str,
-        name: &str,
-        args: &[Arg],
-        cfg: LaunchConfig,
-    ) -> Result<()> {
+    fn launch(&self, _file: &'static str, name: &str, args: &[Arg], cfg: LaunchConfig) -> Result<()> {
         // One 8-byte slot per argument (scalars in the low bytes, little-endian).
         let mut slots: Vec<u64> = args
             .iter()
@@ -198,10 +145,7 @@ impl KernelDevice for CudaEmu {
                 Arg::Ptr(v) => v,
             })
             .collect();
-        let mut pointers: Vec<*mut std::ffi::c_void> = slots
-            .iter_mut()
-            .map(|s| s as *mut u64 as *mut std::ffi::c_void)
-            .collect();
+        let mut pointers: Vec<*mut std::ffi::c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut std::ffi::c_void).collect();
         let (gx, gy, _) = cfg.grid_dim;
         let (bx, by, bz) = cfg.block_dim;
         if bz != 1 {
@@ -213,9 +157,7 @@ impl KernelDevice for CudaEmu {
         match unsafe { emu_launch(cname.as_ptr(), gx * gy, bx, by, pointers.as_mut_ptr()) } {
             0 => Ok(()),
             1 => Err(err(format!("no kernel `{name}` in kernels/cuda"))),
-            _ => Err(err(format!(
-                "{name}: block of {bx}x{by} threads is larger than the emulator's"
-            ))),
+            _ => Err(err(format!("{name}: block of {bx}x{by} threads is larger than the emulator's"))),
         }
     }
 

@@ -21,20 +21,8 @@ fn reaches_tensor_cores(case: &cases::Case) -> bool {
     use cases::Case::*;
     use uniaudio_runtime::{DType, WeightLayout};
     match case {
-        MatMul {
-            layout: WeightLayout::OutIn,
-            dtype,
-            ..
-        }
-        | Linear { dtype, .. } => *dtype != DType::Q8_0,
-        _ => matches!(
-            case,
-            Conv1d { .. }
-                | ConvTranspose1d { .. }
-                | Conv2d { .. }
-                | Attention { .. }
-                | RelPosAttention { .. }
-        ),
+        MatMul { layout: WeightLayout::OutIn, dtype, .. } | Linear { dtype, .. } => *dtype != DType::Q8_0,
+        _ => matches!(case, Conv1d { .. } | ConvTranspose1d { .. } | Conv2d { .. } | Attention { .. } | RelPosAttention { .. }),
     }
 }
 
@@ -44,43 +32,26 @@ fn reaches_tensor_cores(case: &cases::Case) -> bool {
 /// The emulator runs each such case thread by thread, seconds per case.
 fn invariance_case_left_to_other_dtypes(case: &cases::Case) -> bool {
     use uniaudio_runtime::DType;
-    matches!(
-        case,
-        cases::Case::InvariantRows {
-            dtype: DType::F16 | DType::BF16,
-            ..
-        }
-    )
+    matches!(case, cases::Case::InvariantRows { dtype: DType::F16 | DType::BF16, .. })
 }
 
 #[test]
 fn cuda_kernels_pass_the_op_harness_on_the_emulator() {
     let mut report = harness::Report::default();
     for tensor_cores in [true, false] {
-        let emu = CudaEmu::new(EmuOptions {
-            tensor_cores,
-            sm_count: 4,
-        });
+        let emu = CudaEmu::new(EmuOptions { tensor_cores, sm_count: 4 });
         let label = emu.describe();
         for (i, case) in cases::all_cases().iter().enumerate() {
             // Only GEMMs, convolutions and attention have tensor-core kernels; every other
             // op maps to the same kernel either way and runs once, with them on.
-            if (!tensor_cores && !reaches_tensor_cores(case))
-                || invariance_case_left_to_other_dtypes(case)
-            {
+            if (!tensor_cores && !reaches_tensor_cores(case)) || invariance_case_left_to_other_dtypes(case) {
                 continue;
             }
             let t = std::time::Instant::now();
             match cases::run(case, &emu, 0x5eed_0000 + i as u64) {
                 Ok(Some(verdict)) => report.record(&label, case, verdict),
-                Ok(None) => report.record(
-                    &label,
-                    case,
-                    harness::Verdict::Fail("unsupported by the CUDA mapping".into()),
-                ),
-                Err(e) => {
-                    report.record(&label, case, harness::Verdict::Fail(format!("error: {e}")))
-                }
+                Ok(None) => report.record(&label, case, harness::Verdict::Fail("unsupported by the CUDA mapping".into())),
+                Err(e) => report.record(&label, case, harness::Verdict::Fail(format!("error: {e}"))),
             }
             let s = t.elapsed().as_secs_f64();
             if s > 1.0 {
@@ -88,15 +59,7 @@ fn cuda_kernels_pass_the_op_harness_on_the_emulator() {
             }
         }
     }
-    let left = cases::all_cases()
-        .iter()
-        .filter(|c| invariance_case_left_to_other_dtypes(c))
-        .count();
+    let left = cases::all_cases().iter().filter(|c| invariance_case_left_to_other_dtypes(c)).count();
     println!("cuda on the emulator: {} passed, {} failed, {} unsupported ({left} 16-bit row-invariance cases left to f32 and q8_0)", report.passed, report.failed.len(), report.unsupported);
-    assert!(
-        report.failed.is_empty(),
-        "{} cases failed:\n{}",
-        report.failed.len(),
-        report.failed.join("\n")
-    );
+    assert!(report.failed.is_empty(), "{} cases failed:\n{}", report.failed.len(), report.failed.join("\n"));
 }

@@ -23,45 +23,11 @@ macro_rules! cuda {
 }
 
 /// WGSL sources (`kernels/wgsl/`), one per op family.
-pub const WGSL: &[Source] = wgsl![
-    "weights",
-    "embed",
-    "rms_norm",
-    "matmul",
-    "gate_up",
-    "rope",
-    "kv_append",
-    "attention",
-    "elementwise",
-    "softmax",
-    "sample",
-    "activations",
-    "pointwise",
-    "layer_norm",
-    "conv",
-    "gemm",
-    "group_norm",
-    "rvq_encode",
-    "rel_pos_attention",
-    "peak"
-];
+pub const WGSL: &[Source] = wgsl!["weights", "embed", "rms_norm", "matmul", "gate_up", "rope", "kv_append", "attention", "elementwise", "softmax", "sample", "activations", "pointwise", "layer_norm", "conv", "gemm", "group_norm", "rvq_encode", "rel_pos_attention", "peak"];
 
 /// CUDA C++ sources (`kernels/cuda/`), compiled to PTX at first use, each with
 /// `CUDA_COMMON` prepended.
-pub const CUDA: &[Source] = cuda![
-    "embed",
-    "rms_norm",
-    "matmul",
-    "gemm_tc",
-    "attention",
-    "attention_tc",
-    "elementwise",
-    "sample",
-    "conv",
-    "group_norm",
-    "rvq_encode",
-    "rel_pos_attention"
-];
+pub const CUDA: &[Source] = cuda!["embed", "rms_norm", "matmul", "gemm_tc", "attention", "attention_tc", "elementwise", "sample", "conv", "group_norm", "rvq_encode", "rel_pos_attention"];
 
 /// Helpers every CUDA source uses (`kernels/cuda/common.cuh`).
 pub const CUDA_COMMON: &str = include_str!("../cuda/common.cuh");

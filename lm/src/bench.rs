@@ -60,13 +60,7 @@ pub fn text_prompt(len: usize, seed: u64) -> Vec<Frame> {
 }
 
 /// Times `steps` decode steps after prefill; returns (prefill seconds, per-step seconds).
-fn timed_run<B: Backend>(
-    lm: &UniAudioLm<B>,
-    backend: &B,
-    prompt: &[Frame],
-    opts: &GenerateOptions,
-    on_step: &mut dyn FnMut(),
-) -> Result<(f64, Vec<f64>)> {
+fn timed_run<B: Backend>(lm: &UniAudioLm<B>, backend: &B, prompt: &[Frame], opts: &GenerateOptions, on_step: &mut dyn FnMut()) -> Result<(f64, Vec<f64>)> {
     let mut g = Generator::new(lm, backend, prompt, opts)?;
     let t = Instant::now();
     g.prefill()?;
@@ -91,13 +85,9 @@ pub(crate) fn weight_bytes_per_step<B: Backend>(lm: &UniAudioLm<B>) -> (f64, f64
     let stacks = (w.backbone.bytes() + w.understanding.bytes() + w.generation.bytes()) as f64;
     let row = |t: &uniaudio_runtime::Tensor<B>| t.size_bytes() as f64 / t.shape()[0] as f64;
     // Per frame: 8 embedding rows in, the stacks, then 8 × (projection + decoder + head).
-    let decoder = CODEBOOKS as f64
-        * (w.decoder.bytes() + w.projection.size_bytes() + w.audio_head[0].size_bytes()) as f64;
+    let decoder = CODEBOOKS as f64 * (w.decoder.bytes() + w.projection.size_bytes() + w.audio_head[0].size_bytes()) as f64;
     let emb_rows = CODEBOOKS as f64 * row(&w.audio_embeddings);
-    (
-        stacks + decoder + 2.0 * emb_rows,
-        stacks + w.lm_head.size_bytes() as f64 + row(&w.wte),
-    )
+    (stacks + decoder + 2.0 * emb_rows, stacks + w.lm_head.size_bytes() as f64 + row(&w.wte))
 }
 
 /// Projection weights of the three big stacks (one prefill token multiplies each once).
@@ -111,59 +101,25 @@ fn projection_params<B: Backend>(lm: &UniAudioLm<B>) -> usize {
 /// KV-cache bytes read per position of context by the three big stacks.
 pub(crate) fn kv_bytes_per_position<B: Backend>(lm: &UniAudioLm<B>) -> f64 {
     let s = &lm.config.stacks;
-    [&s.backbone, &s.understanding, &s.generation]
-        .iter()
-        .map(|c| (c.n_layer * 2 * c.kv_dim() * 4) as f64)
-        .sum()
+    [&s.backbone, &s.understanding, &s.generation].iter().map(|c| (c.n_layer * 2 * c.kv_dim() * 4) as f64).sum()
 }
 
-pub fn run<B: Backend>(
-    lm: &UniAudioLm<B>,
-    backend: &B,
-    opts: &BenchOptions,
-    on_step: &mut dyn FnMut(),
-) -> Result<BenchReport> {
+pub fn run<B: Backend>(lm: &UniAudioLm<B>, backend: &B, opts: &BenchOptions, on_step: &mut dyn FnMut()) -> Result<BenchReport> {
     let prompt = text_prompt(opts.prompt_len, opts.seed);
-    let gen = |kind, max_steps| GenerateOptions {
-        kind,
-        top_k: opts.top_k,
-        temperature: opts.temperature,
-        seed: opts.seed,
-        max_steps,
-        cfg_scale: None,
-    };
+    let gen = |kind, max_steps| GenerateOptions { kind, top_k: opts.top_k, temperature: opts.temperature, seed: opts.seed, max_steps, cfg_scale: None };
 
     // Untimed warm-up: pages every weight in from the file, compiles GPU pipelines and (on
     // the full prompt) lets kernels tuned on first use settle, so the timings below
     // measure compute and memory, not disk, driver start-up or tuning.
     let warm_prompt = text_prompt(opts.prompt_len.min(4), opts.seed);
     timed_run(lm, backend, &prompt, &gen(OutputKind::Audio, 2), &mut || {})?;
-    timed_run(
-        lm,
-        backend,
-        &warm_prompt,
-        &gen(OutputKind::Text, 2),
-        &mut || {},
-    )?;
+    timed_run(lm, backend, &warm_prompt, &gen(OutputKind::Text, 2), &mut || {})?;
 
-    let (prefill, mut audio) = timed_run(
-        lm,
-        backend,
-        &prompt,
-        &gen(OutputKind::Audio, opts.audio_frames),
-        on_step,
-    )?;
-    let (_, mut text) = timed_run(
-        lm,
-        backend,
-        &prompt,
-        &gen(OutputKind::Text, opts.text_tokens),
-        on_step,
-    )?;
+    let (prefill, mut audio) = timed_run(lm, backend, &prompt, &gen(OutputKind::Audio, opts.audio_frames), on_step)?;
+    let (_, mut text) = timed_run(lm, backend, &prompt, &gen(OutputKind::Text, opts.text_tokens), on_step)?;
 
     let (weights_audio, weights_text) = weight_bytes_per_step(lm);
-    let context = (opts.prompt_len as f64 + opts.audio_frames.max(opts.text_tokens) as f64 / 2.0)
-        * kv_bytes_per_position(lm);
+    let context = (opts.prompt_len as f64 + opts.audio_frames.max(opts.text_tokens) as f64 / 2.0) * kv_bytes_per_position(lm);
     let bytes_audio = weights_audio + context;
     let bytes_text = weights_text + context;
 

@@ -7,10 +7,7 @@ use std::time::Instant;
 use uniaudio_runtime::bench::median;
 use uniaudio_runtime::Backend;
 
-use crate::bench::{
-    kv_bytes_per_position, text_prompt, weight_bytes_per_step, BenchOptions,
-    FRAMES_PER_AUDIO_SECOND,
-};
+use crate::bench::{kv_bytes_per_position, text_prompt, weight_bytes_per_step, BenchOptions, FRAMES_PER_AUDIO_SECOND};
 use crate::engine::{Engine, EngineOptions};
 use crate::error::{LmError, Result};
 use crate::generate::{GenerateOptions, OutputKind};
@@ -41,42 +38,16 @@ pub struct BatchRow {
 
 /// Times `steps` batched steps of `batch` requests of `kind` after their prefill (the
 /// first sample, which needs no forward pass, is not timed); median seconds per step.
-fn time_batch<B: Backend>(
-    lm: &UniAudioLm<B>,
-    backend: &B,
-    opts: &BenchOptions,
-    kind: OutputKind,
-    batch: usize,
-    steps: usize,
-    on_step: &mut dyn FnMut(),
-) -> Result<f64> {
-    let mut engine = Engine::new(
-        lm,
-        backend,
-        &EngineOptions {
-            max_batch: batch,
-            kv_budget: None,
-        },
-    )?;
+fn time_batch<B: Backend>(lm: &UniAudioLm<B>, backend: &B, opts: &BenchOptions, kind: OutputKind, batch: usize, steps: usize, on_step: &mut dyn FnMut()) -> Result<f64> {
+    let mut engine = Engine::new(lm, backend, &EngineOptions { max_batch: batch, kv_budget: None })?;
     let prompt = text_prompt(opts.prompt_len, opts.seed);
     for i in 0..batch {
-        let o = GenerateOptions {
-            kind,
-            top_k: opts.top_k,
-            temperature: opts.temperature,
-            seed: opts.seed + i as u64,
-            max_steps: steps + 1,
-            cfg_scale: None,
-        };
+        let o = GenerateOptions { kind, top_k: opts.top_k, temperature: opts.temperature, seed: opts.seed + i as u64, max_steps: steps + 1, cfg_scale: None };
         engine.submit(&prompt, &o)?;
     }
     engine.admit()?;
     if engine.active() != batch {
-        return Err(LmError::Invalid(format!(
-            "only {} of {batch} requests fit the KV budget of {} bytes",
-            engine.active(),
-            engine.kv().budget()
-        )));
+        return Err(LmError::Invalid(format!("only {} of {batch} requests fit the KV budget of {} bytes", engine.active(), engine.kv().budget())));
     }
     engine.step()?;
     let mut times = Vec::with_capacity(steps);
@@ -96,13 +67,7 @@ fn time_batch<B: Backend>(
 
 /// The scaling table over `sizes` (each at least 1), with `opts.audio_frames` /
 /// `opts.text_tokens` timed steps per size.
-pub fn run_batched<B: Backend>(
-    lm: &UniAudioLm<B>,
-    backend: &B,
-    sizes: &[usize],
-    opts: &BenchOptions,
-    on_step: &mut dyn FnMut(),
-) -> Result<Vec<BatchRow>> {
+pub fn run_batched<B: Backend>(lm: &UniAudioLm<B>, backend: &B, sizes: &[usize], opts: &BenchOptions, on_step: &mut dyn FnMut()) -> Result<Vec<BatchRow>> {
     let (weights_audio, weights_text) = weight_bytes_per_step(lm);
     let kv = kv_bytes_per_position(lm);
     // Untimed warm-up at the widest size: pages weights in, compiles pipelines.
@@ -111,34 +76,12 @@ pub fn run_batched<B: Backend>(
     time_batch(lm, backend, opts, OutputKind::Text, widest, 1, &mut || {})?;
     let mut rows: Vec<BatchRow> = Vec::new();
     for &batch in sizes {
-        let audio_s = time_batch(
-            lm,
-            backend,
-            opts,
-            OutputKind::Audio,
-            batch,
-            opts.audio_frames,
-            on_step,
-        )?;
-        let text_s = time_batch(
-            lm,
-            backend,
-            opts,
-            OutputKind::Text,
-            batch,
-            opts.text_tokens,
-            on_step,
-        )?;
+        let audio_s = time_batch(lm, backend, opts, OutputKind::Audio, batch, opts.audio_frames, on_step)?;
+        let text_s = time_batch(lm, backend, opts, OutputKind::Text, batch, opts.text_tokens, on_step)?;
         let row = |seconds: f64, weights: f64, steps: usize| {
             let context = opts.prompt_len as f64 + steps as f64 / 2.0;
             let bytes = weights + batch as f64 * context * kv;
-            BatchKindRow {
-                ms_per_step: seconds * 1e3,
-                per_second: batch as f64 / seconds,
-                bytes_per_step: bytes,
-                gb_per_s: bytes / seconds / 1e9,
-                scaling: None,
-            }
+            BatchKindRow { ms_per_step: seconds * 1e3, per_second: batch as f64 / seconds, bytes_per_step: bytes, gb_per_s: bytes / seconds / 1e9, scaling: None }
         };
         rows.push(BatchRow {
             batch,

@@ -24,12 +24,7 @@ pub struct RopeScaling {
 
 impl RopeScaling {
     /// Llama 3's values.
-    pub const LLAMA3: RopeScaling = RopeScaling {
-        factor: 32.0,
-        low_freq_factor: 1.0,
-        high_freq_factor: 4.0,
-        original_max_seq_len: 8192.0,
-    };
+    pub const LLAMA3: RopeScaling = RopeScaling { factor: 32.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_seq_len: 8192.0 };
 }
 
 /// One Llama stack.
@@ -105,43 +100,20 @@ impl StackConfig {
             return Err(format!("stacks.{name}.{f} must be positive"));
         }
         if !self.n_head.is_multiple_of(self.n_query_groups) {
-            return Err(format!(
-                "stacks.{name}: n_head {} is not a multiple of n_query_groups {}",
-                self.n_head, self.n_query_groups
-            ));
+            return Err(format!("stacks.{name}: n_head {} is not a multiple of n_query_groups {}", self.n_head, self.n_query_groups));
         }
         if !self.head_size.is_multiple_of(2) {
-            return Err(format!(
-                "stacks.{name}.head_size {} must be even (rotate-half RoPE)",
-                self.head_size
-            ));
+            return Err(format!("stacks.{name}.head_size {} must be even (rotate-half RoPE)", self.head_size));
         }
         if !(self.rope_base.is_finite() && self.rope_base > 1.0) {
-            return Err(format!(
-                "stacks.{name}.rope_base must be > 1, got {}",
-                self.rope_base
-            ));
+            return Err(format!("stacks.{name}.rope_base must be > 1, got {}", self.rope_base));
         }
         if !(self.norm_eps.is_finite() && self.norm_eps >= 0.0) {
-            return Err(format!(
-                "stacks.{name}.norm_eps must be >= 0, got {}",
-                self.norm_eps
-            ));
+            return Err(format!("stacks.{name}.norm_eps must be >= 0, got {}", self.norm_eps));
         }
         if let Some(s) = self.rope_scaling {
-            let ok = s.factor > 0.0
-                && s.high_freq_factor > s.low_freq_factor
-                && s.original_max_seq_len > 0.0;
-            if !ok
-                || ![
-                    s.factor,
-                    s.low_freq_factor,
-                    s.high_freq_factor,
-                    s.original_max_seq_len,
-                ]
-                .iter()
-                .all(|v| v.is_finite())
-            {
+            let ok = s.factor > 0.0 && s.high_freq_factor > s.low_freq_factor && s.original_max_seq_len > 0.0;
+            if !ok || ![s.factor, s.low_freq_factor, s.high_freq_factor, s.original_max_seq_len].iter().all(|v| v.is_finite()) {
                 return Err(format!("stacks.{name}.rope_scaling is inconsistent: {s:?}"));
             }
         }
@@ -151,16 +123,12 @@ impl StackConfig {
 
 impl LmConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| LmError::Io {
-            path: path.to_path_buf(),
-            cause: e,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|e| LmError::Io { path: path.to_path_buf(), cause: e })?;
         Self::from_json(&text).map_err(|msg| LmError::config(path, msg))
     }
 
     pub fn from_json(text: &str) -> std::result::Result<Self, String> {
-        let config: LmConfig =
-            serde_json::from_str(text).map_err(|e| format!("invalid config: {e}"))?;
+        let config: LmConfig = serde_json::from_str(text).map_err(|e| format!("invalid config: {e}"))?;
         config.validate()?;
         Ok(config)
     }
@@ -181,24 +149,13 @@ impl LmConfig {
 
     pub fn validate(&self) -> std::result::Result<(), String> {
         let s = &self.stacks;
-        for (name, stack) in [
-            ("backbone", &s.backbone),
-            ("understanding", &s.understanding),
-            ("generation", &s.generation),
-            ("decoder", &s.decoder),
-        ] {
+        for (name, stack) in [("backbone", &s.backbone), ("understanding", &s.understanding), ("generation", &s.generation), ("decoder", &s.decoder)] {
             stack.validate(name)?;
         }
         let d = s.backbone.n_embd;
-        for (name, stack) in [
-            ("understanding", &s.understanding),
-            ("generation", &s.generation),
-        ] {
+        for (name, stack) in [("understanding", &s.understanding), ("generation", &s.generation)] {
             if stack.n_embd != d {
-                return Err(format!(
-                    "stacks.{name}.n_embd {} must equal the backbone's {d}",
-                    stack.n_embd
-                ));
+                return Err(format!("stacks.{name}.n_embd {} must equal the backbone's {d}", stack.n_embd));
             }
         }
         // Test models may cut the text vocabulary; text generation then never meets
@@ -212,32 +169,19 @@ impl LmConfig {
             return Err("max_seq_len must be positive".into());
         }
         let rc = self.ids.audio_reason_card as u64;
-        for (name, id) in [
-            ("reason_bos", self.ids.reason_bos),
-            ("reason_eos", self.ids.reason_eos),
-            ("reason_pad_token", self.ids.reason_pad_token),
-        ] {
+        for (name, id) in [("reason_bos", self.ids.reason_bos), ("reason_eos", self.ids.reason_eos), ("reason_pad_token", self.ids.reason_pad_token)] {
             if id as u64 >= rc {
                 return Err(format!("{name} {id} must be below audio_reason_card {rc}"));
             }
         }
         let sc = self.ids.audio_semantic_card as u64;
-        for (name, id) in [
-            ("semantic_bos", self.ids.semantic_bos),
-            ("semantic_eos", self.ids.semantic_eos),
-            ("semantic_pad_token", self.ids.semantic_pad_token),
-        ] {
+        for (name, id) in [("semantic_bos", self.ids.semantic_bos), ("semantic_eos", self.ids.semantic_eos), ("semantic_pad_token", self.ids.semantic_pad_token)] {
             if id as u64 >= sc {
-                return Err(format!(
-                    "{name} {id} must be below audio_semantic_card {sc}"
-                ));
+                return Err(format!("{name} {id} must be below audio_semantic_card {sc}"));
             }
         }
         if self.ids.text_pad_token as usize >= self.text_vocab() {
-            return Err(format!(
-                "text_pad_token {} is outside the text vocabulary",
-                self.ids.text_pad_token
-            ));
+            return Err(format!("text_pad_token {} is outside the text vocabulary", self.ids.text_pad_token));
         }
         Ok(())
     }

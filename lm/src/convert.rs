@@ -33,15 +33,10 @@ struct Planned {
 
 fn stack_of<'c>(config: &'c LmConfig, name: &str) -> Option<&'c StackConfig> {
     let s = &config.stacks;
-    [
-        ("backbone.", &s.backbone),
-        ("audio_understanding_expert.", &s.understanding),
-        ("audio_generation_expert.", &s.generation),
-        ("decoder.", &s.decoder),
-    ]
-    .into_iter()
-    .find(|(p, _)| name.starts_with(p))
-    .map(|(_, c)| c)
+    [("backbone.", &s.backbone), ("audio_understanding_expert.", &s.understanding), ("audio_generation_expert.", &s.generation), ("decoder.", &s.decoder)]
+        .into_iter()
+        .find(|(p, _)| name.starts_with(p))
+        .map(|(_, c)| c)
 }
 
 /// Maps checkpoint keys to model keys and checks the set and shapes against `config`.
@@ -50,55 +45,28 @@ fn plan(ckpt: &TorchCheckpoint, config: &LmConfig, dtype: Option<DType>) -> Resu
     let mut planned = Vec::new();
     let mut problems = Vec::new();
     for t in ckpt.state_dict("model")? {
-        let stripped = t
-            .name
-            .strip_prefix("module.")
-            .unwrap_or(&t.name)
-            .to_string();
+        let stripped = t.name.strip_prefix("module.").unwrap_or(&t.name).to_string();
         let (name, legacy) = match stripped.strip_suffix("attn.attn.weight") {
             Some(p) => (format!("{p}attn.qkv.weight"), true),
             None => (stripped, false),
         };
-        let legacy_qkv = if legacy {
-            stack_of(config, &name).cloned()
-        } else {
-            None
-        };
+        let legacy_qkv = if legacy { stack_of(config, &name).cloned() } else { None };
         match expected.get(&name) {
-            None => problems.push(format!(
-                "`{}` is not a tensor of the configured model",
-                t.name
-            )),
-            Some(shape) if *shape != t.shape => problems.push(format!(
-                "`{name}`: checkpoint has {:?}, the config expects {shape:?}",
-                t.shape
-            )),
+            None => problems.push(format!("`{}` is not a tensor of the configured model", t.name)),
+            Some(shape) if *shape != t.shape => problems.push(format!("`{name}`: checkpoint has {:?}, the config expects {shape:?}", t.shape)),
             Some(shape) => {
-                let dtype = dtype.map_or(t.dtype, |d| {
-                    crate::stored_dtype::stored_dtype(&name, shape, d)
-                });
-                planned.push(Planned {
-                    name,
-                    dtype,
-                    source: t,
-                    legacy_qkv,
-                })
+                let dtype = dtype.map_or(t.dtype, |d| crate::stored_dtype::stored_dtype(&name, shape, d));
+                planned.push(Planned { name, dtype, source: t, legacy_qkv })
             }
         }
     }
     for name in expected.keys() {
-        if !planned.iter().any(|p| &p.name == name)
-            && !problems.iter().any(|p| p.contains(&format!("`{name}`")))
-        {
+        if !planned.iter().any(|p| &p.name == name) && !problems.iter().any(|p| p.contains(&format!("`{name}`"))) {
             problems.push(format!("`{name}` is missing from the checkpoint"));
         }
     }
     if !problems.is_empty() {
-        let more = if problems.len() > 8 {
-            format!("\n  ... and {} more", problems.len() - 8)
-        } else {
-            String::new()
-        };
+        let more = if problems.len() > 8 { format!("\n  ... and {} more", problems.len() - 8) } else { String::new() };
         return Err(LmError::Invalid(format!(
             "{}: the checkpoint does not match the config:\n  {}{more}",
             ckpt.path().display(),
@@ -142,30 +110,15 @@ fn convert_bytes(p: &Planned, bytes: Vec<u8>) -> Vec<u8> {
 
 /// Converts `checkpoint` (model entry only) into the new directory `out`. Files appear
 /// under `out` only when everything is written. `progress(done, total)` counts bytes.
-pub fn convert(
-    checkpoint: &Path,
-    config: &LmConfig,
-    out: &Path,
-    opts: &ConvertOptions,
-    progress: &mut dyn FnMut(u64, u64),
-) -> Result<()> {
+pub fn convert(checkpoint: &Path, config: &LmConfig, out: &Path, opts: &ConvertOptions, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
     // Fail before reading the checkpoint if the destination is taken.
     uniaudio_runtime::out_dir::check_empty(out)?;
     let ckpt = TorchCheckpoint::open(checkpoint)?;
     let planned = plan(&ckpt, config, opts.dtype)?;
-    uniaudio_runtime::out_dir::write_atomically(out, |tmp| {
-        write_dir(&ckpt, config, &planned, tmp, opts, progress)
-    })
+    uniaudio_runtime::out_dir::write_atomically(out, |tmp| write_dir(&ckpt, config, &planned, tmp, opts, progress))
 }
 
-fn write_dir(
-    ckpt: &TorchCheckpoint,
-    config: &LmConfig,
-    planned: &[Planned],
-    dir: &Path,
-    opts: &ConvertOptions,
-    progress: &mut dyn FnMut(u64, u64),
-) -> Result<()> {
+fn write_dir(ckpt: &TorchCheckpoint, config: &LmConfig, planned: &[Planned], dir: &Path, opts: &ConvertOptions, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
     let size = |p: &Planned| p.dtype.bytes(p.source.numel());
     let mut shards: Vec<Vec<&Planned>> = vec![Vec::new()];
     let mut current = 0usize;
@@ -181,18 +134,13 @@ fn write_dir(
     let names: Vec<String> = if shards.len() == 1 {
         vec!["model.safetensors".into()]
     } else {
-        (1..=shards.len())
-            .map(|i| format!("model-{i:05}-of-{:05}.safetensors", shards.len()))
-            .collect()
+        (1..=shards.len()).map(|i| format!("model-{i:05}-of-{:05}.safetensors", shards.len())).collect()
     };
     let metadata = BTreeMap::from([("format".to_string(), "pt".to_string())]);
     let mut weight_map = BTreeMap::new();
     let mut done = 0u64;
     for (shard, file) in shards.iter().zip(&names) {
-        let specs = shard
-            .iter()
-            .map(|p| TensorSpec::new(p.name.clone(), p.dtype, &p.source.shape))
-            .collect();
+        let specs = shard.iter().map(|p| TensorSpec::new(p.name.clone(), p.dtype, &p.source.shape)).collect();
         let mut writer = SafetensorsWriter::create(dir.join(file), specs, &metadata)?;
         for p in shard {
             let bytes = convert_bytes(p, ckpt.read(&p.source)?);
@@ -204,35 +152,18 @@ fn write_dir(
         writer.finish()?;
     }
     if names.len() > 1 {
-        let index =
-            serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
-        write_file(
-            &dir.join("model.safetensors.index.json"),
-            serde_json::to_string_pretty(&index)
-                .expect("json")
-                .as_bytes(),
-        )?;
+        let index = serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
+        write_file(&dir.join("model.safetensors.index.json"), serde_json::to_string_pretty(&index).expect("json").as_bytes())?;
     }
-    write_file(
-        &dir.join("config.json"),
-        serde_json::to_string_pretty(config)
-            .expect("json")
-            .as_bytes(),
-    )?;
+    write_file(&dir.join("config.json"), serde_json::to_string_pretty(config).expect("json").as_bytes())?;
     if let Some(tok) = &opts.tokenizer {
-        std::fs::copy(tok, dir.join("tokenizer.json")).map_err(|e| LmError::Io {
-            path: tok.clone(),
-            cause: e,
-        })?;
+        std::fs::copy(tok, dir.join("tokenizer.json")).map_err(|e| LmError::Io { path: tok.clone(), cause: e })?;
     }
     Ok(())
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    std::fs::write(path, bytes).map_err(|e| LmError::Io {
-        path: path.to_path_buf(),
-        cause: e,
-    })
+    std::fs::write(path, bytes).map_err(|e| LmError::Io { path: path.to_path_buf(), cause: e })
 }
 
 #[cfg(test)]
@@ -256,16 +187,10 @@ mod tests {
         };
         // Rows are 1 byte wide here; each head is 2 rows. Per group: Q Q K V heads.
         let head = |tag: u8| [tag, tag + 1];
-        let legacy: Vec<u8> = [10, 20, 30, 40, 50, 60, 70, 80]
-            .iter()
-            .flat_map(|&t| head(t))
-            .collect();
+        let legacy: Vec<u8> = [10, 20, 30, 40, 50, 60, 70, 80].iter().flat_map(|&t| head(t)).collect();
         let got = deinterleave_qkv(&legacy, &s, 1);
         // g0 = Q0 Q1 K0 V0 = 10 20 30 40; g1 = Q2 Q3 K1 V1 = 50 60 70 80.
-        let want: Vec<u8> = [10, 20, 50, 60, 30, 70, 40, 80]
-            .iter()
-            .flat_map(|&t| head(t))
-            .collect();
+        let want: Vec<u8> = [10, 20, 50, 60, 30, 70, 40, 80].iter().flat_map(|&t| head(t)).collect();
         assert_eq!(got, want);
     }
 }

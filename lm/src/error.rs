@@ -19,17 +19,11 @@ pub enum LmError {
     Invalid(String),
 
     #[error("{path}: {cause}")]
-    Io {
-        path: PathBuf,
-        cause: std::io::Error,
-    },
+    Io { path: PathBuf, cause: std::io::Error },
 }
 
 impl LmError {
     pub(crate) fn config(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
-        LmError::Config {
-            path: path.into(),
-            msg: msg.into(),
-        }
+        LmError::Config { path: path.into(), msg: msg.into() }
     }
 }

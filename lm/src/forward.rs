@@ -62,12 +62,7 @@ impl<B: Backend> SeqCache<B> {
 pub fn cache_bytes(config: &LmConfig, capacity: usize) -> usize {
     let s = &config.stacks;
     let per_position = |c: &StackConfig| c.n_layer * 2 * c.n_query_groups * c.head_size * 4;
-    capacity
-        * [&s.understanding, &s.backbone, &s.generation]
-            .into_iter()
-            .map(per_position)
-            .sum::<usize>()
-        + DECODER_POSITIONS * per_position(&s.decoder)
+    capacity * [&s.understanding, &s.backbone, &s.generation].into_iter().map(per_position).sum::<usize>() + DECODER_POSITIONS * per_position(&s.decoder)
 }
 
 /// Frames to run at the next positions of one sequence.
@@ -141,12 +136,7 @@ impl<B: Backend> Runner<B> {
     /// size allocate nothing (a recorded decode step may not).
     pub fn reserve(&mut self, b: &B, config: &LmConfig, rows: usize) -> Result<()> {
         self.reserve_rows(b, config, rows)?;
-        for stack in [
-            &mut self.understanding,
-            &mut self.backbone,
-            &mut self.generation,
-            &mut self.decoder,
-        ] {
+        for stack in [&mut self.understanding, &mut self.backbone, &mut self.generation, &mut self.decoder] {
             stack.reserve(b, rows)?;
         }
         Ok(())
@@ -162,13 +152,7 @@ impl<B: Backend> Runner<B> {
     /// Runs every segment's frames at its sequence's next positions in one pass and
     /// returns h_final of all rows, [T, d], in segment order (a view valid until the next
     /// pass). `order`: how the projections may schedule rows (`Invariant` for decode).
-    pub fn forward(
-        &mut self,
-        lm: &UniAudioLm<B>,
-        b: &B,
-        segments: &mut [Segment<'_, B>],
-        order: RowOrder,
-    ) -> Result<Tensor<B>> {
+    pub fn forward(&mut self, lm: &UniAudioLm<B>, b: &B, segments: &mut [Segment<'_, B>], order: RowOrder) -> Result<Tensor<B>> {
         let (c, w) = (&lm.config, &lm.weights);
         let t: usize = segments.iter().map(|s| s.frames.len()).sum();
         if t == 0 {
@@ -177,20 +161,11 @@ impl<B: Backend> Runner<B> {
         for seg in segments.iter() {
             let (start, end) = (seg.cache.len, seg.cache.len + seg.frames.len());
             if seg.frames.is_empty() {
-                return Err(LmError::Prompt(
-                    "a sequence has no frames to process".into(),
-                ));
+                return Err(LmError::Prompt("a sequence has no frames to process".into()));
             }
             if end > seg.cache.capacity {
-                let what = if seg.cache.capacity == c.max_seq_len {
-                    "max_seq_len"
-                } else {
-                    "the sequence's reserved positions"
-                };
-                return Err(LmError::Prompt(format!(
-                    "positions {start}..{end} exceed {what} {}",
-                    seg.cache.capacity
-                )));
+                let what = if seg.cache.capacity == c.max_seq_len { "max_seq_len" } else { "the sequence's reserved positions" };
+                return Err(LmError::Prompt(format!("positions {start}..{end} exceed {what} {}", seg.cache.capacity)));
             }
             for (i, f) in seg.frames.iter().enumerate() {
                 f.validate(c, start + i)?;
@@ -200,71 +175,19 @@ impl<B: Backend> Runner<B> {
         self.reserve_rows(b, c, t)?;
         let r = self.rows.as_ref().expect("reserved above");
         let first = |x: &Tensor<B>| x.narrow(0, t);
-        let (codes, mask, text, audio, positions) = (
-            first(&r.codes)?,
-            first(&r.mask)?,
-            first(&r.text)?,
-            first(&r.audio)?,
-            first(&r.positions)?,
-        );
-        let (resid, u, tt, h, g, zeros, hf) = (
-            first(&r.resid)?,
-            first(&r.u)?,
-            first(&r.t)?,
-            first(&r.h)?,
-            first(&r.g)?,
-            first(&r.zeros)?,
-            first(&r.hf)?,
-        );
+        let (codes, mask, text, audio, positions) = (first(&r.codes)?, first(&r.mask)?, first(&r.text)?, first(&r.audio)?, first(&r.positions)?);
+        let (resid, u, tt, h, g, zeros, hf) = (first(&r.resid)?, first(&r.u)?, first(&r.t)?, first(&r.h)?, first(&r.g)?, first(&r.zeros)?, first(&r.hf)?);
         write_inputs(b, segments, [&codes, &mask, &text, &audio, &positions])?;
         let spans = |pick: fn(&SeqCache<B>) -> &KvCache<B>| -> Vec<Span<'_, B>> {
-            segments
-                .iter()
-                .map(|s| Span {
-                    cache: pick(s.cache),
-                    rows: s.frames.len(),
-                    kv_len: s.cache.len + s.frames.len(),
-                })
-                .collect()
+            segments.iter().map(|s| Span { cache: pick(s.cache), rows: s.frames.len(), kv_len: s.cache.len + s.frames.len() }).collect()
         };
-        ops::embed_codebook_sum(
-            b,
-            &w.audio_embeddings,
-            &codes,
-            &mask,
-            c.audio_vocab(),
-            &resid,
-        )?;
-        self.understanding.forward(
-            b,
-            &w.understanding,
-            &spans(|s| &s.understanding),
-            &resid,
-            &positions,
-            &u,
-            order,
-        )?;
+        ops::embed_codebook_sum(b, &w.audio_embeddings, &codes, &mask, c.audio_vocab(), &resid)?;
+        self.understanding.forward(b, &w.understanding, &spans(|s| &s.understanding), &resid, &positions, &u, order)?;
         ops::embed_rows(b, &w.wte, &text, &tt)?;
         ops::select_rows(b, &audio, &u, &tt, &resid)?;
-        self.backbone.forward(
-            b,
-            &w.backbone,
-            &spans(|s| &s.backbone),
-            &resid,
-            &positions,
-            &h,
-            order,
-        )?;
+        self.backbone.forward(b, &w.backbone, &spans(|s| &s.backbone), &resid, &positions, &h, order)?;
         ops::select_rows(b, &audio, &h, &zeros, &resid)?;
-        self.generation.forward(
-            b,
-            &w.generation,
-            &spans(|s| &s.generation),
-            &resid,
-            &positions,
-            &g,
-            order,
-        )?;
+        self.generation.forward(b, &w.generation, &spans(|s| &s.generation), &resid, &positions, &g, order)?;
         ops::select_rows(b, &audio, &g, &h, &hf)?;
         for seg in segments.iter_mut() {
             seg.cache.len += seg.frames.len();
@@ -273,15 +196,10 @@ impl<B: Backend> Runner<B> {
     }
 }
 
-fn write_inputs<B: Backend>(
-    b: &B,
-    segments: &[Segment<'_, B>],
-    [codes_t, mask_t, text_t, audio_t, positions_t]: [&Tensor<B>; 5],
-) -> Result<()> {
+fn write_inputs<B: Backend>(b: &B, segments: &[Segment<'_, B>], [codes_t, mask_t, text_t, audio_t, positions_t]: [&Tensor<B>; 5]) -> Result<()> {
     let t: usize = segments.iter().map(|s| s.frames.len()).sum();
     let (mut codes, mut mask) = (vec![0u32; t * CODEBOOKS], vec![0u32; t * CODEBOOKS]);
-    let (mut text, mut audio, mut positions) =
-        (vec![0u32; t], vec![0u32; t], Vec::with_capacity(t));
+    let (mut text, mut audio, mut positions) = (vec![0u32; t], vec![0u32; t], Vec::with_capacity(t));
     let mut i = 0;
     for seg in segments {
         for (p, f) in seg.frames.iter().enumerate() {
@@ -297,13 +215,7 @@ fn write_inputs<B: Backend>(
             i += 1;
         }
     }
-    for (dst, src) in [
-        (codes_t, &codes),
-        (mask_t, &mask),
-        (text_t, &text),
-        (audio_t, &audio),
-        (positions_t, &positions),
-    ] {
+    for (dst, src) in [(codes_t, &codes), (mask_t, &mask), (text_t, &text), (audio_t, &audio), (positions_t, &positions)] {
         b.write(dst, bytemuck::cast_slice(src))?;
     }
     Ok(())

@@ -37,56 +37,33 @@ impl Frame {
 
 /// Parses `{"frames": [{"text": ID} | {"audio": [c0..c7]}, ...]}` (or a bare list).
 pub fn parse_frames(text: &str) -> Result<Vec<Frame>> {
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| LmError::Prompt(format!("not valid JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| LmError::Prompt(format!("not valid JSON: {e}")))?;
     let list = match &value {
-        serde_json::Value::Object(o) => o
-            .get("frames")
-            .ok_or_else(|| LmError::Prompt("missing the `frames` list".into()))?,
+        serde_json::Value::Object(o) => o.get("frames").ok_or_else(|| LmError::Prompt("missing the `frames` list".into()))?,
         other => other,
     };
-    let items = list
-        .as_array()
-        .ok_or_else(|| LmError::Prompt("`frames` must be a list".into()))?;
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| parse_frame(item, i))
-        .collect()
+    let items = list.as_array().ok_or_else(|| LmError::Prompt("`frames` must be a list".into()))?;
+    items.iter().enumerate().map(|(i, item)| parse_frame(item, i)).collect()
 }
 
 fn parse_frame(item: &serde_json::Value, i: usize) -> Result<Frame> {
     let bad = |what: &str| LmError::Prompt(format!("frame {i}: {what}"));
-    let obj = item
-        .as_object()
-        .ok_or_else(|| bad("expected {\"text\": ID} or {\"audio\": [8 ids]}"))?;
+    let obj = item.as_object().ok_or_else(|| bad("expected {\"text\": ID} or {\"audio\": [8 ids]}"))?;
     if obj.len() != 1 {
         return Err(bad("expected exactly one of `text` or `audio`"));
     }
-    let id = |v: &serde_json::Value| {
-        v.as_u64()
-            .filter(|&x| x <= u32::MAX as u64)
-            .map(|x| x as u32)
-    };
+    let id = |v: &serde_json::Value| v.as_u64().filter(|&x| x <= u32::MAX as u64).map(|x| x as u32);
     if let Some(t) = obj.get("text") {
-        return id(t)
-            .map(Frame::Text)
-            .ok_or_else(|| bad(&format!("text id must be a non-negative integer, got {t}")));
+        return id(t).map(Frame::Text).ok_or_else(|| bad(&format!("text id must be a non-negative integer, got {t}")));
     }
     if let Some(a) = obj.get("audio") {
-        let codes = a
-            .as_array()
-            .ok_or_else(|| bad("`audio` must be a list of 8 ids"))?;
+        let codes = a.as_array().ok_or_else(|| bad("`audio` must be a list of 8 ids"))?;
         if codes.len() != CODEBOOKS {
-            return Err(bad(&format!(
-                "audio frame has {} codes, expected {CODEBOOKS}",
-                codes.len()
-            )));
+            return Err(bad(&format!("audio frame has {} codes, expected {CODEBOOKS}", codes.len())));
         }
         let mut out = [0u32; CODEBOOKS];
         for (k, c) in codes.iter().enumerate() {
-            out[k] = id(c)
-                .ok_or_else(|| bad(&format!("code {k} must be a non-negative integer, got {c}")))?;
+            out[k] = id(c).ok_or_else(|| bad(&format!("code {k} must be a non-negative integer, got {c}")))?;
         }
         return Ok(Frame::Audio(out));
     }
@@ -99,23 +76,13 @@ mod tests {
 
     #[test]
     fn parses_both_kinds_and_names_bad_positions() {
-        let f = parse_frames(r#"{"frames": [{"text": 128000}, {"audio": [1,2,3,4,5,6,7,8]}]}"#)
-            .unwrap();
-        assert_eq!(
-            f,
-            vec![Frame::Text(128000), Frame::Audio([1, 2, 3, 4, 5, 6, 7, 8])]
-        );
-        let err = parse_frames(r#"{"frames": [{"text": 1}, {"audio": [1,2,3]}]}"#)
-            .unwrap_err()
-            .to_string();
+        let f = parse_frames(r#"{"frames": [{"text": 128000}, {"audio": [1,2,3,4,5,6,7,8]}]}"#).unwrap();
+        assert_eq!(f, vec![Frame::Text(128000), Frame::Audio([1, 2, 3, 4, 5, 6, 7, 8])]);
+        let err = parse_frames(r#"{"frames": [{"text": 1}, {"audio": [1,2,3]}]}"#).unwrap_err().to_string();
         assert!(err.contains("frame 1") && err.contains("3 codes"), "{err}");
-        let err = parse_frames(r#"{"frames": [{"text": -4}]}"#)
-            .unwrap_err()
-            .to_string();
+        let err = parse_frames(r#"{"frames": [{"text": -4}]}"#).unwrap_err().to_string();
         assert!(err.contains("frame 0"), "{err}");
-        let err = parse_frames(r#"{"frames": [{"txt": 4}]}"#)
-            .unwrap_err()
-            .to_string();
+        let err = parse_frames(r#"{"frames": [{"txt": 4}]}"#).unwrap_err().to_string();
         assert!(err.contains("frame 0"), "{err}");
         assert!(parse_frames("{").is_err());
         assert!(parse_frames(r#"{"frames": 3}"#).is_err());

@@ -36,14 +36,7 @@ pub struct GenerateOptions {
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        GenerateOptions {
-            kind: OutputKind::Audio,
-            top_k: 50,
-            temperature: 0.9,
-            seed: 888,
-            max_steps: 500,
-            cfg_scale: None,
-        }
+        GenerateOptions { kind: OutputKind::Audio, top_k: 50, temperature: 0.9, seed: 888, max_steps: 500, cfg_scale: None }
     }
 }
 
@@ -76,16 +69,11 @@ pub fn check_request(config: &LmConfig, prompt: &[Frame], opts: &GenerateOptions
         return Err(LmError::Invalid("max_steps must be at least 1".into()));
     }
     if !(opts.temperature.is_finite() && opts.temperature > 0.0) {
-        return Err(LmError::Invalid(format!(
-            "temperature must be > 0, got {}",
-            opts.temperature
-        )));
+        return Err(LmError::Invalid(format!("temperature must be > 0, got {}", opts.temperature)));
     }
     if let Some(s) = opts.cfg_scale {
         if !s.is_finite() {
-            return Err(LmError::Invalid(format!(
-                "cfg scale must be finite, got {s}"
-            )));
+            return Err(LmError::Invalid(format!("cfg scale must be finite, got {s}")));
         }
     }
     // The last step runs at position len + max_steps − 2 and needs one cache row more.
@@ -109,13 +97,7 @@ pub fn negative_prompt(config: &LmConfig, prompt: &[Frame]) -> Vec<Frame> {
         .iter()
         .map(|f| match *f {
             Frame::Text(_) => Frame::Text(config.ids.text_pad_token),
-            Frame::Audio(c) => Frame::Audio(c.map(|x| {
-                if x < rc {
-                    config.ids.reason_pad_token
-                } else {
-                    config.ids.semantic_pad_token + rc
-                }
-            })),
+            Frame::Audio(c) => Frame::Audio(c.map(|x| if x < rc { config.ids.reason_pad_token } else { config.ids.semantic_pad_token + rc })),
         })
         .collect()
 }
@@ -131,28 +113,12 @@ pub struct Generator<'m, B: Backend> {
 
 impl<'m, B: Backend> Generator<'m, B> {
     /// Checks the request (before any work) and sizes the engine to it.
-    pub fn new(
-        lm: &'m UniAudioLm<B>,
-        backend: &'m B,
-        prompt: &[Frame],
-        opts: &GenerateOptions,
-    ) -> Result<Self> {
+    pub fn new(lm: &'m UniAudioLm<B>, backend: &'m B, prompt: &[Frame], opts: &GenerateOptions) -> Result<Self> {
         check_request(&lm.config, prompt, opts)?;
         let (_, budget) = KvPool::reservation(&lm.config, prompt.len(), opts);
-        let mut engine = Engine::new(
-            lm,
-            backend,
-            &EngineOptions {
-                max_batch: rows_for(opts),
-                kv_budget: Some(budget),
-            },
-        )?;
+        let mut engine = Engine::new(lm, backend, &EngineOptions { max_batch: rows_for(opts), kv_budget: Some(budget) })?;
         let id = engine.submit(prompt, opts)?;
-        Ok(Generator {
-            engine,
-            id,
-            output: None,
-        })
+        Ok(Generator { engine, id, output: None })
     }
 
     /// Processes the whole prompt in one batched pass.
@@ -184,9 +150,7 @@ impl<'m, B: Backend> Generator<'m, B> {
 
     /// The output so far (before `finish`, without the reference's list handling).
     pub fn output(&self) -> Option<&GenerateOutput> {
-        self.output
-            .as_ref()
-            .or_else(|| self.engine.partial(self.id))
+        self.output.as_ref().or_else(|| self.engine.partial(self.id))
     }
 
     /// Steps run so far.
@@ -208,13 +172,7 @@ impl<'m, B: Backend> Generator<'m, B> {
 }
 
 /// Generates from `prompt` with the reference's rules (spec §5.6 / §5.7).
-pub fn generate<B: Backend>(
-    lm: &UniAudioLm<B>,
-    backend: &B,
-    prompt: &[Frame],
-    opts: &GenerateOptions,
-    progress: Progress,
-) -> Result<GenerateOutput> {
+pub fn generate<B: Backend>(lm: &UniAudioLm<B>, backend: &B, prompt: &[Frame], opts: &GenerateOptions, progress: Progress) -> Result<GenerateOutput> {
     let mut g = Generator::new(lm, backend, prompt, opts)?;
     g.prefill()?;
     while g.step()? {

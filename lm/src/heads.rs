@@ -25,9 +25,7 @@ pub(crate) struct Heads<B: Backend> {
 impl<B: Backend> Heads<B> {
     pub fn new(b: &B, c: &LmConfig, capacity: usize) -> Result<Self> {
         let (v, va, dd) = (c.text_vocab(), c.audio_vocab(), c.stacks.decoder.n_embd);
-        let positions: Vec<u32> = (0..DECODER_POSITIONS as u32)
-            .flat_map(|i| std::iter::repeat_n(i, capacity))
-            .collect();
+        let positions: Vec<u32> = (0..DECODER_POSITIONS as u32).flat_map(|i| std::iter::repeat_n(i, capacity)).collect();
         Ok(Heads {
             capacity,
             text_logits: b.alloc(DType::F32, &[capacity, v])?,
@@ -51,117 +49,44 @@ impl<B: Backend> Heads<B> {
     /// Text logits lm_head(hf), [R, V].
     pub fn text_logits(&self, b: &B, lm: &UniAudioLm<B>, hf: &Tensor<B>) -> Result<Tensor<B>> {
         let out = self.text_logits.narrow(0, hf.shape()[0])?;
-        ops::matmul_rows(
-            b,
-            hf,
-            &lm.weights.lm_head,
-            &out,
-            WeightLayout::OutIn,
-            false,
-            RowOrder::Invariant,
-        )?;
+        ops::matmul_rows(b, hf, &lm.weights.lm_head, &out, WeightLayout::OutIn, false, RowOrder::Invariant)?;
         Ok(out)
     }
 
     /// Starts the depth decoder for the frames predicted from hf [R, d]: z = projection(hf).
     pub fn decoder_begin(&self, b: &B, lm: &UniAudioLm<B>, hf: &Tensor<B>) -> Result<()> {
         let z = self.dec_resid.narrow(0, hf.shape()[0])?;
-        ops::matmul_rows(
-            b,
-            hf,
-            &lm.weights.projection,
-            &z,
-            WeightLayout::OutIn,
-            false,
-            RowOrder::Invariant,
-        )?;
+        ops::matmul_rows(b, hf, &lm.weights.projection, &z, WeightLayout::OutIn, false, RowOrder::Invariant)?;
         Ok(())
     }
 
     /// Runs decoder position `i` for each row over its own cache (`caches[r]`) and returns
     /// codebook i's logits, [R, V_a].
-    pub fn decoder_logits(
-        &self,
-        b: &B,
-        lm: &UniAudioLm<B>,
-        decoder: &mut Stack<B>,
-        caches: &[&KvCache<B>],
-        i: usize,
-    ) -> Result<Tensor<B>> {
+    pub fn decoder_logits(&self, b: &B, lm: &UniAudioLm<B>, decoder: &mut Stack<B>, caches: &[&KvCache<B>], i: usize) -> Result<Tensor<B>> {
         let (w, rows) = (&lm.weights, caches.len());
-        let spans: Vec<Span<'_, B>> = caches
-            .iter()
-            .map(|&cache| Span {
-                cache,
-                rows: 1,
-                kv_len: i + 1,
-            })
-            .collect();
+        let spans: Vec<Span<'_, B>> = caches.iter().map(|&cache| Span { cache, rows: 1, kv_len: i + 1 }).collect();
         let pos = self.dec_pos.narrow(i * self.capacity, rows)?;
-        let (resid, out) = (
-            self.dec_resid.narrow(0, rows)?,
-            self.dec_out.narrow(0, rows)?,
-        );
-        decoder.forward(
-            b,
-            &w.decoder,
-            &spans,
-            &resid,
-            &pos,
-            &out,
-            RowOrder::Invariant,
-        )?;
+        let (resid, out) = (self.dec_resid.narrow(0, rows)?, self.dec_out.narrow(0, rows)?);
+        decoder.forward(b, &w.decoder, &spans, &resid, &pos, &out, RowOrder::Invariant)?;
         let logits = self.audio_logits.narrow(0, rows)?;
-        ops::matmul_rows(
-            b,
-            &out,
-            &w.audio_head[i],
-            &logits,
-            WeightLayout::InOut,
-            false,
-            RowOrder::Invariant,
-        )?;
+        ops::matmul_rows(b, &out, &w.audio_head[i], &logits, WeightLayout::InOut, false, RowOrder::Invariant)?;
         Ok(logits)
     }
 
     /// Feeds codebook i's sampled codes (a [R] u32 device tensor, one per row) as the
     /// decoder's next inputs.
-    pub fn decoder_feed(
-        &self,
-        b: &B,
-        lm: &UniAudioLm<B>,
-        i: usize,
-        codes: &Tensor<B>,
-    ) -> Result<()> {
+    pub fn decoder_feed(&self, b: &B, lm: &UniAudioLm<B>, i: usize, codes: &Tensor<B>) -> Result<()> {
         let (w, rows, va) = (&lm.weights, codes.shape()[0], lm.config.audio_vocab());
         let embed = self.embed.narrow(0, rows)?;
         ops::embed_rows(b, &w.audio_embeddings.narrow(i * va, va)?, codes, &embed)?;
-        ops::matmul_rows(
-            b,
-            &embed,
-            &w.projection,
-            &self.dec_resid.narrow(0, rows)?,
-            WeightLayout::OutIn,
-            false,
-            RowOrder::Invariant,
-        )?;
+        ops::matmul_rows(b, &embed, &w.projection, &self.dec_resid.narrow(0, rows)?, WeightLayout::OutIn, false, RowOrder::Invariant)?;
         Ok(())
     }
 
     /// Classifier-free guidance of one row pair into guided row `slot`, returned as [1, C].
-    pub fn guide(
-        &self,
-        b: &B,
-        cond: &Tensor<B>,
-        uncond: &Tensor<B>,
-        scale: f32,
-        slot: usize,
-    ) -> Result<Tensor<B>> {
+    pub fn guide(&self, b: &B, cond: &Tensor<B>, uncond: &Tensor<B>, scale: f32, slot: usize) -> Result<Tensor<B>> {
         let cols = cond.numel();
-        let out = self
-            .guided
-            .narrow(slot * cols, cols)?
-            .reshape(cond.shape())?;
+        let out = self.guided.narrow(slot * cols, cols)?.reshape(cond.shape())?;
         ops::guidance(b, cond, uncond, scale, &out)?;
         Ok(out)
     }

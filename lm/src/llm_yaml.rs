@@ -22,18 +22,11 @@ pub struct LlmYaml {
 
 impl LlmYaml {
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| LmError::Io {
-            path: path.to_path_buf(),
-            cause: e,
-        })?;
-        let y: LlmYaml = serde_norway::from_str(&text)
-            .map_err(|e| LmError::config(path, format!("invalid llm_config.yaml: {e}")))?;
+        let text = std::fs::read_to_string(path).map_err(|e| LmError::Io { path: path.to_path_buf(), cause: e })?;
+        let y: LlmYaml = serde_norway::from_str(&text).map_err(|e| LmError::config(path, format!("invalid llm_config.yaml: {e}")))?;
         if let Some(n) = y.parallel_number {
             if n != 9 {
-                return Err(LmError::config(
-                    path,
-                    format!("parallel_number {n} is not supported (UniAudio 2.0 uses 9 streams)"),
-                ));
+                return Err(LmError::config(path, format!("parallel_number {n} is not supported (UniAudio 2.0 uses 9 streams)")));
             }
         }
         Ok(y)
@@ -42,36 +35,21 @@ impl LlmYaml {
     /// The LM config these training arguments describe, with stacks from the named presets.
     pub fn to_config(&self, path: &Path) -> Result<LmConfig> {
         let need = |field: &Option<String>, key: &str| {
-            field.clone().ok_or_else(|| {
-                LmError::config(
-                    path,
-                    format!("`{key}` is missing; pass --config config.json for custom models"),
-                )
-            })
+            field.clone().ok_or_else(|| LmError::config(path, format!("`{key}` is missing; pass --config config.json for custom models")))
         };
         let llm = need(&self.llm_name, "llm_name")?;
         let local = need(&self.local_model, "local_model")?;
         let backbone = stack_preset(&llm).ok_or_else(|| unknown(path, "llm_name", &llm))?;
         let decoder = stack_preset(&local).ok_or_else(|| unknown(path, "local_model", &local))?;
-        let expert = |n_layer| StackConfig {
-            n_layer,
-            vocab_size: None,
-            ..stack_preset("Llama-3.2-3B").expect("built-in preset")
-        };
+        let expert = |n_layer| StackConfig { n_layer, vocab_size: None, ..stack_preset("Llama-3.2-3B").expect("built-in preset") };
         let config = LmConfig {
             ids: self.ids.clone(),
             max_seq_len: 2048,
             stacks: Stacks {
-                backbone: StackConfig {
-                    vocab_size: Some(128_256),
-                    ..backbone
-                },
+                backbone: StackConfig { vocab_size: Some(128_256), ..backbone },
                 understanding: expert(3),
                 generation: expert(2),
-                decoder: StackConfig {
-                    vocab_size: None,
-                    ..decoder
-                },
+                decoder: StackConfig { vocab_size: None, ..decoder },
             },
         };
         config.validate().map_err(|e| LmError::config(path, e))?;
@@ -106,14 +84,8 @@ pub fn stack_preset(name: &str) -> Option<StackConfig> {
         "llama-3.2-3b" | "llama-3.2-3b-instruct" | "llama3.2-3b" => Some(s(28, 3072, 24, 128)),
         "llama-3.2-1b" | "llama-3.2-1b-instruct" | "llama3.2-1b" => Some(s(16, 2048, 32, 64)),
         "llama-3.2-300m" | "llama-3.2-4layer" | "llama-300m" => Some(s(4, 2048, 32, 64)),
-        "llama-3.2-understanding" => Some(StackConfig {
-            n_layer: 3,
-            ..s(28, 3072, 24, 128)
-        }),
-        "llama-3.2-generation" => Some(StackConfig {
-            n_layer: 2,
-            ..s(28, 3072, 24, 128)
-        }),
+        "llama-3.2-understanding" => Some(StackConfig { n_layer: 3, ..s(28, 3072, 24, 128) }),
+        "llama-3.2-generation" => Some(StackConfig { n_layer: 2, ..s(28, 3072, 24, 128) }),
         _ => None,
     }
 }

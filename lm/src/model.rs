@@ -8,7 +8,7 @@ use uniaudio_runtime::{ops, Backend, DType, RowOrder, SampleParams, Tensor};
 
 use crate::config::{LmConfig, CODEBOOKS};
 use crate::error::Result;
-use crate::forward::{Runner, Segment, SeqCache};
+use crate::forward::{Runner, SeqCache, Segment};
 use crate::frame::Frame;
 use crate::heads::Heads;
 use crate::weights::LmWeights;
@@ -71,13 +71,8 @@ impl<'m, B: Backend> Session<'m, B> {
     /// Runs `frames` at the next positions in one batched pass (prefill when there are
     /// many, a decode step for one) and returns h_final of the last one, [1, d].
     pub fn forward(&mut self, frames: &[Frame]) -> Result<Tensor<B>> {
-        let mut segment = [Segment {
-            cache: &mut self.cache,
-            frames,
-        }];
-        let hf = self
-            .runner
-            .forward(self.lm, self.b, &mut segment, RowOrder::Free)?;
+        let mut segment = [Segment { cache: &mut self.cache, frames }];
+        let hf = self.runner.forward(self.lm, self.b, &mut segment, RowOrder::Free)?;
         Ok(hf.narrow(frames.len() - 1, 1)?)
     }
 
@@ -93,13 +88,7 @@ impl<'m, B: Backend> Session<'m, B> {
 
     /// Runs decoder position `i` and returns codebook i's logits, [1, V_a].
     pub fn decoder_logits(&mut self, i: usize) -> Result<Tensor<B>> {
-        self.heads.decoder_logits(
-            self.b,
-            self.lm,
-            &mut self.runner.decoder,
-            &[&self.cache.decoder],
-            i,
-        )
+        self.heads.decoder_logits(self.b, self.lm, &mut self.runner.decoder, &[&self.cache.decoder], i)
     }
 
     /// Feeds codebook i's sampled code (a [1] u32 device tensor) as the next decoder input.

@@ -29,35 +29,22 @@ impl Preset {
     }
 
     pub fn config(self) -> LmConfig {
-        let stack =
-            |n_layer, n_embd, n_head, n_query_groups, head_size, intermediate_size| StackConfig {
-                n_layer,
-                n_embd,
-                n_head,
-                n_query_groups,
-                head_size,
-                intermediate_size,
-                vocab_size: None,
-                rope_base: 500_000.0,
-                rope_scaling: Some(RopeScaling::LLAMA3),
-                norm_eps: 1e-5,
-            };
+        let stack = |n_layer, n_embd, n_head, n_query_groups, head_size, intermediate_size| StackConfig {
+            n_layer,
+            n_embd,
+            n_head,
+            n_query_groups,
+            head_size,
+            intermediate_size,
+            vocab_size: None,
+            rope_base: 500_000.0,
+            rope_scaling: Some(RopeScaling::LLAMA3),
+            norm_eps: 1e-5,
+        };
         let (backbone, expert, decoder) = match self {
-            Preset::Full => (
-                stack(28, 3072, 24, 8, 128, 8192),
-                stack(0, 3072, 24, 8, 128, 8192),
-                stack(4, 2048, 32, 8, 64, 8192),
-            ),
-            Preset::Medium => (
-                stack(16, 2048, 32, 8, 64, 8192),
-                stack(0, 2048, 32, 8, 64, 8192),
-                stack(4, 1024, 16, 8, 64, 4096),
-            ),
-            Preset::Small => (
-                stack(4, 1024, 16, 8, 64, 4096),
-                stack(0, 1024, 16, 8, 64, 4096),
-                stack(2, 512, 8, 4, 64, 2048),
-            ),
+            Preset::Full => (stack(28, 3072, 24, 8, 128, 8192), stack(0, 3072, 24, 8, 128, 8192), stack(4, 2048, 32, 8, 64, 8192)),
+            Preset::Medium => (stack(16, 2048, 32, 8, 64, 8192), stack(0, 2048, 32, 8, 64, 8192), stack(4, 1024, 16, 8, 64, 4096)),
+            Preset::Small => (stack(4, 1024, 16, 8, 64, 4096), stack(0, 1024, 16, 8, 64, 4096), stack(2, 512, 8, 4, 64, 2048)),
         };
         LmConfig {
             ids: SpecialIds {
@@ -73,18 +60,9 @@ impl Preset {
             },
             max_seq_len: 2048,
             stacks: Stacks {
-                backbone: StackConfig {
-                    vocab_size: Some(128_256),
-                    ..backbone
-                },
-                understanding: StackConfig {
-                    n_layer: 3,
-                    ..expert.clone()
-                },
-                generation: StackConfig {
-                    n_layer: 2,
-                    ..expert
-                },
+                backbone: StackConfig { vocab_size: Some(128_256), ..backbone },
+                understanding: StackConfig { n_layer: 3, ..expert.clone() },
+                generation: StackConfig { n_layer: 2, ..expert },
                 decoder,
             },
         }
@@ -92,9 +70,6 @@ impl Preset {
 
     /// Parameter count of the preset's model.
     pub fn parameters(self) -> usize {
-        crate::synth::model_tensors(&self.config())
-            .iter()
-            .map(|(_, s)| s.iter().product::<usize>())
-            .sum()
+        crate::synth::model_tensors(&self.config()).iter().map(|(_, s)| s.iter().product::<usize>()).sum()
     }
 }

@@ -10,12 +10,7 @@ pub fn inv_freq(stack: &StackConfig) -> Vec<f32> {
     match stack.rope_scaling {
         None => theta.collect(),
         Some(s) => {
-            let (factor, low, high, orig) = (
-                s.factor as f32,
-                s.low_freq_factor as f32,
-                s.high_freq_factor as f32,
-                s.original_max_seq_len as f32,
-            );
+            let (factor, low, high, orig) = (s.factor as f32, s.low_freq_factor as f32, s.high_freq_factor as f32, s.original_max_seq_len as f32);
             theta
                 .map(|t| {
                     let wavelen = 2.0 * std::f32::consts::PI / t;
@@ -54,16 +49,9 @@ mod tests {
     fn llama3_frequency_split() {
         for (hd, unscaled, divided) in [(128, 29, 29), (64, 15, 14)] {
             let scaled = inv_freq(&stack(hd));
-            let plain = inv_freq(&StackConfig {
-                rope_scaling: None,
-                ..stack(hd)
-            });
+            let plain = inv_freq(&StackConfig { rope_scaling: None, ..stack(hd) });
             let same = scaled.iter().zip(&plain).filter(|(a, b)| a == b).count();
-            let div = scaled
-                .iter()
-                .zip(&plain)
-                .filter(|(a, b)| (**a - **b / 32.0).abs() <= 1e-7 * **b)
-                .count();
+            let div = scaled.iter().zip(&plain).filter(|(a, b)| (**a - **b / 32.0).abs() <= 1e-7 * **b).count();
             assert_eq!((same, div), (unscaled, divided), "hd {hd}");
         }
         let f = inv_freq(&stack(128));

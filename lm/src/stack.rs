@@ -16,15 +16,8 @@ pub struct KvCache<B: Backend> {
 impl<B: Backend> KvCache<B> {
     pub fn new(b: &B, s: &StackConfig, capacity: usize) -> Result<Self> {
         let shape = [s.n_query_groups, capacity, s.head_size];
-        let alloc = || {
-            (0..s.n_layer)
-                .map(|_| b.alloc(DType::F32, &shape))
-                .collect::<uniaudio_runtime::Result<Vec<_>>>()
-        };
-        Ok(KvCache {
-            k: alloc()?,
-            v: alloc()?,
-        })
+        let alloc = || (0..s.n_layer).map(|_| b.alloc(DType::F32, &shape)).collect::<uniaudio_runtime::Result<Vec<_>>>();
+        Ok(KvCache { k: alloc()?, v: alloc()? })
     }
 }
 
@@ -88,11 +81,7 @@ impl<B: Backend> Scratch<B> {
         let (q, k, v) = if t == 1 {
             let flat = qkv.reshape(&[s.qkv_rows()])?;
             let view = |start, len| flat.narrow(start, len)?.reshape(&[1, len]);
-            (
-                view(0, s.q_dim())?,
-                view(s.q_dim(), s.kv_dim())?,
-                view(s.q_dim() + s.kv_dim(), s.kv_dim())?,
-            )
+            (view(0, s.q_dim())?, view(s.q_dim(), s.kv_dim())?, view(s.q_dim() + s.kv_dim(), s.kv_dim())?)
         } else {
             (first(&self.q)?, first(&self.k)?, first(&self.v)?)
         };
@@ -122,11 +111,7 @@ impl<B: Backend> Stack<B> {
     pub fn new(b: &B, config: &StackConfig, positions: usize) -> Result<Self> {
         let table = ops::rope_table(&crate::rope::inv_freq(config), positions);
         let rope_table = ops::upload_f32(b, &[positions, config.head_size], &table, DType::F32)?;
-        Ok(Stack {
-            config: config.clone(),
-            rope_table,
-            scratch: None,
-        })
+        Ok(Stack { config: config.clone(), rope_table, scratch: None })
     }
 
     /// Sizes the scratch for passes of up to `rows` rows (a pass that needs more grows it).
@@ -141,35 +126,16 @@ impl<B: Backend> Stack<B> {
     /// `positions` [T], split into `spans` (one per sequence, in row order), writing
     /// ln_f(h) to `out`. `order` is how the projections may schedule the T rows.
     #[allow(clippy::too_many_arguments)]
-    pub fn forward(
-        &mut self,
-        b: &B,
-        weights: &StackWeights<B>,
-        spans: &[Span<'_, B>],
-        h: &Tensor<B>,
-        positions: &Tensor<B>,
-        out: &Tensor<B>,
-        order: RowOrder,
-    ) -> Result<()> {
+    pub fn forward(&mut self, b: &B, weights: &StackWeights<B>, spans: &[Span<'_, B>], h: &Tensor<B>, positions: &Tensor<B>, out: &Tensor<B>, order: RowOrder) -> Result<()> {
         let t = h.shape()[0];
-        debug_assert_eq!(
-            spans.iter().map(|s| s.rows).sum::<usize>(),
-            t,
-            "spans cover the rows"
-        );
+        debug_assert_eq!(spans.iter().map(|s| s.rows).sum::<usize>(), t, "spans cover the rows");
         self.reserve(b, t)?;
         let c = &self.config;
         let s = self.scratch.as_ref().expect("reserved above").rows(c, t)?;
         let eps = c.norm_eps as f32;
         let heads = |x: &Tensor<B>, n: usize| x.reshape(&[t, n, c.head_size]);
-        let (q_heads, k_heads, v_heads) = (
-            heads(&s.q, c.n_head)?,
-            heads(&s.k, c.n_query_groups)?,
-            heads(&s.v, c.n_query_groups)?,
-        );
-        let matmul = |x: &Tensor<B>, w: &Tensor<B>, out: &Tensor<B>, accumulate: bool| {
-            ops::matmul_rows(b, x, w, out, WeightLayout::OutIn, accumulate, order)
-        };
+        let (q_heads, k_heads, v_heads) = (heads(&s.q, c.n_head)?, heads(&s.k, c.n_query_groups)?, heads(&s.v, c.n_query_groups)?);
+        let matmul = |x: &Tensor<B>, w: &Tensor<B>, out: &Tensor<B>, accumulate: bool| ops::matmul_rows(b, x, w, out, WeightLayout::OutIn, accumulate, order);
         for (l, w) in weights.layers.iter().enumerate() {
             // x = x + proj(attention(rope(q), rope(k), v))
             ops::rms_norm(b, h, &w.norm_1, &s.normed, eps)?;
@@ -184,36 +150,14 @@ impl<B: Backend> Stack<B> {
             let mut row = 0;
             for span in spans {
                 let rows = |x: &Tensor<B>| x.narrow(row, span.rows);
-                ops::rope_kv_append(
-                    b,
-                    &rows(&k_heads)?,
-                    &rows(&v_heads)?,
-                    &rows(positions)?,
-                    &self.rope_table,
-                    &span.cache.k[l],
-                    &span.cache.v[l],
-                )?;
-                ops::attention(
-                    b,
-                    &rows(&s.q_rot)?,
-                    &span.cache.k[l],
-                    &span.cache.v[l],
-                    &rows(&s.att)?,
-                    span.kv_len,
-                    true,
-                )?;
+                ops::rope_kv_append(b, &rows(&k_heads)?, &rows(&v_heads)?, &rows(positions)?, &self.rope_table, &span.cache.k[l], &span.cache.v[l])?;
+                ops::attention(b, &rows(&s.q_rot)?, &span.cache.k[l], &span.cache.v[l], &rows(&s.att)?, span.kv_len, true)?;
                 row += span.rows;
             }
             matmul(&s.att.reshape(&[t, c.q_dim()])?, &w.proj, h, true)?;
             // x = x + proj(silu(fc_1(m)) · fc_2(m))
             ops::rms_norm(b, h, &w.norm_2, &s.normed, eps)?;
-            let fused = Op::GateUp {
-                x: &s.normed,
-                w_gate: &w.fc_1,
-                w_up: &w.fc_2,
-                out: &s.gate,
-                rows: order,
-            };
+            let fused = Op::GateUp { x: &s.normed, w_gate: &w.fc_1, w_up: &w.fc_2, out: &s.gate, rows: order };
             if w.fc_1.dtype() == w.fc_2.dtype() && b.supports(&fused) {
                 op::run(b, &fused)?;
             } else {

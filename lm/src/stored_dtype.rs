@@ -28,42 +28,13 @@ mod tests {
     #[test]
     fn only_out_in_projections_of_whole_blocks_become_q8() {
         let q8 = DType::Q8_0;
-        assert_eq!(
-            stored_dtype(
-                "backbone.transformer.h.3.mlp.fc_1.weight",
-                &[8192, 3072],
-                q8
-            ),
-            q8
-        );
-        assert_eq!(
-            stored_dtype("backbone.lm_head.weight", &[128_256, 3072], q8),
-            q8
-        );
+        assert_eq!(stored_dtype("backbone.transformer.h.3.mlp.fc_1.weight", &[8192, 3072], q8), q8);
+        assert_eq!(stored_dtype("backbone.lm_head.weight", &[128_256, 3072], q8), q8);
         assert_eq!(stored_dtype("projection.weight", &[2048, 3072], q8), q8);
-        assert_eq!(
-            stored_dtype("backbone.transformer.wte.weight", &[128_256, 3072], q8),
-            DType::BF16
-        );
-        assert_eq!(
-            stored_dtype("audio_head", &[8, 2048, 4100], q8),
-            DType::BF16
-        );
-        assert_eq!(
-            stored_dtype("decoder.transformer.h.0.norm_1.weight", &[2048], q8),
-            DType::BF16
-        );
-        assert_eq!(
-            stored_dtype("decoder.transformer.h.0.attn.proj.weight", &[48, 40], q8),
-            DType::BF16
-        );
-        assert_eq!(
-            stored_dtype(
-                "decoder.transformer.h.0.attn.proj.weight",
-                &[48, 40],
-                DType::F16
-            ),
-            DType::F16
-        );
+        assert_eq!(stored_dtype("backbone.transformer.wte.weight", &[128_256, 3072], q8), DType::BF16);
+        assert_eq!(stored_dtype("audio_head", &[8, 2048, 4100], q8), DType::BF16);
+        assert_eq!(stored_dtype("decoder.transformer.h.0.norm_1.weight", &[2048], q8), DType::BF16);
+        assert_eq!(stored_dtype("decoder.transformer.h.0.attn.proj.weight", &[48, 40], q8), DType::BF16);
+        assert_eq!(stored_dtype("decoder.transformer.h.0.attn.proj.weight", &[48, 40], DType::F16), DType::F16);
     }
 }

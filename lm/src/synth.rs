@@ -24,20 +24,11 @@ pub fn model_tensors(c: &LmConfig) -> Vec<(String, Vec<usize>)> {
     let s = &c.stacks;
     let (d, dd, va) = (s.backbone.n_embd, s.decoder.n_embd, c.audio_vocab());
     let mut out = vec![
-        (
-            "audio_embeddings.weight".to_string(),
-            vec![CODEBOOKS * va, d],
-        ),
+        ("audio_embeddings.weight".to_string(), vec![CODEBOOKS * va, d]),
         ("projection.weight".to_string(), vec![dd, d]),
         ("audio_head".to_string(), vec![CODEBOOKS, dd, va]),
-        (
-            "backbone.transformer.wte.weight".to_string(),
-            vec![c.text_vocab(), d],
-        ),
-        (
-            "backbone.lm_head.weight".to_string(),
-            vec![c.text_vocab(), d],
-        ),
+        ("backbone.transformer.wte.weight".to_string(), vec![c.text_vocab(), d]),
+        ("backbone.lm_head.weight".to_string(), vec![c.text_vocab(), d]),
     ];
     stack_tensors("backbone", &s.backbone, &mut out);
     stack_tensors("audio_understanding_expert", &s.understanding, &mut out);

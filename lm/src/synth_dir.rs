@@ -15,54 +15,26 @@ use crate::synth::{model_tensors, InitSpec};
 /// Writes `config` with weights from `init` to the new directory `out` (which must not
 /// exist or be empty). Files appear under `out` only once complete.
 /// `progress(done_bytes, total_bytes)` is called after each tensor.
-pub fn write_synthetic_model(
-    config: &LmConfig,
-    init: &InitSpec,
-    dtype: DType,
-    out: &Path,
-    progress: &mut dyn FnMut(u64, u64),
-) -> Result<PathBuf> {
+pub fn write_synthetic_model(config: &LmConfig, init: &InitSpec, dtype: DType, out: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<PathBuf> {
     // Fail before generating anything if the destination is taken.
     uniaudio_runtime::out_dir::check_empty(out)?;
     let tensors = model_tensors(config);
     let names: Vec<String> = tensors.iter().map(|(n, _)| n.clone()).collect();
     let unknown = init.unknown_patch_targets(&names);
     if !unknown.is_empty() {
-        return Err(LmError::Invalid(format!(
-            "init.patches name tensors this config does not have: {}",
-            unknown.join(", ")
-        )));
+        return Err(LmError::Invalid(format!("init.patches name tensors this config does not have: {}", unknown.join(", "))));
     }
-    uniaudio_runtime::out_dir::write_atomically(out, |tmp| {
-        write_into(config, init, dtype, tmp, &tensors, progress)
-    })?;
+    uniaudio_runtime::out_dir::write_atomically(out, |tmp| write_into(config, init, dtype, tmp, &tensors, progress))?;
     Ok(out.to_path_buf())
 }
 
-fn write_into(
-    config: &LmConfig,
-    init: &InitSpec,
-    dtype: DType,
-    dir: &Path,
-    tensors: &[(String, Vec<usize>)],
-    progress: &mut dyn FnMut(u64, u64),
-) -> Result<()> {
+fn write_into(config: &LmConfig, init: &InitSpec, dtype: DType, dir: &Path, tensors: &[(String, Vec<usize>)], progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
     let mut json = serde_json::to_value(config).expect("serialisable config");
     json["init"] = serde_json::json!({"version": 1, "seed": init.seed, "scale": init.scale, "unit": init.unit,
         "patches": init.patches.iter().map(|p| serde_json::json!({"tensor": p.tensor, "offset": p.offset, "values": p.values})).collect::<Vec<_>>()});
     let config_path = dir.join("config.json");
-    std::fs::write(
-        &config_path,
-        serde_json::to_string_pretty(&json).expect("json"),
-    )
-    .map_err(|e| LmError::Io {
-        path: config_path,
-        cause: e,
-    })?;
-    let specs: Vec<TensorSpec> = tensors
-        .iter()
-        .map(|(n, s)| TensorSpec::new(n.clone(), crate::stored_dtype::stored_dtype(n, s, dtype), s))
-        .collect();
+    std::fs::write(&config_path, serde_json::to_string_pretty(&json).expect("json")).map_err(|e| LmError::Io { path: config_path, cause: e })?;
+    let specs: Vec<TensorSpec> = tensors.iter().map(|(n, s)| TensorSpec::new(n.clone(), crate::stored_dtype::stored_dtype(n, s, dtype), s)).collect();
     let total: u64 = specs.iter().map(|s| s.size_bytes() as u64).sum();
     let metadata = BTreeMap::from([("format".to_string(), "pt".to_string())]);
     let dtypes: Vec<DType> = specs.iter().map(|s| s.dtype).collect();

@@ -9,7 +9,8 @@ pub const REGULAR_TOKENS: u32 = 128_000;
 pub const SPECIAL_TOKENS: u32 = 256;
 
 /// Llama 3's pre-tokenizer split, so text is cut into words exactly as upstream.
-const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const LLAMA3_SPLIT: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 const CONSONANTS: &[u8] = b"bdfghjklmnprstvz";
 const VOWELS: &[u8] = b"aeiou";

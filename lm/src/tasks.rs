@@ -82,20 +82,12 @@ impl Task {
         if s == "song" {
             return Some(Task::Lts);
         }
-        Task::ALL
-            .into_iter()
-            .find(|t| t.name().to_ascii_lowercase() == s)
+        Task::ALL.into_iter().find(|t| t.name().to_ascii_lowercase() == s)
     }
 
     pub fn output_kind(self) -> OutputKind {
         match self {
-            Task::Tts
-            | Task::YueTts
-            | Task::Tta
-            | Task::Ttm
-            | Task::Lts
-            | Task::InstructTts
-            | Task::SpeechS2s => OutputKind::Audio,
+            Task::Tts | Task::YueTts | Task::Tta | Task::Ttm | Task::Lts | Task::InstructTts | Task::SpeechS2s => OutputKind::Audio,
             _ => OutputKind::Text,
         }
     }
@@ -103,20 +95,14 @@ impl Task {
     /// The reference's sampler settings: understanding tasks are greedy.
     pub fn sampling(self) -> (usize, f32) {
         match self {
-            Task::Asr
-            | Task::YueAsr
-            | Task::AudioCaption
-            | Task::MusicCaption
-            | Task::LyricRecognition
-            | Task::AudioUnderstanding => (1, 1.0),
+            Task::Asr | Task::YueAsr | Task::AudioCaption | Task::MusicCaption | Task::LyricRecognition | Task::AudioUnderstanding => (1, 1.0),
             _ => (50, 0.9),
         }
     }
 
     /// The task's instruction list.
     pub fn instructions(self) -> Vec<String> {
-        let table: std::collections::HashMap<String, Vec<String>> =
-            serde_json::from_str(INSTRUCTIONS).expect("embedded instruction table");
+        let table: std::collections::HashMap<String, Vec<String>> = serde_json::from_str(INSTRUCTIONS).expect("embedded instruction table");
         table.get(self.name()).cloned().unwrap_or_default()
     }
 }
@@ -172,20 +158,14 @@ fn audio_blocks(config: &LmConfig, audio: &AudioTokens) -> Result<Vec<Frame>> {
     let mut frames = vec![Frame::Audio([config.ids.reason_bos; CODEBOOKS])];
     for (i, f) in audio.reasoning.iter().enumerate() {
         if let Some(k) = f.iter().position(|&c| c >= rc) {
-            return Err(LmError::Prompt(format!(
-                "reasoning frame {i}: code {} of codebook {k} is not below audio_reason_card {rc}",
-                f[k]
-            )));
+            return Err(LmError::Prompt(format!("reasoning frame {i}: code {} of codebook {k} is not below audio_reason_card {rc}", f[k])));
         }
         frames.push(Frame::Audio(*f));
     }
     frames.push(Frame::Audio([config.ids.reason_eos; CODEBOOKS]));
     frames.push(Frame::Audio([config.ids.semantic_bos + rc; CODEBOOKS]));
     for (i, f) in audio.reconstruction.iter().enumerate() {
-        if let Some(k) = f
-            .iter()
-            .position(|&c| c as usize >= config.ids.audio_semantic_card)
-        {
+        if let Some(k) = f.iter().position(|&c| c as usize >= config.ids.audio_semantic_card) {
             return Err(LmError::Prompt(format!(
                 "reconstruction frame {i}: code {} of codebook {k} is not below audio_semantic_card {}",
                 f[k], config.ids.audio_semantic_card
@@ -198,82 +178,30 @@ fn audio_blocks(config: &LmConfig, audio: &AudioTokens) -> Result<Vec<Frame>> {
 }
 
 fn need<'a>(v: &'a Option<String>, task: Task, flag: &str) -> Result<&'a str> {
-    v.as_deref()
-        .ok_or_else(|| LmError::Invalid(format!("task {} needs {flag}", task.name())))
+    v.as_deref().ok_or_else(|| LmError::Invalid(format!("task {} needs {flag}", task.name())))
 }
 
 /// Builds the prompt frames of `task` (spec §4).
-pub fn build_prompt(
-    config: &LmConfig,
-    tok: &TextTokenizer,
-    task: Task,
-    inputs: &TaskInputs,
-    seed: u64,
-) -> Result<BuiltPrompt> {
-    let instruction = inputs
-        .instruction
-        .clone()
-        .unwrap_or_else(|| pick_instruction(task, seed));
-    let mut frames: Vec<Frame> =
-        text_frames(tok.tokenize(&format!("{}\n\n", instruction.trim()))?).collect();
-    let audio = || {
-        inputs.audio.as_ref().ok_or_else(|| {
-            LmError::Invalid(format!(
-                "task {} needs input audio (--audio FILE or --audio-tokens FILE)",
-                task.name()
-            ))
-        })
-    };
+pub fn build_prompt(config: &LmConfig, tok: &TextTokenizer, task: Task, inputs: &TaskInputs, seed: u64) -> Result<BuiltPrompt> {
+    let instruction = inputs.instruction.clone().unwrap_or_else(|| pick_instruction(task, seed));
+    let mut frames: Vec<Frame> = text_frames(tok.tokenize(&format!("{}\n\n", instruction.trim()))?).collect();
+    let audio = || inputs.audio.as_ref().ok_or_else(|| LmError::Invalid(format!("task {} needs input audio (--audio FILE or --audio-tokens FILE)", task.name())));
     match task {
-        Task::Tts | Task::YueTts => frames.extend(wrapped(
-            tok,
-            need(&inputs.text, task, "--text")?,
-            TRANSCRIPTION,
-        )?),
-        Task::Tta | Task::Ttm => frames.extend(wrapped(
-            tok,
-            need(&inputs.caption, task, "--caption")?,
-            CAPTION,
-        )?),
-        Task::Lts => frames.extend(wrapped(
-            tok,
-            need(&inputs.lyrics, task, "--lyrics")?,
-            LYRIC,
-        )?),
+        Task::Tts | Task::YueTts => frames.extend(wrapped(tok, need(&inputs.text, task, "--text")?, TRANSCRIPTION)?),
+        Task::Tta | Task::Ttm => frames.extend(wrapped(tok, need(&inputs.caption, task, "--caption")?, CAPTION)?),
+        Task::Lts => frames.extend(wrapped(tok, need(&inputs.lyrics, task, "--lyrics")?, LYRIC)?),
         Task::InstructTts => {
-            frames.extend(wrapped(
-                tok,
-                need(&inputs.caption, task, "--caption")?,
-                CAPTION,
-            )?);
-            frames.extend(wrapped(
-                tok,
-                need(&inputs.text, task, "--text")?,
-                TRANSCRIPTION,
-            )?);
+            frames.extend(wrapped(tok, need(&inputs.caption, task, "--caption")?, CAPTION)?);
+            frames.extend(wrapped(tok, need(&inputs.text, task, "--text")?, TRANSCRIPTION)?);
         }
         Task::AudioUnderstanding => {
-            frames.extend(text_frames(tok.tokenize(need(
-                &inputs.question,
-                task,
-                "--question",
-            )?)?));
+            frames.extend(text_frames(tok.tokenize(need(&inputs.question, task, "--question")?)?));
             frames.extend(audio_blocks(config, audio()?)?);
         }
-        Task::SpeechS2s
-        | Task::Asr
-        | Task::YueAsr
-        | Task::AudioCaption
-        | Task::MusicCaption
-        | Task::LyricRecognition
-        | Task::SpeechS2t => frames.extend(audio_blocks(config, audio()?)?),
+        Task::SpeechS2s | Task::Asr | Task::YueAsr | Task::AudioCaption | Task::MusicCaption | Task::LyricRecognition | Task::SpeechS2t => {
+            frames.extend(audio_blocks(config, audio()?)?)
+        }
     }
     let (top_k, temperature) = task.sampling();
-    Ok(BuiltPrompt {
-        frames,
-        instruction,
-        output_kind: task.output_kind(),
-        top_k,
-        temperature,
-    })
+    Ok(BuiltPrompt { frames, instruction, output_kind: task.output_kind(), top_k, temperature })
 }

@@ -50,10 +50,7 @@ struct Loader<'a, B: Backend> {
 
 impl<B: Backend> Loader<'_, B> {
     fn get(&self, name: &str) -> Result<Tensor<B>> {
-        let shape = self
-            .expected
-            .get(name)
-            .ok_or_else(|| LmError::Invalid(format!("`{name}` is not a tensor of this model")))?;
+        let shape = self.expected.get(name).ok_or_else(|| LmError::Invalid(format!("`{name}` is not a tensor of this model")))?;
         let view = self.weights.get_checked(name, shape)?;
         Ok(self.backend.upload_weight(&view)?)
     }
@@ -77,10 +74,7 @@ impl<B: Backend> Loader<'_, B> {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(StackWeights {
-            layers,
-            ln_f: self.get(&format!("{prefix}.transformer.ln_f.weight"))?,
-        })
+        Ok(StackWeights { layers, ln_f: self.get(&format!("{prefix}.transformer.ln_f.weight"))? })
     }
 }
 
@@ -88,35 +82,21 @@ impl<B: Backend> LmWeights<B> {
     /// Loads and checks every tensor; extra tensors in the files are an error too.
     pub fn load(backend: &B, weights: &ModelWeights, config: &LmConfig) -> Result<Self> {
         let expected: HashMap<String, Vec<usize>> = model_tensors(config).into_iter().collect();
-        let mut unexpected: Vec<&str> = weights
-            .names()
-            .filter(|n| !expected.contains_key(*n))
-            .collect();
+        let mut unexpected: Vec<&str> = weights.names().filter(|n| !expected.contains_key(*n)).collect();
         if !unexpected.is_empty() {
             unexpected.sort();
-            let more = if unexpected.len() > 5 {
-                format!(" and {} more", unexpected.len() - 5)
-            } else {
-                String::new()
-            };
+            let more = if unexpected.len() > 5 { format!(" and {} more", unexpected.len() - 5) } else { String::new() };
             return Err(LmError::Invalid(format!(
                 "{}: tensors not in this model's config: {}{more} (does config.json match the weights?)",
                 weights.dir().display(),
                 unexpected[..unexpected.len().min(5)].join(", ")
             )));
         }
-        let l = Loader {
-            backend,
-            weights,
-            expected,
-        };
+        let l = Loader { backend, weights, expected };
         let s = &config.stacks;
         let head = l.get("audio_head")?;
         let audio_head = (0..CODEBOOKS)
-            .map(|i| {
-                head.narrow(i, 1)?
-                    .reshape(&[s.decoder.n_embd, config.audio_vocab()])
-            })
+            .map(|i| head.narrow(i, 1)?.reshape(&[s.decoder.n_embd, config.audio_vocab()]))
             .collect::<uniaudio_runtime::Result<Vec<_>>>()?;
         Ok(LmWeights {
             backbone: l.stack("backbone", &s.backbone)?,
@@ -133,28 +113,11 @@ impl<B: Backend> LmWeights<B> {
 
     /// Bytes of all weights (for bandwidth reporting).
     pub fn total_bytes(&self) -> usize {
-        let stacks = [
-            &self.backbone,
-            &self.understanding,
-            &self.generation,
-            &self.decoder,
-        ];
+        let stacks = [&self.backbone, &self.understanding, &self.generation, &self.decoder];
         let layer_bytes: usize = stacks.iter().map(|s| s.bytes()).sum();
         layer_bytes
-            + [
-                &self.wte,
-                &self.lm_head,
-                &self.audio_embeddings,
-                &self.projection,
-            ]
-            .iter()
-            .map(|t| t.size_bytes())
-            .sum::<usize>()
-            + self
-                .audio_head
-                .iter()
-                .map(|t| t.size_bytes())
-                .sum::<usize>()
+            + [&self.wte, &self.lm_head, &self.audio_embeddings, &self.projection].iter().map(|t| t.size_bytes()).sum::<usize>()
+            + self.audio_head.iter().map(|t| t.size_bytes()).sum::<usize>()
     }
 }
 
@@ -164,20 +127,7 @@ impl<B: Backend> StackWeights<B> {
         let per_layer: usize = self
             .layers
             .iter()
-            .map(|l| {
-                [
-                    &l.norm_1,
-                    &l.qkv,
-                    &l.proj,
-                    &l.norm_2,
-                    &l.fc_1,
-                    &l.fc_2,
-                    &l.mlp_proj,
-                ]
-                .iter()
-                .map(|t| t.size_bytes())
-                .sum::<usize>()
-            })
+            .map(|l| [&l.norm_1, &l.qkv, &l.proj, &l.norm_2, &l.fc_1, &l.fc_2, &l.mlp_proj].iter().map(|t| t.size_bytes()).sum::<usize>())
             .sum();
         per_layer + self.ln_f.size_bytes()
     }

@@ -12,25 +12,16 @@ use uniaudio_runtime::weights::ModelWeights;
 use uniaudio_runtime::{Cpu, DType};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/checkpoint")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/checkpoint").join(name)
 }
 
 fn config() -> (LmConfig, InitSpec) {
     let text = std::fs::read_to_string(fixture("config.json")).unwrap();
-    (
-        LmConfig::from_json(&text).unwrap(),
-        InitSpec::from_config_json(&text).unwrap().unwrap(),
-    )
+    (LmConfig::from_json(&text).unwrap(), InitSpec::from_config_json(&text).unwrap().unwrap())
 }
 
 fn opts(dtype: Option<DType>, shard_bytes: usize) -> ConvertOptions {
-    ConvertOptions {
-        dtype,
-        shard_bytes,
-        tokenizer: None,
-    }
+    ConvertOptions { dtype, shard_bytes, tokenizer: None }
 }
 
 /// Every tensor of the converted model equals the regenerated one exactly.
@@ -42,17 +33,8 @@ fn assert_matches_synthetic(dir: &Path, expect_dtype: DType) {
         assert_eq!(view.dtype(), expect_dtype, "{name}");
         let want = init.tensor(&name, shape.iter().product()).unwrap();
         let got = view.to_f32();
-        let bad = got
-            .iter()
-            .zip(&want)
-            .position(|(a, b)| a.to_bits() != b.to_bits());
-        assert!(
-            bad.is_none(),
-            "{name}: element {} is {} instead of {}",
-            bad.unwrap(),
-            got[bad.unwrap()],
-            want[bad.unwrap()]
-        );
+        let bad = got.iter().zip(&want).position(|(a, b)| a.to_bits() != b.to_bits());
+        assert!(bad.is_none(), "{name}: element {} is {} instead of {}", bad.unwrap(), got[bad.unwrap()], want[bad.unwrap()]);
     }
     // And the model loads through the normal path.
     UniAudioLm::load(&Cpu::new(), dir).unwrap();
@@ -69,18 +51,8 @@ fn converts_every_fixture_bit_for_bit() {
     ] {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("model");
-        convert(
-            &fixture(file),
-            &config,
-            &out,
-            &opts(None, 1 << 30),
-            &mut |_, _| {},
-        )
-        .unwrap_or_else(|e| panic!("{file}: {e}"));
-        assert!(
-            out.join("model.safetensors").is_file(),
-            "{file}: single file below the shard size"
-        );
+        convert(&fixture(file), &config, &out, &opts(None, 1 << 30), &mut |_, _| {}).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(out.join("model.safetensors").is_file(), "{file}: single file below the shard size");
         assert_matches_synthetic(&out, stored);
     }
 }
@@ -91,25 +63,9 @@ fn shards_and_dtype_conversion() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("sharded");
     let mut last = (0, 0);
-    convert(
-        &fixture("f32.checkpoint"),
-        &config,
-        &out,
-        &opts(Some(DType::BF16), 100_000),
-        &mut |d, t| last = (d, t),
-    )
-    .unwrap();
+    convert(&fixture("f32.checkpoint"), &config, &out, &opts(Some(DType::BF16), 100_000), &mut |d, t| last = (d, t)).unwrap();
     assert_eq!(last.0, last.1, "progress reaches the total");
-    let shards = std::fs::read_dir(&out)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with("model-")
-        })
-        .count();
+    let shards = std::fs::read_dir(&out).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("model-")).count();
     assert!(shards > 2, "{shards} shards");
     assert!(out.join("model.safetensors.index.json").is_file());
     assert_matches_synthetic(&out, DType::BF16);
@@ -122,29 +78,11 @@ fn hostile_pickle_is_refused_without_side_effects() {
     let out = tmp.path().join("model");
     let marker = Path::new("hostile_marker.txt");
     assert!(!marker.exists());
-    let err = convert(
-        &fixture("hostile.checkpoint"),
-        &config,
-        &out,
-        &opts(None, 1 << 30),
-        &mut |_, _| {},
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        err.contains("posix.system") && err.contains("nothing was executed"),
-        "{err}"
-    );
+    let err = convert(&fixture("hostile.checkpoint"), &config, &out, &opts(None, 1 << 30), &mut |_, _| {}).unwrap_err().to_string();
+    assert!(err.contains("posix.system") && err.contains("nothing was executed"), "{err}");
     assert!(!out.exists(), "no output directory");
-    assert!(
-        !marker.exists() && !tmp.path().join("hostile_marker.txt").exists(),
-        "nothing ran"
-    );
-    assert_eq!(
-        std::fs::read_dir(tmp.path()).unwrap().count(),
-        0,
-        "no partial files left"
-    );
+    assert!(!marker.exists() && !tmp.path().join("hostile_marker.txt").exists(), "nothing ran");
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "no partial files left");
 }
 
 #[test]
@@ -152,36 +90,12 @@ fn mismatched_config_names_the_tensors() {
     let (mut config, _) = config();
     config.stacks.decoder.intermediate_size = 50;
     let tmp = tempfile::tempdir().unwrap();
-    let err = convert(
-        &fixture("f32.checkpoint"),
-        &config,
-        &tmp.path().join("m"),
-        &opts(None, 1 << 30),
-        &mut |_, _| {},
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        err.contains("decoder.transformer.h.0.mlp.fc_1.weight")
-            && err.contains("[48, 32]")
-            && err.contains("[50, 32]"),
-        "{err}"
-    );
+    let err = convert(&fixture("f32.checkpoint"), &config, &tmp.path().join("m"), &opts(None, 1 << 30), &mut |_, _| {}).unwrap_err().to_string();
+    assert!(err.contains("decoder.transformer.h.0.mlp.fc_1.weight") && err.contains("[48, 32]") && err.contains("[50, 32]"), "{err}");
     config.stacks.decoder.intermediate_size = 48;
     config.stacks.backbone.n_layer = 3;
-    let err = convert(
-        &fixture("f32.checkpoint"),
-        &config,
-        &tmp.path().join("m"),
-        &opts(None, 1 << 30),
-        &mut |_, _| {},
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        err.contains("backbone.transformer.h.2.attn.qkv.weight") && err.contains("missing"),
-        "{err}"
-    );
+    let err = convert(&fixture("f32.checkpoint"), &config, &tmp.path().join("m"), &opts(None, 1 << 30), &mut |_, _| {}).unwrap_err().to_string();
+    assert!(err.contains("backbone.transformer.h.2.attn.qkv.weight") && err.contains("missing"), "{err}");
 }
 
 #[test]
@@ -189,58 +103,23 @@ fn output_directory_is_never_overwritten() {
     let (config, _) = config();
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("keep"), "mine").unwrap();
-    let err = convert(
-        &fixture("f32.checkpoint"),
-        &config,
-        tmp.path(),
-        &opts(None, 1 << 30),
-        &mut |_, _| {},
-    )
-    .unwrap_err()
-    .to_string();
+    let err = convert(&fixture("f32.checkpoint"), &config, tmp.path(), &opts(None, 1 << 30), &mut |_, _| {}).unwrap_err().to_string();
     assert!(err.contains("not empty"), "{err}");
-    assert_eq!(
-        std::fs::read_to_string(tmp.path().join("keep")).unwrap(),
-        "mine"
-    );
+    assert_eq!(std::fs::read_to_string(tmp.path().join("keep")).unwrap(), "mine");
 }
 
 #[test]
 fn yaml_presets_and_custom_names() {
     // The fixture's yaml names custom models: the converter asks for --config.
     let y = LlmYaml::from_file(&fixture("llm_config.yaml")).unwrap();
-    let err = y
-        .to_config(&fixture("llm_config.yaml"))
-        .unwrap_err()
-        .to_string();
+    let err = y.to_config(&fixture("llm_config.yaml")).unwrap_err().to_string();
     assert!(err.contains("custom") && err.contains("--config"), "{err}");
     // The released names select the released architecture.
-    let released = LlmYaml {
-        llm_name: Some("meta-llama/Llama-3.2-3B".into()),
-        local_model: Some("Llama-3.2-300M".into()),
-        ..y
-    };
+    let released = LlmYaml { llm_name: Some("meta-llama/Llama-3.2-3B".into()), local_model: Some("Llama-3.2-300M".into()), ..y };
     let c = released.to_config(Path::new("llm_config.yaml")).unwrap();
-    assert_eq!(
-        (
-            c.stacks.backbone.n_layer,
-            c.stacks.backbone.n_embd,
-            c.stacks.backbone.vocab_size
-        ),
-        (28, 3072, Some(128_256))
-    );
-    assert_eq!(
-        (c.stacks.understanding.n_layer, c.stacks.generation.n_layer),
-        (3, 2)
-    );
-    assert_eq!(
-        (
-            c.stacks.decoder.n_layer,
-            c.stacks.decoder.n_embd,
-            c.stacks.decoder.head_size
-        ),
-        (4, 2048, 64)
-    );
+    assert_eq!((c.stacks.backbone.n_layer, c.stacks.backbone.n_embd, c.stacks.backbone.vocab_size), (28, 3072, Some(128_256)));
+    assert_eq!((c.stacks.understanding.n_layer, c.stacks.generation.n_layer), (3, 2));
+    assert_eq!((c.stacks.decoder.n_layer, c.stacks.decoder.n_embd, c.stacks.decoder.head_size), (4, 2048, 64));
     assert_eq!(c.ids.audio_reason_card, 40);
 }
 
@@ -249,22 +128,10 @@ fn corrupt_checkpoints_are_errors() {
     let (config, _) = config();
     let tmp = tempfile::tempdir().unwrap();
     let bytes = std::fs::read(fixture("f32.checkpoint")).unwrap();
-    for (name, data) in [
-        ("truncated", bytes[..bytes.len() / 2].to_vec()),
-        ("empty", Vec::new()),
-        ("text", b"not a zip".to_vec()),
-    ] {
+    for (name, data) in [("truncated", bytes[..bytes.len() / 2].to_vec()), ("empty", Vec::new()), ("text", b"not a zip".to_vec())] {
         let path = tmp.path().join(name);
         std::fs::write(&path, data).unwrap();
-        let err = convert(
-            &path,
-            &config,
-            &tmp.path().join(format!("{name}-out")),
-            &opts(None, 1 << 30),
-            &mut |_, _| {},
-        )
-        .unwrap_err()
-        .to_string();
+        let err = convert(&path, &config, &tmp.path().join(format!("{name}-out")), &opts(None, 1 << 30), &mut |_, _| {}).unwrap_err().to_string();
         assert!(err.contains(name), "{name}: {err}");
     }
 }

@@ -5,11 +5,8 @@
 
 mod common;
 
-use uniaudio_lm::engine::{KvPool, BLOCK_POSITIONS};
-use uniaudio_lm::{
-    generate, Engine, EngineEvent, EngineOptions, Frame, GenerateOptions, GenerateOutput,
-    OutputKind, StopReason, UniAudioLm,
-};
+use uniaudio_lm::engine::{BLOCK_POSITIONS, KvPool};
+use uniaudio_lm::{generate, Engine, EngineEvent, EngineOptions, Frame, GenerateOptions, GenerateOutput, OutputKind, StopReason, UniAudioLm};
 use uniaudio_runtime::{Backend, Cpu};
 
 use common::{frames, read_json, synthesize_with, wgpu_or_skip};
@@ -19,30 +16,12 @@ const MAX_SEQ_LEN: usize = 320;
 
 fn prompt(name: &str) -> Vec<Frame> {
     let cases = read_json("cases.json");
-    let case = cases
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap();
+    let case = cases.as_array().unwrap().iter().find(|c| c["name"] == name).unwrap();
     frames(&case["prompt"])
 }
 
-fn opts(
-    kind: OutputKind,
-    top_k: usize,
-    seed: u64,
-    max_steps: usize,
-    cfg_scale: Option<f32>,
-) -> GenerateOptions {
-    GenerateOptions {
-        kind,
-        top_k,
-        temperature: 0.9,
-        seed,
-        max_steps,
-        cfg_scale,
-    }
+fn opts(kind: OutputKind, top_k: usize, seed: u64, max_steps: usize, cfg_scale: Option<f32>) -> GenerateOptions {
+    GenerateOptions { kind, top_k, temperature: 0.9, seed, max_steps, cfg_scale }
 }
 
 /// The mixed request set, or the requests at `subset` with step counts capped (lavapipe
@@ -70,10 +49,7 @@ fn requests() -> Vec<(Vec<Frame>, GenerateOptions)> {
         (prompt("asr_eos"), opts(Text, 1, 888, 40, None)),
         (prompt("tts_switch"), opts(Audio, 20, 1, 48, None)),
         (prompt("asr_eos"), opts(Text, 5, 7, 40, None)),
-        (
-            prompt("long_asr"),
-            opts(Text, 1, 888, MAX_SEQ_LEN - 296 + 1, None),
-        ),
+        (prompt("long_asr"), opts(Text, 1, 888, MAX_SEQ_LEN - 296 + 1, None)),
         (prompt("long_tts"), opts(Audio, 30, 3, 16, None)),
         (prompt("tts_switch"), opts(Audio, 1, 5, 30, Some(1.5))),
         (prompt("asr_short"), opts(Text, 10, 9, 20, Some(2.0))),
@@ -81,52 +57,18 @@ fn requests() -> Vec<(Vec<Frame>, GenerateOptions)> {
     ]
 }
 
-fn solo<B: Backend>(
-    lm: &UniAudioLm<B>,
-    b: &B,
-    reqs: &[(Vec<Frame>, GenerateOptions)],
-) -> Vec<GenerateOutput> {
-    reqs.iter()
-        .map(|(p, o)| generate(lm, b, p, o, &mut |_, _| {}).unwrap())
-        .collect()
+fn solo<B: Backend>(lm: &UniAudioLm<B>, b: &B, reqs: &[(Vec<Frame>, GenerateOptions)]) -> Vec<GenerateOutput> {
+    reqs.iter().map(|(p, o)| generate(lm, b, p, o, &mut |_, _| {}).unwrap()).collect()
 }
 
 fn same(a: &GenerateOutput, b: &GenerateOutput) -> bool {
-    (
-        &a.frames,
-        &a.reasoning,
-        &a.reconstruction,
-        &a.text_ids,
-        a.stopped_by,
-        a.steps,
-    ) == (
-        &b.frames,
-        &b.reasoning,
-        &b.reconstruction,
-        &b.text_ids,
-        b.stopped_by,
-        b.steps,
-    )
+    (&a.frames, &a.reasoning, &a.reconstruction, &a.text_ids, a.stopped_by, a.steps) == (&b.frames, &b.reasoning, &b.reconstruction, &b.text_ids, b.stopped_by, b.steps)
 }
 
 /// Runs `reqs` through one engine of `max_batch` rows: the first `early` submitted at
 /// once, the rest after three steps. Checks the events against the outputs.
-fn batched<B: Backend>(
-    lm: &UniAudioLm<B>,
-    b: &B,
-    reqs: &[(Vec<Frame>, GenerateOptions)],
-    max_batch: usize,
-    early: usize,
-) -> Vec<GenerateOutput> {
-    let mut engine = Engine::new(
-        lm,
-        b,
-        &EngineOptions {
-            max_batch,
-            kv_budget: None,
-        },
-    )
-    .unwrap();
+fn batched<B: Backend>(lm: &UniAudioLm<B>, b: &B, reqs: &[(Vec<Frame>, GenerateOptions)], max_batch: usize, early: usize) -> Vec<GenerateOutput> {
+    let mut engine = Engine::new(lm, b, &EngineOptions { max_batch, kv_budget: None }).unwrap();
     let mut ids = Vec::new();
     for (p, o) in &reqs[..early] {
         ids.push(engine.submit(p, o).unwrap());
@@ -157,10 +99,7 @@ fn batched<B: Backend>(
         steps += 1;
     }
     assert!(widest > 2, "the batch never held more than {widest} rows");
-    let outputs: Vec<GenerateOutput> = outputs
-        .into_iter()
-        .map(|o| o.expect("every request finished"))
-        .collect();
+    let outputs: Vec<GenerateOutput> = outputs.into_iter().map(|o| o.expect("every request finished")).collect();
     for (i, (out, (frames, text))) in outputs.iter().zip(&streamed).enumerate() {
         assert_eq!(&out.frames, frames, "request {i}: streamed frames");
         assert_eq!(&out.text_ids, text, "request {i}: streamed text");
@@ -168,11 +107,7 @@ fn batched<B: Backend>(
     outputs
 }
 
-fn mixed_batch_equals_solo<B: Backend>(
-    b: &B,
-    subset: Option<&[usize]>,
-    batches: &[(usize, usize)],
-) {
+fn mixed_batch_equals_solo<B: Backend>(b: &B, subset: Option<&[usize]>, batches: &[(usize, usize)]) {
     let fx = synthesize_with(Some(MAX_SEQ_LEN));
     let lm = UniAudioLm::load(b, &fx.model_dir).unwrap();
     let reqs = requests_capped(subset);
@@ -181,20 +116,12 @@ fn mixed_batch_equals_solo<B: Backend>(
         assert_eq!(alone[long].stopped_by, Some(StopReason::MaxSteps));
     }
     if subset.is_none() {
-        assert_eq!(
-            (alone[2].stopped_by, alone[3].stopped_by),
-            (Some(StopReason::Eos), Some(StopReason::Eos)),
-            "the fixture's stopping cases stop"
-        );
+        assert_eq!((alone[2].stopped_by, alone[3].stopped_by), (Some(StopReason::Eos), Some(StopReason::Eos)), "the fixture's stopping cases stop");
     }
     for &(max_batch, early) in batches {
         let together = batched(&lm, b, &reqs, max_batch, early);
         for (i, (a, t)) in alone.iter().zip(&together).enumerate() {
-            assert!(
-                same(a, t),
-                "[{}] request {i} (max_batch {max_batch}): alone {a:?}\nbatched {t:?}",
-                B::NAME
-            );
+            assert!(same(a, t), "[{}] request {i} (max_batch {max_batch}): alone {a:?}\nbatched {t:?}", B::NAME);
         }
     }
 }
@@ -222,28 +149,13 @@ fn kv_budget_bounds_memory_and_refuses_what_cannot_fit() {
     let fx = synthesize_with(Some(MAX_SEQ_LEN));
     let lm = UniAudioLm::load(&b, &fx.model_dir).unwrap();
     let c = &lm.config;
-    let reqs: Vec<_> = requests()
-        .into_iter()
-        .filter(|(p, o)| p.len() < 100 && o.cfg_scale.is_none())
-        .collect();
+    let reqs: Vec<_> = requests().into_iter().filter(|(p, o)| p.len() < 100 && o.cfg_scale.is_none()).collect();
     let alone = solo(&lm, &b, &reqs);
     // Room for exactly two of the largest requests' caches.
-    let capacity = reqs
-        .iter()
-        .map(|(p, o)| KvPool::capacity_for(c, p.len() + o.max_steps - 1))
-        .max()
-        .unwrap();
+    let capacity = reqs.iter().map(|(p, o)| KvPool::capacity_for(c, p.len() + o.max_steps - 1)).max().unwrap();
     assert!(capacity <= BLOCK_POSITIONS * 2);
     let budget = KvPool::bytes_for(c, capacity, 2);
-    let mut engine = Engine::new(
-        &lm,
-        &b,
-        &EngineOptions {
-            max_batch: 16,
-            kv_budget: Some(budget),
-        },
-    )
-    .unwrap();
+    let mut engine = Engine::new(&lm, &b, &EngineOptions { max_batch: 16, kv_budget: Some(budget) }).unwrap();
     for (p, o) in &reqs {
         engine.submit(p, o).unwrap();
     }
@@ -251,16 +163,8 @@ fn kv_budget_bounds_memory_and_refuses_what_cannot_fit() {
     let mut most = 0;
     while !engine.is_idle() {
         engine.step().unwrap();
-        assert!(
-            engine.kv().used() <= budget,
-            "{} bytes held, budget {budget}",
-            engine.kv().used()
-        );
-        assert!(
-            engine.active() <= 2,
-            "{} sequences running in a budget for two",
-            engine.active()
-        );
+        assert!(engine.kv().used() <= budget, "{} bytes held, budget {budget}", engine.kv().used());
+        assert!(engine.active() <= 2, "{} sequences running in a budget for two", engine.active());
         most = most.max(engine.active());
         for f in engine.take_finished() {
             outputs[f.id as usize] = Some(f.result.unwrap());
@@ -274,10 +178,7 @@ fn kv_budget_bounds_memory_and_refuses_what_cannot_fit() {
     }
     // A request whose caches exceed the whole budget is refused at once, with the numbers.
     let long = prompt("long_asr");
-    let err = engine
-        .submit(&long, &opts(OutputKind::Text, 1, 1, 24, None))
-        .unwrap_err()
-        .to_string();
+    let err = engine.submit(&long, &opts(OutputKind::Text, 1, 1, 24, None)).unwrap_err().to_string();
     assert!(err.contains("KV budget") && err.contains("MiB"), "{err}");
     // Cancelling a running request frees its caches at once.
     let id = engine.submit(&reqs[0].0, &reqs[0].1).unwrap();
@@ -294,51 +195,19 @@ fn bad_requests_are_refused_before_any_work() {
     let b = Cpu::new();
     let fx = synthesize_with(Some(MAX_SEQ_LEN));
     let lm = UniAudioLm::load(&b, &fx.model_dir).unwrap();
-    let mut engine = Engine::new(
-        &lm,
-        &b,
-        &EngineOptions {
-            max_batch: 1,
-            kv_budget: None,
-        },
-    )
-    .unwrap();
+    let mut engine = Engine::new(&lm, &b, &EngineOptions { max_batch: 1, kv_budget: None }).unwrap();
     let p = prompt("asr_short");
     let cases = [
         (vec![], opts(OutputKind::Text, 1, 1, 4, None), "no frames"),
-        (
-            p.clone(),
-            opts(OutputKind::Text, 1, 1, 0, None),
-            "max_steps",
-        ),
-        (
-            p.clone(),
-            opts(OutputKind::Text, 1, 1, MAX_SEQ_LEN, None),
-            "max_seq_len",
-        ),
-        (
-            vec![Frame::Text(u32::MAX)],
-            opts(OutputKind::Text, 1, 1, 4, None),
-            "text id",
-        ),
-        (
-            p.clone(),
-            opts(OutputKind::Audio, 1, 1, 4, Some(1.5)),
-            "2 rows",
-        ),
+        (p.clone(), opts(OutputKind::Text, 1, 1, 0, None), "max_steps"),
+        (p.clone(), opts(OutputKind::Text, 1, 1, MAX_SEQ_LEN, None), "max_seq_len"),
+        (vec![Frame::Text(u32::MAX)], opts(OutputKind::Text, 1, 1, 4, None), "text id"),
+        (p.clone(), opts(OutputKind::Audio, 1, 1, 4, Some(1.5)), "2 rows"),
     ];
     for (prompt, o, want) in cases {
         let err = engine.submit(&prompt, &o).unwrap_err().to_string();
         assert!(err.contains(want), "expected `{want}` in: {err}");
     }
     assert!(engine.is_idle());
-    assert!(Engine::new(
-        &lm,
-        &b,
-        &EngineOptions {
-            max_batch: 0,
-            kv_budget: None
-        }
-    )
-    .is_err());
+    assert!(Engine::new(&lm, &b, &EngineOptions { max_batch: 0, kv_budget: None }).is_err());
 }

@@ -12,31 +12,14 @@ use uniaudio_runtime::{ops, Backend, Cpu, Cuda, CudaOptions};
 use common::{frames, read_json, synthesize, wgpu_variants_or_skip, Fixture};
 
 fn code_lists(v: &Value) -> Vec<[u32; 8]> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|f| std::array::from_fn(|k| f[k].as_u64().unwrap() as u32))
-        .collect()
+    v.as_array().unwrap().iter().map(|f| std::array::from_fn(|k| f[k].as_u64().unwrap() as u32)).collect()
 }
 
 /// The CUDA device with tensor cores and step graphs on, then with both off, or a
 /// printed reason why these tests did not run on it.
 fn cuda_variants_or_skip() -> Vec<Cuda> {
-    let variants = [
-        CudaOptions {
-            tensor_cores: true,
-            graphs: true,
-        },
-        CudaOptions {
-            tensor_cores: false,
-            graphs: false,
-        },
-    ];
-    match variants
-        .into_iter()
-        .map(Cuda::with_options)
-        .collect::<Result<Vec<_>, _>>()
-    {
+    let variants = [CudaOptions { tensor_cores: true, graphs: true }, CudaOptions { tensor_cores: false, graphs: false }];
+    match variants.into_iter().map(Cuda::with_options).collect::<Result<Vec<_>, _>>() {
         Ok(gpus) => gpus,
         Err(e) => {
             println!("SKIPPED (no CUDA device): {e}");
@@ -54,10 +37,7 @@ fn greedy_outputs_match_the_reference_on_cuda() {
         let (updated, instantiated) = gpu.graph_launches();
         println!("decode-step graphs: {updated} updated, {instantiated} instantiated");
         if gpu.describe().contains("graphs: on") {
-            assert!(
-                updated + instantiated > 0,
-                "no decode step ran as a CUDA graph"
-            );
+            assert!(updated + instantiated > 0, "no decode step ran as a CUDA graph");
         }
     }
 }
@@ -127,24 +107,12 @@ fn greedy_cases_on<B: Backend>(cpu: &B, fx: &Fixture, wanted: impl Fn(&str) -> b
                     && out.reconstruction == code_lists(&exp["reconstruction"])
             }
             OutputKind::Text => {
-                let want: Vec<u32> = exp["text_ids"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_u64().unwrap() as u32)
-                    .collect();
+                let want: Vec<u32> = exp["text_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
                 out.text_ids == want
             }
         } && out.stopped_by == Some(stopped);
         if !ok {
-            failures.push(format!(
-                "[{}] {name}: got {:?} {:?} text {:?} stop {:?}\nexpected {exp}",
-                B::NAME,
-                out.frames,
-                out.reconstruction,
-                out.text_ids,
-                out.stopped_by
-            ));
+            failures.push(format!("[{}] {name}: got {:?} {:?} text {:?} stop {:?}\nexpected {exp}", B::NAME, out.frames, out.reconstruction, out.text_ids, out.stopped_by));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -160,41 +128,21 @@ fn rel_l2(got: &[f64], want: &[f64]) -> f64 {
 fn top5(logits: &[f32]) -> Vec<(u32, f64)> {
     let mut idx: Vec<usize> = (0..logits.len()).collect();
     idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
-    idx.into_iter()
-        .take(5)
-        .map(|i| (i as u32, logits[i] as f64))
-        .collect()
+    idx.into_iter().take(5).map(|i| (i as u32, logits[i] as f64)).collect()
 }
 
 fn check_top5(what: &str, got: &[(u32, f64)], want: &Value, tol: f64, failures: &mut Vec<String>) {
-    let want: Vec<(u32, f64)> = want
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| (p[0].as_u64().unwrap() as u32, p[1].as_f64().unwrap()))
-        .collect();
-    let (gv, wv): (Vec<f64>, Vec<f64>) = (
-        got.iter().map(|p| p.1).collect(),
-        want.iter().map(|p| p.1).collect(),
-    );
+    let want: Vec<(u32, f64)> = want.as_array().unwrap().iter().map(|p| (p[0].as_u64().unwrap() as u32, p[1].as_f64().unwrap())).collect();
+    let (gv, wv): (Vec<f64>, Vec<f64>) = (got.iter().map(|p| p.1).collect(), want.iter().map(|p| p.1).collect());
     let e = rel_l2(&gv, &wv);
     if e > tol {
-        failures.push(format!(
-            "{what}: top-5 values rel L2 {e:.2e} > {tol:.0e}: {got:?} vs {want:?}"
-        ));
+        failures.push(format!("{what}: top-5 values rel L2 {e:.2e} > {tol:.0e}: {got:?} vs {want:?}"));
     }
     let max = wv.iter().fold(0f64, |m, v| m.max(v.abs()));
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         // Ids may differ only where the reference values are near-ties.
-        if g.0 != w.0
-            && !want
-                .iter()
-                .any(|o| o.0 == g.0 && (o.1 - w.1).abs() <= 2.0 * tol * max)
-        {
-            failures.push(format!(
-                "{what}: top-5 rank {i} id {} vs reference {}",
-                g.0, w.0
-            ));
+        if g.0 != w.0 && !want.iter().any(|o| o.0 == g.0 && (o.1 - w.1).abs() <= 2.0 * tol * max) {
+            failures.push(format!("{what}: top-5 rank {i} id {} vs reference {}", g.0, w.0));
         }
     }
 }
@@ -223,67 +171,35 @@ fn probes_on<B: Backend>(cpu: &B, fx: &Fixture) {
     for case in cases.as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let audio = case["task_kind"] == "audio_out";
-        let Some(probes) = hidden["cases"][name].as_array() else {
-            continue;
-        };
+        let Some(probes) = hidden["cases"][name].as_array() else { continue };
         let mut session = lm.session(cpu).unwrap();
         let mut feed = frames(&case["prompt"]);
         for probe in probes {
             let hf = session.forward(&feed).unwrap();
-            assert_eq!(
-                session.len() - 1,
-                probe["position"].as_u64().unwrap() as usize,
-                "{name}: position"
-            );
-            let h: Vec<f64> = ops::download_f32(cpu, &hf)
-                .unwrap()
-                .into_iter()
-                .map(f64::from)
-                .collect();
-            let want16: Vec<f64> = probe["h_final_first16"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap())
-                .collect();
+            assert_eq!(session.len() - 1, probe["position"].as_u64().unwrap() as usize, "{name}: position");
+            let h: Vec<f64> = ops::download_f32(cpu, &hf).unwrap().into_iter().map(f64::from).collect();
+            let want16: Vec<f64> = probe["h_final_first16"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
             let step = probe["step"].as_u64().unwrap();
             let e = rel_l2(&h[..16], &want16);
             if e > tol {
-                failures.push(format!(
-                    "{name} step {step}: h_final_first16 rel L2 {e:.2e}"
-                ));
+                failures.push(format!("{name} step {step}: h_final_first16 rel L2 {e:.2e}"));
             }
             let norm = h.iter().map(|v| v * v).sum::<f64>().sqrt();
             let want_norm = probe["h_final_norm"].as_f64().unwrap();
             if ((norm - want_norm) / want_norm).abs() > tol {
-                failures.push(format!(
-                    "{name} step {step}: h_final_norm {norm} vs {want_norm}"
-                ));
+                failures.push(format!("{name} step {step}: h_final_norm {norm} vs {want_norm}"));
             }
             let text_logits = ops::download_f32(cpu, &session.text_logits(&hf).unwrap()).unwrap();
             if let Some(want) = probe.get("text_top5") {
-                check_top5(
-                    &format!("{name} step {step} text"),
-                    &top5(&text_logits),
-                    want,
-                    tol,
-                    &mut failures,
-                );
+                check_top5(&format!("{name} step {step} text"), &top5(&text_logits), want, tol, &mut failures);
             }
             if audio {
                 session.decoder_begin(&hf).unwrap();
                 let mut codes = [0u32; 8];
                 for (i, code) in codes.iter_mut().enumerate() {
-                    let logits =
-                        ops::download_f32(cpu, &session.decoder_logits(i).unwrap()).unwrap();
+                    let logits = ops::download_f32(cpu, &session.decoder_logits(i).unwrap()).unwrap();
                     if let Some(want) = probe["audio_top5"].get(i.to_string()) {
-                        check_top5(
-                            &format!("{name} step {step} codebook {i}"),
-                            &top5(&logits),
-                            want,
-                            tol,
-                            &mut failures,
-                        );
+                        check_top5(&format!("{name} step {step} codebook {i}"), &top5(&logits), want, tol, &mut failures);
                     }
                     *code = top5(&logits)[0].0;
                     let t = ops::upload_u32(cpu, &[1], &[*code]).unwrap();
@@ -303,13 +219,7 @@ fn probes_on<B: Backend>(cpu: &B, fx: &Fixture) {
 /// A variant (`lm_v` on `bv`) against exact (`lm_e` on `be`) on every fixture case: the
 /// worst relative L2 error of a prompt's text logits, and how many greedy steps agree
 /// before the first divergence, of how many.
-fn error_against_exact(
-    label: &str,
-    lm_e: &UniAudioLm<Cpu>,
-    be: &Cpu,
-    lm_v: &UniAudioLm<Cpu>,
-    bv: &Cpu,
-) -> (f64, usize, usize) {
+fn error_against_exact(label: &str, lm_e: &UniAudioLm<Cpu>, be: &Cpu, lm_v: &UniAudioLm<Cpu>, bv: &Cpu) -> (f64, usize, usize) {
     let mut worst = 0f64;
     let (mut agreeing, mut total) = (0usize, 0usize);
     for case in read_json("cases.json").as_array().unwrap() {
@@ -318,49 +228,19 @@ fn error_against_exact(
         let logits = |lm: &UniAudioLm<Cpu>, b: &Cpu| {
             let mut s = lm.session(b).unwrap();
             let hf = s.forward(&prompt).unwrap();
-            ops::download_f32(b, &s.text_logits(&hf).unwrap())
-                .unwrap()
-                .into_iter()
-                .map(f64::from)
-                .collect::<Vec<_>>()
+            ops::download_f32(b, &s.text_logits(&hf).unwrap()).unwrap().into_iter().map(f64::from).collect::<Vec<_>>()
         };
         let e = rel_l2(&logits(lm_v, bv), &logits(lm_e, be));
         worst = worst.max(e);
-        let kind = if case["task_kind"] == "audio_out" {
-            OutputKind::Audio
-        } else {
-            OutputKind::Text
-        };
-        let opts = GenerateOptions {
-            kind,
-            top_k: 1,
-            temperature: 1.0,
-            seed: 888,
-            max_steps: case["max_steps"].as_u64().unwrap() as usize,
-            cfg_scale: None,
-        };
-        let (a, b) = (
-            generate(lm_e, be, &prompt, &opts, &mut |_, _| {}).unwrap(),
-            generate(lm_v, bv, &prompt, &opts, &mut |_, _| {}).unwrap(),
-        );
+        let kind = if case["task_kind"] == "audio_out" { OutputKind::Audio } else { OutputKind::Text };
+        let opts = GenerateOptions { kind, top_k: 1, temperature: 1.0, seed: 888, max_steps: case["max_steps"].as_u64().unwrap() as usize, cfg_scale: None };
+        let (a, b) = (generate(lm_e, be, &prompt, &opts, &mut |_, _| {}).unwrap(), generate(lm_v, bv, &prompt, &opts, &mut |_, _| {}).unwrap());
         let steps = match kind {
-            OutputKind::Audio => a
-                .frames
-                .iter()
-                .zip(&b.frames)
-                .take_while(|(x, y)| x == y)
-                .count(),
-            OutputKind::Text => a
-                .text_ids
-                .iter()
-                .zip(&b.text_ids)
-                .take_while(|(x, y)| x == y)
-                .count(),
+            OutputKind::Audio => a.frames.iter().zip(&b.frames).take_while(|(x, y)| x == y).count(),
+            OutputKind::Text => a.text_ids.iter().zip(&b.text_ids).take_while(|(x, y)| x == y).count(),
         };
         let len = a.frames.len().max(a.text_ids.len());
-        println!(
-            "{label} {name}: text logits rel L2 {e:.2e}; greedy agrees for {steps} of {len} steps"
-        );
+        println!("{label} {name}: text logits rel L2 {e:.2e}; greedy agrees for {steps} of {len} steps");
         agreeing += steps;
         total += len;
     }
@@ -403,10 +283,7 @@ fn q8_weights_error_is_bounded() {
     let fx = synthesize();
     let q8 = common::synthesize_as(None, uniaudio_runtime::DType::Q8_0);
     let cpu = Cpu::new();
-    let (lm_e, lm_q) = (
-        UniAudioLm::load(&cpu, &fx.model_dir).unwrap(),
-        UniAudioLm::load(&cpu, &q8.model_dir).unwrap(),
-    );
+    let (lm_e, lm_q) = (UniAudioLm::load(&cpu, &fx.model_dir).unwrap(), UniAudioLm::load(&cpu, &q8.model_dir).unwrap());
     let (worst, agreeing, total) = error_against_exact("q8_0", &lm_e, &cpu, &lm_q, &cpu);
     // Measured: worst 5.1e-2 (long ASR prompt), agreement 26/143. A block of 32 with an f16
     // scale rounds each weight to within half of max|w|/127 (about 0.4 % RMS of uniform
@@ -414,10 +291,7 @@ fn q8_weights_error_is_bounded() {
     // paths part early. 0.1 leaves margin while a wrong block layout or scale (errors of
     // order 1, no agreement) fails.
     assert!(worst <= 0.1, "q8_0 logits rel L2 {worst:.2e}");
-    assert!(
-        agreeing * 100 >= total * 12,
-        "greedy agreement {agreeing}/{total}"
-    );
+    assert!(agreeing * 100 >= total * 12, "greedy agreement {agreeing}/{total}");
     // The fast level on the q8_0 model: inputs of the 8-bit products rounded to 8-bit
     // blocks as well (VNNI), the other products' operands to bf16.
     use uniaudio_runtime::cpu::Isa;
@@ -453,34 +327,18 @@ fn q8_weights_on_wgpu_match_the_cpu() {
     let lm_g = UniAudioLm::load(gpu, &q8.model_dir).unwrap();
     let mut worst = 0f64;
     // The short prompts (lavapipe is slow; the long ones add nothing the kernels meet).
-    for case in read_json("cases.json")
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| !c["name"].as_str().unwrap().starts_with("long_"))
-    {
+    for case in read_json("cases.json").as_array().unwrap().iter().filter(|c| !c["name"].as_str().unwrap().starts_with("long_")) {
         let prompt = frames(&case["prompt"]);
         let mut sc = lm_c.session(&cpu).unwrap();
         let hc = sc.forward(&prompt).unwrap();
-        let want: Vec<f64> = ops::download_f32(&cpu, &sc.text_logits(&hc).unwrap())
-            .unwrap()
-            .into_iter()
-            .map(f64::from)
-            .collect();
+        let want: Vec<f64> = ops::download_f32(&cpu, &sc.text_logits(&hc).unwrap()).unwrap().into_iter().map(f64::from).collect();
         let mut sg = lm_g.session(gpu).unwrap();
         let hg = sg.forward(&prompt).unwrap();
-        let got: Vec<f64> = ops::download_f32(gpu, &sg.text_logits(&hg).unwrap())
-            .unwrap()
-            .into_iter()
-            .map(f64::from)
-            .collect();
+        let got: Vec<f64> = ops::download_f32(gpu, &sg.text_logits(&hg).unwrap()).unwrap().into_iter().map(f64::from).collect();
         worst = worst.max(rel_l2(&got, &want));
     }
     println!("q8_0 wgpu vs cpu: worst text logits rel L2 {worst:.2e}");
     // Both compute in f32 over the same exactly widened weights; only summation order
     // differs (measured 4.8e-6 over all cases).
-    assert!(
-        worst <= 3e-5,
-        "q8_0 logits on wgpu differ from the CPU's: rel L2 {worst:.2e}"
-    );
+    assert!(worst <= 3e-5, "q8_0 logits on wgpu differ from the CPU's: rel L2 {worst:.2e}");
 }

@@ -12,11 +12,7 @@ fn tokenizer() -> TextTokenizer {
     let json = synthetic_tokenizer_json();
     let generated = t.elapsed();
     let tok = TextTokenizer::from_json(&json).unwrap();
-    eprintln!(
-        "synthetic tokenizer: {} bytes, generated in {generated:?}, loaded in {:?}",
-        json.len(),
-        t.elapsed() - generated
-    );
+    eprintln!("synthetic tokenizer: {} bytes, generated in {generated:?}, loaded in {:?}", json.len(), t.elapsed() - generated);
     tok
 }
 
@@ -27,11 +23,7 @@ fn text_with_specials_round_trips() {
     assert_eq!(ids.first(), Some(&128_000), "{ids:?}");
     assert_eq!(ids.last(), Some(&128_001), "{ids:?}");
     assert!(ids.contains(&128_015), "<caption> missing from {ids:?}");
-    assert_eq!(
-        tok.decode(&ids).unwrap(),
-        "Hello there,  ünïcode 123",
-        "specials are skipped on decode"
-    );
+    assert_eq!(tok.decode(&ids).unwrap(), "Hello there,  ünïcode 123", "specials are skipped on decode");
 }
 
 #[test]
@@ -43,13 +35,8 @@ fn every_id_decodes() {
     let mut seen = HashSet::new();
     for id in 256..128_000 {
         let text = tok.decode(&[id]).unwrap();
-        let word = text
-            .strip_prefix(' ')
-            .unwrap_or_else(|| panic!("id {id}: {text:?} is not space-led"));
-        assert!(
-            !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase()),
-            "id {id}: {text:?}"
-        );
+        let word = text.strip_prefix(' ').unwrap_or_else(|| panic!("id {id}: {text:?} is not space-led"));
+        assert!(!word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase()), "id {id}: {text:?}");
         assert!(seen.insert(text), "id {id} repeats an earlier word");
     }
 }

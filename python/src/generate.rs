@@ -32,10 +32,7 @@ impl Events {
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<(&'static str, Py<PyAny>)>> {
         let msg = py.detach(|| self.rx.lock().unwrap_or_else(|p| p.into_inner()).recv());
         match msg {
-            Ok(Ok(Item::Frame(codes))) => Ok(Some((
-                "frame",
-                codes.into_pyobject(py)?.into_any().unbind(),
-            ))),
+            Ok(Ok(Item::Frame(codes))) => Ok(Some(("frame", codes.into_pyobject(py)?.into_any().unbind()))),
             Ok(Ok(Item::Text(id))) => Ok(Some(("text", id.into_pyobject(py)?.into_any().unbind()))),
             Ok(Ok(Item::Done(json))) => Ok(Some(("done", from_json(py, &json)?))),
             Ok(Err(e)) => Err(err(e)),
@@ -61,14 +58,9 @@ fn from_json(py: Python<'_>, json: &str) -> PyResult<Py<PyAny>> {
 
 /// Checks the request now (errors raise here) and runs it on a worker thread that holds
 /// the model until the generation ends or the iterator is dropped.
-pub fn start(
-    py: Python<'_>,
-    model: &Arc<Mutex<uniaudio::Model>>,
-    request: &Bound<'_, PyAny>,
-) -> PyResult<Events> {
+pub fn start(py: Python<'_>, model: &Arc<Mutex<uniaudio::Model>>, request: &Bound<'_, PyAny>) -> PyResult<Events> {
     let text = request_text(py, request)?;
-    let (frames, options) = generate_json::parse_request(&text, &RequestDefaults::default())
-        .map_err(|e| InvalidInputError::new_err(format!("request: {e:#}")))?;
+    let (frames, options) = generate_json::parse_request(&text, &RequestDefaults::default()).map_err(|e| InvalidInputError::new_err(format!("request: {e:#}")))?;
     let (tx, rx) = channel();
     let model = Arc::clone(model);
     std::thread::spawn(move || {
@@ -84,9 +76,7 @@ pub fn start(
             let item = event.map(|e| match e {
                 GenerateEvent::Frame(codes) => Item::Frame(codes),
                 GenerateEvent::Text(id) => Item::Text(id),
-                GenerateEvent::Done(out) => {
-                    Item::Done(generate_json::output_json(options.kind, &out).to_string())
-                }
+                GenerateEvent::Done(out) => Item::Done(generate_json::output_json(options.kind, &out).to_string()),
             });
             // A dropped iterator ends the generation.
             if tx.send(item).is_err() {
@@ -99,27 +89,15 @@ pub fn start(
 
 /// Every request through the batched engine; one output dict per request, in order
 /// (`{"error": ...}` for one that was refused or failed).
-pub fn batch(
-    py: Python<'_>,
-    model: &Arc<Mutex<uniaudio::Model>>,
-    requests: &Bound<'_, PyAny>,
-    max_batch: usize,
-) -> PyResult<Vec<Py<PyAny>>> {
+pub fn batch(py: Python<'_>, model: &Arc<Mutex<uniaudio::Model>>, requests: &Bound<'_, PyAny>, max_batch: usize) -> PyResult<Vec<Py<PyAny>>> {
     if max_batch == 0 {
         return Err(InvalidInputError::new_err("max_batch must be at least 1"));
     }
-    let texts = requests
-        .try_iter()?
-        .map(|r| request_text(py, &r?))
-        .collect::<PyResult<Vec<String>>>()?;
+    let texts = requests.try_iter()?.map(|r| request_text(py, &r?)).collect::<PyResult<Vec<String>>>()?;
     let outputs = py.detach(|| {
         let mut model = model.lock().unwrap_or_else(|p| p.into_inner());
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         generate_json::run_batch(&mut model, &refs, max_batch, &RequestDefaults::default())
     });
-    outputs
-        .map_err(err)?
-        .iter()
-        .map(|v| from_json(py, &v.to_string()))
-        .collect()
+    outputs.map_err(err)?.iter().map(|v| from_json(py, &v.to_string())).collect()
 }

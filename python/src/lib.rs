@@ -8,49 +8,16 @@ use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use uniaudio::{
-    Audio, AudioInput, BackendKind, CodecSettings, Error, Event, LoadOptions, Precision, Sampling,
-    Task, TaskRequest, TaskText,
-};
+use uniaudio::{Audio, AudioInput, BackendKind, CodecSettings, Error, Event, LoadOptions, Precision, Sampling, Task, TaskRequest, TaskText};
 
 mod generate;
 
-create_exception!(
-    _uniaudio,
-    UniaudioError,
-    PyException,
-    "Every error of the library; the subclasses say whose problem it is."
-);
-create_exception!(
-    _uniaudio,
-    InvalidInputError,
-    UniaudioError,
-    "An argument or request was refused (names the argument or field)."
-);
-create_exception!(
-    _uniaudio,
-    MissingPartError,
-    UniaudioError,
-    "The model lacks a part the call needs (names it)."
-);
-create_exception!(
-    _uniaudio,
-    ModelError,
-    UniaudioError,
-    "A model file is missing, unreadable or malformed."
-);
-create_exception!(
-    _uniaudio,
-    AudioError,
-    UniaudioError,
-    "An audio file could not be read or decoded."
-);
-create_exception!(
-    _uniaudio,
-    BackendError,
-    UniaudioError,
-    "The backend could not be opened or failed."
-);
+create_exception!(_uniaudio, UniaudioError, PyException, "Every error of the library; the subclasses say whose problem it is.");
+create_exception!(_uniaudio, InvalidInputError, UniaudioError, "An argument or request was refused (names the argument or field).");
+create_exception!(_uniaudio, MissingPartError, UniaudioError, "The model lacks a part the call needs (names it).");
+create_exception!(_uniaudio, ModelError, UniaudioError, "A model file is missing, unreadable or malformed.");
+create_exception!(_uniaudio, AudioError, UniaudioError, "An audio file could not be read or decoded.");
+create_exception!(_uniaudio, BackendError, UniaudioError, "The backend could not be opened or failed.");
 
 /// The library's error as the matching Python exception.
 fn err(e: Error) -> PyErr {
@@ -98,21 +65,13 @@ impl TextPieces {
 fn audio_arg(audio: &Bound<'_, PyAny>, sample_rate: Option<u32>) -> PyResult<Audio> {
     if let Ok(path) = audio.extract::<String>() {
         if sample_rate.is_some() {
-            return Err(InvalidInputError::new_err(
-                "sample_rate is only for arrays; a file says its own rate",
-            ));
+            return Err(InvalidInputError::new_err("sample_rate is only for arrays; a file says its own rate"));
         }
         return Audio::read(&path).map_err(err);
     }
-    let array: PyReadonlyArray1<'_, f32> = audio.extract().map_err(|_| {
-        InvalidInputError::new_err("audio must be a path or a 1-D float32 numpy array")
-    })?;
-    let rate = sample_rate
-        .ok_or_else(|| InvalidInputError::new_err("an audio array needs sample_rate"))?;
-    Ok(Audio {
-        samples: array.as_slice()?.to_vec(),
-        sample_rate: rate,
-    })
+    let array: PyReadonlyArray1<'_, f32> = audio.extract().map_err(|_| InvalidInputError::new_err("audio must be a path or a 1-D float32 numpy array"))?;
+    let rate = sample_rate.ok_or_else(|| InvalidInputError::new_err("an audio array needs sample_rate"))?;
+    Ok(Audio { samples: array.as_slice()?.to_vec(), sample_rate: rate })
 }
 
 impl PyModel {
@@ -124,28 +83,13 @@ impl PyModel {
         .map_err(err)
     }
 
-    fn text_task(
-        &self,
-        py: Python<'_>,
-        task: Task,
-        audio: Audio,
-        question: Option<String>,
-        seed: u64,
-        max_steps: Option<usize>,
-    ) -> PyResult<String> {
+    fn text_task(&self, py: Python<'_>, task: Task, audio: Audio, question: Option<String>, seed: u64, max_steps: Option<usize>) -> PyResult<String> {
         let samples = audio.at_24k().map_err(err)?;
         let req = TaskRequest {
             task,
-            text: TaskText {
-                question,
-                ..Default::default()
-            },
+            text: TaskText { question, ..Default::default() },
             audio: Some(AudioInput::Samples24k(samples)),
-            sampling: Sampling {
-                seed,
-                max_steps,
-                ..Default::default()
-            },
+            sampling: Sampling { seed, max_steps, ..Default::default() },
             codec: CodecSettings::default(),
             prompt_frames: None,
         };
@@ -159,39 +103,16 @@ impl PyModel {
     #[staticmethod]
     #[pyo3(signature = (path, backend = "auto", precision = "exact"))]
     fn load(py: Python<'_>, path: String, backend: &str, precision: &str) -> PyResult<PyModel> {
-        let backend = BackendKind::parse(backend).ok_or_else(|| {
-            InvalidInputError::new_err(format!(
-                "backend `{backend}`: expected auto, cpu, wgpu or cuda"
-            ))
-        })?;
-        let precision = Precision::parse(precision).ok_or_else(|| {
-            InvalidInputError::new_err(format!("precision `{precision}`: expected exact or fast"))
-        })?;
-        let model = py
-            .detach(|| {
-                uniaudio::Model::load(
-                    &path,
-                    LoadOptions {
-                        backend,
-                        precision,
-                        ..Default::default()
-                    },
-                )
-            })
-            .map_err(err)?;
-        Ok(PyModel {
-            inner: Arc::new(Mutex::new(model)),
-        })
+        let backend = BackendKind::parse(backend).ok_or_else(|| InvalidInputError::new_err(format!("backend `{backend}`: expected auto, cpu, wgpu or cuda")))?;
+        let precision = Precision::parse(precision).ok_or_else(|| InvalidInputError::new_err(format!("precision `{precision}`: expected exact or fast")))?;
+        let model = py.detach(|| uniaudio::Model::load(&path, LoadOptions { backend, precision, ..Default::default() })).map_err(err)?;
+        Ok(PyModel { inner: Arc::new(Mutex::new(model)) })
     }
 
     /// The backend in words.
     #[getter]
     fn backend(&self) -> String {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .backend()
-            .to_string()
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).backend().to_string()
     }
 
     /// Text to speech: (float32 samples, sample rate). `steps` is the codec's Euler steps.
@@ -208,64 +129,33 @@ impl PyModel {
     ) -> PyResult<(Bound<'py, PyArray1<f32>>, u32)> {
         let req = TaskRequest {
             task: Task::Tts,
-            text: TaskText {
-                text: Some(text),
-                ..Default::default()
-            },
+            text: TaskText { text: Some(text), ..Default::default() },
             audio: None,
-            sampling: Sampling {
-                seed,
-                max_steps,
-                top_k,
-                temperature,
-                cfg_scale: None,
-            },
-            codec: CodecSettings {
-                steps,
-                ..Default::default()
-            },
+            sampling: Sampling { seed, max_steps, top_k, temperature, cfg_scale: None },
+            codec: CodecSettings { steps, ..Default::default() },
             prompt_frames: None,
         };
         let out = self.run(py, req)?;
-        let samples = out
-            .audio
-            .ok_or_else(|| UniaudioError::new_err("no audio was produced"))?;
+        let samples = out.audio.ok_or_else(|| UniaudioError::new_err("no audio was produced"))?;
         Ok((samples.into_pyarray(py), out.sample_rate))
     }
 
     /// Speech recognition of a file path or a float32 array (with `sample_rate`).
     #[pyo3(signature = (audio, sample_rate = None, *, seed = 888, max_steps = None))]
-    fn transcribe(
-        &self,
-        py: Python<'_>,
-        audio: &Bound<'_, PyAny>,
-        sample_rate: Option<u32>,
-        seed: u64,
-        max_steps: Option<usize>,
-    ) -> PyResult<String> {
+    fn transcribe(&self, py: Python<'_>, audio: &Bound<'_, PyAny>, sample_rate: Option<u32>, seed: u64, max_steps: Option<usize>) -> PyResult<String> {
         let audio = audio_arg(audio, sample_rate)?;
         self.text_task(py, Task::Asr, audio, None, seed, max_steps)
     }
 
     /// Speech recognition whose text arrives piece by piece, as it is generated.
     #[pyo3(signature = (audio, sample_rate = None, *, seed = 888, max_steps = None))]
-    fn transcribe_stream(
-        &self,
-        audio: &Bound<'_, PyAny>,
-        sample_rate: Option<u32>,
-        seed: u64,
-        max_steps: Option<usize>,
-    ) -> PyResult<TextPieces> {
+    fn transcribe_stream(&self, audio: &Bound<'_, PyAny>, sample_rate: Option<u32>, seed: u64, max_steps: Option<usize>) -> PyResult<TextPieces> {
         let samples = audio_arg(audio, sample_rate)?.at_24k().map_err(err)?;
         let req = TaskRequest {
             task: Task::Asr,
             text: TaskText::default(),
             audio: Some(AudioInput::Samples24k(samples)),
-            sampling: Sampling {
-                seed,
-                max_steps,
-                ..Default::default()
-            },
+            sampling: Sampling { seed, max_steps, ..Default::default() },
             codec: CodecSettings::default(),
             prompt_frames: None,
         };
@@ -287,38 +177,16 @@ impl PyModel {
 
     /// A description of the sounds.
     #[pyo3(signature = (audio, sample_rate = None, *, seed = 888, max_steps = None))]
-    fn caption(
-        &self,
-        py: Python<'_>,
-        audio: &Bound<'_, PyAny>,
-        sample_rate: Option<u32>,
-        seed: u64,
-        max_steps: Option<usize>,
-    ) -> PyResult<String> {
+    fn caption(&self, py: Python<'_>, audio: &Bound<'_, PyAny>, sample_rate: Option<u32>, seed: u64, max_steps: Option<usize>) -> PyResult<String> {
         let audio = audio_arg(audio, sample_rate)?;
         self.text_task(py, Task::AudioCaption, audio, None, seed, max_steps)
     }
 
     /// The answer to `question` about the audio.
     #[pyo3(signature = (audio, question, sample_rate = None, *, seed = 888, max_steps = None))]
-    fn ask(
-        &self,
-        py: Python<'_>,
-        audio: &Bound<'_, PyAny>,
-        question: String,
-        sample_rate: Option<u32>,
-        seed: u64,
-        max_steps: Option<usize>,
-    ) -> PyResult<String> {
+    fn ask(&self, py: Python<'_>, audio: &Bound<'_, PyAny>, question: String, sample_rate: Option<u32>, seed: u64, max_steps: Option<usize>) -> PyResult<String> {
         let audio = audio_arg(audio, sample_rate)?;
-        self.text_task(
-            py,
-            Task::AudioUnderstanding,
-            audio,
-            Some(question),
-            seed,
-            max_steps,
-        )
+        self.text_task(py, Task::AudioUnderstanding, audio, Some(question), seed, max_steps)
     }
 
     /// Streams one raw generation request (a dict or JSON text: `frames`, `output_kind`,
@@ -332,23 +200,13 @@ impl PyModel {
     /// one output dict per request, in order, each what the request gives alone, or
     /// `{"error": message}` for one that was refused or failed.
     #[pyo3(signature = (requests, max_batch = 8))]
-    fn generate_batch(
-        &self,
-        py: Python<'_>,
-        requests: &Bound<'_, PyAny>,
-        max_batch: usize,
-    ) -> PyResult<Vec<Py<PyAny>>> {
+    fn generate_batch(&self, py: Python<'_>, requests: &Bound<'_, PyAny>, max_batch: usize) -> PyResult<Vec<Py<PyAny>>> {
         generate::batch(py, &self.inner, requests, max_batch)
     }
 
     /// Audio to {"reasoning": [[8 codes], ...], "reconstruction": [[8 codes], ...]}.
     #[pyo3(signature = (audio, sample_rate = None))]
-    fn encode(
-        &self,
-        py: Python<'_>,
-        audio: &Bound<'_, PyAny>,
-        sample_rate: Option<u32>,
-    ) -> PyResult<(Vec<[u32; 8]>, Vec<[u32; 8]>)> {
+    fn encode(&self, py: Python<'_>, audio: &Bound<'_, PyAny>, sample_rate: Option<u32>) -> PyResult<(Vec<[u32; 8]>, Vec<[u32; 8]>)> {
         let audio = audio_arg(audio, sample_rate)?;
         let tokens = py
             .detach(|| {
@@ -361,17 +219,8 @@ impl PyModel {
 
     /// Reconstruction frames ([[8 codes], ...]) to (float32 samples, 24000).
     #[pyo3(signature = (reconstruction, steps = 10, seed = 0))]
-    fn decode<'py>(
-        &self,
-        py: Python<'py>,
-        reconstruction: Vec<[u32; 8]>,
-        steps: usize,
-        seed: u64,
-    ) -> PyResult<(Bound<'py, PyArray1<f32>>, u32)> {
-        let tokens = uniaudio::AudioTokens {
-            reasoning: Vec::new(),
-            reconstruction,
-        };
+    fn decode<'py>(&self, py: Python<'py>, reconstruction: Vec<[u32; 8]>, steps: usize, seed: u64) -> PyResult<(Bound<'py, PyArray1<f32>>, u32)> {
+        let tokens = uniaudio::AudioTokens { reasoning: Vec::new(), reconstruction };
         let audio = py
             .detach(|| {
                 let mut model = self.inner.lock().unwrap_or_else(|p| p.into_inner());

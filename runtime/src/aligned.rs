@@ -19,10 +19,7 @@ impl AlignedBytes {
     pub fn zeroed(len: usize) -> Option<Self> {
         if len == 0 {
             // A dangling, aligned pointer is valid for zero-length slices.
-            return Some(AlignedBytes {
-                ptr: NonNull::new(ALIGN as *mut u8)?,
-                len: 0,
-            });
+            return Some(AlignedBytes { ptr: NonNull::new(ALIGN as *mut u8)?, len: 0 });
         }
         let layout = Layout::from_size_align(len, ALIGN).ok()?;
         // SAFETY: layout has non-zero size.
@@ -56,12 +53,7 @@ impl Drop for AlignedBytes {
     fn drop(&mut self) {
         if self.len != 0 {
             // SAFETY: allocated in `zeroed` with exactly this layout.
-            unsafe {
-                dealloc(
-                    self.ptr.as_ptr(),
-                    Layout::from_size_align_unchecked(self.len, ALIGN),
-                )
-            }
+            unsafe { dealloc(self.ptr.as_ptr(), Layout::from_size_align_unchecked(self.len, ALIGN)) }
         }
     }
 }

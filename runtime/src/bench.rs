@@ -27,35 +27,10 @@ impl GemvCase {
     pub fn standard(dtype: DType) -> Vec<GemvCase> {
         let out_in = WeightLayout::OutIn;
         vec![
-            GemvCase {
-                name: "lm_head",
-                rows: 128_256,
-                cols: 3072,
-                layers: 1,
-                dtype,
-                layout: out_in,
-            },
-            GemvCase {
-                name: "ffn_stack",
-                rows: 8192,
-                cols: 3072,
-                layers: 16,
-                dtype,
-                layout: out_in,
-            },
+            GemvCase { name: "lm_head", rows: 128_256, cols: 3072, layers: 1, dtype, layout: out_in },
+            GemvCase { name: "ffn_stack", rows: 8192, cols: 3072, layers: 16, dtype, layout: out_in },
             // Read K-major, the audio heads stay bf16 in q8_0 models.
-            GemvCase {
-                name: "audio_heads",
-                rows: 2048,
-                cols: 14_103,
-                layers: 8,
-                dtype: if dtype == DType::Q8_0 {
-                    DType::BF16
-                } else {
-                    dtype
-                },
-                layout: WeightLayout::InOut,
-            },
+            GemvCase { name: "audio_heads", rows: 2048, cols: 14_103, layers: 8, dtype: if dtype == DType::Q8_0 { DType::BF16 } else { dtype }, layout: WeightLayout::InOut },
         ]
     }
 
@@ -76,10 +51,7 @@ pub struct GemvWorkload<B: Backend> {
 fn random_bytes(n: usize, dtype: DType, seed: u32) -> Vec<u8> {
     let values: Vec<f32> = (0..n)
         .into_par_iter()
-        .map(|i| {
-            (crate::rng::hash32(seed ^ crate::rng::hash32(i as u32)) >> 8) as f32 / 8_388_608.0
-                - 1.0
-        })
+        .map(|i| (crate::rng::hash32(seed ^ crate::rng::hash32(i as u32)) >> 8) as f32 / 8_388_608.0 - 1.0)
         .collect();
     crate::dtype::f32_to_bytes(&values, dtype)
 }
@@ -87,13 +59,7 @@ fn random_bytes(n: usize, dtype: DType, seed: u32) -> Vec<u8> {
 impl<B: Backend> GemvWorkload<B> {
     pub fn new(backend: &B, case: &GemvCase) -> Result<Self> {
         let weights = (0..case.layers)
-            .map(|l| {
-                backend.upload(
-                    case.dtype,
-                    &[case.rows, case.cols],
-                    &random_bytes(case.rows * case.cols, case.dtype, l as u32),
-                )
-            })
+            .map(|l| backend.upload(case.dtype, &[case.rows, case.cols], &random_bytes(case.rows * case.cols, case.dtype, l as u32)))
             .collect::<Result<Vec<_>>>()?;
         let (k, n) = match case.layout {
             WeightLayout::OutIn => (case.cols, case.rows),
@@ -101,12 +67,7 @@ impl<B: Backend> GemvWorkload<B> {
         };
         let x = backend.upload(DType::F32, &[1, k], &random_bytes(k, DType::F32, 0xfeed))?;
         let out = backend.alloc(DType::F32, &[1, n])?;
-        Ok(GemvWorkload {
-            case: case.clone(),
-            weights,
-            x,
-            out,
-        })
+        Ok(GemvWorkload { case: case.clone(), weights, x, out })
     }
 
     /// One pass: every matrix of the stack once, then wait for the device.

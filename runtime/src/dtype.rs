@@ -136,10 +136,7 @@ pub fn f32_to_bytes(values: &[f32], dtype: DType) -> Vec<u8> {
             .iter()
             .flat_map(|&v| half::bf16::from_f32(v).to_bits().to_le_bytes())
             .collect(),
-        DType::U32 => values
-            .iter()
-            .flat_map(|&v| (v as u32).to_le_bytes())
-            .collect(),
+        DType::U32 => values.iter().flat_map(|&v| (v as u32).to_le_bytes()).collect(),
         DType::Q8_0 => quantize_q8_0(values),
     }
 }

@@ -9,20 +9,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{op}: {what}: expected {expected}, got {got}")]
-    Shape {
-        op: &'static str,
-        what: String,
-        expected: String,
-        got: String,
-    },
+    Shape { op: &'static str, what: String, expected: String, got: String },
 
     #[error("{op}: {what} has dtype {got}, expected {expected}")]
-    DType {
-        op: &'static str,
-        what: String,
-        expected: String,
-        got: DType,
-    },
+    DType { op: &'static str, what: String, expected: String, got: DType },
 
     #[error("{op}: output overlaps input `{what}`; ops write to a separate tensor")]
     Aliasing { op: &'static str, what: String },
@@ -31,19 +21,13 @@ pub enum Error {
     InvalidArgument { op: &'static str, msg: String },
 
     #[error("op {op} is not supported by the {backend} backend")]
-    Unsupported {
-        op: &'static str,
-        backend: &'static str,
-    },
+    Unsupported { op: &'static str, backend: &'static str },
 
     #[error("tensor is read-only (memory-mapped weights) and cannot be written by {op}")]
     ReadOnly { op: &'static str },
 
     #[error("{path}: {cause}")]
-    Io {
-        path: PathBuf,
-        cause: std::io::Error,
-    },
+    Io { path: PathBuf, cause: std::io::Error },
 
     #[error("{path}: {msg}")]
     Weights { path: PathBuf, msg: String },
@@ -56,20 +40,10 @@ pub enum Error {
     MissingTensor { name: String, path: PathBuf },
 
     #[error("tensor `{name}` in {path}: expected shape {expected:?}, found {found:?}")]
-    WeightShape {
-        name: String,
-        path: PathBuf,
-        expected: Vec<usize>,
-        found: Vec<usize>,
-    },
+    WeightShape { name: String, path: PathBuf, expected: Vec<usize>, found: Vec<usize> },
 
     #[error("tensor `{name}` in {path}: dtype {found} is not one of {expected}")]
-    WeightDType {
-        name: String,
-        path: PathBuf,
-        expected: String,
-        found: String,
-    },
+    WeightDType { name: String, path: PathBuf, expected: String, found: String },
 
     #[error("{backend} backend: {msg}")]
     Backend { backend: &'static str, msg: String },
@@ -77,25 +51,14 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            cause: source,
-        }
+        Error::Io { path: path.into(), cause: source }
     }
 
     pub(crate) fn weights(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
-        Error::Weights {
-            path: path.into(),
-            msg: msg.into(),
-        }
+        Error::Weights { path: path.into(), msg: msg.into() }
     }
 
-    pub(crate) fn shape(
-        op: &'static str,
-        what: impl Into<String>,
-        expected: impl std::fmt::Debug,
-        got: impl std::fmt::Debug,
-    ) -> Self {
+    pub(crate) fn shape(op: &'static str, what: impl Into<String>, expected: impl std::fmt::Debug, got: impl std::fmt::Debug) -> Self {
         Error::Shape {
             op,
             what: what.into(),
@@ -105,9 +68,6 @@ impl Error {
     }
 
     pub(crate) fn invalid(op: &'static str, msg: impl Into<String>) -> Self {
-        Error::InvalidArgument {
-            op,
-            msg: msg.into(),
-        }
+        Error::InvalidArgument { op, msg: msg.into() }
     }
 }

@@ -10,6 +10,7 @@ mod backend;
 pub mod bench;
 mod cache_dir;
 pub mod cpu;
+pub mod precision;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod dtype;
@@ -18,7 +19,6 @@ pub mod op;
 mod op_check;
 pub mod ops;
 pub mod out_dir;
-pub mod precision;
 pub mod rng;
 pub mod synth;
 mod tensor;
@@ -28,18 +28,15 @@ pub mod weights;
 #[cfg(feature = "wgpu")]
 pub mod wgpu;
 
-#[cfg(feature = "cuda")]
-pub use crate::cuda::{Cuda, CudaOptions};
-#[cfg(feature = "wgpu")]
-pub use crate::wgpu::{Wgpu, WgpuOptions};
 pub use backend::Backend;
 pub use cache_dir::cache_dir;
 pub use cpu::Cpu;
+pub use precision::Precision;
+#[cfg(feature = "cuda")]
+pub use crate::cuda::{Cuda, CudaOptions};
 pub use dtype::DType;
 pub use error::{Error, Result};
-pub use op::{
-    Conv2dParams, ConvParams, Epilogue, Op, PreluSlope, RowOrder, SampleParams, UnaryFn,
-    WeightLayout,
-};
-pub use precision::Precision;
+pub use op::{Conv2dParams, ConvParams, Epilogue, Op, PreluSlope, RowOrder, SampleParams, UnaryFn, WeightLayout};
 pub use tensor::{numel, DeviceBuffer, Tensor};
+#[cfg(feature = "wgpu")]
+pub use crate::wgpu::{Wgpu, WgpuOptions};

@@ -24,13 +24,7 @@ pub(crate) fn check<B: Backend>(op: &Op<'_, B>) -> Result<()> {
             let [n] = c.rank1("ids", ids)?;
             c.shape("out", out, &[n, cols])?;
         }
-        Op::EmbedCodebookSum {
-            table,
-            codes,
-            mask,
-            card,
-            out,
-        } => {
+        Op::EmbedCodebookSum { table, codes, mask, card, out } => {
             c.dtype("table", table, FLOATS)?;
             c.dtype("codes", codes, &[DType::U32])?;
             c.dtype("mask", mask, &[DType::U32])?;
@@ -39,44 +33,23 @@ pub(crate) fn check<B: Backend>(op: &Op<'_, B>) -> Result<()> {
             let [n, k] = c.rank2("codes", codes)?;
             c.shape("mask", mask, &[n, k])?;
             if card == 0 || k.checked_mul(card) != Some(rows) {
-                return Err(Error::invalid(
-                    name,
-                    format!("table has {rows} rows, expected {k} codebooks x card {card}"),
-                ));
+                return Err(Error::invalid(name, format!("table has {rows} rows, expected {k} codebooks x card {card}")));
             }
             c.shape("out", out, &[n, cols])?;
         }
-        Op::RmsNorm {
-            x,
-            weight,
-            out,
-            eps,
-        } => {
+        Op::RmsNorm { x, weight, out, eps } => {
             c.dtype("x", x, &[DType::F32])?;
             c.dtype("weight", weight, FLOATS)?;
             c.dtype("out", out, &[DType::F32])?;
             c.shape("weight", weight, &[x.dim_back(0)])?;
             c.shape("out", out, x.shape())?;
             if !(eps.is_finite() && eps >= 0.0) {
-                return Err(Error::invalid(
-                    name,
-                    format!("eps must be finite and >= 0, got {eps}"),
-                ));
+                return Err(Error::invalid(name, format!("eps must be finite and >= 0, got {eps}")));
             }
         }
-        Op::MatMul {
-            x, w, out, layout, ..
-        } => {
+        Op::MatMul { x, w, out, layout, .. } => {
             c.dtype("x", x, &[DType::F32])?;
-            c.dtype(
-                "w",
-                w,
-                if layout == WeightLayout::OutIn {
-                    PRODUCT_WEIGHTS
-                } else {
-                    FLOATS
-                },
-            )?;
+            c.dtype("w", w, if layout == WeightLayout::OutIn { PRODUCT_WEIGHTS } else { FLOATS })?;
             c.dtype("out", out, &[DType::F32])?;
             let [m, k] = c.rank2("x", x)?;
             let [a, b] = c.rank2("w", w)?;
@@ -85,22 +58,11 @@ pub(crate) fn check<B: Backend>(op: &Op<'_, B>) -> Result<()> {
                 WeightLayout::InOut => (a, b),
             };
             if wk != k {
-                return Err(Error::shape(
-                    name,
-                    format!("w ({layout:?}) input dim"),
-                    k,
-                    wk,
-                ));
+                return Err(Error::shape(name, format!("w ({layout:?}) input dim"), k, wk));
             }
             c.shape("out", out, &[m, n])?;
         }
-        Op::GateUp {
-            x,
-            w_gate,
-            w_up,
-            out,
-            ..
-        } => {
+        Op::GateUp { x, w_gate, w_up, out, .. } => {
             c.dtype("x", x, &[DType::F32])?;
             c.dtype("w_gate", w_gate, PRODUCT_WEIGHTS)?;
             c.dtype("w_up", w_up, &[w_gate.dtype()])?;
@@ -113,22 +75,14 @@ pub(crate) fn check<B: Backend>(op: &Op<'_, B>) -> Result<()> {
             c.shape("w_up", w_up, &[f, k])?;
             c.shape("out", out, &[m, f])?;
         }
-        Op::Rope {
-            x,
-            positions,
-            table,
-            out,
-        } => {
+        Op::Rope { x, positions, table, out } => {
             c.dtype("x", x, &[DType::F32])?;
             c.dtype("positions", positions, &[DType::U32])?;
             c.dtype("table", table, &[DType::F32])?;
             c.dtype("out", out, &[DType::F32])?;
             let [t, _, d] = c.rank3("x", x)?;
             if d % 2 != 0 {
-                return Err(Error::invalid(
-                    name,
-                    format!("head size must be even, got {d}"),
-                ));
+                return Err(Error::invalid(name, format!("head size must be even, got {d}")));
             }
             c.shape("positions", positions, &[t])?;
             let [_, table_d] = c.rank2("table", table)?;
@@ -137,20 +91,8 @@ pub(crate) fn check<B: Backend>(op: &Op<'_, B>) -> Result<()> {
             }
             c.shape("out", out, x.shape())?;
         }
-        Op::KvAppend {
-            k,
-            v,
-            positions,
-            k_cache,
-            v_cache,
-            rope,
-        } => {
-            for (n, t) in [
-                ("k", k),
-                ("v", v),
-                ("k_cache", k_cache),
-                ("v_cache", v_cache),
-            ] {
+        Op::KvAppend { k, v, positions, k_cache, v_cache, rope } => {
+            for (n, t) in [("k", k), ("v", v), ("k_cache", k_cache), ("v_cache", v_cache)] {
                 c.dtype(n, t, &[DType::F32])?;
             }
             c.dtype("positions", positions, &[DType::U32])?;
@@ -168,26 +110,11 @@ pub(crate) fn check<B: Backend>(op: &Op<'_, B>) -> Result<()> {
                 }
             }
             if k_cache.overlaps(v_cache) {
-                return Err(Error::Aliasing {
-                    op: name,
-                    what: "k_cache/v_cache".into(),
-                });
+                return Err(Error::Aliasing { op: name, what: "k_cache/v_cache".into() });
             }
         }
-        Op::Attention {
-            q,
-            k_cache,
-            v_cache,
-            out,
-            kv_len,
-            causal,
-        } => {
-            for (n, t) in [
-                ("q", q),
-                ("k_cache", k_cache),
-                ("v_cache", v_cache),
-                ("out", out),
-            ] {
+        Op::Attention { q, k_cache, v_cache, out, kv_len, causal } => {
+            for (n, t) in [("q", q), ("k_cache", k_cache), ("v_cache", v_cache), ("out", out)] {
                 c.dtype(n, t, &[DType::F32])?;
             }
             let [t, h, d] = c.rank3("q", q)?;
@@ -196,30 +123,13 @@ pub(crate) fn check<B: Backend>(op: &Op<'_, B>) -> Result<()> {
             c.shape("v_cache", v_cache, &[g, cap, d])?;
             c.shape("out", out, &[t, h, d])?;
             if g == 0 || h % g != 0 {
-                return Err(Error::invalid(
-                    name,
-                    format!("{h} query heads are not a multiple of {g} kv heads"),
-                ));
+                return Err(Error::invalid(name, format!("{h} query heads are not a multiple of {g} kv heads")));
             }
             if kv_len == 0 || kv_len > cap || (causal && kv_len < t) {
-                return Err(Error::invalid(
-                    name,
-                    format!("kv_len {kv_len} must be in 1..={cap} and >= {t} queries when causal"),
-                ));
+                return Err(Error::invalid(name, format!("kv_len {kv_len} must be in 1..={cap} and >= {t} queries when causal")));
             }
         }
-        Op::SwiGlu {
-            gate: a,
-            up: b,
-            out,
-        }
-        | Op::Add { a, b, out }
-        | Op::Guidance {
-            cond: a,
-            uncond: b,
-            out,
-            ..
-        } => {
+        Op::SwiGlu { gate: a, up: b, out } | Op::Add { a, b, out } | Op::Guidance { cond: a, uncond: b, out, .. } => {
             for (n, t) in [("a", a), ("b", b), ("out", out)] {
                 c.dtype(n, t, &[DType::F32])?;
             }
@@ -227,10 +137,7 @@ pub(crate) fn check<B: Backend>(op: &Op<'_, B>) -> Result<()> {
             c.shape("out", out, a.shape())?;
             if let Op::Guidance { scale, .. } = op {
                 if !scale.is_finite() {
-                    return Err(Error::invalid(
-                        name,
-                        format!("scale must be finite, got {scale}"),
-                    ));
+                    return Err(Error::invalid(name, format!("scale must be finite, got {scale}")));
                 }
             }
         }
@@ -256,20 +163,10 @@ pub(crate) fn check<B: Backend>(op: &Op<'_, B>) -> Result<()> {
             c.nonempty_rows("logits", logits)?;
             if let Op::TopKSample { params, .. } = op {
                 if !(params.temperature.is_finite() && params.temperature > 0.0) {
-                    return Err(Error::invalid(
-                        name,
-                        format!("temperature must be > 0, got {}", params.temperature),
-                    ));
+                    return Err(Error::invalid(name, format!("temperature must be > 0, got {}", params.temperature)));
                 }
                 if params.forbid_below >= logits.dim_back(0) {
-                    return Err(Error::invalid(
-                        name,
-                        format!(
-                            "forbid_below {} leaves no id of {}",
-                            params.forbid_below,
-                            logits.dim_back(0)
-                        ),
-                    ));
+                    return Err(Error::invalid(name, format!("forbid_below {} leaves no id of {}", params.forbid_below, logits.dim_back(0))));
                 }
             }
         }
@@ -280,36 +177,20 @@ pub(crate) fn check<B: Backend>(op: &Op<'_, B>) -> Result<()> {
         | Op::ConvTranspose1d { .. }
         | Op::EulerCfg { .. }
         | Op::Blend { .. } => audio::check(&c, op)?,
-        Op::Conv2d { .. }
-        | Op::GroupNorm { .. }
-        | Op::Glu { .. }
-        | Op::Film { .. }
-        | Op::RvqEncode { .. }
-        | Op::RelPosAttention { .. } => encode::check(&c, op)?,
+        Op::Conv2d { .. } | Op::GroupNorm { .. } | Op::Glu { .. } | Op::Film { .. } | Op::RvqEncode { .. } | Op::RelPosAttention { .. } => {
+            encode::check(&c, op)?
+        }
     }
     check_aliasing(op)
 }
 
 /// Outputs may not overlap inputs, except that elementwise ops may write in place.
 fn check_aliasing<B: Backend>(op: &Op<'_, B>) -> Result<()> {
-    let elementwise = matches!(
-        op,
-        Op::Add { .. }
-            | Op::Guidance { .. }
-            | Op::SwiGlu { .. }
-            | Op::SelectRows { .. }
-            | Op::Softmax { .. }
-            | Op::Unary { .. }
-            | Op::Blend { .. }
-            | Op::Film { .. }
-    );
+    let elementwise = matches!(op, Op::Add { .. } | Op::Guidance { .. } | Op::SwiGlu { .. } | Op::SelectRows { .. } | Op::Softmax { .. } | Op::Unary { .. } | Op::Blend { .. } | Op::Film { .. });
     for out in op.outputs() {
         for (what, input) in op.inputs() {
             if out.overlaps(input) && !(elementwise && out.same_view(input)) {
-                return Err(Error::Aliasing {
-                    op: op.name(),
-                    what: what.into(),
-                });
+                return Err(Error::Aliasing { op: op.name(), what: what.into() });
             }
         }
     }
@@ -325,29 +206,15 @@ impl Checker {
         if allowed.contains(&t.dtype()) {
             return Ok(());
         }
-        let expected = allowed
-            .iter()
-            .map(|d| d.name())
-            .collect::<Vec<_>>()
-            .join(" or ");
-        Err(Error::DType {
-            op: self.op,
-            what: what.into(),
-            expected,
-            got: t.dtype(),
-        })
+        let expected = allowed.iter().map(|d| d.name()).collect::<Vec<_>>().join(" or ");
+        Err(Error::DType { op: self.op, what: what.into(), expected, got: t.dtype() })
     }
 
     fn shape<B: Backend>(&self, what: &str, t: &Tensor<B>, expected: &[usize]) -> Result<()> {
         if t.shape() == expected {
             Ok(())
         } else {
-            Err(Error::shape(
-                self.op,
-                format!("{what} shape"),
-                expected,
-                t.shape(),
-            ))
+            Err(Error::shape(self.op, format!("{what} shape"), expected, t.shape()))
         }
     }
 
@@ -367,10 +234,7 @@ impl Checker {
 
     fn nonempty_rows<B: Backend>(&self, what: &str, t: &Tensor<B>) -> Result<()> {
         if t.rank() == 0 || t.dim_back(0) == 0 {
-            return Err(Error::invalid(
-                self.op,
-                format!("{what} rows must not be empty ({:?})", t.shape()),
-            ));
+            return Err(Error::invalid(self.op, format!("{what} rows must not be empty ({:?})", t.shape())));
         }
         Ok(())
     }

@@ -7,34 +7,21 @@ use crate::{Error, Result};
 
 /// Refuses an `out` that exists with anything in it, so nothing the user had is lost.
 pub fn check_empty(out: &Path) -> Result<()> {
-    if out.exists()
-        && std::fs::read_dir(out)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(true)
-    {
-        return Err(Error::Output {
-            path: out.to_path_buf(),
-            msg: "output directory exists and is not empty".into(),
-        });
+    if out.exists() && std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        return Err(Error::Output { path: out.to_path_buf(), msg: "output directory exists and is not empty".into() });
     }
     Ok(())
 }
 
 /// Runs `write` on a fresh temporary directory beside `out`, then renames it to `out`.
 /// On any error the temporary directory is removed and `out` is left untouched.
-pub fn write_atomically<E: From<Error>>(
-    out: &Path,
-    write: impl FnOnce(&Path) -> Result<(), E>,
-) -> Result<(), E> {
+pub fn write_atomically<E: From<Error>>(out: &Path, write: impl FnOnce(&Path) -> Result<(), E>) -> Result<(), E> {
     check_empty(out)?;
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |e| Error::Io { path, cause: e }
     };
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(io(parent))?;
     let name = out.file_name().and_then(|n| n.to_str()).unwrap_or("model");
     let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));

@@ -28,37 +28,24 @@ pub struct Patch {
 }
 
 fn default_unit() -> Vec<String> {
-    ["norm_1.weight", "norm_2.weight", "ln_f.weight"]
-        .map(String::from)
-        .to_vec()
+    ["norm_1.weight", "norm_2.weight", "ln_f.weight"].map(String::from).to_vec()
 }
 
 impl InitSpec {
     /// A spec with the default rules and no patches.
     pub fn with_seed(seed: u64) -> Self {
-        InitSpec {
-            version: 1,
-            seed,
-            scale: BTreeMap::new(),
-            unit: default_unit(),
-            patches: Vec::new(),
-        }
+        InitSpec { version: 1, seed, scale: BTreeMap::new(), unit: default_unit(), patches: Vec::new() }
     }
 
     /// Reads `init` from a config.json text; `None` if it has no `init` block.
     pub fn from_config_json(text: &str) -> Result<Option<Self>, String> {
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
         match value.get("init") {
             None => Ok(None),
             Some(init) => {
-                let spec: InitSpec = serde_json::from_value(init.clone())
-                    .map_err(|e| format!("invalid init block: {e}"))?;
+                let spec: InitSpec = serde_json::from_value(init.clone()).map_err(|e| format!("invalid init block: {e}"))?;
                 if spec.version != 1 {
-                    return Err(format!(
-                        "init.version {} is not supported (only 1)",
-                        spec.version
-                    ));
+                    return Err(format!("init.version {} is not supported (only 1)", spec.version));
                 }
                 Ok(Some(spec))
             }
@@ -106,11 +93,7 @@ impl InitSpec {
         for p in self.patches.iter().filter(|p| p.tensor == name) {
             let end = p.offset.checked_add(p.values.len()).filter(|&e| e <= n);
             let Some(end) = end else {
-                return Err(format!(
-                    "patch at offset {} (+{}) exceeds tensor `{name}` of {n} elements",
-                    p.offset,
-                    p.values.len()
-                ));
+                return Err(format!("patch at offset {} (+{}) exceeds tensor `{name}` of {n} elements", p.offset, p.values.len()));
             };
             for (dst, &v) in values[p.offset..end].iter_mut().zip(&p.values) {
                 *dst = v as f32;
@@ -121,11 +104,7 @@ impl InitSpec {
 
     /// Patches naming tensors the model does not have (a fixture/config mismatch).
     pub fn unknown_patch_targets<'a>(&'a self, names: &[String]) -> Vec<&'a str> {
-        self.patches
-            .iter()
-            .map(|p| p.tensor.as_str())
-            .filter(|t| !names.iter().any(|n| n == t))
-            .collect()
+        self.patches.iter().map(|p| p.tensor.as_str()).filter(|t| !names.iter().any(|n| n == t)).collect()
     }
 }
 
@@ -136,9 +115,7 @@ enum Rule {
 }
 
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
 pub fn splitmix64(z: u64) -> u64 {
@@ -155,42 +132,19 @@ mod tests {
     /// The worked example of the spec: seed 0, tensor `a.weight`, exponent -3.
     #[test]
     fn worked_example() {
-        let spec = InitSpec {
-            scale: [("default".to_string(), -3)].into(),
-            ..InitSpec::with_seed(0)
-        };
-        let want = [
-            0.041992188,
-            -0.041015625,
-            0.0009765625,
-            0.10839844,
-            -0.091796875,
-            0.099609375,
-            -0.10253906,
-            0.009765625,
-        ];
+        let spec = InitSpec { scale: [("default".to_string(), -3)].into(), ..InitSpec::with_seed(0) };
+        let want = [0.041992188, -0.041015625, 0.0009765625, 0.10839844, -0.091796875, 0.099609375, -0.10253906, 0.009765625];
         assert_eq!(spec.generate("a.weight", 8), want);
     }
 
     #[test]
     fn longest_suffix_wins_and_unit_rule_applies() {
         let spec = InitSpec {
-            scale: [
-                ("default".to_string(), -4),
-                ("qkv.weight".to_string(), -2),
-                ("h.1.attn.qkv.weight".to_string(), -3),
-            ]
-            .into(),
+            scale: [("default".to_string(), -4), ("qkv.weight".to_string(), -2), ("h.1.attn.qkv.weight".to_string(), -3)].into(),
             ..InitSpec::with_seed(7)
         };
-        assert!(matches!(
-            spec.rule("x.h.1.attn.qkv.weight"),
-            Rule::Scale(-3)
-        ));
-        assert!(matches!(
-            spec.rule("x.h.0.attn.qkv.weight"),
-            Rule::Scale(-2)
-        ));
+        assert!(matches!(spec.rule("x.h.1.attn.qkv.weight"), Rule::Scale(-3)));
+        assert!(matches!(spec.rule("x.h.0.attn.qkv.weight"), Rule::Scale(-2)));
         assert!(matches!(spec.rule("x.proj.weight"), Rule::Scale(-4)));
         assert!(matches!(spec.rule("x.h.0.norm_1.weight"), Rule::Unit));
         let unit = spec.generate("x.ln_f.weight", 1000);
@@ -200,11 +154,7 @@ mod tests {
     #[test]
     fn patches_apply_and_are_bounds_checked() {
         let mut spec = InitSpec::with_seed(1);
-        spec.patches.push(Patch {
-            tensor: "t".into(),
-            offset: 3,
-            values: vec![0.5, -0.25],
-        });
+        spec.patches.push(Patch { tensor: "t".into(), offset: 3, values: vec![0.5, -0.25] });
         let v = spec.tensor("t", 6).unwrap();
         assert_eq!(&v[3..5], &[0.5, -0.25]);
         assert!(spec.tensor("t", 4).is_err());

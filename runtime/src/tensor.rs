@@ -21,25 +21,13 @@ pub struct Tensor<B: Backend> {
 
 impl<B: Backend> Clone for Tensor<B> {
     fn clone(&self) -> Self {
-        Tensor {
-            buffer: self.buffer.clone(),
-            offset: self.offset,
-            shape: self.shape.clone(),
-            dtype: self.dtype,
-        }
+        Tensor { buffer: self.buffer.clone(), offset: self.offset, shape: self.shape.clone(), dtype: self.dtype }
     }
 }
 
 impl<B: Backend> std::fmt::Debug for Tensor<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Tensor<{}>({:?} {}, offset {})",
-            B::NAME,
-            self.shape,
-            self.dtype,
-            self.offset
-        )
+        write!(f, "Tensor<{}>({:?} {}, offset {})", B::NAME, self.shape, self.dtype, self.offset)
     }
 }
 
@@ -50,34 +38,19 @@ pub fn numel(shape: &[usize]) -> usize {
 impl<B: Backend> Tensor<B> {
     /// Wraps a buffer; fails if the view does not fit inside it (or, for block dtypes,
     /// does not start and end on whole blocks).
-    pub fn from_parts(
-        buffer: B::Buffer,
-        offset: usize,
-        shape: Vec<usize>,
-        dtype: DType,
-    ) -> Result<Self> {
+    pub fn from_parts(buffer: B::Buffer, offset: usize, shape: Vec<usize>, dtype: DType) -> Result<Self> {
         let block = dtype.block();
-        if !offset.is_multiple_of(block)
-            || !shape.last().copied().unwrap_or(1).is_multiple_of(block)
-        {
+        if !offset.is_multiple_of(block) || !shape.last().copied().unwrap_or(1).is_multiple_of(block) {
             return Err(Error::invalid("tensor view", format!("{shape:?} {dtype} at element offset {offset}: {dtype} rows and views must hold whole blocks of {block}")));
         }
         let end = numel_checked(&shape)
             .and_then(|n| n.checked_add(offset))
             .and_then(|n| dtype.checked_bytes(n));
         match end {
-            Some(end) if end <= buffer.len_bytes() => Ok(Tensor {
-                buffer,
-                offset,
-                shape,
-                dtype,
-            }),
+            Some(end) if end <= buffer.len_bytes() => Ok(Tensor { buffer, offset, shape, dtype }),
             _ => Err(Error::invalid(
                 "tensor view",
-                format!(
-                    "{shape:?} {dtype} at element offset {offset} exceeds a buffer of {} bytes",
-                    buffer.len_bytes()
-                ),
+                format!("{shape:?} {dtype} at element offset {offset} exceeds a buffer of {} bytes", buffer.len_bytes()),
             )),
         }
     }
@@ -108,11 +81,7 @@ impl<B: Backend> Tensor<B> {
     }
     /// Size of dimension `i` counted from the end (`dim_back(0)` is the last dimension).
     pub fn dim_back(&self, i: usize) -> usize {
-        self.shape
-            .len()
-            .checked_sub(i + 1)
-            .map(|j| self.shape[j])
-            .unwrap_or(1)
+        self.shape.len().checked_sub(i + 1).map(|j| self.shape[j]).unwrap_or(1)
     }
     /// Product of all dimensions but the last: the number of rows of a row-major matrix view.
     pub fn rows(&self) -> usize {
@@ -126,70 +95,28 @@ impl<B: Backend> Tensor<B> {
     /// The same elements under another shape with the same element count.
     pub fn reshape(&self, shape: &[usize]) -> Result<Self> {
         if numel(shape) != self.numel() {
-            return Err(Error::shape(
-                "reshape",
-                "element count",
-                self.numel(),
-                numel(shape),
-            ));
+            return Err(Error::shape("reshape", "element count", self.numel(), numel(shape)));
         }
-        if !shape
-            .last()
-            .copied()
-            .unwrap_or(1)
-            .is_multiple_of(self.dtype.block())
-        {
-            return Err(Error::invalid(
-                "reshape",
-                format!(
-                    "{shape:?}: {} rows must hold whole blocks of {}",
-                    self.dtype,
-                    self.dtype.block()
-                ),
-            ));
+        if !shape.last().copied().unwrap_or(1).is_multiple_of(self.dtype.block()) {
+            return Err(Error::invalid("reshape", format!("{shape:?}: {} rows must hold whole blocks of {}", self.dtype, self.dtype.block())));
         }
-        Ok(Tensor {
-            buffer: self.buffer.clone(),
-            offset: self.offset,
-            shape: shape.to_vec(),
-            dtype: self.dtype,
-        })
+        Ok(Tensor { buffer: self.buffer.clone(), offset: self.offset, shape: shape.to_vec(), dtype: self.dtype })
     }
 
     /// Rows `start..start + len` of the leading dimension (zero-copy).
     pub fn narrow(&self, start: usize, len: usize) -> Result<Self> {
-        let lead = *self
-            .shape
-            .first()
-            .ok_or_else(|| Error::invalid("narrow", "scalar tensor"))?;
+        let lead = *self.shape.first().ok_or_else(|| Error::invalid("narrow", "scalar tensor"))?;
         if start.checked_add(len).is_none_or(|e| e > lead) {
-            return Err(Error::invalid(
-                "narrow",
-                format!("rows {start}..{} of {lead}", start.saturating_add(len)),
-            ));
+            return Err(Error::invalid("narrow", format!("rows {start}..{} of {lead}", start.saturating_add(len))));
         }
         let row = numel(&self.shape[1..]);
         let mut shape = self.shape.clone();
         shape[0] = len;
         let block = self.dtype.block();
-        if !(start * row).is_multiple_of(block)
-            || !shape.last().copied().unwrap_or(1).is_multiple_of(block)
-        {
-            return Err(Error::invalid(
-                "narrow",
-                format!(
-                    "rows {start}..{} of a {} tensor split a block of {block}",
-                    start + len,
-                    self.dtype
-                ),
-            ));
+        if !(start * row).is_multiple_of(block) || !shape.last().copied().unwrap_or(1).is_multiple_of(block) {
+            return Err(Error::invalid("narrow", format!("rows {start}..{} of a {} tensor split a block of {block}", start + len, self.dtype)));
         }
-        Ok(Tensor {
-            buffer: self.buffer.clone(),
-            offset: self.offset + start * row,
-            shape,
-            dtype: self.dtype,
-        })
+        Ok(Tensor { buffer: self.buffer.clone(), offset: self.offset + start * row, shape, dtype: self.dtype })
     }
 
     /// True when the byte ranges of the two views intersect in one allocation.
@@ -198,10 +125,7 @@ impl<B: Backend> Tensor<B> {
             return false;
         }
         let (a0, a1) = (self.byte_offset(), self.byte_offset() + self.size_bytes());
-        let (b0, b1) = (
-            other.byte_offset(),
-            other.byte_offset() + other.size_bytes(),
-        );
+        let (b0, b1) = (other.byte_offset(), other.byte_offset() + other.size_bytes());
         a0 < b1 && b0 < a1
     }
 

@@ -15,10 +15,7 @@ fn matmul_shape_mismatch_names_the_dimension() {
     let err = ops::matmul(&b, &x, &w, &out, WeightLayout::OutIn, false).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, Error::Shape { op: "matmul", .. }), "{msg}");
-    assert!(
-        msg.contains("input dim") && msg.contains('8') && msg.contains('9'),
-        "{msg}"
-    );
+    assert!(msg.contains("input dim") && msg.contains('8') && msg.contains('9'), "{msg}");
 }
 
 #[test]
@@ -28,17 +25,7 @@ fn wrong_dtype_is_rejected() {
     let w = b.alloc(DType::F32, &[4]).unwrap();
     let out = b.alloc(DType::F32, &[2, 4]).unwrap();
     let err = ops::rms_norm(&b, &x, &w, &out, 1e-5).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::DType {
-                op: "rms_norm",
-                got: DType::BF16,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, Error::DType { op: "rms_norm", got: DType::BF16, .. }), "{err}");
 }
 
 #[test]
@@ -54,10 +41,7 @@ fn output_overlapping_input_is_rejected() {
     let a = buf.narrow(0, 2).unwrap();
     let shifted = buf.narrow(1, 2).unwrap();
     assert!(ops::add(&b, &a, &a, &a).is_ok());
-    assert!(matches!(
-        ops::add(&b, &a, &a, &shifted).unwrap_err(),
-        Error::Aliasing { .. }
-    ));
+    assert!(matches!(ops::add(&b, &a, &a, &shifted).unwrap_err(), Error::Aliasing { .. }));
 }
 
 #[test]
@@ -66,37 +50,22 @@ fn out_of_range_ids_and_positions_are_errors() {
     let table = b.alloc(DType::F32, &[10, 4]).unwrap();
     let out = b.alloc(DType::F32, &[1, 4]).unwrap();
     let ids = ops::upload_u32(&b, &[1], &[10]).unwrap();
-    let msg = ops::embed_rows(&b, &table, &ids, &out)
-        .unwrap_err()
-        .to_string();
+    let msg = ops::embed_rows(&b, &table, &ids, &out).unwrap_err().to_string();
     assert!(msg.contains("id 10") && msg.contains("10 rows"), "{msg}");
 
     let codes = ops::upload_u32(&b, &[1, 2], &[1, 5]).unwrap();
     let mask = ops::upload_u32(&b, &[1, 2], &[1, 1]).unwrap();
-    let msg = ops::embed_codebook_sum(&b, &table, &codes, &mask, 5, &out)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        msg.contains("codebook 1") && msg.contains("frame 0"),
-        "{msg}"
-    );
+    let msg = ops::embed_codebook_sum(&b, &table, &codes, &mask, 5, &out).unwrap_err().to_string();
+    assert!(msg.contains("codebook 1") && msg.contains("frame 0"), "{msg}");
     // A masked-off code is never read, so it may hold anything.
     let mask = ops::upload_u32(&b, &[1, 2], &[1, 0]).unwrap();
     ops::embed_codebook_sum(&b, &table, &codes, &mask, 5, &out).unwrap();
 
     let kv = b.alloc(DType::F32, &[1, 2, 4]).unwrap();
-    let (kc, vc) = (
-        b.alloc(DType::F32, &[2, 3, 4]).unwrap(),
-        b.alloc(DType::F32, &[2, 3, 4]).unwrap(),
-    );
+    let (kc, vc) = (b.alloc(DType::F32, &[2, 3, 4]).unwrap(), b.alloc(DType::F32, &[2, 3, 4]).unwrap());
     let pos = ops::upload_u32(&b, &[1], &[3]).unwrap();
-    let msg = ops::kv_append(&b, &kv, &kv.clone(), &pos, &kc, &vc)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        msg.contains("position 3") && msg.contains("3 positions"),
-        "{msg}"
-    );
+    let msg = ops::kv_append(&b, &kv, &kv.clone(), &pos, &kc, &vc).unwrap_err().to_string();
+    assert!(msg.contains("position 3") && msg.contains("3 positions"), "{msg}");
 }
 
 #[test]
@@ -106,24 +75,12 @@ fn attention_rejects_bad_lengths_and_groupings() {
     let out = b.alloc(DType::F32, &[2, 6, 8]).unwrap();
     let kc = b.alloc(DType::F32, &[4, 5, 8]).unwrap();
     let vc = b.alloc(DType::F32, &[4, 5, 8]).unwrap();
-    assert!(ops::attention(&b, &q, &kc, &vc, &out, 3, true)
-        .unwrap_err()
-        .to_string()
-        .contains("not a multiple"));
+    assert!(ops::attention(&b, &q, &kc, &vc, &out, 3, true).unwrap_err().to_string().contains("not a multiple"));
     let kc = b.alloc(DType::F32, &[2, 5, 8]).unwrap();
     let vc = b.alloc(DType::F32, &[2, 5, 8]).unwrap();
-    assert!(
-        ops::attention(&b, &q, &kc, &vc, &out, 6, true).is_err(),
-        "kv_len beyond capacity"
-    );
-    assert!(
-        ops::attention(&b, &q, &kc, &vc, &out, 1, true).is_err(),
-        "fewer keys than causal queries"
-    );
-    assert!(
-        ops::attention(&b, &q, &kc, &vc, &out, 0, false).is_err(),
-        "no keys"
-    );
+    assert!(ops::attention(&b, &q, &kc, &vc, &out, 6, true).is_err(), "kv_len beyond capacity");
+    assert!(ops::attention(&b, &q, &kc, &vc, &out, 1, true).is_err(), "fewer keys than causal queries");
+    assert!(ops::attention(&b, &q, &kc, &vc, &out, 0, false).is_err(), "no keys");
     ops::attention(&b, &q, &kc, &vc, &out, 1, false).unwrap();
 }
 
@@ -132,26 +89,10 @@ fn sampling_parameters_are_checked() {
     let b = cpu();
     let x = b.alloc(DType::F32, &[1, 10]).unwrap();
     let out = b.alloc(DType::U32, &[1]).unwrap();
-    let p = SampleParams {
-        top_k: 5,
-        temperature: 0.0,
-        forbid_below: 0,
-        seed: 1,
-        counter: 0,
-    };
-    assert!(ops::top_k_sample(&b, &x, &out, p)
-        .unwrap_err()
-        .to_string()
-        .contains("temperature"));
-    let p = SampleParams {
-        temperature: 1.0,
-        forbid_below: 10,
-        ..p
-    };
-    assert!(ops::top_k_sample(&b, &x, &out, p)
-        .unwrap_err()
-        .to_string()
-        .contains("forbid_below"));
+    let p = SampleParams { top_k: 5, temperature: 0.0, forbid_below: 0, seed: 1, counter: 0 };
+    assert!(ops::top_k_sample(&b, &x, &out, p).unwrap_err().to_string().contains("temperature"));
+    let p = SampleParams { temperature: 1.0, forbid_below: 10, ..p };
+    assert!(ops::top_k_sample(&b, &x, &out, p).unwrap_err().to_string().contains("forbid_below"));
 }
 
 #[test]
@@ -161,10 +102,7 @@ fn host_transfers_check_sizes() {
     let t = b.alloc(DType::U32, &[3]).unwrap();
     assert!(b.write(&t, &[0u8; 8]).is_err());
     b.write(&t, &[1u8; 12]).unwrap();
-    assert!(
-        b.alloc(DType::F32, &[usize::MAX, 4]).is_err(),
-        "overflowing shape"
-    );
+    assert!(b.alloc(DType::F32, &[usize::MAX, 4]).is_err(), "overflowing shape");
     assert!(t.narrow(2, 2).is_err());
     assert!(t.reshape(&[2, 2]).is_err());
 }

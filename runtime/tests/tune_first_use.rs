@@ -23,21 +23,11 @@ fn cache_dir() -> &'static Path {
 }
 
 fn inputs<B: Backend>(b: &B, m: usize, k: usize, n: usize) -> (Tensor<B>, Tensor<B>, Tensor<B>) {
-    let x: Vec<f32> = (0..m * k)
-        .map(|i| ((i * 37) % 101) as f32 / 101.0 - 0.5)
-        .collect();
-    let w: Vec<f32> = (0..n * k)
-        .map(|i| ((i * 53) % 97) as f32 / 97.0 - 0.5)
-        .collect();
-    let w2: Vec<f32> = (0..n * k)
-        .map(|i| ((i * 29) % 89) as f32 / 89.0 - 0.5)
-        .collect();
+    let x: Vec<f32> = (0..m * k).map(|i| ((i * 37) % 101) as f32 / 101.0 - 0.5).collect();
+    let w: Vec<f32> = (0..n * k).map(|i| ((i * 53) % 97) as f32 / 97.0 - 0.5).collect();
+    let w2: Vec<f32> = (0..n * k).map(|i| ((i * 29) % 89) as f32 / 89.0 - 0.5).collect();
     let up = |shape: &[usize], v: &[f32], dtype| ops::upload_f32(b, shape, v, dtype).unwrap();
-    (
-        up(&[m, k], &x, DType::F32),
-        up(&[n, k], &w, DType::BF16),
-        up(&[n, k], &w2, DType::BF16),
-    )
+    (up(&[m, k], &x, DType::F32), up(&[n, k], &w, DType::BF16), up(&[n, k], &w2, DType::BF16))
 }
 
 fn product_in<B: Backend>(b: &B, m: usize, k: usize, n: usize, rows: RowOrder) -> Vec<f32> {
@@ -66,11 +56,7 @@ fn same_bits(a: &[f32], b: &[f32]) -> bool {
 fn the_first_product_of_a_class_tunes_it_once_and_stores_the_choice() {
     let dir = cache_dir();
     let cpu = Cpu::new();
-    assert!(
-        cpu_tune::status().contains("timed on first use"),
-        "{}",
-        cpu_tune::status()
-    );
+    assert!(cpu_tune::status().contains("timed on first use"), "{}", cpu_tune::status());
     // K 1024: packed x of 400 rows is 1.6 MiB, so 1 MiB passes split it and larger do not.
     let (m, k, n) = (400, 1024, 24);
     assert!(!cpu_tune::is_decided(k));
@@ -81,23 +67,12 @@ fn the_first_product_of_a_class_tunes_it_once_and_stores_the_choice() {
         out
     };
     let tuned = product(&cpu, m, k, n);
-    assert!(
-        cpu_tune::is_decided(k),
-        "the product did not tune its class"
-    );
+    assert!(cpu_tune::is_decided(k), "the product did not tune its class");
     assert!(same_bits(&before, &tuned), "tuning changed the result");
-    let cache = TuneCache::open(&dir.join("tune"), cpu_tune::device_key(), &mut |w| {
-        panic!("{w}")
-    });
+    let cache = TuneCache::open(&dir.join("tune"), cpu_tune::device_key(), &mut |w| panic!("{w}"));
     let entry = format!("{}/k<=2048", cpu_tune::GEMM_PASS);
-    let choice = cache
-        .get(&entry)
-        .unwrap_or_else(|| panic!("{entry} not stored in {}", cache.path().display()));
-    assert_eq!(
-        choice.medians_us.len(),
-        2,
-        "two distinct pass plans timed: {choice:?}"
-    );
+    let choice = cache.get(&entry).unwrap_or_else(|| panic!("{entry} not stored in {}", cache.path().display()));
+    assert_eq!(choice.medians_us.len(), 2, "two distinct pass plans timed: {choice:?}");
     assert_eq!(cpu_tune::gemm_pass_bytes(k).to_string(), choice.candidate);
     // Decided: a later product neither re-times nor rewrites.
     std::fs::remove_file(cache.path()).unwrap();
@@ -114,30 +89,13 @@ fn the_first_product_of_a_class_tunes_it_once_and_stores_the_choice() {
     cpu_tune::forget();
     assert!(!cpu_tune::gemv_is_decided(wide));
     let tuned = product(&cpu, 1, k, wide);
-    assert!(
-        cpu_tune::gemv_is_decided(wide),
-        "the GEMV did not tune its class"
-    );
-    assert!(
-        same_bits(&before, &tuned),
-        "tuning the GEMV changed the result"
-    );
-    let cache = TuneCache::open(&dir.join("tune"), cpu_tune::device_key(), &mut |w| {
-        panic!("{w}")
-    });
+    assert!(cpu_tune::gemv_is_decided(wide), "the GEMV did not tune its class");
+    assert!(same_bits(&before, &tuned), "tuning the GEMV changed the result");
+    let cache = TuneCache::open(&dir.join("tune"), cpu_tune::device_key(), &mut |w| panic!("{w}"));
     let entry = format!("{}/n>=4096", cpu_tune::GEMV_TASKS);
-    let choice = cache
-        .get(&entry)
-        .unwrap_or_else(|| panic!("{entry} not stored in {}", cache.path().display()));
-    assert_eq!(
-        choice.medians_us.len(),
-        cpu_tune::GEMV_TASKS_CANDIDATES.len(),
-        "{choice:?}"
-    );
-    assert_eq!(
-        cpu_tune::gemv_tasks_per_thread(wide).to_string(),
-        choice.candidate
-    );
+    let choice = cache.get(&entry).unwrap_or_else(|| panic!("{entry} not stored in {}", cache.path().display()));
+    assert_eq!(choice.medians_us.len(), cpu_tune::GEMV_TASKS_CANDIDATES.len(), "{choice:?}");
+    assert_eq!(cpu_tune::gemv_tasks_per_thread(wide).to_string(), choice.candidate);
     cpu_tune::use_defaults();
 }
 
@@ -146,24 +104,14 @@ fn wgpu_tunes_gemv_rows_on_first_use_and_ahead_of_time() {
     let dir = cache_dir();
     let gpu = match Wgpu::new() {
         Ok(g) => g,
-        Err(e) if std::env::var_os("UNIAUDIO_REQUIRE_WGPU").is_none() => {
-            return println!("SKIPPED wgpu: {e}")
-        }
+        Err(e) if std::env::var_os("UNIAUDIO_REQUIRE_WGPU").is_none() => return println!("SKIPPED wgpu: {e}"),
         Err(e) => panic!("wgpu backend required but unavailable: {e}"),
     };
     let key = gpu.tune_key();
     let entry = format!("{GEMV_ROWS}/{}", GEMV_CLASSES[0].0);
-    let stored = || {
-        TuneCache::open(&dir.join("tune"), key.clone(), &mut |w| panic!("{w}"))
-            .get(&entry)
-            .cloned()
-    };
+    let stored = || TuneCache::open(&dir.join("tune"), key.clone(), &mut |w| panic!("{w}")).get(&entry).cloned();
     if stored().is_none() {
-        assert!(
-            gpu.tune_status().contains("timed on first use"),
-            "{}",
-            gpu.tune_status()
-        );
+        assert!(gpu.tune_status().contains("timed on first use"), "{}", gpu.tune_status());
     }
     // A decode-shaped product (a GEMV) tunes its class on first use and stores the choice.
     let (m, k, n) = (2, 520, 70);
@@ -173,11 +121,7 @@ fn wgpu_tunes_gemv_rows_on_first_use_and_ahead_of_time() {
     assert_eq!(gpu.gemv_rows_in_use()[0].to_string(), choice.candidate);
     // A second adapter handle loads it instead of re-timing.
     let again = Wgpu::new().unwrap();
-    assert!(
-        again.tune_status().contains("tuned table"),
-        "{}",
-        again.tune_status()
-    );
+    assert!(again.tune_status().contains("tuned table"), "{}", again.tune_status());
     assert_eq!(again.gemv_rows_in_use()[0], gpu.gemv_rows_in_use()[0]);
     // Every candidate gives the same bits, for the projections and the gated MLP input.
     let mut reference: Option<(Vec<f32>, Vec<f32>)> = None;
@@ -185,30 +129,19 @@ fn wgpu_tunes_gemv_rows_on_first_use_and_ahead_of_time() {
         for class in 0..GEMV_CLASSES.len() {
             gpu.set_gemv_rows(class, rows).unwrap();
         }
-        let got = (
-            product_in(&gpu, m, k, n, RowOrder::Invariant),
-            gate_up(&gpu, 3, 264, 40),
-        );
+        let got = (product_in(&gpu, m, k, n, RowOrder::Invariant), gate_up(&gpu, 3, 264, 40));
         match &reference {
             None => reference = Some(got),
-            Some((p, g)) => assert!(
-                same_bits(p, &got.0) && same_bits(g, &got.1),
-                "{rows} rows per workgroup changed a result"
-            ),
+            Some((p, g)) => assert!(same_bits(p, &got.0) && same_bits(g, &got.1), "{rows} rows per workgroup changed a result"),
         }
     }
     assert!(same_bits(&first, &reference.unwrap().0));
     assert!(gpu.set_gemv_rows(0, 3).is_err() && gpu.set_gemv_rows(9, 8).is_err());
     // Ahead of time, on small probes: every class times every candidate and keeps the fastest.
     for class in 0..GEMV_CLASSES.len() {
-        let run = gpu
-            .tune_gemv_probe(class, Some((1, 256, 96)), DType::BF16, 0, 1)
-            .unwrap();
+        let run = gpu.tune_gemv_probe(class, Some((1, 256, 96)), DType::BF16, 0, 1).unwrap();
         assert_eq!(run.timings.len(), GEMV_ROWS_CANDIDATES.len());
-        assert_eq!(
-            gpu.gemv_rows_in_use()[class],
-            GEMV_ROWS_CANDIDATES[run.best]
-        );
+        assert_eq!(gpu.gemv_rows_in_use()[class], GEMV_ROWS_CANDIDATES[run.best]);
         assert!(run.bytes_per_timing > 0.0);
     }
 }
@@ -219,76 +152,21 @@ fn tiled_ops(gpu: &Wgpu, m: usize) -> [Vec<f32>; 3] {
     use uniaudio_runtime::{Conv2dParams, ConvParams, Epilogue, UnaryFn};
     let up = |shape: &[usize], seed: usize, dtype| {
         let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|i| ((i * seed) % 103) as f32 / 103.0 - 0.5)
-            .collect();
+        let v: Vec<f32> = (0..n).map(|i| ((i * seed) % 103) as f32 / 103.0 - 0.5).collect();
         ops::upload_f32(gpu, shape, &v, dtype).unwrap()
     };
-    let (x, w, bias) = (
-        up(&[m, 72], 37, DType::F32),
-        up(&[90, 72], 53, DType::BF16),
-        up(&[90], 31, DType::BF16),
-    );
+    let (x, w, bias) = (up(&[m, 72], 37, DType::F32), up(&[90, 72], 53, DType::BF16), up(&[90], 31, DType::BF16));
     let out = gpu.alloc(DType::F32, &[m, 90]).unwrap();
-    uniaudio_runtime::op::run(
-        gpu,
-        &uniaudio_runtime::Op::Linear {
-            x: &x,
-            w: &w,
-            bias: Some(&bias),
-            out: &out,
-            epilogue: Epilogue::Act(UnaryFn::GeluErf),
-        },
-    )
-    .unwrap();
-    let (cx, cw) = (
-        up(&[2, 40, 24], 41, DType::F32),
-        up(&[70, 3, 24], 43, DType::F32),
-    );
+    uniaudio_runtime::op::run(gpu, &uniaudio_runtime::Op::Linear { x: &x, w: &w, bias: Some(&bias), out: &out, epilogue: Epilogue::Act(UnaryFn::GeluErf) }).unwrap();
+    let (cx, cw) = (up(&[2, 40, 24], 41, DType::F32), up(&[70, 3, 24], 43, DType::F32));
     let cout = gpu.alloc(DType::F32, &[2, 40, 70]).unwrap();
-    let conv = ConvParams {
-        pad_left: 2,
-        dilation: 2,
-        ..ConvParams::plain()
-    };
-    uniaudio_runtime::op::run(
-        gpu,
-        &uniaudio_runtime::Op::Conv1d {
-            x: &cx,
-            w: &cw,
-            bias: None,
-            out: &cout,
-            conv,
-        },
-    )
-    .unwrap();
-    let (ix, iw) = (
-        up(&[1, 9, 11, 5], 47, DType::F32),
-        up(&[66, 3, 3, 5], 59, DType::F16),
-    );
+    let conv = ConvParams { pad_left: 2, dilation: 2, ..ConvParams::plain() };
+    uniaudio_runtime::op::run(gpu, &uniaudio_runtime::Op::Conv1d { x: &cx, w: &cw, bias: None, out: &cout, conv }).unwrap();
+    let (ix, iw) = (up(&[1, 9, 11, 5], 47, DType::F32), up(&[66, 3, 3, 5], 59, DType::F16));
     let iout = gpu.alloc(DType::F32, &[1, 9, 11, 66]).unwrap();
-    let conv2 = Conv2dParams {
-        stride: [1, 1],
-        pad: [1, 1],
-        accumulate: false,
-        relu: true,
-    };
-    uniaudio_runtime::op::run(
-        gpu,
-        &uniaudio_runtime::Op::Conv2d {
-            x: &ix,
-            w: &iw,
-            bias: None,
-            out: &iout,
-            conv: conv2,
-        },
-    )
-    .unwrap();
-    [
-        ops::download_f32(gpu, &out).unwrap(),
-        ops::download_f32(gpu, &cout).unwrap(),
-        ops::download_f32(gpu, &iout).unwrap(),
-    ]
+    let conv2 = Conv2dParams { stride: [1, 1], pad: [1, 1], accumulate: false, relu: true };
+    uniaudio_runtime::op::run(gpu, &uniaudio_runtime::Op::Conv2d { x: &ix, w: &iw, bias: None, out: &iout, conv: conv2 }).unwrap();
+    [ops::download_f32(gpu, &out).unwrap(), ops::download_f32(gpu, &cout).unwrap(), ops::download_f32(gpu, &iout).unwrap()]
 }
 
 #[test]
@@ -297,22 +175,15 @@ fn wgpu_tunes_the_gemm_tile_on_first_use_and_ahead_of_time() {
     let dir = cache_dir();
     let gpu = match Wgpu::new() {
         Ok(g) => g,
-        Err(e) if std::env::var_os("UNIAUDIO_REQUIRE_WGPU").is_none() => {
-            return println!("SKIPPED wgpu: {e}")
-        }
+        Err(e) if std::env::var_os("UNIAUDIO_REQUIRE_WGPU").is_none() => return println!("SKIPPED wgpu: {e}"),
         Err(e) => panic!("wgpu backend required but unavailable: {e}"),
     };
     let key = gpu.tune_key();
-    let stored = |class: usize| {
-        TuneCache::open(&dir.join("tune"), key.clone(), &mut |w| panic!("{w}"))
-            .get(&format!("{GEMM_TILE}/{}", GEMM_CLASSES[class].0))
-            .cloned()
-    };
+    let stored = |class: usize| TuneCache::open(&dir.join("tune"), key.clone(), &mut |w| panic!("{w}")).get(&format!("{GEMM_TILE}/{}", GEMM_CLASSES[class].0)).cloned();
     // The first linear (class gemm/m<256) and convolutions of each kind tune their classes.
     let first = tiled_ops(&gpu, 50);
     for class in [0, 2, 3] {
-        let choice = stored(class)
-            .unwrap_or_else(|| panic!("class {} stored no choice", GEMM_CLASSES[class].0));
+        let choice = stored(class).unwrap_or_else(|| panic!("class {} stored no choice", GEMM_CLASSES[class].0));
         assert_eq!(choice.medians_us.len(), GEMM_TILE_CANDIDATES.len());
         assert_eq!(gpu.gemm_tiles_in_use()[class].to_string(), choice.candidate);
     }
@@ -324,23 +195,15 @@ fn wgpu_tunes_the_gemm_tile_on_first_use_and_ahead_of_time() {
         }
         let got = tiled_ops(&gpu, 50);
         for (i, (a, b)) in first.iter().zip(&got).enumerate() {
-            assert!(
-                same_bits(a, b),
-                "tile {tile} changed the result of tiled op {i}"
-            );
+            assert!(same_bits(a, b), "tile {tile} changed the result of tiled op {i}");
         }
     }
     assert!(gpu.set_gemm_tile(0, 48).is_err() && gpu.set_gemm_tile(4, 64).is_err());
     // Ahead of time, on small probes (rows, inner, columns).
     for class in 0..GEMM_CLASSES.len() {
-        let run = gpu
-            .tune_gemm_probe(class, Some((20, 36, 40)), DType::BF16, 0, 1)
-            .unwrap();
+        let run = gpu.tune_gemm_probe(class, Some((20, 36, 40)), DType::BF16, 0, 1).unwrap();
         assert_eq!(run.timings.len(), GEMM_TILE_CANDIDATES.len());
-        assert_eq!(
-            gpu.gemm_tiles_in_use()[class],
-            GEMM_TILE_CANDIDATES[run.best]
-        );
+        assert_eq!(gpu.gemm_tiles_in_use()[class], GEMM_TILE_CANDIDATES[run.best]);
         assert!(run.flops_per_timing > 0.0);
     }
 }

@@ -9,10 +9,7 @@ use uniaudio_runtime::weights::{ModelWeights, SafetensorsFile, SafetensorsWriter
 use uniaudio_runtime::{ops, Backend, Cpu, DType, Error, WeightLayout};
 
 fn write_model(path: &Path, tensors: &[(&str, DType, &[usize], Vec<f32>)]) {
-    let specs = tensors
-        .iter()
-        .map(|(n, d, s, _)| TensorSpec::new(*n, *d, s))
-        .collect();
+    let specs = tensors.iter().map(|(n, d, s, _)| TensorSpec::new(*n, *d, s)).collect();
     let mut w = SafetensorsWriter::create(path, specs, &BTreeMap::new()).unwrap();
     for (n, d, _, v) in tensors {
         w.write_tensor(n, &f32_to_bytes(v, *d)).unwrap();
@@ -35,13 +32,7 @@ fn ramp(n: usize) -> Vec<f32> {
 #[test]
 fn single_file_round_trips_zero_copy() {
     let dir = tempfile::tempdir().unwrap();
-    write_model(
-        &dir.path().join("model.safetensors"),
-        &[
-            ("a.weight", DType::BF16, &[3, 4], ramp(12)),
-            ("b", DType::F32, &[5], ramp(5)),
-        ],
-    );
+    write_model(&dir.path().join("model.safetensors"), &[("a.weight", DType::BF16, &[3, 4], ramp(12)), ("b", DType::F32, &[5], ramp(5))]);
     let m = ModelWeights::open(dir.path()).unwrap();
     let a = m.get_checked("a.weight", &[3, 4]).unwrap();
     assert_eq!(a.dtype(), DType::BF16);
@@ -56,30 +47,15 @@ fn single_file_round_trips_zero_copy() {
     let x = ops::upload_f32(&cpu, &[1, 4], &[1.0, 0.0, 0.0, 1.0], DType::F32).unwrap();
     let out = cpu.alloc(DType::F32, &[1, 3]).unwrap();
     ops::matmul(&cpu, &x, &w, &out, WeightLayout::OutIn, false).unwrap();
-    assert_eq!(
-        ops::download_f32(&cpu, &out).unwrap(),
-        vec![-3.0 + -1.5, -1.0 + 0.5, 1.0 + 2.5]
-    );
-    assert!(matches!(
-        cpu.write(&w, &[0u8; 24]).unwrap_err(),
-        Error::ReadOnly { .. }
-    ));
+    assert_eq!(ops::download_f32(&cpu, &out).unwrap(), vec![-3.0 + -1.5, -1.0 + 0.5, 1.0 + 2.5]);
+    assert!(matches!(cpu.write(&w, &[0u8; 24]).unwrap_err(), Error::ReadOnly { .. }));
 }
 
 #[test]
 fn sharded_directory_with_index() {
     let dir = tempfile::tempdir().unwrap();
-    write_model(
-        &dir.path().join("model-00001-of-00002.safetensors"),
-        &[("x", DType::F16, &[2, 2], ramp(4))],
-    );
-    write_model(
-        &dir.path().join("model-00002-of-00002.safetensors"),
-        &[
-            ("y", DType::F32, &[3], ramp(3)),
-            ("z", DType::BF16, &[1], vec![2.0]),
-        ],
-    );
+    write_model(&dir.path().join("model-00001-of-00002.safetensors"), &[("x", DType::F16, &[2, 2], ramp(4))]);
+    write_model(&dir.path().join("model-00002-of-00002.safetensors"), &[("y", DType::F32, &[3], ramp(3)), ("z", DType::BF16, &[1], vec![2.0])]);
     let index = r#"{"metadata": {"total_size": 0}, "weight_map": {"x": "model-00001-of-00002.safetensors", "y": "model-00002-of-00002.safetensors", "z": "model-00002-of-00002.safetensors"}}"#;
     std::fs::write(dir.path().join("model.safetensors.index.json"), index).unwrap();
     let m = ModelWeights::open(dir.path()).unwrap();
@@ -101,11 +77,7 @@ fn unaligned_data_offsets_are_copied_not_misread() {
     let mut data = f32_to_bytes(&[7.0], DType::F32)[..2].to_vec(); // 2 bytes of a bf16
     data.extend(f32_to_bytes(&values, DType::F32));
     let header = r#"{"pad":{"dtype":"BF16","shape":[1],"data_offsets":[0,2]},"w":{"dtype":"F32","shape":[2,3],"data_offsets":[2,26]}}"#;
-    let header = if (8 + header.len()).is_multiple_of(2) {
-        format!("{header} ")
-    } else {
-        header.to_string()
-    };
+    let header = if (8 + header.len()).is_multiple_of(2) { format!("{header} ") } else { header.to_string() };
     raw_file(&path, &header, &data);
     let file = SafetensorsFile::open(&path).unwrap();
     let w = file.view("w").unwrap();
@@ -125,10 +97,7 @@ fn open_err(header: &str, data: &[u8]) -> String {
         },
         Err(e) => {
             let msg = e.to_string();
-            assert!(
-                msg.contains("bad.safetensors"),
-                "error does not name the file: {msg}"
-            );
+            assert!(msg.contains("bad.safetensors"), "error does not name the file: {msg}");
             msg
         }
     }
@@ -152,29 +121,14 @@ fn truncated_files_are_rejected() {
 #[test]
 fn lying_headers_are_rejected() {
     // Shape says 5 elements, offsets cover 4.
-    open_err(
-        r#"{"t":{"dtype":"F32","shape":[5],"data_offsets":[0,16]}}"#,
-        &[0u8; 16],
-    );
+    open_err(r#"{"t":{"dtype":"F32","shape":[5],"data_offsets":[0,16]}}"#, &[0u8; 16]);
     // Overlapping ranges.
-    open_err(
-        r#"{"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"u":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
-        &[0u8; 12],
-    );
+    open_err(r#"{"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"u":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#, &[0u8; 12]);
     // A gap, and an end before the start.
-    open_err(
-        r#"{"t":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#,
-        &[0u8; 8],
-    );
-    open_err(
-        r#"{"t":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}}"#,
-        &[0u8; 8],
-    );
+    open_err(r#"{"t":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, &[0u8; 8]);
+    open_err(r#"{"t":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}}"#, &[0u8; 8]);
     // Shapes whose element count overflows.
-    open_err(
-        r#"{"t":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,16]}}"#,
-        &[0u8; 16],
-    );
+    open_err(r#"{"t":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,16]}}"#, &[0u8; 16]);
     // Not JSON, not UTF-8.
     open_err("{not json", &[]);
     open_err("\u{0}\u{0}", &[]);
@@ -182,89 +136,50 @@ fn lying_headers_are_rejected() {
 
 #[test]
 fn unknown_and_unsupported_dtypes_are_named() {
-    let msg = open_err(
-        r#"{"t":{"dtype":"Q7","shape":[1],"data_offsets":[0,1]}}"#,
-        &[0u8; 1],
-    );
+    let msg = open_err(r#"{"t":{"dtype":"Q7","shape":[1],"data_offsets":[0,1]}}"#, &[0u8; 1]);
     assert!(msg.contains("safetensors"), "{msg}");
     // A dtype safetensors knows but the runtime does not compute with.
-    let msg = open_err(
-        r#"{"t":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}}"#,
-        &[0u8; 8],
-    );
+    let msg = open_err(r#"{"t":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}}"#, &[0u8; 8]);
     assert!(msg.contains("`t`") && msg.contains("F64"), "{msg}");
 }
 
 #[test]
 fn missing_tensor_and_wrong_shape_name_the_tensor() {
     let dir = tempfile::tempdir().unwrap();
-    write_model(
-        &dir.path().join("model.safetensors"),
-        &[("w", DType::F32, &[2, 3], ramp(6))],
-    );
+    write_model(&dir.path().join("model.safetensors"), &[("w", DType::F32, &[2, 3], ramp(6))]);
     let m = ModelWeights::open(dir.path()).unwrap();
     let err = m.get("nope").unwrap_err();
-    assert!(
-        matches!(err, Error::MissingTensor { .. }) && err.to_string().contains("`nope`"),
-        "{err}"
-    );
+    assert!(matches!(err, Error::MissingTensor { .. }) && err.to_string().contains("`nope`"), "{err}");
     let err = m.get_checked("w", &[3, 2]).unwrap_err().to_string();
-    assert!(
-        err.contains("`w`") && err.contains("[3, 2]") && err.contains("[2, 3]"),
-        "{err}"
-    );
+    assert!(err.contains("`w`") && err.contains("[3, 2]") && err.contains("[2, 3]"), "{err}");
 }
 
 #[test]
 fn bad_directories_and_indexes() {
     let dir = tempfile::tempdir().unwrap();
-    assert!(ModelWeights::open(dir.path())
-        .unwrap_err()
-        .to_string()
-        .contains("neither"));
+    assert!(ModelWeights::open(dir.path()).unwrap_err().to_string().contains("neither"));
     assert!(ModelWeights::open(dir.path().join("absent")).is_err());
     let index = dir.path().join("model.safetensors.index.json");
     std::fs::write(&index, r#"{"weight_map": {"a": "../escape.safetensors"}}"#).unwrap();
-    assert!(ModelWeights::open(dir.path())
-        .unwrap_err()
-        .to_string()
-        .contains("not a file name"));
+    assert!(ModelWeights::open(dir.path()).unwrap_err().to_string().contains("not a file name"));
     std::fs::write(&index, r#"{"weight_map": {"a": "missing.safetensors"}}"#).unwrap();
-    assert!(ModelWeights::open(dir.path())
-        .unwrap_err()
-        .to_string()
-        .contains("missing.safetensors"));
-    write_model(
-        &dir.path().join("s.safetensors"),
-        &[("b", DType::F32, &[1], vec![1.0])],
-    );
+    assert!(ModelWeights::open(dir.path()).unwrap_err().to_string().contains("missing.safetensors"));
+    write_model(&dir.path().join("s.safetensors"), &[("b", DType::F32, &[1], vec![1.0])]);
     std::fs::write(&index, r#"{"weight_map": {"a": "s.safetensors"}}"#).unwrap();
-    assert!(ModelWeights::open(dir.path())
-        .unwrap_err()
-        .to_string()
-        .contains("does not contain"));
+    assert!(ModelWeights::open(dir.path()).unwrap_err().to_string().contains("does not contain"));
     std::fs::write(&index, "[1, 2]").unwrap();
-    assert!(ModelWeights::open(dir.path())
-        .unwrap_err()
-        .to_string()
-        .contains("invalid index"));
+    assert!(ModelWeights::open(dir.path()).unwrap_err().to_string().contains("invalid index"));
 }
 
 #[test]
 fn writer_refuses_out_of_order_or_incomplete_output() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.safetensors");
-    let specs = vec![
-        TensorSpec::new("a", DType::F32, &[2]),
-        TensorSpec::new("b", DType::F32, &[1]),
-    ];
+    let specs = vec![TensorSpec::new("a", DType::F32, &[2]), TensorSpec::new("b", DType::F32, &[1])];
     let mut w = SafetensorsWriter::create(&path, specs.clone(), &BTreeMap::new()).unwrap();
     assert!(w.write_tensor("b", &[0u8; 4]).is_err());
     assert!(w.write_tensor("a", &[0u8; 4]).is_err(), "wrong size");
     w.write_tensor("a", &[0u8; 8]).unwrap();
     assert!(w.finish().is_err());
-    assert!(
-        !path.exists() && !dir.path().join("w.safetensors.tmp").exists(),
-        "nothing half-written is left"
-    );
+    assert!(!path.exists() && !dir.path().join("w.safetensors.tmp").exists(), "nothing half-written is left");
 }

@@ -11,10 +11,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: u16, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            message: message.into(),
-        }
+        ApiError { status, message: message.into() }
     }
 
     pub fn bad_request(m: impl Into<String>) -> Self {
@@ -42,10 +39,7 @@ impl ApiError {
     }
 
     pub fn timeout() -> Self {
-        ApiError::new(
-            504,
-            "the request passed its deadline (--timeout) and was cancelled",
-        )
+        ApiError::new(504, "the request passed its deadline (--timeout) and was cancelled")
     }
 
     fn kind(&self) -> &'static str {
@@ -67,8 +61,7 @@ impl IntoResponse for ApiError {
         let body = serde_json::json!({"error": {"message": self.message, "type": self.kind()}});
         let mut r = (status, axum::Json(body)).into_response();
         if self.status == 429 {
-            r.headers_mut()
-                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+            r.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
         }
         r
     }

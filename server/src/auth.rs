@@ -17,34 +17,17 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub async fn require_key(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(key) = state.opts.api_key.as_deref() else {
-        return next.run(request).await;
-    };
+pub async fn require_key(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let Some(key) = state.opts.api_key.as_deref() else { return next.run(request).await };
     if request.uri().path() == "/health" {
         return next.run(request).await;
     }
-    let given = request
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+    let given = request.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     match given {
         Some(g) if constant_time_eq(g.as_bytes(), key.as_bytes()) => next.run(request).await,
         _ => {
-            let mut r = ApiError::new(
-                401,
-                "missing or wrong API key (send Authorization: Bearer KEY)",
-            )
-            .into_response();
-            r.headers_mut().insert(
-                "www-authenticate",
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
+            let mut r = ApiError::new(401, "missing or wrong API key (send Authorization: Bearer KEY)").into_response();
+            r.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
             r
         }
     }

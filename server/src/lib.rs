@@ -102,9 +102,7 @@ impl ServerHandle {
     /// Waits until the server exits (after a signal, with `start_with_signals`).
     pub fn join(mut self) -> Result<()> {
         match self.thread.take() {
-            Some(t) => t
-                .join()
-                .map_err(|_| anyhow::anyhow!("the server thread panicked"))?,
+            Some(t) => t.join().map_err(|_| anyhow::anyhow!("the server thread panicked"))?,
             None => Ok(()),
         }
     }
@@ -117,46 +115,30 @@ pub fn start(model: ModelPaths, backend: AnyBackend, opts: ServeOptions) -> Resu
 }
 
 /// `start`, also stopping gracefully on SIGTERM or SIGINT (the command line's server).
-pub fn start_with_signals(
-    model: ModelPaths,
-    backend: AnyBackend,
-    opts: ServeOptions,
-) -> Result<ServerHandle> {
+pub fn start_with_signals(model: ModelPaths, backend: AnyBackend, opts: ServeOptions) -> Result<ServerHandle> {
     start_inner(model, backend, opts, true)
 }
 
-fn start_inner(
-    model: ModelPaths,
-    backend: AnyBackend,
-    opts: ServeOptions,
-    signals: bool,
-) -> Result<ServerHandle> {
+fn start_inner(model: ModelPaths, backend: AnyBackend, opts: ServeOptions, signals: bool) -> Result<ServerHandle> {
     model.require(uniaudio::Part::Lm, "serve")?;
     if opts.queue_limit == 0 || opts.engine.max_batch == 0 {
         anyhow::bail!("the queue limit and the batch must both be at least 1");
     }
-    let listener = std::net::TcpListener::bind((opts.host.as_str(), opts.port))
-        .with_context(|| format!("listening on {}:{}", opts.host, opts.port))?;
+    let listener = std::net::TcpListener::bind((opts.host.as_str(), opts.port)).with_context(|| format!("listening on {}:{}", opts.host, opts.port))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let shared = Arc::new(Shared::default());
     let (jobs, receiver) = std::sync::mpsc::channel();
     let engine_thread = {
         let (shared, engine) = (shared.clone(), opts.engine.clone());
-        std::thread::Builder::new()
-            .name("uniaudio-engine".into())
-            .spawn(move || match backend {
-                AnyBackend::Cpu(b) => worker::run(b, model, engine, receiver, shared),
-                AnyBackend::Wgpu(b) => worker::run(b, model, engine, receiver, shared),
-                AnyBackend::Cuda(b) => worker::run(b, model, engine, receiver, shared),
-            })?
+        std::thread::Builder::new().name("uniaudio-engine".into()).spawn(move || match backend {
+            AnyBackend::Cpu(b) => worker::run(b, model, engine, receiver, shared),
+            AnyBackend::Wgpu(b) => worker::run(b, model, engine, receiver, shared),
+            AnyBackend::Cuda(b) => worker::run(b, model, engine, receiver, shared),
+        })?
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let state = Arc::new(routes::AppState {
-        jobs: std::sync::Mutex::new(jobs),
-        shared: shared.clone(),
-        opts: opts.clone(),
-    });
+    let state = Arc::new(routes::AppState { jobs: std::sync::Mutex::new(jobs), shared: shared.clone(), opts: opts.clone() });
     let thread = std::thread::Builder::new().name("uniaudio-http".into()).spawn(move || -> Result<()> {
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         rt.block_on(async move {
@@ -191,23 +173,17 @@ fn start_inner(
         engine_thread.join().map_err(|_| anyhow::anyhow!("the engine thread panicked"))?;
         Ok(())
     })?;
-    Ok(ServerHandle {
-        addr,
-        shared,
-        stop: Some(stop_tx),
-        thread: Some(thread),
-    })
+    Ok(ServerHandle { addr, shared, stop: Some(stop_tx), thread: Some(thread) })
 }
 
 /// SIGTERM or SIGINT.
 async fn termination() {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}

@@ -65,11 +65,7 @@ fn one(addr: SocketAddr, body: &[u8], api_key: Option<&str>) -> Result<Timed> {
         bail!("the stream ended without its final event");
     }
     let frames = text.matches("event: frame").count();
-    Ok(Timed {
-        first_event: first_event.unwrap_or(total),
-        total,
-        frames,
-    })
+    Ok(Timed { first_event: first_event.unwrap_or(total), total, frames })
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -81,13 +77,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// `clients` threads send `requests` copies of `request` (a /v1/generate object; it is
 /// sent with `"stream": true`) as fast as answers come back.
-pub fn run_load(
-    addr: SocketAddr,
-    clients: usize,
-    requests: usize,
-    request: &Value,
-    api_key: Option<&str>,
-) -> Result<LoadReport> {
+pub fn run_load(addr: SocketAddr, clients: usize, requests: usize, request: &Value, api_key: Option<&str>) -> Result<LoadReport> {
     let mut body = request.clone();
     body["stream"] = Value::Bool(true);
     let body = body.to_string().into_bytes();
@@ -105,18 +95,12 @@ pub fn run_load(
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
     });
     let seconds = start.elapsed().as_secs_f64();
     let ok: Vec<&Timed> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
     if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
-        eprintln!(
-            "note: {} of {requests} requests failed, e.g.: {e:#}",
-            results.len() - ok.len()
-        );
+        eprintln!("note: {} of {requests} requests failed, e.g.: {e:#}", results.len() - ok.len());
     }
     let mut latency: Vec<f64> = ok.iter().map(|t| t.total * 1e3).collect();
     let mut first: Vec<f64> = ok.iter().map(|t| t.first_event * 1e3).collect();

@@ -38,17 +38,9 @@ impl Histogram {
 
     fn write(&self, out: &mut String, name: &str, bounds: &[f64]) {
         for (i, b) in bounds.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{b}\"}} {}",
-                self.counts.get(i).copied().unwrap_or(0)
-            );
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {}", self.counts.get(i).copied().unwrap_or(0));
         }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}",
-            self.count, self.sum, self.count
-        );
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}", self.count, self.sum, self.count);
     }
 }
 
@@ -81,8 +73,7 @@ pub struct Shared {
 
 impl Shared {
     pub fn set_ready(&self, config: &LmConfig, kv_budget: usize) {
-        self.max_seq_len
-            .store(config.max_seq_len, Ordering::Relaxed);
+        self.max_seq_len.store(config.max_seq_len, Ordering::Relaxed);
         self.kv_budget.store(kv_budget, Ordering::Relaxed);
         self.ready.store(true, Ordering::Release);
     }
@@ -97,10 +88,7 @@ impl Shared {
     }
 
     pub fn failure(&self) -> Option<String> {
-        self.failed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.failed.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn max_seq_len(&self) -> usize {
@@ -122,9 +110,7 @@ impl Shared {
 
     pub fn observe_request(&self, endpoint: &str, status: u16, seconds: f64) {
         let mut c = self.lock();
-        *c.requests
-            .entry((endpoint.to_string(), status))
-            .or_default() += 1;
+        *c.requests.entry((endpoint.to_string(), status)).or_default() += 1;
         c.latency.observe(&LATENCY_BOUNDS, seconds);
     }
 
@@ -158,89 +144,28 @@ impl Shared {
         };
         let in_flight = self.in_flight.load(Ordering::Relaxed);
         let active = self.active();
-        gauge(
-            &mut out,
-            "uniaudio_ready",
-            "1 once the model is loaded",
-            self.is_ready() as u8 as f64,
-        );
-        gauge(
-            &mut out,
-            "uniaudio_queue_depth",
-            "Accepted requests not yet running",
-            in_flight.saturating_sub(active) as f64,
-        );
-        gauge(
-            &mut out,
-            "uniaudio_active_sequences",
-            "Sequences decoding now",
-            active as f64,
-        );
-        gauge(
-            &mut out,
-            "uniaudio_batch_rows",
-            "Rows in the current step",
-            self.rows.load(Ordering::Relaxed) as f64,
-        );
-        gauge(
-            &mut out,
-            "uniaudio_kv_used_bytes",
-            "KV-cache bytes held by running sequences",
-            self.kv_used() as f64,
-        );
-        gauge(
-            &mut out,
-            "uniaudio_kv_budget_bytes",
-            "KV-cache byte budget",
-            self.kv_budget.load(Ordering::Relaxed) as f64,
-        );
+        gauge(&mut out, "uniaudio_ready", "1 once the model is loaded", self.is_ready() as u8 as f64);
+        gauge(&mut out, "uniaudio_queue_depth", "Accepted requests not yet running", in_flight.saturating_sub(active) as f64);
+        gauge(&mut out, "uniaudio_active_sequences", "Sequences decoding now", active as f64);
+        gauge(&mut out, "uniaudio_batch_rows", "Rows in the current step", self.rows.load(Ordering::Relaxed) as f64);
+        gauge(&mut out, "uniaudio_kv_used_bytes", "KV-cache bytes held by running sequences", self.kv_used() as f64);
+        gauge(&mut out, "uniaudio_kv_budget_bytes", "KV-cache byte budget", self.kv_budget.load(Ordering::Relaxed) as f64);
         let c = self.lock();
-        gauge(
-            &mut out,
-            "uniaudio_frames_per_second",
-            "Frames and tokens generated per second in the last step",
-            c.frames_per_second,
-        );
+        gauge(&mut out, "uniaudio_frames_per_second", "Frames and tokens generated per second in the last step", c.frames_per_second);
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
-        counter(
-            &mut out,
-            "uniaudio_generated_total",
-            "Frames and text tokens generated",
-            self.generated.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            "uniaudio_cancelled_total",
-            "Requests cancelled because the client went away",
-            self.cancelled.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            "uniaudio_panics_total",
-            "Panics caught at the request boundary",
-            self.panics.load(Ordering::Relaxed),
-        );
+        counter(&mut out, "uniaudio_generated_total", "Frames and text tokens generated", self.generated.load(Ordering::Relaxed));
+        counter(&mut out, "uniaudio_cancelled_total", "Requests cancelled because the client went away", self.cancelled.load(Ordering::Relaxed));
+        counter(&mut out, "uniaudio_panics_total", "Panics caught at the request boundary", self.panics.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP uniaudio_requests_total Requests by endpoint and status\n# TYPE uniaudio_requests_total counter");
         for ((endpoint, status), n) in &c.requests {
-            let _ = writeln!(
-                out,
-                "uniaudio_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}"
-            );
+            let _ = writeln!(out, "uniaudio_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}");
         }
         let _ = writeln!(out, "# HELP uniaudio_request_seconds Request latency\n# TYPE uniaudio_request_seconds histogram");
-        c.latency
-            .write(&mut out, "uniaudio_request_seconds", &LATENCY_BOUNDS);
-        let _ = writeln!(
-            out,
-            "# HELP uniaudio_batch_size Rows per engine step\n# TYPE uniaudio_batch_size histogram"
-        );
-        c.batch
-            .write(&mut out, "uniaudio_batch_size", &BATCH_BOUNDS);
+        c.latency.write(&mut out, "uniaudio_request_seconds", &LATENCY_BOUNDS);
+        let _ = writeln!(out, "# HELP uniaudio_batch_size Rows per engine step\n# TYPE uniaudio_batch_size histogram");
+        c.batch.write(&mut out, "uniaudio_batch_size", &BATCH_BOUNDS);
         out
     }
 }

@@ -35,65 +35,33 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(models))
         .route("/v1/generate", post(generate))
         .route("/v1/audio/speech", post(crate::tasks::speech))
-        .route(
-            "/v1/audio/transcriptions",
-            post(crate::tasks::transcriptions),
-        )
+        .route("/v1/audio/transcriptions", post(crate::tasks::transcriptions))
         .route("/v1/audio/answer", post(crate::tasks::answer))
         .layer(DefaultBodyLimit::max(state.opts.max_body_bytes))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            refuse_large_bodies,
-        ))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::auth::require_key,
-        ))
+        .layer(middleware::from_fn_with_state(state.clone(), refuse_large_bodies))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::auth::require_key))
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .with_state(state)
 }
 
 /// Counts every answer by route and status, with its latency (to the response head).
 async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let endpoint = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "other".to_string(), |p| p.as_str().to_string());
+    let endpoint = request.extensions().get::<MatchedPath>().map_or_else(|| "other".to_string(), |p| p.as_str().to_string());
     let t = Instant::now();
     let response = next.run(request).await;
-    state.shared.observe_request(
-        &endpoint,
-        response.status().as_u16(),
-        t.elapsed().as_secs_f64(),
-    );
+    state.shared.observe_request(&endpoint, response.status().as_u16(), t.elapsed().as_secs_f64());
     response
 }
 
 /// A declared body above the limit is refused from its Content-Length, before any of it
 /// is read (bodies without one are cut off at the limit as they stream in).
-async fn refuse_large_bodies(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn refuse_large_bodies(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let limit = state.opts.max_body_bytes;
-    let declared = request
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = request.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        let mut r = ApiError::new(
-            413,
-            format!(
-                "the body is {} bytes; this server takes at most {limit} (--max-body-mib)",
-                declared.unwrap_or(0)
-            ),
-        )
-        .into_response();
+        let mut r = ApiError::new(413, format!("the body is {} bytes; this server takes at most {limit} (--max-body-mib)", declared.unwrap_or(0))).into_response();
         // The unread body would otherwise be parsed as the next request.
-        r.headers_mut()
-            .insert("connection", axum::http::HeaderValue::from_static("close"));
+        r.headers_mut().insert("connection", axum::http::HeaderValue::from_static("close"));
         return r;
     }
     next.run(request).await
@@ -102,34 +70,20 @@ async fn refuse_large_bodies(
 async fn health(State(state): State<Arc<AppState>>) -> Response {
     let s = &state.shared;
     if let Some(msg) = s.failure() {
-        return (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "failed", "error": msg})),
-        )
-            .into_response();
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "failed", "error": msg}))).into_response();
     }
     if !s.is_ready() {
-        return (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "loading"})),
-        )
-            .into_response();
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "loading"}))).into_response();
     }
     Json(json!({"status": "ok"})).into_response()
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        state.shared.render(),
-    )
-        .into_response()
+    ([("content-type", "text/plain; version=0.0.4")], state.shared.render()).into_response()
 }
 
 async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
-    Json(
-        json!({"object": "list", "data": [{"id": state.opts.model_name, "object": "model", "owned_by": "uniaudio"}]}),
-    )
+    Json(json!({"object": "list", "data": [{"id": state.opts.model_name, "object": "model", "owned_by": "uniaudio"}]}))
 }
 
 /// An accepted request: counted in flight until dropped.
@@ -145,37 +99,23 @@ impl Drop for InFlight {
 fn admit(state: &AppState) -> Result<InFlight, ApiError> {
     let s = &state.shared;
     if !s.is_ready() {
-        return Err(ApiError::unavailable(s.failure().map_or(
-            "the model is still loading; retry when /health says ok".into(),
-            |m| format!("the model failed to load: {m}"),
-        )));
+        return Err(ApiError::unavailable(s.failure().map_or("the model is still loading; retry when /health says ok".into(), |m| format!("the model failed to load: {m}"))));
     }
     let limit = state.opts.queue_limit;
     if s.in_flight.fetch_add(1, Ordering::AcqRel) >= limit {
         s.in_flight.fetch_sub(1, Ordering::AcqRel);
-        return Err(ApiError::new(
-            429,
-            format!("the server has {limit} requests in flight (--queue-limit); retry later"),
-        ));
+        return Err(ApiError::new(429, format!("the server has {limit} requests in flight (--queue-limit); retry later")));
     }
     Ok(InFlight(s.clone()))
 }
 
 /// Admits a request and hands its job to the engine thread; the replies come on the
 /// returned channel, and the guard counts the request in flight until dropped.
-pub(crate) fn enqueue(
-    state: &AppState,
-    job: impl FnOnce(Sink, Option<Instant>) -> Job,
-) -> Result<(InFlight, UnboundedReceiver<Reply>), ApiError> {
+pub(crate) fn enqueue(state: &AppState, job: impl FnOnce(Sink, Option<Instant>) -> Job) -> Result<(InFlight, UnboundedReceiver<Reply>), ApiError> {
     let guard = admit(state)?;
     let (sink, replies) = tokio::sync::mpsc::unbounded_channel();
     let deadline = state.opts.timeout.map(|t| Instant::now() + t);
-    state
-        .jobs
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .send(job(sink, deadline))
-        .map_err(|_| ApiError::unavailable("the server is shutting down"))?;
+    state.jobs.lock().unwrap_or_else(|p| p.into_inner()).send(job(sink, deadline)).map_err(|_| ApiError::unavailable("the server is shutting down"))?;
     Ok((guard, replies))
 }
 
@@ -183,70 +123,37 @@ pub(crate) fn enqueue(
 /// object `uniaudio generate` prints, or with `"stream": true` Server-Sent Events (`frame`
 /// or `text` per step, then `done` with the whole object, or `error`).
 async fn generate(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
-    let value: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
-    let obj = value
-        .as_object()
-        .ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
+    let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
+    let obj = value.as_object().ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
     let stream = match obj.get("stream") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(ApiError::bad_request("`stream` must be true or false")),
     };
-    let fault = match (
-        state.opts.fault_injection,
-        obj.get("test_fault").and_then(Value::as_str),
-    ) {
+    let fault = match (state.opts.fault_injection, obj.get("test_fault").and_then(Value::as_str)) {
         (true, Some("error")) => Some(Fault::Error),
         (true, Some("panic")) => Some(Fault::Panic),
         _ => None,
     };
-    let defaults = RequestDefaults {
-        kind: None,
-        options: GenerateOptions::default(),
-    };
-    let (frames, opts) = request_from_value(&value, &defaults)
-        .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+    let defaults = RequestDefaults { kind: None, options: GenerateOptions::default() };
+    let (frames, opts) = request_from_value(&value, &defaults).map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
     if opts.max_steps > state.opts.max_steps_limit {
-        return Err(ApiError::bad_request(format!(
-            "`max_steps` {} is above this server's limit of {}",
-            opts.max_steps, state.opts.max_steps_limit
-        )));
+        return Err(ApiError::bad_request(format!("`max_steps` {} is above this server's limit of {}", opts.max_steps, state.opts.max_steps_limit)));
     }
     let max_len = state.shared.max_seq_len();
     if max_len > 0 && frames.len() > max_len {
-        return Err(ApiError::new(
-            413,
-            format!(
-                "`frames` holds {} frames; the model's context is {max_len} positions",
-                frames.len()
-            ),
-        ));
+        return Err(ApiError::new(413, format!("`frames` holds {} frames; the model's context is {max_len} positions", frames.len())));
     }
-    let (guard, mut replies) = enqueue(&state, |sink, deadline| Job::Generate {
-        frames,
-        opts,
-        sink,
-        deadline,
-        fault,
-    })?;
+    let (guard, mut replies) = enqueue(&state, |sink, deadline| Job::Generate { frames, opts, sink, deadline, fault })?;
     if stream {
         let events = UnboundedReceiverStream::new(replies).map(move |reply| {
             let _held = &guard;
             Ok::<_, Infallible>(match reply {
-                Reply::Frame(codes) => Event::default()
-                    .event("frame")
-                    .data(json!({"frame": codes}).to_string()),
-                Reply::Text(token) => Event::default()
-                    .event("text")
-                    .data(json!({"token": token}).to_string()),
+                Reply::Frame(codes) => Event::default().event("frame").data(json!({"frame": codes}).to_string()),
+                Reply::Text(token) => Event::default().event("text").data(json!({"token": token}).to_string()),
                 Reply::Done(Ok(v)) => Event::default().event("done").data(v.to_string()),
-                Reply::Done(Err(e)) | Reply::Task(Err(e)) => Event::default()
-                    .event("error")
-                    .data(json!({"status": e.status, "message": e.message}).to_string()),
-                Reply::Task(Ok(_)) => Event::default()
-                    .event("error")
-                    .data(json!({"status": 500, "message": "unexpected task reply"}).to_string()),
+                Reply::Done(Err(e)) | Reply::Task(Err(e)) => Event::default().event("error").data(json!({"status": e.status, "message": e.message}).to_string()),
+                Reply::Task(Ok(_)) => Event::default().event("error").data(json!({"status": 500, "message": "unexpected task reply"}).to_string()),
             })
         });
         return Ok(Sse::new(events).into_response());

@@ -23,11 +23,7 @@ const MAX_CODEC_STEPS: u64 = 100;
 
 /// Sends a task to the engine thread and waits for its answer.
 async fn run_task(state: &Arc<AppState>, request: TaskRequest) -> Result<TaskReply, ApiError> {
-    let (guard, mut replies) = enqueue(state, |sink, deadline| Job::Task {
-        request: Box::new(request),
-        sink,
-        deadline,
-    })?;
+    let (guard, mut replies) = enqueue(state, |sink, deadline| Job::Task { request: Box::new(request), sink, deadline })?;
     let answer = loop {
         match replies.recv().await {
             Some(Reply::Task(r)) => break r,
@@ -45,157 +41,65 @@ fn field<'a>(obj: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a 
 }
 
 fn uint(obj: &serde_json::Map<String, Value>, name: &str) -> Result<Option<u64>, ApiError> {
-    field(obj, name)
-        .map(|v| {
-            v.as_u64().ok_or_else(|| {
-                ApiError::bad_request(format!("`{name}` must be a non-negative integer"))
-            })
-        })
-        .transpose()
+    field(obj, name).map(|v| v.as_u64().ok_or_else(|| ApiError::bad_request(format!("`{name}` must be a non-negative integer")))).transpose()
 }
 
 fn text(obj: &serde_json::Map<String, Value>, name: &str) -> Result<Option<String>, ApiError> {
-    field(obj, name)
-        .map(|v| {
-            v.as_str()
-                .map(str::to_string)
-                .ok_or_else(|| ApiError::bad_request(format!("`{name}` must be a string")))
-        })
-        .transpose()
+    field(obj, name).map(|v| v.as_str().map(str::to_string).ok_or_else(|| ApiError::bad_request(format!("`{name}` must be a string")))).transpose()
 }
 
 /// `POST /v1/audio/speech`: `{"input", "task"?: tts|tta|ttm|song|instruct-tts, "caption"?,
 /// "response_format"?: wav|pcm, "speed"?: 1, "seed"?, "top_k"?, "temperature"?,
 /// "steps"?, "max_steps"?}` (other fields, such as `model` and `voice`, are ignored) ->
 /// 24 kHz mono audio: a 16-bit WAV file, or raw 16-bit little-endian PCM.
-pub async fn speech(
-    State(state): State<Arc<AppState>>,
-    body: axum::body::Bytes,
-) -> Result<Response, ApiError> {
-    let value: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
-    let obj = value
-        .as_object()
-        .ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
+pub async fn speech(State(state): State<Arc<AppState>>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+    let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
+    let obj = value.as_object().ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
     let input = text(obj, "input")?.ok_or_else(|| ApiError::bad_request("missing `input`"))?;
     if input.chars().count() > MAX_INPUT_CHARS {
-        return Err(ApiError::new(
-            413,
-            format!("`input` is longer than {MAX_INPUT_CHARS} characters"),
-        ));
+        return Err(ApiError::new(413, format!("`input` is longer than {MAX_INPUT_CHARS} characters")));
     }
     let caption = text(obj, "caption")?;
     let task_name = text(obj, "task")?.unwrap_or_else(|| "tts".into());
     let (task, text_in) = match task_name.as_str() {
-        "tts" => (
-            Task::Tts,
-            TaskText {
-                text: Some(input),
-                ..Default::default()
-            },
-        ),
-        "tta" => (
-            Task::Tta,
-            TaskText {
-                caption: Some(input),
-                ..Default::default()
-            },
-        ),
-        "ttm" => (
-            Task::Ttm,
-            TaskText {
-                caption: Some(input),
-                ..Default::default()
-            },
-        ),
-        "song" => (
-            Task::Lts,
-            TaskText {
-                lyrics: Some(input),
-                ..Default::default()
-            },
-        ),
+        "tts" => (Task::Tts, TaskText { text: Some(input), ..Default::default() }),
+        "tta" => (Task::Tta, TaskText { caption: Some(input), ..Default::default() }),
+        "ttm" => (Task::Ttm, TaskText { caption: Some(input), ..Default::default() }),
+        "song" => (Task::Lts, TaskText { lyrics: Some(input), ..Default::default() }),
         "instruct-tts" => {
-            let caption = caption.clone().ok_or_else(|| {
-                ApiError::bad_request("task instruct-tts needs `caption` (the speaking style)")
-            })?;
-            (
-                Task::InstructTts,
-                TaskText {
-                    text: Some(input),
-                    caption: Some(caption),
-                    ..Default::default()
-                },
-            )
+            let caption = caption.clone().ok_or_else(|| ApiError::bad_request("task instruct-tts needs `caption` (the speaking style)"))?;
+            (Task::InstructTts, TaskText { text: Some(input), caption: Some(caption), ..Default::default() })
         }
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "`task` must be tts, tta, ttm, song or instruct-tts, got `{other}`"
-            )))
-        }
+        other => return Err(ApiError::bad_request(format!("`task` must be tts, tta, ttm, song or instruct-tts, got `{other}`"))),
     };
     if caption.is_some() && task != Task::InstructTts {
-        return Err(ApiError::bad_request(format!(
-            "`caption` is only for task instruct-tts (task {task_name} takes its text in `input`)"
-        )));
+        return Err(ApiError::bad_request(format!("`caption` is only for task instruct-tts (task {task_name} takes its text in `input`)")));
     }
     let format = text(obj, "response_format")?.unwrap_or_else(|| "wav".into());
     if format != "wav" && format != "pcm" {
-        return Err(ApiError::bad_request(format!(
-            "`response_format` must be wav or pcm, got `{format}`"
-        )));
+        return Err(ApiError::bad_request(format!("`response_format` must be wav or pcm, got `{format}`")));
     }
     if let Some(speed) = field(obj, "speed") {
         if speed.as_f64() != Some(1.0) {
-            return Err(ApiError::bad_request(
-                "`speed` other than 1 is not supported",
-            ));
+            return Err(ApiError::bad_request("`speed` other than 1 is not supported"));
         }
     }
     let steps = uint(obj, "steps")?.unwrap_or(CodecSettings::default().steps as u64);
     if steps == 0 || steps > MAX_CODEC_STEPS {
-        return Err(ApiError::bad_request(format!(
-            "`steps` must be 1..={MAX_CODEC_STEPS}"
-        )));
+        return Err(ApiError::bad_request(format!("`steps` must be 1..={MAX_CODEC_STEPS}")));
     }
     let max_steps = uint(obj, "max_steps")?.map(|n| n as usize);
     if max_steps.is_some_and(|n| n > state.opts.max_steps_limit) {
-        return Err(ApiError::bad_request(format!(
-            "`max_steps` is above this server's limit of {}",
-            state.opts.max_steps_limit
-        )));
+        return Err(ApiError::bad_request(format!("`max_steps` is above this server's limit of {}", state.opts.max_steps_limit)));
     }
     let temperature = match field(obj, "temperature") {
         None => None,
-        Some(v) => Some(
-            v.as_f64()
-                .ok_or_else(|| ApiError::bad_request("`temperature` must be a number"))?
-                as f32,
-        ),
+        Some(v) => Some(v.as_f64().ok_or_else(|| ApiError::bad_request("`temperature` must be a number"))? as f32),
     };
-    let sampling = Sampling {
-        top_k: uint(obj, "top_k")?.map(|k| k as usize),
-        temperature,
-        seed: uint(obj, "seed")?.unwrap_or(888),
-        max_steps,
-        cfg_scale: None,
-    };
-    let request = TaskRequest {
-        task,
-        text: text_in,
-        audio: None,
-        sampling,
-        codec: CodecSettings {
-            steps: steps as usize,
-            ..Default::default()
-        },
-        prompt_frames: None,
-    };
+    let sampling = Sampling { top_k: uint(obj, "top_k")?.map(|k| k as usize), temperature, seed: uint(obj, "seed")?.unwrap_or(888), max_steps, cfg_scale: None };
+    let request = TaskRequest { task, text: text_in, audio: None, sampling, codec: CodecSettings { steps: steps as usize, ..Default::default() }, prompt_frames: None };
     match run_task(&state, request).await? {
-        TaskReply::Audio {
-            samples,
-            sample_rate,
-        } => Ok(if format == "pcm" {
+        TaskReply::Audio { samples, sample_rate } => Ok(if format == "pcm" {
             ([("content-type", "audio/pcm")], pcm16(&samples)).into_response()
         } else {
             ([("content-type", "audio/wav")], wav(&samples, sample_rate)?).into_response()
@@ -206,10 +110,7 @@ pub async fn speech(
 
 /// Samples in [-1, 1] as 16-bit little-endian PCM (clipped).
 pub fn pcm16(samples: &[f32]) -> Vec<u8> {
-    samples
-        .iter()
-        .flat_map(|&s| quantize(s).to_le_bytes())
-        .collect()
+    samples.iter().flat_map(|&s| quantize(s).to_le_bytes()).collect()
 }
 
 /// One sample in [-1, 1] as a 16-bit value (clipped, rounded), as `uniaudio tts --pcm16` writes it.
@@ -219,12 +120,7 @@ fn quantize(s: f32) -> i16 {
 
 /// Mono 16-bit samples as a WAV file in memory.
 fn wav(samples: &[f32], rate: u32) -> Result<Vec<u8>, ApiError> {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: rate,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
+    let spec = hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
     let mut bytes = std::io::Cursor::new(Vec::with_capacity(44 + 2 * samples.len()));
     let written = (|| {
         let mut w = hound::WavWriter::new(&mut bytes, spec)?;
@@ -238,12 +134,8 @@ fn wav(samples: &[f32], rate: u32) -> Result<Vec<u8>, ApiError> {
 }
 
 /// The multipart fields of an audio request: the decoded `file` at 24 kHz and the text fields.
-async fn read_form(
-    mut form: Multipart,
-) -> Result<(Vec<f32>, std::collections::HashMap<String, String>), ApiError> {
-    let bad = |e: axum::extract::multipart::MultipartError| {
-        ApiError::bad_request(format!("malformed multipart body: {}", e.body_text()))
-    };
+async fn read_form(mut form: Multipart) -> Result<(Vec<f32>, std::collections::HashMap<String, String>), ApiError> {
+    let bad = |e: axum::extract::multipart::MultipartError| ApiError::bad_request(format!("malformed multipart body: {}", e.body_text()));
     let mut file = None;
     let mut fields = std::collections::HashMap::new();
     while let Some(part) = form.next_field().await.map_err(bad)? {
@@ -255,8 +147,7 @@ async fn read_form(
             fields.insert(name, part.text().await.map_err(bad)?);
         }
     }
-    let (filename, bytes) =
-        file.ok_or_else(|| ApiError::bad_request("missing the `file` field (the audio)"))?;
+    let (filename, bytes) = file.ok_or_else(|| ApiError::bad_request("missing the `file` field (the audio)"))?;
     // Decoding and resampling are CPU work: off the async threads.
     let samples = tokio::task::spawn_blocking(move || -> Result<Vec<f32>, ApiError> {
         let audio = uniaudio_audio::decode_audio(&bytes, &filename).map_err(|e| ApiError::bad_request(format!("`file` is not audio this server can read: {e}")))?;
@@ -276,67 +167,30 @@ async fn read_form(
 
 /// `POST /v1/audio/transcriptions` (multipart: `file`, optional `task` = asr | caption |
 /// music-caption | lyrics; `model` and `prompt` are ignored) -> `{"text": ...}`.
-pub async fn transcriptions(
-    State(state): State<Arc<AppState>>,
-    form: Multipart,
-) -> Result<Json<Value>, ApiError> {
+pub async fn transcriptions(State(state): State<Arc<AppState>>, form: Multipart) -> Result<Json<Value>, ApiError> {
     let (samples, fields) = read_form(form).await?;
     let task = match fields.get("task").map(String::as_str).unwrap_or("asr") {
         "asr" => Task::Asr,
         "caption" => Task::AudioCaption,
         "music-caption" => Task::MusicCaption,
         "lyrics" => Task::LyricRecognition,
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "`task` must be asr, caption, music-caption or lyrics, got `{other}`"
-            )))
-        }
+        other => return Err(ApiError::bad_request(format!("`task` must be asr, caption, music-caption or lyrics, got `{other}`"))),
     };
     understand(&state, task, samples, TaskText::default()).await
 }
 
 /// `POST /v1/audio/answer` (multipart: `file`, `question`) -> `{"text": ...}`.
-pub async fn answer(
-    State(state): State<Arc<AppState>>,
-    form: Multipart,
-) -> Result<Json<Value>, ApiError> {
+pub async fn answer(State(state): State<Arc<AppState>>, form: Multipart) -> Result<Json<Value>, ApiError> {
     let (samples, fields) = read_form(form).await?;
-    let question = fields
-        .get("question")
-        .filter(|q| !q.trim().is_empty())
-        .ok_or_else(|| ApiError::bad_request("missing `question`"))?;
+    let question = fields.get("question").filter(|q| !q.trim().is_empty()).ok_or_else(|| ApiError::bad_request("missing `question`"))?;
     if question.chars().count() > MAX_INPUT_CHARS {
-        return Err(ApiError::new(
-            413,
-            format!("`question` is longer than {MAX_INPUT_CHARS} characters"),
-        ));
+        return Err(ApiError::new(413, format!("`question` is longer than {MAX_INPUT_CHARS} characters")));
     }
-    understand(
-        &state,
-        Task::AudioUnderstanding,
-        samples,
-        TaskText {
-            question: Some(question.clone()),
-            ..Default::default()
-        },
-    )
-    .await
+    understand(&state, Task::AudioUnderstanding, samples, TaskText { question: Some(question.clone()), ..Default::default() }).await
 }
 
-async fn understand(
-    state: &Arc<AppState>,
-    task: Task,
-    samples: Vec<f32>,
-    text: TaskText,
-) -> Result<Json<Value>, ApiError> {
-    let request = TaskRequest {
-        task,
-        text,
-        audio: Some(AudioInput::Samples24k(samples)),
-        sampling: Sampling::default(),
-        codec: CodecSettings::default(),
-        prompt_frames: None,
-    };
+async fn understand(state: &Arc<AppState>, task: Task, samples: Vec<f32>, text: TaskText) -> Result<Json<Value>, ApiError> {
+    let request = TaskRequest { task, text, audio: Some(AudioInput::Samples24k(samples)), sampling: Sampling::default(), codec: CodecSettings::default(), prompt_frames: None };
     match run_task(state, request).await? {
         TaskReply::Text(text) => Ok(Json(json!({"text": text}))),
         TaskReply::Audio { .. } => Err(ApiError::internal("the task produced audio, not text")),

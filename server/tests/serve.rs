@@ -12,26 +12,18 @@ use uniaudio::generate_json::output_json;
 use uniaudio::AnyBackend;
 use uniaudio_lm::synth::InitSpec;
 use uniaudio_lm::synth_dir::write_synthetic_model;
-use uniaudio_lm::{
-    frame::parse_frames, generate, GenerateOptions, LmConfig, OutputKind, UniAudioLm,
-};
+use uniaudio_lm::{frame::parse_frames, generate, GenerateOptions, LmConfig, OutputKind, UniAudioLm};
 use uniaudio_runtime::{Cpu, DType};
 use uniaudio_server::{ServeOptions, ServerHandle};
 
 use http::{request, Response};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../lm/tests/fixtures/public")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../lm/tests/fixtures/public").join(name)
 }
 
 fn cases() -> Vec<Value> {
-    serde_json::from_str::<Value>(&std::fs::read_to_string(fixture("cases.json")).unwrap())
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
+    serde_json::from_str::<Value>(&std::fs::read_to_string(fixture("cases.json")).unwrap()).unwrap().as_array().unwrap().clone()
 }
 
 /// The fixture model, written once per test binary.
@@ -50,58 +42,30 @@ fn model_dir() -> &'static Path {
 }
 
 fn start(opts: ServeOptions) -> ServerHandle {
-    let opts = ServeOptions {
-        port: 0,
-        fault_injection: true,
-        ..opts
-    };
+    let opts = ServeOptions { port: 0, fault_injection: true, ..opts };
     let paths = uniaudio::ModelPaths::resolve(Some(model_dir()), None, None).unwrap();
     let server = uniaudio_server::start(paths, AnyBackend::Cpu(Cpu::new()), opts).unwrap();
     let t = Instant::now();
     while request(server.addr(), "GET", "/health", &[], b"").status != 200 {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "the server never became ready"
-        );
+        assert!(t.elapsed() < Duration::from_secs(60), "the server never became ready");
         std::thread::sleep(Duration::from_millis(20));
     }
     server
 }
 
 fn post(server: &ServerHandle, body: &Value) -> Response {
-    request(
-        server.addr(),
-        "POST",
-        "/v1/generate",
-        &[("content-type", "application/json")],
-        body.to_string().as_bytes(),
-    )
+    request(server.addr(), "POST", "/v1/generate", &[("content-type", "application/json")], body.to_string().as_bytes())
 }
 
 /// A request line for a fixture case, and the answer a solo run gives it.
 fn solo(case: &Value, top_k: usize, seed: u64, max_steps: usize) -> (Value, Value) {
-    let kind = if case["task_kind"] == "audio_out" {
-        OutputKind::Audio
-    } else {
-        OutputKind::Text
-    };
+    let kind = if case["task_kind"] == "audio_out" { OutputKind::Audio } else { OutputKind::Text };
     let frames = parse_frames(&json!({"frames": case["prompt"]}).to_string()).unwrap();
-    let opts = GenerateOptions {
-        kind,
-        top_k,
-        temperature: 0.9,
-        seed,
-        max_steps,
-        cfg_scale: None,
-    };
+    let opts = GenerateOptions { kind, top_k, temperature: 0.9, seed, max_steps, cfg_scale: None };
     let cpu = Cpu::new();
     let lm = UniAudioLm::load(&cpu, model_dir()).unwrap();
     let out = generate(&lm, &cpu, &frames, &opts, &mut |_, _| {}).unwrap();
-    let kind_name = if kind == OutputKind::Audio {
-        "audio"
-    } else {
-        "text"
-    };
+    let kind_name = if kind == OutputKind::Audio { "audio" } else { "text" };
     let line = json!({"frames": case["prompt"], "output_kind": kind_name, "top_k": top_k, "temperature": 0.9, "seed": seed, "max_steps": max_steps});
     (line, output_json(kind, &out))
 }
@@ -110,23 +74,12 @@ fn solo(case: &Value, top_k: usize, seed: u64, max_steps: usize) -> (Value, Valu
 fn generate_matches_the_reference_and_a_solo_run() {
     let server = start(ServeOptions::default());
     for case in cases() {
-        let kind = if case["task_kind"] == "audio_out" {
-            "audio"
-        } else {
-            "text"
-        };
-        let r = post(
-            &server,
-            &json!({"frames": case["prompt"], "output_kind": kind, "top_k": 1, "max_steps": case["max_steps"]}),
-        );
+        let kind = if case["task_kind"] == "audio_out" { "audio" } else { "text" };
+        let r = post(&server, &json!({"frames": case["prompt"], "output_kind": kind, "top_k": 1, "max_steps": case["max_steps"]}));
         assert_eq!(r.status, 200, "{}", r.text());
         let got = r.json();
         let exp = &case["expected"];
-        let keys: &[&str] = if kind == "audio" {
-            &["frames", "reasoning", "reconstruction", "stopped_by"]
-        } else {
-            &["text_ids", "stopped_by"]
-        };
+        let keys: &[&str] = if kind == "audio" { &["frames", "reasoning", "reconstruction", "stopped_by"] } else { &["text_ids", "stopped_by"] };
         for k in keys {
             assert_eq!(got[k], exp[k], "{}: {k}", case["name"]);
         }
@@ -139,16 +92,9 @@ fn generate_matches_the_reference_and_a_solo_run() {
     streaming["stream"] = json!(true);
     let r = post(&server, &streaming);
     assert_eq!(r.status, 200);
-    assert!(r
-        .header("content-type")
-        .unwrap_or_default()
-        .starts_with("text/event-stream"));
+    assert!(r.header("content-type").unwrap_or_default().starts_with("text/event-stream"));
     let events = r.sse();
-    let frames: Vec<Value> = events
-        .iter()
-        .filter(|(e, _)| e == "frame")
-        .map(|(_, d)| d["frame"].clone())
-        .collect();
+    let frames: Vec<Value> = events.iter().filter(|(e, _)| e == "frame").map(|(_, d)| d["frame"].clone()).collect();
     let (last, done) = events.last().unwrap();
     assert_eq!(last, "done");
     assert_eq!(done, &want);
@@ -160,195 +106,74 @@ fn generate_matches_the_reference_and_a_solo_run() {
 
 #[test]
 fn bad_requests_get_clear_errors_and_the_server_goes_on() {
-    let server = start(ServeOptions {
-        max_steps_limit: 100,
-        ..Default::default()
-    });
+    let server = start(ServeOptions { max_steps_limit: 100, ..Default::default() });
     let addr = server.addr();
     let case = &cases()[0];
-    let good =
-        json!({"frames": case["prompt"], "output_kind": "audio", "top_k": 1, "max_steps": 3});
+    let good = json!({"frames": case["prompt"], "output_kind": "audio", "top_k": 1, "max_steps": 3});
     let expect = |r: Response, status: u16, words: &str| {
         assert_eq!(r.status, status, "{}", r.text());
-        let msg = r.json()["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let msg = r.json()["error"]["message"].as_str().unwrap_or_default().to_string();
         assert!(msg.contains(words), "expected `{words}` in: {msg}");
     };
-    expect(
-        request(addr, "POST", "/v1/generate", &[], b"{not json"),
-        400,
-        "not JSON",
-    );
-    expect(
-        post(&server, &json!({"frames": case["prompt"]})),
-        400,
-        "output_kind",
-    );
-    expect(
-        post(
-            &server,
-            &json!({"frames": [{"audio": [1, 2]}], "output_kind": "audio"}),
-        ),
-        400,
-        "frame 0",
-    );
-    expect(
-        post(
-            &server,
-            &json!({"frames": case["prompt"], "output_kind": "audio", "max_steps": 101}),
-        ),
-        400,
-        "max_steps",
-    );
-    expect(
-        post(
-            &server,
-            &json!({"frames": case["prompt"], "output_kind": "text", "temperature": -1, "max_steps": 3}),
-        ),
-        400,
-        "temperature",
-    );
-    expect(
-        post(
-            &server,
-            &json!({"frames": case["prompt"], "output_kind": "audio", "stream": "yes"}),
-        ),
-        400,
-        "stream",
-    );
+    expect(request(addr, "POST", "/v1/generate", &[], b"{not json"), 400, "not JSON");
+    expect(post(&server, &json!({"frames": case["prompt"]})), 400, "output_kind");
+    expect(post(&server, &json!({"frames": [{"audio": [1, 2]}], "output_kind": "audio"})), 400, "frame 0");
+    expect(post(&server, &json!({"frames": case["prompt"], "output_kind": "audio", "max_steps": 101})), 400, "max_steps");
+    expect(post(&server, &json!({"frames": case["prompt"], "output_kind": "text", "temperature": -1, "max_steps": 3})), 400, "temperature");
+    expect(post(&server, &json!({"frames": case["prompt"], "output_kind": "audio", "stream": "yes"})), 400, "stream");
     // A 2 GB body is refused from its Content-Length, before any of it is sent.
-    let r = http::head_only(
-        addr,
-        "POST",
-        "/v1/generate",
-        &[
-            ("content-type", "application/json"),
-            ("content-length", "2000000000"),
-        ],
-    );
+    let r = http::head_only(addr, "POST", "/v1/generate", &[("content-type", "application/json"), ("content-length", "2000000000")]);
     assert_eq!(r.status, 413, "{}", r.text());
     // Injected faults: this request fails, the next one is served.
     let mut faulty = good.clone();
     for fault in ["error", "panic"] {
         faulty["test_fault"] = json!(fault);
-        expect(
-            post(&server, &faulty),
-            500,
-            if fault == "error" {
-                "injected"
-            } else {
-                "internal error"
-            },
-        );
+        expect(post(&server, &faulty), 500, if fault == "error" { "injected" } else { "internal error" });
         assert_eq!(post(&server, &good).status, 200);
     }
     // This model directory has no tokenizer or codec: the task endpoints say so.
-    expect(
-        request(addr, "POST", "/v1/audio/speech", &[], br#"{"input": "hi"}"#),
-        501,
-        "tokenizer",
-    );
+    expect(request(addr, "POST", "/v1/audio/speech", &[], br#"{"input": "hi"}"#), 501, "tokenizer");
     assert_eq!(request(addr, "GET", "/nowhere", &[], b"").status, 404);
     let metrics = request(addr, "GET", "/metrics", &[], b"").text();
-    assert!(
-        metrics.contains("uniaudio_requests_total{endpoint=\"/v1/generate\",status=\"400\"} 6"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("uniaudio_requests_total{endpoint=\"/v1/generate\",status=\"400\"} 6"), "{metrics}");
     assert!(metrics.contains("uniaudio_panics_total 1"), "{metrics}");
     server.stop().unwrap();
 }
 
 #[test]
 fn the_api_key_guards_every_route_but_health() {
-    let server = start(ServeOptions {
-        api_key: Some("s3cret".into()),
-        ..Default::default()
-    });
+    let server = start(ServeOptions { api_key: Some("s3cret".into()), ..Default::default() });
     let addr = server.addr();
     assert_eq!(request(addr, "GET", "/health", &[], b"").status, 200);
     assert_eq!(request(addr, "GET", "/metrics", &[], b"").status, 401);
-    assert_eq!(
-        request(
-            addr,
-            "GET",
-            "/v1/models",
-            &[("authorization", "Bearer wrong!")],
-            b""
-        )
-        .status,
-        401
-    );
-    assert_eq!(
-        request(
-            addr,
-            "GET",
-            "/v1/models",
-            &[("authorization", "Bearer s3cret")],
-            b""
-        )
-        .status,
-        200
-    );
-    let body =
-        json!({"frames": cases()[0]["prompt"], "output_kind": "audio", "top_k": 1, "max_steps": 2})
-            .to_string();
-    assert_eq!(
-        request(
-            addr,
-            "POST",
-            "/v1/generate",
-            &[("authorization", "s3cret")],
-            body.as_bytes()
-        )
-        .status,
-        401
-    );
-    assert_eq!(
-        request(
-            addr,
-            "POST",
-            "/v1/generate",
-            &[("authorization", "Bearer s3cret")],
-            body.as_bytes()
-        )
-        .status,
-        200
-    );
+    assert_eq!(request(addr, "GET", "/v1/models", &[("authorization", "Bearer wrong!")], b"").status, 401);
+    assert_eq!(request(addr, "GET", "/v1/models", &[("authorization", "Bearer s3cret")], b"").status, 200);
+    let body = json!({"frames": cases()[0]["prompt"], "output_kind": "audio", "top_k": 1, "max_steps": 2}).to_string();
+    assert_eq!(request(addr, "POST", "/v1/generate", &[("authorization", "s3cret")], body.as_bytes()).status, 401);
+    assert_eq!(request(addr, "POST", "/v1/generate", &[("authorization", "Bearer s3cret")], body.as_bytes()).status, 200);
     server.stop().unwrap();
 }
 
 #[test]
 fn a_client_that_leaves_cancels_its_sequence_and_deadlines_hold() {
-    let server = start(ServeOptions {
-        timeout: Some(Duration::from_millis(1500)),
-        ..Default::default()
-    });
+    let server = start(ServeOptions { timeout: Some(Duration::from_millis(1500)), ..Default::default() });
     let case = &cases()[2];
     let long = json!({"frames": case["prompt"], "output_kind": "text", "top_k": 5, "seed": 3, "max_steps": 1500});
     // Leave mid-generation: the sequence is cancelled and its caches freed.
     for streamed in [false, true] {
         let mut body = long.clone();
         body["stream"] = json!(streamed);
-        let connection =
-            http::send_and_leave_open(server.addr(), "/v1/generate", body.to_string().as_bytes());
+        let connection = http::send_and_leave_open(server.addr(), "/v1/generate", body.to_string().as_bytes());
         let t = Instant::now();
         while server.shared().active() == 0 {
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "the request never started"
-            );
+            assert!(t.elapsed() < Duration::from_secs(20), "the request never started");
             std::thread::sleep(Duration::from_millis(5));
         }
         std::thread::sleep(Duration::from_millis(100));
         drop(connection);
         let t = Instant::now();
         while server.shared().active() > 0 || server.shared().kv_used() > 0 {
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "the sequence kept running after its client left"
-            );
+            assert!(t.elapsed() < Duration::from_secs(20), "the sequence kept running after its client left");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -364,24 +189,12 @@ fn a_client_that_leaves_cancels_its_sequence_and_deadlines_hold() {
 #[test]
 fn load_many_clients_with_queue_overflow_and_graceful_shutdown() {
     let queue_limit = 6;
-    let server = start(ServeOptions {
-        queue_limit,
-        engine: uniaudio_lm::EngineOptions {
-            max_batch: 4,
-            kv_budget: Some(48 << 20),
-        },
-        ..Default::default()
-    });
+    let server = start(ServeOptions { queue_limit, engine: uniaudio_lm::EngineOptions { max_batch: 4, kv_budget: Some(48 << 20) }, ..Default::default() });
     // 64 requests over 16 clients: mixed audio and text, greedy and sampled.
     let mut work = Vec::new();
     for i in 0..64u64 {
         let case = &cases()[(i % 4) as usize];
-        work.push(solo(
-            case,
-            if i % 2 == 0 { 1 } else { 30 },
-            100 + i % 8,
-            4 + (i % 5) as usize,
-        ));
+        work.push(solo(case, if i % 2 == 0 { 1 } else { 30 }, 100 + i % 8, 4 + (i % 5) as usize));
     }
     let work = std::sync::Arc::new(work);
     let addr = server.addr();
@@ -395,13 +208,7 @@ fn load_many_clients_with_queue_overflow_and_graceful_shutdown() {
                     for i in (client..64).step_by(16) {
                         let (line, want) = &work[i];
                         loop {
-                            let r = request(
-                                addr,
-                                "POST",
-                                "/v1/generate",
-                                &[],
-                                line.to_string().as_bytes(),
-                            );
+                            let r = request(addr, "POST", "/v1/generate", &[], line.to_string().as_bytes());
                             match r.status {
                                 200 => {
                                     assert_eq!(&r.json(), want, "request {i}");
@@ -421,54 +228,27 @@ fn load_many_clients_with_queue_overflow_and_graceful_shutdown() {
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| {
-                let (done, rejected) = h.join().unwrap();
-                done.into_iter().map(move |i| (i, rejected))
-            })
-            .collect()
+        handles.into_iter().flat_map(|h| {
+            let (done, rejected) = h.join().unwrap();
+            done.into_iter().map(move |i| (i, rejected))
+        }).collect()
     });
     let mut served: Vec<usize> = results.iter().map(|&(i, _)| i).collect();
     served.sort();
-    assert_eq!(
-        served,
-        (0..64).collect::<Vec<_>>(),
-        "every request answered exactly once"
-    );
+    assert_eq!(served, (0..64).collect::<Vec<_>>(), "every request answered exactly once");
     let metrics = request(addr, "GET", "/metrics", &[], b"").text();
-    assert!(
-        metrics.contains("endpoint=\"/v1/generate\",status=\"429\""),
-        "the queue limit was reached: {metrics}"
-    );
+    assert!(metrics.contains("endpoint=\"/v1/generate\",status=\"429\""), "the queue limit was reached: {metrics}");
     assert!(!metrics.contains("status=\"500\""), "{metrics}");
     assert_eq!(server.shared().kv_used(), 0);
     // Graceful shutdown: a request in flight when the stop comes still gets its answer.
     let (line, want) = work[1].clone();
-    let client = std::thread::spawn(move || {
-        request(
-            addr,
-            "POST",
-            "/v1/generate",
-            &[],
-            line.to_string().as_bytes(),
-        )
-    });
+    let client = std::thread::spawn(move || request(addr, "POST", "/v1/generate", &[], line.to_string().as_bytes()));
     let t = Instant::now();
-    while server
-        .shared()
-        .in_flight
-        .load(std::sync::atomic::Ordering::Relaxed)
-        == 0
-        && t.elapsed() < Duration::from_secs(5)
-    {
+    while server.shared().in_flight.load(std::sync::atomic::Ordering::Relaxed) == 0 && t.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(1));
     }
     server.stop().unwrap();
     let r = client.join().unwrap();
     assert_eq!((r.status, r.json()), (200, want));
-    assert!(
-        std::net::TcpStream::connect(addr).is_err(),
-        "still listening after stop"
-    );
+    assert!(std::net::TcpStream::connect(addr).is_err(), "still listening after stop");
 }

@@ -9,10 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use uniaudio::bundle_presets::BundlePreset;
-use uniaudio::{
-    AnyBackend, AudioInput, BackendKind, CodecSettings, LoadOptions, Model, Sampling, Task,
-    TaskRequest, TaskText,
-};
+use uniaudio::{AnyBackend, AudioInput, BackendKind, CodecSettings, LoadOptions, Model, Sampling, Task, TaskRequest, TaskText};
 use uniaudio_runtime::Cpu;
 use uniaudio_server::{ServeOptions, ServerHandle};
 
@@ -23,13 +20,7 @@ fn bundle() -> &'static Path {
     &DIR.get_or_init(|| {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("bundle");
-        uniaudio::synth_bundle::write_synthetic_bundle(
-            &dir,
-            BundlePreset::Tiny,
-            None,
-            &mut |_, _, _| {},
-        )
-        .unwrap();
+        uniaudio::synth_bundle::write_synthetic_bundle(&dir, BundlePreset::Tiny, None, &mut |_, _, _| {}).unwrap();
         (tmp, dir)
     })
     .1
@@ -37,84 +28,47 @@ fn bundle() -> &'static Path {
 
 fn start() -> ServerHandle {
     let paths = uniaudio::ModelPaths::resolve(Some(bundle()), None, None).unwrap();
-    let server = uniaudio_server::start(
-        paths,
-        AnyBackend::Cpu(Cpu::new()),
-        ServeOptions {
-            port: 0,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let server = uniaudio_server::start(paths, AnyBackend::Cpu(Cpu::new()), ServeOptions { port: 0, ..Default::default() }).unwrap();
     let t = Instant::now();
     while request(server.addr(), "GET", "/health", &[], b"").status != 200 {
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "the server never became ready"
-        );
+        assert!(t.elapsed() < Duration::from_secs(120), "the server never became ready");
         std::thread::sleep(Duration::from_millis(20));
     }
     server
 }
 
 fn library() -> Model {
-    Model::load(
-        bundle(),
-        LoadOptions {
-            backend: BackendKind::Cpu,
-            ..Default::default()
-        },
-    )
-    .unwrap()
+    Model::load(bundle(), LoadOptions { backend: BackendKind::Cpu, ..Default::default() }).unwrap()
 }
 
 /// A 2-second 24 kHz test tone as a 16-bit WAV file.
 fn tone_wav() -> (Vec<u8>, Vec<f32>) {
-    let samples: Vec<f32> = (0..48_000)
-        .map(|i| 0.3 * (i as f32 * 440.0 * std::f32::consts::TAU / 24_000.0).sin())
-        .collect();
+    let samples: Vec<f32> = (0..48_000).map(|i| 0.3 * (i as f32 * 440.0 * std::f32::consts::TAU / 24_000.0).sin()).collect();
     let pcm = uniaudio_server_pcm(&samples);
     let mut wav = Vec::new();
     wav.extend_from_slice(b"RIFF");
     wav.extend_from_slice(&(36 + pcm.len() as u32).to_le_bytes());
     wav.extend_from_slice(b"WAVEfmt ");
-    for v in [
-        16u32.to_le_bytes().to_vec(),
-        1u16.to_le_bytes().to_vec(),
-        1u16.to_le_bytes().to_vec(),
-        24_000u32.to_le_bytes().to_vec(),
-        48_000u32.to_le_bytes().to_vec(),
-        2u16.to_le_bytes().to_vec(),
-        16u16.to_le_bytes().to_vec(),
-    ] {
+    for v in [16u32.to_le_bytes().to_vec(), 1u16.to_le_bytes().to_vec(), 1u16.to_le_bytes().to_vec(), 24_000u32.to_le_bytes().to_vec(), 48_000u32.to_le_bytes().to_vec(), 2u16.to_le_bytes().to_vec(), 16u16.to_le_bytes().to_vec()] {
         wav.extend_from_slice(&v);
     }
     wav.extend_from_slice(b"data");
     wav.extend_from_slice(&(pcm.len() as u32).to_le_bytes());
     wav.extend_from_slice(&pcm);
     // What a reader of the file sees: the 16-bit values.
-    let read: Vec<f32> = pcm
-        .chunks(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0)
-        .collect();
+    let read: Vec<f32> = pcm.chunks(2).map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0).collect();
     (wav, read)
 }
 
 fn uniaudio_server_pcm(samples: &[f32]) -> Vec<u8> {
-    samples
-        .iter()
-        .flat_map(|&s| ((s.clamp(-1.0, 1.0) * 32767.0).round() as i16).to_le_bytes())
-        .collect()
+    samples.iter().flat_map(|&s| ((s.clamp(-1.0, 1.0) * 32767.0).round() as i16).to_le_bytes()).collect()
 }
 
 fn multipart(fields: &[(&str, &str)], file: Option<(&str, &[u8])>) -> (String, Vec<u8>) {
     let boundary = "xUNIAUDIOx";
     let mut body = Vec::new();
     for (k, v) in fields {
-        body.extend_from_slice(
-            format!("--{boundary}\r\ncontent-disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
-                .as_bytes(),
-        );
+        body.extend_from_slice(format!("--{boundary}\r\ncontent-disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n").as_bytes());
     }
     if let Some((name, bytes)) = file {
         body.extend_from_slice(format!("--{boundary}\r\ncontent-disposition: form-data; name=\"file\"; filename=\"{name}\"\r\ncontent-type: application/octet-stream\r\n\r\n").as_bytes());
@@ -132,247 +86,64 @@ fn speech_transcription_and_answers_equal_the_library() {
     let mut model = library();
 
     // Speech: WAV, and the same samples as raw PCM.
-    let body =
-        json!({"model": "x", "voice": "alloy", "input": "hello there", "seed": 5, "steps": 2});
-    let r = request(
-        addr,
-        "POST",
-        "/v1/audio/speech",
-        &[("content-type", "application/json")],
-        body.to_string().as_bytes(),
-    );
+    let body = json!({"model": "x", "voice": "alloy", "input": "hello there", "seed": 5, "steps": 2});
+    let r = request(addr, "POST", "/v1/audio/speech", &[("content-type", "application/json")], body.to_string().as_bytes());
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("content-type").as_deref(), Some("audio/wav"));
-    let sampling = Sampling {
-        seed: 5,
-        ..Default::default()
-    };
-    let req = TaskRequest {
-        task: Task::Tts,
-        text: TaskText {
-            text: Some("hello there".into()),
-            ..Default::default()
-        },
-        audio: None,
-        sampling,
-        codec: CodecSettings {
-            steps: 2,
-            ..Default::default()
-        },
-        prompt_frames: None,
-    };
+    let sampling = Sampling { seed: 5, ..Default::default() };
+    let req = TaskRequest { task: Task::Tts, text: TaskText { text: Some("hello there".into()), ..Default::default() }, audio: None, sampling, codec: CodecSettings { steps: 2, ..Default::default() }, prompt_frames: None };
     let want = model.run(&req, &mut |_| {}).unwrap();
     let want_pcm = uniaudio_server_pcm(want.audio.as_ref().unwrap());
     assert!(!want_pcm.is_empty());
     assert_eq!(&r.body[..4], b"RIFF");
-    assert_eq!(
-        u32::from_le_bytes(r.body[24..28].try_into().unwrap()),
-        24_000
-    );
-    assert_eq!(
-        &r.body[44..],
-        &want_pcm[..],
-        "the WAV's samples are the library's"
-    );
+    assert_eq!(u32::from_le_bytes(r.body[24..28].try_into().unwrap()), 24_000);
+    assert_eq!(&r.body[44..], &want_pcm[..], "the WAV's samples are the library's");
     let mut pcm_body = body.clone();
     pcm_body["response_format"] = json!("pcm");
-    let r = request(
-        addr,
-        "POST",
-        "/v1/audio/speech",
-        &[],
-        pcm_body.to_string().as_bytes(),
-    );
-    assert_eq!(
-        (r.status, r.header("content-type").as_deref()),
-        (200, Some("audio/pcm"))
-    );
+    let r = request(addr, "POST", "/v1/audio/speech", &[], pcm_body.to_string().as_bytes());
+    assert_eq!((r.status, r.header("content-type").as_deref()), (200, Some("audio/pcm")));
     assert_eq!(r.body, want_pcm);
 
     // Transcription and question answering from an uploaded WAV.
     let (wav, samples) = tone_wav();
     let run_text = |model: &mut Model, task, text: TaskText| {
-        let req = TaskRequest {
-            task,
-            text,
-            audio: Some(AudioInput::Samples24k(samples.clone())),
-            sampling: Sampling::default(),
-            codec: CodecSettings::default(),
-            prompt_frames: None,
-        };
+        let req = TaskRequest { task, text, audio: Some(AudioInput::Samples24k(samples.clone())), sampling: Sampling::default(), codec: CodecSettings::default(), prompt_frames: None };
         model.run(&req, &mut |_| {}).unwrap().text.unwrap()
     };
     for (task_field, task) in [("asr", Task::Asr), ("caption", Task::AudioCaption)] {
-        let (ct, form) = multipart(
-            &[("model", "x"), ("task", task_field)],
-            Some(("tone.wav", &wav)),
-        );
-        let r = request(
-            addr,
-            "POST",
-            "/v1/audio/transcriptions",
-            &[("content-type", &ct)],
-            &form,
-        );
+        let (ct, form) = multipart(&[("model", "x"), ("task", task_field)], Some(("tone.wav", &wav)));
+        let r = request(addr, "POST", "/v1/audio/transcriptions", &[("content-type", &ct)], &form);
         assert_eq!(r.status, 200, "{}", r.text());
-        assert_eq!(
-            r.json()["text"],
-            Value::String(run_text(&mut model, task, TaskText::default())),
-            "{task_field}"
-        );
+        assert_eq!(r.json()["text"], Value::String(run_text(&mut model, task, TaskText::default())), "{task_field}");
     }
-    let (ct, form) = multipart(
-        &[("question", "what do you hear?")],
-        Some(("tone.wav", &wav)),
-    );
-    let r = request(
-        addr,
-        "POST",
-        "/v1/audio/answer",
-        &[("content-type", &ct)],
-        &form,
-    );
+    let (ct, form) = multipart(&[("question", "what do you hear?")], Some(("tone.wav", &wav)));
+    let r = request(addr, "POST", "/v1/audio/answer", &[("content-type", &ct)], &form);
     assert_eq!(r.status, 200, "{}", r.text());
-    let question = TaskText {
-        question: Some("what do you hear?".into()),
-        ..Default::default()
-    };
-    assert_eq!(
-        r.json()["text"],
-        Value::String(run_text(&mut model, Task::AudioUnderstanding, question))
-    );
+    let question = TaskText { question: Some("what do you hear?".into()), ..Default::default() };
+    assert_eq!(r.json()["text"], Value::String(run_text(&mut model, Task::AudioUnderstanding, question)));
 
     // Bad uploads and fields: clear 4xx answers, and the server goes on.
     let expect = |r: http::Response, status: u16, words: &str| {
         assert_eq!(r.status, status, "{}", r.text());
-        let msg = r.json()["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let msg = r.json()["error"]["message"].as_str().unwrap_or_default().to_string();
         assert!(msg.contains(words), "expected `{words}` in: {msg}");
     };
     let (ct, form) = multipart(&[], Some(("notes.txt", b"this is not audio at all")));
-    expect(
-        request(
-            addr,
-            "POST",
-            "/v1/audio/transcriptions",
-            &[("content-type", &ct)],
-            &form,
-        ),
-        400,
-        "`file`",
-    );
+    expect(request(addr, "POST", "/v1/audio/transcriptions", &[("content-type", &ct)], &form), 400, "`file`");
     let (ct, form) = multipart(&[("task", "poetry")], Some(("tone.wav", &wav)));
-    expect(
-        request(
-            addr,
-            "POST",
-            "/v1/audio/transcriptions",
-            &[("content-type", &ct)],
-            &form,
-        ),
-        400,
-        "`task`",
-    );
+    expect(request(addr, "POST", "/v1/audio/transcriptions", &[("content-type", &ct)], &form), 400, "`task`");
     let (ct, form) = multipart(&[], None);
-    expect(
-        request(
-            addr,
-            "POST",
-            "/v1/audio/transcriptions",
-            &[("content-type", &ct)],
-            &form,
-        ),
-        400,
-        "`file`",
-    );
+    expect(request(addr, "POST", "/v1/audio/transcriptions", &[("content-type", &ct)], &form), 400, "`file`");
     let (ct, form) = multipart(&[], Some(("tone.wav", &wav)));
-    expect(
-        request(
-            addr,
-            "POST",
-            "/v1/audio/answer",
-            &[("content-type", &ct)],
-            &form,
-        ),
-        400,
-        "`question`",
-    );
-    expect(
-        request(
-            addr,
-            "POST",
-            "/v1/audio/transcriptions",
-            &[("content-type", "multipart/form-data; boundary=zz")],
-            b"--zz\r\ngarbage",
-        ),
-        400,
-        "multipart",
-    );
-    expect(
-        request(
-            addr,
-            "POST",
-            "/v1/audio/speech",
-            &[],
-            br#"{"input": "hi", "response_format": "mp3"}"#,
-        ),
-        400,
-        "response_format",
-    );
-    expect(
-        request(
-            addr,
-            "POST",
-            "/v1/audio/speech",
-            &[],
-            br#"{"input": "hi", "speed": 2}"#,
-        ),
-        400,
-        "speed",
-    );
-    expect(
-        request(
-            addr,
-            "POST",
-            "/v1/audio/speech",
-            &[],
-            br#"{"input": "hi", "task": "ttx"}"#,
-        ),
-        400,
-        "`task`",
-    );
-    expect(
-        request(
-            addr,
-            "POST",
-            "/v1/audio/speech",
-            &[],
-            br#"{"voice": "alloy"}"#,
-        ),
-        400,
-        "`input`",
-    );
+    expect(request(addr, "POST", "/v1/audio/answer", &[("content-type", &ct)], &form), 400, "`question`");
+    expect(request(addr, "POST", "/v1/audio/transcriptions", &[("content-type", "multipart/form-data; boundary=zz")], b"--zz\r\ngarbage"), 400, "multipart");
+    expect(request(addr, "POST", "/v1/audio/speech", &[], br#"{"input": "hi", "response_format": "mp3"}"#), 400, "response_format");
+    expect(request(addr, "POST", "/v1/audio/speech", &[], br#"{"input": "hi", "speed": 2}"#), 400, "speed");
+    expect(request(addr, "POST", "/v1/audio/speech", &[], br#"{"input": "hi", "task": "ttx"}"#), 400, "`task`");
+    expect(request(addr, "POST", "/v1/audio/speech", &[], br#"{"voice": "alloy"}"#), 400, "`input`");
     let long = json!({"input": "a".repeat(5000)});
-    expect(
-        request(
-            addr,
-            "POST",
-            "/v1/audio/speech",
-            &[],
-            long.to_string().as_bytes(),
-        ),
-        413,
-        "`input`",
-    );
-    let r = request(
-        addr,
-        "POST",
-        "/v1/audio/speech",
-        &[],
-        pcm_body.to_string().as_bytes(),
-    );
+    expect(request(addr, "POST", "/v1/audio/speech", &[], long.to_string().as_bytes()), 413, "`input`");
+    let r = request(addr, "POST", "/v1/audio/speech", &[], pcm_body.to_string().as_bytes());
     assert_eq!((r.status, r.body == want_pcm), (200, true));
     server.stop().unwrap();
 }

@@ -1,10 +1,10 @@
 //! Choosing and opening a backend: the CPU always, wgpu and CUDA where the machine has them.
 
+use uniaudio_runtime::{Cpu, Precision};
 #[cfg(feature = "cuda")]
 use uniaudio_runtime::Cuda;
 #[cfg(feature = "wgpu")]
 use uniaudio_runtime::Wgpu;
-use uniaudio_runtime::{Cpu, Precision};
 
 use crate::error::{Error, Result};
 
@@ -78,16 +78,12 @@ impl AnyBackend {
             #[cfg(feature = "wgpu")]
             BackendKind::Wgpu => {
                 note("wgpu");
-                Ok(AnyBackend::Wgpu(Wgpu::new().map_err(|e| {
-                    Error::Backend(format!("--backend wgpu: {e}"))
-                })?))
+                Ok(AnyBackend::Wgpu(Wgpu::new().map_err(|e| Error::Backend(format!("--backend wgpu: {e}")))?))
             }
             #[cfg(feature = "cuda")]
             BackendKind::Cuda => {
                 note("cuda");
-                Ok(AnyBackend::Cuda(Cuda::new().map_err(|e| {
-                    Error::Backend(format!("--backend cuda: {e}"))
-                })?))
+                Ok(AnyBackend::Cuda(Cuda::new().map_err(|e| Error::Backend(format!("--backend cuda: {e}")))?))
             }
             #[cfg(not(feature = "wgpu"))]
             BackendKind::Wgpu => Err(not_built("wgpu")),
@@ -115,12 +111,7 @@ impl AnyBackend {
     /// The backend in words: device, threads, instruction set, precision.
     pub fn describe(&self) -> String {
         match self {
-            AnyBackend::Cpu(c) => format!(
-                "cpu: {} threads, {}, {} precision",
-                c.threads(),
-                c.isa().name(),
-                c.precision().name()
-            ),
+            AnyBackend::Cpu(c) => format!("cpu: {} threads, {}, {} precision", c.threads(), c.isa().name(), c.precision().name()),
             #[cfg(feature = "wgpu")]
             AnyBackend::Wgpu(g) => format!("wgpu: {}", g.describe()),
             #[cfg(feature = "cuda")]

@@ -39,8 +39,7 @@ const SEMANTIC_EOS_LOGIT: f64 = 4.6;
 
 impl BundlePreset {
     /// Every preset.
-    pub const ALL: [BundlePreset; 3] =
-        [BundlePreset::Tiny, BundlePreset::Small, BundlePreset::Full];
+    pub const ALL: [BundlePreset; 3] = [BundlePreset::Tiny, BundlePreset::Small, BundlePreset::Full];
 
     /// `tiny`, `small` or `full`.
     pub fn parse(s: &str) -> Option<Self> {
@@ -133,10 +132,7 @@ fn tiny_lm() -> LmConfig {
         semantic_pad_token: 514,
         text_pad_token: 128_003,
     };
-    base.stacks.backbone = StackConfig {
-        vocab_size: Some(128_256),
-        ..stack(2, 64, 2, 32, 128)
-    };
+    base.stacks.backbone = StackConfig { vocab_size: Some(128_256), ..stack(2, 64, 2, 32, 128) };
     base.stacks.understanding = stack(1, 64, 2, 32, 128);
     base.stacks.generation = stack(1, 64, 2, 32, 128);
     base.stacks.decoder = stack(1, 32, 2, 16, 64);
@@ -150,15 +146,7 @@ fn lm_init(c: &LmConfig) -> Value {
     let (e, va) = (d.n_embd, c.audio_vocab());
     let units = PLANTED_UNITS.min(d.intermediate_size);
     // Equal gate and up rows: ±1/4 in a fixed pattern.
-    let rows: Vec<f64> = (0..units * e)
-        .map(|i| {
-            if uniaudio_lm::synth::splitmix64(i as u64) & 1 == 0 {
-                0.25
-            } else {
-                -0.25
-            }
-        })
-        .collect();
+    let rows: Vec<f64> = (0..units * e).map(|i| if uniaudio_lm::synth::splitmix64(i as u64) & 1 == 0 { 0.25 } else { -0.25 }).collect();
     let p = |t: &str, offset: usize, values: Vec<f64>| json!({"tensor": t, "offset": offset, "values": values});
     let mlp = format!("decoder.transformer.h.{last}.mlp");
     let mut patches = vec![
@@ -171,16 +159,8 @@ fn lm_init(c: &LmConfig) -> Value {
     let weight = |logit: f64| (logit / (e as f64).sqrt() * 64.0).round() / 64.0;
     for i in 0..CODEBOOKS {
         let row = i * e * va;
-        patches.push(p(
-            "audio_head",
-            row + c.ids.reason_eos as usize,
-            vec![weight(REASON_EOS_LOGIT)],
-        ));
-        patches.push(p(
-            "audio_head",
-            row + stop,
-            vec![weight(SEMANTIC_EOS_LOGIT)],
-        ));
+        patches.push(p("audio_head", row + c.ids.reason_eos as usize, vec![weight(REASON_EOS_LOGIT)]));
+        patches.push(p("audio_head", row + stop, vec![weight(SEMANTIC_EOS_LOGIT)]));
     }
     json!({
         "version": 1, "seed": 20_261_202,

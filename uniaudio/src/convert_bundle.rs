@@ -34,49 +34,22 @@ pub struct CodecSource<'a> {
 
 /// Writes the bundle `out` (which must not exist or be empty; it appears only once
 /// complete). `progress(stage, done, total)`.
-pub fn convert_bundle(
-    out: &Path,
-    lm: LmSource,
-    codec: Option<CodecSource>,
-    tokenizer: &Path,
-    progress: &mut dyn FnMut(&str, u64, u64),
-) -> Result<()> {
+pub fn convert_bundle(out: &Path, lm: LmSource, codec: Option<CodecSource>, tokenizer: &Path, progress: &mut dyn FnMut(&str, u64, u64)) -> Result<()> {
     // The tokenizer first: a bad one fails before the long conversions.
-    let tokenizer_text = std::fs::read_to_string(tokenizer)
-        .with_context(|| format!("{}: cannot read", tokenizer.display()))?;
-    uniaudio_lm::tokenizer::TextTokenizer::from_json(&tokenizer_text)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", tokenizer.display()))?;
+    let tokenizer_text = std::fs::read_to_string(tokenizer).with_context(|| format!("{}: cannot read", tokenizer.display()))?;
+    uniaudio_lm::tokenizer::TextTokenizer::from_json(&tokenizer_text).map_err(|e| anyhow::anyhow!("{}: {e}", tokenizer.display()))?;
     uniaudio_runtime::out_dir::write_atomically(out, |root| -> Result<()> {
         let dtype = lm.options.dtype;
-        let options = ConvertOptions {
-            tokenizer: None::<PathBuf>,
-            ..lm.options
-        };
-        uniaudio_lm::convert::convert(
-            lm.checkpoint,
-            lm.config,
-            &root.join(LM_DIR),
-            &options,
-            &mut |d, t| progress("LM", d, t),
-        )
-        .with_context(|| format!("converting {}", lm.checkpoint.display()))?;
+        let options = ConvertOptions { tokenizer: None::<PathBuf>, ..lm.options };
+        uniaudio_lm::convert::convert(lm.checkpoint, lm.config, &root.join(LM_DIR), &options, &mut |d, t| progress("LM", d, t))
+            .with_context(|| format!("converting {}", lm.checkpoint.display()))?;
         if let Some(c) = codec {
             let dir = root.join(CODEC_DIR);
-            std::fs::create_dir(&dir)
-                .with_context(|| format!("{}: cannot create", dir.display()))?;
-            uniaudio_codec::convert::convert_as(
-                c.checkpoint,
-                c.sqcodec,
-                c.config,
-                &c.encoder,
-                dtype,
-                &dir,
-                &mut |d, t| progress("codec tensors", d, t),
-            )
-            .with_context(|| format!("converting {}", c.checkpoint.display()))?;
+            std::fs::create_dir(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+            uniaudio_codec::convert::convert_as(c.checkpoint, c.sqcodec, c.config, &c.encoder, dtype, &dir, &mut |d, t| progress("codec tensors", d, t))
+                .with_context(|| format!("converting {}", c.checkpoint.display()))?;
         }
-        std::fs::write(root.join(TOKENIZER_FILE), &tokenizer_text)
-            .context("writing tokenizer.json")?;
+        std::fs::write(root.join(TOKENIZER_FILE), &tokenizer_text).context("writing tokenizer.json")?;
         manifest_of(root, &mut |d, t| progress("hashing", d, t))?.write(root)
     })
 }

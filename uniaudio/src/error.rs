@@ -44,13 +44,7 @@ impl Error {
     /// The message without the variant.
     pub fn message(&self) -> &str {
         match self {
-            Error::InvalidInput(m)
-            | Error::MissingPart(m)
-            | Error::Model(m)
-            | Error::Audio(m)
-            | Error::Backend(m)
-            | Error::Io(m)
-            | Error::Internal(m) => m,
+            Error::InvalidInput(m) | Error::MissingPart(m) | Error::Model(m) | Error::Audio(m) | Error::Backend(m) | Error::Io(m) | Error::Internal(m) => m,
         }
     }
 
@@ -108,11 +102,7 @@ fn classify(e: &(dyn std::error::Error + 'static)) -> Option<fn(String) -> Error
     }
     if let Some(e) = e.downcast_ref::<R>() {
         return Some(match e {
-            R::Io { .. }
-            | R::Weights { .. }
-            | R::MissingTensor { .. }
-            | R::WeightShape { .. }
-            | R::WeightDType { .. } => Error::Model,
+            R::Io { .. } | R::Weights { .. } | R::MissingTensor { .. } | R::WeightShape { .. } | R::WeightDType { .. } => Error::Model,
             R::Output { .. } => Error::Io,
             R::Backend { .. } | R::Unsupported { .. } => Error::Backend,
             _ => Error::Internal,
@@ -160,40 +150,18 @@ mod tests {
     fn the_variant_follows_the_typed_error_and_the_message_keeps_the_chain() {
         let e = through_anyhow(Error::InvalidInput("--max-steps must be at least 1".into()));
         assert!(matches!(e, Error::InvalidInput(_)), "{e:?}");
-        assert_eq!(
-            e.to_string(),
-            "outer context: --max-steps must be at least 1"
-        );
-        let e = through_anyhow(uniaudio_runtime::Error::MissingTensor {
-            name: "w".into(),
-            path: "m.safetensors".into(),
-        });
-        assert!(
-            matches!(e, Error::Model(_)) && e.message().contains("`w`"),
-            "{e:?}"
-        );
-        let e = through_anyhow(uniaudio_lm::LmError::Runtime(
-            uniaudio_runtime::Error::Backend {
-                backend: "cuda",
-                msg: "lost".into(),
-            },
-        ));
+        assert_eq!(e.to_string(), "outer context: --max-steps must be at least 1");
+        let e = through_anyhow(uniaudio_runtime::Error::MissingTensor { name: "w".into(), path: "m.safetensors".into() });
+        assert!(matches!(e, Error::Model(_)) && e.message().contains("`w`"), "{e:?}");
+        let e = through_anyhow(uniaudio_lm::LmError::Runtime(uniaudio_runtime::Error::Backend { backend: "cuda", msg: "lost".into() }));
         assert!(matches!(e, Error::Backend(_)), "{e:?}");
         let e = through_anyhow(uniaudio_lm::LmError::Prompt("no frames".into()));
         assert!(matches!(e, Error::InvalidInput(_)), "{e:?}");
-        let e = through_anyhow(uniaudio_audio::AudioError::EmptyFile {
-            name: "x.wav".into(),
-        });
-        assert!(
-            matches!(e, Error::Audio(_)) && e.message().contains("x.wav"),
-            "{e:?}"
-        );
+        let e = through_anyhow(uniaudio_audio::AudioError::EmptyFile { name: "x.wav".into() });
+        assert!(matches!(e, Error::Audio(_)) && e.message().contains("x.wav"), "{e:?}");
         let e = through_anyhow(std::io::Error::other("disk full"));
         assert!(matches!(e, Error::Io(_)), "{e:?}");
         let e = through_anyhow(anyhow::anyhow!("no windows"));
-        assert!(
-            matches!(e, Error::Internal(_)) && e.kind() == "internal",
-            "{e:?}"
-        );
+        assert!(matches!(e, Error::Internal(_)) && e.kind() == "internal", "{e:?}");
     }
 }

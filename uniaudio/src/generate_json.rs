@@ -26,37 +26,23 @@ impl Default for RequestDefaults {
     /// `output_kind` required; the sampler's defaults (top_k 50, temperature 0.9, seed 888,
     /// max_steps 500), as `uniaudio generate` has them.
     fn default() -> Self {
-        RequestDefaults {
-            kind: None,
-            options: GenerateOptions::default(),
-        }
+        RequestDefaults { kind: None, options: GenerateOptions::default() }
     }
 }
 
 /// Parses one request object (a JSON text).
-pub fn parse_request(
-    text: &str,
-    defaults: &RequestDefaults,
-) -> Result<(Vec<Frame>, GenerateOptions)> {
+pub fn parse_request(text: &str, defaults: &RequestDefaults) -> Result<(Vec<Frame>, GenerateOptions)> {
     if text.len() > MAX_REQUEST_BYTES {
-        bail!(
-            "{} bytes is longer than the {MAX_REQUEST_BYTES}-byte limit",
-            text.len()
-        );
+        bail!("{} bytes is longer than the {MAX_REQUEST_BYTES}-byte limit", text.len());
     }
     let v: Value = serde_json::from_str(text).context("not a JSON object")?;
     request_from_value(&v, defaults)
 }
 
 /// Reads a parsed request object.
-pub fn request_from_value(
-    v: &Value,
-    defaults: &RequestDefaults,
-) -> Result<(Vec<Frame>, GenerateOptions)> {
+pub fn request_from_value(v: &Value, defaults: &RequestDefaults) -> Result<(Vec<Frame>, GenerateOptions)> {
     let obj = v.as_object().context("expected a JSON object")?;
-    let frames = parse_frames(
-        &json!({"frames": obj.get("frames").context("missing `frames`")?}).to_string(),
-    )?;
+    let frames = parse_frames(&json!({"frames": obj.get("frames").context("missing `frames`")?}).to_string())?;
     let d = &defaults.options;
     let kind = match obj.get("output_kind").map(|k| k.as_str()) {
         None => defaults.kind.context("missing `output_kind`")?,
@@ -67,18 +53,13 @@ pub fn request_from_value(
     let uint = |name: &str, default: u64| -> Result<u64> {
         match obj.get(name) {
             None => Ok(default),
-            Some(x) => x
-                .as_u64()
-                .with_context(|| format!("`{name}` must be a non-negative integer")),
+            Some(x) => x.as_u64().with_context(|| format!("`{name}` must be a non-negative integer")),
         }
     };
     let float = |name: &str| -> Result<Option<f64>> {
         match obj.get(name) {
             None | Some(Value::Null) => Ok(None),
-            Some(x) => x
-                .as_f64()
-                .map(Some)
-                .with_context(|| format!("`{name}` must be a number")),
+            Some(x) => x.as_f64().map(Some).with_context(|| format!("`{name}` must be a number")),
         }
     };
     let opts = GenerateOptions {
@@ -87,11 +68,7 @@ pub fn request_from_value(
         temperature: float("temperature")?.map_or(d.temperature, |t| t as f32),
         seed: uint("seed", d.seed)?,
         max_steps: uint("max_steps", d.max_steps as u64)? as usize,
-        cfg_scale: if obj.contains_key("cfg_scale") {
-            float("cfg_scale")?.map(|c| c as f32)
-        } else {
-            d.cfg_scale
-        },
+        cfg_scale: if obj.contains_key("cfg_scale") { float("cfg_scale")?.map(|c| c as f32) } else { d.cfg_scale },
     };
     Ok((frames, opts))
 }
@@ -116,12 +93,7 @@ pub fn output_json(kind: OutputKind, out: &GenerateOutput) -> Value {
 /// `uniaudio generate` prints for it, or `{"error": message}` for a request that was
 /// refused or failed (the others still run). Fails as a whole only when the model cannot
 /// generate at all (no LM).
-pub fn run_batch(
-    model: &mut crate::Model,
-    requests: &[&str],
-    max_batch: usize,
-    defaults: &RequestDefaults,
-) -> crate::Result<Vec<Value>> {
+pub fn run_batch(model: &mut crate::Model, requests: &[&str], max_batch: usize, defaults: &RequestDefaults) -> crate::Result<Vec<Value>> {
     let mut outputs: Vec<Option<Value>> = vec![None; requests.len()];
     let mut runnable = Vec::new();
     let mut slots = Vec::new();
@@ -141,8 +113,5 @@ pub fn run_batch(
             Err(e) => json!({"error": e.to_string()}),
         });
     }
-    Ok(outputs
-        .into_iter()
-        .map(|o| o.unwrap_or_else(|| json!({"error": "not run"})))
-        .collect())
+    Ok(outputs.into_iter().map(|o| o.unwrap_or_else(|| json!({"error": "not run"}))).collect())
 }

@@ -5,11 +5,11 @@ use std::collections::VecDeque;
 
 use anyhow::{Context, Result};
 use uniaudio_lm::{Engine, EngineOptions, Frame, GenerateOptions, GenerateOutput, Generator};
+use uniaudio_runtime::{Backend, Cpu};
 #[cfg(feature = "cuda")]
 use uniaudio_runtime::Cuda;
 #[cfg(feature = "wgpu")]
 use uniaudio_runtime::Wgpu;
-use uniaudio_runtime::{Backend, Cpu};
 
 use crate::run::Models;
 
@@ -42,42 +42,20 @@ pub struct Generation<'a> {
 }
 
 impl<'a> Generation<'a> {
-    pub(crate) fn new<B: Backend>(
-        models: &'a Models<B>,
-        b: &'a B,
-        frames: &[Frame],
-        options: &GenerateOptions,
-        wrap: fn(Generator<'a, B>) -> Inner<'a>,
-    ) -> Result<Self> {
+    pub(crate) fn new<B: Backend>(models: &'a Models<B>, b: &'a B, frames: &[Frame], options: &GenerateOptions, wrap: fn(Generator<'a, B>) -> Inner<'a>) -> Result<Self> {
         let lm = models.lm.as_ref().context("the LM is not loaded")?;
         let mut g = Generator::new(lm, b, frames, options)?;
         g.prefill()?;
-        Ok(Generation {
-            inner: Some(wrap(g)),
-            pending: VecDeque::new(),
-            seen: (0, 0),
-        })
+        Ok(Generation { inner: Some(wrap(g)), pending: VecDeque::new(), seen: (0, 0) })
     }
 }
 
 /// One step of `g`: the new frames and text ids as events, and `Done` at the end.
-fn step<B: Backend>(
-    g: &mut Generator<'_, B>,
-    seen: &mut (usize, usize),
-    pending: &mut VecDeque<GenerateEvent>,
-) -> Result<bool> {
+fn step<B: Backend>(g: &mut Generator<'_, B>, seen: &mut (usize, usize), pending: &mut VecDeque<GenerateEvent>) -> Result<bool> {
     let more = g.step()?;
     if let Some(out) = g.output() {
-        pending.extend(
-            out.frames[seen.0..]
-                .iter()
-                .map(|&f| GenerateEvent::Frame(f)),
-        );
-        pending.extend(
-            out.text_ids[seen.1..]
-                .iter()
-                .map(|&t| GenerateEvent::Text(t)),
-        );
+        pending.extend(out.frames[seen.0..].iter().map(|&f| GenerateEvent::Frame(f)));
+        pending.extend(out.text_ids[seen.1..].iter().map(|&t| GenerateEvent::Text(t)));
         *seen = (out.frames.len(), out.text_ids.len());
     }
     Ok(more)
@@ -120,23 +98,10 @@ impl Iterator for Generation<'_> {
 
 /// Every request through one engine of up to `max_batch` rows; results in input order
 /// (a request refused at submission gets its error, the others still run).
-pub(crate) fn generate_batch<B: Backend>(
-    models: &Models<B>,
-    b: &B,
-    requests: &[(Vec<Frame>, GenerateOptions)],
-    max_batch: usize,
-) -> Result<Vec<Result<GenerateOutput>>> {
+pub(crate) fn generate_batch<B: Backend>(models: &Models<B>, b: &B, requests: &[(Vec<Frame>, GenerateOptions)], max_batch: usize) -> Result<Vec<Result<GenerateOutput>>> {
     let lm = models.lm.as_ref().context("the LM is not loaded")?;
-    let mut engine = Engine::new(
-        lm,
-        b,
-        &EngineOptions {
-            max_batch,
-            kv_budget: None,
-        },
-    )?;
-    let mut results: Vec<Option<Result<GenerateOutput>>> =
-        (0..requests.len()).map(|_| None).collect();
+    let mut engine = Engine::new(lm, b, &EngineOptions { max_batch, kv_budget: None })?;
+    let mut results: Vec<Option<Result<GenerateOutput>>> = (0..requests.len()).map(|_| None).collect();
     let mut index = std::collections::HashMap::new();
     for (i, (frames, options)) in requests.iter().enumerate() {
         match engine.submit(frames, options) {
@@ -153,8 +118,5 @@ pub(crate) fn generate_batch<B: Backend>(
             results[index[&f.id]] = Some(f.result.map_err(anyhow::Error::msg));
         }
     }
-    Ok(results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(anyhow::anyhow!("the request did not finish"))))
-        .collect())
+    Ok(results.into_iter().map(|r| r.unwrap_or_else(|| Err(anyhow::anyhow!("the request did not finish")))).collect())
 }

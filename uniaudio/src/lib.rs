@@ -64,16 +64,14 @@ pub mod run;
 pub mod synth_bundle;
 pub mod text_stream;
 
-pub use backend::{AnyBackend, BackendKind};
 pub use error::{Error, Result};
-pub use generation::{GenerateEvent, Generation};
 pub use manifest::{Manifest, Problem, MANIFEST_FILE};
-pub use model::{Audio, LoadOptions, Model};
 pub use paths::{ModelPaths, Part, MODEL_ENV};
-pub use request::{
-    AudioInput, CodecSettings, Event, Sampling, Stage, TaskOutput, TaskRequest, TaskText, Timings,
-};
-pub use run::Models;
-pub use uniaudio_lm::tasks::{AudioTokens, Task};
+pub use request::{AudioInput, CodecSettings, Event, Sampling, Stage, TaskOutput, TaskRequest, TaskText, Timings};
+pub use backend::{AnyBackend, BackendKind};
+pub use generation::{GenerateEvent, Generation};
+pub use model::{Audio, LoadOptions, Model};
 pub use uniaudio_lm::{Frame, GenerateOptions, GenerateOutput, OutputKind, StopReason};
+pub use run::Models;
 pub use uniaudio_runtime::Precision;
+pub use uniaudio_lm::tasks::{AudioTokens, Task};

@@ -30,10 +30,7 @@ pub fn split_at_silences(samples: &[f32], max: usize, search: usize) -> Vec<Rang
         let mut best = (f64::INFINITY, hi);
         let mut at = lo;
         while at + FRAME <= hi {
-            let energy: f64 = samples[at..at + FRAME]
-                .iter()
-                .map(|&s| (s as f64) * (s as f64))
-                .sum();
+            let energy: f64 = samples[at..at + FRAME].iter().map(|&s| (s as f64) * (s as f64)).sum();
             // Ties go to the later frame: windows as long as possible.
             if energy <= best.0 {
                 best = (energy, at);
@@ -60,9 +57,7 @@ mod tests {
     fn cuts_land_in_the_quiet_gaps_and_cover_everything() {
         // 70 s of tone with 100 ms of silence at 25 s and at 52 s.
         let rate = 24_000;
-        let mut x: Vec<f32> = (0..70 * rate)
-            .map(|i| (i as f32 * 0.01).sin() * 0.5)
-            .collect();
+        let mut x: Vec<f32> = (0..70 * rate).map(|i| (i as f32 * 0.01).sin() * 0.5).collect();
         for gap in [25 * rate, 52 * rate] {
             x[gap..gap + rate / 10].fill(0.0);
         }
@@ -73,14 +68,8 @@ mod tests {
         for pair in w.windows(2) {
             assert_eq!(pair[0].end, pair[1].start);
         }
-        assert!(
-            (25 * rate..25 * rate + rate / 10).contains(&w[0].end),
-            "{w:?}"
-        );
-        assert!(
-            (52 * rate..52 * rate + rate / 10).contains(&w[1].end),
-            "{w:?}"
-        );
+        assert!((25 * rate..25 * rate + rate / 10).contains(&w[0].end), "{w:?}");
+        assert!((52 * rate..52 * rate + rate / 10).contains(&w[1].end), "{w:?}");
         assert!(w.iter().all(|r| r.len() <= 30 * rate));
     }
 

@@ -83,15 +83,8 @@ impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Problem::Missing(p) => write!(f, "{p}: missing"),
-            Problem::Size {
-                path,
-                expected,
-                found,
-            } => write!(f, "{path}: {found} bytes, the manifest says {expected}"),
-            Problem::Hash { path } => write!(
-                f,
-                "{path}: sha256 differs from the manifest (the file was changed or damaged)"
-            ),
+            Problem::Size { path, expected, found } => write!(f, "{path}: {found} bytes, the manifest says {expected}"),
+            Problem::Hash { path } => write!(f, "{path}: sha256 differs from the manifest (the file was changed or damaged)"),
         }
     }
 }
@@ -99,51 +92,29 @@ impl std::fmt::Display for Problem {
 impl Manifest {
     /// An empty manifest of the current format.
     pub fn new() -> Self {
-        Manifest {
-            format: FORMAT.into(),
-            version: FORMAT_VERSION,
-            parts: BTreeMap::new(),
-        }
+        Manifest { format: FORMAT.into(), version: FORMAT_VERSION, parts: BTreeMap::new() }
     }
 
     /// Reads and checks `root/uniaudio.json`: format, version, and paths that stay inside the bundle.
     pub fn read(root: &Path) -> Result<Self> {
         let path = root.join(MANIFEST_FILE);
-        let size = std::fs::metadata(&path)
-            .with_context(|| format!("{}: cannot read", path.display()))?
-            .len();
+        let size = std::fs::metadata(&path).with_context(|| format!("{}: cannot read", path.display()))?.len();
         if size > MAX_MANIFEST_BYTES {
-            bail!(
-                "{}: {size} bytes is too large for a bundle manifest",
-                path.display()
-            );
+            bail!("{}: {size} bytes is too large for a bundle manifest", path.display());
         }
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("{}: cannot read", path.display()))?;
-        let m: Manifest = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a bundle manifest", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let m: Manifest = serde_json::from_str(&text).with_context(|| format!("{}: not a bundle manifest", path.display()))?;
         if m.format != FORMAT {
-            bail!(
-                "{}: format `{}`, expected `{FORMAT}`",
-                path.display(),
-                m.format
-            );
+            bail!("{}: format `{}`, expected `{FORMAT}`", path.display(), m.format);
         }
         if m.version != FORMAT_VERSION {
-            bail!(
-                "{}: version {} is not supported (this build reads version {FORMAT_VERSION})",
-                path.display(),
-                m.version
-            );
+            bail!("{}: version {} is not supported (this build reads version {FORMAT_VERSION})", path.display(), m.version);
         }
         for (name, part) in &m.parts {
             let paths = std::iter::once(&part.path).chain(part.files.iter().map(|f| &f.path));
             for p in paths {
                 if !is_inside(p) {
-                    bail!(
-                        "{}: part `{name}` names `{p}`, which is not a path inside the bundle",
-                        path.display()
-                    );
+                    bail!("{}: part `{name}` names `{p}`, which is not a path inside the bundle", path.display());
                 }
             }
         }
@@ -154,8 +125,7 @@ impl Manifest {
     pub fn write(&self, root: &Path) -> Result<()> {
         let path = root.join(MANIFEST_FILE);
         let tmp = root.join(".uniaudio.json.tmp");
-        std::fs::write(&tmp, serde_json::to_string_pretty(self)?)
-            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::write(&tmp, serde_json::to_string_pretty(self)?).with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, &path).with_context(|| format!("renaming to {}", path.display()))
     }
 
@@ -179,18 +149,12 @@ impl Manifest {
             if !meta.is_file() {
                 problems.push(Problem::Missing(f.path.clone()));
             } else if meta.len() != f.bytes {
-                problems.push(Problem::Size {
-                    path: f.path.clone(),
-                    expected: f.bytes,
-                    found: meta.len(),
-                });
+                problems.push(Problem::Size { path: f.path.clone(), expected: f.bytes, found: meta.len() });
             } else {
                 let base = done;
                 let (_, sha) = hash_file(&path, &mut |d| progress(base + d, total))?;
                 if sha != f.sha256 {
-                    problems.push(Problem::Hash {
-                        path: f.path.clone(),
-                    });
+                    problems.push(Problem::Hash { path: f.path.clone() });
                 }
             }
             done += f.bytes;
@@ -214,15 +178,12 @@ fn is_inside(p: &str) -> bool {
 
 /// (bytes, lowercase hex sha256) of a file, streamed; `progress(bytes_done)`.
 pub fn hash_file(path: &Path, progress: &mut dyn FnMut(u64)) -> Result<(u64, String)> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut done = 0u64;
     loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("{}: read error", path.display()))?;
+        let n = file.read(&mut buf).with_context(|| format!("{}: read error", path.display()))?;
         if n == 0 {
             break;
         }
@@ -230,11 +191,7 @@ pub fn hash_file(path: &Path, progress: &mut dyn FnMut(u64)) -> Result<(u64, Str
         done += n as u64;
         progress(done);
     }
-    let hex = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
     Ok((done, hex))
 }
 
@@ -246,11 +203,7 @@ pub fn describe(root: &Path, rel: &str, progress: &mut dyn FnMut(u64)) -> Result
     let mut out = Vec::new();
     for p in paths {
         let (bytes, sha256) = hash_file(&root.join(&p), progress)?;
-        out.push(FileEntry {
-            path: p.to_string_lossy().replace('\\', "/"),
-            bytes,
-            sha256,
-        });
+        out.push(FileEntry { path: p.to_string_lossy().replace('\\', "/"), bytes, sha256 });
     }
     Ok(out)
 }
@@ -290,9 +243,6 @@ mod tests {
         std::fs::write(&p, b"abc").unwrap();
         let (n, sha) = hash_file(&p, &mut |_| {}).unwrap();
         assert_eq!(n, 3);
-        assert_eq!(
-            sha,
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(sha, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }

@@ -20,11 +20,9 @@ use uniaudio_runtime::{Backend, Precision};
 
 use crate::backend::{AnyBackend, BackendKind};
 use crate::error::{Error, Result};
-use crate::generation::{Generation, Inner};
 use crate::paths::{ModelPaths, Part};
-use crate::request::{
-    AudioInput, CodecSettings, Event, Sampling, TaskOutput, TaskRequest, TaskText,
-};
+use crate::request::{AudioInput, CodecSettings, Event, Sampling, TaskOutput, TaskRequest, TaskText};
+use crate::generation::{Generation, Inner};
 use crate::run::{parts_for, Models};
 
 /// How to load a model.
@@ -52,12 +50,8 @@ pub struct Audio {
 impl Audio {
     /// Reads an audio file (WAV, FLAC, MP3, Ogg/Vorbis; channels averaged to mono).
     pub fn read(path: impl AsRef<Path>) -> Result<Audio> {
-        let a =
-            uniaudio_audio::read_audio(path.as_ref()).map_err(|e| Error::Audio(e.to_string()))?;
-        Ok(Audio {
-            samples: a.samples,
-            sample_rate: a.sample_rate,
-        })
+        let a = uniaudio_audio::read_audio(path.as_ref()).map_err(|e| Error::Audio(e.to_string()))?;
+        Ok(Audio { samples: a.samples, sample_rate: a.sample_rate })
     }
 
     /// The samples at the codec's 24 kHz.
@@ -65,11 +59,7 @@ impl Audio {
         if self.sample_rate == 0 {
             return Err(Error::invalid_input("audio with a sample rate of 0"));
         }
-        Ok(uniaudio_audio::resample(
-            &self.samples,
-            self.sample_rate,
-            24_000,
-        ))
+        Ok(uniaudio_audio::resample(&self.samples, self.sample_rate, 24_000))
     }
 }
 
@@ -104,11 +94,7 @@ impl Model {
     /// Opens a bundle (or an LM directory with `codec`/`tokenizer` given) on a backend and
     /// loads the LM and tokenizer; the codec's parts load when a task first needs them.
     pub fn load(path: impl AsRef<Path>, options: LoadOptions) -> Result<Model> {
-        let paths = ModelPaths::resolve(
-            Some(path.as_ref()),
-            options.codec.as_deref(),
-            options.tokenizer.as_deref(),
-        )?;
+        let paths = ModelPaths::resolve(Some(path.as_ref()), options.codec.as_deref(), options.tokenizer.as_deref())?;
         let backend = AnyBackend::open(options.backend, options.precision)?;
         let mut model = Model::with_backend(paths, backend);
         model.ensure(&[Part::Lm, Part::Tokenizer], "loading")?;
@@ -125,11 +111,7 @@ impl Model {
             #[cfg(feature = "cuda")]
             AnyBackend::Cuda(b) => On::Cuda(b, Models::default()),
         };
-        Model {
-            paths,
-            backend: name,
-            on,
-        }
+        Model { paths, backend: name, on }
     }
 
     /// The backend in words.
@@ -153,25 +135,9 @@ impl Model {
         Ok(on!(self, |b, m| m.run(b, req, events))?)
     }
 
-    fn text_task(
-        &mut self,
-        task: Task,
-        audio: &Audio,
-        question: Option<&str>,
-        sampling: &Sampling,
-    ) -> Result<String> {
-        let text = TaskText {
-            question: question.map(str::to_string),
-            ..Default::default()
-        };
-        let req = TaskRequest {
-            task,
-            text,
-            audio: Some(AudioInput::Samples24k(audio.at_24k()?)),
-            sampling: sampling.clone(),
-            codec: CodecSettings::default(),
-            prompt_frames: None,
-        };
+    fn text_task(&mut self, task: Task, audio: &Audio, question: Option<&str>, sampling: &Sampling) -> Result<String> {
+        let text = TaskText { question: question.map(str::to_string), ..Default::default() };
+        let req = TaskRequest { task, text, audio: Some(AudioInput::Samples24k(audio.at_24k()?)), sampling: sampling.clone(), codec: CodecSettings::default(), prompt_frames: None };
         Ok(self.run(&req, &mut |_| {})?.text.unwrap_or_default())
     }
 
@@ -187,45 +153,28 @@ impl Model {
 
     /// The answer to `question` about `audio`.
     pub fn ask(&mut self, audio: &Audio, question: &str) -> Result<String> {
-        self.text_task(
-            Task::AudioUnderstanding,
-            audio,
-            Some(question),
-            &Sampling::default(),
-        )
+        self.text_task(Task::AudioUnderstanding, audio, Some(question), &Sampling::default())
     }
 
     /// Text to speech with 50 codec steps.
     pub fn tts(&mut self, text: &str, sampling: &Sampling) -> Result<Audio> {
         let req = TaskRequest {
             task: Task::Tts,
-            text: TaskText {
-                text: Some(text.to_string()),
-                ..Default::default()
-            },
+            text: TaskText { text: Some(text.to_string()), ..Default::default() },
             audio: None,
             sampling: sampling.clone(),
             codec: CodecSettings::default(),
             prompt_frames: None,
         };
         let out = self.run(&req, &mut |_| {})?;
-        let samples = out
-            .audio
-            .ok_or_else(|| Error::Internal("no audio was produced".into()))?;
-        Ok(Audio {
-            samples,
-            sample_rate: out.sample_rate,
-        })
+        let samples = out.audio.ok_or_else(|| Error::Internal("no audio was produced".into()))?;
+        Ok(Audio { samples, sample_rate: out.sample_rate })
     }
 
     /// Streams a generation from prompt frames (as `uniaudio generate` takes them): one
     /// event per sampled frame or text id, then `Done` with the whole output. The prompt
     /// is checked and prefilled before this returns.
-    pub fn generate(
-        &mut self,
-        frames: &[Frame],
-        options: &GenerateOptions,
-    ) -> Result<Generation<'_>> {
+    pub fn generate(&mut self, frames: &[Frame], options: &GenerateOptions) -> Result<Generation<'_>> {
         self.ensure(&[Part::Lm], "generate")?;
         Ok(match &self.on {
             On::Cpu(b, m) => Generation::new(m, b, frames, options, Inner::Cpu),
@@ -239,19 +188,10 @@ impl Model {
     /// Runs many generation requests together through the continuously batched engine
     /// (up to `max_batch` rows per step); results in input order, each exactly what the
     /// request gives alone.
-    pub fn generate_batch(
-        &mut self,
-        requests: &[(Vec<Frame>, GenerateOptions)],
-        max_batch: usize,
-    ) -> Result<Vec<Result<GenerateOutput>>> {
+    pub fn generate_batch(&mut self, requests: &[(Vec<Frame>, GenerateOptions)], max_batch: usize) -> Result<Vec<Result<GenerateOutput>>> {
         self.ensure(&[Part::Lm], "generate")?;
-        let results = on!(self, |b, m| crate::generation::generate_batch(
-            m, b, requests, max_batch
-        ))?;
-        Ok(results
-            .into_iter()
-            .map(|r| r.map_err(Error::from))
-            .collect())
+        let results = on!(self, |b, m| crate::generation::generate_batch(m, b, requests, max_batch))?;
+        Ok(results.into_iter().map(|r| r.map_err(Error::from)).collect())
     }
 
     /// Audio to reasoning and reconstruction tokens.
@@ -264,23 +204,12 @@ impl Model {
     /// Reconstruction tokens to 24 kHz audio (`steps` Euler steps, noise seeded by `seed`).
     pub fn decode(&mut self, tokens: &AudioTokens, steps: usize, seed: u64) -> Result<Audio> {
         self.ensure(&[Part::Decoder], "decode")?;
-        let rows: Vec<Vec<u32>> = (0..CODEBOOKS)
-            .map(|r| tokens.reconstruction.iter().map(|f| f[r]).collect())
-            .collect();
-        let opts = DecodeOptions {
-            steps,
-            mode: uniaudio_codec::StitchMode::Reference,
-            noise: Noise::Seeded(seed),
-        };
+        let rows: Vec<Vec<u32>> = (0..CODEBOOKS).map(|r| tokens.reconstruction.iter().map(|f| f[r]).collect()).collect();
+        let opts = DecodeOptions { steps, mode: uniaudio_codec::StitchMode::Reference, noise: Noise::Seeded(seed) };
         on!(self, |b, m| {
             let codec = m.codec.as_ref().context("no codec decoder")?;
-            let out = codec
-                .decode(b, &rows, &opts, &mut |_, _, _, _| {})
-                .map_err(anyhow::Error::from)?;
-            Ok(Audio {
-                samples: out.audio,
-                sample_rate: codec.config.sample_rate,
-            })
+            let out = codec.decode(b, &rows, &opts, &mut |_, _, _, _| {}).map_err(anyhow::Error::from)?;
+            Ok(Audio { samples: out.audio, sample_rate: codec.config.sample_rate })
         })
     }
 }

@@ -33,9 +33,7 @@ impl Part {
             Part::Lm => "the LM (lm/)",
             Part::Tokenizer => "the text tokenizer (tokenizer.json)",
             Part::Encoder => "the codec encoder (codec/ with the encoder sections)",
-            Part::Decoder => {
-                "the codec decoder (codec/ with the decoder sections and sqcodec.safetensors)"
-            }
+            Part::Decoder => "the codec decoder (codec/ with the decoder sections and sqcodec.safetensors)",
         }
     }
 
@@ -66,25 +64,15 @@ pub struct ModelPaths {
 impl ModelPaths {
     /// `model` is a bundle or an LM directory (else `UNIAUDIO_MODEL`, if set); `codec` and
     /// `tokenizer` override the bundle's parts.
-    pub fn resolve(
-        model: Option<&Path>,
-        codec: Option<&Path>,
-        tokenizer: Option<&Path>,
-    ) -> Result<Self> {
-        let env = std::env::var_os(MODEL_ENV)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from);
+    pub fn resolve(model: Option<&Path>, codec: Option<&Path>, tokenizer: Option<&Path>) -> Result<Self> {
+        let env = std::env::var_os(MODEL_ENV).filter(|v| !v.is_empty()).map(PathBuf::from);
         let (model, from_env) = match model {
             Some(m) => (Some(m.to_path_buf()), false),
             None => (env, true),
         };
         let mut paths = ModelPaths::default();
         if let Some(m) = &model {
-            let origin = if from_env {
-                format!("{MODEL_ENV}={}", m.display())
-            } else {
-                format!("--model {}", m.display())
-            };
+            let origin = if from_env { format!("{MODEL_ENV}={}", m.display()) } else { format!("--model {}", m.display()) };
             if !m.is_dir() {
                 return Err(crate::Error::Model(format!("{origin}: no such directory")).into());
             }
@@ -135,12 +123,7 @@ impl ModelPaths {
                 Part::Decoder => Some("decoder"),
                 _ => None,
             };
-            let from_bundle = self.codec.as_deref().is_some_and(|c| {
-                manifest
-                    .parts
-                    .get("codec")
-                    .is_some_and(|p| root.join(&p.path) == c)
-            });
+            let from_bundle = self.codec.as_deref().is_some_and(|c| manifest.parts.get("codec").is_some_and(|p| root.join(&p.path) == c));
             if let (Some(f), true) = (feature, from_bundle) {
                 if !manifest.parts["codec"].features.iter().any(|x| x == f) {
                     missing!("{task} needs {}, which the bundle {} lacks (its codec has: {}); convert the codec with its {f} or pass {}",

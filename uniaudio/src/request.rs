@@ -46,13 +46,7 @@ pub struct Sampling {
 
 impl Default for Sampling {
     fn default() -> Self {
-        Sampling {
-            top_k: None,
-            temperature: None,
-            seed: 888,
-            max_steps: None,
-            cfg_scale: None,
-        }
+        Sampling { top_k: None, temperature: None, seed: 888, max_steps: None, cfg_scale: None }
     }
 }
 
@@ -67,10 +61,7 @@ pub struct CodecSettings {
 
 impl Default for CodecSettings {
     fn default() -> Self {
-        CodecSettings {
-            steps: 50,
-            mode: StitchMode::Reference,
-        }
+        CodecSettings { steps: 50, mode: StitchMode::Reference }
     }
 }
 
@@ -201,12 +192,7 @@ pub fn check_text_inputs(task: Task, t: &TaskText) -> anyhow::Result<()> {
         Task::AudioUnderstanding => &["question"],
         _ => &[],
     };
-    let given = [
-        ("text", &t.text),
-        ("caption", &t.caption),
-        ("lyrics", &t.lyrics),
-        ("question", &t.question),
-    ];
+    let given = [("text", &t.text), ("caption", &t.caption), ("lyrics", &t.lyrics), ("question", &t.question)];
     for (name, value) in given {
         if value.is_some() && !uses.contains(&name) {
             crate::error::refuse!("task {} does not use --{name}", task.name());
@@ -224,13 +210,6 @@ pub fn check_text_inputs(task: Task, t: &TaskText) -> anyhow::Result<()> {
 pub fn takes_audio(task: Task) -> bool {
     matches!(
         task,
-        Task::SpeechS2s
-            | Task::Asr
-            | Task::YueAsr
-            | Task::AudioCaption
-            | Task::MusicCaption
-            | Task::LyricRecognition
-            | Task::SpeechS2t
-            | Task::AudioUnderstanding
+        Task::SpeechS2s | Task::Asr | Task::YueAsr | Task::AudioCaption | Task::MusicCaption | Task::LyricRecognition | Task::SpeechS2t | Task::AudioUnderstanding
     )
 }

@@ -10,17 +10,13 @@ use uniaudio_codec::{Codec, DecodeOptions, Noise};
 use uniaudio_lm::config::CODEBOOKS;
 use uniaudio_lm::tasks::{build_prompt, AudioTokens, BuiltPrompt, Task, TaskInputs};
 use uniaudio_lm::tokenizer::TextTokenizer;
-use uniaudio_lm::{
-    GenerateOptions, GenerateOutput, Generator, LmConfig, OutputKind, StopReason, UniAudioLm,
-};
+use uniaudio_lm::{GenerateOptions, GenerateOutput, Generator, LmConfig, OutputKind, StopReason, UniAudioLm};
 use uniaudio_runtime::Backend;
 
 use crate::error::refuse;
 use crate::long_form;
 use crate::paths::{ModelPaths, Part};
-use crate::request::{
-    check_text_inputs, takes_audio, AudioInput, Event, Stage, TaskOutput, TaskRequest, Timings,
-};
+use crate::request::{check_text_inputs, takes_audio, AudioInput, Event, Stage, TaskOutput, TaskRequest, Timings};
 use crate::text_stream::TextStream;
 
 /// The reference's caps: 500 text tokens; audio tasks may run longer (about 85 s of audio).
@@ -80,12 +76,7 @@ pub fn parts_for(task: Task) -> Vec<Part> {
 
 impl<B: Backend> Default for Models<B> {
     fn default() -> Self {
-        Models {
-            lm: None,
-            tokenizer: None,
-            encoder: None,
-            codec: None,
-        }
+        Models { lm: None, tokenizer: None, encoder: None, codec: None }
     }
 }
 
@@ -97,29 +88,18 @@ impl<B: Backend> Models<B> {
         paths.require_all(parts, what)?;
         if parts.contains(&Part::Decoder) && self.codec.is_none() {
             let dir = paths.require(Part::Decoder, what)?;
-            self.codec = Some(
-                Codec::load(bk, dir)
-                    .with_context(|| format!("loading codec decoder {}", dir.display()))?,
-            );
+            self.codec = Some(Codec::load(bk, dir).with_context(|| format!("loading codec decoder {}", dir.display()))?);
         }
         if parts.contains(&Part::Encoder) && self.encoder.is_none() {
             let dir = paths.require(Part::Encoder, what)?;
-            self.encoder = Some(
-                Encoder::load(bk, dir)
-                    .with_context(|| format!("loading codec encoder {}", dir.display()))?,
-            );
+            self.encoder = Some(Encoder::load(bk, dir).with_context(|| format!("loading codec encoder {}", dir.display()))?);
         }
         if parts.contains(&Part::Tokenizer) && self.tokenizer.is_none() {
-            self.tokenizer = Some(TextTokenizer::from_file(
-                paths.require(Part::Tokenizer, what)?,
-            )?);
+            self.tokenizer = Some(TextTokenizer::from_file(paths.require(Part::Tokenizer, what)?)?);
         }
         if parts.contains(&Part::Lm) && self.lm.is_none() {
             let dir = paths.require(Part::Lm, what)?;
-            self.lm = Some(
-                UniAudioLm::load(bk, dir)
-                    .with_context(|| format!("loading model {}", dir.display()))?,
-            );
+            self.lm = Some(UniAudioLm::load(bk, dir).with_context(|| format!("loading model {}", dir.display()))?);
         }
         Ok(())
     }
@@ -129,24 +109,15 @@ impl<B: Backend> Models<B> {
     }
 
     fn tokenizer(&self) -> Result<&TextTokenizer> {
-        self.tokenizer
-            .as_ref()
-            .context("the tokenizer is not loaded")
+        self.tokenizer.as_ref().context("the tokenizer is not loaded")
     }
 
     /// Runs `req`, reporting progress and streamed text through `events`.
-    pub fn run(
-        &self,
-        bk: &B,
-        req: &TaskRequest,
-        events: &mut dyn FnMut(Event),
-    ) -> Result<TaskOutput> {
+    pub fn run(&self, bk: &B, req: &TaskRequest, events: &mut dyn FnMut(Event)) -> Result<TaskOutput> {
         let prepared = match self.prepare(bk, req, events)? {
             Preparation::Ready(p) => p,
             Preparation::Windows => {
-                let Some(AudioInput::Samples24k(samples)) = &req.audio else {
-                    bail!("long-form windows need input samples")
-                };
+                let Some(AudioInput::Samples24k(samples)) = &req.audio else { bail!("long-form windows need input samples") };
                 return self.run_windows(bk, req, samples, Instant::now(), events);
             }
         };
@@ -167,11 +138,7 @@ impl<B: Backend> Models<B> {
                 }
             }
             streamed = g.text_ids().len();
-            events(Event::Progress {
-                stage: Stage::Generate,
-                done: g.steps(),
-                total: prepared.opts.max_steps,
-            });
+            events(Event::Progress { stage: Stage::Generate, done: g.steps(), total: prepared.opts.max_steps });
             if !more {
                 break;
             }
@@ -182,26 +149,12 @@ impl<B: Backend> Models<B> {
         }
         let generated = g.finish();
         timings.generate_s = t.elapsed().as_secs_f64();
-        self.finish(
-            bk,
-            req,
-            Prepared {
-                timings,
-                ..prepared
-            },
-            generated,
-            events,
-        )
+        self.finish(bk, req, Prepared { timings, ..prepared }, generated, events)
     }
 
     /// Everything before generation: checks, input encoding and the prompt. An input too
     /// long for one prompt of a task that can be windowed gives `Preparation::Windows`.
-    pub fn prepare(
-        &self,
-        bk: &B,
-        req: &TaskRequest,
-        events: &mut dyn FnMut(Event),
-    ) -> Result<Preparation> {
+    pub fn prepare(&self, bk: &B, req: &TaskRequest, events: &mut dyn FnMut(Event)) -> Result<Preparation> {
         let start = Instant::now();
         let task = req.task;
         check_text_inputs(task, &req.text)?;
@@ -223,31 +176,14 @@ impl<B: Backend> Models<B> {
                 let placeholder = placeholder_tokens(&encoder.config, samples.len());
                 let prompt = self.prompt(req, Some(placeholder))?;
                 let room = (config.max_seq_len + 1).saturating_sub(prompt.frames.len());
-                if room < MIN_ROOM
-                    && long_form::windowable(task)
-                    && req.prompt_frames.is_none()
-                    && samples.len() > long_form::WINDOW_SECONDS * SAMPLE_RATE
-                {
+                if room < MIN_ROOM && long_form::windowable(task) && req.prompt_frames.is_none() && samples.len() > long_form::WINDOW_SECONDS * SAMPLE_RATE {
                     return Ok(Preparation::Windows);
                 }
                 // Only the refusal matters here; the budget is reported once, below.
-                step_budget(
-                    config,
-                    task,
-                    prompt.frames.len(),
-                    req.sampling.max_steps,
-                    Some(seconds),
-                    &mut |_| {},
-                )?;
+                step_budget(config, task, prompt.frames.len(), req.sampling.max_steps, Some(seconds), &mut |_| {})?;
                 let t = Instant::now();
                 events(Event::Note(format!("encoding {seconds:.2} s of audio")));
-                let tokens = encoder.encode(bk, samples, &mut |done, total| {
-                    events(Event::Progress {
-                        stage: Stage::Encode,
-                        done,
-                        total,
-                    })
-                })?;
+                let tokens = encoder.encode(bk, samples, &mut |done, total| events(Event::Progress { stage: Stage::Encode, done, total }))?;
                 timings.encode_s = t.elapsed().as_secs_f64();
                 (Some(audio_tokens(tokens)?), Some(seconds))
             }
@@ -257,14 +193,7 @@ impl<B: Backend> Models<B> {
         if let Some(frames) = &req.prompt_frames {
             prompt.frames = frames.clone();
         }
-        let max_steps = step_budget(
-            config,
-            task,
-            prompt.frames.len(),
-            req.sampling.max_steps,
-            input_seconds,
-            events,
-        )?;
+        let max_steps = step_budget(config, task, prompt.frames.len(), req.sampling.max_steps, input_seconds, events)?;
         let opts = GenerateOptions {
             kind: task.output_kind(),
             top_k: req.sampling.top_k.unwrap_or(prompt.top_k),
@@ -273,34 +202,13 @@ impl<B: Backend> Models<B> {
             max_steps,
             cfg_scale: req.sampling.cfg_scale,
         };
-        Ok(Preparation::Ready(Prepared {
-            prompt,
-            opts,
-            input_tokens,
-            input_seconds,
-            timings,
-            start,
-        }))
+        Ok(Preparation::Ready(Prepared { prompt, opts, input_tokens, input_seconds, timings, start }))
     }
 
     /// Everything after generation: the text detokenised, or the reconstruction frames
     /// decoded to a waveform.
-    pub fn finish(
-        &self,
-        bk: &B,
-        req: &TaskRequest,
-        prepared: Prepared,
-        generated: GenerateOutput,
-        events: &mut dyn FnMut(Event),
-    ) -> Result<TaskOutput> {
-        let Prepared {
-            prompt,
-            opts,
-            input_tokens,
-            input_seconds,
-            mut timings,
-            start,
-        } = prepared;
+    pub fn finish(&self, bk: &B, req: &TaskRequest, prepared: Prepared, generated: GenerateOutput, events: &mut dyn FnMut(Event)) -> Result<TaskOutput> {
+        let Prepared { prompt, opts, input_tokens, input_seconds, mut timings, start } = prepared;
         let task = req.task;
         let config = &self.lm()?.config;
         let (text, audio) = match task.output_kind() {
@@ -314,23 +222,11 @@ impl<B: Backend> Models<B> {
                         stop_name(generated.stopped_by)
                     );
                 }
-                let rows: Vec<Vec<u32>> = (0..CODEBOOKS)
-                    .map(|r| generated.reconstruction.iter().map(|f| f[r]).collect())
-                    .collect();
-                let decode = DecodeOptions {
-                    steps: req.codec.steps,
-                    mode: req.codec.mode,
-                    noise: Noise::Seeded(req.sampling.seed),
-                };
+                let rows: Vec<Vec<u32>> = (0..CODEBOOKS).map(|r| generated.reconstruction.iter().map(|f| f[r]).collect()).collect();
+                let decode = DecodeOptions { steps: req.codec.steps, mode: req.codec.mode, noise: Noise::Seeded(req.sampling.seed) };
                 let t = Instant::now();
                 let out = codec
-                    .decode(bk, &rows, &decode, &mut |w, n, s, steps| {
-                        events(Event::Progress {
-                            stage: Stage::Decode,
-                            done: w * steps + s,
-                            total: n * steps,
-                        })
-                    })
+                    .decode(bk, &rows, &decode, &mut |w, n, s, steps| events(Event::Progress { stage: Stage::Decode, done: w * steps + s, total: n * steps }))
                     .context("decoding the generated tokens")?;
                 timings.decode_s = t.elapsed().as_secs_f64();
                 (None, Some(out.audio))
@@ -359,14 +255,7 @@ impl<B: Backend> Models<B> {
     }
 
     /// A recording too long for one prompt, transcribed window by window (see `long_form`).
-    fn run_windows(
-        &self,
-        bk: &B,
-        req: &TaskRequest,
-        samples: &[f32],
-        start: Instant,
-        events: &mut dyn FnMut(Event),
-    ) -> Result<TaskOutput> {
+    fn run_windows(&self, bk: &B, req: &TaskRequest, samples: &[f32], start: Instant, events: &mut dyn FnMut(Event)) -> Result<TaskOutput> {
         let plan = long_form::windows(samples);
         let seconds = |i: usize| i as f64 / SAMPLE_RATE as f64;
         events(Event::Note(format!(
@@ -377,29 +266,16 @@ impl<B: Backend> Models<B> {
         )));
         let mut merged: Option<TaskOutput> = None;
         for range in &plan {
-            let window = TaskRequest {
-                audio: Some(AudioInput::Samples24k(samples[range.clone()].to_vec())),
-                ..req.clone()
-            };
-            if merged
-                .as_ref()
-                .is_some_and(|m| m.text.as_deref().is_some_and(|t| !t.is_empty()))
-            {
+            let window = TaskRequest { audio: Some(AudioInput::Samples24k(samples[range.clone()].to_vec())), ..req.clone() };
+            if merged.as_ref().is_some_and(|m| m.text.as_deref().is_some_and(|t| !t.is_empty())) {
                 events(Event::Text(" "));
             }
             let out = self.run(bk, &window, events)?;
             merged = Some(match merged {
                 None => out,
                 Some(mut m) => {
-                    let (a, b) = (
-                        m.text.take().unwrap_or_default(),
-                        out.text.clone().unwrap_or_default(),
-                    );
-                    m.text = Some(if a.is_empty() || b.is_empty() {
-                        a + &b
-                    } else {
-                        format!("{a} {b}")
-                    });
+                    let (a, b) = (m.text.take().unwrap_or_default(), out.text.clone().unwrap_or_default());
+                    m.text = Some(if a.is_empty() || b.is_empty() { a + &b } else { format!("{a} {b}") });
                     m.generated.text_ids.extend(&out.generated.text_ids);
                     m.generated.steps += out.generated.steps;
                     m.stopped_by = out.stopped_by;
@@ -418,10 +294,7 @@ impl<B: Backend> Models<B> {
         }
         let mut out = merged.context("no windows")?;
         out.input_seconds = Some(seconds(samples.len()));
-        out.windows = plan
-            .iter()
-            .map(|r| (seconds(r.start), seconds(r.end)))
-            .collect();
+        out.windows = plan.iter().map(|r| (seconds(r.start), seconds(r.end))).collect();
         out.timings.total_s = start.elapsed().as_secs_f64();
         Ok(out)
     }
@@ -436,26 +309,13 @@ impl<B: Backend> Models<B> {
             audio,
             instruction: t.instruction.clone(),
         };
-        Ok(build_prompt(
-            &self.lm()?.config,
-            self.tokenizer()?,
-            req.task,
-            &inputs,
-            req.sampling.seed,
-        )?)
+        Ok(build_prompt(&self.lm()?.config, self.tokenizer()?, req.task, &inputs, req.sampling.seed)?)
     }
 }
 
 /// The step cap for a prompt of `prompt` positions: `asked` if it fits the context, else
 /// an error with the numbers; by default the task's cap, reduced to what fits (with a note).
-pub fn step_budget(
-    config: &LmConfig,
-    task: Task,
-    prompt: usize,
-    asked: Option<usize>,
-    seconds: Option<f64>,
-    events: &mut dyn FnMut(Event),
-) -> Result<usize> {
+pub fn step_budget(config: &LmConfig, task: Task, prompt: usize, asked: Option<usize>, seconds: Option<f64>, events: &mut dyn FnMut(Event)) -> Result<usize> {
     let max = config.max_seq_len;
     // The last of n steps runs at position prompt + n − 2: n ≤ max + 1 − prompt.
     let room = (max + 1).saturating_sub(prompt);
@@ -468,20 +328,13 @@ pub fn step_budget(
         let hint = match seconds {
             Some(s) => {
                 let fixed = prompt as f64 - s * per_second;
-                format!(
-                    "; inputs up to about {:.0} s fit",
-                    ((max as f64 - 2.0 - fixed) / per_second).max(0.0)
-                )
+                format!("; inputs up to about {:.0} s fit", ((max as f64 - 2.0 - fixed) / per_second).max(0.0))
             }
             None => String::new(),
         };
         refuse!("{audio}, which leaves no room to generate within max_seq_len {max}{hint}");
     }
-    let cap = if task.output_kind() == OutputKind::Text {
-        TEXT_STEPS
-    } else {
-        AUDIO_STEPS
-    };
+    let cap = if task.output_kind() == OutputKind::Text { TEXT_STEPS } else { AUDIO_STEPS };
     match asked {
         Some(0) => refuse!("--max-steps must be at least 1"),
         Some(n) if n > room => refuse!("{audio}; with --max-steps {n} it needs {} positions, more than max_seq_len {max} (at most {room} steps fit)", prompt + n - 1),
@@ -497,31 +350,18 @@ pub fn step_budget(
 /// Zero tokens of the counts the encoder will produce for `samples`, to size the prompt.
 fn placeholder_tokens(c: &EncoderConfig, samples: usize) -> AudioTokens {
     let plan = ChunkPlan::new(samples, &c.chunking);
-    AudioTokens {
-        reasoning: vec![[0; CODEBOOKS]; plan.reasoning_frames],
-        reconstruction: vec![[0; CODEBOOKS]; plan.reconstruction_frames],
-    }
+    AudioTokens { reasoning: vec![[0; CODEBOOKS]; plan.reasoning_frames], reconstruction: vec![[0; CODEBOOKS]; plan.reconstruction_frames] }
 }
 
 /// The encoder's tokens as the LM's input frames.
 pub fn audio_tokens(t: uniaudio_codec::encode::Tokens) -> Result<AudioTokens> {
-    Ok(AudioTokens {
-        reasoning: frames(t.reasoning)?,
-        reconstruction: frames(t.reconstruction)?,
-    })
+    Ok(AudioTokens { reasoning: frames(t.reasoning)?, reconstruction: frames(t.reconstruction)? })
 }
 
 /// Encoder frames (eight codes each) as the LM's frame arrays.
 fn frames(rows: Vec<Vec<u32>>) -> Result<Vec<[u32; CODEBOOKS]>> {
     rows.into_iter()
-        .map(|f| {
-            <[u32; CODEBOOKS]>::try_from(f.as_slice()).map_err(|_| {
-                anyhow::anyhow!(
-                    "the encoder produced a frame of {} codes, the LM reads {CODEBOOKS}",
-                    f.len()
-                )
-            })
-        })
+        .map(|f| <[u32; CODEBOOKS]>::try_from(f.as_slice()).map_err(|_| anyhow::anyhow!("the encoder produced a frame of {} codes, the LM reads {CODEBOOKS}", f.len())))
         .collect()
 }
 

@@ -13,23 +13,14 @@ pub struct TextStream<'t> {
 impl<'t> TextStream<'t> {
     /// An empty stream over `tokenizer`.
     pub fn new(tokenizer: &'t TextTokenizer) -> Self {
-        TextStream {
-            tokenizer,
-            ids: Vec::new(),
-            emitted: 0,
-        }
+        TextStream { tokenizer, ids: Vec::new(), emitted: 0 }
     }
 
     /// Adds `id`; returns the text that became final with it (possibly empty).
     pub fn push(&mut self, id: u32) -> String {
         self.ids.push(id);
-        let Ok(text) = self.tokenizer.decode(&self.ids) else {
-            return String::new();
-        };
-        if text.ends_with('\u{FFFD}')
-            || text.len() < self.emitted
-            || !text.is_char_boundary(self.emitted)
-        {
+        let Ok(text) = self.tokenizer.decode(&self.ids) else { return String::new() };
+        if text.ends_with('\u{FFFD}') || text.len() < self.emitted || !text.is_char_boundary(self.emitted) {
             return String::new();
         }
         let piece = text[self.emitted..].to_string();
@@ -40,11 +31,7 @@ impl<'t> TextStream<'t> {
     /// What is left to emit once no more ids come (a held-back incomplete character).
     pub fn finish(&mut self) -> String {
         let text = self.text();
-        let rest = if text.is_char_boundary(self.emitted) && text.len() >= self.emitted {
-            text[self.emitted..].to_string()
-        } else {
-            String::new()
-        };
+        let rest = if text.is_char_boundary(self.emitted) && text.len() >= self.emitted { text[self.emitted..].to_string() } else { String::new() };
         self.emitted = text.len();
         rest
     }

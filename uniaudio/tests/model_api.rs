@@ -14,21 +14,8 @@ fn speech() -> PathBuf {
 fn one_model_runs_every_kind_of_task() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("bundle");
-    uniaudio::synth_bundle::write_synthetic_bundle(
-        &dir,
-        BundlePreset::Tiny,
-        None,
-        &mut |_, _, _| {},
-    )
-    .unwrap();
-    let mut model = Model::load(
-        &dir,
-        LoadOptions {
-            backend: BackendKind::Cpu,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    uniaudio::synth_bundle::write_synthetic_bundle(&dir, BundlePreset::Tiny, None, &mut |_, _, _| {}).unwrap();
+    let mut model = Model::load(&dir, LoadOptions { backend: BackendKind::Cpu, ..Default::default() }).unwrap();
     assert!(model.backend().starts_with("cpu"));
 
     let audio = Audio::read(speech()).unwrap();
@@ -43,13 +30,7 @@ fn one_model_runs_every_kind_of_task() {
         prompt_frames: None,
     };
     let mut streamed = String::new();
-    let out = model
-        .run(&req, &mut |e| {
-            if let uniaudio::Event::Text(t) = e {
-                streamed.push_str(t)
-            }
-        })
-        .unwrap();
+    let out = model.run(&req, &mut |e| if let uniaudio::Event::Text(t) = e { streamed.push_str(t) }).unwrap();
     assert_eq!(out.text.as_deref(), Some(text.as_str()));
     assert_eq!(streamed, text, "the streamed pieces make up the text");
     assert!(!text.is_empty());
@@ -60,104 +41,35 @@ fn one_model_runs_every_kind_of_task() {
     assert_eq!(tokens.reconstruction.len(), (3.2f64 * 12.5) as usize + 1);
     let back = model.decode(&tokens, 2, 1).unwrap();
     assert_eq!(back.sample_rate, 24_000);
-    assert_eq!(
-        back.samples.len(),
-        (tokens.reconstruction.len() as f64 / 12.5 * 24000.0) as usize
-    );
+    assert_eq!(back.samples.len(), (tokens.reconstruction.len() as f64 / 12.5 * 24000.0) as usize);
 
-    let speech = model
-        .tts(
-            "Hello there.",
-            &Sampling {
-                seed: 3,
-                max_steps: Some(80),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let speech = model.tts("Hello there.", &Sampling { seed: 3, max_steps: Some(80), ..Default::default() }).unwrap();
     assert!(!speech.samples.is_empty() && speech.samples.iter().all(|s| s.is_finite()));
 
     // A bad input is an error, not a panic, and the model stays usable.
-    let silent = Audio {
-        samples: vec![],
-        sample_rate: 16_000,
-    };
-    assert!(matches!(
-        model.transcribe(&silent),
-        Err(uniaudio::Error::InvalidInput(_))
-    ));
+    let silent = Audio { samples: vec![], sample_rate: 16_000 };
+    assert!(matches!(model.transcribe(&silent), Err(uniaudio::Error::InvalidInput(_))));
     assert_eq!(model.transcribe(&audio).unwrap(), text);
-    assert!(matches!(
-        Audio::read(dir.join("uniaudio.json")),
-        Err(uniaudio::Error::Audio(_))
-    ));
+    assert!(matches!(Audio::read(dir.join("uniaudio.json")), Err(uniaudio::Error::Audio(_))));
 }
 
 /// Each error names whose problem it is: a missing path, a missing part, a refused argument.
 #[test]
 fn errors_say_what_kind_they_are() {
     let tmp = tempfile::tempdir().unwrap();
-    let cpu = || LoadOptions {
-        backend: BackendKind::Cpu,
-        ..Default::default()
-    };
-    let e = Model::load(tmp.path().join("nowhere"), cpu())
-        .err()
-        .unwrap();
-    assert!(
-        matches!(e, uniaudio::Error::Model(_)) && e.to_string().contains("nowhere"),
-        "{e:?}"
-    );
+    let cpu = || LoadOptions { backend: BackendKind::Cpu, ..Default::default() };
+    let e = Model::load(tmp.path().join("nowhere"), cpu()).err().unwrap();
+    assert!(matches!(e, uniaudio::Error::Model(_)) && e.to_string().contains("nowhere"), "{e:?}");
     let dir = tmp.path().join("bundle");
-    uniaudio::synth_bundle::write_synthetic_bundle(
-        &dir,
-        BundlePreset::Tiny,
-        None,
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    uniaudio::synth_bundle::write_synthetic_bundle(&dir, BundlePreset::Tiny, None, &mut |_, _, _| {}).unwrap();
     let e = Model::load(dir.join("lm"), cpu()).err().unwrap();
-    assert!(
-        matches!(e, uniaudio::Error::MissingPart(_)) && e.to_string().contains("--tokenizer"),
-        "{e:?}"
-    );
-    let mut lm_only = Model::load(
-        dir.join("lm"),
-        LoadOptions {
-            tokenizer: Some(dir.join("tokenizer.json")),
-            ..cpu()
-        },
-    )
-    .unwrap();
-    let e = lm_only
-        .tts(
-            "Hi.",
-            &Sampling {
-                max_steps: Some(4),
-                ..Default::default()
-            },
-        )
-        .err()
-        .unwrap();
-    assert!(
-        matches!(e, uniaudio::Error::MissingPart(_)) && e.to_string().contains("--codec"),
-        "{e:?}"
-    );
+    assert!(matches!(e, uniaudio::Error::MissingPart(_)) && e.to_string().contains("--tokenizer"), "{e:?}");
+    let mut lm_only = Model::load(dir.join("lm"), LoadOptions { tokenizer: Some(dir.join("tokenizer.json")), ..cpu() }).unwrap();
+    let e = lm_only.tts("Hi.", &Sampling { max_steps: Some(4), ..Default::default() }).err().unwrap();
+    assert!(matches!(e, uniaudio::Error::MissingPart(_)) && e.to_string().contains("--codec"), "{e:?}");
     let mut model = Model::load(&dir, cpu()).unwrap();
-    let e = model
-        .tts(
-            "Hi.",
-            &Sampling {
-                max_steps: Some(0),
-                ..Default::default()
-            },
-        )
-        .err()
-        .unwrap();
-    assert!(
-        matches!(e, uniaudio::Error::InvalidInput(_)) && e.to_string().contains("--max-steps"),
-        "{e:?}"
-    );
+    let e = model.tts("Hi.", &Sampling { max_steps: Some(0), ..Default::default() }).err().unwrap();
+    assert!(matches!(e, uniaudio::Error::InvalidInput(_)) && e.to_string().contains("--max-steps"), "{e:?}");
 }
 
 /// A backend left out of the build (cargo features `wgpu`, `cuda`) is refused by name;
@@ -168,12 +80,7 @@ fn backends_outside_the_build_are_refused() {
     for (kind, name) in [(BackendKind::Wgpu, "wgpu"), (BackendKind::Cuda, "cuda")] {
         if !kind.is_built() {
             let e = AnyBackend::open(kind, Precision::Exact).err().unwrap();
-            assert!(
-                matches!(e, uniaudio::Error::Backend(_))
-                    && e.to_string().contains(name)
-                    && e.to_string().contains("feature"),
-                "{e:?}"
-            );
+            assert!(matches!(e, uniaudio::Error::Backend(_)) && e.to_string().contains(name) && e.to_string().contains("feature"), "{e:?}");
         }
     }
     assert_eq!(cfg!(feature = "wgpu"), BackendKind::Wgpu.is_built());
@@ -187,38 +94,11 @@ fn generation_streams_events_and_batches_requests() {
     use uniaudio::{Frame, GenerateEvent, GenerateOptions, OutputKind};
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("bundle");
-    uniaudio::synth_bundle::write_synthetic_bundle(
-        &dir,
-        BundlePreset::Tiny,
-        None,
-        &mut |_, _, _| {},
-    )
-    .unwrap();
-    let mut model = Model::load(
-        &dir,
-        LoadOptions {
-            backend: BackendKind::Cpu,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let prompt: Vec<Frame> = [128_000u32, 40, 41, 42, 43, 128_001]
-        .into_iter()
-        .map(Frame::Text)
-        .collect();
-    let opts = |kind, seed| GenerateOptions {
-        kind,
-        top_k: 20,
-        temperature: 0.9,
-        seed,
-        max_steps: 12,
-        cfg_scale: None,
-    };
-    let requests = vec![
-        (prompt.clone(), opts(OutputKind::Audio, 1)),
-        (prompt.clone(), opts(OutputKind::Text, 2)),
-        (prompt[..3].to_vec(), opts(OutputKind::Audio, 3)),
-    ];
+    uniaudio::synth_bundle::write_synthetic_bundle(&dir, BundlePreset::Tiny, None, &mut |_, _, _| {}).unwrap();
+    let mut model = Model::load(&dir, LoadOptions { backend: BackendKind::Cpu, ..Default::default() }).unwrap();
+    let prompt: Vec<Frame> = [128_000u32, 40, 41, 42, 43, 128_001].into_iter().map(Frame::Text).collect();
+    let opts = |kind, seed| GenerateOptions { kind, top_k: 20, temperature: 0.9, seed, max_steps: 12, cfg_scale: None };
+    let requests = vec![(prompt.clone(), opts(OutputKind::Audio, 1)), (prompt.clone(), opts(OutputKind::Text, 2)), (prompt[..3].to_vec(), opts(OutputKind::Audio, 3))];
 
     let mut solo = Vec::new();
     for (frames, o) in &requests {
@@ -231,48 +111,18 @@ fn generation_streams_events_and_batches_requests() {
             }
         }
         let out = done.expect("the stream ends with Done");
-        assert_eq!(
-            (&out.frames, &out.text_ids),
-            (&streamed_frames, &streamed_text)
-        );
+        assert_eq!((&out.frames, &out.text_ids), (&streamed_frames, &streamed_text));
         assert!(out.steps > 0 && out.stopped_by.is_some());
         solo.push(out);
     }
     let batched = model.generate_batch(&requests, 4).unwrap();
     for (i, (a, b)) in solo.iter().zip(&batched).enumerate() {
         let b = b.as_ref().unwrap();
-        assert_eq!(
-            (
-                &a.frames,
-                &a.reconstruction,
-                &a.text_ids,
-                a.stopped_by,
-                a.steps
-            ),
-            (
-                &b.frames,
-                &b.reconstruction,
-                &b.text_ids,
-                b.stopped_by,
-                b.steps
-            ),
-            "request {i}"
-        );
+        assert_eq!((&a.frames, &a.reconstruction, &a.text_ids, a.stopped_by, a.steps), (&b.frames, &b.reconstruction, &b.text_ids, b.stopped_by, b.steps), "request {i}");
     }
     // Errors are per request (an empty prompt) or before any work (streaming).
-    let mixed = model
-        .generate_batch(
-            &[(Vec::new(), opts(OutputKind::Text, 1)), requests[1].clone()],
-            2,
-        )
-        .unwrap();
-    assert!(mixed[0]
-        .as_ref()
-        .unwrap_err()
-        .to_string()
-        .contains("no frames"));
+    let mixed = model.generate_batch(&[(Vec::new(), opts(OutputKind::Text, 1)), requests[1].clone()], 2).unwrap();
+    assert!(mixed[0].as_ref().unwrap_err().to_string().contains("no frames"));
     assert_eq!(mixed[1].as_ref().unwrap().text_ids, solo[1].text_ids);
-    assert!(model
-        .generate(&[Frame::Text(u32::MAX)], &opts(OutputKind::Text, 1))
-        .is_err());
+    assert!(model.generate(&[Frame::Text(u32::MAX)], &opts(OutputKind::Text, 1)).is_err());
 }

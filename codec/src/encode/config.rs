@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CodecError, Result};
 
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EncoderConfig {
     pub chunking: ChunkingConfig,
@@ -170,41 +171,21 @@ pub const BRANCHES: [&str; 3] = ["phone", "structure", "acoustic"];
 
 impl EncoderConfig {
     /// The sections `codec encode` needs; a config.json without them cannot encode.
-    pub const SECTIONS: [&'static str; 7] = [
-        "chunking",
-        "whisper",
-        "wavlm",
-        "musicfm",
-        "audio_thinking",
-        "reasoning_vq",
-        "reconstruction",
-    ];
+    pub const SECTIONS: [&'static str; 7] = ["chunking", "whisper", "wavlm", "musicfm", "audio_thinking", "reasoning_vq", "reconstruction"];
 
     /// Reads the encoder sections of `path`; a missing section is an error naming it.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| CodecError::Io {
-            path: path.into(),
-            cause: e,
-        })?;
-        let value: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| CodecError::config(path, format!("invalid JSON: {e}")))?;
+        let text = std::fs::read_to_string(path).map_err(|e| CodecError::Io { path: path.into(), cause: e })?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| CodecError::config(path, format!("invalid JSON: {e}")))?;
         Self::from_value(&value).map_err(|msg| CodecError::config(path, msg))
     }
 
     pub fn from_value(value: &serde_json::Value) -> std::result::Result<Self, String> {
-        let missing: Vec<&str> = Self::SECTIONS
-            .iter()
-            .copied()
-            .filter(|s| value.get(s).is_none())
-            .collect();
+        let missing: Vec<&str> = Self::SECTIONS.iter().copied().filter(|s| value.get(s).is_none()).collect();
         if !missing.is_empty() {
-            return Err(format!(
-                "no encoder in this codec config: missing section(s) {}",
-                missing.join(", ")
-            ));
+            return Err(format!("no encoder in this codec config: missing section(s) {}", missing.join(", ")));
         }
-        let config: EncoderConfig = serde_json::from_value(value.clone())
-            .map_err(|e| format!("invalid encoder config: {e}"))?;
+        let config: EncoderConfig = serde_json::from_value(value.clone()).map_err(|e| format!("invalid encoder config: {e}"))?;
         config.validate()?;
         Ok(config)
     }
@@ -218,151 +199,78 @@ impl EncoderConfig {
         let positive = [
             ("chunking.chunk_samples", self.chunking.chunk_samples),
             ("chunking.min_samples", self.chunking.min_samples),
-            (
-                "chunking.reasoning_frames_per_chunk",
-                self.chunking.reasoning_frames_per_chunk,
-            ),
-            (
-                "chunking.reconstruction_frames_per_chunk",
-                self.chunking.reconstruction_frames_per_chunk,
-            ),
-            (
-                "whisper.feature_extractor.n_mels",
-                self.whisper.feature_extractor.n_mels,
-            ),
+            ("chunking.reasoning_frames_per_chunk", self.chunking.reasoning_frames_per_chunk),
+            ("chunking.reconstruction_frames_per_chunk", self.chunking.reconstruction_frames_per_chunk),
+            ("whisper.feature_extractor.n_mels", self.whisper.feature_extractor.n_mels),
             ("whisper.d_model", self.whisper.d_model),
             ("whisper.heads", self.whisper.heads),
             ("whisper.ffn_dim", self.whisper.ffn_dim),
             ("wavlm.hidden_size", self.wavlm.hidden_size),
             ("wavlm.heads", self.wavlm.heads),
             ("wavlm.intermediate_size", self.wavlm.intermediate_size),
-            (
-                "wavlm.num_conv_pos_embeddings",
-                self.wavlm.num_conv_pos_embeddings,
-            ),
-            (
-                "wavlm.num_conv_pos_embedding_groups",
-                self.wavlm.num_conv_pos_embedding_groups,
-            ),
+            ("wavlm.num_conv_pos_embeddings", self.wavlm.num_conv_pos_embeddings),
+            ("wavlm.num_conv_pos_embedding_groups", self.wavlm.num_conv_pos_embedding_groups),
             ("wavlm.num_buckets", self.wavlm.num_buckets),
             ("wavlm.max_bucket_distance", self.wavlm.max_bucket_distance),
             ("musicfm.conv_dim", self.musicfm.conv_dim),
             ("musicfm.encoder_dim", self.musicfm.encoder_dim),
             ("musicfm.heads", self.musicfm.heads),
             ("musicfm.intermediate_size", self.musicfm.intermediate_size),
-            (
-                "musicfm.conv_depthwise_kernel_size",
-                self.musicfm.conv_depthwise_kernel_size,
-            ),
+            ("musicfm.conv_depthwise_kernel_size", self.musicfm.conv_depthwise_kernel_size),
             ("audio_thinking.dim", self.audio_thinking.dim),
             ("audio_thinking.heads", self.audio_thinking.heads),
             ("audio_thinking.ff_inner", self.audio_thinking.ff_inner),
             ("audio_thinking.interval", self.audio_thinking.interval),
-            (
-                "reasoning_vq.codebook_size",
-                self.reasoning_vq.codebook_size,
-            ),
+            ("reasoning_vq.codebook_size", self.reasoning_vq.codebook_size),
             ("reasoning_vq.codebook_dim", self.reasoning_vq.codebook_dim),
             ("reasoning_vq.levels", self.reasoning_vq.levels),
             ("reconstruction.codec_dim", self.reconstruction.codec_dim),
-            (
-                "reconstruction.vq.codebook_size",
-                self.reconstruction.vq.codebook_size,
-            ),
-            (
-                "reconstruction.vq.codebook_dim",
-                self.reconstruction.vq.codebook_dim,
-            ),
+            ("reconstruction.vq.codebook_size", self.reconstruction.vq.codebook_size),
+            ("reconstruction.vq.codebook_dim", self.reconstruction.vq.codebook_dim),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{name} must be > 0"));
         }
         let heads = |name: &str, width: usize, heads: usize, head_dim: usize| {
             if heads * head_dim != width {
-                Err(format!(
-                    "{name}: heads {heads} x head_dim {head_dim} != width {width}"
-                ))
+                Err(format!("{name}: heads {heads} x head_dim {head_dim} != width {width}"))
             } else if !head_dim.is_multiple_of(2) || head_dim > 256 {
-                Err(format!(
-                    "{name}.head_dim must be even and <= 256, got {head_dim}"
-                ))
+                Err(format!("{name}.head_dim must be even and <= 256, got {head_dim}"))
             } else {
                 Ok(())
             }
         };
-        heads(
-            "whisper",
-            self.whisper.d_model,
-            self.whisper.heads,
-            self.whisper.head_dim,
-        )?;
-        heads(
-            "wavlm",
-            self.wavlm.hidden_size,
-            self.wavlm.heads,
-            self.wavlm.head_dim,
-        )?;
-        heads(
-            "musicfm",
-            self.musicfm.encoder_dim,
-            self.musicfm.heads,
-            self.musicfm.head_dim,
-        )?;
+        heads("whisper", self.whisper.d_model, self.whisper.heads, self.whisper.head_dim)?;
+        heads("wavlm", self.wavlm.hidden_size, self.wavlm.heads, self.wavlm.head_dim)?;
+        heads("musicfm", self.musicfm.encoder_dim, self.musicfm.heads, self.musicfm.head_dim)?;
         let t = &self.audio_thinking;
         heads("audio_thinking", t.dim, t.heads, t.head_dim)?;
         if !t.rotary_dim.is_multiple_of(2) || t.rotary_dim > t.head_dim {
-            return Err(format!(
-                "audio_thinking.rotary_dim {} must be even and <= head_dim {}",
-                t.rotary_dim, t.head_dim
-            ));
+            return Err(format!("audio_thinking.rotary_dim {} must be even and <= head_dim {}", t.rotary_dim, t.head_dim));
         }
         let w = &self.wavlm;
-        if w.conv_dim.is_empty()
-            || w.conv_kernel.len() != w.conv_dim.len()
-            || w.conv_stride.len() != w.conv_dim.len()
-        {
-            return Err(
-                "wavlm.conv_dim, conv_kernel and conv_stride must be non-empty and of one length"
-                    .into(),
-            );
+        if w.conv_dim.is_empty() || w.conv_kernel.len() != w.conv_dim.len() || w.conv_stride.len() != w.conv_dim.len() {
+            return Err("wavlm.conv_dim, conv_kernel and conv_stride must be non-empty and of one length".into());
         }
         if w.conv_kernel.iter().chain(&w.conv_stride).any(|&v| v == 0) {
             return Err("wavlm.conv_kernel and conv_stride entries must be > 0".into());
         }
-        if !w
-            .hidden_size
-            .is_multiple_of(w.num_conv_pos_embedding_groups)
-        {
-            return Err(format!(
-                "wavlm.num_conv_pos_embedding_groups {} must divide hidden_size {}",
-                w.num_conv_pos_embedding_groups, w.hidden_size
-            ));
+        if !w.hidden_size.is_multiple_of(w.num_conv_pos_embedding_groups) {
+            return Err(format!("wavlm.num_conv_pos_embedding_groups {} must divide hidden_size {}", w.num_conv_pos_embedding_groups, w.hidden_size));
         }
-        if !w.num_buckets.is_multiple_of(2)
-            || w.num_buckets < 4
-            || w.max_bucket_distance <= w.num_buckets / 4
-        {
+        if !w.num_buckets.is_multiple_of(2) || w.num_buckets < 4 || w.max_bucket_distance <= w.num_buckets / 4 {
             return Err(format!("wavlm.num_buckets {} must be even (>= 4) and max_bucket_distance {} > num_buckets / 4", w.num_buckets, w.max_bucket_distance));
         }
         if w.hidden_states_mean.is_empty() || w.hidden_states_mean.iter().any(|&k| k > w.layers) {
-            return Err(format!(
-                "wavlm.hidden_states_mean {:?} must be non-empty indices <= layers {}",
-                w.hidden_states_mean, w.layers
-            ));
+            return Err(format!("wavlm.hidden_states_mean {:?} must be non-empty indices <= layers {}", w.hidden_states_mean, w.layers));
         }
         let m = &self.musicfm;
         let deepest = m.hidden_states.acoustic.max(m.hidden_states.semantic);
         if deepest > m.encoder_depth {
-            return Err(format!(
-                "musicfm.hidden_states index {deepest} exceeds encoder_depth {}",
-                m.encoder_depth
-            ));
+            return Err(format!("musicfm.hidden_states index {deepest} exceeds encoder_depth {}", m.encoder_depth));
         }
         if m.conv_depthwise_kernel_size.is_multiple_of(2) {
-            return Err(format!(
-                "musicfm.conv_depthwise_kernel_size must be odd (\"same\" padding), got {}",
-                m.conv_depthwise_kernel_size
-            ));
+            return Err(format!("musicfm.conv_depthwise_kernel_size must be odd (\"same\" padding), got {}", m.conv_depthwise_kernel_size));
         }
         let c = &self.chunking;
         if c.reconstruction_frames_per_chunk * 2 != c.reasoning_frames_per_chunk * 5 {
@@ -372,26 +280,16 @@ impl EncoderConfig {
             ));
         }
         if c.chunk_samples < c.min_samples {
-            return Err(format!(
-                "chunking.chunk_samples {} < min_samples {}",
-                c.chunk_samples, c.min_samples
-            ));
+            return Err(format!("chunking.chunk_samples {} < min_samples {}", c.chunk_samples, c.min_samples));
         }
         let r = &self.reconstruction;
         let names: Vec<&str> = r.groups.iter().map(|g| g.name.as_str()).collect();
         if names != BRANCHES {
-            return Err(format!(
-                "reconstruction.groups must be {BRANCHES:?} in that order, got {names:?}"
-            ));
+            return Err(format!("reconstruction.groups must be {BRANCHES:?} in that order, got {names:?}"));
         }
         for g in &r.groups {
             if g.levels == 0 || g.rows.len() != g.levels {
-                return Err(format!(
-                    "reconstruction group {}: {} rows for {} levels",
-                    g.name,
-                    g.rows.len(),
-                    g.levels
-                ));
+                return Err(format!("reconstruction group {}: {} rows for {} levels", g.name, g.rows.len(), g.levels));
             }
         }
         Ok(())

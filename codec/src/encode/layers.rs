@@ -18,36 +18,21 @@ pub struct EncoderWeights<'a, B: Backend> {
 impl<'a, B: Backend> EncoderWeights<'a, B> {
     /// Opens `path` and checks that every tensor of `required` is present with its shape;
     /// the error lists what is missing (an encoder-less codec file names them all).
-    pub fn open(
-        backend: &'a B,
-        path: &Path,
-        required: &TensorList,
-        alternatives: &[(&str, &str)],
-    ) -> Result<Self> {
+    pub fn open(backend: &'a B, path: &Path, required: &TensorList, alternatives: &[(&str, &str)]) -> Result<Self> {
         let file = ModelWeights::from_file(path)?;
         let mut missing = Vec::new();
         for (name, shape) in required {
-            let present = file.contains(name)
-                || alternatives
-                    .iter()
-                    .any(|(n, alt)| n == name && file.contains(alt));
+            let present = file.contains(name) || alternatives.iter().any(|(n, alt)| n == name && file.contains(alt));
             if !present {
                 missing.push(name.as_str());
             } else if file.contains(name) && file.shape(name).as_deref() != Some(shape.as_slice()) {
                 let got = file.shape(name).unwrap_or_default();
-                return Err(CodecError::Invalid(format!(
-                    "{}: tensor {name} has shape {got:?}, expected {shape:?}",
-                    path.display()
-                )));
+                return Err(CodecError::Invalid(format!("{}: tensor {name} has shape {got:?}, expected {shape:?}", path.display())));
             }
         }
         if !missing.is_empty() {
             let shown: Vec<&str> = missing.iter().copied().take(12).collect();
-            let more = if missing.len() > shown.len() {
-                format!(" and {} more", missing.len() - shown.len())
-            } else {
-                String::new()
-            };
+            let more = if missing.len() > shown.len() { format!(" and {} more", missing.len() - shown.len()) } else { String::new() };
             return Err(CodecError::Invalid(format!(
                 "{}: no encoder weights: {} of {} encoder tensors are missing: {}{more}",
                 path.display(),
@@ -79,15 +64,8 @@ impl<'a, B: Backend> EncoderWeights<'a, B> {
 
     /// `{name}.weight` [out, in] and `{name}.bias` (when `bias`).
     pub fn linear(&self, name: &str, out: usize, inp: usize, bias: bool) -> Result<Lin<B>> {
-        let b = if bias {
-            Some(self.tensor(&format!("{name}.bias"), &[out])?)
-        } else {
-            None
-        };
-        Ok(Lin {
-            w: self.tensor(&format!("{name}.weight"), &[out, inp])?,
-            b,
-        })
+        let b = if bias { Some(self.tensor(&format!("{name}.bias"), &[out])?) } else { None };
+        Ok(Lin { w: self.tensor(&format!("{name}.weight"), &[out, inp])?, b })
     }
 
     pub fn layer_norm(&self, name: &str, dim: usize, eps: f32) -> Result<Ln<B>> {
@@ -109,21 +87,12 @@ pub struct Lin<B: Backend> {
 }
 
 impl<B: Backend> Lin<B> {
-    pub fn from_host(
-        l: &EncoderWeights<B>,
-        w: &[f32],
-        b: Option<&[f32]>,
-        out: usize,
-        inp: usize,
-    ) -> Result<Self> {
+    pub fn from_host(l: &EncoderWeights<B>, w: &[f32], b: Option<&[f32]>, out: usize, inp: usize) -> Result<Self> {
         let b = match b {
             Some(b) => Some(l.upload(&[out], b)?),
             None => None,
         };
-        Ok(Lin {
-            w: l.upload(&[out, inp], w)?,
-            b,
-        })
+        Ok(Lin { w: l.upload(&[out, inp], w)?, b })
     }
 
     pub fn out_dim(&self) -> usize {
@@ -131,13 +100,7 @@ impl<B: Backend> Lin<B> {
     }
 
     /// out = x · wᵀ + b, then the epilogue.
-    pub fn run(
-        &self,
-        bk: &B,
-        x: &Tensor<B>,
-        out: &Tensor<B>,
-        epilogue: Epilogue<'_, B>,
-    ) -> Result<()> {
+    pub fn run(&self, bk: &B, x: &Tensor<B>, out: &Tensor<B>, epilogue: Epilogue<'_, B>) -> Result<()> {
         Ok(ops::linear(bk, x, &self.w, self.b.as_ref(), out, epilogue)?)
     }
 
@@ -160,22 +123,11 @@ pub struct Ln<B: Backend> {
 impl<B: Backend> Ln<B> {
     pub fn new(l: &EncoderWeights<B>, w: &[f32], b: &[f32], eps: f32) -> Result<Self> {
         let scale: Vec<f32> = w.iter().map(|v| v - 1.0).collect();
-        Ok(Ln {
-            shift: l.upload(&[b.len()], b)?,
-            scale: l.upload(&[w.len()], &scale)?,
-            eps,
-        })
+        Ok(Ln { shift: l.upload(&[b.len()], b)?, scale: l.upload(&[w.len()], &scale)?, eps })
     }
 
     pub fn run(&self, bk: &B, x: &Tensor<B>, out: &Tensor<B>) -> Result<()> {
-        Ok(ops::layer_norm_modulate(
-            bk,
-            x,
-            &self.shift,
-            &self.scale,
-            out,
-            self.eps,
-        )?)
+        Ok(ops::layer_norm_modulate(bk, x, &self.shift, &self.scale, out, self.eps)?)
     }
 
     pub fn apply(&self, bk: &B, x: &Tensor<B>) -> Result<Tensor<B>> {
@@ -188,15 +140,7 @@ impl<B: Backend> Ln<B> {
 /// Bidirectional multi-head attention within each of `batch` sequences of T tokens:
 /// q, k, v [batch·T, H·D] -> [batch·T, H·D] (K and V go through the runtime's cache
 /// layout [H, T, D]; `positions` is 0..T).
-pub fn self_attention<B: Backend>(
-    bk: &B,
-    q: &Tensor<B>,
-    k: &Tensor<B>,
-    v: &Tensor<B>,
-    heads: usize,
-    batch: usize,
-    positions: &Tensor<B>,
-) -> Result<Tensor<B>> {
+pub fn self_attention<B: Backend>(bk: &B, q: &Tensor<B>, k: &Tensor<B>, v: &Tensor<B>, heads: usize, batch: usize, positions: &Tensor<B>) -> Result<Tensor<B>> {
     let t = positions.numel();
     let d = q.dim_back(0) / heads;
     let shape = [t, heads, d];
@@ -204,18 +148,9 @@ pub fn self_attention<B: Backend>(
     let v_cache = bk.alloc(DType::F32, &[heads, t, d])?;
     let out = bk.alloc(DType::F32, &[batch * t, heads, d])?;
     for b in 0..batch {
-        let rows =
-            |x: &Tensor<B>| -> Result<Tensor<B>> { Ok(x.narrow(b * t, t)?.reshape(&shape)?) };
+        let rows = |x: &Tensor<B>| -> Result<Tensor<B>> { Ok(x.narrow(b * t, t)?.reshape(&shape)?) };
         ops::kv_append(bk, &rows(k)?, &rows(v)?, positions, &k_cache, &v_cache)?;
-        ops::attention(
-            bk,
-            &rows(q)?,
-            &k_cache,
-            &v_cache,
-            &out.narrow(b * t, t)?,
-            t,
-            false,
-        )?;
+        ops::attention(bk, &rows(q)?, &k_cache, &v_cache, &out.narrow(b * t, t)?, t, false)?;
     }
     Ok(out.reshape(&[batch * t, heads * d])?)
 }
@@ -229,15 +164,7 @@ pub fn positions<B: Backend>(bk: &B, batch: usize, t: usize) -> Result<Tensor<B>
 
 /// Folds eval-mode BatchNorm into the preceding convolution's weight rows and bias:
 /// w' = w·γ/√(var + eps), b' = (b − mean)·γ/√(var + eps) + β (computed in f64).
-pub fn fold_batch_norm(
-    w: &mut [f32],
-    bias: &mut [f32],
-    gamma: &[f32],
-    beta: &[f32],
-    mean: &[f32],
-    var: &[f32],
-    eps: f32,
-) {
+pub fn fold_batch_norm(w: &mut [f32], bias: &mut [f32], gamma: &[f32], beta: &[f32], mean: &[f32], var: &[f32], eps: f32) {
     let c_out = bias.len();
     let per = w.len() / c_out.max(1);
     for o in 0..c_out {

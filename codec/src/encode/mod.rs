@@ -107,26 +107,14 @@ impl<B: Backend> Encoder<B> {
 
     pub fn load_with(backend: &B, config: EncoderConfig, weights: &Path) -> Result<Self> {
         if !weights.is_file() {
-            return Err(CodecError::Invalid(format!(
-                "{}: no such weight file (the encoder's tensors live in {CODEC_FILE})",
-                weights.display()
-            )));
+            return Err(CodecError::Invalid(format!("{}: no such weight file (the encoder's tensors live in {CODEC_FILE})", weights.display())));
         }
         let p = &config.wavlm.prefix;
         let alt_pairs = [
-            (
-                format!("{p}{}", tensors::POS_CONV_G[0]),
-                format!("{p}{}", tensors::POS_CONV_G[1]),
-            ),
-            (
-                format!("{p}{}", tensors::POS_CONV_V[0]),
-                format!("{p}{}", tensors::POS_CONV_V[1]),
-            ),
+            (format!("{p}{}", tensors::POS_CONV_G[0]), format!("{p}{}", tensors::POS_CONV_G[1])),
+            (format!("{p}{}", tensors::POS_CONV_V[0]), format!("{p}{}", tensors::POS_CONV_V[1])),
         ];
-        let alts: Vec<(&str, &str)> = alt_pairs
-            .iter()
-            .map(|(a, b)| (a.as_str(), b.as_str()))
-            .collect();
+        let alts: Vec<(&str, &str)> = alt_pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
         let l = EncoderWeights::open(backend, weights, &encoder_tensors(&config), &alts)?;
         Ok(Encoder {
             whisper: whisper::Whisper::load(&l, &config)?,
@@ -147,9 +135,7 @@ impl<B: Backend> Encoder<B> {
         let mut tokens = Tokens::default();
         let batch = self.batch_size(bk);
         for first in (0..plan.chunks).step_by(batch) {
-            let chunks: Vec<Vec<f32>> = (first..plan.chunks.min(first + batch))
-                .map(|k| audio::chunk_24k(samples, k, self.config.chunking.chunk_samples))
-                .collect();
+            let chunks: Vec<Vec<f32>> = (first..plan.chunks.min(first + batch)).map(|k| audio::chunk_24k(samples, k, self.config.chunking.chunk_samples)).collect();
             let out = self.encode_chunks(bk, &chunks)?;
             tokens.reasoning.extend(out.tokens.reasoning);
             tokens.reconstruction.extend(out.tokens.reconstruction);
@@ -180,19 +166,14 @@ impl<B: Backend> Encoder<B> {
     pub fn encode_chunks(&self, bk: &B, chunks: &[Vec<f32>]) -> Result<ChunkOutput<B>> {
         let c = &self.config;
         if chunks.is_empty() || chunks.iter().any(|ch| ch.len() != c.chunking.chunk_samples) {
-            return Err(CodecError::Invalid(format!(
-                "a batch holds chunks of {} samples each",
-                c.chunking.chunk_samples
-            )));
+            return Err(CodecError::Invalid(format!("a batch holds chunks of {} samples each", c.chunking.chunk_samples)));
         }
         let batch = chunks.len();
         let mut clock = std::time::Instant::now();
         let mut lap = |bk: &B| -> Result<f64> {
             bk.sync()?;
             let now = std::time::Instant::now();
-            Ok(now
-                .duration_since(std::mem::replace(&mut clock, now))
-                .as_secs_f64())
+            Ok(now.duration_since(std::mem::replace(&mut clock, now)).as_secs_f64())
         };
         let mut times = StageTimes::default();
         let n_mels = c.whisper.feature_extractor.n_mels;
@@ -207,48 +188,28 @@ impl<B: Backend> Encoder<B> {
         }
         let mel_w = ops::upload_f32(bk, &[mel_w.len() / n_mels, n_mels], &mel_w, DType::F32)?;
         let mel_frames = mel_m.len() / audio::MUSICFM_MELS / batch;
-        let mel_m = ops::upload_f32(
-            bk,
-            &[batch * mel_frames, audio::MUSICFM_MELS],
-            &mel_m,
-            DType::F32,
-        )?;
+        let mel_m = ops::upload_f32(bk, &[batch * mel_frames, audio::MUSICFM_MELS], &mel_m, DType::F32)?;
         let wav16 = ops::upload_f32(bk, &[batch, wav16.len() / batch], &wav16, DType::F32)?;
         times.mel = lap(bk)?;
 
         let whisper_out = self.whisper.forward(bk, &mel_w)?;
         times.whisper = lap(bk)?;
         let hs = &c.musicfm.hidden_states;
-        let streams = self
-            .musicfm
-            .forward(bk, &mel_m, mel_frames, (hs.acoustic, hs.semantic))?;
+        let streams = self.musicfm.forward(bk, &mel_m, mel_frames, (hs.acoustic, hs.semantic))?;
         times.musicfm = lap(bk)?;
         let (wavlm_fe, wavlm_mean) = self.wavlm.forward(bk, &wav16)?;
         times.wavlm = lap(bk)?;
-        let reasoning_prevq = self
-            .thinking
-            .forward(bk, &whisper_out, &streams.semantic, batch)?;
+        let reasoning_prevq = self.thinking.forward(bk, &whisper_out, &streams.semantic, batch)?;
         times.thinking = lap(bk)?;
         let rvq = self.thinking.vq.encode(bk, &reasoning_prevq)?;
-        let reasoning_quantized = rvq
-            .quantized
-            .ok_or_else(|| CodecError::Invalid("the reasoning RVQ has no project_out".into()))?;
+        let reasoning_quantized = rvq.quantized.ok_or_else(|| CodecError::Invalid("the reasoning RVQ has no project_out".into()))?;
         let frames = c.chunking.reconstruction_frames_per_chunk;
-        let s = film::Streams {
-            whisper: &whisper_out,
-            wavlm_mean: &wavlm_mean,
-            semantic: &streams.semantic,
-            acoustic: &streams.acoustic,
-            reasoning: &reasoning_quantized,
-        };
+        let s = film::Streams { whisper: &whisper_out, wavlm_mean: &wavlm_mean, semantic: &streams.semantic, acoustic: &streams.acoustic, reasoning: &reasoning_quantized };
         let branches = self.reconstruction.forward(bk, &s, batch, frames)?;
         times.rvq = lap(bk)?;
 
         let levels = c.reasoning_vq.levels;
-        let reasoning: Vec<Vec<u32>> = ops::download_u32(bk, &rvq.codes)?
-            .chunks(levels)
-            .map(<[u32]>::to_vec)
-            .collect();
+        let reasoning: Vec<Vec<u32>> = ops::download_u32(bk, &rvq.codes)?.chunks(levels).map(<[u32]>::to_vec).collect();
         let mut reconstruction = vec![vec![0u32; c.reconstruction_rows()]; batch * frames];
         for ((_, codes), group) in branches.iter().zip(&c.reconstruction.groups) {
             let codes = ops::download_u32(bk, codes)?;
@@ -259,10 +220,7 @@ impl<B: Backend> Encoder<B> {
             }
         }
         Ok(ChunkOutput {
-            tokens: Tokens {
-                reasoning,
-                reconstruction,
-            },
+            tokens: Tokens { reasoning, reconstruction },
             whisper_out,
             musicfm_acoustic: streams.acoustic,
             musicfm_semantic: streams.semantic,

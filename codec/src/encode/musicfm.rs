@@ -75,33 +75,17 @@ impl<B: Backend> MusicFm<B> {
                 for i in 0..c_in {
                     for f in 0..3 {
                         for t in 0..3 {
-                            wt[((o * 3 + t) * 3 + f) * c_in + i] =
-                                w[((o * c_in + i) * 3 + f) * 3 + t];
+                            wt[((o * 3 + t) * 3 + f) * c_in + i] = w[((o * c_in + i) * 3 + f) * 3 + t];
                         }
                     }
                 }
             }
             let bn = |part: &str| l.host(&format!("{b}{bn}.{part}"), &[ch]);
-            fold_batch_norm(
-                &mut wt,
-                &mut bias,
-                &bn("weight")?,
-                &bn("bias")?,
-                &bn("running_mean")?,
-                &bn("running_var")?,
-                m.batch_norm_eps,
-            );
-            Ok(Conv {
-                w: l.upload(&[ch, 3, 3, c_in], &wt)?,
-                b: l.upload(&[ch], &bias)?,
-            })
+            fold_batch_norm(&mut wt, &mut bias, &bn("weight")?, &bn("bias")?, &bn("running_mean")?, &bn("running_var")?, m.batch_norm_eps);
+            Ok(Conv { w: l.upload(&[ch, 3, 3, c_in], &wt)?, b: l.upload(&[ch], &bias)? })
         };
         let module = |i: usize, c_in: usize| -> Result<Res2d<B>> {
-            Ok(Res2d {
-                conv1: conv(i, "conv1", "bn1", c_in)?,
-                conv2: conv(i, "conv2", "bn2", ch)?,
-                conv3: conv(i, "conv3", "bn3", c_in)?,
-            })
+            Ok(Res2d { conv1: conv(i, "conv1", "bn1", c_in)?, conv2: conv(i, "conv2", "bn2", ch)?, conv3: conv(i, "conv3", "bn3", c_in)? })
         };
         let front = [module(0, 1)?, module(1, ch)?];
         let f = musicfm_freq_rows();
@@ -114,19 +98,12 @@ impl<B: Backend> MusicFm<B> {
                 }
             }
         }
-        let proj = Lin::from_host(
-            l,
-            &wp,
-            Some(&l.host(&format!("{p}conv.linear.bias"), &[e])?),
-            e,
-            ch * f,
-        )?;
+        let proj = Lin::from_host(l, &wp, Some(&l.host(&format!("{p}conv.linear.bias"), &[e])?), e, ch * f)?;
         let k = m.conv_depthwise_kernel_size;
         let mut layers = Vec::new();
         for i in 0..musicfm_layers_needed(c) {
             let b = format!("{p}conformer.layers.{i}.");
-            let lin =
-                |n: &str, out: usize, inp: usize| l.linear(&format!("{b}{n}"), out, inp, true);
+            let lin = |n: &str, out: usize, inp: usize| l.linear(&format!("{b}{n}"), out, inp, true);
             let ln = |n: &str| l.layer_norm(&format!("{b}{n}"), e, eps);
             let pw = |n: &str, out: usize| -> Result<Lin<B>> {
                 let w = l.host(&format!("{b}conv_module.{n}.weight"), &[out, e, 1])?;
@@ -136,15 +113,7 @@ impl<B: Backend> MusicFm<B> {
             let mut dw = l.host(&format!("{b}conv_module.depthwise_conv.weight"), &[e, 1, k])?;
             let mut dw_b = vec![0f32; e];
             let bn = |part: &str| l.host(&format!("{b}conv_module.batch_norm.{part}"), &[e]);
-            fold_batch_norm(
-                &mut dw,
-                &mut dw_b,
-                &bn("weight")?,
-                &bn("bias")?,
-                &bn("running_mean")?,
-                &bn("running_var")?,
-                m.batch_norm_eps,
-            );
+            fold_batch_norm(&mut dw, &mut dw_b, &bn("weight")?, &bn("bias")?, &bn("running_mean")?, &bn("running_var")?, m.batch_norm_eps);
             layers.push(Layer {
                 ffn1_ln: ln("ffn1_layer_norm")?,
                 ffn1_up: lin("ffn1.intermediate_dense", m.intermediate_size, e)?,
@@ -167,50 +136,24 @@ impl<B: Backend> MusicFm<B> {
         }
         let inv_name = format!("{p}conformer.embed_positions.inv_freq");
         let half = m.head_dim / 2;
-        let inv_freq = if l.contains(&inv_name) {
-            l.host(&inv_name, &[half])?
-        } else {
-            inv_freq(m.head_dim, m.rotary_embedding_base)
-        };
-        Ok(MusicFm {
-            front,
-            proj,
-            layers,
-            inv_freq,
-            heads: m.heads,
-            kernel: k,
-            half: l.fill(e, 0.5)?,
-            ones: l.fill(e, 1.0)?,
-        })
+        let inv_freq = if l.contains(&inv_name) { l.host(&inv_name, &[half])? } else { inv_freq(m.head_dim, m.rotary_embedding_base) };
+        Ok(MusicFm { front, proj, layers, inv_freq, heads: m.heads, kernel: k, half: l.fill(e, 0.5)?, ones: l.fill(e, 1.0)? })
     }
 
     /// Normalised mels [B·T, 128] (time-major, B chunks of `t` frames) -> the acoustic and
     /// semantic hidden states [B·T/4, encoder_dim].
-    pub fn forward(
-        &self,
-        bk: &B,
-        mel: &Tensor<B>,
-        t: usize,
-        streams: (usize, usize),
-    ) -> Result<MusicFmStreams<B>> {
+    pub fn forward(&self, bk: &B, mel: &Tensor<B>, t: usize, streams: (usize, usize)) -> Result<MusicFmStreams<B>> {
         let batch = mel.rows() / t;
         let mut x = mel.reshape(&[batch, t, MUSICFM_MELS, 1])?;
         for module in &self.front {
             x = res2d(bk, module, &x)?;
         }
         let [_, t4, f4, ch] = [x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]];
-        let mut h = self
-            .proj
-            .apply(bk, &x.reshape(&[batch * t4, f4 * ch])?, Epilogue::Store)?;
+        let mut h = self.proj.apply(bk, &x.reshape(&[batch * t4, f4 * ch])?, Epilogue::Store)?;
         let e = h.dim_back(0);
         let pos = positions(bk, 1, t4)?;
         let rope_pos = positions(bk, batch, t4)?;
-        let table = ops::upload_f32(
-            bk,
-            &[t4, 2 * self.inv_freq.len()],
-            &ops::rope_table(&self.inv_freq, t4),
-            DType::F32,
-        )?;
+        let table = ops::upload_f32(bk, &[t4, 2 * self.inv_freq.len()], &ops::rope_table(&self.inv_freq, t4), DType::F32)?;
         let (mut acoustic, mut semantic) = (None, None);
         for (i, layer) in self.layers.iter().enumerate() {
             if i == streams.0 {
@@ -222,40 +165,20 @@ impl<B: Backend> MusicFm<B> {
             h = self.layer(bk, layer, h, (&pos, &rope_pos), &table, e, batch)?;
         }
         let last = self.layers.len();
-        let pick = |slot: Option<Tensor<B>>, k: usize| {
-            if k == last {
-                h.clone()
-            } else {
-                slot.expect("stream index below the layers run")
-            }
-        };
-        Ok(MusicFmStreams {
-            acoustic: pick(acoustic, streams.0),
-            semantic: pick(semantic, streams.1),
-        })
+        let pick = |slot: Option<Tensor<B>>, k: usize| if k == last { h.clone() } else { slot.expect("stream index below the layers run") };
+        Ok(MusicFmStreams { acoustic: pick(acoustic, streams.0), semantic: pick(semantic, streams.1) })
     }
 
     /// One conformer layer; returns a new tensor (the input is kept as a hidden state).
     #[allow(clippy::too_many_arguments)]
-    fn layer(
-        &self,
-        bk: &B,
-        l: &Layer<B>,
-        x: Tensor<B>,
-        pos: (&Tensor<B>, &Tensor<B>),
-        table: &Tensor<B>,
-        e: usize,
-        batch: usize,
-    ) -> Result<Tensor<B>> {
+    fn layer(&self, bk: &B, l: &Layer<B>, x: Tensor<B>, pos: (&Tensor<B>, &Tensor<B>), table: &Tensor<B>, e: usize, batch: usize) -> Result<Tensor<B>> {
         let (pos, rope_pos) = pos;
         let t = x.rows();
         let h = bk.alloc(DType::F32, &[t, e])?;
         ops::blend(bk, &x, &x, 1.0, 0.0, &h)?;
         let half = Epilogue::GatedAdd { gate: &self.half };
         let residual = Epilogue::GatedAdd { gate: &self.ones };
-        let f = l
-            .ffn1_up
-            .apply(bk, &l.ffn1_ln.apply(bk, &h)?, Epilogue::Act(UnaryFn::Silu))?;
+        let f = l.ffn1_up.apply(bk, &l.ffn1_ln.apply(bk, &h)?, Epilogue::Act(UnaryFn::Silu))?;
         l.ffn1_down.run(bk, &f, &h, half)?;
         // RoPE rotates the normed input per head before the q/k projections; v reads it unrotated.
         let a = l.att_ln.apply(bk, &h)?;
@@ -269,23 +192,15 @@ impl<B: Backend> MusicFm<B> {
         let att = self_attention(bk, &q, &k, &v, self.heads, batch, pos)?;
         l.out.run(bk, &att, &h, residual)?;
         // Convolution module: LN, pointwise to 2E, GLU, depthwise (BatchNorm folded), SiLU, pointwise.
-        let u = l
-            .pw1
-            .apply(bk, &l.conv_ln.apply(bk, &h)?, Epilogue::Store)?;
+        let u = l.pw1.apply(bk, &l.conv_ln.apply(bk, &h)?, Epilogue::Store)?;
         let g = bk.alloc(DType::F32, &[batch, t / batch, e])?;
         ops::glu(bk, &u, &g.reshape(&[t, e])?)?;
         let dw = bk.alloc(DType::F32, &[batch, t / batch, e])?;
-        let same = ConvParams {
-            groups: e,
-            pad_left: (self.kernel - 1) / 2,
-            ..ConvParams::plain()
-        };
+        let same = ConvParams { groups: e, pad_left: (self.kernel - 1) / 2, ..ConvParams::plain() };
         ops::conv1d(bk, &g, &l.dw_w, Some(&l.dw_b), &dw, same)?;
         ops::unary(bk, &dw, &dw, UnaryFn::Silu)?;
         l.pw2.run(bk, &dw.reshape(&[t, e])?, &h, residual)?;
-        let f = l
-            .ffn2_up
-            .apply(bk, &l.ffn2_ln.apply(bk, &h)?, Epilogue::Act(UnaryFn::Silu))?;
+        let f = l.ffn2_up.apply(bk, &l.ffn2_ln.apply(bk, &h)?, Epilogue::Act(UnaryFn::Silu))?;
         l.ffn2_down.run(bk, &f, &h, half)?;
         l.final_ln.apply(bk, &h)
     }
@@ -297,45 +212,16 @@ fn res2d<B: Backend>(bk: &B, m: &Res2d<B>, x: &Tensor<B>) -> Result<Tensor<B>> {
     let ch = m.conv1.b.numel();
     let down = |n: usize| (n + 2 - 3) / 2 + 1;
     let shape = [batch, down(t), down(f), ch];
-    let strided = Conv2dParams {
-        stride: [2, 2],
-        pad: [1, 1],
-        accumulate: false,
-        relu: true,
-    };
+    let strided = Conv2dParams { stride: [2, 2], pad: [1, 1], accumulate: false, relu: true };
     let a = bk.alloc(DType::F32, &shape)?;
     ops::conv2d(bk, x, &m.conv1.w, Some(&m.conv1.b), &a, strided)?;
     let y = bk.alloc(DType::F32, &shape)?;
-    ops::conv2d(
-        bk,
-        x,
-        &m.conv3.w,
-        Some(&m.conv3.b),
-        &y,
-        Conv2dParams {
-            relu: false,
-            ..strided
-        },
-    )?;
-    ops::conv2d(
-        bk,
-        &a,
-        &m.conv2.w,
-        Some(&m.conv2.b),
-        &y,
-        Conv2dParams {
-            stride: [1, 1],
-            pad: [1, 1],
-            accumulate: true,
-            relu: true,
-        },
-    )?;
+    ops::conv2d(bk, x, &m.conv3.w, Some(&m.conv3.b), &y, Conv2dParams { relu: false, ..strided })?;
+    ops::conv2d(bk, &a, &m.conv2.w, Some(&m.conv2.b), &y, Conv2dParams { stride: [1, 1], pad: [1, 1], accumulate: true, relu: true })?;
     Ok(y)
 }
 
 /// 1 / base^(2i/d) in f32, as torch computes `inv_freq`.
 pub fn inv_freq(dim: usize, base: f32) -> Vec<f32> {
-    (0..dim / 2)
-        .map(|i| 1.0 / base.powf((2 * i) as f32 / dim as f32))
-        .collect()
+    (0..dim / 2).map(|i| 1.0 / base.powf((2 * i) as f32 / dim as f32)).collect()
 }

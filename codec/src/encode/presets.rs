@@ -31,27 +31,9 @@ impl EncoderPreset {
     pub fn config_json(self) -> Value {
         // (whisper d, layers, heads, ffn), (wavlm conv, hidden, layers, heads, ffn),
         // (musicfm conv, dim, heads, ffn), (thinking dim, depth, heads, ff), codebooks.
-        let (
-            (wd, wl, wh, wf),
-            (cv, hw, hl, hh, hf),
-            (mc, md, mh, mf),
-            (td, tl, th, tf),
-            (rk, rd, ck, cdim),
-        ) = match self {
-            EncoderPreset::Full => (
-                (1024, 24, 16, 4096),
-                (512, 768, 12, 12, 3072),
-                (512, 1024, 16, 4096),
-                (768, 5, 6, 3072),
-                (4096, 64, 8192, 32),
-            ),
-            EncoderPreset::Small => (
-                (48, 2, 4, 96),
-                (32, 32, 10, 4, 64),
-                (8, 32, 2, 64),
-                (96, 2, 2, 384),
-                (256, 16, 512, 16),
-            ),
+        let ((wd, wl, wh, wf), (cv, hw, hl, hh, hf), (mc, md, mh, mf), (td, tl, th, tf), (rk, rd, ck, cdim)) = match self {
+            EncoderPreset::Full => ((1024, 24, 16, 4096), (512, 768, 12, 12, 3072), (512, 1024, 16, 4096), (768, 5, 6, 3072), (4096, 64, 8192, 32)),
+            EncoderPreset::Small => ((48, 2, 4, 96), (32, 32, 10, 4, 64), (8, 32, 2, 64), (96, 2, 2, 384), (256, 16, 512, 16)),
         };
         let head = |d: usize, h: usize| d / h;
         json!({
@@ -80,10 +62,7 @@ impl EncoderPreset {
 
     /// Parameters the encoder reads.
     pub fn parameters(self) -> usize {
-        super::encoder_tensors(&self.config())
-            .iter()
-            .map(|(_, s)| s.iter().product::<usize>())
-            .sum()
+        super::encoder_tensors(&self.config()).iter().map(|(_, s)| s.iter().product::<usize>()).sum()
     }
 }
 

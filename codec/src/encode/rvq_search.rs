@@ -22,27 +22,12 @@ pub struct RvqOutput<B: Backend> {
 
 impl<B: Backend> RvqSearch<B> {
     /// `prefix` ends with '.'; `with_output` loads project_out (the reasoning RVQ feeds it on).
-    pub fn load(
-        l: &EncoderWeights<B>,
-        prefix: &str,
-        dim: usize,
-        levels: usize,
-        size: usize,
-        cdim: usize,
-        with_output: bool,
-    ) -> Result<Self> {
+    pub fn load(l: &EncoderWeights<B>, prefix: &str, dim: usize, levels: usize, size: usize, cdim: usize, with_output: bool) -> Result<Self> {
         let mut stacked = Vec::with_capacity(levels * size * cdim);
         for q in 0..levels {
-            stacked.extend(l.host(
-                &format!("{prefix}layers.{q}._codebook.embed"),
-                &[1, size, cdim],
-            )?);
+            stacked.extend(l.host(&format!("{prefix}layers.{q}._codebook.embed"), &[1, size, cdim])?);
         }
-        let project_out = if with_output {
-            Some(l.linear(&format!("{prefix}project_out"), dim, cdim, true)?)
-        } else {
-            None
-        };
+        let project_out = if with_output { Some(l.linear(&format!("{prefix}project_out"), dim, cdim, true)?) } else { None };
         Ok(RvqSearch {
             project_in: l.linear(&format!("{prefix}project_in"), cdim, dim, true)?,
             codebooks: l.upload(&[levels, size, cdim], &stacked)?,

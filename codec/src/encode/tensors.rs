@@ -20,9 +20,7 @@ pub fn musicfm_freq_rows() -> usize {
 /// The largest activation one chunk makes, in bytes (f32): WavLM's first convolution,
 /// MusicFM's first Res2d output, Whisper's conv stem or an FFN's hidden layer.
 pub fn largest_activation_bytes(c: &EncoderConfig) -> u64 {
-    let wavlm_first = (c.chunking.chunk_samples * 2 / 3 + 160 - c.wavlm.conv_kernel[0])
-        / c.wavlm.conv_stride[0]
-        + 1;
+    let wavlm_first = (c.chunking.chunk_samples * 2 / 3 + 160 - c.wavlm.conv_kernel[0]) / c.wavlm.conv_stride[0] + 1;
     let candidates = [
         wavlm_first * c.wavlm.conv_dim[0],
         (WHISPER_FRAMES / 2) * (MUSICFM_MELS / 2) * c.musicfm.conv_dim,
@@ -35,31 +33,17 @@ pub fn largest_activation_bytes(c: &EncoderConfig) -> u64 {
 
 /// WavLM layers whose outputs feed `hidden_states_mean` (hidden_states[k] = output of layer k − 1).
 pub fn wavlm_layers_needed(c: &EncoderConfig) -> usize {
-    c.wavlm
-        .hidden_states_mean
-        .iter()
-        .copied()
-        .max()
-        .unwrap_or(0)
+    c.wavlm.hidden_states_mean.iter().copied().max().unwrap_or(0)
 }
 
 /// Conformer layers run: hidden_states[k] is the input of layer k.
 pub fn musicfm_layers_needed(c: &EncoderConfig) -> usize {
-    c.musicfm
-        .hidden_states
-        .acoustic
-        .max(c.musicfm.hidden_states.semantic)
+    c.musicfm.hidden_states.acoustic.max(c.musicfm.hidden_states.semantic)
 }
 
 /// The weight-norm spellings of WavLM's positional conv: (g, v), new then old.
-pub const POS_CONV_G: [&str; 2] = [
-    "encoder.pos_conv_embed.conv.parametrizations.weight.original0",
-    "encoder.pos_conv_embed.conv.weight_g",
-];
-pub const POS_CONV_V: [&str; 2] = [
-    "encoder.pos_conv_embed.conv.parametrizations.weight.original1",
-    "encoder.pos_conv_embed.conv.weight_v",
-];
+pub const POS_CONV_G: [&str; 2] = ["encoder.pos_conv_embed.conv.parametrizations.weight.original0", "encoder.pos_conv_embed.conv.weight_g"];
+pub const POS_CONV_V: [&str; 2] = ["encoder.pos_conv_embed.conv.parametrizations.weight.original1", "encoder.pos_conv_embed.conv.weight_v"];
 
 struct List(TensorList);
 
@@ -83,14 +67,8 @@ impl List {
     }
     /// A weight-normed (dim 0) linear: g [out, 1], v [out, in], optional bias.
     fn weight_normed(&mut self, name: &str, out: usize, inp: usize, bias: bool) {
-        self.push(
-            format!("{name}.parametrizations.weight.original0"),
-            &[out, 1],
-        );
-        self.push(
-            format!("{name}.parametrizations.weight.original1"),
-            &[out, inp],
-        );
+        self.push(format!("{name}.parametrizations.weight.original0"), &[out, 1]);
+        self.push(format!("{name}.parametrizations.weight.original1"), &[out, inp]);
         if bias {
             self.push(format!("{name}.bias"), &[out]);
         }
@@ -112,17 +90,11 @@ pub fn encoder_tensors(c: &EncoderConfig) -> TensorList {
 fn whisper(l: &mut List, c: &EncoderConfig) {
     let w = &c.whisper;
     let (p, d) = (&w.prefix, w.d_model);
-    l.push(
-        format!("{p}conv1.weight"),
-        &[d, w.feature_extractor.n_mels, 3],
-    );
+    l.push(format!("{p}conv1.weight"), &[d, w.feature_extractor.n_mels, 3]);
     l.push(format!("{p}conv1.bias"), &[d]);
     l.push(format!("{p}conv2.weight"), &[d, d, 3]);
     l.push(format!("{p}conv2.bias"), &[d]);
-    l.push(
-        format!("{p}embed_positions.weight"),
-        &[WHISPER_POSITIONS, d],
-    );
+    l.push(format!("{p}embed_positions.weight"), &[WHISPER_POSITIONS, d]);
     for i in 0..w.layers {
         let b = format!("{p}layers.{i}.");
         l.linear(&format!("{b}self_attn.q_proj"), d, d);
@@ -142,51 +114,28 @@ fn wavlm(l: &mut List, c: &EncoderConfig) {
     let (p, h) = (&w.prefix, w.hidden_size);
     let mut c_in = 1;
     for (i, (&dim, &k)) in w.conv_dim.iter().zip(&w.conv_kernel).enumerate() {
-        l.push(
-            format!("{p}feature_extractor.conv_layers.{i}.conv.weight"),
-            &[dim, c_in, k],
-        );
+        l.push(format!("{p}feature_extractor.conv_layers.{i}.conv.weight"), &[dim, c_in, k]);
         c_in = dim;
     }
-    l.norm(
-        &format!("{p}feature_extractor.conv_layers.0.layer_norm"),
-        w.conv_dim[0],
-    );
+    l.norm(&format!("{p}feature_extractor.conv_layers.0.layer_norm"), w.conv_dim[0]);
     l.norm(&format!("{p}feature_projection.layer_norm"), c_in);
     l.linear(&format!("{p}feature_projection.projection"), h, c_in);
     let k = w.num_conv_pos_embeddings;
     l.push(format!("{p}{}", POS_CONV_G[0]), &[1, 1, k]);
-    l.push(
-        format!("{p}{}", POS_CONV_V[0]),
-        &[h, h / w.num_conv_pos_embedding_groups, k],
-    );
+    l.push(format!("{p}{}", POS_CONV_V[0]), &[h, h / w.num_conv_pos_embedding_groups, k]);
     l.push(format!("{p}encoder.pos_conv_embed.conv.bias"), &[h]);
     l.norm(&format!("{p}encoder.layer_norm"), h);
-    l.push(
-        format!("{p}encoder.layers.0.attention.rel_attn_embed.weight"),
-        &[w.num_buckets, w.heads],
-    );
+    l.push(format!("{p}encoder.layers.0.attention.rel_attn_embed.weight"), &[w.num_buckets, w.heads]);
     for i in 0..wavlm_layers_needed(c) {
         let b = format!("{p}encoder.layers.{i}.");
         for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
             l.linear(&format!("{b}attention.{proj}"), h, h);
         }
-        l.push(
-            format!("{b}attention.gru_rel_pos_const"),
-            &[1, w.heads, 1, 1],
-        );
+        l.push(format!("{b}attention.gru_rel_pos_const"), &[1, w.heads, 1, 1]);
         l.linear(&format!("{b}attention.gru_rel_pos_linear"), 8, w.head_dim);
         l.norm(&format!("{b}layer_norm"), h);
-        l.linear(
-            &format!("{b}feed_forward.intermediate_dense"),
-            w.intermediate_size,
-            h,
-        );
-        l.linear(
-            &format!("{b}feed_forward.output_dense"),
-            h,
-            w.intermediate_size,
-        );
+        l.linear(&format!("{b}feed_forward.intermediate_dense"), w.intermediate_size, h);
+        l.linear(&format!("{b}feed_forward.output_dense"), h, w.intermediate_size);
         l.norm(&format!("{b}final_layer_norm"), h);
     }
 }
@@ -209,11 +158,7 @@ fn musicfm(l: &mut List, c: &EncoderConfig) {
         let b = format!("{p}conformer.layers.{i}.");
         for ffn in ["ffn1", "ffn2"] {
             l.norm(&format!("{b}{ffn}_layer_norm"), e);
-            l.linear(
-                &format!("{b}{ffn}.intermediate_dense"),
-                m.intermediate_size,
-                e,
-            );
+            l.linear(&format!("{b}{ffn}.intermediate_dense"), m.intermediate_size, e);
             l.linear(&format!("{b}{ffn}.output_dense"), e, m.intermediate_size);
         }
         l.norm(&format!("{b}self_attn_layer_norm"), e);
@@ -221,14 +166,8 @@ fn musicfm(l: &mut List, c: &EncoderConfig) {
             l.linear(&format!("{b}self_attn.{proj}"), e, e);
         }
         l.norm(&format!("{b}conv_module.layer_norm"), e);
-        l.push(
-            format!("{b}conv_module.pointwise_conv1.weight"),
-            &[2 * e, e, 1],
-        );
-        l.push(
-            format!("{b}conv_module.depthwise_conv.weight"),
-            &[e, 1, m.conv_depthwise_kernel_size],
-        );
+        l.push(format!("{b}conv_module.pointwise_conv1.weight"), &[2 * e, e, 1]);
+        l.push(format!("{b}conv_module.depthwise_conv.weight"), &[e, 1, m.conv_depthwise_kernel_size]);
         l.batch_norm(&format!("{b}conv_module.batch_norm"), e);
         l.push(format!("{b}conv_module.pointwise_conv2.weight"), &[e, e, 1]);
         l.norm(&format!("{b}final_layer_norm"), e);
@@ -240,10 +179,7 @@ fn thinking(l: &mut List, c: &EncoderConfig) {
     let (p, d) = (&t.prefix, t.dim);
     let (dw, dm) = (c.whisper.d_model, c.musicfm.encoder_dim);
     l.push(format!("{p}cls_token"), &[1, d]);
-    l.push(
-        format!("{p}down_sampling_layer_whisper.weight"),
-        &[dw, dw, 2],
-    );
+    l.push(format!("{p}down_sampling_layer_whisper.weight"), &[dw, dw, 2]);
     l.push(format!("{p}down_sampling_layer_whisper.bias"), &[dw]);
     l.linear(&format!("{p}semantic_merge_proj"), d, dw + dm);
     for i in 0..t.depth {
@@ -261,27 +197,14 @@ fn thinking(l: &mut List, c: &EncoderConfig) {
     l.linear(&format!("{}project_in", v.prefix), v.codebook_dim, d);
     l.linear(&format!("{}project_out", v.prefix), d, v.codebook_dim);
     for q in 0..v.levels {
-        l.push(
-            format!("{}layers.{q}._codebook.embed", v.prefix),
-            &[1, v.codebook_size, v.codebook_dim],
-        );
+        l.push(format!("{}layers.{q}._codebook.embed", v.prefix), &[1, v.codebook_size, v.codebook_dim]);
     }
 }
 
 fn reconstruction(l: &mut List, c: &EncoderConfig) {
     let r = &c.reconstruction;
-    let (dw, dm, hw, cd) = (
-        c.whisper.d_model,
-        c.musicfm.encoder_dim,
-        c.wavlm.hidden_size,
-        r.codec_dim,
-    );
-    for (name, ch, k) in [
-        ("d_conv_whisper", dw, 4),
-        ("d_conv_wavlm", hw, 4),
-        ("d_conv_embedding_semantic", dm, 2),
-        ("d_conv_embedding_acoustic", dm, 2),
-    ] {
+    let (dw, dm, hw, cd) = (c.whisper.d_model, c.musicfm.encoder_dim, c.wavlm.hidden_size, r.codec_dim);
+    for (name, ch, k) in [("d_conv_whisper", dw, 4), ("d_conv_wavlm", hw, 4), ("d_conv_embedding_semantic", dm, 2), ("d_conv_embedding_acoustic", dm, 2)] {
         l.push(format!("{name}.weight"), &[ch, ch, k]);
         l.push(format!("{name}.bias"), &[ch]);
     }
@@ -289,20 +212,13 @@ fn reconstruction(l: &mut List, c: &EncoderConfig) {
     l.linear("cond_fusion_layer_phone", cd, hw);
     l.linear("cond_fusion_layer_semantic", cd, dm);
     l.linear("cond_fusion_layer_acoustic", cd, dm + dw);
-    for film in [
-        "time_film_phone",
-        "time_film_semantic",
-        "time_film_acoustic",
-    ] {
+    for film in ["time_film_phone", "time_film_semantic", "time_film_acoustic"] {
         l.linear(film, 2 * cd, cd);
     }
     for g in &r.groups {
         l.linear(&format!("{}.project_in", g.module), r.vq.codebook_dim, cd);
         for q in 0..g.levels {
-            l.push(
-                format!("{}.layers.{q}._codebook.embed", g.module),
-                &[1, r.vq.codebook_size, r.vq.codebook_dim],
-            );
+            l.push(format!("{}.layers.{q}._codebook.embed", g.module), &[1, r.vq.codebook_size, r.vq.codebook_dim]);
         }
     }
 }

@@ -51,11 +51,7 @@ fn head_permutation(head_dim: usize, rotary_dim: usize) -> Vec<usize> {
     let rest = half - rhalf;
     let mut perm = vec![0; head_dim];
     for j in 0..half {
-        let (a, b) = if j < rhalf {
-            (j, j + rhalf)
-        } else {
-            (rotary_dim + (j - rhalf), rotary_dim + rest + (j - rhalf))
-        };
+        let (a, b) = if j < rhalf { (j, j + rhalf) } else { (rotary_dim + (j - rhalf), rotary_dim + rest + (j - rhalf)) };
         perm[j] = a;
         perm[j + half] = b;
     }
@@ -67,31 +63,11 @@ impl<B: Backend> Thinking<B> {
         let t = &c.audio_thinking;
         let (p, d, hd) = (&t.prefix, t.dim, t.head_dim);
         let (dw, dm) = (c.whisper.d_model, c.musicfm.encoder_dim);
-        let down_w = l.host(
-            &format!("{p}down_sampling_layer_whisper.weight"),
-            &[dw, dw, 2],
-        )?;
-        let down = Lin::from_host(
-            l,
-            &conv_to_runtime(&down_w, dw, dw, 2),
-            Some(&l.host(&format!("{p}down_sampling_layer_whisper.bias"), &[dw])?),
-            dw,
-            2 * dw,
-        )?;
+        let down_w = l.host(&format!("{p}down_sampling_layer_whisper.weight"), &[dw, dw, 2])?;
+        let down = Lin::from_host(l, &conv_to_runtime(&down_w, dw, dw, 2), Some(&l.host(&format!("{p}down_sampling_layer_whisper.bias"), &[dw])?), dw, 2 * dw)?;
         let merge = l.host(&format!("{p}semantic_merge_proj.weight"), &[d, dw + dm])?;
-        let cols = |start: usize, len: usize| -> Vec<f32> {
-            merge
-                .chunks(dw + dm)
-                .flat_map(|row| row[start..start + len].to_vec())
-                .collect()
-        };
-        let merge_whisper = Lin::from_host(
-            l,
-            &cols(0, dw),
-            Some(&l.host(&format!("{p}semantic_merge_proj.bias"), &[d])?),
-            d,
-            dw,
-        )?;
+        let cols = |start: usize, len: usize| -> Vec<f32> { merge.chunks(dw + dm).flat_map(|row| row[start..start + len].to_vec()).collect() };
+        let merge_whisper = Lin::from_host(l, &cols(0, dw), Some(&l.host(&format!("{p}semantic_merge_proj.bias"), &[d])?), d, dw)?;
         let merge_musicfm = Lin::from_host(l, &cols(dw, dm), None, d, dm)?;
         let perm = head_permutation(hd, t.rotary_dim);
         let mut blocks = Vec::new();
@@ -99,14 +75,8 @@ impl<B: Backend> Thinking<B> {
         for i in 0..t.depth {
             let b = format!("{p}encoder_transformers.{i}.");
             let normed = |n: &str, out: usize, inp: usize| -> Result<Vec<f32>> {
-                let g = l.host(
-                    &format!("{b}{n}.parametrizations.weight.original0"),
-                    &[out, 1],
-                )?;
-                let v = l.host(
-                    &format!("{b}{n}.parametrizations.weight.original1"),
-                    &[out, inp],
-                )?;
+                let g = l.host(&format!("{b}{n}.parametrizations.weight.original0"), &[out, 1])?;
+                let v = l.host(&format!("{b}{n}.parametrizations.weight.original1"), &[out, inp])?;
                 Ok(fold_weight_norm(&g, &v))
             };
             let qkv = normed("self_attn.to_qkv", 3 * d, d)?;
@@ -135,29 +105,13 @@ impl<B: Backend> Thinking<B> {
                 k_norm: norm("k_norm")?,
                 out: Lin::from_host(l, &normed("self_attn.to_out", d, d)?, None, d, d)?,
                 attn_scale: l.tensor(&format!("{b}self_attn_scale.scale"), &[d])?,
-                up: Lin::from_host(
-                    l,
-                    &normed("ff.ff.0.proj", ff, d)?,
-                    Some(&l.host(&format!("{b}ff.ff.0.proj.bias"), &[ff])?),
-                    ff,
-                    d,
-                )?,
-                down: Lin::from_host(
-                    l,
-                    &normed("ff.ff.2", d, t.ff_inner)?,
-                    Some(&l.host(&format!("{b}ff.ff.2.bias"), &[d])?),
-                    d,
-                    t.ff_inner,
-                )?,
+                up: Lin::from_host(l, &normed("ff.ff.0.proj", ff, d)?, Some(&l.host(&format!("{b}ff.ff.0.proj.bias"), &[ff])?), ff, d)?,
+                down: Lin::from_host(l, &normed("ff.ff.2", d, t.ff_inner)?, Some(&l.host(&format!("{b}ff.ff.2.bias"), &[d])?), d, t.ff_inner)?,
                 ff_scale: l.tensor(&format!("{b}ff_scale.scale"), &[d])?,
             });
             let name = format!("{b}rope.inv_freq");
             let rhalf = t.rotary_dim / 2;
-            inv_freq.push(if l.contains(&name) {
-                l.host(&name, &[rhalf])?
-            } else {
-                super::musicfm::inv_freq(t.rotary_dim, t.rotary_base)
-            });
+            inv_freq.push(if l.contains(&name) { l.host(&name, &[rhalf])? } else { super::musicfm::inv_freq(t.rotary_dim, t.rotary_base) });
         }
         let v = &c.reasoning_vq;
         Ok(Thinking {
@@ -171,27 +125,13 @@ impl<B: Backend> Thinking<B> {
             head_dim: hd,
             rotary_dim: t.rotary_dim,
             interval: t.interval,
-            vq: RvqSearch::load(
-                l,
-                &v.prefix,
-                d,
-                v.levels,
-                v.codebook_size,
-                v.codebook_dim,
-                true,
-            )?,
+            vq: RvqSearch::load(l, &v.prefix, d, v.levels, v.codebook_size, v.codebook_dim, true)?,
         })
     }
 
     /// Whisper output [B·2F, dw] and MusicFM's semantic stream [B·F, dm] (B chunks) -> the
     /// query outputs [B·F / interval, dim] (the reasoning RVQ's input).
-    pub fn forward(
-        &self,
-        bk: &B,
-        whisper: &Tensor<B>,
-        semantic: &Tensor<B>,
-        batch: usize,
-    ) -> Result<Tensor<B>> {
+    pub fn forward(&self, bk: &B, whisper: &Tensor<B>, semantic: &Tensor<B>, batch: usize) -> Result<Tensor<B>> {
         let dw = whisper.dim_back(0);
         let (w_rows, s_rows) = (whisper.rows() / batch, semantic.rows() / batch);
         let groups = s_rows.min(w_rows / 2) / self.interval;
@@ -200,61 +140,32 @@ impl<B: Backend> Thinking<B> {
         // Rows b·frames..: chunk b's merged frames; the last row: the query token.
         let table = bk.alloc(DType::F32, &[batch * frames + 1, d])?;
         for b in 0..batch {
-            let w = whisper
-                .narrow(b * w_rows, 2 * frames)?
-                .reshape(&[frames, 2 * dw])?;
+            let w = whisper.narrow(b * w_rows, 2 * frames)?.reshape(&[frames, 2 * dw])?;
             let down = self.down.apply(bk, &w, Epilogue::Store)?;
             let merged = table.narrow(b * frames, frames)?;
-            self.merge_whisper
-                .run(bk, &down, &merged, Epilogue::Store)?;
-            ops::matmul(
-                bk,
-                &semantic.narrow(b * s_rows, frames)?,
-                &self.merge_musicfm.w,
-                &merged,
-                uniaudio_runtime::WeightLayout::OutIn,
-                true,
-            )?;
+            self.merge_whisper.run(bk, &down, &merged, Epilogue::Store)?;
+            ops::matmul(bk, &semantic.narrow(b * s_rows, frames)?, &self.merge_musicfm.w, &merged, uniaudio_runtime::WeightLayout::OutIn, true)?;
         }
-        bk.write(
-            &table.narrow(batch * frames, 1)?,
-            bytemuck::cast_slice(&self.cls),
-        )?;
+        bk.write(&table.narrow(batch * frames, 1)?, bytemuck::cast_slice(&self.cls))?;
         let per = self.interval + 1;
         let tokens = groups * per;
         let ids: Vec<u32> = (0..batch * tokens)
             .map(|i| {
                 let (b, i) = (i / tokens, i % tokens);
-                if i % per == self.interval {
-                    batch * frames
-                } else {
-                    b * frames + (i / per) * self.interval + i % per
-                }
+                if i % per == self.interval { batch * frames } else { b * frames + (i / per) * self.interval + i % per }
             } as u32)
             .collect();
         let x = bk.alloc(DType::F32, &[batch * tokens, d])?;
-        ops::embed_rows(
-            bk,
-            &table,
-            &ops::upload_u32(bk, &[batch * tokens], &ids)?,
-            &x,
-        )?;
+        ops::embed_rows(bk, &table, &ops::upload_u32(bk, &[batch * tokens], &ids)?, &x)?;
         let pos = positions(bk, 1, tokens)?;
         let rope_pos = positions(bk, batch, tokens)?;
         for (block, freqs) in self.blocks.iter().zip(&self.inv_freq) {
             let table = self.rope_table(bk, freqs, tokens)?;
             self.block(bk, block, &x, (&pos, &rope_pos), &table, batch)?;
         }
-        let query_ids: Vec<u32> = (0..batch * groups)
-            .map(|g| (g * per + self.interval) as u32)
-            .collect();
+        let query_ids: Vec<u32> = (0..batch * groups).map(|g| (g * per + self.interval) as u32).collect();
         let queries = bk.alloc(DType::F32, &[batch * groups, d])?;
-        ops::embed_rows(
-            bk,
-            &x,
-            &ops::upload_u32(bk, &[batch * groups], &query_ids)?,
-            &queries,
-        )?;
+        ops::embed_rows(bk, &x, &ops::upload_u32(bk, &[batch * groups], &query_ids)?, &queries)?;
         Ok(queries)
     }
 
@@ -274,23 +185,10 @@ impl<B: Backend> Thinking<B> {
                 row[half + j] = sin;
             }
         }
-        Ok(ops::upload_f32(
-            bk,
-            &[tokens, self.head_dim],
-            &table,
-            DType::F32,
-        )?)
+        Ok(ops::upload_f32(bk, &[tokens, self.head_dim], &table, DType::F32)?)
     }
 
-    fn block(
-        &self,
-        bk: &B,
-        b: &Block<B>,
-        x: &Tensor<B>,
-        pos: (&Tensor<B>, &Tensor<B>),
-        table: &Tensor<B>,
-        batch: usize,
-    ) -> Result<()> {
+    fn block(&self, bk: &B, b: &Block<B>, x: &Tensor<B>, pos: (&Tensor<B>, &Tensor<B>), table: &Tensor<B>, batch: usize) -> Result<()> {
         let (pos, rope_pos) = pos;
         let (t, d) = (x.rows(), x.dim_back(0));
         let heads_rows = [t * self.heads, self.head_dim];
@@ -306,19 +204,11 @@ impl<B: Backend> Thinking<B> {
         let k = qk(&b.k, &b.k_norm)?;
         let v = b.v.apply(bk, x, Epilogue::Store)?;
         let att = self_attention(bk, &q, &k, &v, self.heads, batch, pos)?;
-        b.out.run(
-            bk,
-            &att,
-            x,
-            Epilogue::GatedAdd {
-                gate: &b.attn_scale,
-            },
-        )?;
+        b.out.run(bk, &att, x, Epilogue::GatedAdd { gate: &b.attn_scale })?;
         let u = b.up.apply(bk, x, Epilogue::Store)?;
         let g = bk.alloc(DType::F32, &[t, u.dim_back(0) / 2])?;
         ops::glu(bk, &u, &g)?;
-        b.down
-            .run(bk, &g, x, Epilogue::GatedAdd { gate: &b.ff_scale })?;
+        b.down.run(bk, &g, x, Epilogue::GatedAdd { gate: &b.ff_scale })?;
         Ok(())
     }
 }

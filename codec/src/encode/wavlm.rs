@@ -50,59 +50,29 @@ impl<B: Backend> Wavlm<B> {
         let (p, h, eps) = (&w.prefix, w.hidden_size, w.layer_norm_eps);
         let mut convs = Vec::new();
         let mut c_in = 1;
-        for (i, ((&dim, &k), &s)) in w
-            .conv_dim
-            .iter()
-            .zip(&w.conv_kernel)
-            .zip(&w.conv_stride)
-            .enumerate()
-        {
-            let wt = l.host(
-                &format!("{p}feature_extractor.conv_layers.{i}.conv.weight"),
-                &[dim, c_in, k],
-            )?;
-            convs.push((
-                l.upload(&[dim, k, c_in], &conv_to_runtime(&wt, dim, c_in, k))?,
-                s,
-            ));
+        for (i, ((&dim, &k), &s)) in w.conv_dim.iter().zip(&w.conv_kernel).zip(&w.conv_stride).enumerate() {
+            let wt = l.host(&format!("{p}feature_extractor.conv_layers.{i}.conv.weight"), &[dim, c_in, k])?;
+            convs.push((l.upload(&[dim, k, c_in], &conv_to_runtime(&wt, dim, c_in, k))?, s));
             c_in = dim;
         }
-        let gn = |part: &str| {
-            l.tensor(
-                &format!("{p}feature_extractor.conv_layers.0.layer_norm.{part}"),
-                &[w.conv_dim[0]],
-            )
-        };
+        let gn = |part: &str| l.tensor(&format!("{p}feature_extractor.conv_layers.0.layer_norm.{part}"), &[w.conv_dim[0]]);
         let (k, groups) = (w.num_conv_pos_embeddings, w.num_conv_pos_embedding_groups);
         let cg = h / groups;
-        let pick = |names: [&str; 2]| {
-            if l.contains(&format!("{p}{}", names[0])) {
-                format!("{p}{}", names[0])
-            } else {
-                format!("{p}{}", names[1])
-            }
-        };
+        let pick = |names: [&str; 2]| if l.contains(&format!("{p}{}", names[0])) { format!("{p}{}", names[0]) } else { format!("{p}{}", names[1]) };
         let g = l.host(&pick(POS_CONV_G), &[1, 1, k])?;
         let v = l.host(&pick(POS_CONV_V), &[h, cg, k])?;
         let pos_w = conv_to_runtime(&fold_weight_norm_per_tap(&g, &v, k), h, cg, k);
         let mut layers = Vec::new();
         for i in 0..wavlm_layers_needed(c) {
             let b = format!("{p}encoder.layers.{i}.");
-            let lin =
-                |n: &str, out: usize, inp: usize| l.linear(&format!("{b}{n}"), out, inp, true);
+            let lin = |n: &str, out: usize, inp: usize| l.linear(&format!("{b}{n}"), out, inp, true);
             layers.push(Layer {
                 q: lin("attention.q_proj", h, h)?,
                 k: lin("attention.k_proj", h, h)?,
                 v: lin("attention.v_proj", h, h)?,
                 out: lin("attention.out_proj", h, h)?,
                 gate: lin("attention.gru_rel_pos_linear", 8, w.head_dim)?,
-                gate_const: l.upload(
-                    &[w.heads],
-                    &l.host(
-                        &format!("{b}attention.gru_rel_pos_const"),
-                        &[1, w.heads, 1, 1],
-                    )?,
-                )?,
+                gate_const: l.upload(&[w.heads], &l.host(&format!("{b}attention.gru_rel_pos_const"), &[1, w.heads, 1, 1])?)?,
                 ln: l.layer_norm(&format!("{b}layer_norm"), h, eps)?,
                 ff_up: lin("feed_forward.intermediate_dense", w.intermediate_size, h)?,
                 ff_down: lin("feed_forward.output_dense", h, w.intermediate_size)?,
@@ -120,10 +90,7 @@ impl<B: Backend> Wavlm<B> {
             pos_groups: groups,
             pos_kernel: k,
             enc_ln: l.layer_norm(&format!("{p}encoder.layer_norm"), h, eps)?,
-            rel_embed: l.host(
-                &format!("{p}encoder.layers.0.attention.rel_attn_embed.weight"),
-                &[w.num_buckets, w.heads],
-            )?,
+            rel_embed: l.host(&format!("{p}encoder.layers.0.attention.rel_attn_embed.weight"), &[w.num_buckets, w.heads])?,
             num_buckets: w.num_buckets,
             max_distance: w.max_bucket_distance,
             layers,
@@ -142,17 +109,7 @@ impl<B: Backend> Wavlm<B> {
             let (c_out, k) = (w.shape()[0], w.shape()[1]);
             let l_out = (x.shape()[1] - k) / stride + 1;
             let y = bk.alloc(DType::F32, &[batch, l_out, c_out])?;
-            ops::conv1d(
-                bk,
-                &x,
-                w,
-                None,
-                &y,
-                ConvParams {
-                    stride: *stride,
-                    ..ConvParams::plain()
-                },
-            )?;
+            ops::conv1d(bk, &x, w, None, &y, ConvParams { stride: *stride, ..ConvParams::plain() })?;
             let y = if i == 0 {
                 let z = bk.alloc(DType::F32, y.shape())?;
                 ops::group_norm(bk, &y, &self.gn_w, &self.gn_b, &z, c_out, 1e-5)?;
@@ -165,24 +122,11 @@ impl<B: Backend> Wavlm<B> {
         }
         let (t, conv_dim) = (x.shape()[1], x.shape()[2]);
         let fe = x.reshape(&[batch * t, conv_dim])?;
-        let mut h = self
-            .proj
-            .apply(bk, &self.proj_ln.apply(bk, &fe)?, Epilogue::Store)?;
+        let mut h = self.proj.apply(bk, &self.proj_ln.apply(bk, &fe)?, Epilogue::Store)?;
         let hid = h.dim_back(0);
         let pos = bk.alloc(DType::F32, &[batch, t, hid])?;
-        let conv = ConvParams {
-            groups: self.pos_groups,
-            pad_left: self.pos_kernel / 2,
-            ..ConvParams::plain()
-        };
-        ops::conv1d(
-            bk,
-            &h.reshape(&[batch, t, hid])?,
-            &self.pos_w,
-            Some(&self.pos_b),
-            &pos,
-            conv,
-        )?;
+        let conv = ConvParams { groups: self.pos_groups, pad_left: self.pos_kernel / 2, ..ConvParams::plain() };
+        ops::conv1d(bk, &h.reshape(&[batch, t, hid])?, &self.pos_w, Some(&self.pos_b), &pos, conv)?;
         ops::unary(bk, &pos, &pos, UnaryFn::GeluErf)?;
         ops::add(bk, &h, &pos.reshape(&[batch * t, hid])?, &h)?;
         h = self.enc_ln.apply(bk, &h)?;
@@ -205,14 +149,7 @@ impl<B: Backend> Wavlm<B> {
         Ok((fe, mean))
     }
 
-    fn layer(
-        &self,
-        bk: &B,
-        l: &Layer<B>,
-        x: &Tensor<B>,
-        rel: &Tensor<B>,
-        batch: usize,
-    ) -> Result<Tensor<B>> {
+    fn layer(&self, bk: &B, l: &Layer<B>, x: &Tensor<B>, rel: &Tensor<B>, batch: usize) -> Result<Tensor<B>> {
         let (rows, hid) = (x.rows(), x.dim_back(0));
         let (t, hd) = (rows / batch, hid / self.heads);
         let shape = [t, self.heads, hd];
@@ -220,31 +157,19 @@ impl<B: Backend> Wavlm<B> {
         let k = l.k.apply(bk, x, Epilogue::Store)?;
         let v = l.v.apply(bk, x, Epilogue::Store)?;
         // The gate logits read each head's slice of the layer input.
-        let z = l
-            .gate
-            .apply(bk, &x.reshape(&[rows * self.heads, hd])?, Epilogue::Store)?
-            .reshape(&[rows, self.heads * 8])?;
+        let z = l.gate.apply(bk, &x.reshape(&[rows * self.heads, hd])?, Epilogue::Store)?.reshape(&[rows, self.heads * 8])?;
         let att = bk.alloc(DType::F32, &[rows, hid])?;
         for b in 0..batch {
-            let part = |y: &Tensor<B>, shape: &[usize]| -> Result<Tensor<B>> {
-                Ok(y.narrow(b * t, t)?.reshape(shape)?)
-            };
-            let (q, k, v, z) = (
-                part(&q, &shape)?,
-                part(&k, &shape)?,
-                part(&v, &shape)?,
-                part(&z, &[t, self.heads, 8])?,
-            );
+            let part = |y: &Tensor<B>, shape: &[usize]| -> Result<Tensor<B>> { Ok(y.narrow(b * t, t)?.reshape(shape)?) };
+            let (q, k, v, z) = (part(&q, &shape)?, part(&k, &shape)?, part(&v, &shape)?, part(&z, &[t, self.heads, 8])?);
             ops::rel_pos_attention(bk, &q, &k, &v, &z, &l.gate_const, rel, &part(&att, &shape)?)?;
         }
         let h = bk.alloc(DType::F32, &[rows, hid])?;
         ops::blend(bk, x, x, 1.0, 0.0, &h)?;
-        l.out
-            .run(bk, &att, &h, Epilogue::GatedAdd { gate: &self.ones })?;
+        l.out.run(bk, &att, &h, Epilogue::GatedAdd { gate: &self.ones })?;
         let h = l.ln.apply(bk, &h)?;
         let f = l.ff_up.apply(bk, &h, Epilogue::Act(UnaryFn::GeluErf))?;
-        l.ff_down
-            .run(bk, &f, &h, Epilogue::GatedAdd { gate: &self.ones })?;
+        l.ff_down.run(bk, &f, &h, Epilogue::GatedAdd { gate: &self.ones })?;
         l.final_ln.apply(bk, &h)
     }
 
@@ -274,8 +199,7 @@ pub fn relative_bucket(r: i64, num_buckets: usize, max_distance: usize) -> usize
         bucket += a;
     } else {
         let ratio = (a as f32 / max_exact as f32).ln();
-        let scaled = ratio / ((max_distance as f64 / max_exact as f64).ln() as f32)
-            * (half - max_exact) as f32;
+        let scaled = ratio / ((max_distance as f64 / max_exact as f64).ln() as f32) * (half - max_exact) as f32;
         let large = (max_exact as f32 + scaled) as i64;
         bucket += large.min(half - 1);
     }
@@ -290,8 +214,5 @@ fn fold_weight_norm_per_tap(g: &[f32], v: &[f32], k: usize) -> Vec<f32> {
         norms[i % k] += (x as f64) * (x as f64);
     }
     let factor: Vec<f32> = (0..k).map(|t| g[t] / (norms[t].sqrt() as f32)).collect();
-    v.iter()
-        .enumerate()
-        .map(|(i, &x)| x * factor[i % k])
-        .collect()
+    v.iter().enumerate().map(|(i, &x)| x * factor[i % k]).collect()
 }

@@ -35,18 +35,10 @@ pub struct Whisper<B: Backend> {
 impl<B: Backend> Whisper<B> {
     pub fn load(l: &EncoderWeights<B>, c: &EncoderConfig) -> Result<Self> {
         let w = &c.whisper;
-        let (p, d, mels, eps) = (
-            &w.prefix,
-            w.d_model,
-            w.feature_extractor.n_mels,
-            w.layer_norm_eps,
-        );
+        let (p, d, mels, eps) = (&w.prefix, w.d_model, w.feature_extractor.n_mels, w.layer_norm_eps);
         let conv = |name: &str, c_in: usize| -> Result<(Tensor<B>, Tensor<B>)> {
             let wt = l.host(&format!("{p}{name}.weight"), &[d, c_in, 3])?;
-            Ok((
-                l.upload(&[d, 3, c_in], &conv_to_runtime(&wt, d, c_in, 3))?,
-                l.tensor(&format!("{p}{name}.bias"), &[d])?,
-            ))
+            Ok((l.upload(&[d, 3, c_in], &conv_to_runtime(&wt, d, c_in, 3))?, l.tensor(&format!("{p}{name}.bias"), &[d])?))
         };
         let (conv1_w, conv1_b) = conv("conv1", mels)?;
         let (conv2_w, conv2_b) = conv("conv2", d)?;
@@ -70,10 +62,7 @@ impl<B: Backend> Whisper<B> {
             conv1_b,
             conv2_w,
             conv2_b,
-            pos: l.tensor(
-                &format!("{p}embed_positions.weight"),
-                &[WHISPER_POSITIONS, d],
-            )?,
+            pos: l.tensor(&format!("{p}embed_positions.weight"), &[WHISPER_POSITIONS, d])?,
             layers,
             ln_post: l.layer_norm(&format!("{p}layer_norm"), d, eps)?,
             ones: l.fill(d, 1.0)?,
@@ -85,22 +74,12 @@ impl<B: Backend> Whisper<B> {
         let d = self.conv1_b.numel();
         let batch = mel.rows() / WHISPER_FRAMES;
         let x = mel.reshape(&[batch, WHISPER_FRAMES, mel.dim_back(0)])?;
-        let same = ConvParams {
-            pad_left: 1,
-            ..ConvParams::plain()
-        };
+        let same = ConvParams { pad_left: 1, ..ConvParams::plain() };
         let h1 = bk.alloc(DType::F32, &[batch, WHISPER_FRAMES, d])?;
         ops::conv1d(bk, &x, &self.conv1_w, Some(&self.conv1_b), &h1, same)?;
         ops::unary(bk, &h1, &h1, UnaryFn::GeluErf)?;
         let h2 = bk.alloc(DType::F32, &[batch, WHISPER_POSITIONS, d])?;
-        ops::conv1d(
-            bk,
-            &h1,
-            &self.conv2_w,
-            Some(&self.conv2_b),
-            &h2,
-            ConvParams { stride: 2, ..same },
-        )?;
+        ops::conv1d(bk, &h1, &self.conv2_w, Some(&self.conv2_b), &h2, ConvParams { stride: 2, ..same })?;
         ops::unary(bk, &h2, &h2, UnaryFn::GeluErf)?;
         let h = h2.reshape(&[batch * WHISPER_POSITIONS, d])?;
         for b in 0..batch {

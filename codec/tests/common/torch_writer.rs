@@ -33,12 +33,7 @@ fn tuple(out: &mut Vec<u8>, items: &[usize]) {
 
 /// `dicts`: top-level key (e.g. "model") -> tensors. `payload` = (entry, module, global) adds
 /// an entry to the first dict whose value is a call of that global (a hostile file).
-pub fn write(
-    path: &Path,
-    archive: &str,
-    dicts: &[(&str, Vec<Tensor>)],
-    payload: Option<(&str, &str, &str)>,
-) {
+pub fn write(path: &Path, archive: &str, dicts: &[(&str, Vec<Tensor>)], payload: Option<(&str, &str, &str)>) {
     let mut pkl = vec![0x80, 2, b'}'];
     let mut storages: Vec<Vec<u8>> = Vec::new();
     for (di, (key, tensors)) in dicts.iter().enumerate() {
@@ -58,9 +53,7 @@ pub fn write(
             pkl.extend([b't', b'Q']);
             int(&mut pkl, 0);
             tuple(&mut pkl, &t.shape);
-            let strides: Vec<usize> = (0..t.shape.len())
-                .map(|i| t.shape[i + 1..].iter().product())
-                .collect();
+            let strides: Vec<usize> = (0..t.shape.len()).map(|i| t.shape[i + 1..].iter().product()).collect();
             tuple(&mut pkl, &strides);
             pkl.push(0x89);
             pkl.extend(b"ccollections\nOrderedDict\n");
@@ -79,13 +72,10 @@ pub fn write(
     pkl.push(b'.');
     let file = std::fs::File::create(path).unwrap();
     let mut zip = zip::ZipWriter::new(file);
-    let opts = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Stored)
-        .with_alignment(64);
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored).with_alignment(64);
     zip.start_file(format!("{archive}/data.pkl"), opts).unwrap();
     zip.write_all(&pkl).unwrap();
-    zip.start_file(format!("{archive}/byteorder"), opts)
-        .unwrap();
+    zip.start_file(format!("{archive}/byteorder"), opts).unwrap();
     zip.write_all(b"little").unwrap();
     for (i, s) in storages.iter().enumerate() {
         zip.start_file(format!("{archive}/data/{i}"), opts).unwrap();

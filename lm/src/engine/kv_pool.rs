@@ -24,33 +24,19 @@ pub struct KvPool {
 
 impl KvPool {
     pub fn new(budget: usize) -> Self {
-        KvPool {
-            budget,
-            used: 0,
-            peak: 0,
-        }
+        KvPool { budget, used: 0, peak: 0 }
     }
 
     /// The cache positions a request of `needed` positions reserves.
     pub fn capacity_for(config: &LmConfig, needed: usize) -> usize {
-        needed
-            .next_multiple_of(BLOCK_POSITIONS)
-            .min(config.max_seq_len)
-            .max(needed)
+        needed.next_multiple_of(BLOCK_POSITIONS).min(config.max_seq_len).max(needed)
     }
 
     /// What a request reserves: its cache positions and the bytes of all its rows' caches
     /// (a guided request keeps a second, unconditional sequence).
-    pub fn reservation(
-        config: &LmConfig,
-        prompt_len: usize,
-        opts: &GenerateOptions,
-    ) -> (usize, usize) {
+    pub fn reservation(config: &LmConfig, prompt_len: usize, opts: &GenerateOptions) -> (usize, usize) {
         let capacity = KvPool::capacity_for(config, prompt_len + opts.max_steps - 1);
-        (
-            capacity,
-            KvPool::bytes_for(config, capacity, rows_for(opts)),
-        )
+        (capacity, KvPool::bytes_for(config, capacity, rows_for(opts)))
     }
 
     /// Bytes of `sequences` caches of `capacity` positions each.

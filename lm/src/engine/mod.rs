@@ -23,11 +23,9 @@ use uniaudio_runtime::{ops, Backend, DType, RowOrder, Tensor};
 
 use crate::config::DECODER_POSITIONS;
 use crate::error::{LmError, Result};
-use crate::forward::{cache_bytes, Runner, Segment, SeqCache};
+use crate::forward::{cache_bytes, Runner, SeqCache, Segment};
 use crate::frame::Frame;
-use crate::generate::{
-    check_request, negative_prompt, GenerateOptions, GenerateOutput, StopReason,
-};
+use crate::generate::{check_request, negative_prompt, GenerateOptions, GenerateOutput, StopReason};
 use crate::heads::Heads;
 use crate::UniAudioLm;
 
@@ -49,10 +47,7 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions {
-            max_batch: 16,
-            kv_budget: None,
-        }
+        EngineOptions { max_batch: 16, kv_budget: None }
     }
 }
 
@@ -64,10 +59,7 @@ pub enum EngineEvent {
     /// A sampled text id (end-of-text is not reported as a token).
     Text { id: RequestId, token: u32 },
     /// The request's output is ready in `take_finished`.
-    Finished {
-        id: RequestId,
-        stopped_by: StopReason,
-    },
+    Finished { id: RequestId, stopped_by: StopReason },
     /// The request failed; its error is in `take_finished`.
     Failed { id: RequestId, error: String },
 }
@@ -154,10 +146,7 @@ impl<'m, B: Backend> Engine<'m, B> {
             return Err(LmError::Invalid("max_batch must be at least 1".into()));
         }
         let full = cache_bytes(c, c.max_seq_len) * opts.max_batch;
-        let budget = opts.kv_budget.unwrap_or_else(|| {
-            b.memory_available()
-                .map_or(full, |free| (free / 2).min(full))
-        });
+        let budget = opts.kv_budget.unwrap_or_else(|| b.memory_available().map_or(full, |free| (free / 2).min(full)));
         let mut runner = Runner::new(b, c)?;
         runner.reserve(b, c, opts.max_batch)?;
         Ok(Engine {
@@ -184,10 +173,7 @@ impl<'m, B: Backend> Engine<'m, B> {
         check_request(c, prompt, opts)?;
         let rows = rows_for(opts);
         if rows > self.max_batch {
-            return Err(LmError::Invalid(format!(
-                "a guided request takes 2 rows, but the batch holds at most {}",
-                self.max_batch
-            )));
+            return Err(LmError::Invalid(format!("a guided request takes 2 rows, but the batch holds at most {}", self.max_batch)));
         }
         let (capacity, bytes) = KvPool::reservation(c, prompt.len(), opts);
         if bytes > self.pool.budget() {
@@ -200,13 +186,7 @@ impl<'m, B: Backend> Engine<'m, B> {
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.waiting.push_back(Waiting {
-            id,
-            prompt: prompt.to_vec(),
-            opts: opts.clone(),
-            capacity,
-            bytes,
-        });
+        self.waiting.push_back(Waiting { id, prompt: prompt.to_vec(), opts: opts.clone(), capacity, bytes });
         Ok(id)
     }
 
@@ -243,10 +223,7 @@ impl<'m, B: Backend> Engine<'m, B> {
                 }
                 Err(e) => {
                     self.pool.release(w.bytes);
-                    self.finished.push(Finished {
-                        id: w.id,
-                        result: Err(e.to_string()),
-                    });
+                    self.finished.push(Finished { id: w.id, result: Err(e.to_string()) });
                 }
             }
         }
@@ -263,30 +240,13 @@ impl<'m, B: Backend> Engine<'m, B> {
         let first_hf = b.alloc(DType::F32, &[rows_for(&w.opts), c.stacks.backbone.n_embd])?;
         let negative = uncond.as_ref().map(|_| negative_prompt(c, &w.prompt));
         let first_row = self.buffers.iota.narrow(0, 1)?;
-        for (row, cache, frames) in [
-            (0, Some(&mut cond), &w.prompt),
-            (1, uncond.as_mut(), negative.as_ref().unwrap_or(&w.prompt)),
-        ] {
+        for (row, cache, frames) in [(0, Some(&mut cond), &w.prompt), (1, uncond.as_mut(), negative.as_ref().unwrap_or(&w.prompt))] {
             let Some(cache) = cache else { continue };
-            let hf =
-                self.runner
-                    .forward(lm, b, &mut [Segment { cache, frames }], RowOrder::Free)?;
+            let hf = self.runner.forward(lm, b, &mut [Segment { cache, frames }], RowOrder::Free)?;
             // Copy the last position's row (row 0 of a one-row view).
-            ops::embed_rows(
-                b,
-                &hf.narrow(frames.len() - 1, 1)?,
-                &first_row,
-                &first_hf.narrow(row, 1)?,
-            )?;
+            ops::embed_rows(b, &hf.narrow(frames.len() - 1, 1)?, &first_row, &first_hf.narrow(row, 1)?)?;
         }
-        Ok(Sequence {
-            id: w.id,
-            cond,
-            uncond,
-            first_hf: Some(first_hf),
-            track: Track::new(w.opts.clone()),
-            bytes: w.bytes,
-        })
+        Ok(Sequence { id: w.id, cond, uncond, first_hf: Some(first_hf), track: Track::new(w.opts.clone()), bytes: w.bytes })
     }
 
     /// Admits what fits, then runs one step for every running sequence: the fed-back
@@ -305,14 +265,8 @@ impl<'m, B: Backend> Engine<'m, B> {
             Ok(Ok(events)) => Ok(events),
             Ok(Err(e)) => Err(self.fail_active(e)),
             Err(panic) => {
-                let msg = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown panic".into());
-                Err(self.fail_active(LmError::Invalid(format!(
-                    "internal error during a batched step: {msg}"
-                ))))
+                let msg = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "unknown panic".into());
+                Err(self.fail_active(LmError::Invalid(format!("internal error during a batched step: {msg}"))))
             }
         }
     }
@@ -321,10 +275,7 @@ impl<'m, B: Backend> Engine<'m, B> {
         let msg = e.to_string();
         for seq in std::mem::take(&mut self.active) {
             self.pool.release(seq.bytes);
-            self.finished.push(Finished {
-                id: seq.id,
-                result: Err(msg.clone()),
-            });
+            self.finished.push(Finished { id: seq.id, result: Err(msg.clone()) });
         }
         self.last_shape = None;
         e
@@ -346,10 +297,7 @@ impl<'m, B: Backend> Engine<'m, B> {
 
     /// The output so far of a running request.
     pub fn partial(&self, id: RequestId) -> Option<&GenerateOutput> {
-        self.active
-            .iter()
-            .find(|s| s.id == id)
-            .map(|s| &s.track.out)
+        self.active.iter().find(|s| s.id == id).map(|s| &s.track.out)
     }
 
     /// No request waiting or running.

@@ -21,14 +21,7 @@ pub(crate) struct Track {
 
 impl Track {
     pub fn new(opts: GenerateOptions) -> Self {
-        Track {
-            opts,
-            reconstruction_phase: false,
-            stored_reason: Vec::new(),
-            stored_recon: Vec::new(),
-            out: GenerateOutput::default(),
-            feedback: None,
-        }
+        Track { opts, reconstruction_phase: false, stored_reason: Vec::new(), stored_recon: Vec::new(), out: GenerateOutput::default(), feedback: None }
     }
 
     pub fn stopped(&self) -> bool {
@@ -41,13 +34,7 @@ impl Track {
             OutputKind::Audio if self.reconstruction_phase => config.ids.audio_reason_card,
             _ => 0,
         };
-        SampleParams {
-            top_k: self.opts.top_k,
-            temperature: self.opts.temperature,
-            forbid_below,
-            seed: self.opts.seed,
-            counter: position as u64 * STREAMS + stream,
-        }
+        SampleParams { top_k: self.opts.top_k, temperature: self.opts.temperature, forbid_below, seed: self.opts.seed, counter: position as u64 * STREAMS + stream }
     }
 
     /// Takes one sampled audio frame.
@@ -60,8 +47,7 @@ impl Track {
             if codes.iter().all(|&c| c == config.ids.reason_eos) {
                 self.reconstruction_phase = true;
             } else if self.reconstruction_phase {
-                self.stored_recon
-                    .push(codes.map(|c| c.wrapping_sub(config.ids.audio_reason_card as u32)));
+                self.stored_recon.push(codes.map(|c| c.wrapping_sub(config.ids.audio_reason_card as u32)));
             } else {
                 self.stored_reason.push(codes);
             }

@@ -32,30 +32,17 @@ impl<B: Backend> Engine<'_, B> {
         }
         // Plan: sequences with a fed-back frame first (their forward pass writes rows
         // 0..), then those sampling from their prompt for the first time.
-        let (mut order, joining): (Vec<usize>, Vec<usize>) =
-            (0..self.active.len()).partition(|&i| self.active[i].first_hf.is_none());
+        let (mut order, joining): (Vec<usize>, Vec<usize>) = (0..self.active.len()).partition(|&i| self.active[i].first_hf.is_none());
         let decoding = order.len();
         order.extend(joining);
         let mut placed = Vec::with_capacity(order.len());
         let mut row = 0;
         for &i in &order {
             let has_uncond = self.active[i].uncond.is_some();
-            placed.push(Placed {
-                seq: i,
-                cond: row,
-                uncond: has_uncond.then_some(row + 1),
-            });
+            placed.push(Placed { seq: i, cond: row, uncond: has_uncond.then_some(row + 1) });
             row += self.active[i].rows();
         }
-        let shape: Vec<(OutputKind, bool)> = order
-            .iter()
-            .map(|&i| {
-                (
-                    self.active[i].track.opts.kind,
-                    self.active[i].uncond.is_some(),
-                )
-            })
-            .collect();
+        let shape: Vec<(OutputKind, bool)> = order.iter().map(|&i| (self.active[i].track.opts.kind, self.active[i].uncond.is_some())).collect();
         let joiners = decoding < order.len();
         if !joiners && self.last_shape.as_ref() == Some(&shape) {
             b.begin_step()?;
@@ -63,32 +50,19 @@ impl<B: Backend> Engine<'_, B> {
         self.forward_fed_back(&order[..decoding])?;
         for p in &placed[decoding..] {
             let seq = &mut self.active[p.seq];
-            let first = seq
-                .first_hf
-                .take()
-                .expect("joiners hold their prompt's h_final");
+            let first = seq.first_hf.take().expect("joiners hold their prompt's h_final");
             let n = seq.rows();
-            ops::embed_rows(
-                b,
-                &first,
-                &self.buffers.iota.narrow(0, n)?,
-                &self.buffers.hf.narrow(p.cond, n)?,
-            )?;
+            ops::embed_rows(b, &first, &self.buffers.iota.narrow(0, n)?, &self.buffers.hf.narrow(p.cond, n)?)?;
         }
         self.steps += 1;
         let mut events = Vec::with_capacity(placed.len());
-        let (text, audio): (Vec<&Placed>, Vec<&Placed>) = placed
-            .iter()
-            .partition(|p| self.active[p.seq].track.opts.kind == OutputKind::Text);
+        let (text, audio): (Vec<&Placed>, Vec<&Placed>) = placed.iter().partition(|p| self.active[p.seq].track.opts.kind == OutputKind::Text);
         if !text.is_empty() {
             let ids = self.sample_text(&text)?;
             for (p, id) in text.iter().zip(ids) {
                 let seq = &mut self.active[p.seq];
                 if seq.track.accept_text(id) {
-                    events.push(EngineEvent::Text {
-                        id: seq.id,
-                        token: id,
-                    });
+                    events.push(EngineEvent::Text { id: seq.id, token: id });
                 }
             }
         }
@@ -113,40 +87,19 @@ impl<B: Backend> Engine<'_, B> {
             return Ok(());
         }
         let (lm, b) = (self.lm, self.b);
-        let frames: Vec<[Frame; 1]> = order
-            .iter()
-            .map(|&i| {
-                [self.active[i]
-                    .track
-                    .feedback
-                    .expect("running sequences feed back a frame")]
-            })
-            .collect();
+        let frames: Vec<[Frame; 1]> = order.iter().map(|&i| [self.active[i].track.feedback.expect("running sequences feed back a frame")]).collect();
         let mut wanted: Vec<Option<&mut Sequence<B>>> = self.active.iter_mut().map(Some).collect();
         let mut segments = Vec::new();
         for (&i, frame) in order.iter().zip(&frames) {
             let seq = wanted[i].take().expect("each sequence once");
-            segments.push(Segment {
-                cache: &mut seq.cond,
-                frames: frame,
-            });
+            segments.push(Segment { cache: &mut seq.cond, frames: frame });
             if let Some(u) = seq.uncond.as_mut() {
-                segments.push(Segment {
-                    cache: u,
-                    frames: frame,
-                });
+                segments.push(Segment { cache: u, frames: frame });
             }
         }
         let rows = segments.len();
-        let hf = self
-            .runner
-            .forward(lm, b, &mut segments, RowOrder::Invariant)?;
-        ops::embed_rows(
-            b,
-            &hf,
-            &self.buffers.iota.narrow(0, rows)?,
-            &self.buffers.hf.narrow(0, rows)?,
-        )?;
+        let hf = self.runner.forward(lm, b, &mut segments, RowOrder::Invariant)?;
+        ops::embed_rows(b, &hf, &self.buffers.iota.narrow(0, rows)?, &self.buffers.hf.narrow(0, rows)?)?;
         Ok(())
     }
 
@@ -170,19 +123,13 @@ impl<B: Backend> Engine<'_, B> {
             let track = &self.active[p.seq].track;
             let cond = logits.narrow(rc, 1)?;
             let chosen = match (track.opts.cfg_scale, ru) {
-                (Some(scale), Some(ru)) => {
-                    self.heads
-                        .guide(b, &cond, &logits.narrow(ru, 1)?, scale, j)?
-                }
+                (Some(scale), Some(ru)) => self.heads.guide(b, &cond, &logits.narrow(ru, 1)?, scale, j)?,
                 _ => cond,
             };
             let params = track.params(c, self.active[p.seq].cond.len() - 1, TEXT_STREAM);
             ops::top_k_sample(b, &chosen, &self.buffers.text.narrow(j, 1)?, params)?;
         }
-        Ok(ops::download_u32(
-            b,
-            &self.buffers.text.narrow(0, seqs.len())?,
-        )?)
+        Ok(ops::download_u32(b, &self.buffers.text.narrow(0, seqs.len())?)?)
     }
 
     /// One frame of 8 codes per listed sequence, through the depth decoder.
@@ -203,17 +150,12 @@ impl<B: Backend> Engine<'_, B> {
         let cap = self.buffers.capacity;
         let codes = &self.buffers.codes;
         for i in 0..CODEBOOKS {
-            let logits = self
-                .heads
-                .decoder_logits(b, lm, &mut self.runner.decoder, &caches, i)?;
+            let logits = self.heads.decoder_logits(b, lm, &mut self.runner.decoder, &caches, i)?;
             for (j, (p, &(rc, ru))) in seqs.iter().zip(&local).enumerate() {
                 let seq = &self.active[p.seq];
                 let cond = logits.narrow(rc, 1)?;
                 let chosen = match (seq.track.opts.cfg_scale, ru) {
-                    (Some(scale), Some(ru)) => {
-                        self.heads
-                            .guide(b, &cond, &logits.narrow(ru, 1)?, scale, j)?
-                    }
+                    (Some(scale), Some(ru)) => self.heads.guide(b, &cond, &logits.narrow(ru, 1)?, scale, j)?,
                     _ => cond,
                 };
                 let params = seq.track.params(c, seq.cond.len() - 1, i as u64);
@@ -223,15 +165,11 @@ impl<B: Backend> Engine<'_, B> {
                 }
             }
             if i + 1 < CODEBOOKS {
-                self.heads
-                    .decoder_feed(b, lm, i, &codes.narrow(i * cap, n)?)?;
+                self.heads.decoder_feed(b, lm, i, &codes.narrow(i * cap, n)?)?;
             }
         }
         let ids = ops::download_u32(b, &codes.narrow(0, CODEBOOKS * cap)?)?;
-        Ok(local
-            .iter()
-            .map(|&(rc, _)| std::array::from_fn(|i| ids[i * cap + rc]))
-            .collect())
+        Ok(local.iter().map(|&(rc, _)| std::array::from_fn(|i| ids[i * cap + rc])).collect())
     }
 
     /// Moves stopped sequences out, freeing their caches.
@@ -245,14 +183,8 @@ impl<B: Backend> Engine<'_, B> {
             let seq = self.active.remove(i);
             self.pool.release(seq.bytes);
             let out = seq.track.finish();
-            events.push(EngineEvent::Finished {
-                id: seq.id,
-                stopped_by: out.stopped_by.expect("finish sets the reason"),
-            });
-            self.finished.push(Finished {
-                id: seq.id,
-                result: Ok(out),
-            });
+            events.push(EngineEvent::Finished { id: seq.id, stopped_by: out.stopped_by.expect("finish sets the reason") });
+            self.finished.push(Finished { id: seq.id, result: Ok(out) });
             self.last_shape = None;
         }
     }

@@ -40,30 +40,19 @@ pub fn synthesize_as(max_seq_len: Option<usize>, dtype: DType) -> Fixture {
     if let Some(n) = max_seq_len {
         config.max_seq_len = n;
     }
-    let init = InitSpec::from_config_json(&text)
-        .unwrap()
-        .expect("fixture has an init block");
+    let init = InitSpec::from_config_json(&text).unwrap().expect("fixture has an init block");
     // The initialiser's own test vectors.
     let raw: Value = serde_json::from_str(&text).unwrap();
     for check in raw["init_check"].as_array().unwrap() {
         let name = check["tensor"].as_str().unwrap();
         let got = init.generate(name, 8);
-        let want: Vec<f32> = check["first8"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect();
+        let want: Vec<f32> = check["first8"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
         assert_eq!(got, want, "init_check {name}");
     }
     let dir = tempfile::tempdir().unwrap();
     let model_dir = dir.path().join("model");
     write_synthetic_model(&config, &init, dtype, &model_dir, &mut |_, _| {}).unwrap();
-    Fixture {
-        _dir: dir,
-        model_dir,
-        config,
-    }
+    Fixture { _dir: dir, model_dir, config }
 }
 
 pub fn synthesize() -> Fixture {
@@ -106,9 +95,7 @@ fn open_or_skip(variants: &[WgpuOptions]) -> Vec<Wgpu> {
         .collect::<Result<Vec<_>, _>>()
     {
         Ok(gpus) => gpus,
-        Err(e) if std::env::var("UNIAUDIO_REQUIRE_WGPU").is_ok_and(|v| v == "1") => {
-            panic!("wgpu required but unavailable: {e}")
-        }
+        Err(e) if std::env::var("UNIAUDIO_REQUIRE_WGPU").is_ok_and(|v| v == "1") => panic!("wgpu required but unavailable: {e}"),
         Err(e) => {
             println!("SKIPPED wgpu: {e}");
             Vec::new()

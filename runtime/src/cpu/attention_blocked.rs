@@ -38,9 +38,7 @@ pub fn attention(isa: Isa, p: &Problem, out: &mut [f32]) {
     }
     let scale = 1.0 / (d as f32).sqrt();
     let out_ptr = SharedOut::new(out);
-    let tasks: Vec<(usize, usize)> = (0..h)
-        .flat_map(|hd| (0..t).step_by(BLOCK).map(move |t0| (hd, t0)))
-        .collect();
+    let tasks: Vec<(usize, usize)> = (0..h).flat_map(|hd| (0..t).step_by(BLOCK).map(move |t0| (hd, t0))).collect();
     tasks.par_iter().for_each(|&(hd, t0)| {
         let rows = BLOCK.min(t - t0);
         let keys = (t0..t0 + rows).map(|i| (p.visible)(i)).max().unwrap_or(0);
@@ -54,17 +52,7 @@ pub fn attention(isa: Isa, p: &Problem, out: &mut [f32]) {
         let k = &(p.k)(hd)[..keys * d];
         let v = &(p.v)(hd)[..keys * d];
         let mut s = vec![0f32; rows * keys];
-        gemm(
-            isa,
-            &qb,
-            rows,
-            d,
-            WeightSlice::F32(k),
-            WeightLayout::OutIn,
-            keys,
-            &mut s,
-            false,
-        );
+        gemm(isa, &qb, rows, d, WeightSlice::F32(k), WeightLayout::OutIn, keys, &mut s, false);
         for (r, row) in s.chunks_mut(keys).enumerate() {
             let seen = (p.visible)(t0 + r);
             if let Some(bias) = p.bias {
@@ -73,17 +61,7 @@ pub fn attention(isa: Isa, p: &Problem, out: &mut [f32]) {
             super::vexp::softmax_prefix(isa, row, seen);
         }
         let mut o = vec![0f32; rows * d];
-        gemm(
-            isa,
-            &s,
-            rows,
-            keys,
-            WeightSlice::F32(v),
-            WeightLayout::InOut,
-            d,
-            &mut o,
-            false,
-        );
+        gemm(isa, &s, rows, keys, WeightSlice::F32(v), WeightLayout::InOut, d, &mut o, false);
         for (r, orow) in o.chunks(d).enumerate() {
             let base = ((t0 + r) * h + hd) * d;
             for (e, &val) in orow.iter().enumerate() {

@@ -25,11 +25,7 @@ pub fn measure_read_bandwidth(bytes: usize, reps: usize) -> Bandwidth {
     let isa = Isa::detect();
     let n = bytes / 4;
     let mut data = vec![0f32; n];
-    data.par_chunks_mut(1 << 16).for_each(|c| {
-        c.iter_mut()
-            .enumerate()
-            .for_each(|(i, v)| *v = (i % 7) as f32)
-    });
+    data.par_chunks_mut(1 << 16).for_each(|c| c.iter_mut().enumerate().for_each(|(i, v)| *v = (i % 7) as f32));
     let chunk = n.div_ceil(rayon::current_num_threads() * 4).max(1 << 12);
     let mut best = f64::INFINITY;
     let mut sink = 0f32;
@@ -39,8 +35,5 @@ pub fn measure_read_bandwidth(bytes: usize, reps: usize) -> Bandwidth {
         best = best.min(t.elapsed().as_secs_f64());
     }
     std::hint::black_box(sink);
-    Bandwidth {
-        bytes: n * 4,
-        best_seconds: best,
-    }
+    Bandwidth { bytes: n * 4, best_seconds: best }
 }

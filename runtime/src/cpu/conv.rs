@@ -40,9 +40,7 @@ struct Frames {
 /// Frames per task: enough tasks to balance the threads, im2col within its budget.
 fn frames_per_task(total: usize, row_floats: usize) -> usize {
     let by_budget = (COLS_BUDGET / 4 / row_floats.max(1)).max(MIN_FRAMES);
-    let by_balance = total
-        .div_ceil(rayon::current_num_threads() * 4)
-        .max(MIN_FRAMES);
+    let by_balance = total.div_ceil(rayon::current_num_threads() * 4).max(MIN_FRAMES);
     by_budget.min(by_balance)
 }
 
@@ -80,15 +78,7 @@ fn run_tasks(
                 gather(f.batch, f.first + i * f.step, phase, &mut row);
                 cols.set_row(i, &row);
             }
-            gemm_packed(
-                isa,
-                &cols,
-                weights[phase],
-                WeightLayout::OutIn,
-                d.c_out,
-                &mut y,
-                false,
-            );
+            gemm_packed(isa, &cols, weights[phase], WeightLayout::OutIn, d.c_out, &mut y, false);
         }
         for (i, yrow) in y.chunks(d.c_out).enumerate() {
             let j = f.first + i * f.step;
@@ -108,15 +98,7 @@ fn bias_vec(bias: Option<WeightSlice>, n: usize) -> Vec<f32> {
 }
 
 /// Conv1d: x [B, L_in, C_in], w [C_out, K, C_in / groups], out [B, L_out, C_out].
-pub fn conv1d(
-    isa: Isa,
-    x: &[f32],
-    w: WeightSlice,
-    bias: Option<WeightSlice>,
-    out: &mut [f32],
-    d: ConvDims,
-    p: ConvParams,
-) {
+pub fn conv1d(isa: Isa, x: &[f32], w: WeightSlice, bias: Option<WeightSlice>, out: &mut [f32], d: ConvDims, p: ConvParams) {
     if out.is_empty() {
         return;
     }
@@ -125,75 +107,31 @@ pub fn conv1d(
     }
     let per = frames_per_task(d.l_out, d.k * d.c_in);
     let tasks: Vec<(Frames, usize)> = (0..d.batch)
-        .flat_map(|b| {
-            (0..d.l_out).step_by(per).map(move |j0| {
-                (
-                    Frames {
-                        batch: b,
-                        first: j0,
-                        step: 1,
-                        count: per.min(d.l_out - j0),
-                    },
-                    0,
-                )
-            })
-        })
+        .flat_map(|b| (0..d.l_out).step_by(per).map(move |j0| (Frames { batch: b, first: j0, step: 1, count: per.min(d.l_out - j0) }, 0)))
         .collect();
     let virtual_len = d.l_in * p.upsample;
     let gather = |b: usize, j: usize, _phase: usize, row: &mut [f32]| {
         for (k, dst) in row.chunks_mut(d.c_in).enumerate() {
-            let u = (j * p.stride + k * p.dilation)
-                .checked_sub(p.pad_left)
-                .filter(|&u| u < virtual_len);
+            let u = (j * p.stride + k * p.dilation).checked_sub(p.pad_left).filter(|&u| u < virtual_len);
             match u {
-                Some(u) => {
-                    dst.copy_from_slice(&x[(b * d.l_in + u / p.upsample) * d.c_in..][..d.c_in])
-                }
+                Some(u) => dst.copy_from_slice(&x[(b * d.l_in + u / p.upsample) * d.c_in..][..d.c_in]),
                 None => dst.fill(0.0),
             }
         }
     };
     let bias = bias_vec(bias, d.c_out);
-    run_tasks(
-        isa,
-        &tasks,
-        &[w],
-        &[d.k],
-        d,
-        &bias,
-        p.prelu.map(|s| s.get()),
-        p.accumulate,
-        out,
-        gather,
-    );
+    run_tasks(isa, &tasks, &[w], &[d.k], d, &bias, p.prelu.map(|s| s.get()), p.accumulate, out, gather);
 }
 
 /// ConvTranspose1d: x [B, L_in, C_in], w [C_out, K, C_in], out [B, L_out, C_out].
 #[allow(clippy::too_many_arguments)]
-pub fn conv_transpose1d(
-    isa: Isa,
-    x: &[f32],
-    w: WeightSlice,
-    bias: Option<WeightSlice>,
-    out: &mut [f32],
-    d: ConvDims,
-    stride: usize,
-    padding: usize,
-) {
+pub fn conv_transpose1d(isa: Isa, x: &[f32], w: WeightSlice, bias: Option<WeightSlice>, out: &mut [f32], d: ConvDims, stride: usize, padding: usize) {
     if out.is_empty() {
         return;
     }
     let s = stride;
     // Phase φ (= (j + padding) mod s) uses taps φ, φ + s, …; pack them as one matrix.
-    let taps: Vec<usize> = (0..s)
-        .map(|phi| {
-            if phi < d.k {
-                (d.k - phi).div_ceil(s)
-            } else {
-                0
-            }
-        })
-        .collect();
+    let taps: Vec<usize> = (0..s).map(|phi| if phi < d.k { (d.k - phi).div_ceil(s) } else { 0 }).collect();
     let packed: Vec<Vec<f32>> = (0..s)
         .map(|phi| {
             let kc = taps[phi] * d.c_in;
@@ -201,10 +139,7 @@ pub fn conv_transpose1d(
             for o in 0..d.c_out {
                 for t in 0..taps[phi] {
                     let k = phi + t * s;
-                    w.widen_into(
-                        (o * d.k + k) * d.c_in,
-                        &mut m[o * kc + t * d.c_in..][..d.c_in],
-                    );
+                    w.widen_into((o * d.k + k) * d.c_in, &mut m[o * kc + t * d.c_in..][..d.c_in]);
                 }
             }
             m
@@ -219,15 +154,7 @@ pub fn conv_transpose1d(
             let phase = (r + padding) % s;
             let count = (d.l_out - r).div_ceil(s);
             for i0 in (0..count).step_by(per) {
-                tasks.push((
-                    Frames {
-                        batch: b,
-                        first: r + i0 * s,
-                        step: s,
-                        count: per.min(count - i0),
-                    },
-                    phase,
-                ));
+                tasks.push((Frames { batch: b, first: r + i0 * s, step: s, count: per.min(count - i0) }, phase));
             }
         }
     }
@@ -242,9 +169,7 @@ pub fn conv_transpose1d(
         }
     };
     let bias = bias_vec(bias, d.c_out);
-    run_tasks(
-        isa, &tasks, &weights, &taps, d, &bias, None, false, out, gather,
-    );
+    run_tasks(isa, &tasks, &weights, &taps, d, &bias, None, false, out, gather);
 }
 
 /// Channels per group from which a grouped convolution runs as one GEMM per group.
@@ -252,15 +177,7 @@ const GEMM_GROUP_CHANNELS: usize = 8;
 
 /// Grouped convolution: each output channel reads the C_in / groups channels of its group.
 /// Wide groups run as GEMMs; narrow ones (depthwise) as a direct kernel, one task per frame.
-fn grouped_conv1d(
-    isa: Isa,
-    x: &[f32],
-    w: WeightSlice,
-    bias: &[f32],
-    out: &mut [f32],
-    d: ConvDims,
-    p: ConvParams,
-) {
+fn grouped_conv1d(isa: Isa, x: &[f32], w: WeightSlice, bias: &[f32], out: &mut [f32], d: ConvDims, p: ConvParams) {
     let cg = d.c_in / p.groups;
     let og = d.c_out / p.groups;
     let mut wf = vec![0f32; w.len()];
@@ -268,34 +185,13 @@ fn grouped_conv1d(
     if cg >= GEMM_GROUP_CHANNELS && og >= GEMM_GROUP_CHANNELS {
         // Wide groups (WavLM's positional conv): one implicit GEMM per group.
         for g in 0..p.groups {
-            let xg: Vec<f32> = x
-                .chunks(d.c_in)
-                .flat_map(|row| row[g * cg..(g + 1) * cg].to_vec())
-                .collect();
-            let mut yg: Vec<f32> = if p.accumulate {
-                out.chunks(d.c_out)
-                    .flat_map(|row| row[g * og..(g + 1) * og].to_vec())
-                    .collect()
-            } else {
-                vec![0f32; d.batch * d.l_out * og]
-            };
+            let xg: Vec<f32> = x.chunks(d.c_in).flat_map(|row| row[g * cg..(g + 1) * cg].to_vec()).collect();
+            let mut yg: Vec<f32> = if p.accumulate { out.chunks(d.c_out).flat_map(|row| row[g * og..(g + 1) * og].to_vec()).collect() } else { vec![0f32; d.batch * d.l_out * og] };
             let wg = &wf[g * og * d.k * cg..(g + 1) * og * d.k * cg];
-            let dg = ConvDims {
-                c_in: cg,
-                c_out: og,
-                ..d
-            };
+            let dg = ConvDims { c_in: cg, c_out: og, ..d };
             let pg = ConvParams { groups: 1, ..p };
             let bg = &bias[g * og..(g + 1) * og];
-            conv1d(
-                isa,
-                &xg,
-                WeightSlice::F32(wg),
-                Some(WeightSlice::F32(bg)),
-                &mut yg,
-                dg,
-                pg,
-            );
+            conv1d(isa, &xg, WeightSlice::F32(wg), Some(WeightSlice::F32(bg)), &mut yg, dg, pg);
             for (row, src) in out.chunks_mut(d.c_out).zip(yg.chunks(og)) {
                 row[g * og..(g + 1) * og].copy_from_slice(src);
             }
@@ -303,28 +199,21 @@ fn grouped_conv1d(
         return;
     }
     let virtual_len = d.l_in * p.upsample;
-    out.par_chunks_mut(d.c_out)
-        .enumerate()
-        .for_each(|(row, y)| {
-            let (b, j) = (row / d.l_out, row % d.l_out);
-            let mut acc = bias.to_vec();
-            for k in 0..d.k {
-                let Some(u) = (j * p.stride + k * p.dilation)
-                    .checked_sub(p.pad_left)
-                    .filter(|&u| u < virtual_len)
-                else {
-                    continue;
-                };
-                let xr = &x[(b * d.l_in + u / p.upsample) * d.c_in..][..d.c_in];
-                for (o, a) in acc.iter_mut().enumerate() {
-                    let xs = &xr[(o / og) * cg..][..cg];
-                    let ws = &wf[(o * d.k + k) * cg..][..cg];
-                    *a += xs.iter().zip(ws).map(|(&xv, &wv)| xv * wv).sum::<f32>();
-                }
+    out.par_chunks_mut(d.c_out).enumerate().for_each(|(row, y)| {
+        let (b, j) = (row / d.l_out, row % d.l_out);
+        let mut acc = bias.to_vec();
+        for k in 0..d.k {
+            let Some(u) = (j * p.stride + k * p.dilation).checked_sub(p.pad_left).filter(|&u| u < virtual_len) else { continue };
+            let xr = &x[(b * d.l_in + u / p.upsample) * d.c_in..][..d.c_in];
+            for (o, a) in acc.iter_mut().enumerate() {
+                let xs = &xr[(o / og) * cg..][..cg];
+                let ws = &wf[(o * d.k + k) * cg..][..cg];
+                *a += xs.iter().zip(ws).map(|(&xv, &wv)| xv * wv).sum::<f32>();
             }
-            for (dst, &v) in y.iter_mut().zip(&acc) {
-                let v = prelu(v, p.prelu.map(|s| s.get()));
-                *dst = if p.accumulate { *dst + v } else { v };
-            }
-        });
+        }
+        for (dst, &v) in y.iter_mut().zip(&acc) {
+            let v = prelu(v, p.prelu.map(|s| s.get()));
+            *dst = if p.accumulate { *dst + v } else { v };
+        }
+    });
 }

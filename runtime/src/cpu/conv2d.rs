@@ -27,28 +27,16 @@ pub struct Conv2dDims {
     pub kw: usize,
 }
 
-pub fn conv2d(
-    isa: Isa,
-    x: &[f32],
-    w: WeightSlice,
-    bias: Option<WeightSlice>,
-    out: &mut [f32],
-    d: Conv2dDims,
-    p: Conv2dParams,
-) {
+pub fn conv2d(isa: Isa, x: &[f32], w: WeightSlice, bias: Option<WeightSlice>, out: &mut [f32], d: Conv2dDims, p: Conv2dParams) {
     let positions = d.batch * d.oh * d.ow;
     if positions == 0 || d.c_out == 0 {
         return;
     }
     let kc = d.kh * d.kw * d.c_in;
     let by_budget = (COLS_BUDGET / 4 / kc.max(1)).max(MIN_ROWS);
-    let by_balance = positions
-        .div_ceil(rayon::current_num_threads() * 4)
-        .max(MIN_ROWS);
+    let by_balance = positions.div_ceil(rayon::current_num_threads() * 4).max(MIN_ROWS);
     let per = by_budget.min(by_balance);
-    let bias: Vec<f32> = (0..d.c_out)
-        .map(|o| bias.map_or(0.0, |b| b.get(o)))
-        .collect();
+    let bias: Vec<f32> = (0..d.c_out).map(|o| bias.map_or(0.0, |b| b.get(o))).collect();
     let out_ptr = SharedOut::new(out);
     let starts: Vec<usize> = (0..positions).step_by(per).collect();
     starts.par_iter().for_each(|&first| {
@@ -82,18 +70,12 @@ fn gather(x: &[f32], d: Conv2dDims, p: Conv2dParams, pos: usize, row: &mut [f32]
     let (b, rest) = (pos / (d.oh * d.ow), pos % (d.oh * d.ow));
     let (i, j) = (rest / d.ow, rest % d.ow);
     for kp in 0..d.kh {
-        let hi = (i * p.stride[0] + kp)
-            .checked_sub(p.pad[0])
-            .filter(|&v| v < d.h);
+        let hi = (i * p.stride[0] + kp).checked_sub(p.pad[0]).filter(|&v| v < d.h);
         for kq in 0..d.kw {
             let dst = &mut row[(kp * d.kw + kq) * d.c_in..][..d.c_in];
-            let wi = (j * p.stride[1] + kq)
-                .checked_sub(p.pad[1])
-                .filter(|&v| v < d.w);
+            let wi = (j * p.stride[1] + kq).checked_sub(p.pad[1]).filter(|&v| v < d.w);
             match (hi, wi) {
-                (Some(hi), Some(wi)) => {
-                    dst.copy_from_slice(&x[((b * d.h + hi) * d.w + wi) * d.c_in..][..d.c_in])
-                }
+                (Some(hi), Some(wi)) => dst.copy_from_slice(&x[((b * d.h + hi) * d.w + wi) * d.c_in..][..d.c_in]),
                 _ => dst.fill(0.0),
             }
         }

@@ -31,12 +31,7 @@ fn src(t: &Tensor<Cpu>) -> Src {
     Src(unsafe { t.buffer().base_ptr().add(t.byte_offset()) as *const f32 })
 }
 
-fn zip2(
-    a: &Tensor<Cpu>,
-    b: &Tensor<Cpu>,
-    out: &Tensor<Cpu>,
-    f: impl Fn(f32, f32) -> f32 + Sync,
-) -> Result<()> {
+fn zip2(a: &Tensor<Cpu>, b: &Tensor<Cpu>, out: &Tensor<Cpu>, f: impl Fn(f32, f32) -> f32 + Sync) -> Result<()> {
     let (pa, pb) = (src(a), src(b));
     let out = f32s_mut(out)?;
     out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
@@ -65,34 +60,21 @@ pub fn swiglu(gate: &Tensor<Cpu>, up: &Tensor<Cpu>, out: &Tensor<Cpu>) -> Result
     zip2(gate, up, out, silu_mul)
 }
 
-pub fn guidance(
-    cond: &Tensor<Cpu>,
-    uncond: &Tensor<Cpu>,
-    scale: f32,
-    out: &Tensor<Cpu>,
-) -> Result<()> {
+pub fn guidance(cond: &Tensor<Cpu>, uncond: &Tensor<Cpu>, scale: f32, out: &Tensor<Cpu>) -> Result<()> {
     zip2(cond, uncond, out, |c, u| u + scale * (c - u))
 }
 
-pub fn select_rows(
-    mask: &[u32],
-    a: &Tensor<Cpu>,
-    b: &Tensor<Cpu>,
-    out: &Tensor<Cpu>,
-) -> Result<()> {
+pub fn select_rows(mask: &[u32], a: &Tensor<Cpu>, b: &Tensor<Cpu>, out: &Tensor<Cpu>) -> Result<()> {
     let cols = a.dim_back(0);
     let (pa, pb) = (src(a), src(b));
     let out = f32s_mut(out)?;
-    out.par_chunks_mut(cols.max(1))
-        .zip(mask.par_iter())
-        .enumerate()
-        .for_each(|(r, (out, &m))| {
-            let p = if m != 0 { pa } else { pb };
-            for (j, o) in out.iter_mut().enumerate() {
-                // SAFETY: r·cols + j < numel (validated shapes); read before write.
-                *o = unsafe { p.at(r * cols + j) };
-            }
-        });
+    out.par_chunks_mut(cols.max(1)).zip(mask.par_iter()).enumerate().for_each(|(r, (out, &m))| {
+        let p = if m != 0 { pa } else { pb };
+        for (j, o) in out.iter_mut().enumerate() {
+            // SAFETY: r·cols + j < numel (validated shapes); read before write.
+            *o = unsafe { p.at(r * cols + j) };
+        }
+    });
     Ok(())
 }
 
@@ -155,13 +137,7 @@ pub fn blend(a: &Tensor<Cpu>, b: &Tensor<Cpu>, wa: f32, wb: f32, out: &Tensor<Cp
 }
 
 /// x += dt · (u + scale · (c − u)), the guided velocity formed first as the reference does.
-pub fn euler_cfg(
-    x: &Tensor<Cpu>,
-    cond: &Tensor<Cpu>,
-    uncond: &Tensor<Cpu>,
-    scale: f32,
-    dt: f32,
-) -> Result<()> {
+pub fn euler_cfg(x: &Tensor<Cpu>, cond: &Tensor<Cpu>, uncond: &Tensor<Cpu>, scale: f32, dt: f32) -> Result<()> {
     let (pc, pu) = (src(cond), src(uncond));
     let out = f32s_mut(x)?;
     out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {

@@ -13,29 +13,17 @@ pub fn rows(table: WeightSlice, ids: &[u32], out: &mut [f32]) -> Result<()> {
     let cols = out.len() / ids.len();
     let vocab = if cols == 0 { 0 } else { table.len() / cols };
     if let Some((n, &id)) = ids.iter().enumerate().find(|(_, &id)| id as usize >= vocab) {
-        return Err(Error::invalid(
-            "embed_rows",
-            format!("id {id} at row {n} is outside the table of {vocab} rows"),
-        ));
+        return Err(Error::invalid("embed_rows", format!("id {id} at row {n} is outside the table of {vocab} rows")));
     }
-    out.par_chunks_mut(cols.max(1))
-        .zip(ids.par_iter())
-        .for_each(|(out, &id)| {
-            table.widen_into(id as usize * cols, out);
-        });
+    out.par_chunks_mut(cols.max(1)).zip(ids.par_iter()).for_each(|(out, &id)| {
+        table.widen_into(id as usize * cols, out);
+    });
     Ok(())
 }
 
 /// out[n] = Σ_k mask[n, k] ? table[k·card + codes[n, k]] : 0, accumulated in k order.
 /// codes, mask [N, K]; table [K·card, C]; out [N, C].
-pub fn codebook_sum(
-    table: WeightSlice,
-    codes: &[u32],
-    mask: &[u32],
-    card: usize,
-    codebooks: usize,
-    out: &mut [f32],
-) -> Result<()> {
+pub fn codebook_sum(table: WeightSlice, codes: &[u32], mask: &[u32], card: usize, codebooks: usize, out: &mut [f32]) -> Result<()> {
     if codes.is_empty() || codebooks == 0 {
         return Ok(());
     }

@@ -17,14 +17,12 @@ pub fn glu(x: &[f32], out: &mut [f32], f: usize) {
     if f == 0 {
         return;
     }
-    out.par_chunks_mut(f)
-        .zip(x.par_chunks(2 * f))
-        .for_each(|(o, x)| {
-            let (a, g) = x.split_at(f);
-            for ((o, &a), &g) in o.iter_mut().zip(a).zip(g) {
-                *o = a * sigmoid(g);
-            }
-        });
+    out.par_chunks_mut(f).zip(x.par_chunks(2 * f)).for_each(|(o, x)| {
+        let (a, g) = x.split_at(f);
+        for ((o, &a), &g) in o.iter_mut().zip(a).zip(g) {
+            *o = a * sigmoid(g);
+        }
+    });
 }
 
 /// out = (1 + s·tanh(p[:, :C])) · x + p[:, C:], in place when `x` is None (out holds x).
@@ -32,31 +30,19 @@ pub fn film(x: Option<&[f32]>, p: &[f32], out: &mut [f32], c: usize, s: f32) {
     if c == 0 {
         return;
     }
-    out.par_chunks_mut(c)
-        .zip(p.par_chunks(2 * c))
-        .enumerate()
-        .for_each(|(r, (o, p))| {
-            let (dg, beta) = p.split_at(c);
-            for j in 0..c {
-                let xv = x.map_or(o[j], |x| x[r * c + j]);
-                o[j] = (1.0 + s * dg[j].tanh()) * xv + beta[j];
-            }
-        });
+    out.par_chunks_mut(c).zip(p.par_chunks(2 * c)).enumerate().for_each(|(r, (o, p))| {
+        let (dg, beta) = p.split_at(c);
+        for j in 0..c {
+            let xv = x.map_or(o[j], |x| x[r * c + j]);
+            o[j] = (1.0 + s * dg[j].tanh()) * xv + beta[j];
+        }
+    });
 }
 
 /// GroupNorm over x [B, T, C]: statistics per (batch, group) over T frames × C/groups
 /// channels (f64 sums, biased variance), then per-channel affine.
 #[allow(clippy::too_many_arguments)]
-pub fn group_norm(
-    x: &[f32],
-    weight: WeightSlice,
-    bias: WeightSlice,
-    out: &mut [f32],
-    t: usize,
-    c: usize,
-    groups: usize,
-    eps: f32,
-) {
+pub fn group_norm(x: &[f32], weight: WeightSlice, bias: WeightSlice, out: &mut [f32], t: usize, c: usize, groups: usize, eps: f32) {
     let batch = x.len().checked_div(t * c).unwrap_or(0);
     let cg = c / groups;
     let stats: Vec<(f32, f32)> = (0..batch * groups)
@@ -65,80 +51,53 @@ pub fn group_norm(
             let (b, g) = (bg / groups, bg % groups);
             let cols = |f: usize| &x[(b * t + f) * c + g * cg..][..cg];
             let n = (t * cg) as f64;
-            let mean = (0..t)
-                .map(|f| cols(f).iter().map(|&v| v as f64).sum::<f64>())
-                .sum::<f64>()
-                / n;
-            let var = (0..t)
-                .map(|f| {
-                    cols(f)
-                        .iter()
-                        .map(|&v| (v as f64 - mean).powi(2))
-                        .sum::<f64>()
-                })
-                .sum::<f64>()
-                / n;
+            let mean = (0..t).map(|f| cols(f).iter().map(|&v| v as f64).sum::<f64>()).sum::<f64>() / n;
+            let var = (0..t).map(|f| cols(f).iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>()).sum::<f64>() / n;
             (mean as f32, (1.0 / (var + eps as f64).sqrt()) as f32)
         })
         .collect();
     let (w, bv): (Vec<f32>, Vec<f32>) = (0..c).map(|j| (weight.get(j), bias.get(j))).unzip();
-    out.par_chunks_mut(c)
-        .zip(x.par_chunks(c))
-        .enumerate()
-        .for_each(|(row, (o, x))| {
-            let b = row / t;
-            for j in 0..c {
-                let (mean, rstd) = stats[b * groups + j / cg];
-                o[j] = ((x[j] - mean) * rstd) * w[j] + bv[j];
-            }
-        });
+    out.par_chunks_mut(c).zip(x.par_chunks(c)).enumerate().for_each(|(row, (o, x))| {
+        let b = row / t;
+        for j in 0..c {
+            let (mean, rstd) = stats[b * groups + j / cg];
+            o[j] = ((x[j] - mean) * rstd) * w[j] + bv[j];
+        }
+    });
 }
 
 /// Residual VQ search of every row of x [N, D] through codebooks [L, K, D]:
 /// codes [N, L], quantized [N, D] = Σ of the chosen code vectors.
 #[allow(clippy::too_many_arguments)]
-pub fn rvq_encode(
-    isa: Isa,
-    x: &[f32],
-    d: usize,
-    books: WeightSlice,
-    levels: usize,
-    k: usize,
-    codes: &mut [u32],
-    quantized: &mut [f32],
-) {
+pub fn rvq_encode(isa: Isa, x: &[f32], d: usize, books: WeightSlice, levels: usize, k: usize, codes: &mut [u32], quantized: &mut [f32]) {
     if d == 0 || levels == 0 {
         return;
     }
     let mut e = vec![0f32; levels * k * d];
     books.widen_into(0, &mut e);
     let norms: Vec<f32> = e.par_chunks(d).map(|row| dot_f32(isa, row, row)).collect();
-    codes
-        .par_chunks_mut(levels)
-        .zip(quantized.par_chunks_mut(d))
-        .zip(x.par_chunks(d))
-        .for_each(|((c, q), xr)| {
-            let mut r = xr.to_vec();
-            q.fill(0.0);
-            for (l, code) in c.iter_mut().enumerate() {
-                let rr = dot_f32(isa, &r, &r);
-                let mut best = (f32::INFINITY, 0usize);
-                for i in 0..k {
-                    let row = &e[(l * k + i) * d..][..d];
-                    // The reference's expanded distance, clamped as it clamps before its sqrt.
-                    let dist = (rr + norms[l * k + i] - 2.0 * dot_f32(isa, &r, row)).max(1e-8);
-                    if dist < best.0 {
-                        best = (dist, i);
-                    }
+    codes.par_chunks_mut(levels).zip(quantized.par_chunks_mut(d)).zip(x.par_chunks(d)).for_each(|((c, q), xr)| {
+        let mut r = xr.to_vec();
+        q.fill(0.0);
+        for (l, code) in c.iter_mut().enumerate() {
+            let rr = dot_f32(isa, &r, &r);
+            let mut best = (f32::INFINITY, 0usize);
+            for i in 0..k {
+                let row = &e[(l * k + i) * d..][..d];
+                // The reference's expanded distance, clamped as it clamps before its sqrt.
+                let dist = (rr + norms[l * k + i] - 2.0 * dot_f32(isa, &r, row)).max(1e-8);
+                if dist < best.0 {
+                    best = (dist, i);
                 }
-                let chosen = &e[(l * k + best.1) * d..][..d];
-                for ((rv, qv), &ev) in r.iter_mut().zip(q.iter_mut()).zip(chosen) {
-                    *rv -= ev;
-                    *qv += ev;
-                }
-                *code = best.1 as u32;
             }
-        });
+            let chosen = &e[(l * k + best.1) * d..][..d];
+            for ((rv, qv), &ev) in r.iter_mut().zip(q.iter_mut()).zip(chosen) {
+                *rv -= ev;
+                *qv += ev;
+            }
+            *code = best.1 as u32;
+        }
+    });
 }
 
 /// Shapes of a `RelPosAttention`: q, k, v [T, H, D].
@@ -151,17 +110,7 @@ pub struct RelPosShape {
 
 /// softmax(q·kᵀ/√D + g·rel) · v per (query, head); g from the 8 gate logits (see `Op`).
 #[allow(clippy::too_many_arguments)]
-pub fn rel_pos_attention(
-    isa: Isa,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    gate: &[f32],
-    gate_const: &[f32],
-    rel: &[f32],
-    out: &mut [f32],
-    s: RelPosShape,
-) {
+pub fn rel_pos_attention(isa: Isa, q: &[f32], k: &[f32], v: &[f32], gate: &[f32], gate_const: &[f32], rel: &[f32], out: &mut [f32], s: RelPosShape) {
     let (t, h, d) = (s.t, s.heads, s.d);
     if t * h * d == 0 {
         return;
@@ -183,39 +132,26 @@ pub fn rel_pos_attention(
                 *x += g * b;
             }
         };
-        let p = Problem {
-            queries: t,
-            heads: h,
-            d,
-            q,
-            k: &keys,
-            v: &values,
-            visible: &|_| t,
-            bias: Some(&bias),
-        };
+        let p = Problem { queries: t, heads: h, d, q, k: &keys, v: &values, visible: &|_| t, bias: Some(&bias) };
         return blocked(isa, &p, out);
     }
     let scale = 1.0 / (d as f32).sqrt();
-    out.par_chunks_mut(d)
-        .enumerate()
-        .for_each_init(Vec::new, |scores: &mut Vec<f32>, (row, o)| {
-            let (i, hd) = (row / h, row % h);
-            let g = gate_of(row, hd);
-            let qv = &q[row * d..][..d];
-            let rel_row = &rel[hd * (2 * t - 1)..][..2 * t - 1];
-            scores.clear();
-            scores.extend((0..t).map(|j| {
-                dot_f32(isa, qv, &k[(j * h + hd) * d..][..d]) * scale + g * rel_row[j + t - 1 - i]
-            }));
-            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for sc in scores.iter_mut() {
-                *sc = (*sc - max).exp();
-                sum += *sc;
-            }
-            o.fill(0.0);
-            for (j, &p) in scores.iter().enumerate() {
-                axpy_f32(isa, o, p / sum, &v[(j * h + hd) * d..][..d]);
-            }
-        });
+    out.par_chunks_mut(d).enumerate().for_each_init(Vec::new, |scores: &mut Vec<f32>, (row, o)| {
+        let (i, hd) = (row / h, row % h);
+        let g = gate_of(row, hd);
+        let qv = &q[row * d..][..d];
+        let rel_row = &rel[hd * (2 * t - 1)..][..2 * t - 1];
+        scores.clear();
+        scores.extend((0..t).map(|j| dot_f32(isa, qv, &k[(j * h + hd) * d..][..d]) * scale + g * rel_row[j + t - 1 - i]));
+        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0f32;
+        for sc in scores.iter_mut() {
+            *sc = (*sc - max).exp();
+            sum += *sc;
+        }
+        o.fill(0.0);
+        for (j, &p) in scores.iter().enumerate() {
+            axpy_f32(isa, o, p / sum, &v[(j * h + hd) * d..][..d]);
+        }
+    });
 }

@@ -43,34 +43,11 @@ pub fn gemm(
 /// The GEMM over passes of `per_pass` rows of x, packed once per pass. The pass size
 /// (`tune::gemm_pass_bytes`) never changes a result: each output's K order is the same.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm_in_passes(
-    isa: Isa,
-    x: &[f32],
-    m: usize,
-    k: usize,
-    w: WeightSlice,
-    layout: WeightLayout,
-    n: usize,
-    out: &mut [f32],
-    accumulate: bool,
-    per_pass: usize,
-) {
+pub(crate) fn gemm_in_passes(isa: Isa, x: &[f32], m: usize, k: usize, w: WeightSlice, layout: WeightLayout, n: usize, out: &mut [f32], accumulate: bool, per_pass: usize) {
     for m0 in (0..m).step_by(per_pass.max(1)) {
         let mb = (m - m0).min(per_pass);
-        let packed = PackedRows {
-            data: pack_rows(&x[m0 * k..(m0 + mb) * k], mb, k, mb.div_ceil(MR)),
-            rows: mb,
-            k,
-        };
-        gemm_packed(
-            isa,
-            &packed,
-            w,
-            layout,
-            n,
-            &mut out[m0 * n..(m0 + mb) * n],
-            accumulate,
-        );
+        let packed = PackedRows { data: pack_rows(&x[m0 * k..(m0 + mb) * k], mb, k, mb.div_ceil(MR)), rows: mb, k };
+        gemm_packed(isa, &packed, w, layout, n, &mut out[m0 * n..(m0 + mb) * n], accumulate);
     }
 }
 
@@ -85,19 +62,12 @@ pub struct PackedRows {
 impl PackedRows {
     /// `rows` zero rows of `k` inner indices.
     pub fn zeros(rows: usize, k: usize) -> Self {
-        PackedRows {
-            data: vec![0f32; k.div_ceil(KC) * rows.div_ceil(MR) * MR * KC],
-            rows,
-            k,
-        }
+        PackedRows { data: vec![0f32; k.div_ceil(KC) * rows.div_ceil(MR) * MR * KC], rows, k }
     }
 
     /// Writes row `row`, inner indices 0..values.len().
     pub fn set_row(&mut self, row: usize, values: &[f32]) {
-        assert!(
-            row < self.rows && values.len() <= self.k,
-            "packed row out of range"
-        );
+        assert!(row < self.rows && values.len() <= self.k, "packed row out of range");
         let (rp, i) = (row / MR, row % MR);
         let row_panels = self.rows.div_ceil(MR);
         for (kb, chunk) in values.chunks(KC).enumerate() {
@@ -110,15 +80,7 @@ impl PackedRows {
 }
 
 /// out[rows, n] (+)= x · W for packed x.
-pub fn gemm_packed(
-    isa: Isa,
-    x: &PackedRows,
-    w: WeightSlice,
-    layout: WeightLayout,
-    n: usize,
-    out: &mut [f32],
-    accumulate: bool,
-) {
+pub fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: WeightLayout, n: usize, out: &mut [f32], accumulate: bool) {
     let (mb, k) = (x.rows, x.k);
     let shared = SharedOut::new(out);
     let col_panels = n.div_ceil(NR);
@@ -128,19 +90,9 @@ pub fn gemm_packed(
     // The fast level's operands: x as bf16 pairs once per call, W per micro-panel. Converting
     // x costs about as much as a 128-column product, so narrow products stay in f32.
     let fast = isa.bf16_dot() && n >= FAST_MIN_COLUMNS;
-    let apairs = if fast {
-        super::gemm_avx512::x_pairs(apack)
-    } else {
-        Vec::new()
-    };
+    let apairs = if fast { super::gemm_avx512::x_pairs(apack) } else { Vec::new() };
     (0..col_panels).into_par_iter().for_each_init(
-        || {
-            (
-                vec![0f32; KC * NR],
-                vec![[[0f32; NR]; MR]; row_panels],
-                vec![0u32; KC / 2 * NR],
-            )
-        },
+        || (vec![0f32; KC * NR], vec![[[0f32; NR]; MR]; row_panels], vec![0u32; KC / 2 * NR]),
         |(bpack, acc, bpairs), p| {
             let n0 = p * NR;
             let nb = (n - n0).min(NR);
@@ -152,9 +104,7 @@ pub fn gemm_packed(
                 if fast {
                     match (w, layout) {
                         // bf16 weights along K already are the pairs: no conversion.
-                        (WeightSlice::BF16(s), WeightLayout::OutIn) => {
-                            bf16_pairs_out_in(s, k, k0, kc, n0, nb, bpairs)
-                        }
+                        (WeightSlice::BF16(s), WeightLayout::OutIn) => bf16_pairs_out_in(s, k, k0, kc, n0, nb, bpairs),
                         _ => {
                             pack_cols(w, layout, k, n, k0, kc, n0, nb, bpack);
                             // SAFETY: the level was detected; the buffers hold a whole micro-panel.
@@ -177,11 +127,7 @@ pub fn gemm_packed(
                 }
             }
             for (rp, tile) in acc.iter().enumerate() {
-                for (i, row) in tile
-                    .iter()
-                    .enumerate()
-                    .take(mb.saturating_sub(rp * MR).min(MR))
-                {
+                for (i, row) in tile.iter().enumerate().take(mb.saturating_sub(rp * MR).min(MR)) {
                     let base = (rp * MR + i) * n + n0;
                     for (j, &v) in row.iter().enumerate().take(nb) {
                         // SAFETY: in bounds; only panel p writes columns n0..n0+nb.
@@ -198,37 +144,26 @@ pub fn gemm_packed(
 fn pack_rows(x: &[f32], mb: usize, k: usize, row_panels: usize) -> Vec<f32> {
     let k_blocks = k.div_ceil(KC);
     let mut apack = vec![0f32; k_blocks * row_panels * MR * KC];
-    apack
-        .par_chunks_mut(MR * KC)
-        .enumerate()
-        .for_each(|(idx, panel)| {
-            let (kb, rp) = (idx / row_panels, idx % row_panels);
-            let k0 = kb * KC;
-            let kc = (k - k0).min(KC);
-            for i in 0..MR {
-                let row = rp * MR + i;
-                if row < mb {
-                    for (kk, &v) in x[row * k + k0..row * k + k0 + kc].iter().enumerate() {
-                        panel[kk * MR + i] = v;
-                    }
+    apack.par_chunks_mut(MR * KC).enumerate().for_each(|(idx, panel)| {
+        let (kb, rp) = (idx / row_panels, idx % row_panels);
+        let k0 = kb * KC;
+        let kc = (k - k0).min(KC);
+        for i in 0..MR {
+            let row = rp * MR + i;
+            if row < mb {
+                for (kk, &v) in x[row * k + k0..row * k + k0 + kc].iter().enumerate() {
+                    panel[kk * MR + i] = v;
                 }
             }
-        });
+        }
+    });
     apack
 }
 
 /// bf16 W [N, K]'s columns n0..n0+nb over k0..k0+kc as [kc/2][NR] pairs along K (an odd
 /// tail pairs with 0; missing columns are 0), read straight from the weights.
 #[allow(clippy::too_many_arguments)]
-fn bf16_pairs_out_in(
-    w: &[u16],
-    k: usize,
-    k0: usize,
-    kc: usize,
-    n0: usize,
-    nb: usize,
-    out: &mut [u32],
-) {
+fn bf16_pairs_out_in(w: &[u16], k: usize, k0: usize, kc: usize, n0: usize, nb: usize, out: &mut [u32]) {
     let pairs = kc.div_ceil(2);
     for j in 0..NR {
         if j >= nb {
@@ -246,17 +181,7 @@ fn bf16_pairs_out_in(
 
 /// W's output columns n0..n0+nb over inner indices k0..k0+kc as [kc][NR], widened to f32.
 #[allow(clippy::too_many_arguments)]
-fn pack_cols(
-    w: WeightSlice,
-    layout: WeightLayout,
-    k: usize,
-    n: usize,
-    k0: usize,
-    kc: usize,
-    n0: usize,
-    nb: usize,
-    bpack: &mut [f32],
-) {
+fn pack_cols(w: WeightSlice, layout: WeightLayout, k: usize, n: usize, k0: usize, kc: usize, n0: usize, nb: usize, bpack: &mut [f32]) {
     if nb < NR {
         bpack[..kc * NR].fill(0.0);
     }
@@ -281,26 +206,14 @@ fn pack_cols(
 /// Every row panel of one K block against one column panel, two panels per AVX-512 tile.
 #[cfg(target_arch = "x86_64")]
 fn tiles_avx512(kc: usize, block: &[f32], bpack: &[f32], acc: &mut [[[f32; NR]; MR]]) {
-    assert!(
-        block.len() >= acc.len() * MR * KC && bpack.len() >= kc * NR,
-        "micro-panel bounds"
-    );
+    assert!(block.len() >= acc.len() * MR * KC && bpack.len() >= kc * NR, "micro-panel bounds");
     let rp = acc.len() - 1;
     let mut pairs = acc.chunks_exact_mut(2);
     for (t, two) in (&mut pairs).enumerate() {
         let (c0, c1) = two.split_at_mut(1);
         let a = block[2 * t * MR * KC..].as_ptr();
         // SAFETY: the level was detected; panel bounds asserted above.
-        unsafe {
-            super::gemm_avx512::tile2_f32(
-                kc,
-                a,
-                a.add(MR * KC),
-                bpack.as_ptr(),
-                &mut c0[0],
-                &mut c1[0],
-            )
-        };
+        unsafe { super::gemm_avx512::tile2_f32(kc, a, a.add(MR * KC), bpack.as_ptr(), &mut c0[0], &mut c1[0]) };
     }
     if let [last] = pairs.into_remainder() {
         micro_tile(Isa::Avx2, kc, &block[rp * MR * KC..], bpack, last);
@@ -321,10 +234,7 @@ fn tiles_bf16(_: usize, _: &[u32], _: &[u32], _: &mut [[[f32; NR]; MR]]) {
 #[cfg(target_arch = "x86_64")]
 fn tiles_bf16(kc2: usize, block: &[u32], bpairs: &[u32], acc: &mut [[[f32; NR]; MR]]) {
     let panels = acc.len();
-    assert!(
-        block.len() >= panels * MR * KC / 2 && bpairs.len() >= kc2 * NR,
-        "micro-panel bounds"
-    );
+    assert!(block.len() >= panels * MR * KC / 2 && bpairs.len() >= kc2 * NR, "micro-panel bounds");
     let zero = [0u32; KC / 2 * MR];
     for t in 0..panels.div_ceil(2) {
         let (c0, rest) = acc[2 * t..].split_first_mut().expect("panel");
@@ -332,11 +242,7 @@ fn tiles_bf16(kc2: usize, block: &[u32], bpairs: &[u32], acc: &mut [[[f32; NR]; 
         let c1 = rest.first_mut().unwrap_or(&mut spare);
         let a0 = block[2 * t * MR * KC / 2..].as_ptr();
         // An odd last panel pairs with zeros into a spare tile.
-        let a1 = if 2 * t + 1 < panels {
-            block[(2 * t + 1) * MR * KC / 2..].as_ptr()
-        } else {
-            zero.as_ptr()
-        };
+        let a1 = if 2 * t + 1 < panels { block[(2 * t + 1) * MR * KC / 2..].as_ptr() } else { zero.as_ptr() };
         // SAFETY: the level was detected; panel bounds asserted above.
         unsafe { super::gemm_avx512::tile2_bf16(kc2, a0, a1, bpairs.as_ptr(), c0, c1) };
     }
@@ -344,10 +250,7 @@ fn tiles_bf16(kc2: usize, block: &[u32], bpairs: &[u32], acc: &mut [[[f32; NR]; 
 
 /// c += a · b over `kc` inner indices of one row panel and one column panel.
 fn micro_tile(isa: Isa, kc: usize, a: &[f32], b: &[f32], c: &mut [[f32; NR]; MR]) {
-    assert!(
-        a.len() >= kc * MR && b.len() >= kc * NR,
-        "micro-panel bounds"
-    );
+    assert!(a.len() >= kc * MR && b.len() >= kc * NR, "micro-panel bounds");
     #[cfg(target_arch = "x86_64")]
     if isa.avx2() {
         // SAFETY: AVX2/FMA detected; panel bounds asserted above.

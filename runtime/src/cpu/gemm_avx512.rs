@@ -27,16 +27,13 @@ pub fn x_pairs(apack: &[f32]) -> Vec<u32> {
     use rayon::prelude::*;
     let panels = apack.len() / (KC * MR);
     let mut out = vec![0u32; panels * KC / 2 * MR];
-    apack
-        .par_chunks_exact(KC * MR)
-        .zip(out.par_chunks_exact_mut(KC / 2 * MR))
-        .for_each(|(src, dst)| {
-            for kk in 0..KC / 2 {
-                for i in 0..MR {
-                    dst[kk * MR + i] = pair(src[2 * kk * MR + i], src[(2 * kk + 1) * MR + i]);
-                }
+    apack.par_chunks_exact(KC * MR).zip(out.par_chunks_exact_mut(KC / 2 * MR)).for_each(|(src, dst)| {
+        for kk in 0..KC / 2 {
+            for i in 0..MR {
+                dst[kk * MR + i] = pair(src[2 * kk * MR + i], src[(2 * kk + 1) * MR + i]);
             }
-        });
+        }
+    });
     out
 }
 
@@ -50,26 +47,15 @@ pub fn x_pairs(apack: &[f32]) -> Vec<u32> {
 pub unsafe fn w_pairs_avx512(kc: usize, bpack: &[f32], out: &mut [u32]) {
     use std::arch::x86_64::*;
     const _: () = assert!(NR == 16);
-    assert!(
-        bpack.len() >= kc * NR && out.len() >= kc.div_ceil(2) * NR,
-        "micro-panel bounds"
-    );
+    assert!(bpack.len() >= kc * NR && out.len() >= kc.div_ceil(2) * NR, "micro-panel bounds");
     let idx = _mm512_set_epi16(
-        31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4,
-        19, 3, 18, 2, 17, 1, 16, 0,
+        31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0,
     );
     for kk in 0..kc.div_ceil(2) {
         let lo = _mm512_loadu_ps(bpack.as_ptr().add(2 * kk * NR));
-        let hi = if 2 * kk + 1 < kc {
-            _mm512_loadu_ps(bpack.as_ptr().add((2 * kk + 1) * NR))
-        } else {
-            _mm512_setzero_ps()
-        };
+        let hi = if 2 * kk + 1 < kc { _mm512_loadu_ps(bpack.as_ptr().add((2 * kk + 1) * NR)) } else { _mm512_setzero_ps() };
         let halves: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
-        _mm512_storeu_si512(
-            out.as_mut_ptr().add(kk * NR) as *mut _,
-            _mm512_permutexvar_epi16(idx, halves),
-        );
+        _mm512_storeu_si512(out.as_mut_ptr().add(kk * NR) as *mut _, _mm512_permutexvar_epi16(idx, halves));
     }
 }
 
@@ -78,11 +64,7 @@ pub unsafe fn w_pairs_avx512(kc: usize, bpack: &[f32], out: &mut [u32]) {
 pub fn w_pairs(kc: usize, bpack: &[f32], out: &mut [u32]) {
     for kk in 0..kc.div_ceil(2) {
         for j in 0..NR {
-            let hi = if 2 * kk + 1 < kc {
-                bpack[(2 * kk + 1) * NR + j]
-            } else {
-                0.0
-            };
+            let hi = if 2 * kk + 1 < kc { bpack[(2 * kk + 1) * NR + j] } else { 0.0 };
             out[kk * NR + j] = pair(bpack[2 * kk * NR + j], hi);
         }
     }
@@ -94,14 +76,7 @@ pub fn w_pairs(kc: usize, bpack: &[f32], out: &mut [u32]) {
 /// AVX-512 F must be available; `a0`, `a1` hold `kc·MR` and `b` `kc·NR` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-pub unsafe fn tile2_f32(
-    kc: usize,
-    a0: *const f32,
-    a1: *const f32,
-    b: *const f32,
-    c0: &mut [[f32; NR]; MR],
-    c1: &mut [[f32; NR]; MR],
-) {
+pub unsafe fn tile2_f32(kc: usize, a0: *const f32, a1: *const f32, b: *const f32, c0: &mut [[f32; NR]; MR], c1: &mut [[f32; NR]; MR]) {
     use std::arch::x86_64::*;
     let mut acc = [_mm512_setzero_ps(); 2 * MR];
     for i in 0..MR {
@@ -128,14 +103,7 @@ pub unsafe fn tile2_f32(
 /// AVX-512 F and BF16 must be available; `a0`, `a1` hold `kc2·MR` and `b` `kc2·NR` pairs.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
-pub unsafe fn tile2_bf16(
-    kc2: usize,
-    a0: *const u32,
-    a1: *const u32,
-    b: *const u32,
-    c0: &mut [[f32; NR]; MR],
-    c1: &mut [[f32; NR]; MR],
-) {
+pub unsafe fn tile2_bf16(kc2: usize, a0: *const u32, a1: *const u32, b: *const u32, c0: &mut [[f32; NR]; MR], c1: &mut [[f32; NR]; MR]) {
     use std::arch::x86_64::*;
     let mut acc = [_mm512_setzero_ps(); 2 * MR];
     for i in 0..MR {
@@ -168,9 +136,7 @@ mod tests {
             println!("SKIPPED: no AVX512-BF16 on this CPU");
             return;
         }
-        let b: Vec<f32> = (0..5 * NR)
-            .map(|i| (i as f32 * 0.377).sin() * 3.1 + if i == 7 { 1.0 + 1.0 / 256.0 } else { 0.0 })
-            .collect();
+        let b: Vec<f32> = (0..5 * NR).map(|i| (i as f32 * 0.377).sin() * 3.1 + if i == 7 { 1.0 + 1.0 / 256.0 } else { 0.0 }).collect();
         let (mut want, mut got) = (vec![0u32; 3 * NR], vec![0u32; 3 * NR]);
         w_pairs(5, &b, &mut want);
         // SAFETY: the features were checked above; sizes match.

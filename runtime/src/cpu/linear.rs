@@ -16,16 +16,7 @@ pub enum LinearEpilogue<'a> {
 
 /// out = epilogue(x · wᵀ + bias).  x [M, K], w [N, K], out [M, N].
 #[allow(clippy::too_many_arguments)]
-pub fn linear(
-    isa: Isa,
-    x: &[f32],
-    k: usize,
-    n: usize,
-    w: WeightSlice,
-    bias: Option<WeightSlice>,
-    out: &mut [f32],
-    epilogue: LinearEpilogue,
-) {
+pub fn linear(isa: Isa, x: &[f32], k: usize, n: usize, w: WeightSlice, bias: Option<WeightSlice>, out: &mut [f32], epilogue: LinearEpilogue) {
     if n == 0 || out.is_empty() {
         return;
     }
@@ -33,16 +24,7 @@ pub fn linear(
     let bias_at = |j: usize| bias.as_ref().map_or(0.0, |b| b[j]);
     match epilogue {
         LinearEpilogue::Store | LinearEpilogue::Act(_) => {
-            matmul(
-                isa,
-                x,
-                k,
-                w,
-                WeightLayout::OutIn,
-                out,
-                false,
-                RowOrder::Free,
-            );
+            matmul(isa, x, k, w, WeightLayout::OutIn, out, false, RowOrder::Free);
             let act = match epilogue {
                 LinearEpilogue::Act(f) => Some(f),
                 _ => None,
@@ -55,23 +37,12 @@ pub fn linear(
         }
         LinearEpilogue::GatedAdd(gate) => {
             let mut y = vec![0f32; out.len()];
-            matmul(
-                isa,
-                x,
-                k,
-                w,
-                WeightLayout::OutIn,
-                &mut y,
-                false,
-                RowOrder::Free,
-            );
-            out.par_chunks_mut(n)
-                .zip(y.par_chunks(n))
-                .for_each(|(row, y)| {
-                    for (j, (o, &v)) in row.iter_mut().zip(y).enumerate() {
-                        *o += gate[j] * (v + bias_at(j));
-                    }
-                });
+            matmul(isa, x, k, w, WeightLayout::OutIn, &mut y, false, RowOrder::Free);
+            out.par_chunks_mut(n).zip(y.par_chunks(n)).for_each(|(row, y)| {
+                for (j, (o, &v)) in row.iter_mut().zip(y).enumerate() {
+                    *o += gate[j] * (v + bias_at(j));
+                }
+            });
         }
     }
 }

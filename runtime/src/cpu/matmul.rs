@@ -15,16 +15,7 @@ const COLUMN_BLOCK: usize = 512;
 
 /// out[M, N] (+)= x[M, K] · W, W stored as `layout`.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul(
-    isa: Isa,
-    x: &[f32],
-    k: usize,
-    w: WeightSlice,
-    layout: WeightLayout,
-    out: &mut [f32],
-    accumulate: bool,
-    rows: RowOrder,
-) {
+pub fn matmul(isa: Isa, x: &[f32], k: usize, w: WeightSlice, layout: WeightLayout, out: &mut [f32], accumulate: bool, rows: RowOrder) {
     let m = if k == 0 { 0 } else { x.len() / k };
     if k == 0 {
         if !accumulate {
@@ -46,15 +37,7 @@ pub fn matmul(
 
 /// out[M, F] = silu(x · w_gateᵀ) · (x · w_upᵀ). Decode streams both matrices in one pass
 /// over shared x; prefill runs the two GEMMs.
-pub fn gate_up(
-    isa: Isa,
-    x: &[f32],
-    k: usize,
-    w_gate: WeightSlice,
-    w_up: WeightSlice,
-    out: &mut [f32],
-    rows: RowOrder,
-) {
+pub fn gate_up(isa: Isa, x: &[f32], k: usize, w_gate: WeightSlice, w_up: WeightSlice, out: &mut [f32], rows: RowOrder) {
     let m = if k == 0 { 0 } else { x.len() / k };
     if m == 0 || out.is_empty() {
         out.fill(0.0);
@@ -76,9 +59,7 @@ pub fn gate_up(
         let mut up = vec![0f32; out.len()];
         matmul(isa, x, k, w_gate, WeightLayout::OutIn, out, false, rows);
         matmul(isa, x, k, w_up, WeightLayout::OutIn, &mut up, false, rows);
-        out.par_iter_mut()
-            .zip(up.par_iter())
-            .for_each(|(g, &u)| *g = silu_mul(*g, u));
+        out.par_iter_mut().zip(up.par_iter()).for_each(|(g, &u)| *g = silu_mul(*g, u));
     }
 }
 
@@ -112,14 +93,7 @@ fn rows_per_task(n: usize, tasks_per_thread: usize) -> usize {
 
 /// The four-row group's dot products with input rows `row..row + count` (count 1 or 2;
 /// a pair shares its weight loads).
-fn dots(
-    isa: Isa,
-    w: WeightSlice,
-    starts: [usize; 4],
-    xs: &[GemvX],
-    row: usize,
-    count: usize,
-) -> [[f32; 4]; 2] {
+fn dots(isa: Isa, w: WeightSlice, starts: [usize; 4], xs: &[GemvX], row: usize, count: usize) -> [[f32; 4]; 2] {
     if count == 2 {
         dot4x2(isa, w, starts, &xs[row], &xs[row + 1])
     } else {
@@ -132,13 +106,7 @@ fn dots(
 /// or two input rows, and those rows' (up to four) outputs each. All input rows of a
 /// group run back to back, so the group's weights come from memory once and from cache
 /// for the other rows.
-fn for_each_row_group(
-    out: &mut [f32],
-    m: usize,
-    k: usize,
-    tasks_per_thread: usize,
-    f: impl Fn([usize; 4], usize, &mut [&mut [f32]]) + Sync,
-) {
+fn for_each_row_group(out: &mut [f32], m: usize, k: usize, tasks_per_thread: usize, f: impl Fn([usize; 4], usize, &mut [&mut [f32]]) + Sync) {
     let n = out.len() / m;
     let chunk = rows_per_task(n, tasks_per_thread);
     let shared = SharedOut(out.as_mut_ptr());
@@ -154,9 +122,7 @@ fn for_each_row_group(
                 let count = (m - row).min(2);
                 // SAFETY: task c alone writes columns c·chunk..end of every row; the rows
                 // differ, and `(row + 1) · n + last < m · n = out.len()` for a pair.
-                let slice = |r: usize| unsafe {
-                    std::slice::from_raw_parts_mut(shared.0.add(r * n + first), last - first + 1)
-                };
+                let slice = |r: usize| unsafe { std::slice::from_raw_parts_mut(shared.0.add(r * n + first), last - first + 1) };
                 if count == 2 {
                     f(starts, row, &mut [slice(row), slice(row + 1)]);
                 } else {
@@ -177,27 +143,11 @@ fn gemv_out_in(isa: Isa, x: &[f32], k: usize, w: WeightSlice, out: &mut [f32], a
         scratch.resize(len, 0.0);
         gemv_out_in_with_tasks(isa, x, k, w, &mut scratch, false, tasks);
     });
-    gemv_out_in_with_tasks(
-        isa,
-        x,
-        k,
-        w,
-        out,
-        accumulate,
-        super::tune::gemv_tasks_per_thread(n),
-    );
+    gemv_out_in_with_tasks(isa, x, k, w, out, accumulate, super::tune::gemv_tasks_per_thread(n));
 }
 
 /// `gemv_out_in` with `tasks_per_thread` tasks per thread (results do not depend on it).
-pub(crate) fn gemv_out_in_with_tasks(
-    isa: Isa,
-    x: &[f32],
-    k: usize,
-    w: WeightSlice,
-    out: &mut [f32],
-    accumulate: bool,
-    tasks_per_thread: usize,
-) {
+pub(crate) fn gemv_out_in_with_tasks(isa: Isa, x: &[f32], k: usize, w: WeightSlice, out: &mut [f32], accumulate: bool, tasks_per_thread: usize) {
     let m = x.len() / k;
     let xs = gemv_inputs(x, k);
     for_each_row_group(out, m, k, tasks_per_thread, |starts, row, outs| {
@@ -216,15 +166,7 @@ pub(crate) fn gemv_out_in_with_tasks(
 /// sums are added per column block.
 /// The band split depends on K and the thread count only, never on M, so each row is
 /// summed exactly as it would be alone.
-fn gemv_in_out(
-    isa: Isa,
-    x: &[f32],
-    k: usize,
-    w: WeightSlice,
-    n: usize,
-    out: &mut [f32],
-    accumulate: bool,
-) {
+fn gemv_in_out(isa: Isa, x: &[f32], k: usize, w: WeightSlice, n: usize, out: &mut [f32], accumulate: bool) {
     let m = x.len() / k;
     let bands = (rayon::current_num_threads() * 2).min(k.div_ceil(4)).max(1);
     let band_rows = k.div_ceil(bands).next_multiple_of(4);
@@ -247,12 +189,10 @@ fn gemv_in_out(
             acc
         })
         .collect();
-    out.par_chunks_mut(COLUMN_BLOCK)
-        .enumerate()
-        .for_each(|(c, out)| {
-            let start = c * COLUMN_BLOCK;
-            for (j, o) in out.iter_mut().enumerate() {
-                store(o, partials.iter().map(|p| p[start + j]).sum(), accumulate);
-            }
-        });
+    out.par_chunks_mut(COLUMN_BLOCK).enumerate().for_each(|(c, out)| {
+        let start = c * COLUMN_BLOCK;
+        for (j, o) in out.iter_mut().enumerate() {
+            store(o, partials.iter().map(|p| p[start + j]).sum(), accumulate);
+        }
+    });
 }

@@ -5,18 +5,18 @@
 mod attention;
 mod attention_blocked;
 pub mod bandwidth;
+pub mod peak;
 mod conv;
 mod conv2d;
+mod encode;
 mod elementwise;
 mod embed;
-mod encode;
 mod gemm;
 pub mod gemm_amx;
 mod gemm_avx512;
 mod linear;
 mod matmul;
 mod norm;
-pub mod peak;
 mod q8;
 mod rope;
 mod sample;
@@ -30,8 +30,8 @@ use std::sync::Mutex;
 
 pub use storage::CpuBuffer;
 
-use crate::precision::Precision;
 pub use simd::Isa;
+use crate::precision::Precision;
 
 use crate::aligned::AlignedBytes;
 use crate::op::{Epilogue, Op, ValidOp};
@@ -69,10 +69,7 @@ impl Cpu {
     pub fn with_isa(isa: Isa) -> Self {
         // The tuned table (or the defaults) is in place before the first kernel runs.
         tune::load_once();
-        Cpu {
-            isa: Isa::best_at_most(isa),
-            lock: Mutex::new(()),
-        }
+        Cpu { isa: Isa::best_at_most(isa), lock: Mutex::new(()) }
     }
 
     /// The arithmetic the kernels do.
@@ -90,17 +87,12 @@ impl Cpu {
     }
 
     fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.lock
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 fn alloc_bytes(len: usize) -> Result<AlignedBytes> {
-    AlignedBytes::zeroed(len).ok_or_else(|| Error::Backend {
-        backend: "cpu",
-        msg: format!("cannot allocate {len} bytes"),
-    })
+    AlignedBytes::zeroed(len).ok_or_else(|| Error::Backend { backend: "cpu", msg: format!("cannot allocate {len} bytes") })
 }
 
 fn byte_len(dtype: DType, shape: &[usize]) -> Result<usize> {
@@ -113,14 +105,7 @@ fn byte_len(dtype: DType, shape: &[usize]) -> Result<usize> {
 
 fn conv_dims(x: &Tensor<Cpu>, w: &Tensor<Cpu>, out: &Tensor<Cpu>) -> conv::ConvDims {
     let (xs, ws, os) = (x.shape(), w.shape(), out.shape());
-    conv::ConvDims {
-        batch: xs[0],
-        l_in: xs[1],
-        c_in: xs[2],
-        l_out: os[1],
-        c_out: os[2],
-        k: ws[1],
-    }
+    conv::ConvDims { batch: xs[0], l_in: xs[1], c_in: xs[2], l_out: os[1], c_out: os[2], k: ws[1] }
 }
 
 impl Backend for Cpu {
@@ -143,12 +128,7 @@ impl Backend for Cpu {
     fn upload(&self, dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor<Self>> {
         let len = byte_len(dtype, shape)?;
         if bytes.len() != len {
-            return Err(Error::shape(
-                "upload",
-                format!("bytes for {shape:?} {dtype}"),
-                len,
-                bytes.len(),
-            ));
+            return Err(Error::shape("upload", format!("bytes for {shape:?} {dtype}"), len, bytes.len()));
         }
         let mut owned = alloc_bytes(len)?;
         owned.as_mut_slice().copy_from_slice(bytes);
@@ -158,43 +138,23 @@ impl Backend for Cpu {
     fn write(&self, dst: &Tensor<Self>, bytes: &[u8]) -> Result<()> {
         let _g = self.guard();
         if bytes.len() != dst.size_bytes() {
-            return Err(Error::shape(
-                "write",
-                "byte count",
-                dst.size_bytes(),
-                bytes.len(),
-            ));
+            return Err(Error::shape("write", "byte count", dst.size_bytes(), bytes.len()));
         }
-        let base = dst
-            .buffer()
-            .base_ptr_mut()
-            .ok_or(Error::ReadOnly { op: "write" })?;
+        let base = dst.buffer().base_ptr_mut().ok_or(Error::ReadOnly { op: "write" })?;
         // SAFETY: from_parts checked that the view lies inside the buffer; the lock
         // keeps other ops from reading it meanwhile.
-        unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), base.add(dst.byte_offset()), bytes.len())
-        };
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), base.add(dst.byte_offset()), bytes.len()) };
         Ok(())
     }
 
     fn upload_weight(&self, weight: &WeightView) -> Result<Tensor<Self>> {
-        Tensor::from_parts(
-            CpuBuffer::weight(weight.clone()),
-            0,
-            weight.shape().to_vec(),
-            weight.dtype(),
-        )
+        Tensor::from_parts(CpuBuffer::weight(weight.clone()), 0, weight.shape().to_vec(), weight.dtype())
     }
 
     fn download(&self, src: &Tensor<Self>) -> Result<Vec<u8>> {
         let _g = self.guard();
         // SAFETY: the view lies inside the buffer (checked by from_parts).
-        let bytes = unsafe {
-            std::slice::from_raw_parts(
-                src.buffer().base_ptr().add(src.byte_offset()),
-                src.size_bytes(),
-            )
-        };
+        let bytes = unsafe { std::slice::from_raw_parts(src.buffer().base_ptr().add(src.byte_offset()), src.size_bytes()) };
         Ok(bytes.to_vec())
     }
 
@@ -205,304 +165,90 @@ impl Backend for Cpu {
     fn exec(&self, op: ValidOp<'_, '_, Self>) -> Result<()> {
         let _g = self.guard();
         match *op {
-            Op::EmbedRows { table, ids, out } => {
-                embed::rows(weight_rows(table), u32s(ids), f32s_mut(out)?)
+            Op::EmbedRows { table, ids, out } => embed::rows(weight_rows(table), u32s(ids), f32s_mut(out)?),
+            Op::EmbedCodebookSum { table, codes, mask, card, out } => {
+                embed::codebook_sum(weight_rows(table), u32s(codes), u32s(mask), card, codes.dim_back(0), f32s_mut(out)?)
             }
-            Op::EmbedCodebookSum {
-                table,
-                codes,
-                mask,
-                card,
-                out,
-            } => embed::codebook_sum(
-                weight_rows(table),
-                u32s(codes),
-                u32s(mask),
-                card,
-                codes.dim_back(0),
-                f32s_mut(out)?,
-            ),
-            Op::RmsNorm {
-                x,
-                weight,
-                out,
-                eps,
-            } => {
+            Op::RmsNorm { x, weight, out, eps } => {
                 norm::rms_norm(self.isa, f32s(x), weight_rows(weight), f32s_mut(out)?, eps);
                 Ok(())
             }
-            Op::MatMul {
-                x,
-                w,
-                out,
-                layout,
-                accumulate,
-                rows,
-            } => {
-                matmul::matmul(
-                    self.isa,
-                    f32s(x),
-                    x.dim_back(0),
-                    weight_rows(w),
-                    layout,
-                    f32s_mut(out)?,
-                    accumulate,
-                    rows,
-                );
+            Op::MatMul { x, w, out, layout, accumulate, rows } => {
+                matmul::matmul(self.isa, f32s(x), x.dim_back(0), weight_rows(w), layout, f32s_mut(out)?, accumulate, rows);
                 Ok(())
             }
-            Op::GateUp {
-                x,
-                w_gate,
-                w_up,
-                out,
-                rows,
-            } => {
-                matmul::gate_up(
-                    self.isa,
-                    f32s(x),
-                    x.dim_back(0),
-                    weight_rows(w_gate),
-                    weight_rows(w_up),
-                    f32s_mut(out)?,
-                    rows,
-                );
+            Op::GateUp { x, w_gate, w_up, out, rows } => {
+                matmul::gate_up(self.isa, f32s(x), x.dim_back(0), weight_rows(w_gate), weight_rows(w_up), f32s_mut(out)?, rows);
                 Ok(())
             }
-            Op::Rope {
-                x,
-                positions,
-                table,
-                out,
-            } => rope::rope(
-                f32s(x),
-                x.dim_back(1),
-                u32s(positions),
-                f32s(table),
-                f32s_mut(out)?,
-            ),
-            Op::KvAppend {
-                k,
-                v,
-                positions,
-                k_cache,
-                v_cache,
-                rope,
-            } => {
+            Op::Rope { x, positions, table, out } => rope::rope(f32s(x), x.dim_back(1), u32s(positions), f32s(table), f32s_mut(out)?),
+            Op::KvAppend { k, v, positions, k_cache, v_cache, rope } => {
                 let capacity = k_cache.shape()[1];
                 let kv_heads = k.shape()[1];
-                attention::kv_append(
-                    f32s(k),
-                    f32s(v),
-                    u32s(positions),
-                    kv_heads,
-                    capacity,
-                    f32s_mut(k_cache)?,
-                    f32s_mut(v_cache)?,
-                    rope.map(f32s),
-                )
+                attention::kv_append(f32s(k), f32s(v), u32s(positions), kv_heads, capacity, f32s_mut(k_cache)?, f32s_mut(v_cache)?, rope.map(f32s))
             }
-            Op::Attention {
-                q,
-                k_cache,
-                v_cache,
-                out,
-                kv_len,
-                causal,
-            } if q.shape()[0] >= attention::BLOCKED_FROM => {
-                attention::attention_blocked(
-                    self.isa,
-                    f32s(q),
-                    f32s(k_cache),
-                    f32s(v_cache),
-                    f32s_mut(out)?,
-                    attention::AttnShape::new(q.shape(), k_cache.shape(), kv_len, causal),
-                );
+            Op::Attention { q, k_cache, v_cache, out, kv_len, causal } if q.shape()[0] >= attention::BLOCKED_FROM => {
+                attention::attention_blocked(self.isa, f32s(q), f32s(k_cache), f32s(v_cache), f32s_mut(out)?, attention::AttnShape::new(q.shape(), k_cache.shape(), kv_len, causal));
                 Ok(())
             }
-            Op::Attention {
-                q,
-                k_cache,
-                v_cache,
-                out,
-                kv_len,
-                causal,
-            } => {
+            Op::Attention { q, k_cache, v_cache, out, kv_len, causal } => {
                 let shape = attention::AttnShape::new(q.shape(), k_cache.shape(), kv_len, causal);
-                attention::attention(
-                    self.isa,
-                    f32s(q),
-                    f32s(k_cache),
-                    f32s(v_cache),
-                    f32s_mut(out)?,
-                    shape,
-                );
+                attention::attention(self.isa, f32s(q), f32s(k_cache), f32s(v_cache), f32s_mut(out)?, shape);
                 Ok(())
             }
             Op::SwiGlu { gate, up, out } => elementwise::swiglu(gate, up, out),
             Op::Add { a, b, out } => elementwise::add(a, b, out),
-            Op::Guidance {
-                cond,
-                uncond,
-                scale,
-                out,
-            } => elementwise::guidance(cond, uncond, scale, out),
+            Op::Guidance { cond, uncond, scale, out } => elementwise::guidance(cond, uncond, scale, out),
             Op::SelectRows { mask, a, b, out } => elementwise::select_rows(u32s(mask), a, b, out),
             Op::Softmax { x, out } => elementwise::softmax(x, out),
             Op::Argmax { x, out } => {
                 sample::argmax_rows(f32s(x), x.dim_back(0), u32s_mut(out)?);
                 Ok(())
             }
-            Op::TopKSample {
-                logits,
-                out,
-                params,
-            } => {
+            Op::TopKSample { logits, out, params } => {
                 sample::top_k_rows(f32s(logits), logits.dim_back(0), &params, u32s_mut(out)?);
                 Ok(())
             }
-            Op::Linear {
-                x,
-                w,
-                bias,
-                out,
-                epilogue,
-            } => {
+            Op::Linear { x, w, bias, out, epilogue } => {
                 let epilogue = match epilogue {
                     Epilogue::Store => linear::LinearEpilogue::Store,
                     Epilogue::Act(f) => linear::LinearEpilogue::Act(f),
                     Epilogue::GatedAdd { gate } => linear::LinearEpilogue::GatedAdd(f32s(gate)),
                 };
-                linear::linear(
-                    self.isa,
-                    f32s(x),
-                    x.dim_back(0),
-                    w.shape()[0],
-                    weight_rows(w),
-                    bias.map(weight_rows),
-                    f32s_mut(out)?,
-                    epilogue,
-                );
+                linear::linear(self.isa, f32s(x), x.dim_back(0), w.shape()[0], weight_rows(w), bias.map(weight_rows), f32s_mut(out)?, epilogue);
                 Ok(())
             }
             Op::Unary { x, out, f } => elementwise::unary(x, out, f),
-            Op::LayerNormModulate {
-                x,
-                shift,
-                scale,
-                out,
-                eps,
-            } => {
+            Op::LayerNormModulate { x, shift, scale, out, eps } => {
                 norm::layer_norm_modulate(f32s(x), f32s(shift), f32s(scale), f32s_mut(out)?, eps);
                 Ok(())
             }
-            Op::Conv1d {
-                x,
-                w,
-                bias,
-                out,
-                conv,
-            } => {
-                conv::conv1d(
-                    self.isa,
-                    f32s(x),
-                    weight_rows(w),
-                    bias.map(weight_rows),
-                    f32s_mut(out)?,
-                    conv_dims(x, w, out),
-                    conv,
-                );
+            Op::Conv1d { x, w, bias, out, conv } => {
+                conv::conv1d(self.isa, f32s(x), weight_rows(w), bias.map(weight_rows), f32s_mut(out)?, conv_dims(x, w, out), conv);
                 Ok(())
             }
-            Op::ConvTranspose1d {
-                x,
-                w,
-                bias,
-                out,
-                stride,
-                padding,
-            } => {
+            Op::ConvTranspose1d { x, w, bias, out, stride, padding } => {
                 let dims = conv_dims(x, w, out);
-                conv::conv_transpose1d(
-                    self.isa,
-                    f32s(x),
-                    weight_rows(w),
-                    bias.map(weight_rows),
-                    f32s_mut(out)?,
-                    dims,
-                    stride,
-                    padding,
-                );
+                conv::conv_transpose1d(self.isa, f32s(x), weight_rows(w), bias.map(weight_rows), f32s_mut(out)?, dims, stride, padding);
                 Ok(())
             }
-            Op::EulerCfg {
-                x,
-                cond,
-                uncond,
-                scale,
-                dt,
-            } => elementwise::euler_cfg(x, cond, uncond, scale, dt),
+            Op::EulerCfg { x, cond, uncond, scale, dt } => elementwise::euler_cfg(x, cond, uncond, scale, dt),
             Op::Blend { a, b, wa, wb, out } => elementwise::blend(a, b, wa, wb, out),
-            Op::Conv2d {
-                x,
-                w,
-                bias,
-                out,
-                conv,
-            } => {
+            Op::Conv2d { x, w, bias, out, conv } => {
                 let (xs, ws, os) = (x.shape(), w.shape(), out.shape());
-                let d = conv2d::Conv2dDims {
-                    batch: xs[0],
-                    h: xs[1],
-                    w: xs[2],
-                    c_in: xs[3],
-                    oh: os[1],
-                    ow: os[2],
-                    c_out: os[3],
-                    kh: ws[1],
-                    kw: ws[2],
-                };
-                conv2d::conv2d(
-                    self.isa,
-                    f32s(x),
-                    weight_rows(w),
-                    bias.map(weight_rows),
-                    f32s_mut(out)?,
-                    d,
-                    conv,
-                );
+                let d = conv2d::Conv2dDims { batch: xs[0], h: xs[1], w: xs[2], c_in: xs[3], oh: os[1], ow: os[2], c_out: os[3], kh: ws[1], kw: ws[2] };
+                conv2d::conv2d(self.isa, f32s(x), weight_rows(w), bias.map(weight_rows), f32s_mut(out)?, d, conv);
                 Ok(())
             }
-            Op::GroupNorm {
-                x,
-                weight,
-                bias,
-                out,
-                groups,
-                eps,
-            } => {
-                encode::group_norm(
-                    f32s(x),
-                    weight_rows(weight),
-                    weight_rows(bias),
-                    f32s_mut(out)?,
-                    x.shape()[1],
-                    x.shape()[2],
-                    groups,
-                    eps,
-                );
+            Op::GroupNorm { x, weight, bias, out, groups, eps } => {
+                encode::group_norm(f32s(x), weight_rows(weight), weight_rows(bias), f32s_mut(out)?, x.shape()[1], x.shape()[2], groups, eps);
                 Ok(())
             }
             Op::Glu { x, out } => {
                 encode::glu(f32s(x), f32s_mut(out)?, out.dim_back(0));
                 Ok(())
             }
-            Op::Film {
-                x,
-                p,
-                out,
-                gamma_scale,
-            } => {
+            Op::Film { x, p, out, gamma_scale } => {
                 let c = x.dim_back(0);
                 if out.same_view(x) {
                     encode::film(None, f32s(p), f32s_mut(out)?, c, gamma_scale);
@@ -511,54 +257,14 @@ impl Backend for Cpu {
                 }
                 Ok(())
             }
-            Op::RvqEncode {
-                x,
-                codebooks,
-                codes,
-                quantized,
-            } => {
-                let [levels, k, d] = [
-                    codebooks.shape()[0],
-                    codebooks.shape()[1],
-                    codebooks.shape()[2],
-                ];
-                encode::rvq_encode(
-                    self.isa,
-                    f32s(x),
-                    d,
-                    weight_rows(codebooks),
-                    levels,
-                    k,
-                    u32s_mut(codes)?,
-                    f32s_mut(quantized)?,
-                );
+            Op::RvqEncode { x, codebooks, codes, quantized } => {
+                let [levels, k, d] = [codebooks.shape()[0], codebooks.shape()[1], codebooks.shape()[2]];
+                encode::rvq_encode(self.isa, f32s(x), d, weight_rows(codebooks), levels, k, u32s_mut(codes)?, f32s_mut(quantized)?);
                 Ok(())
             }
-            Op::RelPosAttention {
-                q,
-                k,
-                v,
-                gate,
-                gate_const,
-                rel,
-                out,
-            } => {
-                let s = encode::RelPosShape {
-                    t: q.shape()[0],
-                    heads: q.shape()[1],
-                    d: q.shape()[2],
-                };
-                encode::rel_pos_attention(
-                    self.isa,
-                    f32s(q),
-                    f32s(k),
-                    f32s(v),
-                    f32s(gate),
-                    f32s(gate_const),
-                    f32s(rel),
-                    f32s_mut(out)?,
-                    s,
-                );
+            Op::RelPosAttention { q, k, v, gate, gate_const, rel, out } => {
+                let s = encode::RelPosShape { t: q.shape()[0], heads: q.shape()[1], d: q.shape()[2] };
+                encode::rel_pos_attention(self.isa, f32s(q), f32s(k), f32s(v), f32s(gate), f32s(gate_const), f32s(rel), f32s_mut(out)?, s);
                 Ok(())
             }
         }

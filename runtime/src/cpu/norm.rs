@@ -11,15 +11,13 @@ pub fn rms_norm(isa: super::simd::Isa, x: &[f32], weight: WeightSlice, out: &mut
         return;
     }
     let w: Vec<f32> = (0..cols).map(|i| weight.get(i)).collect();
-    out.par_chunks_mut(cols)
-        .zip(x.par_chunks(cols))
-        .for_each(|(out, x)| {
-            let ss = super::simd::dot_f32(isa, x, x);
-            let r = 1.0 / (ss / cols as f32 + eps).sqrt();
-            for ((o, &xi), &wi) in out.iter_mut().zip(x).zip(&w) {
-                *o = (xi * r) * wi;
-            }
-        });
+    out.par_chunks_mut(cols).zip(x.par_chunks(cols)).for_each(|(out, x)| {
+        let ss = super::simd::dot_f32(isa, x, x);
+        let r = 1.0 / (ss / cols as f32 + eps).sqrt();
+        for ((o, &xi), &wi) in out.iter_mut().zip(x).zip(&w) {
+            *o = (xi * r) * wi;
+        }
+    });
 }
 
 /// LayerNorm without affine (biased variance, f64 statistics), then n·(1 + scale) + shift.
@@ -28,15 +26,13 @@ pub fn layer_norm_modulate(x: &[f32], shift: &[f32], scale: &[f32], out: &mut [f
     if cols == 0 {
         return;
     }
-    out.par_chunks_mut(cols)
-        .zip(x.par_chunks(cols))
-        .for_each(|(out, x)| {
-            let mean = x.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
-            let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / cols as f64;
-            let rstd = (1.0 / (var + eps as f64).sqrt()) as f32;
-            let mean = mean as f32;
-            for (j, (o, &v)) in out.iter_mut().zip(x).enumerate() {
-                *o = ((v - mean) * rstd) * (1.0 + scale[j]) + shift[j];
-            }
-        });
+    out.par_chunks_mut(cols).zip(x.par_chunks(cols)).for_each(|(out, x)| {
+        let mean = x.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
+        let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / cols as f64;
+        let rstd = (1.0 / (var + eps as f64).sqrt()) as f32;
+        let mean = mean as f32;
+        for (j, (o, &v)) in out.iter_mut().zip(x).enumerate() {
+            *o = ((v - mean) * rstd) * (1.0 + scale[j]) + shift[j];
+        }
+    });
 }

@@ -26,10 +26,7 @@ pub fn measure_fma_peak(isa: Isa, reps: usize) -> f64 {
     let mut best = 0f64;
     for _ in 0..reps.max(3) {
         let t = Instant::now();
-        let sink: f32 = (0..threads)
-            .into_par_iter()
-            .map(|i| fma_loop(isa, iters, i as f32))
-            .sum();
+        let sink: f32 = (0..threads).into_par_iter().map(|i| fma_loop(isa, iters, i as f32)).sum();
         let secs = t.elapsed().as_secs_f64();
         std::hint::black_box(sink);
         let flops = threads as f64 * iters as f64 * flops_per_iter(isa);
@@ -88,11 +85,7 @@ mod x86 {
             }
         }
         let mut out = [0f32; 8];
-        _mm256_storeu_ps(
-            out.as_mut_ptr(),
-            acc.iter()
-                .fold(_mm256_setzero_ps(), |s, &a| _mm256_add_ps(s, a)),
-        );
+        _mm256_storeu_ps(out.as_mut_ptr(), acc.iter().fold(_mm256_setzero_ps(), |s, &a| _mm256_add_ps(s, a)));
         out.iter().sum()
     }
 
@@ -105,10 +98,7 @@ mod x86 {
                 *a = _mm512_fmadd_ps(*a, m, c);
             }
         }
-        _mm512_reduce_add_ps(
-            acc.iter()
-                .fold(_mm512_setzero_ps(), |s, &a| _mm512_add_ps(s, a)),
-        )
+        _mm512_reduce_add_ps(acc.iter().fold(_mm512_setzero_ps(), |s, &a| _mm512_add_ps(s, a)))
     }
 
     #[target_feature(enable = "avx512f,avx512bf16")]
@@ -122,9 +112,6 @@ mod x86 {
                 *a = _mm512_dpbf16_ps(*a, x, y);
             }
         }
-        _mm512_reduce_add_ps(
-            acc.iter()
-                .fold(_mm512_setzero_ps(), |s, &a| _mm512_add_ps(s, a)),
-        )
+        _mm512_reduce_add_ps(acc.iter().fold(_mm512_setzero_ps(), |s, &a| _mm512_add_ps(s, a)))
     }
 }

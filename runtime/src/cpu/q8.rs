@@ -54,12 +54,8 @@ pub mod avx512 {
         // Broadcast, then widen: no scalar round trip (whose register merge would chain
         // every block on an accumulator).
         let d = _mm512_cvtph_ps(_mm256_set1_epi16(super::scale_bits(p)));
-        let lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
-            p.add(2) as *const __m128i
-        )));
-        let hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
-            p.add(18) as *const __m128i
-        )));
+        let lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(2) as *const __m128i)));
+        let hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(18) as *const __m128i)));
         (_mm512_mul_ps(lo, d), _mm512_mul_ps(hi, d))
     }
 
@@ -86,14 +82,8 @@ pub mod avx512 {
     pub unsafe fn dot4x2(rows: [*const u8; 4], x: [*const f32; 2], k: usize) -> [[f32; 4]; 2] {
         let mut acc = [[[_mm512_setzero_ps(); 2]; 4]; 2];
         for b in 0..k / 32 {
-            let x0 = [
-                _mm512_loadu_ps(x[0].add(32 * b)),
-                _mm512_loadu_ps(x[1].add(32 * b)),
-            ];
-            let x1 = [
-                _mm512_loadu_ps(x[0].add(32 * b + 16)),
-                _mm512_loadu_ps(x[1].add(32 * b + 16)),
-            ];
+            let x0 = [_mm512_loadu_ps(x[0].add(32 * b)), _mm512_loadu_ps(x[1].add(32 * b))];
+            let x1 = [_mm512_loadu_ps(x[0].add(32 * b + 16)), _mm512_loadu_ps(x[1].add(32 * b + 16))];
             for r in 0..4 {
                 let (w0, w1) = block(rows[r].add(b * Q8_BLOCK_BYTES));
                 for m in 0..2 {
@@ -114,10 +104,7 @@ pub mod avx2 {
 
     #[inline(always)]
     unsafe fn eight(p: *const u8, d: __m256) -> __m256 {
-        _mm256_mul_ps(
-            _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i))),
-            d,
-        )
+        _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i))), d)
     }
 
     use crate::cpu::simd::avx2::hsum;
@@ -157,11 +144,7 @@ pub mod vnni {
     #[inline(always)]
     unsafe fn block_dot(w: *const u8, xq: __m256i) -> __m256i {
         let wq = _mm256_loadu_si256(w as *const __m256i);
-        _mm256_dpbusd_epi32(
-            _mm256_setzero_si256(),
-            _mm256_abs_epi8(wq),
-            _mm256_sign_epi8(xq, wq),
-        )
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(wq), _mm256_sign_epi8(xq, wq))
     }
 
     /// One block of four rows: the four int32 sums folded into one vector (lanes r and
@@ -174,12 +157,7 @@ pub mod vnni {
         let (s0, s1) = (block_dot(p[0].add(2), xq), block_dot(p[1].add(2), xq));
         let (s2, s3) = (block_dot(p[2].add(2), xq), block_dot(p[3].add(2), xq));
         let folded = _mm256_hadd_epi32(_mm256_hadd_epi32(s0, s1), _mm256_hadd_epi32(s2, s3));
-        let (b0, b1, b2, b3) = (
-            super::scale_bits(p[0]),
-            super::scale_bits(p[1]),
-            super::scale_bits(p[2]),
-            super::scale_bits(p[3]),
-        );
+        let (b0, b1, b2, b3) = (super::scale_bits(p[0]), super::scale_bits(p[1]), super::scale_bits(p[2]), super::scale_bits(p[3]));
         let d = _mm256_cvtph_ps(_mm_setr_epi16(b0, b1, b2, b3, b0, b1, b2, b3));
         _mm256_fmadd_ps(_mm256_cvtepi32_ps(folded), _mm256_mul_ps(d, dx), acc)
     }
@@ -188,22 +166,14 @@ pub mod vnni {
     #[inline(always)]
     unsafe fn at_block(rows: &[*const u8; 4], b: usize) -> [*const u8; 4] {
         let o = b * Q8_BLOCK_BYTES;
-        [
-            rows[0].add(o),
-            rows[1].add(o),
-            rows[2].add(o),
-            rows[3].add(o),
-        ]
+        [rows[0].add(o), rows[1].add(o), rows[2].add(o), rows[3].add(o)]
     }
 
     /// Rows 0..3 from the folded accumulator (lanes r and 4 + r).
     #[inline(always)]
     unsafe fn unfold(acc: __m256) -> [f32; 4] {
         let mut out = [0f32; 4];
-        _mm_storeu_ps(
-            out.as_mut_ptr(),
-            _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)),
-        );
+        _mm_storeu_ps(out.as_mut_ptr(), _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)));
         out
     }
 

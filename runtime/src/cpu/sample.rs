@@ -24,9 +24,7 @@ pub fn argmax(x: &[f32]) -> usize {
 }
 
 pub fn argmax_rows(x: &[f32], cols: usize, out: &mut [u32]) {
-    out.par_iter_mut()
-        .enumerate()
-        .for_each(|(r, o)| *o = argmax(&x[r * cols..(r + 1) * cols]) as u32);
+    out.par_iter_mut().enumerate().for_each(|(r, o)| *o = argmax(&x[r * cols..(r + 1) * cols]) as u32);
 }
 
 pub fn top_k_rows(logits: &[f32], cols: usize, params: &SampleParams, out: &mut [u32]) {
@@ -39,16 +37,7 @@ pub fn top_k_rows(logits: &[f32], cols: usize, params: &SampleParams, out: &mut 
 fn top_k(logits: &[f32], p: &SampleParams, key: u32) -> usize {
     let start = p.forbid_below;
     // NaN never wins a draw.
-    let scaled: Vec<f32> = logits[start..]
-        .iter()
-        .map(|&l| {
-            if l.is_nan() {
-                f32::NEG_INFINITY
-            } else {
-                l / p.temperature
-            }
-        })
-        .collect();
+    let scaled: Vec<f32> = logits[start..].iter().map(|&l| if l.is_nan() { f32::NEG_INFINITY } else { l / p.temperature }).collect();
     if p.top_k == 1 {
         return start + argmax(&scaled);
     }

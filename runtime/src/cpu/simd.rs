@@ -4,8 +4,8 @@
 use std::sync::OnceLock;
 
 use super::view::WeightSlice;
-use crate::dtype::bf16_bits_to_f32;
 use crate::precision::Precision;
+use crate::dtype::bf16_bits_to_f32;
 
 /// The instruction set a `Cpu` backend runs its kernels with, lowest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -61,14 +61,11 @@ impl Isa {
     pub fn detect() -> Isa {
         static DETECTED: OnceLock<Isa> = OnceLock::new();
         *DETECTED.get_or_init(|| {
-            let disabled =
-                std::env::var("UNIAUDIO_CPU_NO_SIMD").is_ok_and(|v| !v.is_empty() && v != "0");
+            let disabled = std::env::var("UNIAUDIO_CPU_NO_SIMD").is_ok_and(|v| !v.is_empty() && v != "0");
             if disabled {
                 return Isa::Scalar;
             }
-            let forced = std::env::var("UNIAUDIO_CPU_ISA")
-                .ok()
-                .and_then(|v| Isa::parse(&v));
+            let forced = std::env::var("UNIAUDIO_CPU_ISA").ok().and_then(|v| Isa::parse(&v));
             Isa::best_at_most(forced.unwrap_or(Isa::Avx512))
         })
     }
@@ -86,11 +83,7 @@ impl Isa {
 
     /// The best available level not above `cap`.
     pub fn best_at_most(cap: Isa) -> Isa {
-        Isa::ALL
-            .into_iter()
-            .filter(|l| *l <= cap)
-            .find(|l| l.available())
-            .unwrap_or(Isa::Scalar)
+        Isa::ALL.into_iter().filter(|l| *l <= cap).find(|l| l.available()).unwrap_or(Isa::Scalar)
     }
 
     pub fn parse(s: &str) -> Option<Isa> {
@@ -153,17 +146,16 @@ impl Isa {
     /// where the CPU has AVX512-VNNI).
     pub(crate) fn int8_dot(self) -> bool {
         static VNNI: OnceLock<bool> = OnceLock::new();
-        self.bf16_dot()
-            && *VNNI.get_or_init(|| {
-                #[cfg(target_arch = "x86_64")]
-                {
-                    std::arch::is_x86_feature_detected!("avx512vnni")
-                }
-                #[cfg(not(target_arch = "x86_64"))]
-                {
-                    false
-                }
-            })
+        self.bf16_dot() && *VNNI.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                std::arch::is_x86_feature_detected!("avx512vnni")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                false
+            }
+        })
     }
 }
 
@@ -191,12 +183,7 @@ impl<'a> GemvX<'a> {
             even_odd32.extend((0..16).map(|i| c[2 * i]));
             even_odd32.extend((0..16).map(|i| c[2 * i + 1]));
         }
-        GemvX {
-            x,
-            even_odd,
-            even_odd32,
-            q8: OnceLock::new(),
-        }
+        GemvX { x, even_odd, even_odd32, q8: OnceLock::new() }
     }
 
     /// x in 8-bit blocks (the fast level's Q8_0 products), made once.
@@ -221,24 +208,11 @@ pub fn dot4(isa: Isa, w: WeightSlice, starts: [usize; 4], x: &GemvX) -> [f32; 4]
         // SAFETY: the features were detected; rows are in bounds (asserted above).
         unsafe {
             return match w {
-                WeightSlice::F32(s) => {
-                    avx512::dot4_f32(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k)
-                }
-                WeightSlice::F16(s) => {
-                    avx512::dot4_f16(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k)
-                }
-                WeightSlice::BF16(s) => avx512::dot4_bf16(
-                    starts.map(|o| s.as_ptr().add(o)),
-                    x.x.as_ptr(),
-                    x.even_odd32.as_ptr(),
-                    k,
-                ),
-                WeightSlice::Q8_0(b) if isa.int8_dot() => {
-                    super::q8::vnni::dot4(q8_rows(b, starts, k), x.quantized(), k)
-                }
-                WeightSlice::Q8_0(b) => {
-                    super::q8::avx512::dot4(q8_rows(b, starts, k), x.x.as_ptr(), k)
-                }
+                WeightSlice::F32(s) => avx512::dot4_f32(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k),
+                WeightSlice::F16(s) => avx512::dot4_f16(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k),
+                WeightSlice::BF16(s) => avx512::dot4_bf16(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), x.even_odd32.as_ptr(), k),
+                WeightSlice::Q8_0(b) if isa.int8_dot() => super::q8::vnni::dot4(q8_rows(b, starts, k), x.quantized(), k),
+                WeightSlice::Q8_0(b) => super::q8::avx512::dot4(q8_rows(b, starts, k), x.x.as_ptr(), k),
             };
         }
     }
@@ -247,21 +221,10 @@ pub fn dot4(isa: Isa, w: WeightSlice, starts: [usize; 4], x: &GemvX) -> [f32; 4]
         // SAFETY: the features were detected; rows are in bounds (asserted above).
         unsafe {
             return match w {
-                WeightSlice::F32(s) => {
-                    avx2::dot4_f32(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k)
-                }
-                WeightSlice::F16(s) => {
-                    avx2::dot4_f16(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k)
-                }
-                WeightSlice::BF16(s) => avx2::dot4_bf16(
-                    starts.map(|o| s.as_ptr().add(o)),
-                    x.x.as_ptr(),
-                    x.even_odd.as_ptr(),
-                    k,
-                ),
-                WeightSlice::Q8_0(b) => {
-                    super::q8::avx2::dot4(q8_rows(b, starts, k), x.x.as_ptr(), k)
-                }
+                WeightSlice::F32(s) => avx2::dot4_f32(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k),
+                WeightSlice::F16(s) => avx2::dot4_f16(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k),
+                WeightSlice::BF16(s) => avx2::dot4_bf16(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), x.even_odd.as_ptr(), k),
+                WeightSlice::Q8_0(b) => super::q8::avx2::dot4(q8_rows(b, starts, k), x.x.as_ptr(), k),
             };
         }
     }
@@ -285,17 +248,8 @@ pub fn dot4x2(isa: Isa, w: WeightSlice, starts: [usize; 4], a: &GemvX, b: &GemvX
             return match w {
                 WeightSlice::F32(s) => avx512::dot4x2_f32(starts.map(|o| s.as_ptr().add(o)), x, k),
                 WeightSlice::F16(s) => avx512::dot4x2_f16(starts.map(|o| s.as_ptr().add(o)), x, k),
-                WeightSlice::BF16(s) => avx512::dot4x2_bf16(
-                    starts.map(|o| s.as_ptr().add(o)),
-                    x,
-                    [a.even_odd32.as_ptr(), b.even_odd32.as_ptr()],
-                    k,
-                ),
-                WeightSlice::Q8_0(q) if isa.int8_dot() => super::q8::vnni::dot4x2(
-                    q8_rows(q, starts, k),
-                    [a.quantized(), b.quantized()],
-                    k,
-                ),
+                WeightSlice::BF16(s) => avx512::dot4x2_bf16(starts.map(|o| s.as_ptr().add(o)), x, [a.even_odd32.as_ptr(), b.even_odd32.as_ptr()], k),
+                WeightSlice::Q8_0(q) if isa.int8_dot() => super::q8::vnni::dot4x2(q8_rows(q, starts, k), [a.quantized(), b.quantized()], k),
                 WeightSlice::Q8_0(q) => super::q8::avx512::dot4x2(q8_rows(q, starts, k), x, k),
             };
         }
@@ -308,10 +262,7 @@ pub fn dot4x2(isa: Isa, w: WeightSlice, starts: [usize; 4], a: &GemvX, b: &GemvX
 #[cfg(target_arch = "x86_64")]
 fn q8_rows(blocks: &[u8], starts: [usize; 4], k: usize) -> [*const u8; 4] {
     use crate::dtype::{Q8_BLOCK, Q8_BLOCK_BYTES};
-    assert!(
-        k.is_multiple_of(Q8_BLOCK) && starts.iter().all(|s| s.is_multiple_of(Q8_BLOCK)),
-        "q8_0 rows must hold whole blocks"
-    );
+    assert!(k.is_multiple_of(Q8_BLOCK) && starts.iter().all(|s| s.is_multiple_of(Q8_BLOCK)), "q8_0 rows must hold whole blocks");
     starts.map(|s| blocks[s / Q8_BLOCK * Q8_BLOCK_BYTES..].as_ptr())
 }
 
@@ -354,15 +305,9 @@ pub fn axpy4(isa: Isa, out: &mut [f32], a: [f32; 4], w: WeightSlice, starts: [us
         // SAFETY: the features were detected; rows are in bounds (asserted above).
         unsafe {
             match w {
-                WeightSlice::F32(s) => {
-                    return avx2::axpy4_f32(out, a, starts.map(|o| s.as_ptr().add(o)))
-                }
-                WeightSlice::F16(s) => {
-                    return avx2::axpy4_f16(out, a, starts.map(|o| s.as_ptr().add(o)))
-                }
-                WeightSlice::BF16(s) => {
-                    return avx2::axpy4_bf16(out, a, starts.map(|o| s.as_ptr().add(o)))
-                }
+                WeightSlice::F32(s) => return avx2::axpy4_f32(out, a, starts.map(|o| s.as_ptr().add(o))),
+                WeightSlice::F16(s) => return avx2::axpy4_f16(out, a, starts.map(|o| s.as_ptr().add(o))),
+                WeightSlice::BF16(s) => return avx2::axpy4_bf16(out, a, starts.map(|o| s.as_ptr().add(o))),
                 // K-major products never hold 8-bit weights (validated); the loop below
                 // would serve them.
                 WeightSlice::Q8_0(_) => {}
@@ -370,10 +315,7 @@ pub fn axpy4(isa: Isa, out: &mut [f32], a: [f32; 4], w: WeightSlice, starts: [us
         }
     }
     for (j, o) in out.iter_mut().enumerate() {
-        *o += a[0] * w.get(starts[0] + j)
-            + a[1] * w.get(starts[1] + j)
-            + a[2] * w.get(starts[2] + j)
-            + a[3] * w.get(starts[3] + j);
+        *o += a[0] * w.get(starts[0] + j) + a[1] * w.get(starts[1] + j) + a[2] * w.get(starts[2] + j) + a[3] * w.get(starts[3] + j);
     }
 }
 
@@ -415,10 +357,7 @@ pub(super) mod avx2 {
         };
         // bf16 is the high half of an f32: zero-extend to 32 bits and shift.
         (bf16, $p:expr) => {
-            _mm256_castsi256_ps(_mm256_slli_epi32(
-                _mm256_cvtepu16_epi32(_mm_loadu_si128($p as *const __m128i)),
-                16,
-            ))
+            _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128($p as *const __m128i)), 16))
         };
     }
 
@@ -454,8 +393,7 @@ pub(super) mod avx2 {
                     let x1 = _mm256_loadu_ps(x.add(i + 8));
                     for r in 0..4 {
                         acc[r][0] = _mm256_fmadd_ps(load8!($kind, rows[r].add(i)), x0, acc[r][0]);
-                        acc[r][1] =
-                            _mm256_fmadd_ps(load8!($kind, rows[r].add(i + 8)), x1, acc[r][1]);
+                        acc[r][1] = _mm256_fmadd_ps(load8!($kind, rows[r].add(i + 8)), x1, acc[r][1]);
                     }
                     i += 16;
                 }
@@ -478,12 +416,7 @@ pub(super) mod avx2 {
     /// each 32-bit lane left by 16 yields the even elements as f32, masking off the low
     /// half yields the odd ones. Two integer ops per 16 weights instead of four.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot4_bf16(
-        rows: [*const u16; 4],
-        x: *const f32,
-        even_odd: *const f32,
-        k: usize,
-    ) -> [f32; 4] {
+    pub unsafe fn dot4_bf16(rows: [*const u16; 4], x: *const f32, even_odd: *const f32, k: usize) -> [f32; 4] {
         let mut acc = [[_mm256_setzero_ps(); 2]; 4];
         let high = _mm256_set1_epi32(0xffff_0000u32 as i32);
         let mut i = 0;
@@ -546,11 +479,7 @@ pub(super) mod avx2 {
         let mut i = 0;
         while i + 32 <= k {
             for (l, v) in acc.iter_mut().enumerate() {
-                *v = _mm256_fmadd_ps(
-                    _mm256_loadu_ps(a.add(i + 8 * l)),
-                    _mm256_loadu_ps(b.add(i + 8 * l)),
-                    *v,
-                );
+                *v = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(i + 8 * l)), _mm256_loadu_ps(b.add(i + 8 * l)), *v);
             }
             i += 32;
         }
@@ -558,10 +487,7 @@ pub(super) mod avx2 {
             acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(i)), _mm256_loadu_ps(b.add(i)), acc[0]);
             i += 8;
         }
-        let mut s = hsum(_mm256_add_ps(
-            _mm256_add_ps(acc[0], acc[1]),
-            _mm256_add_ps(acc[2], acc[3]),
-        ));
+        let mut s = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
         for j in i..k {
             s += *a.add(j) * *b.add(j);
         }
@@ -575,10 +501,7 @@ pub(super) mod avx2 {
         let av = _mm256_set1_ps(a);
         let mut j = 0;
         while j + 8 <= n {
-            _mm256_storeu_ps(
-                o.add(j),
-                _mm256_fmadd_ps(_mm256_loadu_ps(v.add(j)), av, _mm256_loadu_ps(o.add(j))),
-            );
+            _mm256_storeu_ps(o.add(j), _mm256_fmadd_ps(_mm256_loadu_ps(v.add(j)), av, _mm256_loadu_ps(o.add(j))));
             j += 8;
         }
         for j in j..n {
@@ -621,8 +544,7 @@ mod avx512 {
                     let x1 = _mm512_loadu_ps(x.add(i + 16));
                     for r in 0..4 {
                         acc[r][0] = _mm512_fmadd_ps(load16!($kind, rows[r].add(i)), x0, acc[r][0]);
-                        acc[r][1] =
-                            _mm512_fmadd_ps(load16!($kind, rows[r].add(i + 16)), x1, acc[r][1]);
+                        acc[r][1] = _mm512_fmadd_ps(load16!($kind, rows[r].add(i + 16)), x1, acc[r][1]);
                     }
                     i += 32;
                 }
@@ -646,19 +568,12 @@ mod avx512 {
     macro_rules! dot4x2 {
         ($name:ident, $t:ty, $kind:tt) => {
             #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-            pub unsafe fn $name(
-                rows: [*const $t; 4],
-                x: [*const f32; 2],
-                k: usize,
-            ) -> [[f32; 4]; 2] {
+            pub unsafe fn $name(rows: [*const $t; 4], x: [*const f32; 2], k: usize) -> [[f32; 4]; 2] {
                 let mut acc = [[[_mm512_setzero_ps(); 2]; 4]; 2];
                 let mut i = 0;
                 while i + 32 <= k {
                     let x0 = [_mm512_loadu_ps(x[0].add(i)), _mm512_loadu_ps(x[1].add(i))];
-                    let x1 = [
-                        _mm512_loadu_ps(x[0].add(i + 16)),
-                        _mm512_loadu_ps(x[1].add(i + 16)),
-                    ];
+                    let x1 = [_mm512_loadu_ps(x[0].add(i + 16)), _mm512_loadu_ps(x[1].add(i + 16))];
                     for r in 0..4 {
                         let w0 = load16!($kind, rows[r].add(i));
                         let w1 = load16!($kind, rows[r].add(i + 16));
@@ -669,9 +584,7 @@ mod avx512 {
                     }
                     i += 32;
                 }
-                finish_pair(&acc, i, k, |m, r, j| {
-                    scalar!($kind, *rows[r].add(j)) * *x[m].add(j)
-                })
+                finish_pair(&acc, i, k, |m, r, j| scalar!($kind, *rows[r].add(j)) * *x[m].add(j))
             }
         };
     }
@@ -680,24 +593,13 @@ mod avx512 {
 
     /// `dot4_bf16` for two inputs at once (see `dot4x2!`).
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn dot4x2_bf16(
-        rows: [*const u16; 4],
-        x: [*const f32; 2],
-        even_odd: [*const f32; 2],
-        k: usize,
-    ) -> [[f32; 4]; 2] {
+    pub unsafe fn dot4x2_bf16(rows: [*const u16; 4], x: [*const f32; 2], even_odd: [*const f32; 2], k: usize) -> [[f32; 4]; 2] {
         let mut acc = [[[_mm512_setzero_ps(); 2]; 4]; 2];
         let high = _mm512_set1_epi32(0xffff_0000u32 as i32);
         let mut i = 0;
         while i + 32 <= k {
-            let xe = [
-                _mm512_loadu_ps(even_odd[0].add(i)),
-                _mm512_loadu_ps(even_odd[1].add(i)),
-            ];
-            let xo = [
-                _mm512_loadu_ps(even_odd[0].add(i + 16)),
-                _mm512_loadu_ps(even_odd[1].add(i + 16)),
-            ];
+            let xe = [_mm512_loadu_ps(even_odd[0].add(i)), _mm512_loadu_ps(even_odd[1].add(i))];
+            let xo = [_mm512_loadu_ps(even_odd[0].add(i + 16)), _mm512_loadu_ps(even_odd[1].add(i + 16))];
             for r in 0..4 {
                 let raw = _mm512_loadu_si512(rows[r].add(i) as *const _);
                 let even = _mm512_castsi512_ps(_mm512_slli_epi32(raw, 16));
@@ -709,21 +611,14 @@ mod avx512 {
             }
             i += 32;
         }
-        finish_pair(&acc, i, k, |m, r, j| {
-            crate::dtype::bf16_bits_to_f32(*rows[r].add(j)) * *x[m].add(j)
-        })
+        finish_pair(&acc, i, k, |m, r, j| crate::dtype::bf16_bits_to_f32(*rows[r].add(j)) * *x[m].add(j))
     }
 
     /// The sums of `dot4x2_*`: per input and weight row, the accumulator pair reduced as
     /// `dot4_*` reduces it, then the products of elements `i..k` (`product(input, row,
     /// element)`) added one by one in order.
     #[target_feature(enable = "avx512f")]
-    unsafe fn finish_pair(
-        acc: &[[[__m512; 2]; 4]; 2],
-        i: usize,
-        k: usize,
-        product: impl Fn(usize, usize, usize) -> f32,
-    ) -> [[f32; 4]; 2] {
+    unsafe fn finish_pair(acc: &[[[__m512; 2]; 4]; 2], i: usize, k: usize, product: impl Fn(usize, usize, usize) -> f32) -> [[f32; 4]; 2] {
         let mut out = [[0f32; 4]; 2];
         for m in 0..2 {
             for r in 0..4 {
@@ -740,12 +635,7 @@ mod avx512 {
     /// bf16 rows against x in 32-chunk even/odd order: a 64-byte load holds 32 bf16; a
     /// shift gives the even elements as f32, a mask the odd ones.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn dot4_bf16(
-        rows: [*const u16; 4],
-        x: *const f32,
-        even_odd: *const f32,
-        k: usize,
-    ) -> [f32; 4] {
+    pub unsafe fn dot4_bf16(rows: [*const u16; 4], x: *const f32, even_odd: *const f32, k: usize) -> [f32; 4] {
         let mut acc = [[_mm512_setzero_ps(); 2]; 4];
         let high = _mm512_set1_epi32(0xffff_0000u32 as i32);
         let mut i = 0;

@@ -41,24 +41,11 @@ pub struct ShapeClass {
 
 /// Narrow and wide inner sizes (attention and codec linears vs FFN down-projections).
 pub const GEMM_CLASSES: [ShapeClass; 2] = [
-    ShapeClass {
-        name: "k<=2048",
-        max_k: 2048,
-        probe: (1000, 1536, 1536),
-    },
-    ShapeClass {
-        name: "k>2048",
-        max_k: usize::MAX,
-        probe: (1000, 6144, 1536),
-    },
+    ShapeClass { name: "k<=2048", max_k: 2048, probe: (1000, 1536, 1536) },
+    ShapeClass { name: "k>2048", max_k: usize::MAX, probe: (1000, 6144, 1536) },
 ];
 
-static GEMM_FAMILY: Family = Family {
-    name: GEMM_PASS,
-    classes: &["k<=2048", "k>2048"],
-    candidates: &GEMM_PASS_CANDIDATES,
-    default: GEMM_PASS_DEFAULT,
-};
+static GEMM_FAMILY: Family = Family { name: GEMM_PASS, classes: &["k<=2048", "k>2048"], candidates: &GEMM_PASS_CANDIDATES, default: GEMM_PASS_DEFAULT };
 static GEMM: LazyLock<Tuned> = LazyLock::new(|| Tuned::new(&GEMM_FAMILY));
 
 /// The GEMV family's name in the cache.
@@ -69,23 +56,12 @@ pub const GEMV_TASKS_CANDIDATES: [usize; 5] = [2, 4, 8, 16, 32];
 pub const GEMV_TASKS_DEFAULT: usize = 16;
 /// Output-count classes (attention and small models vs MLP inputs and heads) and the
 /// shape `uniaudio tune` times for each: (K, N) of bf16 weights.
-pub const GEMV_CLASSES: [(&str, usize, (usize, usize)); 2] = [
-    ("n<4096", 4096, (3072, 3072)),
-    ("n>=4096", usize::MAX, (3072, 16384)),
-];
-static GEMV_FAMILY: Family = Family {
-    name: GEMV_TASKS,
-    classes: &["n<4096", "n>=4096"],
-    candidates: &GEMV_TASKS_CANDIDATES,
-    default: GEMV_TASKS_DEFAULT,
-};
+pub const GEMV_CLASSES: [(&str, usize, (usize, usize)); 2] = [("n<4096", 4096, (3072, 3072)), ("n>=4096", usize::MAX, (3072, 16384))];
+static GEMV_FAMILY: Family = Family { name: GEMV_TASKS, classes: &["n<4096", "n>=4096"], candidates: &GEMV_TASKS_CANDIDATES, default: GEMV_TASKS_DEFAULT };
 static GEMV: LazyLock<Tuned> = LazyLock::new(|| Tuned::new(&GEMV_FAMILY));
 
 fn gemv_class_of(n: usize) -> usize {
-    GEMV_CLASSES
-        .iter()
-        .position(|c| n < c.1)
-        .unwrap_or(GEMV_CLASSES.len() - 1)
+    GEMV_CLASSES.iter().position(|c| n < c.1).unwrap_or(GEMV_CLASSES.len() - 1)
 }
 
 /// Tasks per thread of a GEMV with `n` outputs per row.
@@ -119,12 +95,7 @@ pub(crate) fn tune_gemv_on_first_use(n: usize, k: usize, mut run: impl FnMut(usi
     if let Some((best, timings)) = tuned {
         let entry = GEMV_FAMILY.entry(class);
         eprintln!("tuned {entry} on {n}x{k}: {} tasks per thread (stored for later runs; UNIAUDIO_TUNE=off skips tuning)", GEMV_TASKS_CANDIDATES[best]);
-        table::persist(
-            &cache_dir(),
-            device_key(),
-            &entry,
-            table::choice(best, &timings),
-        );
+        table::persist(&cache_dir(), device_key(), &entry, table::choice(best, &timings));
     }
 }
 
@@ -137,53 +108,26 @@ pub fn gemv_probe_copies(k: usize, n: usize) -> usize {
 /// Times every tasks-per-thread candidate on `class`'s probe (or `probe` = (K, N)) with
 /// bf16 weights: one row through `gemv_probe_copies` weights in turn, as through a stack
 /// of layers. Returns the chosen index with every timing and leaves the class at the winner.
-pub fn tune_gemv_tasks(
-    isa: Isa,
-    class: usize,
-    probe: Option<(usize, usize)>,
-    warmup: usize,
-    reps: usize,
-) -> (usize, Vec<Timing>) {
+pub fn tune_gemv_tasks(isa: Isa, class: usize, probe: Option<(usize, usize)>, warmup: usize, reps: usize) -> (usize, Vec<Timing>) {
     let (k, n) = probe.unwrap_or(GEMV_CLASSES[class].2);
     let copies = gemv_probe_copies(k, n);
-    let x: Vec<f32> = (0..k)
-        .map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5)
-        .collect();
-    let w: Vec<u16> = (0..copies * k * n)
-        .map(|i| half::bf16::from_f32(((i * 104_729) % 997) as f32 / 997.0 - 0.5).to_bits())
-        .collect();
+    let x: Vec<f32> = (0..k).map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5).collect();
+    let w: Vec<u16> = (0..copies * k * n).map(|i| half::bf16::from_f32(((i * 104_729) % 997) as f32 / 997.0 - 0.5).to_bits()).collect();
     let mut out = vec![0f32; n];
-    let (best, timings) = pick(
-        &GEMV_TASKS_CANDIDATES,
-        |t| t.to_string(),
-        warmup,
-        reps,
-        |&tasks| {
-            let t = Instant::now();
-            for layer in w.chunks_exact(k * n) {
-                super::matmul::gemv_out_in_with_tasks(
-                    isa,
-                    &x,
-                    k,
-                    WeightSlice::BF16(layer),
-                    &mut out,
-                    false,
-                    tasks,
-                );
-            }
-            t.elapsed()
-        },
-    );
+    let (best, timings) = pick(&GEMV_TASKS_CANDIDATES, |t| t.to_string(), warmup, reps, |&tasks| {
+        let t = Instant::now();
+        for layer in w.chunks_exact(k * n) {
+            super::matmul::gemv_out_in_with_tasks(isa, &x, k, WeightSlice::BF16(layer), &mut out, false, tasks);
+        }
+        t.elapsed()
+    });
     set_gemv_tasks(class, GEMV_TASKS_CANDIDATES[best]);
     (best, timings)
 }
 static LOADED: OnceLock<String> = OnceLock::new();
 
 fn class_of(k: usize) -> usize {
-    GEMM_CLASSES
-        .iter()
-        .position(|c| k <= c.max_k)
-        .unwrap_or(GEMM_CLASSES.len() - 1)
+    GEMM_CLASSES.iter().position(|c| k <= c.max_k).unwrap_or(GEMM_CLASSES.len() - 1)
 }
 
 /// The pass size in use for inner size `k`.
@@ -222,22 +166,9 @@ pub fn forget() {
 pub fn device_key() -> DeviceKey {
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
+        .and_then(|t| t.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string()))
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
-    DeviceKey::new(
-        "cpu",
-        &model,
-        &format!(
-            "{}, {} threads",
-            Isa::detect().name(),
-            rayon::current_num_threads()
-        ),
-    )
+    DeviceKey::new("cpu", &model, &format!("{}, {} threads", Isa::detect().name(), rayon::current_num_threads()))
 }
 
 /// The cache directory for tuning files.
@@ -274,15 +205,7 @@ pub(crate) fn rows_per_pass(bytes: usize, k: usize) -> usize {
 /// Tuning on first use: an undecided class meeting a GEMM whose candidates split it into
 /// different passes times them on this very product (into a scratch output) and stores
 /// the winner. Candidates giving the same passes are timed once.
-pub(crate) fn tune_on_first_use(
-    isa: Isa,
-    x: &[f32],
-    m: usize,
-    k: usize,
-    w: WeightSlice,
-    layout: WeightLayout,
-    n: usize,
-) {
+pub(crate) fn tune_on_first_use(isa: Isa, x: &[f32], m: usize, k: usize, w: WeightSlice, layout: WeightLayout, n: usize) {
     load_once();
     let class = class_of(k);
     if GEMM.is_decided(class) {
@@ -303,72 +226,29 @@ pub(crate) fn tune_on_first_use(
     let mut out = vec![0f32; m * n];
     let tuned = GEMM.tune_once(class, &candidates, 1, 2, |&bytes| {
         let t = Instant::now();
-        super::gemm::gemm_in_passes(
-            isa,
-            x,
-            m,
-            k,
-            w,
-            layout,
-            n,
-            &mut out,
-            false,
-            rows_per_pass(bytes, k),
-        );
+        super::gemm::gemm_in_passes(isa, x, m, k, w, layout, n, &mut out, false, rows_per_pass(bytes, k));
         t.elapsed()
     });
     if let Some((best, timings)) = tuned {
         let entry = GEMM_FAMILY.entry(class);
         eprintln!("tuned {entry} on {m}x{k}x{n}: {} MiB passes (stored for later runs; UNIAUDIO_TUNE=off skips tuning)", candidates[best] >> 20);
-        table::persist(
-            &cache_dir(),
-            device_key(),
-            &entry,
-            table::choice(best, &timings),
-        );
+        table::persist(&cache_dir(), device_key(), &entry, table::choice(best, &timings));
     }
 }
 
 /// Times every pass-size candidate on `class`'s probe shape (or `probe`, smaller, for
 /// tests) and returns the chosen index with every timing. The class's value is left at the
 /// winner.
-pub fn tune_gemm_pass(
-    isa: Isa,
-    class: usize,
-    probe: Option<(usize, usize, usize)>,
-    warmup: usize,
-    reps: usize,
-) -> (usize, Vec<Timing>) {
+pub fn tune_gemm_pass(isa: Isa, class: usize, probe: Option<(usize, usize, usize)>, warmup: usize, reps: usize) -> (usize, Vec<Timing>) {
     let (m, k, n) = probe.unwrap_or(GEMM_CLASSES[class].probe);
-    let x: Vec<f32> = (0..m * k)
-        .map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5)
-        .collect();
-    let w: Vec<f32> = (0..k * n)
-        .map(|i| ((i * 104_729) % 997) as f32 / 997.0 - 0.5)
-        .collect();
+    let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5).collect();
+    let w: Vec<f32> = (0..k * n).map(|i| ((i * 104_729) % 997) as f32 / 997.0 - 0.5).collect();
     let mut out = vec![0f32; m * n];
-    let (best, timings) = pick(
-        &GEMM_PASS_CANDIDATES,
-        |b| b.to_string(),
-        warmup,
-        reps,
-        |&bytes| {
-            let t = Instant::now();
-            super::gemm::gemm_in_passes(
-                isa,
-                &x,
-                m,
-                k,
-                WeightSlice::F32(&w),
-                WeightLayout::OutIn,
-                n,
-                &mut out,
-                false,
-                rows_per_pass(bytes, k),
-            );
-            t.elapsed()
-        },
-    );
+    let (best, timings) = pick(&GEMM_PASS_CANDIDATES, |b| b.to_string(), warmup, reps, |&bytes| {
+        let t = Instant::now();
+        super::gemm::gemm_in_passes(isa, &x, m, k, WeightSlice::F32(&w), WeightLayout::OutIn, n, &mut out, false, rows_per_pass(bytes, k));
+        t.elapsed()
+    });
     set_gemm_pass_bytes(class, GEMM_PASS_CANDIDATES[best]);
     (best, timings)
 }
@@ -392,33 +272,16 @@ mod tests {
     #[test]
     fn every_pass_candidate_gives_identical_results() {
         let (m, k, n) = (700, 3000, 40);
-        let x: Vec<f32> = (0..m * k)
-            .map(|i| ((i * 31) % 97) as f32 / 97.0 - 0.5)
-            .collect();
-        let w: Vec<f32> = (0..k * n)
-            .map(|i| ((i * 17) % 89) as f32 / 89.0 - 0.5)
-            .collect();
+        let x: Vec<f32> = (0..m * k).map(|i| ((i * 31) % 97) as f32 / 97.0 - 0.5).collect();
+        let w: Vec<f32> = (0..k * n).map(|i| ((i * 17) % 89) as f32 / 89.0 - 0.5).collect();
         let mut reference = None;
         for isa in [Isa::Scalar, Isa::detect()] {
             for &bytes in &GEMM_PASS_CANDIDATES {
                 let mut out = vec![0f32; m * n];
-                super::super::gemm::gemm_in_passes(
-                    isa,
-                    &x,
-                    m,
-                    k,
-                    WeightSlice::F32(&w),
-                    WeightLayout::OutIn,
-                    n,
-                    &mut out,
-                    false,
-                    rows_per_pass(bytes, k),
-                );
+                super::super::gemm::gemm_in_passes(isa, &x, m, k, WeightSlice::F32(&w), WeightLayout::OutIn, n, &mut out, false, rows_per_pass(bytes, k));
                 match &reference {
                     None => reference = Some(out),
-                    Some(r) => {
-                        assert!(r == &out, "{}: pass {bytes} changed the result", isa.name())
-                    }
+                    Some(r) => assert!(r == &out, "{}: pass {bytes} changed the result", isa.name()),
                 }
             }
             reference = None;
@@ -430,31 +293,16 @@ mod tests {
     #[test]
     fn every_gemv_task_candidate_gives_identical_results() {
         let (k, n) = (300, 1001);
-        let w: Vec<u16> = (0..k * n)
-            .map(|i| half::bf16::from_f32(((i * 17) % 89) as f32 / 89.0 - 0.5).to_bits())
-            .collect();
+        let w: Vec<u16> = (0..k * n).map(|i| half::bf16::from_f32(((i * 17) % 89) as f32 / 89.0 - 0.5).to_bits()).collect();
         for m in [1, 3] {
-            let x: Vec<f32> = (0..m * k)
-                .map(|i| ((i * 31) % 97) as f32 / 97.0 - 0.5)
-                .collect();
+            let x: Vec<f32> = (0..m * k).map(|i| ((i * 31) % 97) as f32 / 97.0 - 0.5).collect();
             let mut reference: Option<Vec<f32>> = None;
             for &tasks in &GEMV_TASKS_CANDIDATES {
                 let mut out = vec![0f32; m * n];
-                super::super::matmul::gemv_out_in_with_tasks(
-                    Isa::detect(),
-                    &x,
-                    k,
-                    WeightSlice::BF16(&w),
-                    &mut out,
-                    false,
-                    tasks,
-                );
+                super::super::matmul::gemv_out_in_with_tasks(Isa::detect(), &x, k, WeightSlice::BF16(&w), &mut out, false, tasks);
                 match &reference {
                     None => reference = Some(out),
-                    Some(r) => assert!(
-                        r.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()),
-                        "m {m}: {tasks} tasks per thread changed the result"
-                    ),
+                    Some(r) => assert!(r.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()), "m {m}: {tasks} tasks per thread changed the result"),
                 }
             }
         }

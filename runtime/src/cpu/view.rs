@@ -92,10 +92,7 @@ pub fn u32s(t: &Tensor<Cpu>) -> &[u32] {
 #[allow(clippy::mut_from_ref)]
 pub fn f32s_mut(t: &Tensor<Cpu>) -> Result<&mut [f32]> {
     debug_assert_eq!(t.dtype(), DType::F32);
-    let base = t
-        .buffer()
-        .base_ptr_mut()
-        .ok_or(Error::ReadOnly { op: "cpu op" })?;
+    let base = t.buffer().base_ptr_mut().ok_or(Error::ReadOnly { op: "cpu op" })?;
     // SAFETY: see the module comment; owned buffers are writable.
     Ok(unsafe { std::slice::from_raw_parts_mut(base.add(t.byte_offset()) as *mut f32, t.numel()) })
 }
@@ -103,10 +100,7 @@ pub fn f32s_mut(t: &Tensor<Cpu>) -> Result<&mut [f32]> {
 #[allow(clippy::mut_from_ref)]
 pub fn u32s_mut(t: &Tensor<Cpu>) -> Result<&mut [u32]> {
     debug_assert_eq!(t.dtype(), DType::U32);
-    let base = t
-        .buffer()
-        .base_ptr_mut()
-        .ok_or(Error::ReadOnly { op: "cpu op" })?;
+    let base = t.buffer().base_ptr_mut().ok_or(Error::ReadOnly { op: "cpu op" })?;
     // SAFETY: as for f32s_mut.
     Ok(unsafe { std::slice::from_raw_parts_mut(base.add(t.byte_offset()) as *mut u32, t.numel()) })
 }
@@ -118,9 +112,7 @@ pub fn weight_rows(t: &Tensor<Cpu>) -> WeightSlice<'_> {
             DType::F32 => WeightSlice::F32(std::slice::from_raw_parts(raw::<f32>(t), t.numel())),
             DType::F16 => WeightSlice::F16(std::slice::from_raw_parts(raw::<u16>(t), t.numel())),
             DType::BF16 => WeightSlice::BF16(std::slice::from_raw_parts(raw::<u16>(t), t.numel())),
-            DType::Q8_0 => {
-                WeightSlice::Q8_0(std::slice::from_raw_parts(raw::<u8>(t), t.size_bytes()))
-            }
+            DType::Q8_0 => WeightSlice::Q8_0(std::slice::from_raw_parts(raw::<u8>(t), t.size_bytes())),
             DType::U32 => unreachable!("validated ops never pass u32 weights"),
         }
     }

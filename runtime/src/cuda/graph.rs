@@ -62,21 +62,14 @@ impl StepGraph {
     pub fn begin(&self, c: &Cuda) -> Result<()> {
         let mut s = self.lock();
         if s.capturing {
-            return Err(err(
-                "begin_step inside a step that has not ended (no download or sync since)",
-            ));
+            return Err(err("begin_step inside a step that has not ended (no download or sync since)"));
         }
         if s.staging.is_none() {
             // SAFETY: the buffer is only read by copies enqueued after it is filled.
-            s.staging = Some(
-                unsafe { c.ctx.alloc_pinned::<u8>(STAGING_BYTES) }
-                    .map_err(|e| err(format!("pinned staging for graph capture: {e}")))?,
-            );
+            s.staging = Some(unsafe { c.ctx.alloc_pinned::<u8>(STAGING_BYTES) }.map_err(|e| err(format!("pinned staging for graph capture: {e}")))?);
         }
         s.staged = 0;
-        c.stream
-            .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED)
-            .map_err(|e| err(format!("begin graph capture: {e}")))?;
+        c.stream.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED).map_err(|e| err(format!("begin graph capture: {e}")))?;
         s.capturing = true;
         Ok(())
     }
@@ -87,9 +80,7 @@ impl StepGraph {
         let start = s.staged;
         let end = start + bytes.len();
         if end > STAGING_BYTES {
-            return Err(err(format!(
-                "a captured step writes more than {STAGING_BYTES} bytes of host data"
-            )));
+            return Err(err(format!("a captured step writes more than {STAGING_BYTES} bytes of host data")));
         }
         s.staged = end.next_multiple_of(16);
         let staging = s.staging.as_mut().expect("staging exists while capturing");
@@ -97,8 +88,7 @@ impl StepGraph {
         host[start..end].copy_from_slice(bytes);
         // SAFETY: dst lies inside a live allocation (checked views); the pinned source stays
         // untouched until the next step, which begins after this one's download.
-        unsafe { result::memcpy_htod_async(dst, &host[start..end], c.stream.cu_stream()) }
-            .map_err(|e| err(format!("captured upload: {e}")))
+        unsafe { result::memcpy_htod_async(dst, &host[start..end], c.stream.cu_stream()) }.map_err(|e| err(format!("captured upload: {e}")))
     }
 
     /// Ends the capture and launches the step's graph.
@@ -109,8 +99,7 @@ impl StepGraph {
         }
         s.capturing = false;
         // SAFETY: the stream is valid and capturing.
-        let graph = unsafe { result::stream::end_capture(c.stream.cu_stream()) }
-            .map_err(|e| err(format!("end graph capture: {e}")))?;
+        let graph = unsafe { result::stream::end_capture(c.stream.cu_stream()) }.map_err(|e| err(format!("end graph capture: {e}")))?;
         if graph.is_null() {
             return Err(err("graph capture produced no graph"));
         }
@@ -119,8 +108,7 @@ impl StepGraph {
         let _ = unsafe { result::graph::destroy(graph) };
         let exec = outcome?;
         // SAFETY: exec and the stream are valid.
-        unsafe { result::graph::launch(exec, c.stream.cu_stream()) }
-            .map_err(|e| err(format!("graph launch: {e}")))
+        unsafe { result::graph::launch(exec, c.stream.cu_stream()) }.map_err(|e| err(format!("graph launch: {e}")))
     }
 
     fn update_or_instantiate(s: &mut State, graph: sys::CUgraph) -> Result<sys::CUgraphExec> {
@@ -136,8 +124,7 @@ impl StepGraph {
         // A different topology (e.g. attention switched to split-KV): instantiate anew.
         s.exec = None;
         // SAFETY: graph is a valid captured graph.
-        let exec = unsafe { result::graph::instantiate(graph, sys::CUgraphInstantiate_flags(0)) }
-            .map_err(|e| err(format!("graph instantiate: {e}")))?;
+        let exec = unsafe { result::graph::instantiate(graph, sys::CUgraphInstantiate_flags(0)) }.map_err(|e| err(format!("graph instantiate: {e}")))?;
         s.exec = Some(Exec(exec));
         s.instantiated += 1;
         Ok(exec)

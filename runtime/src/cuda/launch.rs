@@ -20,8 +20,7 @@ pub trait KernelDevice: Backend {
     /// Device address of a tensor's element 0.
     fn address(t: &Tensor<Self>) -> u64;
     /// Launches kernel `name` of `kernels/cuda/<file>.cu` with `args` in its parameter order.
-    fn launch(&self, file: &'static str, name: &str, args: &[Arg], cfg: LaunchConfig)
-        -> Result<()>;
+    fn launch(&self, file: &'static str, name: &str, args: &[Arg], cfg: LaunchConfig) -> Result<()>;
     /// Address of at least `bytes` of scratch, valid until the next call.
     fn scratch(&self, bytes: usize) -> Result<u64>;
     fn has_tensor_cores(&self) -> bool;
@@ -51,64 +50,32 @@ fn suffix<C: KernelDevice>(t: &Tensor<C>) -> &'static str {
 }
 
 fn linear_blocks(n: usize, per_block: usize) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (n.div_ceil(per_block).max(1) as u32, 1, 1),
-        block_dim: (per_block as u32, 1, 1),
-        shared_mem_bytes: 0,
-    }
+    LaunchConfig { grid_dim: (n.div_ceil(per_block).max(1) as u32, 1, 1), block_dim: (per_block as u32, 1, 1), shared_mem_bytes: 0 }
 }
 
 fn per_row(rows: usize, threads: u32) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (rows.max(1) as u32, 1, 1),
-        block_dim: (threads, 1, 1),
-        shared_mem_bytes: 0,
-    }
+    LaunchConfig { grid_dim: (rows.max(1) as u32, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 }
 }
 
 /// Eight warps, one output each.
 fn warps(outputs: usize) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (outputs.div_ceil(8).max(1) as u32, 1, 1),
-        block_dim: (256, 1, 1),
-        shared_mem_bytes: 0,
-    }
+    LaunchConfig { grid_dim: (outputs.div_ceil(8).max(1) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
 }
 
 /// 64x64 output tiles of 16x16 threads.
 fn tiles(m: usize, n: usize) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: ((m.div_ceil(64) * n.div_ceil(64)).max(1) as u32, 1, 1),
-        block_dim: (16, 16, 1),
-        shared_mem_bytes: 0,
-    }
+    LaunchConfig { grid_dim: ((m.div_ceil(64) * n.div_ceil(64)).max(1) as u32, 1, 1), block_dim: (16, 16, 1), shared_mem_bytes: 0 }
 }
 
 /// A GEMM launch (`gemm_*` arguments): tensor cores for 16-bit weights where the device
 /// has them, else the CUDA-core kernel.
-fn gemm<C: KernelDevice>(
-    c: &C,
-    w: &Tensor<C>,
-    bias: Option<&Tensor<C>>,
-    args: Vec<Arg>,
-    m: usize,
-    n: usize,
-) -> (&'static str, String, Vec<Arg>, LaunchConfig) {
+fn gemm<C: KernelDevice>(c: &C, w: &Tensor<C>, bias: Option<&Tensor<C>>, args: Vec<Arg>, m: usize, n: usize) -> (&'static str, String, Vec<Arg>, LaunchConfig) {
     if w.dtype() == DType::Q8_0 {
         // The bias keeps its float dtype (f32 for the null bias of an unbiased linear).
-        return (
-            "matmul",
-            format!("gemm_q8_{}", bias.map_or("f32", |b| suffix(b))),
-            args,
-            tiles(m, n),
-        );
+        return ("matmul", format!("gemm_q8_{}", bias.map_or("f32", |b| suffix(b))), args, tiles(m, n));
     }
     if c.has_tensor_cores() && matches!(w.dtype(), DType::F16 | DType::BF16) {
-        let cfg = LaunchConfig {
-            grid_dim: ((m.div_ceil(64) * n.div_ceil(64)).max(1) as u32, 1, 1),
-            block_dim: (128, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = LaunchConfig { grid_dim: ((m.div_ceil(64) * n.div_ceil(64)).max(1) as u32, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
         return ("gemm_tc", format!("gemm_tc_{}", suffix(w)), args, cfg);
     }
     ("matmul", format!("gemm_{}", suffix(w)), args, tiles(m, n))
@@ -117,60 +84,31 @@ fn gemm<C: KernelDevice>(
 /// 128-bit loads need 16-byte aligned rows of both operands.
 fn vectorisable<C: KernelDevice>(w: &Tensor<C>, x: &Tensor<C>, k: usize) -> u32 {
     let row_bytes = w.dtype().bytes(k);
-    (C::address(w).is_multiple_of(16)
-        && row_bytes.is_multiple_of(16)
-        && C::address(x).is_multiple_of(16)
-        && (k * 4).is_multiple_of(16)) as u32
+    (C::address(w).is_multiple_of(16) && row_bytes.is_multiple_of(16) && C::address(x).is_multiple_of(16) && (k * 4).is_multiple_of(16)) as u32
 }
 
 /// Whether `exec` can run this op.
 pub fn supports<C: KernelDevice>(op: &Op<'_, C>) -> bool {
-    let tensors: Vec<&Tensor<C>> = op
-        .inputs()
-        .into_iter()
-        .map(|(_, t)| t)
-        .chain(op.outputs())
-        .collect();
+    let tensors: Vec<&Tensor<C>> = op.inputs().into_iter().map(|(_, t)| t).chain(op.outputs()).collect();
     if tensors.iter().any(|t| t.numel() > u32::MAX as usize) {
         return false;
     }
     // 8-bit weights: the out-in products and linears (`matmul.cu`'s Q8_0 kernels), whose
     // bias keeps a float dtype.
     let q8 = tensors.iter().any(|t| t.dtype() == DType::Q8_0);
-    if q8
-        && !matches!(
-            *op,
-            Op::MatMul {
-                layout: WeightLayout::OutIn,
-                ..
-            } | Op::GateUp { .. }
-                | Op::Linear { .. }
-        )
-    {
+    if q8 && !matches!(*op, Op::MatMul { layout: WeightLayout::OutIn, .. } | Op::GateUp { .. } | Op::Linear { .. }) {
         return false;
     }
     match *op {
         Op::Attention { q, .. } | Op::RelPosAttention { q, .. } => q.shape()[2] <= 256,
         // rvq_encode.cu keeps residuals of up to 256 dimensions in shared memory.
         Op::RvqEncode { x, .. } => x.shape()[1] <= 256,
-        Op::Linear {
-            w, bias: Some(b), ..
-        } if w.dtype() == DType::Q8_0 => b.dtype().is_float(),
-        Op::Linear {
-            w, bias: Some(b), ..
-        }
-        | Op::Conv1d {
-            w, bias: Some(b), ..
-        }
-        | Op::ConvTranspose1d {
-            w, bias: Some(b), ..
-        }
-        | Op::Conv2d {
-            w, bias: Some(b), ..
-        }
-        | Op::GroupNorm {
-            weight: w, bias: b, ..
-        } => b.dtype() == w.dtype(),
+        Op::Linear { w, bias: Some(b), .. } if w.dtype() == DType::Q8_0 => b.dtype().is_float(),
+        Op::Linear { w, bias: Some(b), .. }
+        | Op::Conv1d { w, bias: Some(b), .. }
+        | Op::ConvTranspose1d { w, bias: Some(b), .. }
+        | Op::Conv2d { w, bias: Some(b), .. }
+        | Op::GroupNorm { weight: w, bias: b, .. } => b.dtype() == w.dtype(),
         _ => true,
     }
 }
@@ -184,36 +122,12 @@ const GROUPED_GEMM_MIN_COLS: usize = 4;
 
 /// An implicit-GEMM convolution (`conv1d_gemm_*` / `conv2d_*` arguments) over `blocks` 64x64
 /// tiles: tensor cores for 16-bit weights where the device has them.
-fn conv_gemm<C: KernelDevice>(
-    c: &C,
-    w: &Tensor<C>,
-    stem: &str,
-    args: Vec<Arg>,
-    blocks: usize,
-) -> (&'static str, String, Vec<Arg>, LaunchConfig) {
+fn conv_gemm<C: KernelDevice>(c: &C, w: &Tensor<C>, stem: &str, args: Vec<Arg>, blocks: usize) -> (&'static str, String, Vec<Arg>, LaunchConfig) {
     let grid = (blocks.max(1) as u32, 1, 1);
     if c.has_tensor_cores() && matches!(w.dtype(), DType::F16 | DType::BF16) {
-        return (
-            "gemm_tc",
-            format!("{stem}_tc_{}", suffix(w)),
-            args,
-            LaunchConfig {
-                grid_dim: grid,
-                block_dim: (128, 1, 1),
-                shared_mem_bytes: 0,
-            },
-        );
+        return ("gemm_tc", format!("{stem}_tc_{}", suffix(w)), args, LaunchConfig { grid_dim: grid, block_dim: (128, 1, 1), shared_mem_bytes: 0 });
     }
-    (
-        "matmul",
-        format!("{stem}_{}", suffix(w)),
-        args,
-        LaunchConfig {
-            grid_dim: grid,
-            block_dim: (16, 16, 1),
-            shared_mem_bytes: 0,
-        },
-    )
+    ("matmul", format!("{stem}_{}", suffix(w)), args, LaunchConfig { grid_dim: grid, block_dim: (16, 16, 1), shared_mem_bytes: 0 })
 }
 
 /// Keys per split of split-KV decode attention, and the most splits per (query, head).
@@ -234,84 +148,29 @@ fn attention_tile(group_rows: usize, d: usize) -> (usize, usize) {
 /// GQA-blocked attention; over a long cache with few blocks, split-KV (flash-decoding):
 /// partial softmax per key span, then a combine kernel.
 fn attention<C: KernelDevice>(c: &C, op: &Op<'_, C>) -> Result<()> {
-    let Op::Attention {
-        q,
-        k_cache,
-        v_cache,
-        out,
-        kv_len,
-        causal,
-    } = *op
-    else {
-        unreachable!("attention() takes an attention op")
-    };
+    let Op::Attention { q, k_cache, v_cache, out, kv_len, causal } = *op else { unreachable!("attention() takes an attention op") };
     let (t, heads, d) = (q.shape()[0], q.shape()[1], q.shape()[2]);
     let (g, cap) = (k_cache.shape()[0], k_cache.shape()[1]);
     let (rows, keys) = attention_tile(t * (heads / g), d);
     let blocks = g * (t * (heads / g)).div_ceil(rows);
     let scale = 1.0 / (d as f32).sqrt();
-    let shape = [
-        u(t),
-        u(heads),
-        u(g),
-        u(d),
-        u(cap),
-        u(kv_len),
-        Arg::U32(causal as u32),
-        Arg::F32(scale),
-        u(rows),
-        u(keys),
-    ];
+    let shape = [u(t), u(heads), u(g), u(d), u(cap), u(kv_len), Arg::U32(causal as u32), Arg::F32(scale), u(rows), u(keys)];
     let group_rows = t * (heads / g);
     if c.has_tensor_cores() && (d == 64 || d == 128) && group_rows >= TC_ATTENTION_ROWS {
         // Prefill: tensor-core attention, 64 query rows of one KV group per block.
-        let args = vec![
-            p(q),
-            p(k_cache),
-            p(v_cache),
-            p(out),
-            u(t),
-            u(heads),
-            u(g),
-            u(cap),
-            u(kv_len),
-            Arg::U32(causal as u32),
-            Arg::F32(scale),
-        ];
-        return c.launch(
-            "attention_tc",
-            &format!("attention_tc_d{d}"),
-            &args,
-            per_row(g * group_rows.div_ceil(TC_ATTENTION_ROWS), 128),
-        );
+        let args = vec![p(q), p(k_cache), p(v_cache), p(out), u(t), u(heads), u(g), u(cap), u(kv_len), Arg::U32(causal as u32), Arg::F32(scale)];
+        return c.launch("attention_tc", &format!("attention_tc_d{d}"), &args, per_row(g * group_rows.div_ceil(TC_ATTENTION_ROWS), 128));
     }
     let splits = kv_len.div_ceil(SPLIT_SPAN).min(MAX_SPLITS);
     // Fewer blocks than multiprocessors: split the keys so every SM has work.
     if blocks >= c.sm_count() || kv_len < 2 * SPLIT_SPAN {
-        let args: Vec<Arg> = [p(q), p(k_cache), p(v_cache), p(out)]
-            .into_iter()
-            .chain(shape)
-            .collect();
+        let args: Vec<Arg> = [p(q), p(k_cache), p(v_cache), p(out)].into_iter().chain(shape).collect();
         return c.launch("attention", "attention", &args, per_row(blocks, 128));
     }
     let partial = c.scratch(t * heads * splits * (d + 2) * 4)?;
-    let args: Vec<Arg> = [p(q), p(k_cache), p(v_cache), Arg::Ptr(partial)]
-        .into_iter()
-        .chain(shape)
-        .chain([u(splits), u(kv_len.div_ceil(splits))])
-        .collect();
-    c.launch(
-        "attention",
-        "attention_split",
-        &args,
-        per_row(blocks * splits, 128),
-    )?;
-    c.launch(
-        "attention",
-        "attention_combine",
-        &[Arg::Ptr(partial), p(out), u(t * heads), u(d), u(splits)],
-        per_row(t * heads, 128),
-    )
+    let args: Vec<Arg> = [p(q), p(k_cache), p(v_cache), Arg::Ptr(partial)].into_iter().chain(shape).chain([u(splits), u(kv_len.div_ceil(splits))]).collect();
+    c.launch("attention", "attention_split", &args, per_row(blocks * splits, 128))?;
+    c.launch("attention", "attention_combine", &[Arg::Ptr(partial), p(out), u(t * heads), u(d), u(splits)], per_row(t * heads, 128))
 }
 
 /// Launches the kernels of one validated, supported op.
@@ -322,241 +181,61 @@ pub fn exec<C: KernelDevice>(c: &C, op: &Op<'_, C>) -> Result<()> {
     let (file, name, args, cfg): (&'static str, String, Vec<Arg>, LaunchConfig) = match *op {
         Op::EmbedRows { table, ids, out } => {
             let (n, cols) = (ids.numel(), table.shape()[1]);
-            (
-                "embed",
-                format!("embed_rows_{}", suffix(table)),
-                vec![p(table), p(ids), p(out), u(n), u(cols)],
-                linear_blocks(n * cols, 256),
-            )
+            ("embed", format!("embed_rows_{}", suffix(table)), vec![p(table), p(ids), p(out), u(n), u(cols)], linear_blocks(n * cols, 256))
         }
-        Op::EmbedCodebookSum {
-            table,
-            codes,
-            mask,
-            card,
-            out,
-        } => {
+        Op::EmbedCodebookSum { table, codes, mask, card, out } => {
             let (frames, books, cols) = (codes.shape()[0], codes.shape()[1], table.shape()[1]);
-            let args = vec![
-                p(table),
-                p(codes),
-                p(mask),
-                p(out),
-                u(frames),
-                u(cols),
-                u(books),
-                u(card),
-            ];
-            (
-                "embed",
-                format!("embed_codebook_sum_{}", suffix(table)),
-                args,
-                linear_blocks(frames * cols, 256),
-            )
+            let args = vec![p(table), p(codes), p(mask), p(out), u(frames), u(cols), u(books), u(card)];
+            ("embed", format!("embed_codebook_sum_{}", suffix(table)), args, linear_blocks(frames * cols, 256))
         }
-        Op::RmsNorm {
-            x,
-            weight,
-            out,
-            eps,
-        } => {
+        Op::RmsNorm { x, weight, out, eps } => {
             let (rows, cols) = (x.rows(), x.dim_back(0));
-            (
-                "rms_norm",
-                format!("rms_norm_{}", suffix(weight)),
-                vec![p(x), p(weight), p(out), u(rows), u(cols), Arg::F32(eps)],
-                per_row(rows, 256),
-            )
+            ("rms_norm", format!("rms_norm_{}", suffix(weight)), vec![p(x), p(weight), p(out), u(rows), u(cols), Arg::F32(eps)], per_row(rows, 256))
         }
-        Op::MatMul {
-            x,
-            w,
-            out,
-            layout: WeightLayout::OutIn,
-            accumulate,
-            rows,
-        } => {
+        Op::MatMul { x, w, out, layout: WeightLayout::OutIn, accumulate, rows } => {
             let (m, k, n) = (x.shape()[0], x.shape()[1], out.shape()[1]);
             // The GEMV computes each row alone: row-invariant products stay on it.
             if m <= 8 || rows == RowOrder::Invariant {
-                let args = vec![
-                    p(w),
-                    p(x),
-                    p(out),
-                    u(m),
-                    u(n),
-                    u(k),
-                    Arg::U32(accumulate as u32),
-                    Arg::U32(vectorisable(w, x, k)),
-                ];
+                let args = vec![p(w), p(x), p(out), u(m), u(n), u(k), Arg::U32(accumulate as u32), Arg::U32(vectorisable(w, x, k))];
                 ("matmul", format!("gemv_{}", suffix(w)), args, warps(m * n))
             } else {
-                let args = vec![
-                    p(x),
-                    p(w),
-                    Arg::Ptr(0),
-                    Arg::Ptr(0),
-                    p(out),
-                    u(m),
-                    u(n),
-                    u(k),
-                    Arg::U32(0),
-                    Arg::F32(0.0),
-                    Arg::U32(accumulate as u32),
-                ];
+                let args = vec![p(x), p(w), Arg::Ptr(0), Arg::Ptr(0), p(out), u(m), u(n), u(k), Arg::U32(0), Arg::F32(0.0), Arg::U32(accumulate as u32)];
                 gemm(c, w, None, args, m, n)
             }
         }
-        Op::MatMul {
-            x,
-            w,
-            out,
-            layout: WeightLayout::InOut,
-            accumulate,
-            ..
-        } => {
+        Op::MatMul { x, w, out, layout: WeightLayout::InOut, accumulate, .. } => {
             let (m, k, n) = (x.shape()[0], x.shape()[1], out.shape()[1]);
-            let args = vec![
-                p(w),
-                p(x),
-                p(out),
-                u(m),
-                u(n),
-                u(k),
-                Arg::U32(accumulate as u32),
-            ];
-            (
-                "matmul",
-                format!("matmul_in_out_{}", suffix(w)),
-                args,
-                linear_blocks(m * n, 256),
-            )
+            let args = vec![p(w), p(x), p(out), u(m), u(n), u(k), Arg::U32(accumulate as u32)];
+            ("matmul", format!("matmul_in_out_{}", suffix(w)), args, linear_blocks(m * n, 256))
         }
-        Op::GateUp {
-            x,
-            w_gate,
-            w_up,
-            out,
-            ..
-        } => {
+        Op::GateUp { x, w_gate, w_up, out, .. } => {
             let (m, k, f) = (x.shape()[0], x.shape()[1], out.shape()[1]);
             let vec = vectorisable(w_gate, x, k) & vectorisable(w_up, x, k);
-            let args = vec![
-                p(w_gate),
-                p(w_up),
-                p(x),
-                p(out),
-                u(m),
-                u(f),
-                u(k),
-                Arg::U32(vec),
-            ];
-            (
-                "matmul",
-                format!("gate_up_{}", suffix(w_gate)),
-                args,
-                warps(m * f),
-            )
+            let args = vec![p(w_gate), p(w_up), p(x), p(out), u(m), u(f), u(k), Arg::U32(vec)];
+            ("matmul", format!("gate_up_{}", suffix(w_gate)), args, warps(m * f))
         }
-        Op::Rope {
-            x,
-            positions,
-            table,
-            out,
-        } => {
+        Op::Rope { x, positions, table, out } => {
             let (t, heads, d) = (x.shape()[0], x.shape()[1], x.shape()[2]);
-            (
-                "attention",
-                "rope".into(),
-                vec![p(x), p(positions), p(table), p(out), u(t), u(heads), u(d)],
-                linear_blocks(t * heads * d / 2, 256),
-            )
+            ("attention", "rope".into(), vec![p(x), p(positions), p(table), p(out), u(t), u(heads), u(d)], linear_blocks(t * heads * d / 2, 256))
         }
-        Op::KvAppend {
-            k,
-            v,
-            positions,
-            k_cache,
-            v_cache,
-            rope,
-        } => {
+        Op::KvAppend { k, v, positions, k_cache, v_cache, rope } => {
             let (t, g, d) = (k.shape()[0], k.shape()[1], k.shape()[2]);
-            let args = vec![
-                p(k),
-                p(v),
-                p(positions),
-                opt(rope),
-                p(k_cache),
-                p(v_cache),
-                u(t),
-                u(g),
-                u(d),
-                u(k_cache.shape()[1]),
-            ];
-            (
-                "attention",
-                "kv_append".into(),
-                args,
-                linear_blocks(t * g * d, 256),
-            )
+            let args = vec![p(k), p(v), p(positions), opt(rope), p(k_cache), p(v_cache), u(t), u(g), u(d), u(k_cache.shape()[1])];
+            ("attention", "kv_append".into(), args, linear_blocks(t * g * d, 256))
         }
         Op::Attention { .. } => unreachable!("attention launches above"),
-        Op::Add { a, b, out } => (
-            "elementwise",
-            "add".into(),
-            vec![p(a), p(b), p(out), u(a.numel())],
-            linear_blocks(a.numel(), 256),
-        ),
-        Op::SwiGlu { gate, up, out } => (
-            "elementwise",
-            "swiglu".into(),
-            vec![p(gate), p(up), p(out), u(gate.numel())],
-            linear_blocks(gate.numel(), 256),
-        ),
-        Op::Guidance {
-            cond,
-            uncond,
-            scale,
-            out,
-        } => (
-            "elementwise",
-            "guidance".into(),
-            vec![p(cond), p(uncond), p(out), u(cond.numel()), Arg::F32(scale)],
-            linear_blocks(cond.numel(), 256),
-        ),
-        Op::SelectRows { mask, a, b, out } => {
-            let args = vec![
-                p(mask),
-                p(a),
-                p(b),
-                p(out),
-                u(a.numel()),
-                u(a.dim_back(0).max(1)),
-            ];
-            (
-                "elementwise",
-                "select_rows".into(),
-                args,
-                linear_blocks(a.numel(), 256),
-            )
+        Op::Add { a, b, out } => ("elementwise", "add".into(), vec![p(a), p(b), p(out), u(a.numel())], linear_blocks(a.numel(), 256)),
+        Op::SwiGlu { gate, up, out } => ("elementwise", "swiglu".into(), vec![p(gate), p(up), p(out), u(gate.numel())], linear_blocks(gate.numel(), 256)),
+        Op::Guidance { cond, uncond, scale, out } => {
+            ("elementwise", "guidance".into(), vec![p(cond), p(uncond), p(out), u(cond.numel()), Arg::F32(scale)], linear_blocks(cond.numel(), 256))
         }
-        Op::Softmax { x, out } => (
-            "elementwise",
-            "softmax".into(),
-            vec![p(x), p(out), u(x.rows()), u(x.dim_back(0))],
-            per_row(x.rows(), 256),
-        ),
-        Op::Argmax { x, out } => (
-            "sample",
-            "argmax".into(),
-            vec![p(x), p(out), u(x.rows()), u(x.dim_back(0))],
-            per_row(x.rows(), 256),
-        ),
-        Op::TopKSample {
-            logits,
-            out,
-            params: s,
-        } => {
+        Op::SelectRows { mask, a, b, out } => {
+            let args = vec![p(mask), p(a), p(b), p(out), u(a.numel()), u(a.dim_back(0).max(1))];
+            ("elementwise", "select_rows".into(), args, linear_blocks(a.numel(), 256))
+        }
+        Op::Softmax { x, out } => ("elementwise", "softmax".into(), vec![p(x), p(out), u(x.rows()), u(x.dim_back(0))], per_row(x.rows(), 256)),
+        Op::Argmax { x, out } => ("sample", "argmax".into(), vec![p(x), p(out), u(x.rows()), u(x.dim_back(0))], per_row(x.rows(), 256)),
+        Op::TopKSample { logits, out, params: s } => {
             let args = vec![
                 p(logits),
                 p(out),
@@ -570,20 +249,9 @@ pub fn exec<C: KernelDevice>(c: &C, op: &Op<'_, C>) -> Result<()> {
                 Arg::U32(s.counter as u32),
                 Arg::U32((s.counter >> 32) as u32),
             ];
-            (
-                "sample",
-                "top_k_sample".into(),
-                args,
-                per_row(logits.rows(), 256),
-            )
+            ("sample", "top_k_sample".into(), args, per_row(logits.rows(), 256))
         }
-        Op::Linear {
-            x,
-            w,
-            bias,
-            out,
-            epilogue,
-        } => {
+        Op::Linear { x, w, bias, out, epilogue } => {
             let (m, k, n) = (x.shape()[0], x.shape()[1], out.shape()[1]);
             let (act, gate) = match epilogue {
                 Epilogue::Store => (None, None),
@@ -591,86 +259,25 @@ pub fn exec<C: KernelDevice>(c: &C, op: &Op<'_, C>) -> Result<()> {
                 Epilogue::GatedAdd { gate } => (None, Some(gate)),
             };
             let (code, levels) = UnaryFn::kernel_code(act);
-            let args = vec![
-                p(x),
-                p(w),
-                opt(bias),
-                opt(gate),
-                p(out),
-                u(m),
-                u(n),
-                u(k),
-                Arg::U32(code),
-                Arg::F32(levels),
-                Arg::U32(0),
-            ];
+            let args = vec![p(x), p(w), opt(bias), opt(gate), p(out), u(m), u(n), u(k), Arg::U32(code), Arg::F32(levels), Arg::U32(0)];
             gemm(c, w, bias, args, m, n)
         }
         Op::Unary { x, out, f } => {
             let (code, levels) = UnaryFn::kernel_code(Some(f));
-            (
-                "elementwise",
-                "unary".into(),
-                vec![p(x), p(out), u(x.numel()), Arg::U32(code), Arg::F32(levels)],
-                linear_blocks(x.numel(), 256),
-            )
+            ("elementwise", "unary".into(), vec![p(x), p(out), u(x.numel()), Arg::U32(code), Arg::F32(levels)], linear_blocks(x.numel(), 256))
         }
-        Op::Blend { a, b, wa, wb, out } => (
-            "elementwise",
-            "blend".into(),
-            vec![p(a), p(b), p(out), u(a.numel()), Arg::F32(wa), Arg::F32(wb)],
-            linear_blocks(a.numel(), 256),
-        ),
-        Op::EulerCfg {
-            x,
-            cond,
-            uncond,
-            scale,
-            dt,
-        } => (
-            "elementwise",
-            "euler_cfg".into(),
-            vec![
-                p(x),
-                p(cond),
-                p(uncond),
-                u(x.numel()),
-                Arg::F32(scale),
-                Arg::F32(dt),
-            ],
-            linear_blocks(x.numel(), 256),
-        ),
-        Op::LayerNormModulate {
-            x,
-            shift,
-            scale,
-            out,
-            eps,
-        } => {
+        Op::Blend { a, b, wa, wb, out } => {
+            ("elementwise", "blend".into(), vec![p(a), p(b), p(out), u(a.numel()), Arg::F32(wa), Arg::F32(wb)], linear_blocks(a.numel(), 256))
+        }
+        Op::EulerCfg { x, cond, uncond, scale, dt } => {
+            ("elementwise", "euler_cfg".into(), vec![p(x), p(cond), p(uncond), u(x.numel()), Arg::F32(scale), Arg::F32(dt)], linear_blocks(x.numel(), 256))
+        }
+        Op::LayerNormModulate { x, shift, scale, out, eps } => {
             let (rows, cols) = (x.rows(), x.dim_back(0));
-            let args = vec![
-                p(x),
-                p(shift),
-                p(scale),
-                p(out),
-                u(rows),
-                u(cols),
-                Arg::F32(eps),
-            ];
-            (
-                "elementwise",
-                "layer_norm_modulate".into(),
-                args,
-                per_row(rows, 256),
-            )
+            let args = vec![p(x), p(shift), p(scale), p(out), u(rows), u(cols), Arg::F32(eps)];
+            ("elementwise", "layer_norm_modulate".into(), args, per_row(rows, 256))
         }
-        Op::Conv1d {
-            x,
-            w,
-            bias,
-            out,
-            conv,
-        } => {
+        Op::Conv1d { x, w, bias, out, conv } => {
             let (batch, l_in, c_in) = (x.shape()[0], x.shape()[1], x.shape()[2]);
             let (l_out, c_out, k) = (out.shape()[1], out.shape()[2], w.shape()[1]);
             let slope = conv.prelu.map_or(0.0, |s| s.get());
@@ -695,67 +302,21 @@ pub fn exec<C: KernelDevice>(c: &C, op: &Op<'_, C>) -> Result<()> {
                 Arg::U32(conv.accumulate as u32),
             ];
             let (rows, per_group) = (batch * l_out, c_out / conv.groups);
-            let min_cols = if conv.groups == 1 {
-                CONV_GEMM_MIN_COLS
-            } else {
-                GROUPED_GEMM_MIN_COLS
-            };
+            let min_cols = if conv.groups == 1 { CONV_GEMM_MIN_COLS } else { GROUPED_GEMM_MIN_COLS };
             if rows >= CONV_GEMM_MIN_ROWS && per_group >= min_cols {
                 // One implicit GEMM per channel group: rows (b, j), the group's output channels.
-                conv_gemm(
-                    c,
-                    w,
-                    "conv1d_gemm",
-                    args,
-                    conv.groups * rows.div_ceil(64) * per_group.div_ceil(64),
-                )
+                conv_gemm(c, w, "conv1d_gemm", args, conv.groups * rows.div_ceil(64) * per_group.div_ceil(64))
             } else {
-                (
-                    "conv",
-                    format!("conv1d_{}", suffix(w)),
-                    args,
-                    linear_blocks(out.numel(), 128),
-                )
+                ("conv", format!("conv1d_{}", suffix(w)), args, linear_blocks(out.numel(), 128))
             }
         }
-        Op::ConvTranspose1d {
-            x,
-            w,
-            bias,
-            out,
-            stride,
-            padding,
-        } => {
+        Op::ConvTranspose1d { x, w, bias, out, stride, padding } => {
             let (batch, l_in, c_in) = (x.shape()[0], x.shape()[1], x.shape()[2]);
             let (l_out, c_out, k) = (out.shape()[1], out.shape()[2], w.shape()[1]);
-            let args = vec![
-                p(x),
-                p(w),
-                opt(bias),
-                p(out),
-                u(batch),
-                u(l_in),
-                u(c_in),
-                u(l_out),
-                u(c_out),
-                u(k),
-                u(stride),
-                u(padding),
-            ];
-            (
-                "conv",
-                format!("conv_transpose1d_{}", suffix(w)),
-                args,
-                linear_blocks(out.numel(), 128),
-            )
+            let args = vec![p(x), p(w), opt(bias), p(out), u(batch), u(l_in), u(c_in), u(l_out), u(c_out), u(k), u(stride), u(padding)];
+            ("conv", format!("conv_transpose1d_{}", suffix(w)), args, linear_blocks(out.numel(), 128))
         }
-        Op::Conv2d {
-            x,
-            w,
-            bias,
-            out,
-            conv,
-        } => {
+        Op::Conv2d { x, w, bias, out, conv } => {
             let (batch, h, wd, c_in) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
             let (c_out, kh, kw) = (w.shape()[0], w.shape()[1], w.shape()[2]);
             let (oh, ow) = (out.shape()[1], out.shape()[2]);
@@ -780,127 +341,31 @@ pub fn exec<C: KernelDevice>(c: &C, op: &Op<'_, C>) -> Result<()> {
                 Arg::U32(conv.accumulate as u32),
                 Arg::U32(conv.relu as u32),
             ];
-            conv_gemm(
-                c,
-                w,
-                "conv2d",
-                args,
-                (batch * oh * ow).div_ceil(64) * c_out.div_ceil(64),
-            )
+            conv_gemm(c, w, "conv2d", args, (batch * oh * ow).div_ceil(64) * c_out.div_ceil(64))
         }
-        Op::GroupNorm {
-            x,
-            weight,
-            bias,
-            out,
-            groups,
-            eps,
-        } => {
+        Op::GroupNorm { x, weight, bias, out, groups, eps } => {
             let (batch, t, ch) = (x.shape()[0], x.shape()[1], x.shape()[2]);
-            let args = vec![
-                p(x),
-                p(weight),
-                p(bias),
-                p(out),
-                u(batch),
-                u(t),
-                u(ch),
-                u(groups),
-                Arg::F32(eps),
-            ];
-            (
-                "group_norm",
-                format!("group_norm_{}", suffix(weight)),
-                args,
-                per_row(batch * groups, 256),
-            )
+            let args = vec![p(x), p(weight), p(bias), p(out), u(batch), u(t), u(ch), u(groups), Arg::F32(eps)];
+            ("group_norm", format!("group_norm_{}", suffix(weight)), args, per_row(batch * groups, 256))
         }
-        Op::Glu { x, out } => (
-            "elementwise",
-            "glu".into(),
-            vec![p(x), p(out), u(out.numel()), u(out.dim_back(0))],
-            linear_blocks(out.numel(), 256),
-        ),
-        Op::Film {
-            x,
-            p: pt,
-            out,
-            gamma_scale,
-        } => {
-            let args = vec![
-                p(x),
-                p(pt),
-                p(out),
-                u(x.numel()),
-                u(x.dim_back(0)),
-                Arg::F32(gamma_scale),
-            ];
-            (
-                "elementwise",
-                "film".into(),
-                args,
-                linear_blocks(x.numel(), 256),
-            )
+        Op::Glu { x, out } => ("elementwise", "glu".into(), vec![p(x), p(out), u(out.numel()), u(out.dim_back(0))], linear_blocks(out.numel(), 256)),
+        Op::Film { x, p: pt, out, gamma_scale } => {
+            let args = vec![p(x), p(pt), p(out), u(x.numel()), u(x.dim_back(0)), Arg::F32(gamma_scale)];
+            ("elementwise", "film".into(), args, linear_blocks(x.numel(), 256))
         }
-        Op::RvqEncode {
-            x,
-            codebooks,
-            codes,
-            quantized,
-        } => {
+        Op::RvqEncode { x, codebooks, codes, quantized } => {
             let (n, d) = (x.shape()[0], x.shape()[1]);
             let (levels, k) = (codebooks.shape()[0], codebooks.shape()[1]);
-            let args = vec![
-                p(x),
-                p(codebooks),
-                p(codes),
-                p(quantized),
-                u(n),
-                u(d),
-                u(levels),
-                u(k),
-            ];
+            let args = vec![p(x), p(codebooks), p(codes), p(quantized), u(n), u(d), u(levels), u(k)];
             // RVQ_ROWS rows per block.
-            (
-                "rvq_encode",
-                format!("rvq_encode_{}", suffix(codebooks)),
-                args,
-                per_row(n.div_ceil(4), 256),
-            )
+            ("rvq_encode", format!("rvq_encode_{}", suffix(codebooks)), args, per_row(n.div_ceil(4), 256))
         }
-        Op::RelPosAttention {
-            q,
-            k,
-            v,
-            gate,
-            gate_const,
-            rel,
-            out,
-        } => {
+        Op::RelPosAttention { q, k, v, gate, gate_const, rel, out } => {
             let (t, heads, d) = (q.shape()[0], q.shape()[1], q.shape()[2]);
             let (rows, keys) = attention_tile(t, d);
             let scale = 1.0 / (d as f32).sqrt();
-            let args = vec![
-                p(q),
-                p(k),
-                p(v),
-                p(gate),
-                p(gate_const),
-                p(rel),
-                p(out),
-                u(t),
-                u(heads),
-                u(d),
-                u(rows),
-                u(keys),
-                Arg::F32(scale),
-            ];
-            (
-                "rel_pos_attention",
-                "rel_pos_attention".into(),
-                args,
-                per_row(heads * t.div_ceil(rows), 128),
-            )
+            let args = vec![p(q), p(k), p(v), p(gate), p(gate_const), p(rel), p(out), u(t), u(heads), u(d), u(rows), u(keys), Arg::F32(scale)];
+            ("rel_pos_attention", "rel_pos_attention".into(), args, per_row(heads * t.div_ceil(rows), 128))
         }
     };
     if op.outputs().iter().all(|t| t.numel() == 0) {

@@ -14,9 +14,7 @@ pub mod launch;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use cudarc::driver::{
-    CudaContext, CudaEvent, CudaFunction, CudaModule, CudaStream, DevicePtr, PinnedHostSlice,
-};
+use cudarc::driver::{CudaContext, CudaEvent, CudaFunction, CudaModule, CudaStream, DevicePtr, PinnedHostSlice};
 
 pub use buffer::CudaBuffer;
 
@@ -25,10 +23,7 @@ use crate::weights::WeightView;
 use crate::{Backend, DType, Error, Result, Tensor};
 
 fn err(msg: impl Into<String>) -> Error {
-    Error::Backend {
-        backend: "cuda",
-        msg: msg.into(),
-    }
+    Error::Backend { backend: "cuda", msg: msg.into() }
 }
 
 /// Smallest scratch allocation: split-KV decode partials for every cache length fit, so
@@ -59,10 +54,7 @@ impl CudaOptions {
     /// turn off.
     pub fn from_env() -> Self {
         let off = |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0");
-        CudaOptions {
-            tensor_cores: !off("UNIAUDIO_CUDA_NO_TENSOR_CORES"),
-            graphs: !off("UNIAUDIO_CUDA_NO_GRAPHS"),
-        }
+        CudaOptions { tensor_cores: !off("UNIAUDIO_CUDA_NO_TENSOR_CORES"), graphs: !off("UNIAUDIO_CUDA_NO_GRAPHS") }
     }
 }
 
@@ -93,46 +85,21 @@ impl Cuda {
     pub fn with_options(options: CudaOptions) -> Result<Self> {
         // SAFETY: only probes whether the driver library can be loaded.
         if !unsafe { cudarc::driver::sys::is_culib_present() } {
-            return Err(err(
-                "no NVIDIA driver found (libcuda.so could not be loaded)",
-            ));
+            return Err(err("no NVIDIA driver found (libcuda.so could not be loaded)"));
         }
         let ctx = CudaContext::new(0).map_err(|e| err(format!("cannot open device 0: {e}")))?;
         let (major, minor) = ctx.compute_capability().map_err(|e| err(e.to_string()))?;
         let name = ctx.name().unwrap_or_else(|_| "unknown NVIDIA GPU".into());
         let stream = ctx.default_stream();
         let arch = (major * 10 + minor) as u32;
-        let sm_count = ctx
-            .attribute(
-                cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
-            )
-            .map_err(|e| err(e.to_string()))?
-            .max(1) as usize;
+        let sm_count = ctx.attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).map_err(|e| err(e.to_string()))?.max(1) as usize;
         let step_graph = options.graphs.then(graph::StepGraph::default);
-        Ok(Cuda {
-            ctx,
-            tensor_cores: options.tensor_cores && arch >= 80,
-            step_graph,
-            staging: Mutex::new(Vec::new()),
-            scratch: Mutex::new(None),
-            stream,
-            arch,
-            sm_count,
-            name,
-            modules: Mutex::new(HashMap::new()),
-            functions: Mutex::new(HashMap::new()),
-        })
+        Ok(Cuda { ctx, tensor_cores: options.tensor_cores && arch >= 80, step_graph, staging: Mutex::new(Vec::new()), scratch: Mutex::new(None), stream, arch, sm_count, name, modules: Mutex::new(HashMap::new()), functions: Mutex::new(HashMap::new()) })
     }
 
     pub fn describe(&self) -> String {
         let on = |b: bool| if b { "on" } else { "off" };
-        format!(
-            "{} (sm_{}) [tensor cores: {}, graphs: {}]",
-            self.name,
-            self.arch,
-            on(self.tensor_cores),
-            on(self.step_graph.is_some())
-        )
+        format!("{} (sm_{}) [tensor cores: {}, graphs: {}]", self.name, self.arch, on(self.tensor_cores), on(self.step_graph.is_some()))
     }
 
     /// (updated, newly instantiated) decode-step graph launches so far.
@@ -154,13 +121,10 @@ impl Cuda {
 
     /// The PTX of one source file for this device, from the cache or NVRTC.
     fn ptx(&self, file: &'static str) -> Result<String> {
-        let source =
-            uniaudio_kernels::cuda(file).ok_or_else(|| err(format!("no CUDA source `{file}`")))?;
+        let source = uniaudio_kernels::cuda(file).ok_or_else(|| err(format!("no CUDA source `{file}`")))?;
         let text = format!("{}\n{}", uniaudio_kernels::CUDA_COMMON, source.text);
         let key = crate::synth::fnv1a64(format!("{}|{}", self.arch, text).as_bytes());
-        let path = crate::cache_dir()
-            .join("ptx")
-            .join(format!("{file}-{key:016x}-sm{}.ptx", self.arch));
+        let path = crate::cache_dir().join("ptx").join(format!("{file}-{key:016x}-sm{}.ptx", self.arch));
         if let Ok(ptx) = std::fs::read_to_string(&path) {
             return Ok(ptx);
         }
@@ -169,16 +133,8 @@ impl Cuda {
             return Err(err(format!("NVRTC (libnvrtc.so) is needed once to compile `{file}.cu`; install the CUDA runtime or pip nvidia-cuda-nvrtc-cu12")));
         }
         let arch = self.arch.min(90);
-        let opts = cudarc::nvrtc::CompileOptions {
-            options: vec![
-                format!("--gpu-architecture=compute_{arch}"),
-                "--std=c++17".into(),
-            ],
-            ..Default::default()
-        };
-        let ptx = cudarc::nvrtc::compile_ptx_with_opts(&text, opts)
-            .map_err(|e| err(format!("compiling {file}.cu: {e}")))?
-            .to_src();
+        let opts = cudarc::nvrtc::CompileOptions { options: vec![format!("--gpu-architecture=compute_{arch}"), "--std=c++17".into()], ..Default::default() };
+        let ptx = cudarc::nvrtc::compile_ptx_with_opts(&text, opts).map_err(|e| err(format!("compiling {file}.cu: {e}")))?.to_src();
         // A failed cache write only costs a recompile next time.
         if std::fs::create_dir_all(path.parent().expect("cache path has a parent")).is_ok() {
             let tmp = path.with_extension("ptx.tmp");
@@ -191,12 +147,7 @@ impl Cuda {
 
     pub(crate) fn function(&self, file: &'static str, name: &str) -> Result<CudaFunction> {
         let key = format!("{file}/{name}");
-        if let Some(f) = self
-            .functions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
+        if let Some(f) = self.functions.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(f.clone());
         }
         let module = {
@@ -204,22 +155,14 @@ impl Cuda {
             match modules.get(file) {
                 Some(m) => m.clone(),
                 None => {
-                    let m = self
-                        .ctx
-                        .load_module(cudarc::nvrtc::Ptx::from_src(self.ptx(file)?))
-                        .map_err(|e| err(format!("loading {file}: {e}")))?;
+                    let m = self.ctx.load_module(cudarc::nvrtc::Ptx::from_src(self.ptx(file)?)).map_err(|e| err(format!("loading {file}: {e}")))?;
                     modules.insert(file, m.clone());
                     m
                 }
             }
         };
-        let f = module
-            .load_function(name)
-            .map_err(|e| err(format!("{file}.cu has no kernel `{name}`: {e}")))?;
-        self.functions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, f.clone());
+        let f = module.load_function(name).map_err(|e| err(format!("{file}.cu has no kernel `{name}`: {e}")))?;
+        self.functions.lock().unwrap_or_else(|p| p.into_inner()).insert(key, f.clone());
         Ok(f)
     }
 
@@ -231,15 +174,7 @@ impl Cuda {
             self.sync()?;
             let t = std::time::Instant::now();
             // SAFETY: both allocations hold `bytes` bytes.
-            unsafe {
-                cudarc::driver::result::memcpy_dtod_async(
-                    dst.0.ptr,
-                    src.0.ptr,
-                    bytes,
-                    self.stream.cu_stream(),
-                )
-            }
-            .map_err(|e| err(e.to_string()))?;
+            unsafe { cudarc::driver::result::memcpy_dtod_async(dst.0.ptr, src.0.ptr, bytes, self.stream.cu_stream()) }.map_err(|e| err(e.to_string()))?;
             self.sync()?;
             best = best.min(t.elapsed().as_secs_f64());
         }
@@ -265,10 +200,7 @@ impl Cuda {
         if self.capturing() {
             return Err(err(format!("allocating {len} bytes inside a captured decode step (steps must reuse their buffers)")));
         }
-        let slice = self
-            .stream
-            .alloc_zeros::<u8>(len.max(4))
-            .map_err(|e| err(format!("cannot allocate {len} bytes: {e}")))?;
+        let slice = self.stream.alloc_zeros::<u8>(len.max(4)).map_err(|e| err(format!("cannot allocate {len} bytes: {e}")))?;
         let ptr = {
             let (ptr, _sync) = slice.device_ptr(&self.stream);
             ptr
@@ -295,13 +227,7 @@ impl launch::KernelDevice for Cuda {
         addr(t)
     }
 
-    fn launch(
-        &self,
-        file: &'static str,
-        name: &str,
-        args: &[launch::Arg],
-        cfg: cudarc::driver::LaunchConfig,
-    ) -> Result<()> {
+    fn launch(&self, file: &'static str, name: &str, args: &[launch::Arg], cfg: cudarc::driver::LaunchConfig) -> Result<()> {
         use cudarc::driver::PushKernelArg;
         let f = self.function(file, name)?;
         let mut builder = self.stream.launch_builder(&f);
@@ -314,9 +240,7 @@ impl launch::KernelDevice for Cuda {
         }
         // SAFETY: the arguments follow the kernel's parameter list in `kernels/cuda/<file>.cu`;
         // every address lies inside its tensor's allocation (validated op, checked views).
-        unsafe { builder.launch(cfg) }
-            .map(|_| ())
-            .map_err(|e| err(format!("launching {name}: {e}")))
+        unsafe { builder.launch(cfg) }.map(|_| ()).map_err(|e| err(format!("launching {name}: {e}")))
     }
 
     fn scratch(&self, bytes: usize) -> Result<u64> {
@@ -344,12 +268,7 @@ impl Backend for Cuda {
     fn upload(&self, dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor<Self>> {
         let len = byte_len(dtype, shape)?;
         if bytes.len() != len {
-            return Err(Error::shape(
-                "upload",
-                format!("bytes for {shape:?} {dtype}"),
-                len,
-                bytes.len(),
-            ));
+            return Err(Error::shape("upload", format!("bytes for {shape:?} {dtype}"), len, bytes.len()));
         }
         let t = self.alloc(dtype, shape)?;
         self.write(&t, bytes)?;
@@ -358,12 +277,7 @@ impl Backend for Cuda {
 
     fn write(&self, dst: &Tensor<Self>, bytes: &[u8]) -> Result<()> {
         if bytes.len() != dst.size_bytes() {
-            return Err(Error::shape(
-                "write",
-                "byte count",
-                dst.size_bytes(),
-                bytes.len(),
-            ));
+            return Err(Error::shape("write", "byte count", dst.size_bytes(), bytes.len()));
         }
         if let Some(g) = self.step_graph.as_ref().filter(|g| g.capturing()) {
             return g.write(self, addr(dst), bytes);
@@ -371,8 +285,7 @@ impl Backend for Cuda {
         // Synchronous with respect to the host buffer: it may be freed right after.
         self.stream.synchronize().map_err(|e| err(e.to_string()))?;
         // SAFETY: the destination range lies inside the allocation (checked by from_parts).
-        unsafe { cudarc::driver::result::memcpy_htod_sync(addr(dst), bytes) }
-            .map_err(|e| err(format!("upload: {e}")))
+        unsafe { cudarc::driver::result::memcpy_htod_sync(addr(dst), bytes) }.map_err(|e| err(format!("upload: {e}")))
     }
 
     /// Streams the memory-mapped bytes through two pinned buffers: the host fills one while
@@ -382,8 +295,7 @@ impl Backend for Cuda {
         let mut stages = self.staging.lock().unwrap_or_else(|p| p.into_inner());
         while stages.len() < 2 {
             // SAFETY: the buffer is only read by copies this backend enqueues after filling it.
-            let host = unsafe { self.ctx.alloc_pinned::<u8>(STAGE_BYTES) }
-                .map_err(|e| err(format!("pinned staging buffer: {e}")))?;
+            let host = unsafe { self.ctx.alloc_pinned::<u8>(STAGE_BYTES) }.map_err(|e| err(format!("pinned staging buffer: {e}")))?;
             stages.push(Stage { host, done: None });
         }
         for (i, chunk) in weight.bytes().chunks(STAGE_BYTES).enumerate() {
@@ -396,19 +308,9 @@ impl Backend for Cuda {
             let dst = addr(&t) + (i * STAGE_BYTES) as u64;
             // SAFETY: dst..dst+len lies inside the new tensor; the pinned source is not touched
             // again until the event recorded after this copy has completed.
-            unsafe {
-                cudarc::driver::result::memcpy_htod_async(
-                    dst,
-                    &host[..chunk.len()],
-                    self.stream.cu_stream(),
-                )
-            }
-            .map_err(|e| err(format!("uploading {}: {e}", weight.name())))?;
-            stage.done = Some(
-                self.stream
-                    .record_event(None)
-                    .map_err(|e| err(e.to_string()))?,
-            );
+            unsafe { cudarc::driver::result::memcpy_htod_async(dst, &host[..chunk.len()], self.stream.cu_stream()) }
+                .map_err(|e| err(format!("uploading {}: {e}", weight.name())))?;
+            stage.done = Some(self.stream.record_event(None).map_err(|e| err(e.to_string()))?);
         }
         Ok(t)
     }
@@ -417,8 +319,7 @@ impl Backend for Cuda {
         self.sync()?;
         let mut out = vec![0u8; src.size_bytes()];
         // SAFETY: the source range lies inside the allocation; the stream is idle.
-        unsafe { cudarc::driver::result::memcpy_dtoh_sync(&mut out, addr(src)) }
-            .map_err(|e| err(format!("download: {e}")))?;
+        unsafe { cudarc::driver::result::memcpy_dtoh_sync(&mut out, addr(src)) }.map_err(|e| err(format!("download: {e}")))?;
         Ok(out)
     }
 
@@ -432,9 +333,7 @@ impl Backend for Cuda {
 
     fn memory_available(&self) -> Option<usize> {
         // The context is current on this thread once the backend exists.
-        cudarc::driver::result::mem_get_info()
-            .ok()
-            .map(|(free, _total)| free)
+        cudarc::driver::result::mem_get_info().ok().map(|(free, _total)| free)
     }
 
     fn sync(&self) -> Result<()> {

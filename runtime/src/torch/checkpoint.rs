@@ -62,30 +62,17 @@ impl TorchCheckpoint {
         let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
         // SAFETY: read-only map; the file must not be truncated while it is open.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
-        let mut archive = zip::ZipArchive::new(Cursor::new(&map[..])).map_err(|e| {
-            bad(format!(
-                "not a torch zip checkpoint ({e}); legacy non-zip torch files are not supported"
-            ))
-        })?;
+        let mut archive = zip::ZipArchive::new(Cursor::new(&map[..]))
+            .map_err(|e| bad(format!("not a torch zip checkpoint ({e}); legacy non-zip torch files are not supported")))?;
         let mut entries = HashMap::new();
         for i in 0..archive.len() {
-            let f = archive
-                .by_index_raw(i)
-                .map_err(|e| bad(format!("zip entry {i}: {e}")))?;
-            let name = f
-                .name()
-                .map_err(|e| bad(format!("zip entry {i}: {e}")))?
-                .to_string();
-            let stored = f.compression() == zip::CompressionMethod::Stored
-                && f.size() == f.compressed_size();
-            let start = f
-                .data_start()
-                .ok_or_else(|| bad(format!("zip entry `{name}` has no data offset")))?;
+            let f = archive.by_index_raw(i).map_err(|e| bad(format!("zip entry {i}: {e}")))?;
+            let name = f.name().map_err(|e| bad(format!("zip entry {i}: {e}")))?.to_string();
+            let stored = f.compression() == zip::CompressionMethod::Stored && f.size() == f.compressed_size();
+            let start = f.data_start().ok_or_else(|| bad(format!("zip entry `{name}` has no data offset")))?;
             let (start, len) = (start as usize, f.compressed_size() as usize);
             if start.checked_add(len).is_none_or(|e| e > map.len()) {
-                return Err(bad(format!(
-                    "zip entry `{name}` extends past the end of the file"
-                )));
+                return Err(bad(format!("zip entry `{name}` extends past the end of the file")));
             }
             if stored {
                 entries.insert(name, (start, len));
@@ -105,13 +92,7 @@ impl TorchCheckpoint {
         }
         let (s, l) = entries[&pkl];
         let root = pickle::load(&map[s..s + l]).map_err(|e| bad(format!("{pkl}: {e}")))?;
-        Ok(TorchCheckpoint {
-            path,
-            map,
-            entries,
-            prefix,
-            root,
-        })
+        Ok(TorchCheckpoint { path, map, entries, prefix, root })
     }
 
     pub fn path(&self) -> &Path {
@@ -121,16 +102,7 @@ impl TorchCheckpoint {
     /// The keys of the top-level dict (e.g. `model`, `optimizer`).
     pub fn top_level_keys(&self) -> Vec<String> {
         match &self.root {
-            Value::Dict(d) => d
-                .iter()
-                .filter_map(|(k, _)| {
-                    if let Value::Str(s) = k {
-                        Some(s.clone())
-                    } else {
-                        None
-                    }
-                })
-                .collect(),
+            Value::Dict(d) => d.iter().filter_map(|(k, _)| if let Value::Str(s) = k { Some(s.clone()) } else { None }).collect(),
             _ => Vec::new(),
         }
     }
@@ -144,11 +116,7 @@ impl TorchCheckpoint {
 
     /// As `state_dict`, for the entries whose names `keep` accepts; the others (of any
     /// type: integer buffers, refused globals) are skipped without being inspected.
-    pub fn state_dict_where(
-        &self,
-        key: &str,
-        keep: &dyn Fn(&str) -> bool,
-    ) -> Result<Vec<TorchTensor>> {
+    pub fn state_dict_where(&self, key: &str, keep: &dyn Fn(&str) -> bool) -> Result<Vec<TorchTensor>> {
         let bad = |msg: String| Error::weights(&self.path, msg);
         let Value::Dict(top) = &self.root else {
             return Err(bad(refusal_or("the checkpoint is not a dict", &self.root)));
@@ -156,12 +124,7 @@ impl TorchCheckpoint {
         let (_, model) = top
             .iter()
             .find(|(k, _)| *k == Value::Str(key.into()))
-            .ok_or_else(|| {
-                bad(format!(
-                    "no `{key}` entry (top-level keys: {})",
-                    self.top_level_keys().join(", ")
-                ))
-            })?;
+            .ok_or_else(|| bad(format!("no `{key}` entry (top-level keys: {})", self.top_level_keys().join(", "))))?;
         self.tensors_of(model, key, keep)
     }
 
@@ -171,26 +134,16 @@ impl TorchCheckpoint {
         self.tensors_of(&self.root, "the top level", keep)
     }
 
-    fn tensors_of(
-        &self,
-        dict: &Value,
-        what: &str,
-        keep: &dyn Fn(&str) -> bool,
-    ) -> Result<Vec<TorchTensor>> {
+    fn tensors_of(&self, dict: &Value, what: &str, keep: &dyn Fn(&str) -> bool) -> Result<Vec<TorchTensor>> {
         let bad = |msg: String| Error::weights(&self.path, msg);
         let Value::Dict(items) = dict else {
-            return Err(bad(refusal_or(
-                &format!("`{what}` is not a state dict"),
-                dict,
-            )));
+            return Err(bad(refusal_or(&format!("`{what}` is not a state dict"), dict)));
         };
         items
             .iter()
             .filter(|(k, _)| !matches!(k, Value::Str(name) if !keep(name)))
             .map(|(k, v)| {
-                let Value::Str(name) = k else {
-                    return Err(bad(format!("`{what}` has a non-string key")));
-                };
+                let Value::Str(name) = k else { return Err(bad(format!("`{what}` has a non-string key"))) };
                 match v {
                     Value::Tensor(t) => self.describe(name, t),
                     other => Err(bad(refusal_or(&format!("`{name}` is not a tensor"), other))),
@@ -201,50 +154,22 @@ impl TorchCheckpoint {
 
     fn describe(&self, name: &str, t: &TensorRef) -> Result<TorchTensor> {
         let bad = |msg: String| Error::weights(&self.path, format!("tensor `{name}`: {msg}"));
-        let dtype = dtype_of(t.kind)
-            .ok_or_else(|| bad(format!("{:?} storage is not a float type", t.kind)))?;
-        let shape: Vec<usize> = t
-            .shape
-            .iter()
-            .map(|&d| usize::try_from(d).map_err(|_| bad("size too large".into())))
-            .collect::<Result<_>>()?;
+        let dtype = dtype_of(t.kind).ok_or_else(|| bad(format!("{:?} storage is not a float type", t.kind)))?;
+        let shape: Vec<usize> = t.shape.iter().map(|&d| usize::try_from(d).map_err(|_| bad("size too large".into()))).collect::<Result<_>>()?;
         // The furthest element the view reaches must lie inside its storage.
-        let numel = shape
-            .iter()
-            .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
-            .ok_or_else(|| bad("size overflows".into()))?;
+        let numel = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64)).ok_or_else(|| bad("size overflows".into()))?;
         if numel > 0 {
-            let last = t
-                .shape
-                .iter()
-                .zip(&t.stride)
-                .try_fold(t.offset, |acc, (&d, &s)| {
-                    acc.checked_add((d - 1).checked_mul(s)?)
-                });
+            let last = t.shape.iter().zip(&t.stride).try_fold(t.offset, |acc, (&d, &s)| acc.checked_add((d - 1).checked_mul(s)?));
             if last.is_none_or(|l| l >= t.storage_numel) {
-                return Err(bad(format!(
-                    "view (offset {}, size {:?}, stride {:?}) exceeds its storage of {}",
-                    t.offset, t.shape, t.stride, t.storage_numel
-                )));
+                return Err(bad(format!("view (offset {}, size {:?}, stride {:?}) exceeds its storage of {}", t.offset, t.shape, t.stride, t.storage_numel)));
             }
         }
         let entry = format!("{}data/{}", self.prefix, t.storage_key);
-        let &(_, len) = self
-            .entries
-            .get(&entry)
-            .ok_or_else(|| bad(format!("storage entry `{entry}` is missing or compressed")))?;
+        let &(_, len) = self.entries.get(&entry).ok_or_else(|| bad(format!("storage entry `{entry}` is missing or compressed")))?;
         if (len as u64) != t.storage_numel.saturating_mul(t.kind.elem_size() as u64) {
-            return Err(bad(format!(
-                "storage `{entry}` holds {len} bytes, expected {} elements",
-                t.storage_numel
-            )));
+            return Err(bad(format!("storage `{entry}` holds {len} bytes, expected {} elements", t.storage_numel)));
         }
-        Ok(TorchTensor {
-            name: name.into(),
-            dtype,
-            shape,
-            tensor: t.clone(),
-        })
+        Ok(TorchTensor { name: name.into(), dtype, shape, tensor: t.clone() })
     }
 
     /// The tensor's elements in row-major order, as little-endian bytes of its dtype.
@@ -263,12 +188,7 @@ impl TorchCheckpoint {
         let mut out = Vec::with_capacity(n * es);
         let mut index = vec![0u64; t.shape.len()];
         for _ in 0..n {
-            let e = t.tensor.offset
-                + index
-                    .iter()
-                    .zip(&t.tensor.stride)
-                    .map(|(i, s)| i * s)
-                    .sum::<u64>();
+            let e = t.tensor.offset + index.iter().zip(&t.tensor.stride).map(|(i, s)| i * s).sum::<u64>();
             let e = e as usize * es;
             out.extend_from_slice(&storage[e..e + es]);
             for d in (0..index.len()).rev() {
@@ -305,9 +225,7 @@ fn find_refused(v: &Value) -> Option<&str> {
     match v {
         Value::Refused(name) => Some(name),
         Value::Tuple(items) | Value::List(items) => items.iter().find_map(find_refused),
-        Value::Dict(d) => d
-            .iter()
-            .find_map(|(k, v)| find_refused(k).or_else(|| find_refused(v))),
+        Value::Dict(d) => d.iter().find_map(|(k, v)| find_refused(k).or_else(|| find_refused(v))),
         _ => None,
     }
 }

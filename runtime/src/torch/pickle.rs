@@ -23,11 +23,7 @@ pub enum Value {
     /// Insertion-ordered key/value pairs (dict and OrderedDict).
     Dict(Vec<(Value, Value)>),
     /// A persistent storage reference: (`torch.FloatStorage`-style type, key, element count).
-    Storage {
-        kind: StorageKind,
-        key: String,
-        numel: u64,
-    },
+    Storage { kind: StorageKind, key: String, numel: u64 },
     /// `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)`.
     Tensor(TensorRef),
     /// An allowed global, not yet called.
@@ -103,22 +99,13 @@ type R<T> = Result<T, String>;
 
 /// Reads one pickle (up to STOP) and returns its value.
 pub fn load(data: &[u8]) -> R<Value> {
-    let mut m = Machine {
-        data,
-        pos: 0,
-        stack: Vec::new(),
-        memo: HashMap::new(),
-    };
+    let mut m = Machine { data, pos: 0, stack: Vec::new(), memo: HashMap::new() };
     m.run()
 }
 
 impl Machine<'_> {
     fn take(&mut self, n: usize) -> R<&[u8]> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.data.len())
-            .ok_or_else(|| format!("truncated pickle at byte {}", self.pos))?;
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len()).ok_or_else(|| format!("truncated pickle at byte {}", self.pos))?;
         let s = &self.data[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -127,29 +114,18 @@ impl Machine<'_> {
         Ok(self.take(1)?[0])
     }
     fn u16(&mut self) -> R<u16> {
-        Ok(u16::from_le_bytes(
-            self.take(2)?.try_into().expect("2 bytes"),
-        ))
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
     }
     fn u32(&mut self) -> R<u32> {
-        Ok(u32::from_le_bytes(
-            self.take(4)?.try_into().expect("4 bytes"),
-        ))
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
     }
     fn u64(&mut self) -> R<u64> {
-        Ok(u64::from_le_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
     }
     fn line(&mut self) -> R<String> {
         let rest = &self.data[self.pos..];
-        let n = rest
-            .iter()
-            .position(|&b| b == b'\n')
-            .ok_or("unterminated text line in pickle")?;
-        let s = std::str::from_utf8(&rest[..n])
-            .map_err(|_| "non-UTF-8 text line in pickle")?
-            .to_string();
+        let n = rest.iter().position(|&b| b == b'\n').ok_or("unterminated text line in pickle")?;
+        let s = std::str::from_utf8(&rest[..n]).map_err(|_| "non-UTF-8 text line in pickle")?.to_string();
         self.pos += n + 1;
         Ok(s)
     }
@@ -157,8 +133,7 @@ impl Machine<'_> {
         if n > MAX_STRING {
             return Err(format!("string of {n} bytes is too large"));
         }
-        String::from_utf8(self.take(n)?.to_vec())
-            .map_err(|_| "invalid UTF-8 string in pickle".to_string())
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| "invalid UTF-8 string in pickle".to_string())
     }
     fn bytes(&mut self, n: usize) -> R<Vec<u8>> {
         if n > MAX_STRING {
@@ -189,23 +164,10 @@ impl Machine<'_> {
     }
     /// Pops everything above the topmost mark, and the mark.
     fn pop_mark(&mut self) -> R<Vec<Value>> {
-        let at = self
-            .stack
-            .iter()
-            .rposition(|i| matches!(i, Item::Mark))
-            .ok_or("missing mark in pickle")?;
+        let at = self.stack.iter().rposition(|i| matches!(i, Item::Mark)).ok_or("missing mark in pickle")?;
         let items = self.stack.split_off(at + 1);
         self.stack.pop();
-        Ok(items
-            .into_iter()
-            .map(|i| {
-                if let Item::Value(v) = i {
-                    v
-                } else {
-                    unreachable!("marks were split off")
-                }
-            })
-            .collect())
+        Ok(items.into_iter().map(|i| if let Item::Value(v) = i { v } else { unreachable!("marks were split off") }).collect())
     }
     fn memoize(&mut self, key: u64) -> R<()> {
         if self.memo.len() >= MAX_MEMO {
@@ -216,11 +178,7 @@ impl Machine<'_> {
         Ok(())
     }
     fn get(&mut self, key: u64) -> R<()> {
-        let v = self
-            .memo
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| format!("pickle memo key {key} missing"))?;
+        let v = self.memo.get(&key).cloned().ok_or_else(|| format!("pickle memo key {key} missing"))?;
         self.push(v)
     }
 
@@ -258,11 +216,7 @@ impl Machine<'_> {
                         return Err(format!("integer of {n} bytes is too large"));
                     }
                     // Little-endian two's complement of n bytes.
-                    let mut buf = [if b.last().is_some_and(|&x| x & 0x80 != 0) {
-                        0xff
-                    } else {
-                        0
-                    }; 8];
+                    let mut buf = [if b.last().is_some_and(|&x| x & 0x80 != 0) { 0xff } else { 0 }; 8];
                     buf[..n].copy_from_slice(b);
                     self.push(Value::Int(i64::from_le_bytes(buf)))?
                 }
@@ -402,12 +356,7 @@ impl Machine<'_> {
                     let v = self.top()?.clone();
                     self.push(v)?
                 }
-                other => {
-                    return Err(format!(
-                        "unsupported pickle opcode 0x{other:02x} at byte {}",
-                        self.pos - 1
-                    ))
-                }
+                other => return Err(format!("unsupported pickle opcode 0x{other:02x} at byte {}", self.pos - 1)),
             }
         }
     }
@@ -485,10 +434,7 @@ fn kind(v: &Value) -> &'static str {
 fn as_u64(v: &Value, what: &str) -> R<u64> {
     match v {
         Value::Int(i) if *i >= 0 => Ok(*i as u64),
-        other => Err(format!(
-            "{what}: expected a non-negative int, got {}",
-            kind(other)
-        )),
+        other => Err(format!("{what}: expected a non-negative int, got {}", kind(other))),
     }
 }
 
@@ -503,12 +449,7 @@ fn as_dims(v: &Value, what: &str) -> R<Vec<u64>> {
 fn call(callable: Value, args: Value) -> R<Value> {
     let args = match args {
         Value::Tuple(a) => a,
-        other => {
-            return Err(format!(
-                "call arguments must be a tuple, got {}",
-                kind(&other)
-            ))
-        }
+        other => return Err(format!("call arguments must be a tuple, got {}", kind(&other))),
     };
     match callable {
         Value::Refused(name) => Ok(Value::Refused(name)),
@@ -518,9 +459,7 @@ fn call(callable: Value, args: Value) -> R<Value> {
                 let mut d = Value::Dict(Vec::new());
                 for item in items {
                     match item {
-                        Value::Tuple(kv) | Value::List(kv) if kv.len() == 2 => {
-                            extend_dict(&mut d, vec![(kv[0].clone(), kv[1].clone())])?
-                        }
+                        Value::Tuple(kv) | Value::List(kv) if kv.len() == 2 => extend_dict(&mut d, vec![(kv[0].clone(), kv[1].clone())])?,
                         _ => return Err("OrderedDict items must be pairs".into()),
                     }
                 }
@@ -536,10 +475,7 @@ fn call(callable: Value, args: Value) -> R<Value> {
                 if let Value::Refused(n) = &args[0] {
                     return Ok(Value::Refused(n.clone()));
                 }
-                return Err(format!(
-                    "_rebuild_tensor_v2: expected a storage, got {}",
-                    self::kind(&args[0])
-                ));
+                return Err(format!("_rebuild_tensor_v2: expected a storage, got {}", self::kind(&args[0])));
             };
             let shape = as_dims(&args[2], "tensor size")?;
             let stride = as_dims(&args[3], "tensor stride")?;
@@ -555,10 +491,7 @@ fn call(callable: Value, args: Value) -> R<Value> {
                 stride,
             }))
         }
-        Value::Global(Known::RebuildParameter) => args
-            .into_iter()
-            .next()
-            .ok_or_else(|| "_rebuild_parameter needs data".to_string()),
+        Value::Global(Known::RebuildParameter) => args.into_iter().next().ok_or_else(|| "_rebuild_parameter needs data".to_string()),
         Value::Global(Known::Storage(_)) => Err("storage types are not callable".into()),
         other => Err(format!("{} is not callable", kind(&other))),
     }
@@ -566,16 +499,10 @@ fn call(callable: Value, args: Value) -> R<Value> {
 
 /// BINPERSID: torch's ('storage', storage_type, key, location, numel).
 fn persistent(pid: Value) -> R<Value> {
-    let Value::Tuple(t) = pid else {
-        return Err("persistent id must be a tuple".into());
-    };
+    let Value::Tuple(t) = pid else { return Err("persistent id must be a tuple".into()) };
     match t.as_slice() {
         [Value::Str(tag), ty, Value::Str(key), _location, numel] if tag == "storage" => match ty {
-            Value::Global(Known::Storage(kind)) => Ok(Value::Storage {
-                kind: *kind,
-                key: key.clone(),
-                numel: as_u64(numel, "storage size")?,
-            }),
+            Value::Global(Known::Storage(kind)) => Ok(Value::Storage { kind: *kind, key: key.clone(), numel: as_u64(numel, "storage size")? }),
             Value::Refused(name) => Ok(Value::Refused(name.clone())),
             other => Err(format!("unsupported storage type {}", kind(other))),
         },
@@ -590,9 +517,7 @@ mod tests {
     #[test]
     fn builds_containers_and_refuses_unknown_globals() {
         // {'a': [1, 2.5, 'x'], 'b': os.system('echo')}  (protocol 2, hand-assembled)
-        let mut p = vec![
-            0x80, 2, b'}', b'(', b'X', 1, 0, 0, 0, b'a', b']', b'(', b'K', 1, b'G',
-        ];
+        let mut p = vec![0x80, 2, b'}', b'(', b'X', 1, 0, 0, 0, b'a', b']', b'(', b'K', 1, b'G'];
         p.extend(2.5f64.to_be_bytes());
         p.extend([b'X', 1, 0, 0, 0, b'x', b'e', b'X', 1, 0, 0, 0, b'b']);
         p.extend(b"cposix\nsystem\n");
@@ -600,32 +525,14 @@ mod tests {
         p.extend(b"echo");
         p.extend([0x85, b'R', b'u', b'.']);
         let v = load(&p).unwrap();
-        let Value::Dict(d) = v else {
-            panic!("not a dict")
-        };
-        assert_eq!(
-            d[0].1,
-            Value::List(vec![
-                Value::Int(1),
-                Value::Float(2.5),
-                Value::Str("x".into())
-            ])
-        );
+        let Value::Dict(d) = v else { panic!("not a dict") };
+        assert_eq!(d[0].1, Value::List(vec![Value::Int(1), Value::Float(2.5), Value::Str("x".into())]));
         assert_eq!(d[1].1, Value::Refused("posix.system".into()));
     }
 
     #[test]
     fn malformed_input_is_an_error_not_a_panic() {
-        for bad in [
-            &b""[..],
-            b"\x80",
-            b"\x80\x02X\xff\xff\xff\xff",
-            b"t.",
-            b"a.",
-            b"\x80\x02h\x05.",
-            b"\x80\x02\xff",
-            b"(K\x01d.",
-        ] {
+        for bad in [&b""[..], b"\x80", b"\x80\x02X\xff\xff\xff\xff", b"t.", b"a.", b"\x80\x02h\x05.", b"\x80\x02\xff", b"(K\x01d."] {
             assert!(load(bad).is_err(), "{bad:?}");
         }
     }

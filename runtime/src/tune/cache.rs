@@ -44,42 +44,22 @@ impl TuneCache {
     /// foreign files are reported through `warn` and ignored.
     pub fn open(dir: &Path, key: DeviceKey, warn: &mut dyn FnMut(String)) -> TuneCache {
         let path = dir.join(key.file_name());
-        let mut cache = TuneCache {
-            path,
-            key,
-            choices: BTreeMap::new(),
-        };
+        let mut cache = TuneCache { path, key, choices: BTreeMap::new() };
         match std::fs::metadata(&cache.path) {
             Err(_) => return cache,
             Ok(m) if m.len() > MAX_BYTES => {
-                warn(format!(
-                    "{}: {} bytes is not a tuning file; ignored",
-                    cache.path.display(),
-                    m.len()
-                ));
+                warn(format!("{}: {} bytes is not a tuning file; ignored", cache.path.display(), m.len()));
                 return cache;
             }
             Ok(_) => {}
         }
-        let parsed = std::fs::read(&cache.path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice::<File>(&b).map_err(|e| e.to_string()));
+        let parsed = std::fs::read(&cache.path).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice::<File>(&b).map_err(|e| e.to_string()));
         match parsed {
-            Err(e) => warn(format!(
-                "{}: unreadable tuning file ({e}); ignored, defaults used until it is rewritten",
-                cache.path.display()
-            )),
-            Ok(f) if f.format != FORMAT || f.version != VERSION => warn(format!(
-                "{}: tuning file format {} v{}, expected {FORMAT} v{VERSION}; ignored",
-                cache.path.display(),
-                f.format,
-                f.version
-            )),
-            Ok(f) if f.key != cache.key => warn(format!(
-                "{}: tuned for another device or version ({:?}); ignored",
-                cache.path.display(),
-                f.key
-            )),
+            Err(e) => warn(format!("{}: unreadable tuning file ({e}); ignored, defaults used until it is rewritten", cache.path.display())),
+            Ok(f) if f.format != FORMAT || f.version != VERSION => {
+                warn(format!("{}: tuning file format {} v{}, expected {FORMAT} v{VERSION}; ignored", cache.path.display(), f.format, f.version))
+            }
+            Ok(f) if f.key != cache.key => warn(format!("{}: tuned for another device or version ({:?}); ignored", cache.path.display(), f.key)),
             Ok(f) => cache.choices = f.choices,
         }
         cache
@@ -116,16 +96,9 @@ impl TuneCache {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = File {
-            format: FORMAT.into(),
-            version: VERSION,
-            key: self.key.clone(),
-            choices: self.choices.clone(),
-        };
+        let file = File { format: FORMAT.into(), version: VERSION, key: self.key.clone(), choices: self.choices.clone() };
         let text = serde_json::to_vec_pretty(&file).map_err(std::io::Error::other)?;
-        let tmp = self
-            .path
-            .with_extension(format!("tmp{}", std::process::id()));
+        let tmp = self.path.with_extension(format!("tmp{}", std::process::id()));
         let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &self.path));
         if written.is_err() {
             let _ = std::fs::remove_file(&tmp);

@@ -32,11 +32,7 @@ pub enum TuneMode {
 impl TuneMode {
     /// `UNIAUDIO_TUNE` (unset or empty: `On`), or an error naming the bad value.
     pub fn from_env() -> Result<TuneMode, String> {
-        match std::env::var("UNIAUDIO_TUNE")
-            .unwrap_or_default()
-            .to_ascii_lowercase()
-            .as_str()
-        {
+        match std::env::var("UNIAUDIO_TUNE").unwrap_or_default().to_ascii_lowercase().as_str() {
             "" | "on" | "1" => Ok(TuneMode::On),
             "off" | "0" => Ok(TuneMode::Off),
             "force" => Ok(TuneMode::Force),
@@ -61,21 +57,14 @@ pub struct DeviceKey {
 impl DeviceKey {
     /// A key for this runtime version.
     pub fn new(backend: &str, device: &str, driver: &str) -> DeviceKey {
-        DeviceKey {
-            backend: backend.into(),
-            device: device.into(),
-            driver: driver.into(),
-            runtime: env!("CARGO_PKG_VERSION").into(),
-        }
+        DeviceKey { backend: backend.into(), device: device.into(), driver: driver.into(), runtime: env!("CARGO_PKG_VERSION").into() }
     }
 
     /// A file name that differs for every key (backend first, for people reading the directory).
     pub fn file_name(&self) -> String {
         // FNV-1a over the key's JSON: stable across runs and platforms.
         let text = serde_json::to_string(self).unwrap_or_default();
-        let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-        });
+        let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
         format!("{}-{hash:016x}.json", self.backend)
     }
 }

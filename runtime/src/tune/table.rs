@@ -44,16 +44,8 @@ impl Tuned {
     pub fn new(family: &'static Family) -> Tuned {
         Tuned {
             family,
-            values: family
-                .classes
-                .iter()
-                .map(|_| AtomicUsize::new(family.default))
-                .collect(),
-            decided: family
-                .classes
-                .iter()
-                .map(|_| AtomicBool::new(false))
-                .collect(),
+            values: family.classes.iter().map(|_| AtomicUsize::new(family.default)).collect(),
+            decided: family.classes.iter().map(|_| AtomicBool::new(false)).collect(),
             busy: Mutex::new(()),
         }
     }
@@ -89,9 +81,7 @@ impl Tuned {
     pub fn apply(&self, cache: &TuneCache) -> usize {
         let mut applied = 0;
         for class in 0..self.family.classes.len() {
-            let chosen = cache
-                .get(&self.family.entry(class))
-                .and_then(|c| c.candidate.parse::<usize>().ok());
+            let chosen = cache.get(&self.family.entry(class)).and_then(|c| c.candidate.parse::<usize>().ok());
             if let Some(v) = chosen.filter(|v| self.family.candidates.contains(v)) {
                 self.set(class, v);
                 applied += 1;
@@ -108,14 +98,7 @@ impl Tuned {
     /// Tuning on first use: when `class` is undecided and no other thread is tuning it,
     /// times `candidates` (those that differ for this shape) with `time` and keeps the
     /// fastest. Returns the winner's index and the timings when it tuned.
-    pub fn tune_once(
-        &self,
-        class: usize,
-        candidates: &[usize],
-        warmup: usize,
-        reps: usize,
-        time: impl FnMut(&usize) -> Duration,
-    ) -> Option<(usize, Vec<Timing>)> {
+    pub fn tune_once(&self, class: usize, candidates: &[usize], warmup: usize, reps: usize, time: impl FnMut(&usize) -> Duration) -> Option<(usize, Vec<Timing>)> {
         if self.is_decided(class) || candidates.is_empty() {
             return None;
         }
@@ -158,10 +141,7 @@ pub fn load(tables: &[&Tuned], mode: TuneMode, dir: &Path, key: DeviceKey) -> St
 pub fn choice(best: usize, timings: &[Timing]) -> Choice {
     Choice {
         candidate: timings[best].candidate.clone(),
-        medians_us: timings
-            .iter()
-            .map(|t| (t.candidate.clone(), t.median.as_secs_f64() * 1e6))
-            .collect(),
+        medians_us: timings.iter().map(|t| (t.candidate.clone(), t.median.as_secs_f64() * 1e6)).collect(),
     }
 }
 
@@ -171,9 +151,6 @@ pub fn persist(dir: &Path, key: DeviceKey, entry: &str, choice: Choice) {
     let mut cache = TuneCache::open(dir, key, &mut |w| eprintln!("warning: {w}"));
     cache.insert(entry, choice);
     if let Err(e) = cache.save() {
-        eprintln!(
-            "warning: {}: cannot store the tuned choice for {entry}: {e}",
-            cache.path().display()
-        );
+        eprintln!("warning: {}: cannot store the tuned choice for {entry}: {e}", cache.path().display());
     }
 }

@@ -7,7 +7,7 @@ mod view;
 mod writer;
 
 pub use model_dir::ModelWeights;
-pub use model_dir::{INDEX_FILE, SINGLE_FILE};
 pub use safetensors_file::SafetensorsFile;
 pub use view::WeightView;
 pub use writer::{SafetensorsWriter, TensorSpec, Q8_METADATA_KEY};
+pub use model_dir::{INDEX_FILE, SINGLE_FILE};

@@ -24,13 +24,7 @@ struct Index {
 
 impl std::fmt::Debug for ModelWeights {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "ModelWeights({}, {} tensors in {} files)",
-            self.dir.display(),
-            self.location.len(),
-            self.files.len()
-        )
+        write!(f, "ModelWeights({}, {} tensors in {} files)", self.dir.display(), self.location.len(), self.files.len())
     }
 }
 
@@ -47,10 +41,7 @@ impl ModelWeights {
         } else if !dir.is_dir() {
             Err(Error::weights(&dir, "model directory does not exist"))
         } else {
-            Err(Error::weights(
-                &dir,
-                format!("neither {SINGLE_FILE} nor {INDEX_FILE} found"),
-            ))
+            Err(Error::weights(&dir, format!("neither {SINGLE_FILE} nor {INDEX_FILE} found")))
         }
     }
 
@@ -59,11 +50,7 @@ impl ModelWeights {
         let file = SafetensorsFile::open(path)?;
         let location = file.names().map(|n| (n.to_string(), 0)).collect();
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Ok(ModelWeights {
-            dir,
-            files: vec![file],
-            location,
-        })
+        Ok(ModelWeights { dir, files: vec![file], location })
     }
 
     fn from_index(dir: &Path, index_path: &Path) -> Result<Self> {
@@ -86,18 +73,11 @@ impl ModelWeights {
                 }
             };
             if !files[slot].contains(&tensor) {
-                return Err(Error::weights(
-                    index_path,
-                    format!("index maps `{tensor}` to {shard}, which does not contain it"),
-                ));
+                return Err(Error::weights(index_path, format!("index maps `{tensor}` to {shard}, which does not contain it")));
             }
             location.insert(tensor, slot);
         }
-        Ok(ModelWeights {
-            dir: dir.to_path_buf(),
-            files,
-            location,
-        })
+        Ok(ModelWeights { dir: dir.to_path_buf(), files, location })
     }
 
     pub fn dir(&self) -> &Path {
@@ -123,10 +103,7 @@ impl ModelWeights {
         let &i = self
             .location
             .get(name)
-            .ok_or_else(|| Error::MissingTensor {
-                name: name.into(),
-                path: self.dir.clone(),
-            })?;
+            .ok_or_else(|| Error::MissingTensor { name: name.into(), path: self.dir.clone() })?;
         self.files[i].view(name)
     }
 
@@ -155,8 +132,5 @@ impl ModelWeights {
 
 fn is_plain_file_name(name: &str) -> bool {
     let p = Path::new(name);
-    !name.is_empty()
-        && p.components().count() == 1
-        && p.file_name().is_some_and(|f| f == name)
-        && name != ".."
+    !name.is_empty() && p.components().count() == 1 && p.file_name().is_some_and(|f| f == name) && name != ".."
 }

@@ -32,12 +32,7 @@ pub struct SafetensorsFile {
 
 impl std::fmt::Debug for SafetensorsFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "SafetensorsFile({}, {} tensors)",
-            self.path.display(),
-            self.entries.len()
-        )
+        write!(f, "SafetensorsFile({}, {} tensors)", self.path.display(), self.entries.len())
     }
 }
 
@@ -57,31 +52,12 @@ impl SafetensorsFile {
             // read_metadata checked that offsets tile the data section exactly.
             entries.insert(
                 name,
-                Entry {
-                    dtype: info.dtype,
-                    shape: info.shape.clone(),
-                    start: data_start + s,
-                    len: e - s,
-                },
+                Entry { dtype: info.dtype, shape: info.shape.clone(), start: data_start + s, len: e - s },
             );
         }
         let metadata = meta.metadata().clone().unwrap_or_default();
-        let quantized = metadata
-            .get(super::Q8_METADATA_KEY)
-            .map(|l| {
-                l.split(',')
-                    .filter(|n| !n.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(SafetensorsFile {
-            path,
-            map: Arc::new(map),
-            entries,
-            metadata,
-            quantized,
-        })
+        let quantized = metadata.get(super::Q8_METADATA_KEY).map(|l| l.split(',').filter(|n| !n.is_empty()).map(str::to_string).collect()).unwrap_or_default();
+        Ok(SafetensorsFile { path, map: Arc::new(map), entries, metadata, quantized })
     }
 
     pub fn path(&self) -> &Path {
@@ -103,9 +79,7 @@ impl SafetensorsFile {
 
     /// Stored dtype name and shape, without touching the data.
     pub fn info(&self, name: &str) -> Option<(String, &[usize])> {
-        self.entries
-            .get(name)
-            .map(|e| (format!("{:?}", e.dtype), e.shape.as_slice()))
+        self.entries.get(name).map(|e| (format!("{:?}", e.dtype), e.shape.as_slice()))
     }
 
     /// Shape of `name` in elements (q8_0 rows counted in weights, not bytes).
@@ -116,44 +90,26 @@ impl SafetensorsFile {
 
     /// A view of tensor `name`; zero-copy unless its offset is misaligned for its dtype.
     pub fn view(&self, name: &str) -> Result<WeightView> {
-        let entry = self.entries.get(name).ok_or_else(|| Error::MissingTensor {
-            name: name.into(),
-            path: self.path.clone(),
-        })?;
+        let entry = self
+            .entries
+            .get(name)
+            .ok_or_else(|| Error::MissingTensor { name: name.into(), path: self.path.clone() })?;
         let (dtype, shape) = self.dtype_and_shape(name, entry)?;
         let bytes = if (self.map.as_ptr() as usize + entry.start).is_multiple_of(dtype.align()) {
-            WeightBytes::Mapped {
-                map: self.map.clone(),
-                start: entry.start,
-                len: entry.len,
-            }
+            WeightBytes::Mapped { map: self.map.clone(), start: entry.start, len: entry.len }
         } else {
             let copy = AlignedBytes::from_slice(&self.map[entry.start..entry.start + entry.len])
-                .ok_or_else(|| {
-                    Error::weights(
-                        &self.path,
-                        format!("cannot allocate {} bytes for `{name}`", entry.len),
-                    )
-                })?;
+                .ok_or_else(|| Error::weights(&self.path, format!("cannot allocate {} bytes for `{name}`", entry.len)))?;
             WeightBytes::Owned(Arc::new(copy))
         };
-        Ok(WeightView {
-            name: name.into(),
-            path: self.path.clone(),
-            dtype,
-            shape,
-            bytes,
-        })
+        Ok(WeightView { name: name.into(), path: self.path.clone(), dtype, shape, bytes })
     }
 
     /// The runtime dtype and logical shape of an entry: a U8 tensor listed as Q8_0 holds
     /// rows of 34-byte blocks of 32 weights.
     fn dtype_and_shape(&self, name: &str, entry: &Entry) -> Result<(DType, Vec<usize>)> {
         if self.quantized.contains(name) {
-            let rows_of_blocks = entry
-                .shape
-                .last()
-                .is_some_and(|b| *b > 0 && b.is_multiple_of(crate::dtype::Q8_BLOCK_BYTES));
+            let rows_of_blocks = entry.shape.last().is_some_and(|b| *b > 0 && b.is_multiple_of(crate::dtype::Q8_BLOCK_BYTES));
             if entry.dtype != safetensors::Dtype::U8 || !rows_of_blocks {
                 return Err(Error::weights(&self.path, format!("`{name}` is listed as q8_0 but is {:?} {:?} (expected u8 rows of 34-byte blocks)", entry.dtype, entry.shape)));
             }

@@ -11,11 +11,7 @@ use crate::DType;
 
 #[derive(Clone)]
 pub(crate) enum WeightBytes {
-    Mapped {
-        map: Arc<Mmap>,
-        start: usize,
-        len: usize,
-    },
+    Mapped { map: Arc<Mmap>, start: usize, len: usize },
     Owned(Arc<AlignedBytes>),
 }
 
@@ -30,14 +26,7 @@ pub struct WeightView {
 
 impl std::fmt::Debug for WeightView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "WeightView(`{}` {:?} {} in {})",
-            self.name,
-            self.shape,
-            self.dtype,
-            self.path.display()
-        )
+        write!(f, "WeightView(`{}` {:?} {} in {})", self.name, self.shape, self.dtype, self.path.display())
     }
 }
 

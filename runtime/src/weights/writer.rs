@@ -22,11 +22,7 @@ pub struct TensorSpec {
 
 impl TensorSpec {
     pub fn new(name: impl Into<String>, dtype: DType, shape: &[usize]) -> Self {
-        TensorSpec {
-            name: name.into(),
-            dtype,
-            shape: shape.to_vec(),
-        }
+        TensorSpec { name: name.into(), dtype, shape: shape.to_vec() }
     }
     pub fn size_bytes(&self) -> usize {
         self.dtype.bytes(self.shape.iter().product::<usize>())
@@ -52,53 +48,27 @@ pub struct SafetensorsWriter {
 impl SafetensorsWriter {
     /// Starts a file holding `specs` in this order, with `metadata` in `__metadata__`.
     /// Q8_0 tensors are stored as U8 rows of blocks and listed under `Q8_METADATA_KEY`.
-    pub fn create(
-        path: impl AsRef<Path>,
-        specs: Vec<TensorSpec>,
-        metadata: &BTreeMap<String, String>,
-    ) -> Result<Self> {
+    pub fn create(path: impl AsRef<Path>, specs: Vec<TensorSpec>, metadata: &BTreeMap<String, String>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let mut header = serde_json::Map::new();
         let mut metadata = metadata.clone();
-        let quantized: Vec<&str> = specs
-            .iter()
-            .filter(|s| s.dtype == DType::Q8_0)
-            .map(|s| s.name.as_str())
-            .collect();
+        let quantized: Vec<&str> = specs.iter().filter(|s| s.dtype == DType::Q8_0).map(|s| s.name.as_str()).collect();
         if !quantized.is_empty() {
             if let Some(bad) = quantized.iter().find(|n| n.contains(',')) {
-                return Err(Error::weights(
-                    &path,
-                    format!("q8_0 tensor name `{bad}` contains a comma"),
-                ));
+                return Err(Error::weights(&path, format!("q8_0 tensor name `{bad}` contains a comma")));
             }
-            if let Some(bad) = specs.iter().find(|s| {
-                s.dtype == DType::Q8_0
-                    && !s.shape.last().is_some_and(|k| k.is_multiple_of(Q8_BLOCK))
-            }) {
-                return Err(Error::weights(
-                    &path,
-                    format!(
-                        "q8_0 tensor `{}` {:?}: rows must hold whole blocks of {Q8_BLOCK}",
-                        bad.name, bad.shape
-                    ),
-                ));
+            if let Some(bad) = specs.iter().find(|s| s.dtype == DType::Q8_0 && !s.shape.last().is_some_and(|k| k.is_multiple_of(Q8_BLOCK))) {
+                return Err(Error::weights(&path, format!("q8_0 tensor `{}` {:?}: rows must hold whole blocks of {Q8_BLOCK}", bad.name, bad.shape)));
             }
             metadata.insert(Q8_METADATA_KEY.into(), quantized.join(","));
         }
         if !metadata.is_empty() {
-            header.insert(
-                "__metadata__".into(),
-                serde_json::to_value(&metadata).expect("string map"),
-            );
+            header.insert("__metadata__".into(), serde_json::to_value(&metadata).expect("string map"));
         }
         let mut offset = 0usize;
         for s in &specs {
             if header.contains_key(&s.name) {
-                return Err(Error::weights(
-                    &path,
-                    format!("tensor `{}` listed twice", s.name),
-                ));
+                return Err(Error::weights(&path, format!("tensor `{}` listed twice", s.name)));
             }
             let end = offset + s.size_bytes();
             header.insert(
@@ -115,41 +85,24 @@ impl SafetensorsWriter {
         let tmp = tmp_path(&path);
         let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         let mut out = BufWriter::with_capacity(1 << 22, file);
-        out.write_all(&(json.len() as u64).to_le_bytes())
-            .map_err(|e| Error::io(&tmp, e))?;
-        out.write_all(json.as_bytes())
-            .map_err(|e| Error::io(&tmp, e))?;
-        Ok(SafetensorsWriter {
-            path,
-            tmp,
-            out,
-            specs,
-            next: 0,
-        })
+        out.write_all(&(json.len() as u64).to_le_bytes()).map_err(|e| Error::io(&tmp, e))?;
+        out.write_all(json.as_bytes()).map_err(|e| Error::io(&tmp, e))?;
+        Ok(SafetensorsWriter { path, tmp, out, specs, next: 0 })
     }
 
     /// Writes the next tensor's bytes (tensors must come in the order given to `create`).
     pub fn write_tensor(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
-        let spec = self.specs.get(self.next).ok_or_else(|| {
-            Error::weights(
-                &self.path,
-                format!("`{name}` written after the last listed tensor"),
-            )
-        })?;
+        let spec = self
+            .specs
+            .get(self.next)
+            .ok_or_else(|| Error::weights(&self.path, format!("`{name}` written after the last listed tensor")))?;
         if spec.name != name || spec.size_bytes() != bytes.len() {
             return Err(Error::weights(
                 &self.path,
-                format!(
-                    "expected `{}` ({} bytes) next, got `{name}` ({} bytes)",
-                    spec.name,
-                    spec.size_bytes(),
-                    bytes.len()
-                ),
+                format!("expected `{}` ({} bytes) next, got `{name}` ({} bytes)", spec.name, spec.size_bytes(), bytes.len()),
             ));
         }
-        self.out
-            .write_all(bytes)
-            .map_err(|e| Error::io(&self.tmp, e))?;
+        self.out.write_all(bytes).map_err(|e| Error::io(&self.tmp, e))?;
         self.next += 1;
         Ok(())
     }
@@ -157,20 +110,10 @@ impl SafetensorsWriter {
     /// Flushes, syncs and renames the file into place.
     pub fn finish(mut self) -> Result<PathBuf> {
         if self.next != self.specs.len() {
-            return Err(Error::weights(
-                &self.path,
-                format!(
-                    "only {} of {} tensors were written",
-                    self.next,
-                    self.specs.len()
-                ),
-            ));
+            return Err(Error::weights(&self.path, format!("only {} of {} tensors were written", self.next, self.specs.len())));
         }
         self.out.flush().map_err(|e| Error::io(&self.tmp, e))?;
-        self.out
-            .get_ref()
-            .sync_all()
-            .map_err(|e| Error::io(&self.tmp, e))?;
+        self.out.get_ref().sync_all().map_err(|e| Error::io(&self.tmp, e))?;
         std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))?;
         Ok(self.path.clone())
     }
@@ -186,10 +129,7 @@ impl Drop for SafetensorsWriter {
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".tmp");
     path.with_file_name(name)
 }

@@ -39,20 +39,11 @@ pub(crate) type Binding<'a> = (u32, &'a WgpuBuffer, ByteRange);
 impl BindCache {
     /// The bind group of `pipeline` over `bindings` and the arena range, made by `make` on
     /// the first request.
-    pub fn get(
-        &self,
-        pipeline: &Arc<wgpu::ComputePipeline>,
-        bindings: &[Binding<'_>],
-        arena: (u64, u64),
-        make: impl FnOnce() -> wgpu::BindGroup,
-    ) -> wgpu::BindGroup {
+    pub fn get(&self, pipeline: &Arc<wgpu::ComputePipeline>, bindings: &[Binding<'_>], arena: (u64, u64), make: impl FnOnce() -> wgpu::BindGroup) -> wgpu::BindGroup {
         let key = Key {
             pipeline: Arc::as_ptr(pipeline) as usize,
             arena,
-            bindings: bindings
-                .iter()
-                .map(|&(b, buf, range)| (b, Arc::as_ptr(&buf.0) as usize, range))
-                .collect(),
+            bindings: bindings.iter().map(|&(b, buf, range)| (b, Arc::as_ptr(&buf.0) as usize, range)).collect(),
         };
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = entries.get(&key) {
@@ -64,17 +55,8 @@ impl BindCache {
             entries.clear();
         }
         let group = make();
-        let buffers = bindings
-            .iter()
-            .map(|(_, buf, _)| Arc::downgrade(&buf.0))
-            .collect();
-        entries.insert(
-            key,
-            Entry {
-                group: group.clone(),
-                buffers,
-            },
-        );
+        let buffers = bindings.iter().map(|(_, buf, _)| Arc::downgrade(&buf.0)).collect();
+        entries.insert(key, Entry { group: group.clone(), buffers });
         group
     }
 

@@ -26,10 +26,7 @@ use crate::{Backend, DType, Error, Result, Tensor};
 const ARENA_BYTES: u64 = 1 << 20;
 
 fn err(msg: impl Into<String>) -> Error {
-    Error::Backend {
-        backend: "wgpu",
-        msg: msg.into(),
-    }
+    Error::Backend { backend: "wgpu", msg: msg.into() }
 }
 
 struct Recording {
@@ -51,11 +48,7 @@ pub struct WgpuOptions {
 impl WgpuOptions {
     /// Everything on, except what `UNIAUDIO_WGPU_NO_SUBGROUPS` / `UNIAUDIO_WGPU_NO_F16` turn off.
     pub fn from_env() -> Self {
-        WgpuOptions {
-            max_binding: None,
-            subgroups: !env_flag("UNIAUDIO_WGPU_NO_SUBGROUPS"),
-            shader_f16: !env_flag("UNIAUDIO_WGPU_NO_F16"),
-        }
+        WgpuOptions { max_binding: None, subgroups: !env_flag("UNIAUDIO_WGPU_NO_SUBGROUPS"), shader_f16: !env_flag("UNIAUDIO_WGPU_NO_F16") }
     }
 }
 
@@ -98,16 +91,12 @@ impl Wgpu {
     /// Like `new`, with storage bindings capped at `max_binding` bytes (tests use a small
     /// cap to exercise the splitting of large weights).
     pub fn with_binding_limit(max_binding: Option<u64>) -> Result<Self> {
-        Self::with_options(WgpuOptions {
-            max_binding,
-            ..WgpuOptions::from_env()
-        })
+        Self::with_options(WgpuOptions { max_binding, ..WgpuOptions::from_env() })
     }
 
     pub fn with_options(options: WgpuOptions) -> Result<Self> {
         let max_binding = options.max_binding;
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
             ..Default::default()
@@ -153,10 +142,7 @@ impl Wgpu {
             binding_limit,
             pipelines: Mutex::new(HashMap::new()),
             bind_groups: bind_cache::BindCache::default(),
-            recording: Mutex::new(Recording {
-                encoder: None,
-                arena_used: 0,
-            }),
+            recording: Mutex::new(Recording { encoder: None, arena_used: 0 }),
             split_scratch: std::sync::OnceLock::new(),
             gemv: crate::tune::table::Tuned::new(&tune::GEMV_FAMILY),
             gemm: crate::tune::table::Tuned::new(&tune::GEMM_FAMILY),
@@ -171,12 +157,7 @@ impl Wgpu {
             eprintln!("warning: {e}; using built-in defaults");
             crate::tune::TuneMode::Off
         });
-        self.tune_status = crate::tune::table::load(
-            &[&self.gemv, &self.gemm],
-            mode,
-            &crate::cpu::tune::cache_dir(),
-            tune::device_key(&self),
-        );
+        self.tune_status = crate::tune::table::load(&[&self.gemv, &self.gemm], mode, &crate::cpu::tune::cache_dir(), tune::device_key(&self));
         self
     }
 
@@ -189,14 +170,7 @@ impl Wgpu {
         if self.shader_f16 {
             variants.push("shader-f16");
         }
-        format!(
-            "{} ({:?}, {} {}) [features: {}]",
-            self.info.name,
-            self.info.backend,
-            self.info.driver,
-            self.info.driver_info,
-            variants.join(", ")
-        )
+        format!("{} ({:?}, {} {}) [features: {}]", self.info.name, self.info.backend, self.info.driver, self.info.driver_info, variants.join(", "))
     }
 
     /// True for CPU-emulated adapters (lavapipe, WARP, SwiftShader).
@@ -213,11 +187,7 @@ impl Wgpu {
         for _ in 0..reps.max(1) + 1 {
             self.sync_all()?;
             let t = std::time::Instant::now();
-            let mut encoder = self
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("bandwidth"),
-                });
+            let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("bandwidth") });
             encoder.copy_buffer_to_buffer(src.raw(), 0, dst.raw(), 0, buffer::padded(bytes));
             self.queue.submit([encoder.finish()]);
             self.wait()?;
@@ -264,38 +234,20 @@ impl Wgpu {
     fn new_buffer(&self, len: usize, contents: Option<&[u8]>) -> Result<WgpuBuffer> {
         let size = buffer::padded(len);
         if size > self.limits.max_buffer_size {
-            return Err(err(format!(
-                "a buffer of {size} bytes exceeds this adapter's limit of {} bytes",
-                self.limits.max_buffer_size
-            )));
+            return Err(err(format!("a buffer of {size} bytes exceeds this adapter's limit of {} bytes", self.limits.max_buffer_size)));
         }
-        let usage = wgpu::BufferUsages::STORAGE
-            | wgpu::BufferUsages::COPY_SRC
-            | wgpu::BufferUsages::COPY_DST;
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let buffer = match contents {
-            None => self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: None,
-                size,
-                usage,
-                mapped_at_creation: false,
-            }),
+            None => self.device.create_buffer(&wgpu::BufferDescriptor { label: None, size, usage, mapped_at_creation: false }),
             Some(bytes) => {
                 let mut padded = bytes.to_vec();
                 padded.resize(size as usize, 0);
-                self.device
-                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                        label: None,
-                        contents: &padded,
-                        usage,
-                    })
+                self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: None, contents: &padded, usage })
             }
         };
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(err(format!(
-                "cannot allocate a buffer of {size} bytes on {}: {e}",
-                self.info.name
-            )));
+            return Err(err(format!("cannot allocate a buffer of {size} bytes on {}: {e}", self.info.name)));
         }
         Ok(WgpuBuffer(Arc::new(buffer::Inner { buffer, len })))
     }
@@ -310,57 +262,32 @@ impl Wgpu {
     }
 
     fn wait(&self) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| err(format!("device lost or timed out: {e}")))?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| err(format!("device lost or timed out: {e}")))?;
         Ok(())
     }
 
-    fn pipeline(
-        &self,
-        file: &str,
-        entry: &str,
-        defines: &[(&str, &str)],
-    ) -> Result<Arc<wgpu::ComputePipeline>> {
+    fn pipeline(&self, file: &str, entry: &str, defines: &[(&str, &str)]) -> Result<Arc<wgpu::ComputePipeline>> {
         let key = format!("{file}:{entry}:{defines:?}");
-        if let Some(p) = self
-            .pipelines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
+        if let Some(p) = self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(p.clone());
         }
         let lookup = |name: &str| uniaudio_kernels::wgsl(name).map(|s| s.text);
-        let source = preprocess::preprocess(file, defines, &lookup)
-            .map_err(|e| err(format!("shader {file}: {e}")))?;
+        let source = preprocess::preprocess(file, defines, &lookup).map_err(|e| err(format!("shader {file}: {e}")))?;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(file),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
-            });
-        let pipeline = self
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(entry),
-                layout: None,
-                module: &module,
-                entry_point: Some(entry),
-                compilation_options: Default::default(),
-                cache: None,
-            });
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(file), source: wgpu::ShaderSource::Wgsl(source.into()) });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: None,
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(err(format!(
-                "shader {file}::{entry} {defines:?} failed to compile: {e}"
-            )));
+            return Err(err(format!("shader {file}::{entry} {defines:?} failed to compile: {e}")));
         }
         let pipeline = Arc::new(pipeline);
-        self.pipelines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, pipeline.clone());
+        self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).insert(key, pipeline.clone());
         Ok(pipeline)
     }
 
@@ -381,59 +308,31 @@ impl Wgpu {
         let mut padded = params;
         padded.resize(size as usize, 0);
         self.queue.write_buffer(&self.arena, offset, &padded);
-        let bind_group = self
-            .bind_groups
-            .get(&pipeline, &k.bindings, (offset, size), || {
-                let mut entries: Vec<wgpu::BindGroupEntry> = k
-                    .bindings
-                    .iter()
-                    .map(|(binding, buf, range)| wgpu::BindGroupEntry {
-                        binding: *binding,
-                        resource: match range {
-                            None => buf.raw().as_entire_binding(),
-                            Some((offset, size)) => {
-                                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                    buffer: buf.raw(),
-                                    offset: *offset,
-                                    size: wgpu::BufferSize::new(*size),
-                                })
-                            }
-                        },
-                    })
-                    .collect();
-                entries.push(wgpu::BindGroupEntry {
-                    binding: k.params_binding,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &self.arena,
-                        offset,
-                        size: wgpu::BufferSize::new(size),
-                    }),
-                });
-                let layout = pipeline.get_bind_group_layout(0);
-                self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: None,
-                    layout: &layout,
-                    entries: &entries,
+        let bind_group = self.bind_groups.get(&pipeline, &k.bindings, (offset, size), || {
+            let mut entries: Vec<wgpu::BindGroupEntry> = k
+                .bindings
+                .iter()
+                .map(|(binding, buf, range)| wgpu::BindGroupEntry {
+                    binding: *binding,
+                    resource: match range {
+                        None => buf.raw().as_entire_binding(),
+                        Some((offset, size)) => wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: buf.raw(), offset: *offset, size: wgpu::BufferSize::new(*size) }),
+                    },
                 })
+                .collect();
+            entries.push(wgpu::BindGroupEntry {
+                binding: k.params_binding,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &self.arena, offset, size: wgpu::BufferSize::new(size) }),
             });
-        let encoder = rec.encoder.get_or_insert_with(|| {
-            self.device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("uniaudio step"),
-                })
+            let layout = pipeline.get_bind_group_layout(0);
+            self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries })
         });
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(k.entry),
-            timestamp_writes: None,
-        });
+        let encoder = rec.encoder.get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("uniaudio step") }));
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(k.entry), timestamp_writes: None });
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
         let max = self.limits.max_compute_workgroups_per_dimension.max(1);
-        let (x, y) = if groups <= max {
-            (groups.max(1), 1)
-        } else {
-            (max, groups.div_ceil(max))
-        };
+        let (x, y) = if groups <= max { (groups.max(1), 1) } else { (max, groups.div_ceil(max)) };
         pass.dispatch_workgroups(x, y, 1);
         Ok(())
     }
@@ -444,49 +343,35 @@ impl Backend for Wgpu {
     const NAME: &'static str = "wgpu";
 
     fn alloc(&self, dtype: DType, shape: &[usize]) -> Result<Tensor<Self>> {
-        let len = dtype
-            .checked_bytes(crate::numel(shape))
-            .ok_or_else(|| Error::invalid("alloc", format!("shape {shape:?} overflows")))?;
+        let len = dtype.checked_bytes(crate::numel(shape)).ok_or_else(|| Error::invalid("alloc", format!("shape {shape:?} overflows")))?;
         Tensor::from_parts(self.new_buffer(len, None)?, 0, shape.to_vec(), dtype)
     }
 
     fn upload(&self, dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor<Self>> {
         let len = dtype.bytes(crate::numel(shape));
         if bytes.len() != len {
-            return Err(Error::shape(
-                "upload",
-                format!("bytes for {shape:?} {dtype}"),
-                len,
-                bytes.len(),
-            ));
+            return Err(Error::shape("upload", format!("bytes for {shape:?} {dtype}"), len, bytes.len()));
         }
         Tensor::from_parts(self.new_buffer(len, Some(bytes))?, 0, shape.to_vec(), dtype)
     }
 
     fn write(&self, dst: &Tensor<Self>, bytes: &[u8]) -> Result<()> {
         if bytes.len() != dst.size_bytes() {
-            return Err(Error::shape(
-                "write",
-                "byte count",
-                dst.size_bytes(),
-                bytes.len(),
-            ));
+            return Err(Error::shape("write", "byte count", dst.size_bytes(), bytes.len()));
         }
         if !dst.byte_offset().is_multiple_of(4) || !bytes.len().is_multiple_of(4) {
             return Err(err("write: offset and size must be multiples of 4 bytes"));
         }
         // Work recorded before this write must run before it lands.
         self.flush();
-        self.queue
-            .write_buffer(dst.buffer().raw(), dst.byte_offset() as u64, bytes);
+        self.queue.write_buffer(dst.buffer().raw(), dst.byte_offset() as u64, bytes);
         Ok(())
     }
 
     fn download(&self, src: &Tensor<Self>) -> Result<Vec<u8>> {
         self.flush();
         let start = (src.byte_offset() / 4 * 4) as u64;
-        let end =
-            buffer::padded(src.byte_offset() + src.size_bytes()).min(src.buffer().raw().size());
+        let end = buffer::padded(src.byte_offset() + src.size_bytes()).min(src.buffer().raw().size());
         let size = end - start;
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("download"),
@@ -494,11 +379,7 @@ impl Backend for Wgpu {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut encoder = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("download"),
-            });
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("download") });
         encoder.copy_buffer_to_buffer(src.buffer().raw(), start, &staging, 0, size);
         self.queue.submit([encoder.finish()]);
         let slice = staging.slice(..);
@@ -507,14 +388,9 @@ impl Backend for Wgpu {
             let _ = tx.send(r);
         });
         self.wait()?;
-        rx.recv()
-            .map_err(|_| err("download: mapping was dropped"))?
-            .map_err(|e| err(format!("download: {e}")))?;
+        rx.recv().map_err(|_| err("download: mapping was dropped"))?.map_err(|e| err(format!("download: {e}")))?;
         let skip = src.byte_offset() - start as usize;
-        let bytes = slice
-            .get_mapped_range()
-            .map_err(|e| err(format!("download: {e}")))?[skip..skip + src.size_bytes()]
-            .to_vec();
+        let bytes = slice.get_mapped_range().map_err(|e| err(format!("download: {e}")))?[skip..skip + src.size_bytes()].to_vec();
         staging.unmap();
         Ok(bytes)
     }

@@ -18,14 +18,7 @@ impl Wgpu {
     /// `reps` timed passes after a warm-up that also sizes a pass.
     pub fn measure_fma_peak(&self, reps: usize) -> Result<f64> {
         let out = self.new_buffer(GROUPS as usize * 256 * 4, None)?;
-        let kernel = Kernel {
-            file: "peak",
-            entry: "fma_peak",
-            defines: vec![],
-            bindings: vec![(0, &out, None)],
-            params_binding: 1,
-            params: vec![ITERS, 1e-3f32.to_bits(), 0, 0],
-        };
+        let kernel = Kernel { file: "peak", entry: "fma_peak", defines: vec![], bindings: vec![(0, &out, None)], params_binding: 1, params: vec![ITERS, 1e-3f32.to_bits(), 0, 0] };
         let pass = |dispatches: usize| -> Result<f64> {
             self.sync_all()?;
             let t = Instant::now();

@@ -4,21 +4,12 @@
 
 use std::collections::HashMap;
 
-pub fn preprocess(
-    name: &str,
-    defines: &[(&str, &str)],
-    lookup: &dyn Fn(&str) -> Option<&'static str>,
-) -> Result<String, String> {
+pub fn preprocess(name: &str, defines: &[(&str, &str)], lookup: &dyn Fn(&str) -> Option<&'static str>) -> Result<String, String> {
     let source = lookup(name).ok_or_else(|| format!("no kernel source `{name}`"))?;
-    let mut defs: HashMap<String, String> = defines
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let mut defs: HashMap<String, String> = defines.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let mut body = String::new();
     expand(name, source, &mut defs, lookup, &mut body, 0)?;
-    let (enables, rest): (Vec<&str>, Vec<&str>) = body
-        .lines()
-        .partition(|l| l.trim_start().starts_with("enable "));
+    let (enables, rest): (Vec<&str>, Vec<&str>) = body.lines().partition(|l| l.trim_start().starts_with("enable "));
     let mut out = String::with_capacity(body.len());
     for line in enables.into_iter().chain(rest) {
         out.push_str(line);
@@ -27,14 +18,7 @@ pub fn preprocess(
     Ok(out)
 }
 
-fn expand(
-    name: &str,
-    source: &str,
-    defs: &mut HashMap<String, String>,
-    lookup: &dyn Fn(&str) -> Option<&'static str>,
-    out: &mut String,
-    depth: usize,
-) -> Result<(), String> {
+fn expand(name: &str, source: &str, defs: &mut HashMap<String, String>, lookup: &dyn Fn(&str) -> Option<&'static str>, out: &mut String, depth: usize) -> Result<(), String> {
     if depth > 8 {
         return Err(format!("{name}: includes nested too deeply"));
     }
@@ -55,9 +39,7 @@ fn expand(
                     stack.push((defined == (directive == "ifdef"), false));
                 }
                 "else" => {
-                    let top = stack
-                        .last_mut()
-                        .ok_or_else(|| err("#else without #ifdef"))?;
+                    let top = stack.last_mut().ok_or_else(|| err("#else without #ifdef"))?;
                     top.0 = !top.0;
                 }
                 "endif" => {
@@ -68,11 +50,8 @@ fn expand(
                     defs.insert(key.to_string(), words.collect::<Vec<_>>().join(" "));
                 }
                 "include" if active(&stack) => {
-                    let inc = arg
-                        .ok_or_else(|| err("missing include name"))?
-                        .trim_matches('"');
-                    let text =
-                        lookup(inc).ok_or_else(|| err(&format!("unknown include `{inc}`")))?;
+                    let inc = arg.ok_or_else(|| err("missing include name"))?.trim_matches('"');
+                    let text = lookup(inc).ok_or_else(|| err(&format!("unknown include `{inc}`")))?;
                     expand(inc, text, defs, lookup, out, depth + 1)?;
                 }
                 "define" | "include" => {}
@@ -120,27 +99,13 @@ mod tests {
     #[test]
     fn conditionals_includes_and_values() {
         let lookup = |n: &str| match n {
-            "main" => Some(
-                "#define B 3\n#include \"inc\"\n#ifdef A\nx = B;\n#else\ny = B;\n#endif\nAB B_ B",
-            ),
+            "main" => Some("#define B 3\n#include \"inc\"\n#ifdef A\nx = B;\n#else\ny = B;\n#endif\nAB B_ B"),
             "inc" => Some("#ifndef A\nfrom_inc\n#endif"),
             _ => None,
         };
-        assert_eq!(
-            preprocess("main", &[], &lookup).unwrap(),
-            "from_inc\ny = 3;\nAB B_ 3\n"
-        );
-        assert_eq!(
-            preprocess("main", &[("A", "")], &lookup).unwrap(),
-            "x = 3;\nAB B_ 3\n"
-        );
-        let bad = |n: &str| {
-            if n == "main" {
-                Some("#ifdef A\n")
-            } else {
-                None
-            }
-        };
+        assert_eq!(preprocess("main", &[], &lookup).unwrap(), "from_inc\ny = 3;\nAB B_ 3\n");
+        assert_eq!(preprocess("main", &[("A", "")], &lookup).unwrap(), "x = 3;\nAB B_ 3\n");
+        let bad = |n: &str| if n == "main" { Some("#ifdef A\n") } else { None };
         assert!(preprocess("main", &[], &bad).is_err());
     }
 
@@ -151,13 +116,7 @@ mod tests {
             "inc" => Some("#ifdef H\nenable f16;\n#endif\nvar<private> v: u32;"),
             _ => None,
         };
-        assert_eq!(
-            preprocess("main", &[("H", "")], &lookup).unwrap(),
-            "enable f16;\nstruct S { a: u32 }\nvar<private> v: u32;\nfn f() {}\n"
-        );
-        assert_eq!(
-            preprocess("main", &[], &lookup).unwrap(),
-            "struct S { a: u32 }\nvar<private> v: u32;\nfn f() {}\n"
-        );
+        assert_eq!(preprocess("main", &[("H", "")], &lookup).unwrap(), "enable f16;\nstruct S { a: u32 }\nvar<private> v: u32;\nfn f() {}\n");
+        assert_eq!(preprocess("main", &[], &lookup).unwrap(), "struct S { a: u32 }\nvar<private> v: u32;\nfn f() {}\n");
     }
 }

@@ -39,20 +39,13 @@ pub const GEMV_ROWS: &str = "wgpu.gemv.rows";
 pub const GEMV_ROWS_CANDIDATES: [usize; 4] = [1, 2, 4, 8];
 /// Shape classes: (name, the (M, K, N) probe `uniaudio tune` times: the 3B backbone's
 /// decode shapes).
-pub const GEMV_CLASSES: [(&str, (usize, usize, usize)); 3] = [
-    ("matmul/k<=4096", (1, 3072, 8192)),
-    ("matmul/k>4096", (1, 8192, 3072)),
-    ("gate_up", (1, 3072, 8192)),
-];
+pub const GEMV_CLASSES: [(&str, (usize, usize, usize)); 3] =
+    [("matmul/k<=4096", (1, 3072, 8192)), ("matmul/k>4096", (1, 8192, 3072)), ("gate_up", (1, 3072, 8192))];
 /// Index of the gated-MLP class.
 pub const GATE_UP_CLASS: usize = 2;
 
-pub(crate) static GEMV_FAMILY: Family = Family {
-    name: GEMV_ROWS,
-    classes: &["matmul/k<=4096", "matmul/k>4096", "gate_up"],
-    candidates: &GEMV_ROWS_CANDIDATES,
-    default: 8,
-};
+pub(crate) static GEMV_FAMILY: Family =
+    Family { name: GEMV_ROWS, classes: &["matmul/k<=4096", "matmul/k>4096", "gate_up"], candidates: &GEMV_ROWS_CANDIDATES, default: 8 };
 
 /// The tiled GEMM family's name in the cache.
 pub const GEMM_TILE: &str = "wgpu.gemm.tile";
@@ -62,22 +55,14 @@ pub const GEMM_TILE_CANDIDATES: [usize; 3] = [32, 64, 128];
 /// projection of the 3B backbone, a 20 s codec window's linear; convolutions as (rows,
 /// inner size, output channels) of the SQ decoder's first stage and the Whisper-sized
 /// 2-D front end).
-pub const GEMM_CLASSES: [(&str, (usize, usize, usize)); 4] = [
-    ("gemm/m<256", (64, 3072, 8192)),
-    ("gemm/m>=256", (1000, 1536, 1536)),
-    ("conv1d", (1000, 3 * 512, 512)),
-    ("conv2d", (3000, 9 * 32, 64)),
-];
+pub const GEMM_CLASSES: [(&str, (usize, usize, usize)); 4] =
+    [("gemm/m<256", (64, 3072, 8192)), ("gemm/m>=256", (1000, 1536, 1536)), ("conv1d", (1000, 3 * 512, 512)), ("conv2d", (3000, 9 * 32, 64))];
 /// Indices of the convolution classes.
 pub const CONV1D_CLASS: usize = 2;
 pub const CONV2D_CLASS: usize = 3;
 
-pub(crate) static GEMM_FAMILY: Family = Family {
-    name: GEMM_TILE,
-    classes: &["gemm/m<256", "gemm/m>=256", "conv1d", "conv2d"],
-    candidates: &GEMM_TILE_CANDIDATES,
-    default: 64,
-};
+pub(crate) static GEMM_FAMILY: Family =
+    Family { name: GEMM_TILE, classes: &["gemm/m<256", "gemm/m>=256", "conv1d", "conv2d"], candidates: &GEMM_TILE_CANDIDATES, default: 64 };
 
 /// The class of a (non-convolution) tiled product of `m` rows.
 pub fn gemm_class(m: usize) -> usize {
@@ -131,19 +116,8 @@ impl Wgpu {
     /// Tuning on first use: an undecided class times every candidate on this op (whose
     /// output it rewrites with identical bits, so only ops that overwrite their output
     /// may come here) and stores the winner in the device's cache.
-    pub(crate) fn tune_gemv_on_first_use(
-        &self,
-        class: usize,
-        build: &GemvBuild,
-        weight_bytes: usize,
-    ) -> Result<()> {
-        self.tune_on_first_use(
-            &self.gemv,
-            class,
-            build,
-            repeats_for(weight_bytes),
-            "rows per workgroup",
-        )
+    pub(crate) fn tune_gemv_on_first_use(&self, class: usize, build: &GemvBuild, weight_bytes: usize) -> Result<()> {
+        self.tune_on_first_use(&self.gemv, class, build, repeats_for(weight_bytes), "rows per workgroup")
     }
 
     /// The output tile edge in use for tiled GEMM `class`.
@@ -152,29 +126,11 @@ impl Wgpu {
     }
 
     /// Tuning on first use of tiled GEMM `class` (ops that overwrite their output only).
-    pub(crate) fn tune_gemm_on_first_use(
-        &self,
-        class: usize,
-        build: &GemvBuild,
-        flops: f64,
-    ) -> Result<()> {
-        self.tune_on_first_use(
-            &self.gemm,
-            class,
-            build,
-            repeats_for_flops(flops),
-            "output tile edge",
-        )
+    pub(crate) fn tune_gemm_on_first_use(&self, class: usize, build: &GemvBuild, flops: f64) -> Result<()> {
+        self.tune_on_first_use(&self.gemm, class, build, repeats_for_flops(flops), "output tile edge")
     }
 
-    fn tune_on_first_use(
-        &self,
-        tuned: &Tuned,
-        class: usize,
-        build: &GemvBuild,
-        repeat: usize,
-        what: &str,
-    ) -> Result<()> {
+    fn tune_on_first_use(&self, tuned: &Tuned, class: usize, build: &GemvBuild, repeat: usize, what: &str) -> Result<()> {
         if tuned.is_decided(class) {
             return Ok(());
         }
@@ -185,46 +141,25 @@ impl Wgpu {
         // candidate, without a warm-up: the first use should cost a few runs, not a dozen.
         let probe = self.time_kernels(&build(tuned.get(class)), repeat, &mut failure);
         let (warmup, reps) = if probe > HEAVY_OP { (0, 1) } else { (1, 3) };
-        let timed = tuned.tune_once(class, family.candidates, warmup, reps, |&v| {
-            self.time_kernels(&build(v), repeat, &mut failure)
-        });
+        let timed = tuned.tune_once(class, family.candidates, warmup, reps, |&v| self.time_kernels(&build(v), repeat, &mut failure));
         if let Some(e) = failure {
             return Err(e);
         }
         if let Some((best, timings)) = timed {
             let entry = family.entry(class);
             eprintln!("tuned {entry} on {}: {what} {} (stored for later runs; UNIAUDIO_TUNE=off skips tuning)", self.info.name, family.candidates[best]);
-            table::persist(
-                &crate::cpu::tune::cache_dir(),
-                device_key(self),
-                &entry,
-                table::choice(best, &timings),
-            );
+            table::persist(&crate::cpu::tune::cache_dir(), device_key(self), &entry, table::choice(best, &timings));
         }
         Ok(())
     }
 
     /// Times every candidate of `tuned`'s family for `class` on `build`'s op
     /// (ahead-of-time tuning) and leaves the class at the winner: (winner, timings).
-    fn tune_ahead(
-        &self,
-        tuned: &Tuned,
-        class: usize,
-        build: &GemvBuild,
-        repeat: usize,
-        warmup: usize,
-        reps: usize,
-    ) -> Result<(usize, Vec<Timing>)> {
+    fn tune_ahead(&self, tuned: &Tuned, class: usize, build: &GemvBuild, repeat: usize, warmup: usize, reps: usize) -> Result<(usize, Vec<Timing>)> {
         let candidates = tuned.family().candidates;
         let mut failure = None;
         self.sync_all()?;
-        let (best, timings) = crate::tune::pick(
-            candidates,
-            |c| c.to_string(),
-            warmup,
-            reps,
-            |&v| self.time_kernels(&build(v), repeat, &mut failure),
-        );
+        let (best, timings) = crate::tune::pick(candidates, |c| c.to_string(), warmup, reps, |&v| self.time_kernels(&build(v), repeat, &mut failure));
         if let Some(e) = failure {
             return Err(e);
         }
@@ -233,12 +168,7 @@ impl Wgpu {
     }
 
     /// Wall time of `repeat` rounds of `kernels` in one submission, waited for.
-    fn time_kernels(
-        &self,
-        kernels: &[(Kernel, u32)],
-        repeat: usize,
-        failure: &mut Option<crate::Error>,
-    ) -> Duration {
+    fn time_kernels(&self, kernels: &[(Kernel, u32)], repeat: usize, failure: &mut Option<crate::Error>) -> Duration {
         let t = Instant::now();
         for _ in 0..repeat {
             for (k, groups) in kernels {
@@ -256,17 +186,8 @@ impl Wgpu {
 
     /// Times every candidate of GEMV `class` on its probe shape (or `probe`, smaller, for
     /// tests) with `dtype` weights, and leaves the class at the winner.
-    pub fn tune_gemv_probe(
-        &self,
-        class: usize,
-        probe: Option<(usize, usize, usize)>,
-        dtype: DType,
-        warmup: usize,
-        reps: usize,
-    ) -> Result<ProbeTuning> {
-        let (_, default_probe) = *GEMV_CLASSES.get(class).ok_or_else(|| {
-            crate::Error::invalid("tune_gemv_probe", format!("no GEMV class {class}"))
-        })?;
+    pub fn tune_gemv_probe(&self, class: usize, probe: Option<(usize, usize, usize)>, dtype: DType, warmup: usize, reps: usize) -> Result<ProbeTuning> {
+        let (_, default_probe) = *GEMV_CLASSES.get(class).ok_or_else(|| crate::Error::invalid("tune_gemv_probe", format!("no GEMV class {class}")))?;
         let (m, k, n) = probe.unwrap_or(default_probe);
         let x = self.alloc(DType::F32, &[m, k])?;
         let out = self.alloc(DType::F32, &[m, n])?;
@@ -274,98 +195,32 @@ impl Wgpu {
         let w2 = self.alloc(dtype, &[n, k])?;
         let matrices = if class == GATE_UP_CLASS { 2 } else { 1 };
         let bytes = matrices * dtype.bytes(n * k);
-        let gate_up = |rows: usize| {
-            vec![super::launch::gate_up_kernel(
-                self, &x, &w1, &w2, &out, rows,
-            )]
-        };
-        let matmul =
-            |rows: usize| super::launch::gemv_matmul_kernels(self, &x, &w1, &out, false, rows);
-        let build: &GemvBuild = if class == GATE_UP_CLASS {
-            &gate_up
-        } else {
-            &matmul
-        };
+        let gate_up = |rows: usize| vec![super::launch::gate_up_kernel(self, &x, &w1, &w2, &out, rows)];
+        let matmul = |rows: usize| super::launch::gemv_matmul_kernels(self, &x, &w1, &out, false, rows);
+        let build: &GemvBuild = if class == GATE_UP_CLASS { &gate_up } else { &matmul };
         let repeat = repeats_for(bytes);
         let (best, timings) = self.tune_ahead(&self.gemv, class, build, repeat, warmup, reps)?;
-        Ok(ProbeTuning {
-            best,
-            timings,
-            bytes_per_timing: (bytes * repeat) as f64,
-            flops_per_timing: (2 * matrices * m * n * k * repeat) as f64,
-        })
+        Ok(ProbeTuning { best, timings, bytes_per_timing: (bytes * repeat) as f64, flops_per_timing: (2 * matrices * m * n * k * repeat) as f64 })
     }
 
     /// Times every tile of tiled GEMM `class` on its probe (or `probe` (rows, inner,
     /// columns), smaller, for tests) with `dtype` weights, and leaves the class at the winner.
-    pub fn tune_gemm_probe(
-        &self,
-        class: usize,
-        probe: Option<(usize, usize, usize)>,
-        dtype: DType,
-        warmup: usize,
-        reps: usize,
-    ) -> Result<ProbeTuning> {
+    pub fn tune_gemm_probe(&self, class: usize, probe: Option<(usize, usize, usize)>, dtype: DType, warmup: usize, reps: usize) -> Result<ProbeTuning> {
         use crate::op::{Conv2dParams, ConvParams, Epilogue, Op};
-        let (_, default_probe) = *GEMM_CLASSES.get(class).ok_or_else(|| {
-            crate::Error::invalid("tune_gemm_probe", format!("no tiled GEMM class {class}"))
-        })?;
+        let (_, default_probe) = *GEMM_CLASSES.get(class).ok_or_else(|| crate::Error::invalid("tune_gemm_probe", format!("no tiled GEMM class {class}")))?;
         let (m, k, n) = probe.unwrap_or(default_probe);
         // Convolution probes: 3 taps (3x3 in 2-D) over k / taps input channels, `m` frames
         // (a strip of m / 2 x 2 pixels in 2-D), same padding.
         let (x, w, out) = match class {
-            CONV1D_CLASS => (
-                self.alloc(DType::F32, &[1, m, k / 3])?,
-                self.alloc(dtype, &[n, 3, k / 3])?,
-                self.alloc(DType::F32, &[1, m, n])?,
-            ),
-            CONV2D_CLASS => (
-                self.alloc(DType::F32, &[1, m / 2, 2, k / 9])?,
-                self.alloc(dtype, &[n, 3, 3, k / 9])?,
-                self.alloc(DType::F32, &[1, m / 2, 2, n])?,
-            ),
-            _ => (
-                self.alloc(DType::F32, &[m, k])?,
-                self.alloc(dtype, &[n, k])?,
-                self.alloc(DType::F32, &[m, n])?,
-            ),
+            CONV1D_CLASS => (self.alloc(DType::F32, &[1, m, k / 3])?, self.alloc(dtype, &[n, 3, k / 3])?, self.alloc(DType::F32, &[1, m, n])?),
+            CONV2D_CLASS => (self.alloc(DType::F32, &[1, m / 2, 2, k / 9])?, self.alloc(dtype, &[n, 3, 3, k / 9])?, self.alloc(DType::F32, &[1, m / 2, 2, n])?),
+            _ => (self.alloc(DType::F32, &[m, k])?, self.alloc(dtype, &[n, k])?, self.alloc(DType::F32, &[m, n])?),
         };
-        let conv = ConvParams {
-            stride: 1,
-            groups: 1,
-            dilation: 1,
-            pad_left: 1,
-            upsample: 1,
-            prelu: None,
-            accumulate: false,
-        };
+        let conv = ConvParams { stride: 1, groups: 1, dilation: 1, pad_left: 1, upsample: 1, prelu: None, accumulate: false };
         let op = match class {
-            CONV1D_CLASS => Op::Conv1d {
-                x: &x,
-                w: &w,
-                bias: None,
-                out: &out,
-                conv,
-            },
-            CONV2D_CLASS => Op::Conv2d {
-                x: &x,
-                w: &w,
-                bias: None,
-                out: &out,
-                conv: Conv2dParams {
-                    stride: [1, 1],
-                    pad: [1, 1],
-                    accumulate: false,
-                    relu: false,
-                },
-            },
-            _ => Op::Linear {
-                x: &x,
-                w: &w,
-                bias: None,
-                out: &out,
-                epilogue: Epilogue::Store,
-            },
+            CONV1D_CLASS => Op::Conv1d { x: &x, w: &w, bias: None, out: &out, conv },
+            CONV2D_CLASS => Op::Conv2d { x: &x, w: &w, bias: None, out: &out, conv: Conv2dParams { stride: [1, 1], pad: [1, 1], accumulate: false, relu: false } },
+            _ => Op::Linear { x: &x, w: &w, bias: None, out: &out, epilogue: Epilogue::Store },
         };
         op.validate()?;
         let rows = out.rows();
@@ -373,12 +228,7 @@ impl Wgpu {
         let build = |tile: usize| vec![super::launch_codec::kernel(&op, tile)];
         let repeat = repeats_for_flops(flops);
         let (best, timings) = self.tune_ahead(&self.gemm, class, &build, repeat, warmup, reps)?;
-        Ok(ProbeTuning {
-            best,
-            timings,
-            bytes_per_timing: (w.size_bytes() * repeat) as f64,
-            flops_per_timing: flops * repeat as f64,
-        })
+        Ok(ProbeTuning { best, timings, bytes_per_timing: (w.size_bytes() * repeat) as f64, flops_per_timing: flops * repeat as f64 })
     }
 
     /// This adapter's key in the tuning cache.

@@ -1,9 +1,7 @@
 //! Cases for the codec's ops: linear with bias and epilogues, modulated LayerNorm,
 //! convolutions (dilated, padded, upsampled, transposed), and the sampler's updates.
 
-use uniaudio_runtime::{
-    ops, Backend, ConvParams, DType, Epilogue, PreluSlope, Result, Tensor, UnaryFn,
-};
+use uniaudio_runtime::{ops, Backend, ConvParams, DType, Epilogue, PreluSlope, Result, Tensor, UnaryFn};
 
 use crate::cases::{Case, F32_NMSE};
 use crate::harness::{compare_f32, Rng, Verdict};
@@ -35,102 +33,24 @@ pub fn cases() -> Vec<Case> {
             (64, 128, 64, false, Epi::Silu),
             (33, 48, 70, true, Epi::GeluErf),
         ] {
-            cases.push(Linear {
-                m,
-                k,
-                n,
-                bias,
-                epi,
-                dtype,
-            });
+            cases.push(Linear { m, k, n, bias, epi, dtype });
         }
-        cases.push(Conv1d {
-            batch: 2,
-            l_in: 9,
-            c_in: 5,
-            c_out: 7,
-            k: 3,
-            stride: 1,
-            groups: 1,
-            dilation: 1,
-            pad_left: 1,
-            upsample: 1,
-            l_out: 9,
-            prelu: false,
-            accumulate: false,
-            dtype,
-        });
-        cases.push(Conv1d {
-            batch: 1,
-            l_in: 19,
-            c_in: 6,
-            c_out: 9,
-            k: 4,
-            stride: 3,
-            groups: 3,
-            dilation: 1,
-            pad_left: 2,
-            upsample: 1,
-            l_out: 7,
-            prelu: false,
-            accumulate: false,
-            dtype,
-        });
-        cases.push(ConvTranspose1d {
-            l_in: 5,
-            c_in: 6,
-            c_out: 4,
-            k: 12,
-            stride: 6,
-            padding: 0,
-            l_out: 30,
-            dtype,
-        });
+        cases.push(Conv1d { batch: 2, l_in: 9, c_in: 5, c_out: 7, k: 3, stride: 1, groups: 1, dilation: 1, pad_left: 1, upsample: 1, l_out: 9, prelu: false, accumulate: false, dtype });
+        cases.push(Conv1d { batch: 1, l_in: 19, c_in: 6, c_out: 9, k: 4, stride: 3, groups: 3, dilation: 1, pad_left: 2, upsample: 1, l_out: 7, prelu: false, accumulate: false, dtype });
+        cases.push(ConvTranspose1d { l_in: 5, c_in: 6, c_out: 4, k: 12, stride: 6, padding: 0, l_out: 30, dtype });
     }
     // 8-bit weights (bias in bf16).
-    for (m, k, n, bias, epi) in [
-        (1, 64, 5, true, Epi::Store),
-        (9, 128, 64, true, Epi::GatedAdd),
-        (70, 32, 65, true, Epi::Gelu),
-        (17, 96, 257, false, Epi::Silu),
-    ] {
-        cases.push(Linear {
-            m,
-            k,
-            n,
-            bias,
-            epi,
-            dtype: DType::Q8_0,
-        });
+    for (m, k, n, bias, epi) in [(1, 64, 5, true, Epi::Store), (9, 128, 64, true, Epi::GatedAdd), (70, 32, 65, true, Epi::Gelu), (17, 96, 257, false, Epi::Silu)] {
+        cases.push(Linear { m, k, n, bias, epi, dtype: DType::Q8_0 });
     }
     for (rows, cols) in [(1, 1), (3, 7), (2, 1000)] {
-        for f in [
-            UnaryFn::Silu,
-            UnaryFn::GeluTanh,
-            UnaryFn::RoundToLevels(9.0),
-            UnaryFn::GeluErf,
-            UnaryFn::Relu,
-        ] {
-            cases.push(Unary {
-                rows,
-                cols,
-                f,
-                in_place: false,
-            });
+        for f in [UnaryFn::Silu, UnaryFn::GeluTanh, UnaryFn::RoundToLevels(9.0), UnaryFn::GeluErf, UnaryFn::Relu] {
+            cases.push(Unary { rows, cols, f, in_place: false });
         }
-        cases.push(Blend {
-            rows,
-            cols,
-            in_place: true,
-        });
+        cases.push(Blend { rows, cols, in_place: true });
         cases.push(EulerCfg { rows, cols });
     }
-    cases.push(Unary {
-        rows: 3,
-        cols: 65,
-        f: UnaryFn::GeluTanh,
-        in_place: true,
-    });
+    cases.push(Unary { rows: 3, cols: 65, f: UnaryFn::GeluTanh, in_place: true });
     for (rows, cols) in [(1, 4), (5, 128), (2, 1536), (7, 33)] {
         cases.push(LayerNormModulate { rows, cols });
     }
@@ -149,22 +69,7 @@ pub fn cases() -> Vec<Case> {
         // 260 output channels: the fast level's bf16 product.
         (1, 30, 7, 260, 3, 1, 1, 1, 30, false, true),
     ] {
-        cases.push(Conv1d {
-            batch,
-            l_in,
-            c_in,
-            c_out,
-            k,
-            stride: 1,
-            groups: 1,
-            dilation,
-            pad_left,
-            upsample,
-            l_out,
-            prelu,
-            accumulate,
-            dtype: f32,
-        });
+        cases.push(Conv1d { batch, l_in, c_in, c_out, k, stride: 1, groups: 1, dilation, pad_left, upsample, l_out, prelu, accumulate, dtype: f32 });
     }
     // Strided (Whisper's conv2, WavLM's feature encoder incl. C_in = 1), grouped (WavLM's
     // positional conv with an even kernel: one extra frame dropped), depthwise "same".
@@ -178,22 +83,7 @@ pub fn cases() -> Vec<Case> {
         (1, 40, 32, 48, 12, 1, 2, 6, 40, true),
         (2, 33, 64, 64, 8, 2, 4, 4, 16, false),
     ] {
-        cases.push(Conv1d {
-            batch,
-            l_in,
-            c_in,
-            c_out,
-            k,
-            stride,
-            groups,
-            dilation: 1,
-            pad_left,
-            upsample: 1,
-            l_out,
-            prelu: false,
-            accumulate,
-            dtype: f32,
-        });
+        cases.push(Conv1d { batch, l_in, c_in, c_out, k, stride, groups, dilation: 1, pad_left, upsample: 1, l_out, prelu: false, accumulate, dtype: f32 });
     }
     // Causal (K = 2s, last s dropped), non-causal with padding ⌊(K − s)/2⌋ at full length
     // (odd stride: one extra frame), and K not a multiple of s.
@@ -204,16 +94,7 @@ pub fn cases() -> Vec<Case> {
         (4, 3, 2, 7, 3, 0, 16),
         (33, 16, 8, 2, 1, 0, 34),
     ] {
-        cases.push(ConvTranspose1d {
-            l_in,
-            c_in,
-            c_out,
-            k,
-            stride,
-            padding,
-            l_out,
-            dtype: f32,
-        });
+        cases.push(ConvTranspose1d { l_in, c_in, c_out, k, stride, padding, l_out, dtype: f32 });
     }
     cases
 }
@@ -224,22 +105,11 @@ fn f32_in<B: Backend>(b: &B, shape: &[usize], v: &[f32]) -> Result<Tensor<B>> {
 
 pub fn run<B: Backend>(case: &Case, b: &B, rng: &mut Rng) -> Result<Verdict> {
     Ok(match *case {
-        Case::Linear {
-            m,
-            k,
-            n,
-            bias,
-            epi,
-            dtype,
-        } => {
+        Case::Linear { m, k, n, bias, epi, dtype } => {
             let x = rng.vec(m * k, 1.0);
             let w = r::round_to(&rng.vec(n * k, 1.0), dtype);
             // Biases stay in a float dtype when the weights are 8-bit.
-            let bias_dtype = if dtype == DType::Q8_0 {
-                DType::BF16
-            } else {
-                dtype
-            };
+            let bias_dtype = if dtype == DType::Q8_0 { DType::BF16 } else { dtype };
             let bv = r::round_to(&rng.vec(n, 1.0), bias_dtype);
             let init = rng.vec(m * n, 1.0);
             let gate = rng.vec(n, 1.0);
@@ -254,14 +124,7 @@ pub fn run<B: Backend>(case: &Case, b: &B, rng: &mut Rng) -> Result<Verdict> {
                 Epi::GatedAdd => Epilogue::GatedAdd { gate: &gt },
                 Epi::GeluErf => Epilogue::Act(UnaryFn::GeluErf),
             };
-            ops::linear(
-                b,
-                &f32_in(b, &[m, k], &x)?,
-                &wt,
-                bias.then_some(&bt),
-                &out,
-                epilogue,
-            )?;
+            ops::linear(b, &f32_in(b, &[m, k], &x)?, &wt, bias.then_some(&bt), &out, epilogue)?;
             let y = r::matmul(&x, &w, m, k, n, false, None);
             let want: Vec<f64> = y
                 .iter()
@@ -279,12 +142,7 @@ pub fn run<B: Backend>(case: &Case, b: &B, rng: &mut Rng) -> Result<Verdict> {
                 .collect();
             compare_f32(&ops::download_f32(b, &out)?, &want, F32_NMSE)
         }
-        Case::Unary {
-            rows,
-            cols,
-            f,
-            in_place,
-        } => {
+        Case::Unary { rows, cols, f, in_place } => {
             let mut x = rng.vec(rows * cols, 4.0);
             if let UnaryFn::RoundToLevels(l) = f {
                 // Plant exact ties (k + 0.5) / levels: half-to-even decides them.
@@ -293,30 +151,13 @@ pub fn run<B: Backend>(case: &Case, b: &B, rng: &mut Rng) -> Result<Verdict> {
                 }
             }
             let xt = f32_in(b, &[rows, cols], &x)?;
-            let out = if in_place {
-                xt.clone()
-            } else {
-                b.alloc(DType::F32, &[rows, cols])?
-            };
+            let out = if in_place { xt.clone() } else { b.alloc(DType::F32, &[rows, cols])? };
             ops::unary(b, &xt, &out, f)?;
             let (want, tol): (Vec<f64>, f64) = match f {
-                UnaryFn::Silu => (
-                    x.iter()
-                        .map(|&v| v as f64 / (1.0 + (-v as f64).exp()))
-                        .collect(),
-                    F32_NMSE,
-                ),
-                UnaryFn::GeluTanh => (
-                    x.iter().map(|&v| r::gelu_tanh(v as f64)).collect(),
-                    F32_NMSE,
-                ),
+                UnaryFn::Silu => (x.iter().map(|&v| v as f64 / (1.0 + (-v as f64).exp())).collect(), F32_NMSE),
+                UnaryFn::GeluTanh => (x.iter().map(|&v| r::gelu_tanh(v as f64)).collect(), F32_NMSE),
                 // Exact: the product is rounded to f32 first, as torch.round(9 * x) does.
-                UnaryFn::RoundToLevels(l) => (
-                    x.iter()
-                        .map(|&v| ((l * v).round_ties_even() / l) as f64)
-                        .collect(),
-                    0.0,
-                ),
+                UnaryFn::RoundToLevels(l) => (x.iter().map(|&v| ((l * v).round_ties_even() / l) as f64).collect(), 0.0),
                 UnaryFn::GeluErf => (x.iter().map(|&v| r::gelu_erf(v as f64)).collect(), F32_NMSE),
                 UnaryFn::Relu => (x.iter().map(|&v| v.max(0.0) as f64).collect(), 0.0),
             };
@@ -326,41 +167,17 @@ pub fn run<B: Backend>(case: &Case, b: &B, rng: &mut Rng) -> Result<Verdict> {
             let x: Vec<f32> = rng.vec(rows * cols, 3.0).iter().map(|v| v + 0.7).collect();
             let (shift, scale) = (rng.vec(cols, 1.0), rng.vec(cols, 1.0));
             let out = b.alloc(DType::F32, &[rows, cols])?;
-            ops::layer_norm_modulate(
-                b,
-                &f32_in(b, &[rows, cols], &x)?,
-                &f32_in(b, &[cols], &shift)?,
-                &f32_in(b, &[cols], &scale)?,
-                &out,
-                1e-6,
-            )?;
+            ops::layer_norm_modulate(b, &f32_in(b, &[rows, cols], &x)?, &f32_in(b, &[cols], &shift)?, &f32_in(b, &[cols], &scale)?, &out, 1e-6)?;
             let mut want = Vec::new();
             for row in x.chunks(cols) {
                 let mean = row.iter().map(|&v| v as f64).sum::<f64>() / cols as f64;
                 let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / cols as f64;
                 let rstd = 1.0 / (var + 1e-6).sqrt();
-                want.extend(row.iter().enumerate().map(|(j, &v)| {
-                    (v as f64 - mean) * rstd * (1.0 + scale[j] as f64) + shift[j] as f64
-                }));
+                want.extend(row.iter().enumerate().map(|(j, &v)| (v as f64 - mean) * rstd * (1.0 + scale[j] as f64) + shift[j] as f64));
             }
             compare_f32(&ops::download_f32(b, &out)?, &want, F32_NMSE)
         }
-        Case::Conv1d {
-            batch,
-            l_in,
-            c_in,
-            c_out,
-            k,
-            stride,
-            groups,
-            dilation,
-            pad_left,
-            upsample,
-            l_out,
-            prelu,
-            accumulate,
-            dtype,
-        } => {
+        Case::Conv1d { batch, l_in, c_in, c_out, k, stride, groups, dilation, pad_left, upsample, l_out, prelu, accumulate, dtype } => {
             let x = rng.vec(batch * l_in * c_in, 1.0);
             let cg = c_in / groups;
             let w = r::round_to(&rng.vec(c_out * k * cg, 1.0), dtype);
@@ -368,27 +185,9 @@ pub fn run<B: Backend>(case: &Case, b: &B, rng: &mut Rng) -> Result<Verdict> {
             let init = rng.vec(batch * l_out * c_out, 1.0);
             let slope = prelu.then(|| rng.uniform() * 0.25);
             let out = f32_in(b, &[batch, l_out, c_out], &init)?;
-            let conv = ConvParams {
-                stride,
-                groups,
-                dilation,
-                pad_left,
-                upsample,
-                prelu: slope.map(PreluSlope::new),
-                accumulate,
-            };
-            let (wt, bt) = (
-                ops::upload_f32(b, &[c_out, k, cg], &w, dtype)?,
-                ops::upload_f32(b, &[c_out], &bias, dtype)?,
-            );
-            ops::conv1d(
-                b,
-                &f32_in(b, &[batch, l_in, c_in], &x)?,
-                &wt,
-                Some(&bt),
-                &out,
-                conv,
-            )?;
+            let conv = ConvParams { stride, groups, dilation, pad_left, upsample, prelu: slope.map(PreluSlope::new), accumulate };
+            let (wt, bt) = (ops::upload_f32(b, &[c_out, k, cg], &w, dtype)?, ops::upload_f32(b, &[c_out], &bias, dtype)?);
+            ops::conv1d(b, &f32_in(b, &[batch, l_in, c_in], &x)?, &wt, Some(&bt), &out, conv)?;
             let mut want = vec![0f64; batch * l_out * c_out];
             for bi in 0..batch {
                 for j in 0..l_out {
@@ -402,8 +201,7 @@ pub fn run<B: Backend>(case: &Case, b: &B, rng: &mut Rng) -> Result<Verdict> {
                             let t = u as usize / upsample;
                             let g = o / (c_out / groups);
                             for i in 0..cg {
-                                s += w[(o * k + kk) * cg + i] as f64
-                                    * x[(bi * l_in + t) * c_in + g * cg + i] as f64;
+                                s += w[(o * k + kk) * cg + i] as f64 * x[(bi * l_in + t) * c_in + g * cg + i] as f64;
                             }
                         }
                         if let Some(a) = slope {
@@ -418,33 +216,13 @@ pub fn run<B: Backend>(case: &Case, b: &B, rng: &mut Rng) -> Result<Verdict> {
             }
             compare_f32(&ops::download_f32(b, &out)?, &want, F32_NMSE)
         }
-        Case::ConvTranspose1d {
-            l_in,
-            c_in,
-            c_out,
-            k,
-            stride,
-            padding,
-            l_out,
-            dtype,
-        } => {
+        Case::ConvTranspose1d { l_in, c_in, c_out, k, stride, padding, l_out, dtype } => {
             let x = rng.vec(l_in * c_in, 1.0);
             let w = r::round_to(&rng.vec(c_out * k * c_in, 1.0), dtype);
             let bias = r::round_to(&rng.vec(c_out, 1.0), dtype);
             let out = b.alloc(DType::F32, &[1, l_out, c_out])?;
-            let (wt, bt) = (
-                ops::upload_f32(b, &[c_out, k, c_in], &w, dtype)?,
-                ops::upload_f32(b, &[c_out], &bias, dtype)?,
-            );
-            ops::conv_transpose1d(
-                b,
-                &f32_in(b, &[1, l_in, c_in], &x)?,
-                &wt,
-                Some(&bt),
-                &out,
-                stride,
-                padding,
-            )?;
+            let (wt, bt) = (ops::upload_f32(b, &[c_out, k, c_in], &w, dtype)?, ops::upload_f32(b, &[c_out], &bias, dtype)?);
+            ops::conv_transpose1d(b, &f32_in(b, &[1, l_in, c_in], &x)?, &wt, Some(&bt), &out, stride, padding)?;
             let mut want: Vec<f64> = (0..l_out * c_out).map(|i| bias[i % c_out] as f64).collect();
             for t in 0..l_in {
                 for kk in 0..k {
@@ -454,8 +232,7 @@ pub fn run<B: Backend>(case: &Case, b: &B, rng: &mut Rng) -> Result<Verdict> {
                     }
                     for o in 0..c_out {
                         for i in 0..c_in {
-                            want[j as usize * c_out + o] +=
-                                w[(o * k + kk) * c_in + i] as f64 * x[t * c_in + i] as f64;
+                            want[j as usize * c_out + o] += w[(o * k + kk) * c_in + i] as f64 * x[t * c_in + i] as f64;
                         }
                     }
                 }
@@ -463,48 +240,20 @@ pub fn run<B: Backend>(case: &Case, b: &B, rng: &mut Rng) -> Result<Verdict> {
             compare_f32(&ops::download_f32(b, &out)?, &want, F32_NMSE)
         }
         Case::EulerCfg { rows, cols } => {
-            let (x, c, u) = (
-                rng.vec(rows * cols, 2.0),
-                rng.vec(rows * cols, 2.0),
-                rng.vec(rows * cols, 2.0),
-            );
+            let (x, c, u) = (rng.vec(rows * cols, 2.0), rng.vec(rows * cols, 2.0), rng.vec(rows * cols, 2.0));
             let (scale, dt) = (1.5f32, 0.3333f32);
             let xt = f32_in(b, &[rows, cols], &x)?;
-            ops::euler_cfg(
-                b,
-                &xt,
-                &f32_in(b, &[rows, cols], &c)?,
-                &f32_in(b, &[rows, cols], &u)?,
-                scale,
-                dt,
-            )?;
-            let want: Vec<f64> = (0..x.len())
-                .map(|i| {
-                    x[i] as f64
-                        + dt as f64 * (u[i] as f64 + scale as f64 * (c[i] as f64 - u[i] as f64))
-                })
-                .collect();
+            ops::euler_cfg(b, &xt, &f32_in(b, &[rows, cols], &c)?, &f32_in(b, &[rows, cols], &u)?, scale, dt)?;
+            let want: Vec<f64> = (0..x.len()).map(|i| x[i] as f64 + dt as f64 * (u[i] as f64 + scale as f64 * (c[i] as f64 - u[i] as f64))).collect();
             compare_f32(&ops::download_f32(b, &xt)?, &want, F32_NMSE)
         }
-        Case::Blend {
-            rows,
-            cols,
-            in_place,
-        } => {
+        Case::Blend { rows, cols, in_place } => {
             let (x, y) = (rng.vec(rows * cols, 2.0), rng.vec(rows * cols, 2.0));
             let (wa, wb) = (0.75f32, -0.3f32);
             let (xt, yt) = (f32_in(b, &[rows, cols], &x)?, f32_in(b, &[rows, cols], &y)?);
-            let out = if in_place {
-                xt.clone()
-            } else {
-                b.alloc(DType::F32, &[rows, cols])?
-            };
+            let out = if in_place { xt.clone() } else { b.alloc(DType::F32, &[rows, cols])? };
             ops::blend(b, &xt, &yt, wa, wb, &out)?;
-            let want: Vec<f64> = x
-                .iter()
-                .zip(&y)
-                .map(|(&a, &c)| wa as f64 * a as f64 + wb as f64 * c as f64)
-                .collect();
+            let want: Vec<f64> = x.iter().zip(&y).map(|(&a, &c)| wa as f64 * a as f64 + wb as f64 * c as f64).collect();
             compare_f32(&ops::download_f32(b, &out)?, &want, F32_NMSE)
         }
         _ => unreachable!("not a codec case"),

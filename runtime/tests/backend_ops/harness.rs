@@ -31,11 +31,7 @@ impl Rng {
 
 /// Normalised mean squared error Σ(a−b)² / Σb² (absolute when the reference is zero).
 pub fn nmse(got: &[f32], want: &[f64]) -> f64 {
-    let err: f64 = got
-        .iter()
-        .zip(want)
-        .map(|(&g, &w)| (g as f64 - w).powi(2))
-        .sum();
+    let err: f64 = got.iter().zip(want).map(|(&g, &w)| (g as f64 - w).powi(2)).sum();
     let norm: f64 = want.iter().map(|w| w * w).sum();
     if norm == 0.0 {
         err
@@ -80,10 +76,7 @@ pub fn set_reduced_precision(on: bool) {
 
 /// Compares float outputs; the failure names the worst element.
 pub fn compare_f32(got: &[f32], want: &[f64], max_nmse: f64) -> Verdict {
-    let max_nmse = match (
-        REDUCED_PRECISION.load(Ordering::Relaxed),
-        INT8_INPUTS.load(Ordering::Relaxed),
-    ) {
+    let max_nmse = match (REDUCED_PRECISION.load(Ordering::Relaxed), INT8_INPUTS.load(Ordering::Relaxed)) {
         (true, true) => max_nmse.max(FAST_INT8_NMSE),
         (true, false) => max_nmse.max(FAST_NMSE),
         _ => max_nmse,
@@ -103,22 +96,14 @@ pub fn compare_f32(got: &[f32], want: &[f64], max_nmse: f64) -> Verdict {
         .zip(want)
         .map(|(&g, &w)| (g as f64 - w).abs())
         .enumerate()
-        .fold(
-            (0, 0.0),
-            |best, (i, d)| if d > best.1 { (i, d) } else { best },
-        );
+        .fold((0, 0.0), |best, (i, d)| if d > best.1 { (i, d) } else { best });
     Verdict::Fail(format!("NMSE {e:.3e} > {max_nmse:.0e}; worst index {i}: computed {} vs reference {} (|diff| {d:.3e})", got[i], want[i]))
 }
 
 pub fn compare_u32(got: &[u32], want: &[u32]) -> Verdict {
     match got.iter().zip(want).position(|(a, b)| a != b) {
-        _ if got.len() != want.len() => {
-            Verdict::Fail(format!("length {} vs reference {}", got.len(), want.len()))
-        }
-        Some(i) => Verdict::Fail(format!(
-            "index {i}: computed {} vs reference {}",
-            got[i], want[i]
-        )),
+        _ if got.len() != want.len() => Verdict::Fail(format!("length {} vs reference {}", got.len(), want.len())),
+        Some(i) => Verdict::Fail(format!("index {i}: computed {} vs reference {}", got[i], want[i])),
         None => Verdict::Pass,
     }
 }

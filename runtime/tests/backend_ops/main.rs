@@ -43,25 +43,13 @@ fn backend_ops_all_backends() {
             continue;
         }
         harness::set_reduced_precision(isa.precision() == Precision::Fast);
-        run_all(
-            &format!("cpu/{}", isa.name()),
-            &Cpu::with_isa(isa),
-            &mut report,
-        );
+        run_all(&format!("cpu/{}", isa.name()), &Cpu::with_isa(isa), &mut report);
         harness::set_reduced_precision(false);
     }
     // The adapter's features on, then forced off (the UNIAUDIO_WGPU_NO_* switches).
     let variants = [
-        WgpuOptions {
-            max_binding: None,
-            subgroups: true,
-            shader_f16: true,
-        },
-        WgpuOptions {
-            max_binding: None,
-            subgroups: false,
-            shader_f16: false,
-        },
+        WgpuOptions { max_binding: None, subgroups: true, shader_f16: true },
+        WgpuOptions { max_binding: None, subgroups: false, shader_f16: false },
     ];
     for options in variants {
         match Wgpu::with_options(options) {
@@ -71,10 +59,7 @@ fn backend_ops_all_backends() {
     }
     // Tensor-core kernels on (where the device has them), then forced off.
     for tensor_cores in [true, false] {
-        match Cuda::with_options(CudaOptions {
-            tensor_cores,
-            graphs: false,
-        }) {
+        match Cuda::with_options(CudaOptions { tensor_cores, graphs: false }) {
             Ok(gpu) => run_all(&format!("cuda/{}", gpu.describe()), &gpu, &mut report),
             Err(e) => {
                 println!("SKIPPED (no CUDA device): {e}");
@@ -82,19 +67,9 @@ fn backend_ops_all_backends() {
             }
         }
     }
-    println!(
-        "backend ops: {} passed, {} failed, {} unsupported",
-        report.passed,
-        report.failed.len(),
-        report.unsupported
-    );
+    println!("backend ops: {} passed, {} failed, {} unsupported", report.passed, report.failed.len(), report.unsupported);
     assert!(report.passed > 0, "no case ran");
-    assert!(
-        report.failed.is_empty(),
-        "{} cases failed:\n{}",
-        report.failed.len(),
-        report.failed.join("\n")
-    );
+    assert!(report.failed.is_empty(), "{} cases failed:\n{}", report.failed.len(), report.failed.join("\n"));
 }
 
 /// Draws from many RNG streams must follow softmax(l / T) over the top-k set.
@@ -104,20 +79,11 @@ fn sampling_distribution<B: Backend>(backend: &B) {
     let (top_k, temperature, draws) = (4usize, 0.9f32, 20_000usize);
     // Top 4 by value: ids 1, 4, 3, 9.
     let kept = [1usize, 4, 3, 9];
-    let z: f64 = kept
-        .iter()
-        .map(|&i| (logits[i] as f64 / temperature as f64).exp())
-        .sum();
+    let z: f64 = kept.iter().map(|&i| (logits[i] as f64 / temperature as f64).exp()).sum();
     let rows: Vec<f32> = (0..draws).flat_map(|_| logits).collect();
     let x = ops::upload_f32(backend, &[draws, logits.len()], &rows, DType::F32).unwrap();
     let out = backend.alloc(DType::U32, &[draws]).unwrap();
-    let params = SampleParams {
-        top_k,
-        temperature,
-        forbid_below: 0,
-        seed: 42,
-        counter: 0,
-    };
+    let params = SampleParams { top_k, temperature, forbid_below: 0, seed: 42, counter: 0 };
     ops::top_k_sample(backend, &x, &out, params).unwrap();
     let ids = ops::download_u32(backend, &out).unwrap();
     let mut counts = [0usize; 10];
@@ -126,18 +92,10 @@ fn sampling_distribution<B: Backend>(backend: &B) {
     }
     for (i, &c) in counts.iter().enumerate() {
         let freq = c as f64 / draws as f64;
-        let p = if kept.contains(&i) {
-            (logits[i] as f64 / temperature as f64).exp() / z
-        } else {
-            0.0
-        };
+        let p = if kept.contains(&i) { (logits[i] as f64 / temperature as f64).exp() / z } else { 0.0 };
         // 4.5 standard deviations of a binomial proportion.
         let tol = 4.5 * (p * (1.0 - p) / draws as f64).sqrt() + 1e-12;
-        assert!(
-            (freq - p).abs() <= tol,
-            "[{}] id {i}: frequency {freq:.4}, expected {p:.4} ± {tol:.4}",
-            B::NAME
-        );
+        assert!((freq - p).abs() <= tol, "[{}] id {i}: frequency {freq:.4}, expected {p:.4} ± {tol:.4}", B::NAME);
     }
 }
 
@@ -159,10 +117,7 @@ fn sampling_follows_softmax_of_top_k() {
 /// cap, the matmul and embedding cases below need several bound ranges.
 #[test]
 fn wgpu_splits_weights_larger_than_a_binding() {
-    let gpu = match Wgpu::with_options(WgpuOptions {
-        max_binding: Some(64 << 10),
-        ..WgpuOptions::from_env()
-    }) {
+    let gpu = match Wgpu::with_options(WgpuOptions { max_binding: Some(64 << 10), ..WgpuOptions::from_env() }) {
         Ok(g) => g,
         Err(e) => return skip_wgpu(&e.to_string()),
     };
@@ -171,99 +126,30 @@ fn wgpu_splits_weights_larger_than_a_binding() {
     let mut report = Report::default();
     for dtype in [DType::F32, DType::BF16] {
         let split_cases = [
-            Case::MatMul {
-                m: 1,
-                k: 96,
-                n: 700,
-                layout: WeightLayout::OutIn,
-                dtype,
-                accumulate: false,
-            },
-            Case::MatMul {
-                m: 3,
-                k: 130,
-                n: 300,
-                layout: WeightLayout::OutIn,
-                dtype,
-                accumulate: true,
-            },
-            Case::MatMul {
-                m: 1,
-                k: 300,
-                n: 130,
-                layout: WeightLayout::InOut,
-                dtype,
-                accumulate: false,
-            },
-            Case::MatMul {
-                m: 2,
-                k: 300,
-                n: 130,
-                layout: WeightLayout::InOut,
-                dtype,
-                accumulate: true,
-            },
-            Case::EmbedRows {
-                vocab: 1000,
-                cols: 33,
-                n: 7,
-                dtype,
-            },
-            Case::EmbedCodebookSum {
-                codebooks: 8,
-                card: 130,
-                cols: 40,
-                frames: 3,
-                dtype,
-            },
+            Case::MatMul { m: 1, k: 96, n: 700, layout: WeightLayout::OutIn, dtype, accumulate: false },
+            Case::MatMul { m: 3, k: 130, n: 300, layout: WeightLayout::OutIn, dtype, accumulate: true },
+            Case::MatMul { m: 1, k: 300, n: 130, layout: WeightLayout::InOut, dtype, accumulate: false },
+            Case::MatMul { m: 2, k: 300, n: 130, layout: WeightLayout::InOut, dtype, accumulate: true },
+            Case::EmbedRows { vocab: 1000, cols: 33, n: 7, dtype },
+            Case::EmbedCodebookSum { codebooks: 8, card: 130, cols: 40, frames: 3, dtype },
         ];
         // 8-bit rows: ranges start on whole blocks (a row of 96 weights is 102 bytes, so
         // range starts fall between 256-byte boundaries).
         let q8 = DType::Q8_0;
         let q8_cases = [
-            Case::MatMul {
-                m: 1,
-                k: 96,
-                n: 1500,
-                layout: WeightLayout::OutIn,
-                dtype: q8,
-                accumulate: false,
-            },
-            Case::MatMul {
-                m: 3,
-                k: 160,
-                n: 700,
-                layout: WeightLayout::OutIn,
-                dtype: q8,
-                accumulate: true,
-            },
+            Case::MatMul { m: 1, k: 96, n: 1500, layout: WeightLayout::OutIn, dtype: q8, accumulate: false },
+            Case::MatMul { m: 3, k: 160, n: 700, layout: WeightLayout::OutIn, dtype: q8, accumulate: true },
         ];
-        let q8_cases = if dtype == DType::F32 {
-            &q8_cases[..]
-        } else {
-            &[]
-        };
+        let q8_cases = if dtype == DType::F32 { &q8_cases[..] } else { &[] };
         for (i, case) in split_cases.iter().chain(q8_cases).enumerate() {
             match cases::run(case, &gpu, 0xb1d_0000 + i as u64) {
                 Ok(Some(v)) => report.record("wgpu/64KiB-bindings", case, v),
-                Ok(None) => report.record(
-                    "wgpu/64KiB-bindings",
-                    case,
-                    harness::Verdict::Fail("unsupported".into()),
-                ),
-                Err(e) => report.record(
-                    "wgpu/64KiB-bindings",
-                    case,
-                    harness::Verdict::Fail(format!("error: {e}")),
-                ),
+                Ok(None) => report.record("wgpu/64KiB-bindings", case, harness::Verdict::Fail("unsupported".into())),
+                Err(e) => report.record("wgpu/64KiB-bindings", case, harness::Verdict::Fail(format!("error: {e}"))),
             }
         }
     }
-    println!(
-        "split bindings: {} passed, {} failed",
-        report.passed,
-        report.failed.len()
-    );
+    println!("split bindings: {} passed, {} failed", report.passed, report.failed.len());
     assert!(report.failed.is_empty(), "{}", report.failed.join("\n"));
 }
 
@@ -284,18 +170,11 @@ fn wgpu_reuses_bind_groups_until_their_buffers_are_freed() {
     };
     assert_eq!(step(&y), vec![0.125; 32]);
     let after_first = gpu.cached_bind_groups();
-    assert!(
-        after_first >= 2,
-        "{after_first} bind groups cached after two dispatches"
-    );
+    assert!(after_first >= 2, "{after_first} bind groups cached after two dispatches");
     for _ in 0..3 {
         assert_eq!(step(&y), vec![0.125; 32]);
     }
-    assert_eq!(
-        gpu.cached_bind_groups(),
-        after_first,
-        "a repeated step made new bind groups"
-    );
+    assert_eq!(gpu.cached_bind_groups(), after_first, "a repeated step made new bind groups");
     let temp = gpu.alloc(DType::F32, &[4, 8]).unwrap();
     step(&temp);
     let with_temp = gpu.cached_bind_groups();
@@ -303,9 +182,5 @@ fn wgpu_reuses_bind_groups_until_their_buffers_are_freed() {
     drop(temp);
     let other = gpu.alloc(DType::F32, &[4, 8]).unwrap();
     step(&other);
-    assert_eq!(
-        gpu.cached_bind_groups(),
-        with_temp,
-        "the freed buffer's bind groups stayed"
-    );
+    assert_eq!(gpu.cached_bind_groups(), with_temp, "the freed buffer's bind groups stayed");
 }

@@ -6,15 +6,7 @@ pub fn round_to(values: &[f32], dtype: uniaudio_runtime::DType) -> Vec<f32> {
     bytes_to_f32(&f32_to_bytes(values, dtype), dtype)
 }
 
-pub fn matmul(
-    x: &[f32],
-    w: &[f32],
-    m: usize,
-    k: usize,
-    n: usize,
-    in_out: bool,
-    init: Option<&[f32]>,
-) -> Vec<f64> {
+pub fn matmul(x: &[f32], w: &[f32], m: usize, k: usize, n: usize, in_out: bool, init: Option<&[f32]>) -> Vec<f64> {
     let mut out = vec![0f64; m * n];
     for i in 0..m {
         for j in 0..n {
@@ -61,18 +53,7 @@ pub fn rope(x: &[f32], t: usize, h: usize, d: usize, pos: &[u32], inv_freq: &[f3
 
 /// q [T, H, D]; caches [G, cap, D].
 #[allow(clippy::too_many_arguments)]
-pub fn attention(
-    q: &[f32],
-    kc: &[f32],
-    vc: &[f32],
-    t: usize,
-    h: usize,
-    g: usize,
-    d: usize,
-    cap: usize,
-    kv_len: usize,
-    causal: bool,
-) -> Vec<f64> {
+pub fn attention(q: &[f32], kc: &[f32], vc: &[f32], t: usize, h: usize, g: usize, d: usize, cap: usize, kv_len: usize, causal: bool) -> Vec<f64> {
     let mut out = vec![0f64; t * h * d];
     let scale = 1.0 / (d as f64).sqrt();
     for ti in 0..t {
@@ -81,20 +62,13 @@ pub fn attention(
             let gi = hi / (h / g);
             let qv = &q[(ti * h + hi) * d..][..d];
             let scores: Vec<f64> = (0..visible)
-                .map(|j| {
-                    (0..d)
-                        .map(|e| qv[e] as f64 * kc[(gi * cap + j) * d + e] as f64)
-                        .sum::<f64>()
-                        * scale
-                })
+                .map(|j| (0..d).map(|e| qv[e] as f64 * kc[(gi * cap + j) * d + e] as f64).sum::<f64>() * scale)
                 .collect();
             let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
             let sum: f64 = exps.iter().sum();
             for e in 0..d {
-                out[(ti * h + hi) * d + e] = (0..visible)
-                    .map(|j| exps[j] / sum * vc[(gi * cap + j) * d + e] as f64)
-                    .sum();
+                out[(ti * h + hi) * d + e] = (0..visible).map(|j| exps[j] / sum * vc[(gi * cap + j) * d + e] as f64).sum();
             }
         }
     }
@@ -104,10 +78,7 @@ pub fn attention(
 pub fn softmax(x: &[f32], cols: usize) -> Vec<f64> {
     let mut out = Vec::with_capacity(x.len());
     for row in x.chunks(cols) {
-        let max = row
-            .iter()
-            .map(|&v| v as f64)
-            .fold(f64::NEG_INFINITY, f64::max);
+        let max = row.iter().map(|&v| v as f64).fold(f64::NEG_INFINITY, f64::max);
         let exps: Vec<f64> = row.iter().map(|&v| (v as f64 - max).exp()).collect();
         let sum: f64 = exps.iter().sum();
         out.extend(exps.iter().map(|e| e / sum));
@@ -121,29 +92,13 @@ pub fn silu_mul(g: f32, u: f32) -> f64 {
 }
 
 /// The documented sampling rule, written independently of the kernels.
-pub fn top_k_sample(
-    logits: &[f32],
-    top_k: usize,
-    temperature: f32,
-    forbid_below: usize,
-    seed: u64,
-    counter: u64,
-) -> u32 {
+pub fn top_k_sample(logits: &[f32], top_k: usize, temperature: f32, forbid_below: usize, seed: u64, counter: u64) -> u32 {
     use uniaudio_runtime::rng::{stream_key, uniform};
     let scaled: Vec<(usize, f32)> = logits
         .iter()
         .enumerate()
         .skip(forbid_below)
-        .map(|(i, &l)| {
-            (
-                i,
-                if l.is_nan() {
-                    f32::NEG_INFINITY
-                } else {
-                    l / temperature
-                },
-            )
-        })
+        .map(|(i, &l)| (i, if l.is_nan() { f32::NEG_INFINITY } else { l / temperature }))
         .collect();
     if top_k == 1 {
         let mut best = scaled[0];
@@ -156,11 +111,7 @@ pub fn top_k_sample(
     }
     let mut sorted: Vec<f32> = scaled.iter().map(|p| p.1).collect();
     sorted.sort_by(|a, b| b.total_cmp(a));
-    let threshold = if top_k == 0 || top_k >= sorted.len() {
-        f32::NEG_INFINITY
-    } else {
-        sorted[top_k - 1]
-    };
+    let threshold = if top_k == 0 || top_k >= sorted.len() { f32::NEG_INFINITY } else { sorted[top_k - 1] };
     let key = stream_key(seed, counter);
     let mut best = (forbid_below, f32::NEG_INFINITY);
     for (i, l) in scaled {

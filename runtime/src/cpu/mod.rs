@@ -12,7 +12,29 @@ mod encode;
 mod elementwise;
 mod embed;
 mod gemm;
+#[cfg(target_arch = "x86_64")]
 pub mod gemm_amx;
+/// AMX exists only on x86-64: elsewhere the level is never available.
+#[cfg(not(target_arch = "x86_64"))]
+pub mod gemm_amx {
+    use super::view::WeightSlice;
+    use crate::op::WeightLayout;
+
+    pub fn available() -> bool {
+        false
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm(_: &[f32], _: usize, _: usize, _: WeightSlice, _: WeightLayout, _: usize, _: &mut [f32], _: bool) {
+        unreachable!("the AMX level exists only on x86-64")
+    }
+
+    pub fn peak_loop(_: usize) -> f32 {
+        unreachable!("the AMX level exists only on x86-64")
+    }
+
+    pub const PEAK_FLOPS_PER_ITER: f64 = 0.0;
+}
 mod gemm_avx512;
 mod linear;
 mod matmul;

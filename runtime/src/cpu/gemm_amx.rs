@@ -7,6 +7,7 @@
 //! (16 pair rows of 16 x rows, each a bf16 pair of consecutive inner indices). Each task
 //! owns 32 output columns (two weight tiles) and sweeps every row two x tiles at a time
 //! into four accumulator tiles, so one weight panel meets all of x from cache.
+//! x86-64 only: `cpu/mod.rs` gives other targets a stub whose level is never available.
 
 use rayon::prelude::*;
 
@@ -28,7 +29,7 @@ const X_CHUNK_BYTES: usize = 1 << 20;
 pub fn available() -> bool {
     static GRANTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *GRANTED.get_or_init(|| {
-        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        #[cfg(target_os = "linux")]
         {
             #[allow(unused_unsafe)]
             // SAFETY: CPUID leaf 7 exists on every x86-64 CPU this code runs on.
@@ -48,7 +49,7 @@ pub fn available() -> bool {
                 ) == 0
             }
         }
-        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+        #[cfg(not(target_os = "linux"))]
         {
             false
         }
@@ -212,18 +213,10 @@ fn fill_panel(
 /// f32 -> bf16 bits, rounding to nearest even.
 fn to_bf16(src: &[f32], dst: &mut [u16]) {
     assert!(dst.len() <= src.len());
-    #[cfg(target_arch = "x86_64")]
     // SAFETY: the AMX level implies AVX512-BF16; bounds asserted above.
-    unsafe {
-        to_bf16_avx512(src, dst)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    for (d, &v) in dst.iter_mut().zip(src) {
-        *d = super::gemm_avx512::bf16(v) as u16;
-    }
+    unsafe { to_bf16_avx512(src, dst) }
 }
 
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 unsafe fn to_bf16_avx512(src: &[f32], dst: &mut [u16]) {
     use std::arch::x86_64::*;
@@ -261,7 +254,6 @@ fn store_tiles(
         if rows == 0 || cols == 0 {
             continue;
         }
-        #[cfg(target_arch = "x86_64")]
         if rows == ROWS && cols == ROWS {
             // SAFETY: a whole tile: rows r0..r0+16 and columns c0..c0+16 lie in `out`
             // (r0 + 16 ≤ m, c0 + 16 ≤ n0 + nb ≤ n) and belong to this task alone.
@@ -283,7 +275,6 @@ fn store_tiles(
 /// rounds of two-source permutes swap ever smaller blocks across the diagonal.
 /// # Safety
 /// AVX-512 F; `dst` starts 16 rows of 16 writable f32 at stride `ld`.
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn store_transposed(tile: &[f32], dst: *mut f32, ld: usize, accumulate: bool) {
     use std::arch::x86_64::*;

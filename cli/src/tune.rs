@@ -157,10 +157,7 @@ fn tune_cpu_gemm(isa: Isa, reps: usize, model: &Option<Projections>, cache: &mut
             "probe {m}x{k}x{n} f32 ({})",
             probe_source(model, probe.is_some())
         ));
-        cache.insert(
-            &format!("{}/{}", cpu_tune::GEMM_PASS, class.name),
-            cpu_tune::choice(best, &timings),
-        );
+        table.record(cache);
     }
 }
 
@@ -193,10 +190,7 @@ fn tune_cpu_gemv(isa: Isa, reps: usize, model: &Option<Projections>, cache: &mut
             "probe {copies} x 1x{k}x{n} bf16 ({})",
             probe_source(model, probe.is_some())
         ));
-        cache.insert(
-            &format!("{}/{name}", cpu_tune::GEMV_TASKS),
-            cpu_tune::choice(best, &timings),
-        );
+        table.record(cache);
     }
 }
 
@@ -235,17 +229,14 @@ fn tune_wgpu(gpu: &Wgpu, reps: usize, model: &Option<Projections>, families: [bo
             class,
             timings: &run.timings,
             best: run.best,
-            default: 8,
+            default: wgpu_tune::GEMV_ROWS_DEFAULT,
         };
         table.print_rows(|c| format!("{c} rows"), rate);
         table.print_gain(&probe_label(
             probe.unwrap_or(*builtin),
             probe_source(model, probe.is_some()),
         ));
-        cache.insert(
-            &format!("{}/{class}", wgpu_tune::GEMV_ROWS),
-            cpu_tune::choice(run.best, &run.timings),
-        );
+        table.record(&mut cache);
     }
     for (c, (class, builtin)) in wgpu_tune::GEMM_CLASSES.iter().enumerate().filter(|_| families[1]) {
         let probe = model.as_ref().and_then(|p| if c == 0 { p.probe(64, |_| true) } else { None });
@@ -259,17 +250,14 @@ fn tune_wgpu(gpu: &Wgpu, reps: usize, model: &Option<Projections>, families: [bo
             class,
             timings: &run.timings,
             best: run.best,
-            default: 64,
+            default: wgpu_tune::GEMM_TILE_DEFAULT,
         };
         table.print_rows(|c| format!("{c} tile"), rate);
         table.print_gain(&probe_label(
             probe.unwrap_or(*builtin),
             probe_source(model, probe.is_some()),
         ));
-        cache.insert(
-            &format!("{}/{class}", wgpu_tune::GEMM_TILE),
-            cpu_tune::choice(run.best, &run.timings),
-        );
+        table.record(&mut cache);
     }
     cache.save().map_err(|e| anyhow::anyhow!("{}: cannot write the tuning cache: {e}", cache.path().display()))?;
     println!("\nsaved    {}", cache.path().display());
@@ -316,6 +304,11 @@ impl Table<'_> {
                 s * 1e3
             );
         }
+    }
+
+    /// Stores the chosen candidate under `family/class`.
+    fn record(&self, cache: &mut TuneCache) {
+        cache.insert(&format!("{}/{}", self.family, self.class), cpu_tune::choice(self.best, self.timings));
     }
 
     /// The tuned-vs-default line.

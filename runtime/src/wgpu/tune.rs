@@ -37,6 +37,8 @@ pub struct ProbeTuning {
 pub const GEMV_ROWS: &str = "wgpu.gemv.rows";
 /// Candidate rows per workgroup (32 to 256 threads).
 pub const GEMV_ROWS_CANDIDATES: [usize; 4] = [1, 2, 4, 8];
+/// The built-in rows per workgroup.
+pub const GEMV_ROWS_DEFAULT: usize = 8;
 /// Shape classes: (name, the (M, K, N) probe `uniaudio tune` times: the 3B backbone's
 /// decode shapes).
 pub const GEMV_CLASSES: [(&str, (usize, usize, usize)); 3] =
@@ -45,12 +47,14 @@ pub const GEMV_CLASSES: [(&str, (usize, usize, usize)); 3] =
 pub const GATE_UP_CLASS: usize = 2;
 
 pub(crate) static GEMV_FAMILY: Family =
-    Family { name: GEMV_ROWS, classes: &["matmul/k<=4096", "matmul/k>4096", "gate_up"], candidates: &GEMV_ROWS_CANDIDATES, default: 8 };
+    Family { name: GEMV_ROWS, classes: &["matmul/k<=4096", "matmul/k>4096", "gate_up"], candidates: &GEMV_ROWS_CANDIDATES, default: GEMV_ROWS_DEFAULT };
 
 /// The tiled GEMM family's name in the cache.
 pub const GEMM_TILE: &str = "wgpu.gemm.tile";
 /// Candidate output tile edges.
 pub const GEMM_TILE_CANDIDATES: [usize; 3] = [32, 64, 128];
+/// The built-in tile edge.
+pub const GEMM_TILE_DEFAULT: usize = 64;
 /// Shape classes: (name, the (M, K, N) probe `uniaudio tune` times: a 64-token prefill
 /// projection of the 3B backbone, a 20 s codec window's linear; convolutions as (rows,
 /// inner size, output channels) of the SQ decoder's first stage and the Whisper-sized
@@ -62,7 +66,7 @@ pub const CONV1D_CLASS: usize = 2;
 pub const CONV2D_CLASS: usize = 3;
 
 pub(crate) static GEMM_FAMILY: Family =
-    Family { name: GEMM_TILE, classes: &["gemm/m<256", "gemm/m>=256", "conv1d", "conv2d"], candidates: &GEMM_TILE_CANDIDATES, default: 64 };
+    Family { name: GEMM_TILE, classes: &["gemm/m<256", "gemm/m>=256", "conv1d", "conv2d"], candidates: &GEMM_TILE_CANDIDATES, default: GEMM_TILE_DEFAULT };
 
 /// The class of a (non-convolution) tiled product of `m` rows.
 pub fn gemm_class(m: usize) -> usize {

@@ -53,10 +53,10 @@ fn check(family: &str, report: &Report, min_cases: usize) {
     );
 }
 
-/// `wgpu.gemm.tile` (default 64): linears, many-row products, convolutions.
+/// `wgpu.gemm.tile`: linears, many-row products, convolutions.
 #[test]
 fn wgpu_gemm_tile_candidates_pass_the_op_harness() {
-    use uniaudio_runtime::wgpu::tune::{GEMM_CLASSES, GEMM_TILE_CANDIDATES};
+    use uniaudio_runtime::wgpu::tune::{GEMM_CLASSES, GEMM_TILE_CANDIDATES, GEMM_TILE_DEFAULT};
     let gpu = match Wgpu::new() {
         Ok(g) => g,
         Err(e) => return skip_wgpu(&e.to_string()),
@@ -77,7 +77,7 @@ fn wgpu_gemm_tile_candidates_pass_the_op_harness() {
         })
         .collect();
     let mut report = Report::default();
-    for &tile in GEMM_TILE_CANDIDATES.iter().filter(|&&t| t != 64) {
+    for &tile in GEMM_TILE_CANDIDATES.iter().filter(|&&t| t != GEMM_TILE_DEFAULT) {
         for class in 0..GEMM_CLASSES.len() {
             gpu.set_gemm_tile(class, tile).unwrap();
         }
@@ -92,7 +92,7 @@ fn wgpu_gemm_tile_candidates_pass_the_op_harness() {
     check("wgpu.gemm.tile", &report, 2 * 20);
 }
 
-/// `cpu.gemv.tasks` (default 16).
+/// `cpu.gemv.tasks`.
 #[test]
 fn cpu_gemv_task_candidates_pass_the_op_harness() {
     use uniaudio_runtime::cpu::tune::{
@@ -119,17 +119,17 @@ fn cpu_gemv_task_candidates_pass_the_op_harness() {
     check("cpu.gemv.tasks", &report, 4 * 20);
 }
 
-/// `wgpu.gemv.rows` (default 8).
+/// `wgpu.gemv.rows`.
 #[test]
 fn wgpu_gemv_candidates_pass_the_op_harness() {
-    use uniaudio_runtime::wgpu::tune::{GEMV_CLASSES, GEMV_ROWS_CANDIDATES};
+    use uniaudio_runtime::wgpu::tune::{GEMV_CLASSES, GEMV_ROWS_CANDIDATES, GEMV_ROWS_DEFAULT};
     let gpu = match Wgpu::new() {
         Ok(g) => g,
         Err(e) => return skip_wgpu(&e.to_string()),
     };
     let cases = gemv_cases();
     let mut report = Report::default();
-    for &rows in GEMV_ROWS_CANDIDATES.iter().filter(|&&r| r != 8) {
+    for &rows in GEMV_ROWS_CANDIDATES.iter().filter(|&&r| r != GEMV_ROWS_DEFAULT) {
         for class in 0..GEMV_CLASSES.len() {
             gpu.set_gemv_rows(class, rows).unwrap();
         }

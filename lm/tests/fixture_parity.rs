@@ -255,8 +255,8 @@ fn fast_precision_error_is_bounded() {
     let fx = synthesize();
     let exact = Cpu::with_isa(Isa::Avx512);
     let lm_e = UniAudioLm::load(&exact, &fx.model_dir).unwrap();
-    // Both fast levels: vdpbf16ps products, and AMX tiles for the many-row ones.
-    for level in [Isa::Avx512Bf16, Isa::Amx] {
+    // Both fast levels: AMX tiles for the many-row products, and vdpbf16ps.
+    for level in Isa::FAST {
         if !level.available() {
             println!("SKIPPED fast {}: this CPU lacks it", level.key());
             continue;
@@ -295,7 +295,7 @@ fn q8_weights_error_is_bounded() {
     // The fast level on the q8_0 model: inputs of the 8-bit products rounded to 8-bit
     // blocks as well (VNNI), the other products' operands to bf16.
     use uniaudio_runtime::cpu::Isa;
-    for level in [Isa::Avx512Bf16, Isa::Amx] {
+    for level in Isa::FAST {
         if !level.available() {
             println!("SKIPPED fast q8_0 {}: this CPU lacks it", level.key());
             continue;

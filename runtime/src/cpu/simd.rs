@@ -34,6 +34,9 @@ impl Isa {
         Isa::Scalar,
     ];
 
+    /// The `fast` precision's levels, best first.
+    pub const FAST: [Isa; 2] = [Isa::Amx, Isa::Avx512Bf16];
+
     /// Whether this machine can run the level.
     pub fn available(self) -> bool {
         #[cfg(target_arch = "x86_64")]

@@ -95,12 +95,20 @@ fn public_fixture_cuda() {
 /// The worst latent and waveform SNR (dB) against the reference over the fixture cases,
 /// for the codec in `dir` on `backend`.
 fn worst_snr<B: Backend>(backend: &B, dir: &Path, label: &str) -> (f64, f64) {
+    worst_snr_on(backend, dir, label, None)
+}
+
+/// `worst_snr` over the cases `only` names (all when None).
+fn worst_snr_on<B: Backend>(backend: &B, dir: &Path, label: &str, only: Option<&[&str]>) -> (f64, f64) {
     let codec = Codec::load(backend, dir).unwrap();
     let cases: Value = serde_json::from_str(&std::fs::read_to_string(fixture_dir().join("cases.json")).unwrap()).unwrap();
     let snr = |e: f64| -20.0 * e.log10();
     let mut worst = (f64::INFINITY, f64::INFINITY);
     for case in cases["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
+        if only.is_some_and(|names| !names.contains(&name)) {
+            continue;
+        }
         let tokens: Vec<Vec<u32>> =
             case["tokens"].as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect()).collect();
         let noise = Noise::from_file(&fixture_dir().join(format!("noise_{name}.safetensors"))).unwrap();
@@ -139,6 +147,29 @@ fn fast_precision_snr_is_bounded() {
             worst.1
         );
     }
+}
+
+/// wgpu's `fast` (f16 operands in the tiled GEMMs and convolutions) against the
+/// reference; a software adapter runs the shortest case only (minutes per case).
+#[test]
+fn fast_precision_on_wgpu_snr_is_bounded() {
+    use uniaudio_runtime::{Precision, Wgpu, WgpuOptions};
+    let gpu = match Wgpu::with_options(WgpuOptions { precision: Precision::Fast, ..WgpuOptions::from_env() }) {
+        Ok(gpu) if gpu.precision() == Precision::Fast => gpu,
+        Ok(gpu) => return println!("SKIPPED wgpu fast precision: {} lacks SHADER_F16", gpu.describe()),
+        Err(e) => {
+            if std::env::var("UNIAUDIO_REQUIRE_WGPU").is_ok_and(|v| v == "1") {
+                panic!("wgpu backend required but unavailable: {e}");
+            }
+            return println!("SKIPPED wgpu backend: {e}");
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    synth_codec(dir.path());
+    let worst = worst_snr_on(&gpu, dir.path(), "fast wgpu", gpu.is_software().then_some(&["t29"][..]));
+    // f16 operands (2^-11 relative rounding, 8x finer than bf16, whose bounds are 54 and
+    // 38 dB above); a broken product gives under 10 dB.
+    assert!(worst.0 >= 60.0 && worst.1 >= 44.0, "fast wgpu SNR too low: latent {:.1} dB, waveform {:.1} dB", worst.0, worst.1);
 }
 
 /// 8-bit flow linears (`--dtype q8`) against the reference: latent and waveform SNR on the

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use uniaudio_runtime::cuda::launch::{self, Arg, KernelDevice, LaunchConfig};
 use uniaudio_runtime::op::ValidOp;
-use uniaudio_runtime::{Backend, DType, DeviceBuffer, Error, Op, Result, Tensor};
+use uniaudio_runtime::{Backend, DType, DeviceBuffer, Error, Op, Precision, Result, Tensor};
 
 extern "C" {
     fn emu_launch(name: *const std::ffi::c_char, grid: u32, block_x: u32, block_y: u32, args: *mut *mut std::ffi::c_void) -> i32;
@@ -62,6 +62,9 @@ pub struct EmuOptions {
     pub tensor_cores: bool,
     /// Multiprocessors reported to the mapping (few: split-KV attention triggers early).
     pub sm_count: usize,
+    /// `Fast`: the tensor-core GEMMs and convolutions take bf16 operands (mma.sync
+    /// m16n8k16 emulated); exact without tensor cores, as on a GPU.
+    pub precision: Precision,
 }
 
 pub struct CudaEmu {
@@ -75,7 +78,7 @@ impl CudaEmu {
     }
 
     pub fn describe(&self) -> String {
-        format!("CPU emulation of kernels/cuda [tensor cores: {}, {} SMs]", if self.options.tensor_cores { "on" } else { "off" }, self.options.sm_count)
+        format!("CPU emulation of kernels/cuda [tensor cores: {}, {} SMs, {} precision]", if self.options.tensor_cores { "on" } else { "off" }, self.options.sm_count, self.precision().name())
     }
 
     fn buffer(&self, len: usize) -> EmuBuffer {
@@ -171,6 +174,14 @@ impl KernelDevice for CudaEmu {
 
     fn has_tensor_cores(&self) -> bool {
         self.options.tensor_cores
+    }
+
+    fn precision(&self) -> Precision {
+        if self.options.tensor_cores {
+            self.options.precision
+        } else {
+            Precision::Exact
+        }
     }
 
     fn sm_count(&self) -> usize {

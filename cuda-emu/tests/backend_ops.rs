@@ -1,6 +1,6 @@
 //! test-backend-ops for the CUDA backend without a GPU: every case of the runtime's op
 //! harness through the CUDA op mapping and kernels on the CPU emulator, with the
-//! tensor-core kernels on and off.
+//! tensor-core kernels on and off, and the `fast` precision's bf16 tensor-core kernels.
 
 #[path = "../../runtime/tests/backend_ops/cases.rs"]
 mod cases;
@@ -14,6 +14,7 @@ mod harness;
 mod reference;
 
 use uniaudio_cuda_emu::{CudaEmu, EmuOptions};
+use uniaudio_runtime::Precision;
 
 /// Whether the CUDA mapping may pick a tensor-core kernel for `case` (`cuda::launch`:
 /// out-in products of free rows and linears with 16-bit weights, convolutions, attention).
@@ -24,6 +25,13 @@ fn reaches_tensor_cores(case: &cases::Case) -> bool {
         MatMul { layout: WeightLayout::OutIn, dtype, .. } | Linear { dtype, .. } => *dtype != DType::Q8_0,
         _ => matches!(case, Conv1d { .. } | ConvTranspose1d { .. } | Conv2d { .. } | Attention { .. } | RelPosAttention { .. }),
     }
+}
+
+/// Whether the `fast` precision may pick a bf16 tensor-core kernel for `case`: the GEMMs
+/// and implicit-GEMM convolutions with float weights (attention and the 8-bit products
+/// stay exact).
+fn reaches_fast_kernels(case: &cases::Case) -> bool {
+    cases::reaches_gemm_tiles(case) && !cases::q8_weights(case)
 }
 
 /// Row-invariance cases the emulator leaves to the other dtypes: the GEMV's row handling
@@ -38,13 +46,22 @@ fn invariance_case_left_to_other_dtypes(case: &cases::Case) -> bool {
 #[test]
 fn cuda_kernels_pass_the_op_harness_on_the_emulator() {
     let mut report = harness::Report::default();
-    for tensor_cores in [true, false] {
-        let emu = CudaEmu::new(EmuOptions { tensor_cores, sm_count: 4 });
+    let passes = [(true, Precision::Exact), (false, Precision::Exact), (true, Precision::Fast)];
+    for (tensor_cores, precision) in passes {
+        let emu = CudaEmu::new(EmuOptions { tensor_cores, sm_count: 4, precision });
         let label = emu.describe();
+        // `fast` at its stated tolerance (harness::FAST_NMSE).
+        harness::set_reduced_precision(precision == Precision::Fast);
         for (i, case) in cases::all_cases().iter().enumerate() {
-            // Only GEMMs, convolutions and attention have tensor-core kernels; every other
-            // op maps to the same kernel either way and runs once, with them on.
-            if (!tensor_cores && !reaches_tensor_cores(case)) || invariance_case_left_to_other_dtypes(case) {
+            // Only GEMMs, convolutions and attention have tensor-core kernels, and only
+            // GEMMs and convolutions bf16 ones; every other op maps to the same kernel
+            // either way and runs once, with them on in `exact`.
+            let runs = match (tensor_cores, precision) {
+                (true, Precision::Exact) => true,
+                (false, _) => reaches_tensor_cores(case),
+                (true, Precision::Fast) => reaches_fast_kernels(case),
+            };
+            if !runs || invariance_case_left_to_other_dtypes(case) {
                 continue;
             }
             let t = std::time::Instant::now();
@@ -59,6 +76,7 @@ fn cuda_kernels_pass_the_op_harness_on_the_emulator() {
             }
         }
     }
+    harness::set_reduced_precision(false);
     let left = cases::all_cases().iter().filter(|c| invariance_case_left_to_other_dtypes(c)).count();
     println!("cuda on the emulator: {} passed, {} failed, {} unsupported ({left} 16-bit row-invariance cases left to f32 and q8_0)", report.passed, report.failed.len(), report.unsupported);
     assert!(report.failed.is_empty(), "{} cases failed:\n{}", report.failed.len(), report.failed.join("\n"));

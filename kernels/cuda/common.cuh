@@ -31,7 +31,27 @@ __device__ __forceinline__ void mma_tf32(float* c, const u32* a, u32 b0, u32 b1)
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+
+// c (16x8, f32) += a (16x16, bf16) . b (16x8, bf16) for one warp; each u32 holds two bf16
+// of consecutive k, the lower k in the low half. Fragments (g = lane / 4, q = lane % 4):
+// a = (g, 2q..2q+1), (g + 8, 2q..), (g, 2q + 8..), (g + 8, 2q + 8..); b = (k = 2q..2q+1,
+// n = g), (k = 2q + 8.., n = g); c as for mma_tf32.
+__device__ __forceinline__ void mma_bf16(float* c, const u32* a, u32 b0, u32 b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
 #endif
+// bf16 (round to nearest even, as the CPU's `fast` kernels and torch round) of an f32,
+// as the low 16 bits; a NaN stays a NaN.
+__device__ __forceinline__ u32 to_bf16(float v) {
+    u32 b = __float_as_uint(v);
+    if ((b & 0x7fffffffu) > 0x7f800000u) return (b >> 16) | 0x40u;
+    return (b + 0x7fffu + ((b >> 16) & 1u)) >> 16;
+}
+// Two bf16 in one u32, `lo` in the low half (the mma_bf16 operand pairs).
+__device__ __forceinline__ u32 pack_bf16(float lo, float hi) { return to_bf16(lo) | (to_bf16(hi) << 16); }
+
 // bf16 is the high half of an f32.
 __device__ __forceinline__ float widen(bf16_t v) { return __uint_as_float(((u32)v.bits) << 16); }
 

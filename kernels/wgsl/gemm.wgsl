@@ -15,6 +15,9 @@
 //   CONV2D: A is the implicit im2col of a channels-last conv2d: row = (b, i, j), column =
 //           (p, q, c), A = x[b, i*stride_h + p - pad_h, j*stride_w + q - pad_w, c] or 0;
 //           epilogue bias, accumulate, then `act` (ReLU: 5). w is [C_out, KH * KW * C_in].
+// F16_OPERANDS (the `fast` precision, on adapters with SHADER_F16): A and w are rounded to
+// f16 as they are staged, halving the workgroup memory and its traffic; each product of
+// two f16 is exact in f32 and summed in f32, the arithmetic of f16 tensor cores.
 #define W_BINDING 0
 #ifdef BIAS
 #define B_BINDING 4
@@ -81,8 +84,23 @@ const TILE: u32 = GEMM_TILE;
 const PER: u32 = GEMM_PER;
 const TK: u32 = GEMM_TK;
 
-var<workgroup> a_tile: array<f32, 1024>; // [TILE][TK]
-var<workgroup> w_tile: array<f32, 1024>; // [TILE][TK]
+#ifdef F16_OPERANDS
+enable f16;
+alias Operand = f16;
+#else
+alias Operand = f32;
+#endif
+// An operand as staged (f16 saturates rather than leaving its range).
+fn operand(v: f32) -> Operand {
+#ifdef F16_OPERANDS
+    return Operand(clamp(v, -65504.0, 65504.0));
+#else
+    return v;
+#endif
+}
+
+var<workgroup> a_tile: array<Operand, 1024>; // [TILE][TK]
+var<workgroup> w_tile: array<Operand, 1024>; // [TILE][TK]
 
 #ifdef CONV
 fn load_a(row: u32, col: u32, grp: u32) -> f32 {
@@ -189,20 +207,20 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<
             if m0 + r < p.m && kk < p.k {
                 av = load_a(m0 + r, kk, grp);
             }
-            a_tile[idx] = av;
+            a_tile[idx] = operand(av);
             var wv = 0.0;
             if n0 + r < p.n && kk < p.k {
                 wv = load_w(p.w_off + (c0 + n0 + r) * p.k + kk);
             }
-            w_tile[idx] = wv;
+            w_tile[idx] = operand(wv);
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
             var a: array<f32, PER>;
             var b: array<f32, PER>;
             for (var i = 0u; i < PER; i++) {
-                a[i] = a_tile[(lid.y + 16u * i) * TK + kk];
-                b[i] = w_tile[(lid.x + 16u * i) * TK + kk];
+                a[i] = f32(a_tile[(lid.y + 16u * i) * TK + kk]);
+                b[i] = f32(w_tile[(lid.x + 16u * i) * TK + kk]);
             }
             for (var i = 0u; i < PER; i++) {
                 for (var j = 0u; j < PER; j++) {

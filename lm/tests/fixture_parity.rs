@@ -7,7 +7,7 @@ mod common;
 
 use serde_json::Value;
 use uniaudio_lm::{generate, Frame, GenerateOptions, OutputKind, StopReason, UniAudioLm};
-use uniaudio_runtime::{ops, Backend, Cpu, Cuda, CudaOptions};
+use uniaudio_runtime::{ops, Backend, Cpu, Cuda, CudaOptions, Precision};
 
 use common::{frames, read_json, synthesize, wgpu_variants_or_skip, Fixture};
 
@@ -18,7 +18,7 @@ fn code_lists(v: &Value) -> Vec<[u32; 8]> {
 /// The CUDA device with tensor cores and step graphs on, then with both off, or a
 /// printed reason why these tests did not run on it.
 fn cuda_variants_or_skip() -> Vec<Cuda> {
-    let variants = [CudaOptions { tensor_cores: true, graphs: true }, CudaOptions { tensor_cores: false, graphs: false }];
+    let variants = [CudaOptions { tensor_cores: true, graphs: true, precision: Precision::Exact }, CudaOptions { tensor_cores: false, graphs: false, precision: Precision::Exact }];
     match variants.into_iter().map(Cuda::with_options).collect::<Result<Vec<_>, _>>() {
         Ok(gpus) => gpus,
         Err(e) => {
@@ -219,18 +219,21 @@ fn probes_on<B: Backend>(cpu: &B, fx: &Fixture) {
 /// A variant (`lm_v` on `bv`) against exact (`lm_e` on `be`) on every fixture case: the
 /// worst relative L2 error of a prompt's text logits, and how many greedy steps agree
 /// before the first divergence, of how many.
-fn error_against_exact(label: &str, lm_e: &UniAudioLm<Cpu>, be: &Cpu, lm_v: &UniAudioLm<Cpu>, bv: &Cpu) -> (f64, usize, usize) {
+fn error_against_exact<V: Backend>(label: &str, lm_e: &UniAudioLm<Cpu>, be: &Cpu, lm_v: &UniAudioLm<V>, bv: &V) -> (f64, usize, usize) {
+    error_against_exact_on(label, lm_e, be, lm_v, bv, |_| true)
+}
+
+/// `error_against_exact` on the cases `wanted` names.
+fn error_against_exact_on<V: Backend>(label: &str, lm_e: &UniAudioLm<Cpu>, be: &Cpu, lm_v: &UniAudioLm<V>, bv: &V, wanted: impl Fn(&str) -> bool) -> (f64, usize, usize) {
     let mut worst = 0f64;
     let (mut agreeing, mut total) = (0usize, 0usize);
     for case in read_json("cases.json").as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
+        if !wanted(name) {
+            continue;
+        }
         let prompt = frames(&case["prompt"]);
-        let logits = |lm: &UniAudioLm<Cpu>, b: &Cpu| {
-            let mut s = lm.session(b).unwrap();
-            let hf = s.forward(&prompt).unwrap();
-            ops::download_f32(b, &s.text_logits(&hf).unwrap()).unwrap().into_iter().map(f64::from).collect::<Vec<_>>()
-        };
-        let e = rel_l2(&logits(lm_v, bv), &logits(lm_e, be));
+        let e = rel_l2(&prompt_logits(lm_v, bv, &prompt), &prompt_logits(lm_e, be, &prompt));
         worst = worst.max(e);
         let kind = if case["task_kind"] == "audio_out" { OutputKind::Audio } else { OutputKind::Text };
         let opts = GenerateOptions { kind, top_k: 1, temperature: 1.0, seed: 888, max_steps: case["max_steps"].as_u64().unwrap() as usize, cfg_scale: None };
@@ -246,6 +249,34 @@ fn error_against_exact(label: &str, lm_e: &UniAudioLm<Cpu>, be: &Cpu, lm_v: &Uni
     }
     println!("{label} vs exact: worst logits rel L2 {worst:.2e}; greedy agreement {agreeing}/{total} steps");
     (worst, agreeing, total)
+}
+
+/// The text logits after a prompt.
+fn prompt_logits<B: Backend>(lm: &UniAudioLm<B>, b: &B, prompt: &[Frame]) -> Vec<f64> {
+    let mut s = lm.session(b).unwrap();
+    let hf = s.forward(prompt).unwrap();
+    ops::download_f32(b, &s.text_logits(&hf).unwrap()).unwrap().into_iter().map(f64::from).collect()
+}
+
+/// wgpu's `fast` (f16 operands in the tiled GEMMs) against the CPU's `exact`, on the short
+/// prompts (lavapipe is slow; the long ones add nothing the kernels meet).
+#[test]
+fn fast_precision_on_wgpu_error_is_bounded() {
+    use uniaudio_runtime::{Wgpu, WgpuOptions};
+    let Some(_) = common::wgpu_or_skip() else { return };
+    let gpu = Wgpu::with_options(WgpuOptions { precision: Precision::Fast, ..WgpuOptions::from_env() }).unwrap();
+    if gpu.precision() != Precision::Fast {
+        return println!("SKIPPED wgpu fast precision: {} lacks SHADER_F16", gpu.describe());
+    }
+    let fx = synthesize();
+    let cpu = Cpu::new();
+    let (lm_e, lm_g) = (UniAudioLm::load(&cpu, &fx.model_dir).unwrap(), UniAudioLm::load(&gpu, &fx.model_dir).unwrap());
+    let label = "fast wgpu";
+    let (worst, agreeing, total) = error_against_exact_on(label, &lm_e, &cpu, &lm_g, &gpu, |name| !name.starts_with("long_"));
+    // f16 operands round each to 2^-11 relative (8x finer than bf16, whose bound is 3e-2
+    // above); a broken product has errors of order 1.
+    assert!(worst <= 1e-2, "{label} logits rel L2 {worst:.2e}");
+    assert!(agreeing * 10 >= total * 7, "{label} greedy agreement {agreeing}/{total}");
 }
 
 /// `--precision fast` against `exact` on every fixture case.

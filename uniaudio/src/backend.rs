@@ -61,30 +61,41 @@ fn not_built(name: &str) -> Error {
     Error::Backend(format!("--backend {name}: this build has no {name} backend (built without the `{name}` cargo feature of the uniaudio crate)"))
 }
 
+/// wgpu with the environment's options and `precision`; `fast` needs SHADER_F16, else it
+/// runs exact with a note.
+#[cfg(feature = "wgpu")]
+fn open_wgpu(precision: Precision) -> uniaudio_runtime::Result<Wgpu> {
+    let gpu = Wgpu::with_options(uniaudio_runtime::WgpuOptions { precision, ..uniaudio_runtime::WgpuOptions::from_env() })?;
+    if precision == Precision::Fast && gpu.precision() != Precision::Fast {
+        eprintln!("note: --precision fast needs an adapter with SHADER_F16 (and UNIAUDIO_WGPU_NO_F16 unset); running exact");
+    }
+    Ok(gpu)
+}
+
+/// CUDA with the environment's options and `precision`; `fast` needs the tensor cores
+/// (sm_80+, not switched off), else it runs exact with a note.
+#[cfg(feature = "cuda")]
+fn open_cuda(precision: Precision) -> uniaudio_runtime::Result<Cuda> {
+    let gpu = Cuda::with_options(uniaudio_runtime::CudaOptions { precision, ..uniaudio_runtime::CudaOptions::from_env() })?;
+    if precision == Precision::Fast && gpu.precision() != Precision::Fast {
+        eprintln!("note: --precision fast needs tensor cores (sm_80 or later, UNIAUDIO_CUDA_NO_TENSOR_CORES unset); running exact");
+    }
+    Ok(gpu)
+}
+
 impl AnyBackend {
     /// Opens `kind`. `precision` applies where the backend has reduced-precision kernels
-    /// (the CPU with AVX512-BF16); elsewhere `Fast` runs as `Exact` with a note on stderr.
+    /// (the CPU with AVX512-BF16, CUDA with tensor cores, wgpu with SHADER_F16); elsewhere
+    /// `Fast` runs as `Exact` (with a note on stderr from the GPUs).
     /// `Auto` picks CUDA, else a hardware GPU through wgpu, else the CPU, among the
     /// backends this build has.
     pub fn open(kind: BackendKind, precision: Precision) -> Result<AnyBackend> {
-        let note = |name: &str| {
-            if precision == Precision::Fast {
-                eprintln!("note: --precision fast is not implemented on {name} yet; running exact");
-            }
-        };
-        let _ = &note;
         match kind {
             BackendKind::Cpu => Ok(AnyBackend::Cpu(Cpu::with_precision(precision))),
             #[cfg(feature = "wgpu")]
-            BackendKind::Wgpu => {
-                note("wgpu");
-                Ok(AnyBackend::Wgpu(Wgpu::new().map_err(|e| Error::Backend(format!("--backend wgpu: {e}")))?))
-            }
+            BackendKind::Wgpu => Ok(AnyBackend::Wgpu(open_wgpu(precision).map_err(|e| Error::Backend(format!("--backend wgpu: {e}")))?)),
             #[cfg(feature = "cuda")]
-            BackendKind::Cuda => {
-                note("cuda");
-                Ok(AnyBackend::Cuda(Cuda::new().map_err(|e| Error::Backend(format!("--backend cuda: {e}")))?))
-            }
+            BackendKind::Cuda => Ok(AnyBackend::Cuda(open_cuda(precision).map_err(|e| Error::Backend(format!("--backend cuda: {e}")))?)),
             #[cfg(not(feature = "wgpu"))]
             BackendKind::Wgpu => Err(not_built("wgpu")),
             #[cfg(not(feature = "cuda"))]
@@ -92,14 +103,12 @@ impl AnyBackend {
             // CUDA first; a software rasteriser (lavapipe, WARP) is slower than the CPU backend.
             BackendKind::Auto => {
                 #[cfg(feature = "cuda")]
-                if let Ok(gpu) = Cuda::new() {
-                    note("cuda");
+                if let Ok(gpu) = open_cuda(precision) {
                     return Ok(AnyBackend::Cuda(gpu));
                 }
                 #[cfg(feature = "wgpu")]
-                if let Ok(gpu) = Wgpu::new() {
+                if let Ok(gpu) = open_wgpu(precision) {
                     if !gpu.is_software() {
-                        note("wgpu");
                         return Ok(AnyBackend::Wgpu(gpu));
                     }
                 }

@@ -40,6 +40,7 @@ inline dim3 block_dim, grid_dim;
 struct Warp {
     std::barrier<> sync{32};
     float a[32][4], b[32][2], c[32][4];
+    unsigned pa[32][4], pb[32][2];  // mma_bf16's packed operands
     float shfl[32];
 };
 inline std::unique_ptr<std::barrier<>> block_sync;
@@ -174,6 +175,41 @@ inline void mma_tf32(float* c, const unsigned* a, unsigned b0, unsigned b1) {
     for (int i = 0; i < 4; i++) {
         float acc = c[i];
         for (int k = 0; k < 8; k++) acc += A[rows[i]][k] * B[k][cols[i]];
+        c[i] = acc;
+    }
+    w.sync.arrive_and_wait();
+}
+
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32, with the PTX ISA fragment layout
+// (g = lane / 4, q = lane % 4; each register two bf16, the lower k in its low half):
+// a0 (g, 2q..2q+1), a1 (g + 8, 2q..), a2 (g, 2q + 8..), a3 (g + 8, 2q + 8..);
+// b0 (k = 2q..2q+1, n = g), b1 (k = 2q + 8.., n = g); c as mma_tf32. The bf16 products
+// are exact in f32; they are summed in k order.
+inline void mma_bf16(float* c, const unsigned* a, unsigned b0, unsigned b1) {
+    auto& w = emu::my_warp();
+    unsigned lane = emu::my_lane();
+    for (int i = 0; i < 4; i++) w.pa[lane][i] = a[i];
+    w.pb[lane][0] = b0;
+    w.pb[lane][1] = b1;
+    w.sync.arrive_and_wait();
+    auto lo = [](unsigned v) { return __uint_as_float(v << 16); };
+    auto hi = [](unsigned v) { return __uint_as_float(v & 0xffff0000u); };
+    float A[16][16], B[16][8];
+    for (unsigned l = 0; l < 32; l++) {
+        unsigned g = l / 4, q = l % 4;
+        const unsigned* r = w.pa[l];
+        A[g][2 * q] = lo(r[0]), A[g][2 * q + 1] = hi(r[0]);
+        A[g + 8][2 * q] = lo(r[1]), A[g + 8][2 * q + 1] = hi(r[1]);
+        A[g][2 * q + 8] = lo(r[2]), A[g][2 * q + 9] = hi(r[2]);
+        A[g + 8][2 * q + 8] = lo(r[3]), A[g + 8][2 * q + 9] = hi(r[3]);
+        B[2 * q][g] = lo(w.pb[l][0]), B[2 * q + 1][g] = hi(w.pb[l][0]);
+        B[2 * q + 8][g] = lo(w.pb[l][1]), B[2 * q + 9][g] = hi(w.pb[l][1]);
+    }
+    unsigned g = lane / 4, q = lane % 4;
+    unsigned rows[4] = {g, g, g + 8, g + 8}, cols[4] = {2 * q, 2 * q + 1, 2 * q, 2 * q + 1};
+    for (int i = 0; i < 4; i++) {
+        float acc = c[i];
+        for (int k = 0; k < 16; k++) acc += A[rows[i]][k] * B[k][cols[i]];
         c[i] = acc;
     }
     w.sync.arrive_and_wait();

@@ -8,7 +8,7 @@ use serde_json::Value;
 use uniaudio_lm::synth::InitSpec;
 use uniaudio_lm::synth_dir::write_synthetic_model;
 use uniaudio_lm::{Frame, LmConfig};
-use uniaudio_runtime::{DType, Wgpu, WgpuOptions};
+use uniaudio_runtime::{DType, Precision, Wgpu, WgpuOptions};
 
 pub fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/public")
@@ -67,11 +67,13 @@ pub fn wgpu_variants_or_skip() -> Vec<Wgpu> {
             max_binding: None,
             subgroups: true,
             shader_f16: true,
+            precision: Precision::Exact,
         },
         WgpuOptions {
             max_binding: None,
             subgroups: false,
             shader_f16: false,
+            precision: Precision::Exact,
         },
     ];
     open_or_skip(&variants)
@@ -83,6 +85,7 @@ pub fn wgpu_or_skip() -> Option<Wgpu> {
         max_binding: None,
         subgroups: true,
         shader_f16: true,
+        precision: Precision::Exact,
     }])
     .pop()
 }

@@ -5,7 +5,7 @@
 pub use cudarc::driver::LaunchConfig;
 
 use crate::op::{Epilogue, Op, RowOrder, UnaryFn, WeightLayout};
-use crate::{Backend, DType, Result, Tensor};
+use crate::{Backend, DType, Precision, Result, Tensor};
 
 /// One kernel argument by value.
 #[derive(Clone, Copy, Debug)]
@@ -24,6 +24,9 @@ pub trait KernelDevice: Backend {
     /// Address of at least `bytes` of scratch, valid until the next call.
     fn scratch(&self, bytes: usize) -> Result<u64>;
     fn has_tensor_cores(&self) -> bool;
+    /// `Fast`: the tensor-core GEMMs and convolutions take bf16 operands (only asked
+    /// where `has_tensor_cores`).
+    fn precision(&self) -> Precision;
     /// Streaming multiprocessors: launches with fewer blocks leave the device idle.
     fn sm_count(&self) -> usize;
 }
@@ -67,16 +70,30 @@ fn tiles(m: usize, n: usize) -> LaunchConfig {
     LaunchConfig { grid_dim: ((m.div_ceil(64) * n.div_ceil(64)).max(1) as u32, 1, 1), block_dim: (16, 16, 1), shared_mem_bytes: 0 }
 }
 
-/// A GEMM launch (`gemm_*` arguments): tensor cores for 16-bit weights where the device
-/// has them, else the CUDA-core kernel.
+/// The tensor-core kernel variant for weights `w`, if one applies: `_tc_fast_` (bf16
+/// operands) for every float weight in the `fast` precision, else `_tc_` (split TF32,
+/// exact) for 16-bit weights; `None` runs the CUDA-core kernel.
+fn tensor_core_variant<C: KernelDevice>(c: &C, w: &Tensor<C>) -> Option<&'static str> {
+    if !c.has_tensor_cores() {
+        return None;
+    }
+    match w.dtype() {
+        DType::F32 | DType::F16 | DType::BF16 if c.precision() == Precision::Fast => Some("tc_fast"),
+        DType::F16 | DType::BF16 => Some("tc"),
+        _ => None,
+    }
+}
+
+/// A GEMM launch (`gemm_*` arguments): tensor cores where `tensor_core_variant` says,
+/// else the CUDA-core kernel.
 fn gemm<C: KernelDevice>(c: &C, w: &Tensor<C>, bias: Option<&Tensor<C>>, args: Vec<Arg>, m: usize, n: usize) -> (&'static str, String, Vec<Arg>, LaunchConfig) {
     if w.dtype() == DType::Q8_0 {
         // The bias keeps its float dtype (f32 for the null bias of an unbiased linear).
         return ("matmul", format!("gemm_q8_{}", bias.map_or("f32", |b| suffix(b))), args, tiles(m, n));
     }
-    if c.has_tensor_cores() && matches!(w.dtype(), DType::F16 | DType::BF16) {
+    if let Some(variant) = tensor_core_variant(c, w) {
         let cfg = LaunchConfig { grid_dim: ((m.div_ceil(64) * n.div_ceil(64)).max(1) as u32, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
-        return ("gemm_tc", format!("gemm_tc_{}", suffix(w)), args, cfg);
+        return ("gemm_tc", format!("gemm_{variant}_{}", suffix(w)), args, cfg);
     }
     ("matmul", format!("gemm_{}", suffix(w)), args, tiles(m, n))
 }
@@ -121,11 +138,11 @@ const CONV_GEMM_MIN_COLS: usize = 48;
 const GROUPED_GEMM_MIN_COLS: usize = 4;
 
 /// An implicit-GEMM convolution (`conv1d_gemm_*` / `conv2d_*` arguments) over `blocks` 64x64
-/// tiles: tensor cores for 16-bit weights where the device has them.
+/// tiles: tensor cores where `tensor_core_variant` says.
 fn conv_gemm<C: KernelDevice>(c: &C, w: &Tensor<C>, stem: &str, args: Vec<Arg>, blocks: usize) -> (&'static str, String, Vec<Arg>, LaunchConfig) {
     let grid = (blocks.max(1) as u32, 1, 1);
-    if c.has_tensor_cores() && matches!(w.dtype(), DType::F16 | DType::BF16) {
-        return ("gemm_tc", format!("{stem}_tc_{}", suffix(w)), args, LaunchConfig { grid_dim: grid, block_dim: (128, 1, 1), shared_mem_bytes: 0 });
+    if let Some(variant) = tensor_core_variant(c, w) {
+        return ("gemm_tc", format!("{stem}_{variant}_{}", suffix(w)), args, LaunchConfig { grid_dim: grid, block_dim: (128, 1, 1), shared_mem_bytes: 0 });
     }
     ("matmul", format!("{stem}_{}", suffix(w)), args, LaunchConfig { grid_dim: grid, block_dim: (16, 16, 1), shared_mem_bytes: 0 })
 }

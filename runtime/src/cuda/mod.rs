@@ -20,7 +20,7 @@ pub use buffer::CudaBuffer;
 
 use crate::op::{Op, ValidOp};
 use crate::weights::WeightView;
-use crate::{Backend, DType, Error, Result, Tensor};
+use crate::{Backend, DType, Error, Precision, Result, Tensor};
 
 fn err(msg: impl Into<String>) -> Error {
     Error::Backend { backend: "cuda", msg: msg.into() }
@@ -47,6 +47,8 @@ pub struct CudaOptions {
     pub tensor_cores: bool,
     /// Decode steps (`Backend::begin_step`) captured and replayed as CUDA graphs.
     pub graphs: bool,
+    /// `Fast` runs the tensor-core GEMMs and convolutions on bf16 operands (`*_tc_fast_*`).
+    pub precision: Precision,
 }
 
 impl CudaOptions {
@@ -54,13 +56,14 @@ impl CudaOptions {
     /// turn off.
     pub fn from_env() -> Self {
         let off = |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0");
-        CudaOptions { tensor_cores: !off("UNIAUDIO_CUDA_NO_TENSOR_CORES"), graphs: !off("UNIAUDIO_CUDA_NO_GRAPHS") }
+        CudaOptions { tensor_cores: !off("UNIAUDIO_CUDA_NO_TENSOR_CORES"), graphs: !off("UNIAUDIO_CUDA_NO_GRAPHS"), precision: Precision::Exact }
     }
 }
 
 pub struct Cuda {
     ctx: Arc<CudaContext>,
     tensor_cores: bool,
+    precision: Precision,
     /// Decode steps captured and replayed as CUDA graphs (None: steps run eagerly).
     step_graph: Option<graph::StepGraph>,
     staging: Mutex<Vec<Stage>>,
@@ -94,12 +97,20 @@ impl Cuda {
         let arch = (major * 10 + minor) as u32;
         let sm_count = ctx.attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).map_err(|e| err(e.to_string()))?.max(1) as usize;
         let step_graph = options.graphs.then(graph::StepGraph::default);
-        Ok(Cuda { ctx, tensor_cores: options.tensor_cores && arch >= 80, step_graph, staging: Mutex::new(Vec::new()), scratch: Mutex::new(None), stream, arch, sm_count, name, modules: Mutex::new(HashMap::new()), functions: Mutex::new(HashMap::new()) })
+        let tensor_cores = options.tensor_cores && arch >= 80;
+        // `fast` lives in the tensor-core kernels; without them every product is exact.
+        let precision = if tensor_cores { options.precision } else { Precision::Exact };
+        Ok(Cuda { ctx, tensor_cores, precision, step_graph, staging: Mutex::new(Vec::new()), scratch: Mutex::new(None), stream, arch, sm_count, name, modules: Mutex::new(HashMap::new()), functions: Mutex::new(HashMap::new()) })
+    }
+
+    /// The precision the kernels run at: `Fast` only with tensor cores.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     pub fn describe(&self) -> String {
         let on = |b: bool| if b { "on" } else { "off" };
-        format!("{} (sm_{}) [tensor cores: {}, graphs: {}]", self.name, self.arch, on(self.tensor_cores), on(self.step_graph.is_some()))
+        format!("{} (sm_{}) [tensor cores: {}, graphs: {}, {} precision]", self.name, self.arch, on(self.tensor_cores), on(self.step_graph.is_some()), self.precision.name())
     }
 
     /// (updated, newly instantiated) decode-step graph launches so far.
@@ -249,6 +260,10 @@ impl launch::KernelDevice for Cuda {
 
     fn has_tensor_cores(&self) -> bool {
         self.tensor_cores
+    }
+
+    fn precision(&self) -> Precision {
+        self.precision
     }
 
     fn sm_count(&self) -> usize {

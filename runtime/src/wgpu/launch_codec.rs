@@ -40,9 +40,9 @@ fn on_tiled_gemm(op: &Op<'_, Wgpu>) -> Option<(usize, bool, f64)> {
 /// times the candidates when the class is still undecided and the op may be re-run).
 pub(crate) fn kernels<'a>(w: &Wgpu, op: &'a Op<'_, Wgpu>) -> crate::Result<Vec<(Kernel<'a>, u32)>> {
     let Some((class, overwrites, flops)) = on_tiled_gemm(op) else {
-        return Ok(vec![kernel(op, super::tune::GEMM_FAMILY.default)]);
+        return Ok(vec![kernel(w, op, super::tune::GEMM_FAMILY.default)]);
     };
-    let build = |tile: usize| vec![kernel(op, tile)];
+    let build = |tile: usize| vec![kernel(w, op, tile)];
     if overwrites {
         w.tune_gemm_on_first_use(class, &build, flops)?;
     }
@@ -50,7 +50,19 @@ pub(crate) fn kernels<'a>(w: &Wgpu, op: &'a Op<'_, Wgpu>) -> crate::Result<Vec<(
 }
 
 /// The dispatch of a codec op; `tile` is the output tile edge of the ops on the tiled GEMM.
-pub(crate) fn kernel<'a>(op: &'a Op<'_, Wgpu>, tile: usize) -> (Kernel<'a>, u32) {
+pub(crate) fn kernel<'a>(gpu: &Wgpu, op: &'a Op<'_, Wgpu>, tile: usize) -> (Kernel<'a>, u32) {
+    at_precision(gpu, kernel_at_exact(op, tile))
+}
+
+/// The tiled GEMM takes f16 operands in the `fast` precision (`gemm.wgsl` F16_OPERANDS).
+fn at_precision<'a>(gpu: &Wgpu, (mut kernel, workgroups): (Kernel<'a>, u32)) -> (Kernel<'a>, u32) {
+    if gpu.precision() == crate::Precision::Fast && kernel.file == "gemm" {
+        kernel.defines.push(("F16_OPERANDS", ""));
+    }
+    (kernel, workgroups)
+}
+
+fn kernel_at_exact<'a>(op: &'a Op<'_, Wgpu>, tile: usize) -> (Kernel<'a>, u32) {
     match *op {
         Op::Linear { x, w, bias, out, epilogue } => match epilogue {
             Epilogue::Store => gemm(x, w, bias, None, out, None, false, tile),
@@ -198,11 +210,11 @@ fn tiled_conv<'a>(
 /// `matmul` (weights [N, K]) for many rows on the tiled GEMM: no bias, no activation.
 pub(crate) fn tiled_matmul<'a>(gpu: &Wgpu, x: &'a Tensor<Wgpu>, w: &'a Tensor<Wgpu>, out: &'a Tensor<Wgpu>, accumulate: bool) -> crate::Result<(Kernel<'a>, u32)> {
     let class = super::tune::gemm_class(x.rows());
-    let build = |tile: usize| vec![gemm(x, w, None, None, out, None, accumulate, tile)];
+    let build = |tile: usize| vec![at_precision(gpu, gemm(x, w, None, None, out, None, accumulate, tile))];
     if !accumulate {
         gpu.tune_gemm_on_first_use(class, &build, 2.0 * out.numel() as f64 * x.dim_back(0) as f64)?;
     }
-    Ok(gemm(x, w, None, None, out, None, accumulate, gpu.gemm_tile(class)))
+    Ok(at_precision(gpu, gemm(x, w, None, None, out, None, accumulate, gpu.gemm_tile(class))))
 }
 
 /// The tiled GEMM out = epilogue(x [M, K] . w[N, K]^T + bias): activation `act`, or

@@ -21,7 +21,7 @@ pub use buffer::WgpuBuffer;
 use wgpu::util::DeviceExt;
 
 use crate::op::{Op, ValidOp};
-use crate::{Backend, DType, Error, Result, Tensor};
+use crate::{Backend, DType, Error, Precision, Result, Tensor};
 
 const ARENA_BYTES: u64 = 1 << 20;
 
@@ -43,12 +43,15 @@ pub struct WgpuOptions {
     pub subgroups: bool,
     /// The SHADER_F16 feature.
     pub shader_f16: bool,
+    /// `Fast`: the tiled GEMMs and convolutions take f16 operands (needs SHADER_F16; exact
+    /// without it).
+    pub precision: Precision,
 }
 
 impl WgpuOptions {
     /// Everything on, except what `UNIAUDIO_WGPU_NO_SUBGROUPS` / `UNIAUDIO_WGPU_NO_F16` turn off.
     pub fn from_env() -> Self {
-        WgpuOptions { max_binding: None, subgroups: !env_flag("UNIAUDIO_WGPU_NO_SUBGROUPS"), shader_f16: !env_flag("UNIAUDIO_WGPU_NO_F16") }
+        WgpuOptions { max_binding: None, subgroups: !env_flag("UNIAUDIO_WGPU_NO_SUBGROUPS"), shader_f16: !env_flag("UNIAUDIO_WGPU_NO_F16"), precision: Precision::Exact }
     }
 }
 
@@ -59,6 +62,7 @@ pub struct Wgpu {
     limits: wgpu::Limits,
     subgroups: bool,
     shader_f16: bool,
+    precision: Precision,
     arena: wgpu::Buffer,
     arena_align: u64,
     /// Largest storage binding (the device's, or a lower cap).
@@ -137,6 +141,8 @@ impl Wgpu {
             limits,
             subgroups,
             shader_f16,
+            // `fast` lives in f16 arithmetic; without SHADER_F16 every product is exact.
+            precision: if shader_f16 { options.precision } else { Precision::Exact },
             arena,
             arena_align,
             binding_limit,
@@ -170,7 +176,12 @@ impl Wgpu {
         if self.shader_f16 {
             variants.push("shader-f16");
         }
-        format!("{} ({:?}, {} {}) [features: {}]", self.info.name, self.info.backend, self.info.driver, self.info.driver_info, variants.join(", "))
+        format!("{} ({:?}, {} {}) [features: {}; {} precision]", self.info.name, self.info.backend, self.info.driver, self.info.driver_info, variants.join(", "), self.precision.name())
+    }
+
+    /// The precision the kernels run at: `Fast` only with SHADER_F16.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// True for CPU-emulated adapters (lavapipe, WARP, SwiftShader).

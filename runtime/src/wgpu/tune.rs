@@ -102,8 +102,8 @@ pub(crate) fn rows_defines(rows: usize) -> [(&'static str, &'static str); 2] {
 pub(crate) fn device_key(w: &Wgpu) -> DeviceKey {
     let i = &w.info;
     let driver = format!(
-        "{:?} vendor {:#06x} device {:#06x}, {} {}, subgroups {}, f16 {}",
-        i.backend, i.vendor, i.device, i.driver, i.driver_info, w.subgroups, w.shader_f16
+        "{:?} vendor {:#06x} device {:#06x}, {} {}, subgroups {}, f16 {}, {} precision",
+        i.backend, i.vendor, i.device, i.driver, i.driver_info, w.subgroups, w.shader_f16, w.precision().name()
     );
     DeviceKey::new("wgpu", &i.name, &driver)
 }
@@ -229,7 +229,7 @@ impl Wgpu {
         op.validate()?;
         let rows = out.rows();
         let flops = 2.0 * rows as f64 * (w.numel() / n) as f64 * n as f64;
-        let build = |tile: usize| vec![super::launch_codec::kernel(&op, tile)];
+        let build = |tile: usize| vec![super::launch_codec::kernel(self, &op, tile)];
         let repeat = repeats_for_flops(flops);
         let (best, timings) = self.tune_ahead(&self.gemm, class, &build, repeat, warmup, reps)?;
         Ok(ProbeTuning { best, timings, bytes_per_timing: (w.size_bytes() * repeat) as f64, flops_per_timing: flops * repeat as f64 })

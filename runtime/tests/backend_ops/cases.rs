@@ -69,6 +69,13 @@ pub fn q8_weights(case: &Case) -> bool {
     )
 }
 
+/// Cases whose products may run on a backend's many-row GEMM tiles, the ops the GPUs'
+/// `fast` precision changes: out-in products, linears and convolutions.
+#[allow(dead_code)]
+pub fn reaches_gemm_tiles(case: &Case) -> bool {
+    matches!(case, Case::MatMul { layout: WeightLayout::OutIn, .. } | Case::Linear { .. } | Case::Conv1d { .. } | Case::Conv2d { .. })
+}
+
 pub fn all_cases() -> Vec<Case> {
     use Case::*;
     let dtypes = [DType::F32, DType::F16, DType::BF16];

@@ -7,6 +7,7 @@ mod codec_cases;
 mod encode_cases;
 mod harness;
 mod reference;
+mod wgpu_fast;
 
 use uniaudio_runtime::cpu::Isa;
 use uniaudio_runtime::{Backend, Cpu, Cuda, CudaOptions, DType, Precision, Wgpu, WgpuOptions};
@@ -14,7 +15,14 @@ use uniaudio_runtime::{Backend, Cpu, Cuda, CudaOptions, DType, Precision, Wgpu, 
 use harness::Report;
 
 fn run_all<B: Backend>(label: &str, backend: &B, report: &mut Report) {
+    run_some(label, backend, report, |_| true)
+}
+
+fn run_some<B: Backend>(label: &str, backend: &B, report: &mut Report, wanted: impl Fn(&cases::Case) -> bool) {
     for (i, case) in cases::all_cases().iter().enumerate() {
+        if !wanted(case) {
+            continue;
+        }
         harness::set_int8_inputs(cases::q8_weights(case));
         match cases::run(case, backend, 0x5eed_0000 + i as u64) {
             Ok(Some(verdict)) => report.record(label, case, verdict),
@@ -48,8 +56,8 @@ fn backend_ops_all_backends() {
     }
     // The adapter's features on, then forced off (the UNIAUDIO_WGPU_NO_* switches).
     let variants = [
-        WgpuOptions { max_binding: None, subgroups: true, shader_f16: true },
-        WgpuOptions { max_binding: None, subgroups: false, shader_f16: false },
+        WgpuOptions { max_binding: None, subgroups: true, shader_f16: true, precision: Precision::Exact },
+        WgpuOptions { max_binding: None, subgroups: false, shader_f16: false, precision: Precision::Exact },
     ];
     for options in variants {
         match Wgpu::with_options(options) {
@@ -57,9 +65,20 @@ fn backend_ops_all_backends() {
             Err(e) => skip_wgpu(&e.to_string()),
         }
     }
+    // `fast`: f16 operands in the tiled GEMMs and convolutions, at the stated tolerance;
+    // only the ops that reach them run again.
+    match Wgpu::with_options(WgpuOptions { precision: Precision::Fast, ..variants[0] }) {
+        Ok(gpu) if gpu.precision() == Precision::Fast => {
+            harness::set_reduced_precision(true);
+            run_some(&format!("wgpu/{}", gpu.describe()), &gpu, &mut report, cases::reaches_gemm_tiles);
+            harness::set_reduced_precision(false);
+        }
+        Ok(gpu) => println!("SKIPPED wgpu fast precision: {} lacks SHADER_F16", gpu.describe()),
+        Err(e) => skip_wgpu(&e.to_string()),
+    }
     // Tensor-core kernels on (where the device has them), then forced off.
     for tensor_cores in [true, false] {
-        match Cuda::with_options(CudaOptions { tensor_cores, graphs: false }) {
+        match Cuda::with_options(CudaOptions { tensor_cores, graphs: false, precision: Precision::Exact }) {
             Ok(gpu) => run_all(&format!("cuda/{}", gpu.describe()), &gpu, &mut report),
             Err(e) => {
                 println!("SKIPPED (no CUDA device): {e}");

@@ -172,6 +172,22 @@ fn fast_precision_on_wgpu_snr_is_bounded() {
     assert!(worst.0 >= 60.0 && worst.1 >= 44.0, "fast wgpu SNR too low: latent {:.1} dB, waveform {:.1} dB", worst.0, worst.1);
 }
 
+/// CUDA's `fast` (bf16 mma.sync in the tensor-core GEMMs and convolutions) against the
+/// reference, at the CPU fast levels' bounds (the same bf16 operands).
+#[test]
+fn fast_precision_on_cuda_snr_is_bounded() {
+    use uniaudio_runtime::{Cuda, CudaOptions, Precision};
+    let gpu = match Cuda::with_options(CudaOptions { precision: Precision::Fast, ..CudaOptions::from_env() }) {
+        Ok(gpu) if gpu.precision() == Precision::Fast => gpu,
+        Ok(gpu) => return println!("SKIPPED cuda fast precision: {} has no tensor cores", gpu.describe()),
+        Err(e) => return println!("SKIPPED (no CUDA device): {e}"),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    synth_codec(dir.path());
+    let worst = worst_snr(&gpu, dir.path(), "fast cuda");
+    assert!(worst.0 >= 54.0 && worst.1 >= 38.0, "fast cuda SNR too low: latent {:.1} dB, waveform {:.1} dB", worst.0, worst.1);
+}
+
 /// 8-bit flow linears (`--dtype q8`) against the reference: latent and waveform SNR on the
 /// CPU, and wgpu computing the same q8 codec as the CPU.
 #[test]

@@ -76,9 +76,16 @@ fn backend_ops_all_backends() {
         Ok(gpu) => println!("SKIPPED wgpu fast precision: {} lacks SHADER_F16", gpu.describe()),
         Err(e) => skip_wgpu(&e.to_string()),
     }
-    // Tensor-core kernels on (where the device has them), then forced off.
-    for tensor_cores in [true, false] {
-        match Cuda::with_options(CudaOptions { tensor_cores, graphs: false, precision: Precision::Exact }) {
+    // Tensor-core kernels on (where the device has them), then forced off; then `fast`
+    // (bf16 tensor-core GEMMs) on the ops that reach them, at the stated tolerance.
+    for (tensor_cores, precision) in [(true, Precision::Exact), (false, Precision::Exact), (true, Precision::Fast)] {
+        match Cuda::with_options(CudaOptions { tensor_cores, graphs: false, precision }) {
+            Ok(gpu) if gpu.precision() != precision => println!("SKIPPED cuda fast precision: {} has no tensor cores", gpu.describe()),
+            Ok(gpu) if precision == Precision::Fast => {
+                harness::set_reduced_precision(true);
+                run_some(&format!("cuda/{}", gpu.describe()), &gpu, &mut report, cases::reaches_gemm_tiles);
+                harness::set_reduced_precision(false);
+            }
             Ok(gpu) => run_all(&format!("cuda/{}", gpu.describe()), &gpu, &mut report),
             Err(e) => {
                 println!("SKIPPED (no CUDA device): {e}");

@@ -37,7 +37,8 @@ use uniaudio_lm::tasks::Task;
 #[command(name = "uniaudio", version, about = "UniAudio 2.0 inference runtime")]
 struct Cli {
     /// Arithmetic: `exact` (f32 everywhere, what the reference fixtures test) or `fast`
-    /// (bf16 operands into the CPU's GEMMs and convolutions where it has AVX512-BF16).
+    /// (16-bit operands into the GEMMs and convolutions, f32 sums: bf16 on CPUs with
+    /// AVX512-BF16 and on CUDA tensor cores, f16 on wgpu adapters with SHADER_F16).
     #[arg(long, global = true, default_value = "exact", value_parser = ["exact", "fast"])]
     precision: String,
     #[command(subcommand)]

@@ -42,7 +42,8 @@ fn flops_per_iter(isa: Isa) -> f64 {
         // Each lane of vdpbf16ps does two multiply-adds.
         Isa::Avx512Bf16 => chains * 16.0 * 4.0,
         Isa::Avx512 => chains * 16.0 * 2.0,
-        Isa::Avx2 => AVX2_CHAINS as f64 * 8.0 * 2.0,
+        // The int8 level's GEMMs are Avx2's f32 ones.
+        Isa::Avx2 | Isa::Avx2Int8 => AVX2_CHAINS as f64 * 8.0 * 2.0,
         Isa::Scalar => 8.0 * 2.0,
     }
 }
@@ -56,7 +57,7 @@ fn fma_loop(isa: Isa, iters: usize, seed: f32) -> f32 {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => unsafe { x86::avx512_loop(iters, seed) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { x86::avx2_loop(iters, seed) },
+        Isa::Avx2 | Isa::Avx2Int8 => unsafe { x86::avx2_loop(iters, seed) },
         _ => {
             let mut acc = [seed; 8];
             for _ in 0..iters {

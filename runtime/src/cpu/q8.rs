@@ -6,10 +6,11 @@
 //! bits as the f32 product over the dequantized weights: only the weight traffic shrinks
 //! (34 bytes per 32 weights instead of 64 for bf16).
 //!
-//! `fast` (with AVX512-VNNI): the input is rounded to 8-bit blocks of 32 too (scale
-//! max|x| / 127, as llama.cpp does for its Q8_0 products) and each block pair is summed
-//! exactly in int32 by `vpdpbusd`; the four rows' int32 sums of a block are folded into
-//! one vector, so the conversion, scaling and accumulation run once per four rows.
+//! `fast` (the `avx2int8` level, and the AVX-512 fast levels with AVX512-VNNI): the input
+//! is rounded to 8-bit blocks of 32 too (scale max|x| / 127, as llama.cpp does for its
+//! Q8_0 products) and each block pair is summed exactly in int32 (`vpdpbusd`, or
+//! `vpmaddubsw` + `vpmaddwd` on AVX2); the four rows' int32 sums of a block are folded
+//! into one vector, so the conversion, scaling and accumulation run once per four rows.
 
 /// An input vector in 8-bit blocks of 32 with f32 scales (a partial last block is
 /// padded with zeros; Q8_0 rows hold whole blocks, so it is never read).
@@ -133,18 +134,27 @@ pub mod avx2 {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub mod vnni {
+pub mod int8 {
+    //! The fast levels' 8-bit products: `_vnni` sums a block pair with `vpdpbusd`
+    //! (AVX512-VNNI), `_avx2` with `vpmaddubsw` + `vpmaddwd` (AVX2). Both leave the same
+    //! int32 lanes (four consecutive byte products each; |w|, |x| <= 127 cannot saturate
+    //! the 16-bit pair sums), so the two give identical results.
     use std::arch::x86_64::*;
 
     use super::QuantizedX;
     use crate::dtype::Q8_BLOCK_BYTES;
 
-    /// Σ w·x over one block pair in 8 int32 lanes: vpdpbusd multiplies unsigned by signed
-    /// bytes, so |w| meets x with w's sign moved onto it.
+    /// Σ w·x over one block pair in 8 int32 lanes: both instructions multiply unsigned by
+    /// signed bytes, so |w| meets x with w's sign moved onto it.
     #[inline(always)]
-    unsafe fn block_dot(w: *const u8, xq: __m256i) -> __m256i {
+    unsafe fn block_dot<const VNNI: bool>(w: *const u8, xq: __m256i) -> __m256i {
         let wq = _mm256_loadu_si256(w as *const __m256i);
-        _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(wq), _mm256_sign_epi8(xq, wq))
+        let (aw, sx) = (_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq));
+        if VNNI {
+            _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, sx)
+        } else {
+            _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), _mm256_set1_epi16(1))
+        }
     }
 
     /// One block of four rows: the four int32 sums folded into one vector (lanes r and
@@ -153,9 +163,9 @@ pub mod vnni {
     /// (No closures here: code outside the `target_feature` functions, such as
     /// `array::map`'s, would call the intrinsics out of line.)
     #[inline(always)]
-    unsafe fn four_rows(p: [*const u8; 4], xq: __m256i, dx: __m256, acc: __m256) -> __m256 {
-        let (s0, s1) = (block_dot(p[0].add(2), xq), block_dot(p[1].add(2), xq));
-        let (s2, s3) = (block_dot(p[2].add(2), xq), block_dot(p[3].add(2), xq));
+    unsafe fn four_rows<const VNNI: bool>(p: [*const u8; 4], xq: __m256i, dx: __m256, acc: __m256) -> __m256 {
+        let (s0, s1) = (block_dot::<VNNI>(p[0].add(2), xq), block_dot::<VNNI>(p[1].add(2), xq));
+        let (s2, s3) = (block_dot::<VNNI>(p[2].add(2), xq), block_dot::<VNNI>(p[3].add(2), xq));
         let folded = _mm256_hadd_epi32(_mm256_hadd_epi32(s0, s1), _mm256_hadd_epi32(s2, s3));
         let (b0, b1, b2, b3) = (super::scale_bits(p[0]), super::scale_bits(p[1]), super::scale_bits(p[2]), super::scale_bits(p[3]));
         let d = _mm256_cvtph_ps(_mm_setr_epi16(b0, b1, b2, b3, b0, b1, b2, b3));
@@ -178,29 +188,108 @@ pub mod vnni {
     }
 
     /// Four rows of `k` (a multiple of 32) weights against the quantized input.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub unsafe fn dot4(rows: [*const u8; 4], x: &QuantizedX, k: usize) -> [f32; 4] {
+    #[inline(always)]
+    unsafe fn dot4<const VNNI: bool>(rows: [*const u8; 4], x: &QuantizedX, k: usize) -> [f32; 4] {
         let mut acc = _mm256_setzero_ps();
         for b in 0..k / 32 {
             let xq = _mm256_loadu_si256(x.q.as_ptr().add(32 * b) as *const __m256i);
             let dx = _mm256_set1_ps(*x.scales.get_unchecked(b));
-            acc = four_rows(at_block(&rows, b), xq, dx, acc);
+            acc = four_rows::<VNNI>(at_block(&rows, b), xq, dx, acc);
         }
         unfold(acc)
     }
 
     /// `dot4` for two inputs, each weight block loaded once; per input the same order.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub unsafe fn dot4x2(rows: [*const u8; 4], x: [&QuantizedX; 2], k: usize) -> [[f32; 4]; 2] {
+    #[inline(always)]
+    unsafe fn dot4x2<const VNNI: bool>(rows: [*const u8; 4], x: [&QuantizedX; 2], k: usize) -> [[f32; 4]; 2] {
         let mut acc = [_mm256_setzero_ps(); 2];
         for b in 0..k / 32 {
             let p = at_block(&rows, b);
             for m in 0..2 {
                 let xq = _mm256_loadu_si256(x[m].q.as_ptr().add(32 * b) as *const __m256i);
                 let dx = _mm256_set1_ps(*x[m].scales.get_unchecked(b));
-                acc[m] = four_rows(p, xq, dx, acc[m]);
+                acc[m] = four_rows::<VNNI>(p, xq, dx, acc[m]);
             }
         }
         [unfold(acc[0]), unfold(acc[1])]
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub unsafe fn dot4_vnni(rows: [*const u8; 4], x: &QuantizedX, k: usize) -> [f32; 4] {
+        dot4::<true>(rows, x, k)
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub unsafe fn dot4x2_vnni(rows: [*const u8; 4], x: [&QuantizedX; 2], k: usize) -> [[f32; 4]; 2] {
+        dot4x2::<true>(rows, x, k)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot4_avx2(rows: [*const u8; 4], x: &QuantizedX, k: usize) -> [f32; 4] {
+        dot4::<false>(rows, x, k)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot4x2_avx2(rows: [*const u8; 4], x: [&QuantizedX; 2], k: usize) -> [[f32; 4]; 2] {
+        dot4x2::<false>(rows, x, k)
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use crate::dtype::Q8_BLOCK_BYTES;
+
+    /// Four Q8_0 rows of `k` weights (every int8 value in -127..=127 appears) and their
+    /// dot products with `x` in its 8-bit blocks, summed in float64 from the integers.
+    fn case(k: usize) -> (Vec<u8>, Vec<f32>, [f64; 4]) {
+        let blocks = k / 32;
+        let mut rows = vec![0u8; 4 * blocks * Q8_BLOCK_BYTES];
+        for (i, block) in rows.chunks_mut(Q8_BLOCK_BYTES).enumerate() {
+            let scale = half::f16::from_f32(0.01 + (i % 7) as f32 * 0.003);
+            block[..2].copy_from_slice(&scale.to_le_bytes());
+            for (j, q) in block[2..].iter_mut().enumerate() {
+                *q = (((i * 32 + j) * 37 % 255) as i32 - 127) as i8 as u8;
+            }
+        }
+        let x: Vec<f32> = (0..k).map(|i| ((i * 7919) % 211) as f32 * 0.013 - 1.3).collect();
+        let xq = QuantizedX::new(&x);
+        let mut want = [0f64; 4];
+        for (r, w) in want.iter_mut().enumerate() {
+            for b in 0..blocks {
+                let block = &rows[(r * blocks + b) * Q8_BLOCK_BYTES..][..Q8_BLOCK_BYTES];
+                let d = half::f16::from_le_bytes([block[0], block[1]]).to_f64();
+                let sum: i64 = (0..32).map(|j| block[2 + j] as i8 as i64 * xq.q[32 * b + j] as i64).sum();
+                *w += d * xq.scales[b] as f64 * sum as f64;
+            }
+        }
+        (rows, x, want)
+    }
+
+    #[test]
+    fn int8_products_match_the_integer_sums_and_each_other() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return println!("SKIPPED: this CPU lacks AVX2");
+        }
+        let k = 32 * 9;
+        let (rows, x, want) = case(k);
+        let xq = QuantizedX::new(&x);
+        let stride = k / 32 * crate::dtype::Q8_BLOCK_BYTES;
+        let ptrs = [0, 1, 2, 3].map(|r| rows[r * stride..].as_ptr());
+        // SAFETY: AVX2 was detected; each row holds k / 32 whole blocks.
+        let got = unsafe { int8::dot4_avx2(ptrs, &xq, k) };
+        let pair = unsafe { int8::dot4x2_avx2(ptrs, [&xq, &xq], k) };
+        for r in 0..4 {
+            // Exact int32 block sums; only the f32 scaling and accumulation round.
+            assert!((got[r] as f64 - want[r]).abs() <= 1e-5 * want[r].abs().max(1.0), "row {r}: {} vs {}", got[r], want[r]);
+            assert_eq!(pair[0][r].to_bits(), got[r].to_bits(), "dot4x2 row {r}");
+        }
+        if std::arch::is_x86_feature_detected!("avx512vnni") && std::arch::is_x86_feature_detected!("avx512vl") {
+            // SAFETY: AVX512-VNNI and VL were detected.
+            let vnni = unsafe { int8::dot4_vnni(ptrs, &xq, k) };
+            assert_eq!(vnni.map(f32::to_bits), got.map(f32::to_bits), "vpdpbusd and vpmaddubsw + vpmaddwd differ");
+        } else {
+            println!("SKIPPED the VNNI comparison: this CPU lacks AVX512-VNNI");
+        }
     }
 }

@@ -14,6 +14,10 @@ pub enum Isa {
     Scalar,
     /// AVX2 + FMA + F16C (x86-64).
     Avx2,
+    /// `Avx2` whose Q8_0 products take 8-bit input blocks summed in int32 by
+    /// `vpmaddubsw` + `vpmaddwd` (the `fast` precision on AVX2-only CPUs; every other
+    /// product is `Avx2`'s, exact).
+    Avx2Int8,
     /// AVX-512 F/BW/VL (with AVX2): 16-lane kernels, f32 arithmetic as `Avx2`.
     Avx512,
     /// AVX-512 with BF16 dot products: GEMM operands rounded to bf16, products summed in
@@ -26,16 +30,17 @@ pub enum Isa {
 
 impl Isa {
     /// Every level, best first.
-    pub const ALL: [Isa; 5] = [
+    pub const ALL: [Isa; 6] = [
         Isa::Amx,
         Isa::Avx512Bf16,
         Isa::Avx512,
+        Isa::Avx2Int8,
         Isa::Avx2,
         Isa::Scalar,
     ];
 
     /// The `fast` precision's levels, best first.
-    pub const FAST: [Isa; 2] = [Isa::Amx, Isa::Avx512Bf16];
+    pub const FAST: [Isa; 3] = [Isa::Amx, Isa::Avx512Bf16, Isa::Avx2Int8];
 
     /// Whether this machine can run the level.
     pub fn available(self) -> bool {
@@ -46,7 +51,7 @@ impl Isa {
             let avx512 = avx2 && has!("avx512f") && has!("avx512bw") && has!("avx512vl");
             match self {
                 Isa::Scalar => true,
-                Isa::Avx2 => avx2,
+                Isa::Avx2 | Isa::Avx2Int8 => avx2,
                 Isa::Avx512 => avx512,
                 Isa::Avx512Bf16 => avx512 && has!("avx512bf16"),
                 Isa::Amx => avx512 && has!("avx512bf16") && super::gemm_amx::available(),
@@ -58,7 +63,7 @@ impl Isa {
         }
     }
 
-    /// The best exact level of this machine. `UNIAUDIO_CPU_ISA=scalar|avx2|avx512|avx512bf16|amx`
+    /// The best exact level of this machine. `UNIAUDIO_CPU_ISA=scalar|avx2|avx2int8|avx512|avx512bf16|amx`
     /// forces a level (the best available one at or below it); `UNIAUDIO_CPU_NO_SIMD=1`
     /// forces `Scalar`.
     pub fn detect() -> Isa {
@@ -74,19 +79,24 @@ impl Isa {
     }
 
     /// The level for `precision`: `detect()`, raised to the best fast level (`Amx`, else
-    /// `Avx512Bf16`) for `Fast` where the machine has one (unless a lower level was forced).
+    /// `Avx512Bf16`, else `Avx2Int8`) for `Fast` where the machine has one (unless a level
+    /// was forced).
     pub fn for_precision(precision: Precision) -> Isa {
         let isa = Isa::detect();
         let forced = std::env::var("UNIAUDIO_CPU_ISA").is_ok_and(|v| !v.is_empty());
-        if precision == Precision::Fast && isa == Isa::Avx512 && !forced {
-            return Isa::best_at_most(Isa::Amx);
+        if precision == Precision::Fast && isa.precision() == Precision::Exact && !forced {
+            let fast = Isa::best_at_most(Isa::Amx);
+            // A fast level below the exact one (`Avx2Int8` on an AVX-512 CPU without
+            // BF16) would give up the wider f32 kernels for the 8-bit products alone.
+            return if fast > isa { fast } else { isa };
         }
         isa
     }
 
-    /// The best available level not above `cap`.
+    /// The best available level not above `cap`; below an exact cap, only exact levels.
     pub fn best_at_most(cap: Isa) -> Isa {
-        Isa::ALL.into_iter().filter(|l| *l <= cap).find(|l| l.available()).unwrap_or(Isa::Scalar)
+        let allowed = |l: &Isa| *l <= cap && (cap.precision() == Precision::Fast || l.precision() == Precision::Exact);
+        Isa::ALL.into_iter().filter(allowed).find(|l| l.available()).unwrap_or(Isa::Scalar)
     }
 
     pub fn parse(s: &str) -> Option<Isa> {
@@ -98,6 +108,7 @@ impl Isa {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
+            Isa::Avx2Int8 => "avx2int8",
             Isa::Avx512 => "avx512",
             Isa::Avx512Bf16 => "avx512bf16",
             Isa::Amx => "amx",
@@ -109,6 +120,7 @@ impl Isa {
             Isa::Amx => "avx512+bf16+amx",
             Isa::Avx512Bf16 => "avx512+bf16",
             Isa::Avx512 => "avx512",
+            Isa::Avx2Int8 => "avx2+fma+int8",
             Isa::Avx2 => "avx2+fma",
             Isa::Scalar => "scalar",
         }
@@ -116,7 +128,7 @@ impl Isa {
 
     /// The arithmetic this level does.
     pub fn precision(self) -> Precision {
-        if self >= Isa::Avx512Bf16 {
+        if self >= Isa::Avx512Bf16 || self == Isa::Avx2Int8 {
             Precision::Fast
         } else {
             Precision::Exact
@@ -145,10 +157,13 @@ impl Isa {
         cfg!(target_arch = "x86_64") && self == Isa::Amx
     }
 
-    /// Whether Q8_0 products take int8 activations and VNNI dot products (the fast level,
-    /// where the CPU has AVX512-VNNI).
+    /// Whether Q8_0 products take int8 activations and integer dot products (`Avx2Int8`,
+    /// and the AVX-512 fast levels where the CPU has AVX512-VNNI).
     pub(crate) fn int8_dot(self) -> bool {
         static VNNI: OnceLock<bool> = OnceLock::new();
+        if self == Isa::Avx2Int8 {
+            return cfg!(target_arch = "x86_64");
+        }
         self.bf16_dot() && *VNNI.get_or_init(|| {
             #[cfg(target_arch = "x86_64")]
             {
@@ -214,7 +229,7 @@ pub fn dot4(isa: Isa, w: WeightSlice, starts: [usize; 4], x: &GemvX) -> [f32; 4]
                 WeightSlice::F32(s) => avx512::dot4_f32(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k),
                 WeightSlice::F16(s) => avx512::dot4_f16(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k),
                 WeightSlice::BF16(s) => avx512::dot4_bf16(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), x.even_odd32.as_ptr(), k),
-                WeightSlice::Q8_0(b) if isa.int8_dot() => super::q8::vnni::dot4(q8_rows(b, starts, k), x.quantized(), k),
+                WeightSlice::Q8_0(b) if isa.int8_dot() => super::q8::int8::dot4_vnni(q8_rows(b, starts, k), x.quantized(), k),
                 WeightSlice::Q8_0(b) => super::q8::avx512::dot4(q8_rows(b, starts, k), x.x.as_ptr(), k),
             };
         }
@@ -227,6 +242,7 @@ pub fn dot4(isa: Isa, w: WeightSlice, starts: [usize; 4], x: &GemvX) -> [f32; 4]
                 WeightSlice::F32(s) => avx2::dot4_f32(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k),
                 WeightSlice::F16(s) => avx2::dot4_f16(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k),
                 WeightSlice::BF16(s) => avx2::dot4_bf16(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), x.even_odd.as_ptr(), k),
+                WeightSlice::Q8_0(b) if isa.int8_dot() => super::q8::int8::dot4_avx2(q8_rows(b, starts, k), x.quantized(), k),
                 WeightSlice::Q8_0(b) => super::q8::avx2::dot4(q8_rows(b, starts, k), x.x.as_ptr(), k),
             };
         }
@@ -252,9 +268,16 @@ pub fn dot4x2(isa: Isa, w: WeightSlice, starts: [usize; 4], a: &GemvX, b: &GemvX
                 WeightSlice::F32(s) => avx512::dot4x2_f32(starts.map(|o| s.as_ptr().add(o)), x, k),
                 WeightSlice::F16(s) => avx512::dot4x2_f16(starts.map(|o| s.as_ptr().add(o)), x, k),
                 WeightSlice::BF16(s) => avx512::dot4x2_bf16(starts.map(|o| s.as_ptr().add(o)), x, [a.even_odd32.as_ptr(), b.even_odd32.as_ptr()], k),
-                WeightSlice::Q8_0(q) if isa.int8_dot() => super::q8::vnni::dot4x2(q8_rows(q, starts, k), [a.quantized(), b.quantized()], k),
+                WeightSlice::Q8_0(q) if isa.int8_dot() => super::q8::int8::dot4x2_vnni(q8_rows(q, starts, k), [a.quantized(), b.quantized()], k),
                 WeightSlice::Q8_0(q) => super::q8::avx512::dot4x2(q8_rows(q, starts, k), x, k),
             };
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let WeightSlice::Q8_0(q) = w {
+        if isa.avx2() && isa.int8_dot() {
+            // SAFETY: the features were detected; rows are in bounds (asserted above).
+            return unsafe { super::q8::int8::dot4x2_avx2(q8_rows(q, starts, k), [a.quantized(), b.quantized()], k) };
         }
     }
     [dot4(isa, w, starts, a), dot4(isa, w, starts, b)]
@@ -699,4 +722,24 @@ unsafe fn avx2_sum(x: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     _mm256_storeu_ps(lanes.as_mut_ptr(), v);
     lanes.iter().sum::<f32>() + x[i..].iter().sum::<f32>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exact_cap_never_yields_a_fast_level() {
+        for cap in Isa::ALL {
+            let level = Isa::best_at_most(cap);
+            assert!(level <= cap && level.available(), "{cap:?} gave {level:?}");
+            if cap.precision() == Precision::Exact {
+                assert_eq!(level.precision(), Precision::Exact, "{cap:?} gave the fast {level:?}");
+            }
+            assert_eq!(Isa::parse(cap.key()), Some(cap));
+        }
+        if std::env::var_os("UNIAUDIO_CPU_ISA").is_none() {
+            assert_eq!(Isa::detect().precision(), Precision::Exact);
+        }
+    }
 }

@@ -182,7 +182,7 @@ mod tests {
     use super::*;
 
     fn fast() -> Option<Isa> {
-        Isa::FAST.into_iter().find(|l| l.available())
+        Isa::FAST.into_iter().find(|l| l.available() && l.bf16_dot())
     }
 
     #[test]

@@ -59,6 +59,14 @@ pub const FAST_INT8_NMSE: f64 = 1.5e-4;
 
 static REDUCED_PRECISION: AtomicBool = AtomicBool::new(false);
 static INT8_INPUTS: AtomicBool = AtomicBool::new(false);
+static INT8_FAST: AtomicBool = AtomicBool::new(false);
+
+/// Raises the tolerance of cases with 8-bit weights (only) to `FAST_INT8_NMSE`, for a
+/// level whose only reduced-precision products are the 8-bit ones.
+#[allow(dead_code)]
+pub fn set_int8_fast(on: bool) {
+    INT8_FAST.store(on, Ordering::Relaxed);
+}
 
 /// Raises the tolerance to `FAST_INT8_NMSE` for a case with 8-bit weights while a
 /// reduced-precision backend runs.
@@ -76,9 +84,10 @@ pub fn set_reduced_precision(on: bool) {
 
 /// Compares float outputs; the failure names the worst element.
 pub fn compare_f32(got: &[f32], want: &[f64], max_nmse: f64) -> Verdict {
-    let max_nmse = match (REDUCED_PRECISION.load(Ordering::Relaxed), INT8_INPUTS.load(Ordering::Relaxed)) {
+    let reduced = REDUCED_PRECISION.load(Ordering::Relaxed);
+    let max_nmse = match (reduced || INT8_FAST.load(Ordering::Relaxed), INT8_INPUTS.load(Ordering::Relaxed)) {
         (true, true) => max_nmse.max(FAST_INT8_NMSE),
-        (true, false) => max_nmse.max(FAST_NMSE),
+        _ if reduced => max_nmse.max(FAST_NMSE),
         _ => max_nmse,
     };
     if got.len() != want.len() {

@@ -44,13 +44,13 @@ __device__ __forceinline__ void mma_bf16(float* c, const u32* a, u32 b0, u32 b1)
 #endif
 // bf16 (round to nearest even, as the CPU's `fast` kernels and torch round) of an f32,
 // as the low 16 bits; a NaN stays a NaN.
-__device__ __forceinline__ u32 to_bf16(float v) {
+__device__ __forceinline__ u32 bf16_bits(float v) {
     u32 b = __float_as_uint(v);
     if ((b & 0x7fffffffu) > 0x7f800000u) return (b >> 16) | 0x40u;
     return (b + 0x7fffu + ((b >> 16) & 1u)) >> 16;
 }
 // Two bf16 in one u32, `lo` in the low half (the mma_bf16 operand pairs).
-__device__ __forceinline__ u32 pack_bf16(float lo, float hi) { return to_bf16(lo) | (to_bf16(hi) << 16); }
+__device__ __forceinline__ u32 pack_bf16(float lo, float hi) { return bf16_bits(lo) | (bf16_bits(hi) << 16); }
 
 // bf16 is the high half of an f32.
 __device__ __forceinline__ float widen(bf16_t v) { return __uint_as_float(((u32)v.bits) << 16); }

@@ -12,6 +12,23 @@
 #define TC_K 32
 #define TC_PITCH 36
 
+// A warp's 2x4 m16n8 accumulators to the epilogue: fragment r of tile (i, j) is output
+// (row0 + 16i + 8(r / 2), col0 + 8j + r % 2), where row0 and col0 hold the lane's g and 2q.
+template <typename S>
+__device__ __forceinline__ void store_warp_tile(const float (&acc)[2][4][4], u32 m, u32 n, u32 row0, u32 col0, const S& store) {
+    #pragma unroll
+    for (u32 i = 0; i < 2; i++) {
+        #pragma unroll
+        for (u32 j = 0; j < 4; j++) {
+            #pragma unroll
+            for (u32 r = 0; r < 4; r++) {
+                u32 row = row0 + 16 * i + (r >> 1) * 8, col = col0 + 8 * j + (r & 1);
+                if (row < m && col < n) store(row, col, acc[i][j][r]);
+            }
+        }
+    }
+}
+
 // The 64x64 tile (m0, n0) of A[m, k] . w[n, k]^T for 128 threads; A through the loader
 // a(row, col), each output through store(row, col, acc) (common.cuh).
 template <typename W, typename A, typename S>
@@ -57,17 +74,7 @@ __device__ __forceinline__ void gemm_tc_tile(const A& ald, const W* w, u32 m, u3
         }
         __syncthreads();
     }
-    #pragma unroll
-    for (u32 i = 0; i < 2; i++) {
-        #pragma unroll
-        for (u32 j = 0; j < 4; j++) {
-            #pragma unroll
-            for (u32 r = 0; r < 4; r++) {
-                u32 row = m0 + wm + 16 * i + g + (r >> 1) * 8, col = n0 + wn + 8 * j + 2 * q + (r & 1);
-                if (row < m && col < n) store(row, col, acc[i][j][r]);
-            }
-        }
-    }
+    store_warp_tile(acc, m, n, m0 + wm + g, n0 + wn + 2 * q, store);
 }
 
 struct TcTile {
@@ -125,17 +132,7 @@ __device__ __forceinline__ void gemm_tc_bf16_tile(const A& ald, const W* w, u32 
         }
         __syncthreads();
     }
-    #pragma unroll
-    for (u32 i = 0; i < 2; i++) {
-        #pragma unroll
-        for (u32 j = 0; j < 4; j++) {
-            #pragma unroll
-            for (u32 r = 0; r < 4; r++) {
-                u32 row = m0 + wm + 16 * i + g + (r >> 1) * 8, col = n0 + wn + 8 * j + 2 * q + (r & 1);
-                if (row < m && col < n) store(row, col, acc[i][j][r]);
-            }
-        }
-    }
+    store_warp_tile(acc, m, n, m0 + wm + g, n0 + wn + 2 * q, store);
 }
 
 struct TcBf16Tile {

@@ -149,6 +149,19 @@ inline unsigned to_tf32(float v) {
     return (bits + 0x1000u) & 0xffffe000u;
 }
 
+// c += this lane's outputs of A (16 x K) . B (K x 8), summed in k order: c0 (g, 2q),
+// c1 (g, 2q + 1), c2 (g + 8, 2q), c3 (g + 8, 2q + 1) with g = lane / 4, q = lane % 4.
+template <int K>
+inline void accumulate_fragment(float* c, const float (&A)[16][K], const float (&B)[K][8]) {
+    unsigned lane = emu::my_lane(), g = lane / 4, q = lane % 4;
+    unsigned rows[4] = {g, g, g + 8, g + 8}, cols[4] = {2 * q, 2 * q + 1, 2 * q, 2 * q + 1};
+    for (int i = 0; i < 4; i++) {
+        float acc = c[i];
+        for (int k = 0; k < K; k++) acc += A[rows[i]][k] * B[k][cols[i]];
+        c[i] = acc;
+    }
+}
+
 // mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32, with the PTX ISA fragment layout
 // (g = lane / 4, q = lane % 4): a0 (g, q), a1 (g + 8, q), a2 (g, q + 4), a3 (g + 8, q + 4);
 // b0 (k = q, n = g), b1 (k = q + 4, n = g); c0 (g, 2q), c1 (g, 2q + 1), c2 (g + 8, 2q),
@@ -170,13 +183,7 @@ inline void mma_tf32(float* c, const unsigned* a, unsigned b0, unsigned b1) {
         B[q][g] = w.b[l][0];
         B[q + 4][g] = w.b[l][1];
     }
-    unsigned g = lane / 4, q = lane % 4;
-    unsigned rows[4] = {g, g, g + 8, g + 8}, cols[4] = {2 * q, 2 * q + 1, 2 * q, 2 * q + 1};
-    for (int i = 0; i < 4; i++) {
-        float acc = c[i];
-        for (int k = 0; k < 8; k++) acc += A[rows[i]][k] * B[k][cols[i]];
-        c[i] = acc;
-    }
+    accumulate_fragment(c, A, B);
     w.sync.arrive_and_wait();
 }
 
@@ -205,12 +212,6 @@ inline void mma_bf16(float* c, const unsigned* a, unsigned b0, unsigned b1) {
         B[2 * q][g] = lo(w.pb[l][0]), B[2 * q + 1][g] = hi(w.pb[l][0]);
         B[2 * q + 8][g] = lo(w.pb[l][1]), B[2 * q + 9][g] = hi(w.pb[l][1]);
     }
-    unsigned g = lane / 4, q = lane % 4;
-    unsigned rows[4] = {g, g, g + 8, g + 8}, cols[4] = {2 * q, 2 * q + 1, 2 * q, 2 * q + 1};
-    for (int i = 0; i < 4; i++) {
-        float acc = c[i];
-        for (int k = 0; k < 16; k++) acc += A[rows[i]][k] * B[k][cols[i]];
-        c[i] = acc;
-    }
+    accumulate_fragment(c, A, B);
     w.sync.arrive_and_wait();
 }

@@ -28,7 +28,7 @@ pub fn run(args: BenchGemvArgs) -> Result<()> {
         bail!("--reps must be at least 1");
     }
     let backend = Cpu::with_precision(crate::backend::precision());
-    println!("backend cpu ({} threads, {}, {} precision)", backend.threads(), backend.isa().name(), crate::backend::precision().name());
+    println!("backend cpu ({} threads, {}, {} precision)", backend.threads(), backend.isa().name(), backend.precision().name());
     // The read probe runs before and after the cases and the faster counts: on a shared
     // machine one probe alone can under-read and put a case above 100 %.
     let before = measure_read_bandwidth(1 << 30, 5);
@@ -36,7 +36,6 @@ pub fn run(args: BenchGemvArgs) -> Result<()> {
     for case in GemvCase::standard(dtype) {
         let work = GemvWorkload::new(&backend, &case).with_context(|| format!("allocating {}", case.name))?;
         let mut times = work.time_passes(&backend, args.reps)?;
-        drop(work);
         let best = times.iter().copied().fold(f64::INFINITY, f64::min);
         timed.push((case, median(&mut times), best));
     }

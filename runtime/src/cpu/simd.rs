@@ -69,8 +69,7 @@ impl Isa {
     pub fn detect() -> Isa {
         static DETECTED: OnceLock<Isa> = OnceLock::new();
         *DETECTED.get_or_init(|| {
-            let disabled = std::env::var("UNIAUDIO_CPU_NO_SIMD").is_ok_and(|v| !v.is_empty() && v != "0");
-            if disabled {
+            if simd_disabled() {
                 return Isa::Scalar;
             }
             let forced = std::env::var("UNIAUDIO_CPU_ISA").ok().and_then(|v| Isa::parse(&v));
@@ -80,15 +79,14 @@ impl Isa {
 
     /// The level for `precision`: `detect()`, raised to the best fast level (`Amx`, else
     /// `Avx512Bf16`, else `Avx2Int8`) for `Fast` where the machine has one (unless a level
-    /// was forced).
+    /// was forced or SIMD switched off).
     pub fn for_precision(precision: Precision) -> Isa {
         let isa = Isa::detect();
-        let forced = std::env::var("UNIAUDIO_CPU_ISA").is_ok_and(|v| !v.is_empty());
+        let forced = std::env::var("UNIAUDIO_CPU_ISA").is_ok_and(|v| !v.is_empty()) || simd_disabled();
         if precision == Precision::Fast && isa.precision() == Precision::Exact && !forced {
-            let fast = Isa::best_at_most(Isa::Amx);
             // A fast level below the exact one (`Avx2Int8` on an AVX-512 CPU without
             // BF16) would give up the wider f32 kernels for the 8-bit products alone.
-            return if fast > isa { fast } else { isa };
+            return Isa::best_at_most(Isa::Amx).max(isa);
         }
         isa
     }
@@ -175,6 +173,11 @@ impl Isa {
             }
         })
     }
+}
+
+/// `UNIAUDIO_CPU_NO_SIMD=1`: the portable fallbacks only, whatever the precision.
+fn simd_disabled() -> bool {
+    std::env::var("UNIAUDIO_CPU_NO_SIMD").is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
 /// A GEMV input vector, with the lane order the bf16 kernel wants precomputed once.

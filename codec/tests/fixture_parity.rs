@@ -75,13 +75,16 @@ fn public_fixture_wgpu() {
         // A software adapter takes minutes per case: the multi-window and the
         // f64-length cases cover what the others add on the CPU.
         Ok(gpu) => run_cases(&gpu, &format!("wgpu/{}", gpu.describe()), gpu.is_software().then_some(&["t400", "t29"][..])),
-        Err(e) => {
-            if std::env::var("UNIAUDIO_REQUIRE_WGPU").is_ok_and(|v| v == "1") {
-                panic!("wgpu backend required but unavailable: {e}");
-            }
-            println!("SKIPPED wgpu backend: {e}");
-        }
+        Err(e) => skip_wgpu(&e.to_string()),
     }
+}
+
+/// No adapter: a loud skip, or a failure where CI promised one (UNIAUDIO_REQUIRE_WGPU=1).
+fn skip_wgpu(reason: &str) {
+    if std::env::var("UNIAUDIO_REQUIRE_WGPU").is_ok_and(|v| v == "1") {
+        panic!("wgpu backend required but unavailable: {reason}");
+    }
+    println!("SKIPPED wgpu backend: {reason}");
 }
 
 #[test]
@@ -158,12 +161,7 @@ fn fast_precision_on_wgpu_snr_is_bounded() {
     let gpu = match Wgpu::with_options(WgpuOptions { precision: Precision::Fast, ..WgpuOptions::from_env() }) {
         Ok(gpu) if gpu.precision() == Precision::Fast => gpu,
         Ok(gpu) => return println!("SKIPPED wgpu fast precision: {} lacks SHADER_F16", gpu.describe()),
-        Err(e) => {
-            if std::env::var("UNIAUDIO_REQUIRE_WGPU").is_ok_and(|v| v == "1") {
-                panic!("wgpu backend required but unavailable: {e}");
-            }
-            return println!("SKIPPED wgpu backend: {e}");
-        }
+        Err(e) => return skip_wgpu(&e.to_string()),
     };
     let dir = tempfile::tempdir().unwrap();
     synth_codec(dir.path());

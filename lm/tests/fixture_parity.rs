@@ -262,9 +262,7 @@ fn prompt_logits<B: Backend>(lm: &UniAudioLm<B>, b: &B, prompt: &[Frame]) -> Vec
 /// prompts (lavapipe is slow; the long ones add nothing the kernels meet).
 #[test]
 fn fast_precision_on_wgpu_error_is_bounded() {
-    use uniaudio_runtime::{Wgpu, WgpuOptions};
-    let Some(_) = common::wgpu_or_skip() else { return };
-    let gpu = Wgpu::with_options(WgpuOptions { precision: Precision::Fast, ..WgpuOptions::from_env() }).unwrap();
+    let Some(gpu) = common::wgpu_at_or_skip(Precision::Fast) else { return };
     if gpu.precision() != Precision::Fast {
         return println!("SKIPPED wgpu fast precision: {} lacks SHADER_F16", gpu.describe());
     }

@@ -81,11 +81,16 @@ pub fn wgpu_variants_or_skip() -> Vec<Wgpu> {
 
 /// The adapter with its optional features on, or nothing (skipped as above).
 pub fn wgpu_or_skip() -> Option<Wgpu> {
+    wgpu_at_or_skip(Precision::Exact)
+}
+
+/// The adapter with its optional features on, at `precision`, or nothing (skipped as above).
+pub fn wgpu_at_or_skip(precision: Precision) -> Option<Wgpu> {
     open_or_skip(&[WgpuOptions {
         max_binding: None,
         subgroups: true,
         shader_f16: true,
-        precision: Precision::Exact,
+        precision,
     }])
     .pop()
 }

@@ -7,7 +7,7 @@ use uniaudio_runtime::bench::median;
 use uniaudio_runtime::Backend;
 
 use crate::config::CODEBOOKS;
-use crate::error::Result;
+use crate::error::{LmError, Result};
 use crate::frame::Frame;
 use crate::generate::{GenerateOptions, Generator, OutputKind};
 use crate::model::UniAudioLm;
@@ -59,24 +59,30 @@ pub fn text_prompt(len: usize, seed: u64) -> Vec<Frame> {
         .collect()
 }
 
-/// Times `steps` decode steps after prefill; returns (prefill seconds, per-step seconds).
-fn timed_run<B: Backend>(lm: &UniAudioLm<B>, backend: &B, prompt: &[Frame], opts: &GenerateOptions, on_step: &mut dyn FnMut()) -> Result<(f64, Vec<f64>)> {
-    let mut g = Generator::new(lm, backend, prompt, opts)?;
+/// Times up to `steps` decode steps after prefill; returns (prefill seconds, per-step
+/// seconds). The first step only samples from the prompt's last position (no forward
+/// pass), so it runs untimed and `steps + 1` are generated: every timed step is one
+/// forward pass plus one sample. A stream that ends early (an end token) times fewer.
+fn timed_run<B: Backend>(lm: &UniAudioLm<B>, backend: &B, prompt: &[Frame], kind: OutputKind, steps: usize, opts: &BenchOptions, on_step: &mut dyn FnMut()) -> Result<(f64, Vec<f64>)> {
+    let gen = GenerateOptions { kind, top_k: opts.top_k, temperature: opts.temperature, seed: opts.seed, max_steps: steps + 1, cfg_scale: None };
+    let mut g = Generator::new(lm, backend, prompt, &gen)?;
     let t = Instant::now();
     g.prefill()?;
     backend.sync()?;
     let prefill = t.elapsed().as_secs_f64();
-    let mut steps = Vec::new();
-    loop {
+    let mut times = Vec::with_capacity(steps);
+    let mut more = g.step()?;
+    while more {
         let t = Instant::now();
-        let more = g.step()?;
-        steps.push(t.elapsed().as_secs_f64());
+        more = g.step()?;
+        backend.sync()?;
+        times.push(t.elapsed().as_secs_f64());
         on_step();
-        if !more {
-            break;
-        }
     }
-    Ok((prefill, steps))
+    if times.is_empty() {
+        return Err(LmError::Invalid(format!("the {kind:?} stream ended on its first sample: no decode step to time")));
+    }
+    Ok((prefill, times))
 }
 
 /// Weight bytes one audio frame / one text token reads (whatever the batch size).
@@ -106,17 +112,16 @@ pub(crate) fn kv_bytes_per_position<B: Backend>(lm: &UniAudioLm<B>) -> f64 {
 
 pub fn run<B: Backend>(lm: &UniAudioLm<B>, backend: &B, opts: &BenchOptions, on_step: &mut dyn FnMut()) -> Result<BenchReport> {
     let prompt = text_prompt(opts.prompt_len, opts.seed);
-    let gen = |kind, max_steps| GenerateOptions { kind, top_k: opts.top_k, temperature: opts.temperature, seed: opts.seed, max_steps, cfg_scale: None };
 
     // Untimed warm-up: pages every weight in from the file, compiles GPU pipelines and (on
     // the full prompt) lets kernels tuned on first use settle, so the timings below
     // measure compute and memory, not disk, driver start-up or tuning.
     let warm_prompt = text_prompt(opts.prompt_len.min(4), opts.seed);
-    timed_run(lm, backend, &prompt, &gen(OutputKind::Audio, 2), &mut || {})?;
-    timed_run(lm, backend, &warm_prompt, &gen(OutputKind::Text, 2), &mut || {})?;
+    timed_run(lm, backend, &prompt, OutputKind::Audio, 1, opts, &mut || {})?;
+    timed_run(lm, backend, &warm_prompt, OutputKind::Text, 1, opts, &mut || {})?;
 
-    let (prefill, mut audio) = timed_run(lm, backend, &prompt, &gen(OutputKind::Audio, opts.audio_frames), on_step)?;
-    let (_, mut text) = timed_run(lm, backend, &prompt, &gen(OutputKind::Text, opts.text_tokens), on_step)?;
+    let (prefill, mut audio) = timed_run(lm, backend, &prompt, OutputKind::Audio, opts.audio_frames, opts, on_step)?;
+    let (_, mut text) = timed_run(lm, backend, &prompt, OutputKind::Text, opts.text_tokens, opts, on_step)?;
 
     let (weights_audio, weights_text) = weight_bytes_per_step(lm);
     let context = (opts.prompt_len as f64 + opts.audio_frames.max(opts.text_tokens) as f64 / 2.0) * kv_bytes_per_position(lm);

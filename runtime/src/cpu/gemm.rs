@@ -9,6 +9,7 @@
 
 use rayon::prelude::*;
 
+use super::gemm_pack::{bf16_pairs_out_in, pack_cols, pack_rows};
 use super::simd::Isa;
 use super::view::{SharedOut, WeightSlice};
 use crate::op::WeightLayout;
@@ -106,7 +107,7 @@ pub fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: WeightLayou
                         // bf16 weights along K already are the pairs: no conversion.
                         (WeightSlice::BF16(s), WeightLayout::OutIn) => bf16_pairs_out_in(s, k, k0, kc, n0, nb, bpairs),
                         _ => {
-                            pack_cols(w, layout, k, n, k0, kc, n0, nb, bpack);
+                            pack_cols(isa, w, layout, k, n, k0, kc, n0, nb, bpack);
                             // SAFETY: the level was detected; the buffers hold a whole micro-panel.
                             #[cfg(target_arch = "x86_64")]
                             unsafe {
@@ -117,10 +118,10 @@ pub fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: WeightLayou
                     let pairs = &apairs[kb * row_panels * MR * KC / 2..];
                     tiles_bf16(kc.div_ceil(2), pairs, bpairs, acc);
                 } else if isa.avx512() {
-                    pack_cols(w, layout, k, n, k0, kc, n0, nb, bpack);
+                    pack_cols(isa, w, layout, k, n, k0, kc, n0, nb, bpack);
                     tiles_avx512(kc, block, bpack, acc);
                 } else {
-                    pack_cols(w, layout, k, n, k0, kc, n0, nb, bpack);
+                    pack_cols(isa, w, layout, k, n, k0, kc, n0, nb, bpack);
                     for (rp, tile) in acc.iter_mut().enumerate() {
                         micro_tile(isa, kc, &block[rp * MR * KC..], bpack, tile);
                     }
@@ -138,69 +139,6 @@ pub fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: WeightLayou
             }
         },
     );
-}
-
-/// `mb` rows of x [mb, k] as [k block][row panel][KC][MR], zero padded.
-fn pack_rows(x: &[f32], mb: usize, k: usize, row_panels: usize) -> Vec<f32> {
-    let k_blocks = k.div_ceil(KC);
-    let mut apack = vec![0f32; k_blocks * row_panels * MR * KC];
-    apack.par_chunks_mut(MR * KC).enumerate().for_each(|(idx, panel)| {
-        let (kb, rp) = (idx / row_panels, idx % row_panels);
-        let k0 = kb * KC;
-        let kc = (k - k0).min(KC);
-        for i in 0..MR {
-            let row = rp * MR + i;
-            if row < mb {
-                for (kk, &v) in x[row * k + k0..row * k + k0 + kc].iter().enumerate() {
-                    panel[kk * MR + i] = v;
-                }
-            }
-        }
-    });
-    apack
-}
-
-/// bf16 W [N, K]'s columns n0..n0+nb over k0..k0+kc as [kc/2][NR] pairs along K (an odd
-/// tail pairs with 0; missing columns are 0), read straight from the weights.
-#[allow(clippy::too_many_arguments)]
-fn bf16_pairs_out_in(w: &[u16], k: usize, k0: usize, kc: usize, n0: usize, nb: usize, out: &mut [u32]) {
-    let pairs = kc.div_ceil(2);
-    for j in 0..NR {
-        if j >= nb {
-            for kk in 0..pairs {
-                out[kk * NR + j] = 0;
-            }
-            continue;
-        }
-        let row = &w[(n0 + j) * k + k0..][..kc];
-        for (kk, p) in row.chunks(2).enumerate() {
-            out[kk * NR + j] = p[0] as u32 | (p.get(1).copied().unwrap_or(0) as u32) << 16;
-        }
-    }
-}
-
-/// W's output columns n0..n0+nb over inner indices k0..k0+kc as [kc][NR], widened to f32.
-#[allow(clippy::too_many_arguments)]
-fn pack_cols(w: WeightSlice, layout: WeightLayout, k: usize, n: usize, k0: usize, kc: usize, n0: usize, nb: usize, bpack: &mut [f32]) {
-    if nb < NR {
-        bpack[..kc * NR].fill(0.0);
-    }
-    match layout {
-        WeightLayout::OutIn => {
-            let mut row = [0f32; KC];
-            for j in 0..nb {
-                w.widen_into((n0 + j) * k + k0, &mut row[..kc]);
-                for (kk, &v) in row[..kc].iter().enumerate() {
-                    bpack[kk * NR + j] = v;
-                }
-            }
-        }
-        WeightLayout::InOut => {
-            for kk in 0..kc {
-                w.widen_into((k0 + kk) * n + n0, &mut bpack[kk * NR..kk * NR + nb]);
-            }
-        }
-    }
 }
 
 /// Every row panel of one K block against one column panel, two panels per AVX-512 tile.

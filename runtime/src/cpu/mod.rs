@@ -12,6 +12,7 @@ mod encode;
 mod elementwise;
 mod embed;
 mod gemm;
+mod gemm_pack;
 #[cfg(target_arch = "x86_64")]
 pub mod gemm_amx;
 /// AMX exists only on x86-64: elsewhere the level is never available.

@@ -96,8 +96,8 @@ pub fn run(args: TuneArgs) -> Result<()> {
     let opened = args.backend.open()?;
     match &opened {
         Opened::Cpu(cpu) => {
-            let known = [cpu_tune::GEMM_PASS, cpu_tune::GEMV_TASKS];
-            let families = [selected(&args.family, &known, known[0])?, selected(&args.family, &known, known[1])?];
+            let known = [cpu_tune::GEMM_PASS, cpu_tune::GEMV_TASKS, cpu_tune::Q8_PREFETCH];
+            let families = [selected(&args.family, &known, known[0])?, selected(&args.family, &known, known[1])?, selected(&args.family, &known, known[2])?];
             tune_cpu(cpu.isa(), args.reps, &model, families)
         }
         Opened::Wgpu(gpu) => {
@@ -109,8 +109,9 @@ pub fn run(args: TuneArgs) -> Result<()> {
     }
 }
 
-/// `families`: whether to tune the GEMM pass size and the GEMV tasks per thread.
-fn tune_cpu(isa: Isa, reps: usize, model: &Option<Projections>, families: [bool; 2]) -> Result<()> {
+/// `families`: whether to tune the GEMM pass size, the GEMV tasks per thread and the
+/// 8-bit GEMV's prefetch distance.
+fn tune_cpu(isa: Isa, reps: usize, model: &Option<Projections>, families: [bool; 3]) -> Result<()> {
     let key = cpu_tune::device_key();
     println!("device   {} ({}), runtime {}", key.device, key.driver, key.runtime);
     let mut cache = TuneCache::open(&cpu_tune::cache_dir(), key, &mut |w| eprintln!("warning: {w}"));
@@ -119,6 +120,9 @@ fn tune_cpu(isa: Isa, reps: usize, model: &Option<Projections>, families: [bool;
     }
     if families[1] {
         tune_cpu_gemv(isa, reps, model, &mut cache);
+    }
+    if families[2] {
+        tune_cpu_q8(reps, model, &mut cache);
     }
     cache.save().map_err(|e| anyhow::anyhow!("{}: cannot write the tuning cache: {e}", cache.path().display()))?;
     println!("\nsaved    {}", cache.path().display());
@@ -192,6 +196,39 @@ fn tune_cpu_gemv(isa: Isa, reps: usize, model: &Option<Projections>, cache: &mut
         ));
         table.record(cache);
     }
+}
+
+/// The fast 8-bit GEMV's prefetch distance, at the level `--precision fast` runs on this
+/// CPU (the distance only matters there: `exact` widens Q8_0 blocks without prefetching).
+fn tune_cpu_q8(reps: usize, model: &Option<Projections>, cache: &mut TuneCache) {
+    let isa = Isa::for_precision(uniaudio_runtime::Precision::Fast);
+    if !isa.int8_dot() {
+        println!("\n{}: skipped, {} has no 8-bit products (AVX2 or AVX512-VNNI with `fast`)", cpu_tune::Q8_PREFETCH, isa.name());
+        return;
+    }
+    let bandwidth = uniaudio_runtime::cpu::bandwidth::measure_read_bandwidth(1 << 30, 3).gb_per_s();
+    println!("\nread bandwidth {bandwidth:.2} GB/s (best of 3 passes over 1 GiB); 8-bit products at {}", isa.name());
+    print_header("of bw");
+    // The model's largest projection, as (K, N); K must hold whole blocks.
+    let probe = model.as_ref().and_then(|p| p.shapes.iter().filter(|(k, _)| k % 32 == 0).max_by_key(|(k, n)| k * n).copied());
+    let (k, n) = probe.unwrap_or(cpu_tune::Q8_PREFETCH_PROBE);
+    let (best, timings) = cpu_tune::tune_q8_prefetch(isa, Some((k, n)), 1, reps);
+    let copies = cpu_tune::q8_probe_copies(k, n);
+    let bytes = (copies * n * k / 32 * 34) as f64;
+    let rate = |s: f64| {
+        let gbs = bytes / s / 1e9;
+        (format!("{gbs:.2} GB/s"), 100.0 * (gbs / bandwidth).min(1.0))
+    };
+    let table = Table {
+        family: cpu_tune::Q8_PREFETCH,
+        class: "q8_0",
+        timings: &timings,
+        best,
+        default: cpu_tune::Q8_PREFETCH_DEFAULT,
+    };
+    table.print_rows(|c| format!("{c} bytes"), rate);
+    table.print_gain(&format!("probe {copies} x 1x{k}x{n} q8_0 ({})", probe_source(model, probe.is_some())));
+    table.record(cache);
 }
 
 /// `families`: whether to tune the GEMV rows and the GEMM tile.

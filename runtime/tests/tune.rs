@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use uniaudio_runtime::cpu::tune as cpu_tune;
+use uniaudio_runtime::cpu::Isa;
 use uniaudio_runtime::tune::{pick, Choice, DeviceKey, TuneCache};
 
 fn key() -> DeviceKey {
@@ -71,7 +72,7 @@ fn the_lowest_median_wins_under_an_injected_clock() {
 
 #[test]
 fn a_real_cpu_tuning_run_picks_a_candidate_and_uses_it() {
-    let isa = uniaudio_runtime::cpu::Isa::detect();
+    let isa = Isa::detect();
     let (best, timings) = cpu_tune::tune_gemm_pass(isa, 0, Some((200, 512, 64)), 0, 1);
     assert_eq!(timings.len(), cpu_tune::GEMM_PASS_CANDIDATES.len());
     assert!(timings.iter().all(|t| t.median > Duration::ZERO));
@@ -86,5 +87,13 @@ fn a_real_cpu_tuning_run_picks_a_candidate_and_uses_it() {
     let (best, timings) = cpu_tune::tune_gemv_tasks(isa, 1, Some((256, 5000)), 0, 1);
     assert_eq!(timings.len(), cpu_tune::GEMV_TASKS_CANDIDATES.len());
     assert_eq!(cpu_tune::gemv_tasks_per_thread(5000), cpu_tune::GEMV_TASKS_CANDIDATES[best]);
+    // The 8-bit GEMV's prefetch distance, at a level with 8-bit products.
+    if Isa::Avx2Int8.available() {
+        let (best, timings) = cpu_tune::tune_q8_prefetch(Isa::Avx2Int8, Some((256, 512)), 0, 1);
+        assert_eq!(timings.len(), cpu_tune::Q8_PREFETCH_CANDIDATES.len());
+        assert_eq!(cpu_tune::q8_prefetch_bytes(), cpu_tune::Q8_PREFETCH_CANDIDATES[best]);
+    } else {
+        println!("SKIPPED the cpu.q8.prefetch_bytes run: this CPU lacks AVX2");
+    }
     cpu_tune::use_defaults();
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use uniaudio_runtime::cpu::tune as cpu_tune;
+use uniaudio_runtime::cpu::Isa;
 use uniaudio_runtime::tune::TuneCache;
 use uniaudio_runtime::wgpu::tune::{GEMV_CLASSES, GEMV_ROWS, GEMV_ROWS_CANDIDATES};
 use uniaudio_runtime::{ops, Backend, Cpu, DType, RowOrder, Tensor, WeightLayout, Wgpu};
@@ -96,6 +97,33 @@ fn the_first_product_of_a_class_tunes_it_once_and_stores_the_choice() {
     let choice = cache.get(&entry).unwrap_or_else(|| panic!("{entry} not stored in {}", cache.path().display()));
     assert_eq!(choice.medians_us.len(), cpu_tune::GEMV_TASKS_CANDIDATES.len(), "{choice:?}");
     assert_eq!(cpu_tune::gemv_tasks_per_thread(wide).to_string(), choice.candidate);
+    // The fast 8-bit GEMV tunes its prefetch distance on first use, same bits.
+    if Isa::Avx2Int8.available() {
+        let int8 = Cpu::with_isa(Isa::Avx2Int8);
+        let q8_product = |m: usize, k: usize, n: usize| {
+            let x: Vec<f32> = (0..m * k).map(|i| ((i * 37) % 101) as f32 / 101.0 - 0.5).collect();
+            let w: Vec<f32> = (0..n * k).map(|i| ((i * 53) % 97) as f32 / 97.0 - 0.5).collect();
+            let x = ops::upload_f32(&int8, &[m, k], &x, DType::F32).unwrap();
+            let w = ops::upload_f32(&int8, &[n, k], &w, DType::Q8_0).unwrap();
+            let out = int8.alloc(DType::F32, &[m, n]).unwrap();
+            ops::matmul_rows(&int8, &x, &w, &out, WeightLayout::OutIn, false, RowOrder::Free).unwrap();
+            ops::download_f32(&int8, &out).unwrap()
+        };
+        cpu_tune::use_defaults();
+        let before = q8_product(1, 512, 600);
+        cpu_tune::forget();
+        assert!(!cpu_tune::q8_prefetch_is_decided());
+        let tuned = q8_product(1, 512, 600);
+        assert!(cpu_tune::q8_prefetch_is_decided(), "the 8-bit GEMV did not tune its prefetch distance");
+        assert!(same_bits(&before, &tuned), "tuning the prefetch distance changed the result");
+        let cache = TuneCache::open(&dir.join("tune"), cpu_tune::device_key(), &mut |w| panic!("{w}"));
+        let entry = format!("{}/q8_0", cpu_tune::Q8_PREFETCH);
+        let choice = cache.get(&entry).unwrap_or_else(|| panic!("{entry} not stored in {}", cache.path().display()));
+        assert_eq!(choice.medians_us.len(), cpu_tune::Q8_PREFETCH_CANDIDATES.len(), "{choice:?}");
+        assert_eq!(cpu_tune::q8_prefetch_bytes().to_string(), choice.candidate);
+    } else {
+        println!("SKIPPED the 8-bit GEMV's first-use tuning: this CPU lacks AVX2");
+    }
     cpu_tune::use_defaults();
 }
 

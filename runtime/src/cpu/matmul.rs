@@ -143,7 +143,14 @@ fn gemv_out_in(isa: Isa, x: &[f32], k: usize, w: WeightSlice, out: &mut [f32], a
         scratch.resize(len, 0.0);
         gemv_out_in_with_tasks(isa, x, k, w, &mut scratch, false, tasks);
     });
-    gemv_out_in_with_tasks(isa, x, k, w, out, accumulate, super::tune::gemv_tasks_per_thread(n));
+    let tasks = super::tune::gemv_tasks_per_thread(n);
+    if isa.int8_dot() && matches!(w, WeightSlice::Q8_0(_)) {
+        super::tune::tune_q8_prefetch_on_first_use(n, k, || {
+            scratch.resize(len, 0.0);
+            gemv_out_in_with_tasks(isa, x, k, w, &mut scratch, false, tasks);
+        });
+    }
+    gemv_out_in_with_tasks(isa, x, k, w, out, accumulate, tasks);
 }
 
 /// `gemv_out_in` with `tasks_per_thread` tasks per thread (results do not depend on it).

@@ -19,6 +19,9 @@ pub struct QuantizedX {
     pub scales: Vec<f32>,
     /// `F16_TO_F32`, looked up once per input rather than once per row.
     table: &'static [f32],
+    /// How far ahead of the block being summed the fast kernels prefetch each weight
+    /// row, in bytes (0: no prefetch): the tuned `cpu.q8.prefetch_bytes`.
+    prefetch: usize,
 }
 
 /// Every f16 bit pattern widened to f32 (256 KiB; a layer's weight scales share a few
@@ -42,7 +45,7 @@ impl QuantizedX {
             }
             scales.push(d);
         }
-        QuantizedX { q, scales, table: f16_table() }
+        QuantizedX { q, scales, table: f16_table(), prefetch: super::tune::q8_prefetch_bytes() }
     }
 }
 
@@ -195,10 +198,15 @@ pub mod int8 {
         _mm256_fmadd_ps(s, scales(p, x.scales.as_ptr().add(b), x.table.as_ptr()), acc)
     }
 
-    /// Bytes ahead of the block being summed that each row's stream is prefetched: the
-    /// hardware prefetcher alone leaves the kernel waiting on memory (measured: 1 KiB
-    /// reads 1.1-1.3x faster than none on the decode shapes, 512 B and 2 KiB less).
-    const PREFETCH: usize = 1024;
+    /// Prefetches the row at `p` + `distance` bytes (none when `distance` is 0): the
+    /// hardware prefetcher alone leaves the kernel waiting on memory (the distance is the
+    /// tuned `cpu.q8.prefetch_bytes`).
+    #[inline(always)]
+    unsafe fn prefetch(p: *const u8, distance: usize) {
+        if distance != 0 {
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(distance) as *const i8);
+        }
+    }
 
     /// One row of `k` (a multiple of 32) weights against the quantized input, block by
     /// block in one sequential stream (two accumulators, even and odd blocks).
@@ -207,7 +215,7 @@ pub mod int8 {
         let (mut even, mut odd) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         let blocks = k / 32;
         for b in (0..blocks - blocks % 2).step_by(2) {
-            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(b * Q8_BLOCK_BYTES + PREFETCH) as *const i8);
+            prefetch(row.wrapping_add(b * Q8_BLOCK_BYTES), x.prefetch);
             even = block_fma::<VNNI>(row.add(b * Q8_BLOCK_BYTES), x, b, even);
             odd = block_fma::<VNNI>(row.add((b + 1) * Q8_BLOCK_BYTES), x, b + 1, odd);
         }
@@ -224,7 +232,7 @@ pub mod int8 {
         let blocks = k / 32;
         for b in (0..blocks - blocks % 2).step_by(2) {
             let (p, q) = (row.add(b * Q8_BLOCK_BYTES), row.add((b + 1) * Q8_BLOCK_BYTES));
-            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH) as *const i8);
+            prefetch(p, x[0].prefetch);
             even[0] = block_fma::<VNNI>(p, x[0], b, even[0]);
             even[1] = block_fma::<VNNI>(p, x[1], b, even[1]);
             odd[0] = block_fma::<VNNI>(q, x[0], b + 1, odd[0]);

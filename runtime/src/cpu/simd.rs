@@ -157,7 +157,7 @@ impl Isa {
 
     /// Whether Q8_0 products take int8 activations and integer dot products (`Avx2Int8`,
     /// and the AVX-512 fast levels where the CPU has AVX512-VNNI).
-    pub(crate) fn int8_dot(self) -> bool {
+    pub fn int8_dot(self) -> bool {
         static VNNI: OnceLock<bool> = OnceLock::new();
         if self == Isa::Avx2Int8 {
             return cfg!(target_arch = "x86_64");

@@ -10,6 +10,11 @@
 //! that run at different speeds, fewer keep each thread on longer sequential streams. A
 //! row's products never depend on its task (rows are computed one by one, in groups of
 //! four aligned the same way), so the batch-invariant decode path keeps its bits.
+//!
+//! `cpu.q8.prefetch_bytes`: how far ahead the fast levels' 8-bit GEMV prefetches each
+//! weight row (0: none). The kernel's loop is short enough that the hardware prefetcher
+//! alone leaves it waiting on memory, and the best distance depends on the core and its
+//! memory. A prefetch never changes a result.
 
 use std::sync::{LazyLock, OnceLock};
 use std::time::Instant;
@@ -59,6 +64,82 @@ pub const GEMV_TASKS_DEFAULT: usize = 16;
 pub const GEMV_CLASSES: [(&str, usize, (usize, usize)); 2] = [("n<4096", 4096, (3072, 3072)), ("n>=4096", usize::MAX, (3072, 16384))];
 static GEMV_FAMILY: Family = Family { name: GEMV_TASKS, classes: &["n<4096", "n>=4096"], candidates: &GEMV_TASKS_CANDIDATES, default: GEMV_TASKS_DEFAULT };
 static GEMV: LazyLock<Tuned> = LazyLock::new(|| Tuned::new(&GEMV_FAMILY));
+
+/// The 8-bit GEMV prefetch family's name in the cache.
+pub const Q8_PREFETCH: &str = "cpu.q8.prefetch_bytes";
+/// Candidate distances in bytes (0: no software prefetch).
+pub const Q8_PREFETCH_CANDIDATES: [usize; 4] = [0, 512, 1024, 2048];
+/// The built-in default (the best of the candidates on a 2-core Zen 3).
+pub const Q8_PREFETCH_DEFAULT: usize = 1024;
+/// The shape `uniaudio tune` times: (K, N) of Q8_0 weights (an MLP input).
+pub const Q8_PREFETCH_PROBE: (usize, usize) = (3072, 8192);
+static Q8_FAMILY: Family = Family { name: Q8_PREFETCH, classes: &["q8_0"], candidates: &Q8_PREFETCH_CANDIDATES, default: Q8_PREFETCH_DEFAULT };
+static Q8: LazyLock<Tuned> = LazyLock::new(|| Tuned::new(&Q8_FAMILY));
+
+/// The prefetch distance in use by the 8-bit GEMV.
+pub fn q8_prefetch_bytes() -> usize {
+    Q8.get(0)
+}
+
+/// Sets (and decides) the 8-bit GEMV's prefetch distance (tuning and benchmarks).
+pub fn set_q8_prefetch_bytes(bytes: usize) {
+    Q8.set(0, bytes);
+}
+
+/// Whether the prefetch distance has its value (loaded, tuned or fixed).
+pub fn q8_prefetch_is_decided() -> bool {
+    Q8.is_decided(0)
+}
+
+/// Tuning on first use of the fast 8-bit GEMV: `run()` runs the product into scratch with
+/// the distance in use; the fastest is stored.
+pub(crate) fn tune_q8_prefetch_on_first_use(n: usize, k: usize, mut run: impl FnMut()) {
+    load_once();
+    if Q8.is_decided(0) {
+        return;
+    }
+    let tuned = Q8.tune_once(0, &Q8_PREFETCH_CANDIDATES, 1, 3, |&bytes| {
+        Q8.set(0, bytes);
+        let t = Instant::now();
+        run();
+        t.elapsed()
+    });
+    if let Some((best, timings)) = tuned {
+        let entry = Q8_FAMILY.entry(0);
+        eprintln!("tuned {entry} on {n}x{k}: {} bytes (stored for later runs; UNIAUDIO_TUNE=off skips tuning)", Q8_PREFETCH_CANDIDATES[best]);
+        table::persist(&cache_dir(), device_key(), &entry, table::choice(best, &timings));
+    }
+}
+
+/// Times every prefetch candidate on `probe` = (K, N) (default `Q8_PREFETCH_PROBE`):
+/// one row through enough copies of Q8_0 weights to pass 256 MiB, as through a stack of
+/// layers, at `isa` (a level with 8-bit products). Returns the chosen index with every
+/// timing and leaves the distance at the winner.
+pub fn tune_q8_prefetch(isa: Isa, probe: Option<(usize, usize)>, warmup: usize, reps: usize) -> (usize, Vec<Timing>) {
+    let (k, n) = probe.unwrap_or(Q8_PREFETCH_PROBE);
+    let copies = q8_probe_copies(k, n);
+    let x: Vec<f32> = (0..k).map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5).collect();
+    let values: Vec<f32> = (0..k * n).map(|i| ((i * 104_729) % 997) as f32 / 997.0 - 0.5).collect();
+    let layer = crate::dtype::quantize_q8_0(&values);
+    let w: Vec<u8> = (0..copies).flat_map(|_| layer.iter().copied()).collect();
+    let mut out = vec![0f32; n];
+    let (best, timings) = pick(&Q8_PREFETCH_CANDIDATES, |b| b.to_string(), warmup, reps, |&bytes| {
+        Q8.set(0, bytes);
+        let t = Instant::now();
+        for layer in w.chunks_exact(layer.len()) {
+            super::matmul::gemv_out_in_with_tasks(isa, &x, k, WeightSlice::Q8_0(layer), &mut out, false, gemv_tasks_per_thread(n));
+        }
+        t.elapsed()
+    });
+    set_q8_prefetch_bytes(Q8_PREFETCH_CANDIDATES[best]);
+    (best, timings)
+}
+
+/// How many copies of a Q8_0 [N, K] weight the prefetch probe streams per timed run.
+pub fn q8_probe_copies(k: usize, n: usize) -> usize {
+    let bytes = n * k / crate::dtype::Q8_BLOCK * crate::dtype::Q8_BLOCK_BYTES;
+    (256usize << 20).div_ceil(bytes.max(1)).max(1)
+}
 
 fn gemv_class_of(n: usize) -> usize {
     GEMV_CLASSES.iter().position(|c| n < c.1).unwrap_or(GEMV_CLASSES.len() - 1)
@@ -144,11 +225,12 @@ pub fn set_gemm_pass_bytes(class: usize, bytes: usize) {
 pub fn use_defaults() {
     GEMM.reset(true);
     GEMV.reset(true);
+    Q8.reset(true);
 }
 
 /// Applies the cached choices of `cache`; returns how many classes were set.
 pub fn apply(cache: &crate::tune::TuneCache) -> usize {
-    GEMM.apply(cache) + GEMV.apply(cache)
+    GEMM.apply(cache) + GEMV.apply(cache) + Q8.apply(cache)
 }
 
 /// Whether the class of inner size `k` has its value (loaded, tuned or fixed).
@@ -160,6 +242,7 @@ pub fn is_decided(k: usize) -> bool {
 pub fn forget() {
     GEMM.reset(false);
     GEMV.reset(false);
+    Q8.reset(false);
 }
 
 /// This CPU as a cache key: model name, instruction set and thread count.
@@ -185,7 +268,7 @@ pub(crate) fn load_once() -> &'static str {
                 eprintln!("warning: {e}; using built-in defaults");
                 TuneMode::Off
             });
-            table::load(&[&*GEMM, &*GEMV], mode, &cache_dir(), device_key())
+            table::load(&[&*GEMM, &*GEMV, &*Q8], mode, &cache_dir(), device_key())
         })
         .as_str()
 }
@@ -286,6 +369,32 @@ mod tests {
             }
             reference = None;
         }
+    }
+
+    /// Every prefetch distance computes the same bits at the 8-bit level, for one row,
+    /// a pair and three rows, with an odd number of blocks.
+    #[test]
+    fn every_q8_prefetch_candidate_gives_identical_results() {
+        if !Isa::Avx2Int8.available() {
+            return println!("SKIPPED: this CPU lacks AVX2");
+        }
+        let (k, n) = (288, 1001);
+        let values: Vec<f32> = (0..k * n).map(|i| ((i * 17) % 89) as f32 / 89.0 - 0.5).collect();
+        let w = crate::dtype::quantize_q8_0(&values);
+        for m in [1, 2, 3] {
+            let x: Vec<f32> = (0..m * k).map(|i| ((i * 31) % 97) as f32 / 97.0 - 0.5).collect();
+            let mut reference: Option<Vec<f32>> = None;
+            for &bytes in &Q8_PREFETCH_CANDIDATES {
+                set_q8_prefetch_bytes(bytes);
+                let mut out = vec![0f32; m * n];
+                super::super::matmul::gemv_out_in_with_tasks(Isa::Avx2Int8, &x, k, WeightSlice::Q8_0(&w), &mut out, false, 4);
+                match &reference {
+                    None => reference = Some(out),
+                    Some(r) => assert!(r.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()), "m {m}: prefetching {bytes} bytes ahead changed the result"),
+                }
+            }
+        }
+        set_q8_prefetch_bytes(Q8_PREFETCH_DEFAULT);
     }
 
     /// Every tasks-per-thread candidate computes the same bits, for one row and for

@@ -119,6 +119,34 @@ fn cpu_gemv_task_candidates_pass_the_op_harness() {
     check("cpu.gemv.tasks", &report, 4 * 20);
 }
 
+/// `cpu.q8.prefetch_bytes`: the 8-bit cases at the level `fast` runs on this CPU, when it
+/// has 8-bit products.
+#[test]
+fn cpu_q8_prefetch_candidates_pass_the_op_harness() {
+    use uniaudio_runtime::cpu::tune::{set_q8_prefetch_bytes, Q8_PREFETCH_CANDIDATES, Q8_PREFETCH_DEFAULT};
+    use uniaudio_runtime::cpu::Isa;
+    let isa = Isa::for_precision(Precision::Fast);
+    if !isa.int8_dot() {
+        return println!("SKIPPED cpu.q8.prefetch_bytes candidates: {} has no 8-bit products", isa.name());
+    }
+    // The backend first: loading the tuning table would reset the values set below.
+    let cpu = Cpu::with_isa(isa);
+    let cases: Vec<Case> = cases::all_cases().into_iter().filter(cases::q8_weights).collect();
+    let mut report = Report::default();
+    harness::set_int8_fast(true);
+    harness::set_reduced_precision(isa.precision() == Precision::Fast && isa != Isa::Avx2Int8);
+    for &bytes in Q8_PREFETCH_CANDIDATES.iter().filter(|&&b| b != Q8_PREFETCH_DEFAULT) {
+        set_q8_prefetch_bytes(bytes);
+        harness::set_int8_inputs(true);
+        run_cases(&format!("cpu/{} q8 prefetch {bytes} bytes", isa.name()), &cpu, &cases, 0x9f0_0000, &mut report);
+        harness::set_int8_inputs(false);
+    }
+    harness::set_reduced_precision(false);
+    harness::set_int8_fast(false);
+    set_q8_prefetch_bytes(Q8_PREFETCH_DEFAULT);
+    check("cpu.q8.prefetch_bytes", &report, 3 * cases.len());
+}
+
 /// `wgpu.gemv.rows`.
 #[test]
 fn wgpu_gemv_candidates_pass_the_op_harness() {

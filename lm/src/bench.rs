@@ -61,8 +61,9 @@ pub fn text_prompt(len: usize, seed: u64) -> Vec<Frame> {
 
 /// Times up to `steps` decode steps after prefill; returns (prefill seconds, per-step
 /// seconds). The first step only samples from the prompt's last position (no forward
-/// pass), so it runs untimed and `steps + 1` are generated: every timed step is one
-/// forward pass plus one sample. A stream that ends early (an end token) times fewer.
+/// pass), so it runs untimed and `steps + 1` are generated (one more cache position than
+/// the steps timed): every timed step is one forward pass plus one sample. A stream that
+/// ends early (an end token) times fewer, none if it ends on its first sample.
 fn timed_run<B: Backend>(lm: &UniAudioLm<B>, backend: &B, prompt: &[Frame], kind: OutputKind, steps: usize, opts: &BenchOptions, on_step: &mut dyn FnMut()) -> Result<(f64, Vec<f64>)> {
     let gen = GenerateOptions { kind, top_k: opts.top_k, temperature: opts.temperature, seed: opts.seed, max_steps: steps + 1, cfg_scale: None };
     let mut g = Generator::new(lm, backend, prompt, &gen)?;
@@ -79,10 +80,15 @@ fn timed_run<B: Backend>(lm: &UniAudioLm<B>, backend: &B, prompt: &[Frame], kind
         times.push(t.elapsed().as_secs_f64());
         on_step();
     }
-    if times.is_empty() {
-        return Err(LmError::Invalid(format!("the {kind:?} stream ended on its first sample: no decode step to time")));
-    }
     Ok((prefill, times))
+}
+
+/// A measured run's step times: at least one, or an error saying why there are none.
+fn measured(kind: OutputKind, times: Vec<f64>) -> Result<Vec<f64>> {
+    if times.is_empty() {
+        return Err(LmError::Invalid(format!("the {kind:?} stream ended on its first sample (an end token): no decode step to time; try another --prompt-len")));
+    }
+    Ok(times)
 }
 
 /// Weight bytes one audio frame / one text token reads (whatever the batch size).
@@ -120,8 +126,9 @@ pub fn run<B: Backend>(lm: &UniAudioLm<B>, backend: &B, opts: &BenchOptions, on_
     timed_run(lm, backend, &prompt, OutputKind::Audio, 1, opts, &mut || {})?;
     timed_run(lm, backend, &warm_prompt, OutputKind::Text, 1, opts, &mut || {})?;
 
-    let (prefill, mut audio) = timed_run(lm, backend, &prompt, OutputKind::Audio, opts.audio_frames, opts, on_step)?;
-    let (_, mut text) = timed_run(lm, backend, &prompt, OutputKind::Text, opts.text_tokens, opts, on_step)?;
+    let (prefill, audio) = timed_run(lm, backend, &prompt, OutputKind::Audio, opts.audio_frames, opts, on_step)?;
+    let (_, text) = timed_run(lm, backend, &prompt, OutputKind::Text, opts.text_tokens, opts, on_step)?;
+    let (mut audio, mut text) = (measured(OutputKind::Audio, audio)?, measured(OutputKind::Text, text)?);
 
     let (weights_audio, weights_text) = weight_bytes_per_step(lm);
     let context = (opts.prompt_len as f64 + opts.audio_frames.max(opts.text_tokens) as f64 / 2.0) * kv_bytes_per_position(lm);

@@ -119,7 +119,7 @@ fn the_first_product_of_a_class_tunes_it_once_and_stores_the_choice() {
         let cache = TuneCache::open(&dir.join("tune"), cpu_tune::device_key(), &mut |w| panic!("{w}"));
         let entry = format!("{}/q8_0", cpu_tune::Q8_PREFETCH);
         let choice = cache.get(&entry).unwrap_or_else(|| panic!("{entry} not stored in {}", cache.path().display()));
-        assert_eq!(choice.medians_us.len(), cpu_tune::Q8_PREFETCH_CANDIDATES.len(), "{choice:?}");
+        assert_eq!(choice.medians_us.len(), cpu_tune::Q8_PREFETCH_FIRST_USE.len(), "{choice:?}");
         assert_eq!(cpu_tune::q8_prefetch_bytes().to_string(), choice.candidate);
     } else {
         println!("SKIPPED the 8-bit GEMV's first-use tuning: this CPU lacks AVX2");

@@ -58,10 +58,11 @@ pub(super) fn bf16_pairs_out_in(w: &[u16], k: usize, k0: usize, kc: usize, n0: u
 pub(super) fn pack_cols(isa: Isa, w: WeightSlice, layout: WeightLayout, k: usize, n: usize, k0: usize, kc: usize, n0: usize, nb: usize, bpack: &mut [f32]) {
     assert!(bpack.len() >= kc * NR && kc <= KC, "micro-panel bounds");
     #[cfg(target_arch = "x86_64")]
-    if isa.avx2() && layout == WeightLayout::OutIn && nb == NR && kc % 8 == 0 {
+    if isa.avx2() && layout == WeightLayout::OutIn && nb == NR && kc % 8 == 0 && k % 8 == 0 && k0 % 8 == 0 {
         assert!((n0 + NR) * k <= w.len() && k0 + kc <= k, "weight panel out of bounds");
         // SAFETY: AVX2/F16C detected (every AVX2 level has them); bounds asserted above;
-        // Q8_0 rows hold whole blocks, so 8 consecutive weights from a multiple of 8 share one.
+        // every 8 weights read start at a multiple of 8 (k, k0, kc are), so for Q8_0 they
+        // share one block.
         return unsafe { transpose::out_in_avx2(w, k, k0, kc, n0, bpack.as_mut_ptr()) };
     }
     let _ = isa;
@@ -188,12 +189,35 @@ mod transpose {
 mod tests {
     use super::*;
 
-    /// The transposing path against the element-by-element one, for every weight dtype,
-    /// on a panel away from the origin (n0, k0 > 0) and a short last K block.
+    /// The packed panel that `pack_cols` must produce, from `WeightSlice::get`.
+    #[allow(clippy::too_many_arguments)]
+    fn expected(w: WeightSlice, layout: WeightLayout, k: usize, n: usize, k0: usize, kc: usize, n0: usize, nb: usize) -> Vec<f32> {
+        let mut want = vec![0f32; kc * NR];
+        for kk in 0..kc {
+            for j in 0..nb {
+                let i = match layout {
+                    WeightLayout::OutIn => (n0 + j) * k + k0 + kk,
+                    WeightLayout::InOut => (k0 + kk) * n + n0 + j,
+                };
+                want[kk * NR + j] = w.get(i);
+            }
+        }
+        want
+    }
+
+    fn assert_same(got: &[f32], want: &[f32], what: &str) {
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert_eq!(g.to_bits(), w.to_bits(), "{what}: k {} column {}: {g} vs {w}", i / NR, i % NR);
+        }
+    }
+
+    /// The transposing path (called directly, so it surely runs) and `pack_cols` on the
+    /// shapes it must leave to the element path (8 columns, a K block that is not a
+    /// multiple of 8, in-out weights), for every weight dtype, off the origin.
     #[test]
     fn transposed_panels_match_element_by_element_packing() {
-        if !std::arch::is_x86_feature_detected!("avx2") || !std::arch::is_x86_feature_detected!("f16c") {
-            return println!("SKIPPED: this CPU lacks AVX2/F16C");
+        if !Isa::Avx2.available() {
+            return println!("SKIPPED: this CPU lacks AVX2/FMA/F16C");
         }
         let (n, k) = (40, 384);
         let values: Vec<f32> = (0..n * k).map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 97.0).collect();
@@ -204,16 +228,21 @@ mod tests {
         for (w, name) in slices.into_iter().zip(["f32", "f16", "bf16", "q8_0"]) {
             for (k0, n0) in [(0, 0), (KC, 16), (KC, 24)] {
                 let kc = (k - k0).min(KC);
-                let (mut fast, mut slow) = (vec![f32::NAN; KC * NR], vec![f32::NAN; KC * NR]);
-                pack_cols(Isa::Avx2, w, WeightLayout::OutIn, k, n, k0, kc, n0, NR, &mut fast);
-                pack_cols(Isa::Scalar, w, WeightLayout::OutIn, k, n, k0, kc, n0, NR, &mut slow);
-                for kk in 0..kc {
-                    for j in 0..NR {
-                        let want = w.get((n0 + j) * k + k0 + kk);
-                        assert_eq!(slow[kk * NR + j].to_bits(), want.to_bits(), "{name}: reference packing at k {kk} column {j}");
-                        assert_eq!(fast[kk * NR + j].to_bits(), want.to_bits(), "{name}: k0 {k0} n0 {n0}: k {kk} column {j}");
-                    }
+                let mut got = vec![f32::NAN; KC * NR];
+                // SAFETY: AVX2/F16C detected; columns n0..n0 + 16 <= n, k0 + kc <= k, all multiples of 8.
+                unsafe { transpose::out_in_avx2(w, k, k0, kc, n0, got.as_mut_ptr()) };
+                let want = expected(w, WeightLayout::OutIn, k, n, k0, kc, n0, NR);
+                assert_same(&got[..kc * NR], &want, &format!("{name}: transposed panel k0 {k0} n0 {n0}"));
+            }
+            let cases = [(WeightLayout::OutIn, 0, KC, 0, NR), (WeightLayout::OutIn, 0, KC, 32, 8), (WeightLayout::OutIn, KC, 124, 16, NR), (WeightLayout::InOut, 0, KC, 8, NR)];
+            for (layout, k0, kc, n0, nb) in cases {
+                if matches!(w, WeightSlice::Q8_0(_)) && layout == WeightLayout::InOut {
+                    continue;
                 }
+                let mut got = vec![f32::NAN; KC * NR];
+                pack_cols(Isa::Avx2, w, layout, k, n, k0, kc, n0, nb, &mut got);
+                let want = expected(w, layout, k, n, k0, kc, n0, nb);
+                assert_same(&got[..kc * NR], &want, &format!("{name}: pack_cols {layout:?} k0 {k0} kc {kc} n0 {n0} nb {nb}"));
             }
         }
     }

@@ -44,7 +44,7 @@ pub fn gate_up(isa: Isa, x: &[f32], k: usize, w_gate: WeightSlice, w_up: WeightS
         return;
     }
     if m == 1 || rows == RowOrder::Invariant {
-        let xs = gemv_inputs(x, k);
+        let xs = gemv_inputs(x, k, super::tune::q8_prefetch_bytes());
         let tasks = super::tune::gemv_tasks_per_thread(out.len() / m);
         for_each_row_group(out, m, k, tasks, |starts, row, outs| {
             let gate = dots(isa, w_gate, starts, &xs, row, outs.len());
@@ -63,9 +63,9 @@ pub fn gate_up(isa: Isa, x: &[f32], k: usize, w_gate: WeightSlice, w_up: WeightS
     }
 }
 
-/// Each row of x as a GEMV input.
-fn gemv_inputs(x: &[f32], k: usize) -> Vec<GemvX<'_>> {
-    x.chunks_exact(k).map(GemvX::new).collect()
+/// Each row of x as a GEMV input (`q8_prefetch`: the 8-bit products' prefetch distance).
+fn gemv_inputs(x: &[f32], k: usize, q8_prefetch: usize) -> Vec<GemvX<'_>> {
+    x.chunks_exact(k).map(|row| GemvX::new(row, q8_prefetch)).collect()
 }
 
 /// `out` shared by tasks that write disjoint elements.
@@ -139,24 +139,27 @@ fn for_each_row_group(out: &mut [f32], m: usize, k: usize, tasks_per_thread: usi
 fn gemv_out_in(isa: Isa, x: &[f32], k: usize, w: WeightSlice, out: &mut [f32], accumulate: bool) {
     let (len, n) = (out.len(), out.len() / (x.len() / k));
     let mut scratch = Vec::new();
+    let prefetch = super::tune::q8_prefetch_bytes();
     super::tune::tune_gemv_on_first_use(n, k, |tasks| {
         scratch.resize(len, 0.0);
-        gemv_out_in_with_tasks(isa, x, k, w, &mut scratch, false, tasks);
+        gemv_out_in_with(isa, x, k, w, &mut scratch, false, tasks, prefetch);
     });
     let tasks = super::tune::gemv_tasks_per_thread(n);
     if isa.int8_dot() && matches!(w, WeightSlice::Q8_0(_)) {
-        super::tune::tune_q8_prefetch_on_first_use(n, k, || {
+        super::tune::tune_q8_prefetch_on_first_use(n, k, |prefetch| {
             scratch.resize(len, 0.0);
-            gemv_out_in_with_tasks(isa, x, k, w, &mut scratch, false, tasks);
+            gemv_out_in_with(isa, x, k, w, &mut scratch, false, tasks, prefetch);
         });
     }
-    gemv_out_in_with_tasks(isa, x, k, w, out, accumulate, tasks);
+    gemv_out_in_with(isa, x, k, w, out, accumulate, tasks, super::tune::q8_prefetch_bytes());
 }
 
-/// `gemv_out_in` with `tasks_per_thread` tasks per thread (results do not depend on it).
-pub(crate) fn gemv_out_in_with_tasks(isa: Isa, x: &[f32], k: usize, w: WeightSlice, out: &mut [f32], accumulate: bool, tasks_per_thread: usize) {
+/// `gemv_out_in` with `tasks_per_thread` tasks per thread and the 8-bit products'
+/// prefetch distance `q8_prefetch` (results depend on neither).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemv_out_in_with(isa: Isa, x: &[f32], k: usize, w: WeightSlice, out: &mut [f32], accumulate: bool, tasks_per_thread: usize, q8_prefetch: usize) {
     let m = x.len() / k;
-    let xs = gemv_inputs(x, k);
+    let xs = gemv_inputs(x, k, q8_prefetch);
     for_each_row_group(out, m, k, tasks_per_thread, |starts, row, outs| {
         let d = dots(isa, w, starts, &xs, row, outs.len());
         for (out, d) in outs.iter_mut().zip(d) {

@@ -25,7 +25,7 @@ pub struct QuantizedX {
 }
 
 /// Every f16 bit pattern widened to f32 (256 KiB; a layer's weight scales share a few
-/// exponents, so the lookups touch a few cache lines of it).
+/// exponents, 4 KiB of the table each, so the lookups stay in a small part of it).
 static F16_TO_F32: std::sync::OnceLock<Box<[f32]>> = std::sync::OnceLock::new();
 
 fn f16_table() -> &'static [f32] {
@@ -33,7 +33,8 @@ fn f16_table() -> &'static [f32] {
 }
 
 impl QuantizedX {
-    pub fn new(x: &[f32]) -> QuantizedX {
+    /// `x` in blocks; the fast kernels prefetch each weight row `prefetch` bytes ahead.
+    pub fn new(x: &[f32], prefetch: usize) -> QuantizedX {
         let blocks = x.len().div_ceil(32);
         let (mut q, mut scales) = (vec![0i8; blocks * 32], Vec::with_capacity(blocks));
         for (b, chunk) in x.chunks(32).enumerate() {
@@ -45,7 +46,7 @@ impl QuantizedX {
             }
             scales.push(d);
         }
-        QuantizedX { q, scales, table: f16_table(), prefetch: super::tune::q8_prefetch_bytes() }
+        QuantizedX { q, scales, table: f16_table(), prefetch }
     }
 }
 
@@ -297,7 +298,7 @@ mod tests {
             }
         }
         let x: Vec<f32> = (0..k).map(|i| ((i * 7919) % 211) as f32 * 0.013 - 1.3).collect();
-        let xq = QuantizedX::new(&x);
+        let xq = QuantizedX::new(&x, 1024);
         let mut want = [0f64; 4];
         for (r, w) in want.iter_mut().enumerate() {
             for b in 0..blocks {
@@ -317,16 +318,21 @@ mod tests {
         }
         let k = 32 * 9;
         let (rows, x, want) = case(k);
-        let xq = QuantizedX::new(&x);
+        let xq = QuantizedX::new(&x, 1024);
         let stride = k / 32 * crate::dtype::Q8_BLOCK_BYTES;
         let ptrs = [0, 1, 2, 3].map(|r| rows[r * stride..].as_ptr());
         // SAFETY: AVX2 was detected; each row holds k / 32 whole blocks.
         let got = unsafe { int8::dot4_avx2(ptrs, &xq, k) };
-        let pair = unsafe { int8::dot4x2_avx2(ptrs, [&xq, &xq], k) };
+        // The pair with a different second input: each input gets its own `dot4`'s bits.
+        let y: Vec<f32> = x.iter().rev().map(|v| v * 0.7).collect();
+        let yq = QuantizedX::new(&y, 0);
+        let pair = unsafe { int8::dot4x2_avx2(ptrs, [&xq, &yq], k) };
+        let alone = unsafe { int8::dot4_avx2(ptrs, &yq, k) };
         for r in 0..4 {
             // Exact int32 block sums; only the f32 scaling and accumulation round.
             assert!((got[r] as f64 - want[r]).abs() <= 1e-5 * want[r].abs().max(1.0), "row {r}: {} vs {}", got[r], want[r]);
-            assert_eq!(pair[0][r].to_bits(), got[r].to_bits(), "dot4x2 row {r}");
+            assert_eq!(pair[0][r].to_bits(), got[r].to_bits(), "dot4x2 row {r}, first input");
+            assert_eq!(pair[1][r].to_bits(), alone[r].to_bits(), "dot4x2 row {r}, second input");
         }
         if std::arch::is_x86_feature_detected!("avx512vnni") && std::arch::is_x86_feature_detected!("avx512vl") {
             // SAFETY: AVX512-VNNI and VL were detected.

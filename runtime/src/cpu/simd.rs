@@ -190,10 +190,12 @@ pub struct GemvX<'a> {
     even_odd32: Vec<f32>,
     /// x in 8-bit blocks of 32 (made on first use by the fast level's Q8_0 products).
     q8: OnceLock<super::q8::QuantizedX>,
+    /// The prefetch distance those products use (`cpu.q8.prefetch_bytes`).
+    q8_prefetch: usize,
 }
 
 impl<'a> GemvX<'a> {
-    pub fn new(x: &'a [f32]) -> Self {
+    pub fn new(x: &'a [f32], q8_prefetch: usize) -> Self {
         let mut even_odd = Vec::with_capacity(x.len() / 16 * 16);
         for c in x.chunks_exact(16) {
             even_odd.extend((0..8).map(|i| c[2 * i]));
@@ -204,12 +206,12 @@ impl<'a> GemvX<'a> {
             even_odd32.extend((0..16).map(|i| c[2 * i]));
             even_odd32.extend((0..16).map(|i| c[2 * i + 1]));
         }
-        GemvX { x, even_odd, even_odd32, q8: OnceLock::new() }
+        GemvX { x, even_odd, even_odd32, q8: OnceLock::new(), q8_prefetch }
     }
 
     /// x in 8-bit blocks (the fast level's Q8_0 products), made once.
     pub(crate) fn quantized(&self) -> &super::q8::QuantizedX {
-        self.q8.get_or_init(|| super::q8::QuantizedX::new(self.x))
+        self.q8.get_or_init(|| super::q8::QuantizedX::new(self.x, self.q8_prefetch))
     }
 
     pub fn len(&self) -> usize {

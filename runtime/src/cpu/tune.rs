@@ -91,43 +91,47 @@ pub fn q8_prefetch_is_decided() -> bool {
     Q8.is_decided(0)
 }
 
-/// Tuning on first use of the fast 8-bit GEMV: `run()` runs the product into scratch with
-/// the distance in use; the fastest is stored.
-pub(crate) fn tune_q8_prefetch_on_first_use(n: usize, k: usize, mut run: impl FnMut()) {
+/// The distances first-use tuning times: it re-runs the one layer it meets, which after
+/// the warm-up may sit in the last-level cache, where prefetching looks useless; only
+/// `uniaudio tune`, whose probe streams from memory, also times "none".
+pub const Q8_PREFETCH_FIRST_USE: [usize; 3] = [512, 1024, 2048];
+
+/// Tuning on first use of the fast 8-bit GEMV: `run(bytes)` runs the product into scratch
+/// prefetching `bytes` ahead; the fastest is stored.
+pub(crate) fn tune_q8_prefetch_on_first_use(n: usize, k: usize, mut run: impl FnMut(usize)) {
     load_once();
     if Q8.is_decided(0) {
         return;
     }
-    let tuned = Q8.tune_once(0, &Q8_PREFETCH_CANDIDATES, 1, 3, |&bytes| {
-        Q8.set(0, bytes);
+    let tuned = Q8.tune_once(0, &Q8_PREFETCH_FIRST_USE, 1, 3, |&bytes| {
         let t = Instant::now();
-        run();
+        run(bytes);
         t.elapsed()
     });
     if let Some((best, timings)) = tuned {
         let entry = Q8_FAMILY.entry(0);
-        eprintln!("tuned {entry} on {n}x{k}: {} bytes (stored for later runs; UNIAUDIO_TUNE=off skips tuning)", Q8_PREFETCH_CANDIDATES[best]);
+        eprintln!("tuned {entry} on {n}x{k}: {} bytes (stored for later runs; UNIAUDIO_TUNE=off skips tuning)", Q8_PREFETCH_FIRST_USE[best]);
         table::persist(&cache_dir(), device_key(), &entry, table::choice(best, &timings));
     }
 }
 
-/// Times every prefetch candidate on `probe` = (K, N) (default `Q8_PREFETCH_PROBE`):
-/// one row through enough copies of Q8_0 weights to pass 256 MiB, as through a stack of
-/// layers, at `isa` (a level with 8-bit products). Returns the chosen index with every
-/// timing and leaves the distance at the winner.
+/// Times every prefetch candidate on `probe` = (K, N) (default `Q8_PREFETCH_PROBE`; K a
+/// positive multiple of 32, N positive): one row through enough copies of Q8_0 weights to
+/// pass 256 MiB, as through a stack of layers, at `isa` (a level with 8-bit products).
+/// Returns the chosen index with every timing and leaves the distance at the winner.
 pub fn tune_q8_prefetch(isa: Isa, probe: Option<(usize, usize)>, warmup: usize, reps: usize) -> (usize, Vec<Timing>) {
     let (k, n) = probe.unwrap_or(Q8_PREFETCH_PROBE);
+    assert!(k > 0 && k % crate::dtype::Q8_BLOCK == 0 && n > 0, "8-bit GEMV probe {k}x{n}: K must be a positive multiple of 32 and N positive");
     let copies = q8_probe_copies(k, n);
     let x: Vec<f32> = (0..k).map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5).collect();
     let values: Vec<f32> = (0..k * n).map(|i| ((i * 104_729) % 997) as f32 / 997.0 - 0.5).collect();
     let layer = crate::dtype::quantize_q8_0(&values);
-    let w: Vec<u8> = (0..copies).flat_map(|_| layer.iter().copied()).collect();
+    let w = layer.repeat(copies);
     let mut out = vec![0f32; n];
     let (best, timings) = pick(&Q8_PREFETCH_CANDIDATES, |b| b.to_string(), warmup, reps, |&bytes| {
-        Q8.set(0, bytes);
         let t = Instant::now();
         for layer in w.chunks_exact(layer.len()) {
-            super::matmul::gemv_out_in_with_tasks(isa, &x, k, WeightSlice::Q8_0(layer), &mut out, false, gemv_tasks_per_thread(n));
+            super::matmul::gemv_out_in_with(isa, &x, k, WeightSlice::Q8_0(layer), &mut out, false, gemv_tasks_per_thread(n), bytes);
         }
         t.elapsed()
     });
@@ -198,7 +202,7 @@ pub fn tune_gemv_tasks(isa: Isa, class: usize, probe: Option<(usize, usize)>, wa
     let (best, timings) = pick(&GEMV_TASKS_CANDIDATES, |t| t.to_string(), warmup, reps, |&tasks| {
         let t = Instant::now();
         for layer in w.chunks_exact(k * n) {
-            super::matmul::gemv_out_in_with_tasks(isa, &x, k, WeightSlice::BF16(layer), &mut out, false, tasks);
+            super::matmul::gemv_out_in_with(isa, &x, k, WeightSlice::BF16(layer), &mut out, false, tasks, q8_prefetch_bytes());
         }
         t.elapsed()
     });
@@ -385,16 +389,14 @@ mod tests {
             let x: Vec<f32> = (0..m * k).map(|i| ((i * 31) % 97) as f32 / 97.0 - 0.5).collect();
             let mut reference: Option<Vec<f32>> = None;
             for &bytes in &Q8_PREFETCH_CANDIDATES {
-                set_q8_prefetch_bytes(bytes);
                 let mut out = vec![0f32; m * n];
-                super::super::matmul::gemv_out_in_with_tasks(Isa::Avx2Int8, &x, k, WeightSlice::Q8_0(&w), &mut out, false, 4);
+                super::super::matmul::gemv_out_in_with(Isa::Avx2Int8, &x, k, WeightSlice::Q8_0(&w), &mut out, false, 4, bytes);
                 match &reference {
                     None => reference = Some(out),
                     Some(r) => assert!(r.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()), "m {m}: prefetching {bytes} bytes ahead changed the result"),
                 }
             }
         }
-        set_q8_prefetch_bytes(Q8_PREFETCH_DEFAULT);
     }
 
     /// Every tasks-per-thread candidate computes the same bits, for one row and for
@@ -408,7 +410,7 @@ mod tests {
             let mut reference: Option<Vec<f32>> = None;
             for &tasks in &GEMV_TASKS_CANDIDATES {
                 let mut out = vec![0f32; m * n];
-                super::super::matmul::gemv_out_in_with_tasks(Isa::detect(), &x, k, WeightSlice::BF16(&w), &mut out, false, tasks);
+                super::super::matmul::gemv_out_in_with(Isa::detect(), &x, k, WeightSlice::BF16(&w), &mut out, false, tasks, 0);
                 match &reference {
                     None => reference = Some(out),
                     Some(r) => assert!(r.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()), "m {m}: {tasks} tasks per thread changed the result"),

@@ -1,7 +1,7 @@
 //! Comparison machinery: seeded inputs, NMSE against a scalar reference, reporting.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::cell::Cell;
 
 /// Deterministic test inputs (splitmix64).
 pub struct Rng(u64);
@@ -57,35 +57,39 @@ pub const FAST_NMSE: f64 = 3e-5;
 /// or scale (NMSE ~1) fails.
 pub const FAST_INT8_NMSE: f64 = 1.5e-4;
 
-static REDUCED_PRECISION: AtomicBool = AtomicBool::new(false);
-static INT8_INPUTS: AtomicBool = AtomicBool::new(false);
-static INT8_FAST: AtomicBool = AtomicBool::new(false);
+// Per test thread: tests run side by side in one binary, each with its own tolerance mode
+// (comparisons run on the thread that set it).
+thread_local! {
+    static REDUCED_PRECISION: Cell<bool> = const { Cell::new(false) };
+    static INT8_INPUTS: Cell<bool> = const { Cell::new(false) };
+    static INT8_FAST: Cell<bool> = const { Cell::new(false) };
+}
 
 /// Raises the tolerance of cases with 8-bit weights (only) to `FAST_INT8_NMSE`, for a
 /// level whose only reduced-precision products are the 8-bit ones.
 #[allow(dead_code)]
 pub fn set_int8_fast(on: bool) {
-    INT8_FAST.store(on, Ordering::Relaxed);
+    INT8_FAST.set(on);
 }
 
 /// Raises the tolerance to `FAST_INT8_NMSE` for a case with 8-bit weights while a
 /// reduced-precision backend runs.
 #[allow(dead_code)]
 pub fn set_int8_inputs(on: bool) {
-    INT8_INPUTS.store(on, Ordering::Relaxed);
+    INT8_INPUTS.set(on);
 }
 
 /// Raises every float tolerance to `FAST_NMSE` while a reduced-precision backend runs
 /// (the emulator harness shares this file and has none).
 #[allow(dead_code)]
 pub fn set_reduced_precision(on: bool) {
-    REDUCED_PRECISION.store(on, Ordering::Relaxed);
+    REDUCED_PRECISION.set(on);
 }
 
 /// Compares float outputs; the failure names the worst element.
 pub fn compare_f32(got: &[f32], want: &[f64], max_nmse: f64) -> Verdict {
-    let reduced = REDUCED_PRECISION.load(Ordering::Relaxed);
-    let max_nmse = match (reduced || INT8_FAST.load(Ordering::Relaxed), INT8_INPUTS.load(Ordering::Relaxed)) {
+    let reduced = REDUCED_PRECISION.get();
+    let max_nmse = match (reduced || INT8_FAST.get(), INT8_INPUTS.get()) {
         (true, true) => max_nmse.max(FAST_INT8_NMSE),
         _ if reduced => max_nmse.max(FAST_NMSE),
         _ => max_nmse,

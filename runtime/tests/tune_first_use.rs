@@ -110,10 +110,16 @@ fn the_first_product_of_a_class_tunes_it_once_and_stores_the_choice() {
             ops::download_f32(&int8, &out).unwrap()
         };
         cpu_tune::use_defaults();
-        let before = q8_product(1, 512, 600);
+        // A weight smaller than Q8_PREFETCH_MIN_BYTES leaves the distance undecided.
+        cpu_tune::forget();
+        q8_product(1, 512, 600);
+        assert!(!cpu_tune::q8_prefetch_is_decided(), "a cache-sized weight tuned the prefetch distance");
+        // 1024 x 17000 Q8_0 weights: 17.6 MiB.
+        cpu_tune::use_defaults();
+        let before = q8_product(1, 1024, 17000);
         cpu_tune::forget();
         assert!(!cpu_tune::q8_prefetch_is_decided());
-        let tuned = q8_product(1, 512, 600);
+        let tuned = q8_product(1, 1024, 17000);
         assert!(cpu_tune::q8_prefetch_is_decided(), "the 8-bit GEMV did not tune its prefetch distance");
         assert!(same_bits(&before, &tuned), "tuning the prefetch distance changed the result");
         let cache = TuneCache::open(&dir.join("tune"), cpu_tune::device_key(), &mut |w| panic!("{w}"));

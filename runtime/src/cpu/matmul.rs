@@ -145,7 +145,7 @@ fn gemv_out_in(isa: Isa, x: &[f32], k: usize, w: WeightSlice, out: &mut [f32], a
         gemv_out_in_with(isa, x, k, w, &mut scratch, false, tasks, prefetch);
     });
     let tasks = super::tune::gemv_tasks_per_thread(n);
-    if isa.int8_dot() && matches!(w, WeightSlice::Q8_0(_)) {
+    if isa.int8_dot() && matches!(w, WeightSlice::Q8_0(b) if b.len() >= super::tune::Q8_PREFETCH_MIN_BYTES) {
         super::tune::tune_q8_prefetch_on_first_use(n, k, |prefetch| {
             scratch.resize(len, 0.0);
             gemv_out_in_with(isa, x, k, w, &mut scratch, false, tasks, prefetch);

@@ -95,6 +95,9 @@ pub fn q8_prefetch_is_decided() -> bool {
 /// the warm-up may sit in the last-level cache, where prefetching looks useless; only
 /// `uniaudio tune`, whose probe streams from memory, also times "none".
 pub const Q8_PREFETCH_FIRST_USE: [usize; 3] = [512, 1024, 2048];
+/// The smallest Q8_0 weight whose first use tunes the distance: smaller ones fit in cache,
+/// where a prefetch distance cannot be told apart (they run with the current value).
+pub const Q8_PREFETCH_MIN_BYTES: usize = 16 << 20;
 
 /// Tuning on first use of the fast 8-bit GEMV: `run(bytes)` runs the product into scratch
 /// prefetching `bytes` ahead; the fastest is stored.

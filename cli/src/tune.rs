@@ -210,11 +210,11 @@ fn tune_cpu_q8(reps: usize, model: &Option<Projections>, cache: &mut TuneCache) 
     println!("\nread bandwidth {bandwidth:.2} GB/s (best of 3 passes over 1 GiB); 8-bit products at {}", isa.name());
     print_header("of bw");
     // The model's largest projection, as (K, N); K must hold whole blocks.
-    let probe = model.as_ref().and_then(|p| p.shapes.iter().filter(|(k, _)| k % 32 == 0).max_by_key(|(k, n)| k * n).copied());
+    let probe = model.as_ref().and_then(|p| p.shapes.iter().filter(|(k, _)| k % DType::Q8_0.block() == 0).max_by_key(|(k, n)| k * n).copied());
     let (k, n) = probe.unwrap_or(cpu_tune::Q8_PREFETCH_PROBE);
     let (best, timings) = cpu_tune::tune_q8_prefetch(isa, Some((k, n)), 1, reps);
     let copies = cpu_tune::q8_probe_copies(k, n);
-    let bytes = (copies * n * k / 32 * 34) as f64;
+    let bytes = (copies * DType::Q8_0.bytes(k * n)) as f64;
     let rate = |s: f64| {
         let gbs = bytes / s / 1e9;
         (format!("{gbs:.2} GB/s"), 100.0 * (gbs / bandwidth).min(1.0))

@@ -92,6 +92,7 @@ mod transpose {
     use std::arch::x86_64::*;
 
     use super::{KC, NR};
+    use crate::cpu::q8;
     use crate::cpu::view::WeightSlice;
     use crate::dtype::{Q8_BLOCK, Q8_BLOCK_BYTES};
 
@@ -109,9 +110,8 @@ mod transpose {
             BF16 => _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((base as *const u16).add(e) as *const __m128i)), 16)),
             _ => {
                 let block = base.add(e / Q8_BLOCK * Q8_BLOCK_BYTES);
-                let d = _mm256_cvtph_ps(_mm_set1_epi16(i16::from_le_bytes([*block, *block.add(1)])));
-                let q = _mm256_cvtepi8_epi32(_mm_loadl_epi64(block.add(2 + e % Q8_BLOCK) as *const __m128i));
-                _mm256_mul_ps(_mm256_cvtepi32_ps(q), d)
+                let d = _mm256_cvtph_ps(_mm_set1_epi16(q8::scale_bits(block)));
+                q8::avx2::eight(block.add(2 + e % Q8_BLOCK), d)
             }
         }
     }

@@ -17,8 +17,6 @@
 pub struct QuantizedX {
     pub q: Vec<i8>,
     pub scales: Vec<f32>,
-    /// `F16_TO_F32`, looked up once per input rather than once per row.
-    table: &'static [f32],
     /// How far ahead of the block being summed the fast kernels prefetch each weight
     /// row, in bytes (0: no prefetch): the tuned `cpu.q8.prefetch_bytes`.
     prefetch: usize,
@@ -46,15 +44,24 @@ impl QuantizedX {
             }
             scales.push(d);
         }
-        QuantizedX { q, scales, table: f16_table(), prefetch }
+        QuantizedX { q, scales, prefetch }
     }
 }
 
 /// The f16 scale at the start of the block at `p`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn scale_bits(p: *const u8) -> i16 {
+pub(crate) unsafe fn scale_bits(p: *const u8) -> i16 {
     i16::from_le_bytes([*p, *p.add(1)])
+}
+
+/// The scale of the block at `p` in all 8 lanes, read from `F16_TO_F32` (at `table`) by a
+/// broadcasting load: converting it in registers, with a scalar round trip, costs more
+/// than a block's integer products.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn table_scale(table: *const f32, p: *const u8) -> std::arch::x86_64::__m256 {
+    std::arch::x86_64::_mm256_broadcast_ss(&*table.add(scale_bits(p) as u16 as usize))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -117,8 +124,9 @@ pub mod avx2 {
 
     use crate::dtype::Q8_BLOCK_BYTES;
 
+    /// The 8 int8 weights at `p` times the scale `d` (exact in f32).
     #[inline(always)]
-    unsafe fn eight(p: *const u8, d: __m256) -> __m256 {
+    pub(crate) unsafe fn eight(p: *const u8, d: __m256) -> __m256 {
         _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i))), d)
     }
 
@@ -126,8 +134,8 @@ pub mod avx2 {
 
     /// Four rows of `k` (a multiple of 32) weights against `x`: the accumulators and order
     /// of `simd::avx2::dot4_f32` (16 elements per step, two 8-lane accumulators).
-    /// (Each block's scale is read once per row from `F16_TO_F32` by a broadcasting load:
-    /// converting it in registers cost a third of the loop's instructions.)
+    /// (Each block's scale is read once per row from `F16_TO_F32`: converting it in
+    /// registers cost a third of the loop's instructions.)
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot4(rows: [*const u8; 4], x: *const f32, k: usize) -> [f32; 4] {
         let table = super::f16_table().as_ptr();
@@ -135,12 +143,7 @@ pub mod avx2 {
         for b in 0..k / 32 {
             let o = b * Q8_BLOCK_BYTES;
             let p = [rows[0].add(o), rows[1].add(o), rows[2].add(o), rows[3].add(o)];
-            let d = [
-                _mm256_broadcast_ss(&*table.add(super::scale_bits(p[0]) as u16 as usize)),
-                _mm256_broadcast_ss(&*table.add(super::scale_bits(p[1]) as u16 as usize)),
-                _mm256_broadcast_ss(&*table.add(super::scale_bits(p[2]) as u16 as usize)),
-                _mm256_broadcast_ss(&*table.add(super::scale_bits(p[3]) as u16 as usize)),
-            ];
+            let d = [super::table_scale(table, p[0]), super::table_scale(table, p[1]), super::table_scale(table, p[2]), super::table_scale(table, p[3])];
             for half in 0..2 {
                 let i = 32 * b + 16 * half;
                 let x0 = _mm256_loadu_ps(x.add(i));
@@ -182,21 +185,14 @@ pub mod int8 {
         }
     }
 
-    /// The block's weight scale times the input's, in all 8 lanes: the f16 scale is read
-    /// from `F16_TO_F32` with a broadcasting load (a conversion plus a scalar round trip
-    /// per block costs more than the block's integer products).
+    /// The block at `p` against input block `b`, scaled by both blocks' scales (the
+    /// weight's from `F16_TO_F32` at `table`) and added to `acc`.
     #[inline(always)]
-    unsafe fn scales(p: *const u8, dx: *const f32, table: *const f32) -> __m256 {
-        let dw = _mm256_broadcast_ss(&*table.add(super::scale_bits(p) as u16 as usize));
-        _mm256_mul_ps(dw, _mm256_broadcast_ss(&*dx))
-    }
-
-    /// The block at `p` against input block `b`, scaled and added to `acc`.
-    #[inline(always)]
-    unsafe fn block_fma<const VNNI: bool>(p: *const u8, x: &QuantizedX, b: usize, acc: __m256) -> __m256 {
+    unsafe fn block_fma<const VNNI: bool>(p: *const u8, x: &QuantizedX, b: usize, table: *const f32, acc: __m256) -> __m256 {
         let xq = _mm256_loadu_si256(x.q.as_ptr().add(32 * b) as *const __m256i);
         let s = _mm256_cvtepi32_ps(block_dot::<VNNI>(p.add(2), xq));
-        _mm256_fmadd_ps(s, scales(p, x.scales.as_ptr().add(b), x.table.as_ptr()), acc)
+        let d = _mm256_mul_ps(super::table_scale(table, p), _mm256_broadcast_ss(&*x.scales.as_ptr().add(b)));
+        _mm256_fmadd_ps(s, d, acc)
     }
 
     /// Prefetches the row at `p` + `distance` bytes (none when `distance` is 0): the
@@ -212,37 +208,37 @@ pub mod int8 {
     /// One row of `k` (a multiple of 32) weights against the quantized input, block by
     /// block in one sequential stream (two accumulators, even and odd blocks).
     #[inline(always)]
-    unsafe fn dot1<const VNNI: bool>(row: *const u8, x: &QuantizedX, k: usize) -> f32 {
+    unsafe fn dot1<const VNNI: bool>(row: *const u8, x: &QuantizedX, k: usize, table: *const f32) -> f32 {
         let (mut even, mut odd) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         let blocks = k / 32;
         for b in (0..blocks - blocks % 2).step_by(2) {
             prefetch(row.wrapping_add(b * Q8_BLOCK_BYTES), x.prefetch);
-            even = block_fma::<VNNI>(row.add(b * Q8_BLOCK_BYTES), x, b, even);
-            odd = block_fma::<VNNI>(row.add((b + 1) * Q8_BLOCK_BYTES), x, b + 1, odd);
+            even = block_fma::<VNNI>(row.add(b * Q8_BLOCK_BYTES), x, b, table, even);
+            odd = block_fma::<VNNI>(row.add((b + 1) * Q8_BLOCK_BYTES), x, b + 1, table, odd);
         }
         if blocks % 2 == 1 {
-            even = block_fma::<VNNI>(row.add((blocks - 1) * Q8_BLOCK_BYTES), x, blocks - 1, even);
+            even = block_fma::<VNNI>(row.add((blocks - 1) * Q8_BLOCK_BYTES), x, blocks - 1, table, even);
         }
         hsum(_mm256_add_ps(even, odd))
     }
 
     /// `dot1` for two inputs, each weight block loaded once; per input the same order.
     #[inline(always)]
-    unsafe fn dot1x2<const VNNI: bool>(row: *const u8, x: [&QuantizedX; 2], k: usize) -> [f32; 2] {
+    unsafe fn dot1x2<const VNNI: bool>(row: *const u8, x: [&QuantizedX; 2], k: usize, table: *const f32) -> [f32; 2] {
         let (mut even, mut odd) = ([_mm256_setzero_ps(); 2], [_mm256_setzero_ps(); 2]);
         let blocks = k / 32;
         for b in (0..blocks - blocks % 2).step_by(2) {
             let (p, q) = (row.add(b * Q8_BLOCK_BYTES), row.add((b + 1) * Q8_BLOCK_BYTES));
             prefetch(p, x[0].prefetch);
-            even[0] = block_fma::<VNNI>(p, x[0], b, even[0]);
-            even[1] = block_fma::<VNNI>(p, x[1], b, even[1]);
-            odd[0] = block_fma::<VNNI>(q, x[0], b + 1, odd[0]);
-            odd[1] = block_fma::<VNNI>(q, x[1], b + 1, odd[1]);
+            even[0] = block_fma::<VNNI>(p, x[0], b, table, even[0]);
+            even[1] = block_fma::<VNNI>(p, x[1], b, table, even[1]);
+            odd[0] = block_fma::<VNNI>(q, x[0], b + 1, table, odd[0]);
+            odd[1] = block_fma::<VNNI>(q, x[1], b + 1, table, odd[1]);
         }
         if blocks % 2 == 1 {
             let p = row.add((blocks - 1) * Q8_BLOCK_BYTES);
-            even[0] = block_fma::<VNNI>(p, x[0], blocks - 1, even[0]);
-            even[1] = block_fma::<VNNI>(p, x[1], blocks - 1, even[1]);
+            even[0] = block_fma::<VNNI>(p, x[0], blocks - 1, table, even[0]);
+            even[1] = block_fma::<VNNI>(p, x[1], blocks - 1, table, even[1]);
         }
         [hsum(_mm256_add_ps(even[0], odd[0])), hsum(_mm256_add_ps(even[1], odd[1]))]
     }
@@ -250,12 +246,14 @@ pub mod int8 {
     /// Four rows, one after the other.
     #[inline(always)]
     unsafe fn dot4<const VNNI: bool>(rows: [*const u8; 4], x: &QuantizedX, k: usize) -> [f32; 4] {
-        [dot1::<VNNI>(rows[0], x, k), dot1::<VNNI>(rows[1], x, k), dot1::<VNNI>(rows[2], x, k), dot1::<VNNI>(rows[3], x, k)]
+        let table = super::f16_table().as_ptr();
+        [dot1::<VNNI>(rows[0], x, k, table), dot1::<VNNI>(rows[1], x, k, table), dot1::<VNNI>(rows[2], x, k, table), dot1::<VNNI>(rows[3], x, k, table)]
     }
 
     #[inline(always)]
     unsafe fn dot4x2<const VNNI: bool>(rows: [*const u8; 4], x: [&QuantizedX; 2], k: usize) -> [[f32; 4]; 2] {
-        let (r0, r1, r2, r3) = (dot1x2::<VNNI>(rows[0], x, k), dot1x2::<VNNI>(rows[1], x, k), dot1x2::<VNNI>(rows[2], x, k), dot1x2::<VNNI>(rows[3], x, k));
+        let table = super::f16_table().as_ptr();
+        let (r0, r1, r2, r3) = (dot1x2::<VNNI>(rows[0], x, k, table), dot1x2::<VNNI>(rows[1], x, k, table), dot1x2::<VNNI>(rows[2], x, k, table), dot1x2::<VNNI>(rows[3], x, k, table));
         [[r0[0], r1[0], r2[0], r3[0]], [r0[1], r1[1], r2[1], r3[1]]]
     }
 

@@ -144,8 +144,7 @@ pub fn tune_q8_prefetch(isa: Isa, probe: Option<(usize, usize)>, warmup: usize, 
 
 /// How many copies of a Q8_0 [N, K] weight the prefetch probe streams per timed run.
 pub fn q8_probe_copies(k: usize, n: usize) -> usize {
-    let bytes = n * k / crate::dtype::Q8_BLOCK * crate::dtype::Q8_BLOCK_BYTES;
-    (256usize << 20).div_ceil(bytes.max(1)).max(1)
+    (256usize << 20).div_ceil(crate::DType::Q8_0.bytes(k * n).max(1)).max(1)
 }
 
 fn gemv_class_of(n: usize) -> usize {

@@ -88,7 +88,7 @@ pub(super) fn pack_cols(isa: Isa, w: WeightSlice, layout: WeightLayout, k: usize
 }
 
 #[cfg(target_arch = "x86_64")]
-mod transpose {
+pub(super) mod transpose {
     use std::arch::x86_64::*;
 
     use super::{KC, NR};
@@ -118,7 +118,7 @@ mod transpose {
 
     /// Rows 0..8 of `r` transposed: output t holds element t of every row.
     #[inline(always)]
-    unsafe fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+    pub(in crate::cpu) unsafe fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
         let t0 = _mm256_unpacklo_ps(r[0], r[1]);
         let t1 = _mm256_unpackhi_ps(r[0], r[1]);
         let t2 = _mm256_unpacklo_ps(r[2], r[3]);

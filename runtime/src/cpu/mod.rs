@@ -13,6 +13,7 @@ mod elementwise;
 mod embed;
 mod gemm;
 mod gemm_pack;
+mod gemm_q8;
 #[cfg(target_arch = "x86_64")]
 pub mod gemm_amx;
 /// AMX exists only on x86-64: elsewhere the level is never available.

@@ -1,11 +1,12 @@
 //! Compute-bound CPU GEMMs at the codec's shapes (f32 weights, both CFG rows of a 20 s
 //! window = 1000 frames) at every level the CPU has: GFLOP/s against the measured peak of
-//! the instruction each level's GEMM runs on.
+//! the instruction each level's GEMM runs on. Then the LM's prefill projections (64 rows)
+//! with Q8_0 weights at the `fast` level, against the peak of the products it runs.
 
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use uniaudio_runtime::cpu::peak::measure_fma_peak;
+use uniaudio_runtime::cpu::peak::{measure_fma_peak, measure_gemm_peak};
 use uniaudio_runtime::cpu::Isa;
 use uniaudio_runtime::{ops, Backend, ConvParams, Cpu, DType, Epilogue, Tensor};
 
@@ -18,7 +19,7 @@ fn random(b: &Cpu, shape: &[usize], seed: u32) -> Tensor<Cpu> {
 fn report(c: &mut Criterion, name: &str, flops: f64, peak: f64, f: impl FnMut()) {
     if let Some(best) = uniaudio_benches::timed(c, name, Throughput::Elements(flops as u64), Duration::from_secs(5), f, || {}) {
         let gflops = flops / best / 1e9;
-        println!("{name}: best {:.2} ms, {gflops:.1} GFLOP/s = {:.1}% of the {peak:.1} GFLOP/s FMA peak", best * 1e3, 100.0 * gflops / peak);
+        println!("{name}: best {:.2} ms, {gflops:.1} GFLOP/s = {:.1}% of the {peak:.1} GFLOP/s peak", best * 1e3, 100.0 * gflops / peak);
     }
 }
 
@@ -85,5 +86,22 @@ fn gemm_shapes(c: &mut Criterion, b: &Cpu, peak: f64) {
     );
 }
 
-criterion_group!(benches, gemm);
+/// A 64-token prefill's projections on the 3B backbone (attention, MLP up, MLP down) with
+/// 8-bit weights, at the `fast` level (8-bit inputs where it has integer products).
+fn prefill_q8(c: &mut Criterion) {
+    let isa = Isa::for_precision(uniaudio_runtime::Precision::Fast);
+    let b = Cpu::with_isa(isa);
+    let peak = measure_gemm_peak(isa, DType::Q8_0, 5);
+    println!("measured peak of {}'s Q8_0 products: {peak:.1} GFLOP/s ({} threads)", isa.name(), b.threads());
+    let m = 64;
+    for (n, k) in [(3072, 3072), (8192, 3072), (3072, 8192)] {
+        let x = random(&b, &[m, k], 7);
+        let values: Vec<f32> = (0..n * k).map(|i| (uniaudio_runtime::rng::hash32(8 ^ i as u32) >> 8) as f32 / 8_388_608.0 - 1.0).collect();
+        let w = ops::upload_f32(&b, &[n, k], &values, DType::Q8_0).expect("upload");
+        let out = b.alloc(DType::F32, &[m, n]).unwrap();
+        report(c, &format!("{}/prefill_q8_{m}x{n}x{k}", isa.key()), 2.0 * (m * n * k) as f64, peak, || ops::linear(&b, &x, &w, None, &out, Epilogue::Store).unwrap());
+    }
+}
+
+criterion_group!(benches, gemm, prefill_q8);
 criterion_main!(benches);

@@ -141,7 +141,7 @@ fn run_opened(args: &BenchArgs, opened: &Opened, dtype: DType) -> Result<()> {
     let description = opened.describe();
     match opened {
         Opened::Cpu(b) => {
-            let peak = uniaudio_runtime::cpu::peak::measure_fma_peak(b.isa(), 3);
+            let peak = uniaudio_runtime::cpu::peak::measure_gemm_peak(b.isa(), dtype, 3);
             let probe = || Ok(measure_read_bandwidth(1 << 30, 5).gb_per_s());
             bench_on(b, Some(peak), args, &label, &dir, dtype, &description, &probe, "read bandwidth, best of 5 passes over 1 GiB")?
         }

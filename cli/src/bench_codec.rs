@@ -9,7 +9,7 @@ use clap::Args;
 use uniaudio_codec::bench::{run as run_codec_bench, CodecBenchReport};
 use uniaudio_codec::presets::CodecPreset;
 use uniaudio_codec::{Codec, CodecConfig};
-use uniaudio_runtime::cpu::peak::measure_fma_peak;
+use uniaudio_runtime::cpu::peak::measure_gemm_peak;
 use uniaudio_runtime::{Backend, DType};
 
 use crate::backend::Opened;
@@ -66,7 +66,7 @@ pub fn run(args: &CodecBenchArgs, opened: &Opened, cache: &std::path::Path, dtyp
     }
     let dir = preset_dir(cache, preset, dtype)?;
     match opened {
-        Opened::Cpu(b) => bench_on(b, args, preset, dtype, &dir, Some(measure_fma_peak(b.isa(), 3))),
+        Opened::Cpu(b) => bench_on(b, args, preset, dtype, &dir, Some(measure_gemm_peak(b.isa(), dtype, 3))),
         Opened::Wgpu(g) => bench_on(g, args, preset, dtype, &dir, Some(g.measure_fma_peak(3)?)),
         Opened::Cuda(g) => bench_on(g, args, preset, dtype, &dir, None),
     }

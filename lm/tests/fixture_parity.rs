@@ -353,10 +353,11 @@ fn q8_weights_error_is_bounded() {
         let lm_f = UniAudioLm::load(&fast, &q8.model_dir).unwrap();
         let label = format!("fast {} q8_0", level.key());
         let (worst, agreeing, total) = error_against_exact(&label, &lm_e, &cpu, &lm_f, &fast);
-        // Measured (avx512bf16): worst 5.5e-2, agreement 14/143 (the random model's
-        // near-ties part greedy paths at the first rounding change); a broken product has
-        // errors of order 1.
-        assert!(worst <= 0.1, "{label} logits rel L2 {worst:.2e}");
+        // Measured: avx512bf16 worst 5.5e-2, agreement 14/143 (the random model's
+        // near-ties part greedy paths at the first rounding change); avx2int8, whose
+        // prefill GEMMs take 8-bit input blocks as well, 1.11e-1 (long ASR prompt), 16/143.
+        // 0.2 leaves margin while a broken product (errors of order 1) fails.
+        assert!(worst <= 0.2, "{label} logits rel L2 {worst:.2e}");
         assert!(
             agreeing * 100 >= total * 5,
             "{label} greedy agreement {agreeing}/{total}"

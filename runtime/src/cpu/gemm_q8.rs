@@ -148,6 +148,11 @@ unsafe fn pack_avx2(w: *const u8, row_bytes: usize, blocks: usize, pairs: *mut u
         let col = |c: usize| w.add((8 * group + c) * row_bytes);
         for b in 0..blocks {
             let p = [col(0), col(1), col(2), col(3), col(4), col(5), col(6), col(7)].map(|p| p.add(b * Q8_BLOCK_BYTES));
+            for &p in &p {
+                // The next K block's panel (read once from memory): requested now, so its
+                // misses overlap this block's products.
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(blocks * Q8_BLOCK_BYTES) as *const i8);
+            }
             let bits = p.map(|p| super::q8::scale_bits(p));
             let d = _mm256_cvtph_ps(_mm_setr_epi16(bits[0], bits[1], bits[2], bits[3], bits[4], bits[5], bits[6], bits[7]));
             _mm256_storeu_ps(scales.add(b * NR + 8 * group), d);

@@ -35,6 +35,30 @@ pub fn measure_fma_peak(isa: Isa, reps: usize) -> f64 {
     best
 }
 
+/// The peak of the products a GEMM with `weights` runs at `isa`: `measure_fma_peak`,
+/// except for Q8_0 weights at `Avx2Int8`, whose GEMM sums int16 pairs with `vpmaddwd`
+/// (16 multiply-adds per instruction, 32 ops counted as flops) and adds them in int32.
+pub fn measure_gemm_peak(isa: Isa, weights: crate::dtype::DType, reps: usize) -> f64 {
+    if isa != Isa::Avx2Int8 || weights != crate::dtype::DType::Q8_0 {
+        return measure_fma_peak(isa, reps);
+    }
+    let threads = rayon::current_num_threads();
+    let iters = 10_000_000usize;
+    let mut best = 0f64;
+    for _ in 0..reps.max(3) {
+        let t = Instant::now();
+        // SAFETY: `Avx2Int8` is only selected when the CPU has AVX2.
+        #[cfg(target_arch = "x86_64")]
+        let sink: i64 = (0..threads).into_par_iter().map(|i| unsafe { x86::madd_loop(iters, i as i32) }).sum();
+        #[cfg(not(target_arch = "x86_64"))]
+        let sink = 0;
+        let secs = t.elapsed().as_secs_f64();
+        std::hint::black_box(sink);
+        best = best.max(threads as f64 * iters as f64 * (AVX2_CHAINS * 32) as f64 / secs / 1e9);
+    }
+    best
+}
+
 fn flops_per_iter(isa: Isa) -> f64 {
     let chains = CHAINS as f64;
     match isa {
@@ -88,6 +112,22 @@ mod x86 {
         let mut out = [0f32; 8];
         _mm256_storeu_ps(out.as_mut_ptr(), acc.iter().fold(_mm256_setzero_ps(), |s, &a| _mm256_add_ps(s, a)));
         out.iter().sum()
+    }
+
+    /// The int8 GEMM's inner step, a `vpmaddwd` and an int32 add, chained through each
+    /// accumulator (so neither can be hoisted; the sums wrap harmlessly).
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn madd_loop(iters: usize, seed: i32) -> i64 {
+        let (x, w) = (_mm256_set1_epi32(0x0003_0001), _mm256_set1_epi32(0x0001_0002));
+        let mut acc = [_mm256_set1_epi32(seed); AVX2_CHAINS];
+        for _ in 0..iters {
+            for a in acc.iter_mut() {
+                *a = _mm256_add_epi32(_mm256_madd_epi16(*a, w), x);
+            }
+        }
+        let mut out = [0i32; 8];
+        _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, acc.iter().fold(_mm256_setzero_si256(), |s, &a| _mm256_add_epi32(s, a)));
+        out.iter().map(|&v| v as i64).sum()
     }
 
     #[target_feature(enable = "avx512f")]

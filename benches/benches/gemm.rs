@@ -103,5 +103,30 @@ fn prefill_q8(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, gemm, prefill_q8);
+/// Attention over a 30 s Whisper window (1500 positions, 20 heads of 64, bidirectional)
+/// and a 512-token causal prefill of the 3B backbone (24 heads over 8 KV heads of 128),
+/// at the exact and the fast level (their softmax exponentials differ).
+fn attention_prefill(c: &mut Criterion) {
+    let mut levels = vec![Isa::detect()];
+    let fast = Isa::for_precision(uniaudio_runtime::Precision::Fast);
+    if fast != levels[0] {
+        levels.push(fast);
+    }
+    for isa in levels {
+        let b = Cpu::with_isa(isa);
+        let peak = measure_fma_peak(isa, 5);
+        for (t, heads, kv_heads, d, causal) in [(1500, 20, 20, 64, false), (512, 24, 8, 128, true)] {
+            let q = random(&b, &[t, heads, d], 9);
+            let kc = random(&b, &[kv_heads, t, d], 10);
+            let vc = random(&b, &[kv_heads, t, d], 11);
+            let out = b.alloc(DType::F32, &[t, heads, d]).unwrap();
+            // Q·Kᵀ and P·V over every (query, key) pair a query sees.
+            let pairs = if causal { t * (t + 1) / 2 } else { t * t };
+            let flops = 4.0 * (pairs * heads * d) as f64;
+            report(c, &format!("{}/attention_{t}x{heads}x{d}{}", isa.key(), if causal { "_causal" } else { "" }), flops, peak, || ops::attention(&b, &q, &kc, &vc, &out, t, causal).unwrap());
+        }
+    }
+}
+
+criterion_group!(benches, gemm, prefill_q8, attention_prefill);
 criterion_main!(benches);

@@ -42,7 +42,7 @@ pub fn attention(isa: Isa, p: &Problem, out: &mut [f32]) {
     tasks.par_iter().for_each(|&(hd, t0)| {
         let rows = BLOCK.min(t - t0);
         let keys = (t0..t0 + rows).map(|i| (p.visible)(i)).max().unwrap_or(0);
-        let mut qb = vec![0f32; rows * d];
+        let mut qb = super::scratch::take(rows * d);
         for r in 0..rows {
             let src = &p.q[((t0 + r) * h + hd) * d..][..d];
             for (dst, &v) in qb[r * d..(r + 1) * d].iter_mut().zip(src) {
@@ -51,7 +51,7 @@ pub fn attention(isa: Isa, p: &Problem, out: &mut [f32]) {
         }
         let k = &(p.k)(hd)[..keys * d];
         let v = &(p.v)(hd)[..keys * d];
-        let mut s = vec![0f32; rows * keys];
+        let mut s = super::scratch::take(rows * keys);
         gemm(isa, &qb, rows, d, WeightSlice::F32(k), WeightLayout::OutIn, keys, &mut s, false);
         for (r, row) in s.chunks_mut(keys).enumerate() {
             let seen = (p.visible)(t0 + r);
@@ -60,7 +60,7 @@ pub fn attention(isa: Isa, p: &Problem, out: &mut [f32]) {
             }
             super::vexp::softmax_prefix(isa, row, seen);
         }
-        let mut o = vec![0f32; rows * d];
+        let mut o = super::scratch::take(rows * d);
         gemm(isa, &s, rows, keys, WeightSlice::F32(v), WeightLayout::InOut, d, &mut o, false);
         for (r, orow) in o.chunks(d).enumerate() {
             let base = ((t0 + r) * h + hd) * d;
@@ -68,6 +68,9 @@ pub fn attention(isa: Isa, p: &Problem, out: &mut [f32]) {
                 // SAFETY: (query t0 + r, head hd) belongs to this task only.
                 unsafe { *out_ptr.at(base + e) = val };
             }
+        }
+        for buf in [qb, s, o] {
+            super::scratch::give(buf);
         }
     });
 }

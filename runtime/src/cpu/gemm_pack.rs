@@ -17,7 +17,7 @@ use crate::op::WeightLayout;
 /// `mb` rows of x [mb, k] as [k block][row panel][KC][MR], zero padded.
 pub(super) fn pack_rows(x: &[f32], mb: usize, k: usize, row_panels: usize) -> Vec<f32> {
     let k_blocks = k.div_ceil(KC);
-    let mut apack = vec![0f32; k_blocks * row_panels * MR * KC];
+    let mut apack = super::scratch::take(k_blocks * row_panels * MR * KC);
     apack.par_chunks_mut(MR * KC).enumerate().for_each(|(idx, panel)| {
         let (kb, rp) = (idx / row_panels, idx % row_panels);
         let k0 = kb * KC;

@@ -44,10 +44,13 @@ mod norm;
 mod q8;
 mod rope;
 mod sample;
+mod scratch;
 mod simd;
 mod storage;
 pub mod tune;
 mod vexp;
+#[cfg(target_arch = "x86_64")]
+mod vexp_avx2;
 mod view;
 
 use std::sync::Mutex;

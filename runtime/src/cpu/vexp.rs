@@ -1,24 +1,33 @@
 //! The fast levels' exponentials: exp as a 16-lane polynomial (degree 7 after reduction
 //! by ln 2, scaled by `vscalefps`; within 2 ulp of the correctly rounded value) for the
 //! softmax rows of attention and the GELU-tanh and SiLU epilogues, whose scalar `expf`
-//! calls otherwise cost as much as the products around them. `exact` keeps libm's exp.
+//! calls otherwise cost as much as the products around them; at `avx2int8` the same
+//! exponential in 8 lanes (`vexp_avx2`, bit-identical per element). `exact` keeps libm's
+//! exp.
 
 use super::elementwise::unary_fn;
 use super::simd::Isa;
 use crate::op::UnaryFn;
 
-/// Whether `isa` takes the vector exponentials (the fast levels; they imply AVX-512).
+/// Whether `isa` takes the vector exponentials (the fast levels).
 #[inline]
 pub fn vector(isa: Isa) -> bool {
-    isa.bf16_dot()
+    isa.bf16_dot() || isa == Isa::Avx2Int8
 }
 
 /// row[..seen] = softmax(row[..seen]), row[seen..] = 0.
 pub fn softmax_prefix(isa: Isa, row: &mut [f32], seen: usize) {
     #[cfg(target_arch = "x86_64")]
     if vector(isa) {
-        // SAFETY: the fast levels are only constructed on CPUs with AVX-512 F.
-        unsafe { x86::softmax_prefix(row, seen) };
+        // SAFETY: the levels are only constructed on CPUs with their features (AVX-512 F
+        // for the bf16 ones, AVX2/FMA for avx2int8).
+        unsafe {
+            if isa.bf16_dot() {
+                x86::softmax_prefix(row, seen)
+            } else {
+                super::vexp_avx2::softmax_prefix(row, seen)
+            }
+        };
         row[seen..].fill(0.0);
         return;
     }
@@ -43,13 +52,20 @@ pub fn softmax_prefix(isa: Isa, row: &mut [f32], seen: usize) {
 pub fn act_row(isa: Isa, f: Option<UnaryFn>, bias: Option<&[f32]>, row: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if vector(isa) && matches!(f, Some(UnaryFn::GeluTanh | UnaryFn::Silu)) {
-        // SAFETY: the fast levels are only constructed on CPUs with AVX-512 F; the bias,
+        // SAFETY: the levels are only constructed on CPUs with their features; the bias,
         // when given, covers the row (asserted).
         assert!(
             bias.is_none_or(|b| b.len() >= row.len()),
             "bias shorter than the row"
         );
-        unsafe { x86::act_row(f == Some(UnaryFn::Silu), bias, row) };
+        let silu = f == Some(UnaryFn::Silu);
+        unsafe {
+            if isa.bf16_dot() {
+                x86::act_row(silu, bias, row)
+            } else {
+                super::vexp_avx2::act_row(silu, bias, row)
+            }
+        };
         return;
     }
     let _ = isa;
@@ -60,7 +76,7 @@ pub fn act_row(isa: Isa, f: Option<UnaryFn>, bias: Option<&[f32]>, row: &mut [f3
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(super) mod x86 {
     use std::arch::x86_64::*;
 
     const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -71,7 +87,7 @@ mod x86 {
     /// e^x per lane. Below -104 the result is 0, above 88.7 it is +inf as expf gives.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn exp16(x: __m512) -> __m512 {
+    pub(in crate::cpu) unsafe fn exp16(x: __m512) -> __m512 {
         let x = _mm512_max_ps(x, _mm512_set1_ps(-104.0));
         let x = _mm512_min_ps(x, _mm512_set1_ps(89.0));
         let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
@@ -181,50 +197,57 @@ mod x86 {
 mod tests {
     use super::*;
 
-    fn fast() -> Option<Isa> {
-        Isa::FAST.into_iter().find(|l| l.available() && l.bf16_dot())
+    /// The fast levels this CPU has (each with its own vector kernels).
+    fn fast() -> Vec<Isa> {
+        Isa::FAST.into_iter().filter(|l| l.available() && vector(*l)).collect()
     }
 
     #[test]
     fn vector_softmax_matches_the_scalar_one() {
-        let Some(isa) = fast() else {
+        if fast().is_empty() {
             return println!("SKIPPED: no fast level on this CPU");
-        };
+        }
+        for isa in fast() {
         for (len, seen) in [(37, 37), (37, 20), (64, 64), (5, 1), (300, 299)] {
             let row: Vec<f32> = (0..len)
                 .map(|i| ((i * 7919) % 211) as f32 * 0.37 - 30.0)
                 .collect();
             let (mut got, mut want) = (row.clone(), row.clone());
             softmax_prefix(isa, &mut got, seen);
-            softmax_prefix(Isa::Avx512, &mut want, seen);
+            softmax_prefix(Isa::Scalar, &mut want, seen);
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 assert!(
                     (g - w).abs() <= 4e-7 * w.abs() + 1e-30,
-                    "len {len} seen {seen} at {i}: {g} vs {w}"
+                    "{}: len {len} seen {seen} at {i}: {g} vs {w}",
+                    isa.key()
                 );
             }
+        }
         }
     }
 
     #[test]
     fn vector_activations_match_the_scalar_ones() {
-        let Some(isa) = fast() else {
+        if fast().is_empty() {
             return println!("SKIPPED: no fast level on this CPU");
-        };
+        }
+        for isa in fast() {
         let row: Vec<f32> = (0..203).map(|i| (i as f32 - 101.0) * 0.173).collect();
         let bias: Vec<f32> = (0..203).map(|i| (i % 7) as f32 * 0.01).collect();
         for f in [UnaryFn::GeluTanh, UnaryFn::Silu] {
             for b in [None, Some(&bias[..])] {
                 let (mut got, mut want) = (row.clone(), row.clone());
                 act_row(isa, Some(f), b, &mut got);
-                act_row(Isa::Avx512, Some(f), b, &mut want);
+                act_row(Isa::Scalar, Some(f), b, &mut want);
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                     assert!(
                         (g - w).abs() <= 1e-6 * (1.0 + w.abs()),
-                        "{f:?} at {i}: {g} vs {w}"
+                        "{}: {f:?} at {i}: {g} vs {w}",
+                        isa.key()
                     );
                 }
             }
+        }
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Compute-bound CPU GEMMs at the codec's shapes (f32 weights, both CFG rows of a 20 s
 //! window = 1000 frames) at every level the CPU has: GFLOP/s against the measured peak of
-//! the instruction each level's GEMM runs on. Then the LM's prefill projections (64 rows)
-//! with Q8_0 weights at the `fast` level, against the peak of the products it runs.
+//! the instruction each level's GEMM runs on. Then Q8_0 weights at the `fast` level (the
+//! LM's prefill projections and a codec linear) against the peak of the products it runs,
+//! and attention over many queries.
 
 use std::time::Duration;
 
@@ -86,15 +87,16 @@ fn gemm_shapes(c: &mut Criterion, b: &Cpu, peak: f64) {
     );
 }
 
-/// A 64-token prefill's projections on the 3B backbone (attention, MLP up, MLP down) with
-/// 8-bit weights, at the `fast` level (8-bit inputs where it has integer products).
+/// A 64-token prefill's projections on the 3B backbone (attention, MLP up, MLP down) and a
+/// codec linear with 8-bit weights, at the `fast` level (8-bit inputs where it has integer
+/// products).
 fn prefill_q8(c: &mut Criterion) {
     let isa = Isa::for_precision(uniaudio_runtime::Precision::Fast);
     let b = Cpu::with_isa(isa);
     let peak = measure_gemm_peak(isa, DType::Q8_0, 5);
     println!("measured peak of {}'s Q8_0 products: {peak:.1} GFLOP/s ({} threads)", isa.name(), b.threads());
-    let m = 64;
-    for (n, k) in [(3072, 3072), (8192, 3072), (3072, 8192)] {
+    // The prefill's 64 rows on the backbone's shapes, then the codec's 1000 rows.
+    for (m, n, k) in [(64, 3072, 3072), (64, 8192, 3072), (64, 3072, 8192), (1000, 1536, 1536)] {
         let x = random(&b, &[m, k], 7);
         let values: Vec<f32> = (0..n * k).map(|i| (uniaudio_runtime::rng::hash32(8 ^ i as u32) >> 8) as f32 / 8_388_608.0 - 1.0).collect();
         let w = ops::upload_f32(&b, &[n, k], &values, DType::Q8_0).expect("upload");

@@ -2,7 +2,7 @@
 //! W stored [N, K] in blocks of an f16 scale and 32 int8.
 //!
 //! Each row of x is rounded to 8-bit blocks of 32 exactly as the GEMV rounds it
-//! (`QuantizedX`), so every block pair sums to the same int32 the decode path computes
+//! (`q8::quantize_into`), so every block pair sums to the same int32 the decode path computes
 //! and each block's f32 term (sum × weight scale × input scale) is the same; only the
 //! order in which a row's terms are added differs.
 //!
@@ -20,14 +20,13 @@
 use rayon::prelude::*;
 
 use super::gemm::{KC, MR, NR};
-use super::q8::QuantizedX;
 use super::view::SharedOut;
 use crate::dtype::{Q8_BLOCK, Q8_BLOCK_BYTES};
 
 /// Pairs of inner indices per Q8_0 block.
 const PAIRS: usize = Q8_BLOCK / 2;
 
-/// Rows of x in 8-bit blocks, widened to int16 pairs: `pairs` as [k block][row panel]
+/// Rows of x in 8-bit blocks, widened to int16 pairs: `pairs` as [row panel][k block]
 /// [KC/2][MR], `scales` as [row panel][K/32][MR], zero padded.
 struct QuantizedRows {
     pairs: Vec<u32>,
@@ -40,22 +39,25 @@ fn pair(lo: i8, hi: i8) -> u32 {
     lo as i16 as u16 as u32 | (hi as i16 as u16 as u32) << 16
 }
 
+/// Each row panel quantized and packed by its own task.
 fn quantize_rows(x: &[f32], m: usize, k: usize) -> QuantizedRows {
     let row_panels = m.div_ceil(MR);
-    let blocks = k / Q8_BLOCK;
-    let mut pairs = vec![0u32; k.div_ceil(KC) * row_panels * MR * KC / 2];
+    let (k_blocks, blocks) = (k.div_ceil(KC), k / Q8_BLOCK);
+    let mut pairs = vec![0u32; row_panels * k_blocks * MR * KC / 2];
     let mut scales = vec![0f32; row_panels * blocks * MR];
-    let rows: Vec<QuantizedX> = x.par_chunks_exact(k).map(|row| QuantizedX::new(row, 0)).collect();
-    for (row, q) in rows.iter().enumerate() {
-        let (rp, i) = (row / MR, row % MR);
-        for (b, &d) in q.scales.iter().enumerate() {
-            scales[(rp * blocks + b) * MR + i] = d;
+    pairs.par_chunks_mut(k_blocks * MR * KC / 2).zip(scales.par_chunks_mut(blocks * MR)).enumerate().for_each(|(rp, (pairs, scales))| {
+        let (mut q, mut d) = (vec![0i8; k], vec![0f32; blocks]);
+        for i in 0..MR.min(m - rp * MR) {
+            let row = rp * MR + i;
+            super::q8::quantize_into(&x[row * k..(row + 1) * k], &mut q, &mut d);
+            for (b, &d) in d.iter().enumerate() {
+                scales[b * MR + i] = d;
+            }
+            for (p, two) in q.chunks_exact(2).enumerate() {
+                pairs[p * MR + i] = pair(two[0], two[1]);
+            }
         }
-        for (p, two) in q.q[..k].chunks_exact(2).enumerate() {
-            let (kb, pp) = (2 * p / KC, p % (KC / 2));
-            pairs[((kb * row_panels + rp) * KC / 2 + pp) * MR + i] = pair(two[0], two[1]);
-        }
-    }
+    });
     QuantizedRows { pairs, scales, row_panels }
 }
 
@@ -80,9 +82,9 @@ pub(crate) fn gemm(x: &[f32], m: usize, k: usize, w: &[u8], n: usize, out: &mut 
             for k0 in (0..k).step_by(KC) {
                 let kc = (k - k0).min(KC);
                 pack_weights(w, row_bytes, k0, kc, n0, nb, bpairs, bscales);
-                let a = &rows.pairs[k0 / KC * row_panels * MR * KC / 2..];
                 for (rp, c) in acc.iter_mut().enumerate() {
-                    let a = &a[rp * MR * KC / 2..][..MR * kc / 2];
+                    // Panel rp's pairs from k0 on ([KC/2][MR] per K block, back to back).
+                    let a = &rows.pairs[(rp * k.div_ceil(KC) + k0 / KC) * MR * KC / 2..][..MR * kc / 2];
                     let ascales = &rows.scales[(rp * (k / Q8_BLOCK) + k0 / Q8_BLOCK) * MR..][..kc / Q8_BLOCK * MR];
                     // SAFETY: AVX2 was checked by the caller; every slice holds the kc / 32
                     // blocks the tile reads (sliced above and in `pack_weights`).
@@ -207,6 +209,7 @@ unsafe fn tile(_: usize, _: *const u32, _: *const f32, _: *const u32, _: *const 
 
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
+    use super::super::q8::QuantizedX;
     use super::*;
 
     /// Every output against float64 sums of the same integer blocks (the rounding the

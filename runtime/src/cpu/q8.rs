@@ -34,17 +34,37 @@ impl QuantizedX {
     /// `x` in blocks; the fast kernels prefetch each weight row `prefetch` bytes ahead.
     pub fn new(x: &[f32], prefetch: usize) -> QuantizedX {
         let blocks = x.len().div_ceil(32);
-        let (mut q, mut scales) = (vec![0i8; blocks * 32], Vec::with_capacity(blocks));
-        for (b, chunk) in x.chunks(32).enumerate() {
-            let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let d = amax / 127.0;
-            let inv = if d != 0.0 { 1.0 / d } else { 0.0 };
-            for (o, v) in q[b * 32..].iter_mut().zip(chunk) {
-                *o = (v * inv).round() as i8;
-            }
-            scales.push(d);
-        }
+        let (mut q, mut scales) = (vec![0i8; blocks * 32], vec![0f32; blocks]);
+        quantize_into(x, &mut q, &mut scales);
         QuantizedX { q, scales, prefetch }
+    }
+}
+
+/// `x` in 8-bit blocks of 32 into `q` (whole blocks, a partial last one zero padded) and
+/// `scales`: d = max|x| / 127, q = round(x / d) (halves away from zero).
+pub(crate) fn quantize_into(x: &[f32], q: &mut [i8], scales: &mut [f32]) {
+    let blocks = x.len().div_ceil(32);
+    assert!(q.len() >= blocks * 32 && scales.len() >= blocks, "quantized block bounds");
+    let whole = x.len() / 32;
+    #[cfg(target_arch = "x86_64")]
+    if whole > 0 && std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 detected; `whole` blocks of x, q and scales are in bounds (asserted).
+        unsafe { avx2::quantize_blocks(x.as_ptr(), whole, q.as_mut_ptr(), scales.as_mut_ptr()) };
+        return quantize_scalar(&x[whole * 32..], &mut q[whole * 32..], &mut scales[whole..]);
+    }
+    quantize_scalar(x, q, scales)
+}
+
+fn quantize_scalar(x: &[f32], q: &mut [i8], scales: &mut [f32]) {
+    for (b, chunk) in x.chunks(32).enumerate() {
+        let amax = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let inv = if d != 0.0 { 1.0 / d } else { 0.0 };
+        for (o, v) in q[b * 32..].iter_mut().zip(chunk) {
+            *o = (v * inv).round() as i8;
+        }
+        q[b * 32 + chunk.len()..(b + 1) * 32].fill(0);
+        scales[b] = d;
     }
 }
 
@@ -131,6 +151,41 @@ pub mod avx2 {
     }
 
     use crate::cpu::simd::avx2::hsum;
+
+    /// `quantize_scalar` for `blocks` whole blocks, 8 lanes at a time: the same scale
+    /// (max|x| is exact in any order), the same products and the same rounding (truncate,
+    /// then step away from zero where the exact remainder is at least a half).
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) unsafe fn quantize_blocks(x: *const f32, blocks: usize, q: *mut i8, scales: *mut f32) {
+        let sign_bit = _mm256_set1_ps(-0.0);
+        let (half, one) = (_mm256_set1_ps(0.5), _mm256_set1_ps(1.0));
+        for b in 0..blocks {
+            let p = x.add(32 * b);
+            let v = [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)), _mm256_loadu_ps(p.add(16)), _mm256_loadu_ps(p.add(24))];
+            let mut m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign_bit, v[0]), _mm256_andnot_ps(sign_bit, v[1])), _mm256_max_ps(_mm256_andnot_ps(sign_bit, v[2]), _mm256_andnot_ps(sign_bit, v[3])));
+            m = _mm256_max_ps(m, _mm256_permute2f128_ps::<1>(m, m));
+            m = _mm256_max_ps(m, _mm256_shuffle_ps::<0b0100_1110>(m, m));
+            m = _mm256_max_ps(m, _mm256_shuffle_ps::<0b1011_0001>(m, m));
+            let d = _mm_cvtss_f32(_mm256_castps256_ps128(m)) / 127.0;
+            *scales.add(b) = d;
+            let inv = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+            let mut ints = [_mm256_setzero_si256(); 4];
+            for (i, &v) in ints.iter_mut().zip(&v) {
+                let y = _mm256_mul_ps(v, inv);
+                let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(y);
+                let away = _mm256_cmp_ps::<_CMP_GE_OQ>(_mm256_andnot_ps(sign_bit, _mm256_sub_ps(y, t)), half);
+                let step = _mm256_and_ps(away, _mm256_or_ps(one, _mm256_and_ps(sign_bit, y)));
+                *i = _mm256_cvttps_epi32(_mm256_add_ps(t, step));
+            }
+            // int32 -> int8 (|q| <= 127, no saturation), restoring the order the lane-wise
+            // packs interleave.
+            let w01 = _mm256_packs_epi32(ints[0], ints[1]);
+            let w23 = _mm256_packs_epi32(ints[2], ints[3]);
+            let bytes = _mm256_packs_epi16(w01, w23);
+            let ordered = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256(q.add(32 * b) as *mut __m256i, ordered);
+        }
+    }
 
     /// Four rows of `k` (a multiple of 32) weights against `x`: the accumulators and order
     /// of `simd::avx2::dot4_f32` (16 elements per step, two 8-lane accumulators).
@@ -307,6 +362,28 @@ mod tests {
             }
         }
         (rows, x, want)
+    }
+
+    /// The vector quantizer gives the scalar one's bytes and scales, ties included.
+    #[test]
+    fn vector_quantization_matches_the_scalar_rounding() {
+        let mut x: Vec<f32> = (0..32 * 7 + 5).map(|i| ((i * 7919) % 1013) as f32 / 97.0 - 5.2).collect();
+        // A block whose products land on halves (max 127: x / d = x), one of zeros, one with
+        // a single nonzero value, and negative ties.
+        for (j, v) in x[32..64].iter_mut().enumerate() {
+            *v = if j == 0 { 127.0 } else { j as f32 - 16.5 };
+        }
+        x[64..96].fill(0.0);
+        x[96..128].iter_mut().enumerate().for_each(|(j, v)| *v = if j == 9 { -3.0 } else { 0.0 });
+        let blocks = x.len().div_ceil(32);
+        let (mut q, mut d) = (vec![0i8; blocks * 32], vec![0f32; blocks]);
+        let (mut q0, mut d0) = (vec![0i8; blocks * 32], vec![0f32; blocks]);
+        quantize_into(&x, &mut q, &mut d);
+        quantize_scalar(&x, &mut q0, &mut d0);
+        assert_eq!(q, q0);
+        assert_eq!(d.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), d0.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        assert_eq!(q[32 + 1], -16, "-15.5 rounds away from zero");
+        assert_eq!(q[32 + 31], 15, "14.5 rounds away from zero");
     }
 
     #[test]

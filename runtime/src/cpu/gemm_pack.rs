@@ -22,6 +22,13 @@ pub(super) fn pack_rows(x: &[f32], mb: usize, k: usize, row_panels: usize) -> Ve
         let (kb, rp) = (idx / row_panels, idx % row_panels);
         let k0 = kb * KC;
         let kc = (k - k0).min(KC);
+        let rows = mb.saturating_sub(rp * MR).min(MR);
+        #[cfg(target_arch = "x86_64")]
+        if rows > 0 && std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 detected; rows rp·MR..rp·MR + rows of x hold k0..k0 + kc, and the
+            // panel holds [KC][MR].
+            return unsafe { transpose::rows_avx2(x[rp * MR * k..].as_ptr(), k, rows, k0, kc, panel.as_mut_ptr()) };
+        }
         for i in 0..MR {
             let row = rp * MR + i;
             if row < mb {
@@ -171,6 +178,33 @@ pub(super) mod transpose {
         }
     }
 
+    /// `rows` (at most MR = 6) rows of x [.., k] from `x`, inner indices k0..k0 + kc, as a
+    /// [kc][MR] panel at `out` (rows beyond `rows` left as they are: zero): 8 x 8 register
+    /// transposes, each column stored as 4 + 2 lanes. Element by element this cost as much
+    /// as the products where N is small (attention's P·V has N = head size).
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn rows_avx2(x: *const f32, k: usize, rows: usize, k0: usize, kc: usize, out: *mut f32) {
+        const { assert!(super::MR == 6) };
+        let whole = kc / 8 * 8;
+        for kk in (0..whole).step_by(8) {
+            let mut r = [_mm256_setzero_ps(); 8];
+            for (i, ri) in r.iter_mut().enumerate().take(rows) {
+                *ri = _mm256_loadu_ps(x.add(i * k + k0 + kk));
+            }
+            let cols = transpose8(r);
+            for (j, c) in cols.iter().enumerate() {
+                let dst = out.add((kk + j) * super::MR);
+                _mm_storeu_ps(dst, _mm256_castps256_ps128(*c));
+                _mm_storel_epi64(dst.add(4) as *mut __m128i, _mm_castps_si128(_mm256_extractf128_ps::<1>(*c)));
+            }
+        }
+        for kk in whole..kc {
+            for i in 0..rows {
+                *out.add(kk * super::MR + i) = *x.add(i * k + k0 + kk);
+            }
+        }
+    }
+
     /// W [N, K]'s columns n0..n0+NR over k0..k0+kc (a multiple of 8, at most KC) as
     /// [kc][NR] f32 at `out`.
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -208,6 +242,30 @@ mod tests {
     fn assert_same(got: &[f32], want: &[f32], what: &str) {
         for (i, (g, w)) in got.iter().zip(want).enumerate() {
             assert_eq!(g.to_bits(), w.to_bits(), "{what}: k {} column {}: {g} vs {w}", i / NR, i % NR);
+        }
+    }
+
+    /// Packed rows (the transposing path where the CPU has AVX2) against the layout
+    /// element by element: partial row panel, partial K block, K not a multiple of 8.
+    #[test]
+    fn packed_rows_match_element_by_element_packing() {
+        for (mb, k) in [(13usize, 300usize), (6, 256), (1, 9), (20, 517)] {
+            let x: Vec<f32> = (0..mb * k).map(|i| (i * 7919 % 1013) as f32 - 506.0).collect();
+            let row_panels = mb.div_ceil(MR);
+            let got = pack_rows(&x, mb, k, row_panels);
+            for kb in 0..k.div_ceil(KC) {
+                for rp in 0..row_panels {
+                    for kk in 0..KC {
+                        for i in 0..MR {
+                            let (row, kx) = (rp * MR + i, kb * KC + kk);
+                            let want = if row < mb && kx < k { x[row * k + kx] } else { 0.0 };
+                            let at = (kb * row_panels + rp) * MR * KC + kk * MR + i;
+                            assert_eq!(got[at].to_bits(), want.to_bits(), "{mb}x{k}: row {row}, k {kx}");
+                        }
+                    }
+                }
+            }
+            super::super::scratch::give(got);
         }
     }
 

@@ -96,8 +96,13 @@ pub fn run(args: TuneArgs) -> Result<()> {
     let opened = args.backend.open()?;
     match &opened {
         Opened::Cpu(cpu) => {
-            let known = [cpu_tune::GEMM_PASS, cpu_tune::GEMV_TASKS, cpu_tune::Q8_PREFETCH];
-            let families = [selected(&args.family, &known, known[0])?, selected(&args.family, &known, known[1])?, selected(&args.family, &known, known[2])?];
+            let known = [cpu_tune::GEMM_PASS, cpu_tune::GEMV_TASKS, cpu_tune::Q8_PREFETCH, cpu_tune::ATTENTION_BLOCK];
+            let families = [
+                selected(&args.family, &known, known[0])?,
+                selected(&args.family, &known, known[1])?,
+                selected(&args.family, &known, known[2])?,
+                selected(&args.family, &known, known[3])?,
+            ];
             tune_cpu(cpu.isa(), args.reps, &model, families)
         }
         Opened::Wgpu(gpu) => {
@@ -109,9 +114,9 @@ pub fn run(args: TuneArgs) -> Result<()> {
     }
 }
 
-/// `families`: whether to tune the GEMM pass size, the GEMV tasks per thread and the
-/// 8-bit GEMV's prefetch distance.
-fn tune_cpu(isa: Isa, reps: usize, model: &Option<Projections>, families: [bool; 3]) -> Result<()> {
+/// `families`: whether to tune the GEMM pass size, the GEMV tasks per thread, the 8-bit
+/// GEMV's prefetch distance and the attention's query rows per task.
+fn tune_cpu(isa: Isa, reps: usize, model: &Option<Projections>, families: [bool; 4]) -> Result<()> {
     let key = cpu_tune::device_key();
     println!("device   {} ({}), runtime {}", key.device, key.driver, key.runtime);
     let mut cache = TuneCache::open(&cpu_tune::cache_dir(), key, &mut |w| eprintln!("warning: {w}"));
@@ -123,6 +128,9 @@ fn tune_cpu(isa: Isa, reps: usize, model: &Option<Projections>, families: [bool;
     }
     if families[2] {
         tune_cpu_q8(reps, model, &mut cache);
+    }
+    if families[3] {
+        tune_cpu_attention(isa, reps, &mut cache);
     }
     cache.save().map_err(|e| anyhow::anyhow!("{}: cannot write the tuning cache: {e}", cache.path().display()))?;
     println!("\nsaved    {}", cache.path().display());
@@ -194,6 +202,25 @@ fn tune_cpu_gemv(isa: Isa, reps: usize, model: &Option<Projections>, cache: &mut
             "probe {copies} x 1x{k}x{n} bf16 ({})",
             probe_source(model, probe.is_some())
         ));
+        table.record(cache);
+    }
+}
+
+/// The many-query attention's rows per task, per class, on the class's built-in problem.
+fn tune_cpu_attention(isa: Isa, reps: usize, cache: &mut TuneCache) {
+    let peak = measure_fma_peak(isa, 3);
+    println!("\npeak     {peak:.1} GFLOP/s ({} FMA, best of 3 passes)", isa.name());
+    print_header("of peak");
+    for (c, &(name, (t, heads, kv_heads, d))) in cpu_tune::ATTENTION_CLASSES.iter().enumerate() {
+        let (best, timings) = cpu_tune::tune_attention_block(isa, c, 1, reps);
+        let flops = cpu_tune::attention_probe_flops(c);
+        let rate = |s: f64| {
+            let gflops = flops / s / 1e9;
+            (format!("{gflops:.1} GFLOP/s"), 100.0 * (gflops / peak).min(1.0))
+        };
+        let table = Table { family: cpu_tune::ATTENTION_BLOCK, class: name, timings: &timings, best, default: cpu_tune::ATTENTION_BLOCK_DEFAULT };
+        table.print_rows(|c| format!("{c} rows"), rate);
+        table.print_gain(&format!("probe {t} queries x {heads} heads ({kv_heads} KV heads) of {d}, built in"));
         table.record(cache);
     }
 }

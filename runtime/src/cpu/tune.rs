@@ -15,6 +15,12 @@
 //! weight row (0: none). The kernel's loop is short enough that the hardware prefetcher
 //! alone leaves it waiting on memory, and the best distance depends on the core and its
 //! memory. A prefetch never changes a result.
+//!
+//! `cpu.attention.block_rows`: query rows per task of the blocked (many-query) attention,
+//! per class (causal, bidirectional). Larger blocks pack each head's keys and values for
+//! more rows; smaller ones give more tasks and, when causal, skip more masked keys. At the
+//! exact levels every candidate computes the same bits (a row's scores and weighted sums
+//! do not depend on the rows beside it; masked keys add exact zeros).
 
 use std::sync::{LazyLock, OnceLock};
 use std::time::Instant;
@@ -75,6 +81,75 @@ pub const Q8_PREFETCH_DEFAULT: usize = 1024;
 pub const Q8_PREFETCH_PROBE: (usize, usize) = (3072, 8192);
 static Q8_FAMILY: Family = Family { name: Q8_PREFETCH, classes: &["q8_0"], candidates: &Q8_PREFETCH_CANDIDATES, default: Q8_PREFETCH_DEFAULT };
 static Q8: LazyLock<Tuned> = LazyLock::new(|| Tuned::new(&Q8_FAMILY));
+
+/// The attention family's name in the cache.
+pub const ATTENTION_BLOCK: &str = "cpu.attention.block_rows";
+/// Candidate query rows per task.
+pub const ATTENTION_BLOCK_CANDIDATES: [usize; 4] = [32, 64, 128, 256];
+/// The built-in default.
+pub const ATTENTION_BLOCK_DEFAULT: usize = 64;
+/// The classes and the problem `uniaudio tune` times for each: (queries = keys, heads,
+/// KV heads, head size): a 512-token prefill of the 3B backbone, a 30 s Whisper window.
+pub const ATTENTION_CLASSES: [(&str, (usize, usize, usize, usize)); 2] = [("causal", (512, 24, 8, 128)), ("bidirectional", (1500, 20, 20, 64))];
+static ATTENTION_FAMILY: Family = Family { name: ATTENTION_BLOCK, classes: &["causal", "bidirectional"], candidates: &ATTENTION_BLOCK_CANDIDATES, default: ATTENTION_BLOCK_DEFAULT };
+static ATTENTION: LazyLock<Tuned> = LazyLock::new(|| Tuned::new(&ATTENTION_FAMILY));
+
+/// Query rows per task of a causal (class 0) or bidirectional (class 1) attention.
+pub fn attention_block_rows(causal: bool) -> usize {
+    ATTENTION.get(usize::from(!causal))
+}
+
+/// Sets (and decides) a class's block rows (tuning and benchmarks).
+pub fn set_attention_block_rows(class: usize, rows: usize) {
+    ATTENTION.set(class, rows);
+}
+
+/// Tuning on first use of an undecided attention class, for problems of enough queries
+/// that the candidates split them differently: `run(rows)` runs the attention into
+/// scratch with that many query rows per task; the fastest is stored.
+pub(crate) fn tune_attention_on_first_use(causal: bool, queries: usize, heads: usize, mut run: impl FnMut(usize)) {
+    load_once();
+    let class = usize::from(!causal);
+    if ATTENTION.is_decided(class) || queries < 2 * ATTENTION_BLOCK_CANDIDATES[ATTENTION_BLOCK_CANDIDATES.len() - 2] {
+        return;
+    }
+    let tuned = ATTENTION.tune_once(class, &ATTENTION_BLOCK_CANDIDATES, 1, 2, |&rows| {
+        let t = Instant::now();
+        run(rows);
+        t.elapsed()
+    });
+    if let Some((best, timings)) = tuned {
+        let entry = ATTENTION_FAMILY.entry(class);
+        eprintln!("tuned {entry} on {queries} queries x {heads} heads: {} rows per task (stored for later runs; UNIAUDIO_TUNE=off skips tuning)", ATTENTION_BLOCK_CANDIDATES[best]);
+        table::persist(&cache_dir(), device_key(), &entry, table::choice(best, &timings));
+    }
+}
+
+/// Times every block candidate on `class`'s problem (`ATTENTION_CLASSES`) at `isa`.
+/// Returns the chosen index with every timing and leaves the class at the winner.
+pub fn tune_attention_block(isa: Isa, class: usize, warmup: usize, reps: usize) -> (usize, Vec<Timing>) {
+    let (t, heads, kv_heads, d) = ATTENTION_CLASSES[class].1;
+    let causal = class == 0;
+    let q: Vec<f32> = (0..t * heads * d).map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5).collect();
+    let kv: Vec<f32> = (0..t * kv_heads * d).map(|i| ((i * 104_729) % 997) as f32 / 997.0 - 0.5).collect();
+    let mut out = vec![0f32; t * heads * d];
+    let shape = super::attention::AttnShape::new(&[t, heads, d], &[kv_heads, t, d], t, causal);
+    let (best, timings) = pick(&ATTENTION_BLOCK_CANDIDATES, |r| r.to_string(), warmup, reps, |&rows| {
+        set_attention_block_rows(class, rows);
+        let start = Instant::now();
+        super::attention::attention_blocked(isa, &q, &kv, &kv, &mut out, shape);
+        start.elapsed()
+    });
+    set_attention_block_rows(class, ATTENTION_BLOCK_CANDIDATES[best]);
+    (best, timings)
+}
+
+/// Multiply-adds ×2 of a class's problem (Q·Kᵀ and P·V over the pairs each query sees).
+pub fn attention_probe_flops(class: usize) -> f64 {
+    let (t, heads, _, d) = ATTENTION_CLASSES[class].1;
+    let pairs = if class == 0 { t * (t + 1) / 2 } else { t * t };
+    4.0 * (pairs * heads * d) as f64
+}
 
 /// The prefetch distance in use by the 8-bit GEMV.
 pub fn q8_prefetch_bytes() -> usize {
@@ -232,11 +307,12 @@ pub fn use_defaults() {
     GEMM.reset(true);
     GEMV.reset(true);
     Q8.reset(true);
+    ATTENTION.reset(true);
 }
 
 /// Applies the cached choices of `cache`; returns how many classes were set.
 pub fn apply(cache: &crate::tune::TuneCache) -> usize {
-    GEMM.apply(cache) + GEMV.apply(cache) + Q8.apply(cache)
+    GEMM.apply(cache) + GEMV.apply(cache) + Q8.apply(cache) + ATTENTION.apply(cache)
 }
 
 /// Whether the class of inner size `k` has its value (loaded, tuned or fixed).
@@ -249,6 +325,7 @@ pub fn forget() {
     GEMM.reset(false);
     GEMV.reset(false);
     Q8.reset(false);
+    ATTENTION.reset(false);
 }
 
 /// This CPU as a cache key: model name, instruction set and thread count.
@@ -274,7 +351,7 @@ pub(crate) fn load_once() -> &'static str {
                 eprintln!("warning: {e}; using built-in defaults");
                 TuneMode::Off
             });
-            table::load(&[&*GEMM, &*GEMV, &*Q8], mode, &cache_dir(), device_key())
+            table::load(&[&*GEMM, &*GEMV, &*Q8, &*ATTENTION], mode, &cache_dir(), device_key())
         })
         .as_str()
 }

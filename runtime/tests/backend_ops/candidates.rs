@@ -119,6 +119,30 @@ fn cpu_gemv_task_candidates_pass_the_op_harness() {
     check("cpu.gemv.tasks", &report, 4 * 20);
 }
 
+/// `cpu.attention.block_rows`: the many-query attention cases (plain and with WavLM's
+/// relative-position bias) at the exact level and at the level `fast` runs.
+#[test]
+fn cpu_attention_block_candidates_pass_the_op_harness() {
+    use uniaudio_runtime::cpu::tune::{set_attention_block_rows, ATTENTION_BLOCK_CANDIDATES, ATTENTION_BLOCK_DEFAULT, ATTENTION_CLASSES};
+    use uniaudio_runtime::cpu::Isa;
+    let cases: Vec<Case> = cases::all_cases().into_iter().filter(|c| matches!(c, Case::Attention { t, .. } if *t >= 16) || matches!(c, Case::RelPosAttention { .. })).collect();
+    let mut report = Report::default();
+    let (exact, fast) = (Isa::detect(), Isa::for_precision(Precision::Fast));
+    let levels = if fast == exact { vec![exact] } else { vec![exact, fast] };
+    for isa in levels {
+        // The backend first: loading the tuning table would reset the values set below.
+        let cpu = Cpu::with_isa(isa);
+        harness::set_reduced_precision(isa.precision() == Precision::Fast && isa != Isa::Avx2Int8);
+        for &rows in ATTENTION_BLOCK_CANDIDATES.iter().filter(|&&r| r != ATTENTION_BLOCK_DEFAULT) {
+            (0..ATTENTION_CLASSES.len()).for_each(|class| set_attention_block_rows(class, rows));
+            run_cases(&format!("cpu/{} attention {rows} rows per task", isa.name()), &cpu, &cases, 0xa77_0000, &mut report);
+        }
+        harness::set_reduced_precision(false);
+    }
+    (0..ATTENTION_CLASSES.len()).for_each(|class| set_attention_block_rows(class, ATTENTION_BLOCK_DEFAULT));
+    check("cpu.attention.block_rows", &report, 3 * cases.len());
+}
+
 /// `cpu.q8.prefetch_bytes`: the 8-bit cases at the level `fast` runs on this CPU, when it
 /// has 8-bit products.
 #[test]

@@ -356,8 +356,9 @@ fn q8_weights_error_is_bounded() {
         // Measured: avx512bf16 worst 5.5e-2, agreement 14/143 (the random model's
         // near-ties part greedy paths at the first rounding change); avx2int8, whose
         // prefill GEMMs take 8-bit input blocks as well, 1.11e-1 (long ASR prompt), 16/143.
-        // 0.2 leaves margin while a broken product (errors of order 1) fails.
-        assert!(worst <= 0.2, "{label} logits rel L2 {worst:.2e}");
+        // Bounds with margin over each; a broken product (errors of order 1) fails both.
+        let bound = if level == Isa::Avx2Int8 { 0.2 } else { 0.1 };
+        assert!(worst <= bound, "{label} logits rel L2 {worst:.2e}");
         assert!(
             agreeing * 100 >= total * 5,
             "{label} greedy agreement {agreeing}/{total}"

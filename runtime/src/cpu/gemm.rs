@@ -57,7 +57,7 @@ pub(crate) fn gemm_in_passes(isa: Isa, x: &[f32], m: usize, k: usize, w: WeightS
             super::gemm_q8::gemm(&x[m0 * k..(m0 + mb) * k], mb, k, bytes, n, &mut out[m0 * n..(m0 + mb) * n], accumulate);
             continue;
         }
-        let packed = PackedRows { data: pack_rows(&x[m0 * k..(m0 + mb) * k], mb, k, mb.div_ceil(MR)), rows: mb, k };
+        let packed = PackedRows { data: pack_rows(isa, &x[m0 * k..(m0 + mb) * k], mb, k, mb.div_ceil(MR)), rows: mb, k };
         gemm_packed(isa, &packed, w, layout, n, &mut out[m0 * n..(m0 + mb) * n], accumulate);
         super::scratch::give(packed.data);
     }

@@ -15,7 +15,7 @@ use super::view::WeightSlice;
 use crate::op::WeightLayout;
 
 /// `mb` rows of x [mb, k] as [k block][row panel][KC][MR], zero padded.
-pub(super) fn pack_rows(x: &[f32], mb: usize, k: usize, row_panels: usize) -> Vec<f32> {
+pub(super) fn pack_rows(isa: Isa, x: &[f32], mb: usize, k: usize, row_panels: usize) -> Vec<f32> {
     let k_blocks = k.div_ceil(KC);
     let mut apack = super::scratch::take(k_blocks * row_panels * MR * KC);
     apack.par_chunks_mut(MR * KC).enumerate().for_each(|(idx, panel)| {
@@ -24,8 +24,8 @@ pub(super) fn pack_rows(x: &[f32], mb: usize, k: usize, row_panels: usize) -> Ve
         let kc = (k - k0).min(KC);
         let rows = mb.saturating_sub(rp * MR).min(MR);
         #[cfg(target_arch = "x86_64")]
-        if rows > 0 && std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: AVX2 detected; rows rp·MR..rp·MR + rows of x hold k0..k0 + kc, and the
+        if rows > 0 && isa.avx2() {
+            // SAFETY: the level implies AVX2; rows rp·MR..rp·MR + rows of x hold k0..k0 + kc, and the
             // panel holds [KC][MR].
             return unsafe { transpose::rows_avx2(x[rp * MR * k..].as_ptr(), k, rows, k0, kc, panel.as_mut_ptr()) };
         }
@@ -182,7 +182,7 @@ pub(super) mod transpose {
     /// [kc][MR] panel at `out` (rows beyond `rows` left as they are: zero): 8 x 8 register
     /// transposes, each column stored as 4 + 2 lanes. Element by element this cost as much
     /// as the products where N is small (attention's P·V has N = head size).
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2")]
     pub(super) unsafe fn rows_avx2(x: *const f32, k: usize, rows: usize, k0: usize, kc: usize, out: *mut f32) {
         const { assert!(super::MR == 6) };
         let whole = kc / 8 * 8;
@@ -252,7 +252,8 @@ mod tests {
         for (mb, k) in [(13usize, 300usize), (6, 256), (1, 9), (20, 517)] {
             let x: Vec<f32> = (0..mb * k).map(|i| (i * 7919 % 1013) as f32 - 506.0).collect();
             let row_panels = mb.div_ceil(MR);
-            let got = pack_rows(&x, mb, k, row_panels);
+            for isa in [Isa::Scalar, Isa::detect()] {
+            let got = pack_rows(isa, &x, mb, k, row_panels);
             for kb in 0..k.div_ceil(KC) {
                 for rp in 0..row_panels {
                     for kk in 0..KC {
@@ -260,12 +261,13 @@ mod tests {
                             let (row, kx) = (rp * MR + i, kb * KC + kk);
                             let want = if row < mb && kx < k { x[row * k + kx] } else { 0.0 };
                             let at = (kb * row_panels + rp) * MR * KC + kk * MR + i;
-                            assert_eq!(got[at].to_bits(), want.to_bits(), "{mb}x{k}: row {row}, k {kx}");
+                            assert_eq!(got[at].to_bits(), want.to_bits(), "{}: {mb}x{k}: row {row}, k {kx}", isa.key());
                         }
                     }
                 }
             }
             super::super::scratch::give(got);
+            }
         }
     }
 

@@ -2,9 +2,9 @@
 //! W stored [N, K] in blocks of an f16 scale and 32 int8.
 //!
 //! Each row of x is rounded to 8-bit blocks of 32 exactly as the GEMV rounds it
-//! (`q8::quantize_into`), so every block pair sums to the same int32 the decode path computes
-//! and each block's f32 term (sum × weight scale × input scale) is the same; only the
-//! order in which a row's terms are added differs.
+//! (`q8::quantize_into`), and each block pair's products are summed exactly in int32 as
+//! there; the f32 scaling and accumulation differ (the GEMV scales eight partial lane
+//! sums per block, this kernel one per output column), so the two agree to f32 rounding.
 //!
 //! Both operands are widened to int16 pairs along K and multiplied by `vpmaddwd` (two
 //! products summed per int32 lane; exact, as |w|, |x| <= 127), output columns in lanes:
@@ -61,13 +61,21 @@ fn quantize_rows(x: &[f32], m: usize, k: usize) -> QuantizedRows {
     QuantizedRows { pairs, scales, row_panels }
 }
 
-/// out[m, n] (+)= x[m, k] · Wᵀ for Q8_0 W [n, k] (k a multiple of 32). The caller has
-/// checked that the CPU has AVX2.
+/// out[m, n] (+)= x[m, k] · Wᵀ for Q8_0 W [n, k] (k a multiple of 32), on a CPU with AVX2
+/// and FMA (checked: the kernels need them).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm(x: &[f32], m: usize, k: usize, w: &[u8], n: usize, out: &mut [f32], accumulate: bool) {
     let row_bytes = k / Q8_BLOCK * Q8_BLOCK_BYTES;
     assert!(k % Q8_BLOCK == 0 && x.len() == m * k && out.len() == m * n && w.len() >= n * row_bytes, "8-bit GEMM operands: x {} for {m}x{k}, out {} for {m}x{n}, {} weight bytes for {n} rows", x.len(), out.len(), w.len());
+    #[cfg(target_arch = "x86_64")]
+    assert!(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"), "the 8-bit GEMM needs AVX2 and FMA");
     if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            out.fill(0.0);
+        }
         return;
     }
     let rows = quantize_rows(x, m, k);
@@ -86,7 +94,7 @@ pub(crate) fn gemm(x: &[f32], m: usize, k: usize, w: &[u8], n: usize, out: &mut 
                     // Panel rp's pairs from k0 on ([KC/2][MR] per K block, back to back).
                     let a = &rows.pairs[(rp * k.div_ceil(KC) + k0 / KC) * MR * KC / 2..][..MR * kc / 2];
                     let ascales = &rows.scales[(rp * (k / Q8_BLOCK) + k0 / Q8_BLOCK) * MR..][..kc / Q8_BLOCK * MR];
-                    // SAFETY: AVX2 was checked by the caller; every slice holds the kc / 32
+                    // SAFETY: AVX2/FMA were checked above; every slice holds the kc / 32
                     // blocks the tile reads (sliced above and in `pack_weights`).
                     unsafe { tile(kc / Q8_BLOCK, a.as_ptr(), ascales.as_ptr(), bpairs.as_ptr(), bscales.as_ptr(), c) };
                 }
@@ -115,7 +123,7 @@ fn pack_weights(w: &[u8], row_bytes: usize, k0: usize, kc: usize, n0: usize, nb:
     if nb == NR {
         let first = n0 * row_bytes + k0 / Q8_BLOCK * Q8_BLOCK_BYTES;
         assert!(w.len() >= (n0 + NR - 1) * row_bytes + k0 / Q8_BLOCK * Q8_BLOCK_BYTES + blocks * Q8_BLOCK_BYTES, "weight panel out of bounds");
-        // SAFETY: AVX2 was checked by the caller; the last row's blocks are in bounds
+        // SAFETY: AVX2 was checked by `gemm`; the last row's blocks are in bounds
         // (asserted), the panel holds kc / 2 pair rows and the scales `blocks` rows.
         return unsafe { pack_avx2(w[first..].as_ptr(), row_bytes, blocks, pairs.as_mut_ptr(), scales.as_mut_ptr()) };
     }

@@ -64,9 +64,10 @@ pub fn gate_up(isa: Isa, x: &[f32], k: usize, w_gate: WeightSlice, w_up: WeightS
 }
 
 /// Products of up to this many rows run as GEMVs: packing a weight panel for a few rows
-/// costs more than reading each weight group once for all of them (2-token prefill on the
-/// 3B shape 2.2x faster in bf16, 1.7x in q8; 4 tokens 1.4x and 1.14x; from 6 rows on the
-/// GEMM's register tiles win for q8, from 12 for bf16).
+/// costs more than reading each weight group once for all of them (prefill on the 3B
+/// shape, measured at 2, 4, 6, 8 and 12 tokens: 2 tokens 2.2x faster in bf16, 1.7x in q8;
+/// 4 tokens 1.4x and 1.14x; at 6, one full row panel of the GEMM's tiles, the GEMM won
+/// for q8, and bf16 gained 1.08x-1.27x up to 8, which this shared bound leaves).
 const GEMV_MAX_ROWS: usize = 4;
 
 /// Whether an M-row product runs as the GEMV (a row-invariant product always does).

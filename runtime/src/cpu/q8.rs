@@ -49,7 +49,12 @@ pub(crate) fn quantize_into(x: &[f32], q: &mut [i8], scales: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if whole > 0 && std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: AVX2 detected; `whole` blocks of x, q and scales are in bounds (asserted).
-        unsafe { avx2::quantize_blocks(x.as_ptr(), whole, q.as_mut_ptr(), scales.as_mut_ptr()) };
+        let odd = unsafe { avx2::quantize_blocks(x.as_ptr(), whole, q.as_mut_ptr(), scales.as_mut_ptr()) };
+        // Blocks the vector path leaves (NaN or infinite values, or a scale too small to
+        // invert) take the scalar rounding, whose saturating casts define those cases.
+        for b in odd.into_iter().flatten() {
+            quantize_scalar(&x[b * 32..(b + 1) * 32], &mut q[b * 32..(b + 1) * 32], &mut scales[b..b + 1]);
+        }
         return quantize_scalar(&x[whole * 32..], &mut q[whole * 32..], &mut scales[whole..]);
     }
     quantize_scalar(x, q, scales)
@@ -154,9 +159,13 @@ pub mod avx2 {
 
     /// `quantize_scalar` for `blocks` whole blocks, 8 lanes at a time: the same scale
     /// (max|x| is exact in any order), the same products and the same rounding (truncate,
-    /// then step away from zero where the exact remainder is at least a half).
-    #[target_feature(enable = "avx2,fma")]
-    pub(crate) unsafe fn quantize_blocks(x: *const f32, blocks: usize, q: *mut i8, scales: *mut f32) {
+    /// then step away from zero where the exact remainder is at least a half). Blocks with
+    /// a NaN or infinite value, or whose scale has no finite inverse, are left for the
+    /// scalar path: their indices are returned (all of them, when there are any, in a Vec
+    /// allocated only then).
+    #[target_feature(enable = "avx2")]
+    pub(crate) unsafe fn quantize_blocks(x: *const f32, blocks: usize, q: *mut i8, scales: *mut f32) -> Option<Vec<usize>> {
+        let mut odd: Option<Vec<usize>> = None;
         let sign_bit = _mm256_set1_ps(-0.0);
         let (half, one) = (_mm256_set1_ps(0.5), _mm256_set1_ps(1.0));
         for b in 0..blocks {
@@ -167,8 +176,15 @@ pub mod avx2 {
             m = _mm256_max_ps(m, _mm256_shuffle_ps::<0b0100_1110>(m, m));
             m = _mm256_max_ps(m, _mm256_shuffle_ps::<0b1011_0001>(m, m));
             let d = _mm_cvtss_f32(_mm256_castps256_ps128(m)) / 127.0;
+            let inv = if d != 0.0 { 1.0 / d } else { 0.0 };
+            // A NaN lane compares unordered with itself; an infinite value makes d infinite.
+            let nan = (0..4).any(|i| _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(v[i], v[i])) != 0);
+            if nan || !d.is_finite() || !inv.is_finite() {
+                odd.get_or_insert_with(Vec::new).push(b);
+                continue;
+            }
             *scales.add(b) = d;
-            let inv = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+            let inv = _mm256_set1_ps(inv);
             let mut ints = [_mm256_setzero_si256(); 4];
             for (i, &v) in ints.iter_mut().zip(&v) {
                 let y = _mm256_mul_ps(v, inv);
@@ -185,6 +201,7 @@ pub mod avx2 {
             let ordered = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
             _mm256_storeu_si256(q.add(32 * b) as *mut __m256i, ordered);
         }
+        odd
     }
 
     /// Four rows of `k` (a multiple of 32) weights against `x`: the accumulators and order
@@ -375,6 +392,11 @@ mod tests {
         }
         x[64..96].fill(0.0);
         x[96..128].iter_mut().enumerate().for_each(|(j, v)| *v = if j == 9 { -3.0 } else { 0.0 });
+        // Blocks the vector path hands to the scalar one: a scale with no finite inverse
+        // (tiny values), a NaN, an infinity.
+        x[128..160].iter_mut().enumerate().for_each(|(j, v)| *v = (j as f32 - 16.0) * 1e-39);
+        x[160 + 3] = f32::NAN;
+        x[192 + 7] = f32::NEG_INFINITY;
         let blocks = x.len().div_ceil(32);
         let (mut q, mut d) = (vec![0i8; blocks * 32], vec![0f32; blocks]);
         let (mut q0, mut d0) = (vec![0i8; blocks * 32], vec![0f32; blocks]);

@@ -12,6 +12,9 @@ thread_local! {
 /// Buffers kept per thread (a call nests at most a few: attention's blocks around the
 /// GEMM's packed rows).
 const KEPT: usize = 4;
+/// The largest buffer kept (4 MiB): larger ones (a long GEMM pass) are freed, so a pool
+/// holds at most 16 MiB per thread; their products are long enough to amortise the pages.
+const KEPT_LEN: usize = 1 << 20;
 
 /// A zeroed buffer of `len` floats, from this thread's pool when it has one.
 pub fn take(len: usize) -> Vec<f32> {
@@ -25,7 +28,7 @@ pub fn take(len: usize) -> Vec<f32> {
 pub fn give(buf: Vec<f32>) {
     POOL.with(|p| {
         let mut pool = p.borrow_mut();
-        if pool.len() < KEPT {
+        if pool.len() < KEPT && buf.capacity() <= KEPT_LEN {
             pool.push(buf);
         }
     });

@@ -79,10 +79,13 @@ pub fn act_row(isa: Isa, f: Option<UnaryFn>, bias: Option<&[f32]>, row: &mut [f3
 pub(super) mod x86 {
     use std::arch::x86_64::*;
 
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    pub(in crate::cpu) const LOG2E: f32 = std::f32::consts::LOG2_E;
     /// ln 2 split so that n·LN2_HI is exact for |n| < 2^11.
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
+    pub(in crate::cpu) const LN2_HI: f32 = 0.693_145_75;
+    pub(in crate::cpu) const LN2_LO: f32 = 1.428_606_8e-6;
+    /// 1/7!, then the Horner coefficients of 1 + r + r²/2! + … + r⁶/6! (highest first).
+    pub(in crate::cpu) const EXP_C7: f32 = 1.0 / 5040.0;
+    pub(in crate::cpu) const EXP_POLY: [f32; 7] = [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0];
 
     /// e^x per lane. Below -104 the result is 0, above 88.7 it is +inf as expf gives.
     #[inline]
@@ -96,16 +99,8 @@ pub(super) mod x86 {
         let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
         let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
         // 1 + r + r²/2! + … + r⁷/7! on |r| ≤ ln2/2 (truncation error below 5e-9).
-        let mut p = _mm512_set1_ps(1.0 / 5040.0);
-        for c in [
-            1.0 / 720.0,
-            1.0 / 120.0,
-            1.0 / 24.0,
-            1.0 / 6.0,
-            0.5,
-            1.0,
-            1.0,
-        ] {
+        let mut p = _mm512_set1_ps(EXP_C7);
+        for c in EXP_POLY {
             p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
         }
         _mm512_scalef_ps(p, n)

@@ -6,10 +6,8 @@
 
 use std::arch::x86_64::*;
 
-const LOG2E: f32 = std::f32::consts::LOG2_E;
-/// ln 2 split so that n·LN2_HI is exact for |n| < 2^11.
-const LN2_HI: f32 = 0.693_145_75;
-const LN2_LO: f32 = 1.428_606_8e-6;
+// The 16-lane kernel's constants, shared so that the two stay bit-identical.
+use super::vexp::x86::{EXP_C7, EXP_POLY, LN2_HI, LN2_LO, LOG2E};
 
 /// 2^n for integer-valued n in [-126, 127] (n + 127 is the biased exponent).
 #[inline(always)]
@@ -26,8 +24,8 @@ pub(super) unsafe fn exp8(x: __m256) -> __m256 {
     let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
     let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
     // 1 + r + r²/2! + … + r⁷/7! on |r| ≤ ln2/2 (truncation error below 5e-9).
-    let mut p = _mm256_set1_ps(1.0 / 5040.0);
-    for c in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+    let mut p = _mm256_set1_ps(EXP_C7);
+    for c in EXP_POLY {
         p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
     }
     // n in [-150, 128]: halves in [-75, 64], each 2^half a normal float, and p · 2^hi

@@ -10,7 +10,6 @@ use super::simd::Isa;
 use super::view::{SharedOut, WeightSlice};
 use crate::op::WeightLayout;
 
-
 /// Adds a bias to the scores of (head, query) over keys 0..row.len().
 pub type ScoreBias<'a> = &'a (dyn Fn(usize, usize, &mut [f32]) + Sync);
 

@@ -138,18 +138,28 @@ pub fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: WeightLayou
                     }
                 }
             }
-            for (rp, tile) in acc.iter().enumerate() {
-                for (i, row) in tile.iter().enumerate().take(mb.saturating_sub(rp * MR).min(MR)) {
-                    let base = (rp * MR + i) * n + n0;
-                    for (j, &v) in row.iter().enumerate().take(nb) {
-                        // SAFETY: in bounds; only panel p writes columns n0..n0+nb.
-                        let dst = unsafe { shared.at(base + j) };
-                        *dst = if accumulate { *dst + v } else { v };
-                    }
-                }
-            }
+            // SAFETY: only panel p writes columns n0..n0+nb of the mb rows of `out`.
+            unsafe { store_tiles(&shared, acc, mb, n, n0, nb, accumulate) };
         },
     );
+}
+
+/// Writes (or, with `accumulate`, adds) one column panel's accumulator tiles to columns
+/// n0..n0 + nb of rows 0..m of out [m, n].
+///
+/// # Safety
+/// `shared` covers out [m, n], and no other task writes these columns meanwhile.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn store_tiles(shared: &SharedOut, acc: &[[[f32; NR]; MR]], m: usize, n: usize, n0: usize, nb: usize, accumulate: bool) {
+    for (rp, tile) in acc.iter().enumerate() {
+        for (i, row) in tile.iter().enumerate().take(m.saturating_sub(rp * MR).min(MR)) {
+            let base = (rp * MR + i) * n + n0;
+            for (j, &v) in row.iter().enumerate().take(nb) {
+                let dst = shared.at(base + j);
+                *dst = if accumulate { *dst + v } else { v };
+            }
+        }
+    }
 }
 
 /// Every row panel of one K block against one column panel, two panels per AVX-512 tile.

@@ -61,14 +61,14 @@ fn quantize_rows(x: &[f32], m: usize, k: usize) -> QuantizedRows {
     QuantizedRows { pairs, scales, row_panels }
 }
 
-/// out[m, n] (+)= x[m, k] · Wᵀ for Q8_0 W [n, k] (k a multiple of 32), on a CPU with AVX2
-/// and FMA (checked: the kernels need them).
+/// out[m, n] (+)= x[m, k] · Wᵀ for Q8_0 W [n, k] (k a multiple of 32), on a CPU with AVX2,
+/// FMA and F16C (checked: the kernels need them).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm(x: &[f32], m: usize, k: usize, w: &[u8], n: usize, out: &mut [f32], accumulate: bool) {
     let row_bytes = k / Q8_BLOCK * Q8_BLOCK_BYTES;
     assert!(k % Q8_BLOCK == 0 && x.len() == m * k && out.len() == m * n && w.len() >= n * row_bytes, "8-bit GEMM operands: x {} for {m}x{k}, out {} for {m}x{n}, {} weight bytes for {n} rows", x.len(), out.len(), w.len());
     #[cfg(target_arch = "x86_64")]
-    assert!(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"), "the 8-bit GEMM needs AVX2 and FMA");
+    assert!(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("f16c"), "the 8-bit GEMM needs AVX2, FMA and F16C");
     if m == 0 || n == 0 {
         return;
     }
@@ -94,21 +94,13 @@ pub(crate) fn gemm(x: &[f32], m: usize, k: usize, w: &[u8], n: usize, out: &mut 
                     // Panel rp's pairs from k0 on ([KC/2][MR] per K block, back to back).
                     let a = &rows.pairs[(rp * k.div_ceil(KC) + k0 / KC) * MR * KC / 2..][..MR * kc / 2];
                     let ascales = &rows.scales[(rp * (k / Q8_BLOCK) + k0 / Q8_BLOCK) * MR..][..kc / Q8_BLOCK * MR];
-                    // SAFETY: AVX2/FMA were checked above; every slice holds the kc / 32
+                    // SAFETY: AVX2/FMA/F16C were checked above; every slice holds the kc / 32
                     // blocks the tile reads (sliced above and in `pack_weights`).
                     unsafe { tile(kc / Q8_BLOCK, a.as_ptr(), ascales.as_ptr(), bpairs.as_ptr(), bscales.as_ptr(), c) };
                 }
             }
-            for (rp, tile) in acc.iter().enumerate() {
-                for (i, row) in tile.iter().enumerate().take(m.saturating_sub(rp * MR).min(MR)) {
-                    let base = (rp * MR + i) * n + n0;
-                    for (j, &v) in row.iter().enumerate().take(nb) {
-                        // SAFETY: in bounds; only panel p writes columns n0..n0+nb.
-                        let dst = unsafe { shared.at(base + j) };
-                        *dst = if accumulate { *dst + v } else { v };
-                    }
-                }
-            }
+            // SAFETY: only panel p writes columns n0..n0+nb of the m rows of `out`.
+            unsafe { super::gemm::store_tiles(&shared, acc, m, n, n0, nb, accumulate) };
         },
     );
 }
@@ -123,7 +115,7 @@ fn pack_weights(w: &[u8], row_bytes: usize, k0: usize, kc: usize, n0: usize, nb:
     if nb == NR {
         let first = n0 * row_bytes + k0 / Q8_BLOCK * Q8_BLOCK_BYTES;
         assert!(w.len() >= (n0 + NR - 1) * row_bytes + k0 / Q8_BLOCK * Q8_BLOCK_BYTES + blocks * Q8_BLOCK_BYTES, "weight panel out of bounds");
-        // SAFETY: AVX2 was checked by `gemm`; the last row's blocks are in bounds
+        // SAFETY: AVX2/F16C were checked by `gemm`; the last row's blocks are in bounds
         // (asserted), the panel holds kc / 2 pair rows and the scales `blocks` rows.
         return unsafe { pack_avx2(w[first..].as_ptr(), row_bytes, blocks, pairs.as_mut_ptr(), scales.as_mut_ptr()) };
     }

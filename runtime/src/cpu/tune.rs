@@ -104,25 +104,32 @@ pub fn set_attention_block_rows(class: usize, rows: usize) {
     ATTENTION.set(class, rows);
 }
 
+/// Tuning on first use of `class` of `tuned`, unless decided: times `candidates` with
+/// `run(value)` (one warm-up, `reps` timed runs), stores the fastest in the cache file and
+/// says so, naming the problem (`problem`, formatted only then) and the value (`value`).
+fn tune_first_use(tuned: &Tuned, class: usize, candidates: &[usize], reps: usize, mut run: impl FnMut(usize), problem: impl FnOnce() -> String, value: impl FnOnce(usize) -> String) {
+    let timed = tuned.tune_once(class, candidates, 1, reps, |&v| {
+        let t = Instant::now();
+        run(v);
+        t.elapsed()
+    });
+    if let Some((best, timings)) = timed {
+        let entry = tuned.family().entry(class);
+        eprintln!("tuned {entry} on {}: {} (stored for later runs; UNIAUDIO_TUNE=off skips tuning)", problem(), value(candidates[best]));
+        table::persist(&cache_dir(), device_key(), &entry, table::choice(best, &timings));
+    }
+}
+
 /// Tuning on first use of an undecided attention class, for problems of enough queries
 /// that the candidates split them differently: `run(rows)` runs the attention into
 /// scratch with that many query rows per task; the fastest is stored.
-pub(crate) fn tune_attention_on_first_use(causal: bool, queries: usize, heads: usize, mut run: impl FnMut(usize)) {
+pub(crate) fn tune_attention_on_first_use(causal: bool, queries: usize, heads: usize, run: impl FnMut(usize)) {
     load_once();
     let class = usize::from(!causal);
     if ATTENTION.is_decided(class) || queries < 2 * ATTENTION_BLOCK_CANDIDATES[ATTENTION_BLOCK_CANDIDATES.len() - 2] {
         return;
     }
-    let tuned = ATTENTION.tune_once(class, &ATTENTION_BLOCK_CANDIDATES, 1, 2, |&rows| {
-        let t = Instant::now();
-        run(rows);
-        t.elapsed()
-    });
-    if let Some((best, timings)) = tuned {
-        let entry = ATTENTION_FAMILY.entry(class);
-        eprintln!("tuned {entry} on {queries} queries x {heads} heads: {} rows per task (stored for later runs; UNIAUDIO_TUNE=off skips tuning)", ATTENTION_BLOCK_CANDIDATES[best]);
-        table::persist(&cache_dir(), device_key(), &entry, table::choice(best, &timings));
-    }
+    tune_first_use(&ATTENTION, class, &ATTENTION_BLOCK_CANDIDATES, 2, run, || format!("{queries} queries x {heads} heads"), |rows| format!("{rows} rows per task"));
 }
 
 /// Times every block candidate on `class`'s problem (`ATTENTION_CLASSES`) at `isa`.
@@ -176,21 +183,12 @@ pub const Q8_PREFETCH_MIN_BYTES: usize = 16 << 20;
 
 /// Tuning on first use of the fast 8-bit GEMV: `run(bytes)` runs the product into scratch
 /// prefetching `bytes` ahead; the fastest is stored.
-pub(crate) fn tune_q8_prefetch_on_first_use(n: usize, k: usize, mut run: impl FnMut(usize)) {
+pub(crate) fn tune_q8_prefetch_on_first_use(n: usize, k: usize, run: impl FnMut(usize)) {
     load_once();
     if Q8.is_decided(0) {
         return;
     }
-    let tuned = Q8.tune_once(0, &Q8_PREFETCH_FIRST_USE, 1, 3, |&bytes| {
-        let t = Instant::now();
-        run(bytes);
-        t.elapsed()
-    });
-    if let Some((best, timings)) = tuned {
-        let entry = Q8_FAMILY.entry(0);
-        eprintln!("tuned {entry} on {n}x{k}: {} bytes (stored for later runs; UNIAUDIO_TUNE=off skips tuning)", Q8_PREFETCH_FIRST_USE[best]);
-        table::persist(&cache_dir(), device_key(), &entry, table::choice(best, &timings));
-    }
+    tune_first_use(&Q8, 0, &Q8_PREFETCH_FIRST_USE, 3, run, || format!("{n}x{k}"), |bytes| format!("{bytes} bytes"));
 }
 
 /// Times every prefetch candidate on `probe` = (K, N) (default `Q8_PREFETCH_PROBE`; K a
@@ -243,22 +241,13 @@ pub fn set_gemv_tasks(class: usize, tasks: usize) {
 
 /// Tuning on first use of an undecided GEMV class: `run(tasks)` runs the product into
 /// scratch with that many tasks per thread; the fastest is stored.
-pub(crate) fn tune_gemv_on_first_use(n: usize, k: usize, mut run: impl FnMut(usize)) {
+pub(crate) fn tune_gemv_on_first_use(n: usize, k: usize, run: impl FnMut(usize)) {
     load_once();
     let class = gemv_class_of(n);
     if GEMV.is_decided(class) {
         return;
     }
-    let tuned = GEMV.tune_once(class, &GEMV_TASKS_CANDIDATES, 1, 3, |&tasks| {
-        let t = Instant::now();
-        run(tasks);
-        t.elapsed()
-    });
-    if let Some((best, timings)) = tuned {
-        let entry = GEMV_FAMILY.entry(class);
-        eprintln!("tuned {entry} on {n}x{k}: {} tasks per thread (stored for later runs; UNIAUDIO_TUNE=off skips tuning)", GEMV_TASKS_CANDIDATES[best]);
-        table::persist(&cache_dir(), device_key(), &entry, table::choice(best, &timings));
-    }
+    tune_first_use(&GEMV, class, &GEMV_TASKS_CANDIDATES, 3, run, || format!("{n}x{k}"), |tasks| format!("{tasks} tasks per thread"));
 }
 
 /// How many copies of a bf16 [N, K] weight the GEMV probe streams per timed run: enough
@@ -390,16 +379,8 @@ pub(crate) fn tune_on_first_use(isa: Isa, x: &[f32], m: usize, k: usize, w: Weig
         return;
     }
     let mut out = vec![0f32; m * n];
-    let tuned = GEMM.tune_once(class, &candidates, 1, 2, |&bytes| {
-        let t = Instant::now();
-        super::gemm::gemm_in_passes(isa, x, m, k, w, layout, n, &mut out, false, rows_per_pass(bytes, k));
-        t.elapsed()
-    });
-    if let Some((best, timings)) = tuned {
-        let entry = GEMM_FAMILY.entry(class);
-        eprintln!("tuned {entry} on {m}x{k}x{n}: {} MiB passes (stored for later runs; UNIAUDIO_TUNE=off skips tuning)", candidates[best] >> 20);
-        table::persist(&cache_dir(), device_key(), &entry, table::choice(best, &timings));
-    }
+    let run = |bytes| super::gemm::gemm_in_passes(isa, x, m, k, w, layout, n, &mut out, false, rows_per_pass(bytes, k));
+    tune_first_use(&GEMM, class, &candidates, 2, run, || format!("{m}x{k}x{n}"), |bytes| format!("{} MiB passes", bytes >> 20));
 }
 
 /// Times every pass-size candidate on `class`'s probe shape (or `probe`, smaller, for

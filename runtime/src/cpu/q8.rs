@@ -178,7 +178,8 @@ pub mod avx2 {
             let d = _mm_cvtss_f32(_mm256_castps256_ps128(m)) / 127.0;
             let inv = if d != 0.0 { 1.0 / d } else { 0.0 };
             // A NaN lane compares unordered with itself; an infinite value makes d infinite.
-            let nan = (0..4).any(|i| _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(v[i], v[i])) != 0);
+            let unordered = _mm256_or_ps(_mm256_or_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(v[0], v[0]), _mm256_cmp_ps::<_CMP_UNORD_Q>(v[1], v[1])), _mm256_or_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(v[2], v[2]), _mm256_cmp_ps::<_CMP_UNORD_Q>(v[3], v[3])));
+            let nan = _mm256_movemask_ps(unordered) != 0;
             if nan || !d.is_finite() || !inv.is_finite() {
                 odd.get_or_insert_with(Vec::new).push(b);
                 continue;

@@ -103,14 +103,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.json.is_some() {
         bail!("--compare-defaults prints two runs; it does not combine with --json");
     }
-    if !matches!(&opened, Opened::Cpu(_) | Opened::Wgpu(_)) {
-        bail!("--compare-defaults: {} has no tunable kernel families yet", opened.describe());
-    }
     println!("\n== run 1 of 2: {}", crate::tune::status(&opened));
     run_opened(&args, &opened, dtype)?;
     match &opened {
         Opened::Wgpu(gpu) => gpu.use_tuning_defaults(),
-        _ => uniaudio_runtime::cpu::tune::use_defaults(),
+        Opened::Cuda(gpu) => gpu.use_tuning_defaults(),
+        Opened::Cpu(_) => uniaudio_runtime::cpu::tune::use_defaults(),
     }
     println!("\n== run 2 of 2: built-in defaults");
     run_opened(&args, &opened, dtype)

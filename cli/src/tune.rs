@@ -11,14 +11,16 @@ use uniaudio_runtime::cpu::peak::measure_fma_peak;
 use uniaudio_runtime::cpu::tune as cpu_tune;
 use uniaudio_runtime::cpu::Isa;
 use uniaudio_runtime::tune::{Timing, TuneCache, TuneMode};
+use uniaudio_runtime::cuda::launch::KernelDevice;
+use uniaudio_runtime::cuda::tune as cuda_tune;
 use uniaudio_runtime::wgpu::tune as wgpu_tune;
-use uniaudio_runtime::{DType, Wgpu};
+use uniaudio_runtime::{Cuda, DType, Wgpu};
 
 use crate::backend::{BackendChoice, Opened};
 
 #[derive(Args)]
 pub struct TuneArgs {
-    /// Backend to tune (the CPU and wgpu have tunable families so far).
+    /// Backend to tune.
     #[arg(long, value_enum, default_value = "cpu")]
     backend: BackendChoice,
     /// Timed runs per candidate (after one warm-up); the median counts.
@@ -110,7 +112,10 @@ pub fn run(args: TuneArgs) -> Result<()> {
             let families = [selected(&args.family, &known, known[0])?, selected(&args.family, &known, known[1])?];
             tune_wgpu(gpu, args.reps, &model, families)
         }
-        other => bail!("{}: no tunable kernel families on this backend yet; its kernels run with built-in parameters", other.describe()),
+        Opened::Cuda(gpu) => {
+            selected(&args.family, &[cuda_tune::GEMV_WARPS], cuda_tune::GEMV_WARPS)?;
+            tune_cuda(gpu, args.reps, &model)
+        }
     }
 }
 
@@ -328,6 +333,37 @@ fn tune_wgpu(gpu: &Wgpu, reps: usize, model: &Option<Projections>, families: [bo
     Ok(())
 }
 
+fn tune_cuda(gpu: &Cuda, reps: usize, model: &Option<Projections>) -> Result<()> {
+    let key = gpu.tune_key();
+    println!("device   {} ({}), runtime {}", key.device, key.driver, key.runtime);
+    let bandwidth = gpu.measure_copy_bandwidth(256 << 20, 3)?;
+    println!("limit    {bandwidth:.1} GB/s (device copy, best of 3)");
+    let mut cache = TuneCache::open(&cpu_tune::cache_dir(), key, &mut |w| eprintln!("warning: {w}"));
+    println!();
+    print_header("of limit");
+    for (c, (class, builtin)) in cuda_tune::GEMV_CLASSES.iter().enumerate() {
+        let probe = model.as_ref().and_then(|p| {
+            if c == cuda_tune::GATE_UP_CLASS {
+                p.probe(1, |k| k == p.shapes[2].0)
+            } else {
+                p.probe(1, |k| cuda_tune::matmul_class(k) == c)
+            }
+        });
+        let run = cuda_tune::tune_gemv_probe(gpu, c, probe, DType::BF16, 1, reps)?;
+        let rate = |s: f64| {
+            let gbs = run.bytes_per_timing / s / 1e9;
+            (format!("{gbs:.1} GB/s"), 100.0 * (gbs / bandwidth).min(1.0))
+        };
+        let table = Table { family: cuda_tune::GEMV_WARPS, class, timings: &run.timings, best: run.best, default: cuda_tune::GEMV_WARPS_DEFAULT };
+        table.print_rows(|c| format!("{c} warps"), rate);
+        table.print_gain(&probe_label(probe.unwrap_or(*builtin), probe_source(model, probe.is_some())));
+        table.record(&mut cache);
+    }
+    cache.save().map_err(|e| anyhow::anyhow!("{}: cannot write the tuning cache: {e}", cache.path().display()))?;
+    println!("\nsaved    {}", cache.path().display());
+    Ok(())
+}
+
 fn print_header(share: &str) {
     println!(
         "{:<22} {:<15} {:>12} {:>10} {:>15} {:>7}  chosen",
@@ -401,6 +437,6 @@ pub fn status(opened: &Opened) -> String {
     match opened {
         Opened::Cpu(_) => cpu_tune::status(),
         Opened::Wgpu(gpu) => gpu.tune_status().to_string(),
-        _ => "built-in parameters (no tunable families on this backend yet)".into(),
+        Opened::Cuda(gpu) => gpu.tune_status().to_string(),
     }
 }

@@ -10,6 +10,9 @@ use std::ffi::CString;
 use std::sync::{Arc, Mutex};
 
 use uniaudio_runtime::cuda::launch::{self, Arg, KernelDevice, LaunchConfig};
+use uniaudio_runtime::cuda::tune;
+use uniaudio_runtime::tune::table::Tuned;
+use uniaudio_runtime::tune::DeviceKey;
 use uniaudio_runtime::op::ValidOp;
 use uniaudio_runtime::{Backend, DType, DeviceBuffer, Error, Op, Precision, Result, Tensor};
 
@@ -70,11 +73,16 @@ pub struct EmuOptions {
 pub struct CudaEmu {
     options: EmuOptions,
     scratch: Mutex<Option<EmuBuffer>>,
+    /// `cuda.gemv.warps` in use: the emulator is tuned like a device (as `UNIAUDIO_TUNE`
+    /// says), under its own cache key.
+    gemv: Tuned,
 }
 
 impl CudaEmu {
     pub fn new(options: EmuOptions) -> Self {
-        CudaEmu { options, scratch: Mutex::new(None) }
+        let emu = CudaEmu { options, scratch: Mutex::new(None), gemv: Tuned::new(&tune::GEMV_FAMILY) };
+        tune::load(&emu);
+        emu
     }
 
     pub fn describe(&self) -> String {
@@ -186,5 +194,17 @@ impl KernelDevice for CudaEmu {
 
     fn sm_count(&self) -> usize {
         self.options.sm_count
+    }
+
+    fn gemv_tuning(&self) -> &Tuned {
+        &self.gemv
+    }
+
+    fn tune_key(&self) -> DeviceKey {
+        DeviceKey::new("cuda-emu", "CPU emulation of kernels/cuda", &format!("{} SMs, tensor cores {}, {} precision", self.options.sm_count, self.options.tensor_cores, self.precision().name()))
+    }
+
+    fn runs_launches_now(&self) -> bool {
+        true
     }
 }

@@ -81,3 +81,42 @@ fn cuda_kernels_pass_the_op_harness_on_the_emulator() {
     println!("cuda on the emulator: {} passed, {} failed, {} unsupported ({left} 16-bit row-invariance cases left to f32 and q8_0)", report.passed, report.failed.len(), report.unsupported);
     assert!(report.failed.is_empty(), "{} cases failed:\n{}", report.failed.len(), report.failed.join("\n"));
 }
+
+/// Every `cuda.gemv.warps` candidate passes the cases the GEMV kernels run (the default
+/// runs in the test above): out-in products of up to 8 rows and the gated MLP input. (The
+/// row-invariance cases and the larger shapes run the same kernels; each output is one
+/// warp's whatever the block, so they are left to the default: seconds each here.)
+#[test]
+fn every_gemv_warps_candidate_passes_the_gemv_cases() {
+    use uniaudio_runtime::cuda::tune::{set_gemv_warps, GEMV_CLASSES, GEMV_WARPS_CANDIDATES, GEMV_WARPS_DEFAULT};
+    use uniaudio_runtime::WeightLayout;
+    let gemv_cases: Vec<cases::Case> = cases::all_cases()
+        .into_iter()
+        .filter(|c| {
+            // Shapes of up to 1100 outputs: the emulator runs every warp as host threads.
+            match *c {
+                cases::Case::MatMul { layout: WeightLayout::OutIn, m, n, .. } => m <= 8 && m * n <= 1100,
+                cases::Case::GateUp { m, f, .. } => m * f <= 1100,
+                _ => false,
+            }
+        })
+        .collect();
+    let mut report = harness::Report::default();
+    for &warps in GEMV_WARPS_CANDIDATES.iter().filter(|&&w| w != GEMV_WARPS_DEFAULT) {
+        let emu = CudaEmu::new(EmuOptions { tensor_cores: true, sm_count: 4, precision: Precision::Exact });
+        for class in 0..GEMV_CLASSES.len() {
+            set_gemv_warps(&emu, class, warps).unwrap();
+        }
+        let label = format!("cuda-emu/gemv {warps} warps");
+        for (i, case) in gemv_cases.iter().enumerate() {
+            match cases::run(case, &emu, 0x6e4_0000 + i as u64) {
+                Ok(Some(verdict)) => report.record(&label, case, verdict),
+                Ok(None) => report.record(&label, case, harness::Verdict::Fail("unsupported".into())),
+                Err(e) => report.record(&label, case, harness::Verdict::Fail(format!("error: {e}"))),
+            }
+        }
+    }
+    println!("cuda.gemv.warps candidates: {} passed, {} failed", report.passed, report.failed.len());
+    assert!(report.failed.is_empty(), "{}", report.failed.join("\n"));
+    assert!(report.passed >= 3 * 15, "only {} cases ran", report.passed);
+}

@@ -74,9 +74,11 @@ template <typename W>
 __device__ __forceinline__ float row_dot(const W* w, u32 row, const float* x, u32 k, bool vec) { return warp_dot(w + (u64)row * k, x, k, vec); }
 __device__ __forceinline__ float row_dot(const q8_t* w, u32 row, const float* x, u32 k, bool) { return warp_dot_q8(w, row, x, k); }
 
+// One warp per output; the warps per block are the launch's (tuned: `cuda.gemv.warps`)
+// and never change a result.
 template <typename W>
 __device__ void gemv(const W* w, const float* x, float* out, u32 m, u32 n, u32 k, u32 accumulate, u32 vec) {
-    u32 id = block_index() * 8 + (threadIdx.x >> 5);
+    u32 id = block_index() * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (id >= m * n) return;
     // The rows of x sharing a weight row are adjacent warps: its weights are read once.
     u32 row = id / m, mi = id % m;
@@ -151,7 +153,7 @@ __device__ void matmul_in_out(const W* w, const float* x, float* out, u32 m, u32
 
 template <typename W>
 __device__ void gate_up(const W* wg, const W* wu, const float* x, float* out, u32 m, u32 f, u32 k, u32 vec) {
-    u32 id = block_index() * 8 + (threadIdx.x >> 5);
+    u32 id = block_index() * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (id >= m * f) return;
     u32 row = id / m, mi = id % m;
     float g = row_dot(wg, row, x + (u64)mi * k, k, vec != 0);

@@ -5,6 +5,8 @@
 pub use cudarc::driver::LaunchConfig;
 
 use crate::op::{Epilogue, Op, RowOrder, UnaryFn, WeightLayout};
+use crate::tune::table::Tuned;
+use crate::tune::DeviceKey;
 use crate::{Backend, DType, Precision, Result, Tensor};
 
 /// One kernel argument by value.
@@ -29,6 +31,12 @@ pub trait KernelDevice: Backend {
     fn precision(&self) -> Precision;
     /// Streaming multiprocessors: launches with fewer blocks leave the device idle.
     fn sm_count(&self) -> usize;
+    /// The `cuda.gemv.warps` values in use (`super::tune`).
+    fn gemv_tuning(&self) -> &Tuned;
+    /// This device in the tuning cache.
+    fn tune_key(&self) -> DeviceKey;
+    /// Whether launches run now, so they can be timed (not while a step is captured).
+    fn runs_launches_now(&self) -> bool;
 }
 
 fn p<C: KernelDevice>(t: &Tensor<C>) -> Arg {
@@ -60,9 +68,54 @@ fn per_row(rows: usize, threads: u32) -> LaunchConfig {
     LaunchConfig { grid_dim: (rows.max(1) as u32, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 }
 }
 
-/// Eight warps, one output each.
-fn warps(outputs: usize) -> LaunchConfig {
-    LaunchConfig { grid_dim: (outputs.div_ceil(8).max(1) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 }
+/// A GEMV launch (`gemv_*`, `gate_up_*`): one warp per output, a tuned number of warps
+/// per block (`super::tune`).
+pub(crate) struct Gemv {
+    name: String,
+    args: Vec<Arg>,
+    outputs: usize,
+    /// `cuda.gemv.warps` class.
+    class: usize,
+    pub(crate) weight_bytes: usize,
+    /// Whether the op overwrites its output (only those may be timed on themselves).
+    overwrites: bool,
+}
+
+impl Gemv {
+    /// The GEMV launch of `op`, if it runs one: out-in products of at most 8 rows or of
+    /// row-invariant ones, and the gated MLP input.
+    pub(crate) fn of<C: KernelDevice>(op: &Op<'_, C>) -> Option<Gemv> {
+        match *op {
+            Op::MatMul { x, w, out, layout: WeightLayout::OutIn, accumulate, rows } if x.shape()[0] <= 8 || rows == RowOrder::Invariant => {
+                let (m, k, n) = (x.shape()[0], x.shape()[1], out.shape()[1]);
+                let args = vec![p(w), p(x), p(out), u(m), u(n), u(k), Arg::U32(accumulate as u32), Arg::U32(vectorisable(w, x, k))];
+                let class = super::tune::matmul_class(k);
+                Some(Gemv { name: format!("gemv_{}", suffix(w)), args, outputs: m * n, class, weight_bytes: w.size_bytes(), overwrites: !accumulate })
+            }
+            Op::GateUp { x, w_gate, w_up, out, .. } => {
+                let (m, k, f) = (x.shape()[0], x.shape()[1], out.shape()[1]);
+                let vec = vectorisable(w_gate, x, k) & vectorisable(w_up, x, k);
+                let args = vec![p(w_gate), p(w_up), p(x), p(out), u(m), u(f), u(k), Arg::U32(vec)];
+                let bytes = w_gate.size_bytes() + w_up.size_bytes();
+                Some(Gemv { name: format!("gate_up_{}", suffix(w_gate)), args, outputs: m * f, class: super::tune::GATE_UP_CLASS, weight_bytes: bytes, overwrites: true })
+            }
+            _ => None,
+        }
+    }
+
+    pub(crate) fn launch<C: KernelDevice>(&self, c: &C, warps: usize) -> Result<()> {
+        let cfg = LaunchConfig { grid_dim: (self.outputs.div_ceil(warps).max(1) as u32, 1, 1), block_dim: (32 * warps as u32, 1, 1), shared_mem_bytes: 0 };
+        c.launch("matmul", &self.name, &self.args, cfg)
+    }
+
+    /// Runs with the class's warps per block (tuned first where it is undecided).
+    fn exec<C: KernelDevice>(&self, c: &C) -> Result<()> {
+        if self.outputs == 0 {
+            return Ok(());
+        }
+        let warps = super::tune::gemv_warps(c, self.class, self.overwrites, &|w| self.launch(c, w))?;
+        self.launch(c, warps)
+    }
 }
 
 /// 64x64 output tiles of 16x16 threads.
@@ -195,6 +248,9 @@ pub fn exec<C: KernelDevice>(c: &C, op: &Op<'_, C>) -> Result<()> {
     if let Op::Attention { .. } = op {
         return attention(c, op);
     }
+    if let Some(gemv) = Gemv::of(op) {
+        return gemv.exec(c);
+    }
     let (file, name, args, cfg): (&'static str, String, Vec<Arg>, LaunchConfig) = match *op {
         Op::EmbedRows { table, ids, out } => {
             let (n, cols) = (ids.numel(), table.shape()[1]);
@@ -209,28 +265,18 @@ pub fn exec<C: KernelDevice>(c: &C, op: &Op<'_, C>) -> Result<()> {
             let (rows, cols) = (x.rows(), x.dim_back(0));
             ("rms_norm", format!("rms_norm_{}", suffix(weight)), vec![p(x), p(weight), p(out), u(rows), u(cols), Arg::F32(eps)], per_row(rows, 256))
         }
-        Op::MatMul { x, w, out, layout: WeightLayout::OutIn, accumulate, rows } => {
+        Op::MatMul { x, w, out, layout: WeightLayout::OutIn, accumulate, .. } => {
             let (m, k, n) = (x.shape()[0], x.shape()[1], out.shape()[1]);
-            // The GEMV computes each row alone: row-invariant products stay on it.
-            if m <= 8 || rows == RowOrder::Invariant {
-                let args = vec![p(w), p(x), p(out), u(m), u(n), u(k), Arg::U32(accumulate as u32), Arg::U32(vectorisable(w, x, k))];
-                ("matmul", format!("gemv_{}", suffix(w)), args, warps(m * n))
-            } else {
-                let args = vec![p(x), p(w), Arg::Ptr(0), Arg::Ptr(0), p(out), u(m), u(n), u(k), Arg::U32(0), Arg::F32(0.0), Arg::U32(accumulate as u32)];
-                gemm(c, w, None, args, m, n)
-            }
+            // Few rows and row-invariant products ran as the GEMV above (each row alone).
+            let args = vec![p(x), p(w), Arg::Ptr(0), Arg::Ptr(0), p(out), u(m), u(n), u(k), Arg::U32(0), Arg::F32(0.0), Arg::U32(accumulate as u32)];
+            gemm(c, w, None, args, m, n)
         }
         Op::MatMul { x, w, out, layout: WeightLayout::InOut, accumulate, .. } => {
             let (m, k, n) = (x.shape()[0], x.shape()[1], out.shape()[1]);
             let args = vec![p(w), p(x), p(out), u(m), u(n), u(k), Arg::U32(accumulate as u32)];
             ("matmul", format!("matmul_in_out_{}", suffix(w)), args, linear_blocks(m * n, 256))
         }
-        Op::GateUp { x, w_gate, w_up, out, .. } => {
-            let (m, k, f) = (x.shape()[0], x.shape()[1], out.shape()[1]);
-            let vec = vectorisable(w_gate, x, k) & vectorisable(w_up, x, k);
-            let args = vec![p(w_gate), p(w_up), p(x), p(out), u(m), u(f), u(k), Arg::U32(vec)];
-            ("matmul", format!("gate_up_{}", suffix(w_gate)), args, warps(m * f))
-        }
+        Op::GateUp { .. } => unreachable!("the gated MLP input runs as a GEMV above"),
         Op::Rope { x, positions, table, out } => {
             let (t, heads, d) = (x.shape()[0], x.shape()[1], x.shape()[2]);
             ("attention", "rope".into(), vec![p(x), p(positions), p(table), p(out), u(t), u(heads), u(d)], linear_blocks(t * heads * d / 2, 256))

@@ -10,6 +10,7 @@
 mod buffer;
 mod graph;
 pub mod launch;
+pub mod tune;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -76,6 +77,12 @@ pub struct Cuda {
     name: String,
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
     functions: Mutex<HashMap<String, CudaFunction>>,
+    /// Driver version as the driver reports it (e.g. 12080), for the tuning cache key.
+    driver_version: i32,
+    /// `cuda.gemv.warps` in use (`tune`).
+    gemv: crate::tune::table::Tuned,
+    /// What the tunable families run with, in words.
+    tune_status: String,
 }
 
 impl Cuda {
@@ -100,7 +107,38 @@ impl Cuda {
         let tensor_cores = options.tensor_cores && arch >= 80;
         // `fast` lives in the tensor-core kernels; without them every product is exact.
         let precision = if tensor_cores { options.precision } else { Precision::Exact };
-        Ok(Cuda { ctx, tensor_cores, precision, step_graph, staging: Mutex::new(Vec::new()), scratch: Mutex::new(None), stream, arch, sm_count, name, modules: Mutex::new(HashMap::new()), functions: Mutex::new(HashMap::new()) })
+        let mut driver_version = 0;
+        // SAFETY: the driver is loaded (checked above); the call writes one int.
+        unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut driver_version) };
+        let mut cuda = Cuda {
+            ctx,
+            tensor_cores,
+            precision,
+            step_graph,
+            staging: Mutex::new(Vec::new()),
+            scratch: Mutex::new(None),
+            stream,
+            arch,
+            sm_count,
+            name,
+            modules: Mutex::new(HashMap::new()),
+            functions: Mutex::new(HashMap::new()),
+            driver_version,
+            gemv: crate::tune::table::Tuned::new(&tune::GEMV_FAMILY),
+            tune_status: String::new(),
+        };
+        cuda.tune_status = tune::load(&cuda);
+        Ok(cuda)
+    }
+
+    /// What the tunable families run with: a tuned table, tuning on first use, or the defaults.
+    pub fn tune_status(&self) -> &str {
+        &self.tune_status
+    }
+
+    /// Built-in defaults for every class from now on (nothing timed on first use).
+    pub fn use_tuning_defaults(&self) {
+        self.gemv.reset(true);
     }
 
     /// The precision the kernels run at: `Fast` only with tensor cores.
@@ -268,6 +306,20 @@ impl launch::KernelDevice for Cuda {
 
     fn sm_count(&self) -> usize {
         self.sm_count
+    }
+
+    fn gemv_tuning(&self) -> &crate::tune::table::Tuned {
+        &self.gemv
+    }
+
+    /// Name, architecture, driver, multiprocessors and what the kernels may use.
+    fn tune_key(&self) -> crate::tune::DeviceKey {
+        let driver = format!("driver {}, sm_{}, {} SMs, tensor cores {}, {} precision", self.driver_version, self.arch, self.sm_count, self.tensor_cores, self.precision.name());
+        crate::tune::DeviceKey::new("cuda", &self.name, &driver)
+    }
+
+    fn runs_launches_now(&self) -> bool {
+        !self.capturing()
     }
 }
 

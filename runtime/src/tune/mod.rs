@@ -41,6 +41,19 @@ impl TuneMode {
     }
 }
 
+/// An ahead-of-time tuning run of one class on a probe shape.
+#[derive(Clone, Debug)]
+pub struct ProbeTuning {
+    /// Index of the chosen candidate.
+    pub best: usize,
+    /// Every candidate's median.
+    pub timings: Vec<Timing>,
+    /// Weight bytes read per timing (for GB/s).
+    pub bytes_per_timing: f64,
+    /// Floating-point operations per timing (for GFLOP/s).
+    pub flops_per_timing: f64,
+}
+
 /// Everything a tuned choice depends on: a cache written under another key is ignored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceKey {

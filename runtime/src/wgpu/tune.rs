@@ -20,18 +20,7 @@ use crate::tune::table::{self, Family, Tuned};
 use crate::tune::{DeviceKey, Timing};
 use crate::{Backend, DType, Result};
 
-/// An ahead-of-time tuning run of one class.
-#[derive(Clone, Debug)]
-pub struct ProbeTuning {
-    /// Index of the chosen candidate.
-    pub best: usize,
-    /// Every candidate's median.
-    pub timings: Vec<Timing>,
-    /// Weight bytes read per timing (for GB/s).
-    pub bytes_per_timing: f64,
-    /// Floating-point operations per timing (for GFLOP/s).
-    pub flops_per_timing: f64,
-}
+pub use crate::tune::ProbeTuning;
 
 /// The family's name in the cache.
 pub const GEMV_ROWS: &str = "wgpu.gemv.rows";

@@ -195,3 +195,22 @@ fn wgpu_gemv_candidates_pass_the_op_harness() {
     }
     check("wgpu.gemv.rows", &report, 3 * 20);
 }
+
+/// `cuda.gemv.warps` on a GPU (the emulator runs the same in `uniaudio-cuda-emu`).
+#[test]
+fn cuda_gemv_warps_candidates_pass_the_op_harness() {
+    use uniaudio_runtime::cuda::tune::{set_gemv_warps, GEMV_CLASSES, GEMV_WARPS_CANDIDATES, GEMV_WARPS_DEFAULT};
+    let gpu = match uniaudio_runtime::Cuda::new() {
+        Ok(g) => g,
+        Err(e) => return println!("SKIPPED cuda.gemv.warps candidates (no CUDA device): {e}"),
+    };
+    let cases = gemv_cases();
+    let mut report = Report::default();
+    for &warps in GEMV_WARPS_CANDIDATES.iter().filter(|&&w| w != GEMV_WARPS_DEFAULT) {
+        for class in 0..GEMV_CLASSES.len() {
+            set_gemv_warps(&gpu, class, warps).unwrap();
+        }
+        run_cases(&format!("cuda/gemv {warps} warps"), &gpu, &cases, 0x6e5_0000, &mut report);
+    }
+    check("cuda.gemv.warps", &report, 3 * 20);
+}

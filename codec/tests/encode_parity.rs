@@ -110,6 +110,18 @@ fn cpu_chunk_stages_match_the_reference_intermediates() {
     check_intermediates(&Cpu::new(), "cpu");
 }
 
+/// The `avx2int8` level (`fast` on CPUs without AVX-512) runs the encoder's activations
+/// and softmax through the vector exponential and GELU kernels (within 2e-7 of the exact
+/// functions), so the stages keep the exact tolerances and the codes stay exact.
+#[test]
+fn cpu_fast_avx2_level_matches_the_reference_intermediates() {
+    use uniaudio_runtime::cpu::Isa;
+    if !Isa::Avx2Int8.available() {
+        return println!("SKIPPED fast avx2int8: this CPU lacks it");
+    }
+    check_intermediates(&Cpu::with_isa(Isa::Avx2Int8), "cpu fast avx2int8");
+}
+
 #[test]
 fn cpu_encodes_every_fixture_case_exactly() {
     check_all_cases(&Cpu::new(), "cpu", None);

@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use super::view::f32s_mut;
-use super::Cpu;
+use super::{vexp, Cpu, Isa};
 use crate::op::UnaryFn;
 use crate::{Result, Tensor};
 
@@ -128,8 +128,22 @@ fn tanh_fast(x: f32) -> f32 {
     (e - 1.0) / (e + 1.0)
 }
 
-pub fn unary(x: &Tensor<Cpu>, out: &Tensor<Cpu>, f: UnaryFn) -> Result<()> {
-    zip2(x, x, out, |v, _| unary_fn(f, v))
+pub fn unary(isa: Isa, x: &Tensor<Cpu>, out: &Tensor<Cpu>, f: UnaryFn) -> Result<()> {
+    if !(vexp::vector(isa) && matches!(f, UnaryFn::GeluErf | UnaryFn::GeluTanh | UnaryFn::Silu)) {
+        return zip2(x, x, out, |v, _| unary_fn(f, v));
+    }
+    // The `fast` levels: the vector activations, a chunk at a time in place.
+    let px = src(x);
+    let out = f32s_mut(out)?;
+    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
+        let base = c * CHUNK;
+        for (i, o) in out.iter_mut().enumerate() {
+            // SAFETY: as in `zip2` (an aliased input is read at this index before it is written).
+            *o = unsafe { px.at(base + i) };
+        }
+        vexp::act_row(isa, Some(f), None, out);
+    });
+    Ok(())
 }
 
 pub fn blend(a: &Tensor<Cpu>, b: &Tensor<Cpu>, wa: f32, wb: f32, out: &Tensor<Cpu>) -> Result<()> {

@@ -51,6 +51,8 @@ pub mod tune;
 mod vexp;
 #[cfg(target_arch = "x86_64")]
 mod vexp_avx2;
+#[cfg(target_arch = "x86_64")]
+mod verf_avx2;
 mod view;
 
 use std::sync::Mutex;
@@ -245,7 +247,7 @@ impl Backend for Cpu {
                 linear::linear(self.isa, f32s(x), x.dim_back(0), w.shape()[0], weight_rows(w), bias.map(weight_rows), f32s_mut(out)?, epilogue);
                 Ok(())
             }
-            Op::Unary { x, out, f } => elementwise::unary(x, out, f),
+            Op::Unary { x, out, f } => elementwise::unary(self.isa, x, out, f),
             Op::LayerNormModulate { x, shift, scale, out, eps } => {
                 norm::layer_norm_modulate(f32s(x), f32s(shift), f32s(scale), f32s_mut(out)?, eps);
                 Ok(())

@@ -51,6 +51,12 @@ pub fn softmax_prefix(isa: Isa, row: &mut [f32], seen: usize) {
 /// row[j] = f(row[j] + bias[j]) (no bias: f(row[j])).
 pub fn act_row(isa: Isa, f: Option<UnaryFn>, bias: Option<&[f32]>, row: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
+    if vector(isa) && f == Some(UnaryFn::GeluErf) && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: AVX2 and FMA detected.
+        unsafe { super::verf_avx2::gelu_erf_row(bias, row) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if vector(isa) && matches!(f, Some(UnaryFn::GeluTanh | UnaryFn::Silu)) {
         // SAFETY: the levels are only constructed on CPUs with their features; the bias,
         // when given, covers the row (asserted).

@@ -38,7 +38,7 @@ pub(super) unsafe fn exp8(x: __m256) -> __m256 {
 
 /// Lanes 0..len of a row's last partial chunk.
 #[inline(always)]
-unsafe fn tail_mask(len: usize) -> __m256i {
+pub(super) unsafe fn tail_mask(len: usize) -> __m256i {
     _mm256_cmpgt_epi32(_mm256_set1_epi32(len as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 }
 

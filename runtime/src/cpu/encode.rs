@@ -44,26 +44,59 @@ pub fn film(x: Option<&[f32]>, p: &[f32], out: &mut [f32], c: usize, s: f32) {
 #[allow(clippy::too_many_arguments)]
 pub fn group_norm(x: &[f32], weight: WeightSlice, bias: WeightSlice, out: &mut [f32], t: usize, c: usize, groups: usize, eps: f32) {
     let batch = x.len().checked_div(t * c).unwrap_or(0);
-    let cg = c / groups;
-    let stats: Vec<(f32, f32)> = (0..batch * groups)
-        .into_par_iter()
-        .map(|bg| {
-            let (b, g) = (bg / groups, bg % groups);
-            let cols = |f: usize| &x[(b * t + f) * c + g * cg..][..cg];
-            let n = (t * cg) as f64;
-            let mean = (0..t).map(|f| cols(f).iter().map(|&v| v as f64).sum::<f64>()).sum::<f64>() / n;
-            let var = (0..t).map(|f| cols(f).iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>()).sum::<f64>() / n;
-            (mean as f32, (1.0 / (var + eps as f64).sqrt()) as f32)
-        })
-        .collect();
+    let cg = c.checked_div(groups).unwrap_or(0);
+    if batch == 0 || cg == 0 {
+        return;
+    }
+    let n = (t * cg) as f64;
+    // Per-channel means and reciprocal deviations of each batch item, every channel
+    // repeating its group's.
+    let mut mean = vec![0f32; batch * c];
+    let mut rstd = vec![0f32; batch * c];
+    for b in 0..batch {
+        let rows = &x[b * t * c..][..t * c];
+        let per_group = |sums: Vec<f64>| -> Vec<f64> { sums.chunks(cg).map(|g| g.iter().sum::<f64>()).collect() };
+        let group_mean: Vec<f64> = per_group(channel_sums(rows, c, |_, v| v as f64)).into_iter().map(|s| s / n).collect();
+        let group_var: Vec<f64> = per_group(channel_sums(rows, c, |j, v| (v as f64 - group_mean[j / cg]).powi(2))).into_iter().map(|s| s / n).collect();
+        for j in 0..c {
+            mean[b * c + j] = group_mean[j / cg] as f32;
+            rstd[b * c + j] = (1.0 / (group_var[j / cg] + eps as f64).sqrt()) as f32;
+        }
+    }
     let (w, bv): (Vec<f32>, Vec<f32>) = (0..c).map(|j| (weight.get(j), bias.get(j))).unzip();
     out.par_chunks_mut(c).zip(x.par_chunks(c)).enumerate().for_each(|(row, (o, x))| {
         let b = row / t;
+        let (mean, rstd) = (&mean[b * c..][..c], &rstd[b * c..][..c]);
         for j in 0..c {
-            let (mean, rstd) = stats[b * groups + j / cg];
-            o[j] = ((x[j] - mean) * rstd) * w[j] + bv[j];
+            o[j] = ((x[j] - mean[j]) * rstd[j]) * w[j] + bv[j];
         }
     });
+}
+
+/// Σ over the rows of `rows` [T, C] of term(channel, value), per channel, in f64. Rows are
+/// read in order (a strided walk per channel misses the cache on every frame) in fixed
+/// blocks summed in order, so the result does not depend on the thread count.
+fn channel_sums(rows: &[f32], c: usize, term: impl Fn(usize, f32) -> f64 + Sync) -> Vec<f64> {
+    const BLOCK_ROWS: usize = 256;
+    let partial: Vec<Vec<f64>> = rows
+        .par_chunks(BLOCK_ROWS * c)
+        .map(|block| {
+            let mut sums = vec![0f64; c];
+            for row in block.chunks_exact(c) {
+                for (j, (s, &v)) in sums.iter_mut().zip(row).enumerate() {
+                    *s += term(j, v);
+                }
+            }
+            sums
+        })
+        .collect();
+    let mut total = vec![0f64; c];
+    for p in partial {
+        for (t, v) in total.iter_mut().zip(p) {
+            *t += v;
+        }
+    }
+    total
 }
 
 /// Residual VQ search of every row of x [N, D] through codebooks [L, K, D]:

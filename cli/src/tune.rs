@@ -10,9 +10,9 @@ use uniaudio_lm::presets::Preset;
 use uniaudio_runtime::cpu::peak::measure_fma_peak;
 use uniaudio_runtime::cpu::tune as cpu_tune;
 use uniaudio_runtime::cpu::Isa;
-use uniaudio_runtime::tune::{Timing, TuneCache, TuneMode};
 use uniaudio_runtime::cuda::launch::KernelDevice;
 use uniaudio_runtime::cuda::tune as cuda_tune;
+use uniaudio_runtime::tune::{Timing, TuneCache, TuneMode};
 use uniaudio_runtime::wgpu::tune as wgpu_tune;
 use uniaudio_runtime::{Cuda, DType, Wgpu};
 

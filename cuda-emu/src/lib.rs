@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 
 use uniaudio_runtime::cuda::launch::{self, Arg, KernelDevice, LaunchConfig};
 use uniaudio_runtime::cuda::tune;
+use uniaudio_runtime::op::ValidOp;
 use uniaudio_runtime::tune::table::Tuned;
 use uniaudio_runtime::tune::DeviceKey;
-use uniaudio_runtime::op::ValidOp;
 use uniaudio_runtime::{Backend, DType, DeviceBuffer, Error, Op, Precision, Result, Tensor};
 
 extern "C" {
@@ -73,16 +73,24 @@ pub struct EmuOptions {
 pub struct CudaEmu {
     options: EmuOptions,
     scratch: Mutex<Option<EmuBuffer>>,
-    /// `cuda.gemv.warps` in use: the emulator is tuned like a device (as `UNIAUDIO_TUNE`
-    /// says), under its own cache key.
+    /// `cuda.gemv.warps` in use: the built-in defaults unless `load_tuning` is called.
     gemv: Tuned,
 }
 
 impl CudaEmu {
+    /// The emulator with the tunable families at their built-in defaults (tests see the
+    /// same kernels whatever a cache holds).
     pub fn new(options: EmuOptions) -> Self {
         let emu = CudaEmu { options, scratch: Mutex::new(None), gemv: Tuned::new(&tune::GEMV_FAMILY) };
-        tune::load(&emu);
+        emu.gemv.reset(true);
         emu
+    }
+
+    /// Tunes like a device from now on, as `UNIAUDIO_TUNE` says, under the emulator's own
+    /// cache key (stored choices applied, other classes timed on first use); says what is
+    /// in use.
+    pub fn load_tuning(&self) -> String {
+        tune::load(self)
     }
 
     pub fn describe(&self) -> String {

@@ -11,7 +11,7 @@ use uniaudio_cuda_emu::{CudaEmu, EmuOptions};
 use uniaudio_runtime::cuda::launch::KernelDevice;
 use uniaudio_runtime::cuda::tune::{self, GATE_UP_CLASS, GEMV_WARPS, GEMV_WARPS_CANDIDATES, GEMV_WARPS_DEFAULT};
 use uniaudio_runtime::tune::TuneCache;
-use uniaudio_runtime::{ops, DType, Precision, RowOrder, Tensor, WeightLayout};
+use uniaudio_runtime::{ops, Backend, DType, Precision, RowOrder, Tensor, WeightLayout};
 
 fn cache_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -23,15 +23,28 @@ fn cache_dir() -> &'static Path {
     })
 }
 
+/// An emulator that tunes like a device (`UNIAUDIO_TUNE=on`, the test's cache).
 fn emu() -> CudaEmu {
     cache_dir();
-    CudaEmu::new(EmuOptions { tensor_cores: true, sm_count: 4, precision: Precision::Exact })
+    let emu = CudaEmu::new(EmuOptions { tensor_cores: true, sm_count: 4, precision: Precision::Exact });
+    emu.load_tuning();
+    emu
 }
 
 fn inputs(b: &CudaEmu, m: usize, k: usize, n: usize) -> (Tensor<CudaEmu>, Tensor<CudaEmu>) {
     let x: Vec<f32> = (0..m * k).map(|i| ((i * 37) % 101) as f32 / 101.0 - 0.5).collect();
     let w: Vec<f32> = (0..n * k).map(|i| ((i * 53) % 97) as f32 / 97.0 - 0.5).collect();
     (ops::upload_f32(b, &[m, k], &x, DType::F32).unwrap(), ops::upload_f32(b, &[n, k], &w, DType::BF16).unwrap())
+}
+
+/// The gated MLP input of a 3 x 96 x 40 problem (class `gate_up`).
+fn gate_up(b: &CudaEmu) -> Vec<f32> {
+    let (m, k, n) = (3, 96, 40);
+    let (x, w) = inputs(b, m, k, n);
+    let (_, w2) = inputs(b, 1, k, n);
+    let out = b.alloc(DType::F32, &[m, n]).unwrap();
+    ops::gate_up(b, &x, &w, &w2, &out, RowOrder::Invariant).unwrap();
+    ops::download_f32(b, &out).unwrap()
 }
 
 /// A 2 x 96 x 40 product (class `matmul/k<=4096`), optionally added onto ones.
@@ -102,4 +115,21 @@ fn ahead_of_time_tuning_times_every_candidate_and_keeps_the_winner() {
     assert!(run.bytes_per_timing >= (2 * 64 * 24 * 2) as f64);
     assert!(tune::tune_gemv_probe(&b, 3, None, DType::BF16, 0, 1).is_err(), "class 3 does not exist");
     assert!(tune::set_gemv_warps(&b, 0, 3).is_err(), "3 warps is not a candidate");
+}
+
+#[test]
+fn every_candidate_computes_the_same_bits() {
+    let b = CudaEmu::new(EmuOptions { tensor_cores: true, sm_count: 4, precision: Precision::Exact });
+    let at = |warps: usize| {
+        for class in 0..tune::GEMV_CLASSES.len() {
+            tune::set_gemv_warps(&b, class, warps).unwrap();
+        }
+        (product(&b, false), product(&b, true), gate_up(&b))
+    };
+    let default = at(GEMV_WARPS_DEFAULT);
+    for &warps in &GEMV_WARPS_CANDIDATES {
+        let got = at(warps);
+        assert!(same_bits(&got.0, &default.0) && same_bits(&got.1, &default.1), "{warps} warps changed a product");
+        assert!(same_bits(&got.2, &default.2), "{warps} warps changed the gated MLP input");
+    }
 }

@@ -1,6 +1,6 @@
 // Matrix products with weights in their stored dtype, f32 accumulation.
-//   gemv_*:        out[m, n] (+)= x[m, :] . w[n, :]  (w [N, K]); one warp per output, 8 per
-//                  block; 128-bit weight loads when rows are 16-byte aligned (`vec`).
+//   gemv_*:        out[m, n] (+)= x[m, :] . w[n, :]  (w [N, K]); one warp per output, 1-8 per
+//                  block (tuned: `cuda.gemv.warps`); 128-bit weight loads when rows are 16-byte aligned (`vec`).
 //   gemm_*:        the same for many rows: 64x64 output tiles, 4x4 per thread, 16-deep
 //                  shared-memory slices; epilogue bias, activation, gate (out += g*y) or
 //                  accumulate. Also serves `linear`.

@@ -11,6 +11,8 @@ pub const ALIGN: usize = 64;
 pub struct AlignedBytes {
     ptr: NonNull<u8>,
     len: usize,
+    /// Returned to the recycler when dropped (activations; not copies of file data).
+    recycled: bool,
 }
 
 // SAFETY: AlignedBytes owns its allocation exclusively, like a Box<[u8]>.
@@ -18,41 +20,37 @@ unsafe impl Send for AlignedBytes {}
 unsafe impl Sync for AlignedBytes {}
 
 impl AlignedBytes {
-    /// A zeroed allocation; `None` if the size is too large or the allocation fails.
+    /// A zeroed allocation, recycled when dropped; `None` if the size is too large or the
+    /// allocation fails.
     pub fn zeroed(len: usize) -> Option<Self> {
         if len == 0 {
             // A dangling, aligned pointer is valid for zero-length slices.
-            return Some(AlignedBytes { ptr: NonNull::new(ALIGN as *mut u8)?, len: 0 });
+            return Some(AlignedBytes { ptr: NonNull::new(ALIGN as *mut u8)?, len: 0, recycled: false });
         }
-        if let Some(ptr) = recycle::take(len) {
+        if let Some(ptr) = recycle::KEPT.take(len) {
             // SAFETY: a recycled allocation of exactly `len` bytes, owned from here on.
             unsafe { ptr.as_ptr().write_bytes(0, len) };
-            return Some(AlignedBytes { ptr, len });
+            return Some(AlignedBytes { ptr, len, recycled: true });
         }
         let layout = Layout::from_size_align(len, ALIGN).ok()?;
         // SAFETY: layout has non-zero size.
         let ptr = NonNull::new(unsafe { alloc_zeroed(layout) })?;
-        Some(AlignedBytes { ptr, len })
+        Some(AlignedBytes { ptr, len, recycled: true })
     }
 
-    /// A copy of `bytes` (written once, not zeroed first).
+    /// A copy of `bytes` (written once, not zeroed first), released when dropped.
     pub fn from_slice(bytes: &[u8]) -> Option<Self> {
         let len = bytes.len();
         if len == 0 {
             return Self::zeroed(0);
         }
-        let ptr = match recycle::take(len) {
-            Some(p) => p,
-            None => {
-                let layout = Layout::from_size_align(len, ALIGN).ok()?;
-                // SAFETY: layout has non-zero size.
-                NonNull::new(unsafe { alloc(layout) })?
-            }
-        };
+        let layout = Layout::from_size_align(len, ALIGN).ok()?;
+        // SAFETY: layout has non-zero size.
+        let ptr = NonNull::new(unsafe { alloc(layout) })?;
         // SAFETY: `ptr` holds `len` writable bytes that do not overlap `bytes`; every byte
         // is written before the slice is ever read.
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), len) };
-        Some(AlignedBytes { ptr, len })
+        Some(AlignedBytes { ptr, len, recycled: false })
     }
 
     pub fn len(&self) -> usize {
@@ -65,6 +63,7 @@ impl AlignedBytes {
         // SAFETY: ptr is valid for len bytes (or dangling with len 0).
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
+    #[cfg(test)]
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: as above, and &mut self gives exclusive access.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
@@ -73,14 +72,19 @@ impl AlignedBytes {
 
 impl Drop for AlignedBytes {
     fn drop(&mut self) {
-        if self.len != 0 {
-            recycle::give(self.ptr, self.len);
+        if self.len == 0 {
+            return;
+        }
+        if self.recycled {
+            recycle::KEPT.give(self.ptr, self.len);
+        } else {
+            recycle::release(self.ptr, self.len);
         }
     }
 }
 
 /// Freed allocations kept for reuse, by exact length, most recent last; the oldest are
-/// released once more than `KEPT_BYTES` are kept.
+/// released once more than the budget is kept.
 mod recycle {
     use std::alloc::{dealloc, Layout};
     use std::ptr::NonNull;
@@ -88,87 +92,120 @@ mod recycle {
 
     use super::ALIGN;
 
-    /// Smaller allocations are left to the allocator, which reuses them itself.
-    const MIN_LEN: usize = 64 << 10;
-    /// Larger ones (weights copied out of a file, say) are released at once.
-    const MAX_LEN: usize = 256 << 20;
-    /// The most kept in all.
-    const KEPT_BYTES: usize = 512 << 20;
+    /// The process's recycler: allocations of 64 KiB (smaller ones the allocator reuses
+    /// itself) to 256 MiB, at most 512 MiB kept.
+    pub(super) static KEPT: Recycler = Recycler::new(64 << 10, 256 << 20, 512 << 20);
 
     struct Block(NonNull<u8>, usize);
-    // SAFETY: a kept block is owned by the pool alone.
+    // SAFETY: a kept block is owned by the recycler alone.
     unsafe impl Send for Block {}
 
-    static KEPT: Mutex<(Vec<Block>, usize)> = Mutex::new((Vec::new(), 0));
+    pub(super) struct Recycler {
+        min_len: usize,
+        max_len: usize,
+        budget: usize,
+        /// Kept blocks, oldest first, and their total length.
+        kept: Mutex<(Vec<Block>, usize)>,
+    }
 
-    fn release(ptr: NonNull<u8>, len: usize) {
+    /// Frees an allocation made with `AlignedBytes`'s layout for `len` bytes.
+    pub(super) fn release(ptr: NonNull<u8>, len: usize) {
         // SAFETY: allocated by `AlignedBytes` with exactly this layout, owned by the caller.
         unsafe { dealloc(ptr.as_ptr(), Layout::from_size_align_unchecked(len, ALIGN)) }
     }
 
-    /// A kept allocation of exactly `len` bytes (contents unspecified).
-    pub(super) fn take(len: usize) -> Option<NonNull<u8>> {
-        if !(MIN_LEN..=MAX_LEN).contains(&len) {
-            return None;
+    impl Recycler {
+        pub(super) const fn new(min_len: usize, max_len: usize, budget: usize) -> Recycler {
+            Recycler { min_len, max_len, budget, kept: Mutex::new((Vec::new(), 0)) }
         }
-        let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
-        let i = kept.0.iter().rposition(|b| b.1 == len)?;
-        kept.1 -= len;
-        Some(kept.0.remove(i).0)
-    }
 
-    /// Keeps or releases a freed allocation of `len` bytes.
-    pub(super) fn give(ptr: NonNull<u8>, len: usize) {
-        if !(MIN_LEN..=MAX_LEN).contains(&len) {
-            return release(ptr, len);
+        fn keeps(&self, len: usize) -> bool {
+            (self.min_len..=self.max_len).contains(&len)
         }
-        let mut evicted = Vec::new();
-        {
-            let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
-            kept.0.push(Block(ptr, len));
-            kept.1 += len;
-            while kept.1 > KEPT_BYTES {
-                let oldest = kept.0.remove(0);
-                kept.1 -= oldest.1;
-                evicted.push(oldest);
+
+        /// A kept allocation of exactly `len` bytes (contents unspecified).
+        pub(super) fn take(&self, len: usize) -> Option<NonNull<u8>> {
+            if !self.keeps(len) {
+                return None;
+            }
+            let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+            let i = kept.0.iter().rposition(|b| b.1 == len)?;
+            kept.1 -= len;
+            Some(kept.0.remove(i).0)
+        }
+
+        /// Keeps or releases a freed allocation of `len` bytes.
+        pub(super) fn give(&self, ptr: NonNull<u8>, len: usize) {
+            if !self.keeps(len) {
+                return release(ptr, len);
+            }
+            let mut evicted = Vec::new();
+            {
+                let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+                kept.0.push(Block(ptr, len));
+                kept.1 += len;
+                while kept.1 > self.budget {
+                    let oldest = kept.0.remove(0);
+                    kept.1 -= oldest.1;
+                    evicted.push(oldest);
+                }
+            }
+            for b in evicted {
+                release(b.0, b.1);
             }
         }
-        for b in evicted {
-            release(b.0, b.1);
+
+        #[cfg(test)]
+        fn kept_lengths(&self) -> Vec<usize> {
+            self.kept.lock().unwrap().0.iter().map(|b| b.1).collect()
         }
     }
 
     #[cfg(test)]
     mod tests {
-        use super::super::AlignedBytes;
+        use super::super::{AlignedBytes, ALIGN};
+        use super::*;
 
-        #[test]
-        fn a_recycled_allocation_comes_back_zeroed_or_copied() {
-            let len = 3 * super::MIN_LEN + 64;
-            let mut a = AlignedBytes::zeroed(len).unwrap();
-            a.as_mut_slice().fill(0xa5);
-            let first = a.as_ptr();
-            drop(a);
-            // Another test thread may take it first; either way the contents must be fresh.
-            let b = AlignedBytes::zeroed(len).unwrap();
-            assert!(b.as_slice().iter().all(|&x| x == 0), "a recycled allocation was not zeroed");
-            assert_eq!(b.as_ptr() as usize % super::ALIGN, 0);
-            let reused = b.as_ptr() == first;
-            drop(b);
-            let src: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-            let c = AlignedBytes::from_slice(&src).unwrap();
-            assert_eq!(c.as_slice(), &src[..]);
-            println!("recycled: {reused}");
+        fn block(len: usize) -> NonNull<u8> {
+            // SAFETY: non-zero size.
+            NonNull::new(unsafe { std::alloc::alloc(Layout::from_size_align(len, ALIGN).unwrap()) }).unwrap()
         }
 
         #[test]
-        fn the_pool_keeps_at_most_its_budget() {
-            // Fresh zeroed blocks of this size are untouched mappings: no memory is used.
-            let len = 32 << 20;
-            let blocks: Vec<AlignedBytes> = (0..super::KEPT_BYTES / len + 2).map(|_| AlignedBytes::zeroed(len).unwrap()).collect();
-            drop(blocks);
-            let kept = super::KEPT.lock().unwrap().1;
-            assert!(kept <= super::KEPT_BYTES, "{kept} bytes kept");
+        fn the_recycler_reuses_by_length_and_releases_the_oldest_over_budget() {
+            let r = Recycler::new(100, 1000, 2000);
+            let (a, b) = (block(600), block(700));
+            r.give(a, 600);
+            r.give(b, 700);
+            r.give(block(50), 50); // below the minimum: released, not kept
+            r.give(block(1500), 1500); // above the maximum
+            assert_eq!(r.kept_lengths(), [600, 700]);
+            assert_eq!(r.take(650), None, "only exact lengths are reused");
+            assert_eq!(r.take(700), Some(b));
+            r.give(b, 700);
+            r.give(block(800), 800); // 2100 > 2000: the oldest (600) goes
+            assert_eq!(r.kept_lengths(), [700, 800]);
+            assert!(r.take(600).is_none());
+            for len in [700, 800] {
+                release(r.take(len).unwrap(), len);
+            }
+            assert!(r.kept_lengths().is_empty());
+        }
+
+        #[test]
+        fn a_recycled_allocation_comes_back_zeroed_and_copies_are_exact() {
+            let len = (64 << 10) * 3 + 64;
+            let mut a = AlignedBytes::zeroed(len).unwrap();
+            a.as_mut_slice().fill(0xa5);
+            drop(a);
+            // Most likely the same block (another test thread may take it): fresh either way.
+            let b = AlignedBytes::zeroed(len).unwrap();
+            assert!(b.as_slice().iter().all(|&x| x == 0), "a recycled allocation was not zeroed");
+            assert_eq!(b.as_ptr() as usize % ALIGN, 0);
+            let src: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let c = AlignedBytes::from_slice(&src).unwrap();
+            assert_eq!(c.as_slice(), &src[..]);
+            assert_eq!(c.as_ptr() as usize % ALIGN, 0);
         }
     }
 }

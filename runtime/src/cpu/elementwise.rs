@@ -132,14 +132,19 @@ pub fn unary(isa: Isa, x: &Tensor<Cpu>, out: &Tensor<Cpu>, f: UnaryFn) -> Result
     if !(vexp::vector(isa) && matches!(f, UnaryFn::GeluErf | UnaryFn::GeluTanh | UnaryFn::Silu)) {
         return zip2(x, x, out, |v, _| unary_fn(f, v));
     }
-    // The `fast` levels: the vector activations, a chunk at a time in place.
+    // The `fast` levels: the vector activations, a chunk at a time in place (after a copy
+    // when the output is another tensor).
+    let in_place = x.same_view(out);
     let px = src(x);
     let out = f32s_mut(out)?;
     out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
-        let base = c * CHUNK;
-        for (i, o) in out.iter_mut().enumerate() {
-            // SAFETY: as in `zip2` (an aliased input is read at this index before it is written).
-            *o = unsafe { px.at(base + i) };
+        if !in_place {
+            let base = c * CHUNK;
+            for (i, o) in out.iter_mut().enumerate() {
+                // SAFETY: base + i < numel of x (same shape as out, validated); x does not
+                // overlap out (validated: only an identical view may).
+                *o = unsafe { px.at(base + i) };
+            }
         }
         vexp::act_row(isa, Some(f), None, out);
     });

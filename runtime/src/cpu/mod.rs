@@ -159,8 +159,7 @@ impl Backend for Cpu {
         if bytes.len() != len {
             return Err(Error::shape("upload", format!("bytes for {shape:?} {dtype}"), len, bytes.len()));
         }
-        let mut owned = alloc_bytes(len)?;
-        owned.as_mut_slice().copy_from_slice(bytes);
+        let owned = AlignedBytes::from_slice(bytes).ok_or_else(|| Error::Backend { backend: "cpu", msg: format!("cannot allocate {len} bytes") })?;
         Tensor::from_parts(CpuBuffer::owned(owned), 0, shape.to_vec(), dtype)
     }
 

@@ -5,7 +5,9 @@
 //! keeps the negative tail's few significant bits instead of cancelling them); from
 //! |z| = 4 on, erf is ±1 in f32 and 1 + erf is 2 or 0, as torch computes it.
 //! Both polynomials are Chebyshev interpolants (of erf(z)/z in z², of h), within about
-//! 1.5e-7 relative of the exact functions in f32 arithmetic.
+//! 1.5e-7 relative of the exact functions in f32 arithmetic; the GELU is within 2e-7 of
+//! max(|x|, 1) everywhere, and within about 1.5e-6 relative on the negative tail (the
+//! rounding of z = x/√2 grows by 2z² through e^(−z²)).
 
 use std::arch::x86_64::*;
 
@@ -110,12 +112,12 @@ mod tests {
         }
         println!("worst error {worst:e} (relative to max(|x|, 1))");
         // Relative accuracy on the negative tail, which the libm form loses to cancellation.
-        for x in [-2.0f32, -3.0, -4.0, -5.0] {
+        for x in [-2.0f32, -3.0, -4.0, -5.0, -5.3, -5.5, -5.65] {
             let mut g = [x];
             // SAFETY: as above.
             unsafe { super::gelu_erf_row(None, &mut g) };
             let want = gelu(x as f64);
-            assert!((g[0] as f64 - want).abs() <= 2e-6 * want.abs(), "gelu({x}) = {:e}, want {want:e}", g[0]);
+            assert!((g[0] as f64 - want).abs() <= 3e-6 * want.abs(), "gelu({x}) = {:e}, want {want:e}", g[0]);
         }
     }
 

@@ -2,8 +2,8 @@
 //! by ln 2, scaled by `vscalefps`; within 2 ulp of the correctly rounded value) for the
 //! softmax rows of attention and the GELU-tanh and SiLU epilogues, whose scalar `expf`
 //! calls otherwise cost as much as the products around them; at `avx2int8` the same
-//! exponential in 8 lanes (`vexp_avx2`, bit-identical per element). `exact` keeps libm's
-//! exp.
+//! exponential in 8 lanes (`vexp_avx2`, bit-identical per element). The exact GELU's erf
+//! runs in 8 lanes at every fast level (`verf_avx2`). `exact` keeps libm's exp and erf.
 
 use super::elementwise::unary_fn;
 use super::simd::Isa;

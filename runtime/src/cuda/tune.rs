@@ -39,9 +39,11 @@ pub fn matmul_class(k: usize) -> usize {
 }
 
 /// Launches per timing: enough for about 2 ms (so launch overhead and the host clock do
-/// not decide), at most 64, from one launch at the value in use (which also warms up).
+/// not decide), at most 64, from one launch at the value in use after an untimed one (the
+/// first may load and compile the kernel's module).
 fn repeats_for<C: KernelDevice>(c: &C, launch: &dyn Fn(usize) -> Result<()>, warps: usize) -> Result<usize> {
     let mut failure = None;
+    time(c, 1, launch, warps, &mut failure);
     let once = time(c, 1, launch, warps, &mut failure);
     match failure {
         Some(e) => Err(e),

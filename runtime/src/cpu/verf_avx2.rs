@@ -11,7 +11,7 @@
 
 use std::arch::x86_64::*;
 
-use super::vexp_avx2::{exp8, tail_mask};
+use super::vexp_avx2::exp8;
 
 /// erf(z)/z = A(2z² − 1) for |z| < 1, lowest power first.
 const ERF_SMALL: [f32; 7] = [0.965_468_76, -0.140_536_1, 0.019_852_497, -0.002_285_419_5, 0.000_217_513_55, -1.766_906_8e-5, 1.230_605_4e-6];
@@ -45,7 +45,7 @@ unsafe fn horner(c: &[f32], s: __m256) -> __m256 {
 
 /// 0.5·x·(1 + erf(x/√2)) per lane; NaN stays NaN, −inf gives NaN as the formula does.
 #[inline(always)]
-unsafe fn gelu_erf8(x: __m256) -> __m256 {
+pub(super) unsafe fn gelu_erf8(x: __m256) -> __m256 {
     let one = _mm256_set1_ps(1.0);
     let two = _mm256_set1_ps(2.0);
     let z = _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
@@ -67,28 +67,15 @@ unsafe fn gelu_erf8(x: __m256) -> __m256 {
     _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5), x), one_plus_erf)
 }
 
-/// row = gelu_erf(row + bias).
-///
-/// # Safety
-/// The CPU has AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn gelu_erf_row(bias: Option<&[f32]>, row: &mut [f32]) {
-    assert!(bias.is_none_or(|b| b.len() >= row.len()), "bias shorter than the row");
-    let p = row.as_mut_ptr();
-    let mut i = 0;
-    while i < row.len() {
-        let mask = tail_mask((row.len() - i).min(8));
-        let mut x = _mm256_maskload_ps(p.add(i), mask);
-        if let Some(b) = bias {
-            x = _mm256_add_ps(x, _mm256_maskload_ps(b.as_ptr().add(i), mask));
-        }
-        _mm256_maskstore_ps(p.add(i), mask, gelu_erf8(x));
-        i += 8;
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use crate::cpu::vexp_avx2::{act_row, Act8};
+
+    /// row = gelu_erf(row + bias) through the row kernel.
+    unsafe fn gelu_erf_row(bias: Option<&[f32]>, row: &mut [f32]) {
+        act_row(Act8::GeluErf, bias, row)
+    }
+
     fn gelu(x: f64) -> f64 {
         0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2))
     }
@@ -103,7 +90,7 @@ mod tests {
         xs.extend([-100.0, -6.0, -5.657, -5.6568, -1.4143, -1.4142, 1.4142, 1.4143, 5.6568, 5.657, 30.0, 1e-30, -1e-30]);
         let mut got = xs.clone();
         // SAFETY: AVX2/FMA detected above.
-        unsafe { super::gelu_erf_row(None, &mut got) };
+        unsafe { gelu_erf_row(None, &mut got) };
         let mut worst = 0f64;
         for (&x, &g) in xs.iter().zip(&got) {
             let err = (g as f64 - gelu(x as f64)).abs() / (x.abs() as f64).max(1.0);
@@ -115,7 +102,7 @@ mod tests {
         for x in [-2.0f32, -3.0, -4.0, -5.0, -5.3, -5.5, -5.65] {
             let mut g = [x];
             // SAFETY: as above.
-            unsafe { super::gelu_erf_row(None, &mut g) };
+            unsafe { gelu_erf_row(None, &mut g) };
             let want = gelu(x as f64);
             assert!((g[0] as f64 - want).abs() <= 3e-6 * want.abs(), "gelu({x}) = {:e}, want {want:e}", g[0]);
         }
@@ -129,7 +116,7 @@ mod tests {
         let mut row = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, -7.0, 7.0, 1.0, 2.0];
         let bias = [0.0, 0.0, 0.0, 0.0, -0.0, 0.0, 0.0, 0.0, -1.0];
         // SAFETY: as above.
-        unsafe { super::gelu_erf_row(Some(&bias), &mut row) };
+        unsafe { gelu_erf_row(Some(&bias), &mut row) };
         assert!(row[0].is_nan() && row[2].is_nan(), "{row:?}");
         assert_eq!(row[1], f32::INFINITY);
         assert_eq!((row[3], row[4].to_bits()), (0.0, (-0.0f32).to_bits()));

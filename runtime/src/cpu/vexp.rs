@@ -51,28 +51,28 @@ pub fn softmax_prefix(isa: Isa, row: &mut [f32], seen: usize) {
 /// row[j] = f(row[j] + bias[j]) (no bias: f(row[j])).
 pub fn act_row(isa: Isa, f: Option<UnaryFn>, bias: Option<&[f32]>, row: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if vector(isa) && f == Some(UnaryFn::GeluErf) && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        // SAFETY: AVX2 and FMA detected.
-        unsafe { super::verf_avx2::gelu_erf_row(bias, row) };
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if vector(isa) && matches!(f, Some(UnaryFn::GeluTanh | UnaryFn::Silu)) {
-        // SAFETY: the levels are only constructed on CPUs with their features; the bias,
-        // when given, covers the row (asserted).
-        assert!(
-            bias.is_none_or(|b| b.len() >= row.len()),
-            "bias shorter than the row"
-        );
-        let silu = f == Some(UnaryFn::Silu);
-        unsafe {
-            if isa.bf16_dot() {
-                x86::act_row(silu, bias, row)
-            } else {
-                super::vexp_avx2::act_row(silu, bias, row)
-            }
+    if vector(isa) {
+        use super::vexp_avx2::Act8;
+        let act = match f {
+            Some(UnaryFn::Silu) => Some(Act8::Silu),
+            Some(UnaryFn::GeluTanh) => Some(Act8::GeluTanh),
+            Some(UnaryFn::GeluErf) => Some(Act8::GeluErf),
+            _ => None,
         };
-        return;
+        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        if let Some(act) = act {
+            assert!(bias.is_none_or(|b| b.len() >= row.len()), "bias shorter than the row");
+            // SAFETY: the bf16 levels are only constructed on CPUs with AVX-512 F; AVX2/FMA
+            // detected for the 8-lane kernels; the bias, when given, covers the row.
+            if isa.bf16_dot() && act != Act8::GeluErf {
+                unsafe { x86::act_row(act == Act8::Silu, bias, row) };
+                return;
+            }
+            if avx2 {
+                unsafe { super::vexp_avx2::act_row(act, bias, row) };
+                return;
+            }
+        }
     }
     let _ = isa;
     for (j, o) in row.iter_mut().enumerate() {

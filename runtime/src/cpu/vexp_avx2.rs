@@ -38,7 +38,7 @@ pub(super) unsafe fn exp8(x: __m256) -> __m256 {
 
 /// Lanes 0..len of a row's last partial chunk.
 #[inline(always)]
-pub(super) unsafe fn tail_mask(len: usize) -> __m256i {
+unsafe fn tail_mask(len: usize) -> __m256i {
     _mm256_cmpgt_epi32(_mm256_set1_epi32(len as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 }
 
@@ -75,10 +75,23 @@ pub unsafe fn softmax_prefix(row: &mut [f32], seen: usize) {
     _mm256_maskstore_ps(p.add(whole), mask, _mm256_mul_ps(e, inv));
 }
 
-/// GELU-tanh (as `unary_fn`: 0.5·x·(1 + tanh(β(x + 0.044715x³))), tanh through one exp)
-/// or SiLU (x / (1 + e^-x)) of row + bias.
+/// The activations with 8-lane kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Act8 {
+    /// x / (1 + e^-x).
+    Silu,
+    /// As `unary_fn`: 0.5·x·(1 + tanh(β(x + 0.044715x³))), tanh through one exp.
+    GeluTanh,
+    /// 0.5·x·(1 + erf(x/√2)) (`verf_avx2`).
+    GeluErf,
+}
+
+/// row = act(row + bias).
+///
+/// # Safety
+/// The CPU has AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn act_row(silu: bool, bias: Option<&[f32]>, row: &mut [f32]) {
+pub unsafe fn act_row(act: Act8, bias: Option<&[f32]>, row: &mut [f32]) {
     const BETA: f32 = std::f32::consts::SQRT_2 * std::f32::consts::FRAC_2_SQRT_PI * 0.5;
     assert!(bias.is_none_or(|b| b.len() >= row.len()), "bias shorter than the row");
     let p = row.as_mut_ptr();
@@ -90,7 +103,9 @@ pub unsafe fn act_row(silu: bool, bias: Option<&[f32]>, row: &mut [f32]) {
         if let Some(b) = bias {
             x = _mm256_add_ps(x, _mm256_maskload_ps(b.as_ptr().add(i), mask));
         }
-        let y = if silu {
+        let y = if act == Act8::GeluErf {
+            super::verf_avx2::gelu_erf8(x)
+        } else if act == Act8::Silu {
             _mm256_div_ps(x, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))))
         } else {
             let x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);

@@ -139,18 +139,18 @@ fn run_opened(args: &BenchArgs, opened: &Opened, dtype: DType) -> Result<()> {
     let description = opened.describe();
     match opened {
         Opened::Cpu(b) => {
-            let peak = uniaudio_runtime::cpu::peak::measure_gemm_peak(b.isa(), dtype, 3);
+            let peak = || Ok(Some(uniaudio_runtime::cpu::peak::measure_gemm_peak(b.isa(), dtype, 3)));
             let probe = || Ok(measure_read_bandwidth(1 << 30, 5).gb_per_s());
-            bench_on(b, Some(peak), args, &label, &dir, dtype, &description, &probe, "read bandwidth, best of 5 passes over 1 GiB")?
+            bench_on(b, &peak, args, &label, &dir, dtype, &description, &probe, "read bandwidth, best of 5 passes over 1 GiB")?
         }
         Opened::Wgpu(g) => {
-            let peak = g.measure_fma_peak(3)?;
+            let peak = || Ok(Some(g.measure_fma_peak(3)?));
             let probe = || Ok(g.measure_copy_bandwidth(256 << 20, 5)?);
-            bench_on(g, Some(peak), args, &label, &dir, dtype, &description, &probe, "device copy bandwidth, best of 5 copies of 256 MiB")?
+            bench_on(g, &peak, args, &label, &dir, dtype, &description, &probe, "device copy bandwidth, best of 5 copies of 256 MiB")?
         }
         Opened::Cuda(g) => {
             let probe = || Ok(g.measure_copy_bandwidth(1 << 30, 5)?);
-            bench_on(g, None, args, &label, &dir, dtype, &description, &probe, "device copy bandwidth, best of 5 copies of 1 GiB")?
+            bench_on(g, &|| Ok(None), args, &label, &dir, dtype, &description, &probe, "device copy bandwidth, best of 5 copies of 1 GiB")?
         }
     }
     crate::bench_codec::run(&args.codec, opened, &cache_dir(), dtype)?;
@@ -158,7 +158,7 @@ fn run_opened(args: &BenchArgs, opened: &Opened, dtype: DType) -> Result<()> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn bench_on<B: Backend>(backend: &B, peak: Option<f64>, args: &BenchArgs, label: &str, dir: &Path, dtype: DType, description: &str, probe: &dyn Fn() -> Result<f64>, bw_how: &str) -> Result<()> {
+fn bench_on<B: Backend>(backend: &B, peak_probe: &crate::bench_codec::PeakProbe, args: &BenchArgs, label: &str, dir: &Path, dtype: DType, description: &str, probe: &dyn Fn() -> Result<f64>, bw_how: &str) -> Result<()> {
     let lm = UniAudioLm::load(backend, dir).with_context(|| format!("loading {}", dir.display()))?;
     let params: usize = uniaudio_lm::synth::model_tensors(&lm.config).iter().map(|(_, s)| s.iter().product::<usize>()).sum();
     println!(
@@ -170,6 +170,7 @@ fn bench_on<B: Backend>(backend: &B, peak: Option<f64>, args: &BenchArgs, label:
     println!("backend {description}");
     let before = probe()?;
     println!("memory bandwidth: {before:.2} GB/s ({bw_how})");
+    let peak = peak_probe()?;
 
     let opts = BenchOptions { prompt_len: args.prompt_len, audio_frames: args.audio_frames, text_tokens: args.text_tokens, top_k: 50, temperature: 0.9, seed: 888 };
     let bar = progress::steps((args.audio_frames + args.text_tokens) as u64, "decoding");
@@ -180,6 +181,7 @@ fn bench_on<B: Backend>(backend: &B, peak: Option<f64>, args: &BenchArgs, label:
     let after = probe()?;
     let bw = before.max(after);
     println!("memory bandwidth after the steps: {after:.2} GB/s (the percentages use {bw:.2})");
+    let peak = crate::bench_codec::peak_after(peak, peak_probe)?;
     let rss = system::peak_rss().unwrap_or(0);
     print_table(&report, bw, rss);
     println!(

@@ -13,6 +13,7 @@ use uniaudio_runtime::cpu::peak::measure_fma_peak;
 use uniaudio_runtime::{Backend, DType};
 
 use crate::backend::Opened;
+use crate::bench_codec::{peak_after, PeakProbe};
 use crate::progress;
 
 #[derive(Args)]
@@ -45,13 +46,14 @@ pub fn run(args: &EncoderBenchArgs, opened: &Opened, cache: &Path) -> Result<()>
     }
     let dir = preset_dir(cache, preset)?;
     match opened {
-        Opened::Cpu(b) => bench_on(b, args, preset, &dir, Some(measure_fma_peak(b.isa(), 3))),
-        Opened::Wgpu(g) => bench_on(g, args, preset, &dir, Some(g.measure_fma_peak(3)?)),
-        Opened::Cuda(g) => bench_on(g, args, preset, &dir, None),
+        Opened::Cpu(b) => bench_on(b, args, preset, &dir, &|| Ok(Some(measure_fma_peak(b.isa(), 3)))),
+        Opened::Wgpu(g) => bench_on(g, args, preset, &dir, &|| Ok(Some(g.measure_fma_peak(3)?))),
+        Opened::Cuda(g) => bench_on(g, args, preset, &dir, &|| Ok(None)),
     }
 }
 
-fn bench_on<B: Backend>(b: &B, args: &EncoderBenchArgs, preset: EncoderPreset, dir: &Path, peak: Option<f64>) -> Result<()> {
+fn bench_on<B: Backend>(b: &B, args: &EncoderBenchArgs, preset: EncoderPreset, dir: &Path, probe: &PeakProbe) -> Result<()> {
+    let peak = probe()?;
     let encoder = Encoder::load(b, dir).with_context(|| format!("loading {}", dir.display()))?;
     println!();
     println!(
@@ -63,6 +65,7 @@ fn bench_on<B: Backend>(b: &B, args: &EncoderBenchArgs, preset: EncoderPreset, d
     // Untimed pass over one chunk: page in the weights and warm the kernels.
     run_encoder_bench(&encoder, b, 1.0, &mut |_, _| {})?;
     let r = progress::with_steps("encoding", |report| run_encoder_bench(&encoder, b, args.encoder_seconds, report))?;
+    let peak = peak_after(peak, probe)?;
     print_report(&r, peak);
     Ok(())
 }

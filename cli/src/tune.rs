@@ -12,7 +12,7 @@ use uniaudio_runtime::cpu::tune as cpu_tune;
 use uniaudio_runtime::cpu::Isa;
 use uniaudio_runtime::cuda::launch::KernelDevice;
 use uniaudio_runtime::cuda::tune as cuda_tune;
-use uniaudio_runtime::tune::{Timing, TuneCache, TuneMode};
+use uniaudio_runtime::tune::{ProbeTuning, Timing, TuneCache, TuneMode};
 use uniaudio_runtime::wgpu::tune as wgpu_tune;
 use uniaudio_runtime::{Cuda, DType, Wgpu};
 
@@ -276,36 +276,9 @@ fn tune_wgpu(gpu: &Wgpu, reps: usize, model: &Option<Projections>, families: [bo
     let mut cache = TuneCache::open(&cpu_tune::cache_dir(), key, &mut |w| eprintln!("warning: {w}"));
     println!();
     print_header("of limit");
-    for (c, (class, builtin)) in wgpu_tune::GEMV_CLASSES
-        .iter()
-        .enumerate()
-        .filter(|_| families[0])
-    {
-        let probe = model.as_ref().and_then(|p| {
-            if c == wgpu_tune::GATE_UP_CLASS {
-                p.probe(1, |k| k == p.shapes[2].0)
-            } else {
-                p.probe(1, |k| wgpu_tune::matmul_class(k) == c)
-            }
-        });
-        let run = gpu.tune_gemv_probe(c, probe, DType::BF16, 1, reps)?;
-        let rate = |s: f64| {
-            let gbs = run.bytes_per_timing / s / 1e9;
-            (format!("{gbs:.1} GB/s"), 100.0 * (gbs / bandwidth).min(1.0))
-        };
-        let table = Table {
-            family: wgpu_tune::GEMV_ROWS,
-            class,
-            timings: &run.timings,
-            best: run.best,
-            default: wgpu_tune::GEMV_ROWS_DEFAULT,
-        };
-        table.print_rows(|c| format!("{c} rows"), rate);
-        table.print_gain(&probe_label(
-            probe.unwrap_or(*builtin),
-            probe_source(model, probe.is_some()),
-        ));
-        table.record(&mut cache);
+    if families[0] {
+        let family = GpuGemv { name: wgpu_tune::GEMV_ROWS, default: wgpu_tune::GEMV_ROWS_DEFAULT, unit: "rows", classes: &wgpu_tune::GEMV_CLASSES, gate_up_class: wgpu_tune::GATE_UP_CLASS, matmul_class: wgpu_tune::matmul_class };
+        tune_gpu_gemv(&family, model, bandwidth, &mut cache, &|c, probe| Ok(gpu.tune_gemv_probe(c, probe, DType::BF16, 1, reps)?))?;
     }
     for (c, (class, builtin)) in wgpu_tune::GEMM_CLASSES.iter().enumerate().filter(|_| families[1]) {
         let probe = model.as_ref().and_then(|p| if c == 0 { p.probe(64, |_| true) } else { None });
@@ -341,26 +314,46 @@ fn tune_cuda(gpu: &Cuda, reps: usize, model: &Option<Projections>) -> Result<()>
     let mut cache = TuneCache::open(&cpu_tune::cache_dir(), key, &mut |w| eprintln!("warning: {w}"));
     println!();
     print_header("of limit");
-    for (c, (class, builtin)) in cuda_tune::GEMV_CLASSES.iter().enumerate() {
+    let family = GpuGemv { name: cuda_tune::GEMV_WARPS, default: cuda_tune::GEMV_WARPS_DEFAULT, unit: "warps", classes: &cuda_tune::GEMV_CLASSES, gate_up_class: cuda_tune::GATE_UP_CLASS, matmul_class: cuda_tune::matmul_class };
+    tune_gpu_gemv(&family, model, bandwidth, &mut cache, &|c, probe| Ok(cuda_tune::tune_gemv_probe(gpu, c, probe, DType::BF16, 1, reps)?))?;
+    cache.save().map_err(|e| anyhow::anyhow!("{}: cannot write the tuning cache: {e}", cache.path().display()))?;
+    println!("\nsaved    {}", cache.path().display());
+    Ok(())
+}
+
+/// A GPU backend's decode GEMV family: its candidates' unit, classes (name and built-in
+/// probe) and how an out-in product's inner size picks its class.
+struct GpuGemv<'a> {
+    name: &'a str,
+    default: usize,
+    unit: &'a str,
+    classes: &'a [(&'a str, (usize, usize, usize))],
+    gate_up_class: usize,
+    matmul_class: fn(usize) -> usize,
+}
+
+/// Times every class of a GPU GEMV family on its probe (the model's largest projection of
+/// the class where one is given) through `run(class, probe)`, prints the table against the
+/// copy bandwidth and records the choices.
+fn tune_gpu_gemv(family: &GpuGemv, model: &Option<Projections>, bandwidth: f64, cache: &mut TuneCache, run: &dyn Fn(usize, Option<(usize, usize, usize)>) -> Result<ProbeTuning>) -> Result<()> {
+    for (c, (class, builtin)) in family.classes.iter().enumerate() {
         let probe = model.as_ref().and_then(|p| {
-            if c == cuda_tune::GATE_UP_CLASS {
+            if c == family.gate_up_class {
                 p.probe(1, |k| k == p.shapes[2].0)
             } else {
-                p.probe(1, |k| cuda_tune::matmul_class(k) == c)
+                p.probe(1, |k| (family.matmul_class)(k) == c)
             }
         });
-        let run = cuda_tune::tune_gemv_probe(gpu, c, probe, DType::BF16, 1, reps)?;
+        let run = run(c, probe)?;
         let rate = |s: f64| {
             let gbs = run.bytes_per_timing / s / 1e9;
             (format!("{gbs:.1} GB/s"), 100.0 * (gbs / bandwidth).min(1.0))
         };
-        let table = Table { family: cuda_tune::GEMV_WARPS, class, timings: &run.timings, best: run.best, default: cuda_tune::GEMV_WARPS_DEFAULT };
-        table.print_rows(|c| format!("{c} warps"), rate);
+        let table = Table { family: family.name, class, timings: &run.timings, best: run.best, default: family.default };
+        table.print_rows(|c| format!("{c} {}", family.unit), rate);
         table.print_gain(&probe_label(probe.unwrap_or(*builtin), probe_source(model, probe.is_some())));
-        table.record(&mut cache);
+        table.record(cache);
     }
-    cache.save().map_err(|e| anyhow::anyhow!("{}: cannot write the tuning cache: {e}", cache.path().display()))?;
-    println!("\nsaved    {}", cache.path().display());
     Ok(())
 }
 

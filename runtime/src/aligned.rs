@@ -1,12 +1,32 @@
 //! Heap bytes aligned to 64 (a cache line, and enough for any SIMD load), recycled: freed
 //! allocations of activation size are kept (`recycle`) for the next allocation of the same
 //! length, since inference allocates the same shapes op after op and a fresh allocation
-//! costs a page fault and a kernel page clear per 4 KiB touched.
+//! costs a page fault and a kernel page clear per 4 KiB touched. Allocations of
+//! `huge_pages::MIN_BYTES` or more (weights, KV caches) are aligned to a huge page and ask
+//! for huge pages before they are first touched.
 
-use std::alloc::{alloc, alloc_zeroed, Layout};
+use std::alloc::{alloc, Layout};
 use std::ptr::NonNull;
 
+use crate::huge_pages;
+
 pub const ALIGN: usize = 64;
+
+/// The layout of every allocation of `len` (> 0) bytes, for allocating and freeing alike.
+fn layout(len: usize) -> Option<Layout> {
+    Layout::from_size_align(len, if len >= huge_pages::MIN_BYTES { huge_pages::SIZE } else { ALIGN }).ok()
+}
+
+/// A fresh, untouched allocation of `len` (> 0) bytes, advised for huge pages when large.
+fn allocate(len: usize) -> Option<NonNull<u8>> {
+    let layout = layout(len)?;
+    // SAFETY: layout has non-zero size.
+    let ptr = NonNull::new(unsafe { alloc(layout) })?;
+    if len >= huge_pages::MIN_BYTES {
+        huge_pages::advise(ptr.as_ptr(), len);
+    }
+    Some(ptr)
+}
 
 pub struct AlignedBytes {
     ptr: NonNull<u8>,
@@ -32,9 +52,9 @@ impl AlignedBytes {
             unsafe { ptr.as_ptr().write_bytes(0, len) };
             return Some(AlignedBytes { ptr, len, recycled: true });
         }
-        let layout = Layout::from_size_align(len, ALIGN).ok()?;
-        // SAFETY: layout has non-zero size.
-        let ptr = NonNull::new(unsafe { alloc_zeroed(layout) })?;
+        let ptr = allocate(len)?;
+        // SAFETY: a fresh allocation of `len` bytes.
+        unsafe { ptr.as_ptr().write_bytes(0, len) };
         Some(AlignedBytes { ptr, len, recycled: true })
     }
 
@@ -44,9 +64,7 @@ impl AlignedBytes {
         if len == 0 {
             return Self::zeroed(0);
         }
-        let layout = Layout::from_size_align(len, ALIGN).ok()?;
-        // SAFETY: layout has non-zero size.
-        let ptr = NonNull::new(unsafe { alloc(layout) })?;
+        let ptr = allocate(len)?;
         // SAFETY: `ptr` holds `len` writable bytes that do not overlap `bytes`; every byte
         // is written before the slice is ever read.
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), len) };
@@ -63,7 +81,6 @@ impl AlignedBytes {
         // SAFETY: ptr is valid for len bytes (or dangling with len 0).
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
-    #[cfg(test)]
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: as above, and &mut self gives exclusive access.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
@@ -86,11 +103,9 @@ impl Drop for AlignedBytes {
 /// Freed allocations kept for reuse, by exact length, most recent last; the oldest are
 /// released once more than the budget is kept.
 mod recycle {
-    use std::alloc::{dealloc, Layout};
+    use std::alloc::dealloc;
     use std::ptr::NonNull;
     use std::sync::Mutex;
-
-    use super::ALIGN;
 
     /// The process's recycler: allocations of 64 KiB (smaller ones the allocator reuses
     /// itself) to 256 MiB, at most 512 MiB kept.
@@ -110,8 +125,9 @@ mod recycle {
 
     /// Frees an allocation made with `AlignedBytes`'s layout for `len` bytes.
     pub(super) fn release(ptr: NonNull<u8>, len: usize) {
+        let layout = super::layout(len).expect("the layout it was allocated with");
         // SAFETY: allocated by `AlignedBytes` with exactly this layout, owned by the caller.
-        unsafe { dealloc(ptr.as_ptr(), Layout::from_size_align_unchecked(len, ALIGN)) }
+        unsafe { dealloc(ptr.as_ptr(), layout) }
     }
 
     impl Recycler {
@@ -168,7 +184,7 @@ mod recycle {
 
         fn block(len: usize) -> NonNull<u8> {
             // SAFETY: non-zero size.
-            NonNull::new(unsafe { std::alloc::alloc(Layout::from_size_align(len, ALIGN).unwrap()) }).unwrap()
+            NonNull::new(unsafe { std::alloc::alloc(super::super::layout(len).unwrap()) }).unwrap()
         }
 
         #[test]

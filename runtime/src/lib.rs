@@ -15,6 +15,7 @@ pub mod precision;
 pub mod cuda;
 pub mod dtype;
 mod error;
+pub mod huge_pages;
 pub mod op;
 mod op_check;
 pub mod ops;

@@ -6,6 +6,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use super::simd::{sum_f32, Isa};
+use crate::aligned::AlignedBytes;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Bandwidth {
@@ -20,11 +21,14 @@ impl Bandwidth {
 }
 
 /// Streams `bytes` (rounded to whole f32s) `reps` times with every rayon thread and
-/// keeps the fastest pass.
+/// keeps the fastest pass. The buffer is allocated as the weights are (huge pages where
+/// the kernel grants them), so the roofline is what the best-mapped weights can reach.
 pub fn measure_read_bandwidth(bytes: usize, reps: usize) -> Bandwidth {
     let isa = Isa::detect();
     let n = bytes / 4;
-    let mut data = vec![0f32; n];
+    let mut buffer = AlignedBytes::zeroed(n * 4).expect("allocating the bandwidth probe's buffer");
+    // SAFETY: the buffer holds n * 4 bytes, aligned to 64, zeroed (0.0 as f32).
+    let data = unsafe { std::slice::from_raw_parts_mut(buffer.as_mut_slice().as_mut_ptr().cast::<f32>(), n) };
     data.par_chunks_mut(1 << 16).for_each(|c| c.iter_mut().enumerate().for_each(|(i, v)| *v = (i % 7) as f32));
     let chunk = n.div_ceil(rayon::current_num_threads() * 4).max(1 << 12);
     let mut best = f64::INFINITY;

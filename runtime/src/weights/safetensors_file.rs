@@ -43,6 +43,7 @@ impl SafetensorsFile {
         // SAFETY: the map is read-only. Like every mmap-based loader we rely on the
         // file not being truncated by another process while it is mapped.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
+        crate::huge_pages::advise_map(&map);
         let (header_len, meta) = safetensors::SafeTensors::read_metadata(&map)
             .map_err(|e| Error::weights(&path, format!("not a valid safetensors file: {e}")))?;
         let data_start = 8 + header_len;

@@ -24,6 +24,14 @@ pub fn take(len: usize) -> Vec<f32> {
     buf
 }
 
+/// A buffer of `len` floats from this thread's pool, its contents left as they were (for
+/// outputs the caller overwrites whole: zeroing a score block cost as much as its softmax).
+pub fn take_for_overwrite(len: usize) -> Vec<f32> {
+    let mut buf = POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default();
+    buf.resize(len, 0.0);
+    buf
+}
+
 /// Returns a buffer to this thread's pool (a full pool drops it).
 pub fn give(buf: Vec<f32>) {
     POOL.with(|p| {
@@ -52,5 +60,8 @@ mod tests {
         assert_ne!(c.as_ptr(), b.as_ptr());
         give(b);
         give(c);
+        let d = take_for_overwrite(2000);
+        assert_eq!(d.len(), 2000, "any length, whatever the buffer held");
+        give(d);
     }
 }

@@ -61,19 +61,16 @@ pub fn act_row(isa: Isa, f: Option<UnaryFn>, bias: Option<&[f32]>, row: &mut [f3
             Some(UnaryFn::GeluErf) => Some(Act8::GeluErf),
             _ => None,
         };
-        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
         if let Some(act) = act {
             assert!(bias.is_none_or(|b| b.len() >= row.len()), "bias shorter than the row");
-            // SAFETY: the bf16 levels are only constructed on CPUs with AVX-512 F; AVX2/FMA
-            // detected for the 8-lane kernels; the bias, when given, covers the row.
+            // SAFETY: the fast levels are only constructed on CPUs with AVX2/FMA, the bf16
+            // ones with AVX-512 F too; the bias, when given, covers the row.
             if isa.bf16_dot() && act != Act8::GeluErf {
                 unsafe { x86::act_row(act == Act8::Silu, bias, row) };
-                return;
-            }
-            if avx2 {
+            } else {
                 unsafe { super::vexp_avx2::act_row(act, bias, row) };
-                return;
             }
+            return;
         }
     }
     let _ = isa;

@@ -12,9 +12,15 @@ use crate::huge_pages;
 
 pub const ALIGN: usize = 64;
 
+/// Whether an allocation of `len` bytes asks for huge pages (Linux only: elsewhere the
+/// alignment would only waste address space).
+fn huge(len: usize) -> bool {
+    cfg!(target_os = "linux") && len >= huge_pages::MIN_BYTES
+}
+
 /// The layout of every allocation of `len` (> 0) bytes, for allocating and freeing alike.
 fn layout(len: usize) -> Option<Layout> {
-    Layout::from_size_align(len, if len >= huge_pages::MIN_BYTES { huge_pages::SIZE } else { ALIGN }).ok()
+    Layout::from_size_align(len, if huge(len) { huge_pages::SIZE } else { ALIGN }).ok()
 }
 
 /// A fresh, untouched allocation of `len` (> 0) bytes, advised for huge pages when large.
@@ -22,7 +28,7 @@ fn allocate(len: usize) -> Option<NonNull<u8>> {
     let layout = layout(len)?;
     // SAFETY: layout has non-zero size.
     let ptr = NonNull::new(unsafe { alloc(layout) })?;
-    if len >= huge_pages::MIN_BYTES {
+    if huge(len) {
         huge_pages::advise(ptr.as_ptr(), len);
     }
     Some(ptr)
@@ -71,6 +77,25 @@ impl AlignedBytes {
         Some(AlignedBytes { ptr, len, recycled: false })
     }
 
+    /// `n` f32 values `value(i)`, written in parallel straight into a fresh allocation (so
+    /// its pages are first touched by the threads that will stream them, and never zeroed
+    /// first); released when dropped.
+    pub fn f32s_filled_in_parallel(n: usize, value: impl Fn(usize) -> f32 + Sync) -> Option<Self> {
+        use rayon::prelude::*;
+        let len = n.checked_mul(4)?;
+        if len == 0 {
+            return Self::zeroed(0);
+        }
+        let ptr = allocate(len)?;
+        let base = ptr.as_ptr() as usize;
+        (0..n).into_par_iter().with_min_len(1 << 14).for_each(|i| {
+            // SAFETY: i < n, so the 4 bytes at 4i lie inside the allocation (aligned to 64);
+            // each is written once, by one task, before the bytes are ever read.
+            unsafe { (base as *mut f32).add(i).write(value(i)) }
+        });
+        Some(AlignedBytes { ptr, len, recycled: false })
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -81,6 +106,7 @@ impl AlignedBytes {
         // SAFETY: ptr is valid for len bytes (or dangling with len 0).
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
+    #[cfg(test)]
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: as above, and &mut self gives exclusive access.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }

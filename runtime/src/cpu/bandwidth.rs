@@ -26,10 +26,8 @@ impl Bandwidth {
 pub fn measure_read_bandwidth(bytes: usize, reps: usize) -> Bandwidth {
     let isa = Isa::detect();
     let n = bytes / 4;
-    let mut buffer = AlignedBytes::zeroed(n * 4).expect("allocating the bandwidth probe's buffer");
-    // SAFETY: the buffer holds n * 4 bytes, aligned to 64, zeroed (0.0 as f32).
-    let data = unsafe { std::slice::from_raw_parts_mut(buffer.as_mut_slice().as_mut_ptr().cast::<f32>(), n) };
-    data.par_chunks_mut(1 << 16).for_each(|c| c.iter_mut().enumerate().for_each(|(i, v)| *v = (i % 7) as f32));
+    let buffer = AlignedBytes::f32s_filled_in_parallel(n, |i| (i % 7) as f32).expect("allocating the bandwidth probe's buffer");
+    let data: &[f32] = bytemuck::cast_slice(buffer.as_slice());
     let chunk = n.div_ceil(rayon::current_num_threads() * 4).max(1 << 12);
     let mut best = f64::INFINITY;
     let mut sink = 0f32;

@@ -249,5 +249,17 @@ mod recycle {
             assert_eq!(c.as_slice(), &src[..]);
             assert_eq!(c.as_ptr() as usize % ALIGN, 0);
         }
+
+        #[test]
+        fn parallel_fills_write_every_value_in_place() {
+            // Past the huge-page size and not a multiple of any chunk, then empty.
+            for n in [(crate::huge_pages::MIN_BYTES / 4) + 12_345, 3, 0] {
+                let a = AlignedBytes::f32s_filled_in_parallel(n, |i| i as f32 * 0.5 - 7.0).unwrap();
+                assert_eq!(a.len(), 4 * n);
+                assert_eq!(a.as_ptr() as usize % ALIGN, 0);
+                let values: &[f32] = bytemuck::cast_slice(a.as_slice());
+                assert!(values.iter().enumerate().all(|(i, &v)| v == i as f32 * 0.5 - 7.0), "a value is missing or misplaced");
+            }
+        }
     }
 }

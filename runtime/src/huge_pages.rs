@@ -47,7 +47,13 @@ pub struct ResidentPages {
 /// cannot be read.
 pub fn mapped_weight_pages() -> Option<ResidentPages> {
     let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
-    Some(parse_smaps(&smaps, |path| path.trim_end_matches(" (deleted)").ends_with(".safetensors")))
+    Some(parse_smaps(&smaps, is_weight_file))
+}
+
+/// Whether a mapping's path is a weight file (smaps marks a file replaced on disk since it
+/// was mapped " (deleted)").
+fn is_weight_file(path: &str) -> bool {
+    path.trim_end_matches(" (deleted)").ends_with(".safetensors")
 }
 
 /// Sums `Rss` and the PMD-mapped bytes (`FilePmdMapped`, or `ShmemPmdMapped` for files on
@@ -117,7 +123,7 @@ ShmemPmdMapped:     2048 kB
     fn smaps_sums_only_the_weight_files() {
         let pages = parse_smaps(SMAPS, |p| p.ends_with(".safetensors"));
         assert_eq!(pages, ResidentPages { resident: (8_306_780 + 4096) * 1024, huge: (978_944 + 4096) * 1024 });
-        let with_deleted = parse_smaps(SMAPS, |p| p.trim_end_matches(" (deleted)").ends_with(".safetensors"));
+        let with_deleted = parse_smaps(SMAPS, is_weight_file);
         assert_eq!(with_deleted, ResidentPages { resident: (8_306_780 + 4096 + 2048) * 1024, huge: (978_944 + 4096 + 2048) * 1024 });
         // Unreadable values count as nothing; a header without a path starts no count.
         let odd = "garbage\nRss: 7 kB\n1000-2000 r--s 0 fe:01 5 /w.safetensors\nRss: x kB\nFilePmdMapped: 99999999999999999999 kB\nRss: 8 kB\n";

@@ -18,7 +18,7 @@ const KEPT_LEN: usize = 1 << 20;
 
 /// A zeroed buffer of `len` floats, from this thread's pool when it has one.
 pub fn take(len: usize) -> Vec<f32> {
-    let mut buf = POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default();
+    let mut buf = pooled();
     buf.clear();
     buf.resize(len, 0.0);
     buf
@@ -27,9 +27,14 @@ pub fn take(len: usize) -> Vec<f32> {
 /// A buffer of `len` floats from this thread's pool, its contents left as they were (for
 /// outputs the caller overwrites whole: zeroing a score block cost as much as its softmax).
 pub fn take_for_overwrite(len: usize) -> Vec<f32> {
-    let mut buf = POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default();
+    let mut buf = pooled();
     buf.resize(len, 0.0);
     buf
+}
+
+/// This thread's most recently returned buffer, or a new empty one.
+fn pooled() -> Vec<f32> {
+    POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default()
 }
 
 /// Returns a buffer to this thread's pool (a full pool drops it).

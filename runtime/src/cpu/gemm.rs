@@ -108,7 +108,11 @@ pub fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: WeightLayou
         |(bpack, acc, bpairs), p| {
             let n0 = p * NR;
             let nb = (n - n0).min(NR);
-            acc.iter_mut().for_each(|t| *t = [[0f32; NR]; MR]);
+            // The AVX2 and scalar tiles start from zero on the first K block themselves.
+            let tiles_start_fresh = !fast && !isa.avx512() && k_blocks > 0;
+            if !tiles_start_fresh {
+                acc.iter_mut().for_each(|t| *t = [[0f32; NR]; MR]);
+            }
             for kb in 0..k_blocks {
                 let k0 = kb * KC;
                 let kc = (k - k0).min(KC);
@@ -134,7 +138,7 @@ pub fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: WeightLayou
                 } else {
                     pack_cols(isa, w, layout, k, n, k0, kc, n0, nb, bpack);
                     for (rp, tile) in acc.iter_mut().enumerate() {
-                        micro_tile(isa, kc, &block[rp * MR * KC..], bpack, tile);
+                        micro_tile(isa, kc, &block[rp * MR * KC..], bpack, tile, kb == 0);
                     }
                 }
             }
@@ -153,10 +157,15 @@ pub fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: WeightLayou
 pub(crate) unsafe fn store_tiles(shared: &SharedOut, acc: &[[[f32; NR]; MR]], m: usize, n: usize, n0: usize, nb: usize, accumulate: bool) {
     for (rp, tile) in acc.iter().enumerate() {
         for (i, row) in tile.iter().enumerate().take(m.saturating_sub(rp * MR).min(MR)) {
-            let base = (rp * MR + i) * n + n0;
-            for (j, &v) in row.iter().enumerate().take(nb) {
-                let dst = shared.at(base + j);
-                *dst = if accumulate { *dst + v } else { v };
+            // Whole rows, so the copy and the sum vectorise (short-K products, attention's
+            // scores among them, spent a tenth of their time here element by element).
+            let dst = shared.slice((rp * MR + i) * n + n0, nb);
+            match <&mut [f32; NR]>::try_from(&mut *dst) {
+                // A whole panel's row has a fixed length: a few vector moves, no call.
+                Ok(whole) if accumulate => whole.iter_mut().zip(row).for_each(|(d, &v)| *d += v),
+                Ok(whole) => *whole = *row,
+                Err(_) if accumulate => dst.iter_mut().zip(row).for_each(|(d, &v)| *d += v),
+                Err(_) => dst.copy_from_slice(&row[..nb]),
             }
         }
     }
@@ -175,7 +184,7 @@ fn tiles_avx512(kc: usize, block: &[f32], bpack: &[f32], acc: &mut [[[f32; NR]; 
         unsafe { super::gemm_avx512::tile2_f32(kc, a, a.add(MR * KC), bpack.as_ptr(), &mut c0[0], &mut c1[0]) };
     }
     if let [last] = pairs.into_remainder() {
-        micro_tile(Isa::Avx2, kc, &block[rp * MR * KC..], bpack, last);
+        micro_tile(Isa::Avx2, kc, &block[rp * MR * KC..], bpack, last, false);
     }
 }
 
@@ -207,15 +216,19 @@ fn tiles_bf16(kc2: usize, block: &[u32], bpairs: &[u32], acc: &mut [[[f32; NR]; 
     }
 }
 
-/// c += a · b over `kc` inner indices of one row panel and one column panel.
-fn micro_tile(isa: Isa, kc: usize, a: &[f32], b: &[f32], c: &mut [[f32; NR]; MR]) {
+/// c += a · b over `kc` inner indices of one row panel and one column panel (`fresh`:
+/// c = a · b, whatever c held).
+fn micro_tile(isa: Isa, kc: usize, a: &[f32], b: &[f32], c: &mut [[f32; NR]; MR], fresh: bool) {
     assert!(a.len() >= kc * MR && b.len() >= kc * NR, "micro-panel bounds");
     #[cfg(target_arch = "x86_64")]
     if isa.avx2() {
         // SAFETY: AVX2/FMA detected; panel bounds asserted above.
-        return unsafe { avx2_tile(kc, a.as_ptr(), b.as_ptr(), c) };
+        return unsafe { avx2_tile(kc, a.as_ptr(), b.as_ptr(), c, fresh) };
     }
     let _ = isa;
+    if fresh {
+        *c = [[0f32; NR]; MR];
+    }
     for kk in 0..kc {
         let bv = &b[kk * NR..kk * NR + NR];
         for (i, row) in c.iter_mut().enumerate() {
@@ -229,12 +242,14 @@ fn micro_tile(isa: Isa, kc: usize, a: &[f32], b: &[f32], c: &mut [[f32; NR]; MR]
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn avx2_tile(kc: usize, a: *const f32, b: *const f32, out: &mut [[f32; NR]; MR]) {
+unsafe fn avx2_tile(kc: usize, a: *const f32, b: *const f32, out: &mut [[f32; NR]; MR], fresh: bool) {
     use std::arch::x86_64::*;
     let mut c = [[_mm256_setzero_ps(); 2]; MR];
-    for (ci, o) in c.iter_mut().zip(out.iter()) {
-        ci[0] = _mm256_loadu_ps(o.as_ptr());
-        ci[1] = _mm256_loadu_ps(o.as_ptr().add(8));
+    if !fresh {
+        for (ci, o) in c.iter_mut().zip(out.iter()) {
+            ci[0] = _mm256_loadu_ps(o.as_ptr());
+            ci[1] = _mm256_loadu_ps(o.as_ptr().add(8));
+        }
     }
     for kk in 0..kc {
         let b0 = _mm256_loadu_ps(b.add(kk * NR));

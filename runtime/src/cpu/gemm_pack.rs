@@ -17,28 +17,43 @@ use crate::op::WeightLayout;
 /// `mb` rows of x [mb, k] as [k block][row panel][KC][MR], zero padded.
 pub(super) fn pack_rows(isa: Isa, x: &[f32], mb: usize, k: usize, row_panels: usize) -> Vec<f32> {
     let k_blocks = k.div_ceil(KC);
-    let mut apack = super::scratch::take(k_blocks * row_panels * MR * KC);
+    // Every element is written below (copies, then zero padding), so the buffer is not
+    // cleared first: for attention's P·V the clearing cost a twentieth of the product.
+    let mut apack = super::scratch::take_for_overwrite(k_blocks * row_panels * MR * KC);
     apack.par_chunks_mut(MR * KC).enumerate().for_each(|(idx, panel)| {
         let (kb, rp) = (idx / row_panels, idx % row_panels);
         let k0 = kb * KC;
         let kc = (k - k0).min(KC);
         let rows = mb.saturating_sub(rp * MR).min(MR);
-        #[cfg(target_arch = "x86_64")]
-        if rows > 0 && isa.avx2() {
-            // SAFETY: the level implies AVX2; rows rp·MR..rp·MR + rows of x hold k0..k0 + kc, and the
-            // panel holds [KC][MR].
-            return unsafe { transpose::rows_avx2(x[rp * MR * k..].as_ptr(), k, rows, k0, kc, panel.as_mut_ptr()) };
-        }
-        for i in 0..MR {
-            let row = rp * MR + i;
-            if row < mb {
-                for (kk, &v) in x[row * k + k0..row * k + k0 + kc].iter().enumerate() {
-                    panel[kk * MR + i] = v;
-                }
+        copy_panel(isa, x, k, rp, rows, k0, kc, panel);
+        // Rows past mb and inner indices past kc are zero (the bf16 tiles read an odd kc's
+        // partner index; the padded rows' products are discarded but must stay finite).
+        if rows < MR {
+            for kk in 0..kc {
+                panel[kk * MR + rows..(kk + 1) * MR].fill(0.0);
             }
         }
+        panel[kc * MR..].fill(0.0);
     });
     apack
+}
+
+/// Rows rp·MR..rp·MR + rows of x over k0..k0 + kc into panel [kc][MR] (padding unwritten).
+#[allow(clippy::too_many_arguments)]
+fn copy_panel(isa: Isa, x: &[f32], k: usize, rp: usize, rows: usize, k0: usize, kc: usize, panel: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if rows > 0 && isa.avx2() {
+        // SAFETY: the level implies AVX2; rows rp·MR..rp·MR + rows of x hold k0..k0 + kc, and the
+        // panel holds [KC][MR].
+        return unsafe { transpose::rows_avx2(x[rp * MR * k..].as_ptr(), k, rows, k0, kc, panel.as_mut_ptr()) };
+    }
+    let _ = isa;
+    for i in 0..rows {
+        let row = rp * MR + i;
+        for (kk, &v) in x[row * k + k0..row * k + k0 + kc].iter().enumerate() {
+            panel[kk * MR + i] = v;
+        }
+    }
 }
 
 /// bf16 W [N, K]'s columns n0..n0+nb over k0..k0+kc as [kc/2][NR] pairs along K (an odd
@@ -247,12 +262,14 @@ mod tests {
 
     /// Packed rows (the transposing path where the CPU has AVX2) against the layout
     /// element by element: partial row panel, partial K block, K not a multiple of 8.
+    /// The pool hands out a NaN-filled buffer first, so padding left unwritten shows.
     #[test]
     fn packed_rows_match_element_by_element_packing() {
         for (mb, k) in [(13usize, 300usize), (6, 256), (1, 9), (20, 517)] {
             let x: Vec<f32> = (0..mb * k).map(|i| (i * 7919 % 1013) as f32 - 506.0).collect();
             let row_panels = mb.div_ceil(MR);
             for isa in [Isa::Scalar, Isa::detect()] {
+            super::super::scratch::give(vec![f32::NAN; 1 << 15]);
             let got = pack_rows(isa, &x, mb, k, row_panels);
             for kb in 0..k.div_ceil(KC) {
                 for rp in 0..row_panels {

@@ -16,14 +16,6 @@ const KEPT: usize = 4;
 /// holds at most 16 MiB per thread; their products are long enough to amortise the pages.
 const KEPT_LEN: usize = 1 << 20;
 
-/// A zeroed buffer of `len` floats, from this thread's pool when it has one.
-pub fn take(len: usize) -> Vec<f32> {
-    let mut buf = pooled();
-    buf.clear();
-    buf.resize(len, 0.0);
-    buf
-}
-
 /// A buffer of `len` floats from this thread's pool, its contents left as they were (for
 /// outputs the caller overwrites whole: zeroing a score block cost as much as its softmax).
 pub fn take_for_overwrite(len: usize) -> Vec<f32> {
@@ -52,16 +44,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buffers_come_back_zeroed_at_the_requested_length() {
-        let mut a = take(1000);
+    fn buffers_are_reused_at_the_requested_length() {
+        let mut a = take_for_overwrite(1000);
         a.iter_mut().for_each(|v| *v = 7.0);
         let ptr = a.as_ptr();
         give(a);
-        let b = take(300);
+        let b = take_for_overwrite(300);
         assert_eq!(b.as_ptr(), ptr, "the buffer is reused");
-        assert!(b.len() == 300 && b.iter().all(|&v| v == 0.0));
+        assert_eq!(b.len(), 300);
         // Nested use takes a second buffer rather than sharing one.
-        let c = take(10);
+        let c = take_for_overwrite(10);
         assert_ne!(c.as_ptr(), b.as_ptr());
         give(b);
         give(c);

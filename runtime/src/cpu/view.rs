@@ -136,4 +136,12 @@ impl SharedOut {
     pub unsafe fn at(&self, i: usize) -> &mut f32 {
         &mut *self.0.add(i)
     }
+
+    /// # Safety
+    /// `start..start + len` must be in bounds of the slice this came from and written by no
+    /// other task.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn slice(&self, start: usize, len: usize) -> &mut [f32] {
+        std::slice::from_raw_parts_mut(self.0.add(start), len)
+    }
 }

@@ -129,10 +129,10 @@ fn tanh_fast(x: f32) -> f32 {
 }
 
 pub fn unary(isa: Isa, x: &Tensor<Cpu>, out: &Tensor<Cpu>, f: UnaryFn) -> Result<()> {
-    if !(vexp::vector(isa) && matches!(f, UnaryFn::GeluErf | UnaryFn::GeluTanh | UnaryFn::Silu)) {
+    if !vexp::vector(isa, f) {
         return zip2(x, x, out, |v, _| unary_fn(f, v));
     }
-    // The `fast` levels: the vector activations, a chunk at a time in place (after a copy
+    // The vector activations, a chunk at a time in place (after a copy
     // when the output is another tensor).
     let in_place = x.same_view(out);
     let px = src(x);

@@ -58,7 +58,7 @@ pub(crate) fn attention_in_blocks(isa: Isa, p: &Problem, out: &mut [f32], block:
     tasks.par_iter().for_each(|&(hd, t0)| {
         let rows = block.min(t - t0);
         let keys = (t0..t0 + rows).map(|i| (p.visible)(i)).max().unwrap_or(0);
-        let mut qb = super::scratch::take_for_overwrite(rows * d);
+        let mut qb = super::scratch::take(rows * d);
         for r in 0..rows {
             let src = &p.q[((t0 + r) * h + hd) * d..][..d];
             for (dst, &v) in qb[r * d..(r + 1) * d].iter_mut().zip(src) {
@@ -68,7 +68,7 @@ pub(crate) fn attention_in_blocks(isa: Isa, p: &Problem, out: &mut [f32], block:
         let k = &(p.k)(hd)[..keys * d];
         let v = &(p.v)(hd)[..keys * d];
         // The products overwrite their outputs whole (accumulate = false).
-        let mut s = super::scratch::take_for_overwrite(rows * keys);
+        let mut s = super::scratch::take(rows * keys);
         gemm(isa, &qb, rows, d, WeightSlice::F32(k), WeightLayout::OutIn, keys, &mut s, false);
         for (r, row) in s.chunks_mut(keys).enumerate() {
             let seen = (p.visible)(t0 + r);
@@ -77,7 +77,7 @@ pub(crate) fn attention_in_blocks(isa: Isa, p: &Problem, out: &mut [f32], block:
             }
             super::vexp::softmax_prefix(isa, row, seen);
         }
-        let mut o = super::scratch::take_for_overwrite(rows * d);
+        let mut o = super::scratch::take(rows * d);
         gemm(isa, &s, rows, keys, WeightSlice::F32(v), WeightLayout::InOut, d, &mut o, false);
         for (r, orow) in o.chunks(d).enumerate() {
             let base = ((t0 + r) * h + hd) * d;
@@ -85,9 +85,6 @@ pub(crate) fn attention_in_blocks(isa: Isa, p: &Problem, out: &mut [f32], block:
                 // SAFETY: (query t0 + r, head hd) belongs to this task only.
                 unsafe { *out_ptr.at(base + e) = val };
             }
-        }
-        for buf in [qb, s, o] {
-            super::scratch::give(buf);
         }
     });
 }

@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::gemm::{gemm_packed, PackedRows};
+use super::gemm::{gemm_packed, PackedRows, KC, MR};
 use super::simd::Isa;
 use super::view::{SharedOut, WeightSlice};
 use crate::op::{ConvParams, WeightLayout};
@@ -37,9 +37,11 @@ struct Frames {
     count: usize,
 }
 
-/// Frames per task: enough tasks to balance the threads, im2col within its budget.
+/// Frames per task: enough tasks to balance the threads, im2col within its budget (as
+/// packed: rows padded to whole K blocks and row panels, so the buffer stays within what
+/// the scratch pool keeps).
 fn frames_per_task(total: usize, row_floats: usize) -> usize {
-    let by_budget = (COLS_BUDGET / 4 / row_floats.max(1)).max(MIN_FRAMES);
+    let by_budget = (COLS_BUDGET / 4 / row_floats.max(1).next_multiple_of(KC) / MR * MR).max(MIN_FRAMES);
     let by_balance = total.div_ceil(rayon::current_num_threads() * 4).max(MIN_FRAMES);
     by_budget.min(by_balance)
 }
@@ -69,25 +71,22 @@ fn run_tasks(
     let out_ptr = SharedOut::new(out);
     tasks.par_iter().for_each(|&(f, phase)| {
         let kc = taps[phase] * d.c_in;
-        let mut y = vec![0f32; f.count * d.c_out];
+        let mut y = super::scratch::take(f.count * d.c_out);
         if kc > 0 {
-            // im2col rows go straight into the GEMM's packed layout (one copy, not two).
-            let mut cols = PackedRows::zeros(f.count, kc);
-            let mut row = vec![0f32; kc];
-            for i in 0..f.count {
-                gather(f.batch, f.first + i * f.step, phase, &mut row);
-                cols.set_row(i, &row);
-            }
+            // im2col rows go straight into the GEMM's packed layout.
+            let cols = PackedRows::gather(isa, f.count, kc, |i, row| gather(f.batch, f.first + i * f.step, phase, row));
             gemm_packed(isa, &cols, weights[phase], WeightLayout::OutIn, d.c_out, &mut y, false);
+        } else {
+            y.fill(0.0);
         }
         for (i, yrow) in y.chunks(d.c_out).enumerate() {
             let j = f.first + i * f.step;
-            let base = (f.batch * d.l_out + j) * d.c_out;
-            for (o, &v) in yrow.iter().enumerate() {
-                let v = prelu(v + bias[o], slope);
-                // SAFETY: frame j of batch f.batch belongs to this task only; base + o < out.len().
-                let dst = unsafe { out_ptr.at(base + o) };
-                *dst = if accumulate { *dst + v } else { v };
+            // SAFETY: frame j of batch f.batch belongs to this task only, and its C_out
+            // outputs lie within out.
+            let dst = unsafe { out_ptr.slice((f.batch * d.l_out + j) * d.c_out, d.c_out) };
+            for ((o, &v), &b) in dst.iter_mut().zip(yrow).zip(bias) {
+                let v = prelu(v + b, slope);
+                *o = if accumulate { *o + v } else { v };
             }
         }
     });

@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::gemm::{gemm_packed, PackedRows};
+use super::gemm::{gemm_packed, PackedRows, KC, MR};
 use super::simd::Isa;
 use super::view::{SharedOut, WeightSlice};
 use crate::op::{Conv2dParams, WeightLayout};
@@ -33,7 +33,9 @@ pub fn conv2d(isa: Isa, x: &[f32], w: WeightSlice, bias: Option<WeightSlice>, ou
         return;
     }
     let kc = d.kh * d.kw * d.c_in;
-    let by_budget = (COLS_BUDGET / 4 / kc.max(1)).max(MIN_ROWS);
+    // As packed (rows padded to whole K blocks and row panels), so the buffer stays within
+    // what the scratch pool keeps.
+    let by_budget = (COLS_BUDGET / 4 / kc.max(1).next_multiple_of(KC) / MR * MR).max(MIN_ROWS);
     let by_balance = positions.div_ceil(rayon::current_num_threads() * 4).max(MIN_ROWS);
     let per = by_budget.min(by_balance);
     let bias: Vec<f32> = (0..d.c_out).map(|o| bias.map_or(0.0, |b| b.get(o))).collect();
@@ -41,24 +43,23 @@ pub fn conv2d(isa: Isa, x: &[f32], w: WeightSlice, bias: Option<WeightSlice>, ou
     let starts: Vec<usize> = (0..positions).step_by(per).collect();
     starts.par_iter().for_each(|&first| {
         let count = per.min(positions - first);
-        let mut cols = PackedRows::zeros(count, kc);
-        let mut row = vec![0f32; kc];
-        for r in 0..count {
-            gather(x, d, p, first + r, &mut row);
-            cols.set_row(r, &row);
+        let mut y = super::scratch::take(count * d.c_out);
+        if kc > 0 {
+            let cols = PackedRows::gather(isa, count, kc, |r, row| gather(x, d, p, first + r, row));
+            gemm_packed(isa, &cols, w, WeightLayout::OutIn, d.c_out, &mut y, false);
+        } else {
+            y.fill(0.0);
         }
-        let mut y = vec![0f32; count * d.c_out];
-        gemm_packed(isa, &cols, w, WeightLayout::OutIn, d.c_out, &mut y, false);
         for (r, yrow) in y.chunks(d.c_out).enumerate() {
-            let base = (first + r) * d.c_out;
-            for (o, &v) in yrow.iter().enumerate() {
-                // SAFETY: output position first + r belongs to this task only.
-                let dst = unsafe { out_ptr.at(base + o) };
-                let mut v = v + bias[o];
+            // SAFETY: output position first + r belongs to this task only, and its C_out
+            // outputs lie within out.
+            let dst = unsafe { out_ptr.slice((first + r) * d.c_out, d.c_out) };
+            for ((o, &v), &b) in dst.iter_mut().zip(yrow).zip(&bias) {
+                let mut v = v + b;
                 if p.accumulate {
-                    v += *dst;
+                    v += *o;
                 }
-                *dst = if p.relu { v.max(0.0) } else { v };
+                *o = if p.relu { v.max(0.0) } else { v };
             }
         }
     });

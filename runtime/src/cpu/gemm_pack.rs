@@ -10,47 +10,53 @@
 use rayon::prelude::*;
 
 use super::gemm::{KC, MR, NR};
+use super::scratch::Scratch;
 use super::simd::Isa;
 use super::view::WeightSlice;
 use crate::op::WeightLayout;
 
 /// `mb` rows of x [mb, k] as [k block][row panel][KC][MR], zero padded.
-pub(super) fn pack_rows(isa: Isa, x: &[f32], mb: usize, k: usize, row_panels: usize) -> Vec<f32> {
+pub(super) fn pack_rows(isa: Isa, x: &[f32], mb: usize, k: usize, row_panels: usize) -> Scratch {
     let k_blocks = k.div_ceil(KC);
     // Every element is written below (copies, then zero padding), so the buffer is not
     // cleared first: for attention's P·V the clearing cost a twentieth of the product.
-    let mut apack = super::scratch::take_for_overwrite(k_blocks * row_panels * MR * KC);
+    let mut apack = super::scratch::take(k_blocks * row_panels * MR * KC);
     apack.par_chunks_mut(MR * KC).enumerate().for_each(|(idx, panel)| {
         let (kb, rp) = (idx / row_panels, idx % row_panels);
         let k0 = kb * KC;
-        let kc = (k - k0).min(KC);
         let rows = mb.saturating_sub(rp * MR).min(MR);
-        copy_panel(isa, x, k, rp, rows, k0, kc, panel);
-        // Rows past mb and inner indices past kc are zero (the bf16 tiles read an odd kc's
-        // partner index; the padded rows' products are discarded but must stay finite).
-        if rows < MR {
-            for kk in 0..kc {
-                panel[kk * MR + rows..(kk + 1) * MR].fill(0.0);
-            }
-        }
-        panel[kc * MR..].fill(0.0);
+        pack_panel(isa, &x[rp * MR * k..], k, rows, k0, (k - k0).min(KC), panel);
     });
     apack
 }
 
-/// Rows rp·MR..rp·MR + rows of x over k0..k0 + kc into panel [kc][MR] (padding unwritten).
-#[allow(clippy::too_many_arguments)]
-fn copy_panel(isa: Isa, x: &[f32], k: usize, rp: usize, rows: usize, k0: usize, kc: usize, panel: &mut [f32]) {
+/// Rows 0..rows (at most MR) of x [rows, k] over k0..k0 + kc into `panel` [KC][MR], every
+/// element written: rows past `rows` and inner indices past kc are zero (the bf16 tiles
+/// read an odd kc's partner index; the padded rows' products are discarded but must stay
+/// finite).
+pub(super) fn pack_panel(isa: Isa, x: &[f32], k: usize, rows: usize, k0: usize, kc: usize, panel: &mut [f32]) {
+    copy_panel(isa, x, k, rows, k0, kc, panel);
+    if rows < MR {
+        for kk in 0..kc {
+            panel[kk * MR + rows..(kk + 1) * MR].fill(0.0);
+        }
+    }
+    panel[kc * MR..MR * KC].fill(0.0);
+}
+
+/// Rows 0..rows of x over k0..k0 + kc into panel [kc][MR] (padding unwritten).
+fn copy_panel(isa: Isa, x: &[f32], k: usize, rows: usize, k0: usize, kc: usize, panel: &mut [f32]) {
+    assert!(rows <= MR && kc <= KC && panel.len() >= MR * KC, "panel bounds");
+    assert!(rows == 0 || x.len() >= (rows - 1) * k + k0 + kc, "rows of x out of range");
     #[cfg(target_arch = "x86_64")]
     if rows > 0 && isa.avx2() {
-        // SAFETY: the level implies AVX2; rows rp·MR..rp·MR + rows of x hold k0..k0 + kc, and the
-        // panel holds [KC][MR].
-        return unsafe { transpose::rows_avx2(x[rp * MR * k..].as_ptr(), k, rows, k0, kc, panel.as_mut_ptr()) };
+        // SAFETY: the level implies AVX2; rows 0..rows of x hold k0..k0 + kc and the panel
+        // holds [KC][MR] (asserted above).
+        return unsafe { transpose::rows_avx2(x.as_ptr(), k, rows, k0, kc, panel.as_mut_ptr()) };
     }
     let _ = isa;
     for i in 0..rows {
-        let row = rp * MR + i;
-        for (kk, &v) in x[row * k + k0..row * k + k0 + kc].iter().enumerate() {
+        for (kk, &v) in x[i * k + k0..i * k + k0 + kc].iter().enumerate() {
             panel[kk * MR + i] = v;
         }
     }
@@ -269,7 +275,7 @@ mod tests {
             let x: Vec<f32> = (0..mb * k).map(|i| (i * 7919 % 1013) as f32 - 506.0).collect();
             let row_panels = mb.div_ceil(MR);
             for isa in [Isa::Scalar, Isa::detect()] {
-            super::super::scratch::give(vec![f32::NAN; 1 << 15]);
+            super::super::scratch::poison();
             let got = pack_rows(isa, &x, mb, k, row_panels);
             for kb in 0..k.div_ceil(KC) {
                 for rp in 0..row_panels {
@@ -283,7 +289,6 @@ mod tests {
                     }
                 }
             }
-            super::super::scratch::give(got);
             }
         }
     }

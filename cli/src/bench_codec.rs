@@ -112,14 +112,14 @@ fn bench_on<B: Backend>(b: &B, args: &CodecBenchArgs, preset: CodecPreset, dtype
 }
 
 /// `gflops` as a share of the compute peak measured in the same run (CPU and wgpu): the
-/// FMA rate, or on the fast CPU levels that of the instruction their GEMM runs on.
+/// FMA rate, or on the fast CPU levels that of the instruction their GEMM runs on. Never
+/// above 100%: a rate beyond the peak means the probe ran slow (a busy shared host).
 pub fn of_peak(gflops: f64, peak: Option<f64>) -> String {
-    peak.map_or("(no peak measured for this backend)".to_string(), |p| {
-        format!(
-            "{:.1}% of the {p:.1} GFLOP/s compute peak",
-            100.0 * gflops / p
-        )
-    })
+    match peak {
+        None => "(no peak measured for this backend)".to_string(),
+        Some(p) if gflops > p => format!("above the {p:.1} GFLOP/s measured peak (the probe ran slow; no percentage)"),
+        Some(p) => format!("{:.1}% of the {p:.1} GFLOP/s compute peak", 100.0 * gflops / p),
+    }
 }
 
 fn print_report(r: &CodecBenchReport, peak: Option<f64>) {
@@ -136,4 +136,17 @@ fn print_report(r: &CodecBenchReport, peak: Option<f64>) {
         100.0 * r.flow_seconds / r.compute_seconds(),
         100.0 * r.sq_seconds / r.compute_seconds()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::of_peak;
+
+    #[test]
+    fn shares_of_the_peak_never_exceed_100_percent() {
+        assert_eq!(of_peak(150.0, Some(200.0)), "75.0% of the 200.0 GFLOP/s compute peak");
+        assert_eq!(of_peak(200.0, Some(200.0)), "100.0% of the 200.0 GFLOP/s compute peak");
+        assert!(of_peak(250.0, Some(200.0)).starts_with("above the 200.0 GFLOP/s measured peak"));
+        assert_eq!(of_peak(1.0, None), "(no peak measured for this backend)");
+    }
 }

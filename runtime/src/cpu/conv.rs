@@ -16,6 +16,8 @@ use crate::op::{ConvParams, WeightLayout};
 /// im2col bytes per task, and the floor on frames per task.
 const COLS_BUDGET: usize = 1 << 22;
 const MIN_FRAMES: usize = 16;
+// The im2col block fits what the scratch pool keeps, so each task reuses its buffer.
+const _: () = assert!(COLS_BUDGET / 4 <= super::scratch::KEPT_LEN);
 
 /// Channel counts and lengths shared by both convolutions.
 #[derive(Clone, Copy)]
@@ -215,4 +217,44 @@ fn grouped_conv1d(isa: Isa, x: &[f32], w: WeightSlice, bias: &[f32], out: &mut [
             *dst = if p.accumulate { *dst + v } else { v };
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against the direct sum in f64, with every thread's scratch pool NaN-poisoned first
+    /// (the im2col blocks and per-task outputs come from them and must be overwritten
+    /// whole): dilation, left padding, a stride, a bias, many tasks, and one K block edge.
+    #[test]
+    fn convolutions_match_the_direct_sum_from_poisoned_pools() {
+        for (c_in, k, stride) in [(5usize, 3usize, 1usize), (70, 4, 2)] {
+            let (batch, l_in, c_out, dilation, pad_left) = (2, 211, 7, 2, 3);
+            let l_out = (l_in + pad_left - dilation * (k - 1) - 1) / stride + 1;
+            let x: Vec<f32> = (0..batch * l_in * c_in).map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5).collect();
+            let w: Vec<f32> = (0..c_out * k * c_in).map(|i| ((i * 104_729) % 997) as f32 / 997.0 - 0.5).collect();
+            let bias: Vec<f32> = (0..c_out).map(|o| o as f32 * 0.25 - 1.0).collect();
+            let d = ConvDims { batch, l_in, c_in, l_out, c_out, k };
+            let p = ConvParams { stride, dilation, pad_left, ..ConvParams::plain() };
+            for isa in [Isa::Scalar, Isa::detect()] {
+                rayon::broadcast(|_| {
+                    drop((super::super::scratch::take(1 << 16), super::super::scratch::take(1 << 16)));
+                    super::super::scratch::poison();
+                });
+                let mut out = vec![f32::NAN; batch * l_out * c_out];
+                conv1d(isa, &x, WeightSlice::F32(&w), Some(WeightSlice::F32(&bias)), &mut out, d, p);
+                for (i, &got) in out.iter().enumerate() {
+                    let (b, j, o) = (i / (l_out * c_out), i / c_out % l_out, i % c_out);
+                    let mut want = bias[o] as f64;
+                    for t in 0..k {
+                        let Some(u) = (j * stride + t * dilation).checked_sub(pad_left).filter(|&u| u < l_in) else { continue };
+                        for c in 0..c_in {
+                            want += w[(o * k + t) * c_in + c] as f64 * x[(b * l_in + u) * c_in + c] as f64;
+                        }
+                    }
+                    assert!((got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()), "{}: c_in {c_in}, output {i}: {got} vs {want}", isa.key());
+                }
+            }
+        }
+    }
 }

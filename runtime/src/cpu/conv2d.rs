@@ -12,6 +12,8 @@ use crate::op::{Conv2dParams, WeightLayout};
 /// im2col bytes per task, and the floor on output positions per task.
 const COLS_BUDGET: usize = 1 << 22;
 const MIN_ROWS: usize = 16;
+// The im2col block fits what the scratch pool keeps, so each task reuses its buffer.
+const _: () = assert!(COLS_BUDGET / 4 <= super::scratch::KEPT_LEN);
 
 /// Sizes of a `Conv2d`: x [B, H, W, C_in], w [C_out, KH, KW, C_in], out [B, OH, OW, C_out].
 #[derive(Clone, Copy)]

@@ -97,6 +97,7 @@ impl PackedRows {
 /// out[rows, n] (+)= x · W for packed x.
 pub fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: WeightLayout, n: usize, out: &mut [f32], accumulate: bool) {
     let (mb, k) = (x.rows, x.k);
+    assert!(out.len() >= mb * n, "gemm output holds {} floats, {mb} x {n} needed", out.len());
     let shared = SharedOut::new(out);
     let col_panels = n.div_ceil(NR);
     let k_blocks = k.div_ceil(KC);
@@ -282,6 +283,7 @@ mod tests {
         for (rows, k) in [(13usize, 300usize), (6, 256), (1, 9), (20, 517), (7, 896)] {
             let x: Vec<f32> = (0..rows * k).map(|i| (i * 7919 % 1013) as f32 - 506.0).collect();
             for isa in [Isa::Scalar, Isa::detect()] {
+                drop((super::super::scratch::take(1 << 15), super::super::scratch::take(1 << 15)));
                 super::super::scratch::poison();
                 let want = super::super::gemm_pack::pack_rows(isa, &x, rows, k, rows.div_ceil(MR)).to_vec();
                 super::super::scratch::poison();

@@ -200,7 +200,8 @@ pub(super) mod transpose {
     }
 
     /// `rows` (at most MR = 6) rows of x [.., k] from `x`, inner indices k0..k0 + kc, as a
-    /// [kc][MR] panel at `out` (rows beyond `rows` left as they are: zero): 8 x 8 register
+    /// [kc][MR] panel at `out` (rows beyond `rows` zero where kc's whole eights are stored,
+    /// unwritten in its tail: `pack_panel` clears them): 8 x 8 register
     /// transposes, each column stored as 4 + 2 lanes. Element by element this cost as much
     /// as the products where N is small (attention's P·V has N = head size).
     #[target_feature(enable = "avx2")]
@@ -275,6 +276,8 @@ mod tests {
             let x: Vec<f32> = (0..mb * k).map(|i| (i * 7919 % 1013) as f32 - 506.0).collect();
             let row_panels = mb.div_ceil(MR);
             for isa in [Isa::Scalar, Isa::detect()] {
+            // A buffer as large as any below in the pool first, so all of it is poisoned.
+            drop(super::super::scratch::take(1 << 15));
             super::super::scratch::poison();
             let got = pack_rows(isa, &x, mb, k, row_panels);
             for kb in 0..k.div_ceil(KC) {

@@ -18,7 +18,7 @@ thread_local! {
 const KEPT: usize = 4;
 /// The largest buffer kept (4 MiB): larger ones (a long GEMM pass) are freed, so a pool
 /// holds at most 16 MiB per thread; their products are long enough to amortise the pages.
-const KEPT_LEN: usize = 1 << 20;
+pub(crate) const KEPT_LEN: usize = 1 << 20;
 
 /// `len` floats from this thread's pool, back to the pool when dropped.
 pub struct Scratch {
@@ -45,7 +45,7 @@ impl Drop for Scratch {
         let buf = std::mem::take(&mut self.buf);
         POOL.with(|p| {
             let mut pool = p.borrow_mut();
-            if pool.len() < KEPT && buf.len() <= KEPT_LEN {
+            if pool.len() < KEPT && buf.capacity() <= KEPT_LEN {
                 pool.push(buf);
             }
         });
@@ -63,6 +63,8 @@ pub fn take(len: usize) -> Scratch {
         pick.map(|i| pool.swap_remove(i)).unwrap_or_default()
     });
     if buf.len() < len {
+        // Exactly: a doubled capacity could pass the kept size and be freed on return.
+        buf.reserve_exact(len - buf.len());
         buf.resize(len, 0.0);
     }
     Scratch { buf, len }

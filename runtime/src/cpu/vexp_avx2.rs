@@ -1,5 +1,5 @@
-//! `vexp`'s kernels in 8 AVX2 lanes, for the `avx2int8` level (the `fast` precision on
-//! CPUs without AVX-512). The exponential takes the same steps as the 16-lane one: the
+//! `vexp`'s kernels in 8 AVX2 lanes, for every SIMD level without the 16-lane ones (`avx2`,
+//! `avx2int8`, `exact` on AVX-512) and the erf GELU everywhere. The exponential takes the same steps as the 16-lane one: the
 //! same reduction and polynomial, and 2^n applied as two exact power-of-two factors
 //! (each normal for the clamped range), so the only rounding is the last product's, as
 //! with `vscalefps`: each lane's e^x equals the AVX-512 kernel's bit for bit.

@@ -8,16 +8,13 @@
 
 use rayon::prelude::*;
 
-use super::gemm::{gemm_packed, PackedRows, KC, MR};
+use super::gemm::{gemm_gathered, PackedRows};
 use super::simd::Isa;
 use super::view::{SharedOut, WeightSlice};
-use crate::op::{ConvParams, WeightLayout};
+use crate::op::ConvParams;
 
-/// im2col bytes per task, and the floor on frames per task.
-const COLS_BUDGET: usize = 1 << 22;
+/// The floor on frames per task.
 const MIN_FRAMES: usize = 16;
-// The im2col block fits what the scratch pool keeps, so each task reuses its buffer.
-const _: () = assert!(COLS_BUDGET / 4 <= super::scratch::KEPT_LEN);
 
 /// Channel counts and lengths shared by both convolutions.
 #[derive(Clone, Copy)]
@@ -39,11 +36,10 @@ struct Frames {
     count: usize,
 }
 
-/// Frames per task: enough tasks to balance the threads, im2col within its budget (as
-/// packed: rows padded to whole K blocks and row panels, so the buffer stays within what
-/// the scratch pool keeps).
+/// Frames per task: enough tasks to balance the threads, im2col within what the scratch
+/// pool keeps.
 fn frames_per_task(total: usize, row_floats: usize) -> usize {
-    let by_budget = (COLS_BUDGET / 4 / row_floats.max(1).next_multiple_of(KC) / MR * MR).max(MIN_FRAMES);
+    let by_budget = PackedRows::rows_kept(row_floats).max(MIN_FRAMES);
     let by_balance = total.div_ceil(rayon::current_num_threads() * 4).max(MIN_FRAMES);
     by_budget.min(by_balance)
 }
@@ -74,13 +70,7 @@ fn run_tasks(
     tasks.par_iter().for_each(|&(f, phase)| {
         let kc = taps[phase] * d.c_in;
         let mut y = super::scratch::take(f.count * d.c_out);
-        if kc > 0 {
-            // im2col rows go straight into the GEMM's packed layout.
-            let cols = PackedRows::gather(isa, f.count, kc, |i, row| gather(f.batch, f.first + i * f.step, phase, row));
-            gemm_packed(isa, &cols, weights[phase], WeightLayout::OutIn, d.c_out, &mut y, false);
-        } else {
-            y.fill(0.0);
-        }
+        gemm_gathered(isa, f.count, kc, |i, row| gather(f.batch, f.first + i * f.step, phase, row), weights[phase], d.c_out, &mut y);
         for (i, yrow) in y.chunks(d.c_out).enumerate() {
             let j = f.first + i * f.step;
             // SAFETY: frame j of batch f.batch belongs to this task only, and its C_out

@@ -4,16 +4,13 @@
 
 use rayon::prelude::*;
 
-use super::gemm::{gemm_packed, PackedRows, KC, MR};
+use super::gemm::{gemm_gathered, PackedRows};
 use super::simd::Isa;
 use super::view::{SharedOut, WeightSlice};
-use crate::op::{Conv2dParams, WeightLayout};
+use crate::op::Conv2dParams;
 
-/// im2col bytes per task, and the floor on output positions per task.
-const COLS_BUDGET: usize = 1 << 22;
+/// The floor on output positions per task.
 const MIN_ROWS: usize = 16;
-// The im2col block fits what the scratch pool keeps, so each task reuses its buffer.
-const _: () = assert!(COLS_BUDGET / 4 <= super::scratch::KEPT_LEN);
 
 /// Sizes of a `Conv2d`: x [B, H, W, C_in], w [C_out, KH, KW, C_in], out [B, OH, OW, C_out].
 #[derive(Clone, Copy)]
@@ -35,9 +32,7 @@ pub fn conv2d(isa: Isa, x: &[f32], w: WeightSlice, bias: Option<WeightSlice>, ou
         return;
     }
     let kc = d.kh * d.kw * d.c_in;
-    // As packed (rows padded to whole K blocks and row panels), so the buffer stays within
-    // what the scratch pool keeps.
-    let by_budget = (COLS_BUDGET / 4 / kc.max(1).next_multiple_of(KC) / MR * MR).max(MIN_ROWS);
+    let by_budget = PackedRows::rows_kept(kc).max(MIN_ROWS);
     let by_balance = positions.div_ceil(rayon::current_num_threads() * 4).max(MIN_ROWS);
     let per = by_budget.min(by_balance);
     let bias: Vec<f32> = (0..d.c_out).map(|o| bias.map_or(0.0, |b| b.get(o))).collect();
@@ -46,12 +41,7 @@ pub fn conv2d(isa: Isa, x: &[f32], w: WeightSlice, bias: Option<WeightSlice>, ou
     starts.par_iter().for_each(|&first| {
         let count = per.min(positions - first);
         let mut y = super::scratch::take(count * d.c_out);
-        if kc > 0 {
-            let cols = PackedRows::gather(isa, count, kc, |r, row| gather(x, d, p, first + r, row));
-            gemm_packed(isa, &cols, w, WeightLayout::OutIn, d.c_out, &mut y, false);
-        } else {
-            y.fill(0.0);
-        }
+        gemm_gathered(isa, count, kc, |r, row| gather(x, d, p, first + r, row), w, d.c_out, &mut y);
         for (r, yrow) in y.chunks(d.c_out).enumerate() {
             // SAFETY: output position first + r belongs to this task only, and its C_out
             // outputs lie within out.

@@ -132,8 +132,8 @@ pub fn unary(isa: Isa, x: &Tensor<Cpu>, out: &Tensor<Cpu>, f: UnaryFn) -> Result
     if !vexp::vector(isa, f) {
         return zip2(x, x, out, |v, _| unary_fn(f, v));
     }
-    // The vector activations, a chunk at a time in place (after a copy
-    // when the output is another tensor).
+    // The vector activations, a chunk at a time in place (after a copy when the output is
+    // another tensor).
     let in_place = x.same_view(out);
     let px = src(x);
     let out = f32s_mut(out)?;

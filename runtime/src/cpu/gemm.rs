@@ -92,6 +92,22 @@ impl PackedRows {
         }
         PackedRows { data, rows, k }
     }
+
+    /// The most rows of `k` inner indices whose packed block (K padded to whole blocks,
+    /// rows to whole panels) the scratch pool keeps, so every task reuses its buffer.
+    pub fn rows_kept(k: usize) -> usize {
+        super::scratch::KEPT_LEN / k.max(1).next_multiple_of(KC) / MR * MR
+    }
+}
+
+/// out[rows, n] = X · Wᵀ for W [n, k] and the `rows` rows of X that `row(i, dst)` writes
+/// (a convolution's im2col rows), gathered straight into the packed layout; zero when k = 0.
+pub fn gemm_gathered(isa: Isa, rows: usize, k: usize, row: impl FnMut(usize, &mut [f32]), w: WeightSlice, n: usize, out: &mut [f32]) {
+    if k == 0 {
+        return out.fill(0.0);
+    }
+    let cols = PackedRows::gather(isa, rows, k, row);
+    gemm_packed(isa, &cols, w, WeightLayout::OutIn, n, out, false);
 }
 
 /// out[rows, n] (+)= x · W for packed x.

@@ -12,10 +12,17 @@ use super::elementwise::unary_fn;
 use super::simd::Isa;
 use crate::op::UnaryFn;
 
-/// Whether `isa` takes the vector form of activation `f` (every SIMD level does).
+/// Whether `isa` takes the vector form of activation `f` (every SIMD level does, for the
+/// activations with an 8-lane kernel).
 #[inline]
 pub fn vector(isa: Isa, f: UnaryFn) -> bool {
-    isa.avx2() && matches!(f, UnaryFn::Silu | UnaryFn::GeluTanh | UnaryFn::GeluErf)
+    #[cfg(target_arch = "x86_64")]
+    return isa.avx2() && super::vexp_avx2::Act8::of(f).is_some();
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (isa, f);
+        false
+    }
 }
 
 /// row[..seen] = softmax(row[..seen]), row[seen..] = 0.
@@ -54,25 +61,17 @@ pub fn softmax_prefix(isa: Isa, row: &mut [f32], seen: usize) {
 /// row[j] = f(row[j] + bias[j]) (no bias: f(row[j])).
 pub fn act_row(isa: Isa, f: Option<UnaryFn>, bias: Option<&[f32]>, row: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if f.is_some_and(|f| vector(isa, f)) {
+    if let Some(act) = f.and_then(super::vexp_avx2::Act8::of).filter(|_| isa.avx2()) {
         use super::vexp_avx2::Act8;
-        let act = match f {
-            Some(UnaryFn::Silu) => Some(Act8::Silu),
-            Some(UnaryFn::GeluTanh) => Some(Act8::GeluTanh),
-            Some(UnaryFn::GeluErf) => Some(Act8::GeluErf),
-            _ => None,
-        };
-        if let Some(act) = act {
-            assert!(bias.is_none_or(|b| b.len() >= row.len()), "bias shorter than the row");
-            // SAFETY: the SIMD levels are only constructed on CPUs with AVX2/FMA, the bf16
-            // ones with AVX-512 F too; the bias, when given, covers the row.
-            if isa.bf16_dot() && act != Act8::GeluErf {
-                unsafe { x86::act_row(act == Act8::Silu, bias, row) };
-            } else {
-                unsafe { super::vexp_avx2::act_row(act, bias, row) };
-            }
-            return;
+        assert!(bias.is_none_or(|b| b.len() >= row.len()), "bias shorter than the row");
+        // SAFETY: the SIMD levels are only constructed on CPUs with AVX2/FMA, the bf16
+        // ones with AVX-512 F too; the bias, when given, covers the row.
+        if isa.bf16_dot() && act != Act8::GeluErf {
+            unsafe { x86::act_row(act == Act8::Silu, bias, row) };
+        } else {
+            unsafe { super::vexp_avx2::act_row(act, bias, row) };
         }
+        return;
     }
     let _ = isa;
     for (j, o) in row.iter_mut().enumerate() {

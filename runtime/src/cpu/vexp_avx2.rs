@@ -86,6 +86,19 @@ pub enum Act8 {
     GeluErf,
 }
 
+impl Act8 {
+    /// The kernel of `f`, where one exists.
+    pub fn of(f: crate::op::UnaryFn) -> Option<Act8> {
+        use crate::op::UnaryFn;
+        match f {
+            UnaryFn::Silu => Some(Act8::Silu),
+            UnaryFn::GeluTanh => Some(Act8::GeluTanh),
+            UnaryFn::GeluErf => Some(Act8::GeluErf),
+            _ => None,
+        }
+    }
+}
+
 /// row = act(row + bias).
 ///
 /// # Safety

@@ -7,7 +7,7 @@ use crate::op::{Op, ValidOp};
 use crate::weights::WeightView;
 use crate::{DType, DeviceBuffer, Result, Tensor};
 
-pub trait Backend: Sized {
+pub trait Backend: Sized + Send + Sync {
     type Buffer: DeviceBuffer;
     /// Short lower-case name used in errors, test output and bench ids ("cpu", "wgpu", "cuda").
     const NAME: &'static str;
@@ -37,6 +37,11 @@ pub trait Backend: Sized {
     /// only in scalars and written data.
     fn begin_step(&self) -> Result<()> {
         Ok(())
+    }
+    /// Runs `f`, host code that issues many ops (one decode step), where this backend
+    /// issues ops fastest: the CPU backend runs it on a thread of its pool.
+    fn run_step<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        f()
     }
     /// The largest activation tensor, in bytes, an op can bind (None: no limit beyond memory).
     /// Callers that batch size their batches to it.

@@ -4,7 +4,7 @@
 use crate::{Backend, DType, Error, Result};
 
 /// A device buffer handle. Cloning shares the storage (it is a reference, not a copy).
-pub trait DeviceBuffer: Clone {
+pub trait DeviceBuffer: Clone + Send + Sync {
     /// True when both handles refer to the same allocation.
     fn same_storage(&self, other: &Self) -> bool;
     /// Size of the allocation in bytes.

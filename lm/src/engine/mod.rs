@@ -254,6 +254,11 @@ impl<'m, B: Backend> Engine<'m, B> {
     /// sequence fails with the error (reported in `take_finished`) and the error is
     /// returned; the engine stays usable.
     pub fn step(&mut self) -> Result<Vec<EngineEvent>> {
+        let b = self.b;
+        b.run_step(|| self.admit_and_step())
+    }
+
+    fn admit_and_step(&mut self) -> Result<Vec<EngineEvent>> {
         if let Err(e) = self.admit() {
             return Err(self.fail_active(e));
         }

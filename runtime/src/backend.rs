@@ -39,7 +39,9 @@ pub trait Backend: Sized + Send + Sync {
         Ok(())
     }
     /// Runs `f`, host code that issues many ops (one decode step), where this backend
-    /// issues ops fastest: the CPU backend runs it on a thread of its pool.
+    /// issues ops fastest: the CPU backend runs it on a thread of its pool, one caller
+    /// at a time (in arrival order). `f` must not wait for other threads that use the
+    /// backend.
     fn run_step<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         f()
     }

@@ -210,12 +210,6 @@ impl<'m, B: Backend> Engine<'m, B> {
     /// Admits waiting requests in order while rows and KV budget allow, prefilling each.
     /// Returns how many joined.
     pub fn admit(&mut self) -> Result<usize> {
-        let b = self.b;
-        b.run_step(|| self.admit_here())
-    }
-
-    /// `admit` on the calling thread.
-    fn admit_here(&mut self) -> Result<usize> {
         let mut joined = 0;
         while let Some(w) = self.waiting.front() {
             if self.rows() + rows_for(&w.opts) > self.max_batch || !self.pool.try_reserve(w.bytes) {
@@ -265,7 +259,7 @@ impl<'m, B: Backend> Engine<'m, B> {
     }
 
     fn admit_and_step(&mut self) -> Result<Vec<EngineEvent>> {
-        if let Err(e) = self.admit_here() {
+        if let Err(e) = self.admit() {
             return Err(self.fail_active(e));
         }
         if self.active.is_empty() {

@@ -41,6 +41,7 @@ mod gemm_avx512;
 mod linear;
 mod matmul;
 mod norm;
+mod pool;
 mod q8;
 mod rope;
 mod sample;
@@ -68,21 +69,7 @@ use crate::weights::WeightView;
 use crate::{Backend, DType, Error, Result, Tensor};
 use view::{f32s, f32s_mut, u32s, u32s_mut, weight_rows};
 
-/// Runs `f` on a thread of the CPU backend's pool (inline when already on one). An op
-/// called from a pool thread splits its work with local fork-joins (well under a
-/// microsecond); called from any other thread, each op is a cross-thread hand-over (tens
-/// of microseconds), which adds up over the hundreds of small ops of one decode step.
-pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    if rayon::current_thread_index().is_some() {
-        return f();
-    }
-    // One caller's work in the pool at a time: a pool thread waiting inside an op takes
-    // queued jobs, and would run a second caller's whole step nested in that op (or, on
-    // the same backend, wait forever for the lock the op holds). Later callers wait here.
-    static ONE_CALLER: Mutex<()> = Mutex::new(());
-    let _turn = ONE_CALLER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    rayon::scope(|_| f())
-}
+pub use pool::in_pool;
 
 /// The CPU backend. Ops run synchronously on the calling thread plus rayon's pool.
 pub struct Cpu {
@@ -132,22 +119,10 @@ impl Cpu {
     }
 
     fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
-        if rayon::current_thread_index().is_none() {
-            return self.lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if rayon::current_thread_index().is_some() {
+            return pool::lock_from_pool(&self.lock);
         }
-        // A pool thread (a step in `run_step`) never blocks here: the holder may be
-        // waiting for the pool to run its op, and this thread may be all the pool has.
-        loop {
-            match self.lock.try_lock() {
-                Ok(guard) => return guard,
-                Err(std::sync::TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
-                Err(std::sync::TryLockError::WouldBlock) => {
-                    if rayon::yield_now() != Some(rayon::Yield::Executed) {
-                        std::thread::yield_now();
-                    }
-                }
-            }
-        }
+        self.lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

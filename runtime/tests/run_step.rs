@@ -5,11 +5,8 @@
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
+use uniaudio_runtime::dtype::f32_to_bytes;
 use uniaudio_runtime::{ops, Backend, Cpu, DType, Tensor, WeightLayout};
-
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
 
 #[test]
 fn a_step_runs_on_a_pool_thread_and_a_nested_step_inline() {
@@ -21,7 +18,7 @@ fn a_step_runs_on_a_pool_thread_and_a_nested_step_inline() {
 
 /// Twenty chained products (each splits across the pool); the last output's bytes.
 fn chained_products(b: &Cpu, x0: &[f32], w: &Tensor<Cpu>, rows: usize, k: usize) -> Vec<u8> {
-    let x = b.upload(DType::F32, &[rows, k], &f32_bytes(x0)).unwrap();
+    let x = b.upload(DType::F32, &[rows, k], &f32_to_bytes(x0, DType::F32)).unwrap();
     let y = b.alloc(DType::F32, &[rows, k]).unwrap();
     for i in 0..20 {
         let (src, dst) = if i % 2 == 0 { (&x, &y) } else { (&y, &x) };
@@ -35,7 +32,7 @@ fn steps_from_several_threads_on_one_backend_all_finish() {
     let (rows, k) = (48, 256);
     let b = Arc::new(Cpu::new());
     let wv: Vec<f32> = (0..k * k).map(|i| (((i * 7919) % 1013) as f32 / 1013.0 - 0.5) * 0.2).collect();
-    let w = Arc::new(b.upload(DType::F32, &[k, k], &f32_bytes(&wv)).unwrap());
+    let w = Arc::new(b.upload(DType::F32, &[k, k], &f32_to_bytes(&wv, DType::F32)).unwrap());
     let inputs: Vec<Vec<f32>> = (0..6).map(|s| (0..rows * k).map(|i| ((i * 31 + s * 17) % 101) as f32 / 101.0 - 0.5).collect()).collect();
     let alone: Vec<Vec<u8>> = inputs.iter().map(|x| chained_products(&b, x, &w, rows, k)).collect();
 

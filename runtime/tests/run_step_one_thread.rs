@@ -5,6 +5,7 @@
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
+use uniaudio_runtime::dtype::f32_to_bytes;
 use uniaudio_runtime::{ops, Backend, Cpu, DType, WeightLayout};
 
 #[test]
@@ -12,7 +13,7 @@ fn a_step_and_direct_ops_share_a_one_thread_pool() {
     rayon::ThreadPoolBuilder::new().num_threads(1).build_global().expect("this test binary configures the global pool first");
     let (rows, k) = (48, 256);
     let b = Arc::new(Cpu::new());
-    let bytes = |n: usize, s: usize| -> Vec<u8> { (0..n).flat_map(|i| ((((i * 31 + s) % 101) as f32 / 101.0 - 0.5) * 0.1).to_le_bytes()).collect() };
+    let bytes = |n: usize, s: usize| -> Vec<u8> { f32_to_bytes(&(0..n).map(|i| (((i * 31 + s) % 101) as f32 / 101.0 - 0.5) * 0.1).collect::<Vec<_>>(), DType::F32) };
     let w = Arc::new(b.upload(DType::F32, &[k, k], &bytes(k * k, 7)).unwrap());
     let products = move |b: &Cpu, w: &uniaudio_runtime::Tensor<Cpu>| {
         let x = b.upload(DType::F32, &[rows, k], &bytes(rows * k, 3)).unwrap();

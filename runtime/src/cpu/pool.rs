@@ -16,7 +16,7 @@ pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     // One caller's work in the pool at a time: a pool thread waiting inside an op takes
     // queued jobs, and would run a second caller's whole step nested in that op (or, on
     // the same backend, wait forever for the lock the op holds). Later callers wait here.
-    static TURNS: Turns = Turns { tickets: Mutex::new((0, 0)), next: Condvar::new() };
+    static TURNS: Turns = Turns::new();
     let _turn = TURNS.take();
     rayon::scope(|_| f())
 }
@@ -30,6 +30,10 @@ struct Turns {
 struct Turn<'a>(&'a Turns);
 
 impl Turns {
+    const fn new() -> Self {
+        Turns { tickets: Mutex::new((0, 0)), next: Condvar::new() }
+    }
+
     fn take(&self) -> Turn<'_> {
         let mut t = self.tickets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mine = t.0;
@@ -79,7 +83,7 @@ mod tests {
     /// Waiting callers are served in the order they arrived.
     #[test]
     fn turns_are_served_in_arrival_order() {
-        let turns = Turns { tickets: Mutex::new((0, 0)), next: Condvar::new() };
+        let turns = Turns::new();
         let served = Mutex::new(Vec::new());
         let first = turns.take();
         std::thread::scope(|s| {

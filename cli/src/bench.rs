@@ -23,8 +23,8 @@ pub struct BenchArgs {
     /// full (the released architecture), medium, small, or auto (the largest that fits).
     #[arg(long, default_value = "auto")]
     preset: String,
-    /// Weight dtype of the synthesized LM and codec: bf16, f16, f32, or q8 (8-bit projections
-    /// and codec flow linears).
+    /// Weight dtype of the synthesized LM and codec: bf16, f16, f32, q8 or q4 (8-bit or 4-bit
+    /// projections and codec flow linears).
     #[arg(long, default_value = "bf16")]
     dtype: String,
     /// Benchmark an existing bundle or LM directory instead of a synthesized preset.
@@ -86,8 +86,8 @@ pub(crate) fn preset_model(preset: Preset, dtype: DType) -> Result<PathBuf> {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    let Some(dtype) = DType::parse(&args.dtype).filter(|d| d.is_float() || *d == DType::Q8_0) else {
-        bail!("--dtype: expected bf16, f16, f32 or q8, got `{}`", args.dtype);
+    let Some(dtype) = DType::parse(&args.dtype).filter(|d| d.is_float() || d.is_quantized()) else {
+        bail!("--dtype: expected bf16, f16, f32, q8 or q4, got `{}`", args.dtype);
     };
     if args.prompt_len < 2 || args.audio_frames == 0 || args.text_tokens == 0 {
         bail!("--prompt-len must be >= 2 and --audio-frames, --text-tokens >= 1");

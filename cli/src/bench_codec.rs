@@ -29,7 +29,7 @@ pub struct CodecBenchArgs {
 }
 
 /// The preset's directory under the bench cache, synthesized on first use (flow weights in
-/// `dtype`; q8_0: the flow's linears 8-bit, the rest bf16).
+/// `dtype`; q8_0 or q4_0: the flow's linears 8-bit or 4-bit, the rest bf16).
 fn preset_dir(cache: &std::path::Path, preset: CodecPreset, dtype: DType) -> Result<PathBuf> {
     let config = preset.config();
     let want = serde_json::to_value(&config)?;
@@ -100,7 +100,7 @@ fn bench_on<B: Backend>(b: &B, args: &CodecBenchArgs, preset: CodecPreset, dtype
         "codec {} ({:.1} M parameters, flow weights {}; the SQ decoder's configuration is assumed, see codec/src/presets.rs): {tokens} tokens, {} Euler steps, CFG batch of 2",
         preset.name(),
         preset.parameters() as f64 / 1e6,
-        if dtype == DType::Q8_0 { "q8_0 linears, bf16 rest".to_string() } else { dtype.to_string() },
+        if dtype.is_quantized() { format!("{dtype} linears, bf16 rest") } else { dtype.to_string() },
         args.codec_steps
     );
     // Untimed pass: page in the weights and warm the kernels.

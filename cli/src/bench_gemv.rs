@@ -9,7 +9,7 @@ use uniaudio_runtime::{Cpu, DType};
 
 #[derive(Args)]
 pub struct BenchGemvArgs {
-    /// Weight dtype: bf16, f16, f32 or q8 (the audio heads stay bf16 with q8).
+    /// Weight dtype: bf16, f16, f32, q8 or q4 (the audio heads stay bf16 with q8 and q4).
     #[arg(long, default_value = "bf16")]
     dtype: String,
     /// Timed passes per case (the median is reported).
@@ -21,8 +21,8 @@ pub struct BenchGemvArgs {
 }
 
 pub fn run(args: BenchGemvArgs) -> Result<()> {
-    let Some(dtype) = DType::parse(&args.dtype).filter(|d| d.is_float() || *d == DType::Q8_0) else {
-        bail!("--dtype: expected bf16, f16, f32 or q8, got `{}`", args.dtype);
+    let Some(dtype) = DType::parse(&args.dtype).filter(|d| d.is_float() || d.is_quantized()) else {
+        bail!("--dtype: expected bf16, f16, f32, q8 or q4, got `{}`", args.dtype);
     };
     if args.reps == 0 {
         bail!("--reps must be at least 1");

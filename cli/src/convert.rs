@@ -38,7 +38,7 @@ pub struct ConvertArgs {
     /// The codec's config.json (with --bundle).
     #[arg(long, requires = "codec_checkpoint")]
     codec_config: Option<PathBuf>,
-    /// Stored dtype of the output: bf16, f16, f32, or q8 (8-bit blocks for the LM's
+    /// Stored dtype of the output: bf16, f16, f32, q8 or q4 (8-bit or 4-bit blocks for the LM's
     /// projections and the codec flow's linears, bf16 for embeddings, norms, audio heads and
     /// the codec's other decoder tensors); default: the checkpoint's.
     #[arg(long)]
@@ -171,9 +171,9 @@ fn check_ids_agree(c: &LmConfig, y: &LlmYaml, path: &std::path::Path) -> Result<
 fn output_dtype(args: &ConvertArgs) -> Result<Option<DType>> {
     match &args.dtype {
         None => Ok(None),
-        Some(s) => match DType::parse(s).filter(|d| d.is_float() || *d == DType::Q8_0) {
+        Some(s) => match DType::parse(s).filter(|d| d.is_float() || d.is_quantized()) {
             Some(d) => Ok(Some(d)),
-            None => bail!("--dtype: expected bf16, f16, f32 or q8, got `{s}`"),
+            None => bail!("--dtype: expected bf16, f16, f32, q8 or q4, got `{s}`"),
         },
     }
 }

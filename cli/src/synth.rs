@@ -22,7 +22,7 @@ pub struct SynthArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Stored dtype: f32, f16, bf16 (synthetic values have 8 significant bits, so bf16 and
-    /// f16 are exact), or q8 (8-bit blocks for the projections, bf16 for the rest).
+    /// f16 are exact), q8 or q4 (8-bit or 4-bit blocks for the projections, bf16 for the rest).
     #[arg(long, default_value = "f32")]
     dtype: String,
     /// Write a whole bundle instead (LM, codec with encoder and decoder, tokenizer, manifest).
@@ -51,8 +51,8 @@ pub fn run(args: SynthArgs) -> Result<()> {
         return Ok(());
     }
     let (Some(config_path), Some(out)) = (&args.config, &args.out) else { bail!("pass --config config.json --out DIR (or --bundle DIR [--preset tiny|small|full])") };
-    let Some(dtype) = DType::parse(&args.dtype).filter(|d| d.is_float() || *d == DType::Q8_0) else {
-        bail!("--dtype: expected f32, f16, bf16 or q8, got `{}`", args.dtype);
+    let Some(dtype) = DType::parse(&args.dtype).filter(|d| d.is_float() || d.is_quantized()) else {
+        bail!("--dtype: expected f32, f16, bf16, q8 or q4, got `{}`", args.dtype);
     };
     let text = std::fs::read_to_string(config_path).with_context(|| format!("reading {}", config_path.display()))?;
     let config = LmConfig::from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;

@@ -38,8 +38,8 @@ pub fn convert(checkpoint: &Path, sqcodec: Option<&Path>, config: &Value, source
     convert_as(checkpoint, sqcodec, config, sources, None, dir, progress)
 }
 
-/// `convert`, with the flow and RVQ tensors stored as `dtype` where given (q8_0: the flow's
-/// linear weights in 8-bit blocks, the rest of them bf16; see `stored_dtype`); the position
+/// `convert`, with the flow and RVQ tensors stored as `dtype` where given (q8_0 or q4_0: the
+/// flow's linear weights in 8-bit or 4-bit blocks, the rest of them bf16; see `stored_dtype`); the position
 /// table, the SQ decoder and the encoder keep their dtypes.
 pub fn convert_as(
     checkpoint: &Path,
@@ -50,8 +50,8 @@ pub fn convert_as(
     dir: &Path,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<()> {
-    if let Some(d) = dtype.filter(|d| !d.is_float() && *d != DType::Q8_0) {
-        return Err(CodecError::Invalid(format!("codec dtype {} is not a weight dtype (expected f32, f16, bf16 or q8_0)", d.name())));
+    if let Some(d) = dtype.filter(|d| !d.is_float() && !d.is_quantized()) {
+        return Err(CodecError::Invalid(format!("codec dtype {} is not a weight dtype (expected f32, f16, bf16, q8_0 or q4_0)", d.name())));
     }
     let (decoder, encoder) = crate::config::codec_parts(config)?;
     let codec_ckpt = TorchCheckpoint::open(checkpoint)?;

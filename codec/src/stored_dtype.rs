@@ -19,8 +19,8 @@ const FLOW_LINEARS: [&str; 11] = [
 ];
 
 /// The dtype the decoder tensor `name` (of `shape`) is stored in when `requested` is asked
-/// for. With q8_0 only the flow estimator's linear weights whose rows are whole 32-weight
-/// blocks become 8-bit (they are the DiT's work); their biases, the convolutions, norms,
+/// for. With q8_0 (q4_0) only the flow estimator's linear weights whose rows are whole
+/// 32-weight blocks become 8-bit (4-bit) blocks (they are the DiT's work); their biases, the convolutions, norms,
 /// tables, the small RVQ projections and the encoder stay bf16. `flow_prefix` is the
 /// config's `flow.prefix` (None without a decoder).
 pub fn stored_dtype(

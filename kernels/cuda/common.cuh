@@ -76,8 +76,26 @@ __device__ __forceinline__ float load_weight(const q8_t* w, u64 i) {
     return q8_scale(block) * (float)(signed char)block[2 + (i & 31)];
 }
 
-// Never reached (Q8_0 linears have no bias); present so the epilogue templates instantiate.
+// Q4_0 weights: 18-byte blocks (an f16 scale, then 16 bytes whose low nibbles are weights
+// 0..15 and high nibbles 16..31, each stored plus 8); a weight is scale x (nibble - 8),
+// exact in f32. `q4_t` is one byte of the block stream.
+struct q4_t { unsigned char b; };
+
+// Weight `j` (0..31) of the block at `block` as its integer.
+__device__ __forceinline__ int q4_int(const unsigned char* block, u32 j) {
+    unsigned char byte = block[2 + (j & 15)];
+    return (int)(j < 16 ? byte & 15 : byte >> 4) - 8;
+}
+
+__device__ __forceinline__ float load_weight(const q4_t* w, u64 i) {
+    const unsigned char* block = (const unsigned char*)w + (i >> 5) * 18;
+    return q8_scale(block) * (float)q4_int(block, (u32)(i & 31));
+}
+
+// Never reached (Q8_0 and Q4_0 linears keep a float bias); present so the epilogue
+// templates instantiate.
 __device__ __forceinline__ float widen(q8_t) { return 0.0f; }
+__device__ __forceinline__ float widen(q4_t) { return 0.0f; }
 
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -69,10 +69,26 @@ __device__ float warp_dot_q8(const q8_t* w, u32 row, const float* x, u32 k) {
     return warp_sum(acc);
 }
 
+// The same for Q4_0 weight rows (scale x (nibble - 8), exact).
+__device__ float warp_dot_q4(const q4_t* w, u32 row, const float* x, u32 k) {
+    int lane = threadIdx.x & 31;
+    const unsigned char* blocks = (const unsigned char*)w + (u64)row * (k / 32) * 18;
+    float acc = 0.0f;
+    for (u32 b = lane; b < k / 32; b += 32) {
+        const unsigned char* block = blocks + (u64)b * 18;
+        float d = q8_scale(block);
+        const float* xb = x + b * 32;
+        #pragma unroll 8
+        for (u32 j = 0; j < 32; j++) acc += (d * (float)q4_int(block, j)) * xb[j];
+    }
+    return warp_sum(acc);
+}
+
 // Weight row `row` . x, summed over the warp.
 template <typename W>
 __device__ __forceinline__ float row_dot(const W* w, u32 row, const float* x, u32 k, bool vec) { return warp_dot(w + (u64)row * k, x, k, vec); }
 __device__ __forceinline__ float row_dot(const q8_t* w, u32 row, const float* x, u32 k, bool) { return warp_dot_q8(w, row, x, k); }
+__device__ __forceinline__ float row_dot(const q4_t* w, u32 row, const float* x, u32 k, bool) { return warp_dot_q4(w, row, x, k); }
 
 // One warp per output; the warps per block are the launch's (tuned: `cuda.gemv.warps`)
 // and never change a result.
@@ -180,3 +196,10 @@ extern "C" __global__ void __launch_bounds__(256) gate_up_q8(const q8_t* wg, con
     extern "C" __global__ void __launch_bounds__(256) gemm_q8_##S(const float* x, const q8_t* w, const B* bias, const float* gate, float* out, u32 m, u32 n, u32 k, u32 act, float levels, u32 acc) { \
         gemm(x, w, bias, gate, out, m, n, k, act, levels, acc); }
 FOR_WEIGHT_TYPES(GEMM_Q8)
+// Q4_0 weights: the same three (gemm_q4_<bias dtype>).
+extern "C" __global__ void __launch_bounds__(256) gemv_q4(const q4_t* w, const float* x, float* out, u32 m, u32 n, u32 k, u32 acc, u32 vec) { gemv(w, x, out, m, n, k, acc, vec); }
+extern "C" __global__ void __launch_bounds__(256) gate_up_q4(const q4_t* wg, const q4_t* wu, const float* x, float* out, u32 m, u32 f, u32 k, u32 vec) { gate_up(wg, wu, x, out, m, f, k, vec); }
+#define GEMM_Q4(S, B) \
+    extern "C" __global__ void __launch_bounds__(256) gemm_q4_##S(const float* x, const q4_t* w, const B* bias, const float* gate, float* out, u32 m, u32 n, u32 k, u32 act, float levels, u32 acc) { \
+        gemm(x, w, bias, gate, out, m, n, k, act, levels, acc); }
+FOR_WEIGHT_TYPES(GEMM_Q4)

@@ -3,7 +3,7 @@
 use uniaudio_runtime::DType;
 
 /// The dtype tensor `name` (of `shape`) is stored in when `requested` is asked for. With
-/// q8_0 only the out-in projections become 8-bit blocks: attention qkv and output, the
+/// q8_0 (q4_0) only the out-in projections become 8-bit (4-bit) blocks: attention qkv and output, the
 /// MLP's gate, up and down, the text head and the decoder's input projection (rows of
 /// whole 32-weight blocks). Embedding tables (read a row at a time), norms and the audio
 /// heads (read K-major) stay bf16.

@@ -29,8 +29,8 @@ impl GemvCase {
         vec![
             GemvCase { name: "lm_head", rows: 128_256, cols: 3072, layers: 1, dtype, layout: out_in },
             GemvCase { name: "ffn_stack", rows: 8192, cols: 3072, layers: 16, dtype, layout: out_in },
-            // Read K-major, the audio heads stay bf16 in q8_0 models.
-            GemvCase { name: "audio_heads", rows: 2048, cols: 14_103, layers: 8, dtype: if dtype == DType::Q8_0 { DType::BF16 } else { dtype }, layout: WeightLayout::InOut },
+            // Read K-major, the audio heads stay bf16 in q8_0 and q4_0 models.
+            GemvCase { name: "audio_heads", rows: 2048, cols: 14_103, layers: 8, dtype: if dtype.is_quantized() { DType::BF16 } else { dtype }, layout: WeightLayout::InOut },
         ]
     }
 

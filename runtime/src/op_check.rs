@@ -9,8 +9,8 @@ use crate::op::{Op, WeightLayout};
 use crate::{Backend, DType, Error, Result, Tensor};
 
 const FLOATS: &[DType] = &[DType::F32, DType::F16, DType::BF16];
-/// Weights of the row-major (out-in) products may also be 8-bit blocks.
-const PRODUCT_WEIGHTS: &[DType] = &[DType::F32, DType::F16, DType::BF16, DType::Q8_0];
+/// Weights of the row-major (out-in) products may also be 8-bit or 4-bit blocks.
+const PRODUCT_WEIGHTS: &[DType] = &[DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0];
 
 pub(crate) fn check<B: Backend>(op: &Op<'_, B>) -> Result<()> {
     let name = op.name();

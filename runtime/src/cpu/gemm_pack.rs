@@ -120,14 +120,24 @@ pub(super) mod transpose {
     use std::arch::x86_64::*;
 
     use super::{KC, NR};
-    use crate::cpu::q8;
+    use crate::cpu::q4::Q4;
+    use crate::cpu::q8::{self, BlockFormat, Q8};
     use crate::cpu::view::WeightSlice;
-    use crate::dtype::{Q8_BLOCK, Q8_BLOCK_BYTES};
+    use crate::dtype::Q8_BLOCK;
 
     const F32: u8 = 0;
     const F16: u8 = 1;
     const BF16: u8 = 2;
-    const Q8: u8 = 3;
+    const Q8_0: u8 = 3;
+    const Q4_0: u8 = 4;
+
+    /// Weights e..e+8 of blocks of format F at `base`, widened to f32.
+    #[inline(always)]
+    unsafe fn load8_blocks<F: BlockFormat>(base: *const u8, e: usize) -> __m256 {
+        let block = base.add(e / Q8_BLOCK * F::BYTES);
+        let d = _mm256_cvtph_ps(_mm_set1_epi16(q8::scale_bits(block)));
+        q8::avx2::eight::<F>(block, e % Q8_BLOCK, d)
+    }
 
     /// Weights e..e+8 of `base` (stored as KIND) widened to f32.
     #[inline(always)]
@@ -136,11 +146,8 @@ pub(super) mod transpose {
             F32 => _mm256_loadu_ps((base as *const f32).add(e)),
             F16 => _mm256_cvtph_ps(_mm_loadu_si128((base as *const u16).add(e) as *const __m128i)),
             BF16 => _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((base as *const u16).add(e) as *const __m128i)), 16)),
-            _ => {
-                let block = base.add(e / Q8_BLOCK * Q8_BLOCK_BYTES);
-                let d = _mm256_cvtph_ps(_mm_set1_epi16(q8::scale_bits(block)));
-                q8::avx2::eight(block.add(2 + e % Q8_BLOCK), d)
-            }
+            Q8_0 => load8_blocks::<Q8>(base, e),
+            _ => load8_blocks::<Q4>(base, e),
         }
     }
 
@@ -236,7 +243,8 @@ pub(super) mod transpose {
             WeightSlice::F32(s) => panel::<F32>(s.as_ptr() as *const u8, k, k0, kc, n0, out),
             WeightSlice::F16(s) => panel::<F16>(s.as_ptr() as *const u8, k, k0, kc, n0, out),
             WeightSlice::BF16(s) => panel::<BF16>(s.as_ptr() as *const u8, k, k0, kc, n0, out),
-            WeightSlice::Q8_0(b) => panel::<Q8>(b.as_ptr(), k, k0, kc, n0, out),
+            WeightSlice::Q8_0(b) => panel::<Q8_0>(b.as_ptr(), k, k0, kc, n0, out),
+            WeightSlice::Q4_0(b) => panel::<Q4_0>(b.as_ptr(), k, k0, kc, n0, out),
         }
     }
 }
@@ -309,8 +317,9 @@ mod tests {
         let f16: Vec<u16> = values.iter().map(|&v| half::f16::from_f32(v).to_bits()).collect();
         let bf16: Vec<u16> = values.iter().map(|&v| half::bf16::from_f32(v).to_bits()).collect();
         let q8 = crate::dtype::quantize_q8_0(&values);
-        let slices = [WeightSlice::F32(&values), WeightSlice::F16(&f16), WeightSlice::BF16(&bf16), WeightSlice::Q8_0(&q8)];
-        for (w, name) in slices.into_iter().zip(["f32", "f16", "bf16", "q8_0"]) {
+        let q4 = crate::dtype::quantize_q4_0(&values);
+        let slices = [WeightSlice::F32(&values), WeightSlice::F16(&f16), WeightSlice::BF16(&bf16), WeightSlice::Q8_0(&q8), WeightSlice::Q4_0(&q4)];
+        for (w, name) in slices.into_iter().zip(["f32", "f16", "bf16", "q8_0", "q4_0"]) {
             for (k0, n0) in [(0, 0), (KC, 16), (KC, 24)] {
                 let kc = (k - k0).min(KC);
                 let mut got = vec![f32::NAN; KC * NR];
@@ -321,7 +330,7 @@ mod tests {
             }
             let cases = [(WeightLayout::OutIn, 0, KC, 0, NR), (WeightLayout::OutIn, 0, KC, 32, 8), (WeightLayout::OutIn, KC, 124, 16, NR), (WeightLayout::InOut, 0, KC, 8, NR)];
             for (layout, k0, kc, n0, nb) in cases {
-                if matches!(w, WeightSlice::Q8_0(_)) && layout == WeightLayout::InOut {
+                if matches!(w, WeightSlice::Q8_0(_) | WeightSlice::Q4_0(_)) && layout == WeightLayout::InOut {
                     continue;
                 }
                 let mut got = vec![f32::NAN; KC * NR];

@@ -42,6 +42,7 @@ mod linear;
 mod matmul;
 mod norm;
 mod pool;
+mod q4;
 mod q8;
 mod rope;
 mod sample;

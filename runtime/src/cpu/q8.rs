@@ -1,4 +1,5 @@
-//! Dot products of Q8_0 weight rows (blocks of an f16 scale and 32 int8) with f32 inputs.
+//! Dot products of Q8_0 weight rows (blocks of an f16 scale and 32 int8) with f32 inputs;
+//! the same kernels serve Q4_0 rows (`q4.rs`), whose blocks widen to the same integers.
 //!
 //! `exact`: each weight is widened to f32 as scale × int8, which is exact (11 + 8
 //! significant bits), and the products are accumulated exactly as the f32 kernels of
@@ -26,7 +27,7 @@ pub struct QuantizedX {
 /// exponents, 4 KiB of the table each, so the lookups stay in a small part of it).
 static F16_TO_F32: std::sync::OnceLock<Box<[f32]>> = std::sync::OnceLock::new();
 
-fn f16_table() -> &'static [f32] {
+pub(crate) fn f16_table() -> &'static [f32] {
     F16_TO_F32.get_or_init(|| (0..=u16::MAX).map(|h| half::f16::from_bits(h).to_f32()).collect())
 }
 
@@ -37,6 +38,11 @@ impl QuantizedX {
         let (mut q, mut scales) = (vec![0i8; blocks * 32], vec![0f32; blocks]);
         quantize_into(x, &mut q, &mut scales);
         QuantizedX { q, scales, prefetch }
+    }
+
+    /// The prefetch distance the fast kernels use with this input, in bytes.
+    pub(crate) fn prefetch(&self) -> usize {
+        self.prefetch
     }
 }
 
@@ -89,33 +95,74 @@ unsafe fn table_scale(table: *const f32, p: *const u8) -> std::arch::x86_64::__m
     std::arch::x86_64::_mm256_broadcast_ss(&*table.add(scale_bits(p) as u16 as usize))
 }
 
+/// A format of 32-weight blocks after an f16 scale whose weights are small integers
+/// (scale × integer is exact in f32): how the kernels read a block's integers. The
+/// kernels below are written once over it.
+#[cfg(target_arch = "x86_64")]
+pub(crate) trait BlockFormat {
+    /// Bytes per block, scale included.
+    const BYTES: usize;
+    /// Weights `e..e + 8` (`e` a multiple of 8 below 32) of the block at `p` in 8 int32
+    /// lanes (AVX2).
+    unsafe fn eight(p: *const u8, e: usize) -> std::arch::x86_64::__m256i;
+    /// The block's 32 weights as signed bytes, in order (AVX2).
+    unsafe fn bytes32(p: *const u8) -> std::arch::x86_64::__m256i;
+    /// Weights 0..16 and 16..32 of the block in 16 int32 lanes each (AVX-512).
+    unsafe fn sixteens(p: *const u8) -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i);
+}
+
+/// Q8_0: 34-byte blocks, the integers stored as int8.
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct Q8;
+
+#[cfg(target_arch = "x86_64")]
+impl BlockFormat for Q8 {
+    const BYTES: usize = crate::dtype::Q8_BLOCK_BYTES;
+
+    #[inline(always)]
+    unsafe fn eight(p: *const u8, e: usize) -> std::arch::x86_64::__m256i {
+        use std::arch::x86_64::*;
+        _mm256_cvtepi8_epi32(_mm_loadl_epi64(p.add(2 + e) as *const __m128i))
+    }
+
+    #[inline(always)]
+    unsafe fn bytes32(p: *const u8) -> std::arch::x86_64::__m256i {
+        std::arch::x86_64::_mm256_loadu_si256(p.add(2) as *const _)
+    }
+
+    #[inline(always)]
+    unsafe fn sixteens(p: *const u8) -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i) {
+        use std::arch::x86_64::*;
+        (_mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(2) as *const __m128i)), _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(18) as *const __m128i)))
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 pub mod avx512 {
     use std::arch::x86_64::*;
 
-    use crate::dtype::Q8_BLOCK_BYTES;
+    use super::BlockFormat;
 
     /// The 32 weights of the block at `p` as two 16-lane f32 vectors.
     #[inline(always)]
-    unsafe fn block(p: *const u8) -> (__m512, __m512) {
+    unsafe fn block<F: BlockFormat>(p: *const u8) -> (__m512, __m512) {
         // Broadcast, then widen: no scalar round trip (whose register merge would chain
         // every block on an accumulator).
         let d = _mm512_cvtph_ps(_mm256_set1_epi16(super::scale_bits(p)));
-        let lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(2) as *const __m128i)));
-        let hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(18) as *const __m128i)));
-        (_mm512_mul_ps(lo, d), _mm512_mul_ps(hi, d))
+        let (lo, hi) = F::sixteens(p);
+        (_mm512_mul_ps(_mm512_cvtepi32_ps(lo), d), _mm512_mul_ps(_mm512_cvtepi32_ps(hi), d))
     }
 
     /// Four rows of `k` (a multiple of 32) weights, each starting at a block, against `x`:
     /// the accumulators and order of `simd::avx512::dot4_f32`.
     #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
-    pub unsafe fn dot4(rows: [*const u8; 4], x: *const f32, k: usize) -> [f32; 4] {
+    pub(crate) unsafe fn dot4<F: BlockFormat>(rows: [*const u8; 4], x: *const f32, k: usize) -> [f32; 4] {
         let mut acc = [[_mm512_setzero_ps(); 2]; 4];
         for b in 0..k / 32 {
             let x0 = _mm512_loadu_ps(x.add(32 * b));
             let x1 = _mm512_loadu_ps(x.add(32 * b + 16));
             for r in 0..4 {
-                let (w0, w1) = block(rows[r].add(b * Q8_BLOCK_BYTES));
+                let (w0, w1) = block::<F>(rows[r].add(b * F::BYTES));
                 acc[r][0] = _mm512_fmadd_ps(w0, x0, acc[r][0]);
                 acc[r][1] = _mm512_fmadd_ps(w1, x1, acc[r][1]);
             }
@@ -126,13 +173,13 @@ pub mod avx512 {
     /// `dot4` for two inputs, each block widened once for both; per input the same
     /// accumulators and order as `dot4`, so each result is bit-identical to it.
     #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
-    pub unsafe fn dot4x2(rows: [*const u8; 4], x: [*const f32; 2], k: usize) -> [[f32; 4]; 2] {
+    pub(crate) unsafe fn dot4x2<F: BlockFormat>(rows: [*const u8; 4], x: [*const f32; 2], k: usize) -> [[f32; 4]; 2] {
         let mut acc = [[[_mm512_setzero_ps(); 2]; 4]; 2];
         for b in 0..k / 32 {
             let x0 = [_mm512_loadu_ps(x[0].add(32 * b)), _mm512_loadu_ps(x[1].add(32 * b))];
             let x1 = [_mm512_loadu_ps(x[0].add(32 * b + 16)), _mm512_loadu_ps(x[1].add(32 * b + 16))];
             for r in 0..4 {
-                let (w0, w1) = block(rows[r].add(b * Q8_BLOCK_BYTES));
+                let (w0, w1) = block::<F>(rows[r].add(b * F::BYTES));
                 for m in 0..2 {
                     acc[m][r][0] = _mm512_fmadd_ps(w0, x0[m], acc[m][r][0]);
                     acc[m][r][1] = _mm512_fmadd_ps(w1, x1[m], acc[m][r][1]);
@@ -147,12 +194,12 @@ pub mod avx512 {
 pub mod avx2 {
     use std::arch::x86_64::*;
 
-    use crate::dtype::Q8_BLOCK_BYTES;
+    use super::BlockFormat;
 
-    /// The 8 int8 weights at `p` times the scale `d` (exact in f32).
+    /// Weights `e..e + 8` of the block at `p` times the scale `d` (exact in f32).
     #[inline(always)]
-    pub(crate) unsafe fn eight(p: *const u8, d: __m256) -> __m256 {
-        _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i))), d)
+    pub(crate) unsafe fn eight<F: BlockFormat>(p: *const u8, e: usize, d: __m256) -> __m256 {
+        _mm256_mul_ps(_mm256_cvtepi32_ps(F::eight(p, e)), d)
     }
 
     use crate::cpu::simd::avx2::hsum;
@@ -210,11 +257,11 @@ pub mod avx2 {
     /// (Each block's scale is read once per row from `F16_TO_F32`: converting it in
     /// registers cost a third of the loop's instructions.)
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot4(rows: [*const u8; 4], x: *const f32, k: usize) -> [f32; 4] {
+    pub(crate) unsafe fn dot4<F: BlockFormat>(rows: [*const u8; 4], x: *const f32, k: usize) -> [f32; 4] {
         let table = super::f16_table().as_ptr();
         let mut acc = [[_mm256_setzero_ps(); 2]; 4];
         for b in 0..k / 32 {
-            let o = b * Q8_BLOCK_BYTES;
+            let o = b * F::BYTES;
             let p = [rows[0].add(o), rows[1].add(o), rows[2].add(o), rows[3].add(o)];
             let d = [super::table_scale(table, p[0]), super::table_scale(table, p[1]), super::table_scale(table, p[2]), super::table_scale(table, p[3])];
             for half in 0..2 {
@@ -223,9 +270,8 @@ pub mod avx2 {
                 let x1 = _mm256_loadu_ps(x.add(i + 8));
                 for r in 0..4 {
                     let d = d[r];
-                    let q = p[r].add(2 + 16 * half);
-                    acc[r][0] = _mm256_fmadd_ps(eight(q, d), x0, acc[r][0]);
-                    acc[r][1] = _mm256_fmadd_ps(eight(q.add(8), d), x1, acc[r][1]);
+                    acc[r][0] = _mm256_fmadd_ps(eight::<F>(p[r], 16 * half, d), x0, acc[r][0]);
+                    acc[r][1] = _mm256_fmadd_ps(eight::<F>(p[r], 16 * half + 8, d), x1, acc[r][1]);
                 }
             }
         }
@@ -241,15 +287,13 @@ pub mod int8 {
     //! the 16-bit pair sums), so the two give identical results.
     use std::arch::x86_64::*;
 
-    use super::QuantizedX;
+    use super::{BlockFormat, QuantizedX};
     use crate::cpu::simd::avx2::hsum;
-    use crate::dtype::Q8_BLOCK_BYTES;
 
     /// Σ w·x over one block pair in 8 int32 lanes: both instructions multiply unsigned by
     /// signed bytes, so |w| meets x with w's sign moved onto it.
     #[inline(always)]
-    unsafe fn block_dot<const VNNI: bool>(w: *const u8, xq: __m256i) -> __m256i {
-        let wq = _mm256_loadu_si256(w as *const __m256i);
+    unsafe fn block_dot<const VNNI: bool>(wq: __m256i, xq: __m256i) -> __m256i {
         let (aw, sx) = (_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq));
         if VNNI {
             _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, sx)
@@ -261,9 +305,9 @@ pub mod int8 {
     /// The block at `p` against input block `b`, scaled by both blocks' scales (the
     /// weight's from `F16_TO_F32` at `table`) and added to `acc`.
     #[inline(always)]
-    unsafe fn block_fma<const VNNI: bool>(p: *const u8, x: &QuantizedX, b: usize, table: *const f32, acc: __m256) -> __m256 {
+    unsafe fn block_fma<F: BlockFormat, const VNNI: bool>(p: *const u8, x: &QuantizedX, b: usize, table: *const f32, acc: __m256) -> __m256 {
         let xq = _mm256_loadu_si256(x.q.as_ptr().add(32 * b) as *const __m256i);
-        let s = _mm256_cvtepi32_ps(block_dot::<VNNI>(p.add(2), xq));
+        let s = _mm256_cvtepi32_ps(block_dot::<VNNI>(F::bytes32(p), xq));
         let d = _mm256_mul_ps(super::table_scale(table, p), _mm256_broadcast_ss(&*x.scales.as_ptr().add(b)));
         _mm256_fmadd_ps(s, d, acc)
     }
@@ -281,73 +325,73 @@ pub mod int8 {
     /// One row of `k` (a multiple of 32) weights against the quantized input, block by
     /// block in one sequential stream (two accumulators, even and odd blocks).
     #[inline(always)]
-    unsafe fn dot1<const VNNI: bool>(row: *const u8, x: &QuantizedX, k: usize, table: *const f32) -> f32 {
+    unsafe fn dot1<F: BlockFormat, const VNNI: bool>(row: *const u8, x: &QuantizedX, k: usize, table: *const f32) -> f32 {
         let (mut even, mut odd) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         let blocks = k / 32;
         for b in (0..blocks - blocks % 2).step_by(2) {
-            prefetch(row.wrapping_add(b * Q8_BLOCK_BYTES), x.prefetch);
-            even = block_fma::<VNNI>(row.add(b * Q8_BLOCK_BYTES), x, b, table, even);
-            odd = block_fma::<VNNI>(row.add((b + 1) * Q8_BLOCK_BYTES), x, b + 1, table, odd);
+            prefetch(row.wrapping_add(b * F::BYTES), x.prefetch);
+            even = block_fma::<F, VNNI>(row.add(b * F::BYTES), x, b, table, even);
+            odd = block_fma::<F, VNNI>(row.add((b + 1) * F::BYTES), x, b + 1, table, odd);
         }
         if blocks % 2 == 1 {
-            even = block_fma::<VNNI>(row.add((blocks - 1) * Q8_BLOCK_BYTES), x, blocks - 1, table, even);
+            even = block_fma::<F, VNNI>(row.add((blocks - 1) * F::BYTES), x, blocks - 1, table, even);
         }
         hsum(_mm256_add_ps(even, odd))
     }
 
     /// `dot1` for two inputs, each weight block loaded once; per input the same order.
     #[inline(always)]
-    unsafe fn dot1x2<const VNNI: bool>(row: *const u8, x: [&QuantizedX; 2], k: usize, table: *const f32) -> [f32; 2] {
+    unsafe fn dot1x2<F: BlockFormat, const VNNI: bool>(row: *const u8, x: [&QuantizedX; 2], k: usize, table: *const f32) -> [f32; 2] {
         let (mut even, mut odd) = ([_mm256_setzero_ps(); 2], [_mm256_setzero_ps(); 2]);
         let blocks = k / 32;
         for b in (0..blocks - blocks % 2).step_by(2) {
-            let (p, q) = (row.add(b * Q8_BLOCK_BYTES), row.add((b + 1) * Q8_BLOCK_BYTES));
+            let (p, q) = (row.add(b * F::BYTES), row.add((b + 1) * F::BYTES));
             prefetch(p, x[0].prefetch);
-            even[0] = block_fma::<VNNI>(p, x[0], b, table, even[0]);
-            even[1] = block_fma::<VNNI>(p, x[1], b, table, even[1]);
-            odd[0] = block_fma::<VNNI>(q, x[0], b + 1, table, odd[0]);
-            odd[1] = block_fma::<VNNI>(q, x[1], b + 1, table, odd[1]);
+            even[0] = block_fma::<F, VNNI>(p, x[0], b, table, even[0]);
+            even[1] = block_fma::<F, VNNI>(p, x[1], b, table, even[1]);
+            odd[0] = block_fma::<F, VNNI>(q, x[0], b + 1, table, odd[0]);
+            odd[1] = block_fma::<F, VNNI>(q, x[1], b + 1, table, odd[1]);
         }
         if blocks % 2 == 1 {
-            let p = row.add((blocks - 1) * Q8_BLOCK_BYTES);
-            even[0] = block_fma::<VNNI>(p, x[0], blocks - 1, table, even[0]);
-            even[1] = block_fma::<VNNI>(p, x[1], blocks - 1, table, even[1]);
+            let p = row.add((blocks - 1) * F::BYTES);
+            even[0] = block_fma::<F, VNNI>(p, x[0], blocks - 1, table, even[0]);
+            even[1] = block_fma::<F, VNNI>(p, x[1], blocks - 1, table, even[1]);
         }
         [hsum(_mm256_add_ps(even[0], odd[0])), hsum(_mm256_add_ps(even[1], odd[1]))]
     }
 
     /// Four rows, one after the other.
     #[inline(always)]
-    unsafe fn dot4<const VNNI: bool>(rows: [*const u8; 4], x: &QuantizedX, k: usize) -> [f32; 4] {
+    unsafe fn dot4<F: BlockFormat, const VNNI: bool>(rows: [*const u8; 4], x: &QuantizedX, k: usize) -> [f32; 4] {
         let table = super::f16_table().as_ptr();
-        [dot1::<VNNI>(rows[0], x, k, table), dot1::<VNNI>(rows[1], x, k, table), dot1::<VNNI>(rows[2], x, k, table), dot1::<VNNI>(rows[3], x, k, table)]
+        [dot1::<F, VNNI>(rows[0], x, k, table), dot1::<F, VNNI>(rows[1], x, k, table), dot1::<F, VNNI>(rows[2], x, k, table), dot1::<F, VNNI>(rows[3], x, k, table)]
     }
 
     #[inline(always)]
-    unsafe fn dot4x2<const VNNI: bool>(rows: [*const u8; 4], x: [&QuantizedX; 2], k: usize) -> [[f32; 4]; 2] {
+    unsafe fn dot4x2<F: BlockFormat, const VNNI: bool>(rows: [*const u8; 4], x: [&QuantizedX; 2], k: usize) -> [[f32; 4]; 2] {
         let table = super::f16_table().as_ptr();
-        let (r0, r1, r2, r3) = (dot1x2::<VNNI>(rows[0], x, k, table), dot1x2::<VNNI>(rows[1], x, k, table), dot1x2::<VNNI>(rows[2], x, k, table), dot1x2::<VNNI>(rows[3], x, k, table));
+        let (r0, r1, r2, r3) = (dot1x2::<F, VNNI>(rows[0], x, k, table), dot1x2::<F, VNNI>(rows[1], x, k, table), dot1x2::<F, VNNI>(rows[2], x, k, table), dot1x2::<F, VNNI>(rows[3], x, k, table));
         [[r0[0], r1[0], r2[0], r3[0]], [r0[1], r1[1], r2[1], r3[1]]]
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub unsafe fn dot4_vnni(rows: [*const u8; 4], x: &QuantizedX, k: usize) -> [f32; 4] {
-        dot4::<true>(rows, x, k)
+    pub(crate) unsafe fn dot4_vnni<F: BlockFormat>(rows: [*const u8; 4], x: &QuantizedX, k: usize) -> [f32; 4] {
+        dot4::<F, true>(rows, x, k)
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub unsafe fn dot4x2_vnni(rows: [*const u8; 4], x: [&QuantizedX; 2], k: usize) -> [[f32; 4]; 2] {
-        dot4x2::<true>(rows, x, k)
+    pub(crate) unsafe fn dot4x2_vnni<F: BlockFormat>(rows: [*const u8; 4], x: [&QuantizedX; 2], k: usize) -> [[f32; 4]; 2] {
+        dot4x2::<F, true>(rows, x, k)
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot4_avx2(rows: [*const u8; 4], x: &QuantizedX, k: usize) -> [f32; 4] {
-        dot4::<false>(rows, x, k)
+    pub(crate) unsafe fn dot4_avx2<F: BlockFormat>(rows: [*const u8; 4], x: &QuantizedX, k: usize) -> [f32; 4] {
+        dot4::<F, false>(rows, x, k)
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot4x2_avx2(rows: [*const u8; 4], x: [&QuantizedX; 2], k: usize) -> [[f32; 4]; 2] {
-        dot4x2::<false>(rows, x, k)
+    pub(crate) unsafe fn dot4x2_avx2<F: BlockFormat>(rows: [*const u8; 4], x: [&QuantizedX; 2], k: usize) -> [[f32; 4]; 2] {
+        dot4x2::<F, false>(rows, x, k)
     }
 }
 
@@ -417,15 +461,15 @@ mod tests {
         let k = 32 * 9;
         let (rows, x, want) = case(k);
         let xq = QuantizedX::new(&x, 1024);
-        let stride = k / 32 * crate::dtype::Q8_BLOCK_BYTES;
+        let stride = k / 32 * Q8_BLOCK_BYTES;
         let ptrs = [0, 1, 2, 3].map(|r| rows[r * stride..].as_ptr());
         // SAFETY: AVX2 was detected; each row holds k / 32 whole blocks.
-        let got = unsafe { int8::dot4_avx2(ptrs, &xq, k) };
+        let got = unsafe { int8::dot4_avx2::<Q8>(ptrs, &xq, k) };
         // The pair with a different second input: each input gets its own `dot4`'s bits.
         let y: Vec<f32> = x.iter().rev().map(|v| v * 0.7).collect();
         let yq = QuantizedX::new(&y, 0);
-        let pair = unsafe { int8::dot4x2_avx2(ptrs, [&xq, &yq], k) };
-        let alone = unsafe { int8::dot4_avx2(ptrs, &yq, k) };
+        let pair = unsafe { int8::dot4x2_avx2::<Q8>(ptrs, [&xq, &yq], k) };
+        let alone = unsafe { int8::dot4_avx2::<Q8>(ptrs, &yq, k) };
         for r in 0..4 {
             // Exact int32 block sums; only the f32 scaling and accumulation round.
             assert!((got[r] as f64 - want[r]).abs() <= 1e-5 * want[r].abs().max(1.0), "row {r}: {} vs {}", got[r], want[r]);
@@ -434,7 +478,7 @@ mod tests {
         }
         if std::arch::is_x86_feature_detected!("avx512vnni") && std::arch::is_x86_feature_detected!("avx512vl") {
             // SAFETY: AVX512-VNNI and VL were detected.
-            let vnni = unsafe { int8::dot4_vnni(ptrs, &xq, k) };
+            let vnni = unsafe { int8::dot4_vnni::<Q8>(ptrs, &xq, k) };
             assert_eq!(vnni.map(f32::to_bits), got.map(f32::to_bits), "vpdpbusd and vpmaddubsw + vpmaddwd differ");
         } else {
             println!("SKIPPED the VNNI comparison: this CPU lacks AVX512-VNNI");

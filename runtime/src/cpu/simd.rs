@@ -3,6 +3,11 @@
 
 use std::sync::OnceLock;
 
+#[cfg(target_arch = "x86_64")]
+use super::{
+    q4::Q4,
+    q8::{self, Q8},
+};
 use super::view::WeightSlice;
 use crate::precision::Precision;
 use crate::dtype::bf16_bits_to_f32;
@@ -190,6 +195,8 @@ pub struct GemvX<'a> {
     even_odd32: Vec<f32>,
     /// x in 8-bit blocks of 32 (made on first use by the fast level's Q8_0 products).
     q8: OnceLock<super::q8::QuantizedX>,
+    /// The same blocks in pairs, for the fast level's Q4_0 products (made on first use).
+    q4: OnceLock<super::q4::PairedX>,
     /// The prefetch distance those products use (`cpu.q8.prefetch_bytes`).
     q8_prefetch: usize,
 }
@@ -206,12 +213,17 @@ impl<'a> GemvX<'a> {
             even_odd32.extend((0..16).map(|i| c[2 * i]));
             even_odd32.extend((0..16).map(|i| c[2 * i + 1]));
         }
-        GemvX { x, even_odd, even_odd32, q8: OnceLock::new(), q8_prefetch }
+        GemvX { x, even_odd, even_odd32, q8: OnceLock::new(), q4: OnceLock::new(), q8_prefetch }
     }
 
     /// x in 8-bit blocks (the fast level's Q8_0 products), made once.
     pub(crate) fn quantized(&self) -> &super::q8::QuantizedX {
         self.q8.get_or_init(|| super::q8::QuantizedX::new(self.x, self.q8_prefetch))
+    }
+
+    /// x in paired 8-bit blocks (the fast level's Q4_0 products), made once.
+    pub(crate) fn paired(&self) -> &super::q4::PairedX {
+        self.q4.get_or_init(|| super::q4::PairedX::new(self.quantized()))
     }
 
     pub fn len(&self) -> usize {
@@ -234,8 +246,10 @@ pub fn dot4(isa: Isa, w: WeightSlice, starts: [usize; 4], x: &GemvX) -> [f32; 4]
                 WeightSlice::F32(s) => avx512::dot4_f32(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k),
                 WeightSlice::F16(s) => avx512::dot4_f16(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k),
                 WeightSlice::BF16(s) => avx512::dot4_bf16(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), x.even_odd32.as_ptr(), k),
-                WeightSlice::Q8_0(b) if isa.int8_dot() => super::q8::int8::dot4_vnni(q8_rows(b, starts, k), x.quantized(), k),
-                WeightSlice::Q8_0(b) => super::q8::avx512::dot4(q8_rows(b, starts, k), x.x.as_ptr(), k),
+                WeightSlice::Q8_0(b) if isa.int8_dot() => q8::int8::dot4_vnni::<Q8>(block_rows::<Q8>(b, starts, k), x.quantized(), k),
+                WeightSlice::Q8_0(b) => q8::avx512::dot4::<Q8>(block_rows::<Q8>(b, starts, k), x.x.as_ptr(), k),
+                WeightSlice::Q4_0(b) if isa.int8_dot() => super::q4::int8::dot4(block_rows::<Q4>(b, starts, k), x.paired(), k),
+                WeightSlice::Q4_0(b) => q8::avx512::dot4::<Q4>(block_rows::<Q4>(b, starts, k), x.x.as_ptr(), k),
             };
         }
     }
@@ -247,8 +261,10 @@ pub fn dot4(isa: Isa, w: WeightSlice, starts: [usize; 4], x: &GemvX) -> [f32; 4]
                 WeightSlice::F32(s) => avx2::dot4_f32(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k),
                 WeightSlice::F16(s) => avx2::dot4_f16(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k),
                 WeightSlice::BF16(s) => avx2::dot4_bf16(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), x.even_odd.as_ptr(), k),
-                WeightSlice::Q8_0(b) if isa.int8_dot() => super::q8::int8::dot4_avx2(q8_rows(b, starts, k), x.quantized(), k),
-                WeightSlice::Q8_0(b) => super::q8::avx2::dot4(q8_rows(b, starts, k), x.x.as_ptr(), k),
+                WeightSlice::Q8_0(b) if isa.int8_dot() => q8::int8::dot4_avx2::<Q8>(block_rows::<Q8>(b, starts, k), x.quantized(), k),
+                WeightSlice::Q8_0(b) => q8::avx2::dot4::<Q8>(block_rows::<Q8>(b, starts, k), x.x.as_ptr(), k),
+                WeightSlice::Q4_0(b) if isa.int8_dot() => super::q4::int8::dot4(block_rows::<Q4>(b, starts, k), x.paired(), k),
+                WeightSlice::Q4_0(b) => q8::avx2::dot4::<Q4>(block_rows::<Q4>(b, starts, k), x.x.as_ptr(), k),
             };
         }
     }
@@ -273,28 +289,34 @@ pub fn dot4x2(isa: Isa, w: WeightSlice, starts: [usize; 4], a: &GemvX, b: &GemvX
                 WeightSlice::F32(s) => avx512::dot4x2_f32(starts.map(|o| s.as_ptr().add(o)), x, k),
                 WeightSlice::F16(s) => avx512::dot4x2_f16(starts.map(|o| s.as_ptr().add(o)), x, k),
                 WeightSlice::BF16(s) => avx512::dot4x2_bf16(starts.map(|o| s.as_ptr().add(o)), x, [a.even_odd32.as_ptr(), b.even_odd32.as_ptr()], k),
-                WeightSlice::Q8_0(q) if isa.int8_dot() => super::q8::int8::dot4x2_vnni(q8_rows(q, starts, k), [a.quantized(), b.quantized()], k),
-                WeightSlice::Q8_0(q) => super::q8::avx512::dot4x2(q8_rows(q, starts, k), x, k),
+                WeightSlice::Q8_0(q) if isa.int8_dot() => q8::int8::dot4x2_vnni::<Q8>(block_rows::<Q8>(q, starts, k), [a.quantized(), b.quantized()], k),
+                WeightSlice::Q8_0(q) => q8::avx512::dot4x2::<Q8>(block_rows::<Q8>(q, starts, k), x, k),
+                WeightSlice::Q4_0(q) if isa.int8_dot() => super::q4::int8::dot4x2(block_rows::<Q4>(q, starts, k), [a.paired(), b.paired()], k),
+                WeightSlice::Q4_0(q) => q8::avx512::dot4x2::<Q4>(block_rows::<Q4>(q, starts, k), x, k),
             };
         }
     }
     #[cfg(target_arch = "x86_64")]
-    if let WeightSlice::Q8_0(q) = w {
-        if isa.avx2() && isa.int8_dot() {
-            // SAFETY: the features were detected; rows are in bounds (asserted above).
-            return unsafe { super::q8::int8::dot4x2_avx2(q8_rows(q, starts, k), [a.quantized(), b.quantized()], k) };
+    if isa.avx2() && isa.int8_dot() {
+        // SAFETY: the features were detected; rows are in bounds (asserted above).
+        unsafe {
+            match w {
+                WeightSlice::Q8_0(q) => return q8::int8::dot4x2_avx2::<Q8>(block_rows::<Q8>(q, starts, k), [a.quantized(), b.quantized()], k),
+                WeightSlice::Q4_0(q) => return super::q4::int8::dot4x2(block_rows::<Q4>(q, starts, k), [a.paired(), b.paired()], k),
+                _ => {}
+            }
         }
     }
     [dot4(isa, w, starts, a), dot4(isa, w, starts, b)]
 }
 
-/// Pointers to the first block of four Q8_0 rows (rows start on blocks and hold whole
-/// blocks: `Tensor` views guarantee it; checked here because the kernels rely on it).
+/// Pointers to the first block of four Q8_0 or Q4_0 rows (rows start on blocks and hold
+/// whole blocks: `Tensor` views guarantee it; checked here because the kernels rely on it).
 #[cfg(target_arch = "x86_64")]
-fn q8_rows(blocks: &[u8], starts: [usize; 4], k: usize) -> [*const u8; 4] {
-    use crate::dtype::{Q8_BLOCK, Q8_BLOCK_BYTES};
-    assert!(k.is_multiple_of(Q8_BLOCK) && starts.iter().all(|s| s.is_multiple_of(Q8_BLOCK)), "q8_0 rows must hold whole blocks");
-    starts.map(|s| blocks[s / Q8_BLOCK * Q8_BLOCK_BYTES..].as_ptr())
+fn block_rows<F: q8::BlockFormat>(blocks: &[u8], starts: [usize; 4], k: usize) -> [*const u8; 4] {
+    use crate::dtype::Q8_BLOCK;
+    assert!(k.is_multiple_of(Q8_BLOCK) && starts.iter().all(|s| s.is_multiple_of(Q8_BLOCK)), "quantized rows must hold whole blocks");
+    starts.map(|s| blocks[s / Q8_BLOCK * F::BYTES..].as_ptr())
 }
 
 fn dot_fallback(w: WeightSlice, start: usize, x: &[f32]) -> f32 {
@@ -341,7 +363,7 @@ pub fn axpy4(isa: Isa, out: &mut [f32], a: [f32; 4], w: WeightSlice, starts: [us
                 WeightSlice::BF16(s) => return avx2::axpy4_bf16(out, a, starts.map(|o| s.as_ptr().add(o))),
                 // K-major products never hold 8-bit weights (validated); the loop below
                 // would serve them.
-                WeightSlice::Q8_0(_) => {}
+                WeightSlice::Q8_0(_) | WeightSlice::Q4_0(_) => {}
             }
         }
     }

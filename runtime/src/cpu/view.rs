@@ -6,16 +6,18 @@
 //! themselves). `Cpu` holds its lock for the whole op, so no other op writes meanwhile.
 
 use super::Cpu;
-use crate::dtype::{Q8_BLOCK, Q8_BLOCK_BYTES};
+use crate::dtype::{Q4_BLOCK_BYTES, Q8_BLOCK, Q8_BLOCK_BYTES};
 use crate::{DType, Error, Result, Tensor};
 
-/// Rows of a weight in its stored dtype (f16/bf16 as raw bits, Q8_0 as its blocks).
+/// Rows of a weight in its stored dtype (f16/bf16 as raw bits, Q8_0 and Q4_0 as their
+/// blocks).
 #[derive(Clone, Copy)]
 pub enum WeightSlice<'a> {
     F32(&'a [f32]),
     F16(&'a [u16]),
     BF16(&'a [u16]),
     Q8_0(&'a [u8]),
+    Q4_0(&'a [u8]),
 }
 
 impl WeightSlice<'_> {
@@ -25,10 +27,12 @@ impl WeightSlice<'_> {
             WeightSlice::F32(s) => s.len(),
             WeightSlice::F16(s) | WeightSlice::BF16(s) => s.len(),
             WeightSlice::Q8_0(b) => b.len() / Q8_BLOCK_BYTES * Q8_BLOCK,
+            WeightSlice::Q4_0(b) => b.len() / Q4_BLOCK_BYTES * Q8_BLOCK,
         }
     }
 
-    /// Element `i` widened to f32 (for Q8_0 its scale times its int8, exact in f32).
+    /// Element `i` widened to f32 (for Q8_0 and Q4_0 its scale times its integer, exact in
+    /// f32).
     #[inline(always)]
     pub fn get(&self, i: usize) -> f32 {
         match self {
@@ -38,6 +42,10 @@ impl WeightSlice<'_> {
             WeightSlice::Q8_0(b) => {
                 let block = &b[i / Q8_BLOCK * Q8_BLOCK_BYTES..][..Q8_BLOCK_BYTES];
                 q8_scale(block) * block[2 + i % Q8_BLOCK] as i8 as f32
+            }
+            WeightSlice::Q4_0(b) => {
+                let block = &b[i / Q8_BLOCK * Q4_BLOCK_BYTES..][..Q4_BLOCK_BYTES];
+                q8_scale(block) * q4_weight(block, i % Q8_BLOCK) as f32
             }
         }
     }
@@ -63,8 +71,24 @@ impl WeightSlice<'_> {
                     i += take;
                 }
             }
+            WeightSlice::Q4_0(b) => {
+                assert!(start + len <= self.len(), "widen_into out of bounds");
+                for (i, o) in dst.iter_mut().enumerate() {
+                    let e = start + i;
+                    let block = &b[e / Q8_BLOCK * Q4_BLOCK_BYTES..][..Q4_BLOCK_BYTES];
+                    *o = q8_scale(block) * q4_weight(block, e % Q8_BLOCK) as f32;
+                }
+            }
         }
     }
+}
+
+/// Weight `j` (0..32) of a Q4_0 block as its integer: a low nibble for 0..16, a high one
+/// for 16..32, stored plus 8.
+#[inline(always)]
+pub fn q4_weight(block: &[u8], j: usize) -> i32 {
+    let byte = block[2 + j % 16];
+    (if j < 16 { byte & 15 } else { byte >> 4 }) as i32 - 8
 }
 
 /// The f16 scale of a Q8_0 block, widened.
@@ -113,6 +137,7 @@ pub fn weight_rows(t: &Tensor<Cpu>) -> WeightSlice<'_> {
             DType::F16 => WeightSlice::F16(std::slice::from_raw_parts(raw::<u16>(t), t.numel())),
             DType::BF16 => WeightSlice::BF16(std::slice::from_raw_parts(raw::<u16>(t), t.numel())),
             DType::Q8_0 => WeightSlice::Q8_0(std::slice::from_raw_parts(raw::<u8>(t), t.size_bytes())),
+            DType::Q4_0 => WeightSlice::Q4_0(std::slice::from_raw_parts(raw::<u8>(t), t.size_bytes())),
             DType::U32 => unreachable!("validated ops never pass u32 weights"),
         }
     }

@@ -56,6 +56,7 @@ fn suffix<C: KernelDevice>(t: &Tensor<C>) -> &'static str {
         DType::F16 => "f16",
         DType::BF16 => "bf16",
         DType::Q8_0 => "q8",
+        DType::Q4_0 => "q4",
         _ => "f32",
     }
 }
@@ -140,9 +141,9 @@ fn tensor_core_variant<C: KernelDevice>(c: &C, w: &Tensor<C>) -> Option<&'static
 /// A GEMM launch (`gemm_*` arguments): tensor cores where `tensor_core_variant` says,
 /// else the CUDA-core kernel.
 fn gemm<C: KernelDevice>(c: &C, w: &Tensor<C>, bias: Option<&Tensor<C>>, args: Vec<Arg>, m: usize, n: usize) -> (&'static str, String, Vec<Arg>, LaunchConfig) {
-    if w.dtype() == DType::Q8_0 {
+    if w.dtype().is_quantized() {
         // The bias keeps its float dtype (f32 for the null bias of an unbiased linear).
-        return ("matmul", format!("gemm_q8_{}", bias.map_or("f32", |b| suffix(b))), args, tiles(m, n));
+        return ("matmul", format!("gemm_{}_{}", suffix(w), bias.map_or("f32", |b| suffix(b))), args, tiles(m, n));
     }
     if let Some(variant) = tensor_core_variant(c, w) {
         let cfg = LaunchConfig { grid_dim: ((m.div_ceil(64) * n.div_ceil(64)).max(1) as u32, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
@@ -163,9 +164,9 @@ pub fn supports<C: KernelDevice>(op: &Op<'_, C>) -> bool {
     if tensors.iter().any(|t| t.numel() > u32::MAX as usize) {
         return false;
     }
-    // 8-bit weights: the out-in products and linears (`matmul.cu`'s Q8_0 kernels), whose
-    // bias keeps a float dtype.
-    let q8 = tensors.iter().any(|t| t.dtype() == DType::Q8_0);
+    // 8-bit and 4-bit weights: the out-in products and linears (`matmul.cu`'s Q8_0 and Q4_0
+    // kernels), whose bias keeps a float dtype.
+    let q8 = tensors.iter().any(|t| t.dtype().is_quantized());
     if q8 && !matches!(*op, Op::MatMul { layout: WeightLayout::OutIn, .. } | Op::GateUp { .. } | Op::Linear { .. }) {
         return false;
     }
@@ -173,7 +174,7 @@ pub fn supports<C: KernelDevice>(op: &Op<'_, C>) -> bool {
         Op::Attention { q, .. } | Op::RelPosAttention { q, .. } => q.shape()[2] <= 256,
         // rvq_encode.cu keeps residuals of up to 256 dimensions in shared memory.
         Op::RvqEncode { x, .. } => x.shape()[1] <= 256,
-        Op::Linear { w, bias: Some(b), .. } if w.dtype() == DType::Q8_0 => b.dtype().is_float(),
+        Op::Linear { w, bias: Some(b), .. } if w.dtype().is_quantized() => b.dtype().is_float(),
         Op::Linear { w, bias: Some(b), .. }
         | Op::Conv1d { w, bias: Some(b), .. }
         | Op::ConvTranspose1d { w, bias: Some(b), .. }

@@ -9,5 +9,5 @@ mod writer;
 pub use model_dir::ModelWeights;
 pub use safetensors_file::SafetensorsFile;
 pub use view::WeightView;
-pub use writer::{SafetensorsWriter, TensorSpec, Q8_METADATA_KEY};
+pub use writer::{quantized_metadata_key, SafetensorsWriter, TensorSpec, Q4_METADATA_KEY, Q8_METADATA_KEY};
 pub use model_dir::{INDEX_FILE, SINGLE_FILE};

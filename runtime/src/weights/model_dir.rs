@@ -118,11 +118,11 @@ impl ModelWeights {
                 found: view.shape().to_vec(),
             });
         }
-        if !view.dtype().is_float() && view.dtype() != crate::DType::Q8_0 {
+        if !view.dtype().is_float() && !view.dtype().is_quantized() {
             return Err(Error::WeightDType {
                 name: name.into(),
                 path: view.path().to_path_buf(),
-                expected: "f32, f16, bf16 or q8_0".into(),
+                expected: "f32, f16, bf16, q8_0 or q4_0".into(),
                 found: view.dtype().to_string(),
             });
         }

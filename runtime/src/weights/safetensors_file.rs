@@ -26,8 +26,8 @@ pub struct SafetensorsFile {
     map: Arc<Mmap>,
     entries: HashMap<String, Entry>,
     metadata: HashMap<String, String>,
-    /// Tensors whose U8 bytes are Q8_0 blocks (listed in the metadata).
-    quantized: std::collections::HashSet<String>,
+    /// Tensors whose U8 bytes are Q8_0 or Q4_0 blocks (listed in the metadata).
+    quantized: HashMap<String, DType>,
 }
 
 impl std::fmt::Debug for SafetensorsFile {
@@ -57,7 +57,15 @@ impl SafetensorsFile {
             );
         }
         let metadata = meta.metadata().clone().unwrap_or_default();
-        let quantized = metadata.get(super::Q8_METADATA_KEY).map(|l| l.split(',').filter(|n| !n.is_empty()).map(str::to_string).collect()).unwrap_or_default();
+        let mut quantized = HashMap::new();
+        for dtype in [DType::Q8_0, DType::Q4_0] {
+            let key = super::writer::quantized_metadata_key(dtype).expect("a quantized dtype");
+            for name in metadata.get(key).into_iter().flat_map(|l| l.split(',')).filter(|n| !n.is_empty()) {
+                if quantized.insert(name.to_string(), dtype).is_some_and(|d| d != dtype) {
+                    return Err(Error::weights(&path, format!("`{name}` is listed as both q8_0 and q4_0")));
+                }
+            }
+        }
         Ok(SafetensorsFile { path, map: Arc::new(map), entries, metadata, quantized })
     }
 
@@ -106,24 +114,25 @@ impl SafetensorsFile {
         Ok(WeightView { name: name.into(), path: self.path.clone(), dtype, shape, bytes })
     }
 
-    /// The runtime dtype and logical shape of an entry: a U8 tensor listed as Q8_0 holds
-    /// rows of 34-byte blocks of 32 weights.
+    /// The runtime dtype and logical shape of an entry: a U8 tensor listed as Q8_0 (Q4_0)
+    /// holds rows of 34-byte (18-byte) blocks of 32 weights.
     fn dtype_and_shape(&self, name: &str, entry: &Entry) -> Result<(DType, Vec<usize>)> {
-        if self.quantized.contains(name) {
-            let rows_of_blocks = entry.shape.last().is_some_and(|b| *b > 0 && b.is_multiple_of(crate::dtype::Q8_BLOCK_BYTES));
+        if let Some(&dtype) = self.quantized.get(name) {
+            let block_bytes = dtype.size_bytes();
+            let rows_of_blocks = entry.shape.last().is_some_and(|b| *b > 0 && b.is_multiple_of(block_bytes));
             if entry.dtype != safetensors::Dtype::U8 || !rows_of_blocks {
-                return Err(Error::weights(&self.path, format!("`{name}` is listed as q8_0 but is {:?} {:?} (expected u8 rows of 34-byte blocks)", entry.dtype, entry.shape)));
+                return Err(Error::weights(&self.path, format!("`{name}` is listed as {dtype} but is {:?} {:?} (expected u8 rows of {block_bytes}-byte blocks)", entry.dtype, entry.shape)));
             }
             let mut shape = entry.shape.clone();
             if let Some(last) = shape.last_mut() {
-                *last = *last / crate::dtype::Q8_BLOCK_BYTES * crate::dtype::Q8_BLOCK;
+                *last = *last / block_bytes * crate::dtype::Q8_BLOCK;
             }
-            return Ok((DType::Q8_0, shape));
+            return Ok((dtype, shape));
         }
         let dtype = DType::from_safetensors(entry.dtype).ok_or_else(|| Error::WeightDType {
             name: name.into(),
             path: self.path.clone(),
-            expected: "f32, f16, bf16, u32 (or u8 listed as q8_0)".into(),
+            expected: "f32, f16, bf16, u32 (or u8 listed as q8_0 or q4_0)".into(),
             found: format!("{:?}", entry.dtype),
         })?;
         Ok((dtype, entry.shape.clone()))

@@ -12,6 +12,17 @@ use crate::{DType, Error, Result};
 
 /// The `__metadata__` key listing (comma-separated) the U8 tensors that hold Q8_0 blocks.
 pub const Q8_METADATA_KEY: &str = "uniaudio.q8_0";
+/// The same for Q4_0 blocks.
+pub const Q4_METADATA_KEY: &str = "uniaudio.q4_0";
+
+/// The metadata key listing the tensors of a block-quantized dtype.
+pub fn quantized_metadata_key(dtype: DType) -> Option<&'static str> {
+    match dtype {
+        DType::Q8_0 => Some(Q8_METADATA_KEY),
+        DType::Q4_0 => Some(Q4_METADATA_KEY),
+        _ => None,
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct TensorSpec {
@@ -27,10 +38,10 @@ impl TensorSpec {
     pub fn size_bytes(&self) -> usize {
         self.dtype.bytes(self.shape.iter().product::<usize>())
     }
-    /// The shape in the file: for Q8_0, the last dimension counts bytes of blocks.
+    /// The shape in the file: for Q8_0 and Q4_0, the last dimension counts bytes of blocks.
     pub fn stored_shape(&self) -> Vec<usize> {
         let mut shape = self.shape.clone();
-        if let (DType::Q8_0, Some(last)) = (self.dtype, shape.last_mut()) {
+        if let (true, Some(last)) = (self.dtype.is_quantized(), shape.last_mut()) {
             *last = self.dtype.bytes(*last);
         }
         shape
@@ -47,20 +58,25 @@ pub struct SafetensorsWriter {
 
 impl SafetensorsWriter {
     /// Starts a file holding `specs` in this order, with `metadata` in `__metadata__`.
-    /// Q8_0 tensors are stored as U8 rows of blocks and listed under `Q8_METADATA_KEY`.
+    /// Q8_0 and Q4_0 tensors are stored as U8 rows of blocks and listed under
+    /// `Q8_METADATA_KEY` and `Q4_METADATA_KEY`.
     pub fn create(path: impl AsRef<Path>, specs: Vec<TensorSpec>, metadata: &BTreeMap<String, String>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let mut header = serde_json::Map::new();
         let mut metadata = metadata.clone();
-        let quantized: Vec<&str> = specs.iter().filter(|s| s.dtype == DType::Q8_0).map(|s| s.name.as_str()).collect();
-        if !quantized.is_empty() {
+        for dtype in [DType::Q8_0, DType::Q4_0] {
+            let quantized: Vec<&str> = specs.iter().filter(|s| s.dtype == dtype).map(|s| s.name.as_str()).collect();
+            if quantized.is_empty() {
+                continue;
+            }
             if let Some(bad) = quantized.iter().find(|n| n.contains(',')) {
-                return Err(Error::weights(&path, format!("q8_0 tensor name `{bad}` contains a comma")));
+                return Err(Error::weights(&path, format!("{dtype} tensor name `{bad}` contains a comma")));
             }
-            if let Some(bad) = specs.iter().find(|s| s.dtype == DType::Q8_0 && !s.shape.last().is_some_and(|k| k.is_multiple_of(Q8_BLOCK))) {
-                return Err(Error::weights(&path, format!("q8_0 tensor `{}` {:?}: rows must hold whole blocks of {Q8_BLOCK}", bad.name, bad.shape)));
+            if let Some(bad) = specs.iter().find(|s| s.dtype == dtype && !s.shape.last().is_some_and(|k| k.is_multiple_of(Q8_BLOCK))) {
+                return Err(Error::weights(&path, format!("{dtype} tensor `{}` {:?}: rows must hold whole blocks of {Q8_BLOCK}", bad.name, bad.shape)));
             }
-            metadata.insert(Q8_METADATA_KEY.into(), quantized.join(","));
+            let key = quantized_metadata_key(dtype).expect("a quantized dtype");
+            metadata.insert(key.into(), quantized.join(","));
         }
         if !metadata.is_empty() {
             header.insert("__metadata__".into(), serde_json::to_value(&metadata).expect("string map"));

@@ -33,7 +33,7 @@ pub(crate) fn row_ranges(w: &Wgpu, t: &Tensor<Wgpu>, rows: usize, row_elems: usi
         return vec![RowRange { begin: 0, end: rows, bytes: None, elem_off: off(t) }];
     }
     let dtype = t.dtype();
-    // A unit is an element (a 34-byte block of 32 for Q8_0): ranges start on whole units.
+    // A unit is an element (a block of 32 for Q8_0 and Q4_0): ranges start on whole units.
     let (unit, unit_elems) = (dtype.size_bytes() as u64, dtype.block() as u64);
     let align = w.storage_align();
     let row_bytes = dtype.bytes(row_elems) as u64;
@@ -68,6 +68,7 @@ pub(crate) fn weight_define(t: &Tensor<Wgpu>) -> (&'static str, &'static str) {
         DType::F16 => ("W_F16", ""),
         DType::BF16 => ("W_BF16", ""),
         DType::Q8_0 => ("W_Q8", ""),
+        DType::Q4_0 => ("W_Q4", ""),
         _ => ("W_F32", ""),
     }
 }
@@ -136,9 +137,9 @@ pub(crate) fn in_place(out: &Tensor<Wgpu>, a: &Tensor<Wgpu>) -> bool {
 }
 
 pub(crate) fn supports(w: &Wgpu, op: &Op<'_, Wgpu>) -> bool {
-    // 8-bit weights: the out-in products and linears (the tiled GEMM reads a bias in its own
-    // float dtype).
-    let q8 = op.inputs().into_iter().any(|(_, t)| t.dtype() == DType::Q8_0);
+    // 8-bit and 4-bit weights: the out-in products and linears (the tiled GEMM reads a bias
+    // in its own float dtype).
+    let q8 = op.inputs().into_iter().any(|(_, t)| t.dtype().is_quantized());
     if q8 && !matches!(*op, Op::MatMul { layout: WeightLayout::OutIn, .. } | Op::GateUp { .. } | Op::Linear { .. }) {
         return false;
     }

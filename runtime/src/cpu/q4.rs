@@ -1,0 +1,260 @@
+//! Q4_0 weight blocks (an f16 scale, then 16 bytes: weights 0..16 in the low nibbles,
+//! 16..32 in the high ones, each stored plus 8). Unpacked, a block is 32 integers in
+//! -8..=7 times its scale, exact in f32 like Q8_0's, so `exact` runs the widening kernels
+//! of `q8.rs` over them and keeps the bits of the f32 product over the dequantized weights.
+//!
+//! `fast` (every level with 8-bit products) has its own kernel, `int8`: the input in the
+//! same 8-bit blocks as for Q8_0, laid out in pairs of blocks (`PairedX`) so that one
+//! 32-byte register of nibbles serves two weight blocks, the nibbles multiplied unsigned
+//! (0..=15, `vpmaddubsw`) and the 8 · Σx of the stored offset subtracted in int32.
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct Q4;
+
+#[cfg(target_arch = "x86_64")]
+impl super::q8::BlockFormat for Q4 {
+    const BYTES: usize = crate::dtype::Q4_BLOCK_BYTES;
+
+    #[inline(always)]
+    unsafe fn eight(p: *const u8, e: usize) -> std::arch::x86_64::__m256i {
+        use std::arch::x86_64::*;
+        let bytes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(p.add(2 + e % 16) as *const __m128i));
+        let nibbles = if e < 16 { _mm256_and_si256(bytes, _mm256_set1_epi32(15)) } else { _mm256_srli_epi32::<4>(bytes) };
+        _mm256_sub_epi32(nibbles, _mm256_set1_epi32(8))
+    }
+
+    #[inline(always)]
+    unsafe fn bytes32(p: *const u8) -> std::arch::x86_64::__m256i {
+        use std::arch::x86_64::*;
+        let packed = _mm_loadu_si128(p.add(2) as *const __m128i);
+        let mask = _mm_set1_epi8(15);
+        let (lo, hi) = (_mm_and_si128(packed, mask), _mm_and_si128(_mm_srli_epi16::<4>(packed), mask));
+        _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8))
+    }
+
+    #[inline(always)]
+    unsafe fn sixteens(p: *const u8) -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i) {
+        use std::arch::x86_64::*;
+        let bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(2) as *const __m128i));
+        let eight = _mm512_set1_epi32(8);
+        (_mm512_sub_epi32(_mm512_and_si512(bytes, _mm512_set1_epi32(15)), eight), _mm512_sub_epi32(_mm512_srli_epi32::<4>(bytes), eight))
+    }
+}
+
+
+/// A quantized input in the layout of the Q4_0 `fast` kernel: per pair of 32-element
+/// blocks (b, b + 1), the 16 low-nibble partners of each block side by side, then the 16
+/// high-nibble partners, the int32 offsets 8 · Σx over each lane's 8 elements, and each
+/// block's scale in its 4 lanes. An odd last block pairs with a zero block.
+pub struct PairedX {
+    /// Per pair: 32 bytes [x_b[0..16], x_b+1[0..16]], then 32 bytes [x_b[16..32], x_b+1[16..32]].
+    q: Vec<i8>,
+    /// Per pair, 8 lanes: 8 · (Σ of the lane's 4 low and 4 high partners).
+    offsets: Vec<i32>,
+    /// Per pair, 8 lanes: block b's scale in lanes 0..4, block b + 1's in 4..8.
+    scales: Vec<f32>,
+    /// How far ahead the kernel prefetches each weight row, in bytes (0: none).
+    prefetch: usize,
+}
+
+impl PairedX {
+    pub(crate) fn new(x: &super::q8::QuantizedX) -> PairedX {
+        let blocks = x.scales.len();
+        let pairs = blocks.div_ceil(2);
+        let (mut q, mut offsets, mut scales) = (vec![0i8; pairs * 64], vec![0i32; pairs * 8], vec![0f32; pairs * 8]);
+        for b in 0..blocks {
+            let (pair, side) = (b / 2, b % 2);
+            let src = &x.q[32 * b..32 * b + 32];
+            q[64 * pair + 16 * side..][..16].copy_from_slice(&src[..16]);
+            q[64 * pair + 32 + 16 * side..][..16].copy_from_slice(&src[16..]);
+            for lane in 0..4 {
+                let sum: i32 = (0..4).map(|j| src[4 * lane + j] as i32 + src[16 + 4 * lane + j] as i32).sum();
+                offsets[8 * pair + 4 * side + lane] = 8 * sum;
+                scales[8 * pair + 4 * side + lane] = x.scales[b];
+            }
+        }
+        PairedX { q, offsets, scales, prefetch: x.prefetch() }
+    }
+
+    fn blocks(&self) -> usize {
+        self.scales.len() / 4
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub mod int8 {
+    use std::arch::x86_64::*;
+
+    use super::PairedX;
+    use crate::cpu::simd::avx2::hsum;
+    use crate::dtype::Q4_BLOCK_BYTES;
+
+    /// Weight blocks `b` and `b + 1` of the row at `row` (the second only if `two`) against
+    /// pair `pair` of the input, added to `acc`.
+    #[inline(always)]
+    unsafe fn pair_fma(row: *const u8, b: usize, two: bool, x: &PairedX, pair: usize, table: *const f32, acc: __m256) -> __m256 {
+        let (p0, p1) = (row.add(b * Q4_BLOCK_BYTES), row.add((b + 1) * Q4_BLOCK_BYTES));
+        let first = _mm_loadu_si128(p0.add(2) as *const __m128i);
+        let packed = if two { _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(first), _mm_loadu_si128(p1.add(2) as *const __m128i)) } else { _mm256_zextsi128_si256(first) };
+        let mask = _mm256_set1_epi8(15);
+        let (lo, hi) = (_mm256_and_si256(packed, mask), _mm256_and_si256(_mm256_srli_epi16::<4>(packed), mask));
+        let xq = x.q.as_ptr().add(64 * pair);
+        // Pairs of unsigned nibbles (<= 15) times int8: the 16-bit sums stay below 2^13.
+        let pairs16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256(xq as *const __m256i)), _mm256_maddubs_epi16(hi, _mm256_loadu_si256(xq.add(32) as *const __m256i)));
+        let sums = _mm256_sub_epi32(_mm256_madd_epi16(pairs16, _mm256_set1_epi16(1)), _mm256_loadu_si256(x.offsets.as_ptr().add(8 * pair) as *const __m256i));
+        let d0 = _mm_broadcast_ss(&*table.add(super::super::q8::scale_bits(p0) as u16 as usize));
+        let d1 = if two { _mm_broadcast_ss(&*table.add(super::super::q8::scale_bits(p1) as u16 as usize)) } else { _mm_setzero_ps() };
+        let d = _mm256_mul_ps(_mm256_set_m128(d1, d0), _mm256_loadu_ps(x.scales.as_ptr().add(8 * pair)));
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), d, acc)
+    }
+
+    #[inline(always)]
+    unsafe fn prefetch(p: *const u8, distance: usize) {
+        if distance != 0 {
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(distance) as *const i8);
+        }
+    }
+
+    /// One row of `blocks` weight blocks against the input, pair by pair in one
+    /// sequential stream (two accumulators, even and odd pairs).
+    #[inline(always)]
+    unsafe fn dot1(row: *const u8, x: &PairedX, blocks: usize, table: *const f32) -> f32 {
+        let (mut even, mut odd) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let whole = blocks / 2;
+        for pair in (0..whole - whole % 2).step_by(2) {
+            prefetch(row.wrapping_add(2 * pair * Q4_BLOCK_BYTES), x.prefetch);
+            even = pair_fma(row, 2 * pair, true, x, pair, table, even);
+            odd = pair_fma(row, 2 * pair + 2, true, x, pair + 1, table, odd);
+        }
+        if whole % 2 == 1 {
+            even = pair_fma(row, 2 * whole - 2, true, x, whole - 1, table, even);
+        }
+        if blocks % 2 == 1 {
+            odd = pair_fma(row, blocks - 1, false, x, whole, table, odd);
+        }
+        hsum(_mm256_add_ps(even, odd))
+    }
+
+    /// Four Q4_0 rows of `k` (a multiple of 32) weights, one after the other.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn dot4(rows: [*const u8; 4], x: &PairedX, k: usize) -> [f32; 4] {
+        let (table, blocks) = (super::super::q8::f16_table().as_ptr(), k / 32);
+        debug_assert_eq!(blocks, x.blocks().min(blocks));
+        rows.map(|row| dot1(row, x, blocks, table))
+    }
+
+    /// `dot4` for two inputs; each result is bit-identical to `dot4` on its input alone.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn dot4x2(rows: [*const u8; 4], x: [&PairedX; 2], k: usize) -> [[f32; 4]; 2] {
+        let (table, blocks) = (super::super::q8::f16_table().as_ptr(), k / 32);
+        let a = rows.map(|row| dot1(row, x[0], blocks, table));
+        let b = rows.map(|row| dot1(row, x[1], blocks, table));
+        [a, b]
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use std::arch::x86_64::*;
+
+    use super::super::q8::BlockFormat;
+    use super::Q4;
+
+    /// A block holding every nibble value in both halves, and its weights' integers.
+    fn block() -> ([u8; 18], [i32; 32]) {
+        let mut b = [0u8; 18];
+        b[..2].copy_from_slice(&half::f16::from_f32(0.5).to_le_bytes());
+        let mut want = [0i32; 32];
+        for j in 0..16 {
+            let (lo, hi) = (j as u8, (15 - j as u8 + 3) % 16);
+            b[2 + j] = lo | hi << 4;
+            want[j] = lo as i32 - 8;
+            want[j + 16] = hi as i32 - 8;
+        }
+        (b, want)
+    }
+
+    #[test]
+    fn every_unpacking_gives_the_stored_integers_in_order() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return println!("SKIPPED: this CPU lacks AVX2");
+        }
+        let (b, want) = block();
+        for j in 0..32 {
+            assert_eq!(crate::cpu::view::q4_weight(&b, j), want[j], "q4_weight {j}");
+        }
+        // SAFETY: AVX2 was detected.
+        let (eights, bytes) = unsafe { avx2_unpack(&b) };
+        for (i, lanes) in eights.iter().enumerate() {
+            assert_eq!(lanes[..], want[8 * i..8 * i + 8], "eight at {}", 8 * i);
+        }
+        assert_eq!(bytes.map(i32::from), want, "bytes32");
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512F was detected.
+            let (lo, hi) = unsafe { sixteens_of(&b) };
+            assert_eq!(lo, want[..16], "sixteens, low");
+            assert_eq!(hi, want[16..], "sixteens, high");
+        } else {
+            println!("SKIPPED the AVX-512 unpacking: this CPU lacks AVX-512F");
+        }
+    }
+
+    /// The fast kernel against the integer sums (every nibble value, odd and even block
+    /// counts), and each input of a pair against its own `dot4`.
+    #[test]
+    fn int8_products_match_the_integer_sums_and_pairs_match_singles() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return println!("SKIPPED: this CPU lacks AVX2");
+        }
+        for blocks in [1, 2, 3, 4, 7, 96] {
+            let k = 32 * blocks;
+            let mut rows = vec![0u8; 4 * blocks * 18];
+            for (i, block) in rows.chunks_mut(18).enumerate() {
+                block[..2].copy_from_slice(&half::f16::from_f32(0.01 + (i % 7) as f32 * 0.003).to_le_bytes());
+                for (j, b) in block[2..].iter_mut().enumerate() {
+                    *b = ((i * 16 + j) * 37 % 256) as u8;
+                }
+            }
+            let x: Vec<f32> = (0..k).map(|i| ((i * 7919) % 211) as f32 * 0.013 - 1.3).collect();
+            let y: Vec<f32> = x.iter().rev().map(|v| v * 0.7).collect();
+            let (xq, yq) = (crate::cpu::q8::QuantizedX::new(&x, 64), crate::cpu::q8::QuantizedX::new(&y, 0));
+            let (xp, yp) = (super::PairedX::new(&xq), super::PairedX::new(&yq));
+            let ptrs = [0, 1, 2, 3].map(|r| rows[r * blocks * 18..].as_ptr());
+            // SAFETY: AVX2 was detected; each row holds `blocks` whole blocks.
+            let (got, pair, alone) = unsafe { (super::int8::dot4(ptrs, &xp, k), super::int8::dot4x2(ptrs, [&xp, &yp], k), super::int8::dot4(ptrs, &yp, k)) };
+            for r in 0..4 {
+                let mut want = 0f64;
+                for b in 0..blocks {
+                    let block = &rows[(r * blocks + b) * 18..][..18];
+                    let d = half::f16::from_le_bytes([block[0], block[1]]).to_f64();
+                    let sum: i64 = (0..32).map(|j| crate::cpu::view::q4_weight(block, j) as i64 * xq.q[32 * b + j] as i64).sum();
+                    want += d * xq.scales[b] as f64 * sum as f64;
+                }
+                // Exact int32 block sums; only the f32 scaling and accumulation round.
+                assert!((got[r] as f64 - want).abs() <= 1e-5 * want.abs().max(1.0), "{blocks} blocks, row {r}: {} vs {want}", got[r]);
+                assert_eq!(pair[0][r].to_bits(), got[r].to_bits(), "dot4x2 row {r}, first input");
+                assert_eq!(pair[1][r].to_bits(), alone[r].to_bits(), "dot4x2 row {r}, second input");
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn avx2_unpack(b: &[u8; 18]) -> ([[i32; 8]; 4], [i8; 32]) {
+        let mut eights = [[0i32; 8]; 4];
+        for (i, lanes) in eights.iter_mut().enumerate() {
+            _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, Q4::eight(b.as_ptr(), 8 * i));
+        }
+        let mut bytes = [0i8; 32];
+        _mm256_storeu_si256(bytes.as_mut_ptr() as *mut __m256i, Q4::bytes32(b.as_ptr()));
+        (eights, bytes)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn sixteens_of(b: &[u8; 18]) -> ([i32; 16], [i32; 16]) {
+        let (lo, hi) = Q4::sixteens(b.as_ptr());
+        let (mut a, mut c) = ([0i32; 16], [0i32; 16]);
+        _mm512_storeu_si512(a.as_mut_ptr() as *mut _, lo);
+        _mm512_storeu_si512(c.as_mut_ptr() as *mut _, hi);
+        (a, c)
+    }
+}

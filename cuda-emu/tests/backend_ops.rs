@@ -22,7 +22,7 @@ fn reaches_tensor_cores(case: &cases::Case) -> bool {
     use cases::Case::*;
     use uniaudio_runtime::{DType, WeightLayout};
     match case {
-        MatMul { layout: WeightLayout::OutIn, dtype, .. } | Linear { dtype, .. } => *dtype != DType::Q8_0,
+        MatMul { layout: WeightLayout::OutIn, dtype, .. } | Linear { dtype, .. } => !dtype.is_quantized(),
         _ => matches!(case, Conv1d { .. } | ConvTranspose1d { .. } | Conv2d { .. } | Attention { .. } | RelPosAttention { .. }),
     }
 }
@@ -31,12 +31,13 @@ fn reaches_tensor_cores(case: &cases::Case) -> bool {
 /// and implicit-GEMM convolutions with float weights (attention and the 8-bit products
 /// stay exact).
 fn reaches_fast_kernels(case: &cases::Case) -> bool {
-    cases::reaches_gemm_tiles(case) && !cases::q8_weights(case)
+    cases::reaches_gemm_tiles(case) && !cases::quantized_weights(case)
 }
 
 /// Row-invariance cases the emulator leaves to the other dtypes: the GEMV's row handling
 /// does not depend on the weight dtype, and the 16-bit loads run in every other GEMV, gated
-/// MLP and linear case; f32 and Q8_0 (whose loads differ most) keep the invariance cases.
+/// MLP and linear case; f32, Q8_0 and Q4_0 (whose loads differ most) keep the invariance
+/// cases.
 /// The emulator runs each such case thread by thread, seconds per case.
 fn invariance_case_left_to_other_dtypes(case: &cases::Case) -> bool {
     use uniaudio_runtime::DType;
@@ -78,7 +79,7 @@ fn cuda_kernels_pass_the_op_harness_on_the_emulator() {
     }
     harness::set_reduced_precision(false);
     let left = cases::all_cases().iter().filter(|c| invariance_case_left_to_other_dtypes(c)).count();
-    println!("cuda on the emulator: {} passed, {} failed, {} unsupported ({left} 16-bit row-invariance cases left to f32 and q8_0)", report.passed, report.failed.len(), report.unsupported);
+    println!("cuda on the emulator: {} passed, {} failed, {} unsupported ({left} 16-bit row-invariance cases left to f32, q8_0 and q4_0)", report.passed, report.failed.len(), report.unsupported);
     assert!(report.failed.is_empty(), "{} cases failed:\n{}", report.failed.len(), report.failed.join("\n"));
 }
 

@@ -155,7 +155,7 @@ fn cpu_q8_prefetch_candidates_pass_the_op_harness() {
     }
     // The backend first: loading the tuning table would reset the values set below.
     let cpu = Cpu::with_isa(isa);
-    let cases: Vec<Case> = cases::all_cases().into_iter().filter(cases::q8_weights).collect();
+    let cases: Vec<Case> = cases::all_cases().into_iter().filter(cases::quantized_weights).collect();
     let mut report = Report::default();
     harness::set_int8_fast(true);
     harness::set_reduced_precision(isa.precision() == Precision::Fast && isa != Isa::Avx2Int8);

@@ -60,13 +60,13 @@ impl fmt::Display for Case {
     }
 }
 
-/// Cases with 8-bit weights (the fast level rounds their inputs to 8 bits too).
+/// Cases with 8-bit or 4-bit weights (the fast level rounds their inputs to 8 bits too).
 #[allow(dead_code)]
-pub fn q8_weights(case: &Case) -> bool {
-    matches!(
-        case,
-        Case::MatMul { dtype: DType::Q8_0, .. } | Case::GateUp { dtype: DType::Q8_0, .. } | Case::InvariantRows { dtype: DType::Q8_0, .. } | Case::Linear { dtype: DType::Q8_0, .. }
-    )
+pub fn quantized_weights(case: &Case) -> bool {
+    match case {
+        Case::MatMul { dtype, .. } | Case::GateUp { dtype, .. } | Case::InvariantRows { dtype, .. } | Case::Linear { dtype, .. } => dtype.is_quantized(),
+        _ => false,
+    }
 }
 
 /// Cases whose products may run on a backend's many-row GEMM tiles, the ops the GPUs'
@@ -139,6 +139,19 @@ pub fn all_cases() -> Vec<Case> {
         cases.push(GateUp { m, k, f, dtype });
     }
     for (m, k, n) in [(2, 64, 33), (9, 128, 130), (64, 32, 20)] {
+        for gate_up in [false, true] {
+            cases.push(InvariantRows { m, k, n, layout: WeightLayout::OutIn, dtype, gate_up });
+        }
+    }
+    // 4-bit weights: the same paths, with odd block counts (the fast kernel pairs blocks).
+    let dtype = DType::Q4_0;
+    for (m, k, n, accumulate) in [(1, 32, 5, false), (1, 96, 1000, false), (1, 3072, 257, false), (2, 160, 33, false), (17, 256, 129, false), (7, 800, 40, false), (1, 96, 33, true), (33, 64, 130, true)] {
+        cases.push(MatMul { m, k, n, layout: WeightLayout::OutIn, dtype, accumulate });
+    }
+    for (m, k, f) in [(1, 96, 344), (3, 128, 65)] {
+        cases.push(GateUp { m, k, f, dtype });
+    }
+    for (m, k, n) in [(2, 96, 33), (9, 128, 130)] {
         for gate_up in [false, true] {
             cases.push(InvariantRows { m, k, n, layout: WeightLayout::OutIn, dtype, gate_up });
         }

@@ -39,9 +39,12 @@ pub fn cases() -> Vec<Case> {
         cases.push(Conv1d { batch: 1, l_in: 19, c_in: 6, c_out: 9, k: 4, stride: 3, groups: 3, dilation: 1, pad_left: 2, upsample: 1, l_out: 7, prelu: false, accumulate: false, dtype });
         cases.push(ConvTranspose1d { l_in: 5, c_in: 6, c_out: 4, k: 12, stride: 6, padding: 0, l_out: 30, dtype });
     }
-    // 8-bit weights (bias in bf16).
+    // 8-bit and 4-bit weights (bias in bf16).
     for (m, k, n, bias, epi) in [(1, 64, 5, true, Epi::Store), (9, 128, 64, true, Epi::GatedAdd), (70, 32, 65, true, Epi::Gelu), (17, 96, 257, false, Epi::Silu)] {
         cases.push(Linear { m, k, n, bias, epi, dtype: DType::Q8_0 });
+    }
+    for (m, k, n, bias, epi) in [(1, 96, 5, true, Epi::Store), (17, 64, 130, true, Epi::Gelu)] {
+        cases.push(Linear { m, k, n, bias, epi, dtype: DType::Q4_0 });
     }
     for (rows, cols) in [(1, 1), (3, 7), (2, 1000)] {
         for f in [UnaryFn::Silu, UnaryFn::GeluTanh, UnaryFn::RoundToLevels(9.0), UnaryFn::GeluErf, UnaryFn::Relu] {
@@ -108,8 +111,8 @@ pub fn run<B: Backend>(case: &Case, b: &B, rng: &mut Rng) -> Result<Verdict> {
         Case::Linear { m, k, n, bias, epi, dtype } => {
             let x = rng.vec(m * k, 1.0);
             let w = r::round_to(&rng.vec(n * k, 1.0), dtype);
-            // Biases stay in a float dtype when the weights are 8-bit.
-            let bias_dtype = if dtype == DType::Q8_0 { DType::BF16 } else { dtype };
+            // Biases stay in a float dtype when the weights are 8-bit or 4-bit.
+            let bias_dtype = if dtype.is_quantized() { DType::BF16 } else { dtype };
             let bv = r::round_to(&rng.vec(n, 1.0), bias_dtype);
             let init = rng.vec(m * n, 1.0);
             let gate = rng.vec(n, 1.0);

@@ -23,7 +23,7 @@ fn run_some<B: Backend>(label: &str, backend: &B, report: &mut Report, wanted: i
         if !wanted(case) {
             continue;
         }
-        harness::set_int8_inputs(cases::q8_weights(case));
+        harness::set_int8_inputs(cases::quantized_weights(case));
         match cases::run(case, backend, 0x5eed_0000 + i as u64) {
             Ok(Some(verdict)) => report.record(label, case, verdict),
             Ok(None) => report.unsupported(label, case),
@@ -166,12 +166,13 @@ fn wgpu_splits_weights_larger_than_a_binding() {
             Case::EmbedRows { vocab: 1000, cols: 33, n: 7, dtype },
             Case::EmbedCodebookSum { codebooks: 8, card: 130, cols: 40, frames: 3, dtype },
         ];
-        // 8-bit rows: ranges start on whole blocks (a row of 96 weights is 102 bytes, so
-        // range starts fall between 256-byte boundaries).
-        let q8 = DType::Q8_0;
+        // 8-bit and 4-bit rows: ranges start on whole blocks (a row of 96 weights is 102 or
+        // 54 bytes, so range starts fall between 256-byte boundaries).
+        let (q8, q4) = (DType::Q8_0, DType::Q4_0);
         let q8_cases = [
             Case::MatMul { m: 1, k: 96, n: 1500, layout: WeightLayout::OutIn, dtype: q8, accumulate: false },
             Case::MatMul { m: 3, k: 160, n: 700, layout: WeightLayout::OutIn, dtype: q8, accumulate: true },
+            Case::MatMul { m: 1, k: 96, n: 2500, layout: WeightLayout::OutIn, dtype: q4, accumulate: false },
         ];
         let q8_cases = if dtype == DType::F32 { &q8_cases[..] } else { &[] };
         for (i, case) in split_cases.iter().chain(q8_cases).enumerate() {

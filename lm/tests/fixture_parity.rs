@@ -366,16 +366,54 @@ fn q8_weights_error_is_bounded() {
     }
 }
 
-/// The q8_0 model on wgpu (the block-reading GEMV, gated MLP input and tiled GEMM, a text
-/// head split into binding-sized ranges on small adapters) gives the CPU's logits.
+/// q4_0 weights (the projections in 4-bit blocks) against the f32 model, `exact`; the fast
+/// level's 8-bit inputs against the q4_0 model's `exact` products.
 #[test]
-fn q8_weights_on_wgpu_match_the_cpu() {
-    let q8 = common::synthesize_as(None, uniaudio_runtime::DType::Q8_0);
+fn q4_weights_error_is_bounded() {
+    let fx = synthesize();
+    let q4 = common::synthesize_as(None, uniaudio_runtime::DType::Q4_0);
     let cpu = Cpu::new();
-    let lm_c = UniAudioLm::load(&cpu, &q8.model_dir).unwrap();
+    let (lm_e, lm_q) = (UniAudioLm::load(&cpu, &fx.model_dir).unwrap(), UniAudioLm::load(&cpu, &q4.model_dir).unwrap());
+    let (worst, _, _) = error_against_exact("q4_0", &lm_e, &cpu, &lm_q, &cpu);
+    // Measured: worst 5.4e-1 (10x q8_0's: a block's 16 levels round each weight to within
+    // half of max|w|/8, against max|w|/127), greedy agreement 1/143 on the random model's
+    // near-tied logits. 0.8 leaves margin; a wrong nibble order or scale (uncorrelated
+    // errors, rel L2 about 1.4) fails.
+    assert!(worst <= 0.8, "q4_0 logits rel L2 {worst:.2e}");
+    use uniaudio_runtime::cpu::Isa;
+    for level in Isa::FAST {
+        if !level.available() {
+            println!("SKIPPED fast q4_0 {}: this CPU lacks it", level.key());
+            continue;
+        }
+        let fast = Cpu::with_isa(level);
+        let lm_f = UniAudioLm::load(&fast, &q4.model_dir).unwrap();
+        let label = format!("fast {} q4_0 (against exact q4_0)", level.key());
+        let (worst, agreeing, total) = error_against_exact(&label, &lm_q, &cpu, &lm_f, &fast);
+        // Measured (avx2int8): worst 6.0e-3, agreement 97/208: only the inputs' 8-bit
+        // rounding differs. A broken product (errors of order 1) fails.
+        assert!(worst <= 3e-2, "{label} logits rel L2 {worst:.2e}");
+        assert!(agreeing * 100 >= total * 25, "{label} greedy agreement {agreeing}/{total}");
+    }
+}
+
+/// The q8_0 and q4_0 models on wgpu (the block-reading GEMV, gated MLP input and tiled
+/// GEMM, a text head split into binding-sized ranges on small adapters) give the CPU's
+/// logits.
+#[test]
+fn quantized_weights_on_wgpu_match_the_cpu() {
     let gpus = wgpu_variants_or_skip();
     let Some(gpu) = gpus.first() else { return };
-    let lm_g = UniAudioLm::load(gpu, &q8.model_dir).unwrap();
+    for dtype in [uniaudio_runtime::DType::Q8_0, uniaudio_runtime::DType::Q4_0] {
+        quantized_model_on_wgpu_matches_the_cpu(gpu, dtype);
+    }
+}
+
+fn quantized_model_on_wgpu_matches_the_cpu(gpu: &uniaudio_runtime::Wgpu, dtype: uniaudio_runtime::DType) {
+    let model = common::synthesize_as(None, dtype);
+    let cpu = Cpu::new();
+    let lm_c = UniAudioLm::load(&cpu, &model.model_dir).unwrap();
+    let lm_g = UniAudioLm::load(gpu, &model.model_dir).unwrap();
     let mut worst = 0f64;
     // The short prompts (lavapipe is slow; the long ones add nothing the kernels meet).
     for case in read_json("cases.json").as_array().unwrap().iter().filter(|c| !c["name"].as_str().unwrap().starts_with("long_")) {
@@ -388,8 +426,8 @@ fn q8_weights_on_wgpu_match_the_cpu() {
         let got: Vec<f64> = ops::download_f32(gpu, &sg.text_logits(&hg).unwrap()).unwrap().into_iter().map(f64::from).collect();
         worst = worst.max(rel_l2(&got, &want));
     }
-    println!("q8_0 wgpu vs cpu: worst text logits rel L2 {worst:.2e}");
+    println!("{dtype} wgpu vs cpu: worst text logits rel L2 {worst:.2e}");
     // Both compute in f32 over the same exactly widened weights; only summation order
-    // differs (measured 4.8e-6 over all cases).
-    assert!(worst <= 3e-5, "q8_0 logits on wgpu differ from the CPU's: rel L2 {worst:.2e}");
+    // differs (measured 4.8e-6 over all cases for q8_0).
+    assert!(worst <= 3e-5, "{dtype} logits on wgpu differ from the CPU's: rel L2 {worst:.2e}");
 }

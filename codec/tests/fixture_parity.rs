@@ -191,29 +191,47 @@ fn fast_precision_on_cuda_snr_is_bounded() {
 /// CPU, and wgpu computing the same q8 codec as the CPU.
 #[test]
 fn q8_weights_snr_is_bounded() {
-    use uniaudio_runtime::DType;
+    quantized_weights_snr_is_bounded(uniaudio_runtime::DType::Q8_0, Q8_BOUNDS);
+}
+
+/// 4-bit flow linears (`--dtype q4`), the same way.
+#[test]
+fn q4_weights_snr_is_bounded() {
+    quantized_weights_snr_is_bounded(uniaudio_runtime::DType::Q4_0, Q4_BOUNDS);
+}
+
+/// Worst latent and waveform SNR (dB) a quantized codec must reach: `exact`, then on the
+/// fast levels with 8-bit inputs.
+struct SnrBounds {
+    latent_db: f64,
+    audio_db: f64,
+    int8_latent_db: f64,
+    int8_audio_db: f64,
+}
+
+fn quantized_weights_snr_is_bounded(dtype: uniaudio_runtime::DType, bounds: SnrBounds) {
     let dir = tempfile::tempdir().unwrap();
     let config = CodecConfig::load(&fixture_dir().join("config.json")).unwrap();
-    uniaudio_codec::synth::write_synthetic_codec_as(&config, dir.path(), DType::Q8_0).unwrap();
+    uniaudio_codec::synth::write_synthetic_codec_as(&config, dir.path(), dtype).unwrap();
     let w = ModelWeights::from_file(&dir.path().join("codec.safetensors")).unwrap();
-    let q8 = w.names().filter(|n| w.get(n).unwrap().dtype() == DType::Q8_0).count();
-    assert_eq!(q8, 6 * config.flow.n_layer + 4, "every flow linear of whole blocks is 8-bit (proj_out.ffn_2's rows of 136 are not)");
-    let worst = worst_snr(&Cpu::new(), dir.path(), "q8");
+    let quantized = w.names().filter(|n| w.get(n).unwrap().dtype() == dtype).count();
+    assert_eq!(quantized, 6 * config.flow.n_layer + 4, "every flow linear of whole blocks is {dtype} (proj_out.ffn_2's rows of 136 are not)");
+    let worst = worst_snr(&Cpu::new(), dir.path(), dtype.name());
     // bf16 weights of the same values give the f32 result (the synthetic values are
-    // bf16-exact), so all of the error is the 8-bit blocks'.
-    assert!(worst.0 >= Q8_LATENT_DB && worst.1 >= Q8_AUDIO_DB, "q8 SNR too low: latent {:.1} dB, waveform {:.1} dB", worst.0, worst.1);
+    // bf16-exact), so all of the error is the blocks'.
+    assert!(worst.0 >= bounds.latent_db && worst.1 >= bounds.audio_db, "{dtype} SNR too low: latent {:.1} dB, waveform {:.1} dB", worst.0, worst.1);
     // The fast levels with integer 8-bit products: the flow linears' inputs in 8-bit blocks
-    // too (decode GEMVs and the many-row GEMMs alike).
+    // too (decode GEMVs, and for q8 the many-row GEMMs alike).
     for level in uniaudio_runtime::cpu::Isa::FAST.into_iter().filter(|l| l.int8_dot()) {
         if !level.available() {
-            println!("SKIPPED q8 fast {}: this CPU lacks it", level.key());
+            println!("SKIPPED {dtype} fast {}: this CPU lacks it", level.key());
             continue;
         }
-        let worst = worst_snr(&Cpu::with_isa(level), dir.path(), &format!("q8 fast {}", level.key()));
-        assert!(worst.0 >= Q8_INT8_LATENT_DB && worst.1 >= Q8_INT8_AUDIO_DB, "q8 fast {} SNR too low: latent {:.1} dB, waveform {:.1} dB", level.key(), worst.0, worst.1);
+        let worst = worst_snr(&Cpu::with_isa(level), dir.path(), &format!("{dtype} fast {}", level.key()));
+        assert!(worst.0 >= bounds.int8_latent_db && worst.1 >= bounds.int8_audio_db, "{dtype} fast {} SNR too low: latent {:.1} dB, waveform {:.1} dB", level.key(), worst.0, worst.1);
     }
     if let Ok(gpu) = uniaudio_runtime::Wgpu::new() {
-        // One case: wgpu's 8-bit GEMM against the CPU's on the same weights.
+        // One case: wgpu's block GEMM against the CPU's on the same weights.
         let codec_cpu = Codec::load(&Cpu::new(), dir.path()).unwrap();
         let codec_gpu = Codec::load(&gpu, dir.path()).unwrap();
         let tokens: Vec<Vec<u32>> = (0..config.num_codebooks).map(|q| (0..6).map(|t| ((t * 37 + q * 11) % 128) as u32).collect()).collect();
@@ -221,17 +239,18 @@ fn q8_weights_snr_is_bounded() {
         let a = codec_cpu.decode(&Cpu::new(), &tokens, &opts(), &mut |_, _, _, _| {}).unwrap();
         let b = codec_gpu.decode(&gpu, &tokens, &opts(), &mut |_, _, _, _| {}).unwrap();
         let e = rel_l2(&b.windows[0].latent, &a.windows[0].latent);
-        println!("[q8] wgpu/{} vs cpu latent rel L2 {e:.3e}", gpu.describe());
-        // Measured 4.3e-7 on lavapipe (summation order only).
-        assert!(e <= 1e-5, "q8 latent on wgpu differs from the CPU: rel L2 {e:.3e}");
+        println!("[{dtype}] wgpu/{} vs cpu latent rel L2 {e:.3e}", gpu.describe());
+        // Measured 4.3e-7 on lavapipe for q8 (summation order only).
+        assert!(e <= 1e-5, "{dtype} latent on wgpu differs from the CPU: rel L2 {e:.3e}");
     }
 }
 
 /// Bounds of `q8_weights_snr_is_bounded`: measured worst latent 51.5 dB and waveform 40.7 dB
-/// (bf16 `fast`: 64.5 and 48.6), less about 6 dB. A broken 8-bit product gives under 10 dB.
-const Q8_LATENT_DB: f64 = 45.0;
-const Q8_AUDIO_DB: f64 = 34.0;
-/// The same with 8-bit inputs (the int8 fast levels): measured (avx2int8) worst latent
-/// 45.2 dB and waveform 38.5 dB, less about 6 dB.
-const Q8_INT8_LATENT_DB: f64 = 39.0;
-const Q8_INT8_AUDIO_DB: f64 = 32.0;
+/// (bf16 `fast`: 64.5 and 48.6), less about 6 dB; with 8-bit inputs (the int8 fast levels,
+/// measured on avx2int8) 45.2 and 38.5 dB, less about 6 dB. A broken 8-bit product gives
+/// under 10 dB.
+const Q8_BOUNDS: SnrBounds = SnrBounds { latent_db: 45.0, audio_db: 34.0, int8_latent_db: 39.0, int8_audio_db: 32.0 };
+/// Bounds of `q4_weights_snr_is_bounded`: measured worst latent 23.7 dB and waveform 25.8 dB,
+/// the same with 8-bit inputs (avx2int8: 23.7 and 25.9; the 4-bit weights dominate), less
+/// about 6 dB; still above a broken product's 10 dB.
+const Q4_BOUNDS: SnrBounds = SnrBounds { latent_db: 18.0, audio_db: 20.0, int8_latent_db: 18.0, int8_audio_db: 20.0 };

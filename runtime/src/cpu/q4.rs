@@ -73,7 +73,7 @@ impl PairedX {
                 scales[8 * pair + 4 * side + lane] = x.scales[b];
             }
         }
-        PairedX { q, offsets, scales, prefetch: std::env::var("Q4PF").ok().and_then(|v| v.parse().ok()).unwrap_or(x.prefetch()) }
+        PairedX { q, offsets, scales, prefetch: x.prefetch() }
     }
 
     fn blocks(&self) -> usize {

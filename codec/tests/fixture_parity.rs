@@ -251,6 +251,6 @@ fn quantized_weights_snr_is_bounded(dtype: uniaudio_runtime::DType, bounds: SnrB
 /// under 10 dB.
 const Q8_BOUNDS: SnrBounds = SnrBounds { latent_db: 45.0, audio_db: 34.0, int8_latent_db: 39.0, int8_audio_db: 32.0 };
 /// Bounds of `q4_weights_snr_is_bounded`: measured worst latent 23.7 dB and waveform 25.8 dB,
-/// the same with 8-bit inputs (avx2int8: 23.7 and 25.9; the 4-bit weights dominate), less
+/// the same with 8-bit inputs (avx2int8: 23.6 and 25.9; the 4-bit weights dominate), less
 /// about 6 dB; still above a broken product's 10 dB.
 const Q4_BOUNDS: SnrBounds = SnrBounds { latent_db: 18.0, audio_db: 20.0, int8_latent_db: 18.0, int8_audio_db: 20.0 };

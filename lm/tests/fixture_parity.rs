@@ -390,10 +390,11 @@ fn q4_weights_error_is_bounded() {
         let lm_f = UniAudioLm::load(&fast, &q4.model_dir).unwrap();
         let label = format!("fast {} q4_0 (against exact q4_0)", level.key());
         let (worst, agreeing, total) = error_against_exact(&label, &lm_q, &cpu, &lm_f, &fast);
-        // Measured (avx2int8): worst 6.0e-3, agreement 97/208: only the inputs' 8-bit
-        // rounding differs. A broken product (errors of order 1) fails.
-        assert!(worst <= 3e-2, "{label} logits rel L2 {worst:.2e}");
-        assert!(agreeing * 100 >= total * 25, "{label} greedy agreement {agreeing}/{total}");
+        // Measured (avx2int8, whose prefill GEMMs take 8-bit input blocks as well): worst
+        // 7.2e-2 (long prompts), agreement 37/208; only the inputs' 8-bit rounding
+        // differs. A broken product (errors of order 1) fails.
+        assert!(worst <= 0.15, "{label} logits rel L2 {worst:.2e}");
+        assert!(agreeing * 100 >= total * 10, "{label} greedy agreement {agreeing}/{total}");
     }
 }
 

@@ -45,20 +45,25 @@ pub fn gemm(
 /// (`tune::gemm_pass_bytes`) never changes a result: each output's K order is the same.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_in_passes(isa: Isa, x: &[f32], m: usize, k: usize, w: WeightSlice, layout: WeightLayout, n: usize, out: &mut [f32], accumulate: bool, per_pass: usize) {
-    // The avx2int8 level's 8-bit inputs (the GEMV's policy): Q8_0 weights meet 8-bit
-    // blocks of x in integer products.
-    let int8 = match (w, layout) {
-        (WeightSlice::Q8_0(bytes), WeightLayout::OutIn) if isa == Isa::Avx2Int8 && k % crate::dtype::Q8_BLOCK == 0 => Some(bytes),
-        _ => None,
-    };
+    // The avx2int8 level's 8-bit inputs (the GEMV's policy): Q8_0 and Q4_0 weights meet
+    // 8-bit blocks of x in integer products.
+    let int8 = isa == Isa::Avx2Int8 && layout == WeightLayout::OutIn && k % crate::dtype::Q8_BLOCK == 0;
     for m0 in (0..m).step_by(per_pass.max(1)) {
         let mb = (m - m0).min(per_pass);
-        if let Some(bytes) = int8 {
-            super::gemm_q8::gemm(&x[m0 * k..(m0 + mb) * k], mb, k, bytes, n, &mut out[m0 * n..(m0 + mb) * n], accumulate);
-            continue;
+        let (xs, outs) = (&x[m0 * k..(m0 + mb) * k], &mut out[m0 * n..(m0 + mb) * n]);
+        match w {
+            WeightSlice::Q8_0(bytes) if int8 => {
+                super::gemm_q8::gemm::<super::q8::Q8>(xs, mb, k, bytes, n, outs, accumulate);
+                continue;
+            }
+            WeightSlice::Q4_0(bytes) if int8 => {
+                super::gemm_q8::gemm::<super::q4::Q4>(xs, mb, k, bytes, n, outs, accumulate);
+                continue;
+            }
+            _ => {}
         }
-        let packed = PackedRows { data: pack_rows(isa, &x[m0 * k..(m0 + mb) * k], mb, k, mb.div_ceil(MR)), rows: mb, k };
-        gemm_packed(isa, &packed, w, layout, n, &mut out[m0 * n..(m0 + mb) * n], accumulate);
+        let packed = PackedRows { data: pack_rows(isa, xs, mb, k, mb.div_ceil(MR)), rows: mb, k };
+        gemm_packed(isa, &packed, w, layout, n, outs, accumulate);
     }
 }
 

@@ -1,5 +1,6 @@
-//! The `avx2int8` level's many-row product with Q8_0 weights: out[M, N] (+)= x[M, K] · Wᵀ,
-//! W stored [N, K] in blocks of an f16 scale and 32 int8.
+//! The `avx2int8` level's many-row product with Q8_0 (or Q4_0) weights: out[M, N] (+)=
+//! x[M, K] · Wᵀ, W stored [N, K] in blocks of an f16 scale and 32 int8 (or 4-bit) weights,
+//! read through `q8::BlockFormat`.
 //!
 //! Each row of x is rounded to 8-bit blocks of 32 exactly as the GEMV rounds it
 //! (`q8::quantize_into`), and each block pair's products are summed exactly in int32 as
@@ -7,7 +8,8 @@
 //! sums per block, this kernel one per output column), so the two agree to f32 rounding.
 //!
 //! Both operands are widened to int16 pairs along K and multiplied by `vpmaddwd` (two
-//! products summed per int32 lane; exact, as |w|, |x| <= 127), output columns in lanes:
+//! products summed per int32 lane; exact, as |w| <= 127 (Q4_0: 8), |x| <= 127), output
+//! columns in lanes:
 //! per pair of inner indices one broadcast of each row's input pair meets two 8-column
 //! weight vectors, 16 products per instruction against the 8 of an f32 FMA. After each
 //! 32-index block the int32 sums are scaled by the columns' weight scales times the row's
@@ -20,10 +22,11 @@
 use rayon::prelude::*;
 
 use super::gemm::{KC, MR, NR};
+use super::q8::BlockFormat;
 use super::view::SharedOut;
-use crate::dtype::{Q8_BLOCK, Q8_BLOCK_BYTES};
+use crate::dtype::Q8_BLOCK;
 
-/// Pairs of inner indices per Q8_0 block.
+/// Pairs of inner indices per block.
 const PAIRS: usize = Q8_BLOCK / 2;
 
 /// Rows of x in 8-bit blocks, widened to int16 pairs: `pairs` as [row panel][k block]
@@ -61,11 +64,11 @@ fn quantize_rows(x: &[f32], m: usize, k: usize) -> QuantizedRows {
     QuantizedRows { pairs, scales, row_panels }
 }
 
-/// out[m, n] (+)= x[m, k] · Wᵀ for Q8_0 W [n, k] (k a multiple of 32), on a CPU with AVX2,
-/// FMA and F16C (checked: the kernels need them).
+/// out[m, n] (+)= x[m, k] · Wᵀ for W [n, k] in blocks of format F (k a multiple of 32), on
+/// a CPU with AVX2, FMA and F16C (checked: the kernels need them).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm(x: &[f32], m: usize, k: usize, w: &[u8], n: usize, out: &mut [f32], accumulate: bool) {
-    let row_bytes = k / Q8_BLOCK * Q8_BLOCK_BYTES;
+pub(crate) fn gemm<F: BlockFormat>(x: &[f32], m: usize, k: usize, w: &[u8], n: usize, out: &mut [f32], accumulate: bool) {
+    let row_bytes = k / Q8_BLOCK * F::BYTES;
     assert!(k % Q8_BLOCK == 0 && x.len() == m * k && out.len() == m * n && w.len() >= n * row_bytes, "8-bit GEMM operands: x {} for {m}x{k}, out {} for {m}x{n}, {} weight bytes for {n} rows", x.len(), out.len(), w.len());
     #[cfg(target_arch = "x86_64")]
     assert!(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("f16c"), "the 8-bit GEMM needs AVX2, FMA and F16C");
@@ -89,7 +92,7 @@ pub(crate) fn gemm(x: &[f32], m: usize, k: usize, w: &[u8], n: usize, out: &mut 
             acc.iter_mut().for_each(|t| *t = [[0f32; NR]; MR]);
             for k0 in (0..k).step_by(KC) {
                 let kc = (k - k0).min(KC);
-                pack_weights(w, row_bytes, k0, kc, n0, nb, bpairs, bscales);
+                pack_weights::<F>(w, row_bytes, k0, kc, n0, nb, bpairs, bscales);
                 for (rp, c) in acc.iter_mut().enumerate() {
                     // Panel rp's pairs from k0 on ([KC/2][MR] per K block, back to back).
                     let a = &rows.pairs[(rp * k.div_ceil(KC) + k0 / KC) * MR * KC / 2..][..MR * kc / 2];
@@ -108,16 +111,16 @@ pub(crate) fn gemm(x: &[f32], m: usize, k: usize, w: &[u8], n: usize, out: &mut 
 /// Columns n0..n0+nb of W over inner indices k0..k0+kc (whole blocks) as int16 pairs
 /// [kc/2][NR] and block scales [kc/32][NR]; missing columns are zero.
 #[allow(clippy::too_many_arguments)]
-fn pack_weights(w: &[u8], row_bytes: usize, k0: usize, kc: usize, n0: usize, nb: usize, pairs: &mut [u32], scales: &mut [f32]) {
+fn pack_weights<F: BlockFormat>(w: &[u8], row_bytes: usize, k0: usize, kc: usize, n0: usize, nb: usize, pairs: &mut [u32], scales: &mut [f32]) {
     let blocks = kc / Q8_BLOCK;
     assert!(pairs.len() >= kc / 2 * NR && scales.len() >= blocks * NR, "weight panel bounds");
     #[cfg(target_arch = "x86_64")]
     if nb == NR {
-        let first = n0 * row_bytes + k0 / Q8_BLOCK * Q8_BLOCK_BYTES;
-        assert!(w.len() >= (n0 + NR - 1) * row_bytes + k0 / Q8_BLOCK * Q8_BLOCK_BYTES + blocks * Q8_BLOCK_BYTES, "weight panel out of bounds");
+        let first = n0 * row_bytes + k0 / Q8_BLOCK * F::BYTES;
+        assert!(w.len() >= (n0 + NR - 1) * row_bytes + k0 / Q8_BLOCK * F::BYTES + blocks * F::BYTES, "weight panel out of bounds");
         // SAFETY: AVX2/F16C were checked by `gemm`; the last row's blocks are in bounds
         // (asserted), the panel holds kc / 2 pair rows and the scales `blocks` rows.
-        return unsafe { pack_avx2(w[first..].as_ptr(), row_bytes, blocks, pairs.as_mut_ptr(), scales.as_mut_ptr()) };
+        return unsafe { pack_avx2::<F>(w[first..].as_ptr(), row_bytes, blocks, pairs.as_mut_ptr(), scales.as_mut_ptr()) };
     }
     for j in 0..NR {
         if j >= nb {
@@ -129,11 +132,11 @@ fn pack_weights(w: &[u8], row_bytes: usize, k0: usize, kc: usize, n0: usize, nb:
             }
             continue;
         }
-        let row = &w[(n0 + j) * row_bytes + k0 / Q8_BLOCK * Q8_BLOCK_BYTES..][..blocks * Q8_BLOCK_BYTES];
-        for (b, block) in row.chunks_exact(Q8_BLOCK_BYTES).enumerate() {
+        let row = &w[(n0 + j) * row_bytes + k0 / Q8_BLOCK * F::BYTES..][..blocks * F::BYTES];
+        for (b, block) in row.chunks_exact(F::BYTES).enumerate() {
             scales[b * NR + j] = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
-            for (t, two) in block[2..].chunks_exact(2).enumerate() {
-                pairs[(b * PAIRS + t) * NR + j] = pair(two[0] as i8, two[1] as i8);
+            for t in 0..PAIRS {
+                pairs[(b * PAIRS + t) * NR + j] = pair(F::int(block, 2 * t) as i8, F::int(block, 2 * t + 1) as i8);
             }
         }
     }
@@ -144,16 +147,16 @@ fn pack_weights(w: &[u8], row_bytes: usize, k0: usize, kc: usize, n0: usize, nb:
 /// rows of the panel.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn pack_avx2(w: *const u8, row_bytes: usize, blocks: usize, pairs: *mut u32, scales: *mut f32) {
+unsafe fn pack_avx2<F: BlockFormat>(w: *const u8, row_bytes: usize, blocks: usize, pairs: *mut u32, scales: *mut f32) {
     use std::arch::x86_64::*;
     for group in 0..NR / 8 {
         let col = |c: usize| w.add((8 * group + c) * row_bytes);
         for b in 0..blocks {
-            let p = [col(0), col(1), col(2), col(3), col(4), col(5), col(6), col(7)].map(|p| p.add(b * Q8_BLOCK_BYTES));
+            let p = [col(0), col(1), col(2), col(3), col(4), col(5), col(6), col(7)].map(|p| p.add(b * F::BYTES));
             for &p in &p {
                 // The next K block's panel (read once from memory): requested now, so its
                 // misses overlap this block's products.
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(blocks * Q8_BLOCK_BYTES) as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(blocks * F::BYTES) as *const i8);
             }
             let bits = p.map(|p| super::q8::scale_bits(p));
             let d = _mm256_cvtph_ps(_mm_setr_epi16(bits[0], bits[1], bits[2], bits[3], bits[4], bits[5], bits[6], bits[7]));
@@ -161,7 +164,7 @@ unsafe fn pack_avx2(w: *const u8, row_bytes: usize, blocks: usize, pairs: *mut u
             for half in 0..2 {
                 let mut rows = [_mm256_setzero_ps(); 8];
                 for (r, p) in rows.iter_mut().zip(p) {
-                    *r = _mm256_castsi256_ps(_mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(2 + 16 * half) as *const __m128i)));
+                    *r = _mm256_castsi256_ps(F::sixteen_i16(p, half));
                 }
                 let cols = super::gemm_pack::transpose::transpose8(rows);
                 for (t, c) in cols.iter().enumerate() {
@@ -213,32 +216,38 @@ mod tests {
     use super::*;
 
     /// Every output against float64 sums of the same integer blocks (the rounding the
-    /// GEMV applies), on shapes with a partial row panel, column panel and K block.
+    /// GEMV applies), on shapes with a partial row panel, column panel and K block, for
+    /// both block formats.
     #[test]
     fn int8_gemm_matches_the_integer_block_sums() {
         if !std::arch::is_x86_feature_detected!("avx2") || !std::arch::is_x86_feature_detected!("fma") {
             return println!("SKIPPED: this CPU lacks AVX2/FMA");
         }
+        check::<super::super::q8::Q8>(crate::DType::Q8_0);
+        check::<super::super::q4::Q4>(crate::DType::Q4_0);
+    }
+
+    fn check<F: BlockFormat>(dtype: crate::DType) {
         for (m, k, n) in [(13, 544, 37), (1, 32, 16), (6, 256, 16), (64, 96, 70)] {
             let weights: Vec<f32> = (0..n * k).map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 97.0).collect();
-            let w = crate::dtype::quantize_q8_0(&weights);
+            let w = crate::dtype::f32_to_bytes(&weights, dtype);
             let x: Vec<f32> = (0..m * k).map(|i| ((i * 104_729 % 997) as f32 - 498.0) / 211.0).collect();
             let mut out = vec![0.5f32; m * n];
-            gemm(&x, m, k, &w, n, &mut out, true);
-            let row_bytes = k / Q8_BLOCK * Q8_BLOCK_BYTES;
+            gemm::<F>(&x, m, k, &w, n, &mut out, true);
+            let row_bytes = k / Q8_BLOCK * F::BYTES;
             for r in 0..m {
                 let xq = QuantizedX::new(&x[r * k..(r + 1) * k], 0);
                 for j in 0..n {
                     let mut want = 0.5f64;
                     for b in 0..k / Q8_BLOCK {
-                        let block = &w[j * row_bytes + b * Q8_BLOCK_BYTES..][..Q8_BLOCK_BYTES];
+                        let block = &w[j * row_bytes + b * F::BYTES..][..F::BYTES];
                         let d = half::f16::from_le_bytes([block[0], block[1]]).to_f64();
-                        let sum: i64 = (0..Q8_BLOCK).map(|t| block[2 + t] as i8 as i64 * xq.q[32 * b + t] as i64).sum();
+                        let sum: i64 = (0..Q8_BLOCK).map(|t| F::int(block, t) as i64 * xq.q[32 * b + t] as i64).sum();
                         want += d * xq.scales[b] as f64 * sum as f64;
                     }
                     let got = out[r * n + j] as f64;
                     // Exact int32 block sums; only the f32 scaling and accumulation round.
-                    assert!((got - want).abs() <= 2e-5 * want.abs().max(1.0), "{m}x{k}x{n} row {r} column {j}: {got} vs {want}");
+                    assert!((got - want).abs() <= 2e-5 * want.abs().max(1.0), "{dtype} {m}x{k}x{n} row {r} column {j}: {got} vs {want}");
                 }
             }
         }

@@ -8,13 +8,25 @@
 //! 32-byte register of nibbles serves two weight blocks, the nibbles multiplied unsigned
 //! (0..=15, `vpmaddubsw`) and the 8 · Σx of the stored offset subtracted in int32.
 
-#[cfg(target_arch = "x86_64")]
 pub(crate) struct Q4;
 
-#[cfg(target_arch = "x86_64")]
 impl super::q8::BlockFormat for Q4 {
     const BYTES: usize = crate::dtype::Q4_BLOCK_BYTES;
 
+    fn int(block: &[u8], j: usize) -> i32 {
+        super::view::q4_weight(block, j)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn sixteen_i16(p: *const u8, half: usize) -> std::arch::x86_64::__m256i {
+        use std::arch::x86_64::*;
+        let packed = _mm_loadu_si128(p.add(2) as *const __m128i);
+        let nibbles = if half == 0 { packed } else { _mm_srli_epi16::<4>(packed) };
+        _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_and_si128(nibbles, _mm_set1_epi8(15))), _mm256_set1_epi16(8))
+    }
+
+    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn eight(p: *const u8, e: usize) -> std::arch::x86_64::__m256i {
         use std::arch::x86_64::*;
@@ -23,6 +35,7 @@ impl super::q8::BlockFormat for Q4 {
         _mm256_sub_epi32(nibbles, _mm256_set1_epi32(8))
     }
 
+    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn bytes32(p: *const u8) -> std::arch::x86_64::__m256i {
         use std::arch::x86_64::*;
@@ -32,6 +45,7 @@ impl super::q8::BlockFormat for Q4 {
         _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8))
     }
 
+    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn sixteens(p: *const u8) -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i) {
         use std::arch::x86_64::*;
@@ -184,9 +198,12 @@ mod tests {
             assert_eq!(crate::cpu::view::q4_weight(&b, j), want[j], "q4_weight {j}");
         }
         // SAFETY: AVX2 was detected.
-        let (eights, bytes) = unsafe { avx2_unpack(&b) };
+        let (eights, sixteens, bytes) = unsafe { avx2_unpack(&b) };
         for (i, lanes) in eights.iter().enumerate() {
             assert_eq!(lanes[..], want[8 * i..8 * i + 8], "eight at {}", 8 * i);
+        }
+        for (half, lanes) in sixteens.iter().enumerate() {
+            assert_eq!(lanes.map(i32::from)[..], want[16 * half..16 * half + 16], "sixteen_i16, half {half}");
         }
         assert_eq!(bytes.map(i32::from), want, "bytes32");
         if std::arch::is_x86_feature_detected!("avx512f") {
@@ -239,14 +256,18 @@ mod tests {
     }
 
     #[target_feature(enable = "avx2")]
-    unsafe fn avx2_unpack(b: &[u8; 18]) -> ([[i32; 8]; 4], [i8; 32]) {
+    unsafe fn avx2_unpack(b: &[u8; 18]) -> ([[i32; 8]; 4], [[i16; 16]; 2], [i8; 32]) {
         let mut eights = [[0i32; 8]; 4];
         for (i, lanes) in eights.iter_mut().enumerate() {
             _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, Q4::eight(b.as_ptr(), 8 * i));
         }
+        let mut sixteens = [[0i16; 16]; 2];
+        for (half, lanes) in sixteens.iter_mut().enumerate() {
+            _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, Q4::sixteen_i16(b.as_ptr(), half));
+        }
         let mut bytes = [0i8; 32];
         _mm256_storeu_si256(bytes.as_mut_ptr() as *mut __m256i, Q4::bytes32(b.as_ptr()));
-        (eights, bytes)
+        (eights, sixteens, bytes)
     }
 
     #[target_feature(enable = "avx512f")]

@@ -97,39 +97,58 @@ unsafe fn table_scale(table: *const f32, p: *const u8) -> std::arch::x86_64::__m
 
 /// A format of 32-weight blocks after an f16 scale whose weights are small integers
 /// (scale × integer is exact in f32): how the kernels read a block's integers. The
-/// kernels below are written once over it.
-#[cfg(target_arch = "x86_64")]
+/// kernels below, and `gemm_q8`'s, are written once over it.
 pub(crate) trait BlockFormat {
     /// Bytes per block, scale included.
     const BYTES: usize;
+    /// Weight `j` (below 32) of `block` as its integer.
+    fn int(block: &[u8], j: usize) -> i32;
     /// Weights `e..e + 8` (`e` a multiple of 8 below 32) of the block at `p` in 8 int32
     /// lanes (AVX2).
+    #[cfg(target_arch = "x86_64")]
     unsafe fn eight(p: *const u8, e: usize) -> std::arch::x86_64::__m256i;
+    /// Weights `16 · half .. 16 · half + 16` of the block at `p` in 16 int16 lanes (AVX2).
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn sixteen_i16(p: *const u8, half: usize) -> std::arch::x86_64::__m256i;
     /// The block's 32 weights as signed bytes, in order (AVX2).
+    #[cfg(target_arch = "x86_64")]
     unsafe fn bytes32(p: *const u8) -> std::arch::x86_64::__m256i;
     /// Weights 0..16 and 16..32 of the block in 16 int32 lanes each (AVX-512).
+    #[cfg(target_arch = "x86_64")]
     unsafe fn sixteens(p: *const u8) -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i);
 }
 
 /// Q8_0: 34-byte blocks, the integers stored as int8.
-#[cfg(target_arch = "x86_64")]
 pub(crate) struct Q8;
 
-#[cfg(target_arch = "x86_64")]
 impl BlockFormat for Q8 {
     const BYTES: usize = crate::dtype::Q8_BLOCK_BYTES;
 
+    fn int(block: &[u8], j: usize) -> i32 {
+        block[2 + j] as i8 as i32
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn sixteen_i16(p: *const u8, half: usize) -> std::arch::x86_64::__m256i {
+        use std::arch::x86_64::*;
+        _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(2 + 16 * half) as *const __m128i))
+    }
+
+    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn eight(p: *const u8, e: usize) -> std::arch::x86_64::__m256i {
         use std::arch::x86_64::*;
         _mm256_cvtepi8_epi32(_mm_loadl_epi64(p.add(2 + e) as *const __m128i))
     }
 
+    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn bytes32(p: *const u8) -> std::arch::x86_64::__m256i {
         std::arch::x86_64::_mm256_loadu_si256(p.add(2) as *const _)
     }
 
+    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn sixteens(p: *const u8) -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i) {
         use std::arch::x86_64::*;

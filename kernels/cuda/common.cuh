@@ -71,9 +71,13 @@ __device__ __forceinline__ float q8_scale(const unsigned char* block) {
 template <typename W>
 __device__ __forceinline__ float load_weight(const W* w, u64 i) { return widen(w[i]); }
 
+// Weight `j` (0..31) of the Q8_0 block at `block` as its integer.
+__device__ __forceinline__ int block_int(const q8_t*, const unsigned char* block, u32 j) { return (signed char)block[2 + j]; }
+__device__ __forceinline__ constexpr u32 block_bytes(const q8_t*) { return 34; }
+
 __device__ __forceinline__ float load_weight(const q8_t* w, u64 i) {
     const unsigned char* block = (const unsigned char*)w + (i >> 5) * 34;
-    return q8_scale(block) * (float)(signed char)block[2 + (i & 31)];
+    return q8_scale(block) * (float)block_int(w, block, (u32)(i & 31));
 }
 
 // Q4_0 weights: 18-byte blocks (an f16 scale, then 16 bytes whose low nibbles are weights
@@ -81,15 +85,16 @@ __device__ __forceinline__ float load_weight(const q8_t* w, u64 i) {
 // exact in f32. `q4_t` is one byte of the block stream.
 struct q4_t { unsigned char b; };
 
-// Weight `j` (0..31) of the block at `block` as its integer.
-__device__ __forceinline__ int q4_int(const unsigned char* block, u32 j) {
+// Weight `j` (0..31) of the Q4_0 block at `block` as its integer.
+__device__ __forceinline__ int block_int(const q4_t*, const unsigned char* block, u32 j) {
     unsigned char byte = block[2 + (j & 15)];
     return (int)(j < 16 ? byte & 15 : byte >> 4) - 8;
 }
+__device__ __forceinline__ constexpr u32 block_bytes(const q4_t*) { return 18; }
 
 __device__ __forceinline__ float load_weight(const q4_t* w, u64 i) {
     const unsigned char* block = (const unsigned char*)w + (i >> 5) * 18;
-    return q8_scale(block) * (float)q4_int(block, (u32)(i & 31));
+    return q8_scale(block) * (float)block_int(w, block, (u32)(i & 31));
 }
 
 // Never reached (Q8_0 and Q4_0 linears keep a float bias); present so the epilogue

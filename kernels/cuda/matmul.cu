@@ -53,33 +53,21 @@ __device__ float warp_dot(const W* w, const float* x, u32 k, bool vec) {
     return warp_sum(acc);
 }
 
-// One warp's share of Q8_0 weight row `row` . x (k a multiple of 32): lane-strided blocks,
-// each weight widened as scale x int8 (exact) before its product.
-__device__ float warp_dot_q8(const q8_t* w, u32 row, const float* x, u32 k) {
+// One warp's share of Q8_0 or Q4_0 (Q: q8_t or q4_t) weight row `row` . x (k a multiple
+// of 32): lane-strided blocks, each weight widened as scale x integer (exact) before its
+// product.
+template <typename Q>
+__device__ float warp_dot_blocks(const Q* w, u32 row, const float* x, u32 k) {
     int lane = threadIdx.x & 31;
-    const unsigned char* blocks = (const unsigned char*)w + (u64)row * (k / 32) * 34;
+    const u32 bytes = block_bytes(w);
+    const unsigned char* blocks = (const unsigned char*)w + (u64)row * (k / 32) * bytes;
     float acc = 0.0f;
     for (u32 b = lane; b < k / 32; b += 32) {
-        const unsigned char* block = blocks + (u64)b * 34;
+        const unsigned char* block = blocks + (u64)b * bytes;
         float d = q8_scale(block);
         const float* xb = x + b * 32;
         #pragma unroll 8
-        for (u32 j = 0; j < 32; j++) acc += (d * (float)(signed char)block[2 + j]) * xb[j];
-    }
-    return warp_sum(acc);
-}
-
-// The same for Q4_0 weight rows (scale x (nibble - 8), exact).
-__device__ float warp_dot_q4(const q4_t* w, u32 row, const float* x, u32 k) {
-    int lane = threadIdx.x & 31;
-    const unsigned char* blocks = (const unsigned char*)w + (u64)row * (k / 32) * 18;
-    float acc = 0.0f;
-    for (u32 b = lane; b < k / 32; b += 32) {
-        const unsigned char* block = blocks + (u64)b * 18;
-        float d = q8_scale(block);
-        const float* xb = x + b * 32;
-        #pragma unroll 8
-        for (u32 j = 0; j < 32; j++) acc += (d * (float)q4_int(block, j)) * xb[j];
+        for (u32 j = 0; j < 32; j++) acc += (d * (float)block_int(w, block, j)) * xb[j];
     }
     return warp_sum(acc);
 }
@@ -87,8 +75,8 @@ __device__ float warp_dot_q4(const q4_t* w, u32 row, const float* x, u32 k) {
 // Weight row `row` . x, summed over the warp.
 template <typename W>
 __device__ __forceinline__ float row_dot(const W* w, u32 row, const float* x, u32 k, bool vec) { return warp_dot(w + (u64)row * k, x, k, vec); }
-__device__ __forceinline__ float row_dot(const q8_t* w, u32 row, const float* x, u32 k, bool) { return warp_dot_q8(w, row, x, k); }
-__device__ __forceinline__ float row_dot(const q4_t* w, u32 row, const float* x, u32 k, bool) { return warp_dot_q4(w, row, x, k); }
+__device__ __forceinline__ float row_dot(const q8_t* w, u32 row, const float* x, u32 k, bool) { return warp_dot_blocks(w, row, x, k); }
+__device__ __forceinline__ float row_dot(const q4_t* w, u32 row, const float* x, u32 k, bool) { return warp_dot_blocks(w, row, x, k); }
 
 // One warp per output; the warps per block are the launch's (tuned: `cuda.gemv.warps`)
 // and never change a result.

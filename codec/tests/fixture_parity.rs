@@ -221,7 +221,7 @@ fn quantized_weights_snr_is_bounded(dtype: uniaudio_runtime::DType, bounds: SnrB
     // bf16-exact), so all of the error is the blocks'.
     assert!(worst.0 >= bounds.latent_db && worst.1 >= bounds.audio_db, "{dtype} SNR too low: latent {:.1} dB, waveform {:.1} dB", worst.0, worst.1);
     // The fast levels with integer 8-bit products: the flow linears' inputs in 8-bit blocks
-    // too (decode GEMVs, and for q8 the many-row GEMMs alike).
+    // too (decode GEMVs and, at avx2int8, the many-row GEMMs alike).
     for level in uniaudio_runtime::cpu::Isa::FAST.into_iter().filter(|l| l.int8_dot()) {
         if !level.available() {
             println!("SKIPPED {dtype} fast {}: this CPU lacks it", level.key());

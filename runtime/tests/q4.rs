@@ -130,8 +130,9 @@ fn cpu_q4_products_equal_f32_products_over_the_dequantized_weights() {
     }
 }
 
-/// The 8-bit levels round x to 8-bit blocks: each row stays within the input's rounding of
-/// the exact product (relative to the row's Σ|w·x|), and a row computed among others
+/// The 8-bit levels round x to 8-bit blocks: every row of a decode GEMV (3 rows) and of a
+/// many-row product (9 rows, the integer GEMM) stays within the input's rounding of the
+/// exact product (relative to the row's Σ|w·x|), and a row computed among others
 /// (row-invariant order) gives the bits it gives alone.
 #[test]
 fn cpu_q4_fast_products_stay_near_and_rows_do_not_depend_on_the_batch() {
@@ -142,15 +143,38 @@ fn cpu_q4_fast_products_stay_near_and_rows_do_not_depend_on_the_batch() {
     let (k, n) = (3072, 41);
     let q = f32_to_bytes(&values(n * k, 6), DType::Q4_0);
     let w = bytes_to_f32(&q, DType::Q4_0);
-    let x = values(3 * k, 9);
+    let x = values(9 * k, 9);
+    for (m, order) in [(3, RowOrder::Invariant), (9, RowOrder::Free)] {
+        let got = product(isa, &q, DType::Q4_0, m, k, n, order);
+        for r in 0..m {
+            for j in 0..n {
+                let (row, xr) = (&w[j * k..(j + 1) * k], &x[r * k..(r + 1) * k]);
+                let exact: f64 = row.iter().zip(xr).map(|(&a, &b)| a as f64 * b as f64).sum();
+                let scale: f64 = row.iter().zip(xr).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
+                // 8-bit rounding of x: at most half a step (max|x| / 254) per element.
+                let v = got[r * n + j] as f64;
+                assert!((v - exact).abs() <= 0.01 * scale, "{m} rows {order:?}, row {r} column {j}: {v} vs {exact}");
+            }
+        }
+    }
     let batch = product(isa, &q, DType::Q4_0, 3, k, n, RowOrder::Invariant);
     let alone = product(isa, &q, DType::Q4_0, 1, k, n, RowOrder::Invariant);
-    for j in 0..n {
-        let row = &w[j * k..(j + 1) * k];
-        let exact: f64 = row.iter().zip(&x[..k]).map(|(&a, &b)| a as f64 * b as f64).sum();
-        let scale: f64 = row.iter().zip(&x[..k]).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
-        // 8-bit rounding of x: at most half a step (max|x| / 254) per element.
-        assert!((batch[j] as f64 - exact).abs() <= 0.01 * scale, "row {j}: {} vs {exact}", batch[j]);
-        assert_eq!(batch[j].to_bits(), alone[j].to_bits(), "row {j} depends on the batch");
-    }
+    assert!(batch[..n].iter().zip(&alone).all(|(a, b)| a.to_bits() == b.to_bits()), "row 0 depends on the batch");
+}
+
+#[test]
+fn views_keep_whole_blocks_and_ops_take_blocks_only_where_they_can() {
+    let cpu = Cpu::new();
+    let w = ops::upload_f32(&cpu, &[4, 64], &values(256, 4), DType::Q4_0).unwrap();
+    assert!(w.narrow(1, 2).is_ok());
+    assert!(w.reshape(&[16, 16]).is_err());
+    assert!(cpu.upload(DType::Q4_0, &[2, 40], &[0u8; 54]).is_err());
+    let x = ops::upload_f32(&cpu, &[1, 4], &[1.0; 4], DType::F32).unwrap();
+    let out = cpu.alloc(DType::F32, &[1, 64]).unwrap();
+    // A K-major product and an embedding do not read blocks: refused with the dtype named.
+    let err = ops::matmul(&cpu, &x, &w, &out, WeightLayout::InOut, false).unwrap_err().to_string();
+    assert!(err.contains("q4_0") && err.contains('w'), "{err}");
+    let ids = ops::upload_u32(&cpu, &[1], &[2]).unwrap();
+    let err = ops::embed_rows(&cpu, &w, &ids, &out).unwrap_err().to_string();
+    assert!(err.contains("q4_0"), "{err}");
 }

@@ -147,7 +147,8 @@ pub(super) mod transpose {
             F16 => _mm256_cvtph_ps(_mm_loadu_si128((base as *const u16).add(e) as *const __m128i)),
             BF16 => _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((base as *const u16).add(e) as *const __m128i)), 16)),
             Q8_0 => load8_blocks::<Q8>(base, e),
-            _ => load8_blocks::<Q4>(base, e),
+            Q4_0 => load8_blocks::<Q4>(base, e),
+            _ => unreachable!("weight kind {KIND}"),
         }
     }
 

@@ -38,10 +38,11 @@ pub fn measure_fma_peak(isa: Isa, reps: usize) -> f64 {
 }
 
 /// The peak of the products a GEMM with `weights` runs at `isa`: `measure_fma_peak`,
-/// except for Q8_0 weights at `Avx2Int8`, whose GEMM sums int16 pairs with `vpmaddwd`
-/// (16 multiply-adds per instruction, 32 ops counted as flops) and adds them in int32.
+/// except for Q8_0 and Q4_0 weights at `Avx2Int8`, whose GEMM sums int16 pairs with
+/// `vpmaddwd` (16 multiply-adds per instruction, 32 ops counted as flops) and adds them in
+/// int32.
 pub fn measure_gemm_peak(isa: Isa, weights: crate::dtype::DType, reps: usize) -> f64 {
-    if isa != Isa::Avx2Int8 || weights != crate::dtype::DType::Q8_0 {
+    if isa != Isa::Avx2Int8 || !weights.is_quantized() {
         return measure_fma_peak(isa, reps);
     }
     let threads = rayon::current_num_threads();

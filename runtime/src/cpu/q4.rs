@@ -149,11 +149,13 @@ pub mod int8 {
         hsum(_mm256_add_ps(even, odd))
     }
 
-    /// Four Q4_0 rows of `k` (a multiple of 32) weights, one after the other.
+    /// Four Q4_0 rows of `k` (a multiple of 32) weights, one after the other. Safety: each
+    /// row holds k / 32 whole blocks; the input's blocks are checked here (the kernel reads
+    /// them by index).
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(crate) unsafe fn dot4(rows: [*const u8; 4], x: &PairedX, k: usize) -> [f32; 4] {
         let (table, blocks) = (super::super::q8::f16_table().as_ptr(), k / 32);
-        debug_assert_eq!(blocks, x.blocks().min(blocks));
+        assert!(x.blocks() >= blocks, "q4_0 input of {} blocks for rows of {blocks}", x.blocks());
         rows.map(|row| dot1(row, x, blocks, table))
     }
 
@@ -161,6 +163,7 @@ pub mod int8 {
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(crate) unsafe fn dot4x2(rows: [*const u8; 4], x: [&PairedX; 2], k: usize) -> [[f32; 4]; 2] {
         let (table, blocks) = (super::super::q8::f16_table().as_ptr(), k / 32);
+        assert!(x.iter().all(|x| x.blocks() >= blocks), "q4_0 inputs shorter than rows of {blocks} blocks");
         let a = rows.map(|row| dot1(row, x[0], blocks, table));
         let b = rows.map(|row| dot1(row, x[1], blocks, table));
         [a, b]
@@ -220,8 +223,8 @@ mod tests {
     /// counts), and each input of a pair against its own `dot4`.
     #[test]
     fn int8_products_match_the_integer_sums_and_pairs_match_singles() {
-        if !std::arch::is_x86_feature_detected!("avx2") {
-            return println!("SKIPPED: this CPU lacks AVX2");
+        if !crate::cpu::Isa::Avx2.available() {
+            return println!("SKIPPED: this CPU lacks AVX2/FMA/F16C");
         }
         for blocks in [1, 2, 3, 4, 7, 96] {
             let k = 32 * blocks;

@@ -1,5 +1,6 @@
-//! Dot products of Q8_0 weight rows (blocks of an f16 scale and 32 int8) with f32 inputs;
-//! the same kernels serve Q4_0 rows (`q4.rs`), whose blocks widen to the same integers.
+//! Dot products of Q8_0 weight rows (blocks of an f16 scale and 32 int8) with f32 inputs.
+//! The widening (`exact`) kernels are written over `BlockFormat` and serve Q4_0 rows too
+//! (`q4.rs`); Q4_0's `fast` GEMV is its own (`q4::int8`).
 //!
 //! `exact`: each weight is widened to f32 as scale × int8, which is exact (11 + 8
 //! significant bits), and the products are accumulated exactly as the f32 kernels of
@@ -98,6 +99,11 @@ unsafe fn table_scale(table: *const f32, p: *const u8) -> std::arch::x86_64::__m
 /// A format of 32-weight blocks after an f16 scale whose weights are small integers
 /// (scale × integer is exact in f32): how the kernels read a block's integers. The
 /// kernels below, and `gemm_q8`'s, are written once over it.
+///
+/// # Safety
+/// The `unsafe` methods read the whole block at `p` (`BYTES` bytes, scale first), which
+/// must be readable, and run AVX2 instructions (`sixteens`: AVX-512F), which the CPU must
+/// have: callers are `target_feature` functions that inline them.
 pub(crate) trait BlockFormat {
     /// Bytes per block, scale included.
     const BYTES: usize;

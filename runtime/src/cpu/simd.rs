@@ -19,7 +19,7 @@ pub enum Isa {
     Scalar,
     /// AVX2 + FMA + F16C (x86-64).
     Avx2,
-    /// `Avx2` whose Q8_0 products take 8-bit input blocks summed in int32 by
+    /// `Avx2` whose Q8_0 and Q4_0 products take 8-bit input blocks summed in int32 by
     /// `vpmaddubsw` + `vpmaddwd` (the `fast` precision on AVX2-only CPUs; every other
     /// product is `Avx2`'s, exact).
     Avx2Int8,
@@ -160,8 +160,8 @@ impl Isa {
         cfg!(target_arch = "x86_64") && self == Isa::Amx
     }
 
-    /// Whether Q8_0 products take int8 activations and integer dot products (`Avx2Int8`,
-    /// and the AVX-512 fast levels where the CPU has AVX512-VNNI).
+    /// Whether Q8_0 and Q4_0 products take int8 activations and integer dot products
+    /// (`Avx2Int8`, and the AVX-512 fast levels where the CPU has AVX512-VNNI).
     pub fn int8_dot(self) -> bool {
         static VNNI: OnceLock<bool> = OnceLock::new();
         if self == Isa::Avx2Int8 {

@@ -73,10 +73,16 @@ impl WeightSlice<'_> {
             }
             WeightSlice::Q4_0(b) => {
                 assert!(start + len <= self.len(), "widen_into out of bounds");
-                for (i, o) in dst.iter_mut().enumerate() {
+                let mut i = 0;
+                while i < len {
                     let e = start + i;
                     let block = &b[e / Q8_BLOCK * Q4_BLOCK_BYTES..][..Q4_BLOCK_BYTES];
-                    *o = q8_scale(block) * q4_weight(block, e % Q8_BLOCK) as f32;
+                    let d = q8_scale(block);
+                    let take = (Q8_BLOCK - e % Q8_BLOCK).min(len - i);
+                    for (j, o) in dst[i..i + take].iter_mut().enumerate() {
+                        *o = d * q4_weight(block, e % Q8_BLOCK + j) as f32;
+                    }
+                    i += take;
                 }
             }
         }

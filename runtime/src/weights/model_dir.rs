@@ -92,7 +92,7 @@ impl ModelWeights {
         self.location.contains_key(name)
     }
 
-    /// Shape of `name` (in elements, also for q8_0), if present and readable.
+    /// Shape of `name` (in elements, also for q8_0 and q4_0), if present and readable.
     pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
         let &i = self.location.get(name)?;
         self.files[i].shape(name)

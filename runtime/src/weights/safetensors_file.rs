@@ -91,7 +91,7 @@ impl SafetensorsFile {
         self.entries.get(name).map(|e| (format!("{:?}", e.dtype), e.shape.as_slice()))
     }
 
-    /// Shape of `name` in elements (q8_0 rows counted in weights, not bytes).
+    /// Shape of `name` in elements (q8_0 and q4_0 rows counted in weights, not bytes).
     pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
         let entry = self.entries.get(name)?;
         self.dtype_and_shape(name, entry).ok().map(|(_, s)| s)

@@ -54,9 +54,8 @@ impl DType {
     /// weight whose rows are whole 32-weight blocks gets it and everything else bf16; other
     /// requests are kept as they are.
     pub fn stored_for(requested: DType, quantizable: bool, shape: &[usize]) -> DType {
-        if !requested.is_quantized() {
-            requested
-        } else if quantizable && shape.len() == 2 && shape[1].is_multiple_of(Q8_BLOCK) {
+        let whole_block_rows = shape.len() == 2 && shape[1].is_multiple_of(Q8_BLOCK);
+        if !requested.is_quantized() || (quantizable && whole_block_rows) {
             requested
         } else {
             DType::BF16

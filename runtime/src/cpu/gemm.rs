@@ -47,7 +47,7 @@ pub fn gemm(
 pub(crate) fn gemm_in_passes(isa: Isa, x: &[f32], m: usize, k: usize, w: WeightSlice, layout: WeightLayout, n: usize, out: &mut [f32], accumulate: bool, per_pass: usize) {
     // The avx2int8 level's 8-bit inputs (the GEMV's policy): Q8_0 and Q4_0 weights meet
     // 8-bit blocks of x in integer products.
-    let int8 = isa == Isa::Avx2Int8 && layout == WeightLayout::OutIn && k % crate::dtype::Q8_BLOCK == 0;
+    let int8 = isa == Isa::Avx2Int8 && layout == WeightLayout::OutIn && k.is_multiple_of(crate::dtype::Q8_BLOCK);
     for m0 in (0..m).step_by(per_pass.max(1)) {
         let mb = (m - m0).min(per_pass);
         let (xs, outs) = (&x[m0 * k..(m0 + mb) * k], &mut out[m0 * n..(m0 + mb) * n]);

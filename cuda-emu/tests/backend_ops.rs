@@ -20,7 +20,7 @@ use uniaudio_runtime::Precision;
 /// out-in products of free rows and linears with 16-bit weights, convolutions, attention).
 fn reaches_tensor_cores(case: &cases::Case) -> bool {
     use cases::Case::*;
-    use uniaudio_runtime::{DType, WeightLayout};
+    use uniaudio_runtime::WeightLayout;
     match case {
         MatMul { layout: WeightLayout::OutIn, dtype, .. } | Linear { dtype, .. } => !dtype.is_quantized(),
         _ => matches!(case, Conv1d { .. } | ConvTranspose1d { .. } | Conv2d { .. } | Attention { .. } | RelPosAttention { .. }),

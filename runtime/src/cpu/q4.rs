@@ -55,7 +55,6 @@ impl super::q8::BlockFormat for Q4 {
     }
 }
 
-
 /// A quantized input in the layout of the Q4_0 `fast` kernel: per pair of 32-element
 /// blocks (b, b + 1), the 16 low-nibble partners of each block side by side, then the 16
 /// high-nibble partners, the int32 offsets 8 · Σx over each lane's 8 elements, and each

@@ -37,16 +37,6 @@ impl super::q8::BlockFormat for Q4 {
 
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    unsafe fn bytes32(p: *const u8) -> std::arch::x86_64::__m256i {
-        use std::arch::x86_64::*;
-        let packed = _mm_loadu_si128(p.add(2) as *const __m128i);
-        let mask = _mm_set1_epi8(15);
-        let (lo, hi) = (_mm_and_si128(packed, mask), _mm_and_si128(_mm_srli_epi16::<4>(packed), mask));
-        _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8))
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
     unsafe fn sixteens(p: *const u8) -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i) {
         use std::arch::x86_64::*;
         let bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(2) as *const __m128i));
@@ -99,6 +89,7 @@ pub mod int8 {
     use std::arch::x86_64::*;
 
     use super::PairedX;
+    use crate::cpu::q8::int8::prefetch;
     use crate::cpu::simd::avx2::hsum;
     use crate::dtype::Q4_BLOCK_BYTES;
 
@@ -119,13 +110,6 @@ pub mod int8 {
         let d1 = if two { _mm_broadcast_ss(&*table.add(super::super::q8::scale_bits(p1) as u16 as usize)) } else { _mm_setzero_ps() };
         let d = _mm256_mul_ps(_mm256_set_m128(d1, d0), _mm256_loadu_ps(x.scales.as_ptr().add(8 * pair)));
         _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), d, acc)
-    }
-
-    #[inline(always)]
-    unsafe fn prefetch(p: *const u8, distance: usize) {
-        if distance != 0 {
-            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(distance) as *const i8);
-        }
     }
 
     /// One row of `blocks` weight blocks against the input, pair by pair in one
@@ -200,14 +184,13 @@ mod tests {
             return println!("SKIPPED the vector unpacking: this CPU lacks AVX2");
         }
         // SAFETY: AVX2 was detected.
-        let (eights, sixteens, bytes) = unsafe { avx2_unpack(&b) };
+        let (eights, sixteens) = unsafe { avx2_unpack(&b) };
         for (i, lanes) in eights.iter().enumerate() {
             assert_eq!(lanes[..], want[8 * i..8 * i + 8], "eight at {}", 8 * i);
         }
         for (half, lanes) in sixteens.iter().enumerate() {
             assert_eq!(lanes.map(i32::from)[..], want[16 * half..16 * half + 16], "sixteen_i16, half {half}");
         }
-        assert_eq!(bytes.map(i32::from), want, "bytes32");
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: AVX-512F was detected.
             let (lo, hi) = unsafe { sixteens_of(&b) };
@@ -258,7 +241,7 @@ mod tests {
     }
 
     #[target_feature(enable = "avx2")]
-    unsafe fn avx2_unpack(b: &[u8; 18]) -> ([[i32; 8]; 4], [[i16; 16]; 2], [i8; 32]) {
+    unsafe fn avx2_unpack(b: &[u8; 18]) -> ([[i32; 8]; 4], [[i16; 16]; 2]) {
         let mut eights = [[0i32; 8]; 4];
         for (i, lanes) in eights.iter_mut().enumerate() {
             _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, Q4::eight(b.as_ptr(), 8 * i));
@@ -267,9 +250,7 @@ mod tests {
         for (half, lanes) in sixteens.iter_mut().enumerate() {
             _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, Q4::sixteen_i16(b.as_ptr(), half));
         }
-        let mut bytes = [0i8; 32];
-        _mm256_storeu_si256(bytes.as_mut_ptr() as *mut __m256i, Q4::bytes32(b.as_ptr()));
-        (eights, sixteens, bytes)
+        (eights, sixteens)
     }
 
     #[target_feature(enable = "avx512f")]

@@ -116,9 +116,6 @@ pub(crate) trait BlockFormat {
     /// Weights `16 · half .. 16 · half + 16` of the block at `p` in 16 int16 lanes (AVX2).
     #[cfg(target_arch = "x86_64")]
     unsafe fn sixteen_i16(p: *const u8, half: usize) -> std::arch::x86_64::__m256i;
-    /// The block's 32 weights as signed bytes, in order (AVX2).
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn bytes32(p: *const u8) -> std::arch::x86_64::__m256i;
     /// Weights 0..16 and 16..32 of the block in 16 int32 lanes each (AVX-512).
     #[cfg(target_arch = "x86_64")]
     unsafe fn sixteens(p: *const u8) -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i);
@@ -146,12 +143,6 @@ impl BlockFormat for Q8 {
     unsafe fn eight(p: *const u8, e: usize) -> std::arch::x86_64::__m256i {
         use std::arch::x86_64::*;
         _mm256_cvtepi8_epi32(_mm_loadl_epi64(p.add(2 + e) as *const __m128i))
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn bytes32(p: *const u8) -> std::arch::x86_64::__m256i {
-        std::arch::x86_64::_mm256_loadu_si256(p.add(2) as *const _)
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -312,7 +303,8 @@ pub mod int8 {
     //! the 16-bit pair sums), so the two give identical results.
     use std::arch::x86_64::*;
 
-    use super::{BlockFormat, QuantizedX};
+    use super::QuantizedX;
+    use crate::dtype::Q8_BLOCK_BYTES;
     use crate::cpu::simd::avx2::hsum;
 
     /// Σ w·x over one block pair in 8 int32 lanes: both instructions multiply unsigned by
@@ -330,9 +322,9 @@ pub mod int8 {
     /// The block at `p` against input block `b`, scaled by both blocks' scales (the
     /// weight's from `F16_TO_F32` at `table`) and added to `acc`.
     #[inline(always)]
-    unsafe fn block_fma<F: BlockFormat, const VNNI: bool>(p: *const u8, x: &QuantizedX, b: usize, table: *const f32, acc: __m256) -> __m256 {
+    unsafe fn block_fma<const VNNI: bool>(p: *const u8, x: &QuantizedX, b: usize, table: *const f32, acc: __m256) -> __m256 {
         let xq = _mm256_loadu_si256(x.q.as_ptr().add(32 * b) as *const __m256i);
-        let s = _mm256_cvtepi32_ps(block_dot::<VNNI>(F::bytes32(p), xq));
+        let s = _mm256_cvtepi32_ps(block_dot::<VNNI>(_mm256_loadu_si256(p.add(2) as *const __m256i), xq));
         let d = _mm256_mul_ps(super::table_scale(table, p), _mm256_broadcast_ss(&*x.scales.as_ptr().add(b)));
         _mm256_fmadd_ps(s, d, acc)
     }
@@ -341,7 +333,7 @@ pub mod int8 {
     /// hardware prefetcher alone leaves the kernel waiting on memory (the distance is the
     /// tuned `cpu.q8.prefetch_bytes`).
     #[inline(always)]
-    unsafe fn prefetch(p: *const u8, distance: usize) {
+    pub(crate) unsafe fn prefetch(p: *const u8, distance: usize) {
         if distance != 0 {
             _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(distance) as *const i8);
         }
@@ -350,73 +342,73 @@ pub mod int8 {
     /// One row of `k` (a multiple of 32) weights against the quantized input, block by
     /// block in one sequential stream (two accumulators, even and odd blocks).
     #[inline(always)]
-    unsafe fn dot1<F: BlockFormat, const VNNI: bool>(row: *const u8, x: &QuantizedX, k: usize, table: *const f32) -> f32 {
+    unsafe fn dot1<const VNNI: bool>(row: *const u8, x: &QuantizedX, k: usize, table: *const f32) -> f32 {
         let (mut even, mut odd) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         let blocks = k / 32;
         for b in (0..blocks - blocks % 2).step_by(2) {
-            prefetch(row.wrapping_add(b * F::BYTES), x.prefetch);
-            even = block_fma::<F, VNNI>(row.add(b * F::BYTES), x, b, table, even);
-            odd = block_fma::<F, VNNI>(row.add((b + 1) * F::BYTES), x, b + 1, table, odd);
+            prefetch(row.wrapping_add(b * Q8_BLOCK_BYTES), x.prefetch);
+            even = block_fma::<VNNI>(row.add(b * Q8_BLOCK_BYTES), x, b, table, even);
+            odd = block_fma::<VNNI>(row.add((b + 1) * Q8_BLOCK_BYTES), x, b + 1, table, odd);
         }
         if blocks % 2 == 1 {
-            even = block_fma::<F, VNNI>(row.add((blocks - 1) * F::BYTES), x, blocks - 1, table, even);
+            even = block_fma::<VNNI>(row.add((blocks - 1) * Q8_BLOCK_BYTES), x, blocks - 1, table, even);
         }
         hsum(_mm256_add_ps(even, odd))
     }
 
     /// `dot1` for two inputs, each weight block loaded once; per input the same order.
     #[inline(always)]
-    unsafe fn dot1x2<F: BlockFormat, const VNNI: bool>(row: *const u8, x: [&QuantizedX; 2], k: usize, table: *const f32) -> [f32; 2] {
+    unsafe fn dot1x2<const VNNI: bool>(row: *const u8, x: [&QuantizedX; 2], k: usize, table: *const f32) -> [f32; 2] {
         let (mut even, mut odd) = ([_mm256_setzero_ps(); 2], [_mm256_setzero_ps(); 2]);
         let blocks = k / 32;
         for b in (0..blocks - blocks % 2).step_by(2) {
-            let (p, q) = (row.add(b * F::BYTES), row.add((b + 1) * F::BYTES));
+            let (p, q) = (row.add(b * Q8_BLOCK_BYTES), row.add((b + 1) * Q8_BLOCK_BYTES));
             prefetch(p, x[0].prefetch);
-            even[0] = block_fma::<F, VNNI>(p, x[0], b, table, even[0]);
-            even[1] = block_fma::<F, VNNI>(p, x[1], b, table, even[1]);
-            odd[0] = block_fma::<F, VNNI>(q, x[0], b + 1, table, odd[0]);
-            odd[1] = block_fma::<F, VNNI>(q, x[1], b + 1, table, odd[1]);
+            even[0] = block_fma::<VNNI>(p, x[0], b, table, even[0]);
+            even[1] = block_fma::<VNNI>(p, x[1], b, table, even[1]);
+            odd[0] = block_fma::<VNNI>(q, x[0], b + 1, table, odd[0]);
+            odd[1] = block_fma::<VNNI>(q, x[1], b + 1, table, odd[1]);
         }
         if blocks % 2 == 1 {
-            let p = row.add((blocks - 1) * F::BYTES);
-            even[0] = block_fma::<F, VNNI>(p, x[0], blocks - 1, table, even[0]);
-            even[1] = block_fma::<F, VNNI>(p, x[1], blocks - 1, table, even[1]);
+            let p = row.add((blocks - 1) * Q8_BLOCK_BYTES);
+            even[0] = block_fma::<VNNI>(p, x[0], blocks - 1, table, even[0]);
+            even[1] = block_fma::<VNNI>(p, x[1], blocks - 1, table, even[1]);
         }
         [hsum(_mm256_add_ps(even[0], odd[0])), hsum(_mm256_add_ps(even[1], odd[1]))]
     }
 
     /// Four rows, one after the other.
     #[inline(always)]
-    unsafe fn dot4<F: BlockFormat, const VNNI: bool>(rows: [*const u8; 4], x: &QuantizedX, k: usize) -> [f32; 4] {
+    unsafe fn dot4<const VNNI: bool>(rows: [*const u8; 4], x: &QuantizedX, k: usize) -> [f32; 4] {
         let table = super::f16_table().as_ptr();
-        [dot1::<F, VNNI>(rows[0], x, k, table), dot1::<F, VNNI>(rows[1], x, k, table), dot1::<F, VNNI>(rows[2], x, k, table), dot1::<F, VNNI>(rows[3], x, k, table)]
+        [dot1::<VNNI>(rows[0], x, k, table), dot1::<VNNI>(rows[1], x, k, table), dot1::<VNNI>(rows[2], x, k, table), dot1::<VNNI>(rows[3], x, k, table)]
     }
 
     #[inline(always)]
-    unsafe fn dot4x2<F: BlockFormat, const VNNI: bool>(rows: [*const u8; 4], x: [&QuantizedX; 2], k: usize) -> [[f32; 4]; 2] {
+    unsafe fn dot4x2<const VNNI: bool>(rows: [*const u8; 4], x: [&QuantizedX; 2], k: usize) -> [[f32; 4]; 2] {
         let table = super::f16_table().as_ptr();
-        let (r0, r1, r2, r3) = (dot1x2::<F, VNNI>(rows[0], x, k, table), dot1x2::<F, VNNI>(rows[1], x, k, table), dot1x2::<F, VNNI>(rows[2], x, k, table), dot1x2::<F, VNNI>(rows[3], x, k, table));
+        let (r0, r1, r2, r3) = (dot1x2::<VNNI>(rows[0], x, k, table), dot1x2::<VNNI>(rows[1], x, k, table), dot1x2::<VNNI>(rows[2], x, k, table), dot1x2::<VNNI>(rows[3], x, k, table));
         [[r0[0], r1[0], r2[0], r3[0]], [r0[1], r1[1], r2[1], r3[1]]]
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub(crate) unsafe fn dot4_vnni<F: BlockFormat>(rows: [*const u8; 4], x: &QuantizedX, k: usize) -> [f32; 4] {
-        dot4::<F, true>(rows, x, k)
+    pub(crate) unsafe fn dot4_vnni(rows: [*const u8; 4], x: &QuantizedX, k: usize) -> [f32; 4] {
+        dot4::<true>(rows, x, k)
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub(crate) unsafe fn dot4x2_vnni<F: BlockFormat>(rows: [*const u8; 4], x: [&QuantizedX; 2], k: usize) -> [[f32; 4]; 2] {
-        dot4x2::<F, true>(rows, x, k)
+    pub(crate) unsafe fn dot4x2_vnni(rows: [*const u8; 4], x: [&QuantizedX; 2], k: usize) -> [[f32; 4]; 2] {
+        dot4x2::<true>(rows, x, k)
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(crate) unsafe fn dot4_avx2<F: BlockFormat>(rows: [*const u8; 4], x: &QuantizedX, k: usize) -> [f32; 4] {
-        dot4::<F, false>(rows, x, k)
+    pub(crate) unsafe fn dot4_avx2(rows: [*const u8; 4], x: &QuantizedX, k: usize) -> [f32; 4] {
+        dot4::<false>(rows, x, k)
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(crate) unsafe fn dot4x2_avx2<F: BlockFormat>(rows: [*const u8; 4], x: [&QuantizedX; 2], k: usize) -> [[f32; 4]; 2] {
-        dot4x2::<F, false>(rows, x, k)
+    pub(crate) unsafe fn dot4x2_avx2(rows: [*const u8; 4], x: [&QuantizedX; 2], k: usize) -> [[f32; 4]; 2] {
+        dot4x2::<false>(rows, x, k)
     }
 }
 
@@ -489,12 +481,12 @@ mod tests {
         let stride = k / 32 * Q8_BLOCK_BYTES;
         let ptrs = [0, 1, 2, 3].map(|r| rows[r * stride..].as_ptr());
         // SAFETY: AVX2 was detected; each row holds k / 32 whole blocks.
-        let got = unsafe { int8::dot4_avx2::<Q8>(ptrs, &xq, k) };
+        let got = unsafe { int8::dot4_avx2(ptrs, &xq, k) };
         // The pair with a different second input: each input gets its own `dot4`'s bits.
         let y: Vec<f32> = x.iter().rev().map(|v| v * 0.7).collect();
         let yq = QuantizedX::new(&y, 0);
-        let pair = unsafe { int8::dot4x2_avx2::<Q8>(ptrs, [&xq, &yq], k) };
-        let alone = unsafe { int8::dot4_avx2::<Q8>(ptrs, &yq, k) };
+        let pair = unsafe { int8::dot4x2_avx2(ptrs, [&xq, &yq], k) };
+        let alone = unsafe { int8::dot4_avx2(ptrs, &yq, k) };
         for r in 0..4 {
             // Exact int32 block sums; only the f32 scaling and accumulation round.
             assert!((got[r] as f64 - want[r]).abs() <= 1e-5 * want[r].abs().max(1.0), "row {r}: {} vs {}", got[r], want[r]);
@@ -503,7 +495,7 @@ mod tests {
         }
         if std::arch::is_x86_feature_detected!("avx512vnni") && std::arch::is_x86_feature_detected!("avx512vl") {
             // SAFETY: AVX512-VNNI and VL were detected.
-            let vnni = unsafe { int8::dot4_vnni::<Q8>(ptrs, &xq, k) };
+            let vnni = unsafe { int8::dot4_vnni(ptrs, &xq, k) };
             assert_eq!(vnni.map(f32::to_bits), got.map(f32::to_bits), "vpdpbusd and vpmaddubsw + vpmaddwd differ");
         } else {
             println!("SKIPPED the VNNI comparison: this CPU lacks AVX512-VNNI");

@@ -246,7 +246,7 @@ pub fn dot4(isa: Isa, w: WeightSlice, starts: [usize; 4], x: &GemvX) -> [f32; 4]
                 WeightSlice::F32(s) => avx512::dot4_f32(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k),
                 WeightSlice::F16(s) => avx512::dot4_f16(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k),
                 WeightSlice::BF16(s) => avx512::dot4_bf16(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), x.even_odd32.as_ptr(), k),
-                WeightSlice::Q8_0(b) if isa.int8_dot() => q8::int8::dot4_vnni::<Q8>(block_rows::<Q8>(b, starts, k), x.quantized(), k),
+                WeightSlice::Q8_0(b) if isa.int8_dot() => q8::int8::dot4_vnni(block_rows::<Q8>(b, starts, k), x.quantized(), k),
                 WeightSlice::Q8_0(b) => q8::avx512::dot4::<Q8>(block_rows::<Q8>(b, starts, k), x.x.as_ptr(), k),
                 WeightSlice::Q4_0(b) if isa.int8_dot() => super::q4::int8::dot4(block_rows::<Q4>(b, starts, k), x.paired(), k),
                 WeightSlice::Q4_0(b) => q8::avx512::dot4::<Q4>(block_rows::<Q4>(b, starts, k), x.x.as_ptr(), k),
@@ -261,7 +261,7 @@ pub fn dot4(isa: Isa, w: WeightSlice, starts: [usize; 4], x: &GemvX) -> [f32; 4]
                 WeightSlice::F32(s) => avx2::dot4_f32(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k),
                 WeightSlice::F16(s) => avx2::dot4_f16(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), k),
                 WeightSlice::BF16(s) => avx2::dot4_bf16(starts.map(|o| s.as_ptr().add(o)), x.x.as_ptr(), x.even_odd.as_ptr(), k),
-                WeightSlice::Q8_0(b) if isa.int8_dot() => q8::int8::dot4_avx2::<Q8>(block_rows::<Q8>(b, starts, k), x.quantized(), k),
+                WeightSlice::Q8_0(b) if isa.int8_dot() => q8::int8::dot4_avx2(block_rows::<Q8>(b, starts, k), x.quantized(), k),
                 WeightSlice::Q8_0(b) => q8::avx2::dot4::<Q8>(block_rows::<Q8>(b, starts, k), x.x.as_ptr(), k),
                 WeightSlice::Q4_0(b) if isa.int8_dot() => super::q4::int8::dot4(block_rows::<Q4>(b, starts, k), x.paired(), k),
                 WeightSlice::Q4_0(b) => q8::avx2::dot4::<Q4>(block_rows::<Q4>(b, starts, k), x.x.as_ptr(), k),
@@ -289,7 +289,7 @@ pub fn dot4x2(isa: Isa, w: WeightSlice, starts: [usize; 4], a: &GemvX, b: &GemvX
                 WeightSlice::F32(s) => avx512::dot4x2_f32(starts.map(|o| s.as_ptr().add(o)), x, k),
                 WeightSlice::F16(s) => avx512::dot4x2_f16(starts.map(|o| s.as_ptr().add(o)), x, k),
                 WeightSlice::BF16(s) => avx512::dot4x2_bf16(starts.map(|o| s.as_ptr().add(o)), x, [a.even_odd32.as_ptr(), b.even_odd32.as_ptr()], k),
-                WeightSlice::Q8_0(q) if isa.int8_dot() => q8::int8::dot4x2_vnni::<Q8>(block_rows::<Q8>(q, starts, k), [a.quantized(), b.quantized()], k),
+                WeightSlice::Q8_0(q) if isa.int8_dot() => q8::int8::dot4x2_vnni(block_rows::<Q8>(q, starts, k), [a.quantized(), b.quantized()], k),
                 WeightSlice::Q8_0(q) => q8::avx512::dot4x2::<Q8>(block_rows::<Q8>(q, starts, k), x, k),
                 WeightSlice::Q4_0(q) if isa.int8_dot() => super::q4::int8::dot4x2(block_rows::<Q4>(q, starts, k), [a.paired(), b.paired()], k),
                 WeightSlice::Q4_0(q) => q8::avx512::dot4x2::<Q4>(block_rows::<Q4>(q, starts, k), x, k),
@@ -301,7 +301,7 @@ pub fn dot4x2(isa: Isa, w: WeightSlice, starts: [usize; 4], a: &GemvX, b: &GemvX
         // SAFETY: the features were detected; rows are in bounds (asserted above).
         unsafe {
             match w {
-                WeightSlice::Q8_0(q) => return q8::int8::dot4x2_avx2::<Q8>(block_rows::<Q8>(q, starts, k), [a.quantized(), b.quantized()], k),
+                WeightSlice::Q8_0(q) => return q8::int8::dot4x2_avx2(block_rows::<Q8>(q, starts, k), [a.quantized(), b.quantized()], k),
                 WeightSlice::Q4_0(q) => return super::q4::int8::dot4x2(block_rows::<Q4>(q, starts, k), [a.paired(), b.paired()], k),
                 _ => {}
             }

@@ -6,6 +6,8 @@
 //! themselves). `Cpu` holds its lock for the whole op, so no other op writes meanwhile.
 
 use super::Cpu;
+use super::q4::Q4;
+use super::q8::{BlockFormat, Q8};
 use crate::dtype::{Q4_BLOCK_BYTES, Q8_BLOCK, Q8_BLOCK_BYTES};
 use crate::{DType, Error, Result, Tensor};
 
@@ -39,14 +41,8 @@ impl WeightSlice<'_> {
             WeightSlice::F32(s) => s[i],
             WeightSlice::F16(s) => half::f16::from_bits(s[i]).to_f32(),
             WeightSlice::BF16(s) => crate::dtype::bf16_bits_to_f32(s[i]),
-            WeightSlice::Q8_0(b) => {
-                let block = &b[i / Q8_BLOCK * Q8_BLOCK_BYTES..][..Q8_BLOCK_BYTES];
-                q8_scale(block) * block[2 + i % Q8_BLOCK] as i8 as f32
-            }
-            WeightSlice::Q4_0(b) => {
-                let block = &b[i / Q8_BLOCK * Q4_BLOCK_BYTES..][..Q4_BLOCK_BYTES];
-                q8_scale(block) * q4_weight(block, i % Q8_BLOCK) as f32
-            }
+            WeightSlice::Q8_0(b) => block_weight::<Q8>(b, i),
+            WeightSlice::Q4_0(b) => block_weight::<Q4>(b, i),
         }
     }
 
@@ -59,33 +55,35 @@ impl WeightSlice<'_> {
             WeightSlice::BF16(s) => super::simd::widen_bf16(&s[start..start + len], dst),
             WeightSlice::Q8_0(b) => {
                 assert!(start + len <= self.len(), "widen_into out of bounds");
-                let mut i = 0;
-                while i < len {
-                    let e = start + i;
-                    let block = &b[e / Q8_BLOCK * Q8_BLOCK_BYTES..][..Q8_BLOCK_BYTES];
-                    let d = q8_scale(block);
-                    let take = (Q8_BLOCK - e % Q8_BLOCK).min(len - i);
-                    for (o, &q) in dst[i..i + take].iter_mut().zip(&block[2 + e % Q8_BLOCK..]) {
-                        *o = d * q as i8 as f32;
-                    }
-                    i += take;
-                }
+                widen_blocks::<Q8>(b, start, dst)
             }
             WeightSlice::Q4_0(b) => {
                 assert!(start + len <= self.len(), "widen_into out of bounds");
-                let mut i = 0;
-                while i < len {
-                    let e = start + i;
-                    let block = &b[e / Q8_BLOCK * Q4_BLOCK_BYTES..][..Q4_BLOCK_BYTES];
-                    let d = q8_scale(block);
-                    let take = (Q8_BLOCK - e % Q8_BLOCK).min(len - i);
-                    for (j, o) in dst[i..i + take].iter_mut().enumerate() {
-                        *o = d * q4_weight(block, e % Q8_BLOCK + j) as f32;
-                    }
-                    i += take;
-                }
+                widen_blocks::<Q4>(b, start, dst)
             }
         }
+    }
+}
+
+/// Element `i` of blocks of format F, widened (exact in f32).
+#[inline(always)]
+fn block_weight<F: BlockFormat>(blocks: &[u8], i: usize) -> f32 {
+    let block = &blocks[i / Q8_BLOCK * F::BYTES..][..F::BYTES];
+    q8_scale(block) * F::int(block, i % Q8_BLOCK) as f32
+}
+
+/// Elements `start..start + dst.len()` of blocks of format F, widened a block at a time.
+fn widen_blocks<F: BlockFormat>(blocks: &[u8], start: usize, dst: &mut [f32]) {
+    let mut i = 0;
+    while i < dst.len() {
+        let e = start + i;
+        let block = &blocks[e / Q8_BLOCK * F::BYTES..][..F::BYTES];
+        let d = q8_scale(block);
+        let take = (Q8_BLOCK - e % Q8_BLOCK).min(dst.len() - i);
+        for (j, o) in dst[i..i + take].iter_mut().enumerate() {
+            *o = d * F::int(block, e % Q8_BLOCK + j) as f32;
+        }
+        i += take;
     }
 }
 
@@ -97,7 +95,7 @@ pub fn q4_weight(block: &[u8], j: usize) -> i32 {
     (if j < 16 { byte & 15 } else { byte >> 4 }) as i32 - 8
 }
 
-/// The f16 scale of a Q8_0 block, widened.
+/// The f16 scale of a Q8_0 or Q4_0 block, widened.
 #[inline(always)]
 pub fn q8_scale(block: &[u8]) -> f32 {
     half::f16::from_bits(u16::from_le_bytes([block[0], block[1]])).to_f32()

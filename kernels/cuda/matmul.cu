@@ -175,19 +175,19 @@ __device__ void gate_up(const W* wg, const W* wu, const float* x, float* out, u3
     extern "C" __global__ void __launch_bounds__(256) conv2d_##S(CONV2D_PARAMS(W)) { conv2d_gemm(CoreTile(), CONV2D_ARGS); }
 FOR_WEIGHT_TYPES(MATMUL)
 
-// Q8_0 weights: the GEMV, the gated MLP input and the CUDA-core GEMM (tensor cores take
-// TF32, which cannot hold scale x int8 exactly). A Q8_0 linear's bias keeps a float dtype:
-// gemm_q8_<bias dtype> (gemm_q8_f32 also serves unbiased linears, with a null bias).
-extern "C" __global__ void __launch_bounds__(256) gemv_q8(const q8_t* w, const float* x, float* out, u32 m, u32 n, u32 k, u32 acc, u32 vec) { gemv(w, x, out, m, n, k, acc, vec); }
-extern "C" __global__ void __launch_bounds__(256) gate_up_q8(const q8_t* wg, const q8_t* wu, const float* x, float* out, u32 m, u32 f, u32 k, u32 vec) { gate_up(wg, wu, x, out, m, f, k, vec); }
-#define GEMM_Q8(S, B) \
-    extern "C" __global__ void __launch_bounds__(256) gemm_q8_##S(const float* x, const q8_t* w, const B* bias, const float* gate, float* out, u32 m, u32 n, u32 k, u32 act, float levels, u32 acc) { \
+// Q8_0 and Q4_0 weights (Q: q8 or q4, its block type q8_t or q4_t): the GEMV, the gated MLP
+// input and the CUDA-core GEMM (tensor cores take TF32, which cannot hold scale x integer
+// exactly). Their linears' biases keep a float dtype: gemm_<Q>_<bias dtype> (the f32 one
+// also serves unbiased linears, with a null bias).
+#define BLOCK_PRODUCTS(Q, T) \
+    extern "C" __global__ void __launch_bounds__(256) gemv_##Q(const T* w, const float* x, float* out, u32 m, u32 n, u32 k, u32 acc, u32 vec) { gemv(w, x, out, m, n, k, acc, vec); } \
+    extern "C" __global__ void __launch_bounds__(256) gate_up_##Q(const T* wg, const T* wu, const float* x, float* out, u32 m, u32 f, u32 k, u32 vec) { gate_up(wg, wu, x, out, m, f, k, vec); }
+#define BLOCK_GEMM(Q, T, S, B) \
+    extern "C" __global__ void __launch_bounds__(256) gemm_##Q##_##S(const float* x, const T* w, const B* bias, const float* gate, float* out, u32 m, u32 n, u32 k, u32 act, float levels, u32 acc) { \
         gemm(x, w, bias, gate, out, m, n, k, act, levels, acc); }
+#define GEMM_Q8(S, B) BLOCK_GEMM(q8, q8_t, S, B)
+#define GEMM_Q4(S, B) BLOCK_GEMM(q4, q4_t, S, B)
+BLOCK_PRODUCTS(q8, q8_t)
+BLOCK_PRODUCTS(q4, q4_t)
 FOR_WEIGHT_TYPES(GEMM_Q8)
-// Q4_0 weights: the same three (gemm_q4_<bias dtype>).
-extern "C" __global__ void __launch_bounds__(256) gemv_q4(const q4_t* w, const float* x, float* out, u32 m, u32 n, u32 k, u32 acc, u32 vec) { gemv(w, x, out, m, n, k, acc, vec); }
-extern "C" __global__ void __launch_bounds__(256) gate_up_q4(const q4_t* wg, const q4_t* wu, const float* x, float* out, u32 m, u32 f, u32 k, u32 vec) { gate_up(wg, wu, x, out, m, f, k, vec); }
-#define GEMM_Q4(S, B) \
-    extern "C" __global__ void __launch_bounds__(256) gemm_q4_##S(const float* x, const q4_t* w, const B* bias, const float* gate, float* out, u32 m, u32 n, u32 k, u32 act, float levels, u32 acc) { \
-        gemm(x, w, bias, gate, out, m, n, k, act, levels, acc); }
 FOR_WEIGHT_TYPES(GEMM_Q4)

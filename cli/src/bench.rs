@@ -71,7 +71,9 @@ fn auto_preset(dtype: DType, dir: &Path) -> Preset {
 /// The preset's model directory, synthesized on first use and reused afterwards.
 pub(crate) fn preset_model(preset: Preset, dtype: DType) -> Result<PathBuf> {
     let config = preset.config();
-    let dir = cache_dir().join(format!("bench-{}-{}-v1", preset.name(), dtype));
+    // v2 of the block-quantized models: their audio heads are stored in blocks too.
+    let version = if dtype.is_quantized() { 2 } else { 1 };
+    let dir = cache_dir().join(format!("bench-{}-{}-v{version}", preset.name(), dtype));
     if let Ok(existing) = LmConfig::from_file(&dir.join("config.json")) {
         if existing == config && dir.join("model.safetensors").is_file() {
             return Ok(dir);

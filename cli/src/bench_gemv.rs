@@ -9,7 +9,7 @@ use uniaudio_runtime::{Cpu, DType};
 
 #[derive(Args)]
 pub struct BenchGemvArgs {
-    /// Weight dtype: bf16, f16, f32, q8 or q4 (the audio heads stay bf16 with q8 and q4).
+    /// Weight dtype: bf16, f16, f32, q8 or q4 (q8 and q4 read the audio heads transposed, in rows of blocks).
     #[arg(long, default_value = "bf16")]
     dtype: String,
     /// Timed passes per case (the median is reported).

@@ -11,6 +11,7 @@ use uniaudio_runtime::DType;
 
 use crate::config::{LmConfig, StackConfig};
 use crate::error::{LmError, Result};
+use crate::stored_dtype::{stored_dtype, stored_shape, to_stored_order};
 use crate::synth::model_tensors;
 
 pub struct ConvertOptions {
@@ -55,7 +56,7 @@ fn plan(ckpt: &TorchCheckpoint, config: &LmConfig, dtype: Option<DType>) -> Resu
             None => problems.push(format!("`{}` is not a tensor of the configured model", t.name)),
             Some(shape) if *shape != t.shape => problems.push(format!("`{name}`: checkpoint has {:?}, the config expects {shape:?}", t.shape)),
             Some(shape) => {
-                let dtype = dtype.map_or(t.dtype, |d| crate::stored_dtype::stored_dtype(&name, shape, d));
+                let dtype = dtype.map_or(t.dtype, |d| stored_dtype(&name, shape, d));
                 planned.push(Planned { name, dtype, source: t, legacy_qkv })
             }
         }
@@ -104,7 +105,8 @@ fn convert_bytes(p: &Planned, bytes: Vec<u8>) -> Vec<u8> {
     if p.dtype == p.source.dtype {
         bytes
     } else {
-        f32_to_bytes(&bytes_to_f32(&bytes, p.source.dtype), p.dtype)
+        let values = bytes_to_f32(&bytes, p.source.dtype);
+        f32_to_bytes(&to_stored_order(&p.name, &p.source.shape, p.dtype, values), p.dtype)
     }
 }
 
@@ -140,7 +142,7 @@ fn write_dir(ckpt: &TorchCheckpoint, config: &LmConfig, planned: &[Planned], dir
     let mut weight_map = BTreeMap::new();
     let mut done = 0u64;
     for (shard, file) in shards.iter().zip(&names) {
-        let specs = shard.iter().map(|p| TensorSpec::new(p.name.clone(), p.dtype, &p.source.shape)).collect();
+        let specs = shard.iter().map(|p| TensorSpec::new(p.name.clone(), p.dtype, &stored_shape(&p.name, &p.source.shape, p.dtype))).collect();
         let mut writer = SafetensorsWriter::create(dir.join(file), specs, &metadata)?;
         for p in shard {
             let bytes = convert_bytes(p, ckpt.read(&p.source)?);

@@ -69,7 +69,7 @@ impl<B: Backend> Heads<B> {
         let (resid, out) = (self.dec_resid.narrow(0, rows)?, self.dec_out.narrow(0, rows)?);
         decoder.forward(b, &w.decoder, &spans, &resid, &pos, &out, RowOrder::Invariant)?;
         let logits = self.audio_logits.narrow(0, rows)?;
-        ops::matmul_rows(b, &out, &w.audio_head[i], &logits, WeightLayout::InOut, false, RowOrder::Invariant)?;
+        ops::matmul_rows(b, &out, &w.audio_head[i], &logits, w.audio_head_layout, false, RowOrder::Invariant)?;
         Ok(logits)
     }
 

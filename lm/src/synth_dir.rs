@@ -10,6 +10,7 @@ use uniaudio_runtime::DType;
 
 use crate::config::LmConfig;
 use crate::error::{LmError, Result};
+use crate::stored_dtype::{stored_dtype, stored_shape, to_stored_order};
 use crate::synth::{model_tensors, InitSpec};
 
 /// Writes `config` with weights from `init` to the new directory `out` (which must not
@@ -34,15 +35,15 @@ fn write_into(config: &LmConfig, init: &InitSpec, dtype: DType, dir: &Path, tens
         "patches": init.patches.iter().map(|p| serde_json::json!({"tensor": p.tensor, "offset": p.offset, "values": p.values})).collect::<Vec<_>>()});
     let config_path = dir.join("config.json");
     std::fs::write(&config_path, serde_json::to_string_pretty(&json).expect("json")).map_err(|e| LmError::Io { path: config_path, cause: e })?;
-    let specs: Vec<TensorSpec> = tensors.iter().map(|(n, s)| TensorSpec::new(n.clone(), crate::stored_dtype::stored_dtype(n, s, dtype), s)).collect();
+    let dtypes: Vec<DType> = tensors.iter().map(|(n, s)| stored_dtype(n, s, dtype)).collect();
+    let specs: Vec<TensorSpec> = tensors.iter().zip(&dtypes).map(|((n, s), &d)| TensorSpec::new(n.clone(), d, &stored_shape(n, s, d))).collect();
     let total: u64 = specs.iter().map(|s| s.size_bytes() as u64).sum();
     let metadata = BTreeMap::from([("format".to_string(), "pt".to_string())]);
-    let dtypes: Vec<DType> = specs.iter().map(|s| s.dtype).collect();
     let mut writer = SafetensorsWriter::create(dir.join("model.safetensors"), specs, &metadata)?;
     let mut done = 0u64;
     for ((name, shape), &dtype) in tensors.iter().zip(&dtypes) {
         let n: usize = shape.iter().product();
-        let values = init.tensor(name, n).map_err(LmError::Invalid)?;
+        let values = to_stored_order(name, shape, dtype, init.tensor(name, n).map_err(LmError::Invalid)?);
         let bytes = f32_to_bytes(&values, dtype);
         writer.write_tensor(name, &bytes)?;
         done += bytes.len() as u64;

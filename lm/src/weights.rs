@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 
 use uniaudio_runtime::weights::ModelWeights;
-use uniaudio_runtime::{Backend, Tensor};
+use uniaudio_runtime::{Backend, Tensor, WeightLayout};
 
 use crate::config::{LmConfig, StackConfig, CODEBOOKS};
 use crate::error::{LmError, Result};
+use crate::stored_dtype::{audio_head_layout, stored_shape, AUDIO_HEAD};
 use crate::synth::model_tensors;
 
 /// One Llama block. Shapes with e = n_embd, f = intermediate_size.
@@ -38,7 +39,10 @@ pub struct LmWeights<B: Backend> {
     pub lm_head: Tensor<B>,          // [V, d]
     pub audio_embeddings: Tensor<B>, // [8·V_a, d]
     pub projection: Tensor<B>,       // [d_dec, d]
-    pub audio_head: Vec<Tensor<B>>,  // 8 × [d_dec, V_a]  (in-dim first)
+    /// 8 heads: [d_dec, V_a] (in-dim first, as upstream) for float weights, [V_a, d_dec]
+    /// for block-quantized ones (see `stored_dtype::audio_head_layout`).
+    pub audio_head: Vec<Tensor<B>>,
+    pub audio_head_layout: WeightLayout,
 }
 
 struct Loader<'a, B: Backend> {
@@ -53,6 +57,14 @@ impl<B: Backend> Loader<'_, B> {
         let shape = self.expected.get(name).ok_or_else(|| LmError::Invalid(format!("`{name}` is not a tensor of this model")))?;
         let view = self.weights.get_checked(name, shape)?;
         Ok(self.backend.upload_weight(&view)?)
+    }
+
+    /// The audio heads in the layout their stored dtype implies.
+    fn audio_head(&self) -> Result<(Tensor<B>, WeightLayout)> {
+        let upstream = &self.expected[AUDIO_HEAD];
+        let dtype = self.weights.get(AUDIO_HEAD)?.dtype();
+        let view = self.weights.get_checked(AUDIO_HEAD, &stored_shape(AUDIO_HEAD, upstream, dtype))?;
+        Ok((self.backend.upload_weight(&view)?, audio_head_layout(dtype)))
     }
 
     fn stack(&self, prefix: &str, s: &StackConfig) -> Result<StackWeights<B>> {
@@ -94,10 +106,12 @@ impl<B: Backend> LmWeights<B> {
         }
         let l = Loader { backend, weights, expected };
         let s = &config.stacks;
-        let head = l.get("audio_head")?;
-        let audio_head = (0..CODEBOOKS)
-            .map(|i| head.narrow(i, 1)?.reshape(&[s.decoder.n_embd, config.audio_vocab()]))
-            .collect::<uniaudio_runtime::Result<Vec<_>>>()?;
+        let (head, audio_head_layout) = l.audio_head()?;
+        let per_codebook = match audio_head_layout {
+            WeightLayout::InOut => [s.decoder.n_embd, config.audio_vocab()],
+            WeightLayout::OutIn => [config.audio_vocab(), s.decoder.n_embd],
+        };
+        let audio_head = (0..CODEBOOKS).map(|i| head.narrow(i, 1)?.reshape(&per_codebook)).collect::<uniaudio_runtime::Result<Vec<_>>>()?;
         Ok(LmWeights {
             backbone: l.stack("backbone", &s.backbone)?,
             understanding: l.stack("audio_understanding_expert", &s.understanding)?,
@@ -108,6 +122,7 @@ impl<B: Backend> LmWeights<B> {
             audio_embeddings: l.get("audio_embeddings.weight")?,
             projection: l.get("projection.weight")?,
             audio_head,
+            audio_head_layout,
         })
     }
 

@@ -9,6 +9,7 @@ use uniaudio_lm::llm_yaml::LlmYaml;
 use uniaudio_lm::synth::{model_tensors, InitSpec};
 use uniaudio_lm::{LmConfig, UniAudioLm};
 use uniaudio_runtime::weights::ModelWeights;
+use uniaudio_runtime::dtype::f32_to_bytes;
 use uniaudio_runtime::{Cpu, DType};
 
 fn fixture(name: &str) -> PathBuf {
@@ -133,5 +134,31 @@ fn corrupt_checkpoints_are_errors() {
         std::fs::write(&path, data).unwrap();
         let err = convert(&path, &config, &tmp.path().join(format!("{name}-out")), &opts(None, 1 << 30), &mut |_, _| {}).unwrap_err().to_string();
         assert!(err.contains(name), "{name}: {err}");
+    }
+}
+
+/// `--dtype q8` / `q4`: the projections become blocks of the regenerated weights, and the
+/// audio heads are stored [8, V_a, d_dec] (rows of blocks along d_dec); the model loads.
+#[test]
+fn quantized_conversion_transposes_the_audio_heads_into_blocks() {
+    let (config, init) = config();
+    for dtype in [DType::Q8_0, DType::Q4_0] {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("model");
+        convert(&fixture("f32.checkpoint"), &config, &out, &opts(Some(dtype), 1 << 30), &mut |_, _| {}).unwrap();
+        let weights = ModelWeights::open(&out).unwrap();
+        let (c, dd, va) = (8, config.stacks.decoder.n_embd, config.audio_vocab());
+        let upstream = init.tensor("audio_head", c * dd * va).unwrap();
+        // Codebook i, output v, input k of the stored head is upstream [i][k][v].
+        let transposed: Vec<f32> = (0..c).flat_map(|i| (0..va).flat_map(move |v| (0..dd).map(move |k| (i, k, v)))).map(|(i, k, v)| upstream[(i * dd + k) * va + v]).collect();
+        let head = weights.get_checked("audio_head", &[c, va, dd]).unwrap();
+        assert_eq!(head.dtype(), dtype);
+        assert_eq!(head.bytes(), f32_to_bytes(&transposed, dtype), "{dtype} audio_head");
+        let proj = weights.get_checked("projection.weight", &[dd, config.stacks.backbone.n_embd]).unwrap();
+        assert_eq!(proj.dtype(), dtype);
+        assert_eq!(proj.bytes(), f32_to_bytes(&init.tensor("projection.weight", proj.numel()).unwrap(), dtype), "{dtype} projection");
+        let lm = UniAudioLm::load(&Cpu::new(), &out).unwrap();
+        assert_eq!(lm.weights.audio_head_layout, uniaudio_runtime::WeightLayout::OutIn);
+        assert_eq!(lm.weights.audio_head[3].shape(), &[va, dd]);
     }
 }

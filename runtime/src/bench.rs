@@ -22,15 +22,20 @@ pub struct GemvCase {
 
 impl GemvCase {
     /// The UniAudio 2.0 text head (128256 x 3072), a 16-matrix stack of FFN-sized
-    /// [8192 x 3072] weights, and the 8 audio heads ([2048 x 14103], stored [in, out]): all
-    /// far larger than any cache.
+    /// [8192 x 3072] weights, and the 8 audio heads ([2048 x 14103], stored [in, out], or
+    /// [14103 x 2048] in blocks): all far larger than any cache.
     pub fn standard(dtype: DType) -> Vec<GemvCase> {
         let out_in = WeightLayout::OutIn;
         vec![
             GemvCase { name: "lm_head", rows: 128_256, cols: 3072, layers: 1, dtype, layout: out_in },
             GemvCase { name: "ffn_stack", rows: 8192, cols: 3072, layers: 16, dtype, layout: out_in },
-            // Read K-major, the audio heads stay bf16 in q8_0 and q4_0 models.
-            GemvCase { name: "audio_heads", rows: 2048, cols: 14_103, layers: 8, dtype: if dtype.is_quantized() { DType::BF16 } else { dtype }, layout: WeightLayout::InOut },
+            // Float audio heads are read K-major, as upstream stores them; q8_0 and q4_0
+            // models store them transposed, in rows of blocks.
+            if dtype.is_quantized() {
+                GemvCase { name: "audio_heads", rows: 14_103, cols: 2048, layers: 8, dtype, layout: out_in }
+            } else {
+                GemvCase { name: "audio_heads", rows: 2048, cols: 14_103, layers: 8, dtype, layout: WeightLayout::InOut }
+            },
         ]
     }
 

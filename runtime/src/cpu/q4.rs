@@ -46,16 +46,25 @@ impl super::q8::BlockFormat for Q4 {
 }
 
 /// A quantized input in the layout of the Q4_0 `fast` kernel: per pair of 32-element
-/// blocks (b, b + 1), the 16 low-nibble partners of each block side by side, then the 16
-/// high-nibble partners, the int32 offsets 8 · Σx over each lane's 8 elements, and each
-/// block's scale in its 4 lanes. An odd last block pairs with a zero block.
+/// blocks, the 64 bytes that meet one 32-byte register of nibbles (both blocks' low and
+/// high partners); per quad of whole pairs (8 blocks), each block's 8 · Σx (the stored +8
+/// taken off) and scale, in the lane order of the kernel's block sums; and, for the pairs
+/// after the last whole quad, the same per pair and lane. An odd last block pairs with a
+/// zero block.
 pub struct PairedX {
     /// Per pair: 32 bytes [x_b[0..16], x_b+1[0..16]], then 32 bytes [x_b[16..32], x_b+1[16..32]].
     q: Vec<i8>,
+    /// Per quad, 8 lanes: the first blocks of pairs 0..4 in lanes 0..4, their second
+    /// blocks in lanes 4..8; 8 · Σx of the block.
+    quad_offsets: Vec<i32>,
+    /// Per quad, 8 lanes (as `quad_offsets`): the block's scale.
+    quad_scales: Vec<f32>,
     /// Per pair, 8 lanes: 8 · (Σ of the lane's 4 low and 4 high partners).
     offsets: Vec<i32>,
     /// Per pair, 8 lanes: block b's scale in lanes 0..4, block b + 1's in 4..8.
     scales: Vec<f32>,
+    /// Blocks of 32 elements in the input.
+    blocks: usize,
     /// How far ahead the kernel prefetches each weight row, in bytes (0: none).
     prefetch: usize,
 }
@@ -64,7 +73,9 @@ impl PairedX {
     pub(crate) fn new(x: &super::q8::QuantizedX) -> PairedX {
         let blocks = x.scales.len();
         let pairs = blocks.div_ceil(2);
+        let quads = blocks / 8;
         let (mut q, mut offsets, mut scales) = (vec![0i8; pairs * 64], vec![0i32; pairs * 8], vec![0f32; pairs * 8]);
+        let (mut quad_offsets, mut quad_scales) = (vec![0i32; quads * 8], vec![0f32; quads * 8]);
         for b in 0..blocks {
             let (pair, side) = (b / 2, b % 2);
             let src = &x.q[32 * b..32 * b + 32];
@@ -75,12 +86,17 @@ impl PairedX {
                 offsets[8 * pair + 4 * side + lane] = 8 * sum;
                 scales[8 * pair + 4 * side + lane] = x.scales[b];
             }
+            if b < 8 * quads {
+                let lane = 8 * (pair / 4) + 4 * side + pair % 4;
+                quad_offsets[lane] = 8 * src.iter().map(|&v| v as i32).sum::<i32>();
+                quad_scales[lane] = x.scales[b];
+            }
         }
-        PairedX { q, offsets, scales, prefetch: x.prefetch() }
+        PairedX { q, quad_offsets, quad_scales, offsets, scales, blocks, prefetch: x.prefetch() }
     }
 
     fn blocks(&self) -> usize {
-        self.scales.len() / 4
+        self.blocks
     }
 }
 
@@ -94,42 +110,81 @@ pub mod int8 {
     use crate::dtype::Q4_BLOCK_BYTES;
 
     /// Weight blocks `b` and `b + 1` of the row at `row` (the second only if `two`) against
-    /// pair `pair` of the input, added to `acc`.
+    /// pair `pair` of the input: per 16-bit lane, the sum of 4 products (at most
+    /// 4 · 15 · 127 = 7620 in magnitude; the nibbles are unsigned, <= 15), block b's in the
+    /// low 128 bits, block b + 1's in the high.
     #[inline(always)]
-    unsafe fn pair_fma(row: *const u8, b: usize, two: bool, x: &PairedX, pair: usize, table: *const f32, acc: __m256) -> __m256 {
-        let (p0, p1) = (row.add(b * Q4_BLOCK_BYTES), row.add((b + 1) * Q4_BLOCK_BYTES));
-        let first = _mm_loadu_si128(p0.add(2) as *const __m128i);
-        let packed = if two { _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(first), _mm_loadu_si128(p1.add(2) as *const __m128i)) } else { _mm256_zextsi128_si256(first) };
+    unsafe fn pair_products(row: *const u8, b: usize, two: bool, x: &PairedX, pair: usize) -> __m256i {
+        let first = _mm_loadu_si128(row.add(b * Q4_BLOCK_BYTES + 2) as *const __m128i);
+        let packed = if two { _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(first), _mm_loadu_si128(row.add((b + 1) * Q4_BLOCK_BYTES + 2) as *const __m128i)) } else { _mm256_zextsi128_si256(first) };
         let mask = _mm256_set1_epi8(15);
         let (lo, hi) = (_mm256_and_si256(packed, mask), _mm256_and_si256(_mm256_srli_epi16::<4>(packed), mask));
         let xq = x.q.as_ptr().add(64 * pair);
-        // Pairs of unsigned nibbles (<= 15) times int8: the 16-bit sums stay below 2^13.
-        let pairs16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256(xq as *const __m256i)), _mm256_maddubs_epi16(hi, _mm256_loadu_si256(xq.add(32) as *const __m256i)));
-        let sums = _mm256_sub_epi32(_mm256_madd_epi16(pairs16, _mm256_set1_epi16(1)), _mm256_loadu_si256(x.offsets.as_ptr().add(8 * pair) as *const __m256i));
-        let d0 = _mm_broadcast_ss(&*table.add(super::super::q8::scale_bits(p0) as u16 as usize));
-        let d1 = if two { _mm_broadcast_ss(&*table.add(super::super::q8::scale_bits(p1) as u16 as usize)) } else { _mm_setzero_ps() };
+        _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256(xq as *const __m256i)), _mm256_maddubs_epi16(hi, _mm256_loadu_si256(xq.add(32) as *const __m256i)))
+    }
+
+    /// One pair (`pair_products`) scaled and added to `acc`: the tail after the quads.
+    #[inline(always)]
+    unsafe fn pair_fma(row: *const u8, b: usize, two: bool, x: &PairedX, pair: usize, table: *const f32, acc: __m256) -> __m256 {
+        let sums = _mm256_sub_epi32(_mm256_madd_epi16(pair_products(row, b, two, x, pair), _mm256_set1_epi16(1)), _mm256_loadu_si256(x.offsets.as_ptr().add(8 * pair) as *const __m256i));
+        let d0 = _mm_broadcast_ss(&*table.add(super::super::q8::scale_bits(row.add(b * Q4_BLOCK_BYTES)) as u16 as usize));
+        let d1 = if two { _mm_broadcast_ss(&*table.add(super::super::q8::scale_bits(row.add((b + 1) * Q4_BLOCK_BYTES)) as u16 as usize)) } else { _mm_setzero_ps() };
         let d = _mm256_mul_ps(_mm256_set_m128(d1, d0), _mm256_loadu_ps(x.scales.as_ptr().add(8 * pair)));
         _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), d, acc)
     }
 
-    /// One row of `blocks` weight blocks against the input, pair by pair in one
-    /// sequential stream (two accumulators, even and odd pairs).
+    /// The f16 scales of the 8 blocks at `p` as f32, in the order of a quad's block sums
+    /// (blocks 0, 2, 4, 6, then 1, 3, 5, 7). With 18-byte blocks, block i's scale is word
+    /// i of the 16 bytes at p + 16i: 8 loads and a tree of word blends, one conversion.
+    #[inline(always)]
+    unsafe fn quad_scales(p: *const u8) -> __m256 {
+        let at = p as *const __m128i;
+        let (s01, s23) = (_mm_blend_epi16::<0b0000_0010>(_mm_loadu_si128(at), _mm_loadu_si128(at.add(1))), _mm_blend_epi16::<0b0000_1000>(_mm_loadu_si128(at.add(2)), _mm_loadu_si128(at.add(3))));
+        let (s45, s67) = (_mm_blend_epi16::<0b0010_0000>(_mm_loadu_si128(at.add(4)), _mm_loadu_si128(at.add(5))), _mm_blend_epi16::<0b1000_0000>(_mm_loadu_si128(at.add(6)), _mm_loadu_si128(at.add(7))));
+        let all = _mm_blend_epi16::<0b1111_0000>(_mm_blend_epi16::<0b0000_1100>(s01, s23), _mm_blend_epi16::<0b1100_0000>(s45, s67));
+        _mm256_cvtph_ps(_mm_shuffle_epi8(all, _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15)))
+    }
+
+    /// Quad `quad` (whole pairs 4·quad..4·quad + 4) of the row: the 8 blocks' integer sums
+    /// in the lane order of `quad_scales`. Two levels of 16-bit pairwise adds (at most
+    /// 4 · 7620 = 30480, no overflow), then one 32-bit pairwise add, so the 8 blocks cost
+    /// one `vpmaddwd` instead of 4.
+    #[inline(always)]
+    unsafe fn quad_sums(row: *const u8, quad: usize, x: &PairedX) -> __m256i {
+        // (No closures here: they would not inherit the caller's target features.)
+        let (b, pair) = (8 * quad, 4 * quad);
+        let (p0, p1) = (pair_products(row, b, true, x, pair), pair_products(row, b + 2, true, x, pair + 1));
+        let (p2, p3) = (pair_products(row, b + 4, true, x, pair + 2), pair_products(row, b + 6, true, x, pair + 3));
+        let sixteen = _mm256_hadd_epi16(_mm256_hadd_epi16(p0, p1), _mm256_hadd_epi16(p2, p3));
+        _mm256_sub_epi32(_mm256_madd_epi16(sixteen, _mm256_set1_epi16(1)), _mm256_loadu_si256(x.quad_offsets.as_ptr().add(8 * quad) as *const __m256i))
+    }
+
+    /// One row of `blocks` weight blocks against the input in one sequential stream: whole
+    /// quads of 8 blocks (two accumulators, even and odd quads), then the remaining pairs
+    /// and an odd last block.
     #[inline(always)]
     unsafe fn dot1(row: *const u8, x: &PairedX, blocks: usize, table: *const f32) -> f32 {
-        let (mut even, mut odd) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let whole = blocks / 2;
-        for pair in (0..whole - whole % 2).step_by(2) {
-            prefetch(row.wrapping_add(2 * pair * Q4_BLOCK_BYTES), x.prefetch);
-            even = pair_fma(row, 2 * pair, true, x, pair, table, even);
-            odd = pair_fma(row, 2 * pair + 2, true, x, pair + 1, table, odd);
+        let (mut even, mut odd, mut tail) = (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
+        let quads = blocks / 8;
+        for quad in 0..quads {
+            let p = row.add(8 * quad * Q4_BLOCK_BYTES);
+            prefetch(p, x.prefetch);
+            prefetch(p.wrapping_add(4 * Q4_BLOCK_BYTES), x.prefetch);
+            let d = _mm256_mul_ps(quad_scales(p), _mm256_loadu_ps(x.quad_scales.as_ptr().add(8 * quad)));
+            let sums = _mm256_cvtepi32_ps(quad_sums(row, quad, x));
+            if quad % 2 == 0 {
+                even = _mm256_fmadd_ps(sums, d, even);
+            } else {
+                odd = _mm256_fmadd_ps(sums, d, odd);
+            }
         }
-        if whole % 2 == 1 {
-            even = pair_fma(row, 2 * whole - 2, true, x, whole - 1, table, even);
+        for pair in 4 * quads..blocks / 2 {
+            tail = pair_fma(row, 2 * pair, true, x, pair, table, tail);
         }
         if blocks % 2 == 1 {
-            odd = pair_fma(row, blocks - 1, false, x, whole, table, odd);
+            tail = pair_fma(row, blocks - 1, false, x, blocks / 2, table, tail);
         }
-        hsum(_mm256_add_ps(even, odd))
+        hsum(_mm256_add_ps(_mm256_add_ps(even, odd), tail))
     }
 
     /// Four Q4_0 rows of `k` (a multiple of 32) weights, one after the other. Safety: each
@@ -208,7 +263,8 @@ mod tests {
         if !crate::cpu::Isa::Avx2.available() {
             return println!("SKIPPED: this CPU lacks AVX2/FMA/F16C");
         }
-        for blocks in [1, 2, 3, 4, 7, 96] {
+        // Whole quads of 8 blocks, the pairs after them, an odd last block.
+        for blocks in [1, 2, 3, 4, 7, 8, 9, 10, 11, 15, 16, 17, 23, 96] {
             let k = 32 * blocks;
             let mut rows = vec![0u8; 4 * blocks * 18];
             for (i, block) in rows.chunks_mut(18).enumerate() {
@@ -236,6 +292,34 @@ mod tests {
                 assert!((got[r] as f64 - want).abs() <= 1e-5 * want.abs().max(1.0), "{blocks} blocks, row {r}: {} vs {want}", got[r]);
                 assert_eq!(pair[0][r].to_bits(), got[r].to_bits(), "dot4x2 row {r}, first input");
                 assert_eq!(pair[1][r].to_bits(), alone[r].to_bits(), "dot4x2 row {r}, second input");
+            }
+        }
+    }
+
+    /// The largest 16-bit partial sums a quad can form (every nibble 15 or 0, every input
+    /// ±127) stay exact: the sums are 8 blocks of 32 · 7 · 127 or 32 · -8 · 127.
+    #[test]
+    fn extreme_blocks_sum_without_overflow() {
+        if !crate::cpu::Isa::Avx2.available() {
+            return println!("SKIPPED: this CPU lacks AVX2/FMA/F16C");
+        }
+        let blocks = 16;
+        for (nibbles, level) in [(0xffu8, 7i64), (0x00, -8)] {
+            for sign in [1f32, -1.0] {
+                let mut rows = vec![nibbles; 4 * blocks * 18];
+                for block in rows.chunks_mut(18) {
+                    block[..2].copy_from_slice(&half::f16::from_f32(1.0).to_le_bytes());
+                }
+                let x = vec![sign * 2.0; 32 * blocks];
+                let xq = crate::cpu::q8::QuantizedX::new(&x, 0);
+                assert!(xq.q.iter().all(|&q| q as f32 == sign * 127.0));
+                let ptrs = [0, 1, 2, 3].map(|r| rows[r * blocks * 18..].as_ptr());
+                // SAFETY: AVX2 was detected; each row holds `blocks` whole blocks.
+                let got = unsafe { super::int8::dot4(ptrs, &super::PairedX::new(&xq), 32 * blocks) };
+                let want = (blocks as i64 * 32 * level * 127) as f64 * sign as f64 * xq.scales[0] as f64;
+                for g in got {
+                    assert!((g as f64 - want).abs() <= 1e-6 * want.abs(), "nibbles {nibbles:#x}, sign {sign}: {g} vs {want}");
+                }
             }
         }
     }

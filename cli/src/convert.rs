@@ -39,8 +39,8 @@ pub struct ConvertArgs {
     #[arg(long, requires = "codec_checkpoint")]
     codec_config: Option<PathBuf>,
     /// Stored dtype of the output: bf16, f16, f32, q8 or q4 (8-bit or 4-bit blocks for the LM's
-    /// projections and the codec flow's linears, bf16 for embeddings, norms, audio heads and
-    /// the codec's other decoder tensors); default: the checkpoint's.
+    /// projections, audio heads included, and the codec flow's linears, bf16 for embeddings,
+    /// norms and the codec's other decoder tensors); default: the checkpoint's.
     #[arg(long)]
     dtype: Option<String>,
     /// Copy this tokenizer.json into the model directory.

@@ -162,3 +162,44 @@ fn quantized_conversion_transposes_the_audio_heads_into_blocks() {
         assert_eq!(lm.weights.audio_head[3].shape(), &[va, dd]);
     }
 }
+
+/// A q4 file whose audio heads are bf16 in upstream's [8, d_dec, V_a] (as q8 and q4 files
+/// were written before the heads were quantized) still loads, its heads read K-major.
+#[test]
+fn quantized_files_with_bf16_audio_heads_still_load() {
+    let (config, init) = config();
+    let tmp = tempfile::tempdir().unwrap();
+    let (new, old) = (tmp.path().join("new"), tmp.path().join("old"));
+    convert(&fixture("f32.checkpoint"), &config, &new, &opts(Some(DType::Q4_0), 1 << 30), &mut |_, _| {}).unwrap();
+    // The same file with the heads rewritten as bf16, untransposed.
+    let weights = ModelWeights::open(&new).unwrap();
+    let (c, dd, va) = (8, config.stacks.decoder.n_embd, config.audio_vocab());
+    let head = init.tensor("audio_head", c * dd * va).unwrap();
+    let names: Vec<String> = weights.names().map(String::from).collect();
+    let specs = names
+        .iter()
+        .map(|n| match n.as_str() {
+            "audio_head" => uniaudio_runtime::weights::TensorSpec::new(n.clone(), DType::BF16, &[c, dd, va]),
+            _ => {
+                let v = weights.get(n).unwrap();
+                uniaudio_runtime::weights::TensorSpec::new(n.clone(), v.dtype(), v.shape())
+            }
+        })
+        .collect();
+    std::fs::create_dir(&old).unwrap();
+    std::fs::copy(new.join("config.json"), old.join("config.json")).unwrap();
+    let metadata = std::collections::BTreeMap::from([("format".to_string(), "pt".to_string())]);
+    let mut writer = uniaudio_runtime::weights::SafetensorsWriter::create(old.join("model.safetensors"), specs, &metadata).unwrap();
+    for n in &names {
+        let bytes = if n == "audio_head" { f32_to_bytes(&head, DType::BF16) } else { weights.get(n).unwrap().bytes().to_vec() };
+        writer.write_tensor(n, &bytes).unwrap();
+    }
+    writer.finish().unwrap();
+    let lm = UniAudioLm::load(&Cpu::new(), &old).unwrap();
+    assert_eq!(lm.weights.audio_head_layout, uniaudio_runtime::WeightLayout::InOut);
+    assert_eq!((lm.weights.audio_head[5].dtype(), lm.weights.audio_head[5].shape()), (DType::BF16, &[dd, va][..]));
+    assert_eq!(lm.weights.lm_head.dtype(), DType::Q4_0);
+    // The heads' bytes are upstream's, codebook by codebook.
+    let five = uniaudio_runtime::Backend::download(&Cpu::new(), &lm.weights.audio_head[5]).unwrap();
+    assert_eq!(five, f32_to_bytes(&head[5 * dd * va..6 * dd * va], DType::BF16));
+}

@@ -363,12 +363,12 @@ fn q8_weights_error_is_bounded() {
     // Measured: worst 5.1e-2 (long ASR prompt), agreement 22/143 (26 with bf16 audio
     // heads). A block of 32 with an f16 scale rounds each weight to within half of
     // max|w|/127 (about 0.4 % RMS of uniform weights, 4x bf16's), and the fixture's random
-    // model has near-tied logits, so greedy paths part early. 0.1 leaves margin while a wrong block layout or scale (errors of
-    // order 1, no agreement) fails.
+    // model has near-tied logits, so greedy paths part early. 0.1 leaves margin while a
+    // wrong block layout or scale (errors of order 1, no agreement) fails.
     assert!(worst <= 0.1, "q8_0 logits rel L2 {worst:.2e}");
     assert!(agreeing * 100 >= total * 12, "greedy agreement {agreeing}/{total}");
     // The audio heads are 8-bit too (stored transposed): measured 5.03e-2 (5.02e-2 with
-    // bf16 heads); the same margin. Heads read in the wrong layout give about 1.4.
+    // bf16 heads); the same margin. Heads stored untransposed give about 1.4.
     let audio = audio_logits_error("q8_0", &lm_e, &cpu, &lm_q, &cpu, |_| true);
     assert!(audio <= 0.1, "q8_0 audio logits rel L2 {audio:.2e}");
     // The fast level on the q8_0 model: inputs of the 8-bit products rounded to 8-bit
@@ -390,7 +390,7 @@ fn q8_weights_error_is_bounded() {
         let bound = if level == Isa::Avx2Int8 { 0.2 } else { 0.1 };
         assert!(worst <= bound, "{label} logits rel L2 {worst:.2e}");
         // Audio logits: measured 5.52e-2 at avx2int8 (the 8-bit weights' error, 5.03e-2,
-        // dominates); a wrong head layout gives about 1.4.
+        // dominates); heads stored untransposed give about 1.4.
         let audio = audio_logits_error(&label, &lm_e, &cpu, &lm_f, &fast, |_| true);
         assert!(audio <= 0.15, "{label} audio logits rel L2 {audio:.2e}");
         assert!(
@@ -415,7 +415,7 @@ fn q4_weights_error_is_bounded() {
     // errors, rel L2 about 1.4) fails.
     assert!(worst <= 0.8, "q4_0 logits rel L2 {worst:.2e}");
     // Measured 6.00e-1 with 4-bit audio heads (5.99e-1 with bf16 ones): the layers before
-    // them set the error. Heads read in the wrong layout give about 1.4.
+    // them set the error. Heads stored untransposed give about 1.4.
     let audio = audio_logits_error("q4_0", &lm_e, &cpu, &lm_q, &cpu, |_| true);
     assert!(audio <= 0.9, "q4_0 audio logits rel L2 {audio:.2e}");
     use uniaudio_runtime::cpu::Isa;

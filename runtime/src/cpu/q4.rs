@@ -59,9 +59,11 @@ pub struct PairedX {
     quad_offsets: Vec<i32>,
     /// Per quad, 8 lanes (as `quad_offsets`): the block's scale.
     quad_scales: Vec<f32>,
-    /// Per pair, 8 lanes: 8 · (Σ of the lane's 4 low and 4 high partners).
+    /// Per pair, 8 lanes: 8 · (Σ of the lane's 4 low and 4 high partners). The kernel
+    /// reads only the pairs after the last whole quad (filled for all: it is cheap).
     offsets: Vec<i32>,
-    /// Per pair, 8 lanes: block b's scale in lanes 0..4, block b + 1's in 4..8.
+    /// Per pair, 8 lanes: block b's scale in lanes 0..4, block b + 1's in 4..8 (as
+    /// `offsets`, read for the tail only).
     scales: Vec<f32>,
     /// Blocks of 32 elements in the input.
     blocks: usize,
@@ -109,14 +111,21 @@ pub mod int8 {
     use crate::cpu::simd::avx2::hsum;
     use crate::dtype::Q4_BLOCK_BYTES;
 
+    /// The 16 bytes of nibbles of block `b` of the row at `row`.
+    #[inline(always)]
+    unsafe fn nibbles(row: *const u8, b: usize) -> __m128i {
+        _mm_loadu_si128(row.add(b * Q4_BLOCK_BYTES + 2) as *const __m128i)
+    }
+
     /// Weight blocks `b` and `b + 1` of the row at `row` (the second only if `two`) against
     /// pair `pair` of the input: per 16-bit lane, the sum of 4 products (at most
-    /// 4 · 15 · 127 = 7620 in magnitude; the nibbles are unsigned, <= 15), block b's in the
-    /// low 128 bits, block b + 1's in the high.
+    /// 4 · 15 · 128 = 7680 in magnitude: the nibbles are unsigned, <= 15, and an input is
+    /// -128 at worst, where a block's largest value is subnormal), block b's in the low 128
+    /// bits, block b + 1's in the high.
     #[inline(always)]
     unsafe fn pair_products(row: *const u8, b: usize, two: bool, x: &PairedX, pair: usize) -> __m256i {
-        let first = _mm_loadu_si128(row.add(b * Q4_BLOCK_BYTES + 2) as *const __m128i);
-        let packed = if two { _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(first), _mm_loadu_si128(row.add((b + 1) * Q4_BLOCK_BYTES + 2) as *const __m128i)) } else { _mm256_zextsi128_si256(first) };
+        let first = nibbles(row, b);
+        let packed = if two { _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(first), nibbles(row, b + 1)) } else { _mm256_zextsi128_si256(first) };
         let mask = _mm256_set1_epi8(15);
         let (lo, hi) = (_mm256_and_si256(packed, mask), _mm256_and_si256(_mm256_srli_epi16::<4>(packed), mask));
         let xq = x.q.as_ptr().add(64 * pair);
@@ -139,16 +148,18 @@ pub mod int8 {
     #[inline(always)]
     unsafe fn quad_scales(p: *const u8) -> __m256 {
         let at = p as *const __m128i;
-        let (s01, s23) = (_mm_blend_epi16::<0b0000_0010>(_mm_loadu_si128(at), _mm_loadu_si128(at.add(1))), _mm_blend_epi16::<0b0000_1000>(_mm_loadu_si128(at.add(2)), _mm_loadu_si128(at.add(3))));
-        let (s45, s67) = (_mm_blend_epi16::<0b0010_0000>(_mm_loadu_si128(at.add(4)), _mm_loadu_si128(at.add(5))), _mm_blend_epi16::<0b1000_0000>(_mm_loadu_si128(at.add(6)), _mm_loadu_si128(at.add(7))));
+        let (w0, w1, w2, w3) = (_mm_loadu_si128(at), _mm_loadu_si128(at.add(1)), _mm_loadu_si128(at.add(2)), _mm_loadu_si128(at.add(3)));
+        let (w4, w5, w6, w7) = (_mm_loadu_si128(at.add(4)), _mm_loadu_si128(at.add(5)), _mm_loadu_si128(at.add(6)), _mm_loadu_si128(at.add(7)));
+        let (s01, s23) = (_mm_blend_epi16::<0b0000_0010>(w0, w1), _mm_blend_epi16::<0b0000_1000>(w2, w3));
+        let (s45, s67) = (_mm_blend_epi16::<0b0010_0000>(w4, w5), _mm_blend_epi16::<0b1000_0000>(w6, w7));
         let all = _mm_blend_epi16::<0b1111_0000>(_mm_blend_epi16::<0b0000_1100>(s01, s23), _mm_blend_epi16::<0b1100_0000>(s45, s67));
         _mm256_cvtph_ps(_mm_shuffle_epi8(all, _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15)))
     }
 
     /// Quad `quad` (whole pairs 4·quad..4·quad + 4) of the row: the 8 blocks' integer sums
     /// in the lane order of `quad_scales`. Two levels of 16-bit pairwise adds (at most
-    /// 4 · 7620 = 30480, no overflow), then one 32-bit pairwise add, so the 8 blocks cost
-    /// one `vpmaddwd` instead of 4.
+    /// 4 · 7680 = 30720 < 2^15, no overflow), then one 32-bit pairwise add, so the 8 blocks
+    /// cost one `vpmaddwd` instead of 4.
     #[inline(always)]
     unsafe fn quad_sums(row: *const u8, quad: usize, x: &PairedX) -> __m256i {
         // (No closures here: they would not inherit the caller's target features.)

@@ -11,7 +11,7 @@ pub fn rows(table: WeightSlice, ids: &[u32], out: &mut [f32]) -> Result<()> {
         return Ok(());
     }
     let cols = out.len() / ids.len();
-    let vocab = if cols == 0 { 0 } else { table.len() / cols };
+    let vocab = table.len().checked_div(cols).unwrap_or(0);
     if let Some((n, &id)) = ids.iter().enumerate().find(|(_, &id)| id as usize >= vocab) {
         return Err(Error::invalid("embed_rows", format!("id {id} at row {n} is outside the table of {vocab} rows")));
     }

@@ -97,7 +97,7 @@ fn gemm_in_chunks(
     let pairs = m.div_ceil(2 * ROWS);
     let xpack = pack_x(x, m, k, 2 * pairs, steps);
     let direct = match (w, layout) {
-        (WeightSlice::BF16(s), WeightLayout::OutIn) if k % TK == 0 => Some(s),
+        (WeightSlice::BF16(s), WeightLayout::OutIn) if k.is_multiple_of(TK) => Some(s),
         _ => None,
     };
     // Rows in chunks whose packed x stays in a core's L2 while the weight panels pass by.

@@ -86,7 +86,7 @@ pub(super) fn bf16_pairs_out_in(w: &[u16], k: usize, k0: usize, kc: usize, n0: u
 pub(super) fn pack_cols(isa: Isa, w: WeightSlice, layout: WeightLayout, k: usize, n: usize, k0: usize, kc: usize, n0: usize, nb: usize, bpack: &mut [f32]) {
     assert!(bpack.len() >= kc * NR && kc <= KC, "micro-panel bounds");
     #[cfg(target_arch = "x86_64")]
-    if isa.avx2() && layout == WeightLayout::OutIn && nb == NR && kc % 8 == 0 && k % 8 == 0 && k0 % 8 == 0 {
+    if isa.avx2() && layout == WeightLayout::OutIn && nb == NR && kc.is_multiple_of(8) && k.is_multiple_of(8) && k0.is_multiple_of(8) {
         assert!((n0 + NR) * k <= w.len() && k0 + kc <= k, "weight panel out of bounds");
         // SAFETY: AVX2/F16C detected (every AVX2 level has them); bounds asserted above;
         // every 8 weights read start at a multiple of 8 (k, k0, kc are), so for Q8_0 they
@@ -239,7 +239,7 @@ pub(super) mod transpose {
     /// [kc][NR] f32 at `out`.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn out_in_avx2(w: WeightSlice, k: usize, k0: usize, kc: usize, n0: usize, out: *mut f32) {
-        debug_assert!(kc % 8 == 0 && kc <= KC);
+        debug_assert!(kc.is_multiple_of(8) && kc <= KC);
         match w {
             WeightSlice::F32(s) => panel::<F32>(s.as_ptr() as *const u8, k, k0, kc, n0, out),
             WeightSlice::F16(s) => panel::<F16>(s.as_ptr() as *const u8, k, k0, kc, n0, out),

@@ -69,7 +69,7 @@ fn quantize_rows(x: &[f32], m: usize, k: usize) -> QuantizedRows {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm<F: BlockFormat>(x: &[f32], m: usize, k: usize, w: &[u8], n: usize, out: &mut [f32], accumulate: bool) {
     let row_bytes = k / Q8_BLOCK * F::BYTES;
-    assert!(k % Q8_BLOCK == 0 && x.len() == m * k && out.len() == m * n && w.len() >= n * row_bytes, "8-bit GEMM operands: x {} for {m}x{k}, out {} for {m}x{n}, {} weight bytes for {n} rows", x.len(), out.len(), w.len());
+    assert!(k.is_multiple_of(Q8_BLOCK) && x.len() == m * k && out.len() == m * n && w.len() >= n * row_bytes, "8-bit GEMM operands: x {} for {m}x{k}, out {} for {m}x{n}, {} weight bytes for {n} rows", x.len(), out.len(), w.len());
     #[cfg(target_arch = "x86_64")]
     assert!(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("f16c"), "the 8-bit GEMM needs AVX2, FMA and F16C");
     if m == 0 || n == 0 {

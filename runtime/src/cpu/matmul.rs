@@ -16,7 +16,7 @@ const COLUMN_BLOCK: usize = 512;
 /// out[M, N] (+)= x[M, K] · W, W stored as `layout`.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(isa: Isa, x: &[f32], k: usize, w: WeightSlice, layout: WeightLayout, out: &mut [f32], accumulate: bool, rows: RowOrder) {
-    let m = if k == 0 { 0 } else { x.len() / k };
+    let m = x.len().checked_div(k).unwrap_or(0);
     if k == 0 {
         if !accumulate {
             out.fill(0.0);
@@ -38,7 +38,7 @@ pub fn matmul(isa: Isa, x: &[f32], k: usize, w: WeightSlice, layout: WeightLayou
 /// out[M, F] = silu(x · w_gateᵀ) · (x · w_upᵀ). Decode (and a few rows) streams both
 /// matrices in one pass over shared x; prefill runs the two GEMMs.
 pub fn gate_up(isa: Isa, x: &[f32], k: usize, w_gate: WeightSlice, w_up: WeightSlice, out: &mut [f32], rows: RowOrder) {
-    let m = if k == 0 { 0 } else { x.len() / k };
+    let m = x.len().checked_div(k).unwrap_or(0);
     if m == 0 || out.is_empty() {
         out.fill(0.0);
         return;

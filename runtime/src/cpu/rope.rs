@@ -12,7 +12,7 @@ pub fn rope(x: &[f32], heads: usize, positions: &[u32], table: &[f32], out: &mut
     }
     let d = x.len() / (t * heads);
     let half = d / 2;
-    let rows = if d == 0 { 0 } else { table.len() / d };
+    let rows = table.len().checked_div(d).unwrap_or(0);
     if let Some((i, &p)) = positions.iter().enumerate().find(|(_, &p)| p as usize >= rows) {
         return Err(Error::invalid("rope", format!("position {p} of row {i} is outside the table of {rows} positions")));
     }

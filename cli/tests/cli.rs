@@ -79,6 +79,42 @@ fn generate_prints_the_reference_outputs() {
     }
 }
 
+/// q8 and q4 models (their projections and audio heads in blocks) synthesize smaller than
+/// bf16 and generate audio frames through the CLI in both precisions.
+#[test]
+fn quantized_models_generate_audio_through_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let case = cases().into_iter().find(|c| c["name"] == "tts_short").unwrap();
+    let prompt = write_prompt(tmp.path(), &case["prompt"]);
+    let config: Value = serde_json::from_str(&std::fs::read_to_string(fixture("config.json")).unwrap()).unwrap();
+    let audio_vocab = config["audio_reason_card"].as_u64().unwrap() + config["audio_semantic_card"].as_u64().unwrap();
+    let size = |dir: &Path| std::fs::metadata(dir.join("model.safetensors")).unwrap().len();
+    let mut previous = size(model_dir());
+    for dtype in ["q8", "q4"] {
+        let dir = tmp.path().join(dtype);
+        let o = run(bin().args(["synth", "--dtype", dtype, "--config"]).arg(fixture("config.json")).arg("--out").arg(&dir));
+        assert!(o.status.success(), "synth {dtype}: {}", stderr(&o));
+        assert!(size(&dir) < previous, "{dtype}: {} bytes, not below {previous}", size(&dir));
+        previous = size(&dir);
+        for precision in ["exact", "fast"] {
+            let o = run(bin()
+                .args(["generate", "--model"])
+                .arg(&dir)
+                .arg("--prompt")
+                .arg(&prompt)
+                .args(["--output-kind", "audio", "--top-k", "1", "--backend", "cpu", "--max-steps", "6", "--precision", precision]));
+            assert!(o.status.success(), "{dtype} {precision}: {}", stderr(&o));
+            let got: Value = serde_json::from_slice(&o.stdout).unwrap();
+            let frames = got["frames"].as_array().unwrap();
+            assert!(!frames.is_empty() && frames.len() <= 6, "{dtype} {precision}: {got}");
+            for frame in frames {
+                let codes = frame.as_array().unwrap();
+                assert!(codes.len() == 8 && codes.iter().all(|c| c.as_u64().unwrap() < audio_vocab), "{dtype} {precision}: {frame}");
+            }
+        }
+    }
+}
+
 /// `generate --requests`: one output line per request, in order, each the single-prompt
 /// object; bad lines get an error line and the rest still run.
 #[test]

@@ -62,8 +62,15 @@ impl<B: Backend> Loader<'_, B> {
     /// The audio heads in the layout their stored dtype implies.
     fn audio_head(&self) -> Result<(Tensor<B>, WeightLayout)> {
         let upstream = &self.expected[AUDIO_HEAD];
-        let dtype = self.weights.get(AUDIO_HEAD)?.dtype();
-        let view = self.weights.get_checked(AUDIO_HEAD, &stored_shape(AUDIO_HEAD, upstream, dtype))?;
+        let stored = self.weights.get(AUDIO_HEAD)?;
+        let (dtype, want) = (stored.dtype(), stored_shape(AUDIO_HEAD, upstream, stored.dtype()));
+        if dtype.is_quantized() && stored.shape() == upstream.as_slice() && want != *upstream {
+            return Err(LmError::Invalid(format!(
+                "{}: `{AUDIO_HEAD}` is {dtype} in upstream's [8, d_dec, V_a] order {upstream:?}; block-quantized audio heads are stored transposed, {want:?} (write the model again with `uniaudio convert` or `synth`)",
+                stored.path().display()
+            )));
+        }
+        let view = self.weights.get_checked(AUDIO_HEAD, &want)?;
         Ok((self.backend.upload_weight(&view)?, audio_head_layout(dtype)))
     }
 

@@ -163,38 +163,45 @@ fn quantized_conversion_transposes_the_audio_heads_into_blocks() {
     }
 }
 
-/// A q4 file whose audio heads are bf16 in upstream's [8, d_dec, V_a] (as q8 and q4 files
-/// were written before the heads were quantized) still loads, its heads read K-major.
-#[test]
-fn quantized_files_with_bf16_audio_heads_still_load() {
-    let (config, init) = config();
-    let tmp = tempfile::tempdir().unwrap();
-    let (new, old) = (tmp.path().join("new"), tmp.path().join("old"));
-    convert(&fixture("f32.checkpoint"), &config, &new, &opts(Some(DType::Q4_0), 1 << 30), &mut |_, _| {}).unwrap();
-    // The same file with the heads rewritten as bf16, untransposed.
-    let weights = ModelWeights::open(&new).unwrap();
-    let (c, dd, va) = (8, config.stacks.decoder.n_embd, config.audio_vocab());
-    let head = init.tensor("audio_head", c * dd * va).unwrap();
+/// `model` (a converted directory) copied to `out` with `audio_head` replaced by `bytes`
+/// stored as `dtype` and `shape`.
+fn with_audio_head(model: &Path, out: &Path, dtype: DType, shape: &[usize], bytes: &[u8]) {
+    let weights = ModelWeights::open(model).unwrap();
     let names: Vec<String> = weights.names().map(String::from).collect();
     let specs = names
         .iter()
         .map(|n| match n.as_str() {
-            "audio_head" => uniaudio_runtime::weights::TensorSpec::new(n.clone(), DType::BF16, &[c, dd, va]),
+            "audio_head" => uniaudio_runtime::weights::TensorSpec::new(n.clone(), dtype, shape),
             _ => {
                 let v = weights.get(n).unwrap();
                 uniaudio_runtime::weights::TensorSpec::new(n.clone(), v.dtype(), v.shape())
             }
         })
         .collect();
-    std::fs::create_dir(&old).unwrap();
-    std::fs::copy(new.join("config.json"), old.join("config.json")).unwrap();
+    std::fs::create_dir(out).unwrap();
+    std::fs::copy(model.join("config.json"), out.join("config.json")).unwrap();
     let metadata = std::collections::BTreeMap::from([("format".to_string(), "pt".to_string())]);
-    let mut writer = uniaudio_runtime::weights::SafetensorsWriter::create(old.join("model.safetensors"), specs, &metadata).unwrap();
+    let mut writer = uniaudio_runtime::weights::SafetensorsWriter::create(out.join("model.safetensors"), specs, &metadata).unwrap();
     for n in &names {
-        let bytes = if n == "audio_head" { f32_to_bytes(&head, DType::BF16) } else { weights.get(n).unwrap().bytes().to_vec() };
+        let bytes = if n == "audio_head" { bytes.to_vec() } else { weights.get(n).unwrap().bytes().to_vec() };
         writer.write_tensor(n, &bytes).unwrap();
     }
     writer.finish().unwrap();
+}
+
+/// A q4 file whose audio heads are bf16 in upstream's [8, d_dec, V_a] (as q8 and q4 files
+/// were written before the heads were quantized) still loads, its heads read K-major; heads
+/// in blocks but in upstream's order are refused with the reason.
+#[test]
+fn old_bf16_audio_heads_load_and_untransposed_blocks_are_refused() {
+    let (config, init) = config();
+    let tmp = tempfile::tempdir().unwrap();
+    let new = tmp.path().join("new");
+    convert(&fixture("f32.checkpoint"), &config, &new, &opts(Some(DType::Q4_0), 1 << 30), &mut |_, _| {}).unwrap();
+    let (c, dd, va) = (8, config.stacks.decoder.n_embd, config.audio_vocab());
+    let head = init.tensor("audio_head", c * dd * va).unwrap();
+    let old = tmp.path().join("old");
+    with_audio_head(&new, &old, DType::BF16, &[c, dd, va], &f32_to_bytes(&head, DType::BF16));
     let lm = UniAudioLm::load(&Cpu::new(), &old).unwrap();
     assert_eq!(lm.weights.audio_head_layout, uniaudio_runtime::WeightLayout::InOut);
     assert_eq!((lm.weights.audio_head[5].dtype(), lm.weights.audio_head[5].shape()), (DType::BF16, &[dd, va][..]));
@@ -202,4 +209,9 @@ fn quantized_files_with_bf16_audio_heads_still_load() {
     // The heads' bytes are upstream's, codebook by codebook.
     let five = uniaudio_runtime::Backend::download(&Cpu::new(), &lm.weights.audio_head[5]).unwrap();
     assert_eq!(five, f32_to_bytes(&head[5 * dd * va..6 * dd * va], DType::BF16));
+    // Blocks along V_a (upstream's order, which no writer here produces) are refused.
+    let untransposed = tmp.path().join("untransposed");
+    with_audio_head(&new, &untransposed, DType::Q8_0, &[c, dd, va], &f32_to_bytes(&head, DType::Q8_0));
+    let err = UniAudioLm::load(&Cpu::new(), &untransposed).err().expect("refused").to_string();
+    assert!(err.contains("audio_head") && err.contains("transposed") && err.contains(&format!("{:?}", [c, va, dd])), "{err}");
 }

@@ -117,19 +117,30 @@ pub mod int8 {
         _mm_loadu_si128(row.add(b * Q4_BLOCK_BYTES + 2) as *const __m128i)
     }
 
-    /// Weight blocks `b` and `b + 1` of the row at `row` (the second only if `two`) against
-    /// pair `pair` of the input: per 16-bit lane, the sum of 4 products (at most
-    /// 4 · 15 · 128 = 7680 in magnitude: the nibbles are unsigned, <= 15, and an input is
-    /// -128 at worst, where a block's largest value is subnormal), block b's in the low 128
-    /// bits, block b + 1's in the high.
+    /// Weight blocks `b` and `b + 1` of the row at `row` (the second only if `two`, else
+    /// zeros) as unsigned nibbles: (low, high), block b's in the low 128 bits of each.
     #[inline(always)]
-    unsafe fn pair_products(row: *const u8, b: usize, two: bool, x: &PairedX, pair: usize) -> __m256i {
+    unsafe fn unpack_pair(row: *const u8, b: usize, two: bool) -> (__m256i, __m256i) {
         let first = nibbles(row, b);
         let packed = if two { _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(first), nibbles(row, b + 1)) } else { _mm256_zextsi128_si256(first) };
         let mask = _mm256_set1_epi8(15);
-        let (lo, hi) = (_mm256_and_si256(packed, mask), _mm256_and_si256(_mm256_srli_epi16::<4>(packed), mask));
+        (_mm256_and_si256(packed, mask), _mm256_and_si256(_mm256_srli_epi16::<4>(packed), mask))
+    }
+
+    /// An unpacked weight pair against pair `pair` of the input: per 16-bit lane, the sum
+    /// of 4 products (at most 4 · 15 · 128 = 7680 in magnitude: the nibbles are unsigned,
+    /// <= 15, and an input is -128 at worst, where a block's largest value is subnormal),
+    /// block b's in the low 128 bits, block b + 1's in the high.
+    #[inline(always)]
+    unsafe fn products((lo, hi): (__m256i, __m256i), x: &PairedX, pair: usize) -> __m256i {
         let xq = x.q.as_ptr().add(64 * pair);
         _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256(xq as *const __m256i)), _mm256_maddubs_epi16(hi, _mm256_loadu_si256(xq.add(32) as *const __m256i)))
+    }
+
+    /// `products` of weight blocks `b` and `b + 1` (the second only if `two`).
+    #[inline(always)]
+    unsafe fn pair_products(row: *const u8, b: usize, two: bool, x: &PairedX, pair: usize) -> __m256i {
+        products(unpack_pair(row, b, two), x, pair)
     }
 
     /// One pair (`pair_products`) scaled and added to `acc`: the tail after the quads.
@@ -156,46 +167,99 @@ pub mod int8 {
         _mm256_cvtph_ps(_mm_shuffle_epi8(all, _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15)))
     }
 
-    /// Quad `quad` (whole pairs 4·quad..4·quad + 4) of the row: the 8 blocks' integer sums
-    /// in the lane order of `quad_scales`. Two levels of 16-bit pairwise adds (at most
-    /// 4 · 7680 = 30720 < 2^15, no overflow), then one 32-bit pairwise add, so the 8 blocks
-    /// cost one `vpmaddwd` instead of 4.
+    /// Four pairs' `products` (16-bit lanes) as the 8 blocks' integer sums in the lane
+    /// order of `quad_scales`: two levels of 16-bit pairwise adds (at most 4 · 7680 =
+    /// 30720 < 2^15, no overflow), then one 32-bit pairwise add, so the 8 blocks cost one
+    /// `vpmaddwd` instead of 4; less the stored offsets' 8 · Σx.
+    /// (`halves`: the first level, pairs 0 and 1 and pairs 2 and 3.)
+    #[inline(always)]
+    unsafe fn block_sums(halves: [__m256i; 2], x: &PairedX, quad: usize) -> __m256i {
+        let sixteen = _mm256_hadd_epi16(halves[0], halves[1]);
+        _mm256_sub_epi32(_mm256_madd_epi16(sixteen, _mm256_set1_epi16(1)), _mm256_loadu_si256(x.quad_offsets.as_ptr().add(8 * quad) as *const __m256i))
+    }
+
+    /// Quad `quad` (whole pairs 4·quad..4·quad + 4) of the row: its 8 blocks' sums.
     #[inline(always)]
     unsafe fn quad_sums(row: *const u8, quad: usize, x: &PairedX) -> __m256i {
         // (No closures here: they would not inherit the caller's target features.)
         let (b, pair) = (8 * quad, 4 * quad);
         let (p0, p1) = (pair_products(row, b, true, x, pair), pair_products(row, b + 2, true, x, pair + 1));
         let (p2, p3) = (pair_products(row, b + 4, true, x, pair + 2), pair_products(row, b + 6, true, x, pair + 3));
-        let sixteen = _mm256_hadd_epi16(_mm256_hadd_epi16(p0, p1), _mm256_hadd_epi16(p2, p3));
-        _mm256_sub_epi32(_mm256_madd_epi16(sixteen, _mm256_set1_epi16(1)), _mm256_loadu_si256(x.quad_offsets.as_ptr().add(8 * quad) as *const __m256i))
+        block_sums([_mm256_hadd_epi16(p0, p1), _mm256_hadd_epi16(p2, p3)], x, quad)
     }
 
-    /// One row of `blocks` weight blocks against the input in one sequential stream: whole
-    /// quads of 8 blocks (two accumulators, even and odd quads), then the remaining pairs
-    /// and an odd last block.
+    /// `quad_sums` for two inputs, each weight pair loaded and unpacked once.
     #[inline(always)]
-    unsafe fn dot1(row: *const u8, x: &PairedX, blocks: usize, table: *const f32) -> f32 {
-        let (mut even, mut odd, mut tail) = (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
-        let quads = blocks / 8;
-        for quad in 0..quads {
-            let p = row.add(8 * quad * Q4_BLOCK_BYTES);
-            prefetch(p, x.prefetch);
-            prefetch(p.wrapping_add(4 * Q4_BLOCK_BYTES), x.prefetch);
-            let d = _mm256_mul_ps(quad_scales(p), _mm256_loadu_ps(x.quad_scales.as_ptr().add(8 * quad)));
-            let sums = _mm256_cvtepi32_ps(quad_sums(row, quad, x));
-            if quad % 2 == 0 {
-                even = _mm256_fmadd_ps(sums, d, even);
-            } else {
-                odd = _mm256_fmadd_ps(sums, d, odd);
-            }
+    unsafe fn quad_sums2(row: *const u8, quad: usize, x: [&PairedX; 2]) -> [__m256i; 2] {
+        let (b, pair) = (8 * quad, 4 * quad);
+        let (w0, w1) = (unpack_pair(row, b, true), unpack_pair(row, b + 2, true));
+        let a01 = _mm256_hadd_epi16(products(w0, x[0], pair), products(w1, x[0], pair + 1));
+        let c01 = _mm256_hadd_epi16(products(w0, x[1], pair), products(w1, x[1], pair + 1));
+        let (w2, w3) = (unpack_pair(row, b + 4, true), unpack_pair(row, b + 6, true));
+        let a23 = _mm256_hadd_epi16(products(w2, x[0], pair + 2), products(w3, x[0], pair + 3));
+        let c23 = _mm256_hadd_epi16(products(w2, x[1], pair + 2), products(w3, x[1], pair + 3));
+        [block_sums([a01, a23], x[0], quad), block_sums([c01, c23], x[1], quad)]
+    }
+
+    /// The quads' sums `sums` times the weight scales `dw` and the input's scales, added to
+    /// the even or odd accumulator.
+    #[inline(always)]
+    unsafe fn quad_fma(sums: __m256i, dw: __m256, x: &PairedX, quad: usize, even: &mut __m256, odd: &mut __m256) {
+        let d = _mm256_mul_ps(dw, _mm256_loadu_ps(x.quad_scales.as_ptr().add(8 * quad)));
+        let sums = _mm256_cvtepi32_ps(sums);
+        if quad % 2 == 0 {
+            *even = _mm256_fmadd_ps(sums, d, *even);
+        } else {
+            *odd = _mm256_fmadd_ps(sums, d, *odd);
         }
-        for pair in 4 * quads..blocks / 2 {
+    }
+
+    /// The pairs after the last whole quad and an odd last block, into `tail`.
+    #[inline(always)]
+    unsafe fn tail(row: *const u8, x: &PairedX, blocks: usize, table: *const f32) -> __m256 {
+        let mut tail = _mm256_setzero_ps();
+        for pair in 4 * (blocks / 8)..blocks / 2 {
             tail = pair_fma(row, 2 * pair, true, x, pair, table, tail);
         }
         if blocks % 2 == 1 {
             tail = pair_fma(row, blocks - 1, false, x, blocks / 2, table, tail);
         }
-        hsum(_mm256_add_ps(_mm256_add_ps(even, odd), tail))
+        tail
+    }
+
+    /// One row of `blocks` weight blocks against the input in one sequential stream: whole
+    /// quads of 8 blocks (two accumulators, even and odd quads), then `tail`.
+    #[inline(always)]
+    unsafe fn dot1(row: *const u8, x: &PairedX, blocks: usize, table: *const f32) -> f32 {
+        let (mut even, mut odd) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        for quad in 0..blocks / 8 {
+            let p = row.add(8 * quad * Q4_BLOCK_BYTES);
+            prefetch(p, x.prefetch);
+            prefetch(p.wrapping_add(4 * Q4_BLOCK_BYTES), x.prefetch);
+            quad_fma(quad_sums(row, quad, x), quad_scales(p), x, quad, &mut even, &mut odd);
+        }
+        hsum(_mm256_add_ps(_mm256_add_ps(even, odd), tail(row, x, blocks, table)))
+    }
+
+    /// `dot1` for two inputs, each quad's weights loaded, unpacked and scaled once; each
+    /// result is bit-identical to `dot1` on its input alone (the same integer sums, the
+    /// same f32 operations in the same order).
+    #[inline(always)]
+    unsafe fn dot1x2(row: *const u8, x: [&PairedX; 2], blocks: usize, table: *const f32) -> [f32; 2] {
+        let (mut even0, mut odd0, mut even1, mut odd1) = (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
+        for quad in 0..blocks / 8 {
+            let p = row.add(8 * quad * Q4_BLOCK_BYTES);
+            prefetch(p, x[0].prefetch);
+            prefetch(p.wrapping_add(4 * Q4_BLOCK_BYTES), x[0].prefetch);
+            let [s0, s1] = quad_sums2(row, quad, x);
+            let dw = quad_scales(p);
+            quad_fma(s0, dw, x[0], quad, &mut even0, &mut odd0);
+            quad_fma(s1, dw, x[1], quad, &mut even1, &mut odd1);
+        }
+        [
+            hsum(_mm256_add_ps(_mm256_add_ps(even0, odd0), tail(row, x[0], blocks, table))),
+            hsum(_mm256_add_ps(_mm256_add_ps(even1, odd1), tail(row, x[1], blocks, table))),
+        ]
     }
 
     /// Four Q4_0 rows of `k` (a multiple of 32) weights, one after the other. Safety: each
@@ -213,9 +277,9 @@ pub mod int8 {
     pub(crate) unsafe fn dot4x2(rows: [*const u8; 4], x: [&PairedX; 2], k: usize) -> [[f32; 4]; 2] {
         let (table, blocks) = (super::super::q8::f16_table().as_ptr(), k / 32);
         assert!(x.iter().all(|x| x.blocks() >= blocks), "q4_0 inputs shorter than rows of {blocks} blocks");
-        let a = rows.map(|row| dot1(row, x[0], blocks, table));
-        let b = rows.map(|row| dot1(row, x[1], blocks, table));
-        [a, b]
+        let [r0, r1, r2, r3] = rows;
+        let (d0, d1, d2, d3) = (dot1x2(r0, x, blocks, table), dot1x2(r1, x, blocks, table), dot1x2(r2, x, blocks, table), dot1x2(r3, x, blocks, table));
+        [[d0[0], d1[0], d2[0], d3[0]], [d0[1], d1[1], d2[1], d3[1]]]
     }
 }
 

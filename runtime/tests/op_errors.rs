@@ -106,3 +106,27 @@ fn host_transfers_check_sizes() {
     assert!(t.narrow(2, 2).is_err());
     assert!(t.reshape(&[2, 2]).is_err());
 }
+
+/// Block-quantized weights (Q8_0, Q4_0): views keep whole 32-weight blocks, and the ops
+/// that do not read blocks (a K-major product, an embedding) refuse them, naming the dtype.
+#[test]
+fn block_views_keep_whole_blocks_and_ops_take_blocks_only_where_they_can() {
+    let b = cpu();
+    let values: Vec<f32> = (0..256).map(|i| ((i * 7919 % 2003) as f32 / 2003.0 - 0.5) * 0.1).collect();
+    for dtype in [DType::Q8_0, DType::Q4_0] {
+        let name = dtype.to_string();
+        let w = ops::upload_f32(&b, &[4, 64], &values, dtype).unwrap();
+        assert!(w.narrow(1, 2).is_ok(), "{name}");
+        assert!(w.reshape(&[8, 32]).is_ok(), "{name}");
+        assert!(w.reshape(&[16, 16]).is_err(), "{name}");
+        // Rows of 40 are not whole blocks, even with the bytes of 3 blocks.
+        assert!(b.upload(dtype, &[2, 40], &vec![0u8; dtype.bytes(80)]).is_err(), "{name}");
+        let x = ops::upload_f32(&b, &[1, 4], &[1.0; 4], DType::F32).unwrap();
+        let out = b.alloc(DType::F32, &[1, 64]).unwrap();
+        let err = ops::matmul(&b, &x, &w, &out, WeightLayout::InOut, false).unwrap_err().to_string();
+        assert!(err.contains(&name) && err.contains('w'), "{err}");
+        let ids = ops::upload_u32(&b, &[1], &[2]).unwrap();
+        let err = ops::embed_rows(&b, &w, &ids, &out).unwrap_err().to_string();
+        assert!(err.contains(&name), "{err}");
+    }
+}

@@ -161,20 +161,3 @@ fn cpu_q4_fast_products_stay_near_and_rows_do_not_depend_on_the_batch() {
     let alone = product(isa, &q, DType::Q4_0, 1, k, n, RowOrder::Invariant);
     assert!(batch[..n].iter().zip(&alone).all(|(a, b)| a.to_bits() == b.to_bits()), "row 0 depends on the batch");
 }
-
-#[test]
-fn views_keep_whole_blocks_and_ops_take_blocks_only_where_they_can() {
-    let cpu = Cpu::new();
-    let w = ops::upload_f32(&cpu, &[4, 64], &values(256, 4), DType::Q4_0).unwrap();
-    assert!(w.narrow(1, 2).is_ok());
-    assert!(w.reshape(&[16, 16]).is_err());
-    assert!(cpu.upload(DType::Q4_0, &[2, 40], &[0u8; 54]).is_err());
-    let x = ops::upload_f32(&cpu, &[1, 4], &[1.0; 4], DType::F32).unwrap();
-    let out = cpu.alloc(DType::F32, &[1, 64]).unwrap();
-    // A K-major product and an embedding do not read blocks: refused with the dtype named.
-    let err = ops::matmul(&cpu, &x, &w, &out, WeightLayout::InOut, false).unwrap_err().to_string();
-    assert!(err.contains("q4_0") && err.contains('w'), "{err}");
-    let ids = ops::upload_u32(&cpu, &[1], &[2]).unwrap();
-    let err = ops::embed_rows(&cpu, &w, &ids, &out).unwrap_err().to_string();
-    assert!(err.contains("q4_0"), "{err}");
-}

@@ -80,24 +80,6 @@ fn a_listed_tensor_that_is_not_blocks_is_refused_by_name() {
     assert!(err.contains("`w`") && err.contains("q8_0"), "{err}");
 }
 
-#[test]
-fn views_keep_whole_blocks_and_ops_take_blocks_only_where_they_can() {
-    let cpu = Cpu::new();
-    let w = ops::upload_f32(&cpu, &[4, 64], &values(256, 4), DType::Q8_0).unwrap();
-    assert!(w.narrow(1, 2).is_ok());
-    assert!(w.reshape(&[8, 32]).is_ok());
-    assert!(w.reshape(&[16, 16]).is_err());
-    assert!(cpu.upload(DType::Q8_0, &[2, 40], &[0u8; 102]).is_err());
-    let x = ops::upload_f32(&cpu, &[1, 4], &[1.0; 4], DType::F32).unwrap();
-    let out = cpu.alloc(DType::F32, &[1, 64]).unwrap();
-    // A K-major product and an embedding do not read blocks: refused with the dtype named.
-    let err = ops::matmul(&cpu, &x, &w, &out, WeightLayout::InOut, false).unwrap_err().to_string();
-    assert!(err.contains("q8_0") && err.contains('w'), "{err}");
-    let ids = ops::upload_u32(&cpu, &[1], &[2]).unwrap();
-    let err = ops::embed_rows(&cpu, &w, &ids, &out).unwrap_err().to_string();
-    assert!(err.contains("q8_0"), "{err}");
-}
-
 /// out = x · wᵀ with `w` in `dtype`, on `isa`, rows in `order`.
 fn product(isa: Isa, w: &[f32], dtype: DType, m: usize, k: usize, n: usize, order: RowOrder) -> Vec<u32> {
     let cpu = Cpu::with_isa(isa);

@@ -114,11 +114,9 @@ impl<B: Backend> LmWeights<B> {
         let l = Loader { backend, weights, expected };
         let s = &config.stacks;
         let (head, audio_head_layout) = l.audio_head()?;
-        let per_codebook = match audio_head_layout {
-            WeightLayout::InOut => [s.decoder.n_embd, config.audio_vocab()],
-            WeightLayout::OutIn => [config.audio_vocab(), s.decoder.n_embd],
-        };
-        let audio_head = (0..CODEBOOKS).map(|i| head.narrow(i, 1)?.reshape(&per_codebook)).collect::<uniaudio_runtime::Result<Vec<_>>>()?;
+        // One codebook's head in its stored layout: [d_dec, V_a] or [V_a, d_dec].
+        let per_codebook = &head.shape()[1..];
+        let audio_head = (0..CODEBOOKS).map(|i| head.narrow(i, 1)?.reshape(per_codebook)).collect::<uniaudio_runtime::Result<Vec<_>>>()?;
         Ok(LmWeights {
             backbone: l.stack("backbone", &s.backbone)?,
             understanding: l.stack("audio_understanding_expert", &s.understanding)?,

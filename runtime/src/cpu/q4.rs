@@ -83,14 +83,16 @@ impl PairedX {
             let src = &x.q[32 * b..32 * b + 32];
             q[64 * pair + 16 * side..][..16].copy_from_slice(&src[..16]);
             q[64 * pair + 32 + 16 * side..][..16].copy_from_slice(&src[16..]);
+            let mut block_offset = 0;
             for lane in 0..4 {
                 let sum: i32 = (0..4).map(|j| src[4 * lane + j] as i32 + src[16 + 4 * lane + j] as i32).sum();
                 offsets[8 * pair + 4 * side + lane] = 8 * sum;
                 scales[8 * pair + 4 * side + lane] = x.scales[b];
+                block_offset += 8 * sum;
             }
             if b < 8 * quads {
                 let lane = 8 * (pair / 4) + 4 * side + pair % 4;
-                quad_offsets[lane] = 8 * src.iter().map(|&v| v as i32).sum::<i32>();
+                quad_offsets[lane] = block_offset;
                 quad_scales[lane] = x.scales[b];
             }
         }

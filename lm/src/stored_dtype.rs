@@ -45,22 +45,28 @@ pub fn audio_head_layout(stored: DType) -> WeightLayout {
     }
 }
 
+/// [8, d_dec, V_a] when tensor `name` of upstream `shape` is audio heads stored
+/// transposed (as `stored`, see `audio_head_layout`).
+fn transposed_head(name: &str, shape: &[usize], stored: DType) -> Option<[usize; 3]> {
+    match shape {
+        [c, dd, va] if name == AUDIO_HEAD && audio_head_layout(stored) == WeightLayout::OutIn => Some([*c, *dd, *va]),
+        _ => None,
+    }
+}
+
 /// Tensor `name`'s shape in a file where it has dtype `stored` (upstream's `shape` except
 /// for quantized audio heads, see `audio_head_layout`).
 pub fn stored_shape(name: &str, shape: &[usize], stored: DType) -> Vec<usize> {
-    match shape {
-        [c, dd, va] if name == AUDIO_HEAD && audio_head_layout(stored) == WeightLayout::OutIn => vec![*c, *va, *dd],
-        _ => shape.to_vec(),
+    match transposed_head(name, shape, stored) {
+        Some([c, dd, va]) => vec![c, va, dd],
+        None => shape.to_vec(),
     }
 }
 
 /// Puts tensor `name`'s values (upstream order, `shape`) in the order of `stored_shape`:
 /// quantized audio heads are transposed per codebook.
 pub fn to_stored_order(name: &str, shape: &[usize], stored: DType, values: Vec<f32>) -> Vec<f32> {
-    let [c, dd, va] = match shape {
-        [c, dd, va] if name == AUDIO_HEAD && audio_head_layout(stored) == WeightLayout::OutIn => [*c, *dd, *va],
-        _ => return values,
-    };
+    let Some([c, dd, va]) = transposed_head(name, shape, stored) else { return values };
     debug_assert_eq!(values.len(), c * dd * va);
     let mut out = vec![0f32; values.len()];
     for (src, dst) in values.chunks_exact(dd * va).zip(out.chunks_exact_mut(dd * va)) {

@@ -72,6 +72,14 @@ use view::{f32s, f32s_mut, u32s, u32s_mut, weight_rows};
 
 pub use pool::in_pool;
 
+/// A note for Q4_0 weights on a level that widens each weight to f32 (`exact`) where
+/// the `fast` level would sum them in 8-bit blocks: several times slower per token.
+fn q4_precision_note(isa: Isa, fast: Isa) -> Option<&'static str> {
+    (!isa.int8_dot() && fast.int8_dot()).then_some(
+        "note: 4-bit weights in `exact` precision widen every weight to f32 on the CPU (about 3x slower per token on two AVX2 cores); `--precision fast` (Precision::Fast) sums them in 8-bit blocks at the rate of memory",
+    )
+}
+
 /// The CPU backend. Ops run synchronously on the calling thread plus rayon's pool.
 pub struct Cpu {
     isa: Isa,
@@ -187,6 +195,12 @@ impl Backend for Cpu {
     }
 
     fn upload_weight(&self, weight: &WeightView) -> Result<Tensor<Self>> {
+        if weight.dtype() == DType::Q4_0 {
+            if let Some(note) = q4_precision_note(self.isa, Isa::for_precision(Precision::Fast)) {
+                static ONCE: std::sync::Once = std::sync::Once::new();
+                ONCE.call_once(|| eprintln!("{note}"));
+            }
+        }
         Tensor::from_parts(CpuBuffer::weight(weight.clone()), 0, weight.shape().to_vec(), weight.dtype())
     }
 
@@ -311,5 +325,18 @@ impl Backend for Cpu {
 
     fn sync(&self) -> Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{q4_precision_note, Isa};
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn four_bit_weights_get_a_note_only_where_fast_would_sum_them_in_blocks() {
+        assert!(q4_precision_note(Isa::Avx2, Isa::Avx2Int8).is_some(), "exact AVX2 with an 8-bit level to go to");
+        assert!(q4_precision_note(Isa::Avx2Int8, Isa::Avx2Int8).is_none(), "already fast");
+        assert!(q4_precision_note(Isa::Scalar, Isa::Scalar).is_none(), "no faster level on this CPU");
     }
 }

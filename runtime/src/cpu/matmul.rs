@@ -6,7 +6,7 @@
 use rayon::prelude::*;
 
 use super::elementwise::silu_mul;
-use super::simd::{axpy4, dot4, dot4x2, GemvX, Isa};
+use super::simd::{axpy4, dot4, dot4x2, dot4x4, GemvX, Isa};
 use super::view::WeightSlice;
 use crate::op::{RowOrder, WeightLayout};
 
@@ -103,19 +103,26 @@ fn rows_per_task(n: usize, tasks_per_thread: usize) -> usize {
     n.div_ceil(tasks).next_multiple_of(4).max(4)
 }
 
-/// The four-row group's dot products with input rows `row..row + count` (count 1 or 2;
-/// a pair shares its weight loads).
-fn dots(isa: Isa, w: WeightSlice, starts: [usize; 4], xs: &[GemvX], row: usize, count: usize) -> [[f32; 4]; 2] {
-    if count == 2 {
-        dot4x2(isa, w, starts, &xs[row], &xs[row + 1])
-    } else {
-        [dot4(isa, w, starts, &xs[row]), [0.0; 4]]
+/// The four-row group's dot products with input rows `row..row + count` (count 1 to 4;
+/// the rows of a group share its weight loads).
+fn dots(isa: Isa, w: WeightSlice, starts: [usize; 4], xs: &[GemvX], row: usize, count: usize) -> [[f32; 4]; 4] {
+    match count {
+        4 => dot4x4(isa, w, starts, [&xs[row], &xs[row + 1], &xs[row + 2], &xs[row + 3]]),
+        3 => {
+            let [a, b] = dot4x2(isa, w, starts, &xs[row], &xs[row + 1]);
+            [a, b, dot4(isa, w, starts, &xs[row + 2]), [0.0; 4]]
+        }
+        2 => {
+            let [a, b] = dot4x2(isa, w, starts, &xs[row], &xs[row + 1]);
+            [a, b, [0.0; 4], [0.0; 4]]
+        }
+        _ => [dot4(isa, w, starts, &xs[row]), [0.0; 4], [0.0; 4], [0.0; 4]],
     }
 }
 
 /// Splits the N outputs per row of a row-major [N, k] weight into parallel tasks and
-/// calls `f` with the element offsets of four consecutive weight rows, the first of one
-/// or two input rows, and those rows' (up to four) outputs each. All input rows of a
+/// calls `f` with the element offsets of four consecutive weight rows, the first of up
+/// to four input rows, and those rows' (up to four) outputs each. All input rows of a
 /// group run back to back, so the group's weights come from memory once and from cache
 /// for the other rows.
 fn for_each_row_group(out: &mut [f32], m: usize, k: usize, tasks_per_thread: usize, f: impl Fn([usize; 4], usize, &mut [&mut [f32]]) + Sync) {
@@ -131,14 +138,15 @@ fn for_each_row_group(out: &mut [f32], m: usize, k: usize, tasks_per_thread: usi
             let starts = [0, 1, 2, 3].map(|r| (first + r).min(last) * k);
             let mut row = 0;
             while row < m {
-                let count = (m - row).min(2);
+                let count = (m - row).min(4);
                 // SAFETY: task c alone writes columns c·chunk..end of every row; the rows
-                // differ, and `(row + 1) · n + last < m · n = out.len()` for a pair.
+                // differ, and `(row + count - 1) · n + last < m · n = out.len()`.
                 let slice = |r: usize| unsafe { std::slice::from_raw_parts_mut(shared.0.add(r * n + first), last - first + 1) };
-                if count == 2 {
-                    f(starts, row, &mut [slice(row), slice(row + 1)]);
-                } else {
-                    f(starts, row, &mut [slice(row)]);
+                match count {
+                    4 => f(starts, row, &mut [slice(row), slice(row + 1), slice(row + 2), slice(row + 3)]),
+                    3 => f(starts, row, &mut [slice(row), slice(row + 1), slice(row + 2)]),
+                    2 => f(starts, row, &mut [slice(row), slice(row + 1)]),
+                    _ => f(starts, row, &mut [slice(row)]),
                 }
                 row += count;
             }

@@ -190,17 +190,22 @@ pub mod int8 {
         block_sums([_mm256_hadd_epi16(p0, p1), _mm256_hadd_epi16(p2, p3)], x, quad)
     }
 
-    /// `quad_sums` for two inputs, each weight pair loaded and unpacked once.
+    /// `quad_sums` for N inputs, each weight pair loaded and unpacked once.
     #[inline(always)]
-    unsafe fn quad_sums2(row: *const u8, quad: usize, x: [&PairedX; 2]) -> [__m256i; 2] {
+    unsafe fn quad_sums_n<const N: usize>(row: *const u8, quad: usize, x: [&PairedX; N]) -> [__m256i; N] {
         let (b, pair) = (8 * quad, 4 * quad);
         let (w0, w1) = (unpack_pair(row, b, true), unpack_pair(row, b + 2, true));
-        let a01 = _mm256_hadd_epi16(products(w0, x[0], pair), products(w1, x[0], pair + 1));
-        let c01 = _mm256_hadd_epi16(products(w0, x[1], pair), products(w1, x[1], pair + 1));
+        let mut low = [_mm256_setzero_si256(); N];
+        for i in 0..N {
+            low[i] = _mm256_hadd_epi16(products(w0, x[i], pair), products(w1, x[i], pair + 1));
+        }
         let (w2, w3) = (unpack_pair(row, b + 4, true), unpack_pair(row, b + 6, true));
-        let a23 = _mm256_hadd_epi16(products(w2, x[0], pair + 2), products(w3, x[0], pair + 3));
-        let c23 = _mm256_hadd_epi16(products(w2, x[1], pair + 2), products(w3, x[1], pair + 3));
-        [block_sums([a01, a23], x[0], quad), block_sums([c01, c23], x[1], quad)]
+        let mut sums = [_mm256_setzero_si256(); N];
+        for i in 0..N {
+            let high = _mm256_hadd_epi16(products(w2, x[i], pair + 2), products(w3, x[i], pair + 3));
+            sums[i] = block_sums([low[i], high], x[i], quad);
+        }
+        sums
     }
 
     /// The quads' sums `sums` times the weight scales `dw` and the input's scales, added to
@@ -243,25 +248,27 @@ pub mod int8 {
         hsum(_mm256_add_ps(_mm256_add_ps(even, odd), tail(row, x, blocks, table)))
     }
 
-    /// `dot1` for two inputs, each quad's weights loaded, unpacked and scaled once; each
+    /// `dot1` for N inputs, each quad's weights loaded, unpacked and scaled once; each
     /// result is bit-identical to `dot1` on its input alone (the same integer sums, the
     /// same f32 operations in the same order).
     #[inline(always)]
-    unsafe fn dot1x2(row: *const u8, x: [&PairedX; 2], blocks: usize, table: *const f32) -> [f32; 2] {
-        let (mut even0, mut odd0, mut even1, mut odd1) = (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
+    unsafe fn dot1_n<const N: usize>(row: *const u8, x: [&PairedX; N], blocks: usize, table: *const f32) -> [f32; N] {
+        let (mut even, mut odd) = ([_mm256_setzero_ps(); N], [_mm256_setzero_ps(); N]);
         for quad in 0..blocks / 8 {
             let p = row.add(8 * quad * Q4_BLOCK_BYTES);
             prefetch(p, x[0].prefetch);
             prefetch(p.wrapping_add(4 * Q4_BLOCK_BYTES), x[0].prefetch);
-            let [s0, s1] = quad_sums2(row, quad, x);
+            let sums = quad_sums_n(row, quad, x);
             let dw = quad_scales(p);
-            quad_fma(s0, dw, x[0], quad, &mut even0, &mut odd0);
-            quad_fma(s1, dw, x[1], quad, &mut even1, &mut odd1);
+            for i in 0..N {
+                quad_fma(sums[i], dw, x[i], quad, &mut even[i], &mut odd[i]);
+            }
         }
-        [
-            hsum(_mm256_add_ps(_mm256_add_ps(even0, odd0), tail(row, x[0], blocks, table))),
-            hsum(_mm256_add_ps(_mm256_add_ps(even1, odd1), tail(row, x[1], blocks, table))),
-        ]
+        let mut out = [0f32; N];
+        for i in 0..N {
+            out[i] = hsum(_mm256_add_ps(_mm256_add_ps(even[i], odd[i]), tail(row, x[i], blocks, table)));
+        }
+        out
     }
 
     /// Four Q4_0 rows of `k` (a multiple of 32) weights, one after the other. Safety: each
@@ -274,14 +281,20 @@ pub mod int8 {
         rows.map(|row| dot1(row, x, blocks, table))
     }
 
-    /// `dot4` for two inputs; each result is bit-identical to `dot4` on its input alone.
+    /// `dot4` for N inputs (2 or 4: the batched decode's groups); each result is
+    /// bit-identical to `dot4` on its input alone.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(crate) unsafe fn dot4x2(rows: [*const u8; 4], x: [&PairedX; 2], k: usize) -> [[f32; 4]; 2] {
+    pub(crate) unsafe fn dot4_n<const N: usize>(rows: [*const u8; 4], x: [&PairedX; N], k: usize) -> [[f32; 4]; N] {
         let (table, blocks) = (super::super::q8::f16_table().as_ptr(), k / 32);
         assert!(x.iter().all(|x| x.blocks() >= blocks), "q4_0 inputs shorter than rows of {blocks} blocks");
-        let [r0, r1, r2, r3] = rows;
-        let (d0, d1, d2, d3) = (dot1x2(r0, x, blocks, table), dot1x2(r1, x, blocks, table), dot1x2(r2, x, blocks, table), dot1x2(r3, x, blocks, table));
-        [[d0[0], d1[0], d2[0], d3[0]], [d0[1], d1[1], d2[1], d3[1]]]
+        let mut out = [[0f32; 4]; N];
+        for (r, &row) in rows.iter().enumerate() {
+            let d = dot1_n(row, x, blocks, table);
+            for i in 0..N {
+                out[i][r] = d[i];
+            }
+        }
+        out
     }
 }
 
@@ -334,7 +347,7 @@ mod tests {
     }
 
     /// The fast kernel against the integer sums (every nibble value, odd and even block
-    /// counts), and each input of a pair against its own `dot4`.
+    /// counts), and each input of a pair or a group of four against its own `dot4`.
     #[test]
     fn int8_products_match_the_integer_sums_and_pairs_match_singles() {
         if !crate::cpu::Isa::Avx2.available() {
@@ -356,7 +369,11 @@ mod tests {
             let (xp, yp) = (super::PairedX::new(&xq), super::PairedX::new(&yq));
             let ptrs = [0, 1, 2, 3].map(|r| rows[r * blocks * 18..].as_ptr());
             // SAFETY: AVX2 was detected; each row holds `blocks` whole blocks.
-            let (got, pair, alone) = unsafe { (super::int8::dot4(ptrs, &xp, k), super::int8::dot4x2(ptrs, [&xp, &yp], k), super::int8::dot4(ptrs, &yp, k)) };
+            let (got, pair, alone) = unsafe { (super::int8::dot4(ptrs, &xp, k), super::int8::dot4_n(ptrs, [&xp, &yp], k), super::int8::dot4(ptrs, &yp, k)) };
+            let z: Vec<f32> = x.iter().map(|v| v.sin() * 3.0).collect();
+            let zp = super::PairedX::new(&crate::cpu::q8::QuantizedX::new(&z, 0));
+            // SAFETY: as above.
+            let (four, z_alone) = unsafe { (super::int8::dot4_n(ptrs, [&yp, &zp, &xp, &zp], k), super::int8::dot4(ptrs, &zp, k)) };
             for r in 0..4 {
                 let mut want = 0f64;
                 for b in 0..blocks {
@@ -367,8 +384,11 @@ mod tests {
                 }
                 // Exact int32 block sums; only the f32 scaling and accumulation round.
                 assert!((got[r] as f64 - want).abs() <= 1e-5 * want.abs().max(1.0), "{blocks} blocks, row {r}: {} vs {want}", got[r]);
-                assert_eq!(pair[0][r].to_bits(), got[r].to_bits(), "dot4x2 row {r}, first input");
-                assert_eq!(pair[1][r].to_bits(), alone[r].to_bits(), "dot4x2 row {r}, second input");
+                assert_eq!(pair[0][r].to_bits(), got[r].to_bits(), "dot4_n::<2> row {r}, first input");
+                assert_eq!(pair[1][r].to_bits(), alone[r].to_bits(), "dot4_n::<2> row {r}, second input");
+                for (i, want) in [alone[r], z_alone[r], got[r], z_alone[r]].into_iter().enumerate() {
+                    assert_eq!(four[i][r].to_bits(), want.to_bits(), "dot4_n::<4> row {r}, input {i}");
+                }
             }
         }
     }

@@ -291,7 +291,7 @@ pub fn dot4x2(isa: Isa, w: WeightSlice, starts: [usize; 4], a: &GemvX, b: &GemvX
                 WeightSlice::BF16(s) => avx512::dot4x2_bf16(starts.map(|o| s.as_ptr().add(o)), x, [a.even_odd32.as_ptr(), b.even_odd32.as_ptr()], k),
                 WeightSlice::Q8_0(q) if isa.int8_dot() => q8::int8::dot4x2_vnni(block_rows::<Q8>(q, starts, k), [a.quantized(), b.quantized()], k),
                 WeightSlice::Q8_0(q) => q8::avx512::dot4x2::<Q8>(block_rows::<Q8>(q, starts, k), x, k),
-                WeightSlice::Q4_0(q) if isa.int8_dot() => super::q4::int8::dot4x2(block_rows::<Q4>(q, starts, k), [a.paired(), b.paired()], k),
+                WeightSlice::Q4_0(q) if isa.int8_dot() => super::q4::int8::dot4_n(block_rows::<Q4>(q, starts, k), [a.paired(), b.paired()], k),
                 WeightSlice::Q4_0(q) => q8::avx512::dot4x2::<Q4>(block_rows::<Q4>(q, starts, k), x, k),
             };
         }
@@ -302,12 +302,32 @@ pub fn dot4x2(isa: Isa, w: WeightSlice, starts: [usize; 4], a: &GemvX, b: &GemvX
         unsafe {
             match w {
                 WeightSlice::Q8_0(q) => return q8::int8::dot4x2_avx2(block_rows::<Q8>(q, starts, k), [a.quantized(), b.quantized()], k),
-                WeightSlice::Q4_0(q) => return super::q4::int8::dot4x2(block_rows::<Q4>(q, starts, k), [a.paired(), b.paired()], k),
+                WeightSlice::Q4_0(q) => return super::q4::int8::dot4_n(block_rows::<Q4>(q, starts, k), [a.paired(), b.paired()], k),
                 _ => {}
             }
         }
     }
     [dot4(isa, w, starts, a), dot4(isa, w, starts, b)]
+}
+
+/// `dot4` of the same four weight rows against four inputs. Q4_0 weights at the 8-bit
+/// levels share each weight load and unpacking among all four; other weights run as two
+/// `dot4x2`. Each input's result is bit-identical to `dot4` on it alone.
+pub fn dot4x4(isa: Isa, w: WeightSlice, starts: [usize; 4], x: [&GemvX; 4]) -> [[f32; 4]; 4] {
+    let k = x[0].len();
+    assert!(x.iter().all(|x| x.len() == k), "dot4x4 input lengths");
+    #[cfg(target_arch = "x86_64")]
+    if isa.avx2() && isa.int8_dot() {
+        if let WeightSlice::Q4_0(q) = w {
+            for s in starts {
+                assert!(s + k <= w.len(), "dot4x4 row out of bounds");
+            }
+            // SAFETY: the features were detected; rows are in bounds (asserted above).
+            return unsafe { super::q4::int8::dot4_n(block_rows::<Q4>(q, starts, k), [x[0].paired(), x[1].paired(), x[2].paired(), x[3].paired()], k) };
+        }
+    }
+    let ([a, b], [c, d]) = (dot4x2(isa, w, starts, x[0], x[1]), dot4x2(isa, w, starts, x[2], x[3]));
+    [a, b, c, d]
 }
 
 /// Pointers to the first block of four Q8_0 or Q4_0 rows (rows start on blocks and hold

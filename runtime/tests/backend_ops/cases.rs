@@ -151,7 +151,8 @@ pub fn all_cases() -> Vec<Case> {
     for (m, k, f) in [(1, 96, 344), (3, 128, 65)] {
         cases.push(GateUp { m, k, f, dtype });
     }
-    for (m, k, n) in [(2, 96, 33), (9, 128, 130)] {
+    // Batches of 2, 7 (a group of four, then a pair and a single) and 9 (two fours, one).
+    for (m, k, n) in [(2, 96, 33), (7, 160, 40), (9, 128, 130)] {
         for gate_up in [false, true] {
             cases.push(InvariantRows { m, k, n, layout: WeightLayout::OutIn, dtype, gate_up });
         }

@@ -15,15 +15,16 @@ use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 
 use crate::error::AudioError;
-use crate::read::{check_rate, max_frames, Container, Decoded, MAX_SECONDS};
+use crate::read::{check_rate, Container, DecodeLimits, Decoded};
 
 /// Decodes a compressed file into interleaved f32 samples.
 pub(crate) fn decode_compressed(
     bytes: &[u8],
     name: &str,
     kind: Container,
+    limits: &DecodeLimits,
 ) -> Result<Decoded, AudioError> {
-    match catch_unwind(AssertUnwindSafe(|| decode_inner(bytes, name, kind))) {
+    match catch_unwind(AssertUnwindSafe(|| decode_inner(bytes, name, kind, limits))) {
         Ok(result) => result,
         Err(_) => Err(AudioError::Decode {
             name: name.to_string(),
@@ -33,7 +34,12 @@ pub(crate) fn decode_compressed(
     }
 }
 
-fn decode_inner(bytes: &[u8], name: &str, kind: Container) -> Result<Decoded, AudioError> {
+fn decode_inner(
+    bytes: &[u8],
+    name: &str,
+    kind: Container,
+    limits: &DecodeLimits,
+) -> Result<Decoded, AudioError> {
     let fail = |detail: String| AudioError::Decode {
         name: name.to_string(),
         format: kind.label(),
@@ -125,18 +131,9 @@ fn decode_inner(bytes: &[u8], name: &str, kind: Container) -> Result<Decoded, Au
         rate = Some(r);
         channels = Some(c);
         decoded.copy_to_vec_interleaved(&mut buf);
+        // Stop before the decoded length passes the limits (a small file can expand a lot).
+        limits.check(((samples.len() + buf.len()) / c) as u64, c, r, name)?;
         samples.extend_from_slice(&buf);
-        // Stop as soon as the decoded length passes the limit (a small file can expand a lot).
-        let frames = (samples.len() / c) as u64;
-        if frames > max_frames(r) {
-            return Err(AudioError::TooLong {
-                name: name.to_string(),
-                frames,
-                rate: r,
-                max_seconds: MAX_SECONDS,
-                max_frames: max_frames(r),
-            });
-        }
     }
 
     let channels = channels.unwrap_or(1);

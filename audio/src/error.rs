@@ -86,4 +86,16 @@ pub enum AudioError {
         max_seconds: u64,
         max_frames: u64,
     },
+
+    #[error(
+        "{name}: {frames} frames of {channels} channels decode to {samples} samples; the limit \
+         is {max_samples}"
+    )]
+    TooManySamples {
+        name: String,
+        frames: u64,
+        channels: usize,
+        samples: u64,
+        max_samples: u64,
+    },
 }

@@ -18,6 +18,75 @@ pub const MIN_SAMPLE_RATE: u32 = 1000;
 pub const MAX_SAMPLE_RATE: u32 = 768_000;
 /// Longest decoded input accepted, in seconds at the file's own rate (4 hours).
 pub const MAX_SECONDS: u64 = 4 * 3600;
+/// Most decoded samples (all channels counted) accepted by default: 4 hours of 48 kHz
+/// stereo, 5.5 GB as f32. Files with more channels or a higher rate reach it sooner.
+pub const MAX_DECODED_SAMPLES: u64 = MAX_SECONDS * 48_000 * 2;
+
+/// Bounds on what one decode may produce, checked while decoding and before the samples
+/// are held (a small compressed file can expand to gigabytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Longest input, in seconds at the file's own rate.
+    pub max_seconds: u64,
+    /// Most decoded samples, all channels counted.
+    pub max_samples: u64,
+}
+
+impl DecodeLimits {
+    /// At most `max_seconds`, and at most that long at 192 kHz in stereo (or 48 kHz in 8
+    /// channels) in samples; never more than the defaults.
+    pub fn seconds(max_seconds: u64) -> DecodeLimits {
+        let max_seconds = max_seconds.min(MAX_SECONDS);
+        DecodeLimits {
+            max_seconds,
+            max_samples: max_seconds.saturating_mul(384_000).min(MAX_DECODED_SAMPLES),
+        }
+    }
+
+    /// The most frames accepted at `rate`.
+    pub(crate) fn max_frames(&self, rate: u32) -> u64 {
+        u64::from(rate) * self.max_seconds
+    }
+
+    /// Whether `frames` of `channels` at `rate` fit; else the error naming the bound.
+    pub(crate) fn check(
+        &self,
+        frames: u64,
+        channels: usize,
+        rate: u32,
+        name: &str,
+    ) -> Result<(), AudioError> {
+        if frames > self.max_frames(rate) {
+            return Err(AudioError::TooLong {
+                name: name.to_string(),
+                frames,
+                rate,
+                max_seconds: self.max_seconds,
+                max_frames: self.max_frames(rate),
+            });
+        }
+        let samples = frames.saturating_mul(channels as u64);
+        if samples > self.max_samples {
+            return Err(AudioError::TooManySamples {
+                name: name.to_string(),
+                frames,
+                channels,
+                samples,
+                max_samples: self.max_samples,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits {
+            max_seconds: MAX_SECONDS,
+            max_samples: MAX_DECODED_SAMPLES,
+        }
+    }
+}
 
 /// How the channels of the file were reduced to the mono `samples`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,8 +158,19 @@ pub fn read_audio(path: &Path) -> Result<Audio, AudioError> {
     decode_audio(&bytes, &name)
 }
 
-/// Decodes an in-memory audio file; `name` is only used in error messages.
+/// Decodes an in-memory audio file within the default limits; `name` is only used in
+/// error messages.
 pub fn decode_audio(bytes: &[u8], name: &str) -> Result<Audio, AudioError> {
+    decode_audio_limited(bytes, name, DecodeLimits::default())
+}
+
+/// `decode_audio` within `limits` (a server takes short clips: decoding stops as soon as
+/// the output passes them).
+pub fn decode_audio_limited(
+    bytes: &[u8],
+    name: &str,
+    limits: DecodeLimits,
+) -> Result<Audio, AudioError> {
     if bytes.len() as u64 > MAX_AUDIO_BYTES {
         return Err(AudioError::FileTooLarge {
             name: name.to_string(),
@@ -104,8 +184,8 @@ pub fn decode_audio(bytes: &[u8], name: &str) -> Result<Audio, AudioError> {
         });
     }
     let decoded = match sniff(bytes) {
-        Some(Container::Wav) => decode_wav(bytes, name)?,
-        Some(kind) => decode_compressed(bytes, name, kind)?,
+        Some(Container::Wav) => decode_wav(bytes, name, &limits)?,
+        Some(kind) => decode_compressed(bytes, name, kind, &limits)?,
         None => {
             return Err(AudioError::NotAudio {
                 name: name.to_string(),
@@ -113,7 +193,7 @@ pub fn decode_audio(bytes: &[u8], name: &str) -> Result<Audio, AudioError> {
             })
         }
     };
-    finish(decoded, name)
+    finish(decoded, name, &limits)
 }
 
 /// Recognises the container from its magic bytes.
@@ -145,7 +225,7 @@ fn describe_head(bytes: &[u8]) -> String {
 }
 
 /// Shared checks on what any decoder produced, then the downmix.
-fn finish(d: Decoded, name: &str) -> Result<Audio, AudioError> {
+fn finish(d: Decoded, name: &str, limits: &DecodeLimits) -> Result<Audio, AudioError> {
     check_rate(d.rate, name)?;
     if d.channels == 0 {
         return Err(AudioError::NoChannels {
@@ -159,7 +239,7 @@ fn finish(d: Decoded, name: &str) -> Result<Audio, AudioError> {
             name: name.to_string(),
         });
     }
-    check_length(frames, d.rate, name)?;
+    limits.check(frames, channels, d.rate, name)?;
     if let Some(i) = d.samples.iter().position(|v| !v.is_finite()) {
         return Err(AudioError::NonFinite {
             name: name.to_string(),
@@ -186,25 +266,6 @@ pub(crate) fn check_rate(rate: u32, name: &str) -> Result<(), AudioError> {
             rate,
             min: MIN_SAMPLE_RATE,
             max: MAX_SAMPLE_RATE,
-        })
-    }
-}
-
-/// The most frames accepted at `rate`.
-pub(crate) fn max_frames(rate: u32) -> u64 {
-    u64::from(rate) * MAX_SECONDS
-}
-
-pub(crate) fn check_length(frames: u64, rate: u32, name: &str) -> Result<(), AudioError> {
-    if frames <= max_frames(rate) {
-        Ok(())
-    } else {
-        Err(AudioError::TooLong {
-            name: name.to_string(),
-            frames,
-            rate,
-            max_seconds: MAX_SECONDS,
-            max_frames: max_frames(rate),
         })
     }
 }

@@ -8,7 +8,7 @@
 use std::io::Cursor;
 
 use crate::error::AudioError;
-use crate::read::{check_length, check_rate, Decoded};
+use crate::read::{check_rate, DecodeLimits, Decoded};
 
 /// What the chunk walk found: the fmt fields the checks need and where the data is.
 struct Layout {
@@ -75,7 +75,11 @@ fn walk_chunks(bytes: &[u8]) -> Result<Layout, String> {
 }
 
 /// Decodes a WAV file into interleaved f32 samples.
-pub(crate) fn decode_wav(bytes: &[u8], name: &str) -> Result<Decoded, AudioError> {
+pub(crate) fn decode_wav(
+    bytes: &[u8],
+    name: &str,
+    limits: &DecodeLimits,
+) -> Result<Decoded, AudioError> {
     let bad = |detail: String| AudioError::BadWav {
         name: name.to_string(),
         detail,
@@ -110,7 +114,12 @@ pub(crate) fn decode_wav(bytes: &[u8], name: &str) -> Result<Decoded, AudioError
     })?;
     let spec = reader.spec();
     check_rate(spec.sample_rate, name)?;
-    check_length(u64::from(reader.duration()), spec.sample_rate, name)?;
+    limits.check(
+        u64::from(reader.duration()),
+        usize::from(spec.channels),
+        spec.sample_rate,
+        name,
+    )?;
 
     // The truncation check above bounds this by the file size.
     let total = reader.len() as usize;

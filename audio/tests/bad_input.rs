@@ -6,7 +6,10 @@ mod common;
 mod synth;
 
 use synth::{f32_wav, flac16, pcm16_wav, wav, XorShift, IEEE_FLOAT, PCM};
-use uniaudio_audio::{decode_audio, read_audio, AudioError, Downmix, MAX_AUDIO_BYTES};
+use uniaudio_audio::{
+    decode_audio, decode_audio_limited, read_audio, AudioError, DecodeLimits, Downmix,
+    MAX_AUDIO_BYTES,
+};
 
 fn err(bytes: &[u8]) -> AudioError {
     match decode_audio(bytes, "test.wav") {
@@ -202,6 +205,56 @@ fn flac_decodes_like_wav() {
         (44_100, 2, Downmix::Stereo)
     );
     assert_eq!(flac.samples, wav.samples);
+}
+
+/// A caller's limits stop a decode: by length at the file's rate, and by the samples of all
+/// channels (a FLAC stops block by block, before the rest is decoded).
+#[test]
+fn decode_limits_refuse_long_and_wide_files() {
+    let two_seconds: Vec<i16> = (0..2 * 8000 * 2).map(|i| (i % 300) as i16).collect();
+    let files = [
+        ("x.wav", pcm16_wav(2, 8000, &two_seconds)),
+        ("x.flac", flac16(2, 8000, &two_seconds, 1024)),
+    ];
+    for (name, bytes) in &files {
+        let fits = DecodeLimits::seconds(2);
+        assert_eq!(
+            decode_audio_limited(bytes, name, fits)
+                .expect(name)
+                .samples
+                .len(),
+            16_000
+        );
+        match decode_audio_limited(bytes, name, DecodeLimits::seconds(1)) {
+            Err(AudioError::TooLong {
+                frames, max_frames, ..
+            }) => {
+                assert!(
+                    frames > 8000 && max_frames == 8000,
+                    "{name}: {frames} of {max_frames}"
+                )
+            }
+            other => panic!("{name}: expected TooLong, got {other:?}"),
+        }
+        let narrow = DecodeLimits {
+            max_seconds: 10,
+            max_samples: 20_000,
+        };
+        match decode_audio_limited(bytes, name, narrow) {
+            Err(
+                e @ AudioError::TooManySamples {
+                    channels: 2,
+                    max_samples: 20_000,
+                    ..
+                },
+            ) => {
+                assert!(e.to_string().starts_with(name), "{e}")
+            }
+            other => panic!("{name}: expected TooManySamples, got {other:?}"),
+        }
+    }
+    assert_eq!(DecodeLimits::seconds(30).max_samples, 30 * 384_000);
+    assert_eq!(DecodeLimits::seconds(u64::MAX), DecodeLimits::default());
 }
 
 #[test]

@@ -40,7 +40,8 @@ pub struct ServeArgs {
     /// Largest request body in MiB; larger bodies get 413 before they are read.
     #[arg(long, default_value_t = 32)]
     max_body_mib: usize,
-    /// Largest `max_steps` a request may ask for.
+    /// Largest `max_steps` a request may ask for; task requests that leave it out run at
+    /// most this many steps too.
     #[arg(long, default_value_t = 1500)]
     max_steps_limit: usize,
     /// Seconds in-flight requests may take to finish after SIGTERM/SIGINT.

@@ -38,7 +38,12 @@ impl Frame {
 /// Parses `{"frames": [{"text": ID} | {"audio": [c0..c7]}, ...]}` (or a bare list).
 pub fn parse_frames(text: &str) -> Result<Vec<Frame>> {
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| LmError::Prompt(format!("not valid JSON: {e}")))?;
-    let list = match &value {
+    frames_from_value(&value)
+}
+
+/// `parse_frames` of an already parsed JSON value (the object or the bare list).
+pub fn frames_from_value(value: &serde_json::Value) -> Result<Vec<Frame>> {
+    let list = match value {
         serde_json::Value::Object(o) => o.get("frames").ok_or_else(|| LmError::Prompt("missing the `frames` list".into()))?,
         other => other,
     };

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::StreamExt;
-use uniaudio::generate_json::{request_from_value, RequestDefaults};
+use uniaudio::generate_json::{request_from_value, RequestDefaults, MAX_REQUEST_BYTES};
 use uniaudio_lm::GenerateOptions;
 
 use crate::worker::{Fault, Job, Reply, Sink};
@@ -123,6 +123,10 @@ pub(crate) fn enqueue(state: &AppState, job: impl FnOnce(Sink, Option<Instant>) 
 /// object `uniaudio generate` prints, or with `"stream": true` Server-Sent Events (`frame`
 /// or `text` per step, then `done` with the whole object, or `error`).
 async fn generate(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
+    // A prompt is at most a few thousand frames: refuse larger bodies before parsing them.
+    if body.len() > MAX_REQUEST_BYTES {
+        return Err(ApiError::new(413, format!("the body is {} bytes; a generate request is at most {MAX_REQUEST_BYTES}", body.len())));
+    }
     let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
     let obj = value.as_object().ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
     let stream = match obj.get("stream") {

@@ -17,7 +17,7 @@ use crate::ApiError;
 /// Characters of `input` a speech request may carry.
 const MAX_INPUT_CHARS: usize = 4096;
 /// Seconds of audio a transcription or answer request may carry (one prompt window).
-const MAX_AUDIO_SECONDS: f64 = 30.0;
+const MAX_AUDIO_SECONDS: u64 = 30;
 /// Euler steps of the codec's flow model a request may ask for.
 const MAX_CODEC_STEPS: u64 = 100;
 
@@ -88,10 +88,7 @@ pub async fn speech(State(state): State<Arc<AppState>>, body: axum::body::Bytes)
     if steps == 0 || steps > MAX_CODEC_STEPS {
         return Err(ApiError::bad_request(format!("`steps` must be 1..={MAX_CODEC_STEPS}")));
     }
-    let max_steps = uint(obj, "max_steps")?.map(|n| n as usize);
-    if max_steps.is_some_and(|n| n > state.opts.max_steps_limit) {
-        return Err(ApiError::bad_request(format!("`max_steps` is above this server's limit of {}", state.opts.max_steps_limit)));
-    }
+    let max_steps = step_limit(state.opts.max_steps_limit, task, uint(obj, "max_steps")?.map(|n| n as usize))?;
     let temperature = match field(obj, "temperature") {
         None => None,
         Some(v) => Some(v.as_f64().ok_or_else(|| ApiError::bad_request("`temperature` must be a number"))? as f32),
@@ -105,6 +102,16 @@ pub async fn speech(State(state): State<Arc<AppState>>, body: axum::body::Bytes)
             ([("content-type", "audio/wav")], wav(&samples, sample_rate)?).into_response()
         }),
         TaskReply::Text(_) => Err(ApiError::internal("the task produced text, not audio")),
+    }
+}
+
+/// The steps a request may run: what it asks for, up to the server's `--max-steps-limit`;
+/// when it does not ask, the task's own cap, lowered to the limit where that is smaller.
+fn step_limit(limit: usize, task: Task, asked: Option<usize>) -> Result<Option<usize>, ApiError> {
+    match asked {
+        Some(n) if n > limit => Err(ApiError::bad_request(format!("`max_steps` is above this server's limit of {limit}"))),
+        Some(n) => Ok(Some(n)),
+        None => Ok((limit < uniaudio::run::default_max_steps(task)).then_some(limit)),
     }
 }
 
@@ -135,7 +142,11 @@ fn wav(samples: &[f32], rate: u32) -> Result<Vec<u8>, ApiError> {
 
 /// The multipart fields of an audio request: the decoded `file` at 24 kHz and the text fields.
 async fn read_form(mut form: Multipart) -> Result<(Vec<f32>, std::collections::HashMap<String, String>), ApiError> {
-    let bad = |e: axum::extract::multipart::MultipartError| ApiError::bad_request(format!("malformed multipart body: {}", e.body_text()));
+    // An oversized body (one without a Content-Length stops mid-read) keeps its 413.
+    let bad = |e: axum::extract::multipart::MultipartError| match e.status().as_u16() {
+        413 => ApiError::new(413, format!("the multipart body is too large: {}", e.body_text())),
+        _ => ApiError::bad_request(format!("malformed multipart body: {}", e.body_text())),
+    };
     let mut file = None;
     let mut fields = std::collections::HashMap::new();
     while let Some(part) = form.next_field().await.map_err(bad)? {
@@ -150,13 +161,17 @@ async fn read_form(mut form: Multipart) -> Result<(Vec<f32>, std::collections::H
     let (filename, bytes) = file.ok_or_else(|| ApiError::bad_request("missing the `file` field (the audio)"))?;
     // Decoding and resampling are CPU work: off the async threads.
     let samples = tokio::task::spawn_blocking(move || -> Result<Vec<f32>, ApiError> {
-        let audio = uniaudio_audio::decode_audio(&bytes, &filename).map_err(|e| ApiError::bad_request(format!("`file` is not audio this server can read: {e}")))?;
+        // Decoding stops as soon as the output passes the limits: a small compressed
+        // upload can expand to gigabytes.
+        let limits = uniaudio_audio::DecodeLimits::seconds(MAX_AUDIO_SECONDS);
+        let audio = uniaudio_audio::decode_audio_limited(&bytes, &filename, limits).map_err(|e| match e {
+            uniaudio_audio::AudioError::TooLong { .. } | uniaudio_audio::AudioError::TooManySamples { .. } => {
+                ApiError::new(413, format!("`file` is too long: this server takes at most {MAX_AUDIO_SECONDS} s per request ({e})"))
+            }
+            e => ApiError::bad_request(format!("`file` is not audio this server can read: {e}")),
+        })?;
         if audio.sample_rate == 0 || audio.samples.is_empty() {
             return Err(ApiError::bad_request("`file` holds no samples"));
-        }
-        let seconds = audio.samples.len() as f64 / audio.sample_rate as f64;
-        if seconds > MAX_AUDIO_SECONDS {
-            return Err(ApiError::new(413, format!("`file` is {seconds:.1} s long; this server takes at most {MAX_AUDIO_SECONDS} s per request")));
         }
         Ok(uniaudio_audio::resample(&audio.samples, audio.sample_rate, 24_000))
     })
@@ -190,9 +205,29 @@ pub async fn answer(State(state): State<Arc<AppState>>, form: Multipart) -> Resu
 }
 
 async fn understand(state: &Arc<AppState>, task: Task, samples: Vec<f32>, text: TaskText) -> Result<Json<Value>, ApiError> {
-    let request = TaskRequest { task, text, audio: Some(AudioInput::Samples24k(samples)), sampling: Sampling::default(), codec: CodecSettings::default(), prompt_frames: None };
+    let sampling = Sampling { max_steps: step_limit(state.opts.max_steps_limit, task, None)?, ..Sampling::default() };
+    let request = TaskRequest { task, text, audio: Some(AudioInput::Samples24k(samples)), sampling, codec: CodecSettings::default(), prompt_frames: None };
     match run_task(state, request).await? {
         TaskReply::Text(text) => Ok(Json(json!({"text": text}))),
         TaskReply::Audio { .. } => Err(ApiError::internal("the task produced audio, not text")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{step_limit, Task};
+
+    #[test]
+    fn the_server_step_limit_also_bounds_requests_that_leave_max_steps_out() {
+        // Below the tasks' own caps (text 500, audio 1500), the limit is the default.
+        assert_eq!(step_limit(100, Task::Tts, None).unwrap(), Some(100));
+        assert_eq!(step_limit(100, Task::Asr, None).unwrap(), Some(100));
+        // Above a task's cap, the task keeps its own (and its reduction to the context).
+        assert_eq!(step_limit(1500, Task::Asr, None).unwrap(), None);
+        assert_eq!(step_limit(1500, Task::Tts, None).unwrap(), None);
+        assert_eq!(step_limit(100, Task::Tts, Some(40)).unwrap(), Some(40));
+        let refused = step_limit(100, Task::Tts, Some(101)).unwrap_err();
+        assert_eq!(refused.status, 400);
+        assert!(refused.message.contains("limit of 100"), "{}", refused.message);
     }
 }

@@ -60,6 +60,12 @@ impl Job {
             Job::Generate { sink, .. } | Job::Task { sink, .. } => sink,
         }
     }
+
+    fn deadline(&self) -> Option<Instant> {
+        match self {
+            Job::Generate { deadline, .. } | Job::Task { deadline, .. } => *deadline,
+        }
+    }
 }
 
 enum Work {
@@ -173,6 +179,19 @@ fn send(live: &HashMap<RequestId, Live>, id: RequestId, reply: Reply) {
 /// Submits one job, or answers it at once when it is refused.
 fn accept<B: Backend>(b: &B, models: &Models<B>, engine: &mut Engine<'_, B>, live: &mut HashMap<RequestId, Live>, job: Job, shared: &Shared) {
     let sink = job.sink().clone();
+    // A client that left while the job was queued, or a deadline already past, costs no
+    // encoding or prefill.
+    if sink.is_closed() {
+        shared.count_cancelled();
+        return;
+    }
+    if job.deadline().is_some_and(|d| Instant::now() >= d) {
+        let _ = sink.send(match job {
+            Job::Generate { .. } => Reply::Done(Err(ApiError::timeout())),
+            Job::Task { .. } => Reply::Task(Err(ApiError::timeout())),
+        });
+        return;
+    }
     // A fault (test hook), a bad request or a panic fails only this request.
     let submitted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<(RequestId, Work, Option<Instant>), Reply> {
         match job {

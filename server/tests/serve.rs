@@ -121,6 +121,9 @@ fn bad_requests_get_clear_errors_and_the_server_goes_on() {
     expect(post(&server, &json!({"frames": case["prompt"], "output_kind": "audio", "max_steps": 101})), 400, "max_steps");
     expect(post(&server, &json!({"frames": case["prompt"], "output_kind": "text", "temperature": -1, "max_steps": 3})), 400, "temperature");
     expect(post(&server, &json!({"frames": case["prompt"], "output_kind": "audio", "stream": "yes"})), 400, "stream");
+    // A generate body over 4 MiB is refused before it is parsed.
+    let padded = format!("{{\"frames\": [], \"pad\": \"{}\"}}", " ".repeat(5 << 20));
+    expect(request(addr, "POST", "/v1/generate", &[], padded.as_bytes()), 413, "at most");
     // A 2 GB body is refused from its Content-Length, before any of it is sent.
     let r = http::head_only(addr, "POST", "/v1/generate", &[("content-type", "application/json"), ("content-length", "2000000000")]);
     assert_eq!(r.status, 413, "{}", r.text());

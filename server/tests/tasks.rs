@@ -44,20 +44,27 @@ fn library() -> Model {
 /// A 2-second 24 kHz test tone as a 16-bit WAV file.
 fn tone_wav() -> (Vec<u8>, Vec<f32>) {
     let samples: Vec<f32> = (0..48_000).map(|i| 0.3 * (i as f32 * 440.0 * std::f32::consts::TAU / 24_000.0).sin()).collect();
+    let wav = wav_file(&samples, 24_000);
     let pcm = uniaudio_server_pcm(&samples);
+    // What a reader of the file sees: the 16-bit values.
+    let read: Vec<f32> = pcm.chunks(2).map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0).collect();
+    (wav, read)
+}
+
+/// Mono samples as a 16-bit WAV file at `rate`.
+fn wav_file(samples: &[f32], rate: u32) -> Vec<u8> {
+    let pcm = uniaudio_server_pcm(samples);
     let mut wav = Vec::new();
     wav.extend_from_slice(b"RIFF");
     wav.extend_from_slice(&(36 + pcm.len() as u32).to_le_bytes());
     wav.extend_from_slice(b"WAVEfmt ");
-    for v in [16u32.to_le_bytes().to_vec(), 1u16.to_le_bytes().to_vec(), 1u16.to_le_bytes().to_vec(), 24_000u32.to_le_bytes().to_vec(), 48_000u32.to_le_bytes().to_vec(), 2u16.to_le_bytes().to_vec(), 16u16.to_le_bytes().to_vec()] {
+    for v in [16u32.to_le_bytes().to_vec(), 1u16.to_le_bytes().to_vec(), 1u16.to_le_bytes().to_vec(), rate.to_le_bytes().to_vec(), (2 * rate).to_le_bytes().to_vec(), 2u16.to_le_bytes().to_vec(), 16u16.to_le_bytes().to_vec()] {
         wav.extend_from_slice(&v);
     }
     wav.extend_from_slice(b"data");
     wav.extend_from_slice(&(pcm.len() as u32).to_le_bytes());
     wav.extend_from_slice(&pcm);
-    // What a reader of the file sees: the 16-bit values.
-    let read: Vec<f32> = pcm.chunks(2).map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0).collect();
-    (wav, read)
+    wav
 }
 
 fn uniaudio_server_pcm(samples: &[f32]) -> Vec<u8> {
@@ -136,6 +143,9 @@ fn speech_transcription_and_answers_equal_the_library() {
     expect(request(addr, "POST", "/v1/audio/transcriptions", &[("content-type", &ct)], &form), 400, "`file`");
     let (ct, form) = multipart(&[], Some(("tone.wav", &wav)));
     expect(request(addr, "POST", "/v1/audio/answer", &[("content-type", &ct)], &form), 400, "`question`");
+    let long = wav_file(&vec![0.1; 31 * 8000], 8000);
+    let (ct, form) = multipart(&[], Some(("long.wav", &long)));
+    expect(request(addr, "POST", "/v1/audio/transcriptions", &[("content-type", &ct)], &form), 413, "at most 30 s");
     expect(request(addr, "POST", "/v1/audio/transcriptions", &[("content-type", "multipart/form-data; boundary=zz")], b"--zz\r\ngarbage"), 400, "multipart");
     expect(request(addr, "POST", "/v1/audio/speech", &[], br#"{"input": "hi", "response_format": "mp3"}"#), 400, "response_format");
     expect(request(addr, "POST", "/v1/audio/speech", &[], br#"{"input": "hi", "speed": 2}"#), 400, "speed");

@@ -6,7 +6,7 @@
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
-use uniaudio_lm::frame::parse_frames;
+use uniaudio_lm::frame::frames_from_value;
 use uniaudio_lm::{Frame, GenerateOptions, GenerateOutput, OutputKind, StopReason};
 
 /// A request line is refused above this size without parsing (a prompt is at most a few
@@ -42,7 +42,7 @@ pub fn parse_request(text: &str, defaults: &RequestDefaults) -> Result<(Vec<Fram
 /// Reads a parsed request object.
 pub fn request_from_value(v: &Value, defaults: &RequestDefaults) -> Result<(Vec<Frame>, GenerateOptions)> {
     let obj = v.as_object().context("expected a JSON object")?;
-    let frames = parse_frames(&json!({"frames": obj.get("frames").context("missing `frames`")?}).to_string())?;
+    let frames = frames_from_value(obj.get("frames").context("missing `frames`")?)?;
     let d = &defaults.options;
     let kind = match obj.get("output_kind").map(|k| k.as_str()) {
         None => defaults.kind.context("missing `output_kind`")?,

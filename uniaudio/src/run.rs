@@ -313,6 +313,15 @@ impl<B: Backend> Models<B> {
     }
 }
 
+/// The steps a task runs at most when the request does not say (text 500, audio 1500).
+pub fn default_max_steps(task: Task) -> usize {
+    if task.output_kind() == OutputKind::Text {
+        TEXT_STEPS
+    } else {
+        AUDIO_STEPS
+    }
+}
+
 /// The step cap for a prompt of `prompt` positions: `asked` if it fits the context, else
 /// an error with the numbers; by default the task's cap, reduced to what fits (with a note).
 pub fn step_budget(config: &LmConfig, task: Task, prompt: usize, asked: Option<usize>, seconds: Option<f64>, events: &mut dyn FnMut(Event)) -> Result<usize> {
@@ -334,7 +343,7 @@ pub fn step_budget(config: &LmConfig, task: Task, prompt: usize, asked: Option<u
         };
         refuse!("{audio}, which leaves no room to generate within max_seq_len {max}{hint}");
     }
-    let cap = if task.output_kind() == OutputKind::Text { TEXT_STEPS } else { AUDIO_STEPS };
+    let cap = default_max_steps(task);
     match asked {
         Some(0) => refuse!("--max-steps must be at least 1"),
         Some(n) if n > room => refuse!("{audio}; with --max-steps {n} it needs {} positions, more than max_seq_len {max} (at most {room} steps fit)", prompt + n - 1),

@@ -156,13 +156,12 @@ impl TorchCheckpoint {
         let bad = |msg: String| Error::weights(&self.path, format!("tensor `{name}`: {msg}"));
         let dtype = dtype_of(t.kind).ok_or_else(|| bad(format!("{:?} storage is not a float type", t.kind)))?;
         let shape: Vec<usize> = t.shape.iter().map(|&d| usize::try_from(d).map_err(|_| bad("size too large".into()))).collect::<Result<_>>()?;
-        // The furthest element the view reaches must lie inside its storage.
         let numel = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64)).ok_or_else(|| bad("size overflows".into()))?;
-        if numel > 0 {
-            let last = t.shape.iter().zip(&t.stride).try_fold(t.offset, |acc, (&d, &s)| acc.checked_add((d - 1).checked_mul(s)?));
-            if last.is_none_or(|l| l >= t.storage_numel) {
-                return Err(bad(format!("view (offset {}, size {:?}, stride {:?}) exceeds its storage of {}", t.offset, t.shape, t.stride, t.storage_numel)));
-            }
+        if !view_fits(t, numel) {
+            return Err(bad(format!(
+                "view (offset {}, size {:?}, stride {:?}) exceeds its storage of {} elements",
+                t.offset, t.shape, t.stride, t.storage_numel
+            )));
         }
         let entry = format!("{}data/{}", self.prefix, t.storage_key);
         let &(_, len) = self.entries.get(&entry).ok_or_else(|| bad(format!("storage entry `{entry}` is missing or compressed")))?;
@@ -180,6 +179,9 @@ impl TorchCheckpoint {
         let es = t.dtype.size_bytes();
         let contiguous = is_contiguous(&t.tensor.shape, &t.tensor.stride);
         let n = t.numel();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
         if contiguous {
             let s = t.tensor.offset as usize * es;
             return Ok(storage[s..s + n * es].to_vec());
@@ -201,6 +203,17 @@ impl TorchCheckpoint {
         }
         Ok(out)
     }
+}
+
+/// Whether the view of `numel` elements lies inside its storage: it starts at most at the
+/// storage's end (an empty view may start exactly there), and the furthest element it
+/// reaches is inside.
+fn view_fits(t: &TensorRef, numel: u64) -> bool {
+    if numel == 0 {
+        return t.offset <= t.storage_numel;
+    }
+    let last = t.shape.iter().zip(&t.stride).try_fold(t.offset, |acc, (&d, &s)| acc.checked_add((d - 1).checked_mul(s)?));
+    last.is_some_and(|l| l < t.storage_numel)
 }
 
 fn is_contiguous(shape: &[u64], stride: &[u64]) -> bool {
@@ -227,5 +240,51 @@ fn find_refused(v: &Value) -> Option<&str> {
         Value::Tuple(items) | Value::List(items) => items.iter().find_map(find_refused),
         Value::Dict(d) => d.iter().find_map(|(k, v)| find_refused(k).or_else(|| find_refused(v))),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    /// Writes and opens a checkpoint whose top level is `{'w': tensor}`: a view (`offset`,
+    /// `shape`, `stride`) of a FloatStorage of two elements, 1.0 and 2.0.
+    fn checkpoint(dir: &Path, offset: u8, shape: &[u8], stride: &[u8]) -> TorchCheckpoint {
+        let ints = |dims: &[u8]| dims.iter().flat_map(|&d| [b'K', d]).collect::<Vec<u8>>();
+        let mut p = b"\x80\x02}X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n(".to_vec();
+        p.extend(b"(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x02tQ");
+        p.extend([b'K', offset, b'(']);
+        p.extend(ints(shape));
+        p.extend(b"t(");
+        p.extend(ints(stride));
+        p.extend(b"t\x89ccollections\nOrderedDict\n)RtRs.");
+        let path = dir.join(format!("view-{offset}-{shape:?}.pt"));
+        let mut zip = zip::ZipWriter::new(File::create(&path).unwrap());
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        for (name, data) in [("archive/data.pkl", p), ("archive/data/0", [1f32, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect())] {
+            zip.start_file(name, opts).unwrap();
+            zip.write_all(&data).unwrap();
+        }
+        zip.finish().unwrap();
+        TorchCheckpoint::open(&path).unwrap()
+    }
+
+    #[test]
+    fn views_must_start_inside_their_storage_even_when_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let all = |_: &str| true;
+        // A whole storage, and empty views that start inside it or exactly at its end.
+        for (offset, shape, stride, want) in [(0, &[2][..], &[1][..], 8), (2, &[0], &[1], 0), (1, &[0, 3], &[3, 1], 0)] {
+            let ckpt = checkpoint(dir.path(), offset, shape, stride);
+            let tensors = ckpt.root_state_dict_where(&all).unwrap();
+            assert_eq!(ckpt.read(&tensors[0]).unwrap().len(), want, "offset {offset}, shape {shape:?}");
+        }
+        // Views that start (or end) past the storage's two elements.
+        for (offset, shape, stride) in [(10, &[0][..], &[1][..]), (3, &[0, 2], &[2, 1]), (1, &[2], &[1])] {
+            let err = checkpoint(dir.path(), offset, shape, stride).root_state_dict_where(&all).unwrap_err().to_string();
+            assert!(err.contains("exceeds its storage of 2 elements"), "offset {offset}, shape {shape:?}: {err}");
+        }
     }
 }

@@ -5,7 +5,10 @@
  * a char* returned by the library with uniaudio_string_free. Strings passed in are
  * borrowed for the call only. Every pointer argument is checked for null
  * (UNIAUDIO_STATUS_NULL_ARGUMENT). On any status but UNIAUDIO_STATUS_OK,
- * uniaudio_last_error() says why (per thread). A model is used by one thread at a time.
+ * uniaudio_last_error() says why (per thread). A model runs one call at a time: a call
+ * on a model while another runs on it (from another thread, or from an event callback)
+ * returns UNIAUDIO_STATUS_INVALID_INPUT. Do not modify returned strings or the fields of
+ * a returned UniaudioAudio before freeing them.
  * Link with -luniaudio_c (target/release/libuniaudio_c.so or .a). */
 
 #ifndef UNIAUDIO_H
@@ -88,7 +91,8 @@ typedef struct UniaudioEvent {
 } UniaudioEvent;
 
 // Called for every event; return 0 to go on, anything else to stop the generation
-// (the call then returns `UNIAUDIO_STATUS_CANCELLED`).
+// (the call then returns `UNIAUDIO_STATUS_CANCELLED`). Calls on the same model from the
+// callback are refused (`UNIAUDIO_STATUS_INVALID_INPUT`; `uniaudio_model_free` leaves it).
 typedef int32_t (*UniaudioEventFn)(void *user, const struct UniaudioEvent *event);
 
 #ifdef __cplusplus
@@ -108,7 +112,9 @@ enum UniaudioStatus uniaudio_model_load(const char *path,
                                         const char *backend,
                                         struct UniaudioModel **out);
 
-// Releases a model (null is ignored).
+// Releases a model (null is ignored). A model with a call running on it (freed from an
+// event callback) is not released: `uniaudio_last_error` says so, and the model stays
+// valid until it is freed after the call returns.
 //
 // # Safety
 // `model` came from `uniaudio_model_load` and is not used afterwards.

@@ -5,7 +5,7 @@ use std::ptr;
 
 use uniaudio::{Audio, Error, Sampling};
 
-use crate::{c_string, guard, non_null, str_arg, UniaudioModel, UniaudioStatus};
+use crate::{c_string, guard, non_null, str_arg, InUse, UniaudioModel, UniaudioStatus};
 
 /// Mono audio owned by the library: release with `uniaudio_audio_free`.
 #[repr(C)]
@@ -66,7 +66,8 @@ pub unsafe extern "C" fn uniaudio_tts(model: *mut UniaudioModel, text: *const c_
     guard(|| {
         let text = str_arg(text, "text")?;
         let (s, codec_steps) = sampling(options);
-        let m = &mut (*model).model;
+        let mut held = InUse::take(model, "uniaudio_tts")?;
+        let m = held.model();
         let req = uniaudio::TaskRequest {
             task: uniaudio::Task::Tts,
             text: uniaudio::TaskText { text: Some(text.to_string()), ..Default::default() },
@@ -94,7 +95,7 @@ pub unsafe extern "C" fn uniaudio_transcribe(model: *mut UniaudioModel, samples:
     }
     guard(|| {
         let audio = Audio { samples: std::slice::from_raw_parts(samples, len).to_vec(), sample_rate };
-        let text = (*model).model.transcribe(&audio)?;
+        let text = InUse::take(model, "uniaudio_transcribe")?.model().transcribe(&audio)?;
         *out_text = c_string(&text);
         Ok(())
     })

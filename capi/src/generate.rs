@@ -7,7 +7,7 @@ use std::ffi::{c_char, c_void};
 use uniaudio::generate_json::{self, RequestDefaults};
 use uniaudio::{Error, GenerateEvent};
 
-use crate::{c_string, guard, non_null, str_arg, Failure, UniaudioModel, UniaudioStatus};
+use crate::{c_string, guard, non_null, str_arg, Failure, InUse, UniaudioModel, UniaudioStatus};
 
 /// What a generation event carries.
 #[repr(C)]
@@ -31,7 +31,8 @@ pub struct UniaudioEvent {
 }
 
 /// Called for every event; return 0 to go on, anything else to stop the generation
-/// (the call then returns `UNIAUDIO_STATUS_CANCELLED`).
+/// (the call then returns `UNIAUDIO_STATUS_CANCELLED`). Calls on the same model from the
+/// callback are refused (`UNIAUDIO_STATUS_INVALID_INPUT`; `uniaudio_model_free` leaves it).
 pub type UniaudioEventFn = Option<unsafe extern "C" fn(user: *mut c_void, event: *const UniaudioEvent) -> i32>;
 
 /// Runs one request (a JSON object: `{"frames": [...], "output_kind": "audio"|"text",
@@ -51,7 +52,8 @@ pub unsafe extern "C" fn uniaudio_generate(model: *mut UniaudioModel, request_js
     guard(|| {
         let text = str_arg(request_json, "request_json")?;
         let (frames, options) = generate_json::parse_request(text, &RequestDefaults::default()).map_err(|e| Error::invalid_input(format!("request_json: {e:#}")))?;
-        let generation = (*model).model.generate(&frames, &options)?;
+        let mut held = InUse::take(model, "uniaudio_generate")?;
+        let generation = held.model().generate(&frames, &options)?;
         for event in generation {
             let report = match event? {
                 GenerateEvent::Frame(codes) => UniaudioEvent { kind: UniaudioEventKind::Frame, codes, text_id: 0 },
@@ -88,7 +90,7 @@ pub unsafe extern "C" fn uniaudio_generate_batch(model: *mut UniaudioModel, requ
         let text = str_arg(requests_jsonl, "requests_jsonl")?;
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         let max_batch = if max_batch == 0 { 8 } else { max_batch };
-        let outputs = generate_json::run_batch(&mut (*model).model, &lines, max_batch, &RequestDefaults::default())?;
+        let outputs = generate_json::run_batch(InUse::take(model, "uniaudio_generate_batch")?.model(), &lines, max_batch, &RequestDefaults::default())?;
         let mut jsonl = String::new();
         for o in outputs {
             jsonl.push_str(&o.to_string());

@@ -11,6 +11,7 @@
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use uniaudio::{BackendKind, Error, LoadOptions, Model};
 
@@ -52,6 +53,36 @@ pub enum UniaudioStatus {
 /// A loaded model (opaque).
 pub struct UniaudioModel {
     model: Model,
+    /// Set while a call runs on the model: a second call on it (from an event callback,
+    /// or from another thread) is refused instead of aliasing the running one.
+    busy: AtomicBool,
+}
+
+/// A model held by one call; released when dropped (a panic included).
+struct InUse(*mut UniaudioModel);
+
+impl InUse {
+    /// Takes `model` for one call, or refuses when a call on it is running.
+    unsafe fn take(model: *mut UniaudioModel, call: &str) -> Result<InUse, Error> {
+        // Only the flag is touched here: a running call holds `&mut` to the model field.
+        let busy = &(*model).busy;
+        if busy.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            return Err(Error::invalid_input(format!("{call}: the model is busy with another call (one call at a time; an event callback must not call the library with its model)")));
+        }
+        Ok(InUse(model))
+    }
+
+    /// The model, for the call's duration.
+    unsafe fn model(&mut self) -> &mut Model {
+        &mut (*self.0).model
+    }
+}
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        // SAFETY: the model outlives the call (freeing a busy model is refused).
+        unsafe { (*self.0).busy.store(false, Ordering::Release) };
+    }
 }
 
 thread_local! {
@@ -99,8 +130,9 @@ fn guard(f: impl FnOnce() -> Result<(), Failure>) -> UniaudioStatus {
             set_error("cancelled by the event callback");
             UniaudioStatus::Cancelled
         }
-        Err(_) => {
-            set_error("internal error (caught at the C boundary)");
+        Err(payload) => {
+            let what = payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str)).unwrap_or("no message");
+            set_error(&format!("internal error (caught at the C boundary): {what}"));
             UniaudioStatus::Panic
         }
     }
@@ -149,19 +181,28 @@ pub unsafe extern "C" fn uniaudio_model_load(path: *const c_char, backend: *cons
             BackendKind::parse(b).ok_or_else(|| Error::invalid_input(format!("backend `{b}`: expected auto, cpu, wgpu or cuda")))?
         };
         let model = Model::load(path, LoadOptions { backend: kind, ..Default::default() })?;
-        *out = Box::into_raw(Box::new(UniaudioModel { model }));
+        *out = Box::into_raw(Box::new(UniaudioModel { model, busy: AtomicBool::new(false) }));
         Ok(())
     })
 }
 
-/// Releases a model (null is ignored).
+/// Releases a model (null is ignored). A model with a call running on it (freed from an
+/// event callback) is not released: `uniaudio_last_error` says so, and the model stays
+/// valid until it is freed after the call returns.
 ///
 /// # Safety
 /// `model` came from `uniaudio_model_load` and is not used afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn uniaudio_model_free(model: *mut UniaudioModel) {
-    if !model.is_null() {
-        drop(Box::from_raw(model));
+    if model.is_null() {
+        return;
+    }
+    match InUse::take(model, "uniaudio_model_free") {
+        Ok(held) => {
+            std::mem::forget(held);
+            drop(Box::from_raw(model));
+        }
+        Err(e) => set_error(e.message()),
     }
 }
 

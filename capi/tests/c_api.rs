@@ -108,6 +108,11 @@ fn bad_calls_return_errors() {
         let empty = [0f32; 0];
         assert_eq!(uniaudio_transcribe(model, empty.as_ptr(), 0, 16_000, &mut text), UniaudioStatus::InvalidInput);
         assert!(!last_error().is_empty());
+        // A garbage rate is refused before any resampling kernel is built for it.
+        for rate in [0, 999, 999_999_937] {
+            assert_eq!(uniaudio_transcribe(model, audio.samples, audio.len, rate, &mut text), UniaudioStatus::InvalidInput);
+            assert!(last_error().contains("sample rate"), "{}", last_error());
+        }
         assert_eq!(uniaudio_transcribe(model, audio.samples, audio.len, audio.sample_rate, &mut text), UniaudioStatus::Ok);
         assert_eq!(CStr::from_ptr(text).to_string_lossy(), first);
         uniaudio_string_free(text);
@@ -130,6 +135,19 @@ unsafe extern "C" fn stop_at_third(user: *mut std::ffi::c_void, _event: *const U
     let n = &mut *(user as *mut usize);
     *n += 1;
     i32::from(*n == 3)
+}
+
+/// Calls the library with the running call's model from the callback: every call must be
+/// refused (and the free ignored) while the generation goes on.
+unsafe extern "C" fn reenter(user: *mut std::ffi::c_void, _event: *const UniaudioEvent) -> i32 {
+    let (model, statuses) = &mut *(user as *mut (*mut UniaudioModel, Vec<UniaudioStatus>));
+    let req = CString::new(r#"{"frames": [{"text": 1}], "output_kind": "text"}"#).unwrap();
+    let mut out = std::ptr::null_mut();
+    statuses.push(uniaudio_generate(*model, req.as_ptr(), None, std::ptr::null_mut(), &mut out));
+    let samples = [0f32; 160];
+    statuses.push(uniaudio_transcribe(*model, samples.as_ptr(), samples.len(), 16_000, &mut out));
+    uniaudio_model_free(*model);
+    0
 }
 
 fn json(p: *mut std::ffi::c_char) -> serde_json::Value {
@@ -192,6 +210,11 @@ fn generation_streams_through_a_callback_and_batches() {
         assert!(out.is_null() && calls == 3);
         assert_eq!(uniaudio_generate(model, req.as_ptr(), None, std::ptr::null_mut(), &mut out), UniaudioStatus::Ok);
         assert_eq!(json(out), solo[0]);
+        // Calls from the callback on the running model are refused; the run completes.
+        let mut reentry: (*mut UniaudioModel, Vec<UniaudioStatus>) = (model, Vec::new());
+        assert_eq!(uniaudio_generate(model, req.as_ptr(), Some(reenter), &mut reentry as *mut _ as *mut _, &mut out), UniaudioStatus::Ok, "{}", last_error());
+        assert_eq!(json(out), solo[0]);
+        assert!(!reentry.1.is_empty() && reentry.1.iter().all(|&s| s == UniaudioStatus::InvalidInput), "{:?}", reentry.1);
         // Bad requests and null pointers.
         let bad = CString::new(r#"{"frames": [{"text": 1}]}"#).unwrap();
         assert_eq!(uniaudio_generate(model, bad.as_ptr(), None, std::ptr::null_mut(), &mut out), UniaudioStatus::InvalidInput);

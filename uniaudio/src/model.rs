@@ -56,8 +56,9 @@ impl Audio {
 
     /// The samples at the codec's 24 kHz.
     pub fn at_24k(&self) -> Result<Vec<f32>> {
-        if self.sample_rate == 0 {
-            return Err(Error::invalid_input("audio with a sample rate of 0"));
+        let (min, max) = (uniaudio_audio::MIN_SAMPLE_RATE, uniaudio_audio::MAX_SAMPLE_RATE);
+        if !(min..=max).contains(&self.sample_rate) {
+            return Err(Error::invalid_input(format!("audio with a sample rate of {} Hz; expected {min} to {max} Hz", self.sample_rate)));
         }
         Ok(uniaudio_audio::resample(&self.samples, self.sample_rate, 24_000))
     }

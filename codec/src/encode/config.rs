@@ -231,6 +231,17 @@ impl EncoderConfig {
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{name} must be > 0"));
         }
+        let floats = [
+            ("whisper.layer_norm_eps", self.whisper.layer_norm_eps),
+            ("wavlm.layer_norm_eps", self.wavlm.layer_norm_eps),
+            ("musicfm.layer_norm_eps", self.musicfm.layer_norm_eps),
+            ("musicfm.batch_norm_eps", self.musicfm.batch_norm_eps),
+            ("musicfm.rotary_embedding_base", self.musicfm.rotary_embedding_base),
+            ("audio_thinking.rotary_base", self.audio_thinking.rotary_base),
+        ];
+        if let Some((name, v)) = floats.iter().find(|(_, v)| !(v.is_finite() && *v > 0.0)) {
+            return Err(format!("{name} must be finite and > 0, got {v}"));
+        }
         let heads = |name: &str, width: usize, heads: usize, head_dim: usize| {
             if heads * head_dim != width {
                 Err(format!("{name}: heads {heads} x head_dim {head_dim} != width {width}"))
@@ -252,8 +263,10 @@ impl EncoderConfig {
         if w.conv_dim.is_empty() || w.conv_kernel.len() != w.conv_dim.len() || w.conv_stride.len() != w.conv_dim.len() {
             return Err("wavlm.conv_dim, conv_kernel and conv_stride must be non-empty and of one length".into());
         }
-        if w.conv_kernel.iter().chain(&w.conv_stride).any(|&v| v == 0) {
-            return Err("wavlm.conv_kernel and conv_stride entries must be > 0".into());
+        for (name, values) in [("wavlm.conv_dim", &w.conv_dim), ("wavlm.conv_kernel", &w.conv_kernel), ("wavlm.conv_stride", &w.conv_stride)] {
+            if values.contains(&0) {
+                return Err(format!("{name} entries must be > 0, got {values:?}"));
+            }
         }
         if !w.hidden_size.is_multiple_of(w.num_conv_pos_embedding_groups) {
             return Err(format!("wavlm.num_conv_pos_embedding_groups {} must divide hidden_size {}", w.num_conv_pos_embedding_groups, w.hidden_size));
@@ -292,6 +305,68 @@ impl EncoderConfig {
                 return Err(format!("reconstruction group {}: {} rows for {} levels", g.name, g.rows.len(), g.levels));
             }
         }
+        // The rows index each frame's token row: together they must be a permutation.
+        let rows: Vec<usize> = r.groups.iter().flat_map(|g| g.rows.iter().copied()).collect();
+        let mut sorted = rows.clone();
+        sorted.sort_unstable();
+        if sorted != (0..self.reconstruction_rows()).collect::<Vec<_>>() {
+            return Err(format!("reconstruction.groups rows {rows:?} must cover rows 0..{} once each", self.reconstruction_rows()));
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::encode::presets::EncoderPreset;
+
+    /// The small preset's config with `edit` applied, validated.
+    fn edited(edit: impl FnOnce(&mut serde_json::Value)) -> std::result::Result<EncoderConfig, String> {
+        let mut v = EncoderPreset::Small.config_json();
+        edit(&mut v);
+        EncoderConfig::from_value(&v)
+    }
+
+    fn expect_err(edit: impl FnOnce(&mut serde_json::Value), what: &str) {
+        match edited(edit) {
+            Err(e) => assert!(e.contains(what), "error `{e}` should name `{what}`"),
+            Ok(_) => panic!("a config with a bad `{what}` was accepted"),
+        }
+    }
+
+    #[test]
+    fn reconstruction_rows_must_cover_every_token_row_once() {
+        // Rows may be assigned to the groups in any order.
+        edited(|v| {
+            v["reconstruction"]["groups"][0]["rows"] = json!([1]);
+            v["reconstruction"]["groups"][1]["rows"] = json!([0]);
+        })
+        .unwrap();
+        for rows in [json!([2, 3, 4, 5, 6, 99]), json!([2, 3, 4, 5, 6, 6]), json!([1, 3, 4, 5, 6, 7])] {
+            expect_err(|v| v["reconstruction"]["groups"][2]["rows"] = rows, "reconstruction.groups rows");
+        }
+    }
+
+    #[test]
+    fn conv_dims_and_float_constants_must_be_positive() {
+        expect_err(|v| v["wavlm"]["conv_dim"][3] = json!(0), "wavlm.conv_dim");
+        expect_err(|v| v["wavlm"]["conv_stride"][0] = json!(0), "wavlm.conv_stride");
+        for (section, field) in [
+            ("whisper", "layer_norm_eps"),
+            ("wavlm", "layer_norm_eps"),
+            ("musicfm", "layer_norm_eps"),
+            ("musicfm", "batch_norm_eps"),
+            ("musicfm", "rotary_embedding_base"),
+            ("audio_thinking", "rotary_base"),
+        ] {
+            // 1e300 does not fit an f32: it reads as infinity.
+            for bad in [json!(0.0), json!(-1e-5), json!(1e300)] {
+                expect_err(|v| v[section][field] = bad, &format!("{section}.{field}"));
+            }
+            edited(|v| v[section][field] = json!(1e-6)).unwrap();
+        }
     }
 }

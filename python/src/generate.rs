@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use uniaudio::generate_json::{self, RequestDefaults};
 use uniaudio::{Error, GenerateEvent};
 
-use crate::{err, InvalidInputError};
+use crate::{catch_worker, err, InvalidInputError};
 
 enum Item {
     Frame([u32; 8]),
@@ -56,33 +56,36 @@ fn from_json(py: Python<'_>, json: &str) -> PyResult<Py<PyAny>> {
     Ok(py.import("json")?.call_method1("loads", (json,))?.unbind())
 }
 
-/// Checks the request now (errors raise here) and runs it on a worker thread that holds
-/// the model until the generation ends or the iterator is dropped.
+/// Parses the request now (malformed JSON or fields raise here) and runs it on a worker
+/// thread that holds the model until the generation ends or the iterator is dropped; the
+/// model's own checks (ids, prompt length) raise from the first `next()`.
 pub fn start(py: Python<'_>, model: &Arc<Mutex<uniaudio::Model>>, request: &Bound<'_, PyAny>) -> PyResult<Events> {
     let text = request_text(py, request)?;
     let (frames, options) = generate_json::parse_request(&text, &RequestDefaults::default()).map_err(|e| InvalidInputError::new_err(format!("request: {e:#}")))?;
     let (tx, rx) = channel();
     let model = Arc::clone(model);
     std::thread::spawn(move || {
-        let mut model = model.lock().unwrap_or_else(|p| p.into_inner());
-        let generation = match model.generate(&frames, &options) {
-            Ok(g) => g,
-            Err(e) => {
-                let _ = tx.send(Err(e));
-                return;
+        catch_worker(&tx, || {
+            let mut model = model.lock().unwrap_or_else(|p| p.into_inner());
+            let generation = match model.generate(&frames, &options) {
+                Ok(g) => g,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            for event in generation {
+                let item = event.map(|e| match e {
+                    GenerateEvent::Frame(codes) => Item::Frame(codes),
+                    GenerateEvent::Text(id) => Item::Text(id),
+                    GenerateEvent::Done(out) => Item::Done(generate_json::output_json(options.kind, &out).to_string()),
+                });
+                // A dropped iterator ends the generation.
+                if tx.send(item).is_err() {
+                    return;
+                }
             }
-        };
-        for event in generation {
-            let item = event.map(|e| match e {
-                GenerateEvent::Frame(codes) => Item::Frame(codes),
-                GenerateEvent::Text(id) => Item::Text(id),
-                GenerateEvent::Done(out) => Item::Done(generate_json::output_json(options.kind, &out).to_string()),
-            });
-            // A dropped iterator ends the generation.
-            if tx.send(item).is_err() {
-                return;
-            }
-        }
+        })
     });
     Ok(Events { rx: Mutex::new(rx) })
 }
@@ -92,6 +95,10 @@ pub fn start(py: Python<'_>, model: &Arc<Mutex<uniaudio::Model>>, request: &Boun
 pub fn batch(py: Python<'_>, model: &Arc<Mutex<uniaudio::Model>>, requests: &Bound<'_, PyAny>, max_batch: usize) -> PyResult<Vec<Py<PyAny>>> {
     if max_batch == 0 {
         return Err(InvalidInputError::new_err("max_batch must be at least 1"));
+    }
+    // A str, bytes or dict iterates (characters, keys) but is not a list of requests.
+    if requests.is_instance_of::<pyo3::types::PyString>() || requests.is_instance_of::<pyo3::types::PyBytes>() || requests.is_instance_of::<pyo3::types::PyDict>() {
+        return Err(InvalidInputError::new_err("requests must be an iterable of requests (dicts or JSON texts), not a single str, bytes or dict"));
     }
     let texts = requests.try_iter()?.map(|r| request_text(py, &r?)).collect::<PyResult<Vec<String>>>()?;
     let outputs = py.detach(|| {

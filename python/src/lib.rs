@@ -36,6 +36,17 @@ fn err(e: Error) -> PyErr {
 #[pyclass(name = "Model", module = "uniaudio")]
 struct PyModel {
     inner: Arc<Mutex<uniaudio::Model>>,
+    /// The backend in words, kept so that reading it never waits for a running call.
+    backend: String,
+}
+
+/// Runs a worker thread's body; a panic in it becomes an error for the iterator to raise
+/// (else the hung-up channel would read as a normal end).
+fn catch_worker<T>(tx: &std::sync::mpsc::Sender<Result<T, Error>>, body: impl FnOnce()) {
+    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        let what = payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str)).unwrap_or("no message");
+        let _ = tx.send(Err(Error::Internal(format!("internal error in the worker thread: {what}"))));
+    }
 }
 
 /// Text pieces of a transcription as they are generated (an iterator of str).
@@ -61,17 +72,39 @@ impl TextPieces {
     }
 }
 
-/// Audio from a path or a float32 array (with its sample rate).
-fn audio_arg(audio: &Bound<'_, PyAny>, sample_rate: Option<u32>) -> PyResult<Audio> {
-    if let Ok(path) = audio.extract::<String>() {
+/// An audio argument: a file to read, or samples copied out of an array. Reading and
+/// resampling wait until the interpreter lock is released (`AudioArg::read`).
+enum AudioArg {
+    File(std::path::PathBuf),
+    Samples(Audio),
+}
+
+impl AudioArg {
+    fn read(self) -> Result<Audio, Error> {
+        match self {
+            AudioArg::File(path) => Audio::read(path),
+            AudioArg::Samples(audio) => Ok(audio),
+        }
+    }
+
+    /// The samples at the codec's 24 kHz.
+    fn at_24k(self) -> Result<Vec<f32>, Error> {
+        self.read()?.at_24k()
+    }
+}
+
+/// Audio from a path (str or os.PathLike) or a 1-D float32 array (with its sample rate;
+/// any strides).
+fn audio_arg(audio: &Bound<'_, PyAny>, sample_rate: Option<u32>) -> PyResult<AudioArg> {
+    if let Ok(path) = audio.extract::<std::path::PathBuf>() {
         if sample_rate.is_some() {
             return Err(InvalidInputError::new_err("sample_rate is only for arrays; a file says its own rate"));
         }
-        return Audio::read(&path).map_err(err);
+        return Ok(AudioArg::File(path));
     }
     let array: PyReadonlyArray1<'_, f32> = audio.extract().map_err(|_| InvalidInputError::new_err("audio must be a path or a 1-D float32 numpy array"))?;
     let rate = sample_rate.ok_or_else(|| InvalidInputError::new_err("an audio array needs sample_rate"))?;
-    Ok(Audio { samples: array.as_slice()?.to_vec(), sample_rate: rate })
+    Ok(AudioArg::Samples(Audio { samples: array.as_array().iter().copied().collect(), sample_rate: rate }))
 }
 
 impl PyModel {
@@ -83,17 +116,20 @@ impl PyModel {
         .map_err(err)
     }
 
-    fn text_task(&self, py: Python<'_>, task: Task, audio: Audio, question: Option<String>, seed: u64, max_steps: Option<usize>) -> PyResult<String> {
-        let samples = audio.at_24k().map_err(err)?;
-        let req = TaskRequest {
-            task,
-            text: TaskText { question, ..Default::default() },
-            audio: Some(AudioInput::Samples24k(samples)),
-            sampling: Sampling { seed, max_steps, ..Default::default() },
-            codec: CodecSettings::default(),
-            prompt_frames: None,
-        };
-        Ok(self.run(py, req)?.text.unwrap_or_default())
+    fn text_task(&self, py: Python<'_>, task: Task, audio: AudioArg, question: Option<String>, seed: u64, max_steps: Option<usize>) -> PyResult<String> {
+        let out = py.detach(|| {
+            let req = TaskRequest {
+                task,
+                text: TaskText { question, ..Default::default() },
+                audio: Some(AudioInput::Samples24k(audio.at_24k()?)),
+                sampling: Sampling { seed, max_steps, ..Default::default() },
+                codec: CodecSettings::default(),
+                prompt_frames: None,
+            };
+            let mut model = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            model.run(&req, &mut |_| {})
+        });
+        Ok(out.map_err(err)?.text.unwrap_or_default())
     }
 }
 
@@ -106,13 +142,14 @@ impl PyModel {
         let backend = BackendKind::parse(backend).ok_or_else(|| InvalidInputError::new_err(format!("backend `{backend}`: expected auto, cpu, wgpu or cuda")))?;
         let precision = Precision::parse(precision).ok_or_else(|| InvalidInputError::new_err(format!("precision `{precision}`: expected exact or fast")))?;
         let model = py.detach(|| uniaudio::Model::load(&path, LoadOptions { backend, precision, ..Default::default() })).map_err(err)?;
-        Ok(PyModel { inner: Arc::new(Mutex::new(model)) })
+        let backend = model.backend().to_string();
+        Ok(PyModel { inner: Arc::new(Mutex::new(model)), backend })
     }
 
     /// The backend in words.
     #[getter]
     fn backend(&self) -> String {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).backend().to_string()
+        self.backend.clone()
     }
 
     /// Text to speech: (float32 samples, sample rate). `steps` is the codec's Euler steps.
@@ -149,8 +186,9 @@ impl PyModel {
 
     /// Speech recognition whose text arrives piece by piece, as it is generated.
     #[pyo3(signature = (audio, sample_rate = None, *, seed = 888, max_steps = None))]
-    fn transcribe_stream(&self, audio: &Bound<'_, PyAny>, sample_rate: Option<u32>, seed: u64, max_steps: Option<usize>) -> PyResult<TextPieces> {
-        let samples = audio_arg(audio, sample_rate)?.at_24k().map_err(err)?;
+    fn transcribe_stream(&self, py: Python<'_>, audio: &Bound<'_, PyAny>, sample_rate: Option<u32>, seed: u64, max_steps: Option<usize>) -> PyResult<TextPieces> {
+        let audio = audio_arg(audio, sample_rate)?;
+        let samples = py.detach(|| audio.at_24k()).map_err(err)?;
         let req = TaskRequest {
             task: Task::Asr,
             text: TaskText::default(),
@@ -162,15 +200,17 @@ impl PyModel {
         let (tx, rx) = channel();
         let inner = Arc::clone(&self.inner);
         std::thread::spawn(move || {
-            let mut model = inner.lock().unwrap_or_else(|p| p.into_inner());
-            let result = model.run(&req, &mut |e| {
-                if let Event::Text(t) = e {
-                    let _ = tx.send(Ok(t.to_string()));
+            catch_worker(&tx, || {
+                let mut model = inner.lock().unwrap_or_else(|p| p.into_inner());
+                let result = model.run(&req, &mut |e| {
+                    if let Event::Text(t) = e {
+                        let _ = tx.send(Ok(t.to_string()));
+                    }
+                });
+                if let Err(e) = result {
+                    let _ = tx.send(Err(e));
                 }
-            });
-            if let Err(e) = result {
-                let _ = tx.send(Err(e));
-            }
+            })
         });
         Ok(TextPieces { rx: Mutex::new(rx) })
     }
@@ -204,12 +244,13 @@ impl PyModel {
         generate::batch(py, &self.inner, requests, max_batch)
     }
 
-    /// Audio to {"reasoning": [[8 codes], ...], "reconstruction": [[8 codes], ...]}.
+    /// Audio to its tokens: (reasoning, reconstruction), each [[8 codes], ...].
     #[pyo3(signature = (audio, sample_rate = None))]
     fn encode(&self, py: Python<'_>, audio: &Bound<'_, PyAny>, sample_rate: Option<u32>) -> PyResult<(Vec<[u32; 8]>, Vec<[u32; 8]>)> {
         let audio = audio_arg(audio, sample_rate)?;
         let tokens = py
             .detach(|| {
+                let audio = audio.read()?;
                 let mut model = self.inner.lock().unwrap_or_else(|p| p.into_inner());
                 model.encode(&audio)
             })

@@ -51,9 +51,14 @@ def model(bundle):
 def test_transcribe_equals_the_cli(model, bundle):
     want = json.loads(cli("asr", SPEECH, "--model", bundle, "--backend", "cpu", "--json", "--seed", 5, "--max-steps", 9))
     assert model.transcribe(str(SPEECH), seed=5, max_steps=9) == want["text"]
-    # An array at its own rate gives the same as the file.
+    # An array at its own rate gives the same as the file, strided or not, and so does a
+    # pathlib.Path.
     samples = read_float_wav(SPEECH)
     assert model.transcribe(samples, 24000, seed=5, max_steps=9) == want["text"]
+    strided = np.repeat(samples, 2)[::2]
+    assert not strided.flags["C_CONTIGUOUS"]
+    assert model.transcribe(strided, 24000, seed=5, max_steps=9) == want["text"]
+    assert model.transcribe(SPEECH, seed=5, max_steps=9) == want["text"]
 
 
 def test_transcription_streams_in_pieces(model):
@@ -92,6 +97,8 @@ def test_errors_are_exceptions(model):
         model.transcribe(__file__)
     with pytest.raises(uniaudio.InvalidInputError, match="sample_rate"):
         model.transcribe(np.zeros(100, dtype=np.float32))
+    with pytest.raises(uniaudio.InvalidInputError, match="sample rate"):
+        model.transcribe(np.zeros(100, dtype=np.float32), 999_999_937)
     assert model.backend.startswith("cpu")
     assert model.transcribe(str(SPEECH), max_steps=2) != ""
 
@@ -134,6 +141,9 @@ def test_bad_generation_requests(model):
         model.generate({"frames": [{"text": 1}]})
     with pytest.raises(uniaudio.InvalidInputError, match="max_batch"):
         model.generate_batch(REQUESTS, max_batch=0)
+    for not_a_list in ["abc", b"abc", REQUESTS[0]]:
+        with pytest.raises(uniaudio.InvalidInputError, match="iterable of requests"):
+            model.generate_batch(not_a_list)
     out = model.generate_batch([{"frames": 5}, REQUESTS[1]])
     assert "frames" in out[0]["error"] and "text_ids" in out[1]
     with pytest.raises(uniaudio.InvalidInputError):

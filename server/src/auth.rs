@@ -22,7 +22,7 @@ pub async fn require_key(State(state): State<Arc<AppState>>, request: Request, n
     if request.uri().path() == "/health" {
         return next.run(request).await;
     }
-    let given = request.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let given = request.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(bearer_token);
     match given {
         Some(g) if constant_time_eq(g.as_bytes(), key.as_bytes()) => next.run(request).await,
         _ => {
@@ -33,8 +33,24 @@ pub async fn require_key(State(state): State<Arc<AppState>>, request: Request, n
     }
 }
 
+/// The token of an `Authorization: Bearer TOKEN` value; the scheme name is
+/// case-insensitive (RFC 7235).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_start_matches(' '))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(super::bearer_token("Bearer k1"), Some("k1"));
+        assert_eq!(super::bearer_token("bearer k1"), Some("k1"));
+        assert_eq!(super::bearer_token("BEARER  k1"), Some("k1"));
+        assert_eq!(super::bearer_token("Basic k1"), None);
+        assert_eq!(super::bearer_token("Bearerk1"), None);
+    }
+
     #[test]
     fn compares_whole_keys() {
         assert!(super::constant_time_eq(b"secret", b"secret"));

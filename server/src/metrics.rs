@@ -108,6 +108,11 @@ impl Shared {
         c.frames_per_second = produced as f64 / took.as_secs_f64().max(1e-9);
     }
 
+    /// No sequence is running: the throughput gauge reads 0, not the last step's rate.
+    pub fn observe_idle(&self) {
+        self.lock().frames_per_second = 0.0;
+    }
+
     pub fn observe_request(&self, endpoint: &str, status: u16, seconds: f64) {
         let mut c = self.lock();
         *c.requests.entry((endpoint.to_string(), status)).or_default() += 1;

@@ -98,8 +98,11 @@ impl Drop for InFlight {
 /// Admits one more request or refuses with 429 (queue full) or 503 (not loaded).
 fn admit(state: &AppState) -> Result<InFlight, ApiError> {
     let s = &state.shared;
+    if let Some(m) = s.failure() {
+        return Err(ApiError::unavailable(format!("the server failed: {m}")));
+    }
     if !s.is_ready() {
-        return Err(ApiError::unavailable(s.failure().map_or("the model is still loading; retry when /health says ok".into(), |m| format!("the model failed to load: {m}"))));
+        return Err(ApiError::unavailable("the model is still loading; retry when /health says ok"));
     }
     let limit = state.opts.queue_limit;
     if s.in_flight.fetch_add(1, Ordering::AcqRel) >= limit {

@@ -84,7 +84,7 @@ struct Live {
 pub fn run<B: Backend>(b: B, paths: ModelPaths, engine_opts: EngineOptions, jobs: Receiver<Job>, shared: Arc<Shared>) {
     let mut models = Models::<B>::default();
     if let Err(e) = models.ensure(&b, &paths, &[Part::Lm], "serving") {
-        shared.set_failed(format!("{e:#}"));
+        shared.set_failed(format!("the model failed to load: {e:#}"));
         // Answer whatever arrives until the server stops.
         for job in jobs {
             let _ = job.sink().send(Reply::Done(Err(ApiError::unavailable("the model failed to load"))));
@@ -103,7 +103,7 @@ pub fn run<B: Backend>(b: B, paths: ModelPaths, engine_opts: EngineOptions, jobs
     let mut engine = match Engine::new(lm, &b, &engine_opts) {
         Ok(e) => e,
         Err(e) => {
-            shared.set_failed(e.to_string());
+            shared.set_failed(format!("the engine could not start: {e}"));
             return;
         }
     };
@@ -129,10 +129,27 @@ pub fn run<B: Backend>(b: B, paths: ModelPaths, engine_opts: EngineOptions, jobs
         drop_abandoned(&mut engine, &mut live, &shared);
         if engine.is_idle() {
             shared.observe_engine(&engine);
+            shared.observe_idle();
             continue;
         }
         let t = Instant::now();
-        let stepped = engine.step();
+        // The engine catches panics inside a batched step; one elsewhere (admission,
+        // prefill) leaves it in an unknown state: fail its requests, mark the server failed
+        // (so /health says 503 and the pod is restarted) and refuse what follows.
+        let stepped = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.step())) {
+            Ok(stepped) => stepped,
+            Err(_) => {
+                shared.count_panic();
+                shared.set_failed("the engine panicked outside a batched step; restart the server".into());
+                for (_, l) in live.drain() {
+                    let _ = l.sink.send(Reply::Done(Err(ApiError::internal("internal error in the engine (the server must be restarted)"))));
+                }
+                for job in jobs {
+                    let _ = job.sink().send(Reply::Done(Err(ApiError::unavailable("the engine failed; the server must be restarted"))));
+                }
+                return;
+            }
+        };
         let rows = engine.rows();
         let mut produced = 0;
         match stepped {

@@ -39,7 +39,8 @@ pub(crate) fn sampling(options: *const UniaudioOptions) -> (Sampling, usize) {
     let nonzero = |v: u32| (v > 0).then_some(v as usize);
     let s = Sampling {
         top_k: nonzero(o.top_k),
-        temperature: (o.temperature > 0.0).then_some(o.temperature),
+        // 0 takes the task's; a negative or NaN temperature reaches the request checks.
+        temperature: (o.temperature != 0.0).then_some(o.temperature),
         seed: if o.seed == 0 { 888 } else { o.seed },
         max_steps: nonzero(o.max_steps),
         cfg_scale: None,
@@ -94,6 +95,9 @@ pub unsafe extern "C" fn uniaudio_transcribe(model: *mut UniaudioModel, samples:
         return s;
     }
     guard(|| {
+        if len > isize::MAX as usize / std::mem::size_of::<f32>() || !samples.is_aligned() {
+            return Err(Error::invalid_input(format!("uniaudio_transcribe: {len} samples at {samples:p} are not a valid float array")).into());
+        }
         let audio = Audio { samples: std::slice::from_raw_parts(samples, len).to_vec(), sample_rate };
         let text = InUse::take(model, "uniaudio_transcribe")?.model().transcribe(&audio)?;
         *out_text = c_string(&text);

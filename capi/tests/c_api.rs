@@ -120,6 +120,13 @@ fn bad_calls_return_errors() {
         assert!(audio.samples.is_null() && audio.len == 0);
         uniaudio_audio_free(&mut audio); // twice is harmless
         assert_eq!(uniaudio_tts(model, std::ptr::null(), std::ptr::null(), &mut audio), UniaudioStatus::NullArgument);
+        // A negative or NaN temperature is refused, not taken as "the task's default".
+        let hello = CString::new("Hello.").unwrap();
+        for temperature in [-1.0, f32::NAN] {
+            let options = UniaudioOptions { temperature, ..Default::default() };
+            assert_eq!(uniaudio_tts(model, hello.as_ptr(), &options, &mut audio), UniaudioStatus::InvalidInput);
+            assert!(last_error().contains("temperature"), "{}", last_error());
+        }
         uniaudio_model_free(model);
         uniaudio_model_free(std::ptr::null_mut());
     }

@@ -68,6 +68,10 @@ pub struct SpecialIds {
     pub text_pad_token: u32,
 }
 
+/// The longest context a config may ask for (the position tables are built for all of
+/// it up front; Llama 3.2 was trained to 131072).
+pub const MAX_SEQ_LEN: usize = 1 << 20;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LmConfig {
     #[serde(flatten)]
@@ -165,8 +169,8 @@ impl LmConfig {
             Some(_) => return Err("stacks.backbone.vocab_size must be positive".into()),
             None => return Err("stacks.backbone.vocab_size is missing".into()),
         }
-        if self.max_seq_len == 0 {
-            return Err("max_seq_len must be positive".into());
+        if self.max_seq_len == 0 || self.max_seq_len > MAX_SEQ_LEN {
+            return Err(format!("max_seq_len must be 1..={MAX_SEQ_LEN}, got {}", self.max_seq_len));
         }
         let rc = self.ids.audio_reason_card as u64;
         for (name, id) in [("reason_bos", self.ids.reason_bos), ("reason_eos", self.ids.reason_eos), ("reason_pad_token", self.ids.reason_pad_token)] {
@@ -184,5 +188,23 @@ impl LmConfig {
             return Err(format!("text_pad_token {} is outside the text vocabulary", self.ids.text_pad_token));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LmConfig, MAX_SEQ_LEN};
+    use crate::presets::Preset;
+
+    #[test]
+    fn max_seq_len_must_be_positive_and_bounded() {
+        let mut v = serde_json::to_value(Preset::Small.config()).unwrap();
+        for (len, ok) in [(0, false), (1, true), (MAX_SEQ_LEN, true), (MAX_SEQ_LEN + 1, false), (usize::MAX >> 8, false)] {
+            v["max_seq_len"] = len.into();
+            match LmConfig::from_json(&v.to_string()) {
+                Ok(c) => assert!(ok && c.max_seq_len == len, "max_seq_len {len} was accepted"),
+                Err(e) => assert!(!ok && e.contains("max_seq_len"), "max_seq_len {len}: {e}"),
+            }
+        }
     }
 }

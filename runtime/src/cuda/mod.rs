@@ -399,7 +399,8 @@ impl Backend for Cuda {
     }
 
     fn memory_available(&self) -> Option<usize> {
-        // The context is current on this thread once the backend exists.
+        // The calling thread may never have used the context (a C caller's new thread).
+        self.ctx.bind_to_thread().ok()?;
         cudarc::driver::result::mem_get_info().ok().map(|(free, _total)| free)
     }
 

@@ -45,7 +45,7 @@ impl DecodeLimits {
 
     /// The most frames accepted at `rate`.
     pub(crate) fn max_frames(&self, rate: u32) -> u64 {
-        u64::from(rate) * self.max_seconds
+        u64::from(rate).saturating_mul(self.max_seconds)
     }
 
     /// Whether `frames` of `channels` at `rate` fit; else the error naming the bound.

@@ -44,6 +44,7 @@ pub(crate) fn sampling(options: *const UniaudioOptions) -> (Sampling, usize) {
         seed: if o.seed == 0 { 888 } else { o.seed },
         max_steps: nonzero(o.max_steps),
         cfg_scale: None,
+        step_limit: None,
     };
     (s, nonzero(o.codec_steps).unwrap_or(50))
 }

@@ -110,7 +110,10 @@ fn lm_source(args: &ConvertArgs) -> Result<(LmConfig, ConvertOptions)> {
 
 fn read_codec_config(path: &Path) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))
+    let config: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))?;
+    // Checked here, so that a bad field is reported against this file, before any weights are read.
+    uniaudio_codec::config::codec_parts(&config).with_context(|| path.display().to_string())?;
+    Ok(config)
 }
 
 fn encoder_sources(args: &ConvertArgs) -> EncoderSources {

@@ -51,6 +51,6 @@ pub struct SamplingArgs {
 
 impl SamplingArgs {
     pub fn sampling(&self) -> Sampling {
-        Sampling { top_k: self.top_k, temperature: self.temperature, seed: self.seed, max_steps: self.max_steps, cfg_scale: self.cfg_scale }
+        Sampling { top_k: self.top_k, temperature: self.temperature, seed: self.seed, max_steps: self.max_steps, cfg_scale: self.cfg_scale, step_limit: None }
     }
 }

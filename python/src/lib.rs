@@ -168,7 +168,7 @@ impl PyModel {
             task: Task::Tts,
             text: TaskText { text: Some(text), ..Default::default() },
             audio: None,
-            sampling: Sampling { seed, max_steps, top_k, temperature, cfg_scale: None },
+            sampling: Sampling { seed, max_steps, top_k, temperature, cfg_scale: None, step_limit: None },
             codec: CodecSettings { steps, ..Default::default() },
             prompt_frames: None,
         };

@@ -44,13 +44,29 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Counts every answer by route and status, with its latency (to the response head).
+/// Counts every answer by route and status, with its latency (to the response head; a
+/// stream's head leaves with its first event). A client that leaves before the head counts
+/// as status 499 (nginx's "client closed request").
 async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let endpoint = request.extensions().get::<MatchedPath>().map_or_else(|| "other".to_string(), |p| p.as_str().to_string());
-    let t = Instant::now();
+    let mut pending = Pending { state, endpoint, t: Instant::now(), status: 499 };
     let response = next.run(request).await;
-    state.shared.observe_request(&endpoint, response.status().as_u16(), t.elapsed().as_secs_f64());
+    pending.status = response.status().as_u16();
     response
+}
+
+/// One request being answered; observed when dropped, whether answered or abandoned.
+struct Pending {
+    state: Arc<AppState>,
+    endpoint: String,
+    t: Instant,
+    status: u16,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.state.shared.observe_request(&self.endpoint, self.status, self.t.elapsed().as_secs_f64());
+    }
 }
 
 /// A declared body above the limit is refused from its Content-Length, before any of it

@@ -88,12 +88,18 @@ pub async fn speech(State(state): State<Arc<AppState>>, body: axum::body::Bytes)
     if steps == 0 || steps > MAX_CODEC_STEPS {
         return Err(ApiError::bad_request(format!("`steps` must be 1..={MAX_CODEC_STEPS}")));
     }
-    let max_steps = step_limit(state.opts.max_steps_limit, task, uint(obj, "max_steps")?.map(|n| n as usize))?;
+    let max_steps = uint(obj, "max_steps")?.map(|n| n as usize);
+    let limit = state.opts.max_steps_limit;
+    if max_steps.is_some_and(|n| n > limit) {
+        return Err(ApiError::bad_request(format!("`max_steps` is above this server's limit of {limit}")));
+    }
+    // The limit also lowers the task's default cap when `max_steps` is left out.
+    let step_limit = Some(limit);
     let temperature = match field(obj, "temperature") {
         None => None,
         Some(v) => Some(v.as_f64().ok_or_else(|| ApiError::bad_request("`temperature` must be a number"))? as f32),
     };
-    let sampling = Sampling { top_k: uint(obj, "top_k")?.map(|k| k as usize), temperature, seed: uint(obj, "seed")?.unwrap_or(888), max_steps, cfg_scale: None };
+    let sampling = Sampling { top_k: uint(obj, "top_k")?.map(|k| k as usize), temperature, seed: uint(obj, "seed")?.unwrap_or(888), max_steps, cfg_scale: None, step_limit };
     let request = TaskRequest { task, text: text_in, audio: None, sampling, codec: CodecSettings { steps: steps as usize, ..Default::default() }, prompt_frames: None };
     match run_task(&state, request).await? {
         TaskReply::Audio { samples, sample_rate } => Ok(if format == "pcm" {
@@ -102,16 +108,6 @@ pub async fn speech(State(state): State<Arc<AppState>>, body: axum::body::Bytes)
             ([("content-type", "audio/wav")], wav(&samples, sample_rate)?).into_response()
         }),
         TaskReply::Text(_) => Err(ApiError::internal("the task produced text, not audio")),
-    }
-}
-
-/// The steps a request may run: what it asks for, up to the server's `--max-steps-limit`;
-/// when it does not ask, the task's own cap, lowered to the limit where that is smaller.
-fn step_limit(limit: usize, task: Task, asked: Option<usize>) -> Result<Option<usize>, ApiError> {
-    match asked {
-        Some(n) if n > limit => Err(ApiError::bad_request(format!("`max_steps` is above this server's limit of {limit}"))),
-        Some(n) => Ok(Some(n)),
-        None => Ok((limit < uniaudio::run::default_max_steps(task)).then_some(limit)),
     }
 }
 
@@ -165,8 +161,9 @@ async fn read_form(mut form: Multipart) -> Result<(Vec<f32>, std::collections::H
         // upload can expand to gigabytes.
         let limits = uniaudio_audio::DecodeLimits::seconds(MAX_AUDIO_SECONDS);
         let audio = uniaudio_audio::decode_audio_limited(&bytes, &filename, limits).map_err(|e| match e {
-            uniaudio_audio::AudioError::TooLong { .. } | uniaudio_audio::AudioError::TooManySamples { .. } => {
-                ApiError::new(413, format!("`file` is too long: this server takes at most {MAX_AUDIO_SECONDS} s per request ({e})"))
+            uniaudio_audio::AudioError::TooLong { .. } => ApiError::new(413, format!("`file` is too long: this server takes at most {MAX_AUDIO_SECONDS} s per request ({e})")),
+            uniaudio_audio::AudioError::TooManySamples { .. } => {
+                ApiError::new(413, format!("`file` has too many samples (rate x channels x length): this server takes at most {MAX_AUDIO_SECONDS} s of 192 kHz stereo ({e})"))
             }
             e => ApiError::bad_request(format!("`file` is not audio this server can read: {e}")),
         })?;
@@ -205,7 +202,7 @@ pub async fn answer(State(state): State<Arc<AppState>>, form: Multipart) -> Resu
 }
 
 async fn understand(state: &Arc<AppState>, task: Task, samples: Vec<f32>, text: TaskText) -> Result<Json<Value>, ApiError> {
-    let sampling = Sampling { max_steps: step_limit(state.opts.max_steps_limit, task, None)?, ..Sampling::default() };
+    let sampling = Sampling { step_limit: Some(state.opts.max_steps_limit), ..Sampling::default() };
     let request = TaskRequest { task, text, audio: Some(AudioInput::Samples24k(samples)), sampling, codec: CodecSettings::default(), prompt_frames: None };
     match run_task(state, request).await? {
         TaskReply::Text(text) => Ok(Json(json!({"text": text}))),
@@ -213,21 +210,3 @@ async fn understand(state: &Arc<AppState>, task: Task, samples: Vec<f32>, text: 
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::{step_limit, Task};
-
-    #[test]
-    fn the_server_step_limit_also_bounds_requests_that_leave_max_steps_out() {
-        // Below the tasks' own caps (text 500, audio 1500), the limit is the default.
-        assert_eq!(step_limit(100, Task::Tts, None).unwrap(), Some(100));
-        assert_eq!(step_limit(100, Task::Asr, None).unwrap(), Some(100));
-        // Above a task's cap, the task keeps its own (and its reduction to the context).
-        assert_eq!(step_limit(1500, Task::Asr, None).unwrap(), None);
-        assert_eq!(step_limit(1500, Task::Tts, None).unwrap(), None);
-        assert_eq!(step_limit(100, Task::Tts, Some(40)).unwrap(), Some(40));
-        let refused = step_limit(100, Task::Tts, Some(101)).unwrap_err();
-        assert_eq!(refused.status, 400);
-        assert!(refused.message.contains("limit of 100"), "{}", refused.message);
-    }
-}

@@ -182,6 +182,8 @@ fn a_client_that_leaves_cancels_its_sequence_and_deadlines_hold() {
     }
     let metrics = request(server.addr(), "GET", "/metrics", &[], b"").text();
     assert!(metrics.contains("uniaudio_cancelled_total 2"), "{metrics}");
+    // The one that left before its answer's head counts as 499 (the stream had sent its head).
+    assert!(metrics.contains("uniaudio_requests_total{endpoint=\"/v1/generate\",status=\"499\"} 1"), "{metrics}");
     // Past the deadline: 504, and the caches are free again.
     let r = post(&server, &long);
     assert_eq!(r.status, 504, "{}", r.text());

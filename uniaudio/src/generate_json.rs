@@ -42,7 +42,11 @@ pub fn parse_request(text: &str, defaults: &RequestDefaults) -> Result<(Vec<Fram
 /// Reads a parsed request object.
 pub fn request_from_value(v: &Value, defaults: &RequestDefaults) -> Result<(Vec<Frame>, GenerateOptions)> {
     let obj = v.as_object().context("expected a JSON object")?;
-    let frames = frames_from_value(obj.get("frames").context("missing `frames`")?)?;
+    let frames = obj.get("frames").context("missing `frames`")?;
+    if !frames.is_array() {
+        bail!("`frames` must be a list");
+    }
+    let frames = frames_from_value(frames)?;
     let d = &defaults.options;
     let kind = match obj.get("output_kind").map(|k| k.as_str()) {
         None => defaults.kind.context("missing `output_kind`")?,

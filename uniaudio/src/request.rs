@@ -42,11 +42,14 @@ pub struct Sampling {
     pub max_steps: Option<usize>,
     /// Classifier-free guidance scale (off by default, as in the reference).
     pub cfg_scale: Option<f32>,
+    /// An upper bound on the steps (a server's `--max-steps-limit`): it lowers the task's
+    /// default cap, and a `max_steps` above it is refused.
+    pub step_limit: Option<usize>,
 }
 
 impl Default for Sampling {
     fn default() -> Self {
-        Sampling { top_k: None, temperature: None, seed: 888, max_steps: None, cfg_scale: None }
+        Sampling { top_k: None, temperature: None, seed: 888, max_steps: None, cfg_scale: None, step_limit: None }
     }
 }
 

@@ -16,7 +16,7 @@ use uniaudio_runtime::Backend;
 use crate::error::refuse;
 use crate::long_form;
 use crate::paths::{ModelPaths, Part};
-use crate::request::{check_text_inputs, takes_audio, AudioInput, Event, Stage, TaskOutput, TaskRequest, Timings};
+use crate::request::{check_text_inputs, takes_audio, AudioInput, Event, Sampling, Stage, TaskOutput, TaskRequest, Timings};
 use crate::text_stream::TextStream;
 
 /// The reference's caps: 500 text tokens; audio tasks may run longer (about 85 s of audio).
@@ -180,7 +180,7 @@ impl<B: Backend> Models<B> {
                     return Ok(Preparation::Windows);
                 }
                 // Only the refusal matters here; the budget is reported once, below.
-                step_budget(config, task, prompt.frames.len(), req.sampling.max_steps, Some(seconds), &mut |_| {})?;
+                step_budget(config, task, prompt.frames.len(), &req.sampling, Some(seconds), &mut |_| {})?;
                 let t = Instant::now();
                 events(Event::Note(format!("encoding {seconds:.2} s of audio")));
                 let tokens = encoder.encode(bk, samples, &mut |done, total| events(Event::Progress { stage: Stage::Encode, done, total }))?;
@@ -193,7 +193,7 @@ impl<B: Backend> Models<B> {
         if let Some(frames) = &req.prompt_frames {
             prompt.frames = frames.clone();
         }
-        let max_steps = step_budget(config, task, prompt.frames.len(), req.sampling.max_steps, input_seconds, events)?;
+        let max_steps = step_budget(config, task, prompt.frames.len(), &req.sampling, input_seconds, events)?;
         let opts = GenerateOptions {
             kind: task.output_kind(),
             top_k: req.sampling.top_k.unwrap_or(prompt.top_k),
@@ -322,9 +322,11 @@ pub fn default_max_steps(task: Task) -> usize {
     }
 }
 
-/// The step cap for a prompt of `prompt` positions: `asked` if it fits the context, else
-/// an error with the numbers; by default the task's cap, reduced to what fits (with a note).
-pub fn step_budget(config: &LmConfig, task: Task, prompt: usize, asked: Option<usize>, seconds: Option<f64>, events: &mut dyn FnMut(Event)) -> Result<usize> {
+/// The step cap for a prompt of `prompt` positions: the asked `max_steps` if it fits the
+/// context (and the `step_limit`), else an error with the numbers; by default the task's
+/// cap, lowered to the `step_limit`, reduced to what fits (with a note).
+pub fn step_budget(config: &LmConfig, task: Task, prompt: usize, sampling: &Sampling, seconds: Option<f64>, events: &mut dyn FnMut(Event)) -> Result<usize> {
+    let asked = sampling.max_steps;
     let max = config.max_seq_len;
     // The last of n steps runs at position prompt + n − 2: n ≤ max + 1 − prompt.
     let room = (max + 1).saturating_sub(prompt);
@@ -343,7 +345,12 @@ pub fn step_budget(config: &LmConfig, task: Task, prompt: usize, asked: Option<u
         };
         refuse!("{audio}, which leaves no room to generate within max_seq_len {max}{hint}");
     }
-    let cap = default_max_steps(task);
+    if let (Some(n), Some(limit)) = (asked, sampling.step_limit) {
+        if n > limit {
+            refuse!("max_steps {n} is above the limit of {limit}");
+        }
+    }
+    let cap = default_max_steps(task).min(sampling.step_limit.unwrap_or(usize::MAX));
     match asked {
         Some(0) => refuse!("--max-steps must be at least 1"),
         Some(n) if n > room => refuse!("{audio}; with --max-steps {n} it needs {} positions, more than max_seq_len {max} (at most {room} steps fit)", prompt + n - 1),
@@ -379,5 +386,28 @@ pub fn stop_name(s: Option<StopReason>) -> &'static str {
     match s {
         Some(StopReason::Eos) => "eos",
         _ => "max_steps",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{step_budget, Sampling, Task};
+    use uniaudio_lm::presets::Preset;
+
+    #[test]
+    fn a_step_limit_lowers_the_default_cap_and_still_fits_long_prompts() {
+        let config = Preset::Small.config();
+        let room = config.max_seq_len + 1;
+        let budget = |task, prompt: usize, max_steps, step_limit| step_budget(&config, task, prompt, &Sampling { max_steps, step_limit, ..Sampling::default() }, None, &mut |_| {});
+        // Below the tasks' caps (text 500, audio 1500) the limit is the default.
+        assert_eq!(budget(Task::Tts, 10, None, Some(100)).unwrap(), 100);
+        assert_eq!(budget(Task::Asr, 10, None, Some(100)).unwrap(), 100);
+        // Above a task's cap the task keeps its own.
+        assert_eq!(budget(Task::Asr, 10, None, Some(1500)).unwrap(), 500);
+        // A prompt that leaves less room than the limit is shortened, not refused.
+        assert_eq!(budget(Task::Tts, room - 50, None, Some(100)).unwrap(), 50);
+        assert_eq!(budget(Task::Tts, 10, Some(40), Some(100)).unwrap(), 40);
+        let refused = budget(Task::Tts, 10, Some(101), Some(100)).unwrap_err();
+        assert!(refused.to_string().contains("limit of 100"), "{refused}");
     }
 }

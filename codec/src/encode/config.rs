@@ -295,6 +295,15 @@ impl EncoderConfig {
         if c.chunk_samples < c.min_samples {
             return Err(format!("chunking.chunk_samples {} < min_samples {}", c.chunk_samples, c.min_samples));
         }
+        // WavLM's convolutions run over a chunk at 16 kHz plus 160 zeros: each kernel must
+        // fit the frames the layers before it leave.
+        let mut frames = c.chunk_samples * 2 / 3 + 160;
+        for (i, (&k, &stride)) in w.conv_kernel.iter().zip(&w.conv_stride).enumerate() {
+            if k > frames {
+                return Err(format!("wavlm.conv_kernel[{i}] {k} is longer than the {frames} frames a chunk of chunking.chunk_samples {} leaves it", c.chunk_samples));
+            }
+            frames = (frames - k) / stride + 1;
+        }
         let r = &self.reconstruction;
         let names: Vec<&str> = r.groups.iter().map(|g| g.name.as_str()).collect();
         if names != BRANCHES {
@@ -354,6 +363,9 @@ mod tests {
     fn conv_dims_and_float_constants_must_be_positive() {
         expect_err(|v| v["wavlm"]["conv_dim"][3] = json!(0), "wavlm.conv_dim");
         expect_err(|v| v["wavlm"]["conv_stride"][0] = json!(0), "wavlm.conv_stride");
+        // A kernel longer than what reaches it (the chunk through the layers before).
+        expect_err(|v| v["wavlm"]["conv_kernel"][0] = json!(10_000_000), "wavlm.conv_kernel[0]");
+        expect_err(|v| v["wavlm"]["conv_stride"][0] = json!(100_000_000), "wavlm.conv_kernel[1]");
         for (section, field) in [
             ("whisper", "layer_norm_eps"),
             ("wavlm", "layer_norm_eps"),

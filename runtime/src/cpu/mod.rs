@@ -328,12 +328,11 @@ impl Backend for Cpu {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::{q4_precision_note, Isa};
 
     #[test]
-    #[cfg(target_arch = "x86_64")]
     fn four_bit_weights_get_a_note_only_where_fast_would_sum_them_in_blocks() {
         assert!(q4_precision_note(Isa::Avx2, Isa::Avx2Int8).is_some(), "exact AVX2 with an 8-bit level to go to");
         assert!(q4_precision_note(Isa::Avx2Int8, Isa::Avx2Int8).is_none(), "already fast");

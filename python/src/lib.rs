@@ -40,12 +40,26 @@ struct PyModel {
     backend: String,
 }
 
+/// Runs `f` with the interpreter lock released; a panic in it becomes a `UniaudioError`
+/// (PyO3 would raise its `PanicException`, which is not one).
+fn compute<T: Send>(py: Python<'_>, f: impl FnOnce() -> Result<T, Error> + Send) -> PyResult<T> {
+    let result = py.detach(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+    match result {
+        Ok(r) => r.map_err(err),
+        Err(payload) => Err(UniaudioError::new_err(format!("internal error: {}", panic_message(&*payload)))),
+    }
+}
+
+/// The message a panic carried.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str)).unwrap_or("no message")
+}
+
 /// Runs a worker thread's body; a panic in it becomes an error for the iterator to raise
 /// (else the hung-up channel would read as a normal end).
 fn catch_worker<T>(tx: &std::sync::mpsc::Sender<Result<T, Error>>, body: impl FnOnce()) {
     if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
-        let what = payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str)).unwrap_or("no message");
-        let _ = tx.send(Err(Error::Internal(format!("internal error in the worker thread: {what}"))));
+        let _ = tx.send(Err(Error::Internal(format!("internal error in the worker thread: {}", panic_message(&*payload)))));
     }
 }
 
@@ -109,15 +123,14 @@ fn audio_arg(audio: &Bound<'_, PyAny>, sample_rate: Option<u32>) -> PyResult<Aud
 
 impl PyModel {
     fn run(&self, py: Python<'_>, req: TaskRequest) -> PyResult<uniaudio::TaskOutput> {
-        py.detach(|| {
+        compute(py, || {
             let mut model = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             model.run(&req, &mut |_| {})
         })
-        .map_err(err)
     }
 
     fn text_task(&self, py: Python<'_>, task: Task, audio: AudioArg, question: Option<String>, seed: u64, max_steps: Option<usize>) -> PyResult<String> {
-        let out = py.detach(|| {
+        let out = compute(py, || {
             let req = TaskRequest {
                 task,
                 text: TaskText { question, ..Default::default() },
@@ -129,7 +142,7 @@ impl PyModel {
             let mut model = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             model.run(&req, &mut |_| {})
         });
-        Ok(out.map_err(err)?.text.unwrap_or_default())
+        Ok(out?.text.unwrap_or_default())
     }
 }
 
@@ -141,7 +154,7 @@ impl PyModel {
     fn load(py: Python<'_>, path: String, backend: &str, precision: &str) -> PyResult<PyModel> {
         let backend = BackendKind::parse(backend).ok_or_else(|| InvalidInputError::new_err(format!("backend `{backend}`: expected auto, cpu, wgpu or cuda")))?;
         let precision = Precision::parse(precision).ok_or_else(|| InvalidInputError::new_err(format!("precision `{precision}`: expected exact or fast")))?;
-        let model = py.detach(|| uniaudio::Model::load(&path, LoadOptions { backend, precision, ..Default::default() })).map_err(err)?;
+        let model = compute(py, || uniaudio::Model::load(&path, LoadOptions { backend, precision, ..Default::default() }))?;
         let backend = model.backend().to_string();
         Ok(PyModel { inner: Arc::new(Mutex::new(model)), backend })
     }
@@ -188,7 +201,7 @@ impl PyModel {
     #[pyo3(signature = (audio, sample_rate = None, *, seed = 888, max_steps = None))]
     fn transcribe_stream(&self, py: Python<'_>, audio: &Bound<'_, PyAny>, sample_rate: Option<u32>, seed: u64, max_steps: Option<usize>) -> PyResult<TextPieces> {
         let audio = audio_arg(audio, sample_rate)?;
-        let samples = py.detach(|| audio.at_24k()).map_err(err)?;
+        let samples = compute(py, || audio.at_24k())?;
         let req = TaskRequest {
             task: Task::Asr,
             text: TaskText::default(),
@@ -248,13 +261,11 @@ impl PyModel {
     #[pyo3(signature = (audio, sample_rate = None))]
     fn encode(&self, py: Python<'_>, audio: &Bound<'_, PyAny>, sample_rate: Option<u32>) -> PyResult<(Vec<[u32; 8]>, Vec<[u32; 8]>)> {
         let audio = audio_arg(audio, sample_rate)?;
-        let tokens = py
-            .detach(|| {
-                let audio = audio.read()?;
-                let mut model = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-                model.encode(&audio)
-            })
-            .map_err(err)?;
+        let tokens = compute(py, || {
+            let audio = audio.read()?;
+            let mut model = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            model.encode(&audio)
+        })?;
         Ok((tokens.reasoning, tokens.reconstruction))
     }
 
@@ -262,12 +273,10 @@ impl PyModel {
     #[pyo3(signature = (reconstruction, steps = 10, seed = 0))]
     fn decode<'py>(&self, py: Python<'py>, reconstruction: Vec<[u32; 8]>, steps: usize, seed: u64) -> PyResult<(Bound<'py, PyArray1<f32>>, u32)> {
         let tokens = uniaudio::AudioTokens { reasoning: Vec::new(), reconstruction };
-        let audio = py
-            .detach(|| {
-                let mut model = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-                model.decode(&tokens, steps, seed)
-            })
-            .map_err(err)?;
+        let audio = compute(py, || {
+            let mut model = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            model.decode(&tokens, steps, seed)
+        })?;
         Ok((audio.samples.into_pyarray(py), audio.sample_rate))
     }
 }

@@ -214,7 +214,7 @@ pub mod int8 {
     unsafe fn quad_fma(sums: __m256i, dw: __m256, x: &PairedX, quad: usize, even: &mut __m256, odd: &mut __m256) {
         let d = _mm256_mul_ps(dw, _mm256_loadu_ps(x.quad_scales.as_ptr().add(8 * quad)));
         let sums = _mm256_cvtepi32_ps(sums);
-        if quad % 2 == 0 {
+        if quad.is_multiple_of(2) {
             *even = _mm256_fmadd_ps(sums, d, *even);
         } else {
             *odd = _mm256_fmadd_ps(sums, d, *odd);

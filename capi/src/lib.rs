@@ -131,7 +131,7 @@ fn guard(f: impl FnOnce() -> Result<(), Failure>) -> UniaudioStatus {
             UniaudioStatus::Cancelled
         }
         Err(payload) => {
-            let what = payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str)).unwrap_or("no message");
+            let what = uniaudio::error::panic_message(&*payload).unwrap_or("no message");
             set_error(&format!("internal error (caught at the C boundary): {what}"));
             UniaudioStatus::Panic
         }

@@ -27,3 +27,8 @@ impl LmError {
         LmError::Config { path: path.into(), msg: msg.into() }
     }
 }
+
+/// The message a caught panic carried (`panic!` with a literal or a formatted string).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> Option<&str> {
+    payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+}

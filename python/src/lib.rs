@@ -8,6 +8,7 @@ use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
+use uniaudio::error::panic_message;
 use uniaudio::{Audio, AudioInput, BackendKind, CodecSettings, Error, Event, LoadOptions, Precision, Sampling, Task, TaskRequest, TaskText};
 
 mod generate;
@@ -46,20 +47,15 @@ fn compute<T: Send>(py: Python<'_>, f: impl FnOnce() -> Result<T, Error> + Send)
     let result = py.detach(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
     match result {
         Ok(r) => r.map_err(err),
-        Err(payload) => Err(UniaudioError::new_err(format!("internal error: {}", panic_message(&*payload)))),
+        Err(payload) => Err(UniaudioError::new_err(format!("internal error: {}", panic_message(&*payload).unwrap_or("no message")))),
     }
-}
-
-/// The message a panic carried.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
-    payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str)).unwrap_or("no message")
 }
 
 /// Runs a worker thread's body; a panic in it becomes an error for the iterator to raise
 /// (else the hung-up channel would read as a normal end).
 fn catch_worker<T>(tx: &std::sync::mpsc::Sender<Result<T, Error>>, body: impl FnOnce()) {
     if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
-        let _ = tx.send(Err(Error::Internal(format!("internal error in the worker thread: {}", panic_message(&*payload)))));
+        let _ = tx.send(Err(Error::Internal(format!("internal error in the worker thread: {}", panic_message(&*payload).unwrap_or("no message")))));
     }
 }
 

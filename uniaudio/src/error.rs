@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+pub use uniaudio_lm::error::panic_message;
+
 /// What a call of this library can fail with.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

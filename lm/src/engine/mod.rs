@@ -270,7 +270,7 @@ impl<'m, B: Backend> Engine<'m, B> {
             Ok(Ok(events)) => Ok(events),
             Ok(Err(e)) => Err(self.fail_active(e)),
             Err(panic) => {
-                let msg = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "unknown panic".into());
+                let msg = crate::error::panic_message(&*panic).unwrap_or("unknown panic");
                 Err(self.fail_active(LmError::Invalid(format!("internal error during a batched step: {msg}"))))
             }
         }

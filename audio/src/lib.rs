@@ -26,8 +26,8 @@ pub use mel::{
     musicfm_mel, whisper_log_mel, MEL_FRAMES, MUSICFM_MELS, MUSICFM_SAMPLES, WHISPER_SAMPLES,
 };
 pub use read::{
-    decode_audio, decode_audio_limited, read_audio, Audio, DecodeLimits, Downmix, MAX_AUDIO_BYTES,
-    MAX_DECODED_SAMPLES, MAX_SAMPLE_RATE, MAX_SECONDS, MIN_SAMPLE_RATE,
+    check_rate, decode_audio, decode_audio_limited, read_audio, Audio, DecodeLimits, Downmix,
+    MAX_AUDIO_BYTES, MAX_DECODED_SAMPLES, MAX_SAMPLE_RATE, MAX_SECONDS, MIN_SAMPLE_RATE,
 };
 pub use resample::{resample, resample_24k_to_16k, resampled_len};
 

@@ -257,7 +257,8 @@ fn finish(d: Decoded, name: &str, limits: &DecodeLimits) -> Result<Audio, AudioE
     })
 }
 
-pub(crate) fn check_rate(rate: u32, name: &str) -> Result<(), AudioError> {
+/// Whether `rate` is in the accepted range; else the error naming `name` and the range.
+pub fn check_rate(rate: u32, name: &str) -> Result<(), AudioError> {
     if (MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&rate) {
         Ok(())
     } else {

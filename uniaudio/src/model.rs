@@ -56,10 +56,7 @@ impl Audio {
 
     /// The samples at the codec's 24 kHz.
     pub fn at_24k(&self) -> Result<Vec<f32>> {
-        let (min, max) = (uniaudio_audio::MIN_SAMPLE_RATE, uniaudio_audio::MAX_SAMPLE_RATE);
-        if !(min..=max).contains(&self.sample_rate) {
-            return Err(Error::invalid_input(format!("audio with a sample rate of {} Hz; expected {min} to {max} Hz", self.sample_rate)));
-        }
+        uniaudio_audio::check_rate(self.sample_rate, "audio").map_err(Error::invalid_input)?;
         Ok(uniaudio_audio::resample(&self.samples, self.sample_rate, 24_000))
     }
 }

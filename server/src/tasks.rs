@@ -209,4 +209,3 @@ async fn understand(state: &Arc<AppState>, task: Task, samples: Vec<f32>, text: 
         TaskReply::Audio { .. } => Err(ApiError::internal("the task produced audio, not text")),
     }
 }
-

@@ -20,6 +20,11 @@ pub enum LmError {
 
     #[error("{path}: {cause}")]
     Io { path: PathBuf, cause: std::io::Error },
+
+    /// A panic caught inside a batched step (a bug, not the requests' fault): the running
+    /// sequences fail with it and the engine goes on.
+    #[error("internal error during a batched step: {0}")]
+    StepPanicked(String),
 }
 
 impl LmError {

@@ -55,6 +55,17 @@ impl ApiError {
     }
 }
 
+/// A body that could not be read: over the limit (413, the case for a body without a
+/// Content-Length that streams past `--max-body-mib`), or cut off.
+impl From<axum::extract::rejection::BytesRejection> for ApiError {
+    fn from(e: axum::extract::rejection::BytesRejection) -> Self {
+        match e.status().as_u16() {
+            413 => ApiError::new(413, format!("the body is too large for this server (--max-body-mib): {}", e.body_text())),
+            status => ApiError::new(status, format!("the body could not be read: {}", e.body_text())),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

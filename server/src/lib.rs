@@ -10,6 +10,7 @@ mod api_error;
 mod auth;
 pub mod load;
 pub mod metrics;
+mod record;
 mod routes;
 mod tasks;
 mod worker;
@@ -49,7 +50,8 @@ pub struct ServeOptions {
     pub drain_timeout: Duration,
     /// The name `/v1/models` reports.
     pub model_name: String,
-    /// Lets a request carry `"test_fault": "error"|"panic"` (tests only; never from the CLI).
+    /// Lets a request carry `"test_fault": "error"|"panic"|"step_panic"` (tests only; never from
+    /// the CLI).
     pub fault_injection: bool,
 }
 

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
@@ -40,33 +41,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(state.opts.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), refuse_large_bodies))
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::require_key))
-        .layer(middleware::from_fn_with_state(state.clone(), record))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::record::record))
         .with_state(state)
-}
-
-/// Counts every answer by route and status, with its latency (to the response head; a
-/// stream's head leaves with its first event). A client that leaves before the head counts
-/// as status 499 (nginx's "client closed request").
-async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let endpoint = request.extensions().get::<MatchedPath>().map_or_else(|| "other".to_string(), |p| p.as_str().to_string());
-    let mut pending = Pending { state, endpoint, t: Instant::now(), status: 499 };
-    let response = next.run(request).await;
-    pending.status = response.status().as_u16();
-    response
-}
-
-/// One request being answered; observed when dropped, whether answered or abandoned.
-struct Pending {
-    state: Arc<AppState>,
-    endpoint: String,
-    t: Instant,
-    status: u16,
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        self.state.shared.observe_request(&self.endpoint, self.status, self.t.elapsed().as_secs_f64());
-    }
 }
 
 /// A declared body above the limit is refused from its Content-Length, before any of it
@@ -141,7 +117,8 @@ pub(crate) fn enqueue(state: &AppState, job: impl FnOnce(Sink, Option<Instant>) 
 /// `POST /v1/generate`: one request object of `generate --requests`; the answer is the
 /// object `uniaudio generate` prints, or with `"stream": true` Server-Sent Events (`frame`
 /// or `text` per step, then `done` with the whole object, or `error`).
-async fn generate(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
+async fn generate(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let body = body?;
     // A prompt is at most a few thousand frames: refuse larger bodies before parsing them.
     if body.len() > MAX_REQUEST_BYTES {
         return Err(ApiError::new(413, format!("the body is {} bytes; a generate request is at most {MAX_REQUEST_BYTES}", body.len())));
@@ -156,6 +133,7 @@ async fn generate(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Res
     let fault = match (state.opts.fault_injection, obj.get("test_fault").and_then(Value::as_str)) {
         (true, Some("error")) => Some(Fault::Error),
         (true, Some("panic")) => Some(Fault::Panic),
+        (true, Some("step_panic")) => Some(Fault::StepPanic),
         _ => None,
     };
     let defaults = RequestDefaults { kind: None, options: GenerateOptions::default() };

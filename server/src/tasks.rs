@@ -52,7 +52,8 @@ fn text(obj: &serde_json::Map<String, Value>, name: &str) -> Result<Option<Strin
 /// "response_format"?: wav|pcm, "speed"?: 1, "seed"?, "top_k"?, "temperature"?,
 /// "steps"?, "max_steps"?}` (other fields, such as `model` and `voice`, are ignored) ->
 /// 24 kHz mono audio: a 16-bit WAV file, or raw 16-bit little-endian PCM.
-pub async fn speech(State(state): State<Arc<AppState>>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+pub async fn speech(State(state): State<Arc<AppState>>, body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>) -> Result<Response, ApiError> {
+    let body = body?;
     let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
     let obj = value.as_object().ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
     let input = text(obj, "input")?.ok_or_else(|| ApiError::bad_request("missing `input`"))?;

@@ -44,6 +44,8 @@ pub enum Fault {
     Error,
     /// The request's processing panics.
     Panic,
+    /// The batched step after the request is admitted panics.
+    StepPanic,
 }
 
 pub enum Job {
@@ -168,7 +170,12 @@ pub fn run<B: Backend>(b: B, paths: ModelPaths, engine_opts: EngineOptions, jobs
                     }
                 }
             }
-            Err(e) => eprintln!("a batched step failed: {e}; its requests get 500"),
+            Err(e) => {
+                if matches!(e, uniaudio_lm::LmError::StepPanicked(_)) {
+                    shared.count_panic();
+                }
+                eprintln!("a batched step failed: {e}; its requests get 500");
+            }
         }
         let finished = engine.take_finished();
         // The freed caches show in the metrics before anyone hears of the finish.
@@ -216,6 +223,7 @@ fn accept<B: Backend>(b: &B, models: &Models<B>, engine: &mut Engine<'_, B>, liv
                 match fault {
                     Some(Fault::Panic) => panic!("injected fault"),
                     Some(Fault::Error) => return Err(Reply::Done(Err(ApiError::internal("injected backend error")))),
+                    Some(Fault::StepPanic) => engine.inject_step_panic(),
                     None => {}
                 }
                 let id = engine.submit(&frames, &opts).map_err(|e| Reply::Done(Err(ApiError::bad_request(e.to_string()))))?;

@@ -57,6 +57,20 @@ fn post(server: &ServerHandle, body: &Value) -> Response {
     request(server.addr(), "POST", "/v1/generate", &[("content-type", "application/json")], body.to_string().as_bytes())
 }
 
+/// Waits (up to 10 s) until `/metrics` holds `line`: a request is observed when the
+/// server drops its answer's body, just after the client has read the last byte.
+fn wait_for_metric(server: &ServerHandle, line: &str) {
+    let t = Instant::now();
+    loop {
+        let metrics = request(server.addr(), "GET", "/metrics", &[], b"").text();
+        if metrics.contains(line) {
+            return;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "`{line}` not in\n{metrics}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A request line for a fixture case, and the answer a solo run gives it.
 fn solo(case: &Value, top_k: usize, seed: u64, max_steps: usize) -> (Value, Value) {
     let kind = if case["task_kind"] == "audio_out" { OutputKind::Audio } else { OutputKind::Text };
@@ -101,12 +115,15 @@ fn generate_matches_the_reference_and_a_solo_run() {
     assert_eq!(Value::Array(frames), want["frames"]);
     let models = request(server.addr(), "GET", "/v1/models", &[], b"").json();
     assert_eq!(models["data"][0]["object"], "model");
+    // The stream that was read to its end counts as answered (200), like the others.
+    let answered = format!("uniaudio_requests_total{{endpoint=\"/v1/generate\",status=\"200\"}} {}", cases().len() + 2);
+    wait_for_metric(&server, &answered);
     server.stop().unwrap();
 }
 
 #[test]
 fn bad_requests_get_clear_errors_and_the_server_goes_on() {
-    let server = start(ServeOptions { max_steps_limit: 100, ..Default::default() });
+    let server = start(ServeOptions { max_steps_limit: 100, max_body_bytes: 8 << 20, ..Default::default() });
     let addr = server.addr();
     let case = &cases()[0];
     let good = json!({"frames": case["prompt"], "output_kind": "audio", "top_k": 1, "max_steps": 3});
@@ -124,12 +141,19 @@ fn bad_requests_get_clear_errors_and_the_server_goes_on() {
     // A generate body over 4 MiB is refused before it is parsed.
     let padded = format!("{{\"frames\": [], \"pad\": \"{}\"}}", " ".repeat(5 << 20));
     expect(request(addr, "POST", "/v1/generate", &[], padded.as_bytes()), 413, "at most");
+    // A chunked body past --max-body-mib is cut off as it streams in, with a JSON 413.
+    let huge = format!("{{\"frames\": [], \"pad\": \"{}\"}}", " ".repeat(9 << 20));
+    for path in ["/v1/generate", "/v1/audio/speech"] {
+        let r = http::request_chunked(addr, path, huge.as_bytes());
+        assert_eq!(r.status, 413, "{path}: {}", r.text());
+        assert_eq!(r.json()["error"]["type"], "invalid_request_error", "{path}: {}", r.text());
+    }
     // A 2 GB body is refused from its Content-Length, before any of it is sent.
     let r = http::head_only(addr, "POST", "/v1/generate", &[("content-type", "application/json"), ("content-length", "2000000000")]);
     assert_eq!(r.status, 413, "{}", r.text());
     // Injected faults: this request fails, the next one is served.
     let mut faulty = good.clone();
-    for fault in ["error", "panic"] {
+    for fault in ["error", "panic", "step_panic"] {
         faulty["test_fault"] = json!(fault);
         expect(post(&server, &faulty), 500, if fault == "error" { "injected" } else { "internal error" });
         assert_eq!(post(&server, &good).status, 200);
@@ -139,7 +163,8 @@ fn bad_requests_get_clear_errors_and_the_server_goes_on() {
     assert_eq!(request(addr, "GET", "/nowhere", &[], b"").status, 404);
     let metrics = request(addr, "GET", "/metrics", &[], b"").text();
     assert!(metrics.contains("uniaudio_requests_total{endpoint=\"/v1/generate\",status=\"400\"} 6"), "{metrics}");
-    assert!(metrics.contains("uniaudio_panics_total 1"), "{metrics}");
+    // The panic in submission and the one in a batched step.
+    assert!(metrics.contains("uniaudio_panics_total 2"), "{metrics}");
     server.stop().unwrap();
 }
 
@@ -182,8 +207,8 @@ fn a_client_that_leaves_cancels_its_sequence_and_deadlines_hold() {
     }
     let metrics = request(server.addr(), "GET", "/metrics", &[], b"").text();
     assert!(metrics.contains("uniaudio_cancelled_total 2"), "{metrics}");
-    // The one that left before its answer's head counts as 499 (the stream had sent its head).
-    assert!(metrics.contains("uniaudio_requests_total{endpoint=\"/v1/generate\",status=\"499\"} 1"), "{metrics}");
+    // Both left before their answer ended: 499, the stream too, though it had sent its head.
+    wait_for_metric(&server, "uniaudio_requests_total{endpoint=\"/v1/generate\",status=\"499\"} 2");
     // Past the deadline: 504, and the caches are free again.
     let r = post(&server, &long);
     assert_eq!(r.status, 504, "{}", r.text());

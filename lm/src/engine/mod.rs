@@ -137,6 +137,8 @@ pub struct Engine<'m, B: Backend> {
     /// enqueues the same ops and may be recorded and replayed (`Backend::begin_step`).
     last_shape: Option<Vec<(crate::OutputKind, bool)>>,
     steps: u64,
+    /// Test hook: the next batched step panics (`inject_step_panic`).
+    panic_next_step: bool,
 }
 
 impl<'m, B: Backend> Engine<'m, B> {
@@ -163,6 +165,7 @@ impl<'m, B: Backend> Engine<'m, B> {
             next_id: 0,
             last_shape: None,
             steps: 0,
+            panic_next_step: false,
         })
     }
 
@@ -265,13 +268,18 @@ impl<'m, B: Backend> Engine<'m, B> {
         if self.active.is_empty() {
             return Ok(Vec::new());
         }
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.step_active()));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if std::mem::take(&mut self.panic_next_step) {
+                panic!("injected step panic");
+            }
+            self.step_active()
+        }));
         match result {
             Ok(Ok(events)) => Ok(events),
             Ok(Err(e)) => Err(self.fail_active(e)),
             Err(panic) => {
                 let msg = crate::error::panic_message(&*panic).unwrap_or("unknown panic");
-                Err(self.fail_active(LmError::Invalid(format!("internal error during a batched step: {msg}"))))
+                Err(self.fail_active(LmError::StepPanicked(msg.to_string())))
             }
         }
     }
@@ -284,6 +292,13 @@ impl<'m, B: Backend> Engine<'m, B> {
         }
         self.last_shape = None;
         e
+    }
+
+    /// Makes the next batched step panic, so that tests can check what a bug there does
+    /// (the running sequences fail with `LmError::StepPanicked`; the engine goes on).
+    #[doc(hidden)]
+    pub fn inject_step_panic(&mut self) {
+        self.panic_next_step = true;
     }
 
     /// Runs steps until every submitted request has finished.

@@ -58,6 +58,23 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &st
     read_response(s)
 }
 
+/// Sends the body in chunks, without a Content-Length (as a streaming client does), and
+/// reads the answer. A server that refuses mid-body may close before the rest is sent.
+pub fn request_chunked(addr: SocketAddr, path: &str, body: &[u8]) -> Response {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut h = head("POST", path, &[("content-type", "application/json")]);
+    h.push_str("transfer-encoding: chunked\r\n\r\n");
+    s.write_all(h.as_bytes()).unwrap();
+    for piece in body.chunks(64 << 10) {
+        if s.write_all(format!("{:x}\r\n", piece.len()).as_bytes()).and_then(|_| s.write_all(piece)).and_then(|_| s.write_all(b"\r\n")).is_err() {
+            break;
+        }
+    }
+    let _ = s.write_all(b"0\r\n\r\n");
+    read_response(s)
+}
+
 /// Sends only the head (e.g. a huge Content-Length) and reads the answer.
 pub fn head_only(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
     let mut s = TcpStream::connect(addr).unwrap();

@@ -6,6 +6,7 @@ import os
 import pathlib
 import struct
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -129,11 +130,25 @@ def test_generate_streams_and_batches_like_the_cli(model, bundle, tmp_path):
         frames = [v for k, v in events if k == "frame"]
         ids = [v for k, v in events if k == "text"]
         assert (frames, ids) == ((expected["frames"], []) if "frames" in expected else ([], expected["text_ids"]))
-    # JSON text works as well as a dict; a dropped stream frees the model.
-    stream = model.generate(json.dumps(REQUESTS[0]))
+    # JSON text works as well as a dict.
+    assert list(model.generate(json.dumps(REQUESTS[1])))[-1][1] == want[1]
+
+
+def test_a_dropped_stream_ends_its_generation(model):
+    # Sampled text on the tiny model runs to max_steps: 2040 steps fill its 2048 positions.
+    long = {"frames": REQUESTS[1]["frames"], "output_kind": "text", "top_k": 50, "temperature": 1.5, "seed": 1, "max_steps": 2040}
+    t = time.perf_counter()
+    events = list(model.generate(long))
+    whole = time.perf_counter() - t
+    assert events[-1][1]["stopped_by"] == "max_steps" and len(events) == 2041
+    # Dropped after its first event, it stops at its next step and frees the model: the
+    # next request does not wait for the rest of it (the whole run took `whole`).
+    stream = model.generate(long)
     next(stream)
     del stream
-    assert list(model.generate(REQUESTS[1]))[-1][1] == want[1]
+    t = time.perf_counter()
+    assert list(model.generate(REQUESTS[1]))[-1][0] == "done"
+    assert time.perf_counter() - t < whole / 4, f"waited {time.perf_counter() - t:.3f} s; the whole run took {whole:.3f} s"
 
 
 def test_bad_generation_requests(model):

@@ -8,12 +8,10 @@ use thiserror::Error;
 /// Why an audio file could not be turned into samples.
 #[derive(Debug, Error)]
 pub enum AudioError {
-    #[error("{name}: cannot read the file: {source}")]
-    Io {
-        name: String,
-        #[source]
-        source: std::io::Error,
-    },
+    // The cause is part of the message and not a `source`, so that a printed chain
+    // (`{:#}`) says it once.
+    #[error("{name}: cannot read the file: {cause}")]
+    Io { name: String, cause: std::io::Error },
 
     #[error("{name}: the file is {size} bytes; audio input is limited to {limit} bytes")]
     FileTooLarge { name: String, size: u64, limit: u64 },

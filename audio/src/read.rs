@@ -141,9 +141,9 @@ impl Container {
 /// Reads and decodes an audio file (WAV, FLAC, MP3, Ogg/Vorbis) into mono samples.
 pub fn read_audio(path: &Path) -> Result<Audio, AudioError> {
     let name = path.display().to_string();
-    let io = |source| AudioError::Io {
+    let io = |cause| AudioError::Io {
         name: name.clone(),
-        source,
+        cause,
     };
     // Check the size first so a huge file is refused before it is read into memory.
     let size = std::fs::metadata(path).map_err(io)?.len();

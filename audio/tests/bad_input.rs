@@ -290,7 +290,15 @@ fn broken_compressed_streams() {
 #[test]
 fn file_errors_and_size_limit() {
     let missing = std::path::Path::new("/nonexistent/dir/missing.wav");
-    assert!(matches!(read_audio(missing), Err(AudioError::Io { .. })));
+    let e = read_audio(missing).unwrap_err();
+    assert!(matches!(e, AudioError::Io { .. }));
+    // The cause is said once: in the message, not again as a source a chain would print.
+    assert!(
+        e.to_string()
+            .contains("missing.wav: cannot read the file: "),
+        "{e}"
+    );
+    assert!(std::error::Error::source(&e).is_none());
 
     // A sparse file just over the limit is refused from its size alone.
     let path = std::env::temp_dir().join(format!("uniaudio-audio-big-{}.wav", std::process::id()));

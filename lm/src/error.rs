@@ -21,6 +21,11 @@ pub enum LmError {
     #[error("{path}: {cause}")]
     Io { path: PathBuf, cause: std::io::Error },
 
+    /// A request that failed inside the engine after it was accepted (its prefill or a
+    /// step failed; the engine keeps only the message): not the request's fault.
+    #[error("{0}")]
+    SequenceFailed(String),
+
     /// A panic caught inside a batched step (a bug, not the requests' fault): the running
     /// sequences fail with it and the engine goes on.
     #[error("internal error during a batched step: {0}")]

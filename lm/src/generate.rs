@@ -132,9 +132,13 @@ impl<'m, B: Backend> Generator<'m, B> {
         if self.output.is_some() {
             return Ok(false);
         }
-        let stepped = self.engine.step();
+        if let Err(e) = self.engine.step() {
+            // The step failed the request with this error; its finished entry holds only
+            // the message, so return the typed error.
+            self.engine.take_finished();
+            return Err(e);
+        }
         self.collect()?;
-        stepped?;
         Ok(self.output.is_none())
     }
 
@@ -142,10 +146,16 @@ impl<'m, B: Backend> Generator<'m, B> {
     fn collect(&mut self) -> Result<()> {
         for f in self.engine.take_finished() {
             if f.id == self.id {
-                self.output = Some(f.result.map_err(LmError::Invalid)?);
+                self.output = Some(f.result.map_err(LmError::SequenceFailed)?);
             }
         }
         Ok(())
+    }
+
+    /// Makes the next step panic (see `Engine::inject_step_panic`).
+    #[doc(hidden)]
+    pub fn inject_step_panic(&mut self) {
+        self.engine.inject_step_panic();
     }
 
     /// The output so far (before `finish`, without the reference's list handling).

@@ -6,7 +6,7 @@
 mod common;
 
 use uniaudio_lm::engine::{BLOCK_POSITIONS, KvPool};
-use uniaudio_lm::{generate, Engine, EngineEvent, EngineOptions, Frame, GenerateOptions, GenerateOutput, OutputKind, StopReason, UniAudioLm};
+use uniaudio_lm::{generate, Engine, EngineEvent, EngineOptions, Frame, GenerateOptions, GenerateOutput, Generator, LmError, OutputKind, StopReason, UniAudioLm};
 use uniaudio_runtime::{Backend, Cpu};
 
 use common::{frames, read_json, synthesize_with, wgpu_or_skip};
@@ -210,4 +210,32 @@ fn bad_requests_are_refused_before_any_work() {
     }
     assert!(engine.is_idle());
     assert!(Engine::new(&lm, &b, &EngineOptions { max_batch: 0, kv_budget: None }).is_err());
+}
+
+#[test]
+fn a_panic_in_a_step_fails_its_requests_with_a_typed_error_and_the_engine_goes_on() {
+    let b = Cpu::new();
+    let fx = synthesize_with(Some(MAX_SEQ_LEN));
+    let lm = UniAudioLm::load(&b, &fx.model_dir).unwrap();
+    let p = prompt("asr_short");
+    let o = opts(OutputKind::Text, 1, 1, 4, None);
+    // Through the engine: the step's error and the request's finish.
+    let mut engine = Engine::new(&lm, &b, &EngineOptions { max_batch: 1, kv_budget: None }).unwrap();
+    let id = engine.submit(&p, &o).unwrap();
+    engine.inject_step_panic();
+    assert!(matches!(engine.step(), Err(LmError::StepPanicked(_))));
+    let finished = engine.take_finished();
+    assert_eq!(finished.len(), 1);
+    assert_eq!(finished[0].id, id);
+    assert!(finished[0].result.as_ref().unwrap_err().contains("batched step"));
+    assert!(engine.is_idle());
+    // The next request runs as if nothing happened.
+    let again = engine.submit(&p, &o).unwrap();
+    engine.run_all(&mut |_| {}).unwrap();
+    assert_eq!(engine.take_finished().last().map(|f| (f.id, f.result.is_ok())), Some((again, true)));
+    // Through the single-request generator: the typed error, not a request's fault.
+    let mut g = Generator::new(&lm, &b, &p, &o).unwrap();
+    g.prefill().unwrap();
+    g.inject_step_panic();
+    assert!(matches!(g.step(), Err(LmError::StepPanicked(_))));
 }

@@ -135,12 +135,17 @@ def test_generate_streams_and_batches_like_the_cli(model, bundle, tmp_path):
 
 
 def test_a_dropped_stream_ends_its_generation(model):
-    # Sampled text on the tiny model runs to max_steps: 2040 steps fill its 2048 positions.
-    long = {"frames": REQUESTS[1]["frames"], "output_kind": "text", "top_k": 50, "temperature": 1.5, "seed": 1, "max_steps": 2040}
-    t = time.perf_counter()
-    events = list(model.generate(long))
-    whole = time.perf_counter() - t
-    assert events[-1][1]["stopped_by"] == "max_steps" and len(events) == 2041
+    # A long sampled run: up to 2040 steps fill the tiny model's 2048 positions. A seed
+    # whose run meets end-of-text early (sampling may differ between instruction sets)
+    # gives way to the next.
+    for seed in [1, 2, 3, 4]:
+        long = {"frames": REQUESTS[1]["frames"], "output_kind": "text", "top_k": 50, "temperature": 1.5, "seed": seed, "max_steps": 2040}
+        t = time.perf_counter()
+        events = list(model.generate(long))
+        whole = time.perf_counter() - t
+        if len(events) > 1000:
+            break
+    assert len(events) > 1000, "no seed gave a long run"
     # Dropped after its first event, it stops at its next step and frees the model: the
     # next request does not wait for the rest of it (the whole run took `whole`).
     stream = model.generate(long)
@@ -148,7 +153,8 @@ def test_a_dropped_stream_ends_its_generation(model):
     del stream
     t = time.perf_counter()
     assert list(model.generate(REQUESTS[1]))[-1][0] == "done"
-    assert time.perf_counter() - t < whole / 4, f"waited {time.perf_counter() - t:.3f} s; the whole run took {whole:.3f} s"
+    waited = time.perf_counter() - t
+    assert waited < whole / 4, f"waited {waited:.3f} s; the whole run took {whole:.3f} s"
 
 
 def test_bad_generation_requests(model):

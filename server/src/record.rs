@@ -1,7 +1,7 @@
 //! Counts every answer by route and status, with its latency to the end of its body: a
 //! streamed answer is timed to its last event, not to its head. A client that leaves
 //! before the last byte of its answer was handed to the connection counts as status 499
-//! (nginx's "client closed request").
+//! (nginx's "client closed request"); a body that fails midway counts as 500.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -59,10 +59,14 @@ impl http_body::Body for RecordedBody {
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        // A body that ended, failed, or has just handed over its last frame is answered
-        // (the connection may never poll again after a last frame).
-        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) || (polled.is_ready() && this.inner.is_end_stream()) {
-            this.pending.status = this.status;
+        match &polled {
+            // The client got a cut-off answer.
+            Poll::Ready(Some(Err(_))) => this.pending.status = 500,
+            // Ended, or just handed over its last frame (the connection may never poll
+            // again after one, nor after trailers).
+            Poll::Ready(None) => this.pending.status = this.status,
+            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() || this.inner.is_end_stream() => this.pending.status = this.status,
+            _ => {}
         }
         polled
     }

@@ -223,10 +223,12 @@ fn accept<B: Backend>(b: &B, models: &Models<B>, engine: &mut Engine<'_, B>, liv
                 match fault {
                     Some(Fault::Panic) => panic!("injected fault"),
                     Some(Fault::Error) => return Err(Reply::Done(Err(ApiError::internal("injected backend error")))),
-                    Some(Fault::StepPanic) => engine.inject_step_panic(),
-                    None => {}
+                    Some(Fault::StepPanic) | None => {}
                 }
                 let id = engine.submit(&frames, &opts).map_err(|e| Reply::Done(Err(ApiError::bad_request(e.to_string()))))?;
+                if fault == Some(Fault::StepPanic) {
+                    engine.inject_step_panic();
+                }
                 Ok((id, Work::Raw(opts.kind), deadline))
             }
             Job::Task { request, deadline, .. } => {

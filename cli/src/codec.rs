@@ -91,6 +91,9 @@ pub fn parse_tokens(v: &Value, path: &Path) -> Result<Vec<Vec<u32>>> {
     if let Some(frames) = v.get("reconstruction") {
         let frames = frames.as_array().with_context(|| format!("{}: `reconstruction` is not an array of frames", path.display()))?;
         let frames: Vec<Vec<u32>> = frames.iter().enumerate().map(|(t, f)| ids(f, format!("reconstruction[{t}]"))).collect::<Result<_>>()?;
+        if frames.is_empty() {
+            bail!("{}: `reconstruction` holds no frames; there is nothing to decode", path.display());
+        }
         let width = frames.first().map_or(0, |f| f.len());
         if let Some(t) = frames.iter().position(|f| f.len() != width) {
             bail!("{}: reconstruction[{t}] has {} ids, frame 0 has {width}", path.display(), frames[t].len());
@@ -155,4 +158,28 @@ fn synth(args: CodecSynthArgs) -> Result<()> {
     uniaudio_runtime::out_dir::write_atomically(&args.out, write).with_context(|| format!("{}", args.config.display()))?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Vec<Vec<u32>>> {
+        parse_tokens(&serde_json::from_str(text).unwrap(), Path::new("t.json"))
+    }
+
+    #[test]
+    fn frames_become_rows_and_bad_token_files_are_named() {
+        assert_eq!(parse(r#"{"reconstruction": [[1, 2], [3, 4], [5, 6]]}"#).unwrap(), [vec![1, 3, 5], vec![2, 4, 6]]);
+        assert_eq!(parse(r#"{"tokens": [[1, 3], [2, 4]]}"#).unwrap(), [vec![1, 3], vec![2, 4]]);
+        for (text, want) in [
+            (r#"{"reconstruction": []}"#, "holds no frames"),
+            (r#"{"reconstruction": [[1, 2], [3]]}"#, "reconstruction[1] has 1 ids"),
+            (r#"{"reconstruction": [[1, -2]]}"#, "reconstruction[0][1] is not a token id"),
+            (r#"[[1, 2]]"#, "expected an object"),
+        ] {
+            let e = format!("{:#}", parse(text).unwrap_err());
+            assert!(e.starts_with("t.json: ") && e.contains(want), "{text}: {e}");
+        }
+    }
 }

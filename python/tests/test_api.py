@@ -94,6 +94,9 @@ def test_errors_are_exceptions(model):
         uniaudio.Model.load("/nowhere/bundle", backend="tpu")
     with pytest.raises(uniaudio.InvalidInputError, match="no samples"):
         model.transcribe(np.zeros(0, dtype=np.float32), 16000)
+    for bad in [np.nan, np.inf]:
+        with pytest.raises(uniaudio.InvalidInputError, match="non-finite sample"):
+            model.transcribe(np.concatenate([np.zeros(8000, np.float32), np.full(10, bad, np.float32)]), 16000)
     with pytest.raises(uniaudio.AudioError):
         model.transcribe(__file__)
     with pytest.raises(uniaudio.InvalidInputError, match="sample_rate"):

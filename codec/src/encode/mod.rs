@@ -131,6 +131,11 @@ impl<B: Backend> Encoder<B> {
         if samples.is_empty() {
             return Err(CodecError::Invalid("cannot encode zero samples".into()));
         }
+        // A NaN or infinity would run through every model and come out as tokens.
+        if let Some(i) = samples.iter().position(|s| !s.is_finite()) {
+            let at = i as f64 / chunk::SAMPLE_RATE as f64;
+            return Err(CodecError::Invalid(format!("the audio has a non-finite sample ({} at {at:.3} s); samples must be finite numbers, nominally in [-1, 1]", samples[i])));
+        }
         let plan = ChunkPlan::new(samples.len(), &self.config.chunking);
         let mut tokens = Tokens::default();
         let batch = self.batch_size(bk);

@@ -179,8 +179,9 @@ async fn read_form(mut form: Multipart) -> Result<(Vec<f32>, std::collections::H
 }
 
 /// `POST /v1/audio/transcriptions` (multipart: `file`, optional `task` = asr | caption |
-/// music-caption | lyrics; `model` and `prompt` are ignored) -> `{"text": ...}`.
-pub async fn transcriptions(State(state): State<Arc<AppState>>, form: Multipart) -> Result<Json<Value>, ApiError> {
+/// music-caption | lyrics, optional `response_format` = json | text; `model` and `prompt`
+/// are ignored) -> `{"text": ...}`, or the text alone.
+pub async fn transcriptions(State(state): State<Arc<AppState>>, form: Multipart) -> Result<Response, ApiError> {
     let (samples, fields) = read_form(form).await?;
     let task = match fields.get("task").map(String::as_str).unwrap_or("asr") {
         "asr" => Task::Asr,
@@ -189,24 +190,46 @@ pub async fn transcriptions(State(state): State<Arc<AppState>>, form: Multipart)
         "lyrics" => Task::LyricRecognition,
         other => return Err(ApiError::bad_request(format!("`task` must be asr, caption, music-caption or lyrics, got `{other}`"))),
     };
-    understand(&state, task, samples, TaskText::default()).await
+    let format = TextFormat::of(&fields)?;
+    understand(&state, task, samples, TaskText::default(), format).await
 }
 
-/// `POST /v1/audio/answer` (multipart: `file`, `question`) -> `{"text": ...}`.
-pub async fn answer(State(state): State<Arc<AppState>>, form: Multipart) -> Result<Json<Value>, ApiError> {
+/// `POST /v1/audio/answer` (multipart: `file`, `question`, optional `response_format` =
+/// json | text) -> `{"text": ...}`, or the text alone.
+pub async fn answer(State(state): State<Arc<AppState>>, form: Multipart) -> Result<Response, ApiError> {
     let (samples, fields) = read_form(form).await?;
     let question = fields.get("question").filter(|q| !q.trim().is_empty()).ok_or_else(|| ApiError::bad_request("missing `question`"))?;
     if question.chars().count() > MAX_INPUT_CHARS {
         return Err(ApiError::new(413, format!("`question` is longer than {MAX_INPUT_CHARS} characters")));
     }
-    understand(&state, Task::AudioUnderstanding, samples, TaskText { question: Some(question.clone()), ..Default::default() }).await
+    let format = TextFormat::of(&fields)?;
+    understand(&state, Task::AudioUnderstanding, samples, TaskText { question: Some(question.clone()), ..Default::default() }, format).await
 }
 
-async fn understand(state: &Arc<AppState>, task: Task, samples: Vec<f32>, text: TaskText) -> Result<Json<Value>, ApiError> {
+/// How a text answer is sent (OpenAI's `response_format`; its subtitle and verbose
+/// formats need timestamps, which these tasks do not produce).
+#[derive(Clone, Copy)]
+enum TextFormat {
+    Json,
+    Text,
+}
+
+impl TextFormat {
+    fn of(fields: &std::collections::HashMap<String, String>) -> Result<Self, ApiError> {
+        match fields.get("response_format").map(String::as_str) {
+            None | Some("json") => Ok(TextFormat::Json),
+            Some("text") => Ok(TextFormat::Text),
+            Some(other) => Err(ApiError::bad_request(format!("`response_format` must be json or text, got `{other}` (there are no timestamps for srt, vtt or verbose_json)"))),
+        }
+    }
+}
+
+async fn understand(state: &Arc<AppState>, task: Task, samples: Vec<f32>, text: TaskText, format: TextFormat) -> Result<Response, ApiError> {
     let sampling = Sampling { step_limit: Some(state.opts.max_steps_limit), ..Sampling::default() };
     let request = TaskRequest { task, text, audio: Some(AudioInput::Samples24k(samples)), sampling, codec: CodecSettings::default(), prompt_frames: None };
-    match run_task(state, request).await? {
-        TaskReply::Text(text) => Ok(Json(json!({"text": text}))),
-        TaskReply::Audio { .. } => Err(ApiError::internal("the task produced audio, not text")),
+    match (run_task(state, request).await?, format) {
+        (TaskReply::Text(text), TextFormat::Json) => Ok(Json(json!({"text": text})).into_response()),
+        (TaskReply::Text(text), TextFormat::Text) => Ok(([("content-type", "text/plain; charset=utf-8")], text).into_response()),
+        (TaskReply::Audio { .. }, _) => Err(ApiError::internal("the task produced audio, not text")),
     }
 }

@@ -123,6 +123,11 @@ fn speech_transcription_and_answers_equal_the_library() {
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.json()["text"], Value::String(run_text(&mut model, task, TaskText::default())), "{task_field}");
     }
+    // `response_format=text`: the same text alone.
+    let (ct, form) = multipart(&[("response_format", "text")], Some(("tone.wav", &wav)));
+    let r = request(addr, "POST", "/v1/audio/transcriptions", &[("content-type", &ct)], &form);
+    assert_eq!((r.status, r.header("content-type").as_deref()), (200, Some("text/plain; charset=utf-8")), "{}", r.text());
+    assert_eq!(r.text(), run_text(&mut model, Task::Asr, TaskText::default()));
     let (ct, form) = multipart(&[("question", "what do you hear?")], Some(("tone.wav", &wav)));
     let r = request(addr, "POST", "/v1/audio/answer", &[("content-type", &ct)], &form);
     assert_eq!(r.status, 200, "{}", r.text());
@@ -139,6 +144,8 @@ fn speech_transcription_and_answers_equal_the_library() {
     expect(request(addr, "POST", "/v1/audio/transcriptions", &[("content-type", &ct)], &form), 400, "`file`");
     let (ct, form) = multipart(&[("task", "poetry")], Some(("tone.wav", &wav)));
     expect(request(addr, "POST", "/v1/audio/transcriptions", &[("content-type", &ct)], &form), 400, "`task`");
+    let (ct, form) = multipart(&[("response_format", "srt")], Some(("tone.wav", &wav)));
+    expect(request(addr, "POST", "/v1/audio/transcriptions", &[("content-type", &ct)], &form), 400, "`response_format`");
     let (ct, form) = multipart(&[], None);
     expect(request(addr, "POST", "/v1/audio/transcriptions", &[("content-type", &ct)], &form), 400, "`file`");
     let (ct, form) = multipart(&[], Some(("tone.wav", &wav)));

@@ -21,10 +21,10 @@ pub enum LmError {
     #[error("{path}: {cause}")]
     Io { path: PathBuf, cause: std::io::Error },
 
-    /// A request that failed inside the engine after it was accepted (its prefill or a
-    /// step failed; the engine keeps only the message): not the request's fault.
-    #[error("{0}")]
-    SequenceFailed(String),
+    /// One error shared by every request it failed (a failed batched step fails them
+    /// all), as each request's result and the step's; `root` sees through it.
+    #[error(transparent)]
+    Shared(std::sync::Arc<LmError>),
 
     /// A panic caught inside a batched step (a bug, not the requests' fault): the running
     /// sequences fail with it and the engine goes on.
@@ -33,6 +33,14 @@ pub enum LmError {
 }
 
 impl LmError {
+    /// The error itself, through any `Shared` wrapping.
+    pub fn root(&self) -> &LmError {
+        match self {
+            LmError::Shared(e) => e.root(),
+            e => e,
+        }
+    }
+
     pub(crate) fn config(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         LmError::Config { path: path.into(), msg: msg.into() }
     }

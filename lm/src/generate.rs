@@ -133,8 +133,7 @@ impl<'m, B: Backend> Generator<'m, B> {
             return Ok(false);
         }
         if let Err(e) = self.engine.step() {
-            // The step failed the request with this error; its finished entry holds only
-            // the message, so return the typed error.
+            // The step failed the request with this error (its finished entry holds the same).
             self.engine.take_finished();
             return Err(e);
         }
@@ -146,7 +145,7 @@ impl<'m, B: Backend> Generator<'m, B> {
     fn collect(&mut self) -> Result<()> {
         for f in self.engine.take_finished() {
             if f.id == self.id {
-                self.output = Some(f.result.map_err(LmError::SequenceFailed)?);
+                self.output = Some(f.result.map_err(LmError::Shared)?);
             }
         }
         Ok(())

@@ -64,7 +64,7 @@ impl http_body::Body for RecordedBody {
             Poll::Ready(Some(Err(_))) => this.pending.status = 500,
             // Ended, or just handed over its last frame (the connection may never poll
             // again after one, nor after trailers).
-            Poll::Ready(None) => this.pending.status = this.status,
+            Poll::Ready(None) if this.pending.status == 499 => this.pending.status = this.status,
             Poll::Ready(Some(Ok(frame))) if frame.is_trailers() || this.inner.is_end_stream() => this.pending.status = this.status,
             _ => {}
         }

@@ -171,7 +171,7 @@ pub fn run<B: Backend>(b: B, paths: ModelPaths, engine_opts: EngineOptions, jobs
                 }
             }
             Err(e) => {
-                if matches!(e, uniaudio_lm::LmError::StepPanicked(_)) {
+                if matches!(e.root(), uniaudio_lm::LmError::StepPanicked(_)) {
                     shared.count_panic();
                 }
                 eprintln!("a batched step failed: {e}; its requests get 500");
@@ -184,9 +184,9 @@ pub fn run<B: Backend>(b: B, paths: ModelPaths, engine_opts: EngineOptions, jobs
         for f in finished {
             if let Some(l) = live.remove(&f.id) {
                 let reply = match (l.work, f.result) {
-                    (Work::Raw(kind), result) => Reply::Done(result.map(|out| output_json(kind, &out)).map_err(ApiError::internal)),
+                    (Work::Raw(kind), result) => Reply::Done(result.map(|out| output_json(kind, &out)).map_err(|e| ApiError::internal(e.to_string()))),
                     (Work::Task(request, prepared), Ok(out)) => Reply::Task(finish_task(&b, &models, &request, *prepared, out, &shared)),
-                    (Work::Task(..), Err(msg)) => Reply::Task(Err(ApiError::internal(msg))),
+                    (Work::Task(..), Err(e)) => Reply::Task(Err(ApiError::internal(e.to_string()))),
                 };
                 let _ = l.sink.send(reply);
             }

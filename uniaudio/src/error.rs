@@ -92,7 +92,8 @@ fn classify(e: &(dyn std::error::Error + 'static)) -> Option<fn(String) -> Error
             L::Runtime(r) => classify(r),
             L::Config { .. } | L::Io { .. } => Some(Error::Model),
             L::Prompt(_) | L::Invalid(_) => Some(Error::InvalidInput),
-            L::StepPanicked(_) | L::SequenceFailed(_) => Some(Error::Internal),
+            L::StepPanicked(_) => Some(Error::Internal),
+            L::Shared(inner) => classify(inner.as_ref()),
         };
     }
     if let Some(e) = e.downcast_ref::<uniaudio_codec::CodecError>() {
@@ -162,8 +163,10 @@ mod tests {
         assert!(matches!(e, Error::InvalidInput(_)), "{e:?}");
         let e = through_anyhow(uniaudio_lm::LmError::StepPanicked("index out of bounds".into()));
         assert!(matches!(e, Error::Internal(_)) && e.message().contains("batched step"), "{e:?}");
-        let e = through_anyhow(uniaudio_lm::LmError::SequenceFailed("cannot allocate 4 GB".into()));
-        assert!(matches!(e, Error::Internal(_)), "{e:?}");
+        // A request's failure inside the engine keeps its kind.
+        let lost = uniaudio_lm::LmError::Runtime(uniaudio_runtime::Error::Backend { backend: "cuda", msg: "out of memory".into() });
+        let e = through_anyhow(uniaudio_lm::LmError::Shared(std::sync::Arc::new(lost)));
+        assert!(matches!(e, Error::Backend(_)) && e.message().contains("out of memory"), "{e:?}");
         let e = through_anyhow(uniaudio_audio::AudioError::EmptyFile { name: "x.wav".into() });
         assert!(matches!(e, Error::Audio(_)) && e.message().contains("x.wav"), "{e:?}");
         let e = through_anyhow(std::io::Error::other("disk full"));

@@ -115,7 +115,7 @@ pub(crate) fn generate_batch<B: Backend>(models: &Models<B>, b: &B, requests: &[
         // A failed step is reported per request through `take_finished`.
         let _ = engine.step();
         for f in engine.take_finished() {
-            results[index[&f.id]] = Some(f.result.map_err(anyhow::Error::msg));
+            results[index[&f.id]] = Some(f.result.map_err(|e| anyhow::Error::new(uniaudio_lm::LmError::Shared(e))));
         }
     }
     Ok(results.into_iter().map(|r| r.unwrap_or_else(|| Err(anyhow::anyhow!("the request did not finish")))).collect())

@@ -68,7 +68,9 @@ pub enum EngineEvent {
 #[derive(Debug)]
 pub struct Finished {
     pub id: RequestId,
-    pub result: std::result::Result<GenerateOutput, String>,
+    /// The output, or the error that failed the request after it was accepted (its
+    /// prefill or a step; shared with the other requests the step failed).
+    pub result: std::result::Result<GenerateOutput, std::sync::Arc<LmError>>,
 }
 
 struct Waiting {
@@ -226,7 +228,7 @@ impl<'m, B: Backend> Engine<'m, B> {
                 }
                 Err(e) => {
                     self.pool.release(w.bytes);
-                    self.finished.push(Finished { id: w.id, result: Err(e.to_string()) });
+                    self.finished.push(Finished { id: w.id, result: Err(std::sync::Arc::new(e)) });
                 }
             }
         }
@@ -285,13 +287,13 @@ impl<'m, B: Backend> Engine<'m, B> {
     }
 
     fn fail_active(&mut self, e: LmError) -> LmError {
-        let msg = e.to_string();
+        let e = std::sync::Arc::new(e);
         for seq in std::mem::take(&mut self.active) {
             self.pool.release(seq.bytes);
-            self.finished.push(Finished { id: seq.id, result: Err(msg.clone()) });
+            self.finished.push(Finished { id: seq.id, result: Err(e.clone()) });
         }
         self.last_shape = None;
-        e
+        LmError::Shared(e)
     }
 
     /// Makes the next batched step panic, so that tests can check what a bug there does

@@ -94,7 +94,10 @@ pub fn parse_tokens(v: &Value, path: &Path) -> Result<Vec<Vec<u32>>> {
         if frames.is_empty() {
             bail!("{}: `reconstruction` holds no frames; there is nothing to decode", path.display());
         }
-        let width = frames.first().map_or(0, |f| f.len());
+        let width = frames[0].len();
+        if width == 0 {
+            bail!("{}: reconstruction[0] holds no token ids; a frame has one per codebook", path.display());
+        }
         if let Some(t) = frames.iter().position(|f| f.len() != width) {
             bail!("{}: reconstruction[{t}] has {} ids, frame 0 has {width}", path.display(), frames[t].len());
         }
@@ -174,6 +177,7 @@ mod tests {
         assert_eq!(parse(r#"{"tokens": [[1, 3], [2, 4]]}"#).unwrap(), [vec![1, 3], vec![2, 4]]);
         for (text, want) in [
             (r#"{"reconstruction": []}"#, "holds no frames"),
+            (r#"{"reconstruction": [[]]}"#, "holds no token ids"),
             (r#"{"reconstruction": [[1, 2], [3]]}"#, "reconstruction[1] has 1 ids"),
             (r#"{"reconstruction": [[1, -2]]}"#, "reconstruction[0][1] is not a token id"),
             (r#"[[1, 2]]"#, "expected an object"),

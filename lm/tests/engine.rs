@@ -239,3 +239,25 @@ fn a_panic_in_a_step_fails_its_requests_with_a_typed_error_and_the_engine_goes_o
     g.inject_step_panic();
     assert!(matches!(g.step().as_ref().map_err(LmError::root), Err(LmError::StepPanicked(_))));
 }
+
+#[test]
+fn a_panic_in_one_prefill_fails_that_request_only() {
+    let b = Cpu::new();
+    let fx = synthesize_with(Some(MAX_SEQ_LEN));
+    let lm = UniAudioLm::load(&b, &fx.model_dir).unwrap();
+    let p = prompt("asr_short");
+    let o = opts(OutputKind::Text, 1, 1, 4, None);
+    let mut engine = Engine::new(&lm, &b, &EngineOptions { max_batch: 2, kv_budget: None }).unwrap();
+    let first = engine.submit(&p, &o).unwrap();
+    let second = engine.submit(&p, &o).unwrap();
+    engine.inject_prefill_panic();
+    engine.step().expect("the step goes on with the request that was admitted");
+    let finished = engine.take_finished();
+    assert_eq!(finished.len(), 1);
+    assert_eq!(finished[0].id, first);
+    assert!(matches!(finished[0].result.as_ref().map_err(|e| e.root()), Err(LmError::StepPanicked(m)) if m.contains("prefill") && m.contains("injected")));
+    assert_eq!(engine.active(), 1, "the second request runs");
+    engine.run_all(&mut |_| {}).unwrap();
+    assert_eq!(engine.take_finished().iter().map(|f| (f.id, f.result.is_ok())).collect::<Vec<_>>(), vec![(second, true)]);
+    assert_eq!(engine.kv().used(), 0, "the failed request's KV reservation was released");
+}

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use uniaudio_codec::encode::{ChunkPlan, Encoder, EncoderConfig};
+use uniaudio_codec::encode::{check_finite, ChunkPlan, Encoder, EncoderConfig};
 use uniaudio_codec::{Codec, DecodeOptions, Noise};
 use uniaudio_lm::config::CODEBOOKS;
 use uniaudio_lm::tasks::{build_prompt, AudioTokens, BuiltPrompt, Task, TaskInputs};
@@ -173,11 +173,9 @@ impl<B: Backend> Models<B> {
                 if samples.is_empty() {
                     refuse!("the input audio has no samples");
                 }
-                // Here as well as in the encoder: long audio is encoded in windows, whose
-                // times would not be the input's.
-                if let Some(i) = samples.iter().position(|s| !s.is_finite()) {
-                    refuse!("the input audio has a non-finite sample ({} at {:.3} s); samples must be finite numbers, nominally in [-1, 1]", samples[i], i as f64 / SAMPLE_RATE as f64);
-                }
+                // Before windowing: long audio is encoded in windows, whose times would not
+                // be the input's.
+                check_finite(samples)?;
                 let placeholder = placeholder_tokens(&encoder.config, samples.len());
                 let prompt = self.prompt(req, Some(placeholder))?;
                 let room = (config.max_seq_len + 1).saturating_sub(prompt.frames.len());

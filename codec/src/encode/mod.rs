@@ -131,11 +131,7 @@ impl<B: Backend> Encoder<B> {
         if samples.is_empty() {
             return Err(CodecError::Invalid("cannot encode zero samples".into()));
         }
-        // A NaN or infinity would run through every model and come out as tokens.
-        if let Some(i) = samples.iter().position(|s| !s.is_finite()) {
-            let at = i as f64 / chunk::SAMPLE_RATE as f64;
-            return Err(CodecError::Invalid(format!("the audio has a non-finite sample ({} at {at:.3} s); samples must be finite numbers, nominally in [-1, 1]", samples[i])));
-        }
+        check_finite(samples)?;
         let plan = ChunkPlan::new(samples.len(), &self.config.chunking);
         let mut tokens = Tokens::default();
         let batch = self.batch_size(bk);
@@ -258,4 +254,35 @@ fn time_major(m: &[f32], bins: usize) -> Vec<f32> {
         }
     }
     t
+}
+
+/// Refuses 24 kHz samples holding a NaN or an infinity, naming the first and its time: such
+/// a sample would run through every model and come out as tokens. Callers that encode long
+/// audio in windows call it on the whole input first, so the time is the input's.
+pub fn check_finite(samples: &[f32]) -> Result<()> {
+    match samples.iter().position(|s| !s.is_finite()) {
+        None => Ok(()),
+        Some(i) => {
+            let at = i as f64 / chunk::SAMPLE_RATE as f64;
+            Err(CodecError::Invalid(format!("the input audio has a non-finite sample ({} at {at:.3} s); samples must be finite numbers, nominally in [-1, 1]", samples[i])))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_finite;
+
+    #[test]
+    fn a_non_finite_sample_is_named_with_its_time() {
+        let mut samples = vec![0.25f32; 48_000];
+        assert!(check_finite(&samples).is_ok());
+        samples[36_000] = f32::NAN;
+        samples[40_000] = f32::INFINITY;
+        let e = check_finite(&samples).unwrap_err().to_string();
+        assert!(e.contains("NaN at 1.500 s"), "{e}");
+        samples[36_000] = 0.0;
+        let e = check_finite(&samples).unwrap_err().to_string();
+        assert!(e.contains("inf at 1.667 s"), "{e}");
+    }
 }

@@ -139,8 +139,9 @@ pub struct Engine<'m, B: Backend> {
     /// enqueues the same ops and may be recorded and replayed (`Backend::begin_step`).
     last_shape: Option<Vec<(crate::OutputKind, bool)>>,
     steps: u64,
-    /// Test hook: the next batched step panics (`inject_step_panic`).
+    /// Test hooks: the next batched step, or the next prefill, panics.
     panic_next_step: bool,
+    panic_next_prefill: bool,
 }
 
 impl<'m, B: Backend> Engine<'m, B> {
@@ -168,6 +169,7 @@ impl<'m, B: Backend> Engine<'m, B> {
             last_shape: None,
             steps: 0,
             panic_next_step: false,
+            panic_next_prefill: false,
         })
     }
 
@@ -213,15 +215,18 @@ impl<'m, B: Backend> Engine<'m, B> {
     }
 
     /// Admits waiting requests in order while rows and KV budget allow, prefilling each.
-    /// Returns how many joined.
-    pub fn admit(&mut self) -> Result<usize> {
+    /// Returns how many joined. A request whose prefill fails (or panics) finishes with the
+    /// error, reported in `take_finished`; the others go on.
+    pub fn admit(&mut self) -> usize {
         let mut joined = 0;
         while let Some(w) = self.waiting.front() {
             if self.rows() + rows_for(&w.opts) > self.max_batch || !self.pool.try_reserve(w.bytes) {
                 break;
             }
             let w = self.waiting.pop_front().expect("front exists");
-            match self.prefill(&w) {
+            let prefilled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.prefill(&w)))
+                .unwrap_or_else(|panic| Err(LmError::StepPanicked(format!("a request's prefill panicked: {}", crate::error::panic_message(&*panic).unwrap_or("unknown panic")))));
+            match prefilled {
                 Ok(seq) => {
                     self.active.push(seq);
                     joined += 1;
@@ -232,10 +237,13 @@ impl<'m, B: Backend> Engine<'m, B> {
                 }
             }
         }
-        Ok(joined)
+        joined
     }
 
     fn prefill(&mut self, w: &Waiting) -> Result<Sequence<B>> {
+        if std::mem::take(&mut self.panic_next_prefill) {
+            panic!("injected prefill panic");
+        }
         let (lm, b, c) = (self.lm, self.b, &self.lm.config);
         let mut cond = SeqCache::new(b, c, w.capacity)?;
         let mut uncond = match w.opts.cfg_scale {
@@ -264,9 +272,7 @@ impl<'m, B: Backend> Engine<'m, B> {
     }
 
     fn admit_and_step(&mut self) -> Result<Vec<EngineEvent>> {
-        if let Err(e) = self.admit() {
-            return Err(self.fail_active(e));
-        }
+        self.admit();
         if self.active.is_empty() {
             return Ok(Vec::new());
         }
@@ -281,7 +287,7 @@ impl<'m, B: Backend> Engine<'m, B> {
             Ok(Err(e)) => Err(self.fail_active(e)),
             Err(panic) => {
                 let msg = crate::error::panic_message(&*panic).unwrap_or("unknown panic");
-                Err(self.fail_active(LmError::StepPanicked(msg.to_string())))
+                Err(self.fail_active(LmError::StepPanicked(format!("a batched step panicked: {msg}"))))
             }
         }
     }
@@ -301,6 +307,13 @@ impl<'m, B: Backend> Engine<'m, B> {
     #[doc(hidden)]
     pub fn inject_step_panic(&mut self) {
         self.panic_next_step = true;
+    }
+
+    /// Makes the next request's prefill panic (that request fails with
+    /// `LmError::StepPanicked`; the others are admitted and go on).
+    #[doc(hidden)]
+    pub fn inject_prefill_panic(&mut self) {
+        self.panic_next_prefill = true;
     }
 
     /// Runs steps until every submitted request has finished.

@@ -97,6 +97,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.batch.iter().any(|&b| b == 0 || b > 1024) {
         bail!("--batch: sizes must be between 1 and 1024, got {:?}", args.batch);
     }
+    crate::output::check_report_path(args.json.as_deref())?;
     let opened = args.backend.open()?;
     println!("tuning {}", crate::tune::status(&opened));
     if !args.compare_defaults {

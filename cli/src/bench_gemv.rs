@@ -27,6 +27,7 @@ pub fn run(args: BenchGemvArgs) -> Result<()> {
     if args.reps == 0 {
         bail!("--reps must be at least 1");
     }
+    crate::output::check_report_path(args.json.as_deref())?;
     let backend = Cpu::with_precision(crate::backend::precision());
     println!("backend cpu ({} threads, {}, {} precision)", backend.threads(), backend.isa().name(), backend.precision().name());
     // The read probe runs before and after the cases and the faster counts: on a shared

@@ -47,6 +47,7 @@ pub fn run(args: BenchServeArgs) -> Result<()> {
     if args.clients.iter().any(|&c| c == 0 || c > 1024) || args.frames == 0 || args.prompt_len < 2 {
         bail!("--clients must be 1..=1024, --frames >= 1, --prompt-len >= 2");
     }
+    crate::output::check_report_path(args.json.as_deref())?;
     let dir = match &args.model {
         Some(d) => d.clone(),
         None => crate::bench::preset_model(Preset::Small, DType::BF16)?,

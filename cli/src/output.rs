@@ -11,6 +11,19 @@ pub fn write_atomically(path: &Path, contents: &str) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
 }
 
+/// Checks a report's path (`--json`) before the work that fills it: not a directory, and
+/// in a directory that exists.
+pub fn check_report_path(path: Option<&Path>) -> Result<()> {
+    let Some(path) = path else { return Ok(()) };
+    if path.is_dir() {
+        bail!("{}: is a directory; give the path of the file to write", path.display());
+    }
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) if !dir.is_dir() => bail!("{}: the directory {} does not exist", path.display(), dir.display()),
+        _ => Ok(()),
+    }
+}
+
 /// A destination checked before long work: its directory must be writable and the file
 /// must not exist unless `force`. Content goes to a hidden temporary file beside it,
 /// renamed by `commit`; dropped uncommitted, the temporary file is removed.
@@ -21,6 +34,9 @@ pub struct Target {
 
 impl Target {
     pub fn prepare(path: &Path, force: bool) -> Result<Self> {
+        if path.is_dir() {
+            bail!("{}: is a directory; give the path of the file to write", path.display());
+        }
         if path.exists() && !force {
             bail!("{}: exists (pass --force to replace it)", path.display());
         }

@@ -62,12 +62,16 @@ pub fn run(task: Task, args: PipelineArgs) -> Result<()> {
         bail!("--steps must be >= 1");
     }
     let text = TaskText { text: args.text.clone(), caption: args.caption.clone(), lyrics: args.lyrics.clone(), question: None, instruction: args.instruction.clone() };
-    uniaudio::request::check_text_inputs(task, &text)?;
     match (uniaudio::request::takes_audio(task), &args.input) {
         (true, None) => bail!("{} needs an input audio file", task.name()),
-        (false, Some(p)) => bail!("{} takes no input audio (got {})", task.name(), p.display()),
+        (false, Some(p)) => {
+            let flags = uniaudio::request::text_inputs(task).iter().map(|f| format!("--{f}")).collect::<Vec<_>>();
+            let hint = if flags.is_empty() { String::new() } else { format!("; its text goes in {}", flags.join(" and ")) };
+            bail!("{} takes no input audio (got {:?}){hint}", task.name(), p.display().to_string())
+        }
         _ => {}
     }
+    uniaudio::request::check_text_inputs(task, &text)?;
     let paths = args.model.resolve()?;
     paths.require_all(&uniaudio::run::parts_for(task), task.name())?;
     let target = WavTarget::prepare(&args.out, args.force)?;

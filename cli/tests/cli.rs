@@ -451,6 +451,11 @@ fn tune_writes_the_device_cache() {
         let first = String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or_default().to_string();
         assert!(o.status.success() && first.starts_with("tuning ") && first.contains(says), "{mode}: {first} {}", stderr(&o));
     }
+    // A report path that cannot be written is refused before the run.
+    let o = run(bin().args(["bench", "--backend", "cpu", "--preset", "none", "--codec", "none", "--encoder", "none", "--json"]).arg(tmp.path()).env("UNIAUDIO_CACHE_DIR", tmp.path()));
+    assert!(!o.status.success() && stderr(&o).contains("is a directory") && !String::from_utf8_lossy(&o.stdout).contains("read bandwidth"), "{}", stderr(&o));
+    let o = run(bin().args(["bench", "--backend", "cpu", "--preset", "none", "--codec", "none", "--encoder", "none", "--json"]).arg(tmp.path().join("no/such/r.json")).env("UNIAUDIO_CACHE_DIR", tmp.path()));
+    assert!(!o.status.success() && stderr(&o).contains("does not exist"), "{}", stderr(&o));
     let o = run(bin().args(["tune", "--reps", "1"]).env("UNIAUDIO_CACHE_DIR", tmp.path()).env("UNIAUDIO_TUNE", "off"));
     assert!(!o.status.success() && stderr(&o).contains("UNIAUDIO_TUNE=off"), "{}", stderr(&o));
     let o = run(bin().args(["tune", "--reps", "1"]).env("UNIAUDIO_CACHE_DIR", tmp.path()).env("UNIAUDIO_TUNE", "sometimes"));

@@ -74,6 +74,9 @@ fn decode_writes_the_reference_waveform() {
     assert!(forced.status.success(), "{}", stderr(&forced));
     let spec = hound::WavReader::open(&out).unwrap().spec();
     assert_eq!(spec.bits_per_sample, 16);
+    // A directory is refused before any work, --force or not.
+    let dir = decode(&codec, &tokens, tmp.path(), &["--steps", "1", "--force"]);
+    assert!(!dir.status.success() && stderr(&dir).contains("is a directory"), "{}", stderr(&dir));
 }
 
 #[test]

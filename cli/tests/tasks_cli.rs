@@ -229,6 +229,10 @@ fn bad_inputs_get_clear_errors() {
     fails(bin().args(["tts", "--caption", "x", "--text", "y", "-o"]).arg(tmp.path().join("a.wav")).arg("--model").arg(b), "does not use --caption");
     fails(bin().args(["s2s", "-o"]).arg(tmp.path().join("a.wav")).arg("--model").arg(b), "needs an input audio file");
     fails(bin().args(["tts", "--text", "x", "-o"]).arg(tmp.path().join("a.wav")).arg(speech()).arg("--model").arg(b), "takes no input audio");
+    // Text where audio was expected: the flag it belongs in is named.
+    fails(bin().args(["tts", "hello", "-o"]).arg(tmp.path().join("a.wav")).arg("--model").arg(b), "its text goes in --text");
+    fails(bin().args(["tts", "--text", " \n", "-o"]).arg(tmp.path().join("a.wav")).arg("--model").arg(b), "needs a non-blank --text");
+    fails(bin().arg("ask").arg(speech()).args(["--question", "", "--model"]).arg(b), "needs a non-blank --question");
     let junk = tmp.path().join("junk.wav");
     std::fs::write(&junk, b"RIFF not really").unwrap();
     fails(bin().arg("asr").arg(&junk).arg("--model").arg(b), "junk.wav");

@@ -134,6 +134,7 @@ async fn generate(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesR
         (true, Some("error")) => Some(Fault::Error),
         (true, Some("panic")) => Some(Fault::Panic),
         (true, Some("step_panic")) => Some(Fault::StepPanic),
+        (true, Some("prefill_panic")) => Some(Fault::PrefillPanic),
         _ => None,
     };
     let defaults = RequestDefaults { kind: None, options: GenerateOptions::default() };

@@ -57,6 +57,9 @@ pub async fn speech(State(state): State<Arc<AppState>>, body: Result<axum::body:
     let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
     let obj = value.as_object().ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
     let input = text(obj, "input")?.ok_or_else(|| ApiError::bad_request("missing `input`"))?;
+    if input.trim().is_empty() {
+        return Err(ApiError::bad_request("`input` is blank: it holds the text to speak (or the caption, or the lyrics)"));
+    }
     if input.chars().count() > MAX_INPUT_CHARS {
         return Err(ApiError::new(413, format!("`input` is longer than {MAX_INPUT_CHARS} characters")));
     }
@@ -68,7 +71,7 @@ pub async fn speech(State(state): State<Arc<AppState>>, body: Result<axum::body:
         "ttm" => (Task::Ttm, TaskText { caption: Some(input), ..Default::default() }),
         "song" => (Task::Lts, TaskText { lyrics: Some(input), ..Default::default() }),
         "instruct-tts" => {
-            let caption = caption.clone().ok_or_else(|| ApiError::bad_request("task instruct-tts needs `caption` (the speaking style)"))?;
+            let caption = caption.clone().filter(|c| !c.trim().is_empty()).ok_or_else(|| ApiError::bad_request("task instruct-tts needs a non-blank `caption` (the speaking style)"))?;
             (Task::InstructTts, TaskText { text: Some(input), caption: Some(caption), ..Default::default() })
         }
         other => return Err(ApiError::bad_request(format!("`task` must be tts, tta, ttm, song or instruct-tts, got `{other}`"))),

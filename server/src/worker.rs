@@ -46,6 +46,8 @@ pub enum Fault {
     Panic,
     /// The batched step after the request is admitted panics.
     StepPanic,
+    /// The next prefill (this request's, when none waits before it) panics.
+    PrefillPanic,
 }
 
 pub enum Job {
@@ -135,9 +137,10 @@ pub fn run<B: Backend>(b: B, paths: ModelPaths, engine_opts: EngineOptions, jobs
             continue;
         }
         let t = Instant::now();
-        // The engine catches panics inside a batched step; one elsewhere (admission,
-        // prefill) leaves it in an unknown state: fail its requests, mark the server failed
-        // (so /health says 503 and the pod is restarted) and refuse what follows.
+        // The engine catches panics inside a batched step and a request's prefill; one
+        // elsewhere (its own bookkeeping) leaves it in an unknown state: fail its requests,
+        // mark the server failed (so /health says 503 and the pod is restarted) and refuse
+        // what follows.
         let stepped = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.step())) {
             Ok(stepped) => stepped,
             Err(_) => {
@@ -170,14 +173,22 @@ pub fn run<B: Backend>(b: B, paths: ModelPaths, engine_opts: EngineOptions, jobs
                     }
                 }
             }
-            Err(e) => {
-                if matches!(e.root(), uniaudio_lm::LmError::StepPanicked(_)) {
-                    shared.count_panic();
-                }
-                eprintln!("a batched step failed: {e}; its requests get 500");
-            }
+            Err(e) => eprintln!("a batched step failed: {e}; its requests get 500"),
         }
         let finished = engine.take_finished();
+        // One panic per failure: the requests a step's panic failed share its error, while a
+        // panic in one prefill fails that request alone.
+        let mut panics: Vec<*const uniaudio_lm::LmError> = finished
+            .iter()
+            .filter_map(|f| f.result.as_ref().err())
+            .filter(|e| matches!(e.root(), uniaudio_lm::LmError::StepPanicked(_)))
+            .map(std::sync::Arc::as_ptr)
+            .collect();
+        panics.sort();
+        panics.dedup();
+        for _ in &panics {
+            shared.count_panic();
+        }
         // The freed caches show in the metrics before anyone hears of the finish.
         shared.observe_step(rows, produced, t.elapsed());
         shared.observe_engine(&engine);
@@ -223,11 +234,13 @@ fn accept<B: Backend>(b: &B, models: &Models<B>, engine: &mut Engine<'_, B>, liv
                 match fault {
                     Some(Fault::Panic) => panic!("injected fault"),
                     Some(Fault::Error) => return Err(Reply::Done(Err(ApiError::internal("injected backend error")))),
-                    Some(Fault::StepPanic) | None => {}
+                    Some(Fault::StepPanic | Fault::PrefillPanic) | None => {}
                 }
                 let id = engine.submit(&frames, &opts).map_err(|e| Reply::Done(Err(ApiError::bad_request(e.to_string()))))?;
-                if fault == Some(Fault::StepPanic) {
-                    engine.inject_step_panic();
+                match fault {
+                    Some(Fault::StepPanic) => engine.inject_step_panic(),
+                    Some(Fault::PrefillPanic) => engine.inject_prefill_panic(),
+                    _ => {}
                 }
                 Ok((id, Work::Raw(opts.kind), deadline))
             }

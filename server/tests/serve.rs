@@ -153,7 +153,7 @@ fn bad_requests_get_clear_errors_and_the_server_goes_on() {
     assert_eq!(r.status, 413, "{}", r.text());
     // Injected faults: this request fails, the next one is served.
     let mut faulty = good.clone();
-    for fault in ["error", "panic", "step_panic"] {
+    for fault in ["error", "panic", "step_panic", "prefill_panic"] {
         faulty["test_fault"] = json!(fault);
         expect(post(&server, &faulty), 500, if fault == "error" { "injected" } else { "internal error" });
         assert_eq!(post(&server, &good).status, 200);
@@ -163,8 +163,9 @@ fn bad_requests_get_clear_errors_and_the_server_goes_on() {
     assert_eq!(request(addr, "GET", "/nowhere", &[], b"").status, 404);
     let metrics = request(addr, "GET", "/metrics", &[], b"").text();
     assert!(metrics.contains("uniaudio_requests_total{endpoint=\"/v1/generate\",status=\"400\"} 6"), "{metrics}");
-    // The panic in submission and the one in a batched step.
-    assert!(metrics.contains("uniaudio_panics_total 2"), "{metrics}");
+    // The panics in submission, in a batched step and in a prefill; the server stays up.
+    assert!(metrics.contains("uniaudio_panics_total 3"), "{metrics}");
+    assert_eq!(request(addr, "GET", "/health", &[], b"").status, 200);
     server.stop().unwrap();
 }
 

@@ -158,6 +158,8 @@ fn speech_transcription_and_answers_equal_the_library() {
     expect(request(addr, "POST", "/v1/audio/speech", &[], br#"{"input": "hi", "speed": 2}"#), 400, "speed");
     expect(request(addr, "POST", "/v1/audio/speech", &[], br#"{"input": "hi", "task": "ttx"}"#), 400, "`task`");
     expect(request(addr, "POST", "/v1/audio/speech", &[], br#"{"voice": "alloy"}"#), 400, "`input`");
+    expect(request(addr, "POST", "/v1/audio/speech", &[], br#"{"input": " "}"#), 400, "`input` is blank");
+    expect(request(addr, "POST", "/v1/audio/speech", &[], br#"{"input": "hi", "task": "instruct-tts", "caption": ""}"#), 400, "`caption`");
     let long = json!({"input": "a".repeat(5000)});
     expect(request(addr, "POST", "/v1/audio/speech", &[], long.to_string().as_bytes()), 413, "`input`");
     let r = request(addr, "POST", "/v1/audio/speech", &[], pcm_body.to_string().as_bytes());

@@ -162,7 +162,7 @@ mod tests {
         let e = through_anyhow(uniaudio_lm::LmError::Prompt("no frames".into()));
         assert!(matches!(e, Error::InvalidInput(_)), "{e:?}");
         let e = through_anyhow(uniaudio_lm::LmError::StepPanicked("index out of bounds".into()));
-        assert!(matches!(e, Error::Internal(_)) && e.message().contains("batched step"), "{e:?}");
+        assert!(matches!(e, Error::Internal(_)) && e.message().contains("internal error in the engine"), "{e:?}");
         // A request's failure inside the engine keeps its kind.
         let lost = uniaudio_lm::LmError::Runtime(uniaudio_runtime::Error::Backend { backend: "cuda", msg: "out of memory".into() });
         let e = through_anyhow(uniaudio_lm::LmError::Shared(std::sync::Arc::new(lost)));

@@ -185,16 +185,22 @@ impl TaskOutput {
     }
 }
 
-/// The text flags each task reads; any other is refused, so a typo cannot be silently ignored.
-pub fn check_text_inputs(task: Task, t: &TaskText) -> anyhow::Result<()> {
-    let uses: &[&str] = match task {
+/// The text flags a task reads.
+pub fn text_inputs(task: Task) -> &'static [&'static str] {
+    match task {
         Task::Tts | Task::YueTts => &["text"],
         Task::Tta | Task::Ttm => &["caption"],
         Task::Lts => &["lyrics"],
         Task::InstructTts => &["caption", "text"],
         Task::AudioUnderstanding => &["question"],
         _ => &[],
-    };
+    }
+}
+
+/// The text flags each task reads must be given, and not blank; any other is refused, so a
+/// typo cannot be silently ignored.
+pub fn check_text_inputs(task: Task, t: &TaskText) -> anyhow::Result<()> {
+    let uses = text_inputs(task);
     let given = [("text", &t.text), ("caption", &t.caption), ("lyrics", &t.lyrics), ("question", &t.question)];
     for (name, value) in given {
         if value.is_some() && !uses.contains(&name) {
@@ -202,8 +208,10 @@ pub fn check_text_inputs(task: Task, t: &TaskText) -> anyhow::Result<()> {
         }
     }
     for name in uses {
-        if given.iter().any(|(n, v)| n == name && v.is_none()) {
-            crate::error::refuse!("task {} needs --{name}", task.name());
+        match given.iter().find(|(n, _)| n == name).and_then(|(_, v)| v.as_deref()) {
+            None => crate::error::refuse!("task {} needs --{name}", task.name()),
+            Some(v) if v.trim().is_empty() => crate::error::refuse!("task {} needs a non-blank --{name} (it was {v:?})", task.name()),
+            Some(_) => {}
         }
     }
     Ok(())

@@ -66,7 +66,8 @@ pub fn run(task: Task, args: PipelineArgs) -> Result<()> {
         (true, None) => bail!("{} needs an input audio file", task.name()),
         (false, Some(p)) => {
             let flags = uniaudio::request::text_inputs(task).iter().map(|f| format!("--{f}")).collect::<Vec<_>>();
-            let hint = if flags.is_empty() { String::new() } else { format!("; its text goes in {}", flags.join(" and ")) };
+            // A positional that names no file was most likely meant as the text.
+            let hint = if flags.is_empty() || p.exists() { String::new() } else { format!("; its text goes in {}", flags.join(" and ")) };
             bail!("{} takes no input audio (got {:?}){hint}", task.name(), p.display().to_string())
         }
         _ => {}

@@ -66,6 +66,7 @@ pub fn run(args: PromptArgs) -> Result<()> {
         (None, None) => bail!("pass --model BUNDLE (or --config config.json) for the model's special ids"),
     };
     let config = LmConfig::from_file(&config_path)?;
+    crate::output::check_report_path(args.out.as_deref())?;
     let tok_path = paths.require(uniaudio::Part::Tokenizer, task.name())?;
     let tok = TextTokenizer::from_file(tok_path)?;
     let audio = match (&args.audio_tokens, &args.audio) {
@@ -80,6 +81,10 @@ pub fn run(args: PromptArgs) -> Result<()> {
         (None, None) => None,
     };
     let inputs = args.inputs.task_inputs(args.question, audio);
+    let given = [("text", &inputs.text), ("caption", &inputs.caption), ("lyrics", &inputs.lyrics), ("question", &inputs.question), ("instruction", &inputs.instruction)];
+    if let Some((name, _)) = given.iter().find(|(_, v)| v.as_deref().is_some_and(|v| v.trim().is_empty())) {
+        bail!("--{name} is blank");
+    }
     let built = build_prompt(&config, &tok, task, &inputs, args.seed)?;
     let json = serde_json::json!({
         "task": task.name(),

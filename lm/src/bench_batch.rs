@@ -46,6 +46,10 @@ fn time_batch<B: Backend>(lm: &UniAudioLm<B>, backend: &B, opts: &BenchOptions, 
         engine.submit(&prompt, &o)?;
     }
     engine.admit();
+    // A prefill that failed is that error, not a lack of room.
+    if let Some(e) = engine.take_finished().into_iter().find_map(|f| f.result.err()) {
+        return Err(LmError::Shared(e));
+    }
     if engine.active() != batch {
         return Err(LmError::Invalid(format!("only {} of {batch} requests fit the KV budget of {} bytes", engine.active(), engine.kv().budget())));
     }

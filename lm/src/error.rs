@@ -26,8 +26,9 @@ pub enum LmError {
     #[error(transparent)]
     Shared(std::sync::Arc<LmError>),
 
-    /// A panic caught inside a batched step or a request's prefill (a bug, not the requests'
-    /// fault): the sequences it touched fail with it and the engine goes on.
+    /// A panic caught inside a batched step or a request's prefill (the name predates the
+    /// latter; a bug, not the requests' fault): the sequences it touched fail with it and
+    /// the engine goes on.
     #[error("internal error in the engine: {0}")]
     StepPanicked(String),
 }

@@ -157,6 +157,12 @@ impl<'m, B: Backend> Generator<'m, B> {
         self.engine.inject_step_panic();
     }
 
+    /// Makes the prefill panic (see `Engine::inject_prefill_panic`).
+    #[doc(hidden)]
+    pub fn inject_prefill_panic(&mut self) {
+        self.engine.inject_prefill_panic();
+    }
+
     /// The output so far (before `finish`, without the reference's list handling).
     pub fn output(&self) -> Option<&GenerateOutput> {
         self.output.as_ref().or_else(|| self.engine.partial(self.id))

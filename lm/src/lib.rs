@@ -28,6 +28,6 @@ pub mod weights;
 pub use config::LmConfig;
 pub use error::{LmError, Result};
 pub use frame::Frame;
-pub use engine::{Engine, EngineEvent, EngineOptions, RequestId};
+pub use engine::{Engine, EngineEvent, EngineOptions, Finished, RequestId};
 pub use generate::{generate, GenerateOptions, GenerateOutput, Generator, OutputKind, StopReason};
 pub use model::{Session, UniAudioLm};

@@ -251,13 +251,22 @@ fn a_panic_in_one_prefill_fails_that_request_only() {
     let first = engine.submit(&p, &o).unwrap();
     let second = engine.submit(&p, &o).unwrap();
     engine.inject_prefill_panic();
-    engine.step().expect("the step goes on with the request that was admitted");
+    let events = engine.step().expect("the step goes on with the request that was admitted");
+    assert!(matches!(&events[0], EngineEvent::Failed { id, error } if *id == first && error.contains("prefill")), "{events:?}");
+    assert!(events[1..].iter().all(|e| !matches!(e, EngineEvent::Failed { .. })), "{events:?}");
     let finished = engine.take_finished();
     assert_eq!(finished.len(), 1);
     assert_eq!(finished[0].id, first);
     assert!(matches!(finished[0].result.as_ref().map_err(|e| e.root()), Err(LmError::StepPanicked(m)) if m.contains("prefill") && m.contains("injected")));
     assert_eq!(engine.active(), 1, "the second request runs");
     engine.run_all(&mut |_| {}).unwrap();
-    assert_eq!(engine.take_finished().iter().map(|f| (f.id, f.result.is_ok())).collect::<Vec<_>>(), vec![(second, true)]);
+    let done = engine.take_finished();
+    assert_eq!(done.iter().map(|f| f.id).collect::<Vec<_>>(), vec![second]);
+    let solo = generate(&lm, &b, &p, &o, &mut |_, _| {}).unwrap();
+    assert_eq!(done[0].result.as_ref().unwrap().text_ids, solo.text_ids, "the survivor's output is its solo output");
     assert_eq!(engine.kv().used(), 0, "the failed request's KV reservation was released");
+    // Through the single-request generator: its prefill reports the typed error.
+    let mut g = Generator::new(&lm, &b, &p, &o).unwrap();
+    g.inject_prefill_panic();
+    assert!(matches!(g.prefill().as_ref().map_err(LmError::root), Err(LmError::StepPanicked(m)) if m.contains("prefill")));
 }

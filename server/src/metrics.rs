@@ -162,7 +162,7 @@ impl Shared {
         };
         counter(&mut out, "uniaudio_generated_total", "Frames and text tokens generated", self.generated.load(Ordering::Relaxed));
         counter(&mut out, "uniaudio_cancelled_total", "Requests cancelled because the client went away", self.cancelled.load(Ordering::Relaxed));
-        counter(&mut out, "uniaudio_panics_total", "Panics caught at the request boundary", self.panics.load(Ordering::Relaxed));
+        counter(&mut out, "uniaudio_panics_total", "Panics caught: in a request's handling, its prefill, or a batched step (once for all the requests it failed)", self.panics.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP uniaudio_requests_total Requests by endpoint and status\n# TYPE uniaudio_requests_total counter");
         for ((endpoint, status), n) in &c.requests {
             let _ = writeln!(out, "uniaudio_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}");

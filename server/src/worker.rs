@@ -13,7 +13,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use uniaudio::generate_json::output_json;
 use uniaudio::run::{parts_for, Preparation, Prepared};
 use uniaudio::{ModelPaths, Models, Part, TaskRequest};
-use uniaudio_lm::{Engine, EngineEvent, EngineOptions, Frame, GenerateOptions, GenerateOutput, OutputKind, RequestId};
+use uniaudio_lm::{Engine, EngineEvent, EngineOptions, Finished, Frame, GenerateOptions, GenerateOutput, OutputKind, RequestId};
 use uniaudio_runtime::Backend;
 
 use crate::metrics::Shared;
@@ -145,7 +145,7 @@ pub fn run<B: Backend>(b: B, paths: ModelPaths, engine_opts: EngineOptions, jobs
             Ok(stepped) => stepped,
             Err(_) => {
                 shared.count_panic();
-                shared.set_failed("the engine panicked outside a batched step; restart the server".into());
+                shared.set_failed("the engine panicked outside a batched step or a prefill; restart the server".into());
                 for (_, l) in live.drain() {
                     let _ = l.sink.send(Reply::Done(Err(ApiError::internal("internal error in the engine (the server must be restarted)"))));
                 }
@@ -176,17 +176,7 @@ pub fn run<B: Backend>(b: B, paths: ModelPaths, engine_opts: EngineOptions, jobs
             Err(e) => eprintln!("a batched step failed: {e}; its requests get 500"),
         }
         let finished = engine.take_finished();
-        // One panic per failure: the requests a step's panic failed share its error, while a
-        // panic in one prefill fails that request alone.
-        let mut panics: Vec<*const uniaudio_lm::LmError> = finished
-            .iter()
-            .filter_map(|f| f.result.as_ref().err())
-            .filter(|e| matches!(e.root(), uniaudio_lm::LmError::StepPanicked(_)))
-            .map(std::sync::Arc::as_ptr)
-            .collect();
-        panics.sort();
-        panics.dedup();
-        for _ in &panics {
+        for _ in 0..distinct_panics(&finished) {
             shared.count_panic();
         }
         // The freed caches show in the metrics before anyone hears of the finish.
@@ -203,6 +193,20 @@ pub fn run<B: Backend>(b: B, paths: ModelPaths, engine_opts: EngineOptions, jobs
             }
         }
     }
+}
+
+/// The panics behind these finishes, each once: the requests a step's panic failed share
+/// its error, while a panic in one prefill fails that request alone.
+fn distinct_panics(finished: &[Finished]) -> usize {
+    let mut panics: Vec<*const uniaudio_lm::LmError> = finished
+        .iter()
+        .filter_map(|f| f.result.as_ref().err())
+        .filter(|e| matches!(e.root(), uniaudio_lm::LmError::StepPanicked(_)))
+        .map(Arc::as_ptr)
+        .collect();
+    panics.sort();
+    panics.dedup();
+    panics.len()
 }
 
 fn send(live: &HashMap<RequestId, Live>, id: RequestId, reply: Reply) {
@@ -321,5 +325,26 @@ fn drop_abandoned<B: Backend>(engine: &mut Engine<'_, B>, live: &mut HashMap<Req
             Work::Raw(_) => Reply::Done(Err(ApiError::timeout())),
             Work::Task(..) => Reply::Task(Err(ApiError::timeout())),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uniaudio_lm::LmError;
+
+    fn failed(id: RequestId, e: &Arc<LmError>) -> Finished {
+        Finished { id, result: Err(e.clone()) }
+    }
+
+    #[test]
+    fn a_panic_is_counted_once_however_many_requests_it_failed() {
+        let step = Arc::new(LmError::Shared(Arc::new(LmError::StepPanicked("a batched step panicked".into()))));
+        let (prefill_a, prefill_b) = (Arc::new(LmError::StepPanicked("a prefill panicked".into())), Arc::new(LmError::StepPanicked("a prefill panicked".into())));
+        let invalid = Arc::new(LmError::Invalid("not a panic".into()));
+        let ok = Finished { id: 9, result: Ok(GenerateOutput::default()) };
+        assert_eq!(distinct_panics(&[failed(1, &step), failed(2, &step), failed(3, &step)]), 1);
+        assert_eq!(distinct_panics(&[failed(1, &prefill_a), failed(2, &prefill_b), failed(3, &step), failed(4, &step)]), 3);
+        assert_eq!(distinct_panics(&[failed(1, &invalid), ok]), 0);
     }
 }

@@ -210,9 +210,12 @@ pub fn check_text_inputs(task: Task, t: &TaskText) -> anyhow::Result<()> {
     for name in uses {
         match given.iter().find(|(n, _)| n == name).and_then(|(_, v)| v.as_deref()) {
             None => crate::error::refuse!("task {} needs --{name}", task.name()),
-            Some(v) if v.trim().is_empty() => crate::error::refuse!("task {} needs a non-blank --{name} (it was {v:?})", task.name()),
+            Some(v) if v.trim().is_empty() => crate::error::refuse!("task {} needs a non-blank --{name}", task.name()),
             Some(_) => {}
         }
+    }
+    if t.instruction.as_deref().is_some_and(|i| i.trim().is_empty()) {
+        crate::error::refuse!("--instruction is blank (leave it out for one of the task's own)");
     }
     Ok(())
 }

@@ -134,6 +134,8 @@ pub struct Engine<'m, B: Backend> {
     waiting: VecDeque<Waiting>,
     active: Vec<Sequence<B>>,
     finished: Vec<Finished>,
+    /// `Failed` events of requests whose prefill failed, for the next step's events.
+    failed_in_admission: Vec<EngineEvent>,
     next_id: RequestId,
     /// The previous step's batch shape, when it had no joiners: a step of the same shape
     /// enqueues the same ops and may be recorded and replayed (`Backend::begin_step`).
@@ -165,6 +167,7 @@ impl<'m, B: Backend> Engine<'m, B> {
             waiting: VecDeque::new(),
             active: Vec::new(),
             finished: Vec::new(),
+            failed_in_admission: Vec::new(),
             next_id: 0,
             last_shape: None,
             steps: 0,
@@ -216,7 +219,8 @@ impl<'m, B: Backend> Engine<'m, B> {
 
     /// Admits waiting requests in order while rows and KV budget allow, prefilling each.
     /// Returns how many joined. A request whose prefill fails (or panics) finishes with the
-    /// error, reported in `take_finished`; the others go on.
+    /// error, reported in `take_finished` and as `EngineEvent::Failed` among the next
+    /// step's events; the others go on.
     pub fn admit(&mut self) -> usize {
         let mut joined = 0;
         while let Some(w) = self.waiting.front() {
@@ -233,6 +237,7 @@ impl<'m, B: Backend> Engine<'m, B> {
                 }
                 Err(e) => {
                     self.pool.release(w.bytes);
+                    self.failed_in_admission.push(EngineEvent::Failed { id: w.id, error: e.to_string() });
                     self.finished.push(Finished { id: w.id, result: Err(std::sync::Arc::new(e)) });
                 }
             }
@@ -263,9 +268,10 @@ impl<'m, B: Backend> Engine<'m, B> {
     }
 
     /// Admits what fits, then runs one step for every running sequence: the fed-back
-    /// frames' forward pass and one sample each. If the step fails, every running
-    /// sequence fails with the error (reported in `take_finished`) and the error is
-    /// returned; the engine stays usable.
+    /// frames' forward pass and one sample each. A request whose prefill fails is reported
+    /// as `EngineEvent::Failed` (its error in `take_finished`) and the step goes on without
+    /// it. If the step itself fails, every running sequence fails with the error (reported
+    /// in `take_finished`) and the error is returned; the engine stays usable.
     pub fn step(&mut self) -> Result<Vec<EngineEvent>> {
         let b = self.b;
         b.run_step(|| self.admit_and_step())
@@ -273,8 +279,9 @@ impl<'m, B: Backend> Engine<'m, B> {
 
     fn admit_and_step(&mut self) -> Result<Vec<EngineEvent>> {
         self.admit();
+        let mut events = std::mem::take(&mut self.failed_in_admission);
         if self.active.is_empty() {
-            return Ok(Vec::new());
+            return Ok(events);
         }
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             if std::mem::take(&mut self.panic_next_step) {
@@ -283,7 +290,10 @@ impl<'m, B: Backend> Engine<'m, B> {
             self.step_active()
         }));
         match result {
-            Ok(Ok(events)) => Ok(events),
+            Ok(Ok(stepped)) => {
+                events.extend(stepped);
+                Ok(events)
+            }
             Ok(Err(e)) => Err(self.fail_active(e)),
             Err(panic) => {
                 let msg = crate::error::panic_message(&*panic).unwrap_or("unknown panic");

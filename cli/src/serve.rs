@@ -44,6 +44,10 @@ pub struct ServeArgs {
     /// most this many steps too.
     #[arg(long, default_value_t = 1500)]
     max_steps_limit: usize,
+    /// Longest uploaded audio in seconds (longer: 413). Transcriptions past one prompt are
+    /// cut into windows of at most 30 s at quiet moments, run as one batch, and joined.
+    #[arg(long, default_value_t = 600)]
+    max_audio_seconds: u64,
     /// Seconds in-flight requests may take to finish after SIGTERM/SIGINT.
     #[arg(long, default_value_t = 30)]
     drain_timeout: u64,
@@ -66,6 +70,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         api_key: args.api_key.clone(),
         max_body_bytes: args.max_body_mib.max(1) << 20,
         max_steps_limit: args.max_steps_limit,
+        max_audio_seconds: args.max_audio_seconds.max(1),
         drain_timeout: Duration::from_secs(args.drain_timeout),
         model_name: lm_dir.file_name().map_or("uniaudio-2.0".into(), |n| n.to_string_lossy().into_owned()),
         fault_injection: false,

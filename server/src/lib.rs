@@ -13,6 +13,7 @@ pub mod metrics;
 mod record;
 mod routes;
 mod tasks;
+mod windows;
 mod worker;
 
 use std::net::SocketAddr;
@@ -46,6 +47,9 @@ pub struct ServeOptions {
     pub max_body_bytes: usize,
     /// Largest `max_steps` a request may ask for.
     pub max_steps_limit: usize,
+    /// Longest uploaded audio, seconds (longer: 413). ASR and lyrics past one prompt are
+    /// transcribed in windows of at most 30 s, batched together.
+    pub max_audio_seconds: u64,
     /// How long in-flight requests may take to finish after a shutdown signal.
     pub drain_timeout: Duration,
     /// The name `/v1/models` reports.
@@ -66,6 +70,7 @@ impl Default for ServeOptions {
             api_key: None,
             max_body_bytes: 32 << 20,
             max_steps_limit: 1500,
+            max_audio_seconds: 600,
             drain_timeout: Duration::from_secs(30),
             model_name: "uniaudio-2.0".into(),
             fault_injection: false,

@@ -16,8 +16,6 @@ use crate::ApiError;
 
 /// Characters of `input` a speech request may carry.
 const MAX_INPUT_CHARS: usize = 4096;
-/// Seconds of audio a transcription or answer request may carry (one prompt window).
-const MAX_AUDIO_SECONDS: u64 = 30;
 /// Euler steps of the codec's flow model a request may ask for.
 const MAX_CODEC_STEPS: u64 = 100;
 
@@ -141,7 +139,7 @@ fn wav(samples: &[f32], rate: u32) -> Result<Vec<u8>, ApiError> {
 }
 
 /// The multipart fields of an audio request: the decoded `file` at 24 kHz and the text fields.
-async fn read_form(mut form: Multipart) -> Result<(Vec<f32>, std::collections::HashMap<String, String>), ApiError> {
+async fn read_form(mut form: Multipart, max_seconds: u64) -> Result<(Vec<f32>, std::collections::HashMap<String, String>), ApiError> {
     // An oversized body (one without a Content-Length stops mid-read) keeps its 413.
     let bad = |e: axum::extract::multipart::MultipartError| match e.status().as_u16() {
         413 => ApiError::new(413, format!("the multipart body is too large: {}", e.body_text())),
@@ -163,11 +161,11 @@ async fn read_form(mut form: Multipart) -> Result<(Vec<f32>, std::collections::H
     let samples = tokio::task::spawn_blocking(move || -> Result<Vec<f32>, ApiError> {
         // Decoding stops as soon as the output passes the limits: a small compressed
         // upload can expand to gigabytes.
-        let limits = uniaudio_audio::DecodeLimits::seconds(MAX_AUDIO_SECONDS);
+        let limits = uniaudio_audio::DecodeLimits::seconds(max_seconds);
         let audio = uniaudio_audio::decode_audio_limited(&bytes, &filename, limits).map_err(|e| match e {
-            uniaudio_audio::AudioError::TooLong { .. } => ApiError::new(413, format!("`file` is too long: this server takes at most {MAX_AUDIO_SECONDS} s per request ({e})")),
+            uniaudio_audio::AudioError::TooLong { .. } => ApiError::new(413, format!("`file` is too long: this server takes at most {max_seconds} s per request ({e})")),
             uniaudio_audio::AudioError::TooManySamples { .. } => {
-                ApiError::new(413, format!("`file` has too many samples (rate x channels x length): this server takes at most {MAX_AUDIO_SECONDS} s of 192 kHz stereo ({e})"))
+                ApiError::new(413, format!("`file` has too many samples (rate x channels x length): this server takes at most {max_seconds} s of 192 kHz stereo ({e})"))
             }
             e => ApiError::bad_request(format!("`file` is not audio this server can read: {e}")),
         })?;
@@ -185,7 +183,7 @@ async fn read_form(mut form: Multipart) -> Result<(Vec<f32>, std::collections::H
 /// music-caption | lyrics, optional `response_format` = json | text; `model` and `prompt`
 /// are ignored) -> `{"text": ...}`, or the text alone.
 pub async fn transcriptions(State(state): State<Arc<AppState>>, form: Multipart) -> Result<Response, ApiError> {
-    let (samples, fields) = read_form(form).await?;
+    let (samples, fields) = read_form(form, state.opts.max_audio_seconds).await?;
     let task = match fields.get("task").map(String::as_str).unwrap_or("asr") {
         "asr" => Task::Asr,
         "caption" => Task::AudioCaption,
@@ -200,7 +198,7 @@ pub async fn transcriptions(State(state): State<Arc<AppState>>, form: Multipart)
 /// `POST /v1/audio/answer` (multipart: `file`, `question`, optional `response_format` =
 /// json | text) -> `{"text": ...}`, or the text alone.
 pub async fn answer(State(state): State<Arc<AppState>>, form: Multipart) -> Result<Response, ApiError> {
-    let (samples, fields) = read_form(form).await?;
+    let (samples, fields) = read_form(form, state.opts.max_audio_seconds).await?;
     let question = fields.get("question").filter(|q| !q.trim().is_empty()).ok_or_else(|| ApiError::bad_request("missing `question`"))?;
     if question.chars().count() > MAX_INPUT_CHARS {
         return Err(ApiError::new(413, format!("`question` is longer than {MAX_INPUT_CHARS} characters")));

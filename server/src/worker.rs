@@ -12,11 +12,12 @@ use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
 use uniaudio::generate_json::output_json;
 use uniaudio::run::{parts_for, Preparation, Prepared};
-use uniaudio::{ModelPaths, Models, Part, TaskRequest};
+use uniaudio::{AudioInput, ModelPaths, Models, Part, TaskRequest};
 use uniaudio_lm::{Engine, EngineEvent, EngineOptions, Finished, Frame, GenerateOptions, GenerateOutput, OutputKind, RequestId};
 use uniaudio_runtime::Backend;
 
 use crate::metrics::Shared;
+use crate::windows::{GroupId, Groups};
 use crate::ApiError;
 
 /// A finished task.
@@ -75,6 +76,8 @@ impl Job {
 enum Work {
     Raw(OutputKind),
     Task(Box<TaskRequest>, Box<Prepared>),
+    /// Window `index` of a long upload (see `windows`).
+    Window { group: GroupId, index: usize, request: Box<TaskRequest>, prepared: Box<Prepared> },
 }
 
 struct Live {
@@ -113,24 +116,26 @@ pub fn run<B: Backend>(b: B, paths: ModelPaths, engine_opts: EngineOptions, jobs
     };
     shared.set_ready(&lm.config, engine.kv().budget());
     let mut live: HashMap<RequestId, Live> = HashMap::new();
+    let mut groups = Groups::default();
     let mut open = true;
-    while open || !engine.is_idle() {
-        // Block only while there is nothing to step.
-        if open && engine.is_idle() {
+    while open || !engine.is_idle() || groups.has_pending() {
+        // Block only while there is nothing to step or start.
+        if open && engine.is_idle() && !groups.has_pending() {
             match jobs.recv_timeout(Duration::from_millis(200)) {
-                Ok(job) => accept(&b, &models, &mut engine, &mut live, job, &shared),
+                Ok(job) => accept(&b, &models, &mut engine, &mut live, &mut groups, job, &shared),
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => open = false,
             }
         }
         while open {
             match jobs.try_recv() {
-                Ok(job) => accept(&b, &models, &mut engine, &mut live, job, &shared),
+                Ok(job) => accept(&b, &models, &mut engine, &mut live, &mut groups, job, &shared),
                 Err(std::sync::mpsc::TryRecvError::Empty) => break,
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => open = false,
             }
         }
-        drop_abandoned(&mut engine, &mut live, &shared);
+        start_next_window(&b, &models, &mut engine, &mut live, &mut groups, &shared);
+        drop_abandoned(&mut engine, &mut live, &mut groups, &shared);
         if engine.is_idle() {
             shared.observe_engine(&engine);
             shared.observe_idle();
@@ -188,6 +193,28 @@ pub fn run<B: Backend>(b: B, paths: ModelPaths, engine_opts: EngineOptions, jobs
                     (Work::Raw(kind), result) => Reply::Done(result.map(|out| output_json(kind, &out)).map_err(|e| ApiError::internal(e.to_string()))),
                     (Work::Task(request, prepared), Ok(out)) => Reply::Task(finish_task(&b, &models, &request, *prepared, out, &shared)),
                     (Work::Task(..), Err(e)) => Reply::Task(Err(ApiError::internal(e.to_string()))),
+                    (Work::Window { group, index, request, prepared }, result) => {
+                        let text = match result {
+                            Ok(out) => match finish_task(&b, &models, &request, *prepared, out, &shared) {
+                                Ok(TaskReply::Text(text)) => Ok(text),
+                                Ok(TaskReply::Audio { .. }) => Err(ApiError::internal("a window produced audio, not text")),
+                                Err(e) => Err(e),
+                            },
+                            Err(e) => Err(ApiError::internal(e.to_string())),
+                        };
+                        match text {
+                            Ok(text) => match groups.complete(group, index, text) {
+                                Some(joined) => Reply::Task(Ok(TaskReply::Text(joined))),
+                                None => continue,
+                            },
+                            Err(e) => {
+                                // The first failure answers for the group; its other windows stop.
+                                cancel_members(&mut engine, &mut live, groups.close(group));
+                                shared.observe_engine(&engine);
+                                Reply::Task(Err(e))
+                            }
+                        }
+                    }
                 };
                 let _ = l.sink.send(reply);
             }
@@ -216,7 +243,7 @@ fn send(live: &HashMap<RequestId, Live>, id: RequestId, reply: Reply) {
 }
 
 /// Submits one job, or answers it at once when it is refused.
-fn accept<B: Backend>(b: &B, models: &Models<B>, engine: &mut Engine<'_, B>, live: &mut HashMap<RequestId, Live>, job: Job, shared: &Shared) {
+fn accept<B: Backend>(b: &B, models: &Models<B>, engine: &mut Engine<'_, B>, live: &mut HashMap<RequestId, Live>, groups: &mut Groups, job: Job, shared: &Shared) {
     let sink = job.sink().clone();
     // A client that left while the job was queued, or a deadline already past, costs no
     // encoding or prefill.
@@ -232,7 +259,7 @@ fn accept<B: Backend>(b: &B, models: &Models<B>, engine: &mut Engine<'_, B>, liv
         return;
     }
     // A fault (test hook), a bad request or a panic fails only this request.
-    let submitted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<(RequestId, Work, Option<Instant>), Reply> {
+    let submitted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<(Vec<(RequestId, Work)>, Option<Instant>), Reply> {
         match job {
             Job::Generate { frames, opts, deadline, fault, .. } => {
                 match fault {
@@ -246,7 +273,7 @@ fn accept<B: Backend>(b: &B, models: &Models<B>, engine: &mut Engine<'_, B>, liv
                     Some(Fault::PrefillPanic) => engine.inject_prefill_panic(),
                     _ => {}
                 }
-                Ok((id, Work::Raw(opts.kind), deadline))
+                Ok((vec![(id, Work::Raw(opts.kind))], deadline))
             }
             Job::Task { request, deadline, .. } => {
                 let refuse = |e: ApiError| Reply::Task(Err(e));
@@ -256,17 +283,26 @@ fn accept<B: Backend>(b: &B, models: &Models<B>, engine: &mut Engine<'_, B>, liv
                 }
                 let prepared = match models.prepare(b, &request, &mut |_| {}) {
                     Ok(Preparation::Ready(p)) => p,
-                    Ok(Preparation::Windows) => return Err(refuse(ApiError::new(413, "`file` is too long for one prompt; send at most 30 s per request"))),
+                    Ok(Preparation::Windows) => {
+                        let Some(AudioInput::Samples24k(samples)) = &request.audio else {
+                            return Err(refuse(ApiError::internal("a windowed request without samples")));
+                        };
+                        // Started one per pass of the engine loop (`start_next_window`).
+                        groups.plan(&request, samples, &sink, deadline);
+                        return Ok((Vec::new(), deadline));
+                    }
                     Err(e) => return Err(refuse(ApiError::from_library(e))),
                 };
                 let id = engine.submit(&prepared.prompt.frames, &prepared.opts).map_err(|e| refuse(ApiError::bad_request(e.to_string())))?;
-                Ok((id, Work::Task(request, Box::new(prepared)), deadline))
+                Ok((vec![(id, Work::Task(request, Box::new(prepared)))], deadline))
             }
         }
     }));
     match submitted {
-        Ok(Ok((id, work, deadline))) => {
-            live.insert(id, Live { sink, work, deadline });
+        Ok(Ok((works, deadline))) => {
+            for (id, work) in works {
+                live.insert(id, Live { sink: sink.clone(), work, deadline });
+            }
         }
         Ok(Err(reply)) => {
             let _ = sink.send(reply);
@@ -275,6 +311,52 @@ fn accept<B: Backend>(b: &B, models: &Models<B>, engine: &mut Engine<'_, B>, liv
             shared.count_panic();
             let msg = "internal error while starting the request (the server and other requests are unaffected)";
             let _ = sink.send(Reply::Done(Err(ApiError::internal(msg))));
+        }
+    }
+}
+
+/// Encodes and submits the next queued window of a long upload (see `windows`); a client
+/// gone, a deadline passed or a failure closes its group (answered once).
+fn start_next_window<B: Backend>(b: &B, models: &Models<B>, engine: &mut Engine<'_, B>, live: &mut HashMap<RequestId, Live>, groups: &mut Groups, shared: &Shared) {
+    let Some(w) = groups.next_pending() else { return };
+    let fail = |engine: &mut Engine<'_, B>, live: &mut HashMap<RequestId, Live>, groups: &mut Groups, reply: Option<ApiError>| {
+        cancel_members(engine, live, groups.close(w.group));
+        shared.observe_engine(engine);
+        if let Some(e) = reply {
+            let _ = w.sink.send(Reply::Task(Err(e)));
+        }
+    };
+    if w.sink.is_closed() {
+        shared.count_cancelled();
+        return fail(engine, live, groups, None);
+    }
+    if w.deadline.is_some_and(|d| Instant::now() >= d) {
+        return fail(engine, live, groups, Some(ApiError::timeout()));
+    }
+    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match models.prepare(b, &w.request, &mut |_| {}) {
+        Ok(Preparation::Ready(prepared)) => engine.submit(&prepared.prompt.frames, &prepared.opts).map(|id| (id, prepared)).map_err(|e| ApiError::bad_request(e.to_string())),
+        Ok(Preparation::Windows) => Err(ApiError::internal("a window is too long for one prompt")),
+        Err(e) => Err(ApiError::from_library(e)),
+    }));
+    match started {
+        Ok(Ok((id, prepared))) => {
+            groups.add_member(w.group, id);
+            let work = Work::Window { group: w.group, index: w.index, request: Box::new(w.request.clone()), prepared: Box::new(prepared) };
+            live.insert(id, Live { sink: w.sink.clone(), work, deadline: w.deadline });
+        }
+        Ok(Err(e)) => fail(engine, live, groups, Some(e)),
+        Err(_) => {
+            shared.count_panic();
+            fail(engine, live, groups, Some(ApiError::internal("internal error while starting a window of the request (the server and other requests are unaffected)")));
+        }
+    }
+}
+
+/// Cancels a closed group's requests that are still running.
+fn cancel_members<B: Backend>(engine: &mut Engine<'_, B>, live: &mut HashMap<RequestId, Live>, members: Option<Vec<RequestId>>) {
+    for id in members.unwrap_or_default() {
+        if live.remove(&id).is_some() {
+            engine.cancel(id);
         }
     }
 }
@@ -305,13 +387,17 @@ fn finish_task<B: Backend>(b: &B, models: &Models<B>, request: &TaskRequest, pre
 }
 
 /// Cancels requests whose client is gone or whose deadline passed.
-fn drop_abandoned<B: Backend>(engine: &mut Engine<'_, B>, live: &mut HashMap<RequestId, Live>, shared: &Shared) {
+fn drop_abandoned<B: Backend>(engine: &mut Engine<'_, B>, live: &mut HashMap<RequestId, Live>, groups: &mut Groups, shared: &Shared) {
     let now = Instant::now();
     let gone: Vec<RequestId> = live.iter().filter(|(_, l)| l.sink.is_closed() || l.deadline.is_some_and(|d| now >= d)).map(|(&id, _)| id).collect();
     let mut timed_out = Vec::new();
     for id in gone {
-        let l = live.remove(&id).expect("listed above");
+        // A window's group was closed (and all its windows cancelled) by a sibling.
+        let Some(l) = live.remove(&id) else { continue };
         engine.cancel(id);
+        if let Work::Window { group, .. } = &l.work {
+            cancel_members(engine, live, groups.close(*group));
+        }
         if l.sink.is_closed() {
             shared.count_cancelled();
         } else {
@@ -323,7 +409,7 @@ fn drop_abandoned<B: Backend>(engine: &mut Engine<'_, B>, live: &mut HashMap<Req
     for l in timed_out {
         let _ = l.sink.send(match l.work {
             Work::Raw(_) => Reply::Done(Err(ApiError::timeout())),
-            Work::Task(..) => Reply::Task(Err(ApiError::timeout())),
+            Work::Task(..) | Work::Window { .. } => Reply::Task(Err(ApiError::timeout())),
         });
     }
 }

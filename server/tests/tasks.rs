@@ -150,9 +150,9 @@ fn speech_transcription_and_answers_equal_the_library() {
     expect(request(addr, "POST", "/v1/audio/transcriptions", &[("content-type", &ct)], &form), 400, "`file`");
     let (ct, form) = multipart(&[], Some(("tone.wav", &wav)));
     expect(request(addr, "POST", "/v1/audio/answer", &[("content-type", &ct)], &form), 400, "`question`");
-    let long = wav_file(&vec![0.1; 31 * 8000], 8000);
+    let long = wav_file(&vec![0.1; 601 * 8000], 8000);
     let (ct, form) = multipart(&[], Some(("long.wav", &long)));
-    expect(request(addr, "POST", "/v1/audio/transcriptions", &[("content-type", &ct)], &form), 413, "at most 30 s");
+    expect(request(addr, "POST", "/v1/audio/transcriptions", &[("content-type", &ct)], &form), 413, "at most 600 s");
     expect(request(addr, "POST", "/v1/audio/transcriptions", &[("content-type", "multipart/form-data; boundary=zz")], b"--zz\r\ngarbage"), 400, "multipart");
     expect(request(addr, "POST", "/v1/audio/speech", &[], br#"{"input": "hi", "response_format": "mp3"}"#), 400, "response_format");
     expect(request(addr, "POST", "/v1/audio/speech", &[], br#"{"input": "hi", "speed": 2}"#), 400, "speed");
@@ -164,5 +164,62 @@ fn speech_transcription_and_answers_equal_the_library() {
     expect(request(addr, "POST", "/v1/audio/speech", &[], long.to_string().as_bytes()), 413, "`input`");
     let r = request(addr, "POST", "/v1/audio/speech", &[], pcm_body.to_string().as_bytes());
     assert_eq!((r.status, r.body == want_pcm), (200, true));
+    server.stop().unwrap();
+}
+
+/// An upload too long for one prompt is transcribed in windows, run as one batch: the text
+/// is the library's windowed transcription of the same samples. A task whose answer needs
+/// the whole input refuses it.
+#[test]
+fn long_uploads_are_transcribed_in_windows_like_the_library() {
+    let server = start();
+    let addr = server.addr();
+    let rate = 24_000;
+    let mut x: Vec<f32> = (0..rate * 125).map(|i| (i as f32 * 0.013).sin() * 0.3 * (1.0 + (i as f32 * 1e-5).sin())).collect();
+    for gap in [27, 55, 80, 108] {
+        x[gap * rate..gap * rate + rate / 5].fill(0.0);
+    }
+    let wav = wav_file(&x, rate as u32);
+    let read: Vec<f32> = uniaudio_server_pcm(&x).chunks(2).map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0).collect();
+    let req = TaskRequest { task: Task::Asr, text: TaskText::default(), audio: Some(AudioInput::Samples24k(read)), sampling: Sampling::default(), codec: CodecSettings::default(), prompt_frames: None };
+    let want = library().run(&req, &mut |_| {}).unwrap();
+    assert_eq!(want.windows.len(), 5, "the library cut {:?}", want.windows);
+    let (ct, form) = multipart(&[], Some(("long.wav", &wav)));
+    let r = request(addr, "POST", "/v1/audio/transcriptions", &[("content-type", &ct)], &form);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["text"], Value::String(want.text.unwrap()));
+    // The five windows ran together (steps of 5 to 8 rows), and none is left running.
+    let metrics = request(addr, "GET", "/metrics", &[], b"").text();
+    let bucket = |le: &str| -> u64 {
+        let line = metrics.lines().find(|l| l.starts_with(&format!("uniaudio_batch_size_bucket{{le=\"{le}\"}}"))).unwrap_or_else(|| panic!("no bucket {le}: {metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(bucket("8") > bucket("4"), "no step had 5 rows: {metrics}");
+    assert!(metrics.contains("uniaudio_active_sequences 0"), "{metrics}");
+    let generated = |metrics: &str| -> u64 { metrics.lines().find_map(|l| l.strip_prefix("uniaudio_generated_total ")).unwrap().parse().unwrap() };
+    let whole = generated(&metrics);
+    // A client that leaves mid-way stops every window, counted once.
+    let connection = http::send_typed_and_leave_open(addr, "/v1/audio/transcriptions", &ct, &form);
+    let t = Instant::now();
+    while server.shared().active() == 0 {
+        assert!(t.elapsed() < Duration::from_secs(60), "the windows never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(connection);
+    let t = Instant::now();
+    while server.shared().active() > 0 || server.shared().kv_used() > 0 {
+        assert!(t.elapsed() < Duration::from_secs(20), "windows kept running after their client left");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.shared().active(), 0, "a queued window started after its client left");
+    let metrics = request(addr, "GET", "/metrics", &[], b"").text();
+    assert!(metrics.contains("uniaudio_cancelled_total 1"), "{metrics}");
+    let left = generated(&metrics) - whole;
+    assert!(left < whole / 2, "{left} tokens generated after the client left, against {whole} for the whole upload");
+    let (ct, form) = multipart(&[("task", "caption")], Some(("long.wav", &wav)));
+    let r = request(addr, "POST", "/v1/audio/transcriptions", &[("content-type", &ct)], &form);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("max_seq_len"), "{}", r.text());
     server.stop().unwrap();
 }

@@ -44,6 +44,15 @@ pub fn split_at_silences(samples: &[f32], max: usize, search: usize) -> Vec<Rang
     out
 }
 
+/// Two consecutive windows' texts as one: a space between them unless one is empty.
+pub fn join(a: String, b: &str) -> String {
+    if a.is_empty() || b.is_empty() {
+        a + b
+    } else {
+        a + " " + b
+    }
+}
+
 /// The default window plan of [`split_at_silences`] at 24 kHz.
 pub fn windows(samples: &[f32]) -> Vec<Range<usize>> {
     split_at_silences(samples, WINDOW_SECONDS * 24_000, SEARCH_SECONDS * 24_000)

@@ -277,8 +277,7 @@ impl<B: Backend> Models<B> {
             merged = Some(match merged {
                 None => out,
                 Some(mut m) => {
-                    let (a, b) = (m.text.take().unwrap_or_default(), out.text.clone().unwrap_or_default());
-                    m.text = Some(if a.is_empty() || b.is_empty() { a + &b } else { format!("{a} {b}") });
+                    m.text = Some(long_form::join(m.text.take().unwrap_or_default(), out.text.as_deref().unwrap_or_default()));
                     m.generated.text_ids.extend(&out.generated.text_ids);
                     m.generated.steps += out.generated.steps;
                     m.stopped_by = out.stopped_by;

@@ -88,8 +88,14 @@ pub fn head_only(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &
 /// Sends a request and returns the open connection without reading the answer
 /// (dropping it leaves mid-request).
 pub fn send_and_leave_open(addr: SocketAddr, path: &str, body: &[u8]) -> TcpStream {
+    send_typed_and_leave_open(addr, path, "application/json", body)
+}
+
+/// `send_and_leave_open` with another content type (a multipart upload).
+#[allow(dead_code)]
+pub fn send_typed_and_leave_open(addr: SocketAddr, path: &str, content_type: &str, body: &[u8]) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
-    let mut h = head("POST", path, &[("content-type", "application/json")]);
+    let mut h = head("POST", path, &[("content-type", content_type)]);
     h.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
     s.write_all(h.as_bytes()).unwrap();
     s.write_all(body).unwrap();

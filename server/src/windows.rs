@@ -1,0 +1,138 @@
+//! Long uploads for the windowable tasks (ASR, lyrics): the recording is cut into windows
+//! of at most 30 s at its quiet moments (`uniaudio::long_form`), each window becomes its
+//! own engine request (so they run as one batch), and the texts are joined in order once
+//! the last window finishes. Windows are encoded one per pass of the engine loop, between
+//! steps, so a long upload does not hold up the sequences already decoding. A group
+//! answers its client once: with the joined text, or with the first error (the other
+//! windows are then cancelled).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use uniaudio::{AudioInput, TaskRequest};
+use uniaudio_lm::RequestId;
+
+use crate::worker::Sink;
+
+pub type GroupId = u64;
+
+struct Group {
+    texts: Vec<Option<String>>,
+    members: Vec<RequestId>,
+}
+
+/// A window waiting to be encoded and submitted.
+pub struct PendingWindow {
+    pub group: GroupId,
+    pub index: usize,
+    pub request: TaskRequest,
+    pub sink: Sink,
+    pub deadline: Option<Instant>,
+}
+
+#[derive(Default)]
+pub struct Groups {
+    next: GroupId,
+    open: HashMap<GroupId, Group>,
+    pending: VecDeque<PendingWindow>,
+}
+
+impl Groups {
+    /// Cuts `request`'s samples into windows and queues one request per window; how many.
+    pub fn plan(&mut self, request: &TaskRequest, samples: &[f32], sink: &Sink, deadline: Option<Instant>) -> usize {
+        let plan = uniaudio::long_form::windows(samples);
+        let group = self.open(plan.len());
+        for (index, range) in plan.iter().enumerate() {
+            let window = TaskRequest { audio: Some(AudioInput::Samples24k(samples[range.clone()].to_vec())), ..request.clone() };
+            self.pending.push_back(PendingWindow { group, index, request: window, sink: sink.clone(), deadline });
+        }
+        plan.len()
+    }
+
+    /// The next queued window of a group still open (windows of closed groups are dropped).
+    pub fn next_pending(&mut self) -> Option<PendingWindow> {
+        while let Some(w) = self.pending.pop_front() {
+            if self.open.contains_key(&w.group) {
+                return Some(w);
+            }
+        }
+        None
+    }
+
+    /// Whether windows wait to be submitted.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// A new group of `windows` windows.
+    pub fn open(&mut self, windows: usize) -> GroupId {
+        let id = self.next;
+        self.next += 1;
+        self.open.insert(id, Group { texts: vec![None; windows], members: Vec::new() });
+        id
+    }
+
+    /// Records the engine request that runs one of the group's windows.
+    pub fn add_member(&mut self, group: GroupId, id: RequestId) {
+        if let Some(g) = self.open.get_mut(&group) {
+            g.members.push(id);
+        }
+    }
+
+    /// Records window `index`'s text; the joined text once every window has one (the group
+    /// is then closed).
+    pub fn complete(&mut self, group: GroupId, index: usize, text: String) -> Option<String> {
+        let g = self.open.get_mut(&group)?;
+        *g.texts.get_mut(index)? = Some(text);
+        if g.texts.iter().any(Option::is_none) {
+            return None;
+        }
+        let g = self.open.remove(&group)?;
+        Some(g.texts.into_iter().flatten().fold(String::new(), |a, b| uniaudio::long_form::join(a, &b)))
+    }
+
+    /// Closes the group (a window failed, or the client left); its engine requests, for
+    /// the caller to cancel, or `None` when it was already closed (answered once only).
+    pub fn close(&mut self, group: GroupId) -> Option<Vec<RequestId>> {
+        self.open.remove(&group).map(|g| g.members)
+    }
+
+    /// Groups still waiting for windows.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.open.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_are_joined_in_window_order_whatever_order_they_finish_in() {
+        let mut g = Groups::default();
+        let a = g.open(3);
+        for id in [10, 11, 12] {
+            g.add_member(a, id);
+        }
+        assert_eq!(g.complete(a, 2, "three".into()), None);
+        assert_eq!(g.complete(a, 0, "one".into()), None);
+        assert_eq!(g.complete(a, 1, String::new()), Some("one three".into()), "an empty window adds no space");
+        assert_eq!(g.len(), 0);
+        assert_eq!(g.complete(a, 1, "late".into()), None, "a closed group answers once");
+    }
+
+    #[test]
+    fn a_closed_group_names_its_requests_once() {
+        let mut g = Groups::default();
+        let (a, b) = (g.open(2), g.open(1));
+        g.add_member(a, 1);
+        g.add_member(a, 2);
+        g.add_member(b, 3);
+        assert_eq!(g.complete(a, 0, "x".into()), None);
+        assert_eq!(g.close(a), Some(vec![1, 2]));
+        assert_eq!(g.close(a), None);
+        assert_eq!(g.complete(a, 1, "y".into()), None);
+        assert_eq!(g.complete(b, 0, "z".into()), Some("z".into()));
+    }
+}

@@ -160,12 +160,16 @@ async fn read_form(mut form: Multipart, max_seconds: u64) -> Result<(Vec<f32>, s
     // Decoding and resampling are CPU work: off the async threads.
     let samples = tokio::task::spawn_blocking(move || -> Result<Vec<f32>, ApiError> {
         // Decoding stops as soon as the output passes the limits: a small compressed
-        // upload can expand to gigabytes.
+        // upload can expand to gigabytes. Samples: 30 s of 192 kHz stereo, or the whole
+        // length at 48 kHz stereo when that is more (600 s of 192 kHz stereo would be
+        // 0.9 GB of f32 before resampling).
         let limits = uniaudio_audio::DecodeLimits::seconds(max_seconds);
+        let max_seconds = limits.max_seconds;
+        let limits = uniaudio_audio::DecodeLimits { max_samples: limits.max_samples.min((30 * 384_000).max(max_seconds.saturating_mul(96_000))), ..limits };
         let audio = uniaudio_audio::decode_audio_limited(&bytes, &filename, limits).map_err(|e| match e {
             uniaudio_audio::AudioError::TooLong { .. } => ApiError::new(413, format!("`file` is too long: this server takes at most {max_seconds} s per request ({e})")),
             uniaudio_audio::AudioError::TooManySamples { .. } => {
-                ApiError::new(413, format!("`file` has too many samples (rate x channels x length): this server takes at most {max_seconds} s of 192 kHz stereo ({e})"))
+                ApiError::new(413, format!("`file` has too many samples (rate x channels x length): this server takes at most {} decoded samples ({e})", limits.max_samples))
             }
             e => ApiError::bad_request(format!("`file` is not audio this server can read: {e}")),
         })?;

@@ -2,9 +2,10 @@
 //! of at most 30 s at its quiet moments (`uniaudio::long_form`), each window becomes its
 //! own engine request (so they run as one batch), and the texts are joined in order once
 //! the last window finishes. Windows are encoded one per pass of the engine loop, between
-//! steps, so a long upload does not hold up the sequences already decoding. A group
-//! answers its client once: with the joined text, or with the first error (the other
-//! windows are then cancelled).
+//! steps, and only while no request waits for room: a long upload holds up the sequences
+//! already decoding by one window's encoding at a time, and encodes no window before it
+//! can run. A group answers its client once: with the joined text, or with the first error
+//! (the other windows are then cancelled).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
@@ -43,7 +44,7 @@ impl Groups {
         let plan = uniaudio::long_form::windows(samples);
         let group = self.open(plan.len());
         for (index, range) in plan.iter().enumerate() {
-            let window = TaskRequest { audio: Some(AudioInput::Samples24k(samples[range.clone()].to_vec())), ..request.clone() };
+            let window = request.with_audio(Some(AudioInput::Samples24k(samples[range.clone()].to_vec())));
             self.pending.push_back(PendingWindow { group, index, request: window, sink: sink.clone(), deadline });
         }
         plan.len()
@@ -62,6 +63,16 @@ impl Groups {
     /// Whether windows wait to be submitted.
     pub fn has_pending(&self) -> bool {
         !self.pending.is_empty()
+    }
+
+    /// Closes every group, for the engine thread's end: each client's sink, once.
+    pub fn close_all(&mut self) -> Vec<Sink> {
+        let mut sinks: HashMap<GroupId, Sink> = HashMap::new();
+        for w in self.pending.drain(..) {
+            sinks.entry(w.group).or_insert(w.sink);
+        }
+        self.open.clear();
+        sinks.into_values().collect()
     }
 
     /// A new group of `windows` windows.
@@ -120,6 +131,42 @@ mod tests {
         assert_eq!(g.complete(a, 1, String::new()), Some("one three".into()), "an empty window adds no space");
         assert_eq!(g.len(), 0);
         assert_eq!(g.complete(a, 1, "late".into()), None, "a closed group answers once");
+    }
+
+    #[test]
+    fn queued_windows_follow_the_plan_and_closing_drops_them() {
+        let (sink, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let request = TaskRequest {
+            task: uniaudio::Task::Asr,
+            text: Default::default(),
+            audio: None,
+            sampling: Default::default(),
+            codec: Default::default(),
+            prompt_frames: None,
+        };
+        let mut g = Groups::default();
+        // 70 s of tone with quiet gaps at 25 s and 52 s: three windows.
+        let rate = 24_000;
+        let mut x: Vec<f32> = (0..70 * rate).map(|i| (i as f32 * 0.01).sin() * 0.5).collect();
+        for gap in [25 * rate, 52 * rate] {
+            x[gap..gap + rate / 10].fill(0.0);
+        }
+        assert_eq!(g.plan(&request, &x, &sink, None), 3);
+        let first = g.next_pending().unwrap();
+        assert_eq!(first.index, 0);
+        let Some(AudioInput::Samples24k(w)) = &first.request.audio else { panic!("no samples") };
+        assert_eq!(&x[..w.len()], &w[..]);
+        assert!(g.has_pending());
+        // A second upload's group stays whole when the first closes.
+        g.plan(&request, &x[..rate], &sink, None);
+        g.close(first.group);
+        let next = g.next_pending().unwrap();
+        assert_ne!(next.group, first.group, "a closed group's windows are dropped");
+        assert_eq!(g.close_all().len(), 0, "nothing left queued");
+        g.plan(&request, &x, &sink, None);
+        g.plan(&request, &x, &sink, None);
+        assert_eq!(g.close_all().len(), 2, "one sink per group");
+        assert!(!g.has_pending() && g.len() == 0);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use uniaudio_lm::{Engine, EngineEvent, EngineOptions, Finished, Frame, GenerateO
 use uniaudio_runtime::Backend;
 
 use crate::metrics::Shared;
-use crate::windows::{GroupId, Groups};
+use crate::windows::{GroupId, Groups, PendingWindow};
 use crate::ApiError;
 
 /// A finished task.
@@ -134,7 +134,10 @@ pub fn run<B: Backend>(b: B, paths: ModelPaths, engine_opts: EngineOptions, jobs
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => open = false,
             }
         }
-        start_next_window(&b, &models, &mut engine, &mut live, &mut groups, &shared);
+        // A window is encoded only when it can join at once.
+        if engine.waiting() == 0 {
+            start_next_window(&b, &models, &mut engine, &mut live, &mut groups, &shared);
+        }
         drop_abandoned(&mut engine, &mut live, &mut groups, &shared);
         if engine.is_idle() {
             shared.observe_engine(&engine);
@@ -153,6 +156,10 @@ pub fn run<B: Backend>(b: B, paths: ModelPaths, engine_opts: EngineOptions, jobs
                 shared.set_failed("the engine panicked outside a batched step or a prefill; restart the server".into());
                 for (_, l) in live.drain() {
                     let _ = l.sink.send(Reply::Done(Err(ApiError::internal("internal error in the engine (the server must be restarted)"))));
+                }
+                // Long uploads whose windows had not started yet.
+                for sink in groups.close_all() {
+                    let _ = sink.send(Reply::Done(Err(ApiError::internal("internal error in the engine (the server must be restarted)"))));
                 }
                 for job in jobs {
                     let _ = job.sink().send(Reply::Done(Err(ApiError::unavailable("the engine failed; the server must be restarted"))));
@@ -288,7 +295,7 @@ fn accept<B: Backend>(b: &B, models: &Models<B>, engine: &mut Engine<'_, B>, liv
                             return Err(refuse(ApiError::internal("a windowed request without samples")));
                         };
                         // Started one per pass of the engine loop (`start_next_window`).
-                        groups.plan(&request, samples, &sink, deadline);
+                        groups.plan(&request.with_audio(None), samples, &sink, deadline);
                         return Ok((Vec::new(), deadline));
                     }
                     Err(e) => return Err(refuse(ApiError::from_library(e))),
@@ -341,8 +348,10 @@ fn start_next_window<B: Backend>(b: &B, models: &Models<B>, engine: &mut Engine<
     match started {
         Ok(Ok((id, prepared))) => {
             groups.add_member(w.group, id);
-            let work = Work::Window { group: w.group, index: w.index, request: Box::new(w.request.clone()), prepared: Box::new(prepared) };
-            live.insert(id, Live { sink: w.sink.clone(), work, deadline: w.deadline });
+            // Finishing reads the task and its settings, not the samples.
+            let PendingWindow { group, index, request, sink, deadline } = w;
+            let work = Work::Window { group, index, request: Box::new(request.with_audio(None)), prepared: Box::new(prepared) };
+            live.insert(id, Live { sink, work, deadline });
         }
         Ok(Err(e)) => fail(engine, live, groups, Some(e)),
         Err(_) => {

@@ -85,6 +85,14 @@ pub struct TaskRequest {
     pub prompt_frames: Option<Vec<uniaudio_lm::Frame>>,
 }
 
+impl TaskRequest {
+    /// The same request with other input audio (the old audio is not copied: a window of
+    /// a long recording must not clone the whole of it).
+    pub fn with_audio(&self, audio: Option<AudioInput>) -> TaskRequest {
+        TaskRequest { task: self.task, text: self.text.clone(), audio, sampling: self.sampling.clone(), codec: self.codec.clone(), prompt_frames: self.prompt_frames.clone() }
+    }
+}
+
 /// What a run reports while it works.
 pub enum Event<'a> {
     /// Something the user should know (a reduced step cap, a stage starting).

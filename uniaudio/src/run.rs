@@ -269,7 +269,7 @@ impl<B: Backend> Models<B> {
         )));
         let mut merged: Option<TaskOutput> = None;
         for range in &plan {
-            let window = TaskRequest { audio: Some(AudioInput::Samples24k(samples[range.clone()].to_vec())), ..req.clone() };
+            let window = req.with_audio(Some(AudioInput::Samples24k(samples[range.clone()].to_vec())));
             if merged.as_ref().is_some_and(|m| m.text.as_deref().is_some_and(|t| !t.is_empty())) {
                 events(Event::Text(" "));
             }

@@ -65,6 +65,22 @@ impl Groups {
         !self.pending.is_empty()
     }
 
+    /// Closes the groups with queued windows whose client left or whose deadline passed
+    /// (their windows are dropped at once): each one's sink and engine requests.
+    pub fn sweep(&mut self, now: Instant) -> Vec<(Sink, Vec<RequestId>)> {
+        let mut done: Vec<(GroupId, Sink)> = Vec::new();
+        for w in &self.pending {
+            let abandoned = w.sink.is_closed() || w.deadline.is_some_and(|d| now >= d);
+            if abandoned && self.open.contains_key(&w.group) && !done.iter().any(|(g, _)| *g == w.group) {
+                done.push((w.group, w.sink.clone()));
+            }
+        }
+        let closed: Vec<(Sink, Vec<RequestId>)> = done.into_iter().filter_map(|(g, sink)| Some((sink, self.close(g)?))).collect();
+        let open = &self.open;
+        self.pending.retain(|w| open.contains_key(&w.group));
+        closed
+    }
+
     /// Closes every group, for the engine thread's end: each client's sink, once.
     pub fn close_all(&mut self) -> Vec<Sink> {
         let mut sinks: HashMap<GroupId, Sink> = HashMap::new();
@@ -167,6 +183,17 @@ mod tests {
         g.plan(&request, &x, &sink, None);
         assert_eq!(g.close_all().len(), 2, "one sink per group");
         assert!(!g.has_pending() && g.len() == 0);
+        // A group whose client left or whose deadline passed is swept with its windows.
+        let (gone, rx) = tokio::sync::mpsc::unbounded_channel();
+        drop(rx);
+        let now = Instant::now();
+        let kept = g.plan(&request, &x, &sink, Some(now + std::time::Duration::from_secs(60)));
+        g.plan(&request, &x, &gone, None);
+        g.plan(&request, &x, &sink, Some(now));
+        let swept = g.sweep(now);
+        assert_eq!(swept.len(), 2, "the departed client's group and the expired one");
+        assert_eq!((g.len(), g.pending.len()), (1, kept));
+        assert!(g.sweep(now).is_empty());
     }
 
     #[test]

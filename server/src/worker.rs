@@ -413,6 +413,16 @@ fn drop_abandoned<B: Backend>(engine: &mut Engine<'_, B>, live: &mut HashMap<Req
             timed_out.push(l);
         }
     }
+    // Long uploads whose client left, or whose deadline passed, before any window started.
+    let mut queued_timed_out = Vec::new();
+    for (sink, members) in groups.sweep(now) {
+        cancel_members(engine, live, Some(members));
+        if sink.is_closed() {
+            shared.count_cancelled();
+        } else {
+            queued_timed_out.push(sink);
+        }
+    }
     // The freed caches show in the metrics before anyone hears of the cancellation.
     shared.observe_engine(engine);
     for l in timed_out {
@@ -420,6 +430,9 @@ fn drop_abandoned<B: Backend>(engine: &mut Engine<'_, B>, live: &mut HashMap<Req
             Work::Raw(_) => Reply::Done(Err(ApiError::timeout())),
             Work::Task(..) | Work::Window { .. } => Reply::Task(Err(ApiError::timeout())),
         });
+    }
+    for sink in queued_timed_out {
+        let _ = sink.send(Reply::Task(Err(ApiError::timeout())));
     }
 }
 

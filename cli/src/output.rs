@@ -15,13 +15,18 @@ pub fn write_atomically(path: &Path, contents: &str) -> Result<()> {
 /// in a directory that exists.
 pub fn check_report_path(path: Option<&Path>) -> Result<()> {
     let Some(path) = path else { return Ok(()) };
-    if path.is_dir() {
-        bail!("{}: is a directory; give the path of the file to write", path.display());
-    }
+    refuse_directory(path)?;
     match path.parent().filter(|p| !p.as_os_str().is_empty()) {
         Some(dir) if !dir.is_dir() => bail!("{}: the directory {} does not exist", path.display(), dir.display()),
         _ => Ok(()),
     }
+}
+
+fn refuse_directory(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        bail!("{}: is a directory; give the path of the file to write", path.display());
+    }
+    Ok(())
 }
 
 /// A destination checked before long work: its directory must be writable and the file
@@ -34,9 +39,7 @@ pub struct Target {
 
 impl Target {
     pub fn prepare(path: &Path, force: bool) -> Result<Self> {
-        if path.is_dir() {
-            bail!("{}: is a directory; give the path of the file to write", path.display());
-        }
+        refuse_directory(path)?;
         if path.exists() && !force {
             bail!("{}: exists (pass --force to replace it)", path.display());
         }

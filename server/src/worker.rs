@@ -134,11 +134,12 @@ pub fn run<B: Backend>(b: B, paths: ModelPaths, engine_opts: EngineOptions, jobs
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => open = false,
             }
         }
-        // A window is encoded only when it can join at once.
+        drop_abandoned(&mut engine, &mut live, &mut groups, &shared);
+        // A window is encoded only when it can join at once (and, after the sweep above,
+        // only for a client still there and within its deadline).
         if engine.waiting() == 0 {
             start_next_window(&b, &models, &mut engine, &mut live, &mut groups, &shared);
         }
-        drop_abandoned(&mut engine, &mut live, &mut groups, &shared);
         if engine.is_idle() {
             shared.observe_engine(&engine);
             shared.observe_idle();
@@ -201,14 +202,10 @@ pub fn run<B: Backend>(b: B, paths: ModelPaths, engine_opts: EngineOptions, jobs
                     (Work::Task(request, prepared), Ok(out)) => Reply::Task(finish_task(&b, &models, &request, *prepared, out, &shared)),
                     (Work::Task(..), Err(e)) => Reply::Task(Err(ApiError::internal(e.to_string()))),
                     (Work::Window { group, index, request, prepared }, result) => {
-                        let text = match result {
-                            Ok(out) => match finish_task(&b, &models, &request, *prepared, out, &shared) {
-                                Ok(TaskReply::Text(text)) => Ok(text),
-                                Ok(TaskReply::Audio { .. }) => Err(ApiError::internal("a window produced audio, not text")),
-                                Err(e) => Err(e),
-                            },
-                            Err(e) => Err(ApiError::internal(e.to_string())),
-                        };
+                        let text = result.map_err(|e| ApiError::internal(e.to_string())).and_then(|out| finish_task(&b, &models, &request, *prepared, out, &shared)).and_then(|reply| match reply {
+                            TaskReply::Text(text) => Ok(text),
+                            TaskReply::Audio { .. } => Err(ApiError::internal("a window produced audio, not text")),
+                        });
                         match text {
                             Ok(text) => match groups.complete(group, index, text) {
                                 Some(joined) => Reply::Task(Ok(TaskReply::Text(joined))),
@@ -322,24 +319,16 @@ fn accept<B: Backend>(b: &B, models: &Models<B>, engine: &mut Engine<'_, B>, liv
     }
 }
 
-/// Encodes and submits the next queued window of a long upload (see `windows`); a client
-/// gone, a deadline passed or a failure closes its group (answered once).
+/// Encodes and submits the next queued window of a long upload (see `windows`); a failure
+/// closes its group (answered once). Groups whose client left or whose deadline passed
+/// were closed by `drop_abandoned` just before.
 fn start_next_window<B: Backend>(b: &B, models: &Models<B>, engine: &mut Engine<'_, B>, live: &mut HashMap<RequestId, Live>, groups: &mut Groups, shared: &Shared) {
     let Some(w) = groups.next_pending() else { return };
-    let fail = |engine: &mut Engine<'_, B>, live: &mut HashMap<RequestId, Live>, groups: &mut Groups, reply: Option<ApiError>| {
+    let fail = |engine: &mut Engine<'_, B>, live: &mut HashMap<RequestId, Live>, groups: &mut Groups, e: ApiError| {
         cancel_members(engine, live, groups.close(w.group));
         shared.observe_engine(engine);
-        if let Some(e) = reply {
-            let _ = w.sink.send(Reply::Task(Err(e)));
-        }
+        let _ = w.sink.send(Reply::Task(Err(e)));
     };
-    if w.sink.is_closed() {
-        shared.count_cancelled();
-        return fail(engine, live, groups, None);
-    }
-    if w.deadline.is_some_and(|d| Instant::now() >= d) {
-        return fail(engine, live, groups, Some(ApiError::timeout()));
-    }
     let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match models.prepare(b, &w.request, &mut |_| {}) {
         Ok(Preparation::Ready(prepared)) => engine.submit(&prepared.prompt.frames, &prepared.opts).map(|id| (id, prepared)).map_err(|e| ApiError::bad_request(e.to_string())),
         Ok(Preparation::Windows) => Err(ApiError::internal("a window is too long for one prompt")),
@@ -353,10 +342,10 @@ fn start_next_window<B: Backend>(b: &B, models: &Models<B>, engine: &mut Engine<
             let work = Work::Window { group, index, request: Box::new(request.with_audio(None)), prepared: Box::new(prepared) };
             live.insert(id, Live { sink, work, deadline });
         }
-        Ok(Err(e)) => fail(engine, live, groups, Some(e)),
+        Ok(Err(e)) => fail(engine, live, groups, e),
         Err(_) => {
             shared.count_panic();
-            fail(engine, live, groups, Some(ApiError::internal("internal error while starting a window of the request (the server and other requests are unaffected)")));
+            fail(engine, live, groups, ApiError::internal("internal error while starting a window of the request (the server and other requests are unaffected)"));
         }
     }
 }

@@ -48,6 +48,10 @@ pub struct ServeArgs {
     /// cut into windows of at most 30 s at quiet moments, run as one batch, and joined.
     #[arg(long, default_value_t = 600)]
     max_audio_seconds: u64,
+    /// Seconds of uploaded audio held at once across accepted requests (96 kB each);
+    /// beyond it, 429. At least --max-audio-seconds.
+    #[arg(long, default_value_t = 3600)]
+    max_queued_audio_seconds: u64,
     /// Seconds in-flight requests may take to finish after SIGTERM/SIGINT.
     #[arg(long, default_value_t = 30)]
     drain_timeout: u64,
@@ -58,6 +62,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let lm_dir = paths.require(uniaudio::Part::Lm, "serve")?.to_path_buf();
     if args.api_key.as_deref().is_some_and(str::is_empty) {
         anyhow::bail!("--api-key: the key is empty");
+    }
+    if args.max_queued_audio_seconds < args.max_audio_seconds {
+        anyhow::bail!("--max-queued-audio-seconds {} is below --max-audio-seconds {}: an upload that long could never be accepted", args.max_queued_audio_seconds, args.max_audio_seconds);
     }
     let backend = args.backend.open()?;
     let described = backend.describe();
@@ -71,6 +78,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         max_body_bytes: args.max_body_mib.max(1) << 20,
         max_steps_limit: args.max_steps_limit,
         max_audio_seconds: args.max_audio_seconds.max(1),
+        max_queued_audio_seconds: args.max_queued_audio_seconds.max(1),
         drain_timeout: Duration::from_secs(args.drain_timeout),
         model_name: lm_dir.file_name().map_or("uniaudio-2.0".into(), |n| n.to_string_lossy().into_owned()),
         fault_injection: false,

@@ -50,6 +50,9 @@ pub struct ServeOptions {
     /// Longest uploaded audio, seconds (longer: 413). ASR and lyrics past one prompt are
     /// transcribed in windows of at most 30 s, batched together.
     pub max_audio_seconds: u64,
+    /// Uploaded audio the server holds at once across accepted requests, seconds (beyond
+    /// it, 429); at least `max_audio_seconds`. Uploads are held at 24 kHz, 96 kB a second.
+    pub max_queued_audio_seconds: u64,
     /// How long in-flight requests may take to finish after a shutdown signal.
     pub drain_timeout: Duration,
     /// The name `/v1/models` reports.
@@ -71,6 +74,7 @@ impl Default for ServeOptions {
             max_body_bytes: 32 << 20,
             max_steps_limit: 1500,
             max_audio_seconds: 600,
+            max_queued_audio_seconds: 3600,
             drain_timeout: Duration::from_secs(30),
             model_name: "uniaudio-2.0".into(),
             fault_injection: false,
@@ -131,6 +135,9 @@ fn start_inner(model: ModelPaths, backend: AnyBackend, opts: ServeOptions, signa
     if opts.queue_limit == 0 || opts.engine.max_batch == 0 {
         anyhow::bail!("the queue limit and the batch must both be at least 1");
     }
+    if opts.max_queued_audio_seconds < opts.max_audio_seconds {
+        anyhow::bail!("the queued-audio budget ({} s) is below the longest upload ({} s): such an upload could never be accepted", opts.max_queued_audio_seconds, opts.max_audio_seconds);
+    }
     let listener = std::net::TcpListener::bind((opts.host.as_str(), opts.port)).with_context(|| format!("listening on {}:{}", opts.host, opts.port))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
@@ -145,7 +152,8 @@ fn start_inner(model: ModelPaths, backend: AnyBackend, opts: ServeOptions, signa
         })?
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let state = Arc::new(routes::AppState { jobs: std::sync::Mutex::new(jobs), shared: shared.clone(), opts: opts.clone() });
+    let decodes = tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let state = Arc::new(routes::AppState { jobs: std::sync::Mutex::new(jobs), shared: shared.clone(), opts: opts.clone(), decodes });
     let thread = std::thread::Builder::new().name("uniaudio-http".into()).spawn(move || -> Result<()> {
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         rt.block_on(async move {

@@ -60,6 +60,10 @@ pub struct Shared {
     failed: Mutex<Option<String>>,
     /// Requests accepted and not yet answered (waiting or running).
     pub in_flight: AtomicUsize,
+    /// Accepted requests with a sequence decoding (a long upload's windows count once).
+    running: AtomicUsize,
+    /// Samples of uploaded audio (24 kHz) held by accepted requests.
+    audio_held: AtomicUsize,
     active: AtomicUsize,
     rows: AtomicUsize,
     kv_used: AtomicUsize,
@@ -99,6 +103,25 @@ impl Shared {
         self.active.store(e.active(), Ordering::Relaxed);
         self.rows.store(e.rows(), Ordering::Relaxed);
         self.kv_used.store(e.kv().used(), Ordering::Relaxed);
+    }
+
+    /// Accepted requests with a sequence decoding now.
+    pub fn observe_running(&self, requests: usize) {
+        self.running.store(requests, Ordering::Relaxed);
+    }
+
+    /// Holds `samples` more of uploaded audio unless that passes `budget`.
+    pub fn try_hold_audio(&self, samples: usize, budget: usize) -> bool {
+        self.audio_held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| held.checked_add(samples).filter(|&n| n <= budget)).is_ok()
+    }
+
+    pub fn release_audio(&self, samples: usize) {
+        self.audio_held.fetch_sub(samples, Ordering::AcqRel);
+    }
+
+    /// Samples of uploaded audio held now.
+    pub fn audio_held(&self) -> usize {
+        self.audio_held.load(Ordering::Acquire)
     }
 
     pub fn observe_step(&self, rows: usize, produced: usize, took: Duration) {
@@ -150,8 +173,10 @@ impl Shared {
         let in_flight = self.in_flight.load(Ordering::Relaxed);
         let active = self.active();
         gauge(&mut out, "uniaudio_ready", "1 once the model is loaded", self.is_ready() as u8 as f64);
-        gauge(&mut out, "uniaudio_queue_depth", "Accepted requests not yet running", in_flight.saturating_sub(active) as f64);
+        let running = self.running.load(Ordering::Relaxed);
+        gauge(&mut out, "uniaudio_queue_depth", "Accepted requests without a running sequence (reading their upload, or waiting for room)", in_flight.saturating_sub(running) as f64);
         gauge(&mut out, "uniaudio_active_sequences", "Sequences decoding now", active as f64);
+        gauge(&mut out, "uniaudio_uploaded_audio_seconds", "Seconds of uploaded audio held by accepted requests", (self.audio_held() / crate::tasks::UPLOAD_RATE as usize) as f64);
         gauge(&mut out, "uniaudio_batch_rows", "Rows in the current step", self.rows.load(Ordering::Relaxed) as f64);
         gauge(&mut out, "uniaudio_kv_used_bytes", "KV-cache bytes held by running sequences", self.kv_used() as f64);
         gauge(&mut out, "uniaudio_kv_budget_bytes", "KV-cache byte budget", self.kv_budget.load(Ordering::Relaxed) as f64);

@@ -27,6 +27,8 @@ pub struct AppState {
     pub jobs: Mutex<std::sync::mpsc::Sender<Job>>,
     pub shared: Arc<Shared>,
     pub opts: ServeOptions,
+    /// Uploads decoding at once (one per core).
+    pub decodes: tokio::sync::Semaphore,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -78,17 +80,37 @@ async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
     Json(json!({"object": "list", "data": [{"id": state.opts.model_name, "object": "model", "owned_by": "uniaudio"}]}))
 }
 
-/// An accepted request: counted in flight until dropped.
-pub(crate) struct InFlight(Arc<Shared>);
+/// An accepted request: counted in flight, with the uploaded audio it holds, until dropped.
+pub(crate) struct InFlight {
+    shared: Arc<Shared>,
+    audio_samples: usize,
+}
+
+impl InFlight {
+    /// Counts an upload's decoded samples against the server's budget for uploaded audio
+    /// held at once (`--max-queued-audio-seconds`), or refuses with 429.
+    pub fn hold_audio(&mut self, samples: usize, budget_samples: usize) -> Result<(), ApiError> {
+        if !self.shared.try_hold_audio(samples, budget_samples) {
+            let rate = crate::tasks::UPLOAD_RATE as usize;
+            return Err(ApiError::new(
+                429,
+                format!("the server holds {} s of uploaded audio already; this upload's {} s would pass its budget of {} s (--max-queued-audio-seconds); retry later", self.shared.audio_held() / rate, samples / rate, budget_samples / rate),
+            ));
+        }
+        self.audio_samples += samples;
+        Ok(())
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.shared.release_audio(self.audio_samples);
+        self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 /// Admits one more request or refuses with 429 (queue full) or 503 (not loaded).
-fn admit(state: &AppState) -> Result<InFlight, ApiError> {
+pub(crate) fn admit(state: &AppState) -> Result<InFlight, ApiError> {
     let s = &state.shared;
     if let Some(m) = s.failure() {
         return Err(ApiError::unavailable(format!("the server failed: {m}")));
@@ -101,17 +123,16 @@ fn admit(state: &AppState) -> Result<InFlight, ApiError> {
         s.in_flight.fetch_sub(1, Ordering::AcqRel);
         return Err(ApiError::new(429, format!("the server has {limit} requests in flight (--queue-limit); retry later")));
     }
-    Ok(InFlight(s.clone()))
+    Ok(InFlight { shared: s.clone(), audio_samples: 0 })
 }
 
-/// Admits a request and hands its job to the engine thread; the replies come on the
-/// returned channel, and the guard counts the request in flight until dropped.
-pub(crate) fn enqueue(state: &AppState, job: impl FnOnce(Sink, Option<Instant>) -> Job) -> Result<(InFlight, UnboundedReceiver<Reply>), ApiError> {
-    let guard = admit(state)?;
+/// Hands an admitted request's job to the engine thread; the replies come on the returned
+/// channel.
+pub(crate) fn enqueue(state: &AppState, job: impl FnOnce(Sink, Option<Instant>) -> Job) -> Result<UnboundedReceiver<Reply>, ApiError> {
     let (sink, replies) = tokio::sync::mpsc::unbounded_channel();
     let deadline = state.opts.timeout.map(|t| Instant::now() + t);
     state.jobs.lock().unwrap_or_else(|p| p.into_inner()).send(job(sink, deadline)).map_err(|_| ApiError::unavailable("the server is shutting down"))?;
-    Ok((guard, replies))
+    Ok(replies)
 }
 
 /// `POST /v1/generate`: one request object of `generate --requests`; the answer is the
@@ -146,7 +167,8 @@ async fn generate(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesR
     if max_len > 0 && frames.len() > max_len {
         return Err(ApiError::new(413, format!("`frames` holds {} frames; the model's context is {max_len} positions", frames.len())));
     }
-    let (guard, mut replies) = enqueue(&state, |sink, deadline| Job::Generate { frames, opts, sink, deadline, fault })?;
+    let guard = admit(&state)?;
+    let mut replies = enqueue(&state, |sink, deadline| Job::Generate { frames, opts, sink, deadline, fault })?;
     if stream {
         let events = UnboundedReceiverStream::new(replies).map(move |reply| {
             let _held = &guard;
@@ -169,4 +191,35 @@ async fn generate(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesR
     }
     drop(guard);
     Err(ApiError::internal("the engine stopped before answering"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accepted(shared: &Arc<Shared>) -> InFlight {
+        shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight { shared: shared.clone(), audio_samples: 0 }
+    }
+
+    #[test]
+    fn uploaded_audio_is_held_within_the_budget_until_its_request_ends() {
+        let shared = Arc::new(Shared::default());
+        let second = crate::tasks::UPLOAD_RATE as usize;
+        let budget = 3 * second;
+        let mut first = accepted(&shared);
+        first.hold_audio(2 * second, budget).unwrap();
+        let mut other = accepted(&shared);
+        let e = other.hold_audio(2 * second, budget).unwrap_err();
+        assert_eq!(e.status, 429);
+        assert!(e.message.contains("holds 2 s") && e.message.contains("--max-queued-audio-seconds"), "{}", e.message);
+        // A refused hold takes nothing; what fits still does.
+        other.hold_audio(second, budget).unwrap();
+        assert_eq!(shared.audio_held(), 3 * second);
+        drop(first);
+        other.hold_audio(2 * second, budget).unwrap();
+        assert_eq!(shared.audio_held(), 3 * second);
+        drop(other);
+        assert_eq!((shared.audio_held(), shared.in_flight.load(Ordering::Acquire)), (0, 0));
+    }
 }

@@ -10,7 +10,7 @@ use axum::Json;
 use serde_json::{json, Value};
 use uniaudio::{AudioInput, CodecSettings, Sampling, Task, TaskRequest, TaskText};
 
-use crate::routes::{enqueue, AppState};
+use crate::routes::{admit, enqueue, AppState, InFlight};
 use crate::worker::{Job, Reply, TaskReply};
 use crate::ApiError;
 
@@ -18,10 +18,12 @@ use crate::ApiError;
 const MAX_INPUT_CHARS: usize = 4096;
 /// Euler steps of the codec's flow model a request may ask for.
 const MAX_CODEC_STEPS: u64 = 100;
+/// Uploads are resampled to the codec's rate, and held at it until answered.
+pub(crate) const UPLOAD_RATE: u32 = 24_000;
 
-/// Sends a task to the engine thread and waits for its answer.
-async fn run_task(state: &Arc<AppState>, request: TaskRequest) -> Result<TaskReply, ApiError> {
-    let (guard, mut replies) = enqueue(state, |sink, deadline| Job::Task { request: Box::new(request), sink, deadline })?;
+/// Sends an admitted task to the engine thread and waits for its answer.
+async fn run_task(state: &Arc<AppState>, guard: InFlight, request: TaskRequest) -> Result<TaskReply, ApiError> {
+    let mut replies = enqueue(state, |sink, deadline| Job::Task { request: Box::new(request), sink, deadline })?;
     let answer = loop {
         match replies.recv().await {
             Some(Reply::Task(r)) => break r,
@@ -103,7 +105,8 @@ pub async fn speech(State(state): State<Arc<AppState>>, body: Result<axum::body:
     };
     let sampling = Sampling { top_k: uint(obj, "top_k")?.map(|k| k as usize), temperature, seed: uint(obj, "seed")?.unwrap_or(888), max_steps, cfg_scale: None, step_limit };
     let request = TaskRequest { task, text: text_in, audio: None, sampling, codec: CodecSettings { steps: steps as usize, ..Default::default() }, prompt_frames: None };
-    match run_task(&state, request).await? {
+    let guard = admit(&state)?;
+    match run_task(&state, guard, request).await? {
         TaskReply::Audio { samples, sample_rate } => Ok(if format == "pcm" {
             ([("content-type", "audio/pcm")], pcm16(&samples)).into_response()
         } else {
@@ -138,8 +141,10 @@ fn wav(samples: &[f32], rate: u32) -> Result<Vec<u8>, ApiError> {
     Ok(bytes.into_inner())
 }
 
-/// The multipart fields of an audio request: the decoded `file` at 24 kHz and the text fields.
-async fn read_form(mut form: Multipart, max_seconds: u64) -> Result<(Vec<f32>, std::collections::HashMap<String, String>), ApiError> {
+/// The multipart fields of an admitted audio request: the decoded `file` at 24 kHz (held
+/// against the server's audio budget by `guard`) and the text fields.
+async fn read_form(state: &AppState, guard: &mut InFlight, mut form: Multipart) -> Result<(Vec<f32>, std::collections::HashMap<String, String>), ApiError> {
+    let max_seconds = state.opts.max_audio_seconds;
     // An oversized body (one without a Content-Length stops mid-read) keeps its 413.
     let bad = |e: axum::extract::multipart::MultipartError| match e.status().as_u16() {
         413 => ApiError::new(413, format!("the multipart body is too large: {}", e.body_text())),
@@ -157,7 +162,9 @@ async fn read_form(mut form: Multipart, max_seconds: u64) -> Result<(Vec<f32>, s
         }
     }
     let (filename, bytes) = file.ok_or_else(|| ApiError::bad_request("missing the `file` field (the audio)"))?;
-    // Decoding and resampling are CPU work: off the async threads.
+    // Decoding and resampling are CPU work: off the async threads, and a few at a time,
+    // so that concurrent uploads do not all hold their decoded samples at once.
+    let _decoding = state.decodes.acquire().await.map_err(|_| ApiError::unavailable("the server is shutting down"))?;
     let samples = tokio::task::spawn_blocking(move || -> Result<Vec<f32>, ApiError> {
         // Decoding stops as soon as the output passes the limits: a small compressed
         // upload can expand to gigabytes. Samples: 30 s of 192 kHz stereo, or the whole
@@ -176,10 +183,11 @@ async fn read_form(mut form: Multipart, max_seconds: u64) -> Result<(Vec<f32>, s
         if audio.sample_rate == 0 || audio.samples.is_empty() {
             return Err(ApiError::bad_request("`file` holds no samples"));
         }
-        Ok(uniaudio_audio::resample(&audio.samples, audio.sample_rate, 24_000))
+        Ok(uniaudio_audio::resample(&audio.samples, audio.sample_rate, UPLOAD_RATE))
     })
     .await
     .map_err(|_| ApiError::internal("decoding the audio failed"))??;
+    guard.hold_audio(samples.len(), state.opts.max_queued_audio_seconds as usize * UPLOAD_RATE as usize)?;
     Ok((samples, fields))
 }
 
@@ -187,7 +195,9 @@ async fn read_form(mut form: Multipart, max_seconds: u64) -> Result<(Vec<f32>, s
 /// music-caption | lyrics, optional `response_format` = json | text; `model` and `prompt`
 /// are ignored) -> `{"text": ...}`, or the text alone.
 pub async fn transcriptions(State(state): State<Arc<AppState>>, form: Multipart) -> Result<Response, ApiError> {
-    let (samples, fields) = read_form(form, state.opts.max_audio_seconds).await?;
+    // Admitted before the upload is read: a full queue refuses it unread and undecoded.
+    let mut guard = admit(&state)?;
+    let (samples, fields) = read_form(&state, &mut guard, form).await?;
     let task = match fields.get("task").map(String::as_str).unwrap_or("asr") {
         "asr" => Task::Asr,
         "caption" => Task::AudioCaption,
@@ -196,19 +206,20 @@ pub async fn transcriptions(State(state): State<Arc<AppState>>, form: Multipart)
         other => return Err(ApiError::bad_request(format!("`task` must be asr, caption, music-caption or lyrics, got `{other}`"))),
     };
     let format = TextFormat::of(&fields)?;
-    understand(&state, task, samples, TaskText::default(), format).await
+    understand(&state, guard, task, samples, TaskText::default(), format).await
 }
 
 /// `POST /v1/audio/answer` (multipart: `file`, `question`, optional `response_format` =
 /// json | text) -> `{"text": ...}`, or the text alone.
 pub async fn answer(State(state): State<Arc<AppState>>, form: Multipart) -> Result<Response, ApiError> {
-    let (samples, fields) = read_form(form, state.opts.max_audio_seconds).await?;
+    let mut guard = admit(&state)?;
+    let (samples, fields) = read_form(&state, &mut guard, form).await?;
     let question = fields.get("question").filter(|q| !q.trim().is_empty()).ok_or_else(|| ApiError::bad_request("missing `question`"))?;
     if question.chars().count() > MAX_INPUT_CHARS {
         return Err(ApiError::new(413, format!("`question` is longer than {MAX_INPUT_CHARS} characters")));
     }
     let format = TextFormat::of(&fields)?;
-    understand(&state, Task::AudioUnderstanding, samples, TaskText { question: Some(question.clone()), ..Default::default() }, format).await
+    understand(&state, guard, Task::AudioUnderstanding, samples, TaskText { question: Some(question.clone()), ..Default::default() }, format).await
 }
 
 /// How a text answer is sent (OpenAI's `response_format`; its subtitle and verbose
@@ -229,10 +240,10 @@ impl TextFormat {
     }
 }
 
-async fn understand(state: &Arc<AppState>, task: Task, samples: Vec<f32>, text: TaskText, format: TextFormat) -> Result<Response, ApiError> {
+async fn understand(state: &Arc<AppState>, guard: InFlight, task: Task, samples: Vec<f32>, text: TaskText, format: TextFormat) -> Result<Response, ApiError> {
     let sampling = Sampling { step_limit: Some(state.opts.max_steps_limit), ..Sampling::default() };
     let request = TaskRequest { task, text, audio: Some(AudioInput::Samples24k(samples)), sampling, codec: CodecSettings::default(), prompt_frames: None };
-    match (run_task(state, request).await?, format) {
+    match (run_task(state, guard, request).await?, format) {
         (TaskReply::Text(text), TextFormat::Json) => Ok(Json(json!({"text": text})).into_response()),
         (TaskReply::Text(text), TextFormat::Text) => Ok(([("content-type", "text/plain; charset=utf-8")], text).into_response()),
         (TaskReply::Audio { .. }, _) => Err(ApiError::internal("the task produced audio, not text")),

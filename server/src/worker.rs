@@ -140,6 +140,7 @@ pub fn run<B: Backend>(b: B, paths: ModelPaths, engine_opts: EngineOptions, jobs
         if engine.waiting() == 0 {
             start_next_window(&b, &models, &mut engine, &mut live, &mut groups, &shared);
         }
+        shared.observe_running(running_requests(&engine, &live));
         if engine.is_idle() {
             shared.observe_engine(&engine);
             shared.observe_idle();
@@ -223,7 +224,20 @@ pub fn run<B: Backend>(b: B, paths: ModelPaths, engine_opts: EngineOptions, jobs
                 let _ = l.sink.send(reply);
             }
         }
+        shared.observe_running(running_requests(&engine, &live));
     }
+}
+
+/// Requests with a sequence decoding: a long upload's running windows count once.
+fn running_requests<B: Backend>(engine: &Engine<'_, B>, live: &HashMap<RequestId, Live>) -> usize {
+    let mut groups = std::collections::HashSet::new();
+    live.iter()
+        .filter(|(&id, _)| engine.is_running(id))
+        .filter(|(_, l)| match &l.work {
+            Work::Window { group, .. } => groups.insert(*group),
+            Work::Raw(_) | Work::Task(..) => true,
+        })
+        .count()
 }
 
 /// The panics behind these finishes, each once: the requests a step's panic failed share

@@ -283,3 +283,37 @@ fn load_many_clients_with_queue_overflow_and_graceful_shutdown() {
     assert_eq!((r.status, r.json()), (200, want));
     assert!(std::net::TcpStream::connect(addr).is_err(), "still listening after stop");
 }
+
+#[test]
+fn a_full_queue_refuses_uploads_before_reading_them() {
+    let server = start(ServeOptions { queue_limit: 2, engine: uniaudio_lm::EngineOptions { max_batch: 1, kv_budget: None }, ..Default::default() });
+    let case = &cases()[2];
+    let long = json!({"frames": case["prompt"], "output_kind": "text", "top_k": 5, "seed": 3, "max_steps": 1500});
+    // One request decoding, one waiting for room behind it: the queue is full.
+    let running = http::send_and_leave_open(server.addr(), "/v1/generate", long.to_string().as_bytes());
+    let waiting = http::send_and_leave_open(server.addr(), "/v1/generate", long.to_string().as_bytes());
+    let t = Instant::now();
+    while server.shared().active() == 0 || server.shared().in_flight.load(std::sync::atomic::Ordering::Relaxed) < 2 {
+        assert!(t.elapsed() < Duration::from_secs(20), "the requests never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    wait_for_metric(&server, "uniaudio_queue_depth 1");
+    // Not audio at all: refused for the full queue before its body is read or decoded.
+    let boundary = "xQx";
+    let body = format!("--{boundary}\r\ncontent-disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\nnot audio\r\n--{boundary}--\r\n");
+    let r = request(server.addr(), "POST", "/v1/audio/transcriptions", &[("content-type", &format!("multipart/form-data; boundary={boundary}"))], body.as_bytes());
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.text().contains("--queue-limit"), "{}", r.text());
+    drop((running, waiting));
+    let t = Instant::now();
+    while server.shared().in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0 || server.shared().kv_used() > 0 {
+        assert!(t.elapsed() < Duration::from_secs(20), "the requests kept running after their clients left");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // With room again, the same upload is read and refused for what it holds.
+    let r = request(server.addr(), "POST", "/v1/audio/transcriptions", &[("content-type", &format!("multipart/form-data; boundary={boundary}"))], body.as_bytes());
+    assert_eq!(r.status, 400, "{}", r.text());
+    wait_for_metric(&server, "uniaudio_queue_depth 0");
+    wait_for_metric(&server, "uniaudio_uploaded_audio_seconds 0");
+    server.stop().unwrap();
+}

@@ -355,6 +355,11 @@ impl<'m, B: Backend> Engine<'m, B> {
         self.active.len()
     }
 
+    /// Whether `id` is admitted and decoding (not waiting, not finished).
+    pub fn is_running(&self, id: RequestId) -> bool {
+        self.active.iter().any(|s| s.id == id)
+    }
+
     /// Rows the running sequences decode per step.
     pub fn rows(&self) -> usize {
         self.active.iter().map(Sequence::rows).sum()

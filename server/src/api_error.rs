@@ -55,12 +55,17 @@ impl ApiError {
     }
 }
 
-/// A body that could not be read: over the limit (413, the case for a body without a
-/// Content-Length that streams past `--max-body-mib`), or cut off.
+/// A body that could not be read: over its route's limit (413, the case for a body
+/// without a Content-Length that streams past it), or cut off.
 impl From<axum::extract::rejection::BytesRejection> for ApiError {
     fn from(e: axum::extract::rejection::BytesRejection) -> Self {
         match e.status().as_u16() {
-            413 => ApiError::new(413, format!("the body is too large for this server (--max-body-mib): {}", e.body_text())),
+            413 => ApiError::new(413, format!(
+                "the body is too large: /v1/generate takes at most {} MiB, /v1/audio/speech {} KiB, uploads --max-body-mib ({})",
+                uniaudio::generate_json::MAX_REQUEST_BYTES >> 20,
+                crate::tasks::MAX_SPEECH_BODY_BYTES >> 10,
+                e.body_text()
+            )),
             status => ApiError::new(status, format!("the body could not be read: {}", e.body_text())),
         }
     }

@@ -36,8 +36,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/models", get(models))
-        .route("/v1/generate", post(generate))
-        .route("/v1/audio/speech", post(crate::tasks::speech))
+        .route("/v1/generate", post(generate).layer(DefaultBodyLimit::max(body_limit("/v1/generate", state.opts.max_body_bytes))))
+        .route("/v1/audio/speech", post(crate::tasks::speech).layer(DefaultBodyLimit::max(body_limit("/v1/audio/speech", state.opts.max_body_bytes))))
         .route("/v1/audio/transcriptions", post(crate::tasks::transcriptions))
         .route("/v1/audio/answer", post(crate::tasks::answer))
         .layer(DefaultBodyLimit::max(state.opts.max_body_bytes))
@@ -47,13 +47,25 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// A declared body above the limit is refused from its Content-Length, before any of it
-/// is read (bodies without one are cut off at the limit as they stream in).
+/// The largest body a route takes: uploads up to `--max-body-mib`, JSON requests far less
+/// (a body is held whole before it is parsed, and before the request is admitted).
+fn body_limit(path: &str, max_body: usize) -> usize {
+    match path {
+        "/v1/generate" => MAX_REQUEST_BYTES.min(max_body),
+        "/v1/audio/speech" => crate::tasks::MAX_SPEECH_BODY_BYTES.min(max_body),
+        _ => max_body,
+    }
+}
+
+/// A declared body above its route's limit is refused from its Content-Length, before any
+/// of it is read (bodies without one are cut off at the limit as they stream in).
 async fn refuse_large_bodies(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let limit = state.opts.max_body_bytes;
+    let path = request.uri().path();
+    let limit = body_limit(path, state.opts.max_body_bytes);
     let declared = request.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        let mut r = ApiError::new(413, format!("the body is {} bytes; this server takes at most {limit} (--max-body-mib)", declared.unwrap_or(0))).into_response();
+        let flag = if limit == state.opts.max_body_bytes { " (--max-body-mib)" } else { "" };
+        let mut r = ApiError::new(413, format!("the body is {} bytes; {path} takes at most {limit}{flag}", declared.unwrap_or(0))).into_response();
         // The unread body would otherwise be parsed as the next request.
         r.headers_mut().insert("connection", axum::http::HeaderValue::from_static("close"));
         return r;
@@ -139,11 +151,9 @@ pub(crate) fn enqueue(state: &AppState, job: impl FnOnce(Sink, Option<Instant>) 
 /// object `uniaudio generate` prints, or with `"stream": true` Server-Sent Events (`frame`
 /// or `text` per step, then `done` with the whole object, or `error`).
 async fn generate(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    // A prompt is at most a few thousand frames: its body is limited to MAX_REQUEST_BYTES
+    // (`body_limit`) before it is parsed.
     let body = body?;
-    // A prompt is at most a few thousand frames: refuse larger bodies before parsing them.
-    if body.len() > MAX_REQUEST_BYTES {
-        return Err(ApiError::new(413, format!("the body is {} bytes; a generate request is at most {MAX_REQUEST_BYTES}", body.len())));
-    }
     let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
     let obj = value.as_object().ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
     let stream = match obj.get("stream") {

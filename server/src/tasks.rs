@@ -18,6 +18,8 @@ use crate::ApiError;
 const MAX_INPUT_CHARS: usize = 4096;
 /// Euler steps of the codec's flow model a request may ask for.
 const MAX_CODEC_STEPS: u64 = 100;
+/// A speech request's JSON body: its text fields are at most `MAX_INPUT_CHARS` each.
+pub(crate) const MAX_SPEECH_BODY_BYTES: usize = 256 << 10;
 /// Uploads are resampled to the codec's rate, and held at it until answered.
 pub(crate) const UPLOAD_RATE: u32 = 24_000;
 
@@ -64,6 +66,9 @@ pub async fn speech(State(state): State<Arc<AppState>>, body: Result<axum::body:
         return Err(ApiError::new(413, format!("`input` is longer than {MAX_INPUT_CHARS} characters")));
     }
     let caption = text(obj, "caption")?;
+    if caption.as_ref().is_some_and(|c| c.chars().count() > MAX_INPUT_CHARS) {
+        return Err(ApiError::new(413, format!("`caption` is longer than {MAX_INPUT_CHARS} characters")));
+    }
     let task_name = text(obj, "task")?.unwrap_or_else(|| "tts".into());
     let (task, text_in) = match task_name.as_str() {
         "tts" => (Task::Tts, TaskText { text: Some(input), ..Default::default() }),

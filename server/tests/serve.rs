@@ -138,9 +138,11 @@ fn bad_requests_get_clear_errors_and_the_server_goes_on() {
     expect(post(&server, &json!({"frames": case["prompt"], "output_kind": "audio", "max_steps": 101})), 400, "max_steps");
     expect(post(&server, &json!({"frames": case["prompt"], "output_kind": "text", "temperature": -1, "max_steps": 3})), 400, "temperature");
     expect(post(&server, &json!({"frames": case["prompt"], "output_kind": "audio", "stream": "yes"})), 400, "stream");
-    // A generate body over 4 MiB is refused before it is parsed.
-    let padded = format!("{{\"frames\": [], \"pad\": \"{}\"}}", " ".repeat(5 << 20));
-    expect(request(addr, "POST", "/v1/generate", &[], padded.as_bytes()), 413, "at most");
+    // JSON bodies have their own limits, below --max-body-mib: a generate body over 4 MiB
+    // and a speech body over 256 KiB are refused from their Content-Length, unread.
+    for (path, length, words) in [("/v1/generate", 5 << 20, "/v1/generate takes at most 4194304"), ("/v1/audio/speech", 300 << 10, "/v1/audio/speech takes at most 262144")] {
+        expect(http::head_only(addr, "POST", path, &[("content-type", "application/json"), ("content-length", &length.to_string())]), 413, words);
+    }
     // A chunked body past --max-body-mib is cut off as it streams in, with a JSON 413.
     let huge = format!("{{\"frames\": [], \"pad\": \"{}\"}}", " ".repeat(9 << 20));
     for path in ["/v1/generate", "/v1/audio/speech"] {

@@ -57,8 +57,9 @@ pub struct ServeOptions {
     pub drain_timeout: Duration,
     /// The name `/v1/models` reports.
     pub model_name: String,
-    /// Lets a request carry `"test_fault": "error"|"panic"|"step_panic"|"prefill_panic"`
-    /// (tests only; never from the CLI).
+    /// Lets a request carry `"test_fault": "error"|"panic"|"step_panic"|"prefill_panic"`,
+    /// or a transcription the multipart field `test_fault=window_error` (tests only; never
+    /// from the CLI).
     pub fault_injection: bool,
 }
 

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use uniaudio::{AudioInput, CodecSettings, Sampling, Task, TaskRequest, TaskText};
 
 use crate::routes::{admit, enqueue, AppState, InFlight};
-use crate::worker::{Job, Reply, TaskReply};
+use crate::worker::{Fault, Job, Reply, TaskReply};
 use crate::ApiError;
 
 /// Characters of `input` a speech request may carry.
@@ -24,8 +24,8 @@ pub(crate) const MAX_SPEECH_BODY_BYTES: usize = 256 << 10;
 pub(crate) const UPLOAD_RATE: u32 = 24_000;
 
 /// Sends an admitted task to the engine thread and waits for its answer.
-async fn run_task(state: &Arc<AppState>, guard: InFlight, request: TaskRequest) -> Result<TaskReply, ApiError> {
-    let mut replies = enqueue(state, |sink, deadline| Job::Task { request: Box::new(request), sink, deadline })?;
+async fn run_task(state: &Arc<AppState>, guard: InFlight, request: TaskRequest, fault: Option<Fault>) -> Result<TaskReply, ApiError> {
+    let mut replies = enqueue(state, |sink, deadline| Job::Task { request: Box::new(request), sink, deadline, fault })?;
     let answer = loop {
         match replies.recv().await {
             Some(Reply::Task(r)) => break r,
@@ -111,7 +111,7 @@ pub async fn speech(State(state): State<Arc<AppState>>, body: Result<axum::body:
     let sampling = Sampling { top_k: uint(obj, "top_k")?.map(|k| k as usize), temperature, seed: uint(obj, "seed")?.unwrap_or(888), max_steps, cfg_scale: None, step_limit };
     let request = TaskRequest { task, text: text_in, audio: None, sampling, codec: CodecSettings { steps: steps as usize, ..Default::default() }, prompt_frames: None };
     let guard = admit(&state)?;
-    match run_task(&state, guard, request).await? {
+    match run_task(&state, guard, request, None).await? {
         TaskReply::Audio { samples, sample_rate } => Ok(if format == "pcm" {
             ([("content-type", "audio/pcm")], pcm16(&samples)).into_response()
         } else {
@@ -211,7 +211,11 @@ pub async fn transcriptions(State(state): State<Arc<AppState>>, form: Multipart)
         other => return Err(ApiError::bad_request(format!("`task` must be asr, caption, music-caption or lyrics, got `{other}`"))),
     };
     let format = TextFormat::of(&fields)?;
-    understand(&state, guard, task, samples, TaskText::default(), format).await
+    let fault = match (state.opts.fault_injection, fields.get("test_fault").map(String::as_str)) {
+        (true, Some("window_error")) => Some(Fault::WindowError),
+        _ => None,
+    };
+    understand(&state, guard, task, samples, TaskText::default(), format, fault).await
 }
 
 /// `POST /v1/audio/answer` (multipart: `file`, `question`, optional `response_format` =
@@ -224,7 +228,7 @@ pub async fn answer(State(state): State<Arc<AppState>>, form: Multipart) -> Resu
         return Err(ApiError::new(413, format!("`question` is longer than {MAX_INPUT_CHARS} characters")));
     }
     let format = TextFormat::of(&fields)?;
-    understand(&state, guard, Task::AudioUnderstanding, samples, TaskText { question: Some(question.clone()), ..Default::default() }, format).await
+    understand(&state, guard, Task::AudioUnderstanding, samples, TaskText { question: Some(question.clone()), ..Default::default() }, format, None).await
 }
 
 /// How a text answer is sent (OpenAI's `response_format`; its subtitle and verbose
@@ -245,10 +249,10 @@ impl TextFormat {
     }
 }
 
-async fn understand(state: &Arc<AppState>, guard: InFlight, task: Task, samples: Vec<f32>, text: TaskText, format: TextFormat) -> Result<Response, ApiError> {
+async fn understand(state: &Arc<AppState>, guard: InFlight, task: Task, samples: Vec<f32>, text: TaskText, format: TextFormat, fault: Option<Fault>) -> Result<Response, ApiError> {
     let sampling = Sampling { step_limit: Some(state.opts.max_steps_limit), ..Sampling::default() };
     let request = TaskRequest { task, text, audio: Some(AudioInput::Samples24k(samples)), sampling, codec: CodecSettings::default(), prompt_frames: None };
-    match (run_task(state, guard, request).await?, format) {
+    match (run_task(state, guard, request, fault).await?, format) {
         (TaskReply::Text(text), TextFormat::Json) => Ok(Json(json!({"text": text})).into_response()),
         (TaskReply::Text(text), TextFormat::Text) => Ok(([("content-type", "text/plain; charset=utf-8")], text).into_response()),
         (TaskReply::Audio { .. }, _) => Err(ApiError::internal("the task produced audio, not text")),

@@ -13,7 +13,7 @@ use std::time::Instant;
 use uniaudio::{AudioInput, TaskRequest};
 use uniaudio_lm::RequestId;
 
-use crate::worker::Sink;
+use crate::worker::{Fault, Sink};
 
 pub type GroupId = u64;
 
@@ -29,6 +29,8 @@ pub struct PendingWindow {
     pub request: TaskRequest,
     pub sink: Sink,
     pub deadline: Option<Instant>,
+    /// A test's injected fault (`Fault::WindowError`).
+    pub fault: Option<Fault>,
 }
 
 #[derive(Default)]
@@ -40,12 +42,12 @@ pub struct Groups {
 
 impl Groups {
     /// Cuts `request`'s samples into windows and queues one request per window; how many.
-    pub fn plan(&mut self, request: &TaskRequest, samples: &[f32], sink: &Sink, deadline: Option<Instant>) -> usize {
+    pub fn plan(&mut self, request: &TaskRequest, samples: &[f32], sink: &Sink, deadline: Option<Instant>, fault: Option<Fault>) -> usize {
         let plan = uniaudio::long_form::windows(samples);
         let group = self.open(plan.len());
         for (index, range) in plan.iter().enumerate() {
             let window = request.with_audio(Some(AudioInput::Samples24k(samples[range.clone()].to_vec())));
-            self.pending.push_back(PendingWindow { group, index, request: window, sink: sink.clone(), deadline });
+            self.pending.push_back(PendingWindow { group, index, request: window, sink: sink.clone(), deadline, fault });
         }
         plan.len()
     }
@@ -167,29 +169,29 @@ mod tests {
         for gap in [25 * rate, 52 * rate] {
             x[gap..gap + rate / 10].fill(0.0);
         }
-        assert_eq!(g.plan(&request, &x, &sink, None), 3);
+        assert_eq!(g.plan(&request, &x, &sink, None, None), 3);
         let first = g.next_pending().unwrap();
         assert_eq!(first.index, 0);
         let Some(AudioInput::Samples24k(w)) = &first.request.audio else { panic!("no samples") };
         assert_eq!(&x[..w.len()], &w[..]);
         assert!(g.has_pending());
         // A second upload's group stays whole when the first closes.
-        g.plan(&request, &x[..rate], &sink, None);
+        g.plan(&request, &x[..rate], &sink, None, None);
         g.close(first.group);
         let next = g.next_pending().unwrap();
         assert_ne!(next.group, first.group, "a closed group's windows are dropped");
         assert_eq!(g.close_all().len(), 0, "nothing left queued");
-        g.plan(&request, &x, &sink, None);
-        g.plan(&request, &x, &sink, None);
+        g.plan(&request, &x, &sink, None, None);
+        g.plan(&request, &x, &sink, None, None);
         assert_eq!(g.close_all().len(), 2, "one sink per group");
         assert!(!g.has_pending() && g.len() == 0);
         // A group whose client left or whose deadline passed is swept with its windows.
         let (gone, rx) = tokio::sync::mpsc::unbounded_channel();
         drop(rx);
         let now = Instant::now();
-        let kept = g.plan(&request, &x, &sink, Some(now + std::time::Duration::from_secs(60)));
-        g.plan(&request, &x, &gone, None);
-        g.plan(&request, &x, &sink, Some(now));
+        let kept = g.plan(&request, &x, &sink, Some(now + std::time::Duration::from_secs(60)), None);
+        g.plan(&request, &x, &gone, None, None);
+        g.plan(&request, &x, &sink, Some(now), None);
         let swept = g.sweep(now);
         assert_eq!(swept.len(), 2, "the departed client's group and the expired one");
         assert_eq!((g.len(), g.pending.len()), (1, kept));

@@ -28,7 +28,7 @@ fn bundle() -> &'static Path {
 
 fn start() -> ServerHandle {
     let paths = uniaudio::ModelPaths::resolve(Some(bundle()), None, None).unwrap();
-    let server = uniaudio_server::start(paths, AnyBackend::Cpu(Cpu::new()), ServeOptions { port: 0, ..Default::default() }).unwrap();
+    let server = uniaudio_server::start(paths, AnyBackend::Cpu(Cpu::new()), ServeOptions { port: 0, fault_injection: true, ..Default::default() }).unwrap();
     let t = Instant::now();
     while request(server.addr(), "GET", "/health", &[], b"").status != 200 {
         assert!(t.elapsed() < Duration::from_secs(120), "the server never became ready");
@@ -217,6 +217,20 @@ fn long_uploads_are_transcribed_in_windows_like_the_library() {
     assert!(metrics.contains("uniaudio_cancelled_total 1"), "{metrics}");
     let left = generated(&metrics) - whole;
     assert!(left < whole / 2, "{left} tokens generated after the client left, against {whole} for the whole upload");
+    // A window that fails answers for the whole upload, once: the window already running
+    // is cancelled and the queued ones are dropped.
+    let (ct_fault, form_fault) = multipart(&[("test_fault", "window_error")], Some(("long.wav", &wav)));
+    let r = request(addr, "POST", "/v1/audio/transcriptions", &[("content-type", &ct_fault)], &form_fault);
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(r.text().contains("injected window failure"), "{}", r.text());
+    // Cancelled before the answer was sent.
+    assert_eq!((server.shared().active(), server.shared().kv_used()), (0, 0), "windows kept running after one failed");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.shared().active(), 0, "a queued window started after its group failed");
+    let metrics = request(addr, "GET", "/metrics", &[], b"").text();
+    assert!(metrics.contains("uniaudio_queue_depth 0\n") && metrics.contains("uniaudio_uploaded_audio_seconds 0\n"), "{metrics}");
+    let failed = generated(&metrics) - whole - left;
+    assert!(failed < whole / 2, "{failed} tokens generated for the failed upload, against {whole} for a whole one");
     let (ct, form) = multipart(&[("task", "caption")], Some(("long.wav", &wav)));
     let r = request(addr, "POST", "/v1/audio/transcriptions", &[("content-type", &ct)], &form);
     assert_eq!(r.status, 400, "{}", r.text());

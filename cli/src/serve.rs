@@ -52,6 +52,10 @@ pub struct ServeArgs {
     /// beyond it, 429. At least --max-audio-seconds.
     #[arg(long, default_value_t = 3600)]
     max_queued_audio_seconds: u64,
+    /// Write no access log (by default, one line per answered request on stderr: time,
+    /// method, path, status, latency, request id, and a 5xx answer's message).
+    #[arg(long)]
+    no_access_log: bool,
     /// Seconds in-flight requests may take to finish after SIGTERM/SIGINT.
     #[arg(long, default_value_t = 30)]
     drain_timeout: u64,
@@ -81,6 +85,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         max_queued_audio_seconds: args.max_queued_audio_seconds.max(1),
         drain_timeout: Duration::from_secs(args.drain_timeout),
         model_name: lm_dir.file_name().map_or("uniaudio-2.0".into(), |n| n.to_string_lossy().into_owned()),
+        access_log: !args.no_access_log,
         fault_injection: false,
     };
     let server = uniaudio_server::start_with_signals(paths, backend, opts).context("starting the server")?;

@@ -374,8 +374,8 @@ fn wgpu_backend_generates_what_the_cpu_does() {
     assert_eq!(gen("wgpu"), gen("cpu"), "same seed, same samples on both backends");
 }
 
-/// `uniaudio serve`: answers /v1/generate with exactly what `generate` prints, and on
-/// SIGTERM finishes and exits 0.
+/// `uniaudio serve`: answers /v1/generate with exactly what `generate` prints, logs each
+/// answer with its request id, and on SIGTERM finishes and exits 0.
 #[cfg(unix)]
 #[test]
 fn serve_answers_like_generate_and_stops_on_sigterm() {
@@ -393,11 +393,14 @@ fn serve_answers_like_generate_and_stops_on_sigterm() {
             break rest.split_whitespace().next().unwrap().to_string();
         }
     };
+    // Read on: a full pipe would block the server's log.
+    let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<String>>());
     let call = |method: &str, path: &str, body: &str| -> (u16, String) {
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        write!(s, "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}", body.len()).unwrap();
+        write!(s, "{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\nx-request-id: cli-{method}\r\ncontent-length: {}\r\n\r\n{body}", body.len()).unwrap();
         let mut raw = String::new();
         s.read_to_string(&mut raw).unwrap();
+        assert!(raw.split("\r\n\r\n").next().unwrap().to_lowercase().contains(&format!("x-request-id: cli-{}", method.to_lowercase())), "{raw}");
         let status = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
         (status, raw.split("\r\n\r\n").nth(1).unwrap_or_default().to_string())
     };
@@ -418,7 +421,10 @@ fn serve_answers_like_generate_and_stops_on_sigterm() {
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     let status = child.wait().unwrap();
     assert!(status.success(), "exit status {status}");
-    assert!(lines.any(|l| l.is_ok_and(|l| l.contains("stopped"))));
+    let log = log.join().unwrap();
+    assert!(log.iter().any(|l| l.contains(" POST /v1/generate 200 ") && l.ends_with("ms id=cli-POST")), "{log:?}");
+    assert!(log.iter().any(|l| l.contains(" GET /health 200 ") && l.ends_with("id=cli-GET")), "{log:?}");
+    assert!(log.iter().any(|l| l.contains("stopped")), "{log:?}");
 }
 
 /// `uniaudio tune` times the CPU's (and wgpu's) candidates, prints the table and writes

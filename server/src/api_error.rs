@@ -76,6 +76,7 @@ impl IntoResponse for ApiError {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::json!({"error": {"message": self.message, "type": self.kind()}});
         let mut r = (status, axum::Json(body)).into_response();
+        r.extensions_mut().insert(crate::access_log::ErrorMessage(self.message));
         if self.status == 429 {
             r.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
         }

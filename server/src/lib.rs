@@ -6,6 +6,7 @@
 //! it, 429 with Retry-After), bodies are size-limited before they are read, a client that
 //! goes away cancels its sequence, and requests past `timeout` get 504.
 
+mod access_log;
 mod api_error;
 mod auth;
 pub mod load;
@@ -57,6 +58,9 @@ pub struct ServeOptions {
     pub drain_timeout: Duration,
     /// The name `/v1/models` reports.
     pub model_name: String,
+    /// One line per answered request on stderr: time, method, path, status, latency, id
+    /// (and a 5xx answer's message).
+    pub access_log: bool,
     /// Lets a request carry `"test_fault": "error"|"panic"|"step_panic"|"prefill_panic"`,
     /// or a transcription the multipart field `test_fault=window_error` (tests only; never
     /// from the CLI).
@@ -78,6 +82,7 @@ impl Default for ServeOptions {
             max_queued_audio_seconds: 3600,
             drain_timeout: Duration::from_secs(30),
             model_name: "uniaudio-2.0".into(),
+            access_log: false,
             fault_injection: false,
         }
     }

@@ -1,7 +1,9 @@
 //! Counts every answer by route and status, with its latency to the end of its body: a
 //! streamed answer is timed to its last event, not to its head. A client that leaves
 //! before the last byte of its answer was handed to the connection counts as status 499
-//! (nginx's "client closed request"); a body that fails midway counts as 500.
+//! (nginx's "client closed request"); a body that fails midway counts as 500. Every
+//! answer carries its request's `X-Request-Id`, and is written to the access log when
+//! that is on (`access_log`).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,12 +16,21 @@ use axum::middleware::Next;
 use axum::response::Response;
 use http_body::{Body as _, Frame, SizeHint};
 
+use crate::access_log::{request_id, Entry, ErrorMessage};
 use crate::routes::AppState;
 
 pub async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let endpoint = request.extensions().get::<MatchedPath>().map_or_else(|| "other".to_string(), |p| p.as_str().to_string());
-    let mut pending = Pending { state, endpoint, t: Instant::now(), status: 499 };
-    let response = next.run(request).await;
+    let id = request_id(request.headers());
+    let entry = state.opts.access_log.then(|| Entry { method: request.method().to_string(), path: request.uri().path().to_string(), id: id.clone(), status: 499, seconds: 0.0, error: None });
+    let mut pending = Pending { state, endpoint, t: Instant::now(), status: 499, entry };
+    let mut response = next.run(request).await;
+    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    if let (Some(entry), Some(e)) = (pending.entry.as_mut(), response.extensions().get::<ErrorMessage>()) {
+        entry.error = Some(e.0.clone());
+    }
     let (parts, body) = response.into_parts();
     if body.is_end_stream() {
         pending.status = parts.status.as_u16();
@@ -36,11 +47,18 @@ struct Pending {
     endpoint: String,
     t: Instant,
     status: u16,
+    /// The access-log line's fields, when the log is on.
+    entry: Option<Entry>,
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        self.state.shared.observe_request(&self.endpoint, self.status, self.t.elapsed().as_secs_f64());
+        let seconds = self.t.elapsed().as_secs_f64();
+        self.state.shared.observe_request(&self.endpoint, self.status, seconds);
+        if let Some(mut entry) = self.entry.take() {
+            (entry.status, entry.seconds) = (self.status, seconds);
+            eprintln!("{}", entry.line(std::time::SystemTime::now()));
+        }
     }
 }
 

@@ -138,6 +138,12 @@ fn bad_requests_get_clear_errors_and_the_server_goes_on() {
     expect(post(&server, &json!({"frames": case["prompt"], "output_kind": "audio", "max_steps": 101})), 400, "max_steps");
     expect(post(&server, &json!({"frames": case["prompt"], "output_kind": "text", "temperature": -1, "max_steps": 3})), 400, "temperature");
     expect(post(&server, &json!({"frames": case["prompt"], "output_kind": "audio", "stream": "yes"})), 400, "stream");
+    // Every answer carries its request's id: the client's, or a fresh one.
+    let r = request(addr, "POST", "/v1/generate", &[("x-request-id", "client-7")], b"{}");
+    assert_eq!((r.status, r.header("x-request-id").as_deref()), (400, Some("client-7")));
+    let (a, b) = (request(addr, "GET", "/v1/models", &[], b""), request(addr, "GET", "/v1/models", &[("x-request-id", "not ok")], b""));
+    let (a, b) = (a.header("x-request-id").unwrap(), b.header("x-request-id").unwrap());
+    assert!(a != b && b != "not ok" && !a.is_empty(), "{a} {b}");
     // JSON bodies have their own limits, below --max-body-mib: a generate body over 4 MiB
     // and a speech body over 256 KiB are refused from their Content-Length, unread.
     for (path, length, words) in [("/v1/generate", 5 << 20, "/v1/generate takes at most 4194304"), ("/v1/audio/speech", 300 << 10, "/v1/audio/speech takes at most 262144")] {
@@ -164,7 +170,7 @@ fn bad_requests_get_clear_errors_and_the_server_goes_on() {
     expect(request(addr, "POST", "/v1/audio/speech", &[], br#"{"input": "hi"}"#), 501, "tokenizer");
     assert_eq!(request(addr, "GET", "/nowhere", &[], b"").status, 404);
     let metrics = request(addr, "GET", "/metrics", &[], b"").text();
-    assert!(metrics.contains("uniaudio_requests_total{endpoint=\"/v1/generate\",status=\"400\"} 6"), "{metrics}");
+    assert!(metrics.contains("uniaudio_requests_total{endpoint=\"/v1/generate\",status=\"400\"} 7"), "{metrics}");
     // The panics in submission, in a batched step and in a prefill; the server stays up.
     assert!(metrics.contains("uniaudio_panics_total 3"), "{metrics}");
     assert_eq!(request(addr, "GET", "/health", &[], b"").status, 200);

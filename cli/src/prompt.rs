@@ -69,6 +69,10 @@ pub fn run(args: PromptArgs) -> Result<()> {
     crate::output::check_report_path(args.out.as_deref())?;
     let tok_path = paths.require(uniaudio::Part::Tokenizer, task.name())?;
     let tok = TextTokenizer::from_file(tok_path)?;
+    // The task runner's checks, before any audio is encoded: each text flag the task reads
+    // is given and not blank, and no other is.
+    let text = uniaudio::TaskText { question: args.question.clone(), ..args.inputs.task_text() };
+    uniaudio::request::check_text_inputs(task, &text)?;
     let audio = match (&args.audio_tokens, &args.audio) {
         (Some(p), _) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
@@ -81,10 +85,6 @@ pub fn run(args: PromptArgs) -> Result<()> {
         (None, None) => None,
     };
     let inputs = args.inputs.task_inputs(args.question, audio);
-    let given = [("text", &inputs.text), ("caption", &inputs.caption), ("lyrics", &inputs.lyrics), ("question", &inputs.question), ("instruction", &inputs.instruction)];
-    if let Some((name, _)) = given.iter().find(|(_, v)| v.as_deref().is_some_and(|v| v.trim().is_empty())) {
-        bail!("--{name} is blank");
-    }
     let built = build_prompt(&config, &tok, task, &inputs, args.seed)?;
     let json = serde_json::json!({
         "task": task.name(),

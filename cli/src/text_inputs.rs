@@ -26,6 +26,11 @@ pub struct TextInputArgs {
 }
 
 impl TextInputArgs {
+    /// The text fields, as the library's task runner checks them (no question).
+    pub fn task_text(&self) -> uniaudio::TaskText {
+        uniaudio::TaskText { text: self.text.clone(), caption: self.caption.clone(), lyrics: self.lyrics.clone(), question: None, instruction: self.instruction.clone() }
+    }
+
     /// The task inputs these arguments give, with an optional question and input audio.
     pub fn task_inputs(&self, question: Option<String>, audio: Option<AudioTokens>) -> TaskInputs {
         TaskInputs {

@@ -234,6 +234,9 @@ fn bad_inputs_get_clear_errors() {
     fails(bin().args(["tts", "--text", " \n", "-o"]).arg(tmp.path().join("a.wav")).arg("--model").arg(b), "needs a non-blank --text");
     fails(bin().arg("ask").arg(speech()).args(["--question", "", "--model"]).arg(b), "needs a non-blank --question");
     fails(bin().arg("asr").arg(speech()).args(["--instruction", " ", "--model"]).arg(b), "--instruction is blank");
+    // `prompt` checks the same, before it encodes any audio.
+    fails(bin().args(["prompt", "--task", "TTS", "--text", " ", "--model"]).arg(b), "needs a non-blank --text");
+    fails(bin().args(["prompt", "--task", "ASR", "--question", "why?", "--audio"]).arg(speech()).arg("--model").arg(b), "does not use --question");
     let junk = tmp.path().join("junk.wav");
     std::fs::write(&junk, b"RIFF not really").unwrap();
     fails(bin().arg("asr").arg(&junk).arg("--model").arg(b), "junk.wav");

@@ -37,7 +37,8 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer KEY` on every route but /health (or UNIAUDIO_API_KEY).
     #[arg(long, env = "UNIAUDIO_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
-    /// Largest request body in MiB; larger bodies get 413 before they are read.
+    /// Largest upload body in MiB (the JSON routes take less: /v1/generate 4 MiB,
+    /// /v1/audio/speech 256 KiB); larger bodies get 413 before they are read.
     #[arg(long, default_value_t = 32)]
     max_body_mib: usize,
     /// Largest `max_steps` a request may ask for; task requests that leave it out run at

@@ -60,12 +60,7 @@ impl ApiError {
 impl From<axum::extract::rejection::BytesRejection> for ApiError {
     fn from(e: axum::extract::rejection::BytesRejection) -> Self {
         match e.status().as_u16() {
-            413 => ApiError::new(413, format!(
-                "the body is too large: /v1/generate takes at most {} MiB, /v1/audio/speech {} KiB, uploads --max-body-mib ({})",
-                uniaudio::generate_json::MAX_REQUEST_BYTES >> 20,
-                crate::tasks::MAX_SPEECH_BODY_BYTES >> 10,
-                e.body_text()
-            )),
+            413 => ApiError::new(413, format!("the body is larger than this route takes ({})", e.body_text())),
             status => ApiError::new(status, format!("the body could not be read: {}", e.body_text())),
         }
     }

@@ -14,6 +14,7 @@ pub mod metrics;
 mod record;
 mod routes;
 mod tasks;
+mod upload;
 mod windows;
 mod worker;
 
@@ -44,7 +45,8 @@ pub struct ServeOptions {
     pub timeout: Option<Duration>,
     /// Required as `Authorization: Bearer KEY` on every route but /health.
     pub api_key: Option<String>,
-    /// Largest request body, bytes (larger: 413 before the body is read).
+    /// Largest upload body, bytes (larger: 413 before the body is read); the JSON routes
+    /// take less (`/v1/generate` 4 MiB, `/v1/audio/speech` 256 KiB), and never more.
     pub max_body_bytes: usize,
     /// Largest `max_steps` a request may ask for.
     pub max_steps_limit: usize,
@@ -158,7 +160,7 @@ fn start_inner(model: ModelPaths, backend: AnyBackend, opts: ServeOptions, signa
         })?
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let decodes = tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let decodes = Arc::new(tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get())));
     let state = Arc::new(routes::AppState { jobs: std::sync::Mutex::new(jobs), shared: shared.clone(), opts: opts.clone(), decodes });
     let thread = std::thread::Builder::new().name("uniaudio-http".into()).spawn(move || -> Result<()> {
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -176,7 +176,7 @@ impl Shared {
         let running = self.running.load(Ordering::Relaxed);
         gauge(&mut out, "uniaudio_queue_depth", "Accepted requests without a running sequence (reading their upload, or waiting for room)", in_flight.saturating_sub(running) as f64);
         gauge(&mut out, "uniaudio_active_sequences", "Sequences decoding now", active as f64);
-        gauge(&mut out, "uniaudio_uploaded_audio_seconds", "Seconds of uploaded audio held by accepted requests", (self.audio_held() / crate::tasks::UPLOAD_RATE as usize) as f64);
+        gauge(&mut out, "uniaudio_uploaded_audio_seconds", "Seconds of uploaded audio held by accepted requests", self.audio_held() as f64 / crate::upload::UPLOAD_RATE as f64);
         gauge(&mut out, "uniaudio_batch_rows", "Rows in the current step", self.rows.load(Ordering::Relaxed) as f64);
         gauge(&mut out, "uniaudio_kv_used_bytes", "KV-cache bytes held by running sequences", self.kv_used() as f64);
         gauge(&mut out, "uniaudio_kv_budget_bytes", "KV-cache byte budget", self.kv_budget.load(Ordering::Relaxed) as f64);

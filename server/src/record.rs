@@ -5,6 +5,7 @@
 //! answer carries its request's `X-Request-Id`, and is written to the access log when
 //! that is on (`access_log`).
 
+use std::io::Write as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -57,7 +58,8 @@ impl Drop for Pending {
         self.state.shared.observe_request(&self.endpoint, self.status, seconds);
         if let Some(mut entry) = self.entry.take() {
             (entry.status, entry.seconds) = (self.status, seconds);
-            eprintln!("{}", entry.line(std::time::SystemTime::now()));
+            // A log that cannot be written (stderr closed) must not fail the request.
+            let _ = writeln!(std::io::stderr().lock(), "{}", entry.line(std::time::SystemTime::now()));
         }
     }
 }

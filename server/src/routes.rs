@@ -11,7 +11,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -28,44 +28,45 @@ pub struct AppState {
     pub shared: Arc<Shared>,
     pub opts: ServeOptions,
     /// Uploads decoding at once (one per core).
-    pub decodes: tokio::sync::Semaphore,
+    pub decodes: Arc<tokio::sync::Semaphore>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
+    let max_body = state.opts.max_body_bytes;
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/models", get(models))
-        .route("/v1/generate", post(generate).layer(DefaultBodyLimit::max(body_limit("/v1/generate", state.opts.max_body_bytes))))
-        .route("/v1/audio/speech", post(crate::tasks::speech).layer(DefaultBodyLimit::max(body_limit("/v1/audio/speech", state.opts.max_body_bytes))))
-        .route("/v1/audio/transcriptions", post(crate::tasks::transcriptions))
-        .route("/v1/audio/answer", post(crate::tasks::answer))
-        .layer(DefaultBodyLimit::max(state.opts.max_body_bytes))
-        .layer(middleware::from_fn_with_state(state.clone(), refuse_large_bodies))
+        // A JSON body is held whole before it is parsed: far less than an upload.
+        .route("/v1/generate", limited(post(generate), MAX_REQUEST_BYTES, max_body))
+        .route("/v1/audio/speech", limited(post(crate::tasks::speech), crate::tasks::MAX_SPEECH_BODY_BYTES, max_body))
+        .route("/v1/audio/transcriptions", limited(post(crate::tasks::transcriptions), max_body, max_body))
+        .route("/v1/audio/answer", limited(post(crate::tasks::answer), max_body, max_body))
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::require_key))
         .layer(middleware::from_fn_with_state(state.clone(), crate::record::record))
         .with_state(state)
 }
 
-/// The largest body a route takes: uploads up to `--max-body-mib`, JSON requests far less
-/// (a body is held whole before it is parsed, and before the request is admitted).
-fn body_limit(path: &str, max_body: usize) -> usize {
-    match path {
-        "/v1/generate" => MAX_REQUEST_BYTES.min(max_body),
-        "/v1/audio/speech" => crate::tasks::MAX_SPEECH_BODY_BYTES.min(max_body),
-        _ => max_body,
-    }
+/// A route's body limit: at most `bytes`, and never more than `--max-body-mib`.
+#[derive(Clone, Copy)]
+struct BodyLimit {
+    bytes: usize,
+    /// Whether the limit is `--max-body-mib` itself (the message then names the flag).
+    is_flag: bool,
 }
 
-/// A declared body above its route's limit is refused from its Content-Length, before any
-/// of it is read (bodies without one are cut off at the limit as they stream in).
-async fn refuse_large_bodies(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let path = request.uri().path();
-    let limit = body_limit(path, state.opts.max_body_bytes);
+/// `route` with its body limit: a declared Content-Length above it is refused before the
+/// body is read, and a body without one is cut off at the limit as it streams in.
+fn limited(route: MethodRouter<Arc<AppState>>, bytes: usize, max_body: usize) -> MethodRouter<Arc<AppState>> {
+    let limit = BodyLimit { bytes: bytes.min(max_body), is_flag: bytes >= max_body };
+    route.layer(DefaultBodyLimit::max(limit.bytes)).layer(middleware::from_fn_with_state(limit, refuse_large_bodies))
+}
+
+async fn refuse_large_bodies(State(limit): State<BodyLimit>, request: Request, next: Next) -> Response {
     let declared = request.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        let flag = if limit == state.opts.max_body_bytes { " (--max-body-mib)" } else { "" };
-        let mut r = ApiError::new(413, format!("the body is {} bytes; {path} takes at most {limit}{flag}", declared.unwrap_or(0))).into_response();
+    if let Some(n) = declared.filter(|&n| n > limit.bytes as u64) {
+        let flag = if limit.is_flag { " (--max-body-mib)" } else { "" };
+        let mut r = ApiError::new(413, format!("the body is {n} bytes; {} takes at most {}{flag}", request.uri().path(), limit.bytes)).into_response();
         // The unread body would otherwise be parsed as the next request.
         r.headers_mut().insert("connection", axum::http::HeaderValue::from_static("close"));
         return r;
@@ -96,14 +97,20 @@ async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
 pub(crate) struct InFlight {
     shared: Arc<Shared>,
     audio_samples: usize,
+    /// When the request must be answered by (`--timeout` after its admission).
+    deadline: Option<Instant>,
 }
 
 impl InFlight {
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
     /// Counts an upload's decoded samples against the server's budget for uploaded audio
     /// held at once (`--max-queued-audio-seconds`), or refuses with 429.
     pub fn hold_audio(&mut self, samples: usize, budget_samples: usize) -> Result<(), ApiError> {
         if !self.shared.try_hold_audio(samples, budget_samples) {
-            let rate = crate::tasks::UPLOAD_RATE as usize;
+            let rate = crate::upload::UPLOAD_RATE as usize;
             return Err(ApiError::new(
                 429,
                 format!("the server holds {} s of uploaded audio already; this upload's {} s would pass its budget of {} s (--max-queued-audio-seconds); retry later", self.shared.audio_held() / rate, samples / rate, budget_samples / rate),
@@ -135,15 +142,14 @@ pub(crate) fn admit(state: &AppState) -> Result<InFlight, ApiError> {
         s.in_flight.fetch_sub(1, Ordering::AcqRel);
         return Err(ApiError::new(429, format!("the server has {limit} requests in flight (--queue-limit); retry later")));
     }
-    Ok(InFlight { shared: s.clone(), audio_samples: 0 })
+    Ok(InFlight { shared: s.clone(), audio_samples: 0, deadline: state.opts.timeout.map(|t| Instant::now() + t) })
 }
 
-/// Hands an admitted request's job to the engine thread; the replies come on the returned
-/// channel.
-pub(crate) fn enqueue(state: &AppState, job: impl FnOnce(Sink, Option<Instant>) -> Job) -> Result<UnboundedReceiver<Reply>, ApiError> {
+/// Hands an admitted request's job, with its deadline, to the engine thread; the replies
+/// come on the returned channel.
+pub(crate) fn enqueue(state: &AppState, guard: &InFlight, job: impl FnOnce(Sink, Option<Instant>) -> Job) -> Result<UnboundedReceiver<Reply>, ApiError> {
     let (sink, replies) = tokio::sync::mpsc::unbounded_channel();
-    let deadline = state.opts.timeout.map(|t| Instant::now() + t);
-    state.jobs.lock().unwrap_or_else(|p| p.into_inner()).send(job(sink, deadline)).map_err(|_| ApiError::unavailable("the server is shutting down"))?;
+    state.jobs.lock().unwrap_or_else(|p| p.into_inner()).send(job(sink, guard.deadline)).map_err(|_| ApiError::unavailable("the server is shutting down"))?;
     Ok(replies)
 }
 
@@ -178,7 +184,7 @@ async fn generate(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesR
         return Err(ApiError::new(413, format!("`frames` holds {} frames; the model's context is {max_len} positions", frames.len())));
     }
     let guard = admit(&state)?;
-    let mut replies = enqueue(&state, |sink, deadline| Job::Generate { frames, opts, sink, deadline, fault })?;
+    let mut replies = enqueue(&state, &guard, |sink, deadline| Job::Generate { frames, opts, sink, deadline, fault })?;
     if stream {
         let events = UnboundedReceiverStream::new(replies).map(move |reply| {
             let _held = &guard;
@@ -209,13 +215,13 @@ mod tests {
 
     fn accepted(shared: &Arc<Shared>) -> InFlight {
         shared.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight { shared: shared.clone(), audio_samples: 0 }
+        InFlight { shared: shared.clone(), audio_samples: 0, deadline: None }
     }
 
     #[test]
     fn uploaded_audio_is_held_within_the_budget_until_its_request_ends() {
         let shared = Arc::new(Shared::default());
-        let second = crate::tasks::UPLOAD_RATE as usize;
+        let second = crate::upload::UPLOAD_RATE as usize;
         let budget = 3 * second;
         let mut first = accepted(&shared);
         first.hold_audio(2 * second, budget).unwrap();

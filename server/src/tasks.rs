@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use uniaudio::{AudioInput, CodecSettings, Sampling, Task, TaskRequest, TaskText};
 
 use crate::routes::{admit, enqueue, AppState, InFlight};
+use crate::upload;
 use crate::worker::{Fault, Job, Reply, TaskReply};
 use crate::ApiError;
 
@@ -20,12 +21,10 @@ const MAX_INPUT_CHARS: usize = 4096;
 const MAX_CODEC_STEPS: u64 = 100;
 /// A speech request's JSON body: its text fields are at most `MAX_INPUT_CHARS` each.
 pub(crate) const MAX_SPEECH_BODY_BYTES: usize = 256 << 10;
-/// Uploads are resampled to the codec's rate, and held at it until answered.
-pub(crate) const UPLOAD_RATE: u32 = 24_000;
 
 /// Sends an admitted task to the engine thread and waits for its answer.
 async fn run_task(state: &Arc<AppState>, guard: InFlight, request: TaskRequest, fault: Option<Fault>) -> Result<TaskReply, ApiError> {
-    let mut replies = enqueue(state, |sink, deadline| Job::Task { request: Box::new(request), sink, deadline, fault })?;
+    let mut replies = enqueue(state, &guard, |sink, deadline| Job::Task { request: Box::new(request), sink, deadline, fault })?;
     let answer = loop {
         match replies.recv().await {
             Some(Reply::Task(r)) => break r,
@@ -146,63 +145,14 @@ fn wav(samples: &[f32], rate: u32) -> Result<Vec<u8>, ApiError> {
     Ok(bytes.into_inner())
 }
 
-/// The multipart fields of an admitted audio request: the decoded `file` at 24 kHz (held
-/// against the server's audio budget by `guard`) and the text fields.
-async fn read_form(state: &AppState, guard: &mut InFlight, mut form: Multipart) -> Result<(Vec<f32>, std::collections::HashMap<String, String>), ApiError> {
-    let max_seconds = state.opts.max_audio_seconds;
-    // An oversized body (one without a Content-Length stops mid-read) keeps its 413.
-    let bad = |e: axum::extract::multipart::MultipartError| match e.status().as_u16() {
-        413 => ApiError::new(413, format!("the multipart body is too large: {}", e.body_text())),
-        _ => ApiError::bad_request(format!("malformed multipart body: {}", e.body_text())),
-    };
-    let mut file = None;
-    let mut fields = std::collections::HashMap::new();
-    while let Some(part) = form.next_field().await.map_err(bad)? {
-        let name = part.name().unwrap_or_default().to_string();
-        if name == "file" {
-            let filename = part.file_name().unwrap_or("file").to_string();
-            file = Some((filename, part.bytes().await.map_err(bad)?));
-        } else if !name.is_empty() {
-            fields.insert(name, part.text().await.map_err(bad)?);
-        }
-    }
-    let (filename, bytes) = file.ok_or_else(|| ApiError::bad_request("missing the `file` field (the audio)"))?;
-    // Decoding and resampling are CPU work: off the async threads, and a few at a time,
-    // so that concurrent uploads do not all hold their decoded samples at once.
-    let _decoding = state.decodes.acquire().await.map_err(|_| ApiError::unavailable("the server is shutting down"))?;
-    let samples = tokio::task::spawn_blocking(move || -> Result<Vec<f32>, ApiError> {
-        // Decoding stops as soon as the output passes the limits: a small compressed
-        // upload can expand to gigabytes. Samples: 30 s of 192 kHz stereo, or the whole
-        // length at 48 kHz stereo when that is more (600 s of 192 kHz stereo would be
-        // 0.9 GB of f32 before resampling).
-        let limits = uniaudio_audio::DecodeLimits::seconds(max_seconds);
-        let max_seconds = limits.max_seconds;
-        let limits = uniaudio_audio::DecodeLimits { max_samples: limits.max_samples.min((30 * 384_000).max(max_seconds.saturating_mul(96_000))), ..limits };
-        let audio = uniaudio_audio::decode_audio_limited(&bytes, &filename, limits).map_err(|e| match e {
-            uniaudio_audio::AudioError::TooLong { .. } => ApiError::new(413, format!("`file` is too long: this server takes at most {max_seconds} s per request ({e})")),
-            uniaudio_audio::AudioError::TooManySamples { .. } => {
-                ApiError::new(413, format!("`file` has too many samples (rate x channels x length): this server takes at most {} decoded samples ({e})", limits.max_samples))
-            }
-            e => ApiError::bad_request(format!("`file` is not audio this server can read: {e}")),
-        })?;
-        if audio.sample_rate == 0 || audio.samples.is_empty() {
-            return Err(ApiError::bad_request("`file` holds no samples"));
-        }
-        Ok(uniaudio_audio::resample(&audio.samples, audio.sample_rate, UPLOAD_RATE))
-    })
-    .await
-    .map_err(|_| ApiError::internal("decoding the audio failed"))??;
-    guard.hold_audio(samples.len(), state.opts.max_queued_audio_seconds as usize * UPLOAD_RATE as usize)?;
-    Ok((samples, fields))
-}
-
 /// `POST /v1/audio/transcriptions` (multipart: `file`, optional `task` = asr | caption |
 /// music-caption | lyrics, optional `response_format` = json | text; `model` and `prompt`
 /// are ignored) -> `{"text": ...}`, or the text alone.
 pub async fn transcriptions(State(state): State<Arc<AppState>>, form: Multipart) -> Result<Response, ApiError> {
     // Admitted before the upload is read: a full queue refuses it unread and undecoded.
     let mut guard = admit(&state)?;
-    let (samples, fields) = read_form(&state, &mut guard, form).await?;
+    let upload = upload::read(&guard, form).await?;
+    let fields = &upload.fields;
     let task = match fields.get("task").map(String::as_str).unwrap_or("asr") {
         "asr" => Task::Asr,
         "caption" => Task::AudioCaption,
@@ -210,11 +160,13 @@ pub async fn transcriptions(State(state): State<Arc<AppState>>, form: Multipart)
         "lyrics" => Task::LyricRecognition,
         other => return Err(ApiError::bad_request(format!("`task` must be asr, caption, music-caption or lyrics, got `{other}`"))),
     };
-    let format = TextFormat::of(&fields)?;
+    let format = TextFormat::of(fields)?;
     let fault = match (state.opts.fault_injection, fields.get("test_fault").map(String::as_str)) {
         (true, Some("window_error")) => Some(Fault::WindowError),
         _ => None,
     };
+    // The fields are checked before the file is decoded.
+    let samples = upload.decode(&state, &mut guard).await?;
     understand(&state, guard, task, samples, TaskText::default(), format, fault).await
 }
 
@@ -222,13 +174,14 @@ pub async fn transcriptions(State(state): State<Arc<AppState>>, form: Multipart)
 /// json | text) -> `{"text": ...}`, or the text alone.
 pub async fn answer(State(state): State<Arc<AppState>>, form: Multipart) -> Result<Response, ApiError> {
     let mut guard = admit(&state)?;
-    let (samples, fields) = read_form(&state, &mut guard, form).await?;
-    let question = fields.get("question").filter(|q| !q.trim().is_empty()).ok_or_else(|| ApiError::bad_request("missing `question`"))?;
+    let upload = upload::read(&guard, form).await?;
+    let question = upload.fields.get("question").filter(|q| !q.trim().is_empty()).cloned().ok_or_else(|| ApiError::bad_request("missing `question`"))?;
     if question.chars().count() > MAX_INPUT_CHARS {
         return Err(ApiError::new(413, format!("`question` is longer than {MAX_INPUT_CHARS} characters")));
     }
-    let format = TextFormat::of(&fields)?;
-    understand(&state, guard, Task::AudioUnderstanding, samples, TaskText { question: Some(question.clone()), ..Default::default() }, format, None).await
+    let format = TextFormat::of(&upload.fields)?;
+    let samples = upload.decode(&state, &mut guard).await?;
+    understand(&state, guard, Task::AudioUnderstanding, samples, TaskText { question: Some(question), ..Default::default() }, format, None).await
 }
 
 /// How a text answer is sent (OpenAI's `response_format`; its subtitle and verbose

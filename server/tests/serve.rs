@@ -149,9 +149,10 @@ fn bad_requests_get_clear_errors_and_the_server_goes_on() {
     for (path, length, words) in [("/v1/generate", 5 << 20, "/v1/generate takes at most 4194304"), ("/v1/audio/speech", 300 << 10, "/v1/audio/speech takes at most 262144")] {
         expect(http::head_only(addr, "POST", path, &[("content-type", "application/json"), ("content-length", &length.to_string())]), 413, words);
     }
-    // A chunked body past --max-body-mib is cut off as it streams in, with a JSON 413.
-    let huge = format!("{{\"frames\": [], \"pad\": \"{}\"}}", " ".repeat(9 << 20));
-    for path in ["/v1/generate", "/v1/audio/speech"] {
+    // A chunked body past its route's limit is cut off as it streams in, with a JSON 413:
+    // each just past it (both below this server's --max-body-mib of 8).
+    for (path, length) in [("/v1/generate", (4 << 20) + 1024), ("/v1/audio/speech", (256 << 10) + 1024)] {
+        let huge = format!("{{\"frames\": [], \"pad\": \"{}\"}}", " ".repeat(length));
         let r = http::request_chunked(addr, path, huge.as_bytes());
         assert_eq!(r.status, 413, "{path}: {}", r.text());
         assert_eq!(r.json()["error"]["type"], "invalid_request_error", "{path}: {}", r.text());
@@ -222,6 +223,17 @@ fn a_client_that_leaves_cancels_its_sequence_and_deadlines_hold() {
     let r = post(&server, &long);
     assert_eq!(r.status, 504, "{}", r.text());
     assert_eq!(server.shared().kv_used(), 0);
+    // An upload still arriving at the deadline gets 408, and gives its place back.
+    use std::io::{Read, Write};
+    let mut slow = std::net::TcpStream::connect(server.addr()).unwrap();
+    let head = "POST /v1/audio/transcriptions HTTP/1.1\r\nhost: x\r\ncontent-type: multipart/form-data; boundary=zz\r\ncontent-length: 100000\r\n\r\n";
+    slow.write_all(format!("{head}--zz\r\ncontent-disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\nRIFF").as_bytes()).unwrap();
+    let t = Instant::now();
+    let mut answer = String::new();
+    let _ = slow.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408") && answer.contains("deadline"), "{answer}");
+    assert!(t.elapsed() < Duration::from_secs(10), "answered after {:?}", t.elapsed());
+    assert_eq!(server.shared().in_flight.load(std::sync::atomic::Ordering::Relaxed), 0);
     server.stop().unwrap();
 }
 
@@ -321,6 +333,15 @@ fn a_full_queue_refuses_uploads_before_reading_them() {
     // With room again, the same upload is read and refused for what it holds.
     let r = request(server.addr(), "POST", "/v1/audio/transcriptions", &[("content-type", &format!("multipart/form-data; boundary={boundary}"))], body.as_bytes());
     assert_eq!(r.status, 400, "{}", r.text());
+    // Real audio is decoded and held until its answer (this model has no codec: 501).
+    let mut wav = b"RIFF\x00\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\xc0\x5d\x00\x00\x80\xbb\x00\x00\x02\x00\x10\x00data".to_vec();
+    wav.extend_from_slice(&96_000u32.to_le_bytes());
+    wav.extend((0..48_000).flat_map(|i: i32| (((i % 50) - 25) as i16 * 400).to_le_bytes()));
+    let mut form = format!("--{boundary}\r\ncontent-disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\n").into_bytes();
+    form.extend_from_slice(&wav);
+    form.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let r = request(server.addr(), "POST", "/v1/audio/transcriptions", &[("content-type", &format!("multipart/form-data; boundary={boundary}"))], &form);
+    assert_eq!(r.status, 501, "{}", r.text());
     wait_for_metric(&server, "uniaudio_queue_depth 0");
     wait_for_metric(&server, "uniaudio_uploaded_audio_seconds 0");
     server.stop().unwrap();

@@ -114,6 +114,7 @@ fn status_of(e: &Error) -> UniaudioStatus {
         Error::Audio(_) => UniaudioStatus::Audio,
         Error::Backend(_) => UniaudioStatus::Backend,
         Error::Io(_) => UniaudioStatus::Io,
+        Error::Cancelled(_) => UniaudioStatus::Cancelled,
         _ => UniaudioStatus::Error,
     }
 }

@@ -92,6 +92,12 @@ impl<B: Backend> Codec<B> {
 
     /// Decodes `tokens[row][t]` (ids without the LM's offset) to samples at `sample_rate`.
     pub fn decode(&self, b: &B, tokens: &[Vec<u32>], opts: &DecodeOptions, progress: Progress) -> Result<Decoded> {
+        self.decode_until(b, tokens, opts, progress, &|| false)
+    }
+
+    /// `decode`, ending early with `CodecError::Cancelled` once `stop` says so (it is
+    /// asked after every Euler step).
+    pub fn decode_until(&self, b: &B, tokens: &[Vec<u32>], opts: &DecodeOptions, progress: Progress, stop: &dyn Fn() -> bool) -> Result<Decoded> {
         self.check_tokens(tokens)?;
         if opts.steps == 0 {
             return Err(CodecError::Invalid("steps must be >= 1".into()));
@@ -119,6 +125,11 @@ impl<B: Backend> Codec<B> {
             let latent: Tensor<B> = self.flow.sample(b, &input, &mut || {
                 step += 1;
                 progress(k, n, step, opts.steps);
+                if stop() {
+                    std::ops::ControlFlow::Break(())
+                } else {
+                    std::ops::ControlFlow::Continue(())
+                }
             })?;
             let latent_host = ops::download_f32(b, &latent)?;
             let t1 = std::time::Instant::now();

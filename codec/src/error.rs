@@ -20,6 +20,10 @@ pub enum CodecError {
 
     #[error("{path}: {cause}")]
     Io { path: PathBuf, cause: std::io::Error },
+
+    /// The caller's stop check asked the work to end early.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 impl CodecError {

@@ -6,6 +6,8 @@
 //! in-context and μ parts are constant over the steps and computed once per window;
 //! only the x_t part runs every step.
 
+use std::ops::ControlFlow;
+
 use uniaudio_runtime::{ops, Backend, ConvParams, DType, Epilogue, Tensor, UnaryFn};
 
 use crate::config::{CodecConfig, FlowConfig};
@@ -166,8 +168,9 @@ impl<B: Backend> Flow<B> {
     }
 
     /// Samples one window; returns the latent [T, latent_dim] (device) after the final
-    /// in-context overwrite. `on_step` runs after every Euler step.
-    pub fn sample(&self, b: &B, input: &WindowInput<B>, on_step: &mut dyn FnMut()) -> Result<Tensor<B>> {
+    /// in-context overwrite. `on_step` runs after every Euler step; `Break` ends the
+    /// sampling there with `CodecError::Cancelled`.
+    pub fn sample(&self, b: &B, input: &WindowInput<B>, on_step: &mut dyn FnMut() -> ControlFlow<()>) -> Result<Tensor<B>> {
         let f = &self.cfg;
         let (d, lat, k) = (f.inner_dim, f.latent_dim, f.proj_kernel);
         let t = input.x0.len() / lat;
@@ -256,7 +259,9 @@ impl<B: Backend> Flow<B> {
             ops::conv1d(b, &n.reshape(&[2, t, d])?, &self.out1_w, Some(&self.out1_b), &po, same)?;
             ops::linear(b, &po.reshape(&[2 * t, f.out_channels])?, &self.out2_w, Some(&self.out2_b), &vel, Epilogue::Store)?;
             ops::euler_cfg(b, &x, &vel.narrow(t, t)?, &vel.narrow(0, t)?, self.cfg_scale, s.dt)?;
-            on_step();
+            if on_step().is_break() {
+                return Err(crate::error::CodecError::Cancelled);
+            }
         }
         if lc > 0 {
             ops::blend(b, &x0.narrow(0, lc)?, &ctx.narrow(0, lc)?, 0.0, 1.0, &x.narrow(0, lc)?)?;

@@ -1,7 +1,8 @@
 //! Python bindings: `uniaudio.Model` over the library's `Model`. Compute runs with the
 //! interpreter lock released; errors are `uniaudio.UniaudioError` with the library's message.
 
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
@@ -49,6 +50,46 @@ fn compute<T: Send>(py: Python<'_>, f: impl FnOnce() -> Result<T, Error> + Send)
         Ok(r) => r.map_err(err),
         Err(payload) => Err(UniaudioError::new_err(format!("internal error: {}", panic_message(&*payload).unwrap_or("no message")))),
     }
+}
+
+/// Runs a task with the interpreter lock released, on a worker thread, while this thread
+/// looks for signals every 50 ms: on Ctrl-C (or any signal whose handler raises), `f`'s
+/// stop check turns true, the task ends within one encoder chunk, generated step or Euler
+/// step, and the signal's exception (KeyboardInterrupt) is raised here. The model stays
+/// usable. A panic in `f` becomes a `UniaudioError`.
+fn compute_interruptible<T: Send>(py: Python<'_>, f: impl FnOnce(&dyn Fn() -> bool) -> Result<T, Error> + Send) -> PyResult<T> {
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = channel();
+    let rx = Mutex::new(rx);
+    std::thread::scope(|s| {
+        let stop = &stop;
+        s.spawn(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&|| stop.load(Ordering::Relaxed))));
+            let _ = tx.send(result);
+        });
+        let mut interrupted = None;
+        let result = loop {
+            match py.detach(|| rx.lock().unwrap_or_else(|p| p.into_inner()).recv_timeout(std::time::Duration::from_millis(50))) {
+                Ok(result) => break result,
+                Err(RecvTimeoutError::Timeout) => {
+                    if interrupted.is_none() {
+                        if let Err(e) = py.check_signals() {
+                            stop.store(true, Ordering::Relaxed);
+                            interrupted = Some(e);
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => break Ok(Err(Error::Internal("the worker thread ended without an answer".into()))),
+            }
+        };
+        if let Some(e) = interrupted {
+            return Err(e);
+        }
+        match result {
+            Ok(r) => r.map_err(err),
+            Err(payload) => Err(UniaudioError::new_err(format!("internal error: {}", panic_message(&*payload).unwrap_or("no message")))),
+        }
+    })
 }
 
 /// Runs a worker thread's body; a panic in it becomes an error for the iterator to raise
@@ -119,14 +160,14 @@ fn audio_arg(audio: &Bound<'_, PyAny>, sample_rate: Option<u32>) -> PyResult<Aud
 
 impl PyModel {
     fn run(&self, py: Python<'_>, req: TaskRequest) -> PyResult<uniaudio::TaskOutput> {
-        compute(py, || {
+        compute_interruptible(py, |stop| {
             let mut model = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            model.run(&req, &mut |_| {})
+            model.run_until(&req, &mut |_| {}, stop)
         })
     }
 
     fn text_task(&self, py: Python<'_>, task: Task, audio: AudioArg, question: Option<String>, seed: u64, max_steps: Option<usize>) -> PyResult<String> {
-        let out = compute(py, || {
+        let out = compute_interruptible(py, |stop| {
             let req = TaskRequest {
                 task,
                 text: TaskText { question, ..Default::default() },
@@ -136,7 +177,7 @@ impl PyModel {
                 prompt_frames: None,
             };
             let mut model = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            model.run(&req, &mut |_| {})
+            model.run_until(&req, &mut |_| {}, stop)
         });
         Ok(out?.text.unwrap_or_default())
     }

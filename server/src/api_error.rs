@@ -27,6 +27,9 @@ impl ApiError {
     pub fn from_library(e: anyhow::Error) -> Self {
         let e = uniaudio::Error::from(e);
         let status = match e {
+            // The engine thread stops a request's codec work at its deadline (or when its
+            // client left, and then nobody reads the answer).
+            uniaudio::Error::Cancelled(_) => return ApiError::timeout(),
             uniaudio::Error::InvalidInput(_) | uniaudio::Error::Audio(_) => 400,
             uniaudio::Error::MissingPart(_) => 501,
             _ => 500,

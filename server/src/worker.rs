@@ -202,10 +202,11 @@ pub fn run<B: Backend>(b: B, paths: ModelPaths, engine_opts: EngineOptions, jobs
             if let Some(l) = live.remove(&f.id) {
                 let reply = match (l.work, f.result) {
                     (Work::Raw(kind), result) => Reply::Done(result.map(|out| output_json(kind, &out)).map_err(|e| ApiError::internal(e.to_string()))),
-                    (Work::Task(request, prepared), Ok(out)) => Reply::Task(finish_task(&b, &models, &request, *prepared, out, &shared)),
+                    (Work::Task(request, prepared), Ok(out)) => Reply::Task(finish_task(&b, &models, &request, *prepared, out, &shared, &abandoned(&l.sink, l.deadline))),
                     (Work::Task(..), Err(e)) => Reply::Task(Err(ApiError::internal(e.to_string()))),
                     (Work::Window { group, index, request, prepared }, result) => {
-                        let text = result.map_err(|e| ApiError::internal(e.to_string())).and_then(|out| finish_task(&b, &models, &request, *prepared, out, &shared)).and_then(|reply| match reply {
+                        let stop = abandoned(&l.sink, l.deadline);
+                        let text = result.map_err(|e| ApiError::internal(e.to_string())).and_then(|out| finish_task(&b, &models, &request, *prepared, out, &shared, &stop)).and_then(|reply| match reply {
                             TaskReply::Text(text) => Ok(text),
                             TaskReply::Audio { .. } => Err(ApiError::internal("a window produced audio, not text")),
                         });
@@ -223,7 +224,7 @@ pub fn run<B: Backend>(b: B, paths: ModelPaths, engine_opts: EngineOptions, jobs
                         }
                     }
                 };
-                let _ = l.sink.send(reply);
+                answer(&l.sink, reply, &shared);
             }
         }
         shared.observe_running(running_requests(&engine, &live));
@@ -301,7 +302,7 @@ fn accept<B: Backend>(b: &B, models: &Models<B>, engine: &mut Engine<'_, B>, liv
                 if let Some(part) = missing {
                     return Err(refuse(ApiError::new(501, format!("this model has no {}, which this task needs", part.describe()))));
                 }
-                let prepared = match models.prepare(b, &request, &mut |_| {}) {
+                let prepared = match models.prepare_until(b, &request, &mut |_| {}, &abandoned(&sink, deadline)) {
                     Ok(Preparation::Ready(p)) => p,
                     Ok(Preparation::Windows) => {
                         let Some(AudioInput::Samples24k(samples)) = &request.audio else {
@@ -324,9 +325,7 @@ fn accept<B: Backend>(b: &B, models: &Models<B>, engine: &mut Engine<'_, B>, liv
                 live.insert(id, Live { sink: sink.clone(), work, deadline });
             }
         }
-        Ok(Err(reply)) => {
-            let _ = sink.send(reply);
-        }
+        Ok(Err(reply)) => answer(&sink, reply, shared),
         Err(_) => {
             shared.count_panic();
             let msg = "internal error while starting the request (the server and other requests are unaffected)";
@@ -343,9 +342,9 @@ fn start_next_window<B: Backend>(b: &B, models: &Models<B>, engine: &mut Engine<
     let fail = |engine: &mut Engine<'_, B>, live: &mut HashMap<RequestId, Live>, groups: &mut Groups, e: ApiError| {
         cancel_members(engine, live, groups.close(w.group));
         shared.observe_engine(engine);
-        let _ = w.sink.send(Reply::Task(Err(e)));
+        answer(&w.sink, Reply::Task(Err(e)), shared);
     };
-    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match models.prepare(b, &w.request, &mut |_| {}) {
+    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match models.prepare_until(b, &w.request, &mut |_| {}, &abandoned(&w.sink, w.deadline)) {
         Ok(_) if w.fault == Some(Fault::WindowError) && w.index == 1 => Err(ApiError::internal("injected window failure")),
         Ok(Preparation::Ready(prepared)) => engine.submit(&prepared.prompt.frames, &prepared.opts).map(|id| (id, prepared)).map_err(|e| ApiError::bad_request(e.to_string())),
         Ok(Preparation::Windows) => Err(ApiError::internal("a window is too long for one prompt")),
@@ -385,9 +384,26 @@ fn loaded<B: Backend>(m: &Models<B>, part: Part) -> bool {
     }
 }
 
-/// Detokenises or decodes a finished task (a panic here fails only this request).
-fn finish_task<B: Backend>(b: &B, models: &Models<B>, request: &TaskRequest, prepared: Prepared, generated: GenerateOutput, shared: &Shared) -> Result<TaskReply, ApiError> {
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| models.finish(b, request, prepared, generated, &mut |_| {})));
+/// Whether a request is no longer wanted: its client left, or its deadline passed. The
+/// codec work of a task (encoding its input, decoding its output) asks it at every chunk
+/// and Euler step, so an abandoned request stops holding up the engine thread.
+fn abandoned(sink: &Sink, deadline: Option<Instant>) -> impl Fn() -> bool + '_ {
+    move || sink.is_closed() || deadline.is_some_and(|d| Instant::now() >= d)
+}
+
+/// Sends a request its answer; one whose client already left is counted as cancelled.
+fn answer(sink: &Sink, reply: Reply, shared: &Shared) {
+    if sink.is_closed() {
+        shared.count_cancelled();
+    } else {
+        let _ = sink.send(reply);
+    }
+}
+
+/// Detokenises or decodes a finished task (a panic here fails only this request), ending
+/// early once `stop` says the request was abandoned.
+fn finish_task<B: Backend>(b: &B, models: &Models<B>, request: &TaskRequest, prepared: Prepared, generated: GenerateOutput, shared: &Shared, stop: &dyn Fn() -> bool) -> Result<TaskReply, ApiError> {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| models.finish_until(b, request, prepared, generated, &mut |_| {}, stop)));
     match result {
         Ok(Ok(out)) => Ok(match out.audio {
             Some(samples) => TaskReply::Audio { samples, sample_rate: out.sample_rate },

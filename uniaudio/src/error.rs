@@ -32,6 +32,9 @@ pub enum Error {
     /// A fault inside the library (a broken invariant); worth a bug report.
     #[error("{0}")]
     Internal(String),
+    /// The caller's stop check ended the call early (`Model::run_until`).
+    #[error("{0}")]
+    Cancelled(String),
 }
 
 /// `Result` with this library's [`enum@Error`].
@@ -46,7 +49,7 @@ impl Error {
     /// The message without the variant.
     pub fn message(&self) -> &str {
         match self {
-            Error::InvalidInput(m) | Error::MissingPart(m) | Error::Model(m) | Error::Audio(m) | Error::Backend(m) | Error::Io(m) | Error::Internal(m) => m,
+            Error::InvalidInput(m) | Error::MissingPart(m) | Error::Model(m) | Error::Audio(m) | Error::Backend(m) | Error::Io(m) | Error::Internal(m) | Error::Cancelled(m) => m,
         }
     }
 
@@ -60,6 +63,7 @@ impl Error {
             Error::Backend(_) => "backend",
             Error::Io(_) => "io",
             Error::Internal(_) => "internal",
+            Error::Cancelled(_) => "cancelled",
         }
     }
 
@@ -73,6 +77,7 @@ impl Error {
             Error::Backend(_) => Error::Backend,
             Error::Io(_) => Error::Io,
             Error::Internal(_) => Error::Internal,
+            Error::Cancelled(_) => Error::Cancelled,
         }
     }
 }
@@ -102,6 +107,7 @@ fn classify(e: &(dyn std::error::Error + 'static)) -> Option<fn(String) -> Error
             C::Runtime(r) => classify(r),
             C::Config { .. } | C::Io { .. } => Some(Error::Model),
             C::Tokens(_) | C::Invalid(_) => Some(Error::InvalidInput),
+            C::Cancelled => Some(Error::Cancelled),
         };
     }
     if let Some(e) = e.downcast_ref::<R>() {

@@ -129,8 +129,16 @@ impl Model {
 
     /// Runs any task, reporting progress and streamed text through `events`.
     pub fn run(&mut self, req: &TaskRequest, events: &mut dyn FnMut(Event)) -> Result<TaskOutput> {
+        self.run_until(req, events, &|| false)
+    }
+
+    /// `run`, ending early with [`Error::Cancelled`](crate::Error::Cancelled) once `stop`
+    /// returns true (from another thread's flag, say). It is asked before each chunk the
+    /// encoder computes, each generated step and each Euler step of the codec decoder, so
+    /// a stop takes effect within one of those; the model stays usable.
+    pub fn run_until(&mut self, req: &TaskRequest, events: &mut dyn FnMut(Event), stop: &dyn Fn() -> bool) -> Result<TaskOutput> {
         self.ensure(&parts_for(req.task), req.task.name())?;
-        Ok(on!(self, |b, m| m.run(b, req, events))?)
+        Ok(on!(self, |b, m| m.run_until(b, req, events, stop))?)
     }
 
     fn text_task(&mut self, task: Task, audio: &Audio, question: Option<&str>, sampling: &Sampling) -> Result<String> {

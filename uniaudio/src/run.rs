@@ -114,11 +114,17 @@ impl<B: Backend> Models<B> {
 
     /// Runs `req`, reporting progress and streamed text through `events`.
     pub fn run(&self, bk: &B, req: &TaskRequest, events: &mut dyn FnMut(Event)) -> Result<TaskOutput> {
-        let prepared = match self.prepare(bk, req, events)? {
+        self.run_until(bk, req, events, &|| false)
+    }
+
+    /// `run`, ending early with `Error::Cancelled` once `stop` says so. It is asked before
+    /// each chunk the encoder computes, each generated step and each Euler step of the codec.
+    pub fn run_until(&self, bk: &B, req: &TaskRequest, events: &mut dyn FnMut(Event), stop: &dyn Fn() -> bool) -> Result<TaskOutput> {
+        let prepared = match self.prepare_until(bk, req, events, stop)? {
             Preparation::Ready(p) => p,
             Preparation::Windows => {
                 let Some(AudioInput::Samples24k(samples)) = &req.audio else { bail!("long-form windows need input samples") };
-                return self.run_windows(bk, req, samples, Instant::now(), events);
+                return self.run_windows(bk, req, samples, Instant::now(), events, stop);
             }
         };
         let mut g = Generator::new(self.lm()?, bk, &prepared.prompt.frames, &prepared.opts)?;
@@ -130,6 +136,9 @@ impl<B: Backend> Models<B> {
         let mut stream = TextStream::new(self.tokenizer()?);
         let mut streamed = 0;
         loop {
+            if stop() {
+                return Err(cancelled().into());
+            }
             let more = g.step()?;
             for &id in &g.text_ids()[streamed..] {
                 let piece = stream.push(id);
@@ -149,12 +158,17 @@ impl<B: Backend> Models<B> {
         }
         let generated = g.finish();
         timings.generate_s = t.elapsed().as_secs_f64();
-        self.finish(bk, req, Prepared { timings, ..prepared }, generated, events)
+        self.finish_until(bk, req, Prepared { timings, ..prepared }, generated, events, stop)
     }
 
     /// Everything before generation: checks, input encoding and the prompt. An input too
     /// long for one prompt of a task that can be windowed gives `Preparation::Windows`.
     pub fn prepare(&self, bk: &B, req: &TaskRequest, events: &mut dyn FnMut(Event)) -> Result<Preparation> {
+        self.prepare_until(bk, req, events, &|| false)
+    }
+
+    /// `prepare`, its encoding ended early (`Error::Cancelled`) once `stop` says so.
+    pub fn prepare_until(&self, bk: &B, req: &TaskRequest, events: &mut dyn FnMut(Event), stop: &dyn Fn() -> bool) -> Result<Preparation> {
         let start = Instant::now();
         let task = req.task;
         check_text_inputs(task, &req.text)?;
@@ -186,7 +200,7 @@ impl<B: Backend> Models<B> {
                 step_budget(config, task, prompt.frames.len(), &req.sampling, Some(seconds), &mut |_| {})?;
                 let t = Instant::now();
                 events(Event::Note(format!("encoding {seconds:.2} s of audio")));
-                let tokens = encoder.encode(bk, samples, &mut |done, total| events(Event::Progress { stage: Stage::Encode, done, total }))?;
+                let tokens = encoder.encode_until(bk, samples, &mut |done, total| events(Event::Progress { stage: Stage::Encode, done, total }), stop)?;
                 timings.encode_s = t.elapsed().as_secs_f64();
                 (Some(audio_tokens(tokens)?), Some(seconds))
             }
@@ -211,6 +225,11 @@ impl<B: Backend> Models<B> {
     /// Everything after generation: the text detokenised, or the reconstruction frames
     /// decoded to a waveform.
     pub fn finish(&self, bk: &B, req: &TaskRequest, prepared: Prepared, generated: GenerateOutput, events: &mut dyn FnMut(Event)) -> Result<TaskOutput> {
+        self.finish_until(bk, req, prepared, generated, events, &|| false)
+    }
+
+    /// `finish`, its codec decoding ended early (`Error::Cancelled`) once `stop` says so.
+    pub fn finish_until(&self, bk: &B, req: &TaskRequest, prepared: Prepared, generated: GenerateOutput, events: &mut dyn FnMut(Event), stop: &dyn Fn() -> bool) -> Result<TaskOutput> {
         let Prepared { prompt, opts, input_tokens, input_seconds, mut timings, start } = prepared;
         let task = req.task;
         let config = &self.lm()?.config;
@@ -229,7 +248,7 @@ impl<B: Backend> Models<B> {
                 let decode = DecodeOptions { steps: req.codec.steps, mode: req.codec.mode, noise: Noise::Seeded(req.sampling.seed) };
                 let t = Instant::now();
                 let out = codec
-                    .decode(bk, &rows, &decode, &mut |w, n, s, steps| events(Event::Progress { stage: Stage::Decode, done: w * steps + s, total: n * steps }))
+                    .decode_until(bk, &rows, &decode, &mut |w, n, s, steps| events(Event::Progress { stage: Stage::Decode, done: w * steps + s, total: n * steps }), stop)
                     .context("decoding the generated tokens")?;
                 timings.decode_s = t.elapsed().as_secs_f64();
                 (None, Some(out.audio))
@@ -258,7 +277,7 @@ impl<B: Backend> Models<B> {
     }
 
     /// A recording too long for one prompt, transcribed window by window (see `long_form`).
-    fn run_windows(&self, bk: &B, req: &TaskRequest, samples: &[f32], start: Instant, events: &mut dyn FnMut(Event)) -> Result<TaskOutput> {
+    fn run_windows(&self, bk: &B, req: &TaskRequest, samples: &[f32], start: Instant, events: &mut dyn FnMut(Event), stop: &dyn Fn() -> bool) -> Result<TaskOutput> {
         let plan = long_form::windows(samples);
         let seconds = |i: usize| i as f64 / SAMPLE_RATE as f64;
         events(Event::Note(format!(
@@ -273,7 +292,7 @@ impl<B: Backend> Models<B> {
             if merged.as_ref().is_some_and(|m| m.text.as_deref().is_some_and(|t| !t.is_empty())) {
                 events(Event::Text(" "));
             }
-            let out = self.run(bk, &window, events)?;
+            let out = self.run_until(bk, &window, events, stop)?;
             merged = Some(match merged {
                 None => out,
                 Some(mut m) => {
@@ -313,6 +332,11 @@ impl<B: Backend> Models<B> {
         };
         Ok(build_prompt(&self.lm()?.config, self.tokenizer()?, req.task, &inputs, req.sampling.seed)?)
     }
+}
+
+/// The error of a run its caller stopped.
+fn cancelled() -> crate::error::Error {
+    crate::error::Error::Cancelled("cancelled".into())
 }
 
 /// The steps a task runs at most when the request does not say (text 500, audio 1500).

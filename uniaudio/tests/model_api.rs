@@ -126,3 +126,69 @@ fn generation_streams_events_and_batches_requests() {
     assert_eq!(mixed[1].as_ref().unwrap().text_ids, solo[1].text_ids);
     assert!(model.generate(&[Frame::Text(u32::MAX)], &opts(OutputKind::Text, 1)).is_err());
 }
+
+/// `run_until`'s stop check ends a run in each stage: before the encoder's first chunk,
+/// between generated steps, and between the codec's Euler steps; the model goes on after.
+#[test]
+fn a_stop_check_ends_each_stage_and_the_model_goes_on() {
+    use std::cell::Cell;
+    use uniaudio::{CodecSettings, Event, Stage};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("bundle");
+    uniaudio::synth_bundle::write_synthetic_bundle(&dir, BundlePreset::Tiny, None, &mut |_, _, _| {}).unwrap();
+    let mut model = Model::load(&dir, LoadOptions { backend: BackendKind::Cpu, ..Default::default() }).unwrap();
+    let audio = Audio::read(speech()).unwrap();
+    let asr = TaskRequest {
+        task: Task::Asr,
+        text: TaskText::default(),
+        audio: Some(uniaudio::AudioInput::Samples24k(audio.at_24k().unwrap())),
+        sampling: Sampling::default(),
+        codec: Default::default(),
+        prompt_frames: None,
+    };
+    let tts = TaskRequest {
+        task: Task::Tts,
+        text: TaskText { text: Some("Hello there.".into()), ..Default::default() },
+        audio: None,
+        sampling: Sampling { seed: 3, max_steps: Some(80), ..Default::default() },
+        codec: CodecSettings { steps: 4, ..Default::default() },
+        prompt_frames: None,
+    };
+    // Progress events per stage, and a stop that turns true once `stage` reported `after`.
+    let run = |model: &mut Model, req: &TaskRequest, stage: Stage, after: usize| {
+        let seen = Cell::new([0usize; 3]);
+        let index = |s: Stage| match s {
+            Stage::Encode => 0,
+            Stage::Generate => 1,
+            _ => 2,
+        };
+        let result = model.run_until(
+            req,
+            &mut |e| {
+                if let Event::Progress { stage, .. } = e {
+                    let mut n = seen.get();
+                    n[index(stage)] += 1;
+                    seen.set(n);
+                }
+            },
+            &|| seen.get()[index(stage)] >= after,
+        );
+        (result, seen.get())
+    };
+    let (r, seen) = run(&mut model, &asr, Stage::Encode, 0);
+    assert!(matches!(r, Err(uniaudio::Error::Cancelled(_))), "{r:?}");
+    assert_eq!(seen, [0, 0, 0], "stopped before the first chunk");
+    let (r, seen) = run(&mut model, &asr, Stage::Generate, 2);
+    assert!(matches!(r, Err(uniaudio::Error::Cancelled(_))), "{r:?}");
+    assert_eq!(seen[1], 2, "stopped after the second generated step");
+    let (r, seen) = run(&mut model, &tts, Stage::Decode, 1);
+    assert!(matches!(r, Err(uniaudio::Error::Cancelled(_))), "{r:?}");
+    assert_eq!(seen[2], 1, "stopped after the codec's first Euler step");
+    assert!(seen[1] > 1, "the generation ran to its end first");
+    // Nothing is left half-done: the same requests run whole now.
+    let text = model.transcribe(&audio).unwrap();
+    assert_eq!(model.run_until(&asr, &mut |_| {}, &|| false).unwrap().text.as_deref(), Some(text.as_str()));
+    let (r, seen) = run(&mut model, &tts, Stage::Decode, usize::MAX);
+    assert!(r.unwrap().audio.is_some_and(|a| !a.is_empty()));
+    assert_eq!(seen[2], 4, "four Euler steps");
+}

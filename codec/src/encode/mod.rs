@@ -128,6 +128,12 @@ impl<B: Backend> Encoder<B> {
 
     /// Encodes 24 kHz mono samples: the chunks the crop keeps, then the crop.
     pub fn encode(&self, bk: &B, samples: &[f32], progress: Progress) -> Result<Tokens> {
+        self.encode_until(bk, samples, progress, &|| false)
+    }
+
+    /// `encode`, ending early with `CodecError::Cancelled` once `stop` says so (it is
+    /// asked before every batch of chunks).
+    pub fn encode_until(&self, bk: &B, samples: &[f32], progress: Progress, stop: &dyn Fn() -> bool) -> Result<Tokens> {
         if samples.is_empty() {
             return Err(CodecError::Invalid("cannot encode zero samples".into()));
         }
@@ -136,6 +142,9 @@ impl<B: Backend> Encoder<B> {
         let mut tokens = Tokens::default();
         let batch = self.batch_size(bk);
         for first in (0..plan.chunks).step_by(batch) {
+            if stop() {
+                return Err(CodecError::Cancelled);
+            }
             let chunks: Vec<Vec<f32>> = (first..plan.chunks.min(first + batch)).map(|k| audio::chunk_24k(samples, k, self.config.chunking.chunk_samples)).collect();
             let out = self.encode_chunks(bk, &chunks)?;
             tokens.reasoning.extend(out.tokens.reasoning);

@@ -237,3 +237,40 @@ fn long_uploads_are_transcribed_in_windows_like_the_library() {
     assert!(r.text().contains("max_seq_len"), "{}", r.text());
     server.stop().unwrap();
 }
+
+/// A speech request whose client leaves while the codec decodes its audio stops at the
+/// next Euler step: the engine thread is free for the next request long before the decode
+/// would have ended.
+#[test]
+fn a_client_that_leaves_during_the_codec_frees_the_engine_thread() {
+    let server = start();
+    let addr = server.addr();
+    // Most of this request's time is the codec's 100 Euler steps.
+    let body = json!({"input": "hello there", "seed": 3, "max_steps": 80, "steps": 100}).to_string();
+    let t = Instant::now();
+    assert_eq!(request(addr, "POST", "/v1/audio/speech", &[], body.as_bytes()).status, 200);
+    let whole = t.elapsed();
+    let quick = json!({"frames": [{"text": 1}, {"text": 2}], "output_kind": "text", "max_steps": 2}).to_string();
+    let t = Instant::now();
+    assert_eq!(request(addr, "POST", "/v1/generate", &[], quick.as_bytes()).status, 200);
+    let alone = t.elapsed();
+    // Leave once the generation is over, that is while the codec decodes.
+    let connection = http::send_and_leave_open(addr, "/v1/audio/speech", body.as_bytes());
+    let t = Instant::now();
+    while server.shared().active() == 0 {
+        assert!(t.elapsed() < Duration::from_secs(30), "the generation never started");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    while server.shared().active() > 0 {
+        assert!(t.elapsed() < Duration::from_secs(30), "the generation never ended");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(connection);
+    let t = Instant::now();
+    assert_eq!(request(addr, "POST", "/v1/generate", &[], quick.as_bytes()).status, 200);
+    let waited = t.elapsed();
+    assert!(waited < alone + whole / 3, "waited {waited:?} behind an abandoned decode; the whole request took {whole:?}");
+    let metrics = request(addr, "GET", "/metrics", &[], b"").text();
+    assert!(metrics.contains("uniaudio_cancelled_total 1"), "{metrics}");
+    server.stop().unwrap();
+}

@@ -100,10 +100,18 @@ fn catch_worker<T>(tx: &std::sync::mpsc::Sender<Result<T, Error>>, body: impl Fn
     }
 }
 
-/// Text pieces of a transcription as they are generated (an iterator of str).
+/// Text pieces of a transcription as they are generated (an iterator of str). Dropping
+/// it stops the transcription at its next step, freeing the model.
 #[pyclass(module = "uniaudio")]
 struct TextPieces {
     rx: Mutex<Receiver<Result<String, Error>>>,
+    dropped: Arc<AtomicBool>,
+}
+
+impl Drop for TextPieces {
+    fn drop(&mut self) {
+        self.dropped.store(true, Ordering::Relaxed);
+    }
 }
 
 #[pymethods]
@@ -249,20 +257,26 @@ impl PyModel {
         };
         let (tx, rx) = channel();
         let inner = Arc::clone(&self.inner);
+        let dropped = Arc::new(AtomicBool::new(false));
+        let stop = Arc::clone(&dropped);
         std::thread::spawn(move || {
             catch_worker(&tx, || {
                 let mut model = inner.lock().unwrap_or_else(|p| p.into_inner());
-                let result = model.run(&req, &mut |e| {
-                    if let Event::Text(t) = e {
-                        let _ = tx.send(Ok(t.to_string()));
-                    }
-                });
+                let result = model.run_until(
+                    &req,
+                    &mut |e| {
+                        if let Event::Text(t) = e {
+                            let _ = tx.send(Ok(t.to_string()));
+                        }
+                    },
+                    &|| stop.load(Ordering::Relaxed),
+                );
                 if let Err(e) = result {
                     let _ = tx.send(Err(e));
                 }
             })
         });
-        Ok(TextPieces { rx: Mutex::new(rx) })
+        Ok(TextPieces { rx: Mutex::new(rx), dropped })
     }
 
     /// A description of the sounds.

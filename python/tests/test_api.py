@@ -70,6 +70,27 @@ def test_transcription_streams_in_pieces(model):
         list(model.transcribe_stream(np.zeros(0, dtype=np.float32), 16000))
 
 
+def test_a_dropped_transcription_stream_frees_the_model(model):
+    t = time.perf_counter()
+    model.transcribe(str(SPEECH), seed=5, max_steps=2)
+    quick = time.perf_counter() - t
+    # A seed whose transcription runs long (it may meet end-of-text early).
+    for seed in [5, 1, 2, 3]:
+        t = time.perf_counter()
+        model.transcribe(str(SPEECH), seed=seed, max_steps=1500)
+        whole = time.perf_counter() - t
+        if whole > 3 * quick:
+            break
+    assert whole > 3 * quick, f"no seed ran long: {whole:.3f} s against {quick:.3f} s for 2 steps"
+    stream = model.transcribe_stream(str(SPEECH), seed=seed, max_steps=1500)
+    next(stream)
+    del stream
+    t = time.perf_counter()
+    model.transcribe(str(SPEECH), seed=5, max_steps=2)
+    waited = time.perf_counter() - t
+    assert waited < quick + (whole - quick) / 2, f"waited {waited:.3f} s; the whole run took {whole:.3f} s"
+
+
 def test_tts_equals_the_cli(model, bundle, tmp_path):
     out = tmp_path / "tts.wav"
     cli("tts", "--text", "Hello there.", "-o", out, "--model", bundle, "--backend", "cpu", "--seed", 3, "--max-steps", 80, "--steps", 2)

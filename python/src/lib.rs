@@ -54,7 +54,7 @@ fn compute<T: Send>(py: Python<'_>, f: impl FnOnce() -> Result<T, Error> + Send)
 
 /// Runs a task with the interpreter lock released, on a worker thread, while this thread
 /// looks for signals every 50 ms: on Ctrl-C (or any signal whose handler raises), `f`'s
-/// stop check turns true, the task ends within one encoder chunk, generated step or Euler
+/// stop check turns true, the task ends within one encoder batch of chunks, generated step or Euler
 /// step, and the signal's exception (KeyboardInterrupt) is raised here. The model stays
 /// usable. A panic in `f` becomes a `UniaudioError`.
 fn compute_interruptible<T: Send>(py: Python<'_>, f: impl FnOnce(&dyn Fn() -> bool) -> Result<T, Error> + Send) -> PyResult<T> {
@@ -90,6 +90,19 @@ fn compute_interruptible<T: Send>(py: Python<'_>, f: impl FnOnce(&dyn Fn() -> bo
             Err(payload) => Err(UniaudioError::new_err(format!("internal error: {}", panic_message(&*payload).unwrap_or("no message")))),
         }
     })
+}
+
+/// The model, once no other call holds it, or `Error::Cancelled` if `stop` turns true
+/// while waiting (a stream still running on it, say).
+fn lock_until<'a>(model: &'a Mutex<uniaudio::Model>, stop: &dyn Fn() -> bool) -> Result<std::sync::MutexGuard<'a, uniaudio::Model>, Error> {
+    loop {
+        match model.try_lock() {
+            Ok(guard) => return Ok(guard),
+            Err(std::sync::TryLockError::Poisoned(p)) => return Ok(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) if stop() => return Err(Error::Cancelled("cancelled while waiting for the model".into())),
+            Err(std::sync::TryLockError::WouldBlock) => std::thread::sleep(std::time::Duration::from_millis(5)),
+        }
+    }
 }
 
 /// Runs a worker thread's body; a panic in it becomes an error for the iterator to raise
@@ -168,10 +181,7 @@ fn audio_arg(audio: &Bound<'_, PyAny>, sample_rate: Option<u32>) -> PyResult<Aud
 
 impl PyModel {
     fn run(&self, py: Python<'_>, req: TaskRequest) -> PyResult<uniaudio::TaskOutput> {
-        compute_interruptible(py, |stop| {
-            let mut model = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            model.run_until(&req, &mut |_| {}, stop)
-        })
+        compute_interruptible(py, |stop| lock_until(&self.inner, stop)?.run_until(&req, &mut |_| {}, stop))
     }
 
     fn text_task(&self, py: Python<'_>, task: Task, audio: AudioArg, question: Option<String>, seed: u64, max_steps: Option<usize>) -> PyResult<String> {
@@ -184,8 +194,7 @@ impl PyModel {
                 codec: CodecSettings::default(),
                 prompt_frames: None,
             };
-            let mut model = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            model.run_until(&req, &mut |_| {}, stop)
+            lock_until(&self.inner, stop)?.run_until(&req, &mut |_| {}, stop)
         });
         Ok(out?.text.unwrap_or_default())
     }

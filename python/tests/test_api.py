@@ -199,20 +199,25 @@ def test_ctrl_c_stops_a_task_and_the_model_goes_on(model):
     import _thread
     import threading
 
-    # A TTS run long enough to interrupt: the codec's 100 Euler steps after the LM.
+    # A TTS run long enough to interrupt: the codec's 100 Euler steps after the LM, timed
+    # warm (the first run also loads the codec).
     kwargs = dict(seed=3, max_steps=80, steps=100)
-    t = time.perf_counter()
     want, _ = model.tts("Hello there.", **kwargs)
+    t = time.perf_counter()
+    model.tts("Hello there.", **kwargs)
     whole = time.perf_counter() - t
-    assert whole > 0.2, f"the run took only {whole:.3f} s"
+    assert whole > 0.5, f"the run took only {whole:.3f} s"
     # Ctrl-C a quarter of the way in: KeyboardInterrupt, well before the run would end.
     timer = threading.Timer(whole / 4, _thread.interrupt_main)
     t = time.perf_counter()
     timer.start()
-    with pytest.raises(KeyboardInterrupt):
-        model.tts("Hello there.", **kwargs)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            model.tts("Hello there.", **kwargs)
+    finally:
+        # A run that ended before the timer must not leave it to interrupt what follows.
+        timer.cancel()
     stopped = time.perf_counter() - t
-    timer.join()
     assert stopped < whole * 3 / 4, f"stopped after {stopped:.3f} s; the whole run took {whole:.3f} s"
     # The model is free and gives the same samples again.
     samples, _ = model.tts("Hello there.", **kwargs)

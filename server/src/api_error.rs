@@ -23,7 +23,8 @@ impl ApiError {
     }
 
     /// A library error with the status its kind deserves: the client's input (400), a part
-    /// this model lacks (501), or the server's own failure (500).
+    /// this model lacks (501), work stopped at the request's deadline (504), or the
+    /// server's own failure (500).
     pub fn from_library(e: anyhow::Error) -> Self {
         let e = uniaudio::Error::from(e);
         let status = match e {

@@ -133,9 +133,10 @@ impl Model {
     }
 
     /// `run`, ending early with [`Error::Cancelled`](crate::Error::Cancelled) once `stop`
-    /// returns true (from another thread's flag, say). It is asked before each chunk the
-    /// encoder computes, each generated step and each Euler step of the codec decoder, so
-    /// a stop takes effect within one of those; the model stays usable.
+    /// returns true (from another thread's flag, say). It is asked at the start, before each
+    /// batch of chunks the encoder computes (one chunk on the CPU), each generated step and
+    /// each Euler step of the codec decoder, so a stop takes effect within one of those;
+    /// the model stays usable.
     pub fn run_until(&mut self, req: &TaskRequest, events: &mut dyn FnMut(Event), stop: &dyn Fn() -> bool) -> Result<TaskOutput> {
         self.ensure(&parts_for(req.task), req.task.name())?;
         Ok(on!(self, |b, m| m.run_until(b, req, events, stop))?)

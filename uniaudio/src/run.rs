@@ -117,9 +117,13 @@ impl<B: Backend> Models<B> {
         self.run_until(bk, req, events, &|| false)
     }
 
-    /// `run`, ending early with `Error::Cancelled` once `stop` says so. It is asked before
-    /// each chunk the encoder computes, each generated step and each Euler step of the codec.
+    /// `run`, ending early with `Error::Cancelled` once `stop` says so. It is asked at the
+    /// start, before each batch of chunks the encoder computes (one chunk on the CPU),
+    /// each generated step and each Euler step of the codec.
     pub fn run_until(&self, bk: &B, req: &TaskRequest, events: &mut dyn FnMut(Event), stop: &dyn Fn() -> bool) -> Result<TaskOutput> {
+        if stop() {
+            return Err(cancelled().into());
+        }
         let prepared = match self.prepare_until(bk, req, events, stop)? {
             Preparation::Ready(p) => p,
             Preparation::Windows => {

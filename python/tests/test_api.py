@@ -197,6 +197,7 @@ def test_bad_generation_requests(model):
 
 def test_ctrl_c_stops_a_task_and_the_model_goes_on(model):
     import _thread
+    import signal
     import threading
 
     # A TTS run long enough to interrupt: the codec's 100 Euler steps after the LM, timed
@@ -208,6 +209,9 @@ def test_ctrl_c_stops_a_task_and_the_model_goes_on(model):
     whole = time.perf_counter() - t
     assert whole > 0.5, f"the run took only {whole:.3f} s"
     # Ctrl-C a quarter of the way in: KeyboardInterrupt, well before the run would end.
+    # Python's own handler is installed for the test: a process started in the background
+    # inherits SIGINT ignored, and then interrupt_main does nothing.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(whole / 4, _thread.interrupt_main)
     t = time.perf_counter()
     timer.start()
@@ -217,6 +221,7 @@ def test_ctrl_c_stops_a_task_and_the_model_goes_on(model):
     finally:
         # A run that ended before the timer must not leave it to interrupt what follows.
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     stopped = time.perf_counter() - t
     assert stopped < whole * 3 / 4, f"stopped after {stopped:.3f} s; the whole run took {whole:.3f} s"
     # The model is free and gives the same samples again.

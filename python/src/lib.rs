@@ -321,10 +321,9 @@ impl PyModel {
     #[pyo3(signature = (audio, sample_rate = None))]
     fn encode(&self, py: Python<'_>, audio: &Bound<'_, PyAny>, sample_rate: Option<u32>) -> PyResult<(Vec<[u32; 8]>, Vec<[u32; 8]>)> {
         let audio = audio_arg(audio, sample_rate)?;
-        let tokens = compute(py, || {
+        let tokens = compute_interruptible(py, |stop| {
             let audio = audio.read()?;
-            let mut model = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            model.encode(&audio)
+            lock_until(&self.inner, stop)?.encode_until(&audio, stop)
         })?;
         Ok((tokens.reasoning, tokens.reconstruction))
     }
@@ -333,10 +332,7 @@ impl PyModel {
     #[pyo3(signature = (reconstruction, steps = 10, seed = 0))]
     fn decode<'py>(&self, py: Python<'py>, reconstruction: Vec<[u32; 8]>, steps: usize, seed: u64) -> PyResult<(Bound<'py, PyArray1<f32>>, u32)> {
         let tokens = uniaudio::AudioTokens { reasoning: Vec::new(), reconstruction };
-        let audio = compute(py, || {
-            let mut model = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            model.decode(&tokens, steps, seed)
-        })?;
+        let audio = compute_interruptible(py, |stop| lock_until(&self.inner, stop)?.decode_until(&tokens, steps, seed, stop))?;
         Ok((audio.samples.into_pyarray(py), audio.sample_rate))
     }
 }

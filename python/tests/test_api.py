@@ -200,30 +200,36 @@ def test_ctrl_c_stops_a_task_and_the_model_goes_on(model):
     import signal
     import threading
 
-    # A TTS run long enough to interrupt: the codec's 100 Euler steps after the LM, timed
-    # warm (the first run also loads the codec).
-    kwargs = dict(seed=3, max_steps=80, steps=100)
-    want, _ = model.tts("Hello there.", **kwargs)
-    t = time.perf_counter()
-    model.tts("Hello there.", **kwargs)
-    whole = time.perf_counter() - t
-    assert whole > 0.5, f"the run took only {whole:.3f} s"
-    # Ctrl-C a quarter of the way in: KeyboardInterrupt, well before the run would end.
-    # Python's own handler is installed for the test: a process started in the background
-    # inherits SIGINT ignored, and then interrupt_main does nothing.
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    timer = threading.Timer(whole / 4, _thread.interrupt_main)
-    t = time.perf_counter()
-    timer.start()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            model.tts("Hello there.", **kwargs)
-    finally:
-        # A run that ended before the timer must not leave it to interrupt what follows.
-        timer.cancel()
-        signal.signal(signal.SIGINT, previous)
-    stopped = time.perf_counter() - t
-    assert stopped < whole * 3 / 4, f"stopped after {stopped:.3f} s; the whole run took {whole:.3f} s"
-    # The model is free and gives the same samples again.
-    samples, _ = model.tts("Hello there.", **kwargs)
+    def interrupted(call):
+        """Runs `call` warm and whole, then again with Ctrl-C a quarter of the way in."""
+        want = call()
+        t = time.perf_counter()
+        call()
+        whole = time.perf_counter() - t
+        assert whole > 0.5, f"the run took only {whole:.3f} s"
+        # Python's own handler is installed for the run: a process started in the
+        # background inherits SIGINT ignored, and then interrupt_main does nothing.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        timer = threading.Timer(whole / 4, _thread.interrupt_main)
+        t = time.perf_counter()
+        timer.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                call()
+        finally:
+            # A run that ended before the timer must not leave it to interrupt what follows.
+            timer.cancel()
+            signal.signal(signal.SIGINT, previous)
+        stopped = time.perf_counter() - t
+        assert stopped < whole * 3 / 4, f"stopped after {stopped:.3f} s; the whole run took {whole:.3f} s"
+        return want
+
+    # TTS: the codec's 100 Euler steps after the LM. The model is free afterwards and gives
+    # the same samples again.
+    want, _ = interrupted(lambda: model.tts("Hello there.", seed=3, max_steps=80, steps=100))
+    samples, _ = model.tts("Hello there.", seed=3, max_steps=80, steps=100)
     np.testing.assert_array_equal(samples, want)
+    # The codec decoder alone.
+    _, reconstruction = model.encode(str(SPEECH))
+    want, _ = interrupted(lambda: model.decode(reconstruction, steps=100, seed=1))
+    np.testing.assert_array_equal(model.decode(reconstruction, steps=100, seed=1)[0], want)

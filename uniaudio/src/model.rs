@@ -203,27 +203,39 @@ impl Model {
 
     /// Audio to reasoning and reconstruction tokens.
     pub fn encode(&mut self, audio: &Audio) -> Result<AudioTokens> {
+        self.encode_until(audio, &|| false)
+    }
+
+    /// `encode`, ending early with [`Error::Cancelled`](crate::Error::Cancelled) once
+    /// `stop` returns true (asked before each batch of chunks).
+    pub fn encode_until(&mut self, audio: &Audio, stop: &dyn Fn() -> bool) -> Result<AudioTokens> {
         self.ensure(&[Part::Encoder], "encode")?;
         let samples = audio.at_24k()?;
-        Ok(on!(self, |b, m| encode_on(b, m, &samples))?)
+        Ok(on!(self, |b, m| encode_on(b, m, &samples, stop))?)
     }
 
     /// Reconstruction tokens to 24 kHz audio (`steps` Euler steps, noise seeded by `seed`).
     pub fn decode(&mut self, tokens: &AudioTokens, steps: usize, seed: u64) -> Result<Audio> {
+        self.decode_until(tokens, steps, seed, &|| false)
+    }
+
+    /// `decode`, ending early with [`Error::Cancelled`](crate::Error::Cancelled) once
+    /// `stop` returns true (asked after each Euler step).
+    pub fn decode_until(&mut self, tokens: &AudioTokens, steps: usize, seed: u64, stop: &dyn Fn() -> bool) -> Result<Audio> {
         self.ensure(&[Part::Decoder], "decode")?;
         let rows: Vec<Vec<u32>> = (0..CODEBOOKS).map(|r| tokens.reconstruction.iter().map(|f| f[r]).collect()).collect();
         let opts = DecodeOptions { steps, mode: uniaudio_codec::StitchMode::Reference, noise: Noise::Seeded(seed) };
         on!(self, |b, m| {
             let codec = m.codec.as_ref().context("no codec decoder")?;
-            let out = codec.decode(b, &rows, &opts, &mut |_, _, _, _| {}).map_err(anyhow::Error::from)?;
+            let out = codec.decode_until(b, &rows, &opts, &mut |_, _, _, _| {}, stop).map_err(anyhow::Error::from)?;
             Ok(Audio { samples: out.audio, sample_rate: codec.config.sample_rate })
         })
     }
 }
 
-fn encode_on<B: Backend>(b: &B, m: &Models<B>, samples: &[f32]) -> anyhow::Result<AudioTokens> {
+fn encode_on<B: Backend>(b: &B, m: &Models<B>, samples: &[f32], stop: &dyn Fn() -> bool) -> anyhow::Result<AudioTokens> {
     let encoder = m.encoder.as_ref().context("no codec encoder")?;
-    crate::run::audio_tokens(encoder.encode(b, samples, &mut |_, _| {})?)
+    crate::run::audio_tokens(encoder.encode_until(b, samples, &mut |_, _| {}, stop)?)
 }
 
 // A model moves between threads (a binding releases its interpreter lock around calls).

@@ -72,7 +72,7 @@ impl Groups {
     pub fn sweep(&mut self, now: Instant) -> Vec<(Sink, Vec<RequestId>)> {
         let mut done: Vec<(GroupId, Sink)> = Vec::new();
         for w in &self.pending {
-            let abandoned = w.sink.is_closed() || w.deadline.is_some_and(|d| now >= d);
+            let abandoned = crate::worker::abandoned_at(&w.sink, w.deadline, now);
             if abandoned && self.open.contains_key(&w.group) && !done.iter().any(|(g, _)| *g == w.group) {
                 done.push((w.group, w.sink.clone()));
             }

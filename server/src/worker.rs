@@ -388,7 +388,12 @@ fn loaded<B: Backend>(m: &Models<B>, part: Part) -> bool {
 /// codec work of a task (encoding its input, decoding its output) asks it at every chunk
 /// and Euler step, so an abandoned request stops holding up the engine thread.
 fn abandoned(sink: &Sink, deadline: Option<Instant>) -> impl Fn() -> bool + '_ {
-    move || sink.is_closed() || deadline.is_some_and(|d| Instant::now() >= d)
+    move || abandoned_at(sink, deadline, Instant::now())
+}
+
+/// Whether a request's client left, or its deadline passed, by `now`.
+pub fn abandoned_at(sink: &Sink, deadline: Option<Instant>, now: Instant) -> bool {
+    sink.is_closed() || deadline.is_some_and(|d| now >= d)
 }
 
 /// Sends a request its answer; one whose client already left is counted as cancelled.
@@ -420,7 +425,7 @@ fn finish_task<B: Backend>(b: &B, models: &Models<B>, request: &TaskRequest, pre
 /// Cancels requests whose client is gone or whose deadline passed.
 fn drop_abandoned<B: Backend>(engine: &mut Engine<'_, B>, live: &mut HashMap<RequestId, Live>, groups: &mut Groups, shared: &Shared) {
     let now = Instant::now();
-    let gone: Vec<RequestId> = live.iter().filter(|(_, l)| l.sink.is_closed() || l.deadline.is_some_and(|d| now >= d)).map(|(&id, _)| id).collect();
+    let gone: Vec<RequestId> = live.iter().filter(|(_, l)| abandoned_at(&l.sink, l.deadline, now)).map(|(&id, _)| id).collect();
     let mut timed_out = Vec::new();
     for id in gone {
         // A window's group was closed (and all its windows cancelled) by a sibling.

@@ -10,25 +10,37 @@ fn speech() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../codec/tests/fixtures/encode/a_24k_f32_3s2.wav")
 }
 
-#[test]
-fn one_model_runs_every_kind_of_task() {
+/// A tiny synthetic bundle (in the returned directory's `bundle/`) loaded on the CPU.
+fn tiny_model() -> (tempfile::TempDir, Model) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("bundle");
     uniaudio::synth_bundle::write_synthetic_bundle(&dir, BundlePreset::Tiny, None, &mut |_, _, _| {}).unwrap();
-    let mut model = Model::load(&dir, LoadOptions { backend: BackendKind::Cpu, ..Default::default() }).unwrap();
-    assert!(model.backend().starts_with("cpu"));
+    let model = Model::load(&dir, LoadOptions { backend: BackendKind::Cpu, ..Default::default() }).unwrap();
+    (tmp, model)
+}
 
-    let audio = Audio::read(speech()).unwrap();
-    let text = model.transcribe(&audio).unwrap();
-    // The same request through `run` gives the same text.
-    let req = TaskRequest {
+/// Speech recognition of `audio` with the default settings.
+fn asr_request(audio: &Audio) -> TaskRequest {
+    TaskRequest {
         task: Task::Asr,
         text: TaskText::default(),
         audio: Some(uniaudio::AudioInput::Samples24k(audio.at_24k().unwrap())),
         sampling: Sampling::default(),
         codec: Default::default(),
         prompt_frames: None,
-    };
+    }
+}
+
+#[test]
+fn one_model_runs_every_kind_of_task() {
+    let (tmp, mut model) = tiny_model();
+    let dir = tmp.path().join("bundle");
+    assert!(model.backend().starts_with("cpu"));
+
+    let audio = Audio::read(speech()).unwrap();
+    let text = model.transcribe(&audio).unwrap();
+    // The same request through `run` gives the same text.
+    let req = asr_request(&audio);
     let mut streamed = String::new();
     let out = model.run(&req, &mut |e| if let uniaudio::Event::Text(t) = e { streamed.push_str(t) }).unwrap();
     assert_eq!(out.text.as_deref(), Some(text.as_str()));
@@ -133,19 +145,9 @@ fn generation_streams_events_and_batches_requests() {
 fn a_stop_check_ends_each_stage_and_the_model_goes_on() {
     use std::cell::Cell;
     use uniaudio::{CodecSettings, Event, Stage};
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("bundle");
-    uniaudio::synth_bundle::write_synthetic_bundle(&dir, BundlePreset::Tiny, None, &mut |_, _, _| {}).unwrap();
-    let mut model = Model::load(&dir, LoadOptions { backend: BackendKind::Cpu, ..Default::default() }).unwrap();
+    let (_tmp, mut model) = tiny_model();
     let audio = Audio::read(speech()).unwrap();
-    let asr = TaskRequest {
-        task: Task::Asr,
-        text: TaskText::default(),
-        audio: Some(uniaudio::AudioInput::Samples24k(audio.at_24k().unwrap())),
-        sampling: Sampling::default(),
-        codec: Default::default(),
-        prompt_frames: None,
-    };
+    let asr = asr_request(&audio);
     let tts = TaskRequest {
         task: Task::Tts,
         text: TaskText { text: Some("Hello there.".into()), ..Default::default() },

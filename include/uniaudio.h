@@ -43,7 +43,7 @@ typedef enum UniaudioStatus {
   UNIAUDIO_STATUS_BACKEND = 8,
   // A file could not be read or written.
   UNIAUDIO_STATUS_IO = 9,
-  // The caller's event callback asked to stop.
+  // The caller's event callback or abort callback asked to stop.
   UNIAUDIO_STATUS_CANCELLED = 10,
 } UniaudioStatus;
 
@@ -57,6 +57,14 @@ typedef enum UniaudioEventKind {
 
 // A loaded model (opaque).
 typedef struct UniaudioModel UniaudioModel;
+
+// Asked by a running call, on the thread that made it, whether to stop: return 0 to go
+// on, anything else to stop (the call then returns `UNIAUDIO_STATUS_CANCELLED`). It is
+// asked at the start of a call, before each batch of encoder chunks, each generated step
+// and each Euler step of the codec decoder, so keep it cheap (reading an atomic flag that
+// another thread sets, or comparing a deadline). It must not call the library with its
+// model (refused, as from an event callback).
+typedef int32_t (*UniaudioAbortFn)(void *user);
 
 // Sampling options; a zero field takes the task's default.
 typedef struct UniaudioOptions {
@@ -111,6 +119,17 @@ const char *uniaudio_last_error(void);
 enum UniaudioStatus uniaudio_model_load(const char *path,
                                         const char *backend,
                                         struct UniaudioModel **out);
+
+// Sets the abort callback that every later call on `model` asks whether to stop (see
+// `UniaudioAbortFn`); a null `abort` removes it. Refused with
+// `UNIAUDIO_STATUS_INVALID_INPUT` while a call runs on the model.
+//
+// # Safety
+// `model` is a live model; `abort`, if not null, is callable with `user` until it is
+// replaced or the model is freed.
+enum UniaudioStatus uniaudio_model_set_abort(struct UniaudioModel *model,
+                                             UniaudioAbortFn abort,
+                                             void *user);
 
 // Releases a model (null is ignored). A model with a call running on it (freed from an
 // event callback) is not released: `uniaudio_last_error` says so, and the model stays

@@ -69,7 +69,7 @@ pub unsafe extern "C" fn uniaudio_tts(model: *mut UniaudioModel, text: *const c_
         let text = str_arg(text, "text")?;
         let (s, codec_steps) = sampling(options);
         let mut held = InUse::take(model, "uniaudio_tts")?;
-        let m = held.model();
+        let (m, abort) = held.model_and_abort();
         let req = uniaudio::TaskRequest {
             task: uniaudio::Task::Tts,
             text: uniaudio::TaskText { text: Some(text.to_string()), ..Default::default() },
@@ -78,7 +78,7 @@ pub unsafe extern "C" fn uniaudio_tts(model: *mut UniaudioModel, text: *const c_
             codec: uniaudio::CodecSettings { steps: codec_steps, ..Default::default() },
             prompt_frames: None,
         };
-        let o = m.run(&req, &mut |_| {})?;
+        let o = m.run_until(&req, &mut |_| {}, &|| abort.asked())?;
         let samples = o.audio.ok_or_else(|| Error::Internal("no audio was produced".into()))?;
         audio_out(Audio { samples, sample_rate: o.sample_rate }, &mut *out);
         Ok(())
@@ -100,7 +100,9 @@ pub unsafe extern "C" fn uniaudio_transcribe(model: *mut UniaudioModel, samples:
             return Err(Error::invalid_input(format!("uniaudio_transcribe: {len} samples at {samples:p} are not a valid float array")).into());
         }
         let audio = Audio { samples: std::slice::from_raw_parts(samples, len).to_vec(), sample_rate };
-        let text = InUse::take(model, "uniaudio_transcribe")?.model().transcribe(&audio)?;
+        let mut held = InUse::take(model, "uniaudio_transcribe")?;
+        let (m, abort) = held.model_and_abort();
+        let text = m.transcribe_until(&audio, &|| abort.asked())?;
         *out_text = c_string(&text);
         Ok(())
     })

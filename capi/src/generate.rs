@@ -53,8 +53,17 @@ pub unsafe extern "C" fn uniaudio_generate(model: *mut UniaudioModel, request_js
         let text = str_arg(request_json, "request_json")?;
         let (frames, options) = generate_json::parse_request(text, &RequestDefaults::default()).map_err(|e| Error::invalid_input(format!("request_json: {e:#}")))?;
         let mut held = InUse::take(model, "uniaudio_generate")?;
-        let generation = held.model().generate(&frames, &options)?;
-        for event in generation {
+        let (m, abort) = held.model_and_abort();
+        if abort.asked() {
+            return Err(Error::Cancelled("cancelled".into()).into());
+        }
+        let mut generation = m.generate(&frames, &options)?;
+        // Each `next` with no event pending runs one step: the abort is asked before it.
+        loop {
+            if generation.next_runs_a_step() && abort.asked() {
+                return Err(Error::Cancelled("cancelled".into()).into());
+            }
+            let Some(event) = generation.next() else { break };
             let report = match event? {
                 GenerateEvent::Frame(codes) => UniaudioEvent { kind: UniaudioEventKind::Frame, codes, text_id: 0 },
                 GenerateEvent::Text(id) => UniaudioEvent { kind: UniaudioEventKind::Text, codes: [0; 8], text_id: id },
@@ -90,7 +99,9 @@ pub unsafe extern "C" fn uniaudio_generate_batch(model: *mut UniaudioModel, requ
         let text = str_arg(requests_jsonl, "requests_jsonl")?;
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         let max_batch = if max_batch == 0 { 8 } else { max_batch };
-        let outputs = generate_json::run_batch(InUse::take(model, "uniaudio_generate_batch")?.model(), &lines, max_batch, &RequestDefaults::default())?;
+        let mut held = InUse::take(model, "uniaudio_generate_batch")?;
+        let (m, abort) = held.model_and_abort();
+        let outputs = generate_json::run_batch_until(m, &lines, max_batch, &RequestDefaults::default(), &|| abort.asked())?;
         let mut jsonl = String::new();
         for o in outputs {
             jsonl.push_str(&o.to_string());

@@ -9,7 +9,7 @@
 //! `UNIAUDIO_STATUS_PANIC` with a message.
 
 use std::cell::RefCell;
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -46,9 +46,17 @@ pub enum UniaudioStatus {
     Backend = 8,
     /// A file could not be read or written.
     Io = 9,
-    /// The caller's event callback asked to stop.
+    /// The caller's event callback or abort callback asked to stop.
     Cancelled = 10,
 }
+
+/// Asked by a running call, on the thread that made it, whether to stop: return 0 to go
+/// on, anything else to stop (the call then returns `UNIAUDIO_STATUS_CANCELLED`). It is
+/// asked at the start of a call, before each batch of encoder chunks, each generated step
+/// and each Euler step of the codec decoder, so keep it cheap (reading an atomic flag that
+/// another thread sets, or comparing a deadline). It must not call the library with its
+/// model (refused, as from an event callback).
+pub type UniaudioAbortFn = Option<unsafe extern "C" fn(user: *mut c_void) -> i32>;
 
 /// A loaded model (opaque).
 pub struct UniaudioModel {
@@ -56,6 +64,24 @@ pub struct UniaudioModel {
     /// Set while a call runs on the model: a second call on it (from an event callback,
     /// or from another thread) is refused instead of aliasing the running one.
     busy: AtomicBool,
+    /// The caller's abort callback and its argument (`uniaudio_model_set_abort`).
+    abort: Abort,
+}
+
+/// An abort callback with its argument; `asked` is false when there is none.
+#[derive(Clone, Copy)]
+struct Abort {
+    f: UniaudioAbortFn,
+    user: *mut c_void,
+}
+
+impl Abort {
+    const NONE: Abort = Abort { f: None, user: std::ptr::null_mut() };
+
+    fn asked(&self) -> bool {
+        // SAFETY: the caller promised `f` is callable with `user` while it is set.
+        self.f.is_some_and(|f| unsafe { f(self.user) } != 0)
+    }
 }
 
 /// A model held by one call; released when dropped (a panic included).
@@ -72,9 +98,10 @@ impl InUse {
         Ok(InUse(model))
     }
 
-    /// The model, for the call's duration.
-    unsafe fn model(&mut self) -> &mut Model {
-        &mut (*self.0).model
+    /// The model and its abort callback, for the call's duration.
+    unsafe fn model_and_abort(&mut self) -> (&mut Model, Abort) {
+        let m = &mut *self.0;
+        (&mut m.model, m.abort)
     }
 }
 
@@ -94,7 +121,7 @@ fn set_error(msg: &str) {
     LAST_ERROR.with(|e| *e.borrow_mut() = c);
 }
 
-/// Why a call stopped: the library's error, or the caller's callback.
+/// Why a call stopped: the library's error, or the caller's event callback.
 enum Failure {
     Library(Error),
     Cancelled,
@@ -123,6 +150,11 @@ fn status_of(e: &Error) -> UniaudioStatus {
 fn guard(f: impl FnOnce() -> Result<(), Failure>) -> UniaudioStatus {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => UniaudioStatus::Ok,
+        // The abort callback is the only stop a call hands the library.
+        Ok(Err(Failure::Library(Error::Cancelled(_)))) => {
+            set_error("stopped by the abort callback (uniaudio_model_set_abort)");
+            UniaudioStatus::Cancelled
+        }
         Ok(Err(Failure::Library(e))) => {
             set_error(e.message());
             status_of(&e)
@@ -182,7 +214,26 @@ pub unsafe extern "C" fn uniaudio_model_load(path: *const c_char, backend: *cons
             BackendKind::parse(b).ok_or_else(|| Error::invalid_input(format!("backend `{b}`: expected auto, cpu, wgpu or cuda")))?
         };
         let model = Model::load(path, LoadOptions { backend: kind, ..Default::default() })?;
-        *out = Box::into_raw(Box::new(UniaudioModel { model, busy: AtomicBool::new(false) }));
+        *out = Box::into_raw(Box::new(UniaudioModel { model, busy: AtomicBool::new(false), abort: Abort::NONE }));
+        Ok(())
+    })
+}
+
+/// Sets the abort callback that every later call on `model` asks whether to stop (see
+/// `UniaudioAbortFn`); a null `abort` removes it. Refused with
+/// `UNIAUDIO_STATUS_INVALID_INPUT` while a call runs on the model.
+///
+/// # Safety
+/// `model` is a live model; `abort`, if not null, is callable with `user` until it is
+/// replaced or the model is freed.
+#[no_mangle]
+pub unsafe extern "C" fn uniaudio_model_set_abort(model: *mut UniaudioModel, abort: UniaudioAbortFn, user: *mut c_void) -> UniaudioStatus {
+    if let Err(s) = non_null("uniaudio_model_set_abort", "model", &[model.is_null()]) {
+        return s;
+    }
+    guard(|| {
+        let held = InUse::take(model, "uniaudio_model_set_abort")?;
+        (*held.0).abort = Abort { f: abort, user };
         Ok(())
     })
 }

@@ -231,3 +231,135 @@ fn generation_streams_through_a_callback_and_batches() {
         uniaudio_model_free(model);
     }
 }
+
+/// An abort callback that answers "stop" on its `fire_at`-th question (0: never), counting
+/// the questions.
+struct AbortAt {
+    asked: usize,
+    fire_at: usize,
+}
+
+unsafe extern "C" fn abort_at(user: *mut std::ffi::c_void) -> i32 {
+    let a = &mut *(user as *mut AbortAt);
+    a.asked += 1;
+    i32::from(a.asked == a.fire_at)
+}
+
+unsafe extern "C" fn abort_on_flag(user: *mut std::ffi::c_void) -> i32 {
+    let (asked, flag) = &*(user as *const (std::sync::atomic::AtomicUsize, std::sync::atomic::AtomicBool));
+    asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    i32::from(flag.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+unsafe extern "C" fn set_abort_inside(user: *mut std::ffi::c_void, _event: *const UniaudioEvent) -> i32 {
+    let (model, statuses) = &mut *(user as *mut (*mut UniaudioModel, Vec<UniaudioStatus>));
+    statuses.push(uniaudio_model_set_abort(*model, None, std::ptr::null_mut()));
+    0
+}
+
+/// The abort callback stops every kind of call when it says so, and only then: a call
+/// ends at the question that fired (none is asked after it) with `_CANCELLED`, from the
+/// first question to the last; firing after the last changes nothing, and neither does a
+/// removed callback. Another thread can stop a call through it.
+#[test]
+fn abort_callback_stops_every_call() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = bundle(tmp.path());
+    let request = r#"{"frames": [{"text": 128000}, {"text": 40}, {"text": 41}, {"text": 128001}], "output_kind": "audio", "top_k": 20, "seed": 1, "max_steps": 12}"#;
+    let hello = CString::new("Hello.").unwrap();
+    let req = CString::new(request).unwrap();
+    let jsonl = CString::new(format!("{request}\n{request}\n")).unwrap();
+    let wav = root().join("codec/tests/fixtures/encode/a_24k_f32_3s2.wav");
+    let wav_c = CString::new(wav.to_str().unwrap()).unwrap();
+    unsafe {
+        let mut model = std::ptr::null_mut();
+        let path = CString::new(dir.to_str().unwrap()).unwrap();
+        let cpu = CString::new("cpu").unwrap();
+        assert_eq!(uniaudio_model_load(path.as_ptr(), cpu.as_ptr(), &mut model), UniaudioStatus::Ok);
+        assert_eq!(uniaudio_model_set_abort(std::ptr::null_mut(), Some(abort_at), std::ptr::null_mut()), UniaudioStatus::NullArgument);
+        let mut audio = UniaudioAudio { samples: std::ptr::null_mut(), len: 0, sample_rate: 0 };
+        assert_eq!(uniaudio_audio_read(wav_c.as_ptr(), &mut audio), UniaudioStatus::Ok);
+        let options = UniaudioOptions { seed: 3, max_steps: 80, codec_steps: 3, ..Default::default() };
+        // Each call as (status, its output as text, events reported).
+        let tts = |model: *mut UniaudioModel| {
+            let mut out = UniaudioAudio { samples: std::ptr::null_mut(), len: 0, sample_rate: 0 };
+            let status = uniaudio_tts(model, hello.as_ptr(), &options, &mut out);
+            let samples = if out.len > 0 { format!("{:?}", std::slice::from_raw_parts(out.samples, out.len)) } else { String::new() };
+            uniaudio_audio_free(&mut out);
+            (status, samples, 0)
+        };
+        let transcribe = |model: *mut UniaudioModel| {
+            let mut text = std::ptr::null_mut();
+            let status = uniaudio_transcribe(model, audio.samples, audio.len, audio.sample_rate, &mut text);
+            let out = if text.is_null() { String::new() } else { CStr::from_ptr(text).to_string_lossy().into_owned() };
+            uniaudio_string_free(text);
+            (status, out, 0)
+        };
+        let generate = |model: *mut UniaudioModel| {
+            let mut events: Vec<UniaudioEvent> = Vec::new();
+            let mut out = std::ptr::null_mut();
+            let status = uniaudio_generate(model, req.as_ptr(), Some(collect), &mut events as *mut _ as *mut _, &mut out);
+            let text = if out.is_null() { String::new() } else { json(out).to_string() };
+            (status, text, events.len())
+        };
+        let batch = |model: *mut UniaudioModel| {
+            let mut out = std::ptr::null_mut();
+            let status = uniaudio_generate_batch(model, jsonl.as_ptr(), 2, &mut out);
+            let text = if out.is_null() { String::new() } else { CStr::from_ptr(out).to_string_lossy().into_owned() };
+            uniaudio_string_free(out);
+            (status, text, 0)
+        };
+        let calls: [(&str, &dyn Fn(*mut UniaudioModel) -> (UniaudioStatus, String, usize)); 4] = [("tts", &tts), ("transcribe", &transcribe), ("generate", &generate), ("generate_batch", &batch)];
+        for (name, call) in calls {
+            let (status, whole, _) = call(model);
+            assert_eq!(status, UniaudioStatus::Ok, "{name}: {}", last_error());
+            assert!(!whole.is_empty());
+            // Counted with a callback that never fires: nothing changes.
+            let mut abort = AbortAt { asked: 0, fire_at: 0 };
+            assert_eq!(uniaudio_model_set_abort(model, Some(abort_at), &mut abort as *mut _ as *mut _), UniaudioStatus::Ok);
+            assert_eq!(call(model).1, whole, "{name}");
+            let questions = abort.asked;
+            assert!(questions >= 3, "{name}: asked {questions} times");
+            for fire_at in [1, 2, questions] {
+                abort = AbortAt { asked: 0, fire_at };
+                let (status, out, events) = call(model);
+                assert_eq!((status, abort.asked, out.as_str()), (UniaudioStatus::Cancelled, fire_at, ""), "{name}: stop at question {fire_at} of {questions}");
+                assert!(last_error().contains("abort callback"), "{}", last_error());
+                if name == "generate" {
+                    // Asked at the start, then before each step; each step reports a frame.
+                    assert_eq!(events, fire_at.saturating_sub(2), "{name}: stop at question {fire_at}");
+                }
+            }
+            abort = AbortAt { asked: 0, fire_at: questions + 1 };
+            assert_eq!(call(model).1, whole, "{name}");
+            assert_eq!(abort.asked, questions, "{name}");
+            assert_eq!(uniaudio_model_set_abort(model, None, std::ptr::null_mut()), UniaudioStatus::Ok);
+            assert_eq!(call(model).1, whole, "{name}");
+        }
+        uniaudio_audio_free(&mut audio);
+
+        // Fired from another thread's flag while a long run goes on.
+        let shared = (std::sync::atomic::AtomicUsize::new(0), std::sync::atomic::AtomicBool::new(false));
+        assert_eq!(uniaudio_model_set_abort(model, Some(abort_on_flag), &shared as *const _ as *mut _), UniaudioStatus::Ok);
+        let long = UniaudioOptions { seed: 3, max_steps: 1000, codec_steps: 500, ..Default::default() };
+        let status = std::thread::scope(|s| {
+            s.spawn(|| {
+                while shared.0.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+                    std::thread::yield_now();
+                }
+                shared.1.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+            let mut out = UniaudioAudio { samples: std::ptr::null_mut(), len: 0, sample_rate: 0 };
+            uniaudio_tts(model, hello.as_ptr(), &long, &mut out)
+        });
+        assert_eq!(status, UniaudioStatus::Cancelled, "{}", last_error());
+        // Not while a call runs (here: from its event callback).
+        assert_eq!(uniaudio_model_set_abort(model, None, std::ptr::null_mut()), UniaudioStatus::Ok);
+        let mut inside: (*mut UniaudioModel, Vec<UniaudioStatus>) = (model, Vec::new());
+        let mut out = std::ptr::null_mut();
+        assert_eq!(uniaudio_generate(model, req.as_ptr(), Some(set_abort_inside), &mut inside as *mut _ as *mut _, &mut out), UniaudioStatus::Ok);
+        uniaudio_string_free(out);
+        assert!(!inside.1.is_empty() && inside.1.iter().all(|&s| s == UniaudioStatus::InvalidInput), "{:?}", inside.1);
+        uniaudio_model_free(model);
+    }
+}

@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use uniaudio::generate_json::{self, RequestDefaults};
 use uniaudio::{Error, GenerateEvent};
 
-use crate::{catch_worker, compute, err, InvalidInputError};
+use crate::{catch_worker, compute_interruptible, err, lock_until, InvalidInputError};
 
 enum Item {
     Frame([u32; 8]),
@@ -101,10 +101,10 @@ pub fn batch(py: Python<'_>, model: &Arc<Mutex<uniaudio::Model>>, requests: &Bou
         return Err(InvalidInputError::new_err("requests must be an iterable of requests (dicts or JSON texts), not a single str, bytes or dict"));
     }
     let texts = requests.try_iter()?.map(|r| request_text(py, &r?)).collect::<PyResult<Vec<String>>>()?;
-    let outputs = compute(py, || {
-        let mut model = model.lock().unwrap_or_else(|p| p.into_inner());
+    let outputs = compute_interruptible(py, |stop| {
+        let mut model = lock_until(model, stop)?;
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        generate_json::run_batch(&mut model, &refs, max_batch, &RequestDefaults::default())
+        generate_json::run_batch_until(&mut model, &refs, max_batch, &RequestDefaults::default(), stop)
     })?;
     outputs.iter().map(|v| from_json(py, &v.to_string())).collect()
 }

@@ -233,3 +233,9 @@ def test_ctrl_c_stops_a_task_and_the_model_goes_on(model):
     _, reconstruction = model.encode(str(SPEECH))
     want, _ = interrupted(lambda: model.decode(reconstruction, steps=100, seed=1))
     np.testing.assert_array_equal(model.decode(reconstruction, steps=100, seed=1)[0], want)
+    # A batch of generations: stopped between batched steps, the same outputs afterwards.
+    long_text = {"frames": REQUESTS[1]["frames"], "output_kind": "text", "top_k": 20, "max_steps": 150, "cfg_scale": 1.5}
+    batch = [dict(long_text, seed=s) for s in range(4)]
+    want = interrupted(lambda: model.generate_batch(batch, max_batch=8))
+    assert all(len(o["text_ids"]) == 150 for o in want), want
+    assert model.generate_batch(batch, max_batch=8) == want

@@ -98,6 +98,12 @@ pub fn output_json(kind: OutputKind, out: &GenerateOutput) -> Value {
 /// refused or failed (the others still run). Fails as a whole only when the model cannot
 /// generate at all (no LM).
 pub fn run_batch(model: &mut crate::Model, requests: &[&str], max_batch: usize, defaults: &RequestDefaults) -> crate::Result<Vec<Value>> {
+    run_batch_until(model, requests, max_batch, defaults, &|| false)
+}
+
+/// `run_batch`, ending early with [`Error::Cancelled`](crate::Error::Cancelled) once
+/// `stop` returns true (asked before each batched step).
+pub fn run_batch_until(model: &mut crate::Model, requests: &[&str], max_batch: usize, defaults: &RequestDefaults, stop: &dyn Fn() -> bool) -> crate::Result<Vec<Value>> {
     let mut outputs: Vec<Option<Value>> = vec![None; requests.len()];
     let mut runnable = Vec::new();
     let mut slots = Vec::new();
@@ -110,7 +116,7 @@ pub fn run_batch(model: &mut crate::Model, requests: &[&str], max_batch: usize, 
             Err(e) => outputs[i] = Some(json!({"error": format!("{e:#}")})),
         }
     }
-    let results = model.generate_batch(&runnable, max_batch)?;
+    let results = model.generate_batch_until(&runnable, max_batch, stop)?;
     for ((slot, (_, options)), result) in slots.into_iter().zip(&runnable).zip(results) {
         outputs[slot] = Some(match result {
             Ok(out) => output_json(options.kind, &out),

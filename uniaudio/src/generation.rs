@@ -50,6 +50,14 @@ impl<'a> Generation<'a> {
     }
 }
 
+impl Generation<'_> {
+    /// Whether the next `next` runs a step (no event is pending and the generation has
+    /// not ended): where a caller that wants to stop it should ask.
+    pub fn next_runs_a_step(&self) -> bool {
+        self.pending.is_empty() && self.inner.is_some()
+    }
+}
+
 /// One step of `g`: the new frames and text ids as events, and `Done` at the end.
 fn step<B: Backend>(g: &mut Generator<'_, B>, seen: &mut (usize, usize), pending: &mut VecDeque<GenerateEvent>) -> Result<bool> {
     let more = g.step()?;
@@ -97,8 +105,10 @@ impl Iterator for Generation<'_> {
 }
 
 /// Every request through one engine of up to `max_batch` rows; results in input order
-/// (a request refused at submission gets its error, the others still run).
-pub(crate) fn generate_batch<B: Backend>(models: &Models<B>, b: &B, requests: &[(Vec<Frame>, GenerateOptions)], max_batch: usize) -> Result<Vec<Result<GenerateOutput>>> {
+/// (a request refused at submission gets its error, the others still run). `stop` is
+/// asked before each batched step; once it says so the whole batch ends with
+/// `Error::Cancelled` (the engine, and every sequence's cache, dropped).
+pub(crate) fn generate_batch<B: Backend>(models: &Models<B>, b: &B, requests: &[(Vec<Frame>, GenerateOptions)], max_batch: usize, stop: &dyn Fn() -> bool) -> Result<Vec<Result<GenerateOutput>>> {
     let lm = models.lm.as_ref().context("the LM is not loaded")?;
     let mut engine = Engine::new(lm, b, &EngineOptions { max_batch, kv_budget: None })?;
     let mut results: Vec<Option<Result<GenerateOutput>>> = (0..requests.len()).map(|_| None).collect();
@@ -112,6 +122,9 @@ pub(crate) fn generate_batch<B: Backend>(models: &Models<B>, b: &B, requests: &[
         }
     }
     while !engine.is_idle() {
+        if stop() {
+            return Err(crate::run::cancelled().into());
+        }
         // A failed step is reported per request through `take_finished`.
         let _ = engine.step();
         for f in engine.take_finished() {

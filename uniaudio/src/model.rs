@@ -142,25 +142,31 @@ impl Model {
         Ok(on!(self, |b, m| m.run_until(b, req, events, stop))?)
     }
 
-    fn text_task(&mut self, task: Task, audio: &Audio, question: Option<&str>, sampling: &Sampling) -> Result<String> {
+    fn text_task(&mut self, task: Task, audio: &Audio, question: Option<&str>, stop: &dyn Fn() -> bool) -> Result<String> {
         let text = TaskText { question: question.map(str::to_string), ..Default::default() };
-        let req = TaskRequest { task, text, audio: Some(AudioInput::Samples24k(audio.at_24k()?)), sampling: sampling.clone(), codec: CodecSettings::default(), prompt_frames: None };
-        Ok(self.run(&req, &mut |_| {})?.text.unwrap_or_default())
+        let req = TaskRequest { task, text, audio: Some(AudioInput::Samples24k(audio.at_24k()?)), sampling: Sampling::default(), codec: CodecSettings::default(), prompt_frames: None };
+        Ok(self.run_until(&req, &mut |_| {}, stop)?.text.unwrap_or_default())
     }
 
     /// Speech recognition (the reference's greedy settings by default).
     pub fn transcribe(&mut self, audio: &Audio) -> Result<String> {
-        self.text_task(Task::Asr, audio, None, &Sampling::default())
+        self.transcribe_until(audio, &|| false)
+    }
+
+    /// `transcribe`, ending early with [`Error::Cancelled`](crate::Error::Cancelled) once
+    /// `stop` returns true (asked as `run_until` asks it).
+    pub fn transcribe_until(&mut self, audio: &Audio, stop: &dyn Fn() -> bool) -> Result<String> {
+        self.text_task(Task::Asr, audio, None, stop)
     }
 
     /// A description of the sounds in `audio`.
     pub fn caption(&mut self, audio: &Audio) -> Result<String> {
-        self.text_task(Task::AudioCaption, audio, None, &Sampling::default())
+        self.text_task(Task::AudioCaption, audio, None, &|| false)
     }
 
     /// The answer to `question` about `audio`.
     pub fn ask(&mut self, audio: &Audio, question: &str) -> Result<String> {
-        self.text_task(Task::AudioUnderstanding, audio, Some(question), &Sampling::default())
+        self.text_task(Task::AudioUnderstanding, audio, Some(question), &|| false)
     }
 
     /// Text to speech with 50 codec steps.
@@ -196,8 +202,15 @@ impl Model {
     /// (up to `max_batch` rows per step); results in input order, each exactly what the
     /// request gives alone.
     pub fn generate_batch(&mut self, requests: &[(Vec<Frame>, GenerateOptions)], max_batch: usize) -> Result<Vec<Result<GenerateOutput>>> {
+        self.generate_batch_until(requests, max_batch, &|| false)
+    }
+
+    /// `generate_batch`, the whole batch ending early with
+    /// [`Error::Cancelled`](crate::Error::Cancelled) once `stop` returns true (asked before
+    /// each batched step).
+    pub fn generate_batch_until(&mut self, requests: &[(Vec<Frame>, GenerateOptions)], max_batch: usize, stop: &dyn Fn() -> bool) -> Result<Vec<Result<GenerateOutput>>> {
         self.ensure(&[Part::Lm], "generate")?;
-        let results = on!(self, |b, m| crate::generation::generate_batch(m, b, requests, max_batch))?;
+        let results = on!(self, |b, m| crate::generation::generate_batch(m, b, requests, max_batch, stop))?;
         Ok(results.into_iter().map(|r| r.map_err(Error::from)).collect())
     }
 

@@ -339,7 +339,7 @@ impl<B: Backend> Models<B> {
 }
 
 /// The error of a run its caller stopped.
-fn cancelled() -> crate::error::Error {
+pub(crate) fn cancelled() -> crate::error::Error {
     crate::error::Error::Cancelled("cancelled".into())
 }
 

@@ -257,6 +257,9 @@ unsafe extern "C" fn set_abort_inside(user: *mut std::ffi::c_void, _event: *cons
     0
 }
 
+/// A call on a model giving (status, its output as text, events reported).
+type CallOnModel<'a> = dyn Fn(*mut UniaudioModel) -> (UniaudioStatus, String, usize) + 'a;
+
 /// The abort callback stops every kind of call when it says so, and only then: a call
 /// ends at the question that fired (none is asked after it) with `_CANCELLED`, from the
 /// first question to the last; firing after the last changes nothing, and neither does a
@@ -280,7 +283,6 @@ fn abort_callback_stops_every_call() {
         let mut audio = UniaudioAudio { samples: std::ptr::null_mut(), len: 0, sample_rate: 0 };
         assert_eq!(uniaudio_audio_read(wav_c.as_ptr(), &mut audio), UniaudioStatus::Ok);
         let options = UniaudioOptions { seed: 3, max_steps: 80, codec_steps: 3, ..Default::default() };
-        // Each call as (status, its output as text, events reported).
         let tts = |model: *mut UniaudioModel| {
             let mut out = UniaudioAudio { samples: std::ptr::null_mut(), len: 0, sample_rate: 0 };
             let status = uniaudio_tts(model, hello.as_ptr(), &options, &mut out);
@@ -309,7 +311,7 @@ fn abort_callback_stops_every_call() {
             uniaudio_string_free(out);
             (status, text, 0)
         };
-        let calls: [(&str, &dyn Fn(*mut UniaudioModel) -> (UniaudioStatus, String, usize)); 4] = [("tts", &tts), ("transcribe", &transcribe), ("generate", &generate), ("generate_batch", &batch)];
+        let calls: [(&str, &CallOnModel); 4] = [("tts", &tts), ("transcribe", &transcribe), ("generate", &generate), ("generate_batch", &batch)];
         for (name, call) in calls {
             let (status, whole, _) = call(model);
             assert_eq!(status, UniaudioStatus::Ok, "{name}: {}", last_error());

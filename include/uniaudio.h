@@ -55,6 +55,16 @@ typedef enum UniaudioEventKind {
   UNIAUDIO_EVENT_KIND_TEXT = 1,
 } UniaudioEventKind;
 
+// A stage of a task run.
+typedef enum UniaudioStage {
+  // The codec encoder on the input audio (units: chunks).
+  UNIAUDIO_STAGE_ENCODE = 0,
+  // The LM (units: generated steps; `total` is the step cap).
+  UNIAUDIO_STAGE_GENERATE = 1,
+  // The codec decoder on the generated tokens (units: Euler steps over windows).
+  UNIAUDIO_STAGE_DECODE = 2,
+} UniaudioStage;
+
 // A loaded model (opaque).
 typedef struct UniaudioModel UniaudioModel;
 
@@ -102,6 +112,10 @@ typedef struct UniaudioEvent {
 // (the call then returns `UNIAUDIO_STATUS_CANCELLED`). Calls on the same model from the
 // callback are refused (`UNIAUDIO_STATUS_INVALID_INPUT`; `uniaudio_model_free` leaves it).
 typedef int32_t (*UniaudioEventFn)(void *user, const struct UniaudioEvent *event);
+
+// Called as a task run progresses, on the thread that made the call: `done` of `total`
+// units of `stage`.
+typedef void (*UniaudioProgressFn)(void *user, enum UniaudioStage stage, size_t done, size_t total);
 
 #ifdef __cplusplus
 extern "C" {
@@ -210,6 +224,33 @@ enum UniaudioStatus uniaudio_generate_batch(struct UniaudioModel *model,
                                             const char *requests_jsonl,
                                             size_t max_batch,
                                             char **out_jsonl);
+
+// Runs any task. `request_json` is `{"task", "text", "caption", "lyrics", "question",
+// "instruction", "seed", "max_steps", "top_k", "temperature", "cfg_scale", "codec_steps"}`:
+// `task` names one (`TTS`, `TTA`, `TTM`, `song`, `InstructTTS`, `speech_s2s`, `ASR`,
+// `audio_caption`, `music_caption`, `lyric_recognition`, `speech_s2t`,
+// `audio_understanding`, `Yue_TTS`, `Yue_ASR`; any case), the text fields it reads are
+// required and others refused, unknown fields are refused, and missing sampler fields take
+// the task's defaults (50 codec steps). `input` (any sample rate) is required by the tasks
+// that read audio and refused by the others; it may be null for them. The output audio
+// of a task that produces audio goes to `*out_audio` (required for those tasks; free it
+// with `uniaudio_audio_free`); `*out_json` receives the run's output object (`text` for
+// text tasks, `stopped_by`, `steps`, the sampler settings used, `timings`; free it with
+// `uniaudio_string_free`). `on_progress` (may be null) is called with `user` as the run
+// progresses.
+//
+// # Safety
+// `model` is a live model; `request_json` a NUL-terminated string; `input`, if not null,
+// a filled `UniaudioAudio` whose samples stay valid for the call; `out_audio`, if not
+// null, and `out_json` writable; `on_progress`, if not null, callable with `user` for the
+// call's duration.
+enum UniaudioStatus uniaudio_run(struct UniaudioModel *model,
+                                 const char *request_json,
+                                 const struct UniaudioAudio *input,
+                                 UniaudioProgressFn on_progress,
+                                 void *user,
+                                 struct UniaudioAudio *out_audio,
+                                 char **out_json);
 
 #ifdef __cplusplus
 }  // extern "C"

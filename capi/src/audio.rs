@@ -49,7 +49,16 @@ pub(crate) fn sampling(options: *const UniaudioOptions) -> (Sampling, usize) {
     (s, nonzero(o.codec_steps).unwrap_or(50))
 }
 
-fn audio_out(a: Audio, out: &mut UniaudioAudio) {
+/// `len` floats at `samples` (not null) as a slice, refusing a length or address no
+/// float array can have.
+pub(crate) unsafe fn samples_arg<'a>(samples: *const f32, len: usize, call: &str) -> Result<&'a [f32], Error> {
+    if len > isize::MAX as usize / std::mem::size_of::<f32>() || !samples.is_aligned() {
+        return Err(Error::invalid_input(format!("{call}: {len} samples at {samples:p} are not a valid float array")));
+    }
+    Ok(std::slice::from_raw_parts(samples, len))
+}
+
+pub(crate) fn audio_out(a: Audio, out: &mut UniaudioAudio) {
     let samples = a.samples.into_boxed_slice();
     out.len = samples.len();
     out.sample_rate = a.sample_rate;
@@ -96,10 +105,7 @@ pub unsafe extern "C" fn uniaudio_transcribe(model: *mut UniaudioModel, samples:
         return s;
     }
     guard(|| {
-        if len > isize::MAX as usize / std::mem::size_of::<f32>() || !samples.is_aligned() {
-            return Err(Error::invalid_input(format!("uniaudio_transcribe: {len} samples at {samples:p} are not a valid float array")).into());
-        }
-        let audio = Audio { samples: std::slice::from_raw_parts(samples, len).to_vec(), sample_rate };
+        let audio = Audio { samples: samples_arg(samples, len, "uniaudio_transcribe")?.to_vec(), sample_rate };
         let mut held = InUse::take(model, "uniaudio_transcribe")?;
         let (m, abort) = held.model_and_abort();
         let text = m.transcribe_until(&audio, &|| abort.asked())?;

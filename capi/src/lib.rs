@@ -17,9 +17,11 @@ use uniaudio::{BackendKind, Error, LoadOptions, Model};
 
 mod audio;
 mod generate;
+mod task;
 
 pub use audio::*;
 pub use generate::*;
+pub use task::*;
 
 /// The result of every fallible call. On any status but `UNIAUDIO_STATUS_OK`,
 /// `uniaudio_last_error` says why and the outputs are untouched.

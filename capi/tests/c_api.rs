@@ -365,3 +365,102 @@ fn abort_callback_stops_every_call() {
         uniaudio_model_free(model);
     }
 }
+
+unsafe extern "C" fn count_progress(user: *mut std::ffi::c_void, stage: UniaudioStage, done: usize, total: usize) {
+    let seen = &mut *(user as *mut Vec<(UniaudioStage, usize, usize)>);
+    seen.push((stage, done, total));
+}
+
+/// Any task from a JSON request: TTS and ASR give what their own calls give, a task
+/// without a call of its own (text to audio, audio question answering) runs with progress
+/// reported, and bad requests are refused naming what is wrong, outputs untouched.
+#[test]
+fn any_task_runs_from_a_json_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = bundle(tmp.path());
+    let wav = root().join("codec/tests/fixtures/encode/a_24k_f32_3s2.wav");
+    let wav_c = CString::new(wav.to_str().unwrap()).unwrap();
+    let empty = || UniaudioAudio { samples: std::ptr::null_mut(), len: 0, sample_rate: 0 };
+    unsafe {
+        let mut model = std::ptr::null_mut();
+        let path = CString::new(dir.to_str().unwrap()).unwrap();
+        let cpu = CString::new("cpu").unwrap();
+        assert_eq!(uniaudio_model_load(path.as_ptr(), cpu.as_ptr(), &mut model), UniaudioStatus::Ok);
+        let run = |request: &str, input: Option<&UniaudioAudio>, progress: Option<&mut Vec<(UniaudioStage, usize, usize)>>| {
+            let req = CString::new(request).unwrap();
+            let mut audio = empty();
+            let mut out = std::ptr::null_mut();
+            let (f, user): (UniaudioProgressFn, *mut std::ffi::c_void) = match progress {
+                Some(p) => (Some(count_progress), p as *mut _ as *mut _),
+                None => (None, std::ptr::null_mut()),
+            };
+            let status = uniaudio_run(model, req.as_ptr(), input.map_or(std::ptr::null(), |a| a as *const _), f, user, &mut audio, &mut out);
+            let samples = if audio.len > 0 { std::slice::from_raw_parts(audio.samples, audio.len).to_vec() } else { Vec::new() };
+            uniaudio_audio_free(&mut audio);
+            let v = if out.is_null() { serde_json::Value::Null } else { json(out) };
+            (status, samples, v)
+        };
+        // TTS as uniaudio_tts gives it.
+        let hello = CString::new("Hello.").unwrap();
+        let options = UniaudioOptions { seed: 3, max_steps: 80, codec_steps: 2, ..Default::default() };
+        let mut want = empty();
+        assert_eq!(uniaudio_tts(model, hello.as_ptr(), &options, &mut want), UniaudioStatus::Ok);
+        let (status, samples, v) = run(r#"{"task": "tts", "text": "Hello.", "seed": 3, "max_steps": 80, "codec_steps": 2}"#, None, None);
+        assert_eq!(status, UniaudioStatus::Ok, "{}", last_error());
+        assert_eq!(samples, std::slice::from_raw_parts(want.samples, want.len));
+        assert_eq!((v["task"].as_str(), v["seed"].as_u64(), v["max_steps"].as_u64()), (Some("TTS"), Some(3), Some(80)), "{v}");
+        uniaudio_audio_free(&mut want);
+        // ASR as uniaudio_transcribe gives it, from the same samples.
+        let mut input = empty();
+        assert_eq!(uniaudio_audio_read(wav_c.as_ptr(), &mut input), UniaudioStatus::Ok);
+        let mut text = std::ptr::null_mut();
+        assert_eq!(uniaudio_transcribe(model, input.samples, input.len, input.sample_rate, &mut text), UniaudioStatus::Ok);
+        let transcript = CStr::from_ptr(text).to_string_lossy().into_owned();
+        uniaudio_string_free(text);
+        let (status, samples, v) = run(r#"{"task": "ASR"}"#, Some(&input), None);
+        assert_eq!(status, UniaudioStatus::Ok, "{}", last_error());
+        assert!(samples.is_empty());
+        assert_eq!(v["text"].as_str(), Some(transcript.as_str()), "{v}");
+        // Tasks without a call of their own, with progress.
+        let mut progress = Vec::new();
+        let (status, samples, v) = run(r#"{"task": "tta", "caption": "Rain on a roof.", "seed": 3, "max_steps": 80, "codec_steps": 2}"#, None, Some(&mut progress));
+        assert_eq!(status, UniaudioStatus::Ok, "{}", last_error());
+        assert!(!samples.is_empty() && v["task"] == "TTA", "{v}");
+        let steps = v["steps"].as_u64().unwrap() as usize;
+        let generated: Vec<usize> = progress.iter().filter(|p| p.0 == UniaudioStage::Generate).map(|p| p.1).collect();
+        assert_eq!(generated, (1..=steps).collect::<Vec<_>>(), "{progress:?}");
+        let decoded: Vec<&(UniaudioStage, usize, usize)> = progress.iter().filter(|p| p.0 == UniaudioStage::Decode).collect();
+        assert!(decoded.last().is_some_and(|&&(_, done, total)| done == total && total >= 2), "{progress:?}");
+        progress.clear();
+        let (status, _, v) = run(r#"{"task": "audio_understanding", "question": "What is this?", "max_steps": 5}"#, Some(&input), Some(&mut progress));
+        assert_eq!(status, UniaudioStatus::Ok, "{}", last_error());
+        assert!(v["text"].is_string() && progress.iter().any(|p| p.0 == UniaudioStage::Encode), "{v} {progress:?}");
+        // Refused, naming what is wrong; nothing written.
+        for (request, input, want) in [
+            (r#"{"task": "asr"}"#, None, "needs input audio"),
+            (r#"{"task": "tts", "text": "Hi."}"#, Some(&input), "takes no input audio"),
+            (r#"{"task": "tts", "text": "Hi.", "sede": 3}"#, None, "unknown field `sede`"),
+            (r#"{"task": "tta"}"#, None, "caption"),
+            (r#"{"task": "tts", "text": "Hi.", "temperature": -1}"#, None, "temperature"),
+        ] {
+            let (status, samples, v) = run(request, input, None);
+            assert_eq!(status, UniaudioStatus::InvalidInput, "{request}");
+            assert!(last_error().contains(want), "{request}: {}", last_error());
+            assert!(samples.is_empty() && v.is_null());
+        }
+        let req = CString::new(r#"{"task": "tts", "text": "Hi."}"#).unwrap();
+        let mut out = std::ptr::null_mut();
+        assert_eq!(uniaudio_run(model, req.as_ptr(), std::ptr::null(), None, std::ptr::null_mut(), std::ptr::null_mut(), &mut out), UniaudioStatus::InvalidInput);
+        assert!(last_error().contains("out_audio") && out.is_null(), "{}", last_error());
+        let mut audio = empty();
+        assert_eq!(uniaudio_run(model, std::ptr::null(), std::ptr::null(), None, std::ptr::null_mut(), &mut audio, &mut out), UniaudioStatus::NullArgument);
+        let asr = CString::new(r#"{"task": "asr"}"#).unwrap();
+        let hollow = UniaudioAudio { samples: std::ptr::null_mut(), len: 10, sample_rate: 16_000 };
+        assert_eq!(uniaudio_run(model, asr.as_ptr(), &hollow, None, std::ptr::null_mut(), &mut audio, &mut out), UniaudioStatus::NullArgument);
+        let bad_rate = UniaudioAudio { sample_rate: 7, ..input };
+        assert_eq!(uniaudio_run(model, asr.as_ptr(), &bad_rate, None, std::ptr::null_mut(), &mut audio, &mut out), UniaudioStatus::InvalidInput);
+        assert!(last_error().contains("sample rate") && out.is_null(), "{}", last_error());
+        uniaudio_audio_free(&mut input);
+        uniaudio_model_free(model);
+    }
+}

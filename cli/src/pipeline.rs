@@ -90,7 +90,7 @@ pub fn run(task: Task, args: PipelineArgs) -> Result<()> {
     target.write(audio, out.sample_rate, args.pcm16)?;
     eprintln!("wrote {} ({:.2} s)", args.out.display(), audio.len() as f64 / out.sample_rate as f64);
     if args.json {
-        let mut json = crate::task_run::json(&out);
+        let mut json = uniaudio::task_json::output_json(&out);
         json["out"] = serde_json::json!(args.out);
         json["reasoning"] = serde_json::json!(out.generated.reasoning);
         json["reconstruction"] = serde_json::json!(out.generated.reconstruction);

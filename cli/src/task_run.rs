@@ -74,22 +74,3 @@ fn report(o: &TaskOutput) {
     parts.push(format!("stopped by {}", uniaudio::run::stop_name(Some(o.stopped_by))));
     eprintln!("{}", parts.join("; "));
 }
-
-/// The `--json` object of a run: the sampler settings actually used and the timings.
-pub fn json(o: &TaskOutput) -> serde_json::Value {
-    serde_json::json!({
-        "task": o.task.name(),
-        "text": o.text,
-        "text_ids": o.generated.text_ids,
-        "stopped_by": uniaudio::run::stop_name(Some(o.stopped_by)),
-        "top_k": o.top_k,
-        "temperature": o.temperature,
-        "seed": o.seed,
-        "max_steps": o.max_steps,
-        "instruction": o.instruction,
-        "prompt_positions": o.prompt_positions,
-        "steps": o.generated.steps,
-        "timings": o.timings,
-        "windows": o.windows,
-    })
-}

@@ -40,7 +40,7 @@ pub fn run(task: Task, args: UnderstandArgs) -> Result<()> {
     let req = TaskRequest { task, text, audio: Some(audio), sampling: args.sampling.sampling(), codec: CodecSettings::default(), prompt_frames: None };
     let out = crate::task_run::run(&paths, args.sampling.backend, &req, !args.json)?;
     if args.json {
-        println!("{}", crate::task_run::json(&out));
+        println!("{}", uniaudio::task_json::output_json(&out));
     }
     Ok(())
 }

@@ -52,7 +52,7 @@ fn request_text(py: Python<'_>, request: &Bound<'_, PyAny>) -> PyResult<String> 
         .extract()
 }
 
-fn from_json(py: Python<'_>, json: &str) -> PyResult<Py<PyAny>> {
+pub(crate) fn from_json(py: Python<'_>, json: &str) -> PyResult<Py<PyAny>> {
     Ok(py.import("json")?.call_method1("loads", (json,))?.unbind())
 }
 

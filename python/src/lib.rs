@@ -13,6 +13,7 @@ use uniaudio::error::panic_message;
 use uniaudio::{Audio, AudioInput, BackendKind, CodecSettings, Error, Event, LoadOptions, Precision, Sampling, Task, TaskRequest, TaskText};
 
 mod generate;
+mod task;
 
 create_exception!(_uniaudio, UniaudioError, PyException, "Every error of the library; the subclasses say whose problem it is.");
 create_exception!(_uniaudio, InvalidInputError, UniaudioError, "An argument or request was refused (names the argument or field).");
@@ -180,7 +181,7 @@ fn audio_arg(audio: &Bound<'_, PyAny>, sample_rate: Option<u32>) -> PyResult<Aud
 }
 
 impl PyModel {
-    fn run(&self, py: Python<'_>, req: TaskRequest) -> PyResult<uniaudio::TaskOutput> {
+    fn run_request(&self, py: Python<'_>, req: TaskRequest) -> PyResult<uniaudio::TaskOutput> {
         compute_interruptible(py, |stop| lock_until(&self.inner, stop)?.run_until(&req, &mut |_| {}, stop))
     }
 
@@ -239,7 +240,7 @@ impl PyModel {
             codec: CodecSettings { steps, ..Default::default() },
             prompt_frames: None,
         };
-        let out = self.run(py, req)?;
+        let out = self.run_request(py, req)?;
         let samples = out.audio.ok_or_else(|| UniaudioError::new_err("no audio was produced"))?;
         Ok((samples.into_pyarray(py), out.sample_rate))
     }
@@ -300,6 +301,42 @@ impl PyModel {
     fn ask(&self, py: Python<'_>, audio: &Bound<'_, PyAny>, question: String, sample_rate: Option<u32>, seed: u64, max_steps: Option<usize>) -> PyResult<String> {
         let audio = audio_arg(audio, sample_rate)?;
         self.text_task(py, Task::AudioUnderstanding, audio, Some(question), seed, max_steps)
+    }
+
+    /// Runs any task by name (`TTS`, `TTA`, `TTM`, `song`, `InstructTTS`, `speech_s2s`,
+    /// `ASR`, `audio_caption`, `music_caption`, `lyric_recognition`, `speech_s2t`,
+    /// `audio_understanding`, `Yue_TTS`, `Yue_ASR`; any case) with the text inputs it reads
+    /// and `audio` for the tasks that read audio. Returns a dict: `text` (text tasks) or
+    /// `audio` (float32 samples) at `sample_rate`, `stopped_by`, `steps`, the sampler
+    /// settings used and `timings`. `steps` is the codec's Euler steps.
+    #[pyo3(signature = (task, audio = None, sample_rate = None, *, text = None, caption = None, lyrics = None, question = None, instruction = None, seed = 888, max_steps = None, top_k = None, temperature = None, cfg_scale = None, steps = 50))]
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        py: Python<'_>,
+        task: &str,
+        audio: Option<&Bound<'_, PyAny>>,
+        sample_rate: Option<u32>,
+        text: Option<String>,
+        caption: Option<String>,
+        lyrics: Option<String>,
+        question: Option<String>,
+        instruction: Option<String>,
+        seed: u64,
+        max_steps: Option<usize>,
+        top_k: Option<usize>,
+        temperature: Option<f32>,
+        cfg_scale: Option<f32>,
+        steps: u64,
+    ) -> PyResult<Py<PyAny>> {
+        let audio = match audio {
+            Some(a) => Some(audio_arg(a, sample_rate)?),
+            None if sample_rate.is_some() => return Err(InvalidInputError::new_err("sample_rate is only for an audio array")),
+            None => None,
+        };
+        let texts = TaskText { text, caption, lyrics, question, instruction };
+        let sampling = Sampling { seed, max_steps, top_k, temperature, cfg_scale, step_limit: None };
+        task::run(py, &self.inner, task, audio, texts, sampling, steps)
     }
 
     /// Streams one raw generation request (a dict or JSON text: `frames`, `output_kind`,

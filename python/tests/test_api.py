@@ -195,6 +195,34 @@ def test_bad_generation_requests(model):
         list(model.generate({"frames": [{"text": 4294967295}], "output_kind": "text"}))
 
 
+def test_run_takes_any_task(model, bundle, tmp_path):
+    # Text to audio, as the CLI's `tta` gives it.
+    out = tmp_path / "tta.wav"
+    cli("tta", "--caption", "Rain on a roof.", "-o", out, "--model", bundle, "--backend", "cpu", "--seed", 3, "--max-steps", 80, "--steps", 2)
+    got = model.run("tta", caption="Rain on a roof.", seed=3, max_steps=80, steps=2)
+    assert got["task"] == "TTA" and got["sample_rate"] == 24000 and got["text"] is None
+    np.testing.assert_array_equal(got["audio"], read_float_wav(out))
+    # TTS and ASR as their own calls give them.
+    speech = model.run("TTS", text="Hello there.", seed=3, max_steps=80, steps=2)
+    np.testing.assert_array_equal(speech["audio"], model.tts("Hello there.", seed=3, max_steps=80, steps=2)[0])
+    heard = model.run("asr", str(SPEECH), seed=5, max_steps=9)
+    assert heard["audio"] is None and heard["text"] == model.transcribe(str(SPEECH), seed=5, max_steps=9)
+    assert heard["seed"] == 5 and heard["stopped_by"] in ("eos", "max_steps")
+    answer = model.run("audio_understanding", str(SPEECH), question="What is this?", max_steps=4)
+    assert answer["text"] == model.ask(str(SPEECH), "What is this?", max_steps=4)
+    # Refused, naming what is wrong.
+    for call, want in [
+        (lambda: model.run("asr"), "needs input audio"),
+        (lambda: model.run("tts", str(SPEECH), text="Hi."), "takes no input audio"),
+        (lambda: model.run("tts", text="Hi.", caption="calm"), "does not use `caption`"),
+        (lambda: model.run("karaoke"), "unknown task"),
+        (lambda: model.run("tta", caption="x", steps=0), "codec_steps"),
+        (lambda: model.run("tta", caption="x", sample_rate=16000), "sample_rate"),
+    ]:
+        with pytest.raises(uniaudio.InvalidInputError, match=want):
+            call()
+
+
 def test_ctrl_c_stops_a_task_and_the_model_goes_on(model):
     import _thread
     import signal

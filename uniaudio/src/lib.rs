@@ -62,6 +62,7 @@ pub mod paths;
 pub mod request;
 pub mod run;
 pub mod synth_bundle;
+pub mod task_json;
 pub mod text_stream;
 
 pub use error::{Error, Result};

@@ -208,22 +208,28 @@ pub fn text_inputs(task: Task) -> &'static [&'static str] {
 /// The text flags each task reads must be given, and not blank; any other is refused, so a
 /// typo cannot be silently ignored.
 pub fn check_text_inputs(task: Task, t: &TaskText) -> anyhow::Result<()> {
+    check_text_fields(task, t, &|name| format!("--{name}"))
+}
+
+/// `check_text_inputs` with each input named by `named` in messages (a flag, a JSON
+/// field, a keyword argument).
+pub fn check_text_fields(task: Task, t: &TaskText, named: &dyn Fn(&str) -> String) -> anyhow::Result<()> {
     let uses = text_inputs(task);
     let given = [("text", &t.text), ("caption", &t.caption), ("lyrics", &t.lyrics), ("question", &t.question)];
     for (name, value) in given {
         if value.is_some() && !uses.contains(&name) {
-            crate::error::refuse!("task {} does not use --{name}", task.name());
+            crate::error::refuse!("task {} does not use {}", task.name(), named(name));
         }
     }
     for name in uses {
         match given.iter().find(|(n, _)| n == name).and_then(|(_, v)| v.as_deref()) {
-            None => crate::error::refuse!("task {} needs --{name}", task.name()),
-            Some(v) if v.trim().is_empty() => crate::error::refuse!("task {} needs a non-blank --{name}", task.name()),
+            None => crate::error::refuse!("task {} needs {}", task.name(), named(name)),
+            Some(v) if v.trim().is_empty() => crate::error::refuse!("task {} needs a non-blank {}", task.name(), named(name)),
             Some(_) => {}
         }
     }
     if t.instruction.as_deref().is_some_and(|i| i.trim().is_empty()) {
-        crate::error::refuse!("--instruction is blank (leave it out for one of the task's own)");
+        crate::error::refuse!("{} is blank (leave it out for one of the task's own)", named("instruction"));
     }
     Ok(())
 }

@@ -1,0 +1,95 @@
+//! Any task from one JSON request object (`uniaudio::task_json`): the tasks without a call
+//! of their own (text to audio or music, songs, instruction TTS, speech to speech, captions,
+//! answers about audio, ...), with progress reported through a callback.
+
+use std::ffi::{c_char, c_void};
+
+use uniaudio::request::{AudioInput, Event, Stage};
+use uniaudio::{task_json, Audio, Error};
+
+use crate::audio::{audio_out, samples_arg};
+use crate::{c_string, guard, non_null, str_arg, InUse, UniaudioAudio, UniaudioModel, UniaudioStatus};
+
+/// A stage of a task run.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UniaudioStage {
+    /// The codec encoder on the input audio (units: chunks).
+    Encode = 0,
+    /// The LM (units: generated steps; `total` is the step cap).
+    Generate = 1,
+    /// The codec decoder on the generated tokens (units: Euler steps over windows).
+    Decode = 2,
+}
+
+/// Called as a task run progresses, on the thread that made the call: `done` of `total`
+/// units of `stage`.
+pub type UniaudioProgressFn = Option<unsafe extern "C" fn(user: *mut c_void, stage: UniaudioStage, done: usize, total: usize)>;
+
+/// Runs any task. `request_json` is `{"task", "text", "caption", "lyrics", "question",
+/// "instruction", "seed", "max_steps", "top_k", "temperature", "cfg_scale", "codec_steps"}`:
+/// `task` names one (`TTS`, `TTA`, `TTM`, `song`, `InstructTTS`, `speech_s2s`, `ASR`,
+/// `audio_caption`, `music_caption`, `lyric_recognition`, `speech_s2t`,
+/// `audio_understanding`, `Yue_TTS`, `Yue_ASR`; any case), the text fields it reads are
+/// required and others refused, unknown fields are refused, and missing sampler fields take
+/// the task's defaults (50 codec steps). `input` (any sample rate) is required by the tasks
+/// that read audio and refused by the others; it may be null for them. The output audio
+/// of a task that produces audio goes to `*out_audio` (required for those tasks; free it
+/// with `uniaudio_audio_free`); `*out_json` receives the run's output object (`text` for
+/// text tasks, `stopped_by`, `steps`, the sampler settings used, `timings`; free it with
+/// `uniaudio_string_free`). `on_progress` (may be null) is called with `user` as the run
+/// progresses.
+///
+/// # Safety
+/// `model` is a live model; `request_json` a NUL-terminated string; `input`, if not null,
+/// a filled `UniaudioAudio` whose samples stay valid for the call; `out_audio`, if not
+/// null, and `out_json` writable; `on_progress`, if not null, callable with `user` for the
+/// call's duration.
+#[no_mangle]
+pub unsafe extern "C" fn uniaudio_run(
+    model: *mut UniaudioModel,
+    request_json: *const c_char,
+    input: *const UniaudioAudio,
+    on_progress: UniaudioProgressFn,
+    user: *mut c_void,
+    out_audio: *mut UniaudioAudio,
+    out_json: *mut *mut c_char,
+) -> UniaudioStatus {
+    let no_samples = !input.is_null() && (*input).samples.is_null() && (*input).len > 0;
+    if let Err(s) = non_null("uniaudio_run", "model, request_json, out_json and input->samples (when input is given with len > 0)", &[model.is_null(), request_json.is_null(), out_json.is_null(), no_samples]) {
+        return s;
+    }
+    guard(|| {
+        let text = str_arg(request_json, "request_json")?;
+        let audio = match input.as_ref() {
+            None => None,
+            Some(a) => {
+                let samples = if a.len == 0 { &[][..] } else { samples_arg(a.samples, a.len, "uniaudio_run")? };
+                Some(AudioInput::Samples24k(Audio { samples: samples.to_vec(), sample_rate: a.sample_rate }.at_24k()?))
+            }
+        };
+        let req = task_json::parse_task_request(text, audio).map_err(|e| Error::invalid_input(format!("request_json: {e:#}")))?;
+        if req.task.output_kind() == uniaudio::OutputKind::Audio && out_audio.is_null() {
+            return Err(Error::invalid_input(format!("uniaudio_run: task {} produces audio: out_audio must not be null", req.task.name())).into());
+        }
+        let mut held = InUse::take(model, "uniaudio_run")?;
+        let (m, abort) = held.model_and_abort();
+        let mut events = |e: Event| {
+            if let (Some(f), Event::Progress { stage, done, total }) = (on_progress, e) {
+                let stage = match stage {
+                    Stage::Encode => UniaudioStage::Encode,
+                    Stage::Generate => UniaudioStage::Generate,
+                    Stage::Decode => UniaudioStage::Decode,
+                };
+                f(user, stage, done, total);
+            }
+        };
+        let out = m.run_until(&req, &mut events, &|| abort.asked())?;
+        let json = task_json::output_json(&out).to_string();
+        if let Some(samples) = out.audio {
+            audio_out(Audio { samples, sample_rate: out.sample_rate }, &mut *out_audio);
+        }
+        *out_json = c_string(&json);
+        Ok(())
+    })
+}

@@ -70,8 +70,8 @@ typedef struct UniaudioModel UniaudioModel;
 
 // Asked by a running call, on the thread that made it, whether to stop: return 0 to go
 // on, anything else to stop (the call then returns `UNIAUDIO_STATUS_CANCELLED`). It is
-// asked at the start of a call, before each batch of encoder chunks, each generated step
-// and each Euler step of the codec decoder, so keep it cheap (reading an atomic flag that
+// asked at the start of a call, before each batch of encoder chunks and each generated
+// step, and after each Euler step of the codec decoder, so keep it cheap (reading an atomic flag that
 // another thread sets, or comparing a deadline). It must not call the library with its
 // model (refused, as from an event callback).
 typedef int32_t (*UniaudioAbortFn)(void *user);
@@ -227,17 +227,18 @@ enum UniaudioStatus uniaudio_generate_batch(struct UniaudioModel *model,
 
 // Runs any task. `request_json` is `{"task", "text", "caption", "lyrics", "question",
 // "instruction", "seed", "max_steps", "top_k", "temperature", "cfg_scale", "codec_steps"}`:
-// `task` names one (`TTS`, `TTA`, `TTM`, `song`, `InstructTTS`, `speech_s2s`, `ASR`,
-// `audio_caption`, `music_caption`, `lyric_recognition`, `speech_s2t`,
+// `task` names one (`TTS`, `TTA`, `TTM`, `LTS` or `song`, `InstructTTS`, `speech_s2s`,
+// `ASR`, `audio_caption`, `music_caption`, `lyric_recognition`, `speech_s2t`,
 // `audio_understanding`, `Yue_TTS`, `Yue_ASR`; any case), the text fields it reads are
 // required and others refused, unknown fields are refused, and missing sampler fields take
-// the task's defaults (50 codec steps). `input` (any sample rate) is required by the tasks
-// that read audio and refused by the others; it may be null for them. The output audio
-// of a task that produces audio goes to `*out_audio` (required for those tasks; free it
-// with `uniaudio_audio_free`); `*out_json` receives the run's output object (`text` for
-// text tasks, `stopped_by`, `steps`, the sampler settings used, `timings`; free it with
-// `uniaudio_string_free`). `on_progress` (may be null) is called with `user` as the run
-// progresses.
+// the task's defaults (`codec_steps` 50, at most 1000). `input` (any sample rate) is
+// required by the tasks that read audio and must be null for the others. A task that
+// produces audio writes it to `*out_audio` (required for those tasks; free it with
+// `uniaudio_audio_free`); a text task given an `out_audio` leaves it empty (null samples,
+// length 0). `*out_json` receives the run's output object (`text` for text tasks,
+// `stopped_by`, `steps` (LM steps generated), `top_k`, `temperature`, `seed` and
+// `max_steps` as used, `timings`; free it with `uniaudio_string_free`). `on_progress`
+// (may be null) is called with `user` as the run progresses.
 //
 // # Safety
 // `model` is a live model; `request_json` a NUL-terminated string; `input`, if not null,

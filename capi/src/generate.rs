@@ -58,12 +58,7 @@ pub unsafe extern "C" fn uniaudio_generate(model: *mut UniaudioModel, request_js
             return Err(Error::Cancelled("cancelled".into()).into());
         }
         let mut generation = m.generate(&frames, &options)?;
-        // Each `next` with no event pending runs one step: the abort is asked before it.
-        loop {
-            if generation.next_runs_a_step() && abort.asked() {
-                return Err(Error::Cancelled("cancelled".into()).into());
-            }
-            let Some(event) = generation.next() else { break };
+        while let Some(event) = generation.next_until(&|| abort.asked()) {
             let report = match event? {
                 GenerateEvent::Frame(codes) => UniaudioEvent { kind: UniaudioEventKind::Frame, codes, text_id: 0 },
                 GenerateEvent::Text(id) => UniaudioEvent { kind: UniaudioEventKind::Text, codes: [0; 8], text_id: id },

@@ -54,8 +54,8 @@ pub enum UniaudioStatus {
 
 /// Asked by a running call, on the thread that made it, whether to stop: return 0 to go
 /// on, anything else to stop (the call then returns `UNIAUDIO_STATUS_CANCELLED`). It is
-/// asked at the start of a call, before each batch of encoder chunks, each generated step
-/// and each Euler step of the codec decoder, so keep it cheap (reading an atomic flag that
+/// asked at the start of a call, before each batch of encoder chunks and each generated
+/// step, and after each Euler step of the codec decoder, so keep it cheap (reading an atomic flag that
 /// another thread sets, or comparing a deadline). It must not call the library with its
 /// model (refused, as from an event callback).
 pub type UniaudioAbortFn = Option<unsafe extern "C" fn(user: *mut c_void) -> i32>;

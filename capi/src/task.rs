@@ -28,17 +28,18 @@ pub type UniaudioProgressFn = Option<unsafe extern "C" fn(user: *mut c_void, sta
 
 /// Runs any task. `request_json` is `{"task", "text", "caption", "lyrics", "question",
 /// "instruction", "seed", "max_steps", "top_k", "temperature", "cfg_scale", "codec_steps"}`:
-/// `task` names one (`TTS`, `TTA`, `TTM`, `song`, `InstructTTS`, `speech_s2s`, `ASR`,
-/// `audio_caption`, `music_caption`, `lyric_recognition`, `speech_s2t`,
+/// `task` names one (`TTS`, `TTA`, `TTM`, `LTS` or `song`, `InstructTTS`, `speech_s2s`,
+/// `ASR`, `audio_caption`, `music_caption`, `lyric_recognition`, `speech_s2t`,
 /// `audio_understanding`, `Yue_TTS`, `Yue_ASR`; any case), the text fields it reads are
 /// required and others refused, unknown fields are refused, and missing sampler fields take
-/// the task's defaults (50 codec steps). `input` (any sample rate) is required by the tasks
-/// that read audio and refused by the others; it may be null for them. The output audio
-/// of a task that produces audio goes to `*out_audio` (required for those tasks; free it
-/// with `uniaudio_audio_free`); `*out_json` receives the run's output object (`text` for
-/// text tasks, `stopped_by`, `steps`, the sampler settings used, `timings`; free it with
-/// `uniaudio_string_free`). `on_progress` (may be null) is called with `user` as the run
-/// progresses.
+/// the task's defaults (`codec_steps` 50, at most 1000). `input` (any sample rate) is
+/// required by the tasks that read audio and must be null for the others. A task that
+/// produces audio writes it to `*out_audio` (required for those tasks; free it with
+/// `uniaudio_audio_free`); a text task given an `out_audio` leaves it empty (null samples,
+/// length 0). `*out_json` receives the run's output object (`text` for text tasks,
+/// `stopped_by`, `steps` (LM steps generated), `top_k`, `temperature`, `seed` and
+/// `max_steps` as used, `timings`; free it with `uniaudio_string_free`). `on_progress`
+/// (may be null) is called with `user` as the run progresses.
 ///
 /// # Safety
 /// `model` is a live model; `request_json` a NUL-terminated string; `input`, if not null,
@@ -61,16 +62,14 @@ pub unsafe extern "C" fn uniaudio_run(
     }
     guard(|| {
         let text = str_arg(request_json, "request_json")?;
-        let audio = match input.as_ref() {
-            None => None,
-            Some(a) => {
-                let samples = if a.len == 0 { &[][..] } else { samples_arg(a.samples, a.len, "uniaudio_run")? };
-                Some(AudioInput::Samples24k(Audio { samples: samples.to_vec(), sample_rate: a.sample_rate }.at_24k()?))
-            }
-        };
-        let req = task_json::parse_task_request(text, audio).map_err(|e| Error::invalid_input(format!("request_json: {e:#}")))?;
+        // The request first: its checks name what is wrong before the input is resampled.
+        let mut req = task_json::parse_task_request(text, !input.is_null()).map_err(|e| Error::invalid_input(format!("uniaudio_run: {e:#}")))?;
         if req.task.output_kind() == uniaudio::OutputKind::Audio && out_audio.is_null() {
             return Err(Error::invalid_input(format!("uniaudio_run: task {} produces audio: out_audio must not be null", req.task.name())).into());
+        }
+        if let Some(a) = input.as_ref() {
+            let samples = if a.len == 0 { &[][..] } else { samples_arg(a.samples, a.len, "uniaudio_run")? };
+            req.audio = Some(AudioInput::Samples24k(Audio { samples: samples.to_vec(), sample_rate: a.sample_rate }.at_24k()?));
         }
         let mut held = InUse::take(model, "uniaudio_run")?;
         let (m, abort) = held.model_and_abort();
@@ -86,8 +85,10 @@ pub unsafe extern "C" fn uniaudio_run(
         };
         let out = m.run_until(&req, &mut events, &|| abort.asked())?;
         let json = task_json::output_json(&out).to_string();
-        if let Some(samples) = out.audio {
-            audio_out(Audio { samples, sample_rate: out.sample_rate }, &mut *out_audio);
+        match (out.audio, out_audio.as_mut()) {
+            (Some(samples), Some(dst)) => audio_out(Audio { samples, sample_rate: out.sample_rate }, dst),
+            (None, Some(dst)) => *dst = UniaudioAudio { samples: std::ptr::null_mut(), len: 0, sample_rate: out.sample_rate },
+            (_, None) => {}
         }
         *out_json = c_string(&json);
         Ok(())

@@ -344,15 +344,20 @@ fn abort_callback_stops_every_call() {
         let shared = (std::sync::atomic::AtomicUsize::new(0), std::sync::atomic::AtomicBool::new(false));
         assert_eq!(uniaudio_model_set_abort(model, Some(abort_on_flag), &shared as *const _ as *mut _), UniaudioStatus::Ok);
         let long = UniaudioOptions { seed: 3, max_steps: 1000, codec_steps: 500, ..Default::default() };
+        let done = std::sync::atomic::AtomicBool::new(false);
         let status = std::thread::scope(|s| {
             s.spawn(|| {
-                while shared.0.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+                // Until the run has asked 3 times (or ended, so that a failing run cannot hang the test).
+                while shared.0.load(std::sync::atomic::Ordering::SeqCst) < 3 && !done.load(std::sync::atomic::Ordering::SeqCst) {
                     std::thread::yield_now();
                 }
                 shared.1.store(true, std::sync::atomic::Ordering::SeqCst);
             });
             let mut out = UniaudioAudio { samples: std::ptr::null_mut(), len: 0, sample_rate: 0 };
-            uniaudio_tts(model, hello.as_ptr(), &long, &mut out)
+            let status = uniaudio_tts(model, hello.as_ptr(), &long, &mut out);
+            uniaudio_audio_free(&mut out);
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            status
         });
         assert_eq!(status, UniaudioStatus::Cancelled, "{}", last_error());
         // Not while a call runs (here: from its event callback).
@@ -420,6 +425,13 @@ fn any_task_runs_from_a_json_request() {
         let (status, samples, v) = run(r#"{"task": "ASR"}"#, Some(&input), None);
         assert_eq!(status, UniaudioStatus::Ok, "{}", last_error());
         assert!(samples.is_empty());
+        // A text task empties the out_audio it is given.
+        let asr = CString::new(r#"{"task": "ASR", "max_steps": 2}"#).unwrap();
+        let mut stale = UniaudioAudio { samples: std::ptr::NonNull::dangling().as_ptr(), len: 7, sample_rate: 1 };
+        let mut out = std::ptr::null_mut();
+        assert_eq!(uniaudio_run(model, asr.as_ptr(), &input, None, std::ptr::null_mut(), &mut stale, &mut out), UniaudioStatus::Ok);
+        assert!(stale.samples.is_null() && stale.len == 0, "{:p} {}", stale.samples, stale.len);
+        uniaudio_string_free(out);
         assert_eq!(v["text"].as_str(), Some(transcript.as_str()), "{v}");
         // Tasks without a call of their own, with progress.
         let mut progress = Vec::new();
@@ -442,6 +454,7 @@ fn any_task_runs_from_a_json_request() {
             (r#"{"task": "tts", "text": "Hi.", "sede": 3}"#, None, "unknown field `sede`"),
             (r#"{"task": "tta"}"#, None, "caption"),
             (r#"{"task": "tts", "text": "Hi.", "temperature": -1}"#, None, "temperature"),
+            (r#"{"task": "tts", "text": "Hi.", "codec_steps": 100000}"#, None, "`codec_steps` must be 1..=1000"),
         ] {
             let (status, samples, v) = run(request, input, None);
             assert_eq!(status, UniaudioStatus::InvalidInput, "{request}");

@@ -303,12 +303,13 @@ impl PyModel {
         self.text_task(py, Task::AudioUnderstanding, audio, Some(question), seed, max_steps)
     }
 
-    /// Runs any task by name (`TTS`, `TTA`, `TTM`, `song`, `InstructTTS`, `speech_s2s`,
-    /// `ASR`, `audio_caption`, `music_caption`, `lyric_recognition`, `speech_s2t`,
-    /// `audio_understanding`, `Yue_TTS`, `Yue_ASR`; any case) with the text inputs it reads
-    /// and `audio` for the tasks that read audio. Returns a dict: `text` (text tasks) or
-    /// `audio` (float32 samples) at `sample_rate`, `stopped_by`, `steps`, the sampler
-    /// settings used and `timings`. `steps` is the codec's Euler steps.
+    /// Runs any task by name (`TTS`, `TTA`, `TTM`, `LTS` or `song`, `InstructTTS`,
+    /// `speech_s2s`, `ASR`, `audio_caption`, `music_caption`, `lyric_recognition`,
+    /// `speech_s2t`, `audio_understanding`, `Yue_TTS`, `Yue_ASR`; any case) with the text
+    /// inputs it reads and `audio` for the tasks that read audio; the keyword `steps` is the
+    /// codec's Euler steps (1 to 1000). Returns a dict: `text` (text tasks) or `audio`
+    /// (float32 samples) at `sample_rate`, `stopped_by`, `steps` (LM steps generated),
+    /// `top_k`, `temperature`, `seed` and `max_steps` as used, and `timings`.
     #[pyo3(signature = (task, audio = None, sample_rate = None, *, text = None, caption = None, lyrics = None, question = None, instruction = None, seed = 888, max_steps = None, top_k = None, temperature = None, cfg_scale = None, steps = 50))]
     #[allow(clippy::too_many_arguments)]
     fn run(

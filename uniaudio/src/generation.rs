@@ -50,14 +50,6 @@ impl<'a> Generation<'a> {
     }
 }
 
-impl Generation<'_> {
-    /// Whether the next `next` runs a step (no event is pending and the generation has
-    /// not ended): where a caller that wants to stop it should ask.
-    pub fn next_runs_a_step(&self) -> bool {
-        self.pending.is_empty() && self.inner.is_some()
-    }
-}
-
 /// One step of `g`: the new frames and text ids as events, and `Done` at the end.
 fn step<B: Backend>(g: &mut Generator<'_, B>, seen: &mut (usize, usize), pending: &mut VecDeque<GenerateEvent>) -> Result<bool> {
     let more = g.step()?;
@@ -69,12 +61,17 @@ fn step<B: Backend>(g: &mut Generator<'_, B>, seen: &mut (usize, usize), pending
     Ok(more)
 }
 
-impl Iterator for Generation<'_> {
-    type Item = crate::Result<GenerateEvent>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl Generation<'_> {
+    /// The next event, asking `stop` before each step it runs: once it says so, the
+    /// generation ends with [`Error::Cancelled`](crate::Error::Cancelled) (its caches
+    /// dropped) and yields nothing more.
+    pub fn next_until(&mut self, stop: &dyn Fn() -> bool) -> Option<crate::Result<GenerateEvent>> {
         while self.pending.is_empty() {
             let inner = self.inner.as_mut()?;
+            if stop() {
+                self.inner = None;
+                return Some(Err(crate::run::cancelled()));
+            }
             let stepped = match inner {
                 Inner::Cpu(g) => step(g, &mut self.seen, &mut self.pending),
                 #[cfg(feature = "wgpu")]
@@ -101,6 +98,14 @@ impl Iterator for Generation<'_> {
             }
         }
         self.pending.pop_front().map(Ok)
+    }
+}
+
+impl Iterator for Generation<'_> {
+    type Item = crate::Result<GenerateEvent>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_until(&|| false)
     }
 }
 

@@ -134,10 +134,13 @@ impl Model {
 
     /// `run`, ending early with [`Error::Cancelled`](crate::Error::Cancelled) once `stop`
     /// returns true (from another thread's flag, say). It is asked at the start, before each
-    /// batch of chunks the encoder computes (one chunk on the CPU), each generated step and
-    /// each Euler step of the codec decoder, so a stop takes effect within one of those;
-    /// the model stays usable.
+    /// batch of chunks the encoder computes (one chunk on the CPU) and each generated step,
+    /// and after each Euler step of the codec decoder, so a stop takes effect within one of
+    /// those; the model stays usable.
     pub fn run_until(&mut self, req: &TaskRequest, events: &mut dyn FnMut(Event), stop: &dyn Fn() -> bool) -> Result<TaskOutput> {
+        if stop() {
+            return Err(crate::run::cancelled());
+        }
         self.ensure(&parts_for(req.task), req.task.name())?;
         Ok(on!(self, |b, m| m.run_until(b, req, events, stop))?)
     }
@@ -209,6 +212,9 @@ impl Model {
     /// [`Error::Cancelled`](crate::Error::Cancelled) once `stop` returns true (asked before
     /// each batched step).
     pub fn generate_batch_until(&mut self, requests: &[(Vec<Frame>, GenerateOptions)], max_batch: usize, stop: &dyn Fn() -> bool) -> Result<Vec<Result<GenerateOutput>>> {
+        if stop() {
+            return Err(crate::run::cancelled());
+        }
         self.ensure(&[Part::Lm], "generate")?;
         let results = on!(self, |b, m| crate::generation::generate_batch(m, b, requests, max_batch, stop))?;
         Ok(results.into_iter().map(|r| r.map_err(Error::from)).collect())
@@ -235,6 +241,9 @@ impl Model {
     /// `decode`, ending early with [`Error::Cancelled`](crate::Error::Cancelled) once
     /// `stop` returns true (asked after each Euler step).
     pub fn decode_until(&mut self, tokens: &AudioTokens, steps: usize, seed: u64, stop: &dyn Fn() -> bool) -> Result<Audio> {
+        if !(1..=crate::request::MAX_CODEC_STEPS).contains(&steps) {
+            return Err(Error::invalid_input(format!("steps must be 1..={}, got {steps}", crate::request::MAX_CODEC_STEPS)));
+        }
         self.ensure(&[Part::Decoder], "decode")?;
         let rows: Vec<Vec<u32>> = (0..CODEBOOKS).map(|r| tokens.reconstruction.iter().map(|f| f[r]).collect()).collect();
         let opts = DecodeOptions { steps, mode: uniaudio_codec::StitchMode::Reference, noise: Noise::Seeded(seed) };

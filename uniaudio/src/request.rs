@@ -53,6 +53,10 @@ impl Default for Sampling {
     }
 }
 
+/// The most Euler steps a run's codec decoder may take (the reference scripts use 10 to
+/// 50; far more only costs time, and an absurd count would exhaust memory).
+pub const MAX_CODEC_STEPS: usize = 1000;
+
 /// Codec settings for tasks with audio output (the initial noise is seeded by the sampling seed).
 #[derive(Clone, Debug)]
 pub struct CodecSettings {

@@ -16,7 +16,7 @@ use uniaudio_runtime::Backend;
 use crate::error::refuse;
 use crate::long_form;
 use crate::paths::{ModelPaths, Part};
-use crate::request::{check_text_inputs, takes_audio, AudioInput, Event, Sampling, Stage, TaskOutput, TaskRequest, Timings};
+use crate::request::{check_text_inputs, takes_audio, AudioInput, Event, Sampling, Stage, TaskOutput, TaskRequest, Timings, MAX_CODEC_STEPS};
 use crate::text_stream::TextStream;
 
 /// The reference's caps: 500 text tokens; audio tasks may run longer (about 85 s of audio).
@@ -119,7 +119,7 @@ impl<B: Backend> Models<B> {
 
     /// `run`, ending early with `Error::Cancelled` once `stop` says so. It is asked at the
     /// start, before each batch of chunks the encoder computes (one chunk on the CPU),
-    /// each generated step and each Euler step of the codec.
+    /// each generated step, and after each Euler step of the codec.
     pub fn run_until(&self, bk: &B, req: &TaskRequest, events: &mut dyn FnMut(Event), stop: &dyn Fn() -> bool) -> Result<TaskOutput> {
         if stop() {
             return Err(cancelled().into());
@@ -176,6 +176,9 @@ impl<B: Backend> Models<B> {
         let start = Instant::now();
         let task = req.task;
         check_text_inputs(task, &req.text)?;
+        if task.output_kind() == OutputKind::Audio && !(1..=MAX_CODEC_STEPS).contains(&req.codec.steps) {
+            refuse!("codec steps must be 1..={MAX_CODEC_STEPS}, got {}", req.codec.steps);
+        }
         let mut timings = Timings::default();
         let config = &self.lm()?.config;
 

@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 use uniaudio_lm::tasks::Task;
 
-use crate::request::{check_text_fields, takes_audio, AudioInput, CodecSettings, Sampling, TaskOutput, TaskRequest, TaskText};
+use crate::request::{check_text_fields, takes_audio, CodecSettings, Sampling, TaskOutput, TaskRequest, TaskText, MAX_CODEC_STEPS};
 
 /// The fields a request may have.
 pub const FIELDS: [&str; 12] = ["task", "text", "caption", "lyrics", "question", "instruction", "seed", "max_steps", "top_k", "temperature", "cfg_scale", "codec_steps"];
@@ -20,8 +20,9 @@ pub const FIELDS: [&str; 12] = ["task", "text", "caption", "lyrics", "question",
 /// A request is refused above this size without parsing (its texts are short).
 pub const MAX_TASK_REQUEST_BYTES: usize = 1 << 20;
 
-/// Parses a request object (a JSON text) for `audio` (the task's input audio, if any).
-pub fn parse_task_request(text: &str, audio: Option<AudioInput>) -> Result<TaskRequest> {
+/// Parses a request object (a JSON text) for a run with input audio or without
+/// (`with_audio`); the caller puts the audio in the request once it is checked.
+pub fn parse_task_request(text: &str, with_audio: bool) -> Result<TaskRequest> {
     if text.len() > MAX_TASK_REQUEST_BYTES {
         bail!("{} bytes is longer than the {MAX_TASK_REQUEST_BYTES}-byte limit", text.len());
     }
@@ -40,26 +41,31 @@ pub fn parse_task_request(text: &str, audio: Option<AudioInput>) -> Result<TaskR
         cfg_scale: float(obj, "cfg_scale")?,
         step_limit: None,
     };
-    task_request(&name, text, sampling, uint(obj, "codec_steps")?, audio)
+    task_request(&name, text, sampling, uint(obj, "codec_steps")?, with_audio, &|field| format!("`{field}`"))
 }
 
 /// A request for the task named `name` (any case, or `song`), checked as a parsed one is:
-/// the text fields it reads given and the others not, input audio exactly when it reads
-/// audio, at least one codec step (`codec_steps` None: the default 50).
-pub fn task_request(name: &str, text: TaskText, sampling: Sampling, codec_steps: Option<u64>, audio: Option<AudioInput>) -> Result<TaskRequest> {
-    let task = Task::parse(name).with_context(|| format!("`task`: unknown task `{name}` (expected one of {})", Task::ALL.map(|t| t.name()).join(", ")))?;
-    check_text_fields(task, &text, &|name| format!("`{name}`"))?;
-    match (takes_audio(task), &audio) {
-        (true, None) => bail!("task {} needs input audio", task.name()),
-        (false, Some(_)) => bail!("task {} takes no input audio", task.name()),
+/// the text fields it reads given and the others not, input audio given (`with_audio`)
+/// exactly when it reads audio, `max_steps` at least 1, 1..=`MAX_CODEC_STEPS` codec steps
+/// (`codec_steps` None: the default 50). Messages name each field with `named` (a JSON
+/// field, a keyword argument). The request has no audio yet: the caller puts it in.
+pub fn task_request(name: &str, text: TaskText, sampling: Sampling, codec_steps: Option<u64>, with_audio: bool, named: &dyn Fn(&str) -> String) -> Result<TaskRequest> {
+    let task = Task::parse(name).with_context(|| format!("{}: unknown task `{name}` (expected one of {}, or song)", named("task"), Task::ALL.map(|t| t.name()).join(", ")))?;
+    check_text_fields(task, &text, named)?;
+    match (takes_audio(task), with_audio) {
+        (true, false) => bail!("task {} needs input audio", task.name()),
+        (false, true) => bail!("task {} takes no input audio", task.name()),
         _ => {}
     }
+    if sampling.max_steps == Some(0) {
+        bail!("{} must be at least 1", named("max_steps"));
+    }
     let steps = match codec_steps {
-        Some(0) => bail!("`codec_steps` must be at least 1"),
-        Some(s) => usize::try_from(s).context("`codec_steps` is too large")?,
         None => CodecSettings::default().steps,
+        Some(s) if (1..=MAX_CODEC_STEPS as u64).contains(&s) => s as usize,
+        Some(s) => bail!("{} must be 1..={MAX_CODEC_STEPS}, got {s}", named("codec_steps")),
     };
-    Ok(TaskRequest { task, text, audio, sampling, codec: CodecSettings { steps, ..Default::default() }, prompt_frames: None })
+    Ok(TaskRequest { task, text, audio: None, sampling, codec: CodecSettings { steps, ..Default::default() }, prompt_frames: None })
 }
 
 fn string(obj: &Map<String, Value>, name: &str) -> Result<Option<String>> {
@@ -108,47 +114,46 @@ pub fn output_json(o: &TaskOutput) -> Value {
 mod tests {
     use super::*;
 
-    fn audio() -> Option<AudioInput> {
-        Some(AudioInput::Samples24k(vec![0.0; 2400]))
-    }
-
     #[test]
     fn reads_every_field_and_defaults_the_rest() {
-        let r = parse_task_request(r#"{"task": "instructtts", "text": "Hi.", "caption": "calm", "instruction": "Speak.", "seed": 7, "max_steps": 90, "top_k": 3, "temperature": 0.5, "cfg_scale": 1.5, "codec_steps": 4}"#, None).unwrap();
+        let r = parse_task_request(r#"{"task": "instructtts", "text": "Hi.", "caption": "calm", "instruction": "Speak.", "seed": 7, "max_steps": 90, "top_k": 3, "temperature": 0.5, "cfg_scale": 1.5, "codec_steps": 4}"#, false).unwrap();
         assert_eq!(r.task, Task::InstructTts);
         assert_eq!((r.text.text.as_deref(), r.text.caption.as_deref(), r.text.instruction.as_deref()), (Some("Hi."), Some("calm"), Some("Speak.")));
         assert_eq!((r.sampling.seed, r.sampling.max_steps, r.sampling.top_k, r.sampling.temperature, r.sampling.cfg_scale), (7, Some(90), Some(3), Some(0.5), Some(1.5)));
         assert_eq!(r.codec.steps, 4);
-        let r = parse_task_request(r#"{"task": "song", "lyrics": "la la"}"#, None).unwrap();
+        let r = parse_task_request(r#"{"task": "song", "lyrics": "la la"}"#, false).unwrap();
         assert_eq!(r.task, Task::Lts);
         let d = Sampling::default();
         assert_eq!((r.sampling.seed, r.sampling.max_steps, r.sampling.top_k, r.sampling.temperature), (d.seed, None, None, None));
         assert_eq!(r.codec.steps, CodecSettings::default().steps);
-        let r = parse_task_request(r#"{"task": "audio_understanding", "question": "Who?"}"#, audio()).unwrap();
-        assert!(matches!(r.audio, Some(AudioInput::Samples24k(ref s)) if s.len() == 2400));
+        let r = parse_task_request(r#"{"task": "audio_understanding", "question": "Who?"}"#, true).unwrap();
+        assert_eq!((r.task, r.text.question.as_deref()), (Task::AudioUnderstanding, Some("Who?")));
+        assert!(r.audio.is_none());
     }
 
     #[test]
     fn refuses_bad_requests_naming_the_field() {
-        let cases: [(&str, Option<AudioInput>, &str); 12] = [
-            ("[1]", None, "JSON object"),
-            ("{", None, "JSON object"),
-            (r#"{"text": "Hi."}"#, None, "missing `task`"),
-            (r#"{"task": "karaoke"}"#, None, "unknown task `karaoke`"),
-            (r#"{"task": "tts", "text": "Hi.", "temprature": 1}"#, None, "unknown field `temprature`"),
-            (r#"{"task": "tts"}"#, None, "needs `text`"),
-            (r#"{"task": "tts", "text": "Hi.", "caption": "x"}"#, None, "does not use `caption`"),
-            (r#"{"task": "tts", "text": 5}"#, None, "`text` must be a string"),
-            (r#"{"task": "tts", "text": "Hi.", "seed": -1}"#, None, "`seed` must be a non-negative integer"),
-            (r#"{"task": "tts", "text": "Hi.", "codec_steps": 0}"#, None, "`codec_steps` must be at least 1"),
-            (r#"{"task": "asr"}"#, None, "needs input audio"),
-            (r#"{"task": "tts", "text": "Hi."}"#, audio(), "takes no input audio"),
+        let cases: [(&str, bool, &str); 14] = [
+            ("[1]", false, "JSON object"),
+            ("{", false, "JSON object"),
+            (r#"{"text": "Hi."}"#, false, "missing `task`"),
+            (r#"{"task": "karaoke"}"#, false, "unknown task `karaoke`"),
+            (r#"{"task": "tts", "text": "Hi.", "temprature": 1}"#, false, "unknown field `temprature`"),
+            (r#"{"task": "tts"}"#, false, "needs `text`"),
+            (r#"{"task": "tts", "text": "Hi.", "caption": "x"}"#, false, "does not use `caption`"),
+            (r#"{"task": "tts", "text": 5}"#, false, "`text` must be a string"),
+            (r#"{"task": "tts", "text": "Hi.", "seed": -1}"#, false, "`seed` must be a non-negative integer"),
+            (r#"{"task": "tts", "text": "Hi.", "codec_steps": 0}"#, false, "`codec_steps` must be 1..=1000, got 0"),
+            (r#"{"task": "tts", "text": "Hi.", "codec_steps": 1000000000000}"#, false, "`codec_steps` must be 1..=1000"),
+            (r#"{"task": "tts", "text": "Hi.", "max_steps": 0}"#, false, "`max_steps` must be at least 1"),
+            (r#"{"task": "asr"}"#, false, "needs input audio"),
+            (r#"{"task": "tts", "text": "Hi."}"#, true, "takes no input audio"),
         ];
         for (text, audio, want) in cases {
             let e = format!("{:#}", parse_task_request(text, audio).unwrap_err());
             assert!(e.contains(want), "{text}: {e}");
         }
         let long = format!(r#"{{"task": "tts", "text": "{}"}}"#, "a".repeat(MAX_TASK_REQUEST_BYTES));
-        assert!(format!("{:#}", parse_task_request(&long, None).unwrap_err()).contains("limit"));
+        assert!(format!("{:#}", parse_task_request(&long, false).unwrap_err()).contains("limit"));
     }
 }

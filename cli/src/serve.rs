@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// beyond it, 429. At least --max-audio-seconds.
     #[arg(long, default_value_t = 3600)]
     max_queued_audio_seconds: u64,
+    /// MiB of upload bodies held in memory at once across accepted requests (received, not
+    /// yet decoded); beyond it, 429. At least --max-body-mib.
+    #[arg(long, default_value_t = 1024)]
+    max_upload_buffer_mib: usize,
     /// Write no access log (by default, one line per answered request on stderr: time,
     /// method, path, status, latency, request id, and a 5xx answer's message).
     #[arg(long)]
@@ -67,6 +71,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let lm_dir = paths.require(uniaudio::Part::Lm, "serve")?.to_path_buf();
     if args.api_key.as_deref().is_some_and(str::is_empty) {
         anyhow::bail!("--api-key: the key is empty");
+    }
+    if args.max_upload_buffer_mib < args.max_body_mib {
+        anyhow::bail!("--max-upload-buffer-mib {} is below --max-body-mib {}: an upload that large could never be received", args.max_upload_buffer_mib, args.max_body_mib);
     }
     if args.max_queued_audio_seconds < args.max_audio_seconds {
         anyhow::bail!("--max-queued-audio-seconds {} is below --max-audio-seconds {}: an upload that long could never be accepted", args.max_queued_audio_seconds, args.max_audio_seconds);
@@ -84,6 +91,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         max_steps_limit: args.max_steps_limit,
         max_audio_seconds: args.max_audio_seconds.max(1),
         max_queued_audio_seconds: args.max_queued_audio_seconds.max(1),
+        max_upload_buffer_bytes: args.max_upload_buffer_mib.max(1) << 20,
         drain_timeout: Duration::from_secs(args.drain_timeout),
         model_name: lm_dir.file_name().map_or("uniaudio-2.0".into(), |n| n.to_string_lossy().into_owned()),
         access_log: !args.no_access_log,

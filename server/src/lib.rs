@@ -56,6 +56,9 @@ pub struct ServeOptions {
     /// Uploaded audio the server holds at once across accepted requests, seconds (beyond
     /// it, 429); at least `max_audio_seconds`. Uploads are held at 24 kHz, 96 kB a second.
     pub max_queued_audio_seconds: u64,
+    /// Bytes of upload bodies the server holds in memory at once (received, not yet
+    /// decoded) across accepted requests; beyond it, 429. At least `max_body_bytes`.
+    pub max_upload_buffer_bytes: usize,
     /// How long in-flight requests may take to finish after a shutdown signal.
     pub drain_timeout: Duration,
     /// The name `/v1/models` reports.
@@ -82,6 +85,7 @@ impl Default for ServeOptions {
             max_steps_limit: 1500,
             max_audio_seconds: 600,
             max_queued_audio_seconds: 3600,
+            max_upload_buffer_bytes: 1 << 30,
             drain_timeout: Duration::from_secs(30),
             model_name: "uniaudio-2.0".into(),
             access_log: false,
@@ -142,6 +146,9 @@ fn start_inner(model: ModelPaths, backend: AnyBackend, opts: ServeOptions, signa
     model.require(uniaudio::Part::Lm, "serve")?;
     if opts.queue_limit == 0 || opts.engine.max_batch == 0 {
         anyhow::bail!("the queue limit and the batch must both be at least 1");
+    }
+    if opts.max_upload_buffer_bytes < opts.max_body_bytes {
+        anyhow::bail!("the upload buffer budget ({} bytes) is below the largest upload body ({} bytes): such an upload could never be received", opts.max_upload_buffer_bytes, opts.max_body_bytes);
     }
     if opts.max_queued_audio_seconds < opts.max_audio_seconds {
         anyhow::bail!("the queued-audio budget ({} s) is below the longest upload ({} s): such an upload could never be accepted", opts.max_queued_audio_seconds, opts.max_audio_seconds);

@@ -64,6 +64,8 @@ pub struct Shared {
     running: AtomicUsize,
     /// Samples of uploaded audio (24 kHz) held by accepted requests.
     audio_held: AtomicUsize,
+    /// Bytes of upload bodies in memory (being received, or waiting to be decoded).
+    upload_bytes: AtomicUsize,
     active: AtomicUsize,
     rows: AtomicUsize,
     kv_used: AtomicUsize,
@@ -124,6 +126,20 @@ impl Shared {
         self.audio_held.load(Ordering::Acquire)
     }
 
+    /// Holds `bytes` more of upload bodies in memory unless that passes `budget`.
+    pub fn try_hold_upload_bytes(&self, bytes: usize, budget: usize) -> bool {
+        self.upload_bytes.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| held.checked_add(bytes).filter(|&n| n <= budget)).is_ok()
+    }
+
+    pub fn release_upload_bytes(&self, bytes: usize) {
+        self.upload_bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// Bytes of upload bodies in memory now (being received, or waiting to be decoded).
+    pub fn upload_bytes_held(&self) -> usize {
+        self.upload_bytes.load(Ordering::Acquire)
+    }
+
     pub fn observe_step(&self, rows: usize, produced: usize, took: Duration) {
         self.generated.fetch_add(produced as u64, Ordering::Relaxed);
         let mut c = self.lock();
@@ -177,6 +193,7 @@ impl Shared {
         gauge(&mut out, "uniaudio_queue_depth", "Accepted requests without a running sequence (reading their upload, or waiting for room)", in_flight.saturating_sub(running) as f64);
         gauge(&mut out, "uniaudio_active_sequences", "Sequences decoding now", active as f64);
         gauge(&mut out, "uniaudio_uploaded_audio_seconds", "Seconds of uploaded audio held by accepted requests", self.audio_held() as f64 / crate::upload::UPLOAD_RATE as f64);
+        gauge(&mut out, "uniaudio_upload_buffer_bytes", "Bytes of upload bodies in memory (being received, or waiting to be decoded)", self.upload_bytes_held() as f64);
         gauge(&mut out, "uniaudio_batch_rows", "Rows in the current step", self.rows.load(Ordering::Relaxed) as f64);
         gauge(&mut out, "uniaudio_kv_used_bytes", "KV-cache bytes held by running sequences", self.kv_used() as f64);
         gauge(&mut out, "uniaudio_kv_budget_bytes", "KV-cache byte budget", self.kv_budget.load(Ordering::Relaxed) as f64);

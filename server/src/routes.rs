@@ -106,6 +106,11 @@ impl InFlight {
         self.deadline
     }
 
+    /// The server's shared state (its counters and budgets).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// Counts an upload's decoded samples against the server's budget for uploaded audio
     /// held at once (`--max-queued-audio-seconds`), or refuses with 429.
     pub fn hold_audio(&mut self, samples: usize, budget_samples: usize) -> Result<(), ApiError> {

@@ -151,7 +151,7 @@ fn wav(samples: &[f32], rate: u32) -> Result<Vec<u8>, ApiError> {
 pub async fn transcriptions(State(state): State<Arc<AppState>>, form: Multipart) -> Result<Response, ApiError> {
     // Admitted before the upload is read: a full queue refuses it unread and undecoded.
     let mut guard = admit(&state)?;
-    let upload = upload::read(&guard, form).await?;
+    let upload = upload::read(&state, &guard, form).await?;
     let fields = &upload.fields;
     let task = match fields.get("task").map(String::as_str).unwrap_or("asr") {
         "asr" => Task::Asr,
@@ -174,7 +174,7 @@ pub async fn transcriptions(State(state): State<Arc<AppState>>, form: Multipart)
 /// json | text) -> `{"text": ...}`, or the text alone.
 pub async fn answer(State(state): State<Arc<AppState>>, form: Multipart) -> Result<Response, ApiError> {
     let mut guard = admit(&state)?;
-    let upload = upload::read(&guard, form).await?;
+    let upload = upload::read(&state, &guard, form).await?;
     let question = upload.fields.get("question").filter(|q| !q.trim().is_empty()).cloned().ok_or_else(|| ApiError::bad_request("missing `question`"))?;
     if question.chars().count() > MAX_INPUT_CHARS {
         return Err(ApiError::new(413, format!("`question` is longer than {MAX_INPUT_CHARS} characters")));

@@ -346,3 +346,57 @@ fn a_full_queue_refuses_uploads_before_reading_them() {
     wait_for_metric(&server, "uniaudio_uploaded_audio_seconds 0");
     server.stop().unwrap();
 }
+
+/// Upload bodies are held in memory against their own budget while they arrive and wait to
+/// be decoded: with one slow upload holding most of it, a second is refused with 429; each
+/// gives its bytes back when it ends, however it ends.
+#[test]
+fn upload_bodies_in_memory_stay_within_their_budget() {
+    use std::io::Write;
+    let server = start(ServeOptions { max_body_bytes: 1 << 20, max_upload_buffer_bytes: 1 << 20, ..Default::default() });
+    let addr = server.addr();
+    let held = || server.shared().upload_bytes_held();
+    let part = |bytes: usize| {
+        let mut body = b"--zz\r\ncontent-disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\n".to_vec();
+        body.extend(std::iter::repeat_n(b'x', bytes));
+        body
+    };
+    // A slow sender: 700 kB of its body sent, the rest never.
+    let mut slow = std::net::TcpStream::connect(addr).unwrap();
+    let head = "POST /v1/audio/transcriptions HTTP/1.1\r\nhost: x\r\ncontent-type: multipart/form-data; boundary=zz\r\ncontent-length: 900000\r\n\r\n";
+    slow.write_all(head.as_bytes()).unwrap();
+    slow.write_all(&part(700_000)).unwrap();
+    let t = Instant::now();
+    while held() < 650_000 {
+        assert!(t.elapsed() < Duration::from_secs(20), "the slow upload's bytes were never counted ({} held)", held());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A whole second upload of the same size does not fit beside it.
+    let mut whole = part(700_000);
+    whole.extend_from_slice(b"\r\n--zz--\r\n");
+    let multipart = [("content-type", "multipart/form-data; boundary=zz")];
+    let r = request(addr, "POST", "/v1/audio/transcriptions", &multipart, &whole);
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.text().contains("--max-upload-buffer-mib"), "{}", r.text());
+    assert!(held() <= 700_000 + 1024, "the refused upload kept its bytes: {} held", held());
+    // The slow sender leaves: its bytes are given back, and the same upload is now read
+    // whole (and refused as not audio, its bytes given back too).
+    drop(slow);
+    let t = Instant::now();
+    while held() > 0 || server.shared().in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+        assert!(t.elapsed() < Duration::from_secs(20), "{} bytes still held after the client left", held());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let r = request(addr, "POST", "/v1/audio/transcriptions", &multipart, &whole);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("not audio"), "{}", r.text());
+    assert_eq!(held(), 0);
+    let metrics = request(addr, "GET", "/metrics", &[], b"").text();
+    assert!(metrics.contains("uniaudio_upload_buffer_bytes 0"), "{metrics}");
+    server.stop().unwrap();
+    // A budget below the largest body could never receive one: refused at start.
+    let paths = uniaudio::ModelPaths::resolve(Some(model_dir()), None, None).unwrap();
+    let opts = ServeOptions { port: 0, max_body_bytes: 2 << 20, max_upload_buffer_bytes: 1 << 20, ..Default::default() };
+    let e = uniaudio_server::start(paths, AnyBackend::Cpu(Cpu::new()), opts).err().expect("refused");
+    assert!(e.to_string().contains("upload buffer budget"), "{e}");
+}

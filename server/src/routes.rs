@@ -42,6 +42,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/audio/speech", limited(post(crate::tasks::speech), crate::tasks::MAX_SPEECH_BODY_BYTES, max_body))
         .route("/v1/audio/transcriptions", limited(post(crate::tasks::transcriptions), max_body, max_body))
         .route("/v1/audio/answer", limited(post(crate::tasks::answer), max_body, max_body))
+        .route("/v1/audio/reply", limited(post(crate::tasks::reply), max_body, max_body))
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::require_key))
         .layer(middleware::from_fn_with_state(state.clone(), crate::record::record))
         .with_state(state)

@@ -1,6 +1,7 @@
 //! The task endpoints, in the shape audio APIs already use: text to audio
-//! (`/v1/audio/speech`), audio to text (`/v1/audio/transcriptions`) and audio question
-//! answering (`/v1/audio/answer`). Each runs on the shared engine like any other request.
+//! (`/v1/audio/speech`), audio to text (`/v1/audio/transcriptions`), answers about audio or
+//! to a spoken request (`/v1/audio/answer`), and a spoken reply to a spoken request
+//! (`/v1/audio/reply`). Each runs on the shared engine like any other request.
 
 use std::sync::Arc;
 
@@ -110,7 +111,12 @@ pub async fn speech(State(state): State<Arc<AppState>>, body: Result<axum::body:
     let sampling = Sampling { top_k: uint(obj, "top_k")?.map(|k| k as usize), temperature, seed: uint(obj, "seed")?.unwrap_or(888), max_steps, cfg_scale: None, step_limit };
     let request = TaskRequest { task, text: text_in, audio: None, sampling, codec: CodecSettings { steps: steps as usize, ..Default::default() }, prompt_frames: None };
     let guard = admit(&state)?;
-    match run_task(&state, guard, request, None).await? {
+    audio_response(run_task(&state, guard, request, None).await?, &format)
+}
+
+/// A task's audio as the answer: a 16-bit WAV file, or raw 16-bit PCM (`format` "pcm").
+fn audio_response(reply: TaskReply, format: &str) -> Result<Response, ApiError> {
+    match reply {
         TaskReply::Audio { samples, sample_rate } => Ok(if format == "pcm" {
             ([("content-type", "audio/pcm")], pcm16(&samples)).into_response()
         } else {
@@ -170,18 +176,65 @@ pub async fn transcriptions(State(state): State<Arc<AppState>>, form: Multipart)
     understand(&state, guard, task, samples, TaskText::default(), format, fault).await
 }
 
-/// `POST /v1/audio/answer` (multipart: `file`, `question`, optional `response_format` =
-/// json | text) -> `{"text": ...}`, or the text alone.
+/// `POST /v1/audio/answer` (multipart: `file`, optional `task` = ask | s2t, `question`
+/// for ask, optional `response_format` = json | text) -> `{"text": ...}`, or the text
+/// alone. `ask` (the default) answers the written `question` about the audio; `s2t`
+/// answers the request spoken in it.
 pub async fn answer(State(state): State<Arc<AppState>>, form: Multipart) -> Result<Response, ApiError> {
     let mut guard = admit(&state)?;
     let upload = upload::read(&state, &guard, form).await?;
-    let question = upload.fields.get("question").filter(|q| !q.trim().is_empty()).cloned().ok_or_else(|| ApiError::bad_request("missing `question`"))?;
-    if question.chars().count() > MAX_INPUT_CHARS {
-        return Err(ApiError::new(413, format!("`question` is longer than {MAX_INPUT_CHARS} characters")));
-    }
+    let question = upload.fields.get("question");
+    let (task, text) = match upload.fields.get("task").map(String::as_str).unwrap_or("ask") {
+        "ask" => {
+            let question = question.filter(|q| !q.trim().is_empty()).cloned().ok_or_else(|| ApiError::bad_request("missing `question`"))?;
+            if question.chars().count() > MAX_INPUT_CHARS {
+                return Err(ApiError::new(413, format!("`question` is longer than {MAX_INPUT_CHARS} characters")));
+            }
+            (Task::AudioUnderstanding, TaskText { question: Some(question), ..Default::default() })
+        }
+        "s2t" if question.is_some() => return Err(ApiError::bad_request("task s2t answers the request spoken in `file`: leave out `question`")),
+        "s2t" => (Task::SpeechS2t, TaskText::default()),
+        other => return Err(ApiError::bad_request(format!("`task` must be ask or s2t, got `{other}`"))),
+    };
     let format = TextFormat::of(&upload.fields)?;
     let samples = upload.decode(&state, &mut guard).await?;
-    understand(&state, guard, Task::AudioUnderstanding, samples, TaskText { question: Some(question), ..Default::default() }, format, None).await
+    understand(&state, guard, task, samples, text, format, None).await
+}
+
+/// `POST /v1/audio/reply` (multipart: `file`, a spoken request; optional `response_format`
+/// = wav | pcm, `seed`, `top_k`, `temperature`, `steps`, `max_steps` as in a speech
+/// request) -> the spoken answer (speech to speech), 24 kHz mono 16-bit WAV or raw PCM.
+pub async fn reply(State(state): State<Arc<AppState>>, form: Multipart) -> Result<Response, ApiError> {
+    let mut guard = admit(&state)?;
+    let upload = upload::read(&state, &guard, form).await?;
+    let fields = &upload.fields;
+    let format = fields.get("response_format").cloned().unwrap_or_else(|| "wav".into());
+    if format != "wav" && format != "pcm" {
+        return Err(ApiError::bad_request(format!("`response_format` must be wav or pcm, got `{format}`")));
+    }
+    let number = |name: &str| fields.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let uint = |name: &str| -> Result<Option<u64>, ApiError> { number(name).map(|v| v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("`{name}` must be a non-negative integer, got `{v}`")))).transpose() };
+    let steps = uint("steps")?.unwrap_or(CodecSettings::default().steps as u64);
+    if steps == 0 || steps > MAX_CODEC_STEPS {
+        return Err(ApiError::bad_request(format!("`steps` must be 1..={MAX_CODEC_STEPS}")));
+    }
+    let limit = state.opts.max_steps_limit;
+    let max_steps = uint("max_steps")?.map(|n| n as usize);
+    if max_steps.is_some_and(|n| n > limit) {
+        return Err(ApiError::bad_request(format!("`max_steps` is above this server's limit of {limit}")));
+    }
+    let temperature = number("temperature").map(|v| v.parse::<f32>().map_err(|_| ApiError::bad_request(format!("`temperature` must be a number, got `{v}`")))).transpose()?;
+    let sampling = Sampling { top_k: uint("top_k")?.map(|k| k as usize), temperature, seed: uint("seed")?.unwrap_or(888), max_steps, cfg_scale: None, step_limit: Some(limit) };
+    let samples = upload.decode(&state, &mut guard).await?;
+    let request = TaskRequest {
+        task: Task::SpeechS2s,
+        text: TaskText::default(),
+        audio: Some(AudioInput::Samples24k(samples)),
+        sampling,
+        codec: CodecSettings { steps: steps as usize, ..Default::default() },
+        prompt_frames: None,
+    };
+    audio_response(run_task(&state, guard, request, None).await?, &format)
 }
 
 /// How a text answer is sent (OpenAI's `response_format`; its subtitle and verbose

@@ -133,6 +133,19 @@ fn speech_transcription_and_answers_equal_the_library() {
     assert_eq!(r.status, 200, "{}", r.text());
     let question = TaskText { question: Some("what do you hear?".into()), ..Default::default() };
     assert_eq!(r.json()["text"], Value::String(run_text(&mut model, Task::AudioUnderstanding, question)));
+    // A request spoken in the file, answered in text (s2t) and in speech (reply).
+    let (ct, form) = multipart(&[("task", "s2t")], Some(("tone.wav", &wav)));
+    let r = request(addr, "POST", "/v1/audio/answer", &[("content-type", &ct)], &form);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["text"], Value::String(run_text(&mut model, Task::SpeechS2t, TaskText::default())));
+    let (ct, form) = multipart(&[("seed", "3"), ("steps", "2"), ("max_steps", "80"), ("response_format", "pcm")], Some(("tone.wav", &wav)));
+    let r = request(addr, "POST", "/v1/audio/reply", &[("content-type", &ct)], &form);
+    assert_eq!((r.status, r.header("content-type").as_deref()), (200, Some("audio/pcm")), "{}", r.text());
+    let sampling = Sampling { seed: 3, max_steps: Some(80), ..Default::default() };
+    let req = TaskRequest { task: Task::SpeechS2s, text: TaskText::default(), audio: Some(AudioInput::Samples24k(samples.clone())), sampling, codec: CodecSettings { steps: 2, ..Default::default() }, prompt_frames: None };
+    let spoken = uniaudio_server_pcm(model.run(&req, &mut |_| {}).unwrap().audio.as_ref().unwrap());
+    assert!(!spoken.is_empty());
+    assert_eq!(r.body, spoken, "the reply's samples are the library's");
 
     // Bad uploads and fields: clear 4xx answers, and the server goes on.
     let expect = |r: http::Response, status: u16, words: &str| {
@@ -150,6 +163,14 @@ fn speech_transcription_and_answers_equal_the_library() {
     expect(request(addr, "POST", "/v1/audio/transcriptions", &[("content-type", &ct)], &form), 400, "`file`");
     let (ct, form) = multipart(&[], Some(("tone.wav", &wav)));
     expect(request(addr, "POST", "/v1/audio/answer", &[("content-type", &ct)], &form), 400, "`question`");
+    let (ct, form) = multipart(&[("task", "s2t"), ("question", "why?")], Some(("tone.wav", &wav)));
+    expect(request(addr, "POST", "/v1/audio/answer", &[("content-type", &ct)], &form), 400, "leave out `question`");
+    let (ct, form) = multipart(&[("task", "sing")], Some(("tone.wav", &wav)));
+    expect(request(addr, "POST", "/v1/audio/answer", &[("content-type", &ct)], &form), 400, "`task`");
+    for (field, value) in [("steps", "0"), ("steps", "many"), ("max_steps", "-1"), ("temperature", "warm"), ("response_format", "mp3")] {
+        let (ct, form) = multipart(&[(field, value)], Some(("tone.wav", &wav)));
+        expect(request(addr, "POST", "/v1/audio/reply", &[("content-type", &ct)], &form), 400, &format!("`{field}`"));
+    }
     let long = wav_file(&vec![0.1; 601 * 8000], 8000);
     let (ct, form) = multipart(&[], Some(("long.wav", &long)));
     expect(request(addr, "POST", "/v1/audio/transcriptions", &[("content-type", &ct)], &form), 413, "at most 600 s");

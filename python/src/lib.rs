@@ -59,6 +59,13 @@ fn compute<T: Send>(py: Python<'_>, f: impl FnOnce() -> Result<T, Error> + Send)
 /// step, and the signal's exception (KeyboardInterrupt) is raised here. The model stays
 /// usable. A panic in `f` becomes a `UniaudioError`.
 fn compute_interruptible<T: Send>(py: Python<'_>, f: impl FnOnce(&dyn Fn() -> bool) -> Result<T, Error> + Send) -> PyResult<T> {
+    compute_watched(py, f, &mut |_| Ok(()))
+}
+
+/// `compute_interruptible` that also calls `tick` with the interpreter lock held every
+/// 50 ms while the task runs, and once when it has ended (to report progress, say): an
+/// exception from `tick` stops the task as Ctrl-C does and is raised.
+fn compute_watched<T: Send>(py: Python<'_>, f: impl FnOnce(&dyn Fn() -> bool) -> Result<T, Error> + Send, tick: &mut dyn FnMut(Python<'_>) -> PyResult<()>) -> PyResult<T> {
     let stop = AtomicBool::new(false);
     let (tx, rx) = channel();
     let rx = Mutex::new(rx);
@@ -74,7 +81,7 @@ fn compute_interruptible<T: Send>(py: Python<'_>, f: impl FnOnce(&dyn Fn() -> bo
                 Ok(result) => break result,
                 Err(RecvTimeoutError::Timeout) => {
                     if interrupted.is_none() {
-                        if let Err(e) = py.check_signals() {
+                        if let Err(e) = py.check_signals().and_then(|()| tick(py)) {
                             stop.store(true, Ordering::Relaxed);
                             interrupted = Some(e);
                         }
@@ -86,6 +93,7 @@ fn compute_interruptible<T: Send>(py: Python<'_>, f: impl FnOnce(&dyn Fn() -> bo
         if let Some(e) = interrupted {
             return Err(e);
         }
+        tick(py)?;
         match result {
             Ok(r) => r.map_err(err),
             Err(payload) => Err(UniaudioError::new_err(format!("internal error: {}", panic_message(&*payload).unwrap_or("no message")))),
@@ -307,10 +315,13 @@ impl PyModel {
     /// `speech_s2s`, `ASR`, `audio_caption`, `music_caption`, `lyric_recognition`,
     /// `speech_s2t`, `audio_understanding`, `Yue_TTS`, `Yue_ASR`; any case) with the text
     /// inputs it reads and `audio` for the tasks that read audio; the keyword `steps` is the
-    /// codec's Euler steps (1 to 1000). Returns a dict: `text` (text tasks) or `audio`
-    /// (float32 samples) at `sample_rate`, `stopped_by`, `steps` (LM steps generated),
-    /// `top_k`, `temperature`, `seed` and `max_steps` as used, and `timings`.
-    #[pyo3(signature = (task, audio = None, sample_rate = None, *, text = None, caption = None, lyrics = None, question = None, instruction = None, seed = 888, max_steps = None, top_k = None, temperature = None, cfg_scale = None, steps = 50))]
+    /// codec's Euler steps (1 to 1000). `on_progress(stage, done, total)`, if given, is
+    /// called with the latest progress of stage "encode", "generate" or "decode" at most
+    /// every 50 ms and when the run ends; an exception it raises stops the run and is
+    /// raised. Returns a dict: `text` (text tasks) or `audio` (float32 samples) at
+    /// `sample_rate`, `stopped_by`, `steps` (LM steps generated), `top_k`, `temperature`,
+    /// `seed` and `max_steps` as used, and `timings`.
+    #[pyo3(signature = (task, audio = None, sample_rate = None, *, text = None, caption = None, lyrics = None, question = None, instruction = None, seed = 888, max_steps = None, top_k = None, temperature = None, cfg_scale = None, steps = 50, on_progress = None))]
     #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
@@ -329,6 +340,7 @@ impl PyModel {
         temperature: Option<f32>,
         cfg_scale: Option<f32>,
         steps: u64,
+        on_progress: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let audio = match audio {
             Some(a) => Some(audio_arg(a, sample_rate)?),
@@ -337,7 +349,7 @@ impl PyModel {
         };
         let texts = TaskText { text, caption, lyrics, question, instruction };
         let sampling = Sampling { seed, max_steps, top_k, temperature, cfg_scale, step_limit: None };
-        task::run(py, &self.inner, task, audio, texts, sampling, steps)
+        task::run(py, &self.inner, task, audio, texts, sampling, steps, on_progress)
     }
 
     /// Streams one raw generation request (a dict or JSON text: `frames`, `output_kind`,

@@ -199,9 +199,20 @@ def test_run_takes_any_task(model, bundle, tmp_path):
     # Text to audio, as the CLI's `tta` gives it.
     out = tmp_path / "tta.wav"
     cli("tta", "--caption", "Rain on a roof.", "-o", out, "--model", bundle, "--backend", "cpu", "--seed", 3, "--max-steps", 80, "--steps", 2)
-    got = model.run("tta", caption="Rain on a roof.", seed=3, max_steps=80, steps=2)
+    seen = []
+    got = model.run("tta", caption="Rain on a roof.", seed=3, max_steps=80, steps=2, on_progress=lambda *p: seen.append(p))
     assert got["task"] == "TTA" and got["sample_rate"] == 24000 and got["text"] is None
     np.testing.assert_array_equal(got["audio"], read_float_wav(out))
+    # Progress: the latest of each moment, stages in order, ending with the whole decode.
+    assert seen and seen[-1][0] == "decode" and seen[-1][1] == seen[-1][2] >= 2, seen
+    order = [stage for stage, _, _ in seen]
+    assert order == sorted(order, key=["generate", "decode"].index), seen
+
+    # A callback that raises stops the run with its exception; the model goes on.
+    def refuse(stage, done, total):
+        raise ValueError(f"stop at {stage} {done}/{total}")
+    with pytest.raises(ValueError, match="stop at"):
+        model.run("tta", caption="Rain on a roof.", seed=3, max_steps=80, steps=2, on_progress=refuse)
     # TTS and ASR as their own calls give them.
     speech = model.run("TTS", text="Hello there.", seed=3, max_steps=80, steps=2)
     np.testing.assert_array_equal(speech["audio"], model.tts("Hello there.", seed=3, max_steps=80, steps=2)[0])

@@ -1,5 +1,5 @@
 import os
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -39,7 +39,8 @@ class Model:
             text: Optional[str] = None, caption: Optional[str] = None, lyrics: Optional[str] = None,
             question: Optional[str] = None, instruction: Optional[str] = None, seed: int = 888,
             max_steps: Optional[int] = None, top_k: Optional[int] = None, temperature: Optional[float] = None,
-            cfg_scale: Optional[float] = None, steps: int = 50) -> Dict[str, Any]: ...
+            cfg_scale: Optional[float] = None, steps: int = 50,
+            on_progress: Optional[Callable[[str, int, int], None]] = None) -> Dict[str, Any]: ...
     def encode(self, audio: AudioLike, sample_rate: Optional[int] = None) -> Tuple[List[List[int]], List[List[int]]]: ...
     def decode(self, reconstruction: list, steps: int = 10, seed: int = 0) -> Tuple[npt.NDArray[np.float32], int]: ...
     def generate(self, request: Request) -> Events: ...

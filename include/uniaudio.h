@@ -117,6 +117,21 @@ typedef int32_t (*UniaudioEventFn)(void *user, const struct UniaudioEvent *event
 // units of `stage`.
 typedef void (*UniaudioProgressFn)(void *user, enum UniaudioStage stage, size_t done, size_t total);
 
+// Called with each newly final piece of a text task's text as it is generated, on the
+// thread that made the call: `piece` is NUL-terminated UTF-8, borrowed for the callback's
+// duration. The pieces joined are the output's `text`.
+typedef void (*UniaudioTextFn)(void *user, const char *piece);
+
+// What a task run reports as it goes; a null callback is not called.
+typedef struct UniaudioRunEvents {
+  // Passed to every callback.
+  void *user;
+  // Stage progress.
+  UniaudioProgressFn on_progress;
+  // Text as it is generated (text tasks).
+  UniaudioTextFn on_text;
+} UniaudioRunEvents;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -237,19 +252,18 @@ enum UniaudioStatus uniaudio_generate_batch(struct UniaudioModel *model,
 // `uniaudio_audio_free`); a text task given an `out_audio` leaves it empty (null samples,
 // length 0). `*out_json` receives the run's output object (`text` for text tasks,
 // `stopped_by`, `steps` (LM steps generated), `top_k`, `temperature`, `seed` and
-// `max_steps` as used, `timings`; free it with `uniaudio_string_free`). `on_progress`
-// (may be null) is called with `user` as the run progresses.
+// `max_steps` as used, `timings`; free it with `uniaudio_string_free`). `events` (may be
+// null) receives progress and streamed text as the run goes.
 //
 // # Safety
 // `model` is a live model; `request_json` a NUL-terminated string; `input`, if not null,
 // a filled `UniaudioAudio` whose samples stay valid for the call; `out_audio`, if not
-// null, and `out_json` writable; `on_progress`, if not null, callable with `user` for the
-// call's duration.
+// null, and `out_json` writable; `events`, if not null, points to callbacks callable with
+// its `user` for the call's duration.
 enum UniaudioStatus uniaudio_run(struct UniaudioModel *model,
                                  const char *request_json,
                                  const struct UniaudioAudio *input,
-                                 UniaudioProgressFn on_progress,
-                                 void *user,
+                                 const struct UniaudioRunEvents *events,
                                  struct UniaudioAudio *out_audio,
                                  char **out_json);
 

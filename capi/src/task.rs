@@ -26,6 +26,22 @@ pub enum UniaudioStage {
 /// units of `stage`.
 pub type UniaudioProgressFn = Option<unsafe extern "C" fn(user: *mut c_void, stage: UniaudioStage, done: usize, total: usize)>;
 
+/// Called with each newly final piece of a text task's text as it is generated, on the
+/// thread that made the call: `piece` is NUL-terminated UTF-8, borrowed for the callback's
+/// duration. The pieces joined are the output's `text`.
+pub type UniaudioTextFn = Option<unsafe extern "C" fn(user: *mut c_void, piece: *const c_char)>;
+
+/// What a task run reports as it goes; a null callback is not called.
+#[repr(C)]
+pub struct UniaudioRunEvents {
+    /// Passed to every callback.
+    pub user: *mut c_void,
+    /// Stage progress.
+    pub on_progress: UniaudioProgressFn,
+    /// Text as it is generated (text tasks).
+    pub on_text: UniaudioTextFn,
+}
+
 /// Runs any task. `request_json` is `{"task", "text", "caption", "lyrics", "question",
 /// "instruction", "seed", "max_steps", "top_k", "temperature", "cfg_scale", "codec_steps"}`:
 /// `task` names one (`TTS`, `TTA`, `TTM`, `LTS` or `song`, `InstructTTS`, `speech_s2s`,
@@ -38,21 +54,20 @@ pub type UniaudioProgressFn = Option<unsafe extern "C" fn(user: *mut c_void, sta
 /// `uniaudio_audio_free`); a text task given an `out_audio` leaves it empty (null samples,
 /// length 0). `*out_json` receives the run's output object (`text` for text tasks,
 /// `stopped_by`, `steps` (LM steps generated), `top_k`, `temperature`, `seed` and
-/// `max_steps` as used, `timings`; free it with `uniaudio_string_free`). `on_progress`
-/// (may be null) is called with `user` as the run progresses.
+/// `max_steps` as used, `timings`; free it with `uniaudio_string_free`). `events` (may be
+/// null) receives progress and streamed text as the run goes.
 ///
 /// # Safety
 /// `model` is a live model; `request_json` a NUL-terminated string; `input`, if not null,
 /// a filled `UniaudioAudio` whose samples stay valid for the call; `out_audio`, if not
-/// null, and `out_json` writable; `on_progress`, if not null, callable with `user` for the
-/// call's duration.
+/// null, and `out_json` writable; `events`, if not null, points to callbacks callable with
+/// its `user` for the call's duration.
 #[no_mangle]
 pub unsafe extern "C" fn uniaudio_run(
     model: *mut UniaudioModel,
     request_json: *const c_char,
     input: *const UniaudioAudio,
-    on_progress: UniaudioProgressFn,
-    user: *mut c_void,
+    events: *const UniaudioRunEvents,
     out_audio: *mut UniaudioAudio,
     out_json: *mut *mut c_char,
 ) -> UniaudioStatus {
@@ -73,8 +88,9 @@ pub unsafe extern "C" fn uniaudio_run(
         }
         let mut held = InUse::take(model, "uniaudio_run")?;
         let (m, abort) = held.model_and_abort();
-        let mut events = |e: Event| {
-            if let (Some(f), Event::Progress { stage, done, total }) = (on_progress, e) {
+        let (user, on_progress, on_text) = events.as_ref().map_or((std::ptr::null_mut(), None, None), |e| (e.user, e.on_progress, e.on_text));
+        let mut report = |e: Event| match (e, on_progress, on_text) {
+            (Event::Progress { stage, done, total }, Some(f), _) => {
                 let stage = match stage {
                     Stage::Encode => UniaudioStage::Encode,
                     Stage::Generate => UniaudioStage::Generate,
@@ -82,8 +98,13 @@ pub unsafe extern "C" fn uniaudio_run(
                 };
                 f(user, stage, done, total);
             }
+            (Event::Text(piece), _, Some(f)) => {
+                let piece = std::ffi::CString::new(piece.replace('\0', " ")).unwrap_or_default();
+                f(user, piece.as_ptr());
+            }
+            _ => {}
         };
-        let out = m.run_until(&req, &mut events, &|| abort.asked())?;
+        let out = m.run_until(&req, &mut report, &|| abort.asked())?;
         let json = task_json::output_json(&out).to_string();
         match (out.audio, out_audio.as_mut()) {
             (Some(samples), Some(dst)) => audio_out(Audio { samples, sample_rate: out.sample_rate }, dst),

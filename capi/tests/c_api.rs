@@ -371,9 +371,19 @@ fn abort_callback_stops_every_call() {
     }
 }
 
+/// What a run reported: progress, and text pieces.
+#[derive(Default)]
+struct Reported {
+    progress: Vec<(UniaudioStage, usize, usize)>,
+    text: Vec<String>,
+}
+
 unsafe extern "C" fn count_progress(user: *mut std::ffi::c_void, stage: UniaudioStage, done: usize, total: usize) {
-    let seen = &mut *(user as *mut Vec<(UniaudioStage, usize, usize)>);
-    seen.push((stage, done, total));
+    (*(user as *mut Reported)).progress.push((stage, done, total));
+}
+
+unsafe extern "C" fn collect_text(user: *mut std::ffi::c_void, piece: *const std::ffi::c_char) {
+    (*(user as *mut Reported)).text.push(CStr::from_ptr(piece).to_string_lossy().into_owned());
 }
 
 /// Any task from a JSON request: TTS and ASR give what their own calls give, a task
@@ -391,15 +401,12 @@ fn any_task_runs_from_a_json_request() {
         let path = CString::new(dir.to_str().unwrap()).unwrap();
         let cpu = CString::new("cpu").unwrap();
         assert_eq!(uniaudio_model_load(path.as_ptr(), cpu.as_ptr(), &mut model), UniaudioStatus::Ok);
-        let run = |request: &str, input: Option<&UniaudioAudio>, progress: Option<&mut Vec<(UniaudioStage, usize, usize)>>| {
+        let run = |request: &str, input: Option<&UniaudioAudio>, reported: Option<&mut Reported>| {
             let req = CString::new(request).unwrap();
             let mut audio = empty();
             let mut out = std::ptr::null_mut();
-            let (f, user): (UniaudioProgressFn, *mut std::ffi::c_void) = match progress {
-                Some(p) => (Some(count_progress), p as *mut _ as *mut _),
-                None => (None, std::ptr::null_mut()),
-            };
-            let status = uniaudio_run(model, req.as_ptr(), input.map_or(std::ptr::null(), |a| a as *const _), f, user, &mut audio, &mut out);
+            let events = reported.map(|r| UniaudioRunEvents { user: r as *mut _ as *mut _, on_progress: Some(count_progress), on_text: Some(collect_text) });
+            let status = uniaudio_run(model, req.as_ptr(), input.map_or(std::ptr::null(), |a| a as *const _), events.as_ref().map_or(std::ptr::null(), |e| e as *const _), &mut audio, &mut out);
             let samples = if audio.len > 0 { std::slice::from_raw_parts(audio.samples, audio.len).to_vec() } else { Vec::new() };
             uniaudio_audio_free(&mut audio);
             let v = if out.is_null() { serde_json::Value::Null } else { json(out) };
@@ -422,20 +429,25 @@ fn any_task_runs_from_a_json_request() {
         assert_eq!(uniaudio_transcribe(model, input.samples, input.len, input.sample_rate, &mut text), UniaudioStatus::Ok);
         let transcript = CStr::from_ptr(text).to_string_lossy().into_owned();
         uniaudio_string_free(text);
-        let (status, samples, v) = run(r#"{"task": "ASR"}"#, Some(&input), None);
+        let mut reported = Reported::default();
+        let (status, samples, v) = run(r#"{"task": "ASR"}"#, Some(&input), Some(&mut reported));
         assert_eq!(status, UniaudioStatus::Ok, "{}", last_error());
         assert!(samples.is_empty());
+        // Streamed as it was generated: the pieces joined are the text.
+        assert!(!reported.text.is_empty());
+        assert_eq!(reported.text.concat(), transcript);
         // A text task empties the out_audio it is given.
         let asr = CString::new(r#"{"task": "ASR", "max_steps": 2}"#).unwrap();
         let mut stale = UniaudioAudio { samples: std::ptr::NonNull::dangling().as_ptr(), len: 7, sample_rate: 1 };
         let mut out = std::ptr::null_mut();
-        assert_eq!(uniaudio_run(model, asr.as_ptr(), &input, None, std::ptr::null_mut(), &mut stale, &mut out), UniaudioStatus::Ok);
+        assert_eq!(uniaudio_run(model, asr.as_ptr(), &input, std::ptr::null(), &mut stale, &mut out), UniaudioStatus::Ok);
         assert!(stale.samples.is_null() && stale.len == 0, "{:p} {}", stale.samples, stale.len);
         uniaudio_string_free(out);
         assert_eq!(v["text"].as_str(), Some(transcript.as_str()), "{v}");
         // Tasks without a call of their own, with progress.
-        let mut progress = Vec::new();
-        let (status, samples, v) = run(r#"{"task": "tta", "caption": "Rain on a roof.", "seed": 3, "max_steps": 80, "codec_steps": 2}"#, None, Some(&mut progress));
+        let mut reported = Reported::default();
+        let (status, samples, v) = run(r#"{"task": "tta", "caption": "Rain on a roof.", "seed": 3, "max_steps": 80, "codec_steps": 2}"#, None, Some(&mut reported));
+        let progress = &reported.progress;
         assert_eq!(status, UniaudioStatus::Ok, "{}", last_error());
         assert!(!samples.is_empty() && v["task"] == "TTA", "{v}");
         let steps = v["steps"].as_u64().unwrap() as usize;
@@ -443,10 +455,10 @@ fn any_task_runs_from_a_json_request() {
         assert_eq!(generated, (1..=steps).collect::<Vec<_>>(), "{progress:?}");
         let decoded: Vec<&(UniaudioStage, usize, usize)> = progress.iter().filter(|p| p.0 == UniaudioStage::Decode).collect();
         assert!(decoded.last().is_some_and(|&&(_, done, total)| done == total && total >= 2), "{progress:?}");
-        progress.clear();
-        let (status, _, v) = run(r#"{"task": "audio_understanding", "question": "What is this?", "max_steps": 5}"#, Some(&input), Some(&mut progress));
+        let mut reported = Reported::default();
+        let (status, _, v) = run(r#"{"task": "audio_understanding", "question": "What is this?", "max_steps": 5}"#, Some(&input), Some(&mut reported));
         assert_eq!(status, UniaudioStatus::Ok, "{}", last_error());
-        assert!(v["text"].is_string() && progress.iter().any(|p| p.0 == UniaudioStage::Encode), "{v} {progress:?}");
+        assert!(v["text"].is_string() && reported.progress.iter().any(|p| p.0 == UniaudioStage::Encode), "{v} {:?}", reported.progress);
         // Refused, naming what is wrong; nothing written.
         for (request, input, want) in [
             (r#"{"task": "asr"}"#, None, "needs input audio"),
@@ -463,15 +475,15 @@ fn any_task_runs_from_a_json_request() {
         }
         let req = CString::new(r#"{"task": "tts", "text": "Hi."}"#).unwrap();
         let mut out = std::ptr::null_mut();
-        assert_eq!(uniaudio_run(model, req.as_ptr(), std::ptr::null(), None, std::ptr::null_mut(), std::ptr::null_mut(), &mut out), UniaudioStatus::InvalidInput);
+        assert_eq!(uniaudio_run(model, req.as_ptr(), std::ptr::null(), std::ptr::null(), std::ptr::null_mut(), &mut out), UniaudioStatus::InvalidInput);
         assert!(last_error().contains("out_audio") && out.is_null(), "{}", last_error());
         let mut audio = empty();
-        assert_eq!(uniaudio_run(model, std::ptr::null(), std::ptr::null(), None, std::ptr::null_mut(), &mut audio, &mut out), UniaudioStatus::NullArgument);
+        assert_eq!(uniaudio_run(model, std::ptr::null(), std::ptr::null(), std::ptr::null(), &mut audio, &mut out), UniaudioStatus::NullArgument);
         let asr = CString::new(r#"{"task": "asr"}"#).unwrap();
         let hollow = UniaudioAudio { samples: std::ptr::null_mut(), len: 10, sample_rate: 16_000 };
-        assert_eq!(uniaudio_run(model, asr.as_ptr(), &hollow, None, std::ptr::null_mut(), &mut audio, &mut out), UniaudioStatus::NullArgument);
+        assert_eq!(uniaudio_run(model, asr.as_ptr(), &hollow, std::ptr::null(), &mut audio, &mut out), UniaudioStatus::NullArgument);
         let bad_rate = UniaudioAudio { sample_rate: 7, ..input };
-        assert_eq!(uniaudio_run(model, asr.as_ptr(), &bad_rate, None, std::ptr::null_mut(), &mut audio, &mut out), UniaudioStatus::InvalidInput);
+        assert_eq!(uniaudio_run(model, asr.as_ptr(), &bad_rate, std::ptr::null(), &mut audio, &mut out), UniaudioStatus::InvalidInput);
         assert!(last_error().contains("sample rate") && out.is_null(), "{}", last_error());
         uniaudio_audio_free(&mut input);
         uniaudio_model_free(model);

@@ -46,26 +46,33 @@ fn library_dir() -> PathBuf {
         .unwrap_or_else(|| panic!("no libuniaudio_c beside {}", deps.display()))
 }
 
-#[test]
-fn c_example_builds_and_runs() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = bundle(tmp.path());
-    let lib = library_dir();
-    let exe = tmp.path().join("tts");
+/// Compiles `examples/c/{name}.c` against the header and the shared library into `dir`.
+fn compile_example(name: &str, dir: &Path) -> PathBuf {
+    let exe = dir.join(name);
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let source = root().join(format!("examples/c/{name}.c"));
     let o = Command::new(&cc)
         .args(["-std=c99", "-Wall", "-Werror"])
-        .arg(root().join("examples/c/tts.c"))
+        .arg(&source)
         .arg("-I")
         .arg(root().join("include"))
         .arg("-L")
-        .arg(&lib)
+        .arg(library_dir())
         .arg("-luniaudio_c")
         .arg("-o")
         .arg(&exe)
         .output()
         .unwrap_or_else(|e| panic!("cannot run the C compiler `{cc}`: {e}"));
-    assert!(o.status.success(), "compiling examples/c/tts.c: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "compiling {}: {}", source.display(), String::from_utf8_lossy(&o.stderr));
+    exe
+}
+
+#[test]
+fn c_example_builds_and_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = bundle(tmp.path());
+    let lib = library_dir();
+    let exe = compile_example("tts", tmp.path());
     let wav = tmp.path().join("out.wav");
     let o = Command::new(&exe).arg(&dir).arg(&wav).env("LD_LIBRARY_PATH", &lib).output().unwrap();
     assert!(o.status.success(), "tts example: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
@@ -76,6 +83,52 @@ fn c_example_builds_and_runs() {
     let o = Command::new(&exe).arg(tmp.path().join("nowhere")).arg(&wav).env("LD_LIBRARY_PATH", &lib).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("nowhere"), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// The `run` example: ASR's text streamed before its output object (which holds the same
+/// text), a text-to-audio WAV, and Ctrl-C (SIGINT) stopping a long run through the abort
+/// callback.
+#[test]
+fn c_run_example_streams_writes_and_stops_on_ctrl_c() {
+    use std::io::Read;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = bundle(tmp.path());
+    let lib = library_dir();
+    let exe = compile_example("run", tmp.path());
+    let speech = root().join("codec/tests/fixtures/encode/a_24k_f32_3s2.wav");
+    let o = Command::new(&exe).arg(&dir).arg(r#"{"task": "ASR"}"#).arg(&speech).env("LD_LIBRARY_PATH", &lib).output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "run example: {stdout}{}", String::from_utf8_lossy(&o.stderr));
+    let (streamed, object) = stdout.trim_end().rsplit_once('\n').expect("text, then the output object");
+    let v: serde_json::Value = serde_json::from_str(object).unwrap();
+    assert!(!streamed.is_empty());
+    assert_eq!(v["text"].as_str(), Some(streamed), "{stdout}");
+    let wav = tmp.path().join("rain.wav");
+    let request = r#"{"task": "TTA", "caption": "Rain on a roof.", "seed": 3, "max_steps": 80, "codec_steps": 2}"#;
+    let o = Command::new(&exe).arg(&dir).arg(request).arg("").arg(&wav).env("LD_LIBRARY_PATH", &lib).output().unwrap();
+    assert!(o.status.success(), "run example: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("decoding 2/2"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(hound::WavReader::open(&wav).unwrap().len() > 0);
+    // Ctrl-C once the codec is decoding a 1000-step run: exit 130, and no WAV.
+    let long = r#"{"task": "TTA", "caption": "Rain on a roof.", "seed": 3, "max_steps": 80, "codec_steps": 1000}"#;
+    let stopped = tmp.path().join("stopped.wav");
+    let mut child = Command::new(&exe).arg(&dir).arg(long).arg("").arg(&stopped).env("LD_LIBRARY_PATH", &lib).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("decoding") {
+        let n = stderr.read(&mut buf).unwrap();
+        assert!(n > 0, "the run ended before decoding: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let t = std::time::Instant::now();
+    assert!(Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap().success());
+    stderr.read_to_end(&mut seen).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{}", String::from_utf8_lossy(&seen));
+    assert!(String::from_utf8_lossy(&seen).contains("stopped: stopped by the abort callback"), "{}", String::from_utf8_lossy(&seen));
+    assert!(t.elapsed() < std::time::Duration::from_secs(20), "stopped {:?} after Ctrl-C", t.elapsed());
+    assert!(!stopped.exists());
 }
 
 fn last_error() -> String {

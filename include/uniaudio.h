@@ -119,7 +119,9 @@ typedef void (*UniaudioProgressFn)(void *user, enum UniaudioStage stage, size_t 
 
 // Called with each newly final piece of a text task's text as it is generated, on the
 // thread that made the call: `piece` is NUL-terminated UTF-8, borrowed for the callback's
-// duration. The pieces joined are the output's `text`.
+// duration (a NUL in the text is passed as a space). The pieces joined are the output's
+// `text`, but for a long recording transcribed in windows they may differ from it in the
+// spaces between windows.
 typedef void (*UniaudioTextFn)(void *user, const char *piece);
 
 // What a task run reports as it goes; a null callback is not called.

@@ -28,7 +28,9 @@ pub type UniaudioProgressFn = Option<unsafe extern "C" fn(user: *mut c_void, sta
 
 /// Called with each newly final piece of a text task's text as it is generated, on the
 /// thread that made the call: `piece` is NUL-terminated UTF-8, borrowed for the callback's
-/// duration. The pieces joined are the output's `text`.
+/// duration (a NUL in the text is passed as a space). The pieces joined are the output's
+/// `text`, but for a long recording transcribed in windows they may differ from it in the
+/// spaces between windows.
 pub type UniaudioTextFn = Option<unsafe extern "C" fn(user: *mut c_void, piece: *const c_char)>;
 
 /// What a task run reports as it goes; a null callback is not called.

@@ -63,8 +63,9 @@ fn compute_interruptible<T: Send>(py: Python<'_>, f: impl FnOnce(&dyn Fn() -> bo
 }
 
 /// `compute_interruptible` that also calls `tick` with the interpreter lock held every
-/// 50 ms while the task runs, and once when it has ended (to report progress, say): an
-/// exception from `tick` stops the task as Ctrl-C does and is raised.
+/// 50 ms while the task runs, and once when it has ended well (to report progress, say): an
+/// exception from `tick` stops the task as Ctrl-C does and is raised (from the last tick,
+/// in place of the finished output).
 fn compute_watched<T: Send>(py: Python<'_>, f: impl FnOnce(&dyn Fn() -> bool) -> Result<T, Error> + Send, tick: &mut dyn FnMut(Python<'_>) -> PyResult<()>) -> PyResult<T> {
     let stop = AtomicBool::new(false);
     let (tx, rx) = channel();
@@ -93,7 +94,10 @@ fn compute_watched<T: Send>(py: Python<'_>, f: impl FnOnce(&dyn Fn() -> bool) ->
         if let Some(e) = interrupted {
             return Err(e);
         }
-        tick(py)?;
+        // The last tick only after a run that succeeded: a failed run's own error comes first.
+        if matches!(result, Ok(Ok(_))) {
+            tick(py)?;
+        }
         match result {
             Ok(r) => r.map_err(err),
             Err(payload) => Err(UniaudioError::new_err(format!("internal error: {}", panic_message(&*payload).unwrap_or("no message")))),
@@ -317,8 +321,8 @@ impl PyModel {
     /// inputs it reads and `audio` for the tasks that read audio; the keyword `steps` is the
     /// codec's Euler steps (1 to 1000). `on_progress(stage, done, total)`, if given, is
     /// called with the latest progress of stage "encode", "generate" or "decode" at most
-    /// every 50 ms and when the run ends; an exception it raises stops the run and is
-    /// raised. Returns a dict: `text` (text tasks) or `audio` (float32 samples) at
+    /// every 50 ms and when the run ends well; an exception it raises stops the run and is
+    /// raised in place of its output. Returns a dict: `text` (text tasks) or `audio` (float32 samples) at
     /// `sample_rate`, `stopped_by`, `steps` (LM steps generated), `top_k`, `temperature`,
     /// `seed` and `max_steps` as used, and `timings`.
     #[pyo3(signature = (task, audio = None, sample_rate = None, *, text = None, caption = None, lyrics = None, question = None, instruction = None, seed = 888, max_steps = None, top_k = None, temperature = None, cfg_scale = None, steps = 50, on_progress = None))]

@@ -192,7 +192,7 @@ pub async fn answer(State(state): State<Arc<AppState>>, form: Multipart) -> Resu
             }
             (Task::AudioUnderstanding, TaskText { question: Some(question), ..Default::default() })
         }
-        "s2t" if question.is_some() => return Err(ApiError::bad_request("task s2t answers the request spoken in `file`: leave out `question`")),
+        "s2t" if question.is_some_and(|q| !q.trim().is_empty()) => return Err(ApiError::bad_request("task s2t answers the request spoken in `file`: leave out `question`")),
         "s2t" => (Task::SpeechS2t, TaskText::default()),
         other => return Err(ApiError::bad_request(format!("`task` must be ask or s2t, got `{other}`"))),
     };
@@ -223,7 +223,10 @@ pub async fn reply(State(state): State<Arc<AppState>>, form: Multipart) -> Resul
     if max_steps.is_some_and(|n| n > limit) {
         return Err(ApiError::bad_request(format!("`max_steps` is above this server's limit of {limit}")));
     }
-    let temperature = number("temperature").map(|v| v.parse::<f32>().map_err(|_| ApiError::bad_request(format!("`temperature` must be a number, got `{v}`")))).transpose()?;
+    let temperature = number("temperature").map(|v| v.parse::<f32>().ok().filter(|t| t.is_finite() && *t > 0.0).ok_or_else(|| ApiError::bad_request(format!("`temperature` must be a number above 0, got `{v}`")))).transpose()?;
+    if max_steps == Some(0) {
+        return Err(ApiError::bad_request("`max_steps` must be at least 1"));
+    }
     let sampling = Sampling { top_k: uint("top_k")?.map(|k| k as usize), temperature, seed: uint("seed")?.unwrap_or(888), max_steps, cfg_scale: None, step_limit: Some(limit) };
     let samples = upload.decode(&state, &mut guard).await?;
     let request = TaskRequest {

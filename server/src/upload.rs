@@ -57,12 +57,18 @@ impl Drop for BodyBytes {
 
 /// A part's bytes, each chunk counted as it arrives.
 async fn part_bytes(mut part: Field<'_>, held: &mut BodyBytes, bad: impl Fn(MultipartError) -> ApiError) -> Result<Bytes, ApiError> {
-    let mut bytes = Vec::new();
+    // The chunks are kept as they came and joined once: growing one buffer would hold up
+    // to twice the counted bytes while it reallocates.
+    let mut chunks = Vec::new();
     while let Some(chunk) = part.chunk().await.map_err(&bad)? {
         held.hold(chunk.len())?;
-        bytes.extend_from_slice(&chunk);
+        chunks.push(chunk);
     }
-    Ok(Bytes::from(bytes))
+    Ok(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().expect("one chunk"),
+        _ => Bytes::from(chunks.concat()),
+    })
 }
 
 /// Reads an admitted request's form; one not received by the request's deadline is a 408
@@ -83,9 +89,10 @@ pub async fn read(state: &AppState, guard: &InFlight, mut form: Multipart) -> Re
                 let filename = part.file_name().unwrap_or("file").to_string();
                 file = Some((filename, part_bytes(part, &mut held, bad).await?));
             } else if !name.is_empty() {
+                // As text: UTF-8, a leading byte-order mark dropped, bad bytes replaced.
                 let bytes = part_bytes(part, &mut held, bad).await?;
-                let text = String::from_utf8(bytes.into()).map_err(|_| ApiError::bad_request(format!("field `{name}` is not UTF-8 text")))?;
-                fields.insert(name, text);
+                let text = String::from_utf8_lossy(&bytes);
+                fields.insert(name, text.strip_prefix('\u{feff}').unwrap_or(&text).to_string());
             }
         }
         let (filename, bytes) = file.ok_or_else(|| ApiError::bad_request("missing the `file` field (the audio)"))?;

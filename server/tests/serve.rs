@@ -375,7 +375,7 @@ fn upload_bodies_in_memory_stay_within_their_budget() {
     let mut whole = part(700_000);
     whole.extend_from_slice(b"\r\n--zz--\r\n");
     let multipart = [("content-type", "multipart/form-data; boundary=zz")];
-    let r = request(addr, "POST", "/v1/audio/transcriptions", &multipart, &whole);
+    let r = http::request_refused_early(addr, "POST", "/v1/audio/transcriptions", &multipart, &whole);
     assert_eq!(r.status, 429, "{}", r.text());
     assert!(r.text().contains("--max-upload-buffer-mib"), "{}", r.text());
     assert!(held() <= 700_000 + 1024, "the refused upload kept its bytes: {} held", held());

@@ -167,8 +167,9 @@ fn speech_transcription_and_answers_equal_the_library() {
     expect(request(addr, "POST", "/v1/audio/answer", &[("content-type", &ct)], &form), 400, "leave out `question`");
     let (ct, form) = multipart(&[("task", "sing")], Some(("tone.wav", &wav)));
     expect(request(addr, "POST", "/v1/audio/answer", &[("content-type", &ct)], &form), 400, "`task`");
-    for (field, value) in [("steps", "0"), ("steps", "many"), ("max_steps", "-1"), ("temperature", "warm"), ("response_format", "mp3")] {
-        let (ct, form) = multipart(&[(field, value)], Some(("tone.wav", &wav)));
+    // Checked before the file is decoded: a file that is not audio is not what they name.
+    for (field, value) in [("steps", "0"), ("steps", "many"), ("max_steps", "-1"), ("max_steps", "0"), ("temperature", "warm"), ("temperature", "nan"), ("temperature", "0"), ("response_format", "mp3")] {
+        let (ct, form) = multipart(&[(field, value)], Some(("notes.txt", b"this is not audio at all")));
         expect(request(addr, "POST", "/v1/audio/reply", &[("content-type", &ct)], &form), 400, &format!("`{field}`"));
     }
     let long = wav_file(&vec![0.1; 601 * 8000], 8000);

@@ -58,6 +58,19 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &st
     read_response(s)
 }
 
+/// `request` for a server that may answer before it has read the whole body (and then
+/// close): a failed write of the body is not an error, the answer is what counts.
+#[allow(dead_code)]
+pub fn request_refused_early(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let mut h = head(method, path, headers);
+    h.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+    s.write_all(h.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    read_response(s)
+}
+
 /// Sends the body in chunks, without a Content-Length (as a streaming client does), and
 /// reads the answer. A server that refuses mid-body may close before the rest is sent.
 pub fn request_chunked(addr: SocketAddr, path: &str, body: &[u8]) -> Response {

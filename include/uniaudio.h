@@ -99,6 +99,16 @@ typedef struct UniaudioAudio {
   uint32_t sample_rate;
 } UniaudioAudio;
 
+// Codec tokens owned by the library, frames of 8 codes stored one after another:
+// `reasoning` holds `8 * reasoning_len` codes (5 frames a second), `reconstruction`
+// `8 * reconstruction_len` (12.5 frames a second). Release with `uniaudio_tokens_free`.
+typedef struct UniaudioTokens {
+  uint32_t *reasoning;
+  size_t reasoning_len;
+  uint32_t *reconstruction;
+  size_t reconstruction_len;
+} UniaudioTokens;
+
 // One event of a streamed generation (borrowed for the callback's duration).
 typedef struct UniaudioEvent {
   enum UniaudioEventKind kind;
@@ -213,6 +223,35 @@ enum UniaudioStatus uniaudio_audio_write_wav(const struct UniaudioAudio *audio, 
 // # Safety
 // `audio` was filled by this library and its samples are not used afterwards.
 void uniaudio_audio_free(struct UniaudioAudio *audio);
+
+// Encodes `input` (any sample rate) into `*out` (the model's codec encoder; asks the abort
+// callback before each batch of chunks).
+//
+// # Safety
+// `model` is a live model; `input` a filled `UniaudioAudio`; `out` writable.
+enum UniaudioStatus uniaudio_encode(struct UniaudioModel *model,
+                                    const struct UniaudioAudio *input,
+                                    struct UniaudioTokens *out);
+
+// Decodes `frames` reconstruction frames (`8 * frames` codes, one frame after another, as
+// `uniaudio_encode` gives them) into 24 kHz audio in `*out`, with
+// `steps` Euler steps (1 to 1000; the reference scripts use 10) from noise seeded by
+// `seed`; asks the abort callback after each Euler step.
+//
+// # Safety
+// `model` is a live model; `reconstruction` points to `8 * frames` codes; `out` writable.
+enum UniaudioStatus uniaudio_decode(struct UniaudioModel *model,
+                                    const uint32_t *reconstruction,
+                                    size_t frames,
+                                    uint32_t steps,
+                                    uint64_t seed,
+                                    struct UniaudioAudio *out);
+
+// Releases tokens filled by the library and zeroes the struct (null is ignored).
+//
+// # Safety
+// `tokens` was filled by `uniaudio_encode` and its frames are not used afterwards.
+void uniaudio_tokens_free(struct UniaudioTokens *tokens);
 
 // Runs one request (a JSON object: `{"frames": [...], "output_kind": "audio"|"text",
 // "top_k", "temperature", "seed", "max_steps", "cfg_scale"}`; missing sampler fields take

@@ -16,10 +16,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use uniaudio::{BackendKind, Error, LoadOptions, Model};
 
 mod audio;
+mod codec;
 mod generate;
 mod task;
 
 pub use audio::*;
+pub use codec::*;
 pub use generate::*;
 pub use task::*;
 

@@ -542,3 +542,58 @@ fn any_task_runs_from_a_json_request() {
         uniaudio_model_free(model);
     }
 }
+
+/// The codec alone: `uniaudio_encode` gives the library's tokens for the same samples,
+/// `uniaudio_decode` the library's audio for the same frames, steps and seed; bad frames,
+/// step counts and pointers are refused, and the abort callback stops both.
+#[test]
+fn codec_calls_equal_the_library() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = bundle(tmp.path());
+    let wav = root().join("codec/tests/fixtures/encode/a_24k_f32_3s2.wav");
+    let audio = uniaudio::Audio::read(&wav).unwrap();
+    let mut library = uniaudio::Model::load(&dir, uniaudio::LoadOptions { backend: uniaudio::BackendKind::Cpu, ..Default::default() }).unwrap();
+    let want = library.encode(&audio).unwrap();
+    let want_audio = library.decode(&want, 2, 7).unwrap();
+    unsafe {
+        let mut model = std::ptr::null_mut();
+        let path = CString::new(dir.to_str().unwrap()).unwrap();
+        let cpu = CString::new("cpu").unwrap();
+        assert_eq!(uniaudio_model_load(path.as_ptr(), cpu.as_ptr(), &mut model), UniaudioStatus::Ok);
+        let input = UniaudioAudio { samples: audio.samples.as_ptr() as *mut f32, len: audio.samples.len(), sample_rate: audio.sample_rate };
+        let mut tokens = UniaudioTokens { reasoning: std::ptr::null_mut(), reasoning_len: 0, reconstruction: std::ptr::null_mut(), reconstruction_len: 0 };
+        assert_eq!(uniaudio_encode(model, &input, &mut tokens), UniaudioStatus::Ok, "{}", last_error());
+        let frames = |p: *mut u32, n: usize| std::slice::from_raw_parts(p, n * 8).chunks_exact(8).map(|f| <[u32; 8]>::try_from(f).unwrap()).collect::<Vec<_>>();
+        assert_eq!(frames(tokens.reasoning, tokens.reasoning_len), want.reasoning);
+        assert_eq!(frames(tokens.reconstruction, tokens.reconstruction_len), want.reconstruction);
+        assert!(!want.reconstruction.is_empty());
+        let mut out = UniaudioAudio { samples: std::ptr::null_mut(), len: 0, sample_rate: 0 };
+        assert_eq!(uniaudio_decode(model, tokens.reconstruction, tokens.reconstruction_len, 2, 7, &mut out), UniaudioStatus::Ok, "{}", last_error());
+        assert_eq!((std::slice::from_raw_parts(out.samples, out.len), out.sample_rate), (&want_audio.samples[..], want_audio.sample_rate));
+        uniaudio_audio_free(&mut out);
+        // Refused: step counts outside 1..=1000, codes outside the codebook, null frames.
+        for steps in [0, 1001] {
+            assert_eq!(uniaudio_decode(model, tokens.reconstruction, tokens.reconstruction_len, steps, 7, &mut out), UniaudioStatus::InvalidInput);
+            assert!(last_error().contains("steps"), "{}", last_error());
+        }
+        let bad = [u32::MAX; 16];
+        assert_eq!(uniaudio_decode(model, bad.as_ptr(), 2, 2, 7, &mut out), UniaudioStatus::InvalidInput, "{}", last_error());
+        assert_eq!(uniaudio_decode(model, std::ptr::null(), 3, 2, 7, &mut out), UniaudioStatus::NullArgument);
+        assert!(out.samples.is_null());
+        // The abort callback stops both at their first question.
+        let mut abort = AbortAt { asked: 0, fire_at: 1 };
+        assert_eq!(uniaudio_model_set_abort(model, Some(abort_at), &mut abort as *mut _ as *mut _), UniaudioStatus::Ok);
+        let mut again = UniaudioTokens { reasoning: std::ptr::null_mut(), reasoning_len: 0, reconstruction: std::ptr::null_mut(), reconstruction_len: 0 };
+        assert_eq!(uniaudio_encode(model, &input, &mut again), UniaudioStatus::Cancelled);
+        assert!(again.reasoning.is_null() && again.reconstruction.is_null());
+        abort.asked = 0;
+        assert_eq!(uniaudio_decode(model, tokens.reconstruction, tokens.reconstruction_len, 2, 7, &mut out), UniaudioStatus::Cancelled);
+        assert_eq!(abort.asked, 1);
+        assert_eq!(uniaudio_model_set_abort(model, None, std::ptr::null_mut()), UniaudioStatus::Ok);
+        uniaudio_tokens_free(&mut tokens);
+        assert!(tokens.reasoning.is_null() && tokens.reconstruction_len == 0);
+        uniaudio_tokens_free(&mut tokens); // twice is harmless
+        uniaudio_tokens_free(std::ptr::null_mut());
+        uniaudio_model_free(model);
+    }
+}

@@ -193,10 +193,6 @@ fn audio_arg(audio: &Bound<'_, PyAny>, sample_rate: Option<u32>) -> PyResult<Aud
 }
 
 impl PyModel {
-    fn run_request(&self, py: Python<'_>, req: TaskRequest) -> PyResult<uniaudio::TaskOutput> {
-        compute_interruptible(py, |stop| lock_until(&self.inner, stop)?.run_until(&req, &mut |_| {}, stop))
-    }
-
     fn text_task(&self, py: Python<'_>, task: Task, audio: AudioArg, question: Option<String>, seed: u64, max_steps: Option<usize>) -> PyResult<String> {
         let out = compute_interruptible(py, |stop| {
             let req = TaskRequest {
@@ -232,8 +228,10 @@ impl PyModel {
         self.backend.clone()
     }
 
-    /// Text to speech: (float32 samples, sample rate). `steps` is the codec's Euler steps.
-    #[pyo3(signature = (text, *, seed = 888, max_steps = None, steps = 50, top_k = None, temperature = None))]
+    /// Text to speech: (float32 samples, sample rate). `steps` is the codec's Euler steps;
+    /// `on_progress(stage, done, total)` is called as for `run`.
+    #[pyo3(signature = (text, *, seed = 888, max_steps = None, steps = 50, top_k = None, temperature = None, on_progress = None))]
+    #[allow(clippy::too_many_arguments)]
     fn tts<'py>(
         &self,
         py: Python<'py>,
@@ -243,6 +241,7 @@ impl PyModel {
         steps: usize,
         top_k: Option<usize>,
         temperature: Option<f32>,
+        on_progress: Option<Py<PyAny>>,
     ) -> PyResult<(Bound<'py, PyArray1<f32>>, u32)> {
         let req = TaskRequest {
             task: Task::Tts,
@@ -252,7 +251,7 @@ impl PyModel {
             codec: CodecSettings { steps, ..Default::default() },
             prompt_frames: None,
         };
-        let out = self.run_request(py, req)?;
+        let out = task::run_reporting(py, &self.inner, req, None, on_progress)?;
         let samples = out.audio.ok_or_else(|| UniaudioError::new_err("no audio was produced"))?;
         Ok((samples.into_pyarray(py), out.sample_rate))
     }

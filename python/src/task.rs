@@ -7,7 +7,7 @@ use numpy::IntoPyArray;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use uniaudio::task_json;
-use uniaudio::{AudioInput, Sampling, TaskText};
+use uniaudio::{AudioInput, Sampling, TaskOutput, TaskRequest, TaskText};
 
 use uniaudio::request::{Event, Stage};
 
@@ -27,7 +27,22 @@ struct Progress {
 pub fn run(py: Python<'_>, model: &Arc<Mutex<uniaudio::Model>>, name: &str, audio: Option<AudioArg>, text: TaskText, sampling: Sampling, codec_steps: u64, on_progress: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
     // Keyword arguments are named as Python has them; `steps` is the codec's.
     let named = |field: &str| if field == "codec_steps" { "`steps`".to_string() } else { format!("`{field}`") };
-    let mut req = task_json::task_request(name, text, sampling, Some(codec_steps), audio.is_some(), &named).map_err(|e| InvalidInputError::new_err(format!("{e:#}")))?;
+    let req = task_json::task_request(name, text, sampling, Some(codec_steps), audio.is_some(), &named).map_err(|e| InvalidInputError::new_err(format!("{e:#}")))?;
+    let out = run_reporting(py, model, req, audio, on_progress)?;
+    let dict = crate::generate::from_json(py, &task_json::output_json(&out).to_string())?;
+    let d = dict.bind(py).cast::<PyDict>()?;
+    match out.audio {
+        Some(samples) => d.set_item("audio", samples.into_pyarray(py))?,
+        None => d.set_item("audio", py.None())?,
+    }
+    d.set_item("sample_rate", out.sample_rate)?;
+    Ok(dict)
+}
+
+/// Runs `req` on a worker thread (Ctrl-C stops it), its input audio read there from
+/// `audio` when given, reporting progress to `on_progress(stage, done, total)`: the latest
+/// of each moment, every 50 ms, with the interpreter lock held.
+pub fn run_reporting(py: Python<'_>, model: &Arc<Mutex<uniaudio::Model>>, mut req: TaskRequest, audio: Option<AudioArg>, on_progress: Option<Py<PyAny>>) -> PyResult<TaskOutput> {
     let progress = Mutex::new(Progress::default());
     let report = |e: Event| {
         if let Event::Progress { stage, done, total } = e {
@@ -52,21 +67,15 @@ pub fn run(py: Python<'_>, model: &Arc<Mutex<uniaudio::Model>>, name: &str, audi
         }
         Ok(())
     };
-    let out = compute_watched(
+    compute_watched(
         py,
         |stop| {
-            req.audio = audio.map(|a| a.at_24k().map(AudioInput::Samples24k)).transpose()?;
+            if let Some(a) = audio {
+                req.audio = Some(AudioInput::Samples24k(a.at_24k()?));
+            }
             let mut report = report;
             lock_until(model, stop)?.run_until(&req, &mut report, stop)
         },
         &mut deliver,
-    )?;
-    let dict = crate::generate::from_json(py, &task_json::output_json(&out).to_string())?;
-    let d = dict.bind(py).cast::<PyDict>()?;
-    match out.audio {
-        Some(samples) => d.set_item("audio", samples.into_pyarray(py))?,
-        None => d.set_item("audio", py.None())?,
-    }
-    d.set_item("sample_rate", out.sample_rate)?;
-    Ok(dict)
+    )
 }

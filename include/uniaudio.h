@@ -2,13 +2,14 @@
  *
  * Ownership: a UniaudioModel* from uniaudio_model_load is released with
  * uniaudio_model_free; a UniaudioAudio filled by the library with uniaudio_audio_free;
- * a char* returned by the library with uniaudio_string_free. Strings passed in are
+ * UniaudioTokens filled by the library with uniaudio_tokens_free; a char* returned by the
+ * library with uniaudio_string_free. Strings passed in are
  * borrowed for the call only. Every pointer argument is checked for null
  * (UNIAUDIO_STATUS_NULL_ARGUMENT). On any status but UNIAUDIO_STATUS_OK,
  * uniaudio_last_error() says why (per thread). A model runs one call at a time: a call
  * on a model while another runs on it (from another thread, or from an event callback)
  * returns UNIAUDIO_STATUS_INVALID_INPUT. Do not modify returned strings or the fields of
- * a returned UniaudioAudio before freeing them.
+ * a returned UniaudioAudio or UniaudioTokens before freeing them.
  * Link with -luniaudio_c (target/release/libuniaudio_c.so or .a). */
 
 #ifndef UNIAUDIO_H

@@ -4,7 +4,8 @@
 //!
 //! Ownership: every `UniaudioModel *` from `uniaudio_model_load` is released with
 //! `uniaudio_model_free`; every `UniaudioAudio` filled by the library with
-//! `uniaudio_audio_free`; every `char *` it returns with `uniaudio_string_free`. Strings
+//! `uniaudio_audio_free`; every `UniaudioTokens` with `uniaudio_tokens_free`; every
+//! `char *` it returns with `uniaudio_string_free`. Strings
 //! passed in are borrowed for the call only. No panic crosses the boundary: it becomes
 //! `UNIAUDIO_STATUS_PANIC` with a message.
 

@@ -288,14 +288,27 @@ fn generation_streams_through_a_callback_and_batches() {
 /// An abort callback that answers "stop" on its `fire_at`-th question (0: never), counting
 /// the questions.
 struct AbortAt {
-    asked: usize,
-    fire_at: usize,
+    asked: std::cell::Cell<usize>,
+    fire_at: std::cell::Cell<usize>,
+}
+
+impl AbortAt {
+    fn new(fire_at: usize) -> Self {
+        AbortAt { asked: std::cell::Cell::new(0), fire_at: std::cell::Cell::new(fire_at) }
+    }
+
+    /// Counts afresh, firing at question `fire_at` (0: never).
+    fn reset(&self, fire_at: usize) {
+        self.asked.set(0);
+        self.fire_at.set(fire_at);
+    }
 }
 
 unsafe extern "C" fn abort_at(user: *mut std::ffi::c_void) -> i32 {
-    let a = &mut *(user as *mut AbortAt);
-    a.asked += 1;
-    i32::from(a.asked == a.fire_at)
+    // Shared, not unique: the test reads and resets the counts through the same reference.
+    let a = &*(user as *const AbortAt);
+    a.asked.set(a.asked.get() + 1);
+    i32::from(a.asked.get() == a.fire_at.get())
 }
 
 unsafe extern "C" fn abort_on_flag(user: *mut std::ffi::c_void) -> i32 {
@@ -370,24 +383,24 @@ fn abort_callback_stops_every_call() {
             assert_eq!(status, UniaudioStatus::Ok, "{name}: {}", last_error());
             assert!(!whole.is_empty());
             // Counted with a callback that never fires: nothing changes.
-            let mut abort = AbortAt { asked: 0, fire_at: 0 };
-            assert_eq!(uniaudio_model_set_abort(model, Some(abort_at), &mut abort as *mut _ as *mut _), UniaudioStatus::Ok);
+            let abort = AbortAt::new(0);
+            assert_eq!(uniaudio_model_set_abort(model, Some(abort_at), &abort as *const _ as *mut _), UniaudioStatus::Ok);
             assert_eq!(call(model).1, whole, "{name}");
-            let questions = abort.asked;
+            let questions = abort.asked.get();
             assert!(questions >= 3, "{name}: asked {questions} times");
             for fire_at in [1, 2, questions] {
-                abort = AbortAt { asked: 0, fire_at };
+                abort.reset(fire_at);
                 let (status, out, events) = call(model);
-                assert_eq!((status, abort.asked, out.as_str()), (UniaudioStatus::Cancelled, fire_at, ""), "{name}: stop at question {fire_at} of {questions}");
+                assert_eq!((status, abort.asked.get(), out.as_str()), (UniaudioStatus::Cancelled, fire_at, ""), "{name}: stop at question {fire_at} of {questions}");
                 assert!(last_error().contains("abort callback"), "{}", last_error());
                 if name == "generate" {
                     // Asked at the start, then before each step; each step reports a frame.
                     assert_eq!(events, fire_at.saturating_sub(2), "{name}: stop at question {fire_at}");
                 }
             }
-            abort = AbortAt { asked: 0, fire_at: questions + 1 };
+            abort.reset(questions + 1);
             assert_eq!(call(model).1, whole, "{name}");
-            assert_eq!(abort.asked, questions, "{name}");
+            assert_eq!(abort.asked.get(), questions, "{name}");
             assert_eq!(uniaudio_model_set_abort(model, None, std::ptr::null_mut()), UniaudioStatus::Ok);
             assert_eq!(call(model).1, whole, "{name}");
         }
@@ -579,16 +592,18 @@ fn codec_calls_equal_the_library() {
         let bad = [u32::MAX; 16];
         assert_eq!(uniaudio_decode(model, bad.as_ptr(), 2, 2, 7, &mut out), UniaudioStatus::InvalidInput, "{}", last_error());
         assert_eq!(uniaudio_decode(model, std::ptr::null(), 3, 2, 7, &mut out), UniaudioStatus::NullArgument);
+        assert_eq!(uniaudio_decode(model, std::ptr::null(), 0, 2, 7, &mut out), UniaudioStatus::InvalidInput, "no frames: {}", last_error());
         assert!(out.samples.is_null());
         // The abort callback stops both at their first question.
-        let mut abort = AbortAt { asked: 0, fire_at: 1 };
-        assert_eq!(uniaudio_model_set_abort(model, Some(abort_at), &mut abort as *mut _ as *mut _), UniaudioStatus::Ok);
+        let abort = AbortAt::new(1);
+        assert_eq!(uniaudio_model_set_abort(model, Some(abort_at), &abort as *const _ as *mut _), UniaudioStatus::Ok);
         let mut again = UniaudioTokens { reasoning: std::ptr::null_mut(), reasoning_len: 0, reconstruction: std::ptr::null_mut(), reconstruction_len: 0 };
         assert_eq!(uniaudio_encode(model, &input, &mut again), UniaudioStatus::Cancelled);
+        assert!(last_error().contains("abort callback"), "{}", last_error());
         assert!(again.reasoning.is_null() && again.reconstruction.is_null());
-        abort.asked = 0;
+        abort.reset(1);
         assert_eq!(uniaudio_decode(model, tokens.reconstruction, tokens.reconstruction_len, 2, 7, &mut out), UniaudioStatus::Cancelled);
-        assert_eq!(abort.asked, 1);
+        assert_eq!(abort.asked.get(), 1);
         assert_eq!(uniaudio_model_set_abort(model, None, std::ptr::null_mut()), UniaudioStatus::Ok);
         uniaudio_tokens_free(&mut tokens);
         assert!(tokens.reasoning.is_null() && tokens.reconstruction_len == 0);

@@ -4,6 +4,7 @@
  * at its next step (the abort callback reads a flag the signal handler sets). Examples:
  *   run models/uniaudio2 '{"task": "ASR"}' talk.wav
  *   run models/uniaudio2 '{"task": "TTA", "caption": "Rain on a roof."}' "" rain.wav */
+#define _POSIX_C_SOURCE 200809L
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -25,7 +26,8 @@ static int32_t should_abort(void *user) {
 static void on_progress(void *user, UniaudioStage stage, size_t done, size_t total) {
     (void)user;
     static const char *names[] = {"encoding", "generating", "decoding"};
-    fprintf(stderr, "\r%s %zu/%zu   ", names[stage], done, total);
+    const char *name = (size_t)stage < sizeof names / sizeof names[0] ? names[stage] : "working";
+    fprintf(stderr, "\r%s %zu/%zu   ", name, done, total);
     if (done == total) fputc('\n', stderr);
 }
 
@@ -47,7 +49,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, "load: %s\n", uniaudio_last_error());
         return 1;
     }
-    signal(SIGINT, on_sigint);
+    /* sigaction, not signal: the handler stays installed for a second Ctrl-C. */
+    struct sigaction on_int;
+    memset(&on_int, 0, sizeof on_int);
+    on_int.sa_handler = on_sigint;
+    on_int.sa_flags = SA_RESTART;
+    sigemptyset(&on_int.sa_mask);
+    sigaction(SIGINT, &on_int, NULL);
     uniaudio_model_set_abort(model, should_abort, NULL);
     UniaudioAudio input = {0}, output = {0};
     char *json = NULL;

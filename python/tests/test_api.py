@@ -217,7 +217,7 @@ def test_run_takes_any_task(model, bundle, tmp_path):
     speech = model.run("TTS", text="Hello there.", seed=3, max_steps=80, steps=2)
     spoken = []
     np.testing.assert_array_equal(speech["audio"], model.tts("Hello there.", seed=3, max_steps=80, steps=2, on_progress=lambda *p: spoken.append(p))[0])
-    assert spoken and spoken[-1] == ("decode", 2, 2), spoken
+    assert spoken and spoken[-1][0] == "decode" and spoken[-1][1] == spoken[-1][2] >= 2, spoken
     heard = model.run("asr", str(SPEECH), seed=5, max_steps=9)
     assert heard["audio"] is None and heard["text"] == model.transcribe(str(SPEECH), seed=5, max_steps=9)
     assert heard["seed"] == 5 and heard["stopped_by"] in ("eos", "max_steps")

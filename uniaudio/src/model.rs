@@ -226,8 +226,11 @@ impl Model {
     }
 
     /// `encode`, ending early with [`Error::Cancelled`](crate::Error::Cancelled) once
-    /// `stop` returns true (asked before each batch of chunks).
+    /// `stop` returns true (asked at the start and before each batch of chunks).
     pub fn encode_until(&mut self, audio: &Audio, stop: &dyn Fn() -> bool) -> Result<AudioTokens> {
+        if stop() {
+            return Err(crate::run::cancelled());
+        }
         self.ensure(&[Part::Encoder], "encode")?;
         let samples = audio.at_24k()?;
         Ok(on!(self, |b, m| encode_on(b, m, &samples, stop))?)
@@ -239,10 +242,13 @@ impl Model {
     }
 
     /// `decode`, ending early with [`Error::Cancelled`](crate::Error::Cancelled) once
-    /// `stop` returns true (asked after each Euler step).
+    /// `stop` returns true (asked at the start and after each Euler step).
     pub fn decode_until(&mut self, tokens: &AudioTokens, steps: usize, seed: u64, stop: &dyn Fn() -> bool) -> Result<Audio> {
         if !(1..=crate::request::MAX_CODEC_STEPS).contains(&steps) {
             return Err(Error::invalid_input(format!("steps must be 1..={}, got {steps}", crate::request::MAX_CODEC_STEPS)));
+        }
+        if stop() {
+            return Err(crate::run::cancelled());
         }
         self.ensure(&[Part::Decoder], "decode")?;
         let rows: Vec<Vec<u32>> = (0..CODEBOOKS).map(|r| tokens.reconstruction.iter().map(|f| f[r]).collect()).collect();

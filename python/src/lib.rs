@@ -193,19 +193,18 @@ fn audio_arg(audio: &Bound<'_, PyAny>, sample_rate: Option<u32>) -> PyResult<Aud
 }
 
 impl PyModel {
-    fn text_task(&self, py: Python<'_>, task: Task, audio: AudioArg, question: Option<String>, seed: u64, max_steps: Option<usize>) -> PyResult<String> {
-        let out = compute_interruptible(py, |stop| {
-            let req = TaskRequest {
-                task,
-                text: TaskText { question, ..Default::default() },
-                audio: Some(AudioInput::Samples24k(audio.at_24k()?)),
-                sampling: Sampling { seed, max_steps, ..Default::default() },
-                codec: CodecSettings::default(),
-                prompt_frames: None,
-            };
-            lock_until(&self.inner, stop)?.run_until(&req, &mut |_| {}, stop)
-        });
-        Ok(out?.text.unwrap_or_default())
+    #[allow(clippy::too_many_arguments)]
+    fn text_task(&self, py: Python<'_>, task: Task, audio: AudioArg, question: Option<String>, seed: u64, max_steps: Option<usize>, on_progress: Option<Py<PyAny>>) -> PyResult<String> {
+        let req = TaskRequest {
+            task,
+            text: TaskText { question, ..Default::default() },
+            audio: None,
+            sampling: Sampling { seed, max_steps, ..Default::default() },
+            codec: CodecSettings::default(),
+            prompt_frames: None,
+        };
+        let out = task::run_reporting(py, &self.inner, req, Some(audio), on_progress)?;
+        Ok(out.text.unwrap_or_default())
     }
 }
 
@@ -257,10 +256,11 @@ impl PyModel {
     }
 
     /// Speech recognition of a file path or a float32 array (with `sample_rate`).
-    #[pyo3(signature = (audio, sample_rate = None, *, seed = 888, max_steps = None))]
-    fn transcribe(&self, py: Python<'_>, audio: &Bound<'_, PyAny>, sample_rate: Option<u32>, seed: u64, max_steps: Option<usize>) -> PyResult<String> {
+    /// `on_progress(stage, done, total)` is called as for `run`.
+    #[pyo3(signature = (audio, sample_rate = None, *, seed = 888, max_steps = None, on_progress = None))]
+    fn transcribe(&self, py: Python<'_>, audio: &Bound<'_, PyAny>, sample_rate: Option<u32>, seed: u64, max_steps: Option<usize>, on_progress: Option<Py<PyAny>>) -> PyResult<String> {
         let audio = audio_arg(audio, sample_rate)?;
-        self.text_task(py, Task::Asr, audio, None, seed, max_steps)
+        self.text_task(py, Task::Asr, audio, None, seed, max_steps, on_progress)
     }
 
     /// Speech recognition whose text arrives piece by piece, as it is generated.
@@ -301,17 +301,18 @@ impl PyModel {
     }
 
     /// A description of the sounds.
-    #[pyo3(signature = (audio, sample_rate = None, *, seed = 888, max_steps = None))]
-    fn caption(&self, py: Python<'_>, audio: &Bound<'_, PyAny>, sample_rate: Option<u32>, seed: u64, max_steps: Option<usize>) -> PyResult<String> {
+    #[pyo3(signature = (audio, sample_rate = None, *, seed = 888, max_steps = None, on_progress = None))]
+    fn caption(&self, py: Python<'_>, audio: &Bound<'_, PyAny>, sample_rate: Option<u32>, seed: u64, max_steps: Option<usize>, on_progress: Option<Py<PyAny>>) -> PyResult<String> {
         let audio = audio_arg(audio, sample_rate)?;
-        self.text_task(py, Task::AudioCaption, audio, None, seed, max_steps)
+        self.text_task(py, Task::AudioCaption, audio, None, seed, max_steps, on_progress)
     }
 
     /// The answer to `question` about the audio.
-    #[pyo3(signature = (audio, question, sample_rate = None, *, seed = 888, max_steps = None))]
-    fn ask(&self, py: Python<'_>, audio: &Bound<'_, PyAny>, question: String, sample_rate: Option<u32>, seed: u64, max_steps: Option<usize>) -> PyResult<String> {
+    #[pyo3(signature = (audio, question, sample_rate = None, *, seed = 888, max_steps = None, on_progress = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn ask(&self, py: Python<'_>, audio: &Bound<'_, PyAny>, question: String, sample_rate: Option<u32>, seed: u64, max_steps: Option<usize>, on_progress: Option<Py<PyAny>>) -> PyResult<String> {
         let audio = audio_arg(audio, sample_rate)?;
-        self.text_task(py, Task::AudioUnderstanding, audio, Some(question), seed, max_steps)
+        self.text_task(py, Task::AudioUnderstanding, audio, Some(question), seed, max_steps, on_progress)
     }
 
     /// Runs any task by name (`TTS`, `TTA`, `TTM`, `LTS` or `song`, `InstructTTS`,

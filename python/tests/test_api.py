@@ -219,7 +219,10 @@ def test_run_takes_any_task(model, bundle, tmp_path):
     np.testing.assert_array_equal(speech["audio"], model.tts("Hello there.", seed=3, max_steps=80, steps=2, on_progress=lambda *p: spoken.append(p))[0])
     assert spoken and spoken[-1][0] == "decode" and spoken[-1][1] == spoken[-1][2] >= 2, spoken
     heard = model.run("asr", str(SPEECH), seed=5, max_steps=9)
-    assert heard["audio"] is None and heard["text"] == model.transcribe(str(SPEECH), seed=5, max_steps=9)
+    listened = []
+    assert heard["audio"] is None and heard["text"] == model.transcribe(str(SPEECH), seed=5, max_steps=9, on_progress=lambda *p: listened.append(p))
+    # The last report is the last generated step (an early end of text stops short of the cap).
+    assert listened and listened[-1] == ("generate", heard["steps"], 9), listened
     assert heard["seed"] == 5 and heard["stopped_by"] in ("eos", "max_steps")
     answer = model.run("audio_understanding", str(SPEECH), question="What is this?", max_steps=4)
     assert answer["text"] == model.ask(str(SPEECH), "What is this?", max_steps=4)

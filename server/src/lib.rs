@@ -9,6 +9,7 @@
 mod access_log;
 mod api_error;
 mod auth;
+mod fields;
 pub mod load;
 pub mod metrics;
 mod record;

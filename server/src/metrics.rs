@@ -53,6 +53,11 @@ struct Counters {
     frames_per_second: f64,
 }
 
+/// Adds `n` to what `held` counts unless that passes `budget` (then nothing is added).
+fn hold_within(held: &AtomicUsize, n: usize, budget: usize) -> bool {
+    held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| h.checked_add(n).filter(|&total| total <= budget)).is_ok()
+}
+
 /// What the server knows about itself.
 #[derive(Default)]
 pub struct Shared {
@@ -114,7 +119,7 @@ impl Shared {
 
     /// Holds `samples` more of uploaded audio unless that passes `budget`.
     pub fn try_hold_audio(&self, samples: usize, budget: usize) -> bool {
-        self.audio_held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| held.checked_add(samples).filter(|&n| n <= budget)).is_ok()
+        hold_within(&self.audio_held, samples, budget)
     }
 
     pub fn release_audio(&self, samples: usize) {
@@ -128,7 +133,7 @@ impl Shared {
 
     /// Holds `bytes` more of upload bodies in memory unless that passes `budget`.
     pub fn try_hold_upload_bytes(&self, bytes: usize, budget: usize) -> bool {
-        self.upload_bytes.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| held.checked_add(bytes).filter(|&n| n <= budget)).is_ok()
+        hold_within(&self.upload_bytes, bytes, budget)
     }
 
     pub fn release_upload_bytes(&self, bytes: usize) {

@@ -11,6 +11,7 @@ use axum::Json;
 use serde_json::{json, Value};
 use uniaudio::{AudioInput, CodecSettings, Sampling, Task, TaskRequest, TaskText};
 
+use crate::fields::{audio_output, field, Fields};
 use crate::routes::{admit, enqueue, AppState, InFlight};
 use crate::upload;
 use crate::worker::{Fault, Job, Reply, TaskReply};
@@ -18,8 +19,6 @@ use crate::ApiError;
 
 /// Characters of `input` a speech request may carry.
 const MAX_INPUT_CHARS: usize = 4096;
-/// Euler steps of the codec's flow model a request may ask for.
-const MAX_CODEC_STEPS: u64 = 100;
 /// A speech request's JSON body: its text fields are at most `MAX_INPUT_CHARS` each.
 pub(crate) const MAX_SPEECH_BODY_BYTES: usize = 256 << 10;
 
@@ -38,18 +37,6 @@ async fn run_task(state: &Arc<AppState>, guard: InFlight, request: TaskRequest, 
     answer
 }
 
-fn field<'a>(obj: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a Value> {
-    obj.get(name).filter(|v| !v.is_null())
-}
-
-fn uint(obj: &serde_json::Map<String, Value>, name: &str) -> Result<Option<u64>, ApiError> {
-    field(obj, name).map(|v| v.as_u64().ok_or_else(|| ApiError::bad_request(format!("`{name}` must be a non-negative integer")))).transpose()
-}
-
-fn text(obj: &serde_json::Map<String, Value>, name: &str) -> Result<Option<String>, ApiError> {
-    field(obj, name).map(|v| v.as_str().map(str::to_string).ok_or_else(|| ApiError::bad_request(format!("`{name}` must be a string")))).transpose()
-}
-
 /// `POST /v1/audio/speech`: `{"input", "task"?: tts|tta|ttm|song|instruct-tts, "caption"?,
 /// "response_format"?: wav|pcm, "speed"?: 1, "seed"?, "top_k"?, "temperature"?,
 /// "steps"?, "max_steps"?}` (other fields, such as `model` and `voice`, are ignored) ->
@@ -58,18 +45,18 @@ pub async fn speech(State(state): State<Arc<AppState>>, body: Result<axum::body:
     let body = body?;
     let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
     let obj = value.as_object().ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
-    let input = text(obj, "input")?.ok_or_else(|| ApiError::bad_request("missing `input`"))?;
+    let input = obj.text("input")?.ok_or_else(|| ApiError::bad_request("missing `input`"))?;
     if input.trim().is_empty() {
         return Err(ApiError::bad_request("`input` is blank: it holds the text to speak (or the caption, or the lyrics)"));
     }
     if input.chars().count() > MAX_INPUT_CHARS {
         return Err(ApiError::new(413, format!("`input` is longer than {MAX_INPUT_CHARS} characters")));
     }
-    let caption = text(obj, "caption")?;
+    let caption = obj.text("caption")?;
     if caption.as_ref().is_some_and(|c| c.chars().count() > MAX_INPUT_CHARS) {
         return Err(ApiError::new(413, format!("`caption` is longer than {MAX_INPUT_CHARS} characters")));
     }
-    let task_name = text(obj, "task")?.unwrap_or_else(|| "tts".into());
+    let task_name = obj.text("task")?.unwrap_or_else(|| "tts".into());
     let (task, text_in) = match task_name.as_str() {
         "tts" => (Task::Tts, TaskText { text: Some(input), ..Default::default() }),
         "tta" => (Task::Tta, TaskText { caption: Some(input), ..Default::default() }),
@@ -84,34 +71,15 @@ pub async fn speech(State(state): State<Arc<AppState>>, body: Result<axum::body:
     if caption.is_some() && task != Task::InstructTts {
         return Err(ApiError::bad_request(format!("`caption` is only for task instruct-tts (task {task_name} takes its text in `input`)")));
     }
-    let format = text(obj, "response_format")?.unwrap_or_else(|| "wav".into());
-    if format != "wav" && format != "pcm" {
-        return Err(ApiError::bad_request(format!("`response_format` must be wav or pcm, got `{format}`")));
-    }
+    let out = audio_output(obj, state.opts.max_steps_limit)?;
     if let Some(speed) = field(obj, "speed") {
         if speed.as_f64() != Some(1.0) {
             return Err(ApiError::bad_request("`speed` other than 1 is not supported"));
         }
     }
-    let steps = uint(obj, "steps")?.unwrap_or(CodecSettings::default().steps as u64);
-    if steps == 0 || steps > MAX_CODEC_STEPS {
-        return Err(ApiError::bad_request(format!("`steps` must be 1..={MAX_CODEC_STEPS}")));
-    }
-    let max_steps = uint(obj, "max_steps")?.map(|n| n as usize);
-    let limit = state.opts.max_steps_limit;
-    if max_steps.is_some_and(|n| n > limit) {
-        return Err(ApiError::bad_request(format!("`max_steps` is above this server's limit of {limit}")));
-    }
-    // The limit also lowers the task's default cap when `max_steps` is left out.
-    let step_limit = Some(limit);
-    let temperature = match field(obj, "temperature") {
-        None => None,
-        Some(v) => Some(v.as_f64().ok_or_else(|| ApiError::bad_request("`temperature` must be a number"))? as f32),
-    };
-    let sampling = Sampling { top_k: uint(obj, "top_k")?.map(|k| k as usize), temperature, seed: uint(obj, "seed")?.unwrap_or(888), max_steps, cfg_scale: None, step_limit };
-    let request = TaskRequest { task, text: text_in, audio: None, sampling, codec: CodecSettings { steps: steps as usize, ..Default::default() }, prompt_frames: None };
+    let request = TaskRequest { task, text: text_in, audio: None, sampling: out.sampling, codec: out.codec, prompt_frames: None };
     let guard = admit(&state)?;
-    audio_response(run_task(&state, guard, request, None).await?, &format)
+    audio_response(run_task(&state, guard, request, None).await?, &out.format)
 }
 
 /// A task's audio as the answer: a 16-bit WAV file, or raw 16-bit PCM (`format` "pcm").
@@ -207,37 +175,11 @@ pub async fn answer(State(state): State<Arc<AppState>>, form: Multipart) -> Resu
 pub async fn reply(State(state): State<Arc<AppState>>, form: Multipart) -> Result<Response, ApiError> {
     let mut guard = admit(&state)?;
     let upload = upload::read(&state, &guard, form).await?;
-    let fields = &upload.fields;
-    let format = fields.get("response_format").cloned().unwrap_or_else(|| "wav".into());
-    if format != "wav" && format != "pcm" {
-        return Err(ApiError::bad_request(format!("`response_format` must be wav or pcm, got `{format}`")));
-    }
-    let number = |name: &str| fields.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
-    let uint = |name: &str| -> Result<Option<u64>, ApiError> { number(name).map(|v| v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("`{name}` must be a non-negative integer, got `{v}`")))).transpose() };
-    let steps = uint("steps")?.unwrap_or(CodecSettings::default().steps as u64);
-    if steps == 0 || steps > MAX_CODEC_STEPS {
-        return Err(ApiError::bad_request(format!("`steps` must be 1..={MAX_CODEC_STEPS}")));
-    }
-    let limit = state.opts.max_steps_limit;
-    let max_steps = uint("max_steps")?.map(|n| n as usize);
-    if max_steps.is_some_and(|n| n > limit) {
-        return Err(ApiError::bad_request(format!("`max_steps` is above this server's limit of {limit}")));
-    }
-    let temperature = number("temperature").map(|v| v.parse::<f32>().ok().filter(|t| t.is_finite() && *t > 0.0).ok_or_else(|| ApiError::bad_request(format!("`temperature` must be a number above 0, got `{v}`")))).transpose()?;
-    if max_steps == Some(0) {
-        return Err(ApiError::bad_request("`max_steps` must be at least 1"));
-    }
-    let sampling = Sampling { top_k: uint("top_k")?.map(|k| k as usize), temperature, seed: uint("seed")?.unwrap_or(888), max_steps, cfg_scale: None, step_limit: Some(limit) };
+    // Checked before the file is decoded.
+    let out = audio_output(&upload.fields, state.opts.max_steps_limit)?;
     let samples = upload.decode(&state, &mut guard).await?;
-    let request = TaskRequest {
-        task: Task::SpeechS2s,
-        text: TaskText::default(),
-        audio: Some(AudioInput::Samples24k(samples)),
-        sampling,
-        codec: CodecSettings { steps: steps as usize, ..Default::default() },
-        prompt_frames: None,
-    };
-    audio_response(run_task(&state, guard, request, None).await?, &format)
+    let request = TaskRequest { task: Task::SpeechS2s, text: TaskText::default(), audio: Some(AudioInput::Samples24k(samples)), sampling: out.sampling, codec: out.codec, prompt_frames: None };
+    audio_response(run_task(&state, guard, request, None).await?, &out.format)
 }
 
 /// How a text answer is sent (OpenAI's `response_format`; its subtitle and verbose

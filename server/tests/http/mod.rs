@@ -49,25 +49,28 @@ fn head(method: &str, path: &str, headers: &[(&str, &str)]) -> String {
 }
 
 pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    let mut h = head(method, path, headers);
-    h.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
-    s.write_all(h.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    read_response(s)
+    send(addr, method, path, headers, body, false)
 }
 
 /// `request` for a server that may answer before it has read the whole body (and then
 /// close): a failed write of the body is not an error, the answer is what counts.
 #[allow(dead_code)]
 pub fn request_refused_early(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    send(addr, method, path, headers, body, true)
+}
+
+/// One request with a Content-Length, and its answer; `refused_early`: a failed write of
+/// the body is not an error.
+fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8], refused_early: bool) -> Response {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
     let mut h = head(method, path, headers);
     h.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
     s.write_all(h.as_bytes()).unwrap();
-    let _ = s.write_all(body);
+    let sent = s.write_all(body);
+    if !refused_early {
+        sent.unwrap();
+    }
     read_response(s)
 }
 

@@ -58,6 +58,17 @@ pub(crate) unsafe fn samples_arg<'a>(samples: *const f32, len: usize, call: &str
     Ok(std::slice::from_raw_parts(samples, len))
 }
 
+/// Whether `a` (possibly null) claims samples through a null pointer.
+pub(crate) unsafe fn hollow(a: *const UniaudioAudio) -> bool {
+    a.as_ref().is_some_and(|a| a.samples.is_null() && a.len > 0)
+}
+
+/// A caller's filled `UniaudioAudio` (not hollow) as audio, its samples copied.
+pub(crate) unsafe fn audio_in(a: &UniaudioAudio, call: &str) -> Result<Audio, Error> {
+    let samples = if a.len == 0 { &[][..] } else { samples_arg(a.samples, a.len, call)? };
+    Ok(Audio { samples: samples.to_vec(), sample_rate: a.sample_rate })
+}
+
 pub(crate) fn audio_out(a: Audio, out: &mut UniaudioAudio) {
     let samples = a.samples.into_boxed_slice();
     out.len = samples.len();
@@ -135,7 +146,7 @@ pub unsafe extern "C" fn uniaudio_audio_read(path: *const c_char, out: *mut Unia
 /// `audio` points to a filled `UniaudioAudio`; `path` is a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn uniaudio_audio_write_wav(audio: *const UniaudioAudio, path: *const c_char) -> UniaudioStatus {
-    if let Err(s) = non_null("uniaudio_audio_write_wav", "audio, path and audio->samples (when len > 0)", &[audio.is_null(), path.is_null(), !audio.is_null() && (*audio).samples.is_null() && (*audio).len > 0]) {
+    if let Err(s) = non_null("uniaudio_audio_write_wav", "audio, path and audio->samples (when len > 0)", &[audio.is_null(), path.is_null(), hollow(audio)]) {
         return s;
     }
     guard(|| {

@@ -3,9 +3,9 @@
 
 use std::ptr;
 
-use uniaudio::{Audio, AudioTokens, Error};
+use uniaudio::{AudioTokens, Error};
 
-use crate::audio::{audio_out, samples_arg};
+use crate::audio::{audio_in, audio_out, hollow};
 use crate::{guard, non_null, InUse, UniaudioAudio, UniaudioModel, UniaudioStatus};
 
 /// Codec tokens owned by the library, frames of 8 codes stored one after another:
@@ -44,14 +44,11 @@ unsafe fn frames_free(p: &mut *mut u32, len: &mut usize) {
 /// `model` is a live model; `input` a filled `UniaudioAudio`; `out` writable.
 #[no_mangle]
 pub unsafe extern "C" fn uniaudio_encode(model: *mut UniaudioModel, input: *const UniaudioAudio, out: *mut UniaudioTokens) -> UniaudioStatus {
-    let no_samples = !input.is_null() && (*input).samples.is_null() && (*input).len > 0;
-    if let Err(s) = non_null("uniaudio_encode", "model, input, out and input->samples (when len > 0)", &[model.is_null(), input.is_null(), out.is_null(), no_samples]) {
+    if let Err(s) = non_null("uniaudio_encode", "model, input, out and input->samples (when len > 0)", &[model.is_null(), input.is_null(), out.is_null(), hollow(input)]) {
         return s;
     }
     guard(|| {
-        let a = &*input;
-        let samples = if a.len == 0 { &[][..] } else { samples_arg(a.samples, a.len, "uniaudio_encode")? };
-        let audio = Audio { samples: samples.to_vec(), sample_rate: a.sample_rate };
+        let audio = audio_in(&*input, "uniaudio_encode")?;
         let mut held = InUse::take(model, "uniaudio_encode")?;
         let (m, abort) = held.model_and_abort();
         let AudioTokens { reasoning, reconstruction } = m.encode_until(&audio, &|| abort.asked())?;

@@ -7,7 +7,7 @@ use std::ffi::{c_char, c_void};
 use uniaudio::request::{AudioInput, Event, Stage};
 use uniaudio::{task_json, Audio, Error};
 
-use crate::audio::{audio_out, samples_arg};
+use crate::audio::{audio_in, audio_out, hollow};
 use crate::{c_string, guard, non_null, str_arg, InUse, UniaudioAudio, UniaudioModel, UniaudioStatus};
 
 /// A stage of a task run.
@@ -73,8 +73,7 @@ pub unsafe extern "C" fn uniaudio_run(
     out_audio: *mut UniaudioAudio,
     out_json: *mut *mut c_char,
 ) -> UniaudioStatus {
-    let no_samples = !input.is_null() && (*input).samples.is_null() && (*input).len > 0;
-    if let Err(s) = non_null("uniaudio_run", "model, request_json, out_json and input->samples (when input is given with len > 0)", &[model.is_null(), request_json.is_null(), out_json.is_null(), no_samples]) {
+    if let Err(s) = non_null("uniaudio_run", "model, request_json, out_json and input->samples (when input is given with len > 0)", &[model.is_null(), request_json.is_null(), out_json.is_null(), hollow(input)]) {
         return s;
     }
     guard(|| {
@@ -85,8 +84,7 @@ pub unsafe extern "C" fn uniaudio_run(
             return Err(Error::invalid_input(format!("uniaudio_run: task {} produces audio: out_audio must not be null", req.task.name())).into());
         }
         if let Some(a) = input.as_ref() {
-            let samples = if a.len == 0 { &[][..] } else { samples_arg(a.samples, a.len, "uniaudio_run")? };
-            req.audio = Some(AudioInput::Samples24k(Audio { samples: samples.to_vec(), sample_rate: a.sample_rate }.at_24k()?));
+            req.audio = Some(AudioInput::Samples24k(audio_in(a, "uniaudio_run")?.at_24k()?));
         }
         let mut held = InUse::take(model, "uniaudio_run")?;
         let (m, abort) = held.model_and_abort();

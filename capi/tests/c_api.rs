@@ -131,6 +131,15 @@ fn c_run_example_streams_writes_and_stops_on_ctrl_c() {
     assert!(!stopped.exists());
 }
 
+/// The bundle at `dir` loaded on the CPU through the C API.
+unsafe fn load_cpu(dir: &Path) -> *mut UniaudioModel {
+    let mut model = std::ptr::null_mut();
+    let path = CString::new(dir.to_str().unwrap()).unwrap();
+    let cpu = CString::new("cpu").unwrap();
+    assert_eq!(uniaudio_model_load(path.as_ptr(), cpu.as_ptr(), &mut model), UniaudioStatus::Ok, "{}", last_error());
+    model
+}
+
 fn last_error() -> String {
     unsafe { CStr::from_ptr(uniaudio_last_error()) }.to_string_lossy().into_owned()
 }
@@ -228,10 +237,7 @@ fn generation_streams_through_a_callback_and_batches() {
         r#"{"frames": [{"text": 128000}, {"text": 40}, {"text": 41}, {"text": 128001}], "output_kind": "text", "top_k": 20, "seed": 2, "max_steps": 12}"#,
     ];
     unsafe {
-        let mut model = std::ptr::null_mut();
-        let path = CString::new(dir.to_str().unwrap()).unwrap();
-        let cpu = CString::new("cpu").unwrap();
-        assert_eq!(uniaudio_model_load(path.as_ptr(), cpu.as_ptr(), &mut model), UniaudioStatus::Ok);
+        let model = load_cpu(&dir);
         let mut solo = Vec::new();
         for r in requests {
             let req = CString::new(r).unwrap();
@@ -341,10 +347,7 @@ fn abort_callback_stops_every_call() {
     let wav = root().join("codec/tests/fixtures/encode/a_24k_f32_3s2.wav");
     let wav_c = CString::new(wav.to_str().unwrap()).unwrap();
     unsafe {
-        let mut model = std::ptr::null_mut();
-        let path = CString::new(dir.to_str().unwrap()).unwrap();
-        let cpu = CString::new("cpu").unwrap();
-        assert_eq!(uniaudio_model_load(path.as_ptr(), cpu.as_ptr(), &mut model), UniaudioStatus::Ok);
+        let model = load_cpu(&dir);
         assert_eq!(uniaudio_model_set_abort(std::ptr::null_mut(), Some(abort_at), std::ptr::null_mut()), UniaudioStatus::NullArgument);
         let mut audio = UniaudioAudio { samples: std::ptr::null_mut(), len: 0, sample_rate: 0 };
         assert_eq!(uniaudio_audio_read(wav_c.as_ptr(), &mut audio), UniaudioStatus::Ok);
@@ -463,10 +466,7 @@ fn any_task_runs_from_a_json_request() {
     let wav_c = CString::new(wav.to_str().unwrap()).unwrap();
     let empty = || UniaudioAudio { samples: std::ptr::null_mut(), len: 0, sample_rate: 0 };
     unsafe {
-        let mut model = std::ptr::null_mut();
-        let path = CString::new(dir.to_str().unwrap()).unwrap();
-        let cpu = CString::new("cpu").unwrap();
-        assert_eq!(uniaudio_model_load(path.as_ptr(), cpu.as_ptr(), &mut model), UniaudioStatus::Ok);
+        let model = load_cpu(&dir);
         let run = |request: &str, input: Option<&UniaudioAudio>, reported: Option<&mut Reported>| {
             let req = CString::new(request).unwrap();
             let mut audio = empty();
@@ -569,10 +569,7 @@ fn codec_calls_equal_the_library() {
     let want = library.encode(&audio).unwrap();
     let want_audio = library.decode(&want, 2, 7).unwrap();
     unsafe {
-        let mut model = std::ptr::null_mut();
-        let path = CString::new(dir.to_str().unwrap()).unwrap();
-        let cpu = CString::new("cpu").unwrap();
-        assert_eq!(uniaudio_model_load(path.as_ptr(), cpu.as_ptr(), &mut model), UniaudioStatus::Ok);
+        let model = load_cpu(&dir);
         let input = UniaudioAudio { samples: audio.samples.as_ptr() as *mut f32, len: audio.samples.len(), sample_rate: audio.sample_rate };
         let mut tokens = UniaudioTokens { reasoning: std::ptr::null_mut(), reasoning_len: 0, reconstruction: std::ptr::null_mut(), reconstruction_len: 0 };
         assert_eq!(uniaudio_encode(model, &input, &mut tokens), UniaudioStatus::Ok, "{}", last_error());

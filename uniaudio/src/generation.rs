@@ -127,9 +127,7 @@ pub(crate) fn generate_batch<B: Backend>(models: &Models<B>, b: &B, requests: &[
         }
     }
     while !engine.is_idle() {
-        if stop() {
-            return Err(crate::run::cancelled().into());
-        }
+        crate::run::check_stop(stop)?;
         // A failed step is reported per request through `take_finished`.
         let _ = engine.step();
         for f in engine.take_finished() {

@@ -138,9 +138,7 @@ impl Model {
     /// and after each Euler step of the codec decoder, so a stop takes effect within one of
     /// those; the model stays usable.
     pub fn run_until(&mut self, req: &TaskRequest, events: &mut dyn FnMut(Event), stop: &dyn Fn() -> bool) -> Result<TaskOutput> {
-        if stop() {
-            return Err(crate::run::cancelled());
-        }
+        crate::run::check_stop(stop)?;
         self.ensure(&parts_for(req.task), req.task.name())?;
         Ok(on!(self, |b, m| m.run_until(b, req, events, stop))?)
     }
@@ -212,9 +210,7 @@ impl Model {
     /// [`Error::Cancelled`](crate::Error::Cancelled) once `stop` returns true (asked before
     /// each batched step).
     pub fn generate_batch_until(&mut self, requests: &[(Vec<Frame>, GenerateOptions)], max_batch: usize, stop: &dyn Fn() -> bool) -> Result<Vec<Result<GenerateOutput>>> {
-        if stop() {
-            return Err(crate::run::cancelled());
-        }
+        crate::run::check_stop(stop)?;
         self.ensure(&[Part::Lm], "generate")?;
         let results = on!(self, |b, m| crate::generation::generate_batch(m, b, requests, max_batch, stop))?;
         Ok(results.into_iter().map(|r| r.map_err(Error::from)).collect())
@@ -228,9 +224,7 @@ impl Model {
     /// `encode`, ending early with [`Error::Cancelled`](crate::Error::Cancelled) once
     /// `stop` returns true (asked at the start and before each batch of chunks).
     pub fn encode_until(&mut self, audio: &Audio, stop: &dyn Fn() -> bool) -> Result<AudioTokens> {
-        if stop() {
-            return Err(crate::run::cancelled());
-        }
+        crate::run::check_stop(stop)?;
         self.ensure(&[Part::Encoder], "encode")?;
         let samples = audio.at_24k()?;
         Ok(on!(self, |b, m| encode_on(b, m, &samples, stop))?)
@@ -247,9 +241,7 @@ impl Model {
         if !(1..=crate::request::MAX_CODEC_STEPS).contains(&steps) {
             return Err(Error::invalid_input(format!("steps must be 1..={}, got {steps}", crate::request::MAX_CODEC_STEPS)));
         }
-        if stop() {
-            return Err(crate::run::cancelled());
-        }
+        crate::run::check_stop(stop)?;
         self.ensure(&[Part::Decoder], "decode")?;
         let rows: Vec<Vec<u32>> = (0..CODEBOOKS).map(|r| tokens.reconstruction.iter().map(|f| f[r]).collect()).collect();
         let opts = DecodeOptions { steps, mode: uniaudio_codec::StitchMode::Reference, noise: Noise::Seeded(seed) };

@@ -121,9 +121,7 @@ impl<B: Backend> Models<B> {
     /// start, before each batch of chunks the encoder computes (one chunk on the CPU),
     /// each generated step, and after each Euler step of the codec.
     pub fn run_until(&self, bk: &B, req: &TaskRequest, events: &mut dyn FnMut(Event), stop: &dyn Fn() -> bool) -> Result<TaskOutput> {
-        if stop() {
-            return Err(cancelled().into());
-        }
+        check_stop(stop)?;
         let prepared = match self.prepare_until(bk, req, events, stop)? {
             Preparation::Ready(p) => p,
             Preparation::Windows => {
@@ -140,9 +138,7 @@ impl<B: Backend> Models<B> {
         let mut stream = TextStream::new(self.tokenizer()?);
         let mut streamed = 0;
         loop {
-            if stop() {
-                return Err(cancelled().into());
-            }
+            check_stop(stop)?;
             let more = g.step()?;
             for &id in &g.text_ids()[streamed..] {
                 let piece = stream.push(id);
@@ -344,6 +340,15 @@ impl<B: Backend> Models<B> {
 /// The error of a run its caller stopped.
 pub(crate) fn cancelled() -> crate::error::Error {
     crate::error::Error::Cancelled("cancelled".into())
+}
+
+/// `cancelled()` once `stop` says so: the check a stoppable call makes at its start and
+/// between its units of work.
+pub(crate) fn check_stop(stop: &dyn Fn() -> bool) -> std::result::Result<(), crate::error::Error> {
+    if stop() {
+        return Err(cancelled());
+    }
+    Ok(())
 }
 
 /// The steps a task runs at most when the request does not say (text 500, audio 1500).

@@ -127,7 +127,7 @@ pub fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: WeightLayou
     // The fast level's operands: x as bf16 pairs once per call, W per micro-panel. Converting
     // x costs about as much as a 128-column product, so narrow products stay in f32.
     let fast = isa.bf16_dot() && n >= FAST_MIN_COLUMNS;
-    let apairs = if fast { super::gemm_avx512::x_pairs(apack) } else { Vec::new() };
+    let apairs = if fast { Some(super::gemm_avx512::x_pairs(isa, apack)) } else { None };
     (0..col_panels).into_par_iter().for_each_init(
         || (vec![0f32; KC * NR], vec![[[0f32; NR]; MR]; row_panels], vec![0u32; KC / 2 * NR]),
         |(bpack, acc, bpairs), p| {
@@ -155,7 +155,8 @@ pub fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: WeightLayou
                             };
                         }
                     }
-                    let pairs = &apairs[kb * row_panels * MR * KC / 2..];
+                    let pairs: &[u32] = bytemuck::cast_slice(apairs.as_deref().expect("pairs of the fast level"));
+                    let pairs = &pairs[kb * row_panels * MR * KC / 2..];
                     tiles_bf16(kc.div_ceil(2), pairs, bpairs, acc);
                 } else if isa.avx512() {
                     pack_cols(isa, w, layout, k, n, k0, kc, n0, nb, bpack);

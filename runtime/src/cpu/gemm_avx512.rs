@@ -22,19 +22,53 @@ fn pair(lo: f32, hi: f32) -> u32 {
     bf16(lo) | (bf16(hi) << 16)
 }
 
-/// x micro-panels [..][KC][MR] f32 -> [..][KC/2][MR] bf16 pairs.
-pub fn x_pairs(apack: &[f32]) -> Vec<u32> {
+/// x micro-panels [..][KC][MR] f32 -> [..][KC/2][MR] bf16 pairs, in a scratch buffer
+/// (each u32 stored as an f32 bit pattern).
+pub fn x_pairs(isa: super::Isa, apack: &[f32]) -> super::scratch::Scratch {
     use rayon::prelude::*;
     let panels = apack.len() / (KC * MR);
-    let mut out = vec![0u32; panels * KC / 2 * MR];
+    let mut out = super::scratch::take(panels * KC / 2 * MR);
     apack.par_chunks_exact(KC * MR).zip(out.par_chunks_exact_mut(KC / 2 * MR)).for_each(|(src, dst)| {
-        for kk in 0..KC / 2 {
-            for i in 0..MR {
-                dst[kk * MR + i] = pair(src[2 * kk * MR + i], src[(2 * kk + 1) * MR + i]);
-            }
+        let dst: &mut [u32] = bytemuck::cast_slice_mut(dst);
+        #[cfg(target_arch = "x86_64")]
+        if isa.bf16_dot() {
+            // SAFETY: the level was detected; both panels are whole.
+            return unsafe { x_panel_pairs_avx512(src, dst) };
         }
+        let _ = isa;
+        x_panel_pairs(src, dst);
     });
     out
+}
+
+/// One x micro-panel [KC][MR] -> [KC/2][MR] pairs (the portable twin of
+/// `x_panel_pairs_avx512`).
+fn x_panel_pairs(src: &[f32], dst: &mut [u32]) {
+    for kk in 0..KC / 2 {
+        for i in 0..MR {
+            dst[kk * MR + i] = pair(src[2 * kk * MR + i], src[(2 * kk + 1) * MR + i]);
+        }
+    }
+}
+
+/// One x micro-panel to pairs: per pair of inner indices, their 2·MR values (contiguous in
+/// the panel) are rounded together and interleaved by one permute.
+///
+/// # Safety
+/// AVX-512 F, BW, VL and BF16 must be available; `src` holds KC·MR and `dst` KC/2·MR values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+unsafe fn x_panel_pairs_avx512(src: &[f32], dst: &mut [u32]) {
+    use std::arch::x86_64::*;
+    const _: () = assert!(MR == 6);
+    assert!(src.len() >= KC * MR && dst.len() >= KC / 2 * MR, "micro-panel bounds");
+    // Output halves 2i and 2i+1 take row i of the lower and of the upper inner index.
+    let idx = _mm256_setr_epi16(0, 6, 1, 7, 2, 8, 3, 9, 4, 10, 5, 11, 0, 0, 0, 0);
+    for kk in 0..KC / 2 {
+        let values = _mm512_maskz_loadu_ps(0x0fff, src.as_ptr().add(2 * kk * MR));
+        let halves: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(values));
+        _mm256_mask_storeu_epi16(dst.as_mut_ptr().add(kk * MR) as *mut i16, 0x0fff, _mm256_permutexvar_epi16(idx, halves));
+    }
 }
 
 /// One weight micro-panel [kc][NR] f32 -> [kc/2][NR] bf16 pairs (an odd tail pairs with 0):
@@ -141,6 +175,27 @@ mod tests {
         w_pairs(5, &b, &mut want);
         // SAFETY: the features were checked above; sizes match.
         unsafe { w_pairs_avx512(5, &b, &mut got) };
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn vector_and_scalar_x_panels_agree() {
+        if !crate::cpu::Isa::Avx512Bf16.available() {
+            println!("SKIPPED: no AVX512-BF16 on this CPU");
+            return;
+        }
+        // Ties to even both ways, a NaN, infinities, and values that round up a binade.
+        let mut src: Vec<f32> = (0..KC * MR).map(|i| (i as f32 * 0.377).sin() * 3.1e3).collect();
+        src[5] = 1.0 + 1.0 / 256.0;
+        src[6] = 1.0 + 3.0 / 256.0;
+        src[7] = f32::NAN;
+        src[8] = f32::INFINITY;
+        src[13] = f32::NEG_INFINITY;
+        src[KC * MR - 1] = f32::from_bits(0x3fff_ffff);
+        let (mut want, mut got) = (vec![0u32; KC / 2 * MR], vec![1u32; KC / 2 * MR]);
+        x_panel_pairs(&src, &mut want);
+        // SAFETY: the features were checked above; sizes match.
+        unsafe { x_panel_pairs_avx512(&src, &mut got) };
         assert_eq!(got, want);
     }
 

@@ -9,7 +9,7 @@
 
 use rayon::prelude::*;
 
-use super::gemm_pack::{bf16_pairs_out_in, pack_cols, pack_rows};
+use super::gemm_pack::{pack_cols, pack_rows};
 use super::simd::Isa;
 use super::view::{SharedOut, WeightSlice};
 use crate::op::WeightLayout;
@@ -35,6 +35,10 @@ pub fn gemm(
     // The fast levels' policy: bf16 operands from FAST_MIN_COLUMNS columns on.
     if isa.amx() && n >= FAST_MIN_COLUMNS {
         return super::gemm_amx::gemm(x, m, k, w, layout, n, out, accumulate);
+    }
+    // The bf16 GEMM packs all rows at once (the pass sizes below are not its to tune).
+    if isa.bf16_dot() && n >= FAST_MIN_COLUMNS {
+        return super::gemm_bf16::gemm(isa, x, m, k, w, layout, n, out, accumulate);
     }
     super::tune::tune_on_first_use(isa, x, m, k, w, layout, n);
     let per_pass = super::tune::rows_per_pass(super::tune::gemm_pass_bytes(k), k);
@@ -70,9 +74,9 @@ pub(crate) fn gemm_in_passes(isa: Isa, x: &[f32], m: usize, k: usize, w: WeightS
 /// Rows of x already in the packed layout ([k block][row panel][KC][MR], zero padded),
 /// for callers that build them directly (a convolution's im2col rows).
 pub struct PackedRows {
-    data: super::scratch::Scratch,
-    rows: usize,
-    k: usize,
+    pub(super) data: super::scratch::Scratch,
+    pub(super) rows: usize,
+    pub(super) k: usize,
 }
 
 impl PackedRows {
@@ -117,6 +121,10 @@ pub fn gemm_gathered(isa: Isa, rows: usize, k: usize, row: impl FnMut(usize, &mu
 
 /// out[rows, n] (+)= x · W for packed x.
 pub fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: WeightLayout, n: usize, out: &mut [f32], accumulate: bool) {
+    // The fast level's operands: bf16 x meets bf16 W from FAST_MIN_COLUMNS columns on.
+    if isa.bf16_dot() && n >= FAST_MIN_COLUMNS {
+        return super::gemm_bf16::gemm_packed(isa, x, w, layout, n, out, accumulate);
+    }
     let (mb, k) = (x.rows, x.k);
     assert!(out.len() >= mb * n, "gemm output holds {} floats, {mb} x {n} needed", out.len());
     let shared = SharedOut::new(out);
@@ -124,17 +132,13 @@ pub fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: WeightLayou
     let k_blocks = k.div_ceil(KC);
     let row_panels = mb.div_ceil(MR);
     let apack = &x.data;
-    // The fast level's operands: x as bf16 pairs once per call, W per micro-panel. Converting
-    // x costs about as much as a 128-column product, so narrow products stay in f32.
-    let fast = isa.bf16_dot() && n >= FAST_MIN_COLUMNS;
-    let apairs = if fast { Some(super::gemm_avx512::x_pairs(isa, apack)) } else { None };
     (0..col_panels).into_par_iter().for_each_init(
-        || (vec![0f32; KC * NR], vec![[[0f32; NR]; MR]; row_panels], vec![0u32; KC / 2 * NR]),
-        |(bpack, acc, bpairs), p| {
+        || (vec![0f32; KC * NR], vec![[[0f32; NR]; MR]; row_panels]),
+        |(bpack, acc), p| {
             let n0 = p * NR;
             let nb = (n - n0).min(NR);
             // The AVX2 and scalar tiles start from zero on the first K block themselves.
-            let tiles_start_fresh = !fast && !isa.avx512() && k_blocks > 0;
+            let tiles_start_fresh = !isa.avx512() && k_blocks > 0;
             if !tiles_start_fresh {
                 acc.iter_mut().for_each(|t| *t = [[0f32; NR]; MR]);
             }
@@ -142,27 +146,10 @@ pub fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: WeightLayou
                 let k0 = kb * KC;
                 let kc = (k - k0).min(KC);
                 let block = &apack[kb * row_panels * MR * KC..];
-                if fast {
-                    match (w, layout) {
-                        // bf16 weights along K already are the pairs: no conversion.
-                        (WeightSlice::BF16(s), WeightLayout::OutIn) => bf16_pairs_out_in(s, k, k0, kc, n0, nb, bpairs),
-                        _ => {
-                            pack_cols(isa, w, layout, k, n, k0, kc, n0, nb, bpack);
-                            // SAFETY: the level was detected; the buffers hold a whole micro-panel.
-                            #[cfg(target_arch = "x86_64")]
-                            unsafe {
-                                super::gemm_avx512::w_pairs_avx512(kc, bpack, bpairs)
-                            };
-                        }
-                    }
-                    let pairs: &[u32] = bytemuck::cast_slice(apairs.as_deref().expect("pairs of the fast level"));
-                    let pairs = &pairs[kb * row_panels * MR * KC / 2..];
-                    tiles_bf16(kc.div_ceil(2), pairs, bpairs, acc);
-                } else if isa.avx512() {
-                    pack_cols(isa, w, layout, k, n, k0, kc, n0, nb, bpack);
+                pack_cols(isa, w, layout, k, n, k0, kc, n0, nb, bpack);
+                if isa.avx512() {
                     tiles_avx512(kc, block, bpack, acc);
                 } else {
-                    pack_cols(isa, w, layout, k, n, k0, kc, n0, nb, bpack);
                     for (rp, tile) in acc.iter_mut().enumerate() {
                         micro_tile(isa, kc, &block[rp * MR * KC..], bpack, tile, kb == 0);
                     }
@@ -183,17 +170,23 @@ pub fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: WeightLayou
 pub(crate) unsafe fn store_tiles(shared: &SharedOut, acc: &[[[f32; NR]; MR]], m: usize, n: usize, n0: usize, nb: usize, accumulate: bool) {
     for (rp, tile) in acc.iter().enumerate() {
         for (i, row) in tile.iter().enumerate().take(m.saturating_sub(rp * MR).min(MR)) {
-            // Whole rows, so the copy and the sum vectorise (short-K products, attention's
-            // scores among them, spent a tenth of their time here element by element).
-            let dst = shared.slice((rp * MR + i) * n + n0, nb);
-            match <&mut [f32; NR]>::try_from(&mut *dst) {
-                // A whole panel's row has a fixed length: a few vector moves, no call.
-                Ok(whole) if accumulate => whole.iter_mut().zip(row).for_each(|(d, &v)| *d += v),
-                Ok(whole) => *whole = *row,
-                Err(_) if accumulate => dst.iter_mut().zip(row).for_each(|(d, &v)| *d += v),
-                Err(_) => dst.copy_from_slice(&row[..nb]),
-            }
+            store_row(shared.slice((rp * MR + i) * n + n0, nb), row, accumulate);
         }
+    }
+}
+
+/// dst (+)= the first dst.len() sums of one accumulator row.
+#[inline]
+pub(crate) fn store_row(dst: &mut [f32], row: &[f32; NR], accumulate: bool) {
+    // Whole rows, so the copy and the sum vectorise (short-K products, attention's scores
+    // among them, spent a tenth of their time here element by element).
+    let nb = dst.len();
+    match <&mut [f32; NR]>::try_from(&mut *dst) {
+        // A whole panel's row has a fixed length: a few vector moves, no call.
+        Ok(whole) if accumulate => whole.iter_mut().zip(row).for_each(|(d, &v)| *d += v),
+        Ok(whole) => *whole = *row,
+        Err(_) if accumulate => dst.iter_mut().zip(row).for_each(|(d, &v)| *d += v),
+        Err(_) => dst.copy_from_slice(&row[..nb]),
     }
 }
 
@@ -217,29 +210,6 @@ fn tiles_avx512(kc: usize, block: &[f32], bpack: &[f32], acc: &mut [[[f32; NR]; 
 #[cfg(not(target_arch = "x86_64"))]
 fn tiles_avx512(_: usize, _: &[f32], _: &[f32], _: &mut [[[f32; NR]; MR]]) {
     unreachable!("AVX-512 levels exist only on x86-64")
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn tiles_bf16(_: usize, _: &[u32], _: &[u32], _: &mut [[[f32; NR]; MR]]) {
-    unreachable!("AVX-512 levels exist only on x86-64")
-}
-
-/// As `tiles_avx512` on bf16 pairs (`kc2` pairs of inner indices per panel).
-#[cfg(target_arch = "x86_64")]
-fn tiles_bf16(kc2: usize, block: &[u32], bpairs: &[u32], acc: &mut [[[f32; NR]; MR]]) {
-    let panels = acc.len();
-    assert!(block.len() >= panels * MR * KC / 2 && bpairs.len() >= kc2 * NR, "micro-panel bounds");
-    let zero = [0u32; KC / 2 * MR];
-    for t in 0..panels.div_ceil(2) {
-        let (c0, rest) = acc[2 * t..].split_first_mut().expect("panel");
-        let mut spare = [[0f32; NR]; MR];
-        let c1 = rest.first_mut().unwrap_or(&mut spare);
-        let a0 = block[2 * t * MR * KC / 2..].as_ptr();
-        // An odd last panel pairs with zeros into a spare tile.
-        let a1 = if 2 * t + 1 < panels { block[(2 * t + 1) * MR * KC / 2..].as_ptr() } else { zero.as_ptr() };
-        // SAFETY: the level was detected; panel bounds asserted above.
-        unsafe { super::gemm_avx512::tile2_bf16(kc2, a0, a1, bpairs.as_ptr(), c0, c1) };
-    }
 }
 
 /// c += a · b over `kc` inner indices of one row panel and one column panel (`fresh`:

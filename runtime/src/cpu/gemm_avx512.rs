@@ -18,7 +18,7 @@ pub(crate) fn bf16(x: f32) -> u32 {
 /// A pair of consecutive K entries as bf16 (the lower index in the low half), the operand
 /// layout of `vdpbf16ps`.
 #[inline]
-fn pair(lo: f32, hi: f32) -> u32 {
+pub(super) fn pair(lo: f32, hi: f32) -> u32 {
     bf16(lo) | (bf16(hi) << 16)
 }
 
@@ -43,7 +43,7 @@ pub fn x_pairs(isa: super::Isa, apack: &[f32]) -> super::scratch::Scratch {
 
 /// One x micro-panel [KC][MR] -> [KC/2][MR] pairs (the portable twin of
 /// `x_panel_pairs_avx512`).
-fn x_panel_pairs(src: &[f32], dst: &mut [u32]) {
+pub(super) fn x_panel_pairs(src: &[f32], dst: &mut [u32]) {
     for kk in 0..KC / 2 {
         for i in 0..MR {
             dst[kk * MR + i] = pair(src[2 * kk * MR + i], src[(2 * kk + 1) * MR + i]);
@@ -68,6 +68,25 @@ unsafe fn x_panel_pairs_avx512(src: &[f32], dst: &mut [u32]) {
         let values = _mm512_maskz_loadu_ps(0x0fff, src.as_ptr().add(2 * kk * MR));
         let halves: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(values));
         _mm256_mask_storeu_epi16(dst.as_mut_ptr().add(kk * MR) as *mut i16, 0x0fff, _mm256_permutexvar_epi16(idx, halves));
+    }
+}
+
+/// Consecutive inner indices of one row as pairs: 32 values per two-vector conversion,
+/// whose bf16 halves already lie in pair order.
+///
+/// # Safety
+/// AVX-512 F and BF16 must be available; `src` holds a multiple of 32 values, `out` half as
+/// many.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+pub unsafe fn row_pairs_avx512(src: &[f32], out: &mut [u32]) {
+    use std::arch::x86_64::*;
+    assert!(src.len().is_multiple_of(32) && out.len() >= src.len() / 2, "row bounds");
+    for j in 0..src.len() / 32 {
+        let lo = _mm512_loadu_ps(src.as_ptr().add(32 * j));
+        let hi = _mm512_loadu_ps(src.as_ptr().add(32 * j + 16));
+        let halves: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+        _mm512_storeu_si512(out.as_mut_ptr().add(16 * j) as *mut _, halves);
     }
 }
 
@@ -131,32 +150,40 @@ pub unsafe fn tile2_f32(kc: usize, a0: *const f32, a1: *const f32, b: *const f32
     }
 }
 
-/// As `tile2_f32` on bf16 pairs: `kc2` pairs of inner indices.
+/// tile += a · b over `kp` pairs of inner indices: a [kp][MR] pairs of x, b GROUPS
+/// panels [kp][NR] of W pairs, `stride` pairs apart; 24 accumulators (6 rows x 4 panels).
 ///
 /// # Safety
-/// AVX-512 F and BF16 must be available; `a0`, `a1` hold `kc2·MR` and `b` `kc2·NR` pairs.
+/// AVX-512 F and BF16 must be available; `a` holds `kp·MR` pairs and `b`
+/// `(GROUPS - 1)·stride + kp·NR`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
-pub unsafe fn tile2_bf16(kc2: usize, a0: *const u32, a1: *const u32, b: *const u32, c0: &mut [[f32; NR]; MR], c1: &mut [[f32; NR]; MR]) {
+pub unsafe fn tile_6x64_bf16(kp: usize, a: *const u32, b: *const u32, stride: usize, tile: &mut super::gemm_bf16::Tile) {
     use std::arch::x86_64::*;
-    let mut acc = [_mm512_setzero_ps(); 2 * MR];
-    for i in 0..MR {
-        acc[i] = _mm512_loadu_ps(c0[i].as_ptr());
-        acc[MR + i] = _mm512_loadu_ps(c1[i].as_ptr());
-    }
-    for kk in 0..kc2 {
-        let bv: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(kk * NR) as *const _));
-        let (p0, p1) = (a0.add(kk * MR), a1.add(kk * MR));
-        for i in 0..MR {
-            let x0: __m512bh = std::mem::transmute(_mm512_set1_epi32(*p0.add(i) as i32));
-            let x1: __m512bh = std::mem::transmute(_mm512_set1_epi32(*p1.add(i) as i32));
-            acc[i] = _mm512_dpbf16_ps(acc[i], x0, bv);
-            acc[MR + i] = _mm512_dpbf16_ps(acc[MR + i], x1, bv);
+    use super::gemm_bf16::GROUPS;
+    let mut acc = [[_mm512_setzero_ps(); GROUPS]; MR];
+    for (i, row) in acc.iter_mut().enumerate() {
+        for (g, v) in row.iter_mut().enumerate() {
+            *v = _mm512_loadu_ps(tile[g][i].as_ptr());
         }
     }
-    for i in 0..MR {
-        _mm512_storeu_ps(c0[i].as_mut_ptr(), acc[i]);
-        _mm512_storeu_ps(c1[i].as_mut_ptr(), acc[MR + i]);
+    for kk in 0..kp {
+        let mut bv: [__m512bh; GROUPS] = std::mem::zeroed();
+        for (g, v) in bv.iter_mut().enumerate() {
+            *v = std::mem::transmute(_mm512_loadu_si512(b.add(g * stride + kk * NR) as *const _));
+        }
+        let ap = a.add(kk * MR);
+        for (i, row) in acc.iter_mut().enumerate() {
+            let x: __m512bh = std::mem::transmute(_mm512_set1_epi32(*ap.add(i) as i32));
+            for (v, bg) in row.iter_mut().zip(bv) {
+                *v = _mm512_dpbf16_ps(*v, x, bg);
+            }
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        for (g, v) in row.iter().enumerate() {
+            _mm512_storeu_ps(tile[g][i].as_mut_ptr(), *v);
+        }
     }
 }
 

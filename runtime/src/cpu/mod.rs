@@ -38,6 +38,7 @@ pub mod gemm_amx {
     pub const PEAK_FLOPS_PER_ITER: f64 = 0.0;
 }
 mod gemm_avx512;
+mod gemm_bf16;
 mod linear;
 mod matmul;
 mod norm;

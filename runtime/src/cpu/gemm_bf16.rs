@@ -1,0 +1,224 @@
+//! The `Avx512Bf16` level's many-row GEMM: out[M, N] (+)= x[M, K] · W with bf16 operands
+//! and f32 sums (`vdpbf16ps`), the fast precision's arithmetic.
+//!
+//! x is rounded once per call into bf16 pairs of consecutive inner indices, in the packed
+//! layout of `gemm.rs` ([k block][row panel][KC/2][MR]), all rows at once: packing in
+//! passes of rows, as the f32 GEMM does, would pack the weights again for every pass.
+//! Each task owns 64 output columns (four 16-column weight panels) and a run of row
+//! panels; it packs its weights as pairs once, over all of K (K · 128 bytes). Per
+//! sub-block of 64 pairs (16 KiB of weights, L1-resident) it sweeps its rows with a 6 x 64
+//! register tile: per pair, four weight loads and six broadcasts of x feed 24
+//! `vdpbf16ps`, so the loads never limit the dot products. The sums live in a per-task
+//! buffer across sub-blocks, and the output is written once.
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::gemm::{store_row, PackedRows, KC, MR, NR};
+use super::gemm_pack::{bf16_pairs_out_in, pack_cols};
+use super::simd::Isa;
+use super::view::{SharedOut, WeightSlice};
+use crate::op::WeightLayout;
+
+/// Weight panels per task, and the output columns they cover.
+pub(super) const GROUPS: usize = 4;
+const COLS: usize = GROUPS * NR;
+/// Pairs of inner indices per sub-block: four weight panels of 64 x 16 pairs, 16 KiB.
+const KP: usize = 64;
+/// The fewest row panels a task sweeps, so packing its weights stays a small share.
+const MIN_RUN: usize = 16;
+
+/// One row panel's sums over a task's four weight panels.
+pub(super) type Tile = [[[f32; NR]; MR]; GROUPS];
+
+thread_local! {
+    /// The pairs of the last product's x, kept: a fresh buffer of tens of MiB is pages
+    /// the kernel must fault in and zero on every call. A nested call (a task of this
+    /// thread's own parallel loop) finds it taken and allocates its own.
+    static PAIRS: RefCell<Option<Vec<u32>>> = const { RefCell::new(None) };
+}
+
+/// out[M, N] (+)= x[M, K] · W; `isa` has bf16 dot products.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm(isa: Isa, x: &[f32], m: usize, k: usize, w: WeightSlice, layout: WeightLayout, n: usize, out: &mut [f32], accumulate: bool) {
+    assert!(x.len() >= m * k, "gemm input holds {} floats, {m} x {k} needed", x.len());
+    let mut pairs = PAIRS.with(|p| p.borrow_mut().take()).unwrap_or_default();
+    pack_pairs(isa, x, m, k, &mut pairs);
+    run(isa, &pairs, m, k, w, layout, n, out, accumulate);
+    PAIRS.with(|p| *p.borrow_mut() = Some(pairs));
+}
+
+/// out[rows, n] (+)= x · W for rows already packed by `gemm.rs` (a convolution's im2col).
+pub(super) fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: WeightLayout, n: usize, out: &mut [f32], accumulate: bool) {
+    let pairs = super::gemm_avx512::x_pairs(isa, &x.data);
+    run(isa, bytemuck::cast_slice(&pairs), x.rows, x.k, w, layout, n, out, accumulate);
+}
+
+/// x [m, k] as bf16 pairs in the packed layout [k block][row panel][KC/2][MR], zero padded
+/// (rows to whole panels, K to whole blocks), into `pairs`.
+pub(super) fn pack_pairs(isa: Isa, x: &[f32], m: usize, k: usize, pairs: &mut Vec<u32>) {
+    let (row_panels, k_blocks) = (m.div_ceil(MR), k.div_ceil(KC));
+    let len = k_blocks * row_panels * KC / 2 * MR;
+    // Every element is written below; only growth clears.
+    if pairs.len() < len {
+        pairs.resize(len, 0);
+    }
+    pairs[..len].par_chunks_mut(KC / 2 * MR).enumerate().for_each(|(idx, panel)| {
+        let (kb, rp) = (idx / row_panels, idx % row_panels);
+        let (k0, kc) = (kb * KC, (k - kb * KC).min(KC));
+        let rows = m.saturating_sub(rp * MR).min(MR);
+        let mut row = [0u32; KC / 2];
+        for r in 0..MR {
+            if r < rows {
+                row_pairs(isa, &x[(rp * MR + r) * k + k0..][..kc], &mut row);
+            } else {
+                row.fill(0);
+            }
+            for (kk, &v) in row.iter().enumerate() {
+                panel[kk * MR + r] = v;
+            }
+        }
+    });
+}
+
+/// One row's inner indices as pairs (an odd tail pairs with 0; the rest of `out` 0).
+fn row_pairs(isa: Isa, src: &[f32], out: &mut [u32; KC / 2]) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if isa.bf16_dot() {
+        done = src.len() / 32 * 32;
+        // SAFETY: the level was detected; `done` ≤ src.len() and done / 2 ≤ KC / 2.
+        unsafe { super::gemm_avx512::row_pairs_avx512(&src[..done], &mut out[..done / 2]) };
+    }
+    let _ = isa;
+    for (kk, o) in out.iter_mut().enumerate().skip(done / 2) {
+        let (lo, hi) = (src.get(2 * kk).copied().unwrap_or(0.0), src.get(2 * kk + 1).copied().unwrap_or(0.0));
+        *o = super::gemm_avx512::pair(lo, hi);
+    }
+}
+
+/// The product over x pairs in the packed layout.
+#[allow(clippy::too_many_arguments)]
+fn run(isa: Isa, pairs: &[u32], m: usize, k: usize, w: WeightSlice, layout: WeightLayout, n: usize, out: &mut [f32], accumulate: bool) {
+    assert!(out.len() >= m * n, "gemm output holds {} floats, {m} x {n} needed", out.len());
+    let row_panels = m.div_ceil(MR);
+    let k_blocks = k.div_ceil(KC);
+    assert!(pairs.len() >= k_blocks * row_panels * KC / 2 * MR, "packed pairs of x");
+    // Sub-blocks of KP pairs, each of one K block: the weight panel holds them in order.
+    let subs: Vec<(usize, usize, usize)> = (0..k_blocks)
+        .flat_map(|kb| {
+            let kc2 = (k - kb * KC).min(KC).div_ceil(2);
+            (0..kc2).step_by(KP).map(move |h0| (kb, h0, (kc2 - h0).min(KP)))
+        })
+        .collect();
+    let col_tasks = n.div_ceil(COLS);
+    // Row runs: enough tasks to keep every thread busy, each long enough to pay for its
+    // weight packing.
+    let runs = (4 * rayon::current_num_threads()).div_ceil(col_tasks).min(row_panels.div_ceil(MIN_RUN)).max(1);
+    let run_len = row_panels.div_ceil(runs);
+    let shared = SharedOut::new(out);
+    (0..col_tasks * runs).into_par_iter().for_each_init(
+        || (vec![0f32; KC * NR], Vec::<u32>::new(), Vec::<Tile>::new()),
+        |(bpack, wpairs, acc), task| {
+            let (c, r) = (task % col_tasks, task / col_tasks);
+            let (rp0, rp1) = (r * run_len, ((r + 1) * run_len).min(row_panels));
+            if rp0 >= rp1 {
+                return;
+            }
+            let (n0, nb) = (c * COLS, (n - c * COLS).min(COLS));
+            // The task's weights: per sub-block, its four panels [KP][NR] in a row.
+            wpairs.resize(subs.len() * GROUPS * KP * NR, 0);
+            for (&(kb, h0, hp), sub) in subs.iter().zip(wpairs.chunks_exact_mut(GROUPS * KP * NR)) {
+                let (hk0, hkc) = (kb * KC + 2 * h0, (k - kb * KC - 2 * h0).min(2 * hp));
+                for (g, panel) in sub.chunks_exact_mut(KP * NR).enumerate() {
+                    match nb.saturating_sub(g * NR).min(NR) {
+                        // Past the last column: zero weights, sums never stored.
+                        0 => panel.fill(0),
+                        gb => weight_pairs(isa, w, layout, k, n, hk0, hkc, n0 + g * NR, gb, bpack, panel),
+                    }
+                }
+            }
+            acc.clear();
+            acc.resize(rp1 - rp0, [[[0f32; NR]; MR]; GROUPS]);
+            for (&(kb, h0, hp), sub) in subs.iter().zip(wpairs.chunks_exact(GROUPS * KP * NR)) {
+                for (rp, tile) in (rp0..rp1).zip(acc.iter_mut()) {
+                    let a = &pairs[(kb * row_panels + rp) * KC / 2 * MR + h0 * MR..];
+                    tile_6x64(hp, a, sub, tile);
+                }
+            }
+            for (rp, tile) in (rp0..rp1).zip(acc.iter()) {
+                for i in 0..(m - rp * MR).min(MR) {
+                    for (g, group) in tile.iter().enumerate() {
+                        let gb = nb.saturating_sub(g * NR).min(NR);
+                        if gb > 0 {
+                            // SAFETY: only this task writes columns n0..n0 + nb of its rows.
+                            let dst = unsafe { shared.slice((rp * MR + i) * n + n0 + g * NR, gb) };
+                            store_row(dst, &group[i], accumulate);
+                        }
+                    }
+                }
+            }
+        },
+    );
+}
+
+/// W's columns n0..n0+nb over inner indices k0..k0+kc as [kc/2][NR] bf16 pairs (missing
+/// columns and an odd tail 0).
+#[allow(clippy::too_many_arguments)]
+fn weight_pairs(isa: Isa, w: WeightSlice, layout: WeightLayout, k: usize, n: usize, k0: usize, kc: usize, n0: usize, nb: usize, bpack: &mut [f32], out: &mut [u32]) {
+    match (w, layout) {
+        // bf16 weights along K already are the pairs: no conversion.
+        (WeightSlice::BF16(s), WeightLayout::OutIn) => bf16_pairs_out_in(s, k, k0, kc, n0, nb, out),
+        _ => {
+            pack_cols(isa, w, layout, k, n, k0, kc, n0, nb, bpack);
+            // SAFETY: the level was checked by the caller's dispatch; the buffers hold a
+            // whole micro-panel.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                super::gemm_avx512::w_pairs_avx512(kc, bpack, out)
+            };
+        }
+    }
+}
+
+/// tile += a · b over `kp` pairs: a [kp][MR] pairs of x, b [GROUPS][KP][NR] pairs of W.
+fn tile_6x64(kp: usize, a: &[u32], b: &[u32], tile: &mut Tile) {
+    assert!(kp <= KP && a.len() >= kp * MR && b.len() >= GROUPS * KP * NR, "micro-panel bounds");
+    // SAFETY: the caller dispatches here only on a level with AVX512-BF16; bounds asserted.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        super::gemm_avx512::tile_6x64_bf16(kp, a.as_ptr(), b.as_ptr(), KP * NR, tile)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("AVX-512 levels exist only on x86-64 ({kp}, {tile:?})");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows packed straight into pairs equal the f32 packing rounded panel by panel, at
+    /// every level (the AVX-512 conversion where the CPU has it): a partial row panel,
+    /// several K blocks, odd K, K tails shorter and longer than 32. A stale longer buffer
+    /// is overwritten where it counts.
+    #[test]
+    fn direct_pairs_match_packed_rows_rounded() {
+        for (m, k) in [(13usize, 300usize), (6, 256), (1, 9), (20, 517), (7, 64)] {
+            let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 7.0).collect();
+            for isa in [Isa::Scalar, Isa::detect(), Isa::Avx512Bf16] {
+                if !isa.available() {
+                    continue;
+                }
+                let mut got = vec![u32::MAX; 1 << 16];
+                pack_pairs(isa, &x, m, k, &mut got);
+                let packed = super::super::gemm_pack::pack_rows(Isa::Scalar, &x, m, k, m.div_ceil(MR));
+                let mut want = vec![0u32; packed.len() / 2];
+                for (src, dst) in packed.chunks_exact(KC * MR).zip(want.chunks_exact_mut(KC / 2 * MR)) {
+                    super::super::gemm_avx512::x_panel_pairs(src, dst);
+                }
+                assert_eq!(&got[..want.len()], &want[..], "{}: {m}x{k}", isa.key());
+            }
+        }
+    }
+}

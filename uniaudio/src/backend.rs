@@ -62,14 +62,20 @@ fn not_built(name: &str) -> Error {
 }
 
 /// wgpu with the environment's options and `precision`; `fast` needs SHADER_F16, else it
-/// runs exact with a note.
+/// runs exact (`chosen` says so on stderr once the adapter is the one used).
 #[cfg(feature = "wgpu")]
 fn open_wgpu(precision: Precision) -> uniaudio_runtime::Result<Wgpu> {
-    let gpu = Wgpu::with_options(uniaudio_runtime::WgpuOptions { precision, ..uniaudio_runtime::WgpuOptions::from_env() })?;
+    Wgpu::with_options(uniaudio_runtime::WgpuOptions { precision, ..uniaudio_runtime::WgpuOptions::from_env() })
+}
+
+/// `gpu`, the adapter that will run, with a note where `fast` was asked and it runs exact
+/// (an adapter `Auto` only probed and passed over says nothing).
+#[cfg(feature = "wgpu")]
+fn chosen(gpu: Wgpu, precision: Precision) -> Wgpu {
     if precision == Precision::Fast && gpu.precision() != Precision::Fast {
         eprintln!("note: --precision fast needs an adapter with SHADER_F16 (and UNIAUDIO_WGPU_NO_F16 unset); running exact");
     }
-    Ok(gpu)
+    gpu
 }
 
 /// CUDA with the environment's options and `precision`; `fast` needs the tensor cores
@@ -93,7 +99,7 @@ impl AnyBackend {
         match kind {
             BackendKind::Cpu => Ok(AnyBackend::Cpu(Cpu::with_precision(precision))),
             #[cfg(feature = "wgpu")]
-            BackendKind::Wgpu => Ok(AnyBackend::Wgpu(open_wgpu(precision).map_err(|e| Error::Backend(format!("--backend wgpu: {e}")))?)),
+            BackendKind::Wgpu => Ok(AnyBackend::Wgpu(chosen(open_wgpu(precision).map_err(|e| Error::Backend(format!("--backend wgpu: {e}")))?, precision))),
             #[cfg(feature = "cuda")]
             BackendKind::Cuda => Ok(AnyBackend::Cuda(open_cuda(precision).map_err(|e| Error::Backend(format!("--backend cuda: {e}")))?)),
             #[cfg(not(feature = "wgpu"))]
@@ -109,7 +115,7 @@ impl AnyBackend {
                 #[cfg(feature = "wgpu")]
                 if let Ok(gpu) = open_wgpu(precision) {
                     if !gpu.is_software() {
-                        return Ok(AnyBackend::Wgpu(gpu));
+                        return Ok(AnyBackend::Wgpu(chosen(gpu, precision)));
                     }
                 }
                 Ok(AnyBackend::Cpu(Cpu::with_precision(precision)))

@@ -17,7 +17,9 @@ use crate::op::WeightLayout;
 pub(crate) const MR: usize = 6;
 pub(crate) const NR: usize = 16;
 pub(crate) const KC: usize = 256;
-/// The fast (bf16) product is used from this many output columns on.
+/// The fast (bf16) product is used from this many output columns on. From 64 on, it
+/// doubled the LM fixtures' worst logit error (1.2e-2 to 4.6e-2: attention's P·V and the
+/// narrow products in bf16 too) for about 5 % of the codec's time.
 const FAST_MIN_COLUMNS: usize = 256;
 
 #[allow(clippy::too_many_arguments)]

@@ -16,7 +16,9 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use super::gemm::{store_row, PackedRows, KC, MR, NR};
-use super::gemm_pack::{bf16_pairs_out_in, pack_cols};
+#[cfg(not(target_arch = "x86_64"))]
+use super::gemm_pack::bf16_pairs_out_in;
+use super::gemm_pack::pack_cols;
 use super::simd::Isa;
 use super::view::{SharedOut, WeightSlice};
 use crate::op::WeightLayout;
@@ -32,11 +34,23 @@ const MIN_RUN: usize = 16;
 /// One row panel's sums over a task's four weight panels.
 pub(super) type Tile = [[[f32; NR]; MR]; GROUPS];
 
+/// A task's buffers: f32 staging for one weight micro-panel, its weight pairs over all of
+/// K, its sums.
+#[derive(Default)]
+struct TaskBuffers {
+    staging: Vec<f32>,
+    weights: Vec<u32>,
+    sums: Vec<Tile>,
+}
+
 thread_local! {
     /// The pairs of the last product's x, kept: a fresh buffer of tens of MiB is pages
     /// the kernel must fault in and zero on every call. A nested call (a task of this
     /// thread's own parallel loop) finds it taken and allocates its own.
     static PAIRS: RefCell<Option<Vec<u32>>> = const { RefCell::new(None) };
+    /// Each thread's task buffers (about K · 128 bytes of weights and 1.5 KiB of sums per
+    /// row panel), kept for the same reason.
+    static TASK: RefCell<Option<TaskBuffers>> = const { RefCell::new(None) };
 }
 
 /// out[M, N] (+)= x[M, K] · W; `isa` has bf16 dot products.
@@ -118,49 +132,49 @@ fn run(isa: Isa, pairs: &[u32], m: usize, k: usize, w: WeightSlice, layout: Weig
     let runs = (4 * rayon::current_num_threads()).div_ceil(col_tasks).min(row_panels.div_ceil(MIN_RUN)).max(1);
     let run_len = row_panels.div_ceil(runs);
     let shared = SharedOut::new(out);
-    (0..col_tasks * runs).into_par_iter().for_each_init(
-        || (vec![0f32; KC * NR], Vec::<u32>::new(), Vec::<Tile>::new()),
-        |(bpack, wpairs, acc), task| {
-            let (c, r) = (task % col_tasks, task / col_tasks);
-            let (rp0, rp1) = (r * run_len, ((r + 1) * run_len).min(row_panels));
-            if rp0 >= rp1 {
-                return;
+    (0..col_tasks * runs).into_par_iter().for_each(|task| {
+        let (c, r) = (task % col_tasks, task / col_tasks);
+        let (rp0, rp1) = (r * run_len, ((r + 1) * run_len).min(row_panels));
+        if rp0 >= rp1 {
+            return;
+        }
+        let (n0, nb) = (c * COLS, (n - c * COLS).min(COLS));
+        let mut b = TASK.with(|t| t.borrow_mut().take()).unwrap_or_default();
+        b.staging.resize(KC * NR, 0.0);
+        // The task's weights: per sub-block, its four panels [KP][NR] in a row.
+        b.weights.resize(subs.len() * GROUPS * KP * NR, 0);
+        for (&(kb, h0, hp), sub) in subs.iter().zip(b.weights.chunks_exact_mut(GROUPS * KP * NR)) {
+            let (hk0, hkc) = (kb * KC + 2 * h0, (k - kb * KC - 2 * h0).min(2 * hp));
+            for (g, panel) in sub.chunks_exact_mut(KP * NR).enumerate() {
+                match nb.saturating_sub(g * NR).min(NR) {
+                    // Past the last column: zero weights, sums never stored.
+                    0 => panel.fill(0),
+                    gb => weight_pairs(isa, w, layout, k, n, hk0, hkc, n0 + g * NR, gb, &mut b.staging, panel),
+                }
             }
-            let (n0, nb) = (c * COLS, (n - c * COLS).min(COLS));
-            // The task's weights: per sub-block, its four panels [KP][NR] in a row.
-            wpairs.resize(subs.len() * GROUPS * KP * NR, 0);
-            for (&(kb, h0, hp), sub) in subs.iter().zip(wpairs.chunks_exact_mut(GROUPS * KP * NR)) {
-                let (hk0, hkc) = (kb * KC + 2 * h0, (k - kb * KC - 2 * h0).min(2 * hp));
-                for (g, panel) in sub.chunks_exact_mut(KP * NR).enumerate() {
-                    match nb.saturating_sub(g * NR).min(NR) {
-                        // Past the last column: zero weights, sums never stored.
-                        0 => panel.fill(0),
-                        gb => weight_pairs(isa, w, layout, k, n, hk0, hkc, n0 + g * NR, gb, bpack, panel),
+        }
+        b.sums.clear();
+        b.sums.resize(rp1 - rp0, [[[0f32; NR]; MR]; GROUPS]);
+        for (&(kb, h0, hp), sub) in subs.iter().zip(b.weights.chunks_exact(GROUPS * KP * NR)) {
+            for (rp, tile) in (rp0..rp1).zip(b.sums.iter_mut()) {
+                let a = &pairs[(kb * row_panels + rp) * KC / 2 * MR + h0 * MR..];
+                tile_6x64(hp, a, sub, tile);
+            }
+        }
+        for (rp, tile) in (rp0..rp1).zip(b.sums.iter()) {
+            for i in 0..(m - rp * MR).min(MR) {
+                for (g, group) in tile.iter().enumerate() {
+                    let gb = nb.saturating_sub(g * NR).min(NR);
+                    if gb > 0 {
+                        // SAFETY: only this task writes columns n0..n0 + nb of its rows.
+                        let dst = unsafe { shared.slice((rp * MR + i) * n + n0 + g * NR, gb) };
+                        store_row(dst, &group[i], accumulate);
                     }
                 }
             }
-            acc.clear();
-            acc.resize(rp1 - rp0, [[[0f32; NR]; MR]; GROUPS]);
-            for (&(kb, h0, hp), sub) in subs.iter().zip(wpairs.chunks_exact(GROUPS * KP * NR)) {
-                for (rp, tile) in (rp0..rp1).zip(acc.iter_mut()) {
-                    let a = &pairs[(kb * row_panels + rp) * KC / 2 * MR + h0 * MR..];
-                    tile_6x64(hp, a, sub, tile);
-                }
-            }
-            for (rp, tile) in (rp0..rp1).zip(acc.iter()) {
-                for i in 0..(m - rp * MR).min(MR) {
-                    for (g, group) in tile.iter().enumerate() {
-                        let gb = nb.saturating_sub(g * NR).min(NR);
-                        if gb > 0 {
-                            // SAFETY: only this task writes columns n0..n0 + nb of its rows.
-                            let dst = unsafe { shared.slice((rp * MR + i) * n + n0 + g * NR, gb) };
-                            store_row(dst, &group[i], accumulate);
-                        }
-                    }
-                }
-            }
-        },
-    );
+        }
+        TASK.with(|t| *t.borrow_mut() = Some(b));
+    });
 }
 
 /// W's columns n0..n0+nb over inner indices k0..k0+kc as [kc/2][NR] bf16 pairs (missing
@@ -169,7 +183,16 @@ fn run(isa: Isa, pairs: &[u32], m: usize, k: usize, w: WeightSlice, layout: Weig
 fn weight_pairs(isa: Isa, w: WeightSlice, layout: WeightLayout, k: usize, n: usize, k0: usize, kc: usize, n0: usize, nb: usize, bpack: &mut [f32], out: &mut [u32]) {
     match (w, layout) {
         // bf16 weights along K already are the pairs: no conversion.
-        (WeightSlice::BF16(s), WeightLayout::OutIn) => bf16_pairs_out_in(s, k, k0, kc, n0, nb, out),
+        (WeightSlice::BF16(s), WeightLayout::OutIn) => {
+            // SAFETY: the level has AVX-512 (the caller's dispatch); `gemm_pack`'s copy
+            // reads the same rows and columns.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                super::gemm_avx512::bf16_pairs_out_in_avx512(s, k, k0, kc, n0, nb, out)
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            bf16_pairs_out_in(s, k, k0, kc, n0, nb, out)
+        }
         _ => {
             pack_cols(isa, w, layout, k, n, k0, kc, n0, nb, bpack);
             // SAFETY: the level was checked by the caller's dispatch; the buffers hold a

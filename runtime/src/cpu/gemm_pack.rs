@@ -65,6 +65,7 @@ fn copy_panel(isa: Isa, x: &[f32], k: usize, rows: usize, k0: usize, kc: usize, 
 /// bf16 W [N, K]'s columns n0..n0+nb over k0..k0+kc as [kc/2][NR] pairs along K (an odd
 /// tail pairs with 0; missing columns are 0), read straight from the weights.
 #[allow(clippy::too_many_arguments)]
+#[cfg_attr(all(target_arch = "x86_64", not(test)), allow(dead_code))]
 pub(super) fn bf16_pairs_out_in(w: &[u16], k: usize, k0: usize, kc: usize, n0: usize, nb: usize, out: &mut [u32]) {
     let pairs = kc.div_ceil(2);
     for j in 0..NR {

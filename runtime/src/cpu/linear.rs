@@ -21,7 +21,6 @@ pub fn linear(isa: Isa, x: &[f32], k: usize, n: usize, w: WeightSlice, bias: Opt
         return;
     }
     let bias: Option<Vec<f32>> = bias.map(|b| (0..n).map(|i| b.get(i)).collect());
-    let bias_at = |j: usize| bias.as_ref().map_or(0.0, |b| b[j]);
     match epilogue {
         LinearEpilogue::Store | LinearEpilogue::Act(_) => {
             matmul(isa, x, k, w, WeightLayout::OutIn, out, false, RowOrder::Free);
@@ -38,9 +37,11 @@ pub fn linear(isa: Isa, x: &[f32], k: usize, n: usize, w: WeightSlice, bias: Opt
         LinearEpilogue::GatedAdd(gate) => {
             let mut y = vec![0f32; out.len()];
             matmul(isa, x, k, w, WeightLayout::OutIn, &mut y, false, RowOrder::Free);
+            let bias = bias.unwrap_or_else(|| vec![0.0; n]);
+            // Four slices in step, so the sum vectorises.
             out.par_chunks_mut(n).zip(y.par_chunks(n)).for_each(|(row, y)| {
-                for (j, (o, &v)) in row.iter_mut().zip(y).enumerate() {
-                    *o += gate[j] * (v + bias_at(j));
+                for (((o, &v), &g), &b) in row.iter_mut().zip(y).zip(&gate[..n]).zip(&bias) {
+                    *o += g * (v + b);
                 }
             });
         }

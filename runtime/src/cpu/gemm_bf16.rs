@@ -26,6 +26,9 @@ use crate::op::WeightLayout;
 /// Weight panels per task, and the output columns they cover.
 pub(super) const GROUPS: usize = 4;
 const COLS: usize = GROUPS * NR;
+/// Output columns per task: two register tiles' worth, so each pair of x read from cache
+/// feeds two tiles.
+const TASK_COLS: usize = 2 * COLS;
 /// Pairs of inner indices per sub-block: four weight panels of 64 x 16 pairs, 16 KiB.
 const KP: usize = 64;
 /// The fewest row panels a task sweeps, so packing its weights stays a small share.
@@ -126,49 +129,59 @@ fn run(isa: Isa, pairs: &[u32], m: usize, k: usize, w: WeightSlice, layout: Weig
             (0..kc2).step_by(KP).map(move |h0| (kb, h0, (kc2 - h0).min(KP)))
         })
         .collect();
-    let col_tasks = n.div_ceil(COLS);
+    let col_tasks = n.div_ceil(TASK_COLS);
     // Row runs: enough tasks to keep every thread busy, each long enough to pay for its
     // weight packing.
     let runs = (4 * rayon::current_num_threads()).div_ceil(col_tasks).min(row_panels.div_ceil(MIN_RUN)).max(1);
     let run_len = row_panels.div_ceil(runs);
     let shared = SharedOut::new(out);
+    const SUB: usize = GROUPS * KP * NR;
     (0..col_tasks * runs).into_par_iter().for_each(|task| {
         let (c, r) = (task % col_tasks, task / col_tasks);
         let (rp0, rp1) = (r * run_len, ((r + 1) * run_len).min(row_panels));
         if rp0 >= rp1 {
             return;
         }
-        let (n0, nb) = (c * COLS, (n - c * COLS).min(COLS));
+        let (t0, tb) = (c * TASK_COLS, (n - c * TASK_COLS).min(TASK_COLS));
+        // The task's 64-column parts that hold columns: (first column, columns).
+        let parts: Vec<(usize, usize)> = (0..tb.div_ceil(COLS)).map(|p| (t0 + p * COLS, (tb - p * COLS).min(COLS))).collect();
         let mut b = TASK.with(|t| t.borrow_mut().take()).unwrap_or_default();
         b.staging.resize(KC * NR, 0.0);
-        // The task's weights: per sub-block, its four panels [KP][NR] in a row.
-        b.weights.resize(subs.len() * GROUPS * KP * NR, 0);
-        for (&(kb, h0, hp), sub) in subs.iter().zip(b.weights.chunks_exact_mut(GROUPS * KP * NR)) {
+        // The task's weights: per sub-block and part, four panels [KP][NR] in a row.
+        b.weights.resize(subs.len() * parts.len() * SUB, 0);
+        for (&(kb, h0, hp), sub) in subs.iter().zip(b.weights.chunks_exact_mut(parts.len() * SUB)) {
             let (hk0, hkc) = (kb * KC + 2 * h0, (k - kb * KC - 2 * h0).min(2 * hp));
-            for (g, panel) in sub.chunks_exact_mut(KP * NR).enumerate() {
-                match nb.saturating_sub(g * NR).min(NR) {
-                    // Past the last column: zero weights, sums never stored.
-                    0 => panel.fill(0),
-                    gb => weight_pairs(isa, w, layout, k, n, hk0, hkc, n0 + g * NR, gb, &mut b.staging, panel),
+            for (&(n0, nb), part) in parts.iter().zip(sub.chunks_exact_mut(SUB)) {
+                for (g, panel) in part.chunks_exact_mut(KP * NR).enumerate() {
+                    match nb.saturating_sub(g * NR).min(NR) {
+                        // Past the last column: zero weights, sums never stored.
+                        0 => panel.fill(0),
+                        gb => weight_pairs(isa, w, layout, k, n, hk0, hkc, n0 + g * NR, gb, &mut b.staging, panel),
+                    }
                 }
             }
         }
         b.sums.clear();
-        b.sums.resize(rp1 - rp0, [[[0f32; NR]; MR]; GROUPS]);
-        for (&(kb, h0, hp), sub) in subs.iter().zip(b.weights.chunks_exact(GROUPS * KP * NR)) {
-            for (rp, tile) in (rp0..rp1).zip(b.sums.iter_mut()) {
+        b.sums.resize((rp1 - rp0) * parts.len(), [[[0f32; NR]; MR]; GROUPS]);
+        // Each row panel's pairs meet every part while they are in L1.
+        for (&(kb, h0, hp), sub) in subs.iter().zip(b.weights.chunks_exact(parts.len() * SUB)) {
+            for (rp, tiles) in (rp0..rp1).zip(b.sums.chunks_exact_mut(parts.len())) {
                 let a = &pairs[(kb * row_panels + rp) * KC / 2 * MR + h0 * MR..];
-                tile_6x64(hp, a, sub, tile);
+                for (tile, part) in tiles.iter_mut().zip(sub.chunks_exact(SUB)) {
+                    tile_6x64(hp, a, part, tile);
+                }
             }
         }
-        for (rp, tile) in (rp0..rp1).zip(b.sums.iter()) {
+        for (rp, tiles) in (rp0..rp1).zip(b.sums.chunks_exact(parts.len())) {
             for i in 0..(m - rp * MR).min(MR) {
-                for (g, group) in tile.iter().enumerate() {
-                    let gb = nb.saturating_sub(g * NR).min(NR);
-                    if gb > 0 {
-                        // SAFETY: only this task writes columns n0..n0 + nb of its rows.
-                        let dst = unsafe { shared.slice((rp * MR + i) * n + n0 + g * NR, gb) };
-                        store_row(dst, &group[i], accumulate);
+                for (&(n0, nb), tile) in parts.iter().zip(tiles) {
+                    for (g, group) in tile.iter().enumerate() {
+                        let gb = nb.saturating_sub(g * NR).min(NR);
+                        if gb > 0 {
+                            // SAFETY: only this task writes columns t0..t0 + tb of its rows.
+                            let dst = unsafe { shared.slice((rp * MR + i) * n + n0 + g * NR, gb) };
+                            store_row(dst, &group[i], accumulate);
+                        }
                     }
                 }
             }

@@ -1,7 +1,8 @@
-//! AVX-512 micro-kernels of the cache-blocked GEMM (`gemm.rs`), over the same packed
-//! panels: two row panels at once (12 rows x 16 columns, 12 zmm accumulators), so enough
-//! independent FMA chains hide the latency. `Avx512Bf16` packs both operands as bf16
-//! pairs along K and sums each pair's two products into f32 with `vdpbf16ps`.
+//! AVX-512 micro-kernels: the f32 tile of the cache-blocked GEMM (`gemm.rs`), two row
+//! panels at once (12 rows x 16 columns, 12 zmm accumulators, so enough independent FMA
+//! chains hide the latency); and for `Avx512Bf16` (`gemm_bf16.rs`) the converters of x
+//! and W into bf16 pairs along K and the 6 x 64 tile that sums each pair's two products
+//! into f32 with `vdpbf16ps`.
 
 use super::gemm::{KC, MR, NR};
 

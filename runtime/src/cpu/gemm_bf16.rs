@@ -4,12 +4,13 @@
 //! x is rounded once per call into bf16 pairs of consecutive inner indices, in the packed
 //! layout of `gemm.rs` ([k block][row panel][KC/2][MR]), all rows at once: packing in
 //! passes of rows, as the f32 GEMM does, would pack the weights again for every pass.
-//! Each task owns 64 output columns (four 16-column weight panels) and a run of row
-//! panels; it packs its weights as pairs once, over all of K (K · 128 bytes). Per
-//! sub-block of 64 pairs (16 KiB of weights, L1-resident) it sweeps its rows with a 6 x 64
-//! register tile: per pair, four weight loads and six broadcasts of x feed 24
-//! `vdpbf16ps`, so the loads never limit the dot products. The sums live in a per-task
-//! buffer across sub-blocks, and the output is written once.
+//! Each task owns 128 output columns (two parts of four 16-column weight panels) and a run
+//! of row panels; it packs its weights as pairs once, over all of K (K · 256 bytes). Per
+//! sub-block of 64 pairs (16 KiB of weights per part) it sweeps its rows, each row
+//! panel's pairs meeting both parts while in L1, with a 6 x 64 register tile: per pair,
+//! four weight loads and six broadcasts of x feed 24 `vdpbf16ps`, so the loads never
+//! limit the dot products. The sums live in a per-task buffer across sub-blocks, and the
+//! output is written once.
 
 use std::cell::RefCell;
 
@@ -23,18 +24,24 @@ use super::simd::Isa;
 use super::view::{SharedOut, WeightSlice};
 use crate::op::WeightLayout;
 
-/// Weight panels per task, and the output columns they cover.
+/// Weight panels per part (one register tile), and the output columns they cover.
 pub(super) const GROUPS: usize = 4;
 const COLS: usize = GROUPS * NR;
 /// Output columns per task: two register tiles' worth, so each pair of x read from cache
 /// feeds two tiles.
 const TASK_COLS: usize = 2 * COLS;
-/// Pairs of inner indices per sub-block: four weight panels of 64 x 16 pairs, 16 KiB.
+/// Pairs of inner indices per sub-block: per part, four weight panels of 64 x 16 pairs
+/// (16 KiB).
 const KP: usize = 64;
 /// The fewest row panels a task sweeps, so packing its weights stays a small share.
 const MIN_RUN: usize = 16;
+/// The most: 3 KiB of sums per row panel, so a task's sums stay within about a core's L2.
+const MAX_RUN: usize = 256;
+/// The largest x-pairs buffer a thread keeps between calls (32 MiB); larger ones are
+/// freed, their products long enough to amortise the pages.
+const KEPT_PAIRS: usize = 8 << 20;
 
-/// One row panel's sums over a task's four weight panels.
+/// One row panel's sums over one part's four weight panels.
 pub(super) type Tile = [[[f32; NR]; MR]; GROUPS];
 
 /// A task's buffers: f32 staging for one weight micro-panel, its weight pairs over all of
@@ -51,7 +58,7 @@ thread_local! {
     /// the kernel must fault in and zero on every call. A nested call (a task of this
     /// thread's own parallel loop) finds it taken and allocates its own.
     static PAIRS: RefCell<Option<Vec<u32>>> = const { RefCell::new(None) };
-    /// Each thread's task buffers (about K · 128 bytes of weights and 1.5 KiB of sums per
+    /// Each thread's task buffers (about K · 256 bytes of weights and 3 KiB of sums per
     /// row panel), kept for the same reason.
     static TASK: RefCell<Option<TaskBuffers>> = const { RefCell::new(None) };
 }
@@ -63,7 +70,9 @@ pub(super) fn gemm(isa: Isa, x: &[f32], m: usize, k: usize, w: WeightSlice, layo
     let mut pairs = PAIRS.with(|p| p.borrow_mut().take()).unwrap_or_default();
     pack_pairs(isa, x, m, k, &mut pairs);
     run(isa, &pairs, m, k, w, layout, n, out, accumulate);
-    PAIRS.with(|p| *p.borrow_mut() = Some(pairs));
+    if pairs.capacity() <= KEPT_PAIRS {
+        PAIRS.with(|p| *p.borrow_mut() = Some(pairs));
+    }
 }
 
 /// out[rows, n] (+)= x · W for rows already packed by `gemm.rs` (a convolution's im2col).
@@ -132,7 +141,7 @@ fn run(isa: Isa, pairs: &[u32], m: usize, k: usize, w: WeightSlice, layout: Weig
     let col_tasks = n.div_ceil(TASK_COLS);
     // Row runs: enough tasks to keep every thread busy, each long enough to pay for its
     // weight packing.
-    let runs = (4 * rayon::current_num_threads()).div_ceil(col_tasks).min(row_panels.div_ceil(MIN_RUN)).max(1);
+    let runs = (4 * rayon::current_num_threads()).div_ceil(col_tasks).min(row_panels.div_ceil(MIN_RUN)).max(row_panels.div_ceil(MAX_RUN)).max(1);
     let run_len = row_panels.div_ceil(runs);
     let shared = SharedOut::new(out);
     const SUB: usize = GROUPS * KP * NR;

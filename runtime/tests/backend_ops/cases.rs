@@ -104,8 +104,9 @@ pub fn all_cases() -> Vec<Case> {
             cases.push(MatMul { m: 13, k: 517, n: 300, layout, dtype, accumulate: false });
         }
         // Enough row panels (18) for the bf16 GEMM to split rows between tasks, and a
-        // last 64-column task with one partial panel and an absent one.
-        cases.push(MatMul { m: 103, k: 70, n: 260, layout: WeightLayout::OutIn, dtype, accumulate: true });
+        // last 128-column task of 74: a whole 64-column part, then one with a partial
+        // panel and three absent ones.
+        cases.push(MatMul { m: 103, k: 70, n: 330, layout: WeightLayout::OutIn, dtype, accumulate: true });
         // Whole 32-column blocks of whole 32-element rows (AMX reads bf16 rows in place),
         // an odd number of 16-row tiles.
         cases.push(MatMul {

@@ -22,6 +22,12 @@ pub(crate) const KC: usize = 256;
 /// narrow products in bf16 too) for about 5 % of the codec's time.
 const FAST_MIN_COLUMNS: usize = 256;
 
+/// Whether the `vdpbf16ps` product (`gemm_bf16.rs`) computes a product of `n` output
+/// columns at this level: the fast levels' policy, for plain and gathered rows alike.
+fn bf16_product(isa: Isa, n: usize) -> bool {
+    isa.bf16_dot() && n >= FAST_MIN_COLUMNS
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(
     isa: Isa,
@@ -39,7 +45,7 @@ pub fn gemm(
         return super::gemm_amx::gemm(x, m, k, w, layout, n, out, accumulate);
     }
     // The bf16 GEMM packs all rows at once (the pass sizes below are not its to tune).
-    if isa.bf16_dot() && n >= FAST_MIN_COLUMNS {
+    if bf16_product(isa, n) {
         return super::gemm_bf16::gemm(isa, x, m, k, w, layout, n, out, accumulate);
     }
     super::tune::tune_on_first_use(isa, x, m, k, w, layout, n);
@@ -123,8 +129,7 @@ pub fn gemm_gathered(isa: Isa, rows: usize, k: usize, row: impl FnMut(usize, &mu
 
 /// out[rows, n] (+)= x · W for packed x.
 pub fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: WeightLayout, n: usize, out: &mut [f32], accumulate: bool) {
-    // The fast level's operands: bf16 x meets bf16 W from FAST_MIN_COLUMNS columns on.
-    if isa.bf16_dot() && n >= FAST_MIN_COLUMNS {
+    if bf16_product(isa, n) {
         return super::gemm_bf16::gemm_packed(isa, x, w, layout, n, out, accumulate);
     }
     let (mb, k) = (x.rows, x.k);

@@ -162,7 +162,7 @@ fn run(isa: Isa, pairs: &[u32], m: usize, k: usize, w: WeightSlice, layout: Weig
             let (hk0, hkc) = (kb * KC + 2 * h0, (k - kb * KC - 2 * h0).min(2 * hp));
             for (&(n0, nb), part) in parts.iter().zip(sub.chunks_exact_mut(SUB)) {
                 for (g, panel) in part.chunks_exact_mut(KP * NR).enumerate() {
-                    match nb.saturating_sub(g * NR).min(NR) {
+                    match panel_cols(nb, g) {
                         // Past the last column: zero weights, sums never stored.
                         0 => panel.fill(0),
                         gb => weight_pairs(isa, w, layout, k, n, hk0, hkc, n0 + g * NR, gb, &mut b.staging, panel),
@@ -185,7 +185,7 @@ fn run(isa: Isa, pairs: &[u32], m: usize, k: usize, w: WeightSlice, layout: Weig
             for i in 0..(m - rp * MR).min(MR) {
                 for (&(n0, nb), tile) in parts.iter().zip(tiles) {
                     for (g, group) in tile.iter().enumerate() {
-                        let gb = nb.saturating_sub(g * NR).min(NR);
+                        let gb = panel_cols(nb, g);
                         if gb > 0 {
                             // SAFETY: only this task writes columns t0..t0 + tb of its rows.
                             let dst = unsafe { shared.slice((rp * MR + i) * n + n0 + g * NR, gb) };
@@ -197,6 +197,11 @@ fn run(isa: Isa, pairs: &[u32], m: usize, k: usize, w: WeightSlice, layout: Weig
         }
         TASK.with(|t| *t.borrow_mut() = Some(b));
     });
+}
+
+/// The columns of weight panel g of a part holding `nb` columns (0: past its last).
+fn panel_cols(nb: usize, g: usize) -> usize {
+    nb.saturating_sub(g * NR).min(NR)
 }
 
 /// W's columns n0..n0+nb over inner indices k0..k0+kc as [kc/2][NR] bf16 pairs (missing

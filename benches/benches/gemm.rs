@@ -117,17 +117,26 @@ fn gemm_shapes(c: &mut Criterion, b: &Cpu, peak: &mut Peak) {
 /// codec linear with 8-bit weights, at the `fast` level (8-bit inputs where it has integer
 /// products).
 fn prefill_q8(c: &mut Criterion) {
+    prefill(c, DType::Q8_0);
+}
+
+/// The same products with bf16 weights (the LM's stored dtype).
+fn prefill_bf16(c: &mut Criterion) {
+    prefill(c, DType::BF16);
+}
+
+fn prefill(c: &mut Criterion, dtype: DType) {
     let isa = Isa::for_precision(uniaudio_runtime::Precision::Fast);
     let b = Cpu::with_isa(isa);
-    let mut peak = Peak::measure(move || measure_gemm_peak(isa, DType::Q8_0, 5));
-    println!("measured peak of {}'s Q8_0 products: {:.1} GFLOP/s ({} threads)", isa.name(), peak.gflops, b.threads());
+    let mut peak = Peak::measure(move || measure_gemm_peak(isa, dtype, 5));
+    println!("measured peak of {}'s {} products: {:.1} GFLOP/s ({} threads)", isa.name(), dtype.name(), peak.gflops, b.threads());
     // The prefill's 64 rows on the backbone's shapes, then the codec's 1000 rows.
     for (m, n, k) in [(64, 3072, 3072), (64, 8192, 3072), (64, 3072, 8192), (1000, 1536, 1536)] {
         let x = random(&b, &[m, k], 7);
         let values: Vec<f32> = (0..n * k).map(|i| (uniaudio_runtime::rng::hash32(8 ^ i as u32) >> 8) as f32 / 8_388_608.0 - 1.0).collect();
-        let w = ops::upload_f32(&b, &[n, k], &values, DType::Q8_0).expect("upload");
+        let w = ops::upload_f32(&b, &[n, k], &values, dtype).expect("upload");
         let out = b.alloc(DType::F32, &[m, n]).unwrap();
-        report(c, &format!("{}/prefill_q8_{m}x{n}x{k}", isa.key()), 2.0 * (m * n * k) as f64, &mut peak, || ops::linear(&b, &x, &w, None, &out, Epilogue::Store).unwrap());
+        report(c, &format!("{}/prefill_{}_{m}x{n}x{k}", isa.key(), dtype.name()), 2.0 * (m * n * k) as f64, &mut peak, || ops::linear(&b, &x, &w, None, &out, Epilogue::Store).unwrap());
     }
 }
 
@@ -156,5 +165,5 @@ fn attention_prefill(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, gemm, prefill_q8, attention_prefill);
+criterion_group!(benches, gemm, prefill_q8, prefill_bf16, attention_prefill);
 criterion_main!(benches);

@@ -44,8 +44,14 @@ pub fn gemm(
     if isa.amx() && n >= FAST_MIN_COLUMNS {
         return super::gemm_amx::gemm(x, m, k, w, layout, n, out, accumulate);
     }
-    // The bf16 GEMM packs all rows at once (the pass sizes below are not its to tune).
+    // The bf16 GEMMs pack all rows at once or none (the pass sizes below are not theirs
+    // to tune). Up to a few hundred rows, bf16 weights along K are read in place.
     if bf16_product(isa, n) {
+        if let (WeightSlice::BF16(w), WeightLayout::OutIn) = (w, layout) {
+            if m <= super::gemm_bf16_rows::MAX_ROWS {
+                return super::gemm_bf16_rows::gemm(x, m, k, w, n, out, accumulate);
+            }
+        }
         return super::gemm_bf16::gemm(isa, x, m, k, w, layout, n, out, accumulate);
     }
     super::tune::tune_on_first_use(isa, x, m, k, w, layout, n);

@@ -39,6 +39,7 @@ pub mod gemm_amx {
 }
 mod gemm_avx512;
 mod gemm_bf16;
+mod gemm_bf16_rows;
 mod linear;
 mod matmul;
 mod norm;

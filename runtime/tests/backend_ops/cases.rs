@@ -107,6 +107,9 @@ pub fn all_cases() -> Vec<Case> {
         // last 128-column task of 74: a whole 64-column part, then one with a partial
         // panel and three absent ones.
         cases.push(MatMul { m: 103, k: 70, n: 330, layout: WeightLayout::OutIn, dtype, accumulate: true });
+        // Many 32-element chunks with a tail, a partial 4-row and 6-column register tile
+        // (the fast level's in-place bf16 product).
+        cases.push(MatMul { m: 22, k: 1100, n: 263, layout: WeightLayout::OutIn, dtype, accumulate: false });
         // Whole 32-column blocks of whole 32-element rows (AMX reads bf16 rows in place),
         // an odd number of 16-row tiles.
         cases.push(MatMul {

@@ -11,6 +11,19 @@ macro_rules! load16 {
     };
 }
 
+/// Requests, into L2, the line at element `i` of the next group's rows (4·k elements after
+/// each of `rows`, consecutive rows of k elements). On a 2-core Zen 4 the four row streams
+/// of a group left the hardware prefetchers short of DRAM: fetched a group ahead, the bf16
+/// GEMV read 1.15x-1.3x more per second (3B text head and FFN stack, alternating in one
+/// process); into L1 (`T0`, what the AVX2 kernels do) it gained nothing there, nor did
+/// fixed distances of 4-8 KiB. A hint: it never faults, past the matrix included.
+#[inline(always)]
+unsafe fn prefetch_next_group<T>(rows: &[*const T; 4], k: usize, i: usize) {
+    for r in rows {
+        _mm_prefetch::<_MM_HINT_T1>(r.wrapping_add(4 * k + i) as *const i8);
+    }
+}
+
 macro_rules! scalar {
     (f32, $v:expr) => {
         $v
@@ -26,7 +39,12 @@ macro_rules! dot4 {
         pub unsafe fn $name(rows: [*const $t; 4], x: *const f32, k: usize) -> [f32; 4] {
             let mut acc = [[_mm512_setzero_ps(); 2]; 4];
             let mut i = 0;
+            // 32 elements per step: two 64-byte lines of f32 rows, one of f16.
+            let lines = std::mem::size_of::<$t>() / 2;
             while i + 32 <= k {
+                for l in 0..lines {
+                    prefetch_next_group(&rows, k, i + 16 * l);
+                }
                 let x0 = _mm512_loadu_ps(x.add(i));
                 let x1 = _mm512_loadu_ps(x.add(i + 16));
                 for r in 0..4 {
@@ -58,7 +76,11 @@ macro_rules! dot4x2 {
         pub unsafe fn $name(rows: [*const $t; 4], x: [*const f32; 2], k: usize) -> [[f32; 4]; 2] {
             let mut acc = [[[_mm512_setzero_ps(); 2]; 4]; 2];
             let mut i = 0;
+            let lines = std::mem::size_of::<$t>() / 2;
             while i + 32 <= k {
+                for l in 0..lines {
+                    prefetch_next_group(&rows, k, i + 16 * l);
+                }
                 let x0 = [_mm512_loadu_ps(x[0].add(i)), _mm512_loadu_ps(x[1].add(i))];
                 let x1 = [_mm512_loadu_ps(x[0].add(i + 16)), _mm512_loadu_ps(x[1].add(i + 16))];
                 for r in 0..4 {
@@ -85,6 +107,7 @@ pub unsafe fn dot4x2_bf16(rows: [*const u16; 4], x: [*const f32; 2], even_odd: [
     let high = _mm512_set1_epi32(0xffff_0000u32 as i32);
     let mut i = 0;
     while i + 32 <= k {
+        prefetch_next_group(&rows, k, i);
         let xe = [_mm512_loadu_ps(even_odd[0].add(i)), _mm512_loadu_ps(even_odd[1].add(i))];
         let xo = [_mm512_loadu_ps(even_odd[0].add(i + 16)), _mm512_loadu_ps(even_odd[1].add(i + 16))];
         for r in 0..4 {
@@ -127,6 +150,7 @@ pub unsafe fn dot4_bf16(rows: [*const u16; 4], x: *const f32, even_odd: *const f
     let high = _mm512_set1_epi32(0xffff_0000u32 as i32);
     let mut i = 0;
     while i + 32 <= k {
+        prefetch_next_group(&rows, k, i);
         let xe = _mm512_loadu_ps(even_odd.add(i));
         let xo = _mm512_loadu_ps(even_odd.add(i + 16));
         for r in 0..4 {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use uniaudio_runtime::cpu::peak::{measure_fma_peak, measure_gemm_peak};
 use uniaudio_runtime::cpu::Isa;
-use uniaudio_runtime::{ops, Backend, ConvParams, Cpu, DType, Epilogue, Tensor};
+use uniaudio_runtime::{ops, Backend, ConvParams, Cpu, DType, Epilogue, Precision, Tensor};
 
 fn random(b: &Cpu, shape: &[usize], seed: u32) -> Tensor<Cpu> {
     let n: usize = shape.iter().product();
@@ -117,19 +117,20 @@ fn gemm_shapes(c: &mut Criterion, b: &Cpu, peak: &mut Peak) {
 /// codec linear with 8-bit weights, at the `fast` level (8-bit inputs where it has integer
 /// products).
 fn prefill_q8(c: &mut Criterion) {
-    prefill(c, DType::Q8_0);
+    prefill(c, DType::Q8_0, Precision::Fast);
 }
 
-/// The same products with bf16 weights (the LM's stored dtype).
+/// The same products with bf16 weights (the LM's stored dtype), in both precisions.
 fn prefill_bf16(c: &mut Criterion) {
-    prefill(c, DType::BF16);
+    prefill(c, DType::BF16, Precision::Fast);
+    prefill(c, DType::BF16, Precision::Exact);
 }
 
-fn prefill(c: &mut Criterion, dtype: DType) {
-    let isa = Isa::for_precision(uniaudio_runtime::Precision::Fast);
+fn prefill(c: &mut Criterion, dtype: DType, precision: Precision) {
+    let isa = Isa::for_precision(precision);
     let b = Cpu::with_isa(isa);
     let mut peak = Peak::measure(move || measure_gemm_peak(isa, dtype, 5));
-    println!("measured peak of {}'s {} products: {:.1} GFLOP/s ({} threads)", isa.name(), dtype.name(), peak.gflops, b.threads());
+    println!("measured peak of {} ({} precision) with {} weights: {:.1} GFLOP/s ({} threads)", isa.name(), precision.name(), dtype.name(), peak.gflops, b.threads());
     // The prefill's 64 rows on the backbone's shapes, then the codec's 1000 rows.
     for (m, n, k) in [(64, 3072, 3072), (64, 8192, 3072), (64, 3072, 8192), (1000, 1536, 1536)] {
         let x = random(&b, &[m, k], 7);

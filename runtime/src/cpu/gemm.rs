@@ -46,12 +46,17 @@ pub fn gemm(
     }
     // The bf16 GEMMs pack all rows at once or none (the pass sizes below are not theirs
     // to tune). Up to a few hundred rows, bf16 weights along K are read in place.
-    if bf16_product(isa, n) {
-        if let (WeightSlice::BF16(w), WeightLayout::OutIn) = (w, layout) {
-            if m <= super::gemm_bf16_rows::MAX_ROWS {
-                return super::gemm_bf16_rows::gemm(x, m, k, w, n, out, accumulate);
-            }
+    // Up to a few hundred rows (a prefill), bf16 weights along K are read in place.
+    if let (WeightSlice::BF16(w), WeightLayout::OutIn, true) = (w, layout, isa.avx512()) {
+        use super::gemm_bf16_rows as rows;
+        if bf16_product(isa, n) && m <= rows::MAX_ROWS_BF16 {
+            return rows::gemm_bf16(x, m, k, w, n, out, accumulate);
         }
+        if !bf16_product(isa, n) && m <= rows::MAX_ROWS_F32 {
+            return rows::gemm_f32(x, m, k, w, n, out, accumulate);
+        }
+    }
+    if bf16_product(isa, n) {
         return super::gemm_bf16::gemm(isa, x, m, k, w, layout, n, out, accumulate);
     }
     super::tune::tune_on_first_use(isa, x, m, k, w, layout, n);

@@ -1,16 +1,18 @@
-//! The `Avx512Bf16` level's product of a few dozen rows (a prefill) with bf16 weights stored
-//! along K (out-in): out[M, N] (+)= x[M, K] · Wᵀ, bf16 operands and f32 sums.
+//! The AVX-512 levels' products of a few dozen rows (a prefill) with bf16 weights stored
+//! along K (out-in): out[M, N] (+)= x[M, K] · Wᵀ with f32 sums, in bf16 operands
+//! (`vdpbf16ps`, the fast precision) or in f32 arithmetic (the exact one).
 //!
-//! Both operands already lie along K, so nothing is packed: x is rounded once into bf16
-//! rows (zero padded to whole 32-element chunks), and each 4 x 6 register tile takes 32
-//! inner indices of four x rows and six weight rows per step, straight from where they lie,
-//! into 24 `vdpbf16ps`. Each sum is 16 lanes reduced once at the end, so a result depends
-//! only on its x row and weight row, never on M or on the tile it fell in. For few rows the
-//! packed GEMM (`gemm_bf16.rs`) spends more on gathering weight pairs than on products.
+//! Both operands already lie along K, so nothing is packed: x is laid out once into rows
+//! padded to whole 32-element chunks (rounded to bf16, or f32 in even/odd order), and each
+//! register tile takes 32 inner indices of four x rows and six (bf16) or five (f32) weight
+//! rows per step, straight from where they lie: 24 `vdpbf16ps`, or 40 FMAs. Each sum is 16
+//! lanes reduced once at the end, so a result depends only on its x row and weight row,
+//! never on M or on the tile it fell in. For few rows the packed GEMMs (`gemm_bf16.rs`,
+//! `gemm.rs`) spend more on packing weights than on products.
 //!
-//! A task owns a block of six-column tiles and a chunk of rows; for each column tile (six
-//! weight rows, 6 · K · 2 bytes, L2-resident) it sweeps its row tiles, whose x rows stay in
-//! L2 across the column tiles.
+//! A task owns a block of column tiles and a chunk of rows; for each column tile (its
+//! weight rows, L2-resident) it sweeps its row tiles, whose x rows stay in L2 across the
+//! column tiles.
 
 use std::cell::RefCell;
 
@@ -20,45 +22,84 @@ use super::view::SharedOut;
 
 /// x rows per register tile.
 const RM: usize = 4;
-/// Weight rows (output columns) per register tile.
-const RN: usize = 6;
+/// Weight rows (output columns) per register tile: bf16 products, f32 products.
+const RN_BF16: usize = 6;
+const RN_F32: usize = 5;
 /// Inner indices per step: one 64-byte load of bf16.
 const CHUNK: usize = 32;
-/// The most bytes of bf16 x a task sweeps per column tile (within a core's L2 beside the
+/// The most bytes of x a task sweeps per column tile (within a core's L2 beside the
 /// weight rows).
 const X_CHUNK_BYTES: usize = 512 << 10;
 
 thread_local! {
-    /// The last product's bf16 x, kept: fresh pages cost a fault and a clear each call.
-    static ROWS: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
+    /// The last product's x rows, kept: fresh pages cost a fault and a clear each call.
+    static BF16_ROWS: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
+    static F32_ROWS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Rows up to which this product runs at the fast level. Measured on a 2-core Zen 4
-/// against the packed GEMM: 1.6x at 64 rows (3B prefill shapes), 1.03x-1.17x at 200-512,
-/// level or behind at 1000 (the codec's linears).
-pub(super) const MAX_ROWS: usize = 512;
+/// Rows up to which these products run, measured on a 2-core Zen 4 against the packed
+/// GEMMs. bf16: 1.6x at 64 rows (3B prefill shapes), 1.03x-1.17x at 200-512, level or
+/// behind at 1000 (the codec's linears). f32: 1.05x-1.17x at 64 rows, level at 128,
+/// 0.92x-0.97x at 256 (the packed f32 tile reaches 90 % of the FMA peak there).
+pub(super) const MAX_ROWS_BF16: usize = 512;
+pub(super) const MAX_ROWS_F32: usize = 128;
 
-/// out[M, N] (+)= x[M, K] · Wᵀ for bf16 `w` [N, K]. The caller checked AVX512-BF16.
+/// out[M, N] (+)= x[M, K] · Wᵀ for bf16 `w` [N, K], x rounded to bf16 (`vdpbf16ps`, the
+/// fast precision). The caller checked AVX512-BF16.
+pub(super) fn gemm_bf16(x: &[f32], m: usize, k: usize, w: &[u16], n: usize, out: &mut [f32], accumulate: bool) {
+    with_rows(&BF16_ROWS, x, m, k, w, n, round_row, |rows, kp| run::<u16, RN_BF16>(rows, m, k, kp, w, n, out, accumulate, tile_bf16));
+}
+
+/// The same product in f32 arithmetic (the exact precision): each bf16 weight widens to
+/// its f32 value, so only the order of the f32 sums differs from the packed GEMM. x rows
+/// are laid out per 32-element chunk as 16 evens then 16 odds, the lanes a 64-byte load
+/// of 32 bf16 weights splits into (a shift and a mask). The caller checked AVX-512.
+pub(super) fn gemm_f32(x: &[f32], m: usize, k: usize, w: &[u16], n: usize, out: &mut [f32], accumulate: bool) {
+    with_rows(&F32_ROWS, x, m, k, w, n, even_odd_row, |rows, kp| run::<f32, RN_F32>(rows, m, k, kp, w, n, out, accumulate, tile_f32));
+}
+
+/// x [m, k] as rows of `kp` (k padded to whole chunks) made by `row`, in this thread's
+/// kept buffer, passed to `product` with kp.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn gemm(x: &[f32], m: usize, k: usize, w: &[u16], n: usize, out: &mut [f32], accumulate: bool) {
-    assert!(x.len() >= m * k && w.len() >= n * k && out.len() >= m * n, "gemm operand sizes for {m} x {k} x {n}");
+fn with_rows<X: Copy + Default + Send + Sync + 'static>(
+    kept: &'static std::thread::LocalKey<RefCell<Vec<X>>>,
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[u16],
+    n: usize,
+    row: impl Fn(&[f32], &mut [X]) + Sync,
+    product: impl FnOnce(&[X], usize),
+) {
+    assert!(x.len() >= m * k && w.len() >= n * k, "gemm operand sizes for {m} x {k} x {n}");
     if m == 0 || n == 0 {
         return;
     }
     let kp = k.next_multiple_of(CHUNK).max(CHUNK);
-    let mut rows = ROWS.with(|r| std::mem::take(&mut *r.borrow_mut()));
+    let mut rows = kept.with(|r| std::mem::take(&mut *r.borrow_mut()));
     if rows.len() < m * kp {
-        rows.resize(m * kp, 0);
+        rows.resize(m * kp, X::default());
     }
-    rows[..m * kp].par_chunks_mut(kp).zip(x.par_chunks(k)).for_each(|(dst, src)| round_row(src, dst));
-    run(&rows[..m * kp], m, k, kp, w, n, out, accumulate);
-    ROWS.with(|r| *r.borrow_mut() = rows);
+    rows[..m * kp].par_chunks_mut(kp).zip(x.par_chunks(k)).for_each(|(dst, src)| row(src, dst));
+    product(&rows[..m * kp], kp);
+    kept.with(|r| *r.borrow_mut() = rows);
 }
 
-/// A row of x as bf16 (round to nearest even), zero padded to `dst.len()`.
+/// A row of x, zero padded to whole chunks, each chunk's 16 even elements then 16 odd.
+fn even_odd_row(src: &[f32], dst: &mut [f32]) {
+    let at = |i: usize| src.get(i).copied().unwrap_or(0.0);
+    for (c, chunk) in dst.chunks_exact_mut(CHUNK).enumerate() {
+        let (evens, odds) = chunk.split_at_mut(CHUNK / 2);
+        for (l, (e, o)) in evens.iter_mut().zip(odds).enumerate() {
+            *e = at(c * CHUNK + 2 * l);
+            *o = at(c * CHUNK + 2 * l + 1);
+        }
+    }
+}
+
+/// A row of x as bf16 (round to nearest even), zero padded to whole chunks.
 fn round_row(src: &[f32], dst: &mut [u16]) {
-    debug_assert!(dst.len() >= src.len() && dst.len().is_multiple_of(CHUNK));
-    // SAFETY: the caller dispatches here only on a level with AVX512-BF16.
+    // SAFETY: `gemm_bf16`'s caller checked AVX512-BF16.
     #[cfg(target_arch = "x86_64")]
     unsafe {
         kernel::round_row(src, dst)
@@ -67,10 +108,45 @@ fn round_row(src: &[f32], dst: &mut [u16]) {
     unreachable!("AVX512-BF16 exists only on x86-64 ({})", src.len() + dst.len());
 }
 
+/// The 4 x 6 sums of four bf16 x rows (padded to whole chunks) with six weight rows of k.
+fn tile_bf16(x: [&[u16]; RM], w: [&[u16]; RN_BF16], k: usize) -> [[f32; RN_BF16]; RM] {
+    // SAFETY: `gemm_bf16`'s caller checked AVX512-BF16; the kernel checks the row lengths.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        kernel::tile_bf16(x, w, k)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("AVX512-BF16 exists only on x86-64 ({})", x.len() + w.len() + k)
+}
+
+/// The 4 x 5 sums of four even/odd f32 x rows (padded to whole chunks) with five weight
+/// rows of k.
+fn tile_f32(x: [&[f32]; RM], w: [&[u16]; RN_F32], k: usize) -> [[f32; RN_F32]; RM] {
+    // SAFETY: `gemm_f32`'s caller checked AVX-512; the kernel checks the row lengths.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        kernel::tile_f32(x, w, k)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("AVX-512 exists only on x86-64 ({})", x.len() + w.len() + k)
+}
+
+/// Splits the product into tasks and runs `tile` on each RM x RN register tile.
 #[allow(clippy::too_many_arguments)]
-fn run(rows: &[u16], m: usize, k: usize, kp: usize, w: &[u16], n: usize, out: &mut [f32], accumulate: bool) {
+fn run<X: Sync, const RN: usize>(
+    rows: &[X],
+    m: usize,
+    k: usize,
+    kp: usize,
+    w: &[u16],
+    n: usize,
+    out: &mut [f32],
+    accumulate: bool,
+    tile: impl Fn([&[X]; RM], [&[u16]; RN], usize) -> [[f32; RN]; RM] + Sync,
+) {
+    assert!(out.len() >= m * n && rows.len() >= m * kp && kp >= k.next_multiple_of(CHUNK), "gemm output or rows for {m} x {k} x {n}");
     let (row_tiles, col_tiles) = (m.div_ceil(RM), n.div_ceil(RN));
-    let tiles_per_chunk = (X_CHUNK_BYTES / (RM * kp * 2)).max(4);
+    let tiles_per_chunk = (X_CHUNK_BYTES / (RM * kp * std::mem::size_of::<X>())).max(4);
     let row_chunks = row_tiles.div_ceil(tiles_per_chunk);
     let tiles_per_chunk = row_tiles.div_ceil(row_chunks);
     // Enough column blocks for eight tasks per thread.
@@ -89,7 +165,7 @@ fn run(rows: &[u16], m: usize, k: usize, kp: usize, w: &[u16], n: usize, out: &m
             for rt in rt0..rt1 {
                 let m0 = rt * RM;
                 let mb = (m - m0).min(RM);
-                let x_rows: [&[u16]; RM] = std::array::from_fn(|i| &rows[(m0 + i.min(mb - 1)) * kp..][..kp]);
+                let x_rows: [&[X]; RM] = std::array::from_fn(|i| &rows[(m0 + i.min(mb - 1)) * kp..][..kp]);
                 let sums = tile(x_rows, w_rows, k);
                 for (i, row) in sums.iter().enumerate().take(mb) {
                     // SAFETY: only this task writes columns n0..n0 + nb of rows m0..m0 + mb
@@ -104,28 +180,17 @@ fn run(rows: &[u16], m: usize, k: usize, kp: usize, w: &[u16], n: usize, out: &m
     });
 }
 
-/// The 4 x 6 sums of four bf16 x rows (padded to whole chunks) with six weight rows of k.
-fn tile(x: [&[u16]; RM], w: [&[u16]; RN], k: usize) -> [[f32; RN]; RM] {
-    assert!(x.iter().all(|r| r.len() >= k.next_multiple_of(CHUNK)) && w.iter().all(|r| r.len() >= k), "tile rows");
-    // SAFETY: the caller dispatches here only on a level with AVX512-BF16; row lengths
-    // asserted (x rows cover whole chunks; weight rows are read masked past k).
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        kernel::tile_4x6(x.map(|r| r.as_ptr()), w.map(|r| r.as_ptr()), k)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("AVX512-BF16 exists only on x86-64 ({})", x.len() + w.len() + k)
-}
-
 #[cfg(target_arch = "x86_64")]
 mod kernel {
     use std::arch::x86_64::*;
 
-    use super::{CHUNK, RM, RN};
+    use super::{CHUNK, RM, RN_BF16, RN_F32};
 
-    /// `super::round_row` with `vcvtne2ps2bf16`, 32 values at a time (a tail read masked).
+    /// A row of x as bf16 (round to nearest even), zero padded to `dst.len()` (a multiple
+    /// of 32): `vcvtne2ps2bf16`, 32 values at a time, a tail read masked.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     pub(super) unsafe fn round_row(src: &[f32], dst: &mut [u16]) {
+        assert!(dst.len() >= src.len() && dst.len().is_multiple_of(CHUNK), "bf16 row of {} into {}", src.len(), dst.len());
         let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
         let mut i = 0;
         while i < dst.len() {
@@ -157,71 +222,134 @@ mod kernel {
         [lanes[0], lanes[4], lanes[8], lanes[12]]
     }
 
-    /// `super::tile`: x rows hold whole chunks; weight rows are read masked past `k`.
+    /// A row of sums reduced per output (RN ≤ 8).
+    #[inline(always)]
+    unsafe fn reduce_row<const RN: usize>(acc: &[__m512; RN]) -> [f32; RN] {
+        let v = |j: usize| acc[j.min(RN - 1)];
+        let [a, b, c, d] = reduce4(v(0), v(1), v(2), v(3));
+        let [e, f, g, h] = reduce4(v(4), v(5), v(6), v(7));
+        let all = [a, b, c, d, e, f, g, h];
+        std::array::from_fn(|j| all[j])
+    }
+
+    /// The 4 x 6 sums of four bf16 x rows (padded to whole chunks) with six bf16 weight
+    /// rows of k, read masked past k.
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub(super) unsafe fn tile_4x6(x: [*const u16; RM], w: [*const u16; RN], k: usize) -> [[f32; RN]; RM] {
-        let mut acc = [[_mm512_setzero_ps(); RN]; RM];
-        let full = k / CHUNK * CHUNK;
-        let mut c = 0;
-        while c < full {
+    pub(super) unsafe fn tile_bf16(x: [&[u16]; RM], w: [&[u16]; RN_BF16], k: usize) -> [[f32; RN_BF16]; RM] {
+        assert!(x.iter().all(|r| r.len() >= k.next_multiple_of(CHUNK)) && w.iter().all(|r| r.len() >= k), "tile rows");
+        let (x, w) = (x.map(|r| r.as_ptr()), w.map(|r| r.as_ptr()));
+        let mut acc = [[_mm512_setzero_ps(); RN_BF16]; RM];
+        let step = |c: usize, mask: u32, acc: &mut [[__m512; RN_BF16]; RM]| {
             let xv: [__m512bh; RM] = std::array::from_fn(|i| std::mem::transmute(_mm512_loadu_si512(x[i].add(c) as *const _)));
-            for j in 0..RN {
-                let wv: __m512bh = std::mem::transmute(_mm512_loadu_si512(w[j].add(c) as *const _));
-                for i in 0..RM {
-                    acc[i][j] = _mm512_dpbf16_ps(acc[i][j], xv[i], wv);
-                }
-            }
-            c += CHUNK;
-        }
-        if full < k {
-            let mask = (1u32 << (k - full)) - 1;
-            let xv: [__m512bh; RM] = std::array::from_fn(|i| std::mem::transmute(_mm512_loadu_si512(x[i].add(c) as *const _)));
-            for j in 0..RN {
+            for j in 0..RN_BF16 {
                 let wv: __m512bh = std::mem::transmute(_mm512_maskz_loadu_epi16(mask, w[j].add(c) as *const i16));
                 for i in 0..RM {
                     acc[i][j] = _mm512_dpbf16_ps(acc[i][j], xv[i], wv);
                 }
             }
+        };
+        let full = k / CHUNK * CHUNK;
+        let mut c = 0;
+        while c < full {
+            step(c, u32::MAX, &mut acc);
+            c += CHUNK;
         }
-        let mut out = [[0f32; RN]; RM];
-        for (i, row) in out.iter_mut().enumerate() {
-            let [a, b, c, d] = reduce4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);
-            let [e, f, _, _] = reduce4(acc[i][4], acc[i][5], acc[i][4], acc[i][5]);
-            *row = [a, b, c, d, e, f];
+        if full < k {
+            step(full, (1u32 << (k - full)) - 1, &mut acc);
         }
-        out
+        acc.map(|row| reduce_row(&row))
+    }
+
+    /// The 4 x 5 sums of four f32 x rows in even/odd chunk order (padded to whole chunks)
+    /// with five bf16 weight rows of k, read masked past k: per chunk and weight row, one
+    /// load, a shift (evens) and a mask (odds), then two FMAs per x row.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn tile_f32(x: [&[f32]; RM], w: [&[u16]; RN_F32], k: usize) -> [[f32; RN_F32]; RM] {
+        assert!(x.iter().all(|r| r.len() >= k.next_multiple_of(CHUNK)) && w.iter().all(|r| r.len() >= k), "tile rows");
+        let (x, w) = (x.map(|r| r.as_ptr()), w.map(|r| r.as_ptr()));
+        let high = _mm512_set1_epi32(0xffff_0000u32 as i32);
+        let mut acc = [[_mm512_setzero_ps(); RN_F32]; RM];
+        let step = |c: usize, mask: u32, acc: &mut [[__m512; RN_F32]; RM]| {
+            let xe: [__m512; RM] = std::array::from_fn(|i| _mm512_loadu_ps(x[i].add(c)));
+            let xo: [__m512; RM] = std::array::from_fn(|i| _mm512_loadu_ps(x[i].add(c + 16)));
+            for j in 0..RN_F32 {
+                let raw = _mm512_maskz_loadu_epi16(mask, w[j].add(c) as *const i16);
+                let even = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(raw));
+                let odd = _mm512_castsi512_ps(_mm512_and_si512(raw, high));
+                for i in 0..RM {
+                    acc[i][j] = _mm512_fmadd_ps(odd, xo[i], _mm512_fmadd_ps(even, xe[i], acc[i][j]));
+                }
+            }
+        };
+        let full = k / CHUNK * CHUNK;
+        let mut c = 0;
+        while c < full {
+            step(c, u32::MAX, &mut acc);
+            c += CHUNK;
+        }
+        if full < k {
+            step(full, (1u32 << (k - full)) - 1, &mut acc);
+        }
+        acc.map(|row| reduce_row(&row))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::simd::Isa;
     use super::*;
 
+    type Product = fn(&[f32], usize, usize, &[u16], usize, &mut [f32], bool);
+    /// A product, the level it needs, and the value it gives an element of x.
+    type Case<'a> = (Isa, Product, &'a dyn Fn(f32) -> f64);
+
     /// A row's sums do not depend on how many rows share the call or which tile they fall
-    /// in (partial row and column tiles, a K tail), and they are the bf16 products summed
-    /// in f32 (checked against f64 within f32 rounding).
+    /// in (partial row and column tiles, a K tail), and they are the products of x (as the
+    /// product rounds it) and the weights, summed in f32 (checked against f64 sums).
     #[test]
     fn rows_are_independent_of_the_batch() {
-        if !super::super::simd::Isa::Avx512Bf16.available() {
-            eprintln!("skipped: this CPU lacks AVX512-BF16");
-            return;
-        }
-        let (m, k, n) = (11usize, 1100usize, 263usize);
-        let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 331.0).collect();
-        let w: Vec<u16> = (0..n * k).map(|i| half::bf16::from_f32(((i * 104_729 % 997) as f32 - 498.0) / 401.0).to_bits()).collect();
-        let mut all = vec![0f32; m * n];
-        gemm(&x, m, k, &w, n, &mut all, false);
-        for r in [0, 5, 10] {
-            let mut one = vec![1f32; n];
-            gemm(&x[r * k..(r + 1) * k], 1, k, &w, n, &mut one, false);
-            assert_eq!(one, all[r * n..(r + 1) * n], "row {r} alone");
-            for c in [0, 131, 262] {
-                let want: f64 = (0..k).map(|i| half::bf16::from_f32(x[r * k + i]).to_f64() * crate::dtype::bf16_bits_to_f32(w[c * k + i]) as f64).sum();
-                assert!((all[r * n + c] as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()), "row {r} column {c}: {} vs {want}", all[r * n + c]);
+        let bf16_x = |v: f32| half::bf16::from_f32(v).to_f64();
+        let f32_x = |v: f32| v as f64;
+        let products: [Case; 2] = [(Isa::Avx512Bf16, gemm_bf16, &bf16_x), (Isa::Avx512, gemm_f32, &f32_x)];
+        for (isa, product, x_value) in products {
+            if !isa.available() {
+                eprintln!("skipped {}: this CPU lacks it", isa.key());
+                continue;
             }
+            let (m, k, n) = (11usize, 1100usize, 263usize);
+            let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 331.0).collect();
+            let w: Vec<u16> = (0..n * k).map(|i| half::bf16::from_f32(((i * 104_729 % 997) as f32 - 498.0) / 401.0).to_bits()).collect();
+            let mut all = vec![0f32; m * n];
+            product(&x, m, k, &w, n, &mut all, false);
+            for r in [0, 5, 10] {
+                let mut one = vec![1f32; n];
+                product(&x[r * k..(r + 1) * k], 1, k, &w, n, &mut one, false);
+                assert_eq!(one, all[r * n..(r + 1) * n], "{}: row {r} alone", isa.key());
+                for c in [0, 131, 262] {
+                    let want: f64 = (0..k).map(|i| x_value(x[r * k + i]) * crate::dtype::bf16_bits_to_f32(w[c * k + i]) as f64).sum();
+                    let got = all[r * n + c] as f64;
+                    assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "{}: row {r} column {c}: {got} vs {want}", isa.key());
+                }
+            }
+            let mut twice = all.clone();
+            product(&x, m, k, &w, n, &mut twice, true);
+            assert!(twice.iter().zip(&all).all(|(t, a)| *t == 2.0 * a), "{}: accumulate adds the sums", isa.key());
         }
-        let mut twice = all.clone();
-        gemm(&x, m, k, &w, n, &mut twice, true);
-        assert!(twice.iter().zip(&all).all(|(t, a)| *t == 2.0 * a), "accumulate adds the sums");
+    }
+
+    /// The f32 rows' even/odd order, with a zero-padded tail chunk.
+    #[test]
+    fn even_odd_rows_interleave_each_chunk() {
+        let src: Vec<f32> = (0..35).map(|i| i as f32 + 1.0).collect();
+        let mut dst = vec![-1f32; 64];
+        even_odd_row(&src, &mut dst);
+        let want: Vec<f32> = (0..2)
+            .flat_map(|c| (0..16).map(move |l| (c, 2 * l)).chain((0..16).map(move |l| (c, 2 * l + 1))))
+            .map(|(c, i)| src.get(c * 32 + i).copied().unwrap_or(0.0))
+            .collect();
+        assert_eq!(dst, want);
+        assert_eq!(&dst[..4], &[1.0, 3.0, 5.0, 7.0]);
+        assert_eq!(&dst[16..18], &[2.0, 4.0]);
+        assert_eq!(&dst[32..36], &[33.0, 35.0, 0.0, 0.0]);
     }
 }

@@ -22,8 +22,9 @@ pub(crate) const KC: usize = 256;
 /// narrow products in bf16 too) for about 5 % of the codec's time.
 const FAST_MIN_COLUMNS: usize = 256;
 
-/// Whether the `vdpbf16ps` product (`gemm_bf16.rs`) computes a product of `n` output
-/// columns at this level: the fast levels' policy, for plain and gathered rows alike.
+/// Whether a `vdpbf16ps` product (`gemm_bf16.rs`, or `gemm_bf16_rows.rs` for a prefill's
+/// bf16 weights) computes a product of `n` output columns at this level: the fast levels'
+/// policy, for plain and gathered rows alike.
 fn bf16_product(isa: Isa, n: usize) -> bool {
     isa.bf16_dot() && n >= FAST_MIN_COLUMNS
 }
@@ -44,18 +45,18 @@ pub fn gemm(
     if isa.amx() && n >= FAST_MIN_COLUMNS {
         return super::gemm_amx::gemm(x, m, k, w, layout, n, out, accumulate);
     }
-    // The bf16 GEMMs pack all rows at once or none (the pass sizes below are not theirs
-    // to tune). Up to a few hundred rows, bf16 weights along K are read in place.
     // Up to a few hundred rows (a prefill), bf16 weights along K are read in place.
     if let (WeightSlice::BF16(w), WeightLayout::OutIn, true) = (w, layout, isa.avx512()) {
         use super::gemm_bf16_rows as rows;
         if bf16_product(isa, n) && m <= rows::MAX_ROWS_BF16 {
-            return rows::gemm_bf16(x, m, k, w, n, out, accumulate);
+            return rows::gemm_bf16(isa, x, m, k, w, n, out, accumulate);
         }
         if !bf16_product(isa, n) && m <= rows::MAX_ROWS_F32 {
-            return rows::gemm_f32(x, m, k, w, n, out, accumulate);
+            return rows::gemm_f32(isa, x, m, k, w, n, out, accumulate);
         }
     }
+    // The packed bf16 GEMM packs all rows at once (the pass sizes below are not its to
+    // tune).
     if bf16_product(isa, n) {
         return super::gemm_bf16::gemm(isa, x, m, k, w, layout, n, out, accumulate);
     }

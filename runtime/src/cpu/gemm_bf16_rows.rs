@@ -18,6 +18,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
+use super::simd::Isa;
 use super::view::SharedOut;
 
 /// x rows per register tile.
@@ -30,6 +31,8 @@ const CHUNK: usize = 32;
 /// The most bytes of x a task sweeps per column tile (within a core's L2 beside the
 /// weight rows).
 const X_CHUNK_BYTES: usize = 512 << 10;
+/// The largest x rows buffer a thread keeps between calls; larger ones are freed.
+const KEPT_BYTES: usize = 32 << 20;
 
 thread_local! {
     /// The last product's x rows, kept: fresh pages cost a fault and a clear each call.
@@ -45,21 +48,25 @@ pub(super) const MAX_ROWS_BF16: usize = 512;
 pub(super) const MAX_ROWS_F32: usize = 128;
 
 /// out[M, N] (+)= x[M, K] · Wᵀ for bf16 `w` [N, K], x rounded to bf16 (`vdpbf16ps`, the
-/// fast precision). The caller checked AVX512-BF16.
-pub(super) fn gemm_bf16(x: &[f32], m: usize, k: usize, w: &[u16], n: usize, out: &mut [f32], accumulate: bool) {
-    with_rows(&BF16_ROWS, x, m, k, w, n, round_row, |rows, kp| run::<u16, RN_BF16>(rows, m, k, kp, w, n, out, accumulate, tile_bf16));
+/// fast precision). `isa` must have bf16 dot products.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm_bf16(isa: Isa, x: &[f32], m: usize, k: usize, w: &[u16], n: usize, out: &mut [f32], accumulate: bool) {
+    assert!(isa.bf16_dot(), "the bf16 rows product needs AVX512-BF16, not {}", isa.key());
+    with_rows(&BF16_ROWS, x, m, k, w, n, out, accumulate, round_row, |rows, kp, out| run::<u16, RN_BF16>(rows, m, k, kp, w, n, out, accumulate, tile_bf16));
 }
 
 /// The same product in f32 arithmetic (the exact precision): each bf16 weight widens to
 /// its f32 value, so only the order of the f32 sums differs from the packed GEMM. x rows
 /// are laid out per 32-element chunk as 16 evens then 16 odds, the lanes a 64-byte load
-/// of 32 bf16 weights splits into (a shift and a mask). The caller checked AVX-512.
-pub(super) fn gemm_f32(x: &[f32], m: usize, k: usize, w: &[u16], n: usize, out: &mut [f32], accumulate: bool) {
-    with_rows(&F32_ROWS, x, m, k, w, n, even_odd_row, |rows, kp| run::<f32, RN_F32>(rows, m, k, kp, w, n, out, accumulate, tile_f32));
+/// of 32 bf16 weights splits into (a shift and a mask). `isa` must be an AVX-512 level.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm_f32(isa: Isa, x: &[f32], m: usize, k: usize, w: &[u16], n: usize, out: &mut [f32], accumulate: bool) {
+    assert!(isa.avx512(), "the f32 rows product needs AVX-512, not {}", isa.key());
+    with_rows(&F32_ROWS, x, m, k, w, n, out, accumulate, even_odd_row, |rows, kp, out| run::<f32, RN_F32>(rows, m, k, kp, w, n, out, accumulate, tile_f32));
 }
 
 /// x [m, k] as rows of `kp` (k padded to whole chunks) made by `row`, in this thread's
-/// kept buffer, passed to `product` with kp.
+/// kept buffer, passed to `product` with kp and `out` (K = 0: no rows, the sums are 0).
 #[allow(clippy::too_many_arguments)]
 fn with_rows<X: Copy + Default + Send + Sync + 'static>(
     kept: &'static std::thread::LocalKey<RefCell<Vec<X>>>,
@@ -68,21 +75,31 @@ fn with_rows<X: Copy + Default + Send + Sync + 'static>(
     k: usize,
     w: &[u16],
     n: usize,
+    out: &mut [f32],
+    accumulate: bool,
     row: impl Fn(&[f32], &mut [X]) + Sync,
-    product: impl FnOnce(&[X], usize),
+    product: impl FnOnce(&[X], usize, &mut [f32]),
 ) {
-    assert!(x.len() >= m * k && w.len() >= n * k, "gemm operand sizes for {m} x {k} x {n}");
+    assert!(x.len() >= m * k && w.len() >= n * k && out.len() >= m * n, "gemm operand sizes for {m} x {k} x {n}");
+    if k == 0 {
+        if !accumulate {
+            out[..m * n].fill(0.0);
+        }
+        return;
+    }
     if m == 0 || n == 0 {
         return;
     }
-    let kp = k.next_multiple_of(CHUNK).max(CHUNK);
+    let kp = k.next_multiple_of(CHUNK);
     let mut rows = kept.with(|r| std::mem::take(&mut *r.borrow_mut()));
     if rows.len() < m * kp {
         rows.resize(m * kp, X::default());
     }
     rows[..m * kp].par_chunks_mut(kp).zip(x.par_chunks(k)).for_each(|(dst, src)| row(src, dst));
-    product(&rows[..m * kp], kp);
-    kept.with(|r| *r.borrow_mut() = rows);
+    product(&rows[..m * kp], kp, out);
+    if rows.capacity() * std::mem::size_of::<X>() <= KEPT_BYTES {
+        kept.with(|r| *r.borrow_mut() = rows);
+    }
 }
 
 /// A row of x, zero padded to whole chunks, each chunk's 16 even elements then 16 odd.
@@ -99,7 +116,7 @@ fn even_odd_row(src: &[f32], dst: &mut [f32]) {
 
 /// A row of x as bf16 (round to nearest even), zero padded to whole chunks.
 fn round_row(src: &[f32], dst: &mut [u16]) {
-    // SAFETY: `gemm_bf16`'s caller checked AVX512-BF16.
+    // SAFETY: reached from `gemm_bf16` only, which asserts AVX512-BF16.
     #[cfg(target_arch = "x86_64")]
     unsafe {
         kernel::round_row(src, dst)
@@ -110,7 +127,8 @@ fn round_row(src: &[f32], dst: &mut [u16]) {
 
 /// The 4 x 6 sums of four bf16 x rows (padded to whole chunks) with six weight rows of k.
 fn tile_bf16(x: [&[u16]; RM], w: [&[u16]; RN_BF16], k: usize) -> [[f32; RN_BF16]; RM] {
-    // SAFETY: `gemm_bf16`'s caller checked AVX512-BF16; the kernel checks the row lengths.
+    // SAFETY: reached from `gemm_bf16` only, which asserts AVX512-BF16; the kernel checks
+    // the row lengths.
     #[cfg(target_arch = "x86_64")]
     unsafe {
         kernel::tile_bf16(x, w, k)
@@ -122,7 +140,8 @@ fn tile_bf16(x: [&[u16]; RM], w: [&[u16]; RN_BF16], k: usize) -> [[f32; RN_BF16]
 /// The 4 x 5 sums of four even/odd f32 x rows (padded to whole chunks) with five weight
 /// rows of k.
 fn tile_f32(x: [&[f32]; RM], w: [&[u16]; RN_F32], k: usize) -> [[f32; RN_F32]; RM] {
-    // SAFETY: `gemm_f32`'s caller checked AVX-512; the kernel checks the row lengths.
+    // SAFETY: reached from `gemm_f32` only, which asserts AVX-512; the kernel checks the
+    // row lengths.
     #[cfg(target_arch = "x86_64")]
     unsafe {
         kernel::tile_f32(x, w, k)
@@ -222,6 +241,21 @@ mod kernel {
         [lanes[0], lanes[4], lanes[8], lanes[12]]
     }
 
+    /// Calls `step(c, mask)` for each 32-element chunk of k: whole chunks with every lane,
+    /// then a partial one with the lanes below k.
+    #[inline(always)]
+    fn for_each_chunk(k: usize, mut step: impl FnMut(usize, u32)) {
+        let full = k / CHUNK * CHUNK;
+        let mut c = 0;
+        while c < full {
+            step(c, u32::MAX);
+            c += CHUNK;
+        }
+        if full < k {
+            step(full, (1u32 << (k - full)) - 1);
+        }
+    }
+
     /// A row of sums reduced per output (RN ≤ 8).
     #[inline(always)]
     unsafe fn reduce_row<const RN: usize>(acc: &[__m512; RN]) -> [f32; RN] {
@@ -248,15 +282,7 @@ mod kernel {
                 }
             }
         };
-        let full = k / CHUNK * CHUNK;
-        let mut c = 0;
-        while c < full {
-            step(c, u32::MAX, &mut acc);
-            c += CHUNK;
-        }
-        if full < k {
-            step(full, (1u32 << (k - full)) - 1, &mut acc);
-        }
+        for_each_chunk(k, |c, mask| step(c, mask, &mut acc));
         acc.map(|row| reduce_row(&row))
     }
 
@@ -281,15 +307,7 @@ mod kernel {
                 }
             }
         };
-        let full = k / CHUNK * CHUNK;
-        let mut c = 0;
-        while c < full {
-            step(c, u32::MAX, &mut acc);
-            c += CHUNK;
-        }
-        if full < k {
-            step(full, (1u32 << (k - full)) - 1, &mut acc);
-        }
+        for_each_chunk(k, |c, mask| step(c, mask, &mut acc));
         acc.map(|row| reduce_row(&row))
     }
 }
@@ -299,7 +317,7 @@ mod tests {
     use super::super::simd::Isa;
     use super::*;
 
-    type Product = fn(&[f32], usize, usize, &[u16], usize, &mut [f32], bool);
+    type Product = fn(Isa, &[f32], usize, usize, &[u16], usize, &mut [f32], bool);
     /// A product, the level it needs, and the value it gives an element of x.
     type Case<'a> = (Isa, Product, &'a dyn Fn(f32) -> f64);
 
@@ -320,10 +338,10 @@ mod tests {
             let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 331.0).collect();
             let w: Vec<u16> = (0..n * k).map(|i| half::bf16::from_f32(((i * 104_729 % 997) as f32 - 498.0) / 401.0).to_bits()).collect();
             let mut all = vec![0f32; m * n];
-            product(&x, m, k, &w, n, &mut all, false);
+            product(isa, &x, m, k, &w, n, &mut all, false);
             for r in [0, 5, 10] {
                 let mut one = vec![1f32; n];
-                product(&x[r * k..(r + 1) * k], 1, k, &w, n, &mut one, false);
+                product(isa, &x[r * k..(r + 1) * k], 1, k, &w, n, &mut one, false);
                 assert_eq!(one, all[r * n..(r + 1) * n], "{}: row {r} alone", isa.key());
                 for c in [0, 131, 262] {
                     let want: f64 = (0..k).map(|i| x_value(x[r * k + i]) * crate::dtype::bf16_bits_to_f32(w[c * k + i]) as f64).sum();
@@ -332,8 +350,23 @@ mod tests {
                 }
             }
             let mut twice = all.clone();
-            product(&x, m, k, &w, n, &mut twice, true);
+            product(isa, &x, m, k, &w, n, &mut twice, true);
             assert!(twice.iter().zip(&all).all(|(t, a)| *t == 2.0 * a), "{}: accumulate adds the sums", isa.key());
+        }
+    }
+
+    /// K = 0: the sums are 0 (stored, or added to what was there).
+    #[test]
+    fn empty_inner_dimension_gives_zero_sums() {
+        for (isa, product) in [(Isa::Avx512Bf16, gemm_bf16 as Product), (Isa::Avx512, gemm_f32)] {
+            if !isa.available() {
+                continue;
+            }
+            let mut out = vec![3f32; 15];
+            product(isa, &[], 3, 0, &[], 5, &mut out, true);
+            assert_eq!(out, vec![3f32; 15], "{}: accumulate", isa.key());
+            product(isa, &[], 3, 0, &[], 5, &mut out, false);
+            assert_eq!(out, vec![0f32; 15], "{}: store", isa.key());
         }
     }
 

@@ -1,7 +1,8 @@
 //! Matrix products with weights in their stored dtype.
 //! Decode (M = 1, or any M with `RowOrder::Invariant`) is a bandwidth-bound GEMV that
 //! streams each weight byte once and computes every row exactly as it would alone, and so
-//! are products of a few rows; prefill is the packed, cache-blocked GEMM of `gemm`.
+//! are products of a few rows; prefill is the GEMM of `gemm` (packed and cache-blocked,
+//! or, for bf16 weights on the AVX-512 levels, reading them in place).
 
 use rayon::prelude::*;
 

@@ -108,8 +108,9 @@ pub fn all_cases() -> Vec<Case> {
         // panel and three absent ones.
         cases.push(MatMul { m: 103, k: 70, n: 330, layout: WeightLayout::OutIn, dtype, accumulate: true });
         // Many 32-element chunks with a tail, a partial 4-row and 6-column register tile
-        // (the fast level's in-place bf16 product).
+        // (the AVX-512 levels' in-place bf16 products); then K shorter than one chunk.
         cases.push(MatMul { m: 22, k: 1100, n: 263, layout: WeightLayout::OutIn, dtype, accumulate: false });
+        cases.push(MatMul { m: 9, k: 20, n: 259, layout: WeightLayout::OutIn, dtype, accumulate: true });
         // Whole 32-column blocks of whole 32-element rows (AMX reads bf16 rows in place),
         // an odd number of 16-row tiles.
         cases.push(MatMul {

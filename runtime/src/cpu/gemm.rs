@@ -48,11 +48,10 @@ pub fn gemm(
     // Up to a few hundred rows (a prefill), bf16 weights along K are read in place.
     if let (WeightSlice::BF16(w), WeightLayout::OutIn, true) = (w, layout, isa.avx512()) {
         use super::gemm_bf16_rows as rows;
-        if bf16_product(isa, n) && m <= rows::MAX_ROWS_BF16 {
-            return rows::gemm_bf16(isa, x, m, k, w, n, out, accumulate);
-        }
-        if !bf16_product(isa, n) && m <= rows::MAX_ROWS_F32 {
-            return rows::gemm_f32(isa, x, m, k, w, n, out, accumulate);
+        match bf16_product(isa, n) {
+            true if m <= rows::MAX_ROWS_BF16 => return rows::gemm_bf16(isa, x, m, k, w, n, out, accumulate),
+            false if m <= rows::MAX_ROWS_F32 => return rows::gemm_f32(isa, x, m, k, w, n, out, accumulate),
+            _ => {}
         }
     }
     // The packed bf16 GEMM packs all rows at once (the pass sizes below are not its to

@@ -104,14 +104,7 @@ fn with_rows<X: Copy + Default + Send + Sync + 'static>(
 
 /// A row of x, zero padded to whole chunks, each chunk's 16 even elements then 16 odd.
 fn even_odd_row(src: &[f32], dst: &mut [f32]) {
-    let at = |i: usize| src.get(i).copied().unwrap_or(0.0);
-    for (c, chunk) in dst.chunks_exact_mut(CHUNK).enumerate() {
-        let (evens, odds) = chunk.split_at_mut(CHUNK / 2);
-        for (l, (e, o)) in evens.iter_mut().zip(odds).enumerate() {
-            *e = at(c * CHUNK + 2 * l);
-            *o = at(c * CHUNK + 2 * l + 1);
-        }
-    }
+    super::simd::even_odd_chunks(CHUNK, src, dst)
 }
 
 /// A row of x as bf16 (round to nearest even), zero padded to whole chunks.

@@ -15,8 +15,9 @@ macro_rules! load16 {
 /// each of `rows`, consecutive rows of k elements). On a 2-core Zen 4 the four row streams
 /// of a group left the hardware prefetchers short of DRAM: fetched a group ahead, the bf16
 /// GEMV read 1.15x-1.3x more per second (3B text head and FFN stack, alternating in one
-/// process; 1.05x-1.24x in `bench-gemv` runs alternating with the build before); into L1 (`T0`, what the AVX2 kernels do) it gained nothing there, nor did
-/// fixed distances of 4-8 KiB. A hint: it never faults, past the matrix included.
+/// process; 1.05x-1.24x in `bench-gemv` runs alternating with the build before). Into L1
+/// (`T0`, what the AVX2 kernels do) it gained nothing there, nor did fixed distances of
+/// 4-8 KiB. A hint: it never faults, past the matrix included.
 #[inline(always)]
 unsafe fn prefetch_next_group<T>(rows: &[*const T; 4], k: usize, i: usize) {
     for r in rows {

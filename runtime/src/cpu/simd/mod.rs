@@ -201,18 +201,26 @@ pub struct GemvX<'a> {
     q8_prefetch: usize,
 }
 
+/// `src` laid out per `chunk`-element chunk as the chunk's even-indexed elements, then its
+/// odd ones: the lanes a load of `chunk` bf16 weights splits into by a shift and a mask.
+/// `dst` holds whole chunks, zero padded past the end of `src`.
+pub(crate) fn even_odd_chunks(chunk: usize, src: &[f32], dst: &mut [f32]) {
+    for (c, out) in dst.chunks_exact_mut(chunk).enumerate() {
+        let at = |i: usize| src.get(c * chunk + i).copied().unwrap_or(0.0);
+        let (evens, odds) = out.split_at_mut(chunk / 2);
+        for (l, (e, o)) in evens.iter_mut().zip(odds).enumerate() {
+            *e = at(2 * l);
+            *o = at(2 * l + 1);
+        }
+    }
+}
+
 impl<'a> GemvX<'a> {
     pub fn new(x: &'a [f32], q8_prefetch: usize) -> Self {
-        let mut even_odd = Vec::with_capacity(x.len() / 16 * 16);
-        for c in x.chunks_exact(16) {
-            even_odd.extend((0..8).map(|i| c[2 * i]));
-            even_odd.extend((0..8).map(|i| c[2 * i + 1]));
-        }
-        let mut even_odd32 = Vec::with_capacity(x.len() / 32 * 32);
-        for c in x.chunks_exact(32) {
-            even_odd32.extend((0..16).map(|i| c[2 * i]));
-            even_odd32.extend((0..16).map(|i| c[2 * i + 1]));
-        }
+        let mut even_odd = vec![0.0; x.len() / 16 * 16];
+        even_odd_chunks(16, x, &mut even_odd);
+        let mut even_odd32 = vec![0.0; x.len() / 32 * 32];
+        even_odd_chunks(32, x, &mut even_odd32);
         GemvX { x, even_odd, even_odd32, q8: OnceLock::new(), q4: OnceLock::new(), q8_prefetch }
     }
 

@@ -45,12 +45,17 @@ pub fn gemm(
     if isa.amx() && n >= FAST_MIN_COLUMNS {
         return super::gemm_amx::gemm(x, m, k, w, layout, n, out, accumulate);
     }
-    // Up to a few hundred rows (a prefill), bf16 weights along K are read in place.
-    if let (WeightSlice::BF16(w), WeightLayout::OutIn, true) = (w, layout, isa.avx512()) {
+    // Up to a few hundred rows (a prefill), bf16 weights along K are read in place, and
+    // 8- or 4-bit ones widened a column tile at a time.
+    if layout == WeightLayout::OutIn && isa.avx512() {
         use super::gemm_bf16_rows as rows;
-        match bf16_product(isa, n) {
-            true if m <= rows::MAX_ROWS_BF16 => return rows::gemm_bf16(isa, x, m, k, w, n, out, accumulate),
-            false if m <= rows::MAX_ROWS_F32 => return rows::gemm_f32(isa, x, m, k, w, n, out, accumulate),
+        let bf16 = bf16_product(isa, n);
+        match w {
+            WeightSlice::BF16(w) if bf16 && m <= rows::MAX_ROWS_BF16 => return rows::gemm_bf16(isa, x, m, k, w, n, out, accumulate),
+            WeightSlice::BF16(w) if !bf16 && m <= rows::MAX_ROWS_F32 => return rows::gemm_f32(isa, x, m, k, w, n, out, accumulate),
+            WeightSlice::Q8_0(_) | WeightSlice::Q4_0(_) if bf16 && m <= rows::MAX_ROWS_BLOCKS && k.is_multiple_of(crate::dtype::Q8_BLOCK) => {
+                return rows::gemm_blocks_bf16(isa, x, m, k, w, n, out, accumulate);
+            }
             _ => {}
         }
     }

@@ -10,6 +10,11 @@
 //! never on M or on the tile it fell in. For few rows the packed GEMMs (`gemm_bf16.rs`,
 //! `gemm.rs`) spend more on packing weights than on products.
 //!
+//! Q8_0 and Q4_0 weights (the fast precision) take the bf16 path too: each column tile's
+//! weight rows are widened once into the task's buffer, exactly as the packed GEMM widens
+//! them (scale × integer in f32, rounded to bf16), so the widening is paid once per weight
+//! and row chunk, not once per row tile.
+//!
 //! A task owns a block of column tiles and a chunk of rows; for each column tile (its
 //! weight rows, L2-resident) it sweeps its row tiles, whose x rows stay in L2 across the
 //! column tiles.
@@ -19,7 +24,7 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use super::simd::Isa;
-use super::view::SharedOut;
+use super::view::{SharedOut, WeightSlice};
 
 /// x rows per register tile.
 const RM: usize = 4;
@@ -38,6 +43,8 @@ thread_local! {
     /// The last product's x rows, kept: fresh pages cost a fault and a clear each call.
     static BF16_ROWS: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
     static F32_ROWS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// A task's widened block-weight rows (RN rows of K: at most 96 KiB for K = 8192).
+    static STAGED: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Rows up to which these products run, measured on a 2-core Zen 4 against the packed
@@ -46,13 +53,28 @@ thread_local! {
 /// 0.92x-0.97x at 256 (the packed f32 tile reaches 90 % of the FMA peak there).
 pub(super) const MAX_ROWS_BF16: usize = 512;
 pub(super) const MAX_ROWS_F32: usize = 128;
+/// Rows up to which Q8_0 and Q4_0 weights take the bf16 rows product, measured the same
+/// way against the packed bf16 GEMM (which widens them into its panels): 1.14x-1.39x at 64
+/// rows, 1.04x-1.10x at 128, level at 192, 0.95x-0.98x at 256 and 512.
+pub(super) const MAX_ROWS_BLOCKS: usize = 192;
 
 /// out[M, N] (+)= x[M, K] · Wᵀ for bf16 `w` [N, K], x rounded to bf16 (`vdpbf16ps`, the
 /// fast precision). `isa` must have bf16 dot products.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn gemm_bf16(isa: Isa, x: &[f32], m: usize, k: usize, w: &[u16], n: usize, out: &mut [f32], accumulate: bool) {
     assert!(isa.bf16_dot(), "the bf16 rows product needs AVX512-BF16, not {}", isa.key());
-    with_rows(&BF16_ROWS, x, m, k, w, n, out, accumulate, round_row, |rows, kp, out| run::<u16, RN_BF16>(rows, m, k, kp, w, n, out, accumulate, tile_bf16));
+    assert!(w.len() >= n * k, "bf16 weights hold {} values, {n} x {k} needed", w.len());
+    with_rows(&BF16_ROWS, x, m, k, n, out, accumulate, round_row, |rows, kp, out| run::<u16, RN_BF16>(rows, m, k, kp, &Weights::Bf16(w), n, out, accumulate, tile_bf16));
+}
+
+/// `gemm_bf16` for Q8_0 or Q4_0 weights `w` [N, K] (K a multiple of 32, so each row starts
+/// at a block), each column tile's rows widened to bf16 once per task.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm_blocks_bf16(isa: Isa, x: &[f32], m: usize, k: usize, w: WeightSlice, n: usize, out: &mut [f32], accumulate: bool) {
+    assert!(isa.bf16_dot(), "the bf16 rows product needs AVX512-BF16, not {}", isa.key());
+    assert!(matches!(w, WeightSlice::Q8_0(_) | WeightSlice::Q4_0(_)), "block weights expected");
+    assert!(k.is_multiple_of(CHUNK) && w.len() >= n * k, "block weights of {} values for {n} rows of {k} (a multiple of {CHUNK})", w.len());
+    with_rows(&BF16_ROWS, x, m, k, n, out, accumulate, round_row, |rows, kp, out| run::<u16, RN_BF16>(rows, m, k, kp, &Weights::Blocks(w), n, out, accumulate, tile_bf16));
 }
 
 /// The same product in f32 arithmetic (the exact precision): each bf16 weight widens to
@@ -62,7 +84,54 @@ pub(super) fn gemm_bf16(isa: Isa, x: &[f32], m: usize, k: usize, w: &[u16], n: u
 #[allow(clippy::too_many_arguments)]
 pub(super) fn gemm_f32(isa: Isa, x: &[f32], m: usize, k: usize, w: &[u16], n: usize, out: &mut [f32], accumulate: bool) {
     assert!(isa.avx512(), "the f32 rows product needs AVX-512, not {}", isa.key());
-    with_rows(&F32_ROWS, x, m, k, w, n, out, accumulate, even_odd_row, |rows, kp, out| run::<f32, RN_F32>(rows, m, k, kp, w, n, out, accumulate, tile_f32));
+    assert!(w.len() >= n * k, "bf16 weights hold {} values, {n} x {k} needed", w.len());
+    with_rows(&F32_ROWS, x, m, k, n, out, accumulate, even_odd_row, |rows, kp, out| run::<f32, RN_F32>(rows, m, k, kp, &Weights::Bf16(w), n, out, accumulate, tile_f32));
+}
+
+/// Where a column tile's weight rows come from.
+#[derive(Clone, Copy)]
+enum Weights<'a> {
+    /// bf16 rows of K, read in place.
+    Bf16(&'a [u16]),
+    /// Q8_0 or Q4_0 rows of K (a multiple of 32), widened to bf16 into the task's buffer.
+    Blocks(WeightSlice<'a>),
+}
+
+impl<'a> Weights<'a> {
+    /// The RN rows n0..n0 + nb of K (a short tile repeats its last row), from `staged`
+    /// (RN · K values, written here) for block weights.
+    fn tile<'s, const RN: usize>(self, n0: usize, nb: usize, k: usize, staged: &'s mut [u16]) -> [&'s [u16]; RN]
+    where
+        'a: 's,
+    {
+        match self {
+            Weights::Bf16(w) => std::array::from_fn(|j| &w[(n0 + j.min(nb - 1)) * k..][..k]),
+            Weights::Blocks(w) => {
+                for (j, dst) in staged.chunks_exact_mut(k).take(nb).enumerate() {
+                    widen_row_bf16(w, (n0 + j) * k, dst);
+                }
+                let staged = &*staged;
+                std::array::from_fn(|j| &staged[j.min(nb - 1) * k..][..k])
+            }
+        }
+    }
+}
+
+/// Block weights start..start + dst.len() (whole blocks) as bf16: scale × integer in f32,
+/// rounded to nearest even.
+fn widen_row_bf16(w: WeightSlice, start: usize, dst: &mut [u16]) {
+    // SAFETY: reached from `gemm_blocks_bf16` only, which asserts AVX512-BF16 and whole
+    // blocks; the kernel checks the bounds.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        match w {
+            WeightSlice::Q8_0(b) => kernel::widen_blocks_bf16::<super::q8::Q8>(b, start, dst),
+            WeightSlice::Q4_0(b) => kernel::widen_blocks_bf16::<super::q4::Q4>(b, start, dst),
+            _ => unreachable!("block weights only"),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("AVX512-BF16 exists only on x86-64 ({start}, {})", w.len() + dst.len());
 }
 
 /// x [m, k] as rows of `kp` (k padded to whole chunks) made by `row`, in this thread's
@@ -73,14 +142,13 @@ fn with_rows<X: Copy + Default + Send + Sync + 'static>(
     x: &[f32],
     m: usize,
     k: usize,
-    w: &[u16],
     n: usize,
     out: &mut [f32],
     accumulate: bool,
     row: impl Fn(&[f32], &mut [X]) + Sync,
     product: impl FnOnce(&[X], usize, &mut [f32]),
 ) {
-    assert!(x.len() >= m * k && w.len() >= n * k && out.len() >= m * n, "gemm operand sizes for {m} x {k} x {n}");
+    assert!(x.len() >= m * k && out.len() >= m * n, "gemm operand sizes for {m} x {k} x {n}");
     if k == 0 {
         if !accumulate {
             out[..m * n].fill(0.0);
@@ -150,7 +218,7 @@ fn run<X: Sync, const RN: usize>(
     m: usize,
     k: usize,
     kp: usize,
-    w: &[u16],
+    w: &Weights,
     n: usize,
     out: &mut [f32],
     accumulate: bool,
@@ -166,14 +234,17 @@ fn run<X: Sync, const RN: usize>(
     let per_block = col_tiles.div_ceil(blocks);
     let blocks = col_tiles.div_ceil(per_block);
     let shared = SharedOut::new(out);
+    let staged_len = if matches!(w, Weights::Blocks(_)) { RN * k } else { 0 };
     (0..blocks * row_chunks).into_par_iter().for_each(|task| {
         let (block, chunk) = (task % blocks, task / blocks);
         let (rt0, rt1) = (chunk * tiles_per_chunk, ((chunk + 1) * tiles_per_chunk).min(row_tiles));
+        let mut staged = STAGED.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        staged.resize(staged.len().max(staged_len), 0);
         for ct in block * per_block..((block + 1) * per_block).min(col_tiles) {
             let n0 = ct * RN;
             let nb = (n - n0).min(RN);
             // A short tile repeats its last weight row; those sums are not stored.
-            let w_rows: [&[u16]; RN] = std::array::from_fn(|j| &w[(n0 + j.min(nb - 1)) * k..][..k]);
+            let w_rows: [&[u16]; RN] = w.tile(n0, nb, k, &mut staged);
             for rt in rt0..rt1 {
                 let m0 = rt * RM;
                 let mb = (m - m0).min(RM);
@@ -188,6 +259,9 @@ fn run<X: Sync, const RN: usize>(
                     }
                 }
             }
+        }
+        if staged.len() * 2 <= KEPT_BYTES {
+            STAGED.with(|s| *s.borrow_mut() = staged);
         }
     });
 }
@@ -216,6 +290,21 @@ mod kernel {
             let halves: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
             _mm512_storeu_si512(d.add(i) as *mut _, halves);
             i += CHUNK;
+        }
+    }
+
+    /// Blocks of format F holding elements start..start + dst.len() (whole blocks) as bf16:
+    /// each block widened as the 8-bit GEMV widens it (`q8::avx512::block`), then rounded.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16,avx2,fma,f16c")]
+    pub(super) unsafe fn widen_blocks_bf16<F: crate::cpu::q8::BlockFormat>(blocks: &[u8], start: usize, dst: &mut [u16]) {
+        let count = dst.len() / CHUNK;
+        assert!(start.is_multiple_of(CHUNK) && dst.len().is_multiple_of(CHUNK), "whole blocks");
+        assert!((start / CHUNK + count) * F::BYTES <= blocks.len(), "block weights {start}..{} of {} bytes", start + dst.len(), blocks.len());
+        let src = blocks.as_ptr().add(start / CHUNK * F::BYTES);
+        for b in 0..count {
+            let (lo, hi) = crate::cpu::q8::avx512::block::<F>(src.add(b * F::BYTES));
+            let halves: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+            _mm512_storeu_si512(dst.as_mut_ptr().add(b * CHUNK) as *mut _, halves);
         }
     }
 
@@ -345,6 +434,35 @@ mod tests {
             let mut twice = all.clone();
             product(isa, &x, m, k, &w, n, &mut twice, true);
             assert!(twice.iter().zip(&all).all(|(t, a)| *t == 2.0 * a), "{}: accumulate adds the sums", isa.key());
+        }
+    }
+
+    /// Q8_0 and Q4_0 weights give, bit for bit, the bf16 product over their widened
+    /// values rounded to bf16 (the packed GEMM's operands): partial row and column tiles,
+    /// a scale per block, the accumulate path.
+    #[test]
+    fn block_weights_equal_their_bf16_rounding() {
+        if !Isa::Avx512Bf16.available() {
+            return eprintln!("skipped avx512bf16: this CPU lacks it");
+        }
+        let (m, k, n) = (11usize, 1088usize, 263usize);
+        let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 331.0).collect();
+        let blocks = n * k / 32;
+        // Scales vary by block (f16 bits of 0.004..0.06); the integers fill each format's range.
+        let scale = |b: usize| half::f16::from_f32(0.004 + (b * 37 % 101) as f32 * 5.5e-4).to_bits().to_le_bytes();
+        let q8: Vec<u8> = (0..blocks).flat_map(|b| scale(b).into_iter().chain((0..32).map(move |j| ((b * 131 + j * 29) % 255) as u8))).collect();
+        let q4: Vec<u8> = (0..blocks).flat_map(|b| scale(b).into_iter().chain((0..16).map(move |j| ((b * 97 + j * 53) % 256) as u8))).collect();
+        for w in [WeightSlice::Q8_0(&q8), WeightSlice::Q4_0(&q4)] {
+            let rounded: Vec<u16> = (0..n * k).map(|i| half::bf16::from_f32(w.get(i)).to_bits()).collect();
+            assert!(rounded.iter().any(|&b| half::bf16::from_bits(b).to_f32() < 0.0), "negative weights exercised");
+            let mut want = vec![0f32; m * n];
+            gemm_bf16(Isa::Avx512Bf16, &x, m, k, &rounded, n, &mut want, false);
+            let mut got = vec![f32::NAN; m * n];
+            gemm_blocks_bf16(Isa::Avx512Bf16, &x, m, k, w, n, &mut got, false);
+            let differ = got.iter().zip(&want).position(|(g, w)| g.to_bits() != w.to_bits());
+            assert_eq!(differ, None, "{}: first differing output", if matches!(w, WeightSlice::Q8_0(_)) { "q8" } else { "q4" });
+            gemm_blocks_bf16(Isa::Avx512Bf16, &x, m, k, w, n, &mut got, true);
+            assert!(got.iter().zip(&want).all(|(g, w)| *g == 2.0 * w), "accumulate adds the sums");
         }
     }
 

@@ -161,7 +161,7 @@ pub mod avx512 {
 
     /// The 32 weights of the block at `p` as two 16-lane f32 vectors.
     #[inline(always)]
-    unsafe fn block<F: BlockFormat>(p: *const u8) -> (__m512, __m512) {
+    pub(crate) unsafe fn block<F: BlockFormat>(p: *const u8) -> (__m512, __m512) {
         // Broadcast, then widen: no scalar round trip (whose register merge would chain
         // every block on an accumulator).
         let d = _mm512_cvtph_ps(_mm256_set1_epi16(super::scale_bits(p)));

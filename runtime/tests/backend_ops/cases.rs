@@ -138,9 +138,10 @@ pub fn all_cases() -> Vec<Case> {
     }
     // 8-bit weights (rows of whole 32-weight blocks) in the out-in products: decode GEMVs,
     // prefill GEMMs (an odd last K block of the packed path; the 8-bit GEMM's partial row
-    // panel, column panel and K block), the gated MLP input and the row-invariant batch.
+    // panel, column panel and K block; the bf16 rows product's partial 4-row and 6-column
+    // tiles, one-block K), the gated MLP input and the row-invariant batch.
     let dtype = DType::Q8_0;
-    for (m, k, n, accumulate) in [(1, 32, 5, false), (1, 64, 1000, false), (1, 3072, 257, false), (3, 96, 17, false), (7, 128, 65, false), (17, 256, 129, false), (64, 128, 64, false), (13, 544, 300, false), (7, 800, 40, false), (1, 96, 33, true), (33, 64, 130, true)] {
+    for (m, k, n, accumulate) in [(1, 32, 5, false), (1, 64, 1000, false), (1, 3072, 257, false), (3, 96, 17, false), (7, 128, 65, false), (17, 256, 129, false), (64, 128, 64, false), (13, 544, 300, false), (7, 800, 40, false), (1, 96, 33, true), (33, 64, 130, true), (22, 1088, 263, false), (9, 32, 259, true)] {
         cases.push(MatMul { m, k, n, layout: WeightLayout::OutIn, dtype, accumulate });
     }
     for (m, k, f) in [(1, 64, 344), (1, 3072, 130), (3, 128, 65), (9, 64, 176)] {
@@ -153,7 +154,7 @@ pub fn all_cases() -> Vec<Case> {
     }
     // 4-bit weights: the same paths, with odd block counts (the fast kernel pairs blocks).
     let dtype = DType::Q4_0;
-    for (m, k, n, accumulate) in [(1, 32, 5, false), (1, 96, 1000, false), (1, 3072, 257, false), (2, 160, 33, false), (17, 256, 129, false), (7, 800, 40, false), (1, 96, 33, true), (33, 64, 130, true)] {
+    for (m, k, n, accumulate) in [(1, 32, 5, false), (1, 96, 1000, false), (1, 3072, 257, false), (2, 160, 33, false), (17, 256, 129, false), (7, 800, 40, false), (1, 96, 33, true), (33, 64, 130, true), (22, 1088, 263, false), (6, 96, 256, true)] {
         cases.push(MatMul { m, k, n, layout: WeightLayout::OutIn, dtype, accumulate });
     }
     for (m, k, f) in [(1, 96, 344), (3, 128, 65)] {

@@ -33,13 +33,17 @@ fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
     (err / norm).sqrt()
 }
 
-/// Frames where two token lists differ, for the failure message.
-fn diff(label: &str, got: &[Vec<u32>], want: &[Vec<u32>]) -> Option<String> {
+/// Frames where two token lists differ, for the failure message, when more than `allowed`
+/// do.
+fn diff(label: &str, got: &[Vec<u32>], want: &[Vec<u32>], allowed: usize) -> Option<String> {
     if got.len() != want.len() {
         return Some(format!("{label}: {} frames, expected {}", got.len(), want.len()));
     }
     let bad: Vec<usize> = (0..got.len()).filter(|&i| got[i] != want[i]).collect();
-    (!bad.is_empty()).then(|| format!("{label}: {} of {} frames differ, first {} ({:?} vs {:?})", bad.len(), got.len(), bad[0], got[bad[0]], want[bad[0]]))
+    if !bad.is_empty() {
+        println!("{label}: {} of {} frames differ", bad.len(), got.len());
+    }
+    (bad.len() > allowed).then(|| format!("{label}: {} of {} frames differ (at most {allowed} may), first {} ({:?} vs {:?})", bad.len(), got.len(), bad[0], got[bad[0]], want[bad[0]]))
 }
 
 fn check_all_cases<B: Backend>(backend: &B, label: &str, only: Option<&[&str]>) {
@@ -51,8 +55,8 @@ fn check_all_cases<B: Backend>(backend: &B, label: &str, only: Option<&[&str]>) 
             continue;
         }
         let tokens: Tokens = encoder.encode(backend, &samples_24k(&case), &mut |_, _| {}).unwrap();
-        let r = diff("reasoning", &tokens.reasoning, &frames(&case["reasoning"]));
-        let s = diff("reconstruction", &tokens.reconstruction, &frames(&case["reconstruction"]));
+        let r = diff("reasoning", &tokens.reasoning, &frames(&case["reasoning"]), 0);
+        let s = diff("reconstruction", &tokens.reconstruction, &frames(&case["reconstruction"]), 0);
         println!("[{label}] {name}: reasoning {} frames {}, reconstruction {} frames {}", tokens.reasoning.len(), r.as_deref().unwrap_or("exact"), tokens.reconstruction.len(), s.as_deref().unwrap_or("exact"));
         failures.extend(r.into_iter().chain(s).map(|m| format!("[{label}] {name}: {m}")));
     }
@@ -70,7 +74,26 @@ fn transpose(x: &[f32], rows: usize) -> Vec<f32> {
 
 /// Chunk 0 of case a against every stored intermediate: the stage where a port first
 /// departs from the reference is the one to look at.
+/// Tolerances of `check_intermediates` (relative L2): the front ends' hidden states, the
+/// reasoning features before quantization, the quantized reasoning vectors and the
+/// branches' features (both follow the reasoning codes), and the frames of each code
+/// stream allowed to differ.
+struct Bounds {
+    hidden: f64,
+    reasoning: f64,
+    quantized: f64,
+    branches: f64,
+    frames_off: usize,
+}
+
+/// The exact levels: codes identical, stages within f32 reordering.
+const EXACT: Bounds = Bounds { hidden: 2e-5, reasoning: 5e-5, quantized: 1e-6, branches: 5e-5, frames_off: 0 };
+
 fn check_intermediates<B: Backend>(backend: &B, label: &str) {
+    check_intermediates_within(backend, label, &EXACT)
+}
+
+fn check_intermediates_within<B: Backend>(backend: &B, label: &str, bounds: &Bounds) {
     let encoder = Encoder::load(backend, &fixture_dir()).unwrap();
     let case = &cases()[0];
     let x = samples_24k(case);
@@ -78,21 +101,21 @@ fn check_intermediates<B: Backend>(backend: &B, label: &str) {
     let out = encoder.encode_chunk(backend, &chunk).unwrap();
     // The chunk's codes, cropped to the case's lengths, are the case's codes.
     let (want_r, want_s) = (frames(&case["reasoning"]), frames(&case["reconstruction"]));
-    let codes = [diff("reasoning", &out.tokens.reasoning[..want_r.len()], &want_r), diff("reconstruction", &out.tokens.reconstruction[..want_s.len()], &want_s)];
+    let codes = [diff("reasoning", &out.tokens.reasoning[..want_r.len()], &want_r, bounds.frames_off), diff("reconstruction", &out.tokens.reconstruction[..want_s.len()], &want_s, bounds.frames_off)];
     let inter = ModelWeights::from_file(&fixture_dir().join("inter_a_24k_f32_3s2.safetensors")).unwrap();
     let want = |n: &str| inter.get(n).unwrap().to_f32();
     let fe = download(backend, &out.wavlm_fe);
     let stages: Vec<(&str, Vec<f32>, f64)> = vec![
-        ("whisper_out", download(backend, &out.whisper_out), 2e-5),
-        ("musicfm_hidden_4", download(backend, &out.musicfm_acoustic), 2e-5),
-        ("musicfm_hidden_11", download(backend, &out.musicfm_semantic), 2e-5),
-        ("wavlm_fe", transpose(&fe, out.wavlm_fe.rows()), 2e-5),
-        ("wavlm_mean", download(backend, &out.wavlm_mean), 2e-5),
-        ("reasoning_prevq", download(backend, &out.reasoning_prevq), 5e-5),
-        ("reasoning_quantized", download(backend, &out.reasoning_quantized), 1e-6),
-        ("phone_prevq", download(backend, &out.branch_prevq[0]), 5e-5),
-        ("structure_prevq", download(backend, &out.branch_prevq[1]), 5e-5),
-        ("acoustic_prevq", download(backend, &out.branch_prevq[2]), 5e-5),
+        ("whisper_out", download(backend, &out.whisper_out), bounds.hidden),
+        ("musicfm_hidden_4", download(backend, &out.musicfm_acoustic), bounds.hidden),
+        ("musicfm_hidden_11", download(backend, &out.musicfm_semantic), bounds.hidden),
+        ("wavlm_fe", transpose(&fe, out.wavlm_fe.rows()), bounds.hidden),
+        ("wavlm_mean", download(backend, &out.wavlm_mean), bounds.hidden),
+        ("reasoning_prevq", download(backend, &out.reasoning_prevq), bounds.reasoning),
+        ("reasoning_quantized", download(backend, &out.reasoning_quantized), bounds.quantized),
+        ("phone_prevq", download(backend, &out.branch_prevq[0]), bounds.branches),
+        ("structure_prevq", download(backend, &out.branch_prevq[1]), bounds.branches),
+        ("acoustic_prevq", download(backend, &out.branch_prevq[2]), bounds.branches),
     ];
     let mut failures: Vec<String> = codes.into_iter().flatten().collect();
     for (name, got, tol) in stages {
@@ -120,6 +143,21 @@ fn cpu_fast_avx2_level_matches_the_reference_intermediates() {
         return println!("SKIPPED fast avx2int8: this CPU lacks it");
     }
     check_intermediates(&Cpu::with_isa(Isa::Avx2Int8), "cpu fast avx2int8");
+}
+
+/// The `avx512bf16` level (`fast` on CPUs with AVX512-BF16) rounds the GEMM, convolution
+/// and attention operands to bf16. Measured on this fixture: hidden states within 1.6e-4
+/// relative L2, the reasoning features within 4e-3; a near-tie flips one of 17 reasoning
+/// frames and 3 of 41 reconstruction frames, and the quantized vectors and later
+/// branch features follow those codes (up to 0.19). Bounds with margins.
+#[test]
+fn cpu_fast_bf16_level_stays_within_its_bounds() {
+    use uniaudio_runtime::cpu::Isa;
+    if !Isa::Avx512Bf16.available() {
+        return println!("SKIPPED fast avx512bf16: this CPU lacks it");
+    }
+    let bounds = Bounds { hidden: 1e-3, reasoning: 2e-2, quantized: 0.5, branches: 0.5, frames_off: 6 };
+    check_intermediates_within(&Cpu::with_isa(Isa::Avx512Bf16), "cpu fast avx512bf16", &bounds);
 }
 
 #[test]
@@ -160,7 +198,7 @@ fn check_batch_of_two<B: Backend>(backend: &B, label: &str) {
     let (want_r, want_s) = (frames(&case["reasoning"]), frames(&case["reconstruction"]));
     tokens.reasoning.truncate(want_r.len());
     tokens.reconstruction.truncate(want_s.len());
-    let problems: Vec<String> = [diff("reasoning", &tokens.reasoning, &want_r), diff("reconstruction", &tokens.reconstruction, &want_s)].into_iter().flatten().collect();
+    let problems: Vec<String> = [diff("reasoning", &tokens.reasoning, &want_r, 0), diff("reconstruction", &tokens.reconstruction, &want_s, 0)].into_iter().flatten().collect();
     assert!(problems.is_empty(), "[{label}] batch of 2: {}", problems.join("; "));
 }
 
@@ -181,3 +219,4 @@ fn gpu_batches_fit_the_binding_limit() {
     assert_eq!(batch_that_fits(&c, Some(2 * one + 7)), 2);
     assert_eq!(batch_that_fits(&c, Some(u64::MAX)), c.chunking.batch_size);
 }
+

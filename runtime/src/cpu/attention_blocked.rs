@@ -37,6 +37,10 @@ pub fn attention(isa: Isa, p: &Problem, out: &mut [f32]) {
     }
     // Causal when later queries see more keys.
     let causal = (p.visible)(t - 1) > (p.visible)(0);
+    // The fast levels' bf16 products from FAST_MIN_COLUMNS keys on: one fused kernel.
+    if super::gemm::bf16_product(isa, (p.visible)(t - 1).max((p.visible)(0))) {
+        return super::attention_bf16::attention(isa, p, out);
+    }
     let mut scratch = Vec::new();
     super::tune::tune_attention_on_first_use(causal, t, h, |rows| {
         scratch.resize(out.len(), 0.0);

@@ -25,7 +25,7 @@ const FAST_MIN_COLUMNS: usize = 256;
 /// Whether a `vdpbf16ps` product (`gemm_bf16.rs`, or `gemm_bf16_rows.rs` for a prefill's
 /// bf16 weights) computes a product of `n` output columns at this level: the fast levels'
 /// policy, for plain and gathered rows alike.
-fn bf16_product(isa: Isa, n: usize) -> bool {
+pub(super) fn bf16_product(isa: Isa, n: usize) -> bool {
     isa.bf16_dot() && n >= FAST_MIN_COLUMNS
 }
 

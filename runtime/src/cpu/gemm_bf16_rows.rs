@@ -175,9 +175,11 @@ fn even_odd_row(src: &[f32], dst: &mut [f32]) {
     super::simd::even_odd_chunks(CHUNK, src, dst)
 }
 
-/// A row of x as bf16 (round to nearest even), zero padded to whole chunks.
-fn round_row(src: &[f32], dst: &mut [u16]) {
-    // SAFETY: reached from `gemm_bf16` only, which asserts AVX512-BF16.
+/// A row of x as bf16 (round to nearest even), zero padded to whole chunks (`dst.len()` a
+/// multiple of 32). Only for levels with AVX512-BF16.
+pub(super) fn round_row(src: &[f32], dst: &mut [u16]) {
+    // SAFETY: reached from `gemm_bf16`, `gemm_blocks_bf16` and the bf16 attention only,
+    // which assert AVX512-BF16.
     #[cfg(target_arch = "x86_64")]
     unsafe {
         kernel::round_row(src, dst)

@@ -3,6 +3,7 @@
 //! stored dtype straight from the memory map and widened to f32 in registers.
 
 mod attention;
+mod attention_bf16;
 mod attention_blocked;
 pub mod bandwidth;
 pub mod peak;

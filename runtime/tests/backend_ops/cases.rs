@@ -191,6 +191,10 @@ pub fn all_cases() -> Vec<Case> {
     // Query blocks of 64 rows and more (tensor-core attention where a backend has it).
     cases.push(Attention { t: 40, heads: 8, kv_heads: 2, head_dim: 64, kv_len: 50, causal: true });
     cases.push(Attention { t: 24, heads: 6, kv_heads: 2, head_dim: 128, kv_len: 24, causal: false });
+    // 256 keys and more (the fast levels' bf16 attention): a partial last key part, head
+    // dimensions across two tile parts, a bidirectional window.
+    cases.push(Attention { t: 20, heads: 4, kv_heads: 2, head_dim: 72, kv_len: 300, causal: true });
+    cases.push(Attention { t: 260, heads: 2, kv_heads: 1, head_dim: 64, kv_len: 260, causal: false });
     // Long caches (split-KV decode where a backend has it).
     cases.push(Attention { t: 1, heads: 6, kv_heads: 2, head_dim: 64, kv_len: 700, causal: true });
     cases.push(Attention { t: 2, heads: 8, kv_heads: 2, head_dim: 128, kv_len: 1300, causal: true });

@@ -40,7 +40,7 @@ pub fn cases() -> Vec<Case> {
     for (n, d, levels, k, dtype) in [(7, 16, 8, 256, DType::F32), (3, 32, 6, 1000, DType::BF16), (130, 8, 1, 33, DType::F32), (5, 64, 2, 4096, DType::F16)] {
         cases.push(RvqEncode { n, d, levels, k, dtype });
     }
-    for (t, heads, d) in [(1, 1, 8), (17, 4, 8), (50, 3, 64), (130, 2, 32), (7, 12, 64)] {
+    for (t, heads, d) in [(1, 1, 8), (17, 4, 8), (50, 3, 64), (130, 2, 32), (7, 12, 64), (260, 2, 32)] {
         cases.push(RelPosAttention { t, heads, d });
     }
     cases

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 use super::attention_blocked::Problem;
 use super::gemm::{MR, NR};
-use super::gemm_bf16::{Tile, GROUPS};
+use super::gemm_bf16::GROUPS;
 use super::simd::Isa;
 use super::view::SharedOut;
 
@@ -109,93 +109,125 @@ fn pairs_strided(src: &[f32], tmp: &mut Vec<u16>, dst: &mut [u32], step: usize) 
     }
 }
 
-/// A task's buffers for one panel of queries.
+/// `src` rounded to bf16 pairs of consecutive elements into `dst` (whole 16-pair chunks,
+/// zero past `src`): each pair is the u32 of two consecutive bf16 values.
+fn round_pairs(src: &[f32], dst: &mut [u32]) {
+    assert!(dst.len().is_multiple_of(16) && 2 * dst.len() >= src.len(), "pairs of {} values into {}", src.len(), dst.len());
+    // SAFETY: u32 storage viewed as twice as many u16 (alignment 4 ≥ 2); little-endian
+    // x86-64 puts the lower index in the low half, the pair layout of `vdpbf16ps`.
+    let halves = unsafe { std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut u16, 2 * dst.len()) };
+    super::gemm_bf16_rows::round_row(src, halves);
+}
+
+/// A task's buffers for one panel of MR queries. Rows past the panel's last query keep
+/// what an earlier panel left: their sums are computed and never stored.
 struct Panel {
     /// Scores, then probabilities: MR rows of whole 64-key parts.
     s: Vec<f32>,
-    /// q · 1/√D as pairs [D/2][MR]; P as pairs [keys/2][MR].
+    /// q · 1/√D as rows of pairs of head dimensions; P as rows of pairs of keys.
     q: Vec<u32>,
     p: Vec<u32>,
-    /// O rows [MR][D].
+    /// One part of O: MR rows of 64 head dimensions.
     o: Vec<f32>,
-    /// A scaled query row, and a row rounded to bf16.
+    /// The panel's outputs, rows of D.
+    out: Vec<f32>,
+    /// A scaled query row.
     scaled: Vec<f32>,
-    rounded: Vec<u16>,
-    stride: usize,
+    /// Row lengths of s, q and p.
+    s_len: usize,
+    q_len: usize,
+    p_len: usize,
 }
 
 impl Panel {
     fn new(keys: usize, d: usize) -> Panel {
-        let stride = keys.div_ceil(COLS) * COLS;
-        Panel { s: vec![0f32; MR * stride], q: vec![0; d.div_ceil(2) * MR], p: vec![0; keys.div_ceil(2) * MR], o: vec![0f32; MR * d], scaled: vec![0f32; d], rounded: Vec::new(), stride }
+        let (s_len, q_len, p_len) = (keys.div_ceil(COLS) * COLS, d.div_ceil(32) * 16, keys.div_ceil(32) * 16);
+        Panel { s: vec![0f32; MR * s_len], q: vec![0; MR * q_len], p: vec![0; MR * p_len], o: vec![0f32; MR * COLS], out: vec![0f32; MR * d], scaled: vec![0f32; d], s_len, q_len, p_len }
     }
 
     /// The outputs of queries t0..t0 + rows (at most MR) of head hd, rows of D.
     fn run(&mut self, isa: Isa, p: &Problem, head: &HeadPairs, hd: usize, t0: usize, rows: usize) -> &[f32] {
-        let (d, d2, stride) = (p.d, head.d2, self.stride);
+        let (d, d2) = (p.d, head.d2);
         let scale = 1.0 / (d as f32).sqrt();
-        for r in 0..MR {
-            match r < rows {
-                true => {
-                    let q = &p.q[((t0 + r) * p.heads + hd) * d..][..d];
-                    self.scaled.iter_mut().zip(q).for_each(|(s, &v)| *s = v * scale);
-                    pairs_strided(&self.scaled, &mut self.rounded, &mut self.q[r..], MR);
-                }
-                false => (0..d2).for_each(|j| self.q[j * MR + r] = 0),
-            }
+        for r in 0..rows {
+            let q = &p.q[((t0 + r) * p.heads + hd) * d..][..d];
+            self.scaled.iter_mut().zip(q).for_each(|(s, &v)| *s = v * scale);
+            round_pairs(&self.scaled, &mut self.q[r * self.q_len..][..self.q_len]);
         }
         let seen: Vec<usize> = (0..rows).map(|r| (p.visible)(t0 + r)).collect();
         let visible = seen.iter().copied().max().unwrap_or(0);
-        // S per part of 64 keys.
+        // S per part of 64 keys, stored straight into the score rows.
+        let q_rows: [&[u32]; MR] = std::array::from_fn(|r| &self.q[r * self.q_len..][..self.q_len]);
         for part in 0..visible.div_ceil(COLS) {
-            let mut tile: Tile = [[[0f32; NR]; MR]; GROUPS];
-            tile_6x64(d2, &self.q, &head.k[part * GROUPS * d2 * NR..], d2 * NR, &mut tile);
-            for r in 0..rows {
-                for (g, panel) in tile.iter().enumerate() {
-                    self.s[r * stride + part * COLS + g * NR..][..NR].copy_from_slice(&panel[r]);
-                }
-            }
+            let s_rows = self.s.chunks_exact_mut(self.s_len).map(|row| &mut row[part * COLS..][..COLS]);
+            tile(d2, q_rows, &head.k[part * GROUPS * d2 * NR..], d2 * NR, s_rows);
         }
         let pairs = visible.div_ceil(2);
         for (r, &seen) in seen.iter().enumerate() {
-            let row = &mut self.s[r * stride..][..visible.div_ceil(COLS) * COLS];
+            let row = &mut self.s[r * self.s_len..][..visible.div_ceil(COLS) * COLS];
             if let Some(bias) = p.bias {
                 bias(hd, t0 + r, &mut row[..seen]);
             }
             super::vexp::softmax_prefix(isa, row, seen);
-            pairs_strided(&row[..2 * pairs], &mut self.rounded, &mut self.p[r..], MR);
-        }
-        for r in rows..MR {
-            for j in 0..pairs {
-                self.p[j * MR + r] = 0;
-            }
+            let used = (2 * pairs).next_multiple_of(32).min(row.len());
+            round_pairs(&row[..used], &mut self.p[r * self.p_len..][..used.div_ceil(32) * 16]);
         }
         // O per part of 64 head dimensions, over the visible keys.
+        let p_rows: [&[u32]; MR] = std::array::from_fn(|r| &self.p[r * self.p_len..][..self.p_len]);
         for part in 0..d.div_ceil(COLS) {
-            let mut tile: Tile = [[[0f32; NR]; MR]; GROUPS];
-            tile_6x64(pairs, &self.p, &head.v[part * GROUPS * head.k2 * NR..], head.k2 * NR, &mut tile);
-            for (r, o) in self.o.chunks_exact_mut(d).take(rows).enumerate() {
-                for (c, v) in o.iter_mut().enumerate().skip(part * COLS).take(COLS) {
-                    *v = tile[(c % COLS) / NR][r][c % NR];
-                }
+            tile(pairs, p_rows, &head.v[part * GROUPS * head.k2 * NR..], head.k2 * NR, self.o.chunks_exact_mut(COLS));
+            let cols = (d - part * COLS).min(COLS);
+            for (dst, src) in self.out.chunks_exact_mut(d).zip(self.o.chunks_exact(COLS)).take(rows) {
+                dst[part * COLS..][..cols].copy_from_slice(&src[..cols]);
             }
         }
-        &self.o[..rows * d]
+        &self.out[..rows * d]
     }
 }
 
-/// tile += a · b over `kp` pairs: a [kp][MR] pairs, b GROUPS panels [kp][NR] `stride`
-/// apart.
-fn tile_6x64(kp: usize, a: &[u32], b: &[u32], stride: usize, tile: &mut Tile) {
-    assert!(a.len() >= kp * MR && (kp == 0 || b.len() >= (GROUPS - 1) * stride + kp * NR), "attention tile operands");
+/// out[r][..64] = a[r] · b over `kp` pairs for the MR rows: a rows of pairs, b GROUPS
+/// panels [kp][NR] `stride` apart.
+fn tile<'o>(kp: usize, a: [&[u32]; MR], b: &[u32], stride: usize, out: impl Iterator<Item = &'o mut [f32]>) {
+    let out: Vec<&mut [f32]> = out.collect();
+    assert!(out.len() >= MR && out.iter().all(|o| o.len() >= COLS), "attention tile outputs");
+    assert!(a.iter().all(|r| r.len() >= kp) && (kp == 0 || b.len() >= (GROUPS - 1) * stride + kp * NR), "attention tile operands");
+    let out: [*mut f32; MR] = std::array::from_fn(|r| out[r].as_ptr() as *mut f32);
     // SAFETY: reached from `attention_in_tasks` only, which asserts AVX512-BF16; bounds
-    // asserted above.
+    // asserted above, and each output row is a distinct mutable borrow.
     #[cfg(target_arch = "x86_64")]
     unsafe {
-        super::gemm_avx512::tile_6x64_bf16(kp, a.as_ptr(), b.as_ptr(), stride, tile)
+        kernel::tile(kp, a.map(|r| r.as_ptr()), b.as_ptr(), stride, out)
     };
     #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("AVX512-BF16 exists only on x86-64 ({kp}, {stride}, {})", a.len() + b.len() + tile.len());
+    unreachable!("AVX512-BF16 exists only on x86-64 ({kp}, {stride}, {})", a.len() + b.len() + out.len());
+}
+
+#[cfg(target_arch = "x86_64")]
+mod kernel {
+    use std::arch::x86_64::*;
+
+    use super::{GROUPS, MR, NR};
+
+    /// The 6 x 64 tile from zero, x broadcast from six rows of pairs (the GEMM's tile reads
+    /// them interleaved), each row's 64 sums stored to its own output row.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn tile(kp: usize, a: [*const u32; MR], b: *const u32, stride: usize, out: [*mut f32; MR]) {
+        let mut acc = [[_mm512_setzero_ps(); GROUPS]; MR];
+        for kk in 0..kp {
+            let bv: [__m512bh; GROUPS] = std::array::from_fn(|g| std::mem::transmute(_mm512_loadu_si512(b.add(g * stride + kk * NR) as *const _)));
+            for (i, row) in acc.iter_mut().enumerate() {
+                let x: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a[i].add(kk) as i32));
+                for (v, bg) in row.iter_mut().zip(bv) {
+                    *v = _mm512_dpbf16_ps(*v, x, bg);
+                }
+            }
+        }
+        for (row, o) in acc.iter().zip(out) {
+            for (g, v) in row.iter().enumerate() {
+                _mm512_storeu_ps(o.add(g * NR), *v);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

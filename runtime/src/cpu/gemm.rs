@@ -19,7 +19,8 @@ pub(crate) const NR: usize = 16;
 pub(crate) const KC: usize = 256;
 /// The fast (bf16) product is used from this many output columns on. From 64 on, it
 /// doubled the LM fixtures' worst logit error (1.2e-2 to 4.6e-2: attention's P·V and the
-/// narrow products in bf16 too) for about 5 % of the codec's time.
+/// narrow products in bf16 too) for about 5 % of the codec's time. The many-query
+/// attention applies it to its keys (`attention_bf16.rs`: P·V in bf16 from 256 keys).
 const FAST_MIN_COLUMNS: usize = 256;
 
 /// Whether a `vdpbf16ps` product (`gemm_bf16.rs`, or `gemm_bf16_rows.rs` for a prefill's

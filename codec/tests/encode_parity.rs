@@ -72,9 +72,7 @@ fn transpose(x: &[f32], rows: usize) -> Vec<f32> {
     (0..x.len()).map(|i| x[(i % rows) * cols + i / rows]).collect()
 }
 
-/// Chunk 0 of case a against every stored intermediate: the stage where a port first
-/// departs from the reference is the one to look at.
-/// Tolerances of `check_intermediates` (relative L2): the front ends' hidden states, the
+/// Tolerances of `check_intermediates_within` (relative L2): the front ends' hidden states, the
 /// reasoning features before quantization, the quantized reasoning vectors and the
 /// branches' features (both follow the reasoning codes), and the frames of each code
 /// stream allowed to differ.
@@ -89,6 +87,8 @@ struct Bounds {
 /// The exact levels: codes identical, stages within f32 reordering.
 const EXACT: Bounds = Bounds { hidden: 2e-5, reasoning: 5e-5, quantized: 1e-6, branches: 5e-5, frames_off: 0 };
 
+/// Chunk 0 of case a against every stored intermediate at the exact bounds: the stage
+/// where a port first departs from the reference is the one to look at.
 fn check_intermediates<B: Backend>(backend: &B, label: &str) {
     check_intermediates_within(backend, label, &EXACT)
 }
@@ -219,4 +219,3 @@ fn gpu_batches_fit_the_binding_limit() {
     assert_eq!(batch_that_fits(&c, Some(2 * one + 7)), 2);
     assert_eq!(batch_that_fits(&c, Some(u64::MAX)), c.chunking.batch_size);
 }
-

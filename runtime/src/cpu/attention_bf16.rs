@@ -11,7 +11,9 @@
 //! products, reaching 37 % of the `vdpbf16ps` peak on a 1500-position encoder window.
 //!
 //! Each output depends only on its query row: a panel's rows share only the keys they
-//! sweep, and keys past a row's visible ones enter as exact zeros of P.
+//! sweep, and keys past a row's visible ones enter as exact zeros of P (so a non-finite
+//! value in such a key's V, which 0 · V turns into NaN, is the one exception, as in the
+//! GEMM route). Query heads that share a K/V group share its rounded pairs.
 
 use rayon::prelude::*;
 
@@ -40,7 +42,11 @@ pub(crate) fn attention_in_tasks(isa: Isa, p: &Problem, out: &mut [f32], panels:
     }
     assert!(p.q.len() >= t * h * d && out.len() >= t * h * d, "attention q/out hold {} and {} floats, {t} x {h} x {d} needed", p.q.len(), out.len());
     let keys = (0..t).map(|i| (p.visible)(i)).max().unwrap_or(0);
-    let heads: Vec<HeadPairs> = (0..h).into_par_iter().map(|hd| HeadPairs::new((p.k)(hd), (p.v)(hd), keys, d)).collect();
+    // One set of pairs per distinct K/V group (grouped-query heads share theirs).
+    let group_of: Vec<usize> = (0..h).map(|hd| (0..=hd).find(|&o| std::ptr::eq((p.k)(o), (p.k)(hd)) && std::ptr::eq((p.v)(o), (p.v)(hd))).unwrap_or(hd)).collect();
+    let owners: Vec<usize> = (0..h).filter(|&hd| group_of[hd] == hd).collect();
+    let pairs: Vec<HeadPairs> = owners.par_iter().map(|&hd| HeadPairs::new((p.k)(hd), (p.v)(hd), keys, d)).collect();
+    let heads: Vec<&HeadPairs> = group_of.iter().map(|g| &pairs[owners.iter().position(|o| o == g).expect("every group has an owner")]).collect();
     let (panels, row_panels) = (panels.max(1), t.div_ceil(MR));
     let chunks = row_panels.div_ceil(panels);
     let shared = SharedOut::new(out);
@@ -49,7 +55,7 @@ pub(crate) fn attention_in_tasks(isa: Isa, p: &Problem, out: &mut [f32], panels:
         let mut panel = Panel::new(keys, d);
         for rp in chunk * panels..((chunk + 1) * panels).min(row_panels) {
             let (t0, rows) = (rp * MR, (t - rp * MR).min(MR));
-            let o = panel.run(isa, p, &heads[hd], hd, t0, rows);
+            let o = panel.run(isa, p, heads[hd], hd, t0, rows);
             for (r, orow) in o.chunks_exact(d).enumerate() {
                 // SAFETY: (query t0 + r, head hd) belongs to this task only; in bounds
                 // (asserted above).
@@ -188,10 +194,10 @@ impl Panel {
 /// out[r][..64] = a[r] · b over `kp` pairs for the MR rows: a rows of pairs, b GROUPS
 /// panels [kp][NR] `stride` apart.
 fn tile<'o>(kp: usize, a: [&[u32]; MR], b: &[u32], stride: usize, out: impl Iterator<Item = &'o mut [f32]>) {
-    let out: Vec<&mut [f32]> = out.collect();
+    let mut out: Vec<&mut [f32]> = out.collect();
     assert!(out.len() >= MR && out.iter().all(|o| o.len() >= COLS), "attention tile outputs");
     assert!(a.iter().all(|r| r.len() >= kp) && (kp == 0 || b.len() >= (GROUPS - 1) * stride + kp * NR), "attention tile operands");
-    let out: [*mut f32; MR] = std::array::from_fn(|r| out[r].as_ptr() as *mut f32);
+    let out: [*mut f32; MR] = std::array::from_fn(|r| out[r].as_mut_ptr());
     // SAFETY: reached from `attention_in_tasks` only, which asserts AVX512-BF16; bounds
     // asserted above, and each output row is a distinct mutable borrow.
     #[cfg(target_arch = "x86_64")]
@@ -241,7 +247,7 @@ mod tests {
 
     /// Against the f32 attention (the exact level): causal with a partial last key part
     /// and two head-dimension parts, bidirectional with a bias and an odd head dimension,
-    /// and a key count under one part per panel at the start of a causal window. The
+    /// and a causal window whose panels' rows see different key counts (251-290). The
     /// error is bf16 rounding of q, K, P and V (NMSE well under the harness's 3e-5), and
     /// every split of the queries into tasks gives the same bits.
     #[test]

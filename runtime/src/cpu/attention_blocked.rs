@@ -1,7 +1,8 @@
 //! Attention for many queries as GEMMs: per (head, block of query rows) the scores
 //! S = Q·Kᵀ/√D come from the packed GEMM, are biased, masked and softmaxed row by row,
-//! and O = P·V is a second GEMM. Encoders (1500 bidirectional positions) and prefill spend
-//! most of their attention time here; single-query decode keeps the streaming kernel.
+//! and O = P·V is a second GEMM: prefill and the encoders (750-1500 positions) at the
+//! exact levels, and under 256 keys at the bf16 ones, which run longer problems through
+//! `attention_bf16.rs`. Single-query decode keeps the streaming kernel.
 
 use rayon::prelude::*;
 

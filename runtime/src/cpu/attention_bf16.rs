@@ -42,11 +42,11 @@ pub(crate) fn attention_in_tasks(isa: Isa, p: &Problem, out: &mut [f32], panels:
     }
     assert!(p.q.len() >= t * h * d && out.len() >= t * h * d, "attention q/out hold {} and {} floats, {t} x {h} x {d} needed", p.q.len(), out.len());
     let keys = (0..t).map(|i| (p.visible)(i)).max().unwrap_or(0);
-    // One set of pairs per distinct K/V group (grouped-query heads share theirs).
-    let group_of: Vec<usize> = (0..h).map(|hd| (0..=hd).find(|&o| std::ptr::eq((p.k)(o), (p.k)(hd)) && std::ptr::eq((p.v)(o), (p.v)(hd))).unwrap_or(hd)).collect();
-    let owners: Vec<usize> = (0..h).filter(|&hd| group_of[hd] == hd).collect();
-    let pairs: Vec<HeadPairs> = owners.par_iter().map(|&hd| HeadPairs::new((p.k)(hd), (p.v)(hd), keys, d)).collect();
-    let heads: Vec<&HeadPairs> = group_of.iter().map(|g| &pairs[owners.iter().position(|o| o == g).expect("every group has an owner")]).collect();
+    // One set of pairs per distinct K/V group, made by its first head (grouped-query
+    // heads share theirs).
+    let first: Vec<usize> = (0..h).map(|hd| (0..hd).find(|&o| std::ptr::eq((p.k)(o), (p.k)(hd)) && std::ptr::eq((p.v)(o), (p.v)(hd))).unwrap_or(hd)).collect();
+    let pairs: Vec<Option<HeadPairs>> = (0..h).into_par_iter().map(|hd| (first[hd] == hd).then(|| HeadPairs::new((p.k)(hd), (p.v)(hd), keys, d))).collect();
+    let heads: Vec<&HeadPairs> = first.iter().map(|&f| pairs[f].as_ref().expect("a group's first head made its pairs")).collect();
     let (panels, row_panels) = (panels.max(1), t.div_ceil(MR));
     let chunks = row_panels.div_ceil(panels);
     let shared = SharedOut::new(out);
@@ -103,15 +103,15 @@ impl HeadPairs {
 }
 
 /// `src` rounded to bf16 pairs of consecutive elements (an odd last one pairs with 0),
-/// pair j written to `dst[j * step]` (`tmp`: the rounded row).
-fn pairs_strided(src: &[f32], tmp: &mut Vec<u16>, dst: &mut [u32], step: usize) {
-    let len = src.len().next_multiple_of(32);
+/// pair j written to `dst[j * step]` (`tmp`: the row's pairs, from `round_pairs`).
+fn pairs_strided(src: &[f32], tmp: &mut Vec<u32>, dst: &mut [u32], step: usize) {
+    let len = src.len().div_ceil(32) * 16;
     if tmp.len() < len {
         tmp.resize(len, 0);
     }
-    super::gemm_bf16_rows::round_row(src, &mut tmp[..len]);
-    for (j, two) in tmp[..src.len().div_ceil(2) * 2].chunks_exact(2).enumerate() {
-        dst[j * step] = two[0] as u32 | (two[1] as u32) << 16;
+    round_pairs(src, &mut tmp[..len]);
+    for (j, &pair) in tmp[..src.len().div_ceil(2)].iter().enumerate() {
+        dst[j * step] = pair;
     }
 }
 
@@ -160,7 +160,7 @@ impl Panel {
             self.scaled.iter_mut().zip(q).for_each(|(s, &v)| *s = v * scale);
             round_pairs(&self.scaled, &mut self.q[r * self.q_len..][..self.q_len]);
         }
-        let seen: Vec<usize> = (0..rows).map(|r| (p.visible)(t0 + r)).collect();
+        let seen: [usize; MR] = std::array::from_fn(|r| if r < rows { (p.visible)(t0 + r) } else { 0 });
         let visible = seen.iter().copied().max().unwrap_or(0);
         // S per part of 64 keys, stored straight into the score rows.
         let q_rows: [&[u32]; MR] = std::array::from_fn(|r| &self.q[r * self.q_len..][..self.q_len]);
@@ -169,7 +169,7 @@ impl Panel {
             tile(d2, q_rows, &head.k[part * GROUPS * d2 * NR..], d2 * NR, s_rows);
         }
         let pairs = visible.div_ceil(2);
-        for (r, &seen) in seen.iter().enumerate() {
+        for (r, &seen) in seen.iter().enumerate().take(rows) {
             let row = &mut self.s[r * self.s_len..][..visible.div_ceil(COLS) * COLS];
             if let Some(bias) = p.bias {
                 bias(hd, t0 + r, &mut row[..seen]);

@@ -191,8 +191,7 @@ pub(super) fn round_row(src: &[f32], dst: &mut [u16]) {
 /// The 4 x 6 sums of four bf16 x rows (padded to whole chunks) with six weight rows of k.
 fn tile_bf16(x: [&[u16]; RM], w: [&[u16]; RN_BF16], k: usize) -> [[f32; RN_BF16]; RM] {
     // SAFETY: reached from `gemm_bf16` and `gemm_blocks_bf16` only, which assert
-    // AVX512-BF16; the kernel checks
-    // the row lengths.
+    // AVX512-BF16; the kernel checks the row lengths.
     #[cfg(target_arch = "x86_64")]
     unsafe {
         kernel::tile_bf16(x, w, k)

@@ -20,11 +20,10 @@ use rayon::prelude::*;
 use super::attention_blocked::Problem;
 use super::gemm::{MR, NR};
 use super::gemm_bf16::GROUPS;
+use super::pair_tile::{round_pairs, tile, Runs, COLS};
 use super::simd::Isa;
 use super::view::SharedOut;
 
-/// Columns of one register tile: keys of S, head dimensions of O.
-const COLS: usize = GROUPS * NR;
 /// Query panels (of MR rows) per task.
 const PANELS_PER_TASK: usize = 8;
 
@@ -115,16 +114,6 @@ fn pairs_strided(src: &[f32], tmp: &mut Vec<u32>, dst: &mut [u32], step: usize) 
     }
 }
 
-/// `src` rounded to bf16 pairs of consecutive elements into `dst` (whole 16-pair chunks,
-/// zero past `src`): each pair is the u32 of two consecutive bf16 values.
-fn round_pairs(src: &[f32], dst: &mut [u32]) {
-    assert!(dst.len().is_multiple_of(16) && 2 * dst.len() >= src.len(), "pairs of {} values into {}", src.len(), dst.len());
-    // SAFETY: u32 storage viewed as twice as many u16 (alignment 4 ≥ 2); little-endian
-    // x86-64 puts the lower index in the low half, the pair layout of `vdpbf16ps`.
-    let halves = unsafe { std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut u16, 2 * dst.len()) };
-    super::gemm_bf16_rows::round_row(src, halves);
-}
-
 /// A task's buffers for one panel of MR queries. Rows past the panel's last query keep
 /// what an earlier panel left: their sums are computed and never stored.
 struct Panel {
@@ -166,7 +155,7 @@ impl Panel {
         let q_rows: [&[u32]; MR] = std::array::from_fn(|r| &self.q[r * self.q_len..][..self.q_len]);
         for part in 0..visible.div_ceil(COLS) {
             let s_rows = self.s.chunks_exact_mut(self.s_len).map(|row| &mut row[part * COLS..][..COLS]);
-            tile(d2, q_rows, &head.k[part * GROUPS * d2 * NR..], d2 * NR, s_rows);
+            tile(Runs::plain(d2), q_rows, &head.k[part * GROUPS * d2 * NR..], d2 * NR, s_rows);
         }
         let pairs = visible.div_ceil(2);
         for (r, &seen) in seen.iter().enumerate().take(rows) {
@@ -181,58 +170,13 @@ impl Panel {
         // O per part of 64 head dimensions, over the visible keys.
         let p_rows: [&[u32]; MR] = std::array::from_fn(|r| &self.p[r * self.p_len..][..self.p_len]);
         for part in 0..d.div_ceil(COLS) {
-            tile(pairs, p_rows, &head.v[part * GROUPS * head.k2 * NR..], head.k2 * NR, self.o.chunks_exact_mut(COLS));
+            tile(Runs::plain(pairs), p_rows, &head.v[part * GROUPS * head.k2 * NR..], head.k2 * NR, self.o.chunks_exact_mut(COLS));
             let cols = (d - part * COLS).min(COLS);
             for (dst, src) in self.out.chunks_exact_mut(d).zip(self.o.chunks_exact(COLS)).take(rows) {
                 dst[part * COLS..][..cols].copy_from_slice(&src[..cols]);
             }
         }
         &self.out[..rows * d]
-    }
-}
-
-/// out[r][..64] = a[r] · b over `kp` pairs for the MR rows: a rows of pairs, b GROUPS
-/// panels [kp][NR] `stride` apart.
-fn tile<'o>(kp: usize, a: [&[u32]; MR], b: &[u32], stride: usize, out: impl Iterator<Item = &'o mut [f32]>) {
-    let mut out: Vec<&mut [f32]> = out.collect();
-    assert!(out.len() >= MR && out.iter().all(|o| o.len() >= COLS), "attention tile outputs");
-    assert!(a.iter().all(|r| r.len() >= kp) && (kp == 0 || b.len() >= (GROUPS - 1) * stride + kp * NR), "attention tile operands");
-    let out: [*mut f32; MR] = std::array::from_fn(|r| out[r].as_mut_ptr());
-    // SAFETY: reached from `attention_in_tasks` only, which asserts AVX512-BF16; bounds
-    // asserted above, and each output row is a distinct mutable borrow.
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        kernel::tile(kp, a.map(|r| r.as_ptr()), b.as_ptr(), stride, out)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("AVX512-BF16 exists only on x86-64 ({kp}, {stride}, {})", a.len() + b.len() + out.len());
-}
-
-#[cfg(target_arch = "x86_64")]
-mod kernel {
-    use std::arch::x86_64::*;
-
-    use super::{GROUPS, MR, NR};
-
-    /// The 6 x 64 tile from zero, x broadcast from six rows of pairs (the GEMM's tile reads
-    /// them interleaved), each row's 64 sums stored to its own output row.
-    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub(super) unsafe fn tile(kp: usize, a: [*const u32; MR], b: *const u32, stride: usize, out: [*mut f32; MR]) {
-        let mut acc = [[_mm512_setzero_ps(); GROUPS]; MR];
-        for kk in 0..kp {
-            let bv: [__m512bh; GROUPS] = std::array::from_fn(|g| std::mem::transmute(_mm512_loadu_si512(b.add(g * stride + kk * NR) as *const _)));
-            for (i, row) in acc.iter_mut().enumerate() {
-                let x: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a[i].add(kk) as i32));
-                for (v, bg) in row.iter_mut().zip(bv) {
-                    *v = _mm512_dpbf16_ps(*v, x, bg);
-                }
-            }
-        }
-        for (row, o) in acc.iter().zip(out) {
-            for (g, v) in row.iter().enumerate() {
-                _mm512_storeu_ps(o.add(g * NR), *v);
-            }
-        }
     }
 }
 

@@ -71,6 +71,11 @@ pub fn cases() -> Vec<Case> {
         (1, 33, 4, 1, 7, 1, 6, 2, 66, false, false),
         // 260 output channels: the fast level's bf16 product.
         (1, 30, 7, 260, 3, 1, 1, 1, 30, false, true),
+        // Even C_in from 64 output channels: the fast level's direct bf16 convolution
+        // (a dilated residual conv with a partial column group; two batches and PReLU
+        // over a partial row panel, padding past both ends).
+        (1, 70, 12, 96, 7, 3, 18, 1, 70, true, false),
+        (2, 29, 34, 130, 4, 1, 5, 1, 31, true, true),
     ] {
         cases.push(Conv1d { batch, l_in, c_in, c_out, k, stride: 1, groups: 1, dilation, pad_left, upsample, l_out, prelu, accumulate, dtype: f32 });
     }
@@ -85,6 +90,8 @@ pub fn cases() -> Vec<Case> {
         (1, 45, 130, 130, 7, 1, 130, 3, 45, false),
         (1, 40, 32, 48, 12, 1, 2, 6, 40, true),
         (2, 33, 64, 64, 8, 2, 4, 4, 16, false),
+        // The direct bf16 convolution, strided, two columns into its second group.
+        (1, 61, 16, 66, 3, 2, 1, 1, 30, true),
     ] {
         cases.push(Conv1d { batch, l_in, c_in, c_out, k, stride, groups, dilation: 1, pad_left, upsample: 1, l_out, prelu: false, accumulate, dtype: f32 });
     }

@@ -1,0 +1,197 @@
+//! The fast precision's 1-D convolution on the AVX512-BF16 levels, direct: the input is
+//! rounded once into time-major bf16 pairs, its padding as zero frames, and each output
+//! frame's window is a row of the 6 x 64 pair tile (`pair_tile.rs`), read where it lies
+//! (a dilated window's taps are runs within it). The implicit GEMM (`conv.rs`) copies
+//! every window into an f32 im2col block and converts that again, which cost as much as
+//! the products at 128 channels; and under 256 output channels it ran in f32.
+//!
+//! A frame's outputs depend only on its window, never on the task split.
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::conv::{bias_prelu_store, ConvDims};
+use super::gemm::{MR, NR};
+use super::gemm_bf16::GROUPS;
+use super::pair_tile::{round_pairs, tile, Runs, COLS};
+use super::simd::Isa;
+use super::view::{SharedOut, WeightSlice};
+use crate::op::ConvParams;
+
+/// Output channels from which a convolution takes the tile: the fast precision's policy
+/// for convolutions (below it, most of a 64-column tile would be zeros).
+const MIN_OUT_CHANNELS: usize = 64;
+/// The most input bytes a task's windows span (in a core's L2 beside one column group's
+/// weights, which every window of the task meets).
+const TASK_INPUT_BYTES: usize = 384 << 10;
+/// Values rounded per parallel piece of the input.
+const PIECE: usize = 8192;
+/// The largest input buffer a thread keeps between calls (32 MiB); larger ones are freed.
+const KEPT_PAIRS: usize = 8 << 20;
+
+thread_local! {
+    /// The last call's input pairs, kept: fresh pages cost a fault and a clear each call.
+    static INPUT: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Whether this level runs the convolution here: bf16 dot products, one group, no
+/// upsampling, an even input channel count (so every window starts on a whole pair).
+pub(super) fn applies(isa: Isa, d: ConvDims, p: ConvParams) -> bool {
+    isa.bf16_dot() && p.groups == 1 && p.upsample == 1 && d.c_in.is_multiple_of(2) && d.c_in > 0 && d.k > 0 && d.c_out >= MIN_OUT_CHANNELS
+}
+
+/// Conv1d: x [B, L_in, C_in], w [C_out, K, C_in], out [B, L_out, C_out], bias per output
+/// channel, then PReLU and store or accumulate as `p` says.
+pub(super) fn conv1d(isa: Isa, x: &[f32], w: WeightSlice, bias: &[f32], out: &mut [f32], d: ConvDims, p: ConvParams) {
+    assert!(applies(isa, d, p), "the bf16 convolution does not apply at {} to {} x {} channels, groups {}, upsample {}", isa.key(), d.c_in, d.c_out, p.groups, p.upsample);
+    assert!(
+        x.len() >= d.batch * d.l_in * d.c_in && out.len() >= d.batch * d.l_out * d.c_out && w.len() >= d.c_out * d.k * d.c_in && bias.len() >= d.c_out,
+        "convolution operands for batch {}, {} -> {} frames, {} -> {} channels, kernel {}",
+        d.batch,
+        d.l_in,
+        d.l_out,
+        d.c_in,
+        d.c_out,
+        d.k
+    );
+    if d.batch * d.l_out == 0 {
+        return;
+    }
+    let c2 = d.c_in / 2;
+    let inner = d.k * c2;
+    // Input frames the windows cover, from position −pad_left.
+    let span = (d.l_out - 1) * p.stride + (d.k - 1) * p.dilation + 1;
+    // Each batch's frames, then slack for the rounding's whole 32-value chunks.
+    let per_batch = span * c2 + 16;
+    let weights = weight_pairs(w, d);
+    let mut input = INPUT.with(|i| std::mem::take(&mut *i.borrow_mut()));
+    input_pairs(x, d, p.pad_left, span, per_batch, &mut input);
+    let runs = if p.dilation == 1 { Runs::plain(inner) } else { Runs { count: d.k, pairs: c2, step: p.dilation * c2 } };
+
+    let by_cache = TASK_INPUT_BYTES / (p.stride * d.c_in * 2).max(1);
+    let by_balance = (d.batch * d.l_out).div_ceil(8 * rayon::current_num_threads());
+    let per = by_cache.min(by_balance).max(4 * MR).next_multiple_of(MR);
+    let tasks: Vec<(usize, usize)> = (0..d.batch).flat_map(|b| (0..d.l_out).step_by(per).map(move |j0| (b, j0))).collect();
+    let slope = p.prelu.map(|s| s.get());
+    let shared = SharedOut::new(out);
+    tasks.into_par_iter().for_each(|(b, j0)| {
+        let j1 = (j0 + per).min(d.l_out);
+        let frames = &input[b * per_batch..][..per_batch];
+        let mut sums = [0f32; MR * COLS];
+        for (group, panel) in weights.chunks_exact(GROUPS * inner * NR).enumerate() {
+            let (c0, cols) = (group * COLS, (d.c_out - group * COLS).min(COLS));
+            for j in (j0..j1).step_by(MR) {
+                let rows = (j1 - j).min(MR);
+                // A short panel repeats its last window; those sums are not stored.
+                let a: [&[u32]; MR] = std::array::from_fn(|r| &frames[(j + r.min(rows - 1)) * p.stride * c2..]);
+                tile(runs, a, panel, inner * NR, sums.chunks_exact_mut(COLS));
+                for (r, row) in sums.chunks_exact(COLS).take(rows).enumerate() {
+                    // SAFETY: frame j + r of batch b belongs to this task only; in bounds
+                    // (asserted above).
+                    let dst = unsafe { shared.slice((b * d.l_out + j + r) * d.c_out + c0, cols) };
+                    bias_prelu_store(dst, row, &bias[c0..], slope, p.accumulate);
+                }
+            }
+        }
+    });
+    if input.len() <= KEPT_PAIRS {
+        INPUT.with(|i| *i.borrow_mut() = input);
+    }
+}
+
+/// w [C_out, K · C_in] as bf16 pairs of the tile's b operand: per group of 64 output
+/// channels, GROUPS panels [K · C_in / 2][NR], zero past the last channel.
+fn weight_pairs(w: WeightSlice, d: ConvDims) -> Vec<u32> {
+    let len = d.k * d.c_in;
+    let inner = len / 2;
+    let mut pairs = vec![0u32; d.c_out.div_ceil(COLS) * GROUPS * inner * NR];
+    pairs.par_chunks_mut(inner * NR).enumerate().for_each(|(panel, dst)| {
+        let (mut row, mut tmp) = (vec![0f32; len], vec![0u32; len.div_ceil(32) * 16]);
+        for c in 0..NR {
+            let o = panel * NR + c;
+            if o >= d.c_out {
+                break;
+            }
+            w.widen_into(o * len, &mut row);
+            round_pairs(&row, &mut tmp);
+            for (kk, &pair) in tmp[..inner].iter().enumerate() {
+                dst[kk * NR + c] = pair;
+            }
+        }
+    });
+    pairs
+}
+
+/// x [B, L_in, C_in] as bf16 pairs, `per_batch` pairs per batch: `span` frames from
+/// input position −pad_left (zero outside the input), then zeros.
+fn input_pairs(x: &[f32], d: ConvDims, pad_left: usize, span: usize, per_batch: usize, input: &mut Vec<u32>) {
+    let c2 = d.c_in / 2;
+    if input.len() < d.batch * per_batch {
+        input.resize(d.batch * per_batch, 0);
+    }
+    let lead = pad_left.min(span);
+    let frames = d.l_in.min(span - lead);
+    for (b, dst) in input.chunks_exact_mut(per_batch).take(d.batch).enumerate() {
+        let (zeros, rest) = dst.split_at_mut(lead * c2);
+        zeros.fill(0);
+        let values = frames * d.c_in;
+        let (data, tail) = rest.split_at_mut(values.div_ceil(32) * 16);
+        tail.fill(0);
+        let src = &x[b * d.l_in * d.c_in..][..values];
+        data.par_chunks_mut(PIECE / 2).zip(src.par_chunks(PIECE)).for_each(|(dst, src)| round_pairs(src, dst));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n).map(|i| (((i * 7919 + seed * 104_729) % 1013) as f32 / 1013.0 - 0.5) * 2.0).collect()
+    }
+
+    fn bf16(v: f32) -> f64 {
+        half::bf16::from_f32(v).to_f64()
+    }
+
+    /// Against the direct sum in f64 of the bf16-rounded operands (so only the f32 sums'
+    /// order differs): stride, dilation, padding past both ends, a partial column group and
+    /// row panel, two batches, PReLU and accumulate; then every split into tasks gives the
+    /// same bits (a kept input buffer from a larger call poisoned first).
+    #[test]
+    fn matches_the_rounded_direct_sum() {
+        if !Isa::Avx512Bf16.available() {
+            return eprintln!("skipped avx512bf16: this CPU lacks it");
+        }
+        // (c_in, c_out, k, stride, dilation, pad_left, l_in)
+        for (c_in, c_out, k, stride, dilation, pad_left, l_in) in [(6usize, 80usize, 3usize, 1usize, 3usize, 7usize, 41usize), (34, 64, 4, 2, 1, 2, 57), (128, 130, 7, 1, 1, 3, 200)] {
+            let batch = 2;
+            let l_out = (l_in + 2 * pad_left - dilation * (k - 1) - 1) / stride + 1;
+            let d = ConvDims { batch, l_in, c_in, l_out, c_out, k };
+            let (x, w) = (values(batch * l_in * c_in, 1), values(c_out * k * c_in, 2));
+            let bias: Vec<f32> = (0..c_out).map(|o| o as f32 * 0.01 - 0.3).collect();
+            let before = values(batch * l_out * c_out, 3);
+            let p = ConvParams { stride, dilation, pad_left, prelu: Some(crate::op::PreluSlope::new(0.2)), accumulate: true, ..ConvParams::plain() };
+            INPUT.with(|i| *i.borrow_mut() = vec![0x7fc0_7fc0; 1 << 16]);
+            let mut out = before.clone();
+            conv1d(Isa::Avx512Bf16, &x, WeightSlice::F32(&w), &bias, &mut out, d, p);
+            for (i, &got) in out.iter().enumerate() {
+                let (b, j, o) = (i / (l_out * c_out), i / c_out % l_out, i % c_out);
+                let mut sum = bias[o] as f64;
+                for t in 0..k {
+                    let Some(u) = (j * stride + t * dilation).checked_sub(pad_left).filter(|&u| u < l_in) else { continue };
+                    sum += (0..c_in).map(|c| bf16(w[(o * k + t) * c_in + c]) * bf16(x[(b * l_in + u) * c_in + c])).sum::<f64>();
+                }
+                let want = before[i] as f64 + if sum < 0.0 { 0.2 * sum } else { sum };
+                assert!((got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()), "c_in {c_in}, output {i}: {got} vs {want}");
+            }
+            for threads in [1, 3] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                let mut again = before.clone();
+                pool.install(|| conv1d(Isa::Avx512Bf16, &x, WeightSlice::F32(&w), &bias, &mut again, d, p));
+                assert!(again.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()), "c_in {c_in}: {threads} threads differ");
+            }
+        }
+    }
+}

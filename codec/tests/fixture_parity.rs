@@ -141,10 +141,12 @@ fn fast_precision_snr_is_bounded() {
             continue;
         }
         let worst = worst_snr(&Cpu::with_isa(level), dir.path(), "fast");
-        // Measured (avx512bf16): latent 66.6 dB, waveform 49.9 dB at worst (64.5 and 48.6
-        // with an earlier tile's summation order); 10 dB of margin. A broken bf16 product gives under 10 dB.
+        // Measured (avx512bf16): latent 54.0 dB, waveform 42.4 dB at worst, convolutions
+        // in bf16 from 64 output channels (the fixture's flow input convs and SQ decoder;
+        // 66.6 and 49.9 dB while they ran in f32); 10 dB of margin. A broken bf16 product
+        // gives under 10 dB.
         assert!(
-            worst.0 >= 54.0 && worst.1 >= 38.0,
+            worst.0 >= 44.0 && worst.1 >= 32.0,
             "fast {} SNR too low: latent {:.1} dB, waveform {:.1} dB",
             level.key(),
             worst.0,

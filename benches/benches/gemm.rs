@@ -94,23 +94,21 @@ fn gemm_shapes(c: &mut Criterion, b: &Cpu, peak: &mut Peak) {
             ops::linear(b, &x, &w, Some(&bias), &out, epilogue).unwrap()
         });
     }
-    // An SQ-decoder residual conv (k = 7, dilation 3, causal) on 128 channels x 24000 frames.
-    let (len, ch, k) = (24000, 128, 7);
-    let x = random(b, &[1, len, ch], 5);
-    let w = random(b, &[ch, k, ch], 6);
-    let out = b.alloc(DType::F32, &[1, len, ch]).unwrap();
-    let conv = ConvParams {
-        dilation: 3,
-        pad_left: 18,
-        ..ConvParams::plain()
-    };
-    report(
-        c,
-        &format!("{level}/conv1d_k7_128ch_24000"),
-        2.0 * (len * ch * ch * k) as f64,
-        peak,
-        || ops::conv1d(b, &x, &w, None, &out, conv).unwrap(),
-    );
+    // An SQ-decoder residual conv (k = 7, dilation 3, causal) on 128 channels x 24000
+    // frames; WavLM's strided feature-encoder conv (512 channels, k = 3, stride 2); Whisper's
+    // second conv (1280 channels, k = 3, stride 2, one 30 s window).
+    for (name, frames, c_in, c_out, k, stride, dilation, pad_left) in [
+        ("conv1d_k7_128ch_24000", 24000, 128, 128, 7, 1, 3, 18),
+        ("conv1d_k3s2_512ch_6000", 6000, 512, 512, 3, 2, 1, 0),
+        ("conv1d_k3s2_1280ch_1500", 1500, 1280, 1280, 3, 2, 1, 1),
+    ] {
+        let l_in = (frames - 1) * stride + (k - 1) * dilation + 1 - pad_left;
+        let x = random(b, &[1, l_in, c_in], 5);
+        let w = random(b, &[c_out, k, c_in], 6);
+        let out = b.alloc(DType::F32, &[1, frames, c_out]).unwrap();
+        let conv = ConvParams { stride, dilation, pad_left, ..ConvParams::plain() };
+        report(c, &format!("{level}/{name}"), 2.0 * (frames * c_in * c_out * k) as f64, peak, || ops::conv1d(b, &x, &w, None, &out, conv).unwrap());
+    }
 }
 
 /// A 64-token prefill's projections on the 3B backbone (attention, MLP up, MLP down) and a

@@ -12,9 +12,7 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use super::conv::{bias_prelu_store, ConvDims};
-use super::gemm::{MR, NR};
-use super::gemm_bf16::GROUPS;
-use super::pair_tile::{round_pairs, tile, Runs, COLS};
+use super::pair_tile::{round_pairs, sweep, weight_pairs, Rows, Runs};
 use super::simd::Isa;
 use super::view::{SharedOut, WeightSlice};
 use crate::op::ConvParams;
@@ -22,9 +20,6 @@ use crate::op::ConvParams;
 /// Output channels from which a convolution takes the tile: the fast precision's policy
 /// for convolutions (below it, most of a 64-column tile would be zeros).
 const MIN_OUT_CHANNELS: usize = 64;
-/// The most input bytes a task's windows span (in a core's L2 beside one column group's
-/// weights, which every window of the task meets).
-const TASK_INPUT_BYTES: usize = 384 << 10;
 /// Values rounded per parallel piece of the input.
 const PIECE: usize = 8192;
 /// The largest input buffer a thread keeps between calls (32 MiB); larger ones are freed.
@@ -64,63 +59,23 @@ pub(super) fn conv1d(isa: Isa, x: &[f32], w: WeightSlice, bias: &[f32], out: &mu
     let span = (d.l_out - 1) * p.stride + (d.k - 1) * p.dilation + 1;
     // Each batch's frames, then slack for the rounding's whole 32-value chunks.
     let per_batch = span * c2 + 16;
-    let weights = weight_pairs(w, d);
+    let weights = weight_pairs(w, d.c_out, d.k * d.c_in);
     let mut input = INPUT.with(|i| std::mem::take(&mut *i.borrow_mut()));
     input_pairs(x, d, p.pad_left, span, per_batch, &mut input);
     let runs = if p.dilation == 1 { Runs::plain(inner) } else { Runs { count: d.k, pairs: c2, step: p.dilation * c2 } };
 
-    let by_cache = TASK_INPUT_BYTES / (p.stride * d.c_in * 2).max(1);
-    let by_balance = (d.batch * d.l_out).div_ceil(8 * rayon::current_num_threads());
-    let per = by_cache.min(by_balance).max(4 * MR).next_multiple_of(MR);
-    let tasks: Vec<(usize, usize)> = (0..d.batch).flat_map(|b| (0..d.l_out).step_by(per).map(move |j0| (b, j0))).collect();
     let slope = p.prelu.map(|s| s.get());
     let shared = SharedOut::new(out);
-    tasks.into_par_iter().for_each(|(b, j0)| {
-        let j1 = (j0 + per).min(d.l_out);
-        let frames = &input[b * per_batch..][..per_batch];
-        let mut sums = [0f32; MR * COLS];
-        for (group, panel) in weights.chunks_exact(GROUPS * inner * NR).enumerate() {
-            let (c0, cols) = (group * COLS, (d.c_out - group * COLS).min(COLS));
-            for j in (j0..j1).step_by(MR) {
-                let rows = (j1 - j).min(MR);
-                // A short panel repeats its last window; those sums are not stored.
-                let a: [&[u32]; MR] = std::array::from_fn(|r| &frames[(j + r.min(rows - 1)) * p.stride * c2..]);
-                tile(runs, a, panel, inner * NR, sums.chunks_exact_mut(COLS));
-                for (r, row) in sums.chunks_exact(COLS).take(rows).enumerate() {
-                    // SAFETY: frame j + r of batch b belongs to this task only; in bounds
-                    // (asserted above).
-                    let dst = unsafe { shared.slice((b * d.l_out + j + r) * d.c_out + c0, cols) };
-                    bias_prelu_store(dst, row, &bias[c0..], slope, p.accumulate);
-                }
-            }
-        }
+    let rows = Rows { input: &input, batches: d.batch, per_batch, count: d.l_out, step: p.stride * c2, runs };
+    sweep(&rows, &weights, d.c_out, |b, j, c0, sums| {
+        // SAFETY: `sweep` hands each (frame, column group) to one task only; in bounds
+        // (asserted above).
+        let dst = unsafe { shared.slice((b * d.l_out + j) * d.c_out + c0, sums.len()) };
+        bias_prelu_store(dst, sums, &bias[c0..], slope, p.accumulate);
     });
     if input.len() <= KEPT_PAIRS {
         INPUT.with(|i| *i.borrow_mut() = input);
     }
-}
-
-/// w [C_out, K · C_in] as bf16 pairs of the tile's b operand: per group of 64 output
-/// channels, GROUPS panels [K · C_in / 2][NR], zero past the last channel.
-fn weight_pairs(w: WeightSlice, d: ConvDims) -> Vec<u32> {
-    let len = d.k * d.c_in;
-    let inner = len / 2;
-    let mut pairs = vec![0u32; d.c_out.div_ceil(COLS) * GROUPS * inner * NR];
-    pairs.par_chunks_mut(inner * NR).enumerate().for_each(|(panel, dst)| {
-        let (mut row, mut tmp) = (vec![0f32; len], vec![0u32; len.div_ceil(32) * 16]);
-        for c in 0..NR {
-            let o = panel * NR + c;
-            if o >= d.c_out {
-                break;
-            }
-            w.widen_into(o * len, &mut row);
-            round_pairs(&row, &mut tmp);
-            for (kk, &pair) in tmp[..inner].iter().enumerate() {
-                dst[kk * NR + c] = pair;
-            }
-        }
-    });
-    pairs
 }
 
 /// x [B, L_in, C_in] as bf16 pairs, `per_batch` pairs per batch: `span` frames from

@@ -60,8 +60,12 @@ pub fn gemm(
             _ => {}
         }
     }
-    // The packed bf16 GEMM packs all rows at once (the pass sizes below are not its to
-    // tune).
+    // Beyond those, out-in weights meet x rows of bf16 pairs on the pair tile; the packed
+    // bf16 GEMM (K-major weights) packs all rows at once (the pass sizes below are not its
+    // to tune).
+    if layout == WeightLayout::OutIn && bf16_product(isa, n) {
+        return super::gemm_pairs::gemm(isa, x, m, k, w, n, out, accumulate);
+    }
     if bf16_product(isa, n) {
         return super::gemm_bf16::gemm(isa, x, m, k, w, layout, n, out, accumulate);
     }

@@ -4,8 +4,11 @@
 //! in rows need no packing: the attention's queries and probabilities, a convolution's
 //! time-major input (each output frame's window is a row, its taps runs within it).
 
+use rayon::prelude::*;
+
 use super::gemm::{MR, NR};
 use super::gemm_bf16::GROUPS;
+use super::view::WeightSlice;
 
 /// Output columns of one tile.
 pub(super) const COLS: usize = GROUPS * NR;
@@ -52,6 +55,79 @@ pub(super) fn tile<'o>(runs: Runs, a: [&[u32]; MR], b: &[u32], stride: usize, ou
     };
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("AVX512-BF16 exists only on x86-64 ({runs:?}, {stride}, {})", a.len() + b.len() + out.len());
+}
+
+/// The most input bytes a task's rows span (in a core's L2 beside one column group's
+/// weights, which every row of the task meets).
+const TASK_INPUT_BYTES: usize = 384 << 10;
+
+/// The a operand of a product on the tile: in each of `batches` runs of `per_batch`
+/// pairs of `input`, `count` rows, row j starting `j · step` pairs in and read as `runs`
+/// says (a GEMM's x rows; a convolution's windows, which overlap).
+pub(super) struct Rows<'a> {
+    pub input: &'a [u32],
+    pub batches: usize,
+    pub per_batch: usize,
+    pub count: usize,
+    pub step: usize,
+    pub runs: Runs,
+}
+
+/// Every row's sums with `n` weight columns (`weights` from `weight_pairs`), handed to
+/// `store(batch, row, first column, sums)` once per row and group of 64 columns (the
+/// sums of columns first..first + len, len ≤ 64). Tasks own runs of rows and sweep
+/// every column group over them, each group's weights (L2-resident) meeting all of the
+/// task's rows; a row's sums never depend on the split.
+pub(super) fn sweep(rows: &Rows, weights: &[u32], n: usize, store: impl Fn(usize, usize, usize, &[f32]) + Sync) {
+    let inner = rows.runs.count * rows.runs.pairs;
+    let groups = n.div_ceil(COLS);
+    assert!(weights.len() >= groups * GROUPS * inner * NR, "weight pairs for {n} columns of {inner} pairs");
+    assert!(rows.input.len() >= rows.batches * rows.per_batch, "input pairs for {} batches of {}", rows.batches, rows.per_batch);
+    assert!(rows.count == 0 || (rows.count - 1) * rows.step + rows.runs.span() <= rows.per_batch, "rows past their batch's pairs");
+    let by_cache = TASK_INPUT_BYTES / (4 * rows.step).max(1);
+    let by_balance = (rows.batches * rows.count).div_ceil(8 * rayon::current_num_threads());
+    let per = by_cache.min(by_balance).max(4 * MR).next_multiple_of(MR);
+    let tasks: Vec<(usize, usize)> = (0..rows.batches).flat_map(|b| (0..rows.count).step_by(per).map(move |j0| (b, j0))).collect();
+    tasks.into_par_iter().for_each(|(b, j0)| {
+        let j1 = (j0 + per).min(rows.count);
+        let input = &rows.input[b * rows.per_batch..][..rows.per_batch];
+        let mut sums = [0f32; MR * COLS];
+        for (group, panel) in weights.chunks_exact(GROUPS * inner * NR).take(groups).enumerate() {
+            let (c0, cols) = (group * COLS, (n - group * COLS).min(COLS));
+            for j in (j0..j1).step_by(MR) {
+                let count = (j1 - j).min(MR);
+                // A short panel repeats its last row; those sums are not stored.
+                let a: [&[u32]; MR] = std::array::from_fn(|r| &input[(j + r.min(count - 1)) * rows.step..]);
+                tile(rows.runs, a, panel, inner * NR, sums.chunks_exact_mut(COLS));
+                for (r, row) in sums.chunks_exact(COLS).take(count).enumerate() {
+                    store(b, j + r, c0, &row[..cols]);
+                }
+            }
+        }
+    });
+}
+
+/// Weights [n, len] (out-in) as bf16 pairs of the tile's b operand: per group of 64
+/// columns, GROUPS panels [len / 2][NR] (an odd last value pairs with 0), zero past the
+/// last column.
+pub(super) fn weight_pairs(w: WeightSlice, n: usize, len: usize) -> Vec<u32> {
+    let inner = len.div_ceil(2);
+    let mut pairs = vec![0u32; n.div_ceil(COLS) * GROUPS * inner * NR];
+    pairs.par_chunks_mut(inner * NR).enumerate().for_each(|(panel, dst)| {
+        let (mut row, mut tmp) = (vec![0f32; len], vec![0u32; len.div_ceil(32) * 16]);
+        for c in 0..NR {
+            let o = panel * NR + c;
+            if o >= n {
+                break;
+            }
+            w.widen_into(o * len, &mut row);
+            round_pairs(&row, &mut tmp);
+            for (kk, &pair) in tmp[..inner].iter().enumerate() {
+                dst[kk * NR + c] = pair;
+            }
+        }
+    });
+    pairs
 }
 
 /// `src` rounded to bf16 pairs of consecutive elements into `dst` (whole 16-pair chunks,

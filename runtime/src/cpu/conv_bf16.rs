@@ -83,7 +83,8 @@ pub(super) fn conv1d(isa: Isa, x: &[f32], w: WeightSlice, bias: &[f32], out: &mu
 fn input_pairs(x: &[f32], d: ConvDims, pad_left: usize, span: usize, per_batch: usize, input: &mut Vec<u32>) {
     let c2 = d.c_in / 2;
     if input.len() < d.batch * per_batch {
-        input.resize(d.batch * per_batch, 0);
+        // Fresh zeroed pages (calloc), not a memset over the pages a resize would fault in.
+        *input = vec![0; d.batch * per_batch];
     }
     let lead = pad_left.min(span);
     let frames = d.l_in.min(span - lead);

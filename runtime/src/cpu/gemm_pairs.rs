@@ -42,7 +42,8 @@ pub(super) fn gemm(isa: Isa, x: &[f32], m: usize, k: usize, w: WeightSlice, n: u
     let kp = k.div_ceil(32) * 16;
     let mut rows = ROWS.with(|r| std::mem::take(&mut *r.borrow_mut()));
     if rows.len() < m * kp {
-        rows.resize(m * kp, 0);
+        // Fresh zeroed pages (calloc), not a memset over the pages a resize would fault in.
+        rows = vec![0; m * kp];
     }
     rows[..m * kp].par_chunks_mut(kp).zip(x[..m * k].par_chunks(k)).for_each(|(dst, src)| round_pairs(src, dst));
     let weights = weight_pairs(w, n, k);

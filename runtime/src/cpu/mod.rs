@@ -42,7 +42,6 @@ pub mod gemm_amx {
 mod gemm_avx512;
 mod gemm_bf16;
 mod gemm_bf16_rows;
-mod gemm_pairs;
 mod linear;
 mod matmul;
 mod norm;

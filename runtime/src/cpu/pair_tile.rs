@@ -63,7 +63,7 @@ const TASK_INPUT_BYTES: usize = 384 << 10;
 
 /// The a operand of a product on the tile: in each of `batches` runs of `per_batch`
 /// pairs of `input`, `count` rows, row j starting `j · step` pairs in and read as `runs`
-/// says (a GEMM's x rows; a convolution's windows, which overlap).
+/// says (a convolution's windows, which overlap).
 pub(super) struct Rows<'a> {
     pub input: &'a [u32],
     pub batches: usize,

@@ -1,4 +1,5 @@
-//! 1-D convolutions as implicit GEMMs on time-major activations.
+//! 1-D convolutions as implicit GEMMs on time-major activations. At the bf16 levels most
+//! run direct on the pair tile instead (`conv_bf16.rs`, `applies`).
 //!
 //! Each block of output frames gathers its input taps into an im2col matrix
 //! [frames, taps · C_in], written directly in the GEMM's packed row layout, and runs the

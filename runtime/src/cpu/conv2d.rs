@@ -31,6 +31,10 @@ pub fn conv2d(isa: Isa, x: &[f32], w: WeightSlice, bias: Option<WeightSlice>, ou
     if positions == 0 || d.c_out == 0 {
         return;
     }
+    if super::conv2d_bf16::applies(isa, d) {
+        let bias: Vec<f32> = (0..d.c_out).map(|o| bias.map_or(0.0, |b| b.get(o))).collect();
+        return super::conv2d_bf16::conv2d(isa, x, w, &bias, out, d, p);
+    }
     let kc = d.kh * d.kw * d.c_in;
     let by_budget = PackedRows::rows_kept(kc).max(MIN_ROWS);
     let by_balance = positions.div_ceil(rayon::current_num_threads() * 4).max(MIN_ROWS);

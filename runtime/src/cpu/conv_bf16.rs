@@ -66,7 +66,7 @@ pub(super) fn conv1d(isa: Isa, x: &[f32], w: WeightSlice, bias: &[f32], out: &mu
 
     let slope = p.prelu.map(|s| s.get());
     let shared = SharedOut::new(out);
-    let rows = Rows { input: &input, batches: d.batch, per_batch, count: d.l_out, step: p.stride * c2, runs };
+    let rows = Rows { input: &input, batches: d.batch, batch_step: per_batch, per_batch, count: d.l_out, step: p.stride * c2, runs };
     sweep(&rows, &weights, d.c_out, |b, j, c0, sums| {
         // SAFETY: `sweep` hands each (frame, column group) to one task only; in bounds
         // (asserted above).

@@ -10,6 +10,7 @@ pub mod peak;
 mod conv;
 mod conv_bf16;
 mod conv2d;
+mod conv2d_bf16;
 mod encode;
 mod elementwise;
 mod embed;

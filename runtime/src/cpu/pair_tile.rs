@@ -42,11 +42,14 @@ impl Runs {
 /// out[r][..64] = a[r] · b for the MR rows: a rows of pairs read as `runs` says, b GROUPS
 /// panels [runs.count · runs.pairs][NR] `stride` apart. `isa` must have bf16 dot products.
 pub(super) fn tile<'o>(runs: Runs, a: [&[u32]; MR], b: &[u32], stride: usize, out: impl Iterator<Item = &'o mut [f32]>) {
-    let mut out: Vec<&mut [f32]> = out.collect();
+    let mut out = out;
+    let out: [&mut [f32]; MR] = std::array::from_fn(|_| out.next().expect("pair tile outputs: one row per tile row"));
+    // No runs, or runs of no pairs: the sums are zero (and no row pointer moves).
+    let runs = if runs.pairs == 0 { Runs::plain(0) } else { runs };
     let inner = runs.count * runs.pairs;
-    assert!(out.len() >= MR && out.iter().all(|o| o.len() >= COLS), "pair tile outputs");
+    assert!(out.iter().all(|o| o.len() >= COLS), "pair tile outputs");
     assert!(a.iter().all(|r| r.len() >= runs.span()) && (inner == 0 || b.len() >= (GROUPS - 1) * stride + inner * NR), "pair tile operands");
-    let out: [*mut f32; MR] = std::array::from_fn(|r| out[r].as_mut_ptr());
+    let out: [*mut f32; MR] = out.map(|o| o.as_mut_ptr());
     // SAFETY: reached from the bf16 attention and convolution only, which assert
     // AVX512-BF16; bounds asserted above, and each output row is a distinct mutable borrow.
     #[cfg(target_arch = "x86_64")]
@@ -61,12 +64,14 @@ pub(super) fn tile<'o>(runs: Runs, a: [&[u32]; MR], b: &[u32], stride: usize, ou
 /// weights, which every row of the task meets).
 const TASK_INPUT_BYTES: usize = 384 << 10;
 
-/// The a operand of a product on the tile: in each of `batches` runs of `per_batch`
-/// pairs of `input`, `count` rows, row j starting `j · step` pairs in and read as `runs`
-/// says (a convolution's windows, which overlap).
+/// The a operand of a product on the tile: in each of `batches` spans of `per_batch`
+/// pairs of `input`, `batch_step` pairs apart (spans may overlap: a 2-D convolution's
+/// output lines share input lines), `count` rows, row j starting `j · step` pairs in and
+/// read as `runs` says (a convolution's windows, which overlap too).
 pub(super) struct Rows<'a> {
     pub input: &'a [u32],
     pub batches: usize,
+    pub batch_step: usize,
     pub per_batch: usize,
     pub count: usize,
     pub step: usize,
@@ -82,7 +87,7 @@ pub(super) fn sweep(rows: &Rows, weights: &[u32], n: usize, store: impl Fn(usize
     let inner = rows.runs.count * rows.runs.pairs;
     let groups = n.div_ceil(COLS);
     assert!(weights.len() >= groups * GROUPS * inner * NR, "weight pairs for {n} columns of {inner} pairs");
-    assert!(rows.input.len() >= rows.batches * rows.per_batch, "input pairs for {} batches of {}", rows.batches, rows.per_batch);
+    assert!(rows.batches == 0 || rows.input.len() >= (rows.batches - 1) * rows.batch_step + rows.per_batch, "input pairs for {} batches of {}", rows.batches, rows.per_batch);
     assert!(rows.count == 0 || (rows.count - 1) * rows.step + rows.runs.span() <= rows.per_batch, "rows past their batch's pairs");
     let by_cache = TASK_INPUT_BYTES / (4 * rows.step).max(1);
     let by_balance = (rows.batches * rows.count).div_ceil(8 * rayon::current_num_threads());
@@ -90,7 +95,7 @@ pub(super) fn sweep(rows: &Rows, weights: &[u32], n: usize, store: impl Fn(usize
     let tasks: Vec<(usize, usize)> = (0..rows.batches).flat_map(|b| (0..rows.count).step_by(per).map(move |j0| (b, j0))).collect();
     tasks.into_par_iter().for_each(|(b, j0)| {
         let j1 = (j0 + per).min(rows.count);
-        let input = &rows.input[b * rows.per_batch..][..rows.per_batch];
+        let input = &rows.input[b * rows.batch_step..][..rows.per_batch];
         let mut sums = [0f32; MR * COLS];
         for (group, panel) in weights.chunks_exact(GROUPS * inner * NR).take(groups).enumerate() {
             let (c0, cols) = (group * COLS, (n - group * COLS).min(COLS));

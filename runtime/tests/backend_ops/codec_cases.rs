@@ -75,7 +75,7 @@ pub fn cases() -> Vec<Case> {
         // (a dilated residual conv with a partial column group; two batches and PReLU
         // over a partial row panel, padding past both ends).
         (1, 70, 12, 96, 7, 3, 18, 1, 70, true, false),
-        (2, 29, 34, 130, 4, 1, 5, 1, 31, true, true),
+        (2, 29, 34, 130, 4, 1, 5, 1, 33, true, true),
     ] {
         cases.push(Conv1d { batch, l_in, c_in, c_out, k, stride: 1, groups: 1, dilation, pad_left, upsample, l_out, prelu, accumulate, dtype: f32 });
     }

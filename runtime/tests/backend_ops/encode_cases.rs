@@ -24,6 +24,11 @@ pub fn cases() -> Vec<Case> {
         (1, 13, 10, 16, 8, 3, 3, [2, 2], [1, 1], false, false),
         (1, 6, 5, 3, 7, 2, 3, [1, 2], [0, 1], false, true),
         (1, 40, 17, 20, 33, 3, 3, [2, 2], [1, 1], true, false),
+        // Even C_in from 64 output channels: the fast level's direct bf16 convolution
+        // (partial column groups and row panels, two images).
+        (2, 11, 9, 6, 70, 3, 3, [2, 2], [1, 1], true, false),
+        (1, 8, 13, 10, 66, 3, 3, [1, 1], [1, 1], true, true),
+        (1, 7, 12, 4, 64, 2, 3, [1, 2], [0, 1], false, true),
     ] {
         let (oh, ow) = (out_len(h, kh, stride[0], pad[0]), out_len(w, kw, stride[1], pad[1]));
         cases.push(Conv2d { batch, h, w, c_in, c_out, kh, kw, stride, pad, oh, ow, relu, accumulate });

@@ -62,8 +62,9 @@ pub fn gemm(
     }
     // The packed bf16 GEMM packs all rows at once (the pass sizes below are not its to
     // tune). The pair tile's route (x rows of pairs read in place, weights paired once per
-    // call, as the convolutions do) measured 0.87x-0.98x of it on the codec's 1000-row
-    // linears: pairing a 1536 x 6144 weight per call costs more than the tile gains.
+    // call, as the convolutions do) measured 0.86x-0.99x of it on two of the codec's
+    // 1000-row linears and 0.97x-1.10x on the third: pairing a 1536 x 6144 weight per call
+    // costs about what the tile gains.
     if bf16_product(isa, n) {
         return super::gemm_bf16::gemm(isa, x, m, k, w, layout, n, out, accumulate);
     }

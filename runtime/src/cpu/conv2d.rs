@@ -31,15 +31,14 @@ pub fn conv2d(isa: Isa, x: &[f32], w: WeightSlice, bias: Option<WeightSlice>, ou
     if positions == 0 || d.c_out == 0 {
         return;
     }
+    let bias: Vec<f32> = (0..d.c_out).map(|o| bias.map_or(0.0, |b| b.get(o))).collect();
     if super::conv2d_bf16::applies(isa, d) {
-        let bias: Vec<f32> = (0..d.c_out).map(|o| bias.map_or(0.0, |b| b.get(o))).collect();
         return super::conv2d_bf16::conv2d(isa, x, w, &bias, out, d, p);
     }
     let kc = d.kh * d.kw * d.c_in;
     let by_budget = PackedRows::rows_kept(kc).max(MIN_ROWS);
     let by_balance = positions.div_ceil(rayon::current_num_threads() * 4).max(MIN_ROWS);
     let per = by_budget.min(by_balance);
-    let bias: Vec<f32> = (0..d.c_out).map(|o| bias.map_or(0.0, |b| b.get(o))).collect();
     let out_ptr = SharedOut::new(out);
     let starts: Vec<usize> = (0..positions).step_by(per).collect();
     starts.par_iter().for_each(|&first| {
@@ -50,15 +49,21 @@ pub fn conv2d(isa: Isa, x: &[f32], w: WeightSlice, bias: Option<WeightSlice>, ou
             // SAFETY: output position first + r belongs to this task only, and its C_out
             // outputs lie within out.
             let dst = unsafe { out_ptr.slice((first + r) * d.c_out, d.c_out) };
-            for ((o, &v), &b) in dst.iter_mut().zip(yrow).zip(&bias) {
-                let mut v = v + b;
-                if p.accumulate {
-                    v += *o;
-                }
-                *o = if p.relu { v.max(0.0) } else { v };
-            }
+            bias_relu_store(dst, yrow, &bias, p.accumulate, p.relu);
         }
     });
+}
+
+/// dst = sums + bias (+ dst), then ReLU: the residual block's epilogue. The options are
+/// loop-invariant, so it vectorises.
+pub(super) fn bias_relu_store(dst: &mut [f32], sums: &[f32], bias: &[f32], accumulate: bool, relu: bool) {
+    for ((o, &s), &b) in dst.iter_mut().zip(sums).zip(bias) {
+        let mut v = s + b;
+        if accumulate {
+            v += *o;
+        }
+        *o = if relu { v.max(0.0) } else { v };
+    }
 }
 
 /// The im2col row of output position `pos` (flattened over [B, OH, OW]): taps in

@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use super::conv2d::Conv2dDims;
+use super::conv2d::{bias_relu_store, Conv2dDims};
 use super::pair_tile::{round_pairs, sweep, weight_pairs, Rows, Runs};
 use super::simd::Isa;
 use super::view::{SharedOut, WeightSlice};
@@ -57,19 +57,8 @@ pub(super) fn conv2d(isa: Isa, x: &[f32], w: WeightSlice, bias: &[f32], out: &mu
             // SAFETY: `sweep` hands each (output position, column group) to one task only;
             // in bounds (asserted above).
             let dst = unsafe { shared.slice(((b * d.oh + i) * d.ow + j) * d.c_out + c0, sums.len()) };
-            store(dst, sums, &bias[c0..], p.accumulate, p.relu);
+            bias_relu_store(dst, sums, &bias[c0..], p.accumulate, p.relu);
         });
-    }
-}
-
-/// dst = sums + bias (+ dst), then ReLU; the options are loop-invariant, so it vectorises.
-fn store(dst: &mut [f32], sums: &[f32], bias: &[f32], accumulate: bool, relu: bool) {
-    for ((o, &s), &b) in dst.iter_mut().zip(sums).zip(bias) {
-        let mut v = s + b;
-        if accumulate {
-            v += *o;
-        }
-        *o = if relu { v.max(0.0) } else { v };
     }
 }
 
@@ -79,15 +68,16 @@ fn padded_image(x: &[f32], d: Conv2dDims, p: Conv2dParams, pixels: usize, image:
     let c2 = d.c_in / 2;
     let lead = p.pad[1].min(pixels);
     let count = d.w.min(pixels - lead);
-    image.par_chunks_mut(pixels * c2).enumerate().for_each(|(py, dst)| {
+    // A line's pairs are rounded in whole 16-pair chunks into a task's buffer, so no chunk
+    // spills past the line.
+    let chunked = (count * d.c_in).div_ceil(32) * 16;
+    image.par_chunks_mut(pixels * c2).enumerate().for_each_init(|| vec![0u32; chunked], |tmp, (py, dst)| {
         dst.fill(0);
         let Some(hi) = py.checked_sub(p.pad[0]).filter(|&hi| hi < d.h) else { return };
         if count == 0 {
             return;
         }
-        // Rounded in whole 16-pair chunks into a buffer, so no chunk spills past the line.
-        let mut tmp = vec![0u32; (count * d.c_in).div_ceil(32) * 16];
-        round_pairs(&x[hi * d.w * d.c_in..][..count * d.c_in], &mut tmp);
+        round_pairs(&x[hi * d.w * d.c_in..][..count * d.c_in], tmp);
         dst[lead * c2..][..count * c2].copy_from_slice(&tmp[..count * c2]);
     });
 }

@@ -14,8 +14,8 @@ use super::view::WeightSlice;
 pub(super) const COLS: usize = GROUPS * NR;
 
 /// Where a row's pairs lie: `count` runs of `pairs` consecutive pairs, each `step` pairs
-/// after the one before (one run for plain rows; a dilated convolution's taps). The b
-/// operand holds the runs' pairs back to back.
+/// after the one before (one run for plain rows; a dilated convolution's taps, a 2-D
+/// kernel's rows). The b operand holds the runs' pairs back to back.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Runs {
     pub count: usize,

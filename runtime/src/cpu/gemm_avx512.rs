@@ -91,34 +91,70 @@ pub unsafe fn row_pairs_avx512(src: &[f32], out: &mut [u32]) {
     }
 }
 
-/// bf16 W [N, K]'s columns n0..n0+nb over k0..k0+kc as [kc/2][NR] pairs along K, one
-/// masked gather per pair of inner indices (the element-by-element copy of `gemm_pack`
-/// cost a tenth of the fast products); an odd tail pairs with 0, missing columns are 0.
+/// bf16 W [N, K]'s columns n0..n0+nb over k0..k0+kc as [kc/2][NR] pairs along K: per 16
+/// pairs, each column's 32 values are one load (the pairs already lie along K) and a
+/// 16 x 16 transpose of 32-bit lanes turns the columns into rows (per-pair gathers cost a
+/// twentieth of the codec's products). An odd tail pairs with 0, missing columns are 0.
 ///
 /// # Safety
-/// AVX-512 F must be available; rows n0..n0+nb of `w` hold k0..k0+kc, `out` holds
+/// AVX-512 F and BW must be available; rows n0..n0+nb of `w` hold k0..k0+kc, `out` holds
 /// `kc.div_ceil(2)·NR`.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512bw")]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn bf16_pairs_out_in_avx512(w: &[u16], k: usize, k0: usize, kc: usize, n0: usize, nb: usize, out: &mut [u32]) {
     use std::arch::x86_64::*;
+    const _: () = assert!(NR == 16);
     assert!(nb <= NR && (nb == 0 || (n0 + nb - 1) * k + k0 + kc <= w.len()) && out.len() >= kc.div_ceil(2) * NR, "weight panel bounds");
-    assert!(NR * k <= i32::MAX as usize, "row offsets fit the gather's indices");
-    let mask: __mmask16 = ((1u32 << nb) - 1) as u16;
-    // Offsets of the 16 rows in u16 units, read at scale 2: a dword is one pair.
-    let rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(k as i32));
-    let base = w.as_ptr().add(n0 * k + k0);
-    for kk in 0..kc / 2 {
-        let v = _mm512_mask_i32gather_epi32::<2>(_mm512_setzero_si512(), mask, rows, base.add(2 * kk) as *const _);
-        _mm512_storeu_si512(out.as_mut_ptr().add(kk * NR) as *mut _, v);
-    }
-    if kc % 2 == 1 {
-        let kk = kc / 2;
-        for j in 0..NR {
-            out[kk * NR + j] = if j < nb { w[(n0 + j) * k + k0 + 2 * kk] as u32 } else { 0 };
+    for kk0 in (0..kc.div_ceil(2)).step_by(16) {
+        // Masked past kc: an odd tail's upper half and the pairs past it read as 0.
+        let values = (kc - 2 * kk0).min(32);
+        let mask: __mmask32 = if values == 32 { u32::MAX } else { (1u32 << values) - 1 };
+        let columns: [__m512i; 16] = std::array::from_fn(|j| {
+            if j < nb {
+                _mm512_maskz_loadu_epi16(mask, w.as_ptr().add((n0 + j) * k + k0 + 2 * kk0) as *const i16)
+            } else {
+                _mm512_setzero_si512()
+            }
+        });
+        let rows = transpose_16x16(columns);
+        for (kk, row) in (kk0..kc.div_ceil(2)).zip(rows) {
+            _mm512_storeu_si512(out.as_mut_ptr().add(kk * NR) as *mut _, row);
         }
     }
+}
+
+/// The 16 x 16 transpose of 32-bit lanes: element j of result i is element i of input j.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose_16x16(r: [std::arch::x86_64::__m512i; 16]) -> [std::arch::x86_64::__m512i; 16] {
+    use std::arch::x86_64::*;
+    // Per 128-bit lane L, t[2i] holds (r[2i][4L], r[2i+1][4L], r[2i][4L+1], r[2i+1][4L+1])
+    // and t[2i+1] the same of elements 4L+2 and 4L+3.
+    let t: [__m512i; 16] = std::array::from_fn(|i| {
+        let (a, b) = (r[i & !1], r[i | 1]);
+        if i % 2 == 0 { _mm512_unpacklo_epi32(a, b) } else { _mm512_unpackhi_epi32(a, b) }
+    });
+    // u[4g + c], lane L: element 4L + c of inputs 4g..4g+4.
+    let u: [__m512i; 16] = std::array::from_fn(|i| {
+        let (g, c) = (i / 4, i % 4);
+        let (a, b) = (t[4 * g + c / 2], t[4 * g + 2 + c / 2]);
+        if c % 2 == 0 { _mm512_unpacklo_epi64(a, b) } else { _mm512_unpackhi_epi64(a, b) }
+    });
+    // Result 4L + c gathers lane L of u[c], u[4 + c], u[8 + c], u[12 + c]: lanes (0, 2)
+    // and (1, 3) of each two, then of the two halves.
+    let mut out = [_mm512_setzero_si512(); 16];
+    for c in 0..4 {
+        let v0 = _mm512_shuffle_i32x4::<0x88>(u[c], u[4 + c]);
+        let v1 = _mm512_shuffle_i32x4::<0xdd>(u[c], u[4 + c]);
+        let w0 = _mm512_shuffle_i32x4::<0x88>(u[8 + c], u[12 + c]);
+        let w1 = _mm512_shuffle_i32x4::<0xdd>(u[8 + c], u[12 + c]);
+        out[c] = _mm512_shuffle_i32x4::<0x88>(v0, w0);
+        out[8 + c] = _mm512_shuffle_i32x4::<0xdd>(v0, w0);
+        out[4 + c] = _mm512_shuffle_i32x4::<0x88>(v1, w1);
+        out[12 + c] = _mm512_shuffle_i32x4::<0xdd>(v1, w1);
+    }
+    out
 }
 
 /// One weight micro-panel [kc][NR] f32 -> [kc/2][NR] bf16 pairs (an odd tail pairs with 0):
@@ -181,15 +217,16 @@ pub unsafe fn tile2_f32(kc: usize, a0: *const f32, a1: *const f32, b: *const f32
     }
 }
 
-/// tile += a · b over `kp` pairs of inner indices: a [kp][MR] pairs of x, b GROUPS
-/// panels [kp][NR] of W pairs, `stride` pairs apart; 24 accumulators (6 rows x 4 panels).
+/// tile += a · b over `kp` pairs of inner indices: x's pair j of row i at
+/// `a[i·ROW_STEP + j·PAIR_STEP]` (rows in lines, or interleaved), b GROUPS panels [kp][NR]
+/// of W pairs, `stride` pairs apart; 24 accumulators (6 rows x 4 panels).
 ///
 /// # Safety
-/// AVX-512 F and BF16 must be available; `a` holds `kp·MR` pairs and `b`
-/// `(GROUPS - 1)·stride + kp·NR`.
+/// AVX-512 F and BF16 must be available; `a` holds every pair addressed (rows below MR,
+/// pairs below kp) and `b` `(GROUPS - 1)·stride + kp·NR`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
-pub unsafe fn tile_6x64_bf16(kp: usize, a: *const u32, b: *const u32, stride: usize, tile: &mut super::gemm_bf16::Tile) {
+pub unsafe fn tile_6x64_bf16<const ROW_STEP: usize, const PAIR_STEP: usize>(kp: usize, a: *const u32, b: *const u32, stride: usize, tile: &mut super::gemm_bf16::Tile) {
     use std::arch::x86_64::*;
     use super::gemm_bf16::GROUPS;
     let mut acc = [[_mm512_setzero_ps(); GROUPS]; MR];
@@ -203,9 +240,9 @@ pub unsafe fn tile_6x64_bf16(kp: usize, a: *const u32, b: *const u32, stride: us
         for (g, v) in bv.iter_mut().enumerate() {
             *v = std::mem::transmute(_mm512_loadu_si512(b.add(g * stride + kk * NR) as *const _));
         }
-        let ap = a.add(kk * MR);
+        let ap = a.add(kk * PAIR_STEP);
         for (i, row) in acc.iter_mut().enumerate() {
-            let x: __m512bh = std::mem::transmute(_mm512_set1_epi32(*ap.add(i) as i32));
+            let x: __m512bh = std::mem::transmute(_mm512_set1_epi32(*ap.add(i * ROW_STEP) as i32));
             for (v, bg) in row.iter_mut().zip(bv) {
                 *v = _mm512_dpbf16_ps(*v, x, bg);
             }
@@ -257,18 +294,19 @@ mod tests {
         assert_eq!(got, want);
     }
 
-    /// The gathered bf16 pairs equal the element-by-element copy: odd and even K blocks,
-    /// a partial panel, the last rows of the matrix (an odd tail must not read past them).
+    /// The transposed bf16 pairs equal the element-by-element copy: odd and even K
+    /// blocks, an odd start, a partial panel, the last rows of the matrix (an odd tail
+    /// must not read past them), all of an odd K.
     #[test]
-    fn gathered_bf16_pairs_match_the_copy() {
+    fn transposed_bf16_pairs_match_the_copy() {
         if !crate::cpu::Isa::Avx512.available() {
             println!("SKIPPED: no AVX-512 on this CPU");
             return;
         }
         let (n, k) = (37usize, 301usize);
         let w: Vec<u16> = (0..n * k).map(|i| (i * 7919 % 65521) as u16).collect();
-        for (k0, kc, n0, nb) in [(0, 256, 0, 16), (256, 45, 16, 16), (3, 128, 21, 16), (256, 45, 32, 5), (0, 1, 0, 3), (100, 0, 0, 16)] {
-            let (mut want, mut got) = (vec![7u32; 128 * NR], vec![9u32; 128 * NR]);
+        for (k0, kc, n0, nb) in [(0, 256, 0, 16), (256, 45, 16, 16), (3, 128, 21, 16), (256, 45, 32, 5), (0, 1, 0, 3), (100, 0, 0, 16), (0, 301, 21, 16)] {
+            let (mut want, mut got) = (vec![7u32; 160 * NR], vec![9u32; 160 * NR]);
             super::super::gemm_pack::bf16_pairs_out_in(&w, k, k0, kc, n0, nb, &mut want);
             // SAFETY: AVX-512 checked above; the rows and columns lie within w.
             unsafe { bf16_pairs_out_in_avx512(&w, k, k0, kc, n0, nb, &mut got) };

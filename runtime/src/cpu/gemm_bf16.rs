@@ -1,9 +1,11 @@
 //! The `Avx512Bf16` level's many-row GEMM: out[M, N] (+)= x[M, K] · W with bf16 operands
 //! and f32 sums (`vdpbf16ps`), the fast precision's arithmetic.
 //!
-//! x is rounded once per call into bf16 pairs of consecutive inner indices, in the packed
-//! layout of `gemm.rs` ([k block][row panel][KC/2][MR]), all rows at once: packing in
-//! passes of rows, as the f32 GEMM does, would pack the weights again for every pass.
+//! x is rounded once per call into bf16 pairs of consecutive inner indices, in row panels
+//! of `gemm.rs`'s blocking ([k block][row panel]) with each row's pairs in a line, all
+//! rows at once: packing in passes of rows, as the f32 GEMM does, would pack the weights
+//! again for every pass. (A convolution's packed rows arrive interleaved, [KC/2][MR] per
+//! panel; the tile reads either.)
 //! Each task owns 128 output columns (two parts of four 16-column weight panels) and a run
 //! of row panels; it packs its weights as pairs once, over all of K (K · 256 bytes). Per
 //! sub-block of 64 pairs (16 KiB of weights per part) it sweeps its rows, each row
@@ -69,7 +71,7 @@ pub(super) fn gemm(isa: Isa, x: &[f32], m: usize, k: usize, w: WeightSlice, layo
     assert!(x.len() >= m * k, "gemm input holds {} floats, {m} x {k} needed", x.len());
     let mut pairs = PAIRS.with(|p| p.borrow_mut().take()).unwrap_or_default();
     pack_pairs(isa, x, m, k, &mut pairs);
-    run(isa, &pairs, m, k, w, layout, n, out, accumulate);
+    run(isa, &pairs, XPanels::Lines, m, k, w, layout, n, out, accumulate);
     if pairs.capacity() <= KEPT_PAIRS {
         PAIRS.with(|p| *p.borrow_mut() = Some(pairs));
     }
@@ -78,11 +80,12 @@ pub(super) fn gemm(isa: Isa, x: &[f32], m: usize, k: usize, w: WeightSlice, layo
 /// out[rows, n] (+)= x · W for rows already packed by `gemm.rs` (a convolution's im2col).
 pub(super) fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: WeightLayout, n: usize, out: &mut [f32], accumulate: bool) {
     let pairs = super::gemm_avx512::x_pairs(isa, &x.data);
-    run(isa, bytemuck::cast_slice(&pairs), x.rows, x.k, w, layout, n, out, accumulate);
+    run(isa, bytemuck::cast_slice(&pairs), XPanels::Interleaved, x.rows, x.k, w, layout, n, out, accumulate);
 }
 
-/// x [m, k] as bf16 pairs in the packed layout [k block][row panel][KC/2][MR], zero padded
-/// (rows to whole panels, K to whole blocks), into `pairs`.
+/// x [m, k] as bf16 pairs in row panels, each row's pairs in a line: [k block][row panel]
+/// [MR][KC/2], zero padded (rows to whole panels, K to whole blocks), into `pairs`. The
+/// tile broadcasts a row's pairs from where they lie, so rounding is the only pass.
 pub(super) fn pack_pairs(isa: Isa, x: &[f32], m: usize, k: usize, pairs: &mut Vec<u32>) {
     let (row_panels, k_blocks) = (m.div_ceil(MR), k.div_ceil(KC));
     let len = k_blocks * row_panels * KC / 2 * MR;
@@ -94,22 +97,18 @@ pub(super) fn pack_pairs(isa: Isa, x: &[f32], m: usize, k: usize, pairs: &mut Ve
         let (kb, rp) = (idx / row_panels, idx % row_panels);
         let (k0, kc) = (kb * KC, (k - kb * KC).min(KC));
         let rows = m.saturating_sub(rp * MR).min(MR);
-        let mut row = [0u32; KC / 2];
-        for r in 0..MR {
+        for (r, line) in panel.chunks_exact_mut(KC / 2).enumerate() {
             if r < rows {
-                row_pairs(isa, &x[(rp * MR + r) * k + k0..][..kc], &mut row);
+                row_pairs(isa, &x[(rp * MR + r) * k + k0..][..kc], line);
             } else {
-                row.fill(0);
-            }
-            for (kk, &v) in row.iter().enumerate() {
-                panel[kk * MR + r] = v;
+                line.fill(0);
             }
         }
     });
 }
 
 /// One row's inner indices as pairs (an odd tail pairs with 0; the rest of `out` 0).
-fn row_pairs(isa: Isa, src: &[f32], out: &mut [u32; KC / 2]) {
+fn row_pairs(isa: Isa, src: &[f32], out: &mut [u32]) {
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if isa.bf16_dot() {
@@ -124,9 +123,18 @@ fn row_pairs(isa: Isa, src: &[f32], out: &mut [u32; KC / 2]) {
     }
 }
 
-/// The product over x pairs in the packed layout.
+/// How a row panel of x pairs lies (KC/2 · MR pairs per panel either way).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum XPanels {
+    /// [MR][KC/2]: each row's pairs in a line (`pack_pairs`).
+    Lines,
+    /// [KC/2][MR]: the rows of each pair side by side (pairs of `gemm.rs`'s packed rows).
+    Interleaved,
+}
+
+/// The product over x pairs in packed row panels.
 #[allow(clippy::too_many_arguments)]
-fn run(isa: Isa, pairs: &[u32], m: usize, k: usize, w: WeightSlice, layout: WeightLayout, n: usize, out: &mut [f32], accumulate: bool) {
+fn run(isa: Isa, pairs: &[u32], panels: XPanels, m: usize, k: usize, w: WeightSlice, layout: WeightLayout, n: usize, out: &mut [f32], accumulate: bool) {
     assert!(out.len() >= m * n, "gemm output holds {} floats, {m} x {n} needed", out.len());
     let row_panels = m.div_ceil(MR);
     let k_blocks = k.div_ceil(KC);
@@ -175,9 +183,9 @@ fn run(isa: Isa, pairs: &[u32], m: usize, k: usize, w: WeightSlice, layout: Weig
         // Each row panel's pairs meet every part while they are in L1.
         for (&(kb, h0, hp), sub) in subs.iter().zip(b.weights.chunks_exact(parts.len() * SUB)) {
             for (rp, tiles) in (rp0..rp1).zip(b.sums.chunks_exact_mut(parts.len())) {
-                let a = &pairs[(kb * row_panels + rp) * KC / 2 * MR + h0 * MR..];
+                let panel = &pairs[(kb * row_panels + rp) * KC / 2 * MR..][..KC / 2 * MR];
                 for (tile, part) in tiles.iter_mut().zip(sub.chunks_exact(SUB)) {
-                    tile_6x64(hp, a, part, tile);
+                    tile_6x64(hp, panels, h0, panel, part, tile);
                 }
             }
         }
@@ -232,26 +240,31 @@ fn weight_pairs(isa: Isa, w: WeightSlice, layout: WeightLayout, k: usize, n: usi
     }
 }
 
-/// tile += a · b over `kp` pairs: a [kp][MR] pairs of x, b [GROUPS][KP][NR] pairs of W.
-fn tile_6x64(kp: usize, a: &[u32], b: &[u32], tile: &mut Tile) {
-    assert!(kp <= KP && a.len() >= kp * MR && b.len() >= GROUPS * KP * NR, "micro-panel bounds");
+/// tile += a · b over pairs h0..h0 + kp of one x row panel (laid out as `panels` says);
+/// b [GROUPS][KP][NR] pairs of W.
+fn tile_6x64(kp: usize, panels: XPanels, h0: usize, panel: &[u32], b: &[u32], tile: &mut Tile) {
+    assert!(kp <= KP && h0 + kp <= KC / 2 && panel.len() >= KC / 2 * MR && b.len() >= GROUPS * KP * NR, "micro-panel bounds");
     // SAFETY: the caller dispatches here only on a level with AVX512-BF16; bounds asserted.
     #[cfg(target_arch = "x86_64")]
     unsafe {
-        super::gemm_avx512::tile_6x64_bf16(kp, a.as_ptr(), b.as_ptr(), KP * NR, tile)
+        use super::gemm_avx512::tile_6x64_bf16;
+        match panels {
+            XPanels::Lines => tile_6x64_bf16::<{ KC / 2 }, 1>(kp, panel.as_ptr().add(h0), b.as_ptr(), KP * NR, tile),
+            XPanels::Interleaved => tile_6x64_bf16::<1, MR>(kp, panel.as_ptr().add(h0 * MR), b.as_ptr(), KP * NR, tile),
+        }
     };
     #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("AVX-512 levels exist only on x86-64 ({kp}, {tile:?})");
+    unreachable!("AVX-512 levels exist only on x86-64 ({kp}, {panels:?}, {h0}, {tile:?})");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Rows packed straight into pairs equal the f32 packing rounded panel by panel, at
-    /// every level (the AVX-512 conversion where the CPU has it): a partial row panel,
-    /// several K blocks, odd K, K tails shorter and longer than 32. A stale longer buffer
-    /// is overwritten where it counts.
+    /// Rows packed straight into pairs equal the f32 packing rounded panel by panel and
+    /// laid in lines, at every level (the AVX-512 conversion where the CPU has it): a
+    /// partial row panel, several K blocks, odd K, K tails shorter and longer than 32. A
+    /// stale longer buffer is overwritten where it counts.
     #[test]
     fn direct_pairs_match_packed_rows_rounded() {
         for (m, k) in [(13usize, 300usize), (6, 256), (1, 9), (20, 517), (7, 64)] {
@@ -264,8 +277,14 @@ mod tests {
                 pack_pairs(isa, &x, m, k, &mut got);
                 let packed = super::super::gemm_pack::pack_rows(Isa::Scalar, &x, m, k, m.div_ceil(MR));
                 let mut want = vec![0u32; packed.len() / 2];
+                let mut interleaved = [0u32; KC / 2 * MR];
                 for (src, dst) in packed.chunks_exact(KC * MR).zip(want.chunks_exact_mut(KC / 2 * MR)) {
-                    super::super::gemm_avx512::x_panel_pairs(src, dst);
+                    super::super::gemm_avx512::x_panel_pairs(src, &mut interleaved);
+                    for (kk, rows) in interleaved.chunks_exact(MR).enumerate() {
+                        for (r, &pair) in rows.iter().enumerate() {
+                            dst[r * KC / 2 + kk] = pair;
+                        }
+                    }
                 }
                 assert_eq!(&got[..want.len()], &want[..], "{}: {m}x{k}", isa.key());
             }

@@ -1,7 +1,9 @@
 //! The fast precision's 1-D convolution on the AVX512-BF16 levels, direct: the input is
 //! rounded once into time-major bf16 pairs, its padding as zero frames, and each output
 //! frame's window is a row of the 6 x 64 pair tile (`pair_tile.rs`), read where it lies
-//! (a dilated window's taps are runs within it). The implicit GEMM (`conv.rs`) copies
+//! (a dilated window's taps are runs within it). An upsampled input (each frame repeated,
+//! the SQ decoder's post-processor) is laid out repeated, so its windows are rows too.
+//! The implicit GEMM (`conv.rs`) copies
 //! every window into an f32 im2col block and converts that again, which cost as much as
 //! the products at 128 channels; and under 256 output channels it ran in f32.
 //!
@@ -30,16 +32,16 @@ thread_local! {
     static INPUT: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Whether this level runs the convolution here: bf16 dot products, one group, no
-/// upsampling, an even input channel count (so every window starts on a whole pair).
+/// Whether this level runs the convolution here: bf16 dot products, one group, an even
+/// input channel count (so every window starts on a whole pair).
 pub(super) fn applies(isa: Isa, d: ConvDims, p: ConvParams) -> bool {
-    isa.bf16_dot() && p.groups == 1 && p.upsample == 1 && d.c_in.is_multiple_of(2) && d.c_in > 0 && d.k > 0 && d.c_out >= MIN_OUT_CHANNELS
+    isa.bf16_dot() && p.groups == 1 && p.upsample >= 1 && d.c_in.is_multiple_of(2) && d.c_in > 0 && d.k > 0 && d.c_out >= MIN_OUT_CHANNELS
 }
 
 /// Conv1d: x [B, L_in, C_in], w [C_out, K, C_in], out [B, L_out, C_out], bias per output
 /// channel, then PReLU and store or accumulate as `p` says.
 pub(super) fn conv1d(isa: Isa, x: &[f32], w: WeightSlice, bias: &[f32], out: &mut [f32], d: ConvDims, p: ConvParams) {
-    assert!(applies(isa, d, p), "the bf16 convolution does not apply at {} to {} x {} channels, groups {}, upsample {}", isa.key(), d.c_in, d.c_out, p.groups, p.upsample);
+    assert!(applies(isa, d, p), "the bf16 convolution does not apply at {} to {} x {} channels, groups {}", isa.key(), d.c_in, d.c_out, p.groups);
     assert!(
         x.len() >= d.batch * d.l_in * d.c_in && out.len() >= d.batch * d.l_out * d.c_out && w.len() >= d.c_out * d.k * d.c_in && bias.len() >= d.c_out,
         "convolution operands for batch {}, {} -> {} frames, {} -> {} channels, kernel {}",
@@ -61,7 +63,7 @@ pub(super) fn conv1d(isa: Isa, x: &[f32], w: WeightSlice, bias: &[f32], out: &mu
     let per_batch = span * c2 + 16;
     let weights = weight_pairs(w, d.c_out, d.k * d.c_in);
     let mut input = INPUT.with(|i| std::mem::take(&mut *i.borrow_mut()));
-    input_pairs(x, d, p.pad_left, span, per_batch, &mut input);
+    input_pairs(x, d, p, span, per_batch, &mut input);
     let runs = if p.dilation == 1 { Runs::plain(inner) } else { Runs { count: d.k, pairs: c2, step: p.dilation * c2 } };
 
     let slope = p.prelu.map(|s| s.get());
@@ -78,24 +80,40 @@ pub(super) fn conv1d(isa: Isa, x: &[f32], w: WeightSlice, bias: &[f32], out: &mu
     }
 }
 
-/// x [B, L_in, C_in] as bf16 pairs, `per_batch` pairs per batch: `span` frames from
-/// input position −pad_left (zero outside the input), then zeros.
-fn input_pairs(x: &[f32], d: ConvDims, pad_left: usize, span: usize, per_batch: usize, input: &mut Vec<u32>) {
-    let c2 = d.c_in / 2;
+/// x [B, L_in, C_in] as bf16 pairs, `per_batch` pairs per batch: `span` frames of the
+/// input upsampled `p.upsample` times, from position −pad_left (zero outside the input),
+/// then zeros.
+fn input_pairs(x: &[f32], d: ConvDims, p: ConvParams, span: usize, per_batch: usize, input: &mut Vec<u32>) {
+    let (c2, pad_left, repeat) = (d.c_in / 2, p.pad_left, p.upsample);
     if input.len() < d.batch * per_batch {
         // Fresh zeroed pages (calloc), not a memset over the pages a resize would fault in.
         *input = vec![0; d.batch * per_batch];
     }
     let lead = pad_left.min(span);
-    let frames = d.l_in.min(span - lead);
+    let frames = (d.l_in * repeat).min(span - lead);
     for (b, dst) in input.chunks_exact_mut(per_batch).take(d.batch).enumerate() {
         let (zeros, rest) = dst.split_at_mut(lead * c2);
         zeros.fill(0);
         let values = frames * d.c_in;
         let (data, tail) = rest.split_at_mut(values.div_ceil(32) * 16);
         tail.fill(0);
-        let src = &x[b * d.l_in * d.c_in..][..values];
-        data.par_chunks_mut(PIECE / 2).zip(src.par_chunks(PIECE)).for_each(|(dst, src)| round_pairs(src, dst));
+        if repeat == 1 {
+            let src = &x[b * d.l_in * d.c_in..][..values];
+            data.par_chunks_mut(PIECE / 2).zip(src.par_chunks(PIECE)).for_each(|(dst, src)| round_pairs(src, dst));
+            continue;
+        }
+        // Each source frame's pairs once, then copied to its `repeat` frames; the rest of
+        // the last whole chunk is zero, as the rounding leaves it.
+        data[frames * c2..].fill(0);
+        let sources = frames.div_ceil(repeat);
+        let mut rounded = vec![0u32; (sources * d.c_in).div_ceil(32) * 16];
+        let src = &x[b * d.l_in * d.c_in..][..sources * d.c_in];
+        rounded.par_chunks_mut(PIECE / 2).zip(src.par_chunks(PIECE)).for_each(|(dst, src)| round_pairs(src, dst));
+        data[..frames * c2].par_chunks_mut(c2 * repeat).zip(rounded.par_chunks(c2)).for_each(|(dst, frame)| {
+            for copy in dst.chunks_mut(c2) {
+                copy.copy_from_slice(&frame[..copy.len()]);
+            }
+        });
     }
 }
 
@@ -113,22 +131,24 @@ mod tests {
 
     /// Against the direct sum in f64 of the bf16-rounded operands (so only the f32 sums'
     /// order differs): stride, dilation, padding past both ends, a partial column group and
-    /// row panel, two batches, PReLU and accumulate; then every split into tasks gives the
-    /// same bits (a kept input buffer from a larger call poisoned first).
+    /// row panel, two batches, PReLU and accumulate, upsampling (with stride and padding,
+    /// ending inside a repeated frame); then every split into tasks gives the same bits (a
+    /// kept input buffer from a larger call poisoned first).
     #[test]
     fn matches_the_rounded_direct_sum() {
         if !Isa::Avx512Bf16.available() {
             return eprintln!("skipped avx512bf16: this CPU lacks it");
         }
-        // (c_in, c_out, k, stride, dilation, pad_left, l_in)
-        for (c_in, c_out, k, stride, dilation, pad_left, l_in) in [(6usize, 80usize, 3usize, 1usize, 3usize, 7usize, 41usize), (34, 64, 4, 2, 1, 2, 57), (128, 130, 7, 1, 1, 3, 200)] {
+        // (c_in, c_out, k, stride, dilation, pad_left, l_in, upsample)
+        let cases = [(6usize, 80usize, 3usize, 1usize, 3usize, 7usize, 41usize, 1usize), (34, 64, 4, 2, 1, 2, 57, 1), (128, 130, 7, 1, 1, 3, 200, 1), (64, 70, 7, 1, 1, 6, 23, 2), (10, 64, 3, 2, 2, 1, 19, 3)];
+        for (c_in, c_out, k, stride, dilation, pad_left, l_in, upsample) in cases {
             let batch = 2;
-            let l_out = (l_in + 2 * pad_left - dilation * (k - 1) - 1) / stride + 1;
+            let l_out = (l_in * upsample + 2 * pad_left - dilation * (k - 1) - 1) / stride + 1;
             let d = ConvDims { batch, l_in, c_in, l_out, c_out, k };
             let (x, w) = (values(batch * l_in * c_in, 1), values(c_out * k * c_in, 2));
             let bias: Vec<f32> = (0..c_out).map(|o| o as f32 * 0.01 - 0.3).collect();
             let before = values(batch * l_out * c_out, 3);
-            let p = ConvParams { stride, dilation, pad_left, prelu: Some(crate::op::PreluSlope::new(0.2)), accumulate: true, ..ConvParams::plain() };
+            let p = ConvParams { stride, dilation, pad_left, upsample, prelu: Some(crate::op::PreluSlope::new(0.2)), accumulate: true, ..ConvParams::plain() };
             INPUT.with(|i| *i.borrow_mut() = vec![0x7fc0_7fc0; 1 << 16]);
             let mut out = before.clone();
             conv1d(Isa::Avx512Bf16, &x, WeightSlice::F32(&w), &bias, &mut out, d, p);
@@ -136,8 +156,8 @@ mod tests {
                 let (b, j, o) = (i / (l_out * c_out), i / c_out % l_out, i % c_out);
                 let mut sum = bias[o] as f64;
                 for t in 0..k {
-                    let Some(u) = (j * stride + t * dilation).checked_sub(pad_left).filter(|&u| u < l_in) else { continue };
-                    sum += (0..c_in).map(|c| bf16(w[(o * k + t) * c_in + c]) * bf16(x[(b * l_in + u) * c_in + c])).sum::<f64>();
+                    let Some(u) = (j * stride + t * dilation).checked_sub(pad_left).filter(|&u| u < l_in * upsample) else { continue };
+                    sum += (0..c_in).map(|c| bf16(w[(o * k + t) * c_in + c]) * bf16(x[(b * l_in + u / upsample) * c_in + c])).sum::<f64>();
                 }
                 let want = before[i] as f64 + if sum < 0.0 { 0.2 * sum } else { sum };
                 assert!((got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()), "c_in {c_in}, output {i}: {got} vs {want}");

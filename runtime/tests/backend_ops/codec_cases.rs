@@ -76,6 +76,8 @@ pub fn cases() -> Vec<Case> {
         // over a partial row panel, padding past both ends).
         (1, 70, 12, 96, 7, 3, 18, 1, 70, true, false),
         (2, 29, 34, 130, 4, 1, 5, 1, 33, true, true),
+        // Upsampled (the SQ decoder's post-processor) on the direct bf16 convolution.
+        (2, 13, 16, 64, 7, 1, 6, 2, 26, true, false),
     ] {
         cases.push(Conv1d { batch, l_in, c_in, c_out, k, stride: 1, groups: 1, dilation, pad_left, upsample, l_out, prelu, accumulate, dtype: f32 });
     }

@@ -140,6 +140,9 @@ pub fn conv_transpose1d(isa: Isa, x: &[f32], w: WeightSlice, bias: Option<Weight
     if out.is_empty() {
         return;
     }
+    if super::conv_bf16::applies_transpose(isa, d) {
+        return super::conv_bf16::conv_transpose1d(isa, x, w, &bias_vec(bias, d.c_out), out, d, stride, padding);
+    }
     let s = stride;
     // Phase φ (= (j + padding) mod s) uses taps φ, φ + s, …; pack them as one matrix.
     let taps: Vec<usize> = (0..s).map(|phi| if phi < d.k { (d.k - phi).div_ceil(s) } else { 0 }).collect();

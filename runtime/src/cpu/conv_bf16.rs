@@ -2,7 +2,8 @@
 //! rounded once into time-major bf16 pairs, its padding as zero frames, and each output
 //! frame's window is a row of the 6 x 64 pair tile (`pair_tile.rs`), read where it lies
 //! (a dilated window's taps are runs within it). An upsampled input (each frame repeated,
-//! the SQ decoder's post-processor) is laid out repeated, so its windows are rows too.
+//! the SQ decoder's post-processor) is laid out repeated, so its windows are rows too; a
+//! transposed convolution is one plain convolution per output phase, its taps reversed.
 //! The implicit GEMM (`conv.rs`) copies
 //! every window into an f32 im2col block and converts that again, which cost as much as
 //! the products at 128 channels; and under 256 output channels it ran in f32.
@@ -75,6 +76,79 @@ pub(super) fn conv1d(isa: Isa, x: &[f32], w: WeightSlice, bias: &[f32], out: &mu
         let dst = unsafe { shared.slice((b * d.l_out + j) * d.c_out + c0, sums.len()) };
         bias_prelu_store(dst, sums, &bias[c0..], slope, p.accumulate);
     });
+    if input.len() <= KEPT_PAIRS {
+        INPUT.with(|i| *i.borrow_mut() = input);
+    }
+}
+
+/// Whether this level runs the transposed convolution here (the same conditions).
+pub(super) fn applies_transpose(isa: Isa, d: ConvDims) -> bool {
+    applies(isa, d, ConvParams::plain())
+}
+
+/// ConvTranspose1d: x [B, L_in, C_in], w [C_out, K, C_in], out [B, L_out, C_out], plus
+/// bias. Output frame j has phase φ = (j + padding) mod s and sums taps φ, φ + s, … over
+/// input frames base, base − 1, … (base = (j + padding − φ) / s). With a phase's taps
+/// reversed its windows ascend, so the outputs of one residue of j mod s are rows one
+/// input frame apart of a plain convolution over the input, padded with zero frames.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn conv_transpose1d(isa: Isa, x: &[f32], w: WeightSlice, bias: &[f32], out: &mut [f32], d: ConvDims, stride: usize, padding: usize) {
+    assert!(applies_transpose(isa, d) && stride > 0, "the bf16 transposed convolution does not apply at {} to {} x {} channels, stride {stride}", isa.key(), d.c_in, d.c_out);
+    assert!(
+        x.len() >= d.batch * d.l_in * d.c_in && out.len() >= d.batch * d.l_out * d.c_out && w.len() >= d.c_out * d.k * d.c_in && bias.len() >= d.c_out,
+        "transposed convolution operands for batch {}, {} -> {} frames, {} -> {} channels, kernel {}",
+        d.batch,
+        d.l_in,
+        d.l_out,
+        d.c_in,
+        d.c_out,
+        d.k
+    );
+    if d.batch * d.l_out == 0 {
+        return;
+    }
+    let (s, c2) = (stride, d.c_in / 2);
+    let taps = |phase: usize| d.k.saturating_sub(phase).div_ceil(s);
+    // Zero frames before the input (a window may start up to taps − 1 frames early) and
+    // after it, up to the last output's base.
+    let lead = taps(0) - 1;
+    let frames = lead + ((d.l_out - 1 + padding) / s + 1).max(d.l_in);
+    let per_batch = frames * c2 + 16;
+    let mut input = INPUT.with(|i| std::mem::take(&mut *i.borrow_mut()));
+    input_pairs(x, d, ConvParams { pad_left: lead, ..ConvParams::plain() }, frames, per_batch, &mut input);
+    let shared = SharedOut::new(out);
+    let mut reversed = Vec::new();
+    for r in 0..s.min(d.l_out) {
+        let (phase, count) = ((r + padding) % s, (d.l_out - r).div_ceil(s));
+        let t = taps(phase);
+        if t == 0 {
+            // No tap lands on this phase: the bias alone.
+            for j in (r..d.l_out).step_by(s) {
+                for b in 0..d.batch {
+                    // SAFETY: no task runs; in bounds (asserted above).
+                    unsafe { shared.slice((b * d.l_out + j) * d.c_out, d.c_out) }.copy_from_slice(&bias[..d.c_out]);
+                }
+            }
+            continue;
+        }
+        // The phase's taps, last first: [C_out][t][C_in].
+        reversed.clear();
+        reversed.resize(d.c_out * t * d.c_in, 0.0);
+        for (o, taps_o) in reversed.chunks_exact_mut(t * d.c_in).enumerate() {
+            for (i, dst) in taps_o.chunks_exact_mut(d.c_in).enumerate() {
+                w.widen_into((o * d.k + phase + (t - 1 - i) * s) * d.c_in, dst);
+            }
+        }
+        let weights = weight_pairs(WeightSlice::F32(&reversed), d.c_out, t * d.c_in);
+        let first = ((r + padding - phase) / s + lead + 1 - t) * c2;
+        let rows = Rows { input: &input[first..], batches: d.batch, batch_step: per_batch, per_batch: per_batch - first, count, step: c2, runs: Runs::plain(t * c2) };
+        sweep(&rows, &weights, d.c_out, |b, i, c0, sums| {
+            // SAFETY: `sweep` hands each (frame, column group) to one task only, and the
+            // residues' frames are disjoint; in bounds (asserted above).
+            let dst = unsafe { shared.slice((b * d.l_out + r + i * s) * d.c_out + c0, sums.len()) };
+            bias_prelu_store(dst, sums, &bias[c0..], None, false);
+        });
+    }
     if input.len() <= KEPT_PAIRS {
         INPUT.with(|i| *i.borrow_mut() = input);
     }
@@ -167,6 +241,47 @@ mod tests {
                 let mut again = before.clone();
                 pool.install(|| conv1d(Isa::Avx512Bf16, &x, WeightSlice::F32(&w), &bias, &mut again, d, p));
                 assert!(again.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()), "c_in {c_in}: {threads} threads differ");
+            }
+        }
+    }
+
+    /// Transposed: against the scatter of every input frame through every tap in f64 of
+    /// the bf16-rounded operands: causal (K = 2s, the last s dropped), "same" padding with
+    /// an odd stride, K < s (a phase with no tap: bias alone), outputs fewer than s, two
+    /// batches, a partial column group; bits equal across task splits.
+    #[test]
+    fn transposed_matches_the_rounded_scatter() {
+        if !Isa::Avx512Bf16.available() {
+            return eprintln!("skipped avx512bf16: this CPU lacks it");
+        }
+        // (c_in, c_out, k, stride, padding, l_in, l_out)
+        for (c_in, c_out, k, s, padding, l_in, l_out) in [(8usize, 64usize, 8usize, 4usize, 0usize, 7usize, 28usize), (12, 70, 10, 5, 2, 9, 45), (6, 64, 3, 4, 0, 5, 20), (4, 96, 6, 3, 1, 2, 2)] {
+            let batch = 2;
+            let d = ConvDims { batch, l_in, c_in, l_out, c_out, k };
+            let (x, w) = (values(batch * l_in * c_in, 4), values(c_out * k * c_in, 5));
+            let bias: Vec<f32> = (0..c_out).map(|o| o as f32 * 0.01 - 0.3).collect();
+            let mut want: Vec<f64> = (0..batch * l_out * c_out).map(|i| bias[i % c_out] as f64).collect();
+            for b in 0..batch {
+                for i in 0..l_in {
+                    for t in 0..k {
+                        let Some(j) = (i * s + t).checked_sub(padding).filter(|&j| j < l_out) else { continue };
+                        for o in 0..c_out {
+                            want[(b * l_out + j) * c_out + o] += (0..c_in).map(|c| bf16(w[(o * k + t) * c_in + c]) * bf16(x[(b * l_in + i) * c_in + c])).sum::<f64>();
+                        }
+                    }
+                }
+            }
+            INPUT.with(|i| *i.borrow_mut() = vec![0x7fc0_7fc0; 1 << 16]);
+            let mut out = vec![f32::NAN; batch * l_out * c_out];
+            conv_transpose1d(Isa::Avx512Bf16, &x, WeightSlice::F32(&w), &bias, &mut out, d, s, padding);
+            for (i, (&got, &want)) in out.iter().zip(&want).enumerate() {
+                assert!((got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()), "k {k}, stride {s}, output {i}: {got} vs {want}");
+            }
+            for threads in [1, 3] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                let mut again = vec![f32::NAN; out.len()];
+                pool.install(|| conv_transpose1d(Isa::Avx512Bf16, &x, WeightSlice::F32(&w), &bias, &mut again, d, s, padding));
+                assert!(again.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()), "k {k}: {threads} threads differ");
             }
         }
     }

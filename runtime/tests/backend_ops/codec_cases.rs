@@ -105,6 +105,10 @@ pub fn cases() -> Vec<Case> {
         (9, 4, 6, 8, 4, 2, 36),
         (4, 3, 2, 7, 3, 0, 16),
         (33, 16, 8, 2, 1, 0, 34),
+        // From 64 output channels and even C_in: the fast level's direct bf16 route (one
+        // plain convolution per phase), K < s among them.
+        (9, 16, 66, 8, 4, 2, 36),
+        (5, 6, 64, 3, 4, 0, 19),
     ] {
         cases.push(ConvTranspose1d { l_in, c_in, c_out, k, stride, padding, l_out, dtype: f32 });
     }

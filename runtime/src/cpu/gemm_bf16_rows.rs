@@ -48,10 +48,12 @@ thread_local! {
 }
 
 /// Rows up to which these products run, measured on a 2-core Zen 4 against the packed
-/// GEMMs. bf16: 1.6x at 64 rows (3B prefill shapes), 1.03x-1.17x at 200-512, level or
-/// behind at 1000 (the codec's linears). f32: 1.05x-1.17x at 64 rows, level at 128,
-/// 0.92x-0.97x at 256 (the packed f32 tile reaches 90 % of the FMA peak there).
-pub(super) const MAX_ROWS_BF16: usize = 512;
+/// GEMMs. bf16: 1.17x-1.22x at 64 rows (3B prefill shapes), 1.08x at 128 from K = 3072
+/// and level from 8192; from 192 rows the packed GEMM leads (1.0x-1.06x, 1.15x-1.19x at
+/// 384 x 3072 from 8192: these products' x and weight rows stream from L2 at every step).
+/// f32: 1.05x-1.17x at 64 rows, level at 128, 0.92x-0.97x at 256 (the packed f32 tile
+/// reaches 90 % of the FMA peak there).
+pub(super) const MAX_ROWS_BF16: usize = 128;
 pub(super) const MAX_ROWS_F32: usize = 128;
 /// Rows up to which Q8_0 and Q4_0 weights take the bf16 rows product, measured the same
 /// way against the packed bf16 GEMM (which widens them into its panels): 1.14x-1.39x at 64

@@ -111,7 +111,7 @@ pub fn all_cases() -> Vec<Case> {
         // (the AVX-512 levels' in-place bf16 products); then K shorter than one chunk.
         cases.push(MatMul { m: 22, k: 1100, n: 263, layout: WeightLayout::OutIn, dtype, accumulate: false });
         cases.push(MatMul { m: 9, k: 20, n: 259, layout: WeightLayout::OutIn, dtype, accumulate: true });
-        // Past the rows product's 512 rows: the fast level's packed bf16 GEMM (an odd K, a
+        // Past the rows product's 128 rows: the fast level's packed bf16 GEMM (an odd K, a
         // partial row panel and 128-column task).
         cases.push(MatMul { m: 515, k: 67, n: 260, layout: WeightLayout::OutIn, dtype, accumulate: true });
         // Whole 32-column blocks of whole 32-element rows (AMX reads bf16 rows in place),

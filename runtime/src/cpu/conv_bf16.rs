@@ -43,17 +43,7 @@ pub(super) fn applies(isa: Isa, d: ConvDims, p: ConvParams) -> bool {
 /// channel, then PReLU and store or accumulate as `p` says.
 pub(super) fn conv1d(isa: Isa, x: &[f32], w: WeightSlice, bias: &[f32], out: &mut [f32], d: ConvDims, p: ConvParams) {
     assert!(applies(isa, d, p), "the bf16 convolution does not apply at {} to {} x {} channels, groups {}", isa.key(), d.c_in, d.c_out, p.groups);
-    assert!(
-        x.len() >= d.batch * d.l_in * d.c_in && out.len() >= d.batch * d.l_out * d.c_out && w.len() >= d.c_out * d.k * d.c_in && bias.len() >= d.c_out,
-        "convolution operands for batch {}, {} -> {} frames, {} -> {} channels, kernel {}",
-        d.batch,
-        d.l_in,
-        d.l_out,
-        d.c_in,
-        d.c_out,
-        d.k
-    );
-    if d.batch * d.l_out == 0 {
+    if !has_outputs(x, w, bias, out, d) {
         return;
     }
     let c2 = d.c_in / 2;
@@ -81,6 +71,21 @@ pub(super) fn conv1d(isa: Isa, x: &[f32], w: WeightSlice, bias: &[f32], out: &mu
     }
 }
 
+/// Asserts the operands hold what `d` says; false when there are no outputs.
+fn has_outputs(x: &[f32], w: WeightSlice, bias: &[f32], out: &[f32], d: ConvDims) -> bool {
+    assert!(
+        x.len() >= d.batch * d.l_in * d.c_in && out.len() >= d.batch * d.l_out * d.c_out && w.len() >= d.c_out * d.k * d.c_in && bias.len() >= d.c_out,
+        "convolution operands for batch {}, {} -> {} frames, {} -> {} channels, kernel {}",
+        d.batch,
+        d.l_in,
+        d.l_out,
+        d.c_in,
+        d.c_out,
+        d.k
+    );
+    d.batch * d.l_out > 0
+}
+
 /// Whether this level runs the transposed convolution here (the same conditions).
 pub(super) fn applies_transpose(isa: Isa, d: ConvDims) -> bool {
     applies(isa, d, ConvParams::plain())
@@ -94,17 +99,7 @@ pub(super) fn applies_transpose(isa: Isa, d: ConvDims) -> bool {
 #[allow(clippy::too_many_arguments)]
 pub(super) fn conv_transpose1d(isa: Isa, x: &[f32], w: WeightSlice, bias: &[f32], out: &mut [f32], d: ConvDims, stride: usize, padding: usize) {
     assert!(applies_transpose(isa, d) && stride > 0, "the bf16 transposed convolution does not apply at {} to {} x {} channels, stride {stride}", isa.key(), d.c_in, d.c_out);
-    assert!(
-        x.len() >= d.batch * d.l_in * d.c_in && out.len() >= d.batch * d.l_out * d.c_out && w.len() >= d.c_out * d.k * d.c_in && bias.len() >= d.c_out,
-        "transposed convolution operands for batch {}, {} -> {} frames, {} -> {} channels, kernel {}",
-        d.batch,
-        d.l_in,
-        d.l_out,
-        d.c_in,
-        d.c_out,
-        d.k
-    );
-    if d.batch * d.l_out == 0 {
+    if !has_outputs(x, w, bias, out, d) {
         return;
     }
     let (s, c2) = (stride, d.c_in / 2);

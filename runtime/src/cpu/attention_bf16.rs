@@ -185,9 +185,7 @@ mod tests {
     use super::super::attention_blocked::{attention_in_blocks, ScoreBias};
     use super::*;
 
-    fn values(n: usize, seed: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|i| (((i * 7919 + seed * 104_729) % 1013) as f32 / 1013.0 - 0.5) * scale).collect()
-    }
+    use super::super::pair_tile::test_operands::values;
 
     /// Against the f32 attention (the exact level): causal with a partial last key part
     /// and two head-dimension parts, bidirectional with a bias and an odd head dimension,

@@ -86,9 +86,7 @@ fn padded_image(x: &[f32], d: Conv2dDims, p: Conv2dParams, pixels: usize, image:
 mod tests {
     use super::*;
 
-    fn values(n: usize, seed: usize) -> Vec<f32> {
-        (0..n).map(|i| (((i * 7919 + seed * 104_729) % 1013) as f32 / 1013.0 - 0.5) * 2.0).collect()
-    }
+    use super::super::pair_tile::test_operands::{bf16, values};
 
     /// Against the direct sum in f64 of the bf16-rounded operands: MusicFM's strided and
     /// residual convolutions (stride 2 with padding, stride 1 with accumulate and ReLU), a
@@ -99,7 +97,7 @@ mod tests {
         if !Isa::Avx512Bf16.available() {
             return eprintln!("skipped avx512bf16: this CPU lacks it");
         }
-        let r = |v: f32| half::bf16::from_f32(v).to_f64();
+        let r = bf16;
         // (h, w, c_in, c_out, kh, kw, stride, pad, accumulate, relu)
         for (h, w, c_in, c_out, kh, kw, stride, pad, accumulate, relu) in
             [(13usize, 11usize, 6usize, 70usize, 3usize, 3usize, [2usize, 2usize], [1usize, 1usize], false, true), (9, 10, 8, 64, 3, 3, [1, 1], [1, 1], true, true), (7, 12, 4, 66, 2, 3, [1, 2], [0, 1], true, false)]
@@ -108,9 +106,9 @@ mod tests {
             let (oh, ow) = ((h + 2 * pad[0] - kh) / stride[0] + 1, (w + 2 * pad[1] - kw) / stride[1] + 1);
             let d = Conv2dDims { batch, h, w, c_in, oh, ow, c_out, kh, kw };
             let p = Conv2dParams { stride, pad, accumulate, relu };
-            let (x, wt) = (values(batch * h * w * c_in, 1), values(c_out * kh * kw * c_in, 2));
+            let (x, wt) = (values(batch * h * w * c_in, 1, 2.0), values(c_out * kh * kw * c_in, 2, 2.0));
             let bias: Vec<f32> = (0..c_out).map(|o| o as f32 * 0.01 - 0.3).collect();
-            let before = values(batch * oh * ow * c_out, 3);
+            let before = values(batch * oh * ow * c_out, 3, 2.0);
             let mut out = before.clone();
             conv2d(Isa::Avx512Bf16, &x, WeightSlice::F32(&wt), &bias, &mut out, d, p);
             for (idx, &got) in out.iter().enumerate() {

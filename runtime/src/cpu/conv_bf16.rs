@@ -190,13 +190,7 @@ fn input_pairs(x: &[f32], d: ConvDims, p: ConvParams, span: usize, per_batch: us
 mod tests {
     use super::*;
 
-    fn values(n: usize, seed: usize) -> Vec<f32> {
-        (0..n).map(|i| (((i * 7919 + seed * 104_729) % 1013) as f32 / 1013.0 - 0.5) * 2.0).collect()
-    }
-
-    fn bf16(v: f32) -> f64 {
-        half::bf16::from_f32(v).to_f64()
-    }
+    use super::super::pair_tile::test_operands::{bf16, values};
 
     /// Against the direct sum in f64 of the bf16-rounded operands (so only the f32 sums'
     /// order differs): stride, dilation, padding past both ends, a partial column group and
@@ -214,9 +208,9 @@ mod tests {
             let batch = 2;
             let l_out = (l_in * upsample + 2 * pad_left - dilation * (k - 1) - 1) / stride + 1;
             let d = ConvDims { batch, l_in, c_in, l_out, c_out, k };
-            let (x, w) = (values(batch * l_in * c_in, 1), values(c_out * k * c_in, 2));
+            let (x, w) = (values(batch * l_in * c_in, 1, 2.0), values(c_out * k * c_in, 2, 2.0));
             let bias: Vec<f32> = (0..c_out).map(|o| o as f32 * 0.01 - 0.3).collect();
-            let before = values(batch * l_out * c_out, 3);
+            let before = values(batch * l_out * c_out, 3, 2.0);
             let p = ConvParams { stride, dilation, pad_left, upsample, prelu: Some(crate::op::PreluSlope::new(0.2)), accumulate: true, ..ConvParams::plain() };
             INPUT.with(|i| *i.borrow_mut() = vec![0x7fc0_7fc0; 1 << 16]);
             let mut out = before.clone();
@@ -253,7 +247,7 @@ mod tests {
         for (c_in, c_out, k, s, padding, l_in, l_out) in [(8usize, 64usize, 8usize, 4usize, 0usize, 7usize, 28usize), (12, 70, 10, 5, 2, 9, 45), (6, 64, 3, 4, 0, 5, 20), (4, 96, 6, 3, 1, 2, 2)] {
             let batch = 2;
             let d = ConvDims { batch, l_in, c_in, l_out, c_out, k };
-            let (x, w) = (values(batch * l_in * c_in, 4), values(c_out * k * c_in, 5));
+            let (x, w) = (values(batch * l_in * c_in, 4, 2.0), values(c_out * k * c_in, 5, 2.0));
             let bias: Vec<f32> = (0..c_out).map(|o| o as f32 * 0.01 - 0.3).collect();
             let mut want: Vec<f64> = (0..batch * l_out * c_out).map(|i| bias[i % c_out] as f64).collect();
             for b in 0..batch {

@@ -145,6 +145,19 @@ pub(super) fn round_pairs(src: &[f32], dst: &mut [u32]) {
     super::gemm_bf16_rows::round_row(src, halves);
 }
 
+/// Operands of the tile's users' tests: values in [−scale/2, scale/2) that vary in every
+/// bf16 bit, and the f64 value of an operand's bf16 rounding.
+#[cfg(test)]
+pub(super) mod test_operands {
+    pub fn values(n: usize, seed: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|i| (((i * 7919 + seed * 104_729) % 1013) as f32 / 1013.0 - 0.5) * scale).collect()
+    }
+
+    pub fn bf16(v: f32) -> f64 {
+        half::bf16::from_f32(v).to_f64()
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod kernel {
     use std::arch::x86_64::*;

@@ -1,11 +1,11 @@
 //! The `Avx512Bf16` level's many-row GEMM: out[M, N] (+)= x[M, K] · W with bf16 operands
 //! and f32 sums (`vdpbf16ps`), the fast precision's arithmetic.
 //!
-//! x is rounded once per call into bf16 pairs of consecutive inner indices, in row panels
-//! of `gemm.rs`'s blocking ([k block][row panel]) with each row's pairs in a line, all
-//! rows at once: packing in passes of rows, as the f32 GEMM does, would pack the weights
-//! again for every pass. (A convolution's packed rows arrive interleaved, [KC/2][MR] per
-//! panel; the tile reads either.)
+//! x is rounded once per call into bf16 pairs of consecutive inner indices, all rows at
+//! once (packing in passes of rows, as the f32 GEMM does, would pack the weights again for
+//! every pass): per sub-block of 64 pairs, the row panels one after another, each row's
+//! pairs in a line, so a sweep over the rows reads one sequential run. (A convolution's
+//! packed rows arrive interleaved, [KC/2][MR] per panel; the tile reads either.)
 //! Each task owns 128 output columns (two parts of four 16-column weight panels) and a run
 //! of row panels; it packs its weights as pairs once, over all of K (K · 256 bytes). Per
 //! sub-block of 64 pairs (16 KiB of weights per part) it sweeps its rows, each row
@@ -83,9 +83,14 @@ pub(super) fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: Weig
     run(isa, bytemuck::cast_slice(&pairs), XPanels::Interleaved, x.rows, x.k, w, layout, n, out, accumulate);
 }
 
-/// x [m, k] as bf16 pairs in row panels, each row's pairs in a line: [k block][row panel]
-/// [MR][KC/2], zero padded (rows to whole panels, K to whole blocks), into `pairs`. The
-/// tile broadcasts a row's pairs from where they lie, so rounding is the only pass.
+/// Sub-blocks of KP pairs per K block.
+const SUBS: usize = KC / 2 / KP;
+const _: () = assert!((KC / 2).is_multiple_of(KP), "whole sub-blocks per K block");
+
+/// x [m, k] as bf16 pairs, each row's pairs of a sub-block in a line: [K block][sub-block]
+/// [row panel][MR][KP], zero padded (rows to whole panels, K to whole blocks), into
+/// `pairs`. The tile broadcasts a row's pairs from where they lie, so rounding is the only
+/// pass, and a sub-block's sweep over the row panels reads one sequential run.
 pub(super) fn pack_pairs(isa: Isa, x: &[f32], m: usize, k: usize, pairs: &mut Vec<u32>) {
     let (row_panels, k_blocks) = (m.div_ceil(MR), k.div_ceil(KC));
     let len = k_blocks * row_panels * KC / 2 * MR;
@@ -93,12 +98,13 @@ pub(super) fn pack_pairs(isa: Isa, x: &[f32], m: usize, k: usize, pairs: &mut Ve
     if pairs.len() < len {
         pairs.resize(len, 0);
     }
-    pairs[..len].par_chunks_mut(KC / 2 * MR).enumerate().for_each(|(idx, panel)| {
-        let (kb, rp) = (idx / row_panels, idx % row_panels);
-        let (k0, kc) = (kb * KC, (k - kb * KC).min(KC));
+    pairs[..len].par_chunks_mut(KP * MR).enumerate().for_each(|(idx, panel)| {
+        let (sub, rp) = (idx / row_panels, idx % row_panels);
+        let k0 = sub * 2 * KP;
+        let kc = k.saturating_sub(k0).min(2 * KP);
         let rows = m.saturating_sub(rp * MR).min(MR);
-        for (r, line) in panel.chunks_exact_mut(KC / 2).enumerate() {
-            if r < rows {
+        for (r, line) in panel.chunks_exact_mut(KP).enumerate() {
+            if r < rows && kc > 0 {
                 row_pairs(isa, &x[(rp * MR + r) * k + k0..][..kc], line);
             } else {
                 line.fill(0);
@@ -126,7 +132,8 @@ fn row_pairs(isa: Isa, src: &[f32], out: &mut [u32]) {
 /// How a row panel of x pairs lies (KC/2 · MR pairs per panel either way).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum XPanels {
-    /// [MR][KC/2]: each row's pairs in a line (`pack_pairs`).
+    /// [sub-block][row panel][MR][KP]: each row's pairs of a sub-block in a line
+    /// (`pack_pairs`).
     Lines,
     /// [KC/2][MR]: the rows of each pair side by side (pairs of `gemm.rs`'s packed rows).
     Interleaved,
@@ -183,9 +190,13 @@ fn run(isa: Isa, pairs: &[u32], panels: XPanels, m: usize, k: usize, w: WeightSl
         // Each row panel's pairs meet every part while they are in L1.
         for (&(kb, h0, hp), sub) in subs.iter().zip(b.weights.chunks_exact(parts.len() * SUB)) {
             for (rp, tiles) in (rp0..rp1).zip(b.sums.chunks_exact_mut(parts.len())) {
-                let panel = &pairs[(kb * row_panels + rp) * KC / 2 * MR..][..KC / 2 * MR];
+                // The row panel's pairs h0..h0 + hp of K block kb (h0 a multiple of KP).
+                let a = match panels {
+                    XPanels::Lines => &pairs[((kb * SUBS + h0 / KP) * row_panels + rp) * KP * MR..][..KP * MR],
+                    XPanels::Interleaved => &pairs[(kb * row_panels + rp) * KC / 2 * MR + h0 * MR..][..hp * MR],
+                };
                 for (tile, part) in tiles.iter_mut().zip(sub.chunks_exact(SUB)) {
-                    tile_6x64(hp, panels, h0, panel, part, tile);
+                    tile_6x64(hp, panels, a, part, tile);
                 }
             }
         }
@@ -240,21 +251,22 @@ fn weight_pairs(isa: Isa, w: WeightSlice, layout: WeightLayout, k: usize, n: usi
     }
 }
 
-/// tile += a · b over pairs h0..h0 + kp of one x row panel (laid out as `panels` says);
-/// b [GROUPS][KP][NR] pairs of W.
-fn tile_6x64(kp: usize, panels: XPanels, h0: usize, panel: &[u32], b: &[u32], tile: &mut Tile) {
-    assert!(kp <= KP && h0 + kp <= KC / 2 && panel.len() >= KC / 2 * MR && b.len() >= GROUPS * KP * NR, "micro-panel bounds");
+/// tile += a · b over `kp` pairs of one x row panel, from its first (laid out as `panels`
+/// says: MR lines of KP pairs, or kp interleaved pairs); b [GROUPS][KP][NR] pairs of W.
+fn tile_6x64(kp: usize, panels: XPanels, a: &[u32], b: &[u32], tile: &mut Tile) {
+    let lines = panels == XPanels::Lines;
+    assert!(kp <= KP && a.len() >= if lines { MR * KP } else { kp * MR } && b.len() >= GROUPS * KP * NR, "micro-panel bounds");
     // SAFETY: the caller dispatches here only on a level with AVX512-BF16; bounds asserted.
     #[cfg(target_arch = "x86_64")]
     unsafe {
         use super::gemm_avx512::tile_6x64_bf16;
         match panels {
-            XPanels::Lines => tile_6x64_bf16::<{ KC / 2 }, 1>(kp, panel.as_ptr().add(h0), b.as_ptr(), KP * NR, tile),
-            XPanels::Interleaved => tile_6x64_bf16::<1, MR>(kp, panel.as_ptr().add(h0 * MR), b.as_ptr(), KP * NR, tile),
+            XPanels::Lines => tile_6x64_bf16::<KP, 1>(kp, a.as_ptr(), b.as_ptr(), KP * NR, tile),
+            XPanels::Interleaved => tile_6x64_bf16::<1, MR>(kp, a.as_ptr(), b.as_ptr(), KP * NR, tile),
         }
     };
     #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("AVX-512 levels exist only on x86-64 ({kp}, {panels:?}, {h0}, {tile:?})");
+    unreachable!("AVX-512 levels exist only on x86-64 ({kp}, {panels:?}, {lines}, {tile:?})");
 }
 
 #[cfg(test)]
@@ -278,11 +290,13 @@ mod tests {
                 let packed = super::super::gemm_pack::pack_rows(Isa::Scalar, &x, m, k, m.div_ceil(MR));
                 let mut want = vec![0u32; packed.len() / 2];
                 let mut interleaved = [0u32; KC / 2 * MR];
-                for (src, dst) in packed.chunks_exact(KC * MR).zip(want.chunks_exact_mut(KC / 2 * MR)) {
+                let row_panels = m.div_ceil(MR);
+                for (idx, src) in packed.chunks_exact(KC * MR).enumerate() {
+                    let (kb, rp) = (idx / row_panels, idx % row_panels);
                     super::super::gemm_avx512::x_panel_pairs(src, &mut interleaved);
                     for (kk, rows) in interleaved.chunks_exact(MR).enumerate() {
                         for (r, &pair) in rows.iter().enumerate() {
-                            dst[r * KC / 2 + kk] = pair;
+                            want[((kb * SUBS + kk / KP) * row_panels + rp) * KP * MR + r * KP + kk % KP] = pair;
                         }
                     }
                 }

@@ -134,6 +134,11 @@ pub fn conv1d(isa: Isa, x: &[f32], w: WeightSlice, bias: Option<WeightSlice>, ou
     run_tasks(isa, &tasks, &[w], &[d.k], d, &bias, p.prelu.map(|s| s.get()), p.accumulate, out, gather);
 }
 
+/// Taps φ, φ + s, … below `k`: those of a transposed convolution's output phase φ.
+pub(super) fn phase_taps(k: usize, stride: usize, phase: usize) -> usize {
+    k.saturating_sub(phase).div_ceil(stride)
+}
+
 /// ConvTranspose1d: x [B, L_in, C_in], w [C_out, K, C_in], out [B, L_out, C_out].
 #[allow(clippy::too_many_arguments)]
 pub fn conv_transpose1d(isa: Isa, x: &[f32], w: WeightSlice, bias: Option<WeightSlice>, out: &mut [f32], d: ConvDims, stride: usize, padding: usize) {
@@ -145,7 +150,7 @@ pub fn conv_transpose1d(isa: Isa, x: &[f32], w: WeightSlice, bias: Option<Weight
     }
     let s = stride;
     // Phase φ (= (j + padding) mod s) uses taps φ, φ + s, …; pack them as one matrix.
-    let taps: Vec<usize> = (0..s).map(|phi| if phi < d.k { (d.k - phi).div_ceil(s) } else { 0 }).collect();
+    let taps: Vec<usize> = (0..s).map(|phi| phase_taps(d.k, s, phi)).collect();
     let packed: Vec<Vec<f32>> = (0..s)
         .map(|phi| {
             let kc = taps[phi] * d.c_in;

@@ -97,7 +97,6 @@ mod tests {
         if !Isa::Avx512Bf16.available() {
             return eprintln!("skipped avx512bf16: this CPU lacks it");
         }
-        let r = bf16;
         // (h, w, c_in, c_out, kh, kw, stride, pad, accumulate, relu)
         for (h, w, c_in, c_out, kh, kw, stride, pad, accumulate, relu) in
             [(13usize, 11usize, 6usize, 70usize, 3usize, 3usize, [2usize, 2usize], [1usize, 1usize], false, true), (9, 10, 8, 64, 3, 3, [1, 1], [1, 1], true, true), (7, 12, 4, 66, 2, 3, [1, 2], [0, 1], true, false)]
@@ -118,7 +117,7 @@ mod tests {
                     let Some(hi) = (i * stride[0] + kp).checked_sub(pad[0]).filter(|&v| v < h) else { continue };
                     for kq in 0..kw {
                         let Some(wi) = (j * stride[1] + kq).checked_sub(pad[1]).filter(|&v| v < w) else { continue };
-                        v += (0..c_in).map(|c| r(wt[((o * kh + kp) * kw + kq) * c_in + c]) * r(x[((b * h + hi) * w + wi) * c_in + c])).sum::<f64>();
+                        v += (0..c_in).map(|c| bf16(wt[((o * kh + kp) * kw + kq) * c_in + c]) * bf16(x[((b * h + hi) * w + wi) * c_in + c])).sum::<f64>();
                     }
                 }
                 if accumulate {

@@ -14,7 +14,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::conv::{bias_prelu_store, ConvDims};
+use super::conv::{bias_prelu_store, phase_taps, ConvDims};
 use super::pair_tile::{round_pairs, sweep, weight_pairs, Rows, Runs};
 use super::simd::Isa;
 use super::view::{SharedOut, WeightSlice};
@@ -103,7 +103,7 @@ pub(super) fn conv_transpose1d(isa: Isa, x: &[f32], w: WeightSlice, bias: &[f32]
         return;
     }
     let (s, c2) = (stride, d.c_in / 2);
-    let taps = |phase: usize| d.k.saturating_sub(phase).div_ceil(s);
+    let taps = |phase: usize| phase_taps(d.k, s, phase);
     // Zero frames before the input (a window may start up to taps − 1 frames early) and
     // after it, up to the last output's base.
     let lead = taps(0) - 1;

@@ -119,7 +119,8 @@ fn row_pairs(isa: Isa, src: &[f32], out: &mut [u32]) {
     #[cfg(target_arch = "x86_64")]
     if isa.bf16_dot() {
         done = src.len() / 32 * 32;
-        // SAFETY: the level was detected; `done` ≤ src.len() and done / 2 ≤ KC / 2.
+        // SAFETY: the level was detected; `done` ≤ src.len() and done / 2 ≤ out.len()
+        // (callers pass out with room for every pair of src).
         unsafe { super::gemm_avx512::row_pairs_avx512(&src[..done], &mut out[..done / 2]) };
     }
     let _ = isa;
@@ -129,7 +130,7 @@ fn row_pairs(isa: Isa, src: &[f32], out: &mut [u32]) {
     }
 }
 
-/// How a row panel of x pairs lies (KC/2 · MR pairs per panel either way).
+/// How x's pairs lie (KC/2 · MR pairs per K block and row panel either way).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum XPanels {
     /// [sub-block][row panel][MR][KP]: each row's pairs of a sub-block in a line

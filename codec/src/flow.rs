@@ -101,7 +101,7 @@ impl<B: Backend> Flow<B> {
         for i in 0..f.n_layer {
             let bn = |n: &str| name(&format!("transformer_blocks.{i}.{n}"));
             let lin = |n: &str, rows: usize, cols: usize| -> Result<(Tensor<B>, Tensor<B>)> {
-                Ok((l.weight(&bn(&format!("{n}.weight")), &[rows, cols])?, l.weight(&bn(&format!("{n}.bias")), &[rows])?))
+                Ok((l.gemm_weight(&bn(&format!("{n}.weight")), &[rows, cols])?, l.weight(&bn(&format!("{n}.bias")), &[rows])?))
             };
             let (q_w, q_b) = lin("attn1.to_q", d, d)?;
             let (k_w, k_b) = lin("attn1.to_k", d, d)?;
@@ -119,7 +119,7 @@ impl<B: Backend> Flow<B> {
             in_c,
             in_mu,
             in_bias: l.upload(&[d], &b1)?,
-            in2_w: l.weight(&name("proj_in.ffn_2.weight"), &[d, d])?,
+            in2_w: l.gemm_weight(&name("proj_in.ffn_2.weight"), &[d, d])?,
             in2_b: l.weight(&name("proj_in.ffn_2.bias"), &[d])?,
             pe: l.upload(&[f.max_positions, d], &pe)?,
             t1_w: l.weight(&name(&format!("{te}.linear_1.weight")), &[d, f.timestep_embed_dim])?,

@@ -29,6 +29,13 @@ impl<'a, B: Backend> Loader<'a, B> {
         Ok(self.backend.upload_weight(&view)?)
     }
 
+    /// A weight of many-row products met at every step (the flow's linears): the backend
+    /// may keep it in its GEMM's layout too.
+    pub fn gemm_weight(&self, name: &str, shape: &[usize]) -> Result<Tensor<B>> {
+        let view = self.file.get_checked(name, shape)?;
+        Ok(self.backend.upload_gemm_weight(&view)?)
+    }
+
     pub fn upload(&self, shape: &[usize], values: &[f32]) -> Result<Tensor<B>> {
         Ok(ops::upload_f32(self.backend, shape, values, DType::F32)?)
     }

@@ -23,6 +23,12 @@ pub trait Backend: Sized + Send + Sync {
     fn upload_weight(&self, weight: &WeightView) -> Result<Tensor<Self>> {
         self.upload(weight.dtype(), weight.shape(), weight.bytes())
     }
+    /// `upload_weight` for a weight that meets many-row products again and again (the
+    /// codec flow's linears): a backend may also keep it in the layout its GEMM wants,
+    /// holding up to the weight's size again (the CPU's bf16 fast path pairs it once).
+    fn upload_gemm_weight(&self, weight: &WeightView) -> Result<Tensor<Self>> {
+        self.upload_weight(weight)
+    }
     /// Waits for enqueued work and returns the bytes of `src`.
     fn download(&self, src: &Tensor<Self>) -> Result<Vec<u8>>;
     /// Whether `exec` can run this op (dtype/shape combination) on this backend.

@@ -30,6 +30,13 @@ pub(super) fn bf16_product(isa: Isa, n: usize) -> bool {
     isa.bf16_dot() && n >= FAST_MIN_COLUMNS
 }
 
+/// Whether `gemm` runs a product of `m` rows and `n` columns with bf16 out-in weights on
+/// the packed bf16 GEMM (`gemm_bf16.rs`).
+pub(super) fn takes_packed_bf16(isa: Isa, m: usize, n: usize) -> bool {
+    let (amx, rows) = (isa.amx() && n >= FAST_MIN_COLUMNS, isa.avx512() && m <= super::gemm_bf16_rows::MAX_ROWS_BF16);
+    m > 0 && bf16_product(isa, n) && !amx && !rows
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(
     isa: Isa,

@@ -24,7 +24,7 @@ use super::gemm_pack::bf16_pairs_out_in;
 use super::gemm_pack::pack_cols;
 use super::simd::Isa;
 use super::view::{SharedOut, WeightSlice};
-use crate::op::WeightLayout;
+use crate::op::{UnaryFn, WeightLayout};
 
 /// Weight panels per part (one register tile), and the output columns they cover.
 pub(super) const GROUPS: usize = 4;
@@ -39,6 +39,11 @@ const KP: usize = 64;
 const MIN_RUN: usize = 16;
 /// The most: 3 KiB of sums per row panel, so a task's sums stay within about a core's L2.
 const MAX_RUN: usize = 256;
+/// Row panels per task when the weights come paired (`PairedWeight`): short enough that a
+/// task's sums (144 KiB) and a sub-block's x lines (72 KiB) stay in L2, long enough that
+/// reading the task's weights once per run stays cheap. On the codec flow's 2000-row
+/// products, 48 ran 1.03x-1.09x faster than 16 and level with 96 and with one run.
+const PAIRED_RUN: usize = 48;
 /// The largest x-pairs buffer a thread keeps between calls (32 MiB); larger ones are
 /// freed, their products long enough to amortise the pages.
 const KEPT_PAIRS: usize = 8 << 20;
@@ -68,10 +73,29 @@ thread_local! {
 /// out[M, N] (+)= x[M, K] · W; `isa` has bf16 dot products.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn gemm(isa: Isa, x: &[f32], m: usize, k: usize, w: WeightSlice, layout: WeightLayout, n: usize, out: &mut [f32], accumulate: bool) {
+    gemm_with(isa, x, m, k, Weights::PerCall(w, layout), n, out, Store::Sums { accumulate });
+}
+
+/// `store`(x[M, K] · Wᵀ) into out[M, N] for out-in W, from its paired copy when it has one;
+/// `isa` has bf16 dot products.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn linear(isa: Isa, x: &[f32], m: usize, k: usize, w: WeightSlice, pairs: Option<&PairedWeight>, n: usize, out: &mut [f32], store: Store) {
+    let w = match pairs {
+        Some(p) => {
+            assert_eq!(p.shape(), (n, k), "the paired copy's shape");
+            Weights::Paired(p)
+        }
+        None => Weights::PerCall(w, WeightLayout::OutIn),
+    };
+    gemm_with(isa, x, m, k, w, n, out, store);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_with(isa: Isa, x: &[f32], m: usize, k: usize, w: Weights, n: usize, out: &mut [f32], store: Store) {
     assert!(x.len() >= m * k, "gemm input holds {} floats, {m} x {k} needed", x.len());
     let mut pairs = PAIRS.with(|p| p.borrow_mut().take()).unwrap_or_default();
     pack_pairs(isa, x, m, k, &mut pairs);
-    run(isa, &pairs, XPanels::Lines, m, k, w, layout, n, out, accumulate);
+    run(isa, &pairs, XPanels::Lines, m, k, w, n, out, store);
     if pairs.capacity() <= KEPT_PAIRS {
         PAIRS.with(|p| *p.borrow_mut() = Some(pairs));
     }
@@ -80,7 +104,7 @@ pub(super) fn gemm(isa: Isa, x: &[f32], m: usize, k: usize, w: WeightSlice, layo
 /// out[rows, n] (+)= x · W for rows already packed by `gemm.rs` (a convolution's im2col).
 pub(super) fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: WeightLayout, n: usize, out: &mut [f32], accumulate: bool) {
     let pairs = super::gemm_avx512::x_pairs(isa, &x.data);
-    run(isa, bytemuck::cast_slice(&pairs), XPanels::Interleaved, x.rows, x.k, w, layout, n, out, accumulate);
+    run(isa, bytemuck::cast_slice(&pairs), XPanels::Interleaved, x.rows, x.k, Weights::PerCall(w, layout), n, out, Store::Sums { accumulate });
 }
 
 /// Sub-blocks of KP pairs per K block.
@@ -140,10 +164,60 @@ pub(super) enum XPanels {
     Interleaved,
 }
 
+/// Where a product's weight pairs come from.
+#[derive(Clone, Copy)]
+enum Weights<'a> {
+    /// Paired by each task for its columns, every call.
+    PerCall(WeightSlice<'a>, WeightLayout),
+    /// Paired once, ahead of time.
+    Paired(&'a PairedWeight),
+}
+
+/// What the product does with each output's sum s as it stores it (j: the column).
+#[derive(Clone, Copy)]
+pub(super) enum Store<'a> {
+    /// out = s, or out += s.
+    Sums { accumulate: bool },
+    /// out = act(s + bias[j]), each part optional (`Linear`'s store and activations).
+    Act { bias: Option<&'a [f32]>, act: Option<UnaryFn> },
+    /// out += gate[j] · (s + bias[j]) (`Linear`'s gated residual).
+    GatedAdd { bias: Option<&'a [f32]>, gate: &'a [f32] },
+}
+
+impl Store<'_> {
+    /// Row `i` of one part's sums into `dst`, its columns n0..n0 + dst.len().
+    fn part(&self, isa: Isa, n0: usize, tile: &Tile, i: usize, dst: &mut [f32]) {
+        let nb = dst.len();
+        for (g, dst) in dst.chunks_mut(NR).enumerate() {
+            let sums = &tile[g][i];
+            match *self {
+                Store::Sums { accumulate } => store_row(dst, sums, accumulate),
+                Store::Act { .. } => store_row(dst, sums, false),
+                Store::GatedAdd { bias, gate } => {
+                    let j0 = n0 + g * NR;
+                    let gate = &gate[j0..j0 + dst.len()];
+                    match bias {
+                        Some(bias) => dst.iter_mut().zip(sums).zip(gate).zip(&bias[j0..]).for_each(|(((o, &v), &g), &b)| *o += g * (v + b)),
+                        None => dst.iter_mut().zip(sums).zip(gate).for_each(|((o, &v), &g)| *o += g * v),
+                    }
+                }
+            }
+        }
+        if let Store::Act { bias, act } = *self {
+            if bias.is_some() || act.is_some() {
+                super::vexp::act_row(isa, act, bias.map(|b| &b[n0..n0 + nb]), dst);
+            }
+        }
+    }
+}
+
 /// The product over x pairs in packed row panels.
 #[allow(clippy::too_many_arguments)]
-fn run(isa: Isa, pairs: &[u32], panels: XPanels, m: usize, k: usize, w: WeightSlice, layout: WeightLayout, n: usize, out: &mut [f32], accumulate: bool) {
+fn run(isa: Isa, pairs: &[u32], panels: XPanels, m: usize, k: usize, w: Weights, n: usize, out: &mut [f32], store: Store) {
     assert!(out.len() >= m * n, "gemm output holds {} floats, {m} x {n} needed", out.len());
+    if let Store::Act { bias: Some(v), .. } | Store::GatedAdd { bias: Some(v), .. } | Store::GatedAdd { gate: v, .. } = store {
+        assert!(v.len() >= n, "bias or gate of {} floats for {n} columns", v.len());
+    }
     let row_panels = m.div_ceil(MR);
     let k_blocks = k.div_ceil(KC);
     assert!(pairs.len() >= k_blocks * row_panels * KC / 2 * MR, "packed pairs of x");
@@ -155,12 +229,15 @@ fn run(isa: Isa, pairs: &[u32], panels: XPanels, m: usize, k: usize, w: WeightSl
         })
         .collect();
     let col_tasks = n.div_ceil(TASK_COLS);
-    // Row runs: enough tasks to keep every thread busy, each long enough to pay for its
-    // weight packing.
-    let runs = (4 * rayon::current_num_threads()).div_ceil(col_tasks).min(row_panels.div_ceil(MIN_RUN)).max(row_panels.div_ceil(MAX_RUN)).max(1);
+    let runs = match w {
+        // Row runs: enough tasks to keep every thread busy, each long enough to pay for
+        // its weight packing.
+        Weights::PerCall(..) => (4 * rayon::current_num_threads()).div_ceil(col_tasks).min(row_panels.div_ceil(MIN_RUN)).max(row_panels.div_ceil(MAX_RUN)).max(1),
+        // No packing to pay for: short runs, still enough tasks for every thread.
+        Weights::Paired(_) => row_panels.div_ceil(PAIRED_RUN).max((4 * rayon::current_num_threads()).div_ceil(col_tasks)).min(row_panels).max(1),
+    };
     let run_len = row_panels.div_ceil(runs);
     let shared = SharedOut::new(out);
-    const SUB: usize = GROUPS * KP * NR;
     (0..col_tasks * runs).into_par_iter().for_each(|task| {
         let (c, r) = (task % col_tasks, task / col_tasks);
         let (rp0, rp1) = (r * run_len, ((r + 1) * run_len).min(row_panels));
@@ -171,17 +248,19 @@ fn run(isa: Isa, pairs: &[u32], panels: XPanels, m: usize, k: usize, w: WeightSl
         // The task's 64-column parts that hold columns: (first column, columns).
         let parts: Vec<(usize, usize)> = (0..tb.div_ceil(COLS)).map(|p| (t0 + p * COLS, (tb - p * COLS).min(COLS))).collect();
         let mut b = TASK.with(|t| t.borrow_mut().take()).unwrap_or_default();
-        b.staging.resize(KC * NR, 0.0);
-        // The task's weights: per sub-block and part, four panels [KP][NR] in a row.
-        b.weights.resize(subs.len() * parts.len() * SUB, 0);
-        for (&(kb, h0, hp), sub) in subs.iter().zip(b.weights.chunks_exact_mut(parts.len() * SUB)) {
-            let (hk0, hkc) = (kb * KC + 2 * h0, (k - kb * KC - 2 * h0).min(2 * hp));
-            for (&(n0, nb), part) in parts.iter().zip(sub.chunks_exact_mut(SUB)) {
-                for (g, panel) in part.chunks_exact_mut(KP * NR).enumerate() {
-                    match panel_cols(nb, g) {
-                        // Past the last column: zero weights, sums never stored.
-                        0 => panel.fill(0),
-                        gb => weight_pairs(isa, w, layout, k, n, hk0, hkc, n0 + g * NR, gb, &mut b.staging, panel),
+        if let Weights::PerCall(w, layout) = w {
+            b.staging.resize(KC * NR, 0.0);
+            // The task's weights: per sub-block and part, four panels [KP][NR] in a row.
+            b.weights.resize(subs.len() * parts.len() * PART_PAIRS, 0);
+            for (&(kb, h0, hp), sub) in subs.iter().zip(b.weights.chunks_exact_mut(parts.len() * PART_PAIRS)) {
+                let (hk0, hkc) = (kb * KC + 2 * h0, (k - kb * KC - 2 * h0).min(2 * hp));
+                for (&(n0, nb), part) in parts.iter().zip(sub.chunks_exact_mut(PART_PAIRS)) {
+                    for (g, panel) in part.chunks_exact_mut(KP * NR).enumerate() {
+                        match panel_cols(nb, g) {
+                            // Past the last column: zero weights, sums never stored.
+                            0 => panel.fill(0),
+                            gb => weight_pairs(isa, w, layout, k, n, hk0, hkc, n0 + g * NR, gb, &mut b.staging, panel),
+                        }
                     }
                 }
             }
@@ -189,29 +268,31 @@ fn run(isa: Isa, pairs: &[u32], panels: XPanels, m: usize, k: usize, w: WeightSl
         b.sums.clear();
         b.sums.resize((rp1 - rp0) * parts.len(), [[[0f32; NR]; MR]; GROUPS]);
         // Each row panel's pairs meet every part while they are in L1.
-        for (&(kb, h0, hp), sub) in subs.iter().zip(b.weights.chunks_exact(parts.len() * SUB)) {
+        for (s, &(kb, h0, hp)) in subs.iter().enumerate() {
+            // Each part's four weight panels of this sub-block.
+            let part_weights = |p: usize| -> &[u32] {
+                match w {
+                    Weights::PerCall(..) => &b.weights[(s * parts.len() + p) * PART_PAIRS..][..PART_PAIRS],
+                    Weights::Paired(pw) => pw.part(c, s, p),
+                }
+            };
             for (rp, tiles) in (rp0..rp1).zip(b.sums.chunks_exact_mut(parts.len())) {
                 // The row panel's pairs h0..h0 + hp of K block kb (h0 a multiple of KP).
                 let a = match panels {
                     XPanels::Lines => &pairs[((kb * SUBS + h0 / KP) * row_panels + rp) * KP * MR..][..KP * MR],
                     XPanels::Interleaved => &pairs[(kb * row_panels + rp) * KC / 2 * MR + h0 * MR..][..hp * MR],
                 };
-                for (tile, part) in tiles.iter_mut().zip(sub.chunks_exact(SUB)) {
-                    tile_6x64(hp, panels, a, part, tile);
+                for (p, tile) in tiles.iter_mut().enumerate() {
+                    tile_6x64(hp, panels, a, part_weights(p), tile);
                 }
             }
         }
         for (rp, tiles) in (rp0..rp1).zip(b.sums.chunks_exact(parts.len())) {
             for i in 0..(m - rp * MR).min(MR) {
                 for (&(n0, nb), tile) in parts.iter().zip(tiles) {
-                    for (g, group) in tile.iter().enumerate() {
-                        let gb = panel_cols(nb, g);
-                        if gb > 0 {
-                            // SAFETY: only this task writes columns t0..t0 + tb of its rows.
-                            let dst = unsafe { shared.slice((rp * MR + i) * n + n0 + g * NR, gb) };
-                            store_row(dst, &group[i], accumulate);
-                        }
-                    }
+                    // SAFETY: only this task writes columns t0..t0 + tb of its rows.
+                    let dst = unsafe { shared.slice((rp * MR + i) * n + n0, nb) };
+                    store.part(isa, n0, tile, i, dst);
                 }
             }
         }
@@ -270,6 +351,59 @@ fn tile_6x64(kp: usize, panels: XPanels, a: &[u32], b: &[u32], tile: &mut Tile) 
     unreachable!("AVX-512 levels exist only on x86-64 ({kp}, {panels:?}, {lines}, {tile:?})");
 }
 
+/// A bf16 out-in weight W [N, K] paired once for the packed GEMM, laid out as its tasks
+/// read it: per task's 128 columns, per sub-block of 64 pairs, two parts of four panels
+/// [KP][NR] (what each task otherwise pairs for itself, every call; an odd K's last pair
+/// takes 0, columns past N and pairs past K are 0). For weights that meet many-row products
+/// again and again (the codec flow's): pairing per call costs each product a few percent
+/// and forces long row runs to pay for itself. Holds the weight's size again in memory.
+pub struct PairedWeight {
+    n: usize,
+    k: usize,
+    pairs: Vec<u32>,
+}
+
+/// Pairs per sub-block and part: four panels [KP][NR].
+const PART_PAIRS: usize = GROUPS * KP * NR;
+const PARTS: usize = TASK_COLS / COLS;
+
+impl PairedWeight {
+    /// W [n, k] (bf16 bits) paired; `None` where `isa` would not run the packed bf16 GEMM
+    /// on it.
+    pub(crate) fn new(isa: Isa, w: &[u16], n: usize, k: usize) -> crate::Result<Option<Self>> {
+        if !super::gemm::bf16_product(isa, n) || isa.amx() || k == 0 {
+            return Ok(None);
+        }
+        assert_eq!(w.len(), n * k, "a bf16 weight [{n}, {k}]");
+        let subs = k.div_ceil(2 * KP);
+        let len = n.div_ceil(TASK_COLS) * subs * PARTS * PART_PAIRS;
+        let mut pairs = Vec::new();
+        pairs.try_reserve_exact(len).map_err(|_| crate::Error::Backend { backend: "cpu", msg: format!("cannot allocate {} bytes for a paired [{n}, {k}] weight", len * 4) })?;
+        pairs.resize(len, 0);
+        // One panel [KP][NR] per chunk: task, sub-block, part, panel.
+        pairs.par_chunks_mut(KP * NR).enumerate().for_each(|(i, panel)| {
+            let (g, p, s, c) = (i % GROUPS, i / GROUPS % PARTS, i / (GROUPS * PARTS) % subs, i / (GROUPS * PARTS * subs));
+            let n0 = c * TASK_COLS + p * COLS + g * NR;
+            let (nb, k0) = (panel_cols(n, n0 / NR), s * 2 * KP);
+            if nb > 0 {
+                weight_pairs(isa, WeightSlice::BF16(w), WeightLayout::OutIn, k, n, k0, (k - k0).min(2 * KP), n0, nb, &mut [], panel);
+            }
+        });
+        Ok(Some(PairedWeight { n, k, pairs }))
+    }
+
+    /// Output columns and inner indices.
+    pub(crate) fn shape(&self) -> (usize, usize) {
+        (self.n, self.k)
+    }
+
+    /// The four panels of column task `c`'s part `p` over sub-block `s`.
+    fn part(&self, c: usize, s: usize, p: usize) -> &[u32] {
+        let subs = self.k.div_ceil(2 * KP);
+        &self.pairs[((c * subs + s) * PARTS + p) * PART_PAIRS..][..PART_PAIRS]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,5 +438,37 @@ mod tests {
                 assert_eq!(&got[..want.len()], &want[..], "{}: {m}x{k}", isa.key());
             }
         }
+    }
+
+    /// A product from the paired copy equals the product pairing per call, bit for bit
+    /// (the same pairs meet the same sums in the same order; only the row runs differ):
+    /// odd K over several K blocks and a short last sub-block, partial last column task
+    /// and row panel, one and several row runs, stored and accumulated.
+    #[test]
+    fn paired_weights_match_pairing_per_call() {
+        let isa = Isa::Avx512Bf16;
+        if !isa.available() {
+            println!("SKIPPED: no AVX512-BF16 on this CPU");
+            return;
+        }
+        use super::super::pair_tile::test_operands::values;
+        for (m, k, n) in [(301usize, 517usize, 300usize), (7, 130, 256), (200, 64, 400)] {
+            let x = values(m * k, 1, 2.0);
+            let w: Vec<u16> = values(n * k, 2, 2.0).iter().map(|&v| half::bf16::from_f32(v).to_bits()).collect();
+            let paired = PairedWeight::new(isa, &w, n, k).unwrap().expect("a copy at the bf16 level");
+            assert_eq!(paired.shape(), (n, k));
+            for accumulate in [false, true] {
+                let init = values(m * n, 3, 1.0);
+                let (mut want, mut got) = (init.clone(), init);
+                gemm(isa, &x, m, k, WeightSlice::BF16(&w), WeightLayout::OutIn, n, &mut want, accumulate);
+                linear(isa, &x, m, k, WeightSlice::BF16(&w), Some(&paired), n, &mut got, Store::Sums { accumulate });
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert!(bits(&got) == bits(&want), "{m}x{k}x{n}, accumulate {accumulate}");
+            }
+        }
+        // No copy where the packed bf16 GEMM would not run: too few columns, an exact level.
+        let w = vec![0u16; 255 * 8];
+        assert!(PairedWeight::new(isa, &w, 255, 8).unwrap().is_none());
+        assert!(PairedWeight::new(Isa::Avx512, &w[..8], 1, 8).unwrap().is_none());
     }
 }

@@ -74,7 +74,7 @@ use crate::aligned::AlignedBytes;
 use crate::op::{Epilogue, Op, ValidOp};
 use crate::weights::WeightView;
 use crate::{Backend, DType, Error, Result, Tensor};
-use view::{f32s, f32s_mut, u32s, u32s_mut, weight_rows};
+use view::{f32s, f32s_mut, paired, u32s, u32s_mut, weight_rows};
 
 pub use pool::in_pool;
 
@@ -210,6 +210,16 @@ impl Backend for Cpu {
         Tensor::from_parts(CpuBuffer::weight(weight.clone()), 0, weight.shape().to_vec(), weight.dtype())
     }
 
+    fn upload_gemm_weight(&self, weight: &WeightView) -> Result<Tensor<Self>> {
+        if let (DType::BF16, &[n, k]) = (weight.dtype(), weight.shape()) {
+            let bits: &[u16] = bytemuck::try_cast_slice(weight.bytes()).map_err(|e| Error::Backend { backend: "cpu", msg: format!("bf16 weight bytes: {e}") })?;
+            if let Some(pairs) = gemm_bf16::PairedWeight::new(self.isa, bits, n, k)? {
+                return Tensor::from_parts(CpuBuffer::paired_weight(weight.clone(), pairs), 0, vec![n, k], DType::BF16);
+            }
+        }
+        self.upload_weight(weight)
+    }
+
     fn download(&self, src: &Tensor<Self>) -> Result<Vec<u8>> {
         let _g = self.guard();
         // SAFETY: the view lies inside the buffer (checked by from_parts).
@@ -274,7 +284,7 @@ impl Backend for Cpu {
                     Epilogue::Act(f) => linear::LinearEpilogue::Act(f),
                     Epilogue::GatedAdd { gate } => linear::LinearEpilogue::GatedAdd(f32s(gate)),
                 };
-                linear::linear(self.isa, f32s(x), x.dim_back(0), w.shape()[0], weight_rows(w), bias.map(weight_rows), f32s_mut(out)?, epilogue);
+                linear::linear(self.isa, f32s(x), x.dim_back(0), w.shape()[0], weight_rows(w), paired(w), bias.map(weight_rows), f32s_mut(out)?, epilogue);
                 Ok(())
             }
             Op::Unary { x, out, f } => elementwise::unary(self.isa, x, out, f),

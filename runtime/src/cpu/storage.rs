@@ -1,7 +1,9 @@
-//! CPU buffers: owned aligned memory, or a memory-mapped weight used in place.
+//! CPU buffers: owned aligned memory, or a memory-mapped weight used in place (with, for
+//! weights of many-row products, a copy paired for the packed bf16 GEMM).
 
 use std::sync::Arc;
 
+use super::gemm_bf16::PairedWeight;
 use crate::aligned::AlignedBytes;
 use crate::weights::WeightView;
 use crate::DeviceBuffer;
@@ -12,6 +14,7 @@ pub struct CpuBuffer(pub(crate) Arc<CpuStorage>);
 pub(crate) enum CpuStorage {
     Owned(AlignedBytes),
     Weight(WeightView),
+    PairedWeight(WeightView, PairedWeight),
 }
 
 impl CpuBuffer {
@@ -23,10 +26,22 @@ impl CpuBuffer {
         CpuBuffer(Arc::new(CpuStorage::Weight(view)))
     }
 
+    pub(crate) fn paired_weight(view: WeightView, pairs: PairedWeight) -> Self {
+        CpuBuffer(Arc::new(CpuStorage::PairedWeight(view, pairs)))
+    }
+
+    /// The paired copy of a weight, if it has one.
+    pub(crate) fn pairs(&self) -> Option<&PairedWeight> {
+        match &*self.0 {
+            CpuStorage::PairedWeight(_, pairs) => Some(pairs),
+            _ => None,
+        }
+    }
+
     pub(crate) fn base_ptr(&self) -> *const u8 {
         match &*self.0 {
             CpuStorage::Owned(b) => b.as_ptr(),
-            CpuStorage::Weight(w) => w.bytes().as_ptr(),
+            CpuStorage::Weight(w) | CpuStorage::PairedWeight(w, _) => w.bytes().as_ptr(),
         }
     }
 
@@ -34,7 +49,7 @@ impl CpuBuffer {
     pub(crate) fn base_ptr_mut(&self) -> Option<*mut u8> {
         match &*self.0 {
             CpuStorage::Owned(b) => Some(b.as_ptr()),
-            CpuStorage::Weight(_) => None,
+            CpuStorage::Weight(_) | CpuStorage::PairedWeight(..) => None,
         }
     }
 }
@@ -46,7 +61,7 @@ impl DeviceBuffer for CpuBuffer {
     fn len_bytes(&self) -> usize {
         match &*self.0 {
             CpuStorage::Owned(b) => b.len(),
-            CpuStorage::Weight(w) => w.bytes().len(),
+            CpuStorage::Weight(w) | CpuStorage::PairedWeight(w, _) => w.bytes().len(),
         }
     }
 }

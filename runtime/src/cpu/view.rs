@@ -133,6 +133,13 @@ pub fn u32s_mut(t: &Tensor<Cpu>) -> Result<&mut [u32]> {
     Ok(unsafe { std::slice::from_raw_parts_mut(base.add(t.byte_offset()) as *mut u32, t.numel()) })
 }
 
+/// A weight's paired copy, when `t` views all of it (a narrowed view reads `weight_rows`).
+pub fn paired(t: &Tensor<Cpu>) -> Option<&super::gemm_bf16::PairedWeight> {
+    let pairs = t.buffer().pairs()?;
+    let (n, k) = pairs.shape();
+    (t.byte_offset() == 0 && t.shape() == [n, k]).then_some(pairs)
+}
+
 pub fn weight_rows(t: &Tensor<Cpu>) -> WeightSlice<'_> {
     // SAFETY: see the module comment.
     unsafe {

@@ -31,6 +31,16 @@ impl std::fmt::Debug for WeightView {
 }
 
 impl WeightView {
+    /// A weight held in memory (a copy of `bytes`, little-endian elements of `dtype`), not
+    /// read from a file.
+    pub fn from_bytes(name: &str, dtype: DType, shape: &[usize], bytes: &[u8]) -> crate::Result<Self> {
+        let len = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).and_then(|n| dtype.checked_bytes(n)).ok_or_else(|| crate::Error::invalid("weight", format!("`{name}` shape {shape:?} overflows")))?;
+        if bytes.len() != len {
+            return Err(crate::Error::shape("weight", format!("bytes of `{name}` {shape:?} {dtype}"), len, bytes.len()));
+        }
+        let copy = AlignedBytes::from_slice(bytes).ok_or_else(|| crate::Error::Backend { backend: "host", msg: format!("cannot allocate {len} bytes for `{name}`") })?;
+        Ok(WeightView { name: name.to_string(), path: PathBuf::from("<memory>"), dtype, shape: shape.to_vec(), bytes: WeightBytes::Owned(Arc::new(copy)) })
+    }
     pub fn name(&self) -> &str {
         &self.name
     }

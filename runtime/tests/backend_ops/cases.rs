@@ -37,7 +37,9 @@ pub enum Case {
     Softmax { rows: usize, cols: usize },
     Argmax { rows: usize, cols: usize },
     TopKSample { rows: usize, cols: usize, top_k: usize, forbid_below: usize },
-    Linear { m: usize, k: usize, n: usize, bias: bool, epi: Epi, dtype: DType },
+    /// `reused`: the weight is uploaded as one that meets many-row products again and again
+    /// (`Backend::upload_gemm_weight`).
+    Linear { m: usize, k: usize, n: usize, bias: bool, epi: Epi, dtype: DType, reused: bool },
     Unary { rows: usize, cols: usize, f: UnaryFn, in_place: bool },
     LayerNormModulate { rows: usize, cols: usize },
     #[rustfmt::skip]

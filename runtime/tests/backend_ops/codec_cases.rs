@@ -1,6 +1,7 @@
 //! Cases for the codec's ops: linear with bias and epilogues, modulated LayerNorm,
 //! convolutions (dilated, padded, upsampled, transposed), and the sampler's updates.
 
+use uniaudio_runtime::weights::WeightView;
 use uniaudio_runtime::{ops, Backend, ConvParams, DType, Epilogue, PreluSlope, Result, Tensor, UnaryFn};
 
 use crate::cases::{Case, F32_NMSE};
@@ -33,18 +34,32 @@ pub fn cases() -> Vec<Case> {
             (64, 128, 64, false, Epi::Silu),
             (33, 48, 70, true, Epi::GeluErf),
         ] {
-            cases.push(Linear { m, k, n, bias, epi, dtype });
+            cases.push(Linear { m, k, n, bias, epi, dtype, reused: false });
         }
         cases.push(Conv1d { batch: 2, l_in: 9, c_in: 5, c_out: 7, k: 3, stride: 1, groups: 1, dilation: 1, pad_left: 1, upsample: 1, l_out: 9, prelu: false, accumulate: false, dtype });
         cases.push(Conv1d { batch: 1, l_in: 19, c_in: 6, c_out: 9, k: 4, stride: 3, groups: 3, dilation: 1, pad_left: 2, upsample: 1, l_out: 7, prelu: false, accumulate: false, dtype });
         cases.push(ConvTranspose1d { l_in: 5, c_in: 6, c_out: 4, k: 12, stride: 6, padding: 0, l_out: 30, dtype });
     }
+    // Over 128 rows and 256 columns (the CPU's fast level applies the epilogue in its
+    // packed GEMM's store): weights kept in the GEMM's layout too (paired once there) or
+    // not; a partial row panel, two K blocks with an odd K, a partial column task. Then
+    // a few rows from a kept weight, and a q8 weight, kept as it is.
+    for (m, k, n, bias, epi, dtype, reused) in [
+        (134, 261, 260, true, Epi::GatedAdd, DType::BF16, true),
+        (134, 261, 260, true, Epi::Gelu, DType::BF16, true),
+        (150, 96, 270, false, Epi::GatedAdd, DType::BF16, false),
+        (140, 70, 300, false, Epi::Silu, DType::BF16, false),
+        (5, 64, 300, true, Epi::Store, DType::BF16, true),
+        (134, 64, 260, true, Epi::Store, DType::Q8_0, true),
+    ] {
+        cases.push(Linear { m, k, n, bias, epi, dtype, reused });
+    }
     // 8-bit and 4-bit weights (bias in bf16).
     for (m, k, n, bias, epi) in [(1, 64, 5, true, Epi::Store), (9, 128, 64, true, Epi::GatedAdd), (70, 32, 65, true, Epi::Gelu), (17, 96, 257, false, Epi::Silu)] {
-        cases.push(Linear { m, k, n, bias, epi, dtype: DType::Q8_0 });
+        cases.push(Linear { m, k, n, bias, epi, dtype: DType::Q8_0, reused: false });
     }
     for (m, k, n, bias, epi) in [(1, 96, 5, true, Epi::Store), (17, 64, 130, true, Epi::Gelu)] {
-        cases.push(Linear { m, k, n, bias, epi, dtype: DType::Q4_0 });
+        cases.push(Linear { m, k, n, bias, epi, dtype: DType::Q4_0, reused: false });
     }
     for (rows, cols) in [(1, 1), (3, 7), (2, 1000)] {
         for f in [UnaryFn::Silu, UnaryFn::GeluTanh, UnaryFn::RoundToLevels(9.0), UnaryFn::GeluErf, UnaryFn::Relu] {
@@ -121,7 +136,7 @@ fn f32_in<B: Backend>(b: &B, shape: &[usize], v: &[f32]) -> Result<Tensor<B>> {
 
 pub fn run<B: Backend>(case: &Case, b: &B, rng: &mut Rng) -> Result<Verdict> {
     Ok(match *case {
-        Case::Linear { m, k, n, bias, epi, dtype } => {
+        Case::Linear { m, k, n, bias, epi, dtype, reused } => {
             let x = rng.vec(m * k, 1.0);
             let w = r::round_to(&rng.vec(n * k, 1.0), dtype);
             // Biases stay in a float dtype when the weights are 8-bit or 4-bit.
@@ -130,7 +145,12 @@ pub fn run<B: Backend>(case: &Case, b: &B, rng: &mut Rng) -> Result<Verdict> {
             let init = rng.vec(m * n, 1.0);
             let gate = rng.vec(n, 1.0);
             let out = f32_in(b, &[m, n], &init)?;
-            let wt = ops::upload_f32(b, &[n, k], &w, dtype)?;
+            let wt = if reused {
+                let view = WeightView::from_bytes("w", dtype, &[n, k], &uniaudio_runtime::dtype::f32_to_bytes(&w, dtype))?;
+                b.upload_gemm_weight(&view)?
+            } else {
+                ops::upload_f32(b, &[n, k], &w, dtype)?
+            };
             let bt = ops::upload_f32(b, &[n], &bv, bias_dtype)?;
             let gt = f32_in(b, &[n], &gate)?;
             let epilogue = match epi {

@@ -2,13 +2,15 @@
 //! window = 1000 frames) at every level the CPU has: GFLOP/s against the measured peak of
 //! the instruction each level's GEMM runs on. Then Q8_0 weights at the `fast` level (the
 //! LM's prefill projections and a codec linear) against the peak of the products it runs,
-//! and attention over many queries.
+//! bf16 weights the same way (and the flow's linears as the codec keeps them), and
+//! attention over many queries.
 
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use uniaudio_runtime::cpu::peak::{measure_fma_peak, measure_gemm_peak};
 use uniaudio_runtime::cpu::Isa;
+use uniaudio_runtime::weights::WeightView;
 use uniaudio_runtime::{ops, Backend, ConvParams, Cpu, DType, Epilogue, Precision, Tensor};
 
 fn random(b: &Cpu, shape: &[usize], seed: u32) -> Tensor<Cpu> {
@@ -141,6 +143,22 @@ fn prefill(c: &mut Criterion, dtype: DType, precision: Precision) {
         let w = ops::upload_f32(&b, &[n, k], &values, dtype).expect("upload");
         let out = b.alloc(DType::F32, &[m, n]).unwrap();
         report(c, &format!("{}/prefill_{}_{m}x{n}x{k}", isa.key(), if dtype == DType::Q8_0 { "q8" } else { dtype.name() }), 2.0 * (m * n * k) as f64, &mut peak, || ops::linear(&b, &x, &w, None, &out, Epilogue::Store).unwrap());
+    }
+    if dtype != DType::BF16 || precision != Precision::Fast {
+        return;
+    }
+    // The flow's linears on both CFG rows of a 20 s window, as a plain weight and as the
+    // codec keeps them (`Backend::upload_gemm_weight`: paired once for the packed GEMM).
+    for (m, n, k) in [(1000, 1536, 1536), (1000, 6144, 1536), (1000, 1536, 6144)] {
+        let x = random(&b, &[m, k], 7);
+        let values: Vec<f32> = (0..n * k).map(|i| (uniaudio_runtime::rng::hash32(8 ^ i as u32) >> 8) as f32 / 8_388_608.0 - 1.0).collect();
+        let bytes = uniaudio_runtime::dtype::f32_to_bytes(&values, dtype);
+        let view = WeightView::from_bytes("w", dtype, &[n, k], &bytes).expect("weight");
+        let out = b.alloc(DType::F32, &[m, n]).unwrap();
+        for (how, w) in [("", b.upload_weight(&view)), ("kept_", b.upload_gemm_weight(&view))] {
+            let w = w.expect("upload");
+            report(c, &format!("{}/prefill_bf16_{how}{m}x{n}x{k}", isa.key()), 2.0 * (m * n * k) as f64, &mut peak, || ops::linear(&b, &x, &w, None, &out, Epilogue::Store).unwrap());
+        }
     }
 }
 

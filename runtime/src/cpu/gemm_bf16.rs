@@ -41,8 +41,9 @@ const MIN_RUN: usize = 16;
 const MAX_RUN: usize = 256;
 /// Row panels per task when the weights come paired (`PairedWeight`): short enough that a
 /// task's sums (144 KiB) and a sub-block's x lines (72 KiB) stay in L2, long enough that
-/// reading the task's weights once per run stays cheap. On the codec flow's 2000-row
-/// products, 48 ran 1.03x-1.09x faster than 16 and level with 96 and with one run.
+/// reading the task's weights once per run stays cheap. On 2000-row products of the
+/// flow's shapes 48 ran 1.03x-1.09x faster than 16; 84 to one run were level with 48
+/// within the noise, at 1000 rows too.
 const PAIRED_RUN: usize = 48;
 /// The largest x-pairs buffer a thread keeps between calls (32 MiB); larger ones are
 /// freed, their products long enough to amortise the pages.

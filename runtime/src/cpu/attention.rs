@@ -19,21 +19,22 @@ pub fn kv_append(k: &[f32], v: &[f32], positions: &[u32], kv_heads: usize, capac
         if p >= capacity {
             return Err(Error::invalid("kv_append", format!("position {p} of row {i} is outside the cache of {capacity} positions")));
         }
-        let angles = match rope {
-            Some(table) => {
-                let rows = table.len() / d.max(1);
-                if p >= rows {
-                    return Err(Error::invalid("kv_append", format!("position {p} of row {i} is outside the RoPE table of {rows} positions")));
-                }
-                Some(table[p * d..(p + 1) * d].split_at(d / 2))
+        if let Some(table) = rope {
+            let rows = table.len() / d.max(1);
+            if p >= rows {
+                return Err(Error::invalid("kv_append", format!("position {p} of row {i} is outside the RoPE table of {rows} positions")));
             }
-            None => None,
-        };
-        for g in 0..kv_heads {
-            let src = (i * kv_heads + g) * d;
-            let dst = (g * capacity + p) * d;
-            match angles {
-                Some((cos, sin)) => {
+        }
+    }
+    // Each head's slice of the caches is its own: heads in parallel for a prompt or a
+    // window (a decode step's one row stays on this thread).
+    let head = |(g, (k_cache, v_cache)): (usize, (&mut [f32], &mut [f32]))| {
+        for (i, &p) in positions.iter().enumerate() {
+            let p = p as usize;
+            let (src, dst) = ((i * kv_heads + g) * d, p * d);
+            match rope {
+                Some(table) => {
+                    let (cos, sin) = table[p * d..(p + 1) * d].split_at(d / 2);
                     let half = d / 2;
                     for j in 0..half {
                         let (a, b) = (k[src + j], k[src + j + half]);
@@ -45,9 +46,18 @@ pub fn kv_append(k: &[f32], v: &[f32], positions: &[u32], kv_heads: usize, capac
             }
             v_cache[dst..dst + d].copy_from_slice(&v[src..src + d]);
         }
+    };
+    let (kc, vc) = (&mut k_cache[..kv_heads * capacity * d], &mut v_cache[..kv_heads * capacity * d]);
+    if t * kv_heads * d >= PARALLEL_APPEND {
+        kc.par_chunks_mut(capacity * d).zip(vc.par_chunks_mut(capacity * d)).enumerate().for_each(head);
+    } else {
+        kc.chunks_mut(capacity * d).zip(vc.chunks_mut(capacity * d)).enumerate().for_each(head);
     }
     Ok(())
 }
+
+/// Values appended from which the heads are spread over threads.
+const PARALLEL_APPEND: usize = 1 << 16;
 
 #[derive(Clone, Copy)]
 pub struct AttnShape {

@@ -176,6 +176,8 @@ pub fn all_cases() -> Vec<Case> {
     for rope in [false, true] {
         cases.push(KvAppend { t: 1, kv_heads: 8, head_dim: 64, capacity: 16, rope });
         cases.push(KvAppend { t: 4, kv_heads: 3, head_dim: 128, capacity: 9, rope });
+        // Enough values that the CPU spreads the heads over threads.
+        cases.push(KvAppend { t: 70, kv_heads: 8, head_dim: 128, capacity: 141, rope });
     }
     for head_dim in [64, 128] {
         for (heads, kv_heads) in [(2, 2), (6, 2), (8, 2), (24, 8)] {

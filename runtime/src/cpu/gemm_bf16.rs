@@ -12,7 +12,8 @@
 //! panel's pairs meeting both parts while in L1, with a 6 x 64 register tile: per pair,
 //! four weight loads and six broadcasts of x feed 24 `vdpbf16ps`, so the loads never
 //! limit the dot products. The sums live in a per-task buffer across sub-blocks, and the
-//! output is written once.
+//! output is written once (with `Linear`'s bias, activation or gated residual applied on
+//! the way). Weights kept paired (`PairedWeight`) skip the per-task pairing.
 
 use std::cell::RefCell;
 
@@ -216,7 +217,12 @@ impl Store<'_> {
 #[allow(clippy::too_many_arguments)]
 fn run(isa: Isa, pairs: &[u32], panels: XPanels, m: usize, k: usize, w: Weights, n: usize, out: &mut [f32], store: Store) {
     assert!(out.len() >= m * n, "gemm output holds {} floats, {m} x {n} needed", out.len());
-    if let Store::Act { bias: Some(v), .. } | Store::GatedAdd { bias: Some(v), .. } | Store::GatedAdd { gate: v, .. } = store {
+    let (bias, gate) = match store {
+        Store::Sums { .. } => (None, None),
+        Store::Act { bias, .. } => (bias, None),
+        Store::GatedAdd { bias, gate } => (bias, Some(gate)),
+    };
+    for v in [bias, gate].into_iter().flatten() {
         assert!(v.len() >= n, "bias or gate of {} floats for {n} columns", v.len());
     }
     let row_panels = m.div_ceil(MR);

@@ -257,19 +257,9 @@ fn run(isa: Isa, pairs: &[u32], panels: XPanels, m: usize, k: usize, w: Weights,
         let mut b = TASK.with(|t| t.borrow_mut().take()).unwrap_or_default();
         if let Weights::PerCall(w, layout) = w {
             b.staging.resize(KC * NR, 0.0);
-            // The task's weights: per sub-block and part, four panels [KP][NR] in a row.
             b.weights.resize(subs.len() * parts.len() * PART_PAIRS, 0);
-            for (&(kb, h0, hp), sub) in subs.iter().zip(b.weights.chunks_exact_mut(parts.len() * PART_PAIRS)) {
-                let (hk0, hkc) = (kb * KC + 2 * h0, (k - kb * KC - 2 * h0).min(2 * hp));
-                for (&(n0, nb), part) in parts.iter().zip(sub.chunks_exact_mut(PART_PAIRS)) {
-                    for (g, panel) in part.chunks_exact_mut(KP * NR).enumerate() {
-                        match panel_cols(nb, g) {
-                            // Past the last column: zero weights, sums never stored.
-                            0 => panel.fill(0),
-                            gb => weight_pairs(isa, w, layout, k, n, hk0, hkc, n0 + g * NR, gb, &mut b.staging, panel),
-                        }
-                    }
-                }
+            for (s, sub) in b.weights.chunks_exact_mut(parts.len() * PART_PAIRS).enumerate() {
+                sub_block_pairs(isa, w, layout, k, n, t0, s, &mut b.staging, sub);
             }
         }
         b.sums.clear();
@@ -305,6 +295,23 @@ fn run(isa: Isa, pairs: &[u32], panels: XPanels, m: usize, k: usize, w: Weights,
         }
         TASK.with(|t| *t.borrow_mut() = Some(b));
     });
+}
+
+/// Sub-block `s` (pairs s·KP.., as many as K has) of the weights for the column task from
+/// column `t0`: per 64-column part in `out`, four panels [KP][NR] in a row (panels past
+/// the last column 0, their sums never stored).
+#[allow(clippy::too_many_arguments)]
+fn sub_block_pairs(isa: Isa, w: WeightSlice, layout: WeightLayout, k: usize, n: usize, t0: usize, s: usize, staging: &mut [f32], out: &mut [u32]) {
+    let (k0, kc) = (s * 2 * KP, (k - s * 2 * KP).min(2 * KP));
+    for (p, part) in out.chunks_exact_mut(PART_PAIRS).enumerate() {
+        let n0 = t0 + p * COLS;
+        for (g, panel) in part.chunks_exact_mut(KP * NR).enumerate() {
+            match panel_cols(n.saturating_sub(n0), g) {
+                0 => panel.fill(0),
+                gb => weight_pairs(isa, w, layout, k, n, k0, kc, n0 + g * NR, gb, staging, panel),
+            }
+        }
+    }
 }
 
 /// The columns of weight panel g of a part holding `nb` columns (0: past its last).
@@ -387,14 +394,9 @@ impl PairedWeight {
         let mut pairs = Vec::new();
         pairs.try_reserve_exact(len).map_err(|_| crate::Error::Backend { backend: "cpu", msg: format!("cannot allocate {} bytes for a paired [{n}, {k}] weight", len * 4) })?;
         pairs.resize(len, 0);
-        // One panel [KP][NR] per chunk: task, sub-block, part, panel.
-        pairs.par_chunks_mut(KP * NR).enumerate().for_each(|(i, panel)| {
-            let (g, p, s, c) = (i % GROUPS, i / GROUPS % PARTS, i / (GROUPS * PARTS) % subs, i / (GROUPS * PARTS * subs));
-            let n0 = c * TASK_COLS + p * COLS + g * NR;
-            let (nb, k0) = (panel_cols(n, n0 / NR), s * 2 * KP);
-            if nb > 0 {
-                weight_pairs(isa, WeightSlice::BF16(w), WeightLayout::OutIn, k, n, k0, (k - k0).min(2 * KP), n0, nb, &mut [], panel);
-            }
+        // One column task's sub-block per chunk (bf16 weights need no staging).
+        pairs.par_chunks_mut(PARTS * PART_PAIRS).enumerate().for_each(|(i, sub)| {
+            sub_block_pairs(isa, WeightSlice::BF16(w), WeightLayout::OutIn, k, n, i / subs * TASK_COLS, i % subs, &mut [], sub);
         });
         Ok(Some(PairedWeight { n, k, pairs }))
     }

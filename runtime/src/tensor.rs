@@ -31,6 +31,12 @@ impl<B: Backend> std::fmt::Debug for Tensor<B> {
     }
 }
 
+/// Bytes of a new tensor of `shape` (a backend's alloc or upload), or an error naming
+/// the shape when the count overflows.
+pub(crate) fn byte_len(dtype: DType, shape: &[usize]) -> Result<usize> {
+    dtype.shape_bytes(shape).ok_or_else(|| Error::invalid("alloc", format!("shape {shape:?} {dtype} overflows")))
+}
+
 pub fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
 }

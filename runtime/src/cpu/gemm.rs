@@ -30,11 +30,48 @@ pub(super) fn bf16_product(isa: Isa, n: usize) -> bool {
     isa.bf16_dot() && n >= FAST_MIN_COLUMNS
 }
 
-/// Whether `gemm` runs a product of `m` rows and `n` columns with bf16 out-in weights on
-/// the packed bf16 GEMM (`gemm_bf16.rs`).
-pub(super) fn takes_packed_bf16(isa: Isa, m: usize, n: usize) -> bool {
-    let (amx, rows) = (isa.amx() && n >= FAST_MIN_COLUMNS, isa.avx512() && m <= super::gemm_bf16_rows::MAX_ROWS_BF16);
-    m > 0 && bf16_product(isa, n) && !amx && !rows
+/// The kernel that computes a many-row product: `gemm`'s routing, which `Linear` asks
+/// too (it fuses its epilogue into the packed bf16 GEMM's store).
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Route<'a> {
+    /// AMX tiles (`gemm_amx.rs`).
+    Amx,
+    /// Up to a few hundred rows (a prefill), bf16 weights along K read in place
+    /// (`gemm_bf16_rows.rs`), in bf16 products or f32 ones by the fast policy.
+    RowsBf16(&'a [u16]),
+    RowsF32(&'a [u16]),
+    /// As many rows, 8- or 4-bit weights widened a column tile at a time.
+    RowsBlocks,
+    /// The packed bf16 GEMM (`gemm_bf16.rs`).
+    PackedBf16,
+    /// The f32 packed GEMM, in passes of rows.
+    Passes,
+}
+
+pub(super) fn route<'a>(isa: Isa, m: usize, k: usize, w: WeightSlice<'a>, layout: WeightLayout, n: usize) -> Route<'a> {
+    // The fast levels' policy: bf16 operands from FAST_MIN_COLUMNS columns on.
+    let bf16 = bf16_product(isa, n);
+    if isa.amx() && n >= FAST_MIN_COLUMNS {
+        return Route::Amx;
+    }
+    if layout == WeightLayout::OutIn && isa.avx512() {
+        use super::gemm_bf16_rows as rows;
+        match w {
+            WeightSlice::BF16(w) if bf16 && m <= rows::MAX_ROWS_BF16 => return Route::RowsBf16(w),
+            WeightSlice::BF16(w) if !bf16 && m <= rows::MAX_ROWS_F32 => return Route::RowsF32(w),
+            WeightSlice::Q8_0(_) | WeightSlice::Q4_0(_) if bf16 && m <= rows::MAX_ROWS_BLOCKS && k.is_multiple_of(crate::dtype::Q8_BLOCK) => return Route::RowsBlocks,
+            _ => {}
+        }
+    }
+    // The packed bf16 GEMM packs all rows at once (the pass sizes are not its to tune).
+    // The pair tile's route (x rows of pairs read in place, weights paired once per call,
+    // as the convolutions do) measured 0.86x-0.99x of it on two of the codec's 1000-row
+    // linears and 0.97x-1.10x on the third: pairing a 1536 x 6144 weight per call costs
+    // about what the tile gains.
+    if bf16 {
+        return Route::PackedBf16;
+    }
+    Route::Passes
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -49,35 +86,19 @@ pub fn gemm(
     out: &mut [f32],
     accumulate: bool,
 ) {
-    // The fast levels' policy: bf16 operands from FAST_MIN_COLUMNS columns on.
-    if isa.amx() && n >= FAST_MIN_COLUMNS {
-        return super::gemm_amx::gemm(x, m, k, w, layout, n, out, accumulate);
-    }
-    // Up to a few hundred rows (a prefill), bf16 weights along K are read in place, and
-    // 8- or 4-bit ones widened a column tile at a time.
-    if layout == WeightLayout::OutIn && isa.avx512() {
-        use super::gemm_bf16_rows as rows;
-        let bf16 = bf16_product(isa, n);
-        match w {
-            WeightSlice::BF16(w) if bf16 && m <= rows::MAX_ROWS_BF16 => return rows::gemm_bf16(isa, x, m, k, w, n, out, accumulate),
-            WeightSlice::BF16(w) if !bf16 && m <= rows::MAX_ROWS_F32 => return rows::gemm_f32(isa, x, m, k, w, n, out, accumulate),
-            WeightSlice::Q8_0(_) | WeightSlice::Q4_0(_) if bf16 && m <= rows::MAX_ROWS_BLOCKS && k.is_multiple_of(crate::dtype::Q8_BLOCK) => {
-                return rows::gemm_blocks_bf16(isa, x, m, k, w, n, out, accumulate);
-            }
-            _ => {}
+    use super::gemm_bf16_rows as rows;
+    match route(isa, m, k, w, layout, n) {
+        Route::Amx => super::gemm_amx::gemm(x, m, k, w, layout, n, out, accumulate),
+        Route::RowsBf16(w) => rows::gemm_bf16(isa, x, m, k, w, n, out, accumulate),
+        Route::RowsF32(w) => rows::gemm_f32(isa, x, m, k, w, n, out, accumulate),
+        Route::RowsBlocks => rows::gemm_blocks_bf16(isa, x, m, k, w, n, out, accumulate),
+        Route::PackedBf16 => super::gemm_bf16::gemm(isa, x, m, k, w, layout, n, out, accumulate),
+        Route::Passes => {
+            super::tune::tune_on_first_use(isa, x, m, k, w, layout, n);
+            let per_pass = super::tune::rows_per_pass(super::tune::gemm_pass_bytes(k), k);
+            gemm_in_passes(isa, x, m, k, w, layout, n, out, accumulate, per_pass);
         }
     }
-    // The packed bf16 GEMM packs all rows at once (the pass sizes below are not its to
-    // tune). The pair tile's route (x rows of pairs read in place, weights paired once per
-    // call, as the convolutions do) measured 0.86x-0.99x of it on two of the codec's
-    // 1000-row linears and 0.97x-1.10x on the third: pairing a 1536 x 6144 weight per call
-    // costs about what the tile gains.
-    if bf16_product(isa, n) {
-        return super::gemm_bf16::gemm(isa, x, m, k, w, layout, n, out, accumulate);
-    }
-    super::tune::tune_on_first_use(isa, x, m, k, w, layout, n);
-    let per_pass = super::tune::rows_per_pass(super::tune::gemm_pass_bytes(k), k);
-    gemm_in_passes(isa, x, m, k, w, layout, n, out, accumulate, per_pass);
 }
 
 /// The GEMM over passes of `per_pass` rows of x, packed once per pass. The pass size

@@ -197,11 +197,8 @@ impl Store<'_> {
                 Store::Act { .. } => store_row(dst, sums, false),
                 Store::GatedAdd { bias, gate } => {
                     let j0 = n0 + g * NR;
-                    let gate = &gate[j0..j0 + dst.len()];
-                    match bias {
-                        Some(bias) => dst.iter_mut().zip(sums).zip(gate).zip(&bias[j0..]).for_each(|(((o, &v), &g), &b)| *o += g * (v + b)),
-                        None => dst.iter_mut().zip(sums).zip(gate).for_each(|((o, &v), &g)| *o += g * v),
-                    }
+                    let cols = j0..j0 + dst.len();
+                    super::linear::gated_add(dst, sums, &gate[cols.clone()], bias.map(|b| &b[cols]));
                 }
             }
         }

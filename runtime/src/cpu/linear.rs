@@ -26,7 +26,7 @@ pub fn linear(isa: Isa, x: &[f32], k: usize, n: usize, w: WeightSlice, pairs: Op
     let m = x.len().checked_div(k).unwrap_or(0);
     // The packed bf16 GEMM applies the epilogue as it stores its sums (a separate pass
     // over a 2000 x 6144 output costs a few percent of the product).
-    if matches!(w, WeightSlice::BF16(_)) && super::gemm::takes_packed_bf16(isa, m, n) {
+    if matches!(w, WeightSlice::BF16(_)) && matches!(super::gemm::route(isa, m, k, w, WeightLayout::OutIn, n), super::gemm::Route::PackedBf16) {
         use super::gemm_bf16::Store;
         let store = match epilogue {
             LinearEpilogue::Store => Store::Act { bias: bias.as_deref(), act: None },
@@ -51,13 +51,16 @@ pub fn linear(isa: Isa, x: &[f32], k: usize, n: usize, w: WeightSlice, pairs: Op
         LinearEpilogue::GatedAdd(gate) => {
             let mut y = vec![0f32; out.len()];
             matmul(isa, x, k, w, WeightLayout::OutIn, &mut y, false, RowOrder::Free);
-            let bias = bias.unwrap_or_else(|| vec![0.0; n]);
-            // Four slices in step, so the sum vectorises.
-            out.par_chunks_mut(n).zip(y.par_chunks(n)).for_each(|(row, y)| {
-                for (((o, &v), &g), &b) in row.iter_mut().zip(y).zip(&gate[..n]).zip(&bias) {
-                    *o += g * (v + b);
-                }
-            });
+            out.par_chunks_mut(n).zip(y.par_chunks(n)).for_each(|(row, y)| gated_add(row, y, &gate[..n], bias.as_deref()));
         }
+    }
+}
+
+/// The gated residual's store: dst[j] += gate[j] · (sums[j] + bias[j]), or gate[j] ·
+/// sums[j] without a bias. Slices in step, so the sum vectorises.
+pub(super) fn gated_add(dst: &mut [f32], sums: &[f32], gate: &[f32], bias: Option<&[f32]>) {
+    match bias {
+        Some(bias) => dst.iter_mut().zip(sums).zip(gate).zip(bias).for_each(|(((o, &v), &g), &b)| *o += g * (v + b)),
+        None => dst.iter_mut().zip(sums).zip(gate).for_each(|((o, &v), &g)| *o += g * v),
     }
 }

@@ -145,14 +145,6 @@ fn alloc_bytes(len: usize) -> Result<AlignedBytes> {
     AlignedBytes::zeroed(len).ok_or_else(|| Error::Backend { backend: "cpu", msg: format!("cannot allocate {len} bytes") })
 }
 
-fn byte_len(dtype: DType, shape: &[usize]) -> Result<usize> {
-    shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .and_then(|n| dtype.checked_bytes(n))
-        .ok_or_else(|| Error::invalid("alloc", format!("shape {shape:?} overflows")))
-}
-
 fn conv_dims(x: &Tensor<Cpu>, w: &Tensor<Cpu>, out: &Tensor<Cpu>) -> conv::ConvDims {
     let (xs, ws, os) = (x.shape(), w.shape(), out.shape());
     conv::ConvDims { batch: xs[0], l_in: xs[1], c_in: xs[2], l_out: os[1], c_out: os[2], k: ws[1] }
@@ -175,12 +167,12 @@ impl Backend for Cpu {
     const NAME: &'static str = "cpu";
 
     fn alloc(&self, dtype: DType, shape: &[usize]) -> Result<Tensor<Self>> {
-        let bytes = alloc_bytes(byte_len(dtype, shape)?)?;
+        let bytes = alloc_bytes(crate::tensor::byte_len(dtype, shape)?)?;
         Tensor::from_parts(CpuBuffer::owned(bytes), 0, shape.to_vec(), dtype)
     }
 
     fn upload(&self, dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor<Self>> {
-        let len = byte_len(dtype, shape)?;
+        let len = crate::tensor::byte_len(dtype, shape)?;
         if bytes.len() != len {
             return Err(Error::shape("upload", format!("bytes for {shape:?} {dtype}"), len, bytes.len()));
         }

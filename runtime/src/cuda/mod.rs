@@ -258,14 +258,6 @@ impl Cuda {
     }
 }
 
-fn byte_len(dtype: DType, shape: &[usize]) -> Result<usize> {
-    shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .and_then(|n| dtype.checked_bytes(n))
-        .ok_or_else(|| Error::invalid("alloc", format!("shape {shape:?} overflows")))
-}
-
 /// Device address of a tensor's element 0.
 pub(crate) fn addr(t: &Tensor<Cuda>) -> u64 {
     t.buffer().0.ptr + t.byte_offset() as u64
@@ -328,12 +320,12 @@ impl Backend for Cuda {
     const NAME: &'static str = "cuda";
 
     fn alloc(&self, dtype: DType, shape: &[usize]) -> Result<Tensor<Self>> {
-        let buf = self.buffer(byte_len(dtype, shape)?)?;
+        let buf = self.buffer(crate::tensor::byte_len(dtype, shape)?)?;
         Tensor::from_parts(buf, 0, shape.to_vec(), dtype)
     }
 
     fn upload(&self, dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor<Self>> {
-        let len = byte_len(dtype, shape)?;
+        let len = crate::tensor::byte_len(dtype, shape)?;
         if bytes.len() != len {
             return Err(Error::shape("upload", format!("bytes for {shape:?} {dtype}"), len, bytes.len()));
         }

@@ -34,7 +34,7 @@ impl WeightView {
     /// A weight held in memory (a copy of `bytes`, little-endian elements of `dtype`), not
     /// read from a file.
     pub fn from_bytes(name: &str, dtype: DType, shape: &[usize], bytes: &[u8]) -> crate::Result<Self> {
-        let len = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).and_then(|n| dtype.checked_bytes(n)).ok_or_else(|| crate::Error::invalid("weight", format!("`{name}` shape {shape:?} overflows")))?;
+        let len = dtype.shape_bytes(shape).ok_or_else(|| crate::Error::invalid("weight", format!("`{name}` shape {shape:?} overflows")))?;
         if bytes.len() != len {
             return Err(crate::Error::shape("weight", format!("bytes of `{name}` {shape:?} {dtype}"), len, bytes.len()));
         }

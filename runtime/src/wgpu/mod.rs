@@ -354,12 +354,12 @@ impl Backend for Wgpu {
     const NAME: &'static str = "wgpu";
 
     fn alloc(&self, dtype: DType, shape: &[usize]) -> Result<Tensor<Self>> {
-        let len = dtype.checked_bytes(crate::numel(shape)).ok_or_else(|| Error::invalid("alloc", format!("shape {shape:?} overflows")))?;
+        let len = crate::tensor::byte_len(dtype, shape)?;
         Tensor::from_parts(self.new_buffer(len, None)?, 0, shape.to_vec(), dtype)
     }
 
     fn upload(&self, dtype: DType, shape: &[usize], bytes: &[u8]) -> Result<Tensor<Self>> {
-        let len = dtype.bytes(crate::numel(shape));
+        let len = crate::tensor::byte_len(dtype, shape)?;
         if bytes.len() != len {
             return Err(Error::shape("upload", format!("bytes for {shape:?} {dtype}"), len, bytes.len()));
         }

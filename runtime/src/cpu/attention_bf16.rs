@@ -49,11 +49,17 @@ pub(crate) fn attention_in_tasks(isa: Isa, p: &Problem, out: &mut [f32], panels:
     let (panels, row_panels) = (panels.max(1), t.div_ceil(MR));
     let chunks = row_panels.div_ceil(panels);
     let shared = SharedOut::new(out);
-    (0..h * chunks).into_par_iter().for_each(|task| {
+    // A panel's buffers serve every task of a rayon job.
+    (0..h * chunks).into_par_iter().for_each_init(|| Panel::new(keys, d), |panel, task| {
         let (hd, chunk) = (task / chunks, task % chunks);
-        let mut panel = Panel::new(keys, d);
-        for rp in chunk * panels..((chunk + 1) * panels).min(row_panels) {
+        let last = ((chunk + 1) * panels).min(row_panels);
+        for rp in chunk * panels..last {
             let (t0, rows) = (rp * MR, (t - rp * MR).min(MR));
+            // The next panel's query rows lie a row of every head apart: ask for them
+            // while this panel's products run.
+            for i in (t0 + MR..t).take(if rp + 1 < last { MR } else { 0 }) {
+                prefetch(&p.q[(i * h + hd) * d..][..d]);
+            }
             let o = panel.run(isa, p, heads[hd], hd, t0, rows);
             for (r, orow) in o.chunks_exact(d).enumerate() {
                 // SAFETY: (query t0 + r, head hd) belongs to this task only; in bounds
@@ -62,6 +68,17 @@ pub(crate) fn attention_in_tasks(isa: Isa, p: &Problem, out: &mut [f32], panels:
             }
         }
     });
+}
+
+/// Asks for `row`'s cache lines ahead of their use.
+fn prefetch(row: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in row.chunks(16) {
+        // SAFETY: a prefetch is a hint: it never faults and changes no state a program sees.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr() as *const i8) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = row;
 }
 
 /// One head's K and V as tile operands.
@@ -158,22 +175,23 @@ impl Panel {
             tile(Runs::plain(d2), q_rows, &head.k[part * GROUPS * d2 * NR..], d2 * NR, s_rows);
         }
         let pairs = visible.div_ceil(2);
+        // P unnormalised (its largest value 1), each output row scaled by 1 / its sum.
+        let mut inv = [0f32; MR];
         for (r, &seen) in seen.iter().enumerate().take(rows) {
             let row = &mut self.s[r * self.s_len..][..visible.div_ceil(COLS) * COLS];
             if let Some(bias) = p.bias {
                 bias(hd, t0 + r, &mut row[..seen]);
             }
-            super::vexp::softmax_prefix(isa, row, seen);
             let used = (2 * pairs).next_multiple_of(32).min(row.len());
-            round_pairs(&row[..used], &mut self.p[r * self.p_len..][..used.div_ceil(32) * 16]);
+            inv[r] = super::vexp::softmax_pairs(isa, row, seen, &mut self.p[r * self.p_len..][..used.div_ceil(32) * 16]);
         }
         // O per part of 64 head dimensions, over the visible keys.
         let p_rows: [&[u32]; MR] = std::array::from_fn(|r| &self.p[r * self.p_len..][..self.p_len]);
         for part in 0..d.div_ceil(COLS) {
             tile(Runs::plain(pairs), p_rows, &head.v[part * GROUPS * head.k2 * NR..], head.k2 * NR, self.o.chunks_exact_mut(COLS));
             let cols = (d - part * COLS).min(COLS);
-            for (dst, src) in self.out.chunks_exact_mut(d).zip(self.o.chunks_exact(COLS)).take(rows) {
-                dst[part * COLS..][..cols].copy_from_slice(&src[..cols]);
+            for ((dst, src), inv) in self.out.chunks_exact_mut(d).zip(self.o.chunks_exact(COLS)).zip(inv).take(rows) {
+                dst[part * COLS..][..cols].iter_mut().zip(src).for_each(|(o, &v)| *o = v * inv);
             }
         }
         &self.out[..rows * d]

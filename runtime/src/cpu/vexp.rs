@@ -58,6 +58,27 @@ pub fn softmax_prefix(isa: Isa, row: &mut [f32], seen: usize) {
     row[seen..].fill(0.0);
 }
 
+/// The bf16 attention's probabilities before normalising: e^(row[j] − max) over
+/// j < seen, rounded to bf16 pairs of consecutive keys as `pair_tile::round_pairs` lays
+/// them out (0 from `seen` on, through all of `pairs`). Returns 1 / the f32 sum of the
+/// exponentials, by which the caller scales the output rows (0 when no key is seen: the
+/// output is 0): one pass over the scores fewer than normalising first, and the rounding
+/// fused into the exponentials' pass. `isa` must have bf16 dot products.
+pub fn softmax_pairs(isa: Isa, row: &[f32], seen: usize, pairs: &mut [u32]) -> f32 {
+    assert!(isa.bf16_dot(), "bf16 probabilities need AVX512-BF16, not {}", isa.key());
+    if seen == 0 {
+        pairs.fill(0);
+        return 0.0;
+    }
+    assert!(seen <= row.len() && pairs.len().is_multiple_of(16) && 2 * pairs.len() >= seen, "probabilities of {seen} of {} scores into {} pairs", row.len(), pairs.len());
+    // SAFETY: the bf16 levels are only constructed on CPUs with AVX-512 F and BF16;
+    // lengths asserted above.
+    #[cfg(target_arch = "x86_64")]
+    return unsafe { x86::softmax_pairs(row, seen, pairs) };
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("AVX512-BF16 exists only on x86-64 ({})", row.len() + pairs.len())
+}
+
 /// row[j] = f(row[j] + bias[j]) (no bias: f(row[j])).
 pub fn act_row(isa: Isa, f: Option<UnaryFn>, bias: Option<&[f32]>, row: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
@@ -111,6 +132,25 @@ pub(super) mod x86 {
         _mm512_scalef_ps(p, n)
     }
 
+    /// e^x per lane, for values rounded to bf16 next (8 significant bits: a rounding error
+    /// up to 2^-8 relative): degree 4 after the reduction (truncation below 4.3e-5 relative on |r| ≤
+    /// ln2/2) and one-part ln 2 (below 1.2e-6 more at the smallest normal result), half
+    /// the polynomial of `exp16`. Below -104 the result is 0.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn exp16_for_bf16(x: __m512) -> __m512 {
+        let x = _mm512_max_ps(x, _mm512_set1_ps(-104.0));
+        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm512_mul_ps(x, _mm512_set1_ps(LOG2E)),
+        );
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(std::f32::consts::LN_2), x);
+        let mut p = _mm512_set1_ps(1.0 / 24.0);
+        for c in [1.0 / 6.0, 0.5, 1.0, 1.0] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        _mm512_scalef_ps(p, n)
+    }
+
     /// The lanes of a row's last partial chunk.
     #[inline]
     fn tail_mask(len: usize) -> __mmask16 {
@@ -147,6 +187,42 @@ pub(super) mod x86 {
         }
         let t = _mm512_maskz_loadu_ps(mask, p.add(whole));
         _mm512_mask_storeu_ps(p.add(whole), mask, _mm512_mul_ps(t, inv));
+    }
+
+    /// The largest of row[..seen] (seen ≥ 1), lanes of a partial last vector masked.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn max_prefix(row: &[f32], seen: usize) -> f32 {
+        let p = row.as_ptr();
+        let whole = seen / 16 * 16;
+        let mask = tail_mask(seen - whole);
+        let mut max = _mm512_set1_ps(f32::NEG_INFINITY);
+        for i in (0..whole).step_by(16) {
+            max = _mm512_max_ps(max, _mm512_loadu_ps(p.add(i)));
+        }
+        max = _mm512_mask_max_ps(max, mask, max, _mm512_maskz_loadu_ps(mask, p.add(whole)));
+        _mm512_reduce_max_ps(max)
+    }
+
+    /// `super::softmax_pairs`; the caller checked the lengths.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub unsafe fn softmax_pairs(row: &[f32], seen: usize, pairs: &mut [u32]) -> f32 {
+        let (p, out) = (row.as_ptr(), pairs.as_mut_ptr());
+        let max = _mm512_set1_ps(max_prefix(row, seen));
+        let mut sum = _mm512_setzero_ps();
+        for c in 0..pairs.len() / 16 {
+            let i = 32 * c;
+            // e^(x − max) in the lanes below `seen`, 0 in the rest.
+            let half = |at: usize| {
+                let mask = tail_mask(seen.saturating_sub(at).min(16));
+                let x = _mm512_maskz_loadu_ps(mask, p.wrapping_add(at));
+                _mm512_maskz_mov_ps(mask, exp16_for_bf16(_mm512_sub_ps(x, max)))
+            };
+            let (lo, hi) = (half(i), half(i + 16));
+            sum = _mm512_add_ps(sum, _mm512_add_ps(lo, hi));
+            let halves: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+            _mm512_storeu_si512(out.add(16 * c) as *mut _, halves);
+        }
+        1.0 / _mm512_reduce_add_ps(sum)
     }
 
     /// GELU-tanh (as `unary_fn`: 0.5·x·(1 + tanh(β(x + 0.044715x³))), tanh through one
@@ -223,6 +299,31 @@ mod tests {
                 );
             }
         }
+        }
+    }
+
+    /// The bf16 attention's probabilities: each value times the returned 1/sum is the
+    /// softmax within bf16's rounding (2^-8 relative) and the exponential's 4.3e-5 (in the
+    /// value and in the sum), and exactly 0 for a −∞ score, past `seen` through every
+    /// pair, and with no key seen.
+    #[test]
+    fn bf16_probabilities_match_the_softmax() {
+        if !Isa::Avx512Bf16.available() {
+            return println!("SKIPPED: no AVX512-BF16 on this CPU");
+        }
+        for (len, seen, pairs) in [(64, 64, 32), (64, 37, 32), (128, 1, 64), (300, 299, 160), (40, 0, 16)] {
+            let mut row: Vec<f32> = (0..len).map(|i| ((i * 7919) % 211) as f32 * 0.37 - 30.0).collect();
+            if seen > 3 {
+                row[2] = f32::NEG_INFINITY;
+            }
+            let mut want = row.clone();
+            softmax_prefix(Isa::Scalar, &mut want, seen);
+            let mut got = vec![u32::MAX; pairs];
+            let inv = softmax_pairs(Isa::Avx512Bf16, &row, seen, &mut got);
+            for (i, half) in got.iter().flat_map(|&pair| [pair & 0xffff, pair >> 16]).enumerate() {
+                let (p, w) = (f32::from_bits(half << 16) * inv, want.get(i).copied().unwrap_or(0.0));
+                assert!((p - w).abs() <= 4.0e-3 * w, "len {len} seen {seen} at {i}: {p} vs {w}");
+            }
         }
     }
 

@@ -3,8 +3,10 @@
 //! layout of `gemm_bf16`'s 6 x 64 register tile, and per panel of six queries
 //! - the scores S = Q·Kᵀ/√D come from that tile (keys in lanes, head dimensions as the
 //!   inner index),
-//! - are biased, masked and softmaxed in f32, then rounded to bf16 pairs of keys,
-//! - and O = P·V comes from the same tile (head dimensions in lanes, keys inner).
+//! - are biased and masked in f32; their exponentials (less the row's largest score) are
+//!   rounded to bf16 pairs of keys as they are made, unnormalised,
+//! - and O = P·V comes from the same tile (head dimensions in lanes, keys inner), each row
+//!   scaled by 1 / its f32 sum of exponentials as it is copied out.
 //!
 //! The GEMM route (`attention_blocked`) packed K again for every block of queries, ran
 //! P·V in f32 (64 output columns are below the bf16 policy) and spent the rest on short

@@ -95,9 +95,18 @@ pub fn act_row(isa: Isa, f: Option<UnaryFn>, bias: Option<&[f32]>, row: &mut [f3
         return;
     }
     let _ = isa;
-    for (j, o) in row.iter_mut().enumerate() {
-        let y = *o + bias.map_or(0.0, |b| b[j]);
-        *o = f.map_or(y, |f| unary_fn(f, y));
+    match (f, bias) {
+        (None, None) => {}
+        // A bias alone: slices in step, so the sum vectorises.
+        (None, Some(bias)) => {
+            let bias = &bias[..row.len()];
+            row.iter_mut().zip(bias).for_each(|(o, &b)| *o += b);
+        }
+        (Some(f), _) => {
+            for (j, o) in row.iter_mut().enumerate() {
+                *o = unary_fn(f, *o + bias.map_or(0.0, |b| b[j]));
+            }
+        }
     }
 }
 

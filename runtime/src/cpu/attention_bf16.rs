@@ -60,7 +60,7 @@ pub(crate) fn attention_in_tasks(isa: Isa, p: &Problem, out: &mut [f32], panels:
             // The next panel's query rows lie a row of every head apart: ask for them
             // while this panel's products run.
             for i in (t0 + MR..t).take(if rp + 1 < last { MR } else { 0 }) {
-                prefetch(&p.q[(i * h + hd) * d..][..d]);
+                super::prefetch::to_l1(&p.q[(i * h + hd) * d..][..d]);
             }
             let o = panel.run(isa, p, heads[hd], hd, t0, rows);
             for (r, orow) in o.chunks_exact(d).enumerate() {
@@ -70,17 +70,6 @@ pub(crate) fn attention_in_tasks(isa: Isa, p: &Problem, out: &mut [f32], panels:
             }
         }
     });
-}
-
-/// Asks for `row`'s cache lines ahead of their use.
-fn prefetch(row: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    for line in row.chunks(16) {
-        // SAFETY: a prefetch is a hint: it never faults and changes no state a program sees.
-        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr() as *const i8) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = row;
 }
 
 /// One head's K and V as tile operands.

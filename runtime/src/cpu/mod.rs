@@ -48,6 +48,7 @@ mod matmul;
 mod norm;
 mod pair_tile;
 mod pool;
+mod prefetch;
 mod q4;
 mod q8;
 mod rope;

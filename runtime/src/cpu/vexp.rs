@@ -234,8 +234,8 @@ pub(super) mod x86 {
         1.0 / _mm512_reduce_add_ps(sum)
     }
 
-    /// GELU-tanh (as `unary_fn`: 0.5·x·(1 + tanh(β(x + 0.044715x³))), tanh through one
-    /// exp) or SiLU (x / (1 + e^-x)) of row + bias.
+    /// GELU-tanh (as `unary_fn`: 0.5·x·(1 + tanh(β(x + 0.044715x³))), as x / (1 + e^-2u))
+    /// or SiLU (x / (1 + e^-x)) of row + bias.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn act_row(silu: bool, bias: Option<&[f32]>, row: &mut [f32]) {
         const BETA: f32 = std::f32::consts::SQRT_2 * std::f32::consts::FRAC_2_SQRT_PI * 0.5;
@@ -254,23 +254,15 @@ pub(super) mod x86 {
                     _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))),
                 )
             } else {
-                let x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
-                let inner = _mm512_mul_ps(
-                    _mm512_set1_ps(BETA),
-                    _mm512_fmadd_ps(_mm512_set1_ps(0.044715), x3, x),
+                // 0.5·x·(1 + tanh(u)) = x / (1 + e^-2u), u = β·x·(1 + 0.044715·x²): one
+                // exponential and one division (e^-2u overflows to +inf far below 0,
+                // giving -0 as the tanh form does).
+                let scale = _mm512_fmadd_ps(
+                    _mm512_mul_ps(x, x),
+                    _mm512_set1_ps(-2.0 * BETA * 0.044715),
+                    _mm512_set1_ps(-2.0 * BETA),
                 );
-                // tanh(u) = (e^2u − 1) / (e^2u + 1); beyond |u| = 15 it is ±1.
-                let e = exp16(_mm512_add_ps(inner, inner));
-                let t = _mm512_div_ps(_mm512_sub_ps(e, one), _mm512_add_ps(e, one));
-                let big =
-                    _mm512_cmp_ps_mask::<_CMP_GT_OQ>(_mm512_abs_ps(inner), _mm512_set1_ps(15.0));
-                let sign = _mm512_mask_blend_ps(
-                    _mm512_cmp_ps_mask::<_CMP_LT_OQ>(inner, _mm512_setzero_ps()),
-                    one,
-                    _mm512_set1_ps(-1.0),
-                );
-                let t = _mm512_mask_blend_ps(big, t, sign);
-                _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5), x), _mm512_add_ps(one, t))
+                _mm512_div_ps(x, _mm512_add_ps(one, exp16(_mm512_mul_ps(x, scale))))
             };
             _mm512_mask_storeu_ps(p.add(i), mask, y);
             i += 16;

@@ -168,16 +168,11 @@ pub(super) mod x86 {
 
     #[target_feature(enable = "avx512f")]
     pub unsafe fn softmax_prefix(row: &mut [f32], seen: usize) {
-        let p = row.as_mut_ptr();
         assert!(seen <= row.len());
+        let max = _mm512_set1_ps(max_prefix(row, seen));
+        let p = row.as_mut_ptr();
         let whole = seen / 16 * 16;
         let mask = tail_mask(seen - whole);
-        let mut max = _mm512_set1_ps(f32::NEG_INFINITY);
-        for i in (0..whole).step_by(16) {
-            max = _mm512_max_ps(max, _mm512_loadu_ps(p.add(i)));
-        }
-        max = _mm512_mask_max_ps(max, mask, max, _mm512_maskz_loadu_ps(mask, p.add(whole)));
-        let max = _mm512_set1_ps(_mm512_reduce_max_ps(max));
         let mut sum = _mm512_setzero_ps();
         for i in (0..whole).step_by(16) {
             let e = exp16(_mm512_sub_ps(_mm512_loadu_ps(p.add(i)), max));
@@ -198,7 +193,7 @@ pub(super) mod x86 {
         _mm512_mask_storeu_ps(p.add(whole), mask, _mm512_mul_ps(t, inv));
     }
 
-    /// The largest of row[..seen] (seen ≥ 1), lanes of a partial last vector masked.
+    /// The largest of row[..seen] (−∞ for none), lanes of a partial last vector masked.
     #[target_feature(enable = "avx512f")]
     unsafe fn max_prefix(row: &[f32], seen: usize) -> f32 {
         let p = row.as_ptr();

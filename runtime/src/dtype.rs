@@ -74,7 +74,7 @@ impl DType {
 
     /// Bytes of a tensor of `shape`; None when the count overflows.
     pub fn shape_bytes(self, shape: &[usize]) -> Option<usize> {
-        shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).and_then(|n| self.checked_bytes(n))
+        crate::tensor::numel_checked(shape).and_then(|n| self.checked_bytes(n))
     }
 
     /// Alignment the kernels need for a view's start, in bytes.

@@ -143,6 +143,7 @@ impl<B: Backend> Tensor<B> {
     }
 }
 
-fn numel_checked(shape: &[usize]) -> Option<usize> {
+/// The element count of `shape`; None when it overflows.
+pub(crate) fn numel_checked(shape: &[usize]) -> Option<usize> {
     shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
 }

@@ -59,8 +59,10 @@ pub(crate) fn attention_in_tasks(isa: Isa, p: &Problem, out: &mut [f32], panels:
             let (t0, rows) = (rp * MR, (t - rp * MR).min(MR));
             // The next panel's query rows lie a row of every head apart: ask for them
             // while this panel's products run.
-            for i in (t0 + MR..t).take(if rp + 1 < last { MR } else { 0 }) {
-                super::prefetch::to_l1(&p.q[(i * h + hd) * d..][..d]);
+            if rp + 1 < last {
+                for i in t0 + MR..(t0 + 2 * MR).min(t) {
+                    super::prefetch::to_l1(&p.q[(i * h + hd) * d..][..d]);
+                }
             }
             let o = panel.run(isa, p, heads[hd], hd, t0, rows);
             for (r, orow) in o.chunks_exact(d).enumerate() {

@@ -261,7 +261,6 @@ fn run(isa: Isa, pairs: &[u32], panels: XPanels, m: usize, k: usize, w: Weights,
         }
         b.sums.clear();
         b.sums.resize((rp1 - rp0) * parts.len(), [[[0f32; NR]; MR]; GROUPS]);
-        // Each row panel's pairs meet every part while they are in L1.
         // Each part's four weight panels of sub-block s.
         let part_weights = |s: usize, p: usize| -> &[u32] {
             match w {
@@ -274,6 +273,7 @@ fn run(isa: Isa, pairs: &[u32], panels: XPanels, m: usize, k: usize, w: Weights,
         // 1.01x-1.03x on the flow's 1000-row products).
         let share = PART_PAIRS.div_ceil(rp1 - rp0).next_multiple_of(16);
         for (s, &(kb, h0, hp)) in subs.iter().enumerate() {
+            // Each row panel's pairs meet every part while they are in L1.
             for (i, (rp, tiles)) in (rp0..rp1).zip(b.sums.chunks_exact_mut(parts.len())).enumerate() {
                 if s + 1 < subs.len() && i * share < PART_PAIRS {
                     for p in 0..parts.len() {

@@ -142,9 +142,9 @@ pub(super) mod x86 {
     }
 
     /// e^x per lane, for values rounded to bf16 next (8 significant bits: a rounding error
-    /// up to 2^-8 relative): degree 4 after the reduction (truncation below 4.3e-5 relative on |r| ≤
-    /// ln2/2) and one-part ln 2 (below 1.2e-6 more at the smallest normal result), half
-    /// the polynomial of `exp16`. Below -104 the result is 0.
+    /// up to 2^-8 relative): degree 4 after the reduction (truncation below 4.3e-5
+    /// relative on |r| ≤ ln2/2) and one-part ln 2 (below 1.2e-6 more at the smallest
+    /// normal result), half the polynomial of `exp16`. Below -104 the result is 0.
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn exp16_for_bf16(x: __m512) -> __m512 {

@@ -1,11 +1,14 @@
 //! The `Avx512Bf16` level's many-row GEMM: out[M, N] (+)= x[M, K] · W with bf16 operands
 //! and f32 sums (`vdpbf16ps`), the fast precision's arithmetic.
 //!
-//! x is rounded once per call into bf16 pairs of consecutive inner indices, all rows at
-//! once (packing in passes of rows, as the f32 GEMM does, would pack the weights again for
+//! x is rounded once per call into bf16 pairs of consecutive inner indices, all rows
+//! (packing in passes of rows, as the f32 GEMM does, would pack the weights again for
 //! every pass): per sub-block of 64 pairs, the row panels one after another, each row's
-//! pairs in a line, so a sweep over the rows reads one sequential run. (A convolution's
-//! packed rows arrive interleaved, [KC/2][MR] per panel; the tile reads either.)
+//! pairs in a line, so a sweep over the rows reads one sequential run. Each row run's
+//! sub-block is rounded by the first task that meets it, from rows asked into L2 while
+//! its sub-block before ran, so the rounding is no pass of its own through memory.
+//! (A convolution's packed rows arrive interleaved, [KC/2][MR] per panel; the tile reads
+//! either.)
 //! Each task owns 128 output columns (two parts of four 16-column weight panels) and a run
 //! of row panels; it packs its weights as pairs once, over all of K (K · 256 bytes). Per
 //! sub-block of 64 pairs (16 KiB of weights per part) it sweeps its rows, each row
@@ -16,6 +19,7 @@
 //! the way). Weights kept paired (`PairedWeight`) skip the per-task pairing.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use rayon::prelude::*;
 
@@ -96,8 +100,12 @@ pub(super) fn linear(isa: Isa, x: &[f32], m: usize, k: usize, w: WeightSlice, pa
 fn gemm_with(isa: Isa, x: &[f32], m: usize, k: usize, w: Weights, n: usize, out: &mut [f32], store: Store) {
     assert!(x.len() >= m * k, "gemm input holds {} floats, {m} x {k} needed", x.len());
     let mut pairs = PAIRS.with(|p| p.borrow_mut().take()).unwrap_or_default();
-    pack_pairs(isa, x, m, k, &mut pairs);
-    run(isa, &pairs, XPanels::Lines, m, k, w, n, out, store);
+    let len = m.div_ceil(MR) * k.div_ceil(KC) * KC / 2 * MR;
+    // Every line a tile reads is rounded first; only growth clears.
+    if pairs.len() < len {
+        pairs.resize(len, 0);
+    }
+    run(isa, X::Rows { x, lines: &mut pairs[..len] }, m, k, w, n, out, store);
     if pairs.capacity() <= KEPT_PAIRS {
         PAIRS.with(|p| *p.borrow_mut() = Some(pairs));
     }
@@ -106,28 +114,22 @@ fn gemm_with(isa: Isa, x: &[f32], m: usize, k: usize, w: Weights, n: usize, out:
 /// out[rows, n] (+)= x · W for rows already packed by `gemm.rs` (a convolution's im2col).
 pub(super) fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: WeightLayout, n: usize, out: &mut [f32], accumulate: bool) {
     let pairs = super::gemm_avx512::x_pairs(isa, &x.data);
-    run(isa, bytemuck::cast_slice(&pairs), XPanels::Interleaved, x.rows, x.k, Weights::PerCall(w, layout), n, out, Store::Sums { accumulate });
+    run(isa, X::Packed(bytemuck::cast_slice(&pairs)), x.rows, x.k, Weights::PerCall(w, layout), n, out, Store::Sums { accumulate });
 }
 
 /// Sub-blocks of KP pairs per K block.
 const SUBS: usize = KC / 2 / KP;
 const _: () = assert!((KC / 2).is_multiple_of(KP), "whole sub-blocks per K block");
 
-/// x [m, k] as bf16 pairs, each row's pairs of a sub-block in a line: [K block][sub-block]
-/// [row panel][MR][KP], zero padded (rows to whole panels, K to whole blocks), into
-/// `pairs`. The tile broadcasts a row's pairs from where they lie, so rounding is the only
-/// pass, and a sub-block's sweep over the row panels reads one sequential run.
-pub(super) fn pack_pairs(isa: Isa, x: &[f32], m: usize, k: usize, pairs: &mut Vec<u32>) {
-    let (row_panels, k_blocks) = (m.div_ceil(MR), k.div_ceil(KC));
-    let len = k_blocks * row_panels * KC / 2 * MR;
-    // Every element is written below; only growth clears.
-    if pairs.len() < len {
-        pairs.resize(len, 0);
-    }
-    pairs[..len].par_chunks_mut(KP * MR).enumerate().for_each(|(idx, panel)| {
-        let (sub, rp) = (idx / row_panels, idx % row_panels);
-        let k0 = sub * 2 * KP;
-        let kc = k.saturating_sub(k0).min(2 * KP);
+/// Sub-block `sub` (inner indices sub·2·KP.., K blocks back to back) of x [m, k]'s row
+/// panels `panels` as bf16 pairs, each row's in a line of KP: `lines` [panel][MR][KP],
+/// zero past the last row and inner index. x's pairs are these lines for every sub-block
+/// and row panel, [sub-block][row panel][MR][KP]: the tile broadcasts a row's pairs from
+/// where they lie, and a sub-block's sweep over the row panels reads one sequential run.
+fn round_lines(isa: Isa, x: &[f32], m: usize, k: usize, sub: usize, panels: std::ops::Range<usize>, lines: &mut [u32]) {
+    let k0 = sub * 2 * KP;
+    let kc = k.saturating_sub(k0).min(2 * KP);
+    for (rp, panel) in panels.zip(lines.chunks_exact_mut(KP * MR)) {
         let rows = m.saturating_sub(rp * MR).min(MR);
         for (r, line) in panel.chunks_exact_mut(KP).enumerate() {
             if r < rows && kc > 0 {
@@ -136,7 +138,7 @@ pub(super) fn pack_pairs(isa: Isa, x: &[f32], m: usize, k: usize, pairs: &mut Ve
                 line.fill(0);
             }
         }
-    });
+    }
 }
 
 /// One row's inner indices as pairs (an odd tail pairs with 0; the rest of `out` 0).
@@ -160,10 +162,87 @@ fn row_pairs(isa: Isa, src: &[f32], out: &mut [u32]) {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum XPanels {
     /// [sub-block][row panel][MR][KP]: each row's pairs of a sub-block in a line
-    /// (`pack_pairs`).
+    /// (`round_lines`).
     Lines,
     /// [KC/2][MR]: the rows of each pair side by side (pairs of `gemm.rs`'s packed rows).
     Interleaved,
+}
+
+/// Where a product's x pairs come from.
+enum X<'a> {
+    /// Rounded ahead, interleaved (a convolution's packed rows).
+    Packed(&'a [u32]),
+    /// Rows [m, k] of f32, rounded into `lines` (in `XPanels::Lines` order) as the tasks
+    /// first meet them.
+    Rows { x: &'a [f32], lines: &'a mut [u32] },
+}
+
+/// A row run's sub-block of x lines: not yet rounded, being rounded, ready, or left
+/// half-made by a panicking task.
+const TODO: u8 = 0;
+const BUSY: u8 = 1;
+const READY: u8 = 2;
+const POISONED: u8 = 3;
+
+/// x's lines rounded on first use, per (row run, sub-block), by whichever task meets
+/// them first; a task that meets them while another rounds them waits the moment it takes.
+struct LazyLines<'a> {
+    x: &'a [f32],
+    lines: *mut u32,
+    len: usize,
+    state: Vec<AtomicU8>,
+    subs: usize,
+}
+
+// SAFETY: each (run, sub-block)'s lines are written by the one task that moved its state
+// from TODO to BUSY, and read only after READY is seen with Acquire ordering.
+unsafe impl Sync for LazyLines<'_> {}
+
+impl<'a> LazyLines<'a> {
+    fn new(x: &'a [f32], lines: &'a mut [u32], runs: usize, subs: usize) -> Self {
+        LazyLines { x, len: lines.len(), lines: lines.as_mut_ptr(), state: (0..runs * subs).map(|_| AtomicU8::new(TODO)).collect(), subs }
+    }
+
+    fn ready(&self, run: usize, s: usize) -> bool {
+        self.state[run * self.subs + s].load(Ordering::Acquire) == READY
+    }
+
+    /// The lines of sub-block `s` (`sub` in x's order) of the run's row panels, rounded
+    /// by this task unless another did (or does) it.
+    #[allow(clippy::too_many_arguments)]
+    fn get(&self, isa: Isa, m: usize, k: usize, row_panels: usize, run: usize, s: usize, sub: usize, panels: std::ops::Range<usize>) -> &[u32] {
+        let start = (sub * row_panels + panels.start) * KP * MR;
+        let len = panels.len() * KP * MR;
+        assert!(start + len <= self.len, "x lines of sub-block {sub}, row panels {panels:?}");
+        let state = &self.state[run * self.subs + s];
+        if state.compare_exchange(TODO, BUSY, Ordering::Acquire, Ordering::Acquire).is_ok() {
+            /// Marks the lines poisoned if the rounding panics, so no task waits forever.
+            struct Poison<'s>(&'s AtomicU8);
+            impl Drop for Poison<'_> {
+                fn drop(&mut self) {
+                    if std::thread::panicking() {
+                        self.0.store(POISONED, Ordering::Release);
+                    }
+                }
+            }
+            let _poison = Poison(state);
+            // SAFETY: in bounds (asserted); this task alone moved the state to BUSY, so
+            // no other task reads or writes these lines until READY.
+            let dst = unsafe { std::slice::from_raw_parts_mut(self.lines.add(start), len) };
+            round_lines(isa, self.x, m, k, sub, panels, dst);
+            state.store(READY, Ordering::Release);
+        } else {
+            loop {
+                match state.load(Ordering::Acquire) {
+                    READY => break,
+                    POISONED => panic!("rounding x's lines panicked in another task"),
+                    _ => std::hint::spin_loop(),
+                }
+            }
+        }
+        // SAFETY: in bounds; READY was seen (Acquire), and nothing writes them any more.
+        unsafe { std::slice::from_raw_parts(self.lines.add(start), len) }
+    }
 }
 
 /// Where a product's weight pairs come from.
@@ -210,9 +289,9 @@ impl Store<'_> {
     }
 }
 
-/// The product over x pairs in packed row panels.
+/// The product over x pairs in row panels.
 #[allow(clippy::too_many_arguments)]
-fn run(isa: Isa, pairs: &[u32], panels: XPanels, m: usize, k: usize, w: Weights, n: usize, out: &mut [f32], store: Store) {
+fn run(isa: Isa, x: X, m: usize, k: usize, w: Weights, n: usize, out: &mut [f32], store: Store) {
     assert!(out.len() >= m * n, "gemm output holds {} floats, {m} x {n} needed", out.len());
     let (bias, gate) = match store {
         Store::Sums { .. } => (None, None),
@@ -224,7 +303,7 @@ fn run(isa: Isa, pairs: &[u32], panels: XPanels, m: usize, k: usize, w: Weights,
     }
     let row_panels = m.div_ceil(MR);
     let k_blocks = k.div_ceil(KC);
-    assert!(pairs.len() >= k_blocks * row_panels * KC / 2 * MR, "packed pairs of x");
+    let pairs_len = k_blocks * row_panels * KC / 2 * MR;
     // Sub-blocks of KP pairs, each of one K block: the weight panel holds them in order.
     let subs: Vec<(usize, usize, usize)> = (0..k_blocks)
         .flat_map(|kb| {
@@ -241,6 +320,17 @@ fn run(isa: Isa, pairs: &[u32], panels: XPanels, m: usize, k: usize, w: Weights,
         Weights::Paired(_) => row_panels.div_ceil(PAIRED_RUN).max((4 * rayon::current_num_threads()).div_ceil(col_tasks)).min(row_panels).max(1),
     };
     let run_len = row_panels.div_ceil(runs);
+    let (packed, lazy) = match x {
+        X::Packed(pairs) => {
+            assert!(pairs.len() >= pairs_len, "packed pairs of x");
+            (pairs, None)
+        }
+        X::Rows { x, lines } => {
+            assert!(x.len() >= m * k && lines.len() >= pairs_len, "x rows of {} floats and {} line pairs for {m} x {k}", x.len(), lines.len());
+            (&[][..], Some(LazyLines::new(x, lines, runs, subs.len())))
+        }
+    };
+    let panels = if lazy.is_some() { XPanels::Lines } else { XPanels::Interleaved };
     let shared = SharedOut::new(out);
     (0..col_tasks * runs).into_par_iter().for_each(|task| {
         let (c, r) = (task % col_tasks, task / col_tasks);
@@ -273,6 +363,13 @@ fn run(isa: Isa, pairs: &[u32], panels: XPanels, m: usize, k: usize, w: Weights,
         // 1.01x-1.03x on the flow's 1000-row products).
         let share = PART_PAIRS.div_ceil(rp1 - rp0).next_multiple_of(16);
         for (s, &(kb, h0, hp)) in subs.iter().enumerate() {
+            let lines = lazy.as_ref().map(|l| l.get(isa, m, k, row_panels, r, s, kb * SUBS + h0 / KP, rp0..rp1));
+            // The rows of the next sub-block, asked into L2 a panel at a time by the task
+            // that will round them.
+            let next_rows = match (&lazy, subs.get(s + 1)) {
+                (Some(l), Some(&(kb1, h1, _))) if !l.ready(r, s + 1) => Some((l.x, (kb1 * SUBS + h1 / KP) * 2 * KP)),
+                _ => None,
+            };
             // Each row panel's pairs meet every part while they are in L1.
             for (i, (rp, tiles)) in (rp0..rp1).zip(b.sums.chunks_exact_mut(parts.len())).enumerate() {
                 if s + 1 < subs.len() && i * share < PART_PAIRS {
@@ -280,10 +377,15 @@ fn run(isa: Isa, pairs: &[u32], panels: XPanels, m: usize, k: usize, w: Weights,
                         super::prefetch::to_l2(&part_weights(s + 1, p)[i * share..][..share.min(PART_PAIRS - i * share)]);
                     }
                 }
+                if let Some((x, k0)) = next_rows {
+                    for row in rp * MR..(rp * MR + MR).min(m) {
+                        super::prefetch::to_l2(&x[row * k + k0..][..(k - k0).min(2 * KP)]);
+                    }
+                }
                 // The row panel's pairs h0..h0 + hp of K block kb (h0 a multiple of KP).
-                let a = match panels {
-                    XPanels::Lines => &pairs[((kb * SUBS + h0 / KP) * row_panels + rp) * KP * MR..][..KP * MR],
-                    XPanels::Interleaved => &pairs[(kb * row_panels + rp) * KC / 2 * MR + h0 * MR..][..hp * MR],
+                let a = match lines {
+                    Some(lines) => &lines[i * KP * MR..][..KP * MR],
+                    None => &packed[(kb * row_panels + rp) * KC / 2 * MR + h0 * MR..][..hp * MR],
                 };
                 for (p, tile) in tiles.iter_mut().enumerate() {
                     tile_6x64(hp, panels, a, part_weights(s, p), tile);
@@ -423,10 +525,10 @@ impl PairedWeight {
 mod tests {
     use super::*;
 
-    /// Rows packed straight into pairs equal the f32 packing rounded panel by panel and
+    /// Rows rounded straight into lines equal the f32 packing rounded panel by panel and
     /// laid in lines, at every level (the AVX-512 conversion where the CPU has it): a
-    /// partial row panel, several K blocks, odd K, K tails shorter and longer than 32. A
-    /// stale longer buffer is overwritten where it counts.
+    /// partial row panel, several K blocks, odd K, K tails shorter and longer than 32.
+    /// Every element is written (the buffer starts as all ones).
     #[test]
     fn direct_pairs_match_packed_rows_rounded() {
         for (m, k) in [(13usize, 300usize), (6, 256), (1, 9), (20, 517), (7, 64)] {
@@ -435,12 +537,14 @@ mod tests {
                 if !isa.available() {
                     continue;
                 }
-                let mut got = vec![u32::MAX; 1 << 16];
-                pack_pairs(isa, &x, m, k, &mut got);
+                let row_panels = m.div_ceil(MR);
+                let mut got = vec![u32::MAX; k.div_ceil(KC) * SUBS * row_panels * KP * MR];
+                for (sub, lines) in got.chunks_exact_mut(row_panels * KP * MR).enumerate() {
+                    round_lines(isa, &x, m, k, sub, 0..row_panels, lines);
+                }
                 let packed = super::super::gemm_pack::pack_rows(Isa::Scalar, &x, m, k, m.div_ceil(MR));
                 let mut want = vec![0u32; packed.len() / 2];
                 let mut interleaved = [0u32; KC / 2 * MR];
-                let row_panels = m.div_ceil(MR);
                 for (idx, src) in packed.chunks_exact(KC * MR).enumerate() {
                     let (kb, rp) = (idx / row_panels, idx % row_panels);
                     super::super::gemm_avx512::x_panel_pairs(src, &mut interleaved);
@@ -450,7 +554,34 @@ mod tests {
                         }
                     }
                 }
-                assert_eq!(&got[..want.len()], &want[..], "{}: {m}x{k}", isa.key());
+                assert_eq!(got, want, "{}: {m}x{k}", isa.key());
+            }
+        }
+    }
+
+    /// Rows rounded as the tasks first meet them give the bits of rows rounded ahead (the
+    /// interleaved packing a convolution hands in): every tile reads the same pairs. Row
+    /// runs of several column tasks each, on every thread of the pool, share the lines;
+    /// the thread's lines buffer, reused from the shape before, holds stale pairs.
+    #[test]
+    fn rows_rounded_on_first_use_match_rows_rounded_ahead() {
+        let isa = Isa::Avx512Bf16;
+        if !isa.available() {
+            println!("SKIPPED: no AVX512-BF16 on this CPU");
+            return;
+        }
+        use super::super::pair_tile::test_operands::values;
+        for (m, k, n) in [(301usize, 517usize, 300usize), (97, 64, 700), (1, 9, 130), (200, 1030, 260)] {
+            let x = values(m * k, 4, 2.0);
+            let w: Vec<u16> = values(n * k, 5, 2.0).iter().map(|&v| half::bf16::from_f32(v).to_bits()).collect();
+            for accumulate in [false, true] {
+                let init = values(m * n, 6, 1.0);
+                let (mut want, mut got) = (init.clone(), init);
+                let packed = PackedRows { data: super::super::gemm_pack::pack_rows(isa, &x, m, k, m.div_ceil(MR)), rows: m, k };
+                gemm_packed(isa, &packed, WeightSlice::BF16(&w), WeightLayout::OutIn, n, &mut want, accumulate);
+                gemm(isa, &x, m, k, WeightSlice::BF16(&w), WeightLayout::OutIn, n, &mut got, accumulate);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert!(bits(&got) == bits(&want), "{m}x{k}x{n}, accumulate {accumulate}");
             }
         }
     }

@@ -1,6 +1,8 @@
 //! The fast precision's many-query attention on the AVX512-BF16 levels, from 256 visible
 //! keys (the GEMMs' bf16 policy): per head, K and V are rounded once into the bf16 pair
-//! layout of `gemm_bf16`'s 6 x 64 register tile, and per panel of six queries
+//! layout of `gemm_bf16`'s 6 x 64 register tile (Kᵀ by 16 x 16 register transposes of
+//! keys' rows of pairs, V by interleaving two keys' rounded rows), and per panel of six
+//! queries
 //! - the scores S = Q·Kᵀ/√D come from that tile (keys in lanes, head dimensions as the
 //!   inner index),
 //! - are biased and masked in f32; their exponentials (less the row's largest score) are
@@ -91,36 +93,22 @@ impl HeadPairs {
         assert!(k.len() >= keys * d && v.len() >= keys * d, "K/V hold {} and {} floats, {keys} x {d} needed", k.len(), v.len());
         let (d2, k2) = (d.div_ceil(2), keys.div_ceil(2));
         let mut kp = vec![0u32; keys.div_ceil(COLS) * GROUPS * d2 * NR];
-        let mut tmp = Vec::new();
-        for key in 0..keys {
-            pairs_strided(&k[key * d..(key + 1) * d], &mut tmp, &mut kp[(key / NR) * d2 * NR + key % NR..], NR);
-        }
         let mut vp = vec![0u32; d.div_ceil(COLS) * GROUPS * k2 * NR];
-        let (mut lo, mut hi) = (vec![0u16; d.next_multiple_of(32)], vec![0u16; d.next_multiple_of(32)]);
-        for j in 0..k2 {
-            super::gemm_bf16_rows::round_row(&v[2 * j * d..(2 * j + 1) * d], &mut lo);
-            match 2 * j + 1 < keys {
-                true => super::gemm_bf16_rows::round_row(&v[(2 * j + 1) * d..(2 * j + 2) * d], &mut hi),
-                false => hi.fill(0),
+        // SAFETY (both calls): the bf16 attention runs only on levels with AVX512-BF16
+        // (asserted by `attention_in_tasks`); the buffers are sized above.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            for (panel, dst) in kp.chunks_exact_mut(d2 * NR).take(keys.div_ceil(NR)).enumerate() {
+                x86::k_panel(k, d, keys, panel * NR, dst);
             }
-            for c in 0..d {
-                vp[((c / NR) * k2 + j) * NR + c % NR] = lo[c] as u32 | (hi[c] as u32) << 16;
+            for j in 0..k2 {
+                let hi = (2 * j + 1 < keys).then(|| &v[(2 * j + 1) * d..(2 * j + 2) * d]);
+                x86::v_pairs(&v[2 * j * d..(2 * j + 1) * d], hi, k2 * NR, &mut vp[j * NR..]);
             }
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("AVX512-BF16 exists only on x86-64 ({})", kp.len() + vp.len());
         HeadPairs { k: kp, v: vp, d2, k2 }
-    }
-}
-
-/// `src` rounded to bf16 pairs of consecutive elements (an odd last one pairs with 0),
-/// pair j written to `dst[j * step]` (`tmp`: the row's pairs, from `round_pairs`).
-fn pairs_strided(src: &[f32], tmp: &mut Vec<u32>, dst: &mut [u32], step: usize) {
-    let len = src.len().div_ceil(32) * 16;
-    if tmp.len() < len {
-        tmp.resize(len, 0);
-    }
-    round_pairs(src, &mut tmp[..len]);
-    for (j, &pair) in tmp[..src.len().div_ceil(2)].iter().enumerate() {
-        dst[j * step] = pair;
     }
 }
 
@@ -191,12 +179,128 @@ impl Panel {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::NR;
+
+    /// The Kᵀ panel of the 16 keys from `key0`, [D/2][16] pairs of head dimensions (keys
+    /// past `keys` 0, an odd D's last dimension paired with 0): per 16 pairs, each key's
+    /// row rounded into one vector of pairs, then the 16 x 16 block transposed in registers.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn k_panel(k: &[f32], d: usize, keys: usize, key0: usize, dst: &mut [u32]) {
+        let d2 = d.div_ceil(2);
+        assert!(key0 < keys && keys * d <= k.len() && dst.len() >= d2 * NR, "K panel bounds");
+        let live = (keys - key0).min(NR);
+        for b in 0..d2.div_ceil(NR) {
+            let f0 = 2 * NR * b;
+            let mask = |from: usize| ((1u32 << (d - f0).saturating_sub(from).min(16)) - 1) as u16;
+            let rows: [__m512i; NR] = std::array::from_fn(|i| match i < live {
+                true => {
+                    let row = k.as_ptr().add((key0 + i) * d + f0);
+                    let (lo, hi) = (_mm512_maskz_loadu_ps(mask(0), row), _mm512_maskz_loadu_ps(mask(16), row.wrapping_add(16)));
+                    std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo))
+                }
+                false => _mm512_setzero_si512(),
+            });
+            let cols = transpose16(rows);
+            for (j, col) in cols.iter().enumerate().take(d2 - NR * b) {
+                _mm512_storeu_si512(dst.as_mut_ptr().add((NR * b + j) * NR) as *mut _, *col);
+            }
+        }
+    }
+
+    /// The 16 x 16 transpose of 32-bit lanes: within each 128-bit lane, 32- then 64-bit
+    /// interleaves give 4 x 4 blocks of rows; two rounds of 128-bit lane shuffles place them.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn transpose16(r: [__m512i; 16]) -> [__m512i; 16] {
+        let a: [__m512i; 16] = std::array::from_fn(|i| match i % 2 {
+            0 => _mm512_unpacklo_epi32(r[i], r[i + 1]),
+            _ => _mm512_unpackhi_epi32(r[i - 1], r[i]),
+        });
+        // b[4q + m], lane l: rows 4q..4q + 4 at column 4l + m.
+        let b: [__m512i; 16] = std::array::from_fn(|i| {
+            let (q, m) = (i / 4, i % 4);
+            let (x, y) = (a[4 * q + m / 2], a[4 * q + 2 + m / 2]);
+            match m % 2 {
+                0 => _mm512_unpacklo_epi64(x, y),
+                _ => _mm512_unpackhi_epi64(x, y),
+            }
+        });
+        let mut out = [_mm512_setzero_si512(); 16];
+        for m in 0..4 {
+            let (x0, x1) = (_mm512_shuffle_i32x4::<0x44>(b[m], b[4 + m]), _mm512_shuffle_i32x4::<0xEE>(b[m], b[4 + m]));
+            let (x2, x3) = (_mm512_shuffle_i32x4::<0x44>(b[8 + m], b[12 + m]), _mm512_shuffle_i32x4::<0xEE>(b[8 + m], b[12 + m]));
+            out[m] = _mm512_shuffle_i32x4::<0x88>(x0, x2);
+            out[4 + m] = _mm512_shuffle_i32x4::<0xDD>(x0, x2);
+            out[8 + m] = _mm512_shuffle_i32x4::<0x88>(x1, x3);
+            out[12 + m] = _mm512_shuffle_i32x4::<0xDD>(x1, x3);
+        }
+        out
+    }
+
+    /// V rows `lo` and `hi` (`None`: zeros) as pairs of keys: column c's pair at
+    /// dst[(c / 16) · stride + c % 16], a whole group of 16 at a time (zero past the row).
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn v_pairs(lo: &[f32], hi: Option<&[f32]>, stride: usize, dst: &mut [u32]) {
+        let d = lo.len();
+        let groups = d.div_ceil(NR);
+        assert!(hi.is_none_or(|h| h.len() == d) && (groups == 0 || dst.len() >= (groups - 1) * stride + NR), "V pair bounds");
+        // Halves [lo 0..16, hi 0..16] into pairs (lo c, hi c).
+        static INTERLEAVE: [u16; 32] = [0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31];
+        let order = _mm512_loadu_si512(INTERLEAVE.as_ptr() as *const _);
+        for g in 0..groups {
+            let mask = ((1u32 << (d - g * NR).min(NR)) - 1) as u16;
+            let a = _mm512_maskz_loadu_ps(mask, lo.as_ptr().add(g * NR));
+            let b = match hi {
+                Some(h) => _mm512_maskz_loadu_ps(mask, h.as_ptr().add(g * NR)),
+                None => _mm512_setzero_ps(),
+            };
+            let halves = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(b, a));
+            _mm512_storeu_si512(dst.as_mut_ptr().add(g * stride) as *mut _, _mm512_permutexvar_epi16(order, halves));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::attention_blocked::{attention_in_blocks, ScoreBias};
     use super::*;
 
     use super::super::pair_tile::test_operands::values;
+
+    /// K and V as tile operands hold each value's bf16 rounding (to nearest even) where the
+    /// tile reads it, zeros elsewhere: even and odd D (the gathered and the per-key K),
+    /// key counts that end mid-panel and mid-pair, one key, D past one 16-column group.
+    #[test]
+    fn head_pairs_hold_each_value_rounded_in_its_place() {
+        if !Isa::Avx512Bf16.available() {
+            return eprintln!("skipped avx512bf16: this CPU lacks it");
+        }
+        let bf16 = |x: f32| half::bf16::from_f32(x).to_bits() as u32;
+        for (keys, d) in [(37usize, 64usize), (300, 72), (1, 16), (16, 6), (33, 33), (70, 130)] {
+            let (k, v) = (values(keys * d, 7, 3.0), values(keys * d, 8, 3.0));
+            let pairs = HeadPairs::new(&k, &v, keys, d);
+            let (d2, k2) = (d.div_ceil(2), keys.div_ceil(2));
+            let mut want_k = vec![0u32; keys.div_ceil(COLS) * GROUPS * d2 * NR];
+            for key in 0..keys {
+                for j in 0..d2 {
+                    let hi = if 2 * j + 1 < d { bf16(k[key * d + 2 * j + 1]) } else { 0 };
+                    want_k[(key / NR) * d2 * NR + j * NR + key % NR] = bf16(k[key * d + 2 * j]) | hi << 16;
+                }
+            }
+            let mut want_v = vec![0u32; d.div_ceil(COLS) * GROUPS * k2 * NR];
+            for j in 0..k2 {
+                for c in 0..d {
+                    let hi = if 2 * j + 1 < keys { bf16(v[(2 * j + 1) * d + c]) } else { 0 };
+                    want_v[((c / NR) * k2 + j) * NR + c % NR] = bf16(v[2 * j * d + c]) | hi << 16;
+                }
+            }
+            assert!(pairs.k == want_k, "K pairs, {keys} keys of {d}");
+            assert!(pairs.v == want_v, "V pairs, {keys} keys of {d}");
+        }
+    }
 
     /// Against the f32 attention (the exact level): causal with a partial last key part
     /// and two head-dimension parts, bidirectional with a bias and an odd head dimension,

@@ -16,7 +16,8 @@
 //! four weight loads and six broadcasts of x feed 24 `vdpbf16ps`, so the loads never
 //! limit the dot products. The sums live in a per-task buffer across sub-blocks, and the
 //! output is written once (with `Linear`'s bias, activation or gated residual applied on
-//! the way). Weights kept paired (`PairedWeight`) skip the per-task pairing.
+//! the way, in registers for all but the rarer activations). Weights kept paired
+//! (`PairedWeight`) skip the per-task pairing.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -268,6 +269,26 @@ pub(super) enum Store<'a> {
 impl Store<'_> {
     /// Row `i` of one part's sums into `dst`, its columns n0..n0 + dst.len().
     fn part(&self, isa: Isa, n0: usize, tile: &Tile, i: usize, dst: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if isa.bf16_dot() && dst.len() <= COLS {
+            let act = match *self {
+                Store::Act { act: Some(UnaryFn::Silu), .. } => Some(Some(true)),
+                Store::Act { act: Some(UnaryFn::GeluTanh), .. } => Some(Some(false)),
+                Store::Act { act: Some(_), .. } => None,
+                _ => Some(None),
+            };
+            if let Some(act) = act {
+                // SAFETY: the level has AVX-512 F; `run` asserted that the bias and gate
+                // cover every column, and dst holds at most one part's columns.
+                return unsafe { x86::store_part(self, act, n0, tile, i, dst) };
+            }
+        }
+        self.part_in_passes(isa, n0, tile, i, dst);
+    }
+
+    /// `part` as a copy or gated sum per 16 columns, then the bias and activation over
+    /// the row.
+    fn part_in_passes(&self, isa: Isa, n0: usize, tile: &Tile, i: usize, dst: &mut [f32]) {
         let nb = dst.len();
         for (g, dst) in dst.chunks_mut(NR).enumerate() {
             let sums = &tile[g][i];
@@ -521,6 +542,41 @@ impl PairedWeight {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{Store, Tile, NR};
+
+    /// `Store::part` 16 columns a vector, the bias, activation (`act`: SiLU or not, as
+    /// `vexp::x86::act16`) or gated residual applied in registers, with the scalar path's
+    /// operations in its order (the same bits).
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn store_part(store: &Store, act: Option<bool>, n0: usize, tile: &Tile, i: usize, dst: &mut [f32]) {
+        let nb = dst.len();
+        let (bias, gate) = match *store {
+            Store::Sums { .. } => (None, None),
+            Store::Act { bias, .. } => (bias, None),
+            Store::GatedAdd { bias, gate } => (bias, Some(gate)),
+        };
+        for (g, sums) in tile.iter().enumerate().take(nb.div_ceil(NR)) {
+            let (j0, mask) = (g * NR, ((1u32 << (nb - g * NR).min(NR)) - 1) as u16);
+            let (out, col) = (dst.as_mut_ptr().add(j0), n0 + j0);
+            let mut v = _mm512_loadu_ps(sums[i].as_ptr());
+            if let Some(b) = bias {
+                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, b.as_ptr().add(col)));
+            }
+            let y = match (*store, gate, act) {
+                (Store::Sums { accumulate: true }, ..) => _mm512_add_ps(_mm512_maskz_loadu_ps(mask, out), v),
+                (_, Some(gate), _) => _mm512_add_ps(_mm512_maskz_loadu_ps(mask, out), _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, gate.as_ptr().add(col)), v)),
+                (_, None, Some(silu)) => crate::cpu::vexp::x86::act16(silu, v),
+                _ => v,
+            };
+            _mm512_mask_storeu_ps(out, mask, y);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,6 +638,46 @@ mod tests {
                 gemm(isa, &x, m, k, WeightSlice::BF16(&w), WeightLayout::OutIn, n, &mut got, accumulate);
                 let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                 assert!(bits(&got) == bits(&want), "{m}x{k}x{n}, accumulate {accumulate}");
+            }
+        }
+    }
+
+    /// The store in registers gives the bits of the store in passes, for every kind: sums
+    /// stored and added, a bias alone, GELU-tanh and SiLU with and without a bias, the
+    /// gated residual with and without one; whole and partial parts, from column 0 and
+    /// from a later one.
+    #[test]
+    fn the_store_in_registers_matches_the_store_in_passes() {
+        let isa = Isa::Avx512Bf16;
+        if !isa.available() {
+            println!("SKIPPED: no AVX512-BF16 on this CPU");
+            return;
+        }
+        use super::super::pair_tile::test_operands::values;
+        let sums = values(GROUPS * MR * NR, 11, 12.0);
+        let mut tile: Tile = [[[0f32; NR]; MR]; GROUPS];
+        for (t, &v) in tile.iter_mut().flatten().flatten().zip(&sums) {
+            *t = v;
+        }
+        let (bias, gate) = (values(200, 12, 4.0), values(200, 13, 2.0));
+        let stores = [
+            Store::Sums { accumulate: false },
+            Store::Sums { accumulate: true },
+            Store::Act { bias: Some(&bias), act: None },
+            Store::Act { bias: None, act: Some(UnaryFn::GeluTanh) },
+            Store::Act { bias: Some(&bias), act: Some(UnaryFn::GeluTanh) },
+            Store::Act { bias: Some(&bias), act: Some(UnaryFn::Silu) },
+            Store::GatedAdd { bias: Some(&bias), gate: &gate },
+            Store::GatedAdd { bias: None, gate: &gate },
+        ];
+        for (k, store) in stores.iter().enumerate() {
+            for (nb, n0, i) in [(64usize, 0usize, 0usize), (37, 70, 5), (16, 128, 3), (5, 190, 1)] {
+                let init = values(nb, 14 + k, 3.0);
+                let (mut got, mut want) = (init.clone(), init);
+                store.part(isa, n0, &tile, i, &mut got);
+                store.part_in_passes(isa, n0, &tile, i, &mut want);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert!(bits(&got) == bits(&want), "store {k}, {nb} columns from {n0}, row {i}: {got:?} vs {want:?}");
             }
         }
     }

@@ -229,13 +229,10 @@ pub(super) mod x86 {
         1.0 / _mm512_reduce_add_ps(sum)
     }
 
-    /// GELU-tanh (as `unary_fn`: 0.5·x·(1 + tanh(β(x + 0.044715x³))), as x / (1 + e^-2u))
-    /// or SiLU (x / (1 + e^-x)) of row + bias.
+    /// GELU-tanh or SiLU (`act16`) of row + bias.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn act_row(silu: bool, bias: Option<&[f32]>, row: &mut [f32]) {
-        const BETA: f32 = std::f32::consts::SQRT_2 * std::f32::consts::FRAC_2_SQRT_PI * 0.5;
         let p = row.as_mut_ptr();
-        let one = _mm512_set1_ps(1.0);
         let mut i = 0;
         while i < row.len() {
             let mask = tail_mask((row.len() - i).min(16));
@@ -243,24 +240,26 @@ pub(super) mod x86 {
             if let Some(b) = bias {
                 x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, b.as_ptr().add(i)));
             }
-            let y = if silu {
-                _mm512_div_ps(
-                    x,
-                    _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))),
-                )
-            } else {
-                // 0.5·x·(1 + tanh(u)) = x / (1 + e^-2u), u = β·x·(1 + 0.044715·x²): one
-                // exponential and one division (e^-2u overflows to +inf far below 0,
-                // giving -0 as the tanh form does).
-                let scale = _mm512_fmadd_ps(
-                    _mm512_mul_ps(x, x),
-                    _mm512_set1_ps(-2.0 * BETA * 0.044715),
-                    _mm512_set1_ps(-2.0 * BETA),
-                );
-                _mm512_div_ps(x, _mm512_add_ps(one, exp16(_mm512_mul_ps(x, scale))))
-            };
-            _mm512_mask_storeu_ps(p.add(i), mask, y);
+            _mm512_mask_storeu_ps(p.add(i), mask, act16(silu, x));
             i += 16;
+        }
+    }
+
+    /// GELU-tanh (as `unary_fn`: 0.5·x·(1 + tanh(β(x + 0.044715x³))), as x / (1 + e^-2u))
+    /// or SiLU (x / (1 + e^-x)) of 16 lanes.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(in crate::cpu) unsafe fn act16(silu: bool, x: __m512) -> __m512 {
+        const BETA: f32 = std::f32::consts::SQRT_2 * std::f32::consts::FRAC_2_SQRT_PI * 0.5;
+        let one = _mm512_set1_ps(1.0);
+        if silu {
+            _mm512_div_ps(x, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))))
+        } else {
+            // 0.5·x·(1 + tanh(u)) = x / (1 + e^-2u), u = β·x·(1 + 0.044715·x²): one
+            // exponential and one division (e^-2u overflows to +inf far below 0, giving -0
+            // as the tanh form does).
+            let scale = _mm512_fmadd_ps(_mm512_mul_ps(x, x), _mm512_set1_ps(-2.0 * BETA * 0.044715), _mm512_set1_ps(-2.0 * BETA));
+            _mm512_div_ps(x, _mm512_add_ps(one, exp16(_mm512_mul_ps(x, scale))))
         }
     }
 }

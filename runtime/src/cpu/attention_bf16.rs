@@ -204,40 +204,11 @@ mod x86 {
                 }
                 false => _mm512_setzero_si512(),
             });
-            let cols = transpose16(rows);
+            let cols = crate::cpu::gemm_avx512::transpose_16x16(rows);
             for (j, col) in cols.iter().enumerate().take(d2 - NR * b) {
                 _mm512_storeu_si512(dst.as_mut_ptr().add((NR * b + j) * NR) as *mut _, *col);
             }
         }
-    }
-
-    /// The 16 x 16 transpose of 32-bit lanes: within each 128-bit lane, 32- then 64-bit
-    /// interleaves give 4 x 4 blocks of rows; two rounds of 128-bit lane shuffles place them.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn transpose16(r: [__m512i; 16]) -> [__m512i; 16] {
-        let a: [__m512i; 16] = std::array::from_fn(|i| match i % 2 {
-            0 => _mm512_unpacklo_epi32(r[i], r[i + 1]),
-            _ => _mm512_unpackhi_epi32(r[i - 1], r[i]),
-        });
-        // b[4q + m], lane l: rows 4q..4q + 4 at column 4l + m.
-        let b: [__m512i; 16] = std::array::from_fn(|i| {
-            let (q, m) = (i / 4, i % 4);
-            let (x, y) = (a[4 * q + m / 2], a[4 * q + 2 + m / 2]);
-            match m % 2 {
-                0 => _mm512_unpacklo_epi64(x, y),
-                _ => _mm512_unpackhi_epi64(x, y),
-            }
-        });
-        let mut out = [_mm512_setzero_si512(); 16];
-        for m in 0..4 {
-            let (x0, x1) = (_mm512_shuffle_i32x4::<0x44>(b[m], b[4 + m]), _mm512_shuffle_i32x4::<0xEE>(b[m], b[4 + m]));
-            let (x2, x3) = (_mm512_shuffle_i32x4::<0x44>(b[8 + m], b[12 + m]), _mm512_shuffle_i32x4::<0xEE>(b[8 + m], b[12 + m]));
-            out[m] = _mm512_shuffle_i32x4::<0x88>(x0, x2);
-            out[4 + m] = _mm512_shuffle_i32x4::<0xDD>(x0, x2);
-            out[8 + m] = _mm512_shuffle_i32x4::<0x88>(x1, x3);
-            out[12 + m] = _mm512_shuffle_i32x4::<0xDD>(x1, x3);
-        }
-        out
     }
 
     /// V rows `lo` and `hi` (`None`: zeros) as pairs of keys: column c's pair at
@@ -248,8 +219,9 @@ mod x86 {
         let groups = d.div_ceil(NR);
         assert!(hi.is_none_or(|h| h.len() == d) && (groups == 0 || dst.len() >= (groups - 1) * stride + NR), "V pair bounds");
         // Halves [lo 0..16, hi 0..16] into pairs (lo c, hi c).
-        static INTERLEAVE: [u16; 32] = [0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31];
-        let order = _mm512_loadu_si512(INTERLEAVE.as_ptr() as *const _);
+        let order = _mm512_set_epi16(
+            31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0,
+        );
         for g in 0..groups {
             let mask = ((1u32 << (d - g * NR).min(NR)) - 1) as u16;
             let a = _mm512_maskz_loadu_ps(mask, lo.as_ptr().add(g * NR));

@@ -127,7 +127,7 @@ pub unsafe fn bf16_pairs_out_in_avx512(w: &[u16], k: usize, k0: usize, kc: usize
 /// The 16 x 16 transpose of 32-bit lanes: element j of result i is element i of input j.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn transpose_16x16(r: [std::arch::x86_64::__m512i; 16]) -> [std::arch::x86_64::__m512i; 16] {
+pub(super) unsafe fn transpose_16x16(r: [std::arch::x86_64::__m512i; 16]) -> [std::arch::x86_64::__m512i; 16] {
     use std::arch::x86_64::*;
     // Per 128-bit lane L, t[2i] holds (r[2i][4L], r[2i+1][4L], r[2i][4L+1], r[2i+1][4L+1])
     // and t[2i+1] the same of elements 4L+2 and 4L+3.

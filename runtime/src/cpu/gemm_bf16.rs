@@ -581,6 +581,19 @@ mod x86 {
 mod tests {
     use super::*;
 
+    /// The AVX512-BF16 level, or `None` (said so) where this CPU lacks it.
+    fn bf16_level() -> Option<Isa> {
+        let isa = Isa::Avx512Bf16;
+        isa.available().then_some(isa).or_else(|| {
+            println!("SKIPPED: no AVX512-BF16 on this CPU");
+            None
+        })
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|f| f.to_bits()).collect()
+    }
+
     /// Rows rounded straight into lines equal the f32 packing rounded panel by panel and
     /// laid in lines, at every level (the AVX-512 conversion where the CPU has it): a
     /// partial row panel, several K blocks, odd K, K tails shorter and longer than 32.
@@ -621,11 +634,7 @@ mod tests {
     /// the thread's lines buffer, reused from the shape before, holds stale pairs.
     #[test]
     fn rows_rounded_on_first_use_match_rows_rounded_ahead() {
-        let isa = Isa::Avx512Bf16;
-        if !isa.available() {
-            println!("SKIPPED: no AVX512-BF16 on this CPU");
-            return;
-        }
+        let Some(isa) = bf16_level() else { return };
         use super::super::pair_tile::test_operands::values;
         for (m, k, n) in [(301usize, 517usize, 300usize), (97, 64, 700), (1, 9, 130), (200, 1030, 260)] {
             let x = values(m * k, 4, 2.0);
@@ -636,7 +645,6 @@ mod tests {
                 let packed = PackedRows { data: super::super::gemm_pack::pack_rows(isa, &x, m, k, m.div_ceil(MR)), rows: m, k };
                 gemm_packed(isa, &packed, WeightSlice::BF16(&w), WeightLayout::OutIn, n, &mut want, accumulate);
                 gemm(isa, &x, m, k, WeightSlice::BF16(&w), WeightLayout::OutIn, n, &mut got, accumulate);
-                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                 assert!(bits(&got) == bits(&want), "{m}x{k}x{n}, accumulate {accumulate}");
             }
         }
@@ -648,11 +656,7 @@ mod tests {
     /// from a later one.
     #[test]
     fn the_store_in_registers_matches_the_store_in_passes() {
-        let isa = Isa::Avx512Bf16;
-        if !isa.available() {
-            println!("SKIPPED: no AVX512-BF16 on this CPU");
-            return;
-        }
+        let Some(isa) = bf16_level() else { return };
         use super::super::pair_tile::test_operands::values;
         let sums = values(GROUPS * MR * NR, 11, 12.0);
         let mut tile: Tile = [[[0f32; NR]; MR]; GROUPS];
@@ -676,7 +680,6 @@ mod tests {
                 let (mut got, mut want) = (init.clone(), init);
                 store.part(isa, n0, &tile, i, &mut got);
                 store.part_in_passes(isa, n0, &tile, i, &mut want);
-                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                 assert!(bits(&got) == bits(&want), "store {k}, {nb} columns from {n0}, row {i}: {got:?} vs {want:?}");
             }
         }
@@ -688,11 +691,7 @@ mod tests {
     /// and row panel, one and several row runs, stored and accumulated.
     #[test]
     fn paired_weights_match_pairing_per_call() {
-        let isa = Isa::Avx512Bf16;
-        if !isa.available() {
-            println!("SKIPPED: no AVX512-BF16 on this CPU");
-            return;
-        }
+        let Some(isa) = bf16_level() else { return };
         use super::super::pair_tile::test_operands::values;
         for (m, k, n) in [(301usize, 517usize, 300usize), (7, 130, 256), (200, 64, 400)] {
             let x = values(m * k, 1, 2.0);
@@ -704,7 +703,6 @@ mod tests {
                 let (mut want, mut got) = (init.clone(), init);
                 gemm(isa, &x, m, k, WeightSlice::BF16(&w), WeightLayout::OutIn, n, &mut want, accumulate);
                 linear(isa, &x, m, k, WeightSlice::BF16(&w), Some(&paired), n, &mut got, Store::Sums { accumulate });
-                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                 assert!(bits(&got) == bits(&want), "{m}x{k}x{n}, accumulate {accumulate}");
             }
         }

@@ -243,8 +243,8 @@ mod tests {
     use super::super::pair_tile::test_operands::values;
 
     /// K and V as tile operands hold each value's bf16 rounding (to nearest even) where the
-    /// tile reads it, zeros elsewhere: even and odd D (the gathered and the per-key K),
-    /// key counts that end mid-panel and mid-pair, one key, D past one 16-column group.
+    /// tile reads it, zeros elsewhere: even and odd D, key counts that end mid-panel and
+    /// mid-pair, one key, D past one 16-column group and past 32 pairs.
     #[test]
     fn head_pairs_hold_each_value_rounded_in_its_place() {
         if !Isa::Avx512Bf16.available() {

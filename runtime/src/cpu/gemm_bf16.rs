@@ -101,7 +101,7 @@ pub(super) fn linear(isa: Isa, x: &[f32], m: usize, k: usize, w: WeightSlice, pa
 fn gemm_with(isa: Isa, x: &[f32], m: usize, k: usize, w: Weights, n: usize, out: &mut [f32], store: Store) {
     assert!(x.len() >= m * k, "gemm input holds {} floats, {m} x {k} needed", x.len());
     let mut pairs = PAIRS.with(|p| p.borrow_mut().take()).unwrap_or_default();
-    let len = m.div_ceil(MR) * k.div_ceil(KC) * KC / 2 * MR;
+    let len = pairs_len(m, k);
     // Every line a tile reads is rounded first; only growth clears.
     if pairs.len() < len {
         pairs.resize(len, 0);
@@ -120,6 +120,11 @@ pub(super) fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: Weig
 
 /// Sub-blocks of KP pairs per K block.
 const SUBS: usize = KC / 2 / KP;
+
+/// The pairs of x [m, k], rows to whole panels and K to whole blocks.
+fn pairs_len(m: usize, k: usize) -> usize {
+    m.div_ceil(MR) * k.div_ceil(KC) * KC / 2 * MR
+}
 const _: () = assert!((KC / 2).is_multiple_of(KP), "whole sub-blocks per K block");
 
 /// Sub-block `sub` (inner indices sub·2·KP.., K blocks back to back) of x [m, k]'s row
@@ -187,34 +192,44 @@ const POISONED: u8 = 3;
 
 /// x's lines rounded on first use, per (row run, sub-block), by whichever task meets
 /// them first; a task that meets them while another rounds them waits the moment it takes.
+/// Sub-block s of the product is x's sub-block s (every K block but the last has SUBS).
 struct LazyLines<'a> {
     x: &'a [f32],
+    m: usize,
+    k: usize,
     lines: *mut u32,
-    len: usize,
-    state: Vec<AtomicU8>,
+    _lines: std::marker::PhantomData<&'a mut [u32]>,
+    row_panels: usize,
+    run_len: usize,
     subs: usize,
+    state: Vec<AtomicU8>,
 }
 
-// SAFETY: each (run, sub-block)'s lines are written by the one task that moved its state
-// from TODO to BUSY, and read only after READY is seen with Acquire ordering.
+// SAFETY: each (run, sub-block)'s lines (disjoint from every other's) are written by the
+// one task that moved its state from TODO to BUSY, and read only after READY is seen with
+// Acquire ordering.
 unsafe impl Sync for LazyLines<'_> {}
 
 impl<'a> LazyLines<'a> {
-    fn new(x: &'a [f32], lines: &'a mut [u32], runs: usize, subs: usize) -> Self {
-        LazyLines { x, len: lines.len(), lines: lines.as_mut_ptr(), state: (0..runs * subs).map(|_| AtomicU8::new(TODO)).collect(), subs }
+    /// x [m, k] rounded into `lines` for `subs` sub-blocks, in runs of `run_len` row panels.
+    fn new(x: &'a [f32], m: usize, k: usize, lines: &'a mut [u32], run_len: usize, subs: usize) -> Self {
+        let row_panels = m.div_ceil(MR);
+        assert!(x.len() >= m * k && lines.len() >= pairs_len(m, k) && subs <= k.div_ceil(KC) * SUBS, "x rows of {} floats and {} line pairs for {m} x {k}", x.len(), lines.len());
+        let runs = row_panels.div_ceil(run_len.max(1));
+        let state = (0..runs * subs).map(|_| AtomicU8::new(TODO)).collect();
+        LazyLines { x, m, k, lines: lines.as_mut_ptr(), _lines: std::marker::PhantomData, row_panels, run_len: run_len.max(1), subs, state }
     }
 
     fn ready(&self, run: usize, s: usize) -> bool {
         self.state[run * self.subs + s].load(Ordering::Acquire) == READY
     }
 
-    /// The lines of sub-block `s` (`sub` in x's order) of the run's row panels, rounded
-    /// by this task unless another did (or does) it.
-    #[allow(clippy::too_many_arguments)]
-    fn get(&self, isa: Isa, m: usize, k: usize, row_panels: usize, run: usize, s: usize, sub: usize, panels: std::ops::Range<usize>) -> &[u32] {
-        let start = (sub * row_panels + panels.start) * KP * MR;
+    /// The lines of sub-block `s` of row run `run`'s panels, rounded by this task unless
+    /// another did (or does) it.
+    fn get(&self, isa: Isa, run: usize, s: usize) -> &[u32] {
+        let panels = run * self.run_len..((run + 1) * self.run_len).min(self.row_panels);
+        let start = (s * self.row_panels + panels.start) * KP * MR;
         let len = panels.len() * KP * MR;
-        assert!(start + len <= self.len, "x lines of sub-block {sub}, row panels {panels:?}");
         let state = &self.state[run * self.subs + s];
         if state.compare_exchange(TODO, BUSY, Ordering::Acquire, Ordering::Acquire).is_ok() {
             /// Marks the lines poisoned if the rounding panics, so no task waits forever.
@@ -227,21 +242,29 @@ impl<'a> LazyLines<'a> {
                 }
             }
             let _poison = Poison(state);
-            // SAFETY: in bounds (asserted); this task alone moved the state to BUSY, so
+            // SAFETY: within the lines (s < subs ≤ the sub-blocks `new` checked room for,
+            // panels within the row panels); this task alone moved the state to BUSY, so
             // no other task reads or writes these lines until READY.
             let dst = unsafe { std::slice::from_raw_parts_mut(self.lines.add(start), len) };
-            round_lines(isa, self.x, m, k, sub, panels, dst);
+            round_lines(isa, self.x, self.m, self.k, s, panels, dst);
             state.store(READY, Ordering::Release);
         } else {
+            // Rounding a unit takes microseconds; past a few thousand spins the rounding
+            // thread is likely descheduled, so give it the core.
+            let mut spins = 0u32;
             loop {
                 match state.load(Ordering::Acquire) {
                     READY => break,
                     POISONED => panic!("rounding x's lines panicked in another task"),
-                    _ => std::hint::spin_loop(),
+                    _ if spins < 4096 => {
+                        spins += 1;
+                        std::hint::spin_loop();
+                    }
+                    _ => std::thread::yield_now(),
                 }
             }
         }
-        // SAFETY: in bounds; READY was seen (Acquire), and nothing writes them any more.
+        // SAFETY: as above; READY was seen (Acquire), and nothing writes them any more.
         unsafe { std::slice::from_raw_parts(self.lines.add(start), len) }
     }
 }
@@ -267,21 +290,30 @@ pub(super) enum Store<'a> {
 }
 
 impl Store<'_> {
+    /// The bias and gate vectors the store reads, where it has them.
+    fn bias_gate(&self) -> (Option<&[f32]>, Option<&[f32]>) {
+        match *self {
+            Store::Sums { .. } => (None, None),
+            Store::Act { bias, .. } => (bias, None),
+            Store::GatedAdd { bias, gate } => (bias, Some(gate)),
+        }
+    }
+
     /// Row `i` of one part's sums into `dst`, its columns n0..n0 + dst.len().
     fn part(&self, isa: Isa, n0: usize, tile: &Tile, i: usize, dst: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if isa.bf16_dot() && dst.len() <= COLS {
             let act = match *self {
-                Store::Act { act: Some(UnaryFn::Silu), .. } => Some(Some(true)),
-                Store::Act { act: Some(UnaryFn::GeluTanh), .. } => Some(Some(false)),
-                Store::Act { act: Some(_), .. } => None,
-                _ => Some(None),
+                Store::Act { act: Some(UnaryFn::Silu), .. } => x86::Act::Silu,
+                Store::Act { act: Some(UnaryFn::GeluTanh), .. } => x86::Act::GeluTanh,
+                Store::Act { act: Some(_), .. } => return self.part_in_passes(isa, n0, tile, i, dst),
+                _ => x86::Act::None,
             };
-            if let Some(act) = act {
-                // SAFETY: the level has AVX-512 F; `run` asserted that the bias and gate
-                // cover every column, and dst holds at most one part's columns.
-                return unsafe { x86::store_part(self, act, n0, tile, i, dst) };
-            }
+            let (bias, gate) = self.bias_gate();
+            assert!([bias, gate].into_iter().flatten().all(|v| v.len() >= n0 + dst.len()), "bias or gate shorter than column {}", n0 + dst.len());
+            // SAFETY: the level has AVX-512 F; the bias and gate cover dst's columns, and dst
+            // holds at most one part's.
+            return unsafe { x86::store_part(self, act, n0, tile, i, dst) };
         }
         self.part_in_passes(isa, n0, tile, i, dst);
     }
@@ -314,17 +346,12 @@ impl Store<'_> {
 #[allow(clippy::too_many_arguments)]
 fn run(isa: Isa, x: X, m: usize, k: usize, w: Weights, n: usize, out: &mut [f32], store: Store) {
     assert!(out.len() >= m * n, "gemm output holds {} floats, {m} x {n} needed", out.len());
-    let (bias, gate) = match store {
-        Store::Sums { .. } => (None, None),
-        Store::Act { bias, .. } => (bias, None),
-        Store::GatedAdd { bias, gate } => (bias, Some(gate)),
-    };
+    let (bias, gate) = store.bias_gate();
     for v in [bias, gate].into_iter().flatten() {
         assert!(v.len() >= n, "bias or gate of {} floats for {n} columns", v.len());
     }
     let row_panels = m.div_ceil(MR);
     let k_blocks = k.div_ceil(KC);
-    let pairs_len = k_blocks * row_panels * KC / 2 * MR;
     // Sub-blocks of KP pairs, each of one K block: the weight panel holds them in order.
     let subs: Vec<(usize, usize, usize)> = (0..k_blocks)
         .flat_map(|kb| {
@@ -343,13 +370,10 @@ fn run(isa: Isa, x: X, m: usize, k: usize, w: Weights, n: usize, out: &mut [f32]
     let run_len = row_panels.div_ceil(runs);
     let (packed, lazy) = match x {
         X::Packed(pairs) => {
-            assert!(pairs.len() >= pairs_len, "packed pairs of x");
+            assert!(pairs.len() >= pairs_len(m, k), "packed pairs of x");
             (pairs, None)
         }
-        X::Rows { x, lines } => {
-            assert!(x.len() >= m * k && lines.len() >= pairs_len, "x rows of {} floats and {} line pairs for {m} x {k}", x.len(), lines.len());
-            (&[][..], Some(LazyLines::new(x, lines, runs, subs.len())))
-        }
+        X::Rows { x, lines } => (&[][..], Some(LazyLines::new(x, m, k, lines, run_len, subs.len()))),
     };
     let panels = if lazy.is_some() { XPanels::Lines } else { XPanels::Interleaved };
     let shared = SharedOut::new(out);
@@ -384,11 +408,11 @@ fn run(isa: Isa, x: X, m: usize, k: usize, w: Weights, n: usize, out: &mut [f32]
         // 1.01x-1.03x on the flow's 1000-row products).
         let share = PART_PAIRS.div_ceil(rp1 - rp0).next_multiple_of(16);
         for (s, &(kb, h0, hp)) in subs.iter().enumerate() {
-            let lines = lazy.as_ref().map(|l| l.get(isa, m, k, row_panels, r, s, kb * SUBS + h0 / KP, rp0..rp1));
-            // The rows of the next sub-block, asked into L2 a panel at a time by the task
-            // that will round them.
-            let next_rows = match (&lazy, subs.get(s + 1)) {
-                (Some(l), Some(&(kb1, h1, _))) if !l.ready(r, s + 1) => Some((l.x, (kb1 * SUBS + h1 / KP) * 2 * KP)),
+            let lines = lazy.as_ref().map(|l| l.get(isa, r, s));
+            // The rows of the next sub-block, asked into L2 a panel at a time while it is
+            // not yet rounded (by the run's first task, as a rule, which rounds it next).
+            let next_rows = match &lazy {
+                Some(l) if s + 1 < subs.len() && !l.ready(r, s + 1) => Some((l.x, (s + 1) * 2 * KP)),
                 _ => None,
             };
             // Each row panel's pairs meet every part while they are in L1.
@@ -548,17 +572,21 @@ mod x86 {
 
     use super::{Store, Tile, NR};
 
-    /// `Store::part` 16 columns a vector, the bias, activation (`act`: SiLU or not, as
-    /// `vexp::x86::act16`) or gated residual applied in registers, with the scalar path's
-    /// operations in its order (the same bits).
+    /// The activation a store in registers applies (`vexp::x86::act16`).
+    #[derive(Clone, Copy)]
+    pub(super) enum Act {
+        None,
+        Silu,
+        GeluTanh,
+    }
+
+    /// `Store::part` 16 columns a vector, the bias, activation (`act`, of `Store::Act`) or
+    /// gated residual applied in registers, with the passes' operations in their order
+    /// (the same bits). The bias and gate must cover columns n0..n0 + dst.len().
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn store_part(store: &Store, act: Option<bool>, n0: usize, tile: &Tile, i: usize, dst: &mut [f32]) {
+    pub(super) unsafe fn store_part(store: &Store, act: Act, n0: usize, tile: &Tile, i: usize, dst: &mut [f32]) {
         let nb = dst.len();
-        let (bias, gate) = match *store {
-            Store::Sums { .. } => (None, None),
-            Store::Act { bias, .. } => (bias, None),
-            Store::GatedAdd { bias, gate } => (bias, Some(gate)),
-        };
+        let (bias, gate) = store.bias_gate();
         for (g, sums) in tile.iter().enumerate().take(nb.div_ceil(NR)) {
             let (j0, mask) = (g * NR, ((1u32 << (nb - g * NR).min(NR)) - 1) as u16);
             let (out, col) = (dst.as_mut_ptr().add(j0), n0 + j0);
@@ -569,8 +597,9 @@ mod x86 {
             let y = match (*store, gate, act) {
                 (Store::Sums { accumulate: true }, ..) => _mm512_add_ps(_mm512_maskz_loadu_ps(mask, out), v),
                 (_, Some(gate), _) => _mm512_add_ps(_mm512_maskz_loadu_ps(mask, out), _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, gate.as_ptr().add(col)), v)),
-                (_, None, Some(silu)) => crate::cpu::vexp::x86::act16(silu, v),
-                _ => v,
+                (_, None, Act::Silu) => crate::cpu::vexp::x86::act16(true, v),
+                (_, None, Act::GeluTanh) => crate::cpu::vexp::x86::act16(false, v),
+                (_, None, Act::None) => v,
             };
             _mm512_mask_storeu_ps(out, mask, y);
         }
@@ -651,9 +680,9 @@ mod tests {
     }
 
     /// The store in registers gives the bits of the store in passes, for every kind: sums
-    /// stored and added, a bias alone, GELU-tanh and SiLU with and without a bias, the
-    /// gated residual with and without one; whole and partial parts, from column 0 and
-    /// from a later one.
+    /// stored and added, a bias alone, neither, GELU-tanh and SiLU with and without a
+    /// bias, an activation left to the passes (ReLU), the gated residual with and without
+    /// a bias; whole and partial parts, from column 0 and from a later one.
     #[test]
     fn the_store_in_registers_matches_the_store_in_passes() {
         let Some(isa) = bf16_level() else { return };
@@ -671,6 +700,9 @@ mod tests {
             Store::Act { bias: None, act: Some(UnaryFn::GeluTanh) },
             Store::Act { bias: Some(&bias), act: Some(UnaryFn::GeluTanh) },
             Store::Act { bias: Some(&bias), act: Some(UnaryFn::Silu) },
+            Store::Act { bias: None, act: Some(UnaryFn::Silu) },
+            Store::Act { bias: None, act: None },
+            Store::Act { bias: Some(&bias), act: Some(UnaryFn::Relu) },
             Store::GatedAdd { bias: Some(&bias), gate: &gate },
             Store::GatedAdd { bias: None, gate: &gate },
         ];

@@ -309,10 +309,11 @@ impl Store<'_> {
                 Store::Act { act: Some(_), .. } => return self.part_in_passes(isa, n0, tile, i, dst),
                 _ => x86::Act::None,
             };
+            // Checked once per product by `run` (here per row, in debug builds).
             let (bias, gate) = self.bias_gate();
-            assert!([bias, gate].into_iter().flatten().all(|v| v.len() >= n0 + dst.len()), "bias or gate shorter than column {}", n0 + dst.len());
-            // SAFETY: the level has AVX-512 F; the bias and gate cover dst's columns, and dst
-            // holds at most one part's.
+            debug_assert!([bias, gate].into_iter().flatten().all(|v| v.len() >= n0 + dst.len()), "bias or gate shorter than column {}", n0 + dst.len());
+            // SAFETY: the level has AVX-512 F; the bias and gate cover dst's columns (`run`
+            // asserts that they cover every column), and dst holds at most one part's.
             return unsafe { x86::store_part(self, act, n0, tile, i, dst) };
         }
         self.part_in_passes(isa, n0, tile, i, dst);

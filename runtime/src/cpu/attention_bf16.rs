@@ -184,6 +184,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::NR;
+    use crate::cpu::vexp::x86::tail_mask;
 
     /// The Kᵀ panel of the 16 keys from `key0`, [D/2][16] pairs of head dimensions (keys
     /// past `keys` 0, an odd D's last dimension paired with 0): per 16 pairs, each key's
@@ -195,7 +196,7 @@ mod x86 {
         let live = (keys - key0).min(NR);
         for b in 0..d2.div_ceil(NR) {
             let f0 = 2 * NR * b;
-            let mask = |from: usize| ((1u32 << (d - f0).saturating_sub(from).min(16)) - 1) as u16;
+            let mask = |from: usize| tail_mask((d - f0).saturating_sub(from).min(16));
             let rows: [__m512i; NR] = std::array::from_fn(|i| match i < live {
                 true => {
                     let row = k.as_ptr().add((key0 + i) * d + f0);
@@ -223,7 +224,7 @@ mod x86 {
             31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0,
         );
         for g in 0..groups {
-            let mask = ((1u32 << (d - g * NR).min(NR)) - 1) as u16;
+            let mask = tail_mask((d - g * NR).min(NR));
             let a = _mm512_maskz_loadu_ps(mask, lo.as_ptr().add(g * NR));
             let b = match hi {
                 Some(h) => _mm512_maskz_loadu_ps(mask, h.as_ptr().add(g * NR)),

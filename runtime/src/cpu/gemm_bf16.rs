@@ -120,12 +120,12 @@ pub(super) fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: Weig
 
 /// Sub-blocks of KP pairs per K block.
 const SUBS: usize = KC / 2 / KP;
+const _: () = assert!((KC / 2).is_multiple_of(KP), "whole sub-blocks per K block");
 
 /// The pairs of x [m, k], rows to whole panels and K to whole blocks.
 fn pairs_len(m: usize, k: usize) -> usize {
     m.div_ceil(MR) * k.div_ceil(KC) * KC / 2 * MR
 }
-const _: () = assert!((KC / 2).is_multiple_of(KP), "whole sub-blocks per K block");
 
 /// Sub-block `sub` (inner indices sub·2·KP.., K blocks back to back) of x [m, k]'s row
 /// panels `panels` as bf16 pairs, each row's in a line of KP: `lines` [panel][MR][KP],
@@ -213,11 +213,10 @@ unsafe impl Sync for LazyLines<'_> {}
 impl<'a> LazyLines<'a> {
     /// x [m, k] rounded into `lines` for `subs` sub-blocks, in runs of `run_len` row panels.
     fn new(x: &'a [f32], m: usize, k: usize, lines: &'a mut [u32], run_len: usize, subs: usize) -> Self {
-        let row_panels = m.div_ceil(MR);
+        let (row_panels, run_len) = (m.div_ceil(MR), run_len.max(1));
         assert!(x.len() >= m * k && lines.len() >= pairs_len(m, k) && subs <= k.div_ceil(KC) * SUBS, "x rows of {} floats and {} line pairs for {m} x {k}", x.len(), lines.len());
-        let runs = row_panels.div_ceil(run_len.max(1));
-        let state = (0..runs * subs).map(|_| AtomicU8::new(TODO)).collect();
-        LazyLines { x, m, k, lines: lines.as_mut_ptr(), _lines: std::marker::PhantomData, row_panels, run_len: run_len.max(1), subs, state }
+        let state = (0..row_panels.div_ceil(run_len) * subs).map(|_| AtomicU8::new(TODO)).collect();
+        LazyLines { x, m, k, lines: lines.as_mut_ptr(), _lines: std::marker::PhantomData, row_panels, run_len, subs, state }
     }
 
     fn ready(&self, run: usize, s: usize) -> bool {
@@ -309,9 +308,6 @@ impl Store<'_> {
                 Store::Act { act: Some(_), .. } => return self.part_in_passes(isa, n0, tile, i, dst),
                 _ => x86::Act::None,
             };
-            // Checked once per product by `run` (here per row, in debug builds).
-            let (bias, gate) = self.bias_gate();
-            debug_assert!([bias, gate].into_iter().flatten().all(|v| v.len() >= n0 + dst.len()), "bias or gate shorter than column {}", n0 + dst.len());
             // SAFETY: the level has AVX-512 F; the bias and gate cover dst's columns (`run`
             // asserts that they cover every column), and dst holds at most one part's.
             return unsafe { x86::store_part(self, act, n0, tile, i, dst) };
@@ -588,8 +584,10 @@ mod x86 {
     pub(super) unsafe fn store_part(store: &Store, act: Act, n0: usize, tile: &Tile, i: usize, dst: &mut [f32]) {
         let nb = dst.len();
         let (bias, gate) = store.bias_gate();
+        // Checked once per product by `run` (here per row, in debug builds).
+        debug_assert!([bias, gate].into_iter().flatten().all(|v| v.len() >= n0 + nb), "bias or gate shorter than column {}", n0 + nb);
         for (g, sums) in tile.iter().enumerate().take(nb.div_ceil(NR)) {
-            let (j0, mask) = (g * NR, ((1u32 << (nb - g * NR).min(NR)) - 1) as u16);
+            let (j0, mask) = (g * NR, crate::cpu::vexp::x86::tail_mask((nb - g * NR).min(NR)));
             let (out, col) = (dst.as_mut_ptr().add(j0), n0 + j0);
             let mut v = _mm512_loadu_ps(sums[i].as_ptr());
             if let Some(b) = bias {

@@ -285,10 +285,7 @@ mod kernel {
         let mut i = 0;
         while i < dst.len() {
             let left = src.len().saturating_sub(i);
-            let mask = |from: usize| -> u16 {
-                let count = left.saturating_sub(from).min(16);
-                ((1u32 << count) - 1) as u16
-            };
+            let mask = |from: usize| crate::cpu::vexp::x86::tail_mask(left.saturating_sub(from).min(16));
             let lo = _mm512_maskz_loadu_ps(mask(0), s.wrapping_add(i));
             let hi = _mm512_maskz_loadu_ps(mask(16), s.wrapping_add(i + 16));
             let halves: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));

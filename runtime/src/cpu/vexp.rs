@@ -160,9 +160,9 @@ pub(super) mod x86 {
         _mm512_scalef_ps(p, n)
     }
 
-    /// The lanes of a row's last partial chunk.
+    /// The first `len` (at most 16) lanes: a row's last partial chunk.
     #[inline]
-    fn tail_mask(len: usize) -> __mmask16 {
+    pub(in crate::cpu) fn tail_mask(len: usize) -> __mmask16 {
         ((1u32 << len) - 1) as __mmask16
     }
 

@@ -99,7 +99,7 @@ impl HeadPairs {
         #[cfg(target_arch = "x86_64")]
         unsafe {
             for (panel, dst) in kp.chunks_exact_mut(d2 * NR).take(keys.div_ceil(NR)).enumerate() {
-                x86::k_panel(k, d, keys, panel * NR, dst);
+                crate::cpu::gemm_avx512::row_pair_panel(k, d, keys, panel * NR, dst);
             }
             for j in 0..k2 {
                 let hi = (2 * j + 1 < keys).then(|| &v[(2 * j + 1) * d..(2 * j + 2) * d]);
@@ -185,32 +185,6 @@ mod x86 {
 
     use super::NR;
     use crate::cpu::vexp::x86::tail_mask;
-
-    /// The Kᵀ panel of the 16 keys from `key0`, [D/2][16] pairs of head dimensions (keys
-    /// past `keys` 0, an odd D's last dimension paired with 0): per 16 pairs, each key's
-    /// row rounded into one vector of pairs, then the 16 x 16 block transposed in registers.
-    #[target_feature(enable = "avx512f,avx512bf16")]
-    pub(super) unsafe fn k_panel(k: &[f32], d: usize, keys: usize, key0: usize, dst: &mut [u32]) {
-        let d2 = d.div_ceil(2);
-        assert!(key0 < keys && keys * d <= k.len() && dst.len() >= d2 * NR, "K panel bounds");
-        let live = (keys - key0).min(NR);
-        for b in 0..d2.div_ceil(NR) {
-            let f0 = 2 * NR * b;
-            let mask = |from: usize| tail_mask((d - f0).saturating_sub(from).min(16));
-            let rows: [__m512i; NR] = std::array::from_fn(|i| match i < live {
-                true => {
-                    let row = k.as_ptr().add((key0 + i) * d + f0);
-                    let (lo, hi) = (_mm512_maskz_loadu_ps(mask(0), row), _mm512_maskz_loadu_ps(mask(16), row.wrapping_add(16)));
-                    std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo))
-                }
-                false => _mm512_setzero_si512(),
-            });
-            let cols = crate::cpu::gemm_avx512::transpose_16x16(rows);
-            for (j, col) in cols.iter().enumerate().take(d2 - NR * b) {
-                _mm512_storeu_si512(dst.as_mut_ptr().add((NR * b + j) * NR) as *mut _, *col);
-            }
-        }
-    }
 
     /// V rows `lo` and `hi` (`None`: zeros) as pairs of keys: column c's pair at
     /// dst[(c / 16) · stride + c % 16], a whole group of 16 at a time (zero past the row).

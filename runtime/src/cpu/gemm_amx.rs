@@ -11,6 +11,7 @@
 
 use rayon::prelude::*;
 
+use super::store::{Act, Store};
 use super::view::{SharedOut, WeightSlice};
 use crate::op::WeightLayout;
 
@@ -69,10 +70,18 @@ pub fn gemm(
     out: &mut [f32],
     accumulate: bool,
 ) {
-    gemm_in_chunks(x, m, k, w, layout, n, out, accumulate, X_CHUNK_BYTES)
+    gemm_in_chunks(x, m, k, w, layout, n, out, &Store::Sums { accumulate }, X_CHUNK_BYTES)
 }
 
-/// `gemm` with x in row chunks of about `chunk_bytes` packed (results do not depend on it).
+/// `Linear`'s product: out = store(x · wᵀ) for out-in weights, the store's bias,
+/// activation or gated residual applied as the tiles are written (`store.in_registers()`
+/// must give its activation a vector form).
+pub(super) fn linear(x: &[f32], m: usize, k: usize, w: WeightSlice, n: usize, out: &mut [f32], store: &Store) {
+    gemm_in_chunks(x, m, k, w, WeightLayout::OutIn, n, out, store, X_CHUNK_BYTES)
+}
+
+/// The product stored by `store`, with x in row chunks of about `chunk_bytes` packed
+/// (results do not depend on it).
 #[allow(clippy::too_many_arguments)]
 fn gemm_in_chunks(
     x: &[f32],
@@ -82,7 +91,7 @@ fn gemm_in_chunks(
     layout: WeightLayout,
     n: usize,
     out: &mut [f32],
-    accumulate: bool,
+    store: &Store,
     chunk_bytes: usize,
 ) {
     assert!(
@@ -93,6 +102,8 @@ fn gemm_in_chunks(
         x.len() >= m * k && out.len() >= m * n && w.len() >= n * k,
         "gemm bounds"
     );
+    store.assert_covers(n);
+    let act = store.in_registers().expect("an activation with a vector form");
     let steps = k.div_ceil(TK);
     let pairs = m.div_ceil(2 * ROWS);
     let xpack = pack_x(x, m, k, 2 * pairs, steps);
@@ -131,9 +142,9 @@ fn gemm_in_chunks(
             unsafe {
                 load_config();
                 for p in chunk * chunk_pairs..((chunk + 1) * chunk_pairs).min(pairs) {
-                    let x0 = xpack.as_ptr().add(2 * p * steps * X_TILE);
+                    let x0 = (xpack.as_ptr() as *const u16).add(2 * p * steps * X_TILE);
                     tile_block(wp, stride, x0, x0.add(steps * X_TILE), steps, tiles);
-                    store_tiles(tiles, &shared, m, n, 2 * p * ROWS, n0, nb, accumulate);
+                    store_tiles(tiles, &shared, m, n, 2 * p * ROWS, n0, nb, store, act);
                 }
                 release();
             }
@@ -141,29 +152,17 @@ fn gemm_in_chunks(
     );
 }
 
-/// x [m, k] as tiles [m tile][step][16 pairs][16 rows] of bf16 pairs, zero padded to
-/// `tiles` row tiles and `steps·32` inner indices.
-fn pack_x(x: &[f32], m: usize, k: usize, tiles: usize, steps: usize) -> Vec<u16> {
-    let mut packed = vec![0u16; tiles * steps * X_TILE];
+/// x [m, k] as tiles [m tile][step][16 pairs][16 rows] of bf16 pairs (one u32 each),
+/// zero padded to `tiles` row tiles and `steps·32` inner indices.
+fn pack_x(x: &[f32], m: usize, k: usize, tiles: usize, steps: usize) -> Vec<u32> {
+    let mut packed = vec![0u32; tiles * steps * X_TILE / 2];
     packed
-        .par_chunks_mut(steps * X_TILE)
+        .par_chunks_mut(steps * X_TILE / 2)
         .enumerate()
-        .for_each(|(t, dst)| {
-            let mut row = [0u16; TK];
-            for r in 0..ROWS.min(m.saturating_sub(t * ROWS)) {
-                let src = &x[(t * ROWS + r) * k..][..k];
-                for s in 0..steps {
-                    let chunk = &src[(s * TK).min(k)..((s + 1) * TK).min(k)];
-                    to_bf16(chunk, &mut row[..chunk.len()]);
-                    row[chunk.len()..].fill(0);
-                    let tile = &mut dst[s * X_TILE..][..X_TILE];
-                    for kk in 0..TK / 2 {
-                        tile[(kk * ROWS + r) * 2] = row[2 * kk];
-                        tile[(kk * ROWS + r) * 2 + 1] = row[2 * kk + 1];
-                    }
-                }
-            }
-        });
+        .take(m.div_ceil(ROWS))
+        // SAFETY: the AMX level implies AVX-512 F and AVX512-BF16; a row tile's steps hold
+        // the panel's k/2 pairs of 16 rows.
+        .for_each(|(t, dst)| unsafe { super::gemm_avx512::row_pair_panel(x, k, m, t * ROWS, dst) });
     packed
 }
 
@@ -232,53 +231,36 @@ unsafe fn to_bf16_avx512(src: &[f32], dst: &mut [u16]) {
     }
 }
 
-/// Stores (or adds) the four accumulator tiles into `out`: tile t = 2·(weight tile) +
+/// Writes the four accumulator tiles into `out` by `store`: tile t = 2·(weight tile) +
 /// (x tile) holds outᵀ, element [j][i] being out[m0 + 16·xt + i][n0 + 16·wt + j].
 #[allow(clippy::too_many_arguments)]
-fn store_tiles(
-    tiles: &[f32],
-    out: &SharedOut,
-    m: usize,
-    n: usize,
-    m0: usize,
-    n0: usize,
-    nb: usize,
-    accumulate: bool,
-) {
+fn store_tiles(tiles: &[f32], out: &SharedOut, m: usize, n: usize, m0: usize, n0: usize, nb: usize, store: &Store, act: Act) {
     for t in 0..4 {
         let (wt, xt) = (t / 2, t % 2);
-        let tile = &tiles[t * ROWS * ROWS..][..ROWS * ROWS];
         let (r0, c0) = (m0 + xt * ROWS, n0 + wt * ROWS);
         let rows = ROWS.min(m.saturating_sub(r0));
         let cols = ROWS.min(nb.saturating_sub(wt * ROWS));
         if rows == 0 || cols == 0 {
             continue;
         }
-        if rows == ROWS && cols == ROWS {
-            // SAFETY: a whole tile: rows r0..r0+16 and columns c0..c0+16 lie in `out`
-            // (r0 + 16 ≤ m, c0 + 16 ≤ n0 + nb ≤ n) and belong to this task alone.
-            unsafe { store_transposed(tile, out.at(r0 * n + c0), n, accumulate) };
-            continue;
-        }
-        for i in 0..rows {
-            for j in 0..cols {
-                let v = tile[j * ROWS + i];
-                // SAFETY: r0 + i < m and the column is inside this task's columns.
-                let dst = unsafe { out.at((r0 + i) * n + c0 + j) };
-                *dst = if accumulate { *dst + v } else { v };
-            }
-        }
+        // SAFETY: AVX-512 F (the AMX level implies it); rows r0..r0 + rows and columns
+        // c0..c0 + cols lie in `out` (r0 + rows ≤ m, c0 + cols ≤ n0 + nb ≤ n) and belong
+        // to this task alone; the bias and gate cover n columns (asserted by the caller).
+        unsafe { store_transposed(&tiles[t * ROWS * ROWS..][..ROWS * ROWS], out.at(r0 * n + c0), n, rows, c0, cols, store, act) };
     }
 }
 
-/// out rows i = column i of the 16x16 `tile` (row stride `ld`), stored or added: four
-/// rounds of two-source permutes swap ever smaller blocks across the diagonal.
+/// Rows 0..rows of `out` (row stride `ld`, from column c0) = the first `cols` entries of
+/// the 16x16 `tile`'s columns 0..rows, written by `store`: four rounds of two-source
+/// permutes swap ever smaller blocks across the diagonal.
 /// # Safety
-/// AVX-512 F; `dst` starts 16 rows of 16 writable f32 at stride `ld`.
+/// AVX-512 F; `dst` starts `rows` rows of `cols` writable f32 at stride `ld`; the store's
+/// bias and gate cover columns c0..c0 + cols.
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
-unsafe fn store_transposed(tile: &[f32], dst: *mut f32, ld: usize, accumulate: bool) {
+unsafe fn store_transposed(tile: &[f32], dst: *mut f32, ld: usize, rows: usize, c0: usize, cols: usize, store: &Store, act: Act) {
     use std::arch::x86_64::*;
-    assert!(tile.len() >= ROWS * ROWS);
+    assert!(tile.len() >= ROWS * ROWS && rows <= ROWS && cols <= ROWS);
     let mut r = [_mm512_setzero_ps(); ROWS];
     for (i, v) in r.iter_mut().enumerate() {
         *v = _mm512_loadu_ps(tile.as_ptr().add(i * ROWS));
@@ -298,14 +280,9 @@ unsafe fn store_transposed(tile: &[f32], dst: *mut f32, ld: usize, accumulate: b
             r[i + g] = _mm512_permutex2var_ps(a, hi, b);
         }
     }
-    for (i, v) in r.iter().enumerate() {
-        let p = dst.add(i * ld);
-        let v = if accumulate {
-            _mm512_add_ps(_mm512_loadu_ps(p), *v)
-        } else {
-            *v
-        };
-        _mm512_storeu_ps(p, v);
+    let mask = super::vexp::x86::tail_mask(cols);
+    for (i, v) in r.iter().enumerate().take(rows) {
+        super::store::x86::store16(store, act, c0, mask, *v, dst.add(i * ld));
     }
 }
 
@@ -383,13 +360,15 @@ unsafe fn tile_block(
     );
     let w1 = w.add(ROWS * stride);
     for s in 0..steps {
+        // Each product issues as soon as its two tiles are in, so the later loads
+        // overlap the first products (1.03x-1.09x over four loads first).
         asm!(
             "tileloadd tmm4, [{w0} + {ws}]",
-            "tileloadd tmm5, [{w1} + {ws}]",
             "tileloadd tmm6, [{x0} + {xs}]",
-            "tileloadd tmm7, [{x1} + {xs}]",
             "tdpbf16ps tmm0, tmm4, tmm6",
+            "tileloadd tmm7, [{x1} + {xs}]",
             "tdpbf16ps tmm1, tmm4, tmm7",
+            "tileloadd tmm5, [{w1} + {ws}]",
             "tdpbf16ps tmm2, tmm5, tmm6",
             "tdpbf16ps tmm3, tmm5, tmm7",
             w0 = in(reg) w.add(s * TK),
@@ -461,7 +440,8 @@ mod tests {
     use super::*;
 
     /// Against an f64 product of the bf16-rounded operands, with row chunks of one and
-    /// of two tile pairs, weights read in place and through panels.
+    /// of two tile pairs, weights read in place and through panels; partial row and column
+    /// tiles, and a K that ends inside a step.
     #[test]
     fn chunked_products_match_the_rounded_reference() {
         if !available() {
@@ -469,40 +449,43 @@ mod tests {
             return;
         }
         let round = |v: f32| f32::from_bits(super::super::gemm_avx512::bf16(v) << 16) as f64;
-        let (m, k, n) = (70, 128, 96);
-        let x: Vec<f32> = (0..m * k)
-            .map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5)
-            .collect();
-        let wf: Vec<f32> = (0..n * k)
-            .map(|i| ((i * 104_729) % 997) as f32 / 997.0 - 0.5)
-            .collect();
-        let wb: Vec<u16> = wf
-            .iter()
-            .map(|&v| super::super::gemm_avx512::bf16(v) as u16)
-            .collect();
-        let mut want = vec![0f64; m * n];
-        for r in 0..m {
-            for c in 0..n {
-                want[r * n + c] = (0..k)
-                    .map(|i| round(x[r * k + i]) * round(wf[c * k + i]))
-                    .sum();
+        for (m, k, n) in [(70, 128, 96), (37, 100, 40)] {
+            let x: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5)
+                .collect();
+            let wf: Vec<f32> = (0..n * k)
+                .map(|i| ((i * 104_729) % 997) as f32 / 997.0 - 0.5)
+                .collect();
+            let wb: Vec<u16> = wf
+                .iter()
+                .map(|&v| super::super::gemm_avx512::bf16(v) as u16)
+                .collect();
+            let mut want = vec![0f64; m * n];
+            for r in 0..m {
+                for c in 0..n {
+                    want[r * n + c] = (0..k)
+                        .map(|i| round(x[r * k + i]) * round(wf[c * k + i]))
+                        .sum();
+                }
             }
-        }
-        let pair_bytes = 2 * ROWS * k * 2;
-        for w in [WeightSlice::BF16(&wb), WeightSlice::F32(&wf)] {
-            for chunk in [pair_bytes, 2 * pair_bytes, X_CHUNK_BYTES] {
-                let mut out = vec![0f32; m * n];
-                gemm_in_chunks(&x, m, k, w, WeightLayout::OutIn, n, &mut out, false, chunk);
-                for (i, (&g, &e)) in out.iter().zip(&want).enumerate() {
-                    assert!(
-                        (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
-                        "chunk {chunk} at {i}: {g} vs {e}"
-                    );
+            let pair_bytes = 2 * ROWS * k * 2;
+            for w in [WeightSlice::BF16(&wb), WeightSlice::F32(&wf)] {
+                for chunk in [pair_bytes, 2 * pair_bytes, X_CHUNK_BYTES] {
+                    let mut out = vec![0f32; m * n];
+                    gemm_in_chunks(&x, m, k, w, WeightLayout::OutIn, n, &mut out, &Store::Sums { accumulate: false }, chunk);
+                    for (i, (&g, &e)) in out.iter().zip(&want).enumerate() {
+                        assert!(
+                            (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                            "chunk {chunk} at {i}: {g} vs {e}"
+                        );
+                    }
                 }
             }
         }
     }
 
+    /// Whole and partial tiles, stored and added: each written element is the tile's
+    /// transposed one, and nothing past the rows and columns changes.
     #[test]
     fn tiles_store_transposed() {
         if !crate::cpu::Isa::Avx512.available() {
@@ -511,17 +494,67 @@ mod tests {
         }
         let tile: Vec<f32> = (0..256).map(|v| v as f32).collect();
         for accumulate in [false, true] {
-            let ld = 19;
-            let mut out = vec![1f32; 16 * ld];
-            // SAFETY: AVX-512 checked; `out` holds 16 rows at stride 19.
-            unsafe { store_transposed(&tile, out.as_mut_ptr(), ld, accumulate) };
-            for i in 0..16 {
-                for j in 0..16 {
-                    let want = (j * 16 + i) as f32 + if accumulate { 1.0 } else { 0.0 };
-                    assert_eq!(out[i * ld + j], want, "row {i} column {j}");
+            for (rows, cols) in [(16usize, 16usize), (5, 7), (16, 1), (1, 16)] {
+                let ld = 19;
+                let mut out = vec![1f32; 16 * ld];
+                let store = Store::Sums { accumulate };
+                // SAFETY: AVX-512 checked; `out` holds 16 rows at stride 19.
+                unsafe { store_transposed(&tile, out.as_mut_ptr(), ld, rows, 0, cols, &store, Act::None) };
+                for i in 0..16 {
+                    for j in 0..ld {
+                        let want = match i < rows && j < cols {
+                            true => (j * 16 + i) as f32 + if accumulate { 1.0 } else { 0.0 },
+                            false => 1.0,
+                        };
+                        assert_eq!(out[i * ld + j], want, "{rows} x {cols}: row {i} column {j}");
+                    }
                 }
-                assert_eq!(out[i * ld + 16], 1.0, "row {i} past the tile");
             }
+        }
+    }
+
+    /// `linear`'s store applied to the tiles gives the bits of the product stored as sums,
+    /// then the bias and activation or the gated residual in passes (`vexp::act_row`,
+    /// `linear::gated_add`): every store kind, over partial row and column tiles.
+    #[test]
+    fn the_fused_store_matches_the_store_in_passes() {
+        if !available() {
+            println!("SKIPPED: no AMX on this CPU");
+            return;
+        }
+        use crate::cpu::pair_tile::test_operands::values;
+        use crate::op::UnaryFn;
+        let isa = crate::cpu::Isa::Amx;
+        let (m, k, n) = (70, 96, 100);
+        let x = values(m * k, 1, 2.0);
+        let w: Vec<u16> = values(n * k, 2, 2.0).iter().map(|&v| half::bf16::from_f32(v).to_bits()).collect();
+        let (bias, gate) = (values(n, 3, 4.0), values(n, 4, 2.0));
+        let mut sums = vec![0f32; m * n];
+        gemm(&x, m, k, WeightSlice::BF16(&w), WeightLayout::OutIn, n, &mut sums, false);
+        let stores = [
+            Store::Act { bias: None, act: None },
+            Store::Act { bias: Some(&bias), act: None },
+            Store::Act { bias: Some(&bias), act: Some(UnaryFn::GeluTanh) },
+            Store::Act { bias: None, act: Some(UnaryFn::Silu) },
+            Store::GatedAdd { bias: Some(&bias), gate: &gate },
+            Store::GatedAdd { bias: None, gate: &gate },
+        ];
+        for (s, store) in stores.iter().enumerate() {
+            let init = values(m * n, 5 + s, 3.0);
+            let (mut got, mut want) = (init.clone(), init);
+            linear(&x, m, k, WeightSlice::BF16(&w), n, &mut got, store);
+            for (row, sums) in want.chunks_mut(n).zip(sums.chunks(n)) {
+                match *store {
+                    Store::Act { bias, act } => {
+                        row.copy_from_slice(sums);
+                        crate::cpu::vexp::act_row(isa, act, bias, row);
+                    }
+                    Store::GatedAdd { bias, gate } => crate::cpu::linear::gated_add(row, sums, gate, bias),
+                    Store::Sums { .. } => unreachable!(),
+                }
+            }
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert!(bits(&got) == bits(&want), "store {s}");
         }
     }
 }

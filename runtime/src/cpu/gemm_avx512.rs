@@ -157,6 +157,37 @@ pub(super) unsafe fn transpose_16x16(r: [std::arch::x86_64::__m512i; 16]) -> [st
     out
 }
 
+/// The 16 rows of `src` ([rows, d] f32) from `row0` as a [d/2][16] panel of bf16 pairs
+/// (rows past `rows` 0, an odd d's last entry paired with 0): per 16 pairs, each row
+/// rounded into one vector of pairs, then the 16 x 16 block transposed in registers. The
+/// bf16 attention's Kᵀ panels and the AMX GEMM's x tiles.
+/// # Safety
+/// AVX-512 F and AVX512-BF16 must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+pub(super) unsafe fn row_pair_panel(src: &[f32], d: usize, rows: usize, row0: usize, dst: &mut [u32]) {
+    use std::arch::x86_64::*;
+    let d2 = d.div_ceil(2);
+    assert!(row0 < rows && rows * d <= src.len() && dst.len() >= d2 * NR, "row pair panel bounds");
+    let live = (rows - row0).min(NR);
+    for b in 0..d2.div_ceil(NR) {
+        let f0 = 2 * NR * b;
+        let mask = |from: usize| super::vexp::x86::tail_mask((d - f0).saturating_sub(from).min(16));
+        let vectors: [__m512i; NR] = std::array::from_fn(|i| match i < live {
+            true => {
+                let row = src.as_ptr().add((row0 + i) * d + f0);
+                let (lo, hi) = (_mm512_maskz_loadu_ps(mask(0), row), _mm512_maskz_loadu_ps(mask(16), row.wrapping_add(16)));
+                std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo))
+            }
+            false => _mm512_setzero_si512(),
+        });
+        let cols = transpose_16x16(vectors);
+        for (j, col) in cols.iter().enumerate().take(d2 - NR * b) {
+            _mm512_storeu_si512(dst.as_mut_ptr().add((NR * b + j) * NR) as *mut _, *col);
+        }
+    }
+}
+
 /// One weight micro-panel [kc][NR] f32 -> [kc/2][NR] bf16 pairs (an odd tail pairs with 0):
 /// per pair of rows one two-vector conversion and one interleaving permute.
 ///

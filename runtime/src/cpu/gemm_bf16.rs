@@ -29,8 +29,9 @@ use super::gemm::{store_row, PackedRows, KC, MR, NR};
 use super::gemm_pack::bf16_pairs_out_in;
 use super::gemm_pack::pack_cols;
 use super::simd::Isa;
+pub(super) use super::store::Store;
 use super::view::{SharedOut, WeightSlice};
-use crate::op::{UnaryFn, WeightLayout};
+use crate::op::WeightLayout;
 
 /// Weight panels per part (one register tile), and the output columns they cover.
 pub(super) const GROUPS: usize = 4;
@@ -277,36 +278,13 @@ enum Weights<'a> {
     Paired(&'a PairedWeight),
 }
 
-/// What the product does with each output's sum s as it stores it (j: the column).
-#[derive(Clone, Copy)]
-pub(super) enum Store<'a> {
-    /// out = s, or out += s.
-    Sums { accumulate: bool },
-    /// out = act(s + bias[j]), each part optional (`Linear`'s store and activations).
-    Act { bias: Option<&'a [f32]>, act: Option<UnaryFn> },
-    /// out += gate[j] · (s + bias[j]) (`Linear`'s gated residual).
-    GatedAdd { bias: Option<&'a [f32]>, gate: &'a [f32] },
-}
-
 impl Store<'_> {
-    /// The bias and gate vectors the store reads, where it has them.
-    fn bias_gate(&self) -> (Option<&[f32]>, Option<&[f32]>) {
-        match *self {
-            Store::Sums { .. } => (None, None),
-            Store::Act { bias, .. } => (bias, None),
-            Store::GatedAdd { bias, gate } => (bias, Some(gate)),
-        }
-    }
-
     /// Row `i` of one part's sums into `dst`, its columns n0..n0 + dst.len().
     fn part(&self, isa: Isa, n0: usize, tile: &Tile, i: usize, dst: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if isa.bf16_dot() && dst.len() <= COLS {
-            let act = match *self {
-                Store::Act { act: Some(UnaryFn::Silu), .. } => x86::Act::Silu,
-                Store::Act { act: Some(UnaryFn::GeluTanh), .. } => x86::Act::GeluTanh,
-                Store::Act { act: Some(_), .. } => return self.part_in_passes(isa, n0, tile, i, dst),
-                _ => x86::Act::None,
+            let Some(act) = self.in_registers() else {
+                return self.part_in_passes(isa, n0, tile, i, dst);
             };
             // SAFETY: the level has AVX-512 F; the bias and gate cover dst's columns (`run`
             // asserts that they cover every column), and dst holds at most one part's.
@@ -343,10 +321,7 @@ impl Store<'_> {
 #[allow(clippy::too_many_arguments)]
 fn run(isa: Isa, x: X, m: usize, k: usize, w: Weights, n: usize, out: &mut [f32], store: Store) {
     assert!(out.len() >= m * n, "gemm output holds {} floats, {m} x {n} needed", out.len());
-    let (bias, gate) = store.bias_gate();
-    for v in [bias, gate].into_iter().flatten() {
-        assert!(v.len() >= n, "bias or gate of {} floats for {n} columns", v.len());
-    }
+    store.assert_covers(n);
     let row_panels = m.div_ceil(MR);
     let k_blocks = k.div_ceil(KC);
     // Sub-blocks of KP pairs, each of one K block: the weight panel holds them in order.
@@ -568,39 +543,20 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{Store, Tile, NR};
+    use crate::cpu::store::x86::store16;
+    use crate::cpu::store::Act;
 
-    /// The activation a store in registers applies (`vexp::x86::act16`).
-    #[derive(Clone, Copy)]
-    pub(super) enum Act {
-        None,
-        Silu,
-        GeluTanh,
-    }
-
-    /// `Store::part` 16 columns a vector, the bias, activation (`act`, of `Store::Act`) or
-    /// gated residual applied in registers, with the passes' operations in their order
-    /// (the same bits). The bias and gate must cover columns n0..n0 + dst.len().
+    /// `Store::part` 16 columns a vector (`store::x86::store16`). The bias and gate must
+    /// cover columns n0..n0 + dst.len().
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn store_part(store: &Store, act: Act, n0: usize, tile: &Tile, i: usize, dst: &mut [f32]) {
         let nb = dst.len();
-        let (bias, gate) = store.bias_gate();
         // Checked once per product by `run` (here per row, in debug builds).
+        let (bias, gate) = store.bias_gate();
         debug_assert!([bias, gate].into_iter().flatten().all(|v| v.len() >= n0 + nb), "bias or gate shorter than column {}", n0 + nb);
         for (g, sums) in tile.iter().enumerate().take(nb.div_ceil(NR)) {
             let (j0, mask) = (g * NR, crate::cpu::vexp::x86::tail_mask((nb - g * NR).min(NR)));
-            let (out, col) = (dst.as_mut_ptr().add(j0), n0 + j0);
-            let mut v = _mm512_loadu_ps(sums[i].as_ptr());
-            if let Some(b) = bias {
-                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, b.as_ptr().add(col)));
-            }
-            let y = match (*store, gate, act) {
-                (Store::Sums { accumulate: true }, ..) => _mm512_add_ps(_mm512_maskz_loadu_ps(mask, out), v),
-                (_, Some(gate), _) => _mm512_add_ps(_mm512_maskz_loadu_ps(mask, out), _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, gate.as_ptr().add(col)), v)),
-                (_, None, Act::Silu) => crate::cpu::vexp::x86::act16(true, v),
-                (_, None, Act::GeluTanh) => crate::cpu::vexp::x86::act16(false, v),
-                (_, None, Act::None) => v,
-            };
-            _mm512_mask_storeu_ps(out, mask, y);
+            store16(store, act, n0 + j0, mask, _mm512_loadu_ps(sums[i].as_ptr()), dst.as_mut_ptr().add(j0));
         }
     }
 }
@@ -617,6 +573,8 @@ mod tests {
             None
         })
     }
+
+    use crate::op::UnaryFn;
 
     fn bits(v: &[f32]) -> Vec<u32> {
         v.iter().map(|f| f.to_bits()).collect()

@@ -2,9 +2,11 @@
 
 use rayon::prelude::*;
 
+use super::gemm::Route;
 use super::gemm_bf16::PairedWeight;
 use super::matmul::matmul;
 use super::simd::Isa;
+use super::store::Store;
 use super::view::WeightSlice;
 use crate::op::{RowOrder, UnaryFn, WeightLayout};
 
@@ -24,16 +26,17 @@ pub fn linear(isa: Isa, x: &[f32], k: usize, n: usize, w: WeightSlice, pairs: Op
     }
     let bias: Option<Vec<f32>> = bias.map(|b| (0..n).map(|i| b.get(i)).collect());
     let m = x.len().checked_div(k).unwrap_or(0);
-    // The packed bf16 GEMM applies the epilogue as it stores its sums (a separate pass
-    // over a 2000 x 6144 output costs a few percent of the product).
-    if matches!(w, WeightSlice::BF16(_)) && matches!(super::gemm::route(isa, m, k, w, WeightLayout::OutIn, n), super::gemm::Route::PackedBf16) {
-        use super::gemm_bf16::Store;
-        let store = match epilogue {
-            LinearEpilogue::Store => Store::Act { bias: bias.as_deref(), act: None },
-            LinearEpilogue::Act(f) => Store::Act { bias: bias.as_deref(), act: Some(f) },
-            LinearEpilogue::GatedAdd(gate) => Store::GatedAdd { bias: bias.as_deref(), gate },
-        };
-        return super::gemm_bf16::linear(isa, x, m, k, w, pairs, n, out, store);
+    // The packed bf16 and the AMX GEMMs apply the epilogue as they store their sums (a
+    // separate pass over a 2000 x 6144 output costs a few percent of the product).
+    let store = match epilogue {
+        LinearEpilogue::Store => Store::Act { bias: bias.as_deref(), act: None },
+        LinearEpilogue::Act(f) => Store::Act { bias: bias.as_deref(), act: Some(f) },
+        LinearEpilogue::GatedAdd(gate) => Store::GatedAdd { bias: bias.as_deref(), gate },
+    };
+    match super::gemm::route(isa, m, k, w, WeightLayout::OutIn, n) {
+        Route::PackedBf16 if matches!(w, WeightSlice::BF16(_)) => return super::gemm_bf16::linear(isa, x, m, k, w, pairs, n, out, store),
+        Route::Amx if store.in_registers().is_some() => return super::gemm_amx::linear(x, m, k, w, n, out, &store),
+        _ => {}
     }
     match epilogue {
         LinearEpilogue::Store | LinearEpilogue::Act(_) => {

@@ -34,6 +34,10 @@ pub mod gemm_amx {
         unreachable!("the AMX level exists only on x86-64")
     }
 
+    pub(super) fn linear(_: &[f32], _: usize, _: usize, _: WeightSlice, _: usize, _: &mut [f32], _: &super::store::Store) {
+        unreachable!("the AMX level exists only on x86-64")
+    }
+
     pub fn peak_loop(_: usize) -> f32 {
         unreachable!("the AMX level exists only on x86-64")
     }
@@ -56,6 +60,7 @@ mod sample;
 mod scratch;
 mod simd;
 mod storage;
+mod store;
 pub mod tune;
 mod vexp;
 #[cfg(target_arch = "x86_64")]

@@ -28,8 +28,10 @@ use super::pair_tile::{round_pairs, tile, Runs, COLS};
 use super::simd::Isa;
 use super::view::SharedOut;
 
-/// Query panels (of MR rows) per task.
+/// Query panels per task.
 const PANELS_PER_TASK: usize = 8;
+/// Queries per panel on the AMX level: a tile's rows (on the others, the pair tile's MR).
+const AMX_ROWS: usize = 16;
 
 /// out [T, H, D] = softmax(q·Kᵀ/√D + bias)·V per head; `isa` must have bf16 dot products.
 pub fn attention(isa: Isa, p: &Problem, out: &mut [f32]) {
@@ -50,41 +52,52 @@ pub(crate) fn attention_in_tasks(isa: Isa, p: &Problem, out: &mut [f32], panels:
     let first: Vec<usize> = (0..h).map(|hd| (0..hd).find(|&o| std::ptr::eq((p.k)(o), (p.k)(hd)) && std::ptr::eq((p.v)(o), (p.v)(hd))).unwrap_or(hd)).collect();
     let pairs: Vec<Option<HeadPairs>> = (0..h).into_par_iter().map(|hd| (first[hd] == hd).then(|| HeadPairs::new((p.k)(hd), (p.v)(hd), keys, d))).collect();
     let heads: Vec<&HeadPairs> = first.iter().map(|&f| pairs[f].as_ref().expect("a group's first head made its pairs")).collect();
-    let (panels, row_panels) = (panels.max(1), t.div_ceil(MR));
+    let rows_per_panel = if isa.amx() { AMX_ROWS } else { MR };
+    let (panels, row_panels) = (panels.max(1), t.div_ceil(rows_per_panel));
     let chunks = row_panels.div_ceil(panels);
     let shared = SharedOut::new(out);
     // A panel's buffers serve every task of a rayon job.
-    (0..h * chunks).into_par_iter().for_each_init(|| Panel::new(keys, d), |panel, task| {
+    (0..h * chunks).into_par_iter().for_each_init(|| Panel::new(keys, d, rows_per_panel), |panel, task| {
         let (hd, chunk) = (task / chunks, task % chunks);
         let last = ((chunk + 1) * panels).min(row_panels);
-        for rp in chunk * panels..last {
-            let (t0, rows) = (rp * MR, (t - rp * MR).min(MR));
-            // The next panel's query rows lie a row of every head apart: ask for them
-            // while this panel's products run.
-            if rp + 1 < last {
-                for i in t0 + MR..(t0 + 2 * MR).min(t) {
-                    super::prefetch::to_l1(&p.q[(i * h + hd) * d..][..d]);
+        let mut run_panels = || {
+            for rp in chunk * panels..last {
+                let (t0, rows) = (rp * rows_per_panel, (t - rp * rows_per_panel).min(rows_per_panel));
+                // The next panel's query rows lie a row of every head apart: ask for them
+                // while this panel's products run.
+                if rp + 1 < last {
+                    for i in t0 + rows_per_panel..(t0 + 2 * rows_per_panel).min(t) {
+                        super::prefetch::to_l1(&p.q[(i * h + hd) * d..][..d]);
+                    }
+                }
+                let o = panel.run(isa, p, heads[hd], hd, t0, rows);
+                for (r, orow) in o.chunks_exact(d).enumerate() {
+                    // SAFETY: (query t0 + r, head hd) belongs to this task only; in bounds
+                    // (asserted above).
+                    unsafe { shared.slice(((t0 + r) * h + hd) * d, d) }.copy_from_slice(orow);
                 }
             }
-            let o = panel.run(isa, p, heads[hd], hd, t0, rows);
-            for (r, orow) in o.chunks_exact(d).enumerate() {
-                // SAFETY: (query t0 + r, head hd) belongs to this task only; in bounds
-                // (asserted above).
-                unsafe { shared.slice(((t0 + r) * h + hd) * d, d) }.copy_from_slice(orow);
-            }
+        };
+        // The tile state lasts the task (`Panel::product` runs inside it).
+        if isa.amx() {
+            super::gemm_amx::with_tiles(run_panels);
+        } else {
+            run_panels();
         }
     });
 }
 
-/// One head's K and V as tile operands.
+/// One head's K and V as tile operands. Each panel's pairs are zero padded to a multiple
+/// of 16, so an AMX tile (16 pairs deep) never reads into the next panel.
 struct HeadPairs {
-    /// Kᵀ per part of 64 keys: GROUPS panels [D/2][16] of pairs of head dimensions.
+    /// Kᵀ per part of 64 keys: GROUPS panels [d2p][16] of pairs of head dimensions.
     k: Vec<u32>,
-    /// V per part of 64 head dimensions: GROUPS panels [keys/2][16] of pairs of keys.
+    /// V per part of 64 head dimensions: GROUPS panels [k2p][16] of pairs of keys.
     v: Vec<u32>,
-    /// Pairs of head dimensions, and of keys.
+    /// Pairs of head dimensions; and of head dimensions and keys padded to a multiple of 16.
     d2: usize,
-    k2: usize,
+    d2p: usize,
+    k2p: usize,
 }
 
 impl HeadPairs {
@@ -92,35 +105,39 @@ impl HeadPairs {
     fn new(k: &[f32], v: &[f32], keys: usize, d: usize) -> HeadPairs {
         assert!(k.len() >= keys * d && v.len() >= keys * d, "K/V hold {} and {} floats, {keys} x {d} needed", k.len(), v.len());
         let (d2, k2) = (d.div_ceil(2), keys.div_ceil(2));
-        let mut kp = vec![0u32; keys.div_ceil(COLS) * GROUPS * d2 * NR];
-        let mut vp = vec![0u32; d.div_ceil(COLS) * GROUPS * k2 * NR];
+        let (d2p, k2p) = (d2.next_multiple_of(16), k2.next_multiple_of(16));
+        let mut kp = vec![0u32; keys.div_ceil(COLS) * GROUPS * d2p * NR];
+        let mut vp = vec![0u32; d.div_ceil(COLS) * GROUPS * k2p * NR];
         // SAFETY (both calls): the bf16 attention runs only on levels with AVX512-BF16
         // (asserted by `attention_in_tasks`); the buffers are sized above.
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            for (panel, dst) in kp.chunks_exact_mut(d2 * NR).take(keys.div_ceil(NR)).enumerate() {
+            for (panel, dst) in kp.chunks_exact_mut(d2p * NR).take(keys.div_ceil(NR)).enumerate() {
                 crate::cpu::gemm_avx512::row_pair_panel(k, d, keys, panel * NR, dst);
             }
             for j in 0..k2 {
                 let hi = (2 * j + 1 < keys).then(|| &v[(2 * j + 1) * d..(2 * j + 2) * d]);
-                x86::v_pairs(&v[2 * j * d..(2 * j + 1) * d], hi, k2 * NR, &mut vp[j * NR..]);
+                x86::v_pairs(&v[2 * j * d..(2 * j + 1) * d], hi, k2p * NR, &mut vp[j * NR..]);
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("AVX512-BF16 exists only on x86-64 ({})", kp.len() + vp.len());
-        HeadPairs { k: kp, v: vp, d2, k2 }
+        HeadPairs { k: kp, v: vp, d2, d2p, k2p }
     }
 }
 
-/// A task's buffers for one panel of MR queries. Rows past the panel's last query keep
-/// what an earlier panel left: their sums are computed and never stored.
+/// A task's buffers for one panel of queries (MR, or AMX_ROWS on the AMX level). Rows
+/// past the panel's last query keep what an earlier panel left: their sums are computed
+/// and never stored.
 struct Panel {
-    /// Scores, then probabilities: MR rows of whole 64-key parts.
+    /// Queries per panel.
+    rows: usize,
+    /// Scores, then probabilities: a row per query of whole 64-key parts.
     s: Vec<f32>,
     /// q · 1/√D as rows of pairs of head dimensions; P as rows of pairs of keys.
     q: Vec<u32>,
     p: Vec<u32>,
-    /// One part of O: MR rows of 64 head dimensions.
+    /// One part of O: a row per query of 64 head dimensions.
     o: Vec<f32>,
     /// The panel's outputs, rows of D.
     out: Vec<f32>,
@@ -133,12 +150,13 @@ struct Panel {
 }
 
 impl Panel {
-    fn new(keys: usize, d: usize) -> Panel {
+    fn new(keys: usize, d: usize, rows: usize) -> Panel {
         let (s_len, q_len, p_len) = (keys.div_ceil(COLS) * COLS, d.div_ceil(32) * 16, keys.div_ceil(32) * 16);
-        Panel { s: vec![0f32; MR * s_len], q: vec![0; MR * q_len], p: vec![0; MR * p_len], o: vec![0f32; MR * COLS], out: vec![0f32; MR * d], scaled: vec![0f32; d], s_len, q_len, p_len }
+        let (s, q, p) = (vec![0f32; rows * s_len], vec![0; rows * q_len], vec![0; rows * p_len]);
+        Panel { rows, s, q, p, o: vec![0f32; rows * COLS], out: vec![0f32; rows * d], scaled: vec![0f32; d], s_len, q_len, p_len }
     }
 
-    /// The outputs of queries t0..t0 + rows (at most MR) of head hd, rows of D.
+    /// The outputs of queries t0..t0 + rows (at most a panel's) of head hd, rows of D.
     fn run(&mut self, isa: Isa, p: &Problem, head: &HeadPairs, hd: usize, t0: usize, rows: usize) -> &[f32] {
         let (d, d2) = (p.d, head.d2);
         let scale = 1.0 / (d as f32).sqrt();
@@ -147,17 +165,16 @@ impl Panel {
             self.scaled.iter_mut().zip(q).for_each(|(s, &v)| *s = v * scale);
             round_pairs(&self.scaled, &mut self.q[r * self.q_len..][..self.q_len]);
         }
-        let seen: [usize; MR] = std::array::from_fn(|r| if r < rows { (p.visible)(t0 + r) } else { 0 });
+        let seen: [usize; AMX_ROWS] = std::array::from_fn(|r| if r < rows { (p.visible)(t0 + r) } else { 0 });
         let visible = seen.iter().copied().max().unwrap_or(0);
         // S per part of 64 keys, stored straight into the score rows.
-        let q_rows: [&[u32]; MR] = std::array::from_fn(|r| &self.q[r * self.q_len..][..self.q_len]);
         for part in 0..visible.div_ceil(COLS) {
-            let s_rows = self.s.chunks_exact_mut(self.s_len).map(|row| &mut row[part * COLS..][..COLS]);
-            tile(Runs::plain(d2), q_rows, &head.k[part * GROUPS * d2 * NR..], d2 * NR, s_rows);
+            let k = &head.k[part * GROUPS * head.d2p * NR..];
+            self.product(isa, Operand::Queries, Runs::plain(d2), k, head.d2p * NR, part * COLS);
         }
         let pairs = visible.div_ceil(2);
         // P unnormalised (its largest value 1), each output row scaled by 1 / its sum.
-        let mut inv = [0f32; MR];
+        let mut inv = [0f32; AMX_ROWS];
         for (r, &seen) in seen.iter().enumerate().take(rows) {
             let row = &mut self.s[r * self.s_len..][..visible.div_ceil(COLS) * COLS];
             if let Some(bias) = p.bias {
@@ -167,9 +184,8 @@ impl Panel {
             inv[r] = super::vexp::softmax_pairs(isa, row, seen, &mut self.p[r * self.p_len..][..used.div_ceil(32) * 16]);
         }
         // O per part of 64 head dimensions, over the visible keys.
-        let p_rows: [&[u32]; MR] = std::array::from_fn(|r| &self.p[r * self.p_len..][..self.p_len]);
         for part in 0..d.div_ceil(COLS) {
-            tile(Runs::plain(pairs), p_rows, &head.v[part * GROUPS * head.k2 * NR..], head.k2 * NR, self.o.chunks_exact_mut(COLS));
+            self.product(isa, Operand::Probabilities, Runs::plain(pairs), &head.v[part * GROUPS * head.k2p * NR..], head.k2p * NR, 0);
             let cols = (d - part * COLS).min(COLS);
             for ((dst, src), inv) in self.out.chunks_exact_mut(d).zip(self.o.chunks_exact(COLS)).zip(inv).take(rows) {
                 dst[part * COLS..][..cols].iter_mut().zip(src).for_each(|(o, &v)| *o = v * inv);
@@ -177,6 +193,41 @@ impl Panel {
         }
         &self.out[..rows * d]
     }
+
+    /// Every panel row's 64 sums of its queries (into s from column `col`) or
+    /// probabilities (into o) with `b`'s GROUPS panels `stride` apart, over `runs.pairs`
+    /// pairs: on AMX tiles for a panel of AMX_ROWS, on the pair tile for one of MR.
+    fn product(&mut self, isa: Isa, a: Operand, runs: Runs, b: &[u32], stride: usize, col: usize) {
+        let (rows, a_len) = match a {
+            Operand::Queries => (&self.q, self.q_len),
+            Operand::Probabilities => (&self.p, self.p_len),
+        };
+        let (out, out_len) = match a {
+            Operand::Queries => (&mut self.s[col..], self.s_len),
+            Operand::Probabilities => (&mut self.o[..], COLS),
+        };
+        if isa.amx() {
+            let steps = runs.pairs.div_ceil(16);
+            assert!(self.rows == AMX_ROWS && steps * 16 <= a_len && b.len() >= (GROUPS - 1) * stride + steps * 16 * NR, "AMX attention operands");
+            assert!(out.len() >= (AMX_ROWS - 1) * out_len + COLS, "AMX attention outputs");
+            // SAFETY: inside `with_tiles` (a task's, in `attention_in_tasks`); the AMX_ROWS
+            // rows hold a_len ≥ steps·16 pairs
+            // (zero past the pairs that count: `round_pairs` and `softmax_pairs` pad them),
+            // b's panels hold steps·16 rows (`HeadPairs` pads them), out holds AMX_ROWS rows
+            // of 64 sums (asserted above).
+            unsafe { super::gemm_amx::rows_product(rows.as_ptr(), a_len, b.as_ptr(), stride, steps, out.as_mut_ptr(), out_len) };
+            return;
+        }
+        let a_rows: [&[u32]; MR] = std::array::from_fn(|r| &rows[r * a_len..][..a_len]);
+        tile(runs, a_rows, b, stride, out.chunks_mut(out_len).map(|row| &mut row[..COLS]));
+    }
+}
+
+/// The first operand of a panel's product: its rows of pairs.
+#[derive(Clone, Copy)]
+enum Operand {
+    Queries,
+    Probabilities,
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -218,8 +269,9 @@ mod tests {
     use super::super::pair_tile::test_operands::values;
 
     /// K and V as tile operands hold each value's bf16 rounding (to nearest even) where the
-    /// tile reads it, zeros elsewhere: even and odd D, key counts that end mid-panel and
-    /// mid-pair, one key, D past one 16-column group and past 32 pairs.
+    /// tile reads it, zeros elsewhere (each panel padded to a multiple of 16 pairs): even
+    /// and odd D, key counts that end mid-panel and mid-pair, one key, D past one
+    /// 16-column group and past 32 pairs.
     #[test]
     fn head_pairs_hold_each_value_rounded_in_its_place() {
         if !Isa::Avx512Bf16.available() {
@@ -230,18 +282,19 @@ mod tests {
             let (k, v) = (values(keys * d, 7, 3.0), values(keys * d, 8, 3.0));
             let pairs = HeadPairs::new(&k, &v, keys, d);
             let (d2, k2) = (d.div_ceil(2), keys.div_ceil(2));
-            let mut want_k = vec![0u32; keys.div_ceil(COLS) * GROUPS * d2 * NR];
+            let (d2p, k2p) = (d2.next_multiple_of(16), k2.next_multiple_of(16));
+            let mut want_k = vec![0u32; keys.div_ceil(COLS) * GROUPS * d2p * NR];
             for key in 0..keys {
                 for j in 0..d2 {
                     let hi = if 2 * j + 1 < d { bf16(k[key * d + 2 * j + 1]) } else { 0 };
-                    want_k[(key / NR) * d2 * NR + j * NR + key % NR] = bf16(k[key * d + 2 * j]) | hi << 16;
+                    want_k[(key / NR) * d2p * NR + j * NR + key % NR] = bf16(k[key * d + 2 * j]) | hi << 16;
                 }
             }
-            let mut want_v = vec![0u32; d.div_ceil(COLS) * GROUPS * k2 * NR];
+            let mut want_v = vec![0u32; d.div_ceil(COLS) * GROUPS * k2p * NR];
             for j in 0..k2 {
                 for c in 0..d {
                     let hi = if 2 * j + 1 < keys { bf16(v[(2 * j + 1) * d + c]) } else { 0 };
-                    want_v[((c / NR) * k2 + j) * NR + c % NR] = bf16(v[2 * j * d + c]) | hi << 16;
+                    want_v[((c / NR) * k2p + j) * NR + c % NR] = bf16(v[2 * j * d + c]) | hi << 16;
                 }
             }
             assert!(pairs.k == want_k, "K pairs, {keys} keys of {d}");
@@ -253,12 +306,20 @@ mod tests {
     /// and two head-dimension parts, bidirectional with a bias and an odd head dimension,
     /// and a causal window whose panels' rows see different key counts (251-290). The
     /// error is bf16 rounding of q, K, P and V (NMSE well under the harness's 3e-5), and
-    /// every split of the queries into tasks gives the same bits.
+    /// every split of the queries into tasks gives the same bits. At each bf16 level the
+    /// CPU has: the pair tile's six-query panels, and AMX tiles' sixteen.
     #[test]
     fn matches_the_f32_attention_and_ignores_the_task_split() {
-        if !Isa::Avx512Bf16.available() {
-            return eprintln!("skipped avx512bf16: this CPU lacks it");
+        for isa in [Isa::Avx512Bf16, Isa::Amx] {
+            if !isa.available() {
+                eprintln!("skipped {}: this CPU lacks it", isa.key());
+                continue;
+            }
+            matches_the_f32_attention_at(isa);
         }
+    }
+
+    fn matches_the_f32_attention_at(isa: Isa) {
         let bias = |hd: usize, i: usize, row: &mut [f32]| row.iter_mut().enumerate().for_each(|(j, v)| *v += ((hd + i + 3 * j) % 7) as f32 * 0.3 - 0.9);
         // (queries, keys, heads, d, causal, bias)
         for (t, keys, h, d, causal, biased) in [(21, 300, 3, 72, true, false), (260, 260, 2, 33, false, true), (40, 290, 2, 64, true, false)] {
@@ -271,14 +332,14 @@ mod tests {
             let mut want = vec![0f32; t * h * d];
             attention_in_blocks(Isa::Avx512, &p, &mut want, 64);
             let mut got = vec![f32::NAN; t * h * d];
-            attention_in_tasks(Isa::Avx512Bf16, &p, &mut got, PANELS_PER_TASK);
+            attention_in_tasks(isa, &p, &mut got, PANELS_PER_TASK);
             let (err, norm) = got.iter().zip(&want).fold((0f64, 0f64), |(e, n), (&g, &w)| (e + (g as f64 - w as f64).powi(2), n + (w as f64).powi(2)));
             let nmse = err / norm;
-            eprintln!("t {t}, keys {keys}, d {d}: NMSE {nmse:.2e}");
-            assert!(nmse < 1e-5, "t {t}, keys {keys}, d {d}: NMSE {nmse:.2e}");
+            eprintln!("{}: t {t}, keys {keys}, d {d}: NMSE {nmse:.2e}", isa.key());
+            assert!(nmse < 1e-5, "{}: t {t}, keys {keys}, d {d}: NMSE {nmse:.2e}", isa.key());
             for panels in [1, 3, 100] {
                 let mut split = vec![f32::NAN; t * h * d];
-                attention_in_tasks(Isa::Avx512Bf16, &p, &mut split, panels);
+                attention_in_tasks(isa, &p, &mut split, panels);
                 assert!(split.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()), "{panels} panels per task differ");
             }
         }

@@ -395,6 +395,62 @@ unsafe fn tile_block(
     );
 }
 
+/// Runs `f` with the tile state configured for `rows_product` (released after).
+pub(super) fn with_tiles<R>(f: impl FnOnce() -> R) -> R {
+    assert!(available(), "the AMX level is only constructed where the CPU has it");
+    // SAFETY: AMX was granted (asserted above).
+    unsafe { load_config() };
+    let result = f();
+    // SAFETY: as above.
+    unsafe { release() };
+    result
+}
+
+/// out[16][64] = a · b for rows already in pairs (the attention's queries and
+/// probabilities): a 16 rows of `steps`·16 pairs, `lda` u32 apart; b four panels
+/// [steps·16][16] of pairs, `stride` u32 apart; out 16 rows of 64 f32, `ldo` apart. No
+/// transpose: a's rows are the first operand's, so the sums lie as out does.
+/// # Safety
+/// Inside `with_tiles`; the pointers hold what is said above.
+pub(super) unsafe fn rows_product(a: *const u32, lda: usize, b: *const u32, stride: usize, steps: usize, out: *mut f32, ldo: usize) {
+    use std::arch::asm;
+    asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem, preserves_flags));
+    for s in 0..steps {
+        let b = b.add(s * ROWS * ROWS);
+        asm!(
+            "tileloadd tmm4, [{a} + {lda}]",
+            "tileloadd tmm5, [{b0} + {bs}]",
+            "tdpbf16ps tmm0, tmm4, tmm5",
+            "tileloadd tmm6, [{b1} + {bs}]",
+            "tdpbf16ps tmm1, tmm4, tmm6",
+            "tileloadd tmm7, [{b2} + {bs}]",
+            "tdpbf16ps tmm2, tmm4, tmm7",
+            "tileloadd tmm5, [{b3} + {bs}]",
+            "tdpbf16ps tmm3, tmm4, tmm5",
+            a = in(reg) a.add(s * ROWS),
+            lda = in(reg) lda * 4,
+            b0 = in(reg) b,
+            b1 = in(reg) b.add(stride),
+            b2 = in(reg) b.add(2 * stride),
+            b3 = in(reg) b.add(3 * stride),
+            bs = in(reg) 4 * ROWS,
+            options(nostack, readonly, preserves_flags),
+        );
+    }
+    asm!(
+        "tilestored [{o0} + {s}], tmm0",
+        "tilestored [{o1} + {s}], tmm1",
+        "tilestored [{o2} + {s}], tmm2",
+        "tilestored [{o3} + {s}], tmm3",
+        o0 = in(reg) out,
+        o1 = in(reg) out.add(ROWS),
+        o2 = in(reg) out.add(2 * ROWS),
+        o3 = in(reg) out.add(3 * ROWS),
+        s = in(reg) ldo * 4,
+        options(nostack, preserves_flags),
+    );
+}
+
 /// The peak probe's loop: `iters` rounds of four independent `tdpbf16ps` on register
 /// tiles (16·16·32 multiply-adds each). Returns one accumulator element.
 pub fn peak_loop(iters: usize) -> f32 {

@@ -125,6 +125,34 @@ impl Drop for AlignedBytes {
     }
 }
 
+/// Zeroed plain values on 64-byte aligned, recycled memory: operands whose rows a kernel
+/// loads a cache line at a time (AMX tiles).
+pub struct AlignedVec<T: bytemuck::Pod> {
+    bytes: AlignedBytes,
+    _values: std::marker::PhantomData<T>,
+}
+
+impl<T: bytemuck::Pod> AlignedVec<T> {
+    /// `len` zeros; panics if the memory cannot be had (as `vec!` does).
+    pub fn zeroed(len: usize) -> Self {
+        let bytes = len.checked_mul(std::mem::size_of::<T>()).and_then(AlignedBytes::zeroed);
+        AlignedVec { bytes: bytes.unwrap_or_else(|| panic!("cannot allocate {len} values of {} bytes", std::mem::size_of::<T>())), _values: std::marker::PhantomData }
+    }
+}
+
+impl<T: bytemuck::Pod> std::ops::Deref for AlignedVec<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        bytemuck::cast_slice(self.bytes.as_slice())
+    }
+}
+
+impl<T: bytemuck::Pod> std::ops::DerefMut for AlignedVec<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        bytemuck::cast_slice_mut(self.bytes.as_mut_slice())
+    }
+}
+
 /// Freed allocations kept for reuse, by exact length, most recent last; the oldest are
 /// released once more than the budget is kept.
 mod recycle {
@@ -247,6 +275,21 @@ mod recycle {
         fn block(len: usize) -> NonNull<u8> {
             // SAFETY: non-zero size.
             NonNull::new(unsafe { std::alloc::alloc(super::super::layout(len).unwrap()) }).unwrap()
+        }
+
+        /// Every length, small and recycled, starts a cache line and reads as zeros,
+        /// also after an earlier one of its length was written and dropped.
+        #[test]
+        fn aligned_vecs_start_cache_lines_and_hold_zeros() {
+            for len in [1usize, 17, 300, 70_000] {
+                for _ in 0..2 {
+                    let mut v = super::super::AlignedVec::<u32>::zeroed(len);
+                    assert_eq!(v.len(), len);
+                    assert!((v.as_ptr() as usize).is_multiple_of(ALIGN), "{len} values");
+                    assert!(v.iter().all(|&x| x == 0), "{len} values");
+                    v.fill(7);
+                }
+            }
         }
 
         #[test]

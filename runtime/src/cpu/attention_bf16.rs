@@ -27,6 +27,7 @@ use super::gemm_bf16::GROUPS;
 use super::pair_tile::{round_pairs, tile, Runs, COLS};
 use super::simd::Isa;
 use super::view::SharedOut;
+use crate::aligned::AlignedVec;
 
 /// Query panels per task.
 const PANELS_PER_TASK: usize = 8;
@@ -91,9 +92,9 @@ pub(crate) fn attention_in_tasks(isa: Isa, p: &Problem, out: &mut [f32], panels:
 /// of 16, so an AMX tile (16 pairs deep) never reads into the next panel.
 struct HeadPairs {
     /// Kᵀ per part of 64 keys: GROUPS panels [d2p][16] of pairs of head dimensions.
-    k: Vec<u32>,
+    k: AlignedVec<u32>,
     /// V per part of 64 head dimensions: GROUPS panels [k2p][16] of pairs of keys.
-    v: Vec<u32>,
+    v: AlignedVec<u32>,
     /// Pairs of head dimensions; and of head dimensions and keys padded to a multiple of 16.
     d2: usize,
     d2p: usize,
@@ -106,8 +107,8 @@ impl HeadPairs {
         assert!(k.len() >= keys * d && v.len() >= keys * d, "K/V hold {} and {} floats, {keys} x {d} needed", k.len(), v.len());
         let (d2, k2) = (d.div_ceil(2), keys.div_ceil(2));
         let (d2p, k2p) = (d2.next_multiple_of(16), k2.next_multiple_of(16));
-        let mut kp = vec![0u32; keys.div_ceil(COLS) * GROUPS * d2p * NR];
-        let mut vp = vec![0u32; d.div_ceil(COLS) * GROUPS * k2p * NR];
+        let mut kp = AlignedVec::zeroed(keys.div_ceil(COLS) * GROUPS * d2p * NR);
+        let mut vp = AlignedVec::zeroed(d.div_ceil(COLS) * GROUPS * k2p * NR);
         // SAFETY (both calls): the bf16 attention runs only on levels with AVX512-BF16
         // (asserted by `attention_in_tasks`); the buffers are sized above.
         #[cfg(target_arch = "x86_64")]
@@ -133,12 +134,13 @@ struct Panel {
     /// Queries per panel.
     rows: usize,
     /// Scores, then probabilities: a row per query of whole 64-key parts.
-    s: Vec<f32>,
-    /// q · 1/√D as rows of pairs of head dimensions; P as rows of pairs of keys.
-    q: Vec<u32>,
-    p: Vec<u32>,
+    s: AlignedVec<f32>,
+    /// q · 1/√D as rows of pairs of head dimensions; P as rows of pairs of keys (aligned,
+    /// with rows of whole cache lines: an AMX tile loads one a row).
+    q: AlignedVec<u32>,
+    p: AlignedVec<u32>,
     /// One part of O: a row per query of 64 head dimensions.
-    o: Vec<f32>,
+    o: AlignedVec<f32>,
     /// The panel's outputs, rows of D.
     out: Vec<f32>,
     /// A scaled query row.
@@ -152,8 +154,8 @@ struct Panel {
 impl Panel {
     fn new(keys: usize, d: usize, rows: usize) -> Panel {
         let (s_len, q_len, p_len) = (keys.div_ceil(COLS) * COLS, d.div_ceil(32) * 16, keys.div_ceil(32) * 16);
-        let (s, q, p) = (vec![0f32; rows * s_len], vec![0; rows * q_len], vec![0; rows * p_len]);
-        Panel { rows, s, q, p, o: vec![0f32; rows * COLS], out: vec![0f32; rows * d], scaled: vec![0f32; d], s_len, q_len, p_len }
+        let (s, q, p) = (AlignedVec::zeroed(rows * s_len), AlignedVec::zeroed(rows * q_len), AlignedVec::zeroed(rows * p_len));
+        Panel { rows, s, q, p, o: AlignedVec::zeroed(rows * COLS), out: vec![0f32; rows * d], scaled: vec![0f32; d], s_len, q_len, p_len }
     }
 
     /// The outputs of queries t0..t0 + rows (at most a panel's) of head hd, rows of D.
@@ -297,8 +299,8 @@ mod tests {
                     want_v[((c / NR) * k2p + j) * NR + c % NR] = bf16(v[2 * j * d + c]) | hi << 16;
                 }
             }
-            assert!(pairs.k == want_k, "K pairs, {keys} keys of {d}");
-            assert!(pairs.v == want_v, "V pairs, {keys} keys of {d}");
+            assert!(*pairs.k == want_k[..], "K pairs, {keys} keys of {d}");
+            assert!(*pairs.v == want_v[..], "V pairs, {keys} keys of {d}");
         }
     }
 

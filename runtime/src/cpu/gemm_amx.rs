@@ -12,7 +12,7 @@
 use rayon::prelude::*;
 
 use super::store::{Act, Store};
-use crate::aligned::AlignedBytes;
+use crate::aligned::AlignedVec;
 use super::view::{SharedOut, WeightSlice};
 use crate::op::WeightLayout;
 
@@ -156,11 +156,9 @@ fn gemm_in_chunks(
 /// x [m, k] as tiles [m tile][step][16 pairs][16 rows] of bf16 pairs (one u32 each),
 /// zero padded to `tiles` row tiles and `steps·32` inner indices. Each tile row is a cache
 /// line of its own: a tile load whose rows straddle lines ran 3x slower.
-fn pack_x(x: &[f32], m: usize, k: usize, tiles: usize, steps: usize) -> AlignedBytes {
-    let len = tiles * steps * X_TILE / 2;
-    let mut packed = AlignedBytes::zeroed(len * 4).expect("memory for the packed x tiles");
-    let lines: &mut [u32] = bytemuck::cast_slice_mut(packed.as_mut_slice());
-    lines
+fn pack_x(x: &[f32], m: usize, k: usize, tiles: usize, steps: usize) -> AlignedVec<u32> {
+    let mut packed = AlignedVec::zeroed(tiles * steps * X_TILE / 2);
+    packed
         .par_chunks_mut(steps * X_TILE / 2)
         .enumerate()
         .take(m.div_ceil(ROWS))

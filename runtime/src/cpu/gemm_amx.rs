@@ -108,8 +108,10 @@ fn gemm_in_chunks(
     let steps = k.div_ceil(TK);
     let pairs = m.div_ceil(2 * ROWS);
     let xpack = pack_x(x, m, k, 2 * pairs, steps);
+    // Read in place where each tile row is a cache line of the weight's (K a multiple of
+    // 32 and an aligned start); other weights are copied a task's panel at a time.
     let direct = match (w, layout) {
-        (WeightSlice::BF16(s), WeightLayout::OutIn) if k.is_multiple_of(TK) => Some(s),
+        (WeightSlice::BF16(s), WeightLayout::OutIn) if k.is_multiple_of(TK) && (s.as_ptr() as usize).is_multiple_of(64) => Some(s),
         _ => None,
     };
     // Rows in chunks whose packed x stays in a core's L2 while the weight panels pass by.
@@ -119,13 +121,7 @@ fn gemm_in_chunks(
     let shared = SharedOut::new(out);
     // Chunk-major tasks: a thread's contiguous run of tasks keeps its x chunk.
     (0..chunks * blocks).into_par_iter().for_each_init(
-        || {
-            (
-                Vec::<u16>::new(),
-                vec![0f32; 4 * ROWS * ROWS],
-                Vec::<f32>::new(),
-            )
-        },
+        || (AlignedVec::<u16>::zeroed(COLS * steps * TK), vec![0f32; 4 * ROWS * ROWS], Vec::<f32>::new()),
         |(panel, tiles, row), task| {
             let (chunk, b) = (task / blocks, task % blocks);
             let n0 = b * COLS;
@@ -170,34 +166,28 @@ fn pack_x(x: &[f32], m: usize, k: usize, tiles: usize, steps: usize) -> AlignedV
 
 /// Weight rows n0..n0+nb as a [32][kp] bf16 panel (missing rows and inner indices 0).
 #[allow(clippy::too_many_arguments)]
-fn fill_panel(
-    w: WeightSlice,
-    layout: WeightLayout,
-    k: usize,
-    n: usize,
-    n0: usize,
-    nb: usize,
-    kp: usize,
-    panel: &mut Vec<u16>,
-    row: &mut Vec<f32>,
-) {
-    panel.clear();
-    panel.resize(COLS * kp, 0);
+fn fill_panel(w: WeightSlice, layout: WeightLayout, k: usize, n: usize, n0: usize, nb: usize, kp: usize, panel: &mut [u16], row: &mut Vec<f32>) {
+    assert_eq!(panel.len(), COLS * kp, "a weight panel of 32 rows");
     match layout {
         WeightLayout::OutIn => {
             row.resize(k, 0.0);
-            for j in 0..nb {
-                let dst = &mut panel[j * kp..][..k];
+            for (j, dst) in panel.chunks_exact_mut(kp).enumerate() {
+                if j >= nb {
+                    dst.fill(0);
+                    continue;
+                }
                 match w {
-                    WeightSlice::BF16(s) => dst.copy_from_slice(&s[(n0 + j) * k..][..k]),
+                    WeightSlice::BF16(s) => dst[..k].copy_from_slice(&s[(n0 + j) * k..][..k]),
                     _ => {
                         w.widen_into((n0 + j) * k, row);
-                        to_bf16(row, dst);
+                        to_bf16(row, &mut dst[..k]);
                     }
                 }
+                dst[k..].fill(0);
             }
         }
         WeightLayout::InOut => {
+            panel.fill(0);
             row.resize(nb, 0.0);
             let mut bits = [0u16; COLS];
             for kk in 0..k {
@@ -526,8 +516,13 @@ mod tests {
                         .sum();
                 }
             }
+            // bf16 weights on a cache line (read in place where K allows) and 16 bytes past one
+            // (copied a panel at a time), and f32 weights (converted a panel at a time).
+            let (mut on_line, mut past_line) = (AlignedVec::<u16>::zeroed(wb.len()), AlignedVec::<u16>::zeroed(wb.len() + 8));
+            on_line.copy_from_slice(&wb);
+            past_line[8..].copy_from_slice(&wb);
             let pair_bytes = 2 * ROWS * k * 2;
-            for w in [WeightSlice::BF16(&wb), WeightSlice::F32(&wf)] {
+            for w in [WeightSlice::BF16(&on_line), WeightSlice::BF16(&past_line[8..]), WeightSlice::F32(&wf)] {
                 for chunk in [pair_bytes, 2 * pair_bytes, X_CHUNK_BYTES] {
                     let mut out = vec![0f32; m * n];
                     gemm_in_chunks(&x, m, k, w, WeightLayout::OutIn, n, &mut out, &Store::Sums { accumulate: false }, chunk);

@@ -209,11 +209,6 @@ impl Backend for Cpu {
     }
 
     fn upload_gemm_weight(&self, weight: &WeightView) -> Result<Tensor<Self>> {
-        // AMX tiles load a weight row per cache line: where the file's rows are not aligned
-        // to one, a copy that is (tile loads whose rows straddle lines ran 3x slower).
-        if self.isa.amx() && weight.dtype() == DType::BF16 && !(weight.bytes().as_ptr() as usize).is_multiple_of(crate::aligned::ALIGN) {
-            return self.upload_weight(&WeightView::from_bytes(weight.name(), weight.dtype(), weight.shape(), weight.bytes())?);
-        }
         if let (DType::BF16, &[n, k]) = (weight.dtype(), weight.shape()) {
             let bits: &[u16] = bytemuck::try_cast_slice(weight.bytes()).map_err(|e| Error::Backend { backend: "cpu", msg: format!("bf16 weight bytes: {e}") })?;
             if let Some(pairs) = gemm_bf16::PairedWeight::new(self.isa, bits, n, k)? {

@@ -2,7 +2,8 @@
 //! keys (the GEMMs' bf16 policy): per head, K and V are rounded once into the bf16 pair
 //! layout of `gemm_bf16`'s 6 x 64 register tile (Kᵀ by 16 x 16 register transposes of
 //! keys' rows of pairs, V by interleaving two keys' rounded rows), and per panel of six
-//! queries
+//! queries (sixteen on the AMX level, where AMX tiles take the register tile's place:
+//! `gemm_amx::rows_product`)
 //! - the scores S = Q·Kᵀ/√D come from that tile (keys in lanes, head dimensions as the
 //!   inner index),
 //! - are biased and masked in f32; their exponentials (less the row's largest score) are

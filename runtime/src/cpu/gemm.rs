@@ -31,7 +31,7 @@ pub(super) fn bf16_product(isa: Isa, n: usize) -> bool {
 }
 
 /// The kernel that computes a many-row product: `gemm`'s routing, which `Linear` asks
-/// too (it fuses its epilogue into the packed bf16 GEMM's store).
+/// too (it fuses its epilogue into the packed bf16 and the AMX GEMMs' stores).
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Route<'a> {
     /// AMX tiles (`gemm_amx.rs`).

@@ -2,8 +2,9 @@
 //! operands and f32 sums (`tdpbf16ps`), the fast precision's arithmetic.
 //!
 //! Computed transposed, outᵀ = W · xᵀ, so a first-operand tile is 16 weight rows of 32
-//! inner indices: for bf16 out-in weights that is the weights themselves, loaded with
-//! the row stride and never packed. x is packed once per call into second-operand tiles
+//! inner indices: for bf16 out-in weights whose rows start cache lines that is the
+//! weights themselves, loaded with the row stride and never packed (others are copied a
+//! panel at a time into aligned memory). x is packed once per call into second-operand tiles
 //! (16 pair rows of 16 x rows, each a bf16 pair of consecutive inner indices). Each task
 //! owns 32 output columns (two weight tiles) and sweeps every row two x tiles at a time
 //! into four accumulator tiles, so one weight panel meets all of x from cache.
@@ -59,7 +60,8 @@ pub fn available() -> bool {
 }
 
 /// out[M, N] (+)= x[M, K] · W (any weight dtype and layout; bf16 out-in weights with K a
-/// multiple of 32 are read in place, others are converted one 32-column panel at a time).
+/// multiple of 32 and an aligned start are read in place, others are converted one
+/// 32-column panel at a time).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(
     x: &[f32],
@@ -121,7 +123,7 @@ fn gemm_in_chunks(
     let shared = SharedOut::new(out);
     // Chunk-major tasks: a thread's contiguous run of tasks keeps its x chunk.
     (0..chunks * blocks).into_par_iter().for_each_init(
-        || (AlignedVec::<u16>::zeroed(COLS * steps * TK), vec![0f32; 4 * ROWS * ROWS], Vec::<f32>::new()),
+        || (AlignedVec::<u16>::zeroed(0), vec![0f32; 4 * ROWS * ROWS], Vec::<f32>::new()),
         |(panel, tiles, row), task| {
             let (chunk, b) = (task / blocks, task % blocks);
             let n0 = b * COLS;
@@ -130,6 +132,9 @@ fn gemm_in_chunks(
             let (wp, stride) = match direct {
                 Some(s) if nb == COLS => (s[n0 * k..].as_ptr(), k),
                 _ => {
+                    if panel.len() != COLS * steps * TK {
+                        *panel = AlignedVec::zeroed(COLS * steps * TK);
+                    }
                     fill_panel(w, layout, k, n, n0, nb, steps * TK, panel, row);
                     (panel.as_ptr(), steps * TK)
                 }
@@ -238,7 +243,7 @@ fn store_tiles(tiles: &[f32], out: &SharedOut, m: usize, n: usize, m0: usize, n0
         // SAFETY: AVX-512 F (the AMX level implies it); rows r0..r0 + rows and columns
         // c0..c0 + cols lie in `out` (r0 + rows ≤ m, c0 + cols ≤ n0 + nb ≤ n) and belong
         // to this task alone; the bias and gate cover n columns (asserted by the caller).
-        unsafe { store_transposed(&tiles[t * ROWS * ROWS..][..ROWS * ROWS], out.at(r0 * n + c0), n, rows, c0, cols, store, act) };
+        unsafe { store_transposed(&tiles[t * ROWS * ROWS..][..ROWS * ROWS], out.ptr(r0 * n + c0), n, rows, c0, cols, store, act) };
     }
 }
 
@@ -387,15 +392,22 @@ unsafe fn tile_block(
     );
 }
 
-/// Runs `f` with the tile state configured for `rows_product` (released after).
+/// Runs `f` with the tile state configured for `rows_product` (released after, also when
+/// `f` panics). `f` must not run rayon work: a task stolen meanwhile could release the
+/// state under it.
 pub(super) fn with_tiles<R>(f: impl FnOnce() -> R) -> R {
+    struct Release;
+    impl Drop for Release {
+        fn drop(&mut self) {
+            // SAFETY: constructed only after the grant was asserted.
+            unsafe { release() };
+        }
+    }
     assert!(available(), "the AMX level is only constructed where the CPU has it");
     // SAFETY: AMX was granted (asserted above).
     unsafe { load_config() };
-    let result = f();
-    // SAFETY: as above.
-    unsafe { release() };
-    result
+    let _release = Release;
+    f()
 }
 
 /// out[16][64] = a · b for rows already in pairs (the attention's queries and
@@ -497,7 +509,7 @@ mod tests {
             return;
         }
         let round = |v: f32| f32::from_bits(super::super::gemm_avx512::bf16(v) << 16) as f64;
-        for (m, k, n) in [(70, 128, 96), (37, 100, 40)] {
+        for (m, k, n) in [(70, 128, 96), (37, 100, 40), (70, 128, 40)] {
             let x: Vec<f32> = (0..m * k)
                 .map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5)
                 .collect();

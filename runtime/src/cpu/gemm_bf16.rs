@@ -29,7 +29,7 @@ use super::gemm::{store_row, PackedRows, KC, MR, NR};
 use super::gemm_pack::bf16_pairs_out_in;
 use super::gemm_pack::pack_cols;
 use super::simd::Isa;
-pub(super) use super::store::Store;
+use super::store::Store;
 use super::view::{SharedOut, WeightSlice};
 use crate::op::WeightLayout;
 

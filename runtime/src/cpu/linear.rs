@@ -35,7 +35,10 @@ pub fn linear(isa: Isa, x: &[f32], k: usize, n: usize, w: WeightSlice, pairs: Op
     };
     match super::gemm::route(isa, m, k, w, WeightLayout::OutIn, n) {
         Route::PackedBf16 if matches!(w, WeightSlice::BF16(_)) => return super::gemm_bf16::linear(isa, x, m, k, w, pairs, n, out, store),
-        Route::Amx if store.in_registers().is_some() => return super::gemm_amx::linear(x, m, k, w, n, out, &store),
+        // `matmul` takes a few rows (decode) as GEMVs, and no inner indices as zeros.
+        Route::Amx if k > 0 && !super::matmul::as_gemv(m, RowOrder::Free) && store.in_registers().is_some() => {
+            return super::gemm_amx::linear(x, m, k, w, n, out, &store);
+        }
         _ => {}
     }
     match epilogue {

@@ -72,7 +72,7 @@ pub fn gate_up(isa: Isa, x: &[f32], k: usize, w_gate: WeightSlice, w_up: WeightS
 const GEMV_MAX_ROWS: usize = 4;
 
 /// Whether an M-row product runs as the GEMV (a row-invariant product always does).
-fn as_gemv(m: usize, rows: RowOrder) -> bool {
+pub(super) fn as_gemv(m: usize, rows: RowOrder) -> bool {
     m <= GEMV_MAX_ROWS || rows == RowOrder::Invariant
 }
 

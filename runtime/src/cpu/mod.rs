@@ -38,6 +38,16 @@ pub mod gemm_amx {
         unreachable!("the AMX level exists only on x86-64")
     }
 
+    pub(super) fn with_tiles<R>(_: impl FnOnce() -> R) -> R {
+        unreachable!("the AMX level exists only on x86-64")
+    }
+
+    /// # Safety
+    /// Never called: the AMX level exists only on x86-64.
+    pub(super) unsafe fn rows_product(_: *const u32, _: usize, _: *const u32, _: usize, _: usize, _: *mut f32, _: usize) {
+        unreachable!("the AMX level exists only on x86-64")
+    }
+
     pub fn peak_loop(_: usize) -> f32 {
         unreachable!("the AMX level exists only on x86-64")
     }

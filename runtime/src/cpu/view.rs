@@ -173,6 +173,14 @@ impl SharedOut {
         &mut *self.0.add(i)
     }
 
+    /// Element `i` as a pointer, for kernels that write a block through it.
+    /// # Safety
+    /// `i` must be in bounds of the slice this came from; what is written through the
+    /// pointer must be too, and written by no other task.
+    pub unsafe fn ptr(&self, i: usize) -> *mut f32 {
+        self.0.add(i)
+    }
+
     /// # Safety
     /// `start..start + len` must be in bounds of the slice this came from and written by no
     /// other task.

@@ -139,17 +139,17 @@ fn gemm_in_chunks(
                     (panel.as_ptr(), steps * TK)
                 }
             };
-            // SAFETY: AMX was granted (asserted above); the panel holds 32 rows of
-            // `stride` ≥ steps·32 elements and xpack 2·pairs tiles per step.
-            unsafe {
-                load_config();
+            with_tiles(|| {
                 for p in chunk * chunk_pairs..((chunk + 1) * chunk_pairs).min(pairs) {
-                    let x0 = (xpack.as_ptr() as *const u16).add(2 * p * steps * X_TILE);
-                    tile_block(wp, stride, x0, x0.add(steps * X_TILE), steps, tiles);
+                    // SAFETY: inside `with_tiles`; the panel holds 32 rows of `stride` ≥
+                    // steps·32 elements and xpack 2·pairs tiles per step.
+                    unsafe {
+                        let x0 = (xpack.as_ptr() as *const u16).add(2 * p * steps * X_TILE);
+                        tile_block(wp, stride, x0, x0.add(steps * X_TILE), steps, tiles);
+                    }
                     store_tiles(tiles, &shared, m, n, 2 * p * ROWS, n0, nb, store, act);
                 }
-                release();
-            }
+            });
         },
     );
 }
@@ -392,8 +392,8 @@ unsafe fn tile_block(
     );
 }
 
-/// Runs `f` with the tile state configured for `rows_product` (released after, also when
-/// `f` panics). `f` must not run rayon work: a task stolen meanwhile could release the
+/// Runs `f` with the tile state configured for `tile_block` and `rows_product` (released
+/// after, also when `f` panics). `f` must not run rayon work: a task stolen meanwhile could release the
 /// state under it.
 pub(super) fn with_tiles<R>(f: impl FnOnce() -> R) -> R {
     struct Release;

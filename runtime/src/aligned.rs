@@ -140,6 +140,13 @@ impl<T: bytemuck::Pod> AlignedVec<T> {
     }
 }
 
+impl<T: bytemuck::Pod> Default for AlignedVec<T> {
+    /// No values (and no allocation).
+    fn default() -> Self {
+        AlignedVec::zeroed(0)
+    }
+}
+
 impl<T: bytemuck::Pod> std::ops::Deref for AlignedVec<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {

@@ -218,7 +218,7 @@ impl Panel {
             // (zero past the pairs that count: `round_pairs` and `softmax_pairs` pad them),
             // b's panels hold steps·16 rows (`HeadPairs` pads them), out holds AMX_ROWS rows
             // of 64 sums (asserted above).
-            unsafe { super::gemm_amx::rows_product(rows.as_ptr(), a_len, b.as_ptr(), stride, steps, out.as_mut_ptr(), out_len) };
+            unsafe { super::gemm_amx::rows_product(rows.as_ptr(), a_len, Runs::plain(steps * 16), b.as_ptr(), stride, out.as_mut_ptr(), out_len) };
             return;
         }
         let a_rows: [&[u32]; MR] = std::array::from_fn(|r| &rows[r * a_len..][..a_len]);

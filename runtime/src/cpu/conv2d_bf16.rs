@@ -53,7 +53,7 @@ pub(super) fn conv2d(isa: Isa, x: &[f32], w: WeightSlice, bias: &[f32], out: &mu
     for b in 0..d.batch {
         padded_image(&x[b * d.h * d.w * d.c_in..][..d.h * d.w * d.c_in], d, p, pixels, &mut image);
         let rows = Rows { input: &image, batches: d.oh, batch_step: p.stride[0] * line, per_batch: d.kh * line, count: d.ow, step: p.stride[1] * c2, runs };
-        sweep(&rows, &weights, d.c_out, |i, j, c0, sums| {
+        sweep(isa, &rows, &weights, d.c_out, |i, j, c0, sums| {
             // SAFETY: `sweep` hands each (output position, column group) to one task only;
             // in bounds (asserted above).
             let dst = unsafe { shared.slice(((b * d.oh + i) * d.ow + j) * d.c_out + c0, sums.len()) };

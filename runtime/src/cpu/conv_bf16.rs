@@ -1,6 +1,7 @@
 //! The fast precision's 1-D convolution on the AVX512-BF16 levels, direct: the input is
 //! rounded once into time-major bf16 pairs, its padding as zero frames, and each output
-//! frame's window is a row of the 6 x 64 pair tile (`pair_tile.rs`), read where it lies
+//! frame's window is a row of the 6 x 64 pair tile (`pair_tile.rs`; of a 16-row AMX tile on
+//! the AMX level where the window's runs are whole tile steps), read where it lies
 //! (a dilated window's taps are runs within it). An upsampled input (each frame repeated,
 //! the SQ decoder's post-processor) is laid out repeated, so its windows are rows too; a
 //! transposed convolution is one plain convolution per output phase, its taps reversed.
@@ -18,6 +19,7 @@ use super::conv::{bias_prelu_store, phase_taps, ConvDims};
 use super::pair_tile::{round_pairs, sweep, weight_pairs, Rows, Runs};
 use super::simd::Isa;
 use super::view::{SharedOut, WeightSlice};
+use crate::aligned::AlignedVec;
 use crate::op::ConvParams;
 
 /// Output channels from which a convolution takes the tile: the fast precision's policy
@@ -30,7 +32,8 @@ const KEPT_PAIRS: usize = 8 << 20;
 
 thread_local! {
     /// The last call's input pairs, kept: fresh pages cost a fault and a clear each call.
-    static INPUT: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+    /// Aligned, so AMX tile rows of whole cache lines start on them.
+    static INPUT: RefCell<AlignedVec<u32>> = RefCell::new(AlignedVec::default());
 }
 
 /// Whether this level runs the convolution here: bf16 dot products, one group, an even
@@ -60,7 +63,7 @@ pub(super) fn conv1d(isa: Isa, x: &[f32], w: WeightSlice, bias: &[f32], out: &mu
     let slope = p.prelu.map(|s| s.get());
     let shared = SharedOut::new(out);
     let rows = Rows { input: &input, batches: d.batch, batch_step: per_batch, per_batch, count: d.l_out, step: p.stride * c2, runs };
-    sweep(&rows, &weights, d.c_out, |b, j, c0, sums| {
+    sweep(isa, &rows, &weights, d.c_out, |b, j, c0, sums| {
         // SAFETY: `sweep` hands each (frame, column group) to one task only; in bounds
         // (asserted above).
         let dst = unsafe { shared.slice((b * d.l_out + j) * d.c_out + c0, sums.len()) };
@@ -137,7 +140,7 @@ pub(super) fn conv_transpose1d(isa: Isa, x: &[f32], w: WeightSlice, bias: &[f32]
         let weights = weight_pairs(WeightSlice::F32(&reversed), d.c_out, t * d.c_in);
         let first = ((r + padding - phase) / s + lead + 1 - t) * c2;
         let rows = Rows { input: &input[first..], batches: d.batch, batch_step: per_batch, per_batch: per_batch - first, count, step: c2, runs: Runs::plain(t * c2) };
-        sweep(&rows, &weights, d.c_out, |b, i, c0, sums| {
+        sweep(isa, &rows, &weights, d.c_out, |b, i, c0, sums| {
             // SAFETY: `sweep` hands each (frame, column group) to one task only, and the
             // residues' frames are disjoint; in bounds (asserted above).
             let dst = unsafe { shared.slice((b * d.l_out + r + i * s) * d.c_out + c0, sums.len()) };
@@ -152,11 +155,10 @@ pub(super) fn conv_transpose1d(isa: Isa, x: &[f32], w: WeightSlice, bias: &[f32]
 /// x [B, L_in, C_in] as bf16 pairs, `per_batch` pairs per batch: `span` frames of the
 /// input upsampled `p.upsample` times, from position −pad_left (zero outside the input),
 /// then zeros.
-fn input_pairs(x: &[f32], d: ConvDims, p: ConvParams, span: usize, per_batch: usize, input: &mut Vec<u32>) {
+fn input_pairs(x: &[f32], d: ConvDims, p: ConvParams, span: usize, per_batch: usize, input: &mut AlignedVec<u32>) {
     let (c2, pad_left, repeat) = (d.c_in / 2, p.pad_left, p.upsample);
     if input.len() < d.batch * per_batch {
-        // Fresh zeroed pages (calloc), not a memset over the pages a resize would fault in.
-        *input = vec![0; d.batch * per_batch];
+        *input = AlignedVec::zeroed(d.batch * per_batch);
     }
     let lead = pad_left.min(span);
     let frames = (d.l_in * repeat).min(span - lead);
@@ -192,6 +194,24 @@ mod tests {
 
     use super::super::pair_tile::test_operands::{bf16, values};
 
+    /// The bf16 levels this CPU has (each one missing said so).
+    fn levels() -> Vec<Isa> {
+        [Isa::Avx512Bf16, Isa::Amx]
+            .into_iter()
+            .filter(|isa| isa.available() || {
+                eprintln!("skipped {}: this CPU lacks it", isa.key());
+                false
+            })
+            .collect()
+    }
+
+    /// A kept input buffer of NaN pairs: a read of pairs the call did not write shows.
+    fn poisoned(len: usize) -> AlignedVec<u32> {
+        let mut v = AlignedVec::zeroed(len);
+        v.fill(0x7fc0_7fc0);
+        v
+    }
+
     /// Against the direct sum in f64 of the bf16-rounded operands (so only the f32 sums'
     /// order differs): stride, dilation, padding past both ends, a partial column group and
     /// row panel, two batches, PReLU and accumulate, upsampling (with stride and padding,
@@ -199,12 +219,10 @@ mod tests {
     /// kept input buffer from a larger call poisoned first).
     #[test]
     fn matches_the_rounded_direct_sum() {
-        if !Isa::Avx512Bf16.available() {
-            return eprintln!("skipped avx512bf16: this CPU lacks it");
-        }
-        // (c_in, c_out, k, stride, dilation, pad_left, l_in, upsample)
-        let cases = [(6usize, 80usize, 3usize, 1usize, 3usize, 7usize, 41usize, 1usize), (34, 64, 4, 2, 1, 2, 57, 1), (128, 130, 7, 1, 1, 3, 200, 1), (64, 70, 7, 1, 1, 6, 23, 2), (10, 64, 3, 2, 2, 1, 19, 3)];
-        for (c_in, c_out, k, stride, dilation, pad_left, l_in, upsample) in cases {
+        // (c_in, c_out, k, stride, dilation, pad_left, l_in, upsample); from c_in 32 on,
+        // the AMX level takes the tiles (dilated runs, stride, upsampling).
+        let cases = [(6usize, 80usize, 3usize, 1usize, 3usize, 7usize, 41usize, 1usize), (34, 64, 4, 2, 1, 2, 57, 1), (128, 130, 7, 1, 1, 3, 200, 1), (64, 70, 7, 1, 1, 6, 23, 2), (10, 64, 3, 2, 2, 1, 19, 3), (32, 64, 3, 1, 3, 3, 40, 1), (32, 96, 4, 2, 1, 1, 50, 1)];
+        for (isa, (c_in, c_out, k, stride, dilation, pad_left, l_in, upsample)) in levels().into_iter().flat_map(|isa| cases.map(|c| (isa, c))) {
             let batch = 2;
             let l_out = (l_in * upsample + 2 * pad_left - dilation * (k - 1) - 1) / stride + 1;
             let d = ConvDims { batch, l_in, c_in, l_out, c_out, k };
@@ -212,9 +230,9 @@ mod tests {
             let bias: Vec<f32> = (0..c_out).map(|o| o as f32 * 0.01 - 0.3).collect();
             let before = values(batch * l_out * c_out, 3, 2.0);
             let p = ConvParams { stride, dilation, pad_left, upsample, prelu: Some(crate::op::PreluSlope::new(0.2)), accumulate: true, ..ConvParams::plain() };
-            INPUT.with(|i| *i.borrow_mut() = vec![0x7fc0_7fc0; 1 << 16]);
+            INPUT.with(|i| *i.borrow_mut() = poisoned(1 << 16));
             let mut out = before.clone();
-            conv1d(Isa::Avx512Bf16, &x, WeightSlice::F32(&w), &bias, &mut out, d, p);
+            conv1d(isa, &x, WeightSlice::F32(&w), &bias, &mut out, d, p);
             for (i, &got) in out.iter().enumerate() {
                 let (b, j, o) = (i / (l_out * c_out), i / c_out % l_out, i % c_out);
                 let mut sum = bias[o] as f64;
@@ -223,13 +241,13 @@ mod tests {
                     sum += (0..c_in).map(|c| bf16(w[(o * k + t) * c_in + c]) * bf16(x[(b * l_in + u / upsample) * c_in + c])).sum::<f64>();
                 }
                 let want = before[i] as f64 + if sum < 0.0 { 0.2 * sum } else { sum };
-                assert!((got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()), "c_in {c_in}, output {i}: {got} vs {want}");
+                assert!((got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()), "{}, c_in {c_in}, output {i}: {got} vs {want}", isa.key());
             }
             for threads in [1, 3] {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
                 let mut again = before.clone();
-                pool.install(|| conv1d(Isa::Avx512Bf16, &x, WeightSlice::F32(&w), &bias, &mut again, d, p));
-                assert!(again.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()), "c_in {c_in}: {threads} threads differ");
+                pool.install(|| conv1d(isa, &x, WeightSlice::F32(&w), &bias, &mut again, d, p));
+                assert!(again.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()), "{}, c_in {c_in}: {threads} threads differ", isa.key());
             }
         }
     }
@@ -240,11 +258,10 @@ mod tests {
     /// batches, a partial column group; bits equal across task splits.
     #[test]
     fn transposed_matches_the_rounded_scatter() {
-        if !Isa::Avx512Bf16.available() {
-            return eprintln!("skipped avx512bf16: this CPU lacks it");
-        }
-        // (c_in, c_out, k, stride, padding, l_in, l_out)
-        for (c_in, c_out, k, s, padding, l_in, l_out) in [(8usize, 64usize, 8usize, 4usize, 0usize, 7usize, 28usize), (12, 70, 10, 5, 2, 9, 45), (6, 64, 3, 4, 0, 5, 20), (4, 96, 6, 3, 1, 2, 2)] {
+        // (c_in, c_out, k, stride, padding, l_in, l_out); the last two take the AMX tiles
+        // on that level.
+        let cases = [(8usize, 64usize, 8usize, 4usize, 0usize, 7usize, 28usize), (12, 70, 10, 5, 2, 9, 45), (6, 64, 3, 4, 0, 5, 20), (4, 96, 6, 3, 1, 2, 2), (32, 64, 8, 4, 0, 20, 80), (64, 70, 10, 5, 2, 30, 150)];
+        for (isa, (c_in, c_out, k, s, padding, l_in, l_out)) in levels().into_iter().flat_map(|isa| cases.map(|c| (isa, c))) {
             let batch = 2;
             let d = ConvDims { batch, l_in, c_in, l_out, c_out, k };
             let (x, w) = (values(batch * l_in * c_in, 4, 2.0), values(c_out * k * c_in, 5, 2.0));
@@ -260,17 +277,17 @@ mod tests {
                     }
                 }
             }
-            INPUT.with(|i| *i.borrow_mut() = vec![0x7fc0_7fc0; 1 << 16]);
+            INPUT.with(|i| *i.borrow_mut() = poisoned(1 << 16));
             let mut out = vec![f32::NAN; batch * l_out * c_out];
-            conv_transpose1d(Isa::Avx512Bf16, &x, WeightSlice::F32(&w), &bias, &mut out, d, s, padding);
+            conv_transpose1d(isa, &x, WeightSlice::F32(&w), &bias, &mut out, d, s, padding);
             for (i, (&got, &want)) in out.iter().zip(&want).enumerate() {
-                assert!((got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()), "k {k}, stride {s}, output {i}: {got} vs {want}");
+                assert!((got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()), "{}, k {k}, stride {s}, output {i}: {got} vs {want}", isa.key());
             }
             for threads in [1, 3] {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
                 let mut again = vec![f32::NAN; out.len()];
-                pool.install(|| conv_transpose1d(Isa::Avx512Bf16, &x, WeightSlice::F32(&w), &bias, &mut again, d, s, padding));
-                assert!(again.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()), "k {k}: {threads} threads differ");
+                pool.install(|| conv_transpose1d(isa, &x, WeightSlice::F32(&w), &bias, &mut again, d, s, padding));
+                assert!(again.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()), "{}, k {k}: {threads} threads differ", isa.key());
             }
         }
     }

@@ -12,6 +12,7 @@
 
 use rayon::prelude::*;
 
+use super::pair_tile::Runs;
 use super::store::{Act, Store};
 use crate::aligned::AlignedVec;
 use super::view::{SharedOut, WeightSlice};
@@ -411,35 +412,41 @@ pub(super) fn with_tiles<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// out[16][64] = a · b for rows already in pairs (the attention's queries and
-/// probabilities): a 16 rows of `steps`·16 pairs, `lda` u32 apart; b four panels
-/// [steps·16][16] of pairs, `stride` u32 apart; out 16 rows of 64 f32, `ldo` apart. No
-/// transpose: a's rows are the first operand's, so the sums lie as out does.
+/// probabilities, a convolution's windows): a 16 rows, `lda` u32 apart, each read as
+/// `runs` says (runs of whole 16-pair steps); b four panels [runs' pairs][16] of pairs,
+/// `stride` u32 apart; out 16 rows of 64 f32, `ldo` apart. No transpose: a's rows are the
+/// first operand's, so the sums lie as out does.
 /// # Safety
 /// Inside `with_tiles`; the pointers hold what is said above.
-pub(super) unsafe fn rows_product(a: *const u32, lda: usize, b: *const u32, stride: usize, steps: usize, out: *mut f32, ldo: usize) {
+pub(super) unsafe fn rows_product(a: *const u32, lda: usize, runs: Runs, b: *const u32, stride: usize, out: *mut f32, ldo: usize) {
     use std::arch::asm;
+    debug_assert!(runs.pairs.is_multiple_of(ROWS), "runs of whole tile steps");
     asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem, preserves_flags));
-    for s in 0..steps {
-        let b = b.add(s * ROWS * ROWS);
-        asm!(
-            "tileloadd tmm4, [{a} + {lda}]",
-            "tileloadd tmm5, [{b0} + {bs}]",
-            "tdpbf16ps tmm0, tmm4, tmm5",
-            "tileloadd tmm6, [{b1} + {bs}]",
-            "tdpbf16ps tmm1, tmm4, tmm6",
-            "tileloadd tmm7, [{b2} + {bs}]",
-            "tdpbf16ps tmm2, tmm4, tmm7",
-            "tileloadd tmm5, [{b3} + {bs}]",
-            "tdpbf16ps tmm3, tmm4, tmm5",
-            a = in(reg) a.add(s * ROWS),
-            lda = in(reg) lda * 4,
-            b0 = in(reg) b,
-            b1 = in(reg) b.add(stride),
-            b2 = in(reg) b.add(2 * stride),
-            b3 = in(reg) b.add(3 * stride),
-            bs = in(reg) 4 * ROWS,
-            options(nostack, readonly, preserves_flags),
-        );
+    let mut b = b;
+    for run in 0..runs.count {
+        let a = a.add(run * runs.step);
+        for s in (0..runs.pairs).step_by(ROWS) {
+            asm!(
+                "tileloadd tmm4, [{a} + {lda}]",
+                "tileloadd tmm5, [{b0} + {bs}]",
+                "tdpbf16ps tmm0, tmm4, tmm5",
+                "tileloadd tmm6, [{b1} + {bs}]",
+                "tdpbf16ps tmm1, tmm4, tmm6",
+                "tileloadd tmm7, [{b2} + {bs}]",
+                "tdpbf16ps tmm2, tmm4, tmm7",
+                "tileloadd tmm5, [{b3} + {bs}]",
+                "tdpbf16ps tmm3, tmm4, tmm5",
+                a = in(reg) a.add(s),
+                lda = in(reg) lda * 4,
+                b0 = in(reg) b,
+                b1 = in(reg) b.add(stride),
+                b2 = in(reg) b.add(2 * stride),
+                b3 = in(reg) b.add(3 * stride),
+                bs = in(reg) 4 * ROWS,
+                options(nostack, readonly, preserves_flags),
+            );
+            b = b.add(ROWS * ROWS);
+        }
     }
     asm!(
         "tilestored [{o0} + {s}], tmm0",

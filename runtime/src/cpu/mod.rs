@@ -44,7 +44,7 @@ pub mod gemm_amx {
 
     /// # Safety
     /// Never called: the AMX level exists only on x86-64.
-    pub(super) unsafe fn rows_product(_: *const u32, _: usize, _: *const u32, _: usize, _: usize, _: *mut f32, _: usize) {
+    pub(super) unsafe fn rows_product(_: *const u32, _: usize, _: super::pair_tile::Runs, _: *const u32, _: usize, _: *mut f32, _: usize) {
         unreachable!("the AMX level exists only on x86-64")
     }
 

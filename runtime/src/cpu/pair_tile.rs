@@ -8,6 +8,8 @@ use rayon::prelude::*;
 
 use super::gemm::{MR, NR};
 use super::gemm_bf16::GROUPS;
+use super::simd::Isa;
+use crate::aligned::AlignedVec;
 use super::view::WeightSlice;
 
 /// Output columns of one tile.
@@ -82,16 +84,18 @@ pub(super) struct Rows<'a> {
 /// `store(batch, row, first column, sums)` once per row and group of 64 columns (the
 /// sums of columns first..first + len, len ≤ 64). Tasks own runs of rows and sweep
 /// every column group over them, each group's weights (L2-resident) meeting all of the
-/// task's rows; a row's sums never depend on the split.
-pub(super) fn sweep(rows: &Rows, weights: &[u32], n: usize, store: impl Fn(usize, usize, usize, &[f32]) + Sync) {
+/// task's rows; a row's sums never depend on the split. On the AMX level, rows whose runs
+/// are whole tile steps go 16 at a time through AMX tiles (`gemm_amx::rows_product`).
+pub(super) fn sweep(isa: Isa, rows: &Rows, weights: &[u32], n: usize, store: impl Fn(usize, usize, usize, &[f32]) + Sync) {
     let inner = rows.runs.count * rows.runs.pairs;
     let groups = n.div_ceil(COLS);
     assert!(weights.len() >= groups * GROUPS * inner * NR, "weight pairs for {n} columns of {inner} pairs");
     assert!(rows.batches == 0 || rows.input.len() >= (rows.batches - 1) * rows.batch_step + rows.per_batch, "input pairs for {} batches of {}", rows.batches, rows.per_batch);
     assert!(rows.count == 0 || (rows.count - 1) * rows.step + rows.runs.span() <= rows.per_batch, "rows past their batch's pairs");
-    let by_cache = TASK_INPUT_BYTES / (4 * rows.step).max(1);
-    let by_balance = (rows.batches * rows.count).div_ceil(8 * rayon::current_num_threads());
-    let per = by_cache.min(by_balance).max(4 * MR).next_multiple_of(MR);
+    if isa.amx() && rows.runs.pairs.is_multiple_of(AMX_ROWS) && rows.count >= AMX_ROWS {
+        return sweep_tiles(rows, weights, n, store);
+    }
+    let per = task_rows(rows, MR);
     let tasks: Vec<(usize, usize)> = (0..rows.batches).flat_map(|b| (0..rows.count).step_by(per).map(move |j0| (b, j0))).collect();
     tasks.into_par_iter().for_each(|(b, j0)| {
         let j1 = (j0 + per).min(rows.count);
@@ -112,12 +116,55 @@ pub(super) fn sweep(rows: &Rows, weights: &[u32], n: usize, store: impl Fn(usize
     });
 }
 
+/// Rows of an AMX tile.
+const AMX_ROWS: usize = 16;
+
+/// Rows per task, a multiple of `panel`: as many as keep the task's input in L2, few
+/// enough for eight tasks a thread.
+fn task_rows(rows: &Rows, panel: usize) -> usize {
+    let by_cache = TASK_INPUT_BYTES / (4 * rows.step).max(1);
+    let by_balance = (rows.batches * rows.count).div_ceil(8 * rayon::current_num_threads());
+    by_cache.min(by_balance).max(4 * MR).next_multiple_of(panel)
+}
+
+/// `sweep` on AMX tiles (at least 16 rows, runs of whole 16-pair steps): panels of 16
+/// rows, the tile state held for each task. A task's last panel, when short, starts early
+/// enough to hold 16 rows and stores only those not stored before; every row's sums are
+/// the same whichever panel computes them.
+fn sweep_tiles(rows: &Rows, weights: &[u32], n: usize, store: impl Fn(usize, usize, usize, &[f32]) + Sync) {
+    let inner = rows.runs.count * rows.runs.pairs;
+    let per = task_rows(rows, AMX_ROWS);
+    let tasks: Vec<(usize, usize)> = (0..rows.batches).flat_map(|b| (0..rows.count).step_by(per).map(move |j0| (b, j0))).collect();
+    tasks.into_par_iter().for_each(|(b, j0)| {
+        let j1 = (j0 + per).min(rows.count);
+        let input = &rows.input[b * rows.batch_step..][..rows.per_batch];
+        let mut sums = AlignedVec::<f32>::zeroed(AMX_ROWS * COLS);
+        super::gemm_amx::with_tiles(|| {
+            for (group, panel) in weights.chunks_exact(GROUPS * inner * NR).take(n.div_ceil(COLS)).enumerate() {
+                let (c0, cols) = (group * COLS, (n - group * COLS).min(COLS));
+                for j in (j0..j1).step_by(AMX_ROWS) {
+                    // j1 ≥ 16: tasks hold at least 16 rows, or end at the count (≥ 16).
+                    let first = j.min(j1 - AMX_ROWS);
+                    // SAFETY: inside `with_tiles`; rows first..first + 16 lie in the batch's
+                    // pairs, each reading its runs' span within them (asserted by `sweep`);
+                    // the panel holds GROUPS panels of `inner` rows of NR pairs, `sums`
+                    // 16 rows of COLS.
+                    unsafe { super::gemm_amx::rows_product(input[first * rows.step..].as_ptr(), rows.step, rows.runs, panel.as_ptr(), inner * NR, sums.as_mut_ptr(), COLS) };
+                    for (r, row) in sums.chunks_exact(COLS).enumerate().skip(j - first) {
+                        store(b, first + r, c0, &row[..cols]);
+                    }
+                }
+            }
+        });
+    });
+}
+
 /// Weights [n, len] (out-in) as bf16 pairs of the tile's b operand: per group of 64
 /// columns, GROUPS panels [len / 2][NR] (an odd last value pairs with 0), zero past the
 /// last column.
-pub(super) fn weight_pairs(w: WeightSlice, n: usize, len: usize) -> Vec<u32> {
+pub(super) fn weight_pairs(w: WeightSlice, n: usize, len: usize) -> AlignedVec<u32> {
     let inner = len.div_ceil(2);
-    let mut pairs = vec![0u32; n.div_ceil(COLS) * GROUPS * inner * NR];
+    let mut pairs = AlignedVec::zeroed(n.div_ceil(COLS) * GROUPS * inner * NR);
     pairs.par_chunks_mut(inner * NR).enumerate().for_each(|(panel, dst)| {
         let (mut row, mut tmp) = (vec![0f32; len], vec![0u32; len.div_ceil(32) * 16]);
         for c in 0..NR {

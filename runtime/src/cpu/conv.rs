@@ -217,6 +217,9 @@ fn grouped_conv1d(isa: Isa, x: &[f32], w: WeightSlice, bias: &[f32], out: &mut [
         }
         return;
     }
+    if cg == 1 && og == 1 {
+        return depthwise_conv1d(x, &wf, bias, out, d, p);
+    }
     let virtual_len = d.l_in * p.upsample;
     out.par_chunks_mut(d.c_out).enumerate().for_each(|(row, y)| {
         let (b, j) = (row / d.l_out, row % d.l_out);
@@ -235,6 +238,40 @@ fn grouped_conv1d(isa: Isa, x: &[f32], w: WeightSlice, bias: &[f32], out: &mut [
             *dst = if p.accumulate { *dst + v } else { v };
         }
     });
+}
+
+/// Depthwise convolution (one input channel per group, one output channel each: the
+/// conformer's): each output frame is bias + Σ taps x[u] ⊙ w[tap], over all channels at
+/// once, with the taps laid out [K][C] so the products run along contiguous channels. The
+/// same sums in the same order as the general grouped path.
+fn depthwise_conv1d(x: &[f32], w: &[f32], bias: &[f32], out: &mut [f32], d: ConvDims, p: ConvParams) {
+    let c = d.c_out;
+    let mut taps = vec![0f32; d.k * c];
+    for (o, row) in w.chunks_exact(d.k).take(c).enumerate() {
+        for (t, &v) in row.iter().enumerate() {
+            taps[t * c + o] = v;
+        }
+    }
+    let virtual_len = d.l_in * p.upsample;
+    let slope = p.prelu.map(|s| s.get());
+    out.par_chunks_mut(c).enumerate().for_each_init(
+        || vec![0f32; c],
+        |acc, (row, y)| {
+            let (b, j) = (row / d.l_out, row % d.l_out);
+            acc.copy_from_slice(&bias[..c]);
+            for (t, wt) in taps.chunks_exact(c).enumerate() {
+                let Some(u) = (j * p.stride + t * p.dilation).checked_sub(p.pad_left).filter(|&u| u < virtual_len) else { continue };
+                let xr = &x[(b * d.l_in + u / p.upsample) * c..][..c];
+                for ((a, &xv), &wv) in acc.iter_mut().zip(xr).zip(wt) {
+                    *a += xv * wv;
+                }
+            }
+            for (dst, &v) in y.iter_mut().zip(acc.iter()) {
+                let v = prelu(v, slope);
+                *dst = if p.accumulate { *dst + v } else { v };
+            }
+        },
+    );
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use super::conv2d::{bias_relu_store, Conv2dDims};
 use super::pair_tile::{round_pairs, sweep, weight_pairs, Rows, Runs};
+use crate::aligned::AlignedVec;
 use super::simd::Isa;
 use super::view::{SharedOut, WeightSlice};
 use crate::op::Conv2dParams;
@@ -48,7 +49,8 @@ pub(super) fn conv2d(isa: Isa, x: &[f32], w: WeightSlice, bias: &[f32], out: &mu
     let line = pixels * c2;
     let weights = weight_pairs(w, d.c_out, d.kh * d.kw * d.c_in);
     let runs = Runs { count: d.kh, pairs: d.kw * c2, step: line };
-    let mut image = vec![0u32; lines * line];
+    // Aligned: a line of whole 16-pair steps starts cache lines, as AMX tile rows should.
+    let mut image = AlignedVec::<u32>::zeroed(lines * line);
     let shared = SharedOut::new(out);
     for b in 0..d.batch {
         padded_image(&x[b * d.h * d.w * d.c_in..][..d.h * d.w * d.c_in], d, p, pixels, &mut image);
@@ -86,21 +88,25 @@ fn padded_image(x: &[f32], d: Conv2dDims, p: Conv2dParams, pixels: usize, image:
 mod tests {
     use super::*;
 
-    use super::super::pair_tile::test_operands::{bf16, values};
+    use super::super::pair_tile::test_operands::{bf16, levels, values};
 
     /// Against the direct sum in f64 of the bf16-rounded operands: MusicFM's strided and
     /// residual convolutions (stride 2 with padding, stride 1 with accumulate and ReLU), a
     /// non-square kernel with uneven strides, a partial column group and row panel, two
-    /// images; and every split into tasks gives the same bits.
+    /// images; the last two on AMX tiles at that level (lines of 16 and 17 outputs, so
+    /// tasks take whole lines, and a short last panel); and every split into tasks gives
+    /// the same bits.
     #[test]
     fn matches_the_rounded_direct_sum() {
-        if !Isa::Avx512Bf16.available() {
-            return eprintln!("skipped avx512bf16: this CPU lacks it");
-        }
         // (h, w, c_in, c_out, kh, kw, stride, pad, accumulate, relu)
-        for (h, w, c_in, c_out, kh, kw, stride, pad, accumulate, relu) in
-            [(13usize, 11usize, 6usize, 70usize, 3usize, 3usize, [2usize, 2usize], [1usize, 1usize], false, true), (9, 10, 8, 64, 3, 3, [1, 1], [1, 1], true, true), (7, 12, 4, 66, 2, 3, [1, 2], [0, 1], true, false)]
-        {
+        let cases = [
+            (13usize, 11usize, 6usize, 70usize, 3usize, 3usize, [2usize, 2usize], [1usize, 1usize], false, true),
+            (9, 10, 8, 64, 3, 3, [1, 1], [1, 1], true, true),
+            (7, 12, 4, 66, 2, 3, [1, 2], [0, 1], true, false),
+            (40, 16, 32, 64, 3, 3, [1, 1], [1, 1], true, true),
+            (30, 33, 32, 70, 3, 3, [2, 2], [1, 1], false, false),
+        ];
+        for (isa, (h, w, c_in, c_out, kh, kw, stride, pad, accumulate, relu)) in levels().into_iter().flat_map(|isa| cases.map(|c| (isa, c))) {
             let batch = 2;
             let (oh, ow) = ((h + 2 * pad[0] - kh) / stride[0] + 1, (w + 2 * pad[1] - kw) / stride[1] + 1);
             let d = Conv2dDims { batch, h, w, c_in, oh, ow, c_out, kh, kw };
@@ -109,7 +115,7 @@ mod tests {
             let bias: Vec<f32> = (0..c_out).map(|o| o as f32 * 0.01 - 0.3).collect();
             let before = values(batch * oh * ow * c_out, 3, 2.0);
             let mut out = before.clone();
-            conv2d(Isa::Avx512Bf16, &x, WeightSlice::F32(&wt), &bias, &mut out, d, p);
+            conv2d(isa, &x, WeightSlice::F32(&wt), &bias, &mut out, d, p);
             for (idx, &got) in out.iter().enumerate() {
                 let (b, i, j, o) = (idx / (oh * ow * c_out), idx / (ow * c_out) % oh, idx / c_out % ow, idx % c_out);
                 let mut v = bias[o] as f64;
@@ -124,13 +130,13 @@ mod tests {
                     v += before[idx] as f64;
                 }
                 let want = if relu { v.max(0.0) } else { v };
-                assert!((got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()), "c_in {c_in}, output {idx}: {got} vs {want}");
+                assert!((got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()), "{}, c_in {c_in}, output {idx}: {got} vs {want}", isa.key());
             }
             for threads in [1, 3] {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
                 let mut again = before.clone();
-                pool.install(|| conv2d(Isa::Avx512Bf16, &x, WeightSlice::F32(&wt), &bias, &mut again, d, p));
-                assert!(again.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()), "c_in {c_in}: {threads} threads differ");
+                pool.install(|| conv2d(isa, &x, WeightSlice::F32(&wt), &bias, &mut again, d, p));
+                assert!(again.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()), "{}, c_in {c_in}: {threads} threads differ", isa.key());
             }
         }
     }

@@ -192,18 +192,7 @@ fn input_pairs(x: &[f32], d: ConvDims, p: ConvParams, span: usize, per_batch: us
 mod tests {
     use super::*;
 
-    use super::super::pair_tile::test_operands::{bf16, values};
-
-    /// The bf16 levels this CPU has (each one missing said so).
-    fn levels() -> Vec<Isa> {
-        [Isa::Avx512Bf16, Isa::Amx]
-            .into_iter()
-            .filter(|isa| isa.available() || {
-                eprintln!("skipped {}: this CPU lacks it", isa.key());
-                false
-            })
-            .collect()
-    }
+    use super::super::pair_tile::test_operands::{bf16, levels, values};
 
     /// A kept input buffer of NaN pairs: a read of pairs the call did not write shows.
     fn poisoned(len: usize) -> AlignedVec<u32> {

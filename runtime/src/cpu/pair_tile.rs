@@ -4,6 +4,8 @@
 //! in rows need no packing: the attention's queries and probabilities, a convolution's
 //! time-major input (each output frame's window is a row, its taps runs within it).
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 use super::gemm::{MR, NR};
@@ -82,9 +84,9 @@ pub(super) struct Rows<'a> {
 
 /// Every row's sums with `n` weight columns (`weights` from `weight_pairs`), handed to
 /// `store(batch, row, first column, sums)` once per row and group of 64 columns (the
-/// sums of columns first..first + len, len ≤ 64). Tasks own runs of rows and sweep
-/// every column group over them, each group's weights (L2-resident) meeting all of the
-/// task's rows; a row's sums never depend on the split. On the AMX level, rows whose runs
+/// sums of columns first..first + len, len ≤ 64). Tasks own runs of rows (or whole
+/// batches of few rows) and sweep every column group over them, each group's weights
+/// (L2-resident) meeting all of the task's rows; a row's sums never depend on the split. On the AMX level, rows whose runs
 /// are whole tile steps go 16 at a time through AMX tiles (`gemm_amx::rows_product`).
 pub(super) fn sweep(isa: Isa, rows: &Rows, weights: &[u32], n: usize, store: impl Fn(usize, usize, usize, &[f32]) + Sync) {
     let inner = rows.runs.count * rows.runs.pairs;
@@ -95,21 +97,20 @@ pub(super) fn sweep(isa: Isa, rows: &Rows, weights: &[u32], n: usize, store: imp
     if isa.amx() && rows.runs.pairs.is_multiple_of(AMX_ROWS) && rows.count >= AMX_ROWS {
         return sweep_tiles(rows, weights, n, store);
     }
-    let per = task_rows(rows, MR);
-    let tasks: Vec<(usize, usize)> = (0..rows.batches).flat_map(|b| (0..rows.count).step_by(per).map(move |j0| (b, j0))).collect();
-    tasks.into_par_iter().for_each(|(b, j0)| {
-        let j1 = (j0 + per).min(rows.count);
-        let input = &rows.input[b * rows.batch_step..][..rows.per_batch];
+    tasks(rows, MR).into_par_iter().for_each(|(batches, js)| {
         let mut sums = [0f32; MR * COLS];
         for (group, panel) in weights.chunks_exact(GROUPS * inner * NR).take(groups).enumerate() {
             let (c0, cols) = (group * COLS, (n - group * COLS).min(COLS));
-            for j in (j0..j1).step_by(MR) {
-                let count = (j1 - j).min(MR);
-                // A short panel repeats its last row; those sums are not stored.
-                let a: [&[u32]; MR] = std::array::from_fn(|r| &input[(j + r.min(count - 1)) * rows.step..]);
-                tile(rows.runs, a, panel, inner * NR, sums.chunks_exact_mut(COLS));
-                for (r, row) in sums.chunks_exact(COLS).take(count).enumerate() {
-                    store(b, j + r, c0, &row[..cols]);
+            for b in batches.clone() {
+                let input = &rows.input[b * rows.batch_step..][..rows.per_batch];
+                for j in js.clone().step_by(MR) {
+                    let count = (js.end - j).min(MR);
+                    // A short panel repeats its last row; those sums are not stored.
+                    let a: [&[u32]; MR] = std::array::from_fn(|r| &input[(j + r.min(count - 1)) * rows.step..]);
+                    tile(rows.runs, a, panel, inner * NR, sums.chunks_exact_mut(COLS));
+                    for (r, row) in sums.chunks_exact(COLS).take(count).enumerate() {
+                        store(b, j + r, c0, &row[..cols]);
+                    }
                 }
             }
         }
@@ -119,12 +120,19 @@ pub(super) fn sweep(isa: Isa, rows: &Rows, weights: &[u32], n: usize, store: imp
 /// Rows of an AMX tile.
 const AMX_ROWS: usize = 16;
 
-/// Rows per task, a multiple of `panel`: as many as keep the task's input in L2, few
-/// enough for eight tasks a thread.
-fn task_rows(rows: &Rows, panel: usize) -> usize {
+/// The tasks, as (batches, rows of each): runs of rows of one batch, as many as keep the
+/// task's input in L2 and few enough for eight tasks a thread (a multiple of `panel`); or,
+/// where a batch holds no more than half that (a 2-D convolution's output lines), whole
+/// batches that make as many rows, so each column group's weights meet them all.
+fn tasks(rows: &Rows, panel: usize) -> Vec<(Range<usize>, Range<usize>)> {
     let by_cache = TASK_INPUT_BYTES / (4 * rows.step).max(1);
     let by_balance = (rows.batches * rows.count).div_ceil(8 * rayon::current_num_threads());
-    by_cache.min(by_balance).max(4 * MR).next_multiple_of(panel)
+    let per = by_cache.min(by_balance).max(4 * MR).next_multiple_of(panel);
+    if rows.count > 0 && 2 * rows.count <= per {
+        let batches = per / rows.count;
+        return (0..rows.batches).step_by(batches).map(|b0| (b0..(b0 + batches).min(rows.batches), 0..rows.count)).collect();
+    }
+    (0..rows.batches).flat_map(|b| (0..rows.count).step_by(per).map(move |j0| (b..b + 1, j0..(j0 + per).min(rows.count)))).collect()
 }
 
 /// `sweep` on AMX tiles (at least 16 rows, runs of whole 16-pair steps): panels of 16
@@ -133,25 +141,24 @@ fn task_rows(rows: &Rows, panel: usize) -> usize {
 /// the same whichever panel computes them.
 fn sweep_tiles(rows: &Rows, weights: &[u32], n: usize, store: impl Fn(usize, usize, usize, &[f32]) + Sync) {
     let inner = rows.runs.count * rows.runs.pairs;
-    let per = task_rows(rows, AMX_ROWS);
-    let tasks: Vec<(usize, usize)> = (0..rows.batches).flat_map(|b| (0..rows.count).step_by(per).map(move |j0| (b, j0))).collect();
-    tasks.into_par_iter().for_each(|(b, j0)| {
-        let j1 = (j0 + per).min(rows.count);
-        let input = &rows.input[b * rows.batch_step..][..rows.per_batch];
+    tasks(rows, AMX_ROWS).into_par_iter().for_each(|(batches, js)| {
         let mut sums = AlignedVec::<f32>::zeroed(AMX_ROWS * COLS);
         super::gemm_amx::with_tiles(|| {
             for (group, panel) in weights.chunks_exact(GROUPS * inner * NR).take(n.div_ceil(COLS)).enumerate() {
                 let (c0, cols) = (group * COLS, (n - group * COLS).min(COLS));
-                for j in (j0..j1).step_by(AMX_ROWS) {
-                    // j1 ≥ 16: tasks hold at least 16 rows, or end at the count (≥ 16).
-                    let first = j.min(j1 - AMX_ROWS);
-                    // SAFETY: inside `with_tiles`; rows first..first + 16 lie in the batch's
-                    // pairs, each reading its runs' span within them (asserted by `sweep`);
-                    // the panel holds GROUPS panels of `inner` rows of NR pairs, `sums`
-                    // 16 rows of COLS.
-                    unsafe { super::gemm_amx::rows_product(input[first * rows.step..].as_ptr(), rows.step, rows.runs, panel.as_ptr(), inner * NR, sums.as_mut_ptr(), COLS) };
-                    for (r, row) in sums.chunks_exact(COLS).enumerate().skip(j - first) {
-                        store(b, first + r, c0, &row[..cols]);
+                for b in batches.clone() {
+                    let input = &rows.input[b * rows.batch_step..][..rows.per_batch];
+                    for j in js.clone().step_by(AMX_ROWS) {
+                        // js.end ≥ 16: tasks hold at least 16 rows, or end at the count (≥ 16).
+                        let first = j.min(js.end - AMX_ROWS);
+                        // SAFETY: inside `with_tiles`; rows first..first + 16 lie in the
+                        // batch's pairs, each reading its runs' span within them (asserted
+                        // by `sweep`); the panel holds GROUPS panels of `inner` rows of NR
+                        // pairs, `sums` 16 rows of COLS.
+                        unsafe { super::gemm_amx::rows_product(input[first * rows.step..].as_ptr(), rows.step, rows.runs, panel.as_ptr(), inner * NR, sums.as_mut_ptr(), COLS) };
+                        for (r, row) in sums.chunks_exact(COLS).enumerate().skip(j - first) {
+                            store(b, first + r, c0, &row[..cols]);
+                        }
                     }
                 }
             }
@@ -202,6 +209,19 @@ pub(super) mod test_operands {
 
     pub fn bf16(v: f32) -> f64 {
         half::bf16::from_f32(v).to_f64()
+    }
+
+    /// The levels with bf16 products that this CPU has (each one missing said so).
+    pub fn levels() -> Vec<crate::cpu::Isa> {
+        [crate::cpu::Isa::Avx512Bf16, crate::cpu::Isa::Amx]
+            .into_iter()
+            .filter(|isa| {
+                isa.available() || {
+                    eprintln!("skipped {}: this CPU lacks it", isa.key());
+                    false
+                }
+            })
+            .collect()
     }
 }
 

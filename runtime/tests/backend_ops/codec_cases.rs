@@ -105,6 +105,7 @@ pub fn cases() -> Vec<Case> {
         (2, 37, 24, 24, 16, 1, 4, 8, 37, false),
         (1, 50, 32, 32, 31, 1, 32, 15, 50, true),
         (1, 45, 130, 130, 7, 1, 130, 3, 45, false),
+        (2, 29, 40, 40, 5, 2, 40, 2, 15, false),
         (1, 40, 32, 48, 12, 1, 2, 6, 40, true),
         (2, 33, 64, 64, 8, 2, 4, 4, 16, false),
         // The direct bf16 convolution, strided, two columns into its second group.

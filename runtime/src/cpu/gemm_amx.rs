@@ -608,6 +608,7 @@ mod tests {
             Store::Act { bias: Some(&bias), act: None },
             Store::Act { bias: Some(&bias), act: Some(UnaryFn::GeluTanh) },
             Store::Act { bias: None, act: Some(UnaryFn::Silu) },
+            Store::Act { bias: Some(&bias), act: Some(UnaryFn::GeluErf) },
             Store::GatedAdd { bias: Some(&bias), gate: &gate },
             Store::GatedAdd { bias: None, gate: &gate },
         ];

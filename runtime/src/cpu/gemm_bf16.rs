@@ -638,7 +638,7 @@ mod tests {
 
     /// The store in registers gives the bits of the store in passes, for every kind: sums
     /// stored and added, a bias alone, neither, GELU-tanh and SiLU with and without a
-    /// bias, an activation left to the passes (ReLU), the gated residual with and without
+    /// bias, the exact GELU, an activation left to the passes (ReLU), the gated residual with and without
     /// a bias; whole and partial parts, from column 0 and from a later one.
     #[test]
     fn the_store_in_registers_matches_the_store_in_passes() {
@@ -658,6 +658,7 @@ mod tests {
             Store::Act { bias: Some(&bias), act: Some(UnaryFn::GeluTanh) },
             Store::Act { bias: Some(&bias), act: Some(UnaryFn::Silu) },
             Store::Act { bias: None, act: Some(UnaryFn::Silu) },
+            Store::Act { bias: Some(&bias), act: Some(UnaryFn::GeluErf) },
             Store::Act { bias: None, act: None },
             Store::Act { bias: Some(&bias), act: Some(UnaryFn::Relu) },
             Store::GatedAdd { bias: Some(&bias), gate: &gate },

@@ -77,6 +77,8 @@ mod vexp;
 mod vexp_avx2;
 #[cfg(target_arch = "x86_64")]
 mod verf_avx2;
+#[cfg(target_arch = "x86_64")]
+mod verf_avx512;
 mod view;
 
 use std::sync::Mutex;

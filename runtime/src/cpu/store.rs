@@ -39,6 +39,7 @@ impl Store<'_> {
         match *self {
             Store::Act { act: Some(UnaryFn::Silu), .. } => Some(Act::Silu),
             Store::Act { act: Some(UnaryFn::GeluTanh), .. } => Some(Act::GeluTanh),
+            Store::Act { act: Some(UnaryFn::GeluErf), .. } => Some(Act::GeluErf),
             Store::Act { act: Some(_), .. } => None,
             _ => Some(Act::None),
         }
@@ -51,6 +52,8 @@ pub(super) enum Act {
     None,
     Silu,
     GeluTanh,
+    /// The exact GELU (`verf_avx512::gelu_erf16`).
+    GeluErf,
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -77,6 +80,7 @@ pub(super) mod x86 {
             (_, Some(gate), _) => _mm512_add_ps(_mm512_maskz_loadu_ps(mask, out), _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, gate.as_ptr().add(col)), v)),
             (_, None, Act::Silu) => crate::cpu::vexp::x86::act16(true, v),
             (_, None, Act::GeluTanh) => crate::cpu::vexp::x86::act16(false, v),
+            (_, None, Act::GeluErf) => crate::cpu::verf_avx512::gelu_erf16(v),
             (_, None, Act::None) => v,
         };
         _mm512_mask_storeu_ps(out, mask, y);

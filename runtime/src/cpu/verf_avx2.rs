@@ -14,9 +14,9 @@ use std::arch::x86_64::*;
 use super::vexp_avx2::exp8;
 
 /// erf(z)/z = A(2z² − 1) for |z| < 1, lowest power first.
-const ERF_SMALL: [f32; 7] = [0.965_468_76, -0.140_536_1, 0.019_852_497, -0.002_285_419_5, 0.000_217_513_55, -1.766_906_8e-5, 1.230_605_4e-6];
+pub(super) const ERF_SMALL: [f32; 7] = [0.965_468_76, -0.140_536_1, 0.019_852_497, -0.002_285_419_5, 0.000_217_513_55, -1.766_906_8e-5, 1.230_605_4e-6];
 /// h(a) = erfc(a)·e^(a²) = B(2a/3 − 5/3) for 1 <= a <= 4, lowest power first.
-const ERFC_SCALED: [f32; 13] = [
+pub(super) const ERFC_SCALED: [f32; 13] = [
     0.210_806_37,
     -0.111_521,
     0.056_110_486,
@@ -32,7 +32,7 @@ const ERFC_SCALED: [f32; 13] = [
     1.336_583_6e-5,
 ];
 /// From here on erf(z) rounds to ±1.
-const ERF_SATURATES: f32 = 4.0;
+pub(super) const ERF_SATURATES: f32 = 4.0;
 
 #[inline(always)]
 unsafe fn horner(c: &[f32], s: __m256) -> __m256 {

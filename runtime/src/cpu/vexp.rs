@@ -83,12 +83,11 @@ pub fn softmax_pairs(isa: Isa, row: &[f32], seen: usize, pairs: &mut [u32]) -> f
 pub fn act_row(isa: Isa, f: Option<UnaryFn>, bias: Option<&[f32]>, row: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if let Some(act) = f.and_then(super::vexp_avx2::Act8::of).filter(|_| isa.avx2()) {
-        use super::vexp_avx2::Act8;
         assert!(bias.is_none_or(|b| b.len() >= row.len()), "bias shorter than the row");
         // SAFETY: the SIMD levels are only constructed on CPUs with AVX2/FMA, the bf16
         // ones with AVX-512 F too; the bias, when given, covers the row.
-        if isa.bf16_dot() && act != Act8::GeluErf {
-            unsafe { x86::act_row(act == Act8::Silu, bias, row) };
+        if isa.bf16_dot() {
+            unsafe { x86::act_row(act, bias, row) };
         } else {
             unsafe { super::vexp_avx2::act_row(act, bias, row) };
         }
@@ -229,9 +228,10 @@ pub(super) mod x86 {
         1.0 / _mm512_reduce_add_ps(sum)
     }
 
-    /// GELU-tanh or SiLU (`act16`) of row + bias.
+    /// `act` (`act16`, or the exact GELU of `verf_avx512`) of row + bias.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn act_row(silu: bool, bias: Option<&[f32]>, row: &mut [f32]) {
+    pub unsafe fn act_row(act: crate::cpu::vexp_avx2::Act8, bias: Option<&[f32]>, row: &mut [f32]) {
+        use crate::cpu::vexp_avx2::Act8;
         let p = row.as_mut_ptr();
         let mut i = 0;
         while i < row.len() {
@@ -240,7 +240,12 @@ pub(super) mod x86 {
             if let Some(b) = bias {
                 x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mask, b.as_ptr().add(i)));
             }
-            _mm512_mask_storeu_ps(p.add(i), mask, act16(silu, x));
+            let y = match act {
+                Act8::Silu => act16(true, x),
+                Act8::GeluTanh => act16(false, x),
+                Act8::GeluErf => crate::cpu::verf_avx512::gelu_erf16(x),
+            };
+            _mm512_mask_storeu_ps(p.add(i), mask, y);
             i += 16;
         }
     }

@@ -184,6 +184,8 @@ fn fill_panel(w: WeightSlice, layout: WeightLayout, k: usize, n: usize, n0: usiz
                 }
                 match w {
                     WeightSlice::BF16(s) => dst[..k].copy_from_slice(&s[(n0 + j) * k..][..k]),
+                    // Rounded from where it lies (no widened copy first).
+                    WeightSlice::F32(s) => to_bf16(&s[(n0 + j) * k..][..k], &mut dst[..k]),
                     _ => {
                         w.widen_into((n0 + j) * k, row);
                         to_bf16(row, &mut dst[..k]);

@@ -145,19 +145,22 @@ fn cpu_fast_avx2_level_matches_the_reference_intermediates() {
     check_intermediates(&Cpu::with_isa(Isa::Avx2Int8), "cpu fast avx2int8");
 }
 
-/// The `avx512bf16` level (`fast` on CPUs with AVX512-BF16) rounds the GEMM, convolution
-/// and attention operands to bf16. Measured on this fixture: hidden states within 1.6e-4
-/// relative L2, the reasoning features within 4e-3; a near-tie flips one of 17 reasoning
-/// frames and 3 of 41 reconstruction frames, and the quantized vectors and later
-/// branch features follow those codes (up to 0.19). Bounds with margins.
+/// The bf16 levels (`fast` on CPUs with AVX512-BF16, or AMX) round the GEMM, convolution
+/// and attention operands to bf16. Measured on this fixture (`avx512bf16`): hidden states
+/// within 1.6e-4 relative L2, the reasoning features within 4e-3; a near-tie flips one of
+/// 17 reasoning frames and 3 of 41 reconstruction frames, and the quantized vectors and
+/// later branch features follow those codes (up to 0.19). Bounds with margins.
 #[test]
-fn cpu_fast_bf16_level_stays_within_its_bounds() {
+fn cpu_fast_bf16_levels_stay_within_their_bounds() {
     use uniaudio_runtime::cpu::Isa;
-    if !Isa::Avx512Bf16.available() {
-        return println!("SKIPPED fast avx512bf16: this CPU lacks it");
+    for level in [Isa::Avx512Bf16, Isa::Amx] {
+        if !level.available() {
+            println!("SKIPPED fast {}: this CPU lacks it", level.key());
+            continue;
+        }
+        let bounds = Bounds { hidden: 1e-3, reasoning: 2e-2, quantized: 0.5, branches: 0.5, frames_off: 6 };
+        check_intermediates_within(&Cpu::with_isa(level), &format!("cpu fast {}", level.key()), &bounds);
     }
-    let bounds = Bounds { hidden: 1e-3, reasoning: 2e-2, quantized: 0.5, branches: 0.5, frames_off: 6 };
-    check_intermediates_within(&Cpu::with_isa(Isa::Avx512Bf16), "cpu fast avx512bf16", &bounds);
 }
 
 #[test]

@@ -11,8 +11,8 @@ use rayon::prelude::*;
 use super::gemm::{MR, NR};
 use super::gemm_bf16::GROUPS;
 use super::simd::Isa;
-use crate::aligned::AlignedVec;
 use super::view::WeightSlice;
+use crate::aligned::AlignedVec;
 
 /// Output columns of one tile.
 pub(super) const COLS: usize = GROUPS * NR;
@@ -86,8 +86,9 @@ pub(super) struct Rows<'a> {
 /// `store(batch, row, first column, sums)` once per row and group of 64 columns (the
 /// sums of columns first..first + len, len ≤ 64). Tasks own runs of rows (or whole
 /// batches of few rows) and sweep every column group over them, each group's weights
-/// (L2-resident) meeting all of the task's rows; a row's sums never depend on the split. On the AMX level, rows whose runs
-/// are whole tile steps go 16 at a time through AMX tiles (`gemm_amx::rows_product`).
+/// (L2-resident) meeting all of the task's rows; a row's sums never depend on the split.
+/// On the AMX level, rows whose runs are whole tile steps go 16 at a time through AMX
+/// tiles (`gemm_amx::rows_product`).
 pub(super) fn sweep(isa: Isa, rows: &Rows, weights: &[u32], n: usize, store: impl Fn(usize, usize, usize, &[f32]) + Sync) {
     let inner = rows.runs.count * rows.runs.pairs;
     let groups = n.div_ceil(COLS);

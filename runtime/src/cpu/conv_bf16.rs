@@ -1,7 +1,8 @@
 //! The fast precision's 1-D convolution on the AVX512-BF16 levels, direct: the input is
 //! rounded once into time-major bf16 pairs, its padding as zero frames, and each output
 //! frame's window is a row of the 6 x 64 pair tile (`pair_tile.rs`; of a 16-row AMX tile on
-//! the AMX level where the window's runs are whole tile steps), read where it lies
+//! the AMX level where the window's runs are whole tile steps and there are at least 16
+//! frames), read where it lies
 //! (a dilated window's taps are runs within it). An upsampled input (each frame repeated,
 //! the SQ decoder's post-processor) is laid out repeated, so its windows are rows too; a
 //! transposed convolution is one plain convolution per output phase, its taps reversed.
@@ -208,8 +209,9 @@ mod tests {
     /// kept input buffer from a larger call poisoned first).
     #[test]
     fn matches_the_rounded_direct_sum() {
-        // (c_in, c_out, k, stride, dilation, pad_left, l_in, upsample); from c_in 32 on,
-        // the AMX level takes the tiles (dilated runs, stride, upsampling).
+        // (c_in, c_out, k, stride, dilation, pad_left, l_in, upsample); the AMX level takes
+        // the tiles where K·C_in (C_in when dilated) is a multiple of 32: the third, the
+        // fourth (upsampled) and the last two (dilated runs, stride).
         let cases = [(6usize, 80usize, 3usize, 1usize, 3usize, 7usize, 41usize, 1usize), (34, 64, 4, 2, 1, 2, 57, 1), (128, 130, 7, 1, 1, 3, 200, 1), (64, 70, 7, 1, 1, 6, 23, 2), (10, 64, 3, 2, 2, 1, 19, 3), (32, 64, 3, 1, 3, 3, 40, 1), (32, 96, 4, 2, 1, 1, 50, 1)];
         for (isa, (c_in, c_out, k, stride, dilation, pad_left, l_in, upsample)) in levels().into_iter().flat_map(|isa| cases.map(|c| (isa, c))) {
             let batch = 2;

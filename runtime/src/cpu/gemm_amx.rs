@@ -176,7 +176,6 @@ fn fill_panel(w: WeightSlice, layout: WeightLayout, k: usize, n: usize, n0: usiz
     assert_eq!(panel.len(), COLS * kp, "a weight panel of 32 rows");
     match layout {
         WeightLayout::OutIn => {
-            row.resize(k, 0.0);
             for (j, dst) in panel.chunks_exact_mut(kp).enumerate() {
                 if j >= nb {
                     dst.fill(0);
@@ -187,6 +186,7 @@ fn fill_panel(w: WeightSlice, layout: WeightLayout, k: usize, n: usize, n0: usiz
                     // Rounded from where it lies (no widened copy first).
                     WeightSlice::F32(s) => to_bf16(&s[(n0 + j) * k..][..k], &mut dst[..k]),
                     _ => {
+                        row.resize(k, 0.0);
                         w.widen_into((n0 + j) * k, row);
                         to_bf16(row, &mut dst[..k]);
                     }

@@ -87,8 +87,9 @@ pub(super) struct Rows<'a> {
 /// sums of columns first..first + len, len ≤ 64). Tasks own runs of rows (or whole
 /// batches of few rows) and sweep every column group over them, each group's weights
 /// (L2-resident) meeting all of the task's rows; a row's sums never depend on the split.
-/// On the AMX level, rows whose runs are whole tile steps go 16 at a time through AMX
-/// tiles (`gemm_amx::rows_product`).
+/// On the AMX level, at least 16 rows whose runs are whole tile steps go 16 at a time
+/// through AMX tiles (`gemm_amx::rows_product`); `store` then runs inside the task's tile
+/// state and must not run rayon work (`gemm_amx::with_tiles`).
 pub(super) fn sweep(isa: Isa, rows: &Rows, weights: &[u32], n: usize, store: impl Fn(usize, usize, usize, &[f32]) + Sync) {
     let inner = rows.runs.count * rows.runs.pairs;
     let groups = n.div_ceil(COLS);

@@ -46,7 +46,8 @@ impl Store<'_> {
     }
 }
 
-/// The activation a store in registers applies (`vexp::x86::act16`).
+/// The activation a store in registers applies (`vexp::x86::act16`,
+/// `verf_avx512::gelu_erf16`).
 #[derive(Clone, Copy)]
 pub(super) enum Act {
     None,

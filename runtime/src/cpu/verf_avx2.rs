@@ -1,4 +1,5 @@
-//! The exact GELU, 0.5·x·(1 + erf(x/√2)), 8 AVX2 lanes at a time at every SIMD level
+//! The exact GELU, 0.5·x·(1 + erf(x/√2)), 8 AVX2 lanes at a time at every SIMD level (16
+//! at the bf16 levels: `verf_avx512`, the same operations)
 //! (the scalar path calls libm's erff per element: a tenth of the front ends' elementwise
 //! time). 1 + erf(z) comes from an odd polynomial below |z| = 1 and from
 //! erfc(|z|) = e^(−z²)·h(|z|) above (as 2 − erfc, or erfc itself for negative z, which

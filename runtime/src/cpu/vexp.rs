@@ -6,7 +6,8 @@
 //! level, `exact` included (f32 arithmetic within 2 ulp, as PyTorch's CPU kernels take
 //! SLEEF's vector functions), and so does the exact GELU with its erf in 8 lanes
 //! (`verf_avx2`: within 2e-7 of max(|x|, 1), where libm's erff in 0.5·x·(1 + erf) loses
-//! the negative tail's bits to cancellation anyway).
+//! the negative tail's bits to cancellation anyway), in 16 at the bf16 levels
+//! (`verf_avx512`, the same bits).
 
 use super::elementwise::unary_fn;
 use super::simd::Isa;

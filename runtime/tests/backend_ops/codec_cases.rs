@@ -93,6 +93,9 @@ pub fn cases() -> Vec<Case> {
         (2, 29, 34, 130, 4, 1, 5, 1, 33, true, true),
         // Upsampled (the SQ decoder's post-processor) on the direct bf16 convolution.
         (2, 13, 16, 64, 7, 1, 6, 2, 26, true, false),
+        // Whole 16-pair tile steps: the AMX level's tiles (dilated runs; upsampled).
+        (2, 40, 32, 64, 3, 3, 6, 1, 40, true, true),
+        (1, 21, 32, 70, 5, 1, 4, 2, 42, false, false),
     ] {
         cases.push(Conv1d { batch, l_in, c_in, c_out, k, stride: 1, groups: 1, dilation, pad_left, upsample, l_out, prelu, accumulate, dtype: f32 });
     }
@@ -113,6 +116,8 @@ pub fn cases() -> Vec<Case> {
     ] {
         cases.push(Conv1d { batch, l_in, c_in, c_out, k, stride, groups, dilation: 1, pad_left, upsample: 1, l_out, prelu: false, accumulate, dtype: f32 });
     }
+    // Depthwise, dilated, upsampled, with PReLU and accumulate.
+    cases.push(Conv1d { batch: 2, l_in: 17, c_in: 24, c_out: 24, k: 5, stride: 1, groups: 24, dilation: 2, pad_left: 4, upsample: 2, l_out: 34, prelu: true, accumulate: true, dtype: f32 });
     // Causal (K = 2s, last s dropped), non-causal with padding ⌊(K − s)/2⌋ at full length
     // (odd stride: one extra frame), and K not a multiple of s.
     for (l_in, c_in, c_out, k, stride, padding, l_out) in [

@@ -9,9 +9,9 @@ use rayon::prelude::*;
 
 use super::conv2d::{bias_relu_store, Conv2dDims};
 use super::pair_tile::{round_pairs, sweep, weight_pairs, Rows, Runs};
-use crate::aligned::AlignedVec;
 use super::simd::Isa;
 use super::view::{SharedOut, WeightSlice};
+use crate::aligned::AlignedVec;
 use crate::op::Conv2dParams;
 
 /// Output channels from which the tile runs the convolution (as for 1-D convolutions).

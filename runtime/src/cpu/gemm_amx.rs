@@ -12,10 +12,11 @@
 
 use rayon::prelude::*;
 
+use super::gemm_bf16_rows::round_row;
 use super::pair_tile::Runs;
 use super::store::{Act, Store};
-use crate::aligned::AlignedVec;
 use super::view::{SharedOut, WeightSlice};
+use crate::aligned::AlignedVec;
 use crate::op::WeightLayout;
 
 /// Rows of a tile, and bf16 inner indices per tile row (64 bytes).
@@ -182,16 +183,18 @@ fn fill_panel(w: WeightSlice, layout: WeightLayout, k: usize, n: usize, n0: usiz
                     continue;
                 }
                 match w {
-                    WeightSlice::BF16(s) => dst[..k].copy_from_slice(&s[(n0 + j) * k..][..k]),
+                    WeightSlice::BF16(s) => {
+                        dst[..k].copy_from_slice(&s[(n0 + j) * k..][..k]);
+                        dst[k..].fill(0);
+                    }
                     // Rounded from where it lies (no widened copy first).
-                    WeightSlice::F32(s) => to_bf16(&s[(n0 + j) * k..][..k], &mut dst[..k]),
+                    WeightSlice::F32(s) => round_row(&s[(n0 + j) * k..][..k], dst),
                     _ => {
                         row.resize(k, 0.0);
                         w.widen_into((n0 + j) * k, row);
-                        to_bf16(row, &mut dst[..k]);
+                        round_row(row, dst);
                     }
                 }
-                dst[k..].fill(0);
             }
         }
         WeightLayout::InOut => {
@@ -200,34 +203,12 @@ fn fill_panel(w: WeightSlice, layout: WeightLayout, k: usize, n: usize, n0: usiz
             let mut bits = [0u16; COLS];
             for kk in 0..k {
                 w.widen_into(kk * n + n0, row);
-                to_bf16(row, &mut bits[..nb]);
+                round_row(row, &mut bits);
                 for (j, &b) in bits[..nb].iter().enumerate() {
                     panel[j * kp + kk] = b;
                 }
             }
         }
-    }
-}
-
-/// f32 -> bf16 bits, rounding to nearest even.
-fn to_bf16(src: &[f32], dst: &mut [u16]) {
-    assert!(dst.len() <= src.len());
-    // SAFETY: the AMX level implies AVX512-BF16; bounds asserted above.
-    unsafe { to_bf16_avx512(src, dst) }
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn to_bf16_avx512(src: &[f32], dst: &mut [u16]) {
-    use std::arch::x86_64::*;
-    let whole = dst.len() / 32 * 32;
-    for i in (0..whole).step_by(32) {
-        let lo = _mm512_loadu_ps(src.as_ptr().add(i));
-        let hi = _mm512_loadu_ps(src.as_ptr().add(i + 16));
-        let bits: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
-        _mm512_storeu_si512(dst.as_mut_ptr().add(i) as *mut _, bits);
-    }
-    for i in whole..dst.len() {
-        dst[i] = super::gemm_avx512::bf16(src[i]) as u16;
     }
 }
 
@@ -395,8 +376,8 @@ unsafe fn tile_block(
     );
 }
 
-/// Runs `f` with the tile state configured for `tile_block` and `rows_product` (released
-/// after, also when `f` panics). `f` must not run rayon work: a task stolen meanwhile could release the
+/// Runs `f` with the tile state configured for `tile_block`, `rows_product` and the peak
+/// probe (released after, also when `f` panics). `f` must not run rayon work: a task stolen meanwhile could release the
 /// state under it.
 pub(super) fn with_tiles<R>(f: impl FnOnce() -> R) -> R {
     struct Release;
@@ -467,17 +448,13 @@ pub(super) unsafe fn rows_product(a: *const u32, lda: usize, runs: Runs, b: *con
 /// The peak probe's loop: `iters` rounds of four independent `tdpbf16ps` on register
 /// tiles (16·16·32 multiply-adds each). Returns one accumulator element.
 pub fn peak_loop(iters: usize) -> f32 {
-    assert!(
-        available(),
-        "the AMX level is only constructed where the CPU has it"
-    );
     // Small values keep the sums finite for any iteration count.
     let ones = vec![0x3380u16; X_TILE];
     let mut out = vec![0f32; ROWS * ROWS];
-    // SAFETY: AMX was granted; the sources hold one tile each, `out` one f32 tile.
-    unsafe {
+    // SAFETY: inside `with_tiles` (which checks the grant); the sources hold one tile
+    // each, `out` one f32 tile.
+    with_tiles(|| unsafe {
         use std::arch::asm;
-        load_config();
         asm!(
             "tilezero tmm0",
             "tilezero tmm1",
@@ -496,8 +473,7 @@ pub fn peak_loop(iters: usize) -> f32 {
             );
         }
         asm!("tilestored [{p} + {s}], tmm3", p = in(reg) out.as_mut_ptr(), s = in(reg) 64usize, options(nostack, preserves_flags));
-        release();
-    }
+    });
     out[0]
 }
 

@@ -180,8 +180,9 @@ fn even_odd_row(src: &[f32], dst: &mut [f32]) {
 /// A row of x as bf16 (round to nearest even), zero padded to whole chunks (`dst.len()` a
 /// multiple of 32). Only for levels with AVX512-BF16.
 pub(super) fn round_row(src: &[f32], dst: &mut [u16]) {
-    // SAFETY: reached from `gemm_bf16`, `gemm_blocks_bf16`, the bf16 attention and
-    // `pair_tile::round_pairs` (the bf16 convolutions) only, which assert AVX512-BF16.
+    // SAFETY: reached from `gemm_bf16`, `gemm_blocks_bf16`, the bf16 attention,
+    // `pair_tile::round_pairs` (the bf16 convolutions) and the AMX GEMM's weight panels
+    // only, which assert AVX512-BF16 (the AMX level implies it).
     #[cfg(target_arch = "x86_64")]
     unsafe {
         kernel::round_row(src, dst)

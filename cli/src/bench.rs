@@ -71,8 +71,9 @@ fn auto_preset(dtype: DType, dir: &Path) -> Preset {
 /// The preset's model directory, synthesized on first use and reused afterwards.
 pub(crate) fn preset_model(preset: Preset, dtype: DType) -> Result<PathBuf> {
     let config = preset.config();
-    // v2 of the block-quantized models: their audio heads are stored in blocks too.
-    let version = if dtype.is_quantized() { 2 } else { 1 };
+    // v2 of the block-quantized models: their audio heads are stored in blocks too; v3 (v2
+    // of the float ones): whole-line tensors start on cache lines of the file.
+    let version = if dtype.is_quantized() { 3 } else { 2 };
     let dir = cache_dir().join(format!("bench-{}-{}-v{version}", preset.name(), dtype));
     if let Ok(existing) = LmConfig::from_file(&dir.join("config.json")) {
         if existing == config && dir.join("model.safetensors").is_file() {
@@ -82,6 +83,7 @@ pub(crate) fn preset_model(preset: Preset, dtype: DType) -> Result<PathBuf> {
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing stale {}", dir.display()))?;
     }
+    crate::bench_codec::remove_older_versions(&dir);
     let what = format!("synthesizing {} model", preset.name());
     progress::with_bytes(&what, |report| write_synthetic_model(&config, &InitSpec::with_seed(0x5eed), dtype, &dir, report))?;
     Ok(dir)

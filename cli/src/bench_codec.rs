@@ -33,7 +33,7 @@ pub struct CodecBenchArgs {
 fn preset_dir(cache: &std::path::Path, preset: CodecPreset, dtype: DType) -> Result<PathBuf> {
     let config = preset.config();
     let want = serde_json::to_value(&config)?;
-    let dir = cache.join(format!("bench-codec-{}-{dtype}-v1", preset.name()));
+    let dir = cache.join(format!("bench-codec-{}-{dtype}-v2", preset.name()));
     cached_synthesis(&dir, &want, &["codec.safetensors", "sqcodec.safetensors"], &format!("synthesizing {} codec", preset.name()), |dir| {
         uniaudio_codec::synth::write_synthetic_codec_as(&config, dir, dtype)
     })
@@ -49,11 +49,25 @@ pub fn cached_synthesis(dir: &std::path::Path, want: &serde_json::Value, files: 
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("removing stale {}", dir.display()))?;
     }
+    remove_older_versions(dir);
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let bar = progress::steps(1, what);
     synthesize(dir)?;
     bar.finish_and_clear();
     Ok(dir.to_path_buf())
+}
+
+/// Removes the earlier versions of a `<stem>-v<N>` cache directory (best effort: a model
+/// synthesized under an older layout would otherwise stay on disk for good).
+pub fn remove_older_versions(dir: &std::path::Path) {
+    let Some(name) = dir.file_name().and_then(|n| n.to_str()) else { return };
+    let Some((stem, version)) = name.rsplit_once("-v").and_then(|(s, v)| Some((s, v.parse::<u32>().ok()?))) else { return };
+    for old in 1..version {
+        let old = dir.with_file_name(format!("{stem}-v{old}"));
+        if old.is_dir() && std::fs::remove_dir_all(&old).is_ok() {
+            eprintln!("removed {} (an older layout of this benchmark's model)", old.display());
+        }
+    }
 }
 
 pub fn run(args: &CodecBenchArgs, opened: &Opened, cache: &std::path::Path, dtype: DType) -> Result<()> {

@@ -30,7 +30,7 @@ pub struct EncoderBenchArgs {
 /// encoder computes in f32 as the reference does on the CPU).
 fn preset_dir(cache: &Path, preset: EncoderPreset) -> Result<PathBuf> {
     let want = preset.config_json();
-    let dir = cache.join(format!("bench-encoder-{}-f32-v1", preset.name()));
+    let dir = cache.join(format!("bench-encoder-{}-f32-v2", preset.name()));
     crate::bench_codec::cached_synthesis(&dir, &want, &["codec.safetensors"], &format!("synthesizing {} encoder", preset.name()), |dir| {
         uniaudio_codec::synth::write_synthetic(&want, dir, DType::F32)
     })

@@ -52,6 +52,49 @@ fn single_file_round_trips_zero_copy() {
 }
 
 #[test]
+fn whole_line_tensors_start_on_cache_lines_and_the_data_has_no_holes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    // Written in this order; the 10-byte, 12-byte and 66-byte tensors are not whole lines
+    // (the f32 one must not follow the 10-byte one, or it would lose its 4-byte alignment).
+    let tensors: [(&str, DType, &[usize], Vec<f32>); 6] = [
+        ("tiny", DType::BF16, &[5], ramp(5)),
+        ("w1", DType::BF16, &[4, 32], ramp(128)),
+        ("odd", DType::F32, &[3], ramp(3)),
+        ("w2", DType::F32, &[16, 4], ramp(64)),
+        ("tail", DType::F16, &[33], ramp(33)),
+        ("w3", DType::BF16, &[32], ramp(32)),
+    ];
+    write_model(&path, &tensors);
+    let bytes = std::fs::read(&path).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let data = 8 + header_len;
+    assert_eq!(data % 64, 0, "the data section starts on a line");
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..data]).unwrap();
+    let mut spans = Vec::new();
+    for (name, dtype, shape, _) in &tensors {
+        let o = &header[*name]["data_offsets"];
+        let (start, end) = (o[0].as_u64().unwrap() as usize, o[1].as_u64().unwrap() as usize);
+        assert_eq!(end - start, dtype.bytes(shape.iter().product()), "{name}");
+        if (end - start) % 64 == 0 {
+            assert_eq!((data + start) % 64, 0, "{name} starts on a line");
+        }
+        spans.push((start, end));
+    }
+    spans.sort();
+    assert_eq!(spans[0].0, 0);
+    assert!(spans.windows(2).all(|p| p[0].1 == p[1].0), "contiguous: {spans:?}");
+    assert_eq!(data + spans.last().unwrap().1, bytes.len(), "nothing after the last tensor");
+
+    let file = SafetensorsFile::open(&path).unwrap();
+    for (name, _, _, values) in &tensors {
+        let view = file.view(name).unwrap();
+        assert_eq!(view.to_f32(), *values, "{name} reads back");
+        assert!(view.is_zero_copy(), "{name} is read in place");
+    }
+}
+
+#[test]
 fn sharded_directory_with_index() {
     let dir = tempfile::tempdir().unwrap();
     write_model(&dir.path().join("model-00001-of-00002.safetensors"), &[("x", DType::F16, &[2, 2], ramp(4))]);

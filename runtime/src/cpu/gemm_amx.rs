@@ -24,6 +24,11 @@ const ROWS: usize = 16;
 const TK: usize = 32;
 /// Output columns per task: two weight tiles.
 const COLS: usize = 2 * ROWS;
+/// Most pairs of x tiles per chunk for which a misaligned bf16 weight is still read in
+/// place. Measured on an AMX Xeon (2 threads, bf16 3072 x 3072, rows 16 bytes off a line):
+/// in place was 1.26-1.56x the copy at 64 rows, 1.15-1.55x at 128 (prefill), about even at
+/// 5 pairs a chunk, 0.80-0.92x at 10 (1000 rows from 1536).
+const UNALIGNED_IN_PLACE_PAIRS: usize = 4;
 /// u16 elements of one packed x tile.
 const X_TILE: usize = ROWS * TK;
 /// Packed x per row chunk: about half a core's L2.
@@ -112,14 +117,19 @@ fn gemm_in_chunks(
     let steps = k.div_ceil(TK);
     let pairs = m.div_ceil(2 * ROWS);
     let xpack = pack_x(x, m, k, 2 * pairs, steps);
-    // Read in place where each tile row is a cache line of the weight's (K a multiple of
-    // 32 and an aligned start); other weights are copied a task's panel at a time.
-    let direct = match (w, layout) {
-        (WeightSlice::BF16(s), WeightLayout::OutIn) if k.is_multiple_of(TK) && (s.as_ptr() as usize).is_multiple_of(64) => Some(s),
-        _ => None,
-    };
     // Rows in chunks whose packed x stays in a core's L2 while the weight panels pass by.
     let chunk_pairs = (chunk_bytes / (2 * ROWS * steps * TK * 2)).clamp(1, pairs.max(1));
+    // Read in place where each tile row is a cache line of the weight's (K a multiple of
+    // 32 and an aligned start), or where a panel serves few x tiles, so a copy would not
+    // pay for its split-line reads; other weights are copied a task's panel at a time.
+    let direct = match (w, layout) {
+        (WeightSlice::BF16(s), WeightLayout::OutIn)
+            if k.is_multiple_of(TK) && ((s.as_ptr() as usize).is_multiple_of(64) || chunk_pairs <= UNALIGNED_IN_PLACE_PAIRS) =>
+        {
+            Some(s)
+        }
+        _ => None,
+    };
     let chunks = pairs.div_ceil(chunk_pairs);
     let blocks = n.div_ceil(COLS);
     let shared = SharedOut::new(out);
@@ -494,7 +504,7 @@ mod tests {
             return;
         }
         let round = |v: f32| f32::from_bits(super::super::gemm_avx512::bf16(v) << 16) as f64;
-        for (m, k, n) in [(70, 128, 96), (37, 100, 40), (70, 128, 40)] {
+        for (m, k, n) in [(70, 128, 96), (37, 100, 40), (70, 128, 40), (170, 128, 40)] {
             let x: Vec<f32> = (0..m * k)
                 .map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5)
                 .collect();
@@ -514,7 +524,9 @@ mod tests {
                 }
             }
             // bf16 weights on a cache line (read in place where K allows) and 16 bytes past one
-            // (copied a panel at a time), and f32 weights (converted a panel at a time).
+            // (in place where a chunk holds at most `UNALIGNED_IN_PLACE_PAIRS` tile pairs,
+            // else copied a panel at a time: 170 rows in one chunk), and f32 weights
+            // (converted a panel at a time).
             let (mut on_line, mut past_line) = (AlignedVec::<u16>::zeroed(wb.len()), AlignedVec::<u16>::zeroed(wb.len() + 8));
             on_line.copy_from_slice(&wb);
             past_line[8..].copy_from_slice(&wb);

@@ -12,7 +12,7 @@
 
 use rayon::prelude::*;
 
-use super::gemm_bf16_rows::round_row;
+use super::gemm_bf16_rows::{round_row, widen_row_bf16};
 use super::pair_tile::Runs;
 use super::store::{Act, Store};
 use super::view::{SharedOut, WeightSlice};
@@ -199,6 +199,11 @@ fn fill_panel(w: WeightSlice, layout: WeightLayout, k: usize, n: usize, n0: usiz
                     }
                     // Rounded from where it lies (no widened copy first).
                     WeightSlice::F32(s) => round_row(&s[(n0 + j) * k..][..k], dst),
+                    // Whole blocks (K a multiple of 32) straight to bf16.
+                    WeightSlice::Q8_0(_) | WeightSlice::Q4_0(_) if k.is_multiple_of(TK) => {
+                        widen_row_bf16(w, (n0 + j) * k, &mut dst[..k]);
+                        dst[k..].fill(0);
+                    }
                     _ => {
                         row.resize(k, 0.0);
                         w.widen_into((n0 + j) * k, row);
@@ -540,6 +545,29 @@ mod tests {
                             (g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
                             "chunk {chunk} at {i}: {g} vs {e}"
                         );
+                    }
+                }
+            }
+            // Q8_0 and Q4_0 weights (widened to bf16 a panel at a time), against the product
+            // of their f32 values as `widen_into` gives them.
+            if !k.is_multiple_of(32) {
+                continue;
+            }
+            for dtype in [crate::DType::Q8_0, crate::DType::Q4_0] {
+                let bytes = crate::dtype::f32_to_bytes(&wf, dtype);
+                let w = match dtype {
+                    crate::DType::Q8_0 => WeightSlice::Q8_0(&bytes),
+                    _ => WeightSlice::Q4_0(&bytes),
+                };
+                let mut wq = vec![0f32; n * k];
+                w.widen_into(0, &mut wq);
+                let mut out = vec![0f32; m * n];
+                gemm_in_chunks(&x, m, k, w, WeightLayout::OutIn, n, &mut out, &Store::Sums { accumulate: false }, X_CHUNK_BYTES);
+                for r in 0..m {
+                    for c in 0..n {
+                        let e: f64 = (0..k).map(|i| round(x[r * k + i]) * round(wq[c * k + i])).sum();
+                        let g = out[r * n + c] as f64;
+                        assert!((g - e).abs() <= 1e-4 * (1.0 + e.abs()), "{dtype} at {r}, {c}: {g} vs {e}");
                     }
                 }
             }

@@ -121,9 +121,10 @@ impl<'a> Weights<'a> {
 
 /// Block weights start..start + dst.len() (whole blocks) as bf16: scale × integer in f32,
 /// rounded to nearest even.
-fn widen_row_bf16(w: WeightSlice, start: usize, dst: &mut [u16]) {
-    // SAFETY: reached from `gemm_blocks_bf16` only, which asserts AVX512-BF16 and whole
-    // blocks; the kernel checks the bounds.
+pub(super) fn widen_row_bf16(w: WeightSlice, start: usize, dst: &mut [u16]) {
+    // SAFETY: reached from `gemm_blocks_bf16` and the AMX GEMM's weight panels only, which
+    // assert AVX512-BF16 (the AMX level implies it) and whole blocks; the kernel checks
+    // the bounds.
     #[cfg(target_arch = "x86_64")]
     unsafe {
         match w {

@@ -219,8 +219,8 @@ fn bench_on<B: Backend>(backend: &B, peak_probe: &crate::bench_codec::PeakProbe,
         let json = serde_json::json!({
             "model": label, "parameters": params, "weight_bytes": lm.weights.total_bytes(), "dtype": dtype.name(),
             "backend": description, "bandwidth_gb_per_s": bw, "bandwidth_measurement": bw_how, "peak_rss_bytes": rss, "compute_peak_gflops": peak, "results": report,
-            "audio_percent_of_bandwidth": 100.0 * report.audio_gb_per_s / bw,
-            "text_percent_of_bandwidth": 100.0 * report.text_gb_per_s / bw,
+            "audio_percent_of_bandwidth": crate::bench_codec::share_of_bandwidth(report.audio_gb_per_s, bw),
+            "text_percent_of_bandwidth": crate::bench_codec::share_of_bandwidth(report.text_gb_per_s, bw),
             "batch": batched,
             "weight_pages": pages.map(|p| serde_json::json!({"resident_bytes": p.resident, "huge_page_bytes": p.huge})),
         });
@@ -233,20 +233,9 @@ fn print_table(r: &BenchReport, bw: f64, peak: u64) {
     println!();
     println!("{:<34} {:>12} {:>10} {:>9}", "metric", "value", "GB/s", "% of bw");
     println!("{:<34} {:>8.1} tok/s", format!("prefill ({} tokens, {:.2} s)", r.prompt_len, r.prefill_seconds), r.prefill_tokens_per_second);
-    println!(
-        "{:<34} {:>9.2} ms {:>10.2} {:>8.1}%",
-        format!("audio frame (median of {})", r.audio_frames),
-        r.ms_per_audio_frame,
-        r.audio_gb_per_s,
-        100.0 * r.audio_gb_per_s / bw
-    );
-    println!(
-        "{:<34} {:>9.2} ms {:>10.2} {:>8.1}%",
-        format!("text token (median of {})", r.text_tokens),
-        r.ms_per_text_token,
-        r.text_gb_per_s,
-        100.0 * r.text_gb_per_s / bw
-    );
+    let cell = |gbs: f64| crate::bench_codec::bandwidth_cell(gbs, bw, 9);
+    println!("{:<34} {:>9.2} ms {:>10.2} {}", format!("audio frame (median of {})", r.audio_frames), r.ms_per_audio_frame, r.audio_gb_per_s, cell(r.audio_gb_per_s));
+    println!("{:<34} {:>9.2} ms {:>10.2} {}", format!("text token (median of {})", r.text_tokens), r.ms_per_text_token, r.text_gb_per_s, cell(r.text_gb_per_s));
     println!(
         "{:<34} {:>12.3}   ({} frames per second of audio; < 1 is faster than real time)",
         "real-time factor",
@@ -261,4 +250,7 @@ fn print_table(r: &BenchReport, bw: f64, peak: u64) {
         r.bytes_per_audio_frame / bw / 1e6,
         r.bytes_per_text_token / bw / 1e6
     );
+    if [r.audio_gb_per_s, r.text_gb_per_s].iter().any(|&g| crate::bench_codec::share_of_bandwidth(g, bw).is_none()) {
+        println!("{}", crate::bench_codec::ABOVE_PROBE_NOTE);
+    }
 }

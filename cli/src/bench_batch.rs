@@ -2,6 +2,8 @@
 
 use uniaudio_lm::bench_batch::{BatchKindRow, BatchRow};
 
+use crate::bench_codec::{bandwidth_cell, share_of_bandwidth, ABOVE_PROBE_NOTE};
+
 fn scaling(r: &BatchKindRow) -> String {
     r.scaling.map_or("-".into(), |s| format!("{s:.2}x"))
 }
@@ -17,19 +19,22 @@ pub fn print_table(rows: &[BatchRow], bw: f64) {
     );
     for r in rows {
         println!(
-            "{:>5} | {:>10.1} {:>10.2} {:>9.3} {:>8.2} {:>5.1}% {:>7} | {:>10.1} {:>9.2} {:>8.2} {:>5.1}% {:>7}",
+            "{:>5} | {:>10.1} {:>10.2} {:>9.3} {:>8.2} {} {:>7} | {:>10.1} {:>9.2} {:>8.2} {} {:>7}",
             r.batch,
             r.audio.ms_per_step,
             r.audio.per_second,
             r.audio_real_time_factor_per_stream,
             r.audio.gb_per_s,
-            100.0 * r.audio.gb_per_s / bw,
+            bandwidth_cell(r.audio.gb_per_s, bw, 6),
             scaling(&r.audio),
             r.text.ms_per_step,
             r.text.per_second,
             r.text.gb_per_s,
-            100.0 * r.text.gb_per_s / bw,
+            bandwidth_cell(r.text.gb_per_s, bw, 6),
             scaling(&r.text),
         );
+    }
+    if rows.iter().any(|r| [r.audio.gb_per_s, r.text.gb_per_s].iter().any(|&g| share_of_bandwidth(g, bw).is_none())) {
+        println!("{ABOVE_PROBE_NOTE}");
     }
 }

@@ -136,6 +136,24 @@ pub fn of_peak(gflops: f64, peak: Option<f64>) -> String {
     }
 }
 
+/// `gb_per_s` as a percentage of the read bandwidth `bw` measured in the same run; none
+/// above it (the probe under-read a moving shared host, as `of_peak` says of compute).
+pub fn share_of_bandwidth(gb_per_s: f64, bw: f64) -> Option<f64> {
+    let pct = 100.0 * gb_per_s / bw;
+    (pct <= 100.0).then_some(pct)
+}
+
+/// `share_of_bandwidth` as a table cell `width` wide (with its `%`): `>probe` above it.
+pub fn bandwidth_cell(gb_per_s: f64, bw: f64, width: usize) -> String {
+    match share_of_bandwidth(gb_per_s, bw) {
+        Some(pct) => format!("{:>w$.1}%", pct, w = width - 1),
+        None => format!("{:>width$}", ">probe"),
+    }
+}
+
+/// The line that explains a `>probe` cell.
+pub const ABOVE_PROBE_NOTE: &str = "`>probe`: read faster than the bandwidth probe (the host's bandwidth moved between probes), so no percentage";
+
 fn print_report(r: &CodecBenchReport, peak: Option<f64>) {
     let of_peak = |g: f64| of_peak(g, peak);
     println!("{:<24} {:>10} {:>12} {:>12}", "part", "seconds", "GFLOP", "GFLOP/s");
@@ -162,5 +180,15 @@ mod tests {
         assert_eq!(of_peak(200.0, Some(200.0)), "100.0% of the 200.0 GFLOP/s compute peak");
         assert!(of_peak(250.0, Some(200.0)).starts_with("above the 200.0 GFLOP/s measured peak"));
         assert_eq!(of_peak(1.0, None), "(no peak measured for this backend)");
+    }
+
+    #[test]
+    fn shares_of_the_bandwidth_never_exceed_100_percent() {
+        use super::{bandwidth_cell, share_of_bandwidth};
+        assert_eq!(share_of_bandwidth(15.0, 20.0), Some(75.0));
+        assert_eq!(share_of_bandwidth(20.0, 20.0), Some(100.0));
+        assert_eq!(share_of_bandwidth(21.5, 20.0), None);
+        assert_eq!(bandwidth_cell(15.0, 20.0, 9), "    75.0%");
+        assert_eq!(bandwidth_cell(21.5, 20.0, 9), "   >probe");
     }
 }

@@ -45,19 +45,24 @@ pub fn run(args: BenchGemvArgs) -> Result<()> {
     println!("measured read bandwidth: {bw:.2} GB/s (best of 10 passes over 1 GiB, 5 before and 5 after the cases)\n");
     println!("{:<10} {:>5} {:>16} {:>9} {:>10} {:>10} {:>9} {:>10}", "case", "dtype", "shape", "MB/pass", "median ms", "best ms", "GB/s", "% of bw");
     let mut rows = Vec::new();
+    let mut above_probe = false;
     for (case, med, best) in timed {
         let gbs = case.weight_bytes() as f64 / med / 1e9;
-        let pct = 100.0 * gbs / bw;
+        let pct = crate::bench_codec::share_of_bandwidth(gbs, bw);
+        above_probe |= pct.is_none();
         let shape = format!("{}x{}x{}", case.layers, case.rows, case.cols);
         println!(
-            "{:<10} {:>5} {:>16} {:>9.1} {:>10.2} {:>10.2} {:>9.2} {:>9.1}%",
-            case.name, case.dtype, shape, case.weight_bytes() as f64 / 1e6, med * 1e3, best * 1e3, gbs, pct
+            "{:<10} {:>5} {:>16} {:>9.1} {:>10.2} {:>10.2} {:>9.2} {}",
+            case.name, case.dtype, shape, case.weight_bytes() as f64 / 1e6, med * 1e3, best * 1e3, gbs, crate::bench_codec::bandwidth_cell(gbs, bw, 10)
         );
         rows.push(serde_json::json!({
             "case": case.name, "dtype": case.dtype.name(), "layers": case.layers, "rows": case.rows, "cols": case.cols,
             "bytes_per_pass": case.weight_bytes(), "median_ms": med * 1e3, "best_ms": best * 1e3,
             "gb_per_s": gbs, "percent_of_read_bandwidth": pct,
         }));
+    }
+    if above_probe {
+        println!("{}", crate::bench_codec::ABOVE_PROBE_NOTE);
     }
     if let Some(path) = args.json {
         let report = serde_json::json!({

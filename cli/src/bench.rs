@@ -68,13 +68,18 @@ fn auto_preset(dtype: DType, dir: &Path) -> Preset {
     Preset::Small
 }
 
-/// The preset's model directory, synthesized on first use and reused afterwards.
-pub(crate) fn preset_model(preset: Preset, dtype: DType) -> Result<PathBuf> {
-    let config = preset.config();
+/// Where the preset's model is cached.
+fn preset_dir(preset: Preset, dtype: DType) -> PathBuf {
     // v2 of the block-quantized models: their audio heads are stored in blocks too; v3 (v2
     // of the float ones): whole-line tensors start on cache lines of the file.
     let version = if dtype.is_quantized() { 3 } else { 2 };
-    let dir = cache_dir().join(format!("bench-{}-{}-v{version}", preset.name(), dtype));
+    cache_dir().join(format!("bench-{}-{}-v{version}", preset.name(), dtype))
+}
+
+/// The preset's model directory, synthesized on first use and reused afterwards.
+pub(crate) fn preset_model(preset: Preset, dtype: DType) -> Result<PathBuf> {
+    let config = preset.config();
+    let dir = preset_dir(preset, dtype);
     if let Ok(existing) = LmConfig::from_file(&dir.join("config.json")) {
         if existing == config && dir.join("model.safetensors").is_file() {
             return Ok(dir);
@@ -133,6 +138,10 @@ fn run_opened(args: &BenchArgs, opened: &Opened, dtype: DType) -> Result<()> {
             (dir.display().to_string(), paths.require(uniaudio::Part::Lm, "bench")?.to_path_buf())
         }
         (None, "auto") => {
+            // Older layouts of every preset go first, so their space counts as free.
+            for p in Preset::ALL {
+                crate::bench_codec::remove_older_versions(&preset_dir(p, dtype));
+            }
             let p = auto_preset(dtype, &cache_dir());
             (p.name().to_string(), preset_model(p, dtype)?)
         }

@@ -137,7 +137,7 @@ pub fn of_peak(gflops: f64, peak: Option<f64>) -> String {
 }
 
 /// `gb_per_s` as a percentage of the read bandwidth `bw` measured in the same run; none
-/// above it (the probe under-read a moving shared host, as `of_peak` says of compute).
+/// above it (the probe under-read, e.g. on a shared host whose bandwidth moves).
 pub fn share_of_bandwidth(gb_per_s: f64, bw: f64) -> Option<f64> {
     let pct = 100.0 * gb_per_s / bw;
     (pct <= 100.0).then_some(pct)
@@ -152,7 +152,7 @@ pub fn bandwidth_cell(gb_per_s: f64, bw: f64, width: usize) -> String {
 }
 
 /// The line that explains a `>probe` cell.
-pub const ABOVE_PROBE_NOTE: &str = "`>probe`: read faster than the bandwidth probe (the host's bandwidth moved between probes), so no percentage";
+pub const ABOVE_PROBE_NOTE: &str = "`>probe`: read faster than the bandwidth probe measured (before and after), so no percentage";
 
 fn print_report(r: &CodecBenchReport, peak: Option<f64>) {
     let of_peak = |g: f64| of_peak(g, peak);

@@ -2,9 +2,10 @@
 //! operands and f32 sums (`tdpbf16ps`), the fast precision's arithmetic.
 //!
 //! Computed transposed, outᵀ = W · xᵀ, so a first-operand tile is 16 weight rows of 32
-//! inner indices: for bf16 out-in weights whose rows start cache lines that is the
-//! weights themselves, loaded with the row stride and never packed (others are copied a
-//! panel at a time into aligned memory). x is packed once per call into second-operand tiles
+//! inner indices: for bf16 out-in weights whose rows start cache lines (or, where a row
+//! chunk holds few x tiles, any bf16 out-in weights) that is the weights themselves,
+//! loaded with the row stride and never packed (others are copied a panel at a time into
+//! aligned memory). x is packed once per call into second-operand tiles
 //! (16 pair rows of 16 x rows, each a bf16 pair of consecutive inner indices). Each task
 //! owns 32 output columns (two weight tiles) and sweeps every row two x tiles at a time
 //! into four accumulator tiles, so one weight panel meets all of x from cache.
@@ -67,8 +68,9 @@ pub fn available() -> bool {
 }
 
 /// out[M, N] (+)= x[M, K] · W (any weight dtype and layout; bf16 out-in weights with K a
-/// multiple of 32 and an aligned start are read in place, others are converted one
-/// 32-column panel at a time).
+/// multiple of 32 are read in place where their start is aligned or a row chunk holds at
+/// most `UNALIGNED_IN_PLACE_PAIRS` pairs of x tiles, others are converted one 32-column
+/// panel at a time).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(
     x: &[f32],

@@ -5,8 +5,8 @@
 //! The data section starts at a multiple of `DATA_ALIGN` bytes, and tensors whose size is
 //! a multiple of it come first, so each of those starts on a cache line of the mapped file:
 //! kernels read their rows in place (the AMX GEMM needs that to skip a copy) and no vector
-//! load straddles two lines. The format has no holes, so the others follow, those of
-//! wider elements first.
+//! load straddles two lines where a row's length is a multiple of it. The format has no
+//! holes, so the others follow, by falling dtype alignment.
 
 use std::collections::BTreeMap;
 use std::fs::File;

@@ -136,6 +136,10 @@ fn bad_requests_get_clear_errors_and_the_server_goes_on() {
     expect(post(&server, &json!({"frames": case["prompt"]})), 400, "output_kind");
     expect(post(&server, &json!({"frames": [{"audio": [1, 2]}], "output_kind": "audio"})), 400, "frame 0");
     expect(post(&server, &json!({"frames": case["prompt"], "output_kind": "audio", "max_steps": 101})), 400, "max_steps");
+    // Without `max_steps` the default (500) is capped to the limit, not refused.
+    let r = post(&server, &json!({"frames": case["prompt"], "output_kind": "audio", "top_k": 1}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["frames"].as_array().is_some_and(|f| !f.is_empty() && f.len() <= 100), "{}", r.text());
     expect(post(&server, &json!({"frames": case["prompt"], "output_kind": "text", "temperature": -1, "max_steps": 3})), 400, "temperature");
     expect(post(&server, &json!({"frames": case["prompt"], "output_kind": "audio", "stream": "yes"})), 400, "stream");
     // Every answer carries its request's id: the client's, or a fresh one.

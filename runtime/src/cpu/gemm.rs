@@ -1,11 +1,13 @@
 //! Cache-blocked GEMM for many rows: out[M, N] (+)= x[M, K] · W.
 //!
 //! BLIS-style: the x rows are packed once into micro-panels of MR rows per block of KC
-//! inner indices ([KC][MR], zero padded). Each parallel task owns NR output columns: per
-//! K block it packs its weights into a [KC][NR] micro-panel (16 KiB, L1-resident) and
-//! sweeps all row panels with an MR x NR register tile (per inner index two 8-lane loads
-//! of W, MR broadcasts of x, 2·MR FMAs into 12 accumulators), keeping its accumulators
-//! until K is done so the output is written once.
+//! inner indices ([KC][MR], zero padded). Each parallel task owns NR output columns (two
+//! panels, 2·NR, on AVX-512): per K block it packs its weights into [KC][NR] micro-panels
+//! (16 KiB each, L1-resident) and sweeps all row panels with a register tile (AVX2: MR x NR,
+//! per inner index two 8-lane loads of W, MR broadcasts of x, 2·MR FMAs into 12
+//! accumulators; AVX-512: 2·MR x 2·NR, 24 accumulators, `gemm_avx512::tile2x2_f32`),
+//! keeping its accumulators until K is done so the output is written once. Every sum
+//! takes its products in K order whatever the tile, so the levels agree to the bit.
 
 use rayon::prelude::*;
 
@@ -187,11 +189,14 @@ pub fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: WeightLayou
     let k_blocks = k.div_ceil(KC);
     let row_panels = mb.div_ceil(MR);
     let apack = &x.data;
-    (0..col_panels).into_par_iter().for_each_init(
-        || (vec![0f32; KC * NR], vec![[[0f32; NR]; MR]; row_panels]),
-        |(bpack, acc), p| {
-            let n0 = p * NR;
-            let nb = (n - n0).min(NR);
+    // On AVX-512 a task owns two column panels, so each x value loaded serves both.
+    let group = if isa.avx512() { 2 } else { 1 };
+    (0..col_panels.div_ceil(group)).into_par_iter().for_each_init(
+        || (vec![0f32; group * KC * NR], vec![[[0f32; NR]; MR]; group * row_panels]),
+        |(bpack, acc), task| {
+            let n0 = task * group * NR;
+            let panels = (col_panels - task * group).min(group);
+            let (bpack, acc) = (&mut bpack[..panels * KC * NR], &mut acc[..panels * row_panels]);
             // The AVX2 and scalar tiles start from zero on the first K block themselves.
             let tiles_start_fresh = !isa.avx512() && k_blocks > 0;
             if !tiles_start_fresh {
@@ -201,7 +206,10 @@ pub fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: WeightLayou
                 let k0 = kb * KC;
                 let kc = (k - k0).min(KC);
                 let block = &apack[kb * row_panels * MR * KC..];
-                pack_cols(isa, w, layout, k, n, k0, kc, n0, nb, bpack);
+                for (c, panel) in bpack.chunks_exact_mut(KC * NR).enumerate() {
+                    let p0 = n0 + c * NR;
+                    pack_cols(isa, w, layout, k, n, k0, kc, p0, (n - p0).min(NR), panel);
+                }
                 if isa.avx512() {
                     tiles_avx512(kc, block, bpack, acc);
                 } else {
@@ -210,8 +218,11 @@ pub fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: WeightLayou
                     }
                 }
             }
-            // SAFETY: only panel p writes columns n0..n0+nb of the mb rows of `out`.
-            unsafe { store_tiles(&shared, acc, mb, n, n0, nb, accumulate) };
+            for (c, tiles) in acc.chunks_exact(row_panels).enumerate() {
+                let p0 = n0 + c * NR;
+                // SAFETY: only this task writes columns p0..p0+NR of the mb rows of `out`.
+                unsafe { store_tiles(&shared, tiles, mb, n, p0, (n - p0).min(NR), accumulate) };
+            }
         },
     );
 }
@@ -245,9 +256,37 @@ pub(crate) fn store_row(dst: &mut [f32], row: &[f32; NR], accumulate: bool) {
     }
 }
 
-/// Every row panel of one K block against one column panel, two panels per AVX-512 tile.
+/// Every row panel of one K block against one or two column panels (`bpack` holds
+/// [panel][KC][NR], `acc` [panel][row panel]): two row panels per AVX-512 tile, against
+/// both column panels at once where there are two.
 #[cfg(target_arch = "x86_64")]
 fn tiles_avx512(kc: usize, block: &[f32], bpack: &[f32], acc: &mut [[[f32; NR]; MR]]) {
+    let panels = bpack.len() / (KC * NR);
+    let row_panels = acc.len() / panels.max(1);
+    assert!(panels * row_panels == acc.len() && block.len() >= row_panels * MR * KC && kc <= KC, "micro-panel bounds");
+    if panels == 1 {
+        return tiles_one_panel(kc, block, bpack, acc);
+    }
+    assert_eq!(panels, 2, "one or two column panels");
+    let (acc0, acc1) = acc.split_at_mut(row_panels);
+    let b = [bpack.as_ptr(), bpack[KC * NR..].as_ptr()];
+    let (mut pairs0, mut pairs1) = (acc0.chunks_exact_mut(2), acc1.chunks_exact_mut(2));
+    for (t, (two0, two1)) in (&mut pairs0).zip(&mut pairs1).enumerate() {
+        let ([c00, c10], [c01, c11]) = (two0, two1) else { unreachable!("chunks of two") };
+        let a = block[2 * t * MR * KC..].as_ptr();
+        // SAFETY: the level was detected; panel bounds asserted above.
+        unsafe { super::gemm_avx512::tile2x2_f32(kc, [a, a.add(MR * KC)], b, [c00, c01, c10, c11]) };
+    }
+    if let ([last0], [last1]) = (pairs0.into_remainder(), pairs1.into_remainder()) {
+        let a = &block[(row_panels - 1) * MR * KC..];
+        micro_tile(Isa::Avx2, kc, a, bpack, last0, false);
+        micro_tile(Isa::Avx2, kc, a, &bpack[KC * NR..], last1, false);
+    }
+}
+
+/// `tiles_avx512` for one column panel.
+#[cfg(target_arch = "x86_64")]
+fn tiles_one_panel(kc: usize, block: &[f32], bpack: &[f32], acc: &mut [[[f32; NR]; MR]]) {
     assert!(block.len() >= acc.len() * MR * KC && bpack.len() >= kc * NR, "micro-panel bounds");
     let rp = acc.len() - 1;
     let mut pairs = acc.chunks_exact_mut(2);
@@ -321,6 +360,30 @@ unsafe fn avx2_tile(kc: usize, a: *const f32, b: *const f32, out: &mut [[f32; NR
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The AVX-512 tiles (two column panels a task, two row panels a tile, odd panels
+    /// left over) give every sum the AVX2 tile's products in the same order, so the two
+    /// levels agree to the bit: several K blocks, partial panels, both store modes.
+    #[test]
+    fn avx512_tiles_equal_the_avx2_tile_bit_for_bit() {
+        if !Isa::Avx512.available() {
+            return println!("SKIPPED: this CPU lacks AVX-512");
+        }
+        for (m, n, k) in [(13usize, 40usize, 600usize), (24, 32, 256), (7, 16, 9), (30, 75, 517), (1, 33, 300), (12, 17, 64)] {
+            let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 97.0).collect();
+            let w: Vec<f32> = (0..n * k).map(|i| ((i * 104729 % 2027) as f32 - 1013.0) / 311.0).collect();
+            for accumulate in [false, true] {
+                let start: Vec<f32> = (0..m * n).map(|i| (i % 17) as f32 * 0.25).collect();
+                let (mut want, mut got) = (start.clone(), start);
+                for (isa, out) in [(Isa::Avx2, &mut want), (Isa::Avx512, &mut got)] {
+                    gemm_in_passes(isa, &x, m, k, WeightSlice::F32(&w), WeightLayout::OutIn, n, out, accumulate, m);
+                }
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert_eq!(g.to_bits(), w.to_bits(), "{m}x{n}x{k} accumulate {accumulate} at {i}: {g} vs {w}");
+                }
+            }
+        }
+    }
 
     /// Rows gathered through the staging block land exactly where `pack_rows` puts them
     /// (itself checked element by element), padding included, from a NaN-poisoned pool:

@@ -1,6 +1,7 @@
-//! AVX-512 micro-kernels: the f32 tile of the cache-blocked GEMM (`gemm.rs`), two row
-//! panels at once (12 rows x 16 columns, 12 zmm accumulators, so enough independent FMA
-//! chains hide the latency); and for `Avx512Bf16` (`gemm_bf16.rs`) the converters of x
+//! AVX-512 micro-kernels: the f32 tiles of the cache-blocked GEMM (`gemm.rs`), two row
+//! panels against two column panels (12 rows x 32 columns, 24 zmm accumulators), or
+//! against one where a column panel is left over (12 x 16, 12 accumulators: still enough
+//! independent FMA chains to hide the latency); and for `Avx512Bf16` (`gemm_bf16.rs`) the converters of x
 //! and W into bf16 pairs along K and the 6 x 64 tile that sums each pair's two products
 //! into f32 with `vdpbf16ps`.
 
@@ -245,6 +246,42 @@ pub unsafe fn tile2_f32(kc: usize, a0: *const f32, a1: *const f32, b: *const f32
     for i in 0..MR {
         _mm512_storeu_ps(c0[i].as_mut_ptr(), acc[i]);
         _mm512_storeu_ps(c1[i].as_mut_ptr(), acc[MR + i]);
+    }
+}
+
+/// c₀₀ += a0 · b0, c₀₁ += a0 · b1, c₁₀ += a1 · b0 and c₁₁ += a1 · b1 over `kc` inner
+/// indices: two 6-row panels against two 16-column panels, 24 accumulators. Each x value
+/// is broadcast once for two products and each weight vector serves twelve, so the loads
+/// per FMA are about half of `tile2_f32`'s; every sum takes its products in the same order.
+///
+/// # Safety
+/// AVX-512 F must be available; `a0`, `a1` hold `kc·MR` and `b0`, `b1` `kc·NR` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub unsafe fn tile2x2_f32(kc: usize, a: [*const f32; 2], b: [*const f32; 2], c: [&mut [[f32; NR]; MR]; 4]) {
+    use std::arch::x86_64::*;
+    // acc[2·(row panel) + (column panel)][row]
+    let mut acc = [[_mm512_setzero_ps(); MR]; 4];
+    for (t, tile) in c.iter().enumerate() {
+        for i in 0..MR {
+            acc[t][i] = _mm512_loadu_ps(tile[i].as_ptr());
+        }
+    }
+    for kk in 0..kc {
+        let (b0, b1) = (_mm512_loadu_ps(b[0].add(kk * NR)), _mm512_loadu_ps(b[1].add(kk * NR)));
+        for (r, ap) in a.iter().enumerate() {
+            let p = ap.add(kk * MR);
+            for i in 0..MR {
+                let x = _mm512_set1_ps(*p.add(i));
+                acc[2 * r][i] = _mm512_fmadd_ps(x, b0, acc[2 * r][i]);
+                acc[2 * r + 1][i] = _mm512_fmadd_ps(x, b1, acc[2 * r + 1][i]);
+            }
+        }
+    }
+    for (t, tile) in c.into_iter().enumerate() {
+        for i in 0..MR {
+            _mm512_storeu_ps(tile[i].as_mut_ptr(), acc[t][i]);
+        }
     }
 }
 

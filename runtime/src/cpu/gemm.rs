@@ -5,7 +5,7 @@
 //! panels, 2·NR, on AVX-512): per K block it packs its weights into [KC][NR] micro-panels
 //! (16 KiB each, L1-resident) and sweeps all row panels with a register tile (AVX2: MR x NR,
 //! per inner index two 8-lane loads of W, MR broadcasts of x, 2·MR FMAs into 12
-//! accumulators; AVX-512: 2·MR x 2·NR, 24 accumulators, `gemm_avx512::tile2x2_f32`),
+//! accumulators; AVX-512: 2·MR x 2·NR, 24 accumulators, `gemm_avx512::tile_x2_f32`),
 //! keeping its accumulators until K is done so the output is written once. Every sum
 //! takes its products in K order whatever the tile, so the levels agree to the bit.
 
@@ -275,12 +275,12 @@ fn tiles_avx512(kc: usize, block: &[f32], bpack: &[f32], acc: &mut [[[f32; NR]; 
         let ([c00, c10], [c01, c11]) = (two0, two1) else { unreachable!("chunks of two") };
         let a = block[2 * t * MR * KC..].as_ptr();
         // SAFETY: the level was detected; panel bounds asserted above.
-        unsafe { super::gemm_avx512::tile2x2_f32(kc, [a, a.add(MR * KC)], b, [c00, c01, c10, c11]) };
+        unsafe { super::gemm_avx512::tile_x2_f32::<2>(kc, [a, a.add(MR * KC)], b, &mut [c00, c01, c10, c11]) };
     }
     if let ([last0], [last1]) = (pairs0.into_remainder(), pairs1.into_remainder()) {
-        let a = &block[(row_panels - 1) * MR * KC..];
-        micro_tile(Isa::Avx2, kc, a, bpack, last0, false);
-        micro_tile(Isa::Avx2, kc, a, &bpack[KC * NR..], last1, false);
+        let a = block[(row_panels - 1) * MR * KC..].as_ptr();
+        // SAFETY: as above.
+        unsafe { super::gemm_avx512::tile_x2_f32::<1>(kc, [a], b, &mut [last0, last1]) };
     }
 }
 

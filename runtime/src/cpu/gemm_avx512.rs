@@ -249,22 +249,23 @@ pub unsafe fn tile2_f32(kc: usize, a0: *const f32, a1: *const f32, b: *const f32
     }
 }
 
-/// c₀₀ += a0 · b0, c₀₁ += a0 · b1, c₁₀ += a1 · b0 and c₁₁ += a1 · b1 over `kc` inner
-/// indices: two 6-row panels against two 16-column panels, 24 accumulators. Each x value
-/// is broadcast once for two products and each weight vector serves twelve, so the loads
-/// per FMA are about half of `tile2_f32`'s; every sum takes its products in the same order.
+/// c[2r + j] += a[r] · b[j] over `kc` inner indices for R (one or two) 6-row panels and
+/// two 16-column panels: 12·R accumulators. Each x value is broadcast once for two
+/// products and each weight vector serves 6·R, so with two row panels the loads per FMA
+/// are about half of `tile2_f32`'s; every sum takes its products in the same order.
 ///
 /// # Safety
-/// AVX-512 F must be available; `a0`, `a1` hold `kc·MR` and `b0`, `b1` `kc·NR` values.
+/// AVX-512 F must be available; each `a` holds `kc·MR` and each `b` `kc·NR` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-pub unsafe fn tile2x2_f32(kc: usize, a: [*const f32; 2], b: [*const f32; 2], c: [&mut [[f32; NR]; MR]; 4]) {
+pub unsafe fn tile_x2_f32<const R: usize>(kc: usize, a: [*const f32; R], b: [*const f32; 2], c: &mut [&mut [[f32; NR]; MR]]) {
     use std::arch::x86_64::*;
+    assert!(c.len() == 2 * R, "two tiles per row panel");
     // acc[2·(row panel) + (column panel)][row]
-    let mut acc = [[_mm512_setzero_ps(); MR]; 4];
+    let mut acc = [[[_mm512_setzero_ps(); MR]; 2]; R];
     for (t, tile) in c.iter().enumerate() {
         for i in 0..MR {
-            acc[t][i] = _mm512_loadu_ps(tile[i].as_ptr());
+            acc[t / 2][t % 2][i] = _mm512_loadu_ps(tile[i].as_ptr());
         }
     }
     for kk in 0..kc {
@@ -273,14 +274,14 @@ pub unsafe fn tile2x2_f32(kc: usize, a: [*const f32; 2], b: [*const f32; 2], c: 
             let p = ap.add(kk * MR);
             for i in 0..MR {
                 let x = _mm512_set1_ps(*p.add(i));
-                acc[2 * r][i] = _mm512_fmadd_ps(x, b0, acc[2 * r][i]);
-                acc[2 * r + 1][i] = _mm512_fmadd_ps(x, b1, acc[2 * r + 1][i]);
+                acc[r][0][i] = _mm512_fmadd_ps(x, b0, acc[r][0][i]);
+                acc[r][1][i] = _mm512_fmadd_ps(x, b1, acc[r][1][i]);
             }
         }
     }
-    for (t, tile) in c.into_iter().enumerate() {
+    for (t, tile) in c.iter_mut().enumerate() {
         for i in 0..MR {
-            _mm512_storeu_ps(tile[i].as_mut_ptr(), acc[t][i]);
+            _mm512_storeu_ps(tile[i].as_mut_ptr(), acc[t / 2][t % 2][i]);
         }
     }
 }

@@ -264,24 +264,24 @@ pub unsafe fn tile_x2_f32<const R: usize>(kc: usize, a: [*const f32; R], b: [*co
     // acc[2·(row panel) + (column panel)][row]
     let mut acc = [[[_mm512_setzero_ps(); MR]; 2]; R];
     for (t, tile) in c.iter().enumerate() {
-        for i in 0..MR {
-            acc[t / 2][t % 2][i] = _mm512_loadu_ps(tile[i].as_ptr());
+        for (v, row) in acc[t / 2][t % 2].iter_mut().zip(tile.iter()) {
+            *v = _mm512_loadu_ps(row.as_ptr());
         }
     }
     for kk in 0..kc {
         let (b0, b1) = (_mm512_loadu_ps(b[0].add(kk * NR)), _mm512_loadu_ps(b[1].add(kk * NR)));
-        for (r, ap) in a.iter().enumerate() {
+        for ([c0, c1], ap) in acc.iter_mut().zip(a) {
             let p = ap.add(kk * MR);
-            for i in 0..MR {
+            for (i, (v0, v1)) in c0.iter_mut().zip(c1.iter_mut()).enumerate() {
                 let x = _mm512_set1_ps(*p.add(i));
-                acc[r][0][i] = _mm512_fmadd_ps(x, b0, acc[r][0][i]);
-                acc[r][1][i] = _mm512_fmadd_ps(x, b1, acc[r][1][i]);
+                *v0 = _mm512_fmadd_ps(x, b0, *v0);
+                *v1 = _mm512_fmadd_ps(x, b1, *v1);
             }
         }
     }
     for (t, tile) in c.iter_mut().enumerate() {
-        for i in 0..MR {
-            _mm512_storeu_ps(tile[i].as_mut_ptr(), acc[t / 2][t % 2][i]);
+        for (row, v) in tile.iter_mut().zip(acc[t / 2][t % 2]) {
+            _mm512_storeu_ps(row.as_mut_ptr(), v);
         }
     }
 }

@@ -180,13 +180,12 @@ async fn generate(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesR
         (true, Some("prefill_panic")) => Some(Fault::PrefillPanic),
         _ => None,
     };
-    let defaults = RequestDefaults { kind: None, options: GenerateOptions::default() };
-    let (frames, mut opts) = request_from_value(&value, &defaults).map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
-    // An absent `max_steps` takes the default, capped to this server's limit; only one
-    // the client asked for is refused above it.
-    if obj.get("max_steps").is_none_or(Value::is_null) {
-        opts.max_steps = opts.max_steps.min(state.opts.max_steps_limit);
-    }
+    // An absent `max_steps` takes the default capped to this server's limit; only one the
+    // client asked for is refused above it.
+    let mut options = GenerateOptions::default();
+    options.max_steps = options.max_steps.min(state.opts.max_steps_limit);
+    let defaults = RequestDefaults { kind: None, options };
+    let (frames, opts) = request_from_value(&value, &defaults).map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
     if opts.max_steps > state.opts.max_steps_limit {
         return Err(ApiError::bad_request(format!("`max_steps` {} is above this server's limit of {}", opts.max_steps, state.opts.max_steps_limit)));
     }

@@ -5,7 +5,7 @@
 //! panels, 2·NR, on AVX-512): per K block it packs its weights into [KC][NR] micro-panels
 //! (16 KiB each, L1-resident) and sweeps all row panels with a register tile (AVX2: MR x NR,
 //! per inner index two 8-lane loads of W, MR broadcasts of x, 2·MR FMAs into 12
-//! accumulators; AVX-512: 2·MR x 2·NR, 24 accumulators, `gemm_avx512::tile_x2_f32`),
+//! accumulators; AVX-512: 2·MR x 2·NR, 24 accumulators, `gemm_avx512::tile_f32`),
 //! keeping its accumulators until K is done so the output is written once. Every sum
 //! takes its products in K order whatever the tile, so the levels agree to the bit.
 
@@ -189,7 +189,8 @@ pub fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: WeightLayou
     let k_blocks = k.div_ceil(KC);
     let row_panels = mb.div_ceil(MR);
     let apack = &x.data;
-    // On AVX-512 a task owns two column panels, so each x value loaded serves both.
+    // On AVX-512 a task owns two column panels, so each x value loaded serves both; its
+    // accumulator tiles lie [row panel][column panel].
     let group = if isa.avx512() { 2 } else { 1 };
     (0..col_panels.div_ceil(group)).into_par_iter().for_each_init(
         || (vec![0f32; group * KC * NR], vec![[[0f32; NR]; MR]; group * row_panels]),
@@ -218,23 +219,23 @@ pub fn gemm_packed(isa: Isa, x: &PackedRows, w: WeightSlice, layout: WeightLayou
                     }
                 }
             }
-            for (c, tiles) in acc.chunks_exact(row_panels).enumerate() {
+            for c in 0..panels {
                 let p0 = n0 + c * NR;
                 // SAFETY: only this task writes columns p0..p0+NR of the mb rows of `out`.
-                unsafe { store_tiles(&shared, tiles, mb, n, p0, (n - p0).min(NR), accumulate) };
+                unsafe { store_tiles(&shared, acc.iter().skip(c).step_by(panels), mb, n, p0, (n - p0).min(NR), accumulate) };
             }
         },
     );
 }
 
-/// Writes (or, with `accumulate`, adds) one column panel's accumulator tiles to columns
-/// n0..n0 + nb of rows 0..m of out [m, n].
+/// Writes (or, with `accumulate`, adds) one column panel's accumulator tiles (one per row
+/// panel, in order) to columns n0..n0 + nb of rows 0..m of out [m, n].
 ///
 /// # Safety
 /// `shared` covers out [m, n], and no other task writes these columns meanwhile.
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn store_tiles(shared: &SharedOut, acc: &[[[f32; NR]; MR]], m: usize, n: usize, n0: usize, nb: usize, accumulate: bool) {
-    for (rp, tile) in acc.iter().enumerate() {
+pub(crate) unsafe fn store_tiles<'a>(shared: &SharedOut, acc: impl IntoIterator<Item = &'a [[f32; NR]; MR]>, m: usize, n: usize, n0: usize, nb: usize, accumulate: bool) {
+    for (rp, tile) in acc.into_iter().enumerate() {
         for (i, row) in tile.iter().enumerate().take(m.saturating_sub(rp * MR).min(MR)) {
             store_row(shared.slice((rp * MR + i) * n + n0, nb), row, accumulate);
         }
@@ -256,48 +257,33 @@ pub(crate) fn store_row(dst: &mut [f32], row: &[f32; NR], accumulate: bool) {
     }
 }
 
-/// Every row panel of one K block against one or two column panels (`bpack` holds
-/// [panel][KC][NR], `acc` [panel][row panel]): two row panels per AVX-512 tile, against
-/// both column panels at once where there are two.
+/// Every row panel of one K block against the task's one or two column panels (`bpack`
+/// holds [panel][KC][NR], `acc` [row panel][panel]), two row panels per AVX-512 tile.
 #[cfg(target_arch = "x86_64")]
 fn tiles_avx512(kc: usize, block: &[f32], bpack: &[f32], acc: &mut [[[f32; NR]; MR]]) {
-    let panels = bpack.len() / (KC * NR);
-    let row_panels = acc.len() / panels.max(1);
-    assert!(panels * row_panels == acc.len() && block.len() >= row_panels * MR * KC && kc <= KC, "micro-panel bounds");
-    if panels == 1 {
-        return tiles_one_panel(kc, block, bpack, acc);
-    }
-    assert_eq!(panels, 2, "one or two column panels");
-    let (acc0, acc1) = acc.split_at_mut(row_panels);
-    let b = [bpack.as_ptr(), bpack[KC * NR..].as_ptr()];
-    let (mut pairs0, mut pairs1) = (acc0.chunks_exact_mut(2), acc1.chunks_exact_mut(2));
-    for (t, (two0, two1)) in (&mut pairs0).zip(&mut pairs1).enumerate() {
-        let ([c00, c10], [c01, c11]) = (two0, two1) else { unreachable!("chunks of two") };
-        let a = block[2 * t * MR * KC..].as_ptr();
-        // SAFETY: the level was detected; panel bounds asserted above.
-        unsafe { super::gemm_avx512::tile_x2_f32::<2>(kc, [a, a.add(MR * KC)], b, &mut [c00, c01, c10, c11]) };
-    }
-    if let ([last0], [last1]) = (pairs0.into_remainder(), pairs1.into_remainder()) {
-        let a = block[(row_panels - 1) * MR * KC..].as_ptr();
-        // SAFETY: as above.
-        unsafe { super::gemm_avx512::tile_x2_f32::<1>(kc, [a], b, &mut [last0, last1]) };
+    match bpack.len() / (KC * NR) {
+        1 => tiles_avx512_panels::<1>(kc, block, bpack, acc),
+        2 => tiles_avx512_panels::<2>(kc, block, bpack, acc),
+        panels => unreachable!("{panels} column panels in a task"),
     }
 }
 
-/// `tiles_avx512` for one column panel.
 #[cfg(target_arch = "x86_64")]
-fn tiles_one_panel(kc: usize, block: &[f32], bpack: &[f32], acc: &mut [[[f32; NR]; MR]]) {
-    assert!(block.len() >= acc.len() * MR * KC && bpack.len() >= kc * NR, "micro-panel bounds");
-    let rp = acc.len() - 1;
-    let mut pairs = acc.chunks_exact_mut(2);
-    for (t, two) in (&mut pairs).enumerate() {
-        let (c0, c1) = two.split_at_mut(1);
+fn tiles_avx512_panels<const C: usize>(kc: usize, block: &[f32], bpack: &[f32], acc: &mut [[[f32; NR]; MR]]) {
+    let row_panels = acc.len() / C;
+    assert!(row_panels * C == acc.len() && block.len() >= row_panels * MR * KC && bpack.len() >= C * KC * NR && kc <= KC, "micro-panel bounds");
+    let b: [*const f32; C] = std::array::from_fn(|j| bpack[j * KC * NR..].as_ptr());
+    let mut pairs = acc.chunks_exact_mut(2 * C);
+    for (t, tiles) in (&mut pairs).enumerate() {
         let a = block[2 * t * MR * KC..].as_ptr();
         // SAFETY: the level was detected; panel bounds asserted above.
-        unsafe { super::gemm_avx512::tile2_f32(kc, a, a.add(MR * KC), bpack.as_ptr(), &mut c0[0], &mut c1[0]) };
+        unsafe { super::gemm_avx512::tile_f32::<2, C>(kc, [a, a.add(MR * KC)], b, tiles) };
     }
-    if let [last] = pairs.into_remainder() {
-        micro_tile(Isa::Avx2, kc, &block[rp * MR * KC..], bpack, last, false);
+    let last = pairs.into_remainder();
+    if !last.is_empty() {
+        let a = block[(row_panels - 1) * MR * KC..].as_ptr();
+        // SAFETY: as above.
+        unsafe { super::gemm_avx512::tile_f32::<1, C>(kc, [a], b, last) };
     }
 }
 

@@ -1,7 +1,7 @@
-//! AVX-512 micro-kernels: the f32 tiles of the cache-blocked GEMM (`gemm.rs`), two row
-//! panels against two column panels (12 rows x 32 columns, 24 zmm accumulators), or
-//! against one where a column panel is left over (12 x 16, 12 accumulators: still enough
-//! independent FMA chains to hide the latency); and for `Avx512Bf16` (`gemm_bf16.rs`) the converters of x
+//! AVX-512 micro-kernels: the f32 tile of the cache-blocked GEMM (`gemm.rs`), up to two
+//! row panels against up to two column panels (12 rows x 32 columns, 24 zmm accumulators;
+//! 12 x 16 where a column panel is left over, still enough independent FMA chains to hide
+//! the latency); and for `Avx512Bf16` (`gemm_bf16.rs`) the converters of x
 //! and W into bf16 pairs along K and the 6 x 64 tile that sums each pair's two products
 //! into f32 with `vdpbf16ps`.
 
@@ -222,65 +222,38 @@ pub fn w_pairs(kc: usize, bpack: &[f32], out: &mut [u32]) {
     }
 }
 
-/// c0 += a0 · b and c1 += a1 · b over `kc` inner indices (two 6-row panels, one 16-column panel).
-///
-/// # Safety
-/// AVX-512 F must be available; `a0`, `a1` hold `kc·MR` and `b` `kc·NR` values.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-pub unsafe fn tile2_f32(kc: usize, a0: *const f32, a1: *const f32, b: *const f32, c0: &mut [[f32; NR]; MR], c1: &mut [[f32; NR]; MR]) {
-    use std::arch::x86_64::*;
-    let mut acc = [_mm512_setzero_ps(); 2 * MR];
-    for i in 0..MR {
-        acc[i] = _mm512_loadu_ps(c0[i].as_ptr());
-        acc[MR + i] = _mm512_loadu_ps(c1[i].as_ptr());
-    }
-    for kk in 0..kc {
-        let bv = _mm512_loadu_ps(b.add(kk * NR));
-        let (p0, p1) = (a0.add(kk * MR), a1.add(kk * MR));
-        for i in 0..MR {
-            acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(*p0.add(i)), bv, acc[i]);
-            acc[MR + i] = _mm512_fmadd_ps(_mm512_set1_ps(*p1.add(i)), bv, acc[MR + i]);
-        }
-    }
-    for i in 0..MR {
-        _mm512_storeu_ps(c0[i].as_mut_ptr(), acc[i]);
-        _mm512_storeu_ps(c1[i].as_mut_ptr(), acc[MR + i]);
-    }
-}
-
-/// c[2r + j] += a[r] · b[j] over `kc` inner indices for R (one or two) 6-row panels and
-/// two 16-column panels: 12·R accumulators. Each x value is broadcast once for two
-/// products and each weight vector serves 6·R, so with two row panels the loads per FMA
-/// are about half of `tile2_f32`'s; every sum takes its products in the same order.
+/// c[r·C + j] += a[r] · b[j] over `kc` inner indices for R 6-row panels and C 16-column
+/// panels (R, C ≤ 2: at most 24 accumulators). Each x value is broadcast once for C
+/// products and each weight vector serves 6·R; every sum takes its products in K order,
+/// whatever R and C.
 ///
 /// # Safety
 /// AVX-512 F must be available; each `a` holds `kc·MR` and each `b` `kc·NR` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-pub unsafe fn tile_x2_f32<const R: usize>(kc: usize, a: [*const f32; R], b: [*const f32; 2], c: &mut [&mut [[f32; NR]; MR]]) {
+pub unsafe fn tile_f32<const R: usize, const C: usize>(kc: usize, a: [*const f32; R], b: [*const f32; C], c: &mut [[[f32; NR]; MR]]) {
     use std::arch::x86_64::*;
-    assert!(c.len() == 2 * R, "two tiles per row panel");
-    // acc[2·(row panel) + (column panel)][row]
-    let mut acc = [[[_mm512_setzero_ps(); MR]; 2]; R];
+    assert!(c.len() == R * C && R * C <= 4, "R x C tiles, at most 2 x 2");
+    let mut acc = [[[_mm512_setzero_ps(); MR]; C]; R];
     for (t, tile) in c.iter().enumerate() {
-        for (v, row) in acc[t / 2][t % 2].iter_mut().zip(tile.iter()) {
+        for (v, row) in acc[t / C][t % C].iter_mut().zip(tile) {
             *v = _mm512_loadu_ps(row.as_ptr());
         }
     }
     for kk in 0..kc {
-        let (b0, b1) = (_mm512_loadu_ps(b[0].add(kk * NR)), _mm512_loadu_ps(b[1].add(kk * NR)));
-        for ([c0, c1], ap) in acc.iter_mut().zip(a) {
+        let bv: [__m512; C] = std::array::from_fn(|j| _mm512_loadu_ps(b[j].add(kk * NR)));
+        for (panels, ap) in acc.iter_mut().zip(a) {
             let p = ap.add(kk * MR);
-            for (i, (v0, v1)) in c0.iter_mut().zip(c1.iter_mut()).enumerate() {
+            for i in 0..MR {
                 let x = _mm512_set1_ps(*p.add(i));
-                *v0 = _mm512_fmadd_ps(x, b0, *v0);
-                *v1 = _mm512_fmadd_ps(x, b1, *v1);
+                for (panel, bj) in panels.iter_mut().zip(bv) {
+                    panel[i] = _mm512_fmadd_ps(x, bj, panel[i]);
+                }
             }
         }
     }
     for (t, tile) in c.iter_mut().enumerate() {
-        for (row, v) in tile.iter_mut().zip(acc[t / 2][t % 2]) {
+        for (row, v) in tile.iter_mut().zip(acc[t / C][t % C]) {
             _mm512_storeu_ps(row.as_mut_ptr(), v);
         }
     }

@@ -103,7 +103,7 @@ pub(crate) fn gemm<F: BlockFormat>(x: &[f32], m: usize, k: usize, w: &[u8], n: u
                 }
             }
             // SAFETY: only panel p writes columns n0..n0+nb of the m rows of `out`.
-            unsafe { super::gemm::store_tiles(&shared, acc, m, n, n0, nb, accumulate) };
+            unsafe { super::gemm::store_tiles(&shared, acc.iter(), m, n, n0, nb, accumulate) };
         },
     );
 }
